@@ -1,0 +1,355 @@
+//! Accounts and logins: registration, password login, refresh-token rotation, sessions
+//! (devices), and the user's own profile.
+//!
+//! Access tokens are minted by the caller (the HTTP layer); this module owns what is stored:
+//! argon2id password hashes and SHA-256 hashes of refresh tokens. Every login is an
+//! `auth_sessions` row; its refresh tokens form one family, so presenting an already rotated
+//! token revokes the whole session.
+
+use crate::error::{is_unique_violation, Validator};
+use crate::model::{AuthSession, User};
+use crate::{password, Chat, ChatError, ChatResult, Snowflake};
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// How long a refresh token may wait to be used.
+pub const REFRESH_TTL_DAYS: i64 = 30;
+
+/// The result of a login, registration or refresh.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: User,
+    pub session_id: Snowflake,
+    pub refresh_token: String,
+}
+
+/// Client details recorded with a session.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProfilePatch {
+    pub display_name: Option<Option<String>>,
+    pub avatar_url: Option<Option<String>>,
+    pub custom_status: Option<Option<String>>,
+}
+
+pub(crate) const USER_COLUMNS: &str =
+    "u.id, u.username, u.display_name, u.avatar_url, u.custom_status, u.created_at";
+
+fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn valid_username(name: &str) -> bool {
+    let len = name.chars().count();
+    (2..=32).contains(&len)
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+}
+
+fn valid_url(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() <= 2048
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+impl Chat {
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        email: Option<&str>,
+        client: &ClientInfo,
+    ) -> ChatResult<Login> {
+        let mut v = Validator::default();
+        v.check(
+            valid_username(username),
+            "username",
+            "must be 2-32 characters: letters, digits, '_', '.', '-'",
+        );
+        if let Err(msg) = password::validate(password, username) {
+            v.check(false, "password", msg);
+        }
+        if let Some(email) = email {
+            v.check(
+                email.len() <= 254 && email.contains('@') && !email.contains(char::is_whitespace),
+                "email",
+                "must be a valid email address",
+            );
+        }
+        v.finish()?;
+
+        let hash = self.passwords.hash(password).await?;
+        let id = self.next_id();
+        let mut tx = self.pool.begin().await?;
+        let user: User = match sqlx::query_as(
+            "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4)
+             RETURNING id, username, display_name, avatar_url, custom_status, created_at",
+        )
+        .bind(id)
+        .bind(username)
+        .bind(email)
+        .bind(&hash)
+        .fetch_one(&mut *tx)
+        .await
+        {
+            Ok(u) => u,
+            Err(e) if is_unique_violation(&e, "users_username_lower_key") => {
+                return Err(ChatError::field("username", "is already taken"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (session_id, refresh_token) = self.open_session(&mut tx, user.id, client).await?;
+        tx.commit().await?;
+        Ok(Login {
+            user,
+            session_id,
+            refresh_token,
+        })
+    }
+
+    /// Password login. The error never says whether the user exists, and takes as long either way.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> ChatResult<Login> {
+        let row: Option<(Snowflake, String)> = if username.len() <= 64 {
+            sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(username) = lower($1)")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?
+        } else {
+            None
+        };
+        let ok = if password.len() <= 4 * password::MAX_LEN {
+            self.passwords
+                .verify(password, row.as_ref().map(|(_, h)| h.as_str()))
+                .await?
+        } else {
+            false
+        };
+        let Some((user_id, _)) = row.filter(|_| ok) else {
+            return Err(ChatError::Unauthorized("invalid username or password"));
+        };
+        let mut tx = self.pool.begin().await?;
+        let (session_id, refresh_token) = self.open_session(&mut tx, user_id, client).await?;
+        tx.commit().await?;
+        let user = self.user(user_id).await?;
+        Ok(Login {
+            user,
+            session_id,
+            refresh_token,
+        })
+    }
+
+    async fn open_session(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        user_id: Snowflake,
+        client: &ClientInfo,
+    ) -> ChatResult<(Snowflake, String)> {
+        let session_id = self.next_id();
+        let ua = client
+            .user_agent
+            .as_deref()
+            .map(|s| s.chars().take(256).collect::<String>());
+        sqlx::query("INSERT INTO auth_sessions (id, user_id, user_agent, ip) VALUES ($1, $2, $3, $4)")
+            .bind(session_id)
+            .bind(user_id)
+            .bind(ua)
+            .bind(client.ip.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        let token = self.issue_refresh(tx, session_id).await?;
+        Ok((session_id, token))
+    }
+
+    async fn issue_refresh(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        session_id: Snowflake,
+    ) -> ChatResult<String> {
+        let token = new_token();
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(hash_token(&token))
+        .bind(session_id)
+        .bind(Utc::now() + Duration::days(REFRESH_TTL_DAYS))
+        .execute(&mut *tx)
+        .await?;
+        Ok(token)
+    }
+
+    /// Exchanges a refresh token for a new one. Reusing a rotated token revokes its session.
+    pub async fn refresh(&self, refresh_token: &str) -> ChatResult<Login> {
+        const BAD: ChatError = ChatError::Unauthorized("invalid refresh token");
+        if refresh_token.is_empty() || refresh_token.len() > 128 {
+            return Err(BAD);
+        }
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(Snowflake, DateTime<Utc>, Option<DateTime<Utc>>, Snowflake, Option<DateTime<Utc>>)> =
+            sqlx::query_as(
+                "SELECT t.session_id, t.expires_at, t.rotated_at, s.user_id, s.revoked_at
+                 FROM refresh_tokens t JOIN auth_sessions s ON s.id = t.session_id
+                 WHERE t.token_hash = $1 FOR UPDATE OF t, s",
+            )
+            .bind(hash_token(refresh_token))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((session_id, expires_at, rotated_at, user_id, revoked_at)) = row else {
+            return Err(BAD);
+        };
+        if revoked_at.is_some() {
+            return Err(BAD);
+        }
+        if rotated_at.is_some() {
+            // The token was already exchanged: someone holds a copy. End the whole family.
+            sqlx::query("UPDATE auth_sessions SET revoked_at = now() WHERE id = $1")
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::warn!(%session_id, "refresh token reuse detected; session revoked");
+            return Err(BAD);
+        }
+        if expires_at < Utc::now() {
+            return Err(BAD);
+        }
+        sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1")
+            .bind(hash_token(refresh_token))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE auth_sessions SET last_used_at = now() WHERE id = $1")
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+        let token = self.issue_refresh(&mut tx, session_id).await?;
+        tx.commit().await?;
+        Ok(Login {
+            user: self.user(user_id).await?,
+            session_id,
+            refresh_token: token,
+        })
+    }
+
+    /// Ends a session (logout, or "log out that device").
+    pub async fn revoke_session(&self, user_id: Snowflake, session_id: Snowflake) -> ChatResult<()> {
+        let done = sqlx::query(
+            "UPDATE auth_sessions SET revoked_at = coalesce(revoked_at, now())
+             WHERE id = $1 AND user_id = $2",
+        )
+        .bind(session_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(ChatError::NotFound("session"));
+        }
+        Ok(())
+    }
+
+    /// True while the session has not been revoked. Checked on every authenticated request so
+    /// that logging a device out takes effect before its access token expires.
+    pub async fn session_active(&self, user_id: Snowflake, session_id: Snowflake) -> ChatResult<bool> {
+        let row: Option<(Option<DateTime<Utc>>,)> =
+            sqlx::query_as("SELECT revoked_at FROM auth_sessions WHERE id = $1 AND user_id = $2")
+                .bind(session_id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(matches!(row, Some((None,))))
+    }
+
+    pub async fn sessions(&self, user_id: Snowflake, current: Snowflake) -> ChatResult<Vec<AuthSession>> {
+        let rows: Vec<(Snowflake, DateTime<Utc>, DateTime<Utc>, Option<String>, Option<String>)> =
+            sqlx::query_as(
+                "SELECT id, created_at, last_used_at, user_agent, ip FROM auth_sessions
+                 WHERE user_id = $1 AND revoked_at IS NULL ORDER BY last_used_at DESC",
+            )
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, created_at, last_used_at, user_agent, ip)| AuthSession {
+                id,
+                created_at,
+                last_used_at,
+                user_agent,
+                ip,
+                current: id == current,
+            })
+            .collect())
+    }
+
+    pub async fn user(&self, user_id: Snowflake) -> ChatResult<User> {
+        sqlx::query_as(q!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"))
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(ChatError::NotFound("user"))
+    }
+
+    pub async fn update_profile(&self, user_id: Snowflake, patch: ProfilePatch) -> ChatResult<User> {
+        let mut v = Validator::default();
+        let clean = |s: &Option<Option<String>>| -> Option<Option<String>> {
+            s.as_ref()
+                .map(|o| o.as_ref().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+        };
+        let display_name = clean(&patch.display_name);
+        let avatar_url = clean(&patch.avatar_url);
+        let custom_status = clean(&patch.custom_status);
+        if let Some(Some(d)) = &display_name {
+            v.check(
+                d.chars().count() <= 64 && !d.chars().any(char::is_control),
+                "display_name",
+                "must be at most 64 characters",
+            );
+        }
+        if let Some(Some(a)) = &avatar_url {
+            v.check(valid_url(a), "avatar_url", "must be an http(s) URL");
+        }
+        if let Some(Some(s)) = &custom_status {
+            v.check(
+                s.chars().count() <= 128 && !s.chars().any(char::is_control),
+                "custom_status",
+                "must be at most 128 characters",
+            );
+        }
+        v.finish()?;
+        sqlx::query_as(
+            "UPDATE users SET
+               display_name = CASE WHEN $2 THEN $3 ELSE display_name END,
+               avatar_url = CASE WHEN $4 THEN $5 ELSE avatar_url END,
+               custom_status = CASE WHEN $6 THEN $7 ELSE custom_status END
+             WHERE id = $1
+             RETURNING id, username, display_name, avatar_url, custom_status, created_at",
+        )
+        .bind(user_id)
+        .bind(display_name.is_some())
+        .bind(display_name.flatten())
+        .bind(avatar_url.is_some())
+        .bind(avatar_url.flatten())
+        .bind(custom_status.is_some())
+        .bind(custom_status.flatten())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(ChatError::NotFound("user"))
+    }
+}

@@ -1,0 +1,211 @@
+//! Text, voice and category channels of a server.
+
+use crate::error::Validator;
+use crate::model::{Channel, ChannelKind};
+use crate::permissions::{self, Permissions};
+use crate::servers::valid_name;
+use crate::{Chat, ChatError, ChatResult, Snowflake};
+
+/// Most channels in one server.
+pub const MAX_CHANNELS: i64 = 500;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChannelRow {
+    id: Snowflake,
+    server_id: Snowflake,
+    kind: String,
+    name: String,
+    position: i32,
+    parent_id: Option<Snowflake>,
+    topic: Option<String>,
+}
+
+impl From<ChannelRow> for Channel {
+    fn from(r: ChannelRow) -> Self {
+        Channel {
+            id: r.id,
+            server_id: r.server_id,
+            // The column's CHECK constraint allows only these three.
+            kind: ChannelKind::parse(&r.kind).unwrap_or(ChannelKind::Text),
+            name: r.name,
+            position: r.position,
+            parent_id: r.parent_id,
+            topic: r.topic,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewChannel {
+    pub name: String,
+    pub kind: ChannelKind,
+    pub parent_id: Option<Snowflake>,
+    pub topic: Option<String>,
+    pub position: Option<i32>,
+}
+
+impl Default for ChannelKind {
+    fn default() -> Self {
+        ChannelKind::Text
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChannelPatch {
+    pub name: Option<String>,
+    pub position: Option<i32>,
+    /// `Some(None)` moves the channel out of its category.
+    pub parent_id: Option<Option<Snowflake>>,
+    pub topic: Option<Option<String>>,
+}
+
+const CHANNEL_COLUMNS: &str = "id, server_id, kind, name, position, parent_id, topic";
+
+impl Chat {
+    /// A channel and the caller's permissions in it; NotFound when the caller is not a member of
+    /// its server (never reveal that it exists).
+    pub async fn channel_access(&self, channel_id: Snowflake, user_id: Snowflake) -> ChatResult<(Channel, Permissions)> {
+        let row: Option<ChannelRow> = sqlx::query_as(q!(
+            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1"
+        ))
+        .bind(channel_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let channel: Channel = row.ok_or(ChatError::NotFound("channel"))?.into();
+        let perms = match self.server_permissions(channel.server_id, user_id).await {
+            Ok(p) => p,
+            Err(ChatError::NotFound(_)) => return Err(ChatError::NotFound("channel")),
+            Err(e) => return Err(e),
+        };
+        if !permissions::has(perms, permissions::VIEW_CHANNEL) {
+            return Err(ChatError::NotFound("channel"));
+        }
+        Ok((channel, perms))
+    }
+
+    pub async fn channels(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Vec<Channel>> {
+        self.server_permissions(server_id, user_id).await?;
+        self.channels_of(server_id).await
+    }
+
+    async fn check_parent(&self, server_id: Snowflake, parent: Option<Snowflake>, v: &mut Validator) -> ChatResult<()> {
+        if let Some(parent) = parent {
+            let kind: Option<String> =
+                sqlx::query_scalar("SELECT kind FROM channels WHERE id = $1 AND server_id = $2")
+                    .bind(parent)
+                    .bind(server_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            v.check(
+                kind.as_deref() == Some("category"),
+                "parent_id",
+                "must be a category of this server",
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn create_channel(&self, server_id: Snowflake, user_id: Snowflake, new: NewChannel) -> ChatResult<Channel> {
+        self.require(server_id, user_id, permissions::MANAGE_CHANNELS, "you may not manage channels")
+            .await?;
+        let name = new.name.trim().to_string();
+        let mut v = Validator::default();
+        v.check(valid_name(&name, 100), "name", "must be 1-100 characters");
+        if let Some(t) = &new.topic {
+            v.check(t.chars().count() <= 1024, "topic", "must be at most 1024 characters");
+        }
+        if new.kind == ChannelKind::Category {
+            v.check(new.parent_id.is_none(), "parent_id", "a category cannot have a parent");
+        }
+        self.check_parent(server_id, new.parent_id, &mut v).await?;
+        v.finish()?;
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM channels WHERE server_id = $1")
+            .bind(server_id)
+            .fetch_one(&self.pool)
+            .await?;
+        if count >= MAX_CHANNELS {
+            return Err(ChatError::Conflict(format!("a server has at most {MAX_CHANNELS} channels")));
+        }
+        let position = match new.position {
+            Some(p) => p.clamp(0, 10_000),
+            None => sqlx::query_scalar::<_, Option<i32>>(
+                "SELECT max(position) + 1 FROM channels WHERE server_id = $1",
+            )
+            .bind(server_id)
+            .fetch_one(&self.pool)
+            .await?
+            .unwrap_or(0),
+        };
+        let row: ChannelRow = sqlx::query_as(q!(
+            "INSERT INTO channels (id, server_id, kind, name, position, parent_id, topic)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {CHANNEL_COLUMNS}"
+        ))
+        .bind(self.next_id())
+        .bind(server_id)
+        .bind(new.kind.as_str())
+        .bind(&name)
+        .bind(position)
+        .bind(new.parent_id)
+        .bind(new.topic.filter(|t| !t.trim().is_empty()))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    pub async fn update_channel(&self, channel_id: Snowflake, user_id: Snowflake, patch: ChannelPatch) -> ChatResult<Channel> {
+        let (channel, perms) = self.channel_access(channel_id, user_id).await?;
+        if !permissions::has(perms, permissions::MANAGE_CHANNELS) {
+            return Err(ChatError::Forbidden("you may not manage channels"));
+        }
+        let mut v = Validator::default();
+        let name = patch.name.map(|n| n.trim().to_string());
+        if let Some(n) = &name {
+            v.check(valid_name(n, 100), "name", "must be 1-100 characters");
+        }
+        if let Some(p) = patch.position {
+            v.check((0..=10_000).contains(&p), "position", "must be 0-10000");
+        }
+        if let Some(Some(t)) = &patch.topic {
+            v.check(t.chars().count() <= 1024, "topic", "must be at most 1024 characters");
+        }
+        if let Some(parent) = patch.parent_id {
+            if channel.kind == ChannelKind::Category {
+                v.check(parent.is_none(), "parent_id", "a category cannot have a parent");
+            }
+            v.check(parent != Some(channel.id), "parent_id", "a channel cannot be its own parent");
+            self.check_parent(channel.server_id, parent, &mut v).await?;
+        }
+        v.finish()?;
+        let row: ChannelRow = sqlx::query_as(q!(
+            "UPDATE channels SET
+               name = coalesce($2, name),
+               position = coalesce($3, position),
+               parent_id = CASE WHEN $4 THEN $5 ELSE parent_id END,
+               topic = CASE WHEN $6 THEN $7 ELSE topic END
+             WHERE id = $1 RETURNING {CHANNEL_COLUMNS}"
+        ))
+        .bind(channel_id)
+        .bind(name)
+        .bind(patch.position)
+        .bind(patch.parent_id.is_some())
+        .bind(patch.parent_id.flatten())
+        .bind(patch.topic.is_some())
+        .bind(patch.topic.flatten().filter(|t| !t.trim().is_empty()))
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(ChatError::NotFound("channel"))?;
+        Ok(row.into())
+    }
+
+    pub async fn delete_channel(&self, channel_id: Snowflake, user_id: Snowflake) -> ChatResult<Channel> {
+        let (channel, perms) = self.channel_access(channel_id, user_id).await?;
+        if !permissions::has(perms, permissions::MANAGE_CHANNELS) {
+            return Err(ChatError::Forbidden("you may not manage channels"));
+        }
+        sqlx::query("DELETE FROM channels WHERE id = $1")
+            .bind(channel_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(channel)
+    }
+}

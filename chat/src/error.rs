@@ -1,0 +1,75 @@
+//! One error type for every chat service. The signaling crate maps each variant to an HTTP
+//! status; `Internal` is logged there and never shown to clients.
+
+use std::collections::BTreeMap;
+
+pub type ChatResult<T> = Result<T, ChatError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// Bad input, with messages per field.
+    #[error("invalid request")]
+    Validation(BTreeMap<String, Vec<String>>),
+    /// Wrong credentials or a revoked/unknown session or refresh token.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The caller may see the resource but not do this to it.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The resource does not exist, or the caller may not know that it does.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A uniqueness rule or a state rule was violated.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ChatError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut m = BTreeMap::new();
+        m.insert(field.to_string(), vec![message.into()]);
+        ChatError::Validation(m)
+    }
+}
+
+impl From<sqlx::Error> for ChatError {
+    fn from(e: sqlx::Error) -> Self {
+        ChatError::Internal(e.into())
+    }
+}
+
+/// Collects validation messages across fields before failing once.
+#[derive(Default)]
+pub struct Validator(BTreeMap<String, Vec<String>>);
+
+impl Validator {
+    pub fn check(&mut self, ok: bool, field: &str, message: &str) -> &mut Self {
+        if !ok {
+            self.0
+                .entry(field.to_string())
+                .or_default()
+                .push(message.to_string());
+        }
+        self
+    }
+
+    pub fn finish(&mut self) -> ChatResult<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ChatError::Validation(std::mem::take(&mut self.0)))
+        }
+    }
+}
+
+/// True when a sqlx error is a unique-constraint violation on `constraint`.
+pub fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint)
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,50 @@
+//! Confab's chat domain: accounts, servers, channels, members, invites and messages, stored in
+//! PostgreSQL. It knows nothing of HTTP or WebRTC: the signaling crate turns these services into
+//! REST endpoints and gateway events.
+
+/// A query string built from constant fragments (column lists); values are always bound.
+macro_rules! q {
+    ($($t:tt)*) => { sqlx::AssertSqlSafe(format!($($t)*)) };
+}
+
+pub mod accounts;
+pub mod channels;
+pub mod error;
+pub mod messages;
+pub mod model;
+pub mod password;
+pub mod permissions;
+pub mod postgres;
+pub mod servers;
+pub mod snowflake;
+
+pub use error::{ChatError, ChatResult};
+pub use snowflake::{Snowflake, SnowflakeGenerator};
+
+use std::sync::Arc;
+
+/// The chat services over one PostgreSQL pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Chat {
+    pub(crate) pool: sqlx::PgPool,
+    pub(crate) ids: Arc<SnowflakeGenerator>,
+    pub(crate) passwords: Arc<password::PasswordHasher>,
+}
+
+impl Chat {
+    pub fn new(pool: sqlx::PgPool, worker_id: u16) -> Self {
+        Self {
+            pool,
+            ids: Arc::new(SnowflakeGenerator::new(worker_id)),
+            passwords: Arc::new(password::PasswordHasher::new()),
+        }
+    }
+
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+
+    pub fn next_id(&self) -> Snowflake {
+        self.ids.next()
+    }
+}

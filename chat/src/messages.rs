@@ -1,0 +1,238 @@
+//! Messages: send (idempotent by nonce), edit, delete, history.
+
+use crate::accounts::USER_COLUMNS;
+use crate::model::{ChannelKind, Message, User};
+use crate::permissions;
+use crate::{Chat, ChatError, ChatResult, Snowflake};
+use chrono::{DateTime, Utc};
+
+/// Longest message, in characters.
+pub const MAX_CONTENT: usize = 4000;
+/// Longest client nonce.
+pub const MAX_NONCE: usize = 64;
+/// Largest history page.
+pub const MAX_PAGE: i64 = 100;
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: Snowflake,
+    channel_id: Snowflake,
+    server_id: Snowflake,
+    content: String,
+    nonce: Option<String>,
+    created_at: DateTime<Utc>,
+    edited_at: Option<DateTime<Utc>>,
+    #[sqlx(flatten)]
+    author: AuthorRow,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuthorRow {
+    #[sqlx(rename = "author_id")]
+    id: Snowflake,
+    username: String,
+    display_name: Option<String>,
+    avatar_url: Option<String>,
+    custom_status: Option<String>,
+    #[sqlx(rename = "author_created_at")]
+    created_at: DateTime<Utc>,
+}
+
+impl From<MessageRow> for Message {
+    fn from(r: MessageRow) -> Self {
+        Message {
+            id: r.id,
+            channel_id: r.channel_id,
+            server_id: r.server_id,
+            author: User {
+                id: r.author.id,
+                username: r.author.username,
+                display_name: r.author.display_name,
+                avatar_url: r.author.avatar_url,
+                custom_status: r.author.custom_status,
+                created_at: r.author.created_at,
+            },
+            content: r.content,
+            nonce: r.nonce,
+            created_at: r.created_at,
+            edited_at: r.edited_at,
+        }
+    }
+}
+
+const SELECT_MESSAGE: &str = "SELECT m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
+        m.edited_at, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
+        u.created_at AS author_created_at
+     FROM messages m JOIN channels c ON c.id = m.channel_id JOIN users u ON u.id = m.author_id";
+
+/// Which page of history to read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryQuery {
+    pub before: Option<Snowflake>,
+    pub after: Option<Snowflake>,
+    pub limit: Option<i64>,
+}
+
+fn check_content(content: &str) -> ChatResult<()> {
+    if content.trim().is_empty() {
+        return Err(ChatError::field("content", "must not be empty"));
+    }
+    if content.chars().count() > MAX_CONTENT {
+        return Err(ChatError::field("content", "must be at most 4000 characters"));
+    }
+    Ok(())
+}
+
+impl Chat {
+    /// Sends a message. With a nonce the call is idempotent: the same user and nonce return the
+    /// first message (and `false`) instead of creating another.
+    pub async fn send_message(
+        &self,
+        channel_id: Snowflake,
+        author: Snowflake,
+        content: &str,
+        nonce: Option<&str>,
+    ) -> ChatResult<(Message, bool)> {
+        let (channel, perms) = self.channel_access(channel_id, author).await?;
+        if channel.kind != ChannelKind::Text {
+            return Err(ChatError::field("channel_id", "messages go to text channels"));
+        }
+        if !permissions::has(perms, permissions::SEND_MESSAGES) {
+            return Err(ChatError::Forbidden("you may not send messages here"));
+        }
+        check_content(content)?;
+        if let Some(n) = nonce {
+            if n.is_empty() || n.chars().count() > MAX_NONCE {
+                return Err(ChatError::field("nonce", "must be 1-64 characters"));
+            }
+        }
+        let id: Option<Snowflake> = sqlx::query_scalar(
+            "INSERT INTO messages (id, channel_id, author_id, content, nonce) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING RETURNING id",
+        )
+        .bind(self.next_id())
+        .bind(channel_id)
+        .bind(author)
+        .bind(content)
+        .bind(nonce)
+        .fetch_optional(&self.pool)
+        .await?;
+        match id {
+            Some(id) => Ok((self.message_row(id).await?, true)),
+            None => {
+                // The nonce was used before: return that message.
+                let existing: Option<MessageRow> = sqlx::query_as(q!(
+                    "{SELECT_MESSAGE} WHERE m.author_id = $1 AND m.nonce = $2"
+                ))
+                .bind(author)
+                .bind(nonce)
+                .fetch_optional(&self.pool)
+                .await?;
+                let existing = existing.ok_or(ChatError::Conflict("nonce already used".into()))?;
+                Ok((existing.into(), false))
+            }
+        }
+    }
+
+    async fn message_row(&self, id: Snowflake) -> ChatResult<Message> {
+        let row: Option<MessageRow> = sqlx::query_as(q!("{SELECT_MESSAGE} WHERE m.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Message::from).ok_or(ChatError::NotFound("message"))
+    }
+
+    pub async fn message(&self, channel_id: Snowflake, message_id: Snowflake, user_id: Snowflake) -> ChatResult<Message> {
+        let (_, perms) = self.channel_access(channel_id, user_id).await?;
+        if !permissions::has(perms, permissions::READ_MESSAGE_HISTORY) {
+            return Err(ChatError::Forbidden("you may not read this channel's history"));
+        }
+        let msg = self.message_row(message_id).await?;
+        if msg.channel_id != channel_id {
+            return Err(ChatError::NotFound("message"));
+        }
+        Ok(msg)
+    }
+
+    /// A page of history, newest first. `after` pages forward (oldest of the newer ones first
+    /// in the query, returned newest first like every page).
+    pub async fn history(&self, channel_id: Snowflake, user_id: Snowflake, q: HistoryQuery) -> ChatResult<Vec<Message>> {
+        let (_, perms) = self.channel_access(channel_id, user_id).await?;
+        if !permissions::has(perms, permissions::READ_MESSAGE_HISTORY) {
+            return Err(ChatError::Forbidden("you may not read this channel's history"));
+        }
+        let limit = q.limit.unwrap_or(50);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ChatError::field("limit", "must be 1-100"));
+        }
+        let rows: Vec<MessageRow> = match (q.before, q.after) {
+            (_, Some(after)) => {
+                let mut rows: Vec<MessageRow> = sqlx::query_as(q!(
+                    "{SELECT_MESSAGE} WHERE m.channel_id = $1 AND m.id > $2
+                       AND ($3::bigint IS NULL OR m.id < $3) ORDER BY m.id ASC LIMIT $4"
+                ))
+                .bind(channel_id)
+                .bind(after)
+                .bind(q.before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.reverse();
+                rows
+            }
+            (before, None) => {
+                sqlx::query_as(q!(
+                    "{SELECT_MESSAGE} WHERE m.channel_id = $1 AND ($2::bigint IS NULL OR m.id < $2)
+                     ORDER BY m.id DESC LIMIT $3"
+                ))
+                .bind(channel_id)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows.into_iter().map(Message::from).collect())
+    }
+
+    /// Edits the caller's own message.
+    pub async fn edit_message(&self, channel_id: Snowflake, message_id: Snowflake, user_id: Snowflake, content: &str) -> ChatResult<Message> {
+        let msg = self.message(channel_id, message_id, user_id).await?;
+        if msg.author.id != user_id {
+            return Err(ChatError::Forbidden("you may only edit your own messages"));
+        }
+        check_content(content)?;
+        sqlx::query("UPDATE messages SET content = $2, edited_at = now() WHERE id = $1")
+            .bind(message_id)
+            .bind(content)
+            .execute(&self.pool)
+            .await?;
+        self.message_row(message_id).await
+    }
+
+    /// Deletes a message: the author's own, or anyone's with MANAGE_MESSAGES.
+    pub async fn delete_message(&self, channel_id: Snowflake, message_id: Snowflake, user_id: Snowflake) -> ChatResult<Message> {
+        let (_, perms) = self.channel_access(channel_id, user_id).await?;
+        let msg = self.message(channel_id, message_id, user_id).await?;
+        if msg.author.id != user_id && !permissions::has(perms, permissions::MANAGE_MESSAGES) {
+            return Err(ChatError::Forbidden("you may only delete your own messages"));
+        }
+        sqlx::query("DELETE FROM messages WHERE id = $1")
+            .bind(message_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(msg)
+    }
+
+    /// Checks that the user may type in a channel; returns its server.
+    pub async fn can_type(&self, channel_id: Snowflake, user_id: Snowflake) -> ChatResult<Snowflake> {
+        let (channel, perms) = self.channel_access(channel_id, user_id).await?;
+        if channel.kind != ChannelKind::Text || !permissions::has(perms, permissions::SEND_MESSAGES) {
+            return Err(ChatError::Forbidden("you may not send messages here"));
+        }
+        Ok(channel.server_id)
+    }
+}
+
+#[allow(dead_code)]
+const _: &str = USER_COLUMNS;

@@ -1,0 +1,123 @@
+//! The objects clients see. Field names are the wire format (docs/gateway.md, OpenAPI).
+
+use crate::Snowflake;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow, PartialEq)]
+pub struct User {
+    pub id: Snowflake,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub custom_status: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow, PartialEq)]
+pub struct Server {
+    pub id: Snowflake,
+    pub name: String,
+    pub owner_id: Snowflake,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Text,
+    Voice,
+    Category,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Text => "text",
+            ChannelKind::Voice => "voice",
+            ChannelKind::Category => "category",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(ChannelKind::Text),
+            "voice" => Some(ChannelKind::Voice),
+            "category" => Some(ChannelKind::Category),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Channel {
+    pub id: Snowflake,
+    pub server_id: Snowflake,
+    #[serde(rename = "type")]
+    pub kind: ChannelKind,
+    pub name: String,
+    pub position: i32,
+    pub parent_id: Option<Snowflake>,
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Member {
+    pub server_id: Snowflake,
+    pub user: User,
+    pub joined_at: DateTime<Utc>,
+    pub nickname: Option<String>,
+    pub mute: bool,
+    pub deaf: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Invite {
+    pub code: String,
+    pub server_id: Snowflake,
+    pub inviter_id: Snowflake,
+    /// 0 = unlimited.
+    pub max_uses: i32,
+    pub uses: i32,
+    /// Seconds; 0 = never expires.
+    pub max_age: i32,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// A preview of the server (on `GET /invites/{code}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<Server>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Message {
+    pub id: Snowflake,
+    pub channel_id: Snowflake,
+    pub server_id: Snowflake,
+    pub author: User,
+    pub content: String,
+    pub nonce: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+}
+
+/// A server with what a client needs to draw it (READY, SERVER_CREATE).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServerSnapshot {
+    #[serde(flatten)]
+    pub server: Server,
+    pub channels: Vec<Channel>,
+    pub members: Vec<Member>,
+}
+
+/// One device's login (a refresh-token family).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuthSession {
+    pub id: Snowflake,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// True for the session making the request.
+    pub current: bool,
+}

@@ -1,0 +1,421 @@
+//! Servers (guilds), membership and invites.
+
+use crate::accounts::USER_COLUMNS;
+use crate::error::Validator;
+use crate::model::{Channel, ChannelKind, Invite, Member, Server, ServerSnapshot, User};
+use crate::permissions::{self, Permissions};
+use crate::{Chat, ChatError, ChatResult, Snowflake};
+use chrono::{DateTime, Duration, Utc};
+use rand::Rng;
+
+/// Most servers one user may own.
+pub const MAX_OWNED_SERVERS: i64 = 100;
+/// Invite lifetime when the client does not say (seconds).
+pub const DEFAULT_INVITE_AGE: i32 = 86_400;
+/// Longest invite lifetime (seconds): 7 days, or 0 for never.
+pub const MAX_INVITE_AGE: i32 = 7 * 86_400;
+
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    server_id: Snowflake,
+    joined_at: DateTime<Utc>,
+    nickname: Option<String>,
+    mute: bool,
+    deaf: bool,
+    #[sqlx(flatten)]
+    user: User,
+}
+
+impl From<MemberRow> for Member {
+    fn from(r: MemberRow) -> Self {
+        Member {
+            server_id: r.server_id,
+            user: r.user,
+            joined_at: r.joined_at,
+            nickname: r.nickname,
+            mute: r.mute,
+            deaf: r.deaf,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct InviteRow {
+    code: String,
+    server_id: Snowflake,
+    inviter_id: Snowflake,
+    max_uses: i32,
+    uses: i32,
+    max_age: i32,
+    expires_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<InviteRow> for Invite {
+    fn from(r: InviteRow) -> Self {
+        Invite {
+            code: r.code,
+            server_id: r.server_id,
+            inviter_id: r.inviter_id,
+            max_uses: r.max_uses,
+            uses: r.uses,
+            max_age: r.max_age,
+            expires_at: r.expires_at,
+            created_at: r.created_at,
+            server: None,
+        }
+    }
+}
+
+pub(crate) fn valid_name(name: &str, max: usize) -> bool {
+    let n = name.trim();
+    !n.is_empty() && n.chars().count() <= max && !n.chars().any(char::is_control)
+}
+
+fn invite_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..10)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+impl Chat {
+    /// The caller's permissions in a server, or NotFound when they are not a member (a
+    /// non-member must not learn whether the server exists).
+    pub async fn server_permissions(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Permissions> {
+        let row: Option<(Snowflake, Option<i64>)> = sqlx::query_as(
+            "SELECT s.owner_id, r.permissions FROM members m
+             JOIN servers s ON s.id = m.server_id
+             LEFT JOIN roles r ON r.id = s.id
+             WHERE m.server_id = $1 AND m.user_id = $2",
+        )
+        .bind(server_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Err(ChatError::NotFound("server")),
+            Some((owner, _)) if owner == user_id => Ok(permissions::ALL),
+            Some((_, perms)) => Ok(perms.unwrap_or(permissions::EVERYONE_DEFAULT)),
+        }
+    }
+
+    pub(crate) async fn require(&self, server_id: Snowflake, user_id: Snowflake, wanted: Permissions, what: &'static str) -> ChatResult<Permissions> {
+        let perms = self.server_permissions(server_id, user_id).await?;
+        if permissions::has(perms, wanted) {
+            Ok(perms)
+        } else {
+            Err(ChatError::Forbidden(what))
+        }
+    }
+
+    pub async fn create_server(&self, owner: Snowflake, name: &str) -> ChatResult<ServerSnapshot> {
+        let name = name.trim();
+        Validator::default()
+            .check(valid_name(name, 100), "name", "must be 1-100 characters")
+            .finish()?;
+        let owned: i64 = sqlx::query_scalar("SELECT count(*) FROM servers WHERE owner_id = $1")
+            .bind(owner)
+            .fetch_one(&self.pool)
+            .await?;
+        if owned >= MAX_OWNED_SERVERS {
+            return Err(ChatError::Conflict(format!(
+                "you already own {MAX_OWNED_SERVERS} servers"
+            )));
+        }
+        let id = self.next_id();
+        let mut tx = self.pool.begin().await?;
+        let server: Server = sqlx::query_as(
+            "INSERT INTO servers (id, name, owner_id) VALUES ($1, $2, $3)
+             RETURNING id, name, owner_id, created_at",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(owner)
+        .fetch_one(&mut *tx)
+        .await?;
+        // @everyone shares the server's id.
+        sqlx::query("INSERT INTO roles (id, server_id, name, permissions) VALUES ($1, $1, '@everyone', $2)")
+            .bind(id)
+            .bind(permissions::EVERYONE_DEFAULT)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO members (server_id, user_id) VALUES ($1, $2)")
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        for (pos, (kind, name)) in [(ChannelKind::Text, "general"), (ChannelKind::Voice, "General")]
+            .into_iter()
+            .enumerate()
+        {
+            sqlx::query("INSERT INTO channels (id, server_id, kind, name, position) VALUES ($1, $2, $3, $4, $5)")
+                .bind(self.next_id())
+                .bind(id)
+                .bind(kind.as_str())
+                .bind(name)
+                .bind(pos as i32)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let _ = server;
+        self.server_snapshot(id).await
+    }
+
+    pub async fn server(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Server> {
+        self.server_permissions(server_id, user_id).await?;
+        self.server_row(server_id).await
+    }
+
+    async fn server_row(&self, server_id: Snowflake) -> ChatResult<Server> {
+        sqlx::query_as("SELECT id, name, owner_id, created_at FROM servers WHERE id = $1")
+            .bind(server_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(ChatError::NotFound("server"))
+    }
+
+    /// A server with its channels and members (no permission check: callers have done it).
+    pub async fn server_snapshot(&self, server_id: Snowflake) -> ChatResult<ServerSnapshot> {
+        Ok(ServerSnapshot {
+            server: self.server_row(server_id).await?,
+            channels: self.channels_of(server_id).await?,
+            members: self.members_of(server_id).await?,
+        })
+    }
+
+    pub async fn servers_of(&self, user_id: Snowflake) -> ChatResult<Vec<Server>> {
+        Ok(sqlx::query_as(
+            "SELECT s.id, s.name, s.owner_id, s.created_at FROM servers s
+             JOIN members m ON m.server_id = s.id WHERE m.user_id = $1 ORDER BY m.joined_at, s.id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Ids of the servers a user belongs to (gateway routing).
+    pub async fn server_ids_of(&self, user_id: Snowflake) -> ChatResult<Vec<Snowflake>> {
+        Ok(sqlx::query_scalar("SELECT server_id FROM members WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn rename_server(&self, server_id: Snowflake, user_id: Snowflake, name: &str) -> ChatResult<Server> {
+        self.require(server_id, user_id, permissions::MANAGE_SERVER, "you may not manage this server")
+            .await?;
+        let name = name.trim();
+        Validator::default()
+            .check(valid_name(name, 100), "name", "must be 1-100 characters")
+            .finish()?;
+        sqlx::query_as(
+            "UPDATE servers SET name = $2 WHERE id = $1 RETURNING id, name, owner_id, created_at",
+        )
+        .bind(server_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(ChatError::NotFound("server"))
+    }
+
+    /// Deletes a server (owner only). Returns the ids of its members, to tell them.
+    pub async fn delete_server(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Vec<Snowflake>> {
+        let server = self.server(server_id, user_id).await?;
+        if server.owner_id != user_id {
+            return Err(ChatError::Forbidden("only the owner may delete a server"));
+        }
+        let members: Vec<Snowflake> = sqlx::query_scalar("SELECT user_id FROM members WHERE server_id = $1")
+            .bind(server_id)
+            .fetch_all(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM servers WHERE id = $1")
+            .bind(server_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(members)
+    }
+
+    pub async fn members(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Vec<Member>> {
+        self.server_permissions(server_id, user_id).await?;
+        self.members_of(server_id).await
+    }
+
+    pub async fn member(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Member> {
+        let row: Option<MemberRow> = sqlx::query_as(q!(
+            "SELECT m.server_id, m.joined_at, m.nickname, m.mute, m.deaf, {USER_COLUMNS}
+             FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.server_id = $1 AND m.user_id = $2"
+        ))
+        .bind(server_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Member::from).ok_or(ChatError::NotFound("member"))
+    }
+
+    async fn members_of(&self, server_id: Snowflake) -> ChatResult<Vec<Member>> {
+        let rows: Vec<MemberRow> = sqlx::query_as(q!(
+            "SELECT m.server_id, m.joined_at, m.nickname, m.mute, m.deaf, {USER_COLUMNS}
+             FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.server_id = $1 ORDER BY m.joined_at, u.id LIMIT 1000"
+        ))
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Member::from).collect())
+    }
+
+    /// Leaves a server. The owner cannot leave (they delete it or, later, transfer it).
+    pub async fn leave_server(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<()> {
+        let server = self.server(server_id, user_id).await?;
+        if server.owner_id == user_id {
+            return Err(ChatError::Conflict(
+                "the owner cannot leave their server; delete it instead".into(),
+            ));
+        }
+        sqlx::query("DELETE FROM members WHERE server_id = $1 AND user_id = $2")
+            .bind(server_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Moderator voice mute/deafen of a member.
+    pub async fn set_member_voice(
+        &self,
+        server_id: Snowflake,
+        actor: Snowflake,
+        target: Snowflake,
+        mute: Option<bool>,
+        deaf: Option<bool>,
+    ) -> ChatResult<Member> {
+        if mute.is_some() {
+            self.require(server_id, actor, permissions::MUTE_MEMBERS, "you may not mute members")
+                .await?;
+        }
+        if deaf.is_some() {
+            self.require(server_id, actor, permissions::DEAFEN_MEMBERS, "you may not deafen members")
+                .await?;
+        }
+        self.server_permissions(server_id, actor).await?;
+        let done = sqlx::query(
+            "UPDATE members SET mute = coalesce($3, mute), deaf = coalesce($4, deaf)
+             WHERE server_id = $1 AND user_id = $2",
+        )
+        .bind(server_id)
+        .bind(target)
+        .bind(mute)
+        .bind(deaf)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(ChatError::NotFound("member"));
+        }
+        self.member(server_id, target).await
+    }
+
+    pub async fn create_invite(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+        max_uses: Option<i32>,
+        max_age: Option<i32>,
+    ) -> ChatResult<Invite> {
+        self.require(server_id, user_id, permissions::CREATE_INVITE, "you may not create invites")
+            .await?;
+        let max_uses = max_uses.unwrap_or(0);
+        let max_age = max_age.unwrap_or(DEFAULT_INVITE_AGE);
+        Validator::default()
+            .check((0..=100).contains(&max_uses), "max_uses", "must be 0 (unlimited) to 100")
+            .check(
+                (0..=MAX_INVITE_AGE).contains(&max_age),
+                "max_age",
+                "must be 0 (never expires) to 604800 seconds",
+            )
+            .finish()?;
+        let expires_at = (max_age > 0).then(|| Utc::now() + Duration::seconds(max_age.into()));
+        let row: InviteRow = sqlx::query_as(
+            "INSERT INTO invites (code, server_id, inviter_id, max_uses, max_age, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             RETURNING code, server_id, inviter_id, max_uses, uses, max_age, expires_at, created_at",
+        )
+        .bind(invite_code())
+        .bind(server_id)
+        .bind(user_id)
+        .bind(max_uses)
+        .bind(max_age)
+        .bind(expires_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    /// An invite with a preview of its server; expired or used-up invites are not found.
+    pub async fn invite(&self, code: &str) -> ChatResult<Invite> {
+        if code.len() > 32 {
+            return Err(ChatError::NotFound("invite"));
+        }
+        let row: Option<InviteRow> = sqlx::query_as(
+            "SELECT code, server_id, inviter_id, max_uses, uses, max_age, expires_at, created_at
+             FROM invites WHERE code = $1
+               AND (expires_at IS NULL OR expires_at > now())
+               AND (max_uses = 0 OR uses < max_uses)",
+        )
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
+        let mut invite: Invite = row.ok_or(ChatError::NotFound("invite"))?.into();
+        invite.server = Some(self.server_row(invite.server_id).await?);
+        Ok(invite)
+    }
+
+    /// Joins the invite's server. Returns the server and whether the user was newly added.
+    pub async fn accept_invite(&self, code: &str, user_id: Snowflake) -> ChatResult<(ServerSnapshot, bool)> {
+        if code.len() > 32 {
+            return Err(ChatError::NotFound("invite"));
+        }
+        let mut tx = self.pool.begin().await?;
+        let server_id: Option<Snowflake> = sqlx::query_scalar(
+            "SELECT server_id FROM invites WHERE code = $1
+               AND (expires_at IS NULL OR expires_at > now())
+               AND (max_uses = 0 OR uses < max_uses)
+             FOR UPDATE",
+        )
+        .bind(code)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let server_id = server_id.ok_or(ChatError::NotFound("invite"))?;
+        let added = sqlx::query(
+            "INSERT INTO members (server_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(server_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if added {
+            sqlx::query("UPDATE invites SET uses = uses + 1 WHERE code = $1")
+                .bind(code)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok((self.server_snapshot(server_id).await?, added))
+    }
+
+    pub(crate) async fn channels_of(&self, server_id: Snowflake) -> ChatResult<Vec<Channel>> {
+        let rows: Vec<crate::channels::ChannelRow> = sqlx::query_as(
+            "SELECT id, server_id, kind, name, position, parent_id, topic FROM channels
+             WHERE server_id = $1 ORDER BY position, id",
+        )
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Channel::from).collect())
+    }
+}
