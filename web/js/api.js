@@ -1,0 +1,183 @@
+// REST client for /api/v1.
+//
+// - Bearer access token from localStorage; on a 401 it refreshes once with the refresh token
+//   (single flight: concurrent 401s share one refresh) and retries the request once.
+// - Errors are thrown as ApiError with the server's {code, message, errors} so the UI can show
+//   them per field.
+// - 429: waits Retry-After (when short) and retries once.
+
+const TOKEN_KEY = 'confab.token';
+const REFRESH_KEY = 'confab.refresh_token';
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const message = (body && typeof body.message === 'string' && body.message) || `HTTP ${status}`;
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = body && body.code != null ? body.code : status;
+    this.errors = (body && body.errors && typeof body.errors === 'object') ? body.errors : {};
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export class Api {
+  constructor({ base = '/api/v1', storage = window.localStorage } = {}) {
+    this.base = base;
+    this.storage = storage;
+    this._refreshing = null;
+    this.onAuthLost = () => {};
+    this.onTokens = () => {};
+  }
+
+  get token() { return this.storage.getItem(TOKEN_KEY); }
+  get refreshToken() { return this.storage.getItem(REFRESH_KEY); }
+  get loggedIn() { return !!(this.token || this.refreshToken); }
+
+  setTokens(token, refresh) {
+    if (token) this.storage.setItem(TOKEN_KEY, token); else this.storage.removeItem(TOKEN_KEY);
+    if (refresh) this.storage.setItem(REFRESH_KEY, refresh); else if (refresh === null) this.storage.removeItem(REFRESH_KEY);
+    this.onTokens(token);
+  }
+
+  clearTokens() {
+    this.storage.removeItem(TOKEN_KEY);
+    this.storage.removeItem(REFRESH_KEY);
+  }
+
+  async _fetch(method, path, body, auth) {
+    const headers = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (auth && this.token) headers.Authorization = `Bearer ${this.token}`;
+    let res;
+    try {
+      res = await fetch(this.base + path, {
+        method,
+        headers,
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+    } catch (e) {
+      throw new ApiError(0, { code: 0, message: 'Network error: cannot reach the server' });
+    }
+    return res;
+  }
+
+  static async _parse(res) {
+    if (res.status === 204) return null;
+    const text = await res.text();
+    if (!text) return null;
+    try { return JSON.parse(text); } catch { return { message: text.slice(0, 200) }; }
+  }
+
+  /** Refresh the access token. Shared by concurrent callers. Returns true on success. */
+  refresh() {
+    if (!this.refreshToken) return Promise.resolve(false);
+    if (!this._refreshing) {
+      this._refreshing = (async () => {
+        try {
+          const res = await this._fetch('POST', '/auth/refresh', { refresh_token: this.refreshToken }, false);
+          if (!res.ok) {
+            if (res.status === 401 || res.status === 400 || res.status === 403) {
+              this.clearTokens();
+              this.onAuthLost();
+            }
+            return false;
+          }
+          const data = await Api._parse(res);
+          this.setTokens(data.token, data.refresh_token || undefined);
+          return true;
+        } catch {
+          return false;
+        } finally {
+          setTimeout(() => { this._refreshing = null; }, 0);
+        }
+      })();
+    }
+    return this._refreshing;
+  }
+
+  async request(method, path, body, { auth = true, retry = true } = {}) {
+    let res = await this._fetch(method, path, body, auth);
+    if (res.status === 401 && auth && retry && this.refreshToken) {
+      if (await this.refresh()) res = await this._fetch(method, path, body, auth);
+    }
+    if (res.status === 429 && retry) {
+      const after = parseFloat(res.headers.get('Retry-After') || '1');
+      if (after <= 5) {
+        await sleep(Math.max(0.05, after) * 1000);
+        return this.request(method, path, body, { auth, retry: false });
+      }
+    }
+    const data = await Api._parse(res);
+    if (!res.ok) {
+      if (res.status === 401 && auth) {
+        this.clearTokens();
+        this.onAuthLost();
+      }
+      throw new ApiError(res.status, data);
+    }
+    return data;
+  }
+
+  get(path) { return this.request('GET', path); }
+  post(path, body) { return this.request('POST', path, body); }
+  patch(path, body) { return this.request('PATCH', path, body); }
+  del(path) { return this.request('DELETE', path); }
+
+  // --- auth
+  async register(username, password, email) {
+    const body = { username, password };
+    if (email) body.email = email;
+    const data = await this.request('POST', '/auth/register', body, { auth: false });
+    this.setTokens(data.token, data.refresh_token);
+    return data;
+  }
+  async login(username, password) {
+    const data = await this.request('POST', '/auth/login', { username, password }, { auth: false });
+    this.setTokens(data.token, data.refresh_token);
+    return data;
+  }
+  async logout() {
+    const refresh_token = this.refreshToken;
+    try {
+      await this.request('POST', '/auth/logout', refresh_token ? { refresh_token } : {}, { retry: true });
+    } finally {
+      this.clearTokens();
+    }
+  }
+
+  // --- resources
+  me() { return this.get('/users/@me'); }
+  updateMe(patch) { return this.patch('/users/@me', patch); }
+  sessions() { return this.get('/users/@me/sessions'); }
+  deleteSession(id) { return this.del(`/users/@me/sessions/${encodeURIComponent(id)}`); }
+
+  servers() { return this.get('/servers'); }
+  createServer(name) { return this.post('/servers', { name }); }
+  updateServer(id, patch) { return this.patch(`/servers/${id}`, patch); }
+  deleteServer(id) { return this.del(`/servers/${id}`); }
+  leaveServer(id) { return this.del(`/servers/${id}/members/@me`); }
+  channels(serverId) { return this.get(`/servers/${serverId}/channels`); }
+  members(serverId) { return this.get(`/servers/${serverId}/members`); }
+  createChannel(serverId, body) { return this.post(`/servers/${serverId}/channels`, body); }
+  updateChannel(id, patch) { return this.patch(`/channels/${id}`, patch); }
+  deleteChannel(id) { return this.del(`/channels/${id}`); }
+  createInvite(serverId, opts = {}) { return this.post(`/servers/${serverId}/invites`, opts); }
+  getInvite(code) { return this.get(`/invites/${encodeURIComponent(code)}`); }
+  joinInvite(code) { return this.post(`/invites/${encodeURIComponent(code)}`); }
+
+  messages(channelId, { before, after, limit = 50 } = {}) {
+    const q = new URLSearchParams();
+    if (before) q.set('before', before);
+    if (after) q.set('after', after);
+    if (limit) q.set('limit', String(limit));
+    return this.get(`/channels/${channelId}/messages?${q}`);
+  }
+  sendMessage(channelId, content, nonce) {
+    return this.post(`/channels/${channelId}/messages`, nonce ? { content, nonce } : { content });
+  }
+  editMessage(channelId, id, content) { return this.patch(`/channels/${channelId}/messages/${id}`, { content }); }
+  deleteMessage(channelId, id) { return this.del(`/channels/${channelId}/messages/${id}`); }
+  typing(channelId) { return this.post(`/channels/${channelId}/typing`); }
+}

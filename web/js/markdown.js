@@ -1,0 +1,166 @@
+// Safe Markdown subset renderer. Builds DOM nodes only with createElement / textContent /
+// createTextNode — message text is never parsed as HTML.
+//
+// Supported: ```code blocks```, `inline code`, **bold**, *italics* (and _italics_),
+// > quotes (line prefix), http/https links (auto-linked, opened in a new tab without opener).
+
+const MAX_DEPTH = 4;
+
+/** Returns a DocumentFragment for `content`. */
+export function renderMarkdown(content, doc = document) {
+  const frag = doc.createDocumentFragment();
+  const text = String(content ?? '');
+  // Split out fenced code blocks first: their content is verbatim.
+  const fence = /```(?:([a-zA-Z0-9_+-]{1,20})\n)?([\s\S]*?)```/g;
+  let last = 0;
+  let m;
+  while ((m = fence.exec(text)) !== null) {
+    if (m.index > last) renderBlocks(text.slice(last, m.index), frag, doc);
+    const pre = doc.createElement('pre');
+    const code = doc.createElement('code');
+    if (m[1]) code.dataset.lang = m[1];
+    code.textContent = m[2].replace(/^\n/, '').replace(/\n$/, '');
+    pre.append(code);
+    frag.append(pre);
+    last = fence.lastIndex;
+  }
+  if (last < text.length) renderBlocks(text.slice(last), frag, doc);
+  return frag;
+}
+
+function renderBlocks(text, parent, doc) {
+  const lines = text.split('\n');
+  let quote = null;
+  let para = [];
+  const flushPara = () => {
+    if (!para.length) return;
+    const span = doc.createElement('span');
+    span.className = 'md-p';
+    para.forEach((line, i) => {
+      if (i > 0) span.append(doc.createElement('br'));
+      renderInline(line, span, doc, 0);
+    });
+    parent.append(span);
+    para = [];
+  };
+  const flushQuote = () => {
+    if (!quote) return;
+    const bq = doc.createElement('blockquote');
+    quote.forEach((line, i) => {
+      if (i > 0) bq.append(doc.createElement('br'));
+      renderInline(line, bq, doc, 0);
+    });
+    parent.append(bq);
+    quote = null;
+  };
+  // Drop a leading/trailing empty line produced by code-fence splitting.
+  if (lines.length > 1 && lines[0] === '') lines.shift();
+  if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
+  for (const line of lines) {
+    const qm = /^>\s?(.*)$/.exec(line);
+    if (qm) {
+      flushPara();
+      if (!quote) quote = [];
+      quote.push(qm[1]);
+    } else {
+      flushQuote();
+      para.push(line);
+    }
+  }
+  flushPara();
+  flushQuote();
+}
+
+const URL_RE = /^https?:\/\/[^\s<>"'`]+/i;
+
+function safeUrl(raw) {
+  // Trim trailing punctuation that is usually not part of the link.
+  let s = raw;
+  while (/[.,;:!?)\]}'"]$/.test(s)) {
+    if (s.endsWith(')') && (s.split('(').length - 1) >= (s.split(')').length - 1)) break;
+    s = s.slice(0, -1);
+  }
+  try {
+    const u = new URL(s);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return null;
+    return { href: u.href, text: s };
+  } catch {
+    return null;
+  }
+}
+
+export function renderInline(text, parent, doc = document, depth = 0) {
+  let buf = '';
+  const flush = () => { if (buf) { parent.append(doc.createTextNode(buf)); buf = ''; } };
+  let i = 0;
+  while (i < text.length) {
+    const ch = text[i];
+    // Escapes: \* \` \_ \> \\
+    if (ch === '\\' && i + 1 < text.length && '*_`\\>~'.includes(text[i + 1])) {
+      buf += text[i + 1];
+      i += 2;
+      continue;
+    }
+    if (ch === '`') {
+      const end = text.indexOf('`', i + 1);
+      if (end > i + 1) {
+        flush();
+        const code = doc.createElement('code');
+        code.textContent = text.slice(i + 1, end);
+        parent.append(code);
+        i = end + 1;
+        continue;
+      }
+    }
+    if (depth < MAX_DEPTH && text.startsWith('**', i)) {
+      const end = text.indexOf('**', i + 2);
+      if (end > i + 2) {
+        flush();
+        const strong = doc.createElement('strong');
+        renderInline(text.slice(i + 2, end), strong, doc, depth + 1);
+        parent.append(strong);
+        i = end + 2;
+        continue;
+      }
+    }
+    if (depth < MAX_DEPTH && (ch === '*' || ch === '_') && text[i + 1] && !/\s/.test(text[i + 1])) {
+      // `_` only at word boundaries so snake_case_names stay intact.
+      const boundaryOk = ch === '*' || i === 0 || /[\s(]/.test(text[i - 1]);
+      let end = text.indexOf(ch, i + 1);
+      if (ch === '*') {
+        // skip a '**' (bold) start inside
+        while (end !== -1 && text[end + 1] === '*') end = text.indexOf('*', end + 2);
+      }
+      const endOk = end > i + 1 && !/\s/.test(text[end - 1]) &&
+        (ch === '*' || end + 1 >= text.length || /[\s).,!?:;]/.test(text[end + 1]));
+      if (boundaryOk && endOk) {
+        flush();
+        const em = doc.createElement('em');
+        renderInline(text.slice(i + 1, end), em, doc, depth + 1);
+        parent.append(em);
+        i = end + 1;
+        continue;
+      }
+    }
+    if ((ch === 'h' || ch === 'H') && (i === 0 || /[\s(<]/.test(text[i - 1]))) {
+      const m = URL_RE.exec(text.slice(i));
+      if (m) {
+        const link = safeUrl(m[0]);
+        if (link) {
+          flush();
+          const a = doc.createElement('a');
+          a.href = link.href;
+          a.textContent = link.text;
+          a.target = '_blank';
+          a.rel = 'noopener noreferrer';
+          parent.append(a);
+          i += link.text.length;
+          continue;
+        }
+      }
+    }
+    buf += ch;
+    i += 1;
+  }
+  flush();
+}

@@ -1,0 +1,309 @@
+// Client state: what the gateway and REST told us, plus UI selections. Mutated only through
+// the methods here; `emit(topic)` tells the UI which part to re-render.
+
+export function cmpId(a, b) {
+  a = String(a); b = String(b);
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+export function sortChannels(list) {
+  return [...list].sort((a, b) => (a.position ?? 0) - (b.position ?? 0) || cmpId(a.id, b.id));
+}
+
+const LAST_KEY = 'confab.last';
+
+export class Store {
+  constructor() {
+    this.me = null;
+    this.servers = new Map();        // id -> {id, name, owner_id, created_at, channels: Map, members: Map}
+    this.presences = new Map();      // user_id -> status
+    this.voiceStates = new Map();    // user_id -> voice state
+    this.messages = new Map();       // channel_id -> {list, loaded, hasMore, loading, stale}
+    this.typing = new Map();         // channel_id -> Map(user_id -> expiresAt)
+    this.currentServerId = null;
+    this.currentChannelId = null;
+    this.editing = null;             // {id, draft}
+    this.readyCount = 0;
+    let last = {};
+    try { last = JSON.parse(localStorage.getItem(LAST_KEY)) || {}; } catch { /* ignore */ }
+    this.lastServerId = last.serverId || null;
+    this.lastChannels = last.channels || {};  // server_id -> channel_id
+    this._listeners = new Set();
+  }
+
+  subscribe(fn) { this._listeners.add(fn); return () => this._listeners.delete(fn); }
+  emit(...topics) { for (const fn of this._listeners) fn(new Set(topics)); }
+
+  _saveLast() {
+    try {
+      localStorage.setItem(LAST_KEY, JSON.stringify({ serverId: this.currentServerId, channels: this.lastChannels }));
+    } catch { /* ignore */ }
+  }
+
+  reset() {
+    this.me = null;
+    this.servers.clear();
+    this.presences.clear();
+    this.voiceStates.clear();
+    this.messages.clear();
+    this.typing.clear();
+    this.currentServerId = null;
+    this.currentChannelId = null;
+    this.editing = null;
+    this.readyCount = 0;
+  }
+
+  // ------------------------------------------------------------------ servers & channels
+
+  upsertServer(s) {
+    const prev = this.servers.get(s.id);
+    const server = {
+      id: s.id, name: s.name, owner_id: s.owner_id, created_at: s.created_at,
+      channels: prev ? prev.channels : new Map(),
+      members: prev ? prev.members : new Map(),
+    };
+    if (Array.isArray(s.channels)) {
+      server.channels = new Map();
+      for (const c of s.channels) server.channels.set(c.id, c);
+    }
+    if (Array.isArray(s.members)) {
+      server.members = new Map();
+      for (const m of s.members) if (m && m.user) server.members.set(m.user.id, m);
+    }
+    this.servers.set(s.id, server);
+    return server;
+  }
+
+  get server() { return this.servers.get(this.currentServerId) || null; }
+  get channel() {
+    const s = this.server;
+    return (s && s.channels.get(this.currentChannelId)) || null;
+  }
+
+  findChannel(id) {
+    for (const s of this.servers.values()) { const c = s.channels.get(id); if (c) return c; }
+    return null;
+  }
+
+  isOwner(serverId = this.currentServerId) {
+    const s = this.servers.get(serverId);
+    return !!(s && this.me && s.owner_id === this.me.id);
+  }
+
+  selectServer(id) {
+    if (!this.servers.has(id)) id = this.servers.keys().next().value || null;
+    this.currentServerId = id;
+    this.editing = null;
+    const s = this.server;
+    let ch = null;
+    if (s) {
+      const remembered = this.lastChannels[s.id];
+      const c = remembered && s.channels.get(remembered);
+      if (c && c.type === 'text') ch = c.id;
+      else ch = this.firstTextChannel(s)?.id || null;
+    }
+    this.currentChannelId = ch;
+    this._saveLast();
+  }
+
+  selectChannel(id) {
+    this.currentChannelId = id;
+    this.editing = null;
+    if (this.currentServerId) this.lastChannels[this.currentServerId] = id;
+    this._saveLast();
+  }
+
+  firstTextChannel(s) {
+    return sortChannels([...s.channels.values()].filter((c) => c.type === 'text'))[0] || null;
+  }
+
+  member(serverId, userId) {
+    const s = this.servers.get(serverId);
+    return (s && s.members.get(userId)) || null;
+  }
+
+  displayName(userId, fallbackUser, serverId = this.currentServerId) {
+    const m = this.member(serverId, userId);
+    const u = (m && m.user) || fallbackUser || (this.me && this.me.id === userId ? this.me : null);
+    if (m && m.nickname) return m.nickname;
+    if (u) return u.display_name || u.username || 'unknown';
+    return 'unknown';
+  }
+
+  userById(userId) {
+    if (this.me && this.me.id === userId) return this.me;
+    for (const s of this.servers.values()) { const m = s.members.get(userId); if (m) return m.user; }
+    return null;
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  msgState(channelId) {
+    let st = this.messages.get(channelId);
+    if (!st) {
+      st = { list: [], loaded: false, hasMore: true, loading: false };
+      this.messages.set(channelId, st);
+    }
+    return st;
+  }
+
+  /** Insert or replace a message (matching by id, or by nonce for our pending sends). */
+  putMessage(m) {
+    const st = this.msgState(m.channel_id);
+    const list = st.list;
+    let idx = list.findIndex((x) => x.id === m.id);
+    if (idx === -1 && m.nonce) idx = list.findIndex((x) => x.pending && x.nonce === m.nonce);
+    if (idx !== -1) {
+      list[idx] = { ...m, pending: false };
+      // a pending message may need to move to its sorted place
+      list.sort((a, b) => (a.pending ? 1 : 0) - (b.pending ? 1 : 0) || (a.pending || b.pending ? 0 : cmpId(a.id, b.id)));
+      return;
+    }
+    if (!st.loaded) return;  // history not loaded yet; it will include this
+    // insert sorted (usually at the end, before pending ones)
+    let i = list.length;
+    while (i > 0 && (list[i - 1].pending || cmpId(list[i - 1].id, m.id) > 0)) i--;
+    list.splice(i, 0, { ...m, pending: false });
+  }
+
+  removeMessage(channelId, id) {
+    const st = this.messages.get(channelId);
+    if (!st) return;
+    const i = st.list.findIndex((x) => x.id === id);
+    if (i !== -1) st.list.splice(i, 1);
+    if (this.editing && this.editing.id === id) this.editing = null;
+  }
+
+  // ------------------------------------------------------------------ typing
+
+  setTyping(channelId, userId, ms = 10000) {
+    if (!this.typing.has(channelId)) this.typing.set(channelId, new Map());
+    this.typing.get(channelId).set(userId, Date.now() + ms);
+  }
+  clearTyping(channelId, userId) {
+    const t = this.typing.get(channelId);
+    if (t) t.delete(userId);
+  }
+  typers(channelId) {
+    const t = this.typing.get(channelId);
+    if (!t) return [];
+    const now = Date.now();
+    const out = [];
+    for (const [u, exp] of t) { if (exp > now) out.push(u); else t.delete(u); }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ voice
+
+  voiceStatesIn(channelId) {
+    return [...this.voiceStates.values()].filter((v) => v.channel_id === channelId);
+  }
+
+  // ------------------------------------------------------------------ gateway dispatches
+
+  /** Apply a dispatch; returns the set of UI topics that changed. */
+  apply(t, d) {
+    switch (t) {
+      case 'READY': {
+        this.readyCount += 1;
+        this.me = d.user;
+        this.servers.clear();
+        for (const s of d.servers || []) this.upsertServer(s);
+        this.presences.clear();
+        for (const p of d.presences || []) this.presences.set(p.user_id, p.status);
+        if (this.me) this.presences.set(this.me.id, this.presences.get(this.me.id) || 'online');
+        this.voiceStates.clear();
+        for (const v of d.voice_states || []) if (v.channel_id) this.voiceStates.set(v.user_id, v);
+        if (this.readyCount > 1) {
+          // Re-identified: we may have missed messages. Drop caches; the UI reloads.
+          this.messages.clear();
+        }
+        const keepServer = this.currentServerId && this.servers.has(this.currentServerId);
+        if (!keepServer) this.selectServer(this.lastServerId);
+        else if (!this.channel) this.selectServer(this.currentServerId);
+        return ['all'];
+      }
+      case 'SERVER_CREATE':
+        this.upsertServer(d);
+        return ['servers', 'channels', 'members'];
+      case 'SERVER_UPDATE':
+        if (this.servers.has(d.id)) this.upsertServer({ ...d, channels: undefined, members: undefined });
+        return ['servers', 'header'];
+      case 'SERVER_DELETE': {
+        this.servers.delete(d.id);
+        for (const [u, v] of this.voiceStates) if (v.server_id === d.id) this.voiceStates.delete(u);
+        if (this.currentServerId === d.id) this.selectServer(null);
+        return ['all'];
+      }
+      case 'CHANNEL_CREATE':
+      case 'CHANNEL_UPDATE': {
+        const s = this.servers.get(d.server_id);
+        if (s) s.channels.set(d.id, d);
+        if (this.currentServerId === d.server_id && !this.currentChannelId && d.type === 'text') this.selectChannel(d.id);
+        return ['channels', 'header'];
+      }
+      case 'CHANNEL_DELETE': {
+        const s = this.servers.get(d.server_id);
+        if (s) {
+          s.channels.delete(d.id);
+          // children of a deleted category float to the top level
+          for (const c of s.channels.values()) if (c.parent_id === d.id) c.parent_id = null;
+        }
+        this.messages.delete(d.id);
+        if (this.currentChannelId === d.id) {
+          this.currentChannelId = s ? this.firstTextChannel(s)?.id || null : null;
+          if (this.currentServerId) this.lastChannels[this.currentServerId] = this.currentChannelId;
+          return ['channels', 'header', 'messages', 'typing', 'composer'];
+        }
+        return ['channels'];
+      }
+      case 'MEMBER_ADD': {
+        const s = this.servers.get(d.server_id);
+        if (s && d.user) s.members.set(d.user.id, { server_id: d.server_id, user: d.user, joined_at: d.joined_at, nickname: d.nickname ?? null });
+        return ['members'];
+      }
+      case 'MEMBER_REMOVE': {
+        const s = this.servers.get(d.server_id);
+        if (s) s.members.delete(d.user_id);
+        return ['members'];
+      }
+      case 'PRESENCE_UPDATE':
+        this.presences.set(d.user_id, d.status);
+        return ['members'];
+      case 'USER_UPDATE': {
+        if (this.me && d.id === this.me.id) this.me = { ...this.me, ...d };
+        for (const s of this.servers.values()) {
+          const m = s.members.get(d.id);
+          if (m) m.user = { ...m.user, ...d };
+        }
+        return ['members', 'messages', 'userpanel', 'channels'];
+      }
+      case 'MESSAGE_CREATE':
+        this.putMessage(d);
+        this.clearTyping(d.channel_id, d.author && d.author.id);
+        return ['messages', 'typing'];
+      case 'MESSAGE_UPDATE': {
+        const st = this.messages.get(d.channel_id);
+        if (st) {
+          const i = st.list.findIndex((x) => x.id === d.id);
+          if (i !== -1) st.list[i] = { ...st.list[i], ...d, pending: false };
+        }
+        return ['messages'];
+      }
+      case 'MESSAGE_DELETE':
+        this.removeMessage(d.channel_id, d.id);
+        return ['messages'];
+      case 'TYPING_START':
+        if (!this.me || d.user_id !== this.me.id) this.setTyping(d.channel_id, d.user_id);
+        return ['typing'];
+      case 'VOICE_STATE_UPDATE':
+        if (d.channel_id) this.voiceStates.set(d.user_id, d);
+        else this.voiceStates.delete(d.user_id);
+        return ['channels', 'voice'];
+      case 'VOICE_SPEAKING':
+        return ['channels', 'voice'];
+      default:
+        return [];
+    }
+  }
+}
