@@ -1,0 +1,61 @@
+//! SFU configuration.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// Configuration of the media plane. Every knob but the two addresses has a
+/// default that suits a single-node deployment.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Where the one shared UDP socket binds (port 0 = ephemeral).
+    pub udp_bind: SocketAddr,
+    /// The IP announced in the ICE host candidate of every answer. Must not be
+    /// unspecified (`0.0.0.0`); the port is the socket's actual port.
+    pub public_ip: IpAddr,
+    /// Maximum size of an SDP offer in bytes.
+    pub max_sdp_bytes: usize,
+    /// Maximum number of m-lines in an offer.
+    pub max_m_lines: usize,
+    /// How long a participant may take from join to ICE+DTLS connected before
+    /// it is dropped (counted in `confab_sfu_connect_failures_total`).
+    pub connect_timeout: Duration,
+    /// Negotiate RFC 2198 RED for Opus when the client offers it.
+    pub enable_red: bool,
+    /// Offer an RTX payload type for Opus so NACKs from clients that negotiate
+    /// audio RTX are answered from the send buffer (browsers usually don't).
+    pub audio_rtx: bool,
+    /// Number of forwarded packets per subscriber kept for NACK answers.
+    pub audio_send_buffer: usize,
+    /// How often str0m reports stats (loss, jitter, RTT, NACKs) for metrics.
+    pub stats_interval: Duration,
+    /// Socket buffer sizes requested with SO_RCVBUF / SO_SNDBUF (0 = OS default).
+    pub socket_buffer_bytes: usize,
+}
+
+impl SfuConfig {
+    /// A config with defaults for every knob.
+    pub fn new(udp_bind: SocketAddr, public_ip: IpAddr) -> Self {
+        SfuConfig {
+            udp_bind,
+            public_ip,
+            ..Default::default()
+        }
+    }
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        SfuConfig {
+            udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000),
+            public_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            max_sdp_bytes: 64 * 1024,
+            max_m_lines: 64,
+            connect_timeout: Duration::from_secs(20),
+            enable_red: true,
+            audio_rtx: true,
+            audio_send_buffer: 256,
+            stats_interval: Duration::from_secs(5),
+            socket_buffer_bytes: 4 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,1001 @@
+//! The sans-IO heart of the SFU: rooms, participants, their str0m `Rtc`s and
+//! forwarding. No sockets, no threads, no clocks: the caller feeds datagrams
+//! ([`SfuCore::handle_datagram`]) and time ([`SfuCore::handle_timeout`]) and
+//! drains datagrams to send ([`SfuCore::poll_transmit`]) and events
+//! ([`SfuCore::poll_event`]). The UDP loop in `runtime.rs` is a thin shell
+//! around it; tests drive it with in-process str0m client peers.
+//!
+//! Shape (as LiveKit's): room → participant → published audio track →
+//! down-tracks, one per subscriber slot ([`DownTrack`]).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use smallvec::SmallVec;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{Extension, ExtensionMap, RtpPacket, Ssrc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+
+use crate::demux::{self, Kind, Stun};
+use crate::downtrack::DownTrack;
+use crate::metrics::{DropReason, Metrics};
+use crate::speaking::SpeakingDetector;
+use crate::{JoinRequest, SfuConfig, SfuError, SfuEvent, SlotAssignment};
+
+/// Opus's RTP clock rate.
+const OPUS_CLOCK: u32 = 48_000;
+/// Addresses remembered per participant (ICE may try a few before nominating).
+const MAX_ADDRS_PER_PEER: usize = 4;
+
+/// Counters kept by the core itself (the `metrics` facade is write-only), for
+/// tests and debugging.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CoreStats {
+    pub forwarded: u64,
+    pub dropped_malformed: u64,
+    pub dropped_unknown_peer: u64,
+    pub dropped_unknown_ufrag: u64,
+    pub dropped_muted: u64,
+    pub dropped_other: u64,
+    pub retransmissions: u64,
+    pub nacks_received: u64,
+}
+
+struct Room {
+    /// Participant ids in join order (slot assignment order).
+    members: Vec<u64>,
+}
+
+/// One listening slot of a subscriber.
+struct Slot {
+    down: DownTrack,
+    /// Participant whose audio is forwarded here.
+    source: Option<u64>,
+}
+
+/// Payload types of one peer's session, as negotiated.
+#[derive(Debug, Clone, Copy, Default)]
+struct AudioPts {
+    opus: Option<Pt>,
+    red: Option<Pt>,
+}
+
+struct Peer {
+    participant: u64,
+    user_id: u64,
+    room: u64,
+    /// Unique per `Rtc`: timer entries of a replaced peer are ignored.
+    epoch: u64,
+    rtc: Rtc,
+    ufrag: String,
+    addrs: SmallVec<[SocketAddr; 2]>,
+    joined_at: Instant,
+    connected: bool,
+    server_muted: bool,
+    self_muted: bool,
+    deaf: bool,
+    /// The client's send transceiver (our receiving audio m-line).
+    publish_mid: Option<Mid>,
+    /// Source SSRC seen on `publish_mid` (cache for the per-packet check).
+    in_ssrc: Option<Ssrc>,
+    pts: AudioPts,
+    speaking: SpeakingDetector,
+    slots: Vec<Slot>,
+    /// Largest `audio_slots` we asked this client for (RenegotiationNeeded).
+    reneg_requested: usize,
+    last_slots: Option<Vec<SlotAssignment>>,
+    /// Deadline of the last timer entry pushed for this peer.
+    deadline: Option<Instant>,
+    /// Receive times of packets written since the last drain (latency metric).
+    pending_latency: Vec<Instant>,
+    dirty: bool,
+    /// Egress NACK counts per mid, to turn str0m's totals into a counter.
+    nacks_seen: HashMap<Mid, u64>,
+}
+
+impl Peer {
+    fn is_publisher(&self) -> bool {
+        self.publish_mid.is_some()
+    }
+}
+
+/// The sans-IO SFU.
+pub struct SfuCore {
+    local_addr: SocketAddr,
+    rtc_config: RtcConfig,
+    max_sdp_bytes: usize,
+    max_m_lines: usize,
+    connect_timeout: Duration,
+    peers: HashMap<u64, Peer>,
+    by_addr: HashMap<SocketAddr, u64>,
+    by_ufrag: HashMap<String, u64>,
+    rooms: HashMap<u64, Room>,
+    timers: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    next_epoch: u64,
+    dirty: Vec<u64>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SfuEvent>,
+    scratch: Vec<(u64, Event)>,
+    removals: Vec<(u64, String)>,
+    last_now: Instant,
+    metrics: Metrics,
+    stats: CoreStats,
+}
+
+/// The str0m configuration every participant's `Rtc` starts from.
+fn rtc_config(cfg: &SfuConfig) -> RtcConfig {
+    // Audio needs only the RFC 6464 level (speaking) and mid (BUNDLE demux):
+    // no TWCC or abs-send-time, which would cost feedback traffic and CPU.
+    let mut exts = ExtensionMap::empty();
+    exts.set(1, Extension::AudioLevel);
+    exts.set(4, Extension::RtpMid);
+    let mut rc = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .set_extension_map(exts)
+        .set_stats_interval(Some(cfg.stats_interval))
+        .set_send_buffer_audio(cfg.audio_send_buffer.max(1));
+    if cfg.audio_rtx {
+        // str0m resends only over RTX (RFC 4588), so answering NACKs for audio
+        // needs an RTX payload type on Opus. str0m 0.25's public API cannot put
+        // both RTX and RED on one codec, hence RTX excludes RED here.
+        rc.codec_config().add_config(
+            111.into(),
+            Some(112.into()),
+            Codec::Opus,
+            str0m::media::Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            str0m::format::FormatParams {
+                min_p_time: Some(10),
+                use_inband_fec: Some(true),
+                ..Default::default()
+            },
+        );
+        rc
+    } else {
+        // RED (`audio/red`, RFC 2198) is supported by str0m 0.25: it is folded
+        // onto Opus and passed through untouched in RTP mode.
+        rc.enable_opus(true, cfg.enable_red)
+    }
+}
+
+/// The `a=mid:` values of an offer, in m-line order.
+fn offer_mids(sdp: &str) -> Vec<Mid> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("a=mid:"))
+        .map(|m| Mid::from(m.trim()))
+        .collect()
+}
+
+impl SfuCore {
+    /// A core announcing `local_addr` (public IP + the socket's port) as its
+    /// ICE host candidate.
+    pub fn new(config: &SfuConfig, local_addr: SocketAddr, now: Instant) -> Result<Self, SfuError> {
+        Candidate::host(local_addr, "udp")
+            .map_err(|e| SfuError::InvalidConfig(format!("public address {local_addr}: {e}")))?;
+        Ok(SfuCore {
+            local_addr,
+            rtc_config: rtc_config(config),
+            max_sdp_bytes: config.max_sdp_bytes,
+            max_m_lines: config.max_m_lines,
+            connect_timeout: config.connect_timeout,
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            rooms: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_epoch: 1,
+            dirty: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+            removals: Vec::new(),
+            last_now: now,
+            metrics: Metrics::new(),
+            stats: CoreStats::default(),
+        })
+    }
+
+    /// The announced candidate address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stats(&self) -> &CoreStats {
+        &self.stats
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Whether the participant's ICE+DTLS is up.
+    pub fn is_connected(&self, participant: u64) -> bool {
+        self.peers.get(&participant).is_some_and(|p| p.connected)
+    }
+
+    /// Current (slot mid, source participant) list of a subscriber.
+    pub fn slots_of(&self, participant: u64) -> Vec<(String, Option<u64>)> {
+        self.peers
+            .get(&participant)
+            .map(|p| p.slots.iter().map(|s| (s.down.mid.to_string(), s.source)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Outgoing SSRC of a subscriber's slot (tests).
+    pub fn slot_ssrc(&self, participant: u64, mid: &str) -> Option<u32> {
+        let p = self.peers.get(&participant)?;
+        p.slots.iter().find(|s| &*s.down.mid == mid).map(|s| *s.down.ssrc)
+    }
+
+    fn drop_packet(&mut self, reason: DropReason) {
+        self.metrics.dropped(reason).increment(1);
+        match reason {
+            DropReason::Malformed | DropReason::Oversize => self.stats.dropped_malformed += 1,
+            DropReason::UnknownPeer => self.stats.dropped_unknown_peer += 1,
+            DropReason::UnknownUfrag => self.stats.dropped_unknown_ufrag += 1,
+            DropReason::Muted => self.stats.dropped_muted += 1,
+            _ => self.stats.dropped_other += 1,
+        }
+    }
+
+    /// Counts a datagram the shell could not receive whole or send.
+    pub fn count_io_drop(&mut self, oversize: bool) {
+        self.drop_packet(if oversize { DropReason::Oversize } else { DropReason::SendError });
+    }
+
+    // ------------------------------------------------------------------
+    // Signaling commands
+    // ------------------------------------------------------------------
+
+    /// A participant joins (or rejoins: same id replaces the old peer without
+    /// others seeing a leave). Returns the SDP answer.
+    pub fn join(&mut self, now: Instant, req: JoinRequest) -> Result<String, SfuError> {
+        self.advance(now);
+        let offer = crate::sdp::check_offer(&req.offer_sdp, self.max_sdp_bytes, self.max_m_lines)?;
+        let mut rtc = self.rtc_config.clone().build(now);
+        let ufrag = loop {
+            let creds = rtc.direct_api().local_ice_credentials();
+            if !self.by_ufrag.contains_key(&creds.ufrag) {
+                break creds.ufrag;
+            }
+            rtc.direct_api().set_local_ice_credentials(str0m::IceCreds::new());
+        };
+        let candidate = Candidate::host(self.local_addr, "udp")
+            .map_err(|e| SfuError::InvalidConfig(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let answer = accept_offer(&mut rtc, offer)?;
+        let mids = offer_mids(&req.offer_sdp);
+        let (publish_mid, slot_mids, pts) = inspect_medias(&rtc, &mids)?;
+
+        // Rejoin: the old peer goes away quietly; room membership and the
+        // moderator/deaf/mute flags carry over.
+        let mut flags = (false, false, false);
+        if let Some(old) = self.peers.get(&req.participant) {
+            flags = (old.server_muted, old.self_muted, old.deaf);
+            if old.room != req.room {
+                self.remove_peer(req.participant, None);
+            } else {
+                let mut old = self.peers.remove(&req.participant).expect("checked");
+                self.unmap(&old);
+                old.rtc.disconnect();
+                if old.speaking.reset() {
+                    self.events.push_back(SfuEvent::Speaking {
+                        room: old.room,
+                        participant: old.participant,
+                        user_id: old.user_id,
+                        speaking: false,
+                    });
+                }
+            }
+        }
+
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        let mut peer = Peer {
+            participant: req.participant,
+            user_id: req.user_id,
+            room: req.room,
+            epoch,
+            rtc,
+            ufrag: ufrag.clone(),
+            addrs: SmallVec::new(),
+            joined_at: now,
+            connected: false,
+            server_muted: flags.0,
+            self_muted: flags.1,
+            deaf: flags.2,
+            publish_mid,
+            in_ssrc: None,
+            pts,
+            speaking: SpeakingDetector::default(),
+            slots: Vec::new(),
+            reneg_requested: 0,
+            last_slots: None,
+            deadline: None,
+            pending_latency: Vec::new(),
+            dirty: false,
+            nacks_seen: HashMap::new(),
+        };
+        add_slots(&mut peer, &slot_mids);
+        self.by_ufrag.insert(ufrag, req.participant);
+        self.peers.insert(req.participant, peer);
+        let room = self.rooms.entry(req.room).or_insert_with(|| Room { members: Vec::new() });
+        if !room.members.contains(&req.participant) {
+            room.members.push(req.participant);
+        }
+        // Sources that were on other subscribers' slots from this participant
+        // now come with a new SSRC; DownTrack re-anchors on SSRC change.
+        self.update_room_slots(req.room);
+        self.drive(req.participant, now);
+        self.process_scratch(now);
+        self.update_gauges();
+        Ok(answer)
+    }
+
+    /// The client offers again (more listening slots, ICE restart, …).
+    pub fn renegotiate(&mut self, now: Instant, participant: u64, offer_sdp: &str) -> Result<String, SfuError> {
+        self.advance(now);
+        let offer = crate::sdp::check_offer(offer_sdp, self.max_sdp_bytes, self.max_m_lines)?;
+        let peer = self.peers.get_mut(&participant).ok_or(SfuError::UnknownParticipant)?;
+        let answer = match accept_offer(&mut peer.rtc, offer) {
+            Ok(a) => a,
+            Err(e) => {
+                if !peer.rtc.is_alive() {
+                    self.remove_peer(participant, Some("renegotiation failed".into()));
+                }
+                return Err(e);
+            }
+        };
+        let mids = offer_mids(offer_sdp);
+        let (publish_mid, slot_mids, pts) = inspect_medias(&peer.rtc, &mids)?;
+        if publish_mid != peer.publish_mid {
+            peer.in_ssrc = None;
+        }
+        peer.publish_mid = publish_mid;
+        peer.pts = pts;
+        add_slots(peer, &slot_mids);
+        let room = peer.room;
+        self.update_room_slots(room);
+        self.drive(participant, now);
+        self.process_scratch(now);
+        self.update_gauges();
+        Ok(answer)
+    }
+
+    /// The participant leaves (explicitly; no `Disconnected` event).
+    pub fn leave(&mut self, now: Instant, participant: u64) {
+        self.advance(now);
+        self.remove_peer(participant, None);
+    }
+
+    /// Moderator mute: the SFU drops this participant's audio.
+    pub fn set_server_mute(&mut self, participant: u64, muted: bool) {
+        self.set_flag(participant, |p| &mut p.server_muted, muted);
+    }
+
+    /// Self-mute (client side); clears the speaking state.
+    pub fn set_self_mute(&mut self, participant: u64, muted: bool) {
+        self.set_flag(participant, |p| &mut p.self_muted, muted);
+    }
+
+    /// Deafen: nothing is forwarded to this participant.
+    pub fn set_deaf(&mut self, participant: u64, deaf: bool) {
+        let Some(p) = self.peers.get_mut(&participant) else { return };
+        if p.deaf != deaf {
+            p.deaf = deaf;
+            // Resume with continuous numbering instead of a gap the client
+            // would take for loss (and NACK).
+            for s in &mut p.slots {
+                s.down.resync();
+            }
+        }
+    }
+
+    fn set_flag(&mut self, participant: u64, field: fn(&mut Peer) -> &mut bool, value: bool) {
+        let Some(p) = self.peers.get_mut(&participant) else { return };
+        let f = field(p);
+        if *f == value {
+            return;
+        }
+        *f = value;
+        let (room, user_id) = (p.room, p.user_id);
+        if value && p.speaking.reset() {
+            self.events.push_back(SfuEvent::Speaking { room, participant, user_id, speaking: false });
+        }
+        // Subscribers of this source resume without a sequence gap.
+        if let Some(r) = self.rooms.get(&room) {
+            for m in &r.members {
+                if let Some(sub) = self.peers.get_mut(m) {
+                    for s in sub.slots.iter_mut().filter(|s| s.source == Some(participant)) {
+                        s.down.resync();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes every peer (DTLS close_notify is queued for sending).
+    pub fn shutdown(&mut self, now: Instant) {
+        self.advance(now);
+        let ids: Vec<u64> = self.peers.keys().copied().collect();
+        for id in ids {
+            if let Some(p) = self.peers.get_mut(&id) {
+                let _ = p.rtc.close();
+            }
+            self.drive(id, now);
+            self.scratch.clear();
+            self.remove_peer(id, None);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Network and time input
+    // ------------------------------------------------------------------
+
+    fn advance(&mut self, now: Instant) {
+        if now > self.last_now {
+            self.last_now = now;
+        }
+    }
+
+    /// One datagram arrived on the shared socket from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: &[u8]) {
+        self.advance(now);
+        self.metrics.bytes_received.increment(buf.len() as u64);
+        let Some(kind) = demux::classify(buf) else {
+            self.drop_packet(DropReason::Malformed);
+            return;
+        };
+        let participant = match kind {
+            Kind::Stun => {
+                self.metrics.received_stun.increment(1);
+                match demux::stun_ufrag(buf) {
+                    Stun::BindingRequest { local_ufrag } => match self.by_ufrag.get(local_ufrag) {
+                        Some(&p) => {
+                            self.learn_addr(p, from);
+                            p
+                        }
+                        None => {
+                            self.drop_packet(DropReason::UnknownUfrag);
+                            return;
+                        }
+                    },
+                    Stun::Other => match self.by_addr.get(&from) {
+                        Some(&p) => p,
+                        None => {
+                            self.drop_packet(DropReason::UnknownPeer);
+                            return;
+                        }
+                    },
+                    Stun::Malformed => {
+                        self.drop_packet(DropReason::Malformed);
+                        return;
+                    }
+                }
+            }
+            _ => {
+                match kind {
+                    Kind::Dtls => self.metrics.received_dtls.increment(1),
+                    Kind::Rtcp => self.metrics.received_rtcp.increment(1),
+                    _ => {}
+                }
+                match self.by_addr.get(&from) {
+                    Some(&p) => p,
+                    None => {
+                        self.drop_packet(DropReason::UnknownPeer);
+                        return;
+                    }
+                }
+            }
+        };
+        let Ok(receive) = Receive::new(Protocol::Udp, from, self.local_addr, buf) else {
+            self.drop_packet(DropReason::Malformed);
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&participant) else {
+            self.drop_packet(DropReason::UnknownPeer);
+            return;
+        };
+        if let Err(e) = peer.rtc.handle_input(Input::Receive(now, receive)) {
+            tracing::debug!(participant, error = %e, "str0m rejected a datagram");
+            self.drop_packet(DropReason::RtcError);
+        }
+        self.drain(participant, now);
+        self.process_scratch(now);
+    }
+
+    fn learn_addr(&mut self, participant: u64, from: SocketAddr) {
+        match self.by_addr.get(&from) {
+            Some(&p) if p == participant => return,
+            Some(&other) => {
+                // The address moved to another peer (NAT rebinding, rejoin).
+                if let Some(o) = self.peers.get_mut(&other) {
+                    o.addrs.retain(|a| *a != from);
+                }
+            }
+            None => {}
+        }
+        let Some(peer) = self.peers.get_mut(&participant) else { return };
+        if peer.addrs.len() >= MAX_ADDRS_PER_PEER {
+            let old = peer.addrs.remove(0);
+            self.by_addr.remove(&old);
+        }
+        peer.addrs.push(from);
+        self.by_addr.insert(from, participant);
+    }
+
+    /// Drives every peer whose timer is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        while let Some(Reverse((at, participant, epoch))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(peer) = self.peers.get_mut(&participant) else { continue };
+            if peer.epoch != epoch || peer.deadline != Some(at) {
+                continue; // stale entry
+            }
+            peer.deadline = None;
+            if !peer.connected && now >= peer.joined_at + self.connect_timeout {
+                self.metrics.connect_failures.increment(1);
+                self.removals.push((participant, "ICE/DTLS connect timeout".into()));
+                continue;
+            }
+            if let Some(speaking) = peer.speaking.on_timeout(now) {
+                self.events.push_back(SfuEvent::Speaking {
+                    room: peer.room,
+                    participant,
+                    user_id: peer.user_id,
+                    speaking,
+                });
+            }
+            self.drive(participant, now);
+        }
+        self.process_scratch(now);
+    }
+
+    /// The earliest time [`Self::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Drains subscribers written to since the last flush: one str0m poll per
+    /// subscriber for all its pending packets.
+    pub fn flush(&mut self, now: Instant) {
+        self.advance(now);
+        while !self.dirty.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty);
+            for &p in &dirty {
+                self.drive(p, now);
+            }
+            self.dirty = dirty;
+            self.dirty.clear();
+            self.process_scratch(now);
+        }
+    }
+
+    /// Next datagram to send (flushes pending forwards first).
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if !self.dirty.is_empty() {
+            self.flush(self.last_now);
+        }
+        self.transmits.pop_front()
+    }
+
+    /// Next event for the signaling layer.
+    pub fn poll_event(&mut self) -> Option<SfuEvent> {
+        self.events.pop_front()
+    }
+
+    // ------------------------------------------------------------------
+    // Driving str0m
+    // ------------------------------------------------------------------
+
+    /// Gives the peer's `Rtc` the time and drains its output.
+    fn drive(&mut self, participant: u64, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&participant) else { return };
+        if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!(participant, error = %e, "str0m timeout handling failed");
+        }
+        self.drain(participant, now);
+    }
+
+    /// Polls the peer's `Rtc` until it returns a timeout. Transmits are queued,
+    /// events go to `scratch` (handled by `process_scratch`, which may touch
+    /// other peers).
+    fn drain(&mut self, participant: u64, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&participant) else { return };
+        peer.dirty = false;
+        for t in peer.pending_latency.drain(..) {
+            self.metrics
+                .forward_latency_seconds
+                .record(now.saturating_duration_since(t).as_secs_f64());
+        }
+        let rtc_deadline = loop {
+            match peer.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => break Some(t),
+                Ok(Output::Transmit(t)) => {
+                    self.metrics.bytes_sent.increment(t.contents.len() as u64);
+                    if demux::classify(&t.contents) == Some(Kind::Rtp) {
+                        if let Some(ssrc) = demux::rtp_ssrc(&t.contents) {
+                            if peer.slots.iter().any(|s| s.down.rtx.is_some_and(|r| *r == ssrc)) {
+                                self.metrics.retransmissions.increment(1);
+                                self.stats.retransmissions += 1;
+                            }
+                        }
+                    }
+                    self.transmits.push_back(t);
+                }
+                Ok(Output::Event(e)) => self.scratch.push((participant, e)),
+                Err(e) => {
+                    tracing::debug!(participant, error = %e, "str0m poll failed");
+                    self.removals.push((participant, format!("media error: {e}")));
+                    break None;
+                }
+            }
+        };
+        if !peer.rtc.is_alive() {
+            self.removals.push((participant, "connection closed".into()));
+            return;
+        }
+        // One timer per peer: str0m's own, the connect deadline, speaking release.
+        let mut deadline = rtc_deadline;
+        let mut earliest = |t: Option<Instant>| {
+            if let Some(t) = t {
+                deadline = Some(deadline.map_or(t, |d| d.min(t)));
+            }
+        };
+        if !peer.connected {
+            earliest(Some(peer.joined_at + self.connect_timeout));
+        }
+        earliest(peer.speaking.deadline());
+        if let Some(d) = deadline {
+            if peer.deadline != Some(d) {
+                peer.deadline = Some(d);
+                self.timers.push(Reverse((d, participant, peer.epoch)));
+            }
+        }
+    }
+
+    /// Handles the str0m events collected by `drain`, then pending removals.
+    fn process_scratch(&mut self, now: Instant) {
+        loop {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            for (participant, event) in scratch.drain(..) {
+                self.handle_event(participant, event, now);
+            }
+            if self.scratch.is_empty() {
+                self.scratch = scratch; // keep the allocation
+            }
+            let removals = std::mem::take(&mut self.removals);
+            if removals.is_empty() && self.scratch.is_empty() {
+                break;
+            }
+            for (participant, reason) in removals {
+                self.remove_peer(participant, Some(reason));
+            }
+        }
+    }
+
+    fn handle_event(&mut self, participant: u64, event: Event, now: Instant) {
+        match event {
+            Event::RtpPacket(pkt) => self.on_rtp(participant, pkt),
+            Event::Connected => {
+                let Some(peer) = self.peers.get_mut(&participant) else { return };
+                if !peer.connected {
+                    peer.connected = true;
+                    self.metrics
+                        .ice_connect_seconds
+                        .record(now.saturating_duration_since(peer.joined_at).as_secs_f64());
+                    self.events.push_back(SfuEvent::Connected { participant });
+                    // Start forwarding to it with fresh anchors.
+                    for s in &mut peer.slots {
+                        s.down.resync();
+                    }
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                // Before the first connection the connect timeout decides.
+                if self.peers.get(&participant).is_some_and(|p| p.connected) {
+                    self.removals.push((participant, "ICE disconnected".into()));
+                }
+            }
+            Event::Closed => {
+                self.removals.push((participant, "closed by peer".into()));
+            }
+            Event::MediaIngressStats(s) => {
+                if let Some(loss) = s.loss {
+                    self.metrics.receive_loss_ratio.record(loss as f64);
+                }
+                self.metrics.jitter_seconds.record(s.jitter as f64 / OPUS_CLOCK as f64);
+            }
+            Event::MediaEgressStats(s) => {
+                if let Some(peer) = self.peers.get_mut(&participant) {
+                    let seen = peer.nacks_seen.entry(s.mid).or_insert(0);
+                    if s.nacks > *seen {
+                        let delta = s.nacks - *seen;
+                        self.metrics.nacks_received.increment(delta);
+                        self.stats.nacks_received += delta;
+                    }
+                    *seen = s.nacks;
+                }
+            }
+            Event::PeerStats(s) => {
+                if let Some(rtt) = s.rtt {
+                    self.metrics.rtt_seconds.record(rtt.as_secs_f64());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Forwards one packet from `participant` to every subscriber slot bound to it.
+    fn on_rtp(&mut self, participant: u64, pkt: RtpPacket) {
+        let Some(src) = self.peers.get_mut(&participant) else { return };
+        self.metrics.received_audio.increment(1);
+        // Only audio on the publish m-line is forwarded.
+        if src.in_ssrc != Some(pkt.header.ssrc) {
+            let mid = src.rtc.direct_api().stream_rx(&pkt.header.ssrc).map(|s| s.mid());
+            if mid.is_none() || mid != src.publish_mid {
+                self.drop_packet(DropReason::UnsupportedPt);
+                return;
+            }
+            src.in_ssrc = Some(pkt.header.ssrc);
+        }
+        if src.server_muted {
+            self.drop_packet(DropReason::Muted);
+            return;
+        }
+        let is_red = src.pts.red == Some(pkt.header.payload_type);
+        if !is_red && src.pts.opus != Some(pkt.header.payload_type) {
+            self.drop_packet(DropReason::UnsupportedPt);
+            return;
+        }
+        if !src.self_muted {
+            if let Some(level) = pkt.header.ext_vals.audio_level {
+                if let Some(speaking) = src.speaking.on_level(pkt.timestamp, level.unsigned_abs()) {
+                    self.events.push_back(SfuEvent::Speaking {
+                        room: src.room,
+                        participant,
+                        user_id: src.user_id,
+                        speaking,
+                    });
+                    // The release timer must be armed.
+                    if speaking {
+                        src.dirty = true;
+                        self.dirty.push(participant);
+                    }
+                }
+            }
+        }
+        let room = src.room;
+        let Some(r) = self.rooms.get(&room) else { return };
+        for &sub_id in &r.members {
+            if sub_id == participant {
+                continue;
+            }
+            let Some(sub) = self.peers.get_mut(&sub_id) else { continue };
+            if sub.deaf || !sub.connected {
+                continue;
+            }
+            let Some(slot) = sub.slots.iter_mut().find(|s| s.source == Some(participant)) else {
+                continue;
+            };
+            let pt = if is_red { sub.pts.red } else { sub.pts.opus };
+            let Some(pt) = pt else {
+                self.metrics.dropped(DropReason::UnsupportedPt).increment(1);
+                self.stats.dropped_other += 1;
+                continue;
+            };
+            match slot.down.forward(&mut sub.rtc, &pkt, pt) {
+                Ok(()) => {
+                    self.metrics.forwarded_audio.increment(1);
+                    self.stats.forwarded += 1;
+                    sub.pending_latency.push(pkt.timestamp);
+                    if !sub.dirty {
+                        sub.dirty = true;
+                        self.dirty.push(sub_id);
+                    }
+                }
+                Err(reason) => {
+                    self.metrics.dropped(reason).increment(1);
+                    self.stats.dropped_other += 1;
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Rooms and slots
+    // ------------------------------------------------------------------
+
+    fn unmap(&mut self, peer: &Peer) {
+        for a in &peer.addrs {
+            if self.by_addr.get(a) == Some(&peer.participant) {
+                self.by_addr.remove(a);
+            }
+        }
+        if self.by_ufrag.get(&peer.ufrag) == Some(&peer.participant) {
+            self.by_ufrag.remove(&peer.ufrag);
+        }
+    }
+
+    /// Removes a participant; `reason` = Some → emits `Disconnected`.
+    fn remove_peer(&mut self, participant: u64, reason: Option<String>) {
+        let Some(mut peer) = self.peers.remove(&participant) else { return };
+        self.unmap(&peer);
+        peer.rtc.disconnect();
+        if peer.speaking.reset() {
+            self.events.push_back(SfuEvent::Speaking {
+                room: peer.room,
+                participant,
+                user_id: peer.user_id,
+                speaking: false,
+            });
+        }
+        if let Some(reason) = reason {
+            tracing::info!(participant, %reason, "participant disconnected");
+            self.events.push_back(SfuEvent::Disconnected { participant, reason });
+        }
+        let room_id = peer.room;
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.members.retain(|m| *m != participant);
+            if room.members.is_empty() {
+                self.rooms.remove(&room_id);
+            } else {
+                self.update_room_slots(room_id);
+            }
+        }
+        self.update_gauges();
+    }
+
+    /// Recomputes every member's slot mapping after a change in the room.
+    /// Assignment is stable: a source keeps its slot while it publishes; a
+    /// freed slot is reused by the next new publisher (first free in m-line order).
+    fn update_room_slots(&mut self, room_id: u64) {
+        let Some(room) = self.rooms.get(&room_id) else { return };
+        let members = room.members.clone();
+        let publishers: Vec<(u64, u64)> = members
+            .iter()
+            .filter_map(|m| self.peers.get(m))
+            .filter(|p| p.is_publisher())
+            .map(|p| (p.participant, p.user_id))
+            .collect();
+        for &m in &members {
+            let Some(peer) = self.peers.get_mut(&m) else { continue };
+            let wanted: SmallVec<[u64; 16]> =
+                publishers.iter().map(|(p, _)| *p).filter(|p| *p != m).collect();
+            for slot in &mut peer.slots {
+                if let Some(s) = slot.source {
+                    if !wanted.contains(&s) {
+                        slot.source = None;
+                        slot.down.resync();
+                    }
+                }
+            }
+            for &w in &wanted {
+                if peer.slots.iter().any(|s| s.source == Some(w)) {
+                    continue;
+                }
+                if let Some(free) = peer.slots.iter_mut().find(|s| s.source.is_none()) {
+                    free.source = Some(w);
+                    free.down.resync();
+                }
+            }
+            let needed = wanted.len();
+            if needed > peer.slots.len() && needed > peer.reneg_requested {
+                peer.reneg_requested = needed;
+                self.events.push_back(SfuEvent::RenegotiationNeeded {
+                    participant: m,
+                    audio_slots: needed,
+                });
+            }
+            let assignment: Vec<SlotAssignment> = peer
+                .slots
+                .iter()
+                .map(|s| SlotAssignment {
+                    mid: s.down.mid.to_string(),
+                    user_id: s
+                        .source
+                        .and_then(|src| publishers.iter().find(|(p, _)| *p == src))
+                        .map(|(_, u)| *u),
+                })
+                .collect();
+            if peer.last_slots.as_ref() != Some(&assignment) {
+                peer.last_slots = Some(assignment.clone());
+                self.events.push_back(SfuEvent::Slots { participant: m, slots: assignment });
+            }
+        }
+    }
+
+    fn update_gauges(&mut self) {
+        self.metrics.participants.set(self.peers.len() as f64);
+        self.metrics.rooms.set(self.rooms.len() as f64);
+        let tracks = self.peers.values().filter(|p| p.is_publisher()).count();
+        self.metrics.tracks.set(tracks as f64);
+    }
+}
+
+/// Applies an offer, never letting a str0m panic on hostile input escape.
+fn accept_offer(rtc: &mut Rtc, offer: str0m::change::SdpOffer) -> Result<String, SfuError> {
+    let result = catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer)));
+    match result {
+        Ok(Ok(answer)) => Ok(answer.to_sdp_string()),
+        Ok(Err(e)) => Err(SfuError::InvalidSdp(format!("offer rejected: {e}"))),
+        Err(_) => {
+            rtc.disconnect();
+            Err(SfuError::InvalidSdp("offer rejected (internal error)".into()))
+        }
+    }
+}
+
+/// Finds the publish m-line (the client's first sending audio transceiver),
+/// the listening slots (audio m-lines the client only receives on, in order)
+/// and the negotiated payload types.
+fn inspect_medias(rtc: &Rtc, mids: &[Mid]) -> Result<(Option<Mid>, Vec<Mid>, AudioPts), SfuError> {
+    let mut publish = None;
+    let mut slots = Vec::new();
+    let mut remote_pts: SmallVec<[Pt; 8]> = SmallVec::new();
+    for &mid in mids {
+        let Some(media) = rtc.media(mid) else { continue };
+        if media.kind() != MediaKind::Audio || media.disabled() {
+            continue;
+        }
+        remote_pts.extend(media.remote_pts().iter().copied());
+        match media.direction() {
+            Direction::RecvOnly | Direction::SendRecv if publish.is_none() => publish = Some(mid),
+            Direction::SendOnly => slots.push(mid),
+            _ => {}
+        }
+    }
+    let opus = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == Codec::Opus && remote_pts.contains(&p.pt()));
+    let Some(opus) = opus else {
+        return Err(SfuError::InvalidSdp("no audio m-line with Opus was accepted".into()));
+    };
+    let pts = AudioPts {
+        opus: Some(opus.pt()),
+        red: opus.red().filter(|r| remote_pts.contains(r)),
+    };
+    Ok((publish, slots, pts))
+}
+
+/// Adds a DownTrack for every slot mid not yet known (the client never
+/// removes transceivers, so slots only grow).
+fn add_slots(peer: &mut Peer, slot_mids: &[Mid]) {
+    for &mid in slot_mids {
+        if peer.slots.iter().any(|s| s.down.mid == mid) {
+            continue;
+        }
+        let mut api = peer.rtc.direct_api();
+        let (ssrc, rtx) = match api.stream_tx_by_mid(mid, None) {
+            Some(tx) => (tx.ssrc(), tx.rtx()),
+            None => {
+                // str0m declares send streams for sending m-lines when it
+                // accepts the offer; this is only a fallback.
+                let ssrc = api.new_ssrc();
+                api.declare_stream_tx(ssrc, None, mid, None);
+                (ssrc, None)
+            }
+        };
+        peer.slots.push(Slot {
+            down: DownTrack::new(mid, ssrc, rtx, OPUS_CLOCK),
+            source: None,
+        });
+    }
+}

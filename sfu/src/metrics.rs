@@ -1,0 +1,114 @@
+//! Metric handles, created once (the hot path never looks a metric up by name).
+//!
+//! Names and meanings are listed in `sfu/METRICS.md`. No label carries a user,
+//! participant or room id.
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+
+/// Why a datagram or packet was dropped (the `reason` label). A closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    /// Not STUN/DTLS/RTP/RTCP, truncated, or rejected by str0m's parser.
+    Malformed,
+    /// RTP/RTCP/DTLS from an address no participant uses.
+    UnknownPeer,
+    /// STUN binding request whose ufrag matches no participant.
+    UnknownUfrag,
+    /// Audio from a server-muted participant.
+    Muted,
+    /// A payload type the subscriber did not negotiate (e.g. RED to a client without RED).
+    UnsupportedPt,
+    /// A late packet from before the down-track's current source anchor.
+    Stale,
+    /// The socket refused the datagram (send buffer full, unreachable, …).
+    SendError,
+    /// A datagram larger than the receive buffer.
+    Oversize,
+    /// str0m rejected the input (bad SRTP, DTLS error, …).
+    RtcError,
+    /// The subscriber has no send stream on the slot's mid (should not happen).
+    NoStream,
+}
+
+pub(crate) struct Metrics {
+    pub forwarded_audio: Counter,
+    pub received_audio: Counter,
+    pub received_rtcp: Counter,
+    pub received_stun: Counter,
+    pub received_dtls: Counter,
+    pub bytes_received: Counter,
+    pub bytes_sent: Counter,
+    drop_malformed: Counter,
+    drop_unknown_peer: Counter,
+    drop_unknown_ufrag: Counter,
+    drop_muted: Counter,
+    drop_unsupported_pt: Counter,
+    drop_stale: Counter,
+    drop_send_error: Counter,
+    drop_oversize: Counter,
+    drop_rtc_error: Counter,
+    drop_no_stream: Counter,
+    pub nacks_received: Counter,
+    pub retransmissions: Counter,
+    pub receive_loss_ratio: Histogram,
+    pub jitter_seconds: Histogram,
+    pub rtt_seconds: Histogram,
+    pub ice_connect_seconds: Histogram,
+    pub connect_failures: Counter,
+    pub forward_latency_seconds: Histogram,
+    pub participants: Gauge,
+    pub rooms: Gauge,
+    pub tracks: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let dropped = |reason: &'static str| counter!("confab_sfu_packets_dropped_total", "reason" => reason);
+        let received = |kind: &'static str| counter!("confab_sfu_packets_received_total", "kind" => kind);
+        Metrics {
+            forwarded_audio: counter!("confab_sfu_packets_forwarded_total", "kind" => "audio"),
+            received_audio: received("audio"),
+            received_rtcp: received("rtcp"),
+            received_stun: received("stun"),
+            received_dtls: received("dtls"),
+            bytes_received: counter!("confab_sfu_bytes_received_total"),
+            bytes_sent: counter!("confab_sfu_bytes_sent_total"),
+            drop_malformed: dropped("malformed"),
+            drop_unknown_peer: dropped("unknown_peer"),
+            drop_unknown_ufrag: dropped("unknown_ufrag"),
+            drop_muted: dropped("muted"),
+            drop_unsupported_pt: dropped("unsupported_pt"),
+            drop_stale: dropped("stale"),
+            drop_send_error: dropped("send_error"),
+            drop_oversize: dropped("oversize"),
+            drop_rtc_error: dropped("rtc_error"),
+            drop_no_stream: dropped("no_stream"),
+            nacks_received: counter!("confab_sfu_nacks_received_total"),
+            retransmissions: counter!("confab_sfu_retransmissions_total"),
+            receive_loss_ratio: histogram!("confab_sfu_receive_loss_ratio"),
+            jitter_seconds: histogram!("confab_sfu_jitter_seconds"),
+            rtt_seconds: histogram!("confab_sfu_rtt_seconds"),
+            ice_connect_seconds: histogram!("confab_sfu_ice_connect_seconds"),
+            connect_failures: counter!("confab_sfu_connect_failures_total"),
+            forward_latency_seconds: histogram!("confab_sfu_forward_latency_seconds"),
+            participants: gauge!("confab_sfu_participants"),
+            rooms: gauge!("confab_sfu_rooms"),
+            tracks: gauge!("confab_sfu_tracks"),
+        }
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> &Counter {
+        match reason {
+            DropReason::Malformed => &self.drop_malformed,
+            DropReason::UnknownPeer => &self.drop_unknown_peer,
+            DropReason::UnknownUfrag => &self.drop_unknown_ufrag,
+            DropReason::Muted => &self.drop_muted,
+            DropReason::UnsupportedPt => &self.drop_unsupported_pt,
+            DropReason::Stale => &self.drop_stale,
+            DropReason::SendError => &self.drop_send_error,
+            DropReason::Oversize => &self.drop_oversize,
+            DropReason::RtcError => &self.drop_rtc_error,
+            DropReason::NoStream => &self.drop_no_stream,
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The UDP loop: a thin shell around [`SfuCore`] and the [`Sfu`] handle.
+//!
+//! **Concurrency choice.** One dedicated OS thread owns the socket, every room
+//! and every peer, and runs a *current-thread* tokio runtime of its own:
+//! - owning all state on one thread means no locks on the packet path and no
+//!   cross-thread hand-off between receiving a packet and forwarding it;
+//! - a thread of its own keeps media latency independent of the HTTP/WebSocket
+//!   work-stealing runtime (a burst of REST requests cannot delay forwarding);
+//! - tokio inside it (rather than a raw blocking loop) gives us `select!` over
+//!   socket readiness, the command channel and one timer without a self-pipe
+//!   or busy polling, and lets `join`/`renegotiate` answer over oneshots;
+//! - scaling later means N such threads with rooms sharded across them
+//!   (SO_REUSEPORT or one socket per shard), without changing the core.
+//!
+//! Each wake-up drains every readable datagram (up to a batch), then flushes
+//! all subscribers written to in that batch with one str0m poll each, then
+//! sends. Timers: the core keeps one deadline per peer in a heap; the loop
+//! sleeps until the earliest.
+
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::SfuCore;
+use crate::{JoinRequest, SfuConfig, SfuError, SfuEvent};
+
+/// Datagrams handled per wake-up before flushing (bounds latency under load).
+const RECV_BATCH: usize = 64;
+/// Receive buffer; anything this large or larger is not a WebRTC datagram.
+const RECV_BUF: usize = 4096;
+
+enum Command {
+    Join(JoinRequest, oneshot::Sender<Result<String, SfuError>>),
+    Renegotiate(u64, String, oneshot::Sender<Result<String, SfuError>>),
+    Leave(u64),
+    ServerMute(u64, bool),
+    Deaf(u64, bool),
+    SelfMute(u64, bool),
+    Shutdown,
+}
+
+struct Inner {
+    cmd: mpsc::UnboundedSender<Command>,
+    local_addr: SocketAddr,
+    running: Arc<AtomicBool>,
+}
+
+/// Handle to the media plane. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Sfu {
+    inner: Arc<Inner>,
+}
+
+/// Clears the running flag when the loop thread ends, also by panic.
+struct RunningGuard(Arc<AtomicBool>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+fn set_socket_buffers(socket: &StdUdpSocket, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let val: libc::c_int = bytes.min(i32::MAX as usize) as libc::c_int;
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: fd is a valid open socket; val lives across the call and the
+        // length matches its type.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &val as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::warn!(opt, bytes, "could not set UDP socket buffer size");
+        }
+    }
+}
+
+impl Sfu {
+    /// Binds the UDP socket and starts the media loop.
+    pub fn start(config: SfuConfig) -> Result<(Sfu, mpsc::UnboundedReceiver<SfuEvent>), SfuError> {
+        if config.public_ip.is_unspecified() {
+            return Err(SfuError::InvalidConfig(
+                "public_ip must be a concrete address, not 0.0.0.0/::".into(),
+            ));
+        }
+        let socket = StdUdpSocket::bind(config.udp_bind)
+            .map_err(|e| SfuError::Io(format!("bind {}: {e}", config.udp_bind)))?;
+        socket.set_nonblocking(true).map_err(|e| SfuError::Io(e.to_string()))?;
+        set_socket_buffers(&socket, config.socket_buffer_bytes);
+        let local_addr = socket.local_addr().map_err(|e| SfuError::Io(e.to_string()))?;
+        let announced = SocketAddr::new(config.public_ip, local_addr.port());
+        let core = SfuCore::new(&config, announced, Instant::now())?;
+
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let running = Arc::new(AtomicBool::new(true));
+        let guard = RunningGuard(running.clone());
+        std::thread::Builder::new()
+            .name("confab-sfu".into())
+            .spawn(move || {
+                let _guard = guard;
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "SFU runtime failed to start");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match UdpSocket::from_std(socket) {
+                        Ok(socket) => run(socket, core, cmd_rx, ev_tx).await,
+                        Err(e) => tracing::error!(error = %e, "SFU socket registration failed"),
+                    }
+                });
+            })
+            .map_err(|e| SfuError::Io(format!("spawn SFU thread: {e}")))?;
+        tracing::info!(%local_addr, %announced, "SFU media loop started");
+        let inner = Inner { cmd: cmd_tx, local_addr, running };
+        Ok((Sfu { inner: Arc::new(inner) }, ev_rx))
+    }
+
+    /// Actual bound UDP address (port 0 → the ephemeral port chosen).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Whether the media loop thread is alive (for `/readyz`).
+    pub fn is_running(&self) -> bool {
+        self.inner.running.load(Ordering::SeqCst)
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), SfuError> {
+        self.inner.cmd.send(cmd).map_err(|_| SfuError::Stopped)
+    }
+
+    /// Joins (or rejoins) a voice room with the client's offer; returns the answer.
+    pub async fn join(&self, req: JoinRequest) -> Result<String, SfuError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Join(req, tx))?;
+        rx.await.map_err(|_| SfuError::Stopped)?
+    }
+
+    /// Applies a new offer from the client (e.g. after `RenegotiationNeeded`).
+    pub async fn renegotiate(&self, participant: u64, offer_sdp: String) -> Result<String, SfuError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Renegotiate(participant, offer_sdp, tx))?;
+        rx.await.map_err(|_| SfuError::Stopped)?
+    }
+
+    pub fn leave(&self, participant: u64) {
+        let _ = self.send(Command::Leave(participant));
+    }
+
+    pub fn set_server_mute(&self, participant: u64, muted: bool) {
+        let _ = self.send(Command::ServerMute(participant, muted));
+    }
+
+    pub fn set_deaf(&self, participant: u64, deaf: bool) {
+        let _ = self.send(Command::Deaf(participant, deaf));
+    }
+
+    pub fn set_self_mute(&self, participant: u64, muted: bool) {
+        let _ = self.send(Command::SelfMute(participant, muted));
+    }
+
+    /// Closes every peer and stops the loop (the thread exits shortly after).
+    pub fn shutdown(&self) {
+        let _ = self.send(Command::Shutdown);
+    }
+}
+
+/// Returns false when the loop must stop.
+fn handle_command(core: &mut SfuCore, cmd: Command) -> bool {
+    let now = Instant::now();
+    match cmd {
+        Command::Join(req, reply) => {
+            let _ = reply.send(core.join(now, req));
+        }
+        Command::Renegotiate(p, sdp, reply) => {
+            let _ = reply.send(core.renegotiate(now, p, &sdp));
+        }
+        Command::Leave(p) => core.leave(now, p),
+        Command::ServerMute(p, m) => core.set_server_mute(p, m),
+        Command::Deaf(p, d) => core.set_deaf(p, d),
+        Command::SelfMute(p, m) => core.set_self_mute(p, m),
+        Command::Shutdown => {
+            core.shutdown(now);
+            return false;
+        }
+    }
+    true
+}
+
+fn send_all(socket: &UdpSocket, core: &mut SfuCore) {
+    while let Some(t) = core.poll_transmit() {
+        if let Err(e) = socket.try_send_to(&t.contents, t.destination) {
+            tracing::trace!(error = %e, dest = %t.destination, "UDP send failed");
+            core.count_io_drop(false);
+        }
+    }
+}
+
+async fn run(
+    socket: UdpSocket,
+    mut core: SfuCore,
+    mut cmd_rx: mpsc::UnboundedReceiver<Command>,
+    ev_tx: mpsc::UnboundedSender<SfuEvent>,
+) {
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut running = true;
+    while running {
+        let deadline = core
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            biased;
+            cmd = cmd_rx.recv() => match cmd {
+                Some(cmd) => {
+                    running = handle_command(&mut core, cmd);
+                    // Take every queued command before touching the network.
+                    while running {
+                        match cmd_rx.try_recv() {
+                            Ok(cmd) => running = handle_command(&mut core, cmd),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None => {
+                    core.shutdown(Instant::now());
+                    running = false;
+                }
+            },
+            ready = socket.readable() => {
+                if let Err(e) = ready {
+                    tracing::error!(error = %e, "SFU socket failed");
+                    break;
+                }
+                for _ in 0..RECV_BATCH {
+                    match socket.try_recv_from(&mut buf) {
+                        Ok((n, from)) => {
+                            if n >= RECV_BUF {
+                                core.count_io_drop(true);
+                                continue;
+                            }
+                            core.handle_datagram(Instant::now(), from, &buf[..n]);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // E.g. ICMP port unreachable reported on the socket.
+                            tracing::trace!(error = %e, "UDP receive error");
+                            break;
+                        }
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => {},
+        }
+        let now = Instant::now();
+        core.handle_timeout(now);
+        core.flush(now);
+        send_all(&socket, &mut core);
+        while let Some(ev) = core.poll_event() {
+            let _ = ev_tx.send(ev);
+        }
+    }
+    tracing::info!("SFU media loop stopped");
+}

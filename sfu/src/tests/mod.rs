@@ -1,0 +1,3 @@
+//! Tests of the forwarding core with in-process str0m client peers.
+
+mod core_tests;
