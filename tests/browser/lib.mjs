@@ -1,0 +1,197 @@
+// Shared harness for the browser tests: the server under test, Chromium, and UI helpers.
+//
+// Server: CONFAB_URL if set; else CONFAB_MOCK=1 runs the in-memory mock (chat only); else the
+// binary CONFAB_BIN (default <repo>/target/debug/confab) on a free port with a fresh data dir.
+
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repoRoot = path.resolve(here, '../..');
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+function tmpDir(prefix) {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  // The server's private PostgreSQL runs as an unprivileged user: it must be able to traverse.
+  fs.chmodSync(d, 0o755);
+  return d;
+}
+
+export async function startServer() {
+  if (process.env.CONFAB_URL) return { url: process.env.CONFAB_URL.replace(/\/$/, ''), stop: async () => {}, external: true };
+  if (process.env.CONFAB_MOCK === '1') {
+    const { startMockServer } = await import('./mock-server.mjs');
+    const m = await startMockServer({ webRoot: path.join(repoRoot, 'web') });
+    return { url: m.url, stop: m.close, mock: true };
+  }
+  const bin = process.env.CONFAB_BIN || path.join(repoRoot, 'target/debug/confab');
+  if (!fs.existsSync(bin)) {
+    throw new Error(`confab binary not found at ${bin}: build it (cargo build -p confab-signaling), or set CONFAB_BIN / CONFAB_URL (or CONFAB_MOCK=1 for the chat test)`);
+  }
+  const port = await freePort();
+  const dataDir = tmpDir('confab-browser-data-');
+  const logPath = path.join(dataDir, 'confab.log');
+  const log = fs.openSync(logPath, 'a');
+  const child = spawn(bin, ['--bind', `127.0.0.1:${port}`, '--udp-port', '0', '--data-dir', dataDir, '--rate-limit-scale', '100'], {
+    stdio: ['ignore', log, log],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+  });
+  let exited = null;
+  child.on('exit', (code, sig) => { exited = { code, sig }; });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    if (exited) throw new Error(`confab exited early (${JSON.stringify(exited)}); log:\n${fs.readFileSync(logPath, 'utf8').slice(-4000)}`);
+    try {
+      const r = await fetch(`${url}/readyz`);
+      if (r.status === 200) break;
+    } catch { /* not yet */ }
+    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`confab not ready after 180 s; log:\n${fs.readFileSync(logPath, 'utf8').slice(-4000)}`); }
+    await sleep(250);
+  }
+  return {
+    url,
+    logPath,
+    stop: async () => {
+      if (exited) return;
+      child.kill('SIGTERM');
+      for (let i = 0; i < 100 && !exited; i++) await sleep(100);
+      if (!exited) child.kill('SIGKILL');
+      fs.rmSync(dataDir, { recursive: true, force: true, maxRetries: 3 });
+    },
+  };
+}
+
+/** A 48 kHz mono speech WAV made with espeak-ng + sox (cached per process). */
+let speechWav = null;
+export function makeSpeechWav() {
+  if (speechWav && fs.existsSync(speechWav)) return speechWav;
+  const dir = tmpDir('confab-audio-');
+  const raw = path.join(dir, 'raw.wav');
+  const out = path.join(dir, 'speech-48k.wav');
+  const text = 'Hello from Confab. This is a voice test. One two three four five. ' +
+    'The quick brown fox jumps over the lazy dog. Can you hear me now? Testing, testing.';
+  execFileSync('espeak-ng', ['-s', '160', '-w', raw, text]);
+  // 48 kHz mono 16-bit; short silences trimmed so speech dominates; loops in Chromium anyway.
+  execFileSync('sox', [raw, '-r', '48000', '-c', '1', '-b', '16', out, 'gain', '-n', '-3']);
+  speechWav = out;
+  return out;
+}
+
+export const CHROMIUM_ARGS = [
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--headless', '--no-sandbox',
+  '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+/** A fresh persistent Chromium context (own profile dir, hence own localStorage). */
+export async function launchBrowser({ audioFile } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'confab-chromium-'));
+  const args = [...CHROMIUM_ARGS];
+  if (audioFile) args.push(`--use-file-for-fake-audio-capture=${audioFile}`);
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args,
+    viewport: { width: 1280, height: 800 },
+  });
+  const page = context.pages()[0] || await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('dialog', async (d) => { errors.push(`unexpected ${d.type()}: ${d.message()}`); await d.dismiss(); });
+  return {
+    context, page, errors,
+    close: async () => { await context.close().catch(() => {}); fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 }); },
+  };
+}
+
+export function uniqueName(prefix) {
+  return `${prefix}${Date.now().toString(36).slice(-5)}${Math.floor(Math.random() * 1e4)}`;
+}
+
+/** Register through the UI; resolves when the app shell shows the user. */
+export async function registerViaUi(page, baseUrl, username, password = 'correct horse battery') {
+  await page.goto(baseUrl);
+  await page.getByRole('button', { name: 'Register' }).click();
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByTestId('me-name').filter({ hasText: username }).waitFor({ timeout: 20_000 });
+  await page.waitForFunction(() => window.confab && window.confab.gateway.status === 'ready', null, { timeout: 20_000 });
+}
+
+export async function createServerViaUi(page, name) {
+  await page.getByRole('button', { name: 'Create a server' }).click();
+  const dlg = page.getByTestId('create-server-dialog');
+  await dlg.getByLabel('Server name').fill(name);
+  await dlg.getByRole('button', { name: 'Create', exact: true }).click();
+  await page.getByTestId('server-name').filter({ hasText: name }).waitFor({ timeout: 15_000 });
+  await page.locator('[data-testid="channel-link"][data-channel-name="general"][data-channel-type="text"]').waitFor();
+}
+
+export async function createInviteViaUi(page) {
+  await page.getByRole('button', { name: 'Invite people' }).click();
+  const dlg = page.getByTestId('invite-dialog');
+  await dlg.getByRole('button', { name: 'Create invite' }).click();
+  const link = dlg.getByTestId('invite-link');
+  await page.waitForFunction(() => {
+    const el = document.querySelector('[data-testid="invite-dialog"] [data-testid="invite-link"]');
+    return el && el.value.includes('/invite/');
+  }, null, { timeout: 10_000 });
+  const value = await link.inputValue();
+  await dlg.getByRole('button', { name: 'Done' }).click();
+  return value;
+}
+
+export async function joinViaUi(page, linkOrCode, serverName) {
+  await page.getByRole('button', { name: 'Join a server' }).click();
+  const dlg = page.getByTestId('join-server-dialog');
+  await dlg.getByLabel('Invite link or code').fill(linkOrCode);
+  await dlg.getByRole('button', { name: 'Join server' }).click();
+  await page.getByTestId('server-name').filter({ hasText: serverName }).waitFor({ timeout: 15_000 });
+}
+
+export async function tokenOf(page) {
+  return page.evaluate(() => localStorage.getItem('confab.token'));
+}
+
+/** REST call from Node with a bearer token, honouring 429 Retry-After. */
+export async function rest(baseUrl, token, method, p, body) {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const res = await fetch(`${baseUrl}/api/v1${p}`, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    if (res.status === 429) { await sleep(1000 * Number(res.headers.get('retry-after') || 1)); continue; }
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${p} → ${res.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  }
+  throw new Error(`${method} ${p}: still rate limited`);
+}
+
+export async function waitFor(fn, { timeout = 15_000, interval = 250, message = 'condition' } = {}) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try { last = await fn(); if (last) return last; } catch (e) { last = e; }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${message}${last instanceof Error ? `: ${last.message}` : ''}`);
+    await sleep(interval);
+  }
+}
