@@ -22,7 +22,9 @@ pub struct SfuConfig {
     /// Negotiate RFC 2198 RED for Opus when the client offers it.
     pub enable_red: bool,
     /// Offer an RTX payload type for Opus so NACKs from clients that negotiate
-    /// audio RTX are answered from the send buffer (browsers usually don't).
+    /// audio RTX are answered from the send buffer. Browsers do not negotiate
+    /// RTX for audio, and str0m 0.25 cannot put RTX and RED on the same codec:
+    /// when true, RED is not negotiated. Default false (RED on).
     pub audio_rtx: bool,
     /// Number of forwarded packets per subscriber kept for NACK answers.
     pub audio_send_buffer: usize,
@@ -52,7 +54,7 @@ impl Default for SfuConfig {
             max_m_lines: 64,
             connect_timeout: Duration::from_secs(20),
             enable_red: true,
-            audio_rtx: true,
+            audio_rtx: false,
             audio_send_buffer: 256,
             stats_interval: Duration::from_secs(5),
             socket_buffer_bytes: 4 * 1024 * 1024,

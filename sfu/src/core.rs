@@ -219,6 +219,10 @@ impl SfuCore {
         self.rooms.len()
     }
 
+    pub fn has_participant(&self, participant: u64) -> bool {
+        self.peers.contains_key(&participant)
+    }
+
     /// Whether the participant's ICE+DTLS is up.
     pub fn is_connected(&self, participant: u64) -> bool {
         self.peers.get(&participant).is_some_and(|p| p.connected)
@@ -968,9 +972,11 @@ fn inspect_medias(rtc: &Rtc, mids: &[Mid]) -> Result<(Option<Mid>, Vec<Mid>, Aud
     let Some(opus) = opus else {
         return Err(SfuError::InvalidSdp("no audio m-line with Opus was accepted".into()));
     };
+    // str0m folds RED onto the Opus params; after negotiation `red()` is set
+    // only if the client offered RED too (and it is not in `remote_pts`).
     let pts = AudioPts {
         opus: Some(opus.pt()),
-        red: opus.red().filter(|r| remote_pts.contains(r)),
+        red: opus.red(),
     };
     Ok((publish, slots, pts))
 }

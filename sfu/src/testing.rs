@@ -182,6 +182,17 @@ impl TestPeer {
         self.handle_timeout(now);
     }
 
+    /// Sends one RTP packet with an explicit payload type (e.g. RED) and no level.
+    pub fn send_raw(&mut self, now: Instant, pt: str0m::media::Pt, payload: &[u8]) {
+        let mid = self.send_mid.expect("a sending peer");
+        let mut api = self.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else { return };
+        tx.write_rtp(RtpWrite::new(pt, self.next_seq.into(), self.next_ts, now, payload.to_vec()));
+        self.next_seq += 1;
+        self.next_ts = self.next_ts.wrapping_add(960);
+        self.handle_timeout(now);
+    }
+
     /// Packets received on the recvonly transceiver `mid`.
     pub fn received_on(&self, mid: &str) -> Vec<&Received> {
         self.received.iter().filter(|r| r.mid.as_deref() == Some(mid)).collect()
@@ -350,8 +361,10 @@ impl Net {
     /// Runs until every peer is connected (panics after 5 virtual seconds).
     pub fn connect_all(&mut self) {
         for _ in 0..1000 {
-            if self.peers.iter().all(|p| p.connected)
-                && self.ids.iter().all(|id| self.sfu.is_connected(*id))
+            let live = |i: usize| self.sfu.has_participant(self.ids[i]);
+            if (0..self.peers.len())
+                .filter(|&i| live(i))
+                .all(|i| self.peers[i].connected && self.sfu.is_connected(self.ids[i]))
             {
                 return;
             }

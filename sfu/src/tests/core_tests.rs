@@ -56,3 +56,313 @@ fn a_reaches_b_and_c_rewritten_and_unchanged() {
     // A hears nothing from itself.
     assert!(net.peers[a].received.is_empty());
 }
+
+/// The slot mid of `sub` that carries `source`, if any.
+fn slot_for(net: &Net, sub: usize, source: u64) -> Option<String> {
+    net.sfu
+        .slots_of(net.ids[sub])
+        .into_iter()
+        .find(|(_, s)| *s == Some(source))
+        .map(|(m, _)| m)
+}
+
+fn events_since(net: &Net, from: usize) -> Vec<SfuEvent> {
+    net.events[from..].to_vec()
+}
+
+#[test]
+fn renegotiation_and_slot_events() {
+    let mut net = Net::new(&config());
+    let a = net.join(1, 1, 0, TestPeerConfig::default()).unwrap();
+    // Alone: no slots needed, no renegotiation.
+    assert!(!net.events.iter().any(|e| matches!(e, SfuEvent::RenegotiationNeeded { .. })));
+
+    let mark = net.events.len();
+    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    let ev = events_since(&net, mark);
+    assert!(ev.contains(&SfuEvent::RenegotiationNeeded { participant: 1, audio_slots: 1 }), "{ev:?}");
+    assert!(ev.contains(&SfuEvent::Slots {
+        participant: 2,
+        slots: vec![SlotAssignment { mid: net.peers[b].recv_mids[0].to_string(), user_id: Some(1001) }],
+    }), "{ev:?}");
+
+    // A offers again with one listening slot and gets B on it.
+    let mark = net.events.len();
+    net.renegotiate(a, 1).unwrap();
+    let ev = events_since(&net, mark);
+    assert!(ev.contains(&SfuEvent::Slots {
+        participant: 1,
+        slots: vec![SlotAssignment { mid: net.peers[a].recv_mids[0].to_string(), user_id: Some(1002) }],
+    }), "{ev:?}");
+
+    // A listen-only peer costs nobody a renegotiation, but gets slots itself.
+    let mark = net.events.len();
+    let l = net.join(1, 9, 2, TestPeerConfig { send: false, ..Default::default() }).unwrap();
+    let ev = events_since(&net, mark);
+    assert!(!ev.iter().any(|e| matches!(e, SfuEvent::RenegotiationNeeded { .. })), "{ev:?}");
+    assert_eq!(net.sfu.slots_of(9).iter().filter(|(_, s)| s.is_some()).count(), 2);
+
+    // A third publisher: A and B need 2 slots, L already has 2.
+    let mark = net.events.len();
+    let _c = net.join(1, 3, 2, TestPeerConfig::default()).unwrap();
+    let ev = events_since(&net, mark);
+    assert!(ev.contains(&SfuEvent::RenegotiationNeeded { participant: 1, audio_slots: 2 }), "{ev:?}");
+    assert!(ev.contains(&SfuEvent::RenegotiationNeeded { participant: 2, audio_slots: 2 }), "{ev:?}");
+    // The listen-only peer hears three publishers now: it needs a third slot.
+    assert!(ev.contains(&SfuEvent::RenegotiationNeeded { participant: 9, audio_slots: 3 }), "{ev:?}");
+    assert!(!ev.iter().any(|e| matches!(e, SfuEvent::RenegotiationNeeded { participant: 3, .. })));
+
+    // Media flows to everybody after the renegotiations.
+    net.renegotiate(a, 2).unwrap();
+    net.renegotiate(b, 2).unwrap();
+    net.connect_all();
+    net.advance(Duration::from_millis(50));
+    for i in 0..10 {
+        net.send_audio(b, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    for sub in [a, l] {
+        let mid = slot_for(&net, sub, 2).unwrap();
+        assert_eq!(net.peers[sub].received_on(&mid).len(), 10);
+    }
+}
+
+#[test]
+fn leaving_publisher_frees_slot_for_next_with_continuous_stream() {
+    let mut net = Net::new(&config());
+    let a = net.join(1, 1, 2, TestPeerConfig::default()).unwrap();
+    let b = net.join(1, 2, 2, TestPeerConfig::default()).unwrap();
+    net.connect_all();
+    net.advance(Duration::from_millis(50));
+    for i in 0..10 {
+        net.send_audio(b, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    let mid = slot_for(&net, a, 2).unwrap();
+    assert_eq!(net.peers[a].received_on(&mid).len(), 10);
+    let last_b = (*net.peers[a].received_on(&mid).last().unwrap()).clone();
+
+    let mark = net.events.len();
+    net.sfu.leave(net.now, 2);
+    net.exchange();
+    let ev = events_since(&net, mark);
+    assert!(ev.iter().any(|e| matches!(e, SfuEvent::Slots { participant: 1, slots }
+        if slots.iter().all(|s| s.user_id.is_none()))), "{ev:?}");
+    assert!(!ev.iter().any(|e| matches!(e, SfuEvent::Disconnected { .. })), "explicit leave is not a disconnect");
+    assert_eq!(net.sfu.participant_count(), 1);
+
+    // Nothing more arrives on the freed slot.
+    net.advance(Duration::from_millis(500));
+    assert_eq!(net.peers[a].received_on(&mid).len(), 10);
+
+    // D takes the freed slot: same mid, same SSRC, numbering continues.
+    let d = net.join(1, 4, 2, TestPeerConfig::default()).unwrap();
+    net.connect_all();
+    assert_eq!(slot_for(&net, a, 4).as_deref(), Some(mid.as_str()), "slot reused");
+    for i in 100..110 {
+        net.send_audio(d, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    let got = net.peers[a].received_on(&mid);
+    assert_eq!(got.len(), 20);
+    let first_d = got[10];
+    assert_eq!(first_d.ssrc, last_b.ssrc, "same outgoing SSRC on the slot");
+    assert_eq!(first_d.seq, last_b.seq + 1, "sequence continues across the source switch");
+    assert!(first_d.timestamp.wrapping_sub(last_b.timestamp) >= 960, "time moves forward");
+    assert_eq!(&first_d.payload[..], &payload(100)[..]);
+}
+
+#[test]
+fn room_is_removed_when_empty() {
+    let mut net = Net::new(&config());
+    net.join(1, 1, 0, TestPeerConfig::default()).unwrap();
+    net.join(2, 2, 0, TestPeerConfig::default()).unwrap();
+    assert_eq!(net.sfu.room_count(), 2);
+    net.sfu.leave(net.now, 1);
+    assert_eq!(net.sfu.room_count(), 1);
+    net.sfu.leave(net.now, 2);
+    assert_eq!(net.sfu.room_count(), 0);
+    assert_eq!(net.sfu.participant_count(), 0);
+    net.sfu.leave(net.now, 2); // unknown: no-op
+}
+
+fn speaking(ev: &[SfuEvent], participant: u64) -> Vec<bool> {
+    ev.iter()
+        .filter_map(|e| match e {
+            SfuEvent::Speaking { participant: p, speaking, .. } if *p == participant => Some(*speaking),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn speaking_from_audio_level() {
+    let mut net = Net::new(&config());
+    let a = net.join(7, 1, 1, TestPeerConfig::default()).unwrap();
+    net.join(7, 2, 1, TestPeerConfig::default()).unwrap();
+    net.connect_all();
+    // Quiet audio: no event.
+    for i in 0..20 {
+        net.send_audio(a, &payload(i), 110);
+        net.advance(Duration::from_millis(20));
+    }
+    assert!(speaking(&net.events, 1).is_empty());
+    // Speech for 400 ms: speaking.
+    for i in 20..40 {
+        net.send_audio(a, &payload(i), 25);
+        net.advance(Duration::from_millis(20));
+    }
+    assert_eq!(speaking(&net.events, 1), vec![true]);
+    assert!(net.events.contains(&SfuEvent::Speaking { room: 7, participant: 1, user_id: 1001, speaking: true }));
+    // The packets stop (DTX / mute): the release timer ends it.
+    net.advance(Duration::from_millis(700));
+    assert_eq!(speaking(&net.events, 1), vec![true, false]);
+
+    // Server-muted: audio dropped and never speaking.
+    net.sfu.set_server_mute(1, true);
+    let before = net.sfu.stats().forwarded;
+    for i in 40..70 {
+        net.send_audio(a, &payload(i), 10);
+        net.advance(Duration::from_millis(20));
+    }
+    assert_eq!(speaking(&net.events, 1), vec![true, false]);
+    assert_eq!(net.sfu.stats().forwarded, before);
+    assert_eq!(net.sfu.stats().dropped_muted, 30);
+
+    // Self-mute while speaking clears the state.
+    net.sfu.set_server_mute(1, false);
+    for i in 70..90 {
+        net.send_audio(a, &payload(i), 10);
+        net.advance(Duration::from_millis(20));
+    }
+    assert_eq!(speaking(&net.events, 1), vec![true, false, true]);
+    net.sfu.set_self_mute(1, true);
+    net.exchange();
+    assert_eq!(speaking(&net.events, 1), vec![true, false, true, false]);
+}
+
+#[test]
+fn server_mute_drops_and_unmute_resumes_continuously() {
+    let mut net = Net::new(&config());
+    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
+    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    net.connect_all();
+    for i in 0..5 {
+        net.send_audio(a, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    net.sfu.set_server_mute(1, true);
+    for i in 5..15 {
+        net.send_audio(a, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    let mid = slot_for(&net, b, 1).unwrap();
+    assert_eq!(net.peers[b].received_on(&mid).len(), 5);
+    net.sfu.set_server_mute(1, false);
+    for i in 15..20 {
+        net.send_audio(a, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    let got = net.peers[b].received_on(&mid);
+    assert_eq!(got.len(), 10);
+    assert_eq!(&got[5].payload[..], &payload(15)[..]);
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1, "no gap the client would take for loss");
+    }
+}
+
+#[test]
+fn deaf_stops_forwarding_to_that_participant_only() {
+    let mut net = Net::new(&config());
+    let a = net.join(1, 1, 2, TestPeerConfig::default()).unwrap();
+    let b = net.join(1, 2, 2, TestPeerConfig::default()).unwrap();
+    let c = net.join(1, 3, 2, TestPeerConfig { send: false, ..Default::default() }).unwrap();
+    net.connect_all();
+    net.sfu.set_deaf(2, true);
+    for i in 0..10 {
+        net.send_audio(a, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    let mid_b = slot_for(&net, b, 1).unwrap();
+    let mid_c = slot_for(&net, c, 1).unwrap();
+    assert_eq!(net.peers[b].received_on(&mid_b).len(), 0);
+    assert_eq!(net.peers[c].received_on(&mid_c).len(), 10);
+    net.sfu.set_deaf(2, false);
+    for i in 10..15 {
+        net.send_audio(a, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    assert_eq!(net.peers[b].received_on(&mid_b).len(), 5);
+    assert_eq!(net.peers[c].received_on(&mid_c).len(), 15);
+}
+
+#[test]
+fn nack_is_answered_from_the_send_buffer() {
+    let mut cfg = config();
+    cfg.audio_rtx = true;
+    cfg.stats_interval = Duration::from_millis(200);
+    let mut net = Net::new(&cfg);
+    let rtx = TestPeerConfig { rtx: true, ..Default::default() };
+    let a = net.join(1, 1, 1, rtx).unwrap();
+    let b = net.join(1, 2, 1, rtx).unwrap();
+    net.connect_all();
+    for i in 0..10 {
+        net.send_audio(a, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    // Lose exactly one forwarded RTP packet on its way to B.
+    let mut seen = 0;
+    net.filter = Some(Box::new(move |peer, to_sfu, bytes| {
+        if peer == b && !to_sfu && crate::demux::classify(bytes) == Some(crate::demux::Kind::Rtp) {
+            seen += 1;
+            return seen != 2;
+        }
+        true
+    }));
+    for i in 10..30 {
+        net.send_audio(a, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    net.advance(Duration::from_millis(500));
+    let mid = slot_for(&net, b, 1).unwrap();
+    let got = net.peers[b].received_on(&mid);
+    let mut payloads: Vec<Vec<u8>> = got.iter().map(|r| r.payload.to_vec()).collect();
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), 30, "the lost packet was recovered by retransmission");
+    assert!(net.sfu.stats().retransmissions >= 1, "{:?}", net.sfu.stats());
+    assert!(net.sfu.stats().nacks_received >= 1, "{:?}", net.sfu.stats());
+}
+
+#[test]
+fn red_is_passed_through_untouched() {
+    let mut net = Net::new(&config());
+    let red = TestPeerConfig { red: true, ..Default::default() };
+    let a = net.join(1, 1, 1, red).unwrap();
+    let b = net.join(1, 2, 1, red).unwrap();
+    let c = net.join(1, 3, 1, TestPeerConfig::default()).unwrap(); // no RED
+    net.renegotiate(a, 2).unwrap();
+    net.renegotiate(b, 2).unwrap();
+    net.connect_all();
+    let red_pt = net.peers[a]
+        .rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find_map(|p| p.red())
+        .expect("RED negotiated");
+    // A RED packet: header byte (F=0, PT 111) + Opus primary.
+    let mut red_payload = vec![111u8];
+    red_payload.extend_from_slice(&payload(5));
+    net.peers[a].send_raw(net.now, red_pt, &red_payload);
+    net.exchange();
+    let mid = slot_for(&net, b, 1).unwrap();
+    let got = net.peers[b].received_on(&mid);
+    assert_eq!(got.len(), 1, "{:?} {:?}", net.sfu.stats(), net.peers[b].events);
+    assert_eq!(&got[0].payload[..], &red_payload[..], "RED payload bytes untouched");
+    assert_eq!(got[0].pt, *red_pt);
+    // C did not negotiate RED: it gets nothing rather than bytes it can't parse.
+    let mid_c = slot_for(&net, c, 1).unwrap();
+    assert!(net.peers[c].received_on(&mid_c).is_empty());
+}
+
