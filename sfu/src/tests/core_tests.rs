@@ -4,14 +4,14 @@ use std::time::Duration;
 use crate::testing::{Net, TestPeerConfig};
 use crate::{SfuConfig, SfuEvent, SlotAssignment};
 
-fn config() -> SfuConfig {
+pub(super) fn config() -> SfuConfig {
     SfuConfig::new(
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)),
     )
 }
 
-fn payload(i: u32) -> Vec<u8> {
+pub(super) fn payload(i: u32) -> Vec<u8> {
     // Opus-looking bytes, unique per packet.
     let mut p = vec![0xfc, 0xff, 0xfe];
     p.extend_from_slice(&i.to_be_bytes());
@@ -58,7 +58,7 @@ fn a_reaches_b_and_c_rewritten_and_unchanged() {
 }
 
 /// The slot mid of `sub` that carries `source`, if any.
-fn slot_for(net: &Net, sub: usize, source: u64) -> Option<String> {
+pub(super) fn slot_for(net: &Net, sub: usize, source: u64) -> Option<String> {
     net.sfu
         .slots_of(net.ids[sub])
         .into_iter()
