@@ -6,7 +6,8 @@ import { Gateway } from './gateway.js';
 import { Voice } from './voice.js';
 import { Store, sortChannels, cmpId } from './state.js';
 import { renderMarkdown } from './markdown.js';
-import { h, clear, avatar, openDialog, field, showFieldErrors, toast, safeHttpUrl } from './dom.js';
+import { h, add, clear, avatar, openDialog, field, showFieldErrors, toast, safeHttpUrl } from './dom.js';
+import { icon } from './icons.js';
 
 const api = new Api();
 const store = new Store();
@@ -241,11 +242,11 @@ function renderServerHeader() {
   el.append(
     h('h2', { text: s.name, title: s.name, 'data-testid': 'server-name' }),
     h('div', { class: 'header-actions' },
-      h('button', { class: 'icon-btn', 'aria-label': 'Invite people', title: 'Invite people', 'data-testid': 'invite-people', text: '✉', onclick: inviteDialog }),
+      h('button', { class: 'icon-btn', 'aria-label': 'Invite people', title: 'Invite people', 'data-testid': 'invite-people', onclick: inviteDialog }, icon('invite')),
       owner ? h('button', { class: 'icon-btn', 'aria-label': 'Create channel', title: 'Create channel', 'data-testid': 'create-channel', text: '＋', onclick: () => createChannelDialog() }) : null,
       owner ? h('button', { class: 'icon-btn', 'aria-label': 'Rename server', title: 'Rename server', text: '✎', onclick: renameServerDialog }) : null,
       owner
-        ? h('button', { class: 'icon-btn danger', 'aria-label': 'Delete server', title: 'Delete server', text: '🗑', onclick: deleteServerDialog })
+        ? h('button', { class: 'icon-btn danger', 'aria-label': 'Delete server', title: 'Delete server', onclick: deleteServerDialog }, icon('trash'))
         : h('button', { class: 'icon-btn danger', 'aria-label': 'Leave server', title: 'Leave server', text: '⎋', onclick: leaveServerDialog }),
     ),
   );
@@ -294,7 +295,7 @@ function channelRow(c, owner) {
     'aria-label': isVoice ? `Join voice channel ${c.name}` : `Text channel ${c.name}`,
     'aria-current': active ? 'page' : null,
     onclick: () => (isVoice ? joinVoice(c) : selectChannel(c.id)),
-  }, h('span', { class: 'chan-icon', 'aria-hidden': 'true', text: isVoice ? '🔊' : '#' }), h('span', { class: 'chan-name', text: c.name }));
+  }, h('span', { class: 'chan-icon', 'aria-hidden': 'true' }, icon(isVoice ? 'speaker' : 'hash', 16)), h('span', { class: 'chan-name', text: c.name }));
   li.append(h('div', { class: 'channel-row' }, btn,
     owner ? h('span', { class: 'row-actions' },
       h('button', { class: 'icon-btn tiny', 'aria-label': `Edit channel ${c.name}`, title: 'Edit channel', text: '✎', onclick: () => editChannelDialog(c) }),
@@ -313,8 +314,8 @@ function channelRow(c, owner) {
         },
         avatar(user || { id: v.user_id }, 22, speaking ? 'ring' : ''),
         h('span', { class: 'vu-name', text: store.displayName(v.user_id, user, c.server_id) }),
-        (v.self_mute || v.mute) ? h('span', { class: 'vu-icon', title: v.mute ? 'Server muted' : 'Muted', 'aria-label': 'muted', text: '🎙̸' }) : null,
-        (v.self_deaf || v.deaf) ? h('span', { class: 'vu-icon', title: v.deaf ? 'Server deafened' : 'Deafened', 'aria-label': 'deafened', text: '🔇' }) : null));
+        (v.self_mute || v.mute) ? h('span', { class: 'vu-icon', title: v.mute ? 'Server muted' : 'Muted', 'aria-label': 'muted' }, icon('micOff', 14)) : null,
+        (v.self_deaf || v.deaf) ? h('span', { class: 'vu-icon', title: v.deaf ? 'Server deafened' : 'Deafened', 'aria-label': 'deafened' }, icon('headphonesOff', 14)) : null));
       }
       li.append(ul);
     }
@@ -340,7 +341,7 @@ function renderHeader() {
   if (!c) { el.append(h('h2', { text: store.server ? 'No text channel' : 'Confab' })); document.title = 'Confab'; return; }
   el.append(h('h2', { 'data-testid': 'channel-title' }, h('span', { class: 'muted', text: '# ' }), c.name));
   if (c.topic) el.append(h('span', { class: 'topic', text: c.topic, title: c.topic }));
-  el.append(h('button', { class: 'icon-btn members-btn', 'aria-label': 'Toggle member list', text: '👥', onclick: () => ui.shell.classList.toggle('hide-members') }));
+  el.append(h('button', { class: 'icon-btn members-btn', 'aria-label': 'Toggle member list', onclick: () => ui.shell.classList.toggle('hide-members') }, icon('users')));
   document.title = `#${c.name} · ${store.server ? store.server.name : ''} · Confab`;
 }
 
@@ -374,10 +375,10 @@ function renderMembers() {
           h('span', { class: 'member-text' },
             h('span', { class: 'member-name', text: store.displayName(m.user.id, m.user, s.id) }),
             m.user.custom_status ? h('span', { class: 'member-status', text: m.user.custom_status }) : null),
-          s.owner_id === m.user.id ? h('span', { class: 'crown', title: 'Server owner', 'aria-label': 'Server owner', text: '👑' }) : null);
+          s.owner_id === m.user.id ? h('span', { class: 'crown', title: 'Server owner', 'aria-label': 'Server owner' }, icon('crown', 14)) : null);
       })));
   };
-  el.append(group('Online', online), group('Offline', offline));
+  add(el, group('Online', online), group('Offline', offline));
 }
 
 function renderUserPanel() {
@@ -389,7 +390,7 @@ function renderUserPanel() {
     h('span', { class: 'me-text' },
       h('span', { class: 'me-name', 'data-testid': 'me-name', text: me.display_name || me.username }),
       h('span', { class: 'me-status', text: me.custom_status || `@${me.username}` })),
-    h('button', { class: 'icon-btn', 'aria-label': 'User settings', title: 'User settings', 'data-testid': 'open-settings', text: '⚙', onclick: settingsDialog }),
+    h('button', { class: 'icon-btn', 'aria-label': 'User settings', title: 'User settings', 'data-testid': 'open-settings', onclick: settingsDialog }, icon('gear')),
   );
 }
 
@@ -544,7 +545,7 @@ function messageItem(m, grouped, date) {
   if (mine && !m.pending && !editing) {
     li.append(h('div', { class: 'msg-actions' },
       h('button', { class: 'icon-btn tiny', 'aria-label': 'Edit message', title: 'Edit', 'data-testid': 'edit-message', text: '✎', onclick: () => startEdit(m) }),
-      h('button', { class: 'icon-btn tiny danger', 'aria-label': 'Delete message', title: 'Delete (shift-click skips the question)', 'data-testid': 'delete-message', text: '🗑', onclick: (e) => deleteMessage(m, e.shiftKey) })));
+      h('button', { class: 'icon-btn tiny danger', 'aria-label': 'Delete message', title: 'Delete (shift-click skips the question)', 'data-testid': 'delete-message', onclick: (e) => deleteMessage(m, e.shiftKey) }, icon('trash', 14))));
   }
   return li;
 }
@@ -710,7 +711,7 @@ function renderVoicePanel() {
     reconnecting: 'Reconnecting…', error: 'Voice error', idle: 'Disconnected',
   }[voice.state] || voice.state;
   const q = voice.quality;
-  el.append(
+  add(el,
     h('div', { class: 'voice-status-row' },
       h('div', {},
         h('div', { class: `voice-state ${voice.state}`, 'data-testid': 'voice-state', 'data-state': voice.state, text: stateText }),
@@ -723,10 +724,10 @@ function renderVoicePanel() {
         title: q ? `RTT ${q.rttMs ?? '?'} ms · loss ${q.lossPercent}%` : 'measuring…',
       }, h('i'), h('i'), h('i'))),
     h('div', { class: 'voice-buttons' },
-      h('button', { class: `icon-btn toggle${voice.selfMute ? ' on' : ''}`, 'aria-label': voice.selfMute ? 'Unmute' : 'Mute', 'aria-pressed': String(voice.selfMute), 'data-testid': 'voice-mute', title: voice.selfMute ? 'Unmute' : 'Mute', text: voice.selfMute ? '🎙̸' : '🎙', onclick: () => voice.toggleMute() }),
-      h('button', { class: `icon-btn toggle${voice.selfDeaf ? ' on' : ''}`, 'aria-label': voice.selfDeaf ? 'Undeafen' : 'Deafen', 'aria-pressed': String(voice.selfDeaf), 'data-testid': 'voice-deafen', title: voice.selfDeaf ? 'Undeafen' : 'Deafen', text: voice.selfDeaf ? '🔇' : '🎧', onclick: () => voice.toggleDeaf() }),
-      h('button', { class: `icon-btn${voiceSettingsOpen ? ' on' : ''}`, 'aria-label': 'Voice settings', 'aria-expanded': String(voiceSettingsOpen), 'data-testid': 'voice-settings', text: '⚙', onclick: toggleVoiceSettings }),
-      h('button', { class: 'icon-btn danger', 'aria-label': 'Leave voice channel', 'data-testid': 'voice-leave', title: 'Disconnect', text: '✆', onclick: () => voice.leave() })),
+      h('button', { class: `icon-btn toggle${voice.selfMute ? ' on' : ''}`, 'aria-label': voice.selfMute ? 'Unmute' : 'Mute', 'aria-pressed': String(voice.selfMute), 'data-testid': 'voice-mute', title: voice.selfMute ? 'Unmute' : 'Mute', onclick: () => voice.toggleMute() }, icon(voice.selfMute ? 'micOff' : 'mic')),
+      h('button', { class: `icon-btn toggle${voice.selfDeaf ? ' on' : ''}`, 'aria-label': voice.selfDeaf ? 'Undeafen' : 'Deafen', 'aria-pressed': String(voice.selfDeaf), 'data-testid': 'voice-deafen', title: voice.selfDeaf ? 'Undeafen' : 'Deafen', onclick: () => voice.toggleDeaf() }, icon(voice.selfDeaf ? 'headphonesOff' : 'headphones')),
+      h('button', { class: `icon-btn${voiceSettingsOpen ? ' on' : ''}`, 'aria-label': 'Voice settings', 'aria-expanded': String(voiceSettingsOpen), 'data-testid': 'voice-settings', onclick: toggleVoiceSettings }, icon('gear')),
+      h('button', { class: 'icon-btn danger', 'aria-label': 'Leave voice channel', 'data-testid': 'voice-leave', title: 'Disconnect', onclick: () => voice.leave() }, icon('leave'))),
     voice.pushToTalk ? h('div', { class: `ptt muted small${voice.pttActive ? ' active' : ''}`, 'data-testid': 'ptt-indicator', text: voice.pttActive ? 'Transmitting…' : `Push to talk: hold ${keyName(voice.pushToTalkKey)}` }) : null,
   );
   // participants with per-user volume

@@ -17,6 +17,9 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** Append children, skipping null/false (Element.append would print "null"). */
+export function add(el, ...children) { append(el, children); return el; }
+
 function append(el, children) {
   for (const c of children) {
     if (c == null || c === false) continue;
