@@ -48,7 +48,8 @@ export async function startServer() {
   const log = fs.openSync(logPath, 'a');
   const child = spawn(bin, ['--bind', `127.0.0.1:${port}`, '--udp-port', '0', '--data-dir', dataDir, '--rate-limit-scale', '100'], {
     stdio: ['ignore', log, log],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+    // Serve this checkout's web/ rather than the copy built into the binary.
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', CONFAB_WEB_DIR: process.env.CONFAB_WEB_DIR || path.join(repoRoot, 'web') },
   });
   let exited = null;
   child.on('exit', (code, sig) => { exited = { code, sig }; });

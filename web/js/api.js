@@ -70,6 +70,23 @@ export class Api {
     try { return JSON.parse(text); } catch { return { message: text.slice(0, 200) }; }
   }
 
+  /** Seconds until the access token (a JWT) expires; null when unknown. */
+  tokenTtl() {
+    const t = this.token;
+    if (!t) return null;
+    try {
+      const payload = JSON.parse(atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+      return typeof payload.exp === 'number' ? payload.exp - Date.now() / 1000 : null;
+    } catch { return null; }
+  }
+
+  /** Refresh ahead of time when the access token is missing or about to expire. */
+  async ensureFreshToken(marginSeconds = 30) {
+    const ttl = this.tokenTtl();
+    if (this.token && (ttl === null || ttl > marginSeconds)) return true;
+    return this.refresh();
+  }
+
   /** Refresh the access token. Shared by concurrent callers. Returns true on success. */
   refresh() {
     if (!this.refreshToken) return Promise.resolve(false);

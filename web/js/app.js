@@ -11,7 +11,7 @@ import { icon } from './icons.js';
 
 const api = new Api();
 const store = new Store();
-const gateway = new Gateway({ getToken: () => api.token, refreshToken: () => api.refresh() });
+const gateway = new Gateway({ getToken: () => api.token, refreshToken: () => api.refresh(), beforeAuth: () => api.ensureFreshToken() });
 let voice = null;
 let ui = null;  // references to the shell's sections once logged in
 let pendingInvite = parseInviteCode(location.pathname.startsWith('/invite/') ? location.pathname : '');
@@ -101,7 +101,13 @@ function startApp() {
       getVoiceStates: (channelId) => store.voiceStatesIn(channelId),
     });
     window.confabVoice = voice;
-    voice.onChange(() => { renderVoicePanel(); renderChannels(); });
+    let lastVoiceError = null;
+    voice.onChange(() => {
+      if (voice.error && voice.error !== lastVoiceError) toast(`Voice: ${voice.error}`, 'error');
+      lastVoiceError = voice.error;
+      renderVoicePanel();
+      renderChannels();
+    });
   }
   gateway.connect();
 }

@@ -16,7 +16,8 @@ const IDENTIFY_CODES = new Set([4003, 4007]);
 const FATAL_CODES = new Set([4010, 4011, 4012, 4013]);
 
 export class Gateway {
-  constructor({ url, getToken, refreshToken } = {}) {
+  constructor({ url, getToken, refreshToken, beforeAuth } = {}) {
+    this.beforeAuth = beforeAuth;        // async () => void, e.g. refresh an expiring token
     this.url = url || Gateway.defaultUrl();
     this.getToken = getToken;            // () => access token
     this.refreshToken = refreshToken;    // async () => bool (called after 4004)
@@ -134,11 +135,15 @@ export class Gateway {
     switch (op) {
       case Op.HELLO: {
         this._startHeartbeat((d && d.heartbeat_interval) || 41250);
-        if (this.sessionId && this.seq != null) {
-          this.send(Op.RESUME, { token: this.getToken(), session_id: this.sessionId, seq: this.seq });
-        } else {
-          this._identify();
-        }
+        const ws = this.ws;
+        Promise.resolve(this.beforeAuth ? this.beforeAuth().catch(() => {}) : null).then(() => {
+          if (this.ws !== ws) return;
+          if (this.sessionId && this.seq != null) {
+            this.send(Op.RESUME, { token: this.getToken(), session_id: this.sessionId, seq: this.seq });
+          } else {
+            this._identify();
+          }
+        });
         break;
       }
       case Op.HEARTBEAT_ACK:

@@ -102,7 +102,12 @@ export class Voice {
       const w = this._answerWaiter;
       this._answerWaiter = null;
       if (w) w.reject(Object.assign(new Error(msg), { code: d && d.code }));
-      else { this.error = `${msg} (${d && d.code})`; this._changed(); }
+      else if (this._ownStateWaiter) {
+        // The join itself was refused (op 4 → op 14).
+        const sw = this._ownStateWaiter;
+        this._ownStateWaiter = null;
+        sw.resolve({ error: { code: d && d.code, message: msg } });
+      } else { this.error = `${msg} (${d && d.code})`; this._changed(); }
     });
     g.on('VOICE_STATE_UPDATE', (d) => this._onVoiceState(d));
     g.on('VOICE_SLOTS', (d) => this._onSlots(d));
@@ -205,8 +210,13 @@ export class Voice {
       this._setState('error', 'Not connected to the gateway');
       return;
     }
-    await waiter;
+    const joined = await waiter;
     if (this.channelId !== channelId) return;
+    if (joined && joined.error) {
+      this._teardown();
+      this._setState('error', `${joined.error.message} (${joined.error.code})`);
+      return;
+    }
     await this._startPc(this._othersInChannel());
   }
 
@@ -235,8 +245,9 @@ export class Voice {
         try { await this._ensureMic(); } catch { this.listenOnly = true; }
         const waiter = this._waitOwnState(channelId, 4000);
         if (!this._sendState({ withSession: true })) { await sleep(500); continue; }
-        await waiter;
+        const joined = await waiter;
         if (this.channelId !== channelId) return;
+        if (joined && joined.error) { await sleep(1000 * (attempt + 1)); continue; }
         const ok = await this._startPc(slots);
         if (ok) return;
         await sleep(1000 * (attempt + 1));
