@@ -176,6 +176,18 @@ test('history: 50 at first, older pages load on scroll to top', async () => {
   assert.ok((await B.page.getByTestId('day-separator').count()) >= 1);
 });
 
+test('after a gateway drop the client resumes and gets what it missed', async () => {
+  await B.page.locator('[data-testid="channel-link"][data-channel-name="general"]').click();
+  await A.page.locator('[data-testid="channel-link"][data-channel-name="general"]').click();
+  await B.page.evaluate(() => window.confab.gateway.simulateDrop());
+  await send(A.page, 'sent while B was away');
+  await msgByText(B.page, 'sent while B was away').waitFor({ timeout: 20_000 });
+  await B.page.waitForFunction(() => window.confab.gateway.status === 'ready');
+  await send(A.page, 'and after B came back');
+  await msgByText(B.page, 'and after B came back').waitFor({ timeout: 10_000 });
+  assert.equal(await msgByText(B.page, 'sent while B was away').count(), 1);
+});
+
 test('no uncaught page errors', () => {
   assert.deepEqual(A.errors, []);
   assert.deepEqual(B.errors, []);
