@@ -232,14 +232,22 @@ impl SfuCore {
     pub fn slots_of(&self, participant: u64) -> Vec<(String, Option<u64>)> {
         self.peers
             .get(&participant)
-            .map(|p| p.slots.iter().map(|s| (s.down.mid.to_string(), s.source)).collect())
+            .map(|p| {
+                p.slots
+                    .iter()
+                    .map(|s| (s.down.mid.to_string(), s.source))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Outgoing SSRC of a subscriber's slot (tests).
     pub fn slot_ssrc(&self, participant: u64, mid: &str) -> Option<u32> {
         let p = self.peers.get(&participant)?;
-        p.slots.iter().find(|s| &*s.down.mid == mid).map(|s| *s.down.ssrc)
+        p.slots
+            .iter()
+            .find(|s| &*s.down.mid == mid)
+            .map(|s| *s.down.ssrc)
     }
 
     fn drop_packet(&mut self, reason: DropReason) {
@@ -255,7 +263,11 @@ impl SfuCore {
 
     /// Counts a datagram the shell could not receive whole or send.
     pub fn count_io_drop(&mut self, oversize: bool) {
-        self.drop_packet(if oversize { DropReason::Oversize } else { DropReason::SendError });
+        self.drop_packet(if oversize {
+            DropReason::Oversize
+        } else {
+            DropReason::SendError
+        });
     }
 
     // ------------------------------------------------------------------
@@ -273,7 +285,8 @@ impl SfuCore {
             if !self.by_ufrag.contains_key(&creds.ufrag) {
                 break creds.ufrag;
             }
-            rtc.direct_api().set_local_ice_credentials(str0m::IceCreds::new());
+            rtc.direct_api()
+                .set_local_ice_credentials(str0m::IceCreds::new());
         };
         let candidate = Candidate::host(self.local_addr, "udp")
             .map_err(|e| SfuError::InvalidConfig(e.to_string()))?;
@@ -334,7 +347,9 @@ impl SfuCore {
         add_slots(&mut peer, &slot_mids);
         self.by_ufrag.insert(ufrag, req.participant);
         self.peers.insert(req.participant, peer);
-        let room = self.rooms.entry(req.room).or_insert_with(|| Room { members: Vec::new() });
+        let room = self.rooms.entry(req.room).or_insert_with(|| Room {
+            members: Vec::new(),
+        });
         if !room.members.contains(&req.participant) {
             room.members.push(req.participant);
         }
@@ -348,10 +363,18 @@ impl SfuCore {
     }
 
     /// The client offers again (more listening slots, ICE restart, …).
-    pub fn renegotiate(&mut self, now: Instant, participant: u64, offer_sdp: &str) -> Result<String, SfuError> {
+    pub fn renegotiate(
+        &mut self,
+        now: Instant,
+        participant: u64,
+        offer_sdp: &str,
+    ) -> Result<String, SfuError> {
         self.advance(now);
         let offer = crate::sdp::check_offer(offer_sdp, self.max_sdp_bytes, self.max_m_lines)?;
-        let peer = self.peers.get_mut(&participant).ok_or(SfuError::UnknownParticipant)?;
+        let peer = self
+            .peers
+            .get_mut(&participant)
+            .ok_or(SfuError::UnknownParticipant)?;
         let answer = match accept_offer(&mut peer.rtc, offer) {
             Ok(a) => a,
             Err(e) => {
@@ -395,7 +418,9 @@ impl SfuCore {
 
     /// Deafen: nothing is forwarded to this participant.
     pub fn set_deaf(&mut self, participant: u64, deaf: bool) {
-        let Some(p) = self.peers.get_mut(&participant) else { return };
+        let Some(p) = self.peers.get_mut(&participant) else {
+            return;
+        };
         if p.deaf != deaf {
             p.deaf = deaf;
             // Resume with continuous numbering instead of a gap the client
@@ -407,7 +432,9 @@ impl SfuCore {
     }
 
     fn set_flag(&mut self, participant: u64, field: fn(&mut Peer) -> &mut bool, value: bool) {
-        let Some(p) = self.peers.get_mut(&participant) else { return };
+        let Some(p) = self.peers.get_mut(&participant) else {
+            return;
+        };
         let f = field(p);
         if *f == value {
             return;
@@ -415,13 +442,22 @@ impl SfuCore {
         *f = value;
         let (room, user_id) = (p.room, p.user_id);
         if value && p.speaking.reset() {
-            self.events.push_back(SfuEvent::Speaking { room, participant, user_id, speaking: false });
+            self.events.push_back(SfuEvent::Speaking {
+                room,
+                participant,
+                user_id,
+                speaking: false,
+            });
         }
         // Subscribers of this source resume without a sequence gap.
         if let Some(r) = self.rooms.get(&room) {
             for m in &r.members {
                 if let Some(sub) = self.peers.get_mut(m) {
-                    for s in sub.slots.iter_mut().filter(|s| s.source == Some(participant)) {
+                    for s in sub
+                        .slots
+                        .iter_mut()
+                        .filter(|s| s.source == Some(participant))
+                    {
                         s.down.resync();
                     }
                 }
@@ -530,7 +566,9 @@ impl SfuCore {
             }
             None => {}
         }
-        let Some(peer) = self.peers.get_mut(&participant) else { return };
+        let Some(peer) = self.peers.get_mut(&participant) else {
+            return;
+        };
         if peer.addrs.len() >= MAX_ADDRS_PER_PEER {
             let old = peer.addrs.remove(0);
             self.by_addr.remove(&old);
@@ -547,14 +585,17 @@ impl SfuCore {
                 break;
             }
             self.timers.pop();
-            let Some(peer) = self.peers.get_mut(&participant) else { continue };
+            let Some(peer) = self.peers.get_mut(&participant) else {
+                continue;
+            };
             if peer.epoch != epoch || peer.deadline != Some(at) {
                 continue; // stale entry
             }
             peer.deadline = None;
             if !peer.connected && now >= peer.joined_at + self.connect_timeout {
                 self.metrics.connect_failures.increment(1);
-                self.removals.push((participant, "ICE/DTLS connect timeout".into()));
+                self.removals
+                    .push((participant, "ICE/DTLS connect timeout".into()));
                 continue;
             }
             if let Some(speaking) = peer.speaking.on_timeout(now) {
@@ -609,7 +650,9 @@ impl SfuCore {
 
     /// Gives the peer's `Rtc` the time and drains its output.
     fn drive(&mut self, participant: u64, now: Instant) {
-        let Some(peer) = self.peers.get_mut(&participant) else { return };
+        let Some(peer) = self.peers.get_mut(&participant) else {
+            return;
+        };
         if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
             tracing::debug!(participant, error = %e, "str0m timeout handling failed");
         }
@@ -620,7 +663,9 @@ impl SfuCore {
     /// events go to `scratch` (handled by `process_scratch`, which may touch
     /// other peers).
     fn drain(&mut self, participant: u64, now: Instant) {
-        let Some(peer) = self.peers.get_mut(&participant) else { return };
+        let Some(peer) = self.peers.get_mut(&participant) else {
+            return;
+        };
         peer.dirty = false;
         for t in peer.pending_latency.drain(..) {
             self.metrics
@@ -634,7 +679,11 @@ impl SfuCore {
                     self.metrics.bytes_sent.increment(t.contents.len() as u64);
                     if demux::classify(&t.contents) == Some(Kind::Rtp) {
                         if let Some(ssrc) = demux::rtp_ssrc(&t.contents) {
-                            if peer.slots.iter().any(|s| s.down.rtx.is_some_and(|r| *r == ssrc)) {
+                            if peer
+                                .slots
+                                .iter()
+                                .any(|s| s.down.rtx.is_some_and(|r| *r == ssrc))
+                            {
                                 self.metrics.retransmissions.increment(1);
                                 self.stats.retransmissions += 1;
                             }
@@ -645,13 +694,15 @@ impl SfuCore {
                 Ok(Output::Event(e)) => self.scratch.push((participant, e)),
                 Err(e) => {
                     tracing::debug!(participant, error = %e, "str0m poll failed");
-                    self.removals.push((participant, format!("media error: {e}")));
+                    self.removals
+                        .push((participant, format!("media error: {e}")));
                     break None;
                 }
             }
         };
         if !peer.rtc.is_alive() {
-            self.removals.push((participant, "connection closed".into()));
+            self.removals
+                .push((participant, "connection closed".into()));
             return;
         }
         // One timer per peer: str0m's own, the connect deadline, speaking release.
@@ -697,7 +748,9 @@ impl SfuCore {
         match event {
             Event::RtpPacket(pkt) => self.on_rtp(participant, pkt),
             Event::Connected => {
-                let Some(peer) = self.peers.get_mut(&participant) else { return };
+                let Some(peer) = self.peers.get_mut(&participant) else {
+                    return;
+                };
                 if !peer.connected {
                     peer.connected = true;
                     self.metrics
@@ -710,11 +763,11 @@ impl SfuCore {
                     }
                 }
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                // Before the first connection the connect timeout decides.
-                if self.peers.get(&participant).is_some_and(|p| p.connected) {
-                    self.removals.push((participant, "ICE disconnected".into()));
-                }
+            // Before the first connection the connect timeout decides.
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                if self.peers.get(&participant).is_some_and(|p| p.connected) =>
+            {
+                self.removals.push((participant, "ICE disconnected".into()));
             }
             Event::Closed => {
                 self.removals.push((participant, "closed by peer".into()));
@@ -723,7 +776,9 @@ impl SfuCore {
                 if let Some(loss) = s.loss {
                     self.metrics.receive_loss_ratio.record(loss as f64);
                 }
-                self.metrics.jitter_seconds.record(s.jitter as f64 / OPUS_CLOCK as f64);
+                self.metrics
+                    .jitter_seconds
+                    .record(s.jitter as f64 / OPUS_CLOCK as f64);
             }
             Event::MediaEgressStats(s) => {
                 if let Some(peer) = self.peers.get_mut(&participant) {
@@ -747,11 +802,17 @@ impl SfuCore {
 
     /// Forwards one packet from `participant` to every subscriber slot bound to it.
     fn on_rtp(&mut self, participant: u64, pkt: RtpPacket) {
-        let Some(src) = self.peers.get_mut(&participant) else { return };
+        let Some(src) = self.peers.get_mut(&participant) else {
+            return;
+        };
         self.metrics.received_audio.increment(1);
         // Only audio on the publish m-line is forwarded.
         if src.in_ssrc != Some(pkt.header.ssrc) {
-            let mid = src.rtc.direct_api().stream_rx(&pkt.header.ssrc).map(|s| s.mid());
+            let mid = src
+                .rtc
+                .direct_api()
+                .stream_rx(&pkt.header.ssrc)
+                .map(|s| s.mid());
             if mid.is_none() || mid != src.publish_mid {
                 self.drop_packet(DropReason::UnsupportedPt);
                 return;
@@ -785,12 +846,16 @@ impl SfuCore {
             }
         }
         let room = src.room;
-        let Some(r) = self.rooms.get(&room) else { return };
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
         for &sub_id in &r.members {
             if sub_id == participant {
                 continue;
             }
-            let Some(sub) = self.peers.get_mut(&sub_id) else { continue };
+            let Some(sub) = self.peers.get_mut(&sub_id) else {
+                continue;
+            };
             if sub.deaf || !sub.connected {
                 continue;
             }
@@ -838,7 +903,9 @@ impl SfuCore {
 
     /// Removes a participant; `reason` = Some → emits `Disconnected`.
     fn remove_peer(&mut self, participant: u64, reason: Option<String>) {
-        let Some(mut peer) = self.peers.remove(&participant) else { return };
+        let Some(mut peer) = self.peers.remove(&participant) else {
+            return;
+        };
         self.unmap(&peer);
         peer.rtc.disconnect();
         if peer.speaking.reset() {
@@ -851,7 +918,10 @@ impl SfuCore {
         }
         if let Some(reason) = reason {
             tracing::info!(participant, %reason, "participant disconnected");
-            self.events.push_back(SfuEvent::Disconnected { participant, reason });
+            self.events.push_back(SfuEvent::Disconnected {
+                participant,
+                reason,
+            });
         }
         let room_id = peer.room;
         if let Some(room) = self.rooms.get_mut(&room_id) {
@@ -869,7 +939,9 @@ impl SfuCore {
     /// Assignment is stable: a source keeps its slot while it publishes; a
     /// freed slot is reused by the next new publisher (first free in m-line order).
     fn update_room_slots(&mut self, room_id: u64) {
-        let Some(room) = self.rooms.get(&room_id) else { return };
+        let Some(room) = self.rooms.get(&room_id) else {
+            return;
+        };
         let members = room.members.clone();
         let publishers: Vec<(u64, u64)> = members
             .iter()
@@ -878,9 +950,14 @@ impl SfuCore {
             .map(|p| (p.participant, p.user_id))
             .collect();
         for &m in &members {
-            let Some(peer) = self.peers.get_mut(&m) else { continue };
-            let wanted: SmallVec<[u64; 16]> =
-                publishers.iter().map(|(p, _)| *p).filter(|p| *p != m).collect();
+            let Some(peer) = self.peers.get_mut(&m) else {
+                continue;
+            };
+            let wanted: SmallVec<[u64; 16]> = publishers
+                .iter()
+                .map(|(p, _)| *p)
+                .filter(|p| *p != m)
+                .collect();
             for slot in &mut peer.slots {
                 if let Some(s) = slot.source {
                     if !wanted.contains(&s) {
@@ -919,7 +996,10 @@ impl SfuCore {
                 .collect();
             if peer.last_slots.as_ref() != Some(&assignment) {
                 peer.last_slots = Some(assignment.clone());
-                self.events.push_back(SfuEvent::Slots { participant: m, slots: assignment });
+                self.events.push_back(SfuEvent::Slots {
+                    participant: m,
+                    slots: assignment,
+                });
             }
         }
     }
@@ -940,7 +1020,9 @@ fn accept_offer(rtc: &mut Rtc, offer: str0m::change::SdpOffer) -> Result<String,
         Ok(Err(e)) => Err(SfuError::InvalidSdp(format!("offer rejected: {e}"))),
         Err(_) => {
             rtc.disconnect();
-            Err(SfuError::InvalidSdp("offer rejected (internal error)".into()))
+            Err(SfuError::InvalidSdp(
+                "offer rejected (internal error)".into(),
+            ))
         }
     }
 }
@@ -953,7 +1035,9 @@ fn inspect_medias(rtc: &Rtc, mids: &[Mid]) -> Result<(Option<Mid>, Vec<Mid>, Aud
     let mut slots = Vec::new();
     let mut remote_pts: SmallVec<[Pt; 8]> = SmallVec::new();
     for &mid in mids {
-        let Some(media) = rtc.media(mid) else { continue };
+        let Some(media) = rtc.media(mid) else {
+            continue;
+        };
         if media.kind() != MediaKind::Audio || media.disabled() {
             continue;
         }
@@ -970,7 +1054,9 @@ fn inspect_medias(rtc: &Rtc, mids: &[Mid]) -> Result<(Option<Mid>, Vec<Mid>, Aud
         .iter()
         .find(|p| p.spec().codec == Codec::Opus && remote_pts.contains(&p.pt()));
     let Some(opus) = opus else {
-        return Err(SfuError::InvalidSdp("no audio m-line with Opus was accepted".into()));
+        return Err(SfuError::InvalidSdp(
+            "no audio m-line with Opus was accepted".into(),
+        ));
     };
     // str0m folds RED onto the Opus params; after negotiation `red()` is set
     // only if the client offered RED too (and it is not in `remote_pts`).

@@ -71,7 +71,13 @@ impl DownTrack {
     /// Maps a source packet to the outgoing (extended seq, timestamp), or
     /// `None` for a packet older than the current anchor (it would collide with
     /// numbers already used for the previous source).
-    pub fn rewrite(&mut self, src: Ssrc, in_seq: u64, in_ts: u32, at: Instant) -> Option<(u64, u32)> {
+    pub fn rewrite(
+        &mut self,
+        src: Ssrc,
+        in_seq: u64,
+        in_ts: u32,
+        at: Instant,
+    ) -> Option<(u64, u32)> {
         if self.resync || self.src_ssrc != Some(src) {
             let (out_seq, out_ts) = match (self.last_out_seq, self.last_out_at) {
                 (Some(seq), Some(last_at)) => {
@@ -110,7 +116,12 @@ impl DownTrack {
     /// and DTX pass through untouched).
     pub fn forward(&mut self, rtc: &mut Rtc, pkt: &RtpPacket, pt: Pt) -> Result<(), DropReason> {
         let (seq, ts) = self
-            .rewrite(pkt.header.ssrc, *pkt.seq_no, pkt.header.timestamp, pkt.timestamp)
+            .rewrite(
+                pkt.header.ssrc,
+                *pkt.seq_no,
+                pkt.header.timestamp,
+                pkt.timestamp,
+            )
             .ok_or(DropReason::Stale)?;
         let mut api = rtc.direct_api();
         let tx = api.stream_tx(&self.ssrc).ok_or(DropReason::NoStream)?;
@@ -143,7 +154,10 @@ mod tests {
         let mut outs = vec![];
         for (i, seq) in (65_534u64..65_538).enumerate() {
             let ts = 4_294_966_000u32.wrapping_add(960 * i as u32);
-            outs.push(dt.rewrite(src, seq, ts, t0 + Duration::from_millis(20 * i as u64)).unwrap());
+            outs.push(
+                dt.rewrite(src, seq, ts, t0 + Duration::from_millis(20 * i as u64))
+                    .unwrap(),
+            );
         }
         assert!(outs[0].0 < INITIAL_SEQ_MAX);
         for w in outs.windows(2) {
@@ -157,7 +171,9 @@ mod tests {
         let t0 = Instant::now();
         let mut dt = DownTrack::new("1".into(), 1.into(), None, 48_000);
         let (s1, _) = dt.rewrite(10.into(), 100, 1000, t0).unwrap();
-        let (s2, t2) = dt.rewrite(10.into(), 101, 1960, t0 + Duration::from_millis(20)).unwrap();
+        let (s2, t2) = dt
+            .rewrite(10.into(), 101, 1960, t0 + Duration::from_millis(20))
+            .unwrap();
         assert_eq!(s2, s1 + 1);
         // A different source with unrelated numbers, 100 ms later.
         let (s3, t3) = dt
@@ -176,7 +192,9 @@ mod tests {
         assert_eq!(s5, s3 + 3);
         // A resync (e.g. mute toggled) re-anchors right after the highest number sent.
         dt.resync();
-        let (s6, _) = dt.rewrite(20.into(), 60_000, 0, t0 + Duration::from_secs(2)).unwrap();
+        let (s6, _) = dt
+            .rewrite(20.into(), 60_000, 0, t0 + Duration::from_secs(2))
+            .unwrap();
         assert_eq!(s6, s5 + 1);
     }
 }

@@ -32,5 +32,8 @@ pub enum SfuEvent {
     },
     /// The participant needs at least `audio_slots` recvonly audio transceivers:
     /// the client should offer again with that many (it never removes any).
-    RenegotiationNeeded { participant: u64, audio_slots: usize },
+    RenegotiationNeeded {
+        participant: u64,
+        audio_slots: usize,
+    },
 }

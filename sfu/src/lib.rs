@@ -49,7 +49,9 @@ pub use crate::core::{CoreStats, SfuCore};
 pub use crate::error::SfuError;
 pub use crate::event::{SfuEvent, SlotAssignment};
 pub use crate::runtime::Sfu;
-pub use crate::speaking::{ATTACK as SPEAKING_ATTACK, LOUD_LEVEL as SPEAKING_LOUD_LEVEL, RELEASE as SPEAKING_RELEASE};
+pub use crate::speaking::{
+    ATTACK as SPEAKING_ATTACK, LOUD_LEVEL as SPEAKING_LOUD_LEVEL, RELEASE as SPEAKING_RELEASE,
+};
 
 /// A participant joining a voice room (voice channel) with its SDP offer.
 #[derive(Debug, Clone)]

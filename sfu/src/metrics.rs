@@ -63,8 +63,10 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let dropped = |reason: &'static str| counter!("confab_sfu_packets_dropped_total", "reason" => reason);
-        let received = |kind: &'static str| counter!("confab_sfu_packets_received_total", "kind" => kind);
+        let dropped =
+            |reason: &'static str| counter!("confab_sfu_packets_dropped_total", "reason" => reason);
+        let received =
+            |kind: &'static str| counter!("confab_sfu_packets_received_total", "kind" => kind);
         Metrics {
             forwarded_audio: counter!("confab_sfu_packets_forwarded_total", "kind" => "audio"),
             received_audio: received("audio"),

@@ -99,9 +99,13 @@ impl Sfu {
         }
         let socket = StdUdpSocket::bind(config.udp_bind)
             .map_err(|e| SfuError::Io(format!("bind {}: {e}", config.udp_bind)))?;
-        socket.set_nonblocking(true).map_err(|e| SfuError::Io(e.to_string()))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| SfuError::Io(e.to_string()))?;
         set_socket_buffers(&socket, config.socket_buffer_bytes);
-        let local_addr = socket.local_addr().map_err(|e| SfuError::Io(e.to_string()))?;
+        let local_addr = socket
+            .local_addr()
+            .map_err(|e| SfuError::Io(e.to_string()))?;
         let announced = SocketAddr::new(config.public_ip, local_addr.port());
         let core = SfuCore::new(&config, announced, Instant::now())?;
 
@@ -113,7 +117,10 @@ impl Sfu {
             .name("confab-sfu".into())
             .spawn(move || {
                 let _guard = guard;
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         tracing::error!(error = %e, "SFU runtime failed to start");
@@ -129,8 +136,17 @@ impl Sfu {
             })
             .map_err(|e| SfuError::Io(format!("spawn SFU thread: {e}")))?;
         tracing::info!(%local_addr, %announced, "SFU media loop started");
-        let inner = Inner { cmd: cmd_tx, local_addr, running };
-        Ok((Sfu { inner: Arc::new(inner) }, ev_rx))
+        let inner = Inner {
+            cmd: cmd_tx,
+            local_addr,
+            running,
+        };
+        Ok((
+            Sfu {
+                inner: Arc::new(inner),
+            },
+            ev_rx,
+        ))
     }
 
     /// Actual bound UDP address (port 0 → the ephemeral port chosen).
@@ -155,7 +171,11 @@ impl Sfu {
     }
 
     /// Applies a new offer from the client (e.g. after `RenegotiationNeeded`).
-    pub async fn renegotiate(&self, participant: u64, offer_sdp: String) -> Result<String, SfuError> {
+    pub async fn renegotiate(
+        &self,
+        participant: u64,
+        offer_sdp: String,
+    ) -> Result<String, SfuError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Renegotiate(participant, offer_sdp, tx))?;
         rx.await.map_err(|_| SfuError::Stopped)?

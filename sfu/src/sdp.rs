@@ -21,8 +21,13 @@ pub(crate) fn check_offer(
             sdp.len()
         )));
     }
-    if sdp.bytes().any(|b| b == 0 || (b < 0x20 && b != b'\r' && b != b'\n' && b != b'\t')) {
-        return Err(SfuError::InvalidSdp("offer contains control characters".into()));
+    if sdp
+        .bytes()
+        .any(|b| b == 0 || (b < 0x20 && b != b'\r' && b != b'\n' && b != b'\t'))
+    {
+        return Err(SfuError::InvalidSdp(
+            "offer contains control characters".into(),
+        ));
     }
     let mut m_lines = 0usize;
     let mut audio_lines = 0usize;
@@ -68,14 +73,28 @@ mod tests {
             (String::new(), "empty"),
             ("x".repeat(70_000), "bytes"),
             ("v=0\r\n\u{1}\u{2}".into(), "control"),
-            ("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n".into(), "no audio"),
-            ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n".into(), "Opus"),
-            ("hello\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n".into(), "v=0"),
-            ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n".into(), "unparsable"),
+            (
+                "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n".into(),
+                "no audio",
+            ),
+            (
+                "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n".into(),
+                "Opus",
+            ),
+            (
+                "hello\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n".into(),
+                "v=0",
+            ),
+            (
+                "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n".into(),
+                "unparsable",
+            ),
         ];
         for (sdp, want) in cases {
             let err = check_offer(&sdp, 64 * 1024, 64).unwrap_err();
-            let SfuError::InvalidSdp(msg) = &err else { panic!("{err:?}") };
+            let SfuError::InvalidSdp(msg) = &err else {
+                panic!("{err:?}")
+            };
             assert!(msg.contains(want), "{msg:?} should mention {want:?}");
         }
     }

@@ -95,7 +95,13 @@ impl SpeakingDetector {
 mod tests {
     use super::*;
 
-    fn feed(d: &mut SpeakingDetector, t0: Instant, from_ms: u64, to_ms: u64, level: u8) -> Vec<(u64, bool)> {
+    fn feed(
+        d: &mut SpeakingDetector,
+        t0: Instant,
+        from_ms: u64,
+        to_ms: u64,
+        level: u8,
+    ) -> Vec<(u64, bool)> {
         let mut out = vec![];
         let mut ms = from_ms;
         while ms < to_ms {

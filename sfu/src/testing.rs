@@ -34,7 +34,11 @@ pub struct TestPeerConfig {
 
 impl Default for TestPeerConfig {
     fn default() -> Self {
-        TestPeerConfig { send: true, rtx: false, red: false }
+        TestPeerConfig {
+            send: true,
+            rtx: false,
+            red: false,
+        }
     }
 }
 
@@ -119,7 +123,8 @@ impl TestPeer {
     pub fn offer(&mut self, recv_slots: usize) -> String {
         let mut api = self.rtc.sdp_api();
         if self.config.send && self.send_mid.is_none() {
-            self.send_mid = Some(api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+            self.send_mid =
+                Some(api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
         }
         while self.recv_mids.len() < recv_slots {
             let mid = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
@@ -166,16 +171,24 @@ impl TestPeer {
     pub fn send_audio(&mut self, now: Instant, payload: &[u8], level: u8) {
         let mid = self.send_mid.expect("a sending peer");
         let mut api = self.rtc.direct_api();
-        let Some(tx) = api.stream_tx_by_mid(mid, None) else { return };
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
         let ext = ExtensionValues {
             audio_level: Some(-(level.min(127) as i8)),
             voice_activity: Some(level < 127),
             ..Default::default()
         };
         tx.write_rtp(
-            RtpWrite::new(111.into(), self.next_seq.into(), self.next_ts, now, payload.to_vec())
-                .ext_vals(ext)
-                .nackable(true),
+            RtpWrite::new(
+                111.into(),
+                self.next_seq.into(),
+                self.next_ts,
+                now,
+                payload.to_vec(),
+            )
+            .ext_vals(ext)
+            .nackable(true),
         );
         self.next_seq += 1;
         self.next_ts = self.next_ts.wrapping_add(960);
@@ -186,8 +199,16 @@ impl TestPeer {
     pub fn send_raw(&mut self, now: Instant, pt: str0m::media::Pt, payload: &[u8]) {
         let mid = self.send_mid.expect("a sending peer");
         let mut api = self.rtc.direct_api();
-        let Some(tx) = api.stream_tx_by_mid(mid, None) else { return };
-        tx.write_rtp(RtpWrite::new(pt, self.next_seq.into(), self.next_ts, now, payload.to_vec()));
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        tx.write_rtp(RtpWrite::new(
+            pt,
+            self.next_seq.into(),
+            self.next_ts,
+            now,
+            payload.to_vec(),
+        ));
         self.next_seq += 1;
         self.next_ts = self.next_ts.wrapping_add(960);
         self.handle_timeout(now);
@@ -195,7 +216,10 @@ impl TestPeer {
 
     /// Packets received on the recvonly transceiver `mid`.
     pub fn received_on(&self, mid: &str) -> Vec<&Received> {
-        self.received.iter().filter(|r| r.mid.as_deref() == Some(mid)).collect()
+        self.received
+            .iter()
+            .filter(|r| r.mid.as_deref() == Some(mid))
+            .collect()
     }
 
     fn pump(&mut self) {
@@ -268,7 +292,13 @@ impl Net {
 
     /// Creates a client, offers with `slots` recvonly transceivers and joins.
     /// Returns its index.
-    pub fn join(&mut self, room: u64, participant: u64, slots: usize, config: TestPeerConfig) -> Result<usize, SfuError> {
+    pub fn join(
+        &mut self,
+        room: u64,
+        participant: u64,
+        slots: usize,
+        config: TestPeerConfig,
+    ) -> Result<usize, SfuError> {
         let idx = self.peers.len();
         let addr: SocketAddr = format!("10.0.{}.{}:{}", idx / 200, idx % 200 + 1, 40_000 + idx)
             .parse()
@@ -277,7 +307,12 @@ impl Net {
         let offer = peer.offer(slots);
         let answer = self.sfu.join(
             self.now,
-            JoinRequest { room, participant, user_id: participant + 1000, offer_sdp: offer },
+            JoinRequest {
+                room,
+                participant,
+                user_id: participant + 1000,
+                offer_sdp: offer,
+            },
         )?;
         peer.accept_answer(&answer).map_err(SfuError::InvalidSdp)?;
         self.peers.push(peer);
@@ -290,7 +325,9 @@ impl Net {
     pub fn renegotiate(&mut self, idx: usize, slots: usize) -> Result<(), SfuError> {
         let offer = self.peers[idx].offer(slots);
         let answer = self.sfu.renegotiate(self.now, self.ids[idx], &offer)?;
-        self.peers[idx].accept_answer(&answer).map_err(SfuError::InvalidSdp)?;
+        self.peers[idx]
+            .accept_answer(&answer)
+            .map_err(SfuError::InvalidSdp)?;
         self.collect_events();
         Ok(())
     }
@@ -311,14 +348,20 @@ impl Net {
                     moved = true;
                     let deliver = self.filter.as_mut().is_none_or(|f| f(i, true, &t.contents));
                     if deliver {
-                        self.sfu.handle_datagram(self.now, self.peers[i].addr, &t.contents);
+                        self.sfu
+                            .handle_datagram(self.now, self.peers[i].addr, &t.contents);
                     }
                 }
             }
             while let Some(t) = self.sfu.poll_transmit() {
                 moved = true;
-                let Some(i) = self.peers.iter().position(|p| p.addr == t.destination) else { continue };
-                let deliver = self.filter.as_mut().is_none_or(|f| f(i, false, &t.contents));
+                let Some(i) = self.peers.iter().position(|p| p.addr == t.destination) else {
+                    continue;
+                };
+                let deliver = self
+                    .filter
+                    .as_mut()
+                    .is_none_or(|f| f(i, false, &t.contents));
                 if deliver {
                     self.peers[i].handle_datagram(self.now, sfu_addr, &t.contents);
                 }

@@ -12,7 +12,9 @@ use crate::{JoinRequest, SfuError, SfuEvent};
 fn stun_request(username: &str) -> Vec<u8> {
     let msg = StunMessage::binding_request(username, TransId::new(), true, 1, 100, false);
     let mut buf = vec![0u8; 1500];
-    let n = msg.to_bytes(Some(b"not-the-password"), &mut buf, |_, _| [0u8; 20]).unwrap();
+    let n = msg
+        .to_bytes(Some(b"not-the-password"), &mut buf, |_, _| [0u8; 20])
+        .unwrap();
     buf.truncate(n);
     buf
 }
@@ -33,7 +35,11 @@ fn assert_still_forwards(net: &mut Net, from_payload: u32) {
         net.send_audio(0, &payload(from_payload + i), 40);
         net.advance(Duration::from_millis(20));
     }
-    assert_eq!(net.peers[1].received_on(&mid).len(), before + 5, "forwarding still works");
+    assert_eq!(
+        net.peers[1].received_on(&mid).len(),
+        before + 5,
+        "forwarding still works"
+    );
 }
 
 #[test]
@@ -49,7 +55,14 @@ fn garbage_truncated_and_unknown_datagrams_are_dropped() {
 
     // Garbage and truncated datagrams, from a stranger and from a known peer.
     for from in [stranger, known] {
-        for junk in [&[][..], &[0u8][..], &[0x80, 111][..], &[1, 1, 0, 0][..], &[255; 300][..], &[70; 8][..]] {
+        for junk in [
+            &[][..],
+            &[0u8][..],
+            &[0x80, 111][..],
+            &[1, 1, 0, 0][..],
+            &[255; 300][..],
+            &[70; 8][..],
+        ] {
             net.sfu.handle_datagram(now, from, junk);
         }
         // A STUN header claiming more attributes than present.
@@ -64,11 +77,14 @@ fn garbage_truncated_and_unknown_datagrams_are_dropped() {
         net.sfu.handle_datagram(now, known, &bytes);
     }
     // STUN with an unknown ufrag.
-    net.sfu.handle_datagram(now, stranger, &stun_request("nosuchufrag:remote"));
-    net.sfu.handle_datagram(now, known, &stun_request("nosuchufrag:remote"));
+    net.sfu
+        .handle_datagram(now, stranger, &stun_request("nosuchufrag:remote"));
+    net.sfu
+        .handle_datagram(now, known, &stun_request("nosuchufrag:remote"));
     // RTP / DTLS / RTCP from an unknown address.
     net.sfu.handle_datagram(now, stranger, &rtp);
-    net.sfu.handle_datagram(now, stranger, &[22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    net.sfu
+        .handle_datagram(now, stranger, &[22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     let mut rtcp = rtp.clone();
     rtcp[1] = 200;
     net.sfu.handle_datagram(now, stranger, &rtcp);
@@ -78,10 +94,23 @@ fn garbage_truncated_and_unknown_datagrams_are_dropped() {
 
     let s = net.sfu.stats();
     assert!(s.dropped_malformed > stats0.dropped_malformed + 10, "{s:?}");
-    assert_eq!(s.dropped_unknown_ufrag, stats0.dropped_unknown_ufrag + 2, "{s:?}");
-    assert!(s.dropped_unknown_peer >= stats0.dropped_unknown_peer + 3, "{s:?}");
-    assert_eq!(s.forwarded, stats0.forwarded, "nothing forged was forwarded");
-    assert!(!net.events.iter().any(|e| matches!(e, SfuEvent::Disconnected { .. })));
+    assert_eq!(
+        s.dropped_unknown_ufrag,
+        stats0.dropped_unknown_ufrag + 2,
+        "{s:?}"
+    );
+    assert!(
+        s.dropped_unknown_peer >= stats0.dropped_unknown_peer + 3,
+        "{s:?}"
+    );
+    assert_eq!(
+        s.forwarded, stats0.forwarded,
+        "nothing forged was forwarded"
+    );
+    assert!(!net
+        .events
+        .iter()
+        .any(|e| matches!(e, SfuEvent::Disconnected { .. })));
     assert_still_forwards(&mut net, 100);
 }
 
@@ -89,17 +118,41 @@ fn garbage_truncated_and_unknown_datagrams_are_dropped() {
 fn hostile_sdp_is_rejected_without_side_effects() {
     let mut net = flowing();
     let now = net.now;
-    let good = crate::testing::TestPeer::new("10.1.1.1:1".parse().unwrap(), now, TestPeerConfig::default())
-        .offer(1);
+    let good = crate::testing::TestPeer::new(
+        "10.1.1.1:1".parse().unwrap(),
+        now,
+        TestPeerConfig::default(),
+    )
+    .offer(1);
     let mut cases: Vec<(&str, String)> = vec![
         ("empty", String::new()),
         ("huge", format!("{good}{}", "a=x\r\n".repeat(20_000))),
-        ("binary", String::from_utf8_lossy(&(0..4000).map(|i| (i * 7 % 256) as u8).collect::<Vec<_>>()).into_owned()),
-        ("video only", good.replace("m=audio", "m=video").replace("opus/48000/2", "VP8/90000")),
+        (
+            "binary",
+            String::from_utf8_lossy(&(0..4000).map(|i| (i * 7 % 256) as u8).collect::<Vec<_>>())
+                .into_owned(),
+        ),
+        (
+            "video only",
+            good.replace("m=audio", "m=video")
+                .replace("opus/48000/2", "VP8/90000"),
+        ),
         ("no opus", good.replace("opus/48000/2", "PCMU/8000")),
         ("truncated", good[..good.len() / 2].to_string()),
-        ("no ice", good.lines().filter(|l| !l.starts_with("a=ice-")).collect::<Vec<_>>().join("\r\n")),
-        ("no fingerprint", good.lines().filter(|l| !l.starts_with("a=fingerprint")).collect::<Vec<_>>().join("\r\n")),
+        (
+            "no ice",
+            good.lines()
+                .filter(|l| !l.starts_with("a=ice-"))
+                .collect::<Vec<_>>()
+                .join("\r\n"),
+        ),
+        (
+            "no fingerprint",
+            good.lines()
+                .filter(|l| !l.starts_with("a=fingerprint"))
+                .collect::<Vec<_>>()
+                .join("\r\n"),
+        ),
     ];
     let mut many = good.clone();
     let section = &good[good.find("m=audio").unwrap()..];
@@ -108,14 +161,29 @@ fn hostile_sdp_is_rejected_without_side_effects() {
     }
     cases.push(("1000 m-lines", many));
     for (i, (name, sdp)) in cases.into_iter().enumerate() {
-        let r = net.sfu.join(now, JoinRequest { room: 1, participant: 100 + i as u64, user_id: 5, offer_sdp: sdp.clone() });
+        let r = net.sfu.join(
+            now,
+            JoinRequest {
+                room: 1,
+                participant: 100 + i as u64,
+                user_id: 5,
+                offer_sdp: sdp.clone(),
+            },
+        );
         assert!(matches!(r, Err(SfuError::InvalidSdp(_))), "{name}: {r:?}");
         // The same garbage as a renegotiation of a live peer.
         let r = net.sfu.renegotiate(now, 2, &sdp);
         assert!(r.is_err(), "{name}: renegotiate accepted");
     }
-    assert!(matches!(net.sfu.renegotiate(now, 999, &good), Err(SfuError::UnknownParticipant)));
-    assert_eq!(net.sfu.participant_count(), 2, "no state from rejected offers");
+    assert!(matches!(
+        net.sfu.renegotiate(now, 999, &good),
+        Err(SfuError::UnknownParticipant)
+    ));
+    assert_eq!(
+        net.sfu.participant_count(),
+        2,
+        "no state from rejected offers"
+    );
     assert_still_forwards(&mut net, 0);
 }
 
@@ -123,8 +191,12 @@ fn hostile_sdp_is_rejected_without_side_effects() {
 fn mutated_offers_never_panic() {
     let mut net = flowing();
     let now = net.now;
-    let good = crate::testing::TestPeer::new("10.1.1.1:1".parse().unwrap(), now, TestPeerConfig::default())
-        .offer(2);
+    let good = crate::testing::TestPeer::new(
+        "10.1.1.1:1".parse().unwrap(),
+        now,
+        TestPeerConfig::default(),
+    )
+    .offer(2);
     let lines: Vec<&str> = good.split("\r\n").collect();
     for round in 0..300u64 {
         let mut l: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
@@ -153,7 +225,15 @@ fn mutated_offers_never_panic() {
             }
         }
         let sdp = l.join("\r\n");
-        let _ = net.sfu.join(now, JoinRequest { room: 2, participant: 1000 + round, user_id: 9, offer_sdp: sdp.clone() });
+        let _ = net.sfu.join(
+            now,
+            JoinRequest {
+                room: 2,
+                participant: 1000 + round,
+                user_id: 9,
+                offer_sdp: sdp.clone(),
+            },
+        );
         net.sfu.leave(now, 1000 + round);
         let _ = net.sfu.renegotiate(now, 2, &sdp);
     }
@@ -179,14 +259,31 @@ fn connect_timeout_and_ice_timeout_disconnect() {
     assert!(!net.sfu.has_participant(1));
     assert!(net.sfu.has_participant(2), "B is unaffected");
     // B's slot was freed.
-    assert!(net.events.iter().any(|e| matches!(e, SfuEvent::Slots { participant: 2, slots }
+    assert!(net
+        .events
+        .iter()
+        .any(|e| matches!(e, SfuEvent::Slots { participant: 2, slots }
         if slots.iter().all(|s| s.user_id.is_none()))));
     let _ = b;
 
     // A participant that never connects is dropped after the connect timeout.
     let mut net = Net::new(&config());
-    let mut p = crate::testing::TestPeer::new("10.2.2.2:2".parse().unwrap(), net.now, TestPeerConfig::default());
-    net.sfu.join(net.now, JoinRequest { room: 1, participant: 5, user_id: 5, offer_sdp: p.offer(0) }).unwrap();
+    let mut p = crate::testing::TestPeer::new(
+        "10.2.2.2:2".parse().unwrap(),
+        net.now,
+        TestPeerConfig::default(),
+    );
+    net.sfu
+        .join(
+            net.now,
+            JoinRequest {
+                room: 1,
+                participant: 5,
+                user_id: 5,
+                offer_sdp: p.offer(0),
+            },
+        )
+        .unwrap();
     net.advance(Duration::from_secs(21));
     assert!(!net.sfu.has_participant(5));
     assert!(net.events.iter().any(|e| matches!(e, SfuEvent::Disconnected { participant: 5, reason } if reason.contains("timeout"))), "{:?}", net.events);
@@ -211,8 +308,16 @@ fn rejoin_replaces_peer_without_a_leave() {
     let a2 = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
     net.connect_all();
     let ev = &net.events[mark..];
-    assert!(!ev.iter().any(|e| matches!(e, SfuEvent::Disconnected { .. })), "{ev:?}");
-    assert!(!ev.iter().any(|e| matches!(e, SfuEvent::Slots { participant: 2, .. })), "B's mapping unchanged: {ev:?}");
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, SfuEvent::Disconnected { .. })),
+        "{ev:?}"
+    );
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, SfuEvent::Slots { participant: 2, .. })),
+        "B's mapping unchanged: {ev:?}"
+    );
     assert!(ev.contains(&SfuEvent::Connected { participant: 1 }));
     assert_eq!(net.sfu.participant_count(), 2);
     for i in 50..55 {
@@ -221,11 +326,19 @@ fn rejoin_replaces_peer_without_a_leave() {
     }
     let got = net.peers[b].received_on(&mid);
     assert_eq!(got.len(), 10);
-    assert_eq!(got[5].seq, last.seq + 1, "B's stream continues across A's rejoin");
+    assert_eq!(
+        got[5].seq,
+        last.seq + 1,
+        "B's stream continues across A's rejoin"
+    );
     assert_eq!(got[5].ssrc, last.ssrc);
     // The old connection's datagrams are no longer accepted for A.
     let old_addr = net.peers[a].addr;
     let before = net.sfu.stats().dropped_unknown_peer;
-    net.sfu.handle_datagram(net.now, old_addr, &[0x80, 111, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 5]);
+    net.sfu.handle_datagram(
+        net.now,
+        old_addr,
+        &[0x80, 111, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 5],
+    );
     assert_eq!(net.sfu.stats().dropped_unknown_peer, before + 1);
 }

@@ -33,11 +33,20 @@ fn a_reaches_b_and_c_rewritten_and_unchanged() {
     }
     let a_ssrc = {
         let mid = net.peers[a].send_mid.unwrap();
-        *net.peers[a].rtc.direct_api().stream_tx_by_mid(mid, None).unwrap().ssrc()
+        *net.peers[a]
+            .rtc
+            .direct_api()
+            .stream_tx_by_mid(mid, None)
+            .unwrap()
+            .ssrc()
     };
     for sub in [b, c] {
         let slots = net.sfu.slots_of(net.ids[sub]);
-        let (mid, _) = slots.iter().find(|(_, s)| *s == Some(1)).expect("A has a slot").clone();
+        let (mid, _) = slots
+            .iter()
+            .find(|(_, s)| *s == Some(1))
+            .expect("A has a slot")
+            .clone();
         let got = net.peers[sub].received_on(&mid);
         assert_eq!(got.len(), 50, "subscriber {sub} got {} packets", got.len());
         let out_ssrc = net.sfu.slot_ssrc(net.ids[sub], &mid).unwrap();
@@ -75,42 +84,104 @@ fn renegotiation_and_slot_events() {
     let mut net = Net::new(&config());
     let a = net.join(1, 1, 0, TestPeerConfig::default()).unwrap();
     // Alone: no slots needed, no renegotiation.
-    assert!(!net.events.iter().any(|e| matches!(e, SfuEvent::RenegotiationNeeded { .. })));
+    assert!(!net
+        .events
+        .iter()
+        .any(|e| matches!(e, SfuEvent::RenegotiationNeeded { .. })));
 
     let mark = net.events.len();
     let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
     let ev = events_since(&net, mark);
-    assert!(ev.contains(&SfuEvent::RenegotiationNeeded { participant: 1, audio_slots: 1 }), "{ev:?}");
-    assert!(ev.contains(&SfuEvent::Slots {
-        participant: 2,
-        slots: vec![SlotAssignment { mid: net.peers[b].recv_mids[0].to_string(), user_id: Some(1001) }],
-    }), "{ev:?}");
+    assert!(
+        ev.contains(&SfuEvent::RenegotiationNeeded {
+            participant: 1,
+            audio_slots: 1
+        }),
+        "{ev:?}"
+    );
+    assert!(
+        ev.contains(&SfuEvent::Slots {
+            participant: 2,
+            slots: vec![SlotAssignment {
+                mid: net.peers[b].recv_mids[0].to_string(),
+                user_id: Some(1001)
+            }],
+        }),
+        "{ev:?}"
+    );
 
     // A offers again with one listening slot and gets B on it.
     let mark = net.events.len();
     net.renegotiate(a, 1).unwrap();
     let ev = events_since(&net, mark);
-    assert!(ev.contains(&SfuEvent::Slots {
-        participant: 1,
-        slots: vec![SlotAssignment { mid: net.peers[a].recv_mids[0].to_string(), user_id: Some(1002) }],
-    }), "{ev:?}");
+    assert!(
+        ev.contains(&SfuEvent::Slots {
+            participant: 1,
+            slots: vec![SlotAssignment {
+                mid: net.peers[a].recv_mids[0].to_string(),
+                user_id: Some(1002)
+            }],
+        }),
+        "{ev:?}"
+    );
 
     // A listen-only peer costs nobody a renegotiation, but gets slots itself.
     let mark = net.events.len();
-    let l = net.join(1, 9, 2, TestPeerConfig { send: false, ..Default::default() }).unwrap();
+    let l = net
+        .join(
+            1,
+            9,
+            2,
+            TestPeerConfig {
+                send: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let ev = events_since(&net, mark);
-    assert!(!ev.iter().any(|e| matches!(e, SfuEvent::RenegotiationNeeded { .. })), "{ev:?}");
-    assert_eq!(net.sfu.slots_of(9).iter().filter(|(_, s)| s.is_some()).count(), 2);
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, SfuEvent::RenegotiationNeeded { .. })),
+        "{ev:?}"
+    );
+    assert_eq!(
+        net.sfu
+            .slots_of(9)
+            .iter()
+            .filter(|(_, s)| s.is_some())
+            .count(),
+        2
+    );
 
     // A third publisher: A and B need 2 slots, L already has 2.
     let mark = net.events.len();
     let _c = net.join(1, 3, 2, TestPeerConfig::default()).unwrap();
     let ev = events_since(&net, mark);
-    assert!(ev.contains(&SfuEvent::RenegotiationNeeded { participant: 1, audio_slots: 2 }), "{ev:?}");
-    assert!(ev.contains(&SfuEvent::RenegotiationNeeded { participant: 2, audio_slots: 2 }), "{ev:?}");
+    assert!(
+        ev.contains(&SfuEvent::RenegotiationNeeded {
+            participant: 1,
+            audio_slots: 2
+        }),
+        "{ev:?}"
+    );
+    assert!(
+        ev.contains(&SfuEvent::RenegotiationNeeded {
+            participant: 2,
+            audio_slots: 2
+        }),
+        "{ev:?}"
+    );
     // The listen-only peer hears three publishers now: it needs a third slot.
-    assert!(ev.contains(&SfuEvent::RenegotiationNeeded { participant: 9, audio_slots: 3 }), "{ev:?}");
-    assert!(!ev.iter().any(|e| matches!(e, SfuEvent::RenegotiationNeeded { participant: 3, .. })));
+    assert!(
+        ev.contains(&SfuEvent::RenegotiationNeeded {
+            participant: 9,
+            audio_slots: 3
+        }),
+        "{ev:?}"
+    );
+    assert!(!ev
+        .iter()
+        .any(|e| matches!(e, SfuEvent::RenegotiationNeeded { participant: 3, .. })));
 
     // Media flows to everybody after the renegotiations.
     net.renegotiate(a, 2).unwrap();
@@ -146,9 +217,17 @@ fn leaving_publisher_frees_slot_for_next_with_continuous_stream() {
     net.sfu.leave(net.now, 2);
     net.exchange();
     let ev = events_since(&net, mark);
-    assert!(ev.iter().any(|e| matches!(e, SfuEvent::Slots { participant: 1, slots }
-        if slots.iter().all(|s| s.user_id.is_none()))), "{ev:?}");
-    assert!(!ev.iter().any(|e| matches!(e, SfuEvent::Disconnected { .. })), "explicit leave is not a disconnect");
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, SfuEvent::Slots { participant: 1, slots }
+        if slots.iter().all(|s| s.user_id.is_none()))),
+        "{ev:?}"
+    );
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, SfuEvent::Disconnected { .. })),
+        "explicit leave is not a disconnect"
+    );
     assert_eq!(net.sfu.participant_count(), 1);
 
     // Nothing more arrives on the freed slot.
@@ -158,7 +237,11 @@ fn leaving_publisher_frees_slot_for_next_with_continuous_stream() {
     // D takes the freed slot: same mid, same SSRC, numbering continues.
     let d = net.join(1, 4, 2, TestPeerConfig::default()).unwrap();
     net.connect_all();
-    assert_eq!(slot_for(&net, a, 4).as_deref(), Some(mid.as_str()), "slot reused");
+    assert_eq!(
+        slot_for(&net, a, 4).as_deref(),
+        Some(mid.as_str()),
+        "slot reused"
+    );
     for i in 100..110 {
         net.send_audio(d, &payload(i), 40);
         net.advance(Duration::from_millis(20));
@@ -167,8 +250,15 @@ fn leaving_publisher_frees_slot_for_next_with_continuous_stream() {
     assert_eq!(got.len(), 20);
     let first_d = got[10];
     assert_eq!(first_d.ssrc, last_b.ssrc, "same outgoing SSRC on the slot");
-    assert_eq!(first_d.seq, last_b.seq + 1, "sequence continues across the source switch");
-    assert!(first_d.timestamp.wrapping_sub(last_b.timestamp) >= 960, "time moves forward");
+    assert_eq!(
+        first_d.seq,
+        last_b.seq + 1,
+        "sequence continues across the source switch"
+    );
+    assert!(
+        first_d.timestamp.wrapping_sub(last_b.timestamp) >= 960,
+        "time moves forward"
+    );
     assert_eq!(&first_d.payload[..], &payload(100)[..]);
 }
 
@@ -189,7 +279,11 @@ fn room_is_removed_when_empty() {
 fn speaking(ev: &[SfuEvent], participant: u64) -> Vec<bool> {
     ev.iter()
         .filter_map(|e| match e {
-            SfuEvent::Speaking { participant: p, speaking, .. } if *p == participant => Some(*speaking),
+            SfuEvent::Speaking {
+                participant: p,
+                speaking,
+                ..
+            } if *p == participant => Some(*speaking),
             _ => None,
         })
         .collect()
@@ -213,7 +307,12 @@ fn speaking_from_audio_level() {
         net.advance(Duration::from_millis(20));
     }
     assert_eq!(speaking(&net.events, 1), vec![true]);
-    assert!(net.events.contains(&SfuEvent::Speaking { room: 7, participant: 1, user_id: 1001, speaking: true }));
+    assert!(net.events.contains(&SfuEvent::Speaking {
+        room: 7,
+        participant: 1,
+        user_id: 1001,
+        speaking: true
+    }));
     // The packets stop (DTX / mute): the release timer ends it.
     net.advance(Duration::from_millis(700));
     assert_eq!(speaking(&net.events, 1), vec![true, false]);
@@ -267,7 +366,11 @@ fn server_mute_drops_and_unmute_resumes_continuously() {
     assert_eq!(got.len(), 10);
     assert_eq!(&got[5].payload[..], &payload(15)[..]);
     for w in got.windows(2) {
-        assert_eq!(w[1].seq, w[0].seq + 1, "no gap the client would take for loss");
+        assert_eq!(
+            w[1].seq,
+            w[0].seq + 1,
+            "no gap the client would take for loss"
+        );
     }
 }
 
@@ -276,7 +379,17 @@ fn deaf_stops_forwarding_to_that_participant_only() {
     let mut net = Net::new(&config());
     let a = net.join(1, 1, 2, TestPeerConfig::default()).unwrap();
     let b = net.join(1, 2, 2, TestPeerConfig::default()).unwrap();
-    let c = net.join(1, 3, 2, TestPeerConfig { send: false, ..Default::default() }).unwrap();
+    let c = net
+        .join(
+            1,
+            3,
+            2,
+            TestPeerConfig {
+                send: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     net.connect_all();
     net.sfu.set_deaf(2, true);
     for i in 0..10 {
@@ -302,7 +415,10 @@ fn nack_is_answered_from_the_send_buffer() {
     cfg.audio_rtx = true;
     cfg.stats_interval = Duration::from_millis(200);
     let mut net = Net::new(&cfg);
-    let rtx = TestPeerConfig { rtx: true, ..Default::default() };
+    let rtx = TestPeerConfig {
+        rtx: true,
+        ..Default::default()
+    };
     let a = net.join(1, 1, 1, rtx).unwrap();
     let b = net.join(1, 2, 1, rtx).unwrap();
     net.connect_all();
@@ -329,15 +445,26 @@ fn nack_is_answered_from_the_send_buffer() {
     let mut payloads: Vec<Vec<u8>> = got.iter().map(|r| r.payload.to_vec()).collect();
     payloads.sort();
     payloads.dedup();
-    assert_eq!(payloads.len(), 30, "the lost packet was recovered by retransmission");
-    assert!(net.sfu.stats().retransmissions >= 1, "{:?}", net.sfu.stats());
+    assert_eq!(
+        payloads.len(),
+        30,
+        "the lost packet was recovered by retransmission"
+    );
+    assert!(
+        net.sfu.stats().retransmissions >= 1,
+        "{:?}",
+        net.sfu.stats()
+    );
     assert!(net.sfu.stats().nacks_received >= 1, "{:?}", net.sfu.stats());
 }
 
 #[test]
 fn red_is_passed_through_untouched() {
     let mut net = Net::new(&config());
-    let red = TestPeerConfig { red: true, ..Default::default() };
+    let red = TestPeerConfig {
+        red: true,
+        ..Default::default()
+    };
     let a = net.join(1, 1, 1, red).unwrap();
     let b = net.join(1, 2, 1, red).unwrap();
     let c = net.join(1, 3, 1, TestPeerConfig::default()).unwrap(); // no RED
@@ -358,11 +485,20 @@ fn red_is_passed_through_untouched() {
     net.exchange();
     let mid = slot_for(&net, b, 1).unwrap();
     let got = net.peers[b].received_on(&mid);
-    assert_eq!(got.len(), 1, "{:?} {:?}", net.sfu.stats(), net.peers[b].events);
-    assert_eq!(&got[0].payload[..], &red_payload[..], "RED payload bytes untouched");
+    assert_eq!(
+        got.len(),
+        1,
+        "{:?} {:?}",
+        net.sfu.stats(),
+        net.peers[b].events
+    );
+    assert_eq!(
+        &got[0].payload[..],
+        &red_payload[..],
+        "RED payload bytes untouched"
+    );
     assert_eq!(got[0].pt, *red_pt);
     // C did not negotiate RED: it gets nothing rather than bytes it can't parse.
     let mid_c = slot_for(&net, c, 1).unwrap();
     assert!(net.peers[c].received_on(&mid_c).is_empty());
 }
-

@@ -1,0 +1,177 @@
+//! The real UDP loop on 127.0.0.1 with str0m clients on their own sockets.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use super::core_tests::payload;
+use crate::testing::{TestPeer, TestPeerConfig};
+use crate::{JoinRequest, Sfu, SfuConfig, SfuError, SfuEvent};
+
+struct Client {
+    sock: UdpSocket,
+    peer: TestPeer,
+}
+
+impl Client {
+    fn new() -> Client {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let peer = TestPeer::new(
+            sock.local_addr().unwrap(),
+            Instant::now(),
+            TestPeerConfig::default(),
+        );
+        Client { sock, peer }
+    }
+
+    /// Sends what the peer wants to send, receives what arrived, runs timers.
+    fn pump(&mut self) {
+        let now = Instant::now();
+        if self.peer.poll_timeout().is_some_and(|t| t <= now) {
+            self.peer.handle_timeout(now);
+        }
+        let mut buf = [0u8; 2000];
+        while let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+            self.peer.handle_datagram(Instant::now(), from, &buf[..n]);
+        }
+        while let Some(t) = self.peer.poll_transmit() {
+            let _ = self.sock.send_to(&t.contents, t.destination);
+        }
+    }
+}
+
+fn pump_until(clients: &mut [Client], mut done: impl FnMut(&[Client]) -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(clients) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        for c in clients.iter_mut() {
+            c.pump();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn join_connect_and_forward_over_udp() {
+    let cfg = SfuConfig::new(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+    );
+    let (sfu, mut events) = Sfu::start(cfg).unwrap();
+    assert!(sfu.is_running());
+    assert_ne!(sfu.local_addr().port(), 0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let mut clients = vec![Client::new(), Client::new()];
+    for (i, c) in clients.iter_mut().enumerate() {
+        let offer = c.peer.offer(1);
+        let req = JoinRequest {
+            room: 42,
+            participant: i as u64 + 1,
+            user_id: 100 + i as u64,
+            offer_sdp: offer,
+        };
+        let answer = rt.block_on(sfu.join(req)).unwrap();
+        assert!(answer.contains("a=ice-lite"));
+        assert!(
+            answer.contains(&format!("127.0.0.1 {}", sfu.local_addr().port())),
+            "host candidate"
+        );
+        c.peer.accept_answer(&answer).unwrap();
+    }
+    // Hostile input through the async API is an error, not a crash.
+    let bad = rt.block_on(sfu.join(JoinRequest {
+        room: 42,
+        participant: 9,
+        user_id: 9,
+        offer_sdp: "v=0".into(),
+    }));
+    assert!(matches!(bad, Err(SfuError::InvalidSdp(_))));
+    // Garbage at the socket.
+    let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for len in [0usize, 1, 5, 40, 1500] {
+        junk.send_to(&vec![0x80; len], sfu.local_addr()).unwrap();
+    }
+
+    pump_until(
+        &mut clients,
+        |c| c.iter().all(|c| c.peer.connected),
+        "ICE+DTLS",
+    );
+
+    for i in 0..20 {
+        clients[0].peer.send_audio(Instant::now(), &payload(i), 30);
+        let until = Instant::now() + Duration::from_millis(20);
+        while Instant::now() < until {
+            for c in clients.iter_mut() {
+                c.pump();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let mid = clients[1].peer.recv_mids[0].to_string();
+    pump_until(
+        &mut clients,
+        |c| c[1].peer.received_on(&mid).len() >= 20,
+        "20 forwarded packets",
+    );
+    let got = clients[1].peer.received_on(&mid);
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(&r.payload[..], &payload(i as u32)[..]);
+    }
+
+    let mut seen = vec![];
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    assert!(
+        seen.contains(&SfuEvent::Connected { participant: 1 }),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&SfuEvent::Connected { participant: 2 }),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, SfuEvent::Slots { participant: 2, slots }
+        if slots.len() == 1 && slots[0].user_id == Some(100) && slots[0].mid == mid)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            SfuEvent::Speaking {
+                participant: 1,
+                speaking: true,
+                ..
+            }
+        )),
+        "{seen:?}"
+    );
+
+    // Clones share the loop; shutdown stops it.
+    let other = sfu.clone();
+    other.shutdown();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sfu.is_running() {
+        assert!(Instant::now() < deadline, "loop did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(matches!(
+        rt.block_on(sfu.renegotiate(1, "v=0".into())),
+        Err(SfuError::Stopped)
+    ));
+}
+
+#[test]
+fn start_rejects_unspecified_public_ip() {
+    let cfg = SfuConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    );
+    assert!(matches!(Sfu::start(cfg), Err(SfuError::InvalidConfig(_))));
+}
