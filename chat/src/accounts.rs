@@ -168,13 +168,15 @@ impl Chat {
             .user_agent
             .as_deref()
             .map(|s| s.chars().take(256).collect::<String>());
-        sqlx::query("INSERT INTO auth_sessions (id, user_id, user_agent, ip) VALUES ($1, $2, $3, $4)")
-            .bind(session_id)
-            .bind(user_id)
-            .bind(ua)
-            .bind(client.ip.as_deref())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO auth_sessions (id, user_id, user_agent, ip) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(session_id)
+        .bind(user_id)
+        .bind(ua)
+        .bind(client.ip.as_deref())
+        .execute(&mut *tx)
+        .await?;
         let token = self.issue_refresh(tx, session_id).await?;
         Ok((session_id, token))
     }
@@ -203,15 +205,20 @@ impl Chat {
             return Err(BAD);
         }
         let mut tx = self.pool.begin().await?;
-        let row: Option<(Snowflake, DateTime<Utc>, Option<DateTime<Utc>>, Snowflake, Option<DateTime<Utc>>)> =
-            sqlx::query_as(
-                "SELECT t.session_id, t.expires_at, t.rotated_at, s.user_id, s.revoked_at
+        let row: Option<(
+            Snowflake,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Snowflake,
+            Option<DateTime<Utc>>,
+        )> = sqlx::query_as(
+            "SELECT t.session_id, t.expires_at, t.rotated_at, s.user_id, s.revoked_at
                  FROM refresh_tokens t JOIN auth_sessions s ON s.id = t.session_id
                  WHERE t.token_hash = $1 FOR UPDATE OF t, s",
-            )
-            .bind(hash_token(refresh_token))
-            .fetch_optional(&mut *tx)
-            .await?;
+        )
+        .bind(hash_token(refresh_token))
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some((session_id, expires_at, rotated_at, user_id, revoked_at)) = row else {
             return Err(BAD);
         };
@@ -249,7 +256,11 @@ impl Chat {
     }
 
     /// Ends a session (logout, or "log out that device").
-    pub async fn revoke_session(&self, user_id: Snowflake, session_id: Snowflake) -> ChatResult<()> {
+    pub async fn revoke_session(
+        &self,
+        user_id: Snowflake,
+        session_id: Snowflake,
+    ) -> ChatResult<()> {
         let done = sqlx::query(
             "UPDATE auth_sessions SET revoked_at = coalesce(revoked_at, now())
              WHERE id = $1 AND user_id = $2",
@@ -266,7 +277,11 @@ impl Chat {
 
     /// True while the session has not been revoked. Checked on every authenticated request so
     /// that logging a device out takes effect before its access token expires.
-    pub async fn session_active(&self, user_id: Snowflake, session_id: Snowflake) -> ChatResult<bool> {
+    pub async fn session_active(
+        &self,
+        user_id: Snowflake,
+        session_id: Snowflake,
+    ) -> ChatResult<bool> {
         let row: Option<(Option<DateTime<Utc>>,)> =
             sqlx::query_as("SELECT revoked_at FROM auth_sessions WHERE id = $1 AND user_id = $2")
                 .bind(session_id)
@@ -276,25 +291,36 @@ impl Chat {
         Ok(matches!(row, Some((None,))))
     }
 
-    pub async fn sessions(&self, user_id: Snowflake, current: Snowflake) -> ChatResult<Vec<AuthSession>> {
-        let rows: Vec<(Snowflake, DateTime<Utc>, DateTime<Utc>, Option<String>, Option<String>)> =
-            sqlx::query_as(
-                "SELECT id, created_at, last_used_at, user_agent, ip FROM auth_sessions
+    pub async fn sessions(
+        &self,
+        user_id: Snowflake,
+        current: Snowflake,
+    ) -> ChatResult<Vec<AuthSession>> {
+        let rows: Vec<(
+            Snowflake,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT id, created_at, last_used_at, user_agent, ip FROM auth_sessions
                  WHERE user_id = $1 AND revoked_at IS NULL ORDER BY last_used_at DESC",
-            )
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, created_at, last_used_at, user_agent, ip)| AuthSession {
-                id,
-                created_at,
-                last_used_at,
-                user_agent,
-                ip,
-                current: id == current,
-            })
+            .map(
+                |(id, created_at, last_used_at, user_agent, ip)| AuthSession {
+                    id,
+                    created_at,
+                    last_used_at,
+                    user_agent,
+                    ip,
+                    current: id == current,
+                },
+            )
             .collect())
     }
 
@@ -306,11 +332,18 @@ impl Chat {
             .ok_or(ChatError::NotFound("user"))
     }
 
-    pub async fn update_profile(&self, user_id: Snowflake, patch: ProfilePatch) -> ChatResult<User> {
+    pub async fn update_profile(
+        &self,
+        user_id: Snowflake,
+        patch: ProfilePatch,
+    ) -> ChatResult<User> {
         let mut v = Validator::default();
         let clean = |s: &Option<Option<String>>| -> Option<Option<String>> {
-            s.as_ref()
-                .map(|o| o.as_ref().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+            s.as_ref().map(|o| {
+                o.as_ref()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+            })
         };
         let display_name = clean(&patch.display_name);
         let avatar_url = clean(&patch.avatar_url);

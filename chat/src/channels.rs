@@ -64,13 +64,16 @@ const CHANNEL_COLUMNS: &str = "id, server_id, kind, name, position, parent_id, t
 impl Chat {
     /// A channel and the caller's permissions in it; NotFound when the caller is not a member of
     /// its server (never reveal that it exists).
-    pub async fn channel_access(&self, channel_id: Snowflake, user_id: Snowflake) -> ChatResult<(Channel, Permissions)> {
-        let row: Option<ChannelRow> = sqlx::query_as(q!(
-            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1"
-        ))
-        .bind(channel_id)
-        .fetch_optional(&self.pool)
-        .await?;
+    pub async fn channel_access(
+        &self,
+        channel_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<(Channel, Permissions)> {
+        let row: Option<ChannelRow> =
+            sqlx::query_as(q!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1"))
+                .bind(channel_id)
+                .fetch_optional(&self.pool)
+                .await?;
         let channel: Channel = row.ok_or(ChatError::NotFound("channel"))?.into();
         let perms = match self.server_permissions(channel.server_id, user_id).await {
             Ok(p) => p,
@@ -83,12 +86,21 @@ impl Chat {
         Ok((channel, perms))
     }
 
-    pub async fn channels(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Vec<Channel>> {
+    pub async fn channels(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<Vec<Channel>> {
         self.server_permissions(server_id, user_id).await?;
         self.channels_of(server_id).await
     }
 
-    async fn check_parent(&self, server_id: Snowflake, parent: Option<Snowflake>, v: &mut Validator) -> ChatResult<()> {
+    async fn check_parent(
+        &self,
+        server_id: Snowflake,
+        parent: Option<Snowflake>,
+        v: &mut Validator,
+    ) -> ChatResult<()> {
         if let Some(parent) = parent {
             let kind: Option<String> =
                 sqlx::query_scalar("SELECT kind FROM channels WHERE id = $1 AND server_id = $2")
@@ -105,17 +117,35 @@ impl Chat {
         Ok(())
     }
 
-    pub async fn create_channel(&self, server_id: Snowflake, user_id: Snowflake, new: NewChannel) -> ChatResult<Channel> {
-        self.require(server_id, user_id, permissions::MANAGE_CHANNELS, "you may not manage channels")
-            .await?;
+    pub async fn create_channel(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+        new: NewChannel,
+    ) -> ChatResult<Channel> {
+        self.require(
+            server_id,
+            user_id,
+            permissions::MANAGE_CHANNELS,
+            "you may not manage channels",
+        )
+        .await?;
         let name = new.name.trim().to_string();
         let mut v = Validator::default();
         v.check(valid_name(&name, 100), "name", "must be 1-100 characters");
         if let Some(t) = &new.topic {
-            v.check(t.chars().count() <= 1024, "topic", "must be at most 1024 characters");
+            v.check(
+                t.chars().count() <= 1024,
+                "topic",
+                "must be at most 1024 characters",
+            );
         }
         if new.kind == ChannelKind::Category {
-            v.check(new.parent_id.is_none(), "parent_id", "a category cannot have a parent");
+            v.check(
+                new.parent_id.is_none(),
+                "parent_id",
+                "a category cannot have a parent",
+            );
         }
         self.check_parent(server_id, new.parent_id, &mut v).await?;
         v.finish()?;
@@ -124,7 +154,9 @@ impl Chat {
             .fetch_one(&self.pool)
             .await?;
         if count >= MAX_CHANNELS {
-            return Err(ChatError::Conflict(format!("a server has at most {MAX_CHANNELS} channels")));
+            return Err(ChatError::Conflict(format!(
+                "a server has at most {MAX_CHANNELS} channels"
+            )));
         }
         let position = match new.position {
             Some(p) => p.clamp(0, 10_000),
@@ -152,7 +184,12 @@ impl Chat {
         Ok(row.into())
     }
 
-    pub async fn update_channel(&self, channel_id: Snowflake, user_id: Snowflake, patch: ChannelPatch) -> ChatResult<Channel> {
+    pub async fn update_channel(
+        &self,
+        channel_id: Snowflake,
+        user_id: Snowflake,
+        patch: ChannelPatch,
+    ) -> ChatResult<Channel> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
         if !permissions::has(perms, permissions::MANAGE_CHANNELS) {
             return Err(ChatError::Forbidden("you may not manage channels"));
@@ -166,24 +203,34 @@ impl Chat {
             v.check((0..=10_000).contains(&p), "position", "must be 0-10000");
         }
         if let Some(Some(t)) = &patch.topic {
-            v.check(t.chars().count() <= 1024, "topic", "must be at most 1024 characters");
+            v.check(
+                t.chars().count() <= 1024,
+                "topic",
+                "must be at most 1024 characters",
+            );
         }
         if let Some(parent) = patch.parent_id {
             if channel.kind == ChannelKind::Category {
-                v.check(parent.is_none(), "parent_id", "a category cannot have a parent");
+                v.check(
+                    parent.is_none(),
+                    "parent_id",
+                    "a category cannot have a parent",
+                );
             }
-            v.check(parent != Some(channel.id), "parent_id", "a channel cannot be its own parent");
+            v.check(
+                parent != Some(channel.id),
+                "parent_id",
+                "a channel cannot be its own parent",
+            );
             self.check_parent(channel.server_id, parent, &mut v).await?;
         }
         v.finish()?;
-        let row: ChannelRow = sqlx::query_as(q!(
-            "UPDATE channels SET
+        let row: ChannelRow = sqlx::query_as(q!("UPDATE channels SET
                name = coalesce($2, name),
                position = coalesce($3, position),
                parent_id = CASE WHEN $4 THEN $5 ELSE parent_id END,
                topic = CASE WHEN $6 THEN $7 ELSE topic END
-             WHERE id = $1 RETURNING {CHANNEL_COLUMNS}"
-        ))
+             WHERE id = $1 RETURNING {CHANNEL_COLUMNS}"))
         .bind(channel_id)
         .bind(name)
         .bind(patch.position)
@@ -197,7 +244,11 @@ impl Chat {
         Ok(row.into())
     }
 
-    pub async fn delete_channel(&self, channel_id: Snowflake, user_id: Snowflake) -> ChatResult<Channel> {
+    pub async fn delete_channel(
+        &self,
+        channel_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<Channel> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
         if !permissions::has(perms, permissions::MANAGE_CHANNELS) {
             return Err(ChatError::Forbidden("you may not manage channels"));

@@ -60,7 +60,8 @@ impl From<MessageRow> for Message {
     }
 }
 
-const SELECT_MESSAGE: &str = "SELECT m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
+const SELECT_MESSAGE: &str =
+    "SELECT m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
         m.edited_at, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
         u.created_at AS author_created_at
      FROM messages m JOIN channels c ON c.id = m.channel_id JOIN users u ON u.id = m.author_id";
@@ -78,7 +79,10 @@ fn check_content(content: &str) -> ChatResult<()> {
         return Err(ChatError::field("content", "must not be empty"));
     }
     if content.chars().count() > MAX_CONTENT {
-        return Err(ChatError::field("content", "must be at most 4000 characters"));
+        return Err(ChatError::field(
+            "content",
+            "must be at most 4000 characters",
+        ));
     }
     Ok(())
 }
@@ -95,7 +99,10 @@ impl Chat {
     ) -> ChatResult<(Message, bool)> {
         let (channel, perms) = self.channel_access(channel_id, author).await?;
         if channel.kind != ChannelKind::Text {
-            return Err(ChatError::field("channel_id", "messages go to text channels"));
+            return Err(ChatError::field(
+                "channel_id",
+                "messages go to text channels",
+            ));
         }
         if !permissions::has(perms, permissions::SEND_MESSAGES) {
             return Err(ChatError::Forbidden("you may not send messages here"));
@@ -142,10 +149,17 @@ impl Chat {
         row.map(Message::from).ok_or(ChatError::NotFound("message"))
     }
 
-    pub async fn message(&self, channel_id: Snowflake, message_id: Snowflake, user_id: Snowflake) -> ChatResult<Message> {
+    pub async fn message(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<Message> {
         let (_, perms) = self.channel_access(channel_id, user_id).await?;
         if !permissions::has(perms, permissions::READ_MESSAGE_HISTORY) {
-            return Err(ChatError::Forbidden("you may not read this channel's history"));
+            return Err(ChatError::Forbidden(
+                "you may not read this channel's history",
+            ));
         }
         let msg = self.message_row(message_id).await?;
         if msg.channel_id != channel_id {
@@ -156,10 +170,17 @@ impl Chat {
 
     /// A page of history, newest first. `after` pages forward (oldest of the newer ones first
     /// in the query, returned newest first like every page).
-    pub async fn history(&self, channel_id: Snowflake, user_id: Snowflake, q: HistoryQuery) -> ChatResult<Vec<Message>> {
+    pub async fn history(
+        &self,
+        channel_id: Snowflake,
+        user_id: Snowflake,
+        q: HistoryQuery,
+    ) -> ChatResult<Vec<Message>> {
         let (_, perms) = self.channel_access(channel_id, user_id).await?;
         if !permissions::has(perms, permissions::READ_MESSAGE_HISTORY) {
-            return Err(ChatError::Forbidden("you may not read this channel's history"));
+            return Err(ChatError::Forbidden(
+                "you may not read this channel's history",
+            ));
         }
         let limit = q.limit.unwrap_or(50);
         if !(1..=MAX_PAGE).contains(&limit) {
@@ -167,16 +188,15 @@ impl Chat {
         }
         let rows: Vec<MessageRow> = match (q.before, q.after) {
             (_, Some(after)) => {
-                let mut rows: Vec<MessageRow> = sqlx::query_as(q!(
-                    "{SELECT_MESSAGE} WHERE m.channel_id = $1 AND m.id > $2
-                       AND ($3::bigint IS NULL OR m.id < $3) ORDER BY m.id ASC LIMIT $4"
-                ))
-                .bind(channel_id)
-                .bind(after)
-                .bind(q.before)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+                let mut rows: Vec<MessageRow> =
+                    sqlx::query_as(q!("{SELECT_MESSAGE} WHERE m.channel_id = $1 AND m.id > $2
+                       AND ($3::bigint IS NULL OR m.id < $3) ORDER BY m.id ASC LIMIT $4"))
+                    .bind(channel_id)
+                    .bind(after)
+                    .bind(q.before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
                 rows.reverse();
                 rows
             }
@@ -196,7 +216,13 @@ impl Chat {
     }
 
     /// Edits the caller's own message.
-    pub async fn edit_message(&self, channel_id: Snowflake, message_id: Snowflake, user_id: Snowflake, content: &str) -> ChatResult<Message> {
+    pub async fn edit_message(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        user_id: Snowflake,
+        content: &str,
+    ) -> ChatResult<Message> {
         let msg = self.message(channel_id, message_id, user_id).await?;
         if msg.author.id != user_id {
             return Err(ChatError::Forbidden("you may only edit your own messages"));
@@ -211,11 +237,18 @@ impl Chat {
     }
 
     /// Deletes a message: the author's own, or anyone's with MANAGE_MESSAGES.
-    pub async fn delete_message(&self, channel_id: Snowflake, message_id: Snowflake, user_id: Snowflake) -> ChatResult<Message> {
+    pub async fn delete_message(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<Message> {
         let (_, perms) = self.channel_access(channel_id, user_id).await?;
         let msg = self.message(channel_id, message_id, user_id).await?;
         if msg.author.id != user_id && !permissions::has(perms, permissions::MANAGE_MESSAGES) {
-            return Err(ChatError::Forbidden("you may only delete your own messages"));
+            return Err(ChatError::Forbidden(
+                "you may only delete your own messages",
+            ));
         }
         sqlx::query("DELETE FROM messages WHERE id = $1")
             .bind(message_id)
@@ -225,9 +258,14 @@ impl Chat {
     }
 
     /// Checks that the user may type in a channel; returns its server.
-    pub async fn can_type(&self, channel_id: Snowflake, user_id: Snowflake) -> ChatResult<Snowflake> {
+    pub async fn can_type(
+        &self,
+        channel_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<Snowflake> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
-        if channel.kind != ChannelKind::Text || !permissions::has(perms, permissions::SEND_MESSAGES) {
+        if channel.kind != ChannelKind::Text || !permissions::has(perms, permissions::SEND_MESSAGES)
+        {
             return Err(ChatError::Forbidden("you may not send messages here"));
         }
         Ok(channel.server_id)

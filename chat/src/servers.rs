@@ -83,7 +83,11 @@ fn invite_code() -> String {
 impl Chat {
     /// The caller's permissions in a server, or NotFound when they are not a member (a
     /// non-member must not learn whether the server exists).
-    pub async fn server_permissions(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Permissions> {
+    pub async fn server_permissions(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<Permissions> {
         let row: Option<(Snowflake, Option<i64>)> = sqlx::query_as(
             "SELECT s.owner_id, r.permissions FROM members m
              JOIN servers s ON s.id = m.server_id
@@ -101,7 +105,13 @@ impl Chat {
         }
     }
 
-    pub(crate) async fn require(&self, server_id: Snowflake, user_id: Snowflake, wanted: Permissions, what: &'static str) -> ChatResult<Permissions> {
+    pub(crate) async fn require(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+        wanted: Permissions,
+        what: &'static str,
+    ) -> ChatResult<Permissions> {
         let perms = self.server_permissions(server_id, user_id).await?;
         if permissions::has(perms, wanted) {
             Ok(perms)
@@ -136,19 +146,24 @@ impl Chat {
         .fetch_one(&mut *tx)
         .await?;
         // @everyone shares the server's id.
-        sqlx::query("INSERT INTO roles (id, server_id, name, permissions) VALUES ($1, $1, '@everyone', $2)")
-            .bind(id)
-            .bind(permissions::EVERYONE_DEFAULT)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO roles (id, server_id, name, permissions) VALUES ($1, $1, '@everyone', $2)",
+        )
+        .bind(id)
+        .bind(permissions::EVERYONE_DEFAULT)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("INSERT INTO members (server_id, user_id) VALUES ($1, $2)")
             .bind(id)
             .bind(owner)
             .execute(&mut *tx)
             .await?;
-        for (pos, (kind, name)) in [(ChannelKind::Text, "general"), (ChannelKind::Voice, "General")]
-            .into_iter()
-            .enumerate()
+        for (pos, (kind, name)) in [
+            (ChannelKind::Text, "general"),
+            (ChannelKind::Voice, "General"),
+        ]
+        .into_iter()
+        .enumerate()
         {
             sqlx::query("INSERT INTO channels (id, server_id, kind, name, position) VALUES ($1, $2, $3, $4, $5)")
                 .bind(self.next_id())
@@ -198,15 +213,27 @@ impl Chat {
 
     /// Ids of the servers a user belongs to (gateway routing).
     pub async fn server_ids_of(&self, user_id: Snowflake) -> ChatResult<Vec<Snowflake>> {
-        Ok(sqlx::query_scalar("SELECT server_id FROM members WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT server_id FROM members WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
-    pub async fn rename_server(&self, server_id: Snowflake, user_id: Snowflake, name: &str) -> ChatResult<Server> {
-        self.require(server_id, user_id, permissions::MANAGE_SERVER, "you may not manage this server")
-            .await?;
+    pub async fn rename_server(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+        name: &str,
+    ) -> ChatResult<Server> {
+        self.require(
+            server_id,
+            user_id,
+            permissions::MANAGE_SERVER,
+            "you may not manage this server",
+        )
+        .await?;
         let name = name.trim();
         Validator::default()
             .check(valid_name(name, 100), "name", "must be 1-100 characters")
@@ -222,15 +249,20 @@ impl Chat {
     }
 
     /// Deletes a server (owner only). Returns the ids of its members, to tell them.
-    pub async fn delete_server(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Vec<Snowflake>> {
+    pub async fn delete_server(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<Vec<Snowflake>> {
         let server = self.server(server_id, user_id).await?;
         if server.owner_id != user_id {
             return Err(ChatError::Forbidden("only the owner may delete a server"));
         }
-        let members: Vec<Snowflake> = sqlx::query_scalar("SELECT user_id FROM members WHERE server_id = $1")
-            .bind(server_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let members: Vec<Snowflake> =
+            sqlx::query_scalar("SELECT user_id FROM members WHERE server_id = $1")
+                .bind(server_id)
+                .fetch_all(&self.pool)
+                .await?;
         sqlx::query("DELETE FROM servers WHERE id = $1")
             .bind(server_id)
             .execute(&self.pool)
@@ -238,7 +270,11 @@ impl Chat {
         Ok(members)
     }
 
-    pub async fn members(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Vec<Member>> {
+    pub async fn members(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<Vec<Member>> {
         self.server_permissions(server_id, user_id).await?;
         self.members_of(server_id).await
     }
@@ -294,12 +330,22 @@ impl Chat {
         deaf: Option<bool>,
     ) -> ChatResult<Member> {
         if mute.is_some() {
-            self.require(server_id, actor, permissions::MUTE_MEMBERS, "you may not mute members")
-                .await?;
+            self.require(
+                server_id,
+                actor,
+                permissions::MUTE_MEMBERS,
+                "you may not mute members",
+            )
+            .await?;
         }
         if deaf.is_some() {
-            self.require(server_id, actor, permissions::DEAFEN_MEMBERS, "you may not deafen members")
-                .await?;
+            self.require(
+                server_id,
+                actor,
+                permissions::DEAFEN_MEMBERS,
+                "you may not deafen members",
+            )
+            .await?;
         }
         self.server_permissions(server_id, actor).await?;
         let done = sqlx::query(
@@ -325,12 +371,21 @@ impl Chat {
         max_uses: Option<i32>,
         max_age: Option<i32>,
     ) -> ChatResult<Invite> {
-        self.require(server_id, user_id, permissions::CREATE_INVITE, "you may not create invites")
-            .await?;
+        self.require(
+            server_id,
+            user_id,
+            permissions::CREATE_INVITE,
+            "you may not create invites",
+        )
+        .await?;
         let max_uses = max_uses.unwrap_or(0);
         let max_age = max_age.unwrap_or(DEFAULT_INVITE_AGE);
         Validator::default()
-            .check((0..=100).contains(&max_uses), "max_uses", "must be 0 (unlimited) to 100")
+            .check(
+                (0..=100).contains(&max_uses),
+                "max_uses",
+                "must be 0 (unlimited) to 100",
+            )
             .check(
                 (0..=MAX_INVITE_AGE).contains(&max_age),
                 "max_age",
@@ -374,7 +429,11 @@ impl Chat {
     }
 
     /// Joins the invite's server. Returns the server and whether the user was newly added.
-    pub async fn accept_invite(&self, code: &str, user_id: Snowflake) -> ChatResult<(ServerSnapshot, bool)> {
+    pub async fn accept_invite(
+        &self,
+        code: &str,
+        user_id: Snowflake,
+    ) -> ChatResult<(ServerSnapshot, bool)> {
         if code.len() > 32 {
             return Err(ChatError::NotFound("invite"));
         }

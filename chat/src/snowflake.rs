@@ -143,7 +143,10 @@ mod tests {
     #[test]
     fn serializes_as_string_and_parses_both_forms() {
         let id = Snowflake(1234567890123456789);
-        assert_eq!(serde_json::to_string(&id).unwrap(), "\"1234567890123456789\"");
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            "\"1234567890123456789\""
+        );
         let a: Snowflake = serde_json::from_str("\"42\"").unwrap();
         let b: Snowflake = serde_json::from_str("42").unwrap();
         assert_eq!(a, b);

@@ -1,1 +1,153 @@
-//! Confab signaling.
+//! Confab's signaling plane: configuration, the REST API, the real-time gateway, voice
+//! signalling towards the SFU, rate limits, metrics and the static web client. `start` runs it
+//! all; the `confab` binary is a thin shell around it, and tests start it on port 0.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod gateway;
+pub mod http;
+pub mod metrics;
+pub mod ratelimit;
+pub mod state;
+pub mod voice;
+
+use anyhow::Context;
+use confab_chat::postgres::{EmbeddedOptions, EmbeddedPostgres};
+use confab_chat::Chat;
+use config::Config;
+use state::{AppState, Inner};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A running Confab.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    postgres: Option<EmbeddedPostgres>,
+}
+
+/// Starts everything `config` describes and returns once it is listening.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let metrics = metrics::install();
+    if (config.rate_limit_scale - 1.0).abs() > f64::EPSILON {
+        tracing::warn!(
+            scale = config.rate_limit_scale,
+            "RATE LIMITS SCALED: every rate-limit bucket is multiplied by {} (--rate-limit-scale); use only for load tests",
+            config.rate_limit_scale
+        );
+    }
+    let (database_url, postgres) = match &config.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let pg = EmbeddedPostgres::start(EmbeddedOptions {
+                data_dir: config.data_dir.clone(),
+                ephemeral: false,
+                database: "confab".into(),
+            })
+            .await
+            .context("starting the private PostgreSQL (set DATABASE_URL to use another server)")?;
+            tracing::info!(
+                "private PostgreSQL running under {}",
+                config.data_dir.join("pg").display()
+            );
+            (pg.url(), Some(pg))
+        }
+    };
+    let pool = confab_chat::postgres::connect(&database_url, config.db_pool_size)
+        .await
+        .context("connecting to PostgreSQL")?;
+    confab_chat::postgres::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("binding {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let secret = auth::TokenKeys::load_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
+    let hub = gateway::hub::Hub::new();
+    let shutdown = CancellationToken::new();
+    let state = AppState(Arc::new(Inner {
+        origins: config.origins(addr),
+        chat: Chat::new(pool, 1),
+        tokens: auth::TokenKeys::new(&secret, config.access_token_ttl),
+        limiter: ratelimit::RateLimiter::new(config.rate_limit_scale),
+        bus: Arc::new(events::LocalBus::new(hub.clone())),
+        hub,
+        shutdown: shutdown.clone(),
+        voice: voice::VoiceService::default(),
+        metrics,
+        config,
+    }));
+    spawn_housekeeping(state.clone());
+
+    let app = http::router(state.clone());
+    let token = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
+    });
+    tracing::info!("Confab listening on http://{addr}");
+    Ok(Running {
+        addr,
+        state,
+        server,
+        postgres,
+    })
+}
+
+/// Periodic clean-up: expired gateway sessions and idle rate-limit buckets.
+fn spawn_housekeeping(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut n = 0u64;
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for id in state.hub.expired() {
+                if state.hub.close(&id).is_some() {
+                    state.voice.session_closed(&state, &id).await;
+                }
+            }
+            n += 1;
+            if n % 60 == 0 {
+                state.limiter.sweep();
+            }
+        }
+    });
+}
+
+impl Running {
+    /// Graceful shutdown: stop accepting, tell gateway clients to reconnect elsewhere, finish
+    /// in-flight requests, then stop the private PostgreSQL.
+    pub async fn shutdown(self) {
+        self.state.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.server).await;
+        // Gateway connections close themselves on the cancelled token; give them a moment.
+        for _ in 0..50 {
+            if metrics_gateway_idle(&self.state) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.state.chat.pool().close().await;
+        if let Some(pg) = self.postgres {
+            tokio::task::spawn_blocking(move || pg.stop()).await.ok();
+        }
+    }
+}
+
+fn metrics_gateway_idle(state: &AppState) -> bool {
+    state.hub.all_sessions().iter().all(|s| !s.connected())
+}

@@ -247,9 +247,14 @@ fn start_blocking(opts: &EmbeddedOptions) -> anyhow::Result<(PathBuf, Child)> {
             fs::remove_dir_all(&cluster)?;
         }
         let mut cmd = command(&bin, "initdb", &run_as);
-        cmd.arg("-D")
-            .arg(&cluster)
-            .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]);
+        cmd.arg("-D").arg(&cluster).args([
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ]);
         if opts.ephemeral {
             cmd.arg("--no-sync");
         }
@@ -280,7 +285,14 @@ fn start_blocking(opts: &EmbeddedOptions) -> anyhow::Result<(PathBuf, Child)> {
         .arg(&socket_dir)
         .args(["-c", "listen_addresses=", "-c", "max_connections=200"]);
     if opts.ephemeral {
-        cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+        cmd.args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]);
     }
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -326,7 +338,11 @@ fn clear_stale_postmaster(cluster: &Path) -> anyhow::Result<()> {
         }
         Err(_) => return Ok(()),
     }
-    let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
         return Ok(());
     };
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();

@@ -2,7 +2,7 @@
 
 mod embedded;
 
-pub use embedded::{EmbeddedPostgres, EmbeddedOptions};
+pub use embedded::{EmbeddedOptions, EmbeddedPostgres};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

@@ -1,0 +1,247 @@
+//! Access tokens: short-lived HS256 JWTs. Validation pins the algorithm and requires `exp`,
+//! `iss`, `aud` and `sub`, with a small leeway for clock skew. Each token names its login
+//! session (`sid`), and every request checks that session is still active, so logging a device
+//! out takes effect at once rather than when its token expires.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use anyhow::Context;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use confab_chat::Snowflake;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub const ISSUER: &str = "confab";
+pub const AUDIENCE: &str = "confab-api";
+const LEEWAY_SECS: u64 = 30;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    sid: String,
+    iss: String,
+    aud: String,
+    iat: u64,
+    exp: u64,
+}
+
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: u64,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &[u8], ttl: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl,
+        }
+    }
+
+    /// The configured secret, or one generated once and kept in `<data_dir>/jwt.key` (mode 600).
+    pub fn load_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+        if let Some(s) = configured {
+            anyhow::ensure!(s.len() >= 32, "--jwt-secret must be at least 32 characters");
+            return Ok(s.as_bytes().to_vec());
+        }
+        let path = data_dir.join("jwt.key");
+        if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.len() >= 32 {
+                return Ok(bytes);
+            }
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let mut key = vec![0u8; 64];
+        rand::rng().fill_bytes(&mut key);
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        f.write_all(&key)?;
+        Ok(key)
+    }
+
+    pub fn ttl(&self) -> u64 {
+        self.ttl
+    }
+
+    pub fn mint(&self, user_id: Snowflake, session_id: Snowflake) -> anyhow::Result<String> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: user_id.to_string(),
+            sid: session_id.to_string(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now,
+            exp: now + self.ttl,
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// Verifies signature, algorithm and claims; returns (user id, session id).
+    pub fn verify(&self, token: &str) -> Option<(Snowflake, Snowflake)> {
+        if token.len() > 2048 {
+            return None;
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
+        Some((data.claims.sub.parse().ok()?, data.claims.sid.parse().ok()?))
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser {
+    pub user_id: Snowflake,
+    pub session_id: Snowflake,
+}
+
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+impl AppState {
+    /// Checks an access token and that its session is still active.
+    pub async fn authenticate(&self, token: &str) -> Result<AuthUser, ApiError> {
+        let (user_id, session_id) = self
+            .tokens
+            .verify(token)
+            .ok_or(ApiError::Unauthorized("invalid or expired token"))?;
+        if !self.chat.session_active(user_id, session_id).await? {
+            return Err(ApiError::Unauthorized("session ended"));
+        }
+        Ok(AuthUser {
+            user_id,
+            session_id,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(*user);
+        }
+        let token = bearer(parts).ok_or(ApiError::Unauthorized("missing bearer token"))?;
+        let user = state.authenticate(token).await?;
+        parts.extensions.insert(user);
+        Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(b"0123456789abcdef0123456789abcdef", 900)
+    }
+
+    #[test]
+    fn round_trip() {
+        let k = keys();
+        let t = k.mint(Snowflake(42), Snowflake(7)).unwrap();
+        assert_eq!(k.verify(&t), Some((Snowflake(42), Snowflake(7))));
+    }
+
+    #[test]
+    fn rejects_tampered_alg_none_wrong_audience_and_expired() {
+        let k = keys();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let t = k.mint(Snowflake(42), Snowflake(7)).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        // Tampered payload, original signature.
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+        payload["sub"] = "43".into();
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64.encode(payload.to_string()),
+            parts[2]
+        );
+        assert_eq!(k.verify(&tampered), None);
+        // alg: none, no signature.
+        let none = format!(
+            "{}.{}.",
+            b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
+        assert_eq!(k.verify(&none), None);
+        // Wrong audience, correctly signed.
+        let now = jsonwebtoken::get_current_timestamp();
+        let mint = |aud: &str, exp: u64, iss: &str| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &Claims {
+                    sub: "42".into(),
+                    sid: "7".into(),
+                    iss: iss.into(),
+                    aud: aud.into(),
+                    iat: now,
+                    exp,
+                },
+                &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+            )
+            .unwrap()
+        };
+        assert_eq!(k.verify(&mint("other", now + 60, ISSUER)), None);
+        assert_eq!(k.verify(&mint(AUDIENCE, now + 60, "evil")), None);
+        assert_eq!(k.verify(&mint(AUDIENCE, now - 120, ISSUER)), None);
+        assert!(k.verify(&mint(AUDIENCE, now + 60, ISSUER)).is_some());
+        // HS512 with the same secret is still refused: the algorithm is pinned.
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &Claims {
+                sub: "42".into(),
+                sid: "7".into(),
+                iss: ISSUER.into(),
+                aud: AUDIENCE.into(),
+                iat: now,
+                exp: now + 60,
+            },
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
+        assert_eq!(k.verify(&hs512), None);
+        // Another key.
+        let other = TokenKeys::new(b"ffffffffffffffffffffffffffffffff", 900);
+        assert_eq!(
+            k.verify(&other.mint(Snowflake(42), Snowflake(7)).unwrap()),
+            None
+        );
+    }
+}

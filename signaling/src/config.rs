@@ -1,0 +1,278 @@
+//! Configuration: command-line flags, each also an environment variable `CONFAB_*`, and an
+//! optional TOML file whose keys are the flags' long names with `_` for `-`. Flags and
+//! environment win over the file; the file wins over defaults.
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Parser, Default)]
+#[command(
+    name = "confab",
+    version,
+    about = "Confab: self-hosted text chat and voice channels"
+)]
+pub struct Cli {
+    /// TOML configuration file (keys as the long flag names, e.g. `bind = "0.0.0.0:3000"`).
+    #[arg(long, env = "CONFAB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// HTTP address to listen on. [default: 127.0.0.1:3000]
+    #[arg(long, env = "CONFAB_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Data directory (private PostgreSQL cluster, signing key). [default: ./data]
+    #[arg(long, env = "CONFAB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL; without it Confab runs a private cluster under the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// UDP port for all voice media (0 = any free port). [default: 3000]
+    #[arg(long, env = "CONFAB_UDP_PORT")]
+    pub udp_port: Option<u16>,
+    /// IP address announced to clients for media. [default: the bind address, or 127.0.0.1]
+    #[arg(long, env = "CONFAB_PUBLIC_IP")]
+    pub public_ip: Option<IpAddr>,
+    /// Multiplies every rate-limit bucket (auth, messages, IDENTIFY, ...). For load tests. [default: 1]
+    #[arg(long, env = "CONFAB_RATE_LIMIT_SCALE")]
+    pub rate_limit_scale: Option<f64>,
+    /// Public origin of the web client, e.g. https://chat.example.org; allowed for CORS and the
+    /// gateway, and HSTS is sent when it is https. [default: http://<bind>]
+    #[arg(long, env = "CONFAB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Extra browser origins allowed (comma-separated).
+    #[arg(long, env = "CONFAB_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Secret for signing access tokens; by default generated once and kept in the data directory.
+    #[arg(long, env = "CONFAB_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Access-token lifetime in seconds. [default: 900]
+    #[arg(long, env = "CONFAB_ACCESS_TOKEN_TTL")]
+    pub access_token_ttl: Option<u64>,
+    /// Gateway heartbeat interval in milliseconds. [default: 41250]
+    #[arg(long, env = "CONFAB_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Largest database pool. [default: 20]
+    #[arg(long, env = "CONFAB_DB_POOL_SIZE")]
+    pub db_pool_size: Option<u32>,
+    /// Log format: "pretty" or "json". [default: pretty]
+    #[arg(long, env = "CONFAB_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Directory with the web client to serve instead of the built-in copy (development).
+    #[arg(long, env = "CONFAB_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+}
+
+/// The same keys as the flags, from a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    udp_port: Option<u16>,
+    public_ip: Option<IpAddr>,
+    rate_limit_scale: Option<f64>,
+    public_url: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    jwt_secret: Option<String>,
+    access_token_ttl: Option<u64>,
+    heartbeat_interval_ms: Option<u64>,
+    db_pool_size: Option<u32>,
+    log_format: Option<String>,
+    web_dir: Option<PathBuf>,
+}
+
+/// Resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub udp_port: u16,
+    pub public_ip: Option<IpAddr>,
+    pub rate_limit_scale: f64,
+    pub public_url: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub jwt_secret: Option<String>,
+    pub access_token_ttl: u64,
+    pub heartbeat_interval_ms: u64,
+    pub db_pool_size: u32,
+    pub log_format: String,
+    pub web_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:3000".parse().expect("valid address"),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            udp_port: 3000,
+            public_ip: None,
+            rate_limit_scale: 1.0,
+            public_url: None,
+            allowed_origins: Vec::new(),
+            jwt_secret: None,
+            access_token_ttl: 900,
+            heartbeat_interval_ms: 41_250,
+            db_pool_size: 20,
+            log_format: "pretty".into(),
+            web_dir: None,
+        }
+    }
+}
+
+impl Config {
+    /// Merges flags/environment over the optional file over defaults, and validates.
+    pub fn load(cli: Cli) -> anyhow::Result<Self> {
+        let file: FileConfig = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let cfg = Config {
+            bind: cli.bind.or(file.bind).unwrap_or(d.bind),
+            data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            database_url: cli
+                .database_url
+                .or(file.database_url)
+                .filter(|s| !s.is_empty()),
+            udp_port: cli.udp_port.or(file.udp_port).unwrap_or(d.udp_port),
+            public_ip: cli.public_ip.or(file.public_ip),
+            rate_limit_scale: cli
+                .rate_limit_scale
+                .or(file.rate_limit_scale)
+                .unwrap_or(d.rate_limit_scale),
+            public_url: cli.public_url.or(file.public_url),
+            allowed_origins: cli
+                .allowed_origins
+                .or(file.allowed_origins)
+                .unwrap_or_default(),
+            jwt_secret: cli.jwt_secret.or(file.jwt_secret),
+            access_token_ttl: cli
+                .access_token_ttl
+                .or(file.access_token_ttl)
+                .unwrap_or(d.access_token_ttl),
+            heartbeat_interval_ms: cli
+                .heartbeat_interval_ms
+                .or(file.heartbeat_interval_ms)
+                .unwrap_or(d.heartbeat_interval_ms),
+            db_pool_size: cli
+                .db_pool_size
+                .or(file.db_pool_size)
+                .unwrap_or(d.db_pool_size),
+            log_format: cli.log_format.or(file.log_format).unwrap_or(d.log_format),
+            web_dir: cli.web_dir.or(file.web_dir),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.rate_limit_scale.is_finite() && self.rate_limit_scale > 0.0,
+            "--rate-limit-scale must be a positive number"
+        );
+        anyhow::ensure!(
+            (60..=86_400).contains(&self.access_token_ttl),
+            "--access-token-ttl must be 60..=86400 seconds"
+        );
+        anyhow::ensure!(
+            (1_000..=120_000).contains(&self.heartbeat_interval_ms),
+            "--heartbeat-interval-ms must be 1000..=120000"
+        );
+        anyhow::ensure!(
+            self.log_format == "pretty" || self.log_format == "json",
+            "--log-format must be pretty or json"
+        );
+        if let Some(url) = &self.public_url {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "--public-url must start with http:// or https://"
+            );
+        }
+        Ok(())
+    }
+
+    /// The media address announced to clients: the public IP, else the bind address, else
+    /// 127.0.0.1 for a wildcard bind.
+    pub fn media_ip(&self) -> IpAddr {
+        self.public_ip.unwrap_or_else(|| {
+            let ip = self.bind.ip();
+            if ip.is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                ip
+            }
+        })
+    }
+
+    /// Browser origins allowed for CORS and the gateway.
+    pub fn origins(&self, actual_bind: SocketAddr) -> Vec<String> {
+        let mut v = self.allowed_origins.clone();
+        match &self.public_url {
+            Some(u) => v.push(u.trim_end_matches('/').to_string()),
+            None => {
+                let port = actual_bind.port();
+                v.push(format!("http://127.0.0.1:{port}"));
+                v.push(format!("http://localhost:{port}"));
+                if !actual_bind.ip().is_unspecified() && !actual_bind.ip().is_loopback() {
+                    v.push(format!("http://{actual_bind}"));
+                }
+            }
+        }
+        v
+    }
+
+    pub fn behind_tls(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults() {
+        let dir = std::env::temp_dir().join(format!("confab-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("confab.toml");
+        std::fs::write(
+            &file,
+            "bind = \"0.0.0.0:4000\"\nudp_port = 5000\nrate_limit_scale = 2.0\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "confab",
+            "--config",
+            file.to_str().unwrap(),
+            "--udp-port",
+            "6000",
+        ]);
+        let cfg = Config::load(cli).unwrap();
+        assert_eq!(cfg.bind, "0.0.0.0:4000".parse().unwrap());
+        assert_eq!(cfg.udp_port, 6000);
+        assert_eq!(cfg.rate_limit_scale, 2.0);
+        assert_eq!(cfg.media_ip(), IpAddr::from([127, 0, 0, 1]));
+        std::fs::write(&file, "bogus = 1\n").unwrap();
+        let cli = Cli::parse_from(["confab", "--config", file.to_str().unwrap()]);
+        assert!(Config::load(cli).is_err());
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let cli = Cli::parse_from(["confab", "--rate-limit-scale", "0"]);
+        assert!(Config::load(cli).is_err());
+        let d = Config::load(Cli::parse_from(["confab"])).unwrap();
+        assert_eq!(d.bind.port(), 3000);
+        assert_eq!(d.udp_port, 3000);
+    }
+}

@@ -1,0 +1,180 @@
+//! The API's error type: every failure becomes `{"code", "message", "errors"?}` with its HTTP
+//! status. Internal errors are logged with their cause and answered with a bare 500.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use confab_chat::ChatError;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// Error body of every failed request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Confab error code (stable; see docs).
+    pub code: u32,
+    pub message: String,
+    /// Messages per invalid field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Debug)]
+pub enum ApiError {
+    Chat(ChatError),
+    BadRequest(String),
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unauthorized(&'static str),
+    RateLimited { retry_after: f64 },
+    Unavailable(&'static str),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        ApiError::Chat(e)
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Chat(ChatError::Internal(e))
+    }
+}
+
+impl ApiError {
+    fn parts(self) -> (StatusCode, ErrorBody) {
+        let body = |code, message: String| ErrorBody {
+            code,
+            message,
+            errors: None,
+        };
+        match self {
+            ApiError::Chat(ChatError::Validation(errors)) => (
+                StatusCode::BAD_REQUEST,
+                ErrorBody {
+                    code: 50035,
+                    message: "invalid form body".into(),
+                    errors: Some(errors),
+                },
+            ),
+            ApiError::Chat(ChatError::Unauthorized(m)) => {
+                (StatusCode::UNAUTHORIZED, body(40001, m.into()))
+            }
+            ApiError::Chat(ChatError::Forbidden(m)) => {
+                (StatusCode::FORBIDDEN, body(50013, m.into()))
+            }
+            ApiError::Chat(ChatError::NotFound(what)) => {
+                let code = match what {
+                    "server" => 10004,
+                    "channel" => 10003,
+                    "message" => 10008,
+                    "invite" => 10006,
+                    "user" => 10013,
+                    "member" => 10007,
+                    "session" => 10020,
+                    _ => 10000,
+                };
+                (StatusCode::NOT_FOUND, body(code, format!("unknown {what}")))
+            }
+            ApiError::Chat(ChatError::Conflict(m)) => (StatusCode::CONFLICT, body(40900, m)),
+            ApiError::Chat(ChatError::Internal(e)) => {
+                tracing::error!(error = ?e, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    body(0, "internal server error".into()),
+                )
+            }
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, body(50109, m)),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                body(40005, "request body too large".into()),
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                body(50109, "expected Content-Type: application/json".into()),
+            ),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, body(40001, m.into())),
+            ApiError::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                body(
+                    42900,
+                    format!("rate limited; retry after {retry_after:.3} s"),
+                ),
+            ),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, body(50300, m.into())),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retry = match &self {
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        let (status, body) = self.parts();
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let Some(r) = retry {
+            if let Ok(v) = HeaderValue::from_str(&format!("{}", r.ceil().max(1.0) as u64)) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge
+            }
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        match r {
+            // A malformed id cannot name anything that exists.
+            PathRejection::FailedToDeserializePathParams(_) => {
+                ApiError::Chat(ChatError::NotFound("resource"))
+            }
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+/// `Json` whose rejections are API errors.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `Path` whose rejections are API errors (a malformed id is a 404).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// `Query` whose rejections are API errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);

@@ -1,0 +1,144 @@
+//! `/auth`: register, login, refresh, logout.
+
+use crate::auth::AuthUser;
+use crate::error::{ApiResult, ErrorBody, Json};
+use crate::gateway::hub::Session;
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use confab_chat::accounts::{ClientInfo, Login};
+use confab_chat::model::User;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterBody {
+    pub username: String,
+    pub password: String,
+    pub email: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginBody {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshBody {
+    pub refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct LogoutBody {
+    /// Optional; the session is taken from the access token.
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuthResponse {
+    /// Access token (JWT) for `Authorization: Bearer`.
+    pub token: String,
+    pub refresh_token: String,
+    /// Seconds until `token` expires.
+    pub expires_in: u64,
+    pub session_id: confab_chat::Snowflake,
+    pub user: User,
+}
+
+fn client_info(headers: &HeaderMap, peer: SocketAddr) -> ClientInfo {
+    ClientInfo {
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        ip: Some(peer.ip().to_string()),
+    }
+}
+
+fn respond(state: &AppState, login: Login) -> ApiResult<Json<AuthResponse>> {
+    Ok(Json(AuthResponse {
+        token: state.tokens.mint(login.user.id, login.session_id)?,
+        refresh_token: login.refresh_token,
+        expires_in: state.tokens.ttl(),
+        session_id: login.session_id,
+        user: login.user,
+    }))
+}
+
+/// Create an account and log in.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterBody,
+    responses((status = 201, body = AuthResponse), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<RegisterBody>,
+) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
+    let login = state
+        .chat
+        .register(
+            &body.username,
+            &body.password,
+            body.email.as_deref(),
+            &client_info(&headers, peer),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, respond(&state, login)?))
+}
+
+/// Log in with username and password.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, body = AuthResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<LoginBody>,
+) -> ApiResult<Json<AuthResponse>> {
+    let login = state
+        .chat
+        .login(&body.username, &body.password, &client_info(&headers, peer))
+        .await?;
+    respond(&state, login)
+}
+
+/// Exchange a refresh token for a new access token and refresh token. Each refresh token works
+/// once; presenting a used one ends the session.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshBody,
+    responses((status = 200, body = AuthResponse), (status = 401, body = ErrorBody)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshBody>,
+) -> ApiResult<Json<AuthResponse>> {
+    let login = state.chat.refresh(&body.refresh_token).await?;
+    respond(&state, login)
+}
+
+/// End the current session: its refresh tokens stop working and its gateway connections close.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
+    end_session(&state, user.user_id, user.session_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes a login session and closes its gateway sessions.
+pub async fn end_session(
+    state: &AppState,
+    user_id: confab_chat::Snowflake,
+    session_id: confab_chat::Snowflake,
+) -> ApiResult<()> {
+    state.chat.revoke_session(user_id, session_id).await?;
+    let gone: Vec<std::sync::Arc<Session>> = state
+        .hub
+        .sessions_of(user_id)
+        .into_iter()
+        .filter(|s| s.auth_session == session_id)
+        .collect();
+    for s in gone {
+        s.ended.cancel();
+    }
+    Ok(())
+}

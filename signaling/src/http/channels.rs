@@ -1,0 +1,245 @@
+//! `/channels`: a channel, its messages and typing.
+
+use crate::auth::AuthUser;
+use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
+use crate::gateway::hub::Target;
+use crate::http::users::nullable;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use confab_chat::channels::ChannelPatch;
+use confab_chat::messages::HistoryQuery;
+use confab_chat::model::{Channel, Message};
+use confab_chat::Snowflake;
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPatchBody {
+    pub name: Option<String>,
+    pub position: Option<i32>,
+    /// A category id, or null to take the channel out of its category.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub parent_id: Option<Option<Snowflake>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub topic: Option<Option<String>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MessageBody {
+    /// 1-4000 characters, stored verbatim.
+    pub content: String,
+    /// Client-chosen; the same nonce from the same user never creates a second message.
+    pub nonce: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct EditBody {
+    pub content: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct HistoryParams {
+    /// Messages older than this id.
+    pub before: Option<Snowflake>,
+    /// Messages newer than this id.
+    pub after: Option<Snowflake>,
+    /// 1-100, default 50.
+    pub limit: Option<i64>,
+}
+
+/// A channel.
+#[utoipa::path(get, path = "/channels/{channel_id}", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path)),
+    responses((status = 200, body = Channel), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(channel_id): Path<Snowflake>,
+) -> ApiResult<Json<Channel>> {
+    Ok(Json(
+        state.chat.channel_access(channel_id, user.user_id).await?.0,
+    ))
+}
+
+/// Rename, reorder, move or re-topic a channel (MANAGE_CHANNELS).
+#[utoipa::path(patch, path = "/channels/{channel_id}", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path)),
+    request_body = ChannelPatchBody, responses((status = 200, body = Channel), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(channel_id): Path<Snowflake>,
+    Json(body): Json<ChannelPatchBody>,
+) -> ApiResult<Json<Channel>> {
+    let channel = state
+        .chat
+        .update_channel(
+            channel_id,
+            user.user_id,
+            ChannelPatch {
+                name: body.name,
+                position: body.position,
+                parent_id: body.parent_id,
+                topic: body.topic,
+            },
+        )
+        .await?;
+    state.emit(
+        Target::Server(channel.server_id),
+        "CHANNEL_UPDATE",
+        &channel,
+    );
+    Ok(Json(channel))
+}
+
+/// Delete a channel (MANAGE_CHANNELS).
+#[utoipa::path(delete, path = "/channels/{channel_id}", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(channel_id): Path<Snowflake>,
+) -> ApiResult<StatusCode> {
+    let channel = state.chat.delete_channel(channel_id, user.user_id).await?;
+    state.voice.channel_deleted(&state, channel.id).await;
+    state.emit(
+        Target::Server(channel.server_id),
+        "CHANNEL_DELETE",
+        &channel,
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Message history, newest first.
+#[utoipa::path(get, path = "/channels/{channel_id}/messages", tag = "messages", security(("bearer" = [])),
+    params(("channel_id" = String, Path), HistoryParams),
+    responses((status = 200, body = [Message]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn history(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(channel_id): Path<Snowflake>,
+    Query(q): Query<HistoryParams>,
+) -> ApiResult<Json<Vec<Message>>> {
+    let page = state
+        .chat
+        .history(
+            channel_id,
+            user.user_id,
+            HistoryQuery {
+                before: q.before,
+                after: q.after,
+                limit: q.limit,
+            },
+        )
+        .await?;
+    Ok(Json(page))
+}
+
+/// Send a message. Idempotent with a nonce: a repeat returns the first message with 200.
+#[utoipa::path(post, path = "/channels/{channel_id}/messages", tag = "messages", security(("bearer" = [])), params(("channel_id" = String, Path)),
+    request_body = MessageBody, responses((status = 201, body = Message), (status = 200, body = Message), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn send(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(channel_id): Path<Snowflake>,
+    Json(body): Json<MessageBody>,
+) -> ApiResult<(StatusCode, Json<Message>)> {
+    let (message, created) = state
+        .chat
+        .send_message(
+            channel_id,
+            user.user_id,
+            &body.content,
+            body.nonce.as_deref(),
+        )
+        .await?;
+    if created {
+        metrics::counter!("confab_messages_created_total").increment(1);
+        state.emit(
+            Target::Server(message.server_id),
+            "MESSAGE_CREATE",
+            &message,
+        );
+        Ok((StatusCode::CREATED, Json(message)))
+    } else {
+        Ok((StatusCode::OK, Json(message)))
+    }
+}
+
+/// One message.
+#[utoipa::path(get, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages", security(("bearer" = [])),
+    params(("channel_id" = String, Path), ("message_id" = String, Path)), responses((status = 200, body = Message), (status = 404, body = ErrorBody)))]
+pub async fn get_message(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((channel_id, message_id)): Path<(Snowflake, Snowflake)>,
+) -> ApiResult<Json<Message>> {
+    Ok(Json(
+        state
+            .chat
+            .message(channel_id, message_id, user.user_id)
+            .await?,
+    ))
+}
+
+/// Edit my message.
+#[utoipa::path(patch, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages", security(("bearer" = [])),
+    params(("channel_id" = String, Path), ("message_id" = String, Path)), request_body = EditBody,
+    responses((status = 200, body = Message), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn edit(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((channel_id, message_id)): Path<(Snowflake, Snowflake)>,
+    Json(body): Json<EditBody>,
+) -> ApiResult<Json<Message>> {
+    let message = state
+        .chat
+        .edit_message(channel_id, message_id, user.user_id, &body.content)
+        .await?;
+    state.emit(
+        Target::Server(message.server_id),
+        "MESSAGE_UPDATE",
+        &message,
+    );
+    Ok(Json(message))
+}
+
+/// Delete my message (or any, with MANAGE_MESSAGES).
+#[utoipa::path(delete, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages", security(("bearer" = [])),
+    params(("channel_id" = String, Path), ("message_id" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_message(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((channel_id, message_id)): Path<(Snowflake, Snowflake)>,
+) -> ApiResult<StatusCode> {
+    let m = state
+        .chat
+        .delete_message(channel_id, message_id, user.user_id)
+        .await?;
+    state.emit(
+        Target::Server(m.server_id),
+        "MESSAGE_DELETE",
+        &json!({"id": m.id, "channel_id": m.channel_id, "server_id": m.server_id}),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Show that I am typing (others see it for about 10 s).
+#[utoipa::path(post, path = "/channels/{channel_id}/typing", tag = "messages", security(("bearer" = [])), params(("channel_id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn typing(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(channel_id): Path<Snowflake>,
+) -> ApiResult<StatusCode> {
+    let server_id = state.chat.can_type(channel_id, user.user_id).await?;
+    state.emit(
+        Target::ServerExcept(server_id, user.user_id),
+        "TYPING_START",
+        &json!({"channel_id": channel_id, "server_id": server_id, "user_id": user.user_id, "timestamp": chrono::Utc::now().timestamp()}),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,215 @@
+//! The HTTP surface: REST under `/api/v1` (with its OpenAPI document), the gateway, health,
+//! metrics and the web client, wrapped in the security layers.
+
+pub mod auth;
+pub mod channels;
+pub mod ops;
+pub mod servers;
+pub mod users;
+pub mod web;
+
+use crate::error::ApiError;
+use crate::ratelimit;
+use crate::state::AppState;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::time::Instant;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Largest REST request body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::ErrorBody)),
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The REST routes and their OpenAPI description.
+fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let auth_routes = OpenApiRouter::new()
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::auth_bucket,
+        ));
+    let message_routes = OpenApiRouter::new()
+        .routes(routes!(channels::history, channels::send))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::message_bucket,
+        ));
+    let typing_routes = OpenApiRouter::new()
+        .routes(routes!(channels::typing))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::typing_bucket,
+        ));
+    let general = OpenApiRouter::new()
+        .routes(routes!(auth::logout))
+        .routes(routes!(users::me, users::update_me))
+        .routes(routes!(users::sessions))
+        .routes(routes!(users::end_session))
+        .routes(routes!(servers::list, servers::create))
+        .routes(routes!(servers::get, servers::update, servers::delete))
+        .routes(routes!(servers::channels, servers::create_channel))
+        .routes(routes!(servers::members))
+        .routes(routes!(servers::leave))
+        .routes(routes!(servers::update_member))
+        .routes(routes!(servers::create_invite))
+        .routes(routes!(servers::get_invite, servers::accept_invite))
+        .routes(routes!(channels::get, channels::update, channels::delete))
+        .routes(routes!(
+            channels::get_message,
+            channels::edit,
+            channels::delete_message
+        ))
+        .merge(message_routes)
+        .merge(typing_routes)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::api_bucket,
+        ));
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", auth_routes.merge(general))
+        .split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    (router, doc)
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api(&state);
+    let doc = std::sync::Arc::new(doc);
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(
+            state
+                .origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderName::from_static("x-ratelimit-remaining"),
+            HeaderName::from_static("x-ratelimit-reset-after"),
+            HeaderName::from_static("x-ratelimit-bucket"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(std::time::Duration::from_secs(600));
+
+    let api = api
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/api/v1/gateway", get(crate::gateway::upgrade))
+        .route(
+            "/api/v1/{*rest}",
+            axum::routing::any(|| async {
+                ApiError::Chat(confab_chat::ChatError::NotFound("route"))
+            }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(cors);
+
+    let mut app = Router::new()
+        .merge(api)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .merge(web::routes(state.config.web_dir.clone()))
+        .layer(middleware::from_fn(track))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static(
+                "camera=(self), microphone=(self), display-capture=(self), geolocation=()",
+            ),
+        ));
+    if state.config.behind_tls() {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
+    }
+    app.with_state(state)
+}
+
+/// Content Security Policy: only our own scripts and styles; media and avatars from anywhere
+/// safe; never framed.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: http: data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+
+/// Request counts and latency by route template.
+async fn track(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("confab_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("confab_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp.into_response()
+}

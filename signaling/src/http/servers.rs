@@ -1,0 +1,270 @@
+//! `/servers`: servers, their channels, members and invites.
+
+use crate::auth::AuthUser;
+use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::gateway::hub::Target;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use confab_chat::channels::NewChannel;
+use confab_chat::model::{Channel, ChannelKind, Invite, Member, Server, ServerSnapshot};
+use confab_chat::{ChatError, Snowflake};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+pub struct ServerBody {
+    pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewChannelBody {
+    pub name: String,
+    #[serde(rename = "type", default = "text_kind")]
+    pub kind: ChannelKind,
+    pub parent_id: Option<Snowflake>,
+    pub topic: Option<String>,
+    pub position: Option<i32>,
+}
+
+fn text_kind() -> ChannelKind {
+    ChannelKind::Text
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct InviteBody {
+    /// Uses before the invite stops working; 0 = unlimited (default).
+    pub max_uses: Option<i32>,
+    /// Seconds until it expires; 0 = never. Default 86400.
+    pub max_age: Option<i32>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MemberVoiceBody {
+    /// Server-mute: the SFU drops this member's audio.
+    pub mute: Option<bool>,
+    /// Server-deafen: the member receives no audio.
+    pub deaf: Option<bool>,
+}
+
+/// Servers I am a member of.
+#[utoipa::path(get, path = "/servers", tag = "servers", security(("bearer" = [])), responses((status = 200, body = [Server])))]
+pub async fn list(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Server>>> {
+    Ok(Json(state.chat.servers_of(user.user_id).await?))
+}
+
+/// Create a server; it starts with a text channel, a voice channel and the @everyone role.
+#[utoipa::path(post, path = "/servers", tag = "servers", security(("bearer" = [])), request_body = ServerBody,
+    responses((status = 201, body = Server), (status = 400, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<ServerBody>,
+) -> ApiResult<(StatusCode, Json<Server>)> {
+    let snap = state.chat.create_server(user.user_id, &body.name).await?;
+    state.hub.add_member(snap.server.id, user.user_id);
+    state.emit(Target::User(user.user_id), "SERVER_CREATE", &snap);
+    Ok((StatusCode::CREATED, Json(snap.server)))
+}
+
+/// A server I am a member of.
+#[utoipa::path(get, path = "/servers/{server_id}", tag = "servers", security(("bearer" = [])), params(("server_id" = String, Path)),
+    responses((status = 200, body = Server), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(server_id): Path<Snowflake>,
+) -> ApiResult<Json<Server>> {
+    Ok(Json(state.chat.server(server_id, user.user_id).await?))
+}
+
+/// Rename a server (MANAGE_SERVER).
+#[utoipa::path(patch, path = "/servers/{server_id}", tag = "servers", security(("bearer" = [])), params(("server_id" = String, Path)),
+    request_body = ServerBody, responses((status = 200, body = Server), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(server_id): Path<Snowflake>,
+    Json(body): Json<ServerBody>,
+) -> ApiResult<Json<Server>> {
+    let server = state
+        .chat
+        .rename_server(server_id, user.user_id, &body.name)
+        .await?;
+    state.emit(Target::Server(server_id), "SERVER_UPDATE", &server);
+    Ok(Json(server))
+}
+
+/// Delete a server (owner only).
+#[utoipa::path(delete, path = "/servers/{server_id}", tag = "servers", security(("bearer" = [])), params(("server_id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(server_id): Path<Snowflake>,
+) -> ApiResult<StatusCode> {
+    state.chat.delete_server(server_id, user.user_id).await?;
+    state.emit(
+        Target::Server(server_id),
+        "SERVER_DELETE",
+        &json!({"id": server_id}),
+    );
+    state.hub.remove_server(server_id);
+    state.voice.server_deleted(&state, server_id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The server's channels.
+#[utoipa::path(get, path = "/servers/{server_id}/channels", tag = "channels", security(("bearer" = [])), params(("server_id" = String, Path)),
+    responses((status = 200, body = [Channel]), (status = 404, body = ErrorBody)))]
+pub async fn channels(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(server_id): Path<Snowflake>,
+) -> ApiResult<Json<Vec<Channel>>> {
+    Ok(Json(state.chat.channels(server_id, user.user_id).await?))
+}
+
+/// Create a text, voice or category channel (MANAGE_CHANNELS).
+#[utoipa::path(post, path = "/servers/{server_id}/channels", tag = "channels", security(("bearer" = [])), params(("server_id" = String, Path)),
+    request_body = NewChannelBody, responses((status = 201, body = Channel), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_channel(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(server_id): Path<Snowflake>,
+    Json(body): Json<NewChannelBody>,
+) -> ApiResult<(StatusCode, Json<Channel>)> {
+    let channel = state
+        .chat
+        .create_channel(
+            server_id,
+            user.user_id,
+            NewChannel {
+                name: body.name,
+                kind: body.kind,
+                parent_id: body.parent_id,
+                topic: body.topic,
+                position: body.position,
+            },
+        )
+        .await?;
+    state.emit(Target::Server(server_id), "CHANNEL_CREATE", &channel);
+    Ok((StatusCode::CREATED, Json(channel)))
+}
+
+/// The server's members.
+#[utoipa::path(get, path = "/servers/{server_id}/members", tag = "members", security(("bearer" = [])), params(("server_id" = String, Path)),
+    responses((status = 200, body = [Member]), (status = 404, body = ErrorBody)))]
+pub async fn members(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(server_id): Path<Snowflake>,
+) -> ApiResult<Json<Vec<Member>>> {
+    Ok(Json(state.chat.members(server_id, user.user_id).await?))
+}
+
+/// Leave a server.
+#[utoipa::path(delete, path = "/servers/{server_id}/members/@me", tag = "members", security(("bearer" = [])), params(("server_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn leave(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(server_id): Path<Snowflake>,
+) -> ApiResult<StatusCode> {
+    state.chat.leave_server(server_id, user.user_id).await?;
+    state
+        .voice
+        .member_left(&state, server_id, user.user_id)
+        .await;
+    state.hub.remove_member(server_id, user.user_id);
+    state.emit(
+        Target::Server(server_id),
+        "MEMBER_REMOVE",
+        &json!({"server_id": server_id, "user_id": user.user_id}),
+    );
+    state.emit(
+        Target::User(user.user_id),
+        "SERVER_DELETE",
+        &json!({"id": server_id}),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Server-mute or server-deafen a member in voice (MUTE_MEMBERS / DEAFEN_MEMBERS).
+#[utoipa::path(patch, path = "/servers/{server_id}/members/{user_id}", tag = "members", security(("bearer" = [])),
+    params(("server_id" = String, Path), ("user_id" = String, Path)), request_body = MemberVoiceBody,
+    responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((server_id, target)): Path<(Snowflake, Snowflake)>,
+    Json(body): Json<MemberVoiceBody>,
+) -> ApiResult<Json<Member>> {
+    let member = state
+        .chat
+        .set_member_voice(server_id, user.user_id, target, body.mute, body.deaf)
+        .await?;
+    state
+        .voice
+        .moderate(&state, server_id, target, member.mute, member.deaf);
+    Ok(Json(member))
+}
+
+/// Create an invite (CREATE_INVITE).
+#[utoipa::path(post, path = "/servers/{server_id}/invites", tag = "invites", security(("bearer" = [])), params(("server_id" = String, Path)),
+    request_body = InviteBody, responses((status = 201, body = Invite), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn create_invite(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(server_id): Path<Snowflake>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Invite>)> {
+    // The body is optional: an empty one means the defaults.
+    let body: InviteBody = if body.iter().all(u8::is_ascii_whitespace) {
+        InviteBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| crate::error::ApiError::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    let invite = state
+        .chat
+        .create_invite(server_id, user.user_id, body.max_uses, body.max_age)
+        .await?;
+    Ok((StatusCode::CREATED, Json(invite)))
+}
+
+/// Look at an invite (with a preview of its server).
+#[utoipa::path(get, path = "/invites/{code}", tag = "invites", security(("bearer" = [])), params(("code" = String, Path)),
+    responses((status = 200, body = Invite), (status = 404, body = ErrorBody)))]
+pub async fn get_invite(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    Path(code): Path<String>,
+) -> ApiResult<Json<Invite>> {
+    Ok(Json(state.chat.invite(&code).await?))
+}
+
+/// Join the invite's server (no body).
+#[utoipa::path(post, path = "/invites/{code}", tag = "invites", security(("bearer" = [])), params(("code" = String, Path)),
+    responses((status = 200, body = ServerSnapshot), (status = 404, body = ErrorBody)))]
+pub async fn accept_invite(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(code): Path<String>,
+) -> ApiResult<Json<ServerSnapshot>> {
+    let (snap, added) = state.chat.accept_invite(&code, user.user_id).await?;
+    if added {
+        let server_id = snap.server.id;
+        let member = snap
+            .members
+            .iter()
+            .find(|m| m.user.id == user.user_id)
+            .cloned()
+            .ok_or(ChatError::NotFound("member"))?;
+        state.emit(Target::Server(server_id), "MEMBER_ADD", &member);
+        state.hub.add_member(server_id, user.user_id);
+        state.emit(Target::User(user.user_id), "SERVER_CREATE", &snap);
+    }
+    Ok(Json(snap))
+}

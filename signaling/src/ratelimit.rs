@@ -1,0 +1,239 @@
+//! Rate limits: token buckets per (bucket, key) where the key is the user, or the client IP
+//! before login. Every limited response carries `X-RateLimit-Limit`, `-Remaining`,
+//! `-Reset-After` and `-Bucket`; a refusal is 429 with `Retry-After`. `--rate-limit-scale`
+//! multiplies every bucket's capacity and refill rate.
+//!
+//! Hand-written rather than tower_governor: we need named buckets keyed by user *or* IP and the
+//! Discord-style headers; the whole thing is a map of two floats per key.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A bucket: `capacity` requests at once, refilled over `period`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    pub name: &'static str,
+    pub capacity: f64,
+    pub period: Duration,
+}
+
+/// Login, registration and refresh, per IP.
+pub const AUTH: Bucket = Bucket {
+    name: "auth",
+    capacity: 20.0,
+    period: Duration::from_secs(60),
+};
+/// Sending messages, per user.
+pub const MESSAGES: Bucket = Bucket {
+    name: "messages",
+    capacity: 10.0,
+    period: Duration::from_secs(5),
+};
+/// Typing notifications, per user.
+pub const TYPING: Bucket = Bucket {
+    name: "typing",
+    capacity: 10.0,
+    period: Duration::from_secs(10),
+};
+/// Everything else, per user (or IP).
+pub const API: Bucket = Bucket {
+    name: "api",
+    capacity: 100.0,
+    period: Duration::from_secs(5),
+};
+/// Gateway IDENTIFY/RESUME, per IP.
+pub const IDENTIFY: Bucket = Bucket {
+    name: "identify",
+    capacity: 30.0,
+    period: Duration::from_secs(60),
+};
+
+#[derive(Debug, Clone, Copy)]
+struct State_ {
+    tokens: f64,
+    updated: Instant,
+}
+
+pub struct RateLimiter {
+    scale: f64,
+    buckets: DashMap<(&'static str, String), State_>,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the bucket is full again (or, when refused, until one request fits).
+    pub reset_after: f64,
+    pub bucket: &'static str,
+}
+
+impl RateLimiter {
+    pub fn new(scale: f64) -> Self {
+        Self {
+            scale,
+            buckets: DashMap::new(),
+        }
+    }
+
+    pub fn check(&self, bucket: Bucket, key: &str) -> Decision {
+        let capacity = (bucket.capacity * self.scale).max(1.0);
+        let rate = capacity / bucket.period.as_secs_f64(); // tokens per second
+        let now = Instant::now();
+        let mut entry = self
+            .buckets
+            .entry((bucket.name, key.to_string()))
+            .or_insert(State_ {
+                tokens: capacity,
+                updated: now,
+            });
+        let st = entry.value_mut();
+        st.tokens = (st.tokens + now.duration_since(st.updated).as_secs_f64() * rate).min(capacity);
+        st.updated = now;
+        let allowed = st.tokens >= 1.0;
+        if allowed {
+            st.tokens -= 1.0;
+        }
+        let reset_after = if allowed {
+            (capacity - st.tokens) / rate
+        } else {
+            (1.0 - st.tokens) / rate
+        };
+        Decision {
+            allowed,
+            limit: capacity as u64,
+            remaining: st.tokens.floor().max(0.0) as u64,
+            reset_after,
+            bucket: bucket.name,
+        }
+    }
+
+    /// Forgets full buckets; called periodically so the map stays small.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.buckets
+            .retain(|_, st| now.duration_since(st.updated) < Duration::from_secs(600));
+    }
+}
+
+fn apply_headers(resp: &mut Response, d: &Decision) {
+    let h = resp.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    };
+    set("x-ratelimit-limit", d.limit.to_string());
+    set("x-ratelimit-remaining", d.remaining.to_string());
+    set("x-ratelimit-reset-after", format!("{:.3}", d.reset_after));
+    set("x-ratelimit-bucket", d.bucket.to_string());
+}
+
+/// The key for a request: the token's user when it carries a valid one, else the peer IP.
+fn key_of(state: &AppState, req: &Request, per_ip: bool) -> String {
+    if !per_ip {
+        if let Some(token) = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim()))
+        {
+            if let Some((user, _)) = state.tokens.verify(token) {
+                return format!("u{user}");
+            }
+        }
+    }
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    format!("ip{ip}")
+}
+
+async fn limit(
+    state: AppState,
+    bucket: Bucket,
+    per_ip: bool,
+    req: Request,
+    next: Next,
+) -> Response {
+    let key = key_of(&state, &req, per_ip);
+    let d = state.limiter.check(bucket, &key);
+    if !d.allowed {
+        metrics::counter!("confab_http_rate_limited_total", "bucket" => bucket.name).increment(1);
+        let mut resp = ApiError::RateLimited {
+            retry_after: d.reset_after,
+        }
+        .into_response();
+        apply_headers(&mut resp, &d);
+        return resp;
+    }
+    let mut resp = next.run(req).await;
+    apply_headers(&mut resp, &d);
+    resp
+}
+
+pub async fn auth_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    limit(state, AUTH, true, req, next).await
+}
+
+pub async fn api_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    limit(state, API, false, req, next).await
+}
+
+pub async fn message_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // Only sending is limited by this bucket; reading history uses the general one.
+    if req.method() == axum::http::Method::POST {
+        limit(state, MESSAGES, false, req, next).await
+    } else {
+        next.run(req).await
+    }
+}
+
+pub async fn typing_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    limit(state, TYPING, false, req, next).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_refuses_past_capacity_and_scales() {
+        let rl = RateLimiter::new(1.0);
+        let b = Bucket {
+            name: "t",
+            capacity: 3.0,
+            period: Duration::from_secs(60),
+        };
+        for i in 0..3 {
+            let d = rl.check(b, "k");
+            assert!(d.allowed);
+            assert_eq!(d.remaining, 2 - i);
+        }
+        let d = rl.check(b, "k");
+        assert!(!d.allowed);
+        assert!(
+            d.reset_after > 10.0 && d.reset_after <= 20.0,
+            "{}",
+            d.reset_after
+        );
+        // Another key has its own bucket.
+        assert!(rl.check(b, "other").allowed);
+        let scaled = RateLimiter::new(10.0);
+        for _ in 0..30 {
+            assert!(scaled.check(b, "k").allowed);
+        }
+        assert!(!scaled.check(b, "k").allowed);
+    }
+}
