@@ -219,6 +219,11 @@ impl SfuCore {
         self.rooms.len()
     }
 
+    /// The local ICE ufrag of a participant's session (as in its answer).
+    pub fn local_ufrag(&self, participant: u64) -> Option<&str> {
+        self.peers.get(&participant).map(|p| p.ufrag.as_str())
+    }
+
     pub fn has_participant(&self, participant: u64) -> bool {
         self.peers.contains_key(&participant)
     }
@@ -392,6 +397,8 @@ impl SfuCore {
         peer.publish_mid = publish_mid;
         peer.pts = pts;
         add_slots(peer, &slot_mids);
+        // If this offer still has too few slots, ask again.
+        peer.reneg_requested = peer.slots.len();
         let room = peer.room;
         self.update_room_slots(room);
         self.drive(participant, now);
@@ -497,13 +504,17 @@ impl SfuCore {
             self.drop_packet(DropReason::Malformed);
             return;
         };
+        // A binding request routed by ufrag: its source address is learned
+        // only if str0m answers it (i.e. MESSAGE-INTEGRITY checked out), so a
+        // forged request cannot steal or add an address mapping.
+        let mut verify_addr = false;
         let participant = match kind {
             Kind::Stun => {
                 self.metrics.received_stun.increment(1);
                 match demux::stun_ufrag(buf) {
                     Stun::BindingRequest { local_ufrag } => match self.by_ufrag.get(local_ufrag) {
                         Some(&p) => {
-                            self.learn_addr(p, from);
+                            verify_addr = self.by_addr.get(&from) != Some(&p);
                             p
                         }
                         None => {
@@ -551,7 +562,17 @@ impl SfuCore {
             tracing::debug!(participant, error = %e, "str0m rejected a datagram");
             self.drop_packet(DropReason::RtcError);
         }
+        let queued = self.transmits.len();
         self.drain(participant, now);
+        if verify_addr
+            && self
+                .transmits
+                .iter()
+                .skip(queued)
+                .any(|t| t.destination == from)
+        {
+            self.learn_addr(participant, from);
+        }
         self.process_scratch(now);
     }
 

@@ -81,6 +81,11 @@ fn garbage_truncated_and_unknown_datagrams_are_dropped() {
         .handle_datagram(now, stranger, &stun_request("nosuchufrag:remote"));
     net.sfu
         .handle_datagram(now, known, &stun_request("nosuchufrag:remote"));
+    // A forged binding request with a real ufrag but a wrong password: str0m
+    // does not answer it, so the stranger's address is not learned.
+    let ufrag = net.sfu.local_ufrag(1).unwrap().to_string();
+    net.sfu
+        .handle_datagram(now, stranger, &stun_request(&format!("{ufrag}:remote")));
     // RTP / DTLS / RTCP from an unknown address.
     net.sfu.handle_datagram(now, stranger, &rtp);
     net.sfu
@@ -111,6 +116,10 @@ fn garbage_truncated_and_unknown_datagrams_are_dropped() {
         .events
         .iter()
         .any(|e| matches!(e, SfuEvent::Disconnected { .. })));
+    // The stranger is still unknown after its forged binding request.
+    let unknown = s.dropped_unknown_peer;
+    net.sfu.handle_datagram(now, stranger, &rtp);
+    assert_eq!(net.sfu.stats().dropped_unknown_peer, unknown + 1);
     assert_still_forwards(&mut net, 100);
 }
 
