@@ -399,6 +399,13 @@ impl SfuCore {
         add_slots(peer, &slot_mids);
         // If this offer still has too few slots, ask again.
         peer.reneg_requested = peer.slots.len();
+        // An ICE restart may give us new local credentials: keep the ufrag map right.
+        let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
+        if ufrag != peer.ufrag {
+            let old = std::mem::replace(&mut peer.ufrag, ufrag.clone());
+            self.by_ufrag.remove(&old);
+            self.by_ufrag.insert(ufrag, participant);
+        }
         let room = peer.room;
         self.update_room_slots(room);
         self.drive(participant, now);

@@ -502,3 +502,40 @@ fn red_is_passed_through_untouched() {
     let mid_c = slot_for(&net, c, 1).unwrap();
     assert!(net.peers[c].received_on(&mid_c).is_empty());
 }
+
+#[test]
+fn offer_with_extra_video_m_line_still_joins_for_audio() {
+    use str0m::media::{Direction, MediaKind};
+    let mut net = Net::new(&config());
+    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
+    // A client that also offers a video receive transceiver (later feature).
+    let now = net.now;
+    let mut rtc = str0m::RtcConfig::new().set_rtp_mode(true).build(now);
+    rtc.add_local_candidate(str0m::Candidate::host("10.3.3.3:3".parse().unwrap(), "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    let answer = net
+        .sfu
+        .join(
+            now,
+            crate::JoinRequest {
+                room: 1,
+                participant: 2,
+                user_id: 2,
+                offer_sdp: offer.to_sdp_string(),
+            },
+        )
+        .unwrap();
+    let answer = str0m::change::SdpAnswer::from_sdp_string(&answer).unwrap();
+    rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    assert_eq!(
+        net.sfu.slots_of(2).len(),
+        1,
+        "only the audio recvonly m-line is a slot"
+    );
+    assert_eq!(net.sfu.slots_of(1)[0].1, Some(2));
+    let _ = a;
+}
