@@ -70,7 +70,8 @@ pub struct TestPeer {
     pending: Option<SdpPendingOffer>,
     outbox: VecDeque<Transmit>,
     timeout: Option<Instant>,
-    next_seq: u64,
+    /// Extended sequence number of the next packet `send_audio` writes.
+    pub next_seq: u64,
     next_ts: u32,
 }
 

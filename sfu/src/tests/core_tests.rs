@@ -539,3 +539,25 @@ fn offer_with_extra_video_m_line_still_joins_for_audio() {
     assert_eq!(net.sfu.slots_of(1)[0].1, Some(2));
     let _ = a;
 }
+
+#[test]
+fn source_sequence_wrap_is_continuous_downstream() {
+    let mut net = Net::new(&config());
+    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
+    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    net.connect_all();
+    net.peers[a].next_seq = 65_530;
+    for i in 0..12 {
+        net.send_audio(a, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    let mid = slot_for(&net, b, 1).unwrap();
+    let got = net.peers[b].received_on(&mid);
+    assert_eq!(got.len(), 12);
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1);
+    }
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(&r.payload[..], &payload(i as u32)[..]);
+    }
+}
