@@ -94,6 +94,9 @@ struct Peer {
     /// Receive times of packets written since the last drain (latency metric).
     pending_latency: Vec<Instant>,
     dirty: bool,
+    /// Where this participant's audio goes: (subscriber, slot index). Rebuilt
+    /// by `update_room_slots` whenever a mapping in the room changes.
+    fanout: SmallVec<[(u64, usize); 8]>,
     /// Egress NACK counts per mid, to turn str0m's totals into a counter.
     nacks_seen: HashMap<Mid, u64>,
 }
@@ -347,6 +350,7 @@ impl SfuCore {
             deadline: None,
             pending_latency: Vec::new(),
             dirty: false,
+            fanout: SmallVec::new(),
             nacks_seen: HashMap::new(),
         };
         add_slots(&mut peer, &slot_mids);
@@ -873,21 +877,28 @@ impl SfuCore {
                 }
             }
         }
-        let room = src.room;
-        let Some(r) = self.rooms.get(&room) else {
-            return;
-        };
-        for &sub_id in &r.members {
-            if sub_id == participant {
-                continue;
-            }
+        // Fan out over the precomputed (subscriber, slot) list: no scan of
+        // the room or of the subscribers' slots per packet.
+        let fanout = src.fanout.len();
+        for k in 0..fanout {
+            let Some((sub_id, idx)) = self
+                .peers
+                .get(&participant)
+                .and_then(|p| p.fanout.get(k).copied())
+            else {
+                break;
+            };
             let Some(sub) = self.peers.get_mut(&sub_id) else {
                 continue;
             };
             if sub.deaf || !sub.connected {
                 continue;
             }
-            let Some(slot) = sub.slots.iter_mut().find(|s| s.source == Some(participant)) else {
+            let Some(slot) = sub
+                .slots
+                .get_mut(idx)
+                .filter(|s| s.source == Some(participant))
+            else {
                 continue;
             };
             let pt = if is_red { sub.pts.red } else { sub.pts.opus };
@@ -1028,6 +1039,28 @@ impl SfuCore {
                     participant: m,
                     slots: assignment,
                 });
+            }
+        }
+        // Rebuild every member's fan-out list from the slot mappings.
+        for &m in &members {
+            if let Some(p) = self.peers.get_mut(&m) {
+                p.fanout.clear();
+            }
+        }
+        for &m in &members {
+            let Some(sub) = self.peers.get(&m) else {
+                continue;
+            };
+            let entries: SmallVec<[(u64, usize); 8]> = sub
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.source.map(|src| (src, i)))
+                .collect();
+            for (src, i) in entries {
+                if let Some(p) = self.peers.get_mut(&src) {
+                    p.fanout.push((m, i));
+                }
             }
         }
     }
