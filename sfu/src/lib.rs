@@ -26,6 +26,20 @@
 //! 4. `leave` on explicit leave / gateway end; `set_server_mute`, `set_deaf`,
 //!    `set_self_mute` on voice state updates. A rejoin is just `join` with the
 //!    same participant id.
+//!
+//! str0m 0.25 notes (verified by the tests in `src/tests/`):
+//! - Send streams for the client's recvonly m-lines are declared by str0m
+//!   itself when it accepts the offer (one SSRC per sending mid, announced in
+//!   the answer); the SFU looks them up with `stream_tx_by_mid` and writes with
+//!   `write_rtp` (it falls back to `declare_stream_tx` only if one is missing).
+//! - NACKs are answered only over RTX (RFC 4588): str0m resends nothing for a
+//!   payload type without an RTX PT. Browsers do not negotiate RTX for audio,
+//!   so audio NACK answering works only with clients that offer it and with
+//!   `SfuConfig::audio_rtx` (which, in str0m 0.25's public API, excludes RED).
+//! - RED (`audio/red`) is folded onto Opus; in RTP mode its payload passes
+//!   through untouched. Subscribers that did not negotiate RED get no RED packets.
+//! - `RtcConfig`'s extension map is restricted to audio level + mid, so no
+//!   TWCC or abs-send-time is negotiated with audio-only peers.
 
 mod config;
 mod core;

@@ -561,3 +561,123 @@ fn source_sequence_wrap_is_continuous_downstream() {
         assert_eq!(&r.payload[..], &payload(i as u32)[..]);
     }
 }
+
+/// An offer shaped like Chromium's (sendrecv mic + two recvonly slots, many
+/// codecs and header extensions).
+const CHROME_LIKE_OFFER: &str = "v=0\r\n\
+o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0 1 2\r\n\
+a=extmap-allow-mixed\r\n\
+a=msid-semantic: WMS stream0\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:Hx2v\r\n\
+a=ice-pwd:ytc9Xw0fTn3Gx5nU8WmG2mDd\r\n\
+a=ice-options:trickle\r\n\
+a=fingerprint:sha-256 8E:6B:22:7E:1B:2C:7C:64:2B:9D:80:5F:1A:58:F2:8C:52:BC:1E:3E:11:F6:55:2A:86:0D:12:0B:1D:7B:65:7D\r\n\
+a=setup:actpass\r\n\
+a=mid:0\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n\
+a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=sendrecv\r\n\
+a=msid:stream0 track0\r\n\
+a=rtcp-mux\r\n\
+a=rtcp-rsize\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=rtcp-fb:111 transport-cc\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:63 red/48000/2\r\n\
+a=fmtp:63 111/111\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:13 CN/8000\r\n\
+a=rtpmap:110 telephone-event/48000\r\n\
+a=rtpmap:126 telephone-event/8000\r\n\
+a=ssrc:1001 cname:abcdefgh\r\n\
+a=ssrc:1001 msid:stream0 track0\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63 0\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:Hx2v\r\n\
+a=ice-pwd:ytc9Xw0fTn3Gx5nU8WmG2mDd\r\n\
+a=ice-options:trickle\r\n\
+a=fingerprint:sha-256 8E:6B:22:7E:1B:2C:7C:64:2B:9D:80:5F:1A:58:F2:8C:52:BC:1E:3E:11:F6:55:2A:86:0D:12:0B:1D:7B:65:7D\r\n\
+a=setup:actpass\r\n\
+a=mid:1\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=recvonly\r\n\
+a=rtcp-mux\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:63 red/48000/2\r\n\
+a=fmtp:63 111/111\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63 0\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:Hx2v\r\n\
+a=ice-pwd:ytc9Xw0fTn3Gx5nU8WmG2mDd\r\n\
+a=ice-options:trickle\r\n\
+a=fingerprint:sha-256 8E:6B:22:7E:1B:2C:7C:64:2B:9D:80:5F:1A:58:F2:8C:52:BC:1E:3E:11:F6:55:2A:86:0D:12:0B:1D:7B:65:7D\r\n\
+a=setup:actpass\r\n\
+a=mid:2\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=recvonly\r\n\
+a=rtcp-mux\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:63 red/48000/2\r\n\
+a=fmtp:63 111/111\r\n\
+a=rtpmap:0 PCMU/8000\r\n";
+
+#[test]
+fn chrome_like_offer_is_answered_with_audio_only_extensions() {
+    let mut net = Net::new(&config());
+    net.join(1, 1, 2, TestPeerConfig::default()).unwrap();
+    let answer = net
+        .sfu
+        .join(
+            net.now,
+            crate::JoinRequest {
+                room: 1,
+                participant: 2,
+                user_id: 2,
+                offer_sdp: CHROME_LIKE_OFFER.into(),
+            },
+        )
+        .unwrap();
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(
+        answer.contains("a=candidate:") && answer.contains("10.9.9.9 3478 typ host"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("ssrc-audio-level") && answer.contains("sdes:mid"),
+        "{answer}"
+    );
+    assert!(
+        !answer.contains("transport-wide-cc") && !answer.contains("abs-send-time"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("opus/48000/2") && answer.contains("red/48000/2"),
+        "{answer}"
+    );
+    assert!(!answer.contains("PCMU"), "{answer}");
+    // mid 0 publishes (sendrecv), mids 1 and 2 are slots; participant 1 is on the first.
+    let slots = net.sfu.slots_of(2);
+    assert_eq!(
+        slots,
+        vec![("1".to_string(), Some(1)), ("2".to_string(), None)]
+    );
+    // And participant 2 counts as a publisher for participant 1.
+    assert!(net.sfu.slots_of(1).iter().any(|(_, s)| *s == Some(2)));
+}
