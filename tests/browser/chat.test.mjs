@@ -13,6 +13,7 @@ let B;
 const userA = uniqueName('alice');
 const userB = uniqueName('bob');
 const serverName = uniqueName('Guild ');
+let link = null;
 
 const msgs = (page) => page.getByTestId('message-list').getByTestId('message');
 const msgByText = (page, text) => msgs(page).filter({ has: page.getByTestId('message-content').filter({ hasText: text }) });
@@ -39,7 +40,7 @@ test('register two users; A creates a server and invite; B joins by invite link'
   await registerViaUi(A.page, server.url, userA);
   await registerViaUi(B.page, server.url, userB);
   await createServerViaUi(A.page, serverName);
-  const link = await createInviteViaUi(A.page);
+  link = await createInviteViaUi(A.page);
   assert.match(link, /\/invite\/[A-Za-z0-9_-]+$/);
   await joinViaUi(B.page, link, serverName);
   // both see each other in the member list
@@ -63,6 +64,17 @@ test('register form shows per-field validation errors', async () => {
     await C.page.getByRole('button', { name: 'Create account' }).click();
     // the server rejects the taken username: an error is shown (per field when it says which)
     await C.page.locator('[data-testid="auth-error"]:not([hidden])').waitFor({ timeout: 10_000 });
+    // Opening an invite link logged out: register, then the app offers to join that server.
+    await C.page.goto(link);
+    await C.page.getByRole('button', { name: 'Register' }).click();
+    await C.page.getByLabel('Username').fill(uniqueName('carol'));
+    await C.page.getByLabel('Password').fill('long enough password');
+    await C.page.getByRole('button', { name: 'Create account' }).click();
+    const dlg = C.page.getByTestId('join-server-dialog');
+    await dlg.getByTestId('invite-preview').filter({ hasText: serverName }).waitFor({ timeout: 15_000 });
+    await dlg.getByRole('button', { name: 'Join server' }).click();
+    await C.page.getByTestId('server-name').filter({ hasText: serverName }).waitFor({ timeout: 15_000 });
+    assert.equal(new URL(C.page.url()).pathname, '/');
   } finally {
     await C.close();
   }
