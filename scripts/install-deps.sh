@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Confab needs, only those that are missing.
+#   scripts/install-deps.sh          what running Confab needs (PostgreSQL server programs)
+#   scripts/install-deps.sh --test   plus what the test suite needs (cmake for Opus, Chromium,
+#                                    espeak-ng and sox for a speech microphone, Node.js)
+set -euo pipefail
+
+want=(postgresql pkg-config)
+if [[ "${1:-}" == "--test" ]]; then
+  want+=(cmake chromium espeak-ng sox nodejs npm)
+fi
+
+missing=()
+for pkg in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+# PostgreSQL may come from elsewhere: the server programs are what matters.
+if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  missing=("${missing[@]/postgresql}")
+fi
+# Node.js may be installed without Debian's package.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}")
+  missing=("${missing[@]/npm}")
+fi
+pkgs=()
+for p in "${missing[@]}"; do [[ -n "$p" ]] && pkgs+=("$p"); done
+
+if ((${#pkgs[@]})); then
+  echo "Installing: ${pkgs[*]}"
+  SUDO=""
+  if [[ $EUID -ne 0 ]]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
+fi

@@ -1,0 +1,602 @@
+//! Servers, channels, invites and messages over HTTP, including access control and bad input.
+
+mod common;
+
+use common::TestApp;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn server_lifecycle_channels_and_invites() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let (sid, text, voice) = app.server(&owner, "Home").await;
+    assert_ne!(text, voice);
+
+    let (s, list) = app.get("/servers", &owner.token).await;
+    assert_eq!(s, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (s, server) = app
+        .patch(
+            &format!("/servers/{sid}"),
+            &owner.token,
+            json!({"name": "Renamed"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(server["name"], "Renamed");
+
+    // Channels: category, a text channel inside it, reorder, rename, delete.
+    let (s, cat) = app
+        .post(
+            &format!("/servers/{sid}/channels"),
+            &owner.token,
+            json!({"name": "Games", "type": "category"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{cat}");
+    let cat_id = cat["id"].as_str().unwrap();
+    let (s, ch) = app
+        .post(
+            &format!("/servers/{sid}/channels"),
+            &owner.token,
+            json!({"name": "chess", "type": "text", "parent_id": cat_id}),
+        )
+        .await;
+    assert_eq!(s, 201, "{ch}");
+    assert_eq!(ch["parent_id"], cat_id);
+    let ch_id = ch["id"].as_str().unwrap();
+    let (s, ch) = app
+        .patch(
+            &format!("/channels/{ch_id}"),
+            &owner.token,
+            json!({"name": "go", "position": 0, "parent_id": null}),
+        )
+        .await;
+    assert_eq!(s, 200, "{ch}");
+    assert_eq!(ch["name"], "go");
+    assert!(ch["parent_id"].is_null());
+    let (s, body) = app
+        .post(
+            &format!("/servers/{sid}/channels"),
+            &owner.token,
+            json!({"name": "x", "type": "stage"}),
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    let (s, body) = app
+        .post(
+            &format!("/servers/{sid}/channels"),
+            &owner.token,
+            json!({"name": "x", "type": "text", "parent_id": text}),
+        )
+        .await;
+    assert_eq!(s, 400, "a text channel cannot be a parent: {body}");
+    assert_eq!(
+        app.delete(&format!("/channels/{ch_id}"), &owner.token)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/channels/{ch_id}"), &owner.token).await.0,
+        404
+    );
+
+    // Invites: join, list members, limited uses, leave.
+    let (s, inv) = app
+        .post(
+            &format!("/servers/{sid}/invites"),
+            &owner.token,
+            json!({"max_uses": 1, "max_age": 3600}),
+        )
+        .await;
+    assert_eq!(s, 201, "{inv}");
+    let code = inv["code"].as_str().unwrap();
+    let (s, preview) = app.get(&format!("/invites/{code}"), &member.token).await;
+    assert_eq!(s, 200);
+    assert_eq!(preview["server"]["name"], "Renamed");
+    let (s, joined) = app
+        .request(
+            Method::POST,
+            &format!("/invites/{code}"),
+            Some(&member.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{joined}");
+    assert_eq!(joined["id"], sid.as_str());
+    let third = app.register("third").await;
+    let (s, _) = app
+        .request(
+            Method::POST,
+            &format!("/invites/{code}"),
+            Some(&third.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "a used-up invite is gone");
+    let (s, members) = app
+        .get(&format!("/servers/{sid}/members"), &member.token)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(members.as_array().unwrap().len(), 2);
+    let (s, body) = app
+        .post(
+            &format!("/servers/{sid}/invites"),
+            &owner.token,
+            json!({"max_age": 99999999}),
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+
+    // Only the owner manages; members get 403.
+    assert_eq!(
+        app.patch(
+            &format!("/servers/{sid}"),
+            &member.token,
+            json!({"name": "Mine"})
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        app.delete(&format!("/servers/{sid}"), &member.token)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        app.post(
+            &format!("/servers/{sid}/channels"),
+            &member.token,
+            json!({"name": "x"})
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        app.delete(&format!("/channels/{text}"), &member.token)
+            .await
+            .0,
+        403
+    );
+
+    // Leave; the owner cannot leave but can delete.
+    assert_eq!(
+        app.delete(&format!("/servers/{sid}/members/@me"), &member.token)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/servers/{sid}"), &member.token).await.0,
+        404
+    );
+    assert_eq!(
+        app.delete(&format!("/servers/{sid}/members/@me"), &owner.token)
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        app.delete(&format!("/servers/{sid}"), &owner.token).await.0,
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/servers/{sid}"), &owner.token).await.0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn messages_nonce_history_edit_delete() {
+    let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
+    let a = app.register("writer").await;
+    let b = app.register("reader").await;
+    let (sid, text, voice) = app.server(&a, "Chat").await;
+    app.join(&a, &b, &sid).await;
+
+    // Idempotent send.
+    let (s, m1) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &a.token,
+            json!({"content": "hello **world**", "nonce": "n-1"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{m1}");
+    let (s, again) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &a.token,
+            json!({"content": "hello **world**", "nonce": "n-1"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(again["id"], m1["id"]);
+    assert_eq!(m1["author"]["username"], "writer");
+    assert_eq!(m1["content"], "hello **world**", "stored verbatim");
+
+    // Content rules.
+    assert_eq!(
+        app.post(
+            &format!("/channels/{text}/messages"),
+            &a.token,
+            json!({"content": "   "})
+        )
+        .await
+        .0,
+        400
+    );
+    let long = "é".repeat(4001);
+    assert_eq!(
+        app.post(
+            &format!("/channels/{text}/messages"),
+            &a.token,
+            json!({"content": long})
+        )
+        .await
+        .0,
+        400
+    );
+    let ok = "é".repeat(4000);
+    assert_eq!(
+        app.post(
+            &format!("/channels/{text}/messages"),
+            &a.token,
+            json!({"content": ok})
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        app.post(
+            &format!("/channels/{voice}/messages"),
+            &a.token,
+            json!({"content": "hi"})
+        )
+        .await
+        .0,
+        400
+    );
+
+    // History with before/after/limit.
+    let mut ids = vec![];
+    for i in 0..30 {
+        let (s, m) = app
+            .post(
+                &format!("/channels/{text}/messages"),
+                &b.token,
+                json!({"content": format!("m{i}")}),
+            )
+            .await;
+        assert_eq!(s, 201);
+        ids.push(m["id"].as_str().unwrap().to_string());
+    }
+    let (s, page) = app
+        .get(&format!("/channels/{text}/messages?limit=10"), &b.token)
+        .await;
+    assert_eq!(s, 200);
+    let page = page.as_array().unwrap();
+    assert_eq!(page.len(), 10);
+    assert_eq!(page[0]["content"], "m29", "newest first");
+    let oldest = page[9]["id"].as_str().unwrap();
+    let (_, older) = app
+        .get(
+            &format!("/channels/{text}/messages?limit=5&before={oldest}"),
+            &b.token,
+        )
+        .await;
+    let older = older.as_array().unwrap();
+    assert_eq!(older[0]["content"], "m19");
+    assert_eq!(older.len(), 5);
+    let (_, newer) = app
+        .get(
+            &format!("/channels/{text}/messages?after={}&limit=3", ids[5]),
+            &b.token,
+        )
+        .await;
+    let newer: Vec<&str> = newer
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(newer, vec!["m8", "m7", "m6"]);
+    assert_eq!(
+        app.get(&format!("/channels/{text}/messages?limit=101"), &b.token)
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        app.get(&format!("/channels/{text}/messages?limit=abc"), &b.token)
+            .await
+            .0,
+        400
+    );
+
+    // Edit and delete: own only.
+    let mid = m1["id"].as_str().unwrap();
+    assert_eq!(
+        app.patch(
+            &format!("/channels/{text}/messages/{mid}"),
+            &b.token,
+            json!({"content": "hacked"})
+        )
+        .await
+        .0,
+        403
+    );
+    let (s, edited) = app
+        .patch(
+            &format!("/channels/{text}/messages/{mid}"),
+            &a.token,
+            json!({"content": "edited"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(edited["content"], "edited");
+    assert!(edited["edited_at"].is_string());
+    assert_eq!(
+        app.delete(&format!("/channels/{text}/messages/{mid}"), &b.token)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        app.delete(&format!("/channels/{text}/messages/{mid}"), &a.token)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/channels/{text}/messages/{mid}"), &a.token)
+            .await
+            .0,
+        404
+    );
+
+    let metrics = app.metrics().await;
+    let created: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("confab_messages_created_total "))
+        .expect("messages counter")
+        .parse()
+        .unwrap();
+    assert!(created >= 32.0, "{created}");
+    assert!(metrics.contains("confab_http_requests_total{method=\"POST\",route=\"/api/v1/channels/{channel_id}/messages\",status=\"201\"}"));
+    assert!(metrics.contains("process_cpu_seconds_total"));
+}
+
+/// A user who is not a member never gets data: 404 (or 403) on every server, channel and
+/// message endpoint.
+#[tokio::test]
+async fn outsiders_get_nothing() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("insider").await;
+    let eve = app.register("outsider").await;
+    let (sid, text, _) = app.server(&owner, "Private").await;
+    let (_, m) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &owner.token,
+            json!({"content": "secret"}),
+        )
+        .await;
+    let mid = m["id"].as_str().unwrap();
+    let (_, inv) = app
+        .post(&format!("/servers/{sid}/invites"), &owner.token, json!({}))
+        .await;
+    let _ = inv;
+    let t = &eve.token;
+    let checks = vec![
+        app.get(&format!("/servers/{sid}"), t).await,
+        app.patch(&format!("/servers/{sid}"), t, json!({"name": "x"}))
+            .await,
+        app.delete(&format!("/servers/{sid}"), t).await,
+        app.get(&format!("/servers/{sid}/channels"), t).await,
+        app.post(&format!("/servers/{sid}/channels"), t, json!({"name": "x"}))
+            .await,
+        app.get(&format!("/servers/{sid}/members"), t).await,
+        app.post(&format!("/servers/{sid}/invites"), t, json!({}))
+            .await,
+        app.delete(&format!("/servers/{sid}/members/@me"), t).await,
+        app.patch(
+            &format!("/servers/{sid}/members/{}", owner.id),
+            t,
+            json!({"mute": true}),
+        )
+        .await,
+        app.get(&format!("/channels/{text}"), t).await,
+        app.patch(&format!("/channels/{text}"), t, json!({"name": "x"}))
+            .await,
+        app.delete(&format!("/channels/{text}"), t).await,
+        app.get(&format!("/channels/{text}/messages"), t).await,
+        app.post(
+            &format!("/channels/{text}/messages"),
+            t,
+            json!({"content": "x"}),
+        )
+        .await,
+        app.get(&format!("/channels/{text}/messages/{mid}"), t)
+            .await,
+        app.patch(
+            &format!("/channels/{text}/messages/{mid}"),
+            t,
+            json!({"content": "x"}),
+        )
+        .await,
+        app.delete(&format!("/channels/{text}/messages/{mid}"), t)
+            .await,
+        app.request(
+            Method::POST,
+            &format!("/channels/{text}/typing"),
+            Some(t),
+            None,
+        )
+        .await,
+    ];
+    for (i, (status, body)) in checks.iter().enumerate() {
+        assert!(
+            *status == 404 || *status == 403,
+            "check {i}: {status} {body}"
+        );
+        assert!(
+            !body.to_string().contains("secret"),
+            "check {i} leaked data"
+        );
+        assert!(body["code"].is_number(), "check {i}: {body}");
+    }
+    assert_eq!(app.get("/servers", t).await.1.as_array().unwrap().len(), 0);
+    // The message is intact.
+    let (_, page) = app
+        .get(&format!("/channels/{text}/messages"), &owner.token)
+        .await;
+    assert_eq!(page[0]["content"], "secret");
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors() {
+    let app = TestApp::spawn().await;
+    let u = app.register("tester").await;
+    let (sid, text, _) = app.server(&u, "S").await;
+    let send = |body: &'static str, ct: &'static str| {
+        app.http
+            .post(app.url(&format!("/channels/{text}/messages")))
+            .bearer_auth(&u.token)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    for (body, ct, want) in [
+        ("{not json", "application/json", 400),
+        (r#"{"content": 5}"#, "application/json", 400),
+        (r#"{"nope": "x"}"#, "application/json", 400),
+        (r#"[1,2,3]"#, "application/json", 400),
+        (r#"{"content": "x"}"#, "text/plain", 415),
+    ] {
+        let resp = send(body, ct).await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{body}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert!(v["code"].is_number() && v["message"].is_string(), "{v}");
+    }
+    let huge = json!({"content": "x".repeat(200_000)}).to_string();
+    let resp = app
+        .http
+        .post(app.url(&format!("/channels/{text}/messages")))
+        .bearer_auth(&u.token)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    // Malformed ids are "not found", never 500.
+    assert_eq!(app.get("/servers/abc", &u.token).await.0, 404);
+    assert_eq!(
+        app.get("/servers/99999999999999999999999", &u.token)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(app.get("/channels/-5/messages", &u.token).await.0, 404);
+    let (s, body) = app.get("/no/such/route", &u.token).await;
+    assert_eq!(s, 404);
+    assert!(body["code"].is_number());
+    // The server still works.
+    assert_eq!(app.get(&format!("/servers/{sid}"), &u.token).await.0, 200);
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route() {
+    let app = TestApp::spawn().await;
+    let doc: serde_json::Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/users/@me",
+        "/api/v1/users/@me/sessions",
+        "/api/v1/users/@me/sessions/{session_id}",
+        "/api/v1/servers",
+        "/api/v1/servers/{server_id}",
+        "/api/v1/servers/{server_id}/channels",
+        "/api/v1/servers/{server_id}/members",
+        "/api/v1/servers/{server_id}/invites",
+        "/api/v1/invites/{code}",
+        "/api/v1/channels/{channel_id}",
+        "/api/v1/channels/{channel_id}/messages",
+        "/api/v1/channels/{channel_id}/messages/{message_id}",
+        "/api/v1/channels/{channel_id}/typing",
+    ] {
+        assert!(paths.contains_key(p), "missing {p}");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn health_and_security_headers() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .http
+        .get(format!("http://{}/readyz", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .http
+        .get(format!("http://{}/healthz", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .http
+        .get(format!("http://{}/", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert!(h.contains_key("referrer-policy"));
+    // CORS: our own origin is allowed, others are not.
+    let own = format!("http://127.0.0.1:{}", app.addr.port());
+    let r = app
+        .http
+        .get(app.url("/servers"))
+        .header("origin", &own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], own.as_str());
+    let r = app
+        .http
+        .get(app.url("/servers"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+}

@@ -1,0 +1,308 @@
+//! The real-time gateway over a real WebSocket.
+
+mod common;
+
+use common::{Closed, TestApp};
+use serde_json::json;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_then_live_messages_typing_and_presence() {
+    let app = TestApp::spawn().await;
+    let a = app.register("anna").await;
+    let b = app.register("ben").await;
+    let (sid, text, _) = app.server(&a, "Live").await;
+    app.join(&a, &b, &sid).await;
+
+    let (mut gb, ready) = app.identified(&b).await;
+    assert_eq!(ready["user"]["id"], b.id.as_str());
+    assert!(ready["session_id"].is_string());
+    let servers = ready["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0]["channels"].as_array().unwrap().len(), 2);
+    assert_eq!(servers[0]["members"].as_array().unwrap().len(), 2);
+
+    // A comes online: B sees the presence.
+    let (mut ga, _) = app.identified(&a).await;
+    let p = gb.dispatch("PRESENCE_UPDATE").await;
+    assert_eq!(p["user_id"], a.id.as_str());
+    assert_eq!(p["status"], "online");
+
+    // A types and sends; B sees both, A does not see its own typing.
+    let (s, _) = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/channels/{text}/typing"),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let t = gb.dispatch("TYPING_START").await;
+    assert_eq!(t["user_id"], a.id.as_str());
+    assert_eq!(t["channel_id"], text.as_str());
+    let (s, m) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &a.token,
+            json!({"content": "hi ben", "nonce": "x1"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let got = gb.dispatch("MESSAGE_CREATE").await;
+    assert_eq!(got["id"], m["id"]);
+    assert_eq!(got["content"], "hi ben");
+    assert_eq!(got["nonce"], "x1");
+    let own = ga.dispatch("MESSAGE_CREATE").await;
+    assert_eq!(
+        own["id"], m["id"],
+        "the sender's other sessions see it too (no typing first)"
+    );
+
+    // Channel and server events.
+    let (_, ch) = app
+        .post(
+            &format!("/servers/{sid}/channels"),
+            &a.token,
+            json!({"name": "news"}),
+        )
+        .await;
+    assert_eq!(gb.dispatch("CHANNEL_CREATE").await["id"], ch["id"]);
+    app.patch(
+        &format!("/servers/{sid}"),
+        &a.token,
+        json!({"name": "Live 2"}),
+    )
+    .await;
+    assert_eq!(gb.dispatch("SERVER_UPDATE").await["name"], "Live 2");
+
+    // A third user joins: both see MEMBER_ADD; the joiner's sessions get SERVER_CREATE.
+    let c = app.register("cleo").await;
+    let (mut gc, _) = app.identified(&c).await;
+    app.join(&a, &c, &sid).await;
+    assert_eq!(gb.dispatch("MEMBER_ADD").await["user"]["id"], c.id.as_str());
+    let sc = gc.dispatch("SERVER_CREATE").await;
+    assert_eq!(sc["id"], sid.as_str());
+    // C now gets the server's messages.
+    app.post(
+        &format!("/channels/{text}/messages"),
+        &a.token,
+        json!({"content": "welcome"}),
+    )
+    .await;
+    assert_eq!(gc.dispatch("MESSAGE_CREATE").await["content"], "welcome");
+
+    // A goes offline (normal close): B sees it.
+    ga.ws.close(None).await.unwrap();
+    loop {
+        let p = gb.dispatch("PRESENCE_UPDATE").await;
+        if p["user_id"] == a.id.as_str() {
+            assert_eq!(p["status"], "offline");
+            break;
+        }
+    }
+
+    // An outsider never sees this server's events.
+    let d = app.register("dora").await;
+    let (mut gd, ready) = app.identified(&d).await;
+    assert_eq!(ready["servers"].as_array().unwrap().len(), 0);
+    app.post(
+        &format!("/channels/{text}/messages"),
+        &a.token,
+        json!({"content": "private"}),
+    )
+    .await;
+    gb.dispatch("MESSAGE_CREATE").await;
+    assert!(
+        gd.next_within(Duration::from_millis(500)).await.is_none(),
+        "outsider got an event"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_replays_exactly_the_missed_events_in_order() {
+    let app = TestApp::spawn().await;
+    let a = app.register("sender").await;
+    let b = app.register("listener").await;
+    let (sid, text, _) = app.server(&a, "R").await;
+    app.join(&a, &b, &sid).await;
+    let (mut gb, ready) = app.identified(&b).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_string();
+    app.post(
+        &format!("/channels/{text}/messages"),
+        &a.token,
+        json!({"content": "before"}),
+    )
+    .await;
+    assert_eq!(gb.dispatch("MESSAGE_CREATE").await["content"], "before");
+    let seq = gb.last_seq;
+
+    // Drop the connection abruptly (no close frame), send while away.
+    drop(gb);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..5 {
+        let (s, _) = app
+            .post(
+                &format!("/channels/{text}/messages"),
+                &a.token,
+                json!({"content": format!("missed {i}")}),
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+
+    let mut g2 = app.gateway().await;
+    g2.send(json!({"op": 6, "d": {"token": b.token, "session_id": session_id, "seq": seq}}))
+        .await;
+    let mut got = vec![];
+    let mut seqs = vec![];
+    loop {
+        let v = g2.next().await.expect("replay");
+        assert_eq!(v["op"], 0, "{v}");
+        seqs.push(v["s"].as_u64().unwrap());
+        if v["t"] == "RESUMED" {
+            break;
+        }
+        assert_eq!(v["t"], "MESSAGE_CREATE");
+        got.push(v["d"]["content"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        got,
+        (0..5).map(|i| format!("missed {i}")).collect::<Vec<_>>()
+    );
+    let expected: Vec<u64> = (seq + 1..=seq + 6).collect();
+    assert_eq!(seqs, expected, "consecutive sequence numbers, each once");
+    // Live again.
+    app.post(
+        &format!("/channels/{text}/messages"),
+        &a.token,
+        json!({"content": "after"}),
+    )
+    .await;
+    assert_eq!(g2.dispatch("MESSAGE_CREATE").await["content"], "after");
+
+    // A bogus session cannot be resumed.
+    let mut g3 = app.gateway().await;
+    g3.send(json!({"op": 6, "d": {"token": b.token, "session_id": "nope", "seq": 1}}))
+        .await;
+    let v = g3.next().await.unwrap();
+    assert_eq!(v["op"], 9);
+    assert_eq!(v["d"]["resumable"], false);
+    // Someone else's session cannot be resumed either.
+    let mut g4 = app.gateway().await;
+    g4.send(json!({"op": 6, "d": {"token": a.token, "session_id": session_id, "seq": 1}}))
+        .await;
+    assert_eq!(g4.next().await.unwrap()["op"], 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_are_acknowledged_and_zombies_closed() {
+    let app = TestApp::spawn_with(|c| c.heartbeat_interval_ms = 1000).await;
+    let a = app.register("beat").await;
+    let (mut g, _) = app.identified(&a).await;
+    g.send(json!({"op": 1, "d": {"seq": g.last_seq}})).await;
+    assert_eq!(g.next().await.unwrap()["op"], 11);
+    // Then stay silent: closed with 4009 after 1.5 intervals.
+    assert_eq!(g.closed().await, Closed::Code(4009));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_close_with_documented_codes() {
+    let app = TestApp::spawn().await;
+    let a = app.register("bad").await;
+    let cases: Vec<(Message, u16)> = vec![
+        (Message::Text("not json".into()), 4002),
+        (Message::Binary(vec![1, 2, 3].into()), 4002),
+        (Message::Text(r#"{"op": 42, "d": null}"#.into()), 4001),
+        (
+            Message::Text(r#"{"op": 3, "d": {"status": "online"}}"#.into()),
+            4003,
+        ),
+        (
+            Message::Text(r#"{"op": 2, "d": {"token": "forged"}}"#.into()),
+            4004,
+        ),
+        (
+            Message::Text(format!(r#"{{"op": 1, "d": "{}"}}"#, "x".repeat(70_000)).into()),
+            4014,
+        ),
+    ];
+    for (frame, code) in cases {
+        let mut g = app.gateway().await;
+        g.send_raw(frame).await;
+        let closed = g.closed().await;
+        // An oversized frame may be cut by the WebSocket layer before a close frame fits.
+        if code == 4014 {
+            assert!(
+                closed == Closed::Code(4014) || closed == Closed::Dropped,
+                "{closed:?}"
+            );
+        } else {
+            assert_eq!(closed, Closed::Code(code));
+        }
+    }
+    // Second IDENTIFY.
+    let (mut g, _) = app.identified(&a).await;
+    g.send(json!({"op": 2, "d": {"token": a.token}})).await;
+    assert_eq!(g.closed().await, Closed::Code(4005));
+    // Too many frames.
+    let (mut g, _) = app.identified(&a).await;
+    for _ in 0..130 {
+        g.send_raw(Message::Text(r#"{"op":1,"d":null}"#.into()))
+            .await;
+    }
+    assert_eq!(g.closed().await, Closed::Code(4008));
+    // The server is fine.
+    let (_, ready) = app.identified(&a).await;
+    assert_eq!(ready["user"]["username"], "bad");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_allowlist_and_logout_close() {
+    let app = TestApp::spawn().await;
+    let url = format!("ws://{}/api/v1/gateway", app.addr);
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.clone())
+            .unwrap();
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    assert!(
+        tokio_tungstenite::connect_async(req).await.is_err(),
+        "foreign origin refused"
+    );
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .unwrap();
+    req.headers_mut().insert(
+        "origin",
+        format!("http://127.0.0.1:{}", app.addr.port())
+            .parse()
+            .unwrap(),
+    );
+    assert!(
+        tokio_tungstenite::connect_async(req).await.is_ok(),
+        "own origin allowed"
+    );
+
+    let a = app.register("leaver").await;
+    let (mut g, _) = app.identified(&a).await;
+    let (s, _) = app
+        .request(reqwest::Method::POST, "/auth/logout", Some(&a.token), None)
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(g.closed().await, Closed::Code(4004));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_sends_reconnect() {
+    let mut app = TestApp::spawn().await;
+    let a = app.register("stayer").await;
+    let (mut g, _) = app.identified(&a).await;
+    let running = app.running.take().unwrap();
+    let stop = tokio::spawn(running.shutdown());
+    let v = g.next().await.expect("reconnect op");
+    assert_eq!(v["op"], 7);
+    assert_eq!(g.closed().await, Closed::Code(1012));
+    stop.await.unwrap();
+}
