@@ -225,6 +225,9 @@ export class Store {
       }
       case 'SERVER_CREATE':
         this.upsertServer(d);
+        // Discord-style: a joined server may carry its members' presences and voice states.
+        for (const p of d.presences || []) this.presences.set(p.user_id, p.status);
+        for (const v of d.voice_states || []) if (v.channel_id) this.voiceStates.set(v.user_id, v);
         return ['servers', 'channels', 'members'];
       case 'SERVER_UPDATE':
         if (this.servers.has(d.id)) this.upsertServer({ ...d, channels: undefined, members: undefined });
