@@ -17,6 +17,7 @@ pub mod permissions;
 pub mod postgres;
 pub mod servers;
 pub mod snowflake;
+pub mod voice;
 
 pub use error::{ChatError, ChatResult};
 pub use snowflake::{Snowflake, SnowflakeGenerator};

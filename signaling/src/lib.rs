@@ -70,21 +70,41 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
     let secret = auth::TokenKeys::load_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
+    let chat = Chat::new(pool, 1);
+    let closed = chat.close_stale_voice_sessions().await?;
+    if closed > 0 {
+        tracing::info!(
+            closed,
+            "closed voice sessions left open by the previous run"
+        );
+    }
+    let sfu_config = confab_sfu::SfuConfig::new(
+        SocketAddr::new(config.bind.ip(), config.udp_port),
+        config.media_ip(),
+    );
+    let (sfu, sfu_events) =
+        confab_sfu::Sfu::start(sfu_config).context("starting the SFU (UDP port)")?;
+    tracing::info!(
+        "voice media on udp://{} (announced as {})",
+        sfu.local_addr(),
+        config.media_ip()
+    );
     let hub = gateway::hub::Hub::new();
     let shutdown = CancellationToken::new();
     let state = AppState(Arc::new(Inner {
         origins: config.origins(addr),
-        chat: Chat::new(pool, 1),
+        chat,
         tokens: auth::TokenKeys::new(&secret, config.access_token_ttl),
         limiter: ratelimit::RateLimiter::new(config.rate_limit_scale),
         bus: Arc::new(events::LocalBus::new(hub.clone())),
         hub,
         shutdown: shutdown.clone(),
-        voice: voice::VoiceService::default(),
+        voice: voice::VoiceService::new(sfu),
         metrics,
         config,
     }));
     spawn_housekeeping(state.clone());
+    voice::VoiceService::spawn_event_pump(state.clone(), sfu_events);
 
     let app = http::router(state.clone());
     let token = shutdown.clone();

@@ -135,8 +135,10 @@ impl Conn {
                             return End::Resumable;
                         }
                         Some(Ok(Message::Close(frame))) => {
+                            // 1000/1001, or a close frame without a code (what a browser's
+                            // `ws.close()` sends), end the session; other codes keep it resumable.
                             let code = frame.map(|f| f.code).unwrap_or(1005);
-                            return if code == 1000 || code == 1001 { End::Normal } else { End::Resumable };
+                            return if matches!(code, 1000 | 1001 | 1005) { End::Normal } else { End::Resumable };
                         }
                         Some(Ok(_)) => continue, // ping/pong: handled by the library
                         Some(Err(e)) => {

@@ -1,0 +1,436 @@
+//! Voice: gateway voice ops ↔ the SFU. This module decides who may be in which voice channel,
+//! keeps the live voice states, relays SDP to the SFU and the SFU's events (slots, speaking,
+//! renegotiation) to clients, and records voice sessions in the database.
+
+pub mod registry;
+
+use crate::gateway::hub::{Session, Target};
+use crate::gateway::protocol::VoiceStateReq;
+use crate::state::AppState;
+use confab_chat::{ChatError, Snowflake};
+use confab_sfu::{JoinRequest as SfuJoin, Sfu, SfuError, SfuEvent};
+use parking_lot::Mutex;
+use registry::{JoinOutcome, JoinRequest, Participant, Registry};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VoiceError {
+    #[error("invalid SDP: {0}")]
+    InvalidSdp(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not in a voice channel")]
+    NotJoined,
+    #[error("media server unavailable")]
+    Unavailable,
+}
+
+impl VoiceError {
+    pub fn code(&self) -> u32 {
+        match self {
+            VoiceError::InvalidSdp(_) => 4400,
+            VoiceError::Forbidden(_) => 4403,
+            VoiceError::NotJoined => 4404,
+            VoiceError::Unavailable => 4500,
+        }
+    }
+}
+
+impl From<ChatError> for VoiceError {
+    fn from(e: ChatError) -> Self {
+        match e {
+            ChatError::Internal(e) => {
+                tracing::error!(error = ?e, "voice: internal error");
+                VoiceError::Unavailable
+            }
+            ChatError::NotFound(_) => VoiceError::Forbidden("unknown voice channel".into()),
+            ChatError::Validation(_) => VoiceError::Forbidden("not a voice channel".into()),
+            other => VoiceError::Forbidden(other.to_string()),
+        }
+    }
+}
+
+pub struct VoiceService {
+    sfu: Sfu,
+    registry: Mutex<Registry>,
+}
+
+fn sfu_id(id: Snowflake) -> u64 {
+    id.0 as u64
+}
+
+impl VoiceService {
+    pub fn new(sfu: Sfu) -> Self {
+        Self {
+            sfu,
+            registry: Mutex::new(Registry::default()),
+        }
+    }
+
+    pub fn sfu(&self) -> &Sfu {
+        &self.sfu
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.sfu.is_running()
+    }
+
+    /// op 4: join, move, update mute/deafen, or leave (channel_id null).
+    pub async fn state_update(
+        &self,
+        state: &AppState,
+        session: &Arc<Session>,
+        req: VoiceStateReq,
+    ) -> Result<(), VoiceError> {
+        let user_id = session.user_id;
+        let Some(channel_id) = req.channel_id else {
+            let gone = self.registry.lock().remove_user(user_id);
+            if let Some(p) = gone {
+                self.teardown(state, &p, "left");
+            }
+            return Ok(());
+        };
+        let (server_id, _perms) = state.chat.voice_access(channel_id, user_id).await?;
+        if req.server_id.is_some_and(|s| s != server_id) {
+            return Err(VoiceError::Forbidden(
+                "channel is not in that server".into(),
+            ));
+        }
+        let member = state.chat.member(server_id, user_id).await?;
+        let voice_session_id = req.voice_session_id.as_deref().and_then(|s| s.parse().ok());
+        let new_id = state.chat.next_id();
+        let outcome = self.registry.lock().join(JoinRequest {
+            new_id,
+            user_id,
+            server_id,
+            channel_id,
+            gateway_session: &session.id,
+            self_mute: req.self_mute,
+            self_deaf: req.self_deaf,
+            mute: member.mute,
+            deaf: member.deaf,
+            voice_session_id,
+        });
+        let current = self.registry.lock().by_user(user_id).cloned();
+        let Some(p) = current else { return Ok(()) };
+        match outcome {
+            JoinOutcome::Joined { previous } => {
+                if let Some(prev) = previous {
+                    self.sfu.leave(sfu_id(prev.id));
+                    if prev.server_id != p.server_id {
+                        state.emit(
+                            Target::Server(prev.server_id),
+                            "VOICE_STATE_UPDATE",
+                            &prev.left_state(),
+                        );
+                    }
+                    self.record_end(state, prev.id, "moved");
+                }
+                metrics::counter!("confab_voice_joins_total").increment(1);
+                let chat = state.chat.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = chat
+                        .voice_session_started(p.id, p.user_id, p.server_id, p.channel_id)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "recording voice session");
+                    }
+                });
+                state.emit(
+                    Target::Server(p.server_id),
+                    "VOICE_STATE_UPDATE",
+                    &p.state(),
+                );
+            }
+            JoinOutcome::Rejoined => {
+                metrics::counter!("confab_voice_rejoins_total").increment(1);
+                self.apply_flags(&p);
+            }
+            JoinOutcome::Updated { changed } => {
+                if changed {
+                    self.apply_flags(&p);
+                    state.emit(
+                        Target::Server(p.server_id),
+                        "VOICE_STATE_UPDATE",
+                        &p.state(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_flags(&self, p: &Participant) {
+        let id = sfu_id(p.id);
+        self.sfu.set_server_mute(id, p.mute);
+        self.sfu.set_self_mute(id, p.self_mute);
+        self.sfu.set_deaf(id, p.effective_deaf());
+    }
+
+    /// op 12: the client's offer → the SFU's answer.
+    pub async fn offer(
+        &self,
+        _state: &AppState,
+        session: &Arc<Session>,
+        sdp: String,
+    ) -> Result<(String, String), VoiceError> {
+        let p = self
+            .registry
+            .lock()
+            .by_user(session.user_id)
+            .filter(|p| p.gateway_session == session.id)
+            .cloned()
+            .ok_or(VoiceError::NotJoined)?;
+        let start = Instant::now();
+        let id = sfu_id(p.id);
+        let join = || SfuJoin {
+            room: sfu_id(p.channel_id),
+            participant: id,
+            user_id: sfu_id(p.user_id),
+            offer_sdp: sdp.clone(),
+        };
+        let result = if p.needs_join {
+            self.sfu.join(join()).await
+        } else {
+            match self.sfu.renegotiate(id, sdp.clone()).await {
+                // The SFU dropped the peer (ICE timeout) but the client kept the session.
+                Err(SfuError::UnknownParticipant) => self.sfu.join(join()).await,
+                other => other,
+            }
+        };
+        let answer = result.map_err(|e| match e {
+            SfuError::InvalidSdp(m) => VoiceError::InvalidSdp(m),
+            SfuError::UnknownParticipant => VoiceError::NotJoined,
+            other => {
+                tracing::warn!(error = %other, "SFU refused an offer");
+                VoiceError::Unavailable
+            }
+        });
+        metrics::histogram!("confab_voice_offer_seconds").record(start.elapsed().as_secs_f64());
+        let answer = answer?;
+        let still_here = {
+            let mut reg = self.registry.lock();
+            match reg.by_id_mut(p.id) {
+                Some(cur) => {
+                    cur.needs_join = false;
+                    Some(cur.clone())
+                }
+                None => None,
+            }
+        };
+        match still_here {
+            Some(cur) => self.apply_flags(&cur),
+            None => {
+                // Left while the SFU was answering.
+                self.sfu.leave(id);
+                return Err(VoiceError::NotJoined);
+            }
+        }
+        Ok((answer, p.id.to_string()))
+    }
+
+    /// Removes a participant everywhere and tells everyone.
+    fn teardown(&self, state: &AppState, p: &Participant, reason: &'static str) {
+        self.sfu.leave(sfu_id(p.id));
+        state.emit(
+            Target::Server(p.server_id),
+            "VOICE_STATE_UPDATE",
+            &p.left_state(),
+        );
+        metrics::counter!("confab_voice_leaves_total", "reason" => reason).increment(1);
+        self.record_end(state, p.id, reason);
+    }
+
+    fn record_end(&self, state: &AppState, id: Snowflake, reason: &'static str) {
+        let chat = state.chat.clone();
+        tokio::spawn(async move {
+            if let Err(e) = chat.voice_session_ended(id, reason).await {
+                tracing::warn!(error = %e, "recording voice session end");
+            }
+        });
+    }
+
+    /// The gateway session came back with RESUME: its participant stays.
+    pub fn session_resumed(&self, _state: &AppState, session: &Arc<Session>) {
+        self.registry.lock().session_resumed(&session.id);
+    }
+
+    /// The gateway session ended for good (normal close, logout, expiry): leave now.
+    pub async fn session_closed(&self, state: &AppState, session_id: &str) {
+        let gone = self
+            .registry
+            .lock()
+            .remove_where(|p| &*p.gateway_session == session_id);
+        for p in gone {
+            self.teardown(state, &p, "gateway_closed");
+        }
+    }
+
+    /// The gateway connection dropped: the participant has REJOIN_WINDOW to come back.
+    pub fn session_dropped(&self, _state: &AppState, session_id: &str) {
+        self.registry
+            .lock()
+            .session_dropped(session_id, Instant::now());
+    }
+
+    pub async fn server_deleted(&self, state: &AppState, server_id: Snowflake) {
+        let gone = self
+            .registry
+            .lock()
+            .remove_where(|p| p.server_id == server_id);
+        for p in gone {
+            self.sfu.leave(sfu_id(p.id));
+            self.record_end(state, p.id, "server_deleted");
+        }
+    }
+
+    pub async fn member_left(&self, state: &AppState, server_id: Snowflake, user_id: Snowflake) {
+        let gone = self
+            .registry
+            .lock()
+            .remove_where(|p| p.server_id == server_id && p.user_id == user_id);
+        for p in gone {
+            self.teardown(state, &p, "left_server");
+        }
+    }
+
+    pub async fn channel_deleted(&self, state: &AppState, channel_id: Snowflake) {
+        let gone = self
+            .registry
+            .lock()
+            .remove_where(|p| p.channel_id == channel_id);
+        for p in gone {
+            self.teardown(state, &p, "channel_deleted");
+        }
+    }
+
+    /// A moderator changed a member's server mute/deafen.
+    pub fn moderate(
+        &self,
+        state: &AppState,
+        server_id: Snowflake,
+        user_id: Snowflake,
+        mute: bool,
+        deaf: bool,
+    ) {
+        let updated = {
+            let mut reg = self.registry.lock();
+            match reg.by_user_mut(user_id) {
+                Some(p) if p.server_id == server_id && (p.mute != mute || p.deaf != deaf) => {
+                    p.mute = mute;
+                    p.deaf = deaf;
+                    Some(p.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(p) = updated {
+            self.apply_flags(&p);
+            state.emit(
+                Target::Server(p.server_id),
+                "VOICE_STATE_UPDATE",
+                &p.state(),
+            );
+        }
+    }
+
+    pub fn states_for(&self, servers: &[Snowflake]) -> Vec<registry::VoiceState> {
+        self.registry.lock().states_for(servers)
+    }
+
+    /// Relays the SFU's events to clients, and ends participants whose rejoin window passed.
+    /// Runs until shutdown.
+    pub fn spawn_event_pump(
+        state: AppState,
+        mut events: tokio::sync::mpsc::UnboundedReceiver<SfuEvent>,
+    ) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = state.shutdown.cancelled() => {
+                        state.voice.sfu.shutdown();
+                        return;
+                    }
+                    _ = tick.tick() => {
+                        let gone = state.voice.registry.lock().expire(Instant::now());
+                        for p in gone {
+                            state.voice.teardown(&state, &p, "timeout");
+                        }
+                    }
+                    ev = events.recv() => {
+                        let Some(ev) = ev else { return };
+                        state.voice.handle_event(&state, ev);
+                    }
+                }
+            }
+        });
+    }
+
+    fn handle_event(&self, state: &AppState, ev: SfuEvent) {
+        let lookup = |participant: u64| {
+            self.registry
+                .lock()
+                .by_id(Snowflake(participant as i64))
+                .cloned()
+        };
+        match ev {
+            SfuEvent::Connected { participant } => {
+                tracing::debug!(participant, "voice media connected");
+            }
+            SfuEvent::Disconnected {
+                participant,
+                reason,
+            } => {
+                // Media is gone; the client may rejoin with its voice session id.
+                tracing::info!(participant, %reason, "voice media disconnected");
+                let mut reg = self.registry.lock();
+                if let Some(p) = reg.by_id_mut(Snowflake(participant as i64)) {
+                    p.needs_join = true;
+                    p.dropped_at.get_or_insert_with(Instant::now);
+                }
+            }
+            SfuEvent::Speaking {
+                participant,
+                speaking,
+                ..
+            } => {
+                if let Some(p) = lookup(participant) {
+                    state.emit(
+                        Target::Server(p.server_id),
+                        "VOICE_SPEAKING",
+                        &serde_json::json!({"server_id": p.server_id, "channel_id": p.channel_id, "user_id": p.user_id, "speaking": speaking}),
+                    );
+                }
+            }
+            SfuEvent::Slots { participant, slots } => {
+                if let Some(p) = lookup(participant) {
+                    let slots: Vec<serde_json::Value> = slots
+                        .iter()
+                        .map(|s| serde_json::json!({"mid": s.mid, "user_id": s.user_id.map(|u| Snowflake(u as i64))}))
+                        .collect();
+                    state.emit(
+                        Target::Session(p.gateway_session.clone()),
+                        "VOICE_SLOTS",
+                        &serde_json::json!({"slots": slots}),
+                    );
+                }
+            }
+            SfuEvent::RenegotiationNeeded {
+                participant,
+                audio_slots,
+            } => {
+                if let Some(p) = lookup(participant) {
+                    state.emit(
+                        Target::Session(p.gateway_session.clone()),
+                        "VOICE_RENEGOTIATE",
+                        &serde_json::json!({"audio_slots": audio_slots}),
+                    );
+                }
+            }
+        }
+        let n = self.registry.lock().len();
+        metrics::gauge!("confab_voice_participants").set(n as f64);
+    }
+}

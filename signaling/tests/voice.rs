@@ -1,0 +1,399 @@
+//! Voice end to end through the gateway and the real SFU on UDP, with str0m client peers that
+//! offer like the web client.
+
+mod common;
+
+use common::{TestApp, User};
+use confab_sfu::testing::{TestPeer, TestPeerConfig};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A gateway connection whose frames are collected by a reader task.
+struct Client {
+    user: User,
+    tx: mpsc::UnboundedSender<Value>,
+    rx: mpsc::UnboundedReceiver<Value>,
+    seen: Vec<Value>,
+    session_id: String,
+    seq: u64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn connect(app: &TestApp, user: &User) -> Client {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/v1/gateway", app.addr))
+        .await
+        .unwrap();
+    let (mut sink, mut stream) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
+    let (in_tx, in_rx) = mpsc::unbounded_channel::<Value>();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                m = out_rx.recv() => match m {
+                    Some(v) => { if sink.send(Message::Text(v.to_string().into())).await.is_err() { return } }
+                    None => { let _ = sink.close().await; return }
+                },
+                m = stream.next() => match m {
+                    Some(Ok(Message::Text(t))) => { let _ = in_tx.send(serde_json::from_str(&t).unwrap()); }
+                    Some(Ok(_)) => {}
+                    _ => return,
+                }
+            }
+        }
+    });
+    let mut c = Client {
+        user: user.clone(),
+        tx: out_tx,
+        rx: in_rx,
+        seen: vec![],
+        session_id: String::new(),
+        seq: 0,
+        task,
+    };
+    c.send(json!({"op": 2, "d": {"token": user.token}}));
+    let ready = c.wait(|v| v["t"] == "READY").await;
+    c.session_id = ready["d"]["session_id"].as_str().unwrap().to_string();
+    c
+}
+
+impl Client {
+    fn send(&self, v: Value) {
+        self.tx.send(v).unwrap();
+    }
+
+    fn drain(&mut self) {
+        while let Ok(v) = self.rx.try_recv() {
+            if let Some(s) = v["s"].as_u64() {
+                self.seq = s;
+            }
+            self.seen.push(v);
+        }
+    }
+
+    /// Waits up to 10 s for a frame matching `pred` (already seen ones count), removing it.
+    async fn wait(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.drain();
+            if let Some(i) = self.seen.iter().position(&pred) {
+                return self.seen.remove(i);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out; seen: {:?}",
+                self.seen
+                    .iter()
+                    .map(|v| (&v["op"], &v["t"]))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A str0m peer on its own UDP socket.
+struct Peer {
+    peer: TestPeer,
+    socket: UdpSocket,
+    sending: bool,
+    payload_tag: u8,
+    sent: u32,
+}
+
+impl Peer {
+    async fn new(send: bool, tag: u8) -> Peer {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        Peer {
+            peer: TestPeer::new(
+                addr,
+                Instant::now(),
+                TestPeerConfig {
+                    send,
+                    ..Default::default()
+                },
+            ),
+            socket,
+            sending: send,
+            payload_tag: tag,
+            sent: 0,
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.peer.poll_transmit() {
+            let _ = self.socket.send_to(&t.contents, t.destination).await;
+        }
+    }
+
+    /// Processes input and timers; sends one audio packet when `tick_audio`.
+    async fn step(&mut self, tick_audio: bool) {
+        let mut buf = [0u8; 2000];
+        loop {
+            match self.socket.try_recv_from(&mut buf) {
+                Ok((n, from)) => self.peer.handle_datagram(Instant::now(), from, &buf[..n]),
+                Err(_) => break,
+            }
+        }
+        let now = Instant::now();
+        if self.peer.poll_timeout().is_some_and(|t| t <= now) {
+            self.peer.handle_timeout(now);
+        }
+        if tick_audio && self.sending && self.peer.connected {
+            // Distinct payloads: the tag says who sent it, the counter which packet.
+            let mut payload = vec![0xF8, self.payload_tag];
+            payload.extend_from_slice(&self.sent.to_be_bytes());
+            payload.extend_from_slice(&[0x55; 40]);
+            self.peer.send_audio(now, &payload, 20);
+            self.sent += 1;
+        }
+        self.flush().await;
+    }
+
+    fn from_tag(&self, tag: u8) -> usize {
+        self.peer
+            .received
+            .iter()
+            .filter(|r| r.payload.get(1) == Some(&tag))
+            .count()
+    }
+}
+
+async fn run_media(peers: &mut [&mut Peer], dur: Duration) {
+    let end = Instant::now() + dur;
+    let mut next_audio = Instant::now();
+    while Instant::now() < end {
+        let tick = Instant::now() >= next_audio;
+        if tick {
+            next_audio += Duration::from_millis(20);
+        }
+        for p in peers.iter_mut() {
+            p.step(tick).await;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// op 12 → op 13: offer with `slots` receive transceivers and apply the answer.
+async fn negotiate(c: &mut Client, p: &mut Peer, slots: usize) -> String {
+    let offer = p.peer.offer(slots);
+    c.send(json!({"op": 12, "d": {"sdp": offer}}));
+    let ans = c.wait(|v| v["op"] == 13 || v["op"] == 14).await;
+    assert_eq!(ans["op"], 13, "offer refused: {ans}");
+    p.peer
+        .accept_answer(ans["d"]["sdp"].as_str().unwrap())
+        .unwrap();
+    p.flush().await;
+    ans["d"]["voice_session_id"].as_str().unwrap().to_string()
+}
+
+fn join_frame(server: &str, channel: &str) -> Value {
+    json!({"op": 4, "d": {"server_id": server, "channel_id": channel, "self_mute": false, "self_deaf": false}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_hear_each_other_through_the_sfu() {
+    let app = TestApp::spawn().await;
+    let (ua, ub, uc) = (
+        app.register("vera").await,
+        app.register("walt").await,
+        app.register("xena").await,
+    );
+    let (sid, text, vc) = app.server(&ua, "Voice").await;
+    app.join(&ua, &ub, &sid).await;
+    app.join(&ua, &uc, &sid).await;
+    let (mut a, mut b, mut c) = (
+        connect(&app, &ua).await,
+        connect(&app, &ub).await,
+        connect(&app, &uc).await,
+    );
+
+    // Offer before joining, a text channel, and hostile SDP are refused with op 14.
+    a.send(json!({"op": 12, "d": {"sdp": "v=0"}}));
+    assert_eq!(a.wait(|v| v["op"] == 14).await["d"]["code"], 4404);
+    a.send(join_frame(&sid, &text));
+    assert_eq!(a.wait(|v| v["op"] == 14).await["d"]["code"], 4403);
+
+    // A joins alone: everyone in the server sees the voice state.
+    a.send(join_frame(&sid, &vc));
+    let st = b.wait(|v| v["t"] == "VOICE_STATE_UPDATE").await;
+    assert_eq!(st["d"]["user_id"], ua.id.as_str());
+    assert_eq!(st["d"]["channel_id"], vc.as_str());
+    a.send(json!({"op": 12, "d": {"sdp": "v=0\r\nthis is not sdp\u{0}\u{1}"}}));
+    assert_eq!(a.wait(|v| v["op"] == 14).await["d"]["code"], 4400);
+    let mut pa = Peer::new(true, 1).await;
+    negotiate(&mut a, &mut pa, 0).await;
+
+    // B joins with one slot (A): A is asked to renegotiate for a slot.
+    b.send(join_frame(&sid, &vc));
+    let mut pb = Peer::new(true, 2).await;
+    negotiate(&mut b, &mut pb, 1).await;
+    let re = a.wait(|v| v["t"] == "VOICE_RENEGOTIATE").await;
+    assert_eq!(re["d"]["audio_slots"], 1);
+    negotiate(&mut a, &mut pa, 1).await;
+
+    // C joins with two slots; A and B renegotiate to two.
+    c.send(join_frame(&sid, &vc));
+    let mut pc = Peer::new(true, 3).await;
+    negotiate(&mut c, &mut pc, 2).await;
+    for (cl, p) in [(&mut a, &mut pa), (&mut b, &mut pb)] {
+        let re = cl.wait(|v| v["t"] == "VOICE_RENEGOTIATE").await;
+        assert_eq!(re["d"]["audio_slots"], 2);
+        negotiate(cl, p, 2).await;
+    }
+
+    run_media(&mut [&mut pa, &mut pb, &mut pc], Duration::from_secs(3)).await;
+    for (name, p, others) in [("a", &pa, [2u8, 3]), ("b", &pb, [1, 3]), ("c", &pc, [1, 2])] {
+        assert!(p.peer.connected, "{name} connected");
+        for o in others {
+            assert!(
+                p.from_tag(o) > 50,
+                "{name} got {} packets from {o}",
+                p.from_tag(o)
+            );
+        }
+        assert_eq!(p.from_tag(p.payload_tag), 0, "{name} must not hear itself");
+    }
+    // Loss below 1% between connected peers over the run (packets sent after connecting).
+    let sent_by_b = pb.sent as f64;
+    let got_by_a = pa.from_tag(2) as f64;
+    assert!(
+        got_by_a / sent_by_b > 0.95,
+        "a got {got_by_a} of {sent_by_b} from b"
+    );
+
+    // Slots map mids to the other users; speaking was detected.
+    let slots = c
+        .wait(|v| {
+            v["t"] == "VOICE_SLOTS"
+                && v["d"]["slots"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|s| !s["user_id"].is_null())
+                    .count()
+                    == 2
+        })
+        .await;
+    let users: Vec<&str> = slots["d"]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["user_id"].as_str())
+        .collect();
+    assert!(
+        users.contains(&ua.id.as_str()) && users.contains(&ub.id.as_str()),
+        "{slots}"
+    );
+    let sp = b
+        .wait(|v| v["t"] == "VOICE_SPEAKING" && v["d"]["user_id"] == ua.id.as_str())
+        .await;
+    assert_eq!(sp["d"]["speaking"], true);
+
+    // The owner server-mutes C: its audio stops reaching A and B.
+    let (s, m) = app
+        .patch(
+            &format!("/servers/{sid}/members/{}", uc.id),
+            &ua.token,
+            json!({"mute": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{m}");
+    let st = b
+        .wait(|v| {
+            v["t"] == "VOICE_STATE_UPDATE"
+                && v["d"]["user_id"] == uc.id.as_str()
+                && v["d"]["mute"] == true
+        })
+        .await;
+    assert_eq!(st["d"]["channel_id"], vc.as_str());
+    run_media(&mut [&mut pa, &mut pb, &mut pc], Duration::from_millis(300)).await;
+    let before = (pa.from_tag(3), pb.from_tag(1));
+    run_media(&mut [&mut pa, &mut pb, &mut pc], Duration::from_secs(1)).await;
+    assert_eq!(pa.from_tag(3), before.0, "muted C still heard");
+    assert!(pb.from_tag(1) > before.1 + 20, "B still hears A");
+    // A non-moderator cannot mute.
+    assert_eq!(
+        app.patch(
+            &format!("/servers/{sid}/members/{}", ua.id),
+            &ub.token,
+            json!({"mute": true})
+        )
+        .await
+        .0,
+        403
+    );
+
+    // B leaves: everyone sees it.
+    b.send(json!({"op": 4, "d": {"server_id": sid, "channel_id": null}}));
+    let st = a
+        .wait(|v| {
+            v["t"] == "VOICE_STATE_UPDATE"
+                && v["d"]["user_id"] == ub.id.as_str()
+                && v["d"]["channel_id"].is_null()
+        })
+        .await;
+    assert_eq!(st["d"]["server_id"], sid.as_str());
+
+    // Voice sessions were recorded; B's is closed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let state = &app.running.as_ref().unwrap().state;
+    let hist = state
+        .chat
+        .voice_history(ub.id.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(hist.len(), 1);
+    assert!(hist[0].2, "B's session ended");
+    assert_eq!(hist[0].3.as_deref(), Some("left"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejoin_after_a_blip_is_invisible_and_gateway_close_leaves() {
+    let app = TestApp::spawn().await;
+    let (ua, ub) = (app.register("yuri").await, app.register("zoe").await);
+    let (sid, _, vc) = app.server(&ua, "Blip").await;
+    app.join(&ua, &ub, &sid).await;
+    let mut a = connect(&app, &ua).await;
+    let mut b = connect(&app, &ub).await;
+    b.send(join_frame(&sid, &vc));
+    let mut pb = Peer::new(true, 2).await;
+    let vsid = negotiate(&mut b, &mut pb, 0).await;
+    a.wait(|v| v["t"] == "VOICE_STATE_UPDATE" && v["d"]["user_id"] == ub.id.as_str())
+        .await;
+
+    // B's gateway drops without a close frame; B reconnects with a new IDENTIFY and claims
+    // its voice session within 15 s. A sees no leave.
+    b.task.abort();
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut b2 = connect(&app, &ub).await;
+    b2.send(json!({"op": 4, "d": {"server_id": sid, "channel_id": vc, "self_mute": false, "self_deaf": false, "voice_session_id": vsid}}));
+    let mut pb2 = Peer::new(true, 2).await;
+    let vsid2 = negotiate(&mut b2, &mut pb2, 0).await;
+    assert_eq!(vsid2, vsid, "same voice session");
+    run_media(&mut [&mut pb2], Duration::from_millis(800)).await;
+    assert!(pb2.peer.connected);
+    a.drain();
+    assert!(
+        !a.seen
+            .iter()
+            .any(|v| v["t"] == "VOICE_STATE_UPDATE" && v["d"]["channel_id"].is_null()),
+        "A saw B leave during the blip"
+    );
+
+    // Closing the gateway normally ends the voice session at once.
+    drop(b2.tx);
+    let st = a
+        .wait(|v| {
+            v["t"] == "VOICE_STATE_UPDATE"
+                && v["d"]["user_id"] == ub.id.as_str()
+                && v["d"]["channel_id"].is_null()
+        })
+        .await;
+    assert_eq!(st["d"]["voice_session_id"], vsid.as_str());
+}
