@@ -42,6 +42,11 @@ pub struct ProfilePatch {
 pub(crate) const USER_COLUMNS: &str =
     "u.id, u.username, u.display_name, u.avatar_url, u.custom_status, u.created_at";
 
+/// A refresh token's row joined with its session: (session, expires, rotated, user, revoked).
+type RefreshRow = (Snowflake, DateTime<Utc>, Option<DateTime<Utc>>, Snowflake, Option<DateTime<Utc>>);
+/// A session row: (id, created, last used, user agent, ip).
+type SessionRow = (Snowflake, DateTime<Utc>, DateTime<Utc>, Option<String>, Option<String>);
+
 fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
@@ -205,13 +210,7 @@ impl Chat {
             return Err(BAD);
         }
         let mut tx = self.pool.begin().await?;
-        let row: Option<(
-            Snowflake,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            Snowflake,
-            Option<DateTime<Utc>>,
-        )> = sqlx::query_as(
+        let row: Option<RefreshRow> = sqlx::query_as(
             "SELECT t.session_id, t.expires_at, t.rotated_at, s.user_id, s.revoked_at
                  FROM refresh_tokens t JOIN auth_sessions s ON s.id = t.session_id
                  WHERE t.token_hash = $1 FOR UPDATE OF t, s",
@@ -296,13 +295,7 @@ impl Chat {
         user_id: Snowflake,
         current: Snowflake,
     ) -> ChatResult<Vec<AuthSession>> {
-        let rows: Vec<(
-            Snowflake,
-            DateTime<Utc>,
-            DateTime<Utc>,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(
+        let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id, created_at, last_used_at, user_agent, ip FROM auth_sessions
                  WHERE user_id = $1 AND revoked_at IS NULL ORDER BY last_used_at DESC",
         )

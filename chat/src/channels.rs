@@ -44,12 +44,6 @@ pub struct NewChannel {
     pub position: Option<i32>,
 }
 
-impl Default for ChannelKind {
-    fn default() -> Self {
-        ChannelKind::Text
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct ChannelPatch {
     pub name: Option<String>,

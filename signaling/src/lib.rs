@@ -141,7 +141,7 @@ fn spawn_housekeeping(state: AppState) {
                 }
             }
             n += 1;
-            if n % 60 == 0 {
+            if n.is_multiple_of(60) {
                 state.limiter.sweep();
             }
         }

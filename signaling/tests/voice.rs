@@ -14,7 +14,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A gateway connection whose frames are collected by a reader task.
 struct Client {
-    user: User,
     tx: mpsc::UnboundedSender<Value>,
     rx: mpsc::UnboundedReceiver<Value>,
     seen: Vec<Value>,
@@ -46,7 +45,6 @@ async fn connect(app: &TestApp, user: &User) -> Client {
         }
     });
     let mut c = Client {
-        user: user.clone(),
         tx: out_tx,
         rx: in_rx,
         seen: vec![],
@@ -133,11 +131,8 @@ impl Peer {
     /// Processes input and timers; sends one audio packet when `tick_audio`.
     async fn step(&mut self, tick_audio: bool) {
         let mut buf = [0u8; 2000];
-        loop {
-            match self.socket.try_recv_from(&mut buf) {
-                Ok((n, from)) => self.peer.handle_datagram(Instant::now(), from, &buf[..n]),
-                Err(_) => break,
-            }
+        while let Ok((n, from)) = self.socket.try_recv_from(&mut buf) {
+            self.peer.handle_datagram(Instant::now(), from, &buf[..n]);
         }
         let now = Instant::now();
         if self.peer.poll_timeout().is_some_and(|t| t <= now) {
@@ -154,7 +149,7 @@ impl Peer {
         self.flush().await;
     }
 
-    fn from_tag(&self, tag: u8) -> usize {
+    fn heard_from(&self, tag: u8) -> usize {
         self.peer
             .received
             .iter()
@@ -251,16 +246,20 @@ async fn three_peers_hear_each_other_through_the_sfu() {
         assert!(p.peer.connected, "{name} connected");
         for o in others {
             assert!(
-                p.from_tag(o) > 50,
+                p.heard_from(o) > 50,
                 "{name} got {} packets from {o}",
-                p.from_tag(o)
+                p.heard_from(o)
             );
         }
-        assert_eq!(p.from_tag(p.payload_tag), 0, "{name} must not hear itself");
+        assert_eq!(
+            p.heard_from(p.payload_tag),
+            0,
+            "{name} must not hear itself"
+        );
     }
     // Loss below 1% between connected peers over the run (packets sent after connecting).
     let sent_by_b = pb.sent as f64;
-    let got_by_a = pa.from_tag(2) as f64;
+    let got_by_a = pa.heard_from(2) as f64;
     assert!(
         got_by_a / sent_by_b > 0.95,
         "a got {got_by_a} of {sent_by_b} from b"
@@ -312,10 +311,10 @@ async fn three_peers_hear_each_other_through_the_sfu() {
         .await;
     assert_eq!(st["d"]["channel_id"], vc.as_str());
     run_media(&mut [&mut pa, &mut pb, &mut pc], Duration::from_millis(300)).await;
-    let before = (pa.from_tag(3), pb.from_tag(1));
+    let before = (pa.heard_from(3), pb.heard_from(1));
     run_media(&mut [&mut pa, &mut pb, &mut pc], Duration::from_secs(1)).await;
-    assert_eq!(pa.from_tag(3), before.0, "muted C still heard");
-    assert!(pb.from_tag(1) > before.1 + 20, "B still hears A");
+    assert_eq!(pa.heard_from(3), before.0, "muted C still heard");
+    assert!(pb.heard_from(1) > before.1 + 20, "B still hears A");
     // A non-moderator cannot mute.
     assert_eq!(
         app.patch(
