@@ -1,6 +1,6 @@
 //! Metric handles, created once (the hot path never looks a metric up by name).
 //!
-//! Names and meanings are listed in `sfu/METRICS.md`. No label carries a user,
+//! Names and meanings are listed in docs/metrics.md. No label carries a user,
 //! participant or room id.
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
