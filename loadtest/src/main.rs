@@ -1,1 +1,393 @@
-fn main() {}
+//! `confab-loadtest`: simulated Confab chat clients and WebRTC voice peers
+//! against a running server, driven only through its public API.
+//!
+//! ```text
+//! confab-loadtest chat  --clients 1000 --channels 1 --rate 200 --duration 30
+//! confab-loadtest voice --rooms 1 --speakers 3 --listeners 400 --duration 30
+//! confab-loadtest mixed ... (both at once, one shared steady state)
+//! ```
+//! Every flag can also come from a TOML scenario (`--scenario FILE`, same
+//! keys as the flags); flags given on the command line win.
+
+mod api;
+mod audio;
+mod chat;
+mod gateway;
+mod peer;
+mod server;
+mod setup;
+mod stats;
+mod voice;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Parser, Debug)]
+#[command(name = "confab-loadtest", version, about = "Load tester for Confab (chat and voice)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq)]
+enum Cmd {
+    /// Gateway clients receiving messages posted over REST.
+    Chat,
+    /// WebRTC peers in voice channels.
+    Voice,
+    /// Chat and voice at once.
+    Mixed,
+}
+
+/// Every flag; `None` = not given (the scenario file or the default applies).
+#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct Common {
+    /// Server base URL.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// Measured steady state after the last join, in seconds [default: 30].
+    #[arg(long, global = true)]
+    duration: Option<f64>,
+    /// Write the results as JSON to this file.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    /// TOML scenario with the same keys as these flags.
+    #[arg(long, global = true)]
+    #[serde(skip)]
+    scenario: Option<PathBuf>,
+    /// Server pid for CPU/RSS from /proc (found by the listening port when local).
+    #[arg(long, global = true)]
+    sfu_pid: Option<u32>,
+    /// Tokio worker threads [default: 2].
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Concurrent registrations (argon2id on the server) [default: 8].
+    #[arg(long, global = true)]
+    register_concurrency: Option<usize>,
+
+    // chat
+    /// Gateway clients [default: 100].
+    #[arg(long, global = true)]
+    clients: Option<usize>,
+    /// Text channels [default: 1].
+    #[arg(long, global = true)]
+    channels: Option<usize>,
+    /// Messages per second in total; 0 = idle connections [default: 10].
+    #[arg(long, global = true)]
+    rate: Option<f64>,
+    /// Users behind the clients (shared round-robin) [default: min(clients, 1000)].
+    #[arg(long, global = true)]
+    users: Option<usize>,
+    /// Typing notifications per second in total [default: 0].
+    #[arg(long, global = true)]
+    typing: Option<f64>,
+    /// Presence changes (op 3) per second in total [default: 0].
+    #[arg(long, global = true)]
+    presence: Option<f64>,
+    /// Concurrent gateway handshakes while connecting [default: 64].
+    #[arg(long, global = true)]
+    connect_concurrency: Option<usize>,
+
+    // voice
+    /// Voice channels [default: 1].
+    #[arg(long, global = true)]
+    rooms: Option<usize>,
+    /// Speakers per room [default: 3].
+    #[arg(long, global = true)]
+    speakers: Option<usize>,
+    /// Listeners per room [default: 10].
+    #[arg(long, global = true)]
+    listeners: Option<usize>,
+    /// Voice joins per second [default: 50].
+    #[arg(long, global = true)]
+    join_rate: Option<f64>,
+    /// Seconds a peer may take to connect before it counts as failed [default: 20].
+    #[arg(long, global = true)]
+    join_timeout: Option<f64>,
+}
+
+impl Common {
+    /// `self` (command line) over `file` (scenario).
+    fn merged(self, file: Common) -> Common {
+        macro_rules! pick {
+            ($($f:ident),*) => { Common { $($f: self.$f.or(file.$f),)* } };
+        }
+        pick!(
+            url, duration, json, scenario, sfu_pid, threads, register_concurrency, clients,
+            channels, rate, users, typing, presence, connect_concurrency, rooms, speakers,
+            listeners, join_rate, join_timeout
+        )
+    }
+}
+
+/// What every scenario needs.
+#[derive(Clone)]
+pub struct Ctx {
+    pub api: api::Api,
+    pub clock: stats::Clock,
+    pub sfu_pid: Option<u32>,
+    pub register_concurrency: usize,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,confab_loadtest=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let file = match &cli.common.scenario {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str::<Common>(&text).with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => Common::default(),
+    };
+    let c = cli.common.clone().merged(file);
+    let nofile = stats::raise_nofile_limit();
+    let threads = c.threads.unwrap_or(2).max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    eprintln!("confab-loadtest: RLIMIT_NOFILE {nofile}, {threads} worker thread(s)");
+    rt.block_on(run(cli.cmd, c))
+}
+
+async fn run(cmd: Cmd, c: Common) -> Result<()> {
+    let url = c.url.clone().unwrap_or_else(|| "http://127.0.0.1:3000".into());
+    let duration = Duration::from_secs_f64(c.duration.unwrap_or(30.0).max(0.1));
+    let api = api::Api::new(&url)?;
+    let local = is_local(&url);
+    eprintln!(
+        "confab-loadtest: target {url}. THE TESTER EXPECTS A SERVER STARTED WITH \
+         `--rate-limit-scale 1000` (or CONFAB_RATE_LIMIT_SCALE=1000): with the default \
+         limits registrations, IDENTIFYs and messages get 429s."
+    );
+    let sfu_pid = c.sfu_pid.or_else(|| {
+        if !local {
+            return None;
+        }
+        let port = port_of(&url)?;
+        let pid = server::find_pid_by_port(port);
+        match pid {
+            Some(p) => eprintln!("confab-loadtest: server pid {p} (listening on port {port})"),
+            None => eprintln!(
+                "confab-loadtest: no local pid found for port {port}; server CPU from /metrics only"
+            ),
+        }
+        pid
+    });
+    let ctx = Ctx {
+        api,
+        clock: stats::Clock::new(),
+        sfu_pid,
+        register_concurrency: c.register_concurrency.unwrap_or(8),
+    };
+    let chat_opts = chat::ChatOpts {
+        clients: c.clients.unwrap_or(100),
+        channels: c.channels.unwrap_or(1).max(1),
+        rate: c.rate.unwrap_or(10.0).max(0.0),
+        users: c.users,
+        typing: c.typing.unwrap_or(0.0),
+        presence: c.presence.unwrap_or(0.0),
+        connect_concurrency: c.connect_concurrency.unwrap_or(64),
+    };
+    let voice_opts = voice::VoiceOpts {
+        rooms: c.rooms.unwrap_or(1),
+        speakers: c.speakers.unwrap_or(3),
+        listeners: c.listeners.unwrap_or(10),
+        join_rate: c.join_rate.unwrap_or(50.0).max(0.1),
+        join_timeout: Duration::from_secs_f64(c.join_timeout.unwrap_or(20.0)),
+    };
+    let started = chrono_like_now();
+    let result = match cmd {
+        Cmd::Chat => chat::run(&ctx, &chat_opts, duration, None).await?,
+        Cmd::Voice => voice::run(&ctx, &voice_opts, duration, None).await?,
+        Cmd::Mixed => {
+            let barrier = Arc::new(tokio::sync::Barrier::new(2));
+            let (v, ch) = tokio::join!(
+                voice::run(&ctx, &voice_opts, duration, Some(barrier.clone())),
+                // Both set up and join on their own, then meet at the barrier.
+                chat::run(&ctx, &chat_opts, duration, Some(barrier.clone()))
+            );
+            let mut v = v?;
+            let ch = ch?;
+            merge(&mut v, ch);
+            v
+        }
+    };
+    let mut out = json!({
+        "mode": format!("{cmd:?}").to_lowercase(),
+        "url": url,
+        "started_unix": started,
+    });
+    merge(&mut out, result);
+    print_summary(&out);
+    if let Some(path) = &c.json {
+        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn chrono_like_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Deep-merges `b` into `a` (objects merge; other values replace).
+fn merge(a: &mut Value, b: Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+fn port_of(url: &str) -> Option<u16> {
+    let rest = url.split("://").nth(1)?;
+    let host_port = rest.split('/').next()?;
+    match host_port.rsplit_once(':') {
+        Some((_, p)) if !p.ends_with(']') => p.parse().ok(),
+        _ => Some(if url.starts_with("https") { 443 } else { 80 }),
+    }
+}
+
+fn is_local(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    rest.starts_with("127.") || rest.starts_with("localhost") || rest.starts_with("[::1]")
+}
+
+fn print_summary(v: &Value) {
+    let f = |x: &Value| match x.as_f64() {
+        Some(n) => format!("{n:.2}"),
+        None => "n/a".into(),
+    };
+    let h = |x: &Value| {
+        format!(
+            "p50 {} / p95 {} / p99 {} / max {} ms",
+            f(&x["p50"]),
+            f(&x["p95"]),
+            f(&x["p99"]),
+            f(&x["max"])
+        )
+    };
+    println!("==== confab-loadtest {} ====", v["mode"].as_str().unwrap_or(""));
+    if let Some(c) = v.get("chat") {
+        println!(
+            "chat: {} clients connected ({} failed, {} disconnected)",
+            c["connected"], c["connect_failed"], c["disconnects"]
+        );
+        println!(
+            "  messages: {} persisted of {} ({} msg/s); POST {}",
+            c["messages_persisted"],
+            c["messages_attempted"],
+            f(&c["messages_per_second"]),
+            h(&c["post_ms"])
+        );
+        println!(
+            "  deliveries: {} of {} expected ({} /s), lost {}, duplicated {}",
+            c["deliveries"],
+            c["expected_deliveries"],
+            f(&c["deliveries_per_second"]),
+            c["lost"],
+            c["duplicated"]
+        );
+        println!("  deliver latency: {}", h(&c["deliver_ms"]));
+        if !c["server_rss_bytes_per_connection"].is_null() {
+            println!(
+                "  server RSS per connection: {} bytes",
+                f(&c["server_rss_bytes_per_connection"])
+            );
+        }
+    }
+    if let Some(vo) = v.get("voice") {
+        println!(
+            "voice: {} joined, {} failed; packets {} received of {} expected; loss {}% (worst listener {}%)",
+            vo["joined"],
+            vo["failed"],
+            vo["packets_received"],
+            vo["packets_expected"],
+            f(&vo["loss_percent"]),
+            f(&vo["worst_listener_loss_percent"])
+        );
+        println!("  latency: {}", h(&vo["latency_ms"]));
+        println!("  jitter:  {}", h(&vo["jitter_ms"]));
+        println!("  join:    {}", h(&vo["join_ms"]));
+        println!("  first audio: {}", h(&vo["first_audio_ms"]));
+        if let Some(e) = vo["errors"].as_object() {
+            for (k, n) in e {
+                println!("  error ×{n}: {k}");
+            }
+        }
+    }
+    if let Some(s) = v.get("server") {
+        println!(
+            "server: cpu {} s ({}); forwarded {} pkt/s; {} µs CPU per forwarded packet; {} µs per chat delivery",
+            f(&s["cpu_seconds"]),
+            s["cpu_source"].as_str().unwrap_or("n/a"),
+            f(&s["forwarded_packets_per_second"]),
+            f(&s["sfu_cpu_us_per_forwarded_packet"]),
+            f(&s["cpu_us_per_delivery"])
+        );
+    }
+    if let Some(l) = v.get("loadtest") {
+        println!(
+            "loadtest: cpu {} s; {} µs per received packet; RSS {} bytes",
+            f(&l["cpu_seconds"]),
+            f(&l["cpu_us_per_received_packet"]),
+            l["rss_bytes"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_merges_under_flags() {
+        let file: Common = toml::from_str(
+            "rooms = 2\nlisteners = 400\njoin-rate = 25.0\nduration = 60\nurl = \"http://127.0.0.1:9\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["confab-loadtest", "voice", "--listeners", "10"]);
+        let c = cli.common.merged(file);
+        assert_eq!(c.rooms, Some(2));
+        assert_eq!(c.listeners, Some(10));
+        assert_eq!(c.join_rate, Some(25.0));
+        assert_eq!(c.duration, Some(60.0));
+        assert!(toml::from_str::<Common>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn url_helpers() {
+        assert_eq!(port_of("http://127.0.0.1:3000"), Some(3000));
+        assert_eq!(port_of("http://localhost/"), Some(80));
+        assert!(is_local("http://127.0.0.1:3000"));
+        assert!(!is_local("https://example.com"));
+    }
+}

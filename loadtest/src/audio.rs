@@ -1,0 +1,275 @@
+//! Speech-like test audio, encoded once with Opus, and the lock-free table
+//! that maps a received payload back to its speaker, packet number and send
+//! time.
+//!
+//! Each speaker owns [`FRAMES`] distinct 20 ms Opus frames (5 s of audio) and
+//! loops over them. The SFU forwards payload bytes untouched, so a hash of
+//! the payload identifies (speaker, frame); the speaker stores the packet's
+//! counter and send time in that frame's slot (one `AtomicU64`) just before
+//! sending, and a receiver reads it back. A slot is rewritten only one loop
+//! (5 s) later, far beyond any latency we measure, so no locks and no
+//! allocation on either side.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
+
+use crate::stats::{payload_hash, IdentityBuild};
+
+/// Distinct frames per speaker (20 ms each).
+pub const FRAMES: usize = 250;
+pub const SAMPLE_RATE: u32 = 48_000;
+pub const FRAME_SAMPLES: usize = 960;
+
+const US_BITS: u32 = 40;
+const US_MASK: u64 = (1 << US_BITS) - 1;
+
+/// One encoded frame and its RFC 6464 level (0 = loudest, 127 = silence).
+pub struct Frame {
+    pub payload: Arc<[u8]>,
+    pub level: u8,
+}
+
+/// What a receiver learns from a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub speaker: u32,
+    /// The speaker's packet counter (0, 1, 2, ...).
+    pub counter: u64,
+    pub send_us: u64,
+}
+
+pub struct Catalog {
+    pub speakers: Vec<Vec<Frame>>,
+    index: HashMap<u64, u32, IdentityBuild>,
+    slots: Vec<AtomicU64>,
+}
+
+impl Catalog {
+    /// Builds a catalog from already encoded frames; fails if two payloads
+    /// hash alike (they must be distinct to be told apart).
+    pub fn from_frames(speakers: Vec<Vec<Frame>>) -> Result<Self> {
+        let mut index = HashMap::with_capacity_and_hasher(
+            speakers.len() * FRAMES,
+            IdentityBuild::default(),
+        );
+        for (s, frames) in speakers.iter().enumerate() {
+            if frames.len() != FRAMES {
+                bail!("speaker {s} has {} frames, not {FRAMES}", frames.len());
+            }
+            for (f, fr) in frames.iter().enumerate() {
+                let key = (s * FRAMES + f) as u32;
+                if index.insert(payload_hash(&fr.payload), key).is_some() {
+                    bail!("duplicate payload (speaker {s}, frame {f})");
+                }
+            }
+        }
+        let slots = (0..speakers.len() * FRAMES).map(|_| AtomicU64::new(0)).collect();
+        Ok(Catalog {
+            speakers,
+            index,
+            slots,
+        })
+    }
+
+    /// Encodes `n` speakers' worth of speech-like audio.
+    pub fn generate(n: usize, seed: u64) -> Result<Self> {
+        let mut speakers = Vec::with_capacity(n);
+        let mut seen = std::collections::HashSet::new();
+        for s in 0..n {
+            let mut attempt = 0u64;
+            loop {
+                let frames = encode_speaker(seed ^ ((s as u64) << 20) ^ (attempt << 50))?;
+                let hashes: Vec<u64> = frames.iter().map(|f| payload_hash(&f.payload)).collect();
+                let mut local = std::collections::HashSet::new();
+                let unique = hashes.iter().all(|h| !seen.contains(h) && local.insert(*h));
+                if unique {
+                    seen.extend(hashes);
+                    speakers.push(frames);
+                    break;
+                }
+                attempt += 1;
+                if attempt > 10 {
+                    bail!("cannot make speaker {s}'s payloads unique");
+                }
+            }
+        }
+        Self::from_frames(speakers)
+    }
+
+    pub fn frame(&self, speaker: usize, counter: u64) -> &Frame {
+        &self.speakers[speaker][(counter % FRAMES as u64) as usize]
+    }
+
+    /// Called by a speaker just before sending packet `counter`.
+    #[inline]
+    pub fn mark_sent(&self, speaker: usize, counter: u64, send_us: u64) {
+        let slot = speaker * FRAMES + (counter % FRAMES as u64) as usize;
+        let packed = (counter << US_BITS) | (send_us & US_MASK);
+        // counter 0 at time 0 would pack to 0 ("never sent"); send times are
+        // never 0 in practice (the clock starts before the catalog is built).
+        self.slots[slot].store(packed, Ordering::Release);
+    }
+
+    /// Looks a received payload up.
+    #[inline]
+    pub fn lookup(&self, payload: &[u8]) -> Option<Origin> {
+        let key = *self.index.get(&payload_hash(payload))? as usize;
+        let packed = self.slots[key].load(Ordering::Acquire);
+        if packed == 0 {
+            return None;
+        }
+        let speaker = (key / FRAMES) as u32;
+        // Guard against a foreign payload with a colliding hash.
+        if self.speakers[speaker as usize][key % FRAMES].payload.len() != payload.len() {
+            return None;
+        }
+        Some(Origin {
+            speaker,
+            counter: packed >> US_BITS,
+            send_us: packed & US_MASK,
+        })
+    }
+
+    /// Nanoseconds per hash + lookup, measured over every payload.
+    pub fn bench_lookup_ns(&self) -> f64 {
+        let all: Vec<&[u8]> = self
+            .speakers
+            .iter()
+            .flat_map(|s| s.iter().map(|f| &f.payload[..]))
+            .collect();
+        if all.is_empty() {
+            return 0.0;
+        }
+        let n = 200_000usize;
+        let t = std::time::Instant::now();
+        let mut hits = 0u64;
+        for i in 0..n {
+            hits += self.lookup(std::hint::black_box(all[i % all.len()])).is_some() as u64;
+        }
+        std::hint::black_box(hits);
+        t.elapsed().as_nanos() as f64 / n as f64
+    }
+}
+
+/// 5 s of a synthetic voice: a glottal-like harmonic series with a moving
+/// pitch and two moving formants, syllable envelopes at ~4 Hz and pauses
+/// between phrases, over a faint noise floor (so even pauses encode to
+/// distinct frames). Each speaker gets its own pitch, rhythm and noise.
+pub fn synth_speaker(seed: u64) -> Vec<i16> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let base_f0: f64 = rng.random_range(95.0..230.0);
+    let syl_rate: f64 = rng.random_range(3.5..5.0);
+    let phase0: f64 = rng.random_range(0.0..std::f64::consts::TAU);
+    let n = FRAMES * FRAME_SAMPLES;
+    let sr = SAMPLE_RATE as f64;
+    let mut out = Vec::with_capacity(n);
+    let mut glottal_phase = 0.0f64;
+    for i in 0..n {
+        let t = i as f64 / sr;
+        // Phrases: 1.6 s of speech, 0.5 s pause.
+        let phrase = (t % 2.1) < 1.6;
+        let syl = (std::f64::consts::TAU * syl_rate * t + phase0).sin().max(0.0).powi(2);
+        let env = if phrase { syl } else { 0.0 };
+        let f0 = base_f0 * (1.0 + 0.15 * (std::f64::consts::TAU * 0.6 * t + phase0).sin());
+        glottal_phase += f0 / sr;
+        let syl_idx = (t * syl_rate) as u64;
+        let f1 = 350.0 + ((syl_idx * 37 + seed) % 7) as f64 * 70.0;
+        let f2 = 1000.0 + ((syl_idx * 53 + seed) % 9) as f64 * 170.0;
+        let mut v = 0.0;
+        let mut k = 1.0;
+        while k * f0 < 4000.0 {
+            let f = k * f0;
+            let formant = 1.0
+                + 3.0 * (-((f - f1) / 120.0).powi(2)).exp()
+                + 2.0 * (-((f - f2) / 200.0).powi(2)).exp();
+            v += formant / k * (std::f64::consts::TAU * k * glottal_phase).sin();
+            k += 1.0;
+        }
+        let noise: f64 = rng.random_range(-1.0..1.0);
+        let sample = 2500.0 * env * v + 40.0 * noise;
+        out.push(sample.clamp(-32000.0, 32000.0) as i16);
+    }
+    out
+}
+
+/// RFC 6464 level of a frame: -dBov, 0..=127.
+pub fn level_of(samples: &[i16]) -> u8 {
+    if samples.is_empty() {
+        return 127;
+    }
+    let sum: f64 = samples.iter().map(|&s| (s as f64) * (s as f64)).sum();
+    let rms = (sum / samples.len() as f64).sqrt();
+    if rms <= 0.0 {
+        return 127;
+    }
+    let dbov = 20.0 * (rms / 32768.0).log10();
+    (-dbov).clamp(0.0, 127.0) as u8
+}
+
+fn encode_speaker(seed: u64) -> Result<Vec<Frame>> {
+    let pcm = synth_speaker(seed);
+    let mut enc = opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)?;
+    enc.set_bitrate(opus::Bitrate::Bits(32_000))?;
+    let mut buf = [0u8; 1500];
+    let mut frames = Vec::with_capacity(FRAMES);
+    for chunk in pcm.chunks_exact(FRAME_SAMPLES) {
+        let len = enc.encode(chunk, &mut buf)?;
+        frames.push(Frame {
+            payload: Arc::from(&buf[..len]),
+            level: level_of(chunk),
+        });
+    }
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_are_unique_and_match() {
+        let cat = Catalog::generate(2, 7).unwrap();
+        assert_eq!(cat.speakers.len(), 2);
+        // Nothing sent yet: no origin.
+        assert_eq!(cat.lookup(&cat.frame(1, 3).payload), None);
+        cat.mark_sent(1, 3, 1_000);
+        cat.mark_sent(1, 3 + FRAMES as u64, 6_000_000); // the slot's next loop
+        assert_eq!(
+            cat.lookup(&cat.frame(1, 3).payload),
+            Some(Origin {
+                speaker: 1,
+                counter: 3 + FRAMES as u64,
+                send_us: 6_000_000
+            })
+        );
+        cat.mark_sent(0, 0, 5);
+        assert_eq!(cat.lookup(&cat.frame(0, 0).payload).unwrap().speaker, 0);
+        // A payload that is not ours.
+        assert_eq!(cat.lookup(&[0xde, 0xad, 0xbe, 0xef]), None);
+        // Pauses and speech: levels span quiet and loud.
+        let levels: Vec<u8> = cat.speakers[0].iter().map(|f| f.level).collect();
+        assert!(levels.iter().any(|&l| l < 30), "{levels:?}");
+        assert!(levels.iter().any(|&l| l > 60), "{levels:?}");
+    }
+
+    #[test]
+    fn duplicate_payloads_are_refused() {
+        let mk = || Frame {
+            payload: Arc::from(&[1u8, 2, 3][..]),
+            level: 127,
+        };
+        let frames: Vec<Frame> = (0..FRAMES).map(|_| mk()).collect();
+        assert!(Catalog::from_frames(vec![frames]).is_err());
+    }
+
+    #[test]
+    fn level_scale() {
+        assert_eq!(level_of(&[0; 960]), 127);
+        let loud: Vec<i16> = (0..960).map(|i| if i % 2 == 0 { 32767 } else { -32767 }).collect();
+        assert_eq!(level_of(&loud), 0);
+    }
+}

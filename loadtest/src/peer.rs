@@ -1,0 +1,440 @@
+//! One simulated voice participant: its own gateway connection (IDENTIFY,
+//! op 4, op 12/13 signalling, renegotiation) and a str0m client peer on its
+//! own UDP socket, all driven by one task.
+//!
+//! **Cost on the packet path.** A wake-up drains every readable datagram
+//! (up to a batch), feeding each to str0m and polling it; a received RTP
+//! packet costs a payload hash, one map lookup, one atomic load, a histogram
+//! record and a bitset insert — no allocation of ours, no locks, no logging.
+//! (str0m itself allocates the payload `Arc` of each received packet.)
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::audio::{Catalog, SAMPLE_RATE};
+use crate::gateway::{self, classify, Frame};
+use crate::stats::{Clock, Hist, Jitter, SeenSet};
+
+/// Datagrams handled per wake-up before other work gets a turn.
+const RECV_BATCH: usize = 64;
+
+/// State every peer shares (read-mostly).
+pub struct VoiceShared {
+    pub clock: Clock,
+    pub catalog: Arc<Catalog>,
+    pub gateway_url: String,
+    /// Measured window, µs on `clock`; `u64::MAX` until set.
+    pub win_start: AtomicU64,
+    pub win_end: AtomicU64,
+    /// Per speaker: packets sent with a send time inside the window.
+    pub sent_in_window: Vec<AtomicU64>,
+    pub connected: AtomicUsize,
+    pub failed: AtomicUsize,
+    pub join_timeout: Duration,
+}
+
+impl VoiceShared {
+    #[inline]
+    fn in_window(&self, us: u64) -> bool {
+        us >= self.win_start.load(Ordering::Relaxed) && us < self.win_end.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    pub room: usize,
+    /// Global speaker index when this peer speaks.
+    pub speaker: Option<usize>,
+    /// Recvonly transceivers in the first offer.
+    pub slots: usize,
+    pub token: String,
+    pub server_id: String,
+    pub channel_id: String,
+}
+
+/// What one peer measured.
+#[derive(Default)]
+pub struct PeerReport {
+    pub room: usize,
+    pub speaker: Option<usize>,
+    pub connected: bool,
+    pub error: Option<String>,
+    /// op 4 sent → DTLS/SRTP connected.
+    pub join_us: Option<u64>,
+    /// op 4 sent → first audio packet received.
+    pub first_audio_us: Option<u64>,
+    /// Send → receive latency of in-window packets.
+    pub latency: Hist,
+    /// Per speaker (global index): the counters received in the window.
+    pub seen: Vec<(u32, SeenSet)>,
+    /// Per received stream (by SSRC): RFC 3550 jitter over the window.
+    pub jitter: Vec<(u32, Jitter)>,
+    /// Every RTP packet received, and those that arrived inside the window.
+    pub rx_total: u64,
+    pub rx_in_window: u64,
+    pub unknown_payloads: u64,
+    pub offers: u32,
+    pub voice_errors: Vec<u64>,
+    pub slots_events: u32,
+    pub sent: u64,
+}
+
+impl PeerReport {
+    fn seen_for(&mut self, speaker: u32) -> &mut SeenSet {
+        let i = match self.seen.iter().position(|(s, _)| *s == speaker) {
+            Some(i) => i,
+            None => {
+                self.seen.push((speaker, SeenSet::default()));
+                self.seen.len() - 1
+            }
+        };
+        &mut self.seen[i].1
+    }
+
+    fn jitter_for(&mut self, ssrc: u32) -> &mut Jitter {
+        let i = match self.jitter.iter().position(|(s, _)| *s == ssrc) {
+            Some(i) => i,
+            None => {
+                self.jitter.push((ssrc, Jitter::default()));
+                self.jitter.len() - 1
+            }
+        };
+        &mut self.jitter[i].1
+    }
+}
+
+struct Media {
+    rtc: Rtc,
+    sock: UdpSocket,
+    local: SocketAddr,
+    send_mid: Option<Mid>,
+    recv_slots: usize,
+    pending: Option<SdpPendingOffer>,
+    next_timeout: Instant,
+    connected: bool,
+    seq: u64,
+    ts: u32,
+    counter: u64,
+}
+
+fn build_rtc(local: SocketAddr, now: Instant) -> anyhow::Result<Rtc> {
+    let mut exts = ExtensionMap::empty();
+    exts.set(1, Extension::AudioLevel);
+    exts.set(4, Extension::RtpMid);
+    let mut rtc = RtcConfig::new()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .set_extension_map(exts)
+        .build(now);
+    rtc.add_local_candidate(Candidate::host(local, "udp")?);
+    Ok(rtc)
+}
+
+impl Media {
+    /// A new offer with the send transceiver (first time) and at least
+    /// `slots` recvonly transceivers.
+    fn offer(&mut self, speaker: bool, slots: usize) -> anyhow::Result<String> {
+        let mut api = self.rtc.sdp_api();
+        if speaker && self.send_mid.is_none() {
+            self.send_mid = Some(api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+        }
+        while self.recv_slots < slots {
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+            self.recv_slots += 1;
+        }
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| anyhow::anyhow!("nothing to offer"))?;
+        self.pending = Some(pending);
+        Ok(offer.to_sdp_string())
+    }
+}
+
+fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerReport, t_join: Instant) {
+    loop {
+        match media.rtc.poll_output() {
+            Ok(Output::Timeout(t)) => {
+                media.next_timeout = t;
+                return;
+            }
+            Ok(Output::Transmit(t)) => {
+                let _ = media.sock.try_send_to(&t.contents, t.destination);
+            }
+            Ok(Output::Event(e)) => match e {
+                Event::RtpPacket(p) => {
+                    rep.rx_total += 1;
+                    let now_us = shared.clock.us_of(p.timestamp);
+                    if rep.first_audio_us.is_none() {
+                        rep.first_audio_us = Some(p.timestamp.duration_since(t_join).as_micros() as u64);
+                    }
+                    if shared.in_window(now_us) {
+                        rep.rx_in_window += 1;
+                    }
+                    match shared.catalog.lookup(&p.payload) {
+                        Some(o) if shared.in_window(o.send_us) => {
+                            rep.latency.record_us(now_us.saturating_sub(o.send_us));
+                            rep.seen_for(o.speaker).insert(o.counter);
+                            let arrival = now_us * (SAMPLE_RATE as u64 / 1000) / 1000;
+                            rep.jitter_for(*p.header.ssrc).update(arrival, p.header.timestamp);
+                        }
+                        Some(_) => {}
+                        None => rep.unknown_payloads += 1,
+                    }
+                }
+                Event::Connected => {
+                    if !media.connected {
+                        media.connected = true;
+                        rep.join_us = Some(t_join.elapsed().as_micros() as u64);
+                    }
+                }
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    if rep.error.is_none() {
+                        rep.error = Some("ICE disconnected".into());
+                    }
+                }
+                _ => {}
+            },
+            Err(e) => {
+                if rep.error.is_none() {
+                    rep.error = Some(format!("str0m: {e}"));
+                }
+                media.next_timeout = Instant::now() + Duration::from_secs(3600);
+                return;
+            }
+        }
+    }
+}
+
+fn send_packet(media: &mut Media, shared: &VoiceShared, sp: usize, rep: &mut PeerReport) {
+    let Some(mid) = media.send_mid else { return };
+    let now = Instant::now();
+    let counter = media.counter;
+    let frame = shared.catalog.frame(sp, counter);
+    let payload = frame.payload.clone();
+    let level = frame.level;
+    let mut api = media.rtc.direct_api();
+    let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+        return;
+    };
+    let send_us = shared.clock.us_of(now);
+    shared.catalog.mark_sent(sp, counter, send_us);
+    if shared.in_window(send_us) {
+        shared.sent_in_window[sp].fetch_add(1, Ordering::Relaxed);
+    }
+    let ext = ExtensionValues {
+        audio_level: Some(-(level.min(127) as i8)),
+        voice_activity: Some(level < 50),
+        ..Default::default()
+    };
+    tx.write_rtp(
+        RtpWrite::new(111.into(), media.seq.into(), media.ts, now, payload)
+            .ext_vals(ext)
+            .nackable(false),
+    );
+    media.seq += 1;
+    media.ts = media.ts.wrapping_add(960);
+    media.counter += 1;
+    rep.sent += 1;
+    let _ = media.rtc.handle_input(Input::Timeout(now));
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    sdp: String,
+}
+#[derive(Deserialize)]
+struct VoiceErr {
+    code: u64,
+    #[serde(default)]
+    message: String,
+}
+#[derive(Deserialize)]
+struct Renegotiate {
+    audio_slots: usize,
+}
+
+/// Runs one participant until `stop` flips. Never panics on server input.
+pub async fn run(cfg: PeerConfig, shared: Arc<VoiceShared>, mut stop: watch::Receiver<bool>) -> PeerReport {
+    let mut rep = PeerReport {
+        room: cfg.room,
+        speaker: cfg.speaker,
+        ..Default::default()
+    };
+    if let Err(e) = run_inner(&cfg, &shared, &mut stop, &mut rep).await {
+        if rep.error.is_none() {
+            rep.error = Some(format!("{e:#}"));
+        }
+    }
+    if !rep.connected {
+        shared.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    rep
+}
+
+async fn run_inner(
+    cfg: &PeerConfig,
+    shared: &Arc<VoiceShared>,
+    stop: &mut watch::Receiver<bool>,
+    rep: &mut PeerReport,
+) -> anyhow::Result<()> {
+    let mut sess = gateway::connect(&shared.gateway_url, &cfg.token).await?;
+    let sock = UdpSocket::bind("127.0.0.1:0").await?;
+    let local = sock.local_addr()?;
+    let t_join = Instant::now();
+    let op4 = json!({"op": 4, "d": {"server_id": cfg.server_id, "channel_id": cfg.channel_id,
+        "self_mute": false, "self_deaf": false}});
+    sess.ws.send(Message::text(op4.to_string())).await?;
+    let mut media = Media {
+        rtc: build_rtc(local, t_join)?,
+        sock,
+        local,
+        send_mid: None,
+        recv_slots: 0,
+        pending: None,
+        next_timeout: t_join + Duration::from_secs(3600),
+        connected: false,
+        seq: rand::random_range(1..20_000u64),
+        ts: rand::random::<u32>(),
+        counter: 0,
+    };
+    let sdp = media.offer(cfg.speaker.is_some(), cfg.slots)?;
+    rep.offers += 1;
+    sess.ws
+        .send(Message::text(json!({"op": 12, "d": {"sdp": sdp}}).to_string()))
+        .await?;
+    let mut wanted_slots = cfg.slots;
+
+    let hb_period = sess.heartbeat;
+    let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + hb_period / 2, hb_period);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let timer = tokio::time::sleep_until(media.next_timeout.into());
+    tokio::pin!(timer);
+    let join_deadline = tokio::time::sleep(shared.join_timeout);
+    tokio::pin!(join_deadline);
+    let mut buf = vec![0u8; 2048];
+    let speaker = cfg.speaker;
+
+    loop {
+        if media.connected && !rep.connected {
+            rep.connected = true;
+            shared.connected.fetch_add(1, Ordering::Relaxed);
+            // Start the 20 ms clock now, not with the ticks missed while joining.
+            tick.reset();
+        }
+        let deadline: tokio::time::Instant = media.next_timeout.into();
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            r = media.sock.readable() => {
+                r?;
+                for _ in 0..RECV_BATCH {
+                    match media.sock.try_recv_from(&mut buf) {
+                        Ok((n, from)) => {
+                            let now = Instant::now();
+                            if let Ok(rcv) = Receive::new(Protocol::Udp, from, media.local, &buf[..n]) {
+                                let _ = media.rtc.handle_input(Input::Receive(now, rcv));
+                            }
+                            drive(&mut media, shared, rep, t_join);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            _ = tick.tick(), if speaker.is_some() && media.connected => {
+                send_packet(&mut media, shared, speaker.unwrap_or(0), rep);
+                drive(&mut media, shared, rep, t_join);
+            }
+            _ = &mut timer => {
+                let _ = media.rtc.handle_input(Input::Timeout(Instant::now()));
+                drive(&mut media, shared, rep, t_join);
+            }
+            msg = sess.ws.next() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(c))) => anyhow::bail!("gateway closed: {c:?}"),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => anyhow::bail!("gateway closed"),
+                };
+                match classify(text.as_str()) {
+                    Some(Frame::Dispatch { seq, t, d }) => {
+                        sess.last_seq = seq;
+                        match t {
+                            "VOICE_RENEGOTIATE" => {
+                                if let Ok(r) = serde_json::from_str::<Renegotiate>(d) {
+                                    wanted_slots = wanted_slots.max(r.audio_slots);
+                                }
+                            }
+                            "VOICE_SLOTS" => rep.slots_events += 1,
+                            _ => {}
+                        }
+                    }
+                    Some(Frame::Op { op: 13, d }) => {
+                        let a: Answer = serde_json::from_str(d)?;
+                        let answer = SdpAnswer::from_sdp_string(&a.sdp)
+                            .map_err(|e| anyhow::anyhow!("bad answer: {e}"))?;
+                        let pending = media.pending.take()
+                            .ok_or_else(|| anyhow::anyhow!("answer without a pending offer"))?;
+                        media.rtc.sdp_api().accept_answer(pending, answer)
+                            .map_err(|e| anyhow::anyhow!("accept answer: {e}"))?;
+                        drive(&mut media, shared, rep, t_join);
+                    }
+                    Some(Frame::Op { op: 14, d }) => {
+                        let e: VoiceErr = serde_json::from_str(d)
+                            .unwrap_or(VoiceErr { code: 0, message: d.to_string() });
+                        rep.voice_errors.push(e.code);
+                        if !media.connected {
+                            anyhow::bail!("voice error {}: {}", e.code, e.message);
+                        }
+                        media.pending = None;
+                    }
+                    Some(Frame::Op { op: 7 | 9, .. }) => anyhow::bail!("gateway asked to reconnect"),
+                    _ => {}
+                }
+                // Renegotiate when asked and no offer is outstanding.
+                if media.pending.is_none() && media.recv_slots < wanted_slots {
+                    let sdp = media.offer(speaker.is_some(), wanted_slots)?;
+                    rep.offers += 1;
+                    sess.ws
+                        .send(Message::text(json!({"op": 12, "d": {"sdp": sdp}}).to_string()))
+                        .await?;
+                }
+            }
+            _ = hb.tick() => {
+                sess.ws.send(gateway::heartbeat_frame(sess.last_seq)).await?;
+            }
+            _ = &mut join_deadline, if !media.connected => {
+                anyhow::bail!("not connected after {:?}", shared.join_timeout);
+            }
+        }
+    }
+    // Leave politely: op 4 with no channel, then a normal close.
+    let leave = json!({"op": 4, "d": {"server_id": cfg.server_id, "channel_id": null,
+        "self_mute": false, "self_deaf": false}});
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        let _ = sess.ws.send(Message::text(leave.to_string())).await;
+        let _ = sess.ws.close(None).await;
+    })
+    .await;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The server side of the measurements: Prometheus counters from /metrics,
+//! and the server process's CPU and memory from /proc when it is local.
+
+use std::collections::HashSet;
+
+use crate::api::Api;
+use crate::stats;
+
+/// One reading of the server's counters.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// `process_cpu_seconds_total` from /metrics.
+    pub metrics_cpu: Option<f64>,
+    /// utime + stime from /proc/PID/stat.
+    pub proc_cpu: Option<f64>,
+    /// Sum of `confab_sfu_packets_forwarded_total` over its labels.
+    pub forwarded: Option<f64>,
+    pub rss: Option<u64>,
+}
+
+/// Sums every sample of `name` (any labels) in Prometheus text.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let mut found = false;
+    let mut sum = 0.0;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        // The name must end here: followed by labels or a space.
+        let value = if let Some(r) = rest.strip_prefix('{') {
+            match r.rfind('}') {
+                Some(i) => &r[i + 1..],
+                None => continue,
+            }
+        } else if rest.starts_with(' ') {
+            rest
+        } else {
+            continue;
+        };
+        if let Some(v) = value.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) {
+            sum += v;
+            found = true;
+        }
+    }
+    found.then_some(sum)
+}
+
+pub async fn snapshot(api: &Api, pid: Option<u32>) -> Snapshot {
+    let mut s = Snapshot::default();
+    if let Some(p) = pid {
+        s.proc_cpu = stats::proc_cpu_seconds(p);
+        s.rss = stats::rss_bytes(Some(p));
+    }
+    match api.metrics().await {
+        Ok(text) => {
+            s.metrics_cpu = metric_sum(&text, "process_cpu_seconds_total");
+            s.forwarded = metric_sum(&text, "confab_sfu_packets_forwarded_total");
+            if s.rss.is_none() {
+                s.rss = metric_sum(&text, "process_resident_memory_bytes").map(|v| v as u64);
+            }
+        }
+        Err(e) => tracing::warn!("cannot read server metrics: {e:#}"),
+    }
+    s
+}
+
+/// CPU seconds the server used between two snapshots: /proc when both have
+/// it (tick resolution, independent of the exporter), else /metrics.
+pub fn cpu_delta(a: &Snapshot, b: &Snapshot) -> Option<(f64, &'static str)> {
+    if let (Some(x), Some(y)) = (a.proc_cpu, b.proc_cpu) {
+        return Some((y - x, "proc"));
+    }
+    if let (Some(x), Some(y)) = (a.metrics_cpu, b.metrics_cpu) {
+        return Some((y - x, "metrics"));
+    }
+    None
+}
+
+/// Finds the pid of a local process listening on TCP `port` (IPv4 or IPv6),
+/// via /proc/net/tcp{,6} → socket inode → /proc/*/fd. Needs permission to
+/// read other processes' fds (same user or root).
+pub fn find_pid_by_port(port: u16) -> Option<u32> {
+    let mut inodes = HashSet::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" {
+                continue; // not LISTEN
+            }
+            let Some(p) = f[1].rsplit(':').next() else {
+                continue;
+            };
+            if u16::from_str_radix(p, 16).ok() == Some(port) {
+                inodes.insert(f[9].to_string());
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                let t = target.to_string_lossy();
+                if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    if inodes.contains(inode) {
+                        return Some(pid);
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_labelled_counters() {
+        let text = "# HELP confab_sfu_packets_forwarded_total x\n\
+                    # TYPE confab_sfu_packets_forwarded_total counter\n\
+                    confab_sfu_packets_forwarded_total{kind=\"audio\"} 1200\n\
+                    confab_sfu_packets_forwarded_total{kind=\"video\"} 34.5\n\
+                    confab_sfu_packets_forwarded_totalx 99\n\
+                    process_cpu_seconds_total 12.34\n";
+        assert_eq!(
+            metric_sum(text, "confab_sfu_packets_forwarded_total"),
+            Some(1234.5)
+        );
+        assert_eq!(metric_sum(text, "process_cpu_seconds_total"), Some(12.34));
+        assert_eq!(metric_sum(text, "missing_total"), None);
+    }
+}

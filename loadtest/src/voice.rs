@@ -1,0 +1,278 @@
+//! The voice scenario: R voice channels, S speakers and L listeners in each,
+//! joining at a fixed rate; after the last join, a measured steady state.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+use tokio::sync::{watch, Barrier};
+use tokio::time::Instant;
+
+use crate::audio::Catalog;
+use crate::peer::{self, PeerConfig, PeerReport, VoiceShared};
+use crate::stats::{self, loss_percent, Hist};
+use crate::{server, setup, Ctx};
+
+#[derive(Clone, Debug)]
+pub struct VoiceOpts {
+    pub rooms: usize,
+    pub speakers: usize,
+    pub listeners: usize,
+    /// Joins per second.
+    pub join_rate: f64,
+    pub join_timeout: Duration,
+}
+
+pub async fn run(
+    ctx: &Ctx,
+    opts: &VoiceOpts,
+    duration: Duration,
+    barrier: Option<Arc<Barrier>>,
+) -> Result<Value> {
+    let per_room = opts.speakers + opts.listeners;
+    let n = opts.rooms * per_room;
+    anyhow::ensure!(n > 0, "no voice participants (--rooms × (--speakers + --listeners) is 0)");
+    eprintln!(
+        "voice: {} room(s) × ({} speakers + {} listeners) = {n} peers, joining at {}/s, {} s steady state",
+        opts.rooms, opts.speakers, opts.listeners, opts.join_rate, duration.as_secs_f64()
+    );
+    let n_speakers = opts.rooms * opts.speakers;
+    let catalog = tokio::task::spawn_blocking(move || Catalog::generate(n_speakers, 0x5eed))
+        .await??;
+    let lookup_ns = catalog.bench_lookup_ns();
+    let users = setup::register_users(&ctx.api, n, ctx.register_concurrency).await?;
+    let srv = setup::server_with_members(&ctx.api, &users, "lt-voice", 32).await?;
+    let channels = ctx
+        .api
+        .ensure_channels(&users[0].token, &srv.server_id, "voice", opts.rooms)
+        .await?;
+
+    let shared = Arc::new(VoiceShared {
+        clock: ctx.clock,
+        catalog: Arc::new(catalog),
+        gateway_url: ctx.api.gateway_url(),
+        win_start: AtomicU64::new(u64::MAX),
+        win_end: AtomicU64::new(u64::MAX),
+        sent_in_window: (0..n_speakers).map(|_| AtomicU64::new(0)).collect(),
+        connected: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        join_timeout: opts.join_timeout,
+    });
+
+    // Join order: every room's speakers first, then listeners round-robin
+    // over the rooms.
+    let mut plan = Vec::with_capacity(n);
+    let mut next_user = 0;
+    for room in 0..opts.rooms {
+        for k in 0..opts.speakers {
+            plan.push((room, Some(room * opts.speakers + k)));
+        }
+    }
+    for _ in 0..opts.listeners {
+        for room in 0..opts.rooms {
+            plan.push((room, None));
+        }
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pb = setup::bar(n as u64, "voice join");
+    let mut tasks = Vec::with_capacity(n);
+    let t0 = Instant::now();
+    for (i, (room, speaker)) in plan.into_iter().enumerate() {
+        tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / opts.join_rate)).await;
+        let cfg = PeerConfig {
+            room,
+            speaker,
+            slots: if speaker.is_some() {
+                opts.speakers - 1
+            } else {
+                opts.speakers
+            },
+            token: users[next_user].token.clone(),
+            server_id: srv.server_id.clone(),
+            channel_id: channels[room].clone(),
+        };
+        next_user += 1;
+        tasks.push(tokio::spawn(peer::run(cfg, shared.clone(), stop_rx.clone())));
+        pb.set_position((shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed)) as u64);
+    }
+    // Wait for the last joins to settle.
+    let settle_end = Instant::now() + opts.join_timeout + Duration::from_secs(5);
+    loop {
+        let done = shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed);
+        pb.set_position(done as u64);
+        if done >= n || Instant::now() >= settle_end {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pb.finish();
+    let join_secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "voice: {} connected, {} failed after {:.1} s",
+        shared.connected.load(Ordering::Relaxed),
+        shared.failed.load(Ordering::Relaxed),
+        join_secs
+    );
+    // Renegotiations and the first packets of the last joiners.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(b) = &barrier {
+        b.wait().await;
+    }
+
+    // Steady state: the window is fixed in advance so senders and receivers
+    // classify each packet by its send time the same way.
+    let start_us = ctx.clock.now_us() + 200_000;
+    let end_us = start_us + duration.as_micros() as u64;
+    shared.win_start.store(start_us, Ordering::Relaxed);
+    shared.win_end.store(end_us, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_micros(start_us.saturating_sub(ctx.clock.now_us()))).await;
+    let s0 = server::snapshot(&ctx.api, ctx.sfu_pid).await;
+    let cpu0 = stats::self_cpu_us();
+    tokio::time::sleep(Duration::from_micros(end_us.saturating_sub(ctx.clock.now_us()))).await;
+    let s1 = server::snapshot(&ctx.api, ctx.sfu_pid).await;
+    let cpu1 = stats::self_cpu_us();
+    let rss = stats::rss_bytes(None);
+    // Packets sent at the very end of the window are still in flight.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop_tx.send(true);
+    let mut reports: Vec<PeerReport> = Vec::with_capacity(n);
+    for t in tasks {
+        if let Ok(r) = t.await {
+            reports.push(r);
+        }
+    }
+    Ok(aggregate(
+        opts, &shared, &reports, &s0, &s1, cpu1 - cpu0, rss, lookup_ns, duration, join_secs,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn aggregate(
+    opts: &VoiceOpts,
+    shared: &VoiceShared,
+    reports: &[PeerReport],
+    s0: &server::Snapshot,
+    s1: &server::Snapshot,
+    self_cpu_us: u64,
+    rss: Option<u64>,
+    lookup_ns: f64,
+    duration: Duration,
+    join_secs: f64,
+) -> Value {
+    let sent: Vec<u64> = shared
+        .sent_in_window
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .collect();
+    let mut latency = Hist::new();
+    let mut join = Hist::new();
+    let mut first_audio = Hist::new();
+    let mut jitter = Hist::new();
+    let (mut expected, mut received, mut dup, mut rx_window, mut unknown) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut listener_loss = Vec::new();
+    let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut offers = 0u64;
+    for r in reports {
+        offers += r.offers as u64;
+        if let Some(e) = &r.error {
+            // Group errors by their first words.
+            let key: String = e.chars().take(80).collect();
+            *errors.entry(key).or_default() += 1;
+        }
+        if !r.connected {
+            continue;
+        }
+        if let Some(j) = r.join_us {
+            join.record_us(j);
+        }
+        if let Some(f) = r.first_audio_us {
+            first_audio.record_us(f);
+        }
+        latency.add(&r.latency);
+        rx_window += r.rx_in_window;
+        unknown += r.unknown_payloads;
+        let (mut e, mut g) = (0u64, 0u64);
+        for s in 0..sent.len() {
+            if s / opts.speakers.max(1) != r.room || Some(s) == r.speaker {
+                continue;
+            }
+            e += sent[s];
+            if let Some((_, seen)) = r.seen.iter().find(|(sp, _)| *sp as usize == s) {
+                g += seen.unique().min(sent[s]);
+                dup += seen.duplicates();
+            }
+        }
+        expected += e;
+        received += g;
+        if r.speaker.is_none() {
+            listener_loss.push(loss_percent(e, g));
+        }
+        for (_, j) in &r.jitter {
+            if j.has_samples() {
+                // timestamp units at 48 kHz → µs
+                jitter.record_us((j.value() * 1000.0 / 48.0) as u64);
+            }
+        }
+    }
+    listener_loss.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let worst_listener_loss = listener_loss.last().copied().unwrap_or(0.0);
+    let secs = duration.as_secs_f64();
+    let server_cpu = server::cpu_delta(s0, s1);
+    let fwd = match (s0.forwarded, s1.forwarded) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let cpu_per_fwd = match (server_cpu, fwd) {
+        (Some((c, _)), Some(f)) if f > 0.0 => Some(c * 1e6 / f),
+        _ => None,
+    };
+    let connected = reports.iter().filter(|r| r.connected).count();
+    let ideal_fwd_pps = opts.rooms as f64
+        * opts.speakers as f64
+        * (opts.speakers.saturating_sub(1) + opts.listeners) as f64
+        * 50.0;
+    json!({
+        "voice": {
+            "rooms": opts.rooms,
+            "speakers": opts.speakers,
+            "listeners": opts.listeners,
+            "join_rate": opts.join_rate,
+            "duration_s": secs,
+            "join_phase_s": join_secs,
+            "joined": connected,
+            "failed": reports.len() - connected,
+            "errors": errors,
+            "offers": offers,
+            "packets_sent": sent.iter().sum::<u64>(),
+            "packets_expected": expected,
+            "packets_received": received,
+            "packets_duplicated": dup,
+            "unknown_payloads": unknown,
+            "loss_percent": loss_percent(expected, received),
+            "worst_listener_loss_percent": worst_listener_loss,
+            "latency_ms": latency.summary_ms(),
+            "join_ms": join.summary_ms(),
+            "first_audio_ms": first_audio.summary_ms(),
+            "jitter_ms": jitter.summary_ms(),
+        },
+        "server": {
+            "cpu_seconds": server_cpu.map(|c| c.0),
+            "cpu_source": server_cpu.map(|c| c.1),
+            "forwarded_packets": fwd,
+            "forwarded_packets_per_second": fwd.map(|f| f / secs),
+            "ideal_forwarded_packets_per_second": ideal_fwd_pps,
+            "sfu_cpu_us_per_forwarded_packet": cpu_per_fwd,
+            "cpu_percent_of_one_core": server_cpu.map(|c| c.0 * 100.0 / secs),
+            "rss_bytes": s1.rss,
+        },
+        "loadtest": {
+            "cpu_seconds": self_cpu_us as f64 / 1e6,
+            "cpu_us_per_received_packet": (rx_window > 0).then(|| self_cpu_us as f64 / rx_window as f64),
+            "received_packets_in_window": rx_window,
+            "payload_lookup_ns": lookup_ns,
+            "rss_bytes": rss,
+        }
+    })
+}
