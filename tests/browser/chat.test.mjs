@@ -46,9 +46,15 @@ test('register two users; A creates a server and invite; B joins by invite link'
   // both see each other in the member list
   await A.page.getByTestId('member-list').getByText(userB).waitFor({ timeout: 10_000 });
   await B.page.getByTestId('member-list').getByText(userA).waitFor({ timeout: 10_000 });
-  // presence: B sees A online
-  const dot = B.page.locator(`[data-testid="member"]:has-text("${userA}")`);
-  await waitFor(async () => (await dot.getAttribute('data-status')) === 'online', { message: 'A online for B' });
+});
+
+test('presence dots: each sees the other online after the invite join', async () => {
+  const aSeenByB = B.page.locator(`[data-testid="member"]:has-text("${userA}")`);
+  const bSeenByA = A.page.locator(`[data-testid="member"]:has-text("${userB}")`);
+  await waitFor(async () => (await aSeenByB.getAttribute('data-status')) === 'online' &&
+    (await bSeenByA.getAttribute('data-status')) === 'online', { timeout: 8000 }).catch(() => {});
+  const seen = { aSeenByB: await aSeenByB.getAttribute('data-status'), bSeenByA: await bSeenByA.getAttribute('data-status') };
+  assert.deepEqual(seen, { aSeenByB: 'online', bSeenByA: 'online' });
 });
 
 test('register form shows per-field validation errors', async () => {
