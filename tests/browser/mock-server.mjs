@@ -170,7 +170,10 @@ export async function startMockServer({ webRoot, port = 0 } = {}) {
           inv.uses += 1;
           const mem = addMember(s.id, me);
           dispatchTo(memberIds(s.id).filter((x) => x !== me), 'MEMBER_ADD', { server_id: s.id, user: mem.user, joined_at: mem.joined_at });
-          dispatchTo([me], 'SERVER_CREATE', serverFull(s));
+          // Presence is shared with users you now share a server with, both ways.
+          const online = new Set([...conns].filter((x) => x.userId).map((x) => x.userId));
+          if (online.has(me)) dispatchTo(memberIds(s.id).filter((x) => x !== me), 'PRESENCE_UPDATE', { user_id: me, status: 'online' });
+          dispatchTo([me], 'SERVER_CREATE', { ...serverFull(s), presences: memberIds(s.id).filter((x) => online.has(x)).map((x) => ({ user_id: x, status: 'online' })) });
         }
         return json(res, 200, s);
       }
