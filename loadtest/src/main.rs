@@ -17,6 +17,7 @@ mod peer;
 mod server;
 mod setup;
 mod stats;
+mod udp;
 mod voice;
 
 use std::path::PathBuf;
@@ -335,6 +336,7 @@ fn print_summary(v: &Value) {
             f(&vo["worst_listener_loss_percent"])
         );
         println!("  latency: {}", h(&vo["latency_ms"]));
+        println!("  latency incl. tester queueing: {}", h(&vo["latency_app_ms"]));
         println!("  jitter:  {}", h(&vo["jitter_ms"]));
         println!("  join:    {}", h(&vo["join_ms"]));
         println!("  first audio: {}", h(&vo["first_audio_ms"]));

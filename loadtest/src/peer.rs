@@ -77,8 +77,10 @@ pub struct PeerReport {
     pub join_us: Option<u64>,
     /// op 4 sent → first audio packet received.
     pub first_audio_us: Option<u64>,
-    /// Send → receive latency of in-window packets.
+    /// Send → kernel receive timestamp latency of in-window packets.
     pub latency: Hist,
+    /// Send → the tester's processing of the packet (includes its own queueing).
+    pub latency_app: Hist,
     /// Per speaker (global index): the counters received in the window.
     pub seen: Vec<(u32, SeenSet)>,
     /// Per received stream (by SSRC): RFC 3550 jitter over the window.
@@ -129,6 +131,8 @@ struct Media {
     seq: u64,
     ts: u32,
     counter: u64,
+    /// Kernel arrival time (µs on the shared clock) of the datagram being handled.
+    rx_us: Option<u64>,
 }
 
 fn build_rtc(local: SocketAddr, now: Instant) -> anyhow::Result<Rtc> {
@@ -178,7 +182,8 @@ fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerReport, t_join: 
             Ok(Output::Event(e)) => match e {
                 Event::RtpPacket(p) => {
                     rep.rx_total += 1;
-                    let now_us = shared.clock.us_of(p.timestamp);
+                    let app_us = shared.clock.us_of(p.timestamp);
+                    let now_us = media.rx_us.unwrap_or(app_us);
                     if rep.first_audio_us.is_none() {
                         rep.first_audio_us = Some(p.timestamp.duration_since(t_join).as_micros() as u64);
                     }
@@ -188,6 +193,7 @@ fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerReport, t_join: 
                     match shared.catalog.lookup(&p.payload) {
                         Some(o) if shared.in_window(o.send_us) => {
                             rep.latency.record_us(now_us.saturating_sub(o.send_us));
+                            rep.latency_app.record_us(app_us.saturating_sub(o.send_us));
                             rep.seen_for(o.speaker).insert(o.counter);
                             let arrival = now_us * (SAMPLE_RATE as u64 / 1000) / 1000;
                             rep.jitter_for(*p.header.ssrc).update(arrival, p.header.timestamp);
@@ -295,6 +301,7 @@ async fn run_inner(
     let mut sess = gateway::connect(&shared.gateway_url, &cfg.token).await?;
     let sock = UdpSocket::bind("127.0.0.1:0").await?;
     let local = sock.local_addr()?;
+    let kernel_ts = crate::udp::enable_timestamps(&sock);
     let t_join = Instant::now();
     let op4 = json!({"op": 4, "d": {"server_id": cfg.server_id, "channel_id": cfg.channel_id,
         "self_mute": false, "self_deaf": false}});
@@ -311,6 +318,7 @@ async fn run_inner(
         seq: rand::random_range(1..20_000u64),
         ts: rand::random::<u32>(),
         counter: 0,
+        rx_us: None,
     };
     let sdp = media.offer(cfg.speaker.is_some(), cfg.slots)?;
     rep.offers += 1;
@@ -346,10 +354,17 @@ async fn run_inner(
             _ = stop.changed() => break,
             r = media.sock.readable() => {
                 r?;
+                // realtime − monotonic, per batch (follows NTP slewing).
+                let offset_us = if kernel_ts {
+                    (crate::udp::realtime_ns() / 1000) as i64 - shared.clock.now_us() as i64
+                } else {
+                    0
+                };
                 for _ in 0..RECV_BATCH {
-                    match media.sock.try_recv_from(&mut buf) {
-                        Ok((n, from)) => {
+                    match crate::udp::try_recv(&media.sock, &mut buf) {
+                        Ok((n, from, stamp)) => {
                             let now = Instant::now();
+                            media.rx_us = stamp.map(|ns| ((ns / 1000) as i64 - offset_us).max(0) as u64);
                             if let Ok(rcv) = Receive::new(Protocol::Udp, from, media.local, &buf[..n]) {
                                 let _ = media.rtc.handle_input(Input::Receive(now, rcv));
                             }

@@ -167,6 +167,7 @@ fn aggregate(
         .map(|a| a.load(Ordering::Relaxed))
         .collect();
     let mut latency = Hist::new();
+    let mut latency_app = Hist::new();
     let mut join = Hist::new();
     let mut first_audio = Hist::new();
     let mut jitter = Hist::new();
@@ -191,6 +192,7 @@ fn aggregate(
             first_audio.record_us(f);
         }
         latency.add(&r.latency);
+        latency_app.add(&r.latency_app);
         rx_window += r.rx_in_window;
         unknown += r.unknown_payloads;
         let (mut e, mut g) = (0u64, 0u64);
@@ -253,6 +255,7 @@ fn aggregate(
             "loss_percent": loss_percent(expected, received),
             "worst_listener_loss_percent": worst_listener_loss,
             "latency_ms": latency.summary_ms(),
+            "latency_app_ms": latency_app.summary_ms(),
             "join_ms": join.summary_ms(),
             "first_audio_ms": first_audio.summary_ms(),
             "jitter_ms": jitter.summary_ms(),
