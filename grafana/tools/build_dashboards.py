@@ -303,7 +303,7 @@ def voice():
     L.add(stat("Rooms", f"sum(confab_sfu_rooms{{{SEL}}})", desc="Voice channels with at least one participant (confab_sfu_rooms)."), 4, 4)
     L.add(stat("SFU participants", f"sum(confab_sfu_participants{{{SEL}}})", desc="Peers in the SFU, connected or connecting."), 4, 4)
     L.add(stat("Published tracks", f"sum(confab_sfu_tracks{{{SEL}}})", desc="Participants with an audio send transceiver."), 4, 4)
-    L.add(stat("Voice participants (signalling)", f"sum(confab_voice_participants{{{SEL}}})", desc="Users in voice channels as signalling sees them; should track SFU participants."), 4, 4)
+    L.add(stat("Voice participants (signalling)", f"sum(confab_voice_participants{{{SEL}}}) or vector(0)", desc="Users in voice channels as signalling sees them; should track SFU participants."), 4, 4)
     L.add(stat("Forwarded packets/s", f"sum(rate(confab_sfu_packets_forwarded_total{{{SEL}}}[$__rate_interval]))", unit="pps"), 4, 4)
     L.add(
         stat(
@@ -539,19 +539,25 @@ def voice():
 
 # ---------------------------------------------------------------------------------------------
 NOT_OPS = 'route!~"/metrics|/healthz|/readyz"'
+_ALL = f"sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}}}[$__rate_interval]))"
+# 5xx / all API requests; `or all * 0` makes it 0 (not "No data") while no 5xx was ever counted.
+ERROR_RATIO = (
+    f'(sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}, status=~"5.."}}[$__rate_interval])) or {_ALL} * 0)'
+    f" / {_ALL}"
+)
 
 
 def chat():
     L = Layout()
     L.row("Overview")
-    L.add(stat("Gateway connections", f"sum(confab_gateway_connections{{{SEL}}})", desc="Open gateway WebSockets."), 4, 4)
+    L.add(stat("Gateway connections", f"sum(confab_gateway_connections{{{SEL}}}) or vector(0)", desc="Open gateway WebSockets."), 4, 4)
     L.add(stat("Gateway sessions", f"sum(confab_gateway_sessions{{{SEL}}})", desc="Sessions connected or waiting to be resumed."), 4, 4)
-    L.add(stat("Messages/s", f"sum(rate(confab_messages_created_total{{{SEL}}}[$__rate_interval]))", unit="ops", decimals=2), 4, 4)
+    L.add(stat("Messages/s", f"sum(rate(confab_messages_created_total{{{SEL}}}[$__rate_interval])) or vector(0)", unit="ops", decimals=2), 4, 4)
     L.add(stat("HTTP requests/s", f"sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}}}[$__rate_interval]))", unit="reqps", decimals=2, desc="Excluding /metrics, /healthz and /readyz."), 4, 4)
     L.add(
         stat(
             "HTTP 5xx ratio",
-            f'sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}, status=~"5.."}}[$__rate_interval])) / sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}}}[$__rate_interval]))',
+            ERROR_RATIO,
             unit="percentunit",
             decimals=3,
             thr=thresholds(GREEN, (0.001, "yellow"), (0.01, "red")),
@@ -685,7 +691,7 @@ def chat():
             "5xx ratio and error-budget burn",
             [
                 target(
-                    f'sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}, status=~"5.."}}[$__rate_interval])) / sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}}}[$__rate_interval]))',
+                    ERROR_RATIO,
                     "5xx ratio",
                 ),
                 target(f'sum(confab:http_errors:ratio_rate1h{{job=~"$job"}})', "1h (recorded)", ref="B"),
