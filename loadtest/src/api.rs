@@ -133,9 +133,11 @@ impl Api {
         let url = self.url("/servers");
         let body = json!({ "name": name });
         let v = self
-            .expect("create server", &[StatusCode::CREATED, StatusCode::OK], || {
-                self.http.post(&url).bearer_auth(token).json(&body)
-            })
+            .expect(
+                "create server",
+                &[StatusCode::CREATED, StatusCode::OK],
+                || self.http.post(&url).bearer_auth(token).json(&body),
+            )
             .await?;
         v["id"]
             .as_str()

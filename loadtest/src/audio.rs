@@ -52,10 +52,8 @@ impl Catalog {
     /// Builds a catalog from already encoded frames; fails if two payloads
     /// hash alike (they must be distinct to be told apart).
     pub fn from_frames(speakers: Vec<Vec<Frame>>) -> Result<Self> {
-        let mut index = HashMap::with_capacity_and_hasher(
-            speakers.len() * FRAMES,
-            IdentityBuild::default(),
-        );
+        let mut index =
+            HashMap::with_capacity_and_hasher(speakers.len() * FRAMES, IdentityBuild::default());
         for (s, frames) in speakers.iter().enumerate() {
             if frames.len() != FRAMES {
                 bail!("speaker {s} has {} frames, not {FRAMES}", frames.len());
@@ -67,7 +65,9 @@ impl Catalog {
                 }
             }
         }
-        let slots = (0..speakers.len() * FRAMES).map(|_| AtomicU64::new(0)).collect();
+        let slots = (0..speakers.len() * FRAMES)
+            .map(|_| AtomicU64::new(0))
+            .collect();
         Ok(Catalog {
             speakers,
             index,
@@ -148,7 +148,9 @@ impl Catalog {
         let t = std::time::Instant::now();
         let mut hits = 0u64;
         for i in 0..n {
-            hits += self.lookup(std::hint::black_box(all[i % all.len()])).is_some() as u64;
+            hits += self
+                .lookup(std::hint::black_box(all[i % all.len()]))
+                .is_some() as u64;
         }
         std::hint::black_box(hits);
         t.elapsed().as_nanos() as f64 / n as f64
@@ -172,7 +174,10 @@ pub fn synth_speaker(seed: u64) -> Vec<i16> {
         let t = i as f64 / sr;
         // Phrases: 1.6 s of speech, 0.5 s pause.
         let phrase = (t % 2.1) < 1.6;
-        let syl = (std::f64::consts::TAU * syl_rate * t + phase0).sin().max(0.0).powi(2);
+        let syl = (std::f64::consts::TAU * syl_rate * t + phase0)
+            .sin()
+            .max(0.0)
+            .powi(2);
         let env = if phrase { syl } else { 0.0 };
         let f0 = base_f0 * (1.0 + 0.15 * (std::f64::consts::TAU * 0.6 * t + phase0).sin());
         glottal_phase += f0 / sr;
@@ -269,7 +274,9 @@ mod tests {
     #[test]
     fn level_scale() {
         assert_eq!(level_of(&[0; 960]), 127);
-        let loud: Vec<i16> = (0..960).map(|i| if i % 2 == 0 { 32767 } else { -32767 }).collect();
+        let loud: Vec<i16> = (0..960)
+            .map(|i| if i % 2 == 0 { 32767 } else { -32767 })
+            .collect();
         assert_eq!(level_of(&loud), 0);
     }
 }

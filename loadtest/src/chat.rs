@@ -151,8 +151,8 @@ async fn connect_clients(ctx: &Ctx, users: &[User], opts: &ChatOpts) -> Clients 
         deliveries: AtomicU64::new(0),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let presence_period = (opts.presence > 0.0)
-        .then(|| Duration::from_secs_f64(opts.clients as f64 / opts.presence));
+    let presence_period =
+        (opts.presence > 0.0).then(|| Duration::from_secs_f64(opts.clients as f64 / opts.presence));
     let url = ctx.api.gateway_url();
     let pb = setup::bar(opts.clients as u64, "connect");
     let results: Vec<Result<gateway::Session>> = stream::iter(0..opts.clients)
@@ -235,8 +235,12 @@ async fn send_messages(
         let api = ctx.api.clone();
         let token = senders[id as usize % senders.len()].token.clone();
         let channel = channels[id as usize % channels.len()].clone();
-        let (persisted, post, statuses, failed) =
-            (persisted.clone(), post.clone(), statuses.clone(), failed.clone());
+        let (persisted, post, statuses, failed) = (
+            persisted.clone(),
+            post.clone(),
+            statuses.clone(),
+            failed.clone(),
+        );
         let clock = ctx.clock;
         let this = id;
         tasks.spawn(async move {
@@ -278,7 +282,13 @@ async fn send_messages(
     }
 }
 
-async fn typing_loop(ctx: Ctx, users: Vec<User>, channels: Vec<String>, rate: f64, duration: Duration) -> u64 {
+async fn typing_loop(
+    ctx: Ctx,
+    users: Vec<User>,
+    channels: Vec<String>,
+    rate: f64,
+    duration: Duration,
+) -> u64 {
     let start = Instant::now();
     let mut n = 0u64;
     loop {
@@ -319,7 +329,12 @@ pub async fn run(
     let srv = setup::server_with_members(&ctx.api, &users, "lt-chat", 32).await?;
     let channels = ctx
         .api
-        .ensure_channels(&users[0].token, &srv.server_id, "text", opts.channels.max(1))
+        .ensure_channels(
+            &users[0].token,
+            &srv.server_id,
+            "text",
+            opts.channels.max(1),
+        )
         .await?;
 
     let before = server::snapshot(&ctx.api, ctx.sfu_pid).await;
@@ -368,7 +383,8 @@ pub async fn run(
     // Grace period: up to 5 s for every expected delivery to arrive.
     let expected = sent.persisted.unique() * connected as u64;
     let grace_end = Instant::now() + Duration::from_secs(5);
-    while clients.shared.deliveries.load(Ordering::Relaxed) < expected && Instant::now() < grace_end {
+    while clients.shared.deliveries.load(Ordering::Relaxed) < expected && Instant::now() < grace_end
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let typing_sent = match typing {
@@ -378,7 +394,8 @@ pub async fn run(
 
     let _ = clients.stop.send(true);
     let mut hist = Hist::new();
-    let (mut delivered, mut dup, mut lost, mut disconnects, mut presence_sent) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut delivered, mut dup, mut lost, mut disconnects, mut presence_sent) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     for t in clients.tasks {
         let Ok(st) = t.await else { continue };
         if let Some(h) = &st.hist {
@@ -447,7 +464,10 @@ mod tests {
     #[test]
     fn content_round_trip() {
         let c = content(17, 123_456);
-        let d = format!(r#"{{"id":"1","content":{},"nonce":"17"}}"#, serde_json::to_string(&c).unwrap());
+        let d = format!(
+            r#"{{"id":"1","content":{},"nonce":"17"}}"#,
+            serde_json::to_string(&c).unwrap()
+        );
         assert_eq!(parse_content(&d), Some((17, 123_456)));
         assert_eq!(parse_content(r#"{"content":"hello"}"#), None);
     }

@@ -21,9 +21,16 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A frame as the receive loop needs it.
 #[derive(Debug, PartialEq)]
 pub enum Frame<'a> {
-    Dispatch { seq: u64, t: &'a str, d: &'a str },
+    Dispatch {
+        seq: u64,
+        t: &'a str,
+        d: &'a str,
+    },
     /// Any other opcode, with its payload's raw JSON.
-    Op { op: u64, d: &'a str },
+    Op {
+        op: u64,
+        d: &'a str,
+    },
 }
 
 #[derive(Deserialize)]
@@ -98,12 +105,17 @@ pub async fn connect(url: &str, token: &str) -> Result<Session> {
         }
         _ => bail!("expected HELLO, got {hello}"),
     };
-    let identify = format!(r#"{{"op":2,"d":{{"token":{}}}}}"#, serde_json::to_string(token)?);
+    let identify = format!(
+        r#"{{"op":2,"d":{{"token":{}}}}}"#,
+        serde_json::to_string(token)?
+    );
     ws.send(Message::text(identify)).await?;
     loop {
         let text = next_text(&mut ws).await?;
         match classify(&text) {
-            Some(Frame::Dispatch { seq, t: "READY", .. }) => {
+            Some(Frame::Dispatch {
+                seq, t: "READY", ..
+            }) => {
                 return Ok(Session {
                     ws,
                     heartbeat,

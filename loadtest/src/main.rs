@@ -30,7 +30,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
-#[command(name = "confab-loadtest", version, about = "Load tester for Confab (chat and voice)")]
+#[command(
+    name = "confab-loadtest",
+    version,
+    about = "Load tester for Confab (chat and voice)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -123,9 +127,25 @@ impl Common {
             ($($f:ident),*) => { Common { $($f: self.$f.or(file.$f),)* } };
         }
         pick!(
-            url, duration, json, scenario, sfu_pid, threads, register_concurrency, clients,
-            channels, rate, users, typing, presence, connect_concurrency, rooms, speakers,
-            listeners, join_rate, join_timeout
+            url,
+            duration,
+            json,
+            scenario,
+            sfu_pid,
+            threads,
+            register_concurrency,
+            clients,
+            channels,
+            rate,
+            users,
+            typing,
+            presence,
+            connect_concurrency,
+            rooms,
+            speakers,
+            listeners,
+            join_rate,
+            join_timeout
         )
     }
 }
@@ -150,7 +170,8 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let file = match &cli.common.scenario {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             toml::from_str::<Common>(&text).with_context(|| format!("parsing {}", p.display()))?
         }
         None => Common::default(),
@@ -167,7 +188,10 @@ fn main() -> Result<()> {
 }
 
 async fn run(cmd: Cmd, c: Common) -> Result<()> {
-    let url = c.url.clone().unwrap_or_else(|| "http://127.0.0.1:3000".into());
+    let url = c
+        .url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:3000".into());
     let duration = Duration::from_secs_f64(c.duration.unwrap_or(30.0).max(0.1));
     let api = api::Api::new(&url)?;
     let local = is_local(&url);
@@ -296,7 +320,10 @@ fn print_summary(v: &Value) {
             f(&x["max"])
         )
     };
-    println!("==== confab-loadtest {} ====", v["mode"].as_str().unwrap_or(""));
+    println!(
+        "==== confab-loadtest {} ====",
+        v["mode"].as_str().unwrap_or("")
+    );
     if let Some(c) = v.get("chat") {
         println!(
             "chat: {} clients connected ({} failed, {} disconnected)",
@@ -336,7 +363,10 @@ fn print_summary(v: &Value) {
             f(&vo["worst_listener_loss_percent"])
         );
         println!("  latency: {}", h(&vo["latency_ms"]));
-        println!("  latency incl. tester queueing: {}", h(&vo["latency_app_ms"]));
+        println!(
+            "  latency incl. tester queueing: {}",
+            h(&vo["latency_app_ms"])
+        );
         println!("  jitter:  {}", h(&vo["jitter_ms"]));
         println!("  join:    {}", h(&vo["join_ms"]));
         println!("  first audio: {}", h(&vo["first_audio_ms"]));

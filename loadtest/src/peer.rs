@@ -155,7 +155,8 @@ impl Media {
     fn offer(&mut self, speaker: bool, slots: usize) -> anyhow::Result<String> {
         let mut api = self.rtc.sdp_api();
         if speaker && self.send_mid.is_none() {
-            self.send_mid = Some(api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+            self.send_mid =
+                Some(api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
         }
         while self.recv_slots < slots {
             api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
@@ -185,7 +186,8 @@ fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerReport, t_join: 
                     let app_us = shared.clock.us_of(p.timestamp);
                     let now_us = media.rx_us.unwrap_or(app_us);
                     if rep.first_audio_us.is_none() {
-                        rep.first_audio_us = Some(p.timestamp.duration_since(t_join).as_micros() as u64);
+                        rep.first_audio_us =
+                            Some(p.timestamp.duration_since(t_join).as_micros() as u64);
                     }
                     if shared.in_window(now_us) {
                         rep.rx_in_window += 1;
@@ -196,22 +198,21 @@ fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerReport, t_join: 
                             rep.latency_app.record_us(app_us.saturating_sub(o.send_us));
                             rep.seen_for(o.speaker).insert(o.counter);
                             let arrival = now_us * (SAMPLE_RATE as u64 / 1000) / 1000;
-                            rep.jitter_for(*p.header.ssrc).update(arrival, p.header.timestamp);
+                            rep.jitter_for(*p.header.ssrc)
+                                .update(arrival, p.header.timestamp);
                         }
                         Some(_) => {}
                         None => rep.unknown_payloads += 1,
                     }
                 }
-                Event::Connected => {
-                    if !media.connected {
-                        media.connected = true;
-                        rep.join_us = Some(t_join.elapsed().as_micros() as u64);
-                    }
+                Event::Connected if !media.connected => {
+                    media.connected = true;
+                    rep.join_us = Some(t_join.elapsed().as_micros() as u64);
                 }
-                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                    if rep.error.is_none() {
-                        rep.error = Some("ICE disconnected".into());
-                    }
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                    if rep.error.is_none() =>
+                {
+                    rep.error = Some("ICE disconnected".into());
                 }
                 _ => {}
             },
@@ -275,7 +276,11 @@ struct Renegotiate {
 }
 
 /// Runs one participant until `stop` flips. Never panics on server input.
-pub async fn run(cfg: PeerConfig, shared: Arc<VoiceShared>, mut stop: watch::Receiver<bool>) -> PeerReport {
+pub async fn run(
+    cfg: PeerConfig,
+    shared: Arc<VoiceShared>,
+    mut stop: watch::Receiver<bool>,
+) -> PeerReport {
     let mut rep = PeerReport {
         room: cfg.room,
         speaker: cfg.speaker,
@@ -323,7 +328,9 @@ async fn run_inner(
     let sdp = media.offer(cfg.speaker.is_some(), cfg.slots)?;
     rep.offers += 1;
     sess.ws
-        .send(Message::text(json!({"op": 12, "d": {"sdp": sdp}}).to_string()))
+        .send(Message::text(
+            json!({"op": 12, "d": {"sdp": sdp}}).to_string(),
+        ))
         .await?;
     let mut wanted_slots = cfg.slots;
 

@@ -40,7 +40,11 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
         } else {
             continue;
         };
-        if let Some(v) = value.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) {
+        if let Some(v) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
             sum += v;
             found = true;
         }
@@ -106,7 +110,11 @@ pub fn find_pid_by_port(port: u16) -> Option<u32> {
     }
     let me = std::process::id();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == me {

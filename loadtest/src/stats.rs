@@ -437,7 +437,7 @@ mod tests {
     fn payload_hash_distinguishes_and_matches() {
         let a = [1u8, 2, 3, 4];
         let b = [1u8, 2, 3, 5];
-        assert_eq!(payload_hash(&a), payload_hash(&a.to_vec()));
+        assert_eq!(payload_hash(&a), payload_hash(a.as_ref()));
         assert_ne!(payload_hash(&a), payload_hash(&b));
         assert_ne!(payload_hash(&[]), payload_hash(&[0]));
     }

@@ -33,14 +33,17 @@ pub async fn run(
 ) -> Result<Value> {
     let per_room = opts.speakers + opts.listeners;
     let n = opts.rooms * per_room;
-    anyhow::ensure!(n > 0, "no voice participants (--rooms × (--speakers + --listeners) is 0)");
+    anyhow::ensure!(
+        n > 0,
+        "no voice participants (--rooms × (--speakers + --listeners) is 0)"
+    );
     eprintln!(
         "voice: {} room(s) × ({} speakers + {} listeners) = {n} peers, joining at {}/s, {} s steady state",
         opts.rooms, opts.speakers, opts.listeners, opts.join_rate, duration.as_secs_f64()
     );
     let n_speakers = opts.rooms * opts.speakers;
-    let catalog = tokio::task::spawn_blocking(move || Catalog::generate(n_speakers, 0x5eed))
-        .await??;
+    let catalog =
+        tokio::task::spawn_blocking(move || Catalog::generate(n_speakers, 0x5eed)).await??;
     let lookup_ns = catalog.bench_lookup_ns();
     let users = setup::register_users(&ctx.api, n, ctx.register_concurrency).await?;
     let srv = setup::server_with_members(&ctx.api, &users, "lt-voice", 32).await?;
@@ -94,8 +97,15 @@ pub async fn run(
             channel_id: channels[room].clone(),
         };
         next_user += 1;
-        tasks.push(tokio::spawn(peer::run(cfg, shared.clone(), stop_rx.clone())));
-        pb.set_position((shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed)) as u64);
+        tasks.push(tokio::spawn(peer::run(
+            cfg,
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+        pb.set_position(
+            (shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed))
+                as u64,
+        );
     }
     // Wait for the last joins to settle.
     let settle_end = Instant::now() + opts.join_timeout + Duration::from_secs(5);
@@ -127,10 +137,16 @@ pub async fn run(
     let end_us = start_us + duration.as_micros() as u64;
     shared.win_start.store(start_us, Ordering::Relaxed);
     shared.win_end.store(end_us, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_micros(start_us.saturating_sub(ctx.clock.now_us()))).await;
+    tokio::time::sleep(Duration::from_micros(
+        start_us.saturating_sub(ctx.clock.now_us()),
+    ))
+    .await;
     let s0 = server::snapshot(&ctx.api, ctx.sfu_pid).await;
     let cpu0 = stats::self_cpu_us();
-    tokio::time::sleep(Duration::from_micros(end_us.saturating_sub(ctx.clock.now_us()))).await;
+    tokio::time::sleep(Duration::from_micros(
+        end_us.saturating_sub(ctx.clock.now_us()),
+    ))
+    .await;
     let s1 = server::snapshot(&ctx.api, ctx.sfu_pid).await;
     let cpu1 = stats::self_cpu_us();
     let rss = stats::rss_bytes(None);
@@ -144,7 +160,16 @@ pub async fn run(
         }
     }
     Ok(aggregate(
-        opts, &shared, &reports, &s0, &s1, cpu1 - cpu0, rss, lookup_ns, duration, join_secs,
+        opts,
+        &shared,
+        &reports,
+        &s0,
+        &s1,
+        cpu1 - cpu0,
+        rss,
+        lookup_ns,
+        duration,
+        join_secs,
     ))
 }
 
@@ -171,7 +196,8 @@ fn aggregate(
     let mut join = Hist::new();
     let mut first_audio = Hist::new();
     let mut jitter = Hist::new();
-    let (mut expected, mut received, mut dup, mut rx_window, mut unknown) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut expected, mut received, mut dup, mut rx_window, mut unknown) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut listener_loss = Vec::new();
     let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
     let mut offers = 0u64;
@@ -196,13 +222,13 @@ fn aggregate(
         rx_window += r.rx_in_window;
         unknown += r.unknown_payloads;
         let (mut e, mut g) = (0u64, 0u64);
-        for s in 0..sent.len() {
+        for (s, &sent_s) in sent.iter().enumerate() {
             if s / opts.speakers.max(1) != r.room || Some(s) == r.speaker {
                 continue;
             }
-            e += sent[s];
+            e += sent_s;
             if let Some((_, seen)) = r.seen.iter().find(|(sp, _)| *sp as usize == s) {
-                g += seen.unique().min(sent[s]);
+                g += seen.unique().min(sent_s);
                 dup += seen.duplicates();
             }
         }
