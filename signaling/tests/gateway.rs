@@ -84,6 +84,22 @@ async fn ready_then_live_messages_typing_and_presence() {
     assert_eq!(gb.dispatch("MEMBER_ADD").await["user"]["id"], c.id.as_str());
     let sc = gc.dispatch("SERVER_CREATE").await;
     assert_eq!(sc["id"], sid.as_str());
+    let online: Vec<&str> = sc["presences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["user_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        online.contains(&a.id.as_str()) && online.contains(&b.id.as_str()),
+        "{online:?}"
+    );
+    let p = gb.dispatch("PRESENCE_UPDATE").await;
+    assert_eq!(
+        p["user_id"],
+        c.id.as_str(),
+        "members learn the newcomer is online"
+    );
     // C now gets the server's messages.
     app.post(
         &format!("/channels/{text}/messages"),

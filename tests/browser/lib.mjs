@@ -1,6 +1,6 @@
 // Shared harness for the browser tests: the server under test, Chromium, and UI helpers.
 //
-// Server: CONFAB_URL if set; else CONFAB_MOCK=1 runs the in-memory mock (chat only); else the
+// Server: CONFAB_URL if set; else the
 // binary CONFAB_BIN (default <repo>/target/debug/confab) on a free port with a fresh data dir.
 
 import { spawn, execFileSync } from 'node:child_process';
@@ -33,14 +33,9 @@ function tmpDir(prefix) {
 
 export async function startServer() {
   if (process.env.CONFAB_URL) return { url: process.env.CONFAB_URL.replace(/\/$/, ''), stop: async () => {}, external: true };
-  if (process.env.CONFAB_MOCK === '1') {
-    const { startMockServer } = await import('./mock-server.mjs');
-    const m = await startMockServer({ webRoot: path.join(repoRoot, 'web') });
-    return { url: m.url, stop: m.close, mock: true };
-  }
   const bin = process.env.CONFAB_BIN || path.join(repoRoot, 'target/debug/confab');
   if (!fs.existsSync(bin)) {
-    throw new Error(`confab binary not found at ${bin}: build it (cargo build -p confab-signaling), or set CONFAB_BIN / CONFAB_URL (or CONFAB_MOCK=1 for the chat test)`);
+    throw new Error(`confab binary not found at ${bin}: build it (cargo build -p confab-signaling), or set CONFAB_BIN / CONFAB_URL`);
   }
   const port = await freePort();
   const dataDir = tmpDir('confab-browser-data-');

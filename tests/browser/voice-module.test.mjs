@@ -6,15 +6,13 @@
 // and a rejoin with the previous voice_session_id after the connection fails.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { launchBrowser, repoRoot, waitFor } from './lib.mjs';
-import { startMockServer } from './mock-server.mjs';
+import { launchBrowser, startServer, waitFor } from './lib.mjs';
 
 let srv;
 let B;
 
 before(async () => {
-  srv = await startMockServer({ webRoot: path.join(repoRoot, 'web') });  // static files only
+  srv = await startServer();  // serves web/; the gateway below is an in-page stand-in
   B = await launchBrowser();
   await B.page.goto(`${srv.url}/voice-harness`);
   await B.page.evaluate(async () => {
@@ -86,7 +84,7 @@ before(async () => {
 
 after(async () => {
   await B?.close();
-  await srv?.close();
+  await srv?.stop();
 });
 
 const ev = (fn, arg) => B.page.evaluate(fn, arg);

@@ -397,6 +397,8 @@ impl Conn {
         };
         let user_id = session.user_id;
         let before = self.state.hub.presence_of(user_id);
+        // Whom to tell, taken before closing the session removes the user's routing.
+        let co_members = self.state.hub.co_members(user_id);
         drop(self.out.take());
         match end {
             End::Normal | End::Ended => {
@@ -411,16 +413,13 @@ impl Conn {
                 self.state.voice.session_dropped(&self.state, &session.id);
             }
         }
-        if self.state.hub.presence_of(user_id) != before {
-            let to = self.state.hub.co_members(user_id);
-            let status = self.state.hub.presence_of(user_id);
-            if !to.is_empty() {
-                self.state.emit(
-                    Target::Users(to),
-                    "PRESENCE_UPDATE",
-                    &json!({"user_id": user_id, "status": status}),
-                );
-            }
+        let status = self.state.hub.presence_of(user_id);
+        if status != before && !co_members.is_empty() {
+            self.state.emit(
+                Target::Users(co_members),
+                "PRESENCE_UPDATE",
+                &json!({"user_id": user_id, "status": status}),
+            );
         }
     }
 }

@@ -125,7 +125,18 @@ pub fn parse(text: &str) -> Result<ClientFrame, Refusal> {
             reason: "frame too large",
         });
     }
-    let raw: RawFrame = serde_json::from_str(text).map_err(|_| Refusal {
+    // Only an object is a frame (serde would also accept `[op, d]` for the struct).
+    let value: Value = serde_json::from_str(text).map_err(|_| Refusal {
+        code: close::DECODE_ERROR,
+        reason: "frame is not a gateway JSON object",
+    })?;
+    if !value.is_object() {
+        return Err(Refusal {
+            code: close::DECODE_ERROR,
+            reason: "frame is not a gateway JSON object",
+        });
+    }
+    let raw: RawFrame = serde_json::from_value(value).map_err(|_| Refusal {
         code: close::DECODE_ERROR,
         reason: "frame is not a gateway JSON object",
     })?;

@@ -48,6 +48,24 @@ pub struct MemberVoiceBody {
     pub deaf: Option<bool>,
 }
 
+/// SERVER_CREATE's payload: the server with its channels, members, the members' presences and
+/// voice states (what READY gives for servers known at IDENTIFY).
+fn server_create(state: &AppState, snap: &ServerSnapshot) -> serde_json::Value {
+    let mut v = serde_json::to_value(snap).unwrap_or_default();
+    let presences: Vec<serde_json::Value> = snap
+        .members
+        .iter()
+        .filter_map(|m| {
+            let st = state.hub.presence_of(m.user.id);
+            (st != crate::gateway::presence::Status::Offline)
+                .then(|| json!({"user_id": m.user.id, "status": st}))
+        })
+        .collect();
+    v["presences"] = json!(presences);
+    v["voice_states"] = json!(state.voice.states_for(&[snap.server.id]));
+    v
+}
+
 /// Servers I am a member of.
 #[utoipa::path(get, path = "/servers", tag = "servers", security(("bearer" = [])), responses((status = 200, body = [Server])))]
 pub async fn list(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<Server>>> {
@@ -64,7 +82,11 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Server>)> {
     let snap = state.chat.create_server(user.user_id, &body.name).await?;
     state.hub.add_member(snap.server.id, user.user_id);
-    state.emit(Target::User(user.user_id), "SERVER_CREATE", &snap);
+    state.emit(
+        Target::User(user.user_id),
+        "SERVER_CREATE",
+        &server_create(&state, &snap),
+    );
     Ok((StatusCode::CREATED, Json(snap.server)))
 }
 
@@ -263,8 +285,22 @@ pub async fn accept_invite(
             .cloned()
             .ok_or(ChatError::NotFound("member"))?;
         state.emit(Target::Server(server_id), "MEMBER_ADD", &member);
+        // Existing members learn the newcomer's presence; the newcomer gets everyone's in
+        // SERVER_CREATE.
+        let status = state.hub.presence_of(user.user_id);
+        if status != crate::gateway::presence::Status::Offline {
+            state.emit(
+                Target::Server(server_id),
+                "PRESENCE_UPDATE",
+                &json!({"user_id": user.user_id, "status": status}),
+            );
+        }
         state.hub.add_member(server_id, user.user_id);
-        state.emit(Target::User(user.user_id), "SERVER_CREATE", &snap);
+        state.emit(
+            Target::User(user.user_id),
+            "SERVER_CREATE",
+            &server_create(&state, &snap),
+        );
     }
     Ok(Json(snap))
 }
