@@ -43,9 +43,21 @@ pub(crate) const USER_COLUMNS: &str =
     "u.id, u.username, u.display_name, u.avatar_url, u.custom_status, u.created_at";
 
 /// A refresh token's row joined with its session: (session, expires, rotated, user, revoked).
-type RefreshRow = (Snowflake, DateTime<Utc>, Option<DateTime<Utc>>, Snowflake, Option<DateTime<Utc>>);
+type RefreshRow = (
+    Snowflake,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Snowflake,
+    Option<DateTime<Utc>>,
+);
 /// A session row: (id, created, last used, user agent, ip).
-type SessionRow = (Snowflake, DateTime<Utc>, DateTime<Utc>, Option<String>, Option<String>);
+type SessionRow = (
+    Snowflake,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<String>,
+    Option<String>,
+);
 
 fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
@@ -252,6 +264,23 @@ impl Chat {
             session_id,
             refresh_token: token,
         })
+    }
+
+    /// The login session a refresh token belongs to (any state), to forget cached checks when
+    /// a refresh fails.
+    pub async fn refresh_token_session(
+        &self,
+        refresh_token: &str,
+    ) -> ChatResult<Option<Snowflake>> {
+        if refresh_token.len() > 128 {
+            return Ok(None);
+        }
+        Ok(
+            sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(hash_token(refresh_token))
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Ends a session (logout, or "log out that device").

@@ -63,21 +63,41 @@ impl Chat {
         channel_id: Snowflake,
         user_id: Snowflake,
     ) -> ChatResult<(Channel, Permissions)> {
-        let row: Option<ChannelRow> =
-            sqlx::query_as(q!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1"))
-                .bind(channel_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        let channel: Channel = row.ok_or(ChatError::NotFound("channel"))?.into();
-        let perms = match self.server_permissions(channel.server_id, user_id).await {
-            Ok(p) => p,
-            Err(ChatError::NotFound(_)) => return Err(ChatError::NotFound("channel")),
-            Err(e) => return Err(e),
+        // One round trip: the channel, whether the caller is a member, and @everyone's bits.
+        #[derive(sqlx::FromRow)]
+        struct Access {
+            #[sqlx(flatten)]
+            channel: ChannelRow,
+            owner_id: Snowflake,
+            everyone: Option<i64>,
+            is_member: bool,
+        }
+        let row: Option<Access> = sqlx::query_as(
+            "SELECT c.id, c.server_id, c.kind, c.name, c.position, c.parent_id, c.topic,
+                    s.owner_id, r.permissions AS everyone, (mb.user_id IS NOT NULL) AS is_member
+             FROM channels c
+             JOIN servers s ON s.id = c.server_id
+             LEFT JOIN members mb ON mb.server_id = c.server_id AND mb.user_id = $2
+             LEFT JOIN roles r ON r.id = c.server_id
+             WHERE c.id = $1",
+        )
+        .bind(channel_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        // Not a member: the channel "does not exist" for them.
+        let row = row
+            .filter(|r| r.is_member)
+            .ok_or(ChatError::NotFound("channel"))?;
+        let perms = if row.owner_id == user_id {
+            permissions::ALL
+        } else {
+            row.everyone.unwrap_or(permissions::EVERYONE_DEFAULT)
         };
         if !permissions::has(perms, permissions::VIEW_CHANNEL) {
             return Err(ChatError::NotFound("channel"));
         }
-        Ok((channel, perms))
+        Ok((row.channel.into(), perms))
     }
 
     pub async fn channels(

@@ -30,11 +30,14 @@ pub struct Chat {
     pub(crate) pool: sqlx::PgPool,
     pub(crate) ids: Arc<SnowflakeGenerator>,
     pub(crate) passwords: Arc<password::PasswordHasher>,
+    pub(crate) writer: Arc<messages::writer::MessageWriter>,
 }
 
 impl Chat {
+    /// Creates the services; starts the message writer task on the current tokio runtime.
     pub fn new(pool: sqlx::PgPool, worker_id: u16) -> Self {
         Self {
+            writer: Arc::new(messages::writer::MessageWriter::spawn(pool.clone())),
             pool,
             ids: Arc::new(SnowflakeGenerator::new(worker_id)),
             passwords: Arc::new(password::PasswordHasher::new()),

@@ -130,6 +130,35 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// Login sessions recently confirmed active, so that not every request asks the database.
+/// Revoking a session on this node removes it here at once; another node's revocation takes
+/// effect within `SESSION_CACHE_TTL`.
+#[derive(Default)]
+pub struct SessionCache {
+    active: dashmap::DashMap<Snowflake, std::time::Instant>,
+}
+
+pub const SESSION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl SessionCache {
+    fn fresh(&self, session: Snowflake) -> bool {
+        self.active
+            .get(&session)
+            .is_some_and(|t| t.elapsed() < SESSION_CACHE_TTL)
+    }
+
+    fn remember(&self, session: Snowflake) {
+        if self.active.len() > 100_000 {
+            self.active.retain(|_, t| t.elapsed() < SESSION_CACHE_TTL);
+        }
+        self.active.insert(session, std::time::Instant::now());
+    }
+
+    pub fn forget(&self, session: Snowflake) {
+        self.active.remove(&session);
+    }
+}
+
 impl AppState {
     /// Checks an access token and that its session is still active.
     pub async fn authenticate(&self, token: &str) -> Result<AuthUser, ApiError> {
@@ -137,8 +166,11 @@ impl AppState {
             .tokens
             .verify(token)
             .ok_or(ApiError::Unauthorized("invalid or expired token"))?;
-        if !self.chat.session_active(user_id, session_id).await? {
-            return Err(ApiError::Unauthorized("session ended"));
+        if !self.sessions.fresh(session_id) {
+            if !self.chat.session_active(user_id, session_id).await? {
+                return Err(ApiError::Unauthorized("session ended"));
+            }
+            self.sessions.remember(session_id);
         }
         Ok(AuthUser {
             user_id,

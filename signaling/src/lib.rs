@@ -95,6 +95,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         origins: config.origins(addr),
         chat,
         tokens: auth::TokenKeys::new(&secret, config.access_token_ttl),
+        sessions: auth::SessionCache::default(),
         limiter: ratelimit::RateLimiter::new(config.rate_limit_scale),
         bus: Arc::new(events::LocalBus::new(hub.clone())),
         hub,

@@ -600,3 +600,71 @@ async fn health_and_security_headers() {
         .unwrap();
     assert!(!r.headers().contains_key("access-control-allow-origin"));
 }
+
+/// Concurrent sends are batched into one statement: every acknowledged message is stored
+/// exactly once, and a nonce repeated concurrently still creates one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_are_stored_exactly_once() {
+    let app = TestApp::spawn_with(|c| c.rate_limit_scale = 1000.0).await;
+    let a = app.register("burst").await;
+    let outsider = app.register("burst_outsider").await;
+    let (_, text, _) = app.server(&a, "Burst").await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (http, url, token) = (
+            app.http.clone(),
+            app.url(&format!("/channels/{text}/messages")),
+            a.token.clone(),
+        );
+        let nonce = if i % 4 == 0 {
+            "same-nonce".to_string()
+        } else {
+            format!("n{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"content": format!("c{i}"), "nonce": nonce}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap();
+            (i, status, body)
+        }));
+    }
+    // An outsider's sends in the same batches are refused, not stored.
+    let (s, _) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &outsider.token,
+            json!({"content": "intruder"}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let mut created = 0;
+    let mut same_nonce_ids = std::collections::HashSet::new();
+    for t in tasks {
+        let (i, status, body) = t.await.unwrap();
+        assert!(status == 201 || status == 200, "{i}: {status} {body}");
+        if status == 201 {
+            created += 1;
+        }
+        if i % 4 == 0 {
+            same_nonce_ids.insert(body["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(
+        same_nonce_ids.len(),
+        1,
+        "one message for the repeated nonce"
+    );
+    assert_eq!(created, 150 + 1);
+    let pool = app.running.as_ref().unwrap().state.chat.pool().clone();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 151);
+}

@@ -112,8 +112,16 @@ pub async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<RefreshBody>,
 ) -> ApiResult<Json<AuthResponse>> {
-    let login = state.chat.refresh(&body.refresh_token).await?;
-    respond(&state, login)
+    match state.chat.refresh(&body.refresh_token).await {
+        Ok(login) => respond(&state, login),
+        Err(e) => {
+            // A reused token revokes its session: drop any cached "active" for it now.
+            if let Ok(Some(session)) = state.chat.refresh_token_session(&body.refresh_token).await {
+                state.sessions.forget(session);
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// End the current session: its refresh tokens stop working and its gateway connections close.
@@ -131,6 +139,7 @@ pub async fn end_session(
     session_id: confab_chat::Snowflake,
 ) -> ApiResult<()> {
     state.chat.revoke_session(user_id, session_id).await?;
+    state.sessions.forget(session_id);
     let gone: Vec<std::sync::Arc<Session>> = state
         .hub
         .sessions_of(user_id)

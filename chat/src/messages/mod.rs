@@ -1,5 +1,7 @@
 //! Messages: send (idempotent by nonce), edit, delete, history.
 
+pub(crate) mod writer;
+
 use crate::accounts::USER_COLUMNS;
 use crate::model::{ChannelKind, Message, User};
 use crate::permissions;
@@ -14,8 +16,8 @@ pub const MAX_NONCE: usize = 64;
 pub const MAX_PAGE: i64 = 100;
 
 #[derive(sqlx::FromRow)]
-struct MessageRow {
-    id: Snowflake,
+pub(crate) struct MessageRow {
+    pub(crate) id: Snowflake,
     channel_id: Snowflake,
     server_id: Snowflake,
     content: String,
@@ -60,11 +62,17 @@ impl From<MessageRow> for Message {
     }
 }
 
-const SELECT_MESSAGE: &str =
-    "SELECT m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
+/// Columns of a message row (`m` = message, `c` = its channel, `u` = its author).
+pub(crate) const SELECT_MESSAGE_COLUMNS: &str =
+    "m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
         m.edited_at, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
-        u.created_at AS author_created_at
-     FROM messages m JOIN channels c ON c.id = m.channel_id JOIN users u ON u.id = m.author_id";
+        u.created_at AS author_created_at";
+
+const SELECT_MESSAGE: &str = const_format::concatcp!(
+    "SELECT ",
+    SELECT_MESSAGE_COLUMNS,
+    " FROM messages m JOIN channels c ON c.id = m.channel_id JOIN users u ON u.id = m.author_id"
+);
 
 /// Which page of history to read.
 #[derive(Debug, Clone, Copy, Default)]
@@ -97,6 +105,27 @@ impl Chat {
         content: &str,
         nonce: Option<&str>,
     ) -> ChatResult<(Message, bool)> {
+        check_content(content)?;
+        if let Some(n) = nonce {
+            if n.is_empty() || n.chars().count() > MAX_NONCE {
+                return Err(ChatError::field("nonce", "must be 1-64 characters"));
+            }
+        }
+        // Fast path: one batched statement checks access and inserts.
+        let written = self
+            .writer
+            .submit(writer::NewMessage {
+                id: self.next_id(),
+                channel_id,
+                author,
+                content: content.to_owned(),
+                nonce: nonce.map(str::to_owned),
+            })
+            .await?;
+        if let Some(m) = written {
+            return Ok((m, true));
+        }
+        // Not inserted: find out why (no access, not a text channel, or a repeated nonce).
         let (channel, perms) = self.channel_access(channel_id, author).await?;
         if channel.kind != ChannelKind::Text {
             return Err(ChatError::field(
@@ -107,38 +136,22 @@ impl Chat {
         if !permissions::has(perms, permissions::SEND_MESSAGES) {
             return Err(ChatError::Forbidden("you may not send messages here"));
         }
-        check_content(content)?;
-        if let Some(n) = nonce {
-            if n.is_empty() || n.chars().count() > MAX_NONCE {
-                return Err(ChatError::field("nonce", "must be 1-64 characters"));
+        if nonce.is_some() {
+            let existing: Option<MessageRow> = sqlx::query_as(q!(
+                "{SELECT_MESSAGE} WHERE m.author_id = $1 AND m.nonce = $2"
+            ))
+            .bind(author)
+            .bind(nonce)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(existing) = existing {
+                return Ok((existing.into(), false));
             }
         }
-        let id: Option<Snowflake> = sqlx::query_scalar(
-            "INSERT INTO messages (id, channel_id, author_id, content, nonce) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING RETURNING id",
-        )
-        .bind(self.next_id())
-        .bind(channel_id)
-        .bind(author)
-        .bind(content)
-        .bind(nonce)
-        .fetch_optional(&self.pool)
-        .await?;
-        match id {
-            Some(id) => Ok((self.message_row(id).await?, true)),
-            None => {
-                // The nonce was used before: return that message.
-                let existing: Option<MessageRow> = sqlx::query_as(q!(
-                    "{SELECT_MESSAGE} WHERE m.author_id = $1 AND m.nonce = $2"
-                ))
-                .bind(author)
-                .bind(nonce)
-                .fetch_optional(&self.pool)
-                .await?;
-                let existing = existing.ok_or(ChatError::Conflict("nonce already used".into()))?;
-                Ok((existing.into(), false))
-            }
-        }
+        // Access changed between the two statements; the client may retry.
+        Err(ChatError::Conflict(
+            "the message could not be stored; retry".into(),
+        ))
     }
 
     async fn message_row(&self, id: Snowflake) -> ChatResult<Message> {
