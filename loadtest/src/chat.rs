@@ -341,7 +341,8 @@ pub async fn run(
     let clients = connect_clients(ctx, &users, opts).await;
     let connected = clients.tasks.len();
     // Let the server settle (allocations after READY, presence fan-out).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settle = if opts.rate > 0.0 { 2 } else { 5 };
+    tokio::time::sleep(Duration::from_secs(settle)).await;
     let idle = server::snapshot(&ctx.api, ctx.sfu_pid).await;
     let rss_per_conn = match (before.rss, idle.rss) {
         (Some(a), Some(b)) if connected > 0 => Some((b as f64 - a as f64) / connected as f64),
