@@ -137,7 +137,17 @@ fn rtc_config(cfg: &SfuConfig) -> RtcConfig {
     let mut exts = ExtensionMap::empty();
     exts.set(1, Extension::AudioLevel);
     exts.set(4, Extension::RtpMid);
-    let mut rc = RtcConfig::new()
+    // One DTLS certificate for every peer, like other SFUs: generating a key pair and a
+    // certificate per join would cost the media thread on every join (clients pin the
+    // fingerprint from the answer, so sharing it weakens nothing).
+    let cert = str0m::crypto::from_feature_flags()
+        .dtls_provider
+        .generate_certificate();
+    let mut rc = RtcConfig::new();
+    if let Some(cert) = cert {
+        rc = rc.set_dtls_cert(cert);
+    }
+    let mut rc = rc
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .clear_codecs()

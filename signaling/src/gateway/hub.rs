@@ -109,10 +109,14 @@ impl Session {
         let mut st = self.state.lock();
         st.seq += 1;
         let item = (st.seq, d.clone());
-        if st.buffer.len() == BUFFER {
-            st.buffer.pop_front();
+        // READY is never replayed (a client that can RESUME has it: it carries the session
+        // id), and it is the largest dispatch: keeping it would cost every idle session.
+        if d.t != "READY" {
+            if st.buffer.len() == BUFFER {
+                st.buffer.pop_front();
+            }
+            st.buffer.push_back(item.clone());
         }
-        st.buffer.push_back(item.clone());
         if let Some((_, tx)) = &st.conn {
             match tx.try_send(item) {
                 Ok(()) => {}
