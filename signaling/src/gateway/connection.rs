@@ -41,7 +41,12 @@ struct Conn {
     conn_id: u64,
     out: Option<mpsc::Receiver<Outbound>>,
     budget: FrameBudget,
-    heartbeat_deadline: tokio::time::Instant,
+    /// Fires when the client missed its heartbeat (or IDENTIFY). Created once and reset on
+    /// each heartbeat: re-creating a timer per loop iteration cost a timer-wheel insert per
+    /// written batch.
+    heartbeat: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Completes when the session is ended elsewhere (logout); pending until IDENTIFY.
+    ended: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
 }
 
 pub async fn run(state: AppState, socket: WebSocket, ip: IpAddr) {
@@ -59,7 +64,8 @@ pub async fn run(state: AppState, socket: WebSocket, ip: IpAddr) {
             conn_id: 0,
             out: None,
             budget: FrameBudget::new(Instant::now()),
-            heartbeat_deadline: tokio::time::Instant::now() + IDENTIFY_TIMEOUT,
+            heartbeat: Box::pin(tokio::time::sleep(IDENTIFY_TIMEOUT)),
+            ended: Box::pin(tokio_util::sync::CancellationToken::new().cancelled_owned()),
         };
         let end = conn.serve(&mut tx, rx).await;
         conn.finish(end).await;
@@ -84,13 +90,6 @@ async fn next_out(out: &mut Option<mpsc::Receiver<Outbound>>) -> Option<Outbound
     }
 }
 
-async fn session_ended(session: &Option<Arc<Session>>) {
-    match session {
-        Some(s) => s.ended.cancelled().await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Conn {
     fn heartbeat_window(&self) -> Duration {
         // 1.5 × the interval: one late heartbeat is tolerated.
@@ -98,16 +97,17 @@ impl Conn {
     }
 
     async fn serve(&mut self, tx: &mut Tx, mut rx: SplitStream<WebSocket>) -> End {
-        let shutdown = self.state.shutdown.clone();
+        let shutdown = self.state.shutdown.clone().cancelled_owned();
+        tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
+                _ = &mut shutdown => {
                     let _ = tx.send(Message::Text(protocol::frame(op::RECONNECT, &serde_json::Value::Null).into())).await;
                     send_close(tx, close::SERVICE_RESTART, "server restarting").await;
                     return End::Resumable;
                 }
-                _ = session_ended(&self.session) => {
+                _ = &mut self.ended => {
                     send_close(tx, close::AUTHENTICATION_FAILED, "session ended").await;
                     return End::Ended;
                 }
@@ -157,7 +157,7 @@ impl Conn {
                         return End::Resumable;
                     }
                 }
-                _ = tokio::time::sleep_until(self.heartbeat_deadline) => {
+                _ = &mut self.heartbeat => {
                     if self.session.is_none() {
                         send_close(tx, close::NOT_AUTHENTICATED, "identify timed out").await;
                     } else {
@@ -198,7 +198,10 @@ impl Conn {
         }
         match frame {
             ClientFrame::Heartbeat(_) => {
-                self.heartbeat_deadline = tokio::time::Instant::now() + self.heartbeat_window();
+                let window = self.heartbeat_window();
+                self.heartbeat
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + window);
                 let ack = protocol::frame(op::HEARTBEAT_ACK, &serde_json::Value::Null);
                 tx.send(Message::Text(ack.into()))
                     .await
@@ -370,10 +373,14 @@ impl Conn {
     }
 
     fn attach(&mut self, session: Arc<Session>, rx: mpsc::Receiver<Outbound>, conn_id: u64) {
+        self.ended = Box::pin(session.ended.clone().cancelled_owned());
         self.session = Some(session);
         self.out = Some(rx);
         self.conn_id = conn_id;
-        self.heartbeat_deadline = tokio::time::Instant::now() + self.heartbeat_window();
+        let window = self.heartbeat_window();
+        self.heartbeat
+            .as_mut()
+            .reset(tokio::time::Instant::now() + window);
     }
 
     /// Tells co-members when what they see of this user's presence changed.
