@@ -4,8 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi, joinViaUi,
-  tokenOf, rest, uniqueName, waitFor, sleep,
-} from './lib.mjs';
+  tokenOf, rest, uniqueName, waitFor, sleep, snap } from './lib.mjs';
 
 let server;
 let A;
@@ -37,6 +36,9 @@ after(async () => {
 });
 
 test('register two users; A creates a server and invite; B joins by invite link', async () => {
+  await A.page.goto(server.url);
+  await A.page.getByRole('button', { name: 'Log in', exact: true }).waitFor();
+  await snap(A.page, 'login');
   await registerViaUi(A.page, server.url, userA);
   await registerViaUi(B.page, server.url, userB);
   await createServerViaUi(A.page, serverName);
@@ -64,10 +66,10 @@ test('register form shows per-field validation errors', async () => {
     await C.page.getByRole('button', { name: 'Register' }).click();
     await C.page.getByLabel('Username').fill(userA);  // taken
     await C.page.getByLabel('Password').fill('x');    // too short (client-side)
-    await C.page.getByRole('button', { name: 'Create account' }).click();
+    await C.page.getByRole('button', { name: 'Register', exact: true }).click();
     await C.page.locator('[data-error-for="password"]').filter({ hasText: /\S/ }).waitFor();
     await C.page.getByLabel('Password').fill('long enough password');
-    await C.page.getByRole('button', { name: 'Create account' }).click();
+    await C.page.getByRole('button', { name: 'Register', exact: true }).click();
     // the server rejects the taken username: an error is shown (per field when it says which)
     await C.page.locator('[data-testid="auth-error"]:not([hidden])').waitFor({ timeout: 10_000 });
     // Opening an invite link logged out: register, then the app offers to join that server.
@@ -75,7 +77,7 @@ test('register form shows per-field validation errors', async () => {
     await C.page.getByRole('button', { name: 'Register' }).click();
     await C.page.getByLabel('Username').fill(uniqueName('carol'));
     await C.page.getByLabel('Password').fill('long enough password');
-    await C.page.getByRole('button', { name: 'Create account' }).click();
+    await C.page.getByRole('button', { name: 'Register', exact: true }).click();
     const dlg = C.page.getByTestId('join-server-dialog');
     await dlg.getByTestId('invite-preview').filter({ hasText: serverName }).waitFor({ timeout: 15_000 });
     await dlg.getByRole('button', { name: 'Join server' }).click();
@@ -103,6 +105,7 @@ test('A types → B sees the typing indicator; A sends → B sees it live', asyn
   assert.equal(await box.inputValue(), 'line one\nline two');
   await box.press('Enter');
   await msgByText(B.page, 'line two').waitFor();
+  await snap(B.page, 'chat');
 });
 
 test('HTML in messages renders as text; **bold** renders as <strong>', async () => {

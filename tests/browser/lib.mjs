@@ -126,13 +126,13 @@ export async function registerViaUi(page, baseUrl, username, password = 'correct
   await page.getByRole('button', { name: 'Register' }).click();
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByRole('button', { name: 'Register', exact: true }).click();
   await page.getByTestId('me-name').filter({ hasText: username }).waitFor({ timeout: 20_000 });
   await page.waitForFunction(() => window.confab && window.confab.gateway.status === 'ready', null, { timeout: 20_000 });
 }
 
 export async function createServerViaUi(page, name) {
-  await page.getByRole('button', { name: 'Create a server' }).click();
+  await page.getByRole('button', { name: 'Create server', exact: true }).click();
   const dlg = page.getByTestId('create-server-dialog');
   await dlg.getByLabel('Server name').fill(name);
   await dlg.getByRole('button', { name: 'Create', exact: true }).click();
@@ -189,5 +189,18 @@ export async function waitFor(fn, { timeout = 15_000, interval = 250, message = 
     try { last = await fn(); if (last) return last; } catch (e) { last = e; }
     if (Date.now() > end) throw new Error(`timed out waiting for ${message}${last instanceof Error ? `: ${last.message}` : ''}`);
     await sleep(interval);
+  }
+}
+
+/// Saves a screenshot of a main screen under tests/browser/screenshots/ (ignored by git); with
+/// UPDATE_SCREENSHOTS=1 also under docs/screenshots/, the copies committed for reviewers.
+export async function snap(page, name) {
+  const local = path.join(repoRoot, 'tests/browser/screenshots');
+  fs.mkdirSync(local, { recursive: true });
+  await page.screenshot({ path: path.join(local, `${name}.png`) });
+  if (process.env.UPDATE_SCREENSHOTS === '1') {
+    const docs = path.join(repoRoot, 'docs/screenshots');
+    fs.mkdirSync(docs, { recursive: true });
+    fs.copyFileSync(path.join(local, `${name}.png`), path.join(docs, `${name}.png`));
   }
 }

@@ -4,8 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi, joinViaUi,
-  makeSpeechWav, uniqueName, waitFor, sleep,
-} from './lib.mjs';
+  makeSpeechWav, uniqueName, waitFor, sleep, snap } from './lib.mjs';
 
 let server;
 const peers = [];  // {name, b: browser, id}
@@ -101,6 +100,7 @@ test('speaking indicators appear', async () => {
       return peers.filter((o) => o !== p).some((o) => speakingIds.includes(o.id));
     }, { timeout: 20_000, interval: 100, message: `${p.name} sees someone else speaking` });
   }
+  await snap(peers[0].b.page, 'voice');
 });
 
 test('muting one stops its audio to the others', async () => {

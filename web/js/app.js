@@ -49,7 +49,7 @@ function showAuth(mode = 'login', message = '') {
   const password = field({ label: 'Password', name: 'password', type: 'password', autocomplete: isRegister ? 'new-password' : 'current-password', required: true });
   const email = isRegister ? field({ label: 'Email (optional)', name: 'email', type: 'email', autocomplete: 'email' }) : null;
   const formError = h('p', { class: 'form-error', role: 'alert', 'data-testid': 'auth-error', hidden: !message, text: message });
-  const submit = h('button', { type: 'submit', class: 'btn primary block', text: isRegister ? 'Create account' : 'Log in' });
+  const submit = h('button', { type: 'submit', class: 'btn primary block', text: isRegister ? 'Register' : 'Log in' });
   const form = h('form', { class: 'auth-card', 'aria-label': isRegister ? 'Register' : 'Log in', novalidate: true },
     h('h1', { text: isRegister ? 'Create an account' : 'Welcome back!' }),
     h('p', { class: 'muted', text: isRegister ? 'Join your friends on Confab.' : 'We\'re so excited to see you again!' }),
@@ -118,7 +118,7 @@ function buildShell() {
   const rail = h('nav', { class: 'rail', 'aria-label': 'Servers' },
     serverList,
     h('div', { class: 'rail-sep' }),
-    h('button', { class: 'rail-btn add', 'aria-label': 'Create a server', title: 'Create a server', 'data-testid': 'create-server', text: '+', onclick: createServerDialog }),
+    h('button', { class: 'rail-btn add', 'aria-label': 'Create server', title: 'Create server', 'data-testid': 'create-server', text: '+', onclick: createServerDialog }),
     h('button', { class: 'rail-btn join', 'aria-label': 'Join a server', title: 'Join a server', 'data-testid': 'join-server', text: '⇲', onclick: () => joinServerDialog() }),
   );
   const serverHeader = h('header', { class: 'server-header', 'data-testid': 'server-header' });
@@ -249,11 +249,11 @@ function renderServerHeader() {
     h('h2', { text: s.name, title: s.name, 'data-testid': 'server-name' }),
     h('div', { class: 'header-actions' },
       h('button', { class: 'icon-btn', 'aria-label': 'Invite people', title: 'Invite people', 'data-testid': 'invite-people', onclick: inviteDialog }, icon('invite')),
-      owner ? h('button', { class: 'icon-btn', 'aria-label': 'Create channel', title: 'Create channel', 'data-testid': 'create-channel', text: '＋', onclick: () => createChannelDialog() }) : null,
+      owner ? h('button', { class: 'icon-btn', 'aria-label': 'Create channel', title: 'Create channel', 'data-testid': 'create-channel', text: '+', onclick: () => createChannelDialog() }) : null,
       owner ? h('button', { class: 'icon-btn', 'aria-label': 'Rename server', title: 'Rename server', text: '✎', onclick: renameServerDialog }) : null,
       owner
         ? h('button', { class: 'icon-btn danger', 'aria-label': 'Delete server', title: 'Delete server', onclick: deleteServerDialog }, icon('trash'))
-        : h('button', { class: 'icon-btn danger', 'aria-label': 'Leave server', title: 'Leave server', text: '⎋', onclick: leaveServerDialog }),
+        : h('button', { class: 'icon-btn danger', 'aria-label': 'Leave server', title: 'Leave server', onclick: leaveServerDialog }, icon('leave')),
     ),
   );
 }
@@ -283,7 +283,7 @@ function renderChannels() {
       h('header', { class: 'category-head' },
         h('h3', { text: cat.name.toUpperCase() }),
         owner ? h('span', { class: 'row-actions' },
-          h('button', { class: 'icon-btn tiny', 'aria-label': `Create channel in ${cat.name}`, text: '＋', onclick: () => createChannelDialog(cat.id) }),
+          h('button', { class: 'icon-btn tiny', 'aria-label': `Create channel in ${cat.name}`, text: '+', onclick: () => createChannelDialog(cat.id) }),
           h('button', { class: 'icon-btn tiny', 'aria-label': `Rename category ${cat.name}`, text: '✎', onclick: () => editChannelDialog(cat) }),
           h('button', { class: 'icon-btn tiny danger', 'aria-label': `Delete category ${cat.name}`, text: '✕', onclick: () => deleteChannelDialog(cat) })) : null),
       h('ul', { class: 'channels' }, children.map((c) => channelRow(c, owner)))));
