@@ -30,6 +30,16 @@ pub struct SfuConfig {
     pub audio_send_buffer: usize,
     /// How often str0m reports stats (loss, jitter, RTT, NACKs) for metrics.
     pub stats_interval: Duration,
+    /// Video slots (recvonly video transceivers) used per subscriber; extra
+    /// ones in an offer stay unused.
+    pub max_video_slots: usize,
+    /// Forwarded video packets per subscriber slot kept for NACK answers (RTX).
+    pub video_send_buffer: usize,
+    /// Estimate the bandwidth towards video-capable subscribers (TWCC) and
+    /// pick lower simulcast layers when it is short.
+    pub video_bwe: bool,
+    /// Starting estimate of that bandwidth estimator.
+    pub video_initial_bitrate_kbps: u64,
     /// Socket buffer sizes requested with SO_RCVBUF / SO_SNDBUF (0 = OS default).
     pub socket_buffer_bytes: usize,
 }
@@ -58,6 +68,10 @@ impl Default for SfuConfig {
             audio_send_buffer: 256,
             stats_interval: Duration::from_secs(5),
             socket_buffer_bytes: 4 * 1024 * 1024,
+            max_video_slots: 9,
+            video_send_buffer: 1024,
+            video_bwe: true,
+            video_initial_bitrate_kbps: 2_500,
         }
     }
 }

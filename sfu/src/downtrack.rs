@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use str0m::media::{Mid, Pt};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Patch};
 use str0m::Rtc;
 
 use crate::metrics::DropReason;
@@ -136,6 +136,43 @@ impl DownTrack {
                 .ext_vals(ext)
                 .nackable(true),
         );
+        Ok(())
+    }
+}
+
+impl DownTrack {
+    /// Like [`DownTrack::forward`] for a video packet; `vp8` rewrites the VP8
+    /// picture id / TL0PICIDX (applied by str0m while serializing, so the
+    /// shared payload is still not copied here).
+    pub fn forward_video(
+        &mut self,
+        rtc: &mut Rtc,
+        pkt: &RtpPacket,
+        pt: Pt,
+        vp8: Option<Vp8Patch>,
+    ) -> Result<(), DropReason> {
+        let (seq, ts) = self
+            .rewrite(
+                pkt.header.ssrc,
+                *pkt.seq_no,
+                pkt.header.timestamp,
+                pkt.timestamp,
+            )
+            .ok_or(DropReason::Stale)?;
+        let mut api = rtc.direct_api();
+        let tx = api.stream_tx(&self.ssrc).ok_or(DropReason::NoStream)?;
+        let ext = ExtensionValues {
+            video_orientation: pkt.header.ext_vals.video_orientation,
+            ..Default::default()
+        };
+        let mut w = RtpWrite::new(pt, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
+            .marker(pkt.header.marker)
+            .ext_vals(ext)
+            .nackable(true);
+        if let Some(p) = vp8 {
+            w = w.vp8_patch(p);
+        }
+        tx.write_rtp(w);
         Ok(())
     }
 }

@@ -10,6 +10,49 @@ pub struct SlotAssignment {
     pub user_id: Option<u64>,
 }
 
+/// Which kind of video a published track is.
+///
+/// How a publisher's m-lines are told apart: among the client's video m-lines
+/// that are not `recvonly` (i.e. `sendonly`, `sendrecv` or `inactive`), in
+/// m-line order, the **first is the camera and the second the screen share**;
+/// further ones are ignored. A client that shares its screen without a camera
+/// therefore offers an `inactive` (or `sendonly` without a track) camera
+/// transceiver first. A client can override this per mid with
+/// [`crate::Sfu::set_video_track_kinds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VideoTrackKind {
+    Camera,
+    Screen,
+}
+
+impl VideoTrackKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoTrackKind::Camera => "camera",
+            VideoTrackKind::Screen => "screen",
+        }
+    }
+}
+
+/// One video a subscriber wants to see, and at which size it is shown (CSS
+/// pixels × devicePixelRatio is fine). A track not listed is not shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VideoSubscription {
+    pub user_id: u64,
+    pub track: VideoTrackKind,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Which video is forwarded on one video slot (a recvonly video transceiver of
+/// the client, identified by its `mid`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VideoSlotAssignment {
+    pub mid: String,
+    pub user_id: Option<u64>,
+    pub track: Option<VideoTrackKind>,
+}
+
 /// Something the signaling layer must know or relay to a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SfuEvent {
@@ -35,5 +78,27 @@ pub enum SfuEvent {
     RenegotiationNeeded {
         participant: u64,
         audio_slots: usize,
+    },
+    /// The participant's video slot mapping changed (full current mapping of
+    /// its recvonly video transceivers, in m-line order).
+    ///
+    /// Behind the crate feature `video` (as is `PauseLayers`), so that matches
+    /// over this enum in other crates keep compiling until they handle video.
+    #[cfg(any(test, feature = "video"))]
+    VideoSlots {
+        participant: u64,
+        slots: Vec<VideoSlotAssignment>,
+    },
+    /// The simulcast encodings (by `rid`) of a published track that some
+    /// subscriber needs. The client should deactivate the others
+    /// (`RTCRtpSender.setParameters` with `active: false`); an empty list
+    /// means nobody watches the track (it is not forwarded at all). A track
+    /// sent without simulcast has one encoding, named `""`.
+    /// Reported when the set changes, and once when a track first appears.
+    #[cfg(any(test, feature = "video"))]
+    PauseLayers {
+        participant: u64,
+        track: VideoTrackKind,
+        active_rids: Vec<String>,
     },
 }

@@ -51,6 +51,7 @@ mod metrics;
 mod runtime;
 mod sdp;
 mod speaking;
+mod video;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -61,7 +62,9 @@ mod tests;
 pub use crate::config::SfuConfig;
 pub use crate::core::{CoreStats, SfuCore};
 pub use crate::error::SfuError;
-pub use crate::event::{SfuEvent, SlotAssignment};
+pub use crate::event::{
+    SfuEvent, SlotAssignment, VideoSlotAssignment, VideoSubscription, VideoTrackKind,
+};
 pub use crate::runtime::Sfu;
 pub use crate::speaking::{
     ATTACK as SPEAKING_ATTACK, LOUD_LEVEL as SPEAKING_LOUD_LEVEL, RELEASE as SPEAKING_RELEASE,

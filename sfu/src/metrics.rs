@@ -33,6 +33,9 @@ pub(crate) enum DropReason {
 pub(crate) struct Metrics {
     pub forwarded_audio: Counter,
     pub received_audio: Counter,
+    pub forwarded_video: Counter,
+    pub received_video: Counter,
+    pub keyframe_requests: Counter,
     pub received_rtcp: Counter,
     pub received_stun: Counter,
     pub received_dtls: Counter,
@@ -70,6 +73,9 @@ impl Metrics {
         Metrics {
             forwarded_audio: counter!("confab_sfu_packets_forwarded_total", "kind" => "audio"),
             received_audio: received("audio"),
+            forwarded_video: counter!("confab_sfu_packets_forwarded_total", "kind" => "video"),
+            received_video: received("video"),
+            keyframe_requests: counter!("confab_sfu_keyframe_requests_total"),
             received_rtcp: received("rtcp"),
             received_stun: received("stun"),
             received_dtls: received("dtls"),

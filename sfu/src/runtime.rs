@@ -26,7 +26,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::SfuCore;
-use crate::{JoinRequest, SfuConfig, SfuError, SfuEvent};
+use crate::{JoinRequest, SfuConfig, SfuError, SfuEvent, VideoSubscription, VideoTrackKind};
 
 /// Datagrams handled per wake-up before flushing (bounds latency under load).
 const RECV_BATCH: usize = 64;
@@ -40,6 +40,8 @@ enum Command {
     ServerMute(u64, bool),
     Deaf(u64, bool),
     SelfMute(u64, bool),
+    VideoSubscriptions(u64, Vec<VideoSubscription>),
+    VideoTrackKinds(u64, Vec<(String, VideoTrackKind)>),
     Shutdown,
 }
 
@@ -197,6 +199,21 @@ impl Sfu {
         let _ = self.send(Command::SelfMute(participant, muted));
     }
 
+    /// Which videos `participant` shows and at which size (replaces the
+    /// previous list; a video not listed is not shown). The SFU puts each on
+    /// one of the client's recvonly video transceivers (reported by
+    /// `SfuEvent::VideoSlots`) and picks the simulcast layer per view.
+    pub fn set_video_subscriptions(&self, participant: u64, subs: Vec<VideoSubscription>) {
+        let _ = self.send(Command::VideoSubscriptions(participant, subs));
+    }
+
+    /// Declares which sending video m-line (by mid) is the camera and which
+    /// the screen share, when the m-line order rule (first = camera, second =
+    /// screen) does not fit the client.
+    pub fn set_video_track_kinds(&self, participant: u64, kinds: Vec<(String, VideoTrackKind)>) {
+        let _ = self.send(Command::VideoTrackKinds(participant, kinds));
+    }
+
     /// Closes every peer and stops the loop (the thread exits shortly after).
     pub fn shutdown(&self) {
         let _ = self.send(Command::Shutdown);
@@ -217,6 +234,8 @@ fn handle_command(core: &mut SfuCore, cmd: Command) -> bool {
         Command::ServerMute(p, m) => core.set_server_mute(p, m),
         Command::Deaf(p, d) => core.set_deaf(p, d),
         Command::SelfMute(p, m) => core.set_self_mute(p, m),
+        Command::VideoSubscriptions(p, subs) => core.set_video_subscriptions(now, p, subs),
+        Command::VideoTrackKinds(p, kinds) => core.set_video_track_kinds(now, p, kinds),
         Command::Shutdown => {
             core.shutdown(now);
             return false;

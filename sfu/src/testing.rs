@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::{Codec, FormatParams};
-use str0m::media::{Direction, Frequency, MediaKind, Mid};
+use str0m::media::{
+    Direction, Frequency, KeyframeRequestKind, MediaKind, Mid, Rid, Simulcast, SimulcastLayer,
+};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
@@ -30,6 +32,67 @@ pub struct TestPeerConfig {
     pub rtx: bool,
     /// Offer RED (`audio/red`) on Opus. Ignored when `rtx` is set.
     pub red: bool,
+    /// Sending video m-lines (VP8): 1 = camera, 2 = camera + screen share.
+    pub video_send: usize,
+    /// Send the video tracks as simulcast with rids "q", "h", "f".
+    pub simulcast: bool,
+    /// Recvonly video transceivers (video slots).
+    pub video_recv: usize,
+}
+
+/// Frame size the test peer puts in its VP8 keyframes per rid.
+pub fn test_layer_size(rid: Option<&str>) -> (u32, u32) {
+    match rid {
+        Some("q") => (320, 180),
+        Some("h") => (640, 360),
+        _ => (1280, 720),
+    }
+}
+
+/// A synthetic VP8 packet (one packet per frame): payload descriptor with a
+/// 15-bit picture id and TL0PICIDX, a VP8 frame header (a keyframe carries
+/// the size), then `tag` and the frame number for the receiver to check.
+pub fn vp8_frame(pid: u16, tl0: u8, keyframe: bool, size: (u32, u32), tag: u8, n: u32) -> Vec<u8> {
+    let mut p = vec![
+        0x90,
+        0xe0,
+        0x80 | ((pid >> 8) as u8 & 0x7f),
+        pid as u8,
+        tl0,
+        0x00,
+    ];
+    if keyframe {
+        p.extend_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]);
+        p.extend_from_slice(&(size.0 as u16).to_le_bytes());
+        p.extend_from_slice(&(size.1 as u16).to_le_bytes());
+    } else {
+        p.extend_from_slice(&[0x01, 0x00, 0x00]);
+    }
+    p.push(tag);
+    p.extend_from_slice(&n.to_be_bytes());
+    p.extend(std::iter::repeat_n(0x55, 100));
+    p
+}
+
+/// What a [`vp8_frame`] payload says: (picture id, tl0, keyframe, tag, frame number).
+pub fn parse_vp8_frame(p: &[u8]) -> Option<(u16, u8, bool, u8, u32)> {
+    let pid = (((p.get(2)? & 0x7f) as u16) << 8) | *p.get(3)? as u16;
+    let tl0 = *p.get(4)?;
+    let key = p.get(6)? & 0x01 == 0;
+    let body = if key { 16 } else { 9 };
+    let tag = *p.get(body)?;
+    let n = u32::from_be_bytes(p.get(body + 1..body + 5)?.try_into().ok()?);
+    Some((pid, tl0, key, tag, n))
+}
+
+/// Per-encoding send state of a test peer's video track.
+#[derive(Debug, Clone, Default)]
+struct VideoSendState {
+    seq: u64,
+    ts: u32,
+    pid: u16,
+    tl0: u8,
+    frames: u32,
 }
 
 impl Default for TestPeerConfig {
@@ -38,6 +101,9 @@ impl Default for TestPeerConfig {
             send: true,
             rtx: false,
             red: false,
+            video_send: 0,
+            simulcast: false,
+            video_recv: 0,
         }
     }
 }
@@ -54,6 +120,7 @@ pub struct Received {
     pub pt: u8,
     pub payload: Arc<[u8]>,
     pub audio_level: Option<i8>,
+    pub marker: bool,
     pub at: Instant,
 }
 
@@ -66,6 +133,13 @@ pub struct TestPeer {
     pub received: Vec<Received>,
     pub connected: bool,
     pub events: Vec<String>,
+    /// Sending video m-lines (camera first, then screen).
+    pub video_send_mids: Vec<Mid>,
+    /// Recvonly video m-lines.
+    pub video_recv_mids: Vec<Mid>,
+    /// Keyframe requests (PLI/FIR) received: (mid, rid).
+    pub keyframe_requests: Vec<(String, Option<String>)>,
+    video_state: Vec<((usize, Option<String>), VideoSendState)>,
     config: TestPeerConfig,
     pending: Option<SdpPendingOffer>,
     outbox: VecDeque<Transmit>,
@@ -80,6 +154,13 @@ impl TestPeer {
         let mut exts = ExtensionMap::empty();
         exts.set(1, Extension::AudioLevel);
         exts.set(4, Extension::RtpMid);
+        let video = config.video_send > 0 || config.video_recv > 0;
+        if video {
+            exts.set(2, Extension::AbsoluteSendTime);
+            exts.set(3, Extension::TransportSequenceNumber);
+            exts.set(10, Extension::RtpStreamId);
+            exts.set(11, Extension::RepairedRtpStreamId);
+        }
         let mut rc = RtcConfig::new()
             .set_rtp_mode(true)
             .clear_codecs()
@@ -100,6 +181,9 @@ impl TestPeer {
         } else {
             rc = rc.enable_opus(true, config.red);
         }
+        if video {
+            rc = rc.enable_vp8(true);
+        }
         let mut rtc = rc.build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
         TestPeer {
@@ -110,6 +194,10 @@ impl TestPeer {
             received: Vec::new(),
             connected: false,
             events: Vec::new(),
+            video_send_mids: Vec::new(),
+            video_recv_mids: Vec::new(),
+            keyframe_requests: Vec::new(),
+            video_state: Vec::new(),
             config,
             pending: None,
             outbox: VecDeque::new(),
@@ -130,6 +218,21 @@ impl TestPeer {
         while self.recv_mids.len() < recv_slots {
             let mid = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
             self.recv_mids.push(mid);
+        }
+        while self.video_send_mids.len() < self.config.video_send {
+            let simulcast = self.config.simulcast.then(|| {
+                let mut s = Simulcast::new();
+                for rid in ["q", "h", "f"] {
+                    s.add_send_layer(SimulcastLayer::new(rid));
+                }
+                s
+            });
+            let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
+            self.video_send_mids.push(mid);
+        }
+        while self.video_recv_mids.len() < self.config.video_recv {
+            let mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+            self.video_recv_mids.push(mid);
         }
         let (offer, pending) = api.apply().expect("the offer has changes");
         self.pending = Some(pending);
@@ -215,6 +318,82 @@ impl TestPeer {
         self.handle_timeout(now);
     }
 
+    /// Sends one video frame (one VP8 packet) on video track `track` (0 =
+    /// camera, 1 = screen) and simulcast encoding `rid` (None without
+    /// simulcast). The payload is [`vp8_frame`] with `tag` = the track index
+    /// times 16 plus the rid's index in q, h, f.
+    pub fn send_video(&mut self, now: Instant, track: usize, rid: Option<&str>, keyframe: bool) {
+        let mid = self.video_send_mids[track];
+        let key = (track, rid.map(str::to_string));
+        let idx = match self.video_state.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let n = self.video_state.len() as u64;
+                self.video_state.push((
+                    key,
+                    VideoSendState {
+                        seq: 5_000 + 3_000 * n,
+                        ts: 100_000 * (n as u32 + 1),
+                        pid: 1_000 * (n as u16 + 1),
+                        tl0: 10 * (n as u8 + 1),
+                        frames: 0,
+                    },
+                ));
+                self.video_state.len() - 1
+            }
+        };
+        let pt = self
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+            .expect("VP8 negotiated");
+        let st = &mut self.video_state[idx].1;
+        let rid_index = match rid {
+            Some("q") => 0,
+            Some("h") => 1,
+            Some("f") => 2,
+            _ => 3,
+        };
+        let payload = vp8_frame(
+            st.pid,
+            st.tl0,
+            keyframe,
+            test_layer_size(rid),
+            (track as u8) * 16 + rid_index,
+            st.frames,
+        );
+        let (seq, ts) = (st.seq, st.ts);
+        st.seq += 1;
+        st.ts = st.ts.wrapping_add(3_000);
+        st.pid = (st.pid + 1) & 0x7fff;
+        st.tl0 = st.tl0.wrapping_add(1);
+        st.frames += 1;
+        let mut api = self.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, rid.map(Rid::from)) else {
+            self.events
+                .push(format!("no send stream for {mid} {rid:?}"));
+            return;
+        };
+        tx.write_rtp(
+            RtpWrite::new(pt, seq.into(), ts, now, payload)
+                .marker(true)
+                .nackable(true),
+        );
+        self.handle_timeout(now);
+    }
+
+    /// Sends a PLI for what arrives on the recvonly video transceiver `mid`.
+    pub fn request_keyframe(&mut self, now: Instant, mid: &str) {
+        let mut api = self.rtc.direct_api();
+        if let Some(rx) = api.stream_rx_by_mid(Mid::from(mid), None) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+        }
+        self.handle_timeout(now);
+    }
+
     /// Packets received on the recvonly transceiver `mid`.
     pub fn received_on(&self, mid: &str) -> Vec<&Received> {
         self.received
@@ -233,6 +412,9 @@ impl TestPeer {
                 Ok(Output::Transmit(t)) => self.outbox.push_back(t),
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => self.connected = true,
+                    Event::KeyframeRequest(r) => self
+                        .keyframe_requests
+                        .push((r.mid.to_string(), r.rid.map(|r| r.to_string()))),
                     Event::RtpPacket(p) => {
                         let mid = self
                             .rtc
@@ -247,6 +429,7 @@ impl TestPeer {
                             pt: *p.header.payload_type,
                             payload: p.payload.clone(),
                             audio_level: p.header.ext_vals.audio_level,
+                            marker: p.header.marker,
                             at: p.timestamp,
                         });
                     }
@@ -393,6 +576,12 @@ impl Net {
             }
         }
         self.sfu.handle_timeout(now);
+        self.exchange();
+    }
+
+    /// Peer `idx` sends one video frame (see [`TestPeer::send_video`]), which is then delivered.
+    pub fn send_video(&mut self, idx: usize, track: usize, rid: Option<&str>, keyframe: bool) {
+        self.peers[idx].send_video(self.now, track, rid, keyframe);
         self.exchange();
     }
 
