@@ -63,41 +63,38 @@ impl Chat {
         channel_id: Snowflake,
         user_id: Snowflake,
     ) -> ChatResult<(Channel, Permissions)> {
-        // One round trip: the channel, whether the caller is a member, and @everyone's bits.
         #[derive(sqlx::FromRow)]
-        struct Access {
+        struct Row {
             #[sqlx(flatten)]
             channel: ChannelRow,
-            owner_id: Snowflake,
-            everyone: Option<i64>,
-            is_member: bool,
+            permissions_synced: bool,
         }
-        let row: Option<Access> = sqlx::query_as(
-            "SELECT c.id, c.server_id, c.kind, c.name, c.position, c.parent_id, c.topic,
-                    s.owner_id, r.permissions AS everyone, (mb.user_id IS NOT NULL) AS is_member
-             FROM channels c
-             JOIN servers s ON s.id = c.server_id
-             LEFT JOIN members mb ON mb.server_id = c.server_id AND mb.user_id = $2
-             LEFT JOIN roles r ON r.id = c.server_id
-             WHERE c.id = $1",
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT id, server_id, kind, name, position, parent_id, topic, permissions_synced
+             FROM channels WHERE id = $1",
         )
         .bind(channel_id)
-        .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
+        let row = row.ok_or(ChatError::NotFound("channel"))?;
+        let channel: Channel = row.channel.into();
         // Not a member: the channel "does not exist" for them.
-        let row = row
-            .filter(|r| r.is_member)
+        let access = self
+            .member_access(channel.server_id, user_id)
+            .await?
             .ok_or(ChatError::NotFound("channel"))?;
-        let perms = if row.owner_id == user_id {
+        let perms = if access.base() & permissions::ADMINISTRATOR != 0 {
             permissions::ALL
         } else {
-            row.everyone.unwrap_or(permissions::EVERYONE_DEFAULT)
+            let o = self
+                .overwrites_for(&channel, row.permissions_synced, &access, user_id)
+                .await?;
+            permissions::in_channel(&access.context, &o)
         };
         if !permissions::has(perms, permissions::VIEW_CHANNEL) {
             return Err(ChatError::NotFound("channel"));
         }
-        Ok((row.channel.into(), perms))
+        Ok((channel, perms))
     }
 
     pub async fn channels(

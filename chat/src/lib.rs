@@ -7,14 +7,18 @@ macro_rules! q {
     ($($t:tt)*) => { sqlx::AssertSqlSafe(format!($($t)*)) };
 }
 
+pub mod access;
 pub mod accounts;
+pub mod audit;
 pub mod channels;
 pub mod error;
 pub mod messages;
 pub mod model;
+pub mod moderation;
 pub mod password;
 pub mod permissions;
 pub mod postgres;
+pub mod roles;
 pub mod servers;
 pub mod snowflake;
 pub mod voice;

@@ -3,7 +3,7 @@
 use crate::accounts::USER_COLUMNS;
 use crate::error::Validator;
 use crate::model::{Channel, ChannelKind, Invite, Member, Server, ServerSnapshot, User};
-use crate::permissions::{self, Permissions};
+use crate::permissions;
 use crate::{Chat, ChatError, ChatResult, Snowflake};
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
@@ -81,45 +81,6 @@ fn invite_code() -> String {
 }
 
 impl Chat {
-    /// The caller's permissions in a server, or NotFound when they are not a member (a
-    /// non-member must not learn whether the server exists).
-    pub async fn server_permissions(
-        &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
-    ) -> ChatResult<Permissions> {
-        let row: Option<(Snowflake, Option<i64>)> = sqlx::query_as(
-            "SELECT s.owner_id, r.permissions FROM members m
-             JOIN servers s ON s.id = m.server_id
-             LEFT JOIN roles r ON r.id = s.id
-             WHERE m.server_id = $1 AND m.user_id = $2",
-        )
-        .bind(server_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            None => Err(ChatError::NotFound("server")),
-            Some((owner, _)) if owner == user_id => Ok(permissions::ALL),
-            Some((_, perms)) => Ok(perms.unwrap_or(permissions::EVERYONE_DEFAULT)),
-        }
-    }
-
-    pub(crate) async fn require(
-        &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
-        wanted: Permissions,
-        what: &'static str,
-    ) -> ChatResult<Permissions> {
-        let perms = self.server_permissions(server_id, user_id).await?;
-        if permissions::has(perms, wanted) {
-            Ok(perms)
-        } else {
-            Err(ChatError::Forbidden(what))
-        }
-    }
-
     pub async fn create_server(&self, owner: Snowflake, name: &str) -> ChatResult<ServerSnapshot> {
         let name = name.trim();
         Validator::default()
@@ -238,14 +199,28 @@ impl Chat {
         Validator::default()
             .check(valid_name(name, 100), "name", "must be 1-100 characters")
             .finish()?;
-        sqlx::query_as(
+        let before = self.server_row(server_id).await?;
+        let mut tx = self.pool.begin().await?;
+        let server: Server = sqlx::query_as(
             "UPDATE servers SET name = $2 WHERE id = $1 RETURNING id, name, owner_id, created_at",
         )
         .bind(server_id)
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?
-        .ok_or(ChatError::NotFound("server"))
+        .ok_or(ChatError::NotFound("server"))?;
+        let changes = crate::roles::diff(&serde_json::json!(before), &serde_json::json!(server));
+        self.audit(
+            &mut tx,
+            server_id,
+            crate::audit::Actor::new(user_id, None),
+            "server_update",
+            Some(server_id),
+            changes,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(server)
     }
 
     /// Deletes a server (owner only). Returns the ids of its members, to tell them.
@@ -393,6 +368,7 @@ impl Chat {
             )
             .finish()?;
         let expires_at = (max_age > 0).then(|| Utc::now() + Duration::seconds(max_age.into()));
+        let mut tx = self.pool.begin().await?;
         let row: InviteRow = sqlx::query_as(
             "INSERT INTO invites (code, server_id, inviter_id, max_uses, max_age, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -404,9 +380,20 @@ impl Chat {
         .bind(max_uses)
         .bind(max_age)
         .bind(expires_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(row.into())
+        let invite: Invite = row.into();
+        self.audit(
+            &mut tx,
+            server_id,
+            crate::audit::Actor::new(user_id, None),
+            "invite_create",
+            None,
+            serde_json::json!({"code": invite.code, "max_uses": max_uses, "max_age": max_age}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(invite)
     }
 
     /// An invite with a preview of its server; expired or used-up invites are not found.
@@ -448,6 +435,9 @@ impl Chat {
         .fetch_optional(&mut *tx)
         .await?;
         let server_id = server_id.ok_or(ChatError::NotFound("invite"))?;
+        if self.is_banned(server_id, user_id).await? {
+            return Err(ChatError::Forbidden("you are banned from this server"));
+        }
         let added = sqlx::query(
             "INSERT INTO members (server_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )

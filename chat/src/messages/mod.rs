@@ -148,10 +148,22 @@ impl Chat {
                 return Ok((existing.into(), false));
             }
         }
-        // Access changed between the two statements; the client may retry.
-        Err(ChatError::Conflict(
-            "the message could not be stored; retry".into(),
-        ))
+        // Allowed through an overwrite (or the fast path's conservative rules): insert here.
+        let id: Option<Snowflake> = sqlx::query_scalar(
+            "INSERT INTO messages (id, channel_id, author_id, content, nonce) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING RETURNING id",
+        )
+        .bind(self.next_id())
+        .bind(channel_id)
+        .bind(author)
+        .bind(content)
+        .bind(nonce)
+        .fetch_optional(&self.pool)
+        .await?;
+        match id {
+            Some(id) => Ok((self.message_row(id).await?, true)),
+            None => Err(ChatError::Conflict("nonce already used; retry".into())),
+        }
     }
 
     async fn message_row(&self, id: Snowflake) -> ChatResult<Message> {

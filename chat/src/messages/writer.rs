@@ -4,10 +4,11 @@
 //! a batch is one message and nothing waits: a batch is cut from whatever is queued, never by
 //! a timer.
 //!
-//! The statement inserts only messages the author may send (member of the server, text
-//! channel, VIEW_CHANNEL + SEND_MESSAGES or owner/administrator) and whose nonce is new. A
-//! message it did not insert comes back as `None`; the caller then takes the slow path, which
-//! finds the precise reason (404, 403, or the earlier message with that nonce).
+//! The statement inserts only messages the author may certainly send (owner or administrator;
+//! or @everyone | roles grant VIEW_CHANNEL + SEND_MESSAGES, not timed out, and the channel has
+//! no overwrites) and whose nonce is new. A message it did not insert comes back as `None`; the
+//! caller then takes the slow path, which computes the exact permissions (overwrites included)
+//! and inserts it, or finds the reason (404, 403, or the earlier message with that nonce).
 
 use super::{MessageRow, SELECT_MESSAGE_COLUMNS};
 use crate::model::Message;
@@ -98,14 +99,25 @@ async fn write_batch(pool: &PgPool, batch: Vec<(NewMessage, Reply)>) {
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
                  AS t(id, channel_id, author_id, content, nonce)
          ), allowed AS (
+             -- Members not timed out, in text channels without overwrites (those take the
+             -- precise slow path), whose @everyone | roles grant the bits (or who own it).
              SELECT i.* FROM input i
              JOIN channels c ON c.id = i.channel_id AND c.kind = 'text'
              JOIN members mb ON mb.server_id = c.server_id AND mb.user_id = i.author_id
              JOIN servers s ON s.id = c.server_id
              LEFT JOIN roles r ON r.id = c.server_id
+             CROSS JOIN LATERAL (
+                 SELECT coalesce(r.permissions, $6) | coalesce(bit_or(rr.permissions), 0) AS perms
+                 FROM member_roles mr JOIN roles rr ON rr.id = mr.role_id
+                 WHERE mr.server_id = c.server_id AND mr.user_id = i.author_id
+             ) p
              WHERE s.owner_id = i.author_id
-                OR (coalesce(r.permissions, $6) & $8) <> 0
-                OR (coalesce(r.permissions, $6) & $7) = $7
+                OR (p.perms & $8) <> 0
+                OR ((p.perms & $7) = $7
+                    AND (mb.timeout_until IS NULL OR mb.timeout_until <= now())
+                    AND NOT EXISTS (
+                        SELECT 1 FROM channel_overwrites o
+                        WHERE o.channel_id = c.id OR o.channel_id = c.parent_id))
          ), ins AS (
              INSERT INTO messages (id, channel_id, author_id, content, nonce)
              SELECT id, channel_id, author_id, content, nonce FROM allowed

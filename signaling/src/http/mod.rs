@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod channels;
+pub mod community;
 pub mod ops;
 pub mod servers;
 pub mod users;
@@ -34,7 +35,7 @@ pub const MAX_BODY: usize = 64 * 1024;
     info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"))
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"))
 )]
 struct ApiDoc;
 
@@ -86,7 +87,21 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(servers::channels, servers::create_channel))
         .routes(routes!(servers::members))
         .routes(routes!(servers::leave))
-        .routes(routes!(servers::update_member))
+        .routes(routes!(servers::update_member, community::kick))
+        .routes(routes!(community::list_roles, community::create_role))
+        .routes(routes!(community::update_role, community::delete_role))
+        .routes(routes!(
+            community::add_member_role,
+            community::remove_member_role
+        ))
+        .routes(routes!(community::list_overwrites))
+        .routes(routes!(
+            community::put_overwrite,
+            community::delete_overwrite
+        ))
+        .routes(routes!(community::list_bans))
+        .routes(routes!(community::ban, community::unban))
+        .routes(routes!(community::audit_log))
         .routes(routes!(servers::create_invite))
         .routes(routes!(servers::get_invite, servers::accept_invite))
         .routes(routes!(channels::get, channels::update, channels::delete))

@@ -46,6 +46,10 @@ pub struct MemberVoiceBody {
     pub mute: Option<bool>,
     /// Server-deafen: the member receives no audio.
     pub deaf: Option<bool>,
+    /// Time the member out until then (RFC 3339, at most 28 days ahead); null lifts it.
+    #[serde(default, deserialize_with = "crate::http::users::nullable")]
+    #[schema(value_type = Option<String>)]
+    pub timeout_until: Option<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 /// SERVER_CREATE's payload: the server with its channels, members, the members' presences and
@@ -213,7 +217,8 @@ pub async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Server-mute or server-deafen a member in voice (MUTE_MEMBERS / DEAFEN_MEMBERS).
+/// Server-mute or server-deafen a member in voice (MUTE_MEMBERS / DEAFEN_MEMBERS), or time them
+/// out (MODERATE_MEMBERS).
 #[utoipa::path(patch, path = "/servers/{server_id}/members/{user_id}", tag = "members", security(("bearer" = [])),
     params(("server_id" = String, Path), ("user_id" = String, Path)), request_body = MemberVoiceBody,
     responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -221,12 +226,38 @@ pub async fn update_member(
     State(state): State<AppState>,
     user: AuthUser,
     Path((server_id, target)): Path<(Snowflake, Snowflake)>,
+    headers: axum::http::HeaderMap,
     Json(body): Json<MemberVoiceBody>,
 ) -> ApiResult<Json<Member>> {
-    let member = state
-        .chat
-        .set_member_voice(server_id, user.user_id, target, body.mute, body.deaf)
-        .await?;
+    if let Some(until) = body.timeout_until {
+        let reason = super::community::reason(&headers);
+        state
+            .chat
+            .timeout(
+                server_id,
+                target,
+                until,
+                confab_chat::audit::Actor::new(user.user_id, reason.as_deref()),
+            )
+            .await?;
+        if until.is_some() {
+            // Timed out: no voice until it ends.
+            state.voice.member_left(&state, server_id, target).await;
+        }
+    }
+    let member = if body.mute.is_some() || body.deaf.is_some() {
+        state
+            .chat
+            .set_member_voice(server_id, user.user_id, target, body.mute, body.deaf)
+            .await?
+    } else {
+        state
+            .chat
+            .server_permissions(server_id, user.user_id)
+            .await?;
+        state.chat.member(server_id, target).await?
+    };
+    state.emit(Target::Server(server_id), "MEMBER_UPDATE", &member);
     state
         .voice
         .moderate(&state, server_id, target, member.mute, member.deaf);

@@ -1,0 +1,155 @@
+//! Loading what decides permissions (a member's roles, a channel's overwrites) and computing
+//! them with `permissions::{base, in_channel}`. Every service asks here.
+
+use crate::model::Channel;
+use crate::permissions::{self, ChannelOverwrites, MemberContext, Overwrite, Permissions};
+use crate::{Chat, ChatError, ChatResult, Snowflake};
+use chrono::{DateTime, Utc};
+
+/// A member as permissions see them.
+#[derive(Debug, Clone)]
+pub struct MemberAccess {
+    pub context: MemberContext,
+    pub role_ids: Vec<Snowflake>,
+    /// Position of the member's highest role (0 = only @everyone); the owner ranks above all.
+    pub top_position: i32,
+    pub owner_id: Snowflake,
+}
+
+impl MemberAccess {
+    pub fn base(&self) -> Permissions {
+        permissions::base(&self.context)
+    }
+
+    /// Whether this member outranks a role at `position` (may manage it / members below it).
+    pub fn outranks_position(&self, position: i32) -> bool {
+        self.context.is_owner || self.top_position > position
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    owner_id: Snowflake,
+    everyone: Option<i64>,
+    timeout_until: Option<DateTime<Utc>>,
+    role_ids: Vec<i64>,
+    role_perms: Vec<i64>,
+    role_positions: Vec<i32>,
+}
+
+impl Chat {
+    /// The member's permission context, or None when they are not a member.
+    pub async fn member_access(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<Option<MemberAccess>> {
+        let row: Option<MemberRow> = sqlx::query_as(
+            "SELECT s.owner_id, ev.permissions AS everyone, m.timeout_until,
+                    coalesce(array_agg(r.id) FILTER (WHERE r.id IS NOT NULL), '{}') AS role_ids,
+                    coalesce(array_agg(r.permissions) FILTER (WHERE r.id IS NOT NULL), '{}') AS role_perms,
+                    coalesce(array_agg(r.position) FILTER (WHERE r.id IS NOT NULL), '{}') AS role_positions
+             FROM members m
+             JOIN servers s ON s.id = m.server_id
+             LEFT JOIN roles ev ON ev.id = s.id
+             LEFT JOIN member_roles mr ON mr.server_id = m.server_id AND mr.user_id = m.user_id
+             LEFT JOIN roles r ON r.id = mr.role_id
+             WHERE m.server_id = $1 AND m.user_id = $2
+             GROUP BY s.owner_id, ev.permissions, m.timeout_until",
+        )
+        .bind(server_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            let is_owner = r.owner_id == user_id;
+            MemberAccess {
+                context: MemberContext {
+                    is_owner,
+                    everyone: r.everyone.unwrap_or(permissions::EVERYONE_DEFAULT),
+                    roles: r.role_perms,
+                    timed_out: r.timeout_until.is_some_and(|t| t > Utc::now()),
+                },
+                top_position: r.role_positions.iter().copied().max().unwrap_or(0),
+                role_ids: r.role_ids.into_iter().map(Snowflake).collect(),
+                owner_id: r.owner_id,
+            }
+        }))
+    }
+
+    /// The member's permissions in a server; NotFound for non-members.
+    pub async fn server_permissions(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<Permissions> {
+        let access = self
+            .member_access(server_id, user_id)
+            .await?
+            .ok_or(ChatError::NotFound("server"))?;
+        Ok(access.base())
+    }
+
+    /// Requires a server permission; returns the member's access.
+    pub(crate) async fn require_access(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+        wanted: Permissions,
+        what: &'static str,
+    ) -> ChatResult<MemberAccess> {
+        let access = self
+            .member_access(server_id, user_id)
+            .await?
+            .ok_or(ChatError::NotFound("server"))?;
+        if permissions::has(access.base(), wanted) {
+            Ok(access)
+        } else {
+            Err(ChatError::Forbidden(what))
+        }
+    }
+
+    pub(crate) async fn require(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+        wanted: Permissions,
+        what: &'static str,
+    ) -> ChatResult<Permissions> {
+        Ok(self
+            .require_access(server_id, user_id, wanted, what)
+            .await?
+            .base())
+    }
+
+    /// The overwrites of a channel that apply to a member (the category's when synced).
+    pub(crate) async fn overwrites_for(
+        &self,
+        channel: &Channel,
+        synced: bool,
+        access: &MemberAccess,
+        user_id: Snowflake,
+    ) -> ChatResult<ChannelOverwrites> {
+        let source = match (synced, channel.parent_id) {
+            (true, Some(parent)) => parent,
+            _ => channel.id,
+        };
+        let rows: Vec<(Snowflake, String, i64, i64)> = sqlx::query_as(
+            "SELECT target_id, kind, allow, deny FROM channel_overwrites WHERE channel_id = $1",
+        )
+        .bind(source)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut o = ChannelOverwrites::default();
+        for (target, kind, allow, deny) in rows {
+            let ow = Overwrite { allow, deny };
+            match kind.as_str() {
+                "role" if target == channel.server_id => o.everyone = Some(ow),
+                "role" if access.role_ids.contains(&target) => o.roles.push(ow),
+                "member" if target == user_id => o.member = Some(ow),
+                _ => {}
+            }
+        }
+        Ok(o)
+    }
+}

@@ -1,0 +1,435 @@
+//! Roles, permission overwrites, moderation and the audit log.
+
+mod common;
+
+use common::TestApp;
+use reqwest::Method;
+use serde_json::json;
+
+const VIEW: i64 = 1 << 10;
+const SEND: i64 = 1 << 11;
+const MANAGE_ROLES: i64 = 1 << 28;
+const KICK: i64 = 1 << 1;
+const BAN: i64 = 1 << 2;
+const AUDIT: i64 = 1 << 7;
+const MODERATE: i64 = 1 << 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_hierarchy_overwrites_moderation_and_audit() {
+    let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
+    let owner = app.register("boss").await;
+    let modr = app.register("moderator").await;
+    let member = app.register("regular").await;
+    let other = app.register("another").await;
+    let (sid, text, _) = app.server(&owner, "Guild").await;
+    for u in [&modr, &member, &other] {
+        app.join(&owner, u, &sid).await;
+    }
+
+    // A member without MANAGE_ROLES cannot create roles.
+    let (s, _) = app
+        .post(
+            &format!("/servers/{sid}/roles"),
+            &member.token,
+            json!({"name": "x"}),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // The owner makes a moderator role and a lower "helper" role.
+    let mod_perms = (MANAGE_ROLES | KICK | BAN | AUDIT | MODERATE).to_string();
+    let (s, mod_role) = app
+        .request(
+            Method::POST,
+            &format!("/servers/{sid}/roles"),
+            Some(&owner.token),
+            Some(
+                json!({"name": "Mods", "permissions": mod_perms, "color": 0x3498db, "hoist": true}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{mod_role}");
+    let mod_role_id = mod_role["id"].as_str().unwrap().to_string();
+    let (s, helper) = app
+        .post(
+            &format!("/servers/{sid}/roles"),
+            &owner.token,
+            json!({"name": "Helpers"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let helper_id = helper["id"].as_str().unwrap().to_string();
+    // New roles go just above @everyone: Mods moved up to 2, Helpers at 1.
+    let (_, roles) = app
+        .get(&format!("/servers/{sid}/roles"), &member.token)
+        .await;
+    let pos = |id: &str| {
+        roles
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["position"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!((pos(&mod_role_id), pos(&helper_id), pos(&sid)), (2, 1, 0));
+
+    let (s, _) = app
+        .request(
+            Method::PUT,
+            &format!("/servers/{sid}/members/{}/roles/{mod_role_id}", modr.id),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+
+    // The moderator manages roles below theirs but not their own or above, and cannot grant
+    // permissions they lack.
+    let (s, _) = app
+        .patch(
+            &format!("/servers/{sid}/roles/{helper_id}"),
+            &modr.token,
+            json!({"color": 255}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = app
+        .patch(
+            &format!("/servers/{sid}/roles/{mod_role_id}"),
+            &modr.token,
+            json!({"color": 255}),
+        )
+        .await;
+    assert_eq!(s, 403, "own top role");
+    let admin = (1i64 << 3).to_string();
+    let (s, _) = app
+        .patch(
+            &format!("/servers/{sid}/roles/{helper_id}"),
+            &modr.token,
+            json!({"permissions": admin}),
+        )
+        .await;
+    assert_eq!(s, 403, "cannot grant ADMINISTRATOR");
+    let (s, _) = app
+        .request(
+            Method::PUT,
+            &format!("/servers/{sid}/members/{}/roles/{helper_id}", member.id),
+            Some(&modr.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = app
+        .request(
+            Method::PUT,
+            &format!("/servers/{sid}/members/{}/roles/{mod_role_id}", member.id),
+            Some(&modr.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403, "cannot hand out their own top role");
+
+    // Overwrites: @everyone may not send in #general, Helpers may.
+    let deny_send = json!({"type": "role", "deny": SEND.to_string()});
+    let (s, ow) = app
+        .request(
+            Method::PUT,
+            &format!("/channels/{text}/permissions/{sid}"),
+            Some(&owner.token),
+            Some(deny_send),
+        )
+        .await;
+    assert_eq!(s, 200, "{ow}");
+    let (s, _) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &other.token,
+            json!({"content": "can I?"}),
+        )
+        .await;
+    assert_eq!(s, 403, "@everyone deny");
+    let (s, _) = app
+        .request(
+            Method::PUT,
+            &format!("/channels/{text}/permissions/{helper_id}"),
+            Some(&owner.token),
+            Some(json!({"type": "role", "allow": SEND.to_string()})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &member.token,
+            json!({"content": "helper speaks"}),
+        )
+        .await;
+    assert_eq!(s, 201, "role allow beats @everyone deny");
+    // A member overwrite denying VIEW hides the channel entirely.
+    let (s, _) = app
+        .request(
+            Method::PUT,
+            &format!("/channels/{text}/permissions/{}", member.id),
+            Some(&owner.token),
+            Some(json!({"type": "member", "deny": VIEW.to_string()})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        app.get(&format!("/channels/{text}/messages"), &member.token)
+            .await
+            .0,
+        404
+    );
+    let (_, ows) = app
+        .get(&format!("/channels/{text}/permissions"), &owner.token)
+        .await;
+    assert_eq!(ows.as_array().unwrap().len(), 3);
+    assert_eq!(
+        app.delete(
+            &format!("/channels/{text}/permissions/{}", member.id),
+            &owner.token
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/channels/{text}/messages"), &member.token)
+            .await
+            .0,
+        200
+    );
+
+    // Timeout: the member can read but not send.
+    let until = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
+    let (s, m) = app
+        .patch(
+            &format!("/servers/{sid}/members/{}", member.id),
+            &modr.token,
+            json!({"timeout_until": until}),
+        )
+        .await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(
+        app.get(&format!("/channels/{text}/messages"), &member.token)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        app.post(
+            &format!("/channels/{text}/messages"),
+            &member.token,
+            json!({"content": "muted?"})
+        )
+        .await
+        .0,
+        403
+    );
+    let (s, _) = app
+        .patch(
+            &format!("/servers/{sid}/members/{}", member.id),
+            &modr.token,
+            json!({"timeout_until": null}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        app.post(
+            &format!("/channels/{text}/messages"),
+            &member.token,
+            json!({"content": "back"})
+        )
+        .await
+        .0,
+        201
+    );
+
+    // Hierarchy in moderation: a member cannot kick; the moderator cannot touch the owner.
+    assert_eq!(
+        app.delete(
+            &format!("/servers/{sid}/members/{}", other.id),
+            &member.token
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        app.delete(&format!("/servers/{sid}/members/{}", owner.id), &modr.token)
+            .await
+            .0,
+        403
+    );
+    // Kick, then ban with message deletion: banned users cannot rejoin.
+    let (s, _) = app
+        .http
+        .delete(app.url(&format!("/servers/{sid}/members/{}", other.id)))
+        .bearer_auth(&modr.token)
+        .header("X-Audit-Log-Reason", "spam")
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(s, 204);
+    app.join(&owner, &other, &sid).await;
+    app.post(
+        &format!("/channels/{text}/messages"),
+        &member.token,
+        json!({"content": "kept"}),
+    )
+    .await;
+    let (s, _) = app
+        .request(
+            Method::PUT,
+            &format!("/servers/{sid}/bans/{}", member.id),
+            Some(&modr.token),
+            Some(json!({"delete_message_seconds": 3600})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        app.get(&format!("/servers/{sid}"), &member.token).await.0,
+        404
+    );
+    let (_, inv) = app
+        .post(&format!("/servers/{sid}/invites"), &owner.token, json!({}))
+        .await;
+    let code = inv["code"].as_str().unwrap();
+    let (s, _) = app
+        .request(
+            Method::POST,
+            &format!("/invites/{code}"),
+            Some(&member.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403, "banned users cannot rejoin");
+    let (_, page) = app
+        .get(
+            &format!("/channels/{text}/messages?limit=100"),
+            &owner.token,
+        )
+        .await;
+    assert!(
+        !page
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["author"]["id"] == member.id.as_str()),
+        "the banned member's recent messages are gone"
+    );
+    let (_, bans) = app.get(&format!("/servers/{sid}/bans"), &modr.token).await;
+    assert_eq!(bans.as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.delete(&format!("/servers/{sid}/bans/{}", member.id), &modr.token)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        app.request(
+            Method::POST,
+            &format!("/invites/{code}"),
+            Some(&member.token),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+
+    // Audit log: VIEW_AUDIT_LOG only; actions recorded with reasons; filters work.
+    assert_eq!(
+        app.get(&format!("/servers/{sid}/audit-log"), &other.token)
+            .await
+            .0,
+        403
+    );
+    let (s, log) = app
+        .get(&format!("/servers/{sid}/audit-log?limit=100"), &modr.token)
+        .await;
+    assert_eq!(s, 200);
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "role_create",
+        "role_update",
+        "member_role_update",
+        "channel_overwrite_update",
+        "member_timeout",
+        "member_kick",
+        "member_ban_add",
+        "member_ban_remove",
+        "invite_create",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let kick = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "member_kick")
+        .unwrap();
+    assert_eq!(kick["reason"], "spam");
+    assert_eq!(kick["target_id"], other.id.as_str());
+    let (_, only) = app
+        .get(
+            &format!("/servers/{sid}/audit-log?action=member_kick"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(only.as_array().unwrap().len(), 1);
+    let (_, by_owner) = app
+        .get(
+            &format!("/servers/{sid}/audit-log?user_id={}&limit=100", owner.id),
+            &owner.token,
+        )
+        .await;
+    assert!(by_owner
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor_id"] == owner.id.as_str()));
+}
+
+#[tokio::test]
+async fn a_failed_change_leaves_no_audit_entry() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("auditor").await;
+    let (sid, _, _) = app.server(&owner, "A").await;
+    // Invalid role (bad colour) fails validation: nothing recorded.
+    let (s, _) = app
+        .post(
+            &format!("/servers/{sid}/roles"),
+            &owner.token,
+            json!({"name": "x", "color": -5}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = app
+        .post(
+            &format!("/servers/{sid}/roles"),
+            &owner.token,
+            json!({"name": "x", "permissions": "not a number"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (_, log) = app
+        .get(&format!("/servers/{sid}/audit-log"), &owner.token)
+        .await;
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["action"] != "role_create"),
+        "{log}"
+    );
+}
