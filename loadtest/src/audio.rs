@@ -46,6 +46,68 @@ pub struct Catalog {
     pub speakers: Vec<Vec<Frame>>,
     index: HashMap<u64, u32, IdentityBuild>,
     slots: Vec<AtomicU64>,
+    /// Per speaker: every frame decoded by one continuous decoder (second
+    /// pass over the loop, as a listener hears it), decimated by
+    /// [`DECIMATE`]. Filled by [`Catalog::with_reference`].
+    reference: Vec<Vec<i16>>,
+}
+
+/// Reference PCM keeps every DECIMATE-th sample (box-averaged): 12 kHz
+/// is plenty to compare speech below 4 kHz, at a quarter of the memory.
+pub const DECIMATE: usize = 4;
+const REF_FRAME: usize = FRAME_SAMPLES / DECIMATE;
+
+/// Frames decoded before the checked one to bring the decoder's state
+/// close to the continuous reference decode.
+const WARMUP: usize = 4;
+
+/// Correlation a checked frame must reach (speech frames).
+pub const MIN_CORRELATION: f64 = 0.9;
+/// Below this RMS (of 16-bit PCM) a reference frame counts as a pause.
+const QUIET_RMS: f64 = 150.0;
+
+/// The outcome of one integrity check.
+#[derive(Debug, Clone, Copy)]
+pub struct Check {
+    pub ok: bool,
+    /// Pearson correlation with the reference; None for a quiet frame.
+    pub correlation: Option<f64>,
+}
+
+fn decimate(pcm: &[i16], out: &mut Vec<i16>) {
+    for c in pcm.chunks_exact(DECIMATE) {
+        let s: i32 = c.iter().map(|&v| v as i32).sum();
+        out.push((s / DECIMATE as i32) as i16);
+    }
+}
+
+fn rms(x: &[i16]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / x.len() as f64).sqrt()
+}
+
+/// Pearson correlation of two equally long signals (0 if either is flat).
+pub fn correlation(a: &[i16], b: &[i16]) -> f64 {
+    let n = a.len().min(b.len());
+    if n == 0 {
+        return 0.0;
+    }
+    let ma = a[..n].iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+    let mb = b[..n].iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let x = a[i] as f64 - ma;
+        let y = b[i] as f64 - mb;
+        sab += x * y;
+        saa += x * x;
+        sbb += y * y;
+    }
+    if saa <= 0.0 || sbb <= 0.0 {
+        return 0.0;
+    }
+    sab / (saa * sbb).sqrt()
 }
 
 impl Catalog {
@@ -72,6 +134,72 @@ impl Catalog {
             speakers,
             index,
             slots,
+            reference: Vec::new(),
+        })
+    }
+
+    /// Decodes every speaker's loop twice with one decoder and keeps the
+    /// second pass (decimated) as the reference for integrity checks.
+    pub fn with_reference(mut self) -> Result<Self> {
+        let mut dec = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)?;
+        let mut pcm = vec![0i16; FRAME_SAMPLES * 6];
+        self.reference = Vec::with_capacity(self.speakers.len());
+        for frames in &self.speakers {
+            dec.reset_state()?;
+            let mut r = Vec::with_capacity(FRAMES * REF_FRAME);
+            for pass in 0..2 {
+                for f in frames {
+                    let n = dec.decode(&f.payload, &mut pcm, false)?;
+                    if pass == 1 {
+                        decimate(&pcm[..n.min(FRAME_SAMPLES)], &mut r);
+                    }
+                }
+            }
+            self.reference.push(r);
+        }
+        Ok(self)
+    }
+
+    /// Decodes `payload`, received as packet `counter` of `speaker`, and
+    /// compares it with the reference. The decoder is reset and warmed up
+    /// with the four frames before it (taken from the catalog: they need not
+    /// have been received), so its state matches the continuous reference
+    /// decode closely. A speech frame passes at correlation ≥
+    /// [`MIN_CORRELATION`] with an RMS within 0.5–2× of the reference; a
+    /// quiet frame (a pause) passes if it decodes quiet too.
+    /// None when there is no reference or the decoder fails.
+    pub fn check_decode(
+        &self,
+        dec: &mut opus::Decoder,
+        pcm: &mut [i16],
+        speaker: usize,
+        counter: u64,
+        payload: &[u8],
+    ) -> Option<Check> {
+        let reference = self.reference.get(speaker)?;
+        let f = (counter % FRAMES as u64) as usize;
+        let frames = &self.speakers[speaker];
+        dec.reset_state().ok()?;
+        for back in (1..=WARMUP).rev() {
+            let w = &frames[(f + FRAMES - back) % FRAMES].payload;
+            dec.decode(w, pcm, false).ok()?;
+        }
+        let n = dec.decode(payload, pcm, false).ok()?;
+        let mut got = Vec::with_capacity(REF_FRAME);
+        decimate(&pcm[..n.min(FRAME_SAMPLES)], &mut got);
+        let want = &reference[f * REF_FRAME..(f + 1) * REF_FRAME];
+        let (rw, rg) = (rms(want), rms(&got));
+        if rw < QUIET_RMS {
+            return Some(Check {
+                ok: rg < QUIET_RMS * 4.0,
+                correlation: None,
+            });
+        }
+        let c = correlation(want, &got);
+        let ratio = rg / rw;
+        Some(Check {
+            ok: got.len() == REF_FRAME && c >= MIN_CORRELATION && (0.5..=2.0).contains(&ratio),
+            correlation: Some(c),
         })
     }
 
@@ -97,7 +225,7 @@ impl Catalog {
                 }
             }
         }
-        Self::from_frames(speakers)
+        Self::from_frames(speakers)?.with_reference()
     }
 
     pub fn frame(&self, speaker: usize, counter: u64) -> &Frame {
@@ -259,6 +387,43 @@ mod tests {
         let levels: Vec<u8> = cat.speakers[0].iter().map(|f| f.level).collect();
         assert!(levels.iter().any(|&l| l < 30), "{levels:?}");
         assert!(levels.iter().any(|&l| l > 60), "{levels:?}");
+    }
+
+    #[test]
+    fn integrity_check_accepts_every_frame_and_rejects_others() {
+        let cat = Catalog::generate(2, 11).unwrap();
+        let mut dec = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).unwrap();
+        let mut pcm = vec![0i16; FRAME_SAMPLES * 6];
+        let mut speech = 0;
+        let mut min_c = 1.0f64;
+        for counter in 0..(2 * FRAMES as u64) {
+            let p = cat.frame(0, counter).payload.clone();
+            let c = cat
+                .check_decode(&mut dec, &mut pcm, 0, counter, &p)
+                .unwrap();
+            assert!(c.ok, "frame {counter}: {c:?}");
+            if let Some(x) = c.correlation {
+                speech += 1;
+                min_c = min_c.min(x);
+            }
+        }
+        assert!(speech > 50, "{speech} speech frames");
+        assert!(min_c >= MIN_CORRELATION, "{min_c}");
+        // Another speaker's frame in place of speaker 0's: mostly rejected.
+        let mut rejected = 0;
+        let mut speech_frames = 0;
+        for f in 0..FRAMES as u64 {
+            let other = cat.frame(1, f).payload.clone();
+            let c = cat.check_decode(&mut dec, &mut pcm, 0, f, &other).unwrap();
+            if c.correlation.is_some() {
+                speech_frames += 1;
+                rejected += (!c.ok) as usize;
+            }
+        }
+        assert!(
+            rejected * 10 >= speech_frames * 9,
+            "{rejected} of {speech_frames} rejected"
+        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ use crate::api::User;
 use crate::gateway::{self, classify, Frame};
 use crate::server;
 use crate::setup;
-use crate::stats::{self, Hist, SeenSet};
+use crate::stats::{self, loss_percent, Hist, SeenSet};
+use crate::timeseries::Series;
 use crate::Ctx;
 
 #[derive(Clone, Debug)]
@@ -40,6 +41,8 @@ pub struct ChatOpts {
     /// Presence changes (op 3) per second, in total.
     pub presence: f64,
     pub connect_concurrency: usize,
+    /// Message POSTs in flight at most.
+    pub post_concurrency: usize,
 }
 
 /// What one client saw.
@@ -54,7 +57,16 @@ struct ClientStats {
 struct Shared {
     clock: stats::Clock,
     deliveries: AtomicU64,
+    /// Per second of the send window: see [`SERIES_COLS`].
+    series: Series,
 }
+
+/// Series columns: messages persisted and unique deliveries (both by the
+/// second the message was sent), deliveries by the second they arrived.
+const SERIES_COLS: [&str; 3] = ["persisted", "delivered", "deliveries"];
+const COL_PERSISTED: usize = 0;
+const COL_DELIVERED: usize = 1;
+const COL_ARRIVALS: usize = 2;
 
 /// Message content: `lt|<id>|<send µs>|` and some text.
 fn content(id: u64, send_us: u64) -> String {
@@ -98,6 +110,9 @@ async fn client_loop(
                             st.hist.get_or_insert_with(Hist::new).record_us(now.saturating_sub(send_us));
                             if st.seen.insert(id) {
                                 shared.deliveries.fetch_add(1, Ordering::Relaxed);
+                                shared.series.add(send_us, COL_DELIVERED, 1);
+                                shared.series.add(now, COL_ARRIVALS, 1);
+                                shared.series.latency(send_us, now.saturating_sub(send_us));
                             }
                         }
                     }
@@ -145,10 +160,17 @@ pub struct Clients {
     shared: Arc<Shared>,
 }
 
-async fn connect_clients(ctx: &Ctx, users: &[User], opts: &ChatOpts) -> Clients {
+async fn connect_clients(
+    ctx: &Ctx,
+    users: &[User],
+    opts: &ChatOpts,
+    duration: Duration,
+) -> Clients {
     let shared = Arc::new(Shared {
         clock: ctx.clock,
         deliveries: AtomicU64::new(0),
+        // The send window plus the 5 s grace period.
+        series: Series::new(duration.as_secs_f64().ceil() as usize + 6, &SERIES_COLS),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let presence_period =
@@ -213,12 +235,14 @@ async fn send_messages(
     channels: &[String],
     rate: f64,
     duration: Duration,
+    post_concurrency: usize,
+    series: Arc<Shared>,
 ) -> SendOutcome {
     let persisted = Arc::new(Mutex::new(SeenSet::default()));
     let post = Arc::new(Mutex::new(Hist::new()));
     let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
     let failed = Arc::new(AtomicU64::new(0));
-    let inflight = Arc::new(Semaphore::new(512));
+    let inflight = Arc::new(Semaphore::new(post_concurrency));
     let start = Instant::now();
     let end = start + duration;
     let mut id: u64 = 0;
@@ -243,6 +267,7 @@ async fn send_messages(
         );
         let clock = ctx.clock;
         let this = id;
+        let shared = series.clone();
         tasks.spawn(async move {
             let t0 = clock.now_us();
             let body = content(this, t0);
@@ -255,6 +280,7 @@ async fn send_messages(
                     *statuses.lock().entry(s.as_u16()).or_default() += 1;
                     if s == StatusCode::CREATED || s == StatusCode::OK {
                         persisted.lock().insert(this);
+                        shared.series.add(t0, COL_PERSISTED, 1);
                         post.lock().record_us(t1 - t0);
                     } else {
                         failed.fetch_add(1, Ordering::Relaxed);
@@ -307,6 +333,41 @@ async fn typing_loop(
     }
 }
 
+/// The live progress line during the send window (and the server's
+/// counters once a second, for the report).
+async fn live_progress(
+    ctx: Ctx,
+    shared: Arc<Shared>,
+    connected: usize,
+    duration: Duration,
+) -> server::Sampler {
+    let secs = duration.as_secs_f64().ceil() as u64;
+    let pb = setup::steady_bar(secs, "chat");
+    let mut sampler = server::Sampler::default();
+    let start = Instant::now();
+    sampler.sample(&ctx.api, ctx.sfu_pid, 0.0).await;
+    for k in 1..=secs {
+        // Half a second after second k-1 ends, most of its deliveries are in.
+        tokio::time::sleep_until(start + Duration::from_millis(k * 1000 + 500)).await;
+        sampler
+            .sample(&ctx.api, ctx.sfu_pid, start.elapsed().as_secs_f64())
+            .await;
+        let sec = (k - 1) as usize;
+        let persisted = shared.series.count(sec, "persisted");
+        let fmt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
+        pb.set_position(k);
+        pb.set_message(format!(
+            "clients {connected} | {persisted} msg/s | {} deliveries/s | deliver p50 {} p99 {} ms | server CPU {}%",
+            shared.series.count(sec, "deliveries"),
+            fmt(shared.series.percentile_ms(sec, 50.0)),
+            fmt(shared.series.percentile_ms(sec, 99.0)),
+            fmt(sampler.last_cpu_percent()),
+        ));
+    }
+    pb.finish();
+    sampler
+}
+
 pub async fn run(
     ctx: &Ctx,
     opts: &ChatOpts,
@@ -338,7 +399,7 @@ pub async fn run(
         .await?;
 
     let before = server::snapshot(&ctx.api, ctx.sfu_pid).await;
-    let clients = connect_clients(ctx, &users, opts).await;
+    let clients = connect_clients(ctx, &users, opts, duration).await;
     let connected = clients.tasks.len();
     // Let the server settle (allocations after READY, presence fan-out).
     let settle = if opts.rate > 0.0 { 2 } else { 5 };
@@ -366,8 +427,24 @@ pub async fn run(
         ))
     });
     let t_start = Instant::now();
+    clients.shared.series.set_start(ctx.clock.now_us());
+    let live = tokio::spawn(live_progress(
+        ctx.clone(),
+        clients.shared.clone(),
+        connected,
+        duration,
+    ));
     let sent = if opts.rate > 0.0 {
-        send_messages(ctx, &senders, &channels, opts.rate, duration).await
+        send_messages(
+            ctx,
+            &senders,
+            &channels,
+            opts.rate,
+            duration,
+            opts.post_concurrency,
+            clients.shared.clone(),
+        )
+        .await
     } else {
         tokio::time::sleep(duration).await;
         SendOutcome {
@@ -388,6 +465,7 @@ pub async fn run(
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let sampler = live.await.unwrap_or_default();
     let typing_sent = match typing {
         Some(t) => t.await.unwrap_or(0),
         None => 0,
@@ -416,7 +494,18 @@ pub async fn run(
         .iter()
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
+    let n_secs = duration.as_secs_f64().ceil() as usize;
+    let mut series = clients.shared.series.to_json(n_secs);
+    series["loss_percent"] = json!((0..n_secs)
+        .map(|s| {
+            loss_percent(
+                clients.shared.series.count(s, SERIES_COLS[COL_PERSISTED]) * connected as u64,
+                clients.shared.series.count(s, SERIES_COLS[COL_DELIVERED]),
+            )
+        })
+        .collect::<Vec<_>>());
     Ok(json!({
+        "timeseries": {"chat": series, "server": sampler.to_json()},
         "chat": {
             "clients": opts.clients,
             "users": n_users,

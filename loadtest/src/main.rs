@@ -13,14 +13,18 @@ mod api;
 mod audio;
 mod chat;
 mod gateway;
+mod limits;
 mod peer;
+mod report;
 mod server;
 mod setup;
 mod stats;
+mod timeseries;
 mod udp;
 mod voice;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +122,31 @@ struct Common {
     /// Seconds a peer may take to connect before it counts as failed [default: 20].
     #[arg(long, global = true)]
     join_timeout: Option<f64>,
+    /// Audio integrity: decode every Nth received packet per peer; 0 = off [default: 50].
+    #[arg(long, global = true)]
+    integrity_every: Option<u64>,
+    /// Concurrent message POSTs in flight [default: 512].
+    #[arg(long, global = true)]
+    post_concurrency: Option<usize>,
+
+    // output
+    /// Write a self-contained HTML report (inline SVG plots) to this file.
+    #[arg(long, global = true)]
+    report: Option<PathBuf>,
+
+    // pass/fail thresholds (any of them also requires chat lost = duplicated = 0)
+    /// Fail when voice loss exceeds this percentage.
+    #[arg(long, global = true)]
+    max_loss: Option<f64>,
+    /// Fail when the voice p99 latency exceeds this many ms.
+    #[arg(long, global = true)]
+    max_p99_latency: Option<f64>,
+    /// Fail when fewer than this percentage of voice peers (and chat clients) joined.
+    #[arg(long, global = true)]
+    min_join_success: Option<f64>,
+    /// Fail when the chat p99 send→deliver latency exceeds this many ms.
+    #[arg(long, global = true)]
+    max_p99_deliver: Option<f64>,
 }
 
 impl Common {
@@ -145,7 +174,14 @@ impl Common {
             speakers,
             listeners,
             join_rate,
-            join_timeout
+            join_timeout,
+            integrity_every,
+            post_concurrency,
+            report,
+            max_loss,
+            max_p99_latency,
+            min_join_success,
+            max_p99_deliver
         )
     }
 }
@@ -159,7 +195,7 @@ pub struct Ctx {
     pub register_concurrency: usize,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -187,7 +223,7 @@ fn main() -> Result<()> {
     rt.block_on(run(cli.cmd, c))
 }
 
-async fn run(cmd: Cmd, c: Common) -> Result<()> {
+async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
     let url = c
         .url
         .clone()
@@ -228,6 +264,7 @@ async fn run(cmd: Cmd, c: Common) -> Result<()> {
         typing: c.typing.unwrap_or(0.0),
         presence: c.presence.unwrap_or(0.0),
         connect_concurrency: c.connect_concurrency.unwrap_or(64),
+        post_concurrency: c.post_concurrency.unwrap_or(512).max(1),
     };
     let voice_opts = voice::VoiceOpts {
         rooms: c.rooms.unwrap_or(1),
@@ -235,6 +272,7 @@ async fn run(cmd: Cmd, c: Common) -> Result<()> {
         listeners: c.listeners.unwrap_or(10),
         join_rate: c.join_rate.unwrap_or(50.0).max(0.1),
         join_timeout: Duration::from_secs_f64(c.join_timeout.unwrap_or(20.0)),
+        integrity_every: c.integrity_every.unwrap_or(50),
     };
     let started = chrono_like_now();
     let result = match cmd {
@@ -259,13 +297,38 @@ async fn run(cmd: Cmd, c: Common) -> Result<()> {
         "started_unix": started,
     });
     merge(&mut out, result);
+    let thresholds = limits::Thresholds {
+        max_loss: c.max_loss,
+        max_p99_latency: c.max_p99_latency,
+        min_join_success: c.min_join_success,
+        max_p99_deliver: c.max_p99_deliver,
+    };
+    let verdict = thresholds.check(&out);
+    if thresholds.any() {
+        out["thresholds"] = verdict.to_json(&thresholds);
+    }
     print_summary(&out);
     if let Some(path) = &c.json {
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("results written to {}", path.display());
     }
-    Ok(())
+    if let Some(path) = &c.report {
+        std::fs::write(path, report::html(&out))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    if thresholds.any() {
+        if verdict.failed.is_empty() {
+            println!("thresholds: PASS");
+        } else {
+            for f in &verdict.failed {
+                println!("THRESHOLD FAILED: {f}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn chrono_like_now() -> u64 {
@@ -370,6 +433,15 @@ fn print_summary(v: &Value) {
         println!("  jitter:  {}", h(&vo["jitter_ms"]));
         println!("  join:    {}", h(&vo["join_ms"]));
         println!("  first audio: {}", h(&vo["first_audio_ms"]));
+        println!(
+            "  NACKs sent {}; sequence gaps {}, filled later {}; integrity: {} frames decoded, {} failed (min correlation {})",
+            vo["nacks_sent"],
+            vo["seq_gaps"],
+            vo["packets_recovered"],
+            vo["integrity_checked"],
+            vo["integrity_failed"],
+            f(&vo["integrity_min_correlation"])
+        );
         if let Some(e) = vo["errors"].as_object() {
             for (k, n) in e {
                 println!("  error ×{n}: {k}");

@@ -25,9 +25,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::audio::{Catalog, SAMPLE_RATE};
+use crate::audio::{Catalog, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::gateway::{self, classify, Frame};
 use crate::stats::{Clock, Hist, Jitter, SeenSet};
+use crate::timeseries::Series;
 
 /// Datagrams handled per wake-up before other work gets a turn.
 const RECV_BATCH: usize = 64;
@@ -45,7 +46,21 @@ pub struct VoiceShared {
     pub connected: AtomicUsize,
     pub failed: AtomicUsize,
     pub join_timeout: Duration,
+    /// Connected peers per room (a speaker's packet is expected by all
+    /// the others).
+    pub room_connected: Vec<AtomicU64>,
+    /// Per-second figures over the window (columns [`COL_EXPECTED`], ...).
+    pub series: Series,
+    /// Decode every Nth received in-window packet per peer (0 = never).
+    pub integrity_every: u64,
 }
+
+/// Series columns: packets expected (by send second), first arrivals (by
+/// send second), RTP packets received (by arrival second).
+pub const SERIES_COLS: [&str; 3] = ["expected", "received", "rx_packets"];
+pub const COL_EXPECTED: usize = 0;
+pub const COL_RECEIVED: usize = 1;
+pub const COL_RX: usize = 2;
 
 impl VoiceShared {
     #[inline]
@@ -93,6 +108,58 @@ pub struct PeerReport {
     pub voice_errors: Vec<u64>,
     pub slots_events: u32,
     pub sent: u64,
+    /// NACKs this peer's str0m sent, per receive mid (the last stats event).
+    pub nacks: Vec<(Mid, u64)>,
+    /// RTP sequence gaps and packets that filled one later (retransmitted
+    /// or reordered), per received SSRC, in the window.
+    pub seq: Vec<(u32, SeqTrack)>,
+    pub integrity: Integrity,
+}
+
+/// Sequence-gap accounting for one received stream: a 128-packet window
+/// below the highest sequence number seen; O(1), no allocation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SeqTrack {
+    highest: Option<u64>,
+    /// Bit i: packet `highest - i` arrived.
+    recent: u128,
+    /// Packets skipped when a sequence number jumped ahead.
+    pub gaps: u64,
+    /// Skipped packets that arrived later.
+    pub recovered: u64,
+}
+
+impl SeqTrack {
+    #[inline]
+    pub fn update(&mut self, seq: u64) {
+        let Some(h) = self.highest else {
+            self.highest = Some(seq);
+            self.recent = 1;
+            return;
+        };
+        if seq > h {
+            let d = seq - h;
+            self.gaps += d - 1;
+            self.recent = if d >= 128 { 1 } else { (self.recent << d) | 1 };
+            self.highest = Some(seq);
+        } else {
+            let i = h - seq;
+            if i < 128 && self.recent & (1u128 << i) == 0 {
+                self.recent |= 1u128 << i;
+                self.recovered += 1;
+            }
+        }
+    }
+}
+
+/// Audio integrity: sampled decodes of received frames.
+#[derive(Default)]
+pub struct Integrity {
+    decoder: Option<opus::Decoder>,
+    pub checked: u64,
+    pub failed: u64,
+    pub min_correlation: Option<f64>,
+    pcm: Vec<i16>,
 }
 
 impl PeerReport {
@@ -116,6 +183,43 @@ impl PeerReport {
             }
         };
         &mut self.jitter[i].1
+    }
+
+    fn seq_for(&mut self, ssrc: u32) -> &mut SeqTrack {
+        let i = match self.seq.iter().position(|(s, _)| *s == ssrc) {
+            Some(i) => i,
+            None => {
+                self.seq.push((ssrc, SeqTrack::default()));
+                self.seq.len() - 1
+            }
+        };
+        &mut self.seq[i].1
+    }
+
+    /// Decodes a received payload of (speaker, counter) and compares it with
+    /// the reference decode of the same frame.
+    fn check_integrity(&mut self, catalog: &Catalog, speaker: usize, counter: u64, payload: &[u8]) {
+        let ig = &mut self.integrity;
+        if ig.decoder.is_none() {
+            match opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono) {
+                Ok(d) => ig.decoder = Some(d),
+                Err(_) => return,
+            }
+            ig.pcm = vec![0i16; FRAME_SAMPLES * 6];
+        }
+        let Some(dec) = ig.decoder.as_mut() else {
+            return;
+        };
+        let Some(corr) = catalog.check_decode(dec, &mut ig.pcm, speaker, counter, payload) else {
+            return;
+        };
+        ig.checked += 1;
+        if !corr.ok {
+            ig.failed += 1;
+        }
+        if let Some(c) = corr.correlation {
+            ig.min_correlation = Some(ig.min_correlation.map_or(c, |m: f64| m.min(c)));
+        }
     }
 }
 
@@ -144,6 +248,7 @@ fn build_rtc(local: SocketAddr, now: Instant) -> anyhow::Result<Rtc> {
         .clear_codecs()
         .enable_opus(true, false)
         .set_extension_map(exts)
+        .set_stats_interval(Some(Duration::from_secs(1)))
         .build(now);
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
     Ok(rtc)
@@ -191,18 +296,39 @@ fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerReport, t_join: 
                     }
                     if shared.in_window(now_us) {
                         rep.rx_in_window += 1;
+                        shared.series.add(now_us, COL_RX, 1);
+                        rep.seq_for(*p.header.ssrc).update(*p.seq_no);
                     }
                     match shared.catalog.lookup(&p.payload) {
                         Some(o) if shared.in_window(o.send_us) => {
-                            rep.latency.record_us(now_us.saturating_sub(o.send_us));
+                            let lat = now_us.saturating_sub(o.send_us);
+                            rep.latency.record_us(lat);
                             rep.latency_app.record_us(app_us.saturating_sub(o.send_us));
-                            rep.seen_for(o.speaker).insert(o.counter);
+                            if rep.seen_for(o.speaker).insert(o.counter) {
+                                shared.series.add(o.send_us, COL_RECEIVED, 1);
+                                shared.series.latency(o.send_us, lat);
+                                let every = shared.integrity_every;
+                                if every > 0 && rep.rx_in_window.is_multiple_of(every) {
+                                    rep.check_integrity(
+                                        &shared.catalog,
+                                        o.speaker as usize,
+                                        o.counter,
+                                        &p.payload,
+                                    );
+                                }
+                            }
                             let arrival = now_us * (SAMPLE_RATE as u64 / 1000) / 1000;
                             rep.jitter_for(*p.header.ssrc)
                                 .update(arrival, p.header.timestamp);
                         }
                         Some(_) => {}
                         None => rep.unknown_payloads += 1,
+                    }
+                }
+                Event::MediaIngressStats(st) => {
+                    match rep.nacks.iter_mut().find(|(m, _)| *m == st.mid) {
+                        Some(slot) => slot.1 = st.nacks,
+                        None => rep.nacks.push((st.mid, st.nacks)),
                     }
                 }
                 Event::Connected if !media.connected => {
@@ -242,6 +368,10 @@ fn send_packet(media: &mut Media, shared: &VoiceShared, sp: usize, rep: &mut Pee
     shared.catalog.mark_sent(sp, counter, send_us);
     if shared.in_window(send_us) {
         shared.sent_in_window[sp].fetch_add(1, Ordering::Relaxed);
+        let others = shared.room_connected[rep.room]
+            .load(Ordering::Relaxed)
+            .saturating_sub(1);
+        shared.series.add(send_us, COL_EXPECTED, others);
     }
     let ext = ExtensionValues {
         audio_level: Some(-(level.min(127) as i8)),
@@ -349,6 +479,7 @@ async fn run_inner(
         if media.connected && !rep.connected {
             rep.connected = true;
             shared.connected.fetch_add(1, Ordering::Relaxed);
+            shared.room_connected[cfg.room].fetch_add(1, Ordering::Relaxed);
             // Start the 20 ms clock now, not with the ticks missed while joining.
             tick.reset();
         }

@@ -71,6 +71,52 @@ pub async fn snapshot(api: &Api, pid: Option<u32>) -> Snapshot {
     s
 }
 
+/// Server counters sampled about once a second during the steady state,
+/// as per-second rates (for the report's plots and the progress line).
+#[derive(Default)]
+pub struct Sampler {
+    prev: Option<(f64, Snapshot)>,
+    pub t: Vec<f64>,
+    pub forwarded_per_s: Vec<Option<f64>>,
+    pub cpu_percent: Vec<Option<f64>>,
+    pub rss_mb: Vec<Option<f64>>,
+}
+
+impl Sampler {
+    /// Takes a snapshot at `t_s` (seconds into the window) and records the
+    /// rates since the previous one.
+    pub async fn sample(&mut self, api: &Api, pid: Option<u32>, t_s: f64) {
+        let s = snapshot(api, pid).await;
+        if let Some((t0, p)) = &self.prev {
+            let dt = t_s - t0;
+            if dt > 0.05 {
+                self.t.push(t_s);
+                self.forwarded_per_s.push(match (p.forwarded, s.forwarded) {
+                    (Some(a), Some(b)) => Some((b - a) / dt),
+                    _ => None,
+                });
+                self.cpu_percent
+                    .push(cpu_delta(p, &s).map(|(c, _)| c * 100.0 / dt));
+                self.rss_mb.push(s.rss.map(|r| r as f64 / 1e6));
+            }
+        }
+        self.prev = Some((t_s, s));
+    }
+
+    pub fn last_cpu_percent(&self) -> Option<f64> {
+        self.cpu_percent.last().copied().flatten()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "t": self.t,
+            "forwarded_per_s": self.forwarded_per_s,
+            "cpu_percent": self.cpu_percent,
+            "rss_mb": self.rss_mb,
+        })
+    }
+}
+
 /// CPU seconds the server used between two snapshots: /proc when both have
 /// it (tick resolution, independent of the exporter), else /metrics.
 pub fn cpu_delta(a: &Snapshot, b: &Snapshot) -> Option<(f64, &'static str)> {

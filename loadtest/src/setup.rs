@@ -5,12 +5,33 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::api::{Api, User};
 
+/// All bars draw through one `MultiProgress`, so `mixed` shows the voice
+/// and chat bars one above the other instead of overwriting each other.
+fn multi() -> &'static MultiProgress {
+    static MP: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+    MP.get_or_init(MultiProgress::new)
+}
+
+/// The steady-state bar: elapsed / total seconds, and a live message
+/// (peers, loss, latency) set by the scenario once a second.
+pub fn steady_bar(secs: u64, what: &str) -> ProgressBar {
+    let pb = multi().add(ProgressBar::new(secs));
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>6} [{elapsed_precise}] {bar:20} {pos}/{len} s {msg}",
+        )
+        .expect("valid template"),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}
+
 pub fn bar(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
+    let pb = multi().add(ProgressBar::new(len));
     pb.set_style(
         ProgressStyle::with_template(
             "{msg:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",

@@ -11,8 +11,9 @@ use tokio::sync::{watch, Barrier};
 use tokio::time::Instant;
 
 use crate::audio::Catalog;
-use crate::peer::{self, PeerConfig, PeerReport, VoiceShared};
+use crate::peer::{self, PeerConfig, PeerReport, VoiceShared, COL_EXPECTED, COL_RECEIVED};
 use crate::stats::{self, loss_percent, Hist};
+use crate::timeseries::Series;
 use crate::{server, setup, Ctx};
 
 #[derive(Clone, Debug)]
@@ -23,6 +24,9 @@ pub struct VoiceOpts {
     /// Joins per second.
     pub join_rate: f64,
     pub join_timeout: Duration,
+    /// Decode every Nth received packet per peer for the integrity check
+    /// (0 = off).
+    pub integrity_every: u64,
 }
 
 pub async fn run(
@@ -62,6 +66,12 @@ pub async fn run(
         connected: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         join_timeout: opts.join_timeout,
+        room_connected: (0..opts.rooms).map(|_| AtomicU64::new(0)).collect(),
+        series: Series::new(
+            duration.as_secs_f64().ceil() as usize + 1,
+            &peer::SERIES_COLS,
+        ),
+        integrity_every: opts.integrity_every,
     });
 
     // Join order: every room's speakers first, then listeners round-robin
@@ -135,6 +145,7 @@ pub async fn run(
     // classify each packet by its send time the same way.
     let start_us = ctx.clock.now_us() + 200_000;
     let end_us = start_us + duration.as_micros() as u64;
+    shared.series.set_start(start_us);
     shared.win_start.store(start_us, Ordering::Relaxed);
     shared.win_end.store(end_us, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_micros(
@@ -143,10 +154,7 @@ pub async fn run(
     .await;
     let s0 = server::snapshot(&ctx.api, ctx.sfu_pid).await;
     let cpu0 = stats::self_cpu_us();
-    tokio::time::sleep(Duration::from_micros(
-        end_us.saturating_sub(ctx.clock.now_us()),
-    ))
-    .await;
+    let sampler = steady_state(ctx, &shared, n, start_us, end_us).await;
     let s1 = server::snapshot(&ctx.api, ctx.sfu_pid).await;
     let cpu1 = stats::self_cpu_us();
     let rss = stats::rss_bytes(None);
@@ -159,7 +167,7 @@ pub async fn run(
             reports.push(r);
         }
     }
-    Ok(aggregate(
+    let mut out = aggregate(
         opts,
         &shared,
         &reports,
@@ -170,7 +178,88 @@ pub async fn run(
         lookup_ns,
         duration,
         join_secs,
-    ))
+    );
+    out["timeseries"] = json!({
+        "voice": series_json(&shared, duration, &reports),
+        "server": sampler.to_json(),
+    });
+    Ok(out)
+}
+
+/// Waits out the window, updating the live progress line and sampling the
+/// server's counters about once a second (half a second after each second
+/// of the window ends, so that second's packets have mostly arrived).
+async fn steady_state(
+    ctx: &Ctx,
+    shared: &VoiceShared,
+    n: usize,
+    start_us: u64,
+    end_us: u64,
+) -> server::Sampler {
+    let secs = (end_us - start_us).div_ceil(1_000_000);
+    let pb = setup::steady_bar(secs, "voice");
+    let mut sampler = server::Sampler::default();
+    sampler.sample(&ctx.api, ctx.sfu_pid, 0.0).await;
+    let mut k = 1u64;
+    loop {
+        let tick_us = start_us + k * 1_000_000 + 500_000;
+        let now = ctx.clock.now_us();
+        if now >= end_us {
+            break;
+        }
+        let until = tick_us.min(end_us);
+        tokio::time::sleep(Duration::from_micros(until.saturating_sub(now))).await;
+        if until != tick_us {
+            break;
+        }
+        let t_s = (ctx.clock.now_us() - start_us) as f64 / 1e6;
+        sampler.sample(&ctx.api, ctx.sfu_pid, t_s).await;
+        let sec = (k - 1) as usize;
+        let exp = shared.series.count(sec, "expected");
+        let got = shared.series.count(sec, "received");
+        let fmt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
+        pb.set_position(k.min(secs));
+        pb.set_message(format!(
+            "peers {}/{n} | loss {:.2}% | latency p50 {} p99 {} ms | rx {}/s | server CPU {}%",
+            shared.connected.load(Ordering::Relaxed),
+            loss_percent(exp, got),
+            fmt(shared.series.percentile_ms(sec, 50.0)),
+            fmt(shared.series.percentile_ms(sec, 99.0)),
+            shared.series.count(sec, "rx_packets"),
+            fmt(sampler.last_cpu_percent()),
+        ));
+        k += 1;
+    }
+    pb.set_position(secs);
+    pb.finish();
+    sampler
+}
+
+/// The per-second series as JSON, with loss per second and the join times
+/// (sorted, for a CDF; at most ~1000 points).
+fn series_json(shared: &VoiceShared, duration: Duration, reports: &[PeerReport]) -> Value {
+    let n = duration.as_secs_f64().ceil() as usize;
+    let mut v = shared.series.to_json(n);
+    let loss: Vec<f64> = (0..n)
+        .map(|s| {
+            loss_percent(
+                shared.series.count(s, peer::SERIES_COLS[COL_EXPECTED]),
+                shared.series.count(s, peer::SERIES_COLS[COL_RECEIVED]),
+            )
+        })
+        .collect();
+    v["loss_percent"] = json!(loss);
+    let mut joins: Vec<f64> = reports
+        .iter()
+        .filter_map(|r| r.join_us)
+        .map(|us| us as f64 / 1000.0)
+        .collect();
+    joins.sort_by(|a, b| a.total_cmp(b));
+    let step = joins.len().div_ceil(1000).max(1);
+    let sampled: Vec<f64> = joins.iter().step_by(step).copied().collect();
+    v["join_ms_sorted"] = json!(sampled);
+    v["join_total"] = json!(joins.len());
+    v
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -201,8 +290,20 @@ fn aggregate(
     let mut listener_loss = Vec::new();
     let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
     let mut offers = 0u64;
+    let (mut nacks, mut gaps, mut recovered) = (0u64, 0u64, 0u64);
+    let (mut ig_checked, mut ig_failed, mut ig_min) = (0u64, 0u64, None::<f64>);
     for r in reports {
         offers += r.offers as u64;
+        nacks += r.nacks.iter().map(|(_, n)| n).sum::<u64>();
+        for (_, t) in &r.seq {
+            gaps += t.gaps;
+            recovered += t.recovered;
+        }
+        ig_checked += r.integrity.checked;
+        ig_failed += r.integrity.failed;
+        if let Some(c) = r.integrity.min_correlation {
+            ig_min = Some(ig_min.map_or(c, |m: f64| m.min(c)));
+        }
         if let Some(e) = &r.error {
             // Group errors by their first words.
             let key: String = e.chars().take(80).collect();
@@ -285,6 +386,13 @@ fn aggregate(
             "join_ms": join.summary_ms(),
             "first_audio_ms": first_audio.summary_ms(),
             "jitter_ms": jitter.summary_ms(),
+            "nacks_sent": nacks,
+            "seq_gaps": gaps,
+            "packets_recovered": recovered,
+            "integrity_every": opts.integrity_every,
+            "integrity_checked": ig_checked,
+            "integrity_failed": ig_failed,
+            "integrity_min_correlation": ig_min,
         },
         "server": {
             "cpu_seconds": server_cpu.map(|c| c.0),
