@@ -153,3 +153,75 @@ impl Chat {
         Ok(o)
     }
 }
+
+impl Chat {
+    /// Who may see a channel: `None` when every member of its server may (no overwrites and
+    /// @everyone has VIEW_CHANNEL), else the members who may. Used to route channel events.
+    pub async fn channel_viewers(
+        &self,
+        channel_id: Snowflake,
+    ) -> ChatResult<Option<Vec<Snowflake>>> {
+        let row: Option<(Snowflake, Option<Snowflake>, bool, Option<i64>)> = sqlx::query_as(
+            "SELECT c.server_id, c.parent_id, c.permissions_synced, r.permissions
+             FROM channels c LEFT JOIN roles r ON r.id = c.server_id WHERE c.id = $1",
+        )
+        .bind(channel_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((server_id, parent, synced, everyone)) = row else {
+            return Ok(Some(Vec::new()));
+        };
+        let everyone = everyone.unwrap_or(permissions::EVERYONE_DEFAULT);
+        let source = match (synced, parent) {
+            (true, Some(p)) => p,
+            _ => channel_id,
+        };
+        let overwrites: Vec<(Snowflake, String, i64, i64)> = sqlx::query_as(
+            "SELECT target_id, kind, allow, deny FROM channel_overwrites WHERE channel_id = $1",
+        )
+        .bind(source)
+        .fetch_all(&self.pool)
+        .await?;
+        if overwrites.is_empty() && permissions::has(everyone, permissions::VIEW_CHANNEL) {
+            return Ok(None);
+        }
+        let members: Vec<(Snowflake, Snowflake, Vec<i64>, Vec<i64>)> = sqlx::query_as(
+            "SELECT m.user_id, s.owner_id,
+                    coalesce(array_agg(r.id) FILTER (WHERE r.id IS NOT NULL), '{}'),
+                    coalesce(array_agg(r.permissions) FILTER (WHERE r.id IS NOT NULL), '{}')
+             FROM members m JOIN servers s ON s.id = m.server_id
+             LEFT JOIN member_roles mr ON mr.server_id = m.server_id AND mr.user_id = m.user_id
+             LEFT JOIN roles r ON r.id = mr.role_id
+             WHERE m.server_id = $1 GROUP BY m.user_id, s.owner_id",
+        )
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for (user_id, owner_id, role_ids, role_perms) in members {
+            let ctx = MemberContext {
+                is_owner: user_id == owner_id,
+                everyone,
+                roles: role_perms,
+                timed_out: false,
+            };
+            let mut o = ChannelOverwrites::default();
+            for (target, kind, allow, deny) in &overwrites {
+                let ow = Overwrite {
+                    allow: *allow,
+                    deny: *deny,
+                };
+                match kind.as_str() {
+                    "role" if *target == server_id => o.everyone = Some(ow),
+                    "role" if role_ids.contains(&target.0) => o.roles.push(ow),
+                    "member" if *target == user_id => o.member = Some(ow),
+                    _ => {}
+                }
+            }
+            if permissions::has(permissions::in_channel(&ctx, &o), permissions::VIEW_CHANNEL) {
+                out.push(user_id);
+            }
+        }
+        Ok(Some(out))
+    }
+}

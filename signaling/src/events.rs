@@ -26,3 +26,44 @@ impl EventBus for LocalBus {
         self.hub.deliver(&target, &dispatch);
     }
 }
+
+/// Who may see each channel, cached until permissions change anywhere (`invalidate`): role,
+/// overwrite and membership changes are rare next to messages. A failed lookup falls back to
+/// "nobody" rather than leaking.
+#[derive(Default)]
+pub struct ViewerCache {
+    epoch: std::sync::atomic::AtomicU64,
+    entries:
+        dashmap::DashMap<confab_chat::Snowflake, (u64, Option<Arc<Vec<confab_chat::Snowflake>>>)>,
+}
+
+impl ViewerCache {
+    pub fn invalidate(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.entries.clear();
+    }
+
+    pub async fn get(
+        &self,
+        chat: &confab_chat::Chat,
+        channel_id: confab_chat::Snowflake,
+    ) -> Option<Arc<Vec<confab_chat::Snowflake>>> {
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
+        if let Some(e) = self.entries.get(&channel_id) {
+            if e.0 == epoch {
+                return e.1.clone();
+            }
+        }
+        let value = match chat.channel_viewers(channel_id).await {
+            Ok(v) => v.map(Arc::new),
+            Err(e) => {
+                tracing::error!(error = %e, "computing channel viewers");
+                return Some(Arc::new(Vec::new()));
+            }
+        };
+        if self.epoch.load(std::sync::atomic::Ordering::SeqCst) == epoch {
+            self.entries.insert(channel_id, (epoch, value.clone()));
+        }
+        value
+    }
+}

@@ -101,6 +101,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         hub,
         shutdown: shutdown.clone(),
         voice: voice::VoiceService::new(sfu),
+        viewers: events::ViewerCache::default(),
         metrics,
         config,
     }));

@@ -27,6 +27,8 @@ pub struct Inner {
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     pub voice: VoiceService,
+    /// Who may see each channel, for routing its events (see `channel_target`).
+    pub viewers: crate::events::ViewerCache,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
@@ -38,6 +40,28 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// The recipients of a channel's events: the whole server, or only the members who may
+    /// view it (overwrites or roles restrict it), optionally without one user.
+    pub async fn channel_target(
+        &self,
+        server_id: confab_chat::Snowflake,
+        channel_id: confab_chat::Snowflake,
+        except: Option<confab_chat::Snowflake>,
+    ) -> Target {
+        match self.viewers.get(&self.chat, channel_id).await {
+            None => match except {
+                Some(u) => Target::ServerExcept(server_id, u),
+                None => Target::Server(server_id),
+            },
+            Some(list) => Target::Users(
+                list.iter()
+                    .copied()
+                    .filter(|u| Some(*u) != except)
+                    .collect(),
+            ),
+        }
+    }
+
     /// Publishes a dispatch event (`t`, `d`) to the sessions `target` names.
     pub fn emit<T: serde::Serialize>(&self, target: Target, t: &'static str, d: &T) {
         self.bus.publish(target, Dispatch::new(t, d));

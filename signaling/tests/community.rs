@@ -433,3 +433,79 @@ async fn a_failed_change_leaves_no_audit_entry() {
         "{log}"
     );
 }
+
+/// Channel events reach only members who may view the channel, and stop at once when an
+/// overwrite hides it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_channels_send_no_events() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("host").await;
+    let guest = app.register("guest").await;
+    let (sid, text, _) = app.server(&owner, "Private").await;
+    app.join(&owner, &guest, &sid).await;
+    let (_, secret) = app
+        .post(
+            &format!("/servers/{sid}/channels"),
+            &owner.token,
+            json!({"name": "staff"}),
+        )
+        .await;
+    let secret = secret["id"].as_str().unwrap().to_string();
+    let (mut g, _) = app.identified(&guest).await;
+
+    // Visible: the guest gets it.
+    app.post(
+        &format!("/channels/{secret}/messages"),
+        &owner.token,
+        json!({"content": "before"}),
+    )
+    .await;
+    assert_eq!(g.dispatch("MESSAGE_CREATE").await["content"], "before");
+
+    // Hide it from @everyone: nothing more arrives from it, while #general still flows.
+    let (s, _) = app
+        .request(
+            Method::PUT,
+            &format!("/channels/{secret}/permissions/{sid}"),
+            Some(&owner.token),
+            Some(json!({"type": "role", "deny": VIEW.to_string()})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    app.post(
+        &format!("/channels/{secret}/messages"),
+        &owner.token,
+        json!({"content": "hidden"}),
+    )
+    .await;
+    app.request(
+        Method::POST,
+        &format!("/channels/{secret}/typing"),
+        Some(&owner.token),
+        None,
+    )
+    .await;
+    app.post(
+        &format!("/channels/{text}/messages"),
+        &owner.token,
+        json!({"content": "public"}),
+    )
+    .await;
+    let mut got = vec![];
+    while let Some(v) = g.next_within(std::time::Duration::from_millis(700)).await {
+        if v["t"] == "MESSAGE_CREATE" || v["t"] == "TYPING_START" {
+            got.push(v["d"]["content"].as_str().unwrap_or("typing").to_string());
+        }
+    }
+    assert_eq!(
+        got,
+        vec!["public".to_string()],
+        "the hidden channel leaked events"
+    );
+    assert_eq!(
+        app.get(&format!("/channels/{secret}/messages"), &guest.token)
+            .await
+            .0,
+        404
+    );
+}

@@ -87,6 +87,7 @@ pub async fn update(
             },
         )
         .await?;
+    state.viewers.invalidate();
     state.emit(
         Target::Server(channel.server_id),
         "CHANNEL_UPDATE",
@@ -159,7 +160,9 @@ pub async fn send(
     if created {
         metrics::counter!("confab_messages_created_total").increment(1);
         state.emit(
-            Target::Server(message.server_id),
+            state
+                .channel_target(message.server_id, message.channel_id, None)
+                .await,
             "MESSAGE_CREATE",
             &message,
         );
@@ -200,7 +203,9 @@ pub async fn edit(
         .edit_message(channel_id, message_id, user.user_id, &body.content)
         .await?;
     state.emit(
-        Target::Server(message.server_id),
+        state
+            .channel_target(message.server_id, message.channel_id, None)
+            .await,
         "MESSAGE_UPDATE",
         &message,
     );
@@ -220,7 +225,7 @@ pub async fn delete_message(
         .delete_message(channel_id, message_id, user.user_id)
         .await?;
     state.emit(
-        Target::Server(m.server_id),
+        state.channel_target(m.server_id, m.channel_id, None).await,
         "MESSAGE_DELETE",
         &json!({"id": m.id, "channel_id": m.channel_id, "server_id": m.server_id}),
     );
@@ -237,7 +242,7 @@ pub async fn typing(
 ) -> ApiResult<StatusCode> {
     let server_id = state.chat.can_type(channel_id, user.user_id).await?;
     state.emit(
-        Target::ServerExcept(server_id, user.user_id),
+        state.channel_target(server_id, channel_id, Some(user.user_id)).await,
         "TYPING_START",
         &json!({"channel_id": channel_id, "server_id": server_id, "user_id": user.user_id, "timestamp": chrono::Utc::now().timestamp()}),
     );

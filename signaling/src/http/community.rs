@@ -117,6 +117,7 @@ pub async fn create_role(
             body.patch()?,
         )
         .await?;
+    state.viewers.invalidate();
     state.emit(
         Target::Server(server_id),
         "ROLE_CREATE",
@@ -146,6 +147,7 @@ pub async fn update_role(
             body.patch()?,
         )
         .await?;
+    state.viewers.invalidate();
     state.emit(
         Target::Server(server_id),
         "ROLE_UPDATE",
@@ -169,6 +171,7 @@ pub async fn delete_role(
         .chat
         .delete_role(server_id, role_id, Actor::new(user.user_id, r.as_deref()))
         .await?;
+    state.viewers.invalidate();
     state.emit(
         Target::Server(server_id),
         "ROLE_DELETE",
@@ -197,6 +200,7 @@ async fn member_role(
             Actor::new(user.user_id, r.as_deref()),
         )
         .await?;
+    state.viewers.invalidate();
     state.emit(
         Target::Server(server_id),
         "MEMBER_UPDATE",
@@ -267,6 +271,7 @@ pub async fn put_overwrite(
             Actor::new(user.user_id, r.as_deref()),
         )
         .await?;
+    state.viewers.invalidate();
     let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
     state.emit(
         Target::Server(channel.server_id),
@@ -291,6 +296,7 @@ pub async fn delete_overwrite(
         .chat
         .delete_overwrite(channel_id, target, Actor::new(user.user_id, r.as_deref()))
         .await?;
+    state.viewers.invalidate();
     let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
     state.emit(
         Target::Server(channel.server_id),
@@ -301,6 +307,7 @@ pub async fn delete_overwrite(
 }
 
 fn removed(state: &AppState, server_id: Snowflake, target: Snowflake) {
+    state.viewers.invalidate();
     state.hub.remove_member(server_id, target);
     state.emit(
         Target::Server(server_id),

@@ -204,6 +204,7 @@ pub async fn leave(
         .member_left(&state, server_id, user.user_id)
         .await;
     state.hub.remove_member(server_id, user.user_id);
+    state.viewers.invalidate();
     state.emit(
         Target::Server(server_id),
         "MEMBER_REMOVE",
@@ -327,6 +328,7 @@ pub async fn accept_invite(
             );
         }
         state.hub.add_member(server_id, user.user_id);
+        state.viewers.invalidate();
         state.emit(
             Target::User(user.user_id),
             "SERVER_CREATE",

@@ -91,7 +91,9 @@ impl VoiceService {
             }
             return Ok(());
         };
-        let (server_id, _perms) = state.chat.voice_access(channel_id, user_id).await?;
+        let (server_id, perms) = state.chat.voice_access(channel_id, user_id).await?;
+        // Without SPEAK (role, overwrite or timeout) the SFU drops the participant's audio.
+        let may_speak = confab_chat::permissions::has(perms, confab_chat::permissions::SPEAK);
         if req.server_id.is_some_and(|s| s != server_id) {
             return Err(VoiceError::Forbidden(
                 "channel is not in that server".into(),
@@ -108,7 +110,7 @@ impl VoiceService {
             gateway_session: &session.id,
             self_mute: req.self_mute,
             self_deaf: req.self_deaf,
-            mute: member.mute,
+            mute: member.mute || !may_speak,
             deaf: member.deaf,
             voice_session_id,
         });
