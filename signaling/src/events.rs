@@ -30,11 +30,13 @@ impl EventBus for LocalBus {
 /// Who may see each channel, cached until permissions change anywhere (`invalidate`): role,
 /// overwrite and membership changes are rare next to messages. A failed lookup falls back to
 /// "nobody" rather than leaking.
+/// The members who may view a channel, or None for "the whole server".
+type Viewers = Option<Arc<Vec<confab_chat::Snowflake>>>;
+
 #[derive(Default)]
 pub struct ViewerCache {
     epoch: std::sync::atomic::AtomicU64,
-    entries:
-        dashmap::DashMap<confab_chat::Snowflake, (u64, Option<Arc<Vec<confab_chat::Snowflake>>>)>,
+    entries: dashmap::DashMap<confab_chat::Snowflake, (u64, Viewers)>,
 }
 
 impl ViewerCache {
