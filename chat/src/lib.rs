@@ -18,6 +18,7 @@ pub mod moderation;
 pub mod password;
 pub mod permissions;
 pub mod postgres;
+pub mod reactions;
 pub mod roles;
 pub mod servers;
 pub mod snowflake;

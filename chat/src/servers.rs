@@ -468,3 +468,71 @@ impl Chat {
         Ok(rows.into_iter().map(Channel::from).collect())
     }
 }
+
+impl Chat {
+    /// The server's live invites (MANAGE_SERVER).
+    pub async fn invites(
+        &self,
+        server_id: Snowflake,
+        user_id: Snowflake,
+    ) -> ChatResult<Vec<Invite>> {
+        self.require(
+            server_id,
+            user_id,
+            permissions::MANAGE_SERVER,
+            "you may not manage invites",
+        )
+        .await?;
+        let rows: Vec<InviteRow> = sqlx::query_as(
+            "SELECT code, server_id, inviter_id, max_uses, uses, max_age, expires_at, created_at
+             FROM invites WHERE server_id = $1 AND (expires_at IS NULL OR expires_at > now())
+             ORDER BY created_at DESC LIMIT 1000",
+        )
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Invite::from).collect())
+    }
+
+    /// Revokes an invite: its creator, or MANAGE_SERVER. Returns its server.
+    pub async fn revoke_invite(
+        &self,
+        code: &str,
+        user_id: Snowflake,
+        reason: Option<&str>,
+    ) -> ChatResult<Snowflake> {
+        if code.len() > 32 {
+            return Err(ChatError::NotFound("invite"));
+        }
+        let row: Option<(Snowflake, Snowflake)> =
+            sqlx::query_as("SELECT server_id, inviter_id FROM invites WHERE code = $1")
+                .bind(code)
+                .fetch_optional(&self.pool)
+                .await?;
+        let (server_id, inviter) = row.ok_or(ChatError::NotFound("invite"))?;
+        let perms = match self.server_permissions(server_id, user_id).await {
+            Ok(p) => p,
+            Err(ChatError::NotFound(_)) => return Err(ChatError::NotFound("invite")),
+            Err(e) => return Err(e),
+        };
+        if inviter != user_id && !permissions::has(perms, permissions::MANAGE_SERVER) {
+            return Err(ChatError::Forbidden("you may not revoke this invite"));
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM invites WHERE code = $1")
+            .bind(code)
+            .execute(&mut *tx)
+            .await?;
+        self.audit(
+            &mut tx,
+            server_id,
+            crate::audit::Actor::new(user_id, reason),
+            "invite_delete",
+            None,
+            serde_json::json!({"code": code}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(server_id)
+    }
+}

@@ -509,3 +509,133 @@ async fn hidden_channels_send_no_events() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_pins_and_invite_revocation() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("pinner").await;
+    let fan = app.register("reactor").await;
+    let (sid, text, _) = app.server(&owner, "R").await;
+    app.join(&owner, &fan, &sid).await;
+    let (_, m) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &owner.token,
+            json!({"content": "react to me"}),
+        )
+        .await;
+    let mid = m["id"].as_str().unwrap();
+    let (mut g, _) = app.identified(&owner).await;
+
+    let thumbs = "%F0%9F%91%8D"; // 👍
+    let path = format!("/channels/{text}/messages/{mid}/reactions/{thumbs}");
+    assert_eq!(
+        app.request(Method::PUT, &path, Some(&fan.token), None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        app.request(Method::PUT, &path, Some(&fan.token), None)
+            .await
+            .0,
+        204,
+        "idempotent"
+    );
+    let ev = g.dispatch("MESSAGE_REACTION_ADD").await;
+    assert_eq!(ev["emoji"], "👍");
+    assert_eq!(ev["user_id"], fan.id.as_str());
+    let (s, who) = app.get(&path, &owner.token).await;
+    assert_eq!(s, 200);
+    assert_eq!(who.as_array().unwrap().len(), 1);
+    let bad = format!("/channels/{text}/messages/{mid}/reactions/%3Cb%3E");
+    assert_eq!(
+        app.request(Method::PUT, &bad, Some(&fan.token), None)
+            .await
+            .0,
+        400
+    );
+    assert_eq!(app.delete(&path, &fan.token).await.0, 204);
+    assert_eq!(g.dispatch("MESSAGE_REACTION_REMOVE").await["emoji"], "👍");
+
+    // Pins: only with MANAGE_MESSAGES.
+    assert_eq!(
+        app.request(
+            Method::PUT,
+            &format!("/channels/{text}/pins/{mid}"),
+            Some(&fan.token),
+            None
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        app.request(
+            Method::PUT,
+            &format!("/channels/{text}/pins/{mid}"),
+            Some(&owner.token),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    g.dispatch("CHANNEL_PINS_UPDATE").await;
+    let (_, pins) = app.get(&format!("/channels/{text}/pins"), &fan.token).await;
+    assert_eq!(pins[0]["id"], mid);
+    assert_eq!(
+        app.delete(&format!("/channels/{text}/pins/{mid}"), &owner.token)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/channels/{text}/pins"), &fan.token)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // Invites: listed for managers, revoked by their creator; a revoked invite no longer works.
+    let (_, inv) = app
+        .post(&format!("/servers/{sid}/invites"), &fan.token, json!({}))
+        .await;
+    let code = inv["code"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/servers/{sid}/invites"), &fan.token)
+            .await
+            .0,
+        403
+    );
+    let (_, list) = app
+        .get(&format!("/servers/{sid}/invites"), &owner.token)
+        .await;
+    assert!(list.as_array().unwrap().iter().any(|i| i["code"] == code));
+    assert_eq!(
+        app.delete(&format!("/invites/{code}"), &fan.token).await.0,
+        204
+    );
+    let late = app.register("latecomer").await;
+    assert_eq!(
+        app.request(
+            Method::POST,
+            &format!("/invites/{code}"),
+            Some(&late.token),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    let (_, log) = app
+        .get(
+            &format!("/servers/{sid}/audit-log?action=invite_delete"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(log.as_array().unwrap().len(), 1);
+}

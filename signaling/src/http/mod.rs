@@ -5,6 +5,7 @@ pub mod auth;
 pub mod channels;
 pub mod community;
 pub mod ops;
+pub mod reactions;
 pub mod servers;
 pub mod users;
 pub mod web;
@@ -102,8 +103,15 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(community::list_bans))
         .routes(routes!(community::ban, community::unban))
         .routes(routes!(community::audit_log))
-        .routes(routes!(servers::create_invite))
-        .routes(routes!(servers::get_invite, servers::accept_invite))
+        .routes(routes!(servers::create_invite, reactions::invites))
+        .routes(routes!(
+            servers::get_invite,
+            servers::accept_invite,
+            reactions::revoke
+        ))
+        .routes(routes!(reactions::add, reactions::remove, reactions::list))
+        .routes(routes!(reactions::pins))
+        .routes(routes!(reactions::pin, reactions::unpin))
         .routes(routes!(channels::get, channels::update, channels::delete))
         .routes(routes!(
             channels::get_message,
