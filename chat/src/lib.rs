@@ -19,6 +19,7 @@ pub mod password;
 pub mod permissions;
 pub mod postgres;
 pub mod reactions;
+pub mod relationships;
 pub mod roles;
 pub mod servers;
 pub mod snowflake;

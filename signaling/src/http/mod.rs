@@ -6,6 +6,7 @@ pub mod channels;
 pub mod community;
 pub mod ops;
 pub mod reactions;
+pub mod relationships;
 pub mod servers;
 pub mod users;
 pub mod web;
@@ -83,6 +84,8 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::me, users::update_me))
         .routes(routes!(users::sessions))
         .routes(routes!(users::end_session))
+        .routes(routes!(relationships::list, relationships::request))
+        .routes(routes!(relationships::put, relationships::delete))
         .routes(routes!(servers::list, servers::create))
         .routes(routes!(servers::get, servers::update, servers::delete))
         .routes(routes!(servers::channels, servers::create_channel))
