@@ -46,8 +46,8 @@ export class Api {
     this.storage.removeItem(REFRESH_KEY);
   }
 
-  async _fetch(method, path, body, auth) {
-    const headers = { Accept: 'application/json' };
+  async _fetch(method, path, body, auth, extraHeaders) {
+    const headers = { Accept: 'application/json', ...(extraHeaders || {}) };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (auth && this.token) headers.Authorization = `Bearer ${this.token}`;
     let res;
@@ -114,16 +114,16 @@ export class Api {
     return this._refreshing;
   }
 
-  async request(method, path, body, { auth = true, retry = true } = {}) {
-    let res = await this._fetch(method, path, body, auth);
+  async request(method, path, body, { auth = true, retry = true, headers } = {}) {
+    let res = await this._fetch(method, path, body, auth, headers);
     if (res.status === 401 && auth && retry && this.refreshToken) {
-      if (await this.refresh()) res = await this._fetch(method, path, body, auth);
+      if (await this.refresh()) res = await this._fetch(method, path, body, auth, headers);
     }
     if (res.status === 429 && retry) {
       const after = parseFloat(res.headers.get('Retry-After') || '1');
       if (after <= 5) {
         await sleep(Math.max(0.05, after) * 1000);
-        return this.request(method, path, body, { auth, retry: false });
+        return this.request(method, path, body, { auth, retry: false, headers });
       }
     }
     const data = await Api._parse(res);
@@ -141,6 +141,15 @@ export class Api {
   post(path, body) { return this.request('POST', path, body); }
   patch(path, body) { return this.request('PATCH', path, body); }
   del(path) { return this.request('DELETE', path); }
+  put(path, body) { return this.request('PUT', path, body); }
+
+  /** An administrative request with an optional audit-log reason (X-Audit-Log-Reason). */
+  admin(method, path, body, reason) {
+    const r = reason && String(reason).trim();
+    // Header values must be ISO-8859-1: percent-encode anything else (the server decodes loosely).
+    const headers = r ? { 'X-Audit-Log-Reason': /^[\x20-\x7e]*$/.test(r) ? r : encodeURIComponent(r) } : undefined;
+    return this.request(method, path, body, { headers });
+  }
 
   // --- auth
   async register(username, password, email) {
@@ -197,4 +206,41 @@ export class Api {
   editMessage(channelId, id, content) { return this.patch(`/channels/${channelId}/messages/${id}`, { content }); }
   deleteMessage(channelId, id) { return this.del(`/channels/${channelId}/messages/${id}`); }
   typing(channelId) { return this.post(`/channels/${channelId}/typing`); }
+
+  // --- roles, overwrites, moderation (docs/permissions.md)
+  roles(serverId) { return this.get(`/servers/${serverId}/roles`); }
+  createRole(serverId, body, reason) { return this.admin('POST', `/servers/${serverId}/roles`, body, reason); }
+  updateRole(serverId, roleId, patch, reason) { return this.admin('PATCH', `/servers/${serverId}/roles/${roleId}`, patch, reason); }
+  deleteRole(serverId, roleId, reason) { return this.admin('DELETE', `/servers/${serverId}/roles/${roleId}`, undefined, reason); }
+  addMemberRole(serverId, userId, roleId, reason) { return this.admin('PUT', `/servers/${serverId}/members/${userId}/roles/${roleId}`, undefined, reason); }
+  removeMemberRole(serverId, userId, roleId, reason) { return this.admin('DELETE', `/servers/${serverId}/members/${userId}/roles/${roleId}`, undefined, reason); }
+  overwrites(channelId) { return this.get(`/channels/${channelId}/permissions`); }
+  putOverwrite(channelId, id, body, reason) { return this.admin('PUT', `/channels/${channelId}/permissions/${id}`, body, reason); }
+  deleteOverwrite(channelId, id, reason) { return this.admin('DELETE', `/channels/${channelId}/permissions/${id}`, undefined, reason); }
+  kick(serverId, userId, reason) { return this.admin('DELETE', `/servers/${serverId}/members/${userId}`, undefined, reason); }
+  ban(serverId, userId, reason, deleteMessageSeconds = 0) {
+    return this.admin('PUT', `/servers/${serverId}/bans/${userId}`, deleteMessageSeconds ? { delete_message_seconds: deleteMessageSeconds } : {}, reason);
+  }
+  unban(serverId, userId, reason) { return this.admin('DELETE', `/servers/${serverId}/bans/${userId}`, undefined, reason); }
+  bans(serverId) { return this.get(`/servers/${serverId}/bans`); }
+  timeout(serverId, userId, until, reason) { return this.admin('PATCH', `/servers/${serverId}/members/${userId}`, { timeout_until: until }, reason); }
+  auditLog(serverId, { userId, action, before, limit = 50 } = {}) {
+    const q = new URLSearchParams();
+    if (userId) q.set('user_id', userId);
+    if (action) q.set('action', action);
+    if (before) q.set('before', before);
+    if (limit) q.set('limit', String(limit));
+    return this.get(`/servers/${serverId}/audit-log?${q}`);
+  }
+  invites(serverId) { return this.get(`/servers/${serverId}/invites`); }
+  revokeInvite(code, reason) { return this.admin('DELETE', `/invites/${encodeURIComponent(code)}`, undefined, reason); }
+
+  // --- reactions and pins
+  _reactionPath(channelId, messageId, emoji) { return `/channels/${channelId}/messages/${messageId}/reactions/${encodeURIComponent(emoji)}`; }
+  addReaction(channelId, messageId, emoji) { return this.put(this._reactionPath(channelId, messageId, emoji)); }
+  removeReaction(channelId, messageId, emoji) { return this.del(this._reactionPath(channelId, messageId, emoji)); }
+  reactors(channelId, messageId, emoji) { return this.get(this._reactionPath(channelId, messageId, emoji)); }
+  pins(channelId) { return this.get(`/channels/${channelId}/pins`); }
+  pin(channelId, messageId) { return this.put(`/channels/${channelId}/pins/${messageId}`); }
+  unpin(channelId, messageId) { return this.del(`/channels/${channelId}/pins/${messageId}`); }
 }

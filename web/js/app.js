@@ -4,10 +4,14 @@
 import { Api, ApiError } from './api.js';
 import { Gateway } from './gateway.js';
 import { Voice } from './voice.js';
-import { Store, sortChannels, cmpId } from './state.js';
+import { Store, sortChannels, cmpId, PERM } from './state.js';
 import { renderMarkdown } from './markdown.js';
 import { h, add, clear, avatar, openDialog, field, showFieldErrors, toast, safeHttpUrl } from './dom.js';
 import { icon } from './icons.js';
+import {
+  initCommunity, onTopics, ensureRoles, canOpenServerSettings, serverSettingsDialog, channelPermissionsDialog,
+  memberDialog, reactionBar, openReactionPicker, togglePins, closePins, loadPins, pinnedIds, setPinned, rememberUser,
+} from './community.js';
 
 const api = new Api();
 const store = new Store();
@@ -19,6 +23,8 @@ const lastTypingSent = new Map();  // channel_id -> ms
 
 const GROUP_MS = 5 * 60 * 1000;
 const TYPING_SEND_EVERY_MS = 8000;
+
+initCommunity({ api, store, invalidate: (topics) => invalidate(topics) });
 
 // Exposed for tests and debugging.
 window.confab = { api, store, gateway };
@@ -164,12 +170,14 @@ function invalidate(topics) {
     const t = pendingTopics;
     pendingTopics = new Set();
     if (!ui) return;
+    if (t.has('all') || t.has('servers')) ensureRoles(store.currentServerId);
+    onTopics(t);
     if (t.has('all')) { renderAll(); ensureMessagesLoaded(); return; }
     if (t.has('servers')) renderServers();
     if (t.has('servers') || t.has('header')) renderServerHeader();
     if (t.has('channels')) renderChannels();
     if (t.has('header')) renderHeader();
-    if (t.has('messages')) renderMessages();
+    if (t.has('messages') || t.has('reactions') || t.has('pins')) renderMessages();
     if (t.has('typing')) renderTyping();
     if (t.has('composer')) renderComposer();
     if (t.has('members')) renderMembers();
@@ -248,6 +256,7 @@ function renderServerHeader() {
   el.append(
     h('h2', { text: s.name, title: s.name, 'data-testid': 'server-name' }),
     h('div', { class: 'header-actions' },
+      canOpenServerSettings(s.id) ? h('button', { class: 'icon-btn', 'aria-label': 'Server settings', title: 'Server settings', 'data-testid': 'server-settings', onclick: () => serverSettingsDialog() }, icon('gear')) : null,
       h('button', { class: 'icon-btn', 'aria-label': 'Invite people', title: 'Invite people', 'data-testid': 'invite-people', onclick: inviteDialog }, icon('invite')),
       owner ? h('button', { class: 'icon-btn', 'aria-label': 'Create channel', title: 'Create channel', 'data-testid': 'create-channel', text: '+', onclick: () => createChannelDialog() }) : null,
       owner ? h('button', { class: 'icon-btn', 'aria-label': 'Rename server', title: 'Rename server', text: '✎', onclick: renameServerDialog }) : null,
@@ -273,7 +282,8 @@ function renderChannels() {
   const cats = all.filter((c) => c.type === 'category');
   const catIds = new Set(cats.map((c) => c.id));
   const top = all.filter((c) => c.type !== 'category' && (!c.parent_id || !catIds.has(c.parent_id)));
-  const owner = store.isOwner();
+  // Edit controls for those who may change channels or their permissions (the server decides).
+  const owner = store.isOwner() || store.can(PERM.MANAGE_CHANNELS) || store.can(PERM.MANAGE_ROLES);
   const ul = h('ul', { class: 'channels' });
   for (const c of top) ul.append(channelRow(c, owner));
   el.append(ul);
@@ -330,6 +340,7 @@ function channelRow(c, owner) {
 }
 
 function selectChannel(id) {
+  closePins();
   store.selectChannel(id);
   closeSidebarOnMobile();
   invalidate(['channels', 'header', 'typing', 'composer']);
@@ -347,6 +358,7 @@ function renderHeader() {
   if (!c) { el.append(h('h2', { text: store.server ? 'No text channel' : 'Confab' })); document.title = 'Confab'; return; }
   el.append(h('h2', { 'data-testid': 'channel-title' }, h('span', { class: 'muted', text: '# ' }), c.name));
   if (c.topic) el.append(h('span', { class: 'topic', text: c.topic, title: c.topic }));
+  el.append(h('button', { class: 'icon-btn pins-btn', 'aria-label': 'Pinned messages', title: 'Pinned messages', 'aria-haspopup': 'dialog', 'aria-expanded': 'false', 'data-testid': 'pins-button', text: '📌', onclick: (e) => togglePins(c, e.currentTarget) }));
   el.append(h('button', { class: 'icon-btn members-btn', 'aria-label': 'Toggle member list', onclick: () => ui.shell.classList.toggle('hide-members') }, icon('users')));
   document.title = `#${c.name} · ${store.server ? store.server.name : ''} · Confab`;
 }
@@ -376,10 +388,14 @@ function renderMembers() {
       h('h3', { text: `${title} — ${list.length}` }),
       h('ul', {}, list.map((m) => {
         const st = status(m);
-        return h('li', { class: `member ${st}`, 'data-testid': 'member', 'data-user-id': m.user.id, 'data-status': st },
-          h('span', { class: 'avatar-wrap' }, avatar(m.user, 32), h('span', { class: `presence-dot ${st}`, 'aria-label': st, title: st, 'data-testid': 'presence-dot' })),
+        const dn = store.displayName(m.user.id, m.user, s.id);
+        const colour = store.memberColor(s.id, m.user.id);
+        const nameEl = h('button', { type: 'button', class: 'member-name', text: dn, 'aria-haspopup': 'dialog', 'data-testid': 'member-open', title: colour ? colour.role.name : null, onclick: () => memberDialog(s, m) });
+        if (colour) nameEl.style.color = colour.color;
+        return h('li', { class: `member ${st}`, 'data-testid': 'member', 'data-user-id': m.user.id, 'data-status': st, 'data-role-color': colour ? colour.color : null },
+          h('span', { class: 'avatar-wrap', onclick: () => memberDialog(s, m) }, avatar(m.user, 32), h('span', { class: `presence-dot ${st}`, 'aria-label': st, title: st, 'data-testid': 'presence-dot' })),
           h('span', { class: 'member-text' },
-            h('span', { class: 'member-name', text: store.displayName(m.user.id, m.user, s.id) }),
+            nameEl,
             m.user.custom_status ? h('span', { class: 'member-status', text: m.user.custom_status }) : null),
           s.owner_id === m.user.id ? h('span', { class: 'crown', title: 'Server owner', 'aria-label': 'Server owner' }, icon('crown', 14)) : null);
       })));
@@ -422,6 +438,8 @@ async function ensureMessagesLoaded() {
     st.loading = false;
   }
   if (store.currentChannelId === id) renderMessages({ reset: true });
+  // Which messages are pinned (for the Pin/Unpin action); one request per channel.
+  loadPins(id).then(() => { if (store.currentChannelId === id) renderMessages(); }).catch(() => {});
 }
 
 async function loadOlder() {
@@ -513,6 +531,7 @@ function renderMessages({ reset = false, prepend = false } = {}) {
 }
 
 function messageItem(m, grouped, date) {
+  rememberUser(m.author);
   const mine = store.me && m.author && m.author.id === store.me.id;
   const name = store.displayName(m.author && m.author.id, m.author, m.server_id);
   const li = h('li', {
@@ -546,12 +565,17 @@ function messageItem(m, grouped, date) {
     content.append(renderMarkdown(m.content));
     if (m.edited_at) content.append(h('span', { class: 'edited', 'data-testid': 'edited-mark', title: new Date(m.edited_at).toLocaleString(), text: ' (edited)' }));
     if (m.failed) content.append(h('span', { class: 'failed-note', text: ` — not sent: ${m.failed}` }));
-    li.append(h('div', { class: 'msg-body' }, content));
+    li.append(h('div', { class: 'msg-body' }, content, m.pending ? null : reactionBar(m)));
   }
-  if (mine && !m.pending && !editing) {
+  if (!m.pending && !m.failed && !editing) {
+    const pinned = pinnedIds(m.channel_id).has(m.id);
+    const canPin = store.can(PERM.MANAGE_MESSAGES, m.server_id);
+    const canDelete = mine || store.can(PERM.MANAGE_MESSAGES, m.server_id);
     li.append(h('div', { class: 'msg-actions' },
-      h('button', { class: 'icon-btn tiny', 'aria-label': 'Edit message', title: 'Edit', 'data-testid': 'edit-message', text: '✎', onclick: () => startEdit(m) }),
-      h('button', { class: 'icon-btn tiny danger', 'aria-label': 'Delete message', title: 'Delete (shift-click skips the question)', 'data-testid': 'delete-message', onclick: (e) => deleteMessage(m, e.shiftKey) }, icon('trash', 14))));
+      h('button', { class: 'icon-btn tiny', 'aria-label': 'Add reaction', title: 'Add reaction', 'data-testid': 'add-reaction', text: '☺', onclick: (e) => openReactionPicker(m, e.currentTarget) }),
+      canPin ? h('button', { class: `icon-btn tiny${pinned ? ' on' : ''}`, 'aria-label': pinned ? 'Unpin message' : 'Pin message', title: pinned ? 'Unpin' : 'Pin', 'data-testid': 'pin-message', 'aria-pressed': String(pinned), text: '📌', onclick: () => setPinned(m, !pinned) }) : null,
+      mine ? h('button', { class: 'icon-btn tiny', 'aria-label': 'Edit message', title: 'Edit', 'data-testid': 'edit-message', text: '✎', onclick: () => startEdit(m) }) : null,
+      canDelete ? h('button', { class: 'icon-btn tiny danger', 'aria-label': 'Delete message', title: 'Delete (shift-click skips the question)', 'data-testid': 'delete-message', onclick: (e) => deleteMessage(m, e.shiftKey) }, icon('trash', 14)) : null));
   }
   return li;
 }
@@ -945,10 +969,13 @@ function editChannelDialog(c) {
   const name = field({ label: c.type === 'category' ? 'Category name' : 'Channel name', name: 'name', value: c.name, required: true, maxlength: 100 });
   const topic = c.type === 'text' ? field({ label: 'Topic', name: 'topic', type: 'textarea', value: c.topic || '', maxlength: 1024 }) : null;
   const parent = c.type !== 'category' && s ? categorySelect(s, c.parent_id) : null;
+  const permsBtn = h('button', { type: 'button', class: 'btn secondary', text: 'Edit permissions', 'aria-label': 'Channel permissions', 'data-testid': 'edit-channel-permissions',
+    onclick: () => { document.querySelector('[data-testid="edit-channel-dialog"]')?.close(); channelPermissionsDialog(c); } });
   openDialog({
     title: `Edit ${c.type === 'category' ? 'category' : 'channel'}`, testid: 'edit-channel-dialog',
     content: [name.el, topic && topic.el,
-      parent ? h('div', { class: 'field' }, h('label', { text: 'Category' }), parent, h('div', { class: 'field-error', 'data-error-for': 'parent_id' })) : null],
+      parent ? h('div', { class: 'field' }, h('label', { text: 'Category' }), parent, h('div', { class: 'field-error', 'data-error-for': 'parent_id' })) : null,
+      h('div', { class: 'field' }, h('label', { text: 'Permissions' }), permsBtn)],
     actions: [{ label: 'Cancel' }, { label: 'Save', submit: true, onClick: async () => {
       const patch = {};
       const n = name.input.value.trim();

@@ -12,6 +12,50 @@ export function sortChannels(list) {
 
 const LAST_KEY = 'confab.last';
 
+// Permission bits (docs/permissions.md). BigInt: MODERATE_MEMBERS is bit 40.
+export const PERMISSIONS = [
+  ['CREATE_INVITE', 0, 'Create invites'],
+  ['KICK_MEMBERS', 1, 'Kick members'],
+  ['BAN_MEMBERS', 2, 'Ban members'],
+  ['ADMINISTRATOR', 3, 'Administrator'],
+  ['MANAGE_CHANNELS', 4, 'Manage channels'],
+  ['MANAGE_SERVER', 5, 'Manage server'],
+  ['ADD_REACTIONS', 6, 'Add reactions'],
+  ['VIEW_AUDIT_LOG', 7, 'View audit log'],
+  ['PRIORITY_SPEAKER', 8, 'Priority speaker'],
+  ['VIDEO', 9, 'Video'],
+  ['VIEW_CHANNEL', 10, 'View channel'],
+  ['SEND_MESSAGES', 11, 'Send messages'],
+  ['MANAGE_MESSAGES', 13, 'Manage messages'],
+  ['EMBED_LINKS', 14, 'Embed links'],
+  ['ATTACH_FILES', 15, 'Attach files'],
+  ['READ_MESSAGE_HISTORY', 16, 'Read message history'],
+  ['MENTION_EVERYONE', 17, 'Mention @everyone'],
+  ['CONNECT', 20, 'Connect (voice)'],
+  ['SPEAK', 21, 'Speak (voice)'],
+  ['MUTE_MEMBERS', 22, 'Mute members'],
+  ['DEAFEN_MEMBERS', 23, 'Deafen members'],
+  ['MOVE_MEMBERS', 24, 'Move members'],
+  ['CHANGE_NICKNAME', 26, 'Change nickname'],
+  ['MANAGE_NICKNAMES', 27, 'Manage nicknames'],
+  ['MANAGE_ROLES', 28, 'Manage roles'],
+  ['MODERATE_MEMBERS', 40, 'Time out members'],
+].map(([name, bit, label]) => ({ name, bit, label, value: 1n << BigInt(bit) }));
+export const PERM = Object.fromEntries(PERMISSIONS.map((p) => [p.name, p.value]));
+const ALL_PERMS = PERMISSIONS.reduce((a, p) => a | p.value, 0n);
+
+/** Parse a decimal permission string (or number) to BigInt; bad input is 0. */
+export function perms(v) {
+  try { return BigInt(v == null || v === '' ? 0 : v); } catch { return 0n; }
+}
+
+/** A role's colour (an integer) as #rrggbb, or null for "no colour" (0). */
+export function roleColor(role) {
+  const c = role && Number(role.color);
+  if (!Number.isInteger(c) || c <= 0 || c > 0xffffff) return null;
+  return `#${c.toString(16).padStart(6, '0')}`;
+}
+
 export class Store {
   constructor() {
     this.me = null;
@@ -20,6 +64,8 @@ export class Store {
     this.voiceStates = new Map();    // user_id -> voice state
     this.messages = new Map();       // channel_id -> {list, loaded, hasMore, loading, stale}
     this.typing = new Map();         // channel_id -> Map(user_id -> expiresAt)
+    this.reactions = new Map();      // message_id -> Map(emoji -> Set(user_id)), as seen live
+    this.pinsVersion = new Map();    // channel_id -> counter bumped on CHANNEL_PINS_UPDATE
     this.currentServerId = null;
     this.currentChannelId = null;
     this.editing = null;             // {id, draft}
@@ -47,6 +93,8 @@ export class Store {
     this.voiceStates.clear();
     this.messages.clear();
     this.typing.clear();
+    this.reactions.clear();
+    this.pinsVersion.clear();
     this.currentServerId = null;
     this.currentChannelId = null;
     this.editing = null;
@@ -61,6 +109,8 @@ export class Store {
       id: s.id, name: s.name, owner_id: s.owner_id, created_at: s.created_at,
       channels: prev ? prev.channels : new Map(),
       members: prev ? prev.members : new Map(),
+      roles: prev ? prev.roles : new Map(),      // id -> role (loaded lazily, kept live by ROLE_*)
+      rolesLoaded: prev ? prev.rolesLoaded : false,
     };
     if (Array.isArray(s.channels)) {
       server.channels = new Map();
@@ -68,8 +118,16 @@ export class Store {
     }
     if (Array.isArray(s.members)) {
       server.members = new Map();
-      for (const m of s.members) if (m && m.user) server.members.set(m.user.id, m);
+      const old = server.members;
+      server.members = new Map();
+      for (const m of s.members) {
+        if (!m || !m.user) continue;
+        // member objects carry no roles; keep the ones learnt from MEMBER_UPDATE
+        const was = prev && old.get(m.user.id);
+        server.members.set(m.user.id, was && was.roles && !m.roles ? { ...m, roles: was.roles } : m);
+      }
     }
+    if (Array.isArray(s.roles)) this.setRoles(server, s.roles);
     this.servers.set(s.id, server);
     return server;
   }
@@ -134,6 +192,72 @@ export class Store {
     if (this.me && this.me.id === userId) return this.me;
     for (const s of this.servers.values()) { const m = s.members.get(userId); if (m) return m.user; }
     return null;
+  }
+
+  // ------------------------------------------------------------------ roles & permissions
+
+  setRoles(server, list) {
+    server.roles = new Map();
+    for (const r of list) server.roles.set(r.id, r);
+    server.rolesLoaded = true;
+  }
+
+  /** Roles lowest first (@everyone, whose id is the server id, first). */
+  sortedRoles(serverId = this.currentServerId) {
+    const s = this.servers.get(serverId);
+    if (!s) return [];
+    return [...s.roles.values()].sort((a, b) => (a.position ?? 0) - (b.position ?? 0) || cmpId(a.id, b.id));
+  }
+
+  memberRoles(serverId, userId) {
+    const s = this.servers.get(serverId);
+    const m = s && s.members.get(userId);
+    if (!s || !m || !Array.isArray(m.roles)) return [];
+    return m.roles.map((id) => s.roles.get(id)).filter(Boolean)
+      .sort((a, b) => (b.position ?? 0) - (a.position ?? 0) || cmpId(a.id, b.id));
+  }
+
+  /** The colour shown for a member: highest hoisted coloured role, else highest coloured role. */
+  memberColor(serverId, userId) {
+    const roles = this.memberRoles(serverId, userId).filter((r) => roleColor(r));
+    const r = roles.find((x) => x.hoist) || roles[0];
+    return r ? { color: roleColor(r), role: r } : null;
+  }
+
+  /**
+   * My server-level permissions as far as this client knows (@everyone plus roles seen
+   * assigned to me). The server is the authority; this only decides which controls to show.
+   */
+  myPermissions(serverId = this.currentServerId) {
+    const s = this.servers.get(serverId);
+    if (!s || !this.me) return 0n;
+    if (s.owner_id === this.me.id) return ALL_PERMS;
+    let p = perms(s.roles.get(s.id)?.permissions);
+    for (const r of this.memberRoles(serverId, this.me.id)) p |= perms(r.permissions);
+    return (p & PERM.ADMINISTRATOR) ? ALL_PERMS : p;
+  }
+
+  can(perm, serverId = this.currentServerId) { return (this.myPermissions(serverId) & perm) !== 0n; }
+
+  // ------------------------------------------------------------------ reactions
+
+  reactionsOf(messageId) { return this.reactions.get(messageId) || null; }
+
+  setReaction(messageId, emoji, userId, on) {
+    let byEmoji = this.reactions.get(messageId);
+    if (!byEmoji) { if (!on) return; byEmoji = new Map(); this.reactions.set(messageId, byEmoji); }
+    let users = byEmoji.get(emoji);
+    if (!users) { if (!on) return; users = new Set(); byEmoji.set(emoji, users); }
+    if (on) users.add(userId); else users.delete(userId);
+    if (!users.size) byEmoji.delete(emoji);
+    if (!byEmoji.size) this.reactions.delete(messageId);
+  }
+
+  setReactors(messageId, emoji, userIds) {
+    let byEmoji = this.reactions.get(messageId);
+    if (!byEmoji) { byEmoji = new Map(); this.reactions.set(messageId, byEmoji); }
+    if (userIds.length) byEmoji.set(emoji, new Set(userIds)); else byEmoji.delete(emoji);
+    if (!byEmoji.size) this.reactions.delete(messageId);
   }
 
   // ------------------------------------------------------------------ messages
@@ -270,6 +394,39 @@ export class Store {
         if (s) s.members.delete(d.user_id);
         return ['members'];
       }
+      case 'MEMBER_UPDATE': {
+        const s = this.servers.get(d.server_id);
+        const userId = d.user_id || (d.user && d.user.id);
+        if (!s || !userId) return [];
+        const prev = s.members.get(userId);
+        if (d.user) s.members.set(userId, { ...(prev || {}), ...d, roles: Array.isArray(d.roles) ? d.roles : prev && prev.roles });
+        else if (prev && Array.isArray(d.roles)) s.members.set(userId, { ...prev, roles: d.roles });
+        return ['members', 'messages', 'header', 'channels', 'community'];
+      }
+      case 'ROLE_CREATE':
+      case 'ROLE_UPDATE': {
+        const s = this.servers.get(d.server_id);
+        if (s && d.role) s.roles.set(d.role.id, d.role);
+        return ['members', 'messages', 'header', 'channels', 'community'];
+      }
+      case 'ROLE_DELETE': {
+        const s = this.servers.get(d.server_id);
+        if (s) {
+          s.roles.delete(d.role_id);
+          for (const m of s.members.values()) if (Array.isArray(m.roles)) m.roles = m.roles.filter((r) => r !== d.role_id);
+        }
+        return ['members', 'messages', 'header', 'channels', 'community'];
+      }
+      case 'BAN_ADD':
+      case 'BAN_REMOVE':
+        return ['community'];
+      case 'MESSAGE_REACTION_ADD':
+      case 'MESSAGE_REACTION_REMOVE':
+        this.setReaction(d.message_id, d.emoji, d.user_id, t === 'MESSAGE_REACTION_ADD');
+        return ['reactions'];
+      case 'CHANNEL_PINS_UPDATE':
+        this.pinsVersion.set(d.channel_id, (this.pinsVersion.get(d.channel_id) || 0) + 1);
+        return ['pins'];
       case 'PRESENCE_UPDATE':
         this.presences.set(d.user_id, d.status);
         return ['members'];
