@@ -178,6 +178,8 @@ test('owner bans the member from the member list → the member loses the server
   await dlg.locator('[data-testid="audit-entry"][data-action="role_create"]').first().waitFor();
   await dlg.locator('[data-testid="audit-entry"][data-action="channel_overwrite_update"]').first().waitFor();
   await snap(A.page, 'server-settings');
+  const ow = dlg.locator('[data-testid="audit-entry"][data-action="channel_overwrite_update"]').filter({ hasText: '@everyone' });
+  assert.match(await ow.first().textContent(), /deny Send messages/);
   // roles tab renders and the invite list shows our invite with its use
   await dlg.getByRole('tab', { name: 'Invites' }).click();
   const inv = dlg.getByTestId('invite-row').first();

@@ -358,7 +358,7 @@ function renderHeader() {
   if (!c) { el.append(h('h2', { text: store.server ? 'No text channel' : 'Confab' })); document.title = 'Confab'; return; }
   el.append(h('h2', { 'data-testid': 'channel-title' }, h('span', { class: 'muted', text: '# ' }), c.name));
   if (c.topic) el.append(h('span', { class: 'topic', text: c.topic, title: c.topic }));
-  el.append(h('button', { class: 'icon-btn pins-btn', 'aria-label': 'Pinned messages', title: 'Pinned messages', 'aria-haspopup': 'dialog', 'aria-expanded': 'false', 'data-testid': 'pins-button', text: '📌', onclick: (e) => togglePins(c, e.currentTarget) }));
+  el.append(h('button', { class: 'icon-btn pins-btn', 'aria-label': 'Pinned messages', title: 'Pinned messages', 'aria-haspopup': 'dialog', 'aria-expanded': 'false', 'data-testid': 'pins-button', onclick: (e) => togglePins(c, e.currentTarget) }, icon('pin')));
   el.append(h('button', { class: 'icon-btn members-btn', 'aria-label': 'Toggle member list', onclick: () => ui.shell.classList.toggle('hide-members') }, icon('users')));
   document.title = `#${c.name} · ${store.server ? store.server.name : ''} · Confab`;
 }
@@ -572,8 +572,8 @@ function messageItem(m, grouped, date) {
     const canPin = store.can(PERM.MANAGE_MESSAGES, m.server_id);
     const canDelete = mine || store.can(PERM.MANAGE_MESSAGES, m.server_id);
     li.append(h('div', { class: 'msg-actions' },
-      h('button', { class: 'icon-btn tiny', 'aria-label': 'Add reaction', title: 'Add reaction', 'data-testid': 'add-reaction', text: '☺', onclick: (e) => openReactionPicker(m, e.currentTarget) }),
-      canPin ? h('button', { class: `icon-btn tiny${pinned ? ' on' : ''}`, 'aria-label': pinned ? 'Unpin message' : 'Pin message', title: pinned ? 'Unpin' : 'Pin', 'data-testid': 'pin-message', 'aria-pressed': String(pinned), text: '📌', onclick: () => setPinned(m, !pinned) }) : null,
+      h('button', { class: 'icon-btn tiny', 'aria-label': 'Add reaction', title: 'Add reaction', 'data-testid': 'add-reaction', onclick: (e) => openReactionPicker(m, e.currentTarget) }, icon('smile', 14)),
+      canPin ? h('button', { class: `icon-btn tiny${pinned ? ' on' : ''}`, 'aria-label': pinned ? 'Unpin message' : 'Pin message', title: pinned ? 'Unpin' : 'Pin', 'data-testid': 'pin-message', 'aria-pressed': String(pinned), onclick: () => setPinned(m, !pinned) }, icon('pin', 14)) : null,
       mine ? h('button', { class: 'icon-btn tiny', 'aria-label': 'Edit message', title: 'Edit', 'data-testid': 'edit-message', text: '✎', onclick: () => startEdit(m) }) : null,
       canDelete ? h('button', { class: 'icon-btn tiny danger', 'aria-label': 'Delete message', title: 'Delete (shift-click skips the question)', 'data-testid': 'delete-message', onclick: (e) => deleteMessage(m, e.shiftKey) }, icon('trash', 14)) : null));
   }

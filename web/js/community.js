@@ -476,10 +476,22 @@ function auditTarget(s, e) {
   return e.target_id;
 }
 
-function auditChanges(e) {
+function auditChanges(s, e) {
   const c = e.changes;
   if (!c || typeof c !== 'object' || Array.isArray(c)) return '';
-  const keys = Object.keys(c).slice(0, 6);
+  const roleList = (ids) => (Array.isArray(ids) ? ids : []).map((id) => { const r = s.roles.get(id); return r ? r.name : `role ${id}`; }).join(', ');
+  if (e.action === 'member_role_update') {
+    const parts = [];
+    if (c.$add) parts.push(`added ${roleList(c.$add)}`);
+    if (c.$remove) parts.push(`removed ${roleList(c.$remove)}`);
+    return parts.join('; ');
+  }
+  if (e.action.startsWith('channel_overwrite') && c.id) {
+    const who = c.id === s.id ? EVERYONE : c.type === 'member' ? userName(c.id, s.id) : (s.roles.get(c.id)?.name || `role ${c.id}`);
+    const names = (v) => PERMISSIONS.filter((p) => perms(v) & p.value).map((p) => p.label).join(', ') || 'none';
+    return e.action === 'channel_overwrite_delete' ? `for ${who}` : `for ${who}: allow ${names(c.allow)}; deny ${names(c.deny)}`;
+  }
+  const keys = Object.keys(c).filter((k) => k !== 'id').slice(0, 6);
   return keys.length ? `changed: ${keys.join(', ')}` : '';
 }
 
@@ -506,7 +518,7 @@ function auditTab(s, view, panel) {
             h('span', { class: 'audit-target', text: auditTarget(s, e) })),
           h('div', { class: 'muted small' },
             h('time', { datetime: e.created_at, text: new Date(e.created_at).toLocaleString() }),
-            auditChanges(e) ? ` · ${auditChanges(e)}` : '',
+            auditChanges(s, e) ? ` · ${auditChanges(s, e)}` : '',
             e.reason ? h('span', { class: 'audit-reason', text: ` · Reason: ${e.reason}` }) : null)));
       }
       if (!append && !entries.length) list.append(h('li', { class: 'muted', text: 'No entries.' }));

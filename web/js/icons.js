@@ -13,6 +13,8 @@ const SHAPES = {
   trash: [['path', { d: 'M3 6h18M8 6V4h8v2M19 6l-1 14H6L5 6' }]],
   invite: [['circle', { cx: 9, cy: 7, r: 4 }], ['path', { d: 'M2 21v-2a4 4 0 0 1 4-4h6a4 4 0 0 1 4 4v2M19 8v6M16 11h6' }]],
   hash: [['path', { d: 'M4 9h16M4 15h16M10 3L8 21M16 3l-2 18' }]],
+  pin: [['path', { d: 'M9 3h6l-1 6 4 4H6l4-4zM12 13v8' }]],
+  smile: [['circle', { cx: 12, cy: 12, r: 9 }], ['path', { d: 'M8 14a5 5 0 0 0 8 0M9 9h.01M15 9h.01' }]],
   gear: [['circle', { cx: 12, cy: 12, r: 3 }], ['path', { d: 'M12 2v3M12 19v3M2 12h3M19 12h3M4.9 4.9l2.1 2.1M17 17l2.1 2.1M4.9 19.1L7 17M17 7l2.1-2.1' }]],
 };
 
