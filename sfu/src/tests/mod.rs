@@ -3,3 +3,4 @@
 mod bad_input;
 mod core_tests;
 mod udp_loop;
+mod video_tests;

@@ -1,0 +1,338 @@
+//! Video through the SFU: simulcast layers, video slots, layer switches at
+//! keyframes, keyframe request throttling and pause reports.
+
+use std::time::Duration;
+
+use super::core_tests::config;
+use crate::testing::{parse_vp8_frame, Net, Received, TestPeerConfig};
+use crate::{SfuEvent, VideoSlotAssignment, VideoSubscription, VideoTrackKind};
+
+const RIDS: [&str; 3] = ["q", "h", "f"];
+
+fn publisher() -> TestPeerConfig {
+    TestPeerConfig {
+        video_send: 1,
+        simulcast: true,
+        ..Default::default()
+    }
+}
+
+fn viewer() -> TestPeerConfig {
+    TestPeerConfig {
+        video_recv: 3,
+        ..Default::default()
+    }
+}
+
+/// A publisher (participant 1, user 1001) with a simulcast camera and
+/// `viewers` viewers (participants 2.., users 1002..) with 3 video slots each.
+fn room(viewers: usize) -> Net {
+    let mut net = Net::new(&config());
+    net.join(1, 1, viewers, publisher()).unwrap();
+    for v in 0..viewers {
+        net.join(1, 2 + v as u64, viewers, viewer()).unwrap();
+    }
+    net.connect_all();
+    net
+}
+
+/// One frame on every layer of the camera of peer 0, then 33 ms pass.
+fn frame(net: &mut Net, keyframe_on: &[&str]) {
+    for rid in RIDS {
+        net.send_video(0, 0, Some(rid), keyframe_on.contains(&rid));
+    }
+    net.advance(Duration::from_millis(33));
+}
+
+fn watch(net: &mut Net, viewer: u64, width: u32, height: u32) {
+    let now = net.now;
+    net.sfu.set_video_subscriptions(
+        now,
+        viewer,
+        vec![VideoSubscription {
+            user_id: 1001,
+            track: VideoTrackKind::Camera,
+            width,
+            height,
+        }],
+    );
+    net.exchange();
+    while let Some(e) = net.sfu.poll_event() {
+        net.events.push(e);
+    }
+}
+
+/// Video packets peer `idx` received on its first video slot.
+fn video_in(net: &Net, idx: usize) -> Vec<&Received> {
+    let mid = net.peers[idx].video_recv_mids[0].to_string();
+    net.peers[idx].received_on(&mid)
+}
+
+/// rid index (0 q, 1 h, 2 f) of each received packet.
+fn layers(got: &[&Received]) -> Vec<u8> {
+    got.iter()
+        .map(|r| parse_vp8_frame(&r.payload).expect("vp8 frame").3 & 0x0f)
+        .collect()
+}
+
+fn assert_continuous(got: &[&Received]) {
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1, "continuous sequence numbers");
+        assert!(
+            w[1].timestamp.wrapping_sub(w[0].timestamp) < 90_000,
+            "timestamps advance: {} → {}",
+            w[0].timestamp,
+            w[1].timestamp
+        );
+        let (p0, t0, ..) = parse_vp8_frame(&w[0].payload).unwrap();
+        let (p1, t1, ..) = parse_vp8_frame(&w[1].payload).unwrap();
+        assert_eq!(p1, (p0 + 1) & 0x7fff, "continuous VP8 picture ids");
+        assert_eq!(t1, t0.wrapping_add(1), "continuous TL0PICIDX");
+    }
+    assert_eq!(
+        got.iter()
+            .map(|r| r.ssrc)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        1
+    );
+}
+
+fn pauses(net: &Net) -> Vec<Vec<String>> {
+    net.events
+        .iter()
+        .filter_map(|e| match e {
+            SfuEvent::PauseLayers {
+                participant: 1,
+                track: VideoTrackKind::Camera,
+                active_rids,
+            } => Some(active_rids.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn answer_negotiates_video_with_simulcast_and_feedback() {
+    let mut net = Net::new(&config());
+    let mut peer = crate::testing::TestPeer::new(
+        "10.7.0.1:4000".parse().unwrap(),
+        net.now,
+        TestPeerConfig {
+            video_send: 2,
+            simulcast: true,
+            video_recv: 2,
+            ..Default::default()
+        },
+    );
+    let offer = peer.offer(0);
+    let answer = net
+        .sfu
+        .join(
+            net.now,
+            crate::JoinRequest {
+                room: 1,
+                participant: 1,
+                user_id: 1001,
+                offer_sdp: offer,
+            },
+        )
+        .unwrap();
+    for want in [
+        "VP8/90000",
+        "transport-wide-cc",
+        "sdes:rtp-stream-id",
+        "repaired-rtp-stream-id",
+        "abs-send-time",
+        "a=simulcast:recv q;h;f",
+        "a=rid:q recv",
+        "nack pli",
+        "ccm fir",
+        "rtx/90000",
+    ] {
+        assert!(answer.contains(want), "answer lacks {want:?}:\n{answer}");
+    }
+    peer.accept_answer(&answer).unwrap();
+    assert_eq!(
+        net.sfu.video_tracks_of(1),
+        vec![
+            (
+                VideoTrackKind::Camera,
+                vec!["q".into(), "h".into(), "f".into()]
+            ),
+            (
+                VideoTrackKind::Screen,
+                vec!["q".into(), "h".into(), "f".into()]
+            ),
+        ]
+    );
+    assert_eq!(net.sfu.video_slots_of(1).len(), 2);
+}
+
+#[test]
+fn small_view_gets_q_layer_from_its_keyframe_on() {
+    let mut net = room(1);
+    // Unwatched: nothing is forwarded, and the publisher is told so.
+    for _ in 0..5 {
+        frame(&mut net, &[]);
+    }
+    assert!(video_in(&net, 1).is_empty());
+    assert_eq!(net.sfu.stats().forwarded_video, 0);
+    assert_eq!(pauses(&net).last(), Some(&vec![]));
+
+    watch(&mut net, 2, 320, 180);
+    let mid = net.peers[1].video_recv_mids[0].to_string();
+    assert!(net.events.contains(&SfuEvent::VideoSlots {
+        participant: 2,
+        slots: vec![
+            VideoSlotAssignment {
+                mid: mid.clone(),
+                user_id: Some(1001),
+                track: Some(VideoTrackKind::Camera)
+            },
+            VideoSlotAssignment {
+                mid: net.peers[1].video_recv_mids[1].to_string(),
+                user_id: None,
+                track: None
+            },
+            VideoSlotAssignment {
+                mid: net.peers[1].video_recv_mids[2].to_string(),
+                user_id: None,
+                track: None
+            },
+        ]
+    }));
+    // Asked for a keyframe on q; until it comes nothing is forwarded.
+    assert_eq!(
+        net.peers[0].keyframe_requests,
+        vec![(
+            net.peers[0].video_send_mids[0].to_string(),
+            Some("q".into())
+        )]
+    );
+    assert_eq!(pauses(&net).last(), Some(&vec!["q".to_string()]));
+    frame(&mut net, &[]);
+    assert!(video_in(&net, 1).is_empty());
+    frame(&mut net, &["q", "h", "f"]);
+    for _ in 0..10 {
+        frame(&mut net, &[]);
+    }
+    let got = video_in(&net, 1);
+    assert_eq!(got.len(), 11);
+    assert!(layers(&got).iter().all(|&l| l == 0), "{:?}", layers(&got));
+    assert!(
+        parse_vp8_frame(&got[0].payload).unwrap().2,
+        "starts with a keyframe"
+    );
+    assert_continuous(&got);
+    assert_eq!(net.sfu.video_layer_of(2, &mid).as_deref(), Some("q"));
+    // Audio slots are untouched by video.
+    assert_eq!(
+        net.sfu.slots_of(2),
+        vec![(net.peers[1].recv_mids[0].to_string(), Some(1))]
+    );
+}
+
+#[test]
+fn large_view_gets_f_and_switches_only_at_a_keyframe() {
+    let mut net = room(1);
+    frame(&mut net, &[]);
+    watch(&mut net, 2, 1280, 720);
+    frame(&mut net, &["q", "h", "f"]);
+    for _ in 0..5 {
+        frame(&mut net, &[]);
+    }
+    assert!(layers(&video_in(&net, 1)).iter().all(|&l| l == 2));
+    assert_eq!(pauses(&net).last(), Some(&vec!["f".to_string()]));
+
+    // Smaller view: still f until q's next keyframe, then q.
+    let before = video_in(&net, 1).len();
+    let asked = net.peers[0].keyframe_requests.len();
+    net.advance(Duration::from_millis(600));
+    watch(&mut net, 2, 300, 170);
+    assert_eq!(net.peers[0].keyframe_requests.len(), asked + 1, "PLI for q");
+    assert_eq!(
+        net.peers[0].keyframe_requests.last().unwrap().1.as_deref(),
+        Some("q")
+    );
+    for _ in 0..4 {
+        frame(&mut net, &["f"]); // keyframes on other layers don't switch
+    }
+    frame(&mut net, &["q"]);
+    for _ in 0..4 {
+        frame(&mut net, &[]);
+    }
+    let got = video_in(&net, 1);
+    assert_eq!(got.len(), before + 9);
+    let l = layers(&got[before..]);
+    assert_eq!(l, vec![2, 2, 2, 2, 0, 0, 0, 0, 0]);
+    assert!(parse_vp8_frame(&got[before + 4].payload).unwrap().2);
+    assert_continuous(&got);
+    // The f layer is no longer needed.
+    net.advance(Duration::from_millis(300));
+    assert_eq!(pauses(&net).last(), Some(&vec!["q".to_string()]));
+
+    // Not shown any more: nothing forwarded, all layers paused.
+    let now = net.now;
+    net.sfu.set_video_subscriptions(now, 2, vec![]);
+    net.exchange();
+    while let Some(e) = net.sfu.poll_event() {
+        net.events.push(e);
+    }
+    let n = video_in(&net, 1).len();
+    frame(&mut net, &["q", "h", "f"]);
+    assert_eq!(video_in(&net, 1).len(), n);
+    assert_eq!(pauses(&net).last(), Some(&vec![]));
+}
+
+#[test]
+fn keyframe_requests_are_throttled_per_track() {
+    let mut net = room(3);
+    frame(&mut net, &[]);
+    // Three viewers start watching within 100 ms: one PLI.
+    watch(&mut net, 2, 320, 180);
+    net.advance(Duration::from_millis(50));
+    watch(&mut net, 3, 320, 180);
+    net.advance(Duration::from_millis(50));
+    watch(&mut net, 4, 320, 180);
+    assert_eq!(net.peers[0].keyframe_requests.len(), 1);
+    frame(&mut net, &["q"]);
+    for _ in 0..3 {
+        frame(&mut net, &[]);
+    }
+    for v in 1..4 {
+        assert_eq!(video_in(&net, v).len(), 4, "viewer {v}");
+    }
+    // Viewers' own PLIs within the throttle window: at most one more.
+    net.advance(Duration::from_millis(500));
+    let asked = net.peers[0].keyframe_requests.len();
+    for _ in 0..5 {
+        for v in 1..4 {
+            let mid = net.peers[v].video_recv_mids[0].to_string();
+            let now = net.now;
+            net.peers[v].request_keyframe(now, &mid);
+        }
+        net.advance(Duration::from_millis(40));
+    }
+    assert_eq!(net.peers[0].keyframe_requests.len(), asked + 1);
+    // After the interval, a pending request goes out (once).
+    net.advance(Duration::from_millis(600));
+    assert_eq!(net.peers[0].keyframe_requests.len(), asked + 2);
+    net.advance(Duration::from_millis(600));
+    assert_eq!(net.peers[0].keyframe_requests.len(), asked + 2);
+}
+
+#[test]
+fn audio_only_peer_in_a_video_room_is_unaffected() {
+    let mut net = room(1);
+    let c = net.join(1, 9, 2, TestPeerConfig::default()).unwrap();
+    net.connect_all();
+    watch(&mut net, 2, 320, 180);
+    frame(&mut net, &["q", "h", "f"]);
+    net.send_audio(0, &super::core_tests::payload(1), 30);
+    net.advance(Duration::from_millis(20));
+    assert!(net.sfu.video_slots_of(9).is_empty());
+    let mid = super::core_tests::slot_for(&net, c, 1).unwrap();
+    assert_eq!(net.peers[c].received_on(&mid).len(), 1);
+    assert_eq!(video_in(&net, 1).len(), 1);
+}
