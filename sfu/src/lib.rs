@@ -27,6 +27,30 @@
 //!    `set_self_mute` on voice state updates. A rejoin is just `join` with the
 //!    same participant id.
 //!
+//! Video (camera and screen share, simulcast):
+//! - A client that wants video puts **all** its video m-lines in its first
+//!   offer: the `Rtc` of a peer whose offer has an `m=video` line is built
+//!   with video codecs (VP8, H.264, VP9, AV1, each with RTX; NACK/PLI/FIR and
+//!   transport-cc feedback) and the mid, rid, repaired-rid, abs-send-time and
+//!   TWCC extensions. Audio-only offers keep the audio-only extension map.
+//! - Publishing: sending video m-lines (sendonly; simulcast with up to 3
+//!   rids, listed lowest first, or named q/h/f or l/m/h). The first sending
+//!   video m-line is the camera, the second the screen share ([`VideoTrackKind`];
+//!   an `inactive` m-line holds its place), unless the client declares them
+//!   with [`Sfu::set_video_track_kinds`].
+//! - Watching: recvonly video m-lines are video slots (up to
+//!   `SfuConfig::max_video_slots`, default 9). Signaling passes what the user
+//!   shows with [`Sfu::set_video_subscriptions`]; the SFU puts each shown
+//!   track on a slot and reports `SfuEvent::VideoSlots` (feature `video`).
+//! - Layers: per slot, the smallest simulcast layer at least as large as the
+//!   shown size (sizes read from VP8 keyframes, else q/h/f = ¼, ½, 1 of
+//!   1280×720), avoiding layers that stopped flowing. Switches happen only on
+//!   a keyframe of the new layer; sequence numbers, timestamps and VP8 picture
+//!   id / TL0PICIDX stay continuous. Keyframes (PLI) are requested when a
+//!   view starts or switches and when a subscriber sends PLI/FIR, at most one
+//!   round per track per 500 ms. `SfuEvent::PauseLayers` (feature `video`)
+//!   tells which encodings anyone needs; an unwatched track is not forwarded.
+//!
 //! str0m 0.25 notes (verified by the tests in `src/tests/`):
 //! - Send streams for the client's recvonly m-lines are declared by str0m
 //!   itself when it accepts the offer (one SSRC per sending mid, announced in
@@ -40,6 +64,14 @@
 //!   through untouched. Subscribers that did not negotiate RED get no RED packets.
 //! - `RtcConfig`'s extension map is restricted to audio level + mid, so no
 //!   TWCC or abs-send-time is negotiated with audio-only peers.
+//! - Simulcast: str0m mirrors the offer's `a=simulcast`/`a=rid` and maps
+//!   incoming SSRCs by mid+rid; `StreamRx::rid()` names the layer. RTX from
+//!   publishers is un-wrapped by str0m in RTP mode too. VP8 descriptor
+//!   rewriting uses str0m's `Vp8Descriptor`/`Vp8Patch` (applied while
+//!   serializing: the payload is still shared, not copied).
+//! - str0m's TWCC bandwidth estimator (`SfuConfig::video_bwe`, off by
+//!   default): with it on, the in-process test network never settled (pacer
+//!   padding/probing); layer choice then uses view size and liveness only.
 
 mod config;
 mod core;
@@ -79,7 +111,8 @@ pub struct JoinRequest {
     pub participant: u64,
     /// The user, reported in `Slots` and `Speaking` events.
     pub user_id: u64,
-    /// The client's offer (sendonly/sendrecv audio + N recvonly audio).
+    /// The client's offer (sendonly/sendrecv audio + N recvonly audio, and
+    /// optionally its sending video m-lines and recvonly video slots).
     pub offer_sdp: String,
 }
 
