@@ -100,6 +100,14 @@ pub struct Message {
     pub nonce: Option<String>,
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
+    /// The message this one replies to (same channel).
+    pub reply_to: Option<Snowflake>,
+    /// Members mentioned with `<@id>`.
+    pub mentions: Vec<Snowflake>,
+    /// Roles mentioned with `<@&id>`.
+    pub mention_roles: Vec<Snowflake>,
+    /// `@everyone`/`@here` by someone with MENTION_EVERYONE.
+    pub mention_everyone: bool,
 }
 
 /// A server with what a client needs to draw it (READY, SERVER_CREATE).

@@ -639,3 +639,88 @@ async fn reactions_pins_and_invite_revocation() {
         .await;
     assert_eq!(log.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_and_mentions_are_resolved_on_send() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("speaker").await;
+    let friend = app.register("listener").await;
+    let stranger = app.register("stranger").await;
+    let (sid, text, _) = app.server(&owner, "M").await;
+    app.join(&owner, &friend, &sid).await;
+    let (_, role) = app
+        .post(
+            &format!("/servers/{sid}/roles"),
+            &owner.token,
+            json!({"name": "team"}),
+        )
+        .await;
+    let role_id = role["id"].as_str().unwrap().to_string();
+    let (mut g, _) = app.identified(&friend).await;
+
+    let (_, first) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &owner.token,
+            json!({"content": "first"}),
+        )
+        .await;
+    let first_id = first["id"].as_str().unwrap();
+    let content = format!(
+        "hey <@{}> <@{}> <@&{role_id}> @everyone",
+        friend.id, stranger.id
+    );
+    let (s, m) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &owner.token,
+            json!({"content": content, "reply_to": first_id}),
+        )
+        .await;
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(m["reply_to"], first_id);
+    assert_eq!(
+        m["mentions"],
+        json!([friend.id]),
+        "non-members are not mentioned"
+    );
+    assert_eq!(m["mention_roles"], json!([role_id]));
+    assert_eq!(
+        m["mention_everyone"], true,
+        "the owner may mention everyone"
+    );
+    // The event carries the same, so clients can highlight.
+    loop {
+        let ev = g.dispatch("MESSAGE_CREATE").await;
+        if ev["id"] == m["id"] {
+            assert_eq!(ev["mentions"], json!([friend.id]));
+            break;
+        }
+    }
+    // A plain member's @everyone is not a mention (no MENTION_EVERYONE by default).
+    let (_, m2) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &friend.token,
+            json!({"content": "@everyone look"}),
+        )
+        .await;
+    assert_eq!(m2["mention_everyone"], false);
+    // Replies must point into the same channel.
+    let (_, other) = app
+        .post(
+            &format!("/servers/{sid}/channels"),
+            &owner.token,
+            json!({"name": "other"}),
+        )
+        .await;
+    let other_id = other["id"].as_str().unwrap();
+    let (s, _) = app
+        .post(
+            &format!("/channels/{other_id}/messages"),
+            &owner.token,
+            json!({"content": "x", "reply_to": first_id}),
+        )
+        .await;
+    assert_eq!(s, 400);
+}

@@ -1,5 +1,6 @@
 //! Messages: send (idempotent by nonce), edit, delete, history.
 
+pub mod mentions;
 pub(crate) mod writer;
 
 use crate::accounts::USER_COLUMNS;
@@ -24,6 +25,10 @@ pub(crate) struct MessageRow {
     nonce: Option<String>,
     created_at: DateTime<Utc>,
     edited_at: Option<DateTime<Utc>>,
+    reply_to: Option<Snowflake>,
+    mentions: sqlx::types::Json<Vec<Snowflake>>,
+    mention_roles: sqlx::types::Json<Vec<Snowflake>>,
+    mention_everyone: bool,
     #[sqlx(flatten)]
     author: AuthorRow,
 }
@@ -58,6 +63,10 @@ impl From<MessageRow> for Message {
             nonce: r.nonce,
             created_at: r.created_at,
             edited_at: r.edited_at,
+            reply_to: r.reply_to,
+            mentions: r.mentions.0,
+            mention_roles: r.mention_roles.0,
+            mention_everyone: r.mention_everyone,
         }
     }
 }
@@ -65,7 +74,7 @@ impl From<MessageRow> for Message {
 /// Columns of a message row (`m` = message, `c` = its channel, `u` = its author).
 pub(crate) const SELECT_MESSAGE_COLUMNS: &str =
     "m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
-        m.edited_at, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
+        m.edited_at, m.reply_to, m.mentions, m.mention_roles, m.mention_everyone, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
         u.created_at AS author_created_at";
 
 const SELECT_MESSAGE: &str = const_format::concatcp!(
@@ -104,6 +113,7 @@ impl Chat {
         author: Snowflake,
         content: &str,
         nonce: Option<&str>,
+        reply_to: Option<Snowflake>,
     ) -> ChatResult<(Message, bool)> {
         check_content(content)?;
         if let Some(n) = nonce {
@@ -111,21 +121,25 @@ impl Chat {
                 return Err(ChatError::field("nonce", "must be 1-64 characters"));
             }
         }
-        // Fast path: one batched statement checks access and inserts.
-        let written = self
-            .writer
-            .submit(writer::NewMessage {
-                id: self.next_id(),
-                channel_id,
-                author,
-                content: content.to_owned(),
-                nonce: nonce.map(str::to_owned),
-            })
-            .await?;
-        if let Some(m) = written {
-            return Ok((m, true));
+        let parsed = mentions::parse(content);
+        // Fast path for plain messages: one batched statement checks access and inserts.
+        if parsed.is_empty() && reply_to.is_none() {
+            let written = self
+                .writer
+                .submit(writer::NewMessage {
+                    id: self.next_id(),
+                    channel_id,
+                    author,
+                    content: content.to_owned(),
+                    nonce: nonce.map(str::to_owned),
+                })
+                .await?;
+            if let Some(m) = written {
+                return Ok((m, true));
+            }
         }
-        // Not inserted: find out why (no access, not a text channel, or a repeated nonce).
+        // Exact path: permissions with overwrites, replies and mentions resolved, or the reason
+        // it cannot be sent (404, 403, or the earlier message with that nonce).
         let (channel, perms) = self.channel_access(channel_id, author).await?;
         if channel.kind != ChannelKind::Text {
             return Err(ChatError::field(
@@ -148,9 +162,47 @@ impl Chat {
                 return Ok((existing.into(), false));
             }
         }
-        // Allowed through an overwrite (or the fast path's conservative rules): insert here.
+        if let Some(r) = reply_to {
+            let same: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM messages WHERE id = $1 AND channel_id = $2")
+                    .bind(r)
+                    .bind(channel_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if same.is_none() {
+                return Err(ChatError::field(
+                    "reply_to",
+                    "must be a message of this channel",
+                ));
+            }
+        }
+        let ids = |v: &[Snowflake]| v.iter().map(|s| s.0).collect::<Vec<i64>>();
+        let users: Vec<Snowflake> = if parsed.users.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT user_id FROM members WHERE server_id = $1 AND user_id = ANY($2)",
+            )
+            .bind(channel.server_id)
+            .bind(ids(&parsed.users))
+            .fetch_all(&self.pool)
+            .await?
+        };
+        let roles: Vec<Snowflake> = if parsed.roles.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT id FROM roles WHERE server_id = $1 AND id = ANY($2) AND id <> $1",
+            )
+            .bind(channel.server_id)
+            .bind(ids(&parsed.roles))
+            .fetch_all(&self.pool)
+            .await?
+        };
+        let everyone = parsed.everyone && permissions::has(perms, permissions::MENTION_EVERYONE);
         let id: Option<Snowflake> = sqlx::query_scalar(
-            "INSERT INTO messages (id, channel_id, author_id, content, nonce) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO messages (id, channel_id, author_id, content, nonce, reply_to, mentions, mention_roles, mention_everyone)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING RETURNING id",
         )
         .bind(self.next_id())
@@ -158,6 +210,10 @@ impl Chat {
         .bind(author)
         .bind(content)
         .bind(nonce)
+        .bind(reply_to)
+        .bind(sqlx::types::Json(&users))
+        .bind(sqlx::types::Json(&roles))
+        .bind(everyone)
         .fetch_optional(&self.pool)
         .await?;
         match id {

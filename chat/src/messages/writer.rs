@@ -122,7 +122,8 @@ async fn write_batch(pool: &PgPool, batch: Vec<(NewMessage, Reply)>) {
              INSERT INTO messages (id, channel_id, author_id, content, nonce)
              SELECT id, channel_id, author_id, content, nonce FROM allowed
              ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
-             RETURNING id, channel_id, author_id, content, nonce, created_at, edited_at
+             RETURNING id, channel_id, author_id, content, nonce, created_at, edited_at,
+                       reply_to, mentions, mention_roles, mention_everyone
          )
          SELECT {SELECT_MESSAGE_COLUMNS}
          FROM ins m JOIN channels c ON c.id = m.channel_id JOIN users u ON u.id = m.author_id"))

@@ -35,6 +35,8 @@ pub struct MessageBody {
     pub content: String,
     /// Client-chosen; the same nonce from the same user never creates a second message.
     pub nonce: Option<String>,
+    /// Reply to this message of the same channel.
+    pub reply_to: Option<Snowflake>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -155,6 +157,7 @@ pub async fn send(
             user.user_id,
             &body.content,
             body.nonce.as_deref(),
+            body.reply_to,
         )
         .await?;
     if created {
