@@ -46,9 +46,8 @@ pub struct Catalog {
     pub speakers: Vec<Vec<Frame>>,
     index: HashMap<u64, u32, IdentityBuild>,
     slots: Vec<AtomicU64>,
-    /// Per speaker: every frame decoded by one continuous decoder (second
-    /// pass over the loop, as a listener hears it), decimated by
-    /// [`DECIMATE`]. Filled by [`Catalog::with_reference`].
+    /// Per speaker: every frame decoded as [`Catalog::check_decode`] decodes
+    /// it, decimated by [`DECIMATE`]. Filled by [`Catalog::with_reference`].
     reference: Vec<Vec<i16>>,
 }
 
@@ -57,9 +56,9 @@ pub struct Catalog {
 pub const DECIMATE: usize = 4;
 const REF_FRAME: usize = FRAME_SAMPLES / DECIMATE;
 
-/// Frames decoded before the checked one to bring the decoder's state
-/// close to the continuous reference decode.
-const WARMUP: usize = 4;
+/// Frames decoded before the checked one (and its reference), so the
+/// decoder's state resembles a listener's mid-stream.
+const WARMUP: usize = 2;
 
 /// Correlation a checked frame must reach (speech frames).
 pub const MIN_CORRELATION: f64 = 0.9;
@@ -79,6 +78,23 @@ fn decimate(pcm: &[i16], out: &mut Vec<i16>) {
         let s: i32 = c.iter().map(|&v| v as i32).sum();
         out.push((s / DECIMATE as i32) as i16);
     }
+}
+
+/// Resets `dec`, decodes the [`WARMUP`] frames before frame `f` of
+/// `frames`, then `payload`; returns the samples decoded from `payload`.
+fn decode_warm(
+    dec: &mut opus::Decoder,
+    pcm: &mut [i16],
+    frames: &[Frame],
+    f: usize,
+    payload: &[u8],
+) -> Option<usize> {
+    dec.reset_state().ok()?;
+    for back in (1..=WARMUP).rev() {
+        let w = &frames[(f + FRAMES - back) % FRAMES].payload;
+        dec.decode(w, pcm, false).ok()?;
+    }
+    dec.decode(payload, pcm, false).ok()
 }
 
 fn rms(x: &[i16]) -> f64 {
@@ -138,22 +154,22 @@ impl Catalog {
         })
     }
 
-    /// Decodes every speaker's loop twice with one decoder and keeps the
-    /// second pass (decimated) as the reference for integrity checks.
+    /// Decodes every frame the way [`Catalog::check_decode`] will (reset,
+    /// [`WARMUP`] frames before it, then the frame) and keeps the result,
+    /// decimated, as the reference. Opus decoding is deterministic, so an
+    /// intact payload reproduces it exactly; a corrupted or foreign one does
+    /// not. (A single warm-up pass cannot match one continuous decode of the
+    /// whole loop for every frame: measured, ~0.5% of frames differ.)
     pub fn with_reference(mut self) -> Result<Self> {
         let mut dec = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)?;
         let mut pcm = vec![0i16; FRAME_SAMPLES * 6];
         self.reference = Vec::with_capacity(self.speakers.len());
         for frames in &self.speakers {
-            dec.reset_state()?;
             let mut r = Vec::with_capacity(FRAMES * REF_FRAME);
-            for pass in 0..2 {
-                for f in frames {
-                    let n = dec.decode(&f.payload, &mut pcm, false)?;
-                    if pass == 1 {
-                        decimate(&pcm[..n.min(FRAME_SAMPLES)], &mut r);
-                    }
-                }
+            for f in 0..FRAMES {
+                let n = decode_warm(&mut dec, &mut pcm, frames, f, &frames[f].payload)
+                    .ok_or_else(|| anyhow::anyhow!("decoding reference frame {f}"))?;
+                decimate(&pcm[..n.min(FRAME_SAMPLES)], &mut r);
             }
             self.reference.push(r);
         }
@@ -162,9 +178,8 @@ impl Catalog {
 
     /// Decodes `payload`, received as packet `counter` of `speaker`, and
     /// compares it with the reference. The decoder is reset and warmed up
-    /// with the four frames before it (taken from the catalog: they need not
-    /// have been received), so its state matches the continuous reference
-    /// decode closely. A speech frame passes at correlation ≥
+    /// with the frames before it (taken from the catalog: they need not have
+    /// been received), exactly as the reference was made. A speech frame passes at correlation ≥
     /// [`MIN_CORRELATION`] with an RMS within 0.5–2× of the reference; a
     /// quiet frame (a pause) passes if it decodes quiet too.
     /// None when there is no reference or the decoder fails.
@@ -178,13 +193,7 @@ impl Catalog {
     ) -> Option<Check> {
         let reference = self.reference.get(speaker)?;
         let f = (counter % FRAMES as u64) as usize;
-        let frames = &self.speakers[speaker];
-        dec.reset_state().ok()?;
-        for back in (1..=WARMUP).rev() {
-            let w = &frames[(f + FRAMES - back) % FRAMES].payload;
-            dec.decode(w, pcm, false).ok()?;
-        }
-        let n = dec.decode(payload, pcm, false).ok()?;
+        let n = decode_warm(dec, pcm, &self.speakers[speaker], f, payload)?;
         let mut got = Vec::with_capacity(REF_FRAME);
         decimate(&pcm[..n.min(FRAME_SAMPLES)], &mut got);
         let want = &reference[f * REF_FRAME..(f + 1) * REF_FRAME];
