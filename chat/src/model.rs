@@ -71,6 +71,10 @@ pub struct Member {
     pub nickname: Option<String>,
     pub mute: bool,
     pub deaf: bool,
+    /// Timed out until then (can read, not send, react, speak or join voice).
+    pub timeout_until: Option<DateTime<Utc>>,
+    /// Role ids besides @everyone.
+    pub roles: Vec<Snowflake>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]

@@ -22,6 +22,8 @@ struct MemberRow {
     nickname: Option<String>,
     mute: bool,
     deaf: bool,
+    timeout_until: Option<DateTime<Utc>>,
+    roles: Vec<i64>,
     #[sqlx(flatten)]
     user: User,
 }
@@ -35,6 +37,8 @@ impl From<MemberRow> for Member {
             nickname: r.nickname,
             mute: r.mute,
             deaf: r.deaf,
+            timeout_until: r.timeout_until,
+            roles: r.roles.into_iter().map(Snowflake).collect(),
         }
     }
 }
@@ -256,7 +260,10 @@ impl Chat {
 
     pub async fn member(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Member> {
         let row: Option<MemberRow> = sqlx::query_as(q!(
-            "SELECT m.server_id, m.joined_at, m.nickname, m.mute, m.deaf, {USER_COLUMNS}
+            "SELECT m.server_id, m.joined_at, m.nickname, m.mute, m.deaf, m.timeout_until,
+                    ARRAY(SELECT mr.role_id FROM member_roles mr
+                          WHERE mr.server_id = m.server_id AND mr.user_id = m.user_id ORDER BY mr.role_id) AS roles,
+                    {USER_COLUMNS}
              FROM members m JOIN users u ON u.id = m.user_id
              WHERE m.server_id = $1 AND m.user_id = $2"
         ))
@@ -269,7 +276,10 @@ impl Chat {
 
     async fn members_of(&self, server_id: Snowflake) -> ChatResult<Vec<Member>> {
         let rows: Vec<MemberRow> = sqlx::query_as(q!(
-            "SELECT m.server_id, m.joined_at, m.nickname, m.mute, m.deaf, {USER_COLUMNS}
+            "SELECT m.server_id, m.joined_at, m.nickname, m.mute, m.deaf, m.timeout_until,
+                    ARRAY(SELECT mr.role_id FROM member_roles mr
+                          WHERE mr.server_id = m.server_id AND mr.user_id = m.user_id ORDER BY mr.role_id) AS roles,
+                    {USER_COLUMNS}
              FROM members m JOIN users u ON u.id = m.user_id
              WHERE m.server_id = $1 ORDER BY m.joined_at, u.id LIMIT 1000"
         ))

@@ -269,7 +269,7 @@ async fn roles_hierarchy_overwrites_moderation_and_audit() {
         .http
         .delete(app.url(&format!("/servers/{sid}/members/{}", other.id)))
         .bearer_auth(&modr.token)
-        .header("X-Audit-Log-Reason", "spam")
+        .header("X-Audit-Log-Reason", "spam%20%C3%A9")
         .send()
         .await
         .map(|r| (r.status().as_u16(), ()))
@@ -378,7 +378,7 @@ async fn roles_hierarchy_overwrites_moderation_and_audit() {
         .iter()
         .find(|e| e["action"] == "member_kick")
         .unwrap();
-    assert_eq!(kick["reason"], "spam");
+    assert_eq!(kick["reason"], "spam é", "percent-decoded");
     assert_eq!(kick["target_id"], other.id.as_str());
     let (_, only) = app
         .get(

@@ -15,11 +15,30 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-/// The audit-log reason header, percent-decoded loosely (plain UTF-8 is accepted as is).
+/// The audit-log reason header. Browsers can only send ASCII headers, so it is percent-decoded
+/// (as Discord's); undecodable input is kept as sent.
 pub fn reason(headers: &HeaderMap) -> Option<String> {
     let raw = headers.get("x-audit-log-reason")?.to_str().ok()?;
-    let s: String = raw.chars().take(512).collect();
+    let decoded = percent_decode(raw).unwrap_or_else(|| raw.to_string());
+    let s: String = decoded.chars().take(512).collect();
     (!s.trim().is_empty()).then_some(s)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn parse_perms(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
