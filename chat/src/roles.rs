@@ -85,6 +85,36 @@ impl Chat {
         .ok_or(ChatError::NotFound("role"))
     }
 
+    /// A role other than @everyone that the actor (with MANAGE_ROLES) ranks above.
+    async fn manageable_role(
+        &self,
+        server_id: Snowflake,
+        role_id: Snowflake,
+        actor: Snowflake,
+    ) -> ChatResult<Role> {
+        let access = self
+            .require_access(
+                server_id,
+                actor,
+                permissions::MANAGE_ROLES,
+                "you may not manage roles",
+            )
+            .await?;
+        if role_id == server_id {
+            return Err(ChatError::field(
+                "role_id",
+                "@everyone cannot be deleted or assigned",
+            ));
+        }
+        let role = self.role_row(server_id, role_id).await?;
+        if !access.outranks_position(role.position) {
+            return Err(ChatError::Forbidden(
+                "you can only manage roles below your highest role",
+            ));
+        }
+        Ok(role)
+    }
+
     fn check_grant(actor_base: Permissions, wanted: Permissions) -> ChatResult<()> {
         if wanted & !permissions::ALL != 0 {
             return Err(ChatError::field(
@@ -262,23 +292,9 @@ impl Chat {
         role_id: Snowflake,
         actor: Actor<'_>,
     ) -> ChatResult<Role> {
-        let access = self
-            .require_access(
-                server_id,
-                actor.user_id,
-                permissions::MANAGE_ROLES,
-                "you may not manage roles",
-            )
+        let role = self
+            .manageable_role(server_id, role_id, actor.user_id)
             .await?;
-        if role_id == server_id {
-            return Err(ChatError::field("role_id", "@everyone cannot be deleted"));
-        }
-        let role = self.role_row(server_id, role_id).await?;
-        if !access.outranks_position(role.position) {
-            return Err(ChatError::Forbidden(
-                "you can only manage roles below your highest role",
-            ));
-        }
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM roles WHERE id = $1")
             .bind(role_id)
@@ -310,23 +326,8 @@ impl Chat {
         add: bool,
         actor: Actor<'_>,
     ) -> ChatResult<Vec<Snowflake>> {
-        let access = self
-            .require_access(
-                server_id,
-                actor.user_id,
-                permissions::MANAGE_ROLES,
-                "you may not manage roles",
-            )
+        self.manageable_role(server_id, role_id, actor.user_id)
             .await?;
-        if role_id == server_id {
-            return Err(ChatError::field("role_id", "everyone has @everyone"));
-        }
-        let role = self.role_row(server_id, role_id).await?;
-        if !access.outranks_position(role.position) {
-            return Err(ChatError::Forbidden(
-                "you can only assign roles below your highest role",
-            ));
-        }
         if self.member_access(server_id, target).await?.is_none() {
             return Err(ChatError::NotFound("member"));
         }
