@@ -303,7 +303,7 @@ def voice():
     L.add(stat("Rooms", f"sum(confab_sfu_rooms{{{SEL}}})", desc="Voice channels with at least one participant (confab_sfu_rooms)."), 4, 4)
     L.add(stat("SFU participants", f"sum(confab_sfu_participants{{{SEL}}})", desc="Peers in the SFU, connected or connecting."), 4, 4)
     L.add(stat("Published tracks", f"sum(confab_sfu_tracks{{{SEL}}})", desc="Participants with an audio send transceiver."), 4, 4)
-    L.add(stat("Voice participants (signalling)", f"sum(confab_voice_participants{{{SEL}}}) or vector(0)", desc="Users in voice channels as signalling sees them; should track SFU participants."), 4, 4)
+    L.add(stat("Voice participants (signalling)", f"sum(confab_voice_participants{{{SEL}}})", desc="Users in voice channels as signalling sees them; should track SFU participants."), 4, 4)
     L.add(stat("Forwarded packets/s", f"sum(rate(confab_sfu_packets_forwarded_total{{{SEL}}}[$__rate_interval]))", unit="pps"), 4, 4)
     L.add(
         stat(
@@ -411,7 +411,7 @@ def voice():
     L.add(
         timeseries(
             "Dropped packets/s by reason",
-            [target(f"sum by (reason) ({rate('confab_sfu_packets_dropped_total')}) > 0", "{{reason}}")],
+            [target(f"sum by (reason) ({rate('confab_sfu_packets_dropped_total')})", "{{reason}}")],
             unit="pps",
             stack=True,
             desc="no_stream is a bug if seen; send_error means the socket refused datagrams (send buffer full); unknown_peer/unknown_ufrag are often scans or peers that already left.",
@@ -497,6 +497,36 @@ def voice():
         8,
     )
 
+    L.row("Media loop load")
+    L.add(
+        timeseries(
+            "Media loop busy ratio",
+            [target(f"rate(confab_sfu_loop_busy_seconds_total{{{SEL}}}[$__rate_interval])", "{{instance}}")],
+            unit="percentunit",
+            thr=thresholds(GREEN, (0.6, "yellow"), (0.8, "red")),
+            show_thresholds=True,
+            desc="Share of time the SFU media loop (one thread per node) spends processing rather than waiting for datagrams, commands or timers. Near 100% it cannot keep up. Alert: > 80% for 10 min (ConfabSfuSaturated).",
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Work per loop iteration",
+            [
+                target(
+                    f"rate(confab_sfu_loop_busy_seconds_total{{{SEL}}}[$__rate_interval]) / rate(confab_sfu_loop_iterations_total{{{SEL}}}[$__rate_interval])",
+                    "busy per wake-up {{instance}}",
+                ),
+                target(f"rate(confab_sfu_loop_iterations_total{{{SEL}}}[$__rate_interval])", "wake-ups/s {{instance}}", ref="B", hide=True),
+            ],
+            unit="s",
+            desc="Mean processing time per loop wake-up (a receive batch, a command or a timer). Growing with constant wake-ups means more work per packet (larger rooms).",
+        ),
+        12,
+        8,
+    )
+
     L.row("Cost")
     L.add(
         timeseries(
@@ -524,7 +554,7 @@ def voice():
             decimals=2,
             thr=thresholds(GREEN, (0.7, "yellow"), (0.9, "red")),
             show_thresholds=True,
-            desc="1.0 = one core busy. The SFU media loop is one thread, so it saturates near 1.0 (ConfabSfuSaturated).",
+            desc="1.0 = one core busy. Whole process (signalling, chat and the SFU); the media loop's own load is the busy ratio above.",
         ),
         12,
         8,
@@ -540,19 +570,28 @@ def voice():
 # ---------------------------------------------------------------------------------------------
 NOT_OPS = 'route!~"/metrics|/healthz|/readyz"'
 _ALL = f"sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}}}[$__rate_interval]))"
-# 5xx / all API requests; `or all * 0` makes it 0 (not "No data") while no 5xx was ever counted.
+_NOT_5XX = f'sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}, status!~"5.."}}[$__rate_interval]))'
+# 5xx / all API requests. The 5xx series exist only once a 5xx was answered (status is a label of
+# the per-request series), so the second arm computes the same ratio from the other side,
+# 1 - non-5xx / all: an exact value (0 when there were none), not a padding constant.
 ERROR_RATIO = (
-    f'(sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}, status=~"5.."}}[$__rate_interval])) or {_ALL} * 0)'
-    f" / {_ALL}"
+    f'(sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}, status=~"5.."}}[$__rate_interval])) / {_ALL})'
+    f" or (1 - {_NOT_5XX} / {_ALL})"
+)
+_BY = "sum by (method, route) "
+ERRORS_BY_ROUTE = (
+    f'{_BY}(rate(confab_http_requests_total{{{SEL}, status=~"5.."}}[$__rate_interval]))'
+    f" or ({_BY}(rate(confab_http_requests_total{{{SEL}}}[$__rate_interval]))"
+    f' - {_BY}(rate(confab_http_requests_total{{{SEL}, status!~"5.."}}[$__rate_interval])))'
 )
 
 
 def chat():
     L = Layout()
     L.row("Overview")
-    L.add(stat("Gateway connections", f"sum(confab_gateway_connections{{{SEL}}}) or vector(0)", desc="Open gateway WebSockets."), 4, 4)
+    L.add(stat("Gateway connections", f"sum(confab_gateway_connections{{{SEL}}})", desc="Open gateway WebSockets."), 4, 4)
     L.add(stat("Gateway sessions", f"sum(confab_gateway_sessions{{{SEL}}})", desc="Sessions connected or waiting to be resumed."), 4, 4)
-    L.add(stat("Messages/s", f"sum(rate(confab_messages_created_total{{{SEL}}}[$__rate_interval])) or vector(0)", unit="ops", decimals=2), 4, 4)
+    L.add(stat("Messages/s", f"sum(rate(confab_messages_created_total{{{SEL}}}[$__rate_interval]))", unit="ops", decimals=2), 4, 4)
     L.add(stat("HTTP requests/s", f"sum(rate(confab_http_requests_total{{{SEL}, {NOT_OPS}}}[$__rate_interval]))", unit="reqps", decimals=2, desc="Excluding /metrics, /healthz and /readyz."), 4, 4)
     L.add(
         stat(
@@ -651,7 +690,17 @@ def chat():
             [target(f"sum({rate('confab_messages_created_total')})", "messages")],
             unit="ops",
         ),
-        24,
+        12,
+        7,
+    )
+    L.add(
+        timeseries(
+            "Message write batch size",
+            quantiles("confab_message_write_batch_size"),
+            unit="short",
+            desc="Messages written per database round trip. Batches grow under load instead of queries queueing; p99 near 256 (the maximum) means the writer is at capacity.",
+        ),
+        12,
         7,
     )
 
@@ -680,8 +729,9 @@ def chat():
     L.add(
         timeseries(
             "5xx by route",
-            [target("sum by (method, route) (" + rate("confab_http_requests_total", 'status=~"5.."') + ") > 0", "{{method}} {{route}}")],
+            [target(ERRORS_BY_ROUTE, "{{method}} {{route}}")],
             unit="reqps",
+            desc="5xx answers per second by route; routes without 5xx show all requests minus non-5xx ones (0).",
         ),
         12,
         8,
@@ -745,6 +795,12 @@ def chat():
     )
 
 
+def text_mode_name(panel):
+    """A stat panel that shows the series name (its legend) instead of the value."""
+    panel["options"]["textMode"] = "name"
+    return panel
+
+
 # ---------------------------------------------------------------------------------------------
 def node():
     L = Layout()
@@ -768,13 +824,27 @@ def node():
     L.add(
         stat(
             "/readyz failures (5m)",
-            f'sum(increase(confab_http_requests_total{{{SEL}, route="/readyz", status!~"2.."}}[5m])) or vector(0)',
+            # Non-2xx probes where any were counted; otherwise all probes minus 2xx probes (an exact 0).
+            f'sum(increase(confab_http_requests_total{{{SEL}, route="/readyz", status!~"2.."}}[5m]))'
+            f' or (sum(increase(confab_http_requests_total{{{SEL}, route="/readyz"}}[5m]))'
+            f' - sum(increase(confab_http_requests_total{{{SEL}, route="/readyz", status=~"2.."}}[5m])))',
             decimals=0,
             thr=thresholds(GREEN, (1, "red")),
-            desc="Non-2xx answers to /readyz probes (from your load balancer / orchestrator). 0 when nothing probes it.",
+            desc="Non-2xx answers to /readyz probes (from your load balancer / orchestrator). No data when nothing probes /readyz.",
         ),
         6,
         4,
+    )
+
+    L.add(
+        text_mode_name(stat(
+            "Build",
+            f"confab_build_info{{{SEL}}}",
+            legend="{{version}}",
+            desc="confab_build_info: the version each instance runs (the value is always 1).",
+        )),
+        24,
+        3,
     )
 
     L.row("Resources")
@@ -785,7 +855,7 @@ def node():
             unit="percentunit",
             thr=thresholds(GREEN, (0.7, "yellow"), (0.9, "red")),
             show_thresholds=True,
-            desc="100% = one core. The SFU loop is single-threaded: sustained > 90% is ConfabSfuSaturated.",
+            desc="100% = one core. The SFU media loop is one thread: its own load is the busy ratio on the Voice dashboard (ConfabSfuSaturated).",
         ),
         12,
         8,

@@ -3,7 +3,103 @@
 //! Names and meanings are listed in docs/metrics.md. No label carries a user,
 //! participant or room id.
 
-use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Gauge, Histogram,
+};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Time the media loop spent processing (woken → done with the iteration), in nanoseconds, and
+/// its iterations; summed over every media loop of the process. Atomics rather than `metrics`
+/// counters because a `metrics` counter is an integer and the busy time is rendered in seconds
+/// (a float): [`loop_metrics_text`] renders both in Prometheus text format.
+pub(crate) static LOOP_BUSY_NANOS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static LOOP_ITERATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// `confab_sfu_loop_busy_seconds_total` and `confab_sfu_loop_iterations_total` in Prometheus
+/// text format (appended to `/metrics` by the signalling crate).
+pub(crate) fn loop_metrics_text() -> String {
+    let busy = LOOP_BUSY_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
+    let iterations = LOOP_ITERATIONS.load(Ordering::Relaxed);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "# HELP confab_sfu_loop_busy_seconds_total Time the SFU media loop spent processing (not waiting for input or timers).\n\
+         # TYPE confab_sfu_loop_busy_seconds_total counter\n\
+         confab_sfu_loop_busy_seconds_total {busy}\n\
+         # HELP confab_sfu_loop_iterations_total Iterations of the SFU media loop (each wake-up: input, commands or timers).\n\
+         # TYPE confab_sfu_loop_iterations_total counter\n\
+         confab_sfu_loop_iterations_total {iterations}\n"
+    );
+    out
+}
+
+/// `# HELP` text and units for every metric of this crate (idempotent).
+fn describe() {
+    describe_counter!(
+        "confab_sfu_packets_forwarded_total",
+        "RTP packets handed to one subscriber (RTX and padding excluded), by kind."
+    );
+    describe_counter!(
+        "confab_sfu_packets_received_total",
+        "Packets received: decrypted RTP by media kind; rtcp/stun/dtls datagrams by first byte."
+    );
+    describe_counter!(
+        "confab_sfu_keyframe_requests_total",
+        "Keyframe requests (PLI/FIR) sent to video publishers."
+    );
+    describe_counter!(
+        "confab_sfu_bytes_received_total",
+        "UDP payload bytes received on the media socket."
+    );
+    describe_counter!(
+        "confab_sfu_bytes_sent_total",
+        "UDP payload bytes produced for sending on the media socket."
+    );
+    describe_counter!(
+        "confab_sfu_packets_dropped_total",
+        "Datagrams or packets dropped, by reason."
+    );
+    describe_counter!(
+        "confab_sfu_nacks_received_total",
+        "NACK requests received from subscribers."
+    );
+    describe_counter!(
+        "confab_sfu_retransmissions_total",
+        "RTX packets sent in answer to NACKs."
+    );
+    describe_histogram!(
+        "confab_sfu_receive_loss_ratio",
+        "Fraction lost on incoming streams, per stats interval and stream."
+    );
+    describe_histogram!(
+        "confab_sfu_jitter_seconds",
+        "Interarrival jitter of incoming streams, per stats interval and stream."
+    );
+    describe_histogram!(
+        "confab_sfu_rtt_seconds",
+        "Round-trip time per participant, per stats interval."
+    );
+    describe_histogram!(
+        "confab_sfu_ice_connect_seconds",
+        "Answer created to ICE and DTLS connected."
+    );
+    describe_counter!(
+        "confab_sfu_connect_failures_total",
+        "Participants that did not connect within the connect timeout."
+    );
+    describe_histogram!(
+        "confab_sfu_forward_latency_seconds",
+        "RTP packet received to the subscriber's SRTP datagram handed to the socket layer."
+    );
+    describe_gauge!(
+        "confab_sfu_participants",
+        "Participants in the SFU, connected or connecting."
+    );
+    describe_gauge!("confab_sfu_rooms", "Rooms with at least one participant.");
+    describe_gauge!("confab_sfu_tracks", "Published audio tracks.");
+}
 
 /// Why a datagram or packet was dropped (the `reason` label). A closed set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +162,7 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        describe();
         let dropped =
             |reason: &'static str| counter!("confab_sfu_packets_dropped_total", "reason" => reason);
         let received =

@@ -156,6 +156,12 @@ impl Sfu {
         self.inner.local_addr
     }
 
+    /// `confab_sfu_loop_busy_seconds_total` and `confab_sfu_loop_iterations_total` (summed over
+    /// the media loops of this process) in Prometheus text format, for `/metrics`.
+    pub fn loop_metrics_text() -> String {
+        crate::metrics::loop_metrics_text()
+    }
+
     /// Whether the media loop thread is alive (for `/readyz`).
     pub fn is_running(&self) -> bool {
         self.inner.running.load(Ordering::SeqCst)
@@ -265,9 +271,11 @@ async fn run(
         let deadline = core
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        // Set when the wait ends (first thing in each arm): busy time is woke → end of iteration.
+        let woke;
         tokio::select! {
             biased;
-            cmd = cmd_rx.recv() => match cmd {
+            cmd = cmd_rx.recv() => { woke = Instant::now(); match cmd {
                 Some(cmd) => {
                     running = handle_command(&mut core, cmd);
                     // Take every queued command before touching the network.
@@ -282,8 +290,9 @@ async fn run(
                     core.shutdown(Instant::now());
                     running = false;
                 }
-            },
+            }},
             ready = socket.readable() => {
+                woke = Instant::now();
                 if let Err(e) = ready {
                     tracing::error!(error = %e, "SFU socket failed");
                     break;
@@ -306,7 +315,7 @@ async fn run(
                     }
                 }
             },
-            _ = tokio::time::sleep_until(deadline.into()) => {},
+            _ = tokio::time::sleep_until(deadline.into()) => woke = Instant::now(),
         }
         let now = Instant::now();
         core.handle_timeout(now);
@@ -315,6 +324,11 @@ async fn run(
         while let Some(ev) = core.poll_event() {
             let _ = ev_tx.send(ev);
         }
+        // Two clock reads and two relaxed adds per iteration (an iteration handles up to a
+        // whole receive batch), never per packet.
+        let busy = woke.elapsed().as_nanos() as u64;
+        crate::metrics::LOOP_BUSY_NANOS.fetch_add(busy, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::LOOP_ITERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     tracing::info!("SFU media loop stopped");
 }

@@ -30,9 +30,18 @@ pub fn install() -> PrometheusHandle {
                         &[0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("confab_message_write_batch_size".into()),
+                        &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 256.0],
+                    )
+                })
                 .expect("valid buckets");
             match builder.install_recorder() {
-                Ok(h) => h,
+                Ok(h) => {
+                    describe_and_zero();
+                    h
+                }
                 // Another recorder is installed (embedding); render ours anyway.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
             }
@@ -40,9 +49,143 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-/// `process_*` metrics in Prometheus text format.
+/// Rate-limit buckets (the `bucket` label of `confab_http_rate_limited_total`).
+/// The gateway's IDENTIFY bucket closes the connection instead of answering 429 and is not
+/// counted here.
+pub const RATE_LIMIT_BUCKETS: [&str; 4] = ["auth", "messages", "typing", "api"];
+/// Why a voice session ended (the `reason` label of `confab_voice_leaves_total`).
+pub const VOICE_LEAVE_REASONS: [&str; 5] = [
+    "left",
+    "gateway_closed",
+    "timeout",
+    "left_server",
+    "channel_deleted",
+];
+
+/// `# HELP` text for every metric the signalling and chat crates record, and every counter and
+/// gauge with its bounded label values registered at zero, so that dashboards and alerts see
+/// the series before the first event (a `rate()` over an absent series is "no data", not 0).
+/// Histograms with labels (`confab_http_request_duration_seconds`) appear with their first
+/// observation; label-free ones are registered (empty buckets). The SFU crate describes and
+/// registers its own metrics when it starts.
+pub fn describe_and_zero() {
+    use metrics::{
+        counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    };
+    describe_gauge!(
+        "confab_build_info",
+        "Always 1; the version label is the running Confab version."
+    );
+    gauge!("confab_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+
+    describe_counter!(
+        "confab_http_requests_total",
+        "HTTP requests answered, by method, route template and status."
+    );
+    describe_histogram!(
+        "confab_http_request_duration_seconds",
+        "Time to answer an HTTP request, by method and route template."
+    );
+    describe_counter!(
+        "confab_http_rate_limited_total",
+        "Requests refused with 429, by rate-limit bucket."
+    );
+    for bucket in RATE_LIMIT_BUCKETS {
+        counter!("confab_http_rate_limited_total", "bucket" => bucket).absolute(0);
+    }
+    describe_counter!(
+        "confab_messages_created_total",
+        "Messages stored (a repeated nonce is not counted)."
+    );
+    counter!("confab_messages_created_total").absolute(0);
+    describe_histogram!(
+        "confab_message_write_batch_size",
+        "Messages written per database batch."
+    );
+    let _ = histogram!("confab_message_write_batch_size");
+
+    let counters = [
+        (
+            "confab_gateway_connections_total",
+            "Gateway WebSockets accepted.",
+        ),
+        (
+            "confab_gateway_identifies_total",
+            "Successful gateway IDENTIFYs.",
+        ),
+        (
+            "confab_gateway_resumes_total",
+            "Successful gateway RESUMEs.",
+        ),
+        (
+            "confab_gateway_invalid_sessions_total",
+            "RESUMEs refused with INVALID_SESSION.",
+        ),
+        (
+            "confab_gateway_dispatches_total",
+            "Dispatches delivered to gateway sessions.",
+        ),
+        (
+            "confab_gateway_refused_frames_total",
+            "Client frames that closed the gateway connection.",
+        ),
+        (
+            "confab_gateway_slow_disconnects_total",
+            "Gateway connections closed with 4008 because their send queue was full.",
+        ),
+        ("confab_voice_joins_total", "New voice sessions."),
+        (
+            "confab_voice_rejoins_total",
+            "Voice sessions taken back after a network blip.",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, help);
+        counter!(name).absolute(0);
+    }
+    describe_counter!(
+        "confab_voice_leaves_total",
+        "Voice sessions ended, by reason."
+    );
+    for reason in VOICE_LEAVE_REASONS {
+        counter!("confab_voice_leaves_total", "reason" => reason).absolute(0);
+    }
+    describe_histogram!(
+        "confab_voice_offer_seconds",
+        "Voice offer received to SFU answer ready."
+    );
+    let _ = histogram!("confab_voice_offer_seconds");
+
+    describe_gauge!("confab_gateway_connections", "Open gateway WebSockets.");
+    gauge!("confab_gateway_connections").increment(0.0);
+    describe_gauge!(
+        "confab_gateway_sessions",
+        "Gateway sessions, connected or waiting to be resumed."
+    );
+    gauge!("confab_gateway_sessions").increment(0.0);
+    describe_gauge!(
+        "confab_voice_participants",
+        "Users in voice channels on this node (signalling view)."
+    );
+    gauge!("confab_voice_participants").increment(0.0);
+    describe_gauge!(
+        "confab_db_pool_connections",
+        "Database pool connections, by state (idle, in_use)."
+    );
+    for state in ["idle", "in_use"] {
+        gauge!("confab_db_pool_connections", "state" => state).increment(0.0);
+    }
+    describe_gauge!(
+        "confab_db_pool_max_connections",
+        "Configured database pool size."
+    );
+    gauge!("confab_db_pool_max_connections").increment(0.0);
+}
+
+/// The standard `process_*` metrics, plus the SFU media-loop counters (floats, so rendered here
+/// rather than through the `metrics` facade), in Prometheus text format.
 pub fn process_metrics() -> String {
-    let mut out = String::new();
+    let mut out = confab_sfu::Sfu::loop_metrics_text();
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
     if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
