@@ -397,10 +397,11 @@ def voice():
     )
     L.add(
         timeseries(
-            "NACKs and retransmissions",
+            "NACKs, retransmissions and PLIs",
             [
                 target(f"sum ({rate('confab_sfu_nacks_received_total')})", "NACKs received"),
                 target(f"sum ({rate('confab_sfu_retransmissions_total')})", "RTX sent", ref="B"),
+                target(f"sum ({rate('confab_sfu_keyframe_requests_total')})", "keyframe requests (PLI/FIR) sent", ref="C"),
             ],
             unit="cps",
             desc="NACK counts come from str0m's egress stats (updated every 5 s). Audio RTX is negotiated only with clients that offer it; browsers do not, so RTX is usually 0.",

@@ -5,7 +5,9 @@ Subcommands (each prints `PASS ...` / `FAIL ...` lines; validate.sh counts them)
   static ROOT                 dashboards' structure; metric names vs docs/metrics.md; rule annotations
   exprs ROOT                  print every dashboard PromQL expression, variables substituted, as JSON lines
   traffic BASE_URL            register/login, REST calls, a message, a gateway IDENTIFY over a raw WebSocket
-  evaluate ROOT PROM_URL      evaluate every dashboard expression against Prometheus; core series checks
+  evaluate ROOT PROM_URL [--require-data]
+                              evaluate every dashboard expression against Prometheus; core series
+                              checks. --require-data: every expression must return a non-NaN sample
 """
 
 import base64
@@ -436,7 +438,16 @@ def prom_query(prom, expr):
             return {"status": "error", "errorType": f"http {e.code}", "error": ""}
 
 
-def cmd_evaluate(root, prom):
+def has_number(data):
+    """Whether an instant-query result holds at least one sample that is a number (not NaN)."""
+    if data["resultType"] == "vector":
+        return any(r["value"][1].lower() != "nan" for r in data["result"])
+    if data["resultType"] == "matrix":
+        return any(v[1].lower() != "nan" for r in data["result"] for v in r["values"])
+    return data["result"][1].lower() != "nan"  # scalar / string
+
+
+def cmd_evaluate(root, prom, require_data=False):
     exprs = dashboard_exprs(root)
     per_dash = {}
     empty_list = []
@@ -448,20 +459,25 @@ def cmd_evaluate(root, prom):
             continue
         data = res["data"]
         n = len(data["result"]) if data["resultType"] in ("vector", "matrix") else 1
+        numeric = n > 0 and has_number(data)
         stats = per_dash.setdefault(dash, [0, 0, 0])
         stats[0] += 1
-        stats[1 if n else 2] += 1
-        if not n:
-            empty_list.append(f"{dash} {where}")
-        if dash == "confab-node.json" and not where.startswith("annotation"):
+        stats[1 if numeric else 2] += 1
+        if not numeric:
+            empty_list.append(f"{dash} {where}" + (" (NaN only)" if n else ""))
+        # The restart annotation (changes(...) > 0) is empty on a process that did not restart.
+        if where.startswith("annotation"):
+            continue
+        if require_data:
+            check(numeric, f"{dash} {where}: returns data" + ("" if numeric else f" — empty or NaN: `{q}`"))
+        elif dash == "confab-node.json":
             # Every node-health query reads series that exist from the first scrape.
             check(n > 0, f"{dash} {where}: returns data")
     for dash, (total, with_data, empty) in sorted(per_dash.items()):
         ok(f"{dash}: {total} expressions evaluated by Prometheus without error "
-           f"({with_data} with data, {empty} empty on an idle server)")
+           f"({with_data} with data, {empty} empty or NaN)")
     if empty_list:
-        print("INFO empty on an idle test server (no voice traffic / no such events): "
-              + "; ".join(empty_list))
+        print("INFO empty or NaN: " + "; ".join(empty_list))
 
     def value(expr):
         res = prom_query(prom, expr)
@@ -488,7 +504,14 @@ def cmd_evaluate(root, prom):
         ('confab_messages_created_total{job="confab"}', lambda v: v >= 1, "message creation counted"),
         ('count(confab_sfu_packets_dropped_total{job="confab"})', lambda v: v >= 1, "SFU drop counters exported"),
         ('count(confab_sfu_forward_latency_seconds_bucket{job="confab"})', lambda v: v >= 10, "forward-latency histogram buckets exported"),
-        ('confab_sfu_rooms{job="confab"}', lambda v: v == 0, "SFU rooms gauge exported (0 rooms)"),
+        ('confab_sfu_rooms{job="confab"}', lambda v: v >= 0, "SFU rooms gauge exported"),
+        ('max_over_time(confab_sfu_participants{job="confab"}[5m])', lambda v: v >= 5, "the load test's voice peers were in the SFU"),
+        ('sum(increase(confab_sfu_packets_forwarded_total{job="confab", kind="audio"}[5m]))', lambda v: v > 100, "audio packets forwarded during the load test"),
+        ('increase(confab_sfu_loop_iterations_total{job="confab"}[5m])', lambda v: v > 0, "SFU loop iterations counted"),
+        ('max_over_time(rate(confab_sfu_loop_busy_seconds_total{job="confab"}[15s])[5m:1s])', lambda v: 0 < v < 1, "SFU loop busy ratio in (0, 1) during the load"),
+        ('count(confab_build_info{job="confab"} == 1)', lambda v: v == 1, "confab_build_info = 1"),
+        ('count(confab_http_rate_limited_total{job="confab"})', lambda v: v >= 4, "rate-limit counters zero-initialised per bucket"),
+        ('count(confab_voice_leaves_total{job="confab"})', lambda v: v >= 5, "voice leave counters zero-initialised per reason"),
         # The traffic repeats API calls after the first scrapes, so the ratio is a number (0), not NaN.
         ('confab:http_errors:ratio_rate5m{job="confab"}', lambda v: v == 0, "recording rule confab:http_errors:ratio_rate5m = 0 (no 5xx)"),
         ('confab:http_errors:ratio_rate1h{job="confab"}', lambda v: v == 0, "recording rule confab:http_errors:ratio_rate1h = 0 (no 5xx)"),
@@ -509,7 +532,7 @@ def cmd_evaluate(root, prom):
     with urllib.request.urlopen(prom.rstrip("/") + "/api/v1/alerts", timeout=30) as r:
         alerts = json.load(r)["data"]["alerts"]
     names = sorted({a["labels"]["alertname"] for a in alerts})
-    check(not names, "live: no alert pending or firing on a healthy idle server"
+    check(not names, "live: no alert pending or firing on a healthy server"
           + ("" if not names else f": {names}"))
 
 
@@ -524,7 +547,7 @@ def main():
     elif cmd == "traffic":
         cmd_traffic(sys.argv[2])
     elif cmd == "evaluate":
-        cmd_evaluate(sys.argv[2], sys.argv[3])
+        cmd_evaluate(sys.argv[2], sys.argv[3], "--require-data" in sys.argv[4:])
     else:
         print(__doc__)
         return 2

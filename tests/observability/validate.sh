@@ -7,13 +7,16 @@
 #      `promtool test rules grafana/alerts_test.yml`;
 #   3. starts a Confab debug binary (free port, ephemeral UDP port, fresh data dir) and a
 #      Prometheus of its own (temp storage, free port, 1 s scrapes and rule evaluation, loading
-#      grafana/alerts.yml), makes a little REST and gateway traffic, waits for scrapes, then
-#      evaluates every PromQL expression of the three dashboards through /api/v1/query and checks
-#      the core series, the recording rules and that no alert fires on a healthy server.
+#      grafana/alerts.yml), makes a little REST and gateway traffic, runs the load tester's
+#      smoke-sized mixed scenario (voice peers and chat clients; Confab started with
+#      --rate-limit-scale 1000), waits for scrapes, then evaluates every PromQL expression of the
+#      three dashboards through /api/v1/query and REQUIRES data (a non-NaN sample) from each, and
+#      checks the core series, the recording rules and that no alert fires on a healthy server.
 #
 # Usage (from the repository root):  bash tests/observability/validate.sh
 # Environment: CONFAB_BIN (default target/debug/confab; built with `cargo build -p
-# confab-signaling` when missing), KEEP_TMP=1 keeps the temp directory (logs, TSDB).
+# confab-signaling` when missing), LOADTEST_BIN (default target/debug/confab-loadtest; built with
+# `cargo build -p confab-loadtest` when missing), KEEP_TMP=1 keeps the temp directory (logs, TSDB).
 # Exit status 0 only if every check passed; the last line is `N passed, M failed`.
 
 set -uo pipefail
@@ -155,7 +158,7 @@ echo "confab binary: $CONFAB_BIN ($(date -r "$CONFAB_BIN" '+%F %T'))"
 DATA=$(mktemp -d "$TMP/data.XXXXXX")
 chmod 755 "$TMP" "$DATA"
 HTTP_PORT=$(free_port)
-"$CONFAB_BIN" --bind "127.0.0.1:$HTTP_PORT" --udp-port 0 --data-dir "$DATA" \
+"$CONFAB_BIN" --bind "127.0.0.1:$HTTP_PORT" --udp-port 0 --data-dir "$DATA" --rate-limit-scale 1000 \
     >"$TMP/confab.log" 2>&1 &
 CONFAB_PID=$!
 CONFAB_URL="http://127.0.0.1:$HTTP_PORT"
@@ -198,6 +201,38 @@ fi
 section "traffic"
 run_obs traffic "$CONFAB_URL"
 
+section "load: confab-loadtest mixed (smoke size)"
+LOADTEST_BIN=${LOADTEST_BIN:-$ROOT/target/debug/confab-loadtest}
+if [ ! -x "$LOADTEST_BIN" ] || ! "$LOADTEST_BIN" --version >/dev/null 2>&1; then
+    echo "building the load tester (cargo build -p confab-loadtest)…"
+    (cd "$ROOT" && cargo build -q -p confab-loadtest) || true
+fi
+if [ -x "$LOADTEST_BIN" ]; then
+    # 1 room (2 speakers, 3 listeners: real WebRTC peers) and 5 gateway clients posting 10
+    # messages/s, 8 s of steady state after the last join: enough for a few SFU stats intervals.
+    if timeout 120 "$LOADTEST_BIN" mixed --url "$CONFAB_URL" --rooms 1 --speakers 2 --listeners 3 \
+        --clients 5 --rate 10 --duration 8 --threads 1 --json "$TMP/loadtest.json" \
+        >"$TMP/loadtest.log" 2>&1; then
+        pass "confab-loadtest mixed ran against $CONFAB_URL"
+    else
+        fail "confab-loadtest mixed failed (status $?)"
+        tail -20 "$TMP/loadtest.log"
+    fi
+    python3 - "$TMP/loadtest.json" <<'PY' || true
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception as e:  # noqa: BLE001
+    print(f"note: no load-test JSON ({e})"); sys.exit(0)
+v, c = r.get("voice", {}), r.get("chat", {})
+print(f"load test: voice joined {v.get('joined')} failed {v.get('failed')} loss {v.get('loss_percent')}% "
+      f"p99 {v.get('latency_ms', {}).get('p99')} ms; chat lost {c.get('lost')} "
+      f"deliveries/s {c.get('deliveries_per_second')}")
+PY
+else
+    fail "no load tester at $LOADTEST_BIN"
+fi
+
 section "waiting for scrapes"
 query() { # PromQL → first value or empty
     curl -s --max-time 5 -G "$PROM_URL/api/v1/query" --data-urlencode "query=$1" |
@@ -219,7 +254,7 @@ fi
 sleep 2 # one more rule evaluation over the newest samples
 
 section "dashboard expressions and core series against Prometheus"
-run_obs evaluate "$ROOT" "$PROM_URL"
+run_obs evaluate "$ROOT" "$PROM_URL" --require-data
 
 if ! kill -0 "$CONFAB_PID" 2>/dev/null; then
     fail "confab exited during the test"
