@@ -933,8 +933,8 @@ impl SfuCore {
                     }
                     *seen = s.nacks;
                 }
-            }
-            Event::PeerStats(s) => {
+                // RTT from the subscriber's RTCP receiver reports (PeerStats' RTT comes from
+                // TWCC, which audio peers do not negotiate).
                 if let Some(rtt) = s.rtt {
                     self.metrics.rtt_seconds.record(rtt.as_secs_f64());
                 }
