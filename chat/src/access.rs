@@ -44,6 +44,7 @@ impl Chat {
         server_id: Snowflake,
         user_id: Snowflake,
     ) -> ChatResult<Option<MemberAccess>> {
+        let started = std::time::Instant::now();
         let row: Option<MemberRow> = sqlx::query_as(
             "SELECT s.owner_id, ev.permissions AS everyone, m.timeout_until,
                     coalesce(array_agg(r.id) FILTER (WHERE r.id IS NOT NULL), '{}') AS role_ids,
@@ -61,6 +62,7 @@ impl Chat {
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
+        crate::record_query("member_access", started);
         Ok(row.map(|r| {
             let is_owner = r.owner_id == user_id;
             MemberAccess {

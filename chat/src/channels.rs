@@ -69,6 +69,7 @@ impl Chat {
             channel: ChannelRow,
             permissions_synced: bool,
         }
+        let started = std::time::Instant::now();
         let row: Option<Row> = sqlx::query_as(
             "SELECT id, server_id, kind, name, position, parent_id, topic, permissions_synced
              FROM channels WHERE id = $1",
@@ -76,6 +77,7 @@ impl Chat {
         .bind(channel_id)
         .fetch_optional(&self.pool)
         .await?;
+        crate::record_query("channel_access", started);
         let row = row.ok_or(ChatError::NotFound("channel"))?;
         let channel: Channel = row.channel.into();
         // Not a member: the channel "does not exist" for them.

@@ -30,6 +30,21 @@ pub use snowflake::{Snowflake, SnowflakeGenerator};
 
 use std::sync::Arc;
 
+/// Records how long a hot database query took (`confab_db_query_duration_seconds{query}`).
+/// Only the queries every message or channel request runs are timed; the label set is fixed.
+pub(crate) fn record_query(query: &'static str, started: std::time::Instant) {
+    metrics::histogram!("confab_db_query_duration_seconds", "query" => query)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// The hot queries timed by `confab_db_query_duration_seconds`.
+pub const TIMED_QUERIES: &[&str] = &[
+    "message_batch_insert",
+    "member_access",
+    "channel_access",
+    "history",
+];
+
 /// The chat services over one PostgreSQL pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Chat {

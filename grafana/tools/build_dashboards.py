@@ -785,13 +785,23 @@ def chat():
             ],
             desc="Sampled at scrape time. in_use reaching max means requests queue for a connection (ConfabDbPoolExhausted).",
         ),
-        24,
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Hot query latency p99",
+            quantiles("confab_db_query_duration_seconds", by="query", qs=(0.99,)),
+            unit="s",
+            desc="Message batch insert, access checks and history pages, pool wait included.",
+        ),
+        12,
         8,
     )
     return dashboard(
         "confab-chat",
         "Confab / Chat and gateway",
-        "Gateway WebSockets, sessions and dispatches, messages, rate limits, HTTP RED by route, DB pool.",
+        "Gateway WebSockets, sessions and dispatches, messages, rate limits, HTTP RED by route, DB pool and query latency.",
         L,
     )
 

@@ -32,6 +32,15 @@ pub fn install() -> PrometheusHandle {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
+                        Matcher::Full("confab_db_query_duration_seconds".into()),
+                        &[
+                            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                            0.25, 1.0,
+                        ],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
                         Matcher::Full("confab_message_write_batch_size".into()),
                         &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 256.0],
                     )
@@ -103,6 +112,13 @@ pub fn describe_and_zero() {
         "Messages written per database batch."
     );
     let _ = histogram!("confab_message_write_batch_size");
+    describe_histogram!(
+        "confab_db_query_duration_seconds",
+        "Duration of the hot database queries (message batch insert, access checks, history)."
+    );
+    for q in confab_chat::TIMED_QUERIES {
+        let _ = histogram!("confab_db_query_duration_seconds", "query" => *q);
+    }
 
     let counters = [
         (

@@ -209,9 +209,9 @@ if [ ! -x "$LOADTEST_BIN" ] || ! "$LOADTEST_BIN" --version >/dev/null 2>&1; then
 fi
 if [ -x "$LOADTEST_BIN" ]; then
     # 1 room (2 speakers, 3 listeners: real WebRTC peers) and 5 gateway clients posting 10
-    # messages/s, 8 s of steady state after the last join: enough for a few SFU stats intervals.
+    # messages/s, 15 s of steady state after the last join: enough for a few SFU stats intervals.
     if timeout 120 "$LOADTEST_BIN" mixed --url "$CONFAB_URL" --rooms 1 --speakers 2 --listeners 3 \
-        --clients 5 --rate 10 --duration 8 --threads 1 --json "$TMP/loadtest.json" \
+        --clients 5 --rate 10 --duration 15 --threads 1 --json "$TMP/loadtest.json" \
         >"$TMP/loadtest.log" 2>&1; then
         pass "confab-loadtest mixed ran against $CONFAB_URL"
     else

@@ -267,6 +267,7 @@ impl Chat {
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(ChatError::field("limit", "must be 1-100"));
         }
+        let started = std::time::Instant::now();
         let rows: Vec<MessageRow> = match (q.before, q.after) {
             (_, Some(after)) => {
                 let mut rows: Vec<MessageRow> =
@@ -293,6 +294,7 @@ impl Chat {
                 .await?
             }
         };
+        crate::record_query("history", started);
         Ok(rows.into_iter().map(Message::from).collect())
     }
 

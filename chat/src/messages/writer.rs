@@ -95,6 +95,7 @@ async fn write_batch(pool: &PgPool, batch: Vec<(NewMessage, Reply)>) {
         nonces.push(m.nonce.as_deref());
     }
     let wanted = permissions::VIEW_CHANNEL | permissions::SEND_MESSAGES;
+    let started = std::time::Instant::now();
     let result: Result<Vec<MessageRow>, sqlx::Error> = sqlx::query_as(q!("WITH input AS (
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
                  AS t(id, channel_id, author_id, content, nonce)
@@ -137,6 +138,7 @@ async fn write_batch(pool: &PgPool, batch: Vec<(NewMessage, Reply)>) {
     .bind(permissions::ADMINISTRATOR)
     .fetch_all(pool)
     .await;
+    crate::record_query("message_batch_insert", started);
     match result {
         Ok(rows) => {
             let mut by_id: HashMap<Snowflake, Message> =
