@@ -445,7 +445,15 @@ impl Chat {
         .fetch_optional(&mut *tx)
         .await?;
         let server_id = server_id.ok_or(ChatError::NotFound("invite"))?;
-        if self.is_banned(server_id, user_id).await? {
+        // On the transaction's connection: asking the pool for a second one while holding
+        // this one deadlocks once every pooled connection is a join waiting here.
+        let banned: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM bans WHERE server_id = $1 AND user_id = $2")
+                .bind(server_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if banned.is_some() {
             return Err(ChatError::Forbidden("you are banned from this server"));
         }
         let added = sqlx::query(

@@ -668,3 +668,48 @@ async fn concurrent_sends_are_stored_exactly_once() {
         .unwrap();
     assert_eq!(stored, 151);
 }
+
+/// Many joins through one invite at once, with a small pool: each join's transaction must not
+/// wait for a second pooled connection (that deadlocks once every connection holds a join).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invite_joins_with_a_small_pool() {
+    let app = TestApp::spawn_with(|c| {
+        c.db_pool_size = 2;
+        c.rate_limit_scale = 1000.0;
+    })
+    .await;
+    let owner = app.register("host_pool").await;
+    let (sid, _, _) = app.server(&owner, "Busy").await;
+    let (_, inv) = app
+        .post(&format!("/servers/{sid}/invites"), &owner.token, json!({}))
+        .await;
+    let code = inv["code"].as_str().unwrap().to_string();
+    let mut users = Vec::new();
+    for i in 0..12 {
+        users.push(app.register(&format!("joiner{i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for u in users {
+        let (http, url, token) = (
+            app.http.clone(),
+            app.url(&format!("/invites/{code}")),
+            u.token.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let (_, members) = app
+        .get(&format!("/servers/{sid}/members"), &owner.token)
+        .await;
+    assert_eq!(members.as_array().unwrap().len(), 13);
+}
