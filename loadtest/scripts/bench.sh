@@ -5,8 +5,9 @@
 # Env: CONFAB (server binary), LOADTEST (tester binary), PORT.
 set -euo pipefail
 name=$1; out=$2; shift 2; [ "${1:-}" = "--" ] && shift
-CONFAB=${CONFAB:-/work/target-lt/release/confab}
-LOADTEST=${LOADTEST:-/work/target-lt/release/confab-loadtest}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+CONFAB=${CONFAB:-$ROOT/target/release/confab}
+LOADTEST=${LOADTEST:-$ROOT/target/release/confab-loadtest}
 PORT=${PORT:-3950}
 mkdir -p "$out"
 data=$(mktemp -d); chmod 755 "$data"
