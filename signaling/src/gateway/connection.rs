@@ -53,7 +53,7 @@ pub async fn run(state: AppState, socket: WebSocket, ip: IpAddr) {
     let gauge = metrics::gauge!("confab_gateway_connections");
     gauge.increment(1.0);
     metrics::counter!("confab_gateway_connections_total").increment(1);
-    let (mut tx, rx) = socket.split();
+    let (mut tx, mut rx) = socket.split();
     let interval = state.config.heartbeat_interval_ms;
     let hello = protocol::frame(op::HELLO, &json!({ "heartbeat_interval": interval }));
     if tx.send(Message::Text(hello.into())).await.is_ok() {
@@ -67,7 +67,18 @@ pub async fn run(state: AppState, socket: WebSocket, ip: IpAddr) {
             heartbeat: Box::pin(tokio::time::sleep(IDENTIFY_TIMEOUT)),
             ended: Box::pin(tokio_util::sync::CancellationToken::new().cancelled_owned()),
         };
-        let end = conn.serve(&mut tx, rx).await;
+        let end = conn.serve(&mut tx, &mut rx).await;
+        // Closing handshake: after our Close frame, read (and discard) until the client's
+        // Close or 1 s, so a client still sending does not get its connection reset before it
+        // has read the close code.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(m)) = rx.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
         conn.finish(end).await;
     }
     gauge.decrement(1.0);
@@ -96,7 +107,7 @@ impl Conn {
         Duration::from_millis(self.state.config.heartbeat_interval_ms * 3 / 2)
     }
 
-    async fn serve(&mut self, tx: &mut Tx, mut rx: SplitStream<WebSocket>) -> End {
+    async fn serve(&mut self, tx: &mut Tx, rx: &mut SplitStream<WebSocket>) -> End {
         let shutdown = self.state.shutdown.clone().cancelled_owned();
         tokio::pin!(shutdown);
         loop {
