@@ -497,6 +497,33 @@ async fn bad_input_gets_clear_errors() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+    // Optional bodies (invite, ban, relationship): empty means defaults, junk is a 400.
+    for (method, path) in [
+        (reqwest::Method::POST, format!("/servers/{sid}/invites")),
+        (reqwest::Method::PUT, format!("/servers/{sid}/bans/1")),
+        (
+            reqwest::Method::PUT,
+            "/users/@me/relationships/1".to_string(),
+        ),
+    ] {
+        let resp = app
+            .http
+            .request(method, app.url(&path))
+            .bearer_auth(&u.token)
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+    }
+    let resp = app
+        .http
+        .post(app.url(&format!("/servers/{sid}/invites")))
+        .bearer_auth(&u.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "an empty body means the defaults");
     // Malformed ids are "not found", never 500.
     assert_eq!(app.get("/servers/abc", &u.token).await.0, 404);
     assert_eq!(

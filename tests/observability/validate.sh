@@ -31,7 +31,7 @@ pass() { PASSED=$((PASSED + 1)); echo "PASS $*"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL $*"; }
 section() { echo; echo "== $*"; }
 
-TMP=$(mktemp -d /tmp/confab-obs.XXXXXX)
+TMP=$(mktemp -d -t confab-obs.XXXXXX)
 CONFAB_PID=""
 PROM_PID=""
 

@@ -2,7 +2,7 @@
 //! Administrative requests may carry `X-Audit-Log-Reason`.
 
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path, Query};
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use axum::extract::State;
@@ -380,14 +380,8 @@ pub async fn ban(
     user: AuthUser,
     Path((server_id, target)): Path<(Snowflake, Snowflake)>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<BanBody>,
 ) -> ApiResult<StatusCode> {
-    let body: BanBody = if body.iter().all(u8::is_ascii_whitespace) {
-        BanBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
-    };
     let r = reason(&headers);
     let was_member = state
         .chat

@@ -2,7 +2,7 @@
 //! it (RELATIONSHIP_ADD / RELATIONSHIP_REMOVE).
 
 use crate::auth::AuthUser;
-use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path};
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use axum::extract::State;
@@ -94,14 +94,8 @@ pub async fn put(
     State(state): State<AppState>,
     user: AuthUser,
     Path(other): Path<Snowflake>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<RelationshipBody>,
 ) -> ApiResult<StatusCode> {
-    let body: RelationshipBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RelationshipBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| crate::error::ApiError::BadRequest(format!("invalid JSON body: {e}")))?
-    };
     let change = match body.kind.as_deref().unwrap_or("friend") {
         "friend" => {
             state.chat.user(other).await?;

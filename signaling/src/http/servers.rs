@@ -1,7 +1,7 @@
 //! `/servers`: servers, their channels, members and invites.
 
 use crate::auth::AuthUser;
-use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path};
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use axum::extract::State;
@@ -272,15 +272,8 @@ pub async fn create_invite(
     State(state): State<AppState>,
     user: AuthUser,
     Path(server_id): Path<Snowflake>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<InviteBody>,
 ) -> ApiResult<(StatusCode, Json<Invite>)> {
-    // The body is optional: an empty one means the defaults.
-    let body: InviteBody = if body.iter().all(u8::is_ascii_whitespace) {
-        InviteBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| crate::error::ApiError::BadRequest(format!("invalid JSON body: {e}")))?
-    };
     let invite = state
         .chat
         .create_invite(server_id, user.user_id, body.max_uses, body.max_age)
