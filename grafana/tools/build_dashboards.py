@@ -421,6 +421,43 @@ def voice():
         8,
     )
 
+    L.row("Video (simulcast)")
+    L.add(
+        timeseries(
+            "Video bitrate received per layer",
+            [target(f"8 * sum by (layer) ({rate('confab_sfu_video_received_bytes_total')})", "{{layer}}")],
+            unit="bps",
+            stack=True,
+            desc="RTP payload bits per second publishers send the SFU, by simulcast layer (low/mid/high by rank among a track's encodings; single = no simulcast). A layer at 0 while watched means its publisher paused it.",
+        ),
+        8,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Video bitrate forwarded per layer",
+            [target(f"8 * sum by (layer) ({rate('confab_sfu_video_forwarded_bytes_total')})", "{{layer}}")],
+            unit="bps",
+            stack=True,
+            desc="RTP payload bits per second forwarded to viewers, by the simulcast layer they come from. Viewers get the smallest layer at least as large as their tile.",
+        ),
+        8,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Layer switches and keyframe requests",
+            [
+                target(f"sum by (direction) ({rate('confab_sfu_video_layer_switches_total')})", "switch {{direction}}"),
+                target(f"sum by (reason) ({rate('confab_sfu_keyframe_requests_total')})", "PLI: {{reason}}", ref="B"),
+            ],
+            unit="cps",
+            desc="Slots moving to another layer (at a keyframe), and keyframe requests sent to publishers by reason (throttled to one round per track per 500 ms). Many switches in both directions mean views resizing or layers flapping; many subscriber_pli mean viewers losing packets.",
+        ),
+        8,
+        8,
+    )
+
     L.row("Forwarding latency")
     L.add(
         heatmap(

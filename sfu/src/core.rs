@@ -23,7 +23,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 
 use crate::demux::{self, Kind, Stun};
 use crate::downtrack::DownTrack;
-use crate::metrics::{DropReason, Metrics};
+use crate::metrics::{DropReason, KeyframeReason, LayerLabel, Metrics};
 use crate::speaking::SpeakingDetector;
 use crate::video::{self, VideoPts, VideoSlot, VideoTrack};
 use crate::{
@@ -1231,12 +1231,15 @@ impl SfuCore {
             return;
         };
         let kind = track.kind;
+        let label = LayerLabel::of(li, track.layers.len());
         let Some(layer) = track.layers.get_mut(li) else {
             return;
         };
         let is_keyframe = video::starts_keyframe(spec.codec, &pkt.payload);
         layer.ssrc = Some(pkt.header.ssrc);
         layer.on_packet(now, pkt.payload.len());
+        let bytes = pkt.payload.len() as u64;
+        self.metrics.video_received_bytes(label).increment(bytes);
         if is_keyframe {
             layer.keyframe_wanted = false;
             if spec.codec == Codec::Vp8 {
@@ -1265,6 +1268,11 @@ impl SfuCore {
                     continue;
                 }
                 // Switch (or start) on this keyframe; numbering continues.
+                match slot.current {
+                    Some(c) if li > c => self.metrics.layer_switch_up.increment(1),
+                    Some(_) => self.metrics.layer_switch_down.increment(1),
+                    None => {}
+                }
                 slot.current = Some(li);
                 slot.down.resync();
                 slot.vp8.reanchor();
@@ -1282,6 +1290,7 @@ impl SfuCore {
             match slot.down.forward_video(&mut sub.rtc, &pkt, pt, patch) {
                 Ok(()) => {
                     self.metrics.forwarded_video.increment(1);
+                    self.metrics.video_forwarded_bytes(label).increment(bytes);
                     self.stats.forwarded_video += 1;
                     if !sub.dirty {
                         sub.dirty = true;
@@ -1315,7 +1324,7 @@ impl SfuCore {
             .and_then(|p| p.video_tracks.iter_mut().find(|t| t.kind == kind))
             .and_then(|t| t.layers.get_mut(layer))
         {
-            l.keyframe_wanted = true;
+            l.want_keyframe(KeyframeReason::SubscriberPli);
         }
         self.send_keyframe_requests(publisher, now);
     }
@@ -1352,12 +1361,14 @@ impl SfuCore {
                 l.keyframe_wanted = false;
                 if let Some(rx) = p.rtc.direct_api().stream_rx(&ssrc) {
                     rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+                    self.metrics
+                        .keyframe_requests(l.keyframe_reason)
+                        .increment(1);
                     sent += 1;
                 }
             }
         }
         if sent > 0 {
-            self.metrics.keyframe_requests.increment(sent);
             self.stats.keyframe_requests += sent;
             if !p.dirty {
                 p.dirty = true;
@@ -1486,7 +1497,8 @@ impl SfuCore {
     /// layers are needed. `retry`: also re-ask for keyframes for slots still
     /// waiting since the last request a second ago or more.
     fn allocate_video(&mut self, members: &[u64], now: Instant, retry: bool) {
-        let mut wanted: SmallVec<[(u64, VideoTrackKind, usize); 8]> = SmallVec::new();
+        let mut wanted: SmallVec<[(u64, VideoTrackKind, usize, KeyframeReason); 8]> =
+            SmallVec::new();
         for &m in members {
             let Some(sub) = self.peers.get(&m) else {
                 continue;
@@ -1541,20 +1553,25 @@ impl SfuCore {
                 slot.target = layer;
                 if let (Some(l), Some((p, k))) = (layer, slot.source) {
                     if slot.current != Some(l) && (changed || (retry && stale)) {
-                        wanted.push((p, k, l));
+                        let reason = match (changed, slot.current) {
+                            (false, _) => KeyframeReason::Retry,
+                            (true, None) => KeyframeReason::Subscribe,
+                            (true, Some(_)) => KeyframeReason::Switch,
+                        };
+                        wanted.push((p, k, l, reason));
                     }
                 }
             }
         }
         let mut publishers: SmallVec<[u64; 8]> = SmallVec::new();
-        for (p, k, l) in wanted {
+        for (p, k, l, reason) in wanted {
             if let Some(layer) = self
                 .peers
                 .get_mut(&p)
                 .and_then(|pp| pp.video_tracks.iter_mut().find(|t| t.kind == k))
                 .and_then(|t| t.layers.get_mut(l))
             {
-                layer.keyframe_wanted = true;
+                layer.want_keyframe(reason);
             }
             if !publishers.contains(&p) {
                 publishers.push(p);

@@ -47,7 +47,19 @@ fn describe() {
     );
     describe_counter!(
         "confab_sfu_keyframe_requests_total",
-        "Keyframe requests (PLI/FIR) sent to video publishers."
+        "Keyframe requests (PLI) sent to video publishers, by reason."
+    );
+    describe_counter!(
+        "confab_sfu_video_layer_switches_total",
+        "Video slots moved to another simulcast layer (at a keyframe), by direction."
+    );
+    describe_counter!(
+        "confab_sfu_video_received_bytes_total",
+        "RTP payload bytes of video received from publishers, by simulcast layer."
+    );
+    describe_counter!(
+        "confab_sfu_video_forwarded_bytes_total",
+        "RTP payload bytes of video forwarded to subscribers, by simulcast layer."
     );
     describe_counter!(
         "confab_sfu_bytes_received_total",
@@ -126,12 +138,58 @@ pub(crate) enum DropReason {
     NoStream,
 }
 
+/// Why a keyframe was requested from a publisher (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum KeyframeReason {
+    /// A slot starts showing a track (no layer forwarded yet).
+    #[default]
+    Subscribe,
+    /// A slot moves to another layer (view size, liveness or bandwidth).
+    Switch,
+    /// A subscriber sent PLI/FIR on a slot.
+    SubscriberPli,
+    /// The periodic pass asks again for a slot still waiting for its keyframe.
+    Retry,
+}
+
+/// A simulcast layer as a bounded label: its rank among the track's layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LayerLabel {
+    Low = 0,
+    Mid = 1,
+    High = 2,
+    /// A track sent without simulcast.
+    Single = 3,
+}
+
+impl LayerLabel {
+    /// Layer `index` of a track with `count` layers (lowest first).
+    #[inline]
+    pub fn of(index: usize, count: usize) -> Self {
+        if count <= 1 {
+            LayerLabel::Single
+        } else if index == 0 {
+            LayerLabel::Low
+        } else if index + 1 >= count {
+            LayerLabel::High
+        } else {
+            LayerLabel::Mid
+        }
+    }
+}
+
+const LAYER_LABELS: [&str; 4] = ["low", "mid", "high", "single"];
+
 pub(crate) struct Metrics {
     pub forwarded_audio: Counter,
     pub received_audio: Counter,
     pub forwarded_video: Counter,
     pub received_video: Counter,
-    pub keyframe_requests: Counter,
+    keyframe_requests: [Counter; 4],
+    pub layer_switch_up: Counter,
+    pub layer_switch_down: Counter,
+    video_received_bytes: [Counter; 4],
+    video_forwarded_bytes: [Counter; 4],
     pub received_rtcp: Counter,
     pub received_stun: Counter,
     pub received_dtls: Counter,
@@ -172,7 +230,14 @@ impl Metrics {
             received_audio: received("audio"),
             forwarded_video: counter!("confab_sfu_packets_forwarded_total", "kind" => "video"),
             received_video: received("video"),
-            keyframe_requests: counter!("confab_sfu_keyframe_requests_total"),
+            keyframe_requests: ["subscribe", "switch", "subscriber_pli", "retry"]
+                .map(|r| counter!("confab_sfu_keyframe_requests_total", "reason" => r)),
+            layer_switch_up: counter!("confab_sfu_video_layer_switches_total", "direction" => "up"),
+            layer_switch_down: counter!("confab_sfu_video_layer_switches_total", "direction" => "down"),
+            video_received_bytes: LAYER_LABELS
+                .map(|l| counter!("confab_sfu_video_received_bytes_total", "layer" => l)),
+            video_forwarded_bytes: LAYER_LABELS
+                .map(|l| counter!("confab_sfu_video_forwarded_bytes_total", "layer" => l)),
             received_rtcp: received("rtcp"),
             received_stun: received("stun"),
             received_dtls: received("dtls"),
@@ -200,6 +265,21 @@ impl Metrics {
             rooms: gauge!("confab_sfu_rooms"),
             tracks: gauge!("confab_sfu_tracks"),
         }
+    }
+
+    #[inline]
+    pub fn keyframe_requests(&self, reason: KeyframeReason) -> &Counter {
+        &self.keyframe_requests[reason as usize]
+    }
+
+    #[inline]
+    pub fn video_received_bytes(&self, layer: LayerLabel) -> &Counter {
+        &self.video_received_bytes[layer as usize]
+    }
+
+    #[inline]
+    pub fn video_forwarded_bytes(&self, layer: LayerLabel) -> &Counter {
+        &self.video_forwarded_bytes[layer as usize]
     }
 
     pub fn dropped(&self, reason: DropReason) -> &Counter {

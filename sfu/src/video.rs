@@ -12,6 +12,7 @@ use str0m::media::{Mid, Pt, Rid};
 use str0m::rtp::{Ssrc, Vp8Descriptor, Vp8Patch};
 
 use crate::downtrack::DownTrack;
+use crate::metrics::KeyframeReason;
 use crate::VideoTrackKind;
 
 /// Video RTP clock rate (every video codec in WebRTC).
@@ -38,6 +39,8 @@ pub(crate) struct Layer {
     pub size: Option<(u32, u32)>,
     /// A keyframe is wanted on this layer (sent when the throttle allows).
     pub keyframe_wanted: bool,
+    /// Why the keyframe is wanted (metrics label; the last reason wins).
+    pub keyframe_reason: KeyframeReason,
     window_start: Option<Instant>,
     window_bytes: u64,
     /// Bits per second over the last complete window.
@@ -52,6 +55,7 @@ impl Layer {
             last_packet: None,
             size: None,
             keyframe_wanted: false,
+            keyframe_reason: KeyframeReason::default(),
             window_start: None,
             window_bytes: 0,
             bitrate: 0,
@@ -65,6 +69,12 @@ impl Layer {
     pub fn is_live(&self, now: Instant) -> bool {
         self.last_packet
             .is_some_and(|t| now.saturating_duration_since(t) < LAYER_LIVE)
+    }
+
+    /// Asks for a keyframe on this layer (sent when the throttle allows).
+    pub fn want_keyframe(&mut self, reason: KeyframeReason) {
+        self.keyframe_wanted = true;
+        self.keyframe_reason = reason;
     }
 
     pub fn on_packet(&mut self, now: Instant, bytes: usize) {

@@ -336,3 +336,82 @@ fn audio_only_peer_in_a_video_room_is_unaffected() {
     assert_eq!(net.peers[c].received_on(&mid).len(), 1);
     assert_eq!(video_in(&net, 1).len(), 1);
 }
+
+/// The value of one series (`name{labels}`) in a Prometheus text exposition.
+fn series(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name_and_labels} in\n{text}"))
+}
+
+#[test]
+fn video_metrics_count_switches_keyframe_requests_and_layer_bytes() {
+    // A recorder of its own: the handles the core creates bind to it, so
+    // parallel tests do not disturb the counts.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let mut net = metrics::with_local_recorder(&recorder, || room(1));
+    frame(&mut net, &[]);
+    watch(&mut net, 2, 1280, 720);
+    frame(&mut net, &["q", "h", "f"]);
+    frame(&mut net, &[]);
+    // Down to q at its next keyframe.
+    net.advance(Duration::from_millis(600));
+    watch(&mut net, 2, 320, 180);
+    frame(&mut net, &["q"]);
+    frame(&mut net, &[]);
+    // Back up to f.
+    net.advance(Duration::from_millis(600));
+    watch(&mut net, 2, 1280, 720);
+    frame(&mut net, &["f"]);
+    // The viewer asks for a keyframe itself.
+    net.advance(Duration::from_millis(600));
+    let mid = net.peers[1].video_recv_mids[0].to_string();
+    let now = net.now;
+    net.peers[1].request_keyframe(now, &mid);
+    net.advance(Duration::from_millis(50));
+
+    let text = handle.render();
+    let m = |s: &str| series(&text, s);
+    assert_eq!(
+        m("confab_sfu_video_layer_switches_total{direction=\"down\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("confab_sfu_video_layer_switches_total{direction=\"up\"}"),
+        1.0
+    );
+    let kf = |r: &str| {
+        m(&format!(
+            "confab_sfu_keyframe_requests_total{{reason=\"{r}\"}}"
+        ))
+    };
+    assert_eq!(kf("subscribe"), 1.0);
+    assert_eq!(kf("switch"), 2.0);
+    assert_eq!(kf("subscriber_pli"), 1.0);
+    assert_eq!(
+        kf("subscribe") + kf("switch") + kf("subscriber_pli") + kf("retry"),
+        net.peers[0].keyframe_requests.len() as f64,
+        "every PLI the publisher got is counted once"
+    );
+    // Every layer arrives; only f and q were forwarded (h never watched).
+    for layer in ["low", "mid", "high"] {
+        let rx = m(&format!(
+            "confab_sfu_video_received_bytes_total{{layer=\"{layer}\"}}"
+        ));
+        assert!(rx > 0.0, "{layer}: {rx}");
+    }
+    let fwd = |l: &str| {
+        m(&format!(
+            "confab_sfu_video_forwarded_bytes_total{{layer=\"{l}\"}}"
+        ))
+    };
+    assert!(fwd("high") > 0.0 && fwd("low") > 0.0, "{text}");
+    assert_eq!(fwd("mid"), 0.0);
+    let forwarded: u64 = video_in(&net, 1)
+        .iter()
+        .map(|r| r.payload.len() as u64)
+        .sum();
+    assert_eq!(fwd("low") + fwd("high"), forwarded as f64);
+}
