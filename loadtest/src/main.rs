@@ -5,6 +5,7 @@
 //! confab-loadtest chat  --clients 1000 --channels 1 --rate 200 --duration 30
 //! confab-loadtest voice --rooms 1 --speakers 3 --listeners 400 --duration 30
 //! confab-loadtest mixed ... (both at once, one shared steady state)
+//! confab-loadtest video --publishers 1 --viewers 100 --tile-mix 320x180,640x360,1280x720
 //! ```
 //! Every flag can also come from a TOML scenario (`--scenario FILE`, same
 //! keys as the flags); flags given on the command line win.
@@ -21,7 +22,10 @@ mod setup;
 mod stats;
 mod timeseries;
 mod udp;
+mod video;
+mod video_peer;
 mod voice;
+mod vp8;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +41,7 @@ use serde_json::{json, Value};
 #[command(
     name = "confab-loadtest",
     version,
-    about = "Load tester for Confab (chat and voice)"
+    about = "Load tester for Confab (chat, voice and video)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -54,6 +58,8 @@ enum Cmd {
     Voice,
     /// Chat and voice at once.
     Mixed,
+    /// Simulcast video publishers and viewers with mixed tile sizes.
+    Video,
 }
 
 /// Every flag; `None` = not given (the scenario file or the default applies).
@@ -129,6 +135,25 @@ struct Common {
     #[arg(long, global = true)]
     post_concurrency: Option<usize>,
 
+    // video
+    /// Video publishers (3-layer simulcast VP8 camera) [default: 1].
+    #[arg(long, global = true)]
+    publishers: Option<usize>,
+    /// Video viewers, each showing every publisher (up to 9) [default: 10].
+    #[arg(long, global = true)]
+    viewers: Option<usize>,
+    /// Viewers' tile sizes, assigned round-robin: WxH[,WxH...]
+    /// [default: 320x180,640x360,1280x720].
+    #[arg(long, global = true)]
+    tile_mix: Option<String>,
+    /// Video frames per second per layer [default: 30].
+    #[arg(long, global = true)]
+    fps: Option<u32>,
+    /// Seconds between a publisher's periodic keyframes (besides those the SFU asks for)
+    /// [default: 5].
+    #[arg(long, global = true)]
+    keyframe_interval: Option<f64>,
+
     // output
     /// Write a self-contained HTML report (inline SVG plots) to this file.
     #[arg(long, global = true)]
@@ -177,6 +202,11 @@ impl Common {
             join_timeout,
             integrity_every,
             post_concurrency,
+            publishers,
+            viewers,
+            tile_mix,
+            fps,
+            keyframe_interval,
             report,
             max_loss,
             max_p99_latency,
@@ -274,10 +304,22 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
         join_timeout: Duration::from_secs_f64(c.join_timeout.unwrap_or(20.0)),
         integrity_every: c.integrity_every.unwrap_or(50),
     };
+    let video_opts = video::VideoOpts {
+        publishers: c.publishers.unwrap_or(1),
+        viewers: c.viewers.unwrap_or(10),
+        tile_mix: video::parse_tile_mix(
+            c.tile_mix.as_deref().unwrap_or("320x180,640x360,1280x720"),
+        )?,
+        fps: c.fps.unwrap_or(30).clamp(1, 120),
+        keyframe_interval: Duration::from_secs_f64(c.keyframe_interval.unwrap_or(5.0).max(0.1)),
+        join_rate: c.join_rate.unwrap_or(50.0).max(0.1),
+        join_timeout: Duration::from_secs_f64(c.join_timeout.unwrap_or(20.0)),
+    };
     let started = chrono_like_now();
     let result = match cmd {
         Cmd::Chat => chat::run(&ctx, &chat_opts, duration, None).await?,
         Cmd::Voice => voice::run(&ctx, &voice_opts, duration, None).await?,
+        Cmd::Video => video::run(&ctx, &video_opts, duration).await?,
         Cmd::Mixed => {
             let barrier = Arc::new(tokio::sync::Barrier::new(2));
             let (v, ch) = tokio::join!(
@@ -448,6 +490,9 @@ fn print_summary(v: &Value) {
             }
         }
     }
+    if let Some(vi) = v.get("video") {
+        print_video_summary(vi, &f);
+    }
     if let Some(s) = v.get("server") {
         println!(
             "server: cpu {} s ({}); forwarded {} pkt/s; {} µs CPU per forwarded packet; {} µs per chat delivery",
@@ -457,6 +502,16 @@ fn print_summary(v: &Value) {
             f(&s["sfu_cpu_us_per_forwarded_packet"]),
             f(&s["cpu_us_per_delivery"])
         );
+        if v.get("video").is_some() {
+            println!(
+                "  video: forwarded {} kbit/s; keyframe requests sent to publishers {}/s",
+                f(&(s["video_forwarded_bitrate_bps"]
+                    .as_f64()
+                    .map(|b| b / 1000.0))
+                .into()),
+                f(&s["keyframe_requests_per_second"])
+            );
+        }
     }
     if let Some(l) = v.get("loadtest") {
         println!(
@@ -465,6 +520,47 @@ fn print_summary(v: &Value) {
             f(&l["cpu_us_per_received_packet"]),
             l["rss_bytes"]
         );
+    }
+}
+
+fn print_video_summary(vi: &Value, f: &dyn Fn(&Value) -> String) {
+    let layers = |x: &Value| format!("low {} / mid {} / high {}", x["low"], x["mid"], x["high"]);
+    println!(
+        "video: {} joined, {} failed; {} publisher(s) sent {} frames ({} keyframes, {} kbit/s)",
+        vi["joined"],
+        vi["failed"],
+        vi["publishers"],
+        vi["frames_sent"],
+        vi["keyframes_sent"],
+        f(&(vi["sent_bitrate_bps"].as_f64().unwrap_or(0.0) / 1000.0).into())
+    );
+    println!(
+        "  viewers: {} frames received, fps per stream p50 {} (min {}); keyframes {}; layer switches {}; loss {}%",
+        vi["frames_received"],
+        f(&vi["frames_per_second"]["p50"]),
+        f(&vi["frames_per_second"]["min"]),
+        vi["keyframes"],
+        vi["layer_switches"],
+        f(&vi["loss_percent"])
+    );
+    println!(
+        "  layers: ended on {}; expected {}; wrong layer {}; missing streams {}",
+        layers(&vi["layers_received"]),
+        layers(&vi["layers_expected"]),
+        vi["wrong_layer"],
+        vi["streams_missing"]
+    );
+    println!(
+        "  freeze per viewer: p50 {} ms, max {} ms; forwarded {} kbit/s (as received); keyframe requests at publishers {}/s",
+        f(&vi["freeze_ms"]["p50"]),
+        f(&vi["freeze_ms"]["max"]),
+        f(&(vi["forwarded_bitrate_bps"].as_f64().unwrap_or(0.0) / 1000.0).into()),
+        f(&vi["keyframe_requests_per_second"])
+    );
+    if let Some(e) = vi["errors"].as_object() {
+        for (k, n) in e {
+            println!("  error ×{n}: {k}");
+        }
     }
 }
 

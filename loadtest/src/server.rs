@@ -16,6 +16,10 @@ pub struct Snapshot {
     /// Sum of `confab_sfu_packets_forwarded_total` over its labels.
     pub forwarded: Option<f64>,
     pub rss: Option<u64>,
+    /// Video payload bytes forwarded and keyframe requests sent to
+    /// publishers (sums over their labels; servers without them: None).
+    pub video_forwarded_bytes: Option<f64>,
+    pub keyframe_requests: Option<f64>,
 }
 
 /// Sums every sample of `name` (any labels) in Prometheus text.
@@ -62,6 +66,8 @@ pub async fn snapshot(api: &Api, pid: Option<u32>) -> Snapshot {
         Ok(text) => {
             s.metrics_cpu = metric_sum(&text, "process_cpu_seconds_total");
             s.forwarded = metric_sum(&text, "confab_sfu_packets_forwarded_total");
+            s.video_forwarded_bytes = metric_sum(&text, "confab_sfu_video_forwarded_bytes_total");
+            s.keyframe_requests = metric_sum(&text, "confab_sfu_keyframe_requests_total");
             if s.rss.is_none() {
                 s.rss = metric_sum(&text, "process_resident_memory_bytes").map(|v| v as u64);
             }

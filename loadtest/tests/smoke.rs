@@ -295,3 +295,48 @@ fn scenarios_against_a_real_server() {
         "data dir still there until drop"
     );
 }
+
+/// Video: 1 publisher (3-layer simulcast) and 3 viewers, one per tile size;
+/// frames arrive and each viewer ends on the layer its tile asks for.
+#[test]
+fn video_scenario_against_a_real_server() {
+    let srv = start_server();
+    let (code, v) = loadtest(
+        &srv,
+        "video",
+        &[
+            "video",
+            "--publishers",
+            "1",
+            "--viewers",
+            "3",
+            "--tile-mix",
+            "320x180,640x360,1280x720",
+            "--keyframe-interval",
+            "1",
+            "--duration",
+            "3",
+        ],
+    );
+    assert_eq!(code, 0);
+    let vi = &v["video"];
+    assert_eq!(vi["joined"].as_u64(), Some(4), "video joined: {vi}");
+    assert_eq!(vi["failed"].as_u64(), Some(0), "{vi}");
+    assert_eq!(vi["voice_errors"].as_u64(), Some(0), "{vi}");
+    assert!(vi["frames_sent"].as_u64().unwrap_or(0) > 0, "{vi}");
+    // 30 fps per stream: allow for a busy machine, but frames must flow.
+    assert!(f(&vi["frames_per_second"]["min"]) > 10.0, "{vi}");
+    // A keyframe per second on every layer: each viewer sees some of its own.
+    assert!(vi["keyframes"].as_u64().unwrap_or(0) >= 3, "{vi}");
+    assert_eq!(vi["streams_missing"].as_u64(), Some(0), "{vi}");
+    assert_eq!(vi["wrong_layer"].as_u64(), Some(0), "{vi}");
+    let one_each = serde_json::json!({"low": 1, "mid": 1, "high": 1});
+    assert_eq!(vi["layers_received"], one_each, "{vi}");
+    assert_eq!(vi["layers_expected"], one_each, "{vi}");
+    assert!(f(&vi["loss_percent"]) < 1.0, "{vi}");
+    // The SFU's own counters: forwarded video bytes and CPU per packet.
+    let s = &v["server"];
+    assert!(f(&s["video_forwarded_bitrate_bps"]) > 100_000.0, "{s}");
+    let fwd = f(&s["sfu_cpu_us_per_forwarded_packet"]);
+    assert!(fwd.is_finite() && fwd > 0.0, "{s}");
+}
