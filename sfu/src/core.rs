@@ -88,6 +88,9 @@ struct Peer {
     server_muted: bool,
     self_muted: bool,
     deaf: bool,
+    /// May publish video (signaling's VIDEO permission); when false its video
+    /// packets are dropped on arrival.
+    video_allowed: bool,
     /// The client's send transceiver (our receiving audio m-line).
     publish_mid: Option<Mid>,
     /// Source SSRC seen on `publish_mid` (cache for the per-packet check).
@@ -382,10 +385,12 @@ impl SfuCore {
         // Rejoin: the old peer goes away quietly; room membership and the
         // moderator/deaf/mute flags carry over.
         let mut flags = (false, false, false);
+        let mut video_allowed = true;
         let mut video_subs = Vec::new();
         let mut video_kinds = Vec::new();
         if let Some(old) = self.peers.get(&req.participant) {
             flags = (old.server_muted, old.self_muted, old.deaf);
+            video_allowed = old.video_allowed;
             video_subs = old.video_subs.clone();
             video_kinds = old.video_kinds.clone();
             if old.room != req.room {
@@ -420,6 +425,7 @@ impl SfuCore {
             server_muted: flags.0,
             self_muted: flags.1,
             deaf: flags.2,
+            video_allowed,
             publish_mid,
             in_ssrc: None,
             pts,
@@ -540,6 +546,43 @@ impl SfuCore {
                 s.down.resync();
             }
         }
+    }
+
+    /// Whether this participant may publish video. A participant that may
+    /// not has its video dropped on arrival (it is never forwarded); allowed
+    /// again, its viewers restart on a fresh keyframe.
+    pub fn set_video_allowed(&mut self, now: Instant, participant: u64, allowed: bool) {
+        self.advance(now);
+        let Some(p) = self.peers.get_mut(&participant) else {
+            return;
+        };
+        if p.video_allowed == allowed {
+            return;
+        }
+        p.video_allowed = allowed;
+        let room = p.room;
+        if !allowed {
+            return;
+        }
+        // Viewers held the last frame; reset their slots so the new target
+        // layer is asked for (PLI) and forwarding starts on its keyframe.
+        let members = self
+            .rooms
+            .get(&room)
+            .map(|r| r.members.clone())
+            .unwrap_or_default();
+        for m in members {
+            if let Some(sub) = self.peers.get_mut(&m) {
+                for slot in sub
+                    .video_slots
+                    .iter_mut()
+                    .filter(|s| s.source.is_some_and(|(src, _)| src == participant))
+                {
+                    slot.reset();
+                }
+            }
+        }
+        self.update_room_video(room);
     }
 
     fn set_flag(&mut self, participant: u64, field: fn(&mut Peer) -> &mut bool, value: bool) {
@@ -1218,6 +1261,10 @@ impl SfuCore {
         let Some(src) = self.peers.get_mut(&participant) else {
             return;
         };
+        if !src.video_allowed {
+            self.drop_packet(DropReason::Muted);
+            return;
+        }
         let Some(spec) = src
             .video_pts
             .iter()

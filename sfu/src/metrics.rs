@@ -122,7 +122,8 @@ pub(crate) enum DropReason {
     UnknownPeer,
     /// STUN binding request whose ufrag matches no participant.
     UnknownUfrag,
-    /// Audio from a server-muted participant.
+    /// Audio from a server-muted participant, or video from one without the
+    /// right to publish video.
     Muted,
     /// A payload type the subscriber did not negotiate (e.g. RED to a client without RED).
     UnsupportedPt,

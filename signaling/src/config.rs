@@ -36,6 +36,9 @@ pub struct Cli {
     /// Multiplies every rate-limit bucket (auth, messages, IDENTIFY, ...). For load tests. [default: 1]
     #[arg(long, env = "CONFAB_RATE_LIMIT_SCALE")]
     pub rate_limit_scale: Option<f64>,
+    /// Most video tiles one client may watch at once (1..=25). [default: 9]
+    #[arg(long, env = "CONFAB_MAX_VIDEO_TILES")]
+    pub max_video_tiles: Option<usize>,
     /// Public origin of the web client, e.g. https://chat.example.org; allowed for CORS and the
     /// gateway, and HSTS is sent when it is https. [default: http://<bind>]
     #[arg(long, env = "CONFAB_PUBLIC_URL")]
@@ -73,6 +76,7 @@ struct FileConfig {
     udp_port: Option<u16>,
     public_ip: Option<IpAddr>,
     rate_limit_scale: Option<f64>,
+    max_video_tiles: Option<usize>,
     public_url: Option<String>,
     allowed_origins: Option<Vec<String>>,
     jwt_secret: Option<String>,
@@ -83,6 +87,10 @@ struct FileConfig {
     web_dir: Option<PathBuf>,
 }
 
+/// Upper bound of `--max-video-tiles`: every tile is a recvonly transceiver in the client's
+/// offer, and offers are capped at 64 m-lines.
+pub const MAX_VIDEO_TILES_LIMIT: usize = 25;
+
 /// Resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -92,6 +100,7 @@ pub struct Config {
     pub udp_port: u16,
     pub public_ip: Option<IpAddr>,
     pub rate_limit_scale: f64,
+    pub max_video_tiles: usize,
     pub public_url: Option<String>,
     pub allowed_origins: Vec<String>,
     pub jwt_secret: Option<String>,
@@ -111,6 +120,7 @@ impl Default for Config {
             udp_port: 3000,
             public_ip: None,
             rate_limit_scale: 1.0,
+            max_video_tiles: 9,
             public_url: None,
             allowed_origins: Vec::new(),
             jwt_secret: None,
@@ -148,6 +158,10 @@ impl Config {
                 .rate_limit_scale
                 .or(file.rate_limit_scale)
                 .unwrap_or(d.rate_limit_scale),
+            max_video_tiles: cli
+                .max_video_tiles
+                .or(file.max_video_tiles)
+                .unwrap_or(d.max_video_tiles),
             public_url: cli.public_url.or(file.public_url),
             allowed_origins: cli
                 .allowed_origins
@@ -177,6 +191,10 @@ impl Config {
         anyhow::ensure!(
             self.rate_limit_scale.is_finite() && self.rate_limit_scale > 0.0,
             "--rate-limit-scale must be a positive number"
+        );
+        anyhow::ensure!(
+            (1..=MAX_VIDEO_TILES_LIMIT).contains(&self.max_video_tiles),
+            "--max-video-tiles must be 1..={MAX_VIDEO_TILES_LIMIT}"
         );
         anyhow::ensure!(
             (60..=86_400).contains(&self.access_token_ttl),
@@ -247,7 +265,7 @@ mod tests {
         let file = dir.join("confab.toml");
         std::fs::write(
             &file,
-            "bind = \"0.0.0.0:4000\"\nudp_port = 5000\nrate_limit_scale = 2.0\n",
+            "bind = \"0.0.0.0:4000\"\nudp_port = 5000\nrate_limit_scale = 2.0\nmax_video_tiles = 4\n",
         )
         .unwrap();
         let cli = Cli::parse_from([
@@ -261,6 +279,7 @@ mod tests {
         assert_eq!(cfg.bind, "0.0.0.0:4000".parse().unwrap());
         assert_eq!(cfg.udp_port, 6000);
         assert_eq!(cfg.rate_limit_scale, 2.0);
+        assert_eq!(cfg.max_video_tiles, 4);
         assert_eq!(cfg.media_ip(), IpAddr::from([127, 0, 0, 1]));
         std::fs::write(&file, "bogus = 1\n").unwrap();
         let cli = Cli::parse_from(["confab", "--config", file.to_str().unwrap()]);
@@ -271,8 +290,13 @@ mod tests {
     fn rejects_bad_values() {
         let cli = Cli::parse_from(["confab", "--rate-limit-scale", "0"]);
         assert!(Config::load(cli).is_err());
+        for tiles in ["0", "26"] {
+            let cli = Cli::parse_from(["confab", "--max-video-tiles", tiles]);
+            assert!(Config::load(cli).is_err(), "{tiles} tiles accepted");
+        }
         let d = Config::load(Cli::parse_from(["confab"])).unwrap();
         assert_eq!(d.bind.port(), 3000);
         assert_eq!(d.udp_port, 3000);
+        assert_eq!(d.max_video_tiles, 9);
     }
 }

@@ -78,10 +78,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             "closed voice sessions left open by the previous run"
         );
     }
-    let sfu_config = confab_sfu::SfuConfig::new(
-        SocketAddr::new(config.bind.ip(), config.udp_port),
-        config.media_ip(),
-    );
+    let sfu_config = confab_sfu::SfuConfig {
+        max_video_slots: config.max_video_tiles,
+        ..confab_sfu::SfuConfig::new(
+            SocketAddr::new(config.bind.ip(), config.udp_port),
+            config.media_ip(),
+        )
+    };
     let (sfu, sfu_events) =
         confab_sfu::Sfu::start(sfu_config).context("starting the SFU (UDP port)")?;
     tracing::info!(
@@ -100,7 +103,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         bus: Arc::new(events::LocalBus::new(hub.clone())),
         hub,
         shutdown: shutdown.clone(),
-        voice: voice::VoiceService::new(sfu),
+        voice: voice::VoiceService::new(sfu, config.max_video_tiles),
         viewers: events::ViewerCache::default(),
         metrics,
         config,

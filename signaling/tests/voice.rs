@@ -19,6 +19,8 @@ struct Client {
     seen: Vec<Value>,
     session_id: String,
     seq: u64,
+    /// READY's payload.
+    ready: Value,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -50,11 +52,13 @@ async fn connect(app: &TestApp, user: &User) -> Client {
         seen: vec![],
         session_id: String::new(),
         seq: 0,
+        ready: Value::Null,
         task,
     };
     c.send(json!({"op": 2, "d": {"token": user.token}}));
     let ready = c.wait(|v| v["t"] == "READY").await;
     c.session_id = ready["d"]["session_id"].as_str().unwrap().to_string();
+    c.ready = ready["d"].clone();
     c
 }
 
@@ -100,26 +104,49 @@ struct Peer {
     sending: bool,
     payload_tag: u8,
     sent: u32,
+    /// Video frames sent (per simulcast layer).
+    video_frames: u32,
 }
 
 impl Peer {
     async fn new(send: bool, tag: u8) -> Peer {
+        Self::with_config(
+            TestPeerConfig {
+                send,
+                ..Default::default()
+            },
+            tag,
+        )
+        .await
+    }
+
+    async fn with_config(config: TestPeerConfig, tag: u8) -> Peer {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         Peer {
-            peer: TestPeer::new(
-                addr,
-                Instant::now(),
-                TestPeerConfig {
-                    send,
-                    ..Default::default()
-                },
-            ),
+            peer: TestPeer::new(addr, Instant::now(), config),
             socket,
-            sending: send,
+            sending: config.send,
             payload_tag: tag,
             sent: 0,
+            video_frames: 0,
         }
+    }
+
+    /// One frame on every simulcast layer of the camera: a keyframe when the SFU asked for one
+    /// since the last frame, and every 30th frame anyway.
+    async fn send_camera_frame(&mut self) {
+        if self.peer.video_send_mids.is_empty() || !self.peer.connected {
+            return;
+        }
+        let asked = !self.peer.keyframe_requests.is_empty();
+        self.peer.keyframe_requests.clear();
+        let key = asked || self.video_frames % 30 == 0;
+        for rid in ["q", "h", "f"] {
+            self.peer.send_video(Instant::now(), 0, Some(rid), key);
+        }
+        self.video_frames += 1;
+        self.flush().await;
     }
 
     async fn flush(&mut self) {
@@ -158,6 +185,30 @@ impl Peer {
     }
 }
 
+/// Like `run_media`, with ~30 camera frames per second from the peers that publish video.
+async fn run_video(peers: &mut [&mut Peer], dur: Duration) {
+    let end = Instant::now() + dur;
+    let mut next_audio = Instant::now();
+    let mut next_video = Instant::now();
+    while Instant::now() < end {
+        let tick = Instant::now() >= next_audio;
+        if tick {
+            next_audio += Duration::from_millis(20);
+        }
+        let video = Instant::now() >= next_video;
+        if video {
+            next_video += Duration::from_millis(33);
+        }
+        for p in peers.iter_mut() {
+            p.step(tick).await;
+            if video {
+                p.send_camera_frame().await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn run_media(peers: &mut [&mut Peer], dur: Duration) {
     let end = Instant::now() + dur;
     let mut next_audio = Instant::now();
@@ -175,8 +226,18 @@ async fn run_media(peers: &mut [&mut Peer], dur: Duration) {
 
 /// op 12 → op 13: offer with `slots` receive transceivers and apply the answer.
 async fn negotiate(c: &mut Client, p: &mut Peer, slots: usize) -> String {
+    negotiate_video(c, p, slots, false).await
+}
+
+/// `negotiate`, declaring the first sending video mid as the camera when `declare`.
+async fn negotiate_video(c: &mut Client, p: &mut Peer, slots: usize, declare: bool) -> String {
     let offer = p.peer.offer(slots);
-    c.send(json!({"op": 12, "d": {"sdp": offer}}));
+    let mut d = json!({"sdp": offer});
+    if declare {
+        let mid = p.peer.video_send_mids[0].to_string();
+        d["video_tracks"] = json!({ mid: "camera" });
+    }
+    c.send(json!({"op": 12, "d": d}));
     let ans = c.wait(|v| v["op"] == 13 || v["op"] == 14).await;
     assert_eq!(ans["op"], 13, "offer refused: {ans}");
     p.peer
@@ -395,4 +456,166 @@ async fn rejoin_after_a_blip_is_invisible_and_gateway_close_leaves() {
         })
         .await;
     assert_eq!(st["d"]["voice_session_id"], vsid.as_str());
+}
+
+fn slot_of<'a>(slots: &'a Value, user: &str) -> Option<&'a str> {
+    slots["d"]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["user_id"] == user && s["track"] == "camera")
+        .and_then(|s| s["mid"].as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_tiles_slots_layers_and_the_video_permission() {
+    let app = TestApp::spawn().await;
+    let (ua, ub, uc) = (
+        app.register("vic").await,
+        app.register("wen").await,
+        app.register("xiu").await,
+    );
+    let (sid, _, vc) = app.server(&ua, "Video").await;
+    app.join(&ua, &ub, &sid).await;
+    app.join(&ua, &uc, &sid).await;
+    // C may connect and speak in the voice channel but not send video.
+    let video = confab_chat::permissions::VIDEO;
+    let (s, ow) = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/channels/{vc}/permissions/{}", uc.id),
+            Some(&ua.token),
+            Some(json!({"type": "member", "deny": video.to_string()})),
+        )
+        .await;
+    assert_eq!(s, 200, "{ow}");
+    let (mut a, mut b) = (connect(&app, &ua).await, connect(&app, &ub).await);
+
+    // op 15 outside a voice channel.
+    b.send(json!({"op": 15, "d": {"tiles": []}}));
+    assert_eq!(b.wait(|v| v["op"] == 14).await["d"]["code"], 4404);
+
+    // A joins with the camera on and publishes simulcast video, declaring its camera mid.
+    a.send(json!({"op": 4, "d": {"server_id": sid, "channel_id": vc, "self_video": true}}));
+    let st = b
+        .wait(|v| v["t"] == "VOICE_STATE_UPDATE" && v["d"]["user_id"] == ua.id.as_str())
+        .await;
+    assert_eq!(st["d"]["self_video"], true);
+    assert_eq!(st["d"]["self_stream"], false);
+    let mut pa = Peer::with_config(
+        TestPeerConfig {
+            send: true,
+            video_send: 1,
+            simulcast: true,
+            ..Default::default()
+        },
+        1,
+    )
+    .await;
+    negotiate_video(&mut a, &mut pa, 0, true).await;
+
+    // B watches with three video slots (listen-only audio: no renegotiation for A).
+    b.send(join_frame(&sid, &vc));
+    let mut pb = Peer::with_config(
+        TestPeerConfig {
+            video_recv: 3,
+            ..Default::default()
+        },
+        2,
+    )
+    .await;
+    negotiate(&mut b, &mut pb, 1).await;
+    // Malformed or too many tiles: 4400, and the connection stays usable.
+    let tile = |user: &str, w: u32| json!({"user_id": user, "track": "camera", "width": w, "height": w * 9 / 16});
+    let ten: Vec<Value> = (0..10).map(|i| tile(&format!("{}", i + 1), 64)).collect();
+    for bad in [
+        json!({"tiles": "all"}),
+        json!({"tiles": [{"user_id": ua.id, "track": "microphone", "width": 1, "height": 1}]}),
+        json!({"tiles": [{"user_id": ua.id, "track": "camera", "width": -5, "height": 1}]}),
+        json!({ "tiles": ten }),
+        json!(null),
+    ] {
+        b.send(json!({"op": 15, "d": bad}));
+        let e = b.wait(|v| v["op"] == 14).await;
+        assert_eq!(e["d"]["code"], 4400, "{bad} → {e}");
+    }
+    b.send(json!({"op": 15, "d": {"tiles": [tile(&ua.id, 1280)]}}));
+    let slots = b
+        .wait(|v| v["t"] == "VOICE_VIDEO_SLOTS" && slot_of(v, &ua.id).is_some())
+        .await;
+    assert_eq!(slots["d"]["channel_id"], vc.as_str());
+    assert_eq!(slots["d"]["slots"].as_array().unwrap().len(), 3);
+    let mid_a = slot_of(&slots, &ua.id).unwrap().to_string();
+    assert_eq!(mid_a, pb.peer.video_recv_mids[0].to_string());
+
+    run_video(&mut [&mut pa, &mut pb], Duration::from_secs(3)).await;
+    assert!(pa.peer.connected && pb.peer.connected);
+    let got = pb.peer.received_on(&mid_a).len();
+    assert!(
+        got > 30,
+        "B got {got} video packets from A ({} frames sent)",
+        pa.video_frames
+    );
+    // A is told which encodings are watched: a 1280-wide tile needs the full layer.
+    let layers = a
+        .wait(|v| {
+            v["t"] == "VOICE_VIDEO_LAYERS"
+                && v["d"]["active_rids"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+        })
+        .await;
+    assert_eq!(layers["d"]["track"], "camera");
+    assert_eq!(layers["d"]["channel_id"], vc.as_str());
+    assert_eq!(layers["d"]["active_rids"], json!(["f"]));
+
+    // C has no VIDEO: camera on is refused; READY showed A's camera.
+    let mut c = connect(&app, &uc).await;
+    let a_state = c.ready["voice_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["user_id"] == ua.id.as_str())
+        .cloned()
+        .expect("A in READY's voice states");
+    assert_eq!(a_state["self_video"], true);
+    c.send(json!({"op": 4, "d": {"server_id": sid, "channel_id": vc, "self_video": true}}));
+    assert_eq!(c.wait(|v| v["op"] == 14).await["d"]["code"], 4403);
+    c.send(join_frame(&sid, &vc));
+    let mut pc = Peer::with_config(
+        TestPeerConfig {
+            send: true,
+            video_send: 1,
+            simulcast: true,
+            video_recv: 1,
+            ..Default::default()
+        },
+        3,
+    )
+    .await;
+    negotiate(&mut c, &mut pc, 1).await;
+    // A sends audio, so C's arrival asks A and B for more audio slots; not needed here.
+    b.send(json!({"op": 15, "d": {"tiles": [tile(&ua.id, 1280), tile(&uc.id, 1280)]}}));
+    let slots = b
+        .wait(|v| v["t"] == "VOICE_VIDEO_SLOTS" && slot_of(v, &uc.id).is_some())
+        .await;
+    let mid_c = slot_of(&slots, &uc.id).unwrap().to_string();
+    assert_eq!(
+        slot_of(&slots, &ua.id),
+        Some(mid_a.as_str()),
+        "A keeps its slot"
+    );
+    let before_a = pb.peer.received_on(&mid_a).len();
+    run_video(&mut [&mut pa, &mut pb, &mut pc], Duration::from_secs(2)).await;
+    assert!(pc.peer.connected);
+    assert!(pc.video_frames > 20, "C sent {} frames", pc.video_frames);
+    assert_eq!(
+        pb.peer.received_on(&mid_c).len(),
+        0,
+        "video of a member without VIDEO was forwarded"
+    );
+    assert!(
+        pb.peer.received_on(&mid_a).len() > before_a + 20,
+        "A's video kept flowing"
+    );
 }

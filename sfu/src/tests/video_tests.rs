@@ -415,3 +415,40 @@ fn video_metrics_count_switches_keyframe_requests_and_layer_bytes() {
         .sum();
     assert_eq!(fwd("low") + fwd("high"), forwarded as f64);
 }
+
+#[test]
+fn video_of_a_publisher_not_allowed_video_is_dropped_until_allowed_again() {
+    let mut net = room(1);
+    let now = net.now;
+    net.sfu.set_video_allowed(now, 1, false);
+    watch(&mut net, 2, 320, 180);
+    let dropped = net.sfu.stats().dropped_muted;
+    frame(&mut net, &["q", "h", "f"]);
+    for _ in 0..5 {
+        frame(&mut net, &[]);
+    }
+    assert!(
+        video_in(&net, 1).is_empty(),
+        "video forwarded while not allowed"
+    );
+    assert_eq!(net.sfu.stats().forwarded_video, 0);
+    assert!(net.sfu.stats().dropped_muted >= dropped + 18);
+
+    // Allowed again: a keyframe is asked for and forwarding starts on it.
+    net.advance(Duration::from_millis(600));
+    let asked = net.peers[0].keyframe_requests.len();
+    let now = net.now;
+    net.sfu.set_video_allowed(now, 1, true);
+    net.exchange();
+    assert_eq!(net.peers[0].keyframe_requests.len(), asked + 1, "PLI for q");
+    frame(&mut net, &[]);
+    assert!(video_in(&net, 1).is_empty(), "starts only on a keyframe");
+    frame(&mut net, &["q"]);
+    for _ in 0..3 {
+        frame(&mut net, &[]);
+    }
+    let got = video_in(&net, 1);
+    assert_eq!(got.len(), 4);
+    assert!(parse_vp8_frame(&got[0].payload).unwrap().2);
+    assert!(layers(&got).iter().all(|&l| l == 0));
+}

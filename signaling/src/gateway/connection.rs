@@ -258,7 +258,12 @@ impl Conn {
             }
             ClientFrame::VoiceOffer(req) => {
                 let session = self.require_session()?;
-                match self.state.voice.offer(&self.state, &session, req.sdp).await {
+                match self
+                    .state
+                    .voice
+                    .offer(&self.state, &session, req.sdp, req.video_tracks)
+                    .await
+                {
                     Ok((sdp, voice_session_id)) => {
                         let f = protocol::frame(
                             op::VOICE_ANSWER,
@@ -272,6 +277,12 @@ impl Conn {
                             })?;
                     }
                     Err(e) => self.voice_error(tx, e).await?,
+                }
+            }
+            ClientFrame::VideoSubscribe(d) => {
+                let session = self.require_session()?;
+                if let Err(e) = self.state.voice.video_subscribe(&session, d) {
+                    self.voice_error(tx, e).await?;
                 }
             }
         }

@@ -18,6 +18,7 @@ pub mod op {
     pub const VOICE_OFFER: u8 = 12;
     pub const VOICE_ANSWER: u8 = 13;
     pub const VOICE_ERROR: u8 = 14;
+    pub const VIDEO_SUBSCRIBE: u8 = 15;
 }
 
 pub mod close {
@@ -69,11 +70,21 @@ pub struct VoiceStateReq {
     pub self_deaf: bool,
     #[serde(default)]
     pub voice_session_id: Option<String>,
+    /// Camera on (needs the VIDEO permission).
+    #[serde(default)]
+    pub self_video: bool,
+    /// Screen share on (needs the VIDEO permission).
+    #[serde(default)]
+    pub self_stream: bool,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct VoiceOfferReq {
     pub sdp: String,
+    /// `{"<mid>": "camera"|"screen"}`, checked by the voice service (a bad one is a voice
+    /// error 4400, not a protocol error).
+    #[serde(default)]
+    pub video_tracks: Option<Value>,
 }
 
 /// A parsed client frame.
@@ -85,13 +96,17 @@ pub enum ClientFrame {
     Presence(PresenceReq),
     VoiceState(VoiceStateReq),
     VoiceOffer(VoiceOfferReq),
+    /// op 15: the raw payload; the voice service validates it (4400 on bad input).
+    VideoSubscribe(Value),
 }
 
 impl ClientFrame {
     pub fn is_voice(&self) -> bool {
         matches!(
             self,
-            ClientFrame::VoiceState(_) | ClientFrame::VoiceOffer(_)
+            ClientFrame::VoiceState(_)
+                | ClientFrame::VoiceOffer(_)
+                | ClientFrame::VideoSubscribe(_)
         )
     }
 }
@@ -162,6 +177,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, Refusal> {
         op::PRESENCE_UPDATE => ClientFrame::Presence(payload(raw.d)?),
         op::VOICE_STATE_UPDATE => ClientFrame::VoiceState(payload(raw.d)?),
         op::VOICE_OFFER => ClientFrame::VoiceOffer(payload(raw.d)?),
+        op::VIDEO_SUBSCRIBE => ClientFrame::VideoSubscribe(raw.d),
         _ => {
             return Err(Refusal {
                 code: close::UNKNOWN_OPCODE,
@@ -240,6 +256,13 @@ mod tests {
             parse(r#"{"op":4,"d":{"server_id":"1","channel_id":null}}"#),
             Ok(ClientFrame::VoiceState(_))
         ));
+        match parse(r#"{"op":4,"d":{"server_id":"1","channel_id":"2","self_video":true}}"#) {
+            Ok(ClientFrame::VoiceState(v)) => assert!(v.self_video && !v.self_stream),
+            other => panic!("{other:?}"),
+        }
+        let f = parse(r#"{"op":15,"d":{"tiles":[]}}"#).unwrap();
+        assert!(f.is_voice(), "op 15 counts as voice signalling");
+        assert!(matches!(f, ClientFrame::VideoSubscribe(_)));
         assert_eq!(
             parse(r#"{"op":99,"d":null}"#).unwrap_err().code,
             close::UNKNOWN_OPCODE

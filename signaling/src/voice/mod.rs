@@ -1,8 +1,9 @@
 //! Voice: gateway voice ops ↔ the SFU. This module decides who may be in which voice channel,
 //! keeps the live voice states, relays SDP to the SFU and the SFU's events (slots, speaking,
-//! renegotiation) to clients, and records voice sessions in the database.
+//! renegotiation, video slots and layers) to clients, and records voice sessions in the database.
 
 pub mod registry;
+pub mod video;
 
 use crate::gateway::hub::{Session, Target};
 use crate::gateway::protocol::VoiceStateReq;
@@ -19,6 +20,8 @@ pub enum VoiceError {
     #[error("invalid SDP: {0}")]
     InvalidSdp(String),
     #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
     Forbidden(String),
     #[error("not in a voice channel")]
     NotJoined,
@@ -29,7 +32,7 @@ pub enum VoiceError {
 impl VoiceError {
     pub fn code(&self) -> u32 {
         match self {
-            VoiceError::InvalidSdp(_) => 4400,
+            VoiceError::InvalidSdp(_) | VoiceError::BadRequest(_) => 4400,
             VoiceError::Forbidden(_) => 4403,
             VoiceError::NotJoined => 4404,
             VoiceError::Unavailable => 4500,
@@ -54,6 +57,8 @@ impl From<ChatError> for VoiceError {
 pub struct VoiceService {
     sfu: Sfu,
     registry: Mutex<Registry>,
+    /// Most tiles one client may list in VIDEO_SUBSCRIBE (`--max-video-tiles`).
+    max_video_tiles: usize,
 }
 
 fn sfu_id(id: Snowflake) -> u64 {
@@ -61,10 +66,11 @@ fn sfu_id(id: Snowflake) -> u64 {
 }
 
 impl VoiceService {
-    pub fn new(sfu: Sfu) -> Self {
+    pub fn new(sfu: Sfu, max_video_tiles: usize) -> Self {
         Self {
             sfu,
             registry: Mutex::new(Registry::default()),
+            max_video_tiles,
         }
     }
 
@@ -94,6 +100,13 @@ impl VoiceService {
         let (server_id, perms) = state.chat.voice_access(channel_id, user_id).await?;
         // Without SPEAK (role, overwrite or timeout) the SFU drops the participant's audio.
         let may_speak = confab_chat::permissions::has(perms, confab_chat::permissions::SPEAK);
+        // Camera and screen share need VIDEO; without it the SFU also drops any video sent.
+        let may_video = confab_chat::permissions::has(perms, confab_chat::permissions::VIDEO);
+        if (req.self_video || req.self_stream) && !may_video {
+            return Err(VoiceError::Forbidden(
+                "missing the VIDEO permission in this channel".into(),
+            ));
+        }
         if req.server_id.is_some_and(|s| s != server_id) {
             return Err(VoiceError::Forbidden(
                 "channel is not in that server".into(),
@@ -112,6 +125,9 @@ impl VoiceService {
             self_deaf: req.self_deaf,
             mute: member.mute || !may_speak,
             deaf: member.deaf,
+            self_video: req.self_video,
+            self_stream: req.self_stream,
+            may_video,
             voice_session_id,
         });
         let current = self.registry.lock().by_user(user_id).cloned();
@@ -150,8 +166,9 @@ impl VoiceService {
                 self.apply_flags(&p);
             }
             JoinOutcome::Updated { changed } => {
+                // Always applied: the VIDEO permission was read again.
+                self.apply_flags(&p);
                 if changed {
-                    self.apply_flags(&p);
                     state.emit(
                         Target::Server(p.server_id),
                         "VOICE_STATE_UPDATE",
@@ -168,15 +185,20 @@ impl VoiceService {
         self.sfu.set_server_mute(id, p.mute);
         self.sfu.set_self_mute(id, p.self_mute);
         self.sfu.set_deaf(id, p.effective_deaf());
+        self.sfu.set_video_allowed(id, p.may_video);
     }
 
-    /// op 12: the client's offer → the SFU's answer.
+    /// op 12: the client's offer → the SFU's answer. `video_tracks` optionally says which
+    /// sending video mid is the camera and which the screen.
     pub async fn offer(
         &self,
         _state: &AppState,
         session: &Arc<Session>,
         sdp: String,
+        video_tracks: Option<serde_json::Value>,
     ) -> Result<(String, String), VoiceError> {
+        let video_kinds =
+            video::parse_video_tracks(video_tracks).map_err(VoiceError::BadRequest)?;
         let p = self
             .registry
             .lock()
@@ -222,7 +244,16 @@ impl VoiceService {
             }
         };
         match still_here {
-            Some(cur) => self.apply_flags(&cur),
+            Some(cur) => {
+                self.apply_flags(&cur);
+                if let Some(kinds) = video_kinds {
+                    self.sfu.set_video_track_kinds(id, kinds);
+                }
+                // Tiles listed before this (re)join reach the new SFU peer.
+                if !cur.video_subs.is_empty() {
+                    self.sfu.set_video_subscriptions(id, cur.video_subs.clone());
+                }
+            }
             None => {
                 // Left while the SFU was answering.
                 self.sfu.leave(id);
@@ -230,6 +261,35 @@ impl VoiceService {
             }
         }
         Ok((answer, p.id.to_string()))
+    }
+
+    /// op 15: the complete list of video tiles the client shows, with their sizes.
+    pub fn video_subscribe(
+        &self,
+        session: &Arc<Session>,
+        d: serde_json::Value,
+    ) -> Result<(), VoiceError> {
+        let id = {
+            let reg = self.registry.lock();
+            reg.by_user(session.user_id)
+                .filter(|p| p.gateway_session == session.id)
+                .map(|p| p.id)
+                .ok_or(VoiceError::NotJoined)?
+        };
+        let subs = video::parse_tiles(d, self.max_video_tiles).map_err(VoiceError::BadRequest)?;
+        let needs_join = {
+            let mut reg = self.registry.lock();
+            let Some(p) = reg.by_id_mut(id) else {
+                return Err(VoiceError::NotJoined);
+            };
+            p.video_subs = subs.clone();
+            p.needs_join
+        };
+        // Before the first answer there is no SFU peer yet; the offer hands the list over.
+        if !needs_join {
+            self.sfu.set_video_subscriptions(sfu_id(id), subs);
+        }
+        Ok(())
     }
 
     /// Removes a participant everywhere and tells everyone.
@@ -416,6 +476,42 @@ impl VoiceService {
                         Target::Session(p.gateway_session.clone()),
                         "VOICE_SLOTS",
                         &serde_json::json!({"slots": slots}),
+                    );
+                }
+            }
+            SfuEvent::VideoSlots { participant, slots } => {
+                if let Some(p) = lookup(participant) {
+                    let slots: Vec<serde_json::Value> = slots
+                        .iter()
+                        .map(|s| {
+                            serde_json::json!({
+                                "mid": s.mid,
+                                "user_id": s.user_id.map(|u| Snowflake(u as i64)),
+                                "track": s.track.map(|t| t.as_str()),
+                            })
+                        })
+                        .collect();
+                    state.emit(
+                        Target::Session(p.gateway_session.clone()),
+                        "VOICE_VIDEO_SLOTS",
+                        &serde_json::json!({"channel_id": p.channel_id, "slots": slots}),
+                    );
+                }
+            }
+            SfuEvent::PauseLayers {
+                participant,
+                track,
+                active_rids,
+            } => {
+                if let Some(p) = lookup(participant) {
+                    state.emit(
+                        Target::Session(p.gateway_session.clone()),
+                        "VOICE_VIDEO_LAYERS",
+                        &serde_json::json!({
+                            "channel_id": p.channel_id,
+                            "track": track.as_str(),
+                            "active_rids": active_rids,
+                        }),
                     );
                 }
             }

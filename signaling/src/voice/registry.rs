@@ -25,6 +25,13 @@ pub struct Participant {
     /// Moderator mute/deafen.
     pub mute: bool,
     pub deaf: bool,
+    /// Camera on / screen share on (as the client says).
+    pub self_video: bool,
+    pub self_stream: bool,
+    /// Holds the VIDEO permission in this channel; without it the SFU drops its video.
+    pub may_video: bool,
+    /// The tiles the client shows (op 15), kept to hand to the SFU again after a (re)join.
+    pub video_subs: Vec<confab_sfu::VideoSubscription>,
     /// The next offer must be a fresh SFU join (new participant or rejoin after a blip).
     pub needs_join: bool,
     /// When its gateway connection or media connection dropped.
@@ -42,6 +49,8 @@ pub struct VoiceState {
     pub self_deaf: bool,
     pub mute: bool,
     pub deaf: bool,
+    pub self_video: bool,
+    pub self_stream: bool,
 }
 
 impl Participant {
@@ -55,6 +64,8 @@ impl Participant {
             self_deaf: self.self_deaf,
             mute: self.mute,
             deaf: self.deaf,
+            self_video: self.self_video,
+            self_stream: self.self_stream,
         }
     }
 
@@ -99,6 +110,9 @@ pub struct JoinRequest<'a> {
     pub self_deaf: bool,
     pub mute: bool,
     pub deaf: bool,
+    pub self_video: bool,
+    pub self_stream: bool,
+    pub may_video: bool,
     /// The voice session the client says it had (rejoin).
     pub voice_session_id: Option<Snowflake>,
 }
@@ -115,14 +129,24 @@ impl Registry {
                     p.gateway_session = req.gateway_session.clone();
                     p.self_mute = req.self_mute;
                     p.self_deaf = req.self_deaf;
+                    p.self_video = req.self_video;
+                    p.self_stream = req.self_stream;
+                    p.may_video = req.may_video;
                     p.dropped_at = None;
                     p.needs_join = true;
                     return JoinOutcome::Rejoined;
                 }
                 if same_conn {
-                    let changed = p.self_mute != req.self_mute || p.self_deaf != req.self_deaf;
+                    let changed = p.self_mute != req.self_mute
+                        || p.self_deaf != req.self_deaf
+                        || p.self_video != req.self_video
+                        || p.self_stream != req.self_stream;
                     p.self_mute = req.self_mute;
                     p.self_deaf = req.self_deaf;
+                    p.self_video = req.self_video;
+                    p.self_stream = req.self_stream;
+                    // Permissions are read on every update: a revoked VIDEO applies here too.
+                    p.may_video = req.may_video;
                     return JoinOutcome::Updated { changed };
                 }
             }
@@ -139,6 +163,10 @@ impl Registry {
             self_deaf: req.self_deaf,
             mute: req.mute,
             deaf: req.deaf,
+            self_video: req.self_video,
+            self_stream: req.self_stream,
+            may_video: req.may_video,
+            video_subs: Vec::new(),
             needs_join: true,
             dropped_at: None,
         };
@@ -253,6 +281,9 @@ mod tests {
             self_deaf: false,
             mute: false,
             deaf: false,
+            self_video: false,
+            self_stream: false,
+            may_video: true,
             voice_session_id: vsid.map(Snowflake),
         }
     }
@@ -270,6 +301,13 @@ mod tests {
         m.self_mute = true;
         assert_eq!(r.join(m), JoinOutcome::Updated { changed: true });
         assert!(r.by_user(Snowflake(7)).unwrap().self_mute);
+        // Camera on is a visible change too, and is part of the state others see.
+        let mut v = req(101, 7, 10, &gw, None);
+        v.self_mute = true;
+        v.self_video = true;
+        assert_eq!(r.join(v), JoinOutcome::Updated { changed: true });
+        let st = r.by_user(Snowflake(7)).unwrap().state();
+        assert!(st.self_video && !st.self_stream);
         // Another channel: a move; the old participant is returned to be torn down.
         match r.join(req(102, 7, 11, &gw, None)) {
             JoinOutcome::Joined { previous: Some(p) } => assert_eq!(p.channel_id, Snowflake(10)),
