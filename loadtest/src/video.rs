@@ -241,6 +241,8 @@ fn aggregate(
     let (mut wrong_layer, mut missing_streams, mut voice_errors) = (0u64, 0u64, 0u64);
     let mut wrong_examples = Vec::new();
     let mut rx_packets = 0u64;
+    let (mut layers_reports, mut undecodable, mut slots_short) = (0u64, 0u64, 0u64);
+    let mut active_rids: Vec<Vec<&str>> = Vec::new();
     for r in reports {
         if let Some(e) = &r.error {
             let key: String = e.chars().take(80).collect();
@@ -260,6 +262,8 @@ fn aggregate(
             bytes_sent += r.bytes_sent;
             plis += r.keyframe_requests;
             plis_window += r.keyframe_requests_in_window;
+            layers_reports += r.layers_reports;
+            active_rids.push(r.active_rids.clone());
             continue;
         }
         if let Some(f) = r.first_frame_us {
@@ -267,6 +271,9 @@ fn aggregate(
         }
         let expected = vp8::expected_layer(r.tile);
         let shown = opts.publishers.min(9);
+        if r.slots_events == 0 || r.slots_assigned < shown {
+            slots_short += 1;
+        }
         expected_layers[expected] += shown as u64;
         let active: Vec<_> = r.streams.iter().filter(|s| s.packets > 0).collect();
         missing_streams += shown.saturating_sub(active.len()) as u64;
@@ -283,6 +290,7 @@ fn aggregate(
             gaps += s.seq.gaps;
             recovered += s.seq.recovered;
             viewer_freeze += s.freeze_us;
+            undecodable += s.undecodable_frames;
             for (t, f) in frames_per_layer.iter_mut().zip(s.frames_per_layer) {
                 *t += f;
             }
@@ -371,6 +379,10 @@ fn aggregate(
             "wrong_layer": wrong_layer,
             "wrong_layer_examples": wrong_examples,
             "streams_missing": missing_streams,
+            "viewers_missing_slots": slots_short,
+            "frames_before_first_keyframe": undecodable,
+            "layers_reports": layers_reports,
+            "publisher_active_rids": active_rids,
             "forwarded_bitrate_bps": bytes as f64 * 8.0 / secs,
         },
         "server": {

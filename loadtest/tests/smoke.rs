@@ -329,6 +329,8 @@ fn video_scenario_against_a_real_server() {
     // A keyframe per second on every layer: each viewer sees some of its own.
     assert!(vi["keyframes"].as_u64().unwrap_or(0) >= 3, "{vi}");
     assert_eq!(vi["streams_missing"].as_u64(), Some(0), "{vi}");
+    // Every viewer was told (VOICE_VIDEO_SLOTS) which slot shows the publisher.
+    assert_eq!(vi["viewers_missing_slots"].as_u64(), Some(0), "{vi}");
     assert_eq!(vi["wrong_layer"].as_u64(), Some(0), "{vi}");
     let one_each = serde_json::json!({"low": 1, "mid": 1, "high": 1});
     assert_eq!(vi["layers_received"], one_each, "{vi}");

@@ -452,3 +452,32 @@ fn video_of_a_publisher_not_allowed_video_is_dropped_until_allowed_again() {
     assert!(parse_vp8_frame(&got[0].payload).unwrap().2);
     assert!(layers(&got).iter().all(|&l| l == 0));
 }
+
+#[test]
+fn a_paused_layer_the_view_asks_for_is_requested_back() {
+    let mut net = room(1);
+    // Only q flows: the sender paused h and f (nobody watched them before).
+    let send = |net: &mut Net, rids: &[(&str, bool)]| {
+        for (rid, key) in rids {
+            net.send_video(0, 0, Some(rid), *key);
+        }
+        net.advance(Duration::from_millis(33));
+    };
+    send(&mut net, &[("q", false)]);
+    watch(&mut net, 2, 640, 360);
+    // Shown on q meanwhile, but h is reported as needed so the sender resumes it.
+    assert_eq!(
+        pauses(&net).last(),
+        Some(&vec!["q".to_string(), "h".to_string()])
+    );
+    send(&mut net, &[("q", true)]);
+    send(&mut net, &[("q", false)]);
+    assert_eq!(layers(&video_in(&net, 1)), vec![0, 0]);
+    // h resumes (starting with a keyframe): the slot moves up to it.
+    for i in 0..12 {
+        send(&mut net, &[("q", false), ("h", i % 4 == 0)]);
+    }
+    let got = video_in(&net, 1);
+    assert_eq!(layers(&got).last(), Some(&1), "{:?}", layers(&got));
+    assert_continuous(&got);
+}
