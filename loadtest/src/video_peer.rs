@@ -457,8 +457,11 @@ async fn run_inner(
         vp8_pt: None,
         layers: (0..LAYERS.len() as u64)
             .map(|i| SendLayer {
-                // Offsets keep the layers' numbering apart, as an encoder's are.
-                seq: rand::random_range(1..20_000u64) + i * 100_000,
+                // Each layer is its own stream (SSRC) with its own random
+                // start. Below 2^16: str0m derives the SRTP rollover
+                // counter from the extended number, and a receiver
+                // expects it to start at 0.
+                seq: rand::random_range(1..20_000u64) + i,
                 pid: rand::random_range(0..0x7fffu16),
                 tl0: rand::random::<u8>(),
                 active: true,
