@@ -331,6 +331,9 @@ impl Conn {
             self.state
                 .hub
                 .open(auth.user_id, auth.session_id, &ready.server_ids);
+        self.state
+            .hub
+            .set_friends(auth.user_id, ready.friend_ids.iter().copied());
         let mut payload = ready.payload;
         payload["session_id"] = json!(session.id.as_ref());
         self.state.hub.deliver(
@@ -398,7 +401,7 @@ impl Conn {
     fn announce_presence(&self, user_id: Snowflake, before: Status) {
         let now = self.state.hub.presence_of(user_id);
         if now != before {
-            let to = self.state.hub.co_members(user_id);
+            let to = self.state.hub.presence_audience(user_id);
             if !to.is_empty() {
                 self.state.emit(
                     Target::Users(to),
@@ -416,7 +419,7 @@ impl Conn {
         let user_id = session.user_id;
         let before = self.state.hub.presence_of(user_id);
         // Whom to tell, taken before closing the session removes the user's routing.
-        let co_members = self.state.hub.co_members(user_id);
+        let co_members = self.state.hub.presence_audience(user_id);
         drop(self.out.take());
         match end {
             End::Normal | End::Ended => {
@@ -425,6 +428,7 @@ impl Conn {
                     .voice
                     .session_closed(&self.state, &session.id)
                     .await;
+                super::temporary::session_ended(&self.state, user_id).await;
             }
             End::Resumable => {
                 self.state.hub.detach(&session, self.conn_id);
@@ -445,9 +449,10 @@ impl Conn {
 pub struct Ready {
     pub payload: serde_json::Value,
     pub server_ids: Vec<Snowflake>,
+    pub friend_ids: Vec<Snowflake>,
 }
 
-/// READY: the user, their servers with channels and members, presences and voice states.
+/// READY: the user, their servers with channels and members, presences, voice states and DMs.
 pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Result<Ready> {
     let user = state.chat.user(user_id).await?;
     let servers = state.chat.servers_of(user_id).await?;
@@ -466,8 +471,20 @@ pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Resu
         }
         snapshots.push(snap);
     }
+    // Friends see each other's presence even without a common server.
+    let friend_ids = state.chat.friend_ids(user_id).await?;
+    for f in &friend_ids {
+        if seen.insert(*f) {
+            let st = state.hub.presence_of(*f);
+            if st != Status::Offline {
+                presences.push(json!({"user_id": f, "status": st}));
+            }
+        }
+    }
     let server_ids: Vec<Snowflake> = servers.iter().map(|s| s.id).collect();
     let voice_states = state.voice.states_for(&server_ids);
+    let private_channels = state.chat.private_channels(user_id).await?;
+    let read_states = state.chat.read_states(user_id).await?;
     Ok(Ready {
         payload: json!({
             "v": 1,
@@ -475,7 +492,10 @@ pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Resu
             "servers": snapshots,
             "presences": presences,
             "voice_states": voice_states,
+            "private_channels": private_channels,
+            "read_states": read_states,
         }),
         server_ids,
+        friend_ids,
     })
 }

@@ -38,6 +38,9 @@ pub struct InviteBody {
     pub max_uses: Option<i32>,
     /// Seconds until it expires; 0 = never. Default 86400.
     pub max_age: Option<i32>,
+    /// Temporary membership: who joins through it is removed when their last gateway session
+    /// ends, unless they were given a role meanwhile. Default false.
+    pub temporary: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -276,7 +279,13 @@ pub async fn create_invite(
 ) -> ApiResult<(StatusCode, Json<Invite>)> {
     let invite = state
         .chat
-        .create_invite(server_id, user.user_id, body.max_uses, body.max_age)
+        .create_invite(
+            server_id,
+            user.user_id,
+            body.max_uses,
+            body.max_age,
+            body.temporary.unwrap_or(false),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(invite)))
 }
