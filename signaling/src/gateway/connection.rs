@@ -485,6 +485,7 @@ pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Resu
     let voice_states = state.voice.states_for(&server_ids);
     let private_channels = state.chat.private_channels(user_id).await?;
     let read_states = state.chat.read_states(user_id).await?;
+    let relationships = state.chat.relationships(user_id).await?;
     Ok(Ready {
         payload: json!({
             "v": 1,
@@ -494,6 +495,7 @@ pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Resu
             "voice_states": voice_states,
             "private_channels": private_channels,
             "read_states": read_states,
+            "relationships": relationships,
         }),
         server_ids,
         friend_ids,
