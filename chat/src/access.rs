@@ -164,14 +164,15 @@ impl Chat {
         &self,
         channel_id: Snowflake,
     ) -> ChatResult<Option<Vec<Snowflake>>> {
-        let row: Option<(Option<Snowflake>, Option<Snowflake>, bool, Option<i64>)> =
-            sqlx::query_as(
-                "SELECT c.server_id, c.parent_id, c.permissions_synced, r.permissions
+        // (server, parent, permissions_synced, @everyone's permissions); no server = a DM.
+        type ChannelRow = (Option<Snowflake>, Option<Snowflake>, bool, Option<i64>);
+        let row: Option<ChannelRow> = sqlx::query_as(
+            "SELECT c.server_id, c.parent_id, c.permissions_synced, r.permissions
              FROM channels c LEFT JOIN roles r ON r.id = c.server_id WHERE c.id = $1",
-            )
-            .bind(channel_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        )
+        .bind(channel_id)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some((server_id, parent, synced, everyone)) = row else {
             return Ok(Some(Vec::new()));
         };
