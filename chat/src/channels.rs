@@ -125,7 +125,10 @@ impl Chat {
         user_id: Snowflake,
     ) -> ChatResult<Vec<Channel>> {
         self.server_permissions(server_id, user_id).await?;
-        self.channels_of(server_id).await
+        let mut channels = self.channels_of(server_id).await?;
+        let visible = self.viewable_channels(user_id).await?;
+        self.fill_last_message_ids(&visible, &mut channels).await?;
+        Ok(channels)
     }
 
     async fn check_parent(

@@ -89,9 +89,38 @@ impl Chat {
         .await?)
     }
 
+    /// Sets `last_message_id` on the text channels among `channels` that are in `visible`
+    /// (what `viewable_channels` returned): clients compare it with their read state to show
+    /// unread channels, and a hidden channel's activity is nobody else's business.
+    pub async fn fill_last_message_ids(
+        &self,
+        visible: &HashSet<Snowflake>,
+        channels: &mut [crate::model::Channel],
+    ) -> ChatResult<()> {
+        let ids: Vec<i64> = channels
+            .iter()
+            .filter(|c| c.kind.is_textual() && visible.contains(&c.id))
+            .map(|c| c.id.0)
+            .collect();
+        let last = self.last_message_ids(&ids).await?;
+        for c in channels.iter_mut() {
+            c.last_message_id = last.get(&c.id).copied();
+        }
+        Ok(())
+    }
+
     /// Read states of every text channel the user can view and every DM they are in (READY).
     pub async fn read_states(&self, user_id: Snowflake) -> ChatResult<Vec<ReadState>> {
         let visible = self.viewable_channels(user_id).await?;
+        self.read_states_in(user_id, &visible).await
+    }
+
+    /// `read_states` with the viewable channels already known.
+    pub async fn read_states_in(
+        &self,
+        user_id: Snowflake,
+        visible: &HashSet<Snowflake>,
+    ) -> ChatResult<Vec<ReadState>> {
         let rows: Vec<ReadState> = sqlx::query_as(q!("WITH mine AS (
                  SELECT c.id, c.server_id FROM channels c
                  JOIN members mb ON mb.server_id = c.server_id AND mb.user_id = $1

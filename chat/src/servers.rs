@@ -489,18 +489,7 @@ impl Chat {
         .bind(server_id)
         .fetch_all(&self.pool)
         .await?;
-        let mut channels: Vec<Channel> = rows.into_iter().map(Channel::from).collect();
-        // Clients compare it with their read state to show unread channels.
-        let text: Vec<i64> = channels
-            .iter()
-            .filter(|c| c.kind == ChannelKind::Text)
-            .map(|c| c.id.0)
-            .collect();
-        let last = self.last_message_ids(&text).await?;
-        for c in &mut channels {
-            c.last_message_id = last.get(&c.id).copied();
-        }
-        Ok(channels)
+        Ok(rows.into_iter().map(Channel::from).collect())
     }
 }
 

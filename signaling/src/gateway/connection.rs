@@ -459,8 +459,13 @@ pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Resu
     let mut snapshots = Vec::with_capacity(servers.len());
     let mut presences = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let visible = state.chat.viewable_channels(user_id).await?;
     for s in &servers {
-        let snap = state.chat.server_snapshot(s.id).await?;
+        let mut snap = state.chat.server_snapshot(s.id).await?;
+        state
+            .chat
+            .fill_last_message_ids(&visible, &mut snap.channels)
+            .await?;
         for m in &snap.members {
             if seen.insert(m.user.id) {
                 let st = state.hub.presence_of(m.user.id);
@@ -484,7 +489,7 @@ pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Resu
     let server_ids: Vec<Snowflake> = servers.iter().map(|s| s.id).collect();
     let voice_states = state.voice.states_for(&server_ids);
     let private_channels = state.chat.private_channels(user_id).await?;
-    let read_states = state.chat.read_states(user_id).await?;
+    let read_states = state.chat.read_states_in(user_id, &visible).await?;
     let relationships = state.chat.relationships(user_id).await?;
     Ok(Ready {
         payload: json!({

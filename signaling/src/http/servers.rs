@@ -309,7 +309,13 @@ pub async fn accept_invite(
     user: AuthUser,
     Path(code): Path<String>,
 ) -> ApiResult<Json<ServerSnapshot>> {
-    let (snap, added) = state.chat.accept_invite(&code, user.user_id).await?;
+    let (mut snap, added) = state.chat.accept_invite(&code, user.user_id).await?;
+    // The joiner sees which of the channels they may view have messages (unread markers).
+    let visible = state.chat.viewable_channels(user.user_id).await?;
+    state
+        .chat
+        .fill_last_message_ids(&visible, &mut snap.channels)
+        .await?;
     if added {
         let server_id = snap.server.id;
         let member = snap
