@@ -79,10 +79,15 @@ impl Chat {
         &self,
         channel_ids: &[i64],
     ) -> ChatResult<HashMap<Snowflake, Snowflake>> {
+        // The row bounds mean `channel_id = c.id` (ids are positive) but only the (channel_id,
+        // id) index can serve them. With a plain equality the planner walks the primary key
+        // backwards instead, through every newer message of other channels: 460 ms instead of
+        // 1.3 ms for 51 channels, one of them quiet, over 500k messages.
         let rows: Vec<(Snowflake, Snowflake)> = sqlx::query_as(
             "SELECT c.id, m.id FROM unnest($1::bigint[]) AS c(id)
-             CROSS JOIN LATERAL (SELECT id FROM messages WHERE channel_id = c.id
-                                 ORDER BY id DESC LIMIT 1) m",
+             CROSS JOIN LATERAL (SELECT id FROM messages
+                 WHERE (channel_id, id) > (c.id, 0) AND (channel_id, id) < (c.id, 9223372036854775807)
+                 ORDER BY channel_id DESC, id DESC LIMIT 1) m",
         )
         .bind(channel_ids)
         .fetch_all(&self.pool)
