@@ -1050,6 +1050,8 @@ function inviteBox() {
   const maxUses = h('select', { 'aria-label': 'Max uses', 'data-testid': 'invite-max-uses' },
     h('option', { value: '0', text: 'No limit' }), h('option', { value: '1', text: '1 use' }), h('option', { value: '5', text: '5 uses' }),
     h('option', { value: '25', text: '25 uses' }), h('option', { value: '100', text: '100 uses' }));
+  // Temporary: who joins through it leaves when they go offline, unless given a role.
+  const temporary = h('input', { type: 'checkbox', 'data-testid': 'invite-temporary', title: 'Members leave when they go offline unless given a role' });
   const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
   const copy = h('button', { type: 'button', class: 'btn secondary', text: 'Copy', 'aria-label': 'Copy invite link', 'data-testid': 'copy-invite', disabled: true });
   copy.addEventListener('click', async () => {
@@ -1066,6 +1068,7 @@ function inviteBox() {
       const body = {};
       if (Number(maxAge.value)) body.max_age = Number(maxAge.value);
       if (Number(maxUses.value)) body.max_uses = Number(maxUses.value);
+      if (temporary.checked) body.temporary = true;
       const inv = await api.createInvite(s.id, body);
       out.value = inviteLink(inv.code);
       out.dataset.code = inv.code;
@@ -1076,7 +1079,8 @@ function inviteBox() {
     } finally { create.disabled = false; }
   });
   box.append(h('p', { class: 'muted', text: `Send a link to a friend to invite them to ${s.name}.` }),
-    h('div', { class: 'row' }, h('label', { class: 'small' }, 'Expire after', maxAge), h('label', { class: 'small' }, 'Max uses', maxUses)),
+    h('div', { class: 'row' }, h('label', { class: 'small' }, 'Expire after', maxAge), h('label', { class: 'small' }, 'Max uses', maxUses),
+      h('label', { class: 'small' }, temporary, ' Temporary membership')),
     err, h('div', { class: 'row' }, out, copy), create);
   return box;
 }
