@@ -136,6 +136,7 @@ impl Chat {
             (true, Some(parent)) => parent,
             _ => channel.id,
         };
+        let everyone_id = channel.server_id.unwrap_or(Snowflake(0));
         let rows: Vec<(Snowflake, String, i64, i64)> = sqlx::query_as(
             "SELECT target_id, kind, allow, deny FROM channel_overwrites WHERE channel_id = $1",
         )
@@ -146,7 +147,7 @@ impl Chat {
         for (target, kind, allow, deny) in rows {
             let ow = Overwrite { allow, deny };
             match kind.as_str() {
-                "role" if target == channel.server_id => o.everyone = Some(ow),
+                "role" if target == everyone_id => o.everyone = Some(ow),
                 "role" if access.role_ids.contains(&target) => o.roles.push(ow),
                 "member" if target == user_id => o.member = Some(ow),
                 _ => {}
@@ -163,7 +164,9 @@ impl Chat {
         &self,
         channel_id: Snowflake,
     ) -> ChatResult<Option<Vec<Snowflake>>> {
-        let row: Option<(Snowflake, Option<Snowflake>, bool, Option<i64>)> = sqlx::query_as(
+        // (server, parent, permissions_synced, @everyone's permissions); no server = a DM.
+        type ChannelRow = (Option<Snowflake>, Option<Snowflake>, bool, Option<i64>);
+        let row: Option<ChannelRow> = sqlx::query_as(
             "SELECT c.server_id, c.parent_id, c.permissions_synced, r.permissions
              FROM channels c LEFT JOIN roles r ON r.id = c.server_id WHERE c.id = $1",
         )
@@ -172,6 +175,10 @@ impl Chat {
         .await?;
         let Some((server_id, parent, synced, everyone)) = row else {
             return Ok(Some(Vec::new()));
+        };
+        let Some(server_id) = server_id else {
+            // A DM: exactly its recipients.
+            return Ok(Some(self.dm_recipient_ids(channel_id).await?));
         };
         let everyone = everyone.unwrap_or(permissions::EVERYONE_DEFAULT);
         let source = match (synced, parent) {

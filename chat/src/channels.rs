@@ -12,12 +12,13 @@ pub const MAX_CHANNELS: i64 = 500;
 #[derive(sqlx::FromRow)]
 pub(crate) struct ChannelRow {
     id: Snowflake,
-    server_id: Snowflake,
+    server_id: Option<Snowflake>,
     kind: String,
-    name: String,
+    name: Option<String>,
     position: i32,
     parent_id: Option<Snowflake>,
     topic: Option<String>,
+    owner_id: Option<Snowflake>,
 }
 
 impl From<ChannelRow> for Channel {
@@ -27,10 +28,13 @@ impl From<ChannelRow> for Channel {
             server_id: r.server_id,
             // The column's CHECK constraint allows only these three.
             kind: ChannelKind::parse(&r.kind).unwrap_or(ChannelKind::Text),
-            name: r.name,
+            name: r.name.unwrap_or_default(),
             position: r.position,
             parent_id: r.parent_id,
             topic: r.topic,
+            owner_id: r.owner_id,
+            recipients: None,
+            last_message_id: None,
         }
     }
 }
@@ -53,7 +57,8 @@ pub struct ChannelPatch {
     pub topic: Option<Option<String>>,
 }
 
-const CHANNEL_COLUMNS: &str = "id, server_id, kind, name, position, parent_id, topic";
+pub(crate) const CHANNEL_COLUMNS: &str =
+    "id, server_id, kind, name, position, parent_id, topic, owner_id";
 
 impl Chat {
     /// A channel and the caller's permissions in it; NotFound when the caller is not a member of
@@ -68,28 +73,43 @@ impl Chat {
             #[sqlx(flatten)]
             channel: ChannelRow,
             permissions_synced: bool,
+            recipient: bool,
         }
         let started = std::time::Instant::now();
+        // One round trip decides DMs too: `recipient` says whether the caller is in it.
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, server_id, kind, name, position, parent_id, topic, permissions_synced
+            "SELECT id, server_id, kind, name, position, parent_id, topic, owner_id, permissions_synced,
+                    (server_id IS NULL AND EXISTS (SELECT 1 FROM dm_recipients d
+                        WHERE d.channel_id = channels.id AND d.user_id = $2)) AS recipient
              FROM channels WHERE id = $1",
         )
         .bind(channel_id)
+        .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
         crate::record_query("channel_access", started);
         let row = row.ok_or(ChatError::NotFound("channel"))?;
+        let synced = row.permissions_synced;
+        let recipient = row.recipient;
         let channel: Channel = row.channel.into();
+        let Some(server_id) = channel.server_id else {
+            // A DM exists only for its recipients.
+            return if recipient {
+                Ok((channel, permissions::DM))
+            } else {
+                Err(ChatError::NotFound("channel"))
+            };
+        };
         // Not a member: the channel "does not exist" for them.
         let access = self
-            .member_access(channel.server_id, user_id)
+            .member_access(server_id, user_id)
             .await?
             .ok_or(ChatError::NotFound("channel"))?;
         let perms = if access.base() & permissions::ADMINISTRATOR != 0 {
             permissions::ALL
         } else {
             let o = self
-                .overwrites_for(&channel, row.permissions_synced, &access, user_id)
+                .overwrites_for(&channel, synced, &access, user_id)
                 .await?;
             permissions::in_channel(&access.context, &o)
         };
@@ -105,7 +125,10 @@ impl Chat {
         user_id: Snowflake,
     ) -> ChatResult<Vec<Channel>> {
         self.server_permissions(server_id, user_id).await?;
-        self.channels_of(server_id).await
+        let mut channels = self.channels_of(server_id).await?;
+        let visible = self.viewable_channels(user_id).await?;
+        self.fill_last_message_ids(&visible, &mut channels).await?;
+        Ok(channels)
     }
 
     async fn check_parent(
@@ -153,6 +176,11 @@ impl Chat {
                 "must be at most 1024 characters",
             );
         }
+        v.check(
+            !new.kind.is_private(),
+            "type",
+            "must be \"text\", \"voice\" or \"category\"",
+        );
         if new.kind == ChannelKind::Category {
             v.check(
                 new.parent_id.is_none(),
@@ -204,9 +232,10 @@ impl Chat {
         patch: ChannelPatch,
     ) -> ChatResult<Channel> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
-        if !permissions::has(perms, permissions::MANAGE_CHANNELS) {
-            return Err(ChatError::Forbidden("you may not manage channels"));
-        }
+        let server_id = match channel.server_id {
+            Some(s) if permissions::has(perms, permissions::MANAGE_CHANNELS) => s,
+            _ => return Err(ChatError::Forbidden("you may not manage channels")),
+        };
         let mut v = Validator::default();
         let name = patch.name.map(|n| n.trim().to_string());
         if let Some(n) = &name {
@@ -235,7 +264,7 @@ impl Chat {
                 "parent_id",
                 "a channel cannot be its own parent",
             );
-            self.check_parent(channel.server_id, parent, &mut v).await?;
+            self.check_parent(server_id, parent, &mut v).await?;
         }
         v.finish()?;
         let row: ChannelRow = sqlx::query_as(q!("UPDATE channels SET

@@ -16,6 +16,9 @@ pub enum ChatError {
     /// The caller may see the resource but not do this to it.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A block between the two users forbids it (DMs, friend requests).
+    #[error("{0}")]
+    Blocked(&'static str),
     /// The resource does not exist, or the caller may not know that it does.
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -30,6 +30,11 @@ pub enum ChannelKind {
     Text,
     Voice,
     Category,
+    /// A 1:1 direct message channel (no server).
+    Dm,
+    /// A group DM of up to 10 people (no server).
+    #[serde(rename = "group_dm")]
+    GroupDm,
 }
 
 impl ChannelKind {
@@ -38,6 +43,8 @@ impl ChannelKind {
             ChannelKind::Text => "text",
             ChannelKind::Voice => "voice",
             ChannelKind::Category => "category",
+            ChannelKind::Dm => "dm",
+            ChannelKind::GroupDm => "group_dm",
         }
     }
 
@@ -46,21 +53,47 @@ impl ChannelKind {
             "text" => Some(ChannelKind::Text),
             "voice" => Some(ChannelKind::Voice),
             "category" => Some(ChannelKind::Category),
+            "dm" => Some(ChannelKind::Dm),
+            "group_dm" => Some(ChannelKind::GroupDm),
             _ => None,
         }
+    }
+
+    /// DMs and group DMs: channels outside any server.
+    pub fn is_private(self) -> bool {
+        matches!(self, ChannelKind::Dm | ChannelKind::GroupDm)
+    }
+
+    /// Channels that carry messages.
+    pub fn is_textual(self) -> bool {
+        matches!(
+            self,
+            ChannelKind::Text | ChannelKind::Dm | ChannelKind::GroupDm
+        )
     }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct Channel {
     pub id: Snowflake,
-    pub server_id: Snowflake,
+    /// Null for DMs and group DMs.
+    pub server_id: Option<Snowflake>,
     #[serde(rename = "type")]
     pub kind: ChannelKind,
+    /// Empty for a DM and an unnamed group DM.
     pub name: String,
     pub position: i32,
     pub parent_id: Option<Snowflake>,
     pub topic: Option<String>,
+    /// Group DMs: who may add and remove recipients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<Snowflake>,
+    /// DMs and group DMs: everyone in it, the caller included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<Vec<User>>,
+    /// The newest message's id (READY, DM lists), so clients can tell unread channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message_id: Option<Snowflake>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -89,6 +122,8 @@ pub struct Invite {
     pub max_age: i32,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Members who join through it are removed when they go offline, unless given a role.
+    pub temporary: bool,
     /// A preview of the server (on `GET /invites/{code}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<Server>,
@@ -98,7 +133,8 @@ pub struct Invite {
 pub struct Message {
     pub id: Snowflake,
     pub channel_id: Snowflake,
-    pub server_id: Snowflake,
+    /// Null in DMs.
+    pub server_id: Option<Snowflake>,
     pub author: User,
     pub content: String,
     pub nonce: Option<String>,

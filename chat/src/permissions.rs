@@ -76,6 +76,15 @@ pub const EVERYONE_DEFAULT: Permissions = CREATE_INVITE
     | VIDEO
     | CHANGE_NICKNAME;
 
+/// What every recipient may do in a DM or group DM: read, write, react; never moderate
+/// (each deletes only their own messages).
+pub const DM: Permissions = VIEW_CHANNEL
+    | SEND_MESSAGES
+    | READ_MESSAGE_HISTORY
+    | ADD_REACTIONS
+    | EMBED_LINKS
+    | ATTACH_FILES;
+
 /// Lost while timed out.
 pub const TIMEOUT_REVOKES: Permissions =
     SEND_MESSAGES | ADD_REACTIONS | SPEAK | CONNECT | VIDEO | CREATE_INVITE;

@@ -212,6 +212,16 @@ impl Chat {
         })
     }
 
+    /// The user's friends' ids (presence routing).
+    pub async fn friend_ids(&self, user_id: Snowflake) -> ChatResult<Vec<Snowflake>> {
+        Ok(sqlx::query_scalar(
+            "SELECT other_id FROM relationships WHERE user_id = $1 AND kind = 'friend'",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Whether either user blocked the other.
     pub async fn blocked_between(&self, a: Snowflake, b: Snowflake) -> ChatResult<bool> {
         Ok(sqlx::query_scalar::<_, i32>(

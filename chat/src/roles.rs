@@ -395,11 +395,15 @@ impl Chat {
         actor: Actor<'_>,
     ) -> ChatResult<PermissionOverwrite> {
         let (channel, perms) = self.channel_access(channel_id, actor.user_id).await?;
-        if !permissions::has(perms, permissions::MANAGE_ROLES) {
-            return Err(ChatError::Forbidden(
-                "you may not manage permissions of this channel",
-            ));
-        }
+        // DMs have no roles to overwrite.
+        let server_id = match channel.server_id {
+            Some(s) if permissions::has(perms, permissions::MANAGE_ROLES) => s,
+            _ => {
+                return Err(ChatError::Forbidden(
+                    "you may not manage permissions of this channel",
+                ))
+            }
+        };
         let mut v = Validator::default();
         v.check(
             kind == "role" || kind == "member",
@@ -415,14 +419,10 @@ impl Chat {
         Self::check_grant(perms, allow | deny)?;
         match kind {
             "role" => {
-                self.role_row(channel.server_id, target).await?;
+                self.role_row(server_id, target).await?;
             }
             _ => {
-                if self
-                    .member_access(channel.server_id, target)
-                    .await?
-                    .is_none()
-                {
+                if self.member_access(server_id, target).await?.is_none() {
                     return Err(ChatError::NotFound("member"));
                 }
             }
@@ -447,7 +447,7 @@ impl Chat {
             .await?;
         self.audit(
             &mut tx,
-            channel.server_id,
+            server_id,
             actor,
             "channel_overwrite_update",
             Some(channel_id),
@@ -465,11 +465,15 @@ impl Chat {
         actor: Actor<'_>,
     ) -> ChatResult<()> {
         let (channel, perms) = self.channel_access(channel_id, actor.user_id).await?;
-        if !permissions::has(perms, permissions::MANAGE_ROLES) {
-            return Err(ChatError::Forbidden(
-                "you may not manage permissions of this channel",
-            ));
-        }
+        // DMs have no roles to overwrite.
+        let server_id = match channel.server_id {
+            Some(s) if permissions::has(perms, permissions::MANAGE_ROLES) => s,
+            _ => {
+                return Err(ChatError::Forbidden(
+                    "you may not manage permissions of this channel",
+                ))
+            }
+        };
         let mut tx = self.pool.begin().await?;
         let gone =
             sqlx::query("DELETE FROM channel_overwrites WHERE channel_id = $1 AND target_id = $2")
@@ -483,7 +487,7 @@ impl Chat {
         }
         self.audit(
             &mut tx,
-            channel.server_id,
+            server_id,
             actor,
             "channel_overwrite_delete",
             Some(channel_id),

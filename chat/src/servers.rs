@@ -53,6 +53,7 @@ struct InviteRow {
     max_age: i32,
     expires_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    temporary: bool,
 }
 
 impl From<InviteRow> for Invite {
@@ -66,6 +67,7 @@ impl From<InviteRow> for Invite {
             max_age: r.max_age,
             expires_at: r.expires_at,
             created_at: r.created_at,
+            temporary: r.temporary,
             server: None,
         }
     }
@@ -355,6 +357,7 @@ impl Chat {
         user_id: Snowflake,
         max_uses: Option<i32>,
         max_age: Option<i32>,
+        temporary: bool,
     ) -> ChatResult<Invite> {
         self.require(
             server_id,
@@ -380,9 +383,9 @@ impl Chat {
         let expires_at = (max_age > 0).then(|| Utc::now() + Duration::seconds(max_age.into()));
         let mut tx = self.pool.begin().await?;
         let row: InviteRow = sqlx::query_as(
-            "INSERT INTO invites (code, server_id, inviter_id, max_uses, max_age, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             RETURNING code, server_id, inviter_id, max_uses, uses, max_age, expires_at, created_at",
+            "INSERT INTO invites (code, server_id, inviter_id, max_uses, max_age, expires_at, temporary)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             RETURNING code, server_id, inviter_id, max_uses, uses, max_age, expires_at, created_at, temporary",
         )
         .bind(invite_code())
         .bind(server_id)
@@ -390,6 +393,7 @@ impl Chat {
         .bind(max_uses)
         .bind(max_age)
         .bind(expires_at)
+        .bind(temporary)
         .fetch_one(&mut *tx)
         .await?;
         let invite: Invite = row.into();
@@ -399,7 +403,7 @@ impl Chat {
             crate::audit::Actor::new(user_id, None),
             "invite_create",
             None,
-            serde_json::json!({"code": invite.code, "max_uses": max_uses, "max_age": max_age}),
+            serde_json::json!({"code": invite.code, "max_uses": max_uses, "max_age": max_age, "temporary": temporary}),
         )
         .await?;
         tx.commit().await?;
@@ -412,7 +416,7 @@ impl Chat {
             return Err(ChatError::NotFound("invite"));
         }
         let row: Option<InviteRow> = sqlx::query_as(
-            "SELECT code, server_id, inviter_id, max_uses, uses, max_age, expires_at, created_at
+            "SELECT code, server_id, inviter_id, max_uses, uses, max_age, expires_at, created_at, temporary
              FROM invites WHERE code = $1
                AND (expires_at IS NULL OR expires_at > now())
                AND (max_uses = 0 OR uses < max_uses)",
@@ -435,8 +439,8 @@ impl Chat {
             return Err(ChatError::NotFound("invite"));
         }
         let mut tx = self.pool.begin().await?;
-        let server_id: Option<Snowflake> = sqlx::query_scalar(
-            "SELECT server_id FROM invites WHERE code = $1
+        let found: Option<(Snowflake, bool)> = sqlx::query_as(
+            "SELECT server_id, temporary FROM invites WHERE code = $1
                AND (expires_at IS NULL OR expires_at > now())
                AND (max_uses = 0 OR uses < max_uses)
              FOR UPDATE",
@@ -444,7 +448,7 @@ impl Chat {
         .bind(code)
         .fetch_optional(&mut *tx)
         .await?;
-        let server_id = server_id.ok_or(ChatError::NotFound("invite"))?;
+        let (server_id, temporary) = found.ok_or(ChatError::NotFound("invite"))?;
         // On the transaction's connection: asking the pool for a second one while holding
         // this one deadlocks once every pooled connection is a join waiting here.
         let banned: Option<i32> =
@@ -457,10 +461,12 @@ impl Chat {
             return Err(ChatError::Forbidden("you are banned from this server"));
         }
         let added = sqlx::query(
-            "INSERT INTO members (server_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO members (server_id, user_id, temporary) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
         )
         .bind(server_id)
         .bind(user_id)
+        .bind(temporary)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -476,10 +482,10 @@ impl Chat {
     }
 
     pub(crate) async fn channels_of(&self, server_id: Snowflake) -> ChatResult<Vec<Channel>> {
-        let rows: Vec<crate::channels::ChannelRow> = sqlx::query_as(
-            "SELECT id, server_id, kind, name, position, parent_id, topic FROM channels
-             WHERE server_id = $1 ORDER BY position, id",
-        )
+        let rows: Vec<crate::channels::ChannelRow> = sqlx::query_as(q!(
+            "SELECT {} FROM channels WHERE server_id = $1 ORDER BY position, id",
+            crate::channels::CHANNEL_COLUMNS
+        ))
         .bind(server_id)
         .fetch_all(&self.pool)
         .await?;
@@ -502,7 +508,7 @@ impl Chat {
         )
         .await?;
         let rows: Vec<InviteRow> = sqlx::query_as(
-            "SELECT code, server_id, inviter_id, max_uses, uses, max_age, expires_at, created_at
+            "SELECT code, server_id, inviter_id, max_uses, uses, max_age, expires_at, created_at, temporary
              FROM invites WHERE server_id = $1 AND (expires_at IS NULL OR expires_at > now())
              ORDER BY created_at DESC LIMIT 1000",
         )
@@ -552,5 +558,24 @@ impl Chat {
         .await?;
         tx.commit().await?;
         Ok(server_id)
+    }
+}
+
+impl Chat {
+    /// Ends the temporary memberships of a user who went offline, except where they were given
+    /// a role since joining. Returns the servers they left.
+    pub async fn end_temporary_memberships(
+        &self,
+        user_id: Snowflake,
+    ) -> ChatResult<Vec<Snowflake>> {
+        Ok(sqlx::query_scalar(
+            "DELETE FROM members m WHERE m.user_id = $1 AND m.temporary
+               AND NOT EXISTS (SELECT 1 FROM member_roles mr
+                               WHERE mr.server_id = m.server_id AND mr.user_id = m.user_id)
+             RETURNING m.server_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }

@@ -20,7 +20,8 @@ impl Chat {
         if !permissions::has(perms, permissions::CONNECT) {
             return Err(ChatError::Forbidden("you may not connect to this channel"));
         }
-        Ok((channel.server_id, perms))
+        let server_id = channel.server_id.ok_or(ChatError::NotFound("channel"))?;
+        Ok((server_id, perms))
     }
 
     pub async fn voice_session_started(

@@ -68,6 +68,8 @@ impl ApiError {
             ApiError::Chat(ChatError::Forbidden(m)) => {
                 (StatusCode::FORBIDDEN, body(50013, m.into()))
             }
+            // Discord's "cannot send messages to this user".
+            ApiError::Chat(ChatError::Blocked(m)) => (StatusCode::FORBIDDEN, body(50007, m.into())),
             ApiError::Chat(ChatError::NotFound(what)) => {
                 let code = match what {
                     "server" => 10004,

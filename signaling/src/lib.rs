@@ -141,8 +141,9 @@ fn spawn_housekeeping(state: AppState) {
                 _ = tick.tick() => {}
             }
             for id in state.hub.expired() {
-                if state.hub.close(&id).is_some() {
+                if let Some(session) = state.hub.close(&id) {
                     state.voice.session_closed(&state, &id).await;
+                    gateway::temporary::session_ended(&state, session.user_id).await;
                 }
             }
             n += 1;

@@ -42,18 +42,21 @@ impl Deref for AppState {
 impl AppState {
     /// The recipients of a channel's events: the whole server, or only the members who may
     /// view it (overwrites or roles restrict it), optionally without one user.
+    /// A DM's events go to its recipients (`server_id` None).
     pub async fn channel_target(
         &self,
-        server_id: confab_chat::Snowflake,
+        server_id: Option<confab_chat::Snowflake>,
         channel_id: confab_chat::Snowflake,
         except: Option<confab_chat::Snowflake>,
     ) -> Target {
-        match self.viewers.get(&self.chat, channel_id).await {
-            None => match except {
+        match (self.viewers.get(&self.chat, channel_id).await, server_id) {
+            // "The whole server" cannot be a DM's answer; nobody rather than a guess.
+            (None, None) => Target::Users(Vec::new()),
+            (None, Some(server_id)) => match except {
                 Some(u) => Target::ServerExcept(server_id, u),
                 None => Target::Server(server_id),
             },
-            Some(list) => Target::Users(
+            (Some(list), _) => Target::Users(
                 list.iter()
                     .copied()
                     .filter(|u| Some(*u) != except)

@@ -724,3 +724,100 @@ async fn replies_and_mentions_are_resolved_on_send() {
         .await;
     assert_eq!(s, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_members_leave_when_they_go_offline_unless_given_a_role() {
+    let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
+    let owner = app.register("tmp_owner").await;
+    let guest = app.register("tmp_guest").await;
+    let kept = app.register("tmp_kept").await;
+    let (sid, _, _) = app.server(&owner, "Temp").await;
+    let (s, inv) = app
+        .post(
+            &format!("/servers/{sid}/invites"),
+            &owner.token,
+            json!({"temporary": true}),
+        )
+        .await;
+    assert_eq!((s, inv["temporary"].as_bool()), (201, Some(true)), "{inv}");
+    let code = inv["code"].as_str().unwrap().to_string();
+    let (mut go, _) = app.identified(&owner).await;
+
+    // Both join online through the temporary invite; `kept` is then given a role.
+    let (mut gg, _) = app.identified(&guest).await;
+    let (mut gk, _) = app.identified(&kept).await;
+    for u in [&guest, &kept] {
+        let (s, _) = app
+            .request(
+                Method::POST,
+                &format!("/invites/{code}"),
+                Some(&u.token),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    let (_, role) = app
+        .post(
+            &format!("/servers/{sid}/roles"),
+            &owner.token,
+            json!({"name": "stays"}),
+        )
+        .await;
+    let (s, _) = app
+        .request(
+            Method::PUT,
+            &format!(
+                "/servers/{sid}/members/{}/roles/{}",
+                kept.id,
+                role["id"].as_str().unwrap()
+            ),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+
+    // A second session keeps the guest a member; closing the last one removes them.
+    let (mut gg2, _) = app.identified(&guest).await;
+    gg.ws.close(None).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(member_count(&app, &owner, &sid).await, 3);
+    gg2.ws.close(None).await.unwrap();
+    loop {
+        let ev = go.dispatch("MEMBER_REMOVE").await;
+        if ev["user_id"] == guest.id.as_str() {
+            break;
+        }
+    }
+    gk.ws.close(None).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, members) = app
+        .get(&format!("/servers/{sid}/members"), &owner.token)
+        .await;
+    let ids: Vec<&str> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"]["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&guest.id.as_str()), "temporary member stayed");
+    assert!(
+        ids.contains(&kept.id.as_str()),
+        "a member with a role stays"
+    );
+    // An ordinary invite's members stay when offline.
+    let plain = app.register("tmp_plain").await;
+    app.join(&owner, &plain, &sid).await;
+    let (gp, _) = app.identified(&plain).await;
+    drop(gp);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(member_count(&app, &owner, &sid).await, 3);
+}
+
+async fn member_count(app: &TestApp, owner: &common::User, sid: &str) -> usize {
+    let (_, members) = app
+        .get(&format!("/servers/{sid}/members"), &owner.token)
+        .await;
+    members.as_array().unwrap().len()
+}

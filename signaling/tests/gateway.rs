@@ -137,6 +137,78 @@ async fn ready_then_live_messages_typing_and_presence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_reaches_friends_and_co_members_never_strangers() {
+    let app = TestApp::spawn().await;
+    let a = app.register("pres_a").await;
+    let friend = app.register("pres_friend").await;
+    let mate = app.register("pres_mate").await;
+    let stranger = app.register("pres_stranger").await;
+    let (sid, _, _) = app.server(&a, "Presence").await;
+    app.join(&a, &mate, &sid).await;
+    app.post(
+        "/users/@me/relationships",
+        &a.token,
+        json!({"username": "pres_friend"}),
+    )
+    .await;
+    let (s, _) = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/users/@me/relationships/{}", a.id),
+            Some(&friend.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (mut gf, _) = app.identified(&friend).await;
+    let (mut gm, _) = app.identified(&mate).await;
+    let (mut gs, _) = app.identified(&stranger).await;
+
+    // A comes online, changes status, goes offline: the friend (no common server) and the
+    // server mate see each step; the stranger sees nothing at all.
+    let (mut ga, ready) = app.identified(&a).await;
+    assert!(
+        ready["presences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["user_id"] == friend.id.as_str()),
+        "READY carries friends' presences: {ready}"
+    );
+    for g in [&mut gf, &mut gm] {
+        let p = g.dispatch("PRESENCE_UPDATE").await;
+        assert_eq!(
+            (p["user_id"].as_str(), p["status"].as_str()),
+            (Some(a.id.as_str()), Some("online"))
+        );
+    }
+    ga.send(json!({"op": 3, "d": {"status": "dnd"}})).await;
+    for g in [&mut gf, &mut gm] {
+        assert_eq!(g.dispatch("PRESENCE_UPDATE").await["status"], "dnd");
+    }
+    ga.ws.close(None).await.unwrap();
+    for g in [&mut gf, &mut gm] {
+        assert_eq!(g.dispatch("PRESENCE_UPDATE").await["status"], "offline");
+    }
+    while let Some(v) = gs.next_within(Duration::from_millis(300)).await {
+        assert_ne!(v["t"], "PRESENCE_UPDATE", "a stranger saw a presence: {v}");
+    }
+
+    // Unfriended: the former friend sees no more of A's presence.
+    app.delete(&format!("/users/@me/relationships/{}", a.id), &friend.token)
+        .await;
+    gf.dispatch("RELATIONSHIP_REMOVE").await;
+    let (_ga, _) = app.identified(&a).await;
+    gm.dispatch("PRESENCE_UPDATE").await;
+    while let Some(v) = gf.next_within(Duration::from_millis(300)).await {
+        assert_ne!(
+            v["t"], "PRESENCE_UPDATE",
+            "an ex-friend saw a presence: {v}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_replays_exactly_the_missed_events_in_order() {
     let app = TestApp::spawn().await;
     let a = app.register("sender").await;

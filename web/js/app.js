@@ -12,6 +12,11 @@ import {
   initCommunity, onTopics, ensureRoles, canOpenServerSettings, serverSettingsDialog, channelPermissionsDialog,
   memberDialog, reactionBar, openReactionPicker, togglePins, closePins, loadPins, pinnedIds, setPinned, rememberUser,
 } from './community.js';
+import { channelTitle, isPrivate } from './inbox.js';
+import {
+  initDms, homeButton, serverRailBadge, channelBadge, renderHomeHeader, renderDmSidebar, renderDmMembers,
+  renderFriendsPage, ackIfViewing,
+} from './dms.js';
 
 const api = new Api();
 const store = new Store();
@@ -25,6 +30,7 @@ const GROUP_MS = 5 * 60 * 1000;
 const TYPING_SEND_EVERY_MS = 8000;
 
 initCommunity({ api, store, invalidate: (topics) => invalidate(topics) });
+initDms({ api, store, invalidate: (topics) => invalidate(topics), selectServer: (id) => selectServer(id), selectChannel: (id) => selectChannel(id) });
 
 // Exposed for tests and debugging.
 window.confab = { api, store, gateway };
@@ -144,18 +150,30 @@ function buildShell() {
   const composer = h('form', { class: 'composer', 'aria-label': 'Send a message' }, composerInput,
     h('button', { type: 'submit', class: 'icon-btn send', 'aria-label': 'Send message', text: '➤' }));
   composer.addEventListener('submit', (e) => { e.preventDefault(); sendFromComposer(); });
-  const chat = h('main', { class: 'chat' }, chatHeader, status, messages, h('div', { class: 'composer-wrap' }, typing, composer));
+  // The friends page takes the message list's place on the home screen (no DM selected).
+  const friendsPage = h('section', { class: 'friends-page', 'aria-label': 'Friends', 'data-testid': 'friends-page', hidden: true });
+  const chat = h('main', { class: 'chat' }, chatHeader, status, friendsPage, messages, h('div', { class: 'composer-wrap' }, typing, composer));
   const members = h('aside', { class: 'members', 'aria-label': 'Members', 'data-testid': 'member-list' });
 
   const shell = h('div', { class: 'shell' }, rail, sidebar, chat, members);
   root.append(shell);
-  ui = { shell, serverList, serverHeader, channelList, voicePanel, userPanel, chatHeader, status, messages, typing, composerInput, composer, members };
+  ui = { shell, serverList, serverHeader, channelList, voicePanel, userPanel, chatHeader, status, messages, typing, composerInput, composer, members, friendsPage };
   renderAll();
 }
 
 function renderAll() {
   renderServers(); renderServerHeader(); renderChannels(); renderHeader(); renderMessages({ reset: true });
   renderTyping(); renderComposer(); renderMembers(); renderVoicePanel(); renderUserPanel(); renderStatus();
+  renderHome();
+}
+
+/** The friends page when home with no DM open; the chat view otherwise. */
+function renderHome() {
+  const show = store.home && !store.currentChannelId;
+  ui.friendsPage.hidden = !show;
+  ui.messages.hidden = show;
+  if (show) renderFriendsPage(ui.friendsPage);
+  else clear(ui.friendsPage);
 }
 
 // Batch re-renders per microtask.
@@ -172,7 +190,7 @@ function invalidate(topics) {
     if (!ui) return;
     if (t.has('all') || t.has('servers')) ensureRoles(store.currentServerId);
     onTopics(t);
-    if (t.has('all')) { renderAll(); ensureMessagesLoaded(); return; }
+    if (t.has('all')) { renderAll(); ensureMessagesLoaded(); ackIfViewing(); return; }
     if (t.has('servers')) renderServers();
     if (t.has('servers') || t.has('header')) renderServerHeader();
     if (t.has('channels')) renderChannels();
@@ -183,6 +201,8 @@ function invalidate(topics) {
     if (t.has('members')) renderMembers();
     if (t.has('voice')) renderVoicePanel();
     if (t.has('userpanel')) renderUserPanel();
+    if (t.has('home')) { renderHome(); if (store.home) { renderChannels(); renderMembers(); } }
+    if (t.has('messages') || t.has('channels')) ackIfViewing();
   });
 }
 store.subscribe(invalidate);
@@ -225,21 +245,24 @@ function onReady() {
 
 function renderServers() {
   const list = clear(ui.serverList);
+  list.append(homeButton());
   for (const s of store.servers.values()) {
     const active = s.id === store.currentServerId;
     const initials = s.name.split(/\s+/).filter(Boolean).map((w) => [...w][0]).slice(0, 3).join('') || '?';
-    list.append(h('li', {},
+    const b = serverRailBadge(s);
+    list.append(h('li', { class: `rail-item${b.unread ? ' unread' : ''}` },
       h('button', {
         class: `rail-btn server${active ? ' active' : ''}`,
         'aria-label': s.name, title: s.name,
         'aria-current': active ? 'page' : null,
-        'data-testid': 'server-button', 'data-server-id': s.id,
+        'data-testid': 'server-button', 'data-server-id': s.id, 'data-unread': String(b.unread),
         onclick: () => selectServer(s.id),
-      }, initials)));
+      }, initials), b.badge));
   }
 }
 
 function selectServer(id) {
+  closePins();
   store.selectServer(id);
   closeSidebarOnMobile();
   invalidate(['all']);
@@ -247,6 +270,7 @@ function selectServer(id) {
 
 function renderServerHeader() {
   const el = clear(ui.serverHeader);
+  if (store.home) { renderHomeHeader(el); return; }
   const s = store.server;
   if (!s) {
     el.append(h('h2', { text: 'No server yet' }));
@@ -273,6 +297,7 @@ function renderServerHeader() {
 function renderChannels() {
   if (!ui) return;
   const el = clear(ui.channelList);
+  if (store.home) { renderDmSidebar(el); return; }
   const s = store.server;
   if (!s) {
     el.append(h('p', { class: 'muted pad', text: 'Create a server or join one with an invite to get started.' }));
@@ -304,15 +329,16 @@ function channelRow(c, owner) {
   const isVoice = c.type === 'voice';
   const active = !isVoice && c.id === store.currentChannelId;
   const connectedHere = isVoice && voice && voice.channelId === c.id;
-  const li = h('li', { class: `channel ${c.type}${active ? ' active' : ''}${connectedHere ? ' connected' : ''}` });
+  const badge = c.type === 'text' ? channelBadge(c) : { unread: false, badge: null };
+  const li = h('li', { class: `channel ${c.type}${active ? ' active' : ''}${connectedHere ? ' connected' : ''}${badge.unread ? ' unread' : ''}` });
   const btn = h('button', {
     class: 'channel-link',
-    'data-testid': 'channel-link', 'data-channel-id': c.id, 'data-channel-name': c.name, 'data-channel-type': c.type,
+    'data-testid': 'channel-link', 'data-channel-id': c.id, 'data-channel-name': c.name, 'data-channel-type': c.type, 'data-unread': String(badge.unread),
     'aria-label': isVoice ? `Join voice channel ${c.name}` : `Text channel ${c.name}`,
     'aria-current': active ? 'page' : null,
     onclick: () => (isVoice ? joinVoice(c) : selectChannel(c.id)),
   }, h('span', { class: 'chan-icon', 'aria-hidden': 'true' }, icon(isVoice ? 'speaker' : 'hash', 16)), h('span', { class: 'chan-name', text: c.name }));
-  li.append(h('div', { class: 'channel-row' }, btn,
+  li.append(h('div', { class: 'channel-row' }, btn, badge.badge,
     owner ? h('span', { class: 'row-actions' },
       h('button', { class: 'icon-btn tiny', 'aria-label': `Edit channel ${c.name}`, title: 'Edit channel', text: '✎', onclick: () => editChannelDialog(c) }),
       h('button', { class: 'icon-btn tiny danger', 'aria-label': `Delete channel ${c.name}`, title: 'Delete channel', text: '✕', onclick: () => deleteChannelDialog(c) })) : null));
@@ -343,7 +369,7 @@ function selectChannel(id) {
   closePins();
   store.selectChannel(id);
   closeSidebarOnMobile();
-  invalidate(['channels', 'header', 'typing', 'composer']);
+  invalidate(['channels', 'header', 'typing', 'composer', 'home', 'members']);
   renderMessages({ reset: true });
   ensureMessagesLoaded();
 }
@@ -355,7 +381,12 @@ function renderHeader() {
   const el = clear(ui.chatHeader);
   const c = store.channel;
   el.append(h('button', { class: 'icon-btn menu-btn', 'aria-label': 'Toggle channel list', text: '☰', onclick: () => ui.shell.classList.toggle('show-sidebar') }));
-  if (!c) { el.append(h('h2', { text: store.server ? 'No text channel' : 'Confab' })); document.title = 'Confab'; return; }
+  if (!c) { el.append(h('h2', { text: store.home ? 'Friends' : store.server ? 'No text channel' : 'Confab' })); document.title = 'Confab'; return; }
+  if (isPrivate(c)) {
+    el.append(h('h2', { 'data-testid': 'channel-title', text: channelTitle(store, c) }));
+    document.title = `${channelTitle(store, c)} · Confab`;
+    return;
+  }
   el.append(h('h2', { 'data-testid': 'channel-title' }, h('span', { class: 'muted', text: '# ' }), c.name));
   if (c.topic) el.append(h('span', { class: 'topic', text: c.topic, title: c.topic }));
   el.append(h('button', { class: 'icon-btn pins-btn', 'aria-label': 'Pinned messages', title: 'Pinned messages', 'aria-haspopup': 'dialog', 'aria-expanded': 'false', 'data-testid': 'pins-button', onclick: (e) => togglePins(c, e.currentTarget) }, icon('pin')));
@@ -372,6 +403,7 @@ function renderStatus() {
 
 function renderMembers() {
   const el = clear(ui.members);
+  if (store.home) { renderDmMembers(el); return; }
   const s = store.server;
   if (!s) return;
   const members = [...s.members.values()];
@@ -505,8 +537,8 @@ function renderMessages({ reset = false, prepend = false } = {}) {
   const c = store.channel;
   if (!st.hasMore) {
     el.append(h('li', { class: 'channel-start', 'data-testid': 'channel-start' },
-      h('h3', { text: `Welcome to #${c ? c.name : ''}!` }),
-      h('p', { class: 'muted', text: `This is the start of the #${c ? c.name : ''} channel.` })));
+      h('h3', { text: `Welcome to ${channelTitle(store, c)}!` }),
+      h('p', { class: 'muted', text: isPrivate(c) ? `This is the start of your conversation with ${channelTitle(store, c)}.` : `This is the start of the #${c ? c.name : ''} channel.` })));
   } else if (st.loading) {
     el.append(h('li', { class: 'loading-older muted', text: 'Loading older messages…' }));
   }
@@ -628,7 +660,7 @@ async function deleteMessage(m, skipConfirm) {
 function renderComposer() {
   const c = store.channel;
   ui.composer.hidden = !c;
-  const label = c ? `Message #${c.name}` : 'Message';
+  const label = c ? `Message ${channelTitle(store, c)}` : 'Message';
   ui.composerInput.placeholder = label;
   ui.composerInput.setAttribute('aria-label', label);
 }
@@ -687,7 +719,7 @@ async function sendFromComposer() {
   const nonce = randomNonce();
   const st = store.msgState(id);
   const pending = {
-    id: `pending-${nonce}`, channel_id: id, server_id: store.currentServerId, author: store.me,
+    id: `pending-${nonce}`, channel_id: id, server_id: store.channel ? store.channel.server_id : null, author: store.me,
     content, nonce, created_at: new Date().toISOString(), edited_at: null, pending: true,
   };
   st.list.push(pending);
@@ -1018,6 +1050,8 @@ function inviteBox() {
   const maxUses = h('select', { 'aria-label': 'Max uses', 'data-testid': 'invite-max-uses' },
     h('option', { value: '0', text: 'No limit' }), h('option', { value: '1', text: '1 use' }), h('option', { value: '5', text: '5 uses' }),
     h('option', { value: '25', text: '25 uses' }), h('option', { value: '100', text: '100 uses' }));
+  // Temporary: who joins through it leaves when they go offline, unless given a role.
+  const temporary = h('input', { type: 'checkbox', 'data-testid': 'invite-temporary', title: 'Members leave when they go offline unless given a role' });
   const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
   const copy = h('button', { type: 'button', class: 'btn secondary', text: 'Copy', 'aria-label': 'Copy invite link', 'data-testid': 'copy-invite', disabled: true });
   copy.addEventListener('click', async () => {
@@ -1034,6 +1068,7 @@ function inviteBox() {
       const body = {};
       if (Number(maxAge.value)) body.max_age = Number(maxAge.value);
       if (Number(maxUses.value)) body.max_uses = Number(maxUses.value);
+      if (temporary.checked) body.temporary = true;
       const inv = await api.createInvite(s.id, body);
       out.value = inviteLink(inv.code);
       out.dataset.code = inv.code;
@@ -1044,7 +1079,8 @@ function inviteBox() {
     } finally { create.disabled = false; }
   });
   box.append(h('p', { class: 'muted', text: `Send a link to a friend to invite them to ${s.name}.` }),
-    h('div', { class: 'row' }, h('label', { class: 'small' }, 'Expire after', maxAge), h('label', { class: 'small' }, 'Max uses', maxUses)),
+    h('div', { class: 'row' }, h('label', { class: 'small' }, 'Expire after', maxAge), h('label', { class: 'small' }, 'Max uses', maxUses),
+      h('label', { class: 'small' }, temporary, ' Temporary membership')),
     err, h('div', { class: 'row' }, out, copy), create);
   return box;
 }

@@ -1,6 +1,8 @@
 // Client state: what the gateway and REST told us, plus UI selections. Mutated only through
 // the methods here; `emit(topic)` tells the UI which part to re-render.
 
+import { HOME, initInbox, resetInbox, applyInbox, inboxUser, noteMessage } from './inbox.js';
+
 export function cmpId(a, b) {
   a = String(a); b = String(b);
   return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
@@ -75,6 +77,7 @@ export class Store {
     this.lastServerId = last.serverId || null;
     this.lastChannels = last.channels || {};  // server_id -> channel_id
     this._listeners = new Set();
+    initInbox(this);  // DMs, friends, read states (inbox.js)
   }
 
   subscribe(fn) { this._listeners.add(fn); return () => this._listeners.delete(fn); }
@@ -99,6 +102,7 @@ export class Store {
     this.currentChannelId = null;
     this.editing = null;
     this.readyCount = 0;
+    resetInbox(this);
   }
 
   // ------------------------------------------------------------------ servers & channels
@@ -134,13 +138,16 @@ export class Store {
 
   get server() { return this.servers.get(this.currentServerId) || null; }
   get channel() {
+    if (this.currentServerId === HOME) return this.privateChannels.get(this.currentChannelId) || null;
     const s = this.server;
     return (s && s.channels.get(this.currentChannelId)) || null;
   }
 
+  get home() { return this.currentServerId === HOME; }
+
   findChannel(id) {
     for (const s of this.servers.values()) { const c = s.channels.get(id); if (c) return c; }
-    return null;
+    return this.privateChannels.get(id) || null;
   }
 
   isOwner(serverId = this.currentServerId) {
@@ -149,6 +156,15 @@ export class Store {
   }
 
   selectServer(id) {
+    if (id === HOME) {
+      // The DMs and friends home: the last DM viewed, else the friends page (no channel).
+      this.currentServerId = HOME;
+      this.editing = null;
+      const remembered = this.lastChannels[HOME];
+      this.currentChannelId = remembered && this.privateChannels.has(remembered) ? remembered : null;
+      this._saveLast();
+      return;
+    }
     if (!this.servers.has(id)) id = this.servers.keys().next().value || null;
     this.currentServerId = id;
     this.editing = null;
@@ -182,7 +198,7 @@ export class Store {
 
   displayName(userId, fallbackUser, serverId = this.currentServerId) {
     const m = this.member(serverId, userId);
-    const u = (m && m.user) || fallbackUser || (this.me && this.me.id === userId ? this.me : null);
+    const u = (m && m.user) || fallbackUser || this.userById(userId);
     if (m && m.nickname) return m.nickname;
     if (u) return u.display_name || u.username || 'unknown';
     return 'unknown';
@@ -191,7 +207,7 @@ export class Store {
   userById(userId) {
     if (this.me && this.me.id === userId) return this.me;
     for (const s of this.servers.values()) { const m = s.members.get(userId); if (m) return m.user; }
-    return null;
+    return inboxUser(this, userId);
   }
 
   // ------------------------------------------------------------------ roles & permissions
@@ -298,6 +314,9 @@ export class Store {
     if (this.editing && this.editing.id === id) this.editing = null;
   }
 
+  /** Whether the user can see the selected channel now (the tab is visible). */
+  viewing() { return typeof document === 'undefined' || document.visibilityState !== 'hidden'; }
+
   // ------------------------------------------------------------------ typing
 
   setTyping(channelId, userId, ms = 10000) {
@@ -327,6 +346,13 @@ export class Store {
 
   /** Apply a dispatch; returns the set of UI topics that changed. */
   apply(t, d) {
+    const inbox = applyInbox(this, t, d);
+    if (inbox && t !== 'READY') return inbox;
+    const topics = this._apply(t, d);
+    return inbox ? [...topics, ...inbox] : topics;
+  }
+
+  _apply(t, d) {
     switch (t) {
       case 'READY': {
         this.readyCount += 1;
@@ -342,7 +368,7 @@ export class Store {
           // Re-identified: we may have missed messages. Drop caches; the UI reloads.
           this.messages.clear();
         }
-        const keepServer = this.currentServerId && this.servers.has(this.currentServerId);
+        const keepServer = this.currentServerId && (this.servers.has(this.currentServerId) || this.home);
         if (!keepServer) this.selectServer(this.lastServerId);
         else if (!this.channel) this.selectServer(this.currentServerId);
         return ['all'];
@@ -441,7 +467,8 @@ export class Store {
       case 'MESSAGE_CREATE':
         this.putMessage(d);
         this.clearTyping(d.channel_id, d.author && d.author.id);
-        return ['messages', 'typing'];
+        noteMessage(this, d, this.currentChannelId === d.channel_id && this.viewing());
+        return ['messages', 'typing', 'channels', 'servers', 'home'];
       case 'MESSAGE_UPDATE': {
         const st = this.messages.get(d.channel_id);
         if (st) {
@@ -452,6 +479,9 @@ export class Store {
       }
       case 'MESSAGE_DELETE':
         this.removeMessage(d.channel_id, d.id);
+        return ['messages'];
+      case 'MESSAGE_DELETE_BULK':
+        for (const id of d.ids || []) this.removeMessage(d.channel_id, id);
         return ['messages'];
       case 'TYPING_START':
         if (!this.me || d.user_id !== this.me.id) this.setTyping(d.channel_id, d.user_id);

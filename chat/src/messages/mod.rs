@@ -1,5 +1,6 @@
 //! Messages: send (idempotent by nonce), edit, delete, history.
 
+pub mod bulk;
 pub mod mentions;
 pub(crate) mod writer;
 
@@ -20,7 +21,7 @@ pub const MAX_PAGE: i64 = 100;
 pub(crate) struct MessageRow {
     pub(crate) id: Snowflake,
     channel_id: Snowflake,
-    server_id: Snowflake,
+    server_id: Option<Snowflake>,
     content: String,
     nonce: Option<String>,
     created_at: DateTime<Utc>,
@@ -141,7 +142,7 @@ impl Chat {
         // Exact path: permissions with overwrites, replies and mentions resolved, or the reason
         // it cannot be sent (404, 403, or the earlier message with that nonce).
         let (channel, perms) = self.channel_access(channel_id, author).await?;
-        if channel.kind != ChannelKind::Text {
+        if !channel.kind.is_textual() {
             return Err(ChatError::field(
                 "channel_id",
                 "messages go to text channels",
@@ -149,6 +150,9 @@ impl Chat {
         }
         if !permissions::has(perms, permissions::SEND_MESSAGES) {
             return Err(ChatError::Forbidden("you may not send messages here"));
+        }
+        if channel.kind == ChannelKind::Dm && self.dm_blocked(channel_id, author).await? {
+            return Err(ChatError::Blocked("you cannot message this user"));
         }
         if nonce.is_some() {
             let existing: Option<MessageRow> = sqlx::query_as(q!(
@@ -180,11 +184,15 @@ impl Chat {
         let users: Vec<Snowflake> = if parsed.users.is_empty() {
             Vec::new()
         } else {
+            // Members of the server, or the recipients of a DM.
             sqlx::query_scalar(
-                "SELECT user_id FROM members WHERE server_id = $1 AND user_id = ANY($2)",
+                "SELECT user_id FROM members WHERE server_id = $1 AND user_id = ANY($2)
+                 UNION SELECT user_id FROM dm_recipients WHERE $1::bigint IS NULL
+                     AND channel_id = $3 AND user_id = ANY($2)",
             )
             .bind(channel.server_id)
             .bind(ids(&parsed.users))
+            .bind(channel_id)
             .fetch_all(&self.pool)
             .await?
         };
@@ -340,15 +348,14 @@ impl Chat {
         Ok(msg)
     }
 
-    /// Checks that the user may type in a channel; returns its server.
+    /// Checks that the user may type in a channel; returns its server (None for a DM).
     pub async fn can_type(
         &self,
         channel_id: Snowflake,
         user_id: Snowflake,
-    ) -> ChatResult<Snowflake> {
+    ) -> ChatResult<Option<Snowflake>> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
-        if channel.kind != ChannelKind::Text || !permissions::has(perms, permissions::SEND_MESSAGES)
-        {
+        if !channel.kind.is_textual() || !permissions::has(perms, permissions::SEND_MESSAGES) {
             return Err(ChatError::Forbidden("you may not send messages here"));
         }
         Ok(channel.server_id)

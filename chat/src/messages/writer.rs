@@ -6,7 +6,8 @@
 //!
 //! The statement inserts only messages the author may certainly send (owner or administrator;
 //! or @everyone | roles grant VIEW_CHANNEL + SEND_MESSAGES, not timed out, and the channel has
-//! no overwrites) and whose nonce is new. A message it did not insert comes back as `None`; the
+//! no overwrites; in a DM: a recipient, with no block between the two of a 1:1 DM) and whose
+//! nonce is new. A message it did not insert comes back as `None`; the
 //! caller then takes the slow path, which computes the exact permissions (overwrites included)
 //! and inserts it, or finds the reason (404, 403, or the earlier message with that nonce).
 
@@ -119,6 +120,17 @@ async fn write_batch(pool: &PgPool, batch: Vec<(NewMessage, Reply)>) {
                     AND NOT EXISTS (
                         SELECT 1 FROM channel_overwrites o
                         WHERE o.channel_id = c.id OR o.channel_id = c.parent_id))
+             UNION ALL
+             -- DMs: the author is a recipient and, in a 1:1 DM, neither side blocked the
+             -- other. This is the whole rule for DMs, so the check here is exact.
+             SELECT i.* FROM input i
+             JOIN channels c ON c.id = i.channel_id AND c.kind IN ('dm', 'group_dm')
+             JOIN dm_recipients d ON d.channel_id = c.id AND d.user_id = i.author_id
+             WHERE c.kind = 'group_dm' OR NOT EXISTS (
+                 SELECT 1 FROM dm_recipients o JOIN relationships rel ON rel.kind = 'blocked'
+                     AND ((rel.user_id = o.user_id AND rel.other_id = i.author_id)
+                       OR (rel.user_id = i.author_id AND rel.other_id = o.user_id))
+                 WHERE o.channel_id = c.id AND o.user_id <> i.author_id)
          ), ins AS (
              INSERT INTO messages (id, channel_id, author_id, content, nonce)
              SELECT id, channel_id, author_id, content, nonce FROM allowed

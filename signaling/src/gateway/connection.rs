@@ -342,6 +342,9 @@ impl Conn {
             self.state
                 .hub
                 .open(auth.user_id, auth.session_id, &ready.server_ids);
+        self.state
+            .hub
+            .set_friends(auth.user_id, ready.friend_ids.iter().copied());
         let mut payload = ready.payload;
         payload["session_id"] = json!(session.id.as_ref());
         self.state.hub.deliver(
@@ -409,7 +412,7 @@ impl Conn {
     fn announce_presence(&self, user_id: Snowflake, before: Status) {
         let now = self.state.hub.presence_of(user_id);
         if now != before {
-            let to = self.state.hub.co_members(user_id);
+            let to = self.state.hub.presence_audience(user_id);
             if !to.is_empty() {
                 self.state.emit(
                     Target::Users(to),
@@ -427,7 +430,7 @@ impl Conn {
         let user_id = session.user_id;
         let before = self.state.hub.presence_of(user_id);
         // Whom to tell, taken before closing the session removes the user's routing.
-        let co_members = self.state.hub.co_members(user_id);
+        let co_members = self.state.hub.presence_audience(user_id);
         drop(self.out.take());
         match end {
             End::Normal | End::Ended => {
@@ -436,6 +439,7 @@ impl Conn {
                     .voice
                     .session_closed(&self.state, &session.id)
                     .await;
+                super::temporary::session_ended(&self.state, user_id).await;
             }
             End::Resumable => {
                 self.state.hub.detach(&session, self.conn_id);
@@ -456,17 +460,23 @@ impl Conn {
 pub struct Ready {
     pub payload: serde_json::Value,
     pub server_ids: Vec<Snowflake>,
+    pub friend_ids: Vec<Snowflake>,
 }
 
-/// READY: the user, their servers with channels and members, presences and voice states.
+/// READY: the user, their servers with channels and members, presences, voice states and DMs.
 pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Result<Ready> {
     let user = state.chat.user(user_id).await?;
     let servers = state.chat.servers_of(user_id).await?;
     let mut snapshots = Vec::with_capacity(servers.len());
     let mut presences = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let visible = state.chat.viewable_channels(user_id).await?;
     for s in &servers {
-        let snap = state.chat.server_snapshot(s.id).await?;
+        let mut snap = state.chat.server_snapshot(s.id).await?;
+        state
+            .chat
+            .fill_last_message_ids(&visible, &mut snap.channels)
+            .await?;
         for m in &snap.members {
             if seen.insert(m.user.id) {
                 let st = state.hub.presence_of(m.user.id);
@@ -477,8 +487,21 @@ pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Resu
         }
         snapshots.push(snap);
     }
+    // Friends see each other's presence even without a common server.
+    let friend_ids = state.chat.friend_ids(user_id).await?;
+    for f in &friend_ids {
+        if seen.insert(*f) {
+            let st = state.hub.presence_of(*f);
+            if st != Status::Offline {
+                presences.push(json!({"user_id": f, "status": st}));
+            }
+        }
+    }
     let server_ids: Vec<Snowflake> = servers.iter().map(|s| s.id).collect();
     let voice_states = state.voice.states_for(&server_ids);
+    let private_channels = state.chat.private_channels(user_id).await?;
+    let read_states = state.chat.read_states_in(user_id, &visible).await?;
+    let relationships = state.chat.relationships(user_id).await?;
     Ok(Ready {
         payload: json!({
             "v": 1,
@@ -486,7 +509,11 @@ pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Resu
             "servers": snapshots,
             "presences": presences,
             "voice_states": voice_states,
+            "private_channels": private_channels,
+            "read_states": read_states,
+            "relationships": relationships,
         }),
         server_ids,
+        friend_ids,
     })
 }

@@ -159,6 +159,8 @@ pub struct Hub {
     servers: DashMap<Snowflake, HashSet<Snowflake>>,
     /// Servers per user with a session here.
     user_servers: DashMap<Snowflake, HashSet<Snowflake>>,
+    /// Friends per user with a session here (presence goes to friends and co-members only).
+    friends: DashMap<Snowflake, HashSet<Snowflake>>,
     conn_ids: AtomicU64,
     pub dispatched: AtomicU64,
 }
@@ -287,6 +289,7 @@ impl Hub {
         }
         if last {
             self.users.remove_if(&uid, |_, l| l.is_empty());
+            self.friends.remove(&uid);
             if let Some((_, servers)) = self.user_servers.remove(&uid) {
                 for sid in servers {
                     if let Some(mut set) = self.servers.get_mut(&sid) {
@@ -356,6 +359,37 @@ impl Hub {
                     out.extend(users.iter().copied());
                 }
             }
+        }
+        out.remove(&user_id);
+        out.into_iter().collect()
+    }
+
+    /// Records a user's friends (at IDENTIFY) for presence routing.
+    pub fn set_friends(&self, user_id: Snowflake, friends: impl IntoIterator<Item = Snowflake>) {
+        if self.users.contains_key(&user_id) {
+            self.friends.insert(user_id, friends.into_iter().collect());
+        }
+    }
+
+    /// Two users became friends (`true`) or stopped being friends.
+    pub fn set_friendship(&self, a: Snowflake, b: Snowflake, friends: bool) {
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(mut set) = self.friends.get_mut(&x) {
+                if friends {
+                    set.insert(y);
+                } else {
+                    set.remove(&y);
+                }
+            }
+        }
+    }
+
+    /// Who sees a user's presence: users with a session here who share a server with them or
+    /// are their friends. Nobody else.
+    pub fn presence_audience(&self, user_id: Snowflake) -> Vec<Snowflake> {
+        let mut out: HashSet<Snowflake> = self.co_members(user_id).into_iter().collect();
+        if let Some(friends) = self.friends.get(&user_id) {
+            out.extend(friends.iter().filter(|f| self.users.contains_key(f)));
         }
         out.remove(&user_id);
         out.into_iter().collect()
@@ -476,6 +510,25 @@ mod tests {
             hub.resume(&a.id, Snowflake(1), last - 10),
             Resume::Ok(..)
         ));
+    }
+
+    #[test]
+    fn presence_reaches_co_members_and_friends_only() {
+        let hub = Hub::new();
+        let (u1, u2, u3, u4) = (Snowflake(1), Snowflake(2), Snowflake(3), Snowflake(4));
+        hub.open(u1, Snowflake(10), &[Snowflake(100)]);
+        hub.open(u2, Snowflake(20), &[Snowflake(100)]);
+        hub.open(u3, Snowflake(30), &[]);
+        hub.open(u4, Snowflake(40), &[]);
+        hub.set_friends(u1, [u3]);
+        hub.set_friends(u3, [u1]);
+        let mut got = hub.presence_audience(u1);
+        got.sort();
+        assert_eq!(got, vec![u2, u3], "co-member and friend, not the stranger");
+        assert!(hub.presence_audience(u4).is_empty());
+        hub.set_friendship(u1, u3, false);
+        assert_eq!(hub.presence_audience(u1), vec![u2]);
+        assert!(hub.presence_audience(u3).is_empty());
     }
 
     #[test]

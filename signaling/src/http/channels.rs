@@ -62,9 +62,14 @@ pub async fn get(
     user: AuthUser,
     Path(channel_id): Path<Snowflake>,
 ) -> ApiResult<Json<Channel>> {
-    Ok(Json(
-        state.chat.channel_access(channel_id, user.user_id).await?.0,
-    ))
+    let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
+    if channel.kind.is_private() {
+        // With its recipients, as in the DM list.
+        return Ok(Json(
+            state.chat.private_channel(channel_id, user.user_id).await?,
+        ));
+    }
+    Ok(Json(channel))
 }
 
 /// Rename, reorder, move or re-topic a channel (MANAGE_CHANNELS).
@@ -90,11 +95,9 @@ pub async fn update(
         )
         .await?;
     state.viewers.invalidate();
-    state.emit(
-        Target::Server(channel.server_id),
-        "CHANNEL_UPDATE",
-        &channel,
-    );
+    if let Some(server_id) = channel.server_id {
+        state.emit(Target::Server(server_id), "CHANNEL_UPDATE", &channel);
+    }
     Ok(Json(channel))
 }
 
@@ -108,11 +111,9 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let channel = state.chat.delete_channel(channel_id, user.user_id).await?;
     state.voice.channel_deleted(&state, channel.id).await;
-    state.emit(
-        Target::Server(channel.server_id),
-        "CHANNEL_DELETE",
-        &channel,
-    );
+    if let Some(server_id) = channel.server_id {
+        state.emit(Target::Server(server_id), "CHANNEL_DELETE", &channel);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -244,10 +245,51 @@ pub async fn typing(
     Path(channel_id): Path<Snowflake>,
 ) -> ApiResult<StatusCode> {
     let server_id = state.chat.can_type(channel_id, user.user_id).await?;
+    // In a DM this reaches its recipients only (channel_target).
     state.emit(
         state.channel_target(server_id, channel_id, Some(user.user_id)).await,
         "TYPING_START",
         &json!({"channel_id": channel_id, "server_id": server_id, "user_id": user.user_id, "timestamp": chrono::Utc::now().timestamp()}),
     );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkDeleteBody {
+    /// 2-100 distinct message ids of this channel.
+    pub messages: Vec<Snowflake>,
+}
+
+/// Delete 2-100 messages at once (MANAGE_MESSAGES). Ids of other channels are ignored; the
+/// audit log records `message_bulk_delete`; viewers get MESSAGE_DELETE_BULK.
+#[utoipa::path(post, path = "/channels/{channel_id}/messages/bulk-delete", tag = "messages", security(("bearer" = [])),
+    params(("channel_id" = String, Path)), request_body = BulkDeleteBody,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn bulk_delete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(channel_id): Path<Snowflake>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<BulkDeleteBody>,
+) -> ApiResult<StatusCode> {
+    let r = crate::http::community::reason(&headers);
+    let (server_id, ids) = state
+        .chat
+        .bulk_delete(
+            channel_id,
+            &body.messages,
+            confab_chat::audit::Actor::new(user.user_id, r.as_deref()),
+        )
+        .await?;
+    if !ids.is_empty() {
+        state.emit(
+            state
+                .channel_target(Some(server_id), channel_id, None)
+                .await,
+            "MESSAGE_DELETE_BULK",
+            &json!({"ids": ids, "channel_id": channel_id, "server_id": server_id}),
+        );
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -292,11 +292,9 @@ pub async fn put_overwrite(
         .await?;
     state.viewers.invalidate();
     let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
-    state.emit(
-        Target::Server(channel.server_id),
-        "CHANNEL_UPDATE",
-        &channel,
-    );
+    if let Some(server_id) = channel.server_id {
+        state.emit(Target::Server(server_id), "CHANNEL_UPDATE", &channel);
+    }
     Ok(Json(ow))
 }
 
@@ -317,11 +315,9 @@ pub async fn delete_overwrite(
         .await?;
     state.viewers.invalidate();
     let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
-    state.emit(
-        Target::Server(channel.server_id),
-        "CHANNEL_UPDATE",
-        &channel,
-    );
+    if let Some(server_id) = channel.server_id {
+        state.emit(Target::Server(server_id), "CHANNEL_UPDATE", &channel);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

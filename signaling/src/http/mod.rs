@@ -4,8 +4,10 @@
 pub mod auth;
 pub mod channels;
 pub mod community;
+pub mod dms;
 pub mod ops;
 pub mod reactions;
+pub mod read_states;
 pub mod relationships;
 pub mod servers;
 pub mod users;
@@ -37,7 +39,7 @@ pub const MAX_BODY: usize = 64 * 1024;
     info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"))
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"))
 )]
 struct ApiDoc;
 
@@ -86,6 +88,8 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::end_session))
         .routes(routes!(relationships::list, relationships::request))
         .routes(routes!(relationships::put, relationships::delete))
+        .routes(routes!(dms::list, dms::create))
+        .routes(routes!(dms::add_recipient, dms::remove_recipient))
         .routes(routes!(servers::list, servers::create))
         .routes(routes!(servers::get, servers::update, servers::delete))
         .routes(routes!(servers::channels, servers::create_channel))
@@ -114,6 +118,8 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(reactions::add, reactions::remove, reactions::list))
         .routes(routes!(reactions::pins))
+        .routes(routes!(read_states::ack))
+        .routes(routes!(channels::bulk_delete))
         .routes(routes!(reactions::pin, reactions::unpin))
         .routes(routes!(channels::get, channels::update, channels::delete))
         .routes(routes!(

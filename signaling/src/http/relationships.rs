@@ -44,6 +44,21 @@ async fn tell(state: &AppState, me: Snowflake, other: Snowflake, change: &Relati
             &json!({"id": other}),
         ),
     }
+    // Presence follows friendship: new friends see each other's status at once.
+    let friends = change.mine.as_deref() == Some("friend");
+    state.hub.set_friendship(me, other, friends);
+    if friends {
+        for (who, to) in [(me, other), (other, me)] {
+            let status = state.hub.presence_of(who);
+            if status != crate::gateway::presence::Status::Offline {
+                state.emit(
+                    Target::User(to),
+                    "PRESENCE_UPDATE",
+                    &json!({"user_id": who, "status": status}),
+                );
+            }
+        }
+    }
     if change.theirs_changed {
         match &change.theirs {
             Some(kind) => state.emit(

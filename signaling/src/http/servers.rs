@@ -38,6 +38,9 @@ pub struct InviteBody {
     pub max_uses: Option<i32>,
     /// Seconds until it expires; 0 = never. Default 86400.
     pub max_age: Option<i32>,
+    /// Temporary membership: who joins through it is removed when their last gateway session
+    /// ends, unless they were given a role meanwhile. Default false.
+    pub temporary: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -276,7 +279,13 @@ pub async fn create_invite(
 ) -> ApiResult<(StatusCode, Json<Invite>)> {
     let invite = state
         .chat
-        .create_invite(server_id, user.user_id, body.max_uses, body.max_age)
+        .create_invite(
+            server_id,
+            user.user_id,
+            body.max_uses,
+            body.max_age,
+            body.temporary.unwrap_or(false),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(invite)))
 }
@@ -300,7 +309,13 @@ pub async fn accept_invite(
     user: AuthUser,
     Path(code): Path<String>,
 ) -> ApiResult<Json<ServerSnapshot>> {
-    let (snap, added) = state.chat.accept_invite(&code, user.user_id).await?;
+    let (mut snap, added) = state.chat.accept_invite(&code, user.user_id).await?;
+    // The joiner sees which of the channels they may view have messages (unread markers).
+    let visible = state.chat.viewable_channels(user.user_id).await?;
+    state
+        .chat
+        .fill_last_message_ids(&visible, &mut snap.channels)
+        .await?;
     if added {
         let server_id = snap.server.id;
         let member = snap

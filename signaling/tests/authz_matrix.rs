@@ -1,0 +1,960 @@
+//! The authorization matrix: every REST endpoint of the OpenAPI document, called as
+//! (a) a stranger to the server, (b) a member without the permission, (c) a member whose roles
+//! grant it but whose highest role is below the target's, and (d) a member with the permission
+//! above the target, with the exact status each must get. An endpoint without a row fails the
+//! test. Then the gateway: voice joins without CONNECT, events of a channel a member may not
+//! view, and history windows that point into other channels.
+
+mod common;
+
+use common::{TestApp, User};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+const VIEW: i64 = 1 << 10;
+const HISTORY: i64 = 1 << 16;
+const CONNECT: i64 = 1 << 20;
+/// Every permission but ADMINISTRATOR.
+const MODERATOR: i64 = confab_chat::permissions::ALL & !confab_chat::permissions::ADMINISTRATOR;
+
+/// Who calls, in the order each row is run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Actor {
+    /// Registered, not in the server.
+    Stranger,
+    /// A member: @everyone may only view channels and read history.
+    Without,
+    /// Holds every moderator permission, through a role below the target's.
+    Below,
+    /// Holds every moderator permission, through a role above the target's.
+    With,
+}
+
+const ACTORS: [Actor; 4] = [Actor::Stranger, Actor::Without, Actor::Below, Actor::With];
+
+/// (method, path, statuses for [stranger, without, below, with]).
+const MATRIX: &[(&str, &str, [u16; 4])] = &[
+    // Account endpoints concern only the caller: the same answer for everyone.
+    ("post", "/auth/register", [201, 201, 201, 201]),
+    ("post", "/auth/login", [200, 200, 200, 200]),
+    ("post", "/auth/refresh", [200, 200, 200, 200]),
+    ("post", "/auth/logout", [204, 204, 204, 204]),
+    ("get", "/users/@me", [200, 200, 200, 200]),
+    ("patch", "/users/@me", [200, 200, 200, 200]),
+    ("get", "/users/@me/sessions", [200, 200, 200, 200]),
+    (
+        "delete",
+        "/users/@me/sessions/{session_id}",
+        [204, 204, 204, 204],
+    ),
+    ("get", "/users/@me/relationships", [200, 200, 200, 200]),
+    ("post", "/users/@me/relationships", [204, 204, 204, 204]),
+    (
+        "put",
+        "/users/@me/relationships/{user_id}",
+        [204, 204, 204, 204],
+    ),
+    (
+        "delete",
+        "/users/@me/relationships/{user_id}",
+        [204, 204, 204, 204],
+    ),
+    ("get", "/users/@me/channels", [200, 200, 200, 200]),
+    ("post", "/users/@me/channels", [201, 201, 201, 201]),
+    // A group DM owned by "with", with "without" and "below" in it; the stranger is not.
+    (
+        "put",
+        "/channels/{channel_id}/recipients/{user_id}",
+        [404, 403, 403, 204],
+    ),
+    (
+        "delete",
+        "/channels/{channel_id}/recipients/{user_id}",
+        [404, 403, 403, 204],
+    ),
+    // Servers.
+    ("get", "/servers", [200, 200, 200, 200]),
+    ("post", "/servers", [201, 201, 201, 201]),
+    ("get", "/servers/{server_id}", [404, 200, 200, 200]),
+    ("patch", "/servers/{server_id}", [404, 403, 200, 200]),
+    // Only the owner deletes a server.
+    ("delete", "/servers/{server_id}", [404, 403, 403, 403]),
+    ("get", "/servers/{server_id}/channels", [404, 200, 200, 200]),
+    (
+        "post",
+        "/servers/{server_id}/channels",
+        [404, 403, 201, 201],
+    ),
+    ("get", "/servers/{server_id}/members", [404, 200, 200, 200]),
+    (
+        "patch",
+        "/servers/{server_id}/members/{user_id}",
+        [404, 403, 403, 200],
+    ),
+    (
+        "delete",
+        "/servers/{server_id}/members/{user_id}",
+        [404, 403, 403, 204],
+    ),
+    ("get", "/servers/{server_id}/roles", [404, 200, 200, 200]),
+    ("post", "/servers/{server_id}/roles", [404, 403, 201, 201]),
+    (
+        "patch",
+        "/servers/{server_id}/roles/{role_id}",
+        [404, 403, 403, 200],
+    ),
+    (
+        "delete",
+        "/servers/{server_id}/roles/{role_id}",
+        [404, 403, 403, 204],
+    ),
+    (
+        "put",
+        "/servers/{server_id}/members/{user_id}/roles/{role_id}",
+        [404, 403, 403, 204],
+    ),
+    (
+        "delete",
+        "/servers/{server_id}/members/{user_id}/roles/{role_id}",
+        [404, 403, 403, 204],
+    ),
+    ("get", "/servers/{server_id}/bans", [404, 403, 200, 200]),
+    (
+        "put",
+        "/servers/{server_id}/bans/{user_id}",
+        [404, 403, 403, 204],
+    ),
+    (
+        "delete",
+        "/servers/{server_id}/bans/{user_id}",
+        [404, 403, 204, 204],
+    ),
+    (
+        "get",
+        "/servers/{server_id}/audit-log",
+        [404, 403, 200, 200],
+    ),
+    ("post", "/servers/{server_id}/invites", [404, 403, 201, 201]),
+    ("get", "/servers/{server_id}/invites", [404, 403, 200, 200]),
+    // Anyone with the code may look and join (another server here, so nobody's role changes).
+    ("get", "/invites/{code}", [200, 200, 200, 200]),
+    ("post", "/invites/{code}", [200, 200, 200, 200]),
+    ("delete", "/invites/{code}", [404, 403, 204, 204]),
+    // Channels: a stranger never learns that one exists.
+    ("get", "/channels/{channel_id}", [404, 200, 200, 200]),
+    ("patch", "/channels/{channel_id}", [404, 403, 200, 200]),
+    ("delete", "/channels/{channel_id}", [404, 403, 204, 204]),
+    (
+        "get",
+        "/channels/{channel_id}/permissions",
+        [404, 200, 200, 200],
+    ),
+    (
+        "put",
+        "/channels/{channel_id}/permissions/{overwrite_id}",
+        [404, 403, 200, 200],
+    ),
+    (
+        "delete",
+        "/channels/{channel_id}/permissions/{overwrite_id}",
+        [404, 403, 204, 204],
+    ),
+    (
+        "get",
+        "/channels/{channel_id}/messages",
+        [404, 200, 200, 200],
+    ),
+    (
+        "post",
+        "/channels/{channel_id}/messages",
+        [404, 403, 201, 201],
+    ),
+    (
+        "post",
+        "/channels/{channel_id}/messages/bulk-delete",
+        [404, 403, 204, 204],
+    ),
+    (
+        "get",
+        "/channels/{channel_id}/messages/{message_id}",
+        [404, 200, 200, 200],
+    ),
+    // Only the author edits (the owner wrote it).
+    (
+        "patch",
+        "/channels/{channel_id}/messages/{message_id}",
+        [404, 403, 403, 403],
+    ),
+    (
+        "delete",
+        "/channels/{channel_id}/messages/{message_id}",
+        [404, 403, 204, 204],
+    ),
+    (
+        "post",
+        "/channels/{channel_id}/messages/{message_id}/ack",
+        [404, 200, 200, 200],
+    ),
+    (
+        "put",
+        "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}",
+        [404, 403, 204, 204],
+    ),
+    (
+        "delete",
+        "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}",
+        [404, 204, 204, 204],
+    ),
+    (
+        "get",
+        "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}",
+        [404, 200, 200, 200],
+    ),
+    ("get", "/channels/{channel_id}/pins", [404, 200, 200, 200]),
+    (
+        "put",
+        "/channels/{channel_id}/pins/{message_id}",
+        [404, 403, 204, 204],
+    ),
+    (
+        "delete",
+        "/channels/{channel_id}/pins/{message_id}",
+        [404, 403, 204, 204],
+    ),
+    (
+        "post",
+        "/channels/{channel_id}/typing",
+        [404, 403, 204, 204],
+    ),
+    // Leaving runs last: afterwards the members are gone.
+    (
+        "delete",
+        "/servers/{server_id}/members/@me",
+        [404, 204, 204, 204],
+    ),
+];
+
+const THUMBS: &str = "%F0%9F%91%8D";
+
+struct World {
+    app: TestApp,
+    owner: User,
+    stranger: User,
+    without: User,
+    below: User,
+    with: User,
+    sid: String,
+    text: String,
+    voice: String,
+    hidden: String,
+    /// The role between "below" and "with" that targets hold.
+    mid_role: String,
+    /// A message by the owner in `text`.
+    message: String,
+    group_dm: String,
+    /// An invite to a second server (joining it changes nothing in the first).
+    other_invite: String,
+    counter: std::sync::atomic::AtomicU32,
+    /// A moderation target or a plain user a refused request left untouched, for the next
+    /// actor: registering costs an argon2 hash, the slowest step here.
+    spare: std::sync::Mutex<Option<(&'static str, User)>>,
+}
+
+/// One concrete request.
+struct Req {
+    path: String,
+    body: Option<Value>,
+    token: String,
+    /// The fresh user this request acts on; reused by the next actor when it is refused.
+    spare: Option<(&'static str, User)>,
+}
+
+impl World {
+    fn user(&self, a: Actor) -> &User {
+        match a {
+            Actor::Stranger => &self.stranger,
+            Actor::Without => &self.without,
+            Actor::Below => &self.below,
+            Actor::With => &self.with,
+        }
+    }
+
+    fn name(&self, a: Actor) -> String {
+        format!("mx_{a:?}").to_lowercase()
+    }
+
+    fn fresh_name(&self, prefix: &str) -> String {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{prefix}{n}")
+    }
+
+    async fn ok(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.app.request(method, path, Some(token), body).await;
+        assert!((200..300).contains(&s), "setup {path}: {s} {v}");
+        v
+    }
+
+    fn take_spare(&self, kind: &'static str) -> Option<User> {
+        let mut spare = self.spare.lock().unwrap();
+        match spare.take() {
+            Some((k, u)) if k == kind => Some(u),
+            _ => None,
+        }
+    }
+
+    /// A user no request has touched yet (or one only refused requests touched).
+    async fn fresh_user(&self, spare: &mut Option<(&'static str, User)>) -> User {
+        let u = match self.take_spare("user") {
+            Some(u) => u,
+            None => self.app.register(&self.fresh_name("usr")).await,
+        };
+        *spare = Some(("user", u.clone()));
+        u
+    }
+
+    /// A member of the server holding the middle role (a moderation target).
+    async fn target(&self, spare: &mut Option<(&'static str, User)>) -> User {
+        let u = match self.take_spare("target") {
+            Some(u) => u,
+            None => self.fresh_target().await,
+        };
+        *spare = Some(("target", u.clone()));
+        u
+    }
+
+    /// A new member of the server holding the middle role (a moderation target).
+    async fn fresh_target(&self) -> User {
+        let u = self.app.register(&self.fresh_name("tgt")).await;
+        self.app.join(&self.owner, &u, &self.sid).await;
+        self.ok(
+            Method::PUT,
+            &format!(
+                "/servers/{}/members/{}/roles/{}",
+                self.sid, u.id, self.mid_role
+            ),
+            &self.owner.token,
+            None,
+        )
+        .await;
+        u
+    }
+
+    async fn owner_message(&self) -> String {
+        let m = self
+            .ok(
+                Method::POST,
+                &format!("/channels/{}/messages", self.text),
+                &self.owner.token,
+                Some(json!({"content": self.fresh_name("msg ")})),
+            )
+            .await;
+        m["id"].as_str().unwrap().to_string()
+    }
+
+    /// The concrete request for `template` as `actor`, creating what it consumes.
+    async fn prepare(&self, method: &str, template: &str, actor: Actor) -> Req {
+        let me = self.user(actor);
+        let mut token = me.token.clone();
+        let mut body = None;
+        let mut spare = None;
+        let mut p: HashMap<&str, String> = HashMap::from([
+            ("server_id", self.sid.clone()),
+            ("channel_id", self.text.clone()),
+            ("message_id", self.message.clone()),
+            ("emoji", THUMBS.to_string()),
+        ]);
+        match (method, template) {
+            ("post", "/auth/register") => {
+                body = Some(
+                    json!({"username": self.fresh_name("reg"), "password": "correct horse battery"}),
+                )
+            }
+            ("post", "/auth/login") => {
+                body =
+                    Some(json!({"username": self.name(actor), "password": "correct horse battery"}))
+            }
+            ("post", "/auth/refresh")
+            | ("post", "/auth/logout")
+            | ("delete", "/users/@me/sessions/{session_id}") => {
+                // A second login of the actor, so their main session lives on.
+                let (s, login) = self
+                    .app
+                    .request(
+                        Method::POST,
+                        "/auth/login",
+                        None,
+                        Some(json!({"username": self.name(actor), "password": "correct horse battery"})),
+                    )
+                    .await;
+                assert_eq!(s, 200, "{login}");
+                let refresh = login["refresh_token"].as_str().unwrap().to_string();
+                match template {
+                    "/auth/refresh" => body = Some(json!({"refresh_token": refresh})),
+                    "/auth/logout" => token = login["token"].as_str().unwrap().to_string(),
+                    _ => {
+                        p.insert(
+                            "session_id",
+                            login["session_id"].as_str().unwrap().to_string(),
+                        );
+                    }
+                }
+            }
+            ("patch", "/users/@me") => body = Some(json!({"display_name": "Matrix"})),
+            ("post", "/users/@me/relationships") => {
+                let name = self.fresh_name("rel");
+                self.app.register(&name).await;
+                body = Some(json!({"username": name}));
+            }
+            ("put", "/users/@me/relationships/{user_id}") => {
+                p.insert("user_id", self.fresh_user(&mut spare).await.id);
+            }
+            ("delete", "/users/@me/relationships/{user_id}") => {
+                let other = self.app.register(&self.fresh_name("rel")).await;
+                self.ok(
+                    Method::PUT,
+                    &format!("/users/@me/relationships/{}", other.id),
+                    &token,
+                    None,
+                )
+                .await;
+                p.insert("user_id", other.id);
+            }
+            ("post", "/users/@me/channels") => {
+                let other = self.app.register(&self.fresh_name("dm")).await;
+                body = Some(json!({"recipient_id": other.id}));
+            }
+            ("put", "/channels/{channel_id}/recipients/{user_id}") => {
+                p.insert("channel_id", self.group_dm.clone());
+                p.insert("user_id", self.fresh_user(&mut spare).await.id);
+            }
+            ("delete", "/channels/{channel_id}/recipients/{user_id}") => {
+                let other = self.fresh_user(&mut spare).await;
+                // Adding again is a no-op when a refused removal left them in.
+                self.ok(
+                    Method::PUT,
+                    &format!("/channels/{}/recipients/{}", self.group_dm, other.id),
+                    &self.with.token,
+                    None,
+                )
+                .await;
+                p.insert("channel_id", self.group_dm.clone());
+                p.insert("user_id", other.id);
+            }
+            ("post", "/servers") => body = Some(json!({"name": "another"})),
+            ("patch", "/servers/{server_id}") => body = Some(json!({"name": "Matrix"})),
+            ("post", "/servers/{server_id}/channels") => body = Some(json!({"name": "new"})),
+            ("patch", "/servers/{server_id}/members/{user_id}") => {
+                let t = self.target(&mut spare).await;
+                let until = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
+                body = Some(json!({"timeout_until": until}));
+                p.insert("user_id", t.id);
+            }
+            ("delete", "/servers/{server_id}/members/{user_id}")
+            | ("put", "/servers/{server_id}/bans/{user_id}") => {
+                p.insert("user_id", self.target(&mut spare).await.id);
+            }
+            ("delete", "/servers/{server_id}/bans/{user_id}") => {
+                let t = self.app.register(&self.fresh_name("ban")).await;
+                self.ok(
+                    Method::PUT,
+                    &format!("/servers/{}/bans/{}", self.sid, t.id),
+                    &self.owner.token,
+                    None,
+                )
+                .await;
+                p.insert("user_id", t.id);
+            }
+            ("post", "/servers/{server_id}/roles") => body = Some(json!({"name": "r"})),
+            ("patch", "/servers/{server_id}/roles/{role_id}") => {
+                body = Some(json!({"color": 255}));
+                p.insert("role_id", self.mid_role.clone());
+            }
+            ("delete", "/servers/{server_id}/roles/{role_id}") => {
+                // A new role at the middle role's position: above "below", under "with".
+                let r = self
+                    .ok(
+                        Method::POST,
+                        &format!("/servers/{}/roles", self.sid),
+                        &self.owner.token,
+                        Some(json!({"name": "doomed"})),
+                    )
+                    .await;
+                let id = r["id"].as_str().unwrap().to_string();
+                let pos = self.role_position(&self.mid_role).await;
+                self.ok(
+                    Method::PATCH,
+                    &format!("/servers/{}/roles/{id}", self.sid),
+                    &self.owner.token,
+                    Some(json!({"position": pos})),
+                )
+                .await;
+                p.insert("role_id", id);
+            }
+            ("put", "/servers/{server_id}/members/{user_id}/roles/{role_id}")
+            | ("delete", "/servers/{server_id}/members/{user_id}/roles/{role_id}") => {
+                p.insert("user_id", self.target(&mut spare).await.id);
+                p.insert("role_id", self.mid_role.clone());
+            }
+            ("post", "/servers/{server_id}/invites") => body = Some(json!({})),
+            ("get", "/invites/{code}") | ("post", "/invites/{code}") => {
+                p.insert("code", self.other_invite.clone());
+            }
+            ("delete", "/invites/{code}") => {
+                let inv = self
+                    .ok(
+                        Method::POST,
+                        &format!("/servers/{}/invites", self.sid),
+                        &self.owner.token,
+                        Some(json!({})),
+                    )
+                    .await;
+                p.insert("code", inv["code"].as_str().unwrap().to_string());
+            }
+            ("patch", "/channels/{channel_id}") => {
+                body = Some(json!({"topic": "matrix"}));
+            }
+            ("delete", "/channels/{channel_id}") => {
+                let c = self
+                    .ok(
+                        Method::POST,
+                        &format!("/servers/{}/channels", self.sid),
+                        &self.owner.token,
+                        Some(json!({"name": "doomed"})),
+                    )
+                    .await;
+                p.insert("channel_id", c["id"].as_str().unwrap().to_string());
+            }
+            ("put", "/channels/{channel_id}/permissions/{overwrite_id}") => {
+                body = Some(json!({"type": "role", "allow": "0", "deny": "0"}));
+                p.insert("overwrite_id", self.mid_role.clone());
+            }
+            ("delete", "/channels/{channel_id}/permissions/{overwrite_id}") => {
+                let c = self
+                    .ok(
+                        Method::POST,
+                        &format!("/servers/{}/channels", self.sid),
+                        &self.owner.token,
+                        Some(json!({"name": "ow"})),
+                    )
+                    .await;
+                let cid = c["id"].as_str().unwrap().to_string();
+                self.ok(
+                    Method::PUT,
+                    &format!("/channels/{cid}/permissions/{}", self.mid_role),
+                    &self.owner.token,
+                    Some(json!({"type": "role", "allow": "0", "deny": "0"})),
+                )
+                .await;
+                p.insert("channel_id", cid);
+                p.insert("overwrite_id", self.mid_role.clone());
+            }
+            ("post", "/channels/{channel_id}/messages") => body = Some(json!({"content": "hello"})),
+            ("post", "/channels/{channel_id}/messages/bulk-delete") => {
+                let a = self.owner_message().await;
+                let b = self.owner_message().await;
+                body = Some(json!({"messages": [a, b]}));
+            }
+            ("patch", "/channels/{channel_id}/messages/{message_id}") => {
+                body = Some(json!({"content": "edited"}));
+            }
+            ("delete", "/channels/{channel_id}/messages/{message_id}")
+            | ("delete", "/channels/{channel_id}/pins/{message_id}")
+            | ("put", "/channels/{channel_id}/pins/{message_id}") => {
+                let m = self.owner_message().await;
+                if method == "delete" && template.contains("pins") {
+                    self.ok(
+                        Method::PUT,
+                        &format!("/channels/{}/pins/{m}", self.text),
+                        &self.owner.token,
+                        None,
+                    )
+                    .await;
+                }
+                p.insert("message_id", m);
+            }
+            _ => {}
+        }
+        let mut path = template.to_string();
+        for (k, v) in &p {
+            path = path.replace(&format!("{{{k}}}"), v);
+        }
+        assert!(!path.contains('{'), "unfilled parameter in {path}");
+        Req {
+            path,
+            body,
+            token,
+            spare,
+        }
+    }
+
+    async fn role_position(&self, role_id: &str) -> i64 {
+        let roles = self
+            .ok(
+                Method::GET,
+                &format!("/servers/{}/roles", self.sid),
+                &self.owner.token,
+                None,
+            )
+            .await;
+        roles
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == role_id)
+            .unwrap()["position"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+/// Builds the server, its roles and the four actors.
+async fn world() -> World {
+    let app = TestApp::spawn_with(|c| c.rate_limit_scale = 1000.0).await;
+    let owner = app.register("mx_owner").await;
+    let stranger = app.register("mx_stranger").await;
+    let without = app.register("mx_without").await;
+    let below = app.register("mx_below").await;
+    let with = app.register("mx_with").await;
+    let (sid, text, voice) = app.server(&owner, "Matrix").await;
+    for u in [&without, &below, &with] {
+        app.join(&owner, u, &sid).await;
+    }
+    let mut w = World {
+        app,
+        owner,
+        stranger,
+        without,
+        below,
+        with,
+        sid,
+        text,
+        voice,
+        hidden: String::new(),
+        mid_role: String::new(),
+        message: String::new(),
+        group_dm: String::new(),
+        other_invite: String::new(),
+        counter: Default::default(),
+        spare: Default::default(),
+    };
+    let o = w.owner.token.clone();
+    // @everyone: look, read history, nothing else.
+    w.ok(
+        Method::PATCH,
+        &format!("/servers/{}/roles/{}", w.sid, w.sid),
+        &o,
+        Some(json!({"permissions": (VIEW | HISTORY).to_string()})),
+    )
+    .await;
+    // Created in this order, new roles entering at the bottom: high 3, mid 2, low 1.
+    let role = |name: &'static str, perms: i64| {
+        let w = &w;
+        let o = o.clone();
+        async move {
+            let r = w
+                .ok(
+                    Method::POST,
+                    &format!("/servers/{}/roles", w.sid),
+                    &o,
+                    Some(json!({"name": name, "permissions": perms.to_string()})),
+                )
+                .await;
+            r["id"].as_str().unwrap().to_string()
+        }
+    };
+    let high = role("high", MODERATOR).await;
+    let mid = role("mid", 0).await;
+    let low = role("low", MODERATOR).await;
+    for (u, r) in [(&w.with, &high), (&w.below, &low)] {
+        w.ok(
+            Method::PUT,
+            &format!("/servers/{}/members/{}/roles/{r}", w.sid, u.id),
+            &o,
+            None,
+        )
+        .await;
+    }
+    assert!(w.role_position(&low).await < w.role_position(&mid).await);
+    assert!(w.role_position(&mid).await < w.role_position(&high).await);
+    w.mid_role = mid;
+    w.message = w.owner_message().await;
+    // A channel only the high role may view.
+    let h = w
+        .ok(
+            Method::POST,
+            &format!("/servers/{}/channels", w.sid),
+            &o,
+            Some(json!({"name": "staff"})),
+        )
+        .await;
+    w.hidden = h["id"].as_str().unwrap().to_string();
+    w.ok(
+        Method::PUT,
+        &format!("/channels/{}/permissions/{}", w.hidden, w.sid),
+        &o,
+        Some(json!({"type": "role", "deny": VIEW.to_string()})),
+    )
+    .await;
+    w.ok(
+        Method::PUT,
+        &format!("/channels/{}/permissions/{high}", w.hidden),
+        &o,
+        Some(json!({"type": "role", "allow": VIEW.to_string()})),
+    )
+    .await;
+    let g = w
+        .ok(
+            Method::POST,
+            "/users/@me/channels",
+            &w.with.token,
+            Some(json!({"recipient_ids": [w.without.id, w.below.id]})),
+        )
+        .await;
+    w.group_dm = g["id"].as_str().unwrap().to_string();
+    let (other_sid, _, _) = w.app.server(&w.owner, "Elsewhere").await;
+    let inv = w
+        .ok(
+            Method::POST,
+            &format!("/servers/{other_sid}/invites"),
+            &o,
+            Some(json!({})),
+        )
+        .await;
+    w.other_invite = inv["code"].as_str().unwrap().to_string();
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_each_role_exactly() {
+    let w = world().await;
+    // Every documented endpoint needs a row; every row a documented endpoint.
+    let (_, doc) = w.app.get("/openapi.json", &w.owner.token).await;
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let path = path.strip_prefix("/api/v1").unwrap_or(path);
+            documented.insert((method.clone(), path.to_string()));
+        }
+    }
+    let rows: BTreeSet<(String, String)> = MATRIX
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    let missing: Vec<_> = documented.difference(&rows).collect();
+    assert!(
+        missing.is_empty(),
+        "endpoints without a matrix row: {missing:?}"
+    );
+    let stale: Vec<_> = rows.difference(&documented).collect();
+    assert!(stale.is_empty(), "matrix rows of no endpoint: {stale:?}");
+    assert_eq!(rows.len(), MATRIX.len(), "a row is repeated");
+
+    let mut wrong = Vec::new();
+    for (method, template, want) in MATRIX {
+        for (actor, want) in ACTORS.iter().zip(want) {
+            let req = w.prepare(method, template, *actor).await;
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let (got, body) = w
+                .app
+                .request(m, &req.path, Some(&req.token), req.body)
+                .await;
+            if !(200..300).contains(&got) {
+                *w.spare.lock().unwrap() = req.spare;
+            }
+            if got != *want {
+                wrong.push(format!(
+                    "{method} {template} as {actor:?}: {got} (want {want}) {body}"
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_subscriptions_voice_and_history_windows_never_leak() {
+    let w = world().await;
+    let o = w.owner.token.clone();
+    let (mut g_stranger, _) = w.app.identified(&w.stranger).await;
+    let (mut g_without, _) = w.app.identified(&w.without).await;
+    let (mut g_with, _) = w.app.identified(&w.with).await;
+
+    // Voice: joining needs CONNECT in that channel (and membership).
+    w.ok(
+        Method::PUT,
+        &format!("/channels/{}/permissions/{}", w.voice, w.without.id),
+        &o,
+        Some(json!({"type": "member", "deny": CONNECT.to_string()})),
+    )
+    .await;
+    for g in [&mut g_without, &mut g_stranger] {
+        g.send(json!({"op": 4, "d": {"server_id": w.sid, "channel_id": w.voice, "self_mute": false, "self_deaf": false}}))
+            .await;
+        let err = loop {
+            let v = g.next().await.expect("an answer to the voice join");
+            if v["op"] == 14 {
+                break v;
+            }
+        };
+        assert_eq!(err["d"]["code"], 4403, "{err}");
+    }
+
+    // Everything that happens in the hidden channel reaches "with" and nobody else.
+    let (_, m1) = w
+        .app
+        .post(
+            &format!("/channels/{}/messages", w.hidden),
+            &o,
+            json!({"content": "secret 1"}),
+        )
+        .await;
+    let m1 = m1["id"].as_str().unwrap().to_string();
+    let (_, m2) = w
+        .app
+        .post(
+            &format!("/channels/{}/messages", w.hidden),
+            &o,
+            json!({"content": "secret 2"}),
+        )
+        .await;
+    let m2 = m2["id"].as_str().unwrap().to_string();
+    let (_, m3) = w
+        .app
+        .post(
+            &format!("/channels/{}/messages", w.hidden),
+            &o,
+            json!({"content": "secret 3"}),
+        )
+        .await;
+    let m3 = m3["id"].as_str().unwrap().to_string();
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            format!("/channels/{}/messages/{m1}", w.hidden),
+            Some(json!({"content": "secret 1b"})),
+        ),
+        (Method::POST, format!("/channels/{}/typing", w.hidden), None),
+        (
+            Method::PUT,
+            format!("/channels/{}/messages/{m1}/reactions/{THUMBS}", w.hidden),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/channels/{}/pins/{m1}", w.hidden),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/channels/{}/messages/{m3}", w.hidden),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/channels/{}/messages/bulk-delete", w.hidden),
+            Some(json!({"messages": [m1, m2]})),
+        ),
+    ] {
+        let (s, b) = w.app.request(method, &path, Some(&o), body).await;
+        assert!((200..300).contains(&s), "{path}: {s} {b}");
+    }
+    let want = [
+        "MESSAGE_CREATE",
+        "MESSAGE_UPDATE",
+        "TYPING_START",
+        "MESSAGE_REACTION_ADD",
+        "CHANNEL_PINS_UPDATE",
+        "MESSAGE_DELETE",
+        "MESSAGE_DELETE_BULK",
+    ];
+    let mut seen = BTreeSet::new();
+    while let Some(v) = g_with.next_within(Duration::from_millis(700)).await {
+        if v["d"]["channel_id"] == w.hidden.as_str() {
+            seen.insert(v["t"].as_str().unwrap().to_string());
+        }
+    }
+    for t in want {
+        assert!(seen.contains(t), "the viewer missed {t}: {seen:?}");
+    }
+    for (who, g) in [
+        ("member without VIEW_CHANNEL", &mut g_without),
+        ("stranger", &mut g_stranger),
+    ] {
+        while let Some(v) = g.next_within(Duration::from_millis(300)).await {
+            assert_ne!(v["d"]["channel_id"], w.hidden.as_str(), "{who} got {v}");
+            assert!(!v.to_string().contains("secret"), "{who} got {v}");
+        }
+    }
+
+    // History windows: ids from another channel only bound the window of this one.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (_, m) = w
+            .app
+            .post(
+                &format!("/channels/{}/messages", w.hidden),
+                &o,
+                json!({"content": format!("h{i}")}),
+            )
+            .await;
+        ids.push(m["id"].as_str().unwrap().to_string());
+        w.app
+            .post(
+                &format!("/channels/{}/messages", w.text),
+                &o,
+                json!({"content": format!("t{i}")}),
+            )
+            .await;
+    }
+    for query in [
+        format!("before={}", ids[2]),
+        format!("after={}", ids[0]),
+        format!("after=0&before={}", ids[2]),
+        "after=0&limit=100".to_string(),
+    ] {
+        for u in [&w.without, &w.with] {
+            let (s, page) = w
+                .app
+                .get(&format!("/channels/{}/messages?{query}", w.text), &u.token)
+                .await;
+            assert_eq!(s, 200);
+            for m in page.as_array().unwrap() {
+                assert_eq!(m["channel_id"], w.text.as_str(), "{query}: {m}");
+            }
+        }
+        let (s, _) = w
+            .app
+            .get(
+                &format!("/channels/{}/messages?{query}", w.hidden),
+                &w.without.token,
+            )
+            .await;
+        assert_eq!(s, 404, "a hidden channel's window");
+        let (s, _) = w
+            .app
+            .get(
+                &format!("/channels/{}/messages?{query}", w.hidden),
+                &w.stranger.token,
+            )
+            .await;
+        assert_eq!(s, 404);
+    }
+    // A message id of the hidden channel cannot be read through a visible one.
+    let (s, _) = w
+        .app
+        .get(
+            &format!("/channels/{}/messages/{}", w.text, ids[0]),
+            &w.without.token,
+        )
+        .await;
+    assert_eq!(s, 404);
+}

@@ -1,0 +1,648 @@
+//! What a user's inbox shows: DMs and group DMs (opening, messaging like a text channel,
+//! events to the parties only, blocks, group membership), read states with unread and mention
+//! counts, and moderators' bulk delete.
+
+mod common;
+
+use common::TestApp;
+use reqwest::Method;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dm_behaves_like_a_text_channel_for_its_two_parties_only() {
+    let app = TestApp::spawn().await;
+    let a = app.register("dm_amy").await;
+    let b = app.register("dm_bob").await;
+    let c = app.register("dm_cat").await;
+    let (mut gb, _) = app.identified(&b).await;
+    let (mut gc, _) = app.identified(&c).await;
+
+    // A opens the DM: created once, the same channel whoever opens it again.
+    let (s, dm) = app
+        .post(
+            "/users/@me/channels",
+            &a.token,
+            json!({"recipient_id": b.id}),
+        )
+        .await;
+    assert_eq!(s, 201, "{dm}");
+    assert_eq!(dm["type"], "dm");
+    assert!(dm["server_id"].is_null());
+    let dm_id = dm["id"].as_str().unwrap().to_string();
+    let mut people: Vec<&str> = dm["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    people.sort();
+    let mut want = vec![a.id.as_str(), b.id.as_str()];
+    want.sort();
+    assert_eq!(people, want);
+    let created = gb.dispatch("CHANNEL_CREATE").await;
+    assert_eq!(created["id"], dm_id.as_str());
+    let (s, again) = app
+        .post(
+            "/users/@me/channels",
+            &b.token,
+            json!({"recipient_id": a.id}),
+        )
+        .await;
+    assert_eq!((s, again["id"].as_str().unwrap()), (200, dm_id.as_str()));
+    let (_, list) = app.get("/users/@me/channels", &b.token).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], dm_id.as_str());
+
+    // Messages, edits, typing and reactions reach B; C sees nothing and cannot get in.
+    let (s, m) = app
+        .post(
+            &format!("/channels/{dm_id}/messages"),
+            &a.token,
+            json!({"content": "hi bob"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{m}");
+    assert!(m["server_id"].is_null());
+    let mid = m["id"].as_str().unwrap().to_string();
+    assert_eq!(gb.dispatch("MESSAGE_CREATE").await["content"], "hi bob");
+    let (s, _) = app
+        .patch(
+            &format!("/channels/{dm_id}/messages/{mid}"),
+            &a.token,
+            json!({"content": "hi bob!"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(gb.dispatch("MESSAGE_UPDATE").await["content"], "hi bob!");
+    let (s, _) = app
+        .request(
+            Method::POST,
+            &format!("/channels/{dm_id}/typing"),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(gb.dispatch("TYPING_START").await["user_id"], a.id.as_str());
+    let (s, _) = app
+        .request(
+            Method::PUT,
+            &format!("/channels/{dm_id}/messages/{mid}/reactions/%F0%9F%91%8B"),
+            Some(&b.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, hist) = app
+        .get(&format!("/channels/{dm_id}/messages"), &b.token)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(hist[0]["content"], "hi bob!");
+    // A mention of the other recipient resolves (the exact path).
+    let (s, m2) = app
+        .post(
+            &format!("/channels/{dm_id}/messages"),
+            &b.token,
+            json!({"content": format!("<@{}> yo", a.id)}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    assert_eq!(m2["mentions"], json!([a.id]));
+    // B may not delete A's message (no moderators in DMs); A may.
+    let (s, _) = app
+        .delete(&format!("/channels/{dm_id}/messages/{mid}"), &b.token)
+        .await;
+    assert_eq!(s, 403);
+    for (method, path, body) in [
+        (Method::GET, format!("/channels/{dm_id}"), None),
+        (Method::GET, format!("/channels/{dm_id}/messages"), None),
+        (
+            Method::POST,
+            format!("/channels/{dm_id}/messages"),
+            Some(json!({"content": "let me in"})),
+        ),
+        (Method::POST, format!("/channels/{dm_id}/typing"), None),
+        (
+            Method::GET,
+            format!("/channels/{dm_id}/messages/{mid}"),
+            None,
+        ),
+    ] {
+        let (s, _) = app.request(method, &path, Some(&c.token), body).await;
+        assert_eq!(s, 404, "stranger on {path}");
+    }
+    assert!(
+        gc.next_within(Duration::from_millis(300)).await.is_none(),
+        "a stranger got a DM event"
+    );
+
+    // READY lists the DM for both parties, with its newest message.
+    let (_, ready) = app.identified(&a).await;
+    let private = ready["private_channels"].as_array().unwrap();
+    assert_eq!(private.len(), 1);
+    assert_eq!(private[0]["id"], dm_id.as_str());
+    assert_eq!(private[0]["last_message_id"], m2["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_users_cannot_open_or_write_a_dm() {
+    let app = TestApp::spawn().await;
+    let a = app.register("bl_amy").await;
+    let b = app.register("bl_bob").await;
+    let (_, dm) = app
+        .post(
+            "/users/@me/channels",
+            &a.token,
+            json!({"recipient_id": b.id}),
+        )
+        .await;
+    let dm_id = dm["id"].as_str().unwrap().to_string();
+    let send = |token: String| {
+        let app = &app;
+        let path = format!("/channels/{dm_id}/messages");
+        async move { app.post(&path, &token, json!({"content": "hello?"})).await }
+    };
+    assert_eq!(send(a.token.clone()).await.0, 201);
+
+    // B blocks A: A can neither write (fast or exact path) nor reopen; nor can B write to A.
+    let (s, _) = app
+        .request(
+            Method::PUT,
+            &format!("/users/@me/relationships/{}", a.id),
+            Some(&b.token),
+            Some(json!({"type": "blocked"})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, body) = send(a.token.clone()).await;
+    assert_eq!((s, body["code"].as_u64()), (403, Some(50007)), "{body}");
+    let (s, body) = app
+        .post(
+            &format!("/channels/{dm_id}/messages"),
+            &a.token,
+            json!({"content": format!("<@{}> please", b.id)}),
+        )
+        .await;
+    assert_eq!((s, body["code"].as_u64()), (403, Some(50007)));
+    let (s, _) = send(b.token.clone()).await;
+    assert_eq!(s, 403);
+    let (s, body) = app
+        .post(
+            "/users/@me/channels",
+            &a.token,
+            json!({"recipient_id": b.id}),
+        )
+        .await;
+    assert_eq!((s, body["code"].as_u64()), (403, Some(50007)));
+    let (s, body) = app
+        .post(
+            "/users/@me/channels",
+            &a.token,
+            json!({"recipient_ids": [b.id]}),
+        )
+        .await;
+    assert_eq!((s, body["code"].as_u64()), (403, Some(50007)));
+
+    // Unblocked: writing works again.
+    let (s, _) = app
+        .delete(&format!("/users/@me/relationships/{}", a.id), &b.token)
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(send(a.token.clone()).await.0, 201);
+    // Bad input: both or neither field, yourself, unknown users.
+    for body in [
+        json!({}),
+        json!({"recipient_id": b.id, "recipient_ids": [b.id]}),
+        json!({"recipient_id": a.id}),
+    ] {
+        let (s, _) = app.post("/users/@me/channels", &a.token, body).await;
+        assert_eq!(s, 400);
+    }
+    let (s, _) = app
+        .post(
+            "/users/@me/channels",
+            &a.token,
+            json!({"recipient_id": "123456"}),
+        )
+        .await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_dm_membership_and_events() {
+    let app = TestApp::spawn().await;
+    let mut users = Vec::new();
+    for i in 0..11 {
+        users.push(app.register(&format!("grp_{i}")).await);
+    }
+    let (owner, b, c, d) = (&users[0], &users[1], &users[2], &users[3]);
+    let (mut gc, _) = app.identified(c).await;
+    let (mut gd, _) = app.identified(d).await;
+
+    // Eleven people is one too many.
+    let all: Vec<&str> = users[1..].iter().map(|u| u.id.as_str()).collect();
+    let (s, _) = app
+        .post(
+            "/users/@me/channels",
+            &owner.token,
+            json!({"recipient_ids": all}),
+        )
+        .await;
+    assert_eq!(s, 400);
+
+    let (s, g) = app
+        .post(
+            "/users/@me/channels",
+            &owner.token,
+            json!({"recipient_ids": [b.id, c.id], "name": "trio"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{g}");
+    assert_eq!(
+        (g["type"].as_str(), g["name"].as_str()),
+        (Some("group_dm"), Some("trio"))
+    );
+    assert_eq!(g["owner_id"], owner.id.as_str());
+    let gid = g["id"].as_str().unwrap().to_string();
+    assert_eq!(gc.dispatch("CHANNEL_CREATE").await["id"], gid.as_str());
+
+    // Only the owner adds people; D then gets the channel and its messages.
+    let add = |who: &common::User, whom: &common::User| {
+        let path = format!("/channels/{gid}/recipients/{}", whom.id);
+        let token = who.token.clone();
+        let app = &app;
+        async move { app.request(Method::PUT, &path, Some(&token), None).await.0 }
+    };
+    assert_eq!(add(b, d).await, 403);
+    assert!(gd.next_within(Duration::from_millis(200)).await.is_none());
+    assert_eq!(add(owner, d).await, 204);
+    assert_eq!(gd.dispatch("CHANNEL_CREATE").await["id"], gid.as_str());
+    assert_eq!(
+        gc.dispatch("CHANNEL_RECIPIENT_ADD").await["user"]["id"],
+        d.id.as_str()
+    );
+    let (s, _) = app
+        .post(
+            &format!("/channels/{gid}/messages"),
+            &b.token,
+            json!({"content": "welcome d"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    assert_eq!(gd.dispatch("MESSAGE_CREATE").await["content"], "welcome d");
+
+    // B cannot remove C; C leaves by itself and then sees nothing more.
+    let (s, _) = app
+        .delete(&format!("/channels/{gid}/recipients/{}", c.id), &b.token)
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = app
+        .delete(&format!("/channels/{gid}/recipients/{}", c.id), &c.token)
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(gc.dispatch("CHANNEL_DELETE").await["id"], gid.as_str());
+    let (s, _) = app
+        .get(&format!("/channels/{gid}/messages"), &c.token)
+        .await;
+    assert_eq!(s, 404);
+    app.post(
+        &format!("/channels/{gid}/messages"),
+        &b.token,
+        json!({"content": "c is gone"}),
+    )
+    .await;
+    assert_eq!(gd.dispatch("MESSAGE_CREATE").await["content"], "c is gone");
+    assert!(gc.next_within(Duration::from_millis(300)).await.is_none());
+
+    // The owner leaves: the longest-standing recipient owns it now and may add people.
+    let (s, _) = app
+        .delete(
+            &format!("/channels/{gid}/recipients/{}", owner.id),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (_, g) = app.get(&format!("/channels/{gid}"), &b.token).await;
+    assert_eq!(g["owner_id"], b.id.as_str());
+    assert_eq!(add(b, &users[4]).await, 204);
+    // A 1:1 DM has no recipients to manage.
+    let (_, dm) = app
+        .post(
+            "/users/@me/channels",
+            &b.token,
+            json!({"recipient_id": d.id}),
+        )
+        .await;
+    let (s, _) = app
+        .request(
+            Method::PUT,
+            &format!(
+                "/channels/{}/recipients/{}",
+                dm["id"].as_str().unwrap(),
+                c.id
+            ),
+            Some(&b.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_states_count_mentions_and_ack_reaches_every_session() {
+    let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
+    let owner = app.register("rs_owner").await;
+    let reader = app.register("rs_reader").await;
+    let (sid, text, _) = app.server(&owner, "Reads").await;
+    app.join(&owner, &reader, &sid).await;
+    let (_, role) = app
+        .post(
+            &format!("/servers/{sid}/roles"),
+            &owner.token,
+            json!({"name": "readers"}),
+        )
+        .await;
+    let role_id = role["id"].as_str().unwrap().to_string();
+    app.request(
+        Method::PUT,
+        &format!("/servers/{sid}/members/{}/roles/{role_id}", reader.id),
+        Some(&owner.token),
+        None,
+    )
+    .await;
+    let send = |content: String| {
+        let app = &app;
+        let token = owner.token.clone();
+        let path = format!("/channels/{text}/messages");
+        async move {
+            let (s, m) = app.post(&path, &token, json!({"content": content})).await;
+            assert_eq!(s, 201, "{m}");
+            m["id"].as_str().unwrap().to_string()
+        }
+    };
+    let first = send("plain".into()).await;
+    let (s, ack) = app
+        .post(
+            &format!("/channels/{text}/messages/{first}/ack"),
+            &reader.token,
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, 200, "{ack}");
+    assert_eq!(
+        (
+            ack["last_message_id"].as_str(),
+            ack["mention_count"].as_i64()
+        ),
+        (Some(first.as_str()), Some(0))
+    );
+    // After the ack: a direct mention, a role mention, @everyone (the owner may), plain text.
+    send(format!("hey <@{}>", reader.id)).await;
+    send(format!("<@&{role_id}> meeting")).await;
+    send("@everyone lunch".into()).await;
+    let last = send("no mention".into()).await;
+
+    let (mut g1, ready) = app.identified(&reader).await;
+    let rs = ready["read_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["channel_id"] == text.as_str())
+        .cloned()
+        .expect("read state of the text channel");
+    assert_eq!(rs["last_message_id"], first.as_str());
+    assert_eq!(rs["mention_count"], 3);
+    let channel = ready["servers"][0]["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == text.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        channel["last_message_id"],
+        last.as_str(),
+        "unread: newer than the ack"
+    );
+
+    // Acking the newest clears it, and every session of the reader hears about it.
+    let (mut g2, _) = app.identified(&reader).await;
+    let (s, ack) = app
+        .post(
+            &format!("/channels/{text}/messages/{last}/ack"),
+            &reader.token,
+            json!(null),
+        )
+        .await;
+    assert_eq!((s, ack["mention_count"].as_i64()), (200, Some(0)));
+    for g in [&mut g1, &mut g2] {
+        let ev = g.dispatch("MESSAGE_ACK").await;
+        assert_eq!(
+            (ev["channel_id"].as_str(), ev["last_message_id"].as_str()),
+            (Some(text.as_str()), Some(last.as_str()))
+        );
+    }
+    let (_, ready) = app.identified(&reader).await;
+    let rs = ready["read_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["channel_id"] == text.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(rs["mention_count"], 0);
+
+    // A hidden channel has no read state in READY; acking in it or a foreign message is 404.
+    let (_, secret) = app
+        .post(
+            &format!("/servers/{sid}/channels"),
+            &owner.token,
+            json!({"name": "secret"}),
+        )
+        .await;
+    let secret = secret["id"].as_str().unwrap().to_string();
+    let (_, hidden_msg) = app
+        .post(
+            &format!("/channels/{secret}/messages"),
+            &owner.token,
+            json!({"content": format!("<@{}> psst", reader.id)}),
+        )
+        .await;
+    let hidden_msg = hidden_msg["id"].as_str().unwrap().to_string();
+    app.request(
+        Method::PUT,
+        &format!("/channels/{secret}/permissions/{}", reader.id),
+        Some(&owner.token),
+        Some(json!({"type": "member", "deny": (1i64 << 10).to_string()})),
+    )
+    .await;
+    let (_, ready) = app.identified(&reader).await;
+    assert!(ready["read_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["channel_id"] != secret.as_str()));
+    // Nor does its activity show: no last_message_id for a channel one may not view.
+    let hidden = ready["servers"][0]["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == secret.as_str())
+        .cloned()
+        .unwrap();
+    assert!(hidden.get("last_message_id").is_none(), "{hidden}");
+    let (_, listed) = app
+        .get(&format!("/servers/{sid}/channels"), &reader.token)
+        .await;
+    let listed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == secret.as_str())
+        .cloned()
+        .unwrap();
+    assert!(listed.get("last_message_id").is_none(), "{listed}");
+    let (s, _) = app
+        .post(
+            &format!("/channels/{secret}/messages/{hidden_msg}/ack"),
+            &reader.token,
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = app
+        .post(
+            &format!("/channels/{text}/messages/{hidden_msg}/ack"),
+            &reader.token,
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, 404, "a message of another channel");
+
+    // DMs have read states too.
+    let (_, dm) = app
+        .post(
+            "/users/@me/channels",
+            &owner.token,
+            json!({"recipient_id": reader.id}),
+        )
+        .await;
+    let dm_id = dm["id"].as_str().unwrap().to_string();
+    app.post(
+        &format!("/channels/{dm_id}/messages"),
+        &owner.token,
+        json!({"content": format!("<@{}> hi", reader.id)}),
+    )
+    .await;
+    let (_, ready) = app.identified(&reader).await;
+    let rs = ready["read_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["channel_id"] == dm_id.as_str())
+        .cloned()
+        .expect("DM read state");
+    assert!(rs["last_message_id"].is_null());
+    assert_eq!(rs["mention_count"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_delete_removes_history_logs_and_tells_viewers() {
+    let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
+    let owner = app.register("bd_owner").await;
+    let member = app.register("bd_member").await;
+    let (sid, text, _) = app.server(&owner, "Bulk").await;
+    app.join(&owner, &member, &sid).await;
+    let (_, other) = app
+        .post(
+            &format!("/servers/{sid}/channels"),
+            &owner.token,
+            json!({"name": "other"}),
+        )
+        .await;
+    let other = other["id"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (_, m) = app
+            .post(
+                &format!("/channels/{text}/messages"),
+                &member.token,
+                json!({"content": format!("spam {i}")}),
+            )
+            .await;
+        ids.push(m["id"].as_str().unwrap().to_string());
+    }
+    let (_, foreign) = app
+        .post(
+            &format!("/channels/{other}/messages"),
+            &member.token,
+            json!({"content": "elsewhere"}),
+        )
+        .await;
+    let foreign = foreign["id"].as_str().unwrap().to_string();
+    let (mut gm, _) = app.identified(&member).await;
+    let path = format!("/channels/{text}/messages/bulk-delete");
+
+    // Without MANAGE_MESSAGES: 403; bad sizes and repeats: 400.
+    let (s, _) = app
+        .post(&path, &member.token, json!({"messages": [ids[0], ids[1]]}))
+        .await;
+    assert_eq!(s, 403);
+    for bad in [
+        json!({"messages": [ids[0]]}),
+        json!({"messages": [ids[0], ids[0]]}),
+        json!({"messages": (0..101).map(|i| i.to_string()).collect::<Vec<_>>()}),
+    ] {
+        let (s, _) = app.post(&path, &owner.token, bad).await;
+        assert_eq!(s, 400);
+    }
+    // Three of this channel and one of another: only the three go.
+    let (s, body) = app
+        .post(
+            &path,
+            &owner.token,
+            json!({"messages": [ids[0], ids[1], ids[2], foreign]}),
+        )
+        .await;
+    assert_eq!(s, 204, "{body}");
+    let ev = gm.dispatch("MESSAGE_DELETE_BULK").await;
+    let mut got: Vec<&str> = ev["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    got.sort();
+    let mut want = vec![ids[0].as_str(), ids[1].as_str(), ids[2].as_str()];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(ev["channel_id"], text.as_str());
+    let (_, hist) = app
+        .get(&format!("/channels/{text}/messages"), &member.token)
+        .await;
+    let left: Vec<&str> = hist
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["content"].as_str().unwrap().starts_with("spam"))
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, vec!["spam 4", "spam 3"]);
+    let (s, _) = app
+        .get(
+            &format!("/channels/{other}/messages/{foreign}"),
+            &member.token,
+        )
+        .await;
+    assert_eq!(s, 200, "the other channel's message stays");
+    let (_, log) = app
+        .get(
+            &format!("/servers/{sid}/audit-log?action=message_bulk_delete"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
+    assert_eq!(log[0]["target_id"], text.as_str());
+    assert_eq!(log[0]["changes"]["count"], 3);
+}
