@@ -40,6 +40,7 @@ enum Command {
     ServerMute(u64, bool),
     Deaf(u64, bool),
     SelfMute(u64, bool),
+    PrioritySpeaker(u64, bool),
     VideoSubscriptions(u64, Vec<VideoSubscription>),
     VideoTrackKinds(u64, Vec<(String, VideoTrackKind)>),
     Shutdown,
@@ -205,6 +206,12 @@ impl Sfu {
         let _ = self.send(Command::SelfMute(participant, muted));
     }
 
+    /// PRIORITY_SPEAKER: this participant is preferred for the loudest-speaker
+    /// slots (a talking priority speaker displaces a talking one without it).
+    pub fn set_priority_speaker(&self, participant: u64, priority: bool) {
+        let _ = self.send(Command::PrioritySpeaker(participant, priority));
+    }
+
     /// Which videos `participant` shows and at which size (replaces the
     /// previous list; a video not listed is not shown). The SFU puts each on
     /// one of the client's recvonly video transceivers (reported by
@@ -240,6 +247,7 @@ fn handle_command(core: &mut SfuCore, cmd: Command) -> bool {
         Command::ServerMute(p, m) => core.set_server_mute(p, m),
         Command::Deaf(p, d) => core.set_deaf(p, d),
         Command::SelfMute(p, m) => core.set_self_mute(p, m),
+        Command::PrioritySpeaker(p, v) => core.set_priority_speaker(p, v),
         Command::VideoSubscriptions(p, subs) => core.set_video_subscriptions(now, p, subs),
         Command::VideoTrackKinds(p, kinds) => core.set_video_track_kinds(now, p, kinds),
         Command::Shutdown => {

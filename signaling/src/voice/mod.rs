@@ -94,6 +94,8 @@ impl VoiceService {
         let (server_id, perms) = state.chat.voice_access(channel_id, user_id).await?;
         // Without SPEAK (role, overwrite or timeout) the SFU drops the participant's audio.
         let may_speak = confab_chat::permissions::has(perms, confab_chat::permissions::SPEAK);
+        let priority_speaker =
+            confab_chat::permissions::has(perms, confab_chat::permissions::PRIORITY_SPEAKER);
         if req.server_id.is_some_and(|s| s != server_id) {
             return Err(VoiceError::Forbidden(
                 "channel is not in that server".into(),
@@ -112,6 +114,7 @@ impl VoiceService {
             self_deaf: req.self_deaf,
             mute: member.mute || !may_speak,
             deaf: member.deaf,
+            priority_speaker,
             voice_session_id,
         });
         let current = self.registry.lock().by_user(user_id).cloned();
@@ -168,6 +171,7 @@ impl VoiceService {
         self.sfu.set_server_mute(id, p.mute);
         self.sfu.set_self_mute(id, p.self_mute);
         self.sfu.set_deaf(id, p.effective_deaf());
+        self.sfu.set_priority_speaker(id, p.priority_speaker);
     }
 
     /// op 12: the client's offer → the SFU's answer.

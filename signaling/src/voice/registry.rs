@@ -25,6 +25,8 @@ pub struct Participant {
     /// Moderator mute/deafen.
     pub mute: bool,
     pub deaf: bool,
+    /// PRIORITY_SPEAKER in the channel: preferred for listeners' slots.
+    pub priority_speaker: bool,
     /// The next offer must be a fresh SFU join (new participant or rejoin after a blip).
     pub needs_join: bool,
     /// When its gateway connection or media connection dropped.
@@ -99,6 +101,7 @@ pub struct JoinRequest<'a> {
     pub self_deaf: bool,
     pub mute: bool,
     pub deaf: bool,
+    pub priority_speaker: bool,
     /// The voice session the client says it had (rejoin).
     pub voice_session_id: Option<Snowflake>,
 }
@@ -115,6 +118,7 @@ impl Registry {
                     p.gateway_session = req.gateway_session.clone();
                     p.self_mute = req.self_mute;
                     p.self_deaf = req.self_deaf;
+                    p.priority_speaker = req.priority_speaker;
                     p.dropped_at = None;
                     p.needs_join = true;
                     return JoinOutcome::Rejoined;
@@ -123,6 +127,7 @@ impl Registry {
                     let changed = p.self_mute != req.self_mute || p.self_deaf != req.self_deaf;
                     p.self_mute = req.self_mute;
                     p.self_deaf = req.self_deaf;
+                    p.priority_speaker = req.priority_speaker;
                     return JoinOutcome::Updated { changed };
                 }
             }
@@ -139,6 +144,7 @@ impl Registry {
             self_deaf: req.self_deaf,
             mute: req.mute,
             deaf: req.deaf,
+            priority_speaker: req.priority_speaker,
             needs_join: true,
             dropped_at: None,
         };
@@ -253,6 +259,7 @@ mod tests {
             self_deaf: false,
             mute: false,
             deaf: false,
+            priority_speaker: false,
             voice_session_id: vsid.map(Snowflake),
         }
     }
