@@ -1234,7 +1234,11 @@ impl SfuCore {
             let Some(peer) = self.peers.get_mut(&m) else {
                 continue;
             };
-            let skip = if selected.contains(&m) { Some(m) } else { dropped };
+            let skip = if selected.contains(&m) {
+                Some(m)
+            } else {
+                dropped
+            };
             let wanted: SmallVec<[u64; 8]> = selected
                 .iter()
                 .copied()

@@ -60,7 +60,11 @@ pub(crate) fn reselect(selected: &mut Vec<u64>, candidates: &[Candidate], size: 
         .filter(|c| c.speaking && !is_selected(&positions, c.participant))
         .copied()
         .collect();
-    waiting.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.active_at.cmp(&b.active_at)));
+    waiting.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.active_at.cmp(&b.active_at))
+    });
     for w in waiting {
         // A free position first.
         if let Some(free) = positions.iter_mut().find(|p| p.is_none()) {
@@ -153,7 +157,10 @@ mod tests {
         let mut sel = Vec::new();
         assert!(reselect(&mut sel, &cands, 4));
         assert_eq!(sel, vec![1, 2, 3]);
-        assert!(!reselect(&mut sel, &cands, 4), "stable when nothing changes");
+        assert!(
+            !reselect(&mut sel, &cands, 4),
+            "stable when nothing changes"
+        );
     }
 
     #[test]
@@ -177,9 +184,7 @@ mod tests {
     #[test]
     fn talking_speakers_are_not_displaced_and_the_newcomer_waits() {
         let t0 = Instant::now();
-        let mut cands: Vec<_> = (1..=5)
-            .map(|p| cand(p, p <= 4, Some(p * 10), t0))
-            .collect();
+        let mut cands: Vec<_> = (1..=5).map(|p| cand(p, p <= 4, Some(p * 10), t0)).collect();
         let mut sel = Vec::new();
         reselect(&mut sel, &cands, 4);
         assert_eq!(sel, vec![1, 2, 3, 4]);
@@ -199,7 +204,11 @@ mod tests {
         assert_eq!(sel, vec![1, 2]);
         cands[2].priority = true;
         reselect(&mut sel, &cands, 2);
-        assert_eq!(sel, vec![3, 2], "the talking speaker active longest ago goes");
+        assert_eq!(
+            sel,
+            vec![3, 2],
+            "the talking speaker active longest ago goes"
+        );
         // 2 goes quiet: of the two waiting talkers, 1 (waiting longer) gets
         // its place; the priority speaker 3 stays.
         cands.push(cand(4, true, Some(50), t0));

@@ -91,7 +91,11 @@ fn a_speaker_outside_the_selection_takes_a_slot_and_is_heard() {
         )));
         let got = net.peers[s].received_on(&mid);
         // Attack time is 100 ms: everything after onset + ~100 ms arrives.
-        assert!(got.len() >= 12, "listener {s} got {} packets of 6", got.len());
+        assert!(
+            got.len() >= 12,
+            "listener {s} got {} packets of 6",
+            got.len()
+        );
         for w in got.windows(2) {
             assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "continuous numbering");
         }
@@ -129,7 +133,10 @@ fn talking_speakers_keep_their_slots_and_a_waiting_one_gets_in_when_one_stops() 
         net.advance(Duration::from_millis(20));
         for &s in &subs {
             let h = heard(&net, s);
-            assert!(h.contains(&4) && h.contains(&5), "talking 4 and 5 kept: {h:?}");
+            assert!(
+                h.contains(&4) && h.contains(&5),
+                "talking 4 and 5 kept: {h:?}"
+            );
         }
     }
     for &s in &subs {
