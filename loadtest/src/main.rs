@@ -21,6 +21,7 @@ mod server;
 mod setup;
 mod stats;
 mod timeseries;
+mod turns;
 mod udp;
 mod video;
 mod video_peer;
@@ -125,6 +126,10 @@ struct Common {
     /// Voice joins per second [default: 50].
     #[arg(long, global = true)]
     join_rate: Option<f64>,
+    /// Large-channel mode: the speakers talk in turn, each for this many ms, silent (DTX)
+    /// otherwise; reports slot switch latency; 0 = everyone talks all the time [default: 0].
+    #[arg(long, global = true)]
+    talk_turn_ms: Option<u64>,
     /// Seconds a peer may take to connect before it counts as failed [default: 20].
     #[arg(long, global = true)]
     join_timeout: Option<f64>,
@@ -199,6 +204,7 @@ impl Common {
             speakers,
             listeners,
             join_rate,
+            talk_turn_ms,
             join_timeout,
             integrity_every,
             post_concurrency,
@@ -303,6 +309,7 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
         join_rate: c.join_rate.unwrap_or(50.0).max(0.1),
         join_timeout: Duration::from_secs_f64(c.join_timeout.unwrap_or(20.0)),
         integrity_every: c.integrity_every.unwrap_or(50),
+        talk_turn_ms: c.talk_turn_ms.unwrap_or(0),
     };
     let video_opts = video::VideoOpts {
         publishers: c.publishers.unwrap_or(1),

@@ -29,6 +29,7 @@ use crate::audio::{Catalog, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::gateway::{self, classify, Frame};
 use crate::stats::{Clock, Hist, Jitter, SeenSet};
 use crate::timeseries::Series;
+use crate::turns::Turns;
 
 /// Datagrams handled per wake-up before other work gets a turn.
 const RECV_BATCH: usize = 64;
@@ -53,6 +54,8 @@ pub struct VoiceShared {
     pub series: Series,
     /// Decode every Nth received in-window packet per peer (0 = never).
     pub integrity_every: u64,
+    /// Large-channel mode: speakers talk in turn (see `turns.rs`).
+    pub turns: Option<Turns>,
 }
 
 /// Series columns: packets expected (by send second), first arrivals (by
@@ -66,6 +69,12 @@ impl VoiceShared {
     #[inline]
     fn in_window(&self, us: u64) -> bool {
         us >= self.win_start.load(Ordering::Relaxed) && us < self.win_end.load(Ordering::Relaxed)
+    }
+
+    /// Whether every other peer of the room must receive this packet.
+    #[inline]
+    fn expected(&self, speaker: usize, send_us: u64) -> bool {
+        self.in_window(send_us) && self.turns.is_none_or(|t| t.counts(speaker, send_us))
     }
 }
 
@@ -114,6 +123,12 @@ pub struct PeerReport {
     /// or reordered), per received SSRC, in the window.
     pub seq: Vec<(u32, SeqTrack)>,
     pub integrity: Integrity,
+    /// Talking in turn: turn start → first packet of that turn's speaker.
+    pub switch: Hist,
+    last_switch_turn: Option<u64>,
+    /// Most distinct speakers received within one second of the window.
+    pub max_distinct_speakers: usize,
+    distinct: (u64, Vec<u32>),
 }
 
 /// Sequence-gap accounting for one received stream: a 128-packet window
@@ -163,6 +178,36 @@ pub struct Integrity {
 }
 
 impl PeerReport {
+    /// Talking in turn: slot switch latency and distinct speakers per second.
+    fn on_turn_packet(
+        &mut self,
+        t: &Turns,
+        speaker: u32,
+        send_us: u64,
+        now_us: u64,
+        win_start: u64,
+    ) {
+        let sp = speaker as usize;
+        if t.is_talking(sp, send_us) && self.speaker != Some(sp) {
+            let turn = t.turn_of(send_us);
+            // Only turns that start inside the window, each once.
+            if self.last_switch_turn != Some(turn) && t.turn_start(turn) >= win_start {
+                self.last_switch_turn = Some(turn);
+                self.switch
+                    .record_us(now_us.saturating_sub(t.turn_start(turn)));
+            }
+        }
+        let sec = now_us / 1_000_000;
+        if self.distinct.0 != sec {
+            self.distinct.0 = sec;
+            self.distinct.1.clear();
+        }
+        if !self.distinct.1.contains(&speaker) {
+            self.distinct.1.push(speaker);
+            self.max_distinct_speakers = self.max_distinct_speakers.max(self.distinct.1.len());
+        }
+    }
+
     fn seen_for(&mut self, speaker: u32) -> &mut SeenSet {
         let i = match self.seen.iter().position(|(s, _)| *s == speaker) {
             Some(i) => i,
@@ -299,8 +344,20 @@ fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerReport, t_join: 
                         shared.series.add(now_us, COL_RX, 1);
                         rep.seq_for(*p.header.ssrc).update(*p.seq_no);
                     }
-                    match shared.catalog.lookup(&p.payload) {
-                        Some(o) if shared.in_window(o.send_us) => {
+                    let origin = shared.catalog.lookup(&p.payload);
+                    if let (Some(o), Some(t)) = (&origin, shared.turns) {
+                        if shared.in_window(o.send_us) {
+                            rep.on_turn_packet(
+                                &t,
+                                o.speaker,
+                                o.send_us,
+                                now_us,
+                                shared.win_start.load(Ordering::Relaxed),
+                            );
+                        }
+                    }
+                    match origin {
+                        Some(o) if shared.expected(o.speaker as usize, o.send_us) => {
                             let lat = now_us.saturating_sub(o.send_us);
                             rep.latency.record_us(lat);
                             rep.latency_app.record_us(app_us.saturating_sub(o.send_us));
@@ -357,16 +414,29 @@ fn send_packet(media: &mut Media, shared: &VoiceShared, sp: usize, rep: &mut Pee
     let Some(mid) = media.send_mid else { return };
     let now = Instant::now();
     let counter = media.counter;
+    let send_us = shared.clock.us_of(now);
     let frame = shared.catalog.frame(sp, counter);
     let payload = frame.payload.clone();
-    let level = frame.level;
+    let mut level = frame.level;
+    if let Some(t) = shared.turns {
+        if t.is_talking(sp, send_us) {
+            level = level.min(crate::turns::TALK_LEVEL);
+        } else {
+            // Silence: a browser's DTX sends a packet every 400 ms at the lowest level.
+            if !Turns::sends_in_silence(counter) {
+                media.ts = media.ts.wrapping_add(960);
+                media.counter += 1;
+                return;
+            }
+            level = 127;
+        }
+    }
     let mut api = media.rtc.direct_api();
     let Some(tx) = api.stream_tx_by_mid(mid, None) else {
         return;
     };
-    let send_us = shared.clock.us_of(now);
     shared.catalog.mark_sent(sp, counter, send_us);
-    if shared.in_window(send_us) {
+    if shared.expected(sp, send_us) {
         shared.sent_in_window[sp].fetch_add(1, Ordering::Relaxed);
         let others = shared.room_connected[rep.room]
             .load(Ordering::Relaxed)

@@ -14,6 +14,7 @@ use crate::audio::Catalog;
 use crate::peer::{self, PeerConfig, PeerReport, VoiceShared, COL_EXPECTED, COL_RECEIVED};
 use crate::stats::{self, loss_percent, Hist};
 use crate::timeseries::Series;
+use crate::turns::Turns;
 use crate::{server, setup, Ctx};
 
 #[derive(Clone, Debug)]
@@ -27,7 +28,13 @@ pub struct VoiceOpts {
     /// Decode every Nth received packet per peer for the integrity check
     /// (0 = off).
     pub integrity_every: u64,
+    /// Speakers talk in turn for this long each (0 = all talk all the time).
+    pub talk_turn_ms: u64,
 }
+
+/// Listening slots offered at first in the talk-in-turn mode: the server's default
+/// loudest-speaker limit (it asks for more with VOICE_RENEGOTIATE if it allows more).
+const TURNS_INITIAL_SLOTS: usize = 3;
 
 pub async fn run(
     ctx: &Ctx,
@@ -72,6 +79,7 @@ pub async fn run(
             &peer::SERIES_COLS,
         ),
         integrity_every: opts.integrity_every,
+        turns: Turns::new(opts.talk_turn_ms, opts.speakers),
     });
 
     // Join order: every room's speakers first, then listeners round-robin
@@ -97,10 +105,17 @@ pub async fn run(
         let cfg = PeerConfig {
             room,
             speaker,
-            slots: if speaker.is_some() {
-                opts.speakers - 1
-            } else {
-                opts.speakers
+            slots: {
+                let others = if speaker.is_some() {
+                    opts.speakers - 1
+                } else {
+                    opts.speakers
+                };
+                if shared.turns.is_some() {
+                    others.min(TURNS_INITIAL_SLOTS)
+                } else {
+                    others
+                }
             },
             token: users[next_user].token.clone(),
             server_id: srv.server_id.clone(),
@@ -292,7 +307,12 @@ fn aggregate(
     let mut offers = 0u64;
     let (mut nacks, mut gaps, mut recovered) = (0u64, 0u64, 0u64);
     let (mut ig_checked, mut ig_failed, mut ig_min) = (0u64, 0u64, None::<f64>);
+    let mut switch = Hist::new();
+    let (mut max_distinct, mut max_streams) = (0usize, 0usize);
     for r in reports {
+        switch.add(&r.switch);
+        max_distinct = max_distinct.max(r.max_distinct_speakers);
+        max_streams = max_streams.max(r.seq.len());
         offers += r.offers as u64;
         nacks += r.nacks.iter().map(|(_, n)| n).sum::<u64>();
         for (_, t) in &r.seq {
@@ -393,6 +413,17 @@ fn aggregate(
             "integrity_checked": ig_checked,
             "integrity_failed": ig_failed,
             "integrity_min_correlation": ig_min,
+            "talk_in_turn": shared.turns.map(|t| json!({
+                "turn_ms": t.turn_us / 1000,
+                "settle_ms": crate::turns::SETTLE_US / 1000,
+                // Turn start → a listener's first packet of the new speaker (speaking
+                // detection + slot switch + forwarding).
+                "switch_ms": switch.summary_ms(),
+                "switches_measured": switch.count(),
+                // Receive streams (slots) any one peer got packets on: at most K.
+                "max_streams_per_peer": max_streams,
+                "max_distinct_speakers_per_second": max_distinct,
+            })),
         },
         "server": {
             "cpu_seconds": server_cpu.map(|c| c.0),

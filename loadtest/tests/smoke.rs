@@ -240,6 +240,41 @@ fn scenarios_against_a_real_server() {
     let html = std::fs::read_to_string(&report).expect("the HTML report");
     assert!(html.contains("<svg") && !html.contains("<script"));
 
+    // Large-channel mode: 5 speakers talk in turn (0.6 s each) to 3 listeners through
+    // the default 3 loudest-speaker slots; each turn's speaker must reach everyone.
+    let (code, v) = loadtest(
+        &srv,
+        "voice-turns",
+        &[
+            "voice",
+            "--speakers",
+            "5",
+            "--listeners",
+            "3",
+            "--talk-turn-ms",
+            "600",
+            "--duration",
+            "4",
+        ],
+    );
+    let vo = &v["voice"];
+    assert_eq!(code, 0, "{}", v["thresholds"]);
+    assert_eq!(vo["joined"].as_u64(), Some(8), "{vo}");
+    assert!(vo["packets_expected"].as_u64().unwrap_or(0) > 0, "{vo}");
+    assert!(f(&vo["loss_percent"]) < 2.0, "talk-in-turn loss: {vo}");
+    let turns = &vo["talk_in_turn"];
+    assert!(
+        turns["switches_measured"].as_u64().unwrap_or(0) >= 8,
+        "{turns}"
+    );
+    assert_latency(&turns["switch_ms"], "slot switch");
+    assert!(f(&turns["switch_ms"]["p50"]) < 1000.0, "{turns}");
+    let streams = turns["max_streams_per_peer"].as_u64().unwrap_or(99);
+    assert!(
+        (1..=3).contains(&streams),
+        "at most 3 slots carry audio: {turns}"
+    );
+
     // Chat: 10 clients, 20 msg/s.
     let (code, v) = loadtest(
         &srv,

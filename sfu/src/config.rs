@@ -30,6 +30,11 @@ pub struct SfuConfig {
     pub audio_send_buffer: usize,
     /// How often str0m reports stats (loss, jitter, RTT, NACKs) for metrics.
     pub stats_interval: Duration,
+    /// Listening slots per participant (K): everyone hears at most the K
+    /// loudest current speakers (see `selection.rs`), so a listener's SDP and
+    /// bandwidth do not grow with the room. Clients are asked for at most
+    /// this many recvonly audio transceivers.
+    pub max_audio_slots: usize,
     /// Video slots (recvonly video transceivers) used per subscriber; extra
     /// ones in an offer stay unused.
     pub max_video_slots: usize,
@@ -71,6 +76,7 @@ impl Default for SfuConfig {
             audio_send_buffer: 256,
             stats_interval: Duration::from_secs(5),
             socket_buffer_bytes: 4 * 1024 * 1024,
+            max_audio_slots: 3,
             max_video_slots: 9,
             video_send_buffer: 1024,
             video_bwe: false,

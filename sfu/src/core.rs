@@ -24,6 +24,8 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use crate::demux::{self, Kind, Stun};
 use crate::downtrack::DownTrack;
 use crate::metrics::{DropReason, KeyframeReason, LayerLabel, Metrics};
+use crate::metrics::{DropReason, Metrics};
+use crate::selection::{self, Candidate as SpeakerCandidate};
 use crate::speaking::SpeakingDetector;
 use crate::video::{self, VideoPts, VideoSlot, VideoTrack};
 use crate::{
@@ -58,6 +60,11 @@ pub struct CoreStats {
 struct Room {
     /// Participant ids in join order (slot assignment order).
     members: Vec<u64>,
+    /// The publishers listeners hear (see `selection.rs`): at most
+    /// `max_audio_slots + 1`, in stable positions.
+    selected: Vec<u64>,
+    /// The selected publisher listeners outside the selection do not hear.
+    dropped: Option<u64>,
 }
 
 /// One listening slot of a subscriber.
@@ -97,6 +104,10 @@ struct Peer {
     in_ssrc: Option<Ssrc>,
     pts: AudioPts,
     speaking: SpeakingDetector,
+    /// When this participant last started or stopped speaking.
+    active_at: Option<Instant>,
+    /// PRIORITY_SPEAKER: preferred for the loudest-speaker slots.
+    priority_speaker: bool,
     slots: Vec<Slot>,
     /// Largest `audio_slots` we asked this client for (RenegotiationNeeded).
     reneg_requested: usize,
@@ -146,6 +157,7 @@ pub struct SfuCore {
     max_sdp_bytes: usize,
     max_m_lines: usize,
     max_video_slots: usize,
+    max_audio_slots: usize,
     connect_timeout: Duration,
     peers: HashMap<u64, Peer>,
     by_addr: HashMap<SocketAddr, u64>,
@@ -260,6 +272,7 @@ impl SfuCore {
             max_sdp_bytes: config.max_sdp_bytes,
             max_m_lines: config.max_m_lines,
             max_video_slots: config.max_video_slots,
+            max_audio_slots: config.max_audio_slots.max(1),
             connect_timeout: config.connect_timeout,
             peers: HashMap::new(),
             by_addr: HashMap::new(),
@@ -386,11 +399,13 @@ impl SfuCore {
         // moderator/deaf/mute flags carry over.
         let mut flags = (false, false, false);
         let mut video_allowed = true;
+        let mut priority_speaker = false;
         let mut video_subs = Vec::new();
         let mut video_kinds = Vec::new();
         if let Some(old) = self.peers.get(&req.participant) {
             flags = (old.server_muted, old.self_muted, old.deaf);
             video_allowed = old.video_allowed;
+            priority_speaker = old.priority_speaker;
             video_subs = old.video_subs.clone();
             video_kinds = old.video_kinds.clone();
             if old.room != req.room {
@@ -430,6 +445,8 @@ impl SfuCore {
             in_ssrc: None,
             pts,
             speaking: SpeakingDetector::default(),
+            active_at: None,
+            priority_speaker,
             slots: Vec::new(),
             reneg_requested: 0,
             last_slots: None,
@@ -454,6 +471,8 @@ impl SfuCore {
         self.peers.insert(req.participant, peer);
         let room = self.rooms.entry(req.room).or_insert_with(|| Room {
             members: Vec::new(),
+            selected: Vec::new(),
+            dropped: None,
         });
         if !room.members.contains(&req.participant) {
             room.members.push(req.participant);
@@ -533,6 +552,18 @@ impl SfuCore {
         self.set_flag(participant, |p| &mut p.self_muted, muted);
     }
 
+    /// PRIORITY_SPEAKER: preferred for the loudest-speaker slots.
+    pub fn set_priority_speaker(&mut self, participant: u64, priority: bool) {
+        let Some(p) = self.peers.get_mut(&participant) else {
+            return;
+        };
+        if p.priority_speaker != priority {
+            p.priority_speaker = priority;
+            let room = p.room;
+            self.reselect_speakers(room);
+        }
+    }
+
     /// Deafen: nothing is forwarded to this participant.
     pub fn set_deaf(&mut self, participant: u64, deaf: bool) {
         let Some(p) = self.peers.get_mut(&participant) else {
@@ -596,12 +627,14 @@ impl SfuCore {
         *f = value;
         let (room, user_id) = (p.room, p.user_id);
         if value && p.speaking.reset() {
+            p.active_at = Some(self.last_now);
             self.events.push_back(SfuEvent::Speaking {
                 room,
                 participant,
                 user_id,
                 speaking: false,
             });
+            self.reselect_speakers(room);
         }
         // Subscribers of this source resume without a sequence gap.
         if let Some(r) = self.rooms.get(&room) {
@@ -767,12 +800,15 @@ impl SfuCore {
                 continue;
             }
             if let Some(speaking) = peer.speaking.on_timeout(now) {
+                peer.active_at = Some(now);
+                let room = peer.room;
                 self.events.push_back(SfuEvent::Speaking {
-                    room: peer.room,
+                    room,
                     participant,
                     user_id: peer.user_id,
                     speaking,
                 });
+                self.reselect_speakers(room);
             }
             self.drive(participant, now);
         }
@@ -1037,9 +1073,12 @@ impl SfuCore {
             self.drop_packet(DropReason::UnsupportedPt);
             return;
         }
+        let mut speaking_changed = None;
         if !src.self_muted {
             if let Some(level) = pkt.header.ext_vals.audio_level {
                 if let Some(speaking) = src.speaking.on_level(pkt.timestamp, level.unsigned_abs()) {
+                    src.active_at = Some(pkt.timestamp);
+                    speaking_changed = Some(src.room);
                     self.events.push_back(SfuEvent::Speaking {
                         room: src.room,
                         participant,
@@ -1047,16 +1086,21 @@ impl SfuCore {
                         speaking,
                     });
                     // The release timer must be armed.
-                    if speaking {
+                    if speaking && !src.dirty {
                         src.dirty = true;
                         self.dirty.push(participant);
                     }
                 }
             }
         }
+        // Re-select before forwarding, so a speaker that just took a slot is
+        // heard from this packet on.
+        if let Some(room) = speaking_changed {
+            self.reselect_speakers(room);
+        }
         // Fan out over the precomputed (subscriber, slot) list: no scan of
         // the room or of the subscribers' slots per packet.
-        let fanout = src.fanout.len();
+        let fanout = self.peers.get(&participant).map_or(0, |p| p.fanout.len());
         for k in 0..fanout {
             let Some((sub_id, idx)) = self
                 .peers
@@ -1160,24 +1204,90 @@ impl SfuCore {
     /// Assignment is stable: a source keeps its slot while it publishes; a
     /// freed slot is reused by the next new publisher (first free in m-line order).
     fn update_room_slots(&mut self, room_id: u64) {
+        self.assign_audio_slots(room_id);
+        self.update_room_video(room_id);
+    }
+
+    /// The room's publishers as speaker-selection candidates, in join order.
+    fn speaker_candidates(&self, members: &[u64]) -> Vec<SpeakerCandidate> {
+        members
+            .iter()
+            .filter_map(|m| self.peers.get(m))
+            .filter(|p| p.is_publisher())
+            .map(|p| SpeakerCandidate {
+                participant: p.participant,
+                speaking: p.speaking.is_speaking(),
+                priority: p.priority_speaker,
+                active_at: p.active_at,
+            })
+            .collect()
+    }
+
+    /// Re-runs the loudest-speaker selection after a speaking (or priority)
+    /// change and moves listeners' slots only if the selection changed.
+    fn reselect_speakers(&mut self, room_id: u64) {
+        let Some(room) = self.rooms.get(&room_id) else {
+            return;
+        };
+        let candidates = self.speaker_candidates(&room.members);
+        let size = self.max_audio_slots + 1;
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
+        let changed = selection::reselect(&mut room.selected, &candidates, size);
+        // With a full selection, who listeners outside it do without can
+        // change without the selection changing (someone went quiet).
+        let dropped = (room.selected.len() >= size)
+            .then(|| selection::least_relevant(&room.selected, &candidates))
+            .flatten();
+        if changed || dropped != room.dropped {
+            self.assign_audio_slots(room_id);
+        }
+    }
+
+    /// Recomputes every member's audio slot mapping: each hears the first
+    /// `max_audio_slots` selected publishers other than itself.
+    fn assign_audio_slots(&mut self, room_id: u64) {
         let Some(room) = self.rooms.get(&room_id) else {
             return;
         };
         let members = room.members.clone();
+        let candidates = self.speaker_candidates(&members);
         let publishers: Vec<(u64, u64)> = members
             .iter()
             .filter_map(|m| self.peers.get(m))
             .filter(|p| p.is_publisher())
             .map(|p| (p.participant, p.user_id))
             .collect();
+        let k = self.max_audio_slots;
+        let selected = match self.rooms.get_mut(&room_id) {
+            Some(room) => {
+                selection::reselect(&mut room.selected, &candidates, k + 1);
+                room.selected.clone()
+            }
+            None => return,
+        };
+        // Who a listener outside a full selection does without.
+        let dropped = (selected.len() > k)
+            .then(|| selection::least_relevant(&selected, &candidates))
+            .flatten();
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.dropped = dropped;
+        }
         for &m in &members {
             let Some(peer) = self.peers.get_mut(&m) else {
                 continue;
             };
-            let wanted: SmallVec<[u64; 16]> = publishers
+            let skip = if selected.contains(&m) {
+                Some(m)
+            } else {
+                dropped
+            };
+            let wanted: SmallVec<[u64; 8]> = selected
                 .iter()
-                .map(|(p, _)| *p)
-                .filter(|p| *p != m)
+                .copied()
+                .filter(|p| Some(*p) != skip && *p != m)
+                .take(k)
                 .collect();
             for slot in &mut peer.slots {
                 if let Some(s) = slot.source {
@@ -1223,7 +1333,6 @@ impl SfuCore {
                 });
             }
         }
-        self.update_room_video(room_id);
         // Rebuild every member's fan-out list from the slot mappings.
         for &m in &members {
             if let Some(p) = self.peers.get_mut(&m) {

@@ -82,6 +82,7 @@ mod event;
 mod metrics;
 mod runtime;
 mod sdp;
+mod selection;
 mod speaking;
 mod video;
 

@@ -41,6 +41,7 @@ enum Command {
     Deaf(u64, bool),
     SelfMute(u64, bool),
     VideoAllowed(u64, bool),
+    PrioritySpeaker(u64, bool),
     VideoSubscriptions(u64, Vec<VideoSubscription>),
     VideoTrackKinds(u64, Vec<(String, VideoTrackKind)>),
     Shutdown,
@@ -210,6 +211,10 @@ impl Sfu {
     /// video is dropped on arrival and never forwarded.
     pub fn set_video_allowed(&self, participant: u64, allowed: bool) {
         let _ = self.send(Command::VideoAllowed(participant, allowed));
+    /// PRIORITY_SPEAKER: this participant is preferred for the loudest-speaker
+    /// slots (a talking priority speaker displaces a talking one without it).
+    pub fn set_priority_speaker(&self, participant: u64, priority: bool) {
+        let _ = self.send(Command::PrioritySpeaker(participant, priority));
     }
 
     /// Which videos `participant` shows and at which size (replaces the
@@ -248,6 +253,7 @@ fn handle_command(core: &mut SfuCore, cmd: Command) -> bool {
         Command::Deaf(p, d) => core.set_deaf(p, d),
         Command::SelfMute(p, m) => core.set_self_mute(p, m),
         Command::VideoAllowed(p, a) => core.set_video_allowed(now, p, a),
+        Command::PrioritySpeaker(p, v) => core.set_priority_speaker(p, v),
         Command::VideoSubscriptions(p, subs) => core.set_video_subscriptions(now, p, subs),
         Command::VideoTrackKinds(p, kinds) => core.set_video_track_kinds(now, p, kinds),
         Command::Shutdown => {

@@ -40,7 +40,6 @@ impl Default for SpeakingDetector {
 }
 
 impl SpeakingDetector {
-    #[cfg(test)]
     pub fn is_speaking(&self) -> bool {
         self.speaking
     }

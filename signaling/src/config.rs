@@ -33,6 +33,9 @@ pub struct Cli {
     /// IP address announced to clients for media. [default: the bind address, or 127.0.0.1]
     #[arg(long, env = "CONFAB_PUBLIC_IP")]
     pub public_ip: Option<IpAddr>,
+    /// Voice listening slots per participant: everyone hears the N loudest current speakers. [default: 3]
+    #[arg(long, env = "CONFAB_MAX_AUDIO_SLOTS")]
+    pub max_audio_slots: Option<usize>,
     /// Multiplies every rate-limit bucket (auth, messages, IDENTIFY, ...). For load tests. [default: 1]
     #[arg(long, env = "CONFAB_RATE_LIMIT_SCALE")]
     pub rate_limit_scale: Option<f64>,
@@ -75,6 +78,7 @@ struct FileConfig {
     database_url: Option<String>,
     udp_port: Option<u16>,
     public_ip: Option<IpAddr>,
+    max_audio_slots: Option<usize>,
     rate_limit_scale: Option<f64>,
     max_video_tiles: Option<usize>,
     public_url: Option<String>,
@@ -99,6 +103,7 @@ pub struct Config {
     pub database_url: Option<String>,
     pub udp_port: u16,
     pub public_ip: Option<IpAddr>,
+    pub max_audio_slots: usize,
     pub rate_limit_scale: f64,
     pub max_video_tiles: usize,
     pub public_url: Option<String>,
@@ -119,6 +124,7 @@ impl Default for Config {
             database_url: None,
             udp_port: 3000,
             public_ip: None,
+            max_audio_slots: 3,
             rate_limit_scale: 1.0,
             max_video_tiles: 9,
             public_url: None,
@@ -154,6 +160,10 @@ impl Config {
                 .filter(|s| !s.is_empty()),
             udp_port: cli.udp_port.or(file.udp_port).unwrap_or(d.udp_port),
             public_ip: cli.public_ip.or(file.public_ip),
+            max_audio_slots: cli
+                .max_audio_slots
+                .or(file.max_audio_slots)
+                .unwrap_or(d.max_audio_slots),
             rate_limit_scale: cli
                 .rate_limit_scale
                 .or(file.rate_limit_scale)
@@ -203,6 +213,10 @@ impl Config {
         anyhow::ensure!(
             (1_000..=120_000).contains(&self.heartbeat_interval_ms),
             "--heartbeat-interval-ms must be 1000..=120000"
+        );
+        anyhow::ensure!(
+            (1..=16).contains(&self.max_audio_slots),
+            "--max-audio-slots must be 1..=16"
         );
         anyhow::ensure!(
             self.log_format == "pretty" || self.log_format == "json",

@@ -31,7 +31,7 @@ function tmpDir(prefix) {
   return d;
 }
 
-export async function startServer() {
+export async function startServer({ args = [] } = {}) {
   if (process.env.CONFAB_URL) return { url: process.env.CONFAB_URL.replace(/\/$/, ''), stop: async () => {}, external: true };
   const bin = process.env.CONFAB_BIN || path.join(repoRoot, 'target/debug/confab');
   if (!fs.existsSync(bin)) {
@@ -41,7 +41,7 @@ export async function startServer() {
   const dataDir = tmpDir('confab-browser-data-');
   const logPath = path.join(dataDir, 'confab.log');
   const log = fs.openSync(logPath, 'a');
-  const child = spawn(bin, ['--bind', `127.0.0.1:${port}`, '--udp-port', '0', '--data-dir', dataDir, '--rate-limit-scale', '100'], {
+  const child = spawn(bin, ['--bind', `127.0.0.1:${port}`, '--udp-port', '0', '--data-dir', dataDir, '--rate-limit-scale', '100', ...args], {
     stdio: ['ignore', log, log],
     // Serve this checkout's web/ rather than the copy built into the binary.
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', CONFAB_WEB_DIR: process.env.CONFAB_WEB_DIR || path.join(repoRoot, 'web') },

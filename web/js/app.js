@@ -346,12 +346,18 @@ function channelRow(c, owner) {
     const states = store.voiceStatesIn(c.id);
     if (states.length) {
       const ul = h('ul', { class: 'voice-users', 'data-testid': 'voice-participants', 'data-channel-id': c.id });
+      // In our own channel: whom we hear now (large channels carry only the loudest few).
+      const heard = voice && voice.channelId === c.id ? voice.heardUsers() : null;
+      // Marked only when some participants are not carried to us.
+      const limited = !!heard && states.length - 1 > heard.size;
       for (const v of states) {
         const speaking = !!(voice && voice.speaking[v.user_id]) && !(v.self_mute || v.mute);
         const user = store.userById(v.user_id);
+        const isHeard = !!(heard && heard.has(v.user_id));
         ul.append(h('li', {
-          class: `voice-user${speaking ? ' speaking' : ''}`,
-          'data-testid': 'voice-participant', 'data-user-id': v.user_id,
+          class: `voice-user${speaking ? ' speaking' : ''}${limited && isHeard ? ' heard' : ''}`,
+          'data-testid': 'voice-participant', 'data-user-id': v.user_id, 'data-heard': String(isHeard),
+          title: limited ? (isHeard ? 'Heard now (one of the loudest speakers)' : 'Not heard right now: only the loudest speakers are carried') : undefined,
           'data-speaking': String(speaking), 'data-muted': String(!!(v.self_mute || v.mute)), 'data-deafened': String(!!(v.self_deaf || v.deaf)),
         },
         avatar(user || { id: v.user_id }, 22, speaking ? 'ring' : ''),

@@ -19,6 +19,10 @@ const PREFS_KEY = 'confab.voice.prefs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+
+// The server's default --max-audio-slots: in a large channel everyone hears the loudest few, so a
+// join never offers thousands of transceivers.
+const INITIAL_SLOT_CAP = 3;
 export class Voice {
   constructor({ gateway, getSelfId, getVoiceStates }) {
     this.gateway = gateway;
@@ -257,10 +261,16 @@ export class Voice {
     }
   }
 
+  /** Listening slots to offer at first: one per other participant, at most the server's usual
+   * loudest-speaker limit (it asks for more with VOICE_RENEGOTIATE if it allows more). */
   _othersInChannel() {
     const self = this.getSelfId();
-    return this.getVoiceStates(this.channelId).filter((s) => s.user_id !== self).length;
+    const others = this.getVoiceStates(this.channelId).filter((s) => s.user_id !== self).length;
+    return Math.min(others, INITIAL_SLOT_CAP);
   }
+
+  /** Users heard right now (on a listening slot), for the "heard" marks in the channel list. */
+  heardUsers() { return new Set(Object.values(this.slots).filter(Boolean)); }
 
   async _ensureMic() {
     const live = this.stream && this.stream.getAudioTracks().some((t) => t.readyState === 'live');

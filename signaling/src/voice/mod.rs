@@ -107,6 +107,8 @@ impl VoiceService {
                 "missing the VIDEO permission in this channel".into(),
             ));
         }
+        let priority_speaker =
+            confab_chat::permissions::has(perms, confab_chat::permissions::PRIORITY_SPEAKER);
         if req.server_id.is_some_and(|s| s != server_id) {
             return Err(VoiceError::Forbidden(
                 "channel is not in that server".into(),
@@ -128,6 +130,7 @@ impl VoiceService {
             self_video: req.self_video,
             self_stream: req.self_stream,
             may_video,
+            priority_speaker,
             voice_session_id,
         });
         let current = self.registry.lock().by_user(user_id).cloned();
@@ -186,6 +189,7 @@ impl VoiceService {
         self.sfu.set_self_mute(id, p.self_mute);
         self.sfu.set_deaf(id, p.effective_deaf());
         self.sfu.set_video_allowed(id, p.may_video);
+        self.sfu.set_priority_speaker(id, p.priority_speaker);
     }
 
     /// op 12: the client's offer → the SFU's answer. `video_tracks` optionally says which

@@ -32,6 +32,8 @@ pub struct Participant {
     pub may_video: bool,
     /// The tiles the client shows (op 15), kept to hand to the SFU again after a (re)join.
     pub video_subs: Vec<confab_sfu::VideoSubscription>,
+    /// PRIORITY_SPEAKER in the channel: preferred for listeners' slots.
+    pub priority_speaker: bool,
     /// The next offer must be a fresh SFU join (new participant or rejoin after a blip).
     pub needs_join: bool,
     /// When its gateway connection or media connection dropped.
@@ -113,6 +115,7 @@ pub struct JoinRequest<'a> {
     pub self_video: bool,
     pub self_stream: bool,
     pub may_video: bool,
+    pub priority_speaker: bool,
     /// The voice session the client says it had (rejoin).
     pub voice_session_id: Option<Snowflake>,
 }
@@ -132,6 +135,7 @@ impl Registry {
                     p.self_video = req.self_video;
                     p.self_stream = req.self_stream;
                     p.may_video = req.may_video;
+                    p.priority_speaker = req.priority_speaker;
                     p.dropped_at = None;
                     p.needs_join = true;
                     return JoinOutcome::Rejoined;
@@ -147,6 +151,7 @@ impl Registry {
                     p.self_stream = req.self_stream;
                     // Permissions are read on every update: a revoked VIDEO applies here too.
                     p.may_video = req.may_video;
+                    p.priority_speaker = req.priority_speaker;
                     return JoinOutcome::Updated { changed };
                 }
             }
@@ -167,6 +172,7 @@ impl Registry {
             self_stream: req.self_stream,
             may_video: req.may_video,
             video_subs: Vec::new(),
+            priority_speaker: req.priority_speaker,
             needs_join: true,
             dropped_at: None,
         };
@@ -284,6 +290,7 @@ mod tests {
             self_video: false,
             self_stream: false,
             may_video: true,
+            priority_speaker: false,
             voice_session_id: vsid.map(Snowflake),
         }
     }
