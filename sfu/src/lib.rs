@@ -79,6 +79,7 @@ mod demux;
 mod downtrack;
 mod error;
 mod event;
+mod fastpath;
 mod metrics;
 mod runtime;
 mod sdp;

@@ -61,6 +61,9 @@ pub struct Cli {
     /// Directory with the web client to serve instead of the built-in copy (development).
     #[arg(long, env = "CONFAB_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
+    /// Forward audio through the SFU's own fast path (true) or str0m's send path (false). [default: true]
+    #[arg(long, env = "CONFAB_SFU_FAST_PATH")]
+    pub sfu_fast_path: Option<bool>,
 }
 
 /// The same keys as the flags, from a TOML file.
@@ -81,6 +84,7 @@ struct FileConfig {
     db_pool_size: Option<u32>,
     log_format: Option<String>,
     web_dir: Option<PathBuf>,
+    sfu_fast_path: Option<bool>,
 }
 
 /// Resolved configuration.
@@ -100,6 +104,7 @@ pub struct Config {
     pub db_pool_size: u32,
     pub log_format: String,
     pub web_dir: Option<PathBuf>,
+    pub sfu_fast_path: bool,
 }
 
 impl Default for Config {
@@ -119,6 +124,7 @@ impl Default for Config {
             db_pool_size: 20,
             log_format: "pretty".into(),
             web_dir: None,
+            sfu_fast_path: true,
         }
     }
 }
@@ -168,6 +174,10 @@ impl Config {
                 .unwrap_or(d.db_pool_size),
             log_format: cli.log_format.or(file.log_format).unwrap_or(d.log_format),
             web_dir: cli.web_dir.or(file.web_dir),
+            sfu_fast_path: cli
+                .sfu_fast_path
+                .or(file.sfu_fast_path)
+                .unwrap_or(d.sfu_fast_path),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -247,7 +257,7 @@ mod tests {
         let file = dir.join("confab.toml");
         std::fs::write(
             &file,
-            "bind = \"0.0.0.0:4000\"\nudp_port = 5000\nrate_limit_scale = 2.0\n",
+            "bind = \"0.0.0.0:4000\"\nudp_port = 5000\nrate_limit_scale = 2.0\nsfu_fast_path = false\n",
         )
         .unwrap();
         let cli = Cli::parse_from([
@@ -261,6 +271,15 @@ mod tests {
         assert_eq!(cfg.bind, "0.0.0.0:4000".parse().unwrap());
         assert_eq!(cfg.udp_port, 6000);
         assert_eq!(cfg.rate_limit_scale, 2.0);
+        assert!(!cfg.sfu_fast_path);
+        let cli = Cli::parse_from([
+            "confab",
+            "--config",
+            file.to_str().unwrap(),
+            "--sfu-fast-path",
+            "true",
+        ]);
+        assert!(Config::load(cli).unwrap().sfu_fast_path);
         assert_eq!(cfg.media_ip(), IpAddr::from([127, 0, 0, 1]));
         std::fs::write(&file, "bogus = 1\n").unwrap();
         let cli = Cli::parse_from(["confab", "--config", file.to_str().unwrap()]);
@@ -274,5 +293,7 @@ mod tests {
         let d = Config::load(Cli::parse_from(["confab"])).unwrap();
         assert_eq!(d.bind.port(), 3000);
         assert_eq!(d.udp_port, 3000);
+        assert!(d.sfu_fast_path);
+        assert!(Cli::try_parse_from(["confab", "--sfu-fast-path", "maybe"]).is_err());
     }
 }

@@ -78,10 +78,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             "closed voice sessions left open by the previous run"
         );
     }
-    let sfu_config = confab_sfu::SfuConfig::new(
+    let mut sfu_config = confab_sfu::SfuConfig::new(
         SocketAddr::new(config.bind.ip(), config.udp_port),
         config.media_ip(),
     );
+    sfu_config.fast_path = config.sfu_fast_path;
     let (sfu, sfu_events) =
         confab_sfu::Sfu::start(sfu_config).context("starting the SFU (UDP port)")?;
     tracing::info!(
