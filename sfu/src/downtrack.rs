@@ -2,9 +2,9 @@
 //! sequence-number / timestamp rewriting that keeps it continuous while the
 //! source on the slot changes.
 //!
-//! This is deliberately one small piece of code: a later fast path (own header
-//! rewrite + SRTP into preallocated buffers) replaces the insides of
-//! [`DownTrack::forward`] and keeps the rewriting state.
+//! The rewriting state is shared by both send paths: [`DownTrack::forward`]
+//! hands the packet to str0m, the audio fast path (`fastpath::forward`)
+//! writes and protects it itself.
 
 use std::time::Instant;
 

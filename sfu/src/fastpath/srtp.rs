@@ -390,6 +390,119 @@ mod tests {
         );
     }
 
+    /// AES-CM + HMAC-SHA1 against a reference assembled from str0m's own
+    /// public SRTP pieces (its IV layout and its tag-with-ROC function, with
+    /// the aws-lc-rs cipher and HMAC behind str0m's provider): random keys,
+    /// SSRCs, packet indexes (ROC > 0 included) and payloads. Peers between
+    /// str0m instances negotiate AES-GCM, so this is what covers AES-CM.
+    #[test]
+    fn aes_cm_matches_str0m_pieces() {
+        use proptest::prelude::*;
+        use str0m::crypto::Aes128CmSha1_80 as Cm;
+        let provider = str0m::crypto::from_feature_flags();
+        proptest!(|(master in any::<[u8; 16]>(), msalt in any::<[u8; 14]>(),
+                    ssrc in any::<u32>(), index in 0u64..(1 << 48), srtcp in 0u32..(1 << 31),
+                    payload in prop::collection::vec(any::<u8>(), 1..300))| {
+            let mut k = [0u8; 16];
+            let mut a = [0u8; 20];
+            let mut salt = [0u8; 14];
+            let tx = SrtpTx::from_master(Profile::Aes128CmSha1_80, &master, &msalt);
+            let hmac = |key: &[u8], parts: &[&[u8]]| provider.sha1_hmac_provider.sha1_hmac(key, parts);
+
+            // RTP
+            derive(&master, &msalt, LABEL_RTP_ENC, &mut k);
+            derive(&master, &msalt, LABEL_RTP_AUTH, &mut a);
+            derive(&master, &msalt, LABEL_RTP_SALT, &mut salt);
+            let mut header = vec![0x80u8, 111, 0, 0, 0, 0, 0, 0];
+            header[2..4].copy_from_slice(&(index as u16).to_be_bytes());
+            header.extend_from_slice(&ssrc.to_be_bytes());
+            let mut reference = header.clone();
+            reference.resize(12 + payload.len() + 15, 0);
+            let mut cipher = provider.srtp_provider.aes_128_cm_sha1_80().create_cipher(k, true);
+            cipher.encrypt(&Cm::rtp_iv(salt, ssrc, index), &payload, &mut reference[12..]).unwrap();
+            Cm::rtp_hmac(hmac, &a, &mut reference, index, 12 + payload.len());
+            reference.truncate(12 + payload.len() + HMAC_TAG_LEN);
+            let mut ours = header.clone();
+            ours.extend_from_slice(&payload);
+            ours.resize(12 + payload.len() + HMAC_TAG_LEN, 0);
+            let n = tx.protect_rtp(&mut ours, 12, 12 + payload.len(), index);
+            prop_assert_eq!(n, ours.len());
+            prop_assert_eq!(&ours, &reference);
+
+            // RTCP: the SRTCP index takes the RTP index's place in the IV.
+            derive(&master, &msalt, LABEL_RTCP_ENC, &mut k);
+            derive(&master, &msalt, LABEL_RTCP_AUTH, &mut a);
+            derive(&master, &msalt, LABEL_RTCP_SALT, &mut salt);
+            let mut header = vec![0x80u8, 200, 0, 0];
+            header.extend_from_slice(&ssrc.to_be_bytes());
+            let mut reference = header.clone();
+            reference.resize(8 + payload.len() + 15, 0);
+            let mut cipher = provider.srtp_provider.aes_128_cm_sha1_80().create_cipher(k, true);
+            cipher.encrypt(&Cm::rtp_iv(salt, ssrc, srtcp as u64), &payload, &mut reference[8..]).unwrap();
+            reference.truncate(8 + payload.len());
+            reference.extend_from_slice(&(0x8000_0000 | srtcp).to_be_bytes());
+            let len = reference.len();
+            reference.resize(len + HMAC_TAG_LEN, 0);
+            Cm::rtcp_hmac(hmac, &a, &mut reference, len);
+            let mut ours = header;
+            ours.extend_from_slice(&payload);
+            ours.resize(8 + payload.len() + 4 + HMAC_TAG_LEN, 0);
+            let n = tx.protect_rtcp(&mut ours, 8 + payload.len(), srtcp);
+            prop_assert_eq!(n, ours.len());
+            prop_assert_eq!(&ours, &reference);
+        });
+    }
+
+    /// AES-256-GCM (what str0m peers negotiate) against str0m's IV layouts and
+    /// its provider's AEAD, with random ROCs and SRTCP indexes.
+    #[test]
+    fn gcm_matches_str0m_pieces() {
+        use proptest::prelude::*;
+        use str0m::crypto::AeadAes256Gcm as Gcm;
+        let provider = str0m::crypto::from_feature_flags();
+        proptest!(|(master in any::<[u8; 32]>(), msalt in any::<[u8; 12]>(),
+                    ssrc in any::<u32>(), index in 0u64..(1 << 48), srtcp in 0u32..(1 << 31),
+                    payload in prop::collection::vec(any::<u8>(), 1..300))| {
+            let tx = SrtpTx::from_master(Profile::AeadAes256Gcm, &master, &msalt);
+            let mut k = [0u8; 32];
+            let mut salt = [0u8; 12];
+
+            derive(&master, &msalt, LABEL_RTP_ENC, &mut k);
+            derive(&master, &msalt, LABEL_RTP_SALT, &mut salt);
+            let mut header = vec![0x80u8, 111, 0, 0, 0, 0, 0, 0];
+            header[2..4].copy_from_slice(&(index as u16).to_be_bytes());
+            header.extend_from_slice(&ssrc.to_be_bytes());
+            let mut reference = header.clone();
+            reference.resize(12 + payload.len() + 16, 0);
+            let iv = Gcm::rtp_iv(salt, ssrc, (index >> 16) as u32, index as u16);
+            let mut cipher = provider.srtp_provider.aead_aes_256_gcm().create_cipher(k, true);
+            cipher.encrypt(&iv, &header, &payload, &mut reference[12..]).unwrap();
+            let mut ours = header.clone();
+            ours.extend_from_slice(&payload);
+            ours.resize(12 + payload.len() + 16, 0);
+            tx.protect_rtp(&mut ours, 12, 12 + payload.len(), index);
+            prop_assert_eq!(&ours, &reference);
+
+            derive(&master, &msalt, LABEL_RTCP_ENC, &mut k);
+            derive(&master, &msalt, LABEL_RTCP_SALT, &mut salt);
+            let mut header = vec![0x80u8, 200, 0, 0];
+            header.extend_from_slice(&ssrc.to_be_bytes());
+            let e_index = (0x8000_0000 | srtcp).to_be_bytes();
+            let mut aad = header.clone();
+            aad.extend_from_slice(&e_index);
+            let mut reference = header.clone();
+            reference.resize(8 + payload.len() + 16, 0);
+            let mut cipher = provider.srtp_provider.aead_aes_256_gcm().create_cipher(k, true);
+            cipher.encrypt(&Gcm::rtcp_iv(salt, ssrc, srtcp), &aad, &payload, &mut reference[8..]).unwrap();
+            reference.extend_from_slice(&e_index);
+            let mut ours = header;
+            ours.extend_from_slice(&payload);
+            ours.resize(8 + payload.len() + 20, 0);
+            tx.protect_rtcp(&mut ours, 8 + payload.len(), srtcp);
+            prop_assert_eq!(&ours, &reference);
+        });
+    }
+
     #[test]
     fn keying_material_halves() {
         // Client key, server key, client salt, server salt.
