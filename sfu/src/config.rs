@@ -50,6 +50,10 @@ pub struct SfuConfig {
     pub video_initial_bitrate_kbps: u64,
     /// Socket buffer sizes requested with SO_RCVBUF / SO_SNDBUF (0 = OS default).
     pub socket_buffer_bytes: usize,
+    /// Forward audio through the SFU's own fast path (header rewrite and SRTP
+    /// into reusable buffers) instead of str0m's send path. Peers whose SRTP
+    /// keys are not known (yet) use str0m's path either way.
+    pub fast_path: bool,
 }
 
 impl SfuConfig {
@@ -81,6 +85,7 @@ impl Default for SfuConfig {
             video_send_buffer: 1024,
             video_bwe: false,
             video_initial_bitrate_kbps: 2_500,
+            fast_path: true,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use smallvec::SmallVec;
 use str0m::format::Codec;
@@ -24,7 +24,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use crate::demux::{self, Kind, Stun};
 use crate::downtrack::DownTrack;
 use crate::metrics::{DropReason, KeyframeReason, LayerLabel, Metrics};
-use crate::metrics::{DropReason, Metrics};
+use crate::fastpath::{self, FastPeer, Outbox};
 use crate::selection::{self, Candidate as SpeakerCandidate};
 use crate::speaking::SpeakingDetector;
 use crate::video::{self, VideoPts, VideoSlot, VideoTrack};
@@ -138,6 +138,8 @@ struct Peer {
     bwe: Option<u64>,
     /// The mids of the last offer, in m-line order.
     mids: Vec<Mid>,
+    /// Audio forwarding fast path (None: `SfuConfig::fast_path` off).
+    fast: Option<FastPeer>,
 }
 
 impl Peer {
@@ -173,7 +175,15 @@ pub struct SfuCore {
     last_now: Instant,
     metrics: Metrics,
     stats: CoreStats,
+    fast_path: bool,
+    /// Datagrams written by the fast path, sent with [`SfuCore::drain_fast`].
+    fast_out: Outbox,
+    /// Next round of fast-path sender reports.
+    fast_sr_at: Option<Instant>,
 }
+
+/// Interval of the fast path's sender reports (str0m's default for audio).
+const FAST_SR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One forwarded packet in this many has its forward latency recorded.
 const LATENCY_SAMPLE: u64 = 16;
@@ -201,6 +211,9 @@ fn rtc_config(cfg: &SfuConfig, video: bool) -> RtcConfig {
         .dtls_provider
         .generate_certificate();
     let mut rc = RtcConfig::new();
+    if cfg.fast_path {
+        rc = rc.set_crypto_provider(fastpath::keys::provider());
+    }
     if let Some(cert) = cert {
         rc = rc.set_dtls_cert(cert);
     }
@@ -288,6 +301,9 @@ impl SfuCore {
             last_now: now,
             metrics: Metrics::new(),
             stats: CoreStats::default(),
+            fast_path: config.fast_path,
+            fast_out: Outbox::default(),
+            fast_sr_at: None,
         })
     }
 
@@ -344,6 +360,30 @@ impl SfuCore {
             .map(|s| *s.down.ssrc)
     }
 
+    /// The next packet forwarded on a subscriber's slot gets extended
+    /// sequence number `seq` (tests of SRTP rollover).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn force_next_seq(&mut self, participant: u64, mid: &str, seq: u64) {
+        let now = self.last_now;
+        if let Some(s) = self
+            .peers
+            .get_mut(&participant)
+            .and_then(|p| p.slots.iter_mut().find(|s| &*s.down.mid == mid))
+        {
+            s.down.force_next_seq(seq, now);
+        }
+    }
+
+    /// Whether the fast path sends on this subscriber's slot.
+    pub fn slot_is_fast(&self, participant: u64, mid: &str) -> bool {
+        self.peers.get(&participant).is_some_and(|p| {
+            p.fast.as_ref().is_some_and(|f| f.is_active())
+                && p.slots
+                    .iter()
+                    .any(|s| &*s.down.mid == mid && s.down.fast_owned)
+        })
+    }
+
     fn drop_packet(&mut self, reason: DropReason) {
         self.metrics.dropped(reason).increment(1);
         match reason {
@@ -374,10 +414,16 @@ impl SfuCore {
         self.advance(now);
         let offer = crate::sdp::check_offer(&req.offer_sdp, self.max_sdp_bytes, self.max_m_lines)?;
         let has_video = req.offer_sdp.lines().any(|l| l.starts_with("m=video "));
-        let mut rtc = if has_video {
-            self.rtc_config_video.clone().build(now)
+        let rc = if has_video {
+            self.rtc_config_video.clone()
         } else {
-            self.rtc_config.clone().build(now)
+            self.rtc_config.clone()
+        };
+        let (mut rtc, fast) = if self.fast_path {
+            let (rtc, sink) = fastpath::keys::build_with_sink(rc, now);
+            (rtc, sink.map(FastPeer::new))
+        } else {
+            (rc.build(now), None)
         };
         let ufrag = loop {
             let creds = rtc.direct_api().local_ice_credentials();
@@ -464,6 +510,7 @@ impl SfuCore {
             video_pts: SmallVec::new(),
             bwe: None,
             mids: mids.clone(),
+            fast,
         };
         add_slots(&mut peer, &slot_mids);
         apply_video(&mut peer, vmedias, self.max_video_slots);
@@ -499,9 +546,15 @@ impl SfuCore {
             .peers
             .get_mut(&participant)
             .ok_or(SfuError::UnknownParticipant)?;
+        if let Some(f) = &peer.fast {
+            f.before_offer(&mut peer.rtc, peer.slots.iter().map(|s| &s.down));
+        }
         let answer = match accept_offer(&mut peer.rtc, offer) {
             Ok(a) => a,
             Err(e) => {
+                if let Some(f) = &mut peer.fast {
+                    f.reclaim(&mut peer.rtc, peer.slots.iter_mut().map(|s| &mut s.down));
+                }
                 if !peer.rtc.is_alive() {
                     self.remove_peer(participant, Some("renegotiation failed".into()));
                 }
@@ -516,6 +569,9 @@ impl SfuCore {
         peer.publish_mid = publish_mid;
         peer.pts = pts;
         add_slots(peer, &slot_mids);
+        if let Some(f) = &mut peer.fast {
+            f.reclaim(&mut peer.rtc, peer.slots.iter_mut().map(|s| &mut s.down));
+        }
         let vmedias = inspect_video(&peer.rtc, &mids);
         apply_video(peer, vmedias, self.max_video_slots);
         peer.mids = mids;
@@ -816,16 +872,49 @@ impl SfuCore {
             self.video_tick = None;
             self.video_pass(now);
         }
+        if self.fast_path && self.fast_sr_at.is_none_or(|t| t <= now) {
+            self.fast_sr_at = Some(now + FAST_SR_INTERVAL);
+            self.fast_sender_reports(now);
+        }
         self.process_scratch(now);
+    }
+
+    /// Sender reports for every SSRC the fast path sends on.
+    fn fast_sender_reports(&mut self, now: Instant) {
+        let wall = SystemTime::now();
+        for peer in self.peers.values_mut() {
+            if let Some(f) = &mut peer.fast {
+                let downs = peer.slots.iter().map(|s| &s.down);
+                let n = f.sender_reports(downs, OPUS_CLOCK, now, wall, &mut self.fast_out);
+                self.metrics.bytes_sent.increment(n as u64);
+            }
+        }
+    }
+
+    /// Hands the datagrams the fast path wrote to `send` (false = not sent).
+    /// Call after [`Self::poll_transmit`] returns `None`, like it, after
+    /// every input.
+    pub fn drain_fast(&mut self, send: impl FnMut(SocketAddr, &[u8]) -> bool) {
+        let failed = self.fast_out.drain(send);
+        for _ in 0..failed {
+            self.count_io_drop(false);
+        }
+    }
+
+    /// Whether the fast path has datagrams waiting for [`Self::drain_fast`].
+    pub fn has_fast_datagrams(&self) -> bool {
+        !self.fast_out.is_empty()
     }
 
     /// The earliest time [`Self::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        match (t, self.video_tick) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.video_tick, self.fast_sr_at]
+            .into_iter()
+            .fold(t, |acc, x| match (acc, x) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            })
     }
 
     /// Drains subscribers written to since the last flush: one str0m poll per
@@ -889,6 +978,9 @@ impl SfuCore {
                 Ok(Output::Timeout(t)) => break Some(t),
                 Ok(Output::Transmit(t)) => {
                     self.metrics.bytes_sent.increment(t.contents.len() as u64);
+                    if let Some(f) = &mut peer.fast {
+                        f.note_transmit(&t);
+                    }
                     if demux::classify(&t.contents) == Some(Kind::Rtp) {
                         if let Some(ssrc) = demux::rtp_ssrc(&t.contents) {
                             let rtx = |d: &DownTrack| d.rtx.is_some_and(|r| *r == ssrc);
@@ -980,6 +1072,9 @@ impl SfuCore {
                     }
                     for s in &mut peer.video_slots {
                         s.reset();
+                    }
+                    if let Some(f) = &mut peer.fast {
+                        f.try_activate(&mut peer.rtc, peer.slots.iter_mut().map(|s| &mut s.down));
                     }
                     let room = peer.room;
                     self.update_room_video(room);
@@ -1115,6 +1210,9 @@ impl SfuCore {
             if sub.deaf || !sub.connected {
                 continue;
             }
+            if let Some(f) = sub.fast.as_mut().filter(|f| f.pending()) {
+                f.try_activate(&mut sub.rtc, sub.slots.iter_mut().map(|s| &mut s.down));
+            }
             let Some(slot) = sub
                 .slots
                 .get_mut(idx)
@@ -1128,6 +1226,29 @@ impl SfuCore {
                 self.stats.dropped_other += 1;
                 continue;
             };
+            let fast = sub
+                .fast
+                .as_ref()
+                .filter(|f| slot.down.fast_owned && f.is_active());
+            if let Some(f) = fast {
+                match fastpath::forward(f, &mut slot.down, &pkt, pt, &mut self.fast_out) {
+                    Ok(n) => {
+                        self.metrics.forwarded_audio.increment(1);
+                        self.metrics.bytes_sent.increment(n as u64);
+                        self.stats.forwarded += 1;
+                        // Written and protected already: the forward latency ends here.
+                        if self.stats.forwarded.is_multiple_of(LATENCY_SAMPLE) {
+                            let d = self.last_now.saturating_duration_since(pkt.timestamp);
+                            self.metrics.forward_latency_seconds.record(d.as_secs_f64());
+                        }
+                    }
+                    Err(reason) => {
+                        self.metrics.dropped(reason).increment(1);
+                        self.stats.dropped_other += 1;
+                    }
+                }
+                continue;
+            }
             match slot.down.forward(&mut sub.rtc, &pkt, pt) {
                 Ok(()) => {
                     self.metrics.forwarded_audio.increment(1);

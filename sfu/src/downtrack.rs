@@ -2,9 +2,9 @@
 //! sequence-number / timestamp rewriting that keeps it continuous while the
 //! source on the slot changes.
 //!
-//! This is deliberately one small piece of code: a later fast path (own header
-//! rewrite + SRTP into preallocated buffers) replaces the insides of
-//! [`DownTrack::forward`] and keeps the rewriting state.
+//! The rewriting state is shared by both send paths: [`DownTrack::forward`]
+//! hands the packet to str0m, the audio fast path (`fastpath::forward`)
+//! writes and protects it itself.
 
 use std::time::Instant;
 
@@ -12,6 +12,7 @@ use str0m::media::{Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Patch};
 use str0m::Rtc;
 
+use crate::fastpath::SendStats;
 use crate::metrics::DropReason;
 
 /// Outgoing sequence numbers start below this so the SRTP rollover counter
@@ -42,6 +43,10 @@ pub(crate) struct DownTrack {
     last_out_seq: Option<u64>,
     last_out_ts: u32,
     last_out_at: Option<Instant>,
+    /// The fast path sends on `ssrc` (str0m no longer knows it).
+    pub fast_owned: bool,
+    /// What the fast path sent on `ssrc` (for its sender reports).
+    pub sent: SendStats,
 }
 
 impl DownTrack {
@@ -59,12 +64,23 @@ impl DownTrack {
             last_out_seq: None,
             last_out_ts: 0,
             last_out_at: None,
+            fast_owned: false,
+            sent: SendStats::default(),
         }
     }
 
     /// The next packet re-anchors the rewriting: its sequence number follows
     /// the last one sent and its timestamp advances by the wall-clock gap.
     pub fn resync(&mut self) {
+        self.resync = true;
+    }
+
+    /// The next packet sent gets extended sequence number `seq` (tests: SRTP
+    /// rollover without sending 65,536 packets first).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn force_next_seq(&mut self, seq: u64, at: Instant) {
+        self.last_out_seq = Some(seq.saturating_sub(1));
+        self.last_out_at = Some(at);
         self.resync = true;
     }
 

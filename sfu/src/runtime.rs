@@ -271,6 +271,7 @@ fn send_all(socket: &UdpSocket, core: &mut SfuCore) {
             core.count_io_drop(false);
         }
     }
+    core.drain_fast(|dest, bytes| socket.try_send_to(bytes, dest).is_ok());
 }
 
 async fn run(

@@ -273,6 +273,11 @@ impl TestPeer {
 
     /// Sends one 20 ms Opus packet with `payload` and RFC 6464 `level` (0 loud .. 127 silent).
     pub fn send_audio(&mut self, now: Instant, payload: &[u8], level: u8) {
+        self.send_audio_marked(now, payload, level, false);
+    }
+
+    /// Like [`Self::send_audio`], with the RTP marker bit (talkspurt start).
+    pub fn send_audio_marked(&mut self, now: Instant, payload: &[u8], level: u8, marker: bool) {
         let mid = self.send_mid.expect("a sending peer");
         let mut api = self.rtc.direct_api();
         let Some(tx) = api.stream_tx_by_mid(mid, None) else {
@@ -291,6 +296,7 @@ impl TestPeer {
                 now,
                 payload.to_vec(),
             )
+            .marker(marker)
             .ext_vals(ext)
             .nackable(true),
         );
@@ -548,6 +554,20 @@ impl Net {
                     .is_none_or(|f| f(i, false, &t.contents));
                 if deliver {
                     self.peers[i].handle_datagram(self.now, sfu_addr, &t.contents);
+                }
+            }
+            let mut fast = Vec::new();
+            self.sfu.drain_fast(|dest, bytes| {
+                fast.push((dest, bytes.to_vec()));
+                true
+            });
+            for (dest, bytes) in fast {
+                moved = true;
+                let Some(i) = self.peers.iter().position(|p| p.addr == dest) else {
+                    continue;
+                };
+                if self.filter.as_mut().is_none_or(|f| f(i, false, &bytes)) {
+                    self.peers[i].handle_datagram(self.now, sfu_addr, &bytes);
                 }
             }
             self.collect_events();

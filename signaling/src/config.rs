@@ -67,6 +67,9 @@ pub struct Cli {
     /// Directory with the web client to serve instead of the built-in copy (development).
     #[arg(long, env = "CONFAB_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
+    /// Forward audio through the SFU's own fast path (true) or str0m's send path (false). [default: true]
+    #[arg(long, env = "CONFAB_SFU_FAST_PATH")]
+    pub sfu_fast_path: Option<bool>,
 }
 
 /// The same keys as the flags, from a TOML file.
@@ -89,6 +92,7 @@ struct FileConfig {
     db_pool_size: Option<u32>,
     log_format: Option<String>,
     web_dir: Option<PathBuf>,
+    sfu_fast_path: Option<bool>,
 }
 
 /// Upper bound of `--max-video-tiles`: every tile is a recvonly transceiver in the client's
@@ -114,6 +118,7 @@ pub struct Config {
     pub db_pool_size: u32,
     pub log_format: String,
     pub web_dir: Option<PathBuf>,
+    pub sfu_fast_path: bool,
 }
 
 impl Default for Config {
@@ -135,6 +140,7 @@ impl Default for Config {
             db_pool_size: 20,
             log_format: "pretty".into(),
             web_dir: None,
+            sfu_fast_path: true,
         }
     }
 }
@@ -192,6 +198,10 @@ impl Config {
                 .unwrap_or(d.db_pool_size),
             log_format: cli.log_format.or(file.log_format).unwrap_or(d.log_format),
             web_dir: cli.web_dir.or(file.web_dir),
+            sfu_fast_path: cli
+                .sfu_fast_path
+                .or(file.sfu_fast_path)
+                .unwrap_or(d.sfu_fast_path),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -279,7 +289,12 @@ mod tests {
         let file = dir.join("confab.toml");
         std::fs::write(
             &file,
-            "bind = \"0.0.0.0:4000\"\nudp_port = 5000\nrate_limit_scale = 2.0\nmax_video_tiles = 4\n",
+            "bind = \"0.0.0.0:4000\"
+udp_port = 5000
+rate_limit_scale = 2.0
+max_video_tiles = 4
+sfu_fast_path = false
+",
         )
         .unwrap();
         let cli = Cli::parse_from([
@@ -294,6 +309,15 @@ mod tests {
         assert_eq!(cfg.udp_port, 6000);
         assert_eq!(cfg.rate_limit_scale, 2.0);
         assert_eq!(cfg.max_video_tiles, 4);
+        assert!(!cfg.sfu_fast_path);
+        let cli = Cli::parse_from([
+            "confab",
+            "--config",
+            file.to_str().unwrap(),
+            "--sfu-fast-path",
+            "true",
+        ]);
+        assert!(Config::load(cli).unwrap().sfu_fast_path);
         assert_eq!(cfg.media_ip(), IpAddr::from([127, 0, 0, 1]));
         std::fs::write(&file, "bogus = 1\n").unwrap();
         let cli = Cli::parse_from(["confab", "--config", file.to_str().unwrap()]);
@@ -312,5 +336,7 @@ mod tests {
         assert_eq!(d.bind.port(), 3000);
         assert_eq!(d.udp_port, 3000);
         assert_eq!(d.max_video_tiles, 9);
+        assert!(d.sfu_fast_path);
+        assert!(Cli::try_parse_from(["confab", "--sfu-fast-path", "maybe"]).is_err());
     }
 }

@@ -81,6 +81,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let sfu_config = confab_sfu::SfuConfig {
         max_video_slots: config.max_video_tiles,
         max_audio_slots: config.max_audio_slots,
+        fast_path: config.sfu_fast_path,
         ..confab_sfu::SfuConfig::new(
             SocketAddr::new(config.bind.ip(), config.udp_port),
             config.media_ip(),

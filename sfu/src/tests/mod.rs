@@ -3,5 +3,6 @@
 mod bad_input;
 mod core_tests;
 mod slots_tests;
+mod fastpath_tests;
 mod udp_loop;
 mod video_tests;

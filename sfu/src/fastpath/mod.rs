@@ -1,0 +1,368 @@
+//! The audio forwarding fast path: per down-track header rewrite and SRTP
+//! protection straight into a reusable send buffer, bypassing str0m's
+//! per-packet send machinery (send queue, pacer, a fresh buffer per packet,
+//! a full poll of the connection). str0m keeps ICE, DTLS, SDP and receiving
+//! RTCP; the fast path owns the SSRCs it sends on and their sender reports.
+//!
+//! Life of a subscriber's fast path:
+//! - its `Rtc` is built with [`keys::provider`], which hands the DTLS-SRTP
+//!   keys to a [`keys::KeySink`];
+//! - once the keys are there and str0m has sent something to the peer (so
+//!   the selected address is known), [`FastPeer::try_activate`] derives the
+//!   session keys and takes over every audio slot: the slot's SSRC is removed
+//!   from str0m (so str0m sends no sender reports or RTCP with it), and
+//!   [`forward`] writes its packets from then on;
+//! - an SDP renegotiation re-declares those SSRCs to str0m around the offer so
+//!   the answer still announces them ([`FastPeer::before_offer`]), then takes
+//!   them back ([`FastPeer::reclaim`]);
+//! - a peer whose keys never arrive or whose profile is unsupported stays on
+//!   the str0m path.
+
+pub(crate) mod keys;
+mod rtcp;
+pub(crate) mod srtp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use str0m::media::Pt;
+use str0m::net::Transmit;
+use str0m::rtp::{Extension, RtpPacket};
+use str0m::Rtc;
+
+use crate::downtrack::DownTrack;
+use crate::metrics::DropReason;
+
+pub(crate) use rtcp::SendStats;
+
+use keys::KeySink;
+use srtp::SrtpTx;
+
+/// Largest datagram the fast path writes; larger packets go through str0m.
+const MAX_DATAGRAM: usize = 1400;
+
+/// The first SRTCP index we use. Before the fast path takes an SSRC over,
+/// str0m may have sent SRTCP whose first SSRC is that SSRC, numbered from 0
+/// with the same session key; starting far above keeps every (SSRC, index)
+/// pair, and so every AES-GCM nonce, unique (str0m would need decades of
+/// reports to get here).
+const SRTCP_INDEX_START: u32 = 1 << 30;
+
+/// Datagrams produced by the fast path, waiting for the socket: one growing
+/// byte arena plus (destination, range) entries, both reused, so steady-state
+/// forwarding allocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    buf: Vec<u8>,
+    items: Vec<(SocketAddr, u32, u32)>,
+}
+
+impl Outbox {
+    /// Reserves `max` bytes, lets `write` fill them and return the length used.
+    fn push_with(&mut self, dest: SocketAddr, max: usize, write: impl FnOnce(&mut [u8]) -> usize) {
+        let start = self.buf.len();
+        self.buf.resize(start + max, 0);
+        let n = write(&mut self.buf[start..]);
+        self.buf.truncate(start + n);
+        self.items.push((dest, start as u32, n as u32));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Hands every queued datagram to `send` (false = not sent) and returns
+    /// how many were not sent.
+    pub fn drain(&mut self, mut send: impl FnMut(SocketAddr, &[u8]) -> bool) -> u64 {
+        let mut failed = 0;
+        for &(dest, start, len) in &self.items {
+            let (s, e) = (start as usize, (start + len) as usize);
+            if !send(dest, &self.buf[s..e]) {
+                failed += 1;
+            }
+        }
+        self.items.clear();
+        self.buf.clear();
+        failed
+    }
+}
+
+/// Fast-path state of one subscriber.
+#[derive(Debug)]
+pub(crate) struct FastPeer {
+    sink: Arc<KeySink>,
+    tx: Option<SrtpTx>,
+    /// Keys unusable (unsupported profile): str0m path for good.
+    disabled: bool,
+    /// Where str0m sends DTLS and SRTP to (the selected candidate pair).
+    dest: Option<SocketAddr>,
+    /// Negotiated one-byte extension ids (str0m writes them in id order).
+    ext_level: Option<u8>,
+    ext_mid: Option<u8>,
+    cname: Vec<u8>,
+    srtcp_index: u32,
+    /// Scratch for building RTCP (kept to avoid allocating per report).
+    scratch: Vec<u8>,
+    ssrcs: Vec<u32>,
+}
+
+impl FastPeer {
+    pub fn new(sink: Arc<KeySink>) -> Self {
+        FastPeer {
+            sink,
+            tx: None,
+            disabled: false,
+            dest: None,
+            ext_level: None,
+            ext_mid: None,
+            cname: Vec::new(),
+            srtcp_index: SRTCP_INDEX_START,
+            scratch: Vec::new(),
+            ssrcs: Vec::new(),
+        }
+    }
+
+    /// Forwarding goes through the fast path.
+    pub fn is_active(&self) -> bool {
+        self.tx.is_some() && self.dest.is_some()
+    }
+
+    /// Worth calling [`Self::try_activate`] (cheap: an atomic load).
+    pub fn pending(&self) -> bool {
+        !self.disabled && !self.is_active() && (self.tx.is_some() || self.sink.is_ready())
+    }
+
+    /// Notes where str0m sends this peer's datagrams (any but STUN, which
+    /// also goes to candidate pairs not selected).
+    pub fn note_transmit(&mut self, t: &Transmit) {
+        if t.contents.first().is_some_and(|b| (20..=191).contains(b)) {
+            self.dest = Some(t.destination);
+        }
+    }
+
+    /// Takes the keys and, when the destination is known too, every slot.
+    pub fn try_activate<'a>(
+        &mut self,
+        rtc: &mut Rtc,
+        downs: impl Iterator<Item = &'a mut DownTrack>,
+    ) -> bool {
+        if self.tx.is_none() && !self.disabled {
+            if let Some(keys) = self.sink.take() {
+                match keys
+                    .profile
+                    .map(|p| SrtpTx::from_keying_material(p, &keys.material, keys.client))
+                {
+                    Some(Ok(tx)) => self.tx = Some(tx),
+                    other => {
+                        tracing::debug!(?other, "fast path unavailable for this peer's SRTP");
+                        self.disabled = true;
+                    }
+                }
+            }
+        }
+        if !self.is_active() {
+            return false;
+        }
+        self.reclaim(rtc, downs);
+        true
+    }
+
+    /// Takes over every slot not yet owned (after activation and after each
+    /// SDP negotiation): str0m forgets the SSRC, the fast path sends on it.
+    pub fn reclaim<'a>(&mut self, rtc: &mut Rtc, downs: impl Iterator<Item = &'a mut DownTrack>) {
+        if !self.is_active() {
+            return;
+        }
+        for down in downs {
+            let Some(media) = rtc.media(down.mid) else {
+                continue;
+            };
+            let map = media.remote_extmap();
+            let (level, mid) = (
+                map.id_of(Extension::AudioLevel),
+                map.id_of(Extension::RtpMid),
+            );
+            // One-byte header form only (ids 1..=14, values of 1..=16 bytes).
+            let one_byte = |id: Option<u8>| id.is_none_or(|i| (1..=14).contains(&i));
+            if !one_byte(level) || !one_byte(mid) || down.mid.len() > 16 || down.rtx.is_some() {
+                continue;
+            }
+            if self.cname.is_empty() {
+                self.cname = media.cname().as_bytes().to_vec();
+            }
+            self.ext_level = level;
+            self.ext_mid = mid;
+            rtc.direct_api().remove_stream_tx(down.ssrc);
+            down.fast_owned = true;
+        }
+    }
+
+    /// Before str0m answers an offer: re-declare our SSRCs so the answer
+    /// announces them (str0m would otherwise pick new ones).
+    pub fn before_offer<'a>(&self, rtc: &mut Rtc, downs: impl Iterator<Item = &'a DownTrack>) {
+        for down in downs.filter(|d| d.fast_owned) {
+            rtc.direct_api()
+                .declare_stream_tx(down.ssrc, None, down.mid, None);
+        }
+    }
+
+    /// Sender reports (and CNAMEs) for every owned SSRC that has sent, as one
+    /// SRTCP compound packet. Returns the bytes queued.
+    pub fn sender_reports<'a>(
+        &mut self,
+        downs: impl Iterator<Item = &'a DownTrack>,
+        clock_rate: u32,
+        now: Instant,
+        wall: SystemTime,
+        out: &mut Outbox,
+    ) -> usize {
+        let (Some(tx), Some(dest)) = (&self.tx, self.dest) else {
+            return 0;
+        };
+        self.scratch.clear();
+        self.ssrcs.clear();
+        for down in downs.filter(|d| d.fast_owned) {
+            if self.ssrcs.len() >= 31 {
+                break;
+            }
+            if rtcp::write_sr(
+                &mut self.scratch,
+                *down.ssrc,
+                &down.sent,
+                clock_rate,
+                now,
+                wall,
+            )
+            .is_some()
+            {
+                self.ssrcs.push(*down.ssrc);
+            }
+        }
+        if self.ssrcs.is_empty() {
+            return 0;
+        }
+        rtcp::write_sdes(&mut self.scratch, &self.ssrcs, &self.cname);
+        let len = self.scratch.len();
+        let index = self.srtcp_index;
+        self.srtcp_index = self.srtcp_index.wrapping_add(1) & 0x7fff_ffff;
+        let scratch = &self.scratch;
+        let mut n = 0;
+        out.push_with(dest, len + tx.profile.rtcp_overhead(), |buf| {
+            buf[..len].copy_from_slice(scratch);
+            n = tx.protect_rtcp(buf, len, index);
+            n
+        });
+        n
+    }
+}
+
+/// Rewrites `pkt` for `down` and queues it, protected, in `out`. Returns the
+/// datagram size. The caller checked that `fp` is active and owns `down`.
+pub(crate) fn forward(
+    fp: &FastPeer,
+    down: &mut DownTrack,
+    pkt: &RtpPacket,
+    pt: Pt,
+    out: &mut Outbox,
+) -> Result<usize, DropReason> {
+    let (Some(tx), Some(dest)) = (&fp.tx, fp.dest) else {
+        return Err(DropReason::NoStream);
+    };
+    let max = 12 + 4 + 2 + 17 + 3 + pkt.payload.len() + tx.profile.rtp_overhead();
+    if max > MAX_DATAGRAM {
+        return Err(DropReason::Oversize);
+    }
+    let (seq, ts) = down
+        .rewrite(
+            pkt.header.ssrc,
+            *pkt.seq_no,
+            pkt.header.timestamp,
+            pkt.timestamp,
+        )
+        .ok_or(DropReason::Stale)?;
+    let ev = &pkt.header.ext_vals;
+    // str0m writes the audio level only with its voice-activity flag.
+    let level = match (fp.ext_level, ev.audio_level, ev.voice_activity) {
+        (Some(id), Some(l), Some(v)) => {
+            Some((id, if v { 0x80 } else { 0 } | (l.unsigned_abs() & 0x7f)))
+        }
+        _ => None,
+    };
+    let mid = fp.ext_mid.map(|id| (id, down.mid.as_bytes()));
+    let mut n = 0;
+    out.push_with(dest, max, |buf| {
+        let hlen = write_header(
+            buf,
+            pt,
+            pkt.header.marker,
+            seq as u16,
+            ts,
+            *down.ssrc,
+            level,
+            mid,
+        );
+        let len = hlen + pkt.payload.len();
+        buf[hlen..len].copy_from_slice(&pkt.payload);
+        n = tx.protect_rtp(buf, hlen, len, seq);
+        n
+    });
+    down.sent.on_sent(pkt.payload.len(), ts, pkt.timestamp);
+    Ok(n)
+}
+
+/// Writes the RTP header with a one-byte extension block (RFC 8285), the
+/// extensions in id order and zero padding, as str0m serialises it (str0m
+/// always writes the extension block, empty or not). Returns its length.
+#[allow(clippy::too_many_arguments)]
+fn write_header(
+    buf: &mut [u8],
+    pt: Pt,
+    marker: bool,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    level: Option<(u8, u8)>,
+    mid: Option<(u8, &[u8])>,
+) -> usize {
+    buf[0] = 0x90; // V=2, X=1
+    buf[1] = (*pt & 0x7f) | if marker { 0x80 } else { 0 };
+    buf[2..4].copy_from_slice(&seq.to_be_bytes());
+    buf[4..8].copy_from_slice(&ts.to_be_bytes());
+    buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    buf[12] = 0xbe;
+    buf[13] = 0xde;
+    let mut at = 16;
+    let put_level = |buf: &mut [u8], at: &mut usize| {
+        if let Some((id, v)) = level {
+            buf[*at] = id << 4;
+            buf[*at + 1] = v;
+            *at += 2;
+        }
+    };
+    let put_mid = |buf: &mut [u8], at: &mut usize| {
+        if let Some((id, m)) = mid.filter(|(_, m)| !m.is_empty()) {
+            buf[*at] = (id << 4) | (m.len() as u8 - 1);
+            buf[*at + 1..*at + 1 + m.len()].copy_from_slice(m);
+            *at += 1 + m.len();
+        }
+    };
+    let level_first = match (level, mid) {
+        (Some((l, _)), Some((m, _))) => l < m,
+        _ => true,
+    };
+    if level_first {
+        put_level(buf, &mut at);
+        put_mid(buf, &mut at);
+    } else {
+        put_mid(buf, &mut at);
+        put_level(buf, &mut at);
+    }
+    while (at - 16) % 4 != 0 {
+        buf[at] = 0;
+        at += 1;
+    }
+    let words = ((at - 16) / 4) as u16;
+    buf[14..16].copy_from_slice(&words.to_be_bytes());
+    at
+}
