@@ -32,6 +32,8 @@ const CAMERA_ENCODINGS = [
   { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
   { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
 ];
+/** Least time between two op 15 tile reports. */
+const TILES_MIN_INTERVAL_MS = 1500;
 const CAMERA_CONSTRAINTS = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
 const SCREEN_CONSTRAINTS = { width: { max: 1920 }, height: { max: 1080 }, frameRate: { max: 15 } };
 
@@ -71,6 +73,8 @@ export class Voice {
     this._camTx = null;
     this._screenTx = null;
     this._tilesKey = null;
+    this._tilesSentAt = 0;
+    this._tilesTimer = null;
     this._layerChain = Promise.resolve();
 
     const prefs = loadJson(PREFS_KEY, {});
@@ -725,7 +729,19 @@ export class Voice {
     if (!this.channelId || !this.pc) return;
     const key = JSON.stringify(this.videoTiles);
     if (!force && key === this._tilesKey) return;
-    if (this.gateway.send(Op.VIDEO_SUBSCRIBE, { tiles: this.videoTiles })) this._tilesKey = key;
+    // op 15 shares the voice signalling budget (60 frames a minute): at most one every
+    // TILES_MIN_INTERVAL_MS, the latest list going out when the interval is over.
+    const wait = this._tilesSentAt + TILES_MIN_INTERVAL_MS - Date.now();
+    if (wait > 0) {
+      if (!this._tilesTimer) {
+        this._tilesTimer = setTimeout(() => { this._tilesTimer = null; this._sendTiles(false); }, wait);
+      }
+      return;
+    }
+    if (this.gateway.send(Op.VIDEO_SUBSCRIBE, { tiles: this.videoTiles })) {
+      this._tilesKey = key;
+      this._tilesSentAt = Date.now();
+    }
   }
 
   // ---------------------------------------------------------------- devices
