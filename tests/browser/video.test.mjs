@@ -38,6 +38,22 @@ function inboundVideo(page) {
   });
 }
 
+/** The publisher's simulcast encodings: rid → {active, frameWidth, framesEncoded, limit}. */
+function outboundVideo(page) {
+  return page.evaluate(async () => {
+    const v = window.confabVoice;
+    const tx = v.pc.getTransceivers().find((t) => t.sender.track && t.sender.track.kind === 'video' && t.sender.getParameters().encodings.length > 1);
+    const active = Object.fromEntries(tx.sender.getParameters().encodings.map((e) => [e.rid, e.active]));
+    const out = {};
+    (await tx.sender.getStats()).forEach((s) => {
+      if (s.type === 'outbound-rtp' && s.rid) {
+        out[s.rid] = { active: active[s.rid], frameWidth: s.frameWidth || 0, framesEncoded: s.framesEncoded || 0, limit: s.qualityLimitationReason };
+      }
+    });
+    return { layers: v.videoLayers.camera, encodings: out };
+  });
+}
+
 /** Restyles the tile grid through the CSSOM (the page's CSP forbids injected style sheets). */
 function gridStyle(page, style) {
   return page.evaluate((st) => Object.assign(document.querySelector('[data-testid="video-grid"]').style, st), style);
@@ -145,8 +161,15 @@ test('a small tile gets a lower simulcast layer than a large one', async (t) => 
   // C: a 120×68 px tile (→ the quarter layer, 320×180).
   await gridStyle(b.b.page, { gridTemplateColumns: '1fr', maxHeight: 'none' });
   await gridStyle(c.b.page, { gridTemplateColumns: '120px' });
-  const large = await settledWidth(b.b.page, a.id, 'camera', b.name, (w) => w >= 640);
-  const small = await settledWidth(c.b.page, a.id, 'camera', c.name, (w) => w <= 320);
+  const diag = async () => JSON.stringify({
+    publisher: await outboundVideo(a.b.page),
+    tilesC: await c.b.page.evaluate(() => window.confabVoice.videoTiles),
+    tilesB: await b.b.page.evaluate(() => window.confabVoice.videoTiles),
+  });
+  const withDiag = (p) => p.catch(async (e) => { throw new Error(`${e.message}; ${await diag()}`); });
+  const large = await withDiag(settledWidth(b.b.page, a.id, 'camera', b.name, (w) => w >= 640));
+  const small = await withDiag(settledWidth(c.b.page, a.id, 'camera', c.name, (w) => w <= 320));
+  t.diagnostic(await diag());
   assert.ok(small < large, `small tile ${small} px < large tile ${large} px`);
   t.diagnostic(`frame width received: large tile ${large} px, small tile ${small} px`);
   // What C reported: its tile in device pixels.

@@ -338,7 +338,9 @@ function channelRow(c, owner) {
         avatar(user || { id: v.user_id }, 22, speaking ? 'ring' : ''),
         h('span', { class: 'vu-name', text: store.displayName(v.user_id, user, c.server_id) }),
         (v.self_mute || v.mute) ? h('span', { class: 'vu-icon', title: v.mute ? 'Server muted' : 'Muted', 'aria-label': 'muted' }, icon('micOff', 14)) : null,
-        (v.self_deaf || v.deaf) ? h('span', { class: 'vu-icon', title: v.deaf ? 'Server deafened' : 'Deafened', 'aria-label': 'deafened' }, icon('headphonesOff', 14)) : null));
+        (v.self_deaf || v.deaf) ? h('span', { class: 'vu-icon', title: v.deaf ? 'Server deafened' : 'Deafened', 'aria-label': 'deafened' }, icon('headphonesOff', 14)) : null,
+        v.self_stream ? h('span', { class: 'vu-icon live', title: 'Sharing their screen', 'aria-label': 'sharing screen' }, icon('screen', 14)) : null,
+        v.self_video ? h('span', { class: 'vu-icon live', title: 'Camera on', 'aria-label': 'camera on' }, icon('video', 14)) : null));
       }
       li.append(ul);
     }
