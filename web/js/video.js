@@ -11,7 +11,7 @@
 //
 // State for tests: window.confabVideo = this.
 
-import { h, clear } from './dom.js';
+import { h } from './dom.js';
 import { VIDEO_SLOTS } from './voice.js';
 
 const REPORT_DEBOUNCE_MS = 300;
@@ -142,12 +142,5 @@ export class VideoGrid {
     }
     this.reports += 1;
     this.voice.setVideoTiles(list.slice(0, VIDEO_SLOTS));
-  }
-
-  clear() {
-    for (const tile of this.tiles.values()) { this._resize.unobserve(tile.el); this._visible.unobserve(tile.el); }
-    this.tiles.clear();
-    clear(this.el);
-    this.el.hidden = true;
   }
 }

@@ -718,7 +718,10 @@ export class Voice {
    * when it changed; the server replaces its previous list with it.
    */
   setVideoTiles(tiles) {
-    this.videoTiles = tiles.slice(0, VIDEO_SLOTS).map((t) => ({
+    // The server may allow fewer tiles (--max-video-tiles): VOICE_VIDEO_SLOTS lists only the
+    // slots it uses.
+    const max = Math.min(VIDEO_SLOTS, Object.keys(this.videoSlots).length || VIDEO_SLOTS);
+    this.videoTiles = tiles.slice(0, max).map((t) => ({
       user_id: String(t.user_id), track: t.track,
       width: Math.max(0, Math.round(t.width)) || 0, height: Math.max(0, Math.round(t.height)) || 0,
     }));
