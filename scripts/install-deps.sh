@@ -2,12 +2,13 @@
 # Installs the Debian packages Confab needs, only those that are missing.
 #   scripts/install-deps.sh          what running Confab needs (PostgreSQL server programs)
 #   scripts/install-deps.sh --test   plus what the test suite needs (cmake for Opus, Chromium,
-#                                    espeak-ng and sox for a speech microphone, Node.js)
+#                                    espeak-ng and sox for a speech microphone, Node.js, and
+#                                    Janus, iproute2, jq and curl for the Janus comparison)
 set -euo pipefail
 
 want=(postgresql pkg-config)
 if [[ "${1:-}" == "--test" ]]; then
-  want+=(cmake chromium espeak-ng sox nodejs npm)
+  want+=(cmake chromium espeak-ng sox nodejs npm janus iproute2 jq curl)
 fi
 
 missing=()

@@ -13,6 +13,8 @@ pub struct Api {
     pub http: reqwest::Client,
     /// e.g. `http://127.0.0.1:3000` (no trailing slash).
     pub base: String,
+    /// Whether the server has Confab's `/metrics` (not so for Janus).
+    pub has_metrics: bool,
 }
 
 /// A registered user.
@@ -38,6 +40,7 @@ impl Api {
         Ok(Api {
             http,
             base: base.trim_end_matches('/').to_string(),
+            has_metrics: true,
         })
     }
 

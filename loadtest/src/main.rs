@@ -14,6 +14,7 @@ mod api;
 mod audio;
 mod chat;
 mod gateway;
+mod janus;
 mod limits;
 mod peer;
 mod report;
@@ -114,6 +115,9 @@ struct Common {
     connect_concurrency: Option<usize>,
 
     // voice
+    /// SFU to drive: confab, or a Janus VideoRoom (`--url http://HOST:8088/janus`) [default: confab].
+    #[arg(long, global = true, value_enum)]
+    target: Option<voice::Target>,
     /// Voice channels [default: 1].
     #[arg(long, global = true)]
     rooms: Option<usize>,
@@ -200,6 +204,7 @@ impl Common {
             typing,
             presence,
             connect_concurrency,
+            target,
             rooms,
             speakers,
             listeners,
@@ -229,6 +234,8 @@ pub struct Ctx {
     pub clock: stats::Clock,
     pub sfu_pid: Option<u32>,
     pub register_concurrency: usize,
+    /// Where the simulated peers' UDP sockets bind (see `local_ip_towards`).
+    pub bind_ip: std::net::IpAddr,
 }
 
 fn main() -> Result<ExitCode> {
@@ -265,13 +272,24 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| "http://127.0.0.1:3000".into());
     let duration = Duration::from_secs_f64(c.duration.unwrap_or(30.0).max(0.1));
-    let api = api::Api::new(&url)?;
+    let target = c.target.unwrap_or(voice::Target::Confab);
+    let mut api = api::Api::new(&url)?;
     let local = is_local(&url);
-    eprintln!(
-        "confab-loadtest: target {url}. THE TESTER EXPECTS A SERVER STARTED WITH \
-         `--rate-limit-scale 1000` (or CONFAB_RATE_LIMIT_SCALE=1000): with the default \
-         limits registrations, IDENTIFYs and messages get 429s."
-    );
+    if target == voice::Target::Janus {
+        anyhow::ensure!(
+            cmd == Cmd::Voice,
+            "--target janus supports only the voice scenario"
+        );
+        api.has_metrics = false;
+        eprintln!("confab-loadtest: target Janus VideoRoom at {url}");
+    } else {
+        eprintln!(
+            "confab-loadtest: target {url}. THE TESTER EXPECTS A SERVER STARTED WITH \
+             `--rate-limit-scale 1000` (or CONFAB_RATE_LIMIT_SCALE=1000): with the default \
+             limits registrations, IDENTIFYs and messages get 429s."
+        );
+    }
+    let bind_ip = local_ip_towards(&url)?;
     let sfu_pid = c.sfu_pid.or_else(|| {
         if !local {
             return None;
@@ -291,6 +309,7 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
         clock: stats::Clock::new(),
         sfu_pid,
         register_concurrency: c.register_concurrency.unwrap_or(8),
+        bind_ip,
     };
     let chat_opts = chat::ChatOpts {
         clients: c.clients.unwrap_or(100),
@@ -310,6 +329,7 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
         join_timeout: Duration::from_secs_f64(c.join_timeout.unwrap_or(20.0)),
         integrity_every: c.integrity_every.unwrap_or(50),
         talk_turn_ms: c.talk_turn_ms.unwrap_or(0),
+        target,
     };
     let video_opts = video::VideoOpts {
         publishers: c.publishers.unwrap_or(1),
@@ -411,6 +431,32 @@ fn port_of(url: &str) -> Option<u16> {
         Some((_, p)) if !p.ends_with(']') => p.parse().ok(),
         _ => Some(if url.starts_with("https") { 443 } else { 80 }),
     }
+}
+
+/// The local address the kernel would use to reach the URL's host: the
+/// peers bind there, so their host candidate is reachable by the server
+/// (127.0.0.1 for a local server, our veth address for one in a network
+/// namespace). No packet is sent.
+fn local_ip_towards(url: &str) -> Result<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let port = port_of(url).unwrap_or(80);
+    let host = match host_port.rsplit_once(':') {
+        Some((h, _)) if !host_port.ends_with(']') => h,
+        _ => host_port,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?
+        .find(|a| a.is_ipv4())
+        .with_context(|| format!("{host} has no IPv4 address (the peers use IPv4)"))?;
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    probe
+        .connect(addr)
+        .with_context(|| format!("no route to {addr}"))?;
+    Ok(probe.local_addr()?.ip())
 }
 
 fn is_local(url: &str) -> bool {

@@ -56,6 +56,10 @@ pub struct VoiceShared {
     pub integrity_every: u64,
     /// Large-channel mode: speakers talk in turn (see `turns.rs`).
     pub turns: Option<Turns>,
+    /// Local address the peers' UDP sockets bind to: the source address of
+    /// the route to the server (127.0.0.1 for a local server, a veth address
+    /// for one in a network namespace).
+    pub bind_ip: std::net::IpAddr,
 }
 
 /// Series columns: packets expected (by send second), first arrivals (by
@@ -268,23 +272,25 @@ impl PeerReport {
     }
 }
 
-struct Media {
-    rtc: Rtc,
-    sock: UdpSocket,
-    local: SocketAddr,
-    send_mid: Option<Mid>,
-    recv_slots: usize,
-    pending: Option<SdpPendingOffer>,
-    next_timeout: Instant,
-    connected: bool,
+pub(crate) struct Media {
+    pub(crate) rtc: Rtc,
+    pub(crate) sock: UdpSocket,
+    pub(crate) local: SocketAddr,
+    pub(crate) send_mid: Option<Mid>,
+    pub(crate) recv_slots: usize,
+    pub(crate) pending: Option<SdpPendingOffer>,
+    pub(crate) next_timeout: Instant,
+    pub(crate) connected: bool,
     seq: u64,
     ts: u32,
     counter: u64,
     /// Kernel arrival time (µs on the shared clock) of the datagram being handled.
     rx_us: Option<u64>,
+    /// Whether the kernel timestamps received datagrams on `sock`.
+    kernel_ts: bool,
 }
 
-fn build_rtc(local: SocketAddr, now: Instant) -> anyhow::Result<Rtc> {
+pub(crate) fn build_rtc(local: SocketAddr, now: Instant) -> anyhow::Result<Rtc> {
     let mut exts = ExtensionMap::empty();
     exts.set(1, Extension::AudioLevel);
     exts.set(4, Extension::RtpMid);
@@ -300,9 +306,63 @@ fn build_rtc(local: SocketAddr, now: Instant) -> anyhow::Result<Rtc> {
 }
 
 impl Media {
+    /// A str0m client on a fresh UDP socket at `shared.bind_ip`.
+    pub(crate) async fn bind(shared: &VoiceShared, now: Instant) -> anyhow::Result<Media> {
+        let sock = UdpSocket::bind(SocketAddr::new(shared.bind_ip, 0)).await?;
+        let local = sock.local_addr()?;
+        let kernel_ts = crate::udp::enable_timestamps(&sock);
+        Ok(Media {
+            rtc: build_rtc(local, now)?,
+            sock,
+            local,
+            send_mid: None,
+            recv_slots: 0,
+            pending: None,
+            next_timeout: now + Duration::from_secs(3600),
+            connected: false,
+            seq: rand::random_range(1..20_000u64),
+            ts: rand::random::<u32>(),
+            counter: 0,
+            rx_us: None,
+            kernel_ts,
+        })
+    }
+
+    /// Drains up to [`RECV_BATCH`] readable datagrams into str0m, handling
+    /// what each produces. Call when the socket is readable.
+    pub(crate) fn recv_batch(
+        &mut self,
+        shared: &VoiceShared,
+        rep: &mut PeerReport,
+        t_join: Instant,
+        buf: &mut [u8],
+    ) -> std::io::Result<()> {
+        // realtime − monotonic, per batch (follows NTP slewing).
+        let offset_us = if self.kernel_ts {
+            (crate::udp::realtime_ns() / 1000) as i64 - shared.clock.now_us() as i64
+        } else {
+            0
+        };
+        for _ in 0..RECV_BATCH {
+            match crate::udp::try_recv(&self.sock, buf) {
+                Ok((n, from, stamp)) => {
+                    let now = Instant::now();
+                    self.rx_us = stamp.map(|ns| ((ns / 1000) as i64 - offset_us).max(0) as u64);
+                    if let Ok(rcv) = Receive::new(Protocol::Udp, from, self.local, &buf[..n]) {
+                        let _ = self.rtc.handle_input(Input::Receive(now, rcv));
+                    }
+                    drive(self, shared, rep, t_join);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// A new offer with the send transceiver (first time) and at least
     /// `slots` recvonly transceivers.
-    fn offer(&mut self, speaker: bool, slots: usize) -> anyhow::Result<String> {
+    pub(crate) fn offer(&mut self, speaker: bool, slots: usize) -> anyhow::Result<String> {
         let mut api = self.rtc.sdp_api();
         if speaker && self.send_mid.is_none() {
             self.send_mid =
@@ -320,7 +380,7 @@ impl Media {
     }
 }
 
-fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerReport, t_join: Instant) {
+pub(crate) fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerReport, t_join: Instant) {
     loop {
         match media.rtc.poll_output() {
             Ok(Output::Timeout(t)) => {
@@ -410,7 +470,7 @@ fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerReport, t_join: 
     }
 }
 
-fn send_packet(media: &mut Media, shared: &VoiceShared, sp: usize, rep: &mut PeerReport) {
+pub(crate) fn send_packet(media: &mut Media, shared: &VoiceShared, sp: usize, rep: &mut PeerReport) {
     let Some(mid) = media.send_mid else { return };
     let now = Instant::now();
     let counter = media.counter;
@@ -504,27 +564,11 @@ async fn run_inner(
     rep: &mut PeerReport,
 ) -> anyhow::Result<()> {
     let mut sess = gateway::connect(&shared.gateway_url, &cfg.token).await?;
-    let sock = UdpSocket::bind("127.0.0.1:0").await?;
-    let local = sock.local_addr()?;
-    let kernel_ts = crate::udp::enable_timestamps(&sock);
     let t_join = Instant::now();
     let op4 = json!({"op": 4, "d": {"server_id": cfg.server_id, "channel_id": cfg.channel_id,
         "self_mute": false, "self_deaf": false}});
     sess.ws.send(Message::text(op4.to_string())).await?;
-    let mut media = Media {
-        rtc: build_rtc(local, t_join)?,
-        sock,
-        local,
-        send_mid: None,
-        recv_slots: 0,
-        pending: None,
-        next_timeout: t_join + Duration::from_secs(3600),
-        connected: false,
-        seq: rand::random_range(1..20_000u64),
-        ts: rand::random::<u32>(),
-        counter: 0,
-        rx_us: None,
-    };
+    let mut media = Media::bind(shared, t_join).await?;
     let sdp = media.offer(cfg.speaker.is_some(), cfg.slots)?;
     rep.offers += 1;
     sess.ws
@@ -562,26 +606,7 @@ async fn run_inner(
             _ = stop.changed() => break,
             r = media.sock.readable() => {
                 r?;
-                // realtime − monotonic, per batch (follows NTP slewing).
-                let offset_us = if kernel_ts {
-                    (crate::udp::realtime_ns() / 1000) as i64 - shared.clock.now_us() as i64
-                } else {
-                    0
-                };
-                for _ in 0..RECV_BATCH {
-                    match crate::udp::try_recv(&media.sock, &mut buf) {
-                        Ok((n, from, stamp)) => {
-                            let now = Instant::now();
-                            media.rx_us = stamp.map(|ns| ((ns / 1000) as i64 - offset_us).max(0) as u64);
-                            if let Ok(rcv) = Receive::new(Protocol::Udp, from, media.local, &buf[..n]) {
-                                let _ = media.rtc.handle_input(Input::Receive(now, rcv));
-                            }
-                            drive(&mut media, shared, rep, t_join);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
+                media.recv_batch(shared, rep, t_join, &mut buf)?;
             }
             _ = tick.tick(), if speaker.is_some() && media.connected => {
                 send_packet(&mut media, shared, speaker.unwrap_or(0), rep);

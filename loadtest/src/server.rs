@@ -62,6 +62,9 @@ pub async fn snapshot(api: &Api, pid: Option<u32>) -> Snapshot {
         s.proc_cpu = stats::proc_cpu_seconds(p);
         s.rss = stats::rss_bytes(Some(p));
     }
+    if !api.has_metrics {
+        return s;
+    }
     match api.metrics().await {
         Ok(text) => {
             s.metrics_cpu = metric_sum(&text, "process_cpu_seconds_total");

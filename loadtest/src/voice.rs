@@ -15,7 +15,7 @@ use crate::peer::{self, PeerConfig, PeerReport, VoiceShared, COL_EXPECTED, COL_R
 use crate::stats::{self, loss_percent, Hist};
 use crate::timeseries::Series;
 use crate::turns::Turns;
-use crate::{server, setup, Ctx};
+use crate::{janus, server, setup, Ctx};
 
 #[derive(Clone, Debug)]
 pub struct VoiceOpts {
@@ -30,6 +30,30 @@ pub struct VoiceOpts {
     pub integrity_every: u64,
     /// Speakers talk in turn for this long each (0 = all talk all the time).
     pub talk_turn_ms: u64,
+    /// The SFU under test.
+    pub target: Target,
+}
+
+/// Which SFU the voice scenario drives.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Confab: REST setup, gateway signalling, one PeerConnection per peer.
+    Confab,
+    /// A Janus VideoRoom over Janus's HTTP API (see `janus.rs`).
+    Janus,
+}
+
+/// How peers get into the rooms.
+enum Signalling {
+    Confab {
+        users: Vec<crate::api::User>,
+        server_id: String,
+        channels: Vec<String>,
+    },
+    Janus(Arc<janus::JanusRun>),
 }
 
 /// Listening slots offered at first in the talk-in-turn mode: the server's default
@@ -56,12 +80,24 @@ pub async fn run(
     let catalog =
         tokio::task::spawn_blocking(move || Catalog::generate(n_speakers, 0x5eed)).await??;
     let lookup_ns = catalog.bench_lookup_ns();
-    let users = setup::register_users(&ctx.api, n, ctx.register_concurrency).await?;
-    let srv = setup::server_with_members(&ctx.api, &users, "lt-voice", 32).await?;
-    let channels = ctx
-        .api
-        .ensure_channels(&users[0].token, &srv.server_id, "voice", opts.rooms)
-        .await?;
+    let signalling = match opts.target {
+        Target::Confab => {
+            let users = setup::register_users(&ctx.api, n, ctx.register_concurrency).await?;
+            let srv = setup::server_with_members(&ctx.api, &users, "lt-voice", 32).await?;
+            let channels = ctx
+                .api
+                .ensure_channels(&users[0].token, &srv.server_id, "voice", opts.rooms)
+                .await?;
+            Signalling::Confab {
+                users,
+                server_id: srv.server_id,
+                channels,
+            }
+        }
+        Target::Janus => Signalling::Janus(
+            janus::prepare(&ctx.api.base, opts.rooms, opts.speakers).await?,
+        ),
+    };
 
     let shared = Arc::new(VoiceShared {
         clock: ctx.clock,
@@ -80,6 +116,7 @@ pub async fn run(
         ),
         integrity_every: opts.integrity_every,
         turns: Turns::new(opts.talk_turn_ms, opts.speakers),
+        bind_ip: ctx.bind_ip,
     });
 
     // Join order: every room's speakers first, then listeners round-robin
@@ -102,31 +139,43 @@ pub async fn run(
     let t0 = Instant::now();
     for (i, (room, speaker)) in plan.into_iter().enumerate() {
         tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / opts.join_rate)).await;
-        let cfg = PeerConfig {
-            room,
-            speaker,
-            slots: {
-                let others = if speaker.is_some() {
-                    opts.speakers - 1
-                } else {
-                    opts.speakers
+        let task = match &signalling {
+            Signalling::Confab {
+                users,
+                server_id,
+                channels,
+            } => {
+                let cfg = PeerConfig {
+                    room,
+                    speaker,
+                    slots: {
+                        let others = if speaker.is_some() {
+                            opts.speakers - 1
+                        } else {
+                            opts.speakers
+                        };
+                        if shared.turns.is_some() {
+                            others.min(TURNS_INITIAL_SLOTS)
+                        } else {
+                            others
+                        }
+                    },
+                    token: users[next_user].token.clone(),
+                    server_id: server_id.clone(),
+                    channel_id: channels[room].clone(),
                 };
-                if shared.turns.is_some() {
-                    others.min(TURNS_INITIAL_SLOTS)
-                } else {
-                    others
-                }
-            },
-            token: users[next_user].token.clone(),
-            server_id: srv.server_id.clone(),
-            channel_id: channels[room].clone(),
+                tokio::spawn(peer::run(cfg, shared.clone(), stop_rx.clone()))
+            }
+            Signalling::Janus(run) => tokio::spawn(janus::run_peer(
+                room,
+                speaker,
+                run.clone(),
+                shared.clone(),
+                stop_rx.clone(),
+            )),
         };
         next_user += 1;
-        tasks.push(tokio::spawn(peer::run(
-            cfg,
-            shared.clone(),
-            stop_rx.clone(),
-        )));
+        tasks.push(task);
         pb.set_position(
             (shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed))
                 as u64,
@@ -181,6 +230,9 @@ pub async fn run(
         if let Ok(r) = t.await {
             reports.push(r);
         }
+    }
+    if let Signalling::Janus(run) = &signalling {
+        run.janus.destroy().await;
     }
     let mut out = aggregate(
         opts,
@@ -373,9 +425,15 @@ fn aggregate(
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    let cpu_per_fwd = match (server_cpu, fwd) {
-        (Some((c, _)), Some(f)) if f > 0.0 => Some(c * 1e6 / f),
+    // Per packet the peers received in the window: the one figure that is
+    // computed the same way for any SFU (Janus has no forwarded counter).
+    let cpu_per_rx = match server_cpu {
+        Some((c, _)) if rx_window > 0 => Some(c * 1e6 / rx_window as f64),
         _ => None,
+    };
+    let (cpu_per_fwd, per_fwd_basis) = match (server_cpu, fwd) {
+        (Some((c, _)), Some(f)) if f > 0.0 => (Some(c * 1e6 / f), "server_forwarded_counter"),
+        _ => (cpu_per_rx, "packets_received_by_peers"),
     };
     let connected = reports.iter().filter(|r| r.connected).count();
     let ideal_fwd_pps = opts.rooms as f64
@@ -384,6 +442,7 @@ fn aggregate(
         * 50.0;
     json!({
         "voice": {
+            "target": opts.target,
             "rooms": opts.rooms,
             "speakers": opts.speakers,
             "listeners": opts.listeners,
@@ -432,6 +491,9 @@ fn aggregate(
             "forwarded_packets_per_second": fwd.map(|f| f / secs),
             "ideal_forwarded_packets_per_second": ideal_fwd_pps,
             "sfu_cpu_us_per_forwarded_packet": cpu_per_fwd,
+            "sfu_cpu_us_per_forwarded_packet_basis": per_fwd_basis,
+            "sfu_cpu_us_per_received_packet": cpu_per_rx,
+            "packets_received_by_peers": rx_window,
             "cpu_percent_of_one_core": server_cpu.map(|c| c.0 * 100.0 / secs),
             "rss_bytes": s1.rss,
         },
