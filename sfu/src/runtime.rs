@@ -211,6 +211,8 @@ impl Sfu {
     /// video is dropped on arrival and never forwarded.
     pub fn set_video_allowed(&self, participant: u64, allowed: bool) {
         let _ = self.send(Command::VideoAllowed(participant, allowed));
+    }
+
     /// PRIORITY_SPEAKER: this participant is preferred for the loudest-speaker
     /// slots (a talking priority speaker displaces a talking one without it).
     pub fn set_priority_speaker(&self, participant: u64, priority: bool) {

@@ -94,7 +94,7 @@ pub(crate) fn reselect(selected: &mut Vec<u64>, candidates: &[Candidate], size: 
         .filter(|c| !is_selected(&positions, c.participant))
         .collect();
     // Stable sort: equal ranks keep join order.
-    rest.sort_by(|a, b| fill_rank(b).cmp(&fill_rank(a)));
+    rest.sort_by_key(|c| std::cmp::Reverse(fill_rank(c)));
     let mut rest = rest.into_iter();
     for p in positions.iter_mut().filter(|p| p.is_none()) {
         *p = rest.next().map(|c| c.participant);
@@ -120,7 +120,7 @@ pub(crate) fn least_relevant(selected: &[u64], candidates: &[Candidate]) -> Opti
     selected
         .iter()
         .rev()
-        .filter_map(|p| find(p))
+        .filter_map(find)
         .min_by(|a, b| {
             (a.speaking, a.priority)
                 .cmp(&(b.speaking, b.priority))
