@@ -129,10 +129,11 @@ pub struct PeerReport {
     pub integrity: Integrity,
     /// Talking in turn: turn start → first packet of that turn's speaker.
     pub switch: Hist,
-    last_switch_turn: Option<u64>,
+    pub last_switch_turn: Option<u64>,
     /// Most distinct speakers received within one second of the window.
     pub max_distinct_speakers: usize,
-    distinct: (u64, Vec<u32>),
+    /// The second being counted and the speakers seen in it.
+    pub distinct: (u64, Vec<u32>),
 }
 
 /// Sequence-gap accounting for one received stream: a 128-packet window

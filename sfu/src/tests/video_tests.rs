@@ -488,6 +488,9 @@ fn a_paused_layer_the_view_asks_for_is_requested_back() {
     let got = video_in(&net, 1);
     assert_eq!(layers(&got).last(), Some(&1), "{:?}", layers(&got));
     assert_continuous(&got);
+}
+
+#[test]
 fn a_paused_layer_that_fits_a_new_view_is_asked_for() {
     let mut net = room(2);
     watch(&mut net, 2, 1280, 720);
