@@ -414,7 +414,10 @@ async fn run_inner(
         }
         // Every speaker of the room is up: subscribe to the others.
         if subscriber.is_none() && others > 0 && *ready_rx.borrow() >= run.speakers {
-            subscriber = Some(subscribe(run, room, room_id, own_index, shared, rep, t_join, handles).await?);
+            subscriber = Some(
+                subscribe_retrying(run, room, room_id, own_index, shared, rep, t_join, handles)
+                    .await?,
+            );
         }
         let pub_ok = publisher.as_ref().is_none_or(|(_, m, _)| m.connected);
         let sub_ok = others == 0 || subscriber.as_ref().is_some_and(|(_, m)| m.connected);
@@ -504,6 +507,35 @@ async fn readable(m: Option<&Media>) -> std::io::Result<()> {
     match m {
         Some(m) => m.sock.readable().await,
         None => std::future::pending().await,
+    }
+}
+
+/// [`subscribe`], retried while Janus answers 428 "No such feed": our side
+/// of a publisher's PeerConnection can be up a moment before Janus has
+/// marked the feed active.
+#[allow(clippy::too_many_arguments)]
+async fn subscribe_retrying(
+    run: &JanusRun,
+    room: usize,
+    room_id: u64,
+    own_index: Option<usize>,
+    shared: &VoiceShared,
+    rep: &mut PeerReport,
+    t_join: Instant,
+    handles: &mut Vec<u64>,
+) -> Result<(Handle, Media)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match subscribe(run, room, room_id, own_index, shared, rep, t_join, handles).await {
+            Err(e) if attempt < 10 && e.to_string().contains("error 428") => {
+                if let Some(h) = handles.pop() {
+                    run.janus.detach(h).await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            r => return r,
+        }
     }
 }
 

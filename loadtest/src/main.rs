@@ -643,4 +643,23 @@ mod tests {
         assert!(is_local("http://127.0.0.1:3000"));
         assert!(!is_local("https://example.com"));
     }
+
+    #[test]
+    fn peers_bind_where_the_route_to_the_server_starts() {
+        let ip = local_ip_towards("http://127.0.0.1:3000").unwrap();
+        assert_eq!(ip, std::net::IpAddr::from([127, 0, 0, 1]));
+        let ip = local_ip_towards("http://127.0.0.1:8088/janus").unwrap();
+        assert!(ip.is_loopback());
+        // A host that does not resolve is an error, not a panic.
+        assert!(local_ip_towards("http://no-such-host.invalid:3000").is_err());
+    }
+
+    #[test]
+    fn target_flag_parses() {
+        let cli = Cli::try_parse_from(["confab-loadtest", "voice", "--target", "janus"]).unwrap();
+        assert_eq!(cli.common.target, Some(voice::Target::Janus));
+        assert!(Cli::try_parse_from(["confab-loadtest", "voice", "--target", "jitsi"]).is_err());
+        let file: Common = toml::from_str("target = \"janus\"").unwrap();
+        assert_eq!(file.target, Some(voice::Target::Janus));
+    }
 }

@@ -381,7 +381,12 @@ impl Media {
     }
 }
 
-pub(crate) fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerReport, t_join: Instant) {
+pub(crate) fn drive(
+    media: &mut Media,
+    shared: &VoiceShared,
+    rep: &mut PeerReport,
+    t_join: Instant,
+) {
     loop {
         match media.rtc.poll_output() {
             Ok(Output::Timeout(t)) => {
@@ -471,7 +476,12 @@ pub(crate) fn drive(media: &mut Media, shared: &VoiceShared, rep: &mut PeerRepor
     }
 }
 
-pub(crate) fn send_packet(media: &mut Media, shared: &VoiceShared, sp: usize, rep: &mut PeerReport) {
+pub(crate) fn send_packet(
+    media: &mut Media,
+    shared: &VoiceShared,
+    sp: usize,
+    rep: &mut PeerReport,
+) {
     let Some(mid) = media.send_mid else { return };
     let now = Instant::now();
     let counter = media.counter;

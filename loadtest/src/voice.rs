@@ -94,9 +94,9 @@ pub async fn run(
                 channels,
             }
         }
-        Target::Janus => Signalling::Janus(
-            janus::prepare(&ctx.api.base, opts.rooms, opts.speakers).await?,
-        ),
+        Target::Janus => {
+            Signalling::Janus(janus::prepare(&ctx.api.base, opts.rooms, opts.speakers).await?)
+        }
     };
 
     let shared = Arc::new(VoiceShared {
