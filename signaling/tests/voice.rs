@@ -141,7 +141,7 @@ impl Peer {
         }
         let asked = !self.peer.keyframe_requests.is_empty();
         self.peer.keyframe_requests.clear();
-        let key = asked || self.video_frames % 30 == 0;
+        let key = asked || self.video_frames.is_multiple_of(30);
         for rid in ["q", "h", "f"] {
             self.peer.send_video(Instant::now(), 0, Some(rid), key);
         }
