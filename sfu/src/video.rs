@@ -169,31 +169,25 @@ impl VideoTrack {
         }
     }
 
-    /// The layer a view of `want` asks for: the smallest at least as large,
-    /// stepped down while over `budget`, whether it flows or not.
-    pub fn desired_layer(&self, want: (u32, u32), budget: Option<u64>) -> usize {
-        let n = self.layers.len();
-        let mut desired = (0..n)
-            .find(|&i| {
-                let (w, h) = self.layer_size(i);
-                w >= want.0 && h >= want.1
-            })
-            .unwrap_or(n - 1);
-        if let Some(budget) = budget {
-            while desired > 0 && self.layers[desired].bitrate > budget {
-                desired -= 1;
-            }
-        }
-        desired
-    }
-
     /// The layer to send to a viewer showing it at `want` with `budget` bits
     /// per second available (None = unknown). Prefers the smallest layer at
     /// least as large as the view, then steps down while it does not fit the
     /// budget, and avoids layers the sender has paused when others are live.
     pub fn pick_layer(&self, want: (u32, u32), budget: Option<u64>, now: Instant) -> usize {
         let n = self.layers.len();
-        let desired = self.desired_layer(want, budget);
+        let mut desired = n - 1;
+        for i in 0..n {
+            let (w, h) = self.layer_size(i);
+            if w >= want.0 && h >= want.1 {
+                desired = i;
+                break;
+            }
+        }
+        if let Some(budget) = budget {
+            while desired > 0 && self.layers[desired].bitrate > budget {
+                desired -= 1;
+            }
+        }
         let any_live = self.layers.iter().any(|l| l.is_live(now));
         if !any_live || self.layers[desired].is_live(now) {
             return desired;
@@ -288,9 +282,6 @@ pub(crate) struct VideoSlot {
     pub target: Option<usize>,
     /// Layer being forwarded now.
     pub current: Option<usize>,
-    /// Layer the view size asks for (differs from `target` while that
-    /// layer is paused by its sender).
-    pub desired: Option<usize>,
     pub vp8: Vp8Rewrite,
 }
 
@@ -302,7 +293,6 @@ impl VideoSlot {
             want: (0, 0),
             target: None,
             current: None,
-            desired: None,
             vp8: Vp8Rewrite::default(),
         }
     }
@@ -312,7 +302,6 @@ impl VideoSlot {
     pub fn reset(&mut self) {
         self.target = None;
         self.current = None;
-        self.desired = None;
         self.down.resync();
         self.vp8.reanchor();
     }
