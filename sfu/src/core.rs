@@ -1643,6 +1643,16 @@ impl SfuCore {
                     for l in [s.target, s.current].into_iter().flatten() {
                         used.push((p, k, l));
                     }
+                    // The layer that fits the view is needed even while a live
+                    // fallback is sent: a publisher that paused it must resume
+                    // it, or the slot would stay on the fallback for good.
+                    if let Some(t) = self
+                        .peers
+                        .get(&p)
+                        .and_then(|pp| pp.video_tracks.iter().find(|t| t.kind == k))
+                    {
+                        used.push((p, k, t.fitting_layer(s.want)));
+                    }
                 }
             }
         }

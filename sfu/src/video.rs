@@ -169,20 +169,25 @@ impl VideoTrack {
         }
     }
 
+    /// The smallest layer at least as large as a view of size `want` (the
+    /// top layer if none is), whether or not it is flowing.
+    pub fn fitting_layer(&self, want: (u32, u32)) -> usize {
+        let n = self.layers.len();
+        (0..n)
+            .find(|&i| {
+                let (w, h) = self.layer_size(i);
+                w >= want.0 && h >= want.1
+            })
+            .unwrap_or(n - 1)
+    }
+
     /// The layer to send to a viewer showing it at `want` with `budget` bits
     /// per second available (None = unknown). Prefers the smallest layer at
     /// least as large as the view, then steps down while it does not fit the
     /// budget, and avoids layers the sender has paused when others are live.
     pub fn pick_layer(&self, want: (u32, u32), budget: Option<u64>, now: Instant) -> usize {
         let n = self.layers.len();
-        let mut desired = n - 1;
-        for i in 0..n {
-            let (w, h) = self.layer_size(i);
-            if w >= want.0 && h >= want.1 {
-                desired = i;
-                break;
-            }
-        }
+        let mut desired = self.fitting_layer(want);
         if let Some(budget) = budget {
             while desired > 0 && self.layers[desired].bitrate > budget {
                 desired -= 1;

@@ -619,3 +619,40 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
         "A's video kept flowing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_video_tiles_limits_tiles_and_slots() {
+    let app = TestApp::spawn_with(|c| c.max_video_tiles = 2).await;
+    let ua = app.register("yann").await;
+    let (sid, _, vc) = app.server(&ua, "Tiles").await;
+    let mut a = connect(&app, &ua).await;
+    a.send(join_frame(&sid, &vc));
+    let mut pa = Peer::with_config(
+        TestPeerConfig {
+            video_recv: 3,
+            ..Default::default()
+        },
+        1,
+    )
+    .await;
+    negotiate(&mut a, &mut pa, 0).await;
+    // Three receive transceivers offered, two used.
+    let slots = a.wait(|v| v["t"] == "VOICE_VIDEO_SLOTS").await;
+    assert_eq!(slots["d"]["slots"].as_array().unwrap().len(), 2, "{slots}");
+    let tile = |u: &str| json!({"user_id": u, "track": "camera", "width": 320, "height": 180});
+    a.send(json!({"op": 15, "d": {"tiles": [tile("1"), tile("2"), tile("3")]}}));
+    let e = a.wait(|v| v["op"] == 14).await;
+    assert_eq!(e["d"]["code"], 4400);
+    assert!(
+        e["d"]["message"].as_str().unwrap().contains("at most 2"),
+        "{e}"
+    );
+    a.send(json!({"op": 15, "d": {"tiles": [tile("1"), tile("2")]}}));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.drain();
+    assert!(
+        !a.seen.iter().any(|v| v["op"] == 14),
+        "two tiles refused: {:?}",
+        a.seen
+    );
+}

@@ -44,7 +44,8 @@ before(async () => {
           const remoteWantsToReceive = /a=recvonly/.test(sdp.split(/^m=/m).find((m) => m.includes(`a=mid:${t.mid}\r`)) || '');
           if (remoteWantsToReceive) {
             t.direction = 'sendonly';
-            if (!t.sender.track) await t.sender.replaceTrack(tone());
+            // Video slots stay empty here: this harness checks the audio side.
+            if (!t.sender.track && t.receiver.track.kind === 'audio') await t.sender.replaceTrack(tone());
           } else {
             t.direction = 'recvonly';
           }
@@ -89,7 +90,7 @@ after(async () => {
 
 const ev = (fn, arg) => B.page.evaluate(fn, arg);
 
-test('join: op 4, then an offer with sendonly mic + one recvonly slot per other participant', async () => {
+test('join: op 4, then an offer with sendonly mic + one recvonly slot per other participant + the video m-lines', async () => {
   await ev(() => window.voice.join('s1', 'c1'));
   await B.page.waitForFunction(() => window.voice.state === 'connected', null, { timeout: 15_000 });
   const r = await ev(() => {
@@ -98,15 +99,19 @@ test('join: op 4, then an offer with sendonly mic + one recvonly slot per other 
     return {
       ops,
       first4: window.harness.sent[0].d,
-      mSections: offer.split(/^m=/m).slice(1).map((m) => (/a=(sendonly|recvonly|sendrecv|inactive)/.exec(m) || [])[1]),
+      mSections: offer.split(/^m=/m).slice(1).map((m) => `${m.split(' ')[0]} ${(/a=(sendonly|recvonly|sendrecv|inactive)/.exec(m) || [])[1]}`),
+      videoTracks: window.harness.sent.find((f) => f.op === 12).d.video_tracks,
       bundle: /a=group:BUNDLE/.test(offer),
       candidates: /a=candidate/.test(offer),
       noCandidates: !!window.offerWithoutCandidates,
     };
   });
   assert.deepEqual(r.ops.slice(0, 2), [4, 12]);
-  assert.deepEqual(r.first4, { server_id: 's1', channel_id: 'c1', self_mute: false, self_deaf: false });
-  assert.deepEqual(r.mSections, ['sendonly', 'recvonly']);
+  assert.deepEqual(r.first4, { server_id: 's1', channel_id: 'c1', self_mute: false, self_deaf: false, self_video: false, self_stream: false });
+  // Audio first; then, in a fixed order, the camera and the screen (sendonly, no track while
+  // off) and the 9 video receive slots.
+  assert.deepEqual(r.mSections, ['audio sendonly', 'audio recvonly', 'video sendonly', 'video sendonly', ...Array(9).fill('video recvonly')]);
+  assert.equal(Object.values(r.videoTracks).join(','), 'camera,screen');
   assert.ok(r.bundle, 'BUNDLE group in the offer');
   assert.ok(r.candidates, 'the offer carries the client\'s candidates');
 });
@@ -138,7 +143,7 @@ test('mute disables the track and sends op 4 self_mute; deafen mutes playback', 
   await ev(() => window.voice.toggleMute());
   let r = await ev(() => ({ enabled: window.voice.micTrack.enabled, last: window.harness.sent.at(-1) }));
   assert.equal(r.enabled, false);
-  assert.deepEqual(r.last, { op: 4, d: { server_id: 's1', channel_id: 'c1', self_mute: true, self_deaf: false } });
+  assert.deepEqual(r.last, { op: 4, d: { server_id: 's1', channel_id: 'c1', self_mute: true, self_deaf: false, self_video: false, self_stream: false } });
   await ev(() => window.voice.toggleDeaf());
   r = await ev(() => ({ muted: [...document.querySelectorAll('#voice-audio audio')].every((a) => a.muted), last: window.harness.sent.at(-1).d }));
   assert.equal(r.muted, true);
@@ -181,7 +186,7 @@ test('a failed connection rejoins with the same voice_session_id and a fresh pc'
 test('leave: op 4 with channel_id null, pc closed, mic stopped', async () => {
   await ev(() => window.voice.leave());
   const r = await ev(() => ({ last: window.harness.sent.at(-1), pc: window.voice.pc, state: window.voice.state, audio: document.querySelectorAll('#voice-audio audio').length }));
-  assert.deepEqual(r.last, { op: 4, d: { server_id: 's1', channel_id: null, self_mute: false, self_deaf: false } });
+  assert.deepEqual(r.last, { op: 4, d: { server_id: 's1', channel_id: null, self_mute: false, self_deaf: false, self_video: false, self_stream: false } });
   assert.equal(r.pc, null);
   assert.equal(r.state, 'idle');
   assert.equal(r.audio, 0);

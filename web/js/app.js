@@ -1,9 +1,10 @@
 // Confab web client: UI. State lives in state.js, transport in api.js / gateway.js, voice in
-// voice.js. Rendering is per section (servers, channels, messages, …) from the store.
+// voice.js, the video tile grid in video.js. Rendering is per section (servers, channels, messages, …) from the store.
 
 import { Api, ApiError } from './api.js';
 import { Gateway } from './gateway.js';
 import { Voice } from './voice.js';
+import { VideoGrid } from './video.js';
 import { Store, sortChannels, cmpId, PERM } from './state.js';
 import { renderMarkdown } from './markdown.js';
 import { h, add, clear, avatar, openDialog, field, showFieldErrors, toast, safeHttpUrl } from './dom.js';
@@ -17,6 +18,7 @@ const api = new Api();
 const store = new Store();
 const gateway = new Gateway({ getToken: () => api.token, refreshToken: () => api.refresh(), beforeAuth: () => api.ensureFreshToken() });
 let voice = null;
+let videoGrid = null;
 let ui = null;  // references to the shell's sections once logged in
 let pendingInvite = parseInviteCode(location.pathname.startsWith('/invite/') ? location.pathname : '');
 const lastTypingSent = new Map();  // channel_id -> ms
@@ -114,6 +116,9 @@ function startApp() {
       renderVoicePanel();
       renderChannels();
     });
+    videoGrid = new VideoGrid({ voice, store });
+    window.confabVideo = videoGrid;
+    if (ui) ui.videoHost.append(videoGrid.el);
   }
   gateway.connect();
 }
@@ -144,12 +149,14 @@ function buildShell() {
   const composer = h('form', { class: 'composer', 'aria-label': 'Send a message' }, composerInput,
     h('button', { type: 'submit', class: 'icon-btn send', 'aria-label': 'Send message', text: '➤' }));
   composer.addEventListener('submit', (e) => { e.preventDefault(); sendFromComposer(); });
-  const chat = h('main', { class: 'chat' }, chatHeader, status, messages, h('div', { class: 'composer-wrap' }, typing, composer));
+  // The voice channel's video tiles sit above the messages while we are in voice.
+  const videoHost = h('div', { class: 'video-host' }, videoGrid ? videoGrid.el : null);
+  const chat = h('main', { class: 'chat' }, chatHeader, status, videoHost, messages, h('div', { class: 'composer-wrap' }, typing, composer));
   const members = h('aside', { class: 'members', 'aria-label': 'Members', 'data-testid': 'member-list' });
 
   const shell = h('div', { class: 'shell' }, rail, sidebar, chat, members);
   root.append(shell);
-  ui = { shell, serverList, serverHeader, channelList, voicePanel, userPanel, chatHeader, status, messages, typing, composerInput, composer, members };
+  ui = { shell, serverList, serverHeader, channelList, voicePanel, userPanel, chatHeader, status, videoHost, messages, typing, composerInput, composer, members };
   renderAll();
 }
 
@@ -331,7 +338,9 @@ function channelRow(c, owner) {
         avatar(user || { id: v.user_id }, 22, speaking ? 'ring' : ''),
         h('span', { class: 'vu-name', text: store.displayName(v.user_id, user, c.server_id) }),
         (v.self_mute || v.mute) ? h('span', { class: 'vu-icon', title: v.mute ? 'Server muted' : 'Muted', 'aria-label': 'muted' }, icon('micOff', 14)) : null,
-        (v.self_deaf || v.deaf) ? h('span', { class: 'vu-icon', title: v.deaf ? 'Server deafened' : 'Deafened', 'aria-label': 'deafened' }, icon('headphonesOff', 14)) : null));
+        (v.self_deaf || v.deaf) ? h('span', { class: 'vu-icon', title: v.deaf ? 'Server deafened' : 'Deafened', 'aria-label': 'deafened' }, icon('headphonesOff', 14)) : null,
+        v.self_stream ? h('span', { class: 'vu-icon live', title: 'Sharing their screen', 'aria-label': 'sharing screen' }, icon('screen', 14)) : null,
+        v.self_video ? h('span', { class: 'vu-icon live', title: 'Camera on', 'aria-label': 'camera on' }, icon('video', 14)) : null));
       }
       li.append(ul);
     }
@@ -725,6 +734,7 @@ let deviceCache = null;
 function renderVoicePanel() {
   if (!ui) return;
   const el = ui.voicePanel;
+  if (videoGrid) videoGrid.render();
   if (!voice || !voice.channelId) { el.hidden = true; clear(el); return; }
   el.hidden = false;
   // Don't rebuild while the user drags a slider or uses a select: it would drop the interaction.
@@ -756,6 +766,8 @@ function renderVoicePanel() {
     h('div', { class: 'voice-buttons' },
       h('button', { class: `icon-btn toggle${voice.selfMute ? ' on' : ''}`, 'aria-label': voice.selfMute ? 'Unmute' : 'Mute', 'aria-pressed': String(voice.selfMute), 'data-testid': 'voice-mute', title: voice.selfMute ? 'Unmute' : 'Mute', onclick: () => voice.toggleMute() }, icon(voice.selfMute ? 'micOff' : 'mic')),
       h('button', { class: `icon-btn toggle${voice.selfDeaf ? ' on' : ''}`, 'aria-label': voice.selfDeaf ? 'Undeafen' : 'Deafen', 'aria-pressed': String(voice.selfDeaf), 'data-testid': 'voice-deafen', title: voice.selfDeaf ? 'Undeafen' : 'Deafen', onclick: () => voice.toggleDeaf() }, icon(voice.selfDeaf ? 'headphonesOff' : 'headphones')),
+      videoButton('camera'),
+      videoButton('screen'),
       h('button', { class: `icon-btn${voiceSettingsOpen ? ' on' : ''}`, 'aria-label': 'Voice settings', 'aria-expanded': String(voiceSettingsOpen), 'data-testid': 'voice-settings', onclick: toggleVoiceSettings }, icon('gear')),
       h('button', { class: 'icon-btn danger', 'aria-label': 'Leave voice channel', 'data-testid': 'voice-leave', title: 'Disconnect', onclick: () => voice.leave() }, icon('leave'))),
     voice.pushToTalk ? h('div', { class: `ptt muted small${voice.pttActive ? ' active' : ''}`, 'data-testid': 'ptt-indicator', text: voice.pttActive ? 'Transmitting…' : `Push to talk: hold ${keyName(voice.pushToTalkKey)}` }) : null,
@@ -773,6 +785,25 @@ function renderVoicePanel() {
     })));
   }
   if (voiceSettingsOpen) el.append(voiceSettingsBox());
+}
+
+/** Camera / screen-share toggle; disabled with the reason as tooltip without VIDEO. */
+function videoButton(kind) {
+  const on = kind === 'camera' ? voice.cameraOn : voice.screenOn;
+  const allowed = !voice.videoDenied && store.can(PERM.VIDEO, voice.serverId);
+  const label = kind === 'camera' ? (on ? 'Turn camera off' : 'Turn camera on') : (on ? 'Stop sharing your screen' : 'Share your screen');
+  const title = allowed ? label : 'You need the Video permission in this channel';
+  const btn = h('button', {
+    class: `icon-btn toggle video-btn${on ? ' active' : ''}`, 'aria-label': label, 'aria-pressed': String(on),
+    'data-testid': kind === 'camera' ? 'voice-camera' : 'voice-screen', title, disabled: !allowed && !on,
+    onclick: async () => {
+      btn.disabled = true;
+      // Failures land in voice.error, which the voice listener toasts.
+      try { await (kind === 'camera' ? voice.toggleCamera() : voice.toggleScreen()); } finally { renderVoicePanel(); }
+    },
+  }, icon(kind === 'camera' ? (on ? 'video' : 'videoOff') : 'screen'));
+  // A disabled button gets no pointer events in some browsers: the wrapper carries the tooltip.
+  return allowed || on ? btn : h('span', { class: 'btn-wrap', title }, btn);
 }
 
 function updateVoiceLive(el) {

@@ -15,6 +15,9 @@ const SHAPES = {
   hash: [['path', { d: 'M4 9h16M4 15h16M10 3L8 21M16 3l-2 18' }]],
   pin: [['path', { d: 'M9 3h6l-1 6 4 4H6l4-4zM12 13v8' }]],
   smile: [['circle', { cx: 12, cy: 12, r: 9 }], ['path', { d: 'M8 14a5 5 0 0 0 8 0M9 9h.01M15 9h.01' }]],
+  video: [['rect', { x: 2, y: 6, width: 14, height: 12, rx: 2 }], ['path', { d: 'M16 10l6-4v12l-6-4z' }]],
+  videoOff: [['rect', { x: 2, y: 6, width: 14, height: 12, rx: 2 }], ['path', { d: 'M16 10l6-4v12l-6-4zM2 2l20 20' }]],
+  screen: [['rect', { x: 2, y: 3, width: 20, height: 14, rx: 2 }], ['path', { d: 'M8 21h8M12 17v4M9 10l3-3 3 3M12 7v6' }]],
   gear: [['circle', { cx: 12, cy: 12, r: 3 }], ['path', { d: 'M12 2v3M12 19v3M2 12h3M19 12h3M4.9 4.9l2.1 2.1M17 17l2.1 2.1M4.9 19.1L7 17M17 7l2.1-2.1' }]],
 };
 

@@ -439,10 +439,18 @@ fn video_of_a_publisher_not_allowed_video_is_dropped_until_allowed_again() {
     let asked = net.peers[0].keyframe_requests.len();
     let now = net.now;
     net.sfu.set_video_allowed(now, 1, true);
-    net.exchange();
-    assert_eq!(net.peers[0].keyframe_requests.len(), asked + 1, "PLI for q");
-    frame(&mut net, &[]);
+    // Its first packets are not forwarded (no keyframe yet); a PLI for q goes out.
+    for _ in 0..10 {
+        frame(&mut net, &[]);
+    }
     assert!(video_in(&net, 1).is_empty(), "starts only on a keyframe");
+    assert!(
+        net.peers[0].keyframe_requests[asked..]
+            .iter()
+            .any(|(_, rid)| rid.as_deref() == Some("q")),
+        "PLI for q: {:?}",
+        net.peers[0].keyframe_requests
+    );
     frame(&mut net, &["q"]);
     for _ in 0..3 {
         frame(&mut net, &[]);
@@ -480,4 +488,33 @@ fn a_paused_layer_the_view_asks_for_is_requested_back() {
     let got = video_in(&net, 1);
     assert_eq!(layers(&got).last(), Some(&1), "{:?}", layers(&got));
     assert_continuous(&got);
+}
+
+#[test]
+fn a_paused_layer_that_fits_a_new_view_is_asked_for() {
+    let mut net = room(2);
+    watch(&mut net, 2, 1280, 720);
+    // The publisher honours the pause report: only f flows.
+    assert_eq!(pauses(&net).last(), Some(&vec!["f".to_string()]));
+    for i in 0..10 {
+        net.send_video(0, 0, Some("f"), i == 0);
+        net.advance(Duration::from_millis(33));
+    }
+    assert!(!video_in(&net, 1).is_empty());
+    // A small view: q is not flowing, so the viewer gets f meanwhile, but q
+    // must be un-paused — else the small view would get f for good.
+    watch(&mut net, 3, 320, 180);
+    let last = pauses(&net).last().cloned().unwrap();
+    assert!(last.contains(&"q".to_string()), "q not asked for: {last:?}");
+    // Once q flows, the small view switches to it at a keyframe.
+    for _ in 0..3 {
+        frame(&mut net, &[]);
+    }
+    net.advance(Duration::from_millis(600));
+    frame(&mut net, &["q", "h", "f"]);
+    for _ in 0..5 {
+        frame(&mut net, &[]);
+    }
+    let got = video_in(&net, 2);
+    assert_eq!(layers(&got).last(), Some(&0), "{:?}", layers(&got));
 }
