@@ -1797,9 +1797,8 @@ impl SfuCore {
                 )
             });
             let mut budget = sub.bwe;
-            // (slot index, (layer, layer by size), layers of the track,
-            // last keyframe request ≥ 1 s ago)
-            type Decision = (usize, Option<(usize, usize)>, usize, bool);
+            // (slot index, layer, layers of the track, last keyframe request ≥ 1 s ago)
+            type Decision = (usize, Option<usize>, usize, bool);
             let mut decisions: SmallVec<[Decision; 9]> = SmallVec::new();
             for (idx, p, k, want) in reqs {
                 let Some(track) = self
@@ -1811,27 +1810,24 @@ impl SfuCore {
                     continue;
                 };
                 let layer = track.pick_layer(want, budget, now);
-                let by_size = track.desired_layer(want, budget);
                 if let Some(b) = budget.as_mut() {
                     *b = b.saturating_sub(track.layers[layer].bitrate);
                 }
                 let stale = track
                     .last_keyframe_request
                     .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
-                decisions.push((idx, Some((layer, by_size)), track.layers.len(), stale));
+                decisions.push((idx, Some(layer), track.layers.len(), stale));
             }
             let Some(sub) = self.peers.get_mut(&m) else {
                 continue;
             };
-            for (idx, choice, n_layers, stale) in decisions {
-                let layer = choice.map(|c| c.0);
+            for (idx, layer, n_layers, stale) in decisions {
                 let slot = &mut sub.video_slots[idx];
                 if slot.current.is_some_and(|c| c >= n_layers) {
                     slot.current = None;
                 }
                 let changed = slot.target != layer;
                 slot.target = layer;
-                slot.desired = choice.map(|c| c.1);
                 if let (Some(l), Some((p, k))) = (layer, slot.source) {
                     if slot.current != Some(l) && (changed || (retry && stale)) {
                         let reason = match (changed, slot.current) {
@@ -1874,11 +1870,18 @@ impl SfuCore {
             };
             for s in &sub.video_slots {
                 if let Some((p, k)) = s.source {
-                    // The layer the view size asks for is needed even while
-                    // the slot makes do with another: a paused layer must
-                    // be resumed, or it would never flow again.
-                    for l in [s.target, s.current, s.desired].into_iter().flatten() {
+                    for l in [s.target, s.current].into_iter().flatten() {
                         used.push((p, k, l));
+                    }
+                    // The layer that fits the view is needed even while a live
+                    // fallback is sent: a publisher that paused it must resume
+                    // it, or the slot would stay on the fallback for good.
+                    if let Some(t) = self
+                        .peers
+                        .get(&p)
+                        .and_then(|pp| pp.video_tracks.iter().find(|t| t.kind == k))
+                    {
+                        used.push((p, k, t.fitting_layer(s.want)));
                     }
                 }
             }

@@ -169,22 +169,16 @@ impl VideoTrack {
         }
     }
 
-    /// The layer a view of `want` asks for: the smallest at least as large,
-    /// stepped down while over `budget`, whether it flows or not.
-    pub fn desired_layer(&self, want: (u32, u32), budget: Option<u64>) -> usize {
+    /// The smallest layer at least as large as a view of size `want` (the
+    /// top layer if none is), whether or not it is flowing.
+    pub fn fitting_layer(&self, want: (u32, u32)) -> usize {
         let n = self.layers.len();
-        let mut desired = (0..n)
+        (0..n)
             .find(|&i| {
                 let (w, h) = self.layer_size(i);
                 w >= want.0 && h >= want.1
             })
-            .unwrap_or(n - 1);
-        if let Some(budget) = budget {
-            while desired > 0 && self.layers[desired].bitrate > budget {
-                desired -= 1;
-            }
-        }
-        desired
+            .unwrap_or(n - 1)
     }
 
     /// The layer to send to a viewer showing it at `want` with `budget` bits
@@ -193,7 +187,12 @@ impl VideoTrack {
     /// budget, and avoids layers the sender has paused when others are live.
     pub fn pick_layer(&self, want: (u32, u32), budget: Option<u64>, now: Instant) -> usize {
         let n = self.layers.len();
-        let desired = self.desired_layer(want, budget);
+        let mut desired = self.fitting_layer(want);
+        if let Some(budget) = budget {
+            while desired > 0 && self.layers[desired].bitrate > budget {
+                desired -= 1;
+            }
+        }
         let any_live = self.layers.iter().any(|l| l.is_live(now));
         if !any_live || self.layers[desired].is_live(now) {
             return desired;
@@ -288,9 +287,6 @@ pub(crate) struct VideoSlot {
     pub target: Option<usize>,
     /// Layer being forwarded now.
     pub current: Option<usize>,
-    /// Layer the view size asks for (differs from `target` while that
-    /// layer is paused by its sender).
-    pub desired: Option<usize>,
     pub vp8: Vp8Rewrite,
 }
 
@@ -302,7 +298,6 @@ impl VideoSlot {
             want: (0, 0),
             target: None,
             current: None,
-            desired: None,
             vp8: Vp8Rewrite::default(),
         }
     }
@@ -312,7 +307,6 @@ impl VideoSlot {
     pub fn reset(&mut self) {
         self.target = None;
         self.current = None;
-        self.desired = None;
         self.down.resync();
         self.vp8.reanchor();
     }
