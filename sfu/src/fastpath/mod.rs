@@ -358,7 +358,7 @@ fn write_header(
         put_mid(buf, &mut at);
         put_level(buf, &mut at);
     }
-    while (at - 16) % 4 != 0 {
+    while !(at - 16).is_multiple_of(4) {
         buf[at] = 0;
         at += 1;
     }

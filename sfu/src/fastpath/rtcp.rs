@@ -72,7 +72,7 @@ pub(crate) fn write_sdes(out: &mut Vec<u8>, ssrcs: &[u32], cname: &[u8]) {
         out.extend_from_slice(cname);
         // Item list end (one null octet at least), padded to 32 bits.
         out.push(0);
-        while (out.len() - start) % 4 != 0 {
+        while !(out.len() - start).is_multiple_of(4) {
             out.push(0);
         }
     }
