@@ -70,6 +70,10 @@ pub struct Cli {
     /// Forward audio through the SFU's own fast path (true) or str0m's send path (false). [default: true]
     #[arg(long, env = "CONFAB_SFU_FAST_PATH")]
     pub sfu_fast_path: Option<bool>,
+    /// Estimate each video viewer's bandwidth (TWCC) and pick lower simulcast layers when it is
+    /// short; experimental. [default: false]
+    #[arg(long, env = "CONFAB_VIDEO_BWE")]
+    pub video_bwe: Option<bool>,
 }
 
 /// The same keys as the flags, from a TOML file.
@@ -93,6 +97,7 @@ struct FileConfig {
     log_format: Option<String>,
     web_dir: Option<PathBuf>,
     sfu_fast_path: Option<bool>,
+    video_bwe: Option<bool>,
 }
 
 /// Upper bound of `--max-video-tiles`: every tile is a recvonly transceiver in the client's
@@ -119,6 +124,7 @@ pub struct Config {
     pub log_format: String,
     pub web_dir: Option<PathBuf>,
     pub sfu_fast_path: bool,
+    pub video_bwe: bool,
 }
 
 impl Default for Config {
@@ -141,6 +147,7 @@ impl Default for Config {
             log_format: "pretty".into(),
             web_dir: None,
             sfu_fast_path: true,
+            video_bwe: false,
         }
     }
 }
@@ -202,6 +209,7 @@ impl Config {
                 .sfu_fast_path
                 .or(file.sfu_fast_path)
                 .unwrap_or(d.sfu_fast_path),
+            video_bwe: cli.video_bwe.or(file.video_bwe).unwrap_or(d.video_bwe),
         };
         cfg.validate()?;
         Ok(cfg)
