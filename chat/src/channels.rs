@@ -6,6 +6,18 @@ use crate::permissions::{self, Permissions};
 use crate::servers::valid_name;
 use crate::{Chat, ChatError, ChatResult, Snowflake};
 
+/// Keeps the channels a user may see: those with VIEW_CHANNEL, and the categories
+/// that are viewable themselves or hold a viewable channel (its heading). Nothing
+/// of a hidden channel, not even its name, reaches the client.
+pub fn retain_visible(channels: &mut Vec<Channel>, visible: &std::collections::HashSet<Snowflake>) {
+    let parents: std::collections::HashSet<Snowflake> = channels
+        .iter()
+        .filter(|c| visible.contains(&c.id))
+        .filter_map(|c| c.parent_id)
+        .collect();
+    channels.retain(|c| visible.contains(&c.id) || parents.contains(&c.id));
+}
+
 /// Most channels in one server.
 pub const MAX_CHANNELS: i64 = 500;
 
@@ -127,6 +139,7 @@ impl Chat {
         self.server_permissions(server_id, user_id).await?;
         let mut channels = self.channels_of(server_id).await?;
         let visible = self.viewable_channels(user_id).await?;
+        retain_visible(&mut channels, &visible);
         self.fill_last_message_ids(&visible, &mut channels).await?;
         Ok(channels)
     }

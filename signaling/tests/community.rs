@@ -508,6 +508,36 @@ async fn hidden_channels_send_no_events() {
             .0,
         404
     );
+    // Not even its name: the channel list and READY leave it out for the guest, not for the owner.
+    let names = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let (s, list) = app
+        .get(&format!("/servers/{sid}/channels"), &guest.token)
+        .await;
+    assert_eq!(s, 200);
+    assert!(!names(&list).contains(&"staff".to_string()), "{list}");
+    assert!(names(&list).contains(&"general".to_string()), "{list}");
+    let (_, list) = app
+        .get(&format!("/servers/{sid}/channels"), &owner.token)
+        .await;
+    assert!(names(&list).contains(&"staff".to_string()), "{list}");
+    let (_, ready) = app.identified(&guest).await;
+    let server = ready["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == sid.as_str())
+        .expect("the server in READY")
+        .clone();
+    assert!(
+        !names(&server["channels"]).contains(&"staff".to_string()),
+        "{server}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -473,6 +473,7 @@ pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Resu
     let visible = state.chat.viewable_channels(user_id).await?;
     for s in &servers {
         let mut snap = state.chat.server_snapshot(s.id).await?;
+        confab_chat::channels::retain_visible(&mut snap.channels, &visible);
         state
             .chat
             .fill_last_message_ids(&visible, &mut snap.channels)
