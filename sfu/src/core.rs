@@ -23,8 +23,8 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 
 use crate::demux::{self, Kind, Stun};
 use crate::downtrack::DownTrack;
-use crate::metrics::{DropReason, KeyframeReason, LayerLabel, Metrics};
 use crate::fastpath::{self, FastPeer, Outbox};
+use crate::metrics::{DropReason, KeyframeReason, LayerLabel, Metrics};
 use crate::selection::{self, Candidate as SpeakerCandidate};
 use crate::speaking::SpeakingDetector;
 use crate::video::{self, VideoPts, VideoSlot, VideoTrack};
