@@ -54,6 +54,10 @@ pub struct SfuConfig {
     /// into reusable buffers) instead of str0m's send path. Peers whose SRTP
     /// keys are not known (yet) use str0m's path either way.
     pub fast_path: bool,
+    /// Threads that protect and send the fast path's datagrams, the media
+    /// loop's own thread included (0 = one per core). Each subscriber stays
+    /// on one of them; with 1 the loop does everything itself.
+    pub send_workers: usize,
 }
 
 impl SfuConfig {
@@ -64,6 +68,17 @@ impl SfuConfig {
             public_ip,
             ..Default::default()
         }
+    }
+}
+
+impl SfuConfig {
+    /// Send lanes (= threads) `send_workers` stands for: 0 means one per core.
+    pub fn send_lanes(&self) -> usize {
+        match self.send_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .clamp(1, 64)
     }
 }
 
@@ -86,6 +101,7 @@ impl Default for SfuConfig {
             video_bwe: false,
             video_initial_bitrate_kbps: 2_500,
             fast_path: true,
+            send_workers: 0,
         }
     }
 }

@@ -23,7 +23,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 
 use crate::demux::{self, Kind, Stun};
 use crate::downtrack::DownTrack;
-use crate::fastpath::{self, FastPeer, Outbox};
+use crate::fastpath::{self, FastPeer, Lanes, Outbox, Sealer};
 use crate::metrics::{DropReason, KeyframeReason, LayerLabel, Metrics};
 use crate::selection::{self, Candidate as SpeakerCandidate};
 use crate::speaking::SpeakingDetector;
@@ -176,8 +176,15 @@ pub struct SfuCore {
     metrics: Metrics,
     stats: CoreStats,
     fast_path: bool,
-    /// Datagrams written by the fast path, sent with [`SfuCore::drain_fast`].
-    fast_out: Outbox,
+    /// Datagrams written by the fast path, by send lane: sealed and sent by
+    /// [`SfuCore::drain_fast`], or handed to send workers with
+    /// [`SfuCore::swap_fast_outbox`].
+    fast_lanes: Lanes,
+    /// Sealers of [`SfuCore::drain_fast`] (one per lane, created on first use).
+    fast_sealers: Vec<Sealer>,
+    /// Counts packets forwarded through the fast path: a packet's payload is
+    /// queued once per lane, recognised by this number.
+    fast_serial: u64,
     /// Next round of fast-path sender reports.
     fast_sr_at: Option<Instant>,
 }
@@ -302,7 +309,13 @@ impl SfuCore {
             metrics: Metrics::new(),
             stats: CoreStats::default(),
             fast_path: config.fast_path,
-            fast_out: Outbox::default(),
+            fast_lanes: Lanes::new(if config.fast_path {
+                config.send_lanes()
+            } else {
+                1
+            }),
+            fast_sealers: Vec::new(),
+            fast_serial: 0,
             fast_sr_at: None,
         })
     }
@@ -459,6 +472,9 @@ impl SfuCore {
             } else {
                 let mut old = self.peers.remove(&req.participant).expect("checked");
                 self.unmap(&old);
+                if let Some(f) = &mut old.fast {
+                    f.release(&mut self.fast_lanes);
+                }
                 old.rtc.disconnect();
                 if old.speaking.reset() {
                     self.events.push_back(SfuEvent::Speaking {
@@ -885,25 +901,68 @@ impl SfuCore {
         for peer in self.peers.values_mut() {
             if let Some(f) = &mut peer.fast {
                 let downs = peer.slots.iter().map(|s| &s.down);
-                let n = f.sender_reports(downs, OPUS_CLOCK, now, wall, &mut self.fast_out);
+                let n = f.sender_reports(downs, OPUS_CLOCK, now, wall, &mut self.fast_lanes);
                 self.metrics.bytes_sent.increment(n as u64);
             }
         }
     }
 
-    /// Hands the datagrams the fast path wrote to `send` (false = not sent).
-    /// Call after [`Self::poll_transmit`] returns `None`, like it, after
-    /// every input.
-    pub fn drain_fast(&mut self, send: impl FnMut(SocketAddr, &[u8]) -> bool) {
-        let failed = self.fast_out.drain(send);
-        for _ in 0..failed {
-            self.count_io_drop(false);
+    /// Protects the datagrams the fast path queued and hands them to `send`
+    /// (false = not sent), lane after lane. Call after [`Self::poll_transmit`]
+    /// returns `None`, like it, after every input. A core whose lanes are
+    /// handed to send workers ([`Self::swap_fast_outbox`]) must never call
+    /// this: each lane has one sealer, which holds its peers' keys.
+    pub fn drain_fast(&mut self, mut send: impl FnMut(SocketAddr, &[u8]) -> bool) {
+        self.drain_fast_lanes(0..self.fast_lanes.count(), |sealer| {
+            sealer.datagrams().filter(|(d, b)| !send(*d, b)).count() as u64
+        });
+    }
+
+    /// Like [`Self::drain_fast`] for the given lanes, with the whole sealed
+    /// batch of a lane handed to `send` at once (for `sendmmsg`); `send`
+    /// returns how many datagrams were not sent.
+    pub(crate) fn drain_fast_lanes(
+        &mut self,
+        lanes: std::ops::Range<usize>,
+        mut send: impl FnMut(&Sealer) -> u64,
+    ) {
+        if self.fast_sealers.len() < self.fast_lanes.count() {
+            self.fast_sealers
+                .resize_with(self.fast_lanes.count(), Sealer::default);
         }
+        for lane in lanes {
+            let out = &mut self.fast_lanes.outboxes()[lane];
+            if out.is_empty() {
+                continue;
+            }
+            let sealer = &mut self.fast_sealers[lane];
+            sealer.seal(out);
+            let failed = send(sealer);
+            for _ in 0..failed {
+                self.count_io_drop(false);
+            }
+        }
+    }
+
+    /// Number of send lanes (`SfuConfig::send_workers`, at least 1).
+    pub(crate) fn fast_lane_count(&self) -> usize {
+        self.fast_lanes.count()
+    }
+
+    /// Whether anything (datagrams or key changes) waits on `lane`.
+    pub(crate) fn fast_lane_pending(&self, lane: usize) -> bool {
+        !self.fast_lanes.outbox(lane).is_empty()
+    }
+
+    /// Exchanges lane `lane`'s outbox for an empty one (`spare`, cleared by
+    /// its sealer): the send worker of that lane seals and sends what was queued.
+    pub(crate) fn swap_fast_outbox(&mut self, lane: usize, spare: &mut Outbox) {
+        std::mem::swap(&mut self.fast_lanes.outboxes()[lane], spare);
     }
 
     /// Whether the fast path has datagrams waiting for [`Self::drain_fast`].
     pub fn has_fast_datagrams(&self) -> bool {
-        !self.fast_out.is_empty()
+        !self.fast_lanes.is_empty()
     }
 
     /// The earliest time [`Self::handle_timeout`] must be called.
@@ -1195,6 +1254,7 @@ impl SfuCore {
         }
         // Fan out over the precomputed (subscriber, slot) list: no scan of
         // the room or of the subscribers' slots per packet.
+        self.fast_serial += 1;
         let fanout = self.peers.get(&participant).map_or(0, |p| p.fanout.len());
         for k in 0..fanout {
             let Some((sub_id, idx)) = self
@@ -1228,10 +1288,17 @@ impl SfuCore {
             };
             let fast = sub
                 .fast
-                .as_ref()
+                .as_mut()
                 .filter(|f| slot.down.fast_owned && f.is_active());
             if let Some(f) = fast {
-                match fastpath::forward(f, &mut slot.down, &pkt, pt, &mut self.fast_out) {
+                match fastpath::forward(
+                    f,
+                    &mut slot.down,
+                    &pkt,
+                    self.fast_serial,
+                    pt,
+                    &mut self.fast_lanes,
+                ) {
                     Ok(n) => {
                         self.metrics.forwarded_audio.increment(1);
                         self.metrics.bytes_sent.increment(n as u64);
@@ -1293,6 +1360,9 @@ impl SfuCore {
             return;
         };
         self.unmap(&peer);
+        if let Some(f) = &mut peer.fast {
+            f.release(&mut self.fast_lanes);
+        }
         peer.rtc.disconnect();
         if peer.speaking.reset() {
             self.events.push_back(SfuEvent::Speaking {

@@ -96,6 +96,7 @@ mod metrics;
 mod runtime;
 mod sdp;
 mod selection;
+mod send_workers;
 mod speaking;
 mod video;
 

@@ -16,12 +16,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// (a float): [`loop_metrics_text`] renders both in Prometheus text format.
 pub(crate) static LOOP_BUSY_NANOS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static LOOP_ITERATIONS: AtomicU64 = AtomicU64::new(0);
+/// Time the send workers spent sealing and sending, in nanoseconds (lane 0's
+/// share is in the loop's busy time).
+pub(crate) static SEND_WORKER_BUSY_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// `confab_sfu_send_handoff_seconds`: a lane's outbox queued by the media
+/// loop → its send worker starts on it (recorded once per batch).
+pub(crate) fn send_handoff_histogram() -> Histogram {
+    describe();
+    histogram!("confab_sfu_send_handoff_seconds")
+}
 
 /// `confab_sfu_loop_busy_seconds_total` and `confab_sfu_loop_iterations_total` in Prometheus
 /// text format (appended to `/metrics` by the signalling crate).
 pub(crate) fn loop_metrics_text() -> String {
     let busy = LOOP_BUSY_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
     let iterations = LOOP_ITERATIONS.load(Ordering::Relaxed);
+    let workers = SEND_WORKER_BUSY_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
     let mut out = String::new();
     let _ = write!(
         out,
@@ -30,7 +41,10 @@ pub(crate) fn loop_metrics_text() -> String {
          confab_sfu_loop_busy_seconds_total {busy}\n\
          # HELP confab_sfu_loop_iterations_total Iterations of the SFU media loop (each wake-up: input, commands or timers).\n\
          # TYPE confab_sfu_loop_iterations_total counter\n\
-         confab_sfu_loop_iterations_total {iterations}\n"
+         confab_sfu_loop_iterations_total {iterations}\n\
+         # HELP confab_sfu_send_worker_busy_seconds_total Time the SFU send workers spent protecting and sending fast-path datagrams.\n\
+         # TYPE confab_sfu_send_worker_busy_seconds_total counter\n\
+         confab_sfu_send_worker_busy_seconds_total {workers}\n"
     );
     out
 }
@@ -88,6 +102,10 @@ fn describe() {
     describe_histogram!(
         "confab_sfu_jitter_seconds",
         "Interarrival jitter of incoming streams, per stats interval and stream."
+    );
+    describe_histogram!(
+        "confab_sfu_send_handoff_seconds",
+        "Delay from the media loop queueing a send lane's batch to its send worker starting on it."
     );
     describe_histogram!(
         "confab_sfu_rtt_seconds",

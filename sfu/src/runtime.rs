@@ -9,8 +9,9 @@
 //! - tokio inside it (rather than a raw blocking loop) gives us `select!` over
 //!   socket readiness, the command channel and one timer without a self-pipe
 //!   or busy polling, and lets `join`/`renegotiate` answer over oneshots;
-//! - scaling later means N such threads with rooms sharded across them
-//!   (SO_REUSEPORT or one socket per shard), without changing the core.
+//! - the per-listener work of the fast path (copy, SRTP, send) is spread
+//!   over send lanes, one thread per core, lane 0 on this thread
+//!   (`send_workers.rs` says how and why).
 //!
 //! Each wake-up drains every readable datagram (up to a batch), then flushes
 //! all subscribers written to in that batch with one str0m poll each, then
@@ -18,6 +19,7 @@
 //! sleeps until the earliest.
 
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::SfuCore;
+use crate::send_workers::SendLanes;
 use crate::{JoinRequest, SfuConfig, SfuError, SfuEvent, VideoSubscription, VideoTrackKind};
 
 /// Datagrams handled per wake-up before flushing (bounds latency under load).
@@ -131,9 +134,18 @@ impl Sfu {
                         return;
                     }
                 };
+                let lanes = match SendLanes::start(core.fast_lane_count(), || {
+                    socket.try_clone().map(OwnedFd::from)
+                }) {
+                    Ok(lanes) => lanes,
+                    Err(e) => {
+                        tracing::error!(error = %e, "SFU send workers failed to start");
+                        return;
+                    }
+                };
                 rt.block_on(async move {
                     match UdpSocket::from_std(socket) {
-                        Ok(socket) => run(socket, core, cmd_rx, ev_tx).await,
+                        Ok(socket) => run(socket, core, lanes, cmd_rx, ev_tx).await,
                         Err(e) => tracing::error!(error = %e, "SFU socket registration failed"),
                     }
                 });
@@ -266,19 +278,20 @@ fn handle_command(core: &mut SfuCore, cmd: Command) -> bool {
     true
 }
 
-fn send_all(socket: &UdpSocket, core: &mut SfuCore) {
+fn send_all(socket: &UdpSocket, core: &mut SfuCore, lanes: &mut SendLanes) {
     while let Some(t) = core.poll_transmit() {
         if let Err(e) = socket.try_send_to(&t.contents, t.destination) {
             tracing::trace!(error = %e, dest = %t.destination, "UDP send failed");
             core.count_io_drop(false);
         }
     }
-    core.drain_fast(|dest, bytes| socket.try_send_to(bytes, dest).is_ok());
+    lanes.flush(core);
 }
 
 async fn run(
     socket: UdpSocket,
     mut core: SfuCore,
+    mut lanes: SendLanes,
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
     ev_tx: mpsc::UnboundedSender<SfuEvent>,
 ) {
@@ -337,7 +350,7 @@ async fn run(
         let now = Instant::now();
         core.handle_timeout(now);
         core.flush(now);
-        send_all(&socket, &mut core);
+        send_all(&socket, &mut core, &mut lanes);
         while let Some(ev) = core.poll_event() {
             let _ = ev_tx.send(ev);
         }

@@ -70,6 +70,10 @@ pub struct Cli {
     /// Forward audio through the SFU's own fast path (true) or str0m's send path (false). [default: true]
     #[arg(long, env = "CONFAB_SFU_FAST_PATH")]
     pub sfu_fast_path: Option<bool>,
+    /// Threads that protect and send fast-path audio, the media loop's own included; each
+    /// listener stays on one. 0 = one per core. [default: 0]
+    #[arg(long, env = "CONFAB_SFU_SEND_WORKERS")]
+    pub sfu_send_workers: Option<usize>,
     /// Estimate each video viewer's bandwidth (TWCC) and pick lower simulcast layers when it is
     /// short; experimental. [default: false]
     #[arg(long, env = "CONFAB_VIDEO_BWE")]
@@ -97,6 +101,7 @@ struct FileConfig {
     log_format: Option<String>,
     web_dir: Option<PathBuf>,
     sfu_fast_path: Option<bool>,
+    sfu_send_workers: Option<usize>,
     video_bwe: Option<bool>,
 }
 
@@ -124,6 +129,7 @@ pub struct Config {
     pub log_format: String,
     pub web_dir: Option<PathBuf>,
     pub sfu_fast_path: bool,
+    pub sfu_send_workers: usize,
     pub video_bwe: bool,
 }
 
@@ -147,6 +153,7 @@ impl Default for Config {
             log_format: "pretty".into(),
             web_dir: None,
             sfu_fast_path: true,
+            sfu_send_workers: 0,
             video_bwe: false,
         }
     }
@@ -209,6 +216,10 @@ impl Config {
                 .sfu_fast_path
                 .or(file.sfu_fast_path)
                 .unwrap_or(d.sfu_fast_path),
+            sfu_send_workers: cli
+                .sfu_send_workers
+                .or(file.sfu_send_workers)
+                .unwrap_or(d.sfu_send_workers),
             video_bwe: cli.video_bwe.or(file.video_bwe).unwrap_or(d.video_bwe),
         };
         cfg.validate()?;
@@ -219,6 +230,10 @@ impl Config {
         anyhow::ensure!(
             self.rate_limit_scale.is_finite() && self.rate_limit_scale > 0.0,
             "--rate-limit-scale must be a positive number"
+        );
+        anyhow::ensure!(
+            self.sfu_send_workers <= 64,
+            "--sfu-send-workers must be 0 (one per core) ..= 64"
         );
         anyhow::ensure!(
             (1..=MAX_VIDEO_TILES_LIMIT).contains(&self.max_video_tiles),

@@ -19,6 +19,7 @@
 //!   the str0m path.
 
 pub(crate) mod keys;
+pub(crate) mod lanes;
 mod rtcp;
 pub(crate) mod srtp;
 
@@ -34,6 +35,7 @@ use str0m::Rtc;
 use crate::downtrack::DownTrack;
 use crate::metrics::DropReason;
 
+pub(crate) use lanes::{LaneKey, Lanes, Outbox, Sealer};
 pub(crate) use rtcp::SendStats;
 
 use keys::KeySink;
@@ -49,50 +51,14 @@ const MAX_DATAGRAM: usize = 1400;
 /// reports to get here).
 const SRTCP_INDEX_START: u32 = 1 << 30;
 
-/// Datagrams produced by the fast path, waiting for the socket: one growing
-/// byte arena plus (destination, range) entries, both reused, so steady-state
-/// forwarding allocates nothing.
-#[derive(Debug, Default)]
-pub(crate) struct Outbox {
-    buf: Vec<u8>,
-    items: Vec<(SocketAddr, u32, u32)>,
-}
-
-impl Outbox {
-    /// Reserves `max` bytes, lets `write` fill them and return the length used.
-    fn push_with(&mut self, dest: SocketAddr, max: usize, write: impl FnOnce(&mut [u8]) -> usize) {
-        let start = self.buf.len();
-        self.buf.resize(start + max, 0);
-        let n = write(&mut self.buf[start..]);
-        self.buf.truncate(start + n);
-        self.items.push((dest, start as u32, n as u32));
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// Hands every queued datagram to `send` (false = not sent) and returns
-    /// how many were not sent.
-    pub fn drain(&mut self, mut send: impl FnMut(SocketAddr, &[u8]) -> bool) -> u64 {
-        let mut failed = 0;
-        for &(dest, start, len) in &self.items {
-            let (s, e) = (start as usize, (start + len) as usize);
-            if !send(dest, &self.buf[s..e]) {
-                failed += 1;
-            }
-        }
-        self.items.clear();
-        self.buf.clear();
-        failed
-    }
-}
-
 /// Fast-path state of one subscriber.
 #[derive(Debug)]
 pub(crate) struct FastPeer {
     sink: Arc<KeySink>,
-    tx: Option<SrtpTx>,
+    tx: Option<Arc<SrtpTx>>,
+    /// The send lane and key id this peer's datagrams are sealed with
+    /// (registered with the first forwarded packet).
+    lane: Option<LaneKey>,
     /// Keys unusable (unsupported profile): str0m path for good.
     disabled: bool,
     /// Where str0m sends DTLS and SRTP to (the selected candidate pair).
@@ -112,6 +78,7 @@ impl FastPeer {
         FastPeer {
             sink,
             tx: None,
+            lane: None,
             disabled: false,
             dest: None,
             ext_level: None,
@@ -153,7 +120,7 @@ impl FastPeer {
                     .profile
                     .map(|p| SrtpTx::from_keying_material(p, &keys.material, keys.client))
                 {
-                    Some(Ok(tx)) => self.tx = Some(tx),
+                    Some(Ok(tx)) => self.tx = Some(Arc::new(tx)),
                     other => {
                         tracing::debug!(?other, "fast path unavailable for this peer's SRTP");
                         self.disabled = true;
@@ -215,11 +182,14 @@ impl FastPeer {
         clock_rate: u32,
         now: Instant,
         wall: SystemTime,
-        out: &mut Outbox,
+        lanes: &mut Lanes,
     ) -> usize {
         let (Some(tx), Some(dest)) = (&self.tx, self.dest) else {
             return 0;
         };
+        // With the peer's RTP when it has a lane (the usual case: an SSRC that
+        // sent has one), so everything to the peer leaves in order.
+        let out = lanes.out(self.lane.map_or(0, |l| l.lane));
         self.scratch.clear();
         self.ssrcs.clear();
         for down in downs.filter(|d| d.fast_owned) {
@@ -248,7 +218,7 @@ impl FastPeer {
         self.srtcp_index = self.srtcp_index.wrapping_add(1) & 0x7fff_ffff;
         let scratch = &self.scratch;
         let mut n = 0;
-        out.push_with(dest, len + tx.profile.rtcp_overhead(), |buf| {
+        out.push_ready(dest, len + tx.profile.rtcp_overhead(), |buf| {
             buf[..len].copy_from_slice(scratch);
             n = tx.protect_rtcp(buf, len, index);
             n
@@ -257,20 +227,24 @@ impl FastPeer {
     }
 }
 
-/// Rewrites `pkt` for `down` and queues it, protected, in `out`. Returns the
-/// datagram size. The caller checked that `fp` is active and owns `down`.
+/// Rewrites `pkt` for `down` and queues it on the peer's send lane (the lane
+/// protects it). Returns the size the datagram will have. The caller checked
+/// that `fp` is active and owns `down`; `serial` identifies `pkt` among the
+/// packets forwarded (its payload is queued once per lane, not per peer).
 pub(crate) fn forward(
-    fp: &FastPeer,
+    fp: &mut FastPeer,
     down: &mut DownTrack,
     pkt: &RtpPacket,
+    serial: u64,
     pt: Pt,
-    out: &mut Outbox,
+    lanes: &mut Lanes,
 ) -> Result<usize, DropReason> {
     let (Some(tx), Some(dest)) = (&fp.tx, fp.dest) else {
         return Err(DropReason::NoStream);
     };
-    let max = 12 + 4 + 2 + 17 + 3 + pkt.payload.len() + tx.profile.rtp_overhead();
-    if max > MAX_DATAGRAM {
+    const MAX_HEADER: usize = 12 + 4 + 2 + 17 + 3;
+    let overhead = tx.profile.rtp_overhead();
+    if MAX_HEADER + pkt.payload.len() + overhead > MAX_DATAGRAM {
         return Err(DropReason::Oversize);
     }
     let (seq, ts) = down
@@ -281,6 +255,7 @@ pub(crate) fn forward(
             pkt.timestamp,
         )
         .ok_or(DropReason::Stale)?;
+    let lk = *fp.lane.get_or_insert_with(|| lanes.register(tx.clone()));
     let ev = &pkt.header.ext_vals;
     // str0m writes the audio level only with its voice-activity flag.
     let level = match (fp.ext_level, ev.audio_level, ev.voice_activity) {
@@ -290,25 +265,39 @@ pub(crate) fn forward(
         _ => None,
     };
     let mid = fp.ext_mid.map(|id| (id, down.mid.as_bytes()));
-    let mut n = 0;
-    out.push_with(dest, max, |buf| {
-        let hlen = write_header(
-            buf,
-            pt,
-            pkt.header.marker,
-            seq as u16,
-            ts,
-            *down.ssrc,
-            level,
-            mid,
-        );
-        let len = hlen + pkt.payload.len();
-        buf[hlen..len].copy_from_slice(&pkt.payload);
-        n = tx.protect_rtp(buf, hlen, len, seq);
-        n
-    });
+    let mut hlen = 0;
+    lanes.out(lk.lane).push_rtp(
+        dest,
+        lk.key,
+        seq,
+        MAX_HEADER,
+        |buf| {
+            hlen = write_header(
+                buf,
+                pt,
+                pkt.header.marker,
+                seq as u16,
+                ts,
+                *down.ssrc,
+                level,
+                mid,
+            );
+            hlen
+        },
+        serial,
+        &pkt.payload,
+    );
     down.sent.on_sent(pkt.payload.len(), ts, pkt.timestamp);
-    Ok(n)
+    Ok(hlen + pkt.payload.len() + overhead)
+}
+
+impl FastPeer {
+    /// Gives the peer's lane key back (the peer is going away).
+    pub fn release(&mut self, lanes: &mut Lanes) {
+        if let Some(lk) = self.lane.take() {
+            lanes.release(lk);
+        }
+    }
 }
 
 /// Writes the RTP header with a one-byte extension block (RFC 8285), the

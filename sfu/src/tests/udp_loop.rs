@@ -175,3 +175,78 @@ fn start_rejects_unspecified_public_ip() {
     );
     assert!(matches!(Sfu::start(cfg), Err(SfuError::InvalidConfig(_))));
 }
+
+/// Listeners spread over send lanes (three threads here: the loop and two
+/// send workers) each get every packet, in order, with continuous numbering.
+#[test]
+fn fast_path_audio_reaches_listeners_on_every_send_lane() {
+    let cfg = SfuConfig {
+        send_workers: 3,
+        ..SfuConfig::new(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        )
+    };
+    let (sfu, _events) = Sfu::start(cfg).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut clients: Vec<Client> = (0..7).map(|_| Client::new()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let answer = rt
+            .block_on(sfu.join(JoinRequest {
+                room: 7,
+                participant: i as u64 + 1,
+                user_id: 200 + i as u64,
+                offer_sdp: c.peer.offer(1),
+            }))
+            .unwrap();
+        c.peer.accept_answer(&answer).unwrap();
+    }
+    pump_until(
+        &mut clients,
+        |c| c.iter().all(|c| c.peer.connected),
+        "ICE+DTLS",
+    );
+    let busy_before =
+        crate::metrics::SEND_WORKER_BUSY_NANOS.load(std::sync::atomic::Ordering::Relaxed);
+    const N: u32 = 30;
+    for i in 0..N {
+        clients[0].peer.send_audio(Instant::now(), &payload(i), 30);
+        let until = Instant::now() + Duration::from_millis(20);
+        while Instant::now() < until {
+            for c in clients.iter_mut() {
+                c.pump();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    pump_until(
+        &mut clients,
+        |c| {
+            c[1..]
+                .iter()
+                .all(|c| c.peer.received_on(&c.peer.recv_mids[0].to_string()).len() >= N as usize)
+        },
+        "every listener receiving every packet",
+    );
+    for (k, c) in clients[1..].iter().enumerate() {
+        let got = c.peer.received_on(&c.peer.recv_mids[0].to_string());
+        assert_eq!(got.len(), N as usize, "listener {k}: no duplicates");
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(&r.payload[..], &payload(i as u32)[..], "listener {k}");
+        }
+        for w in got.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq + 1, "listener {k}: numbering");
+        }
+    }
+    // Six listeners on three lanes: the two worker lanes sent some of them.
+    let busy_after =
+        crate::metrics::SEND_WORKER_BUSY_NANOS.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        busy_after > busy_before,
+        "send workers did the work of their lanes"
+    );
+    sfu.shutdown();
+}
