@@ -2,7 +2,7 @@
 # Runs one benchmark against a freshly started release Confab and keeps the
 # JSON, the HTML report and the load average.
 #   loadtest/scripts/bench.sh NAME OUTDIR -- confab-loadtest args...
-# Env: CONFAB (server binary), LOADTEST (tester binary), PORT.
+# Env: CONFAB (server binary), LOADTEST (tester binary), PORT, CONFAB_ARGS (extra server flags).
 set -euo pipefail
 name=$1; out=$2; shift 2; [ "${1:-}" = "--" ] && shift
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,7 +12,7 @@ PORT=${PORT:-3950}
 mkdir -p "$out"
 data=$(mktemp -d); chmod 755 "$data"
 "$CONFAB" --bind 127.0.0.1:$PORT --udp-port 0 --data-dir "$data" --rate-limit-scale 1000 \
-  >"$out/$name.server.log" 2>&1 &
+  ${CONFAB_ARGS:-} >"$out/$name.server.log" 2>&1 &
 srv=$!
 trap 'kill $srv 2>/dev/null; wait $srv 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 1 300); do

@@ -59,6 +59,11 @@
 //! sends their sender reports). Video, audio with RTX, and peers whose keys
 //! are unknown use str0m's send path.
 //!
+//! All cores (`SfuConfig::send_workers`, default one per core): receiving,
+//! str0m and every decision stay on the media loop's thread; the fast path's
+//! per-listener work (copy, SRTP, `sendmmsg`) is spread over send lanes, one
+//! thread each, lane 0 being the loop itself (see `send_workers.rs`).
+//!
 //! str0m 0.25 notes (verified by the tests in `src/tests/`):
 //! - Send streams for the client's recvonly m-lines are declared by str0m
 //!   itself when it accepts the offer (one SSRC per sending mid, announced in
