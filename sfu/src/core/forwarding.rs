@@ -1,0 +1,326 @@
+//! Audio: forwarding a publisher's packet to the subscriber slots bound to
+//! it (fast path or str0m), and the room's loudest-speaker slots.
+
+use super::*;
+
+impl SfuCore {
+    /// Forwards one packet from `participant` to every subscriber slot bound to it.
+    pub(super) fn on_rtp(&mut self, participant: u64, pkt: RtpPacket) {
+        let Some(src) = self.peers.get_mut(&participant) else {
+            return;
+        };
+        // Only audio on the publish m-line and video on published video
+        // tracks is forwarded.
+        if src.in_ssrc != Some(pkt.header.ssrc) {
+            if let Some(&(_, t, l)) = src
+                .video_ssrcs
+                .iter()
+                .find(|(s, _, _)| *s == pkt.header.ssrc)
+            {
+                return self.on_video_rtp(participant, pkt, t as usize, l as usize);
+            }
+            let (mid, rid) = src
+                .rtc
+                .direct_api()
+                .stream_rx(&pkt.header.ssrc)
+                .map(|s| (Some(s.mid()), s.rid()))
+                .unwrap_or((None, None));
+            if mid.is_some() && mid != src.publish_mid {
+                let found = src.video_tracks.iter().enumerate().find_map(|(t, tr)| {
+                    (Some(tr.mid) == mid)
+                        .then(|| tr.layer_by_rid(rid).map(|l| (t, l)))
+                        .flatten()
+                });
+                if let Some((t, l)) = found {
+                    if src.video_ssrcs.len() >= 16 {
+                        src.video_ssrcs.remove(0);
+                    }
+                    src.video_ssrcs.push((pkt.header.ssrc, t as u8, l as u8));
+                    return self.on_video_rtp(participant, pkt, t, l);
+                }
+            }
+            if mid.is_none() || mid != src.publish_mid {
+                self.drop_packet(DropReason::UnsupportedPt);
+                return;
+            }
+            src.in_ssrc = Some(pkt.header.ssrc);
+        }
+        self.metrics.received_audio.increment(1);
+        if src.server_muted {
+            self.drop_packet(DropReason::Muted);
+            return;
+        }
+        let is_red = src.pts.red == Some(pkt.header.payload_type);
+        if !is_red && src.pts.opus != Some(pkt.header.payload_type) {
+            self.drop_packet(DropReason::UnsupportedPt);
+            return;
+        }
+        let mut speaking_changed = None;
+        if !src.self_muted {
+            if let Some(level) = pkt.header.ext_vals.audio_level {
+                if let Some(speaking) = src.speaking.on_level(pkt.timestamp, level.unsigned_abs()) {
+                    src.active_at = Some(pkt.timestamp);
+                    speaking_changed = Some(src.room);
+                    self.events.push_back(SfuEvent::Speaking {
+                        room: src.room,
+                        participant,
+                        user_id: src.user_id,
+                        speaking,
+                    });
+                    // The release timer must be armed.
+                    if speaking && !src.dirty {
+                        src.dirty = true;
+                        self.dirty.push(participant);
+                    }
+                }
+            }
+        }
+        // Re-select before forwarding, so a speaker that just took a slot is
+        // heard from this packet on.
+        if let Some(room) = speaking_changed {
+            self.reselect_speakers(room);
+        }
+        // Fan out over the precomputed (subscriber, slot) list: no scan of
+        // the room or of the subscribers' slots per packet.
+        self.fast_serial += 1;
+        let fanout = self.peers.get(&participant).map_or(0, |p| p.fanout.len());
+        for k in 0..fanout {
+            let Some((sub_id, idx)) = self
+                .peers
+                .get(&participant)
+                .and_then(|p| p.fanout.get(k).copied())
+            else {
+                break;
+            };
+            let Some(sub) = self.peers.get_mut(&sub_id) else {
+                continue;
+            };
+            if sub.deaf || !sub.connected {
+                continue;
+            }
+            if let Some(f) = sub.fast.as_mut().filter(|f| f.pending()) {
+                f.try_activate(&mut sub.rtc, sub.slots.iter_mut().map(|s| &mut s.down));
+            }
+            let Some(slot) = sub
+                .slots
+                .get_mut(idx)
+                .filter(|s| s.source == Some(participant))
+            else {
+                continue;
+            };
+            let pt = if is_red { sub.pts.red } else { sub.pts.opus };
+            let Some(pt) = pt else {
+                self.metrics.dropped(DropReason::UnsupportedPt).increment(1);
+                self.stats.dropped_other += 1;
+                continue;
+            };
+            let fast = sub
+                .fast
+                .as_mut()
+                .filter(|f| slot.down.fast_owned && f.is_active());
+            if let Some(f) = fast {
+                match fastpath::forward(
+                    f,
+                    &mut slot.down,
+                    &pkt,
+                    self.fast_serial,
+                    pt,
+                    &mut self.fast_lanes,
+                ) {
+                    Ok(n) => {
+                        self.metrics.forwarded_audio.increment(1);
+                        self.metrics.bytes_sent.increment(n as u64);
+                        self.stats.forwarded += 1;
+                        // Written and protected already: the forward latency ends here.
+                        if self.stats.forwarded.is_multiple_of(LATENCY_SAMPLE) {
+                            let d = self.last_now.saturating_duration_since(pkt.timestamp);
+                            self.metrics.forward_latency_seconds.record(d.as_secs_f64());
+                        }
+                    }
+                    Err(reason) => {
+                        self.metrics.dropped(reason).increment(1);
+                        self.stats.dropped_other += 1;
+                    }
+                }
+                continue;
+            }
+            match slot.down.forward(&mut sub.rtc, &pkt, pt) {
+                Ok(()) => {
+                    self.metrics.forwarded_audio.increment(1);
+                    self.stats.forwarded += 1;
+                    // Forward latency is sampled (1 in LATENCY_SAMPLE forwarded packets):
+                    // the exporter keeps every sample until a scrape, which at tens of
+                    // thousands of packets per second costs more than the figure is worth.
+                    if self.stats.forwarded.is_multiple_of(LATENCY_SAMPLE) {
+                        sub.pending_latency.push(pkt.timestamp);
+                    }
+                    if !sub.dirty {
+                        sub.dirty = true;
+                        self.dirty.push(sub_id);
+                    }
+                }
+                Err(reason) => {
+                    self.metrics.dropped(reason).increment(1);
+                    self.stats.dropped_other += 1;
+                }
+            }
+        }
+    }
+
+    /// Recomputes every member's slot mapping after a change in the room.
+    /// Assignment is stable: a source keeps its slot while it publishes; a
+    /// freed slot is reused by the next new publisher (first free in m-line order).
+    pub(super) fn update_room_slots(&mut self, room_id: u64) {
+        self.assign_audio_slots(room_id);
+        self.update_room_video(room_id);
+    }
+
+    /// The room's publishers as speaker-selection candidates, in join order.
+    pub(super) fn speaker_candidates(&self, members: &[u64]) -> Vec<SpeakerCandidate> {
+        members
+            .iter()
+            .filter_map(|m| self.peers.get(m))
+            .filter(|p| p.is_publisher())
+            .map(|p| SpeakerCandidate {
+                participant: p.participant,
+                speaking: p.speaking.is_speaking(),
+                priority: p.priority_speaker,
+                active_at: p.active_at,
+            })
+            .collect()
+    }
+
+    /// Re-runs the loudest-speaker selection after a speaking (or priority)
+    /// change and moves listeners' slots only if the selection changed.
+    pub(super) fn reselect_speakers(&mut self, room_id: u64) {
+        let Some(room) = self.rooms.get(&room_id) else {
+            return;
+        };
+        let candidates = self.speaker_candidates(&room.members);
+        let size = self.max_audio_slots + 1;
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
+        let changed = selection::reselect(&mut room.selected, &candidates, size);
+        // With a full selection, who listeners outside it do without can
+        // change without the selection changing (someone went quiet).
+        let dropped = (room.selected.len() >= size)
+            .then(|| selection::least_relevant(&room.selected, &candidates))
+            .flatten();
+        if changed || dropped != room.dropped {
+            self.assign_audio_slots(room_id);
+        }
+    }
+
+    /// Recomputes every member's audio slot mapping: each hears the first
+    /// `max_audio_slots` selected publishers other than itself.
+    pub(super) fn assign_audio_slots(&mut self, room_id: u64) {
+        let Some(room) = self.rooms.get(&room_id) else {
+            return;
+        };
+        let members = room.members.clone();
+        let candidates = self.speaker_candidates(&members);
+        let publishers: Vec<(u64, u64)> = members
+            .iter()
+            .filter_map(|m| self.peers.get(m))
+            .filter(|p| p.is_publisher())
+            .map(|p| (p.participant, p.user_id))
+            .collect();
+        let k = self.max_audio_slots;
+        let selected = match self.rooms.get_mut(&room_id) {
+            Some(room) => {
+                selection::reselect(&mut room.selected, &candidates, k + 1);
+                room.selected.clone()
+            }
+            None => return,
+        };
+        // Who a listener outside a full selection does without.
+        let dropped = (selected.len() > k)
+            .then(|| selection::least_relevant(&selected, &candidates))
+            .flatten();
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.dropped = dropped;
+        }
+        for &m in &members {
+            let Some(peer) = self.peers.get_mut(&m) else {
+                continue;
+            };
+            let skip = if selected.contains(&m) {
+                Some(m)
+            } else {
+                dropped
+            };
+            let wanted: SmallVec<[u64; 8]> = selected
+                .iter()
+                .copied()
+                .filter(|p| Some(*p) != skip && *p != m)
+                .take(k)
+                .collect();
+            for slot in &mut peer.slots {
+                if let Some(s) = slot.source {
+                    if !wanted.contains(&s) {
+                        slot.source = None;
+                        slot.down.resync();
+                    }
+                }
+            }
+            for &w in &wanted {
+                if peer.slots.iter().any(|s| s.source == Some(w)) {
+                    continue;
+                }
+                if let Some(free) = peer.slots.iter_mut().find(|s| s.source.is_none()) {
+                    free.source = Some(w);
+                    free.down.resync();
+                }
+            }
+            let needed = wanted.len();
+            if needed > peer.slots.len() && needed > peer.reneg_requested {
+                peer.reneg_requested = needed;
+                self.events.push_back(SfuEvent::RenegotiationNeeded {
+                    participant: m,
+                    audio_slots: needed,
+                });
+            }
+            let assignment: Vec<SlotAssignment> = peer
+                .slots
+                .iter()
+                .map(|s| SlotAssignment {
+                    mid: s.down.mid.to_string(),
+                    user_id: s
+                        .source
+                        .and_then(|src| publishers.iter().find(|(p, _)| *p == src))
+                        .map(|(_, u)| *u),
+                })
+                .collect();
+            if peer.last_slots.as_ref() != Some(&assignment) {
+                peer.last_slots = Some(assignment.clone());
+                self.events.push_back(SfuEvent::Slots {
+                    participant: m,
+                    slots: assignment,
+                });
+            }
+        }
+        // Rebuild every member's fan-out list from the slot mappings.
+        for &m in &members {
+            if let Some(p) = self.peers.get_mut(&m) {
+                p.fanout.clear();
+            }
+        }
+        for &m in &members {
+            let Some(sub) = self.peers.get(&m) else {
+                continue;
+            };
+            let entries: SmallVec<[(u64, usize); 8]> = sub
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.source.map(|src| (src, i)))
+                .collect();
+            for (src, i) in entries {
+                if let Some(p) = self.peers.get_mut(&src) {
+                    p.fanout.push((m, i));
+                }
+            }
+        }
+    }
+}
