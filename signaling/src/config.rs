@@ -355,7 +355,12 @@ sfu_fast_path = false
             let cli = Cli::parse_from(["confab", "--max-video-tiles", tiles]);
             assert!(Config::load(cli).is_err(), "{tiles} tiles accepted");
         }
+        let cli = Cli::parse_from(["confab", "--sfu-send-workers", "65"]);
+        assert!(Config::load(cli).is_err(), "65 send workers accepted");
+        let cli = Cli::parse_from(["confab", "--sfu-send-workers", "2"]);
+        assert_eq!(Config::load(cli).unwrap().sfu_send_workers, 2);
         let d = Config::load(Cli::parse_from(["confab"])).unwrap();
+        assert_eq!(d.sfu_send_workers, 0, "one per core by default");
         assert_eq!(d.bind.port(), 3000);
         assert_eq!(d.udp_port, 3000);
         assert_eq!(d.max_video_tiles, 9);
