@@ -959,6 +959,11 @@ impl SfuCore {
         !self.fast_lanes.outbox(lane).is_empty()
     }
 
+    /// Datagrams waiting on `lane`.
+    pub(crate) fn fast_lane_datagrams(&self, lane: usize) -> usize {
+        self.fast_lanes.outbox(lane).datagrams()
+    }
+
     /// Exchanges lane `lane`'s outbox for an empty one (`spare`, cleared by
     /// its sealer): the send worker of that lane seals and sends what was queued.
     pub(crate) fn swap_fast_outbox(&mut self, lane: usize, spare: &mut Outbox) {

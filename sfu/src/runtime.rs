@@ -285,7 +285,7 @@ fn send_all(socket: &UdpSocket, core: &mut SfuCore, lanes: &mut SendLanes) {
             core.count_io_drop(false);
         }
     }
-    lanes.flush(core);
+    lanes.flush(core, Instant::now());
 }
 
 async fn run(
@@ -300,6 +300,9 @@ async fn run(
     while running {
         let deadline = core
             .poll_timeout()
+            .into_iter()
+            .chain(lanes.next_deadline())
+            .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         // Set when the wait ends (first thing in each arm): busy time is woke → end of iteration.
         let woke;

@@ -16,20 +16,31 @@
 //! (back-pressure instead of unbounded queues). Workers send on their own
 //! descriptor of the same socket.
 //!
+//! A batch goes to its worker once it holds [`HANDOFF_BATCH`] datagrams, or
+//! [`HANDOFF_MAX_DELAY`] after its first one: in a large room every loop
+//! iteration fills a batch; small rooms' few datagrams per iteration are
+//! gathered for up to a millisecond instead of paying a thread wake-up and a
+//! system call for each handful (measured: 1.6× the CPU per packet without
+//! gathering, 50 rooms of 10).
+//!
 //! The hand-off is measured by `confab_sfu_send_handoff_seconds` (outbox
-//! queued → worker starts on it), per batch.
+//! handed over → worker starts on it), per batch.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::core::SfuCore;
 use crate::fastpath::{Outbox, Sealer};
 
 /// Datagrams per `sendmmsg` call.
 const BATCH: usize = 64;
+/// A worker lane's batch is handed over at this many datagrams…
+const HANDOFF_BATCH: usize = 64;
+/// …or this long after it got its first, whichever comes first.
+const HANDOFF_MAX_DELAY: Duration = Duration::from_millis(1);
 
 /// Sends sealed datagrams with `sendmmsg`, 64 per system call; the header,
 /// iovec and address arrays are reused.
@@ -166,6 +177,8 @@ struct Worker {
     back: Receiver<Job>,
     /// The outbox that is neither in the core nor at the worker.
     spare: Option<Outbox>,
+    /// When the core's outbox of this lane got its first entry.
+    pending_since: Option<Instant>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -212,15 +225,17 @@ impl SendLanes {
                 to,
                 back,
                 spare: Some(Outbox::default()),
+                pending_since: None,
                 thread: Some(thread),
             });
         }
         Ok(SendLanes { own, workers })
     }
 
-    /// Sends everything the core's fast path queued: worker lanes are handed
-    /// off first, then the loop seals and sends lane 0 itself.
-    pub fn flush(&mut self, core: &mut SfuCore) {
+    /// Sends what the core's fast path queued: worker lanes whose batch is
+    /// full or old enough are handed off first, then the loop seals and sends
+    /// lane 0 itself.
+    pub fn flush(&mut self, core: &mut SfuCore, now: Instant) {
         for (i, w) in self.workers.iter_mut().enumerate() {
             let lane = i + 1;
             // Collect a returned outbox without waiting.
@@ -231,6 +246,13 @@ impl SendLanes {
             if !core.fast_lane_pending(lane) {
                 continue;
             }
+            let since = *w.pending_since.get_or_insert(now);
+            if core.fast_lane_datagrams(lane) < HANDOFF_BATCH
+                && now.saturating_duration_since(since) < HANDOFF_MAX_DELAY
+            {
+                continue;
+            }
+            w.pending_since = None;
             if w.spare.is_none() {
                 // The worker still has the previous batch: wait for it.
                 match w.back.recv() {
@@ -254,6 +276,17 @@ impl SendLanes {
         }
         let own = &mut self.own;
         core.drain_fast_lanes(0..1, |sealer| own.send(sealer));
+    }
+}
+
+impl SendLanes {
+    /// When the loop must come back to hand a gathered batch over.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter_map(|w| w.pending_since)
+            .min()
+            .map(|t| t + HANDOFF_MAX_DELAY)
     }
 }
 

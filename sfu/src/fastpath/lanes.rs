@@ -56,7 +56,6 @@ impl Outbox {
     }
 
     /// Datagrams queued.
-    #[cfg(test)]
     pub fn datagrams(&self) -> usize {
         self.datagrams
     }
