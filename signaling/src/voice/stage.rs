@@ -38,6 +38,8 @@ impl VoiceService {
         if !myself && change.suppress.is_none() {
             return Err(ChatError::field("suppress", "is required"));
         }
+        // Strangers and members who cannot see the channel learn nothing about it.
+        let (_, perms) = state.chat.channel_access(change.channel_id, actor).await?;
         let present = self
             .registry
             .lock()
@@ -53,15 +55,13 @@ impl VoiceService {
         if !stage {
             return Err(ChatError::field("channel_id", "is not a stage channel"));
         }
-        // Only stepping down needs no permission; everything else is the moderator's.
-        let stepping_down_or_hand = myself && change.suppress != Some(false);
-        if !stepping_down_or_hand {
-            let (_, perms) = state.chat.channel_access(change.channel_id, actor).await?;
-            if !permissions::has(perms, MUTE_MEMBERS) {
-                return Err(ChatError::Forbidden(
-                    "you need MUTE_MEMBERS in this channel to manage its speakers",
-                ));
-            }
+        // Stepping down and raising or lowering one's hand need no permission; everything
+        // else is a moderator's.
+        let own_small_change = myself && change.suppress != Some(false);
+        if !own_small_change && !permissions::has(perms, MUTE_MEMBERS) {
+            return Err(ChatError::Forbidden(
+                "you need MUTE_MEMBERS in this channel to manage its speakers",
+            ));
         }
         let updated = {
             let mut reg = self.registry.lock();
