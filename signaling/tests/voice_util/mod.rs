@@ -249,3 +249,53 @@ pub async fn negotiate_video(c: &mut Client, p: &mut Peer, slots: usize, declare
 pub fn join_frame(server: &str, channel: &str) -> Value {
     json!({"op": 4, "d": {"server_id": server, "channel_id": channel, "self_mute": false, "self_deaf": false}})
 }
+
+/// Answers every VOICE_RENEGOTIATE that arrives within `quiet` for these clients (offering the
+/// slots asked for), until none comes; media keeps flowing meanwhile.
+pub async fn settle(pairs: &mut [(&mut Client, &mut Peer)], quiet: Duration) {
+    loop {
+        let mut any = false;
+        let end = Instant::now() + quiet;
+        while Instant::now() < end {
+            for (c, p) in pairs.iter_mut() {
+                c.drain();
+                if let Some(i) = c.seen.iter().position(|v| v["t"] == "VOICE_RENEGOTIATE") {
+                    let re = c.seen.remove(i);
+                    let slots = re["d"]["audio_slots"].as_u64().unwrap() as usize;
+                    // Fewer slots than the peer has: nothing to offer, it keeps its slots.
+                    if slots > p.peer.recv_mids.len() {
+                        negotiate(c, p, slots).await;
+                        any = true;
+                    }
+                }
+                p.step(false).await;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !any {
+            return;
+        }
+    }
+}
+
+/// Waits for a VOICE_STATE_UPDATE about `user` matching `pred`.
+pub async fn state_of(c: &mut Client, user: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    c.wait(|v| v["t"] == "VOICE_STATE_UPDATE" && v["d"]["user_id"] == user && pred(&v["d"]))
+        .await["d"]
+        .clone()
+}
+
+/// Packets `listener` receives from `tag` during `dur` of media after a `settle_for` pause
+/// (time for a change to reach the SFU and packets in flight to land).
+pub async fn heard_during(
+    peers: &mut [&mut Peer],
+    listener: usize,
+    tag: u8,
+    settle_for: Duration,
+    dur: Duration,
+) -> usize {
+    run_media(peers, settle_for).await;
+    let before = peers[listener].heard_from(tag);
+    run_media(peers, dur).await;
+    peers[listener].heard_from(tag) - before
+}
