@@ -460,4 +460,46 @@ mod tests {
         assert_eq!(r.states_for(&[Snowflake(1)]).len(), 1);
         assert!(r.states_for(&[Snowflake(2)]).is_empty());
     }
+
+    #[test]
+    fn suppress_follows_speak_and_the_stage() {
+        let mut r = Registry::default();
+        let gw: Arc<str> = "g1".into();
+        let mut j = req(100, 7, 10, &gw, None);
+        j.perms.speak = false;
+        r.join(j);
+        let p = r.by_user(Snowflake(7)).unwrap();
+        // No SPEAK: suppressed (not muted), audio blocked, video still allowed.
+        assert!(p.state().suppress && !p.state().mute);
+        assert!(p.audio_blocked() && p.video_allowed());
+        // On a stage everyone starts in the audience: no audio, no video.
+        let mut s = req(101, 8, 11, &gw, None);
+        s.stage = true;
+        r.join(s);
+        let p = r.by_user_mut(Snowflake(8)).unwrap();
+        assert!(p.suppressed() && p.audio_blocked() && !p.video_allowed());
+        p.on_stage = true;
+        assert!(!p.suppressed() && !p.audio_blocked() && p.video_allowed());
+        // A moderator's move to another channel: a new session, back in the audience there,
+        // and the camera off where VIDEO is missing.
+        r.by_user_mut(Snowflake(8)).unwrap().self_video = true;
+        let no_video = VoicePerms {
+            video: false,
+            ..VoicePerms::all()
+        };
+        let (old, new) = r
+            .moved(
+                Snowflake(101),
+                Snowflake(102),
+                Snowflake(12),
+                true,
+                no_video,
+            )
+            .unwrap();
+        assert_eq!(old.id, Snowflake(101));
+        assert_eq!((new.id, new.channel_id), (Snowflake(102), Snowflake(12)));
+        assert!(new.suppressed() && !new.self_video && new.needs_join);
+        assert!(r.by_id(Snowflake(101)).is_none());
+        assert_eq!(r.in_server(Snowflake(1)).len(), 2);
+    }
 }
