@@ -151,6 +151,7 @@ export class Voice {
       } else { this.error = `${msg} (${d && d.code})`; this._changed(); }
     });
     g.on('VOICE_STATE_UPDATE', (d) => this._onVoiceState(d));
+    g.on('VOICE_CHANNEL_MOVE', (d) => this._onMoved(d));
     g.on('VOICE_SLOTS', (d) => this._onSlots(d));
     g.on('VOICE_VIDEO_SLOTS', (d) => this._onVideoSlots(d));
     g.on('VOICE_VIDEO_LAYERS', (d) => {
@@ -204,6 +205,20 @@ export class Voice {
       this._teardown();
       this._setState('idle', 'Disconnected from voice');
     }
+  }
+
+  /** A moderator moved us: the server already put us in the new channel; our media session in
+   * the old one has ended, so offer again on a fresh pc (microphone and camera kept). */
+  async _onMoved(d) {
+    if (!d || !d.channel_id || !this.channelId || d.channel_id === this.channelId) return;
+    this.serverId = d.server_id || this.serverId;
+    this.channelId = d.channel_id;
+    this.voiceSessionId = d.voice_session_id || null;
+    this.speaking = {};
+    this.slots = {};
+    this._closePc();
+    this._setState('connecting');
+    await this._startPc(this._othersInChannel());
   }
 
   _onSlots(d) {
