@@ -95,7 +95,12 @@ pub struct VoiceState {
 impl Participant {
     /// The audience of a stage, or without SPEAK: the SFU drops its audio.
     pub fn suppressed(&self) -> bool {
-        !self.perms.speak || (self.stage && !self.on_stage)
+        !self.perms.speak || self.in_audience()
+    }
+
+    /// On a stage and not a speaker.
+    pub fn in_audience(&self) -> bool {
+        self.stage && !self.on_stage
     }
 
     /// The SFU forwards its audio only when neither a moderator nor its permissions stop it.
@@ -105,7 +110,7 @@ impl Participant {
 
     /// The SFU forwards its video only with VIDEO, and on a stage only from speakers.
     pub fn video_allowed(&self) -> bool {
-        self.perms.video && !(self.stage && !self.on_stage)
+        self.perms.video && !self.in_audience()
     }
 
     pub fn state(&self) -> VoiceState {
