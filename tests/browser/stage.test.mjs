@@ -1,11 +1,12 @@
 // A stage channel in two real browsers with a speech WAV as microphone: both join as audience
 // and the host hears nothing; the listener raises a hand, the host sees it and invites them to
-// speak, and then the host hears them; stepping down silences them again.
+// speak, and then the host hears them; stepping down silences them again. Then the host moves
+// the guest to a voice channel (MOVE_MEMBERS): the guest's client follows and is heard there.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi, joinViaUi,
-  makeSpeechWav, uniqueName, waitFor, sleep, snap } from './lib.mjs';
+  makeSpeechWav, uniqueName, waitFor, sleep, snap, rest, tokenOf } from './lib.mjs';
 
 let server;
 let host;
@@ -121,6 +122,23 @@ test('stepping down silences the speaker again', async () => {
   await sleep(1500);
   const got = await heardOver(host.b.page, guest.id, 2500);
   assert.ok(got.packets < 10, `the host still received ${got.packets} packets`);
+});
+
+test('a moderator moves the guest to another voice channel and the client follows', async () => {
+  assert.ok(joined, 'needs the joins of the first test');
+  const general = host.b.page.locator('[data-testid="channel-link"][data-channel-type="voice"][data-channel-name="General"]');
+  const generalId = await general.getAttribute('data-channel-id');
+  await general.click();
+  await host.b.page.waitForFunction((id) => window.confabVoice.channelId === id && window.confabVoice.state === 'connected', generalId, { timeout: 30_000 });
+  const serverId = await host.b.page.evaluate(() => window.confabVoice.serverId);
+  await rest(server.url, await tokenOf(host.b.page), 'PATCH', `/servers/${serverId}/members/${guest.id}`, { channel_id: generalId });
+  await guest.b.page.waitForFunction((id) => window.confabVoice.channelId === id && window.confabVoice.state === 'connected', generalId, { timeout: 30_000 });
+  await host.b.page.locator(`[data-testid="voice-participants"][data-channel-id="${generalId}"] [data-user-id="${guest.id}"]`).waitFor({ timeout: 10_000 });
+  await waitFor(async () => (await host.b.page.evaluate(() => Object.values(window.confabVoice.slots))).includes(guest.id),
+    { timeout: 20_000, message: 'the host has a slot for the moved guest' });
+  await sleep(1000);
+  const got = await heardOver(host.b.page, guest.id, 3000);
+  assert.ok(got.packets > 50, `the host received ${got.packets} packets from the moved guest`);
 });
 
 test('no uncaught page errors', () => {
