@@ -213,6 +213,29 @@ async fn a_moderator_moves_and_disconnects_a_member() {
         .await;
     assert_eq!(s, 403);
 
+    // Not into a channel the member may not connect to.
+    let (_, closed) = app
+        .post(
+            &format!("/servers/{sid}/channels"),
+            &owner.token,
+            json!({"name": "Closed", "type": "voice"}),
+        )
+        .await;
+    let closed = closed["id"].as_str().unwrap().to_string();
+    let (s, _) = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/channels/{closed}/permissions/{}", member.id),
+            Some(&owner.token),
+            Some(json!({"type": "member", "deny": CONNECT.to_string()})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, body) = app
+        .patch(&path, &owner.token, json!({ "channel_id": closed }))
+        .await;
+    assert_eq!(s, 403, "{body}");
+
     let (s, body) = app
         .patch(&path, &owner.token, json!({ "channel_id": vc2 }))
         .await;
