@@ -1,12 +1,13 @@
 // A stage channel in two real browsers with a speech WAV as microphone: both join as audience
 // and the host hears nothing; the listener raises a hand, the host sees it and invites them to
 // speak, and then the host hears them; stepping down silences them again. Then the host moves
-// the guest to a voice channel (MOVE_MEMBERS): the guest's client follows and is heard there.
+// the guest to a voice channel from the member card (MOVE_MEMBERS): the guest's client follows
+// and is heard there.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi, joinViaUi,
-  makeSpeechWav, uniqueName, waitFor, sleep, snap, rest, tokenOf } from './lib.mjs';
+  makeSpeechWav, uniqueName, waitFor, sleep, snap } from './lib.mjs';
 
 let server;
 let host;
@@ -130,8 +131,11 @@ test('a moderator moves the guest to another voice channel and the client follow
   const generalId = await general.getAttribute('data-channel-id');
   await general.click();
   await host.b.page.waitForFunction((id) => window.confabVoice.channelId === id && window.confabVoice.state === 'connected', generalId, { timeout: 30_000 });
-  const serverId = await host.b.page.evaluate(() => window.confabVoice.serverId);
-  await rest(server.url, await tokenOf(host.b.page), 'PATCH', `/servers/${serverId}/members/${guest.id}`, { channel_id: generalId });
+  // From the guest's member card: Voice → General → Move.
+  await host.b.page.getByTestId('member-open').filter({ hasText: guest.name }).click();
+  const card = host.b.page.getByTestId('member-dialog');
+  await card.getByTestId('move-target').selectOption(generalId);
+  await card.getByTestId('move-member').click();
   await guest.b.page.waitForFunction((id) => window.confabVoice.channelId === id && window.confabVoice.state === 'connected', generalId, { timeout: 30_000 });
   await host.b.page.locator(`[data-testid="voice-participants"][data-channel-id="${generalId}"] [data-user-id="${guest.id}"]`).waitFor({ timeout: 10_000 });
   await waitFor(async () => (await host.b.page.evaluate(() => Object.values(window.confabVoice.slots))).includes(guest.id),
