@@ -1,4 +1,4 @@
-//! Voice test helpers: gateway clients that collect frames, and str0m peers on their own UDP
+//! Shared voice test code: gateway clients that collect frames, and str0m peers on their own UDP
 //! sockets that offer like the web client.
 #![allow(dead_code)]
 
