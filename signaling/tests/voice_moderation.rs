@@ -151,8 +151,24 @@ async fn revoked_permissions_apply_to_a_live_session_at_once() {
         .unwrap();
     assert_eq!(hist[0].3.as_deref(), Some("permission"));
 
-    // A timeout ends voice too.
+    // So does losing VIEW_CHANNEL (through an @everyone overwrite this time).
     app.delete(&ow, &owner.token).await;
+    b.send(join_frame(&sid, &vc));
+    state_of(&mut a, &talker.id, |d| d["channel_id"] == vc.as_str()).await;
+    let everyone = format!("/channels/{vc}/permissions/{sid}");
+    let (s, _) = app
+        .request(
+            reqwest::Method::PUT,
+            &everyone,
+            Some(&owner.token),
+            Some(json!({"type": "role", "deny": (1i64 << 10).to_string()})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    state_of(&mut a, &talker.id, |d| d["channel_id"].is_null()).await;
+
+    // A timeout ends voice too.
+    app.delete(&everyone, &owner.token).await;
     b.send(join_frame(&sid, &vc));
     state_of(&mut a, &talker.id, |d| d["channel_id"] == vc.as_str()).await;
     let until = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
