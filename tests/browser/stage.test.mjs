@@ -2,12 +2,12 @@
 // and the host hears nothing; the listener raises a hand, the host sees it and invites them to
 // speak, and then the host hears them; stepping down silences them again. Then the host moves
 // the guest to a voice channel from the member card (MOVE_MEMBERS): the guest's client follows
-// and is heard there.
+// and is heard there; when VIDEO is revoked while its camera is on, the client turns it off.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi, joinViaUi,
-  makeSpeechWav, uniqueName, waitFor, sleep, snap } from './lib.mjs';
+  makeSpeechWav, uniqueName, waitFor, sleep, snap, rest, tokenOf } from './lib.mjs';
 
 let server;
 let host;
@@ -143,6 +143,25 @@ test('a moderator moves the guest to another voice channel and the client follow
   await sleep(1000);
   const got = await heardOver(host.b.page, guest.id, 3000);
   assert.ok(got.packets > 50, `the host received ${got.packets} packets from the moved guest`);
+});
+
+test('VIDEO revoked while the camera is on: the client turns it off and can still mute', async () => {
+  assert.ok(joined, 'needs the joins of the first test');
+  const g = guest.b.page;
+  await g.getByTestId('voice-camera').click();
+  await host.b.page.waitForFunction((uid) => {
+    const v = window.confab.store.voiceStates.get(uid);
+    return v && v.self_video === true;
+  }, guest.id, { timeout: 15_000 });
+  await sleep(2500);  // past the window in which our own older echoes are ignored
+  const channelId = await g.evaluate(() => window.confabVoice.channelId);
+  await rest(server.url, await tokenOf(host.b.page), 'PUT', `/channels/${channelId}/permissions/${guest.id}`,
+    { type: 'member', deny: String(1 << 9) });
+  await g.waitForFunction(() => !window.confabVoice.cameraOn, null, { timeout: 10_000 });
+  assert.equal(await g.evaluate(() => window.confabVoice.state), 'connected', 'still in voice');
+  // A later state update (mute) is accepted: it no longer claims the camera.
+  await g.getByTestId('voice-mute').click();
+  await host.b.page.locator(`[data-testid="voice-participant"][data-user-id="${guest.id}"][data-muted="true"]`).waitFor({ timeout: 10_000 });
 });
 
 test('no uncaught page errors', () => {
