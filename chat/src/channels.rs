@@ -192,7 +192,7 @@ impl Chat {
         v.check(
             !new.kind.is_private(),
             "type",
-            "must be \"text\", \"voice\" or \"category\"",
+            "must be \"text\", \"voice\", \"stage\" or \"category\"",
         );
         if new.kind == ChannelKind::Category {
             v.check(

@@ -29,6 +29,8 @@ pub enum ChannelKind {
     #[default]
     Text,
     Voice,
+    /// A voice channel in stage mode: only speakers send audio, everyone else listens.
+    Stage,
     Category,
     /// A 1:1 direct message channel (no server).
     Dm,
@@ -42,6 +44,7 @@ impl ChannelKind {
         match self {
             ChannelKind::Text => "text",
             ChannelKind::Voice => "voice",
+            ChannelKind::Stage => "stage",
             ChannelKind::Category => "category",
             ChannelKind::Dm => "dm",
             ChannelKind::GroupDm => "group_dm",
@@ -52,11 +55,17 @@ impl ChannelKind {
         match s {
             "text" => Some(ChannelKind::Text),
             "voice" => Some(ChannelKind::Voice),
+            "stage" => Some(ChannelKind::Stage),
             "category" => Some(ChannelKind::Category),
             "dm" => Some(ChannelKind::Dm),
             "group_dm" => Some(ChannelKind::GroupDm),
             _ => None,
         }
+    }
+
+    /// Channels people connect to with voice: voice and stage channels.
+    pub fn is_voice(self) -> bool {
+        matches!(self, ChannelKind::Voice | ChannelKind::Stage)
     }
 
     /// DMs and group DMs: channels outside any server.

@@ -24,7 +24,7 @@ pub struct Ban {
 
 impl Chat {
     /// The actor's access with `wanted`, checked to outrank `target` (a member or not).
-    async fn moderator_over(
+    pub(crate) async fn moderator_over(
         &self,
         server_id: Snowflake,
         actor: Snowflake,

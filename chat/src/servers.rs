@@ -578,4 +578,21 @@ impl Chat {
         .fetch_all(&self.pool)
         .await?)
     }
+
+    /// Users holding a temporary membership (without a role) that began more than `grace`
+    /// ago: the candidates to let go when they have no gateway session at all.
+    pub async fn temporary_members_older_than(
+        &self,
+        grace: std::time::Duration,
+    ) -> ChatResult<Vec<Snowflake>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT m.user_id FROM members m WHERE m.temporary
+               AND m.joined_at <= now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM member_roles mr
+                               WHERE mr.server_id = m.server_id AND mr.user_id = m.user_id)",
+        )
+        .bind(grace.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }

@@ -1,27 +1,115 @@
 //! Voice session records: who was in which voice channel, and when. The live state (who is
 //! connected now) is the signaling layer's; this is the history.
 
+use crate::audit::Actor;
 use crate::model::ChannelKind;
 use crate::permissions::{self, Permissions};
 use crate::{Chat, ChatError, ChatResult, Snowflake};
+use serde_json::json;
+
+/// What a member may do in a voice channel they are allowed into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VoiceAccess {
+    pub server_id: Snowflake,
+    /// The member's permissions in the channel (timeouts applied).
+    pub permissions: Permissions,
+    /// A stage channel: members join as audience.
+    pub stage: bool,
+}
 
 impl Chat {
-    /// Checks that a user may connect to a voice channel; returns the channel's server and the
-    /// user's permissions there.
+    /// Checks that a user may connect to a voice or stage channel (VIEW_CHANNEL and CONNECT);
+    /// returns the channel's server and the user's permissions there.
     pub async fn voice_access(
         &self,
         channel_id: Snowflake,
         user_id: Snowflake,
-    ) -> ChatResult<(Snowflake, Permissions)> {
+    ) -> ChatResult<VoiceAccess> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
-        if channel.kind != ChannelKind::Voice {
+        if !channel.kind.is_voice() {
             return Err(ChatError::field("channel_id", "is not a voice channel"));
         }
         if !permissions::has(perms, permissions::CONNECT) {
             return Err(ChatError::Forbidden("you may not connect to this channel"));
         }
         let server_id = channel.server_id.ok_or(ChatError::NotFound("channel"))?;
-        Ok((server_id, perms))
+        Ok(VoiceAccess {
+            server_id,
+            permissions: perms,
+            stage: channel.kind == ChannelKind::Stage,
+        })
+    }
+
+    /// Checks a moderator's move of a member out of voice channel `from` (in `server_id`) into
+    /// `to`, or a disconnect (`to` None), and records it in the audit log (`member_move`,
+    /// `member_disconnect`). The moderator needs MOVE_MEMBERS in `from` and must outrank the
+    /// member; for a move, MOVE_MEMBERS and CONNECT in `to`, where the member must be allowed to
+    /// connect too. Returns whether `to` is a stage channel.
+    pub async fn voice_move(
+        &self,
+        server_id: Snowflake,
+        actor: Actor<'_>,
+        target: Snowflake,
+        from: Snowflake,
+        to: Option<Snowflake>,
+    ) -> ChatResult<bool> {
+        let (_, t) = self
+            .moderator_over(server_id, actor.user_id, target, 0, "")
+            .await?;
+        if t.is_none() {
+            return Err(ChatError::NotFound("member"));
+        }
+        let (_, perms) = self.channel_access(from, actor.user_id).await?;
+        if !permissions::has(perms, permissions::MOVE_MEMBERS) {
+            return Err(ChatError::Forbidden(
+                "you may not move members out of this channel",
+            ));
+        }
+        let mut stage = false;
+        if let Some(to) = to {
+            let (channel, perms) =
+                self.channel_access(to, actor.user_id)
+                    .await
+                    .map_err(|e| match e {
+                        ChatError::NotFound(_) => ChatError::field("channel_id", "unknown channel"),
+                        other => other,
+                    })?;
+            if !channel.kind.is_voice() || channel.server_id != Some(server_id) {
+                return Err(ChatError::field(
+                    "channel_id",
+                    "must be a voice channel of this server",
+                ));
+            }
+            if !permissions::has(perms, permissions::MOVE_MEMBERS | permissions::CONNECT) {
+                return Err(ChatError::Forbidden(
+                    "you need MOVE_MEMBERS and CONNECT in the destination channel",
+                ));
+            }
+            match self.voice_access(to, target).await {
+                Ok(a) => stage = a.stage,
+                Err(ChatError::Internal(e)) => return Err(ChatError::Internal(e)),
+                Err(_) => {
+                    return Err(ChatError::Forbidden(
+                        "the member may not connect to the destination channel",
+                    ))
+                }
+            }
+        }
+        let (action, changes) = match to {
+            Some(to) => (
+                "member_move",
+                json!({"channel_id": {"old": from, "new": to}}),
+            ),
+            None => (
+                "member_disconnect",
+                json!({"channel_id": {"old": from, "new": null}}),
+            ),
+        };
+        let mut tx = self.pool.begin().await?;
+        self.audit(&mut tx, server_id, actor, action, Some(target), changes)
+            .await?;
+        tx.commit().await?;
+        Ok(stage)
     }
 
     pub async fn voice_session_started(

@@ -134,7 +134,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
-/// Periodic clean-up: expired gateway sessions and idle rate-limit buckets.
+/// Periodic clean-up: expired gateway sessions, idle rate-limit buckets, and temporary members
+/// who never came online.
 fn spawn_housekeeping(state: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -153,6 +154,9 @@ fn spawn_housekeeping(state: AppState) {
             n += 1;
             if n.is_multiple_of(60) {
                 state.limiter.sweep();
+            }
+            if n.is_multiple_of(6) {
+                gateway::temporary::sweep(&state, gateway::temporary::GRACE).await;
             }
         }
     });

@@ -61,10 +61,10 @@ async fn server_lifecycle_channels_and_invites() {
         .post(
             &format!("/servers/{sid}/channels"),
             &owner.token,
-            json!({"name": "x", "type": "stage"}),
+            json!({"name": "x", "type": "forum"}),
         )
         .await;
-    assert_eq!(s, 400, "{body}");
+    assert_eq!(s, 400, "an unknown channel type: {body}");
     let (s, body) = app
         .post(
             &format!("/servers/{sid}/channels"),

@@ -16,6 +16,7 @@ use std::time::Duration;
 const VIEW: i64 = 1 << 10;
 const HISTORY: i64 = 1 << 16;
 const CONNECT: i64 = 1 << 20;
+const SPEAK: i64 = 1 << 21;
 /// Every permission but ADMINISTRATOR.
 const MODERATOR: i64 = confab_chat::permissions::ALL & !confab_chat::permissions::ADMINISTRATOR;
 
@@ -136,6 +137,18 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
         "/servers/{server_id}/audit-log",
         [404, 403, 200, 200],
     ),
+    // Stage speakers: the caller (or the target) is connected to a stage channel everyone may
+    // join; becoming or making a speaker needs MUTE_MEMBERS there, not a higher role.
+    (
+        "patch",
+        "/servers/{server_id}/voice-states/@me",
+        [404, 403, 204, 204],
+    ),
+    (
+        "patch",
+        "/servers/{server_id}/voice-states/{user_id}",
+        [404, 403, 204, 204],
+    ),
     ("post", "/servers/{server_id}/invites", [404, 403, 201, 201]),
     ("get", "/servers/{server_id}/invites", [404, 403, 200, 200]),
     // Anyone with the code may look and join (another server here, so nobody's role changes).
@@ -249,6 +262,11 @@ struct World {
     text: String,
     voice: String,
     hidden: String,
+    /// A stage channel and a voice channel where @everyone may connect and speak.
+    stage: String,
+    lounge: String,
+    /// Gateways kept open so their users stay in voice.
+    gateways: tokio::sync::Mutex<Vec<common::Gateway>>,
     /// The role between "below" and "with" that targets hold.
     mid_role: String,
     /// A message by the owner in `text`.
@@ -341,6 +359,21 @@ impl World {
         )
         .await;
         u
+    }
+
+    /// Connects `u` to voice channel `channel` over a new gateway kept open.
+    async fn in_voice(&self, u: &User, channel: &str) {
+        let (mut g, _) = self.app.identified(u).await;
+        g.send(json!({"op": 4, "d": {"server_id": self.sid, "channel_id": channel, "self_mute": false, "self_deaf": false}}))
+            .await;
+        loop {
+            let v = g.next().await.expect("the voice join's state");
+            assert_ne!(v["op"], 14, "voice join refused: {v}");
+            if v["t"] == "VOICE_STATE_UPDATE" && v["d"]["user_id"] == u.id.as_str() {
+                break;
+            }
+        }
+        self.gateways.lock().await.push(g);
     }
 
     async fn owner_message(&self) -> String {
@@ -499,6 +532,18 @@ impl World {
                 p.insert("user_id", self.target(&mut spare).await.id);
                 p.insert("role_id", self.mid_role.clone());
             }
+            ("patch", "/servers/{server_id}/voice-states/@me") => {
+                if actor != Actor::Stranger {
+                    self.in_voice(me, &self.stage).await;
+                }
+                body = Some(json!({"channel_id": self.stage, "suppress": false}));
+            }
+            ("patch", "/servers/{server_id}/voice-states/{user_id}") => {
+                let t = self.target(&mut spare).await;
+                self.in_voice(&t, &self.stage).await;
+                body = Some(json!({"channel_id": self.stage, "suppress": false}));
+                p.insert("user_id", t.id);
+            }
             ("post", "/servers/{server_id}/invites") => body = Some(json!({})),
             ("get", "/invites/{code}") | ("post", "/invites/{code}") => {
                 p.insert("code", self.other_invite.clone());
@@ -634,6 +679,9 @@ async fn world() -> World {
         text,
         voice,
         hidden: String::new(),
+        stage: String::new(),
+        lounge: String::new(),
+        gateways: Default::default(),
         mid_role: String::new(),
         message: String::new(),
         group_dm: String::new(),
@@ -706,6 +754,29 @@ async fn world() -> World {
         Some(json!({"type": "role", "allow": VIEW.to_string()})),
     )
     .await;
+    for (kind, name) in [("stage", "town hall"), ("voice", "lounge")] {
+        let c = w
+            .ok(
+                Method::POST,
+                &format!("/servers/{}/channels", w.sid),
+                &o,
+                Some(json!({"name": name, "type": kind})),
+            )
+            .await;
+        let id = c["id"].as_str().unwrap().to_string();
+        w.ok(
+            Method::PUT,
+            &format!("/channels/{id}/permissions/{}", w.sid),
+            &o,
+            Some(json!({"type": "role", "allow": (CONNECT | SPEAK).to_string()})),
+        )
+        .await;
+        if kind == "stage" {
+            w.stage = id;
+        } else {
+            w.lounge = id;
+        }
+    }
     let g = w
         .ok(
             Method::POST,
@@ -957,4 +1028,54 @@ async fn gateway_subscriptions_voice_and_history_windows_never_leak() {
         )
         .await;
     assert_eq!(s, 404);
+}
+
+/// PATCH /servers/{server_id}/members/{user_id} with `channel_id` (its row above times members
+/// out): moving a member between voice channels and disconnecting them need MOVE_MEMBERS and a
+/// role above the member's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_and_disconnecting_members_answer_each_role_exactly() {
+    let w = world().await;
+    let mut wrong = Vec::new();
+    for (to_lounge, want) in [(true, [404, 403, 403, 200]), (false, [404, 403, 403, 200])] {
+        for (actor, want) in ACTORS.iter().zip(want) {
+            let t = w.fresh_target().await;
+            w.in_voice(&t, &w.stage).await;
+            let to = if to_lounge {
+                json!(w.lounge)
+            } else {
+                json!(null)
+            };
+            let (got, body) = w
+                .app
+                .patch(
+                    &format!("/servers/{}/members/{}", w.sid, t.id),
+                    &w.user(*actor).token,
+                    json!({ "channel_id": to }),
+                )
+                .await;
+            if got != want {
+                wrong.push(format!(
+                    "move to {to} as {actor:?}: {got} (want {want}) {body}"
+                ));
+            }
+        }
+    }
+    // Someone not in voice cannot be moved: a clear 400.
+    let idle = w.fresh_target().await;
+    let (got, body) = w
+        .app
+        .patch(
+            &format!("/servers/{}/members/{}", w.sid, idle.id),
+            &w.with.token,
+            json!({"channel_id": w.lounge}),
+        )
+        .await;
+    assert_eq!(got, 400, "{body}");
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }

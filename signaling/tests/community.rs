@@ -845,6 +845,55 @@ async fn temporary_members_leave_when_they_go_offline_unless_given_a_role() {
     assert_eq!(member_count(&app, &owner, &sid).await, 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_members_who_never_come_online_are_let_go_after_the_grace() {
+    use confab_signaling::gateway::temporary;
+    let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
+    let owner = app.register("tmp2_owner").await;
+    let ghost = app.register("tmp2_ghost").await;
+    let online = app.register("tmp2_online").await;
+    let (sid, _, _) = app.server(&owner, "Temp2").await;
+    let (_, inv) = app
+        .post(
+            &format!("/servers/{sid}/invites"),
+            &owner.token,
+            json!({"temporary": true}),
+        )
+        .await;
+    let code = inv["code"].as_str().unwrap().to_string();
+    // `ghost` accepts over REST and never opens the gateway; `online` does.
+    let (_go, _) = app.identified(&online).await;
+    for u in [&ghost, &online] {
+        let (s, _) = app
+            .request(
+                Method::POST,
+                &format!("/invites/{code}"),
+                Some(&u.token),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    assert_eq!(member_count(&app, &owner, &sid).await, 3);
+    let state = &app.running.as_ref().unwrap().state;
+    // Within the grace nobody goes.
+    assert_eq!(temporary::sweep(state, temporary::GRACE).await, 0);
+    assert_eq!(member_count(&app, &owner, &sid).await, 3);
+    // After it, the one without any gateway session goes; the online one stays.
+    assert_eq!(temporary::sweep(state, std::time::Duration::ZERO).await, 1);
+    let (_, members) = app
+        .get(&format!("/servers/{sid}/members"), &owner.token)
+        .await;
+    let ids: Vec<&str> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"]["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&ghost.id.as_str()), "the ghost stayed");
+    assert!(ids.contains(&online.id.as_str()), "an online member went");
+}
+
 async fn member_count(app: &TestApp, owner: &common::User, sid: &str) -> usize {
     let (_, members) = app
         .get(&format!("/servers/{sid}/members"), &owner.token)

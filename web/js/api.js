@@ -232,6 +232,14 @@ export class Api {
     if (limit) q.set('limit', String(limit));
     return this.get(`/servers/${serverId}/audit-log?${q}`);
   }
+  /** Move a member to another voice channel, or out of voice with null (MOVE_MEMBERS). */
+  moveMember(serverId, userId, channelId, reason) { return this.admin('PATCH', `/servers/${serverId}/members/${userId}`, { channel_id: channelId }, reason); }
+
+  // --- stage channels (docs/gateway.md, "Stage channels")
+  /** Own stage state: `{suppress?, request_to_speak?}` in the stage channel we are in. */
+  updateMyVoiceState(serverId, channelId, patch) { return this.patch(`/servers/${serverId}/voice-states/@me`, { channel_id: channelId, ...patch }); }
+  /** A member's: suppress false invites to speak, true moves to the audience (MUTE_MEMBERS). */
+  updateVoiceState(serverId, userId, channelId, suppress) { return this.patch(`/servers/${serverId}/voice-states/${userId}`, { channel_id: channelId, suppress }); }
   invites(serverId) { return this.get(`/servers/${serverId}/invites`); }
   revokeInvite(code, reason) { return this.admin('DELETE', `/invites/${encodeURIComponent(code)}`, undefined, reason); }
 

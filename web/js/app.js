@@ -9,6 +9,7 @@ import { Store, sortChannels, cmpId, PERM } from './state.js';
 import { renderMarkdown } from './markdown.js';
 import { h, add, clear, avatar, openDialog, field, showFieldErrors, toast, safeHttpUrl } from './dom.js';
 import { icon } from './icons.js';
+import { initStage, isVoiceChannel, stageParticipants, stagePanelButtons } from './stage.js';
 import {
   initCommunity, onTopics, ensureRoles, canOpenServerSettings, serverSettingsDialog, channelPermissionsDialog,
   memberDialog, reactionBar, openReactionPicker, togglePins, closePins, loadPins, pinnedIds, setPinned, rememberUser,
@@ -32,6 +33,7 @@ const GROUP_MS = 5 * 60 * 1000;
 const TYPING_SEND_EVERY_MS = 8000;
 
 initCommunity({ api, store, invalidate: (topics) => invalidate(topics) });
+initStage({ api, store, toast });
 initDms({ api, store, invalidate: (topics) => invalidate(topics), selectServer: (id) => selectServer(id), selectChannel: (id) => selectChannel(id) });
 
 // Exposed for tests and debugging.
@@ -333,7 +335,7 @@ function renderChannels() {
 }
 
 function channelRow(c, owner) {
-  const isVoice = c.type === 'voice';
+  const isVoice = isVoiceChannel(c);
   const active = !isVoice && c.id === store.currentChannelId;
   const connectedHere = isVoice && voice && voice.channelId === c.id;
   const badge = c.type === 'text' ? channelBadge(c) : { unread: false, badge: null };
@@ -341,10 +343,10 @@ function channelRow(c, owner) {
   const btn = h('button', {
     class: 'channel-link',
     'data-testid': 'channel-link', 'data-channel-id': c.id, 'data-channel-name': c.name, 'data-channel-type': c.type, 'data-unread': String(badge.unread),
-    'aria-label': isVoice ? `Join voice channel ${c.name}` : `Text channel ${c.name}`,
+    'aria-label': isVoice ? `Join ${c.type === 'stage' ? 'stage' : 'voice'} channel ${c.name}` : `Text channel ${c.name}`,
     'aria-current': active ? 'page' : null,
     onclick: () => (isVoice ? joinVoice(c) : selectChannel(c.id)),
-  }, h('span', { class: 'chan-icon', 'aria-hidden': 'true' }, icon(isVoice ? 'speaker' : 'hash', 16)), h('span', { class: 'chan-name', text: c.name }));
+  }, h('span', { class: 'chan-icon', 'aria-hidden': 'true' }, icon(c.type === 'stage' ? 'stage' : isVoice ? 'speaker' : 'hash', 16)), h('span', { class: 'chan-name', text: c.name }));
   li.append(h('div', { class: 'channel-row' }, btn, badge.badge,
     owner ? h('span', { class: 'row-actions' },
       h('button', { class: 'icon-btn tiny', 'aria-label': `Edit channel ${c.name}`, title: 'Edit channel', text: '✎', onclick: () => editChannelDialog(c) }),
@@ -357,23 +359,27 @@ function channelRow(c, owner) {
       const heard = voice && voice.channelId === c.id ? voice.heardUsers() : null;
       // Marked only when some participants are not carried to us.
       const limited = !!heard && states.length - 1 > heard.size;
-      for (const v of states) {
-        const speaking = !!(voice && voice.speaking[v.user_id]) && !(v.self_mute || v.mute);
+      const row = (v) => {
+        const speaking = !!(voice && voice.speaking[v.user_id]) && !(v.self_mute || v.mute || v.suppress);
         const user = store.userById(v.user_id);
         const isHeard = !!(heard && heard.has(v.user_id));
-        ul.append(h('li', {
+        return h('li', {
           class: `voice-user${speaking ? ' speaking' : ''}${limited && isHeard ? ' heard' : ''}`,
           'data-testid': 'voice-participant', 'data-user-id': v.user_id, 'data-heard': String(isHeard),
           title: limited ? (isHeard ? 'Heard now (one of the loudest speakers)' : 'Not heard right now: only the loudest speakers are carried') : undefined,
           'data-speaking': String(speaking), 'data-muted': String(!!(v.self_mute || v.mute)), 'data-deafened': String(!!(v.self_deaf || v.deaf)),
+          'data-suppressed': String(!!v.suppress),
         },
         avatar(user || { id: v.user_id }, 22, speaking ? 'ring' : ''),
         h('span', { class: 'vu-name', text: store.displayName(v.user_id, user, c.server_id) }),
         (v.self_mute || v.mute) ? h('span', { class: 'vu-icon', title: v.mute ? 'Server muted' : 'Muted', 'aria-label': 'muted' }, icon('micOff', 14)) : null,
+        (v.suppress && c.type !== 'stage' && !(v.self_mute || v.mute)) ? h('span', { class: 'vu-icon', title: 'May not speak in this channel', 'aria-label': 'suppressed' }, icon('micOff', 14)) : null,
         (v.self_deaf || v.deaf) ? h('span', { class: 'vu-icon', title: v.deaf ? 'Server deafened' : 'Deafened', 'aria-label': 'deafened' }, icon('headphonesOff', 14)) : null,
         v.self_stream ? h('span', { class: 'vu-icon live', title: 'Sharing their screen', 'aria-label': 'sharing screen' }, icon('screen', 14)) : null,
-        v.self_video ? h('span', { class: 'vu-icon live', title: 'Camera on', 'aria-label': 'camera on' }, icon('video', 14)) : null));
-      }
+        v.self_video ? h('span', { class: 'vu-icon live', title: 'Camera on', 'aria-label': 'camera on' }, icon('video', 14)) : null);
+      };
+      if (c.type === 'stage') ul.append(...stageParticipants(c, states, row));
+      else for (const v of states) ul.append(row(v));
       li.append(ul);
     }
   }
@@ -808,6 +814,7 @@ function renderVoicePanel() {
       videoButton('screen'),
       h('button', { class: `icon-btn${voiceSettingsOpen ? ' on' : ''}`, 'aria-label': 'Voice settings', 'aria-expanded': String(voiceSettingsOpen), 'data-testid': 'voice-settings', onclick: toggleVoiceSettings }, icon('gear')),
       h('button', { class: 'icon-btn danger', 'aria-label': 'Leave voice channel', 'data-testid': 'voice-leave', title: 'Disconnect', onclick: () => voice.leave() }, icon('leave'))),
+    stagePanelButtons(c, store.me && store.voiceStates.get(store.me.id)),
     voice.pushToTalk ? h('div', { class: `ptt muted small${voice.pttActive ? ' active' : ''}`, 'data-testid': 'ptt-indicator', text: voice.pttActive ? 'Transmitting…' : `Push to talk: hold ${keyName(voice.pushToTalkKey)}` }) : null,
   );
   // participants with per-user volume
@@ -1012,7 +1019,7 @@ function createChannelDialog(parentId = null) {
   if (!s) return;
   const name = field({ label: 'Channel name', name: 'name', placeholder: 'new-channel', required: true, maxlength: 100 });
   const type = h('select', { name: 'type', 'aria-label': 'Channel type', 'data-testid': 'field-type' },
-    h('option', { value: 'text', text: 'Text' }), h('option', { value: 'voice', text: 'Voice' }), h('option', { value: 'category', text: 'Category' }));
+    h('option', { value: 'text', text: 'Text' }), h('option', { value: 'voice', text: 'Voice' }), h('option', { value: 'stage', text: 'Stage' }), h('option', { value: 'category', text: 'Category' }));
   const parent = categorySelect(s, parentId);
   type.addEventListener('change', () => { parent.disabled = type.value === 'category'; });
   openDialog({

@@ -372,9 +372,35 @@ export function memberDialog(s, m) {
       store.can(PERM.MANAGE_ROLES, s.id) ? roleToggles(s, m.user.id, name, null)
         : h('div', { class: 'role-toggles' }, roles.length ? roles.map((r) => h('span', { class: 'role-chip' }, roleDot(r), h('span', { text: r.name }))) : h('span', { class: 'muted small', text: 'No roles' })),
       moderationButtonsClosing(s, m.user, name),
+      voiceMoveControls(s, m.user.id, name),
     ],
     actions: [{ label: 'Close' }],
   });
+}
+
+/** Move a member who is in voice to another voice or stage channel, or disconnect them
+ * (MOVE_MEMBERS; the server checks the channels and the hierarchy). */
+function voiceMoveControls(s, userId, name) {
+  const vs = store.voiceStates.get(userId);
+  if (!vs || vs.server_id !== s.id || !store.can(PERM.MOVE_MEMBERS, s.id)) return null;
+  const err = errorLine();
+  const targets = [...s.channels.values()].filter((c) => (c.type === 'voice' || c.type === 'stage') && c.id !== vs.channel_id);
+  const select = h('select', { 'aria-label': `Voice channel to move ${name} to`, 'data-testid': 'move-target' },
+    targets.map((c) => h('option', { value: c.id, text: c.name })));
+  const act = async (channelId) => {
+    showError(err, null);
+    try {
+      await api.moveMember(s.id, userId, channelId);
+      document.querySelector('[data-testid="member-dialog"]')?.close();
+    } catch (e) { showError(err, e); }
+  };
+  return h('div', { class: 'voice-move', 'data-testid': 'voice-move' },
+    h('h3', { class: 'small-head', text: 'Voice' }),
+    h('div', { class: 'row' },
+      targets.length ? select : null,
+      targets.length ? h('button', { type: 'button', class: 'btn secondary small', text: 'Move', 'data-testid': 'move-member', onclick: () => act(select.value) }) : null,
+      h('button', { type: 'button', class: 'btn danger small', text: 'Disconnect', 'data-testid': 'disconnect-member', onclick: () => act(null) })),
+    err);
 }
 
 function moderationButtonsClosing(s, user, name) {

@@ -99,6 +99,7 @@ export class Voice {
     this._lastStats = null;
     this._rejoining = false;
     this._generation = 0;        // bumps on every new pc; stale async work checks it
+    this._videoClaimedAt = 0;    // when we last sent a state with camera or screen on
 
     this._audioRoot = document.createElement('div');
     this._audioRoot.id = 'voice-audio';
@@ -151,6 +152,7 @@ export class Voice {
       } else { this.error = `${msg} (${d && d.code})`; this._changed(); }
     });
     g.on('VOICE_STATE_UPDATE', (d) => this._onVoiceState(d));
+    g.on('VOICE_CHANNEL_MOVE', (d) => this._onMoved(d));
     g.on('VOICE_SLOTS', (d) => this._onSlots(d));
     g.on('VOICE_VIDEO_SLOTS', (d) => this._onVideoSlots(d));
     g.on('VOICE_VIDEO_LAYERS', (d) => {
@@ -199,10 +201,48 @@ export class Voice {
     if (d.channel_id && d.channel_id === this.channelId && d.voice_session_id) {
       this.voiceSessionId = d.voice_session_id;
     }
+    if (d.channel_id && d.channel_id === this.channelId) this._followVideoState(d);
     if (!d.channel_id && this.channelId && this.state === 'connected' && !this._rejoining) {
       // The server removed us (another session took over, logout elsewhere, kicked).
       this._teardown();
       this._setState('idle', 'Disconnected from voice');
+    }
+  }
+
+  /** A moderator moved us: the server already put us in the new channel; our media session in
+   * the old one has ended, so offer again on a fresh pc (microphone and camera kept). */
+  async _onMoved(d) {
+    if (!d || !d.channel_id || !this.channelId || d.channel_id === this.channelId) return;
+    this.serverId = d.server_id || this.serverId;
+    this.channelId = d.channel_id;
+    this.voiceSessionId = d.voice_session_id || null;
+    this.speaking = {};
+    this.slots = {};
+    this._closePc();
+    this._setState('connecting');
+    await this._startPc(this._othersInChannel());
+  }
+
+  /** The server turned our camera or screen share off (the VIDEO permission was revoked while
+   * on): stop sending, or every later op 4 claiming video would be refused. Echoes of our own
+   * older updates are told apart by time. */
+  _followVideoState(d) {
+    if (Date.now() - this._videoClaimedAt < 2000) return;
+    let off = false;
+    if (this.cameraOn && d.self_video === false) {
+      this._stopCamera();
+      if (this._camTx) this._attach(this._camTx, null, null);
+      off = true;
+    }
+    if (this.screenOn && d.self_stream === false) {
+      this._stopScreen();
+      if (this._screenTx) this._attach(this._screenTx, null, null);
+      off = true;
+    }
+    if (off) {
+      this.videoDenied = true;
+      this.error = 'Video turned off: missing the VIDEO permission in this channel';
+      this._changed();
     }
   }
 
@@ -243,6 +283,7 @@ export class Voice {
       self_stream: this.screenOn,
     };
     if (withSession && this.voiceSessionId) d.voice_session_id = this.voiceSessionId;
+    if (this.cameraOn || this.screenOn) this._videoClaimedAt = Date.now();
     return this.gateway.send(Op.VOICE_STATE_UPDATE, d);
   }
 

@@ -96,6 +96,8 @@ pub async fn update(
         .await?;
     state.viewers.invalidate();
     if let Some(server_id) = channel.server_id {
+        // Moved into another category: its overwrites may now apply.
+        state.voice.recheck_server(&state, server_id).await;
         state.emit(Target::Server(server_id), "CHANNEL_UPDATE", &channel);
     }
     Ok(Json(channel))

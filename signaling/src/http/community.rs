@@ -167,6 +167,7 @@ pub async fn update_role(
         )
         .await?;
     state.viewers.invalidate();
+    state.voice.recheck_server(&state, server_id).await;
     state.emit(
         Target::Server(server_id),
         "ROLE_UPDATE",
@@ -191,6 +192,7 @@ pub async fn delete_role(
         .delete_role(server_id, role_id, Actor::new(user.user_id, r.as_deref()))
         .await?;
     state.viewers.invalidate();
+    state.voice.recheck_server(&state, server_id).await;
     state.emit(
         Target::Server(server_id),
         "ROLE_DELETE",
@@ -220,6 +222,7 @@ async fn member_role(
         )
         .await?;
     state.viewers.invalidate();
+    state.voice.recheck_server(&state, server_id).await;
     state.emit(
         Target::Server(server_id),
         "MEMBER_UPDATE",
@@ -293,6 +296,7 @@ pub async fn put_overwrite(
     state.viewers.invalidate();
     let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
     if let Some(server_id) = channel.server_id {
+        state.voice.recheck_server(&state, server_id).await;
         state.emit(Target::Server(server_id), "CHANNEL_UPDATE", &channel);
     }
     Ok(Json(ow))
@@ -316,6 +320,7 @@ pub async fn delete_overwrite(
     state.viewers.invalidate();
     let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
     if let Some(server_id) = channel.server_id {
+        state.voice.recheck_server(&state, server_id).await;
         state.emit(Target::Server(server_id), "CHANNEL_UPDATE", &channel);
     }
     Ok(StatusCode::NO_CONTENT)

@@ -11,6 +11,7 @@ pub mod read_states;
 pub mod relationships;
 pub mod servers;
 pub mod users;
+pub mod voice_states;
 pub mod web;
 
 use crate::error::ApiError;
@@ -39,7 +40,7 @@ pub const MAX_BODY: usize = 64 * 1024;
     info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"))
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"))
 )]
 struct ApiDoc;
 
@@ -110,6 +111,8 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(community::list_bans))
         .routes(routes!(community::ban, community::unban))
         .routes(routes!(community::audit_log))
+        .routes(routes!(voice_states::update_mine))
+        .routes(routes!(voice_states::update_member))
         .routes(routes!(servers::create_invite, reactions::invites))
         .routes(routes!(
             servers::get_invite,

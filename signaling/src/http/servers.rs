@@ -53,6 +53,11 @@ pub struct MemberVoiceBody {
     #[serde(default, deserialize_with = "crate::http::users::nullable")]
     #[schema(value_type = Option<String>)]
     pub timeout_until: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    /// Move the member (who must be in voice) to this voice or stage channel, or disconnect
+    /// them with null (MOVE_MEMBERS; see docs/permissions.md).
+    #[serde(default, deserialize_with = "crate::http::users::nullable")]
+    #[schema(value_type = Option<String>)]
+    pub channel_id: Option<Option<Snowflake>>,
 }
 
 /// SERVER_CREATE's payload: the server with its channels, members, the members' presences and
@@ -221,11 +226,12 @@ pub async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Server-mute or server-deafen a member in voice (MUTE_MEMBERS / DEAFEN_MEMBERS), or time them
-/// out (MODERATE_MEMBERS).
+/// Server-mute or server-deafen a member in voice (MUTE_MEMBERS / DEAFEN_MEMBERS), time them
+/// out (MODERATE_MEMBERS), or move them to another voice channel or out of voice
+/// (`channel_id`, MOVE_MEMBERS).
 #[utoipa::path(patch, path = "/servers/{server_id}/members/{user_id}", tag = "members", security(("bearer" = [])),
     params(("server_id" = String, Path), ("user_id" = String, Path)), request_body = MemberVoiceBody,
-    responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Member), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_member(
     State(state): State<AppState>,
     user: AuthUser,
@@ -233,21 +239,18 @@ pub async fn update_member(
     headers: axum::http::HeaderMap,
     Json(body): Json<MemberVoiceBody>,
 ) -> ApiResult<Json<Member>> {
+    let reason = super::community::reason(&headers);
+    let actor = confab_chat::audit::Actor::new(user.user_id, reason.as_deref());
     if let Some(until) = body.timeout_until {
-        let reason = super::community::reason(&headers);
+        state.chat.timeout(server_id, target, until, actor).await?;
+        // Timed out: no CONNECT, SPEAK or VIDEO until it ends, so out of voice now.
+        state.voice.recheck_server(&state, server_id).await;
+    }
+    if let Some(to) = body.channel_id {
         state
-            .chat
-            .timeout(
-                server_id,
-                target,
-                until,
-                confab_chat::audit::Actor::new(user.user_id, reason.as_deref()),
-            )
+            .voice
+            .move_member(&state, server_id, actor, target, to)
             .await?;
-        if until.is_some() {
-            // Timed out: no voice until it ends.
-            state.voice.member_left(&state, server_id, target).await;
-        }
     }
     let member = if body.mute.is_some() || body.deaf.is_some() {
         state

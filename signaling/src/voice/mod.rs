@@ -2,7 +2,9 @@
 //! keeps the live voice states, relays SDP to the SFU and the SFU's events (slots, speaking,
 //! renegotiation, video slots and layers) to clients, and records voice sessions in the database.
 
+pub mod moderation;
 pub mod registry;
+pub mod stage;
 pub mod video;
 
 use crate::gateway::hub::{Session, Target};
@@ -11,7 +13,7 @@ use crate::state::AppState;
 use confab_chat::{ChatError, Snowflake};
 use confab_sfu::{JoinRequest as SfuJoin, Sfu, SfuError, SfuEvent};
 use parking_lot::Mutex;
-use registry::{JoinOutcome, JoinRequest, Participant, Registry};
+use registry::{JoinOutcome, JoinRequest, Participant, Registry, VoicePerms};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,18 +99,16 @@ impl VoiceService {
             }
             return Ok(());
         };
-        let (server_id, perms) = state.chat.voice_access(channel_id, user_id).await?;
-        // Without SPEAK (role, overwrite or timeout) the SFU drops the participant's audio.
-        let may_speak = confab_chat::permissions::has(perms, confab_chat::permissions::SPEAK);
-        // Camera and screen share need VIDEO; without it the SFU also drops any video sent.
-        let may_video = confab_chat::permissions::has(perms, confab_chat::permissions::VIDEO);
-        if (req.self_video || req.self_stream) && !may_video {
+        let access = state.chat.voice_access(channel_id, user_id).await?;
+        let server_id = access.server_id;
+        // Without SPEAK (role, overwrite or timeout) the SFU drops the participant's audio;
+        // camera and screen share need VIDEO, without it the SFU also drops any video sent.
+        let perms = VoicePerms::from_bits(access.permissions);
+        if (req.self_video || req.self_stream) && !perms.video {
             return Err(VoiceError::Forbidden(
                 "missing the VIDEO permission in this channel".into(),
             ));
         }
-        let priority_speaker =
-            confab_chat::permissions::has(perms, confab_chat::permissions::PRIORITY_SPEAKER);
         if req.server_id.is_some_and(|s| s != server_id) {
             return Err(VoiceError::Forbidden(
                 "channel is not in that server".into(),
@@ -125,12 +125,12 @@ impl VoiceService {
             gateway_session: &session.id,
             self_mute: req.self_mute,
             self_deaf: req.self_deaf,
-            mute: member.mute || !may_speak,
+            mute: member.mute,
             deaf: member.deaf,
             self_video: req.self_video,
             self_stream: req.self_stream,
-            may_video,
-            priority_speaker,
+            perms,
+            stage: access.stage,
             voice_session_id,
         });
         let current = self.registry.lock().by_user(user_id).cloned();
@@ -169,7 +169,7 @@ impl VoiceService {
                 self.apply_flags(&p);
             }
             JoinOutcome::Updated { changed } => {
-                // Always applied: the VIDEO permission was read again.
+                // Always applied: the permissions were read again.
                 self.apply_flags(&p);
                 if changed {
                     state.emit(
@@ -185,11 +185,13 @@ impl VoiceService {
 
     fn apply_flags(&self, p: &Participant) {
         let id = sfu_id(p.id);
-        self.sfu.set_server_mute(id, p.mute);
+        // The SFU's server mute drops audio whatever the reason: a moderator's mute, no SPEAK,
+        // or the audience of a stage (the voice state tells `mute` and `suppress` apart).
+        self.sfu.set_server_mute(id, p.audio_blocked());
         self.sfu.set_self_mute(id, p.self_mute);
         self.sfu.set_deaf(id, p.effective_deaf());
-        self.sfu.set_video_allowed(id, p.may_video);
-        self.sfu.set_priority_speaker(id, p.priority_speaker);
+        self.sfu.set_video_allowed(id, p.video_allowed());
+        self.sfu.set_priority_speaker(id, p.perms.priority_speaker);
     }
 
     /// op 12: the client's offer → the SFU's answer. `video_tracks` optionally says which

@@ -2,6 +2,8 @@
 //! directly. One voice channel per user; a participant survives a dropped connection for
 //! `REJOIN_WINDOW` so a client can come back without others seeing it leave.
 
+use chrono::{DateTime, Utc};
+use confab_chat::permissions::{self, Permissions};
 use confab_chat::Snowflake;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -10,6 +12,33 @@ use std::time::{Duration, Instant};
 
 /// How long a participant whose connection dropped may rejoin or RESUME before it leaves.
 pub const REJOIN_WINDOW: Duration = Duration::from_secs(15);
+
+/// The voice permissions of a participant in its channel, read from the database on join
+/// and again whenever roles, overwrites, membership or timeouts change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VoicePerms {
+    /// SPEAK: without it the SFU drops the participant's audio and its state shows `suppress`.
+    pub speak: bool,
+    /// VIDEO: camera and screen share; without it the SFU drops its video.
+    pub video: bool,
+    /// PRIORITY_SPEAKER: preferred for listeners' slots.
+    pub priority_speaker: bool,
+}
+
+impl VoicePerms {
+    pub fn from_bits(p: Permissions) -> Self {
+        Self {
+            speak: permissions::has(p, permissions::SPEAK),
+            video: permissions::has(p, permissions::VIDEO),
+            priority_speaker: permissions::has(p, permissions::PRIORITY_SPEAKER),
+        }
+    }
+
+    /// Everything allowed (tests).
+    pub fn all() -> Self {
+        Self::from_bits(permissions::ALL)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Participant {
@@ -28,12 +57,16 @@ pub struct Participant {
     /// Camera on / screen share on (as the client says).
     pub self_video: bool,
     pub self_stream: bool,
-    /// Holds the VIDEO permission in this channel; without it the SFU drops its video.
-    pub may_video: bool,
+    /// What it may do in its channel (SPEAK, VIDEO, PRIORITY_SPEAKER).
+    pub perms: VoicePerms,
+    /// The channel is a stage: only speakers (`on_stage`) send audio and video.
+    pub stage: bool,
+    /// On a stage: a speaker rather than the audience. Everyone joins as audience.
+    pub on_stage: bool,
+    /// On a stage: when the participant raised its hand (asked to speak).
+    pub request_to_speak: Option<DateTime<Utc>>,
     /// The tiles the client shows (op 15), kept to hand to the SFU again after a (re)join.
     pub video_subs: Vec<confab_sfu::VideoSubscription>,
-    /// PRIORITY_SPEAKER in the channel: preferred for listeners' slots.
-    pub priority_speaker: bool,
     /// The next offer must be a fresh SFU join (new participant or rejoin after a blip).
     pub needs_join: bool,
     /// When its gateway connection or media connection dropped.
@@ -53,9 +86,33 @@ pub struct VoiceState {
     pub deaf: bool,
     pub self_video: bool,
     pub self_stream: bool,
+    /// May not speak: the stage audience, or no SPEAK permission in the channel.
+    pub suppress: bool,
+    /// On a stage: when the participant asked to speak (null when it did not, or was answered).
+    pub request_to_speak_timestamp: Option<DateTime<Utc>>,
 }
 
 impl Participant {
+    /// The audience of a stage, or without SPEAK: the SFU drops its audio.
+    pub fn suppressed(&self) -> bool {
+        !self.perms.speak || self.in_audience()
+    }
+
+    /// On a stage and not a speaker.
+    pub fn in_audience(&self) -> bool {
+        self.stage && !self.on_stage
+    }
+
+    /// The SFU forwards its audio only when neither a moderator nor its permissions stop it.
+    pub fn audio_blocked(&self) -> bool {
+        self.mute || self.suppressed()
+    }
+
+    /// The SFU forwards its video only with VIDEO, and on a stage only from speakers.
+    pub fn video_allowed(&self) -> bool {
+        self.perms.video && !self.in_audience()
+    }
+
     pub fn state(&self) -> VoiceState {
         VoiceState {
             server_id: self.server_id,
@@ -68,6 +125,8 @@ impl Participant {
             deaf: self.deaf,
             self_video: self.self_video,
             self_stream: self.self_stream,
+            suppress: self.suppressed(),
+            request_to_speak_timestamp: self.request_to_speak,
         }
     }
 
@@ -114,8 +173,9 @@ pub struct JoinRequest<'a> {
     pub deaf: bool,
     pub self_video: bool,
     pub self_stream: bool,
-    pub may_video: bool,
-    pub priority_speaker: bool,
+    pub perms: VoicePerms,
+    /// The channel is a stage.
+    pub stage: bool,
     /// The voice session the client says it had (rejoin).
     pub voice_session_id: Option<Snowflake>,
 }
@@ -134,24 +194,20 @@ impl Registry {
                     p.self_deaf = req.self_deaf;
                     p.self_video = req.self_video;
                     p.self_stream = req.self_stream;
-                    p.may_video = req.may_video;
-                    p.priority_speaker = req.priority_speaker;
+                    p.perms = req.perms;
                     p.dropped_at = None;
                     p.needs_join = true;
                     return JoinOutcome::Rejoined;
                 }
                 if same_conn {
-                    let changed = p.self_mute != req.self_mute
-                        || p.self_deaf != req.self_deaf
-                        || p.self_video != req.self_video
-                        || p.self_stream != req.self_stream;
+                    let before = p.state();
                     p.self_mute = req.self_mute;
                     p.self_deaf = req.self_deaf;
                     p.self_video = req.self_video;
                     p.self_stream = req.self_stream;
-                    // Permissions are read on every update: a revoked VIDEO applies here too.
-                    p.may_video = req.may_video;
-                    p.priority_speaker = req.priority_speaker;
+                    // Permissions are read on every update too.
+                    p.perms = req.perms;
+                    let changed = p.state() != before;
                     return JoinOutcome::Updated { changed };
                 }
             }
@@ -170,15 +226,55 @@ impl Registry {
             deaf: req.deaf,
             self_video: req.self_video,
             self_stream: req.self_stream,
-            may_video: req.may_video,
+            perms: req.perms,
+            stage: req.stage,
+            on_stage: false,
+            request_to_speak: None,
             video_subs: Vec::new(),
-            priority_speaker: req.priority_speaker,
             needs_join: true,
             dropped_at: None,
         };
         self.by_id.insert(p.id, p.user_id);
         self.by_user.insert(p.user_id, p);
         JoinOutcome::Joined { previous }
+    }
+
+    /// Moves participant `id` to `channel_id` as a new voice session `new_id` (a moderator's
+    /// move): its flags go along, its media must join again. Returns (old, new).
+    pub fn moved(
+        &mut self,
+        id: Snowflake,
+        new_id: Snowflake,
+        channel_id: Snowflake,
+        stage: bool,
+        perms: VoicePerms,
+    ) -> Option<(Participant, Participant)> {
+        let old = self.remove_id(id)?;
+        let p = Participant {
+            id: new_id,
+            channel_id,
+            stage,
+            on_stage: false,
+            request_to_speak: None,
+            perms,
+            self_video: old.self_video && perms.video,
+            self_stream: old.self_stream && perms.video,
+            video_subs: Vec::new(),
+            needs_join: true,
+            ..old.clone()
+        };
+        self.by_id.insert(p.id, p.user_id);
+        self.by_user.insert(p.user_id, p.clone());
+        Some((old, p))
+    }
+
+    /// (id, user, channel) of the participants of a server.
+    pub fn in_server(&self, server_id: Snowflake) -> Vec<(Snowflake, Snowflake, Snowflake)> {
+        self.by_user
+            .values()
+            .filter(|p| p.server_id == server_id)
+            .map(|p| (p.id, p.user_id, p.channel_id))
+            .collect()
     }
 
     pub fn remove_user(&mut self, user_id: Snowflake) -> Option<Participant> {
@@ -289,8 +385,8 @@ mod tests {
             deaf: false,
             self_video: false,
             self_stream: false,
-            may_video: true,
-            priority_speaker: false,
+            perms: VoicePerms::all(),
+            stage: false,
             voice_session_id: vsid.map(Snowflake),
         }
     }
@@ -368,5 +464,47 @@ mod tests {
         assert!(r.expire(t0 + Duration::from_secs(60)).is_empty());
         assert_eq!(r.states_for(&[Snowflake(1)]).len(), 1);
         assert!(r.states_for(&[Snowflake(2)]).is_empty());
+    }
+
+    #[test]
+    fn suppress_follows_speak_and_the_stage() {
+        let mut r = Registry::default();
+        let gw: Arc<str> = "g1".into();
+        let mut j = req(100, 7, 10, &gw, None);
+        j.perms.speak = false;
+        r.join(j);
+        let p = r.by_user(Snowflake(7)).unwrap();
+        // No SPEAK: suppressed (not muted), audio blocked, video still allowed.
+        assert!(p.state().suppress && !p.state().mute);
+        assert!(p.audio_blocked() && p.video_allowed());
+        // On a stage everyone starts in the audience: no audio, no video.
+        let mut s = req(101, 8, 11, &gw, None);
+        s.stage = true;
+        r.join(s);
+        let p = r.by_user_mut(Snowflake(8)).unwrap();
+        assert!(p.suppressed() && p.audio_blocked() && !p.video_allowed());
+        p.on_stage = true;
+        assert!(!p.suppressed() && !p.audio_blocked() && p.video_allowed());
+        // A moderator's move to another channel: a new session, back in the audience there,
+        // and the camera off where VIDEO is missing.
+        r.by_user_mut(Snowflake(8)).unwrap().self_video = true;
+        let no_video = VoicePerms {
+            video: false,
+            ..VoicePerms::all()
+        };
+        let (old, new) = r
+            .moved(
+                Snowflake(101),
+                Snowflake(102),
+                Snowflake(12),
+                true,
+                no_video,
+            )
+            .unwrap();
+        assert_eq!(old.id, Snowflake(101));
+        assert_eq!((new.id, new.channel_id), (Snowflake(102), Snowflake(12)));
+        assert!(new.suppressed() && !new.self_video && new.needs_join);
+        assert!(r.by_id(Snowflake(101)).is_none());
+        assert_eq!(r.in_server(Snowflake(1)).len(), 2);
     }
 }
