@@ -153,6 +153,7 @@ async fn revoked_permissions_apply_to_a_live_session_at_once() {
 
     // So does losing VIEW_CHANNEL (through an @everyone overwrite this time).
     app.delete(&ow, &owner.token).await;
+    a.forget();
     b.send(join_frame(&sid, &vc));
     state_of(&mut a, &talker.id, |d| d["channel_id"] == vc.as_str()).await;
     let everyone = format!("/channels/{vc}/permissions/{sid}");
@@ -169,6 +170,7 @@ async fn revoked_permissions_apply_to_a_live_session_at_once() {
 
     // A timeout ends voice too.
     app.delete(&everyone, &owner.token).await;
+    a.forget();
     b.send(join_frame(&sid, &vc));
     state_of(&mut a, &talker.id, |d| d["channel_id"] == vc.as_str()).await;
     let until = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();

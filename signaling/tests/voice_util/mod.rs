@@ -75,6 +75,13 @@ impl Client {
         }
     }
 
+    /// Drops every frame received so far, so that a later `wait` cannot match an old one
+    /// (e.g. an earlier VOICE_STATE_UPDATE with the same channel as a rejoin's).
+    pub fn forget(&mut self) {
+        self.drain();
+        self.seen.clear();
+    }
+
     /// Waits up to 10 s for a frame matching `pred` (already seen ones count), removing it.
     pub async fn wait(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
