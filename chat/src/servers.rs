@@ -11,6 +11,9 @@ use rand::Rng;
 /// Most servers one user may own.
 pub const MAX_OWNED_SERVERS: i64 = 100;
 /// Invite lifetime when the client does not say (seconds).
+/// Members listed in a server snapshot (SERVER_CREATE, READY, the join answer) and by
+/// `GET /servers/{id}/members`: the first to join. A server may have more members than this.
+pub const MEMBER_LIST_LIMIT: i64 = 1000;
 pub const DEFAULT_INVITE_AGE: i32 = 86_400;
 /// Longest invite lifetime (seconds): 7 days, or 0 for never.
 pub const MAX_INVITE_AGE: i32 = 7 * 86_400;
@@ -283,7 +286,7 @@ impl Chat {
                           WHERE mr.server_id = m.server_id AND mr.user_id = m.user_id ORDER BY mr.role_id) AS roles,
                     {USER_COLUMNS}
              FROM members m JOIN users u ON u.id = m.user_id
-             WHERE m.server_id = $1 ORDER BY m.joined_at, u.id LIMIT 1000"
+             WHERE m.server_id = $1 ORDER BY m.joined_at, u.id LIMIT {MEMBER_LIST_LIMIT}"
         ))
         .bind(server_id)
         .fetch_all(&self.pool)
@@ -478,7 +481,13 @@ impl Chat {
                 .await?;
         }
         tx.commit().await?;
-        Ok((self.server_snapshot(server_id).await?, added))
+        let mut snap = self.server_snapshot(server_id).await?;
+        // The snapshot lists the first `MEMBER_LIST_LIMIT` members; from then on a newcomer
+        // would be missing from it, yet the joiner must always find their own membership.
+        if !snap.members.iter().any(|m| m.user.id == user_id) {
+            snap.members.push(self.member(server_id, user_id).await?);
+        }
+        Ok((snap, added))
     }
 
     pub(crate) async fn channels_of(&self, server_id: Snowflake) -> ChatResult<Vec<Channel>> {

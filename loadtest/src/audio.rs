@@ -368,6 +368,52 @@ fn encode_speaker(seed: u64) -> Result<Vec<Frame>> {
     Ok(frames)
 }
 
+/// Which loop of a speaker's frames a received packet belongs to.
+///
+/// [`Catalog::lookup`] returns the newest sending of a payload's frame. A
+/// packet that reaches the tester more than one loop ([`FRAMES`], 5 s)
+/// after it was sent — a saturated SFU or tester works through seconds of
+/// socket backlog — is then taken for the frame's next sending, one loop
+/// later. While the backlog shrinks through a loop boundary, consecutive
+/// packets map onto counters already seen: false duplicates (and false
+/// losses where it grows).
+///
+/// The RTP timestamp settles it: a speaker advances it by one frame per
+/// counter and the SFU only adds an offset per slot and source, so on one
+/// receive stream the timestamp difference to the previous packet of the
+/// same speaker gives the counter difference. Kept per received SSRC; the
+/// first packet of a speaker on a stream keeps the lookup's answer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoopResolver {
+    /// (speaker, counter, RTP timestamp) of the previous packet.
+    last: Option<(u32, u64, u32)>,
+}
+
+impl LoopResolver {
+    /// `o` as looked up for a packet with RTP timestamp `ts`, moved back by
+    /// whole loops when the stream's timestamps say it is older.
+    pub fn resolve(&mut self, mut o: Origin, ts: u32) -> Origin {
+        if let Some((speaker, counter, last_ts)) = self.last {
+            let d = ts.wrapping_sub(last_ts) as i32 as i64;
+            let expected = counter as i64 + d / FRAME_SAMPLES as i64;
+            let loops = (o.counter as i64 - expected) / FRAMES as i64;
+            if speaker == o.speaker
+                && d % FRAME_SAMPLES as i64 == 0
+                && expected >= 0
+                && loops > 0
+                && (o.counter as i64 - expected) % FRAMES as i64 == 0
+            {
+                let back = loops as u64 * FRAMES as u64;
+                o.counter -= back;
+                // The newest sending's time less the loops' duration (20 ms per frame).
+                o.send_us = o.send_us.saturating_sub(back * 20_000);
+            }
+        }
+        self.last = Some((o.speaker, o.counter, ts));
+        o
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,5 +498,68 @@ mod tests {
             .map(|i| if i % 2 == 0 { 32767 } else { -32767 })
             .collect();
         assert_eq!(level_of(&loud), 0);
+    }
+
+    /// A backlog that builds up from 0.1 s to 6 s and shrinks back to 1 s:
+    /// without the resolver the packets older than a loop are taken for the
+    /// frame's next sending and, as the backlog shrinks, some counters come
+    /// twice; with it every packet keeps its own counter.
+    #[test]
+    fn packets_older_than_one_loop_keep_their_counter() {
+        let cat = Catalog::generate(1, 3).unwrap();
+        let frame_us = 20_000u64;
+        let sent = 1_000u64;
+        let (mut naive, mut resolved) = (
+            crate::stats::SeenSet::default(),
+            crate::stats::SeenSet::default(),
+        );
+        let mut r = LoopResolver::default();
+        let mut marked = 0u64;
+        // The SFU's slot offset: any constant.
+        let ts0 = 0xfff0_0000u32;
+        for c in 0..sent {
+            // Lag rises linearly from 0.1 s to 6 s over the first 400
+            // packets, then falls to 1 s.
+            let lag_us = if c < 400 {
+                100_000 + 5_900_000 * c / 400
+            } else {
+                6_000_000 - 5_000_000 * (c - 400) / (sent - 400)
+            };
+            let now_us = c * frame_us + lag_us;
+            // The speaker has sent everything up to `now`.
+            while marked * frame_us <= now_us {
+                cat.mark_sent(0, marked, marked * frame_us + 1);
+                marked += 1;
+            }
+            let o = cat.lookup(&cat.frame(0, c).payload).unwrap();
+            naive.insert(o.counter);
+            let ts = ts0.wrapping_add((c as u32).wrapping_mul(FRAME_SAMPLES as u32));
+            let got = r.resolve(o, ts);
+            assert_eq!(got.counter, c, "packet {c}");
+            assert_eq!(got.send_us, c * frame_us + 1, "packet {c}");
+            resolved.insert(got.counter);
+        }
+        assert!(naive.duplicates() > 0, "the lag crossed a loop boundary");
+        assert_eq!(resolved.duplicates(), 0);
+        assert_eq!(resolved.unique(), sent);
+    }
+
+    /// A new speaker on the stream (slot switch) or a timestamp that is not
+    /// a whole number of frames away: the lookup's answer stands.
+    #[test]
+    fn resolver_trusts_the_lookup_without_a_stream_history() {
+        let mut r = LoopResolver::default();
+        let o = |speaker, counter| Origin {
+            speaker,
+            counter,
+            send_us: 10_000_000,
+        };
+        assert_eq!(r.resolve(o(0, 300), 1_000).counter, 300);
+        // Another speaker on the same SSRC.
+        assert_eq!(r.resolve(o(1, 400), 1_960).counter, 400);
+        // Same speaker, but 480 samples on: not frame-aligned.
+        assert_eq!(r.resolve(o(1, 651), 2_440).counter, 651);
+        // One frame after that, looked up a loop ahead: moved back.
+        assert_eq!(r.resolve(o(1, 652 + FRAMES as u64), 3_400).counter, 652);
     }
 }

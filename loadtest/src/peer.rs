@@ -25,7 +25,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::audio::{Catalog, FRAME_SAMPLES, SAMPLE_RATE};
+use crate::audio::{Catalog, LoopResolver, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::gateway::{self, classify, Frame};
 use crate::stats::{Clock, Hist, Jitter, SeenSet};
 use crate::timeseries::Series;
@@ -126,6 +126,8 @@ pub struct PeerReport {
     /// RTP sequence gaps and packets that filled one later (retransmitted
     /// or reordered), per received SSRC, in the window.
     pub seq: Vec<(u32, SeqTrack)>,
+    /// Per received SSRC: which loop of the speaker's frames a packet is from.
+    pub loops: Vec<(u32, LoopResolver)>,
     pub integrity: Integrity,
     /// Talking in turn: turn start → first packet of that turn's speaker.
     pub switch: Hist,
@@ -233,6 +235,17 @@ impl PeerReport {
             }
         };
         &mut self.jitter[i].1
+    }
+
+    fn loops_for(&mut self, ssrc: u32) -> &mut LoopResolver {
+        let i = match self.loops.iter().position(|(s, _)| *s == ssrc) {
+            Some(i) => i,
+            None => {
+                self.loops.push((ssrc, LoopResolver::default()));
+                self.loops.len() - 1
+            }
+        };
+        &mut self.loops[i].1
     }
 
     fn seq_for(&mut self, ssrc: u32) -> &mut SeqTrack {
@@ -410,7 +423,10 @@ pub(crate) fn drive(
                         shared.series.add(now_us, COL_RX, 1);
                         rep.seq_for(*p.header.ssrc).update(*p.seq_no);
                     }
-                    let origin = shared.catalog.lookup(&p.payload);
+                    let origin = shared
+                        .catalog
+                        .lookup(&p.payload)
+                        .map(|o| rep.loops_for(*p.header.ssrc).resolve(o, p.header.timestamp));
                     if let (Some(o), Some(t)) = (&origin, shared.turns) {
                         if shared.in_window(o.send_us) {
                             rep.on_turn_packet(

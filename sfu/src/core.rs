@@ -192,6 +192,8 @@ pub struct SfuCore {
     fast_serial: u64,
     /// Next round of fast-path sender reports.
     fast_sr_at: Option<Instant>,
+    /// When the fast path's recent sender reports went out (RTT from receiver reports).
+    fast_sr_log: fastpath::SrLog,
 }
 
 /// Interval of the fast path's sender reports (str0m's default for audio).
@@ -322,6 +324,7 @@ impl SfuCore {
             fast_sealers: Vec::new(),
             fast_serial: 0,
             fast_sr_at: None,
+            fast_sr_log: fastpath::SrLog::default(),
         })
     }
 
@@ -815,6 +818,21 @@ impl SfuCore {
             self.drop_packet(DropReason::UnknownPeer);
             return;
         };
+        // Receiver reports and NACKs about the SSRCs the fast path owns (str0m no longer knows
+        // them and would drop them): read before str0m gets the same datagram.
+        if kind == Kind::Rtcp {
+            if let Some(f) = &mut peer.fast {
+                let downs = peer.slots.iter().map(|s| &s.down);
+                self.stats.nacks_received += f.on_rtcp(
+                    buf,
+                    now,
+                    downs,
+                    &self.fast_sr_log,
+                    OPUS_CLOCK,
+                    &self.metrics,
+                );
+            }
+        }
         if let Err(e) = peer.rtc.handle_input(Input::Receive(now, receive)) {
             tracing::debug!(participant, error = %e, "str0m rejected a datagram");
             self.drop_packet(DropReason::RtcError);
@@ -903,6 +921,7 @@ impl SfuCore {
     /// Sender reports for every SSRC the fast path sends on.
     fn fast_sender_reports(&mut self, now: Instant) {
         let wall = SystemTime::now();
+        self.fast_sr_log.push(wall, now);
         for peer in self.peers.values_mut() {
             if let Some(f) = &mut peer.fast {
                 let downs = peer.slots.iter().map(|s| &s.down);
@@ -1176,10 +1195,29 @@ impl SfuCore {
                     }
                     *seen = s.nacks;
                 }
-                // RTT from the subscriber's RTCP receiver reports (PeerStats' RTT comes from
-                // TWCC, which audio peers do not negotiate).
+                // RTT, loss and jitter from the subscriber's RTCP receiver reports (PeerStats'
+                // RTT comes from TWCC, which audio peers do not negotiate). The fast path
+                // records the same for the SSRCs it owns (`fastpath/feedback.rs`).
                 if let Some(rtt) = s.rtt {
                     self.metrics.rtt_seconds.record(rtt.as_secs_f64());
+                }
+                if let Some(loss) = s.loss {
+                    self.metrics.subscriber_loss_ratio.record(loss as f64);
+                }
+                // `remote` keeps the last report; only a fresh one (with `loss`) is a sample.
+                if let Some(remote) = s.remote.as_ref().filter(|_| s.loss.is_some()) {
+                    let audio = self
+                        .peers
+                        .get(&participant)
+                        .is_some_and(|p| p.slots.iter().any(|sl| sl.down.mid == s.mid));
+                    let clock = if audio {
+                        OPUS_CLOCK
+                    } else {
+                        video::VIDEO_CLOCK
+                    };
+                    self.metrics
+                        .subscriber_jitter_seconds
+                        .record(remote.jitter as f64 / clock as f64);
                 }
             }
             _ => {}

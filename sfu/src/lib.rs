@@ -56,8 +56,10 @@
 //! through a wrapping str0m crypto provider), audio to it is rewritten and
 //! SRTP-protected by the SFU itself into one reusable buffer and sent without
 //! str0m; the SFU then owns those SSRCs (str0m forgets them, the fast path
-//! sends their sender reports). Video, audio with RTX, and peers whose keys
-//! are unknown use str0m's send path.
+//! sends their sender reports and reads the subscriber's receiver reports
+//! and NACKs about them: RTT, loss and jitter feed the same metrics as
+//! str0m's egress stats). Video, audio with RTX, and peers whose keys are
+//! unknown use str0m's send path.
 //!
 //! All cores (`SfuConfig::send_workers`, default one per core): receiving,
 //! str0m and every decision stay on the media loop's thread; the fast path's

@@ -109,7 +109,15 @@ fn describe() {
     );
     describe_histogram!(
         "confab_sfu_rtt_seconds",
-        "Round-trip time per participant, per stats interval."
+        "Round-trip time to subscribers, from their RTCP receiver reports (per outgoing stream)."
+    );
+    describe_histogram!(
+        "confab_sfu_subscriber_loss_ratio",
+        "Fraction lost on outgoing streams as subscribers report it in RTCP receiver reports."
+    );
+    describe_histogram!(
+        "confab_sfu_subscriber_jitter_seconds",
+        "Interarrival jitter of outgoing streams as subscribers report it in RTCP receiver reports."
     );
     describe_histogram!(
         "confab_sfu_ice_connect_seconds",
@@ -229,6 +237,8 @@ pub(crate) struct Metrics {
     pub receive_loss_ratio: Histogram,
     pub jitter_seconds: Histogram,
     pub rtt_seconds: Histogram,
+    pub subscriber_loss_ratio: Histogram,
+    pub subscriber_jitter_seconds: Histogram,
     pub ice_connect_seconds: Histogram,
     pub connect_failures: Counter,
     pub forward_latency_seconds: Histogram,
@@ -277,6 +287,8 @@ impl Metrics {
             receive_loss_ratio: histogram!("confab_sfu_receive_loss_ratio"),
             jitter_seconds: histogram!("confab_sfu_jitter_seconds"),
             rtt_seconds: histogram!("confab_sfu_rtt_seconds"),
+            subscriber_loss_ratio: histogram!("confab_sfu_subscriber_loss_ratio"),
+            subscriber_jitter_seconds: histogram!("confab_sfu_subscriber_jitter_seconds"),
             ice_connect_seconds: histogram!("confab_sfu_ice_connect_seconds"),
             connect_failures: counter!("confab_sfu_connect_failures_total"),
             forward_latency_seconds: histogram!("confab_sfu_forward_latency_seconds"),

@@ -464,6 +464,10 @@ pub struct Net {
     /// Every event the SFU emitted, in order.
     pub events: Vec<SfuEvent>,
     pub filter: Option<Filter>,
+    /// One-way delay of every datagram (both directions); zero delivers at once.
+    pub delay: Duration,
+    /// Datagrams on their way: (arrival, peer index, to the SFU, bytes).
+    in_flight: VecDeque<(Instant, usize, bool, Vec<u8>)>,
 }
 
 impl Net {
@@ -477,6 +481,8 @@ impl Net {
             now,
             events: Vec::new(),
             filter: None,
+            delay: Duration::ZERO,
+            in_flight: VecDeque::new(),
         }
     }
 
@@ -528,18 +534,48 @@ impl Net {
         }
     }
 
-    /// Moves datagrams until nobody has anything to send.
+    /// Hands a datagram between peer `i` and the SFU to the receiver, now or
+    /// (with a [`Self::delay`]) when it arrives.
+    fn deliver(&mut self, i: usize, to_sfu: bool, bytes: &[u8]) {
+        if !self.delay.is_zero() {
+            let at = self.now + self.delay;
+            self.in_flight.push_back((at, i, to_sfu, bytes.to_vec()));
+        } else if to_sfu {
+            self.sfu
+                .handle_datagram(self.now, self.peers[i].addr, bytes);
+        } else {
+            let sfu_addr = self.sfu.local_addr();
+            self.peers[i].handle_datagram(self.now, sfu_addr, bytes);
+        }
+    }
+
+    /// Moves datagrams until nobody has anything to send (datagrams still
+    /// delayed stay on their way).
     pub fn exchange(&mut self) {
         let sfu_addr = self.sfu.local_addr();
         for _ in 0..10_000 {
             let mut moved = false;
+            while self
+                .in_flight
+                .front()
+                .is_some_and(|(at, ..)| *at <= self.now)
+            {
+                let Some((_, i, to_sfu, bytes)) = self.in_flight.pop_front() else {
+                    break;
+                };
+                moved = true;
+                if to_sfu {
+                    self.sfu
+                        .handle_datagram(self.now, self.peers[i].addr, &bytes);
+                } else {
+                    self.peers[i].handle_datagram(self.now, sfu_addr, &bytes);
+                }
+            }
             for i in 0..self.peers.len() {
                 while let Some(t) = self.peers[i].poll_transmit() {
                     moved = true;
-                    let deliver = self.filter.as_mut().is_none_or(|f| f(i, true, &t.contents));
-                    if deliver {
-                        self.sfu
-                            .handle_datagram(self.now, self.peers[i].addr, &t.contents);
+                    if self.filter.as_mut().is_none_or(|f| f(i, true, &t.contents)) {
+                        self.deliver(i, true, &t.contents);
                     }
                 }
             }
@@ -548,12 +584,12 @@ impl Net {
                 let Some(i) = self.peers.iter().position(|p| p.addr == t.destination) else {
                     continue;
                 };
-                let deliver = self
+                if self
                     .filter
                     .as_mut()
-                    .is_none_or(|f| f(i, false, &t.contents));
-                if deliver {
-                    self.peers[i].handle_datagram(self.now, sfu_addr, &t.contents);
+                    .is_none_or(|f| f(i, false, &t.contents))
+                {
+                    self.deliver(i, false, &t.contents);
                 }
             }
             let mut fast = Vec::new();
@@ -567,7 +603,7 @@ impl Net {
                     continue;
                 };
                 if self.filter.as_mut().is_none_or(|f| f(i, false, &bytes)) {
-                    self.peers[i].handle_datagram(self.now, sfu_addr, &bytes);
+                    self.deliver(i, false, &bytes);
                 }
             }
             self.collect_events();

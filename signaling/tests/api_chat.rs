@@ -740,3 +740,59 @@ async fn concurrent_invite_joins_with_a_small_pool() {
         .await;
     assert_eq!(members.as_array().unwrap().len(), 13);
 }
+
+/// Past the member-list limit of a server snapshot, joining still works and the joiner finds
+/// their own membership in the answer (a 2,000-member load test once failed at member 1,001).
+#[tokio::test]
+async fn joining_a_server_with_more_members_than_the_snapshot_lists() {
+    let mut db_url = String::new();
+    let app = TestApp::spawn_with(|c| db_url = c.database_url.clone().unwrap()).await;
+    let owner = app.register("owner").await;
+    let (sid, _, _) = app.server(&owner, "Big").await;
+    // 1,000 earlier members, inserted directly (registering them would cost 1,000 argon2 hashes).
+    let pool = confab_chat::postgres::connect(&db_url, 1).await.unwrap();
+    sqlx::query(
+        "INSERT INTO users (id, username, password_hash)
+         SELECT 9000000 + g, 'bulk' || g, 'x' FROM generate_series(1, 1000) g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO members (server_id, user_id, joined_at)
+         SELECT $1, 9000000 + g, now() - interval '1 hour' FROM generate_series(1, 1000) g",
+    )
+    .bind(sid.parse::<i64>().unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let late = app.register("latecomer").await;
+    let (s, inv) = app
+        .post(&format!("/servers/{sid}/invites"), &owner.token, json!({}))
+        .await;
+    assert_eq!(s, 201, "{inv}");
+    let code = inv["code"].as_str().unwrap();
+    let (s, joined) = app
+        .request(
+            Method::POST,
+            &format!("/invites/{code}"),
+            Some(&late.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{joined}");
+    let members = joined["members"].as_array().unwrap();
+    assert!(
+        members.iter().any(|m| m["user"]["id"] == late.id.as_str()),
+        "the joiner is in the answer's member list"
+    );
+    let (s, servers) = app.get("/servers", &late.token).await;
+    assert_eq!(s, 200, "{servers}");
+    assert!(servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["id"] == sid.as_str()));
+}

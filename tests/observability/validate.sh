@@ -158,10 +158,9 @@ echo "confab binary: $CONFAB_BIN ($(date -r "$CONFAB_BIN" '+%F %T'))"
 DATA=$(mktemp -d "$TMP/data.XXXXXX")
 chmod 755 "$TMP" "$DATA"
 HTTP_PORT=$(free_port)
-# str0m's send path for audio: the RTT panel needs receiver reports of str0m-sent streams, and
-# the audio fast path does not measure RTT yet (docs/metrics.md, confab_sfu_rtt_seconds).
+# The default audio fast path: the RTT panel's data comes from the receiver reports it reads.
 "$CONFAB_BIN" --bind "127.0.0.1:$HTTP_PORT" --udp-port 0 --data-dir "$DATA" --rate-limit-scale 1000 \
-    --sfu-fast-path false >"$TMP/confab.log" 2>&1 &
+    >"$TMP/confab.log" 2>&1 &
 CONFAB_PID=$!
 CONFAB_URL="http://127.0.0.1:$HTTP_PORT"
 if wait_http "$CONFAB_URL/readyz" 120; then

@@ -2,7 +2,9 @@
 //! protection straight into a reusable send buffer, bypassing str0m's
 //! per-packet send machinery (send queue, pacer, a fresh buffer per packet,
 //! a full poll of the connection). str0m keeps ICE, DTLS, SDP and receiving
-//! RTCP; the fast path owns the SSRCs it sends on and their sender reports.
+//! RTCP; the fast path owns the SSRCs it sends on and their sender reports,
+//! and reads the subscriber's report blocks and NACKs about them
+//! ([`feedback`]: str0m, which forgot those SSRCs, would drop them).
 //!
 //! Life of a subscriber's fast path:
 //! - its `Rtc` is built with [`keys::provider`], which hands the DTLS-SRTP
@@ -12,12 +14,17 @@
 //!   session keys and takes over every audio slot: the slot's SSRC is removed
 //!   from str0m (so str0m sends no sender reports or RTCP with it), and
 //!   [`forward`] writes its packets from then on;
+//! - every RTCP datagram from the subscriber that starts with a sender or
+//!   receiver report or a NACK is decrypted once more, by the fast path, for
+//!   the report blocks about its SSRCs (RTT against the sender reports it
+//!   sent, fraction lost, jitter) before str0m handles it;
 //! - an SDP renegotiation re-declares those SSRCs to str0m around the offer so
 //!   the answer still announces them ([`FastPeer::before_offer`]), then takes
 //!   them back ([`FastPeer::reclaim`]);
 //! - a peer whose keys never arrive or whose profile is unsupported stays on
 //!   the str0m path.
 
+mod feedback;
 pub(crate) mod keys;
 pub(crate) mod lanes;
 mod rtcp;
@@ -36,7 +43,7 @@ use crate::downtrack::DownTrack;
 use crate::metrics::DropReason;
 
 pub(crate) use lanes::{LaneKey, Lanes, Outbox, Sealer};
-pub(crate) use rtcp::SendStats;
+pub(crate) use rtcp::{SendStats, SrLog};
 
 use keys::KeySink;
 use srtp::SrtpTx;
@@ -71,6 +78,8 @@ pub(crate) struct FastPeer {
     /// Scratch for building RTCP (kept to avoid allocating per report).
     scratch: Vec<u8>,
     ssrcs: Vec<u32>,
+    /// Reading the subscriber's RTCP about our SSRCs (`feedback.rs`).
+    rtcp_in: Option<feedback::RtcpIn>,
 }
 
 impl FastPeer {
@@ -87,6 +96,7 @@ impl FastPeer {
             srtcp_index: SRTCP_INDEX_START,
             scratch: Vec::new(),
             ssrcs: Vec::new(),
+            rtcp_in: None,
         }
     }
 
@@ -120,7 +130,16 @@ impl FastPeer {
                     .profile
                     .map(|p| SrtpTx::from_keying_material(p, &keys.material, keys.client))
                 {
-                    Some(Ok(tx)) => self.tx = Some(Arc::new(tx)),
+                    Some(Ok(tx)) => {
+                        self.rtcp_in = feedback::SrtcpRx::from_keying_material(
+                            tx.profile,
+                            &keys.material,
+                            keys.client,
+                        )
+                        .ok()
+                        .map(feedback::RtcpIn::new);
+                        self.tx = Some(Arc::new(tx));
+                    }
                     other => {
                         tracing::debug!(?other, "fast path unavailable for this peer's SRTP");
                         self.disabled = true;

@@ -222,3 +222,97 @@ fn renegotiation_keeps_fast_ssrcs() {
         assert_eq!(w[1].seq, w[0].seq + 1);
     }
 }
+
+/// Summary figures of one histogram in a Prometheus text exposition:
+/// (sample count, mean, largest sample).
+fn histogram(text: &str, name: &str) -> (f64, f64, f64) {
+    let value = |suffix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{suffix} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let count = value("_count").unwrap_or(0.0);
+    let sum = value("_sum").unwrap_or(0.0);
+    let max = value("{quantile=\"1\"}").unwrap_or(f64::NAN);
+    (count, if count > 0.0 { sum / count } else { f64::NAN }, max)
+}
+
+/// Publisher → listener over a network with `delay` each way, dropping one
+/// forwarded RTP packet in `drop_every`; returns the metrics text and
+/// whether the listener's slot was on the fast path.
+fn reports_run(fast_path: bool, delay: Duration, drop_every: u32) -> (String, bool) {
+    let mut cfg = config();
+    cfg.fast_path = fast_path;
+    // str0m's egress stats (the str0m path's figures) every half second.
+    cfg.stats_interval = Duration::from_millis(500);
+    // A recorder of its own: the handles the core creates bind to it.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let mut net = metrics::with_local_recorder(&recorder, || Net::new(&cfg));
+    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
+    let listener = TestPeerConfig {
+        send: false,
+        ..Default::default()
+    };
+    let b = net.join(1, 2, 1, listener).unwrap();
+    net.connect_all();
+    net.delay = delay;
+    net.advance(Duration::from_millis(100));
+    let mid = slot_for(&net, b, 1).unwrap();
+    let mut n = 0;
+    net.filter = Some(Box::new(move |i, to_sfu, bytes| {
+        if i == b && !to_sfu && crate::demux::classify(bytes) == Some(crate::demux::Kind::Rtp) {
+            n += 1;
+            return n % drop_every != 0;
+        }
+        true
+    }));
+    // 16 s: str0m (like browsers) sends audio receiver reports every 5 s.
+    for i in 0..800 {
+        net.send_audio(a, &super::core_tests::payload(i), 20);
+        net.advance(Duration::from_millis(20));
+    }
+    let got = net.peers[b].received_on(&mid).len();
+    let expected = 800 - 800 / drop_every as usize;
+    assert!(
+        (expected - 2..=expected + 2).contains(&got),
+        "{got} packets arrived, {expected} expected"
+    );
+    (handle.render(), net.sfu.slot_is_fast(2, &mid))
+}
+
+/// With the fast path on, the subscriber's receiver reports about the SSRC
+/// the fast path sends on are read by the SFU: RTT (against the sender
+/// report the fast path sent) equals the network's round trip, and the
+/// fraction lost reflects the packets the network dropped, as the str0m
+/// path measures them.
+#[test]
+fn fast_path_measures_rtt_and_loss_from_receiver_reports() {
+    let delay = Duration::from_millis(40);
+    for fast in [true, false] {
+        let (text, on_fast) = reports_run(fast, delay, 4);
+        assert_eq!(on_fast, fast);
+        let (count, mean, max) = histogram(&text, "confab_sfu_rtt_seconds");
+        assert!(count >= 2.0, "fast {fast}: RTT samples: {count}\n{text}");
+        for v in [mean, max] {
+            assert!(
+                (v - 0.080).abs() < 0.006,
+                "fast {fast}: RTT {v} s, the network's round trip is 80 ms"
+            );
+        }
+        // One in four forwarded packets dropped: 25 % lost (the reports' 1/256
+        // resolution and the first report's partial interval aside).
+        let (count, _, max) = histogram(&text, "confab_sfu_subscriber_loss_ratio");
+        assert!(count >= 2.0, "fast {fast}: loss samples: {count}\n{text}");
+        assert!(
+            (0.2..=0.3).contains(&max),
+            "fast {fast}: fraction lost {max}"
+        );
+        let (count, mean, _) = histogram(&text, "confab_sfu_subscriber_jitter_seconds");
+        assert!(count >= 2.0, "fast {fast}: jitter samples: {count}");
+        assert!(
+            mean < 0.005,
+            "fast {fast}: jitter {mean} s on a steady network"
+        );
+    }
+}
