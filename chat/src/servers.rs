@@ -10,6 +10,8 @@ use rand::Rng;
 
 /// Most servers one user may own.
 pub const MAX_OWNED_SERVERS: i64 = 100;
+/// Largest page of `GET /servers/{id}/members`.
+pub const MAX_MEMBER_PAGE: i64 = 1000;
 /// Invite lifetime when the client does not say (seconds).
 /// Members listed in a server snapshot (SERVER_CREATE, READY, the join answer) and by
 /// `GET /servers/{id}/members`: the first to join. A server may have more members than this.
@@ -171,6 +173,20 @@ impl Chat {
         })
     }
 
+    /// A server with its channels and only the members among `user_ids` (a large server's
+    /// READY; no permission check).
+    pub async fn server_snapshot_of(
+        &self,
+        server_id: Snowflake,
+        user_ids: &[Snowflake],
+    ) -> ChatResult<ServerSnapshot> {
+        Ok(ServerSnapshot {
+            server: self.server_row(server_id).await?,
+            channels: self.channels_of(server_id).await?,
+            members: self.members_by_ids(server_id, user_ids).await?,
+        })
+    }
+
     pub async fn servers_of(&self, user_id: Snowflake) -> ChatResult<Vec<Server>> {
         Ok(sqlx::query_as(
             "SELECT s.id, s.name, s.owner_id, s.created_at FROM servers s
@@ -254,13 +270,74 @@ impl Chat {
         Ok(members)
     }
 
+    /// One page of a server's members, by user id ascending: those after `after`, at most
+    /// `limit` (1..=1000, default 1000).
     pub async fn members(
         &self,
         server_id: Snowflake,
         user_id: Snowflake,
+        after: Option<Snowflake>,
+        limit: Option<i64>,
     ) -> ChatResult<Vec<Member>> {
+        let limit = limit.unwrap_or(MAX_MEMBER_PAGE);
+        if !(1..=MAX_MEMBER_PAGE).contains(&limit) {
+            return Err(ChatError::field("limit", "must be 1-1000"));
+        }
         self.server_permissions(server_id, user_id).await?;
-        self.members_of(server_id).await
+        let rows: Vec<MemberRow> = sqlx::query_as(q!(
+            "SELECT m.server_id, m.joined_at, m.nickname, m.mute, m.deaf, m.timeout_until,
+                    ARRAY(SELECT mr.role_id FROM member_roles mr
+                          WHERE mr.server_id = m.server_id AND mr.user_id = m.user_id ORDER BY mr.role_id) AS roles,
+                    {USER_COLUMNS}
+             FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.server_id = $1 AND m.user_id > $2 ORDER BY m.user_id LIMIT $3"
+        ))
+        .bind(server_id)
+        .bind(after.unwrap_or(Snowflake(0)))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Member::from).collect())
+    }
+
+    /// The members of a server among `user_ids` (one query, whatever the server's size).
+    pub async fn members_by_ids(
+        &self,
+        server_id: Snowflake,
+        user_ids: &[Snowflake],
+    ) -> ChatResult<Vec<Member>> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = user_ids.iter().map(|id| id.0).collect();
+        let rows: Vec<MemberRow> = sqlx::query_as(q!(
+            "SELECT m.server_id, m.joined_at, m.nickname, m.mute, m.deaf, m.timeout_until,
+                    ARRAY(SELECT mr.role_id FROM member_roles mr
+                          WHERE mr.server_id = m.server_id AND mr.user_id = m.user_id ORDER BY mr.role_id) AS roles,
+                    {USER_COLUMNS}
+             FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.server_id = $1 AND m.user_id = ANY($2) ORDER BY m.joined_at, u.id"
+        ))
+        .bind(server_id)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Member::from).collect())
+    }
+
+    /// How many members each of these servers has (one query).
+    pub async fn member_counts(
+        &self,
+        server_ids: &[Snowflake],
+    ) -> ChatResult<std::collections::HashMap<Snowflake, i64>> {
+        let ids: Vec<i64> = server_ids.iter().map(|id| id.0).collect();
+        let rows: Vec<(Snowflake, i64)> = sqlx::query_as(
+            "SELECT server_id, count(*) FROM members WHERE server_id = ANY($1) GROUP BY server_id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
     pub async fn member(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Member> {

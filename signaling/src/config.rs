@@ -78,6 +78,10 @@ pub struct Cli {
     /// short; experimental. [default: false]
     #[arg(long, env = "CONFAB_VIDEO_BWE")]
     pub video_bwe: Option<bool>,
+    /// Servers with more members than this are "large": READY carries only some of their
+    /// members. For tests. [default: 250]
+    #[arg(long, env = "CONFAB_LARGE_THRESHOLD", hide = true)]
+    pub large_threshold: Option<usize>,
 }
 
 /// The same keys as the flags, from a TOML file.
@@ -103,6 +107,7 @@ struct FileConfig {
     sfu_fast_path: Option<bool>,
     sfu_send_workers: Option<usize>,
     video_bwe: Option<bool>,
+    large_threshold: Option<usize>,
 }
 
 /// Upper bound of `--max-video-tiles`: every tile is a recvonly transceiver in the client's
@@ -131,6 +136,8 @@ pub struct Config {
     pub sfu_fast_path: bool,
     pub sfu_send_workers: usize,
     pub video_bwe: bool,
+    /// Member count above which a server is large (READY carries only some of its members).
+    pub large_threshold: usize,
 }
 
 impl Default for Config {
@@ -155,6 +162,7 @@ impl Default for Config {
             sfu_fast_path: true,
             sfu_send_workers: 0,
             video_bwe: false,
+            large_threshold: 250,
         }
     }
 }
@@ -221,6 +229,10 @@ impl Config {
                 .or(file.sfu_send_workers)
                 .unwrap_or(d.sfu_send_workers),
             video_bwe: cli.video_bwe.or(file.video_bwe).unwrap_or(d.video_bwe),
+            large_threshold: cli
+                .large_threshold
+                .or(file.large_threshold)
+                .unwrap_or(d.large_threshold),
         };
         cfg.validate()?;
         Ok(cfg)

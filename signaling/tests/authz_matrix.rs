@@ -90,6 +90,11 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ),
     ("get", "/servers/{server_id}/members", [404, 200, 200, 200]),
     (
+        "get",
+        "/servers/{server_id}/presences",
+        [404, 200, 200, 200],
+    ),
+    (
         "patch",
         "/servers/{server_id}/members/{user_id}",
         [404, 403, 403, 200],

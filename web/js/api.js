@@ -185,7 +185,15 @@ export class Api {
   deleteServer(id) { return this.del(`/servers/${id}`); }
   leaveServer(id) { return this.del(`/servers/${id}/members/@me`); }
   channels(serverId) { return this.get(`/servers/${serverId}/channels`); }
-  members(serverId) { return this.get(`/servers/${serverId}/members`); }
+  /** One page of members by user id ascending (`after`: the last id of the previous page). */
+  members(serverId, { after, limit } = {}) {
+    const q = new URLSearchParams();
+    if (after) q.set('after', after);
+    if (limit) q.set('limit', String(limit));
+    const qs = q.toString();
+    return this.get(`/servers/${serverId}/members${qs ? `?${qs}` : ''}`);
+  }
+  presences(serverId) { return this.get(`/servers/${serverId}/presences`); }
   createChannel(serverId, body) { return this.post(`/servers/${serverId}/channels`, body); }
   updateChannel(id, patch) { return this.patch(`/channels/${id}`, patch); }
   deleteChannel(id) { return this.del(`/channels/${id}`); }

@@ -11,7 +11,7 @@ import { h, add, clear, avatar, openDialog, field, showFieldErrors, toast, safeH
 import { icon } from './icons.js';
 import { initStage, isVoiceChannel, stageParticipants, stagePanelButtons } from './stage.js';
 import {
-  initCommunity, onTopics, ensureRoles, canOpenServerSettings, serverSettingsDialog, channelPermissionsDialog,
+  initCommunity, onTopics, ensureRoles, ensureMembers, canOpenServerSettings, serverSettingsDialog, channelPermissionsDialog,
   memberDialog, reactionBar, openReactionPicker, togglePins, closePins, loadPins, pinnedIds, setPinned, rememberUser,
 } from './community.js';
 import { channelTitle, isPrivate } from './inbox.js';
@@ -197,7 +197,7 @@ function invalidate(topics) {
     const t = pendingTopics;
     pendingTopics = new Set();
     if (!ui) return;
-    if (t.has('all') || t.has('servers')) ensureRoles(store.currentServerId);
+    if (t.has('all') || t.has('servers')) { ensureRoles(store.currentServerId); ensureMembers(store.currentServerId); }
     onTopics(t);
     if (t.has('all')) { renderAll(); ensureMessagesLoaded(); ackIfViewing(); return; }
     if (t.has('servers')) renderServers();
@@ -453,7 +453,8 @@ function renderMembers() {
           s.owner_id === m.user.id ? h('span', { class: 'crown', title: 'Server owner', 'aria-label': 'Server owner' }, icon('crown', 14)) : null);
       })));
   };
-  add(el, group('Online', online), group('Offline', offline));
+  add(el, group('Online', online), group('Offline', offline),
+    s.large && !s.membersLoaded ? h('p', { class: 'muted small', 'data-testid': 'members-loading', text: 'Loading members…' }) : null);
 }
 
 function renderUserPanel() {

@@ -32,6 +32,37 @@ export function onTopics(topics) { for (const fn of [...listeners]) fn(topics); 
 export const REACTION_PALETTE = ['👍', '❤️', '😂', '🎉', '😮', '😢', '🔥', '👀'];
 
 // =====================================================================================
+// Members of a large server: READY carries only our own member object and those in voice, so the
+// list is fetched (pages of 1000 by user id) when the server is opened, then kept live by
+// MEMBER_* events. What an event already told us wins over the fetched copy.
+
+const membersLoading = new Set();
+export async function ensureMembers(serverId) {
+  const s = serverId && store.servers.get(serverId);
+  if (!s || s.membersLoaded || membersLoading.has(serverId)) return;
+  membersLoading.add(serverId);
+  try {
+    const presences = api.presences(serverId).catch(() => []);
+    const fetched = [];
+    let after = null;
+    for (;;) {
+      const page = await api.members(serverId, { after, limit: 1000 });
+      fetched.push(...page);
+      if (page.length < 1000) break;
+      after = page[page.length - 1].user.id;
+    }
+    const cur = store.servers.get(serverId);
+    if (!cur) return;
+    for (const m of fetched) if (m && m.user && !cur.members.has(m.user.id)) cur.members.set(m.user.id, m);
+    for (const p of await presences) if (!store.presences.has(p.user_id)) store.presences.set(p.user_id, p.status);
+    cur.membersLoaded = true;
+    invalidate(['members', 'messages', 'header', 'community']);
+  } catch { /* not fatal: the list stays partial; the next open retries */ } finally {
+    membersLoading.delete(serverId);
+  }
+}
+
+// =====================================================================================
 // Roles: loaded once per server, then kept live by ROLE_* events.
 
 const rolesLoading = new Set();

@@ -115,13 +115,17 @@ export class Store {
       members: prev ? prev.members : new Map(),
       roles: prev ? prev.roles : new Map(),      // id -> role (loaded lazily, kept live by ROLE_*)
       rolesLoaded: prev ? prev.rolesLoaded : false,
+      // A large server's READY carries only some members; the rest are fetched on opening it.
+      large: typeof s.large === 'boolean' ? s.large : !!(prev && prev.large),
+      member_count: typeof s.member_count === 'number' ? s.member_count : prev ? prev.member_count : null,
+      membersLoaded: prev ? prev.membersLoaded : true,
     };
     if (Array.isArray(s.channels)) {
       server.channels = new Map();
       for (const c of s.channels) server.channels.set(c.id, c);
     }
     if (Array.isArray(s.members)) {
-      server.members = new Map();
+      server.membersLoaded = !server.large;
       const old = server.members;
       server.members = new Map();
       for (const m of s.members) {
@@ -412,12 +416,18 @@ export class Store {
       }
       case 'MEMBER_ADD': {
         const s = this.servers.get(d.server_id);
-        if (s && d.user) s.members.set(d.user.id, { server_id: d.server_id, user: d.user, joined_at: d.joined_at, nickname: d.nickname ?? null });
+        if (s && d.user) {
+          if (!s.members.has(d.user.id) && typeof s.member_count === 'number') s.member_count += 1;
+          s.members.set(d.user.id, { server_id: d.server_id, user: d.user, joined_at: d.joined_at, nickname: d.nickname ?? null });
+        }
         return ['members'];
       }
       case 'MEMBER_REMOVE': {
         const s = this.servers.get(d.server_id);
-        if (s) s.members.delete(d.user_id);
+        if (s) {
+          if (typeof s.member_count === 'number' && s.member_count > 0) s.member_count -= 1;
+          s.members.delete(d.user_id);
+        }
         return ['members'];
       }
       case 'MEMBER_UPDATE': {

@@ -364,6 +364,14 @@ impl Hub {
         out.into_iter().collect()
     }
 
+    /// Users with a session here who are members of the server.
+    pub fn users_in(&self, server_id: Snowflake) -> Vec<Snowflake> {
+        self.servers
+            .get(&server_id)
+            .map(|users| users.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Records a user's friends (at IDENTIFY) for presence routing.
     pub fn set_friends(&self, user_id: Snowflake, friends: impl IntoIterator<Item = Snowflake>) {
         if self.users.contains_key(&user_id) {

@@ -95,6 +95,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(servers::get, servers::update, servers::delete))
         .routes(routes!(servers::channels, servers::create_channel))
         .routes(routes!(servers::members))
+        .routes(routes!(servers::presences))
         .routes(routes!(servers::leave))
         .routes(routes!(servers::update_member, community::kick))
         .routes(routes!(community::list_roles, community::create_role))

@@ -1,7 +1,7 @@
 //! `/servers`: servers, their channels, members and invites.
 
 use crate::auth::AuthUser;
-use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path};
+use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path, Query};
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use axum::extract::State;
@@ -11,7 +11,7 @@ use confab_chat::model::{Channel, ChannelKind, Invite, Member, Server, ServerSna
 use confab_chat::{ChatError, Snowflake};
 use serde::Deserialize;
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ServerBody {
@@ -187,18 +187,69 @@ pub async fn create_channel(
     Ok((StatusCode::CREATED, Json(channel)))
 }
 
-/// The server's members.
-#[utoipa::path(get, path = "/servers/{server_id}/members", tag = "members", security(("bearer" = [])), params(("server_id" = String, Path)),
-    responses((status = 200, body = [Member]), (status = 404, body = ErrorBody)))]
+#[derive(Deserialize, IntoParams)]
+pub struct MembersParams {
+    /// Members whose user id is greater than this one (keyset pagination: pass the last id of
+    /// the previous page).
+    pub after: Option<Snowflake>,
+    /// 1-1000, default 1000.
+    pub limit: Option<i64>,
+}
+
+/// The server's members, by user id ascending, one page at a time: a page shorter than `limit`
+/// is the last.
+#[utoipa::path(get, path = "/servers/{server_id}/members", tag = "members", security(("bearer" = [])),
+    params(("server_id" = String, Path), MembersParams),
+    responses((status = 200, body = [Member]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn members(
     State(state): State<AppState>,
     user: AuthUser,
     Path(server_id): Path<Snowflake>,
+    Query(q): Query<MembersParams>,
 ) -> ApiResult<Json<Vec<Member>>> {
-    Ok(Json(state.chat.members(server_id, user.user_id).await?))
+    Ok(Json(
+        state
+            .chat
+            .members(server_id, user.user_id, q.after, q.limit)
+            .await?,
+    ))
 }
 
 /// Leave a server.
+/// A member's presence.
+#[derive(serde::Serialize, ToSchema)]
+pub struct PresenceEntry {
+    pub user_id: Snowflake,
+    /// `online`, `idle` or `dnd` (offline and invisible members are left out).
+    pub status: crate::gateway::presence::Status,
+}
+
+/// Presences of the server's members who are not offline, for clients that load a large
+/// server's member list over REST: READY carries only some of its members' presences.
+#[utoipa::path(get, path = "/servers/{server_id}/presences", tag = "members", security(("bearer" = [])),
+    params(("server_id" = String, Path)),
+    responses((status = 200, body = [PresenceEntry]), (status = 404, body = ErrorBody)))]
+pub async fn presences(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(server_id): Path<Snowflake>,
+) -> ApiResult<Json<Vec<PresenceEntry>>> {
+    state.chat.server(server_id, user.user_id).await?;
+    let list = state
+        .hub
+        .users_in(server_id)
+        .into_iter()
+        .filter_map(|user_id| {
+            let st = state.hub.presence_of(user_id);
+            (st != crate::gateway::presence::Status::Offline).then_some(PresenceEntry {
+                user_id,
+                status: st,
+            })
+        })
+        .collect();
+    Ok(Json(list))
+}
+
 #[utoipa::path(delete, path = "/servers/{server_id}/members/@me", tag = "members", security(("bearer" = [])), params(("server_id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn leave(
