@@ -15,49 +15,28 @@
 
 use std::time::Instant;
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM};
-use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext, UnboundCipherKey, AES_128};
+use aws_lc_rs::aead::{Aad, Nonce};
+use aws_lc_rs::cipher::EncryptionContext;
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::hmac;
 use aws_lc_rs::iv::FixedLength;
 
 use super::rtcp::{self, SrLog};
-use super::srtp::{derive, KeyError, Profile};
+use super::srtp::{master_of, Cipher, KeyError, Profile, GCM_TAG_LEN, HMAC_TAG_LEN};
 use super::FastPeer;
 use crate::downtrack::DownTrack;
 use crate::metrics::Metrics;
 
-const HMAC_TAG_LEN: usize = 10;
-const GCM_TAG_LEN: usize = 16;
-const LABEL_RTCP_ENC: u8 = 3;
-const LABEL_RTCP_AUTH: u8 = 4;
-const LABEL_RTCP_SALT: u8 = 5;
-
-// Kept inline like the sending ciphers: one per subscriber.
-#[allow(clippy::large_enum_variant)]
-enum RxCipher {
-    /// AES-CM is its own inverse: decrypting is encrypting the keystream.
-    Cm {
-        key: EncryptingKey,
-        auth: hmac::Key,
-        salt: [u8; 14],
-    },
-    Gcm {
-        key: LessSafeKey,
-        salt: [u8; 12],
-    },
-}
-
 /// Receiving SRTCP context of one subscriber (RFC 3711 §3.4, RFC 7714 §9).
 pub(crate) struct SrtcpRx {
-    cipher: RxCipher,
+    cipher: Cipher,
 }
 
 impl std::fmt::Debug for SrtcpRx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.cipher {
-            RxCipher::Cm { .. } => "SrtcpRx(AES-CM)",
-            RxCipher::Gcm { .. } => "SrtcpRx(AES-GCM)",
+            Cipher::Cm { .. } => "SrtcpRx(AES-CM)",
+            Cipher::Gcm { .. } => "SrtcpRx(AES-GCM)",
         })
     }
 }
@@ -70,59 +49,15 @@ impl SrtcpRx {
         material: &[u8],
         client: bool,
     ) -> Result<Self, KeyError> {
-        let (kl, sl) = match profile {
-            Profile::Aes128CmSha1_80 => (16, 14),
-            Profile::AeadAes128Gcm => (16, 12),
-            Profile::AeadAes256Gcm => (32, 12),
-        };
-        if material.len() != 2 * (kl + sl) {
-            return Err(KeyError(
-                "keying material length does not match the profile",
-            ));
-        }
-        // RFC 5764 §4.2: client key, server key, client salt, server salt.
-        let (k_off, s_off) = if client {
-            (kl, 2 * kl + sl)
-        } else {
-            (0, 2 * kl)
-        };
-        Ok(Self::from_master(
-            profile,
-            &material[k_off..k_off + kl],
-            &material[s_off..s_off + sl],
-        ))
+        let (key, salt) = master_of(profile, material, !client)?;
+        Ok(Self::from_master(profile, key, salt))
     }
 
     pub fn from_master(profile: Profile, key: &[u8], salt: &[u8]) -> Self {
-        let cipher = match profile {
-            Profile::Aes128CmSha1_80 => {
-                let mut k = [0u8; 16];
-                let mut a = [0u8; 20];
-                let mut s = [0u8; 14];
-                derive(key, salt, LABEL_RTCP_ENC, &mut k);
-                derive(key, salt, LABEL_RTCP_AUTH, &mut a);
-                derive(key, salt, LABEL_RTCP_SALT, &mut s);
-                let k = UnboundCipherKey::new(&AES_128, &k).expect("16 byte key");
-                RxCipher::Cm {
-                    key: EncryptingKey::ctr(k).expect("AES-CTR"),
-                    auth: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &a),
-                    salt: s,
-                }
-            }
-            Profile::AeadAes128Gcm | Profile::AeadAes256Gcm => {
-                let n = key.len();
-                let mut k = [0u8; 32];
-                let mut s = [0u8; 12];
-                derive(key, salt, LABEL_RTCP_ENC, &mut k[..n]);
-                derive(key, salt, LABEL_RTCP_SALT, &mut s);
-                let algo = if n == 32 { &AES_256_GCM } else { &AES_128_GCM };
-                RxCipher::Gcm {
-                    key: LessSafeKey::new(UnboundKey::new(algo, &k[..n]).expect("GCM key")),
-                    salt: s,
-                }
-            }
-        };
-        SrtcpRx { cipher }
+        // AES-CM is its own inverse: the sending cipher decrypts too.
+        SrtcpRx {
+            cipher: Cipher::new(profile, key, salt, true),
+        }
     }
 
     /// Authenticates and decrypts the SRTCP packet in `buf` in place.
@@ -131,7 +66,7 @@ impl SrtcpRx {
     pub fn unprotect(&self, buf: &mut [u8]) -> Option<(u32, usize)> {
         let n = buf.len();
         match &self.cipher {
-            RxCipher::Cm { key, auth, salt } => {
+            Cipher::Cm { key, auth, salt } => {
                 // header (8) | encrypted part | E|index (4) | tag (10)
                 if n < 8 + 4 + HMAC_TAG_LEN {
                     return None;
@@ -157,7 +92,7 @@ impl SrtcpRx {
                 }
                 Some((index, len))
             }
-            RxCipher::Gcm { key, salt } => {
+            Cipher::Gcm { key, salt } => {
                 // header (8) | ciphertext | tag (16) | E|index (4)
                 if n < 8 + GCM_TAG_LEN + 4 {
                     return None;

@@ -51,8 +51,8 @@ impl Profile {
     }
 }
 
-const HMAC_TAG_LEN: usize = 10;
-const GCM_TAG_LEN: usize = 16;
+pub(crate) const HMAC_TAG_LEN: usize = 10;
+pub(crate) const GCM_TAG_LEN: usize = 16;
 
 // RFC 3711 §4.3.1 key derivation labels.
 const LABEL_RTP_ENC: u8 = 0;
@@ -61,6 +61,28 @@ const LABEL_RTP_SALT: u8 = 2;
 const LABEL_RTCP_ENC: u8 = 3;
 const LABEL_RTCP_AUTH: u8 = 4;
 const LABEL_RTCP_SALT: u8 = 5;
+
+/// The master key and salt one side of a DTLS-SRTP association sends with
+/// (RFC 5764 §4.2: the material is client key, server key, client salt,
+/// server salt); `client` picks the DTLS client's.
+pub(crate) fn master_of(
+    profile: Profile,
+    material: &[u8],
+    client: bool,
+) -> Result<(&[u8], &[u8]), KeyError> {
+    let (kl, sl) = (profile.master_key_len(), profile.master_salt_len());
+    if material.len() != 2 * (kl + sl) {
+        return Err(KeyError(
+            "keying material length does not match the profile",
+        ));
+    }
+    let (k_off, s_off) = if client {
+        (0, 2 * kl)
+    } else {
+        (kl, 2 * kl + sl)
+    };
+    Ok((&material[k_off..k_off + kl], &material[s_off..s_off + sl]))
+}
 
 /// Error of building a context from bad keying material.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +111,7 @@ pub(crate) fn derive(master_key: &[u8], master_salt: &[u8], label: u8, out: &mut
 // Two per peer, kept inline: the size difference does not matter, an
 // indirection on every packet would.
 #[allow(clippy::large_enum_variant)]
-enum Cipher {
+pub(crate) enum Cipher {
     Cm {
         key: EncryptingKey,
         auth: hmac::Key,
@@ -111,7 +133,7 @@ impl std::fmt::Debug for Cipher {
 }
 
 impl Cipher {
-    fn new(profile: Profile, master_key: &[u8], master_salt: &[u8], rtcp: bool) -> Self {
+    pub(crate) fn new(profile: Profile, master_key: &[u8], master_salt: &[u8], rtcp: bool) -> Self {
         let (l_enc, l_auth, l_salt) = if rtcp {
             (LABEL_RTCP_ENC, LABEL_RTCP_AUTH, LABEL_RTCP_SALT)
         } else {
@@ -175,19 +197,7 @@ impl SrtpTx {
         material: &[u8],
         client: bool,
     ) -> Result<Self, KeyError> {
-        let (kl, sl) = (profile.master_key_len(), profile.master_salt_len());
-        if material.len() != 2 * (kl + sl) {
-            return Err(KeyError(
-                "keying material length does not match the profile",
-            ));
-        }
-        let (k_off, s_off) = if client {
-            (0, 2 * kl)
-        } else {
-            (kl, 2 * kl + sl)
-        };
-        let key = &material[k_off..k_off + kl];
-        let salt = &material[s_off..s_off + sl];
+        let (key, salt) = master_of(profile, material, client)?;
         Ok(Self::from_master(profile, key, salt))
     }
 
