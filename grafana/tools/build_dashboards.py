@@ -539,11 +539,18 @@ def voice():
     L.add(
         timeseries(
             "Media loop busy ratio",
-            [target(f"rate(confab_sfu_loop_busy_seconds_total{{{SEL}}}[$__rate_interval])", "{{instance}}")],
+            [
+                target(f"rate(confab_sfu_loop_busy_seconds_total{{{SEL}}}[$__rate_interval])", "media loop {{instance}}"),
+                target(
+                    f"rate(confab_sfu_send_worker_busy_seconds_total{{{SEL}}}[$__rate_interval])",
+                    "send workers {{instance}}",
+                    ref="B",
+                ),
+            ],
             unit="percentunit",
             thr=thresholds(GREEN, (0.6, "yellow"), (0.8, "red")),
             show_thresholds=True,
-            desc="Share of time the SFU media loop (one thread per node) spends processing rather than waiting for datagrams, commands or timers. Near 100% it cannot keep up. Alert: > 80% for 10 min (ConfabSfuSaturated).",
+            desc="Share of time the SFU media loop spends processing rather than waiting for datagrams, commands or timers. Near 100% it cannot keep up. Alert: > 80% for 10 min (ConfabSfuSaturated). \"send workers\" is the time the send workers (lanes 1..N of --sfu-send-workers) spent protecting and sending fast-path audio, summed over workers (up to N-1).",
         ),
         12,
         8,
