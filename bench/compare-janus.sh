@@ -78,10 +78,10 @@ fi
 
 # --- namespaces, servers, cleanup -------------------------------------------
 tag=$$
-work=$(mktemp -d /tmp/compare-janus.XXXXXX)
+work=$(mktemp -d -t compare-janus.XXXXXX)
 chmod 755 "$work" # Confab's PostgreSQL runs as `postgres` and must reach its data dir
 # Results (JSON, tester output, server logs) outlive the run.
-[[ -n "$out" ]] || out=$(mktemp -d /tmp/compare-janus-results.XXXXXX)
+[[ -n "$out" ]] || out=$(mktemp -d -t compare-janus-results.XXXXXX)
 mkdir -p "$out"
 pids=()
 namespaces=()
