@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod http;
+pub mod input;
 pub mod metrics;
 pub mod ratelimit;
 pub mod state;
@@ -110,6 +111,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         voice: voice::VoiceService::new(sfu, config.max_video_tiles),
         viewers: events::ViewerCache::default(),
         metrics,
+        pending_gateway: Default::default(),
         config,
     }));
     spawn_housekeeping(state.clone());

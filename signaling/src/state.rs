@@ -30,6 +30,8 @@ pub struct Inner {
     /// Who may see each channel, for routing its events (see `channel_target`).
     pub viewers: crate::events::ViewerCache,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Gateway connections that have not identified yet, per IP.
+    pub pending_gateway: crate::gateway::PendingConnections,
 }
 
 impl Deref for AppState {

@@ -93,6 +93,13 @@ pub struct HistoryQuery {
 }
 
 fn check_content(content: &str) -> ChatResult<()> {
+    // PostgreSQL text cannot hold NUL; the edge refuses it too, this keeps the writer safe.
+    if content.contains('\0') {
+        return Err(ChatError::field(
+            "content",
+            "must not contain NUL characters",
+        ));
+    }
     if content.trim().is_empty() {
         return Err(ChatError::field("content", "must not be empty"));
     }
@@ -118,7 +125,7 @@ impl Chat {
     ) -> ChatResult<(Message, bool)> {
         check_content(content)?;
         if let Some(n) = nonce {
-            if n.is_empty() || n.chars().count() > MAX_NONCE {
+            if n.is_empty() || n.chars().count() > MAX_NONCE || n.contains('\0') {
                 return Err(ChatError::field("nonce", "must be 1-64 characters"));
             }
         }

@@ -83,12 +83,53 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<(NewMessage, Reply)>) {
 
 async fn write_batch(pool: &PgPool, batch: Vec<(NewMessage, Reply)>) {
     metrics::histogram!("confab_message_write_batch_size").record(batch.len() as f64);
+    let messages: Vec<&NewMessage> = batch.iter().map(|(m, _)| m).collect();
+    match insert(pool, &messages).await {
+        Ok(rows) => reply_all(batch, rows),
+        // One bad row fails the whole statement. Input is validated before it gets here, but
+        // a row the database still refuses must fail only its own sender: each message is
+        // retried on its own, so the others are stored (and acknowledged) exactly once.
+        Err(e) if batch.len() > 1 => {
+            tracing::warn!(error = %e, size = batch.len(), "batched message insert failed; retrying one by one");
+            metrics::counter!("confab_message_write_batch_retries_total").increment(1);
+            for (m, reply) in batch {
+                let result = insert(pool, &[&m]).await;
+                match result {
+                    Ok(rows) => reply_all(vec![(m, reply)], rows),
+                    Err(e) => fail(reply, e),
+                }
+            }
+        }
+        Err(e) => {
+            // A batch of one (batches are never empty).
+            if let Some((_, reply)) = batch.into_iter().next() {
+                fail(reply, e);
+            }
+        }
+    }
+}
+
+fn reply_all(batch: Vec<(NewMessage, Reply)>, rows: Vec<MessageRow>) {
+    let mut by_id: HashMap<Snowflake, Message> =
+        rows.into_iter().map(|r| (r.id, Message::from(r))).collect();
+    for (m, reply) in batch {
+        let _ = reply.send(Ok(by_id.remove(&m.id)));
+    }
+}
+
+fn fail(reply: Reply, e: sqlx::Error) {
+    tracing::error!(error = %e, "message insert failed");
+    let _ = reply.send(Err(ChatError::from(e)));
+}
+
+/// One statement for the whole batch: permission check, nonce de-duplication and insert.
+async fn insert(pool: &PgPool, batch: &[&NewMessage]) -> Result<Vec<MessageRow>, sqlx::Error> {
     let mut ids = Vec::with_capacity(batch.len());
     let mut channels = Vec::with_capacity(batch.len());
     let mut authors = Vec::with_capacity(batch.len());
     let mut contents = Vec::with_capacity(batch.len());
     let mut nonces = Vec::with_capacity(batch.len());
-    for (m, _) in &batch {
+    for m in batch {
         ids.push(m.id.0);
         channels.push(m.channel_id.0);
         authors.push(m.author.0);
@@ -97,7 +138,8 @@ async fn write_batch(pool: &PgPool, batch: Vec<(NewMessage, Reply)>) {
     }
     let wanted = permissions::VIEW_CHANNEL | permissions::SEND_MESSAGES;
     let started = std::time::Instant::now();
-    let result: Result<Vec<MessageRow>, sqlx::Error> = sqlx::query_as(q!("WITH input AS (
+    let result = sqlx::query_as(q!(
+        "WITH input AS (
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
                  AS t(id, channel_id, author_id, content, nonce)
          ), allowed AS (
@@ -139,7 +181,8 @@ async fn write_batch(pool: &PgPool, batch: Vec<(NewMessage, Reply)>) {
                        reply_to, mentions, mention_roles, mention_everyone
          )
          SELECT {SELECT_MESSAGE_COLUMNS}
-         FROM ins m JOIN channels c ON c.id = m.channel_id JOIN users u ON u.id = m.author_id"))
+         FROM ins m JOIN channels c ON c.id = m.channel_id JOIN users u ON u.id = m.author_id"
+    ))
     .bind(&ids)
     .bind(&channels)
     .bind(&authors)
@@ -151,21 +194,5 @@ async fn write_batch(pool: &PgPool, batch: Vec<(NewMessage, Reply)>) {
     .fetch_all(pool)
     .await;
     crate::record_query("message_batch_insert", started);
-    match result {
-        Ok(rows) => {
-            let mut by_id: HashMap<Snowflake, Message> =
-                rows.into_iter().map(|r| (r.id, Message::from(r))).collect();
-            for (m, reply) in batch {
-                let _ = reply.send(Ok(by_id.remove(&m.id)));
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "batched message insert failed");
-            for (_, reply) in batch {
-                let _ = reply.send(Err(ChatError::Internal(anyhow::anyhow!(
-                    "message insert failed: {e}"
-                ))));
-            }
-        }
-    }
+    result
 }

@@ -41,6 +41,8 @@ struct Conn {
     conn_id: u64,
     out: Option<mpsc::Receiver<Outbound>>,
     budget: FrameBudget,
+    /// Counts this connection against its IP's unauthenticated ones until IDENTIFY/RESUME.
+    pending: Option<super::PendingSlot>,
     /// Fires when the client missed its heartbeat (or IDENTIFY). Created once and reset on
     /// each heartbeat: re-creating a timer per loop iteration cost a timer-wheel insert per
     /// written batch.
@@ -49,7 +51,7 @@ struct Conn {
     ended: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
 }
 
-pub async fn run(state: AppState, socket: WebSocket, ip: IpAddr) {
+pub async fn run(state: AppState, socket: WebSocket, ip: IpAddr, pending: super::PendingSlot) {
     let gauge = metrics::gauge!("confab_gateway_connections");
     gauge.increment(1.0);
     metrics::counter!("confab_gateway_connections_total").increment(1);
@@ -64,6 +66,7 @@ pub async fn run(state: AppState, socket: WebSocket, ip: IpAddr) {
             conn_id: 0,
             out: None,
             budget: FrameBudget::new(Instant::now()),
+            pending: Some(pending),
             heartbeat: Box::pin(tokio::time::sleep(IDENTIFY_TIMEOUT)),
             ended: Box::pin(tokio_util::sync::CancellationToken::new().cancelled_owned()),
         };
@@ -153,9 +156,11 @@ impl Conn {
                         }
                         Some(Ok(_)) => continue, // ping/pong: handled by the library
                         Some(Err(e)) => {
-                            // Oversized frames surface here.
+                            // Oversized frames and text that is not UTF-8 surface here.
                             let msg = e.to_string();
-                            if msg.contains("too long") || msg.contains("Space limit") || msg.contains("size") {
+                            if msg.contains("UTF-8") || msg.contains("utf-8") || msg.contains("Utf8") {
+                                send_close(tx, close::INVALID_PAYLOAD, "text frame is not valid UTF-8").await;
+                            } else if msg.contains("too long") || msg.contains("Space limit") || msg.contains("size") {
                                 send_close(tx, close::DISALLOWED, "frame too large").await;
                             }
                             return End::Resumable;
@@ -209,10 +214,14 @@ impl Conn {
         }
         match frame {
             ClientFrame::Heartbeat(_) => {
-                let window = self.heartbeat_window();
-                self.heartbeat
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + window);
+                // Before IDENTIFY the deadline stands whatever the client sends: heartbeats
+                // are answered but do not buy time.
+                if self.session.is_some() {
+                    let window = self.heartbeat_window();
+                    self.heartbeat
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + window);
+                }
                 let ack = protocol::frame(op::HEARTBEAT_ACK, &serde_json::Value::Null);
                 tx.send(Message::Text(ack.into()))
                     .await
@@ -400,6 +409,7 @@ impl Conn {
     fn attach(&mut self, session: Arc<Session>, rx: mpsc::Receiver<Outbound>, conn_id: u64) {
         self.ended = Box::pin(session.ended.clone().cancelled_owned());
         self.session = Some(session);
+        self.pending = None;
         self.out = Some(rx);
         self.conn_id = conn_id;
         let window = self.heartbeat_window();

@@ -11,7 +11,9 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::net::SocketAddr;
+use dashmap::DashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// WebSocket read buffer: small, so idle connections cost kilobytes.
 const READ_BUFFER: usize = 4 * 1024;
@@ -38,10 +40,92 @@ pub async fn upgrade(
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
+    let Some(pending) =
+        state
+            .pending_gateway
+            .admit(peer.ip(), PENDING_PER_IP, state.config.rate_limit_scale)
+    else {
+        metrics::counter!("confab_gateway_refused_connections_total").increment(1);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "10")],
+            "too many unauthenticated gateway connections from this address",
+        )
+            .into_response();
+    };
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(usize::MAX)
         .max_message_size(protocol::MAX_FRAME)
         .max_frame_size(protocol::MAX_FRAME)
-        .on_upgrade(move |socket| connection::run(state, socket, peer.ip()))
+        .on_upgrade(move |socket| connection::run(state, socket, peer.ip(), pending))
+}
+
+/// Connections from one IP that have not identified yet (scaled by `--rate-limit-scale`).
+/// Each holds a socket and a task until its IDENTIFY deadline: without a cap, one address
+/// could hold thousands of them open by reconnecting every 10 s.
+pub const PENDING_PER_IP: u32 = 64;
+
+/// Counts unauthenticated gateway connections per IP.
+#[derive(Default)]
+pub struct PendingConnections {
+    by_ip: Arc<DashMap<IpAddr, u32>>,
+}
+
+impl PendingConnections {
+    /// A slot for one more connection from `ip`, or None when it already holds its share.
+    pub fn admit(&self, ip: IpAddr, limit: u32, scale: f64) -> Option<PendingSlot> {
+        let limit = ((f64::from(limit) * scale).ceil() as u32).max(1);
+        let mut n = self.by_ip.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(PendingSlot {
+            by_ip: self.by_ip.clone(),
+            ip,
+        })
+    }
+
+    /// Unauthenticated connections from `ip` now.
+    pub fn count(&self, ip: IpAddr) -> u32 {
+        self.by_ip.get(&ip).map_or(0, |n| *n)
+    }
+}
+
+/// Held by a connection until it identifies (or closes); frees its slot when dropped.
+pub struct PendingSlot {
+    by_ip: Arc<DashMap<IpAddr, u32>>,
+    ip: IpAddr,
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        // Remove the entry at zero so the map holds only addresses with pending connections.
+        self.by_ip.remove_if_mut(&self.ip, |_, n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_slots_are_limited_per_ip_and_freed_on_drop() {
+        let p = PendingConnections::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let held: Vec<_> = (0..3).map(|_| p.admit(a, 3, 1.0).unwrap()).collect();
+        assert!(p.admit(a, 3, 1.0).is_none());
+        assert!(
+            p.admit(b, 3, 1.0).is_some(),
+            "another address is unaffected"
+        );
+        drop(held);
+        assert_eq!(p.count(a), 0);
+        assert!(p.admit(a, 3, 1.0).is_some());
+    }
 }

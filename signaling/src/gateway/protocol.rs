@@ -32,6 +32,8 @@ pub mod close {
     pub const RATE_LIMITED: u16 = 4008;
     pub const SESSION_TIMED_OUT: u16 = 4009;
     pub const DISALLOWED: u16 = 4014;
+    /// RFC 6455: a text frame that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     pub const SERVICE_RESTART: u16 = 1012;
 }
 
@@ -138,6 +140,13 @@ pub fn parse(text: &str) -> Result<ClientFrame, Refusal> {
         return Err(Refusal {
             code: close::DISALLOWED,
             reason: "frame too large",
+        });
+    }
+    // Nothing we store or forward can hold a NUL (see `crate::input`).
+    if crate::input::json_has_nul(text.as_bytes()) {
+        return Err(Refusal {
+            code: close::DECODE_ERROR,
+            reason: "NUL characters (U+0000) are not allowed",
         });
     }
     // Only an object is a frame (serde would also accept `[op, d]` for the struct).

@@ -186,6 +186,7 @@ pub fn router(state: AppState) -> Router {
                 ApiError::Chat(confab_chat::ChatError::NotFound("route"))
             }),
         )
+        .layer(middleware::from_fn(crate::input::reject_nul))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(cors);
 
