@@ -25,6 +25,10 @@ pub enum ChatError {
     /// A uniqueness rule or a state rule was violated.
     #[error("{0}")]
     Conflict(String),
+    /// The database cannot be reached (down, frozen, or every connection busy past the
+    /// acquire timeout): worth retrying shortly, unlike `Internal`.
+    #[error("database unavailable")]
+    Unavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -39,7 +43,27 @@ impl ChatError {
 
 impl From<sqlx::Error> for ChatError {
     fn from(e: sqlx::Error) -> Self {
-        ChatError::Internal(e.into())
+        if is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            ChatError::Unavailable
+        } else {
+            ChatError::Internal(e.into())
+        }
+    }
+}
+
+/// True when `e` says the database could not be reached or answered, rather than that the
+/// statement was wrong: no connection within the acquire timeout, a broken or refused
+/// connection, or PostgreSQL shutting down or not yet accepting connections.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // Class 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown,
+            // cannot connect now; 53300: too many connections.
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 

@@ -87,7 +87,7 @@ impl Chat {
             }
             match self.voice_access(to, target).await {
                 Ok(a) => stage = a.stage,
-                Err(ChatError::Internal(e)) => return Err(ChatError::Internal(e)),
+                Err(e @ (ChatError::Internal(_) | ChatError::Unavailable)) => return Err(e),
                 Err(_) => {
                     return Err(ChatError::Forbidden(
                         "the member may not connect to the destination channel",

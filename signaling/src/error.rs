@@ -84,6 +84,13 @@ impl ApiError {
                 (StatusCode::NOT_FOUND, body(code, format!("unknown {what}")))
             }
             ApiError::Chat(ChatError::Conflict(m)) => (StatusCode::CONFLICT, body(40900, m)),
+            ApiError::Chat(ChatError::Unavailable) => database_unavailable(),
+            ApiError::Chat(ChatError::Internal(e))
+                if e.downcast_ref::<sqlx::Error>()
+                    .is_some_and(confab_chat::error::is_unavailable) =>
+            {
+                database_unavailable()
+            }
             ApiError::Chat(ChatError::Internal(e)) => {
                 tracing::error!(error = ?e, "internal error");
                 (
@@ -113,14 +120,36 @@ impl ApiError {
     }
 }
 
+/// Code of the 503 a request gets while the database is unreachable.
+pub const DATABASE_UNAVAILABLE: u32 = 50301;
+
+fn database_unavailable() -> (StatusCode, ErrorBody) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorBody {
+            code: DATABASE_UNAVAILABLE,
+            message: "the database is unavailable; retry shortly".into(),
+            errors: None,
+        },
+    )
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry = match &self {
             ApiError::RateLimited { retry_after } => Some(*retry_after),
+            ApiError::Unavailable(_) => Some(1.0),
             _ => None,
         };
         let (status, body) = self.parts();
+        let retry = retry.or((body.code == DATABASE_UNAVAILABLE).then_some(1.0));
+        let db_down = body.code == DATABASE_UNAVAILABLE;
         let mut resp = (status, axum::Json(body)).into_response();
+        if db_down {
+            // Seen by the circuit breaker (`crate::db_circuit`) on the way out.
+            resp.extensions_mut()
+                .insert(crate::db_circuit::DatabaseUnavailable);
+        }
         if let Some(r) = retry {
             if let Ok(v) = HeaderValue::from_str(&format!("{}", r.ceil().max(1.0) as u64)) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

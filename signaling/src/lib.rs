@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod db_circuit;
 pub mod error;
 pub mod events;
 pub mod gateway;
@@ -112,9 +113,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         viewers: events::ViewerCache::default(),
         metrics,
         pending_gateway: Default::default(),
+        db_circuit: Default::default(),
         config,
     }));
     spawn_housekeeping(state.clone());
+    tokio::spawn(db_circuit::DbCircuit::run_probe(state.clone()));
     voice::VoiceService::spawn_event_pump(state.clone(), sfu_events);
 
     let app = http::router(state.clone());

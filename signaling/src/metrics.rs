@@ -146,6 +146,22 @@ pub fn describe_and_zero() {
             "Client frames that closed the gateway connection.",
         ),
         (
+            "confab_gateway_refused_connections_total",
+            "Gateway upgrades refused: too many unidentified connections from one address.",
+        ),
+        (
+            "confab_message_write_batch_retries_total",
+            "Message batches refused as a whole and retried one message at a time.",
+        ),
+        (
+            "confab_db_circuit_trips_total",
+            "Times the database circuit opened.",
+        ),
+        (
+            "confab_db_circuit_refused_total",
+            "REST requests answered 503 because the database circuit was open.",
+        ),
+        (
             "confab_gateway_slow_disconnects_total",
             "Gateway connections closed with 4008 because their send queue was full.",
         ),
@@ -196,6 +212,11 @@ pub fn describe_and_zero() {
         "Configured database pool size."
     );
     gauge!("confab_db_pool_max_connections").increment(0.0);
+    describe_gauge!(
+        "confab_db_circuit_open",
+        "1 while the database is unreachable and REST answers 503 at once."
+    );
+    gauge!("confab_db_circuit_open").increment(0.0);
 }
 
 /// The standard `process_*` metrics, plus the SFU media-loop counters (floats, so rendered here

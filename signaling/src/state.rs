@@ -32,6 +32,8 @@ pub struct Inner {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Gateway connections that have not identified yet, per IP.
     pub pending_gateway: crate::gateway::PendingConnections,
+    /// Open while the database is unreachable: REST answers 503 at once.
+    pub db_circuit: crate::db_circuit::DbCircuit,
 }
 
 impl Deref for AppState {

@@ -110,6 +110,11 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
+    /// The postmaster's process id, while it runs (tests freeze and kill it to stage outages).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(Child::id)
+    }
+
     /// Fast shutdown: ends sessions, checkpoints, exits.
     pub fn stop(&self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {

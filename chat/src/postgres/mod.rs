@@ -18,7 +18,9 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
+        // Short: a request that cannot get a connection in 3 s is answered 503 (database
+        // unavailable) rather than kept waiting; see signaling's db_circuit.
+        .acquire_timeout(Duration::from_secs(3))
         .connect_with(opts)
         .await?;
     Ok(pool)

@@ -138,7 +138,15 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             ratelimit::api_bucket,
         ));
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", auth_routes.merge(general))
+        .nest(
+            "/api/v1",
+            auth_routes
+                .merge(general)
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::db_circuit::guard,
+                )),
+        )
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     (router, doc)

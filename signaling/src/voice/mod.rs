@@ -49,6 +49,7 @@ impl From<ChatError> for VoiceError {
                 tracing::error!(error = ?e, "voice: internal error");
                 VoiceError::Unavailable
             }
+            ChatError::Unavailable => VoiceError::Unavailable,
             ChatError::NotFound(_) => VoiceError::Forbidden("unknown voice channel".into()),
             ChatError::Validation(_) => VoiceError::Forbidden("not a voice channel".into()),
             other => VoiceError::Forbidden(other.to_string()),

@@ -24,7 +24,7 @@ impl VoiceService {
                 Ok(access) => {
                     self.apply_perms(state, id, VoicePerms::from_bits(access.permissions))
                 }
-                Err(ChatError::Internal(e)) => {
+                Err(e @ (ChatError::Internal(_) | ChatError::Unavailable)) => {
                     // Keep the session as it is rather than cut it on a database hiccup.
                     tracing::error!(error = ?e, "voice: re-reading permissions");
                 }
