@@ -567,7 +567,7 @@ impl Chat {
         Ok((snap, added))
     }
 
-    pub(crate) async fn channels_of(&self, server_id: Snowflake) -> ChatResult<Vec<Channel>> {
+    pub async fn channels_of(&self, server_id: Snowflake) -> ChatResult<Vec<Channel>> {
         let rows: Vec<crate::channels::ChannelRow> = sqlx::query_as(q!(
             "SELECT {} FROM channels WHERE server_id = $1 ORDER BY position, id",
             crate::channels::CHANNEL_COLUMNS

@@ -13,6 +13,7 @@ pub mod input;
 pub mod metrics;
 pub mod ratelimit;
 pub mod state;
+pub mod visibility;
 pub mod voice;
 
 use anyhow::Context;

@@ -491,11 +491,13 @@ pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Resu
     let servers = state.chat.servers_of(user_id).await?;
     let server_ids: Vec<Snowflake> = servers.iter().map(|s| s.id).collect();
     let counts = state.chat.member_counts(&server_ids).await?;
-    let voice_states = state.voice.states_for(&server_ids);
+    let mut voice_states = state.voice.states_for(&server_ids);
     let mut snapshots = Vec::with_capacity(servers.len());
     let mut presences = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let visible = state.chat.viewable_channels(user_id).await?;
+    // Nobody learns who sits in a voice channel they may not see.
+    crate::visibility::retain_visible_voice(&mut voice_states, &visible);
     for s in &servers {
         let member_count = counts.get(&s.id).copied().unwrap_or(0);
         let large = member_count > state.config.large_threshold as i64;

@@ -2,7 +2,6 @@
 
 use crate::auth::AuthUser;
 use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
-use crate::gateway::hub::Target;
 use crate::http::users::nullable;
 use crate::state::AppState;
 use axum::extract::State;
@@ -81,6 +80,7 @@ pub async fn update(
     Path(channel_id): Path<Snowflake>,
     Json(body): Json<ChannelPatchBody>,
 ) -> ApiResult<Json<Channel>> {
+    let before = super::community::visibility_before(&state, channel_id, user.user_id).await;
     let channel = state
         .chat
         .update_channel(
@@ -98,7 +98,9 @@ pub async fn update(
     if let Some(server_id) = channel.server_id {
         // Moved into another category: its overwrites may now apply.
         state.voice.recheck_server(&state, server_id).await;
-        state.emit(Target::Server(server_id), "CHANNEL_UPDATE", &channel);
+        if let Some(before) = before {
+            before.publish_changes(&state, Some(channel.id)).await;
+        }
     }
     Ok(Json(channel))
 }
@@ -111,10 +113,14 @@ pub async fn delete(
     user: AuthUser,
     Path(channel_id): Path<Snowflake>,
 ) -> ApiResult<StatusCode> {
+    let before = super::community::visibility_before(&state, channel_id, user.user_id).await;
     let channel = state.chat.delete_channel(channel_id, user.user_id).await?;
     state.voice.channel_deleted(&state, channel.id).await;
-    if let Some(server_id) = channel.server_id {
-        state.emit(Target::Server(server_id), "CHANNEL_DELETE", &channel);
+    state.viewers.invalidate();
+    if let Some(before) = before {
+        // CHANNEL_DELETE to those who saw it (and for a category left empty of visible
+        // channels, that too).
+        before.publish_changes(&state, None).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path, Query};
 use crate::gateway::hub::Target;
 use crate::state::AppState;
+use crate::visibility::ServerVisibility;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use confab_chat::audit::{Actor, AuditEntry, AuditQuery};
@@ -157,6 +158,7 @@ pub async fn update_role(
     Json(body): Json<RoleBody>,
 ) -> ApiResult<Json<Role>> {
     let r = reason(&headers);
+    let before = ServerVisibility::capture(&state, server_id).await;
     let role = state
         .chat
         .update_role(
@@ -168,6 +170,7 @@ pub async fn update_role(
         .await?;
     state.viewers.invalidate();
     state.voice.recheck_server(&state, server_id).await;
+    before.publish_changes(&state, None).await;
     state.emit(
         Target::Server(server_id),
         "ROLE_UPDATE",
@@ -187,12 +190,14 @@ pub async fn delete_role(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let r = reason(&headers);
+    let before = ServerVisibility::capture(&state, server_id).await;
     state
         .chat
         .delete_role(server_id, role_id, Actor::new(user.user_id, r.as_deref()))
         .await?;
     state.viewers.invalidate();
     state.voice.recheck_server(&state, server_id).await;
+    before.publish_changes(&state, None).await;
     state.emit(
         Target::Server(server_id),
         "ROLE_DELETE",
@@ -211,6 +216,7 @@ async fn member_role(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let r = reason(&headers);
+    let before = ServerVisibility::capture(&state, server_id).await;
     let roles = state
         .chat
         .set_member_role(
@@ -223,6 +229,7 @@ async fn member_role(
         .await?;
     state.viewers.invalidate();
     state.voice.recheck_server(&state, server_id).await;
+    before.publish_changes(&state, None).await;
     state.emit(
         Target::Server(server_id),
         "MEMBER_UPDATE",
@@ -280,6 +287,7 @@ pub async fn put_overwrite(
     Json(body): Json<OverwriteBody>,
 ) -> ApiResult<Json<PermissionOverwrite>> {
     let r = reason(&headers);
+    let before = visibility_before(&state, channel_id, user.user_id).await;
     let allow = parse_perms("allow", &body.allow)?.unwrap_or(0);
     let deny = parse_perms("deny", &body.deny)?.unwrap_or(0);
     let ow = state
@@ -294,10 +302,9 @@ pub async fn put_overwrite(
         )
         .await?;
     state.viewers.invalidate();
-    let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
-    if let Some(server_id) = channel.server_id {
-        state.voice.recheck_server(&state, server_id).await;
-        state.emit(Target::Server(server_id), "CHANNEL_UPDATE", &channel);
+    if let Some(before) = before {
+        state.voice.recheck_server(&state, before.server_id()).await;
+        before.publish_changes(&state, Some(channel_id)).await;
     }
     Ok(Json(ow))
 }
@@ -313,17 +320,28 @@ pub async fn delete_overwrite(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let r = reason(&headers);
+    let before = visibility_before(&state, channel_id, user.user_id).await;
     state
         .chat
         .delete_overwrite(channel_id, target, Actor::new(user.user_id, r.as_deref()))
         .await?;
     state.viewers.invalidate();
-    let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
-    if let Some(server_id) = channel.server_id {
-        state.voice.recheck_server(&state, server_id).await;
-        state.emit(Target::Server(server_id), "CHANNEL_UPDATE", &channel);
+    if let Some(before) = before {
+        state.voice.recheck_server(&state, before.server_id()).await;
+        before.publish_changes(&state, Some(channel_id)).await;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who sees what in the channel's server before a change, when the caller may see the
+/// channel (otherwise the change itself is refused).
+pub(crate) async fn visibility_before(
+    state: &AppState,
+    channel_id: Snowflake,
+    user_id: Snowflake,
+) -> Option<ServerVisibility> {
+    let (channel, _) = state.chat.channel_access(channel_id, user_id).await.ok()?;
+    Some(ServerVisibility::capture(state, channel.server_id?).await)
 }
 
 fn removed(state: &AppState, server_id: Snowflake, target: Snowflake) {

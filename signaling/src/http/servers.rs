@@ -4,6 +4,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path, Query};
 use crate::gateway::hub::Target;
 use crate::state::AppState;
+use crate::visibility::ServerVisibility;
 use axum::extract::State;
 use axum::http::StatusCode;
 use confab_chat::channels::NewChannel;
@@ -62,7 +63,13 @@ pub struct MemberVoiceBody {
 
 /// SERVER_CREATE's payload: the server with its channels, members, the members' presences and
 /// voice states (what READY gives for servers known at IDENTIFY).
-fn server_create(state: &AppState, snap: &ServerSnapshot) -> serde_json::Value {
+/// `visible`: the channels the recipient may view (None: all of them, for the owner of a new
+/// server); voice states in other channels are left out.
+fn server_create(
+    state: &AppState,
+    snap: &ServerSnapshot,
+    visible: Option<&std::collections::HashSet<Snowflake>>,
+) -> serde_json::Value {
     let mut v = serde_json::to_value(snap).unwrap_or_default();
     let presences: Vec<serde_json::Value> = snap
         .members
@@ -74,7 +81,11 @@ fn server_create(state: &AppState, snap: &ServerSnapshot) -> serde_json::Value {
         })
         .collect();
     v["presences"] = json!(presences);
-    v["voice_states"] = json!(state.voice.states_for(&[snap.server.id]));
+    let mut voice_states = state.voice.states_for(&[snap.server.id]);
+    if let Some(visible) = visible {
+        crate::visibility::retain_visible_voice(&mut voice_states, visible);
+    }
+    v["voice_states"] = json!(voice_states);
     v
 }
 
@@ -97,7 +108,7 @@ pub async fn create(
     state.emit(
         Target::User(user.user_id),
         "SERVER_CREATE",
-        &server_create(&state, &snap),
+        &server_create(&state, &snap, None),
     );
     Ok((StatusCode::CREATED, Json(snap.server)))
 }
@@ -169,6 +180,7 @@ pub async fn create_channel(
     Path(server_id): Path<Snowflake>,
     Json(body): Json<NewChannelBody>,
 ) -> ApiResult<(StatusCode, Json<Channel>)> {
+    let before = ServerVisibility::capture(&state, server_id).await;
     let channel = state
         .chat
         .create_channel(
@@ -183,7 +195,9 @@ pub async fn create_channel(
             },
         )
         .await?;
-    state.emit(Target::Server(server_id), "CHANNEL_CREATE", &channel);
+    // To the members who may see it: a channel in a private category inherits its overwrites.
+    state.viewers.invalidate();
+    before.publish_changes(&state, None).await;
     Ok((StatusCode::CREATED, Json(channel)))
 }
 
@@ -365,7 +379,9 @@ pub async fn accept_invite(
 ) -> ApiResult<Json<ServerSnapshot>> {
     let (mut snap, added) = state.chat.accept_invite(&code, user.user_id).await?;
     // The joiner sees which of the channels they may view have messages (unread markers).
+    // Only the channels the joiner may view, as READY and GET /channels list them.
     let visible = state.chat.viewable_channels(user.user_id).await?;
+    confab_chat::channels::retain_visible(&mut snap.channels, &visible);
     state
         .chat
         .fill_last_message_ids(&visible, &mut snap.channels)
@@ -394,7 +410,7 @@ pub async fn accept_invite(
         state.emit(
             Target::User(user.user_id),
             "SERVER_CREATE",
-            &server_create(&state, &snap),
+            &server_create(&state, &snap, Some(&visible)),
         );
     }
     Ok(Json(snap))
