@@ -179,7 +179,11 @@ async fn limit(
         return resp;
     }
     let mut resp = next.run(req).await;
-    apply_headers(&mut resp, &d);
+    // A route-specific bucket inside this one (messages, typing) has already described
+    // itself — and when it refused, its headers are the ones that explain the 429.
+    if !resp.headers().contains_key("x-ratelimit-bucket") {
+        apply_headers(&mut resp, &d);
+    }
     resp
 }
 

@@ -351,3 +351,58 @@ fn rejoin_replaces_peer_without_a_leave() {
     );
     assert_eq!(net.sfu.stats().dropped_unknown_peer, before + 1);
 }
+
+/// A STUN flood on the media port: binding requests from thousands of addresses, with unknown
+/// ufrags and with a real ufrag but no password. Each is dropped (counted), no address is
+/// learned, and the call in progress keeps flowing.
+#[test]
+fn stun_flood_is_dropped_and_the_call_keeps_flowing() {
+    let mut net = flowing();
+    assert_still_forwards(&mut net, 0);
+    let stats0 = net.sfu.stats().clone();
+    let ufrag = net.sfu.local_ufrag(1).unwrap().to_string();
+    let unknown = stun_request("nosuchufrag:remote");
+    let forged = stun_request(&format!("{ufrag}:remote"));
+    let now = net.now;
+    const FLOOD: u32 = 5_000;
+    for i in 0..FLOOD {
+        let from = SocketAddr::from((
+            [198, 51, (i >> 8) as u8, i as u8],
+            40_000 + (i % 1000) as u16,
+        ));
+        net.sfu.handle_datagram(now, from, &unknown);
+        net.sfu.handle_datagram(now, from, &forged);
+        if i % 500 == 0 {
+            // The call goes on in the middle of the flood.
+            net.exchange();
+        }
+    }
+    net.exchange();
+    let s = net.sfu.stats().clone();
+    assert_eq!(
+        s.dropped_unknown_ufrag,
+        stats0.dropped_unknown_ufrag + u64::from(FLOOD),
+        "{s:?}"
+    );
+    assert_eq!(
+        s.forwarded, stats0.forwarded,
+        "nothing from the flood was forwarded"
+    );
+    // None of the flooding addresses became a peer: their RTP is still from strangers.
+    let mut rtp = vec![0x80, 111, 0, 1, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef];
+    rtp.extend_from_slice(&[7; 50]);
+    let before = s.dropped_unknown_peer;
+    for i in [0u32, 1, FLOOD / 2, FLOOD - 1] {
+        let from = SocketAddr::from((
+            [198, 51, (i >> 8) as u8, i as u8],
+            40_000 + (i % 1000) as u16,
+        ));
+        net.sfu.handle_datagram(now, from, &rtp);
+    }
+    assert_eq!(net.sfu.stats().dropped_unknown_peer, before + 4);
+    assert!(!net
+        .events
+        .iter()
+        .any(|e| matches!(e, SfuEvent::Disconnected { .. })));
+    assert_still_forwards(&mut net, 200);
+}
