@@ -736,6 +736,44 @@ async fn replies_and_mentions_are_resolved_on_send() {
         )
         .await;
     assert_eq!(m2["mention_everyone"], false);
+    // A plain member pings a role only when it is mentionable.
+    let role_msg = format!("<@&{role_id}> ping");
+    let (_, m3) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &friend.token,
+            json!({"content": role_msg}),
+        )
+        .await;
+    assert_eq!(m3["mention_roles"], json!([]), "not mentionable: {m3}");
+    let (s, _) = app
+        .patch(
+            &format!("/servers/{sid}/roles/{role_id}"),
+            &owner.token,
+            json!({"mentionable": true}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, m4) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &friend.token,
+            json!({"content": role_msg}),
+        )
+        .await;
+    assert_eq!(m4["mention_roles"], json!([role_id]), "mentionable: {m4}");
+    // Mentions in code and @everyone inside an address are not mentions.
+    let (_, m5) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &owner.token,
+            json!({"content": format!("`<@{}>` ops@here.example", friend.id)}),
+        )
+        .await;
+    assert_eq!(
+        (m5["mentions"].clone(), m5["mention_everyone"].clone()),
+        (json!([]), json!(false))
+    );
     // Replies must point into the same channel.
     let (_, other) = app
         .post(

@@ -196,18 +196,23 @@ impl Chat {
             .fetch_all(&self.pool)
             .await?
         };
+        // As on Discord: a role pings its members when it is mentionable, or when the author
+        // may mention everyone (then any role); @everyone/@here need MENTION_EVERYONE.
+        let may_mention_all = permissions::has(perms, permissions::MENTION_EVERYONE);
         let roles: Vec<Snowflake> = if parsed.roles.is_empty() {
             Vec::new()
         } else {
             sqlx::query_scalar(
-                "SELECT id FROM roles WHERE server_id = $1 AND id = ANY($2) AND id <> $1",
+                "SELECT id FROM roles WHERE server_id = $1 AND id = ANY($2) AND id <> $1
+                     AND (mentionable OR $3)",
             )
             .bind(channel.server_id)
             .bind(ids(&parsed.roles))
+            .bind(may_mention_all)
             .fetch_all(&self.pool)
             .await?
         };
-        let everyone = parsed.everyone && permissions::has(perms, permissions::MENTION_EVERYONE);
+        let everyone = parsed.everyone && may_mention_all;
         let id: Option<Snowflake> = sqlx::query_scalar(
             "INSERT INTO messages (id, channel_id, author_id, content, nonce, reply_to, mentions, mention_roles, mention_everyone)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
