@@ -4,7 +4,7 @@
 // Everything user-provided (role names, colours, reasons, names) goes through textContent or a
 // validated #rrggbb colour; nothing is parsed as HTML.
 
-import { h, clear, avatar, openDialog, field, toast } from './dom.js';
+import { h, clear, avatar, openDialog, field, toast, readableOn } from './dom.js';
 import { PERMISSIONS, PERM, perms, roleColor, cmpId } from './state.js';
 import { renderMarkdown } from './markdown.js';
 
@@ -300,7 +300,7 @@ function timeoutNote(m) {
 function nameWithColor(s, userId, name) {
   const el = h('span', { class: 'member-name', text: name });
   const c = store.memberColor(s.id, userId);
-  if (c) { el.style.color = c.color; el.title = c.role.name; }
+  if (c) { el.style.color = readableOn(c.color); el.title = c.role.name; }
   return el;
 }
 

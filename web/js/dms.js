@@ -107,7 +107,7 @@ export function renderDmMembers(el) {
     h('ul', {}, c.recipients.map((u) => {
       const st = presence(u.id);
       return h('li', { class: `member ${st}`, 'data-testid': 'member', 'data-user-id': u.id, 'data-status': st },
-        h('span', { class: 'avatar-wrap' }, avatar(u, 32), h('span', { class: `presence-dot ${st}`, 'aria-label': st })),
+        h('span', { class: 'avatar-wrap' }, avatar(u, 32), h('span', { role: 'img', class: `presence-dot ${st}`, 'aria-label': st })),
         h('span', { class: 'member-text' }, h('span', { class: 'member-name', text: u.display_name || u.username })),
         c.owner_id === u.id ? h('span', { class: 'muted small', text: 'owner' }) : null);
     }))));
@@ -179,7 +179,7 @@ function friendRow(r) {
   }
   const sub = { friend: st, incoming: 'Incoming friend request', outgoing: 'Outgoing friend request', blocked: 'Blocked' }[r.type];
   return h('li', { class: 'friend', 'data-testid': 'friend', 'data-user-id': r.id, 'data-type': r.type, 'data-status': st },
-    h('span', { class: 'avatar-wrap' }, avatar(u, 32), r.type === 'friend' ? h('span', { class: `presence-dot ${st}`, 'aria-label': st }) : null),
+    h('span', { class: 'avatar-wrap' }, avatar(u, 32), r.type === 'friend' ? h('span', { role: 'img', class: `presence-dot ${st}`, 'aria-label': st }) : null),
     h('span', { class: 'member-text' },
       h('span', { class: 'member-name', text: u.display_name || u.username }),
       h('span', { class: 'member-status', text: sub })),
