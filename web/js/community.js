@@ -561,10 +561,15 @@ function auditTab(s, view, panel) {
   const list = h('ol', { class: 'admin-list audit', 'aria-label': 'Audit log', 'data-testid': 'audit-list' });
   const more = h('button', { type: 'button', class: 'btn secondary small', text: 'Load more', hidden: true });
   let oldest = null;
+  // Only the newest request's answer is shown: a slow unfiltered page must not land after the
+  // filtered one the user asked for since.
+  let seq = 0;
   const load = async (append = false) => {
     showError(err, null);
+    const mine = ++seq;
     try {
       const entries = await api.auditLog(s.id, { action: filter.value || undefined, before: append ? oldest : undefined, limit: 50 });
+      if (mine !== seq) return;
       if (!append) clear(list);
       for (const e of entries) {
         oldest = e.id;
