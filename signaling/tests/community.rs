@@ -774,6 +774,28 @@ async fn replies_and_mentions_are_resolved_on_send() {
         (m5["mentions"].clone(), m5["mention_everyone"].clone()),
         (json!([]), json!(false))
     );
+    // An edit re-resolves: a mention added is counted, one removed is gone.
+    let m5_id = m5["id"].as_str().unwrap();
+    let (s, e1) = app
+        .patch(
+            &format!("/channels/{text}/messages/{m5_id}"),
+            &owner.token,
+            json!({"content": format!("now <@{}>", friend.id)}),
+        )
+        .await;
+    assert_eq!(
+        (s, e1["mentions"].clone()),
+        (200, json!([friend.id])),
+        "{e1}"
+    );
+    let (_, e2) = app
+        .patch(
+            &format!("/channels/{text}/messages/{m5_id}"),
+            &owner.token,
+            json!({"content": "nobody now"}),
+        )
+        .await;
+    assert_eq!(e2["mentions"], json!([]), "{e2}");
     // Replies must point into the same channel.
     let (_, other) = app
         .post(

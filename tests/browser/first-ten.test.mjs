@@ -333,6 +333,19 @@ test('keyboard: Ctrl+K switches to channels and DMs; the skip link; landmarks; a
   assert.ok(await page.getByTestId('skip-link').isVisible(), 'the skip link shows when focused');
   await page.keyboard.press('Enter');
   assert.equal(await page.evaluate(() => document.activeElement.dataset.testid), 'composer');
+  // A message's actions are in the Tab order, and show while focused.
+  await page.getByTestId('message-list').focus();
+  let reached = null;
+  for (let i = 0; i < 15 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => {
+      const e = document.activeElement;
+      const bar = e && e.closest('.msg-actions');
+      return bar ? { label: e.getAttribute('aria-label'), opacity: getComputedStyle(bar).opacity } : null;
+    });
+  }
+  assert.ok(reached, 'message actions reachable with Tab');
+  assert.equal(reached.opacity, '1', `focused actions visible: ${JSON.stringify(reached)}`);
   // Landmarks a screen reader lists.
   const landmarks = await page.evaluate(() => [...document.querySelectorAll('main, nav, aside, [role="region"]:not([hidden])')]
     .filter((e) => !e.hidden).map((e) => `${e.tagName.toLowerCase()}:${e.getAttribute('aria-label') || ''}`));

@@ -35,8 +35,8 @@ fn word_byte(b: u8) -> bool {
 /// when it is not closed (then the backtick is plain text, as the renderer shows it).
 fn code_span_end(content: &str, i: usize) -> Option<usize> {
     let rest = &content[i..];
-    if rest.starts_with("```") {
-        return rest[3..].find("```").map(|e| i + 3 + e + 3);
+    if let Some(inner) = rest.strip_prefix("```") {
+        return inner.find("```").map(|e| i + 3 + e + 3);
     }
     let line_end = rest[1..].find('\n').map_or(rest.len(), |e| e + 1);
     rest[1..line_end]
