@@ -71,6 +71,8 @@ test('after registering: a welcome pane with "Create a server" and "Join with an
 
   await welcome.getByRole('button', { name: 'Create a server' }).click();
   const dlg = A.page.getByTestId('create-server-dialog');
+  await dlg.getByLabel('Server name').waitFor();
+  await expectAxeClean(A.page, 'axe: create server dialog');
   await dlg.getByLabel('Server name').fill(serverName);
   await dlg.getByRole('button', { name: 'Create', exact: true }).click();
   await A.page.getByTestId('server-name').filter({ hasText: serverName }).waitFor({ timeout: 15_000 });
@@ -314,6 +316,7 @@ test('keyboard: Ctrl+K switches to channels and DMs; the skip link; landmarks; a
   await sw.locator('[data-testid="switcher-option"][data-kind="dm"]').waitFor();
   await page.keyboard.press('Enter');
   await page.getByTestId('channel-title').filter({ hasText: `@${userB}` }).waitFor();
+  await expectAxeClean(page, 'axe: direct message');
   // Escape closes it without going anywhere.
   await page.keyboard.press('Control+k');
   await sw.waitFor();

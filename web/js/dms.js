@@ -86,12 +86,14 @@ export function renderDmSidebar(el) {
       h('div', { class: 'channel-row' },
         h('button', {
           class: 'channel-link', 'data-testid': 'dm-link', 'data-channel-id': c.id, 'data-unread': String(unread),
-          'aria-label': `${c.type === 'group_dm' ? 'Group' : 'Direct message with'} ${label}${unread ? ' (unread)' : ''}`,
           'aria-current': active ? 'page' : null,
           onclick: () => selectChannel(c.id),
         },
+        // Named by its text (the avatar is hidden from screen readers), so what is seen is what is said.
         c.type === 'dm' && first ? avatar(first, 24) : h('span', { class: 'chan-icon', 'aria-hidden': 'true', text: '👥' }),
-        h('span', { class: 'chan-name', text: label })),
+        h('span', { class: 'sr-only', text: c.type === 'group_dm' ? 'Group ' : 'Direct message with ' }),
+        h('span', { class: 'chan-name', text: label }),
+        unread ? h('span', { class: 'sr-only', text: ' (unread)' }) : null),
         mentionBadge(mentionCount(store, c), 'mentions'))));
   }
   if (!list.length) ul.append(h('li', { class: 'muted pad small', text: 'No conversations yet. Message a friend to start one.' }));
