@@ -204,6 +204,12 @@ test('mentions: @everyone for those allowed, roles, unknown ids, @name typed by 
   const last = await rest(server.url, tokenA, 'GET', `/channels/${ids.general}/messages?limit=1`);
   assert.deepEqual(last[0].mentions, [ids.a]);
   assert.equal(last[0].content, `thanks <@${ids.a}> !`);
+  // The same rule, case by case: a sentence's full stop, code, e-mail addresses and unknown names.
+  const linked = await A.page.evaluate(async ([a]) => {
+    const m = await import('/js/mentions.js');
+    return [`ok @${a}.`, `\`@${a}\` and @${a}`, `mail x@${a}.example`, '@nobody-here', `(@${a.toUpperCase()})`].map((t) => m.linkPlainMentions(t));
+  }, [userA]);
+  assert.deepEqual(linked, [`ok <@${ids.a}>.`, `\`@${userA}\` and <@${ids.a}>`, `mail x@${userA}.example`, '@nobody-here', `(<@${ids.a}>)`]);
   await rest(server.url, await tokenOf(B.page), 'PATCH', '/users/@me', { display_name: null });
   await snap(A.page, 'mentions');
 });

@@ -218,9 +218,13 @@ export function linkPlainMentions(content) {
   for (const m of list) { add(m.user.username, m.user.id); add(m.user.display_name, m.user.id); add(m.nickname, m.user.id); }
   // Split out code spans; replace only in the text between them.
   return content.split(/(```[\s\S]*?```|`[^`\n]+`)/).map((part, i) => (i % 2 ? part
-    : part.replace(/(^|[\s(])@([^\s@<>`,.:;!?()]{1,32})/g, (all, pre, name) => {
+    : part.replace(/(^|[\s(])@([^\s@<>`,:;!?()]{1,32})/g, (all, pre, raw) => {
+      // Usernames may hold dots: "@bob.smith" is one name, the dot in "@bob." ends a sentence.
+      let name = raw;
+      let rest = '';
+      while (name && !byName.get(name.toLowerCase()) && /[.\-]$/.test(name)) { rest = name.slice(-1) + rest; name = name.slice(0, -1); }
       if (name === 'everyone' || name === 'here') return all;
-      const id = byName.get(name.toLowerCase());
-      return id ? `${pre}<@${id}>` : all;
+      const id = name && byName.get(name.toLowerCase());
+      return id ? `${pre}<@${id}>${rest}` : all;
     }))).join('');
 }
