@@ -286,7 +286,12 @@ test('"(edited)" sits at the end of the text; Up edits one\'s last message, Esca
   await edit.waitFor({ state: 'detached' });
   assert.equal(await B.page.evaluate(() => document.activeElement.dataset.testid), 'composer', 'focus back in the composer');
   await box.press('ArrowUp');
-  await edit.fill('second draft');
+  await edit.fill('second draft for');
+  // The edit box has the autocomplete too: Enter picks, the next Enter saves.
+  await edit.pressSequentially(` @${userA.slice(0, 4)}`);
+  await B.page.locator('.edit-wrap [data-testid="mention-option"]').first().waitFor();
+  await edit.press('Enter');
+  assert.equal(await edit.inputValue(), `second draft for <@${ids.a}> `);
   await edit.press('Enter');
   const edited = msgByText(B.page, 'second draft').last().getByTestId('edited-mark');
   await edited.waitFor({ timeout: 10_000 });

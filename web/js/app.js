@@ -742,6 +742,8 @@ async function deleteMessage(m, skipConfirm) {
 
 function renderComposer() {
   const c = store.channel;
+  // A "not sent" note belongs to the channel it was written in.
+  if (ui.composerError.dataset.channel && ui.composerError.dataset.channel !== String(store.currentChannelId)) setComposerError('');
   ui.composer.hidden = !c;
   const label = c ? `Message ${channelTitle(store, c)}` : 'Message';
   ui.composerInput.placeholder = label;
@@ -801,6 +803,7 @@ function setComposerError(text, kind = '') {
   ui.composerError.textContent = text;
   ui.composerError.hidden = !text;
   ui.composerError.dataset.kind = kind;
+  ui.composerError.dataset.channel = text ? String(store.currentChannelId) : '';
 }
 
 function onComposerInput() {
