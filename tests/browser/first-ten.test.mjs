@@ -417,6 +417,15 @@ test('a 390 px window: channel and member lists are drawers; chat and voice cont
   assert.equal(await mute.getAttribute('aria-pressed'), 'true');
   await snap(page, 'narrow-voice');
   await expectAxeClean(page, 'axe: narrow voice');
+  // With the drawer closed, a bar above the chat says one is in voice and brings the controls back.
+  await page.keyboard.press('Escape');
+  await page.getByTestId('channel-list').waitFor({ state: 'hidden' });
+  const bar = page.getByTestId('voice-bar');
+  await bar.filter({ hasText: 'General · muted' }).waitFor();
+  await snap(page, 'narrow-voice-bar');
+  await bar.click();
+  await page.getByTestId('channel-list').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.testid), 'voice-mute');
   await mute.click();
   await page.getByTestId('voice-leave').click();
   await page.getByTestId('voice-panel').waitFor({ state: 'hidden' });

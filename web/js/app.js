@@ -184,10 +184,14 @@ function buildShell() {
     onclick: () => { if (!ui.composer.hidden) ui.composerInput.focus(); else ui.messages.focus(); } });
   const rejoin = h('div', { class: 'rejoin-banner', role: 'region', 'aria-label': 'Rejoin voice', 'data-testid': 'rejoin-voice', hidden: true });
   chat.insertBefore(rejoin, videoHost);
+  // Phone width: the voice panel is in the drawer; this bar says one is in voice and opens it.
+  const voiceBar = h('button', { type: 'button', class: 'voice-bar', 'data-testid': 'voice-bar', hidden: true,
+    onclick: () => { if (!ui.shell.classList.contains('show-sidebar')) toggleDrawer('sidebar'); ui.voicePanel.querySelector('[data-testid="voice-mute"]')?.focus(); } });
+  chat.insertBefore(voiceBar, rejoin);
 
   const shell = h('div', { class: 'shell' }, skip, rail, sidebar, chat, members, backdrop);
   root.append(shell);
-  ui = { shell, serverList, serverHeader, channelList, voicePanel, userPanel, chatHeader, status, videoHost, messages, typing, composerInput, composer, counter, composerError, members, friendsPage, welcome, rejoin };
+  ui = { shell, serverList, serverHeader, channelList, voicePanel, userPanel, chatHeader, status, videoHost, messages, typing, composerInput, composer, counter, composerError, members, friendsPage, welcome, rejoin, voiceBar };
   // A channel mention in a message opens that channel.
   messages.addEventListener('click', (e) => {
     const el = e.target.closest && e.target.closest('.mention.channel[data-mention-id]');
@@ -885,8 +889,14 @@ function renderVoicePanel() {
   if (!ui) return;
   const el = ui.voicePanel;
   if (videoGrid) videoGrid.render();
-  if (!voice || !voice.channelId) { el.hidden = true; clear(el); return; }
+  if (!voice || !voice.channelId) { el.hidden = true; clear(el); ui.voiceBar.hidden = true; return; }
   el.hidden = false;
+  const vc = store.findChannel(voice.channelId);
+  ui.voiceBar.hidden = false;
+  ui.voiceBar.textContent = '';
+  ui.voiceBar.append(icon('speaker', 16), h('span', { text: `${voice.state === 'connected' ? 'In voice' : 'Voice'}: ${vc ? vc.name : ''}${voice.selfMute ? ' · muted' : ''}` }),
+    h('span', { class: 'voice-bar-open', text: 'Voice controls' }));
+
   // Don't rebuild while the user drags a slider or uses a select: it would drop the interaction.
   const active = document.activeElement;
   if (active && el.contains(active) && (active.tagName === 'INPUT' || active.tagName === 'SELECT')) {
