@@ -478,7 +478,9 @@ function renderStatus() {
   if (!ui) return;
   const s = gateway.status;
   ui.status.hidden = s === 'ready';
-  ui.status.textContent = s === 'reconnecting' ? 'Reconnecting…' : s === 'connecting' ? 'Connecting…' : s === 'disconnected' ? 'Disconnected' : '';
+  ui.status.textContent = s === 'reconnecting' ? 'Connection lost. Reconnecting… (messages you missed will follow)'
+    : s === 'connecting' ? 'Connecting…'
+      : s === 'disconnected' ? 'Disconnected from the server. Reload the page to connect again.' : '';
 }
 
 function renderMembers() {
