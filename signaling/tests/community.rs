@@ -736,6 +736,66 @@ async fn replies_and_mentions_are_resolved_on_send() {
         )
         .await;
     assert_eq!(m2["mention_everyone"], false);
+    // A plain member pings a role only when it is mentionable.
+    let role_msg = format!("<@&{role_id}> ping");
+    let (_, m3) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &friend.token,
+            json!({"content": role_msg}),
+        )
+        .await;
+    assert_eq!(m3["mention_roles"], json!([]), "not mentionable: {m3}");
+    let (s, _) = app
+        .patch(
+            &format!("/servers/{sid}/roles/{role_id}"),
+            &owner.token,
+            json!({"mentionable": true}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, m4) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &friend.token,
+            json!({"content": role_msg}),
+        )
+        .await;
+    assert_eq!(m4["mention_roles"], json!([role_id]), "mentionable: {m4}");
+    // Mentions in code and @everyone inside an address are not mentions.
+    let (_, m5) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &owner.token,
+            json!({"content": format!("`<@{}>` ops@here.example", friend.id)}),
+        )
+        .await;
+    assert_eq!(
+        (m5["mentions"].clone(), m5["mention_everyone"].clone()),
+        (json!([]), json!(false))
+    );
+    // An edit re-resolves: a mention added is counted, one removed is gone.
+    let m5_id = m5["id"].as_str().unwrap();
+    let (s, e1) = app
+        .patch(
+            &format!("/channels/{text}/messages/{m5_id}"),
+            &owner.token,
+            json!({"content": format!("now <@{}>", friend.id)}),
+        )
+        .await;
+    assert_eq!(
+        (s, e1["mentions"].clone()),
+        (200, json!([friend.id])),
+        "{e1}"
+    );
+    let (_, e2) = app
+        .patch(
+            &format!("/channels/{text}/messages/{m5_id}"),
+            &owner.token,
+            json!({"content": "nobody now"}),
+        )
+        .await;
+    assert_eq!(e2["mentions"], json!([]), "{e2}");
     // Replies must point into the same channel.
     let (_, other) = app
         .post(

@@ -108,10 +108,14 @@ export async function launchBrowser({ audioFile } = {}) {
   });
   const page = context.pages()[0] || await context.newPage();
   const errors = [];
+  // Console errors (and uncaught exceptions) seen in this page: tests of normal use assert none.
+  const consoleErrors = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`console.error: ${m.text()} (${m.location().url || 'page'})`); });
+  page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e}`));
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('dialog', async (d) => { errors.push(`unexpected ${d.type()}: ${d.message()}`); await d.dismiss(); });
   return {
-    context, page, errors,
+    context, page, errors, consoleErrors,
     close: async () => { await context.close().catch(() => {}); fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 }); },
   };
 }
@@ -203,4 +207,19 @@ export async function snap(page, name) {
     fs.mkdirSync(docs, { recursive: true });
     fs.copyFileSync(path.join(local, `${name}.png`), path.join(docs, `${name}.png`));
   }
+}
+
+/// Runs axe-core (the npm package, injected into the page) over the page or a part of it; returns
+/// the violations of impact "serious" or "critical", each as "rule: target …".
+export async function axeViolations(page, { include = null } = {}) {
+  const src = fs.readFileSync(path.join(here, 'node_modules/axe-core/axe.min.js'), 'utf8');
+  // evaluate() is not subject to the page's Content-Security-Policy, unlike a <script> tag.
+  await page.evaluate(src);
+  const results = await page.evaluate(async (inc) => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(inc ? { include: [inc] } : document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) }));
+  }, include);
+  return results.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}: ${v.help}): ${v.targets.join(' | ')}`);
 }

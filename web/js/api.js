@@ -10,14 +10,56 @@ const TOKEN_KEY = 'confab.token';
 const REFRESH_KEY = 'confab.refresh_token';
 
 export class ApiError extends Error {
-  constructor(status, body) {
-    const message = (body && typeof body.message === 'string' && body.message) || `HTTP ${status}`;
-    super(message);
+  constructor(status, body, { retryAfter } = {}) {
+    const raw = (body && typeof body.message === 'string' && body.message) || `HTTP ${status}`;
+    const errors = (body && body.errors && typeof body.errors === 'object') ? body.errors : {};
+    const code = body && body.code != null ? body.code : status;
+    super(userMessage(status, code, raw, errors, retryAfter));
     this.name = 'ApiError';
     this.status = status;
-    this.code = body && body.code != null ? body.code : status;
-    this.errors = (body && body.errors && typeof body.errors === 'object') ? body.errors : {};
+    this.code = code;
+    this.serverMessage = raw;
+    this.errors = errors;
   }
+}
+
+// What the user reads: what went wrong, in words, and what to do about it.
+const FIELD_NAMES = {
+  content: 'The message', name: 'The name', username: 'The username', password: 'The password', email: 'The email',
+  topic: 'The topic', nickname: 'The nickname', display_name: 'The display name', avatar_url: 'The avatar URL',
+  custom_status: 'The status', code: 'The invite code', max_age: 'The expiry', max_uses: 'The number of uses',
+};
+const NOT_FOUND = {
+  10003: 'This channel no longer exists (it may have been deleted). Pick another channel.',
+  10004: 'This server no longer exists, or you are no longer a member. Pick another server.',
+  10006: 'This invite is invalid or has expired. Ask for a new invite link.',
+  10007: 'That person is no longer a member of this server.',
+  10008: 'This message no longer exists (it may have been deleted).',
+  10013: 'There is no user with that name. Check the spelling.',
+  10020: 'That session has already ended.',
+};
+const sentence = (t) => { const s = String(t).trim(); return s ? s[0].toUpperCase() + s.slice(1).replace(/([^.!?])$/, '$1.') : s; };
+
+export function userMessage(status, code, raw, errors = {}, retryAfter) {
+  if (status === 0) return 'Cannot reach the server. Check your internet connection, then try again.';
+  if (status === 400 && Object.keys(errors).length) {
+    const parts = Object.entries(errors).map(([f, msgs]) => `${FIELD_NAMES[f] || sentence(f.replace(/_/g, ' '))} ${[].concat(msgs).join('; ')}`);
+    return `${parts.map(sentence).join(' ')} Change it and try again.`;
+  }
+  if (status === 400) return `${sentence(raw)} Change what you entered and try again.`;
+  if (status === 401) return code === 40001 && raw && !/token|session|expired/i.test(raw) ? `${sentence(raw)} Check them and try again.` : 'Your session has expired. Log in again.';
+  if (status === 403 && code === 50007) return `${sentence(raw)} They may have blocked you or turned off messages from people they don't know.`;
+  if (status === 403) return `${sentence(raw)} Ask a server admin for the permission if you need it.`;
+  if (status === 404) return NOT_FOUND[code] || `${sentence(raw)} It may have been deleted. Reload the page if it still shows.`;
+  if (status === 409) return `${sentence(raw)} Choose another and try again.`;
+  if (status === 413) return 'That is too large to send. Make it smaller and try again.';
+  if (status === 429) {
+    const secs = Math.max(1, Math.ceil(Number(retryAfter) || 1));
+    return `You are doing that too fast. Wait ${secs} second${secs === 1 ? '' : 's'} and try again.`;
+  }
+  if (status === 503) return `${sentence(raw)} The server is busy or starting: try again in a moment.`;
+  if (status >= 500) return `The server had a problem (HTTP ${status}). Try again in a moment; if it keeps happening, tell the server's administrator.`;
+  return `${sentence(raw)} Try again.`;
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -132,7 +174,7 @@ export class Api {
         this.clearTokens();
         this.onAuthLost();
       }
-      throw new ApiError(res.status, data);
+      throw new ApiError(res.status, data, { retryAfter: res.headers.get('Retry-After') });
     }
     return data;
   }

@@ -6,15 +6,17 @@ import { Gateway } from './gateway.js';
 import { Voice } from './voice.js';
 import { VideoGrid } from './video.js';
 import { Store, sortChannels, cmpId, PERM } from './state.js';
-import { renderMarkdown } from './markdown.js';
-import { h, add, clear, avatar, openDialog, field, showFieldErrors, toast, safeHttpUrl } from './dom.js';
+import { renderMarkdown, setMentionResolver } from './markdown.js';
+import { initSwitcher, openSwitcher } from './switcher.js';
+import { initMentions, attachMentionAutocomplete, resolveMention, linkPlainMentions } from './mentions.js';
+import { h, add, clear, avatar, openDialog, field, showFieldErrors, toast, safeHttpUrl, tooltip, readableOn } from './dom.js';
 import { icon } from './icons.js';
 import { initStage, isVoiceChannel, stageParticipants, stagePanelButtons } from './stage.js';
 import {
   initCommunity, onTopics, ensureRoles, ensureMembers, canOpenServerSettings, serverSettingsDialog, channelPermissionsDialog,
   memberDialog, reactionBar, openReactionPicker, togglePins, closePins, loadPins, pinnedIds, setPinned, rememberUser,
 } from './community.js';
-import { channelTitle, isPrivate } from './inbox.js';
+import { channelTitle, isPrivate, mentionsMe, HOME as HOME_ID } from './inbox.js';
 import {
   initDms, homeButton, serverRailBadge, channelBadge, renderHomeHeader, renderDmSidebar, renderDmMembers,
   renderFriendsPage, ackIfViewing,
@@ -34,6 +36,9 @@ const TYPING_SEND_EVERY_MS = 8000;
 
 initCommunity({ api, store, invalidate: (topics) => invalidate(topics) });
 initStage({ api, store, toast });
+initMentions({ store });
+initSwitcher({ store, selectServer: (id) => selectServer(id), selectChannel: (id) => selectChannel(id), joinVoice: (c) => joinVoice(c) });
+setMentionResolver(resolveMention);
 initDms({ api, store, invalidate: (topics) => invalidate(topics), selectServer: (id) => selectServer(id), selectChannel: (id) => selectChannel(id) });
 
 // Exposed for tests and debugging.
@@ -119,6 +124,7 @@ function startApp() {
     window.confabVoice = voice;
     let lastVoiceError = null;
     voice.onChange(() => {
+      rememberVoiceChannel();
       if (voice.error && voice.error !== lastVoiceError) toast(`Voice: ${voice.error}`, 'error');
       lastVoiceError = voice.error;
       renderVoicePanel();
@@ -137,8 +143,8 @@ function buildShell() {
   const rail = h('nav', { class: 'rail', 'aria-label': 'Servers' },
     serverList,
     h('div', { class: 'rail-sep' }),
-    h('button', { class: 'rail-btn add', 'aria-label': 'Create server', title: 'Create server', 'data-testid': 'create-server', text: '+', onclick: createServerDialog }),
-    h('button', { class: 'rail-btn join', 'aria-label': 'Join a server', title: 'Join a server', 'data-testid': 'join-server', text: '⇲', onclick: () => joinServerDialog() }),
+    tooltip(h('button', { class: 'rail-btn add', 'aria-label': 'Create server', 'data-testid': 'create-server', onclick: createServerDialog }, icon('plus', 24)), 'Create a server'),
+    tooltip(h('button', { class: 'rail-btn join', 'aria-label': 'Join a server', 'data-testid': 'join-server', onclick: () => joinServerDialog() }, icon('compass', 24)), 'Join a server with an invite'),
   );
   const serverHeader = h('header', { class: 'server-header', 'data-testid': 'server-header' });
   const channelList = h('nav', { class: 'channel-list', 'aria-label': 'Channels', 'data-testid': 'channel-list' });
@@ -148,25 +154,53 @@ function buildShell() {
 
   const chatHeader = h('header', { class: 'chat-header', 'data-testid': 'chat-header' });
   const status = h('div', { class: 'conn-status', role: 'status', 'data-testid': 'connection-status', hidden: true });
-  const messages = h('ol', { class: 'messages', role: 'log', 'aria-label': 'Messages', 'aria-live': 'polite', 'data-testid': 'message-list', tabindex: '0' });
+  // A list (its items must stay list items for screen readers), announced politely as it grows.
+  const messages = h('ol', { class: 'messages', 'aria-label': 'Messages', 'aria-live': 'polite', 'aria-relevant': 'additions', 'data-testid': 'message-list', tabindex: '0' });
   messages.addEventListener('scroll', onMessagesScroll, { passive: true });
   const typing = h('div', { class: 'typing', 'data-testid': 'typing-indicator', 'aria-live': 'polite' });
   const composerInput = h('textarea', { rows: 1, class: 'composer-input', 'data-testid': 'composer', 'aria-label': 'Message', placeholder: 'Message' });
+  const counter = h('div', { class: 'char-counter', 'data-testid': 'char-counter', 'aria-live': 'polite', hidden: true });
+  const composerError = h('p', { class: 'composer-error', role: 'alert', 'data-testid': 'composer-error', hidden: true });
+  const composer = h('form', { class: 'composer', 'aria-label': 'Send a message' }, composerInput, counter,
+    h('button', { type: 'submit', class: 'icon-btn send', 'aria-label': 'Send message', text: '➤' }));
+  // The autocomplete's keys (Enter, Tab, arrows, Escape) win while its list is open.
+  attachMentionAutocomplete(composerInput, { container: composer });
   composerInput.addEventListener('keydown', onComposerKey);
   composerInput.addEventListener('input', onComposerInput);
-  const composer = h('form', { class: 'composer', 'aria-label': 'Send a message' }, composerInput,
-    h('button', { type: 'submit', class: 'icon-btn send', 'aria-label': 'Send message', text: '➤' }));
   composer.addEventListener('submit', (e) => { e.preventDefault(); sendFromComposer(); });
   // The friends page takes the message list's place on the home screen (no DM selected).
   const friendsPage = h('section', { class: 'friends-page', 'aria-label': 'Friends', 'data-testid': 'friends-page', hidden: true });
+  // Shown instead of the messages while one is in no server yet (right after registering).
+  const welcome = h('section', { class: 'welcome', 'aria-labelledby': 'welcome-title', 'data-testid': 'welcome', hidden: true });
   // The voice channel's video tiles sit above the messages while we are in voice.
   const videoHost = h('div', { class: 'video-host' }, videoGrid ? videoGrid.el : null);
-  const chat = h('main', { class: 'chat' }, chatHeader, status, videoHost, friendsPage, messages, h('div', { class: 'composer-wrap' }, typing, composer));
-  const members = h('aside', { class: 'members', 'aria-label': 'Members', 'data-testid': 'member-list' });
+  const chat = h('main', { class: 'chat' }, chatHeader, status, videoHost, welcome, friendsPage, messages, h('div', { class: 'composer-wrap' }, typing, composerError, composer));
+  const members = h('aside', { class: 'members', id: 'members', 'aria-label': 'Members', 'data-testid': 'member-list' });
+  // Behind an open drawer (narrow windows): a click closes it.
+  const backdrop = h('div', { class: 'drawer-backdrop', 'aria-hidden': 'true', 'data-testid': 'drawer-backdrop', onclick: closeDrawers });
 
-  const shell = h('div', { class: 'shell' }, rail, sidebar, chat, members);
+  // The first Tab stop: straight to the message box, past the server and channel lists.
+  const skip = h('button', { type: 'button', class: 'skip-link', 'data-testid': 'skip-link', text: 'Skip to the message box',
+    onclick: () => { if (!ui.composer.hidden) ui.composerInput.focus(); else ui.messages.focus(); } });
+  const rejoin = h('div', { class: 'rejoin-banner', role: 'region', 'aria-label': 'Rejoin voice', 'data-testid': 'rejoin-voice', hidden: true });
+  chat.insertBefore(rejoin, videoHost);
+  // Phone width: the voice panel is in the drawer; this bar says one is in voice and opens it.
+  const voiceBar = h('button', { type: 'button', class: 'voice-bar', 'data-testid': 'voice-bar', hidden: true,
+    onclick: () => { if (!ui.shell.classList.contains('show-sidebar')) toggleDrawer('sidebar'); ui.voicePanel.querySelector('[data-testid="voice-mute"]')?.focus(); } });
+  chat.insertBefore(voiceBar, rejoin);
+
+  const shell = h('div', { class: 'shell' }, skip, rail, sidebar, chat, members, backdrop);
   root.append(shell);
-  ui = { shell, serverList, serverHeader, channelList, voicePanel, userPanel, chatHeader, status, videoHost, messages, typing, composerInput, composer, members, friendsPage };
+  ui = { shell, serverList, serverHeader, channelList, voicePanel, userPanel, chatHeader, status, videoHost, messages, typing, composerInput, composer, counter, composerError, members, friendsPage, welcome, rejoin, voiceBar };
+  // A channel mention in a message opens that channel.
+  messages.addEventListener('click', (e) => {
+    const el = e.target.closest && e.target.closest('.mention.channel[data-mention-id]');
+    if (!el) return;
+    const c = store.findChannel(el.dataset.mentionId);
+    if (!c) return;
+    if (isVoiceChannel(c)) joinVoice(c);
+    else if (c.type === 'text') { if (c.server_id !== store.currentServerId) selectServer(c.server_id); selectChannel(c.id); }
+  });
   renderAll();
 }
 
@@ -179,10 +213,29 @@ function renderAll() {
 /** The friends page when home with no DM open; the chat view otherwise. */
 function renderHome() {
   const show = store.home && !store.currentChannelId;
+  const welcome = !store.home && !store.server;
   ui.friendsPage.hidden = !show;
-  ui.messages.hidden = show;
+  ui.welcome.hidden = !welcome;
+  ui.messages.hidden = show || welcome;
   if (show) renderFriendsPage(ui.friendsPage);
   else clear(ui.friendsPage);
+  if (welcome) renderWelcome(ui.welcome);
+  else clear(ui.welcome);
+}
+
+function renderWelcome(el) {
+  clear(el);
+  const me = store.me;
+  el.append(
+    h('h2', { id: 'welcome-title', text: `Welcome to Confab${me ? `, ${me.display_name || me.username}` : ''}!` }),
+    h('p', { class: 'muted', text: 'Servers are where you and your friends talk, by text and by voice. Start your own, or join one with an invite link a friend sent you.' }),
+    h('div', { class: 'welcome-actions' },
+      h('button', { type: 'button', class: 'btn primary welcome-btn', 'data-testid': 'welcome-create', onclick: createServerDialog },
+        icon('plus', 20), h('span', { text: 'Create a server' })),
+      h('button', { type: 'button', class: 'btn secondary welcome-btn', 'data-testid': 'welcome-join', onclick: () => joinServerDialog() },
+        icon('compass', 20), h('span', { text: 'Join with an invite' }))),
+    h('p', { class: 'muted small' }, 'Looking for a friend? Open ',
+      h('button', { type: 'button', class: 'link-btn', text: 'Direct messages', onclick: () => selectServer(HOME_ID) }), ' to add them.'));
 }
 
 // Batch re-renders per microtask.
@@ -200,7 +253,7 @@ function invalidate(topics) {
     if (t.has('all') || t.has('servers')) { ensureRoles(store.currentServerId); ensureMembers(store.currentServerId); }
     onTopics(t);
     if (t.has('all')) { renderAll(); ensureMessagesLoaded(); ackIfViewing(); return; }
-    if (t.has('servers')) renderServers();
+    if (t.has('servers')) { renderServers(); renderHome(); }
     if (t.has('servers') || t.has('header')) renderServerHeader();
     if (t.has('channels')) renderChannels();
     if (t.has('header')) renderHeader();
@@ -241,6 +294,7 @@ let awaitingServer = null;
 
 function onReady() {
   ensureMessagesLoaded();
+  offerVoiceRejoin();
   if (pendingInvite) {
     const code = pendingInvite;
     pendingInvite = null;
@@ -259,14 +313,14 @@ function renderServers() {
     const active = s.id === store.currentServerId;
     const initials = s.name.split(/\s+/).filter(Boolean).map((w) => [...w][0]).slice(0, 3).join('') || '?';
     const b = serverRailBadge(s);
+    // Named by its full name (hidden text), shown by its initials (hidden from screen readers).
     list.append(h('li', { class: `rail-item${b.unread ? ' unread' : ''}` },
-      h('button', {
+      tooltip(h('button', {
         class: `rail-btn server${active ? ' active' : ''}`,
-        'aria-label': s.name, title: s.name,
         'aria-current': active ? 'page' : null,
         'data-testid': 'server-button', 'data-server-id': s.id, 'data-unread': String(b.unread),
         onclick: () => selectServer(s.id),
-      }, initials), b.badge));
+      }, h('span', { 'aria-hidden': 'true', text: initials }), h('span', { class: 'sr-only', text: s.name })), s.name), b.badge));
   }
 }
 
@@ -372,11 +426,11 @@ function channelRow(c, owner) {
         },
         avatar(user || { id: v.user_id }, 22, speaking ? 'ring' : ''),
         h('span', { class: 'vu-name', text: store.displayName(v.user_id, user, c.server_id) }),
-        (v.self_mute || v.mute) ? h('span', { class: 'vu-icon', title: v.mute ? 'Server muted' : 'Muted', 'aria-label': 'muted' }, icon('micOff', 14)) : null,
-        (v.suppress && c.type !== 'stage' && !(v.self_mute || v.mute)) ? h('span', { class: 'vu-icon', title: 'May not speak in this channel', 'aria-label': 'suppressed' }, icon('micOff', 14)) : null,
-        (v.self_deaf || v.deaf) ? h('span', { class: 'vu-icon', title: v.deaf ? 'Server deafened' : 'Deafened', 'aria-label': 'deafened' }, icon('headphonesOff', 14)) : null,
-        v.self_stream ? h('span', { class: 'vu-icon live', title: 'Sharing their screen', 'aria-label': 'sharing screen' }, icon('screen', 14)) : null,
-        v.self_video ? h('span', { class: 'vu-icon live', title: 'Camera on', 'aria-label': 'camera on' }, icon('video', 14)) : null);
+        (v.self_mute || v.mute) ? h('span', { role: 'img', class: 'vu-icon', title: v.mute ? 'Server muted' : 'Muted', 'aria-label': 'muted' }, icon('micOff', 14)) : null,
+        (v.suppress && c.type !== 'stage' && !(v.self_mute || v.mute)) ? h('span', { role: 'img', class: 'vu-icon', title: 'May not speak in this channel', 'aria-label': 'suppressed' }, icon('micOff', 14)) : null,
+        (v.self_deaf || v.deaf) ? h('span', { role: 'img', class: 'vu-icon', title: v.deaf ? 'Server deafened' : 'Deafened', 'aria-label': 'deafened' }, icon('headphonesOff', 14)) : null,
+        v.self_stream ? h('span', { role: 'img', class: 'vu-icon live', title: 'Sharing their screen', 'aria-label': 'sharing screen' }, icon('screen', 14)) : null,
+        v.self_video ? h('span', { role: 'img', class: 'vu-icon live', title: 'Camera on', 'aria-label': 'camera on' }, icon('video', 14)) : null);
       };
       if (c.type === 'stage') ul.append(...stageParticipants(c, states, row));
       else for (const v of states) ul.append(row(v));
@@ -399,9 +453,14 @@ function selectChannel(id) {
 // Rendering: header, status, members, user panel
 
 function renderHeader() {
+  renderHeaderInner();
+  syncDrawerButtons();
+}
+
+function renderHeaderInner() {
   const el = clear(ui.chatHeader);
   const c = store.channel;
-  el.append(h('button', { class: 'icon-btn menu-btn', 'aria-label': 'Toggle channel list', text: '☰', onclick: () => ui.shell.classList.toggle('show-sidebar') }));
+  el.append(h('button', { class: 'icon-btn menu-btn', 'aria-label': 'Toggle channel list', 'aria-controls': 'sidebar', 'aria-expanded': String(ui.shell.classList.contains('show-sidebar')), 'data-testid': 'menu-button', text: '☰', onclick: () => toggleDrawer('sidebar') }));
   if (!c) { el.append(h('h2', { text: store.home ? 'Friends' : store.server ? 'No text channel' : 'Confab' })); document.title = 'Confab'; return; }
   if (isPrivate(c)) {
     el.append(h('h2', { 'data-testid': 'channel-title', text: channelTitle(store, c) }));
@@ -411,7 +470,7 @@ function renderHeader() {
   el.append(h('h2', { 'data-testid': 'channel-title' }, h('span', { class: 'muted', text: '# ' }), c.name));
   if (c.topic) el.append(h('span', { class: 'topic', text: c.topic, title: c.topic }));
   el.append(h('button', { class: 'icon-btn pins-btn', 'aria-label': 'Pinned messages', title: 'Pinned messages', 'aria-haspopup': 'dialog', 'aria-expanded': 'false', 'data-testid': 'pins-button', onclick: (e) => togglePins(c, e.currentTarget) }, icon('pin')));
-  el.append(h('button', { class: 'icon-btn members-btn', 'aria-label': 'Toggle member list', onclick: () => ui.shell.classList.toggle('hide-members') }, icon('users')));
+  el.append(h('button', { class: 'icon-btn members-btn', 'aria-label': 'Toggle member list', 'aria-controls': 'members', title: 'Member list', 'data-testid': 'members-button', onclick: () => toggleDrawer('members') }, icon('users')));
   document.title = `#${c.name} · ${store.server ? store.server.name : ''} · Confab`;
 }
 
@@ -419,7 +478,9 @@ function renderStatus() {
   if (!ui) return;
   const s = gateway.status;
   ui.status.hidden = s === 'ready';
-  ui.status.textContent = s === 'reconnecting' ? 'Reconnecting…' : s === 'connecting' ? 'Connecting…' : s === 'disconnected' ? 'Disconnected' : '';
+  ui.status.textContent = s === 'reconnecting' ? 'Connection lost. Reconnecting… (messages you missed will follow)'
+    : s === 'connecting' ? 'Connecting…'
+      : s === 'disconnected' ? 'Disconnected from the server. Reload the page to connect again.' : '';
 }
 
 function renderMembers() {
@@ -444,13 +505,13 @@ function renderMembers() {
         const dn = store.displayName(m.user.id, m.user, s.id);
         const colour = store.memberColor(s.id, m.user.id);
         const nameEl = h('button', { type: 'button', class: 'member-name', text: dn, 'aria-haspopup': 'dialog', 'data-testid': 'member-open', title: colour ? colour.role.name : null, onclick: () => memberDialog(s, m) });
-        if (colour) nameEl.style.color = colour.color;
+        if (colour) nameEl.style.color = readableOn(colour.color);
         return h('li', { class: `member ${st}`, 'data-testid': 'member', 'data-user-id': m.user.id, 'data-status': st, 'data-role-color': colour ? colour.color : null },
-          h('span', { class: 'avatar-wrap', onclick: () => memberDialog(s, m) }, avatar(m.user, 32), h('span', { class: `presence-dot ${st}`, 'aria-label': st, title: st, 'data-testid': 'presence-dot' })),
+          h('span', { class: 'avatar-wrap', onclick: () => memberDialog(s, m) }, avatar(m.user, 32), h('span', { role: 'img', class: `presence-dot ${st}`, 'aria-label': st, title: st, 'data-testid': 'presence-dot' })),
           h('span', { class: 'member-text' },
             nameEl,
             m.user.custom_status ? h('span', { class: 'member-status', text: m.user.custom_status }) : null),
-          s.owner_id === m.user.id ? h('span', { class: 'crown', title: 'Server owner', 'aria-label': 'Server owner' }, icon('crown', 14)) : null);
+          s.owner_id === m.user.id ? h('span', { role: 'img', class: 'crown', title: 'Server owner', 'aria-label': 'Server owner' }, icon('crown', 14)) : null);
       })));
   };
   add(el, group('Online', online), group('Offline', offline),
@@ -569,7 +630,7 @@ function renderMessages({ reset = false, prepend = false } = {}) {
     const date = new Date(m.created_at || Date.now());
     const newDay = !prev || dayKey(new Date(prev.created_at || Date.now())) !== dayKey(date);
     if (newDay) {
-      el.append(h('li', { class: 'day-sep', role: 'separator', 'data-testid': 'day-separator' }, h('span', { text: dayLabel(date) })));
+      el.append(h('li', { class: 'day-sep', 'data-testid': 'day-separator' }, h('span', { text: dayLabel(date) })));
     }
     const grouped = !newDay && prev && prev.author && m.author && prev.author.id === m.author.id &&
       (date - new Date(prev.created_at)) < GROUP_MS;
@@ -589,7 +650,7 @@ function messageItem(m, grouped, date) {
   const mine = store.me && m.author && m.author.id === store.me.id;
   const name = store.displayName(m.author && m.author.id, m.author, m.server_id);
   const li = h('li', {
-    class: `msg${grouped ? ' cont' : ''}${m.pending ? ' pending' : ''}${m.failed ? ' failed' : ''}`,
+    class: `msg${grouped ? ' cont' : ''}${m.pending ? ' pending' : ''}${m.failed ? ' failed' : ''}${!m.pending && mentionsMe(store, m) ? ' mentions-me' : ''}`,
     'data-testid': 'message', 'data-message-id': m.id, 'data-author-id': m.author && m.author.id,
   });
   if (!grouped) {
@@ -604,12 +665,14 @@ function messageItem(m, grouped, date) {
   if (editing) {
     const input = h('textarea', { class: 'edit-input', 'data-testid': 'edit-input', 'aria-label': 'Edit message', rows: 2 });
     input.value = store.editing.draft;
+    const editWrap = h('div', { class: 'edit-wrap' }, input);
+    attachMentionAutocomplete(input, { container: editWrap });
     input.addEventListener('input', () => { if (store.editing) store.editing.draft = input.value; });
     input.addEventListener('keydown', (e) => {
       if (e.key === 'Escape') { e.preventDefault(); cancelEdit(); }
       else if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); saveEdit(m); }
     });
-    li.append(h('div', { class: 'msg-body' }, input,
+    li.append(h('div', { class: 'msg-body' }, editWrap,
       h('div', { class: 'edit-hint muted small' }, 'escape to ',
         h('button', { class: 'link-btn', type: 'button', text: 'cancel', onclick: cancelEdit }), ' • enter to ',
         h('button', { class: 'link-btn', type: 'button', text: 'save', 'aria-label': 'Save edit', onclick: () => saveEdit(m) }))));
@@ -617,7 +680,9 @@ function messageItem(m, grouped, date) {
   } else {
     const content = h('div', { class: 'content', 'data-testid': 'message-content' });
     content.append(renderMarkdown(m.content));
-    if (m.edited_at) content.append(h('span', { class: 'edited', 'data-testid': 'edited-mark', title: new Date(m.edited_at).toLocaleString(), text: ' (edited)' }));
+    // "(edited)" follows the last line of text, not a line of its own.
+    const tail = content.lastElementChild && content.lastElementChild.classList.contains('md-p') ? content.lastElementChild : content;
+    if (m.edited_at) tail.append(h('span', { class: 'edited', 'data-testid': 'edited-mark', title: new Date(m.edited_at).toLocaleString(), text: ' (edited)' }));
     if (m.failed) content.append(h('span', { class: 'failed-note', text: ` — not sent: ${m.failed}` }));
     li.append(h('div', { class: 'msg-body' }, content, m.pending ? null : reactionBar(m)));
   }
@@ -644,9 +709,11 @@ function cancelEdit() {
   ui.composerInput.focus();
 }
 async function saveEdit(m) {
-  const draft = store.editing ? store.editing.draft : m.content;
+  const draft = linkPlainMentions(store.editing ? store.editing.draft : m.content);
   if (!draft.trim()) { deleteMessage(m, false); return; }
   if (draft === m.content) { cancelEdit(); return; }
+  const over = charCount(draft) - MAX_MESSAGE_CHARS;
+  if (over > 0) { toast(tooLongText(over), 'error', 8000); return; }
   try {
     const updated = await api.editMessage(m.channel_id, m.id, draft);
     store.editing = null;
@@ -654,7 +721,7 @@ async function saveEdit(m) {
     renderMessages();
     ui.composerInput.focus();
   } catch (e) {
-    toast(`Could not edit: ${e.message}`, 'error');
+    toast(`Could not edit the message: ${e.message}`, 'error', 8000);
   }
 }
 
@@ -673,7 +740,7 @@ async function deleteMessage(m, skipConfirm) {
     store.removeMessage(m.channel_id, m.id);
     renderMessages();
   } catch (e) {
-    toast(`Could not delete: ${e.message}`, 'error');
+    toast(`Could not delete the message: ${e.message}`, 'error', 8000);
   }
 }
 
@@ -681,6 +748,8 @@ async function deleteMessage(m, skipConfirm) {
 
 function renderComposer() {
   const c = store.channel;
+  // A "not sent" note belongs to the channel it was written in.
+  if (ui.composerError.dataset.channel && ui.composerError.dataset.channel !== String(store.currentChannelId)) setComposerError('');
   ui.composer.hidden = !c;
   const label = c ? `Message ${channelTitle(store, c)}` : 'Message';
   ui.composerInput.placeholder = label;
@@ -712,10 +781,42 @@ function onComposerKey(e) {
   }
 }
 
+// The server's limit (chat/src/messages: MAX_CONTENT), counted in Unicode characters as it does.
+const MAX_MESSAGE_CHARS = 4000;
+// The counter appears when this few characters are left (Discord shows it near the limit too).
+const COUNTER_FROM = 500;
+
+function charCount(text) { let n = 0; for (const _ of text) n += 1; return n; }
+function tooLongText(over) {
+  return `Your message is ${over.toLocaleString('en')} character${over === 1 ? '' : 's'} over the ${MAX_MESSAGE_CHARS.toLocaleString('en')}-character limit. Shorten it, or split it into two messages.`;
+}
+
+/** The live character counter near the send button, and the "too long" note under it. */
+function renderCounter() {
+  const n = charCount(ui.composerInput.value);
+  const left = MAX_MESSAGE_CHARS - n;
+  const show = left <= COUNTER_FROM;
+  ui.counter.hidden = !show;
+  ui.counter.textContent = show ? String(left) : '';
+  ui.counter.classList.toggle('over', left < 0);
+  ui.counter.title = show ? `${n.toLocaleString('en')} of ${MAX_MESSAGE_CHARS.toLocaleString('en')} characters` : '';
+  ui.counter.setAttribute('aria-label', left < 0 ? `${-left} characters over the limit` : `${left} characters left`);
+  ui.composerInput.setAttribute('aria-invalid', String(left < 0));
+  if (left >= 0 && ui.composerError.dataset.kind === 'length') setComposerError('');
+}
+
+function setComposerError(text, kind = '') {
+  ui.composerError.textContent = text;
+  ui.composerError.hidden = !text;
+  ui.composerError.dataset.kind = kind;
+  ui.composerError.dataset.channel = text ? String(store.currentChannelId) : '';
+}
+
 function onComposerInput() {
   const ta = ui.composerInput;
   ta.style.height = 'auto';
   ta.style.height = `${Math.min(ta.scrollHeight, 240)}px`;
+  renderCounter();
   const id = store.currentChannelId;
   if (!id || !ta.value.trim()) return;
   const now = Date.now();
@@ -733,10 +834,20 @@ function randomNonce() {
 
 async function sendFromComposer() {
   const id = store.currentChannelId;
-  const content = ui.composerInput.value;
-  if (!id || !content.trim()) return;
+  const typed = ui.composerInput.value;
+  if (!id || !typed.trim()) return;
+  const over = charCount(typed) - MAX_MESSAGE_CHARS;
+  if (over > 0) {
+    // Nothing is lost and nothing is sent: say by how much, and keep the text to shorten.
+    setComposerError(tooLongText(over), 'length');
+    renderCounter();
+    return;
+  }
+  const content = linkPlainMentions(typed);
+  setComposerError('');
   ui.composerInput.value = '';
   ui.composerInput.style.height = 'auto';
+  renderCounter();
   lastTypingSent.set(id, 0);
   const nonce = randomNonce();
   const st = store.msgState(id);
@@ -753,8 +864,8 @@ async function sendFromComposer() {
     pending.failed = e.message;
     pending.pending = false;
     // keep the text so the user can retry
-    if (!ui.composerInput.value) ui.composerInput.value = content;
-    toast(`Message not sent: ${e.message}`, 'error');
+    if (!ui.composerInput.value) { ui.composerInput.value = typed; renderCounter(); }
+    setComposerError(`Message not sent: ${e.message}`, 'send');
     st.list.splice(st.list.indexOf(pending), 1);
   }
   if (store.currentChannelId === id) renderMessages();
@@ -780,8 +891,14 @@ function renderVoicePanel() {
   if (!ui) return;
   const el = ui.voicePanel;
   if (videoGrid) videoGrid.render();
-  if (!voice || !voice.channelId) { el.hidden = true; clear(el); return; }
+  if (!voice || !voice.channelId) { el.hidden = true; clear(el); ui.voiceBar.hidden = true; return; }
   el.hidden = false;
+  const vc = store.findChannel(voice.channelId);
+  ui.voiceBar.hidden = false;
+  ui.voiceBar.textContent = '';
+  ui.voiceBar.append(icon('speaker', 16), h('span', { text: `${voice.state === 'connected' ? 'In voice' : 'Voice'}: ${vc ? vc.name : ''}${voice.selfMute ? ' · muted' : ''}` }),
+    h('span', { class: 'voice-bar-open', text: 'Voice controls' }));
+
   // Don't rebuild while the user drags a slider or uses a select: it would drop the interaction.
   const active = document.activeElement;
   if (active && el.contains(active) && (active.tagName === 'INPUT' || active.tagName === 'SELECT')) {
@@ -1223,13 +1340,95 @@ function logoutLocal(message = '') {
   showAuth('login', message);
 }
 
-function closeSidebarOnMobile() { if (ui) ui.shell.classList.remove('show-sidebar'); }
+function closeSidebarOnMobile() { if (ui) ui.shell.classList.remove('show-sidebar'); syncDrawerButtons(); }
+
+// Drawers: below 680 px the rail and channel list slide in from the left; below 1000 px the member
+// list slides in from the right. On a wide window the member button shows or hides the column.
+const narrow = () => window.matchMedia('(max-width: 1000px)').matches;
+function toggleDrawer(which) {
+  const sh = ui.shell.classList;
+  if (which === 'members' && !narrow()) { sh.toggle('hide-members'); syncDrawerButtons(); return; }
+  const cls = which === 'members' ? 'show-members' : 'show-sidebar';
+  const open = !sh.contains(cls);
+  sh.remove('show-members', 'show-sidebar');
+  if (open) sh.add(cls);
+  syncDrawerButtons();
+  if (open) {
+    const target = which === 'members' ? ui.members : ui.channelList;
+    const first = target.querySelector('[aria-current="page"], button, [tabindex="0"]');
+    if (first) first.focus();
+  }
+}
+function closeDrawers() {
+  if (!ui) return;
+  ui.shell.classList.remove('show-members', 'show-sidebar');
+  syncDrawerButtons();
+}
+function syncDrawerButtons() {
+  if (!ui) return;
+  const sh = ui.shell.classList;
+  ui.chatHeader.querySelector('.menu-btn')?.setAttribute('aria-expanded', String(sh.contains('show-sidebar')));
+  const membersShown = narrow() ? sh.contains('show-members') : !sh.contains('hide-members');
+  ui.chatHeader.querySelector('.members-btn')?.setAttribute('aria-pressed', String(membersShown));
+}
 
 api.onAuthLost = () => { if (ui) logoutLocal('Your session expired. Please log in again.'); };
 
 window.addEventListener('beforeunload', () => {
-  // An explicit leave: the SFU would otherwise notice only at ICE timeout.
+  // An explicit leave: the SFU would otherwise notice only at ICE timeout. The channel stays
+  // remembered (sessionStorage, this tab only) so the reloaded page can offer to rejoin it.
+  unloading = true;
   if (voice && voice.channelId) voice.leave();
+});
+
+// =====================================================================================
+// Reload while in voice: offer to rejoin (a click, so the browser lets the audio play).
+
+const VOICE_KEY = 'confab.voice';
+let unloading = false;
+let rejoinOffered = false;
+
+function rememberVoiceChannel() {
+  if (unloading || !voice) return;
+  try {
+    if (voice.channelId) sessionStorage.setItem(VOICE_KEY, JSON.stringify({ server_id: voice.serverId, channel_id: voice.channelId }));
+    // Left on purpose (not by the reload): forget it, unless the offer is still on screen.
+    else if (rejoinOffered && ui && ui.rejoin.hidden) sessionStorage.removeItem(VOICE_KEY);
+  } catch { /* storage unavailable: nothing to offer later */ }
+  if (voice.channelId && ui) hideRejoin();
+}
+
+function offerVoiceRejoin() {
+  if (rejoinOffered || !ui) return;
+  rejoinOffered = true;
+  let saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(VOICE_KEY) || 'null'); } catch { saved = null; }
+  const c = saved && store.findChannel(saved.channel_id);
+  if (!c || !isVoiceChannel(c) || (voice && voice.channelId)) { try { sessionStorage.removeItem(VOICE_KEY); } catch { /* */ } return; }
+  const srv = store.servers.get(c.server_id);
+  clear(ui.rejoin).append(
+    icon('speaker', 18),
+    h('span', { class: 'rejoin-text', text: `You were in the voice channel ${c.name}${srv ? ` on ${srv.name}` : ''} before the page reloaded.` }),
+    h('button', { type: 'button', class: 'btn primary small', 'data-testid': 'rejoin-voice-button', text: 'Rejoin voice', onclick: () => { hideRejoin(); joinVoice(c); } }),
+    h('button', { type: 'button', class: 'btn secondary small', text: 'Dismiss', onclick: () => { hideRejoin(); try { sessionStorage.removeItem(VOICE_KEY); } catch { /* */ } } }));
+  ui.rejoin.hidden = false;
+}
+
+function hideRejoin() { if (ui) { ui.rejoin.hidden = true; clear(ui.rejoin); } }
+
+// =====================================================================================
+// Keyboard: Ctrl+K (⌘K) quick switcher; Escape closes a drawer.
+
+window.addEventListener('keydown', (e) => {
+  if (!ui) return;
+  if ((e.ctrlKey || e.metaKey) && !e.altKey && !e.shiftKey && (e.key === 'k' || e.key === 'K')) {
+    e.preventDefault();
+    if (!document.querySelector('dialog[open]:not(.quick-switcher)')) openSwitcher();
+  } else if (e.key === 'Escape' && !e.defaultPrevented && !document.querySelector('dialog[open]')
+    && (ui.shell.classList.contains('show-sidebar') || ui.shell.classList.contains('show-members'))) {
+    closeDrawers();
+    ui.chatHeader.querySelector('.menu-btn')?.focus();
+  }
 });
 
 if (api.loggedIn) startApp();

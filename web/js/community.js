@@ -4,7 +4,7 @@
 // Everything user-provided (role names, colours, reasons, names) goes through textContent or a
 // validated #rrggbb colour; nothing is parsed as HTML.
 
-import { h, clear, avatar, openDialog, field, toast } from './dom.js';
+import { h, clear, avatar, openDialog, field, toast, readableOn } from './dom.js';
 import { PERMISSIONS, PERM, perms, roleColor, cmpId } from './state.js';
 import { renderMarkdown } from './markdown.js';
 
@@ -300,7 +300,7 @@ function timeoutNote(m) {
 function nameWithColor(s, userId, name) {
   const el = h('span', { class: 'member-name', text: name });
   const c = store.memberColor(s.id, userId);
-  if (c) { el.style.color = c.color; el.title = c.role.name; }
+  if (c) { el.style.color = readableOn(c.color); el.title = c.role.name; }
   return el;
 }
 
@@ -561,10 +561,15 @@ function auditTab(s, view, panel) {
   const list = h('ol', { class: 'admin-list audit', 'aria-label': 'Audit log', 'data-testid': 'audit-list' });
   const more = h('button', { type: 'button', class: 'btn secondary small', text: 'Load more', hidden: true });
   let oldest = null;
+  // Only the newest request's answer is shown: a slow unfiltered page must not land after the
+  // filtered one the user asked for since.
+  let seq = 0;
   const load = async (append = false) => {
     showError(err, null);
+    const mine = ++seq;
     try {
       const entries = await api.auditLog(s.id, { action: filter.value || undefined, before: append ? oldest : undefined, limit: 50 });
+      if (mine !== seq) return;
       if (!append) clear(list);
       for (const e of entries) {
         oldest = e.id;

@@ -86,12 +86,14 @@ export function renderDmSidebar(el) {
       h('div', { class: 'channel-row' },
         h('button', {
           class: 'channel-link', 'data-testid': 'dm-link', 'data-channel-id': c.id, 'data-unread': String(unread),
-          'aria-label': `${c.type === 'group_dm' ? 'Group' : 'Direct message with'} ${label}${unread ? ' (unread)' : ''}`,
           'aria-current': active ? 'page' : null,
           onclick: () => selectChannel(c.id),
         },
+        // Named by its text (the avatar is hidden from screen readers), so what is seen is what is said.
         c.type === 'dm' && first ? avatar(first, 24) : h('span', { class: 'chan-icon', 'aria-hidden': 'true', text: '👥' }),
-        h('span', { class: 'chan-name', text: label })),
+        h('span', { class: 'sr-only', text: c.type === 'group_dm' ? 'Group ' : 'Direct message with ' }),
+        h('span', { class: 'chan-name', text: label }),
+        unread ? h('span', { class: 'sr-only', text: ' (unread)' }) : null),
         mentionBadge(mentionCount(store, c), 'mentions'))));
   }
   if (!list.length) ul.append(h('li', { class: 'muted pad small', text: 'No conversations yet. Message a friend to start one.' }));
@@ -107,7 +109,7 @@ export function renderDmMembers(el) {
     h('ul', {}, c.recipients.map((u) => {
       const st = presence(u.id);
       return h('li', { class: `member ${st}`, 'data-testid': 'member', 'data-user-id': u.id, 'data-status': st },
-        h('span', { class: 'avatar-wrap' }, avatar(u, 32), h('span', { class: `presence-dot ${st}`, 'aria-label': st })),
+        h('span', { class: 'avatar-wrap' }, avatar(u, 32), h('span', { role: 'img', class: `presence-dot ${st}`, 'aria-label': st })),
         h('span', { class: 'member-text' }, h('span', { class: 'member-name', text: u.display_name || u.username })),
         c.owner_id === u.id ? h('span', { class: 'muted small', text: 'owner' }) : null);
     }))));
@@ -179,7 +181,7 @@ function friendRow(r) {
   }
   const sub = { friend: st, incoming: 'Incoming friend request', outgoing: 'Outgoing friend request', blocked: 'Blocked' }[r.type];
   return h('li', { class: 'friend', 'data-testid': 'friend', 'data-user-id': r.id, 'data-type': r.type, 'data-status': st },
-    h('span', { class: 'avatar-wrap' }, avatar(u, 32), r.type === 'friend' ? h('span', { class: `presence-dot ${st}`, 'aria-label': st }) : null),
+    h('span', { class: 'avatar-wrap' }, avatar(u, 32), r.type === 'friend' ? h('span', { role: 'img', class: `presence-dot ${st}`, 'aria-label': st }) : null),
     h('span', { class: 'member-text' },
       h('span', { class: 'member-name', text: u.display_name || u.username }),
       h('span', { class: 'member-status', text: sub })),

@@ -39,7 +39,31 @@ export function safeHttpUrl(raw) {
   } catch { return null; }
 }
 
-const COLORS = ['#5865f2', '#3ba55c', '#faa61a', '#ed4245', '#eb459e', '#9b59b6', '#1abc9c', '#e67e22'];
+function luminance(hex) {
+  const c = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255)
+    .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+  return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+}
+export function contrast(a, b) {
+  const x = luminance(a); const y = luminance(b);
+  return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05);
+}
+
+/**
+ * A role's colour as text on a dark background: the colour itself when it reads well (4.5:1),
+ * else mixed with white just enough, so any colour a server picks stays legible.
+ */
+export function readableOn(hex, bg = '#2b2d31', min = 4.6) {
+  if (!/^#[0-9a-f]{6}$/i.test(hex || '')) return hex;
+  let out = hex;
+  for (let t = 0; t <= 1.0001 && contrast(out, bg) < min; t += 0.05) {
+    out = `#${[1, 3, 5].map((i) => Math.round(parseInt(hex.slice(i, i + 2), 16) * (1 - t) + 255 * t).toString(16).padStart(2, '0')).join('')}`;
+  }
+  return out;
+}
+
+// Avatar backgrounds: each keeps white initials at a contrast of at least 4.5:1 (WCAG AA).
+const COLORS = ['#5865f2', '#1f7a44', '#a0620a', '#c42b2e', '#b82c77', '#7d3c98', '#11806a', '#a84e0c'];
 export function colorFor(id) {
   let x = 0;
   for (const ch of String(id || '')) x = (x * 31 + ch.charCodeAt(0)) >>> 0;
@@ -163,4 +187,25 @@ export function toast(message, kind = 'info', ms = 5000) {
   const t = h('div', { class: `toast ${kind}`, text: message });
   toastRoot.append(t);
   setTimeout(() => t.remove(), ms);
+}
+
+// One floating tooltip for the narrow icon-only buttons (the server rail): shown on hover and on
+// keyboard focus, beside the button, outside any scrolling container.
+let tipEl = null;
+export function tooltip(el, text) {
+  const show = () => {
+    if (!tipEl) { tipEl = h('div', { class: 'tooltip', role: 'tooltip', id: 'confab-tooltip', 'data-testid': 'tooltip' }); document.body.append(tipEl); }
+    tipEl.textContent = text;
+    const r = el.getBoundingClientRect();
+    tipEl.style.left = `${Math.round(r.right + 10)}px`;
+    tipEl.style.top = `${Math.round(r.top + r.height / 2)}px`;
+    tipEl.hidden = false;
+  };
+  const hide = () => { if (tipEl) tipEl.hidden = true; };
+  el.addEventListener('mouseenter', show);
+  el.addEventListener('focus', () => { if (el.matches(':focus-visible')) show(); });
+  el.addEventListener('mouseleave', hide);
+  el.addEventListener('blur', hide);
+  el.addEventListener('click', hide);
+  return el;
 }

@@ -2,9 +2,40 @@
 // createTextNode — message text is never parsed as HTML.
 //
 // Supported: ```code blocks```, `inline code`, **bold**, *italics* (and _italics_),
-// > quotes (line prefix), http/https links (auto-linked, opened in a new tab without opener).
+// > quotes (line prefix), http/https links (auto-linked, opened in a new tab without opener),
+// mentions (see below).
 
 const MAX_DEPTH = 4;
+
+// Mentions: `<@id>` / `<@!id>` (a user), `<@&id>` (a role), `<#id>` (a channel), `@everyone` and
+// `@here` (whole words). The renderer asks a resolver what to call each one; the resolver returns
+// `{text, color?, me?}` and must never hand back markup: the text goes into textContent.
+// Not inside code (rendered verbatim), as the server does not count mentions there either.
+const MENTION_RE = /^<(@[!&]?|#)(\d{1,20})>/;
+// A word character for this purpose, as on the server: ASCII letters, digits, _ . - and any non-ASCII.
+const WORD_CH = /[A-Za-z0-9_.\-\u0080-\uffff]/;
+const EVERYONE_RE = /^@(everyone|here)(?![A-Za-z0-9_.\-\u0080-\uffff])/;
+const FALLBACK = { user: '@unknown-user', role: '@unknown-role', channel: '#unknown-channel' };
+let mentionResolver = null;
+
+/** Sets how mentions are named: fn({kind: 'user'|'role'|'channel'|'everyone'|'here', id}). */
+export function setMentionResolver(fn) { mentionResolver = fn; }
+
+function mentionNode(kind, id, doc) {
+  let r = null;
+  try { r = mentionResolver ? mentionResolver({ kind, id }) : null; } catch { r = null; }
+  const known = !!(r && r.text);
+  const text = known ? String(r.text) : (FALLBACK[kind] || `@${kind}`);
+  const el = doc.createElement(kind === 'channel' && known ? 'button' : 'span');
+  if (el.tagName === 'BUTTON') el.type = 'button';
+  el.className = `mention ${kind}${known ? '' : ' unknown'}${r && r.me ? ' me' : ''}`;
+  el.textContent = text;
+  el.dataset.testid = 'mention';
+  el.dataset.mentionKind = kind;
+  if (id) el.dataset.mentionId = id;
+  if (r && typeof r.color === 'string' && /^#[0-9a-f]{6}$/i.test(r.color)) el.style.color = r.color;
+  return el;
+}
 
 /** Returns a DocumentFragment for `content`. */
 export function renderMarkdown(content, doc = document) {
@@ -139,6 +170,25 @@ export function renderInline(text, parent, doc = document, depth = 0) {
         renderInline(text.slice(i + 1, end), em, doc, depth + 1);
         parent.append(em);
         i = end + 1;
+        continue;
+      }
+    }
+    if (ch === '<') {
+      const mm = MENTION_RE.exec(text.slice(i, i + 25));
+      if (mm) {
+        flush();
+        const kind = mm[1] === '#' ? 'channel' : mm[1] === '@&' ? 'role' : 'user';
+        parent.append(mentionNode(kind, mm[2], doc));
+        i += mm[0].length;
+        continue;
+      }
+    }
+    if (ch === '@' && (i === 0 || !WORD_CH.test(text[i - 1]))) {
+      const em = EVERYONE_RE.exec(text.slice(i, i + 12));
+      if (em) {
+        flush();
+        parent.append(mentionNode(em[1], null, doc));
+        i += em[0].length;
         continue;
       }
     }

@@ -37,7 +37,7 @@ export function stageParticipants(c, states, row) {
     const hand = !!v.request_to_speak_timestamp;
     li.dataset.stageRole = v.suppress ? 'audience' : 'speaker';
     li.dataset.hand = String(hand);
-    if (hand) li.append(h('span', { class: 'vu-icon hand', title: 'Asks to speak', 'aria-label': 'hand raised', 'data-testid': 'stage-hand-icon' }, icon('hand', 14)));
+    if (hand) li.append(h('span', { role: 'img', class: 'vu-icon hand', title: 'Asks to speak', 'aria-label': 'hand raised', 'data-testid': 'stage-hand-icon' }, icon('hand', 14)));
     if (moderator && v.user_id !== meId) {
       const invite = v.suppress;
       li.append(h('button', {

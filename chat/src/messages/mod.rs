@@ -187,34 +187,9 @@ impl Chat {
                 ));
             }
         }
-        let ids = |v: &[Snowflake]| v.iter().map(|s| s.0).collect::<Vec<i64>>();
-        let users: Vec<Snowflake> = if parsed.users.is_empty() {
-            Vec::new()
-        } else {
-            // Members of the server, or the recipients of a DM.
-            sqlx::query_scalar(
-                "SELECT user_id FROM members WHERE server_id = $1 AND user_id = ANY($2)
-                 UNION SELECT user_id FROM dm_recipients WHERE $1::bigint IS NULL
-                     AND channel_id = $3 AND user_id = ANY($2)",
-            )
-            .bind(channel.server_id)
-            .bind(ids(&parsed.users))
-            .bind(channel_id)
-            .fetch_all(&self.pool)
-            .await?
-        };
-        let roles: Vec<Snowflake> = if parsed.roles.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_scalar(
-                "SELECT id FROM roles WHERE server_id = $1 AND id = ANY($2) AND id <> $1",
-            )
-            .bind(channel.server_id)
-            .bind(ids(&parsed.roles))
-            .fetch_all(&self.pool)
-            .await?
-        };
-        let everyone = parsed.everyone && permissions::has(perms, permissions::MENTION_EVERYONE);
+        let resolved = self
+            .resolve_mentions(channel_id, channel.server_id, perms, &parsed)
+            .await?;
         let id: Option<Snowflake> = sqlx::query_scalar(
             "INSERT INTO messages (id, channel_id, author_id, content, nonce, reply_to, mentions, mention_roles, mention_everyone)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -226,15 +201,66 @@ impl Chat {
         .bind(content)
         .bind(nonce)
         .bind(reply_to)
-        .bind(sqlx::types::Json(&users))
-        .bind(sqlx::types::Json(&roles))
-        .bind(everyone)
+        .bind(sqlx::types::Json(&resolved.users))
+        .bind(sqlx::types::Json(&resolved.roles))
+        .bind(resolved.everyone)
         .fetch_optional(&self.pool)
         .await?;
         match id {
             Some(id) => Ok((self.message_row(id).await?, true)),
             None => Err(ChatError::Conflict("nonce already used; retry".into())),
         }
+    }
+
+    /// Who parsed mentions reach, where the message is and with its author's permissions there:
+    /// members of the server (or the DM's recipients); a role when it is mentionable, or any role
+    /// when the author may mention everyone, as on Discord; @everyone/@here only with
+    /// MENTION_EVERYONE. The one place both sending and editing resolve mentions.
+    async fn resolve_mentions(
+        &self,
+        channel_id: Snowflake,
+        server_id: Option<Snowflake>,
+        perms: permissions::Permissions,
+        parsed: &mentions::Parsed,
+    ) -> ChatResult<mentions::Parsed> {
+        let ids = |v: &[Snowflake]| v.iter().map(|s| s.0).collect::<Vec<i64>>();
+        let users: Vec<Snowflake> = if parsed.users.is_empty() {
+            Vec::new()
+        } else {
+            // Members of the server, or the recipients of a DM.
+            sqlx::query_scalar(
+                "SELECT user_id FROM members WHERE server_id = $1 AND user_id = ANY($2)
+                 UNION SELECT user_id FROM dm_recipients WHERE $1::bigint IS NULL
+                     AND channel_id = $3 AND user_id = ANY($2)",
+            )
+            .bind(server_id)
+            .bind(ids(&parsed.users))
+            .bind(channel_id)
+            .fetch_all(&self.pool)
+            .await?
+        };
+        // As on Discord: a role pings its members when it is mentionable, or when the author
+        // may mention everyone (then any role); @everyone/@here need MENTION_EVERYONE.
+        let may_mention_all = permissions::has(perms, permissions::MENTION_EVERYONE);
+        let roles: Vec<Snowflake> = if parsed.roles.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT id FROM roles WHERE server_id = $1 AND id = ANY($2) AND id <> $1
+                     AND (mentionable OR $3)",
+            )
+            .bind(server_id)
+            .bind(ids(&parsed.roles))
+            .bind(may_mention_all)
+            .fetch_all(&self.pool)
+            .await?
+        };
+        let everyone = parsed.everyone && may_mention_all;
+        Ok(mentions::Parsed {
+            users,
+            roles,
+            everyone,
+        })
     }
 
     async fn message_row(&self, id: Snowflake) -> ChatResult<Message> {
@@ -326,11 +352,26 @@ impl Chat {
             return Err(ChatError::Forbidden("you may only edit your own messages"));
         }
         check_content(content)?;
-        sqlx::query("UPDATE messages SET content = $2, edited_at = now() WHERE id = $1")
-            .bind(message_id)
-            .bind(content)
-            .execute(&self.pool)
-            .await?;
+        // Mentions follow the new content (who is highlighted, who counts it as unread).
+        let parsed = mentions::parse(content);
+        let resolved = if parsed.is_empty() {
+            parsed
+        } else {
+            let (channel, perms) = self.channel_access(channel_id, user_id).await?;
+            self.resolve_mentions(channel_id, channel.server_id, perms, &parsed)
+                .await?
+        };
+        sqlx::query(
+            "UPDATE messages SET content = $2, edited_at = now(), mentions = $3,
+                 mention_roles = $4, mention_everyone = $5 WHERE id = $1",
+        )
+        .bind(message_id)
+        .bind(content)
+        .bind(sqlx::types::Json(&resolved.users))
+        .bind(sqlx::types::Json(&resolved.roles))
+        .bind(resolved.everyone)
+        .execute(&self.pool)
+        .await?;
         self.message_row(message_id).await
     }
 

@@ -151,6 +151,8 @@ pub async fn history(
 }
 
 /// Send a message. Idempotent with a nonce: a repeat returns the first message with 200.
+/// Mentions in `content` (`<@USER_ID>`, `<@&ROLE_ID>`, `@everyone`, `@here`) are resolved into
+/// `mentions`, `mention_roles` and `mention_everyone` (docs/gateway.md, "message").
 #[utoipa::path(post, path = "/channels/{channel_id}/messages", tag = "messages", security(("bearer" = [])), params(("channel_id" = String, Path)),
     request_body = MessageBody, responses((status = 201, body = Message), (status = 200, body = Message), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn send(
@@ -200,7 +202,7 @@ pub async fn get_message(
     ))
 }
 
-/// Edit my message.
+/// Edit my message. Its mentions are resolved again from the new content.
 #[utoipa::path(patch, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages", security(("bearer" = [])),
     params(("channel_id" = String, Path), ("message_id" = String, Path)), request_body = EditBody,
     responses((status = 200, body = Message), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
