@@ -43,6 +43,9 @@ pub struct ChatOpts {
     pub connect_concurrency: usize,
     /// Message POSTs in flight at most.
     pub post_concurrency: usize,
+    /// Extra members flooding messages, typing, reactions and gateway frames during the
+    /// measured window (the fairness benchmark; see `flood`).
+    pub flooders: usize,
 }
 
 /// What one client saw.
@@ -386,8 +389,10 @@ pub async fn run(
         opts.rate,
         duration.as_secs_f64()
     );
-    let users = setup::register_users(&ctx.api, n_users, ctx.register_concurrency).await?;
+    let mut users =
+        setup::register_users(&ctx.api, n_users + opts.flooders, ctx.register_concurrency).await?;
     let srv = setup::server_with_members(&ctx.api, &users, "lt-chat", 32).await?;
+    let flooders = users.split_off(n_users);
     let channels = ctx
         .api
         .ensure_channels(
@@ -426,6 +431,18 @@ pub async fn run(
             duration,
         ))
     });
+    let flood = if flooders.is_empty() {
+        None
+    } else {
+        let target = crate::flood::target_message(&ctx.api, &users[0], &channels[0]).await?;
+        eprintln!("chat: {} flooders start", flooders.len());
+        Some(crate::flood::start(
+            &ctx.api,
+            &flooders,
+            &channels[0],
+            &target,
+        ))
+    };
     let t_start = Instant::now();
     clients.shared.series.set_start(ctx.clock.now_us());
     let live = tokio::spawn(live_progress(
@@ -454,6 +471,10 @@ pub async fn run(
             statuses: Vec::new(),
             post: Hist::new(),
         }
+    };
+    let flood = match flood {
+        Some(f) => f.finish().await,
+        None => Value::Null,
     };
     let send_secs = t_start.elapsed().as_secs_f64().max(duration.as_secs_f64());
     let s1 = server::snapshot(&ctx.api, ctx.sfu_pid).await;
@@ -528,6 +549,7 @@ pub async fn run(
             "duplicated": dup,
             "deliver_ms": hist.summary_ms(),
             "typing_sent": typing_sent,
+            "flood": flood,
             "presence_sent": presence_sent,
             "server_rss_bytes_before_connect": before.rss,
             "server_rss_bytes_idle": idle.rss,

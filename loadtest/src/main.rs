@@ -13,6 +13,7 @@
 mod api;
 mod audio;
 mod chat;
+mod flood;
 mod gateway;
 mod janus;
 mod limits;
@@ -110,6 +111,10 @@ struct Common {
     /// Presence changes (op 3) per second in total [default: 0].
     #[arg(long, global = true)]
     presence: Option<f64>,
+    /// Chat: extra members flooding messages, typing, reactions and gateway frames during
+    /// the measured window; compare `deliver_ms` with a run without [default: 0].
+    #[arg(long, global = true)]
+    flooders: Option<usize>,
     /// Concurrent gateway handshakes while connecting [default: 64].
     #[arg(long, global = true)]
     connect_concurrency: Option<usize>,
@@ -203,6 +208,7 @@ impl Common {
             users,
             typing,
             presence,
+            flooders,
             connect_concurrency,
             target,
             rooms,
@@ -320,6 +326,7 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
         presence: c.presence.unwrap_or(0.0),
         connect_concurrency: c.connect_concurrency.unwrap_or(64),
         post_concurrency: c.post_concurrency.unwrap_or(512).max(1),
+        flooders: c.flooders.unwrap_or(0),
     };
     let voice_opts = voice::VoiceOpts {
         rooms: c.rooms.unwrap_or(1),

@@ -158,6 +158,10 @@ pub fn describe_and_zero() {
             "Times the database circuit opened.",
         ),
         (
+            "confab_http_request_timeouts_total",
+            "REST requests answered 503 after 10 s without a response.",
+        ),
+        (
             "confab_db_circuit_refused_total",
             "REST requests answered 503 because the database circuit was open.",
         ),
