@@ -124,7 +124,13 @@ impl Chat {
                 "you cannot open a DM with yourself",
             ));
         }
-        self.user(recipient).await?;
+        // A deleted account keeps its DMs but cannot be messaged anew.
+        let live: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL")
+                .bind(recipient)
+                .fetch_optional(&self.pool)
+                .await?;
+        live.ok_or(ChatError::NotFound("user"))?;
         if self.blocked_between(user_id, recipient).await? {
             return Err(ChatError::Blocked("you cannot message this user"));
         }
@@ -210,7 +216,7 @@ impl Chat {
         }
         let name = check_name(name)?;
         let ids: Vec<i64> = people.iter().map(|p| p.0).collect();
-        let known: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE id = ANY($1)")
+        let known: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE id = ANY($1) AND deleted_at IS NULL")
             .bind(&ids)
             .fetch_one(&self.pool)
             .await?;
