@@ -216,10 +216,12 @@ impl Chat {
         }
         let name = check_name(name)?;
         let ids: Vec<i64> = people.iter().map(|p| p.0).collect();
-        let known: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE id = ANY($1) AND deleted_at IS NULL")
-            .bind(&ids)
-            .fetch_one(&self.pool)
-            .await?;
+        let known: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM users WHERE id = ANY($1) AND deleted_at IS NULL",
+        )
+        .bind(&ids)
+        .fetch_one(&self.pool)
+        .await?;
         if known != people.len() as i64 {
             return Err(ChatError::NotFound("user"));
         }

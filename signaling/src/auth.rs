@@ -271,7 +271,10 @@ mod tests {
         assert!(!cache.fresh(session, alice));
         cache.remember(session, alice);
         assert!(cache.fresh(session, alice));
-        assert!(!cache.fresh(session, bob), "another user's token, same session id");
+        assert!(
+            !cache.fresh(session, bob),
+            "another user's token, same session id"
+        );
         cache.forget(session);
         assert!(!cache.fresh(session, alice));
         // A check that raced the revocation cannot bring it back.

@@ -578,7 +578,10 @@ mod tests {
         hub.detach(&a, conn_a);
         hub.end_auth_sessions(user, &[Snowflake(10)]);
         assert!(a.ended.is_cancelled());
-        assert!(!b.ended.is_cancelled(), "another login session of the same user");
+        assert!(
+            !b.ended.is_cancelled(),
+            "another login session of the same user"
+        );
         // Disconnected and ended: not resumable, and closed by the next sweep.
         assert!(matches!(hub.resume(&a.id, user, 0), Resume::Invalid));
         assert_eq!(hub.expired(), vec![a.id.clone()]);
