@@ -233,8 +233,6 @@ pub fn end_sessions(state: &AppState, revoked: confab_chat::accounts::RevokedSes
     if revoked.session_ids.is_empty() {
         return;
     }
-    metrics::counter!("confab_auth_sessions_ended_total")
-        .increment(revoked.session_ids.len() as u64);
     state.bus.sessions_ended(crate::events::SessionsEnded {
         user_id: revoked.user_id,
         sessions: revoked.session_ids,
