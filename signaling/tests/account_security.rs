@@ -444,3 +444,27 @@ async fn account_deletion_keeps_messages_as_deleted_user_and_tells_others() {
     assert_eq!(live, 0);
     assert_alive(&mut g_alice).await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_password_change_and_account_deletion() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me = &doc["paths"]["/api/v1/users/@me"];
+    let delete = &me["delete"];
+    assert!(delete["requestBody"].is_object(), "{me}");
+    for status in ["204", "400", "401"] {
+        assert!(delete["responses"][status].is_object(), "{status}: {delete}");
+    }
+    let profile = &doc["components"]["schemas"]["ProfileBody"]["properties"];
+    assert!(profile["password"].is_object() && profile["new_password"].is_object());
+    let body = &doc["components"]["schemas"]["DeleteAccountBody"];
+    assert_eq!(body["required"], json!(["password"]));
+}
