@@ -445,6 +445,24 @@ async fn account_deletion_keeps_messages_as_deleted_user_and_tells_others() {
     assert_alive(&mut g_alice).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_the_current_password_is_rate_limited_per_user() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    // Over-long guesses are refused without hashing, so this costs the test nothing.
+    let guess = json!({"password": "x".repeat(600), "new_password": "a brand new horse battery"});
+    let mut statuses = Vec::new();
+    for _ in 0..21 {
+        statuses.push(app.patch("/users/@me", &alice.token, guess.clone()).await.0);
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 400), "{statuses:?}");
+    assert_eq!(statuses[20], 429);
+    let (s, _) = delete_account(&app, &alice, json!({"password": PASSWORD})).await;
+    assert_eq!(s, 429, "deletion verifies the password too");
+    // Other requests are not affected.
+    assert_eq!(app.get("/users/@me", &alice.token).await.0, 200);
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_password_change_and_account_deletion() {
     let app = TestApp::spawn().await;
@@ -461,7 +479,10 @@ async fn the_openapi_document_describes_password_change_and_account_deletion() {
     let delete = &me["delete"];
     assert!(delete["requestBody"].is_object(), "{me}");
     for status in ["204", "400", "401"] {
-        assert!(delete["responses"][status].is_object(), "{status}: {delete}");
+        assert!(
+            delete["responses"][status].is_object(),
+            "{status}: {delete}"
+        );
     }
     let profile = &doc["components"]["schemas"]["ProfileBody"]["properties"];
     assert!(profile["password"].is_object() && profile["new_password"].is_object());

@@ -56,10 +56,26 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json
     Ok(Json(state.chat.user(user.user_id).await?))
 }
 
+/// Counts a request that verifies the user's password against the `auth` bucket, per user: a
+/// stolen access token must not become an unlimited password oracle (nor a way to make the
+/// server run argon2 100 times in 5 s).
+fn password_attempt(state: &AppState, user_id: Snowflake) -> ApiResult<()> {
+    let d = state
+        .limiter
+        .check(crate::ratelimit::AUTH, &format!("password{user_id}"));
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(crate::error::ApiError::RateLimited {
+            retry_after: d.reset_after,
+        })
+    }
+}
+
 /// Update display name, avatar URL or custom status, or change the password (`password` and
 /// `new_password`; applied first). A password change ends every other session of the user.
 #[utoipa::path(patch, path = "/users/@me", tag = "users", security(("bearer" = [])), request_body = ProfileBody,
-    responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn update_me(
     State(state): State<AppState>,
     user: AuthUser,
@@ -67,6 +83,7 @@ pub async fn update_me(
 ) -> ApiResult<Json<User>> {
     match (&body.password, &body.new_password) {
         (Some(current), Some(new)) => {
+            password_attempt(&state, user.user_id)?;
             let revoked = state
                 .chat
                 .change_password(user.user_id, user.session_id, current, new)
@@ -107,12 +124,13 @@ pub async fn update_me(
 /// their servers first: 400), my friends and requests go, every session ends; my messages and
 /// DMs stay, shown as authored by "Deleted User". Nobody can log in to it again.
 #[utoipa::path(delete, path = "/users/@me", tag = "users", security(("bearer" = [])), request_body = DeleteAccountBody,
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn delete_me(
     State(state): State<AppState>,
     user: AuthUser,
     Json(body): Json<DeleteAccountBody>,
 ) -> ApiResult<StatusCode> {
+    password_attempt(&state, user.user_id)?;
     // Whom to tell the account's new name, taken before its routing is removed.
     let mut audience = state.hub.co_members(user.user_id);
     let gone = state
