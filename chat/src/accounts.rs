@@ -519,6 +519,17 @@ impl Chat {
         })
     }
 
+    /// Not found unless the account exists and has not been deleted: a deleted account keeps
+    /// its DMs and messages but cannot be reached anew (new DMs, group DMs).
+    pub async fn live_user(&self, user_id: Snowflake) -> ChatResult<()> {
+        let live: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        live.map(|_| ()).ok_or(ChatError::NotFound("user"))
+    }
+
     /// The username and password hash of an account that has not been deleted.
     async fn live_account(&self, user_id: Snowflake) -> ChatResult<(String, String)> {
         sqlx::query_as(

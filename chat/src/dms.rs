@@ -124,13 +124,7 @@ impl Chat {
                 "you cannot open a DM with yourself",
             ));
         }
-        // A deleted account keeps its DMs but cannot be messaged anew.
-        let live: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL")
-                .bind(recipient)
-                .fetch_optional(&self.pool)
-                .await?;
-        live.ok_or(ChatError::NotFound("user"))?;
+        self.live_user(recipient).await?;
         if self.blocked_between(user_id, recipient).await? {
             return Err(ChatError::Blocked("you cannot message this user"));
         }
@@ -272,6 +266,7 @@ impl Chat {
     ) -> ChatResult<RecipientChange> {
         self.owned_group(channel_id, actor).await?;
         let added_user = self.user(user).await?;
+        self.live_user(user).await?;
         if self.blocks_with_any(actor, &[user.0]).await? {
             return Err(ChatError::Blocked("you cannot message this user"));
         }

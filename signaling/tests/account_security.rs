@@ -421,6 +421,27 @@ async fn account_deletion_keeps_messages_as_deleted_user_and_tells_others() {
         )
         .await;
     assert_eq!(s, 404, "no new DM with a deleted account");
+    let (s, group) = app
+        .post(
+            "/users/@me/channels",
+            &alice.token,
+            json!({"recipient_ids": [new_bob.id]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{group}");
+    let (s, r) = app
+        .request(
+            Method::PUT,
+            &format!(
+                "/channels/{}/recipients/{}",
+                group["id"].as_str().unwrap(),
+                bob.id
+            ),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "nor into a group DM: {r}");
 
     // In the database: anonymised, not removed.
     let pool = app.running.as_ref().unwrap().state.chat.pool();
