@@ -157,6 +157,26 @@ async fn refresh_token_reuse_closes_the_family_gateway_connections_for_good() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_another_device_closes_its_connections_only() {
+    let app = app().await;
+    let alice = app.register("alice").await;
+    let phone = second_session(&app, &alice, "alice").await;
+    let (mut g_here, _) = app.identified(&alice).await;
+    let (mut g_phone, _) = app.identified(&phone).await;
+    let (s, _) = app
+        .delete(
+            &format!("/users/@me/sessions/{}", session_of(&phone.token)),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(g_phone.closed().await, Closed::Code(4004));
+    assert_eq!(app.get("/users/@me", &phone.token).await.0, 401);
+    assert_alive(&mut g_here).await;
+    assert_eq!(active_sessions_in_db(&app, &alice).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_naming_another_users_session_is_refused_cached_or_not() {
     let app = app().await;
     let alice = app.register("alice").await;
