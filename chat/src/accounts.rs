@@ -39,6 +39,59 @@ pub struct ProfilePatch {
     pub custom_status: Option<Option<String>>,
 }
 
+/// Which of a user's login sessions to revoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionScope {
+    /// One session (logout, "log out that device"). Unknown or another user's: not found.
+    One(Snowflake),
+    /// Every active session but this one (password change keeps the caller's).
+    AllExcept(Snowflake),
+    /// Every active session (account deletion).
+    All,
+}
+
+/// Login sessions the database has just marked revoked. Revoking is only half of ending a
+/// session: the signaling layer must also drop cached checks and close the sessions' gateway
+/// connections, on every node — it does that with this value (`end_sessions`), which is why
+/// it must not be dropped unused.
+#[must_use = "pass revoked sessions to the signaling layer's end_sessions so their connections close"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSessions {
+    pub user_id: Snowflake,
+    pub session_ids: Vec<Snowflake>,
+}
+
+/// What a refresh came to.
+#[derive(Debug)]
+pub enum RefreshOutcome {
+    /// A new refresh token for the same session.
+    Renewed(Login),
+    /// The token had already been exchanged: someone holds a copy, so its whole family (the
+    /// session) was revoked. The caller answers 401 and ends the session's connections.
+    Reused(RevokedSessions),
+}
+
+/// What deleting an account changed, so the caller can tell the people concerned.
+#[derive(Debug)]
+pub struct DeletedAccount {
+    /// The account as everyone sees it from now on ("Deleted User").
+    pub user: User,
+    /// The servers the user was a member of (and no longer is).
+    pub servers: Vec<Snowflake>,
+    /// Users who had a relationship (friend, request, block) with them, now removed.
+    pub relationships: Vec<Snowflake>,
+    /// The other recipients of their DMs (the DMs stay).
+    pub dm_recipients: Vec<Snowflake>,
+    pub sessions: RevokedSessions,
+}
+
+/// Usernames of deleted accounts are `deleted_user_<id>`; nobody may register one.
+pub const DELETED_USERNAME_PREFIX: &str = "deleted_user_";
+/// The display name of a deleted account.
+pub const DELETED_DISPLAY_NAME: &str = "Deleted User";
+/// A stored password hash no password verifies against (not a PHC string at all).
+const NO_PASSWORD: &str = "!";
+
 pub(crate) const USER_COLUMNS: &str =
     "u.id, u.username, u.display_name, u.avatar_url, u.custom_status, u.created_at";
 
@@ -83,6 +136,38 @@ fn valid_url(url: &str) -> bool {
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+fn wrong_password() -> ChatError {
+    ChatError::field("password", "does not match your current password")
+}
+
+/// Marks sessions revoked (on `conn`, which may be a transaction); returns their ids.
+async fn revoke_in(
+    conn: &mut sqlx::PgConnection,
+    user_id: Snowflake,
+    scope: SessionScope,
+) -> ChatResult<Vec<Snowflake>> {
+    let q = match scope {
+        SessionScope::One(id) => sqlx::query_scalar(
+            "UPDATE auth_sessions SET revoked_at = coalesce(revoked_at, now())
+             WHERE user_id = $1 AND id = $2 RETURNING id",
+        )
+        .bind(user_id)
+        .bind(id),
+        SessionScope::AllExcept(keep) => sqlx::query_scalar(
+            "UPDATE auth_sessions SET revoked_at = now()
+             WHERE user_id = $1 AND revoked_at IS NULL AND id <> $2 RETURNING id",
+        )
+        .bind(user_id)
+        .bind(keep),
+        SessionScope::All => sqlx::query_scalar(
+            "UPDATE auth_sessions SET revoked_at = now()
+             WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(user_id),
+    };
+    Ok(q.fetch_all(&mut *conn).await?)
+}
+
 impl Chat {
     pub async fn register(
         &self,
@@ -96,6 +181,13 @@ impl Chat {
             valid_username(username),
             "username",
             "must be 2-32 characters: letters, digits, '_', '.', '-'",
+        );
+        v.check(
+            !username
+                .to_ascii_lowercase()
+                .starts_with(DELETED_USERNAME_PREFIX),
+            "username",
+            "is reserved",
         );
         if let Err(msg) = password::validate(password, username) {
             v.check(false, "password", msg);
@@ -146,10 +238,13 @@ impl Chat {
         client: &ClientInfo,
     ) -> ChatResult<Login> {
         let row: Option<(Snowflake, String)> = if username.len() <= 64 {
-            sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(username) = lower($1)")
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await?
+            sqlx::query_as(
+                "SELECT id, password_hash FROM users
+                 WHERE lower(username) = lower($1) AND deleted_at IS NULL",
+            )
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?
         } else {
             None
         };
@@ -160,10 +255,24 @@ impl Chat {
         } else {
             false
         };
-        let Some((user_id, _)) = row.filter(|_| ok) else {
+        let Some((user_id, verified_hash)) = row.filter(|_| ok) else {
             return Err(ChatError::Unauthorized("invalid username or password"));
         };
         let mut tx = self.pool.begin().await?;
+        // The password may have changed (or the account been deleted) while it was being
+        // verified: a change revokes every other session, so a session opened now with the old
+        // password would outlive it. The share lock waits for such a change to commit.
+        let unchanged: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM users WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL
+             FOR SHARE",
+        )
+        .bind(user_id)
+        .bind(&verified_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if unchanged.is_none() {
+            return Err(ChatError::Unauthorized("invalid username or password"));
+        }
         let (session_id, refresh_token) = self.open_session(&mut tx, user_id, client).await?;
         tx.commit().await?;
         let user = self.user(user_id).await?;
@@ -215,8 +324,9 @@ impl Chat {
         Ok(token)
     }
 
-    /// Exchanges a refresh token for a new one. Reusing a rotated token revokes its session.
-    pub async fn refresh(&self, refresh_token: &str) -> ChatResult<Login> {
+    /// Exchanges a refresh token for a new one. Reusing a rotated token revokes its session, in
+    /// the same transaction that detected the reuse, and says so (`RefreshOutcome::Reused`).
+    pub async fn refresh(&self, refresh_token: &str) -> ChatResult<RefreshOutcome> {
         const BAD: ChatError = ChatError::Unauthorized("invalid refresh token");
         if refresh_token.is_empty() || refresh_token.len() > 128 {
             return Err(BAD);
@@ -244,7 +354,10 @@ impl Chat {
                 .await?;
             tx.commit().await?;
             tracing::warn!(%session_id, "refresh token reuse detected; session revoked");
-            return Err(BAD);
+            return Ok(RefreshOutcome::Reused(RevokedSessions {
+                user_id,
+                session_ids: vec![session_id],
+            }));
         }
         if expires_at < Utc::now() {
             return Err(BAD);
@@ -259,48 +372,184 @@ impl Chat {
             .await?;
         let token = self.issue_refresh(&mut tx, session_id).await?;
         tx.commit().await?;
-        Ok(Login {
+        Ok(RefreshOutcome::Renewed(Login {
             user: self.user(user_id).await?,
             session_id,
             refresh_token: token,
+        }))
+    }
+
+    /// Revokes login sessions (logout, "log out that device", "log out everywhere else").
+    /// `One` answers for an already revoked session too, so that ending it again still reaches
+    /// its connections; the others list only the sessions that were active.
+    pub async fn revoke_sessions(
+        &self,
+        user_id: Snowflake,
+        scope: SessionScope,
+    ) -> ChatResult<RevokedSessions> {
+        let mut conn = self.pool.acquire().await?;
+        let session_ids = revoke_in(&mut conn, user_id, scope).await?;
+        if matches!(scope, SessionScope::One(_)) && session_ids.is_empty() {
+            return Err(ChatError::NotFound("session"));
+        }
+        Ok(RevokedSessions {
+            user_id,
+            session_ids,
         })
     }
 
-    /// The login session a refresh token belongs to (any state), to forget cached checks when
-    /// a refresh fails.
-    pub async fn refresh_token_session(
-        &self,
-        refresh_token: &str,
-    ) -> ChatResult<Option<Snowflake>> {
-        if refresh_token.len() > 128 {
-            return Ok(None);
-        }
-        Ok(
-            sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
-                .bind(hash_token(refresh_token))
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
-
-    /// Ends a session (logout, or "log out that device").
-    pub async fn revoke_session(
+    /// Changes the password after checking the current one, and revokes every other session
+    /// of the user in the same transaction (whoever knew the old password is logged out).
+    /// `keep` is the caller's session.
+    pub async fn change_password(
         &self,
         user_id: Snowflake,
-        session_id: Snowflake,
-    ) -> ChatResult<()> {
+        keep: Snowflake,
+        current: &str,
+        new: &str,
+    ) -> ChatResult<RevokedSessions> {
+        let (username, old_hash) = self.live_account(user_id).await?;
+        let mut v = Validator::default();
+        if let Err(msg) = password::validate(new, &username) {
+            v.check(false, "new_password", msg);
+        }
+        v.finish()?;
+        self.check_password(current, &old_hash).await?;
+        let new_hash = self.passwords.hash(new).await?;
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE auth_sessions SET revoked_at = coalesce(revoked_at, now())
-             WHERE id = $1 AND user_id = $2",
+            "UPDATE users SET password_hash = $3
+             WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL",
         )
-        .bind(session_id)
         .bind(user_id)
-        .execute(&self.pool)
+        .bind(&old_hash)
+        .bind(&new_hash)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(ChatError::NotFound("session"));
+            // Changed (or deleted) meanwhile: the password checked is no longer current.
+            return Err(wrong_password());
         }
-        Ok(())
+        let session_ids = revoke_in(&mut tx, user_id, SessionScope::AllExcept(keep)).await?;
+        tx.commit().await?;
+        Ok(RevokedSessions {
+            user_id,
+            session_ids,
+        })
+    }
+
+    /// Deletes an account the way Discord does: after checking the password, the user leaves
+    /// every server, their relationships go, every session is revoked, and the row is
+    /// anonymised (`deleted_user_<id>`, "Deleted User", no way to log in). Messages and DMs
+    /// stay, shown as authored by the deleted user. Owners must delete their servers first.
+    pub async fn delete_account(
+        &self,
+        user_id: Snowflake,
+        password: &str,
+    ) -> ChatResult<DeletedAccount> {
+        let (_, hash) = self.live_account(user_id).await?;
+        self.check_password(password, &hash).await?;
+        let mut tx = self.pool.begin().await?;
+        let locked: Option<String> = sqlx::query_scalar(
+            "SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if locked.as_deref() != Some(hash.as_str()) {
+            return Err(wrong_password());
+        }
+        let owned: i64 = sqlx::query_scalar("SELECT count(*) FROM servers WHERE owner_id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if owned > 0 {
+            return Err(ChatError::Refused(format!(
+                "you own {owned} server{}: delete {} (or transfer ownership) before deleting your account",
+                if owned == 1 { "" } else { "s" },
+                if owned == 1 { "it" } else { "them" },
+            )));
+        }
+        let servers: Vec<Snowflake> =
+            sqlx::query_scalar("DELETE FROM members WHERE user_id = $1 RETURNING server_id")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut relationships: Vec<Snowflake> = sqlx::query_scalar(
+            "DELETE FROM relationships WHERE user_id = $1 OR other_id = $1
+             RETURNING CASE WHEN user_id = $1 THEN other_id ELSE user_id END",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        relationships.sort();
+        relationships.dedup();
+        let dm_recipients: Vec<Snowflake> = sqlx::query_scalar(
+            "SELECT DISTINCT r.user_id FROM dm_recipients r
+             WHERE r.user_id <> $1
+               AND r.channel_id IN (SELECT channel_id FROM dm_recipients WHERE user_id = $1)",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let session_ids = revoke_in(&mut tx, user_id, SessionScope::All).await?;
+        let user: User = sqlx::query_as(
+            "UPDATE users SET username = $2 || id::text, display_name = $3, email = NULL,
+                    avatar_url = NULL, custom_status = NULL, password_hash = $4,
+                    deleted_at = now()
+             WHERE id = $1
+             RETURNING id, username, display_name, avatar_url, custom_status, created_at",
+        )
+        .bind(user_id)
+        .bind(DELETED_USERNAME_PREFIX)
+        .bind(DELETED_DISPLAY_NAME)
+        .bind(NO_PASSWORD)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(DeletedAccount {
+            user,
+            servers,
+            relationships,
+            dm_recipients,
+            sessions: RevokedSessions {
+                user_id,
+                session_ids,
+            },
+        })
+    }
+
+    /// Not found unless the account exists and has not been deleted: a deleted account keeps
+    /// its DMs and messages but cannot be reached anew (new DMs, group DMs).
+    pub async fn live_user(&self, user_id: Snowflake) -> ChatResult<()> {
+        let live: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        live.map(|_| ()).ok_or(ChatError::NotFound("user"))
+    }
+
+    /// The username and password hash of an account that has not been deleted.
+    async fn live_account(&self, user_id: Snowflake) -> ChatResult<(String, String)> {
+        sqlx::query_as(
+            "SELECT username, password_hash FROM users WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(ChatError::NotFound("user"))
+    }
+
+    /// Checks the current password of an account (for changes that require it).
+    async fn check_password(&self, password: &str, hash: &str) -> ChatResult<()> {
+        let ok = password.len() <= 4 * password::MAX_LEN
+            && self.passwords.verify(password, Some(hash)).await?;
+        if ok {
+            Ok(())
+        } else {
+            Err(wrong_password())
+        }
     }
 
     /// True while the session has not been revoked. Checked on every authenticated request so

@@ -124,7 +124,7 @@ impl Chat {
                 "you cannot open a DM with yourself",
             ));
         }
-        self.user(recipient).await?;
+        self.live_user(recipient).await?;
         if self.blocked_between(user_id, recipient).await? {
             return Err(ChatError::Blocked("you cannot message this user"));
         }
@@ -210,10 +210,12 @@ impl Chat {
         }
         let name = check_name(name)?;
         let ids: Vec<i64> = people.iter().map(|p| p.0).collect();
-        let known: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_one(&self.pool)
-            .await?;
+        let known: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM users WHERE id = ANY($1) AND deleted_at IS NULL",
+        )
+        .bind(&ids)
+        .fetch_one(&self.pool)
+        .await?;
         if known != people.len() as i64 {
             return Err(ChatError::NotFound("user"));
         }
@@ -264,6 +266,7 @@ impl Chat {
     ) -> ChatResult<RecipientChange> {
         self.owned_group(channel_id, actor).await?;
         let added_user = self.user(user).await?;
+        self.live_user(user).await?;
         if self.blocks_with_any(actor, &[user.0]).await? {
             return Err(ChatError::Blocked("you cannot message this user"));
         }

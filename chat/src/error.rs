@@ -22,6 +22,10 @@ pub enum ChatError {
     /// The resource does not exist, or the caller may not know that it does.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// Well-formed, but the state of the caller's account forbids it (e.g. deleting an account
+    /// that still owns servers); the message says what to do first.
+    #[error("{0}")]
+    Refused(String),
     /// A uniqueness rule or a state rule was violated.
     #[error("{0}")]
     Conflict(String),

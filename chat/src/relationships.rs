@@ -97,10 +97,12 @@ impl Chat {
         username: &str,
     ) -> ChatResult<(Snowflake, RelationshipChange)> {
         let other: Option<Snowflake> = if username.len() <= 64 {
-            sqlx::query_scalar("SELECT id FROM users WHERE lower(username) = lower($1)")
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await?
+            sqlx::query_scalar(
+                "SELECT id FROM users WHERE lower(username) = lower($1) AND deleted_at IS NULL",
+            )
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?
         } else {
             None
         };

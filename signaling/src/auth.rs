@@ -131,31 +131,73 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// Login sessions recently confirmed active, so that not every request asks the database.
-/// Revoking a session on this node removes it here at once; another node's revocation takes
-/// effect within `SESSION_CACHE_TTL`.
+///
+/// An entry is bound to the session *and* its user: a validly signed token naming someone
+/// else's session id is checked against the database (and refused) like any uncached one.
+/// Ending a session leaves a tombstone for `SESSION_CACHE_TTL`, so a check that read
+/// "active" from the database just before the revocation committed cannot re-cache it.
+/// Sessions end through `end_sessions`, which reaches every node's cache; a node that misses
+/// it still re-checks within `SESSION_CACHE_TTL`.
 #[derive(Default)]
 pub struct SessionCache {
-    active: dashmap::DashMap<Snowflake, std::time::Instant>,
+    entries: dashmap::DashMap<Snowflake, CacheEntry>,
+}
+
+#[derive(Clone, Copy)]
+enum CacheEntry {
+    Active {
+        user_id: Snowflake,
+        at: std::time::Instant,
+    },
+    Ended {
+        at: std::time::Instant,
+    },
+}
+
+impl CacheEntry {
+    fn young(&self) -> bool {
+        let at = match self {
+            CacheEntry::Active { at, .. } | CacheEntry::Ended { at } => at,
+        };
+        at.elapsed() < SESSION_CACHE_TTL
+    }
 }
 
 pub const SESSION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl SessionCache {
-    fn fresh(&self, session: Snowflake) -> bool {
-        self.active
-            .get(&session)
-            .is_some_and(|t| t.elapsed() < SESSION_CACHE_TTL)
+    /// True when `session` of `user_id` was confirmed active within the TTL.
+    pub fn fresh(&self, session: Snowflake, user_id: Snowflake) -> bool {
+        self.entries.get(&session).is_some_and(|e| {
+            matches!(*e, CacheEntry::Active { user_id: u, .. } if u == user_id) && e.young()
+        })
     }
 
-    fn remember(&self, session: Snowflake) {
-        if self.active.len() > 100_000 {
-            self.active.retain(|_, t| t.elapsed() < SESSION_CACHE_TTL);
+    /// Records that the database said `session` of `user_id` is active, unless it has just
+    /// ended here.
+    pub fn remember(&self, session: Snowflake, user_id: Snowflake) {
+        if self.entries.len() > 100_000 {
+            self.entries.retain(|_, e| e.young());
         }
-        self.active.insert(session, std::time::Instant::now());
+        let now = std::time::Instant::now();
+        self.entries
+            .entry(session)
+            .and_modify(|e| {
+                if !(matches!(e, CacheEntry::Ended { .. }) && e.young()) {
+                    *e = CacheEntry::Active { user_id, at: now };
+                }
+            })
+            .or_insert(CacheEntry::Active { user_id, at: now });
     }
 
+    /// The session ended: never answer "active" for it again from here.
     pub fn forget(&self, session: Snowflake) {
-        self.active.remove(&session);
+        self.entries.insert(
+            session,
+            CacheEntry::Ended {
+                at: std::time::Instant::now(),
+            },
+        );
     }
 }
 
@@ -166,17 +208,35 @@ impl AppState {
             .tokens
             .verify(token)
             .ok_or(ApiError::Unauthorized("invalid or expired token"))?;
-        if !self.sessions.fresh(session_id) {
+        if !self.sessions.fresh(session_id, user_id) {
             if !self.chat.session_active(user_id, session_id).await? {
                 return Err(ApiError::Unauthorized("session ended"));
             }
-            self.sessions.remember(session_id);
+            self.sessions.remember(session_id, user_id);
         }
         Ok(AuthUser {
             user_id,
             session_id,
         })
     }
+}
+
+/// Makes revoked login sessions felt: every node drops its cached checks for them and closes
+/// their gateway connections (close 4004, not resumable).
+///
+/// This is the one way a session ends. Each path revokes in the database first — logout and
+/// `DELETE /users/@me/sessions/{id}` (`Chat::revoke_sessions`), refresh-token reuse (inside the
+/// transaction that detected it), password change (every other session) and account deletion
+/// (every session) — and hands the `RevokedSessions` it got here. The change travels on the
+/// event bus, so with several nodes each one applies it to its own cache and connections.
+pub fn end_sessions(state: &AppState, revoked: confab_chat::accounts::RevokedSessions) {
+    if revoked.session_ids.is_empty() {
+        return;
+    }
+    state.bus.sessions_ended(crate::events::SessionsEnded {
+        user_id: revoked.user_id,
+        sessions: revoked.session_ids,
+    });
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -200,6 +260,24 @@ mod tests {
 
     fn keys() -> TokenKeys {
         TokenKeys::new(b"0123456789abcdef0123456789abcdef", 900)
+    }
+
+    #[test]
+    fn cache_entries_are_bound_to_the_user_and_ended_ones_stay_ended() {
+        let cache = SessionCache::default();
+        let (alice, bob, session) = (Snowflake(1), Snowflake(2), Snowflake(10));
+        assert!(!cache.fresh(session, alice));
+        cache.remember(session, alice);
+        assert!(cache.fresh(session, alice));
+        assert!(
+            !cache.fresh(session, bob),
+            "another user's token, same session id"
+        );
+        cache.forget(session);
+        assert!(!cache.fresh(session, alice));
+        // A check that raced the revocation cannot bring it back.
+        cache.remember(session, alice);
+        assert!(!cache.fresh(session, alice));
     }
 
     #[test]

@@ -83,6 +83,9 @@ impl ApiError {
                 };
                 (StatusCode::NOT_FOUND, body(code, format!("unknown {what}")))
             }
+            // Discord's "transfer ownership of any owned guilds before deleting your account"
+            // is the first such rule.
+            ApiError::Chat(ChatError::Refused(m)) => (StatusCode::BAD_REQUEST, body(40011, m)),
             ApiError::Chat(ChatError::Conflict(m)) => (StatusCode::CONFLICT, body(40900, m)),
             ApiError::Chat(ChatError::Unavailable) => database_unavailable(),
             ApiError::Chat(ChatError::Internal(e))

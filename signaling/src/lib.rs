@@ -100,14 +100,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.media_ip()
     );
     let hub = gateway::hub::Hub::new();
+    let sessions = Arc::new(auth::SessionCache::default());
     let shutdown = CancellationToken::new();
     let state = AppState(Arc::new(Inner {
         origins: config.origins(addr),
         chat,
         tokens: auth::TokenKeys::new(&secret, config.access_token_ttl),
-        sessions: auth::SessionCache::default(),
+        bus: Arc::new(events::LocalBus::new(hub.clone(), sessions.clone())),
+        sessions,
         limiter: ratelimit::RateLimiter::new(config.rate_limit_scale),
-        bus: Arc::new(events::LocalBus::new(hub.clone())),
         hub,
         shutdown: shutdown.clone(),
         voice: voice::VoiceService::new(sfu, config.max_video_tiles),

@@ -18,7 +18,7 @@ pub struct Inner {
     pub config: Config,
     pub chat: Chat,
     pub tokens: TokenKeys,
-    pub sessions: crate::auth::SessionCache,
+    pub sessions: Arc<crate::auth::SessionCache>,
     pub limiter: RateLimiter,
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn EventBus>,

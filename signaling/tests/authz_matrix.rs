@@ -44,6 +44,8 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("post", "/auth/logout", [204, 204, 204, 204]),
     ("get", "/users/@me", [200, 200, 200, 200]),
     ("patch", "/users/@me", [200, 200, 200, 200]),
+    // Deletes a fresh account made for the row (the actor's own account lives on).
+    ("delete", "/users/@me", [204, 204, 204, 204]),
     ("get", "/users/@me/sessions", [200, 200, 200, 200]),
     (
         "delete",
@@ -442,6 +444,11 @@ impl World {
                 }
             }
             ("patch", "/users/@me") => body = Some(json!({"display_name": "Matrix"})),
+            ("delete", "/users/@me") => {
+                let doomed = self.app.register(&self.fresh_name("del")).await;
+                token = doomed.token;
+                body = Some(json!({"password": "correct horse battery"}));
+            }
             ("post", "/users/@me/relationships") => {
                 let name = self.fresh_name("rel");
                 self.app.register(&name).await;

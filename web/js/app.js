@@ -1277,6 +1277,29 @@ function settingsDialog() {
     }
   });
 
+  // Password change: the current password is required; every other session is logged out.
+  const curPw = field({ label: 'Current password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const newPw = field({ label: 'New password', name: 'new_password', type: 'password', autocomplete: 'new-password', required: true, maxlength: 128 });
+  const passwordMsg = h('p', { class: 'muted small', role: 'status', 'data-testid': 'password-status' });
+  const passwordForm = h('form', { class: 'settings-section', 'aria-label': 'Password', 'data-testid': 'password-form' },
+    h('h3', { text: 'Password' }), curPw.el, newPw.el,
+    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'btn primary', text: 'Change password', 'data-testid': 'change-password' }), passwordMsg));
+  passwordForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    showFieldErrors(passwordForm, {});
+    passwordMsg.textContent = 'Saving…';
+    try {
+      await api.updateMe({ password: curPw.input.value, new_password: newPw.input.value });
+      curPw.input.value = '';
+      newPw.input.value = '';
+      passwordMsg.textContent = 'Password changed. Your other devices were logged out.';
+      loadSessions();
+    } catch (err) {
+      showFieldErrors(passwordForm, err.errors || {});
+      passwordMsg.textContent = err.message;
+    }
+  });
+
   const sessionsList = h('ul', { class: 'sessions', 'data-testid': 'sessions-list' });
   const loadSessions = async () => {
     clear(sessionsList).append(h('li', { class: 'muted', text: 'Loading…' }));
@@ -1304,6 +1327,7 @@ function settingsDialog() {
     title: 'User settings', testid: 'settings-dialog', wide: true,
     content: [
       profile,
+      passwordForm,
       h('section', { class: 'settings-section', 'aria-label': 'Sessions' }, h('h3', { text: 'Sessions' }), sessionsList),
       h('section', { class: 'settings-section', 'aria-label': 'Invite' }, h('h3', { text: 'Invite people' }), inviteBox()),
       h('section', { class: 'settings-section' },

@@ -161,9 +161,15 @@ pub struct Hub {
     user_servers: DashMap<Snowflake, HashSet<Snowflake>>,
     /// Friends per user with a session here (presence goes to friends and co-members only).
     friends: DashMap<Snowflake, HashSet<Snowflake>>,
+    /// Login sessions ended recently, with when: an IDENTIFY that authenticated just before
+    /// the end but opens its gateway session just after must still be ended.
+    ended_auth: DashMap<Snowflake, Instant>,
     conn_ids: AtomicU64,
     pub dispatched: AtomicU64,
 }
+
+/// How long `ended_auth` remembers an ended login session (far longer than an IDENTIFY takes).
+const ENDED_MEMORY: Duration = Duration::from_secs(60);
 
 impl Hub {
     pub fn new() -> Arc<Self> {
@@ -230,6 +236,9 @@ impl Hub {
             status: Mutex::new(Status::Online),
             ended: tokio_util::sync::CancellationToken::new(),
         });
+        if self.ended_auth.contains_key(&auth_session) {
+            session.ended.cancel();
+        }
         self.sessions.insert(id, session.clone());
         self.users.entry(user_id).or_default().push(session.clone());
         for sid in servers {
@@ -243,7 +252,7 @@ impl Hub {
         let Some(session) = self.sessions.get(session_id).map(|s| s.clone()) else {
             return Resume::Invalid;
         };
-        if session.user_id != user_id {
+        if session.user_id != user_id || session.ended.is_cancelled() {
             return Resume::Invalid;
         }
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -275,7 +284,11 @@ impl Hub {
         if st.conn.as_ref().is_some_and(|(c, _)| *c == conn) {
             st.conn = None;
         }
-        st.disconnected_at.get_or_insert_with(Instant::now);
+        // A connection replaced by a RESUME elsewhere detaches after the new one attached:
+        // the session is not disconnected then.
+        if st.conn.is_none() {
+            st.disconnected_at.get_or_insert_with(Instant::now);
+        }
     }
 
     /// Ends a session at once (normal close, logout).
@@ -302,19 +315,36 @@ impl Hub {
         Some(session)
     }
 
-    /// Sessions whose connection has been gone longer than the resume window.
+    /// Sessions to close: their connection has been gone longer than the resume window, or
+    /// they were ended (logout elsewhere, password change, ...) while disconnected.
     pub fn expired(&self) -> Vec<Arc<str>> {
         let now = Instant::now();
+        self.ended_auth
+            .retain(|_, t| now.duration_since(*t) < ENDED_MEMORY);
         self.sessions
             .iter()
             .filter(|s| {
-                s.state
-                    .lock()
-                    .disconnected_at
-                    .is_some_and(|t| now.duration_since(t) > RESUME_WINDOW)
+                let st = s.state.lock();
+                st.disconnected_at.is_some_and(|t| {
+                    now.duration_since(t) > RESUME_WINDOW || s.ended.is_cancelled()
+                }) && st.conn.is_none()
             })
             .map(|s| s.id.clone())
             .collect()
+    }
+
+    /// Ends the gateway sessions opened with these login sessions of `user_id`: a connected
+    /// one closes with 4004, none can RESUME, and one opened a moment later starts ended.
+    pub fn end_auth_sessions(&self, user_id: Snowflake, auth_sessions: &[Snowflake]) {
+        let now = Instant::now();
+        for a in auth_sessions {
+            self.ended_auth.insert(*a, now);
+        }
+        for s in self.sessions_of(user_id) {
+            if auth_sessions.contains(&s.auth_session) {
+                s.ended.cancel();
+            }
+        }
     }
 
     /// Routes a server's events to a user (joined or created it) if they have sessions here.
@@ -537,6 +567,27 @@ mod tests {
         hub.set_friendship(u1, u3, false);
         assert_eq!(hub.presence_audience(u1), vec![u2]);
         assert!(hub.presence_audience(u3).is_empty());
+    }
+
+    #[test]
+    fn ended_login_sessions_end_their_gateway_sessions_only() {
+        let hub = Hub::new();
+        let user = Snowflake(1);
+        let (a, _rx_a, conn_a) = hub.open(user, Snowflake(10), &[]);
+        let (b, _rx_b, _) = hub.open(user, Snowflake(20), &[]);
+        hub.detach(&a, conn_a);
+        hub.end_auth_sessions(user, &[Snowflake(10)]);
+        assert!(a.ended.is_cancelled());
+        assert!(
+            !b.ended.is_cancelled(),
+            "another login session of the same user"
+        );
+        // Disconnected and ended: not resumable, and closed by the next sweep.
+        assert!(matches!(hub.resume(&a.id, user, 0), Resume::Invalid));
+        assert_eq!(hub.expired(), vec![a.id.clone()]);
+        // An IDENTIFY that authenticated just before the end opens an ended session.
+        let (late, _rx, _) = hub.open(user, Snowflake(10), &[]);
+        assert!(late.ended.is_cancelled());
     }
 
     #[test]

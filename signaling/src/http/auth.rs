@@ -1,13 +1,13 @@
 //! `/auth`: register, login, refresh, logout.
 
-use crate::auth::AuthUser;
+use crate::auth::{end_sessions, AuthUser};
 use crate::error::{ApiResult, ErrorBody, Json};
-use crate::gateway::hub::Session;
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use confab_chat::accounts::{ClientInfo, Login};
+use confab_chat::accounts::{ClientInfo, Login, RefreshOutcome, SessionScope};
 use confab_chat::model::User;
+use confab_chat::ChatError;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use utoipa::ToSchema;
@@ -105,21 +105,19 @@ pub async fn login(
 }
 
 /// Exchange a refresh token for a new access token and refresh token. Each refresh token works
-/// once; presenting a used one ends the session.
+/// once; presenting a used one ends the session (its family) and closes its gateway
+/// connections.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshBody,
     responses((status = 200, body = AuthResponse), (status = 401, body = ErrorBody)))]
 pub async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<RefreshBody>,
 ) -> ApiResult<Json<AuthResponse>> {
-    match state.chat.refresh(&body.refresh_token).await {
-        Ok(login) => respond(&state, login),
-        Err(e) => {
-            // A reused token revokes its session: drop any cached "active" for it now.
-            if let Ok(Some(session)) = state.chat.refresh_token_session(&body.refresh_token).await {
-                state.sessions.forget(session);
-            }
-            Err(e.into())
+    match state.chat.refresh(&body.refresh_token).await? {
+        RefreshOutcome::Renewed(login) => respond(&state, login),
+        RefreshOutcome::Reused(revoked) => {
+            end_sessions(&state, revoked);
+            Err(ChatError::Unauthorized("invalid refresh token").into())
         }
     }
 }
@@ -132,22 +130,16 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Revokes a login session and closes its gateway sessions.
+/// Revokes one login session of a user and closes its gateway connections.
 pub async fn end_session(
     state: &AppState,
     user_id: confab_chat::Snowflake,
     session_id: confab_chat::Snowflake,
 ) -> ApiResult<()> {
-    state.chat.revoke_session(user_id, session_id).await?;
-    state.sessions.forget(session_id);
-    let gone: Vec<std::sync::Arc<Session>> = state
-        .hub
-        .sessions_of(user_id)
-        .into_iter()
-        .filter(|s| s.auth_session == session_id)
-        .collect();
-    for s in gone {
-        s.ended.cancel();
-    }
+    let revoked = state
+        .chat
+        .revoke_sessions(user_id, SessionScope::One(session_id))
+        .await?;
+    end_sessions(state, revoked);
     Ok(())
 }

@@ -84,7 +84,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ));
     let general = OpenApiRouter::new()
         .routes(routes!(auth::logout))
-        .routes(routes!(users::me, users::update_me))
+        .routes(routes!(users::me, users::update_me, users::delete_me))
         .routes(routes!(users::sessions))
         .routes(routes!(users::end_session))
         .routes(routes!(relationships::list, relationships::request))

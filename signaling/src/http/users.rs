@@ -1,6 +1,6 @@
-//! `/users/@me`: profile and login sessions.
+//! `/users/@me`: profile, password, account deletion and login sessions.
 
-use crate::auth::AuthUser;
+use crate::auth::{end_sessions, AuthUser};
 use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::gateway::hub::Target;
 use crate::state::AppState;
@@ -8,8 +8,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use confab_chat::accounts::ProfilePatch;
 use confab_chat::model::{AuthSession, User};
-use confab_chat::Snowflake;
+use confab_chat::{ChatError, Snowflake};
 use serde::{Deserialize, Deserializer};
+use serde_json::json;
 use utoipa::ToSchema;
 
 /// Distinguishes an absent field (None) from an explicit null (Some(None)).
@@ -32,6 +33,20 @@ pub struct ProfileBody {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub custom_status: Option<Option<String>>,
+    /// The current password; required with `new_password`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A new password (the rules of registration). Every other session of the user ends and
+    /// its gateway connections close (4004); the caller's session stays.
+    #[serde(default)]
+    pub new_password: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountBody {
+    /// The current password.
+    pub password: String,
 }
 
 /// The current user.
@@ -41,14 +56,53 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json
     Ok(Json(state.chat.user(user.user_id).await?))
 }
 
-/// Update display name, avatar URL or custom status.
+/// Counts a request that verifies the user's password against the `auth` bucket, per user: a
+/// stolen access token must not become an unlimited password oracle (nor a way to make the
+/// server run argon2 100 times in 5 s).
+fn password_attempt(state: &AppState, user_id: Snowflake) -> ApiResult<()> {
+    let d = state
+        .limiter
+        .check(crate::ratelimit::AUTH, &format!("password{user_id}"));
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(crate::error::ApiError::RateLimited {
+            retry_after: d.reset_after,
+        })
+    }
+}
+
+/// Update display name, avatar URL or custom status, or change the password (`password` and
+/// `new_password`; applied first). A password change ends every other session of the user.
 #[utoipa::path(patch, path = "/users/@me", tag = "users", security(("bearer" = [])), request_body = ProfileBody,
-    responses((status = 200, body = User), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn update_me(
     State(state): State<AppState>,
     user: AuthUser,
     Json(body): Json<ProfileBody>,
 ) -> ApiResult<Json<User>> {
+    match (&body.password, &body.new_password) {
+        (Some(current), Some(new)) => {
+            password_attempt(&state, user.user_id)?;
+            let revoked = state
+                .chat
+                .change_password(user.user_id, user.session_id, current, new)
+                .await?;
+            end_sessions(&state, revoked);
+        }
+        (None, Some(_)) => {
+            return Err(ChatError::field("password", "is required to change the password").into())
+        }
+        (Some(_), None) => {
+            return Err(ChatError::field("new_password", "is required with password").into())
+        }
+        (None, None) => {}
+    }
+    let profile =
+        body.display_name.is_some() || body.avatar_url.is_some() || body.custom_status.is_some();
+    if !profile {
+        return Ok(Json(state.chat.user(user.user_id).await?));
+    }
     let updated = state
         .chat
         .update_profile(
@@ -64,6 +118,56 @@ pub async fn update_me(
     to.push(user.user_id);
     state.emit(Target::Users(to), "USER_UPDATE", &updated);
     Ok(Json(updated))
+}
+
+/// Delete my account (the password confirms it). I leave every server (an owner must delete
+/// their servers first: 400), my friends and requests go, every session ends; my messages and
+/// DMs stay, shown as authored by "Deleted User". Nobody can log in to it again.
+#[utoipa::path(delete, path = "/users/@me", tag = "users", security(("bearer" = [])), request_body = DeleteAccountBody,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<DeleteAccountBody>,
+) -> ApiResult<StatusCode> {
+    password_attempt(&state, user.user_id)?;
+    // Whom to tell the account's new name, taken before its routing is removed.
+    let mut audience = state.hub.co_members(user.user_id);
+    let gone = state
+        .chat
+        .delete_account(user.user_id, &body.password)
+        .await?;
+    state.viewers.invalidate();
+    for server_id in &gone.servers {
+        state
+            .voice
+            .member_left(&state, *server_id, user.user_id)
+            .await;
+        state.hub.remove_member(*server_id, user.user_id);
+        state.emit(
+            Target::Server(*server_id),
+            "MEMBER_REMOVE",
+            &json!({"server_id": server_id, "user_id": user.user_id}),
+        );
+    }
+    for other in &gone.relationships {
+        state.hub.set_friendship(user.user_id, *other, false);
+        state.emit(
+            Target::User(*other),
+            "RELATIONSHIP_REMOVE",
+            &json!({"id": user.user_id}),
+        );
+    }
+    // Messages and DMs keep showing the account: as "Deleted User" from now on.
+    audience.extend(gone.dm_recipients.iter().copied());
+    audience.sort();
+    audience.dedup();
+    audience.retain(|u| *u != user.user_id);
+    if !audience.is_empty() {
+        state.emit(Target::Users(audience), "USER_UPDATE", &gone.user);
+    }
+    end_sessions(&state, gone.sessions);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// My active login sessions (devices).
