@@ -164,7 +164,8 @@ async fn sends_get_503_during_a_database_outage_and_no_acknowledged_message_is_l
     }
     let options = EmbeddedOptions {
         data_dir: std::env::temp_dir().join(format!("confab-outage-{}", std::process::id())),
-        ephemeral: true,
+        // Durable commits: the test kills PostgreSQL, and an acknowledged message must survive.
+        ephemeral: false,
         database: "outage".into(),
     };
     let _ = std::fs::remove_dir_all(&options.data_dir);
