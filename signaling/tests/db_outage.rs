@@ -247,4 +247,5 @@ async fn sends_get_503_during_a_database_outage_and_no_acknowledged_message_is_l
     }
     pool.close().await;
     pg.stop();
+    let _ = std::fs::remove_dir_all(&options.data_dir);
 }
