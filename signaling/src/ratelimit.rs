@@ -138,18 +138,31 @@ fn apply_headers(resp: &mut Response, d: &Decision) {
     set("x-ratelimit-bucket", d.bucket.to_string());
 }
 
+/// The token's user, verified once per request: nested buckets (the general one around
+/// `messages` or `typing`) share the answer, so a flood of refused requests costs one
+/// signature check each, not one per bucket.
+#[derive(Clone, Copy)]
+struct TokenUser(Option<confab_chat::Snowflake>);
+
 /// The key for a request: the token's user when it carries a valid one, else the peer IP.
-fn key_of(state: &AppState, req: &Request, per_ip: bool) -> String {
+fn key_of(state: &AppState, req: &mut Request, per_ip: bool) -> String {
     if !per_ip {
-        if let Some(token) = req
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim()))
-        {
-            if let Some((user, _)) = state.tokens.verify(token) {
-                return format!("u{user}");
+        let user = match req.extensions().get::<TokenUser>() {
+            Some(u) => u.0,
+            None => {
+                let user = req
+                    .headers()
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim()))
+                    .and_then(|token| state.tokens.verify(token))
+                    .map(|(user, _)| user);
+                req.extensions_mut().insert(TokenUser(user));
+                user
             }
+        };
+        if let Some(user) = user {
+            return format!("u{user}");
         }
     }
     let ip = req
@@ -164,10 +177,10 @@ async fn limit(
     state: AppState,
     bucket: Bucket,
     per_ip: bool,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
-    let key = key_of(&state, &req, per_ip);
+    let key = key_of(&state, &mut req, per_ip);
     let d = state.limiter.check(bucket, &key);
     if !d.allowed {
         metrics::counter!("confab_http_rate_limited_total", "bucket" => bucket.name).increment(1);
