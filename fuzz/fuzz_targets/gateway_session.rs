@@ -19,7 +19,7 @@ const SERVERS: u8 = 3;
 #[derive(Arbitrary, Debug)]
 enum Op {
     Open { user: u8, servers: u8 },
-    Deliver { to: To, ready: bool },
+    Deliver { to: To },
     Drain { slot: u8 },
     Detach { slot: u8 },
     Resume { slot: u8, other_user: bool, back: u16 },
@@ -114,18 +114,23 @@ fuzz_target!(|ops: Vec<Op>| {
                 for s in &sids {
                     m.routes.insert((uid, s.0));
                 }
+                // As IDENTIFY does: READY is the session's first dispatch.
+                hub.deliver(
+                    &Target::Session(session.id.clone()),
+                    &Dispatch::new("READY", &serde_json::json!({"v": 1})),
+                );
                 m.slots.push(Slot {
                     session,
                     user: uid,
                     rx: Some(rx),
                     conn,
-                    expect: VecDeque::new(),
-                    seq: 0,
-                    ready: HashSet::new(),
+                    expect: VecDeque::from([1]),
+                    seq: 1,
+                    ready: HashSet::from([1]),
                     closed: false,
                 });
             }
-            Op::Deliver { to, ready } => {
+            Op::Deliver { to } => {
                 let (target, recipients): (Target, Vec<usize>) = {
                     let open = |pred: &dyn Fn(&Slot) -> bool| -> Vec<usize> {
                         (0..m.slots.len())
@@ -171,14 +176,11 @@ fuzz_target!(|ops: Vec<Op>| {
                         },
                     }
                 };
-                let t = if ready { "READY" } else { "MESSAGE_CREATE" };
-                hub.deliver(&target, &Dispatch::new(t, &serde_json::json!({"n": 1})));
+                let d = Dispatch::new("MESSAGE_CREATE", &serde_json::json!({"n": 1}));
+                hub.deliver(&target, &d);
                 for i in recipients {
                     let sl = &mut m.slots[i];
                     sl.seq += 1;
-                    if ready {
-                        sl.ready.insert(sl.seq);
-                    }
                     if sl.rx.is_some() {
                         sl.expect.push_back(sl.seq);
                     }
@@ -214,12 +216,13 @@ fuzz_target!(|ops: Vec<Op>| {
             } => {
                 let Some(sl) = m.slot(slot) else { continue };
                 let as_user = if other_user { sl.user % i64::from(USERS) + 1 } else { sl.user };
-                // `back` beyond the current seq asks for the future: refused.
+                // `back` beyond the current seq asks for the future: refused. So is a
+                // RESUME from before READY (seq 0): such a client never had the session.
                 let (seq, future) = match sl.seq.checked_sub(u64::from(back)) {
                     Some(s) => (s, false),
                     None => (u64::from(back), true),
                 };
-                let ok = !sl.closed && !other_user && !future;
+                let ok = !sl.closed && !other_user && !future && seq >= 1;
                 match hub.resume(&sl.session.id, Snowflake(as_user), seq) {
                     Resume::Ok(session, rx, conn) => {
                         assert!(ok, "resume must be refused (closed {}, other {other_user}, future {future})", sl.closed);
