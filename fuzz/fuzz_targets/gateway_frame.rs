@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(frame) => {
             assert!(text.len() <= MAX_FRAME, "an oversized frame was accepted");
             let value: Value = serde_json::from_str(text).expect("accepted frames are JSON");
-            let op = value["op"].as_u64().expect("accepted frames have a numeric op");
+            let op = value["op"]
+                .as_u64()
+                .expect("accepted frames have a numeric op");
             let d = &value["d"];
             let want = match frame {
                 ClientFrame::Heartbeat(seq) => {

@@ -18,15 +18,38 @@ const SERVERS: u8 = 3;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Open { user: u8, servers: u8 },
-    Deliver { to: To },
-    Drain { slot: u8 },
-    Detach { slot: u8 },
-    Resume { slot: u8, other_user: bool, back: u16 },
-    Close { slot: u8 },
-    AddMember { server: u8, user: u8 },
-    RemoveMember { server: u8, user: u8 },
-    RemoveServer { server: u8 },
+    Open {
+        user: u8,
+        servers: u8,
+    },
+    Deliver {
+        to: To,
+    },
+    Drain {
+        slot: u8,
+    },
+    Detach {
+        slot: u8,
+    },
+    Resume {
+        slot: u8,
+        other_user: bool,
+        back: u16,
+    },
+    Close {
+        slot: u8,
+    },
+    AddMember {
+        server: u8,
+        user: u8,
+    },
+    RemoveMember {
+        server: u8,
+        user: u8,
+    },
+    RemoveServer {
+        server: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -145,8 +168,7 @@ fuzz_target!(|ops: Vec<Op>| {
                         }
                         To::ServerExcept(s, except) => {
                             let (sid, ex) = (server(s), user(except));
-                            let r =
-                                open(&|sl| sl.user != ex && m.routes.contains(&(sl.user, sid)));
+                            let r = open(&|sl| sl.user != ex && m.routes.contains(&(sl.user, sid)));
                             (Target::ServerExcept(Snowflake(sid), Snowflake(ex)), r)
                         }
                         To::User(u) => {
@@ -215,7 +237,11 @@ fuzz_target!(|ops: Vec<Op>| {
                 back,
             } => {
                 let Some(sl) = m.slot(slot) else { continue };
-                let as_user = if other_user { sl.user % i64::from(USERS) + 1 } else { sl.user };
+                let as_user = if other_user {
+                    sl.user % i64::from(USERS) + 1
+                } else {
+                    sl.user
+                };
                 // `back` beyond the current seq asks for the future: refused. So is a
                 // RESUME from before READY (seq 0): such a client never had the session.
                 let (seq, future) = match sl.seq.checked_sub(u64::from(back)) {
@@ -230,7 +256,9 @@ fuzz_target!(|ops: Vec<Op>| {
                         assert!(session.connected());
                         sl.rx = Some(rx);
                         sl.conn = conn;
-                        sl.expect = (seq + 1..=sl.seq).filter(|s| !sl.ready.contains(s)).collect();
+                        sl.expect = (seq + 1..=sl.seq)
+                            .filter(|s| !sl.ready.contains(s))
+                            .collect();
                     }
                     Resume::Invalid => assert!(!ok, "resume at {seq} of {} refused", sl.seq),
                 }

@@ -34,7 +34,10 @@ fn round_trip<T: DeserializeOwned + Serialize + PartialEq + Debug>(json: &[u8]) 
 fn content(text: &str) {
     let parsed = mentions::parse(text);
     for id in parsed.users.iter().chain(&parsed.roles) {
-        assert!(text.contains(&id.to_string()), "mention {id} not in the content");
+        assert!(
+            text.contains(&id.to_string()),
+            "mention {id} not in the content"
+        );
     }
     assert!(parsed.users.len() <= 50 && parsed.roles.len() <= 50);
 }

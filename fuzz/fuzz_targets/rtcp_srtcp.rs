@@ -55,7 +55,9 @@ fuzz_target!(|input: Input| {
     let protected = tx.protect_rtcp(&input.bytes, input.index);
     assert_eq!(protected.len(), input.bytes.len() + tx.rtcp_overhead());
     let mut buf = protected.clone();
-    let (index, len) = rx.unprotect(&mut buf).expect("own protection authenticates");
+    let (index, len) = rx
+        .unprotect(&mut buf)
+        .expect("own protection authenticates");
     assert_eq!(index, input.index & 0x7fff_ffff);
     assert_eq!(&buf[..len], &input.bytes[..]);
 
@@ -64,7 +66,11 @@ fuzz_target!(|input: Input| {
         let bit = bit as usize % (protected.len() * 8);
         let mut buf = protected.clone();
         buf[bit / 8] ^= 1 << (bit % 8);
-        assert_eq!(rx.unprotect(&mut buf), None, "a tampered packet authenticated");
+        assert_eq!(
+            rx.unprotect(&mut buf),
+            None,
+            "a tampered packet authenticated"
+        );
     }
 
     // SRTP of the same bytes as an RTP packet: length and clear header.

@@ -22,8 +22,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let now = Instant::now();
-    let mut core = SfuCore::new(&config, SocketAddr::new(config.public_ip, 3478), now)
-        .expect("core");
+    let mut core =
+        SfuCore::new(&config, SocketAddr::new(config.public_ip, 3478), now).expect("core");
     let join = core.join(
         now,
         JoinRequest {

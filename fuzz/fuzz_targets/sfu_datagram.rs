@@ -30,8 +30,10 @@ fn call() -> Net {
         IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)),
     );
     let mut net = Net::new(&config);
-    net.join(1, 1, 1, TestPeerConfig::default()).expect("join A");
-    net.join(1, 2, 1, TestPeerConfig::default()).expect("join B");
+    net.join(1, 1, 1, TestPeerConfig::default())
+        .expect("join A");
+    net.join(1, 2, 1, TestPeerConfig::default())
+        .expect("join B");
     net.connect_all();
     net
 }
@@ -67,7 +69,11 @@ fuzz_target!(|datagrams: Vec<Datagram>| {
             payload.extend_from_slice(&[7; 40]);
             net.send_audio(0, &payload, 40);
             net.advance(Duration::from_millis(20));
-            assert_eq!(received(net), before + 1, "a stranger's datagrams broke the call");
+            assert_eq!(
+                received(net),
+                before + 1,
+                "a stranger's datagrams broke the call"
+            );
             if received(net) > 10_000 {
                 net.peers[1].received.clear();
             }

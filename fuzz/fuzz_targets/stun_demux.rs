@@ -15,9 +15,7 @@ fuzz_target!(|data: &[u8]| {
                 // The ufrag is the local part of USERNAME: bytes of the datagram.
                 if !ufrag.is_empty() {
                     assert!(!ufrag.contains(':'));
-                    let found = data
-                        .windows(ufrag.len())
-                        .any(|w| w == ufrag.as_bytes());
+                    let found = data.windows(ufrag.len()).any(|w| w == ufrag.as_bytes());
                     assert!(found, "ufrag {ufrag:?} is not in the datagram");
                 }
             }

@@ -67,9 +67,7 @@ pub fn read_compound(buf: &[u8]) -> Vec<RtcpItem> {
     let mut items = Vec::new();
     rtcp::read_compound(buf, |item| {
         items.push(match item {
-            Item::Report(b) => {
-                RtcpItem::Report(b.ssrc, b.fraction_lost, b.jitter, b.lsr, b.dlsr)
-            }
+            Item::Report(b) => RtcpItem::Report(b.ssrc, b.fraction_lost, b.jitter, b.lsr, b.dlsr),
             Item::Nack { media_ssrc } => RtcpItem::Nack(media_ssrc),
         })
     });
@@ -149,7 +147,10 @@ impl SrtpSender {
     /// Protects the RTP packet `packet` (header `..hlen`, at least 12 bytes)
     /// as SRTP with the 48-bit `index`.
     pub fn protect_rtp(&self, packet: &[u8], hlen: usize, index: u64) -> Vec<u8> {
-        assert!(hlen >= 12 && hlen <= packet.len(), "an RTP header is 12+ bytes");
+        assert!(
+            hlen >= 12 && hlen <= packet.len(),
+            "an RTP header is 12+ bytes"
+        );
         let mut buf = packet.to_vec();
         buf.resize(packet.len() + self.rtp_overhead(), 0);
         let n = self.0.protect_rtp(&mut buf, hlen, packet.len(), index);
