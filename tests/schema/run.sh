@@ -6,8 +6,9 @@
 #
 # Usage (from anywhere):  tests/schema/run.sh [--max-time SECS] [extra schemathesis args]
 # Environment: CONFAB_BIN (default target/debug/confab; built when missing),
-# SCHEMA_MAX_TIME (default 75: schemathesis's whole budget, in seconds), KEEP_TMP=1 keeps
-# the temporary directory (server log, schemathesis report).
+# SCHEMA_MAX_TIME (default 75: schemathesis's whole budget, in seconds), SCHEMA_SEED (default 1,
+# so ./test generates the same requests every time), KEEP_TMP=1 keeps the temporary directory
+# (server log).
 # schemathesis is installed (pinned) into a virtualenv under target/, once.
 set -euo pipefail
 
