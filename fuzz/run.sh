@@ -45,7 +45,7 @@ for t in "${targets[@]}"; do
         grep -vE '^#[0-9]+' "$work/$t.log" | tail -40 >&2
         failed+=("$t")
     else
-        grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' "$work/$t.log" | tr '\n' ' '
+        grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' "$work/$t.log" | tr '\n' ' ' || true
         echo
     fi
 done
