@@ -3,12 +3,13 @@
 #   scripts/install-deps.sh          what running Confab needs (PostgreSQL server programs)
 #   scripts/install-deps.sh --test   plus what the test suite needs (cmake for Opus, Chromium,
 #                                    espeak-ng and sox for a speech microphone, Node.js, and
-#                                    Janus, iproute2, jq and curl for the Janus comparison)
+#                                    Janus, iproute2, jq and curl for the Janus comparison,
+#                                    g++ for libFuzzer, python3-venv for schemathesis)
 set -euo pipefail
 
 want=(postgresql pkg-config)
 if [[ "${1:-}" == "--test" ]]; then
-  want+=(cmake chromium espeak-ng sox nodejs npm janus iproute2 jq curl)
+  want+=(cmake chromium espeak-ng sox nodejs npm janus iproute2 jq curl g++ python3-venv)
 fi
 
 missing=()

@@ -99,6 +99,8 @@ mod downtrack;
 mod error;
 mod event;
 mod fastpath;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod runtime;
 mod sdp;

@@ -24,10 +24,10 @@
 //! - a peer whose keys never arrive or whose profile is unsupported stays on
 //!   the str0m path.
 
-mod feedback;
+pub(crate) mod feedback;
 pub(crate) mod keys;
 pub(crate) mod lanes;
-mod rtcp;
+pub(crate) mod rtcp;
 pub(crate) mod srtp;
 
 use std::net::SocketAddr;

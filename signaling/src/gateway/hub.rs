@@ -525,6 +525,32 @@ mod tests {
         ));
     }
 
+    /// Found by the gateway_session fuzz target's first model (which let READY come at any
+    /// point): READY is never replayed, so a RESUME from before it (seq 0, a client that never
+    /// had the session) is refused; from READY on, only the other dispatches come back.
+    #[test]
+    fn resume_never_replays_ready_and_needs_it_seen() {
+        let hub = Hub::new();
+        let (a, rx, conn) = hub.open(Snowflake(1), Snowflake(10), &[]);
+        hub.deliver(&Target::Session(a.id.clone()), &Dispatch::new("READY", &1));
+        hub.deliver(&Target::User(Snowflake(1)), &d(2));
+        hub.detach(&a, conn);
+        drop(rx);
+        assert!(matches!(
+            hub.resume(&a.id, Snowflake(1), 0),
+            Resume::Invalid
+        ));
+        let Resume::Ok(_, mut rx, _) = hub.resume(&a.id, Snowflake(1), 1) else {
+            panic!("resume after READY failed")
+        };
+        let got: Vec<(u64, &str)> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|(s, d)| (s, d.t))
+            .collect();
+        assert_eq!(got, vec![(2, "TEST")]);
+        // Resuming again from READY's seq still works (nothing was evicted).
+        assert!(matches!(hub.resume(&a.id, Snowflake(1), 1), Resume::Ok(..)));
+    }
+
     #[test]
     fn evicted_events_make_resume_invalid_and_slow_clients_are_cut() {
         let hub = Hub::new();

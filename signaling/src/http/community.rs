@@ -392,7 +392,7 @@ pub async fn list_bans(
 
 /// Ban a user (BAN_MEMBERS); they cannot rejoin until unbanned.
 #[utoipa::path(put, path = "/servers/{server_id}/bans/{user_id}", tag = "members", security(("bearer" = [])),
-    params(("server_id" = String, Path), ("user_id" = String, Path)), request_body = BanBody,
+    params(("server_id" = String, Path), ("user_id" = String, Path)), request_body = Option<BanBody>,
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn ban(
     State(state): State<AppState>,

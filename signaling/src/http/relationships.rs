@@ -103,7 +103,7 @@ pub async fn request(
 
 /// Accept a request / send one (`{"type": "friend"}`), or block (`{"type": "blocked"}`).
 #[utoipa::path(put, path = "/users/@me/relationships/{user_id}", tag = "users", security(("bearer" = [])),
-    params(("user_id" = String, Path)), request_body = RelationshipBody,
+    params(("user_id" = String, Path)), request_body = Option<RelationshipBody>,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,

@@ -338,7 +338,7 @@ pub async fn update_member(
 
 /// Create an invite (CREATE_INVITE).
 #[utoipa::path(post, path = "/servers/{server_id}/invites", tag = "invites", security(("bearer" = [])), params(("server_id" = String, Path)),
-    request_body = InviteBody, responses((status = 201, body = Invite), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = Option<InviteBody>, responses((status = 201, body = Invite), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_invite(
     State(state): State<AppState>,
     user: AuthUser,

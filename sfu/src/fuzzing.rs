@@ -1,0 +1,160 @@
+//! Entry points for the fuzz targets in `fuzz/` (not an API: the parsers they
+//! reach stay crate-private). Each function runs one parser on untrusted bytes
+//! and returns plain data the target can check.
+
+use crate::demux::{self, Kind, Stun};
+use crate::fastpath::feedback::SrtcpRx;
+use crate::fastpath::rtcp::{self, Item};
+use crate::fastpath::srtp::{Profile, SrtpTx};
+
+/// What the first look at a datagram on the shared port finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demuxed {
+    /// `"stun"`, `"dtls"`, `"rtp"`, `"rtcp"`, or `None` for junk.
+    pub kind: Option<&'static str>,
+    /// For STUN: the local ufrag of a binding request, `Some("")` for other
+    /// well-formed STUN, `None` when malformed or not STUN.
+    pub ufrag: Option<String>,
+    /// For RTP: the SSRC.
+    pub ssrc: Option<u32>,
+}
+
+/// Classifies a datagram and runs the parser its class goes to first.
+pub fn demux(buf: &[u8]) -> Demuxed {
+    let kind = demux::classify(buf);
+    let mut out = Demuxed {
+        kind: kind.map(|k| match k {
+            Kind::Stun => "stun",
+            Kind::Dtls => "dtls",
+            Kind::Rtp => "rtp",
+            Kind::Rtcp => "rtcp",
+        }),
+        ufrag: None,
+        ssrc: None,
+    };
+    match kind {
+        Some(Kind::Stun) => {
+            out.ufrag = match demux::stun_ufrag(buf) {
+                Stun::BindingRequest { local_ufrag } => Some(local_ufrag.to_owned()),
+                Stun::Other => Some(String::new()),
+                Stun::Malformed => None,
+            }
+        }
+        Some(Kind::Rtp) => out.ssrc = demux::rtp_ssrc(buf),
+        _ => {}
+    }
+    out
+}
+
+/// The offer checks run before str0m sees an offer; the error text on refusal.
+pub fn check_offer(sdp: &str, max_bytes: usize, max_m_lines: usize) -> Result<(), String> {
+    crate::sdp::check_offer(sdp, max_bytes, max_m_lines)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// One item of a compound RTCP packet, as the fast path reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtcpItem {
+    /// A report block: (ssrc, fraction lost, jitter, lsr, dlsr).
+    Report(u32, u8, u32, u32, u32),
+    /// A generic NACK about this media SSRC.
+    Nack(u32),
+}
+
+/// Everything the fast path's RTCP reader takes from a plain compound packet.
+pub fn read_compound(buf: &[u8]) -> Vec<RtcpItem> {
+    let mut items = Vec::new();
+    rtcp::read_compound(buf, |item| {
+        items.push(match item {
+            Item::Report(b) => RtcpItem::Report(b.ssrc, b.fraction_lost, b.jitter, b.lsr, b.dlsr),
+            Item::Nack { media_ssrc } => RtcpItem::Nack(media_ssrc),
+        })
+    });
+    items
+}
+
+/// The SRTP profiles, by number (0: AES-CM + HMAC-SHA1-80, 1: AES-128-GCM,
+/// 2: AES-256-GCM; others wrap).
+fn profile(n: u8) -> Profile {
+    match n % 3 {
+        0 => Profile::Aes128CmSha1_80,
+        1 => Profile::AeadAes128Gcm,
+        _ => Profile::AeadAes256Gcm,
+    }
+}
+
+/// Keying material of the right length for `profile(p)`, from `seed`.
+pub fn keying_material(p: u8, seed: &[u8]) -> Vec<u8> {
+    let len = match profile(p) {
+        Profile::Aes128CmSha1_80 => 2 * (16 + 14),
+        Profile::AeadAes128Gcm => 2 * (16 + 12),
+        Profile::AeadAes256Gcm => 2 * (32 + 12),
+    };
+    (0..len)
+        .map(|i| seed.get(i % seed.len().max(1)).copied().unwrap_or(0) ^ i as u8)
+        .collect()
+}
+
+/// The receiving SRTCP context for what the DTLS server sends, as a fast
+/// path that is the DTLS client builds it.
+pub struct SrtcpReceiver(SrtcpRx);
+
+impl SrtcpReceiver {
+    pub fn new(p: u8, material: &[u8]) -> Option<Self> {
+        SrtcpRx::from_keying_material(profile(p), material, true)
+            .ok()
+            .map(SrtcpReceiver)
+    }
+
+    /// Authenticates and decrypts in place: (SRTCP index, plain length).
+    pub fn unprotect(&self, buf: &mut [u8]) -> Option<(u32, usize)> {
+        self.0.unprotect(buf)
+    }
+}
+
+/// The sending contexts of the DTLS server (what [`SrtcpReceiver`] reads).
+pub struct SrtpSender(SrtpTx);
+
+impl SrtpSender {
+    pub fn new(p: u8, material: &[u8]) -> Option<Self> {
+        SrtpTx::from_keying_material(profile(p), material, false)
+            .ok()
+            .map(SrtpSender)
+    }
+
+    /// Bytes SRTCP protection appends.
+    pub fn rtcp_overhead(&self) -> usize {
+        self.0.profile.rtcp_overhead()
+    }
+
+    /// Bytes SRTP protection appends.
+    pub fn rtp_overhead(&self) -> usize {
+        self.0.profile.rtp_overhead()
+    }
+
+    /// Protects `plain` (at least 8 bytes: the RTCP header and sender SSRC
+    /// stay in clear) as SRTCP with `index`.
+    pub fn protect_rtcp(&self, plain: &[u8], index: u32) -> Vec<u8> {
+        assert!(plain.len() >= 8, "an RTCP packet has an 8-byte header");
+        let mut buf = plain.to_vec();
+        buf.resize(plain.len() + self.rtcp_overhead(), 0);
+        let n = self.0.protect_rtcp(&mut buf, plain.len(), index);
+        buf.truncate(n);
+        buf
+    }
+
+    /// Protects the RTP packet `packet` (header `..hlen`, at least 12 bytes)
+    /// as SRTP with the 48-bit `index`.
+    pub fn protect_rtp(&self, packet: &[u8], hlen: usize, index: u64) -> Vec<u8> {
+        assert!(
+            hlen >= 12 && hlen <= packet.len(),
+            "an RTP header is 12+ bytes"
+        );
+        let mut buf = packet.to_vec();
+        buf.resize(packet.len() + self.rtp_overhead(), 0);
+        let n = self.0.protect_rtp(&mut buf, hlen, packet.len(), index);
+        buf.truncate(n);
+        buf
+    }
+}
