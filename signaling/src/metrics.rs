@@ -158,6 +158,10 @@ pub fn describe_and_zero() {
             "Times the database circuit opened.",
         ),
         (
+            "confab_http_rate_limit_tarpitted_total",
+            "429s held back (up to 1 s) because the client kept sending while refused.",
+        ),
+        (
             "confab_http_request_timeouts_total",
             "REST requests answered 503 after 10 s without a response.",
         ),

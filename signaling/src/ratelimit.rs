@@ -59,6 +59,8 @@ pub const IDENTIFY: Bucket = Bucket {
 struct State_ {
     tokens: f64,
     updated: Instant,
+    /// Refusals since the last allowed request: a client that keeps sending while refused.
+    strikes: u32,
 }
 
 pub struct RateLimiter {
@@ -75,7 +77,14 @@ pub struct Decision {
     /// Seconds until the bucket is full again (or, when refused, until one request fits).
     pub reset_after: f64,
     pub bucket: &'static str,
+    /// Refusals in a row for this key, this one included (0 when allowed).
+    pub strikes: u32,
 }
+
+/// Refusals in a row after which further refusals are answered slowly.
+pub const TARPIT_AFTER: u32 = 5;
+/// Longest a refusal is held back.
+pub const TARPIT_MAX: Duration = Duration::from_secs(1);
 
 impl RateLimiter {
     pub fn new(scale: f64) -> Self {
@@ -95,6 +104,7 @@ impl RateLimiter {
             .or_insert(State_ {
                 tokens: capacity,
                 updated: now,
+                strikes: 0,
             });
         let st = entry.value_mut();
         st.tokens = (st.tokens + now.duration_since(st.updated).as_secs_f64() * rate).min(capacity);
@@ -102,6 +112,9 @@ impl RateLimiter {
         let allowed = st.tokens >= 1.0;
         if allowed {
             st.tokens -= 1.0;
+            st.strikes = 0;
+        } else {
+            st.strikes = st.strikes.saturating_add(1);
         }
         let reset_after = if allowed {
             (capacity - st.tokens) / rate
@@ -114,6 +127,7 @@ impl RateLimiter {
             remaining: st.tokens.floor().max(0.0) as u64,
             reset_after,
             bucket: bucket.name,
+            strikes: if allowed { 0 } else { st.strikes },
         }
     }
 
@@ -189,6 +203,14 @@ async fn limit(
         }
         .into_response();
         apply_headers(&mut resp, &d);
+        // A client that ignores Retry-After and keeps sending gets its refusals late (until
+        // its bucket would admit it, at most 1 s): a flooder with N requests in flight then
+        // costs N refusals per second instead of as many as the CPU can answer, and the
+        // people sharing the server keep their latency. Well-behaved clients never see it.
+        if d.strikes > TARPIT_AFTER {
+            metrics::counter!("confab_http_rate_limit_tarpitted_total").increment(1);
+            tokio::time::sleep(Duration::from_secs_f64(d.reset_after).min(TARPIT_MAX)).await;
+        }
         return resp;
     }
     let mut resp = next.run(req).await;
