@@ -188,9 +188,12 @@ impl VoiceService {
         // The SFU's server mute drops audio whatever the reason: a moderator's mute, no SPEAK,
         // or the audience of a stage (the voice state tells `mute` and `suppress` apart).
         self.sfu.set_server_mute(id, p.audio_blocked());
-        self.sfu.set_self_mute(id, p.self_mute);
+        // Self-mute and self-deafen are enforced too: a client that keeps sending while it shows
+        // as muted is not heard, and a camera or screen share switched off is not forwarded.
+        self.sfu.set_self_mute(id, p.self_mute || p.self_deaf);
         self.sfu.set_deaf(id, p.effective_deaf());
         self.sfu.set_video_allowed(id, p.video_allowed());
+        self.sfu.set_self_video(id, p.self_video, p.self_stream);
         self.sfu.set_priority_speaker(id, p.perms.priority_speaker);
     }
 
@@ -464,7 +467,16 @@ impl VoiceService {
                 speaking,
                 ..
             } => {
-                if let Some(p) = lookup(participant) {
+                // Kept in the registry for the voice states of READY, SERVER_CREATE and later
+                // VOICE_STATE_UPDATEs: someone joining while another talks sees it at once.
+                let p = {
+                    let mut reg = self.registry.lock();
+                    reg.by_id_mut(Snowflake(participant as i64)).map(|p| {
+                        p.speaking = speaking;
+                        p.clone()
+                    })
+                };
+                if let Some(p) = p {
                     state.emit(
                         Target::Server(p.server_id),
                         "VOICE_SPEAKING",
