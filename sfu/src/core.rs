@@ -169,6 +169,7 @@ pub struct SfuCore {
     video_tick: Option<Instant>,
     max_sdp_bytes: usize,
     max_m_lines: usize,
+    video_start_bitrate_kbps: u64,
     max_video_slots: usize,
     max_audio_slots: usize,
     connect_timeout: Duration,
@@ -303,6 +304,7 @@ impl SfuCore {
             rtc_config_video: rtc_config(config, true),
             video_tick: None,
             max_sdp_bytes: config.max_sdp_bytes,
+            video_start_bitrate_kbps: config.video_start_bitrate_kbps,
             max_m_lines: config.max_m_lines,
             max_video_slots: config.max_video_slots,
             max_audio_slots: config.max_audio_slots.max(1),
@@ -464,6 +466,7 @@ impl SfuCore {
             .map_err(|e| SfuError::InvalidConfig(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let answer = accept_offer(&mut rtc, offer)?;
+        let answer = crate::sdp::with_video_start_bitrate(&answer, self.video_start_bitrate_kbps);
         let mids = offer_mids(&req.offer_sdp);
         let (publish_mid, slot_mids, pts) = inspect_medias(&rtc, &mids)?;
         let vmedias = inspect_video(&rtc, &mids);
@@ -595,6 +598,7 @@ impl SfuCore {
                 return Err(e);
             }
         };
+        let answer = crate::sdp::with_video_start_bitrate(&answer, self.video_start_bitrate_kbps);
         let mids = offer_mids(offer_sdp);
         let (publish_mid, slot_mids, pts) = inspect_medias(&peer.rtc, &mids)?;
         if publish_mid != peer.publish_mid {
