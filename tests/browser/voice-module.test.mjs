@@ -139,10 +139,19 @@ test('VOICE_RENEGOTIATE adds recvonly slots and offers again', async () => {
   assert.equal(r.offers, 2);
 });
 
-test('mute disables the track and sends op 4 self_mute; deafen mutes playback', async () => {
+/** Whether the microphone is on the sendonly audio sender (muted: taken off, nothing is sent). */
+const micOnSender = () => ev(async () => {
+  await window.voice._micChain;
+  const tx = window.voice.pc.getTransceivers().find((t) => t.direction === 'sendonly' && t.sender.track?.kind !== 'video' && t.mid === window.voice._micTx.mid);
+  return !!tx && tx.sender.track === window.voice.micTrack;
+});
+
+test('mute disables the track, takes it off the sender and sends op 4 self_mute; deafen mutes playback', async () => {
+  assert.equal(await micOnSender(), true);
   await ev(() => window.voice.toggleMute());
   let r = await ev(() => ({ enabled: window.voice.micTrack.enabled, last: window.harness.sent.at(-1) }));
   assert.equal(r.enabled, false);
+  assert.equal(await micOnSender(), false, 'a muted microphone is not on the sender');
   assert.deepEqual(r.last, { op: 4, d: { server_id: 's1', channel_id: 'c1', self_mute: true, self_deaf: false, self_video: false, self_stream: false } });
   await ev(() => window.voice.toggleDeaf());
   r = await ev(() => ({ muted: [...document.querySelectorAll('#voice-audio audio')].every((a) => a.muted), last: window.harness.sent.at(-1).d }));
@@ -151,15 +160,19 @@ test('mute disables the track and sends op 4 self_mute; deafen mutes playback', 
   await ev(() => { window.voice.toggleDeaf(); window.voice.setMute(false); });
   r = await ev(() => ({ enabled: window.voice.micTrack.enabled, muted: [...document.querySelectorAll('#voice-audio audio')].some((a) => a.muted) }));
   assert.deepEqual(r, { enabled: true, muted: false });
+  assert.equal(await micOnSender(), true, 'unmuted: the microphone is back on the sender');
 });
 
 test('push-to-talk: the mic is live only while the key is held', async () => {
   await ev(() => { document.activeElement?.blur(); window.voice.setPushToTalk(true, 'KeyV'); });
   assert.equal(await ev(() => window.voice.micTrack.enabled), false);
+  assert.equal(await micOnSender(), false);
   await B.page.keyboard.down('v');
   assert.equal(await ev(() => window.voice.micTrack.enabled), true);
+  assert.equal(await micOnSender(), true);
   await B.page.keyboard.up('v');
   assert.equal(await ev(() => window.voice.micTrack.enabled), false);
+  assert.equal(await micOnSender(), false);
   // keys typed into a text field don't transmit
   await ev(() => { const i = document.createElement('input'); i.id = 'ptt-probe'; document.body.append(i); i.focus(); });
   await B.page.keyboard.down('v');
