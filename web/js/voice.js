@@ -18,7 +18,6 @@
 
 import { Op } from './gateway.js';
 
-const ICE_GATHER_TIMEOUT_MS = 1000;
 const ANSWER_TIMEOUT_MS = 10000;
 const RECONNECT_AFTER_MS = 3000;
 const VOLUME_KEY = 'confab.voice.volumes';
@@ -104,6 +103,7 @@ export class Voice {
     this._statsTimer = null;
     this._lastStats = null;
     this._rejoining = false;
+    this._joinAttempt = 0;       // bumps on every join; a late answer to an older one is ignored
     this._generation = 0;        // bumps on every new pc; stale async work checks it
     this._videoClaimedAt = 0;    // when we last sent a state with camera or screen on
 
@@ -317,30 +317,34 @@ export class Voice {
     this.channelId = channelId;
     this.voiceSessionId = null;
     this.slots = {};
+    const attempt = ++this._joinAttempt;
     this._setState('joining');
-    try {
-      await this._ensureMic();
-      this._mark('mic');
-    } catch (e) {
+    // Nothing waits for what it does not need: the microphone, op 4 and the offer start at once.
+    // The gateway handles a session's frames in order, so op 12 after op 4 finds us joined; the
+    // microphone goes on its sender whenever it is ready (a permission prompt may take long).
+    this._ensureMic().then(() => this._mark('mic'), (e) => {
+      if (this._joinAttempt !== attempt) return;
       console.warn('microphone unavailable, joining listen-only', e);
       this.listenOnly = true;
       this.selfMute = true;
-    }
-    if (this.channelId !== channelId) return;  // left meanwhile
+      if (this.channelId === channelId) this._sendState();
+      this._changed();
+    });
     const waiter = this._waitOwnState(channelId, 4000);
     if (!this._sendState()) {
       this._teardown();
       this._setState('error', 'Not connected to the gateway');
       return;
     }
-    const joined = await waiter;
-    this._mark('joined');
-    if (this.channelId !== channelId) return;
-    if (joined && joined.error) {
-      this._teardown();
+    waiter.then((joined) => {
+      this._mark('joined');
+      // (Already in error: the offer's refusal carried this same reason.)
+      if (this._joinAttempt !== attempt || !joined || !joined.error || this.state === 'error') return;
+      // The join itself was refused (op 14 for op 4): its reason, not the offer's "not in a
+      // voice channel" that follows it.
+      if (this.channelId === channelId) { this._closePc(); this._teardown(); }
       this._setState('error', `${joined.error.message} (${joined.error.code})`);
-      return;
-    }
+    });
     await this._startPc(this._othersInChannel());
   }
 
@@ -483,7 +487,9 @@ export class Voice {
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     this._mark('offer');
-    await waitIceGathering(pc, ICE_GATHER_TIMEOUT_MS);
+    // No waiting for ICE gathering (~130 ms in Chromium): the SFU is ICE-lite, it answers our
+    // connectivity checks from wherever they come (peer-reflexive) and needs no candidates of
+    // ours. The offer carries those gathered by now (none on a first offer).
     this._mark('gathered');
     if (gen !== this._generation) return;
     const answerP = new Promise((resolve, reject) => {
@@ -949,20 +955,6 @@ export class Voice {
     this.quality = { rttMs, lossPercent: Math.round(loss * 10) / 10, level };
     this._changed();
   }
-}
-
-function waitIceGathering(pc, timeoutMs) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener('icegatheringstatechange', check);
-      resolve();
-    };
-    const check = () => { if (pc.iceGatheringState === 'complete') done(); };
-    const timer = setTimeout(done, timeoutMs);
-    pc.addEventListener('icegatheringstatechange', check);
-  });
 }
 
 function isAudio(t) { return t.receiver && t.receiver.track && t.receiver.track.kind === 'audio'; }
