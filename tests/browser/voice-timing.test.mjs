@@ -14,6 +14,8 @@ import {
   uniqueName, waitFor, sleep } from './lib.mjs';
 
 const TRIES = Number(process.env.TRIES || 10);
+/** A release build of the server answers offers ~10× faster than a debug one. */
+const RELEASE = /release/.test(process.env.CONFAB_BIN || '') || !!process.env.CONFAB_URL;
 let server;
 const peers = [];  // {name, b, id}
 const serverName = uniqueName('Timing ');
@@ -102,7 +104,9 @@ test('join → first audio both ways, with the breakdown (p50 of 10 joins)', asy
   const med = Object.fromEntries(cols.map((c) => [c, p50(rows.map((r) => r[c]).filter((x) => !Number.isNaN(x)))]));
   lines.push(`  p50 ${cols.map((c) => fmt(med[c]).padStart(9)).join('')}`);
   console.log(lines.join('\n'));
-  assert.ok(med.both < 600, `p50 join → first audio both ways ${Math.round(med.both)} ms`);
+  // Before the join was pipelined: 348 ms with a release server, ~670 ms with a debug one.
+  const bound = RELEASE ? 250 : 500;
+  assert.ok(med.both < bound, `p50 join → first audio both ways ${Math.round(med.both)} ms (bound ${bound} ms)`);
 });
 
 test('camera on → ≥ 640×360 decoded on a large tile (p50 of 10 tries)', async () => {

@@ -513,7 +513,7 @@ export class Voice {
     const answer = await answerP;
     this._mark('answer');
     if (gen !== this._generation || pc.signalingState === 'closed') return;
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+    await pc.setRemoteDescription({ type: 'answer', sdp: asFullIce(answer.sdp) });
     this._mark('remote');
     this.negotiations += 1;
     // Tiles chosen before this pc existed (a rejoin keeps them server-side).
@@ -956,6 +956,15 @@ export class Voice {
     this._changed();
   }
 }
+
+/**
+ * The answer without `a=ice-lite`. Facing an ICE-lite peer, Chromium nominates a candidate pair
+ * (USE-CANDIDATE) only in the check after the first successful one, ~50 ms later, and the SFU
+ * (which waits for the nomination) holds its DTLS reply until then; facing a full agent it
+ * nominates in its first check. The SFU answers checks either way and never sends its own, which
+ * Chromium does not need: its own checks make the pair valid. Saves ~50 ms of every join.
+ */
+function asFullIce(sdp) { return sdp.replace(/^a=ice-lite\r?\n/m, ''); }
 
 function isAudio(t) { return t.receiver && t.receiver.track && t.receiver.track.kind === 'audio'; }
 function liveVideoTrack(stream) {
