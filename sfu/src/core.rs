@@ -466,7 +466,7 @@ impl SfuCore {
             .map_err(|e| SfuError::InvalidConfig(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let answer = accept_offer(&mut rtc, offer)?;
-        let answer = crate::sdp::with_video_start_bitrate(&answer, self.video_start_bitrate_kbps);
+        let answer = crate::sdp::tune_video_answer(&answer, self.video_start_bitrate_kbps);
         let mids = offer_mids(&req.offer_sdp);
         let (publish_mid, slot_mids, pts) = inspect_medias(&rtc, &mids)?;
         let vmedias = inspect_video(&rtc, &mids);
@@ -598,7 +598,7 @@ impl SfuCore {
                 return Err(e);
             }
         };
-        let answer = crate::sdp::with_video_start_bitrate(&answer, self.video_start_bitrate_kbps);
+        let answer = crate::sdp::tune_video_answer(&answer, self.video_start_bitrate_kbps);
         let mids = offer_mids(offer_sdp);
         let (publish_mid, slot_mids, pts) = inspect_medias(&peer.rtc, &mids)?;
         if publish_mid != peer.publish_mid {

@@ -134,6 +134,25 @@ test('camera on → ≥ 640×360 decoded on a large tile (p50 of 10 tries)', asy
       window.confabVoice.setCamera(true);
       return t;
     });
+    // A samples its sending side meanwhile (for the figures printed): bandwidth estimate and
+    // each encoding's size and limit.
+    await a.b.page.evaluate(() => {
+      window.__send = [];
+      window.__stopSend = false;
+      const t0 = performance.now();
+      const tick = async () => {
+        const v = window.confabVoice;
+        if (!v.pc || window.__stopSend || window.__send.length > 200) return;
+        const r = { t: Math.round(performance.now() - t0) };
+        (await v.pc.getStats()).forEach((s) => {
+          if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) r.bwe = Math.round(s.availableOutgoingBitrate / 1000);
+          if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) r[s.rid] = `${s.frameWidth || 0}@${Math.round((s.targetBitrate || 0) / 1000)}k${s.qualityLimitationReason && s.qualityLimitationReason !== 'none' ? `/${s.qualityLimitationReason}` : ''}`;
+        });
+        window.__send.push(r);
+        setTimeout(tick, 250);
+      };
+      setTimeout(tick, 100);
+    });
     // B polls its decoded frame size of A's camera every 20 ms, in its page.
     const res = await b.b.page.evaluate(async (aId) => {
       const now = () => performance.timeOrigin + performance.now();
@@ -159,10 +178,18 @@ test('camera on → ≥ 640×360 decoded on a large tile (p50 of 10 tries)', asy
     assert.ok(res.sharp, `try ${i + 1}: no ≥640×360 frame within 30 s (widths ${res.widths.join(' → ')})`);
     times.push(res.sharp - t0);
     detail.push(`  ${String(i + 1).padStart(3)} first frame ${fmt(res.first - t0)} ms, ≥640×360 ${fmt(res.sharp - t0)} ms (widths ${res.widths.join(' → ')})`);
+    const send = await a.b.page.evaluate(() => { window.__stopSend = true; return window.__send; });
+    if (res.sharp - t0 > 2000 || process.env.VERBOSE) {
+      // ms: estimate kbit/s, encodings q/h/f frame width (and what limits them).
+      detail.push(`      sender: ${send.filter((r) => r.t <= res.sharp - t0 + 300).slice(-16).map((r) => `${r.t}: ${r.bwe ?? '-'}k ${r.q ?? '-'} ${r.h ?? '-'} ${r.f ?? '-'}`).join(' | ')}`);
+    }
     await a.b.page.evaluate(() => window.confabVoice.setCamera(false));
     // Past the viewers' op 15 interval (1.5 s), so each try starts like the first.
     await sleep(2000);
   }
-  console.log([`camera on → ≥640×360 decoded on a large tile (${TRIES} tries):`, ...detail, `  p50 ${Math.round(p50(times))} ms`].join('\n'));
-  assert.ok(p50(times) < 4000, `p50 camera on → sharp ${Math.round(p50(times))} ms`);
+  console.log([`camera on → ≥640×360 decoded on a large tile (${TRIES} tries):`, ...detail, `  p50 ${Math.round(p50(times))} ms, max ${Math.round(Math.max(...times))} ms`].join('\n'));
+  // Before the fix one try in a few stayed at 320×180 for 4–27 s (the first after a join, on a
+  // busy machine); p50 was under a second either way.
+  assert.ok(p50(times) < 2000, `p50 camera on → sharp ${Math.round(p50(times))} ms`);
+  assert.ok(Math.max(...times) < 4000, `slowest camera on → sharp ${Math.round(Math.max(...times))} ms`);
 });

@@ -152,6 +152,15 @@ fn answer_negotiates_video_with_simulcast_and_feedback() {
     ] {
         assert!(answer.contains(want), "answer lacks {want:?}:\n{answer}");
     }
+    // A camera starts sharp: a starting bandwidth estimate for the publisher's encoder, and
+    // audio kept out of the transport-wide feedback (see `sdp::tune_video_answer`).
+    let (audio, video) = answer.split_at(answer.find("m=video").unwrap());
+    assert!(
+        !audio.contains("transport-wide-cc") && !audio.contains(" transport-cc"),
+        "{audio}"
+    );
+    assert!(video.contains(" transport-cc"), "{video}");
+    assert!(video.contains("x-google-start-bitrate=2000"), "{video}");
     peer.accept_answer(&answer).unwrap();
     assert_eq!(
         net.sfu.video_tracks_of(1),
