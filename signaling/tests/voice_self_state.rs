@@ -172,4 +172,18 @@ async fn someone_connecting_while_another_talks_sees_them_speaking() {
         .cloned()
         .unwrap();
     assert_eq!(st["speaking"], false, "{st}");
+
+    // A talks again and leaves while talking: "stopped speaking" is said with the leave.
+    run_media(&mut [&mut pa], Duration::from_millis(600)).await;
+    a.wait(|v| v["t"] == "VOICE_SPEAKING" && v["d"]["speaking"] == true)
+        .await;
+    let mut b = b;
+    b.forget();
+    a.send(json!({"op": 4, "d": {"server_id": sid, "channel_id": null}}));
+    b.wait(|v| {
+        v["t"] == "VOICE_SPEAKING"
+            && v["d"]["user_id"] == ua.id.as_str()
+            && v["d"]["speaking"] == false
+    })
+    .await;
 }

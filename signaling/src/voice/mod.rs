@@ -139,6 +139,7 @@ impl VoiceService {
             JoinOutcome::Joined { previous } => {
                 if let Some(prev) = previous {
                     self.sfu.leave(sfu_id(prev.id));
+                    self.speaking_ended(state, &prev);
                     if prev.server_id != p.server_id {
                         state.emit(
                             Target::Server(prev.server_id),
@@ -301,9 +302,23 @@ impl VoiceService {
         Ok(())
     }
 
+    /// A voice session that was speaking ended (left, or moved to another channel): the SFU's
+    /// own "stopped speaking" for it can no longer be matched to a participant (it is gone from
+    /// the registry), so it is said here.
+    fn speaking_ended(&self, state: &AppState, p: &Participant) {
+        if p.speaking {
+            state.emit(
+                Target::Server(p.server_id),
+                "VOICE_SPEAKING",
+                &serde_json::json!({"server_id": p.server_id, "channel_id": p.channel_id, "user_id": p.user_id, "speaking": false}),
+            );
+        }
+    }
+
     /// Removes a participant everywhere and tells everyone.
     fn teardown(&self, state: &AppState, p: &Participant, reason: &'static str) {
         self.sfu.leave(sfu_id(p.id));
+        self.speaking_ended(state, p);
         state.emit(
             Target::Server(p.server_id),
             "VOICE_STATE_UPDATE",
