@@ -48,6 +48,11 @@ pub struct SfuConfig {
     pub video_bwe: bool,
     /// Starting estimate of that bandwidth estimator.
     pub video_initial_bitrate_kbps: u64,
+    /// Starting send-side bandwidth estimate suggested to video publishers
+    /// (`x-google-start-bitrate` on the answer's video codecs; 0 = leave the
+    /// browser's default, 300 kbit/s in Chrome, which holds a camera to its
+    /// lowest simulcast layer for seconds after it comes on).
+    pub video_start_bitrate_kbps: u64,
     /// Socket buffer sizes requested with SO_RCVBUF / SO_SNDBUF (0 = OS default).
     pub socket_buffer_bytes: usize,
     /// Forward audio through the SFU's own fast path (header rewrite and SRTP
@@ -100,6 +105,7 @@ impl Default for SfuConfig {
             video_send_buffer: 1024,
             video_bwe: false,
             video_initial_bitrate_kbps: 2_500,
+            video_start_bitrate_kbps: 2_000,
             fast_path: true,
             send_workers: 0,
         }

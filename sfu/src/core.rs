@@ -98,8 +98,14 @@ struct Peer {
     joined_at: Instant,
     connected: bool,
     server_muted: bool,
+    /// Self-muted or self-deafened: audio is dropped on arrival, as for a
+    /// server mute, so a client that keeps sending is not heard.
     self_muted: bool,
     deaf: bool,
+    /// The client says its camera / screen share is on; while off, packets
+    /// of that track are dropped on arrival (default on).
+    camera_on: bool,
+    screen_on: bool,
     /// May publish video (signaling's VIDEO permission); when false its video
     /// packets are dropped on arrival.
     video_allowed: bool,
@@ -163,6 +169,7 @@ pub struct SfuCore {
     video_tick: Option<Instant>,
     max_sdp_bytes: usize,
     max_m_lines: usize,
+    video_start_bitrate_kbps: u64,
     max_video_slots: usize,
     max_audio_slots: usize,
     connect_timeout: Duration,
@@ -297,6 +304,7 @@ impl SfuCore {
             rtc_config_video: rtc_config(config, true),
             video_tick: None,
             max_sdp_bytes: config.max_sdp_bytes,
+            video_start_bitrate_kbps: config.video_start_bitrate_kbps,
             max_m_lines: config.max_m_lines,
             max_video_slots: config.max_video_slots,
             max_audio_slots: config.max_audio_slots.max(1),
@@ -458,6 +466,7 @@ impl SfuCore {
             .map_err(|e| SfuError::InvalidConfig(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let answer = accept_offer(&mut rtc, offer)?;
+        let answer = crate::sdp::tune_video_answer(&answer, self.video_start_bitrate_kbps);
         let mids = offer_mids(&req.offer_sdp);
         let (publish_mid, slot_mids, pts) = inspect_medias(&rtc, &mids)?;
         let vmedias = inspect_video(&rtc, &mids);
@@ -466,12 +475,14 @@ impl SfuCore {
         // moderator/deaf/mute flags carry over.
         let mut flags = (false, false, false);
         let mut video_allowed = true;
+        let mut video_on = (true, true);
         let mut priority_speaker = false;
         let mut video_subs = Vec::new();
         let mut video_kinds = Vec::new();
         if let Some(old) = self.peers.get(&req.participant) {
             flags = (old.server_muted, old.self_muted, old.deaf);
             video_allowed = old.video_allowed;
+            video_on = (old.camera_on, old.screen_on);
             priority_speaker = old.priority_speaker;
             video_subs = old.video_subs.clone();
             video_kinds = old.video_kinds.clone();
@@ -510,6 +521,8 @@ impl SfuCore {
             server_muted: flags.0,
             self_muted: flags.1,
             deaf: flags.2,
+            camera_on: video_on.0,
+            screen_on: video_on.1,
             video_allowed,
             publish_mid,
             in_ssrc: None,
@@ -585,6 +598,7 @@ impl SfuCore {
                 return Err(e);
             }
         };
+        let answer = crate::sdp::tune_video_answer(&answer, self.video_start_bitrate_kbps);
         let mids = offer_mids(offer_sdp);
         let (publish_mid, slot_mids, pts) = inspect_medias(&peer.rtc, &mids)?;
         if publish_mid != peer.publish_mid {
@@ -627,7 +641,8 @@ impl SfuCore {
         self.set_flag(participant, |p| &mut p.server_muted, muted);
     }
 
-    /// Self-mute (client side); clears the speaking state.
+    /// Self-mute (or self-deafen): the SFU drops this participant's audio as
+    /// for a server mute, whatever the client sends; clears the speaking state.
     pub fn set_self_mute(&mut self, participant: u64, muted: bool) {
         self.set_flag(participant, |p| &mut p.self_muted, muted);
     }
@@ -671,12 +686,37 @@ impl SfuCore {
             return;
         }
         p.video_allowed = allowed;
-        let room = p.room;
-        if !allowed {
-            return;
+        if allowed {
+            self.restart_viewers(participant, None);
         }
-        // Viewers held the last frame; reset their slots so the new target
-        // layer is asked for (PLI) and forwarding starts on its keyframe.
+    }
+
+    /// The client's camera / screen share switch (`self_video` / `self_stream`):
+    /// a track switched off is dropped on arrival, so a client that keeps
+    /// sending it is not seen and costs its viewers nothing.
+    pub fn set_self_video(&mut self, now: Instant, participant: u64, camera: bool, screen: bool) {
+        self.advance(now);
+        let Some(p) = self.peers.get_mut(&participant) else {
+            return;
+        };
+        let turned_on = [
+            (camera && !p.camera_on).then_some(VideoTrackKind::Camera),
+            (screen && !p.screen_on).then_some(VideoTrackKind::Screen),
+        ];
+        p.camera_on = camera;
+        p.screen_on = screen;
+        for kind in turned_on.into_iter().flatten() {
+            self.restart_viewers(participant, Some(kind));
+        }
+    }
+
+    /// Video of `participant` (one track kind, or all) may flow again after
+    /// being dropped: viewers held the last frame; their slots are reset so
+    /// the target layer is asked for (PLI) and forwarding starts on its keyframe.
+    fn restart_viewers(&mut self, participant: u64, kind: Option<VideoTrackKind>) {
+        let Some(room) = self.peers.get(&participant).map(|p| p.room) else {
+            return;
+        };
         let members = self
             .rooms
             .get(&room)
@@ -684,11 +724,10 @@ impl SfuCore {
             .unwrap_or_default();
         for m in members {
             if let Some(sub) = self.peers.get_mut(&m) {
-                for slot in sub
-                    .video_slots
-                    .iter_mut()
-                    .filter(|s| s.source.is_some_and(|(src, _)| src == participant))
-                {
+                for slot in sub.video_slots.iter_mut().filter(|s| {
+                    s.source
+                        .is_some_and(|(src, k)| src == participant && kind.is_none_or(|x| x == k))
+                }) {
                     slot.reset();
                 }
             }

@@ -24,8 +24,10 @@
 //!    the client to offer again with at least that many recvonly transceivers
 //!    and pass it to `sfu.renegotiate(participant, offer)`.
 //! 4. `leave` on explicit leave / gateway end; `set_server_mute`, `set_deaf`,
-//!    `set_self_mute` on voice state updates. A rejoin is just `join` with the
-//!    same participant id.
+//!    `set_self_mute`, `set_self_video` on voice state updates (a self-muted
+//!    participant's audio and a switched-off camera or screen are dropped on
+//!    arrival, like a server mute). A rejoin is just `join` with the same
+//!    participant id.
 //!
 //! Video (camera and screen share, simulcast):
 //! - A client that wants video puts **all** its video m-lines in its first
@@ -82,7 +84,10 @@
 //! - RED (`audio/red`) is folded onto Opus; in RTP mode its payload passes
 //!   through untouched. Subscribers that did not negotiate RED get no RED packets.
 //! - `RtcConfig`'s extension map is restricted to audio level + mid, so no
-//!   TWCC or abs-send-time is negotiated with audio-only peers.
+//!   TWCC or abs-send-time is negotiated with audio-only peers. Answers to
+//!   peers with video leave transport-cc off their audio m-lines and suggest a
+//!   start bitrate for their video (`sdp::tune_video_answer`: a camera starts
+//!   sharp).
 //! - Simulcast: str0m mirrors the offer's `a=simulcast`/`a=rid` and maps
 //!   incoming SSRCs by mid+rid; `StreamRx::rid()` names the layer. RTX from
 //!   publishers is un-wrapped by str0m in RTP mode too. VP8 descriptor

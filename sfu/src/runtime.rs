@@ -44,6 +44,7 @@ enum Command {
     Deaf(u64, bool),
     SelfMute(u64, bool),
     VideoAllowed(u64, bool),
+    SelfVideo(u64, bool, bool),
     PrioritySpeaker(u64, bool),
     VideoSubscriptions(u64, Vec<VideoSubscription>),
     VideoTrackKinds(u64, Vec<(String, VideoTrackKind)>),
@@ -225,6 +226,13 @@ impl Sfu {
         let _ = self.send(Command::VideoAllowed(participant, allowed));
     }
 
+    /// The client's camera and screen-share switches (`self_video`,
+    /// `self_stream`; default on): packets of a track switched off are
+    /// dropped on arrival.
+    pub fn set_self_video(&self, participant: u64, camera: bool, screen: bool) {
+        let _ = self.send(Command::SelfVideo(participant, camera, screen));
+    }
+
     /// PRIORITY_SPEAKER: this participant is preferred for the loudest-speaker
     /// slots (a talking priority speaker displaces a talking one without it).
     pub fn set_priority_speaker(&self, participant: u64, priority: bool) {
@@ -267,6 +275,7 @@ fn handle_command(core: &mut SfuCore, cmd: Command) -> bool {
         Command::Deaf(p, d) => core.set_deaf(p, d),
         Command::SelfMute(p, m) => core.set_self_mute(p, m),
         Command::VideoAllowed(p, a) => core.set_video_allowed(now, p, a),
+        Command::SelfVideo(p, c, s) => core.set_self_video(now, p, c, s),
         Command::PrioritySpeaker(p, v) => core.set_priority_speaker(p, v),
         Command::VideoSubscriptions(p, subs) => core.set_video_subscriptions(now, p, subs),
         Command::VideoTrackKinds(p, kinds) => core.set_video_track_kinds(now, p, kinds),

@@ -78,6 +78,11 @@ pub struct Cli {
     /// short; experimental. [default: false]
     #[arg(long, env = "CONFAB_VIDEO_BWE")]
     pub video_bwe: Option<bool>,
+    /// Starting bandwidth estimate suggested to browsers that publish video, kbit/s
+    /// (`x-google-start-bitrate` in the answer; 0 = the browser's own, 300 in Chrome, which keeps
+    /// a new camera at its lowest simulcast layer for seconds). [default: 2000]
+    #[arg(long, env = "CONFAB_VIDEO_START_BITRATE_KBPS")]
+    pub video_start_bitrate_kbps: Option<u64>,
     /// Servers with more members than this are "large": READY carries only some of their
     /// members. For tests. [default: 250]
     #[arg(long, env = "CONFAB_LARGE_THRESHOLD", hide = true)]
@@ -107,6 +112,7 @@ struct FileConfig {
     sfu_fast_path: Option<bool>,
     sfu_send_workers: Option<usize>,
     video_bwe: Option<bool>,
+    video_start_bitrate_kbps: Option<u64>,
     large_threshold: Option<usize>,
 }
 
@@ -136,6 +142,7 @@ pub struct Config {
     pub sfu_fast_path: bool,
     pub sfu_send_workers: usize,
     pub video_bwe: bool,
+    pub video_start_bitrate_kbps: u64,
     /// Member count above which a server is large (READY carries only some of its members).
     pub large_threshold: usize,
 }
@@ -162,6 +169,7 @@ impl Default for Config {
             sfu_fast_path: true,
             sfu_send_workers: 0,
             video_bwe: false,
+            video_start_bitrate_kbps: 2_000,
             large_threshold: 250,
         }
     }
@@ -229,6 +237,10 @@ impl Config {
                 .or(file.sfu_send_workers)
                 .unwrap_or(d.sfu_send_workers),
             video_bwe: cli.video_bwe.or(file.video_bwe).unwrap_or(d.video_bwe),
+            video_start_bitrate_kbps: cli
+                .video_start_bitrate_kbps
+                .or(file.video_start_bitrate_kbps)
+                .unwrap_or(d.video_start_bitrate_kbps),
             large_threshold: cli
                 .large_threshold
                 .or(file.large_threshold)

@@ -87,6 +87,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         fast_path: config.sfu_fast_path,
         send_workers: config.sfu_send_workers,
         video_bwe: config.video_bwe,
+        video_start_bitrate_kbps: config.video_start_bitrate_kbps,
         ..confab_sfu::SfuConfig::new(
             SocketAddr::new(config.bind.ip(), config.udp_port),
             config.media_ip(),

@@ -1,7 +1,7 @@
 // web/js/voice.js on its own, with no server: a fake gateway in the page hands each offer
 // (op 12) to a second RTCPeerConnection in the same page that plays "the SFU": it answers,
 // sends a tone on every recvonly slot and receives the microphone. Checks the signalling the
-// contract asks of the client: sendonly + N recvonly, max-bundle, candidates in the offer,
+// contract asks of the client: sendonly + N recvonly, max-bundle,
 // VOICE_RENEGOTIATE → more slots and a new offer, VOICE_SLOTS → audio per user, mute, leave,
 // and a rejoin with the previous voice_session_id after the connection fails.
 import { test, before, after } from 'node:test';
@@ -69,7 +69,6 @@ before(async () => {
           window.lastVsid = vsid;
         }
         if (op === 12) {
-          if (d.sdp && /a=candidate/.test(d.sdp) === false) window.offerWithoutCandidates = true;
           answer(d.sdp).then((sdp) => fireOp(13, { sdp, voice_session_id: window.lastVsid }));
         }
         return true;
@@ -102,8 +101,6 @@ test('join: op 4, then an offer with sendonly mic + one recvonly slot per other 
       mSections: offer.split(/^m=/m).slice(1).map((m) => `${m.split(' ')[0]} ${(/a=(sendonly|recvonly|sendrecv|inactive)/.exec(m) || [])[1]}`),
       videoTracks: window.harness.sent.find((f) => f.op === 12).d.video_tracks,
       bundle: /a=group:BUNDLE/.test(offer),
-      candidates: /a=candidate/.test(offer),
-      noCandidates: !!window.offerWithoutCandidates,
     };
   });
   assert.deepEqual(r.ops.slice(0, 2), [4, 12]);
@@ -113,7 +110,8 @@ test('join: op 4, then an offer with sendonly mic + one recvonly slot per other 
   assert.deepEqual(r.mSections, ['audio sendonly', 'audio recvonly', 'video sendonly', 'video sendonly', ...Array(9).fill('video recvonly')]);
   assert.equal(Object.values(r.videoTracks).join(','), 'camera,screen');
   assert.ok(r.bundle, 'BUNDLE group in the offer');
-  assert.ok(r.candidates, 'the offer carries the client\'s candidates');
+  // The offer goes out without waiting for ICE gathering (the SFU is ICE-lite and learns the
+  // client's address from its checks); this harness's answering pc connects all the same.
 });
 
 test('VOICE_SLOTS maps mids to users; audio elements follow; per-user volume applies', async () => {
@@ -139,10 +137,19 @@ test('VOICE_RENEGOTIATE adds recvonly slots and offers again', async () => {
   assert.equal(r.offers, 2);
 });
 
-test('mute disables the track and sends op 4 self_mute; deafen mutes playback', async () => {
+/** Whether the microphone is on the sendonly audio sender (muted: taken off, nothing is sent). */
+const micOnSender = () => ev(async () => {
+  await window.voice._micChain;
+  const tx = window.voice.pc.getTransceivers().find((t) => t.direction === 'sendonly' && t.sender.track?.kind !== 'video' && t.mid === window.voice._micTx.mid);
+  return !!tx && tx.sender.track === window.voice.micTrack;
+});
+
+test('mute disables the track, takes it off the sender and sends op 4 self_mute; deafen mutes playback', async () => {
+  assert.equal(await micOnSender(), true);
   await ev(() => window.voice.toggleMute());
   let r = await ev(() => ({ enabled: window.voice.micTrack.enabled, last: window.harness.sent.at(-1) }));
   assert.equal(r.enabled, false);
+  assert.equal(await micOnSender(), false, 'a muted microphone is not on the sender');
   assert.deepEqual(r.last, { op: 4, d: { server_id: 's1', channel_id: 'c1', self_mute: true, self_deaf: false, self_video: false, self_stream: false } });
   await ev(() => window.voice.toggleDeaf());
   r = await ev(() => ({ muted: [...document.querySelectorAll('#voice-audio audio')].every((a) => a.muted), last: window.harness.sent.at(-1).d }));
@@ -151,15 +158,19 @@ test('mute disables the track and sends op 4 self_mute; deafen mutes playback', 
   await ev(() => { window.voice.toggleDeaf(); window.voice.setMute(false); });
   r = await ev(() => ({ enabled: window.voice.micTrack.enabled, muted: [...document.querySelectorAll('#voice-audio audio')].some((a) => a.muted) }));
   assert.deepEqual(r, { enabled: true, muted: false });
+  assert.equal(await micOnSender(), true, 'unmuted: the microphone is back on the sender');
 });
 
 test('push-to-talk: the mic is live only while the key is held', async () => {
   await ev(() => { document.activeElement?.blur(); window.voice.setPushToTalk(true, 'KeyV'); });
   assert.equal(await ev(() => window.voice.micTrack.enabled), false);
+  assert.equal(await micOnSender(), false);
   await B.page.keyboard.down('v');
   assert.equal(await ev(() => window.voice.micTrack.enabled), true);
+  assert.equal(await micOnSender(), true);
   await B.page.keyboard.up('v');
   assert.equal(await ev(() => window.voice.micTrack.enabled), false);
+  assert.equal(await micOnSender(), false);
   // keys typed into a text field don't transmit
   await ev(() => { const i = document.createElement('input'); i.id = 'ptt-probe'; document.body.append(i); i.focus(); });
   await B.page.keyboard.down('v');

@@ -18,7 +18,6 @@
 
 import { Op } from './gateway.js';
 
-const ICE_GATHER_TIMEOUT_MS = 1000;
 const ANSWER_TIMEOUT_MS = 10000;
 const RECONNECT_AFTER_MS = 3000;
 const VOLUME_KEY = 'confab.voice.volumes';
@@ -63,6 +62,10 @@ export class Voice {
     this.muteBeforeDeaf = false;
     this.quality = null;         // {rttMs, lossPercent, level}
     this.negotiations = 0;       // completed offer/answer rounds (tests)
+    // Where a join's time goes (tests and debugging): step → epoch ms (performance clock), set
+    // once per join; firstPacket: mid → when its first RTP packet arrived (the track unmuted).
+    this.timeline = {};
+    this.firstPacket = {};
     this.listenOnly = false;
 
     // Video.
@@ -74,6 +77,8 @@ export class Voice {
     this.videoLayers = {};       // 'camera' | 'screen' -> active rids last asked for
     this.videoDenied = false;    // the server refused video (no VIDEO permission here)
     this.videoTiles = [];        // the last tile list sent with op 15
+    this._micTx = null;          // the microphone's sendonly transceiver
+    this._micChain = Promise.resolve();
     this._camTx = null;
     this._screenTx = null;
     this._tilesKey = null;
@@ -98,6 +103,7 @@ export class Voice {
     this._statsTimer = null;
     this._lastStats = null;
     this._rejoining = false;
+    this._joinAttempt = 0;       // bumps on every join; a late answer to an older one is ignored
     this._generation = 0;        // bumps on every new pc; stale async work checks it
     this._videoClaimedAt = 0;    // when we last sent a state with camera or screen on
 
@@ -170,15 +176,25 @@ export class Voice {
         await this._negotiate(gen);
       });
     });
+    // Who is speaking, in any channel of our servers, whether we are in voice or not: READY and
+    // SERVER_CREATE voice states say who talks now, VOICE_SPEAKING follows changes. Joining a
+    // channel keeps it, so someone already talking shows at once.
     g.on('VOICE_SPEAKING', (d) => {
       if (!d || !d.user_id) return;
       if (d.speaking) this.speaking[d.user_id] = true; else delete this.speaking[d.user_id];
       this._changed();
     });
+    const seedSpeaking = (states) => {
+      for (const v of states || []) if (v && v.channel_id && v.speaking) this.speaking[v.user_id] = true;
+    };
+    g.on('SERVER_CREATE', (d) => { seedSpeaking(d && d.voice_states); this._changed(); });
     // After a gateway drop our voice signalling may have missed events: rejoin.
     g.on('RESUMED', () => { if (this.channelId) this.rejoin('gateway resumed'); });
     let firstReady = true;
-    g.on('READY', () => {
+    g.on('READY', (d) => {
+      this.speaking = {};
+      seedSpeaking(d && d.voice_states);
+      this._changed();
       if (firstReady) { firstReady = false; return; }
       if (this.channelId) this.rejoin('gateway re-identified');
     });
@@ -188,8 +204,8 @@ export class Voice {
     if (!d) return;
     const self = this.getSelfId();
     if (d.user_id !== self) {
-      // A participant left our channel: stop showing them as speaking.
-      if (d.channel_id !== this.channelId) delete this.speaking[d.user_id];
+      // A participant left voice: stop showing them as speaking.
+      if (!d.channel_id) delete this.speaking[d.user_id];
       this._changed();
       return;
     }
@@ -216,7 +232,6 @@ export class Voice {
     this.serverId = d.server_id || this.serverId;
     this.channelId = d.channel_id;
     this.voiceSessionId = d.voice_session_id || null;
-    this.speaking = {};
     this.slots = {};
     this._closePc();
     this._setState('connecting');
@@ -289,36 +304,47 @@ export class Voice {
 
   // ---------------------------------------------------------------- join / leave
 
+  _mark(step) {
+    if (this.timeline[step] == null) this.timeline[step] = performance.timeOrigin + performance.now();
+  }
+
   async join(serverId, channelId) {
     if (this.channelId === channelId && this.pc && this.state !== 'error') return;
+    this.timeline = {};
+    this._mark('click');
     if (this.channelId) this._teardown({ keepStream: true });
     this.serverId = serverId;
     this.channelId = channelId;
     this.voiceSessionId = null;
-    this.speaking = {};
     this.slots = {};
+    const attempt = ++this._joinAttempt;
     this._setState('joining');
-    try {
-      await this._ensureMic();
-    } catch (e) {
+    // Nothing waits for what it does not need: the microphone, op 4 and the offer start at once.
+    // The gateway handles a session's frames in order, so op 12 after op 4 finds us joined; the
+    // microphone goes on its sender whenever it is ready (a permission prompt may take long).
+    this._ensureMic().then(() => this._mark('mic'), (e) => {
+      if (this._joinAttempt !== attempt) return;
       console.warn('microphone unavailable, joining listen-only', e);
       this.listenOnly = true;
       this.selfMute = true;
-    }
-    if (this.channelId !== channelId) return;  // left meanwhile
+      if (this.channelId === channelId) this._sendState();
+      this._changed();
+    });
     const waiter = this._waitOwnState(channelId, 4000);
     if (!this._sendState()) {
       this._teardown();
       this._setState('error', 'Not connected to the gateway');
       return;
     }
-    const joined = await waiter;
-    if (this.channelId !== channelId) return;
-    if (joined && joined.error) {
-      this._teardown();
+    waiter.then((joined) => {
+      this._mark('joined');
+      // (Already in error: the offer's refusal carried this same reason.)
+      if (this._joinAttempt !== attempt || !joined || !joined.error || this.state === 'error') return;
+      // The join itself was refused (op 14 for op 4): its reason, not the offer's "not in a
+      // voice channel" that follows it.
+      if (this.channelId === channelId) { this._closePc(); this._teardown(); }
       this._setState('error', `${joined.error.message} (${joined.error.code})`);
-      return;
-    }
+    });
     await this._startPc(this._othersInChannel());
   }
 
@@ -392,9 +418,12 @@ export class Voice {
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
     this._setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
+    // The microphone is on the sender only while it may be heard (not muted, deafened or
+    // push-to-talk released): a muted user sends nothing at all. Listen-only: never a track.
     const track = this.micTrack;
-    if (track) pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
-    else pc.addTransceiver('audio', { direction: 'sendonly' });  // listen-only: nothing is sent
+    this._micTx = pc.addTransceiver(track && this._micOn() ? track : 'audio', {
+      direction: 'sendonly', streams: this.stream ? [this.stream] : [],
+    });
     for (let i = 0; i < slotCount; i++) pc.addTransceiver('audio', { direction: 'recvonly' });
     // Video m-lines, all in the first offer and always in this order (the server tells camera
     // from screen by it, and video_tracks in op 12 says it again).
@@ -410,7 +439,16 @@ export class Voice {
     this.videoSlots = {};
     this._tilesKey = null;
 
-    pc.addEventListener('track', () => this._applyAudio());
+    pc.addEventListener('track', (e) => {
+      const mid = e.transceiver && e.transceiver.mid;
+      if (mid != null && isAudio(e.transceiver)) {
+        const first = () => {
+          if (gen === this._generation && this.firstPacket[mid] == null) this.firstPacket[mid] = performance.timeOrigin + performance.now();
+        };
+        if (!e.track.muted) first(); else e.track.addEventListener('unmute', first, { once: true });
+      }
+      this._applyAudio();
+    });
     pc.addEventListener('connectionstatechange', () => this._onPcState(pc, gen));
     pc.addEventListener('iceconnectionstatechange', () => this._onPcState(pc, gen));
 
@@ -448,7 +486,11 @@ export class Voice {
     if (!pc || gen !== this._generation) return;
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    await waitIceGathering(pc, ICE_GATHER_TIMEOUT_MS);
+    this._mark('offer');
+    // No waiting for ICE gathering (~130 ms in Chromium): the SFU is ICE-lite, it answers our
+    // connectivity checks from wherever they come (peer-reflexive) and needs no candidates of
+    // ours. The offer carries those gathered by now (none on a first offer).
+    this._mark('gathered');
     if (gen !== this._generation) return;
     const answerP = new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -469,8 +511,10 @@ export class Voice {
       throw new Error('Not connected to the gateway');
     }
     const answer = await answerP;
+    this._mark('answer');
     if (gen !== this._generation || pc.signalingState === 'closed') return;
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+    await pc.setRemoteDescription({ type: 'answer', sdp: asFullIce(answer.sdp) });
+    this._mark('remote');
     this.negotiations += 1;
     // Tiles chosen before this pc existed (a rejoin keeps them server-side).
     if (this._tilesKey === null && this.videoTiles.length) this._sendTiles(true);
@@ -481,8 +525,10 @@ export class Voice {
 
   _onPcState(pc, gen) {
     if (gen !== this._generation) return;
+    if (pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed') this._mark('ice');
     const s = pc.connectionState;
     if (s === 'connected') {
+      this._mark('connected');
       clearTimeout(this._badTimer);
       this._badTimer = null;
       if (this.state !== 'connected') this._setState('connected');
@@ -506,6 +552,7 @@ export class Voice {
     if (this._answerWaiter) { const w = this._answerWaiter; this._answerWaiter = null; w.reject(new Error('closed')); }
     if (this.pc) { try { this.pc.close(); } catch { /* ignore */ } }
     this.pc = null;
+    this._micTx = null;
     this._camTx = null;
     this._screenTx = null;
     this.videoSlots = {};
@@ -528,7 +575,8 @@ export class Voice {
     this.serverId = null;
     this.voiceSessionId = null;
     this.slots = {};
-    this.speaking = {};
+    // Our own ring goes with us; others' speaking stays known (VOICE_SPEAKING keeps coming).
+    delete this.speaking[this.getSelfId()];
     this.quality = null;
   }
 
@@ -569,10 +617,25 @@ export class Voice {
 
   // ---------------------------------------------------------------- mute / deafen / PTT
 
+  _micOn() { return !this.selfMute && !this.selfDeaf && (!this.pushToTalk || this.pttActive); }
+
+  /** Mute, deafen and push-to-talk: the track is disabled and taken off the sender
+   * (replaceTrack(null): no RTP at all, where a disabled track still sends ~50 silent packets a
+   * second). The server drops a muted participant's audio anyway. */
   _applyMicEnabled() {
     const t = this.micTrack;
-    if (!t) return;
-    t.enabled = !this.selfMute && !this.selfDeaf && (!this.pushToTalk || this.pttActive);
+    if (t) t.enabled = this._micOn();
+    this._syncMicSender();
+  }
+
+  _syncMicSender() {
+    this._micChain = this._micChain.then(async () => {
+      const tx = this._micTx;
+      if (!tx || !this.pc || this.pc.signalingState === 'closed') return;
+      const want = this._micOn() ? this.micTrack : null;
+      if (tx.sender.track !== want) await tx.sender.replaceTrack(want);
+    }).catch((e) => console.warn('microphone replaceTrack', e));
+    return this._micChain;
   }
 
   setMute(muted) {
@@ -819,13 +882,9 @@ export class Voice {
     if (!this.stream) return;
     const old = this.stream;
     const fresh = await navigator.mediaDevices.getUserMedia({ audio: this._audioConstraints(), video: false });
-    const track = fresh.getAudioTracks()[0];
     this.stream = fresh;
-    this._applyMicEnabled();
-    if (this.pc) {
-      const sender = this.pc.getTransceivers().find((t) => t.direction === 'sendonly' && isAudio(t))?.sender;
-      if (sender) await sender.replaceTrack(track);
-    }
+    this._applyMicEnabled();  // puts the new track on the sender unless muted
+    await this._micChain;
     for (const t of old.getTracks()) t.stop();
     this._changed();
   }
@@ -898,19 +957,14 @@ export class Voice {
   }
 }
 
-function waitIceGathering(pc, timeoutMs) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener('icegatheringstatechange', check);
-      resolve();
-    };
-    const check = () => { if (pc.iceGatheringState === 'complete') done(); };
-    const timer = setTimeout(done, timeoutMs);
-    pc.addEventListener('icegatheringstatechange', check);
-  });
-}
+/**
+ * The answer without `a=ice-lite`. Facing an ICE-lite peer, Chromium nominates a candidate pair
+ * (USE-CANDIDATE) only in the check after the first successful one, ~50 ms later, and the SFU
+ * (which waits for the nomination) holds its DTLS reply until then; facing a full agent it
+ * nominates in its first check. The SFU answers checks either way and never sends its own, which
+ * Chromium does not need: its own checks make the pair valid. Saves ~50 ms of every join.
+ */
+function asFullIce(sdp) { return sdp.replace(/^a=ice-lite\r?\n/m, ''); }
 
 function isAudio(t) { return t.receiver && t.receiver.track && t.receiver.track.kind === 'audio'; }
 function liveVideoTrack(stream) {

@@ -46,7 +46,9 @@ impl SfuCore {
             src.in_ssrc = Some(pkt.header.ssrc);
         }
         self.metrics.received_audio.increment(1);
-        if src.server_muted {
+        // Muted by a moderator or by itself (or deafened): dropped here, so
+        // a client that keeps sending while it shows as muted is not heard.
+        if src.server_muted || src.self_muted {
             self.drop_packet(DropReason::Muted);
             return;
         }
@@ -56,22 +58,20 @@ impl SfuCore {
             return;
         }
         let mut speaking_changed = None;
-        if !src.self_muted {
-            if let Some(level) = pkt.header.ext_vals.audio_level {
-                if let Some(speaking) = src.speaking.on_level(pkt.timestamp, level.unsigned_abs()) {
-                    src.active_at = Some(pkt.timestamp);
-                    speaking_changed = Some(src.room);
-                    self.events.push_back(SfuEvent::Speaking {
-                        room: src.room,
-                        participant,
-                        user_id: src.user_id,
-                        speaking,
-                    });
-                    // The release timer must be armed.
-                    if speaking && !src.dirty {
-                        src.dirty = true;
-                        self.dirty.push(participant);
-                    }
+        if let Some(level) = pkt.header.ext_vals.audio_level {
+            if let Some(speaking) = src.speaking.on_level(pkt.timestamp, level.unsigned_abs()) {
+                src.active_at = Some(pkt.timestamp);
+                speaking_changed = Some(src.room);
+                self.events.push_back(SfuEvent::Speaking {
+                    room: src.room,
+                    participant,
+                    user_id: src.user_id,
+                    speaking,
+                });
+                // The release timer must be armed.
+                if speaking && !src.dirty {
+                    src.dirty = true;
+                    self.dirty.push(participant);
                 }
             }
         }

@@ -30,6 +30,15 @@ impl SfuCore {
             return;
         };
         let kind = track.kind;
+        // Switched off by the client (`self_video` / `self_stream`).
+        let on = match kind {
+            VideoTrackKind::Camera => src.camera_on,
+            VideoTrackKind::Screen => src.screen_on,
+        };
+        if !on {
+            self.drop_packet(DropReason::Muted);
+            return;
+        }
         let label = LayerLabel::of(li, track.layers.len());
         let Some(layer) = track.layers.get_mut(li) else {
             return;

@@ -375,6 +375,40 @@ fn server_mute_drops_and_unmute_resumes_continuously() {
 }
 
 #[test]
+fn self_mute_drops_audio_like_a_server_mute_and_unmute_resumes() {
+    let mut net = Net::new(&config());
+    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
+    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    net.connect_all();
+    for i in 0..5 {
+        net.send_audio(a, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    // Self-muted (or self-deafened, which signaling passes as a self-mute),
+    // yet the client keeps sending: nothing reaches the listener.
+    net.sfu.set_self_mute(1, true);
+    let dropped = net.sfu.stats().dropped_muted;
+    for i in 5..15 {
+        net.send_audio(a, &payload(i), 10);
+        net.advance(Duration::from_millis(20));
+    }
+    let mid = slot_for(&net, b, 1).unwrap();
+    assert_eq!(net.peers[b].received_on(&mid).len(), 5);
+    assert_eq!(net.sfu.stats().dropped_muted, dropped + 10);
+    net.sfu.set_self_mute(1, false);
+    for i in 15..20 {
+        net.send_audio(a, &payload(i), 40);
+        net.advance(Duration::from_millis(20));
+    }
+    let got = net.peers[b].received_on(&mid);
+    assert_eq!(got.len(), 10);
+    assert_eq!(&got[5].payload[..], &payload(15)[..]);
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1, "continuous numbering");
+    }
+}
+
+#[test]
 fn deaf_stops_forwarding_to_that_participant_only() {
     let mut net = Net::new(&config());
     let a = net.join(1, 1, 2, TestPeerConfig::default()).unwrap();

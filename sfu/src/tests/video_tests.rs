@@ -152,6 +152,15 @@ fn answer_negotiates_video_with_simulcast_and_feedback() {
     ] {
         assert!(answer.contains(want), "answer lacks {want:?}:\n{answer}");
     }
+    // A camera starts sharp: a starting bandwidth estimate for the publisher's encoder, and
+    // audio kept out of the transport-wide feedback (see `sdp::tune_video_answer`).
+    let (audio, video) = answer.split_at(answer.find("m=video").unwrap());
+    assert!(
+        !audio.contains("transport-wide-cc") && !audio.contains(" transport-cc"),
+        "{audio}"
+    );
+    assert!(video.contains(" transport-cc"), "{video}");
+    assert!(video.contains("x-google-start-bitrate=2000"), "{video}");
     peer.accept_answer(&answer).unwrap();
     assert_eq!(
         net.sfu.video_tracks_of(1),
@@ -517,4 +526,42 @@ fn a_paused_layer_that_fits_a_new_view_is_asked_for() {
     }
     let got = video_in(&net, 2);
     assert_eq!(layers(&got).last(), Some(&0), "{:?}", layers(&got));
+}
+
+#[test]
+fn camera_switched_off_by_the_client_is_dropped_until_switched_on() {
+    let mut net = room(1);
+    watch(&mut net, 2, 320, 180);
+    frame(&mut net, &["q", "h", "f"]);
+    for _ in 0..3 {
+        frame(&mut net, &[]);
+    }
+    let before = video_in(&net, 1).len();
+    assert!(before >= 4, "camera forwarded while on: {before}");
+    // Camera off, but a (modified) client keeps sending it.
+    let now = net.now;
+    net.sfu.set_self_video(now, 1, false, true);
+    let dropped = net.sfu.stats().dropped_muted;
+    frame(&mut net, &["q", "h", "f"]);
+    for _ in 0..5 {
+        frame(&mut net, &[]);
+    }
+    assert_eq!(
+        video_in(&net, 1).len(),
+        before,
+        "camera forwarded while off"
+    );
+    assert!(net.sfu.stats().dropped_muted >= dropped + 18);
+    // On again: forwarding restarts at a keyframe (a PLI is sent for it).
+    net.advance(Duration::from_millis(600));
+    let asked = net.peers[0].keyframe_requests.len();
+    let now = net.now;
+    net.sfu.set_self_video(now, 1, true, true);
+    frame(&mut net, &[]);
+    assert!(net.peers[0].keyframe_requests.len() > asked, "no PLI");
+    frame(&mut net, &["q"]);
+    for _ in 0..3 {
+        frame(&mut net, &[]);
+    }
+    assert_eq!(video_in(&net, 1).len(), before + 4);
 }

@@ -140,6 +140,7 @@ impl VoiceService {
             JoinOutcome::Joined { previous } => {
                 if let Some(prev) = previous {
                     self.sfu.leave(sfu_id(prev.id));
+                    self.speaking_ended(state, &prev);
                     if prev.server_id != p.server_id {
                         state.emit(
                             Target::Server(prev.server_id),
@@ -189,9 +190,12 @@ impl VoiceService {
         // The SFU's server mute drops audio whatever the reason: a moderator's mute, no SPEAK,
         // or the audience of a stage (the voice state tells `mute` and `suppress` apart).
         self.sfu.set_server_mute(id, p.audio_blocked());
-        self.sfu.set_self_mute(id, p.self_mute);
+        // Self-mute and self-deafen are enforced too: a client that keeps sending while it shows
+        // as muted is not heard, and a camera or screen share switched off is not forwarded.
+        self.sfu.set_self_mute(id, p.self_mute || p.self_deaf);
         self.sfu.set_deaf(id, p.effective_deaf());
         self.sfu.set_video_allowed(id, p.video_allowed());
+        self.sfu.set_self_video(id, p.self_video, p.self_stream);
         self.sfu.set_priority_speaker(id, p.perms.priority_speaker);
     }
 
@@ -299,9 +303,23 @@ impl VoiceService {
         Ok(())
     }
 
+    /// A voice session that was speaking ended (left, or moved to another channel): the SFU's
+    /// own "stopped speaking" for it can no longer be matched to a participant (it is gone from
+    /// the registry), so it is said here.
+    fn speaking_ended(&self, state: &AppState, p: &Participant) {
+        if p.speaking {
+            state.emit(
+                Target::Server(p.server_id),
+                "VOICE_SPEAKING",
+                &serde_json::json!({"server_id": p.server_id, "channel_id": p.channel_id, "user_id": p.user_id, "speaking": false}),
+            );
+        }
+    }
+
     /// Removes a participant everywhere and tells everyone.
     fn teardown(&self, state: &AppState, p: &Participant, reason: &'static str) {
         self.sfu.leave(sfu_id(p.id));
+        self.speaking_ended(state, p);
         state.emit(
             Target::Server(p.server_id),
             "VOICE_STATE_UPDATE",
@@ -465,7 +483,16 @@ impl VoiceService {
                 speaking,
                 ..
             } => {
-                if let Some(p) = lookup(participant) {
+                // Kept in the registry for the voice states of READY, SERVER_CREATE and later
+                // VOICE_STATE_UPDATEs: someone joining while another talks sees it at once.
+                let p = {
+                    let mut reg = self.registry.lock();
+                    reg.by_id_mut(Snowflake(participant as i64)).map(|p| {
+                        p.speaking = speaking;
+                        p.clone()
+                    })
+                };
+                if let Some(p) = p {
                     state.emit(
                         Target::Server(p.server_id),
                         "VOICE_SPEAKING",

@@ -115,6 +115,7 @@ impl VoiceService {
         // Gone meanwhile (left on its own): nothing to move.
         let Some((old, p)) = moved else { return Ok(()) };
         self.sfu.leave(sfu_id(old.id));
+        self.speaking_ended(state, &old);
         self.record_end(state, old.id, "moved");
         metrics::counter!("confab_voice_joins_total").increment(1);
         let chat = state.chat.clone();

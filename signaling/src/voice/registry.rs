@@ -71,6 +71,9 @@ pub struct Participant {
     pub needs_join: bool,
     /// When its gateway connection or media connection dropped.
     pub dropped_at: Option<Instant>,
+    /// Speaking now (the SFU's last `Speaking` event), so that the state someone gets on
+    /// connecting or joining shows who already talks.
+    pub speaking: bool,
 }
 
 /// A voice state as clients see it.
@@ -90,6 +93,8 @@ pub struct VoiceState {
     pub suppress: bool,
     /// On a stage: when the participant asked to speak (null when it did not, or was answered).
     pub request_to_speak_timestamp: Option<DateTime<Utc>>,
+    /// Speaking at the time this state was sent; `VOICE_SPEAKING` dispatches follow changes.
+    pub speaking: bool,
 }
 
 impl Participant {
@@ -127,6 +132,7 @@ impl Participant {
             self_stream: self.self_stream,
             suppress: self.suppressed(),
             request_to_speak_timestamp: self.request_to_speak,
+            speaking: self.speaking,
         }
     }
 
@@ -134,6 +140,7 @@ impl Participant {
     pub fn left_state(&self) -> VoiceState {
         VoiceState {
             channel_id: None,
+            speaking: false,
             ..self.state()
         }
     }
@@ -233,6 +240,7 @@ impl Registry {
             video_subs: Vec::new(),
             needs_join: true,
             dropped_at: None,
+            speaking: false,
         };
         self.by_id.insert(p.id, p.user_id);
         self.by_user.insert(p.user_id, p);
@@ -261,6 +269,7 @@ impl Registry {
             self_stream: old.self_stream && perms.video,
             video_subs: Vec::new(),
             needs_join: true,
+            speaking: false,
             ..old.clone()
         };
         self.by_id.insert(p.id, p.user_id);
