@@ -18,9 +18,13 @@
 #   bench/voice-loss.sh --can-run             # exit 0 when network namespaces work here
 #
 # The drop: `tc qdisc ... netem loss P%` on the namespace's end of the veth pair when the
-# kernel has netem (CONFIG_NET_SCH_NETEM); otherwise an nftables rule in the namespace,
-# `meta l4proto udp numgen random mod 1000 < P*10 drop` on output (independent random loss
-# like netem's, UDP only). Needs root; installs iproute2, nftables, jq and curl when missing.
+# kernel has netem (CONFIG_NET_SCH_NETEM); otherwise an nftables rule on this end's ingress
+# (a `netdev` table bound to the veth, so nothing else on the machine is touched):
+# `meta l4proto udp numgen random mod 1000 < P*10 drop`, independent random loss like
+# netem's, UDP only. Not on the namespace's output hook: a drop there fails the sender's
+# system call with EPERM, and `sendmmsg` (the fast path) then sends that datagram again
+# with the next call, so most "dropped" packets would still arrive.
+# Needs root; installs iproute2, nftables, jq and curl when missing.
 #
 # Env: CONFAB_BIN, LOADTEST_BIN (binaries to use).
 set -euo pipefail
@@ -49,7 +53,7 @@ while (($#)); do
         ip netns del "$probe"; exit 0
       fi
       exit 1 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "voice-loss: unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -86,7 +90,7 @@ work=$(mktemp -d -t voice-loss.XXXXXX)
 chmod 755 "$work" # Confab's PostgreSQL runs as `postgres` and must reach its data dir
 [[ -n "$out" ]] || out=$(mktemp -d -t voice-loss-results.XXXXXX)
 mkdir -p "$out"
-ns="cvl$tag"
+ns="cvl$tag" hif="cvl$tag" nif="cvl${tag}n"
 pid=""
 cleanup() {
   if [[ -n "$pid" ]]; then
@@ -94,6 +98,7 @@ cleanup() {
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
+  nft delete table netdev "$hif" 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -102,7 +107,6 @@ trap 'exit 130' INT TERM
 
 oct=$((100 + tag % 100))
 HOST_IP=10.$oct.78.1 C_IP=10.$oct.78.2
-hif="cvl$tag" nif="cvl${tag}n"
 ip netns add "$ns"
 ip link add "$hif" type veth peer name "$nif"
 ip link set "$nif" netns "$ns"
@@ -126,15 +130,15 @@ set_loss() { # PERCENT (0 = none)
       ip netns exec "$ns" tc qdisc add dev "$nif" root netem loss "$p%"
     fi
   else
-    ip netns exec "$ns" nft delete table inet voiceloss 2>/dev/null || true
+    nft delete table netdev "$hif" 2>/dev/null || true
     local permille
     permille=$(awk -v p="$p" 'BEGIN { printf "%d", p * 10 + 0.5 }')
     ((permille > 0)) || return 0
-    ip netns exec "$ns" nft -f - <<EOF
-table inet voiceloss {
-  chain out {
-    type filter hook output priority 0; policy accept;
-    oifname "$nif" meta l4proto udp numgen random mod 1000 < $permille drop
+    nft -f - <<EOF
+table netdev $hif {
+  chain in {
+    type filter hook ingress device "$hif" priority 0; policy accept;
+    meta l4proto udp numgen random mod 1000 < $permille drop
   }
 }
 EOF
@@ -154,7 +158,8 @@ for _ in $(seq 1 600); do
 done
 curl -fs -o /dev/null --max-time 1 "http://$C_IP:3000/readyz" || die "confab not ready after 60 s"
 [[ $(cat /proc/$pid/comm) == confab* ]] || die "pid $pid is not confab"
-echo "voice-loss: confab pid $pid at $C_IP; drops by $dropper on $nif (towards the peers)"
+where=$([[ $dropper == netem ]] && echo "netem on $nif (egress)" || echo "nftables on $hif (ingress)")
+echo "voice-loss: confab pid $pid at $C_IP; drops by $where, towards the peers"
 
 # --- runs ---------------------------------------------------------------------
 run() { # LOSS MODE
