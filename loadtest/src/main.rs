@@ -145,6 +145,11 @@ struct Common {
     /// Audio integrity: decode every Nth received packet per peer; 0 = off [default: 50].
     #[arg(long, global = true)]
     integrity_every: Option<u64>,
+    /// Voice: negotiate RTX for Opus (RFC 4588), so the peers NACK lost audio and the SFU
+    /// resends it (the server needs `--sfu-audio-rtx true`); reports the loss before and
+    /// after recovery [default: false].
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    audio_rtx: Option<bool>,
     /// Concurrent message POSTs in flight [default: 512].
     #[arg(long, global = true)]
     post_concurrency: Option<usize>,
@@ -218,6 +223,7 @@ impl Common {
             talk_turn_ms,
             join_timeout,
             integrity_every,
+            audio_rtx,
             post_concurrency,
             publishers,
             viewers,
@@ -336,6 +342,7 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
         join_timeout: Duration::from_secs_f64(c.join_timeout.unwrap_or(20.0)),
         integrity_every: c.integrity_every.unwrap_or(50),
         talk_turn_ms: c.talk_turn_ms.unwrap_or(0),
+        audio_rtx: c.audio_rtx.unwrap_or(false),
         target,
     };
     let video_opts = video::VideoOpts {
@@ -536,7 +543,8 @@ fn print_summary(v: &Value) {
         println!("  join:    {}", h(&vo["join_ms"]));
         println!("  first audio: {}", h(&vo["first_audio_ms"]));
         println!(
-            "  NACKs sent {}; sequence gaps {}, filled later {}; integrity: {} frames decoded, {} failed (min correlation {})",
+            "  network loss {}%; NACKs sent {}; sequence gaps {}, filled later {}; integrity: {} frames decoded, {} failed (min correlation {})",
+            f(&vo["network_loss_percent"]),
             vo["nacks_sent"],
             vo["seq_gaps"],
             vo["packets_recovered"],

@@ -60,6 +60,9 @@ pub struct VoiceShared {
     /// the route to the server (127.0.0.1 for a local server, a veth address
     /// for one in a network namespace).
     pub bind_ip: std::net::IpAddr,
+    /// Negotiate RTX for Opus, so str0m NACKs lost audio (it sends NACKs
+    /// only for payload types with an RTX PT) and unwraps the resends.
+    pub audio_rtx: bool,
 }
 
 /// Series columns: packets expected (by send second), first arrivals (by
@@ -304,17 +307,33 @@ pub(crate) struct Media {
     kernel_ts: bool,
 }
 
-pub(crate) fn build_rtc(local: SocketAddr, now: Instant) -> anyhow::Result<Rtc> {
+pub(crate) fn build_rtc(local: SocketAddr, now: Instant, audio_rtx: bool) -> anyhow::Result<Rtc> {
     let mut exts = ExtensionMap::empty();
     exts.set(1, Extension::AudioLevel);
     exts.set(4, Extension::RtpMid);
-    let mut rtc = RtcConfig::new()
+    let mut cfg = RtcConfig::new()
         .set_rtp_mode(true)
         .clear_codecs()
-        .enable_opus(true, false)
         .set_extension_map(exts)
-        .set_stats_interval(Some(Duration::from_secs(1)))
-        .build(now);
+        .set_stats_interval(Some(Duration::from_secs(1)));
+    if audio_rtx {
+        // Opus 111 with RTX 112, as the SFU offers it with `audio_rtx`.
+        cfg.codec_config().add_config(
+            111.into(),
+            Some(112.into()),
+            str0m::format::Codec::Opus,
+            str0m::media::Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            str0m::format::FormatParams {
+                min_p_time: Some(10),
+                use_inband_fec: Some(true),
+                ..Default::default()
+            },
+        );
+    } else {
+        cfg = cfg.enable_opus(true, false);
+    }
+    let mut rtc = cfg.build(now);
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
     Ok(rtc)
 }
@@ -326,7 +345,7 @@ impl Media {
         let local = sock.local_addr()?;
         let kernel_ts = crate::udp::enable_timestamps(&sock);
         Ok(Media {
-            rtc: build_rtc(local, now)?,
+            rtc: build_rtc(local, now, shared.audio_rtx)?,
             sock,
             local,
             send_mid: None,
@@ -538,7 +557,7 @@ pub(crate) fn send_packet(
     tx.write_rtp(
         RtpWrite::new(111.into(), media.seq.into(), media.ts, now, payload)
             .ext_vals(ext)
-            .nackable(false),
+            .nackable(shared.audio_rtx),
     );
     media.seq += 1;
     media.ts = media.ts.wrapping_add(960);
@@ -712,4 +731,30 @@ async fn run_inner(
     })
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(audio_rtx: bool) -> String {
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let mut rtc = build_rtc(local, Instant::now(), audio_rtx).unwrap();
+        let mut api = rtc.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        api.apply().unwrap().0.to_sdp_string()
+    }
+
+    /// With `--audio-rtx` the peers offer Opus with an RTX payload type (str0m
+    /// then NACKs gaps), without it plain Opus as before.
+    #[test]
+    fn audio_rtx_is_offered_only_when_asked() {
+        let with = offer(true);
+        assert!(with.contains("a=rtpmap:111 opus/48000/2"), "{with}");
+        assert!(with.contains("a=rtpmap:112 rtx/48000"), "{with}");
+        assert!(with.contains("a=fmtp:112 apt=111"), "{with}");
+        let without = offer(false);
+        assert!(without.contains("a=rtpmap:111 opus/48000/2"), "{without}");
+        assert!(!without.contains("rtx/48000"), "{without}");
+    }
 }

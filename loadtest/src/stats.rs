@@ -195,6 +195,14 @@ impl SeenSet {
 
 /// Loss in percent from expected and (unique) received counts. Never
 /// negative: arrivals beyond what was expected count as no loss.
+/// Loss before recovery, from RTP sequence tracking: `gaps` packets skipped
+/// when the sequence number jumped ahead, `recovered` of them arrived later,
+/// `received` RTP packets arrived in all (the recovered ones included).
+pub fn network_loss_percent(received: u64, gaps: u64, recovered: u64) -> f64 {
+    let originals = received.saturating_sub(recovered);
+    loss_percent(originals + gaps, originals)
+}
+
 pub fn loss_percent(expected: u64, received_unique: u64) -> f64 {
     if expected == 0 {
         return 0.0;
@@ -314,6 +322,34 @@ pub fn raise_nofile_limit() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn network_loss_counts_gaps_whether_recovered_or_not() {
+        use super::network_loss_percent;
+        use crate::peer::SeqTrack;
+        // 100 packets sent, 5 dropped by the network, 4 of them resent later.
+        let mut t = SeqTrack::default();
+        let dropped = [10u64, 11, 40, 70, 99];
+        let mut received = 0;
+        for seq in 0..100 {
+            if !dropped.contains(&seq) {
+                t.update(seq);
+                received += 1;
+            }
+            if seq == 80 {
+                for &d in &dropped[..4] {
+                    t.update(d);
+                    received += 1;
+                }
+            }
+        }
+        // 99 is the last packet: its gap never opens (nothing after it), so
+        // the network's 5 drops show as 4 gaps.
+        assert_eq!((t.gaps, t.recovered), (4, 4));
+        let l = network_loss_percent(received, t.gaps, t.recovered);
+        assert!((l - 4.0 * 100.0 / 99.0).abs() < 1e-9, "{l}");
+        assert_eq!(network_loss_percent(50, 0, 0), 0.0);
+    }
+
     use super::*;
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::audio::Catalog;
 use crate::peer::{self, PeerConfig, PeerReport, VoiceShared, COL_EXPECTED, COL_RECEIVED};
-use crate::stats::{self, loss_percent, Hist};
+use crate::stats::{self, loss_percent, network_loss_percent, Hist};
 use crate::timeseries::Series;
 use crate::turns::Turns;
 use crate::{janus, server, setup, Ctx};
@@ -30,6 +30,8 @@ pub struct VoiceOpts {
     pub integrity_every: u64,
     /// Speakers talk in turn for this long each (0 = all talk all the time).
     pub talk_turn_ms: u64,
+    /// Negotiate RTX for Opus: peers NACK lost audio (see `peer::build_rtc`).
+    pub audio_rtx: bool,
     /// The SFU under test.
     pub target: Target,
 }
@@ -117,6 +119,7 @@ pub async fn run(
         integrity_every: opts.integrity_every,
         turns: Turns::new(opts.talk_turn_ms, opts.speakers),
         bind_ip: ctx.bind_ip,
+        audio_rtx: opts.audio_rtx,
     });
 
     // Join order: every room's speakers first, then listeners round-robin
@@ -459,6 +462,10 @@ fn aggregate(
             "packets_duplicated": dup,
             "unknown_payloads": unknown,
             "loss_percent": loss_percent(expected, received),
+            // Before recovery: what the network dropped on the way to the peers (RTP
+            // sequence gaps as first seen), whether or not a retransmission filled it later.
+            "network_loss_percent": network_loss_percent(rx_window, gaps, recovered),
+            "audio_rtx": opts.audio_rtx,
             "worst_listener_loss_percent": worst_listener_loss,
             "latency_ms": latency.summary_ms(),
             "latency_app_ms": latency_app.summary_ms(),

@@ -70,6 +70,11 @@ pub struct Cli {
     /// Forward audio through the SFU's own fast path (true) or str0m's send path (false). [default: true]
     #[arg(long, env = "CONFAB_SFU_FAST_PATH")]
     pub sfu_fast_path: Option<bool>,
+    /// Offer an RTX payload type for Opus so audio NACKs are answered (RFC 4588). Listeners
+    /// that negotiate it are served by str0m's send path, not the fast path, and RED is
+    /// not negotiated; browsers do not negotiate audio RTX. [default: false]
+    #[arg(long, env = "CONFAB_SFU_AUDIO_RTX")]
+    pub sfu_audio_rtx: Option<bool>,
     /// Threads that protect and send fast-path audio, the media loop's own included; each
     /// listener stays on one. 0 = one per core. [default: 0]
     #[arg(long, env = "CONFAB_SFU_SEND_WORKERS")]
@@ -110,6 +115,7 @@ struct FileConfig {
     log_format: Option<String>,
     web_dir: Option<PathBuf>,
     sfu_fast_path: Option<bool>,
+    sfu_audio_rtx: Option<bool>,
     sfu_send_workers: Option<usize>,
     video_bwe: Option<bool>,
     video_start_bitrate_kbps: Option<u64>,
@@ -140,6 +146,7 @@ pub struct Config {
     pub log_format: String,
     pub web_dir: Option<PathBuf>,
     pub sfu_fast_path: bool,
+    pub sfu_audio_rtx: bool,
     pub sfu_send_workers: usize,
     pub video_bwe: bool,
     pub video_start_bitrate_kbps: u64,
@@ -167,6 +174,7 @@ impl Default for Config {
             log_format: "pretty".into(),
             web_dir: None,
             sfu_fast_path: true,
+            sfu_audio_rtx: false,
             sfu_send_workers: 0,
             video_bwe: false,
             video_start_bitrate_kbps: 2_000,
@@ -232,6 +240,10 @@ impl Config {
                 .sfu_fast_path
                 .or(file.sfu_fast_path)
                 .unwrap_or(d.sfu_fast_path),
+            sfu_audio_rtx: cli
+                .sfu_audio_rtx
+                .or(file.sfu_audio_rtx)
+                .unwrap_or(d.sfu_audio_rtx),
             sfu_send_workers: cli
                 .sfu_send_workers
                 .or(file.sfu_send_workers)
@@ -389,6 +401,9 @@ sfu_fast_path = false
         assert_eq!(d.udp_port, 3000);
         assert_eq!(d.max_video_tiles, 9);
         assert!(d.sfu_fast_path);
+        assert!(!d.sfu_audio_rtx);
+        let cli = Cli::parse_from(["confab", "--sfu-audio-rtx", "true"]);
+        assert!(Config::load(cli).unwrap().sfu_audio_rtx);
         assert!(Cli::try_parse_from(["confab", "--sfu-fast-path", "maybe"]).is_err());
     }
 }

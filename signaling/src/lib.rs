@@ -85,6 +85,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_video_slots: config.max_video_tiles,
         max_audio_slots: config.max_audio_slots,
         fast_path: config.sfu_fast_path,
+        audio_rtx: config.sfu_audio_rtx,
         send_workers: config.sfu_send_workers,
         video_bwe: config.video_bwe,
         video_start_bitrate_kbps: config.video_start_bitrate_kbps,
