@@ -145,8 +145,8 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let (status, body) = self.parts();
-        let retry = retry.or((body.code == DATABASE_UNAVAILABLE).then_some(1.0));
         let db_down = body.code == DATABASE_UNAVAILABLE;
+        let retry = retry.or(db_down.then_some(1.0));
         let mut resp = (status, axum::Json(body)).into_response();
         if db_down {
             // Seen by the circuit breaker (`crate::db_circuit`) on the way out.

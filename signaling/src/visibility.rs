@@ -61,14 +61,6 @@ impl ServerVisibility {
         self.server_id
     }
 
-    /// The connected members who see `channel_id` (empty for an unknown channel).
-    pub fn viewers(&self, channel_id: Snowflake) -> Vec<Snowflake> {
-        self.seen_by
-            .get(&channel_id)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
-    }
-
     /// After a change: `CHANNEL_CREATE` to members who now see a channel they did not,
     /// `CHANNEL_DELETE` to those who no longer see one, and, for `updated`, `CHANNEL_UPDATE`
     /// to those who saw it before and still do. Call with a fresh viewer cache (invalidated
