@@ -337,6 +337,8 @@ test('keyboard: Ctrl+K switches to channels and DMs; the skip link; landmarks; a
   await sw.locator('[data-testid="switcher-option"][data-kind="dm"]').waitFor();
   await page.keyboard.press('Enter');
   await page.getByTestId('channel-title').filter({ hasText: `@${userB}` }).waitFor();
+  // Picking closes the switcher; the next Ctrl+K must find it closed, not still closing.
+  await sw.waitFor({ state: 'detached' });
   // Escape closes it without going anywhere.
   await page.keyboard.press('Control+k');
   await sw.waitFor();
