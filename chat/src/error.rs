@@ -50,6 +50,11 @@ impl From<sqlx::Error> for ChatError {
         if is_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");
             ChatError::Unavailable
+        } else if is_vanished_reference(&e) {
+            // A row this write refers to was deleted between the handler's check and the
+            // write (a member kicked while given a role, a message deleted while reacted
+            // to): the same answer the check itself would give a moment later.
+            ChatError::NotFound("referenced resource")
         } else {
             ChatError::Internal(e.into())
         }
@@ -69,6 +74,11 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         }),
         _ => false,
     }
+}
+
+/// True when `e` is a foreign-key violation (SQLSTATE 23503): the referenced row is gone.
+pub fn is_vanished_reference(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23503"))
 }
 
 /// Collects validation messages across fields before failing once.

@@ -281,3 +281,81 @@ async fn a_text_frame_that_is_not_utf8_is_closed_with_1007() {
     gw.ws.send(Message::Frame(frame)).await.unwrap();
     assert_eq!(gw.closed().await, Closed::Code(1007));
 }
+
+/// A write whose target is deleted between the handler's check and the write (a member
+/// kicked while being given a role, a message deleted while being reacted to) answers 404,
+/// never 500. The concurrent delete is staged with triggers that remove the referenced row
+/// just before the insert, in the insert's own statement.
+#[tokio::test]
+async fn a_target_deleted_during_a_write_is_a_404_not_a_500() {
+    let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
+    let pool = app.running.as_ref().unwrap().state.chat.pool().clone();
+    sqlx::raw_sql(
+        "CREATE FUNCTION vanish_member() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             DELETE FROM members WHERE server_id = NEW.server_id AND user_id = NEW.user_id;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER vanish_member BEFORE INSERT ON member_roles
+             FOR EACH ROW EXECUTE FUNCTION vanish_member();
+         CREATE FUNCTION vanish_message() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             DELETE FROM messages WHERE id = NEW.message_id;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER vanish_message BEFORE INSERT ON reactions
+             FOR EACH ROW EXECUTE FUNCTION vanish_message();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let owner = app.register("race_owner").await;
+    let member = app.register("race_member").await;
+    let (server, text, _) = app.server(&owner, "race").await;
+    app.join(&owner, &member, &server).await;
+    let (s, role) = app
+        .post(
+            &format!("/servers/{server}/roles"),
+            &owner.token,
+            json!({"name": "r"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{role}");
+    let role = role["id"].as_str().unwrap();
+
+    let (s, body) = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/servers/{server}/members/{}/roles/{role}", member.id),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "a member kicked meanwhile: {body}");
+    assert!(
+        body["message"].as_str().unwrap().starts_with("unknown"),
+        "{body}"
+    );
+
+    let (s, msg) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &owner.token,
+            json!({"content": "hi"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{msg}");
+    let (s, body) = app
+        .request(
+            reqwest::Method::PUT,
+            &format!(
+                "/channels/{text}/messages/{}/reactions/%F0%9F%91%8D",
+                msg["id"].as_str().unwrap()
+            ),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "a message deleted meanwhile: {body}");
+}
