@@ -270,6 +270,16 @@ impl Chat {
         Ok(members)
     }
 
+    /// The user ids of every member of a server (no permission check: for routing events).
+    pub async fn member_ids(&self, server_id: Snowflake) -> ChatResult<Vec<Snowflake>> {
+        Ok(
+            sqlx::query_scalar("SELECT user_id FROM members WHERE server_id = $1")
+                .bind(server_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// One page of a server's members, by user id ascending: those after `after`, at most
     /// `limit` (1..=1000, default 1000).
     pub async fn members(

@@ -229,14 +229,18 @@ impl AppState {
 /// transaction that detected it), password change (every other session) and account deletion
 /// (every session) — and hands the `RevokedSessions` it got here. The change travels on the
 /// event bus, so with several nodes each one applies it to its own cache and connections.
-pub fn end_sessions(state: &AppState, revoked: confab_chat::accounts::RevokedSessions) {
+pub async fn end_sessions(state: &AppState, revoked: confab_chat::accounts::RevokedSessions) {
     if revoked.session_ids.is_empty() {
         return;
     }
-    state.bus.sessions_ended(crate::events::SessionsEnded {
-        user_id: revoked.user_id,
-        sessions: revoked.session_ids,
-    });
+    state
+        .publish(crate::bus::BusEvent::SessionsEnded(
+            crate::bus::SessionsEnded {
+                user_id: revoked.user_id,
+                sessions: revoked.session_ids,
+            },
+        ))
+        .await;
 }
 
 impl FromRequestParts<AppState> for AuthUser {

@@ -3,16 +3,17 @@
 //! all; the `confab` binary is a thin shell around it, and tests start it on port 0.
 
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod db_circuit;
 pub mod error;
-pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod input;
 pub mod metrics;
 pub mod ratelimit;
 pub mod state;
+pub mod viewers;
 pub mod visibility;
 pub mod voice;
 
@@ -108,13 +109,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         origins: config.origins(addr),
         chat,
         tokens: auth::TokenKeys::new(&secret, config.access_token_ttl),
-        bus: Arc::new(events::LocalBus::new(hub.clone(), sessions.clone())),
+        bus: Arc::new(bus::LocalBus),
         sessions,
         limiter: ratelimit::RateLimiter::new(config.rate_limit_scale),
         hub,
         shutdown: shutdown.clone(),
         voice: voice::VoiceService::new(sfu, config.max_video_tiles),
-        viewers: events::ViewerCache::default(),
+        viewers: viewers::ViewerCache::default(),
         metrics,
         pending_gateway: Default::default(),
         db_circuit: Default::default(),

@@ -1,9 +1,9 @@
 //! Shared application state, cloned into every handler.
 
 use crate::auth::TokenKeys;
+use crate::bus::EventBus;
 use crate::config::Config;
-use crate::events::EventBus;
-use crate::gateway::hub::{Dispatch, Hub, Target};
+use crate::gateway::hub::{Hub, Target};
 use crate::ratelimit::RateLimiter;
 use crate::voice::VoiceService;
 use confab_chat::Chat;
@@ -28,7 +28,7 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     pub voice: VoiceService,
     /// Who may see each channel, for routing its events (see `channel_target`).
-    pub viewers: crate::events::ViewerCache,
+    pub viewers: crate::viewers::ViewerCache,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Gateway connections that have not identified yet, per IP.
     pub pending_gateway: crate::gateway::PendingConnections,
@@ -67,10 +67,5 @@ impl AppState {
                     .collect(),
             ),
         }
-    }
-
-    /// Publishes a dispatch event (`t`, `d`) to the sessions `target` names.
-    pub fn emit<T: serde::Serialize>(&self, target: Target, t: &'static str, d: &T) {
-        self.bus.publish(target, Dispatch::new(t, d));
     }
 }

@@ -64,7 +64,7 @@ fn itoa_u64(v: u64) -> String {
 }
 
 /// Who receives an event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// Every member of a server.
     Server(Snowflake),

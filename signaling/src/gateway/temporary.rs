@@ -48,10 +48,10 @@ pub async fn session_ended(state: &AppState, user_id: Snowflake) {
     if servers.is_empty() {
         return;
     }
-    state.viewers.invalidate();
     for server_id in servers {
-        state.voice.member_left(state, server_id, user_id).await;
-        state.hub.remove_member(server_id, user_id);
+        state
+            .publish(crate::bus::BusEvent::MemberLeft { server_id, user_id })
+            .await;
         state.emit(
             Target::Server(server_id),
             "MEMBER_REMOVE",

@@ -116,7 +116,7 @@ pub async fn refresh(
     match state.chat.refresh(&body.refresh_token).await? {
         RefreshOutcome::Renewed(login) => respond(&state, login),
         RefreshOutcome::Reused(revoked) => {
-            end_sessions(&state, revoked);
+            end_sessions(&state, revoked).await;
             Err(ChatError::Unauthorized("invalid refresh token").into())
         }
     }
@@ -140,6 +140,6 @@ pub async fn end_session(
         .chat
         .revoke_sessions(user_id, SessionScope::One(session_id))
         .await?;
-    end_sessions(state, revoked);
+    end_sessions(state, revoked).await;
     Ok(())
 }

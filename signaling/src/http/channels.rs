@@ -1,6 +1,7 @@
 //! `/channels`: a channel, its messages and typing.
 
 use crate::auth::AuthUser;
+use crate::bus::BusEvent;
 use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::users::nullable;
 use crate::state::AppState;
@@ -94,13 +95,16 @@ pub async fn update(
             },
         )
         .await?;
-    state.viewers.invalidate();
-    if let Some(server_id) = channel.server_id {
-        // Moved into another category: its overwrites may now apply.
-        state.voice.recheck_server(&state, server_id).await;
-        if let Some(before) = before {
-            before.publish_changes(&state, Some(channel.id)).await;
-        }
+    // Moved into another category: its overwrites may now apply.
+    if let Some(before) = before {
+        let server_id = before.server_id();
+        before
+            .publish(
+                &state,
+                BusEvent::PermissionsChanged { server_id },
+                Some(channel.id),
+            )
+            .await;
     }
     Ok(Json(channel))
 }
@@ -115,12 +119,14 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let before = super::community::visibility_before(&state, channel_id, user.user_id).await;
     let channel = state.chat.delete_channel(channel_id, user.user_id).await?;
-    state.voice.channel_deleted(&state, channel.id).await;
-    state.viewers.invalidate();
     if let Some(before) = before {
         // CHANNEL_DELETE to those who saw it (and for a category left empty of visible
         // channels, that too).
-        before.publish_changes(&state, None).await;
+        let change = BusEvent::ChannelDeleted {
+            server_id: before.server_id(),
+            channel_id: channel.id,
+        };
+        before.publish(&state, change, None).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

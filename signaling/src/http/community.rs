@@ -2,6 +2,7 @@
 //! Administrative requests may carry `X-Audit-Log-Reason`.
 
 use crate::auth::AuthUser;
+use crate::bus::BusEvent;
 use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path, Query};
 use crate::gateway::hub::Target;
 use crate::state::AppState;
@@ -137,7 +138,9 @@ pub async fn create_role(
             body.patch()?,
         )
         .await?;
-    state.viewers.invalidate();
+    state
+        .publish(BusEvent::PermissionsChanged { server_id })
+        .await;
     state.emit(
         Target::Server(server_id),
         "ROLE_CREATE",
@@ -168,9 +171,9 @@ pub async fn update_role(
             body.patch()?,
         )
         .await?;
-    state.viewers.invalidate();
-    state.voice.recheck_server(&state, server_id).await;
-    before.publish_changes(&state, None).await;
+    before
+        .publish(&state, BusEvent::PermissionsChanged { server_id }, None)
+        .await;
     state.emit(
         Target::Server(server_id),
         "ROLE_UPDATE",
@@ -195,9 +198,9 @@ pub async fn delete_role(
         .chat
         .delete_role(server_id, role_id, Actor::new(user.user_id, r.as_deref()))
         .await?;
-    state.viewers.invalidate();
-    state.voice.recheck_server(&state, server_id).await;
-    before.publish_changes(&state, None).await;
+    before
+        .publish(&state, BusEvent::PermissionsChanged { server_id }, None)
+        .await;
     state.emit(
         Target::Server(server_id),
         "ROLE_DELETE",
@@ -227,9 +230,9 @@ async fn member_role(
             Actor::new(user.user_id, r.as_deref()),
         )
         .await?;
-    state.viewers.invalidate();
-    state.voice.recheck_server(&state, server_id).await;
-    before.publish_changes(&state, None).await;
+    before
+        .publish(&state, BusEvent::PermissionsChanged { server_id }, None)
+        .await;
     state.emit(
         Target::Server(server_id),
         "MEMBER_UPDATE",
@@ -301,11 +304,7 @@ pub async fn put_overwrite(
             Actor::new(user.user_id, r.as_deref()),
         )
         .await?;
-    state.viewers.invalidate();
-    if let Some(before) = before {
-        state.voice.recheck_server(&state, before.server_id()).await;
-        before.publish_changes(&state, Some(channel_id)).await;
-    }
+    overwrites_changed(&state, before, channel_id).await;
     Ok(Json(ow))
 }
 
@@ -325,11 +324,7 @@ pub async fn delete_overwrite(
         .chat
         .delete_overwrite(channel_id, target, Actor::new(user.user_id, r.as_deref()))
         .await?;
-    state.viewers.invalidate();
-    if let Some(before) = before {
-        state.voice.recheck_server(&state, before.server_id()).await;
-        before.publish_changes(&state, Some(channel_id)).await;
-    }
+    overwrites_changed(&state, before, channel_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -344,9 +339,31 @@ pub(crate) async fn visibility_before(
     Some(ServerVisibility::capture(state, channel.server_id?).await)
 }
 
-fn removed(state: &AppState, server_id: Snowflake, target: Snowflake) {
-    state.viewers.invalidate();
-    state.hub.remove_member(server_id, target);
+/// A channel's overwrites changed: permissions in its server, and who sees it.
+async fn overwrites_changed(
+    state: &AppState,
+    before: Option<ServerVisibility>,
+    channel_id: Snowflake,
+) {
+    if let Some(before) = before {
+        let server_id = before.server_id();
+        before
+            .publish(
+                state,
+                BusEvent::PermissionsChanged { server_id },
+                Some(channel_id),
+            )
+            .await;
+    }
+}
+
+async fn removed(state: &AppState, server_id: Snowflake, target: Snowflake) {
+    state
+        .publish(BusEvent::MemberLeft {
+            server_id,
+            user_id: target,
+        })
+        .await;
     state.emit(
         Target::Server(server_id),
         "MEMBER_REMOVE",
@@ -374,8 +391,7 @@ pub async fn kick(
         .chat
         .kick(server_id, target, Actor::new(user.user_id, r.as_deref()))
         .await?;
-    state.voice.member_left(&state, server_id, target).await;
-    removed(&state, server_id, target);
+    removed(&state, server_id, target).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -412,8 +428,7 @@ pub async fn ban(
         )
         .await?;
     if was_member {
-        state.voice.member_left(&state, server_id, target).await;
-        removed(&state, server_id, target);
+        removed(&state, server_id, target).await;
     }
     state.emit(
         Target::Server(server_id),

@@ -66,7 +66,11 @@ pub async fn create(
     if !created {
         return Ok((StatusCode::OK, Json(channel)));
     }
-    state.viewers.invalidate();
+    state
+        .publish(crate::bus::BusEvent::DmRecipientsChanged {
+            channel_id: channel.id,
+        })
+        .await;
     state.emit(Target::Users(ids(&channel)), "CHANNEL_CREATE", &channel);
     Ok((StatusCode::CREATED, Json(channel)))
 }
@@ -84,7 +88,9 @@ pub async fn add_recipient(
         .chat
         .add_recipient(channel_id, user.user_id, target)
         .await?;
-    state.viewers.invalidate();
+    state
+        .publish(crate::bus::BusEvent::DmRecipientsChanged { channel_id })
+        .await;
     let others: Vec<Snowflake> = ids(&change.channel)
         .into_iter()
         .filter(|u| *u != target)
@@ -111,7 +117,9 @@ pub async fn remove_recipient(
         .chat
         .remove_recipient(channel_id, user.user_id, target)
         .await?;
-    state.viewers.invalidate();
+    state
+        .publish(crate::bus::BusEvent::DmRecipientsChanged { channel_id })
+        .await;
     state.emit(
         Target::Users(ids(&change.channel)),
         "CHANNEL_RECIPIENT_REMOVE",

@@ -46,7 +46,13 @@ async fn tell(state: &AppState, me: Snowflake, other: Snowflake, change: &Relati
     }
     // Presence follows friendship: new friends see each other's status at once.
     let friends = change.mine.as_deref() == Some("friend");
-    state.hub.set_friendship(me, other, friends);
+    state
+        .publish(crate::bus::BusEvent::Friendship {
+            a: me,
+            b: other,
+            friends,
+        })
+        .await;
     if friends {
         for (who, to) in [(me, other), (other, me)] {
             let status = state.hub.presence_of(who);

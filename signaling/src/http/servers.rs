@@ -1,6 +1,7 @@
 //! `/servers`: servers, their channels, members and invites.
 
 use crate::auth::AuthUser;
+use crate::bus::BusEvent;
 use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path, Query};
 use crate::gateway::hub::Target;
 use crate::state::AppState;
@@ -104,7 +105,12 @@ pub async fn create(
     Json(body): Json<ServerBody>,
 ) -> ApiResult<(StatusCode, Json<Server>)> {
     let snap = state.chat.create_server(user.user_id, &body.name).await?;
-    state.hub.add_member(snap.server.id, user.user_id);
+    state
+        .publish(BusEvent::MemberJoined {
+            server_id: snap.server.id,
+            user_id: user.user_id,
+        })
+        .await;
     state.emit(
         Target::User(user.user_id),
         "SERVER_CREATE",
@@ -155,8 +161,7 @@ pub async fn delete(
         "SERVER_DELETE",
         &json!({"id": server_id}),
     );
-    state.hub.remove_server(server_id);
-    state.voice.server_deleted(&state, server_id).await;
+    state.publish(BusEvent::ServerDeleted { server_id }).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -196,8 +201,9 @@ pub async fn create_channel(
         )
         .await?;
     // To the members who may see it: a channel in a private category inherits its overwrites.
-    state.viewers.invalidate();
-    before.publish_changes(&state, None).await;
+    before
+        .publish(&state, BusEvent::PermissionsChanged { server_id }, None)
+        .await;
     Ok((StatusCode::CREATED, Json(channel)))
 }
 
@@ -273,11 +279,11 @@ pub async fn leave(
 ) -> ApiResult<StatusCode> {
     state.chat.leave_server(server_id, user.user_id).await?;
     state
-        .voice
-        .member_left(&state, server_id, user.user_id)
+        .publish(BusEvent::MemberLeft {
+            server_id,
+            user_id: user.user_id,
+        })
         .await;
-    state.hub.remove_member(server_id, user.user_id);
-    state.viewers.invalidate();
     state.emit(
         Target::Server(server_id),
         "MEMBER_REMOVE",
@@ -309,7 +315,9 @@ pub async fn update_member(
     if let Some(until) = body.timeout_until {
         state.chat.timeout(server_id, target, until, actor).await?;
         // Timed out: no CONNECT, SPEAK or VIDEO until it ends, so out of voice now.
-        state.voice.recheck_server(&state, server_id).await;
+        state
+            .publish(BusEvent::PermissionsChanged { server_id })
+            .await;
     }
     if let Some(to) = body.channel_id {
         state
@@ -405,8 +413,12 @@ pub async fn accept_invite(
                 &json!({"user_id": user.user_id, "status": status}),
             );
         }
-        state.hub.add_member(server_id, user.user_id);
-        state.viewers.invalidate();
+        state
+            .publish(BusEvent::MemberJoined {
+                server_id,
+                user_id: user.user_id,
+            })
+            .await;
         state.emit(
             Target::User(user.user_id),
             "SERVER_CREATE",

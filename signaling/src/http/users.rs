@@ -1,6 +1,7 @@
 //! `/users/@me`: profile, password, account deletion and login sessions.
 
 use crate::auth::{end_sessions, AuthUser};
+use crate::bus::BusEvent;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::gateway::hub::Target;
 use crate::state::AppState;
@@ -88,7 +89,7 @@ pub async fn update_me(
                 .chat
                 .change_password(user.user_id, user.session_id, current, new)
                 .await?;
-            end_sessions(&state, revoked);
+            end_sessions(&state, revoked).await;
         }
         (None, Some(_)) => {
             return Err(ChatError::field("password", "is required to change the password").into())
@@ -137,13 +138,13 @@ pub async fn delete_me(
         .chat
         .delete_account(user.user_id, &body.password)
         .await?;
-    state.viewers.invalidate();
     for server_id in &gone.servers {
         state
-            .voice
-            .member_left(&state, *server_id, user.user_id)
+            .publish(BusEvent::MemberLeft {
+                server_id: *server_id,
+                user_id: user.user_id,
+            })
             .await;
-        state.hub.remove_member(*server_id, user.user_id);
         state.emit(
             Target::Server(*server_id),
             "MEMBER_REMOVE",
@@ -151,7 +152,13 @@ pub async fn delete_me(
         );
     }
     for other in &gone.relationships {
-        state.hub.set_friendship(user.user_id, *other, false);
+        state
+            .publish(BusEvent::Friendship {
+                a: user.user_id,
+                b: *other,
+                friends: false,
+            })
+            .await;
         state.emit(
             Target::User(*other),
             "RELATIONSHIP_REMOVE",
@@ -166,7 +173,7 @@ pub async fn delete_me(
     if !audience.is_empty() {
         state.emit(Target::Users(audience), "USER_UPDATE", &gone.user);
     }
-    end_sessions(&state, gone.sessions);
+    end_sessions(&state, gone.sessions).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,6 +2,7 @@
 //! keeps the live voice states, relays SDP to the SFU and the SFU's events (slots, speaking,
 //! renegotiation, video slots and layers) to clients, and records voice sessions in the database.
 
+pub mod audience;
 pub mod moderation;
 pub mod registry;
 pub mod stage;
@@ -60,6 +61,8 @@ impl From<ChatError> for VoiceError {
 pub struct VoiceService {
     sfu: Sfu,
     registry: Mutex<Registry>,
+    /// The recipients of each voice channel's events (see `audience`).
+    audiences: Mutex<audience::Audiences>,
     /// Most tiles one client may list in VIDEO_SUBSCRIBE (`--max-video-tiles`).
     max_video_tiles: usize,
 }
@@ -73,6 +76,7 @@ impl VoiceService {
         Self {
             sfu,
             registry: Mutex::new(Registry::default()),
+            audiences: Mutex::new(audience::Audiences::default()),
             max_video_tiles,
         }
     }
@@ -116,6 +120,8 @@ impl VoiceService {
             ));
         }
         let member = state.chat.member(server_id, user_id).await?;
+        // Before the participant exists: its first event already has the channel's viewers.
+        self.refresh_audience(state, server_id, channel_id).await;
         let voice_session_id = req.voice_session_id.as_deref().and_then(|s| s.parse().ok());
         let new_id = state.chat.next_id();
         let outcome = self.registry.lock().join(JoinRequest {
@@ -141,9 +147,13 @@ impl VoiceService {
                 if let Some(prev) = previous {
                     self.sfu.leave(sfu_id(prev.id));
                     self.speaking_ended(state, &prev);
-                    if prev.server_id != p.server_id {
+                    // Whoever saw the old channel but not the new one sees the member leave
+                    // (the new state names a channel they may not know).
+                    if prev.server_id != p.server_id
+                        || !self.same_audience(prev.channel_id, p.channel_id)
+                    {
                         state.emit(
-                            Target::Server(prev.server_id),
+                            self.audience(&prev),
                             "VOICE_STATE_UPDATE",
                             &prev.left_state(),
                         );
@@ -160,11 +170,7 @@ impl VoiceService {
                         tracing::warn!(error = %e, "recording voice session");
                     }
                 });
-                state.emit(
-                    Target::Server(p.server_id),
-                    "VOICE_STATE_UPDATE",
-                    &p.state(),
-                );
+                state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
             }
             JoinOutcome::Rejoined => {
                 metrics::counter!("confab_voice_rejoins_total").increment(1);
@@ -174,11 +180,7 @@ impl VoiceService {
                 // Always applied: the permissions were read again.
                 self.apply_flags(&p);
                 if changed {
-                    state.emit(
-                        Target::Server(p.server_id),
-                        "VOICE_STATE_UPDATE",
-                        &p.state(),
-                    );
+                    state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
                 }
             }
         }
@@ -309,7 +311,7 @@ impl VoiceService {
     fn speaking_ended(&self, state: &AppState, p: &Participant) {
         if p.speaking {
             state.emit(
-                Target::Server(p.server_id),
+                self.audience(p),
                 "VOICE_SPEAKING",
                 &serde_json::json!({"server_id": p.server_id, "channel_id": p.channel_id, "user_id": p.user_id, "speaking": false}),
             );
@@ -320,11 +322,7 @@ impl VoiceService {
     fn teardown(&self, state: &AppState, p: &Participant, reason: &'static str) {
         self.sfu.leave(sfu_id(p.id));
         self.speaking_ended(state, p);
-        state.emit(
-            Target::Server(p.server_id),
-            "VOICE_STATE_UPDATE",
-            &p.left_state(),
-        );
+        state.emit(self.audience(p), "VOICE_STATE_UPDATE", &p.left_state());
         metrics::counter!("confab_voice_leaves_total", "reason" => reason).increment(1);
         self.record_end(state, p.id, reason);
     }
@@ -370,6 +368,7 @@ impl VoiceService {
             self.sfu.leave(sfu_id(p.id));
             self.record_end(state, p.id, "server_deleted");
         }
+        self.forget_server_audiences(server_id);
     }
 
     pub async fn member_left(&self, state: &AppState, server_id: Snowflake, user_id: Snowflake) {
@@ -380,6 +379,8 @@ impl VoiceService {
         for p in gone {
             self.teardown(state, &p, "left_server");
         }
+        // The member may have been among a private channel's viewers.
+        self.refresh_server_audiences(state, server_id).await;
     }
 
     pub async fn channel_deleted(&self, state: &AppState, channel_id: Snowflake) {
@@ -414,11 +415,7 @@ impl VoiceService {
         };
         if let Some(p) = updated {
             self.apply_flags(&p);
-            state.emit(
-                Target::Server(p.server_id),
-                "VOICE_STATE_UPDATE",
-                &p.state(),
-            );
+            state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
         }
     }
 
@@ -494,7 +491,7 @@ impl VoiceService {
                 };
                 if let Some(p) = p {
                     state.emit(
-                        Target::Server(p.server_id),
+                        self.audience(&p),
                         "VOICE_SPEAKING",
                         &serde_json::json!({"server_id": p.server_id, "channel_id": p.channel_id, "user_id": p.user_id, "speaking": speaking}),
                     );

@@ -18,6 +18,7 @@ use serde_json::json;
 impl VoiceService {
     /// Reads the voice permissions of every participant of `server_id` again and applies them.
     pub async fn recheck_server(&self, state: &AppState, server_id: Snowflake) {
+        self.refresh_server_audiences(state, server_id).await;
         let present = self.registry.lock().in_server(server_id);
         for (id, user_id, channel_id) in present {
             match state.chat.voice_access(channel_id, user_id).await {
@@ -59,11 +60,7 @@ impl VoiceService {
         let (p, visible) = changed;
         self.apply_flags(&p);
         if visible {
-            state.emit(
-                Target::Server(p.server_id),
-                "VOICE_STATE_UPDATE",
-                &p.state(),
-            );
+            state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
         }
     }
 
@@ -104,6 +101,7 @@ impl VoiceService {
             return Ok(());
         };
         let access = state.chat.voice_access(to, target).await?;
+        self.refresh_audience(state, server_id, to).await;
         let new_id = state.chat.next_id();
         let moved = self.registry.lock().moved(
             id,
@@ -116,6 +114,9 @@ impl VoiceService {
         let Some((old, p)) = moved else { return Ok(()) };
         self.sfu.leave(sfu_id(old.id));
         self.speaking_ended(state, &old);
+        if !self.same_audience(old.channel_id, p.channel_id) {
+            state.emit(self.audience(&old), "VOICE_STATE_UPDATE", &old.left_state());
+        }
         self.record_end(state, old.id, "moved");
         metrics::counter!("confab_voice_joins_total").increment(1);
         let chat = state.chat.clone();
@@ -128,11 +129,7 @@ impl VoiceService {
                 tracing::warn!(error = %e, "recording voice session");
             }
         });
-        state.emit(
-            Target::Server(p.server_id),
-            "VOICE_STATE_UPDATE",
-            &p.state(),
-        );
+        state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
         state.emit(
             Target::Session(p.gateway_session.clone()),
             "VOICE_CHANNEL_MOVE",

@@ -4,7 +4,6 @@
 //! the audience; anyone may step down, and a moderator may also step up.
 
 use super::VoiceService;
-use crate::gateway::hub::Target;
 use crate::state::AppState;
 use confab_chat::permissions::{self, MUTE_MEMBERS};
 use confab_chat::{ChatError, ChatResult, Snowflake};
@@ -88,11 +87,7 @@ impl VoiceService {
         };
         if let Some(p) = updated {
             self.apply_flags(&p);
-            state.emit(
-                Target::Server(p.server_id),
-                "VOICE_STATE_UPDATE",
-                &p.state(),
-            );
+            state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
         }
         Ok(())
     }

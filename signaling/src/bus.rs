@@ -1,0 +1,166 @@
+//! The event bus: how a change made by one request reaches every node and every gateway
+//! session that should see it.
+//!
+//! Handlers publish *what changed* — a `BusEvent`: a dispatch with its audience, a member who
+//! joined or left, a friendship, permissions changed in a server, … — with one call,
+//! `AppState::publish` (or `AppState::emit` for a plain dispatch). The node that made the
+//! change applies it at once (`apply`), so its own answer reflects it; the `EventBus` carries
+//! it to the other nodes, which run the same `apply`. `apply` is the only code that updates
+//! the hub's routing index, the viewer cache and live voice sessions after a change, so a
+//! node never misses what happened on another. In one process the bus carries nothing
+//! (`LocalBus`); with several nodes it is NATS.
+
+use crate::auth::SessionCache;
+use crate::gateway::hub::{Dispatch, Hub, Target};
+use crate::state::AppState;
+use confab_chat::Snowflake;
+use std::sync::Arc;
+
+/// A change every node applies.
+#[derive(Debug, Clone)]
+pub enum BusEvent {
+    /// Deliver a dispatch to the sessions the target names.
+    Dispatch {
+        target: Target,
+        dispatch: Arc<Dispatch>,
+    },
+    /// A user became a member of a server (created it, or joined it).
+    MemberJoined {
+        server_id: Snowflake,
+        user_id: Snowflake,
+    },
+    /// A member left a server, was kicked or banned, or their temporary membership ended.
+    MemberLeft {
+        server_id: Snowflake,
+        user_id: Snowflake,
+    },
+    /// A server was deleted.
+    ServerDeleted { server_id: Snowflake },
+    /// A server's channel was deleted.
+    ChannelDeleted {
+        server_id: Snowflake,
+        channel_id: Snowflake,
+    },
+    /// Who may see or do what in a server may have changed: roles, a member's roles,
+    /// overwrites, a channel created or moved, a timeout.
+    PermissionsChanged { server_id: Snowflake },
+    /// A DM's recipients changed (who may see it).
+    DmRecipientsChanged { channel_id: Snowflake },
+    /// Two users became friends (`friends`) or stopped being friends.
+    Friendship {
+        a: Snowflake,
+        b: Snowflake,
+        friends: bool,
+    },
+    /// Login sessions of a user ended (logout, revocation, password change, refresh-token
+    /// reuse): their gateway connections close with 4004 and cannot RESUME.
+    SessionsEnded(SessionsEnded),
+}
+
+/// "These login sessions of this user ended" — what a node needs to forget them and close
+/// their gateway connections. Serializable so that a bus between nodes can carry it as is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionsEnded {
+    pub user_id: Snowflake,
+    pub sessions: Vec<Snowflake>,
+}
+
+/// Carries events to the other nodes; the publishing node applies them itself.
+pub trait EventBus: Send + Sync {
+    fn publish(&self, event: &BusEvent);
+}
+
+/// One process: there is no other node to tell.
+pub struct LocalBus;
+
+impl EventBus for LocalBus {
+    fn publish(&self, _event: &BusEvent) {}
+}
+
+/// A bus that remembers what was published, for tests of what handlers publish.
+#[derive(Default)]
+pub struct RecordingBus(parking_lot::Mutex<Vec<BusEvent>>);
+
+impl RecordingBus {
+    /// Everything published so far, oldest first.
+    pub fn events(&self) -> Vec<BusEvent> {
+        self.0.lock().clone()
+    }
+}
+
+impl EventBus for RecordingBus {
+    fn publish(&self, event: &BusEvent) {
+        self.0.lock().push(event.clone());
+    }
+}
+
+impl AppState {
+    /// Publishes a change: applied here before this returns, and by every other node.
+    pub async fn publish(&self, event: BusEvent) {
+        self.bus.publish(&event);
+        apply(self, event).await;
+    }
+
+    /// Publishes a dispatch event (`t`, `d`) to the sessions `target` names. Never waits, so
+    /// that events raised where nothing may wait keep their order.
+    pub fn emit<T: serde::Serialize>(&self, target: Target, t: &'static str, d: &T) {
+        let event = BusEvent::Dispatch {
+            target,
+            dispatch: Dispatch::new(t, d),
+        };
+        self.bus.publish(&event);
+        if let BusEvent::Dispatch { target, dispatch } = event {
+            self.hub.deliver(&target, &dispatch);
+        }
+    }
+}
+
+/// What a node does with an event, whichever node published it. Only users with sessions on
+/// this node and voice participants on this node are concerned.
+pub async fn apply(state: &AppState, event: BusEvent) {
+    match event {
+        BusEvent::Dispatch { target, dispatch } => state.hub.deliver(&target, &dispatch),
+        BusEvent::MemberJoined { server_id, user_id } => {
+            state.viewers.invalidate();
+            state.hub.add_member(server_id, user_id);
+            // A private voice channel's audience may now include the newcomer.
+            state.voice.refresh_server_audiences(state, server_id).await;
+        }
+        BusEvent::MemberLeft { server_id, user_id } => {
+            state.viewers.invalidate();
+            state.voice.member_left(state, server_id, user_id).await;
+            state.hub.remove_member(server_id, user_id);
+        }
+        BusEvent::ServerDeleted { server_id } => {
+            state.viewers.invalidate();
+            state.hub.remove_server(server_id);
+            state.voice.server_deleted(state, server_id).await;
+        }
+        BusEvent::ChannelDeleted {
+            server_id,
+            channel_id,
+        } => {
+            state.viewers.invalidate();
+            state.voice.channel_deleted(state, channel_id).await;
+            state.voice.recheck_server(state, server_id).await;
+        }
+        BusEvent::PermissionsChanged { server_id } => {
+            state.viewers.invalidate();
+            state.voice.recheck_server(state, server_id).await;
+        }
+        BusEvent::DmRecipientsChanged { .. } => state.viewers.invalidate(),
+        BusEvent::Friendship { a, b, friends } => {
+            state.hub.set_friendship(a, b, friends);
+        }
+        BusEvent::SessionsEnded(ended) => apply_sessions_ended(&state.hub, &state.sessions, &ended),
+    }
+}
+
+/// What every node does with `SessionsEnded`: drop cached "active" answers for the sessions
+/// and end their gateway sessions here (connected ones close with 4004; none can RESUME).
+pub fn apply_sessions_ended(hub: &Hub, cache: &SessionCache, ended: &SessionsEnded) {
+    for s in &ended.sessions {
+        cache.forget(*s);
+    }
+    hub.end_auth_sessions(ended.user_id, &ended.sessions);
+}
