@@ -1,175 +1,30 @@
-//! The hub routes dispatch events to gateway sessions and keeps what RESUME needs.
+//! The hub routes dispatch events to this node's gateway sessions: it resolves a `Target`
+//! through the routing index (`routing`: who is in which server, whose friends) to users, and
+//! hands each event to their sessions (`sessions`: replay buffers for RESUME and connection
+//! queues). Each event is serialized once (`Dispatch`) and shared by every recipient; a
+//! recipient's frame adds only its own sequence number.
 //!
-//! Each event is serialized once (`Dispatch`) and shared by every recipient; a recipient's
-//! frame adds only its own sequence number. A session keeps its last `BUFFER` dispatches so a
-//! client that lost its connection can RESUME without losing any; its live connection, if any,
-//! gets them through a bounded queue. A connection that lets its queue fill up is cut (close
-//! 4008, resumable) rather than having events dropped: the buffer still has them.
-//!
-//! Routing state (who is online in which server) covers only users with a session on this
-//! node, so it stays as small as the node's audience. Across nodes, the event bus carries
-//! events and each node's hub delivers to its own sessions.
+//! Both halves cover only users with a session on this node. Across nodes, the event bus
+//! carries events and each node's hub delivers to its own sessions; a cluster keeps the
+//! routing index per node and puts session metadata where other nodes can resume it.
 
+pub use super::dispatch::{Dispatch, Target};
 use super::presence::Status;
+use super::routing::RoutingIndex;
+pub use super::sessions::{
+    Outbound, Resume, Session, SessionRegistry, BUFFER, QUEUE, RESUME_WINDOW,
+};
 use confab_chat::Snowflake;
-use dashmap::DashMap;
-use parking_lot::Mutex;
-use smallvec::SmallVec;
-use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-
-/// Dispatches kept per session for RESUME.
-pub const BUFFER: usize = 1000;
-/// How long a disconnected session may be resumed.
-pub const RESUME_WINDOW: Duration = Duration::from_secs(60);
-/// A connection's outgoing queue. Larger than BUFFER so a full replay fits.
-pub const QUEUE: usize = BUFFER + 1024;
-
-/// One event, serialized once.
-#[derive(Debug)]
-pub struct Dispatch {
-    pub t: &'static str,
-    /// The JSON of `d`.
-    pub d: Box<str>,
-}
-
-impl Dispatch {
-    pub fn new<T: serde::Serialize>(t: &'static str, d: &T) -> Arc<Self> {
-        let d = serde_json::to_string(d).unwrap_or_else(|_| "null".into());
-        Arc::new(Dispatch {
-            t,
-            d: d.into_boxed_str(),
-        })
-    }
-
-    /// The frame a session sends for this dispatch at sequence `seq`.
-    pub fn frame(&self, seq: u64) -> String {
-        let mut s = String::with_capacity(self.d.len() + self.t.len() + 40);
-        s.push_str("{\"op\":0,\"s\":");
-        s.push_str(itoa_u64(seq).as_str());
-        s.push_str(",\"t\":\"");
-        s.push_str(self.t);
-        s.push_str("\",\"d\":");
-        s.push_str(&self.d);
-        s.push('}');
-        s
-    }
-}
-
-fn itoa_u64(v: u64) -> String {
-    v.to_string()
-}
-
-/// Who receives an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// Every member of a server.
-    Server(Snowflake),
-    /// Every member of a server but one (e.g. the typist).
-    ServerExcept(Snowflake, Snowflake),
-    /// Every session of one user.
-    User(Snowflake),
-    /// Every session of these users.
-    Users(Vec<Snowflake>),
-    /// One session.
-    Session(Arc<str>),
-}
-
-/// An item on a connection's queue.
-pub type Outbound = (u64, Arc<Dispatch>);
-
-struct SessionState {
-    seq: u64,
-    buffer: VecDeque<Outbound>,
-    conn: Option<(u64, mpsc::Sender<Outbound>)>,
-    disconnected_at: Option<Instant>,
-}
-
-/// A gateway session: survives its connection for RESUME_WINDOW.
-pub struct Session {
-    pub id: Arc<str>,
-    pub user_id: Snowflake,
-    pub auth_session: Snowflake,
-    state: Mutex<SessionState>,
-    /// Set when the connection was cut for being too slow (close 4008).
-    pub too_slow: AtomicBool,
-    /// Chosen presence status.
-    pub status: Mutex<Status>,
-    /// Cancelled when the session is ended from elsewhere (logout, session revoked): its
-    /// connection closes with 4004 and it cannot be resumed.
-    pub ended: tokio_util::sync::CancellationToken,
-}
-
-impl Session {
-    /// Appends a dispatch and hands it to the live connection, if any.
-    fn push(&self, d: &Arc<Dispatch>) {
-        let mut st = self.state.lock();
-        st.seq += 1;
-        let item = (st.seq, d.clone());
-        // READY is never replayed (a client that can RESUME has it: it carries the session
-        // id), and it is the largest dispatch: keeping it would cost every idle session.
-        if d.t != "READY" {
-            if st.buffer.len() == BUFFER {
-                st.buffer.pop_front();
-            }
-            st.buffer.push_back(item.clone());
-        }
-        if let Some((_, tx)) = &st.conn {
-            match tx.try_send(item) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.too_slow.store(true, Ordering::Relaxed);
-                    st.conn = None;
-                    st.disconnected_at = Some(Instant::now());
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    st.conn = None;
-                    st.disconnected_at.get_or_insert_with(Instant::now);
-                }
-            }
-        }
-    }
-
-    pub fn seq(&self) -> u64 {
-        self.state.lock().seq
-    }
-
-    pub fn connected(&self) -> bool {
-        self.state.lock().conn.is_some()
-    }
-}
-
-/// Result of a RESUME attempt.
-pub enum Resume {
-    /// Attached; the missed dispatches are already queued.
-    Ok(Arc<Session>, mpsc::Receiver<Outbound>, u64),
-    /// Unknown, expired, another user's, or the missed events are gone.
-    Invalid,
-}
 
 #[derive(Default)]
 pub struct Hub {
-    sessions: DashMap<Arc<str>, Arc<Session>>,
-    /// Sessions per user (connected or resumable).
-    users: DashMap<Snowflake, SmallVec<[Arc<Session>; 2]>>,
-    /// Users with a session here, per server.
-    servers: DashMap<Snowflake, HashSet<Snowflake>>,
-    /// Servers per user with a session here.
-    user_servers: DashMap<Snowflake, HashSet<Snowflake>>,
-    /// Friends per user with a session here (presence goes to friends and co-members only).
-    friends: DashMap<Snowflake, HashSet<Snowflake>>,
-    /// Login sessions ended recently, with when: an IDENTIFY that authenticated just before
-    /// the end but opens its gateway session just after must still be ended.
-    ended_auth: DashMap<Snowflake, Instant>,
-    conn_ids: AtomicU64,
+    sessions: SessionRegistry,
+    routes: RoutingIndex,
     pub dispatched: AtomicU64,
 }
-
-/// How long `ended_auth` remembers an ended login session (far longer than an IDENTIFY takes).
-const ENDED_MEMORY: Duration = Duration::from_secs(60);
 
 impl Hub {
     pub fn new() -> Arc<Self> {
@@ -179,29 +34,18 @@ impl Hub {
     /// Delivers a dispatch to every session the target names.
     pub fn deliver(&self, target: &Target, d: &Arc<Dispatch>) {
         let mut n = 0u64;
-        let mut to_user = |uid: &Snowflake| {
-            if let Some(list) = self.users.get(uid) {
-                for s in list.iter() {
-                    s.push(d);
-                    n += 1;
-                }
-            }
-        };
+        let mut to_user = |uid: &Snowflake| n += self.sessions.push_to_user(uid, d);
         match target {
-            Target::Server(sid) => {
-                if let Some(users) = self.servers.get(sid) {
-                    users.iter().for_each(&mut to_user);
+            Target::Server(sid) => self.routes.for_each_in(*sid, &mut to_user),
+            Target::ServerExcept(sid, except) => self.routes.for_each_in(*sid, |u| {
+                if u != except {
+                    to_user(u)
                 }
-            }
-            Target::ServerExcept(sid, except) => {
-                if let Some(users) = self.servers.get(sid) {
-                    users.iter().filter(|u| *u != except).for_each(&mut to_user);
-                }
-            }
+            }),
             Target::User(uid) => to_user(uid),
             Target::Users(list) => list.iter().for_each(&mut to_user),
             Target::Session(id) => {
-                if let Some(s) = self.sessions.get(id) {
+                if let Some(s) = self.sessions.session(id) {
                     s.push(d);
                     n += 1;
                 }
@@ -219,261 +63,113 @@ impl Hub {
         auth_session: Snowflake,
         servers: &[Snowflake],
     ) -> (Arc<Session>, mpsc::Receiver<Outbound>, u64) {
-        let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let conn = self.conn_ids.fetch_add(1, Ordering::Relaxed);
-        let session = Arc::new(Session {
-            id: id.clone(),
-            user_id,
-            auth_session,
-            state: Mutex::new(SessionState {
-                seq: 0,
-                buffer: VecDeque::new(),
-                conn: Some((conn, tx)),
-                disconnected_at: None,
-            }),
-            too_slow: AtomicBool::new(false),
-            status: Mutex::new(Status::Online),
-            ended: tokio_util::sync::CancellationToken::new(),
-        });
-        if self.ended_auth.contains_key(&auth_session) {
-            session.ended.cancel();
-        }
-        self.sessions.insert(id, session.clone());
-        self.users.entry(user_id).or_default().push(session.clone());
+        let opened = self.sessions.open(user_id, auth_session);
         for sid in servers {
-            self.add_member(*sid, user_id);
+            self.routes.add_member(*sid, user_id);
         }
-        (session, rx, conn)
+        opened
     }
 
     /// Reattaches a connection to a session and queues every dispatch after `seq`.
     pub fn resume(&self, session_id: &str, user_id: Snowflake, seq: u64) -> Resume {
-        let Some(session) = self.sessions.get(session_id).map(|s| s.clone()) else {
-            return Resume::Invalid;
-        };
-        if session.user_id != user_id || session.ended.is_cancelled() {
-            return Resume::Invalid;
-        }
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let conn = self.conn_ids.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut st = session.state.lock();
-            if seq > st.seq {
-                return Resume::Invalid;
-            }
-            let first = st.buffer.front().map_or(st.seq + 1, |(s, _)| *s);
-            if seq + 1 < first {
-                // Some missed events were evicted from the buffer.
-                return Resume::Invalid;
-            }
-            for item in st.buffer.iter().filter(|(s, _)| *s > seq) {
-                // Cannot fail: the queue is larger than the buffer and new.
-                let _ = tx.try_send(item.clone());
-            }
-            st.conn = Some((conn, tx));
-            st.disconnected_at = None;
-        }
-        session.too_slow.store(false, Ordering::Relaxed);
-        Resume::Ok(session, rx, conn)
+        self.sessions.resume(session_id, user_id, seq)
     }
 
     /// The connection `conn` of a session ended; the session stays resumable for a while.
     pub fn detach(&self, session: &Session, conn: u64) {
-        let mut st = session.state.lock();
-        if st.conn.as_ref().is_some_and(|(c, _)| *c == conn) {
-            st.conn = None;
-        }
-        // A connection replaced by a RESUME elsewhere detaches after the new one attached:
-        // the session is not disconnected then.
-        if st.conn.is_none() {
-            st.disconnected_at.get_or_insert_with(Instant::now);
-        }
+        self.sessions.detach(session, conn)
     }
 
     /// Ends a session at once (normal close, logout).
     pub fn close(&self, session_id: &str) -> Option<Arc<Session>> {
-        let (_, session) = self.sessions.remove(session_id)?;
-        let uid = session.user_id;
-        let mut last = false;
-        if let Some(mut list) = self.users.get_mut(&uid) {
-            list.retain(|s| s.id.as_ref() != session_id);
-            last = list.is_empty();
-        }
+        let (session, last) = self.sessions.close(session_id)?;
         if last {
-            self.users.remove_if(&uid, |_, l| l.is_empty());
-            self.friends.remove(&uid);
-            if let Some((_, servers)) = self.user_servers.remove(&uid) {
-                for sid in servers {
-                    if let Some(mut set) = self.servers.get_mut(&sid) {
-                        set.remove(&uid);
-                    }
-                    self.servers.remove_if(&sid, |_, s| s.is_empty());
-                }
-            }
+            self.routes.forget_user(session.user_id);
         }
         Some(session)
     }
 
-    /// Sessions to close: their connection has been gone longer than the resume window, or
-    /// they were ended (logout elsewhere, password change, ...) while disconnected.
+    /// Sessions to close (see `SessionRegistry::expired`).
     pub fn expired(&self) -> Vec<Arc<str>> {
-        let now = Instant::now();
-        self.ended_auth
-            .retain(|_, t| now.duration_since(*t) < ENDED_MEMORY);
-        self.sessions
-            .iter()
-            .filter(|s| {
-                let st = s.state.lock();
-                st.disconnected_at.is_some_and(|t| {
-                    now.duration_since(t) > RESUME_WINDOW || s.ended.is_cancelled()
-                }) && st.conn.is_none()
-            })
-            .map(|s| s.id.clone())
-            .collect()
+        self.sessions.expired()
     }
 
-    /// Ends the gateway sessions opened with these login sessions of `user_id`: a connected
-    /// one closes with 4004, none can RESUME, and one opened a moment later starts ended.
+    /// Ends the gateway sessions opened with these login sessions of `user_id`.
     pub fn end_auth_sessions(&self, user_id: Snowflake, auth_sessions: &[Snowflake]) {
-        let now = Instant::now();
-        for a in auth_sessions {
-            self.ended_auth.insert(*a, now);
-        }
-        for s in self.sessions_of(user_id) {
-            if auth_sessions.contains(&s.auth_session) {
-                s.ended.cancel();
-            }
-        }
+        self.sessions.end_auth_sessions(user_id, auth_sessions)
     }
 
     /// Routes a server's events to a user (joined or created it) if they have sessions here.
     pub fn add_member(&self, server_id: Snowflake, user_id: Snowflake) {
-        if !self.users.contains_key(&user_id) {
-            return;
+        if self.sessions.has_user(&user_id) {
+            self.routes.add_member(server_id, user_id);
         }
-        self.servers.entry(server_id).or_default().insert(user_id);
-        self.user_servers
-            .entry(user_id)
-            .or_default()
-            .insert(server_id);
     }
 
     /// Stops routing a server's events to a user (left, removed, or the server is gone).
     pub fn remove_member(&self, server_id: Snowflake, user_id: Snowflake) {
-        if let Some(mut set) = self.servers.get_mut(&server_id) {
-            set.remove(&user_id);
-        }
-        self.servers.remove_if(&server_id, |_, s| s.is_empty());
-        if let Some(mut set) = self.user_servers.get_mut(&user_id) {
-            set.remove(&server_id);
-        }
+        self.routes.remove_member(server_id, user_id)
     }
 
     pub fn remove_server(&self, server_id: Snowflake) {
-        if let Some((_, users)) = self.servers.remove(&server_id) {
-            for u in users {
-                if let Some(mut set) = self.user_servers.get_mut(&u) {
-                    set.remove(&server_id);
-                }
-            }
-        }
+        self.routes.remove_server(server_id)
     }
 
     /// Users with a session here who share a server with `user_id` (presence recipients).
     pub fn co_members(&self, user_id: Snowflake) -> Vec<Snowflake> {
-        let mut out = HashSet::new();
-        if let Some(servers) = self.user_servers.get(&user_id) {
-            for sid in servers.iter() {
-                if let Some(users) = self.servers.get(sid) {
-                    out.extend(users.iter().copied());
-                }
-            }
-        }
-        out.remove(&user_id);
-        out.into_iter().collect()
+        self.routes.co_members(user_id)
     }
 
     /// Users with a session here who are members of the server.
     pub fn users_in(&self, server_id: Snowflake) -> Vec<Snowflake> {
-        self.servers
-            .get(&server_id)
-            .map(|users| users.iter().copied().collect())
-            .unwrap_or_default()
+        self.routes.users_in(server_id)
     }
 
     /// Records a user's friends (at IDENTIFY) for presence routing.
     pub fn set_friends(&self, user_id: Snowflake, friends: impl IntoIterator<Item = Snowflake>) {
-        if self.users.contains_key(&user_id) {
-            self.friends.insert(user_id, friends.into_iter().collect());
+        if self.sessions.has_user(&user_id) {
+            self.routes.set_friends(user_id, friends);
         }
     }
 
     /// Two users became friends (`true`) or stopped being friends.
     pub fn set_friendship(&self, a: Snowflake, b: Snowflake, friends: bool) {
-        for (x, y) in [(a, b), (b, a)] {
-            if let Some(mut set) = self.friends.get_mut(&x) {
-                if friends {
-                    set.insert(y);
-                } else {
-                    set.remove(&y);
-                }
-            }
-        }
+        self.routes.set_friendship(a, b, friends)
     }
 
     /// Who sees a user's presence: users with a session here who share a server with them or
     /// are their friends. Nobody else.
     pub fn presence_audience(&self, user_id: Snowflake) -> Vec<Snowflake> {
-        let mut out: HashSet<Snowflake> = self.co_members(user_id).into_iter().collect();
-        if let Some(friends) = self.friends.get(&user_id) {
-            out.extend(friends.iter().filter(|f| self.users.contains_key(f)));
-        }
-        out.remove(&user_id);
-        out.into_iter().collect()
+        self.routes
+            .presence_audience(user_id, |f| self.sessions.has_user(f))
     }
 
     /// A user's sessions on this node.
     pub fn sessions_of(&self, user_id: Snowflake) -> Vec<Arc<Session>> {
-        self.users
-            .get(&user_id)
-            .map(|l| l.iter().cloned().collect())
-            .unwrap_or_default()
+        self.sessions.sessions_of(user_id)
     }
 
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.get(id).map(|s| s.clone())
+        self.sessions.session(id)
     }
 
     /// Whether any session of the user has a live connection.
     pub fn is_connected(&self, user_id: Snowflake) -> bool {
-        self.users
-            .get(&user_id)
-            .is_some_and(|l| l.iter().any(|s| s.connected()))
+        self.sessions.is_connected(user_id)
     }
 
     /// The presence others see for a user on this node.
     pub fn presence_of(&self, user_id: Snowflake) -> Status {
-        let Some(list) = self.users.get(&user_id) else {
-            return Status::Offline;
-        };
-        let mut best = Status::Offline;
-        for s in list.iter().filter(|s| s.connected()) {
-            let st = *s.status.lock();
-            if st.rank() > best.rank() {
-                best = st;
-            }
-        }
-        best.visible()
+        self.sessions.presence_of(user_id)
     }
 
     /// All sessions, e.g. to tell them the server is shutting down.
     pub fn all_sessions(&self) -> Vec<Arc<Session>> {
-        self.sessions.iter().map(|s| s.clone()).collect()
+        self.sessions.all_sessions()
     }
 
     pub fn session_count(&self) -> usize {
-        self.sessions.len()
+        self.sessions.count()
     }
 }
 
@@ -614,15 +310,5 @@ mod tests {
         // An IDENTIFY that authenticated just before the end opens an ended session.
         let (late, _rx, _) = hub.open(user, Snowflake(10), &[]);
         assert!(late.ended.is_cancelled());
-    }
-
-    #[test]
-    fn frame_format() {
-        let f = Dispatch::new("MESSAGE_CREATE", &serde_json::json!({"a": 1})).frame(7);
-        let v: serde_json::Value = serde_json::from_str(&f).unwrap();
-        assert_eq!(v["op"], 0);
-        assert_eq!(v["s"], 7);
-        assert_eq!(v["t"], "MESSAGE_CREATE");
-        assert_eq!(v["d"]["a"], 1);
     }
 }

@@ -1,9 +1,12 @@
 //! The real-time gateway: `/api/v1/gateway` WebSocket (protocol in docs/gateway.md).
 
 pub mod connection;
+pub mod dispatch;
 pub mod hub;
 pub mod presence;
 pub mod protocol;
+pub mod routing;
+pub mod sessions;
 pub mod temporary;
 
 use crate::state::AppState;

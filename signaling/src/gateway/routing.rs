@@ -1,0 +1,124 @@
+//! The routing index: which users with a session on this node are in which server, and whose
+//! friends they are — what turns "every member of server S" or "whoever sees U's presence"
+//! into users. It covers only users with a session here, so it stays as small as the node's
+//! audience; the bus (`crate::bus::apply`) keeps it current whichever node made a change.
+
+use confab_chat::Snowflake;
+use dashmap::DashMap;
+use std::collections::HashSet;
+
+#[derive(Default)]
+pub struct RoutingIndex {
+    /// Users with a session here, per server.
+    servers: DashMap<Snowflake, HashSet<Snowflake>>,
+    /// Servers per user with a session here.
+    user_servers: DashMap<Snowflake, HashSet<Snowflake>>,
+    /// Friends per user with a session here (presence goes to friends and co-members only).
+    friends: DashMap<Snowflake, HashSet<Snowflake>>,
+}
+
+impl RoutingIndex {
+    /// Routes a server's events to a user (who has a session here).
+    pub fn add_member(&self, server_id: Snowflake, user_id: Snowflake) {
+        self.servers.entry(server_id).or_default().insert(user_id);
+        self.user_servers
+            .entry(user_id)
+            .or_default()
+            .insert(server_id);
+    }
+
+    /// Stops routing a server's events to a user (left, removed, or the server is gone).
+    pub fn remove_member(&self, server_id: Snowflake, user_id: Snowflake) {
+        if let Some(mut set) = self.servers.get_mut(&server_id) {
+            set.remove(&user_id);
+        }
+        self.servers.remove_if(&server_id, |_, s| s.is_empty());
+        if let Some(mut set) = self.user_servers.get_mut(&user_id) {
+            set.remove(&server_id);
+        }
+    }
+
+    pub fn remove_server(&self, server_id: Snowflake) {
+        if let Some((_, users)) = self.servers.remove(&server_id) {
+            for u in users {
+                if let Some(mut set) = self.user_servers.get_mut(&u) {
+                    set.remove(&server_id);
+                }
+            }
+        }
+    }
+
+    /// The user's last session here ended: nothing is routed to them any more.
+    pub fn forget_user(&self, user_id: Snowflake) {
+        self.friends.remove(&user_id);
+        if let Some((_, servers)) = self.user_servers.remove(&user_id) {
+            for sid in servers {
+                if let Some(mut set) = self.servers.get_mut(&sid) {
+                    set.remove(&user_id);
+                }
+                self.servers.remove_if(&sid, |_, s| s.is_empty());
+            }
+        }
+    }
+
+    /// Calls `f` for each user with a session here in the server.
+    pub fn for_each_in(&self, server_id: Snowflake, mut f: impl FnMut(&Snowflake)) {
+        if let Some(users) = self.servers.get(&server_id) {
+            users.iter().for_each(&mut f);
+        }
+    }
+
+    /// Users with a session here who share a server with `user_id`.
+    pub fn co_members(&self, user_id: Snowflake) -> Vec<Snowflake> {
+        let mut out = HashSet::new();
+        if let Some(servers) = self.user_servers.get(&user_id) {
+            for sid in servers.iter() {
+                if let Some(users) = self.servers.get(sid) {
+                    out.extend(users.iter().copied());
+                }
+            }
+        }
+        out.remove(&user_id);
+        out.into_iter().collect()
+    }
+
+    /// Users with a session here who are members of the server.
+    pub fn users_in(&self, server_id: Snowflake) -> Vec<Snowflake> {
+        self.servers
+            .get(&server_id)
+            .map(|users| users.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Records a user's friends (at IDENTIFY) for presence routing.
+    pub fn set_friends(&self, user_id: Snowflake, friends: impl IntoIterator<Item = Snowflake>) {
+        self.friends.insert(user_id, friends.into_iter().collect());
+    }
+
+    /// Two users became friends (`true`) or stopped being friends.
+    pub fn set_friendship(&self, a: Snowflake, b: Snowflake, friends: bool) {
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(mut set) = self.friends.get_mut(&x) {
+                if friends {
+                    set.insert(y);
+                } else {
+                    set.remove(&y);
+                }
+            }
+        }
+    }
+
+    /// Who sees a user's presence among users for whom `here` holds: co-members and friends.
+    pub fn presence_audience(
+        &self,
+        user_id: Snowflake,
+        here: impl Fn(&Snowflake) -> bool,
+    ) -> Vec<Snowflake> {
+        let mut out: HashSet<Snowflake> = self.co_members(user_id).into_iter().collect();
+        if let Some(friends) = self.friends.get(&user_id) {
+            out.extend(friends.iter().filter(|f| here(f)));
+        }
+        out.remove(&user_id);
+        out.into_iter().collect()
+    }
+}

@@ -1,0 +1,293 @@
+//! Gateway sessions and what RESUME needs: each session keeps its last `BUFFER` dispatches so
+//! a client that lost its connection can RESUME without losing any; its live connection, if
+//! any, gets them through a bounded queue. A connection that lets its queue fill up is cut
+//! (close 4008, resumable) rather than having events dropped: the buffer still has them.
+
+use super::dispatch::Dispatch;
+use super::presence::Status;
+use confab_chat::Snowflake;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use smallvec::SmallVec;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Dispatches kept per session for RESUME.
+pub const BUFFER: usize = 1000;
+/// How long a disconnected session may be resumed.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(60);
+/// A connection's outgoing queue. Larger than BUFFER so a full replay fits.
+pub const QUEUE: usize = BUFFER + 1024;
+
+/// An item on a connection's queue.
+pub type Outbound = (u64, Arc<Dispatch>);
+
+struct SessionState {
+    seq: u64,
+    buffer: VecDeque<Outbound>,
+    conn: Option<(u64, mpsc::Sender<Outbound>)>,
+    disconnected_at: Option<Instant>,
+}
+
+/// A gateway session: survives its connection for RESUME_WINDOW.
+pub struct Session {
+    pub id: Arc<str>,
+    pub user_id: Snowflake,
+    pub auth_session: Snowflake,
+    state: Mutex<SessionState>,
+    /// Set when the connection was cut for being too slow (close 4008).
+    pub too_slow: AtomicBool,
+    /// Chosen presence status.
+    pub status: Mutex<Status>,
+    /// Cancelled when the session is ended from elsewhere (logout, session revoked): its
+    /// connection closes with 4004 and it cannot be resumed.
+    pub ended: tokio_util::sync::CancellationToken,
+}
+
+impl Session {
+    /// Appends a dispatch and hands it to the live connection, if any.
+    pub(super) fn push(&self, d: &Arc<Dispatch>) {
+        let mut st = self.state.lock();
+        st.seq += 1;
+        let item = (st.seq, d.clone());
+        // READY is never replayed (a client that can RESUME has it: it carries the session
+        // id), and it is the largest dispatch: keeping it would cost every idle session.
+        if d.t != "READY" {
+            if st.buffer.len() == BUFFER {
+                st.buffer.pop_front();
+            }
+            st.buffer.push_back(item.clone());
+        }
+        if let Some((_, tx)) = &st.conn {
+            match tx.try_send(item) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.too_slow.store(true, Ordering::Relaxed);
+                    st.conn = None;
+                    st.disconnected_at = Some(Instant::now());
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    st.conn = None;
+                    st.disconnected_at.get_or_insert_with(Instant::now);
+                }
+            }
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.state.lock().seq
+    }
+
+    pub fn connected(&self) -> bool {
+        self.state.lock().conn.is_some()
+    }
+}
+
+/// Result of a RESUME attempt.
+pub enum Resume {
+    /// Attached; the missed dispatches are already queued.
+    Ok(Arc<Session>, mpsc::Receiver<Outbound>, u64),
+    /// Unknown, expired, another user's, or the missed events are gone.
+    Invalid,
+}
+
+/// The sessions on this node, by id and by user.
+#[derive(Default)]
+pub struct SessionRegistry {
+    sessions: DashMap<Arc<str>, Arc<Session>>,
+    /// Sessions per user (connected or resumable).
+    users: DashMap<Snowflake, SmallVec<[Arc<Session>; 2]>>,
+    /// Login sessions ended recently, with when: an IDENTIFY that authenticated just before
+    /// the end but opens its gateway session just after must still be ended.
+    ended_auth: DashMap<Snowflake, Instant>,
+    conn_ids: AtomicU64,
+}
+
+/// How long `ended_auth` remembers an ended login session (far longer than an IDENTIFY takes).
+const ENDED_MEMORY: Duration = Duration::from_secs(60);
+
+impl SessionRegistry {
+    /// Creates a session for an IDENTIFY with its connection attached.
+    pub fn open(
+        &self,
+        user_id: Snowflake,
+        auth_session: Snowflake,
+    ) -> (Arc<Session>, mpsc::Receiver<Outbound>, u64) {
+        let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let conn = self.conn_ids.fetch_add(1, Ordering::Relaxed);
+        let session = Arc::new(Session {
+            id: id.clone(),
+            user_id,
+            auth_session,
+            state: Mutex::new(SessionState {
+                seq: 0,
+                buffer: VecDeque::new(),
+                conn: Some((conn, tx)),
+                disconnected_at: None,
+            }),
+            too_slow: AtomicBool::new(false),
+            status: Mutex::new(Status::Online),
+            ended: tokio_util::sync::CancellationToken::new(),
+        });
+        if self.ended_auth.contains_key(&auth_session) {
+            session.ended.cancel();
+        }
+        self.sessions.insert(id, session.clone());
+        self.users.entry(user_id).or_default().push(session.clone());
+        (session, rx, conn)
+    }
+    /// Reattaches a connection to a session and queues every dispatch after `seq`.
+    pub fn resume(&self, session_id: &str, user_id: Snowflake, seq: u64) -> Resume {
+        let Some(session) = self.sessions.get(session_id).map(|s| s.clone()) else {
+            return Resume::Invalid;
+        };
+        if session.user_id != user_id || session.ended.is_cancelled() {
+            return Resume::Invalid;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let conn = self.conn_ids.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut st = session.state.lock();
+            if seq > st.seq {
+                return Resume::Invalid;
+            }
+            let first = st.buffer.front().map_or(st.seq + 1, |(s, _)| *s);
+            if seq + 1 < first {
+                // Some missed events were evicted from the buffer.
+                return Resume::Invalid;
+            }
+            for item in st.buffer.iter().filter(|(s, _)| *s > seq) {
+                // Cannot fail: the queue is larger than the buffer and new.
+                let _ = tx.try_send(item.clone());
+            }
+            st.conn = Some((conn, tx));
+            st.disconnected_at = None;
+        }
+        session.too_slow.store(false, Ordering::Relaxed);
+        Resume::Ok(session, rx, conn)
+    }
+
+    /// The connection `conn` of a session ended; the session stays resumable for a while.
+    pub fn detach(&self, session: &Session, conn: u64) {
+        let mut st = session.state.lock();
+        if st.conn.as_ref().is_some_and(|(c, _)| *c == conn) {
+            st.conn = None;
+        }
+        // A connection replaced by a RESUME elsewhere detaches after the new one attached:
+        // the session is not disconnected then.
+        if st.conn.is_none() {
+            st.disconnected_at.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Ends a session at once (normal close, logout); says whether it was its user's last here.
+    pub fn close(&self, session_id: &str) -> Option<(Arc<Session>, bool)> {
+        let (_, session) = self.sessions.remove(session_id)?;
+        let uid = session.user_id;
+        let mut last = false;
+        if let Some(mut list) = self.users.get_mut(&uid) {
+            list.retain(|s| s.id.as_ref() != session_id);
+            last = list.is_empty();
+        }
+        if last {
+            self.users.remove_if(&uid, |_, l| l.is_empty());
+        }
+        Some((session, last))
+    }
+
+    /// Sessions to close: their connection has been gone longer than the resume window, or
+    /// they were ended (logout elsewhere, password change, ...) while disconnected.
+    pub fn expired(&self) -> Vec<Arc<str>> {
+        let now = Instant::now();
+        self.ended_auth
+            .retain(|_, t| now.duration_since(*t) < ENDED_MEMORY);
+        self.sessions
+            .iter()
+            .filter(|s| {
+                let st = s.state.lock();
+                st.disconnected_at.is_some_and(|t| {
+                    now.duration_since(t) > RESUME_WINDOW || s.ended.is_cancelled()
+                }) && st.conn.is_none()
+            })
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// Ends the gateway sessions opened with these login sessions of `user_id`: a connected
+    /// one closes with 4004, none can RESUME, and one opened a moment later starts ended.
+    pub fn end_auth_sessions(&self, user_id: Snowflake, auth_sessions: &[Snowflake]) {
+        let now = Instant::now();
+        for a in auth_sessions {
+            self.ended_auth.insert(*a, now);
+        }
+        for s in self.sessions_of(user_id) {
+            if auth_sessions.contains(&s.auth_session) {
+                s.ended.cancel();
+            }
+        }
+    }
+
+    /// Hands a dispatch to every session of a user here; returns how many.
+    pub fn push_to_user(&self, user_id: &Snowflake, d: &Arc<Dispatch>) -> u64 {
+        let mut n = 0;
+        if let Some(list) = self.users.get(user_id) {
+            for s in list.iter() {
+                s.push(d);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Whether the user has a session here (connected or resumable).
+    pub fn has_user(&self, user_id: &Snowflake) -> bool {
+        self.users.contains_key(user_id)
+    }
+
+    /// A user's sessions on this node.
+    pub fn sessions_of(&self, user_id: Snowflake) -> Vec<Arc<Session>> {
+        self.users
+            .get(&user_id)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.get(id).map(|s| s.clone())
+    }
+
+    /// Whether any session of the user has a live connection.
+    pub fn is_connected(&self, user_id: Snowflake) -> bool {
+        self.users
+            .get(&user_id)
+            .is_some_and(|l| l.iter().any(|s| s.connected()))
+    }
+
+    /// The presence others see for a user on this node.
+    pub fn presence_of(&self, user_id: Snowflake) -> Status {
+        let Some(list) = self.users.get(&user_id) else {
+            return Status::Offline;
+        };
+        let mut best = Status::Offline;
+        for s in list.iter().filter(|s| s.connected()) {
+            let st = *s.status.lock();
+            if st.rank() > best.rank() {
+                best = st;
+            }
+        }
+        best.visible()
+    }
+
+    /// All sessions, e.g. to tell them the server is shutting down.
+    pub fn all_sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions.iter().map(|s| s.clone()).collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.sessions.len()
+    }
+}
