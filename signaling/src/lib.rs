@@ -37,6 +37,14 @@ pub struct Running {
 
 /// Starts everything `config` describes and returns once it is listening.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with_bus(config, Arc::new(bus::LocalBus)).await
+}
+
+/// `start`, with `bus` carrying this node's events to others (or recording them, in tests).
+pub async fn start_with_bus(
+    config: Config,
+    event_bus: Arc<dyn bus::EventBus>,
+) -> anyhow::Result<Running> {
     let metrics = metrics::install();
     if (config.rate_limit_scale - 1.0).abs() > f64::EPSILON {
         tracing::warn!(
@@ -109,7 +117,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         origins: config.origins(addr),
         chat,
         tokens: auth::TokenKeys::new(&secret, config.access_token_ttl),
-        bus: Arc::new(bus::LocalBus),
+        bus: event_bus,
         sessions,
         limiter: ratelimit::RateLimiter::new(config.rate_limit_scale),
         hub,

@@ -129,6 +129,35 @@ impl TestApp {
         }
     }
 
+    /// A node on an existing database whose events go to `bus` (several nodes may share one
+    /// database, as in a cluster; writes must then all go through one of them, which alone
+    /// mints ids until nodes lease snowflake worker ids).
+    pub async fn spawn_node(
+        database_url: String,
+        bus: std::sync::Arc<dyn confab_signaling::bus::EventBus>,
+    ) -> Self {
+        let mut config = test_config();
+        config.database_url = Some(database_url);
+        let running = confab_signaling::start_with_bus(config, bus)
+            .await
+            .expect("app starts");
+        Self {
+            addr: running.addr,
+            http: reqwest::Client::new(),
+            running: Some(running),
+        }
+    }
+
+    /// The database this node uses.
+    pub fn database_url(&self) -> String {
+        let state = &self.running.as_ref().expect("running").state;
+        state
+            .config
+            .database_url
+            .clone()
+            .expect("tests set DATABASE_URL")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}/api/v1{}", self.addr, path)
     }
