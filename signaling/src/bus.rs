@@ -94,15 +94,20 @@ impl EventBus for RecordingBus {
     }
 }
 
-impl AppState {
-    /// Publishes a change: applied here before this returns, and by every other node.
-    pub async fn publish(&self, event: BusEvent) {
-        self.bus.publish(&event);
-        apply(self, event).await;
+/// Emits dispatch events: to this node's sessions at once, and to the other nodes over the bus.
+/// Never waits, so that events raised where nothing may wait keep their order.
+#[derive(Clone)]
+pub struct Dispatcher {
+    bus: Arc<dyn EventBus>,
+    hub: Arc<Hub>,
+}
+
+impl Dispatcher {
+    pub fn new(bus: Arc<dyn EventBus>, hub: Arc<Hub>) -> Self {
+        Self { bus, hub }
     }
 
-    /// Publishes a dispatch event (`t`, `d`) to the sessions `target` names. Never waits, so
-    /// that events raised where nothing may wait keep their order.
+    /// Publishes a dispatch event (`t`, `d`) to the sessions `target` names.
     pub fn emit<T: serde::Serialize>(&self, target: Target, t: &'static str, d: &T) {
         let event = BusEvent::Dispatch {
             target,
@@ -115,6 +120,19 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Publishes a change: applied here before this returns, and by every other node.
+    pub async fn publish(&self, event: BusEvent) {
+        self.bus.publish(&event);
+        apply(self, event).await;
+    }
+
+    /// Publishes a dispatch event (`t`, `d`) to the sessions `target` names.
+    pub fn emit<T: serde::Serialize>(&self, target: Target, t: &'static str, d: &T) {
+        self.dispatcher.emit(target, t, d);
+    }
+}
+
 /// What a node does with an event, whichever node published it. Only users with sessions on
 /// this node and voice participants on this node are concerned.
 pub async fn apply(state: &AppState, event: BusEvent) {
@@ -124,29 +142,29 @@ pub async fn apply(state: &AppState, event: BusEvent) {
             state.viewers.invalidate();
             state.hub.add_member(server_id, user_id);
             // A private voice channel's audience may now include the newcomer.
-            state.voice.refresh_server_audiences(state, server_id).await;
+            state.voice.refresh_server_audiences(server_id).await;
         }
         BusEvent::MemberLeft { server_id, user_id } => {
             state.viewers.invalidate();
-            state.voice.member_left(state, server_id, user_id).await;
+            state.voice.member_left(server_id, user_id).await;
             state.hub.remove_member(server_id, user_id);
         }
         BusEvent::ServerDeleted { server_id } => {
             state.viewers.invalidate();
             state.hub.remove_server(server_id);
-            state.voice.server_deleted(state, server_id).await;
+            state.voice.server_deleted(server_id).await;
         }
         BusEvent::ChannelDeleted {
             server_id,
             channel_id,
         } => {
             state.viewers.invalidate();
-            state.voice.channel_deleted(state, channel_id).await;
-            state.voice.recheck_server(state, server_id).await;
+            state.voice.channel_deleted(channel_id).await;
+            state.voice.recheck_server(server_id).await;
         }
         BusEvent::PermissionsChanged { server_id } => {
             state.viewers.invalidate();
-            state.voice.recheck_server(state, server_id).await;
+            state.voice.recheck_server(server_id).await;
         }
         BusEvent::DmRecipientsChanged { .. } => state.viewers.invalidate(),
         BusEvent::Friendship { a, b, friends } => {

@@ -113,6 +113,15 @@ pub async fn start_with_bus(
     let hub = gateway::hub::Hub::new();
     let sessions = Arc::new(auth::SessionCache::default());
     let shutdown = CancellationToken::new();
+    let viewers = Arc::new(viewers::ViewerCache::default());
+    let dispatcher = bus::Dispatcher::new(event_bus.clone(), hub.clone());
+    let voice = Arc::new(voice::VoiceService::new(
+        sfu,
+        chat.clone(),
+        dispatcher.clone(),
+        viewers.clone(),
+        config.max_video_tiles,
+    ));
     let state = AppState(Arc::new(Inner {
         origins: config.origins(addr),
         chat,
@@ -122,8 +131,9 @@ pub async fn start_with_bus(
         limiter: ratelimit::RateLimiter::new(config.rate_limit_scale),
         hub,
         shutdown: shutdown.clone(),
-        voice: voice::VoiceService::new(sfu, config.max_video_tiles),
-        viewers: viewers::ViewerCache::default(),
+        voice: voice.clone(),
+        viewers,
+        dispatcher,
         metrics,
         pending_gateway: Default::default(),
         db_circuit: Default::default(),
@@ -131,7 +141,7 @@ pub async fn start_with_bus(
     }));
     spawn_housekeeping(state.clone());
     tokio::spawn(db_circuit::DbCircuit::run_probe(state.clone()));
-    voice::VoiceService::spawn_event_pump(state.clone(), sfu_events);
+    voice.spawn_event_pump(shutdown.clone(), sfu_events);
 
     let app = http::router(state.clone());
     let token = shutdown.clone();
@@ -165,7 +175,7 @@ fn spawn_housekeeping(state: AppState) {
             }
             for id in state.hub.expired() {
                 if let Some(session) = state.hub.close(&id) {
-                    state.voice.session_closed(&state, &id).await;
+                    state.voice.session_closed(&id).await;
                     gateway::temporary::session_ended(&state, session.user_id).await;
                 }
             }

@@ -26,9 +26,11 @@ pub struct Inner {
     pub origins: Vec<String>,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
-    pub voice: VoiceService,
+    pub voice: Arc<VoiceService>,
     /// Who may see each channel, for routing its events (see `channel_target`).
-    pub viewers: crate::viewers::ViewerCache,
+    pub viewers: Arc<crate::viewers::ViewerCache>,
+    /// Emits dispatch events (here and over the bus).
+    pub dispatcher: crate::bus::Dispatcher,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Gateway connections that have not identified yet, per IP.
     pub pending_gateway: crate::gateway::PendingConnections,
@@ -53,19 +55,8 @@ impl AppState {
         channel_id: confab_chat::Snowflake,
         except: Option<confab_chat::Snowflake>,
     ) -> Target {
-        match (self.viewers.get(&self.chat, channel_id).await, server_id) {
-            // "The whole server" cannot be a DM's answer; nobody rather than a guess.
-            (None, None) => Target::Users(Vec::new()),
-            (None, Some(server_id)) => match except {
-                Some(u) => Target::ServerExcept(server_id, u),
-                None => Target::Server(server_id),
-            },
-            (Some(list), _) => Target::Users(
-                list.iter()
-                    .copied()
-                    .filter(|u| Some(*u) != except)
-                    .collect(),
-            ),
-        }
+        self.viewers
+            .target(&self.chat, server_id, channel_id, except)
+            .await
     }
 }

@@ -2,6 +2,7 @@
 //! `bus::apply`): role, overwrite and membership changes are rare next to messages. A failed
 //! lookup falls back to "nobody" rather than leaking.
 
+use crate::gateway::hub::Target;
 use confab_chat::{Chat, Snowflake};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,5 +41,31 @@ impl ViewerCache {
             self.entries.insert(channel_id, (epoch, value.clone()));
         }
         value
+    }
+
+    /// The recipients of a channel's events: the whole server, or only the members who may
+    /// view it (overwrites or roles restrict it), optionally without one user.
+    /// A DM's events go to its recipients (`server_id` None).
+    pub async fn target(
+        &self,
+        chat: &Chat,
+        server_id: Option<Snowflake>,
+        channel_id: Snowflake,
+        except: Option<Snowflake>,
+    ) -> Target {
+        match (self.get(chat, channel_id).await, server_id) {
+            // "The whole server" cannot be a DM's answer; nobody rather than a guess.
+            (None, None) => Target::Users(Vec::new()),
+            (None, Some(server_id)) => match except {
+                Some(u) => Target::ServerExcept(server_id, u),
+                None => Target::Server(server_id),
+            },
+            (Some(list), _) => Target::Users(
+                list.iter()
+                    .copied()
+                    .filter(|u| Some(*u) != except)
+                    .collect(),
+            ),
+        }
     }
 }

@@ -256,12 +256,7 @@ impl Conn {
             }
             ClientFrame::VoiceState(req) => {
                 let session = self.require_session()?;
-                if let Err(e) = self
-                    .state
-                    .voice
-                    .state_update(&self.state, &session, req)
-                    .await
-                {
+                if let Err(e) = self.state.voice.state_update(&session, req).await {
                     self.voice_error(tx, e).await?;
                 }
             }
@@ -270,7 +265,7 @@ impl Conn {
                 match self
                     .state
                     .voice
-                    .offer(&self.state, &session, req.sdp, req.video_tracks)
+                    .offer(&session, req.sdp, req.video_tracks)
                     .await
                 {
                     Ok((sdp, voice_session_id)) => {
@@ -389,7 +384,7 @@ impl Conn {
                 );
                 self.attach(session.clone(), rx, conn_id);
                 metrics::counter!("confab_gateway_resumes_total").increment(1);
-                self.state.voice.session_resumed(&self.state, &session);
+                self.state.voice.session_resumed(&session);
                 self.announce_presence(auth.user_id, before);
             }
             Resume::Invalid => {
@@ -445,15 +440,12 @@ impl Conn {
         match end {
             End::Normal | End::Ended => {
                 self.state.hub.close(&session.id);
-                self.state
-                    .voice
-                    .session_closed(&self.state, &session.id)
-                    .await;
+                self.state.voice.session_closed(&session.id).await;
                 super::temporary::session_ended(&self.state, user_id).await;
             }
             End::Resumable => {
                 self.state.hub.detach(&session, self.conn_id);
-                self.state.voice.session_dropped(&self.state, &session.id);
+                self.state.voice.session_dropped(&session.id);
             }
         }
         let status = self.state.hub.presence_of(user_id);

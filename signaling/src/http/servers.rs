@@ -322,7 +322,7 @@ pub async fn update_member(
     if let Some(to) = body.channel_id {
         state
             .voice
-            .move_member(&state, server_id, actor, target, to)
+            .move_member(server_id, actor, target, to)
             .await?;
     }
     let member = if body.mute.is_some() || body.deaf.is_some() {
@@ -340,7 +340,7 @@ pub async fn update_member(
     state.emit(Target::Server(server_id), "MEMBER_UPDATE", &member);
     state
         .voice
-        .moderate(&state, server_id, target, member.mute, member.deaf);
+        .moderate(server_id, target, member.mute, member.deaf);
     Ok(Json(member))
 }
 

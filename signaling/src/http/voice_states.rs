@@ -46,7 +46,6 @@ pub async fn update_mine(
     state
         .voice
         .stage_update(
-            &state,
             server_id,
             user.user_id,
             None,
@@ -73,7 +72,6 @@ pub async fn update_member(
     state
         .voice
         .stage_update(
-            &state,
             server_id,
             user.user_id,
             Some(target),

@@ -11,7 +11,6 @@
 use super::registry::Participant;
 use super::VoiceService;
 use crate::gateway::hub::Target;
-use crate::state::AppState;
 use confab_chat::Snowflake;
 use std::collections::HashMap;
 
@@ -52,14 +51,10 @@ impl VoiceService {
     }
 
     /// Computes the audience of one voice channel (before its first event).
-    pub(crate) async fn refresh_audience(
-        &self,
-        state: &AppState,
-        server_id: Snowflake,
-        channel_id: Snowflake,
-    ) {
-        let target = state
-            .channel_target(Some(server_id), channel_id, None)
+    pub(crate) async fn refresh_audience(&self, server_id: Snowflake, channel_id: Snowflake) {
+        let target = self
+            .viewers
+            .target(&self.chat, Some(server_id), channel_id, None)
             .await;
         self.audiences
             .lock()
@@ -70,7 +65,7 @@ impl VoiceService {
     /// Computes again the audience of every voice channel of `server_id` that has
     /// participants, and forgets those that have none. Run after the viewer cache was
     /// invalidated for a change of permissions, roles, overwrites or membership.
-    pub async fn refresh_server_audiences(&self, state: &AppState, server_id: Snowflake) {
+    pub async fn refresh_server_audiences(&self, server_id: Snowflake) {
         let mut channels: Vec<Snowflake> = self
             .registry
             .lock()
@@ -85,7 +80,7 @@ impl VoiceService {
             .0
             .retain(|c, (s, _)| *s != server_id || channels.contains(c));
         for channel_id in channels {
-            self.refresh_audience(state, server_id, channel_id).await;
+            self.refresh_audience(server_id, channel_id).await;
         }
     }
 

@@ -8,10 +8,11 @@ pub mod registry;
 pub mod stage;
 pub mod video;
 
+use crate::bus::Dispatcher;
 use crate::gateway::hub::{Session, Target};
 use crate::gateway::protocol::VoiceStateReq;
-use crate::state::AppState;
-use confab_chat::{ChatError, Snowflake};
+use crate::viewers::ViewerCache;
+use confab_chat::{Chat, ChatError, Snowflake};
 use confab_sfu::{JoinRequest as SfuJoin, Sfu, SfuError, SfuEvent};
 use parking_lot::Mutex;
 use registry::{JoinOutcome, JoinRequest, Participant, Registry, VoicePerms};
@@ -60,6 +61,9 @@ impl From<ChatError> for VoiceError {
 
 pub struct VoiceService {
     sfu: Sfu,
+    chat: Chat,
+    dispatcher: Dispatcher,
+    viewers: Arc<ViewerCache>,
     registry: Mutex<Registry>,
     /// The recipients of each voice channel's events (see `audience`).
     audiences: Mutex<audience::Audiences>,
@@ -72,9 +76,18 @@ fn sfu_id(id: Snowflake) -> u64 {
 }
 
 impl VoiceService {
-    pub fn new(sfu: Sfu, max_video_tiles: usize) -> Self {
+    pub fn new(
+        sfu: Sfu,
+        chat: Chat,
+        dispatcher: Dispatcher,
+        viewers: Arc<ViewerCache>,
+        max_video_tiles: usize,
+    ) -> Self {
         Self {
             sfu,
+            chat,
+            dispatcher,
+            viewers,
             registry: Mutex::new(Registry::default()),
             audiences: Mutex::new(audience::Audiences::default()),
             max_video_tiles,
@@ -92,7 +105,6 @@ impl VoiceService {
     /// op 4: join, move, update mute/deafen, or leave (channel_id null).
     pub async fn state_update(
         &self,
-        state: &AppState,
         session: &Arc<Session>,
         req: VoiceStateReq,
     ) -> Result<(), VoiceError> {
@@ -100,11 +112,11 @@ impl VoiceService {
         let Some(channel_id) = req.channel_id else {
             let gone = self.registry.lock().remove_user(user_id);
             if let Some(p) = gone {
-                self.teardown(state, &p, "left");
+                self.teardown(&p, "left");
             }
             return Ok(());
         };
-        let access = state.chat.voice_access(channel_id, user_id).await?;
+        let access = self.chat.voice_access(channel_id, user_id).await?;
         let server_id = access.server_id;
         // Without SPEAK (role, overwrite or timeout) the SFU drops the participant's audio;
         // camera and screen share need VIDEO, without it the SFU also drops any video sent.
@@ -119,11 +131,11 @@ impl VoiceService {
                 "channel is not in that server".into(),
             ));
         }
-        let member = state.chat.member(server_id, user_id).await?;
+        let member = self.chat.member(server_id, user_id).await?;
         // Before the participant exists: its first event already has the channel's viewers.
-        self.refresh_audience(state, server_id, channel_id).await;
+        self.refresh_audience(server_id, channel_id).await;
         let voice_session_id = req.voice_session_id.as_deref().and_then(|s| s.parse().ok());
-        let new_id = state.chat.next_id();
+        let new_id = self.chat.next_id();
         let outcome = self.registry.lock().join(JoinRequest {
             new_id,
             user_id,
@@ -146,22 +158,22 @@ impl VoiceService {
             JoinOutcome::Joined { previous } => {
                 if let Some(prev) = previous {
                     self.sfu.leave(sfu_id(prev.id));
-                    self.speaking_ended(state, &prev);
+                    self.speaking_ended(&prev);
                     // Whoever saw the old channel but not the new one sees the member leave
                     // (the new state names a channel they may not know).
                     if prev.server_id != p.server_id
                         || !self.same_audience(prev.channel_id, p.channel_id)
                     {
-                        state.emit(
+                        self.dispatcher.emit(
                             self.audience(&prev),
                             "VOICE_STATE_UPDATE",
                             &prev.left_state(),
                         );
                     }
-                    self.record_end(state, prev.id, "moved");
+                    self.record_end(prev.id, "moved");
                 }
                 metrics::counter!("confab_voice_joins_total").increment(1);
-                let chat = state.chat.clone();
+                let chat = self.chat.clone();
                 tokio::spawn(async move {
                     if let Err(e) = chat
                         .voice_session_started(p.id, p.user_id, p.server_id, p.channel_id)
@@ -170,7 +182,8 @@ impl VoiceService {
                         tracing::warn!(error = %e, "recording voice session");
                     }
                 });
-                state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+                self.dispatcher
+                    .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
             }
             JoinOutcome::Rejoined => {
                 metrics::counter!("confab_voice_rejoins_total").increment(1);
@@ -180,7 +193,8 @@ impl VoiceService {
                 // Always applied: the permissions were read again.
                 self.apply_flags(&p);
                 if changed {
-                    state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+                    self.dispatcher
+                        .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
                 }
             }
         }
@@ -205,7 +219,6 @@ impl VoiceService {
     /// sending video mid is the camera and which the screen.
     pub async fn offer(
         &self,
-        _state: &AppState,
         session: &Arc<Session>,
         sdp: String,
         video_tracks: Option<serde_json::Value>,
@@ -308,9 +321,9 @@ impl VoiceService {
     /// A voice session that was speaking ended (left, or moved to another channel): the SFU's
     /// own "stopped speaking" for it can no longer be matched to a participant (it is gone from
     /// the registry), so it is said here.
-    fn speaking_ended(&self, state: &AppState, p: &Participant) {
+    fn speaking_ended(&self, p: &Participant) {
         if p.speaking {
-            state.emit(
+            self.dispatcher.emit(
                 self.audience(p),
                 "VOICE_SPEAKING",
                 &serde_json::json!({"server_id": p.server_id, "channel_id": p.channel_id, "user_id": p.user_id, "speaking": false}),
@@ -319,16 +332,17 @@ impl VoiceService {
     }
 
     /// Removes a participant everywhere and tells everyone.
-    fn teardown(&self, state: &AppState, p: &Participant, reason: &'static str) {
+    fn teardown(&self, p: &Participant, reason: &'static str) {
         self.sfu.leave(sfu_id(p.id));
-        self.speaking_ended(state, p);
-        state.emit(self.audience(p), "VOICE_STATE_UPDATE", &p.left_state());
+        self.speaking_ended(p);
+        self.dispatcher
+            .emit(self.audience(p), "VOICE_STATE_UPDATE", &p.left_state());
         metrics::counter!("confab_voice_leaves_total", "reason" => reason).increment(1);
-        self.record_end(state, p.id, reason);
+        self.record_end(p.id, reason);
     }
 
-    fn record_end(&self, state: &AppState, id: Snowflake, reason: &'static str) {
-        let chat = state.chat.clone();
+    fn record_end(&self, id: Snowflake, reason: &'static str) {
+        let chat = self.chat.clone();
         tokio::spawn(async move {
             if let Err(e) = chat.voice_session_ended(id, reason).await {
                 tracing::warn!(error = %e, "recording voice session end");
@@ -337,71 +351,64 @@ impl VoiceService {
     }
 
     /// The gateway session came back with RESUME: its participant stays.
-    pub fn session_resumed(&self, _state: &AppState, session: &Arc<Session>) {
+    pub fn session_resumed(&self, session: &Arc<Session>) {
         self.registry.lock().session_resumed(&session.id);
     }
 
     /// The gateway session ended for good (normal close, logout, expiry): leave now.
-    pub async fn session_closed(&self, state: &AppState, session_id: &str) {
+    pub async fn session_closed(&self, session_id: &str) {
         let gone = self
             .registry
             .lock()
             .remove_where(|p| &*p.gateway_session == session_id);
         for p in gone {
-            self.teardown(state, &p, "gateway_closed");
+            self.teardown(&p, "gateway_closed");
         }
     }
 
     /// The gateway connection dropped: the participant has REJOIN_WINDOW to come back.
-    pub fn session_dropped(&self, _state: &AppState, session_id: &str) {
+    pub fn session_dropped(&self, session_id: &str) {
         self.registry
             .lock()
             .session_dropped(session_id, Instant::now());
     }
 
-    pub async fn server_deleted(&self, state: &AppState, server_id: Snowflake) {
+    pub async fn server_deleted(&self, server_id: Snowflake) {
         let gone = self
             .registry
             .lock()
             .remove_where(|p| p.server_id == server_id);
         for p in gone {
             self.sfu.leave(sfu_id(p.id));
-            self.record_end(state, p.id, "server_deleted");
+            self.record_end(p.id, "server_deleted");
         }
         self.forget_server_audiences(server_id);
     }
 
-    pub async fn member_left(&self, state: &AppState, server_id: Snowflake, user_id: Snowflake) {
+    pub async fn member_left(&self, server_id: Snowflake, user_id: Snowflake) {
         let gone = self
             .registry
             .lock()
             .remove_where(|p| p.server_id == server_id && p.user_id == user_id);
         for p in gone {
-            self.teardown(state, &p, "left_server");
+            self.teardown(&p, "left_server");
         }
         // The member may have been among a private channel's viewers.
-        self.refresh_server_audiences(state, server_id).await;
+        self.refresh_server_audiences(server_id).await;
     }
 
-    pub async fn channel_deleted(&self, state: &AppState, channel_id: Snowflake) {
+    pub async fn channel_deleted(&self, channel_id: Snowflake) {
         let gone = self
             .registry
             .lock()
             .remove_where(|p| p.channel_id == channel_id);
         for p in gone {
-            self.teardown(state, &p, "channel_deleted");
+            self.teardown(&p, "channel_deleted");
         }
     }
 
     /// A moderator changed a member's server mute/deafen.
-    pub fn moderate(
-        &self,
-        state: &AppState,
-        server_id: Snowflake,
-        user_id: Snowflake,
-        mute: bool,
-        deaf: bool,
-    ) {
+    pub fn moderate(&self, server_id: Snowflake, user_id: Snowflake, mute: bool, deaf: bool) {
         let updated = {
             let mut reg = self.registry.lock();
             match reg.by_user_mut(user_id) {
@@ -415,7 +422,8 @@ impl VoiceService {
         };
         if let Some(p) = updated {
             self.apply_flags(&p);
-            state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+            self.dispatcher
+                .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
         }
     }
 
@@ -426,33 +434,34 @@ impl VoiceService {
     /// Relays the SFU's events to clients, and ends participants whose rejoin window passed.
     /// Runs until shutdown.
     pub fn spawn_event_pump(
-        state: AppState,
+        self: Arc<Self>,
+        shutdown: tokio_util::sync::CancellationToken,
         mut events: tokio::sync::mpsc::UnboundedReceiver<SfuEvent>,
     ) {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
-                    _ = state.shutdown.cancelled() => {
-                        state.voice.sfu.shutdown();
+                    _ = shutdown.cancelled() => {
+                        self.sfu.shutdown();
                         return;
                     }
                     _ = tick.tick() => {
-                        let gone = state.voice.registry.lock().expire(Instant::now());
+                        let gone = self.registry.lock().expire(Instant::now());
                         for p in gone {
-                            state.voice.teardown(&state, &p, "timeout");
+                            self.teardown(&p, "timeout");
                         }
                     }
                     ev = events.recv() => {
                         let Some(ev) = ev else { return };
-                        state.voice.handle_event(&state, ev);
+                        self.handle_event(ev);
                     }
                 }
             }
         });
     }
 
-    fn handle_event(&self, state: &AppState, ev: SfuEvent) {
+    fn handle_event(&self, ev: SfuEvent) {
         let lookup = |participant: u64| {
             self.registry
                 .lock()
@@ -490,7 +499,7 @@ impl VoiceService {
                     })
                 };
                 if let Some(p) = p {
-                    state.emit(
+                    self.dispatcher.emit(
                         self.audience(&p),
                         "VOICE_SPEAKING",
                         &serde_json::json!({"server_id": p.server_id, "channel_id": p.channel_id, "user_id": p.user_id, "speaking": speaking}),
@@ -503,7 +512,7 @@ impl VoiceService {
                         .iter()
                         .map(|s| serde_json::json!({"mid": s.mid, "user_id": s.user_id.map(|u| Snowflake(u as i64))}))
                         .collect();
-                    state.emit(
+                    self.dispatcher.emit(
                         Target::Session(p.gateway_session.clone()),
                         "VOICE_SLOTS",
                         &serde_json::json!({"slots": slots}),
@@ -522,7 +531,7 @@ impl VoiceService {
                             })
                         })
                         .collect();
-                    state.emit(
+                    self.dispatcher.emit(
                         Target::Session(p.gateway_session.clone()),
                         "VOICE_VIDEO_SLOTS",
                         &serde_json::json!({"channel_id": p.channel_id, "slots": slots}),
@@ -535,7 +544,7 @@ impl VoiceService {
                 active_rids,
             } => {
                 if let Some(p) = lookup(participant) {
-                    state.emit(
+                    self.dispatcher.emit(
                         Target::Session(p.gateway_session.clone()),
                         "VOICE_VIDEO_LAYERS",
                         &serde_json::json!({
@@ -551,7 +560,7 @@ impl VoiceService {
                 audio_slots,
             } => {
                 if let Some(p) = lookup(participant) {
-                    state.emit(
+                    self.dispatcher.emit(
                         Target::Session(p.gateway_session.clone()),
                         "VOICE_RENEGOTIATE",
                         &serde_json::json!({"audio_slots": audio_slots}),

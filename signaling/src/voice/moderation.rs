@@ -10,21 +10,18 @@
 use super::registry::VoicePerms;
 use super::{sfu_id, VoiceService};
 use crate::gateway::hub::Target;
-use crate::state::AppState;
 use confab_chat::audit::Actor;
 use confab_chat::{ChatError, ChatResult, Snowflake};
 use serde_json::json;
 
 impl VoiceService {
     /// Reads the voice permissions of every participant of `server_id` again and applies them.
-    pub async fn recheck_server(&self, state: &AppState, server_id: Snowflake) {
-        self.refresh_server_audiences(state, server_id).await;
+    pub async fn recheck_server(&self, server_id: Snowflake) {
+        self.refresh_server_audiences(server_id).await;
         let present = self.registry.lock().in_server(server_id);
         for (id, user_id, channel_id) in present {
-            match state.chat.voice_access(channel_id, user_id).await {
-                Ok(access) => {
-                    self.apply_perms(state, id, VoicePerms::from_bits(access.permissions))
-                }
+            match self.chat.voice_access(channel_id, user_id).await {
+                Ok(access) => self.apply_perms(id, VoicePerms::from_bits(access.permissions)),
                 Err(e @ (ChatError::Internal(_) | ChatError::Unavailable)) => {
                     // Keep the session as it is rather than cut it on a database hiccup.
                     tracing::error!(error = ?e, "voice: re-reading permissions");
@@ -33,7 +30,7 @@ impl VoiceService {
                     // Not a member, cannot see or may not connect: out of voice.
                     let gone = self.registry.lock().remove_id(id);
                     if let Some(p) = gone {
-                        self.teardown(state, &p, "permission");
+                        self.teardown(&p, "permission");
                     }
                 }
             }
@@ -41,7 +38,7 @@ impl VoiceService {
     }
 
     /// Sets a participant's permissions; tells the SFU and everyone when something changed.
-    fn apply_perms(&self, state: &AppState, id: Snowflake, perms: VoicePerms) {
+    fn apply_perms(&self, id: Snowflake, perms: VoicePerms) {
         let changed = {
             let mut reg = self.registry.lock();
             let Some(p) = reg.by_id_mut(id) else { return };
@@ -60,7 +57,8 @@ impl VoiceService {
         let (p, visible) = changed;
         self.apply_flags(&p);
         if visible {
-            state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+            self.dispatcher
+                .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
         }
     }
 
@@ -68,7 +66,6 @@ impl VoiceService {
     /// moved client gets VOICE_CHANNEL_MOVE and offers again for the new channel.
     pub async fn move_member(
         &self,
-        state: &AppState,
         server_id: Snowflake,
         actor: Actor<'_>,
         target: Snowflake,
@@ -89,20 +86,19 @@ impl VoiceService {
         if to == Some(from) {
             return Ok(());
         }
-        state
-            .chat
+        self.chat
             .voice_move(server_id, actor, target, from, to)
             .await?;
         let Some(to) = to else {
             let gone = self.registry.lock().remove_id(id);
             if let Some(p) = gone {
-                self.teardown(state, &p, "disconnected");
+                self.teardown(&p, "disconnected");
             }
             return Ok(());
         };
-        let access = state.chat.voice_access(to, target).await?;
-        self.refresh_audience(state, server_id, to).await;
-        let new_id = state.chat.next_id();
+        let access = self.chat.voice_access(to, target).await?;
+        self.refresh_audience(server_id, to).await;
+        let new_id = self.chat.next_id();
         let moved = self.registry.lock().moved(
             id,
             new_id,
@@ -113,13 +109,14 @@ impl VoiceService {
         // Gone meanwhile (left on its own): nothing to move.
         let Some((old, p)) = moved else { return Ok(()) };
         self.sfu.leave(sfu_id(old.id));
-        self.speaking_ended(state, &old);
+        self.speaking_ended(&old);
         if !self.same_audience(old.channel_id, p.channel_id) {
-            state.emit(self.audience(&old), "VOICE_STATE_UPDATE", &old.left_state());
+            self.dispatcher
+                .emit(self.audience(&old), "VOICE_STATE_UPDATE", &old.left_state());
         }
-        self.record_end(state, old.id, "moved");
+        self.record_end(old.id, "moved");
         metrics::counter!("confab_voice_joins_total").increment(1);
-        let chat = state.chat.clone();
+        let chat = self.chat.clone();
         let rec = p.clone();
         tokio::spawn(async move {
             if let Err(e) = chat
@@ -129,8 +126,9 @@ impl VoiceService {
                 tracing::warn!(error = %e, "recording voice session");
             }
         });
-        state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
-        state.emit(
+        self.dispatcher
+            .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+        self.dispatcher.emit(
             Target::Session(p.gateway_session.clone()),
             "VOICE_CHANNEL_MOVE",
             &json!({

@@ -4,7 +4,6 @@
 //! the audience; anyone may step down, and a moderator may also step up.
 
 use super::VoiceService;
-use crate::state::AppState;
 use confab_chat::permissions::{self, MUTE_MEMBERS};
 use confab_chat::{ChatError, ChatResult, Snowflake};
 
@@ -20,7 +19,6 @@ impl VoiceService {
     /// `actor` changes its own stage state (`target` None) or a member's.
     pub async fn stage_update(
         &self,
-        state: &AppState,
         server_id: Snowflake,
         actor: Snowflake,
         target: Option<Snowflake>,
@@ -38,7 +36,7 @@ impl VoiceService {
             return Err(ChatError::field("suppress", "is required"));
         }
         // Strangers and members who cannot see the channel learn nothing about it.
-        let (_, perms) = state.chat.channel_access(change.channel_id, actor).await?;
+        let (_, perms) = self.chat.channel_access(change.channel_id, actor).await?;
         let present = self
             .registry
             .lock()
@@ -87,7 +85,8 @@ impl VoiceService {
         };
         if let Some(p) = updated {
             self.apply_flags(&p);
-            state.emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+            self.dispatcher
+                .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
         }
         Ok(())
     }
