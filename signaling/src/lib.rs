@@ -1,6 +1,30 @@
 //! Confab's signaling plane: configuration, the REST API, the real-time gateway, voice
 //! signalling towards the SFU, rate limits, metrics and the static web client. `start` runs it
 //! all; the `confab` binary is a thin shell around it, and tests start it on port 0.
+//!
+//! **The message path.** `POST /channels/{id}/messages` (`http::channels`) checks the body
+//! (`input`), and `confab_chat` checks permissions and stores the message (a batched group
+//! commit, acknowledged once it is in PostgreSQL). The handler then emits `MESSAGE_CREATE` to
+//! the channel's viewers (`viewers`, `AppState::channel_target`): a `bus::BusEvent::Dispatch`
+//! that this node delivers at once through `gateway::hub` — the routing index turns the
+//! audience into users with sessions here, and each session's replay buffer numbers it and
+//! queues it for its WebSocket (`gateway::connection`) — and that the `bus::EventBus` carries
+//! to the other nodes, which deliver it to theirs.
+//!
+//! **Changes.** A handler that changes who may see or do what (a member joins or leaves, a
+//! role or overwrite changes, a server or channel is deleted, a friendship, ended sessions)
+//! publishes the change itself (`AppState::publish`); `bus::apply`, run by every node, is the
+//! only code that updates the routing index, the viewer cache and live voice sessions, so
+//! every node follows. `visibility` turns a permission change into `CHANNEL_CREATE` /
+//! `CHANNEL_DELETE` for the members whose view changed.
+//!
+//! **The voice path.** Gateway op 4 (`voice::VoiceService::state_update`) checks CONNECT and
+//! SPEAK and records the participant (`voice::registry`); op 12 hands the client's SDP offer to
+//! the SFU (`confab_sfu`), whose answer goes back as op 13. Media then flows between browser
+//! and SFU only. The SFU's events (slots, speaking, renegotiation, video layers) come back
+//! through `VoiceService`'s event pump and become dispatches to the participant or to the
+//! voice channel's viewers (`voice::audience`); permission changes re-check every participant
+//! (`voice::moderation`).
 
 pub mod auth;
 pub mod bus;
