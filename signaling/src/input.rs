@@ -88,6 +88,13 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Ap
             .unwrap_or_else(|| "body".into());
         return Err(ChatError::field(&field, NUL_MESSAGE).into());
     }
+    // Every body is a JSON object. serde would also read a struct from an array of its
+    // fields in order (`[]` is a valid "change nothing"), which no client means.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            "invalid JSON body: expected a JSON object".into(),
+        ));
+    }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }

@@ -589,6 +589,23 @@ async fn openapi_describes_every_route() {
         );
         assert_ne!(body["required"], true, "{method} {p}: the body is optional");
     }
+    // Answers any operation can give are documented on each: 401 where a token is needed,
+    // 400/413/415 where a body is read, 429 and 503 everywhere.
+    for (p, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            let has = |s: &str| responses.contains_key(s);
+            assert!(has("429") && has("503"), "{method} {p}: {responses:?}");
+            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                assert!(has("401"), "{method} {p} needs a token: 401 undocumented");
+            }
+            if op.get("requestBody").is_some() {
+                for s in ["400", "413", "415"] {
+                    assert!(has(s), "{method} {p} reads a body: {s} undocumented");
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test]

@@ -359,3 +359,43 @@ async fn a_target_deleted_during_a_write_is_a_404_not_a_500() {
         .await;
     assert_eq!(s, 404, "a message deleted meanwhile: {body}");
 }
+
+/// A body must be a JSON object: serde would read a struct from an array of its fields
+/// (`[]` as "change nothing", `["hi"]` as a message), which no client means.
+#[tokio::test]
+async fn bodies_that_are_not_json_objects_are_refused() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("array_owner").await;
+    let (_, text, _) = app.server(&owner, "arrays").await;
+    let (s, body) = app.patch("/users/@me", &owner.token, json!([])).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("JSON object"),
+        "{body}"
+    );
+    let (s, body) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &owner.token,
+            json!(["hi"]),
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    let (s, body) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &owner.token,
+            json!("hi"),
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    // An object still works.
+    let (s, body) = app
+        .post(
+            &format!("/channels/{text}/messages"),
+            &owner.token,
+            json!({"content": "hi"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+}

@@ -149,7 +149,57 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         )
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    document_common_responses(&mut doc);
     (router, doc)
+}
+
+/// Adds the answers every operation of a kind can give, whatever its handler does: 401 where
+/// a token is required, 400/413/415 where a JSON body is read, 429 (rate limits) and 503 (the
+/// database unreachable) everywhere. Listed once here rather than on each handler.
+fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            let mut add = |status: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description));
+            };
+            let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let body = op.request_body.is_some();
+            if authenticated {
+                add("401", "Missing, invalid or expired token");
+            }
+            if body {
+                add("400", "Malformed or invalid body");
+                add("413", "Body larger than 64 KiB");
+                add("415", "Body not sent as application/json");
+            }
+            add("429", "Rate limited (see Retry-After)");
+            add("503", "Database unreachable (see Retry-After)");
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
