@@ -50,6 +50,10 @@ impl From<sqlx::Error> for ChatError {
         if is_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");
             ChatError::Unavailable
+        } else if matches!(e, sqlx::Error::RowNotFound) {
+            // A row read back after a write was deleted meanwhile (a role updated while
+            // another request deleted it): gone, as a fresh request would find.
+            ChatError::NotFound("resource")
         } else if is_vanished_reference(&e) {
             // A row this write refers to was deleted between the handler's check and the
             // write (a member kicked while given a role, a message deleted while reacted

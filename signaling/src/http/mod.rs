@@ -188,6 +188,13 @@ fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
             };
             let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
             let body = op.request_body.is_some();
+            let query = op.parameters.as_ref().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query)
+            });
+            if query {
+                add("400", "Invalid query parameters");
+            }
             if authenticated {
                 add("401", "Missing, invalid or expired token");
             }
