@@ -1,7 +1,7 @@
 // The DMs and friends home: the rail's home button, the DM list (sidebar), the friends page
 // (online / all / pending / blocked, add by username), group DM creation, and read states:
 // unread markers, mention badges and acking what is on screen. DM conversations reuse the chat
-// view of app.js; state is in inbox.js.
+// view of messages.js; state is in inbox.js.
 
 import { h, clear, avatar, openDialog, toast } from './dom.js';
 import { cmpId } from './state.js';

@@ -12,7 +12,7 @@
 // State for tests: window.confabVideo = this.
 
 import { h } from './dom.js';
-import { VIDEO_SLOTS } from './voice.js';
+import { VIDEO_SLOTS } from './voice-video.js';
 
 const REPORT_DEBOUNCE_MS = 300;
 

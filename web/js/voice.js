@@ -7,34 +7,19 @@
 // A connection that stays failed/disconnected for >3 s, or a gateway RESUME, triggers a rejoin:
 // op 4 with the same channel and our voice_session_id, then a fresh offer on a new pc.
 //
-// Video (docs/gateway.md § Video): every offer carries the video m-lines in a fixed order — the
-// camera transceiver (simulcast q/h/f), the screen transceiver, then VIDEO_SLOTS recvonly video
-// transceivers (the tiles). Camera and screen are sendonly with no track while off, so turning
-// them on or off is a replaceTrack, never a renegotiation. VOICE_VIDEO_SLOTS maps recvonly mids
-// to (user, track); VOICE_VIDEO_LAYERS says which encodings anyone watches; setVideoTiles()
-// reports what the tile grid (video.js) shows with op 15.
+// This file is the connection and signalling core. Voice's other parts are methods of the same
+// class, written in their own modules and copied onto Voice.prototype below: devices, saved
+// preferences, per-user volume and push to talk in voice-devices.js; camera, screen share and
+// the video slots in voice-video.js (the tile grid that shows them is video.js).
 //
 // State for tests: window.confabVoice = this ({state, pc, slots, speaking, videoSlots, ...}).
 
 import { Op } from './gateway.js';
+import { VoiceDevices, initPrefs, clamp01 } from './voice-devices.js';
+import { VoiceVideo, initVideo } from './voice-video.js';
 
 const ANSWER_TIMEOUT_MS = 10000;
 const RECONNECT_AFTER_MS = 3000;
-const VOLUME_KEY = 'confab.voice.volumes';
-const PREFS_KEY = 'confab.voice.prefs';
-
-/** Recvonly video transceivers offered (the server uses up to its --max-video-tiles). */
-export const VIDEO_SLOTS = 9;
-/** Camera simulcast: quarter, half and full resolution of a 1280×720 capture, lowest first. */
-const CAMERA_ENCODINGS = [
-  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
-];
-/** Least time between two op 15 tile reports. */
-const TILES_MIN_INTERVAL_MS = 1500;
-const CAMERA_CONSTRAINTS = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
-const SCREEN_CONSTRAINTS = { width: { max: 1920 }, height: { max: 1080 }, frameRate: { max: 15 } };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -68,31 +53,10 @@ export class Voice {
     this.firstPacket = {};
     this.listenOnly = false;
 
-    // Video.
-    this.cameraOn = false;
-    this.screenOn = false;
-    this.cameraStream = null;
-    this.screenStream = null;
-    this.videoSlots = {};        // mid -> {user_id, track} | null
-    this.videoLayers = {};       // 'camera' | 'screen' -> active rids last asked for
-    this.videoDenied = false;    // the server refused video (no VIDEO permission here)
-    this.videoTiles = [];        // the last tile list sent with op 15
     this._micTx = null;          // the microphone's sendonly transceiver
     this._micChain = Promise.resolve();
-    this._camTx = null;
-    this._screenTx = null;
-    this._tilesKey = null;
-    this._tilesSentAt = 0;
-    this._tilesTimer = null;
-    this._layerChain = Promise.resolve();
-
-    const prefs = loadJson(PREFS_KEY, {});
-    this.inputDeviceId = prefs.inputDeviceId || '';
-    this.outputDeviceId = prefs.outputDeviceId || '';
-    this.pushToTalk = !!prefs.pushToTalk;
-    this.pushToTalkKey = prefs.pushToTalkKey || 'KeyV';
-    this.pttActive = false;
-    this.volumes = loadJson(VOLUME_KEY, {});  // user_id -> 0..1
+    initVideo(this);             // camera, screen, video slots (voice-video.js)
+    initPrefs(this);             // devices, push to talk, volumes (voice-devices.js)
 
     this._listeners = new Set();
     this._audioEls = new Map();  // mid -> HTMLAudioElement
@@ -105,7 +69,6 @@ export class Voice {
     this._rejoining = false;
     this._joinAttempt = 0;       // bumps on every join; a late answer to an older one is ignored
     this._generation = 0;        // bumps on every new pc; stale async work checks it
-    this._videoClaimedAt = 0;    // when we last sent a state with camera or screen on
 
     this._audioRoot = document.createElement('div');
     this._audioRoot.id = 'voice-audio';
@@ -161,12 +124,7 @@ export class Voice {
     g.on('VOICE_CHANNEL_MOVE', (d) => this._onMoved(d));
     g.on('VOICE_SLOTS', (d) => this._onSlots(d));
     g.on('VOICE_VIDEO_SLOTS', (d) => this._onVideoSlots(d));
-    g.on('VOICE_VIDEO_LAYERS', (d) => {
-      if (!d || (d.track !== 'camera' && d.track !== 'screen') || !Array.isArray(d.active_rids)) return;
-      if (d.channel_id && d.channel_id !== this.channelId) return;
-      this.videoLayers[d.track] = d.active_rids.map(String);
-      this._applyLayers(d.track);
-    });
+    g.on('VOICE_VIDEO_LAYERS', (d) => this._onVideoLayers(d));
     g.on('VOICE_RENEGOTIATE', (d) => {
       if (!this.pc) return;
       const n = (d && d.audio_slots) | 0;
@@ -238,45 +196,11 @@ export class Voice {
     await this._startPc(this._othersInChannel());
   }
 
-  /** The server turned our camera or screen share off (the VIDEO permission was revoked while
-   * on): stop sending, or every later op 4 claiming video would be refused. Echoes of our own
-   * older updates are told apart by time. */
-  _followVideoState(d) {
-    if (Date.now() - this._videoClaimedAt < 2000) return;
-    let off = false;
-    if (this.cameraOn && d.self_video === false) {
-      this._stopCamera();
-      if (this._camTx) this._attach(this._camTx, null, null);
-      off = true;
-    }
-    if (this.screenOn && d.self_stream === false) {
-      this._stopScreen();
-      if (this._screenTx) this._attach(this._screenTx, null, null);
-      off = true;
-    }
-    if (off) {
-      this.videoDenied = true;
-      this.error = 'Video turned off: missing the VIDEO permission in this channel';
-      this._changed();
-    }
-  }
-
   _onSlots(d) {
     const slots = {};
     for (const s of (d && d.slots) || []) if (s && s.mid != null) slots[String(s.mid)] = s.user_id || null;
     this.slots = slots;
     this._applyAudio();
-    this._changed();
-  }
-
-  _onVideoSlots(d) {
-    if (!d || (d.channel_id && d.channel_id !== this.channelId)) return;
-    const slots = {};
-    for (const s of d.slots || []) {
-      if (!s || s.mid == null) continue;
-      slots[String(s.mid)] = s.user_id && s.track ? { user_id: s.user_id, track: s.track } : null;
-    }
-    this.videoSlots = slots;
     this._changed();
   }
 
@@ -405,12 +329,6 @@ export class Voice {
     this._applyMicEnabled();
   }
 
-  _audioConstraints() {
-    const c = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
-    if (this.inputDeviceId) c.deviceId = { exact: this.inputDeviceId };
-    return c;
-  }
-
   get micTrack() { return this.stream ? this.stream.getAudioTracks()[0] || null : null; }
 
   async _startPc(slotCount) {
@@ -425,19 +343,7 @@ export class Voice {
       direction: 'sendonly', streams: this.stream ? [this.stream] : [],
     });
     for (let i = 0; i < slotCount; i++) pc.addTransceiver('audio', { direction: 'recvonly' });
-    // Video m-lines, all in the first offer and always in this order (the server tells camera
-    // from screen by it, and video_tracks in op 12 says it again).
-    const cam = this.cameraTrack;
-    this._camTx = pc.addTransceiver(cam || 'video', {
-      direction: 'sendonly',
-      streams: cam ? [this.cameraStream] : [],
-      sendEncodings: CAMERA_ENCODINGS.map((e) => ({ ...e })),
-    });
-    const scr = this.screenTrack;
-    this._screenTx = pc.addTransceiver(scr || 'video', { direction: 'sendonly', streams: scr ? [this.screenStream] : [] });
-    for (let i = 0; i < VIDEO_SLOTS; i++) pc.addTransceiver('video', { direction: 'recvonly' });
-    this.videoSlots = {};
-    this._tilesKey = null;
+    this._addVideoTransceivers(pc);
 
     pc.addEventListener('track', (e) => {
       const mid = e.transceiver && e.transceiver.mid;
@@ -503,10 +409,7 @@ export class Voice {
         reject: (e) => { clearTimeout(timer); reject(e); },
       };
     });
-    const videoTracks = {};
-    if (this._camTx && this._camTx.mid != null) videoTracks[this._camTx.mid] = 'camera';
-    if (this._screenTx && this._screenTx.mid != null) videoTracks[this._screenTx.mid] = 'screen';
-    if (!this.gateway.send(Op.VOICE_OFFER, { sdp: pc.localDescription.sdp, video_tracks: videoTracks })) {
+    if (!this.gateway.send(Op.VOICE_OFFER, { sdp: pc.localDescription.sdp, video_tracks: this._videoTrackMids() })) {
       this._answerWaiter = null;
       throw new Error('Not connected to the gateway');
     }
@@ -553,10 +456,7 @@ export class Voice {
     if (this.pc) { try { this.pc.close(); } catch { /* ignore */ } }
     this.pc = null;
     this._micTx = null;
-    this._camTx = null;
-    this._screenTx = null;
-    this.videoSlots = {};
-    this.videoLayers = {};
+    this._closeVideoPc();
     for (const el of this._audioEls.values()) { el.srcObject = null; el.remove(); }
     this._audioEls.clear();
     this._stopStats();
@@ -565,12 +465,7 @@ export class Voice {
   _teardown({ keepStream = false } = {}) {
     this._closePc();
     if (!keepStream && this.stream) { for (const t of this.stream.getTracks()) t.stop(); this.stream = null; }
-    // Video never outlives the channel: a new channel starts with camera and screen off.
-    this._stopCamera();
-    this._stopScreen();
-    this.videoTiles = [];
-    this._tilesKey = null;
-    this.videoDenied = false;
+    this._endVideo();
     this.channelId = null;
     this.serverId = null;
     this.voiceSessionId = null;
@@ -607,15 +502,7 @@ export class Voice {
 
   userForMid(mid) { return this.slots[mid] || null; }
 
-  setUserVolume(userId, v) {
-    this.volumes[userId] = clamp01(v);
-    saveJson(VOLUME_KEY, this.volumes);
-    this._applyAudio();
-    this._changed();
-  }
-  getUserVolume(userId) { return this.volumes[userId] != null ? this.volumes[userId] : 1; }
-
-  // ---------------------------------------------------------------- mute / deafen / PTT
+  // ---------------------------------------------------------------- mute / deafen
 
   _micOn() { return !this.selfMute && !this.selfDeaf && (!this.pushToTalk || this.pttActive); }
 
@@ -659,254 +546,6 @@ export class Voice {
     this._changed();
   }
   toggleDeaf() { this.setDeaf(!this.selfDeaf); }
-
-  setPushToTalk(enabled, key) {
-    this.pushToTalk = !!enabled;
-    if (key) this.pushToTalkKey = key;
-    this.pttActive = false;
-    this._savePrefs();
-    this._applyMicEnabled();
-    this._changed();
-  }
-
-  _wireKeys() {
-    const typing = (e) => {
-      const el = e.target;
-      return el && (el.tagName === 'INPUT' || el.tagName === 'TEXTAREA' || el.isContentEditable);
-    };
-    window.addEventListener('keydown', (e) => {
-      if (!this.pushToTalk || e.code !== this.pushToTalkKey || typing(e) || this.pttActive) return;
-      this.pttActive = true;
-      this._applyMicEnabled();
-      this._changed();
-    });
-    window.addEventListener('keyup', (e) => {
-      if (!this.pushToTalk || e.code !== this.pushToTalkKey) return;
-      this.pttActive = false;
-      this._applyMicEnabled();
-      this._changed();
-    });
-    window.addEventListener('blur', () => {
-      if (this.pttActive) { this.pttActive = false; this._applyMicEnabled(); this._changed(); }
-    });
-  }
-
-  // ---------------------------------------------------------------- video: camera and screen
-
-  get cameraTrack() { return liveVideoTrack(this.cameraStream); }
-  get screenTrack() { return liveVideoTrack(this.screenStream); }
-
-  /**
-   * Camera on/off. On: capture 1280×720, tell the server (op 4 self_video; refused without the
-   * VIDEO permission), then put the track on the camera transceiver. Resolves to true when done.
-   */
-  async setCamera(on) {
-    on = !!on;
-    if (!this.channelId || on === this.cameraOn) return on === this.cameraOn;
-    if (!on) {
-      this._stopCamera();
-      await this._attach(this._camTx, null, null);
-      this._sendState();
-      this._changed();
-      return true;
-    }
-    let stream;
-    try {
-      stream = await navigator.mediaDevices.getUserMedia({ video: CAMERA_CONSTRAINTS, audio: false });
-    } catch (e) {
-      this.error = `Camera: ${e.message || e}`;
-      this._changed();
-      return false;
-    }
-    return this._startVideo('camera', stream);
-  }
-  toggleCamera() { return this.setCamera(!this.cameraOn); }
-
-  /**
-   * Screen share on/off. `stream` lets a caller supply the capture (e.g. a canvas
-   * captureStream()); by default the browser's picker (getDisplayMedia) is shown.
-   */
-  async setScreen(on, { stream = null } = {}) {
-    on = !!on;
-    if (!this.channelId || on === this.screenOn) return on === this.screenOn;
-    if (!on) {
-      this._stopScreen();
-      await this._attach(this._screenTx, null, null);
-      this._sendState();
-      this._changed();
-      return true;
-    }
-    if (!stream) {
-      try {
-        stream = await navigator.mediaDevices.getDisplayMedia({ video: SCREEN_CONSTRAINTS, audio: false });
-      } catch (e) {
-        if (e && e.name !== 'NotAllowedError') { this.error = `Screen share: ${e.message || e}`; this._changed(); }
-        return false;
-      }
-    }
-    return this._startVideo('screen', stream);
-  }
-  toggleScreen() { return this.setScreen(!this.screenOn); }
-
-  async _startVideo(kind, stream) {
-    const channelId = this.channelId;
-    const track = liveVideoTrack(stream);
-    if (!track || !channelId) { for (const t of stream.getTracks()) t.stop(); return false; }
-    if (kind === 'camera') { this.cameraStream = stream; this.cameraOn = true; } else {
-      this.screenStream = stream;
-      this.screenOn = true;
-      // The browser's "Stop sharing" ends the track.
-      track.addEventListener('ended', () => { if (this.screenStream === stream) this.setScreen(false); });
-    }
-    if (kind === 'screen' && 'contentHint' in track) track.contentHint = 'detail';
-    const waiter = this._waitOwnState(channelId, 4000);
-    this._sendState();
-    const res = await waiter;
-    if (this.channelId !== channelId) return false;
-    if (res && res.error) {
-      if (kind === 'camera') this._stopCamera(); else this._stopScreen();
-      if (res.error.code === 4403) this.videoDenied = true;
-      this.error = `${res.error.message} (${res.error.code})`;
-      this._changed();
-      return false;
-    }
-    await this._attach(kind === 'camera' ? this._camTx : this._screenTx, track, stream);
-    this._changed();
-    return true;
-  }
-
-  async _attach(tx, track, stream) {
-    if (!tx || !this.pc) return;
-    try {
-      await tx.sender.replaceTrack(track);
-      if (stream && tx.sender.setStreams) tx.sender.setStreams(stream);
-    } catch (e) { console.warn('video replaceTrack', e); }
-    this._applyLayers(tx === this._camTx ? 'camera' : 'screen');
-  }
-
-  _stopCamera() {
-    if (this.cameraStream) for (const t of this.cameraStream.getTracks()) t.stop();
-    this.cameraStream = null;
-    this.cameraOn = false;
-  }
-
-  _stopScreen() {
-    if (this.screenStream) for (const t of this.screenStream.getTracks()) t.stop();
-    this.screenStream = null;
-    this.screenOn = false;
-  }
-
-  /** Pauses the encodings nobody watches (VOICE_VIDEO_LAYERS), one setParameters at a time. */
-  _applyLayers(kind) {
-    this._layerChain = this._layerChain.then(async () => {
-      const tx = kind === 'camera' ? this._camTx : this._screenTx;
-      const rids = this.videoLayers[kind];
-      if (!tx || !rids || !this.pc) return;
-      const params = tx.sender.getParameters();
-      if (!params.encodings || !params.encodings.length) return;
-      let changed = false;
-      for (const enc of params.encodings) {
-        // A track without simulcast has one encoding, named "" by the server.
-        const want = enc.rid ? rids.includes(enc.rid) : rids.length > 0;
-        if (enc.active !== want) { enc.active = want; changed = true; }
-      }
-      if (changed) await tx.sender.setParameters(params);
-    }).catch((e) => console.warn('video setParameters', e));
-    return this._layerChain;
-  }
-
-  /** The received track showing `userId`'s `track` ('camera' | 'screen'), if a slot has it. */
-  videoTrackFor(userId, track) {
-    if (!this.pc) return null;
-    const mid = Object.keys(this.videoSlots).find((m) => {
-      const s = this.videoSlots[m];
-      return s && s.user_id === userId && s.track === track;
-    });
-    if (mid == null) return null;
-    const t = this.pc.getTransceivers().find((x) => x.mid === mid);
-    return t ? t.receiver.track : null;
-  }
-
-  /**
-   * The tiles shown now, [{user_id, track, width, height}] in device pixels (op 15). Sent only
-   * when it changed; the server replaces its previous list with it.
-   */
-  setVideoTiles(tiles) {
-    // The server may allow fewer tiles (--max-video-tiles): VOICE_VIDEO_SLOTS lists only the
-    // slots it uses.
-    const max = Math.min(VIDEO_SLOTS, Object.keys(this.videoSlots).length || VIDEO_SLOTS);
-    this.videoTiles = tiles.slice(0, max).map((t) => ({
-      user_id: String(t.user_id), track: t.track,
-      width: Math.max(0, Math.round(t.width)) || 0, height: Math.max(0, Math.round(t.height)) || 0,
-    }));
-    this._sendTiles(false);
-  }
-
-  _sendTiles(force) {
-    if (!this.channelId || !this.pc) return;
-    const key = JSON.stringify(this.videoTiles);
-    if (!force && key === this._tilesKey) return;
-    // op 15 shares the voice signalling budget (60 frames a minute): at most one every
-    // TILES_MIN_INTERVAL_MS, the latest list going out when the interval is over.
-    const wait = this._tilesSentAt + TILES_MIN_INTERVAL_MS - Date.now();
-    if (wait > 0) {
-      if (!this._tilesTimer) {
-        this._tilesTimer = setTimeout(() => { this._tilesTimer = null; this._sendTiles(false); }, wait);
-      }
-      return;
-    }
-    if (this.gateway.send(Op.VIDEO_SUBSCRIBE, { tiles: this.videoTiles })) {
-      this._tilesKey = key;
-      this._tilesSentAt = Date.now();
-    }
-  }
-
-  // ---------------------------------------------------------------- devices
-
-  async devices() {
-    try {
-      const list = await navigator.mediaDevices.enumerateDevices();
-      return {
-        inputs: list.filter((d) => d.kind === 'audioinput'),
-        outputs: list.filter((d) => d.kind === 'audiooutput'),
-        canPickOutput: typeof HTMLMediaElement !== 'undefined' && 'setSinkId' in HTMLMediaElement.prototype,
-      };
-    } catch {
-      return { inputs: [], outputs: [], canPickOutput: false };
-    }
-  }
-
-  async setInputDevice(deviceId) {
-    this.inputDeviceId = deviceId || '';
-    this._savePrefs();
-    if (!this.stream) return;
-    const old = this.stream;
-    const fresh = await navigator.mediaDevices.getUserMedia({ audio: this._audioConstraints(), video: false });
-    this.stream = fresh;
-    this._applyMicEnabled();  // puts the new track on the sender unless muted
-    await this._micChain;
-    for (const t of old.getTracks()) t.stop();
-    this._changed();
-  }
-
-  setOutputDevice(deviceId) {
-    this.outputDeviceId = deviceId || '';
-    this._savePrefs();
-    this._applyOutputDevice();
-  }
-
-  _applyOutputDevice() {
-    for (const el of this._audioEls.values()) {
-      if (el.setSinkId) el.setSinkId(this.outputDeviceId || '').catch((e) => console.warn('setSinkId', e));
-    }
-  }
-
-  _savePrefs() {
-    saveJson(PREFS_KEY, {
-      inputDeviceId: this.inputDeviceId, outputDeviceId: this.outputDeviceId,
-      pushToTalk: this.pushToTalk, pushToTalkKey: this.pushToTalkKey,
-    });
-  }
 
   // ---------------------------------------------------------------- connection quality
 
@@ -967,12 +606,11 @@ export class Voice {
 function asFullIce(sdp) { return sdp.replace(/^a=ice-lite\r?\n/m, ''); }
 
 function isAudio(t) { return t.receiver && t.receiver.track && t.receiver.track.kind === 'audio'; }
-function liveVideoTrack(stream) {
-  const t = stream ? stream.getVideoTracks()[0] : null;
-  return t && t.readyState === 'live' ? t : null;
+
+/** Devices, preferences and push to talk (voice-devices.js) and video (voice-video.js) are
+ * methods of Voice like its own: their getters and methods are copied onto its prototype. */
+for (const part of [VoiceDevices, VoiceVideo]) {
+  for (const [name, desc] of Object.entries(Object.getOwnPropertyDescriptors(part.prototype))) {
+    if (name !== 'constructor') Object.defineProperty(Voice.prototype, name, desc);
+  }
 }
-function clamp01(v) { v = Number(v); return Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : 1; }
-function loadJson(key, dflt) {
-  try { const v = JSON.parse(localStorage.getItem(key)); return v && typeof v === 'object' ? v : dflt; } catch { return dflt; }
-}
-function saveJson(key, v) { try { localStorage.setItem(key, JSON.stringify(v)); } catch { /* ignore */ } }

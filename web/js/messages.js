@@ -1,0 +1,371 @@
+// The messages view: the message list (paging, grouping, edit, delete), the typing line and the composer.
+
+import { api, store, ui } from './context.js';
+import { PERM } from './state.js';
+import { renderMarkdown } from './markdown.js';
+import { attachMentionAutocomplete, linkPlainMentions } from './mentions.js';
+import { h, clear, avatar, openDialog, toast } from './dom.js';
+import { icon } from './icons.js';
+import { reactionBar, openReactionPicker, loadPins, pinnedIds, setPinned, rememberUser } from './community.js';
+import { channelTitle, isPrivate, mentionsMe } from './inbox.js';
+
+const lastTypingSent = new Map();  // channel_id -> ms
+
+const GROUP_MS = 5 * 60 * 1000;
+const TYPING_SEND_EVERY_MS = 8000;
+
+/** The message list, the typing line and the composer, wired to this module; the shell places them. */
+export function buildMessagesView() {
+  // A list (its items must stay list items for screen readers), announced politely as it grows.
+  const messages = h('ol', { class: 'messages', 'aria-label': 'Messages', 'aria-live': 'polite', 'aria-relevant': 'additions', 'data-testid': 'message-list', tabindex: '0' });
+  messages.addEventListener('scroll', onMessagesScroll, { passive: true });
+  const typing = h('div', { class: 'typing', 'data-testid': 'typing-indicator', 'aria-live': 'polite' });
+  const composerInput = h('textarea', { rows: 1, class: 'composer-input', 'data-testid': 'composer', 'aria-label': 'Message', placeholder: 'Message' });
+  const counter = h('div', { class: 'char-counter', 'data-testid': 'char-counter', 'aria-live': 'polite', hidden: true });
+  const composerError = h('p', { class: 'composer-error', role: 'alert', 'data-testid': 'composer-error', hidden: true });
+  const composer = h('form', { class: 'composer', 'aria-label': 'Send a message' }, composerInput, counter,
+    h('button', { type: 'submit', class: 'icon-btn send', 'aria-label': 'Send message', text: '➤' }));
+  // The autocomplete's keys (Enter, Tab, arrows, Escape) win while its list is open.
+  attachMentionAutocomplete(composerInput, { container: composer });
+  composerInput.addEventListener('keydown', onComposerKey);
+  composerInput.addEventListener('input', onComposerInput);
+  composer.addEventListener('submit', (e) => { e.preventDefault(); sendFromComposer(); });
+  return { messages, typing, composerInput, counter, composerError, composer };
+}
+
+export async function ensureMessagesLoaded() {
+  const id = store.currentChannelId;
+  if (!id) return;
+  const st = store.msgState(id);
+  if (st.loaded || st.loading) return;
+  st.loading = true;
+  try {
+    const page = await api.messages(id, { limit: 50 });
+    // keep anything that arrived live meanwhile (pending sends)
+    const pending = st.list.filter((m) => m.pending);
+    st.list = page.slice().reverse().concat(pending);
+    st.hasMore = page.length >= 50;
+    st.loaded = true;
+  } catch (e) {
+    toast(`Could not load messages: ${e.message}`, 'error');
+  } finally {
+    st.loading = false;
+  }
+  if (store.currentChannelId === id) renderMessages({ reset: true });
+  // Which messages are pinned (for the Pin/Unpin action); one request per channel.
+  loadPins(id).then(() => { if (store.currentChannelId === id) renderMessages(); }).catch(() => {});
+}
+
+async function loadOlder() {
+  const id = store.currentChannelId;
+  if (!id) return;
+  const st = store.msgState(id);
+  if (!st.loaded || st.loading || !st.hasMore) return;
+  const oldest = st.list.find((m) => !m.pending);
+  if (!oldest) { st.hasMore = false; return; }
+  st.loading = true;
+  renderLoadingMarker(true);
+  try {
+    const page = await api.messages(id, { before: oldest.id, limit: 50 });
+    const have = new Set(st.list.map((m) => m.id));
+    const older = page.slice().reverse().filter((m) => !have.has(m.id));
+    st.list = older.concat(st.list);
+    st.hasMore = page.length >= 50;
+  } catch (e) {
+    toast(`Could not load older messages: ${e.message}`, 'error');
+  } finally {
+    st.loading = false;
+  }
+  if (store.currentChannelId === id) renderMessages({ prepend: true });
+}
+
+function onMessagesScroll() {
+  if (ui.messages.scrollTop < 150) loadOlder();
+}
+
+function renderLoadingMarker(on) {
+  const existing = ui.messages.querySelector('.loading-older');
+  if (on && !existing) ui.messages.prepend(h('li', { class: 'loading-older muted', text: 'Loading older messages…' }));
+  if (!on && existing) existing.remove();
+}
+
+function dayKey(d) { return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`; }
+function dayLabel(d) {
+  const today = new Date();
+  const y = new Date(); y.setDate(today.getDate() - 1);
+  if (dayKey(d) === dayKey(today)) return 'Today';
+  if (dayKey(d) === dayKey(y)) return 'Yesterday';
+  return d.toLocaleDateString(undefined, { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
+}
+function timeLabel(d) { return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' }); }
+
+export function renderMessages({ reset = false, prepend = false } = {}) {
+  if (!ui) return;
+  const el = ui.messages;
+  const id = store.currentChannelId;
+  const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 120;
+  const prevHeight = el.scrollHeight;
+  const prevTop = el.scrollTop;
+  // Keep an in-progress edit's focus/selection across re-renders.
+  const editFocused = document.activeElement && document.activeElement.dataset.testid === 'edit-input';
+  const editSel = editFocused ? [document.activeElement.selectionStart, document.activeElement.selectionEnd] : null;
+  clear(el);
+  if (!id) return;
+  const st = store.msgState(id);
+  if (!st.loaded) {
+    el.append(h('li', { class: 'muted pad', text: st.loading ? 'Loading messages…' : '' }));
+    return;
+  }
+  const c = store.channel;
+  if (!st.hasMore) {
+    el.append(h('li', { class: 'channel-start', 'data-testid': 'channel-start' },
+      h('h3', { text: `Welcome to ${channelTitle(store, c)}!` }),
+      h('p', { class: 'muted', text: isPrivate(c) ? `This is the start of your conversation with ${channelTitle(store, c)}.` : `This is the start of the #${c ? c.name : ''} channel.` })));
+  } else if (st.loading) {
+    el.append(h('li', { class: 'loading-older muted', text: 'Loading older messages…' }));
+  }
+  let prev = null;
+  for (const m of st.list) {
+    const date = new Date(m.created_at || Date.now());
+    const newDay = !prev || dayKey(new Date(prev.created_at || Date.now())) !== dayKey(date);
+    if (newDay) {
+      el.append(h('li', { class: 'day-sep', 'data-testid': 'day-separator' }, h('span', { text: dayLabel(date) })));
+    }
+    const grouped = !newDay && prev && prev.author && m.author && prev.author.id === m.author.id &&
+      (date - new Date(prev.created_at)) < GROUP_MS;
+    el.append(messageItem(m, grouped, date));
+    prev = m;
+  }
+  if (editFocused) {
+    const input = el.querySelector('[data-testid="edit-input"]');
+    if (input) { input.focus(); input.setSelectionRange(editSel[0], editSel[1]); }
+  }
+  if (prepend) el.scrollTop = el.scrollHeight - prevHeight + prevTop;
+  else if (reset || atBottom) el.scrollTop = el.scrollHeight;
+}
+
+function messageItem(m, grouped, date) {
+  rememberUser(m.author);
+  const mine = store.me && m.author && m.author.id === store.me.id;
+  const name = store.displayName(m.author && m.author.id, m.author, m.server_id);
+  const li = h('li', {
+    class: `msg${grouped ? ' cont' : ''}${m.pending ? ' pending' : ''}${m.failed ? ' failed' : ''}${!m.pending && mentionsMe(store, m) ? ' mentions-me' : ''}`,
+    'data-testid': 'message', 'data-message-id': m.id, 'data-author-id': m.author && m.author.id,
+  });
+  if (!grouped) {
+    li.append(avatar(m.author, 40, 'msg-avatar'),
+      h('div', { class: 'msg-head' },
+        h('span', { class: 'author', 'data-testid': 'message-author', text: name }),
+        h('time', { datetime: m.created_at, title: date.toLocaleString(), text: `${dayLabel(date)} at ${timeLabel(date)}` })));
+  } else {
+    li.append(h('time', { class: 'hover-time', datetime: m.created_at, title: date.toLocaleString(), text: timeLabel(date) }));
+  }
+  const editing = store.editing && store.editing.id === m.id;
+  if (editing) {
+    const input = h('textarea', { class: 'edit-input', 'data-testid': 'edit-input', 'aria-label': 'Edit message', rows: 2 });
+    input.value = store.editing.draft;
+    const editWrap = h('div', { class: 'edit-wrap' }, input);
+    attachMentionAutocomplete(input, { container: editWrap });
+    input.addEventListener('input', () => { if (store.editing) store.editing.draft = input.value; });
+    input.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') { e.preventDefault(); cancelEdit(); }
+      else if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); saveEdit(m); }
+    });
+    li.append(h('div', { class: 'msg-body' }, editWrap,
+      h('div', { class: 'edit-hint muted small' }, 'escape to ',
+        h('button', { class: 'link-btn', type: 'button', text: 'cancel', onclick: cancelEdit }), ' • enter to ',
+        h('button', { class: 'link-btn', type: 'button', text: 'save', 'aria-label': 'Save edit', onclick: () => saveEdit(m) }))));
+    queueMicrotask(() => { if (document.activeElement !== input && !input.dataset.focused) { input.dataset.focused = '1'; input.focus(); } });
+  } else {
+    const content = h('div', { class: 'content', 'data-testid': 'message-content' });
+    content.append(renderMarkdown(m.content));
+    // "(edited)" follows the last line of text, not a line of its own.
+    const tail = content.lastElementChild && content.lastElementChild.classList.contains('md-p') ? content.lastElementChild : content;
+    if (m.edited_at) tail.append(h('span', { class: 'edited', 'data-testid': 'edited-mark', title: new Date(m.edited_at).toLocaleString(), text: ' (edited)' }));
+    if (m.failed) content.append(h('span', { class: 'failed-note', text: ` — not sent: ${m.failed}` }));
+    li.append(h('div', { class: 'msg-body' }, content, m.pending ? null : reactionBar(m)));
+  }
+  if (!m.pending && !m.failed && !editing) {
+    const pinned = pinnedIds(m.channel_id).has(m.id);
+    const canPin = store.can(PERM.MANAGE_MESSAGES, m.server_id);
+    const canDelete = mine || store.can(PERM.MANAGE_MESSAGES, m.server_id);
+    li.append(h('div', { class: 'msg-actions' },
+      h('button', { class: 'icon-btn tiny', 'aria-label': 'Add reaction', title: 'Add reaction', 'data-testid': 'add-reaction', onclick: (e) => openReactionPicker(m, e.currentTarget) }, icon('smile', 14)),
+      canPin ? h('button', { class: `icon-btn tiny${pinned ? ' on' : ''}`, 'aria-label': pinned ? 'Unpin message' : 'Pin message', title: pinned ? 'Unpin' : 'Pin', 'data-testid': 'pin-message', 'aria-pressed': String(pinned), onclick: () => setPinned(m, !pinned) }, icon('pin', 14)) : null,
+      mine ? h('button', { class: 'icon-btn tiny', 'aria-label': 'Edit message', title: 'Edit', 'data-testid': 'edit-message', text: '✎', onclick: () => startEdit(m) }) : null,
+      canDelete ? h('button', { class: 'icon-btn tiny danger', 'aria-label': 'Delete message', title: 'Delete (shift-click skips the question)', 'data-testid': 'delete-message', onclick: (e) => deleteMessage(m, e.shiftKey) }, icon('trash', 14)) : null));
+  }
+  return li;
+}
+
+function startEdit(m) {
+  store.editing = { id: m.id, draft: m.content };
+  renderMessages();
+}
+function cancelEdit() {
+  store.editing = null;
+  renderMessages();
+  ui.composerInput.focus();
+}
+async function saveEdit(m) {
+  const draft = linkPlainMentions(store.editing ? store.editing.draft : m.content);
+  if (!draft.trim()) { deleteMessage(m, false); return; }
+  if (draft === m.content) { cancelEdit(); return; }
+  const over = charCount(draft) - MAX_MESSAGE_CHARS;
+  if (over > 0) { toast(tooLongText(over), 'error', 8000); return; }
+  try {
+    const updated = await api.editMessage(m.channel_id, m.id, draft);
+    store.editing = null;
+    store.apply('MESSAGE_UPDATE', updated);
+    renderMessages();
+    ui.composerInput.focus();
+  } catch (e) {
+    toast(`Could not edit the message: ${e.message}`, 'error', 8000);
+  }
+}
+
+async function deleteMessage(m, skipConfirm) {
+  if (!skipConfirm) {
+    const preview = h('blockquote', { class: 'delete-preview' }, renderMarkdown(m.content));
+    const ok = await openDialog({
+      title: 'Delete message', testid: 'confirm-delete',
+      content: [h('p', { text: 'Are you sure you want to delete this message?' }), preview],
+      actions: [{ label: 'Cancel', value: false }, { label: 'Delete', kind: 'danger', submit: true, value: true }],
+    });
+    if (!ok) return;
+  }
+  try {
+    await api.deleteMessage(m.channel_id, m.id);
+    store.removeMessage(m.channel_id, m.id);
+    renderMessages();
+  } catch (e) {
+    toast(`Could not delete the message: ${e.message}`, 'error', 8000);
+  }
+}
+
+// ------------------------------------------------------------------ composer
+
+export function renderComposer() {
+  const c = store.channel;
+  // A "not sent" note belongs to the channel it was written in.
+  if (ui.composerError.dataset.channel && ui.composerError.dataset.channel !== String(store.currentChannelId)) setComposerError('');
+  ui.composer.hidden = !c;
+  const label = c ? `Message ${channelTitle(store, c)}` : 'Message';
+  ui.composerInput.placeholder = label;
+  ui.composerInput.setAttribute('aria-label', label);
+}
+
+export function renderTyping() {
+  const el = clear(ui.typing);
+  const id = store.currentChannelId;
+  if (!id) return;
+  const names = store.typers(id).map((u) => store.displayName(u));
+  if (!names.length) return;
+  let text;
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length === 3) text = `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
+  else text = 'Several people are typing…';
+  el.append(h('span', { class: 'dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')), h('span', { text }));
+}
+
+function onComposerKey(e) {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    sendFromComposer();
+  } else if (e.key === 'ArrowUp' && !ui.composerInput.value) {
+    const st = store.msgState(store.currentChannelId);
+    const mine = [...st.list].reverse().find((m) => store.me && m.author && m.author.id === store.me.id && !m.pending);
+    if (mine) { e.preventDefault(); startEdit(mine); }
+  }
+}
+
+// The server's limit (chat/src/messages: MAX_CONTENT), counted in Unicode characters as it does.
+const MAX_MESSAGE_CHARS = 4000;
+// The counter appears when this few characters are left (Discord shows it near the limit too).
+const COUNTER_FROM = 500;
+
+function charCount(text) { let n = 0; for (const _ of text) n += 1; return n; }
+function tooLongText(over) {
+  return `Your message is ${over.toLocaleString('en')} character${over === 1 ? '' : 's'} over the ${MAX_MESSAGE_CHARS.toLocaleString('en')}-character limit. Shorten it, or split it into two messages.`;
+}
+
+/** The live character counter near the send button, and the "too long" note under it. */
+function renderCounter() {
+  const n = charCount(ui.composerInput.value);
+  const left = MAX_MESSAGE_CHARS - n;
+  const show = left <= COUNTER_FROM;
+  ui.counter.hidden = !show;
+  ui.counter.textContent = show ? String(left) : '';
+  ui.counter.classList.toggle('over', left < 0);
+  ui.counter.title = show ? `${n.toLocaleString('en')} of ${MAX_MESSAGE_CHARS.toLocaleString('en')} characters` : '';
+  ui.counter.setAttribute('aria-label', left < 0 ? `${-left} characters over the limit` : `${left} characters left`);
+  ui.composerInput.setAttribute('aria-invalid', String(left < 0));
+  if (left >= 0 && ui.composerError.dataset.kind === 'length') setComposerError('');
+}
+
+function setComposerError(text, kind = '') {
+  ui.composerError.textContent = text;
+  ui.composerError.hidden = !text;
+  ui.composerError.dataset.kind = kind;
+  ui.composerError.dataset.channel = text ? String(store.currentChannelId) : '';
+}
+
+function onComposerInput() {
+  const ta = ui.composerInput;
+  ta.style.height = 'auto';
+  ta.style.height = `${Math.min(ta.scrollHeight, 240)}px`;
+  renderCounter();
+  const id = store.currentChannelId;
+  if (!id || !ta.value.trim()) return;
+  const now = Date.now();
+  if (now - (lastTypingSent.get(id) || 0) >= TYPING_SEND_EVERY_MS) {
+    lastTypingSent.set(id, now);
+    api.typing(id).catch(() => {});
+  }
+}
+
+function randomNonce() {
+  const a = new Uint32Array(2);
+  crypto.getRandomValues(a);
+  return `${a[0].toString(36)}${a[1].toString(36)}`.slice(0, 25);
+}
+
+async function sendFromComposer() {
+  const id = store.currentChannelId;
+  const typed = ui.composerInput.value;
+  if (!id || !typed.trim()) return;
+  const over = charCount(typed) - MAX_MESSAGE_CHARS;
+  if (over > 0) {
+    // Nothing is lost and nothing is sent: say by how much, and keep the text to shorten.
+    setComposerError(tooLongText(over), 'length');
+    renderCounter();
+    return;
+  }
+  const content = linkPlainMentions(typed);
+  setComposerError('');
+  ui.composerInput.value = '';
+  ui.composerInput.style.height = 'auto';
+  renderCounter();
+  lastTypingSent.set(id, 0);
+  const nonce = randomNonce();
+  const st = store.msgState(id);
+  const pending = {
+    id: `pending-${nonce}`, channel_id: id, server_id: store.channel ? store.channel.server_id : null, author: store.me,
+    content, nonce, created_at: new Date().toISOString(), edited_at: null, pending: true,
+  };
+  st.list.push(pending);
+  renderMessages({ reset: true });
+  try {
+    const m = await api.sendMessage(id, content, nonce);
+    store.putMessage(m);
+  } catch (e) {
+    pending.failed = e.message;
+    pending.pending = false;
+    // keep the text so the user can retry
+    if (!ui.composerInput.value) { ui.composerInput.value = typed; renderCounter(); }
+    setComposerError(`Message not sent: ${e.message}`, 'send');
+    st.list.splice(st.list.indexOf(pending), 1);
+  }
+  if (store.currentChannelId === id) renderMessages();
+}
