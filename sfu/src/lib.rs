@@ -43,14 +43,14 @@
 //! - Watching: recvonly video m-lines are video slots (up to
 //!   `SfuConfig::max_video_slots`, default 9). Signaling passes what the user
 //!   shows with [`Sfu::set_video_subscriptions`]; the SFU puts each shown
-//!   track on a slot and reports `SfuEvent::VideoSlots` (feature `video`).
+//!   track on a slot and reports `SfuEvent::VideoSlots`.
 //! - Layers: per slot, the smallest simulcast layer at least as large as the
 //!   shown size (sizes read from VP8 keyframes, else q/h/f = ¼, ½, 1 of
 //!   1280×720), avoiding layers that stopped flowing. Switches happen only on
 //!   a keyframe of the new layer; sequence numbers, timestamps and VP8 picture
 //!   id / TL0PICIDX stay continuous. Keyframes (PLI) are requested when a
 //!   view starts or switches and when a subscriber sends PLI/FIR, at most one
-//!   round per track per 500 ms. `SfuEvent::PauseLayers` (feature `video`)
+//!   round per track per 500 ms. `SfuEvent::PauseLayers`
 //!   tells which encodings anyone needs; an unwatched track is not forwarded.
 //!
 //! Audio fast path (`SfuConfig::fast_path`, default on; module `fastpath`):

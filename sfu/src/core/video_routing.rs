@@ -463,17 +463,11 @@ impl SfuCore {
         self.video_tick = any.then(|| now + video::VIDEO_TICK);
     }
 
-    #[cfg(any(test, feature = "video"))]
     pub(super) fn emit_video_slots(&mut self, participant: u64, slots: Vec<VideoSlotAssignment>) {
         self.events
             .push_back(SfuEvent::VideoSlots { participant, slots });
     }
 
-    #[cfg(not(any(test, feature = "video")))]
-    pub(super) fn emit_video_slots(&mut self, _participant: u64, _slots: Vec<VideoSlotAssignment>) {
-    }
-
-    #[cfg(any(test, feature = "video"))]
     pub(super) fn emit_pause_layers(
         &mut self,
         participant: u64,
@@ -486,9 +480,6 @@ impl SfuCore {
             active_rids,
         });
     }
-
-    #[cfg(not(any(test, feature = "video")))]
-    pub(super) fn emit_pause_layers(&mut self, _: u64, _: VideoTrackKind, _: Vec<String>) {}
 
     /// What `participant` wants to see (replaces the previous list).
     pub fn set_video_subscriptions(
