@@ -1,4 +1,7 @@
-//! DRIVEDOC
+//! Time and output: the per-participant timers, driving and draining each
+//! str0m `Rtc` (`drive`, `drain`), the deferred drain of the subscribers
+//! written to while a batch of datagrams was handled (`flush`), and the fast
+//! path's send lanes and sender reports.
 
 use super::*;
 
@@ -136,6 +139,23 @@ impl SfuCore {
 
     /// Drains subscribers written to since the last flush: one str0m poll per
     /// subscriber for all its pending packets.
+    ///
+    /// Why several `write_rtp` calls before one drain are safe, although
+    /// str0m asks for a full drain after each mutation (tested in
+    /// `tests/drain_tests.rs`: the deferred drain delivers exactly what a
+    /// drain after each write does, at the same instant). In str0m 0.25
+    /// `StreamTx::write_rtp` only appends the packet to that stream's
+    /// unbounded send queue, unstamped, and arms the `Rtc`'s re-poll flags,
+    /// which are OR-ed (a later mutation can add to them, never clear them):
+    /// it emits no event or transmit of its own and moves no timer, so there
+    /// is no output a second write could overtake or lose. The next
+    /// `Input::Timeout` (`drive`) stamps every unstamped packet in queue
+    /// order and the drain sends them all. An input that reaches the `Rtc`
+    /// in between (its own datagram or timer) is followed by a full drain
+    /// at once, which sends the queued packets too. What the rule guards
+    /// against — a mutation whose events or transmits are not drained before
+    /// the next — never happens here: every `handle_input` is drained
+    /// immediately. Recheck this when upgrading str0m.
     pub fn flush(&mut self, now: Instant) {
         self.advance(now);
         while !self.dirty.is_empty() {
@@ -162,7 +182,11 @@ impl SfuCore {
         let Some(peer) = self.peers.get_mut(&participant) else {
             return;
         };
-        if let Err(e) = if std::env::var("X_NO_TIMEOUT").is_ok() { Ok(()) } else { peer.rtc.handle_input(Input::Timeout(now)) } {
+        if let Err(e) = if std::env::var("X_NO_TIMEOUT").is_ok() {
+            Ok(())
+        } else {
+            peer.rtc.handle_input(Input::Timeout(now))
+        } {
             tracing::debug!(participant, error = %e, "str0m timeout handling failed");
         }
         self.drain(participant, now);

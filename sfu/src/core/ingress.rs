@@ -1,4 +1,7 @@
-//! INGRESSDOC
+//! Network input: a datagram on the shared socket is routed to its
+//! participant (by ICE ufrag for a new address, else by source address),
+//! handed to that participant's `Rtc` and drained at once; the str0m events
+//! that drain produces (media, connection state, stats) are handled here.
 
 use super::*;
 

@@ -1,4 +1,4 @@
-//! PEERDOC
+//! A room and a participant (`Peer`) of it, with its listening slots.
 
 use super::*;
 

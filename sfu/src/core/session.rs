@@ -1,4 +1,6 @@
-//! SESSIONDOC
+//! Signaling commands: join (building the participant's `Rtc` and reading
+//! the m-lines it negotiated), renegotiate, leave, the moderation and voice
+//! state flags, shutdown; and removing a participant from its room.
 
 use super::*;
 
