@@ -17,18 +17,18 @@ impl SfuCore {
             let Some(peer) = self.peers.get_mut(&participant) else {
                 continue;
             };
-            if peer.epoch != epoch || peer.deadline != Some(at) {
+            if peer.link.epoch != epoch || peer.link.deadline != Some(at) {
                 continue; // stale entry
             }
-            peer.deadline = None;
-            if !peer.connected && now >= peer.joined_at + self.connect_timeout {
+            peer.link.deadline = None;
+            if !peer.link.connected && now >= peer.link.joined_at + self.connect_timeout {
                 self.metrics.connect_failures.increment(1);
                 self.removals
                     .push((participant, "ICE/DTLS connect timeout".into()));
                 continue;
             }
-            if let Some(speaking) = peer.speaking.on_timeout(now) {
-                peer.active_at = Some(now);
+            if let Some(speaking) = peer.audio.speaking.on_timeout(now) {
+                peer.audio.active_at = Some(now);
                 let room = peer.room;
                 self.events.push_back(SfuEvent::Speaking {
                     room,
@@ -57,7 +57,7 @@ impl SfuCore {
         self.fast_sr_log.push(wall, now);
         for peer in self.peers.values_mut() {
             if let Some(f) = &mut peer.fast {
-                let downs = peer.slots.iter().map(|s| &s.down);
+                let downs = peer.listen.downs();
                 let n = f.sender_reports(downs, OPUS_CLOCK, now, wall, &mut self.fast_lanes);
                 self.metrics.bytes_sent.increment(n as u64);
             }
@@ -185,7 +185,7 @@ impl SfuCore {
         if let Err(e) = if std::env::var("X_NO_TIMEOUT").is_ok() {
             Ok(())
         } else {
-            peer.rtc.handle_input(Input::Timeout(now))
+            peer.link.rtc.handle_input(Input::Timeout(now))
         } {
             tracing::debug!(participant, error = %e, "str0m timeout handling failed");
         }
@@ -199,14 +199,14 @@ impl SfuCore {
         let Some(peer) = self.peers.get_mut(&participant) else {
             return;
         };
-        peer.dirty = false;
-        for t in peer.pending_latency.drain(..) {
+        peer.link.dirty = false;
+        for t in peer.link.pending_latency.drain(..) {
             self.metrics
                 .forward_latency_seconds
                 .record(now.saturating_duration_since(t).as_secs_f64());
         }
         let rtc_deadline = loop {
-            match peer.rtc.poll_output() {
+            match peer.link.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => break Some(t),
                 Ok(Output::Transmit(t)) => {
                     self.metrics.bytes_sent.increment(t.contents.len() as u64);
@@ -216,8 +216,8 @@ impl SfuCore {
                     if demux::classify(&t.contents) == Some(Kind::Rtp) {
                         if let Some(ssrc) = demux::rtp_ssrc(&t.contents) {
                             let rtx = |d: &DownTrack| d.rtx.is_some_and(|r| *r == ssrc);
-                            if peer.slots.iter().any(|s| rtx(&s.down))
-                                || peer.video_slots.iter().any(|s| rtx(&s.down))
+                            if peer.listen.slots.iter().any(|s| rtx(&s.down))
+                                || peer.watch.slots.iter().any(|s| rtx(&s.down))
                             {
                                 self.metrics.retransmissions.increment(1);
                                 self.stats.retransmissions += 1;
@@ -235,7 +235,7 @@ impl SfuCore {
                 }
             }
         };
-        if !peer.rtc.is_alive() {
+        if !peer.link.rtc.is_alive() {
             self.removals
                 .push((participant, "connection closed".into()));
             return;
@@ -247,14 +247,14 @@ impl SfuCore {
                 deadline = Some(deadline.map_or(t, |d| d.min(t)));
             }
         };
-        if !peer.connected {
-            earliest(Some(peer.joined_at + self.connect_timeout));
+        if !peer.link.connected {
+            earliest(Some(peer.link.joined_at + self.connect_timeout));
         }
-        earliest(peer.speaking.deadline());
+        earliest(peer.audio.speaking.deadline());
         if let Some(d) = deadline {
-            if peer.deadline != Some(d) {
-                peer.deadline = Some(d);
-                self.timers.push(Reverse((d, participant, peer.epoch)));
+            if peer.link.deadline != Some(d) {
+                peer.link.deadline = Some(d);
+                self.timers.push(Reverse((d, participant, peer.link.epoch)));
             }
         }
     }

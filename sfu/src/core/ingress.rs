@@ -72,7 +72,7 @@ impl SfuCore {
         // them and would drop them): read before str0m gets the same datagram.
         if kind == Kind::Rtcp {
             if let Some(f) = &mut peer.fast {
-                let downs = peer.slots.iter().map(|s| &s.down);
+                let downs = peer.listen.downs();
                 self.stats.nacks_received += f.on_rtcp(
                     buf,
                     now,
@@ -83,7 +83,7 @@ impl SfuCore {
                 );
             }
         }
-        if let Err(e) = peer.rtc.handle_input(Input::Receive(now, receive)) {
+        if let Err(e) = peer.link.rtc.handle_input(Input::Receive(now, receive)) {
             tracing::debug!(participant, error = %e, "str0m rejected a datagram");
             self.drop_packet(DropReason::RtcError);
         }
@@ -107,7 +107,7 @@ impl SfuCore {
             Some(&other) => {
                 // The address moved to another peer (NAT rebinding, rejoin).
                 if let Some(o) = self.peers.get_mut(&other) {
-                    o.addrs.retain(|a| *a != from);
+                    o.link.addrs.retain(|a| *a != from);
                 }
             }
             None => {}
@@ -115,11 +115,11 @@ impl SfuCore {
         let Some(peer) = self.peers.get_mut(&participant) else {
             return;
         };
-        if peer.addrs.len() >= MAX_ADDRS_PER_PEER {
-            let old = peer.addrs.remove(0);
+        if peer.link.addrs.len() >= MAX_ADDRS_PER_PEER {
+            let old = peer.link.addrs.remove(0);
             self.by_addr.remove(&old);
         }
-        peer.addrs.push(from);
+        peer.link.addrs.push(from);
         self.by_addr.insert(from, participant);
     }
 
@@ -129,28 +129,27 @@ impl SfuCore {
             Event::KeyframeRequest(req) => self.on_keyframe_request(participant, req.mid, now),
             Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
                 if let Some(peer) = self.peers.get_mut(&participant) {
-                    peer.bwe = Some(estimate.as_u64());
+                    peer.watch.bwe = Some(estimate.as_u64());
                 }
             }
             Event::Connected => {
                 let Some(peer) = self.peers.get_mut(&participant) else {
                     return;
                 };
-                if !peer.connected {
-                    peer.connected = true;
-                    self.metrics
-                        .ice_connect_seconds
-                        .record(now.saturating_duration_since(peer.joined_at).as_secs_f64());
+                if !peer.link.connected {
+                    peer.link.connected = true;
+                    self.metrics.ice_connect_seconds.record(
+                        now.saturating_duration_since(peer.link.joined_at)
+                            .as_secs_f64(),
+                    );
                     self.events.push_back(SfuEvent::Connected { participant });
                     // Start forwarding to it with fresh anchors.
-                    for s in &mut peer.slots {
-                        s.down.resync();
-                    }
-                    for s in &mut peer.video_slots {
+                    peer.listen.resync_all();
+                    for s in &mut peer.watch.slots {
                         s.reset();
                     }
                     if let Some(f) = &mut peer.fast {
-                        f.try_activate(&mut peer.rtc, peer.slots.iter_mut().map(|s| &mut s.down));
+                        f.try_activate(&mut peer.link.rtc, peer.listen.downs_mut());
                     }
                     let room = peer.room;
                     self.update_room_video(room);
@@ -158,7 +157,10 @@ impl SfuCore {
             }
             // Before the first connection the connect timeout decides.
             Event::IceConnectionStateChange(IceConnectionState::Disconnected)
-                if self.peers.get(&participant).is_some_and(|p| p.connected) =>
+                if self
+                    .peers
+                    .get(&participant)
+                    .is_some_and(|p| p.link.connected) =>
             {
                 self.removals.push((participant, "ICE disconnected".into()));
             }
@@ -175,7 +177,7 @@ impl SfuCore {
             }
             Event::MediaEgressStats(s) => {
                 if let Some(peer) = self.peers.get_mut(&participant) {
-                    let seen = peer.nacks_seen.entry(s.mid).or_insert(0);
+                    let seen = peer.link.nacks_seen.entry(s.mid).or_insert(0);
                     if s.nacks > *seen {
                         let delta = s.nacks - *seen;
                         self.metrics.nacks_received.increment(delta);
@@ -197,7 +199,7 @@ impl SfuCore {
                     let audio = self
                         .peers
                         .get(&participant)
-                        .is_some_and(|p| p.slots.iter().any(|sl| sl.down.mid == s.mid));
+                        .is_some_and(|p| p.listen.slots.iter().any(|sl| sl.down.mid == s.mid));
                     let clock = if audio {
                         OPUS_CLOCK
                     } else {

@@ -40,7 +40,7 @@ mod peer;
 mod session;
 mod video_routing;
 
-use peer::{add_slots, AudioPts, Peer, Room};
+use peer::{AudioPts, AudioPublish, Link, Listening, Peer, Room, VideoPublish, VideoWatching};
 use session::rtc_config;
 use video_routing::{apply_video, inspect_video};
 
@@ -181,7 +181,7 @@ impl SfuCore {
 
     /// The local ICE ufrag of a participant's session (as in its answer).
     pub fn local_ufrag(&self, participant: u64) -> Option<&str> {
-        self.peers.get(&participant).map(|p| p.ufrag.as_str())
+        self.peers.get(&participant).map(|p| p.link.ufrag.as_str())
     }
 
     pub fn has_participant(&self, participant: u64) -> bool {
@@ -190,7 +190,9 @@ impl SfuCore {
 
     /// Whether the participant's ICE+DTLS is up.
     pub fn is_connected(&self, participant: u64) -> bool {
-        self.peers.get(&participant).is_some_and(|p| p.connected)
+        self.peers
+            .get(&participant)
+            .is_some_and(|p| p.link.connected)
     }
 
     /// Current (slot mid, source participant) list of a subscriber.
@@ -198,7 +200,8 @@ impl SfuCore {
         self.peers
             .get(&participant)
             .map(|p| {
-                p.slots
+                p.listen
+                    .slots
                     .iter()
                     .map(|s| (s.down.mid.to_string(), s.source))
                     .collect()
@@ -209,10 +212,7 @@ impl SfuCore {
     /// Outgoing SSRC of a subscriber's slot (tests).
     pub fn slot_ssrc(&self, participant: u64, mid: &str) -> Option<u32> {
         let p = self.peers.get(&participant)?;
-        p.slots
-            .iter()
-            .find(|s| &*s.down.mid == mid)
-            .map(|s| *s.down.ssrc)
+        p.listen.by_mid(mid).map(|s| *s.down.ssrc)
     }
 
     /// The next packet forwarded on a subscriber's slot gets extended
@@ -223,7 +223,7 @@ impl SfuCore {
         if let Some(s) = self
             .peers
             .get_mut(&participant)
-            .and_then(|p| p.slots.iter_mut().find(|s| &*s.down.mid == mid))
+            .and_then(|p| p.listen.slots.iter_mut().find(|s| &*s.down.mid == mid))
         {
             s.down.force_next_seq(seq, now);
         }
@@ -233,9 +233,7 @@ impl SfuCore {
     pub fn slot_is_fast(&self, participant: u64, mid: &str) -> bool {
         self.peers.get(&participant).is_some_and(|p| {
             p.fast.as_ref().is_some_and(|f| f.is_active())
-                && p.slots
-                    .iter()
-                    .any(|s| &*s.down.mid == mid && s.down.fast_owned)
+                && p.listen.by_mid(mid).is_some_and(|s| s.down.fast_owned)
         })
     }
 
@@ -276,7 +274,7 @@ impl SfuCore {
         let tracks: usize = self
             .peers
             .values()
-            .map(|p| p.is_publisher() as usize + p.video_tracks.len())
+            .map(|p| p.audio.is_publisher() as usize + p.video.tracks.len())
             .sum();
         self.metrics.tracks.set(tracks as f64);
     }

@@ -122,21 +122,22 @@ impl SfuCore {
         let (publish_mid, slot_mids, pts) = inspect_medias(&rtc, &mids)?;
         let vmedias = inspect_video(&rtc, &mids);
 
-        // Rejoin: the old peer goes away quietly; room membership and the
-        // moderator/deaf/mute flags carry over.
-        let mut flags = (false, false, false);
-        let mut video_allowed = true;
-        let mut video_on = (true, true);
-        let mut priority_speaker = false;
-        let mut video_subs = Vec::new();
-        let mut video_kinds = Vec::new();
+        // Rejoin: the old peer goes away quietly; room membership, the
+        // moderator/deaf/mute flags, video permission and subscriptions carry over.
+        let mut audio = AudioPublish::default();
+        let mut listen = Listening::default();
+        let mut video = VideoPublish::default();
+        let mut watch = VideoWatching::default();
         if let Some(old) = self.peers.get(&req.participant) {
-            flags = (old.server_muted, old.self_muted, old.deaf);
-            video_allowed = old.video_allowed;
-            video_on = (old.camera_on, old.screen_on);
-            priority_speaker = old.priority_speaker;
-            video_subs = old.video_subs.clone();
-            video_kinds = old.video_kinds.clone();
+            audio.server_muted = old.audio.server_muted;
+            audio.self_muted = old.audio.self_muted;
+            audio.priority_speaker = old.audio.priority_speaker;
+            listen.deaf = old.listen.deaf;
+            video.allowed = old.video.allowed;
+            video.camera_on = old.video.camera_on;
+            video.screen_on = old.video.screen_on;
+            video.kinds = old.video.kinds.clone();
+            watch.subs = old.watch.subs.clone();
             if old.room != req.room {
                 self.remove_peer(req.participant, None);
             } else {
@@ -145,8 +146,8 @@ impl SfuCore {
                 if let Some(f) = &mut old.fast {
                     f.release(&mut self.fast_lanes);
                 }
-                old.rtc.disconnect();
-                if old.speaking.reset() {
+                old.link.rtc.disconnect();
+                if old.audio.speaking.reset() {
                     self.events.push_back(SfuEvent::Speaking {
                         room: old.room,
                         participant: old.participant,
@@ -159,48 +160,21 @@ impl SfuCore {
 
         let epoch = self.next_epoch;
         self.next_epoch += 1;
+        audio.mid = publish_mid;
+        let mut link = Link::new(rtc, epoch, ufrag.clone(), now, mids);
+        link.audio_pts = pts;
         let mut peer = Peer {
             participant: req.participant,
             user_id: req.user_id,
             room: req.room,
-            epoch,
-            rtc,
-            ufrag: ufrag.clone(),
-            addrs: SmallVec::new(),
-            joined_at: now,
-            connected: false,
-            server_muted: flags.0,
-            self_muted: flags.1,
-            deaf: flags.2,
-            camera_on: video_on.0,
-            screen_on: video_on.1,
-            video_allowed,
-            publish_mid,
-            in_ssrc: None,
-            pts,
-            speaking: SpeakingDetector::default(),
-            active_at: None,
-            priority_speaker,
-            slots: Vec::new(),
-            reneg_requested: 0,
-            last_slots: None,
-            deadline: None,
-            pending_latency: Vec::new(),
-            dirty: false,
-            fanout: SmallVec::new(),
-            nacks_seen: HashMap::new(),
-            video_tracks: SmallVec::new(),
-            video_ssrcs: SmallVec::new(),
-            video_slots: Vec::new(),
-            video_subs,
-            video_kinds,
-            last_video_slots: None,
-            video_pts: SmallVec::new(),
-            bwe: None,
-            mids: mids.clone(),
+            link,
+            audio,
+            listen,
+            video,
+            watch,
             fast,
         };
-        add_slots(&mut peer, &slot_mids);
+        peer.listen.add_slots(&mut peer.link.rtc, &slot_mids);
         apply_video(&mut peer, vmedias, self.max_video_slots);
         self.by_ufrag.insert(ufrag, req.participant);
         self.peers.insert(req.participant, peer);
@@ -235,15 +209,15 @@ impl SfuCore {
             .get_mut(&participant)
             .ok_or(SfuError::UnknownParticipant)?;
         if let Some(f) = &peer.fast {
-            f.before_offer(&mut peer.rtc, peer.slots.iter().map(|s| &s.down));
+            f.before_offer(&mut peer.link.rtc, peer.listen.downs());
         }
-        let answer = match accept_offer(&mut peer.rtc, offer) {
+        let answer = match accept_offer(&mut peer.link.rtc, offer) {
             Ok(a) => a,
             Err(e) => {
                 if let Some(f) = &mut peer.fast {
-                    f.reclaim(&mut peer.rtc, peer.slots.iter_mut().map(|s| &mut s.down));
+                    f.reclaim(&mut peer.link.rtc, peer.listen.downs_mut());
                 }
-                if !peer.rtc.is_alive() {
+                if !peer.link.rtc.is_alive() {
                     self.remove_peer(participant, Some("renegotiation failed".into()));
                 }
                 return Err(e);
@@ -251,25 +225,25 @@ impl SfuCore {
         };
         let answer = crate::sdp::tune_video_answer(&answer, self.video_start_bitrate_kbps);
         let mids = offer_mids(offer_sdp);
-        let (publish_mid, slot_mids, pts) = inspect_medias(&peer.rtc, &mids)?;
-        if publish_mid != peer.publish_mid {
-            peer.in_ssrc = None;
+        let (publish_mid, slot_mids, pts) = inspect_medias(&peer.link.rtc, &mids)?;
+        if publish_mid != peer.audio.mid {
+            peer.audio.in_ssrc = None;
         }
-        peer.publish_mid = publish_mid;
-        peer.pts = pts;
-        add_slots(peer, &slot_mids);
+        peer.audio.mid = publish_mid;
+        peer.link.audio_pts = pts;
+        peer.listen.add_slots(&mut peer.link.rtc, &slot_mids);
         if let Some(f) = &mut peer.fast {
-            f.reclaim(&mut peer.rtc, peer.slots.iter_mut().map(|s| &mut s.down));
+            f.reclaim(&mut peer.link.rtc, peer.listen.downs_mut());
         }
-        let vmedias = inspect_video(&peer.rtc, &mids);
+        let vmedias = inspect_video(&peer.link.rtc, &mids);
         apply_video(peer, vmedias, self.max_video_slots);
-        peer.mids = mids;
+        peer.link.mids = mids;
         // If this offer still has too few slots, ask again.
-        peer.reneg_requested = peer.slots.len();
+        peer.listen.reneg_requested = peer.listen.slots.len();
         // An ICE restart may give us new local credentials: keep the ufrag map right.
-        let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
-        if ufrag != peer.ufrag {
-            let old = std::mem::replace(&mut peer.ufrag, ufrag.clone());
+        let ufrag = peer.link.rtc.direct_api().local_ice_credentials().ufrag;
+        if ufrag != peer.link.ufrag {
+            let old = std::mem::replace(&mut peer.link.ufrag, ufrag.clone());
             self.by_ufrag.remove(&old);
             self.by_ufrag.insert(ufrag, participant);
         }
@@ -289,13 +263,13 @@ impl SfuCore {
 
     /// Moderator mute: the SFU drops this participant's audio.
     pub fn set_server_mute(&mut self, participant: u64, muted: bool) {
-        self.set_flag(participant, |p| &mut p.server_muted, muted);
+        self.set_flag(participant, |p| &mut p.audio.server_muted, muted);
     }
 
     /// Self-mute (or self-deafen): the SFU drops this participant's audio as
     /// for a server mute, whatever the client sends; clears the speaking state.
     pub fn set_self_mute(&mut self, participant: u64, muted: bool) {
-        self.set_flag(participant, |p| &mut p.self_muted, muted);
+        self.set_flag(participant, |p| &mut p.audio.self_muted, muted);
     }
 
     /// PRIORITY_SPEAKER: preferred for the loudest-speaker slots.
@@ -303,8 +277,8 @@ impl SfuCore {
         let Some(p) = self.peers.get_mut(&participant) else {
             return;
         };
-        if p.priority_speaker != priority {
-            p.priority_speaker = priority;
+        if p.audio.priority_speaker != priority {
+            p.audio.priority_speaker = priority;
             let room = p.room;
             self.reselect_speakers(room);
         }
@@ -315,13 +289,11 @@ impl SfuCore {
         let Some(p) = self.peers.get_mut(&participant) else {
             return;
         };
-        if p.deaf != deaf {
-            p.deaf = deaf;
+        if p.listen.deaf != deaf {
+            p.listen.deaf = deaf;
             // Resume with continuous numbering instead of a gap the client
             // would take for loss (and NACK).
-            for s in &mut p.slots {
-                s.down.resync();
-            }
+            p.listen.resync_all();
         }
     }
 
@@ -333,10 +305,10 @@ impl SfuCore {
         let Some(p) = self.peers.get_mut(&participant) else {
             return;
         };
-        if p.video_allowed == allowed {
+        if p.video.allowed == allowed {
             return;
         }
-        p.video_allowed = allowed;
+        p.video.allowed = allowed;
         if allowed {
             self.restart_viewers(participant, None);
         }
@@ -351,11 +323,11 @@ impl SfuCore {
             return;
         };
         let turned_on = [
-            (camera && !p.camera_on).then_some(VideoTrackKind::Camera),
-            (screen && !p.screen_on).then_some(VideoTrackKind::Screen),
+            (camera && !p.video.camera_on).then_some(VideoTrackKind::Camera),
+            (screen && !p.video.screen_on).then_some(VideoTrackKind::Screen),
         ];
-        p.camera_on = camera;
-        p.screen_on = screen;
+        p.video.camera_on = camera;
+        p.video.screen_on = screen;
         for kind in turned_on.into_iter().flatten() {
             self.restart_viewers(participant, Some(kind));
         }
@@ -375,7 +347,7 @@ impl SfuCore {
             .unwrap_or_default();
         for m in members {
             if let Some(sub) = self.peers.get_mut(&m) {
-                for slot in sub.video_slots.iter_mut().filter(|s| {
+                for slot in sub.watch.slots.iter_mut().filter(|s| {
                     s.source
                         .is_some_and(|(src, k)| src == participant && kind.is_none_or(|x| x == k))
                 }) {
@@ -401,8 +373,8 @@ impl SfuCore {
         }
         *f = value;
         let (room, user_id) = (p.room, p.user_id);
-        if value && p.speaking.reset() {
-            p.active_at = Some(self.last_now);
+        if value && p.audio.speaking.reset() {
+            p.audio.active_at = Some(self.last_now);
             self.events.push_back(SfuEvent::Speaking {
                 room,
                 participant,
@@ -416,6 +388,7 @@ impl SfuCore {
             for m in &r.members {
                 if let Some(sub) = self.peers.get_mut(m) {
                     for s in sub
+                        .listen
                         .slots
                         .iter_mut()
                         .filter(|s| s.source == Some(participant))
@@ -433,7 +406,7 @@ impl SfuCore {
         let ids: Vec<u64> = self.peers.keys().copied().collect();
         for id in ids {
             if let Some(p) = self.peers.get_mut(&id) {
-                let _ = p.rtc.close();
+                let _ = p.link.rtc.close();
             }
             self.drive(id, now);
             self.scratch.clear();
@@ -442,13 +415,13 @@ impl SfuCore {
     }
 
     pub(super) fn unmap(&mut self, peer: &Peer) {
-        for a in &peer.addrs {
+        for a in &peer.link.addrs {
             if self.by_addr.get(a) == Some(&peer.participant) {
                 self.by_addr.remove(a);
             }
         }
-        if self.by_ufrag.get(&peer.ufrag) == Some(&peer.participant) {
-            self.by_ufrag.remove(&peer.ufrag);
+        if self.by_ufrag.get(&peer.link.ufrag) == Some(&peer.participant) {
+            self.by_ufrag.remove(&peer.link.ufrag);
         }
     }
 
@@ -461,8 +434,8 @@ impl SfuCore {
         if let Some(f) = &mut peer.fast {
             f.release(&mut self.fast_lanes);
         }
-        peer.rtc.disconnect();
-        if peer.speaking.reset() {
+        peer.link.rtc.disconnect();
+        if peer.audio.speaking.reset() {
             self.events.push_back(SfuEvent::Speaking {
                 room: peer.room,
                 participant,
