@@ -58,7 +58,7 @@ impl SfuCore {
         for peer in self.peers.values_mut() {
             if let Some(f) = &mut peer.fast {
                 let downs = peer.listen.downs();
-                let n = f.sender_reports(downs, OPUS_CLOCK, now, wall, &mut self.fast_lanes);
+                let n = f.sender_reports(downs, now, wall, &mut self.fast_lanes);
                 self.metrics.bytes_sent.increment(n as u64);
             }
         }

@@ -1,5 +1,6 @@
-//! Audio: forwarding a publisher's packet to the subscriber slots bound to
-//! it (fast path or str0m), and the room's loudest-speaker slots.
+//! Audio: forwarding a publisher's packet to the down-tracks bound to it (a
+//! fan-out: each down-track picks its send path), and the room's
+//! loudest-speaker slots.
 
 use super::*;
 
@@ -127,48 +128,38 @@ impl SfuCore {
                 self.stats.dropped_other += 1;
                 continue;
             };
-            let fast = sub
-                .fast
-                .as_mut()
-                .filter(|f| slot.down.fast_owned && f.is_active());
-            if let Some(f) = fast {
-                match fastpath::forward(
-                    f,
-                    &mut slot.down,
-                    &pkt,
-                    self.fast_serial,
-                    pt,
-                    &mut self.fast_lanes,
-                ) {
-                    Ok(n) => {
-                        self.metrics.forwarded_audio.increment(1);
-                        self.metrics.bytes_sent.increment(n as u64);
-                        self.stats.forwarded += 1;
-                        // Written and protected already: the forward latency ends here.
-                        if self.stats.forwarded.is_multiple_of(LATENCY_SAMPLE) {
-                            let d = self.last_now.saturating_duration_since(pkt.timestamp);
-                            self.metrics.forward_latency_seconds.record(d.as_secs_f64());
-                        }
-                    }
-                    Err(reason) => {
-                        self.metrics.dropped(reason).increment(1);
-                        self.stats.dropped_other += 1;
-                    }
-                }
-                continue;
-            }
-            match slot.down.forward(&mut sub.link.rtc, &pkt, pt) {
-                Ok(()) => {
+            let out = Egress {
+                rtc: &mut sub.link.rtc,
+                fast: sub.fast.as_mut(),
+                lanes: &mut self.fast_lanes,
+                serial: self.fast_serial,
+            };
+            match slot.down.write_audio(out, &pkt, pt) {
+                Ok(sent) => {
                     self.metrics.forwarded_audio.increment(1);
                     self.stats.forwarded += 1;
                     // Forward latency is sampled (1 in LATENCY_SAMPLE forwarded packets):
                     // the exporter keeps every sample until a scrape, which at tens of
                     // thousands of packets per second costs more than the figure is worth.
-                    if self.stats.forwarded.is_multiple_of(LATENCY_SAMPLE) {
-                        sub.link.pending_latency.push(pkt.timestamp);
-                    }
-                    if sub.link.mark_dirty() {
-                        self.dirty.push(sub_id);
+                    let sample = self.stats.forwarded.is_multiple_of(LATENCY_SAMPLE);
+                    match sent {
+                        Sent::Fast(n) => {
+                            self.metrics.bytes_sent.increment(n as u64);
+                            // Written and protected already: the forward latency ends here.
+                            if sample {
+                                let d = self.last_now.saturating_duration_since(pkt.timestamp);
+                                self.metrics.forward_latency_seconds.record(d.as_secs_f64());
+                            }
+                        }
+                        Sent::Rtc => {
+                            // Sent at the subscriber's drain (`flush`), which records it.
+                            if sample {
+                                sub.link.pending_latency.push(pkt.timestamp);
+                            }
+                            if sub.link.mark_dirty() {
+                                self.dirty.push(sub_id);
+                            }
+                        }
                     }
                 }
                 Err(reason) => {

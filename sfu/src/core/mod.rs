@@ -22,8 +22,8 @@ use str0m::rtp::{Extension, ExtensionMap, RtpPacket, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::demux::{self, Kind, Stun};
-use crate::downtrack::DownTrack;
-use crate::fastpath::{self, FastPeer, Lanes, Outbox, Sealer};
+use crate::downtrack::{DownTrack, Egress, Sent};
+use crate::fastpath::{self, FastPeer, FastTrack, Lanes, Outbox, Sealer};
 use crate::metrics::{DropReason, KeyframeReason, LayerLabel, Metrics};
 use crate::selection::{self, Candidate as SpeakerCandidate};
 use crate::speaking::SpeakingDetector;
@@ -233,7 +233,7 @@ impl SfuCore {
     pub fn slot_is_fast(&self, participant: u64, mid: &str) -> bool {
         self.peers.get(&participant).is_some_and(|p| {
             p.fast.as_ref().is_some_and(|f| f.is_active())
-                && p.listen.by_mid(mid).is_some_and(|s| s.down.fast_owned)
+                && p.listen.by_mid(mid).is_some_and(|s| s.down.is_fast())
         })
     }
 

@@ -93,7 +93,7 @@ impl SfuCore {
             } else {
                 None
             };
-            match slot.down.forward_video(&mut sub.link.rtc, &pkt, pt, patch) {
+            match slot.down.write_video(&mut sub.link.rtc, &pkt, pt, patch) {
                 Ok(()) => {
                     self.metrics.forwarded_video.increment(1);
                     self.metrics.video_forwarded_bytes(label).increment(bytes);
