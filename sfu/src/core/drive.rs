@@ -3,7 +3,19 @@
 //! written to while a batch of datagrams was handled (`flush`), and the fast
 //! path's send lanes and sender reports.
 
-use super::*;
+use std::cmp::Reverse;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use str0m::net::Transmit;
+use str0m::{Input, Output};
+
+use crate::demux::{self, Kind};
+use crate::downtrack::DownTrack;
+use crate::fastpath::{Outbox, Sealer};
+use crate::SfuEvent;
+
+use super::{SfuCore, FAST_SR_INTERVAL};
 
 impl SfuCore {
     /// Drives every peer whose timer is due.

@@ -2,7 +2,15 @@
 //! fan-out: each down-track picks its send path), and the room's
 //! loudest-speaker slots.
 
-use super::*;
+use smallvec::SmallVec;
+use str0m::rtp::RtpPacket;
+
+use crate::downtrack::{Egress, Sent};
+use crate::metrics::DropReason;
+use crate::selection::{self, Candidate as SpeakerCandidate};
+use crate::{SfuEvent, SlotAssignment};
+
+use super::{SfuCore, LATENCY_SAMPLE};
 
 impl SfuCore {
     /// Forwards one packet from `participant` to every subscriber slot bound to it.

@@ -3,7 +3,18 @@
 //! handed to that participant's `Rtc` and drained at once; the str0m events
 //! that drain produces (media, connection state, stats) are handled here.
 
-use super::*;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input};
+
+use crate::demux::{self, Kind, Stun};
+use crate::metrics::DropReason;
+use crate::video;
+use crate::SfuEvent;
+
+use super::{SfuCore, MAX_ADDRS_PER_PEER, OPUS_CLOCK};
 
 impl SfuCore {
     /// One datagram arrived on the shared socket from `from`.

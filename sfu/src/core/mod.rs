@@ -11,27 +11,14 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use smallvec::SmallVec;
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{Extension, ExtensionMap, RtpPacket, Ssrc};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use str0m::net::Transmit;
+use str0m::{Candidate, Event, RtcConfig};
 
-use crate::demux::{self, Kind, Stun};
-use crate::downtrack::{DownTrack, Egress, Sent};
-use crate::fastpath::{self, FastPeer, FastTrack, Lanes, Outbox, Sealer};
-use crate::metrics::{DropReason, KeyframeReason, LayerLabel, Metrics};
-use crate::selection::{self, Candidate as SpeakerCandidate};
-use crate::speaking::SpeakingDetector;
-use crate::video::{self, VideoPts, VideoSlot, VideoTrack};
-use crate::{
-    JoinRequest, SfuConfig, SfuError, SfuEvent, SlotAssignment, VideoSlotAssignment,
-    VideoSubscription, VideoTrackKind,
-};
+use crate::fastpath::{self, FastTrack, Lanes, Sealer};
+use crate::metrics::{DropReason, Metrics};
+use crate::{SfuConfig, SfuError, SfuEvent};
 
 mod drive;
 mod forwarding;
@@ -40,9 +27,8 @@ mod peer;
 mod session;
 mod video_routing;
 
-use peer::{AudioPts, AudioPublish, Link, Listening, Peer, Room, VideoPublish, VideoWatching};
+use peer::{Peer, Room};
 use session::rtc_config;
-use video_routing::{apply_video, inspect_video};
 
 /// Opus's RTP clock rate.
 const OPUS_CLOCK: u32 = 48_000;

@@ -3,7 +3,22 @@
 //! str0m `Rtc`), `AudioPublish`, `Listening` (audio slots), `VideoPublish`,
 //! `VideoWatching` (video slots) and the fast path's `FastPeer`.
 
-use super::*;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use smallvec::SmallVec;
+use str0m::media::{Mid, Pt};
+use str0m::rtp::Ssrc;
+use str0m::Rtc;
+
+use crate::downtrack::DownTrack;
+use crate::fastpath::FastPeer;
+use crate::speaking::SpeakingDetector;
+use crate::video::{VideoPts, VideoSlot, VideoTrack};
+use crate::{SlotAssignment, VideoSlotAssignment, VideoSubscription, VideoTrackKind};
+
+use super::OPUS_CLOCK;
 
 pub(super) struct Room {
     /// Participant ids in join order (slot assignment order).

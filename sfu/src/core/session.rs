@@ -2,7 +2,23 @@
 //! the m-lines it negotiated), renegotiate, leave, the moderation and voice
 //! state flags, shutdown; and removing a participant from its room.
 
-use super::*;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use smallvec::SmallVec;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::rtp::{Extension, ExtensionMap};
+use str0m::{Candidate, Rtc, RtcConfig};
+
+use crate::fastpath::{self, FastPeer};
+use crate::{JoinRequest, SfuConfig, SfuError, SfuEvent, VideoTrackKind};
+
+use super::peer::{
+    AudioPts, AudioPublish, Link, Listening, Peer, Room, VideoPublish, VideoWatching,
+};
+use super::video_routing::{apply_video, inspect_video};
+use super::SfuCore;
 
 /// The str0m configuration every participant's `Rtc` starts from.
 pub(super) fn rtc_config(cfg: &SfuConfig, video: bool) -> RtcConfig {

@@ -1,7 +1,22 @@
 //! Video: forwarding simulcast layers to subscribers' video slots, layer
 //! choice, keyframe requests and pauses, and the video m-lines of an offer.
 
-use super::*;
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use smallvec::SmallVec;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::rtp::RtpPacket;
+use str0m::Rtc;
+
+use crate::downtrack::DownTrack;
+use crate::metrics::{DropReason, KeyframeReason, LayerLabel};
+use crate::video::{self, VideoPts, VideoSlot, VideoTrack};
+use crate::{SfuEvent, VideoSlotAssignment, VideoSubscription, VideoTrackKind};
+
+use super::peer::Peer;
+use super::SfuCore;
 
 impl SfuCore {
     /// Forwards one packet of layer `li` of video track `ti` of `participant`
