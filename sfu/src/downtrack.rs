@@ -1,19 +1,41 @@
-//! One forwarded stream to one subscriber: the slot's outgoing SSRC and the
-//! sequence-number / timestamp rewriting that keeps it continuous while the
-//! source on the slot changes.
+//! One forwarded stream to one subscriber (LiveKit's down-track): the
+//! slot's outgoing SSRC, the sequence-number / timestamp rewriting that keeps
+//! it continuous while the source on the slot changes, and its write path.
 //!
-//! The rewriting state is shared by both send paths: [`DownTrack::forward`]
-//! hands the packet to str0m, the audio fast path (`fastpath::forward`)
-//! writes and protects it itself.
+//! [`DownTrack::write_audio`] picks the send path per packet: the audio fast
+//! path when it owns this stream (rewritten here, protected and sent by the
+//! fast path's lanes; this track keeps the counts its sender reports are
+//! made of), else str0m's send stream. Video always goes through str0m
+//! ([`DownTrack::write_video`]). The forwarding loop is then a fan-out over
+//! down-tracks.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use str0m::media::{Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Patch};
 use str0m::Rtc;
 
-use crate::fastpath::SendStats;
+use crate::fastpath::{rtcp, FastPeer, FastTrack, Lanes, RtpOut, SendStats};
 use crate::metrics::DropReason;
+
+/// Where a down-track writes: its subscriber's str0m session and, when the
+/// subscriber has one, its fast path with the send lanes.
+pub(crate) struct Egress<'a> {
+    pub rtc: &'a mut Rtc,
+    pub fast: Option<&'a mut FastPeer>,
+    pub lanes: &'a mut Lanes,
+    /// Identifies the packet among those forwarded (see [`RtpOut::serial`]).
+    pub serial: u64,
+}
+
+/// How a packet left a down-track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Queued on a fast-path send lane, protected: the datagram's size.
+    Fast(usize),
+    /// Written to str0m: it goes out when the subscriber's `Rtc` is drained.
+    Rtc,
+}
 
 /// Outgoing sequence numbers start below this so the SRTP rollover counter
 /// starts at 0 without out-of-band signalling (str0m requires it).
@@ -44,9 +66,9 @@ pub(crate) struct DownTrack {
     last_out_ts: u32,
     last_out_at: Option<Instant>,
     /// The fast path sends on `ssrc` (str0m no longer knows it).
-    pub fast_owned: bool,
+    fast_owned: bool,
     /// What the fast path sent on `ssrc` (for its sender reports).
-    pub sent: SendStats,
+    sent: SendStats,
 }
 
 impl DownTrack {
@@ -126,11 +148,65 @@ impl DownTrack {
         Some((out_seq, out_ts))
     }
 
-    /// Rewrites `pkt` and hands it to the subscriber's str0m send stream with
-    /// payload type `pt` (the subscriber's number for the packet's codec).
-    /// The payload bytes are shared, never copied or changed (Opus, RED, FEC
-    /// and DTX pass through untouched).
-    pub fn forward(&mut self, rtc: &mut Rtc, pkt: &RtpPacket, pt: Pt) -> Result<(), DropReason> {
+    /// Rewrites an audio packet for this track and writes it with payload
+    /// type `pt` (the subscriber's number for the packet's codec): through
+    /// the fast path when it owns this track and is active, else to str0m.
+    pub fn write_audio(
+        &mut self,
+        out: Egress<'_>,
+        pkt: &RtpPacket,
+        pt: Pt,
+    ) -> Result<Sent, DropReason> {
+        match out.fast.filter(|f| self.fast_owned && f.is_active()) {
+            Some(fast) => self
+                .write_fast(fast, out.lanes, out.serial, pkt, pt)
+                .map(Sent::Fast),
+            None => self.write_rtc(out.rtc, pkt, pt).map(|()| Sent::Rtc),
+        }
+    }
+
+    /// The fast path: the payload is copied once per send lane (not per
+    /// subscriber) and protected there.
+    fn write_fast(
+        &mut self,
+        fast: &mut FastPeer,
+        lanes: &mut Lanes,
+        serial: u64,
+        pkt: &RtpPacket,
+        pt: Pt,
+    ) -> Result<usize, DropReason> {
+        fast.check(pkt.payload.len())?;
+        let (seq, ts) = self
+            .rewrite(
+                pkt.header.ssrc,
+                *pkt.seq_no,
+                pkt.header.timestamp,
+                pkt.timestamp,
+            )
+            .ok_or(DropReason::Stale)?;
+        let ev = &pkt.header.ext_vals;
+        let n = fast.write_rtp(
+            RtpOut {
+                pt,
+                marker: pkt.header.marker,
+                seq,
+                timestamp: ts,
+                ssrc: self.ssrc,
+                mid: &self.mid,
+                audio_level: ev.audio_level,
+                voice_activity: ev.voice_activity,
+                payload: &pkt.payload,
+                serial,
+            },
+            lanes,
+        )?;
+        self.sent.on_sent(pkt.payload.len(), ts, pkt.timestamp);
+        Ok(n)
+    }
+
+    /// str0m's send stream. The payload bytes are shared, never copied or
+    /// changed (Opus, RED, FEC and DTX pass through untouched).
+    fn write_rtc(&mut self, rtc: &mut Rtc, pkt: &RtpPacket, pt: Pt) -> Result<(), DropReason> {
         let (seq, ts) = self
             .rewrite(
                 pkt.header.ssrc,
@@ -157,10 +233,10 @@ impl DownTrack {
 }
 
 impl DownTrack {
-    /// Like [`DownTrack::forward`] for a video packet; `vp8` rewrites the VP8
-    /// picture id / TL0PICIDX (applied by str0m while serializing, so the
-    /// shared payload is still not copied here).
-    pub fn forward_video(
+    /// Rewrites a video packet and writes it to str0m's send stream; `vp8`
+    /// rewrites the VP8 picture id / TL0PICIDX (applied by str0m while
+    /// serializing, so the shared payload is still not copied here).
+    pub fn write_video(
         &mut self,
         rtc: &mut Rtc,
         pkt: &RtpPacket,
@@ -190,6 +266,32 @@ impl DownTrack {
         }
         tx.write_rtp(w);
         Ok(())
+    }
+}
+
+impl FastTrack for DownTrack {
+    fn mid(&self) -> Mid {
+        self.mid
+    }
+
+    fn ssrc(&self) -> Ssrc {
+        self.ssrc
+    }
+
+    fn has_rtx(&self) -> bool {
+        self.rtx.is_some()
+    }
+
+    fn is_fast(&self) -> bool {
+        self.fast_owned
+    }
+
+    fn set_fast(&mut self) {
+        self.fast_owned = true;
+    }
+
+    fn write_sender_report(&self, buf: &mut Vec<u8>, now: Instant, wall: SystemTime) -> bool {
+        rtcp::write_sr(buf, *self.ssrc, &self.sent, self.clock_rate, now, wall).is_some()
     }
 }
 

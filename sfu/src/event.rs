@@ -54,6 +54,10 @@ pub struct VideoSlotAssignment {
 }
 
 /// Something the signaling layer must know or relay to a client.
+///
+/// Deliberately not `#[non_exhaustive]`: every consumer is in this workspace,
+/// and a new event should fail their matches until they handle it, not fall
+/// into a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SfuEvent {
     /// ICE and DTLS are up for this participant; media flows.
@@ -81,10 +85,6 @@ pub enum SfuEvent {
     },
     /// The participant's video slot mapping changed (full current mapping of
     /// its recvonly video transceivers, in m-line order).
-    ///
-    /// Behind the crate feature `video` (as is `PauseLayers`), so that matches
-    /// over this enum in other crates keep compiling until they handle video.
-    #[cfg(any(test, feature = "video"))]
     VideoSlots {
         participant: u64,
         slots: Vec<VideoSlotAssignment>,
@@ -95,7 +95,6 @@ pub enum SfuEvent {
     /// means nobody watches the track (it is not forwarded at all). A track
     /// sent without simulcast has one encoding, named `""`.
     /// Reported when the set changes, and once when a track first appears.
-    #[cfg(any(test, feature = "video"))]
     PauseLayers {
         participant: u64,
         track: VideoTrackKind,

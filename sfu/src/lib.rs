@@ -15,6 +15,28 @@
 //! The logic lives in the sans-IO [`SfuCore`]; [`Sfu`] runs it on a
 //! dedicated thread around the UDP socket.
 //!
+//! Where things are (room → participant → track → down-track, as LiveKit):
+//! - `core/`: the sans-IO core. `mod.rs` holds [`SfuCore`] and its read
+//!   accessors; `peer.rs` a room and a participant, split by role (`Link`:
+//!   the str0m `Rtc` and its addresses and timers; `AudioPublish`;
+//!   `Listening`: its audio slots; `VideoPublish`; `VideoWatching`: its
+//!   video slots; the fast path's `FastPeer`); `session.rs` the signaling
+//!   commands (join, renegotiate, leave, flags); `ingress.rs` datagrams and
+//!   the str0m events they produce; `drive.rs` timers, draining each `Rtc`
+//!   (and why one drain after several writes is safe) and the fast path's
+//!   lanes; `forwarding.rs` the audio fan-out and the loudest-speaker slots;
+//!   `video_routing.rs` video forwarding, layer choice and keyframes.
+//! - `downtrack.rs`: one forwarded stream to one subscriber slot: rewriting
+//!   and its write path (fast path or str0m), sender-report counts.
+//! - `fastpath/`: a leaf: SRTP (`srtp.rs`), RTCP (`rtcp.rs`, `feedback.rs`),
+//!   keys from DTLS (`keys.rs`), send lanes (`lanes.rs`); it sees the streams
+//!   it owns through its `FastTrack` trait only.
+//! - `selection.rs` (loudest speakers), `speaking.rs`, `video.rs` (tracks,
+//!   layers, VP8 rewriting), `sdp.rs` (offer checks, answer tuning),
+//!   `demux.rs` (STUN/DTLS/RTP/RTCP by first byte, ufrag), `metrics.rs`.
+//! - `runtime.rs` (the UDP loop around the core) and `send_workers.rs` (send
+//!   lanes on other cores).
+//!
 //! Flow for the signalling layer:
 //! 1. `Sfu::start(config)` once; keep the event receiver.
 //! 2. Client offers → `sfu.join(JoinRequest { room, participant, user_id, offer_sdp })`
@@ -43,14 +65,14 @@
 //! - Watching: recvonly video m-lines are video slots (up to
 //!   `SfuConfig::max_video_slots`, default 9). Signaling passes what the user
 //!   shows with [`Sfu::set_video_subscriptions`]; the SFU puts each shown
-//!   track on a slot and reports `SfuEvent::VideoSlots` (feature `video`).
+//!   track on a slot and reports `SfuEvent::VideoSlots`.
 //! - Layers: per slot, the smallest simulcast layer at least as large as the
 //!   shown size (sizes read from VP8 keyframes, else q/h/f = ¼, ½, 1 of
 //!   1280×720), avoiding layers that stopped flowing. Switches happen only on
 //!   a keyframe of the new layer; sequence numbers, timestamps and VP8 picture
 //!   id / TL0PICIDX stay continuous. Keyframes (PLI) are requested when a
 //!   view starts or switches and when a subscriber sends PLI/FIR, at most one
-//!   round per track per 500 ms. `SfuEvent::PauseLayers` (feature `video`)
+//!   round per track per 500 ms. `SfuEvent::PauseLayers`
 //!   tells which encodings anyone needs; an unwatched track is not forwarded.
 //!
 //! Audio fast path (`SfuConfig::fast_path`, default on; module `fastpath`):
@@ -73,6 +95,10 @@
 //!   itself when it accepts the offer (one SSRC per sending mid, announced in
 //!   the answer); the SFU looks them up with `stream_tx_by_mid` and writes with
 //!   `write_rtp` (it falls back to `declare_stream_tx` only if one is missing).
+//! - A subscriber's `Rtc` takes all the packets of a batch of datagrams before
+//!   one drain, against str0m's "drain after each mutation" rule: why that is
+//!   safe with 0.25's `write_rtp` is written at `SfuCore::flush` and pinned
+//!   by `tests/drain_tests.rs`.
 //! - str0m sends sender reports (with zero counts) for a declared send stream
 //!   it never wrote, and uses the first send SSRC as sender of its RTCP: the
 //!   fast path therefore removes the SSRCs it takes over from str0m, and

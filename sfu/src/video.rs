@@ -1,7 +1,8 @@
 //! Video: published tracks with their simulcast layers, subscriber video
 //! slots, keyframe detection, VP8 descriptor rewriting and layer selection.
 //!
-//! The forwarding itself (which packet goes where) lives in `core.rs`; this
+//! The forwarding itself (which packet goes where) lives in
+//! `core/video_routing.rs`; this
 //! module holds the per-track and per-slot state and the pure decisions.
 
 use std::time::{Duration, Instant};

@@ -1,7 +1,16 @@
-//! Audio: forwarding a publisher's packet to the subscriber slots bound to
-//! it (fast path or str0m), and the room's loudest-speaker slots.
+//! Audio: forwarding a publisher's packet to the down-tracks bound to it (a
+//! fan-out: each down-track picks its send path), and the room's
+//! loudest-speaker slots.
 
-use super::*;
+use smallvec::SmallVec;
+use str0m::rtp::RtpPacket;
+
+use crate::downtrack::{Egress, Sent};
+use crate::metrics::DropReason;
+use crate::selection::{self, Candidate as SpeakerCandidate};
+use crate::{SfuEvent, SlotAssignment};
+
+use super::{SfuCore, LATENCY_SAMPLE};
 
 impl SfuCore {
     /// Forwards one packet from `participant` to every subscriber slot bound to it.
@@ -11,56 +20,62 @@ impl SfuCore {
         };
         // Only audio on the publish m-line and video on published video
         // tracks is forwarded.
-        if src.in_ssrc != Some(pkt.header.ssrc) {
+        if src.audio.in_ssrc != Some(pkt.header.ssrc) {
             if let Some(&(_, t, l)) = src
-                .video_ssrcs
+                .video
+                .ssrcs
                 .iter()
                 .find(|(s, _, _)| *s == pkt.header.ssrc)
             {
                 return self.on_video_rtp(participant, pkt, t as usize, l as usize);
             }
             let (mid, rid) = src
+                .link
                 .rtc
                 .direct_api()
                 .stream_rx(&pkt.header.ssrc)
                 .map(|s| (Some(s.mid()), s.rid()))
                 .unwrap_or((None, None));
-            if mid.is_some() && mid != src.publish_mid {
-                let found = src.video_tracks.iter().enumerate().find_map(|(t, tr)| {
+            if mid.is_some() && mid != src.audio.mid {
+                let found = src.video.tracks.iter().enumerate().find_map(|(t, tr)| {
                     (Some(tr.mid) == mid)
                         .then(|| tr.layer_by_rid(rid).map(|l| (t, l)))
                         .flatten()
                 });
                 if let Some((t, l)) = found {
-                    if src.video_ssrcs.len() >= 16 {
-                        src.video_ssrcs.remove(0);
+                    if src.video.ssrcs.len() >= 16 {
+                        src.video.ssrcs.remove(0);
                     }
-                    src.video_ssrcs.push((pkt.header.ssrc, t as u8, l as u8));
+                    src.video.ssrcs.push((pkt.header.ssrc, t as u8, l as u8));
                     return self.on_video_rtp(participant, pkt, t, l);
                 }
             }
-            if mid.is_none() || mid != src.publish_mid {
+            if mid.is_none() || mid != src.audio.mid {
                 self.drop_packet(DropReason::UnsupportedPt);
                 return;
             }
-            src.in_ssrc = Some(pkt.header.ssrc);
+            src.audio.in_ssrc = Some(pkt.header.ssrc);
         }
         self.metrics.received_audio.increment(1);
         // Muted by a moderator or by itself (or deafened): dropped here, so
         // a client that keeps sending while it shows as muted is not heard.
-        if src.server_muted || src.self_muted {
+        if src.audio.is_muted() {
             self.drop_packet(DropReason::Muted);
             return;
         }
-        let is_red = src.pts.red == Some(pkt.header.payload_type);
-        if !is_red && src.pts.opus != Some(pkt.header.payload_type) {
+        let is_red = src.link.audio_pts.red == Some(pkt.header.payload_type);
+        if !is_red && src.link.audio_pts.opus != Some(pkt.header.payload_type) {
             self.drop_packet(DropReason::UnsupportedPt);
             return;
         }
         let mut speaking_changed = None;
         if let Some(level) = pkt.header.ext_vals.audio_level {
-            if let Some(speaking) = src.speaking.on_level(pkt.timestamp, level.unsigned_abs()) {
-                src.active_at = Some(pkt.timestamp);
+            if let Some(speaking) = src
+                .audio
+                .speaking
+                .on_level(pkt.timestamp, level.unsigned_abs())
+            {
+                src.audio.active_at = Some(pkt.timestamp);
                 speaking_changed = Some(src.room);
                 self.events.push_back(SfuEvent::Speaking {
                     room: src.room,
@@ -69,8 +84,7 @@ impl SfuCore {
                     speaking,
                 });
                 // The release timer must be armed.
-                if speaking && !src.dirty {
-                    src.dirty = true;
+                if speaking && src.link.mark_dirty() {
                     self.dirty.push(participant);
                 }
             }
@@ -83,80 +97,77 @@ impl SfuCore {
         // Fan out over the precomputed (subscriber, slot) list: no scan of
         // the room or of the subscribers' slots per packet.
         self.fast_serial += 1;
-        let fanout = self.peers.get(&participant).map_or(0, |p| p.fanout.len());
+        let fanout = self
+            .peers
+            .get(&participant)
+            .map_or(0, |p| p.audio.fanout.len());
         for k in 0..fanout {
             let Some((sub_id, idx)) = self
                 .peers
                 .get(&participant)
-                .and_then(|p| p.fanout.get(k).copied())
+                .and_then(|p| p.audio.fanout.get(k).copied())
             else {
                 break;
             };
             let Some(sub) = self.peers.get_mut(&sub_id) else {
                 continue;
             };
-            if sub.deaf || !sub.connected {
+            if sub.listen.deaf || !sub.link.connected {
                 continue;
             }
             if let Some(f) = sub.fast.as_mut().filter(|f| f.pending()) {
-                f.try_activate(&mut sub.rtc, sub.slots.iter_mut().map(|s| &mut s.down));
+                f.try_activate(&mut sub.link.rtc, sub.listen.downs_mut());
             }
             let Some(slot) = sub
+                .listen
                 .slots
                 .get_mut(idx)
                 .filter(|s| s.source == Some(participant))
             else {
                 continue;
             };
-            let pt = if is_red { sub.pts.red } else { sub.pts.opus };
+            let pt = if is_red {
+                sub.link.audio_pts.red
+            } else {
+                sub.link.audio_pts.opus
+            };
             let Some(pt) = pt else {
                 self.metrics.dropped(DropReason::UnsupportedPt).increment(1);
                 self.stats.dropped_other += 1;
                 continue;
             };
-            let fast = sub
-                .fast
-                .as_mut()
-                .filter(|f| slot.down.fast_owned && f.is_active());
-            if let Some(f) = fast {
-                match fastpath::forward(
-                    f,
-                    &mut slot.down,
-                    &pkt,
-                    self.fast_serial,
-                    pt,
-                    &mut self.fast_lanes,
-                ) {
-                    Ok(n) => {
-                        self.metrics.forwarded_audio.increment(1);
-                        self.metrics.bytes_sent.increment(n as u64);
-                        self.stats.forwarded += 1;
-                        // Written and protected already: the forward latency ends here.
-                        if self.stats.forwarded.is_multiple_of(LATENCY_SAMPLE) {
-                            let d = self.last_now.saturating_duration_since(pkt.timestamp);
-                            self.metrics.forward_latency_seconds.record(d.as_secs_f64());
-                        }
-                    }
-                    Err(reason) => {
-                        self.metrics.dropped(reason).increment(1);
-                        self.stats.dropped_other += 1;
-                    }
-                }
-                continue;
-            }
-            match slot.down.forward(&mut sub.rtc, &pkt, pt) {
-                Ok(()) => {
+            let out = Egress {
+                rtc: &mut sub.link.rtc,
+                fast: sub.fast.as_mut(),
+                lanes: &mut self.fast_lanes,
+                serial: self.fast_serial,
+            };
+            match slot.down.write_audio(out, &pkt, pt) {
+                Ok(sent) => {
                     self.metrics.forwarded_audio.increment(1);
                     self.stats.forwarded += 1;
                     // Forward latency is sampled (1 in LATENCY_SAMPLE forwarded packets):
                     // the exporter keeps every sample until a scrape, which at tens of
                     // thousands of packets per second costs more than the figure is worth.
-                    if self.stats.forwarded.is_multiple_of(LATENCY_SAMPLE) {
-                        sub.pending_latency.push(pkt.timestamp);
-                    }
-                    if !sub.dirty {
-                        sub.dirty = true;
-                        self.dirty.push(sub_id);
+                    let sample = self.stats.forwarded.is_multiple_of(LATENCY_SAMPLE);
+                    match sent {
+                        Sent::Fast(n) => {
+                            self.metrics.bytes_sent.increment(n as u64);
+                            // Written and protected already: the forward latency ends here.
+                            if sample {
+                                let d = self.last_now.saturating_duration_since(pkt.timestamp);
+                                self.metrics.forward_latency_seconds.record(d.as_secs_f64());
+                            }
+                        }
+                        Sent::Rtc => {
+                            // Sent at the subscriber's drain (`flush`), which records it.
+                            if sample {
+                                sub.link.pending_latency.push(pkt.timestamp);
+                            }
+                            if sub.link.mark_dirty() {
+                                self.dirty.push(sub_id);
+                            }
+                        }
                     }
                 }
                 Err(reason) => {
@@ -180,12 +191,12 @@ impl SfuCore {
         members
             .iter()
             .filter_map(|m| self.peers.get(m))
-            .filter(|p| p.is_publisher())
+            .filter(|p| p.audio.is_publisher())
             .map(|p| SpeakerCandidate {
                 participant: p.participant,
-                speaking: p.speaking.is_speaking(),
-                priority: p.priority_speaker,
-                active_at: p.active_at,
+                speaking: p.audio.speaking.is_speaking(),
+                priority: p.audio.priority_speaker,
+                active_at: p.audio.active_at,
             })
             .collect()
     }
@@ -223,7 +234,7 @@ impl SfuCore {
         let publishers: Vec<(u64, u64)> = members
             .iter()
             .filter_map(|m| self.peers.get(m))
-            .filter(|p| p.is_publisher())
+            .filter(|p| p.audio.is_publisher())
             .map(|p| (p.participant, p.user_id))
             .collect();
         let k = self.max_audio_slots;
@@ -256,7 +267,7 @@ impl SfuCore {
                 .filter(|p| Some(*p) != skip && *p != m)
                 .take(k)
                 .collect();
-            for slot in &mut peer.slots {
+            for slot in &mut peer.listen.slots {
                 if let Some(s) = slot.source {
                     if !wanted.contains(&s) {
                         slot.source = None;
@@ -265,23 +276,24 @@ impl SfuCore {
                 }
             }
             for &w in &wanted {
-                if peer.slots.iter().any(|s| s.source == Some(w)) {
+                if peer.listen.slots.iter().any(|s| s.source == Some(w)) {
                     continue;
                 }
-                if let Some(free) = peer.slots.iter_mut().find(|s| s.source.is_none()) {
+                if let Some(free) = peer.listen.slots.iter_mut().find(|s| s.source.is_none()) {
                     free.source = Some(w);
                     free.down.resync();
                 }
             }
             let needed = wanted.len();
-            if needed > peer.slots.len() && needed > peer.reneg_requested {
-                peer.reneg_requested = needed;
+            if needed > peer.listen.slots.len() && needed > peer.listen.reneg_requested {
+                peer.listen.reneg_requested = needed;
                 self.events.push_back(SfuEvent::RenegotiationNeeded {
                     participant: m,
                     audio_slots: needed,
                 });
             }
             let assignment: Vec<SlotAssignment> = peer
+                .listen
                 .slots
                 .iter()
                 .map(|s| SlotAssignment {
@@ -292,8 +304,8 @@ impl SfuCore {
                         .map(|(_, u)| *u),
                 })
                 .collect();
-            if peer.last_slots.as_ref() != Some(&assignment) {
-                peer.last_slots = Some(assignment.clone());
+            if peer.listen.last_slots.as_ref() != Some(&assignment) {
+                peer.listen.last_slots = Some(assignment.clone());
                 self.events.push_back(SfuEvent::Slots {
                     participant: m,
                     slots: assignment,
@@ -303,7 +315,7 @@ impl SfuCore {
         // Rebuild every member's fan-out list from the slot mappings.
         for &m in &members {
             if let Some(p) = self.peers.get_mut(&m) {
-                p.fanout.clear();
+                p.audio.fanout.clear();
             }
         }
         for &m in &members {
@@ -311,6 +323,7 @@ impl SfuCore {
                 continue;
             };
             let entries: SmallVec<[(u64, usize); 8]> = sub
+                .listen
                 .slots
                 .iter()
                 .enumerate()
@@ -318,7 +331,7 @@ impl SfuCore {
                 .collect();
             for (src, i) in entries {
                 if let Some(p) = self.peers.get_mut(&src) {
-                    p.fanout.push((m, i));
+                    p.audio.fanout.push((m, i));
                 }
             }
         }

@@ -1,7 +1,22 @@
 //! Video: forwarding simulcast layers to subscribers' video slots, layer
 //! choice, keyframe requests and pauses, and the video m-lines of an offer.
 
-use super::*;
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use smallvec::SmallVec;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::rtp::RtpPacket;
+use str0m::Rtc;
+
+use crate::downtrack::DownTrack;
+use crate::metrics::{DropReason, KeyframeReason, LayerLabel};
+use crate::video::{self, VideoPts, VideoSlot, VideoTrack};
+use crate::{SfuEvent, VideoSlotAssignment, VideoSubscription, VideoTrackKind};
+
+use super::peer::Peer;
+use super::SfuCore;
 
 impl SfuCore {
     /// Forwards one packet of layer `li` of video track `ti` of `participant`
@@ -13,11 +28,12 @@ impl SfuCore {
         let Some(src) = self.peers.get_mut(&participant) else {
             return;
         };
-        if !src.video_allowed {
+        if !src.video.allowed {
             self.drop_packet(DropReason::Muted);
             return;
         }
         let Some(spec) = src
+            .link
             .video_pts
             .iter()
             .find(|(p, _)| *p == pkt.header.payload_type)
@@ -26,19 +42,15 @@ impl SfuCore {
             self.drop_packet(DropReason::UnsupportedPt);
             return;
         };
-        let Some(track) = src.video_tracks.get_mut(ti) else {
+        let Some(kind) = src.video.tracks.get(ti).map(|t| t.kind) else {
             return;
         };
-        let kind = track.kind;
         // Switched off by the client (`self_video` / `self_stream`).
-        let on = match kind {
-            VideoTrackKind::Camera => src.camera_on,
-            VideoTrackKind::Screen => src.screen_on,
-        };
-        if !on {
+        if !src.video.is_on(kind) {
             self.drop_packet(DropReason::Muted);
             return;
         }
+        let track = &mut src.video.tracks[ti];
         let label = LayerLabel::of(li, track.layers.len());
         let Some(layer) = track.layers.get_mut(li) else {
             return;
@@ -61,11 +73,12 @@ impl SfuCore {
             let Some(sub) = self.peers.get_mut(&sub_id) else {
                 continue;
             };
-            if !sub.connected {
+            if !sub.link.connected {
                 continue;
             }
             let Some(slot) = sub
-                .video_slots
+                .watch
+                .slots
                 .get_mut(idx)
                 .filter(|s| s.source == Some((participant, kind)))
             else {
@@ -85,7 +98,7 @@ impl SfuCore {
                 slot.down.resync();
                 slot.vp8.reanchor();
             }
-            let Some(pt) = video::pt_for(&sub.video_pts, spec) else {
+            let Some(pt) = video::pt_for(&sub.link.video_pts, spec) else {
                 self.metrics.dropped(DropReason::UnsupportedPt).increment(1);
                 self.stats.dropped_other += 1;
                 continue;
@@ -95,13 +108,12 @@ impl SfuCore {
             } else {
                 None
             };
-            match slot.down.forward_video(&mut sub.rtc, &pkt, pt, patch) {
+            match slot.down.write_video(&mut sub.link.rtc, &pkt, pt, patch) {
                 Ok(()) => {
                     self.metrics.forwarded_video.increment(1);
                     self.metrics.video_forwarded_bytes(label).increment(bytes);
                     self.stats.forwarded_video += 1;
-                    if !sub.dirty {
-                        sub.dirty = true;
+                    if sub.link.mark_dirty() {
                         self.dirty.push(sub_id);
                     }
                 }
@@ -119,7 +131,7 @@ impl SfuCore {
         let Some(sub) = self.peers.get(&participant) else {
             return;
         };
-        let Some(slot) = sub.video_slots.iter().find(|s| s.down.mid == mid) else {
+        let Some(slot) = sub.watch.slots.iter().find(|s| s.down.mid == mid) else {
             return;
         };
         let (Some((publisher, kind)), Some(layer)) = (slot.source, slot.current.or(slot.target))
@@ -129,7 +141,7 @@ impl SfuCore {
         if let Some(l) = self
             .peers
             .get_mut(&publisher)
-            .and_then(|p| p.video_tracks.iter_mut().find(|t| t.kind == kind))
+            .and_then(|p| p.video.track_mut(kind))
             .and_then(|t| t.layers.get_mut(layer))
         {
             l.want_keyframe(KeyframeReason::SubscriberPli);
@@ -144,11 +156,11 @@ impl SfuCore {
         let Some(p) = self.peers.get_mut(&publisher) else {
             return;
         };
-        if !p.connected {
+        if !p.link.connected {
             return;
         }
         let mut sent = 0u64;
-        for t in &mut p.video_tracks {
+        for t in &mut p.video.tracks {
             if !t
                 .layers
                 .iter()
@@ -167,7 +179,7 @@ impl SfuCore {
                     continue;
                 };
                 l.keyframe_wanted = false;
-                if let Some(rx) = p.rtc.direct_api().stream_rx(&ssrc) {
+                if let Some(rx) = p.link.rtc.direct_api().stream_rx(&ssrc) {
                     rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
                     self.metrics
                         .keyframe_requests(l.keyframe_reason)
@@ -178,8 +190,7 @@ impl SfuCore {
         }
         if sent > 0 {
             self.stats.keyframe_requests += sent;
-            if !p.dirty {
-                p.dirty = true;
+            if p.link.mark_dirty() {
                 self.dirty.push(publisher);
             }
         }
@@ -200,9 +211,9 @@ impl SfuCore {
         let pubs: Vec<Pub> = members
             .iter()
             .filter_map(|m| self.peers.get(m))
-            .filter(|p| !p.video_tracks.is_empty())
+            .filter(|p| !p.video.tracks.is_empty())
             .map(|p| {
-                let kinds = p.video_tracks.iter().map(|t| t.kind).collect();
+                let kinds = p.video.tracks.iter().map(|t| t.kind).collect();
                 (p.participant, p.user_id, kinds)
             })
             .collect();
@@ -211,10 +222,11 @@ impl SfuCore {
             let Some(peer) = self.peers.get_mut(&m) else {
                 continue;
             };
-            any_video |= !peer.video_slots.is_empty();
+            any_video |= !peer.watch.slots.is_empty();
             type Want = ((u64, VideoTrackKind), (u32, u32));
             let wanted: SmallVec<[Want; 9]> = peer
-                .video_subs
+                .watch
+                .subs
                 .iter()
                 .filter_map(|s| {
                     pubs.iter()
@@ -224,7 +236,7 @@ impl SfuCore {
                         .map(|(p, _, _)| ((*p, s.track), (s.width, s.height)))
                 })
                 .collect();
-            for slot in &mut peer.video_slots {
+            for slot in &mut peer.watch.slots {
                 if let Some(src) = slot.source {
                     match wanted.iter().find(|(w, _)| *w == src) {
                         Some((_, size)) => slot.want = *size,
@@ -236,17 +248,18 @@ impl SfuCore {
                 }
             }
             for (w, size) in &wanted {
-                if peer.video_slots.iter().any(|s| s.source == Some(*w)) {
+                if peer.watch.slots.iter().any(|s| s.source == Some(*w)) {
                     continue;
                 }
-                if let Some(free) = peer.video_slots.iter_mut().find(|s| s.source.is_none()) {
+                if let Some(free) = peer.watch.slots.iter_mut().find(|s| s.source.is_none()) {
                     free.source = Some(*w);
                     free.want = *size;
                     free.reset();
                 }
             }
             let assignment: Vec<VideoSlotAssignment> = peer
-                .video_slots
+                .watch
+                .slots
                 .iter()
                 .map(|s| VideoSlotAssignment {
                     mid: s.down.mid.to_string(),
@@ -257,9 +270,9 @@ impl SfuCore {
                     track: s.source.map(|(_, k)| k),
                 })
                 .collect();
-            if peer.last_video_slots.as_ref() != Some(&assignment) {
-                let quiet = assignment.is_empty() && peer.last_video_slots.is_none();
-                peer.last_video_slots = Some(assignment.clone());
+            if peer.watch.last_slots.as_ref() != Some(&assignment) {
+                let quiet = assignment.is_empty() && peer.watch.last_slots.is_none();
+                peer.watch.last_slots = Some(assignment.clone());
                 if !quiet {
                     self.emit_video_slots(m, assignment);
                 }
@@ -268,7 +281,7 @@ impl SfuCore {
         // Rebuild the publishers' fan-out lists from the slot mappings.
         for &m in &members {
             if let Some(p) = self.peers.get_mut(&m) {
-                for t in &mut p.video_tracks {
+                for t in &mut p.video.tracks {
                     t.fanout.clear();
                 }
             }
@@ -278,17 +291,14 @@ impl SfuCore {
                 continue;
             };
             let entries: SmallVec<[((u64, VideoTrackKind), usize); 9]> = sub
-                .video_slots
+                .watch
+                .slots
                 .iter()
                 .enumerate()
                 .filter_map(|(i, s)| s.source.map(|src| (src, i)))
                 .collect();
             for ((p, k), i) in entries {
-                if let Some(t) = self
-                    .peers
-                    .get_mut(&p)
-                    .and_then(|pp| pp.video_tracks.iter_mut().find(|t| t.kind == k))
-                {
+                if let Some(t) = self.peers.get_mut(&p).and_then(|pp| pp.video.track_mut(k)) {
                     t.fanout.push((m, i));
                 }
             }
@@ -313,7 +323,8 @@ impl SfuCore {
             };
             type Req = (usize, u64, VideoTrackKind, (u32, u32));
             let mut reqs: SmallVec<[Req; 9]> = sub
-                .video_slots
+                .watch
+                .slots
                 .iter()
                 .enumerate()
                 .filter_map(|(i, s)| s.source.map(|(p, k)| (i, p, k, s.want)))
@@ -327,16 +338,12 @@ impl SfuCore {
                     Reverse(r.3 .0 as u64 * r.3 .1 as u64),
                 )
             });
-            let mut budget = sub.bwe;
+            let mut budget = sub.watch.bwe;
             // (slot index, layer, layers of the track, last keyframe request ≥ 1 s ago)
             type Decision = (usize, Option<usize>, usize, bool);
             let mut decisions: SmallVec<[Decision; 9]> = SmallVec::new();
             for (idx, p, k, want) in reqs {
-                let Some(track) = self
-                    .peers
-                    .get(&p)
-                    .and_then(|pp| pp.video_tracks.iter().find(|t| t.kind == k))
-                else {
+                let Some(track) = self.peers.get(&p).and_then(|pp| pp.video.track(k)) else {
                     decisions.push((idx, None, 0, false));
                     continue;
                 };
@@ -353,7 +360,7 @@ impl SfuCore {
                 continue;
             };
             for (idx, layer, n_layers, stale) in decisions {
-                let slot = &mut sub.video_slots[idx];
+                let slot = &mut sub.watch.slots[idx];
                 if slot.current.is_some_and(|c| c >= n_layers) {
                     slot.current = None;
                 }
@@ -376,7 +383,7 @@ impl SfuCore {
             if let Some(layer) = self
                 .peers
                 .get_mut(&p)
-                .and_then(|pp| pp.video_tracks.iter_mut().find(|t| t.kind == k))
+                .and_then(|pp| pp.video.track_mut(k))
                 .and_then(|t| t.layers.get_mut(l))
             {
                 layer.want_keyframe(reason);
@@ -399,7 +406,7 @@ impl SfuCore {
             let Some(sub) = self.peers.get(&m) else {
                 continue;
             };
-            for s in &sub.video_slots {
+            for s in &sub.watch.slots {
                 if let Some((p, k)) = s.source {
                     for l in [s.target, s.current].into_iter().flatten() {
                         used.push((p, k, l));
@@ -407,11 +414,7 @@ impl SfuCore {
                     // The layer that fits the view is needed even while a live
                     // fallback is sent: a publisher that paused it must resume
                     // it, or the slot would stay on the fallback for good.
-                    if let Some(t) = self
-                        .peers
-                        .get(&p)
-                        .and_then(|pp| pp.video_tracks.iter().find(|t| t.kind == k))
-                    {
+                    if let Some(t) = self.peers.get(&p).and_then(|pp| pp.video.track(k)) {
                         used.push((p, k, t.fitting_layer(s.want)));
                     }
                 }
@@ -422,7 +425,7 @@ impl SfuCore {
             let Some(p) = self.peers.get_mut(&m) else {
                 continue;
             };
-            for t in &mut p.video_tracks {
+            for t in &mut p.video.tracks {
                 let active: Vec<String> = t
                     .layers
                     .iter()
@@ -450,7 +453,7 @@ impl SfuCore {
             let video = members.iter().any(|m| {
                 self.peers
                     .get(m)
-                    .is_some_and(|p| !p.video_tracks.is_empty() || !p.video_slots.is_empty())
+                    .is_some_and(|p| !p.video.tracks.is_empty() || !p.watch.slots.is_empty())
             });
             if video {
                 any = true;
@@ -463,17 +466,11 @@ impl SfuCore {
         self.video_tick = any.then(|| now + video::VIDEO_TICK);
     }
 
-    #[cfg(any(test, feature = "video"))]
     pub(super) fn emit_video_slots(&mut self, participant: u64, slots: Vec<VideoSlotAssignment>) {
         self.events
             .push_back(SfuEvent::VideoSlots { participant, slots });
     }
 
-    #[cfg(not(any(test, feature = "video")))]
-    pub(super) fn emit_video_slots(&mut self, _participant: u64, _slots: Vec<VideoSlotAssignment>) {
-    }
-
-    #[cfg(any(test, feature = "video"))]
     pub(super) fn emit_pause_layers(
         &mut self,
         participant: u64,
@@ -487,9 +484,6 @@ impl SfuCore {
         });
     }
 
-    #[cfg(not(any(test, feature = "video")))]
-    pub(super) fn emit_pause_layers(&mut self, _: u64, _: VideoTrackKind, _: Vec<String>) {}
-
     /// What `participant` wants to see (replaces the previous list).
     pub fn set_video_subscriptions(
         &mut self,
@@ -501,8 +495,8 @@ impl SfuCore {
         let Some(p) = self.peers.get_mut(&participant) else {
             return;
         };
-        p.video_subs = subs;
-        p.video_subs.truncate(64);
+        p.watch.subs = subs;
+        p.watch.subs.truncate(64);
         let room = p.room;
         self.update_room_video(room);
     }
@@ -519,13 +513,13 @@ impl SfuCore {
         let Some(p) = self.peers.get_mut(&participant) else {
             return;
         };
-        p.video_kinds = kinds
+        p.video.kinds = kinds
             .into_iter()
             .take(8)
             .map(|(m, k)| (Mid::from(m.as_str()), k))
             .collect();
-        let mids = p.mids.clone();
-        let v = inspect_video(&p.rtc, &mids);
+        let mids = p.link.mids.clone();
+        let v = inspect_video(&p.link.rtc, &mids);
         apply_video(p, v, self.max_video_slots);
         let room = p.room;
         self.update_room_video(room);
@@ -537,7 +531,8 @@ impl SfuCore {
         self.peers
             .get(&participant)
             .map(|p| {
-                p.video_slots
+                p.watch
+                    .slots
                     .iter()
                     .map(|s| (s.down.mid.to_string(), s.source))
                     .collect()
@@ -549,12 +544,13 @@ impl SfuCore {
     /// simulcast), or None when nothing is forwarded there yet.
     pub fn video_layer_of(&self, participant: u64, mid: &str) -> Option<String> {
         let p = self.peers.get(&participant)?;
-        let s = p.video_slots.iter().find(|s| &*s.down.mid == mid)?;
+        let s = p.watch.by_mid(mid)?;
         let (publisher, kind) = s.source?;
         let t = self
             .peers
             .get(&publisher)?
-            .video_tracks
+            .video
+            .tracks
             .iter()
             .find(|t| t.kind == kind)?;
         Some(t.layers.get(s.current?)?.rid_str())
@@ -565,7 +561,8 @@ impl SfuCore {
         self.peers
             .get(&participant)
             .map(|p| {
-                p.video_tracks
+                p.video
+                    .tracks
                     .iter()
                     .map(|t| (t.kind, t.layers.iter().map(|l| l.rid_str()).collect()))
                     .collect()
@@ -624,7 +621,7 @@ pub(super) fn inspect_video(rtc: &Rtc, mids: &[Mid]) -> VideoMedias {
 /// Applies the negotiated video m-lines to a peer: published tracks (kept
 /// with their state when unchanged) and video slots (which only grow).
 pub(super) fn apply_video(peer: &mut Peer, v: VideoMedias, max_slots: usize) {
-    peer.video_pts = v.pts;
+    peer.link.video_pts = v.pts;
     let mut tracks: SmallVec<[VideoTrack; 2]> = SmallVec::new();
     for (order, (mid, active, rids)) in v.send.iter().enumerate() {
         let by_order = match order {
@@ -633,7 +630,8 @@ pub(super) fn apply_video(peer: &mut Peer, v: VideoMedias, max_slots: usize) {
             _ => None,
         };
         let declared = peer
-            .video_kinds
+            .video
+            .kinds
             .iter()
             .find(|(m, _)| m == mid)
             .map(|(_, k)| *k);
@@ -644,7 +642,7 @@ pub(super) fn apply_video(peer: &mut Peer, v: VideoMedias, max_slots: usize) {
             continue;
         }
         let rid_list: Vec<Option<str0m::media::Rid>> = rids.iter().map(|r| Some(*r)).collect();
-        let kept = peer.video_tracks.iter().position(|t| {
+        let kept = peer.video.tracks.iter().position(|t| {
             t.mid == *mid && t.kind == kind && {
                 let want: &[Option<str0m::media::Rid>] = if rid_list.is_empty() {
                     &[None]
@@ -655,20 +653,20 @@ pub(super) fn apply_video(peer: &mut Peer, v: VideoMedias, max_slots: usize) {
             }
         });
         match kept {
-            Some(i) => tracks.push(peer.video_tracks.swap_remove(i)),
+            Some(i) => tracks.push(peer.video.tracks.swap_remove(i)),
             None => tracks.push(VideoTrack::new(kind, *mid, rids)),
         }
     }
-    peer.video_tracks = tracks;
-    peer.video_ssrcs.clear();
+    peer.video.tracks = tracks;
+    peer.video.ssrcs.clear();
     for mid in v.recv {
-        if peer.video_slots.len() >= max_slots {
+        if peer.watch.slots.len() >= max_slots {
             break;
         }
-        if peer.video_slots.iter().any(|s| s.down.mid == mid) {
+        if peer.watch.slots.iter().any(|s| s.down.mid == mid) {
             continue;
         }
-        let mut api = peer.rtc.direct_api();
+        let mut api = peer.link.rtc.direct_api();
         let (ssrc, rtx) = match api.stream_tx_by_mid(mid, None) {
             Some(tx) => (tx.ssrc(), tx.rtx()),
             None => {
@@ -678,7 +676,7 @@ pub(super) fn apply_video(peer: &mut Peer, v: VideoMedias, max_slots: usize) {
                 (ssrc, Some(rtx))
             }
         };
-        peer.video_slots.push(VideoSlot::new(DownTrack::new(
+        peer.watch.slots.push(VideoSlot::new(DownTrack::new(
             mid,
             ssrc,
             rtx,

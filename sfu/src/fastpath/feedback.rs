@@ -23,8 +23,7 @@ use aws_lc_rs::iv::FixedLength;
 
 use super::rtcp::{self, SrLog};
 use super::srtp::{master_of, Cipher, KeyError, Profile, GCM_TAG_LEN, HMAC_TAG_LEN};
-use super::FastPeer;
-use crate::downtrack::DownTrack;
+use super::{FastPeer, FastTrack};
 use crate::metrics::Metrics;
 
 /// Receiving SRTCP context of one subscriber (RFC 3711 §3.4, RFC 7714 §9).
@@ -162,11 +161,11 @@ impl FastPeer {
     /// path owns: RTT, fraction lost and jitter in `metrics`. Returns the
     /// NACK messages about those SSRCs (they cannot be answered: the fast
     /// path sends no RTX; they are counted like str0m's).
-    pub fn on_rtcp<'a>(
+    pub fn on_rtcp<'a, T: FastTrack + 'a>(
         &mut self,
         buf: &[u8],
         now: Instant,
-        downs: impl Iterator<Item = &'a DownTrack> + Clone,
+        downs: impl Iterator<Item = &'a T> + Clone,
         srs: &SrLog,
         clock_rate: u32,
         metrics: &Metrics,
@@ -177,8 +176,8 @@ impl FastPeer {
         let Some(rin) = self.rtcp_in.as_mut() else {
             return 0;
         };
-        let owned = |ssrc: u32| downs.clone().any(|d| d.fast_owned && *d.ssrc == ssrc);
-        if !downs.clone().any(|d| d.fast_owned) {
+        let owned = |ssrc: u32| downs.clone().any(|d| d.is_fast() && *d.ssrc() == ssrc);
+        if !downs.clone().any(|d| d.is_fast()) {
             return 0;
         }
         rin.scratch.clear();

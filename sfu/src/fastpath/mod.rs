@@ -13,7 +13,7 @@
 //!   the selected address is known), [`FastPeer::try_activate`] derives the
 //!   session keys and takes over every audio slot: the slot's SSRC is removed
 //!   from str0m (so str0m sends no sender reports or RTCP with it), and
-//!   [`forward`] writes its packets from then on;
+//!   [`FastPeer::write_rtp`] writes its packets from then on;
 //! - every RTCP datagram from the subscriber that starts with a sender or
 //!   receiver report or a NACK is decrypted once more, by the fast path, for
 //!   the report blocks about its SSRCs (RTT against the sender reports it
@@ -23,6 +23,10 @@
 //!   them back ([`FastPeer::reclaim`]);
 //! - a peer whose keys never arrive or whose profile is unsupported stays on
 //!   the str0m path.
+//!
+//! A leaf of the crate: the streams it sends on are seen through
+//! [`FastTrack`] (the forwarding layer's down-track implements it), and the
+//! down-track decides per packet whether it goes this way or through str0m.
 
 pub(crate) mod feedback;
 pub(crate) mod keys;
@@ -34,12 +38,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use str0m::media::Pt;
+use str0m::media::{Mid, Pt};
 use str0m::net::Transmit;
-use str0m::rtp::{Extension, RtpPacket};
+use str0m::rtp::{Extension, Ssrc};
 use str0m::Rtc;
 
-use crate::downtrack::DownTrack;
 use crate::metrics::DropReason;
 
 pub(crate) use lanes::{LaneKey, Lanes, Outbox, Sealer};
@@ -57,6 +60,40 @@ const MAX_DATAGRAM: usize = 1400;
 /// pair, and so every AES-GCM nonce, unique (str0m would need decades of
 /// reports to get here).
 const SRTCP_INDEX_START: u32 = 1 << 30;
+
+/// A send stream of a subscriber that the fast path can take over from
+/// str0m (implemented by the forwarding layer's down-track, so that this
+/// module does not depend on it).
+pub(crate) trait FastTrack {
+    fn mid(&self) -> Mid;
+    fn ssrc(&self) -> Ssrc;
+    /// Negotiated with RTX: str0m keeps it (it answers NACKs over RTX).
+    fn has_rtx(&self) -> bool;
+    /// The fast path sends on it (str0m no longer knows the SSRC).
+    fn is_fast(&self) -> bool;
+    fn set_fast(&mut self);
+    /// Appends the stream's RTCP sender report to `buf`; false (nothing
+    /// written) while it has sent nothing.
+    fn write_sender_report(&self, buf: &mut Vec<u8>, now: Instant, wall: SystemTime) -> bool;
+}
+
+/// One RTP packet to write, already rewritten for its down-track.
+pub(crate) struct RtpOut<'a> {
+    pub pt: Pt,
+    pub marker: bool,
+    /// Extended sequence number (its low 16 bits go on the wire; SRTP
+    /// derives the rollover counter from the rest).
+    pub seq: u64,
+    pub timestamp: u32,
+    pub ssrc: Ssrc,
+    pub mid: &'a str,
+    pub audio_level: Option<i8>,
+    pub voice_activity: Option<bool>,
+    pub payload: &'a [u8],
+    /// Identifies the packet among those forwarded: its payload is queued
+    /// once per lane, not once per subscriber.
+    pub serial: u64,
+}
 
 /// Fast-path state of one subscriber.
 #[derive(Debug)]
@@ -119,10 +156,10 @@ impl FastPeer {
     }
 
     /// Takes the keys and, when the destination is known too, every slot.
-    pub fn try_activate<'a>(
+    pub fn try_activate<'a, T: FastTrack + 'a>(
         &mut self,
         rtc: &mut Rtc,
-        downs: impl Iterator<Item = &'a mut DownTrack>,
+        downs: impl Iterator<Item = &'a mut T>,
     ) -> bool {
         if self.tx.is_none() && !self.disabled {
             if let Some(keys) = self.sink.take() {
@@ -156,12 +193,16 @@ impl FastPeer {
 
     /// Takes over every slot not yet owned (after activation and after each
     /// SDP negotiation): str0m forgets the SSRC, the fast path sends on it.
-    pub fn reclaim<'a>(&mut self, rtc: &mut Rtc, downs: impl Iterator<Item = &'a mut DownTrack>) {
+    pub fn reclaim<'a, T: FastTrack + 'a>(
+        &mut self,
+        rtc: &mut Rtc,
+        downs: impl Iterator<Item = &'a mut T>,
+    ) {
         if !self.is_active() {
             return;
         }
         for down in downs {
-            let Some(media) = rtc.media(down.mid) else {
+            let Some(media) = rtc.media(down.mid()) else {
                 continue;
             };
             let map = media.remote_extmap();
@@ -171,7 +212,7 @@ impl FastPeer {
             );
             // One-byte header form only (ids 1..=14, values of 1..=16 bytes).
             let one_byte = |id: Option<u8>| id.is_none_or(|i| (1..=14).contains(&i));
-            if !one_byte(level) || !one_byte(mid) || down.mid.len() > 16 || down.rtx.is_some() {
+            if !one_byte(level) || !one_byte(mid) || down.mid().len() > 16 || down.has_rtx() {
                 continue;
             }
             if self.cname.is_empty() {
@@ -179,26 +220,29 @@ impl FastPeer {
             }
             self.ext_level = level;
             self.ext_mid = mid;
-            rtc.direct_api().remove_stream_tx(down.ssrc);
-            down.fast_owned = true;
+            rtc.direct_api().remove_stream_tx(down.ssrc());
+            down.set_fast();
         }
     }
 
     /// Before str0m answers an offer: re-declare our SSRCs so the answer
     /// announces them (str0m would otherwise pick new ones).
-    pub fn before_offer<'a>(&self, rtc: &mut Rtc, downs: impl Iterator<Item = &'a DownTrack>) {
-        for down in downs.filter(|d| d.fast_owned) {
+    pub fn before_offer<'a, T: FastTrack + 'a>(
+        &self,
+        rtc: &mut Rtc,
+        downs: impl Iterator<Item = &'a T>,
+    ) {
+        for down in downs.filter(|d| d.is_fast()) {
             rtc.direct_api()
-                .declare_stream_tx(down.ssrc, None, down.mid, None);
+                .declare_stream_tx(down.ssrc(), None, down.mid(), None);
         }
     }
 
     /// Sender reports (and CNAMEs) for every owned SSRC that has sent, as one
     /// SRTCP compound packet. Returns the bytes queued.
-    pub fn sender_reports<'a>(
+    pub fn sender_reports<'a, T: FastTrack + 'a>(
         &mut self,
-        downs: impl Iterator<Item = &'a DownTrack>,
-        clock_rate: u32,
+        downs: impl Iterator<Item = &'a T>,
         now: Instant,
         wall: SystemTime,
         lanes: &mut Lanes,
@@ -211,21 +255,12 @@ impl FastPeer {
         let out = lanes.out(self.lane.map_or(0, |l| l.lane));
         self.scratch.clear();
         self.ssrcs.clear();
-        for down in downs.filter(|d| d.fast_owned) {
+        for down in downs.filter(|d| d.is_fast()) {
             if self.ssrcs.len() >= 31 {
                 break;
             }
-            if rtcp::write_sr(
-                &mut self.scratch,
-                *down.ssrc,
-                &down.sent,
-                clock_rate,
-                now,
-                wall,
-            )
-            .is_some()
-            {
-                self.ssrcs.push(*down.ssrc);
+            if down.write_sender_report(&mut self.scratch, now, wall) {
+                self.ssrcs.push(*down.ssrc());
             }
         }
         if self.ssrcs.is_empty() {
@@ -246,68 +281,64 @@ impl FastPeer {
     }
 }
 
-/// Rewrites `pkt` for `down` and queues it on the peer's send lane (the lane
-/// protects it). Returns the size the datagram will have. The caller checked
-/// that `fp` is active and owns `down`; `serial` identifies `pkt` among the
-/// packets forwarded (its payload is queued once per lane, not per peer).
-pub(crate) fn forward(
-    fp: &mut FastPeer,
-    down: &mut DownTrack,
-    pkt: &RtpPacket,
-    serial: u64,
-    pt: Pt,
-    lanes: &mut Lanes,
-) -> Result<usize, DropReason> {
-    let (Some(tx), Some(dest)) = (&fp.tx, fp.dest) else {
-        return Err(DropReason::NoStream);
-    };
-    const MAX_HEADER: usize = 12 + 4 + 2 + 17 + 3;
-    let overhead = tx.profile.rtp_overhead();
-    if MAX_HEADER + pkt.payload.len() + overhead > MAX_DATAGRAM {
-        return Err(DropReason::Oversize);
-    }
-    let (seq, ts) = down
-        .rewrite(
-            pkt.header.ssrc,
-            *pkt.seq_no,
-            pkt.header.timestamp,
-            pkt.timestamp,
-        )
-        .ok_or(DropReason::Stale)?;
-    let lk = *fp.lane.get_or_insert_with(|| lanes.register(tx.clone()));
-    let ev = &pkt.header.ext_vals;
-    // str0m writes the audio level only with its voice-activity flag.
-    let level = match (fp.ext_level, ev.audio_level, ev.voice_activity) {
-        (Some(id), Some(l), Some(v)) => {
-            Some((id, if v { 0x80 } else { 0 } | (l.unsigned_abs() & 0x7f)))
+/// Room for the RTP header the fast path writes (12 bytes, extension block
+/// header, audio level, a mid of up to 16 bytes, padding).
+const MAX_HEADER: usize = 12 + 4 + 2 + 17 + 3;
+
+impl FastPeer {
+    /// Whether a packet with `payload_len` bytes of payload can go this way
+    /// (checked before the down-track rewrites anything for it).
+    pub fn check(&self, payload_len: usize) -> Result<(), DropReason> {
+        let Some(tx) = self.tx.as_ref().filter(|_| self.dest.is_some()) else {
+            return Err(DropReason::NoStream);
+        };
+        if MAX_HEADER + payload_len + tx.profile.rtp_overhead() > MAX_DATAGRAM {
+            return Err(DropReason::Oversize);
         }
-        _ => None,
-    };
-    let mid = fp.ext_mid.map(|id| (id, down.mid.as_bytes()));
-    let mut hlen = 0;
-    lanes.out(lk.lane).push_rtp(
-        dest,
-        lk.key,
-        seq,
-        MAX_HEADER,
-        |buf| {
-            hlen = write_header(
-                buf,
-                pt,
-                pkt.header.marker,
-                seq as u16,
-                ts,
-                *down.ssrc,
-                level,
-                mid,
-            );
-            hlen
-        },
-        serial,
-        &pkt.payload,
-    );
-    down.sent.on_sent(pkt.payload.len(), ts, pkt.timestamp);
-    Ok(hlen + pkt.payload.len() + overhead)
+        Ok(())
+    }
+
+    /// Queues `rtp` on the peer's send lane (the lane protects it). Returns
+    /// the size the datagram will have. The caller checked the packet with
+    /// [`Self::check`] and owns the stream ([`FastTrack::is_fast`]).
+    pub fn write_rtp(&mut self, rtp: RtpOut<'_>, lanes: &mut Lanes) -> Result<usize, DropReason> {
+        let (Some(tx), Some(dest)) = (&self.tx, self.dest) else {
+            return Err(DropReason::NoStream);
+        };
+        let overhead = tx.profile.rtp_overhead();
+        let lk = *self.lane.get_or_insert_with(|| lanes.register(tx.clone()));
+        // str0m writes the audio level only with its voice-activity flag.
+        let level = match (self.ext_level, rtp.audio_level, rtp.voice_activity) {
+            (Some(id), Some(l), Some(v)) => {
+                Some((id, if v { 0x80 } else { 0 } | (l.unsigned_abs() & 0x7f)))
+            }
+            _ => None,
+        };
+        let mid = self.ext_mid.map(|id| (id, rtp.mid.as_bytes()));
+        let mut hlen = 0;
+        lanes.out(lk.lane).push_rtp(
+            dest,
+            lk.key,
+            rtp.seq,
+            MAX_HEADER,
+            |buf| {
+                hlen = write_header(
+                    buf,
+                    rtp.pt,
+                    rtp.marker,
+                    rtp.seq as u16,
+                    rtp.timestamp,
+                    *rtp.ssrc,
+                    level,
+                    mid,
+                );
+                hlen
+            },
+            rtp.serial,
+            rtp.payload,
+        );
+        Ok(hlen + rtp.payload.len() + overhead)
+    }
 }
 
 impl FastPeer {

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod core_tests;
+mod drain_tests;
 mod fastpath_tests;
 mod slots_tests;
 mod udp_loop;
