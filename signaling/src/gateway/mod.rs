@@ -4,6 +4,7 @@ pub mod connection;
 pub mod hub;
 pub mod presence;
 pub mod protocol;
+pub mod ready;
 pub mod temporary;
 
 use crate::state::AppState;
