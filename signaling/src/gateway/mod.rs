@@ -5,6 +5,7 @@ pub mod hub;
 pub mod presence;
 pub mod protocol;
 pub mod ready;
+pub mod session_machine;
 pub mod temporary;
 
 use crate::state::AppState;
