@@ -111,16 +111,13 @@ async fn next_out(out: &mut Option<mpsc::Receiver<Outbound>>) -> Option<Outbound
     }
 }
 
-/// What a read error means for the protocol. Oversized frames and text that is not UTF-8
-/// surface here, refused by the library before we see them.
+/// What a read error means for the protocol, decided by the error's type: the library
+/// refuses oversized frames and text that is not UTF-8 before we see them.
 fn socket_error(e: axum::Error) -> SocketEvent {
-    let msg = e.to_string();
-    if msg.contains("UTF-8") || msg.contains("utf-8") || msg.contains("Utf8") {
-        SocketEvent::InvalidUtf8
-    } else if msg.contains("too long") || msg.contains("Space limit") || msg.contains("size") {
-        SocketEvent::TooLarge
-    } else {
-        SocketEvent::Failed
+    match e.into_inner().downcast::<tungstenite::Error>().map(|e| *e) {
+        Ok(tungstenite::Error::Capacity(_)) => SocketEvent::TooLarge,
+        Ok(tungstenite::Error::Utf8(_)) => SocketEvent::InvalidUtf8,
+        _ => SocketEvent::Failed,
     }
 }
 
@@ -412,5 +409,38 @@ impl Conn {
                 &json!({"user_id": user_id, "status": status}),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_errors_are_told_apart_by_type() {
+        let too_long =
+            tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+                size: 70_000,
+                max_size: 65_536,
+            });
+        assert_eq!(
+            socket_error(axum::Error::new(too_long)),
+            SocketEvent::TooLarge
+        );
+        let utf8 = tungstenite::Error::Utf8("invalid".into());
+        assert_eq!(
+            socket_error(axum::Error::new(utf8)),
+            SocketEvent::InvalidUtf8
+        );
+        // Text that merely mentions a size or UTF-8 is neither.
+        let io = std::io::Error::other("message size too long: not UTF-8");
+        assert_eq!(
+            socket_error(axum::Error::new(tungstenite::Error::Io(io))),
+            SocketEvent::Failed
+        );
+        assert_eq!(
+            socket_error(axum::Error::new(tungstenite::Error::ConnectionClosed)),
+            SocketEvent::Failed
+        );
     }
 }
