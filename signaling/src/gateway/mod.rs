@@ -1,4 +1,12 @@
 //! The real-time gateway: `/api/v1/gateway` WebSocket (protocol in docs/gateway.md).
+//!
+//! - `protocol`: opcodes, close codes, client frames parsed into typed requests, frame budgets.
+//! - `session_machine`: one connection's protocol (IDENTIFY/RESUME, deadlines, refusals) as a
+//!   state machine without IO, tested without sockets.
+//! - `connection`: the async shell around it: the socket, the timer, and the work the machine
+//!   asks for (authentication, READY, resume, presence, voice).
+//! - `ready`: the READY payload.
+//! - `hub`: sessions, routing and resume buffers; `presence`; `temporary` (temporary members).
 
 pub mod connection;
 pub mod hub;
