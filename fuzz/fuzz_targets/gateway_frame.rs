@@ -1,7 +1,9 @@
-//! Gateway client frames: `protocol::parse` on any text a client can send.
+//! Gateway client frames: `protocol::parse` on any text a client can send, and the session
+//! machine's answer to it as a connection's first frame.
 #![no_main]
 
 use confab_signaling::gateway::protocol::{self, close, ClientFrame, MAX_FRAME};
+use confab_signaling::gateway::session_machine::{Action, Reply, SessionMachine, Settings};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -62,6 +64,34 @@ fuzz_target!(|data: &[u8]| {
             );
             assert!(!r.reason.is_empty());
         }
+    }
+    // The machine acts on what `parse` made of the frame: a refusal closes with it; before
+    // IDENTIFY only heartbeats, IDENTIFY and RESUME are accepted.
+    let now = std::time::Instant::now();
+    let mut m = SessionMachine::new(
+        now,
+        Settings {
+            heartbeat_interval_ms: 1_000,
+            rate_limit_scale: 1.0,
+        },
+    );
+    let _hello = m.poll_action();
+    m.on_frame(now, text);
+    let action = m.poll_action();
+    assert!(m.poll_action().is_none(), "one frame, one action");
+    match (&parsed, action) {
+        (Err(r), Some(Action::Close(c))) => assert_eq!(c.frame.as_ref(), Some(r)),
+        (Ok(ClientFrame::Heartbeat(_)), Some(Action::Send(Reply::HeartbeatAck))) => {}
+        (Ok(ClientFrame::Identify(req)), Some(Action::Identify { token })) => {
+            assert_eq!(req.token, token)
+        }
+        (Ok(ClientFrame::Resume(req)), Some(Action::Resume(r))) => {
+            assert_eq!((&req.session_id, req.seq), (&r.session_id, r.seq))
+        }
+        (Ok(_), Some(Action::Close(c))) => {
+            assert_eq!(c.frame.map(|r| r.code), Some(close::NOT_AUTHENTICATED))
+        }
+        (p, a) => panic!("parsed {p:?}, machine did {a:?}"),
     }
     // Parsing is a pure function.
     assert_eq!(

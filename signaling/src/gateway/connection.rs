@@ -1,10 +1,16 @@
-//! One gateway connection: the async shell around the protocol. It reads client frames,
-//! writes the session's dispatches (coalesced: everything queued goes out before one flush),
-//! and enforces heartbeats, frame budgets and shutdown.
+//! One gateway connection: the async shell around the protocol machine
+//! (`session_machine`). It reads client frames and feeds them in, does the work the machine
+//! asks for (authentication, READY, resume, presence, voice), writes the session's
+//! dispatches (coalesced: everything queued goes out before one flush), and arms the
+//! machine's deadline as a timer.
 
 use super::hub::{Dispatch, Outbound, Resume, Session, Target};
 use super::presence::Status;
-use super::protocol::{self, close, op, ClientFrame, FrameBudget, Refusal};
+use super::protocol::ResumeReq;
+use super::ready::ready_payload;
+use super::session_machine::{
+    Action, AuthFailure, Closing, End, SessionMachine, Settings, SocketEvent,
+};
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use confab_chat::Snowflake;
@@ -17,36 +23,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Time allowed between connecting and IDENTIFY/RESUME.
-const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most dispatches written before one flush.
 const COALESCE: usize = 512;
 
 type Tx = SplitSink<WebSocket, Message>;
 
-/// How the connection ended, which decides what happens to the session.
-enum End {
-    /// The client closed with 1000/1001 (or logged out): end the session now.
-    Normal,
-    /// Dropped, timed out or refused: the session stays resumable.
-    Resumable,
-    /// The session was ended elsewhere.
-    Ended,
-}
-
 struct Conn {
     state: AppState,
     ip: IpAddr,
+    machine: SessionMachine,
     session: Option<Arc<Session>>,
     conn_id: u64,
     out: Option<mpsc::Receiver<Outbound>>,
-    budget: FrameBudget,
     /// Counts this connection against its IP's unauthenticated ones until IDENTIFY/RESUME.
     pending: Option<super::PendingSlot>,
-    /// Fires when the client missed its heartbeat (or IDENTIFY). Created once and reset on
-    /// each heartbeat: re-creating a timer per loop iteration cost a timer-wheel insert per
-    /// written batch.
-    heartbeat: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Fires at the machine's deadline (IDENTIFY, then heartbeat). Created once and reset
+    /// only when the deadline moves: re-creating a timer per loop iteration cost a
+    /// timer-wheel insert per written batch.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The deadline `timer` is set to; None when the machine has none (or it just fired).
+    armed: Option<Instant>,
     /// Completes when the session is ended elsewhere (logout); pending until IDENTIFY.
     ended: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
 }
@@ -56,18 +52,29 @@ pub async fn run(state: AppState, socket: WebSocket, ip: IpAddr, pending: super:
     gauge.increment(1.0);
     metrics::counter!("confab_gateway_connections_total").increment(1);
     let (mut tx, mut rx) = socket.split();
-    let interval = state.config.heartbeat_interval_ms;
-    let hello = protocol::frame(op::HELLO, &json!({ "heartbeat_interval": interval }));
+    let mut machine = SessionMachine::new(
+        Instant::now(),
+        Settings {
+            heartbeat_interval_ms: state.config.heartbeat_interval_ms,
+            rate_limit_scale: state.config.rate_limit_scale,
+        },
+    );
+    // HELLO first; a client gone before it leaves nothing to clean up.
+    let hello = match machine.poll_action() {
+        Some(Action::Send(hello)) => hello.to_frame(),
+        other => unreachable!("a new session's first action is HELLO, not {other:?}"),
+    };
     if tx.send(Message::Text(hello.into())).await.is_ok() {
         let mut conn = Conn {
             state: state.clone(),
             ip,
+            machine,
             session: None,
             conn_id: 0,
             out: None,
-            budget: FrameBudget::new(Instant::now()),
             pending: Some(pending),
-            heartbeat: Box::pin(tokio::time::sleep(IDENTIFY_TIMEOUT)),
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: None,
             ended: Box::pin(tokio_util::sync::CancellationToken::new().cancelled_owned()),
         };
         let end = conn.serve(&mut tx, &mut rx).await;
@@ -104,85 +111,152 @@ async fn next_out(out: &mut Option<mpsc::Receiver<Outbound>>) -> Option<Outbound
     }
 }
 
-impl Conn {
-    fn heartbeat_window(&self) -> Duration {
-        // 1.5 × the interval: one late heartbeat is tolerated.
-        Duration::from_millis(self.state.config.heartbeat_interval_ms * 3 / 2)
+/// What a read error means for the protocol, decided by the error's type: the library
+/// refuses oversized frames and text that is not UTF-8 before we see them.
+fn socket_error(e: axum::Error) -> SocketEvent {
+    match e.into_inner().downcast::<tungstenite::Error>().map(|e| *e) {
+        Ok(tungstenite::Error::Capacity(_)) => SocketEvent::TooLarge,
+        Ok(tungstenite::Error::Utf8(_)) => SocketEvent::InvalidUtf8,
+        _ => SocketEvent::Failed,
     }
+}
 
+impl Conn {
     async fn serve(&mut self, tx: &mut Tx, rx: &mut SplitStream<WebSocket>) -> End {
         let shutdown = self.state.shutdown.clone().cancelled_owned();
         tokio::pin!(shutdown);
         loop {
+            // Everything the last input asked for is done before the next input is read,
+            // so the machine sees inputs one at a time, in order.
+            if let Some(end) = self.run_actions(tx).await {
+                return end;
+            }
+            self.arm_timer();
             tokio::select! {
                 biased;
-                _ = &mut shutdown => {
-                    let _ = tx.send(Message::Text(protocol::frame(op::RECONNECT, &serde_json::Value::Null).into())).await;
-                    send_close(tx, close::SERVICE_RESTART, "server restarting").await;
-                    return End::Resumable;
-                }
-                _ = &mut self.ended => {
-                    send_close(tx, close::AUTHENTICATION_FAILED, "session ended").await;
-                    return End::Ended;
-                }
-                item = next_out(&mut self.out) => {
-                    let Some(item) = item else {
-                        // The hub let go of this connection: too slow, or resumed elsewhere.
-                        let slow = self.session.as_ref().is_some_and(|s| s.too_slow.load(Ordering::Relaxed));
+                _ = &mut shutdown => self.machine.on_shutdown(),
+                _ = &mut self.ended => self.machine.on_session_ended(),
+                item = next_out(&mut self.out) => match item {
+                    Some(item) => {
+                        if self.write_batch(tx, item).await.is_err() {
+                            self.machine.on_socket(SocketEvent::Failed);
+                        }
+                    }
+                    None => {
+                        let slow = self
+                            .session
+                            .as_ref()
+                            .is_some_and(|s| s.too_slow.load(Ordering::Relaxed));
                         if slow {
                             metrics::counter!("confab_gateway_slow_disconnects_total").increment(1);
-                            send_close(tx, close::RATE_LIMITED, "too slow to keep up; resume").await;
-                        } else {
-                            send_close(tx, close::UNKNOWN_ERROR, "session resumed elsewhere").await;
                         }
-                        return End::Resumable;
-                    };
-                    if self.write_batch(tx, item).await.is_err() {
-                        return End::Resumable;
+                        self.machine.on_queue_closed(slow);
                     }
-                }
-                msg = rx.next() => {
-                    let text = match msg {
-                        Some(Ok(Message::Text(t))) => t,
-                        Some(Ok(Message::Binary(_))) => {
-                            send_close(tx, close::DECODE_ERROR, "binary frames are not supported").await;
-                            return End::Resumable;
-                        }
-                        Some(Ok(Message::Close(frame))) => {
-                            // 1000/1001, or a close frame without a code (what a browser's
-                            // `ws.close()` sends), end the session; other codes keep it resumable.
-                            let code = frame.map(|f| f.code).unwrap_or(1005);
-                            return if matches!(code, 1000 | 1001 | 1005) { End::Normal } else { End::Resumable };
-                        }
-                        Some(Ok(_)) => continue, // ping/pong: handled by the library
-                        Some(Err(e)) => {
-                            // Oversized frames and text that is not UTF-8 surface here.
-                            let msg = e.to_string();
-                            if msg.contains("UTF-8") || msg.contains("utf-8") || msg.contains("Utf8") {
-                                send_close(tx, close::INVALID_PAYLOAD, "text frame is not valid UTF-8").await;
-                            } else if msg.contains("too long") || msg.contains("Space limit") || msg.contains("size") {
-                                send_close(tx, close::DISALLOWED, "frame too large").await;
-                            }
-                            return End::Resumable;
-                        }
-                        None => return End::Resumable,
-                    };
-                    if let Err(r) = self.handle_text(tx, &text).await {
-                        metrics::counter!("confab_gateway_refused_frames_total").increment(1);
-                        send_close(tx, r.code, r.reason).await;
-                        return End::Resumable;
+                },
+                msg = rx.next() => match msg {
+                    Some(Ok(Message::Text(t))) => self.machine.on_frame(Instant::now(), &t),
+                    Some(Ok(Message::Binary(_))) => self.machine.on_socket(SocketEvent::Binary),
+                    Some(Ok(Message::Close(frame))) => {
+                        self.machine.on_socket(SocketEvent::Closed(frame.map(|f| f.code)));
                     }
-                }
-                _ = &mut self.heartbeat => {
-                    if self.session.is_none() {
-                        send_close(tx, close::NOT_AUTHENTICATED, "identify timed out").await;
-                    } else {
-                        send_close(tx, close::SESSION_TIMED_OUT, "no heartbeat").await;
-                    }
-                    return End::Resumable;
+                    Some(Ok(_)) => {} // ping/pong: handled by the library
+                    Some(Err(e)) => self.machine.on_socket(socket_error(e)),
+                    None => self.machine.on_socket(SocketEvent::Failed),
+                },
+                _ = &mut self.timer, if self.armed.is_some() => {
+                    // Re-armed below even if the deadline did not move, so a timer that
+                    // fired is never polled again as it is.
+                    self.armed = None;
+                    self.machine.on_timeout(Instant::now());
                 }
             }
         }
+    }
+
+    /// Points the timer at the machine's deadline when it moved.
+    fn arm_timer(&mut self) {
+        let deadline = self.machine.next_deadline();
+        if deadline != self.armed {
+            if let Some(at) = deadline {
+                self.timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(at));
+            }
+            self.armed = deadline;
+        }
+    }
+
+    /// Does what the machine asked for, feeding results back, until it has nothing left;
+    /// returns how the connection ended once it closed.
+    async fn run_actions(&mut self, tx: &mut Tx) -> Option<End> {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                Action::Send(reply) => {
+                    if tx
+                        .send(Message::Text(reply.to_frame().into()))
+                        .await
+                        .is_err()
+                    {
+                        self.machine.on_write_failed();
+                    }
+                }
+                Action::Identify { token } => self.identify(&token).await,
+                Action::Resume(req) => self.resume(req).await,
+                Action::SetPresence(status) => self.set_presence(status),
+                Action::VoiceState(req) => {
+                    // The machine asks for voice work only once identified.
+                    let Some(session) = self.session.clone() else {
+                        continue;
+                    };
+                    if let Err(e) = self
+                        .state
+                        .voice
+                        .state_update(&session, req)
+                        .await
+                    {
+                        self.machine.on_voice_error(e.code(), e.to_string());
+                    }
+                }
+                Action::VoiceOffer(req) => {
+                    let Some(session) = self.session.clone() else {
+                        continue;
+                    };
+                    match self
+                        .state
+                        .voice
+                        .offer(&session, req.sdp, req.video_tracks)
+                        .await
+                    {
+                        Ok((sdp, voice_session_id)) => {
+                            self.machine.on_voice_answer(sdp, voice_session_id);
+                        }
+                        Err(e) => self.machine.on_voice_error(e.code(), e.to_string()),
+                    }
+                }
+                Action::VideoSubscribe(d) => {
+                    let Some(session) = self.session.clone() else {
+                        continue;
+                    };
+                    if let Err(e) = self.state.voice.video_subscribe(&session, d) {
+                        self.machine.on_voice_error(e.code(), e.to_string());
+                    }
+                }
+                Action::Close(Closing {
+                    frame,
+                    end,
+                    refused_frame,
+                }) => {
+                    if refused_frame {
+                        metrics::counter!("confab_gateway_refused_frames_total").increment(1);
+                    }
+                    if let Some(r) = frame {
+                        send_close(tx, r.code, r.reason).await;
+                    }
+                    return Some(end);
+                }
+            }
+        }
+        None
     }
 
     /// Writes one dispatch and everything else already queued, then flushes once.
@@ -200,147 +274,36 @@ impl Conn {
         tx.flush().await
     }
 
-    async fn handle_text(&mut self, tx: &mut Tx, text: &str) -> Result<(), Refusal> {
-        let frame = protocol::parse(text)?;
-        if !self.budget.allow(
-            Instant::now(),
-            frame.is_voice(),
-            self.state.config.rate_limit_scale,
-        ) {
-            return Err(Refusal {
-                code: close::RATE_LIMITED,
-                reason: "too many frames",
-            });
-        }
-        match frame {
-            ClientFrame::Heartbeat(_) => {
-                // Before IDENTIFY the deadline stands whatever the client sends: heartbeats
-                // are answered but do not buy time.
-                if self.session.is_some() {
-                    let window = self.heartbeat_window();
-                    self.heartbeat
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + window);
-                }
-                let ack = protocol::frame(op::HEARTBEAT_ACK, &serde_json::Value::Null);
-                tx.send(Message::Text(ack.into()))
-                    .await
-                    .map_err(|_| Refusal {
-                        code: close::UNKNOWN_ERROR,
-                        reason: "write failed",
-                    })?;
-            }
-            ClientFrame::Identify(req) => {
-                if self.session.is_some() {
-                    return Err(Refusal {
-                        code: close::ALREADY_AUTHENTICATED,
-                        reason: "already authenticated",
-                    });
-                }
-                self.identify(&req.token).await?;
-            }
-            ClientFrame::Resume(req) => {
-                if self.session.is_some() {
-                    return Err(Refusal {
-                        code: close::ALREADY_AUTHENTICATED,
-                        reason: "already authenticated",
-                    });
-                }
-                self.resume(tx, req).await?;
-            }
-            ClientFrame::Presence(req) => {
-                let session = self.require_session()?;
-                let before = self.state.hub.presence_of(session.user_id);
-                *session.status.lock() = req.status;
-                self.announce_presence(session.user_id, before);
-            }
-            ClientFrame::VoiceState(req) => {
-                let session = self.require_session()?;
-                if let Err(e) = self.state.voice.state_update(&session, req).await {
-                    self.voice_error(tx, e).await?;
-                }
-            }
-            ClientFrame::VoiceOffer(req) => {
-                let session = self.require_session()?;
-                match self
-                    .state
-                    .voice
-                    .offer(&session, req.sdp, req.video_tracks)
-                    .await
-                {
-                    Ok((sdp, voice_session_id)) => {
-                        let f = protocol::frame(
-                            op::VOICE_ANSWER,
-                            &json!({"sdp": sdp, "voice_session_id": voice_session_id}),
-                        );
-                        tx.send(Message::Text(f.into()))
-                            .await
-                            .map_err(|_| Refusal {
-                                code: close::UNKNOWN_ERROR,
-                                reason: "write failed",
-                            })?;
-                    }
-                    Err(e) => self.voice_error(tx, e).await?,
-                }
-            }
-            ClientFrame::VideoSubscribe(d) => {
-                let session = self.require_session()?;
-                if let Err(e) = self.state.voice.video_subscribe(&session, d) {
-                    self.voice_error(tx, e).await?;
-                }
-            }
-        }
-        Ok(())
+    fn set_presence(&self, status: Status) {
+        let Some(session) = &self.session else {
+            return;
+        };
+        let before = self.state.hub.presence_of(session.user_id);
+        *session.status.lock() = status;
+        self.announce_presence(session.user_id, before);
     }
 
-    async fn voice_error(&self, tx: &mut Tx, e: crate::voice::VoiceError) -> Result<(), Refusal> {
-        let f = protocol::frame(
-            op::VOICE_ERROR,
-            &json!({"code": e.code(), "message": e.to_string()}),
-        );
-        tx.send(Message::Text(f.into())).await.map_err(|_| Refusal {
-            code: close::UNKNOWN_ERROR,
-            reason: "write failed",
-        })
-    }
-
-    fn require_session(&self) -> Result<Arc<Session>, Refusal> {
-        self.session.clone().ok_or(Refusal {
-            code: close::NOT_AUTHENTICATED,
-            reason: "not authenticated",
-        })
-    }
-
-    fn check_identify_budget(&self) -> Result<(), Refusal> {
-        let d = self
-            .state
+    fn identify_allowed(&self) -> bool {
+        self.state
             .limiter
-            .check(crate::ratelimit::IDENTIFY, &format!("ip{}", self.ip));
-        if d.allowed {
-            Ok(())
-        } else {
-            Err(Refusal {
-                code: close::RATE_LIMITED,
-                reason: "too many identifies",
-            })
-        }
+            .check(crate::ratelimit::IDENTIFY, &format!("ip{}", self.ip))
+            .allowed
     }
 
-    async fn identify(&mut self, token: &str) -> Result<(), Refusal> {
-        self.check_identify_budget()?;
-        let auth = self.state.authenticate(token).await.map_err(|_| Refusal {
-            code: close::AUTHENTICATION_FAILED,
-            reason: "authentication failed",
-        })?;
-        let ready = ready_payload(&self.state, auth.user_id)
-            .await
-            .map_err(|e| {
+    async fn identify(&mut self, token: &str) {
+        if !self.identify_allowed() {
+            return self.machine.on_auth_failed(AuthFailure::RateLimited);
+        }
+        let Ok(auth) = self.state.authenticate(token).await else {
+            return self.machine.on_auth_failed(AuthFailure::BadToken);
+        };
+        let ready = match ready_payload(&self.state, auth.user_id).await {
+            Ok(ready) => ready,
+            Err(e) => {
                 tracing::error!(error = ?e, "building READY");
-                Refusal {
-                    code: close::UNKNOWN_ERROR,
-                    reason: "internal error",
-                }
-            })?;
+                return self.machine.on_auth_failed(AuthFailure::Internal);
+            }
+        };
         let before = self.state.hub.presence_of(auth.user_id);
         let (session, rx, conn_id) =
             self.state
@@ -356,21 +319,18 @@ impl Conn {
             &Dispatch::new("READY", &payload),
         );
         self.attach(session.clone(), rx, conn_id);
+        self.machine.on_identified(Instant::now());
         metrics::counter!("confab_gateway_identifies_total").increment(1);
         self.announce_presence(auth.user_id, before);
-        Ok(())
     }
 
-    async fn resume(&mut self, tx: &mut Tx, req: protocol::ResumeReq) -> Result<(), Refusal> {
-        self.check_identify_budget()?;
-        let auth = self
-            .state
-            .authenticate(&req.token)
-            .await
-            .map_err(|_| Refusal {
-                code: close::AUTHENTICATION_FAILED,
-                reason: "authentication failed",
-            })?;
+    async fn resume(&mut self, req: ResumeReq) {
+        if !self.identify_allowed() {
+            return self.machine.on_auth_failed(AuthFailure::RateLimited);
+        }
+        let Ok(auth) = self.state.authenticate(&req.token).await else {
+            return self.machine.on_auth_failed(AuthFailure::BadToken);
+        };
         let before = self.state.hub.presence_of(auth.user_id);
         match self
             .state
@@ -383,22 +343,16 @@ impl Conn {
                     &Dispatch::new("RESUMED", &json!({})),
                 );
                 self.attach(session.clone(), rx, conn_id);
+                self.machine.on_resumed(Instant::now());
                 metrics::counter!("confab_gateway_resumes_total").increment(1);
                 self.state.voice.session_resumed(&session);
                 self.announce_presence(auth.user_id, before);
             }
             Resume::Invalid => {
                 metrics::counter!("confab_gateway_invalid_sessions_total").increment(1);
-                let f = protocol::frame(op::INVALID_SESSION, &json!({"resumable": false}));
-                tx.send(Message::Text(f.into()))
-                    .await
-                    .map_err(|_| Refusal {
-                        code: close::UNKNOWN_ERROR,
-                        reason: "write failed",
-                    })?;
+                self.machine.on_resume_invalid();
             }
         }
-        Ok(())
     }
 
     fn attach(&mut self, session: Arc<Session>, rx: mpsc::Receiver<Outbound>, conn_id: u64) {
@@ -407,10 +361,6 @@ impl Conn {
         self.pending = None;
         self.out = Some(rx);
         self.conn_id = conn_id;
-        let window = self.heartbeat_window();
-        self.heartbeat
-            .as_mut()
-            .reset(tokio::time::Instant::now() + window);
     }
 
     /// Tells co-members when what they see of this user's presence changed.
@@ -459,96 +409,35 @@ impl Conn {
     }
 }
 
-pub struct Ready {
-    pub payload: serde_json::Value,
-    pub server_ids: Vec<Snowflake>,
-    pub friend_ids: Vec<Snowflake>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A server as READY carries it: a large one (more members than `large_threshold`) with only
-/// some of its members, and the count of all.
-#[derive(serde::Serialize)]
-struct ReadyServer {
-    #[serde(flatten)]
-    snap: confab_chat::model::ServerSnapshot,
-    large: bool,
-    member_count: i64,
-}
-
-/// READY: the user, their servers with channels and members, presences, voice states and DMs.
-/// A large server's `members` are only the user's own member object and the members in its
-/// voice channels; clients fetch the rest with `GET /servers/{id}/members`.
-pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Result<Ready> {
-    let user = state.chat.user(user_id).await?;
-    let servers = state.chat.servers_of(user_id).await?;
-    let server_ids: Vec<Snowflake> = servers.iter().map(|s| s.id).collect();
-    let counts = state.chat.member_counts(&server_ids).await?;
-    let mut voice_states = state.voice.states_for(&server_ids);
-    let mut snapshots = Vec::with_capacity(servers.len());
-    let mut presences = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let visible = state.chat.viewable_channels(user_id).await?;
-    // Nobody learns who sits in a voice channel they may not see.
-    crate::visibility::retain_visible_voice(&mut voice_states, &visible);
-    for s in &servers {
-        let member_count = counts.get(&s.id).copied().unwrap_or(0);
-        let large = member_count > state.config.large_threshold as i64;
-        let mut snap = if large {
-            let mut ids = vec![user_id];
-            ids.extend(
-                voice_states
-                    .iter()
-                    .filter(|v| v.server_id == s.id && v.user_id != user_id)
-                    .map(|v| v.user_id),
-            );
-            state.chat.server_snapshot_of(s.id, &ids).await?
-        } else {
-            state.chat.server_snapshot(s.id).await?
-        };
-        confab_chat::channels::retain_visible(&mut snap.channels, &visible);
-        state
-            .chat
-            .fill_last_message_ids(&visible, &mut snap.channels)
-            .await?;
-        for m in &snap.members {
-            if seen.insert(m.user.id) {
-                let st = state.hub.presence_of(m.user.id);
-                if st != Status::Offline {
-                    presences.push(json!({"user_id": m.user.id, "status": st}));
-                }
-            }
-        }
-        snapshots.push(ReadyServer {
-            snap,
-            large,
-            member_count,
-        });
+    #[test]
+    fn read_errors_are_told_apart_by_type() {
+        let too_long =
+            tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+                size: 70_000,
+                max_size: 65_536,
+            });
+        assert_eq!(
+            socket_error(axum::Error::new(too_long)),
+            SocketEvent::TooLarge
+        );
+        let utf8 = tungstenite::Error::Utf8("invalid".into());
+        assert_eq!(
+            socket_error(axum::Error::new(utf8)),
+            SocketEvent::InvalidUtf8
+        );
+        // Text that merely mentions a size or UTF-8 is neither.
+        let io = std::io::Error::other("message size too long: not UTF-8");
+        assert_eq!(
+            socket_error(axum::Error::new(tungstenite::Error::Io(io))),
+            SocketEvent::Failed
+        );
+        assert_eq!(
+            socket_error(axum::Error::new(tungstenite::Error::ConnectionClosed)),
+            SocketEvent::Failed
+        );
     }
-    // Friends see each other's presence even without a common server.
-    let friend_ids = state.chat.friend_ids(user_id).await?;
-    for f in &friend_ids {
-        if seen.insert(*f) {
-            let st = state.hub.presence_of(*f);
-            if st != Status::Offline {
-                presences.push(json!({"user_id": f, "status": st}));
-            }
-        }
-    }
-    let private_channels = state.chat.private_channels(user_id).await?;
-    let read_states = state.chat.read_states_in(user_id, &visible).await?;
-    let relationships = state.chat.relationships(user_id).await?;
-    Ok(Ready {
-        payload: json!({
-            "v": 1,
-            "user": user,
-            "servers": snapshots,
-            "presences": presences,
-            "voice_states": voice_states,
-            "private_channels": private_channels,
-            "read_states": read_states,
-            "relationships": relationships,
-        }),
-        server_ids,
-        friend_ids,
-    })
 }

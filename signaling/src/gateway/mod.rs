@@ -1,11 +1,23 @@
 //! The real-time gateway: `/api/v1/gateway` WebSocket (protocol in docs/gateway.md).
+//!
+//! - `protocol`: opcodes, close codes, client frames parsed into typed requests, frame budgets.
+//! - `session_machine`: one connection's protocol (IDENTIFY/RESUME, deadlines, refusals) as a
+//!   state machine without IO, tested without sockets.
+//! - `connection`: the async shell around it: the socket, the timer, and the work the machine
+//!   asks for (authentication, READY, resume, presence, voice).
+//! - `ready`: the READY payload.
+//! - `hub`: delivers dispatches (`dispatch`) to this node's sessions through the routing index
+//!   (`routing`) and the sessions' resume buffers (`sessions`); `presence`; `temporary`
+//!   (temporary members).
 
 pub mod connection;
 pub mod dispatch;
 pub mod hub;
 pub mod presence;
 pub mod protocol;
+pub mod ready;
 pub mod routing;
+pub mod session_machine;
 pub mod sessions;
 pub mod temporary;
 

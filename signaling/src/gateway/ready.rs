@@ -1,0 +1,101 @@
+//! READY, the first dispatch after IDENTIFY: everything a client needs to draw the app.
+
+use super::presence::Status;
+use crate::state::AppState;
+use confab_chat::Snowflake;
+use serde_json::json;
+
+/// READY's payload, and what the new session's routing is built from.
+pub struct Ready {
+    pub payload: serde_json::Value,
+    pub server_ids: Vec<Snowflake>,
+    pub friend_ids: Vec<Snowflake>,
+}
+
+/// A server as READY carries it: a large one (more members than `large_threshold`) with only
+/// some of its members, and the count of all.
+#[derive(serde::Serialize)]
+struct ReadyServer {
+    #[serde(flatten)]
+    snap: confab_chat::model::ServerSnapshot,
+    large: bool,
+    member_count: i64,
+}
+
+/// READY: the user, their servers with channels and members, presences, voice states and DMs.
+/// A large server's `members` are only the user's own member object and the members in its
+/// voice channels; clients fetch the rest with `GET /servers/{id}/members`.
+pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Result<Ready> {
+    let user = state.chat.user(user_id).await?;
+    let servers = state.chat.servers_of(user_id).await?;
+    let server_ids: Vec<Snowflake> = servers.iter().map(|s| s.id).collect();
+    let counts = state.chat.member_counts(&server_ids).await?;
+    let mut voice_states = state.voice.states_for(&server_ids);
+    let mut snapshots = Vec::with_capacity(servers.len());
+    let mut presences = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let visible = state.chat.viewable_channels(user_id).await?;
+    // Nobody learns who sits in a voice channel they may not see.
+    crate::visibility::retain_visible_voice(&mut voice_states, &visible);
+    for s in &servers {
+        let member_count = counts.get(&s.id).copied().unwrap_or(0);
+        let large = member_count > state.config.large_threshold as i64;
+        let mut snap = if large {
+            let mut ids = vec![user_id];
+            ids.extend(
+                voice_states
+                    .iter()
+                    .filter(|v| v.server_id == s.id && v.user_id != user_id)
+                    .map(|v| v.user_id),
+            );
+            state.chat.server_snapshot_of(s.id, &ids).await?
+        } else {
+            state.chat.server_snapshot(s.id).await?
+        };
+        confab_chat::channels::retain_visible(&mut snap.channels, &visible);
+        state
+            .chat
+            .fill_last_message_ids(&visible, &mut snap.channels)
+            .await?;
+        for m in &snap.members {
+            if seen.insert(m.user.id) {
+                let st = state.hub.presence_of(m.user.id);
+                if st != Status::Offline {
+                    presences.push(json!({"user_id": m.user.id, "status": st}));
+                }
+            }
+        }
+        snapshots.push(ReadyServer {
+            snap,
+            large,
+            member_count,
+        });
+    }
+    // Friends see each other's presence even without a common server.
+    let friend_ids = state.chat.friend_ids(user_id).await?;
+    for f in &friend_ids {
+        if seen.insert(*f) {
+            let st = state.hub.presence_of(*f);
+            if st != Status::Offline {
+                presences.push(json!({"user_id": f, "status": st}));
+            }
+        }
+    }
+    let private_channels = state.chat.private_channels(user_id).await?;
+    let read_states = state.chat.read_states_in(user_id, &visible).await?;
+    let relationships = state.chat.relationships(user_id).await?;
+    Ok(Ready {
+        payload: json!({
+            "v": 1,
+            "user": user,
+            "servers": snapshots,
+            "presences": presences,
+            "voice_states": voice_states,
+            "private_channels": private_channels,
+            "read_states": read_states,
+            "relationships": relationships,
+        }),
+        server_ids,
+        friend_ids,
+    })
+}
