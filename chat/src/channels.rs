@@ -314,4 +314,15 @@ impl Chat {
             .await?;
         Ok(channel)
     }
+
+    /// A server's channels in display order (no permission check: callers have done it).
+    pub async fn channels_of(&self, server_id: Snowflake) -> ChatResult<Vec<Channel>> {
+        let rows: Vec<ChannelRow> = sqlx::query_as(q!(
+            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE server_id = $1 ORDER BY position, id"
+        ))
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Channel::from).collect())
+    }
 }

@@ -13,6 +13,8 @@ pub mod audit;
 pub mod channels;
 pub mod dms;
 pub mod error;
+pub mod invites;
+pub mod members;
 pub mod messages;
 pub mod model;
 pub mod moderation;

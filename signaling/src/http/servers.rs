@@ -310,7 +310,7 @@ pub async fn update_member(
     headers: axum::http::HeaderMap,
     Json(body): Json<MemberVoiceBody>,
 ) -> ApiResult<Json<Member>> {
-    let reason = super::community::reason(&headers);
+    let reason = super::moderation::reason(&headers);
     let actor = confab_chat::audit::Actor::new(user.user_id, reason.as_deref());
     if let Some(until) = body.timeout_until {
         state.chat.timeout(server_id, target, until, actor).await?;
