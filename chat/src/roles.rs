@@ -5,8 +5,7 @@
 use crate::audit::Actor;
 use crate::error::Validator;
 use crate::permissions::{self, Permissions};
-use crate::servers::valid_name;
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{Chat, ChatError, ChatResult, Name, Snowflake};
 use serde::{Serialize, Serializer};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -33,7 +32,7 @@ pub struct Role {
 
 #[derive(Debug, Clone, Default)]
 pub struct RolePatch {
-    pub name: Option<String>,
+    pub name: Option<Name>,
     pub permissions: Option<Permissions>,
     pub position: Option<i32>,
     pub color: Option<i32>,
@@ -57,6 +56,9 @@ pub struct PermissionOverwrite {
     #[schema(value_type = String)]
     pub deny: i64,
 }
+
+/// The `name` field error of a role update: a bad name, or any name for @everyone.
+pub const EVERYONE_NAME_RULE: &str = "must be 1-100 characters (@everyone cannot be renamed)";
 
 const ROLE_COLUMNS: &str = "id, server_id, name, permissions, position, color, hoist, mentionable";
 
@@ -135,7 +137,7 @@ impl Chat {
         &self,
         server_id: Snowflake,
         actor: Actor<'_>,
-        name: &str,
+        name: &Name,
         patch: RolePatch,
     ) -> ChatResult<Role> {
         let access = self
@@ -146,10 +148,8 @@ impl Chat {
                 "you may not manage roles",
             )
             .await?;
-        let name = name.trim();
         let perms = patch.permissions.unwrap_or(0);
         let mut v = Validator::default();
-        v.check(valid_name(name, 100), "name", "must be 1-100 characters");
         if let Some(c) = patch.color {
             v.check(
                 (0..=0xFF_FFFF).contains(&c),
@@ -182,7 +182,7 @@ impl Chat {
         ))
         .bind(self.next_id())
         .bind(server_id)
-        .bind(name)
+        .bind(name.as_str())
         .bind(perms)
         .bind(patch.color.unwrap_or(0))
         .bind(patch.hoist.unwrap_or(false))
@@ -225,12 +225,8 @@ impl Chat {
             ));
         }
         let mut v = Validator::default();
-        if let Some(n) = &patch.name {
-            v.check(
-                valid_name(n, 100) && !is_everyone,
-                "name",
-                "must be 1-100 characters (@everyone cannot be renamed)",
-            );
+        if patch.name.is_some() {
+            v.check(!is_everyone, "name", EVERYONE_NAME_RULE);
         }
         if let Some(c) = patch.color {
             v.check(
@@ -264,7 +260,7 @@ impl Chat {
         ))
         .bind(role_id)
         .bind(server_id)
-        .bind(patch.name.as_deref().map(str::trim))
+        .bind(patch.name.as_ref().map(Name::as_str))
         .bind(patch.permissions)
         .bind(patch.position)
         .bind(patch.color)

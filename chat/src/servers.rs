@@ -1,25 +1,15 @@
 //! Servers (guilds): creating, renaming and deleting them, the snapshot clients load, and
 //! which servers a user belongs to. Membership is in `members`, invites in `invites`.
 
-use crate::error::Validator;
 use crate::model::{ChannelKind, Server, ServerSnapshot};
 use crate::permissions;
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{Chat, ChatError, ChatResult, Name, Snowflake};
 
 /// Most servers one user may own.
 pub const MAX_OWNED_SERVERS: i64 = 100;
 
-pub(crate) fn valid_name(name: &str, max: usize) -> bool {
-    let n = name.trim();
-    !n.is_empty() && n.chars().count() <= max && !n.chars().any(char::is_control)
-}
-
 impl Chat {
-    pub async fn create_server(&self, owner: Snowflake, name: &str) -> ChatResult<ServerSnapshot> {
-        let name = name.trim();
-        Validator::default()
-            .check(valid_name(name, 100), "name", "must be 1-100 characters")
-            .finish()?;
+    pub async fn create_server(&self, owner: Snowflake, name: &Name) -> ChatResult<ServerSnapshot> {
         let owned: i64 = sqlx::query_scalar("SELECT count(*) FROM servers WHERE owner_id = $1")
             .bind(owner)
             .fetch_one(&self.pool)
@@ -36,7 +26,7 @@ impl Chat {
              RETURNING id, name, owner_id, created_at",
         )
         .bind(id)
-        .bind(name)
+        .bind(name.as_str())
         .bind(owner)
         .fetch_one(&mut *tx)
         .await?;
@@ -134,7 +124,7 @@ impl Chat {
         &self,
         server_id: Snowflake,
         user_id: Snowflake,
-        name: &str,
+        name: &Name,
     ) -> ChatResult<Server> {
         self.require(
             server_id,
@@ -143,17 +133,13 @@ impl Chat {
             "you may not manage this server",
         )
         .await?;
-        let name = name.trim();
-        Validator::default()
-            .check(valid_name(name, 100), "name", "must be 1-100 characters")
-            .finish()?;
         let before = self.server_row(server_id).await?;
         let mut tx = self.pool.begin().await?;
         let server: Server = sqlx::query_as(
             "UPDATE servers SET name = $2 WHERE id = $1 RETURNING id, name, owner_id, created_at",
         )
         .bind(server_id)
-        .bind(name)
+        .bind(name.as_str())
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(ChatError::NotFound("server"))?;

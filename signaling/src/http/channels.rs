@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use confab_chat::channels::ChannelPatch;
 use confab_chat::messages::HistoryQuery;
 use confab_chat::model::{Channel, Message};
-use confab_chat::Snowflake;
+use confab_chat::{Name, Snowflake};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -88,7 +88,7 @@ pub async fn update(
             channel_id,
             user.user_id,
             ChannelPatch {
-                name: body.name,
+                name: body.name.as_deref().map(Name::parse).transpose()?,
                 position: body.position,
                 parent_id: body.parent_id,
                 topic: body.topic,

@@ -11,8 +11,8 @@ use crate::visibility::ServerVisibility;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use confab_chat::audit::Actor;
-use confab_chat::roles::{PermissionOverwrite, Role, RolePatch};
-use confab_chat::Snowflake;
+use confab_chat::roles::{PermissionOverwrite, Role, RolePatch, EVERYONE_NAME_RULE};
+use confab_chat::{ChatError, Name, Snowflake};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -20,9 +20,10 @@ use utoipa::ToSchema;
 fn parse_perms(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
     match v {
         None => Ok(None),
-        Some(s) => s.parse::<i64>().map(Some).map_err(|_| {
-            confab_chat::ChatError::field(field, "must be a decimal permission bitfield").into()
-        }),
+        Some(s) => s
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ChatError::field(field, "must be a decimal permission bitfield").into()),
     }
 }
 
@@ -39,9 +40,10 @@ pub struct RoleBody {
 }
 
 impl RoleBody {
+    /// Everything but the name, whose rule differs between creating and updating.
     fn patch(&self) -> ApiResult<RolePatch> {
         Ok(RolePatch {
-            name: self.name.clone(),
+            name: None,
             permissions: parse_perms("permissions", &self.permissions)?,
             position: self.position,
             color: self.color,
@@ -83,14 +85,15 @@ pub async fn create_role(
     Json(body): Json<RoleBody>,
 ) -> ApiResult<(StatusCode, Json<Role>)> {
     let r = reason(&headers);
-    let name = body.name.clone().unwrap_or_else(|| "new role".into());
+    let patch = body.patch()?;
+    let name = Name::parse(body.name.as_deref().unwrap_or("new role"))?;
     let role = state
         .chat
         .create_role(
             server_id,
             Actor::new(user.user_id, r.as_deref()),
             &name,
-            body.patch()?,
+            patch,
         )
         .await?;
     state
@@ -116,6 +119,12 @@ pub async fn update_role(
     Json(body): Json<RoleBody>,
 ) -> ApiResult<Json<Role>> {
     let r = reason(&headers);
+    let mut patch = body.patch()?;
+    patch.name = body
+        .name
+        .as_deref()
+        .map(|n| Name::parse(n).map_err(|_| ChatError::field("name", EVERYONE_NAME_RULE)))
+        .transpose()?;
     let before = ServerVisibility::capture(&state, server_id).await;
     let role = state
         .chat
@@ -123,7 +132,7 @@ pub async fn update_role(
             server_id,
             role_id,
             Actor::new(user.user_id, r.as_deref()),
-            body.patch()?,
+            patch,
         )
         .await?;
     before
