@@ -116,7 +116,7 @@ impl Chat {
             .member_access(server_id, user_id)
             .await?
             .ok_or(ChatError::NotFound("channel"))?;
-        let perms = if access.base() & permissions::ADMINISTRATOR != 0 {
+        let perms = if access.base().contains(permissions::ADMINISTRATOR) {
             permissions::ALL
         } else {
             let o = self

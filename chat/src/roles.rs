@@ -6,13 +6,9 @@ use crate::audit::Actor;
 use crate::error::Validator;
 use crate::permissions::{self, Permissions};
 use crate::{Chat, ChatError, ChatResult, Name, Snowflake};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
-
-fn as_string<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow, PartialEq)]
 pub struct Role {
@@ -20,9 +16,8 @@ pub struct Role {
     pub server_id: Snowflake,
     pub name: String,
     /// Permission bits as a decimal string (64-bit; see docs/permissions.md).
-    #[serde(serialize_with = "as_string")]
     #[schema(value_type = String)]
-    pub permissions: i64,
+    pub permissions: Permissions,
     /// Hierarchy: higher is more senior; @everyone is 0.
     pub position: i32,
     pub color: i32,
@@ -49,12 +44,10 @@ pub struct PermissionOverwrite {
     /// `"role"` or `"member"`.
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(serialize_with = "as_string")]
     #[schema(value_type = String)]
-    pub allow: i64,
-    #[serde(serialize_with = "as_string")]
+    pub allow: Permissions,
     #[schema(value_type = String)]
-    pub deny: i64,
+    pub deny: Permissions,
 }
 
 /// The `name` field error of a role update: a bad name, or any name for @everyone.
@@ -118,13 +111,13 @@ impl Chat {
     }
 
     fn check_grant(actor_base: Permissions, wanted: Permissions) -> ChatResult<()> {
-        if wanted & !permissions::ALL != 0 {
+        if !permissions::ALL.contains(wanted) {
             return Err(ChatError::field(
                 "permissions",
                 "contains unknown permission bits",
             ));
         }
-        if actor_base & permissions::ADMINISTRATOR == 0 && wanted & !actor_base != 0 {
+        if !actor_base.contains(permissions::ADMINISTRATOR) && !actor_base.contains(wanted) {
             return Err(ChatError::Forbidden(
                 "you cannot grant permissions you do not have",
             ));
@@ -148,7 +141,7 @@ impl Chat {
                 "you may not manage roles",
             )
             .await?;
-        let perms = patch.permissions.unwrap_or(0);
+        let perms = patch.permissions.unwrap_or_default();
         let mut v = Validator::default();
         if let Some(c) = patch.color {
             v.check(
@@ -407,7 +400,7 @@ impl Chat {
             "must be \"role\" or \"member\"",
         );
         v.check(
-            allow & deny == 0,
+            !allow.intersects(deny),
             "allow",
             "a bit cannot be both allowed and denied",
         );

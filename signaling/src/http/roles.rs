@@ -11,17 +11,18 @@ use crate::visibility::ServerVisibility;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use confab_chat::audit::Actor;
+use confab_chat::permissions::Permissions;
 use confab_chat::roles::{PermissionOverwrite, Role, RolePatch, EVERYONE_NAME_RULE};
 use confab_chat::{ChatError, Name, Snowflake};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-fn parse_perms(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
+fn parse_perms(field: &str, v: &Option<String>) -> ApiResult<Option<Permissions>> {
     match v {
         None => Ok(None),
         Some(s) => s
-            .parse::<i64>()
+            .parse::<Permissions>()
             .map(Some)
             .map_err(|_| ChatError::field(field, "must be a decimal permission bitfield").into()),
     }
@@ -255,8 +256,8 @@ pub async fn put_overwrite(
 ) -> ApiResult<Json<PermissionOverwrite>> {
     let r = reason(&headers);
     let before = visibility_before(&state, channel_id, user.user_id).await;
-    let allow = parse_perms("allow", &body.allow)?.unwrap_or(0);
-    let deny = parse_perms("deny", &body.deny)?.unwrap_or(0);
+    let allow = parse_perms("allow", &body.allow)?.unwrap_or_default();
+    let deny = parse_perms("deny", &body.deny)?.unwrap_or_default();
     let ow = state
         .chat
         .put_overwrite(
