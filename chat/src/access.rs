@@ -30,10 +30,10 @@ impl MemberAccess {
 #[derive(sqlx::FromRow)]
 struct MemberRow {
     owner_id: Snowflake,
-    everyone: Option<i64>,
+    everyone: Option<Permissions>,
     timeout_until: Option<DateTime<Utc>>,
     role_ids: Vec<i64>,
-    role_perms: Vec<i64>,
+    role_perms: Vec<Permissions>,
     role_positions: Vec<i32>,
 }
 
@@ -137,7 +137,7 @@ impl Chat {
             _ => channel.id,
         };
         let everyone_id = channel.server_id.unwrap_or(Snowflake(0));
-        let rows: Vec<(Snowflake, String, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(Snowflake, String, Permissions, Permissions)> = sqlx::query_as(
             "SELECT target_id, kind, allow, deny FROM channel_overwrites WHERE channel_id = $1",
         )
         .bind(source)
@@ -165,7 +165,12 @@ impl Chat {
         channel_id: Snowflake,
     ) -> ChatResult<Option<Vec<Snowflake>>> {
         // (server, parent, permissions_synced, @everyone's permissions); no server = a DM.
-        type ChannelRow = (Option<Snowflake>, Option<Snowflake>, bool, Option<i64>);
+        type ChannelRow = (
+            Option<Snowflake>,
+            Option<Snowflake>,
+            bool,
+            Option<Permissions>,
+        );
         let row: Option<ChannelRow> = sqlx::query_as(
             "SELECT c.server_id, c.parent_id, c.permissions_synced, r.permissions
              FROM channels c LEFT JOIN roles r ON r.id = c.server_id WHERE c.id = $1",
@@ -185,7 +190,7 @@ impl Chat {
             (true, Some(p)) => p,
             _ => channel_id,
         };
-        let overwrites: Vec<(Snowflake, String, i64, i64)> = sqlx::query_as(
+        let overwrites: Vec<(Snowflake, String, Permissions, Permissions)> = sqlx::query_as(
             "SELECT target_id, kind, allow, deny FROM channel_overwrites WHERE channel_id = $1",
         )
         .bind(source)
@@ -194,7 +199,7 @@ impl Chat {
         if overwrites.is_empty() && permissions::has(everyone, permissions::VIEW_CHANNEL) {
             return Ok(None);
         }
-        let members: Vec<(Snowflake, Snowflake, Vec<i64>, Vec<i64>)> = sqlx::query_as(
+        let members: Vec<(Snowflake, Snowflake, Vec<i64>, Vec<Permissions>)> = sqlx::query_as(
             "SELECT m.user_id, s.owner_id,
                     coalesce(array_agg(r.id) FILTER (WHERE r.id IS NOT NULL), '{}'),
                     coalesce(array_agg(r.permissions) FILTER (WHERE r.id IS NOT NULL), '{}')

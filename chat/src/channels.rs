@@ -3,8 +3,7 @@
 use crate::error::Validator;
 use crate::model::{Channel, ChannelKind};
 use crate::permissions::{self, Permissions};
-use crate::servers::valid_name;
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{Chat, ChatError, ChatResult, Name, Snowflake};
 
 /// Keeps the channels a user may see: those with VIEW_CHANNEL, and the categories
 /// that are viewable themselves or hold a viewable channel (its heading). Nothing
@@ -51,9 +50,9 @@ impl From<ChannelRow> for Channel {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewChannel {
-    pub name: String,
+    pub name: Name,
     pub kind: ChannelKind,
     pub parent_id: Option<Snowflake>,
     pub topic: Option<String>,
@@ -62,7 +61,7 @@ pub struct NewChannel {
 
 #[derive(Debug, Clone, Default)]
 pub struct ChannelPatch {
-    pub name: Option<String>,
+    pub name: Option<Name>,
     pub position: Option<i32>,
     /// `Some(None)` moves the channel out of its category.
     pub parent_id: Option<Option<Snowflake>>,
@@ -117,7 +116,7 @@ impl Chat {
             .member_access(server_id, user_id)
             .await?
             .ok_or(ChatError::NotFound("channel"))?;
-        let perms = if access.base() & permissions::ADMINISTRATOR != 0 {
+        let perms = if access.base().contains(permissions::ADMINISTRATOR) {
             permissions::ALL
         } else {
             let o = self
@@ -179,9 +178,7 @@ impl Chat {
             "you may not manage channels",
         )
         .await?;
-        let name = new.name.trim().to_string();
         let mut v = Validator::default();
-        v.check(valid_name(&name, 100), "name", "must be 1-100 characters");
         if let Some(t) = &new.topic {
             v.check(
                 t.chars().count() <= 1024,
@@ -229,7 +226,7 @@ impl Chat {
         .bind(self.next_id())
         .bind(server_id)
         .bind(new.kind.as_str())
-        .bind(&name)
+        .bind(new.name.as_str())
         .bind(position)
         .bind(new.parent_id)
         .bind(new.topic.filter(|t| !t.trim().is_empty()))
@@ -250,10 +247,6 @@ impl Chat {
             _ => return Err(ChatError::Forbidden("you may not manage channels")),
         };
         let mut v = Validator::default();
-        let name = patch.name.map(|n| n.trim().to_string());
-        if let Some(n) = &name {
-            v.check(valid_name(n, 100), "name", "must be 1-100 characters");
-        }
         if let Some(p) = patch.position {
             v.check((0..=10_000).contains(&p), "position", "must be 0-10000");
         }
@@ -287,7 +280,7 @@ impl Chat {
                topic = CASE WHEN $6 THEN $7 ELSE topic END
              WHERE id = $1 RETURNING {CHANNEL_COLUMNS}"))
         .bind(channel_id)
-        .bind(name)
+        .bind(patch.name.as_ref().map(Name::as_str))
         .bind(patch.position)
         .bind(patch.parent_id.is_some())
         .bind(patch.parent_id.flatten())
@@ -313,5 +306,16 @@ impl Chat {
             .execute(&self.pool)
             .await?;
         Ok(channel)
+    }
+
+    /// A server's channels in display order (no permission check: callers have done it).
+    pub async fn channels_of(&self, server_id: Snowflake) -> ChatResult<Vec<Channel>> {
+        let rows: Vec<ChannelRow> = sqlx::query_as(q!(
+            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE server_id = $1 ORDER BY position, id"
+        ))
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Channel::from).collect())
     }
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 /// Most people in a group DM, its creator included.
 pub const MAX_GROUP: usize = 10;
 /// Longest group DM name.
-pub const MAX_NAME: usize = 100;
+pub const MAX_NAME: usize = crate::Name::MAX;
 
 /// What happened to a group DM's recipients, so the caller can tell each side.
 #[derive(Debug, Clone)]
@@ -188,7 +188,7 @@ impl Chat {
         &self,
         user_id: Snowflake,
         recipients: &[Snowflake],
-        name: Option<&str>,
+        name: Option<&crate::Name>,
     ) -> ChatResult<Channel> {
         let mut people = vec![user_id];
         for r in recipients {
@@ -208,7 +208,6 @@ impl Chat {
                 format!("a group DM has at most {MAX_GROUP} people"),
             ));
         }
-        let name = check_name(name)?;
         let ids: Vec<i64> = people.iter().map(|p| p.0).collect();
         let known: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM users WHERE id = ANY($1) AND deleted_at IS NULL",
@@ -228,7 +227,7 @@ impl Chat {
             "INSERT INTO channels (id, kind, name, owner_id) VALUES ($1, 'group_dm', $2, $3)",
         )
         .bind(id)
-        .bind(name)
+        .bind(name.map(crate::Name::as_str))
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
@@ -398,13 +397,5 @@ impl Chat {
         .fetch_optional(&self.pool)
         .await?
         .is_some())
-    }
-}
-
-fn check_name(name: Option<&str>) -> ChatResult<Option<String>> {
-    match name.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(n) if crate::servers::valid_name(n, MAX_NAME) => Ok(Some(n.to_string())),
-        Some(_) => Err(ChatError::field("name", "must be 1-100 characters")),
     }
 }

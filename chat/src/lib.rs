@@ -13,9 +13,12 @@ pub mod audit;
 pub mod channels;
 pub mod dms;
 pub mod error;
+pub mod invites;
+pub mod members;
 pub mod messages;
 pub mod model;
 pub mod moderation;
+pub mod name;
 pub mod password;
 pub mod permissions;
 pub mod postgres;
@@ -28,6 +31,7 @@ pub mod snowflake;
 pub mod voice;
 
 pub use error::{ChatError, ChatResult};
+pub use name::Name;
 pub use snowflake::{Snowflake, SnowflakeGenerator};
 
 use std::sync::Arc;

@@ -247,7 +247,7 @@ impl Chat {
                     "must be at most 28 days ahead",
                 ));
             }
-            if t.base() & permissions::ADMINISTRATOR != 0 {
+            if t.base().contains(permissions::ADMINISTRATOR) {
                 return Err(ChatError::Forbidden("administrators cannot be timed out"));
             }
         }

@@ -6,121 +6,155 @@
 //! roles' overwrites combined (deny, then allow), then the member's own overwrite (deny, then
 //! allow). A timed-out member keeps reading but loses sending, reacting, speaking and joining.
 
-pub type Permissions = i64;
+use serde::{Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
 
-pub const CREATE_INVITE: Permissions = 1 << 0;
-pub const KICK_MEMBERS: Permissions = 1 << 1;
-pub const BAN_MEMBERS: Permissions = 1 << 2;
-pub const ADMINISTRATOR: Permissions = 1 << 3;
-pub const MANAGE_CHANNELS: Permissions = 1 << 4;
-pub const MANAGE_SERVER: Permissions = 1 << 5;
-pub const ADD_REACTIONS: Permissions = 1 << 6;
-pub const VIEW_AUDIT_LOG: Permissions = 1 << 7;
-pub const PRIORITY_SPEAKER: Permissions = 1 << 8;
-pub const VIDEO: Permissions = 1 << 9;
-pub const VIEW_CHANNEL: Permissions = 1 << 10;
-pub const SEND_MESSAGES: Permissions = 1 << 11;
-pub const MANAGE_MESSAGES: Permissions = 1 << 13;
-pub const EMBED_LINKS: Permissions = 1 << 14;
-pub const ATTACH_FILES: Permissions = 1 << 15;
-pub const READ_MESSAGE_HISTORY: Permissions = 1 << 16;
-pub const MENTION_EVERYONE: Permissions = 1 << 17;
-pub const CONNECT: Permissions = 1 << 20;
-pub const SPEAK: Permissions = 1 << 21;
-pub const MUTE_MEMBERS: Permissions = 1 << 22;
-pub const DEAFEN_MEMBERS: Permissions = 1 << 23;
-pub const MOVE_MEMBERS: Permissions = 1 << 24;
-pub const CHANGE_NICKNAME: Permissions = 1 << 26;
-pub const MANAGE_NICKNAMES: Permissions = 1 << 27;
-pub const MANAGE_ROLES: Permissions = 1 << 28;
-pub const MODERATE_MEMBERS: Permissions = 1 << 40;
+/// A set of permission bits. Stored as `BIGINT` (the newtype is transparent to sqlx) and sent
+/// as a decimal string, since 64 bits do not fit a JavaScript number. Bits this version does
+/// not name are kept as they are, never dropped: combine with `|`, `&`, `difference` and
+/// `remove` (the `!` operator would truncate to the named bits).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct Permissions(i64);
+
+bitflags::bitflags! {
+    impl Permissions: i64 {
+        const CREATE_INVITE = 1 << 0;
+        const KICK_MEMBERS = 1 << 1;
+        const BAN_MEMBERS = 1 << 2;
+        const ADMINISTRATOR = 1 << 3;
+        const MANAGE_CHANNELS = 1 << 4;
+        const MANAGE_SERVER = 1 << 5;
+        const ADD_REACTIONS = 1 << 6;
+        const VIEW_AUDIT_LOG = 1 << 7;
+        const PRIORITY_SPEAKER = 1 << 8;
+        const VIDEO = 1 << 9;
+        const VIEW_CHANNEL = 1 << 10;
+        const SEND_MESSAGES = 1 << 11;
+        const MANAGE_MESSAGES = 1 << 13;
+        const EMBED_LINKS = 1 << 14;
+        const ATTACH_FILES = 1 << 15;
+        const READ_MESSAGE_HISTORY = 1 << 16;
+        const MENTION_EVERYONE = 1 << 17;
+        const CONNECT = 1 << 20;
+        const SPEAK = 1 << 21;
+        const MUTE_MEMBERS = 1 << 22;
+        const DEAFEN_MEMBERS = 1 << 23;
+        const MOVE_MEMBERS = 1 << 24;
+        const CHANGE_NICKNAME = 1 << 26;
+        const MANAGE_NICKNAMES = 1 << 27;
+        const MANAGE_ROLES = 1 << 28;
+        const MODERATE_MEMBERS = 1 << 40;
+    }
+}
+
+/// The decimal wire form (`"1024"`), as `Display` and `Serialize`; `FromStr` reads it back.
+impl fmt::Display for Permissions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.bits(), f)
+    }
+}
+
+impl fmt::Debug for Permissions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Permissions({})", self.bits())
+    }
+}
+
+impl FromStr for Permissions {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self::from_bits_retain)
+    }
+}
+
+impl Serialize for Permissions {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.bits())
+    }
+}
+
+// The flags under their familiar names, so call sites read `permissions::VIEW_CHANNEL`.
+pub const CREATE_INVITE: Permissions = Permissions::CREATE_INVITE;
+pub const KICK_MEMBERS: Permissions = Permissions::KICK_MEMBERS;
+pub const BAN_MEMBERS: Permissions = Permissions::BAN_MEMBERS;
+pub const ADMINISTRATOR: Permissions = Permissions::ADMINISTRATOR;
+pub const MANAGE_CHANNELS: Permissions = Permissions::MANAGE_CHANNELS;
+pub const MANAGE_SERVER: Permissions = Permissions::MANAGE_SERVER;
+pub const ADD_REACTIONS: Permissions = Permissions::ADD_REACTIONS;
+pub const VIEW_AUDIT_LOG: Permissions = Permissions::VIEW_AUDIT_LOG;
+pub const PRIORITY_SPEAKER: Permissions = Permissions::PRIORITY_SPEAKER;
+pub const VIDEO: Permissions = Permissions::VIDEO;
+pub const VIEW_CHANNEL: Permissions = Permissions::VIEW_CHANNEL;
+pub const SEND_MESSAGES: Permissions = Permissions::SEND_MESSAGES;
+pub const MANAGE_MESSAGES: Permissions = Permissions::MANAGE_MESSAGES;
+pub const EMBED_LINKS: Permissions = Permissions::EMBED_LINKS;
+pub const ATTACH_FILES: Permissions = Permissions::ATTACH_FILES;
+pub const READ_MESSAGE_HISTORY: Permissions = Permissions::READ_MESSAGE_HISTORY;
+pub const MENTION_EVERYONE: Permissions = Permissions::MENTION_EVERYONE;
+pub const CONNECT: Permissions = Permissions::CONNECT;
+pub const SPEAK: Permissions = Permissions::SPEAK;
+pub const MUTE_MEMBERS: Permissions = Permissions::MUTE_MEMBERS;
+pub const DEAFEN_MEMBERS: Permissions = Permissions::DEAFEN_MEMBERS;
+pub const MOVE_MEMBERS: Permissions = Permissions::MOVE_MEMBERS;
+pub const CHANGE_NICKNAME: Permissions = Permissions::CHANGE_NICKNAME;
+pub const MANAGE_NICKNAMES: Permissions = Permissions::MANAGE_NICKNAMES;
+pub const MANAGE_ROLES: Permissions = Permissions::MANAGE_ROLES;
+pub const MODERATE_MEMBERS: Permissions = Permissions::MODERATE_MEMBERS;
+
+/// `|` for constants (operators are not `const`).
+const fn union(all: &[Permissions]) -> Permissions {
+    let mut bits = 0;
+    let mut i = 0;
+    while i < all.len() {
+        bits |= all[i].bits();
+        i += 1;
+    }
+    Permissions::from_bits_retain(bits)
+}
 
 /// Every defined permission.
-pub const ALL: Permissions = CREATE_INVITE
-    | KICK_MEMBERS
-    | BAN_MEMBERS
-    | ADMINISTRATOR
-    | MANAGE_CHANNELS
-    | MANAGE_SERVER
-    | ADD_REACTIONS
-    | VIEW_AUDIT_LOG
-    | PRIORITY_SPEAKER
-    | VIDEO
-    | VIEW_CHANNEL
-    | SEND_MESSAGES
-    | MANAGE_MESSAGES
-    | EMBED_LINKS
-    | ATTACH_FILES
-    | READ_MESSAGE_HISTORY
-    | MENTION_EVERYONE
-    | CONNECT
-    | SPEAK
-    | MUTE_MEMBERS
-    | DEAFEN_MEMBERS
-    | MOVE_MEMBERS
-    | CHANGE_NICKNAME
-    | MANAGE_NICKNAMES
-    | MANAGE_ROLES
-    | MODERATE_MEMBERS;
+pub const ALL: Permissions = Permissions::all();
 
 /// What @everyone may do in a new server.
-pub const EVERYONE_DEFAULT: Permissions = CREATE_INVITE
-    | ADD_REACTIONS
-    | VIEW_CHANNEL
-    | SEND_MESSAGES
-    | EMBED_LINKS
-    | ATTACH_FILES
-    | READ_MESSAGE_HISTORY
-    | CONNECT
-    | SPEAK
-    | VIDEO
-    | CHANGE_NICKNAME;
+pub const EVERYONE_DEFAULT: Permissions = union(&[
+    CREATE_INVITE,
+    ADD_REACTIONS,
+    VIEW_CHANNEL,
+    SEND_MESSAGES,
+    EMBED_LINKS,
+    ATTACH_FILES,
+    READ_MESSAGE_HISTORY,
+    CONNECT,
+    SPEAK,
+    VIDEO,
+    CHANGE_NICKNAME,
+]);
 
 /// What every recipient may do in a DM or group DM: read, write, react; never moderate
 /// (each deletes only their own messages).
-pub const DM: Permissions = VIEW_CHANNEL
-    | SEND_MESSAGES
-    | READ_MESSAGE_HISTORY
-    | ADD_REACTIONS
-    | EMBED_LINKS
-    | ATTACH_FILES;
+pub const DM: Permissions = union(&[
+    VIEW_CHANNEL,
+    SEND_MESSAGES,
+    READ_MESSAGE_HISTORY,
+    ADD_REACTIONS,
+    EMBED_LINKS,
+    ATTACH_FILES,
+]);
 
 /// Lost while timed out.
-pub const TIMEOUT_REVOKES: Permissions =
-    SEND_MESSAGES | ADD_REACTIONS | SPEAK | CONNECT | VIDEO | CREATE_INVITE;
-
-/// Names and bits, for documentation and validation.
-pub const NAMES: &[(&str, Permissions)] = &[
-    ("CREATE_INVITE", CREATE_INVITE),
-    ("KICK_MEMBERS", KICK_MEMBERS),
-    ("BAN_MEMBERS", BAN_MEMBERS),
-    ("ADMINISTRATOR", ADMINISTRATOR),
-    ("MANAGE_CHANNELS", MANAGE_CHANNELS),
-    ("MANAGE_SERVER", MANAGE_SERVER),
-    ("ADD_REACTIONS", ADD_REACTIONS),
-    ("VIEW_AUDIT_LOG", VIEW_AUDIT_LOG),
-    ("PRIORITY_SPEAKER", PRIORITY_SPEAKER),
-    ("VIDEO", VIDEO),
-    ("VIEW_CHANNEL", VIEW_CHANNEL),
-    ("SEND_MESSAGES", SEND_MESSAGES),
-    ("MANAGE_MESSAGES", MANAGE_MESSAGES),
-    ("EMBED_LINKS", EMBED_LINKS),
-    ("ATTACH_FILES", ATTACH_FILES),
-    ("READ_MESSAGE_HISTORY", READ_MESSAGE_HISTORY),
-    ("MENTION_EVERYONE", MENTION_EVERYONE),
-    ("CONNECT", CONNECT),
-    ("SPEAK", SPEAK),
-    ("MUTE_MEMBERS", MUTE_MEMBERS),
-    ("DEAFEN_MEMBERS", DEAFEN_MEMBERS),
-    ("MOVE_MEMBERS", MOVE_MEMBERS),
-    ("CHANGE_NICKNAME", CHANGE_NICKNAME),
-    ("MANAGE_NICKNAMES", MANAGE_NICKNAMES),
-    ("MANAGE_ROLES", MANAGE_ROLES),
-    ("MODERATE_MEMBERS", MODERATE_MEMBERS),
-];
+pub const TIMEOUT_REVOKES: Permissions = union(&[
+    SEND_MESSAGES,
+    ADD_REACTIONS,
+    SPEAK,
+    CONNECT,
+    VIDEO,
+    CREATE_INVITE,
+]);
 
 pub fn has(perms: Permissions, wanted: Permissions) -> bool {
-    perms & ADMINISTRATOR != 0 || perms & wanted == wanted
+    perms.contains(ADMINISTRATOR) || perms.contains(wanted)
 }
 
 /// An allow/deny pair of a channel overwrite.
@@ -132,7 +166,7 @@ pub struct Overwrite {
 
 impl Overwrite {
     fn apply(self, perms: Permissions) -> Permissions {
-        (perms & !self.deny) | self.allow
+        perms.difference(self.deny) | self.allow
     }
 }
 
@@ -161,12 +195,12 @@ pub fn base(m: &MemberContext) -> Permissions {
     if m.is_owner {
         return ALL;
     }
-    let perms = m.roles.iter().fold(m.everyone, |acc, r| acc | r);
-    if perms & ADMINISTRATOR != 0 {
+    let perms = m.roles.iter().fold(m.everyone, |acc, r| acc | *r);
+    if perms.contains(ADMINISTRATOR) {
         return ALL;
     }
     if m.timed_out {
-        perms & !TIMEOUT_REVOKES
+        perms.difference(TIMEOUT_REVOKES)
     } else {
         perms
     }
@@ -175,7 +209,7 @@ pub fn base(m: &MemberContext) -> Permissions {
 /// Permissions in a channel.
 pub fn in_channel(m: &MemberContext, o: &ChannelOverwrites) -> Permissions {
     let b = base(m);
-    if b & ADMINISTRATOR != 0 {
+    if b.contains(ADMINISTRATOR) {
         return ALL;
     }
     let mut perms = b;
@@ -194,7 +228,7 @@ pub fn in_channel(m: &MemberContext, o: &ChannelOverwrites) -> Permissions {
         perms = mo.apply(perms);
     }
     if m.timed_out {
-        perms &= !TIMEOUT_REVOKES;
+        perms.remove(TIMEOUT_REVOKES);
     }
     perms
 }
@@ -204,13 +238,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const NONE: Permissions = Permissions::empty();
+
     fn perms() -> impl Strategy<Value = Permissions> {
-        any::<i64>().prop_map(|p| p & ALL)
+        any::<i64>().prop_map(|p| Permissions::from_bits_retain(p) & ALL)
     }
 
     fn overwrite() -> impl Strategy<Value = Overwrite> {
         (perms(), perms()).prop_map(|(a, d)| Overwrite {
-            allow: a & !d,
+            allow: a.difference(d),
             deny: d,
         })
     }
@@ -254,31 +290,31 @@ mod tests {
 
         #[test]
         fn member_overwrite_beats_roles((mut m, mut o) in context(), bit in 0u32..41) {
-            let p = 1i64 << bit;
-            prop_assume!(p & ALL != 0 && p != ADMINISTRATOR);
+            let p = Permissions::from_bits_retain(1i64 << bit);
+            prop_assume!(p.intersects(ALL) && p != ADMINISTRATOR);
             m.is_owner = false;
-            m.roles.retain(|r| r & ADMINISTRATOR == 0);
-            m.everyone &= !ADMINISTRATOR;
+            m.roles.retain(|r| !r.contains(ADMINISTRATOR));
+            m.everyone.remove(ADMINISTRATOR);
             m.timed_out = false;
             // A role allows it, the member's overwrite denies it: denied.
-            o.roles.push(Overwrite { allow: p, deny: 0 });
-            o.member = Some(Overwrite { allow: 0, deny: p });
-            prop_assert_eq!(in_channel(&m, &o) & p, 0);
+            o.roles.push(Overwrite { allow: p, deny: NONE });
+            o.member = Some(Overwrite { allow: NONE, deny: p });
+            prop_assert_eq!(in_channel(&m, &o) & p, NONE);
             // And the other way round: allowed.
-            o.roles.push(Overwrite { allow: 0, deny: p });
-            o.member = Some(Overwrite { allow: p, deny: 0 });
+            o.roles.push(Overwrite { allow: NONE, deny: p });
+            o.member = Some(Overwrite { allow: p, deny: NONE });
             prop_assert_eq!(in_channel(&m, &o) & p, p);
         }
 
         #[test]
         fn role_allow_beats_everyone_deny((mut m, mut o) in context(), bit in 0u32..41) {
-            let p = 1i64 << bit;
-            prop_assume!(p & ALL != 0 && p != ADMINISTRATOR && p & TIMEOUT_REVOKES == 0);
+            let p = Permissions::from_bits_retain(1i64 << bit);
+            prop_assume!(p.intersects(ALL) && p != ADMINISTRATOR && !p.intersects(TIMEOUT_REVOKES));
             m.is_owner = false;
-            m.roles.retain(|r| r & ADMINISTRATOR == 0);
-            m.everyone &= !ADMINISTRATOR;
-            o.everyone = Some(Overwrite { allow: 0, deny: p });
-            o.roles = vec![Overwrite { allow: p, deny: 0 }];
+            m.roles.retain(|r| !r.contains(ADMINISTRATOR));
+            m.everyone.remove(ADMINISTRATOR);
+            o.everyone = Some(Overwrite { allow: NONE, deny: p });
+            o.roles = vec![Overwrite { allow: p, deny: NONE }];
             o.member = None;
             prop_assert_eq!(in_channel(&m, &o) & p, p);
         }
@@ -286,15 +322,22 @@ mod tests {
         #[test]
         fn timeout_never_grants_sending((mut m, o) in context()) {
             m.is_owner = false;
-            m.roles.retain(|r| r & ADMINISTRATOR == 0);
-            m.everyone &= !ADMINISTRATOR;
+            m.roles.retain(|r| !r.contains(ADMINISTRATOR));
+            m.everyone.remove(ADMINISTRATOR);
             m.timed_out = true;
-            prop_assert_eq!(in_channel(&m, &o) & TIMEOUT_REVOKES, 0);
+            prop_assert_eq!(in_channel(&m, &o) & TIMEOUT_REVOKES, NONE);
         }
 
         #[test]
         fn results_stay_within_defined_bits((m, o) in context()) {
-            prop_assert_eq!(in_channel(&m, &o) & !ALL, 0);
+            prop_assert_eq!(in_channel(&m, &o).difference(ALL), NONE);
+        }
+
+        #[test]
+        fn wire_form_keeps_every_bit(bits in any::<i64>()) {
+            let p = Permissions::from_bits_retain(bits);
+            prop_assert_eq!(serde_json::to_value(p).unwrap(), serde_json::json!(bits.to_string()));
+            prop_assert_eq!(p.to_string().parse::<Permissions>().unwrap(), p);
         }
     }
 
@@ -306,7 +349,7 @@ mod tests {
         };
         let o = ChannelOverwrites {
             everyone: Some(Overwrite {
-                allow: 0,
+                allow: NONE,
                 deny: SEND_MESSAGES,
             }),
             ..Default::default()
@@ -314,5 +357,12 @@ mod tests {
         let p = in_channel(&m, &o);
         assert!(has(p, VIEW_CHANNEL));
         assert!(!has(p, SEND_MESSAGES));
+    }
+
+    #[test]
+    fn bit_values_match_the_documented_ones() {
+        assert_eq!(ALL.bits(), 0x100_1DF3_EFFF);
+        assert_eq!(MODERATE_MEMBERS.bits(), 1_099_511_627_776);
+        assert_eq!(EVERYONE_DEFAULT.bits(), 0x431_CE41);
     }
 }

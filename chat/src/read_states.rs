@@ -2,7 +2,7 @@
 //! after it mention them (directly, through one of their roles, or @everyone by someone allowed
 //! to). Nothing is written when a message is sent; counts are taken on ack and for READY.
 
-use crate::permissions::{self, ChannelOverwrites, MemberContext, Overwrite};
+use crate::permissions::{self, ChannelOverwrites, MemberContext, Overwrite, Permissions};
 use crate::{Chat, ChatError, ChatResult, Snowflake};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -154,10 +154,10 @@ impl Chat {
         struct ServerRow {
             server_id: Snowflake,
             owner_id: Snowflake,
-            everyone: Option<i64>,
+            everyone: Option<Permissions>,
             timeout_until: Option<chrono::DateTime<chrono::Utc>>,
             role_ids: Vec<i64>,
-            role_perms: Vec<i64>,
+            role_perms: Vec<Permissions>,
         }
         let servers: Vec<ServerRow> = sqlx::query_as(
             "SELECT m.server_id, s.owner_id, ev.permissions AS everyone, m.timeout_until,
@@ -181,7 +181,7 @@ impl Chat {
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        let overwrites: Vec<(Snowflake, Snowflake, String, i64, i64)> = sqlx::query_as(
+        let overwrites: Vec<(Snowflake, Snowflake, String, Permissions, Permissions)> = sqlx::query_as(
             "SELECT o.channel_id, o.target_id, o.kind, o.allow, o.deny FROM channel_overwrites o
              JOIN channels c ON c.id = o.channel_id
              JOIN members mb ON mb.server_id = c.server_id AND mb.user_id = $1",
@@ -189,7 +189,8 @@ impl Chat {
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        let mut by_channel: HashMap<Snowflake, Vec<(Snowflake, String, i64, i64)>> = HashMap::new();
+        type Row = (Snowflake, String, Permissions, Permissions);
+        let mut by_channel: HashMap<Snowflake, Vec<Row>> = HashMap::new();
         for (ch, target, kind, allow, deny) in overwrites {
             by_channel
                 .entry(ch)

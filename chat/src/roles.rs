@@ -5,15 +5,10 @@
 use crate::audit::Actor;
 use crate::error::Validator;
 use crate::permissions::{self, Permissions};
-use crate::servers::valid_name;
-use crate::{Chat, ChatError, ChatResult, Snowflake};
-use serde::{Serialize, Serializer};
+use crate::{Chat, ChatError, ChatResult, Name, Snowflake};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
-
-fn as_string<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow, PartialEq)]
 pub struct Role {
@@ -21,9 +16,8 @@ pub struct Role {
     pub server_id: Snowflake,
     pub name: String,
     /// Permission bits as a decimal string (64-bit; see docs/permissions.md).
-    #[serde(serialize_with = "as_string")]
     #[schema(value_type = String)]
-    pub permissions: i64,
+    pub permissions: Permissions,
     /// Hierarchy: higher is more senior; @everyone is 0.
     pub position: i32,
     pub color: i32,
@@ -33,7 +27,7 @@ pub struct Role {
 
 #[derive(Debug, Clone, Default)]
 pub struct RolePatch {
-    pub name: Option<String>,
+    pub name: Option<Name>,
     pub permissions: Option<Permissions>,
     pub position: Option<i32>,
     pub color: Option<i32>,
@@ -50,13 +44,14 @@ pub struct PermissionOverwrite {
     /// `"role"` or `"member"`.
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(serialize_with = "as_string")]
     #[schema(value_type = String)]
-    pub allow: i64,
-    #[serde(serialize_with = "as_string")]
+    pub allow: Permissions,
     #[schema(value_type = String)]
-    pub deny: i64,
+    pub deny: Permissions,
 }
+
+/// The `name` field error of a role update: a bad name, or any name for @everyone.
+pub const EVERYONE_NAME_RULE: &str = "must be 1-100 characters (@everyone cannot be renamed)";
 
 const ROLE_COLUMNS: &str = "id, server_id, name, permissions, position, color, hoist, mentionable";
 
@@ -116,13 +111,13 @@ impl Chat {
     }
 
     fn check_grant(actor_base: Permissions, wanted: Permissions) -> ChatResult<()> {
-        if wanted & !permissions::ALL != 0 {
+        if !permissions::ALL.contains(wanted) {
             return Err(ChatError::field(
                 "permissions",
                 "contains unknown permission bits",
             ));
         }
-        if actor_base & permissions::ADMINISTRATOR == 0 && wanted & !actor_base != 0 {
+        if !actor_base.contains(permissions::ADMINISTRATOR) && !actor_base.contains(wanted) {
             return Err(ChatError::Forbidden(
                 "you cannot grant permissions you do not have",
             ));
@@ -135,7 +130,7 @@ impl Chat {
         &self,
         server_id: Snowflake,
         actor: Actor<'_>,
-        name: &str,
+        name: &Name,
         patch: RolePatch,
     ) -> ChatResult<Role> {
         let access = self
@@ -146,10 +141,8 @@ impl Chat {
                 "you may not manage roles",
             )
             .await?;
-        let name = name.trim();
-        let perms = patch.permissions.unwrap_or(0);
+        let perms = patch.permissions.unwrap_or_default();
         let mut v = Validator::default();
-        v.check(valid_name(name, 100), "name", "must be 1-100 characters");
         if let Some(c) = patch.color {
             v.check(
                 (0..=0xFF_FFFF).contains(&c),
@@ -182,7 +175,7 @@ impl Chat {
         ))
         .bind(self.next_id())
         .bind(server_id)
-        .bind(name)
+        .bind(name.as_str())
         .bind(perms)
         .bind(patch.color.unwrap_or(0))
         .bind(patch.hoist.unwrap_or(false))
@@ -225,12 +218,8 @@ impl Chat {
             ));
         }
         let mut v = Validator::default();
-        if let Some(n) = &patch.name {
-            v.check(
-                valid_name(n, 100) && !is_everyone,
-                "name",
-                "must be 1-100 characters (@everyone cannot be renamed)",
-            );
+        if patch.name.is_some() {
+            v.check(!is_everyone, "name", EVERYONE_NAME_RULE);
         }
         if let Some(c) = patch.color {
             v.check(
@@ -264,7 +253,7 @@ impl Chat {
         ))
         .bind(role_id)
         .bind(server_id)
-        .bind(patch.name.as_deref().map(str::trim))
+        .bind(patch.name.as_ref().map(Name::as_str))
         .bind(patch.permissions)
         .bind(patch.position)
         .bind(patch.color)
@@ -411,7 +400,7 @@ impl Chat {
             "must be \"role\" or \"member\"",
         );
         v.check(
-            allow & deny == 0,
+            !allow.intersects(deny),
             "allow",
             "a bit cannot be both allowed and denied",
         );

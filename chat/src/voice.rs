@@ -54,7 +54,7 @@ impl Chat {
         to: Option<Snowflake>,
     ) -> ChatResult<bool> {
         let (_, t) = self
-            .moderator_over(server_id, actor.user_id, target, 0, "")
+            .moderator_over(server_id, actor.user_id, target, Permissions::empty(), "")
             .await?;
         if t.is_none() {
             return Err(ChatError::NotFound("member"));

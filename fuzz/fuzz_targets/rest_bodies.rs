@@ -6,7 +6,7 @@
 use confab_chat::messages::mentions;
 use confab_chat::model::{Channel, Invite, Member, Message, Server, User};
 use confab_signaling::http::{
-    auth, channels, community, dms, relationships, servers, users, voice_states,
+    auth, channels, dms, moderation, relationships, roles, servers, users, voice_states,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
@@ -78,13 +78,13 @@ fuzz_target!(|data: &[u8]| {
             body::<channels::BulkDeleteBody>(rest);
         }
         8 => {
-            body::<community::RoleBody>(rest);
+            body::<roles::RoleBody>(rest);
         }
         9 => {
-            body::<community::OverwriteBody>(rest);
+            body::<roles::OverwriteBody>(rest);
         }
         10 => {
-            body::<community::BanBody>(rest);
+            body::<moderation::BanBody>(rest);
         }
         11 => {
             body::<dms::NewDmBody>(rest);
@@ -120,7 +120,7 @@ fuzz_target!(|data: &[u8]| {
             query::<channels::HistoryParams>(rest);
         }
         22 => {
-            query::<community::AuditParams>(rest);
+            query::<moderation::AuditParams>(rest);
         }
         23 => {
             query::<servers::MembersParams>(rest);

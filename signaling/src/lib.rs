@@ -35,6 +35,7 @@ pub mod gateway;
 pub mod http;
 pub mod input;
 pub mod metrics;
+pub mod process;
 pub mod ratelimit;
 pub mod state;
 pub mod viewers;

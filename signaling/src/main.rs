@@ -17,8 +17,8 @@ fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    confab_signaling::metrics::raise_fd_limit();
-    confab_signaling::metrics::return_large_allocations();
+    confab_signaling::process::raise_fd_limit();
+    confab_signaling::process::return_large_allocations();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

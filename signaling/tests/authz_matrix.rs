@@ -18,7 +18,9 @@ const HISTORY: i64 = 1 << 16;
 const CONNECT: i64 = 1 << 20;
 const SPEAK: i64 = 1 << 21;
 /// Every permission but ADMINISTRATOR.
-const MODERATOR: i64 = confab_chat::permissions::ALL & !confab_chat::permissions::ADMINISTRATOR;
+const MODERATOR: i64 = confab_chat::permissions::ALL
+    .difference(confab_chat::permissions::ADMINISTRATOR)
+    .bits();
 
 /// Who calls, in the order each row is run.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use confab_chat::channels::ChannelPatch;
 use confab_chat::messages::HistoryQuery;
 use confab_chat::model::{Channel, Message};
-use confab_chat::Snowflake;
+use confab_chat::{Name, Snowflake};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -81,14 +81,14 @@ pub async fn update(
     Path(channel_id): Path<Snowflake>,
     Json(body): Json<ChannelPatchBody>,
 ) -> ApiResult<Json<Channel>> {
-    let before = super::community::visibility_before(&state, channel_id, user.user_id).await;
+    let before = super::roles::visibility_before(&state, channel_id, user.user_id).await;
     let channel = state
         .chat
         .update_channel(
             channel_id,
             user.user_id,
             ChannelPatch {
-                name: body.name,
+                name: body.name.as_deref().map(Name::parse).transpose()?,
                 position: body.position,
                 parent_id: body.parent_id,
                 topic: body.topic,
@@ -117,7 +117,7 @@ pub async fn delete(
     user: AuthUser,
     Path(channel_id): Path<Snowflake>,
 ) -> ApiResult<StatusCode> {
-    let before = super::community::visibility_before(&state, channel_id, user.user_id).await;
+    let before = super::roles::visibility_before(&state, channel_id, user.user_id).await;
     let channel = state.chat.delete_channel(channel_id, user.user_id).await?;
     if let Some(before) = before {
         // CHANNEL_DELETE to those who saw it (and for a category left empty of visible
@@ -289,7 +289,7 @@ pub async fn bulk_delete(
     headers: axum::http::HeaderMap,
     Json(body): Json<BulkDeleteBody>,
 ) -> ApiResult<StatusCode> {
-    let r = crate::http::community::reason(&headers);
+    let r = crate::http::moderation::reason(&headers);
     let (server_id, ids) = state
         .chat
         .bulk_delete(

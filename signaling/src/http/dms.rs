@@ -8,7 +8,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use confab_chat::model::Channel;
-use confab_chat::{ChatError, Snowflake};
+use confab_chat::{ChatError, Name, Snowflake};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -51,7 +51,11 @@ pub async fn create(
         (None, Some(list)) => (
             state
                 .chat
-                .create_group_dm(user.user_id, &list, body.name.as_deref())
+                .create_group_dm(
+                    user.user_id,
+                    &list,
+                    Name::parse_optional(body.name.as_deref())?.as_ref(),
+                )
                 .await?,
             true,
         ),

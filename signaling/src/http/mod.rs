@@ -3,12 +3,13 @@
 
 pub mod auth;
 pub mod channels;
-pub mod community;
 pub mod dms;
+pub mod moderation;
 pub mod ops;
 pub mod reactions;
 pub mod read_states;
 pub mod relationships;
+pub mod roles;
 pub mod servers;
 pub mod users;
 pub mod voice_states;
@@ -97,21 +98,15 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(servers::members))
         .routes(routes!(servers::presences))
         .routes(routes!(servers::leave))
-        .routes(routes!(servers::update_member, community::kick))
-        .routes(routes!(community::list_roles, community::create_role))
-        .routes(routes!(community::update_role, community::delete_role))
-        .routes(routes!(
-            community::add_member_role,
-            community::remove_member_role
-        ))
-        .routes(routes!(community::list_overwrites))
-        .routes(routes!(
-            community::put_overwrite,
-            community::delete_overwrite
-        ))
-        .routes(routes!(community::list_bans))
-        .routes(routes!(community::ban, community::unban))
-        .routes(routes!(community::audit_log))
+        .routes(routes!(servers::update_member, moderation::kick))
+        .routes(routes!(roles::list_roles, roles::create_role))
+        .routes(routes!(roles::update_role, roles::delete_role))
+        .routes(routes!(roles::add_member_role, roles::remove_member_role))
+        .routes(routes!(roles::list_overwrites))
+        .routes(routes!(roles::put_overwrite, roles::delete_overwrite))
+        .routes(routes!(moderation::list_bans))
+        .routes(routes!(moderation::ban, moderation::unban))
+        .routes(routes!(moderation::audit_log))
         .routes(routes!(voice_states::update_mine))
         .routes(routes!(voice_states::update_member))
         .routes(routes!(servers::create_invite, reactions::invites))

@@ -146,7 +146,7 @@ pub async fn revoke(
     Path(code): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let reason = super::community::reason(&headers);
+    let reason = super::moderation::reason(&headers);
     state
         .chat
         .revoke_invite(&code, user.user_id, reason.as_deref())

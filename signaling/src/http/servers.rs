@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use confab_chat::channels::NewChannel;
 use confab_chat::model::{Channel, ChannelKind, Invite, Member, Server, ServerSnapshot};
-use confab_chat::{ChatError, Snowflake};
+use confab_chat::{ChatError, Name, Snowflake};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -104,7 +104,8 @@ pub async fn create(
     user: AuthUser,
     Json(body): Json<ServerBody>,
 ) -> ApiResult<(StatusCode, Json<Server>)> {
-    let snap = state.chat.create_server(user.user_id, &body.name).await?;
+    let name = Name::parse(&body.name)?;
+    let snap = state.chat.create_server(user.user_id, &name).await?;
     state
         .publish(BusEvent::MemberJoined {
             server_id: snap.server.id,
@@ -139,9 +140,10 @@ pub async fn update(
     Path(server_id): Path<Snowflake>,
     Json(body): Json<ServerBody>,
 ) -> ApiResult<Json<Server>> {
+    let name = Name::parse(&body.name)?;
     let server = state
         .chat
-        .rename_server(server_id, user.user_id, &body.name)
+        .rename_server(server_id, user.user_id, &name)
         .await?;
     state.emit(Target::Server(server_id), "SERVER_UPDATE", &server);
     Ok(Json(server))
@@ -192,7 +194,7 @@ pub async fn create_channel(
             server_id,
             user.user_id,
             NewChannel {
-                name: body.name,
+                name: Name::parse(&body.name)?,
                 kind: body.kind,
                 parent_id: body.parent_id,
                 topic: body.topic,
@@ -310,7 +312,7 @@ pub async fn update_member(
     headers: axum::http::HeaderMap,
     Json(body): Json<MemberVoiceBody>,
 ) -> ApiResult<Json<Member>> {
-    let reason = super::community::reason(&headers);
+    let reason = super::moderation::reason(&headers);
     let actor = confab_chat::audit::Actor::new(user.user_id, reason.as_deref());
     if let Some(until) = body.timeout_until {
         state.chat.timeout(server_id, target, until, actor).await?;
