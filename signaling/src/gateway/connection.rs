@@ -208,12 +208,7 @@ impl Conn {
                     let Some(session) = self.session.clone() else {
                         continue;
                     };
-                    if let Err(e) = self
-                        .state
-                        .voice
-                        .state_update(&session, req)
-                        .await
-                    {
+                    if let Err(e) = self.state.voice.state_update(&session, req).await {
                         self.machine.on_voice_error(e.code(), e.to_string());
                     }
                 }
