@@ -1,13 +1,10 @@
 //! Large servers: READY carries only the connecting member and those in voice, and the member
 //! list is paged over REST.
 
-mod common;
-mod voice_util;
-
-use common::TestApp;
+use crate::common::TestApp;
+use crate::voice_util::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use voice_util::*;
 
 fn ids(members: &Value) -> BTreeSet<String> {
     members

@@ -5,9 +5,8 @@
 //! test. Then the gateway: voice joins without CONNECT, events of a channel a member may not
 //! view, and history windows that point into other channels.
 
-mod common;
-
-use common::{TestApp, User};
+use crate::common;
+use crate::common::{TestApp, User};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};

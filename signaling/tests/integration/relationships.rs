@@ -1,8 +1,6 @@
 //! Friends and blocks: requests, acceptance, removal, blocking, and events to both parties only.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::json;
 use std::time::Duration;

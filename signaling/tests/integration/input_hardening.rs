@@ -2,9 +2,7 @@
 //! a bad row inside a batched message write, unauthenticated gateway connections that try to
 //! stay open, and text frames that are not UTF-8.
 
-mod common;
-
-use common::{Closed, TestApp};
+use crate::common::{Closed, TestApp};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

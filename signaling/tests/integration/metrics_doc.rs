@@ -1,8 +1,6 @@
 //! docs/metrics.md and `/metrics` list the same `confab_*` metrics, with the same types.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 

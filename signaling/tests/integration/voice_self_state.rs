@@ -3,14 +3,11 @@
 //!   shows as muted is not heard), and a camera switched off is not forwarded;
 //! - the voice states of READY say who is speaking now.
 
-mod common;
-mod voice_util;
-
-use common::TestApp;
+use crate::common::TestApp;
+use crate::voice_util::*;
 use confab_sfu::testing::TestPeerConfig;
 use serde_json::json;
 use std::time::Duration;
-use voice_util::*;
 
 fn state_frame(sid: &str, vc: &str, mute: bool, deaf: bool, video: bool) -> serde_json::Value {
     json!({"op": 4, "d": {"server_id": sid, "channel_id": vc, "self_mute": mute,

@@ -4,9 +4,7 @@
 //! through A — messages, joins, kicks, channels hidden by a permission change — exactly as
 //! if they were connected to A.
 
-mod common;
-
-use common::{TestApp, User};
+use crate::common::{TestApp, User};
 use confab_signaling::bus::{apply, BusEvent, EventBus, RecordingBus};
 use confab_signaling::state::AppState;
 use serde_json::{json, Value};

@@ -2,13 +2,10 @@
 //! only the members who may view it, a member who gains sight of it learns who is there, and
 //! one who loses it hears nothing more.
 
-mod common;
-mod voice_util;
-
-use common::TestApp;
+use crate::common::TestApp;
+use crate::voice_util::{connect, join_frame, negotiate, run_media, Client, Peer};
 use serde_json::{json, Value};
 use std::time::Duration;
-use voice_util::{connect, join_frame, negotiate, run_media, Client, Peer};
 
 const VIEW_CHANNEL: u64 = 1 << 10;
 

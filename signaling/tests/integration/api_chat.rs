@@ -1,8 +1,6 @@
 //! Servers, channels, invites and messages over HTTP, including access control and bad input.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::json;
 

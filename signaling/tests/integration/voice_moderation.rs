@@ -1,13 +1,10 @@
 //! Live voice sessions follow permission changes, and moderators move or disconnect members:
 //! the real SFU on UDP, str0m peers, PostgreSQL.
 
-mod common;
-mod voice_util;
-
-use common::TestApp;
+use crate::common::TestApp;
+use crate::voice_util::*;
 use serde_json::json;
 use std::time::Duration;
-use voice_util::*;
 
 const SPEAK: i64 = 1 << 21;
 const CONNECT: i64 = 1 << 20;

@@ -1,8 +1,7 @@
 //! Roles, permission overwrites, moderation and the audit log.
 
-mod common;
-
-use common::TestApp;
+use crate::common;
+use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::json;
 

@@ -3,9 +3,7 @@
 //! code), and a user who is not flooding is served as usual meanwhile. (How much the flood
 //! costs the others' latency is a benchmark: docs/benchmarks.md, "Floods and fairness".)
 
-mod common;
-
-use common::{Closed, TestApp};
+use crate::common::{Closed, TestApp};
 use serde_json::json;
 use std::collections::HashMap;
 

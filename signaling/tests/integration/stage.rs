@@ -1,13 +1,10 @@
 //! Stage channels end to end: the audience's audio never leaves the SFU, a raised hand reaches
 //! the moderator, who invites the speaker; only moderators put others (or themselves) on stage.
 
-mod common;
-mod voice_util;
-
-use common::TestApp;
+use crate::common::TestApp;
+use crate::voice_util::*;
 use serde_json::json;
 use std::time::Duration;
-use voice_util::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raise_hand_invite_to_speak_and_step_down() {

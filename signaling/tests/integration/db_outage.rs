@@ -5,9 +5,7 @@
 //! This file runs its own cluster (one test per process), so stopping it disturbs no other
 //! test. With `DATABASE_URL` set the database is not ours to kill: the test says so and passes.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use confab_chat::postgres::{EmbeddedOptions, EmbeddedPostgres};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

@@ -1,8 +1,6 @@
 //! The real-time gateway over a real WebSocket.
 
-mod common;
-
-use common::{Closed, TestApp};
+use crate::common::{Closed, TestApp};
 use serde_json::json;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;

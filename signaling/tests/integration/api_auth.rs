@@ -1,8 +1,6 @@
 //! Accounts and authentication over HTTP.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::json;
 

@@ -1,14 +1,11 @@
 //! Voice end to end through the gateway and the real SFU on UDP, with str0m client peers that
 //! offer like the web client.
 
-mod common;
-mod voice_util;
-
-use common::TestApp;
+use crate::common::TestApp;
+use crate::voice_util::*;
 use confab_sfu::testing::TestPeerConfig;
 use serde_json::{json, Value};
 use std::time::Duration;
-use voice_util::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_peers_hear_each_other_through_the_sfu() {

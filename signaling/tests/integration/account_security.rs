@@ -2,9 +2,8 @@
 //! forged tokens against the session cache, password change and account deletion — over HTTP,
 //! on the gateway and in the database.
 
-mod common;
-
-use common::{Closed, TestApp, User};
+use crate::common;
+use crate::common::{Closed, TestApp, User};
 use confab_chat::Snowflake;
 use reqwest::Method;
 use serde_json::{json, Value};

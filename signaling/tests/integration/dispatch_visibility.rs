@@ -4,9 +4,7 @@
 //! that reveals or hides a channel reaches the member concerned as CHANNEL_CREATE or
 //! CHANNEL_DELETE.
 
-mod common;
-
-use common::{Gateway, TestApp, User};
+use crate::common::{Gateway, TestApp, User};
 use serde_json::{json, Value};
 
 const VIEW_CHANNEL: u64 = 1 << 10;

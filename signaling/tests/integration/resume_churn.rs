@@ -2,9 +2,7 @@
 //! RESUMEs, while others send a steady stream of messages. Every message must reach it
 //! exactly once, in order, across all those reconnections.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

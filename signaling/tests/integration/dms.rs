@@ -2,9 +2,8 @@
 //! events to the parties only, blocks, group membership), read states with unread and mention
 //! counts, and moderators' bulk delete.
 
-mod common;
-
-use common::TestApp;
+use crate::common;
+use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::json;
 use std::time::Duration;

@@ -1,0 +1,27 @@
+//! Confab's integration tests, one binary (one link instead of one per file): each module
+//! drives real servers over HTTP, the gateway and UDP against a real PostgreSQL.
+
+mod common;
+mod voice_util;
+
+mod account_security;
+mod api_auth;
+mod api_chat;
+mod authz_matrix;
+mod bus_events;
+mod community;
+mod db_outage;
+mod dispatch_visibility;
+mod dms;
+mod floods;
+mod gateway;
+mod input_hardening;
+mod large_servers;
+mod metrics_doc;
+mod relationships;
+mod resume_churn;
+mod stage;
+mod voice;
+mod voice_moderation;
+mod voice_self_state;
+mod voice_visibility;
