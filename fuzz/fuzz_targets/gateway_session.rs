@@ -7,6 +7,7 @@
 
 use arbitrary::Arbitrary;
 use confab_chat::Snowflake;
+use confab_signaling::gateway::events::Event;
 use confab_signaling::gateway::hub::{Dispatch, Hub, Outbound, Resume, Session, Target};
 use libfuzzer_sys::fuzz_target;
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -140,7 +141,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 // As IDENTIFY does: READY is the session's first dispatch.
                 hub.deliver(
                     &Target::Session(session.id.clone()),
-                    &Dispatch::new("READY", &serde_json::json!({"v": 1})),
+                    &Dispatch::new(Event::Ready, &serde_json::json!({"v": 1})),
                 );
                 m.slots.push(Slot {
                     session,
@@ -198,7 +199,7 @@ fuzz_target!(|ops: Vec<Op>| {
                         },
                     }
                 };
-                let d = Dispatch::new("MESSAGE_CREATE", &serde_json::json!({"n": 1}));
+                let d = Dispatch::new(Event::MessageCreate, &serde_json::json!({"n": 1}));
                 hub.deliver(&target, &d);
                 for i in recipients {
                     let sl = &mut m.slots[i];
@@ -216,7 +217,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 if let Some(rx) = sl.rx.as_mut() {
                     while let Ok((seq, d)) = rx.try_recv() {
                         assert_eq!(sl.expect.pop_front(), Some(seq), "next frame's seq");
-                        assert_eq!(d.t == "READY", sl.ready.contains(&seq));
+                        assert_eq!(d.t == Event::Ready, sl.ready.contains(&seq));
                         let frame: serde_json::Value =
                             serde_json::from_str(&d.frame(seq)).expect("frames are JSON");
                         assert_eq!(frame["s"].as_u64(), Some(seq));

@@ -11,6 +11,7 @@
 //! (`LocalBus`); with several nodes it is NATS.
 
 use crate::auth::SessionCache;
+use crate::gateway::events::Event;
 use crate::gateway::hub::{Dispatch, Hub, Target};
 use crate::state::AppState;
 use confab_chat::Snowflake;
@@ -108,7 +109,7 @@ impl Dispatcher {
     }
 
     /// Publishes a dispatch event (`t`, `d`) to the sessions `target` names.
-    pub fn emit<T: serde::Serialize>(&self, target: Target, t: &'static str, d: &T) {
+    pub fn emit<T: serde::Serialize>(&self, target: Target, t: Event, d: &T) {
         let event = BusEvent::Dispatch {
             target,
             dispatch: Dispatch::new(t, d),
@@ -128,7 +129,7 @@ impl AppState {
     }
 
     /// Publishes a dispatch event (`t`, `d`) to the sessions `target` names.
-    pub fn emit<T: serde::Serialize>(&self, target: Target, t: &'static str, d: &T) {
+    pub fn emit<T: serde::Serialize>(&self, target: Target, t: Event, d: &T) {
         self.dispatcher.emit(target, t, d);
     }
 }

@@ -13,6 +13,7 @@
 //! sessions.
 
 use crate::bus::BusEvent;
+use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use confab_chat::model::{Channel, ChannelKind};
@@ -176,22 +177,22 @@ impl ServerVisibility {
                 }
             };
             if let Some(to) = revealed {
-                state.emit(to.clone(), "CHANNEL_CREATE", channel);
+                state.emit(to.clone(), Event::ChannelCreate, channel);
                 if matches!(channel.kind, ChannelKind::Voice | ChannelKind::Stage) {
                     // Who is in it now: what READY would have shown them.
                     for v in state.voice.states_for(&[self.server_id]) {
                         if v.channel_id == Some(id) {
-                            state.emit(to.clone(), "VOICE_STATE_UPDATE", &v);
+                            state.emit(to.clone(), Event::VoiceStateUpdate, &v);
                         }
                     }
                 }
             }
             if let Some(to) = hidden {
-                state.emit(to, "CHANNEL_DELETE", channel);
+                state.emit(to, Event::ChannelDelete, channel);
             }
             if updated == Some(id) {
                 if let Some(to) = kept {
-                    state.emit(to, "CHANNEL_UPDATE", channel);
+                    state.emit(to, Event::ChannelUpdate, channel);
                 }
             }
         }

@@ -11,6 +11,7 @@ use super::ready::ready_payload;
 use super::session_machine::{
     Action, AuthFailure, Closing, End, SessionMachine, Settings, SocketEvent,
 };
+use crate::gateway::events::Event;
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use confab_chat::Snowflake;
@@ -311,7 +312,7 @@ impl Conn {
         payload["session_id"] = json!(session.id.as_ref());
         self.state.hub.deliver(
             &Target::Session(session.id.clone()),
-            &Dispatch::new("READY", &payload),
+            &Dispatch::new(Event::Ready, &payload),
         );
         self.attach(session.clone(), rx, conn_id);
         self.machine.on_identified(Instant::now());
@@ -335,7 +336,7 @@ impl Conn {
             Resume::Ok(session, rx, conn_id) => {
                 self.state.hub.deliver(
                     &Target::Session(session.id.clone()),
-                    &Dispatch::new("RESUMED", &json!({})),
+                    &Dispatch::new(Event::Resumed, &json!({})),
                 );
                 self.attach(session.clone(), rx, conn_id);
                 self.machine.on_resumed(Instant::now());
@@ -366,7 +367,7 @@ impl Conn {
             if !to.is_empty() {
                 self.state.emit(
                     Target::Users(to),
-                    "PRESENCE_UPDATE",
+                    Event::PresenceUpdate,
                     &json!({"user_id": user_id, "status": now}),
                 );
             }
@@ -397,7 +398,7 @@ impl Conn {
         if status != before && !co_members.is_empty() {
             self.state.emit(
                 Target::Users(co_members),
-                "PRESENCE_UPDATE",
+                Event::PresenceUpdate,
                 &json!({"user_id": user_id, "status": status}),
             );
         }

@@ -1,18 +1,19 @@
 //! What the gateway sends and to whom: a dispatch event serialised once, and its audience.
 
+use crate::gateway::events::Event;
 use confab_chat::Snowflake;
 use std::sync::Arc;
 
 /// One event, serialized once.
 #[derive(Debug)]
 pub struct Dispatch {
-    pub t: &'static str,
+    pub t: Event,
     /// The JSON of `d`.
     pub d: Box<str>,
 }
 
 impl Dispatch {
-    pub fn new<T: serde::Serialize>(t: &'static str, d: &T) -> Arc<Self> {
+    pub fn new<T: serde::Serialize>(t: Event, d: &T) -> Arc<Self> {
         let d = serde_json::to_string(d).unwrap_or_else(|_| "null".into());
         Arc::new(Dispatch {
             t,
@@ -22,11 +23,11 @@ impl Dispatch {
 
     /// The frame a session sends for this dispatch at sequence `seq`.
     pub fn frame(&self, seq: u64) -> String {
-        let mut s = String::with_capacity(self.d.len() + self.t.len() + 40);
+        let mut s = String::with_capacity(self.d.len() + self.t.name().len() + 40);
         s.push_str("{\"op\":0,\"s\":");
         s.push_str(&seq.to_string());
         s.push_str(",\"t\":\"");
-        s.push_str(self.t);
+        s.push_str(self.t.name());
         s.push_str("\",\"d\":");
         s.push_str(&self.d);
         s.push('}');
@@ -55,7 +56,7 @@ mod tests {
 
     #[test]
     fn frame_format() {
-        let f = Dispatch::new("MESSAGE_CREATE", &serde_json::json!({"a": 1})).frame(7);
+        let f = Dispatch::new(Event::MessageCreate, &serde_json::json!({"a": 1})).frame(7);
         let v: serde_json::Value = serde_json::from_str(&f).unwrap();
         assert_eq!(v["op"], 0);
         assert_eq!(v["s"], 7);

@@ -176,9 +176,10 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::events::Event;
 
     fn d(n: u32) -> Arc<Dispatch> {
-        Dispatch::new("TEST", &n)
+        Dispatch::new(Event::MessageCreate, &n)
     }
 
     #[test]
@@ -228,7 +229,10 @@ mod tests {
     fn resume_never_replays_ready_and_needs_it_seen() {
         let hub = Hub::new();
         let (a, rx, conn) = hub.open(Snowflake(1), Snowflake(10), &[]);
-        hub.deliver(&Target::Session(a.id.clone()), &Dispatch::new("READY", &1));
+        hub.deliver(
+            &Target::Session(a.id.clone()),
+            &Dispatch::new(Event::Ready, &1),
+        );
         hub.deliver(&Target::User(Snowflake(1)), &d(2));
         hub.detach(&a, conn);
         drop(rx);
@@ -239,10 +243,10 @@ mod tests {
         let Resume::Ok(_, mut rx, _) = hub.resume(&a.id, Snowflake(1), 1) else {
             panic!("resume after READY failed")
         };
-        let got: Vec<(u64, &str)> = std::iter::from_fn(|| rx.try_recv().ok())
+        let got: Vec<(u64, Event)> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|(s, d)| (s, d.t))
             .collect();
-        assert_eq!(got, vec![(2, "TEST")]);
+        assert_eq!(got, vec![(2, Event::MessageCreate)]);
         // Resuming again from READY's seq still works (nothing was evicted).
         assert!(matches!(hub.resume(&a.id, Snowflake(1), 1), Resume::Ok(..)));
     }

@@ -6,12 +6,14 @@
 //! - `connection`: the async shell around it: the socket, the timer, and the work the machine
 //!   asks for (authentication, READY, resume, presence, voice).
 //! - `ready`: the READY payload.
+//! - `events`: the dispatch events' names, one typed enum (`Event`), each with its wire name.
 //! - `hub`: delivers dispatches (`dispatch`) to this node's sessions through the routing index
 //!   (`routing`) and the sessions' resume buffers (`sessions`); `presence`; `temporary`
 //!   (temporary members).
 
 pub mod connection;
 pub mod dispatch;
+pub mod events;
 pub mod hub;
 pub mod presence;
 pub mod protocol;

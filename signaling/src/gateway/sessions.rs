@@ -5,6 +5,7 @@
 
 use super::dispatch::Dispatch;
 use super::presence::Status;
+use crate::gateway::events::Event;
 use confab_chat::Snowflake;
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -55,7 +56,7 @@ impl Session {
         let item = (st.seq, d.clone());
         // READY is never replayed (a client that can RESUME has it: it carries the session
         // id), and it is the largest dispatch: keeping it would cost every idle session.
-        if d.t != "READY" {
+        if d.t != Event::Ready {
             if st.buffer.len() == BUFFER {
                 st.buffer.pop_front();
             }

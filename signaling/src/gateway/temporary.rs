@@ -3,6 +3,7 @@
 //! joins through such an invite and never opens a gateway session at all is let go by `sweep`
 //! once `GRACE` has passed since joining.
 
+use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use confab_chat::Snowflake;
@@ -54,7 +55,7 @@ pub async fn session_ended(state: &AppState, user_id: Snowflake) {
             .await;
         state.emit(
             Target::Server(server_id),
-            "MEMBER_REMOVE",
+            Event::MemberRemove,
             &json!({"server_id": server_id, "user_id": user_id}),
         );
     }

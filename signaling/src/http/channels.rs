@@ -3,6 +3,7 @@
 use crate::auth::AuthUser;
 use crate::bus::BusEvent;
 use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
+use crate::gateway::events::Event;
 use crate::http::users::nullable;
 use crate::state::AppState;
 use axum::extract::State;
@@ -183,7 +184,7 @@ pub async fn send(
             state
                 .channel_target(message.server_id, message.channel_id, None)
                 .await,
-            "MESSAGE_CREATE",
+            Event::MessageCreate,
             &message,
         );
         Ok((StatusCode::CREATED, Json(message)))
@@ -226,7 +227,7 @@ pub async fn edit(
         state
             .channel_target(message.server_id, message.channel_id, None)
             .await,
-        "MESSAGE_UPDATE",
+        Event::MessageUpdate,
         &message,
     );
     Ok(Json(message))
@@ -246,7 +247,7 @@ pub async fn delete_message(
         .await?;
     state.emit(
         state.channel_target(m.server_id, m.channel_id, None).await,
-        "MESSAGE_DELETE",
+        Event::MessageDelete,
         &json!({"id": m.id, "channel_id": m.channel_id, "server_id": m.server_id}),
     );
     Ok(StatusCode::NO_CONTENT)
@@ -264,7 +265,7 @@ pub async fn typing(
     // In a DM this reaches its recipients only (channel_target).
     state.emit(
         state.channel_target(server_id, channel_id, Some(user.user_id)).await,
-        "TYPING_START",
+        Event::TypingStart,
         &json!({"channel_id": channel_id, "server_id": server_id, "user_id": user.user_id, "timestamp": chrono::Utc::now().timestamp()}),
     );
     Ok(StatusCode::NO_CONTENT)
@@ -303,7 +304,7 @@ pub async fn bulk_delete(
             state
                 .channel_target(Some(server_id), channel_id, None)
                 .await,
-            "MESSAGE_DELETE_BULK",
+            Event::MessageDeleteBulk,
             &json!({"ids": ids, "channel_id": channel_id, "server_id": server_id}),
         );
     }

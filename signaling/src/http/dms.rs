@@ -3,6 +3,7 @@
 
 use crate::auth::AuthUser;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use axum::extract::State;
@@ -75,7 +76,7 @@ pub async fn create(
             channel_id: channel.id,
         })
         .await;
-    state.emit(Target::Users(ids(&channel)), "CHANNEL_CREATE", &channel);
+    state.emit(Target::Users(ids(&channel)), Event::ChannelCreate, &channel);
     Ok((StatusCode::CREATED, Json(channel)))
 }
 
@@ -101,10 +102,10 @@ pub async fn add_recipient(
         .collect();
     state.emit(
         Target::Users(others),
-        "CHANNEL_RECIPIENT_ADD",
+        Event::ChannelRecipientAdd,
         &json!({"channel_id": channel_id, "user": change.user}),
     );
-    state.emit(Target::User(target), "CHANNEL_CREATE", &change.channel);
+    state.emit(Target::User(target), Event::ChannelCreate, &change.channel);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -126,12 +127,12 @@ pub async fn remove_recipient(
         .await;
     state.emit(
         Target::Users(ids(&change.channel)),
-        "CHANNEL_RECIPIENT_REMOVE",
+        Event::ChannelRecipientRemove,
         &json!({"channel_id": channel_id, "user": change.user, "owner_id": change.channel.owner_id}),
     );
     state.emit(
         Target::User(target),
-        "CHANNEL_DELETE",
+        Event::ChannelDelete,
         &json!({"id": channel_id, "type": change.channel.kind}),
     );
     Ok(StatusCode::NO_CONTENT)

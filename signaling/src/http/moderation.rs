@@ -5,6 +5,7 @@
 use crate::auth::AuthUser;
 use crate::bus::BusEvent;
 use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path, Query};
+use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use axum::extract::State;
@@ -70,12 +71,12 @@ async fn removed(state: &AppState, server_id: Snowflake, target: Snowflake) {
         .await;
     state.emit(
         Target::Server(server_id),
-        "MEMBER_REMOVE",
+        Event::MemberRemove,
         &json!({"server_id": server_id, "user_id": target}),
     );
     state.emit(
         Target::User(target),
-        "SERVER_DELETE",
+        Event::ServerDelete,
         &json!({"id": server_id}),
     );
 }
@@ -136,7 +137,7 @@ pub async fn ban(
     }
     state.emit(
         Target::Server(server_id),
-        "BAN_ADD",
+        Event::BanAdd,
         &json!({"server_id": server_id, "user_id": target}),
     );
     Ok(StatusCode::NO_CONTENT)
@@ -159,7 +160,7 @@ pub async fn unban(
         .await?;
     state.emit(
         Target::Server(server_id),
-        "BAN_REMOVE",
+        Event::BanRemove,
         &json!({"server_id": server_id, "user_id": target}),
     );
     Ok(StatusCode::NO_CONTENT)

@@ -2,6 +2,7 @@
 
 use crate::auth::AuthUser;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::gateway::events::Event;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -24,7 +25,7 @@ pub async fn add(
         .await?;
     if added {
         let target = state.channel_target(m.server_id, channel_id, None).await;
-        state.emit(target, "MESSAGE_REACTION_ADD", &json!({"channel_id": channel_id, "message_id": message_id, "server_id": m.server_id, "user_id": user.user_id, "emoji": emoji}));
+        state.emit(target, Event::MessageReactionAdd, &json!({"channel_id": channel_id, "message_id": message_id, "server_id": m.server_id, "user_id": user.user_id, "emoji": emoji}));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -44,7 +45,7 @@ pub async fn remove(
         .await?;
     if removed {
         let target = state.channel_target(m.server_id, channel_id, None).await;
-        state.emit(target, "MESSAGE_REACTION_REMOVE", &json!({"channel_id": channel_id, "message_id": message_id, "server_id": m.server_id, "user_id": user.user_id, "emoji": emoji}));
+        state.emit(target, Event::MessageReactionRemove, &json!({"channel_id": channel_id, "message_id": message_id, "server_id": m.server_id, "user_id": user.user_id, "emoji": emoji}));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -95,7 +96,7 @@ async fn set_pin(
             .await;
         state.emit(
             target,
-            "CHANNEL_PINS_UPDATE",
+            Event::ChannelPinsUpdate,
             &json!({"channel_id": channel_id, "server_id": channel.server_id}),
         );
     }

@@ -2,6 +2,7 @@
 
 use crate::auth::AuthUser;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use axum::extract::State;
@@ -20,6 +21,6 @@ pub async fn ack(
 ) -> ApiResult<Json<ReadState>> {
     let rs = state.chat.ack(channel_id, message_id, user.user_id).await?;
     // Every session of the user: the one that read it ignores an ack it already applied.
-    state.emit(Target::User(user.user_id), "MESSAGE_ACK", &rs);
+    state.emit(Target::User(user.user_id), Event::MessageAck, &rs);
     Ok(Json(rs))
 }

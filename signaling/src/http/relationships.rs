@@ -3,6 +3,7 @@
 
 use crate::auth::AuthUser;
 use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path};
+use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use axum::extract::State;
@@ -35,12 +36,12 @@ async fn tell(state: &AppState, me: Snowflake, other: Snowflake, change: &Relati
     match &change.mine {
         Some(kind) => state.emit(
             Target::User(me),
-            "RELATIONSHIP_ADD",
+            Event::RelationshipAdd,
             &json!({"id": other, "type": kind, "user": other_user}),
         ),
         None => state.emit(
             Target::User(me),
-            "RELATIONSHIP_REMOVE",
+            Event::RelationshipRemove,
             &json!({"id": other}),
         ),
     }
@@ -59,7 +60,7 @@ async fn tell(state: &AppState, me: Snowflake, other: Snowflake, change: &Relati
             if status != crate::gateway::presence::Status::Offline {
                 state.emit(
                     Target::User(to),
-                    "PRESENCE_UPDATE",
+                    Event::PresenceUpdate,
                     &json!({"user_id": who, "status": status}),
                 );
             }
@@ -69,12 +70,12 @@ async fn tell(state: &AppState, me: Snowflake, other: Snowflake, change: &Relati
         match &change.theirs {
             Some(kind) => state.emit(
                 Target::User(other),
-                "RELATIONSHIP_ADD",
+                Event::RelationshipAdd,
                 &json!({"id": me, "type": kind, "user": me_user}),
             ),
             None => state.emit(
                 Target::User(other),
-                "RELATIONSHIP_REMOVE",
+                Event::RelationshipRemove,
                 &json!({"id": me}),
             ),
         }

@@ -5,6 +5,7 @@ use super::moderation::reason;
 use crate::auth::AuthUser;
 use crate::bus::BusEvent;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use crate::visibility::ServerVisibility;
@@ -102,7 +103,7 @@ pub async fn create_role(
         .await;
     state.emit(
         Target::Server(server_id),
-        "ROLE_CREATE",
+        Event::RoleCreate,
         &json!({"server_id": server_id, "role": role}),
     );
     Ok((StatusCode::CREATED, Json(role)))
@@ -141,7 +142,7 @@ pub async fn update_role(
         .await;
     state.emit(
         Target::Server(server_id),
-        "ROLE_UPDATE",
+        Event::RoleUpdate,
         &json!({"server_id": server_id, "role": role}),
     );
     Ok(Json(role))
@@ -168,7 +169,7 @@ pub async fn delete_role(
         .await;
     state.emit(
         Target::Server(server_id),
-        "ROLE_DELETE",
+        Event::RoleDelete,
         &json!({"server_id": server_id, "role_id": role_id}),
     );
     Ok(StatusCode::NO_CONTENT)
@@ -200,7 +201,7 @@ async fn member_role(
         .await;
     state.emit(
         Target::Server(server_id),
-        "MEMBER_UPDATE",
+        Event::MemberUpdate,
         &json!({"server_id": server_id, "user_id": target, "roles": roles}),
     );
     Ok(StatusCode::NO_CONTENT)

@@ -3,6 +3,7 @@
 use crate::auth::AuthUser;
 use crate::bus::BusEvent;
 use crate::error::{ApiResult, ErrorBody, Json, OptionalJson, Path, Query};
+use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use crate::visibility::ServerVisibility;
@@ -114,7 +115,7 @@ pub async fn create(
         .await;
     state.emit(
         Target::User(user.user_id),
-        "SERVER_CREATE",
+        Event::ServerCreate,
         &server_create(&state, &snap, None),
     );
     Ok((StatusCode::CREATED, Json(snap.server)))
@@ -145,7 +146,7 @@ pub async fn update(
         .chat
         .rename_server(server_id, user.user_id, &name)
         .await?;
-    state.emit(Target::Server(server_id), "SERVER_UPDATE", &server);
+    state.emit(Target::Server(server_id), Event::ServerUpdate, &server);
     Ok(Json(server))
 }
 
@@ -160,7 +161,7 @@ pub async fn delete(
     state.chat.delete_server(server_id, user.user_id).await?;
     state.emit(
         Target::Server(server_id),
-        "SERVER_DELETE",
+        Event::ServerDelete,
         &json!({"id": server_id}),
     );
     state.publish(BusEvent::ServerDeleted { server_id }).await;
@@ -288,12 +289,12 @@ pub async fn leave(
         .await;
     state.emit(
         Target::Server(server_id),
-        "MEMBER_REMOVE",
+        Event::MemberRemove,
         &json!({"server_id": server_id, "user_id": user.user_id}),
     );
     state.emit(
         Target::User(user.user_id),
-        "SERVER_DELETE",
+        Event::ServerDelete,
         &json!({"id": server_id}),
     );
     Ok(StatusCode::NO_CONTENT)
@@ -339,7 +340,7 @@ pub async fn update_member(
             .await?;
         state.chat.member(server_id, target).await?
     };
-    state.emit(Target::Server(server_id), "MEMBER_UPDATE", &member);
+    state.emit(Target::Server(server_id), Event::MemberUpdate, &member);
     state
         .voice
         .moderate(server_id, target, member.mute, member.deaf);
@@ -404,14 +405,14 @@ pub async fn accept_invite(
             .find(|m| m.user.id == user.user_id)
             .cloned()
             .ok_or(ChatError::NotFound("member"))?;
-        state.emit(Target::Server(server_id), "MEMBER_ADD", &member);
+        state.emit(Target::Server(server_id), Event::MemberAdd, &member);
         // Existing members learn the newcomer's presence; the newcomer gets everyone's in
         // SERVER_CREATE.
         let status = state.hub.presence_of(user.user_id);
         if status != crate::gateway::presence::Status::Offline {
             state.emit(
                 Target::Server(server_id),
-                "PRESENCE_UPDATE",
+                Event::PresenceUpdate,
                 &json!({"user_id": user.user_id, "status": status}),
             );
         }
@@ -423,7 +424,7 @@ pub async fn accept_invite(
             .await;
         state.emit(
             Target::User(user.user_id),
-            "SERVER_CREATE",
+            Event::ServerCreate,
             &server_create(&state, &snap, Some(&visible)),
         );
     }

@@ -3,6 +3,7 @@
 use crate::auth::{end_sessions, AuthUser};
 use crate::bus::BusEvent;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use axum::extract::State;
@@ -117,7 +118,7 @@ pub async fn update_me(
         .await?;
     let mut to = state.hub.co_members(user.user_id);
     to.push(user.user_id);
-    state.emit(Target::Users(to), "USER_UPDATE", &updated);
+    state.emit(Target::Users(to), Event::UserUpdate, &updated);
     Ok(Json(updated))
 }
 
@@ -147,7 +148,7 @@ pub async fn delete_me(
             .await;
         state.emit(
             Target::Server(*server_id),
-            "MEMBER_REMOVE",
+            Event::MemberRemove,
             &json!({"server_id": server_id, "user_id": user.user_id}),
         );
     }
@@ -161,7 +162,7 @@ pub async fn delete_me(
             .await;
         state.emit(
             Target::User(*other),
-            "RELATIONSHIP_REMOVE",
+            Event::RelationshipRemove,
             &json!({"id": user.user_id}),
         );
     }
@@ -171,7 +172,7 @@ pub async fn delete_me(
     audience.dedup();
     audience.retain(|u| *u != user.user_id);
     if !audience.is_empty() {
-        state.emit(Target::Users(audience), "USER_UPDATE", &gone.user);
+        state.emit(Target::Users(audience), Event::UserUpdate, &gone.user);
     }
     end_sessions(&state, gone.sessions).await;
     Ok(StatusCode::NO_CONTENT)

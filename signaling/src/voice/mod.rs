@@ -9,6 +9,7 @@ pub mod stage;
 pub mod video;
 
 use crate::bus::Dispatcher;
+use crate::gateway::events::Event;
 use crate::gateway::hub::{Session, Target};
 use crate::gateway::protocol::VoiceStateReq;
 use crate::viewers::ViewerCache;
@@ -166,7 +167,7 @@ impl VoiceService {
                     {
                         self.dispatcher.emit(
                             self.audience(&prev),
-                            "VOICE_STATE_UPDATE",
+                            Event::VoiceStateUpdate,
                             &prev.left_state(),
                         );
                     }
@@ -183,7 +184,7 @@ impl VoiceService {
                     }
                 });
                 self.dispatcher
-                    .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+                    .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
             }
             JoinOutcome::Rejoined => {
                 metrics::counter!("confab_voice_rejoins_total").increment(1);
@@ -194,7 +195,7 @@ impl VoiceService {
                 self.apply_flags(&p);
                 if changed {
                     self.dispatcher
-                        .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+                        .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
                 }
             }
         }
@@ -325,7 +326,7 @@ impl VoiceService {
         if p.speaking {
             self.dispatcher.emit(
                 self.audience(p),
-                "VOICE_SPEAKING",
+                Event::VoiceSpeaking,
                 &serde_json::json!({"server_id": p.server_id, "channel_id": p.channel_id, "user_id": p.user_id, "speaking": false}),
             );
         }
@@ -336,7 +337,7 @@ impl VoiceService {
         self.sfu.leave(sfu_id(p.id));
         self.speaking_ended(p);
         self.dispatcher
-            .emit(self.audience(p), "VOICE_STATE_UPDATE", &p.left_state());
+            .emit(self.audience(p), Event::VoiceStateUpdate, &p.left_state());
         metrics::counter!("confab_voice_leaves_total", "reason" => reason).increment(1);
         self.record_end(p.id, reason);
     }
@@ -423,7 +424,7 @@ impl VoiceService {
         if let Some(p) = updated {
             self.apply_flags(&p);
             self.dispatcher
-                .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+                .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
         }
     }
 
@@ -501,7 +502,7 @@ impl VoiceService {
                 if let Some(p) = p {
                     self.dispatcher.emit(
                         self.audience(&p),
-                        "VOICE_SPEAKING",
+                        Event::VoiceSpeaking,
                         &serde_json::json!({"server_id": p.server_id, "channel_id": p.channel_id, "user_id": p.user_id, "speaking": speaking}),
                     );
                 }
@@ -514,7 +515,7 @@ impl VoiceService {
                         .collect();
                     self.dispatcher.emit(
                         Target::Session(p.gateway_session.clone()),
-                        "VOICE_SLOTS",
+                        Event::VoiceSlots,
                         &serde_json::json!({"slots": slots}),
                     );
                 }
@@ -533,7 +534,7 @@ impl VoiceService {
                         .collect();
                     self.dispatcher.emit(
                         Target::Session(p.gateway_session.clone()),
-                        "VOICE_VIDEO_SLOTS",
+                        Event::VoiceVideoSlots,
                         &serde_json::json!({"channel_id": p.channel_id, "slots": slots}),
                     );
                 }
@@ -546,7 +547,7 @@ impl VoiceService {
                 if let Some(p) = lookup(participant) {
                     self.dispatcher.emit(
                         Target::Session(p.gateway_session.clone()),
-                        "VOICE_VIDEO_LAYERS",
+                        Event::VoiceVideoLayers,
                         &serde_json::json!({
                             "channel_id": p.channel_id,
                             "track": track.as_str(),
@@ -562,7 +563,7 @@ impl VoiceService {
                 if let Some(p) = lookup(participant) {
                     self.dispatcher.emit(
                         Target::Session(p.gateway_session.clone()),
-                        "VOICE_RENEGOTIATE",
+                        Event::VoiceRenegotiate,
                         &serde_json::json!({"audio_slots": audio_slots}),
                     );
                 }

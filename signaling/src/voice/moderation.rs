@@ -9,6 +9,7 @@
 
 use super::registry::VoicePerms;
 use super::{sfu_id, VoiceService};
+use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use confab_chat::audit::Actor;
 use confab_chat::{ChatError, ChatResult, Snowflake};
@@ -58,7 +59,7 @@ impl VoiceService {
         self.apply_flags(&p);
         if visible {
             self.dispatcher
-                .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+                .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
         }
     }
 
@@ -111,8 +112,11 @@ impl VoiceService {
         self.sfu.leave(sfu_id(old.id));
         self.speaking_ended(&old);
         if !self.same_audience(old.channel_id, p.channel_id) {
-            self.dispatcher
-                .emit(self.audience(&old), "VOICE_STATE_UPDATE", &old.left_state());
+            self.dispatcher.emit(
+                self.audience(&old),
+                Event::VoiceStateUpdate,
+                &old.left_state(),
+            );
         }
         self.record_end(old.id, "moved");
         metrics::counter!("confab_voice_joins_total").increment(1);
@@ -127,10 +131,10 @@ impl VoiceService {
             }
         });
         self.dispatcher
-            .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+            .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
         self.dispatcher.emit(
             Target::Session(p.gateway_session.clone()),
-            "VOICE_CHANNEL_MOVE",
+            Event::VoiceChannelMove,
             &json!({
                 "server_id": p.server_id,
                 "channel_id": p.channel_id,

@@ -4,6 +4,7 @@
 //! the audience; anyone may step down, and a moderator may also step up.
 
 use super::VoiceService;
+use crate::gateway::events::Event;
 use confab_chat::permissions::{self, MUTE_MEMBERS};
 use confab_chat::{ChatError, ChatResult, Snowflake};
 
@@ -86,7 +87,7 @@ impl VoiceService {
         if let Some(p) = updated {
             self.apply_flags(&p);
             self.dispatcher
-                .emit(self.audience(&p), "VOICE_STATE_UPDATE", &p.state());
+                .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
         }
         Ok(())
     }
