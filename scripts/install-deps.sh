@@ -4,12 +4,13 @@
 #   scripts/install-deps.sh --test   plus what the test suite needs (cmake for Opus, Chromium,
 #                                    espeak-ng and sox for a speech microphone, Node.js, and
 #                                    Janus, iproute2, jq and curl for the Janus comparison,
-#                                    g++ for libFuzzer, python3-venv for schemathesis)
+#                                    g++ for libFuzzer, python3-venv for schemathesis, nats-server
+#                                    for the cluster tests)
 set -euo pipefail
 
 want=(postgresql pkg-config)
 if [[ "${1:-}" == "--test" ]]; then
-  want+=(cmake chromium espeak-ng sox nodejs npm janus iproute2 jq curl g++ python3-venv)
+  want+=(cmake chromium espeak-ng sox nodejs npm janus iproute2 jq curl g++ python3-venv nats-server)
 fi
 
 missing=()

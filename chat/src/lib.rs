@@ -29,6 +29,7 @@ pub mod roles;
 pub mod servers;
 pub mod snowflake;
 pub mod voice;
+pub mod workers;
 
 pub use error::{ChatError, ChatResult};
 pub use name::Name;

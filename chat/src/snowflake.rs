@@ -82,16 +82,29 @@ impl utoipa::ToSchema for Snowflake {}
 
 /// Makes unique, time-ordered ids. A mutex is fine here: ids are made per request, not per packet.
 pub struct SnowflakeGenerator {
-    worker: u64,
+    /// Changes only when a lost worker lease is replaced (`workers`).
+    worker: std::sync::atomic::AtomicU64,
     state: Mutex<(u64, u64)>, // (last ms, sequence)
 }
 
 impl SnowflakeGenerator {
     pub fn new(worker_id: u16) -> Self {
         Self {
-            worker: u64::from(worker_id & 0x3ff),
+            worker: u64::from(worker_id & 0x3ff).into(),
             state: Mutex::new((0, 0)),
         }
+    }
+
+    /// Makes ids as worker `worker_id` from now on.
+    pub fn set_worker(&self, worker_id: u16) {
+        self.worker.store(
+            u64::from(worker_id & 0x3ff),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    pub fn worker(&self) -> u16 {
+        self.worker.load(std::sync::atomic::Ordering::Relaxed) as u16
     }
 
     pub fn next(&self) -> Snowflake {
@@ -111,7 +124,8 @@ impl SnowflakeGenerator {
             st.1 = 0;
         }
         st.0 = now;
-        let id = ((now - EPOCH_MS) << 22) | (self.worker << 12) | st.1;
+        let worker = self.worker.load(std::sync::atomic::Ordering::Relaxed);
+        let id = ((now - EPOCH_MS) << 22) | (worker << 12) | st.1;
         Snowflake(id as i64)
     }
 }

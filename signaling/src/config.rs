@@ -88,6 +88,18 @@ pub struct Cli {
     /// a new camera at its lowest simulcast layer for seconds). [default: 2000]
     #[arg(long, env = "CONFAB_VIDEO_START_BITRATE_KBPS")]
     pub video_start_bitrate_kbps: Option<u64>,
+    /// NATS server(s) of a cluster, e.g. nats://10.0.0.5:4222 (comma-separated for several);
+    /// turns clustering on: nodes sharing this NATS and one PostgreSQL (`DATABASE_URL`) act as
+    /// one Confab (docs/cluster.md). Without it Confab is one process.
+    #[arg(long, env = "CONFAB_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// First token of every NATS subject Confab uses, so several Confabs can share one NATS.
+    /// [default: confab]
+    #[arg(long, env = "CONFAB_NATS_PREFIX")]
+    pub nats_prefix: Option<String>,
+    /// This node's name in logs, metrics and NATS connection names. [default: the host name]
+    #[arg(long, env = "CONFAB_NODE_NAME")]
+    pub node_name: Option<String>,
     /// Servers with more members than this are "large": READY carries only some of their
     /// members. For tests. [default: 250]
     #[arg(long, env = "CONFAB_LARGE_THRESHOLD", hide = true)]
@@ -119,6 +131,9 @@ struct FileConfig {
     sfu_send_workers: Option<usize>,
     video_bwe: Option<bool>,
     video_start_bitrate_kbps: Option<u64>,
+    nats_url: Option<String>,
+    nats_prefix: Option<String>,
+    node_name: Option<String>,
     large_threshold: Option<usize>,
 }
 
@@ -150,6 +165,10 @@ pub struct Config {
     pub sfu_send_workers: usize,
     pub video_bwe: bool,
     pub video_start_bitrate_kbps: u64,
+    /// NATS of the cluster; None = one process.
+    pub nats_url: Option<String>,
+    pub nats_prefix: String,
+    pub node_name: String,
     /// Member count above which a server is large (READY carries only some of its members).
     pub large_threshold: usize,
 }
@@ -178,6 +197,9 @@ impl Default for Config {
             sfu_send_workers: 0,
             video_bwe: false,
             video_start_bitrate_kbps: 2_000,
+            nats_url: None,
+            nats_prefix: "confab".into(),
+            node_name: default_node_name(),
             large_threshold: 250,
         }
     }
@@ -253,6 +275,12 @@ impl Config {
                 .video_start_bitrate_kbps
                 .or(file.video_start_bitrate_kbps)
                 .unwrap_or(d.video_start_bitrate_kbps),
+            nats_url: cli.nats_url.or(file.nats_url).filter(|s| !s.is_empty()),
+            nats_prefix: cli
+                .nats_prefix
+                .or(file.nats_prefix)
+                .unwrap_or(d.nats_prefix),
+            node_name: cli.node_name.or(file.node_name).unwrap_or(d.node_name),
             large_threshold: cli
                 .large_threshold
                 .or(file.large_threshold)
@@ -290,6 +318,13 @@ impl Config {
         anyhow::ensure!(
             self.log_format == "pretty" || self.log_format == "json",
             "--log-format must be pretty or json"
+        );
+        anyhow::ensure!(
+            !self.nats_prefix.is_empty()
+                && self.nats_prefix.split('.').all(|t| !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')),
+            "--nats-prefix must be dot-separated tokens of letters, digits, _ and -"
         );
         if let Some(url) = &self.public_url {
             anyhow::ensure!(
@@ -335,6 +370,15 @@ impl Config {
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"))
     }
+}
+
+/// The host name, else "confab".
+fn default_node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "confab".into())
 }
 
 #[cfg(test)]

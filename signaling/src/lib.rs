@@ -60,9 +60,29 @@ pub struct Running {
     postgres: Option<EmbeddedPostgres>,
 }
 
-/// Starts everything `config` describes and returns once it is listening.
+/// Starts everything `config` describes and returns once it is listening: one process, or a
+/// node of a cluster when `config.nats_url` is set.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    start_with_bus(config, Arc::new(bus::LocalBus)).await
+    let shutdown = CancellationToken::new();
+    let Some(url) = config.nats_url.clone() else {
+        return start_node(config, BusLink::local(Arc::new(bus::LocalBus)), shutdown).await;
+    };
+    let (nats, incoming) = bus::nats::NatsBus::connect(
+        &url,
+        &config.nats_prefix,
+        &config.node_name,
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("connecting to NATS at {url}"))?;
+    tracing::info!(node = %config.node_name, "cluster node on NATS {url}");
+    let link = BusLink {
+        bus: nats.clone(),
+        interest: nats.clone(),
+        incoming: Some(incoming),
+        nats: Some(nats),
+    };
+    start_node(config, link, shutdown).await
 }
 
 /// `start`, with `bus` carrying this node's events to others (or recording them, in tests).
@@ -70,7 +90,41 @@ pub async fn start_with_bus(
     config: Config,
     event_bus: Arc<dyn bus::EventBus>,
 ) -> anyhow::Result<Running> {
+    start_node(config, BusLink::local(event_bus), CancellationToken::new()).await
+}
+
+/// How a node is tied to the others.
+struct BusLink {
+    bus: Arc<dyn bus::EventBus>,
+    /// Told which audiences this node's sessions need.
+    interest: Arc<dyn gateway::routing::Interest>,
+    /// Events from other nodes, applied in arrival order.
+    incoming: Option<tokio::sync::mpsc::UnboundedReceiver<bus::BusEvent>>,
+    nats: Option<Arc<bus::nats::NatsBus>>,
+}
+
+impl BusLink {
+    fn local(bus: Arc<dyn bus::EventBus>) -> Self {
+        BusLink {
+            bus,
+            interest: Arc::new(gateway::routing::NoInterest),
+            incoming: None,
+            nats: None,
+        }
+    }
+}
+
+async fn start_node(
+    config: Config,
+    link: BusLink,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    let event_bus = link.bus.clone();
     let metrics = metrics::install();
+    if link.nats.is_none() {
+        // In one process the bus is always there.
+        ::metrics::gauge!("confab_bus_connected").set(1.0);
+    }
     if (config.rate_limit_scale - 1.0).abs() > f64::EPSILON {
         tracing::warn!(
             scale = config.rate_limit_scale,
@@ -107,7 +161,13 @@ pub async fn start_with_bus(
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
     let secret = auth::TokenKeys::load_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
-    let chat = Chat::new(pool, 1);
+    let chat = Chat::new(pool, 0);
+    let worker_holder = format!("{}/{}", config.node_name, uuid::Uuid::new_v4().simple());
+    let worker = chat
+        .lease_worker(&worker_holder)
+        .await
+        .context("leasing a snowflake worker id")?;
+    tracing::info!(worker, "snowflake worker id leased");
     let closed = chat.close_stale_voice_sessions().await?;
     if closed > 0 {
         tracing::info!(
@@ -135,9 +195,8 @@ pub async fn start_with_bus(
         sfu.local_addr(),
         config.media_ip()
     );
-    let hub = gateway::hub::Hub::new();
+    let hub = gateway::hub::Hub::with_interest(link.interest);
     let sessions = Arc::new(auth::SessionCache::default());
-    let shutdown = CancellationToken::new();
     let viewers = Arc::new(viewers::ViewerCache::default());
     let dispatcher = bus::Dispatcher::new(event_bus.clone(), hub.clone());
     let voice = Arc::new(voice::VoiceService::new(
@@ -152,6 +211,8 @@ pub async fn start_with_bus(
         chat,
         tokens: auth::TokenKeys::new(&secret, config.access_token_ttl),
         bus: event_bus,
+        nats: link.nats,
+        worker_holder,
         sessions,
         limiter: ratelimit::RateLimiter::new(config.rate_limit_scale),
         hub,
@@ -165,6 +226,9 @@ pub async fn start_with_bus(
         config,
     }));
     spawn_housekeeping(state.clone());
+    if let Some(incoming) = link.incoming {
+        tokio::spawn(apply_incoming(state.clone(), incoming));
+    }
     tokio::spawn(db_circuit::DbCircuit::run_probe(state.clone()));
     voice.spawn_event_pump(shutdown.clone(), sfu_events);
 
@@ -187,8 +251,42 @@ pub async fn start_with_bus(
     })
 }
 
+/// Applies what other nodes publish, one event at a time in arrival order, until shutdown.
+async fn apply_incoming(
+    state: AppState,
+    mut incoming: tokio::sync::mpsc::UnboundedReceiver<bus::BusEvent>,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            event = incoming.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+        };
+        bus::apply(&state, event).await;
+    }
+}
+
+/// Renews this node's snowflake worker lease; takes a new worker id if it was lost.
+async fn renew_worker_lease(state: &AppState) {
+    match state.chat.renew_worker(&state.worker_holder).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::error!(
+                "snowflake worker lease lost (database unreachable too long?); leasing another"
+            );
+            match state.chat.lease_worker(&state.worker_holder).await {
+                Ok(worker) => tracing::info!(worker, "snowflake worker id leased"),
+                Err(e) => tracing::error!(error = %e, "leasing a snowflake worker id"),
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "renewing the snowflake worker lease"),
+    }
+}
+
 /// Periodic clean-up: expired gateway sessions, idle rate-limit buckets, and temporary members
-/// who never came online.
+/// who never came online; and the snowflake worker lease.
 fn spawn_housekeeping(state: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -205,6 +303,9 @@ fn spawn_housekeeping(state: AppState) {
                 }
             }
             n += 1;
+            if n.is_multiple_of(confab_chat::workers::RENEW_EVERY.as_secs() / 5) {
+                renew_worker_lease(&state).await;
+            }
             if n.is_multiple_of(60) {
                 state.limiter.sweep();
             }
@@ -227,6 +328,14 @@ impl Running {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Err(e) = self
+            .state
+            .chat
+            .release_worker(&self.state.worker_holder)
+            .await
+        {
+            tracing::warn!(error = %e, "releasing the snowflake worker lease");
         }
         self.state.chat.pool().close().await;
         if let Some(pg) = self.postgres {

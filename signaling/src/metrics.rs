@@ -225,6 +225,47 @@ pub fn describe_and_zero() {
         "1 while the database is unreachable and REST answers 503 at once."
     );
     gauge!("confab_db_circuit_open").increment(0.0);
+    bus_metrics();
+}
+
+/// The bus between nodes (`crate::bus::nats`); zero on a single node.
+fn bus_metrics() {
+    use metrics::{counter, describe_counter, describe_gauge, gauge};
+    let counters = [
+        (
+            "confab_bus_published_total",
+            "Messages this node published to NATS.",
+        ),
+        (
+            "confab_bus_received_total",
+            "Messages this node received from NATS (other nodes' events).",
+        ),
+        (
+            "confab_bus_publish_errors_total",
+            "Messages the NATS client refused to publish.",
+        ),
+        (
+            "confab_bus_dropped_total",
+            "Events not published because the outbox was full (NATS away too long).",
+        ),
+        (
+            "confab_bus_undecodable_total",
+            "Messages received from NATS that were not Confab events.",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, help);
+        counter!(name).absolute(0);
+    }
+    describe_gauge!(
+        "confab_bus_connected",
+        "1 while this node is connected to its bus (always 1 in one process), 0 while NATS is unreachable."
+    );
+    describe_gauge!(
+        "confab_bus_subscriptions",
+        "NATS subscriptions this node holds for servers and users with sessions here."
+    );
+    gauge!("confab_bus_subscriptions").increment(0.0);
 }
 
 /// The standard `process_*` metrics, plus the SFU media-loop counters (floats, so rendered here

@@ -22,6 +22,10 @@ pub struct Inner {
     pub limiter: RateLimiter,
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn EventBus>,
+    /// The cluster's NATS bus, when `--nats-url` is set (the same object as `bus`).
+    pub nats: Option<Arc<crate::bus::nats::NatsBus>>,
+    /// Who holds this node's snowflake worker lease (`confab_chat::workers`).
+    pub worker_holder: String,
     /// Browser origins allowed (CORS and gateway).
     pub origins: Vec<String>,
     /// Cancelled when the server begins shutting down.
@@ -46,6 +50,14 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// Waits until this node receives other nodes' events for every session it has opened
+    /// (a no-op in one process).
+    pub async fn bus_sync(&self) {
+        if let Some(nats) = &self.nats {
+            nats.sync().await;
+        }
+    }
+
     /// The recipients of a channel's events: the whole server, or only the members who may
     /// view it (overwrites or roles restrict it), optionally without one user.
     /// A DM's events go to its recipients (`server_id` None).

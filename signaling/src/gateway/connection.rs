@@ -308,6 +308,8 @@ impl Conn {
         self.state
             .hub
             .set_friends(auth.user_id, ready.friend_ids.iter().copied());
+        // In a cluster, READY goes out once other nodes' events for this session reach here.
+        self.state.bus_sync().await;
         let mut payload = ready.payload;
         payload["session_id"] = json!(session.id.as_ref());
         self.state.hub.deliver(

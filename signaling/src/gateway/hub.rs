@@ -10,7 +10,7 @@
 
 pub use super::dispatch::{Dispatch, Target};
 use super::presence::Status;
-use super::routing::RoutingIndex;
+use super::routing::{Audience, Interest, NoInterest, RoutingIndex};
 pub use super::sessions::{
     Outbound, Resume, Session, SessionRegistry, BUFFER, QUEUE, RESUME_WINDOW,
 };
@@ -19,16 +19,33 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-#[derive(Default)]
 pub struct Hub {
     sessions: SessionRegistry,
     routes: RoutingIndex,
+    /// Told which audiences this node has sessions for (a cluster bus subscribes to them).
+    interest: Arc<dyn Interest>,
     pub dispatched: AtomicU64,
 }
 
 impl Hub {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Self::with_interest(Arc::new(NoInterest))
+    }
+
+    /// A hub that tells `interest` which servers and users it has sessions for.
+    pub fn with_interest(interest: Arc<dyn Interest>) -> Arc<Self> {
+        Arc::new(Self {
+            sessions: SessionRegistry::default(),
+            routes: RoutingIndex::default(),
+            interest,
+            dispatched: AtomicU64::new(0),
+        })
+    }
+
+    fn route(&self, server_id: Snowflake, user_id: Snowflake) {
+        if self.routes.add_member(server_id, user_id) {
+            self.interest.watch(Audience::Server(server_id));
+        }
     }
 
     /// Delivers a dispatch to every session the target names.
@@ -63,9 +80,12 @@ impl Hub {
         auth_session: Snowflake,
         servers: &[Snowflake],
     ) -> (Arc<Session>, mpsc::Receiver<Outbound>, u64) {
+        if !self.sessions.has_user(&user_id) {
+            self.interest.watch(Audience::User(user_id));
+        }
         let opened = self.sessions.open(user_id, auth_session);
         for sid in servers {
-            self.routes.add_member(*sid, user_id);
+            self.route(*sid, user_id);
         }
         opened
     }
@@ -84,7 +104,10 @@ impl Hub {
     pub fn close(&self, session_id: &str) -> Option<Arc<Session>> {
         let (session, last) = self.sessions.close(session_id)?;
         if last {
-            self.routes.forget_user(session.user_id);
+            for sid in self.routes.forget_user(session.user_id) {
+                self.interest.unwatch(Audience::Server(sid));
+            }
+            self.interest.unwatch(Audience::User(session.user_id));
         }
         Some(session)
     }
@@ -102,17 +125,21 @@ impl Hub {
     /// Routes a server's events to a user (joined or created it) if they have sessions here.
     pub fn add_member(&self, server_id: Snowflake, user_id: Snowflake) {
         if self.sessions.has_user(&user_id) {
-            self.routes.add_member(server_id, user_id);
+            self.route(server_id, user_id);
         }
     }
 
     /// Stops routing a server's events to a user (left, removed, or the server is gone).
     pub fn remove_member(&self, server_id: Snowflake, user_id: Snowflake) {
-        self.routes.remove_member(server_id, user_id)
+        if self.routes.remove_member(server_id, user_id) {
+            self.interest.unwatch(Audience::Server(server_id));
+        }
     }
 
     pub fn remove_server(&self, server_id: Snowflake) {
-        self.routes.remove_server(server_id)
+        for _ in self.routes.remove_server(server_id) {
+            self.interest.unwatch(Audience::Server(server_id));
+        }
     }
 
     /// Users with a session here who share a server with `user_id` (presence recipients).

@@ -18,47 +18,61 @@ pub struct RoutingIndex {
 }
 
 impl RoutingIndex {
-    /// Routes a server's events to a user (who has a session here).
-    pub fn add_member(&self, server_id: Snowflake, user_id: Snowflake) {
-        self.servers.entry(server_id).or_default().insert(user_id);
+    /// Routes a server's events to a user (who has a session here). True if it was not
+    /// routed yet.
+    pub fn add_member(&self, server_id: Snowflake, user_id: Snowflake) -> bool {
+        let added = self.servers.entry(server_id).or_default().insert(user_id);
         self.user_servers
             .entry(user_id)
             .or_default()
             .insert(server_id);
+        added
     }
 
     /// Stops routing a server's events to a user (left, removed, or the server is gone).
-    pub fn remove_member(&self, server_id: Snowflake, user_id: Snowflake) {
+    /// True if it was routed.
+    pub fn remove_member(&self, server_id: Snowflake, user_id: Snowflake) -> bool {
+        let mut removed = false;
         if let Some(mut set) = self.servers.get_mut(&server_id) {
-            set.remove(&user_id);
+            removed = set.remove(&user_id);
         }
         self.servers.remove_if(&server_id, |_, s| s.is_empty());
         if let Some(mut set) = self.user_servers.get_mut(&user_id) {
             set.remove(&server_id);
         }
+        removed
     }
 
-    pub fn remove_server(&self, server_id: Snowflake) {
-        if let Some((_, users)) = self.servers.remove(&server_id) {
-            for u in users {
-                if let Some(mut set) = self.user_servers.get_mut(&u) {
-                    set.remove(&server_id);
-                }
+    /// Forgets a server; returns the users it was routed to.
+    pub fn remove_server(&self, server_id: Snowflake) -> Vec<Snowflake> {
+        let Some((_, users)) = self.servers.remove(&server_id) else {
+            return Vec::new();
+        };
+        for u in &users {
+            if let Some(mut set) = self.user_servers.get_mut(u) {
+                set.remove(&server_id);
             }
         }
+        users.into_iter().collect()
     }
 
-    /// The user's last session here ended: nothing is routed to them any more.
-    pub fn forget_user(&self, user_id: Snowflake) {
+    /// The user's last session here ended: nothing is routed to them any more. Returns the
+    /// servers that were routed to them.
+    pub fn forget_user(&self, user_id: Snowflake) -> Vec<Snowflake> {
         self.friends.remove(&user_id);
-        if let Some((_, servers)) = self.user_servers.remove(&user_id) {
-            for sid in servers {
-                if let Some(mut set) = self.servers.get_mut(&sid) {
-                    set.remove(&user_id);
+        let Some((_, servers)) = self.user_servers.remove(&user_id) else {
+            return Vec::new();
+        };
+        let mut forgotten = Vec::with_capacity(servers.len());
+        for sid in servers {
+            if let Some(mut set) = self.servers.get_mut(&sid) {
+                if set.remove(&user_id) {
+                    forgotten.push(sid);
                 }
-                self.servers.remove_if(&sid, |_, s| s.is_empty());
             }
+            self.servers.remove_if(&sid, |_, s| s.is_empty());
         }
+        forgotten
     }
 
     /// Calls `f` for each user with a session here in the server.
@@ -121,4 +135,30 @@ impl RoutingIndex {
         out.remove(&user_id);
         out.into_iter().collect()
     }
+}
+
+/// An audience whose events this node wants from other nodes: a server's (some user with a
+/// session here is a member) or a user's (the user has a session here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Audience {
+    Server(Snowflake),
+    User(Snowflake),
+}
+
+/// Told when this node gains or loses one local reason to receive an audience's events: the
+/// hub calls `watch` once per (server, local member) and per user with sessions here, and
+/// `unwatch` as often when they go. A cluster bus subscribes on the first `watch` and
+/// unsubscribes after the last `unwatch` — one subscription per audience per node, never one
+/// per connection.
+pub trait Interest: Send + Sync {
+    fn watch(&self, audience: Audience);
+    fn unwatch(&self, audience: Audience);
+}
+
+/// One process: every event is already here.
+pub struct NoInterest;
+
+impl Interest for NoInterest {
+    fn watch(&self, _: Audience) {}
+    fn unwatch(&self, _: Audience) {}
 }

@@ -2,6 +2,7 @@
 //! drives real servers over HTTP, the gateway and UDP against a real PostgreSQL.
 
 mod common;
+mod nats_util;
 mod voice_util;
 
 mod account_security;
@@ -9,6 +10,7 @@ mod api_auth;
 mod api_chat;
 mod authz_matrix;
 mod bus_events;
+mod cluster;
 mod community;
 mod db_outage;
 mod dispatch_visibility;

@@ -17,10 +17,14 @@ use crate::state::AppState;
 use confab_chat::Snowflake;
 use std::sync::Arc;
 
-/// A change every node applies.
-#[derive(Debug, Clone)]
+pub mod nats;
+
+/// A change every node applies. Serializable for the bus between nodes, except `Dispatch`,
+/// which travels as its payload with the event name in a header (`nats`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum BusEvent {
     /// Deliver a dispatch to the sessions the target names.
+    #[serde(skip)]
     Dispatch {
         target: Target,
         dispatch: Arc<Dispatch>,

@@ -1,0 +1,241 @@
+//! A cluster on one machine: nodes sharing one PostgreSQL and a private NATS. What is done
+//! through one node reaches gateway clients connected to the others, once and in order, as if
+//! they were all on one.
+
+use crate::common::{Closed, Gateway, TestApp, User};
+use crate::nats_util::NatsServer;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// `n` nodes on one fresh database and `nats`.
+async fn cluster(nats: &NatsServer, n: usize) -> Vec<TestApp> {
+    // Tests send faster than a person may.
+    let first = TestApp::spawn_with(|c| {
+        c.nats_url = Some(nats.url());
+        c.rate_limit_scale = 100.0;
+    })
+    .await;
+    let db = first.database_url();
+    let mut nodes = vec![first];
+    for _ in 1..n {
+        let db = db.clone();
+        nodes.push(
+            TestApp::spawn_with(move |c| {
+                c.database_url = Some(db);
+                c.nats_url = Some(nats.url());
+                c.rate_limit_scale = 100.0;
+            })
+            .await,
+        );
+    }
+    nodes
+}
+
+/// MESSAGE_CREATE payloads until `n` arrived (panics after 10 s without one).
+async fn messages(gw: &mut Gateway, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let v = gw
+            .next_within(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("only {} of {n} messages arrived", got.len()));
+        if v["op"] == 0 && v["t"] == "MESSAGE_CREATE" {
+            got.push(v["d"].clone());
+        }
+    }
+    got
+}
+
+/// Nothing but what `allowed` accepts arrives within `d`.
+async fn quiet(gw: &mut Gateway, d: Duration, what: &str) {
+    if let Some(v) = gw.next_within(d).await {
+        assert!(
+            v["op"] != 0 || v["t"] != "MESSAGE_CREATE",
+            "{what}: unexpected {v}"
+        );
+    }
+}
+
+async fn send(node: &TestApp, user: &User, channel: &str, content: &str) -> String {
+    let (s, body) = node
+        .post(
+            &format!("/channels/{channel}/messages"),
+            &user.token,
+            json!({ "content": content }),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_through_each_node_reach_clients_on_every_node_once_in_order() {
+    let nats = NatsServer::start();
+    let nodes = cluster(&nats, 3).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    let owner = a.register("owner").await;
+    let bob = b.register("bob").await;
+    let carol = c.register("carol").await;
+    let (server, channel, _) = a.server(&owner, "cluster").await;
+    a.join(&owner, &bob, &server).await;
+    a.join(&owner, &carol, &server).await;
+
+    // Each client on its own node.
+    let (mut gw_a, _) = a.identified(&owner).await;
+    let (mut gw_b, _) = b.identified(&bob).await;
+    let (mut gw_c, _) = c.identified(&carol).await;
+
+    // Every node's users write at once; each writer's messages are sent one after another.
+    const EACH: usize = 15;
+    let writers = [(a, &owner), (b, &bob), (c, &carol)];
+    let sent: Vec<Vec<String>> =
+        futures_util::future::join_all(writers.iter().map(|(node, user)| async {
+            let mut ids = Vec::new();
+            for i in 0..EACH {
+                ids.push(send(node, user, &channel, &format!("{} {i}", user.id)).await);
+            }
+            ids
+        }))
+        .await;
+    let all: HashSet<&String> = sent.iter().flatten().collect();
+    assert_eq!(all.len(), 3 * EACH, "ids made on different nodes collide");
+
+    for (name, gw) in [("A", &mut gw_a), ("B", &mut gw_b), ("C", &mut gw_c)] {
+        let got = messages(gw, 3 * EACH).await;
+        let ids: Vec<String> = got
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().into())
+            .collect();
+        let unique: HashSet<&String> = ids.iter().collect();
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "node {name}: a message arrived twice"
+        );
+        assert_eq!(unique, all, "node {name}: not every message arrived");
+        // Each writer's messages arrive in the order they were sent (and of their ids).
+        for writer in &sent {
+            let order: Vec<&String> = ids.iter().filter(|id| writer.contains(id)).collect();
+            let expected: Vec<&String> = writer.iter().collect();
+            assert_eq!(
+                order, expected,
+                "node {name}: one writer's messages out of order"
+            );
+        }
+        quiet(gw, Duration::from_millis(300), &format!("node {name}")).await;
+    }
+
+    // The nodes lease different snowflake worker ids (bits 12..22 of an id).
+    let workers: HashMap<u64, usize> = sent
+        .iter()
+        .map(|w| (w[0].parse::<u64>().unwrap() >> 12) & 0x3ff)
+        .fold(HashMap::new(), |mut m, w| {
+            *m.entry(w).or_default() += 1;
+            m
+        });
+    assert_eq!(
+        workers.len(),
+        3,
+        "three nodes, three worker ids: {workers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_kicks_and_logouts_on_one_node_take_effect_on_another() {
+    let nats = NatsServer::start();
+    let nodes = cluster(&nats, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+
+    let owner = a.register("owner").await;
+    let dave = b.register("dave").await;
+    let (server, channel, _) = a.server(&owner, "cluster").await;
+
+    // Dave is connected to B before he belongs to the server.
+    let (mut gw, ready) = b.identified(&dave).await;
+    assert!(ready["servers"].as_array().unwrap().is_empty());
+
+    // He joins through A: B learns it and routes the server's events to him.
+    a.join(&owner, &dave, &server).await;
+    let created = gw.dispatch("SERVER_CREATE").await;
+    assert_eq!(created["id"], server.as_str());
+    let id = send(a, &owner, &channel, "welcome").await;
+    let got = messages(&mut gw, 1).await;
+    assert_eq!(got[0]["id"], id.as_str());
+
+    // Kicked through A: nothing of the server reaches him on B any more.
+    let (s, body) = a
+        .delete(
+            &format!("/servers/{server}/members/{}", dave.id),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(s, 204, "{body}");
+    gw.dispatch("SERVER_DELETE").await;
+    send(a, &owner, &channel, "after the kick").await;
+    quiet(&mut gw, Duration::from_millis(500), "kicked member").await;
+
+    // Logging out through A closes his gateway connection on B (4004).
+    let (s, body) = a
+        .request(
+            reqwest::Method::POST,
+            "/auth/logout",
+            Some(&dave.token),
+            Some(json!({ "refresh_token": dave.refresh })),
+        )
+        .await;
+    assert!(s == 204 || s == 200, "logout: {s} {body}");
+    assert_eq!(gw.closed().await, Closed::Code(4004));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reconnect_and_resubscribe_after_nats_restarts() {
+    let mut nats = NatsServer::start();
+    let nodes = cluster(&nats, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let owner = a.register("owner").await;
+    let bob = b.register("bob").await;
+    let (server, channel, _) = a.server(&owner, "cluster").await;
+    a.join(&owner, &bob, &server).await;
+    let (mut gw, _) = b.identified(&bob).await;
+    let first = send(a, &owner, &channel, "before").await;
+    assert_eq!(messages(&mut gw, 1).await[0]["id"], first.as_str());
+
+    nats.kill();
+    // While NATS is down, sends are still stored and acknowledged.
+    let during = send(a, &owner, &channel, "during").await;
+    let (s, history) = b
+        .get(&format!("/channels/{channel}/messages?limit=5"), &bob.token)
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == during.as_str()),
+        "a message sent while NATS is down is stored"
+    );
+
+    nats.restart();
+    // No manual step: once both nodes are back on NATS, messages flow again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let id = send(a, &owner, &channel, "after").await;
+        let mut arrived = false;
+        while let Some(v) = gw.next_within(Duration::from_millis(500)).await {
+            if v["t"] == "MESSAGE_CREATE" && v["d"]["id"] == id.as_str() {
+                arrived = true;
+                break;
+            }
+        }
+        if arrived {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "messages did not reach the other node within 20 s of NATS restarting"
+        );
+    }
+}
