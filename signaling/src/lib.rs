@@ -268,6 +268,31 @@ async fn apply_incoming(
     }
 }
 
+/// A cluster's presence upkeep: forgets what gone nodes reported (their users' watchers here
+/// learn the presence that remains) and, when `refresh`, repeats this node's own view.
+fn cluster_presence(state: &AppState, refresh: bool) {
+    use gateway::events::Event;
+    for (user_id, audience) in state.hub.remote_presence.expire(std::time::Instant::now()) {
+        if let Some(audience) = audience {
+            let status = state.hub.presence_of(user_id);
+            let d = gateway::hub::Dispatch::new(
+                Event::PresenceUpdate,
+                &serde_json::json!({"user_id": user_id, "status": status}),
+            );
+            state.hub.deliver_presence(user_id, &audience, &d);
+        }
+    }
+    if refresh {
+        // In parts, so that a node with many users sends messages of a bounded size.
+        for part in state.hub.local_presences().chunks(1000) {
+            state.bus.publish(&bus::BusEvent::PresenceRefresh {
+                node: state.worker_holder.clone(),
+                users: part.to_vec(),
+            });
+        }
+    }
+}
+
 /// Renews this node's snowflake worker lease; takes a new worker id if it was lost.
 async fn renew_worker_lease(state: &AppState) {
     match state.chat.renew_worker(&state.worker_holder).await {
@@ -303,6 +328,12 @@ fn spawn_housekeeping(state: AppState) {
                 }
             }
             n += 1;
+            if state.nats.is_some() {
+                cluster_presence(
+                    &state,
+                    n.is_multiple_of(gateway::presence::REFRESH.as_secs() / 5),
+                );
+            }
             if n.is_multiple_of(confab_chat::workers::RENEW_EVERY.as_secs() / 5) {
                 renew_worker_lease(&state).await;
             }

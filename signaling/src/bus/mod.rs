@@ -13,6 +13,7 @@
 use crate::auth::SessionCache;
 use crate::gateway::events::Event;
 use crate::gateway::hub::{Dispatch, Hub, Target};
+use crate::gateway::presence::{PresenceAudience, Status};
 use crate::state::AppState;
 use confab_chat::Snowflake;
 use std::sync::Arc;
@@ -60,6 +61,20 @@ pub enum BusEvent {
     /// Login sessions of a user ended (logout, revocation, password change, refresh-token
     /// reuse): their gateway connections close with 4004 and cannot RESUME.
     SessionsEnded(SessionsEnded),
+    /// A node's view of a user's presence (the best status of the user's sessions there)
+    /// changed; Offline when the user has no session left there.
+    Presence {
+        node: String,
+        user_id: Snowflake,
+        status: Status,
+        audience: PresenceAudience,
+    },
+    /// A node repeats its view of every user with sessions there (every
+    /// `presence::REFRESH`), so that other nodes can tell a gone node's users apart.
+    PresenceRefresh {
+        node: String,
+        users: Vec<(Snowflake, Status)>,
+    },
 }
 
 /// "These login sessions of this user ended" — what a node needs to forget them and close
@@ -176,6 +191,48 @@ pub async fn apply(state: &AppState, event: BusEvent) {
             state.hub.set_friendship(a, b, friends);
         }
         BusEvent::SessionsEnded(ended) => apply_sessions_ended(&state.hub, &state.sessions, &ended),
+        BusEvent::Presence {
+            node,
+            user_id,
+            status,
+            audience,
+        } => {
+            let audience = Arc::new(audience);
+            remote_presence(&state.hub, &node, user_id, status, Some(audience));
+        }
+        BusEvent::PresenceRefresh { node, users } => {
+            for (user_id, status) in users {
+                remote_presence(&state.hub, &node, user_id, status, None);
+            }
+        }
+    }
+}
+
+/// Records another node's view of a user's presence; tells this node's sessions who see the
+/// user if what they see changed.
+fn remote_presence(
+    hub: &Hub,
+    node: &str,
+    user_id: Snowflake,
+    status: Status,
+    audience: Option<Arc<PresenceAudience>>,
+) {
+    let before = hub.presence_of(user_id);
+    // Taken first: going offline there forgets what that node told us.
+    let known = audience
+        .clone()
+        .or_else(|| hub.remote_presence.audience(user_id));
+    hub.remote_presence
+        .set(user_id, node, status, audience, std::time::Instant::now());
+    let after = hub.presence_of(user_id);
+    if after != before {
+        if let Some(audience) = known {
+            let d = Dispatch::new(
+                Event::PresenceUpdate,
+                &serde_json::json!({"user_id": user_id, "status": after}),
+            );
+            hub.deliver_presence(user_id, &audience, &d);
+        }
     }
 }
 

@@ -5,12 +5,13 @@
 //! machine's deadline as a timer.
 
 use super::hub::{Dispatch, Outbound, Resume, Session, Target};
-use super::presence::Status;
+use super::presence::{PresenceAudience, Status};
 use super::protocol::ResumeReq;
 use super::ready::ready_payload;
 use super::session_machine::{
     Action, AuthFailure, Closing, End, SessionMachine, Settings, SocketEvent,
 };
+use crate::bus::BusEvent;
 use crate::gateway::events::Event;
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -363,17 +364,8 @@ impl Conn {
 
     /// Tells co-members when what they see of this user's presence changed.
     fn announce_presence(&self, user_id: Snowflake, before: Status) {
-        let now = self.state.hub.presence_of(user_id);
-        if now != before {
-            let to = self.state.hub.presence_audience(user_id);
-            if !to.is_empty() {
-                self.state.emit(
-                    Target::Users(to),
-                    Event::PresenceUpdate,
-                    &json!({"user_id": user_id, "status": now}),
-                );
-            }
-        }
+        let audience = self.state.hub.presence_audience_of(user_id);
+        presence_changed(&self.state, user_id, before, audience);
     }
 
     async fn finish(&mut self, end: End) {
@@ -383,7 +375,7 @@ impl Conn {
         let user_id = session.user_id;
         let before = self.state.hub.presence_of(user_id);
         // Whom to tell, taken before closing the session removes the user's routing.
-        let co_members = self.state.hub.presence_audience(user_id);
+        let audience = self.state.hub.presence_audience_of(user_id);
         drop(self.out.take());
         match end {
             End::Normal | End::Ended => {
@@ -396,14 +388,35 @@ impl Conn {
                 self.state.voice.session_dropped(&session.id);
             }
         }
-        let status = self.state.hub.presence_of(user_id);
-        if status != before && !co_members.is_empty() {
-            self.state.emit(
-                Target::Users(co_members),
-                Event::PresenceUpdate,
-                &json!({"user_id": user_id, "status": status}),
-            );
-        }
+        presence_changed(&self.state, user_id, before, audience);
+    }
+}
+
+/// What follows a change of a user's sessions on this node: who sees the user and has a
+/// session here learns the new presence if it changed (`before` → now, counting other
+/// nodes' sessions of the user); in a cluster, the other nodes learn this node's view and
+/// tell their own sessions.
+fn presence_changed(
+    state: &AppState,
+    user_id: Snowflake,
+    before: Status,
+    audience: PresenceAudience,
+) {
+    let now = state.hub.presence_of(user_id);
+    if now != before {
+        let d = Dispatch::new(
+            Event::PresenceUpdate,
+            &json!({"user_id": user_id, "status": now}),
+        );
+        state.hub.deliver_presence(user_id, &audience, &d);
+    }
+    if state.nats.is_some() {
+        state.bus.publish(&BusEvent::Presence {
+            node: state.worker_holder.clone(),
+            user_id,
+            status: state.hub.local_presence_of(user_id),
+            audience,
+        });
     }
 }
 

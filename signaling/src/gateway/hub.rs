@@ -9,7 +9,7 @@
 //! routing index per node and puts session metadata where other nodes can resume it.
 
 pub use super::dispatch::{Dispatch, Target};
-use super::presence::Status;
+use super::presence::{PresenceAudience, RemotePresence, Status};
 use super::routing::{Audience, Interest, NoInterest, RoutingIndex};
 pub use super::sessions::{
     Outbound, Resume, Session, SessionRegistry, BUFFER, QUEUE, RESUME_WINDOW,
@@ -24,6 +24,8 @@ pub struct Hub {
     routes: RoutingIndex,
     /// Told which audiences this node has sessions for (a cluster bus subscribes to them).
     interest: Arc<dyn Interest>,
+    /// Other nodes' view of their users' presence (a cluster).
+    pub remote_presence: RemotePresence,
     pub dispatched: AtomicU64,
 }
 
@@ -38,6 +40,7 @@ impl Hub {
             sessions: SessionRegistry::default(),
             routes: RoutingIndex::default(),
             interest,
+            remote_presence: RemotePresence::default(),
             dispatched: AtomicU64::new(0),
         })
     }
@@ -185,9 +188,61 @@ impl Hub {
         self.sessions.is_connected(user_id)
     }
 
-    /// The presence others see for a user on this node.
+    /// The presence others see for a user: the best of their sessions here and what other
+    /// nodes report.
     pub fn presence_of(&self, user_id: Snowflake) -> Status {
+        let here = self.sessions.presence_of(user_id);
+        let there = self
+            .remote_presence
+            .best(user_id, std::time::Instant::now());
+        if there.rank() > here.rank() {
+            there
+        } else {
+            here
+        }
+    }
+
+    /// The presence of a user's sessions on this node only (what this node tells the others).
+    pub fn local_presence_of(&self, user_id: Snowflake) -> Status {
         self.sessions.presence_of(user_id)
+    }
+
+    /// Users with sessions here whose presence is not offline.
+    pub fn local_presences(&self) -> Vec<(Snowflake, Status)> {
+        self.sessions.presences()
+    }
+
+    /// Who sees a user's presence (the user has a session here): their servers and friends.
+    pub fn presence_audience_of(&self, user_id: Snowflake) -> PresenceAudience {
+        PresenceAudience {
+            servers: self.routes.servers_of(user_id),
+            friends: self.routes.friends_of(user_id),
+        }
+    }
+
+    /// Delivers a PRESENCE_UPDATE of `user_id` to the users with a session here who share a
+    /// server with them or are their friends (never to the user).
+    pub fn deliver_presence(
+        &self,
+        user_id: Snowflake,
+        audience: &PresenceAudience,
+        d: &Arc<Dispatch>,
+    ) {
+        let mut to: std::collections::HashSet<Snowflake> = audience
+            .friends
+            .iter()
+            .copied()
+            .filter(|f| self.sessions.has_user(f))
+            .collect();
+        for sid in &audience.servers {
+            self.routes.for_each_in(*sid, |u| {
+                to.insert(*u);
+            });
+        }
+        to.remove(&user_id);
+        if !to.is_empty() {
+            self.deliver(&Target::Users(to.into_iter().collect()), d);
+        }
     }
 
     /// All sessions, e.g. to tell them the server is shutting down.

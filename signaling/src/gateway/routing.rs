@@ -104,6 +104,22 @@ impl RoutingIndex {
             .unwrap_or_default()
     }
 
+    /// The servers of a user with a session here.
+    pub fn servers_of(&self, user_id: Snowflake) -> Vec<Snowflake> {
+        self.user_servers
+            .get(&user_id)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The friends of a user with a session here.
+    pub fn friends_of(&self, user_id: Snowflake) -> Vec<Snowflake> {
+        self.friends
+            .get(&user_id)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Records a user's friends (at IDENTIFY) for presence routing.
     pub fn set_friends(&self, user_id: Snowflake, friends: impl IntoIterator<Item = Snowflake>) {
         self.friends.insert(user_id, friends.into_iter().collect());

@@ -283,6 +283,19 @@ impl SessionRegistry {
         best.visible()
     }
 
+    /// Users with a session here whose presence is not offline, with it.
+    pub fn presences(&self) -> Vec<(Snowflake, Status)> {
+        // Keys first: reading an entry while iterating the map could wait on its own shard.
+        let users: Vec<Snowflake> = self.users.iter().map(|e| *e.key()).collect();
+        users
+            .into_iter()
+            .filter_map(|u| {
+                let st = self.presence_of(u);
+                (st != Status::Offline).then_some((u, st))
+            })
+            .collect()
+    }
+
     /// All sessions, e.g. to tell them the server is shutting down.
     pub fn all_sessions(&self) -> Vec<Arc<Session>> {
         self.sessions.iter().map(|s| s.clone()).collect()

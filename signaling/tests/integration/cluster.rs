@@ -239,3 +239,72 @@ async fn nodes_reconnect_and_resubscribe_after_nats_restarts() {
         );
     }
 }
+
+/// The next PRESENCE_UPDATE of `user` (panics after 5 s).
+async fn presence(gw: &mut Gateway, user: &User) -> String {
+    loop {
+        let d = gw.dispatch("PRESENCE_UPDATE").await;
+        if d["user_id"] == user.id.as_str() {
+            return d["status"].as_str().unwrap().to_string();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_counts_every_nodes_sessions() {
+    let nats = NatsServer::start();
+    let nodes = cluster(&nats, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let (server, _, _) = a.server(&alice, "cluster").await;
+    a.join(&alice, &bob, &server).await;
+
+    // Bob watches from B; Alice comes online on A.
+    let (mut bob_gw, _) = b.identified(&bob).await;
+    let (mut alice_a, _) = a.identified(&alice).await;
+    assert_eq!(presence(&mut bob_gw, &alice).await, "online");
+
+    // A client connecting to B sees her online in READY.
+    let (_, ready) = b.identified(&bob).await;
+    let listed = ready["presences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["user_id"] == alice.id.as_str() && p["status"] == "online");
+    assert!(
+        listed,
+        "READY on B lists Alice online: {}",
+        ready["presences"]
+    );
+
+    // She also connects to B, then leaves A: still online, so Bob is told nothing.
+    let (mut alice_b, _) = b.identified(&alice).await;
+    alice_a
+        .send(json!({"op": 3, "d": {"status": "idle"}}))
+        .await;
+    drop(alice_a);
+    quiet_presence(&mut bob_gw, &alice, Duration::from_millis(700)).await;
+
+    // Her last session (on B) goes idle, then ends: Bob sees idle, then offline.
+    alice_b
+        .send(json!({"op": 3, "d": {"status": "idle"}}))
+        .await;
+    assert_eq!(presence(&mut bob_gw, &alice).await, "idle");
+    alice_b.ws.close(None).await.ok();
+    assert_eq!(presence(&mut bob_gw, &alice).await, "offline");
+}
+
+/// No PRESENCE_UPDATE of `user` within `d`.
+async fn quiet_presence(gw: &mut Gateway, user: &User, d: Duration) {
+    let deadline = tokio::time::Instant::now() + d;
+    while let Some(v) = gw
+        .next_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        assert!(
+            !(v["t"] == "PRESENCE_UPDATE" && v["d"]["user_id"] == user.id.as_str()),
+            "unexpected presence change: {v}"
+        );
+    }
+}
