@@ -3,7 +3,7 @@
 //! on the gateway and in the database.
 
 use crate::common;
-use crate::common::{Closed, TestApp, User};
+use crate::common::{Closed, Event, Server, TestApp, User};
 use confab_chat::Snowflake;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -94,7 +94,11 @@ async fn refresh_token_reuse_closes_the_family_gateway_connections_for_good() {
     let app = app().await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
-    let (server_id, channel_id, _) = app.server(&bob, "den").await;
+    let Server {
+        id: server_id,
+        text: channel_id,
+        ..
+    } = app.server(&bob, "den").await;
     app.join(&bob, &alice, &server_id).await;
     // Another login of Alice's: another family, which must survive.
     let other = second_session(&app, &alice, "alice").await;
@@ -131,7 +135,7 @@ async fn refresh_token_reuse_closes_the_family_gateway_connections_for_good() {
         )
         .await;
     assert_eq!(s, 201);
-    let m = g2.dispatch("MESSAGE_CREATE").await;
+    let m = g2.expect(Event::MessageCreate).await;
     assert_eq!(m["content"], "still there?");
 
     // The ended gateway session cannot be resumed: not with the family's token...
@@ -286,7 +290,11 @@ async fn account_deletion_keeps_messages_as_deleted_user_and_tells_others() {
     let app = app().await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
-    let (server_id, channel_id, _) = app.server(&alice, "den").await;
+    let Server {
+        id: server_id,
+        text: channel_id,
+        ..
+    } = app.server(&alice, "den").await;
     app.join(&alice, &bob, &server_id).await;
     // Bob writes in the server and in a DM, and is Alice's friend.
     let (s, _) = app
@@ -362,12 +370,12 @@ async fn account_deletion_keeps_messages_as_deleted_user_and_tells_others() {
     assert_eq!(login(&app, &deleted_name, PASSWORD).await.0, 401);
 
     // Alice sees him leave the server, the friendship go, and his new name.
-    let removed = g_alice.dispatch("MEMBER_REMOVE").await;
+    let removed = g_alice.expect(Event::MemberRemove).await;
     assert_eq!(removed["server_id"], server_id.as_str());
     assert_eq!(removed["user_id"], bob.id.as_str());
-    let rel = g_alice.dispatch("RELATIONSHIP_REMOVE").await;
+    let rel = g_alice.expect(Event::RelationshipRemove).await;
     assert_eq!(rel["id"], bob.id.as_str());
-    let update = g_alice.dispatch("USER_UPDATE").await;
+    let update = g_alice.expect(Event::UserUpdate).await;
     assert_eq!(update["id"], bob.id.as_str());
     assert_eq!(update["display_name"], "Deleted User");
 

@@ -1,6 +1,6 @@
 //! Servers, channels, invites and messages over HTTP, including access control and bad input.
 
-use crate::common::TestApp;
+use crate::common::{Server, TestApp};
 use reqwest::Method;
 use serde_json::json;
 
@@ -9,7 +9,11 @@ async fn server_lifecycle_channels_and_invites() {
     let app = TestApp::spawn().await;
     let owner = app.register("owner").await;
     let member = app.register("member").await;
-    let (sid, text, voice) = app.server(&owner, "Home").await;
+    let Server {
+        id: sid,
+        text,
+        voice,
+    } = app.server(&owner, "Home").await;
     assert_ne!(text, voice);
 
     let (s, list) = app.get("/servers", &owner.token).await;
@@ -195,7 +199,11 @@ async fn messages_nonce_history_edit_delete() {
     let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
     let a = app.register("writer").await;
     let b = app.register("reader").await;
-    let (sid, text, voice) = app.server(&a, "Chat").await;
+    let Server {
+        id: sid,
+        text,
+        voice,
+    } = app.server(&a, "Chat").await;
     app.join(&a, &b, &sid).await;
 
     // Idempotent send.
@@ -379,7 +387,7 @@ async fn outsiders_get_nothing() {
     let app = TestApp::spawn().await;
     let owner = app.register("insider").await;
     let eve = app.register("outsider").await;
-    let (sid, text, _) = app.server(&owner, "Private").await;
+    let Server { id: sid, text, .. } = app.server(&owner, "Private").await;
     let (_, m) = app
         .post(
             &format!("/channels/{text}/messages"),
@@ -463,7 +471,7 @@ async fn outsiders_get_nothing() {
 async fn bad_input_gets_clear_errors() {
     let app = TestApp::spawn().await;
     let u = app.register("tester").await;
-    let (sid, text, _) = app.server(&u, "S").await;
+    let Server { id: sid, text, .. } = app.server(&u, "S").await;
     let send = |body: &'static str, ct: &'static str| {
         app.http
             .post(app.url(&format!("/channels/{text}/messages")))
@@ -664,7 +672,7 @@ async fn concurrent_sends_are_stored_exactly_once() {
     let app = TestApp::spawn_with(|c| c.rate_limit_scale = 1000.0).await;
     let a = app.register("burst").await;
     let outsider = app.register("burst_outsider").await;
-    let (_, text, _) = app.server(&a, "Burst").await;
+    let Server { text, .. } = app.server(&a, "Burst").await;
     let mut tasks = Vec::new();
     for i in 0..200 {
         let (http, url, token) = (
@@ -735,7 +743,7 @@ async fn concurrent_invite_joins_with_a_small_pool() {
     })
     .await;
     let owner = app.register("host_pool").await;
-    let (sid, _, _) = app.server(&owner, "Busy").await;
+    let Server { id: sid, .. } = app.server(&owner, "Busy").await;
     let (_, inv) = app
         .post(&format!("/servers/{sid}/invites"), &owner.token, json!({}))
         .await;
@@ -777,7 +785,7 @@ async fn joining_a_server_with_more_members_than_the_snapshot_lists() {
     let mut db_url = String::new();
     let app = TestApp::spawn_with(|c| db_url = c.database_url.clone().unwrap()).await;
     let owner = app.register("owner").await;
-    let (sid, _, _) = app.server(&owner, "Big").await;
+    let Server { id: sid, .. } = app.server(&owner, "Big").await;
     // 1,000 earlier members, inserted directly (registering them would cost 1,000 argon2 hashes).
     let pool = confab_chat::postgres::connect(&db_url, 1).await.unwrap();
     sqlx::query(

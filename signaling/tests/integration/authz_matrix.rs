@@ -6,7 +6,7 @@
 //! view, and history windows that point into other channels.
 
 use crate::common;
-use crate::common::{TestApp, User};
+use crate::common::{Server, TestApp, User};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -677,7 +677,11 @@ async fn world() -> World {
     let without = app.register("mx_without").await;
     let below = app.register("mx_below").await;
     let with = app.register("mx_with").await;
-    let (sid, text, voice) = app.server(&owner, "Matrix").await;
+    let Server {
+        id: sid,
+        text,
+        voice,
+    } = app.server(&owner, "Matrix").await;
     for u in [&without, &below, &with] {
         app.join(&owner, u, &sid).await;
     }
@@ -799,7 +803,7 @@ async fn world() -> World {
         )
         .await;
     w.group_dm = g["id"].as_str().unwrap().to_string();
-    let (other_sid, _, _) = w.app.server(&w.owner, "Elsewhere").await;
+    let Server { id: other_sid, .. } = w.app.server(&w.owner, "Elsewhere").await;
     let inv = w
         .ok(
             Method::POST,

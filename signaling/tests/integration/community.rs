@@ -1,7 +1,7 @@
 //! Roles, permission overwrites, moderation and the audit log.
 
 use crate::common;
-use crate::common::TestApp;
+use crate::common::{Event, Server, TestApp};
 use reqwest::Method;
 use serde_json::json;
 
@@ -20,7 +20,7 @@ async fn roles_hierarchy_overwrites_moderation_and_audit() {
     let modr = app.register("moderator").await;
     let member = app.register("regular").await;
     let other = app.register("another").await;
-    let (sid, text, _) = app.server(&owner, "Guild").await;
+    let Server { id: sid, text, .. } = app.server(&owner, "Guild").await;
     for u in [&modr, &member, &other] {
         app.join(&owner, u, &sid).await;
     }
@@ -403,7 +403,7 @@ async fn roles_hierarchy_overwrites_moderation_and_audit() {
 async fn a_failed_change_leaves_no_audit_entry() {
     let app = TestApp::spawn().await;
     let owner = app.register("auditor").await;
-    let (sid, _, _) = app.server(&owner, "A").await;
+    let Server { id: sid, .. } = app.server(&owner, "A").await;
     // Invalid role (bad colour) fails validation: nothing recorded.
     let (s, _) = app
         .post(
@@ -440,7 +440,7 @@ async fn hidden_channels_send_no_events() {
     let app = TestApp::spawn().await;
     let owner = app.register("host").await;
     let guest = app.register("guest").await;
-    let (sid, text, _) = app.server(&owner, "Private").await;
+    let Server { id: sid, text, .. } = app.server(&owner, "Private").await;
     app.join(&owner, &guest, &sid).await;
     let (_, secret) = app
         .post(
@@ -459,7 +459,7 @@ async fn hidden_channels_send_no_events() {
         json!({"content": "before"}),
     )
     .await;
-    assert_eq!(g.dispatch("MESSAGE_CREATE").await["content"], "before");
+    assert_eq!(g.expect(Event::MessageCreate).await["content"], "before");
 
     // Hide it from @everyone: nothing more arrives from it, while #general still flows.
     let (s, _) = app
@@ -544,7 +544,7 @@ async fn reactions_pins_and_invite_revocation() {
     let app = TestApp::spawn().await;
     let owner = app.register("pinner").await;
     let fan = app.register("reactor").await;
-    let (sid, text, _) = app.server(&owner, "R").await;
+    let Server { id: sid, text, .. } = app.server(&owner, "R").await;
     app.join(&owner, &fan, &sid).await;
     let (_, m) = app
         .post(
@@ -571,7 +571,7 @@ async fn reactions_pins_and_invite_revocation() {
         204,
         "idempotent"
     );
-    let ev = g.dispatch("MESSAGE_REACTION_ADD").await;
+    let ev = g.expect(Event::MessageReactionAdd).await;
     assert_eq!(ev["emoji"], "👍");
     assert_eq!(ev["user_id"], fan.id.as_str());
     let (s, who) = app.get(&path, &owner.token).await;
@@ -585,7 +585,7 @@ async fn reactions_pins_and_invite_revocation() {
         400
     );
     assert_eq!(app.delete(&path, &fan.token).await.0, 204);
-    assert_eq!(g.dispatch("MESSAGE_REACTION_REMOVE").await["emoji"], "👍");
+    assert_eq!(g.expect(Event::MessageReactionRemove).await["emoji"], "👍");
 
     // Pins: only with MANAGE_MESSAGES.
     assert_eq!(
@@ -610,7 +610,7 @@ async fn reactions_pins_and_invite_revocation() {
         .0,
         204
     );
-    g.dispatch("CHANNEL_PINS_UPDATE").await;
+    g.expect(Event::ChannelPinsUpdate).await;
     let (_, pins) = app.get(&format!("/channels/{text}/pins"), &fan.token).await;
     assert_eq!(pins[0]["id"], mid);
     assert_eq!(
@@ -675,7 +675,7 @@ async fn replies_and_mentions_are_resolved_on_send() {
     let owner = app.register("speaker").await;
     let friend = app.register("listener").await;
     let stranger = app.register("stranger").await;
-    let (sid, text, _) = app.server(&owner, "M").await;
+    let Server { id: sid, text, .. } = app.server(&owner, "M").await;
     app.join(&owner, &friend, &sid).await;
     let (_, role) = app
         .post(
@@ -720,7 +720,7 @@ async fn replies_and_mentions_are_resolved_on_send() {
     );
     // The event carries the same, so clients can highlight.
     loop {
-        let ev = g.dispatch("MESSAGE_CREATE").await;
+        let ev = g.expect(Event::MessageCreate).await;
         if ev["id"] == m["id"] {
             assert_eq!(ev["mentions"], json!([friend.id]));
             break;
@@ -820,7 +820,7 @@ async fn temporary_members_leave_when_they_go_offline_unless_given_a_role() {
     let owner = app.register("tmp_owner").await;
     let guest = app.register("tmp_guest").await;
     let kept = app.register("tmp_kept").await;
-    let (sid, _, _) = app.server(&owner, "Temp").await;
+    let Server { id: sid, .. } = app.server(&owner, "Temp").await;
     let (s, inv) = app
         .post(
             &format!("/servers/{sid}/invites"),
@@ -874,7 +874,7 @@ async fn temporary_members_leave_when_they_go_offline_unless_given_a_role() {
     assert_eq!(member_count(&app, &owner, &sid).await, 3);
     gg2.ws.close(None).await.unwrap();
     loop {
-        let ev = go.dispatch("MEMBER_REMOVE").await;
+        let ev = go.expect(Event::MemberRemove).await;
         if ev["user_id"] == guest.id.as_str() {
             break;
         }
@@ -911,7 +911,7 @@ async fn temporary_members_who_never_come_online_are_let_go_after_the_grace() {
     let owner = app.register("tmp2_owner").await;
     let ghost = app.register("tmp2_ghost").await;
     let online = app.register("tmp2_online").await;
-    let (sid, _, _) = app.server(&owner, "Temp2").await;
+    let Server { id: sid, .. } = app.server(&owner, "Temp2").await;
     let (_, inv) = app
         .post(
             &format!("/servers/{sid}/invites"),

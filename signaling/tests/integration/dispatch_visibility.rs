@@ -4,7 +4,7 @@
 //! that reveals or hides a channel reaches the member concerned as CHANNEL_CREATE or
 //! CHANNEL_DELETE.
 
-use crate::common::{Gateway, TestApp, User};
+use crate::common::{Event, Gateway, Server, TestApp, User};
 use serde_json::{json, Value};
 
 const VIEW_CHANNEL: u64 = 1 << 10;
@@ -75,7 +75,7 @@ async fn private_channels_reach_only_members_who_may_view_them() {
     let owner = app.register("vis_owner").await;
     let member = app.register("vis_member").await;
     let staff = app.register("vis_staff").await;
-    let (server, _general, _) = app.server(&owner, "visibility").await;
+    let Server { id: server, .. } = app.server(&owner, "visibility").await;
     app.join(&owner, &member, &server).await;
     app.join(&owner, &staff, &server).await;
     let (s, lobby) = app
@@ -232,7 +232,7 @@ async fn private_channels_reach_only_members_who_may_view_them() {
         !joined.to_string().contains(&cat),
         "invite response lists the category"
     );
-    let created = j_gw.dispatch("SERVER_CREATE").await;
+    let created = j_gw.expect(Event::ServerCreate).await;
     assert!(
         !created.to_string().contains(&secret),
         "SERVER_CREATE: {created}"

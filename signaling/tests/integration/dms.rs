@@ -3,7 +3,7 @@
 //! counts, and moderators' bulk delete.
 
 use crate::common;
-use crate::common::TestApp;
+use crate::common::{Event, Server, TestApp};
 use reqwest::Method;
 use serde_json::json;
 use std::time::Duration;
@@ -39,7 +39,7 @@ async fn dm_behaves_like_a_text_channel_for_its_two_parties_only() {
     let mut want = vec![a.id.as_str(), b.id.as_str()];
     want.sort();
     assert_eq!(people, want);
-    let created = gb.dispatch("CHANNEL_CREATE").await;
+    let created = gb.expect(Event::ChannelCreate).await;
     assert_eq!(created["id"], dm_id.as_str());
     let (s, again) = app
         .post(
@@ -64,7 +64,7 @@ async fn dm_behaves_like_a_text_channel_for_its_two_parties_only() {
     assert_eq!(s, 201, "{m}");
     assert!(m["server_id"].is_null());
     let mid = m["id"].as_str().unwrap().to_string();
-    assert_eq!(gb.dispatch("MESSAGE_CREATE").await["content"], "hi bob");
+    assert_eq!(gb.expect(Event::MessageCreate).await["content"], "hi bob");
     let (s, _) = app
         .patch(
             &format!("/channels/{dm_id}/messages/{mid}"),
@@ -73,7 +73,7 @@ async fn dm_behaves_like_a_text_channel_for_its_two_parties_only() {
         )
         .await;
     assert_eq!(s, 200);
-    assert_eq!(gb.dispatch("MESSAGE_UPDATE").await["content"], "hi bob!");
+    assert_eq!(gb.expect(Event::MessageUpdate).await["content"], "hi bob!");
     let (s, _) = app
         .request(
             Method::POST,
@@ -83,7 +83,10 @@ async fn dm_behaves_like_a_text_channel_for_its_two_parties_only() {
         )
         .await;
     assert_eq!(s, 204);
-    assert_eq!(gb.dispatch("TYPING_START").await["user_id"], a.id.as_str());
+    assert_eq!(
+        gb.expect(Event::TypingStart).await["user_id"],
+        a.id.as_str()
+    );
     let (s, _) = app
         .request(
             Method::PUT,
@@ -264,7 +267,7 @@ async fn group_dm_membership_and_events() {
     );
     assert_eq!(g["owner_id"], owner.id.as_str());
     let gid = g["id"].as_str().unwrap().to_string();
-    assert_eq!(gc.dispatch("CHANNEL_CREATE").await["id"], gid.as_str());
+    assert_eq!(gc.expect(Event::ChannelCreate).await["id"], gid.as_str());
 
     // Only the owner adds people; D then gets the channel and its messages.
     let add = |who: &common::User, whom: &common::User| {
@@ -276,9 +279,9 @@ async fn group_dm_membership_and_events() {
     assert_eq!(add(b, d).await, 403);
     assert!(gd.next_within(Duration::from_millis(200)).await.is_none());
     assert_eq!(add(owner, d).await, 204);
-    assert_eq!(gd.dispatch("CHANNEL_CREATE").await["id"], gid.as_str());
+    assert_eq!(gd.expect(Event::ChannelCreate).await["id"], gid.as_str());
     assert_eq!(
-        gc.dispatch("CHANNEL_RECIPIENT_ADD").await["user"]["id"],
+        gc.expect(Event::ChannelRecipientAdd).await["user"]["id"],
         d.id.as_str()
     );
     let (s, _) = app
@@ -289,7 +292,10 @@ async fn group_dm_membership_and_events() {
         )
         .await;
     assert_eq!(s, 201);
-    assert_eq!(gd.dispatch("MESSAGE_CREATE").await["content"], "welcome d");
+    assert_eq!(
+        gd.expect(Event::MessageCreate).await["content"],
+        "welcome d"
+    );
 
     // B cannot remove C; C leaves by itself and then sees nothing more.
     let (s, _) = app
@@ -300,7 +306,7 @@ async fn group_dm_membership_and_events() {
         .delete(&format!("/channels/{gid}/recipients/{}", c.id), &c.token)
         .await;
     assert_eq!(s, 204);
-    assert_eq!(gc.dispatch("CHANNEL_DELETE").await["id"], gid.as_str());
+    assert_eq!(gc.expect(Event::ChannelDelete).await["id"], gid.as_str());
     let (s, _) = app
         .get(&format!("/channels/{gid}/messages"), &c.token)
         .await;
@@ -311,7 +317,10 @@ async fn group_dm_membership_and_events() {
         json!({"content": "c is gone"}),
     )
     .await;
-    assert_eq!(gd.dispatch("MESSAGE_CREATE").await["content"], "c is gone");
+    assert_eq!(
+        gd.expect(Event::MessageCreate).await["content"],
+        "c is gone"
+    );
     assert!(gc.next_within(Duration::from_millis(300)).await.is_none());
 
     // The owner leaves: the longest-standing recipient owns it now and may add people.
@@ -353,7 +362,7 @@ async fn read_states_count_mentions_and_ack_reaches_every_session() {
     let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
     let owner = app.register("rs_owner").await;
     let reader = app.register("rs_reader").await;
-    let (sid, text, _) = app.server(&owner, "Reads").await;
+    let Server { id: sid, text, .. } = app.server(&owner, "Reads").await;
     app.join(&owner, &reader, &sid).await;
     let (_, role) = app
         .post(
@@ -436,7 +445,7 @@ async fn read_states_count_mentions_and_ack_reaches_every_session() {
         .await;
     assert_eq!((s, ack["mention_count"].as_i64()), (200, Some(0)));
     for g in [&mut g1, &mut g2] {
-        let ev = g.dispatch("MESSAGE_ACK").await;
+        let ev = g.expect(Event::MessageAck).await;
         assert_eq!(
             (ev["channel_id"].as_str(), ev["last_message_id"].as_str()),
             (Some(text.as_str()), Some(last.as_str()))
@@ -551,7 +560,7 @@ async fn bulk_delete_removes_history_logs_and_tells_viewers() {
     let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
     let owner = app.register("bd_owner").await;
     let member = app.register("bd_member").await;
-    let (sid, text, _) = app.server(&owner, "Bulk").await;
+    let Server { id: sid, text, .. } = app.server(&owner, "Bulk").await;
     app.join(&owner, &member, &sid).await;
     let (_, other) = app
         .post(
@@ -605,7 +614,7 @@ async fn bulk_delete_removes_history_logs_and_tells_viewers() {
         )
         .await;
     assert_eq!(s, 204, "{body}");
-    let ev = gm.dispatch("MESSAGE_DELETE_BULK").await;
+    let ev = gm.expect(Event::MessageDeleteBulk).await;
     let mut got: Vec<&str> = ev["ids"]
         .as_array()
         .unwrap()

@@ -1,6 +1,6 @@
 //! The real-time gateway over a real WebSocket.
 
-use crate::common::{Closed, TestApp};
+use crate::common::{Closed, Event, Server, TestApp};
 use serde_json::json;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -10,7 +10,7 @@ async fn ready_then_live_messages_typing_and_presence() {
     let app = TestApp::spawn().await;
     let a = app.register("anna").await;
     let b = app.register("ben").await;
-    let (sid, text, _) = app.server(&a, "Live").await;
+    let Server { id: sid, text, .. } = app.server(&a, "Live").await;
     app.join(&a, &b, &sid).await;
 
     let (mut gb, ready) = app.identified(&b).await;
@@ -23,7 +23,7 @@ async fn ready_then_live_messages_typing_and_presence() {
 
     // A comes online: B sees the presence.
     let (mut ga, _) = app.identified(&a).await;
-    let p = gb.dispatch("PRESENCE_UPDATE").await;
+    let p = gb.expect(Event::PresenceUpdate).await;
     assert_eq!(p["user_id"], a.id.as_str());
     assert_eq!(p["status"], "online");
 
@@ -37,7 +37,7 @@ async fn ready_then_live_messages_typing_and_presence() {
         )
         .await;
     assert_eq!(s, 204);
-    let t = gb.dispatch("TYPING_START").await;
+    let t = gb.expect(Event::TypingStart).await;
     assert_eq!(t["user_id"], a.id.as_str());
     assert_eq!(t["channel_id"], text.as_str());
     let (s, m) = app
@@ -48,11 +48,11 @@ async fn ready_then_live_messages_typing_and_presence() {
         )
         .await;
     assert_eq!(s, 201);
-    let got = gb.dispatch("MESSAGE_CREATE").await;
+    let got = gb.expect(Event::MessageCreate).await;
     assert_eq!(got["id"], m["id"]);
     assert_eq!(got["content"], "hi ben");
     assert_eq!(got["nonce"], "x1");
-    let own = ga.dispatch("MESSAGE_CREATE").await;
+    let own = ga.expect(Event::MessageCreate).await;
     assert_eq!(
         own["id"], m["id"],
         "the sender's other sessions see it too (no typing first)"
@@ -66,21 +66,24 @@ async fn ready_then_live_messages_typing_and_presence() {
             json!({"name": "news"}),
         )
         .await;
-    assert_eq!(gb.dispatch("CHANNEL_CREATE").await["id"], ch["id"]);
+    assert_eq!(gb.expect(Event::ChannelCreate).await["id"], ch["id"]);
     app.patch(
         &format!("/servers/{sid}"),
         &a.token,
         json!({"name": "Live 2"}),
     )
     .await;
-    assert_eq!(gb.dispatch("SERVER_UPDATE").await["name"], "Live 2");
+    assert_eq!(gb.expect(Event::ServerUpdate).await["name"], "Live 2");
 
     // A third user joins: both see MEMBER_ADD; the joiner's sessions get SERVER_CREATE.
     let c = app.register("cleo").await;
     let (mut gc, _) = app.identified(&c).await;
     app.join(&a, &c, &sid).await;
-    assert_eq!(gb.dispatch("MEMBER_ADD").await["user"]["id"], c.id.as_str());
-    let sc = gc.dispatch("SERVER_CREATE").await;
+    assert_eq!(
+        gb.expect(Event::MemberAdd).await["user"]["id"],
+        c.id.as_str()
+    );
+    let sc = gc.expect(Event::ServerCreate).await;
     assert_eq!(sc["id"], sid.as_str());
     let online: Vec<&str> = sc["presences"]
         .as_array()
@@ -92,7 +95,7 @@ async fn ready_then_live_messages_typing_and_presence() {
         online.contains(&a.id.as_str()) && online.contains(&b.id.as_str()),
         "{online:?}"
     );
-    let p = gb.dispatch("PRESENCE_UPDATE").await;
+    let p = gb.expect(Event::PresenceUpdate).await;
     assert_eq!(
         p["user_id"],
         c.id.as_str(),
@@ -105,12 +108,12 @@ async fn ready_then_live_messages_typing_and_presence() {
         json!({"content": "welcome"}),
     )
     .await;
-    assert_eq!(gc.dispatch("MESSAGE_CREATE").await["content"], "welcome");
+    assert_eq!(gc.expect(Event::MessageCreate).await["content"], "welcome");
 
     // A goes offline (normal close): B sees it.
     ga.ws.close(None).await.unwrap();
     loop {
-        let p = gb.dispatch("PRESENCE_UPDATE").await;
+        let p = gb.expect(Event::PresenceUpdate).await;
         if p["user_id"] == a.id.as_str() {
             assert_eq!(p["status"], "offline");
             break;
@@ -127,7 +130,7 @@ async fn ready_then_live_messages_typing_and_presence() {
         json!({"content": "private"}),
     )
     .await;
-    gb.dispatch("MESSAGE_CREATE").await;
+    gb.expect(Event::MessageCreate).await;
     assert!(
         gd.next_within(Duration::from_millis(500)).await.is_none(),
         "outsider got an event"
@@ -141,7 +144,7 @@ async fn presence_reaches_friends_and_co_members_never_strangers() {
     let friend = app.register("pres_friend").await;
     let mate = app.register("pres_mate").await;
     let stranger = app.register("pres_stranger").await;
-    let (sid, _, _) = app.server(&a, "Presence").await;
+    let Server { id: sid, .. } = app.server(&a, "Presence").await;
     app.join(&a, &mate, &sid).await;
     app.post(
         "/users/@me/relationships",
@@ -174,7 +177,7 @@ async fn presence_reaches_friends_and_co_members_never_strangers() {
         "READY carries friends' presences: {ready}"
     );
     for g in [&mut gf, &mut gm] {
-        let p = g.dispatch("PRESENCE_UPDATE").await;
+        let p = g.expect(Event::PresenceUpdate).await;
         assert_eq!(
             (p["user_id"].as_str(), p["status"].as_str()),
             (Some(a.id.as_str()), Some("online"))
@@ -182,11 +185,11 @@ async fn presence_reaches_friends_and_co_members_never_strangers() {
     }
     ga.send(json!({"op": 3, "d": {"status": "dnd"}})).await;
     for g in [&mut gf, &mut gm] {
-        assert_eq!(g.dispatch("PRESENCE_UPDATE").await["status"], "dnd");
+        assert_eq!(g.expect(Event::PresenceUpdate).await["status"], "dnd");
     }
     ga.ws.close(None).await.unwrap();
     for g in [&mut gf, &mut gm] {
-        assert_eq!(g.dispatch("PRESENCE_UPDATE").await["status"], "offline");
+        assert_eq!(g.expect(Event::PresenceUpdate).await["status"], "offline");
     }
     while let Some(v) = gs.next_within(Duration::from_millis(300)).await {
         assert_ne!(v["t"], "PRESENCE_UPDATE", "a stranger saw a presence: {v}");
@@ -195,9 +198,9 @@ async fn presence_reaches_friends_and_co_members_never_strangers() {
     // Unfriended: the former friend sees no more of A's presence.
     app.delete(&format!("/users/@me/relationships/{}", a.id), &friend.token)
         .await;
-    gf.dispatch("RELATIONSHIP_REMOVE").await;
+    gf.expect(Event::RelationshipRemove).await;
     let (_ga, _) = app.identified(&a).await;
-    gm.dispatch("PRESENCE_UPDATE").await;
+    gm.expect(Event::PresenceUpdate).await;
     while let Some(v) = gf.next_within(Duration::from_millis(300)).await {
         assert_ne!(
             v["t"], "PRESENCE_UPDATE",
@@ -211,7 +214,7 @@ async fn resume_replays_exactly_the_missed_events_in_order() {
     let app = TestApp::spawn().await;
     let a = app.register("sender").await;
     let b = app.register("listener").await;
-    let (sid, text, _) = app.server(&a, "R").await;
+    let Server { id: sid, text, .. } = app.server(&a, "R").await;
     app.join(&a, &b, &sid).await;
     let (mut gb, ready) = app.identified(&b).await;
     let session_id = ready["session_id"].as_str().unwrap().to_string();
@@ -221,7 +224,7 @@ async fn resume_replays_exactly_the_missed_events_in_order() {
         json!({"content": "before"}),
     )
     .await;
-    assert_eq!(gb.dispatch("MESSAGE_CREATE").await["content"], "before");
+    assert_eq!(gb.expect(Event::MessageCreate).await["content"], "before");
     let seq = gb.last_seq;
 
     // Drop the connection abruptly (no close frame), send while away.
@@ -266,7 +269,7 @@ async fn resume_replays_exactly_the_missed_events_in_order() {
         json!({"content": "after"}),
     )
     .await;
-    assert_eq!(g2.dispatch("MESSAGE_CREATE").await["content"], "after");
+    assert_eq!(g2.expect(Event::MessageCreate).await["content"], "after");
 
     // A bogus session cannot be resumed.
     let mut g3 = app.gateway().await;

@@ -1,6 +1,6 @@
 //! Friends and blocks: requests, acceptance, removal, blocking, and events to both parties only.
 
-use crate::common::TestApp;
+use crate::common::{Event, TestApp};
 use reqwest::Method;
 use serde_json::json;
 use std::time::Duration;
@@ -23,7 +23,7 @@ async fn friend_requests_blocks_and_events() {
         )
         .await;
     assert_eq!(s, 204);
-    let ev = gb.dispatch("RELATIONSHIP_ADD").await;
+    let ev = gb.expect(Event::RelationshipAdd).await;
     assert_eq!(
         (ev["id"].as_str().unwrap(), ev["type"].as_str().unwrap()),
         (a.id.as_str(), "incoming")
@@ -42,7 +42,7 @@ async fn friend_requests_blocks_and_events() {
         )
         .await;
     assert_eq!(s, 204);
-    assert_eq!(gb.dispatch("RELATIONSHIP_ADD").await["type"], "friend");
+    assert_eq!(gb.expect(Event::RelationshipAdd).await["type"], "friend");
     for (u, other) in [(&a, &b), (&b, &a)] {
         let (_, rel) = app.get("/users/@me/relationships", &u.token).await;
         assert_eq!(rel.as_array().unwrap().len(), 1);
@@ -79,7 +79,7 @@ async fn friend_requests_blocks_and_events() {
         )
         .await;
     assert_eq!(s, 204);
-    assert_eq!(gc.dispatch("RELATIONSHIP_ADD").await["type"], "blocked");
+    assert_eq!(gc.expect(Event::RelationshipAdd).await["type"], "blocked");
     let (s, _) = app
         .post(
             "/users/@me/relationships",

@@ -1,7 +1,7 @@
 //! Stage channels end to end: the audience's audio never leaves the SFU, a raised hand reaches
 //! the moderator, who invites the speaker; only moderators put others (or themselves) on stage.
 
-use crate::common::TestApp;
+use crate::common::{Server, TestApp};
 use crate::voice_util::*;
 use serde_json::json;
 use std::time::Duration;
@@ -10,7 +10,9 @@ use std::time::Duration;
 async fn raise_hand_invite_to_speak_and_step_down() {
     let app = TestApp::spawn().await;
     let (host, guest) = (app.register("hana").await, app.register("gus").await);
-    let (sid, _, vc) = app.server(&host, "Stage").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&host, "Stage").await;
     app.join(&host, &guest, &sid).await;
     let (s, stage) = app
         .post(

@@ -1,7 +1,7 @@
 //! Voice end to end through the gateway and the real SFU on UDP, with str0m client peers that
 //! offer like the web client.
 
-use crate::common::TestApp;
+use crate::common::{Server, TestApp};
 use crate::voice_util::*;
 use confab_sfu::testing::TestPeerConfig;
 use serde_json::{json, Value};
@@ -15,7 +15,11 @@ async fn three_peers_hear_each_other_through_the_sfu() {
         app.register("walt").await,
         app.register("xena").await,
     );
-    let (sid, text, vc) = app.server(&ua, "Voice").await;
+    let Server {
+        id: sid,
+        text,
+        voice: vc,
+    } = app.server(&ua, "Voice").await;
     app.join(&ua, &ub, &sid).await;
     app.join(&ua, &uc, &sid).await;
     let (mut a, mut b, mut c) = (
@@ -173,7 +177,9 @@ async fn three_peers_hear_each_other_through_the_sfu() {
 async fn rejoin_after_a_blip_is_invisible_and_gateway_close_leaves() {
     let app = TestApp::spawn().await;
     let (ua, ub) = (app.register("yuri").await, app.register("zoe").await);
-    let (sid, _, vc) = app.server(&ua, "Blip").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&ua, "Blip").await;
     app.join(&ua, &ub, &sid).await;
     let mut a = connect(&app, &ua).await;
     let mut b = connect(&app, &ub).await;
@@ -232,7 +238,9 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
         app.register("wen").await,
         app.register("xiu").await,
     );
-    let (sid, _, vc) = app.server(&ua, "Video").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&ua, "Video").await;
     app.join(&ua, &ub, &sid).await;
     app.join(&ua, &uc, &sid).await;
     // C may connect and speak in the voice channel but not send video.
@@ -381,7 +389,9 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
 async fn max_video_tiles_limits_tiles_and_slots() {
     let app = TestApp::spawn_with(|c| c.max_video_tiles = 2).await;
     let ua = app.register("yann").await;
-    let (sid, _, vc) = app.server(&ua, "Tiles").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&ua, "Tiles").await;
     let mut a = connect(&app, &ua).await;
     a.send(join_frame(&sid, &vc));
     let mut pa = Peer::with_config(

@@ -1,7 +1,7 @@
 //! Live voice sessions follow permission changes, and moderators move or disconnect members:
 //! the real SFU on UDP, str0m peers, PostgreSQL.
 
-use crate::common::TestApp;
+use crate::common::{Server, TestApp};
 use crate::voice_util::*;
 use serde_json::json;
 use std::time::Duration;
@@ -14,7 +14,9 @@ const VIDEO: i64 = 1 << 9;
 async fn revoked_permissions_apply_to_a_live_session_at_once() {
     let app = TestApp::spawn().await;
     let (owner, talker) = (app.register("olga").await, app.register("theo").await);
-    let (sid, _, vc) = app.server(&owner, "Live perms").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&owner, "Live perms").await;
     app.join(&owner, &talker, &sid).await;
     let mut a = connect(&app, &owner).await;
     let mut b = connect(&app, &talker).await;
@@ -189,7 +191,11 @@ async fn revoked_permissions_apply_to_a_live_session_at_once() {
 async fn a_moderator_moves_and_disconnects_a_member() {
     let app = TestApp::spawn().await;
     let (owner, member) = (app.register("mona").await, app.register("mick").await);
-    let (sid, text, vc) = app.server(&owner, "Moves").await;
+    let Server {
+        id: sid,
+        text,
+        voice: vc,
+    } = app.server(&owner, "Moves").await;
     app.join(&owner, &member, &sid).await;
     let (_, vc2) = app
         .post(

@@ -3,7 +3,7 @@
 //!   shows as muted is not heard), and a camera switched off is not forwarded;
 //! - the voice states of READY say who is speaking now.
 
-use crate::common::TestApp;
+use crate::common::{Server, TestApp};
 use crate::voice_util::*;
 use confab_sfu::testing::TestPeerConfig;
 use serde_json::json;
@@ -18,7 +18,9 @@ fn state_frame(sid: &str, vc: &str, mute: bool, deaf: bool, video: bool) -> serd
 async fn self_muted_or_deafened_audio_is_dropped_even_if_the_client_keeps_sending() {
     let app = TestApp::spawn().await;
     let (ua, ub) = (app.register("mia").await, app.register("noa").await);
-    let (sid, _, vc) = app.server(&ua, "Mute").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&ua, "Mute").await;
     app.join(&ua, &ub, &sid).await;
     let (mut a, mut b) = (connect(&app, &ua).await, connect(&app, &ub).await);
     a.send(join_frame(&sid, &vc));
@@ -72,7 +74,9 @@ async fn self_muted_or_deafened_audio_is_dropped_even_if_the_client_keeps_sendin
 async fn a_camera_switched_off_is_not_forwarded_even_if_the_client_keeps_sending() {
     let app = TestApp::spawn().await;
     let (ua, ub) = (app.register("oli").await, app.register("pia").await);
-    let (sid, _, vc) = app.server(&ua, "Cam").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&ua, "Cam").await;
     app.join(&ua, &ub, &sid).await;
     let (mut a, mut b) = (connect(&app, &ua).await, connect(&app, &ub).await);
     a.send(state_frame(&sid, &vc, false, false, true));
@@ -133,7 +137,9 @@ async fn a_camera_switched_off_is_not_forwarded_even_if_the_client_keeps_sending
 async fn someone_connecting_while_another_talks_sees_them_speaking() {
     let app = TestApp::spawn().await;
     let (ua, ub) = (app.register("quin").await, app.register("rosa").await);
-    let (sid, _, vc) = app.server(&ua, "Talk").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&ua, "Talk").await;
     app.join(&ua, &ub, &sid).await;
     let mut a = connect(&app, &ua).await;
     a.send(join_frame(&sid, &vc));

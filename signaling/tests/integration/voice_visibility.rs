@@ -2,7 +2,7 @@
 //! only the members who may view it, a member who gains sight of it learns who is there, and
 //! one who loses it hears nothing more.
 
-use crate::common::TestApp;
+use crate::common::{Server, TestApp};
 use crate::voice_util::{connect, join_frame, negotiate, run_media, Client, Peer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -45,7 +45,11 @@ async fn voice_states_and_speaking_reach_only_who_may_view_the_channel() {
     let owner = app.register("vv_owner").await;
     let staff = app.register("vv_staff").await;
     let member = app.register("vv_member").await;
-    let (server, lobby, _) = app.server(&owner, "voice visibility").await;
+    let Server {
+        id: server,
+        text: lobby,
+        ..
+    } = app.server(&owner, "voice visibility").await;
     app.join(&owner, &staff, &server).await;
     app.join(&owner, &member, &server).await;
     let (s, role) = app
