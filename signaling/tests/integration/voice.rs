@@ -1,14 +1,54 @@
 //! Voice end to end through the gateway and the real SFU on UDP, with str0m client peers that
 //! offer like the web client.
 
-use crate::common::{Server, TestApp};
+use crate::common::{Server, TestApp, User};
 use crate::voice_util::*;
 use confab_sfu::testing::TestPeerConfig;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// Offer before joining, a text channel, and hostile SDP are refused with op 14.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_peers_hear_each_other_through_the_sfu() {
+async fn bad_voice_requests_are_refused_with_op_14() {
+    let app = TestApp::spawn().await;
+    let ua = app.register("vera").await;
+    let Server {
+        id: sid,
+        text,
+        voice: vc,
+    } = app.server(&ua, "Voice").await;
+    let mut a = connect(&app, &ua).await;
+    a.send(json!({"op": 12, "d": {"sdp": "v=0"}}));
+    assert_eq!(a.wait(|v| v["op"] == 14).await["d"]["code"], 4404);
+    a.send(join_frame(&sid, &text));
+    assert_eq!(a.wait(|v| v["op"] == 14).await["d"]["code"], 4403);
+    a.send(join_frame(&sid, &vc));
+    a.wait(|v| v["t"] == "VOICE_STATE_UPDATE").await;
+    // (A NUL would close the connection with 4002 before the voice service sees it.)
+    a.send(json!({"op": 12, "d": {"sdp": "v=0\r\nthis is not sdp\u{1}\u{7f}"}}));
+    assert_eq!(a.wait(|v| v["op"] == 14).await["d"]["code"], 4400);
+}
+
+/// Three members in one voice channel, each with a gateway client and a talking str0m peer
+/// (tags 1, 2, 3), negotiated with a slot for each other one.
+struct Three {
+    app: TestApp,
+    ua: User,
+    ub: User,
+    uc: User,
+    sid: String,
+    vc: String,
+    a: Client,
+    b: Client,
+    c: Client,
+    pa: Peer,
+    pb: Peer,
+    pc: Peer,
+}
+
+/// A joins alone (everyone in the server sees the voice state), then B and C; each arrival
+/// asks those already there to renegotiate for one more slot.
+async fn three_in_voice() -> Three {
     let app = TestApp::spawn().await;
     let (ua, ub, uc) = (
         app.register("vera").await,
@@ -16,9 +56,7 @@ async fn three_peers_hear_each_other_through_the_sfu() {
         app.register("xena").await,
     );
     let Server {
-        id: sid,
-        text,
-        voice: vc,
+        id: sid, voice: vc, ..
     } = app.server(&ua, "Voice").await;
     app.join(&ua, &ub, &sid).await;
     app.join(&ua, &uc, &sid).await;
@@ -28,20 +66,10 @@ async fn three_peers_hear_each_other_through_the_sfu() {
         connect(&app, &uc).await,
     );
 
-    // Offer before joining, a text channel, and hostile SDP are refused with op 14.
-    a.send(json!({"op": 12, "d": {"sdp": "v=0"}}));
-    assert_eq!(a.wait(|v| v["op"] == 14).await["d"]["code"], 4404);
-    a.send(join_frame(&sid, &text));
-    assert_eq!(a.wait(|v| v["op"] == 14).await["d"]["code"], 4403);
-
-    // A joins alone: everyone in the server sees the voice state.
     a.send(join_frame(&sid, &vc));
     let st = b.wait(|v| v["t"] == "VOICE_STATE_UPDATE").await;
     assert_eq!(st["d"]["user_id"], ua.id.as_str());
     assert_eq!(st["d"]["channel_id"], vc.as_str());
-    // (A NUL would close the connection with 4002 before the voice service sees it.)
-    a.send(json!({"op": 12, "d": {"sdp": "v=0\r\nthis is not sdp\u{1}\u{7f}"}}));
-    assert_eq!(a.wait(|v| v["op"] == 14).await["d"]["code"], 4400);
     let mut pa = Peer::new(true, 1).await;
     negotiate(&mut a, &mut pa, 0).await;
 
@@ -62,7 +90,37 @@ async fn three_peers_hear_each_other_through_the_sfu() {
         assert_eq!(re["d"]["audio_slots"], 2);
         negotiate(cl, p, 2).await;
     }
+    Three {
+        app,
+        ua,
+        ub,
+        uc,
+        sid,
+        vc,
+        a,
+        b,
+        c,
+        pa,
+        pb,
+        pc,
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_hear_each_other_through_the_sfu() {
+    // The app and every client are kept: a client dropped would leave the channel.
+    let Three {
+        app: _app,
+        ua,
+        ub,
+        a: _a,
+        mut b,
+        mut c,
+        mut pa,
+        mut pb,
+        mut pc,
+        ..
+    } = three_in_voice().await;
     run_media(&mut [&mut pa, &mut pb, &mut pc], Duration::from_secs(3)).await;
     for (name, p, others) in [("a", &pa, [2u8, 3]), ("b", &pb, [1, 3]), ("c", &pc, [1, 2])] {
         assert!(p.peer.connected, "{name} connected");
@@ -114,8 +172,28 @@ async fn three_peers_hear_each_other_through_the_sfu() {
         .wait(|v| v["t"] == "VOICE_SPEAKING" && v["d"]["user_id"] == ua.id.as_str())
         .await;
     assert_eq!(sp["d"]["speaking"], true);
+}
 
-    // The owner server-mutes C: its audio stops reaching A and B.
+/// The owner server-mutes C: its audio stops reaching A and B. A non-moderator cannot mute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_mute_stops_a_members_audio_for_everyone() {
+    let Three {
+        app,
+        ua,
+        ub,
+        uc,
+        sid,
+        vc,
+        a: _a,
+        mut b,
+        c: _c,
+        mut pa,
+        mut pb,
+        mut pc,
+        ..
+    } = three_in_voice().await;
+    run_media(&mut [&mut pa, &mut pb, &mut pc], Duration::from_secs(1)).await;
+    assert!(pa.heard_from(3) > 0, "C was heard before the mute");
     let (s, m) = app
         .patch(
             &format!("/servers/{sid}/members/{}", uc.id),
@@ -137,7 +215,6 @@ async fn three_peers_hear_each_other_through_the_sfu() {
     run_media(&mut [&mut pa, &mut pb, &mut pc], Duration::from_secs(1)).await;
     assert_eq!(pa.heard_from(3), before.0, "muted C still heard");
     assert!(pb.heard_from(1) > before.1 + 20, "B still hears A");
-    // A non-moderator cannot mute.
     assert_eq!(
         app.patch(
             &format!("/servers/{sid}/members/{}", ua.id),
@@ -148,8 +225,20 @@ async fn three_peers_hear_each_other_through_the_sfu() {
         .0,
         403
     );
+}
 
-    // B leaves: everyone sees it.
+/// B leaves: everyone sees it, and B's voice session is recorded as ended by leaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_leaves_voice_is_seen_leaving_and_their_session_closed() {
+    let Three {
+        app,
+        ub,
+        sid,
+        mut a,
+        b,
+        c: _c,
+        ..
+    } = three_in_voice().await;
     b.send(json!({"op": 4, "d": {"server_id": sid, "channel_id": null}}));
     let st = a
         .wait(|v| {
@@ -160,7 +249,6 @@ async fn three_peers_hear_each_other_through_the_sfu() {
         .await;
     assert_eq!(st["d"]["server_id"], sid.as_str());
 
-    // Voice sessions were recorded; B's is closed.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let state = &app.running.as_ref().unwrap().state;
     let hist = state
@@ -246,11 +334,10 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
     // C may connect and speak in the voice channel but not send video.
     let video = confab_chat::permissions::VIDEO;
     let (s, ow) = app
-        .request(
-            reqwest::Method::PUT,
+        .put_json(
             &format!("/channels/{vc}/permissions/{}", uc.id),
-            Some(&ua.token),
-            Some(json!({"type": "member", "deny": video.to_string()})),
+            &ua.token,
+            json!({"type": "member", "deny": video.to_string()}),
         )
         .await;
     assert_eq!(s, 200, "{ow}");
