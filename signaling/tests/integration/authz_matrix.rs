@@ -370,7 +370,7 @@ impl World {
         loop {
             let v = g.next().await.expect("the voice join's state");
             assert_ne!(v["op"], 14, "voice join refused: {v}");
-            if v["t"] == "VOICE_STATE_UPDATE" && v["d"]["user_id"] == u.id.as_str() {
+            if v["t"] == Event::VoiceStateUpdate.name() && v["d"]["user_id"] == u.id.as_str() {
                 break;
             }
         }
