@@ -148,7 +148,7 @@ async fn an_identify_storm_from_one_address_is_limited() {
         let mut gw = app.gateway().await;
         gw.send(json!({"op": 2, "d": {"token": user.token}})).await;
         match gw.next().await {
-            Some(v) if v["t"] == "READY" => ready += 1,
+            Some(v) if v["t"] == Event::Ready.name() => ready += 1,
             Some(v) => panic!("unexpected frame {v}"),
             None => {
                 limited += 1;

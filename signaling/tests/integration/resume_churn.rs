@@ -2,7 +2,7 @@
 //! RESUMEs, while others send a steady stream of messages. Every message must reach it
 //! exactly once, in order, across all those reconnections.
 
-use crate::common::{Server, TestApp};
+use crate::common::{Event, Server, TestApp};
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -59,7 +59,7 @@ async fn a_client_that_keeps_dropping_and_resuming_misses_nothing() {
             };
             if v["op"] == 0 {
                 seq = v["s"].as_u64().unwrap();
-                if v["t"] == "MESSAGE_CREATE" {
+                if v["t"] == Event::MessageCreate.name() {
                     let n: usize = v["d"]["content"].as_str().unwrap()[1..].parse().unwrap();
                     received.push(n);
                 }

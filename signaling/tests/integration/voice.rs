@@ -1,7 +1,7 @@
 //! Voice end to end through the gateway and the real SFU on UDP, with str0m client peers that
 //! offer like the web client.
 
-use crate::common::{Server, TestApp, User};
+use crate::common::{Event, Server, TestApp, User};
 use crate::voice_util::*;
 use confab_sfu::testing::TestPeerConfig;
 use serde_json::{json, Value};
@@ -23,7 +23,7 @@ async fn bad_voice_requests_are_refused_with_op_14() {
     a.send(join_frame(&sid, &text));
     assert_eq!(a.wait(|v| v["op"] == 14).await["d"]["code"], 4403);
     a.send(join_frame(&sid, &vc));
-    a.wait(|v| v["t"] == "VOICE_STATE_UPDATE").await;
+    a.wait(|v| v["t"] == Event::VoiceStateUpdate.name()).await;
     // (A NUL would close the connection with 4002 before the voice service sees it.)
     a.send(json!({"op": 12, "d": {"sdp": "v=0\r\nthis is not sdp\u{1}\u{7f}"}}));
     assert_eq!(a.wait(|v| v["op"] == 14).await["d"]["code"], 4400);
@@ -67,7 +67,7 @@ async fn three_in_voice() -> Three {
     );
 
     a.send(join_frame(&sid, &vc));
-    let st = b.wait(|v| v["t"] == "VOICE_STATE_UPDATE").await;
+    let st = b.wait(|v| v["t"] == Event::VoiceStateUpdate.name()).await;
     assert_eq!(st["d"]["user_id"], ua.id.as_str());
     assert_eq!(st["d"]["channel_id"], vc.as_str());
     let mut pa = Peer::new(true, 1).await;
@@ -77,7 +77,7 @@ async fn three_in_voice() -> Three {
     b.send(join_frame(&sid, &vc));
     let mut pb = Peer::new(true, 2).await;
     negotiate(&mut b, &mut pb, 1).await;
-    let re = a.wait(|v| v["t"] == "VOICE_RENEGOTIATE").await;
+    let re = a.wait(|v| v["t"] == Event::VoiceRenegotiate.name()).await;
     assert_eq!(re["d"]["audio_slots"], 1);
     negotiate(&mut a, &mut pa, 1).await;
 
@@ -86,7 +86,7 @@ async fn three_in_voice() -> Three {
     let mut pc = Peer::new(true, 3).await;
     negotiate(&mut c, &mut pc, 2).await;
     for (cl, p) in [(&mut a, &mut pa), (&mut b, &mut pb)] {
-        let re = cl.wait(|v| v["t"] == "VOICE_RENEGOTIATE").await;
+        let re = cl.wait(|v| v["t"] == Event::VoiceRenegotiate.name()).await;
         assert_eq!(re["d"]["audio_slots"], 2);
         negotiate(cl, p, 2).await;
     }
@@ -148,7 +148,7 @@ async fn three_peers_hear_each_other_through_the_sfu() {
     // Slots map mids to the other users; speaking was detected.
     let slots = c
         .wait(|v| {
-            v["t"] == "VOICE_SLOTS"
+            v["t"] == Event::VoiceSlots.name()
                 && v["d"]["slots"]
                     .as_array()
                     .unwrap()
@@ -169,7 +169,7 @@ async fn three_peers_hear_each_other_through_the_sfu() {
         "{slots}"
     );
     let sp = b
-        .wait(|v| v["t"] == "VOICE_SPEAKING" && v["d"]["user_id"] == ua.id.as_str())
+        .wait(|v| v["t"] == Event::VoiceSpeaking.name() && v["d"]["user_id"] == ua.id.as_str())
         .await;
     assert_eq!(sp["d"]["speaking"], true);
 }
@@ -204,7 +204,7 @@ async fn a_server_mute_stops_a_members_audio_for_everyone() {
     assert_eq!(s, 200, "{m}");
     let st = b
         .wait(|v| {
-            v["t"] == "VOICE_STATE_UPDATE"
+            v["t"] == Event::VoiceStateUpdate.name()
                 && v["d"]["user_id"] == uc.id.as_str()
                 && v["d"]["mute"] == true
         })
@@ -242,7 +242,7 @@ async fn a_member_who_leaves_voice_is_seen_leaving_and_their_session_closed() {
     b.send(json!({"op": 4, "d": {"server_id": sid, "channel_id": null}}));
     let st = a
         .wait(|v| {
-            v["t"] == "VOICE_STATE_UPDATE"
+            v["t"] == Event::VoiceStateUpdate.name()
                 && v["d"]["user_id"] == ub.id.as_str()
                 && v["d"]["channel_id"].is_null()
         })
@@ -274,7 +274,7 @@ async fn rejoin_after_a_blip_is_invisible_and_gateway_close_leaves() {
     b.send(join_frame(&sid, &vc));
     let mut pb = Peer::new(true, 2).await;
     let vsid = negotiate(&mut b, &mut pb, 0).await;
-    a.wait(|v| v["t"] == "VOICE_STATE_UPDATE" && v["d"]["user_id"] == ub.id.as_str())
+    a.wait(|v| v["t"] == Event::VoiceStateUpdate.name() && v["d"]["user_id"] == ub.id.as_str())
         .await;
 
     // B's gateway drops without a close frame; B reconnects with a new IDENTIFY and claims
@@ -293,7 +293,7 @@ async fn rejoin_after_a_blip_is_invisible_and_gateway_close_leaves() {
     assert!(
         !a.seen
             .iter()
-            .any(|v| v["t"] == "VOICE_STATE_UPDATE" && v["d"]["channel_id"].is_null()),
+            .any(|v| v["t"] == Event::VoiceStateUpdate.name() && v["d"]["channel_id"].is_null()),
         "A saw B leave during the blip"
     );
 
@@ -301,7 +301,7 @@ async fn rejoin_after_a_blip_is_invisible_and_gateway_close_leaves() {
     drop(b2.tx);
     let st = a
         .wait(|v| {
-            v["t"] == "VOICE_STATE_UPDATE"
+            v["t"] == Event::VoiceStateUpdate.name()
                 && v["d"]["user_id"] == ub.id.as_str()
                 && v["d"]["channel_id"].is_null()
         })
@@ -350,7 +350,7 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
     // A joins with the camera on and publishes simulcast video, declaring its camera mid.
     a.send(json!({"op": 4, "d": {"server_id": sid, "channel_id": vc, "self_video": true}}));
     let st = b
-        .wait(|v| v["t"] == "VOICE_STATE_UPDATE" && v["d"]["user_id"] == ua.id.as_str())
+        .wait(|v| v["t"] == Event::VoiceStateUpdate.name() && v["d"]["user_id"] == ua.id.as_str())
         .await;
     assert_eq!(st["d"]["self_video"], true);
     assert_eq!(st["d"]["self_stream"], false);
@@ -393,7 +393,7 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
     }
     b.send(json!({"op": 15, "d": {"tiles": [tile(&ua.id, 1280)]}}));
     let slots = b
-        .wait(|v| v["t"] == "VOICE_VIDEO_SLOTS" && slot_of(v, &ua.id).is_some())
+        .wait(|v| v["t"] == Event::VoiceVideoSlots.name() && slot_of(v, &ua.id).is_some())
         .await;
     assert_eq!(slots["d"]["channel_id"], vc.as_str());
     assert_eq!(slots["d"]["slots"].as_array().unwrap().len(), 3);
@@ -411,7 +411,7 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
     // A is told which encodings are watched: a 1280-wide tile needs the full layer.
     let layers = a
         .wait(|v| {
-            v["t"] == "VOICE_VIDEO_LAYERS"
+            v["t"] == Event::VoiceVideoLayers.name()
                 && v["d"]["active_rids"]
                     .as_array()
                     .is_some_and(|r| !r.is_empty())
@@ -449,7 +449,7 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
     // A sends audio, so C's arrival asks A and B for more audio slots; not needed here.
     b.send(json!({"op": 15, "d": {"tiles": [tile(&ua.id, 1280), tile(&uc.id, 1280)]}}));
     let slots = b
-        .wait(|v| v["t"] == "VOICE_VIDEO_SLOTS" && slot_of(v, &uc.id).is_some())
+        .wait(|v| v["t"] == Event::VoiceVideoSlots.name() && slot_of(v, &uc.id).is_some())
         .await;
     let mid_c = slot_of(&slots, &uc.id).unwrap().to_string();
     assert_eq!(
@@ -491,7 +491,7 @@ async fn max_video_tiles_limits_tiles_and_slots() {
     .await;
     negotiate(&mut a, &mut pa, 0).await;
     // Three receive transceivers offered, two used.
-    let slots = a.wait(|v| v["t"] == "VOICE_VIDEO_SLOTS").await;
+    let slots = a.wait(|v| v["t"] == Event::VoiceVideoSlots.name()).await;
     assert_eq!(slots["d"]["slots"].as_array().unwrap().len(), 2, "{slots}");
     let tile = |u: &str| json!({"user_id": u, "track": "camera", "width": 320, "height": 180});
     a.send(json!({"op": 15, "d": {"tiles": [tile("1"), tile("2"), tile("3")]}}));

@@ -551,7 +551,7 @@ impl Gateway {
                 let v: Value = serde_json::from_str(&t).expect("server frames are JSON");
                 if let Some(s) = v["s"].as_u64() {
                     assert!(
-                        s > self.last_seq || self.last_seq == 0 || v["t"] == "READY",
+                        s > self.last_seq || self.last_seq == 0 || v["t"] == Event::Ready.name(),
                         "sequence went backwards"
                     );
                     self.last_seq = s;
