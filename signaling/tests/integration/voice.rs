@@ -318,8 +318,25 @@ fn slot_of<'a>(slots: &'a Value, user: &str) -> Option<&'a str> {
         .and_then(|s| s["mid"].as_str())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn video_tiles_slots_layers_and_the_video_permission() {
+/// A tile request for `user`'s camera at width `w` (16:9).
+fn tile(user: &str, w: u32) -> Value {
+    json!({"user_id": user, "track": "camera", "width": w, "height": w * 9 / 16})
+}
+
+/// A video call: A publishes simulcast camera video in the voice channel; B is connected but
+/// not yet in voice; C may connect and speak there but not send video.
+struct VideoCall {
+    app: TestApp,
+    ua: User,
+    uc: User,
+    sid: String,
+    vc: String,
+    a: Client,
+    b: Client,
+    pa: Peer,
+}
+
+async fn video_call() -> VideoCall {
     let app = TestApp::spawn().await;
     let (ua, ub, uc) = (
         app.register("vic").await,
@@ -331,7 +348,6 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
     } = app.server(&ua, "Video").await;
     app.join(&ua, &ub, &sid).await;
     app.join(&ua, &uc, &sid).await;
-    // C may connect and speak in the voice channel but not send video.
     let video = confab_chat::permissions::VIDEO;
     let (s, ow) = app
         .put_json(
@@ -342,10 +358,6 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
         .await;
     assert_eq!(s, 200, "{ow}");
     let (mut a, mut b) = (connect(&app, &ua).await, connect(&app, &ub).await);
-
-    // op 15 outside a voice channel.
-    b.send(json!({"op": 15, "d": {"tiles": []}}));
-    assert_eq!(b.wait(|v| v["op"] == 14).await["d"]["code"], 4404);
 
     // A joins with the camera on and publishes simulcast video, declaring its camera mid.
     a.send(json!({"op": 4, "d": {"server_id": sid, "channel_id": vc, "self_video": true}}));
@@ -365,51 +377,92 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
     )
     .await;
     negotiate_video(&mut a, &mut pa, 0, true).await;
+    VideoCall {
+        app,
+        ua,
+        uc,
+        sid,
+        vc,
+        a,
+        b,
+        pa,
+    }
+}
 
-    // B watches with three video slots (listen-only audio: no renegotiation for A).
-    b.send(join_frame(&sid, &vc));
-    let mut pb = Peer::with_config(
-        TestPeerConfig {
-            video_recv: 3,
-            ..Default::default()
-        },
-        2,
-    )
-    .await;
-    negotiate(&mut b, &mut pb, 1).await;
-    // Malformed or too many tiles: 4400, and the connection stays usable.
-    let tile = |user: &str, w: u32| json!({"user_id": user, "track": "camera", "width": w, "height": w * 9 / 16});
+impl VideoCall {
+    /// B joins to watch with three video slots (listen-only audio: no renegotiation for A).
+    async fn b_joins(&mut self) -> Peer {
+        self.b.send(join_frame(&self.sid, &self.vc));
+        let mut pb = Peer::with_config(
+            TestPeerConfig {
+                video_recv: 3,
+                ..Default::default()
+            },
+            2,
+        )
+        .await;
+        negotiate(&mut self.b, &mut pb, 1).await;
+        pb
+    }
+
+    /// B asks for A's camera in a 1280-wide tile; returns the mid A's video arrives on.
+    async fn b_watches_a(&mut self, pb: &Peer) -> String {
+        let ua = self.ua.id.clone();
+        self.b
+            .send(json!({"op": 15, "d": {"tiles": [tile(&ua, 1280)]}}));
+        let slots = self
+            .b
+            .wait(|v| v["t"] == Event::VoiceVideoSlots.name() && slot_of(v, &ua).is_some())
+            .await;
+        assert_eq!(slots["d"]["channel_id"], self.vc.as_str());
+        assert_eq!(slots["d"]["slots"].as_array().unwrap().len(), 3);
+        let mid_a = slot_of(&slots, &ua).unwrap().to_string();
+        assert_eq!(mid_a, pb.peer.video_recv_mids[0].to_string());
+        mid_a
+    }
+}
+
+/// op 15 outside a voice channel is refused; malformed or too many tiles are 4400, and the
+/// connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tile_requests_are_refused_and_the_connection_stays_usable() {
+    let mut call = video_call().await;
+    call.b.send(json!({"op": 15, "d": {"tiles": []}}));
+    assert_eq!(call.b.wait(|v| v["op"] == 14).await["d"]["code"], 4404);
+    let pb = call.b_joins().await;
+    let ua = call.ua.id.clone();
     let ten: Vec<Value> = (0..10).map(|i| tile(&format!("{}", i + 1), 64)).collect();
     for bad in [
         json!({"tiles": "all"}),
-        json!({"tiles": [{"user_id": ua.id, "track": "microphone", "width": 1, "height": 1}]}),
-        json!({"tiles": [{"user_id": ua.id, "track": "camera", "width": -5, "height": 1}]}),
+        json!({"tiles": [{"user_id": ua, "track": "microphone", "width": 1, "height": 1}]}),
+        json!({"tiles": [{"user_id": ua, "track": "camera", "width": -5, "height": 1}]}),
         json!({ "tiles": ten }),
         json!(null),
     ] {
-        b.send(json!({"op": 15, "d": bad}));
-        let e = b.wait(|v| v["op"] == 14).await;
+        call.b.send(json!({"op": 15, "d": bad}));
+        let e = call.b.wait(|v| v["op"] == 14).await;
         assert_eq!(e["d"]["code"], 4400, "{bad} → {e}");
     }
-    b.send(json!({"op": 15, "d": {"tiles": [tile(&ua.id, 1280)]}}));
-    let slots = b
-        .wait(|v| v["t"] == Event::VoiceVideoSlots.name() && slot_of(v, &ua.id).is_some())
-        .await;
-    assert_eq!(slots["d"]["channel_id"], vc.as_str());
-    assert_eq!(slots["d"]["slots"].as_array().unwrap().len(), 3);
-    let mid_a = slot_of(&slots, &ua.id).unwrap().to_string();
-    assert_eq!(mid_a, pb.peer.video_recv_mids[0].to_string());
+    call.b_watches_a(&pb).await;
+}
 
-    run_video(&mut [&mut pa, &mut pb], Duration::from_secs(3)).await;
-    assert!(pa.peer.connected && pb.peer.connected);
+/// A watched camera arrives in its slot, and the publisher is told which encodings are
+/// watched: a 1280-wide tile needs the full layer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_camera_is_forwarded_and_its_publisher_told_the_layer() {
+    let mut call = video_call().await;
+    let mut pb = call.b_joins().await;
+    let mid_a = call.b_watches_a(&pb).await;
+    run_video(&mut [&mut call.pa, &mut pb], Duration::from_secs(3)).await;
+    assert!(call.pa.peer.connected && pb.peer.connected);
     let got = pb.peer.received_on(&mid_a).len();
     assert!(
         got > 30,
         "B got {got} video packets from A ({} frames sent)",
-        pa.video_frames
+        call.pa.video_frames
     );
-    // A is told which encodings are watched: a 1280-wide tile needs the full layer.
-    let layers = a
+    let layers = call
+        .a
         .wait(|v| {
             v["t"] == Event::VoiceVideoLayers.name()
                 && v["d"]["active_rids"]
@@ -418,11 +471,21 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
         })
         .await;
     assert_eq!(layers["d"]["track"], "camera");
-    assert_eq!(layers["d"]["channel_id"], vc.as_str());
+    assert_eq!(layers["d"]["channel_id"], call.vc.as_str());
     assert_eq!(layers["d"]["active_rids"], json!(["f"]));
+}
 
-    // C has no VIDEO: camera on is refused; READY showed A's camera.
-    let mut c = connect(&app, &uc).await;
+/// C has no VIDEO: camera on is refused (READY showed A's camera), and C's video is not
+/// forwarded while A's keeps flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_without_video_permission_is_not_forwarded() {
+    let mut call = video_call().await;
+    let mut pb = call.b_joins().await;
+    let mid_a = call.b_watches_a(&pb).await;
+    run_video(&mut [&mut call.pa, &mut pb], Duration::from_secs(1)).await;
+    let (app, ua, uc) = (&call.app, &call.ua, &call.uc);
+    let (sid, vc) = (&call.sid, &call.vc);
+    let mut c = connect(app, uc).await;
     let a_state = c.ready["voice_states"]
         .as_array()
         .unwrap()
@@ -433,7 +496,7 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
     assert_eq!(a_state["self_video"], true);
     c.send(json!({"op": 4, "d": {"server_id": sid, "channel_id": vc, "self_video": true}}));
     assert_eq!(c.wait(|v| v["op"] == 14).await["d"]["code"], 4403);
-    c.send(join_frame(&sid, &vc));
+    c.send(join_frame(sid, vc));
     let mut pc = Peer::with_config(
         TestPeerConfig {
             send: true,
@@ -447,8 +510,10 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
     .await;
     negotiate(&mut c, &mut pc, 1).await;
     // A sends audio, so C's arrival asks A and B for more audio slots; not needed here.
-    b.send(json!({"op": 15, "d": {"tiles": [tile(&ua.id, 1280), tile(&uc.id, 1280)]}}));
-    let slots = b
+    call.b
+        .send(json!({"op": 15, "d": {"tiles": [tile(&ua.id, 1280), tile(&uc.id, 1280)]}}));
+    let slots = call
+        .b
         .wait(|v| v["t"] == Event::VoiceVideoSlots.name() && slot_of(v, &uc.id).is_some())
         .await;
     let mid_c = slot_of(&slots, &uc.id).unwrap().to_string();
@@ -458,7 +523,11 @@ async fn video_tiles_slots_layers_and_the_video_permission() {
         "A keeps its slot"
     );
     let before_a = pb.peer.received_on(&mid_a).len();
-    run_video(&mut [&mut pa, &mut pb, &mut pc], Duration::from_secs(2)).await;
+    run_video(
+        &mut [&mut call.pa, &mut pb, &mut pc],
+        Duration::from_secs(2),
+    )
+    .await;
     assert!(pc.peer.connected);
     assert!(pc.video_frames > 20, "C sent {} frames", pc.video_frames);
     assert_eq!(
