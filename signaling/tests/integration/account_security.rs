@@ -3,7 +3,7 @@
 //! on the gateway and in the database.
 
 use crate::common;
-use crate::common::{Closed, TestApp, User};
+use crate::common::{Closed, Event, Server, TestApp, User};
 use confab_chat::Snowflake;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -94,7 +94,11 @@ async fn refresh_token_reuse_closes_the_family_gateway_connections_for_good() {
     let app = app().await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
-    let (server_id, channel_id, _) = app.server(&bob, "den").await;
+    let Server {
+        id: server_id,
+        text: channel_id,
+        ..
+    } = app.server(&bob, "den").await;
     app.join(&bob, &alice, &server_id).await;
     // Another login of Alice's: another family, which must survive.
     let other = second_session(&app, &alice, "alice").await;
@@ -123,15 +127,8 @@ async fn refresh_token_reuse_closes_the_family_gateway_connections_for_good() {
 
     // The other family is untouched and still receives events.
     assert_eq!(app.get("/users/@me", &other.token).await.0, 200);
-    let (s, _) = app
-        .post(
-            &format!("/channels/{channel_id}/messages"),
-            &bob.token,
-            json!({"content": "still there?"}),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let m = g2.dispatch("MESSAGE_CREATE").await;
+    app.message(&bob, &channel_id, "still there?").await;
+    let m = g2.expect(Event::MessageCreate).await;
     assert_eq!(m["content"], "still there?");
 
     // The ended gateway session cannot be resumed: not with the family's token...
@@ -281,39 +278,30 @@ async fn password_change_ends_every_other_session_and_keeps_the_callers() {
     assert_eq!(s, 200, "{r}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn account_deletion_keeps_messages_as_deleted_user_and_tells_others() {
+/// Alice owns a server Bob is in; Bob has written there and in their DM, and is Alice's
+/// friend.
+struct Den {
+    app: TestApp,
+    alice: User,
+    bob: User,
+    server_id: String,
+    channel_id: String,
+    dm_id: String,
+}
+
+async fn den() -> Den {
     let app = app().await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
-    let (server_id, channel_id, _) = app.server(&alice, "den").await;
+    let Server {
+        id: server_id,
+        text: channel_id,
+        ..
+    } = app.server(&alice, "den").await;
     app.join(&alice, &bob, &server_id).await;
-    // Bob writes in the server and in a DM, and is Alice's friend.
-    let (s, _) = app
-        .post(
-            &format!("/channels/{channel_id}/messages"),
-            &bob.token,
-            json!({"content": "hello from bob"}),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let (s, dm) = app
-        .post(
-            "/users/@me/channels",
-            &bob.token,
-            json!({"recipient_id": alice.id}),
-        )
-        .await;
-    assert!(s == 200 || s == 201, "{dm}");
-    let dm_id = dm["id"].as_str().unwrap().to_string();
-    let (s, _) = app
-        .post(
-            &format!("/channels/{dm_id}/messages"),
-            &bob.token,
-            json!({"content": "a private hello"}),
-        )
-        .await;
-    assert_eq!(s, 201);
+    app.message(&bob, &channel_id, "hello from bob").await;
+    let dm_id = app.dm(&bob, &alice).await;
+    app.message(&bob, &dm_id, "a private hello").await;
     let (s, r) = app
         .post(
             "/users/@me/relationships",
@@ -323,22 +311,50 @@ async fn account_deletion_keeps_messages_as_deleted_user_and_tells_others() {
         .await;
     assert!(s < 300, "{r}");
     let (s, r) = app
-        .request(
-            Method::PUT,
+        .put_json(
             &format!("/users/@me/relationships/{}", bob.id),
-            Some(&alice.token),
-            Some(json!({})),
+            &alice.token,
+            json!({}),
         )
         .await;
     assert!(s < 300, "{r}");
+    Den {
+        app,
+        alice,
+        bob,
+        server_id,
+        channel_id,
+        dm_id,
+    }
+}
 
-    // Wrong or missing password: 400 naming it; nothing happens.
+impl Den {
+    /// Bob deletes his account while he and Alice are connected; returns their gateways.
+    async fn bob_deletes_his_account(&self) -> (common::Gateway, common::Gateway) {
+        let (g_alice, _) = self.app.identified(&self.alice).await;
+        let (g_bob, _) = self.app.identified(&self.bob).await;
+        let (s, r) = delete_account(&self.app, &self.bob, json!({"password": PASSWORD})).await;
+        assert_eq!(s, 204, "{r}");
+        (g_alice, g_bob)
+    }
+
+    fn deleted_name(&self) -> String {
+        format!("deleted_user_{}", self.bob.id)
+    }
+}
+
+/// A wrong or missing password is a 400 naming it, and an owner must deal with their servers
+/// first; nothing happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_deletion_needs_the_password_and_no_owned_server() {
+    let Den {
+        app, alice, bob, ..
+    } = den().await;
     let (s, r) = delete_account(&app, &bob, json!({"password": "not my password"})).await;
     assert_eq!(s, 400, "{r}");
     assert!(r["errors"]["password"].is_array(), "{r}");
     assert_eq!(delete_account(&app, &bob, json!({})).await.0, 400);
     assert_eq!(app.get("/users/@me", &bob.token).await.0, 200);
-    // An owner must deal with their servers first.
     let (s, r) = delete_account(&app, &alice, json!({"password": PASSWORD})).await;
     assert_eq!(s, 400, "{r}");
     assert_eq!(r["code"], 40011);
@@ -347,47 +363,62 @@ async fn account_deletion_keeps_messages_as_deleted_user_and_tells_others() {
         "{r}"
     );
     assert_eq!(app.get("/users/@me", &alice.token).await.0, 200);
+}
 
-    let (mut g_alice, _) = app.identified(&alice).await;
-    let (mut g_bob, _) = app.identified(&bob).await;
-    let (s, r) = delete_account(&app, &bob, json!({"password": PASSWORD})).await;
-    assert_eq!(s, 204, "{r}");
-
-    // Bob's connection closes; his tokens and password are dead.
+/// Bob's connection closes; his tokens and password are dead; in the database his account is
+/// anonymised, not removed, and has no live session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_account_is_signed_out_everywhere_and_anonymised() {
+    let d = den().await;
+    let (app, bob) = (&d.app, &d.bob);
+    let (_g_alice, mut g_bob) = d.bob_deletes_his_account().await;
     assert_eq!(g_bob.closed().await, Closed::Code(4004));
     assert_eq!(app.get("/users/@me", &bob.token).await.0, 401);
-    assert_eq!(refresh(&app, &bob.refresh).await.0, 401);
-    assert_eq!(login(&app, "bob", PASSWORD).await.0, 401);
-    let deleted_name = format!("deleted_user_{}", bob.id);
-    assert_eq!(login(&app, &deleted_name, PASSWORD).await.0, 401);
+    assert_eq!(refresh(app, &bob.refresh).await.0, 401);
+    assert_eq!(login(app, "bob", PASSWORD).await.0, 401);
+    let deleted_name = d.deleted_name();
+    assert_eq!(login(app, &deleted_name, PASSWORD).await.0, 401);
 
-    // Alice sees him leave the server, the friendship go, and his new name.
-    let removed = g_alice.dispatch("MEMBER_REMOVE").await;
-    assert_eq!(removed["server_id"], server_id.as_str());
+    let pool = app.running.as_ref().unwrap().state.chat.pool();
+    let (username, email, deleted): (String, Option<String>, bool) =
+        sqlx::query_as("SELECT username, email, deleted_at IS NOT NULL FROM users WHERE id = $1")
+            .bind(id(&bob.id))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (username.as_str(), email, deleted),
+        (deleted_name.as_str(), None, true)
+    );
+    assert_eq!(active_sessions_in_db(app, bob).await, 0);
+}
+
+/// Alice sees him leave the server, the friendship go, and his new name; his messages stay,
+/// authored by "Deleted User"; the DM stays too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn others_see_a_deleted_account_go_and_its_messages_stay() {
+    let d = den().await;
+    let (app, alice, bob) = (&d.app, &d.alice, &d.bob);
+    let (mut g_alice, _g_bob) = d.bob_deletes_his_account().await;
+    let removed = g_alice.expect(Event::MemberRemove).await;
+    assert_eq!(removed["server_id"], d.server_id.as_str());
     assert_eq!(removed["user_id"], bob.id.as_str());
-    let rel = g_alice.dispatch("RELATIONSHIP_REMOVE").await;
+    let rel = g_alice.expect(Event::RelationshipRemove).await;
     assert_eq!(rel["id"], bob.id.as_str());
-    let update = g_alice.dispatch("USER_UPDATE").await;
+    let update = g_alice.expect(Event::UserUpdate).await;
     assert_eq!(update["id"], bob.id.as_str());
     assert_eq!(update["display_name"], "Deleted User");
 
-    let (_, members) = app
-        .get(&format!("/servers/{server_id}/members"), &alice.token)
-        .await;
-    assert!(
-        members
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["user"]["id"] != bob.id.as_str()),
-        "{members}"
-    );
+    let members = app.member_ids(alice, &d.server_id).await;
+    assert!(!members.contains(&bob.id), "{members:?}");
     let (_, rels) = app.get("/users/@me/relationships", &alice.token).await;
     assert_eq!(rels, json!([]));
 
-    // His messages stay, authored by "Deleted User"; the DM stays too.
     let (s, history) = app
-        .get(&format!("/channels/{channel_id}/messages"), &alice.token)
+        .get(
+            &format!("/channels/{}/messages", d.channel_id),
+            &alice.token,
+        )
         .await;
     assert_eq!(s, 200);
     let msg = history
@@ -397,10 +428,10 @@ async fn account_deletion_keeps_messages_as_deleted_user_and_tells_others() {
         .find(|m| m["content"] == "hello from bob")
         .expect("the message is kept");
     assert_eq!(msg["author"]["id"], bob.id.as_str());
-    assert_eq!(msg["author"]["username"], deleted_name.as_str());
+    assert_eq!(msg["author"]["username"], d.deleted_name().as_str());
     assert_eq!(msg["author"]["display_name"], "Deleted User");
     let (s, dm_history) = app
-        .get(&format!("/channels/{dm_id}/messages"), &alice.token)
+        .get(&format!("/channels/{}/messages", d.dm_id), &alice.token)
         .await;
     assert_eq!(s, 200);
     assert_eq!(dm_history[0]["content"], "a private hello");
@@ -410,14 +441,21 @@ async fn account_deletion_keeps_messages_as_deleted_user_and_tells_others() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|c| c["id"] == dm_id.as_str()));
+        .any(|c| c["id"] == d.dm_id.as_str()));
+    assert_alive(&mut g_alice).await;
+}
 
-    // Nobody can reach the account anew, or take its reserved name; the old name is free.
+/// Nobody can reach the account anew, or take its reserved name; the old name is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_account_cannot_be_reached_and_its_name_is_free() {
+    let d = den().await;
+    let (app, alice, bob) = (&d.app, &d.alice, &d.bob);
+    d.bob_deletes_his_account().await;
     let (s, _) = app
         .post(
             "/users/@me/relationships",
             &alice.token,
-            json!({"username": deleted_name}),
+            json!({"username": d.deleted_name()}),
         )
         .await;
     assert_eq!(s, 404);
@@ -449,40 +487,16 @@ async fn account_deletion_keeps_messages_as_deleted_user_and_tells_others() {
         .await;
     assert_eq!(s, 201, "{group}");
     let (s, r) = app
-        .request(
-            Method::PUT,
+        .put(
             &format!(
                 "/channels/{}/recipients/{}",
                 group["id"].as_str().unwrap(),
                 bob.id
             ),
-            Some(&alice.token),
-            None,
+            &alice.token,
         )
         .await;
     assert_eq!(s, 404, "nor into a group DM: {r}");
-
-    // In the database: anonymised, not removed.
-    let pool = app.running.as_ref().unwrap().state.chat.pool();
-    let (username, email, deleted): (String, Option<String>, bool) =
-        sqlx::query_as("SELECT username, email, deleted_at IS NOT NULL FROM users WHERE id = $1")
-            .bind(id(&bob.id))
-            .fetch_one(pool)
-            .await
-            .unwrap();
-    assert_eq!(
-        (username.as_str(), email, deleted),
-        (deleted_name.as_str(), None, true)
-    );
-    let live: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM auth_sessions WHERE user_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(id(&bob.id))
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert_eq!(live, 0);
-    assert_alive(&mut g_alice).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,17 +1,22 @@
 //! Servers, channels, invites and messages over HTTP, including access control and bad input.
 
-use crate::common::TestApp;
-use reqwest::Method;
+use crate::common::{Server, TestApp, User};
 use serde_json::json;
 
-#[tokio::test]
-async fn server_lifecycle_channels_and_invites() {
+/// A server with its owner and one member.
+async fn home() -> (TestApp, User, User, Server) {
     let app = TestApp::spawn().await;
     let owner = app.register("owner").await;
     let member = app.register("member").await;
-    let (sid, text, voice) = app.server(&owner, "Home").await;
-    assert_ne!(text, voice);
+    let server = app.server(&owner, "Home").await;
+    (app, owner, member, server)
+}
 
+/// Only the owner manages; members get 403. Members leave; the owner cannot leave but can
+/// delete.
+#[tokio::test]
+async fn a_server_is_managed_and_deleted_only_by_its_owner() {
+    let (app, owner, member, Server { id: sid, text, .. }) = home().await;
     let (s, list) = app.get("/servers", &owner.token).await;
     assert_eq!(s, 200);
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -24,8 +29,82 @@ async fn server_lifecycle_channels_and_invites() {
         .await;
     assert_eq!(s, 200);
     assert_eq!(server["name"], "Renamed");
+    app.join(&owner, &member, &sid).await;
 
-    // Channels: category, a text channel inside it, reorder, rename, delete.
+    assert_eq!(
+        app.patch(
+            &format!("/servers/{sid}"),
+            &member.token,
+            json!({"name": "Mine"})
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        app.delete(&format!("/servers/{sid}"), &member.token)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        app.post(
+            &format!("/servers/{sid}/channels"),
+            &member.token,
+            json!({"name": "x"})
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        app.delete(&format!("/channels/{text}"), &member.token)
+            .await
+            .0,
+        403
+    );
+
+    assert_eq!(
+        app.delete(&format!("/servers/{sid}/members/@me"), &member.token)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/servers/{sid}"), &member.token).await.0,
+        404
+    );
+    assert_eq!(
+        app.delete(&format!("/servers/{sid}/members/@me"), &owner.token)
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        app.delete(&format!("/servers/{sid}"), &owner.token).await.0,
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/servers/{sid}"), &owner.token).await.0,
+        404
+    );
+}
+
+/// Channels: a category, a text channel inside it, moved out and renamed, then deleted; bad
+/// types and parents are refused.
+#[tokio::test]
+async fn channels_nest_in_categories_move_and_are_deleted() {
+    let (
+        app,
+        owner,
+        _,
+        Server {
+            id: sid,
+            text,
+            voice,
+        },
+    ) = home().await;
+    assert_ne!(text, voice);
     let (s, cat) = app
         .post(
             &format!("/servers/{sid}/channels"),
@@ -81,8 +160,12 @@ async fn server_lifecycle_channels_and_invites() {
         app.get(&format!("/channels/{ch_id}"), &owner.token).await.0,
         404
     );
+}
 
-    // Invites: join, list members, limited uses, leave.
+/// Invites: a preview, a join, limited uses and ages.
+#[tokio::test]
+async fn an_invite_previews_joins_and_runs_out() {
+    let (app, owner, member, Server { id: sid, .. }) = home().await;
     let (s, inv) = app
         .post(
             &format!("/servers/{sid}/invites"),
@@ -94,32 +177,14 @@ async fn server_lifecycle_channels_and_invites() {
     let code = inv["code"].as_str().unwrap();
     let (s, preview) = app.get(&format!("/invites/{code}"), &member.token).await;
     assert_eq!(s, 200);
-    assert_eq!(preview["server"]["name"], "Renamed");
-    let (s, joined) = app
-        .request(
-            Method::POST,
-            &format!("/invites/{code}"),
-            Some(&member.token),
-            None,
-        )
-        .await;
+    assert_eq!(preview["server"]["name"], "Home");
+    let (s, joined) = app.accept_invite(&member, code).await;
     assert_eq!(s, 200, "{joined}");
     assert_eq!(joined["id"], sid.as_str());
     let third = app.register("third").await;
-    let (s, _) = app
-        .request(
-            Method::POST,
-            &format!("/invites/{code}"),
-            Some(&third.token),
-            None,
-        )
-        .await;
+    let (s, _) = app.accept_invite(&third, code).await;
     assert_eq!(s, 404, "a used-up invite is gone");
-    let (s, members) = app
-        .get(&format!("/servers/{sid}/members"), &member.token)
-        .await;
-    assert_eq!(s, 200);
-    assert_eq!(members.as_array().unwrap().len(), 2);
+    assert_eq!(app.member_ids(&member, &sid).await.len(), 2);
     let (s, body) = app
         .post(
             &format!("/servers/{sid}/invites"),
@@ -128,77 +193,21 @@ async fn server_lifecycle_channels_and_invites() {
         )
         .await;
     assert_eq!(s, 400, "{body}");
-
-    // Only the owner manages; members get 403.
-    assert_eq!(
-        app.patch(
-            &format!("/servers/{sid}"),
-            &member.token,
-            json!({"name": "Mine"})
-        )
-        .await
-        .0,
-        403
-    );
-    assert_eq!(
-        app.delete(&format!("/servers/{sid}"), &member.token)
-            .await
-            .0,
-        403
-    );
-    assert_eq!(
-        app.post(
-            &format!("/servers/{sid}/channels"),
-            &member.token,
-            json!({"name": "x"})
-        )
-        .await
-        .0,
-        403
-    );
-    assert_eq!(
-        app.delete(&format!("/channels/{text}"), &member.token)
-            .await
-            .0,
-        403
-    );
-
-    // Leave; the owner cannot leave but can delete.
-    assert_eq!(
-        app.delete(&format!("/servers/{sid}/members/@me"), &member.token)
-            .await
-            .0,
-        204
-    );
-    assert_eq!(
-        app.get(&format!("/servers/{sid}"), &member.token).await.0,
-        404
-    );
-    assert_eq!(
-        app.delete(&format!("/servers/{sid}/members/@me"), &owner.token)
-            .await
-            .0,
-        409
-    );
-    assert_eq!(
-        app.delete(&format!("/servers/{sid}"), &owner.token).await.0,
-        204
-    );
-    assert_eq!(
-        app.get(&format!("/servers/{sid}"), &owner.token).await.0,
-        404
-    );
 }
 
-#[tokio::test]
-async fn messages_nonce_history_edit_delete() {
+/// A server with a writer and a reader.
+async fn chat() -> (TestApp, User, User, Server) {
     let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
     let a = app.register("writer").await;
     let b = app.register("reader").await;
-    let (sid, text, voice) = app.server(&a, "Chat").await;
-    app.join(&a, &b, &sid).await;
+    let server = app.server(&a, "Chat").await;
+    app.join(&a, &b, &server.id).await;
+    (app, a, b, server)
+}
 
-    // Idempotent send.
+#[tokio::test]
+async fn a_repeated_nonce_returns_the_first_message() {
+    let (app, a, _, Server { text, .. }) = chat().await;
     let (s, m1) = app
         .post(
             &format!("/channels/{text}/messages"),
@@ -218,62 +227,24 @@ async fn messages_nonce_history_edit_delete() {
     assert_eq!(again["id"], m1["id"]);
     assert_eq!(m1["author"]["username"], "writer");
     assert_eq!(m1["content"], "hello **world**", "stored verbatim");
+}
 
-    // Content rules.
-    assert_eq!(
-        app.post(
-            &format!("/channels/{text}/messages"),
-            &a.token,
-            json!({"content": "   "})
-        )
-        .await
-        .0,
-        400
-    );
-    let long = "é".repeat(4001);
-    assert_eq!(
-        app.post(
-            &format!("/channels/{text}/messages"),
-            &a.token,
-            json!({"content": long})
-        )
-        .await
-        .0,
-        400
-    );
-    let ok = "é".repeat(4000);
-    assert_eq!(
-        app.post(
-            &format!("/channels/{text}/messages"),
-            &a.token,
-            json!({"content": ok})
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(
-        app.post(
-            &format!("/channels/{voice}/messages"),
-            &a.token,
-            json!({"content": "hi"})
-        )
-        .await
-        .0,
-        400
-    );
+/// Not blank, at most 4,000 characters (not bytes), and only in text channels.
+#[tokio::test]
+async fn message_content_must_be_text_of_a_bounded_length() {
+    let (app, a, _, Server { text, voice, .. }) = chat().await;
+    assert_eq!(app.try_message(&a, &text, "   ").await.0, 400);
+    assert_eq!(app.try_message(&a, &text, &"é".repeat(4001)).await.0, 400);
+    assert_eq!(app.try_message(&a, &text, &"é".repeat(4000)).await.0, 201);
+    assert_eq!(app.try_message(&a, &voice, "hi").await.0, 400);
+}
 
-    // History with before/after/limit.
+#[tokio::test]
+async fn history_pages_by_before_after_and_limit() {
+    let (app, _, b, Server { text, .. }) = chat().await;
     let mut ids = vec![];
     for i in 0..30 {
-        let (s, m) = app
-            .post(
-                &format!("/channels/{text}/messages"),
-                &b.token,
-                json!({"content": format!("m{i}")}),
-            )
-            .await;
-        assert_eq!(s, 201);
+        let m = app.message(&b, &text, &format!("m{i}")).await;
         ids.push(m["id"].as_str().unwrap().to_string());
     }
     let (s, page) = app
@@ -318,8 +289,12 @@ async fn messages_nonce_history_edit_delete() {
             .0,
         400
     );
+}
 
-    // Edit and delete: own only.
+#[tokio::test]
+async fn only_the_author_edits_and_deletes_a_message() {
+    let (app, a, b, Server { text, .. }) = chat().await;
+    let m1 = app.message(&a, &text, "hello").await;
     let mid = m1["id"].as_str().unwrap();
     assert_eq!(
         app.patch(
@@ -359,7 +334,15 @@ async fn messages_nonce_history_edit_delete() {
             .0,
         404
     );
+}
 
+/// /metrics counts created messages and HTTP requests by route, and has the process metrics.
+#[tokio::test]
+async fn metrics_count_created_messages_and_requests() {
+    let (app, a, _, Server { text, .. }) = chat().await;
+    for i in 0..32 {
+        app.message(&a, &text, &format!("m{i}")).await;
+    }
     let metrics = app.metrics().await;
     let created: f64 = metrics
         .lines()
@@ -379,19 +362,10 @@ async fn outsiders_get_nothing() {
     let app = TestApp::spawn().await;
     let owner = app.register("insider").await;
     let eve = app.register("outsider").await;
-    let (sid, text, _) = app.server(&owner, "Private").await;
-    let (_, m) = app
-        .post(
-            &format!("/channels/{text}/messages"),
-            &owner.token,
-            json!({"content": "secret"}),
-        )
-        .await;
+    let Server { id: sid, text, .. } = app.server(&owner, "Private").await;
+    let m = app.message(&owner, &text, "secret").await;
     let mid = m["id"].as_str().unwrap();
-    let (_, inv) = app
-        .post(&format!("/servers/{sid}/invites"), &owner.token, json!({}))
-        .await;
-    let _ = inv;
+    app.invite(&owner, &sid).await;
     let t = &eve.token;
     let checks = vec![
         app.get(&format!("/servers/{sid}"), t).await,
@@ -432,13 +406,7 @@ async fn outsiders_get_nothing() {
         .await,
         app.delete(&format!("/channels/{text}/messages/{mid}"), t)
             .await,
-        app.request(
-            Method::POST,
-            &format!("/channels/{text}/typing"),
-            Some(t),
-            None,
-        )
-        .await,
+        app.post_empty(&format!("/channels/{text}/typing"), t).await,
     ];
     for (i, (status, body)) in checks.iter().enumerate() {
         assert!(
@@ -463,7 +431,7 @@ async fn outsiders_get_nothing() {
 async fn bad_input_gets_clear_errors() {
     let app = TestApp::spawn().await;
     let u = app.register("tester").await;
-    let (sid, text, _) = app.server(&u, "S").await;
+    let Server { id: sid, text, .. } = app.server(&u, "S").await;
     let send = |body: &'static str, ct: &'static str| {
         app.http
             .post(app.url(&format!("/channels/{text}/messages")))
@@ -664,7 +632,7 @@ async fn concurrent_sends_are_stored_exactly_once() {
     let app = TestApp::spawn_with(|c| c.rate_limit_scale = 1000.0).await;
     let a = app.register("burst").await;
     let outsider = app.register("burst_outsider").await;
-    let (_, text, _) = app.server(&a, "Burst").await;
+    let Server { text, .. } = app.server(&a, "Burst").await;
     let mut tasks = Vec::new();
     for i in 0..200 {
         let (http, url, token) = (
@@ -735,11 +703,8 @@ async fn concurrent_invite_joins_with_a_small_pool() {
     })
     .await;
     let owner = app.register("host_pool").await;
-    let (sid, _, _) = app.server(&owner, "Busy").await;
-    let (_, inv) = app
-        .post(&format!("/servers/{sid}/invites"), &owner.token, json!({}))
-        .await;
-    let code = inv["code"].as_str().unwrap().to_string();
+    let Server { id: sid, .. } = app.server(&owner, "Busy").await;
+    let code = app.invite(&owner, &sid).await;
     let mut users = Vec::new();
     for i in 0..12 {
         users.push(app.register(&format!("joiner{i}")).await);
@@ -764,10 +729,7 @@ async fn concurrent_invite_joins_with_a_small_pool() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let (_, members) = app
-        .get(&format!("/servers/{sid}/members"), &owner.token)
-        .await;
-    assert_eq!(members.as_array().unwrap().len(), 13);
+    assert_eq!(app.member_ids(&owner, &sid).await.len(), 13);
 }
 
 /// Past the member-list limit of a server snapshot, joining still works and the joiner finds
@@ -777,7 +739,7 @@ async fn joining_a_server_with_more_members_than_the_snapshot_lists() {
     let mut db_url = String::new();
     let app = TestApp::spawn_with(|c| db_url = c.database_url.clone().unwrap()).await;
     let owner = app.register("owner").await;
-    let (sid, _, _) = app.server(&owner, "Big").await;
+    let Server { id: sid, .. } = app.server(&owner, "Big").await;
     // 1,000 earlier members, inserted directly (registering them would cost 1,000 argon2 hashes).
     let pool = confab_chat::postgres::connect(&db_url, 1).await.unwrap();
     sqlx::query(
@@ -798,19 +760,8 @@ async fn joining_a_server_with_more_members_than_the_snapshot_lists() {
     pool.close().await;
 
     let late = app.register("latecomer").await;
-    let (s, inv) = app
-        .post(&format!("/servers/{sid}/invites"), &owner.token, json!({}))
-        .await;
-    assert_eq!(s, 201, "{inv}");
-    let code = inv["code"].as_str().unwrap();
-    let (s, joined) = app
-        .request(
-            Method::POST,
-            &format!("/invites/{code}"),
-            Some(&late.token),
-            None,
-        )
-        .await;
+    let code = app.invite(&owner, &sid).await;
+    let (s, joined) = app.accept_invite(&late, &code).await;
     assert_eq!(s, 200, "{joined}");
     let members = joined["members"].as_array().unwrap();
     assert!(

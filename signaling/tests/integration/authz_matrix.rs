@@ -6,7 +6,7 @@
 //! view, and history windows that point into other channels.
 
 use crate::common;
-use crate::common::{TestApp, User};
+use crate::common::{Event, Overwrite, Server, TestApp, User};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -356,16 +356,9 @@ impl World {
     async fn fresh_target(&self) -> User {
         let u = self.app.register(&self.fresh_name("tgt")).await;
         self.app.join(&self.owner, &u, &self.sid).await;
-        self.ok(
-            Method::PUT,
-            &format!(
-                "/servers/{}/members/{}/roles/{}",
-                self.sid, u.id, self.mid_role
-            ),
-            &self.owner.token,
-            None,
-        )
-        .await;
+        self.app
+            .give_role(&self.owner, &self.sid, &u, &self.mid_role)
+            .await;
         u
     }
 
@@ -377,7 +370,7 @@ impl World {
         loop {
             let v = g.next().await.expect("the voice join's state");
             assert_ne!(v["op"], 14, "voice join refused: {v}");
-            if v["t"] == "VOICE_STATE_UPDATE" && v["d"]["user_id"] == u.id.as_str() {
+            if v["t"] == Event::VoiceStateUpdate.name() && v["d"]["user_id"] == u.id.as_str() {
                 break;
             }
         }
@@ -386,12 +379,8 @@ impl World {
 
     async fn owner_message(&self) -> String {
         let m = self
-            .ok(
-                Method::POST,
-                &format!("/channels/{}/messages", self.text),
-                &self.owner.token,
-                Some(json!({"content": self.fresh_name("msg ")})),
-            )
+            .app
+            .message(&self.owner, &self.text, &self.fresh_name("msg "))
             .await;
         m["id"].as_str().unwrap().to_string()
     }
@@ -521,15 +510,7 @@ impl World {
             }
             ("delete", "/servers/{server_id}/roles/{role_id}") => {
                 // A new role at the middle role's position: above "below", under "with".
-                let r = self
-                    .ok(
-                        Method::POST,
-                        &format!("/servers/{}/roles", self.sid),
-                        &self.owner.token,
-                        Some(json!({"name": "doomed"})),
-                    )
-                    .await;
-                let id = r["id"].as_str().unwrap().to_string();
+                let id = self.app.role(&self.owner, &self.sid, "doomed", 0).await;
                 let pos = self.role_position(&self.mid_role).await;
                 self.ok(
                     Method::PATCH,
@@ -562,51 +543,27 @@ impl World {
                 p.insert("code", self.other_invite.clone());
             }
             ("delete", "/invites/{code}") => {
-                let inv = self
-                    .ok(
-                        Method::POST,
-                        &format!("/servers/{}/invites", self.sid),
-                        &self.owner.token,
-                        Some(json!({})),
-                    )
-                    .await;
-                p.insert("code", inv["code"].as_str().unwrap().to_string());
+                p.insert("code", self.app.invite(&self.owner, &self.sid).await);
             }
             ("patch", "/channels/{channel_id}") => {
                 body = Some(json!({"topic": "matrix"}));
             }
             ("delete", "/channels/{channel_id}") => {
                 let c = self
-                    .ok(
-                        Method::POST,
-                        &format!("/servers/{}/channels", self.sid),
-                        &self.owner.token,
-                        Some(json!({"name": "doomed"})),
-                    )
+                    .app
+                    .channel(&self.owner, &self.sid, "text", "doomed")
                     .await;
-                p.insert("channel_id", c["id"].as_str().unwrap().to_string());
+                p.insert("channel_id", c);
             }
             ("put", "/channels/{channel_id}/permissions/{overwrite_id}") => {
                 body = Some(json!({"type": "role", "allow": "0", "deny": "0"}));
                 p.insert("overwrite_id", self.mid_role.clone());
             }
             ("delete", "/channels/{channel_id}/permissions/{overwrite_id}") => {
-                let c = self
-                    .ok(
-                        Method::POST,
-                        &format!("/servers/{}/channels", self.sid),
-                        &self.owner.token,
-                        Some(json!({"name": "ow"})),
-                    )
+                let cid = self.app.channel(&self.owner, &self.sid, "text", "ow").await;
+                self.app
+                    .overwrite(&self.owner, &cid, Overwrite::Role(&self.mid_role), 0, 0)
                     .await;
-                let cid = c["id"].as_str().unwrap().to_string();
-                self.ok(
-                    Method::PUT,
-                    &format!("/channels/{cid}/permissions/{}", self.mid_role),
-                    &self.owner.token,
-                    Some(json!({"type": "role", "allow": "0", "deny": "0"})),
-                )
-                .await;
                 p.insert("channel_id", cid);
                 p.insert("overwrite_id", self.mid_role.clone());
             }
@@ -677,10 +634,58 @@ async fn world() -> World {
     let without = app.register("mx_without").await;
     let below = app.register("mx_below").await;
     let with = app.register("mx_with").await;
-    let (sid, text, voice) = app.server(&owner, "Matrix").await;
+    let Server {
+        id: sid,
+        text,
+        voice,
+    } = app.server(&owner, "Matrix").await;
     for u in [&without, &below, &with] {
         app.join(&owner, u, &sid).await;
     }
+    // @everyone: look, read history, nothing else.
+    let (s, r) = app
+        .patch(
+            &format!("/servers/{sid}/roles/{sid}"),
+            &owner.token,
+            json!({"permissions": (VIEW | HISTORY).to_string()}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    // Created in this order, new roles entering at the bottom: high 3, mid 2, low 1.
+    let high = app.role(&owner, &sid, "high", MODERATOR).await;
+    let mid = app.role(&owner, &sid, "mid", 0).await;
+    let low = app.role(&owner, &sid, "low", MODERATOR).await;
+    app.give_role(&owner, &sid, &with, &high).await;
+    app.give_role(&owner, &sid, &below, &low).await;
+    // A channel only the high role may view.
+    let hidden = app.channel(&owner, &sid, "text", "staff").await;
+    app.overwrite(&owner, &hidden, Overwrite::Role(&sid), 0, VIEW)
+        .await;
+    app.overwrite(&owner, &hidden, Overwrite::Role(&high), VIEW, 0)
+        .await;
+    // A stage channel and a voice channel where @everyone may connect and speak.
+    let open_voice = |kind: &'static str, name: &'static str| {
+        let (app, owner, sid) = (&app, &owner, &sid);
+        async move {
+            let id = app.channel(owner, sid, kind, name).await;
+            app.overwrite(owner, &id, Overwrite::Role(sid), CONNECT | SPEAK, 0)
+                .await;
+            id
+        }
+    };
+    let stage = open_voice("stage", "town hall").await;
+    let lounge = open_voice("voice", "lounge").await;
+    let (s, g) = app
+        .post(
+            "/users/@me/channels",
+            &with.token,
+            json!({"recipient_ids": [without.id, below.id]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{g}");
+    let group_dm = g["id"].as_str().unwrap().to_string();
+    let other = app.server(&owner, "Elsewhere").await;
+    let other_invite = app.invite(&owner, &other.id).await;
     let mut w = World {
         app,
         owner,
@@ -691,124 +696,20 @@ async fn world() -> World {
         sid,
         text,
         voice,
-        hidden: String::new(),
-        stage: String::new(),
-        lounge: String::new(),
+        hidden,
+        stage,
+        lounge,
         gateways: Default::default(),
-        mid_role: String::new(),
+        mid_role: mid,
         message: String::new(),
-        group_dm: String::new(),
-        other_invite: String::new(),
+        group_dm,
+        other_invite,
         counter: Default::default(),
         spare: Default::default(),
     };
-    let o = w.owner.token.clone();
-    // @everyone: look, read history, nothing else.
-    w.ok(
-        Method::PATCH,
-        &format!("/servers/{}/roles/{}", w.sid, w.sid),
-        &o,
-        Some(json!({"permissions": (VIEW | HISTORY).to_string()})),
-    )
-    .await;
-    // Created in this order, new roles entering at the bottom: high 3, mid 2, low 1.
-    let role = |name: &'static str, perms: i64| {
-        let w = &w;
-        let o = o.clone();
-        async move {
-            let r = w
-                .ok(
-                    Method::POST,
-                    &format!("/servers/{}/roles", w.sid),
-                    &o,
-                    Some(json!({"name": name, "permissions": perms.to_string()})),
-                )
-                .await;
-            r["id"].as_str().unwrap().to_string()
-        }
-    };
-    let high = role("high", MODERATOR).await;
-    let mid = role("mid", 0).await;
-    let low = role("low", MODERATOR).await;
-    for (u, r) in [(&w.with, &high), (&w.below, &low)] {
-        w.ok(
-            Method::PUT,
-            &format!("/servers/{}/members/{}/roles/{r}", w.sid, u.id),
-            &o,
-            None,
-        )
-        .await;
-    }
-    assert!(w.role_position(&low).await < w.role_position(&mid).await);
-    assert!(w.role_position(&mid).await < w.role_position(&high).await);
-    w.mid_role = mid;
+    assert!(w.role_position(&low).await < w.role_position(&w.mid_role).await);
+    assert!(w.role_position(&w.mid_role).await < w.role_position(&high).await);
     w.message = w.owner_message().await;
-    // A channel only the high role may view.
-    let h = w
-        .ok(
-            Method::POST,
-            &format!("/servers/{}/channels", w.sid),
-            &o,
-            Some(json!({"name": "staff"})),
-        )
-        .await;
-    w.hidden = h["id"].as_str().unwrap().to_string();
-    w.ok(
-        Method::PUT,
-        &format!("/channels/{}/permissions/{}", w.hidden, w.sid),
-        &o,
-        Some(json!({"type": "role", "deny": VIEW.to_string()})),
-    )
-    .await;
-    w.ok(
-        Method::PUT,
-        &format!("/channels/{}/permissions/{high}", w.hidden),
-        &o,
-        Some(json!({"type": "role", "allow": VIEW.to_string()})),
-    )
-    .await;
-    for (kind, name) in [("stage", "town hall"), ("voice", "lounge")] {
-        let c = w
-            .ok(
-                Method::POST,
-                &format!("/servers/{}/channels", w.sid),
-                &o,
-                Some(json!({"name": name, "type": kind})),
-            )
-            .await;
-        let id = c["id"].as_str().unwrap().to_string();
-        w.ok(
-            Method::PUT,
-            &format!("/channels/{id}/permissions/{}", w.sid),
-            &o,
-            Some(json!({"type": "role", "allow": (CONNECT | SPEAK).to_string()})),
-        )
-        .await;
-        if kind == "stage" {
-            w.stage = id;
-        } else {
-            w.lounge = id;
-        }
-    }
-    let g = w
-        .ok(
-            Method::POST,
-            "/users/@me/channels",
-            &w.with.token,
-            Some(json!({"recipient_ids": [w.without.id, w.below.id]})),
-        )
-        .await;
-    w.group_dm = g["id"].as_str().unwrap().to_string();
-    let (other_sid, _, _) = w.app.server(&w.owner, "Elsewhere").await;
-    let inv = w
-        .ok(
-            Method::POST,
-            &format!("/servers/{other_sid}/invites"),
-            &o,
-            Some(json!({})),
-        )
-        .await;
-    w.other_invite = inv["code"].as_str().unwrap().to_string();
     w
 }
 
@@ -864,22 +765,21 @@ async fn every_endpoint_answers_each_role_exactly() {
     );
 }
 
+/// Voice: joining needs CONNECT in that channel (and membership).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_subscriptions_voice_and_history_windows_never_leak() {
+async fn a_voice_join_needs_connect_and_membership() {
     let w = world().await;
-    let o = w.owner.token.clone();
     let (mut g_stranger, _) = w.app.identified(&w.stranger).await;
     let (mut g_without, _) = w.app.identified(&w.without).await;
-    let (mut g_with, _) = w.app.identified(&w.with).await;
-
-    // Voice: joining needs CONNECT in that channel (and membership).
-    w.ok(
-        Method::PUT,
-        &format!("/channels/{}/permissions/{}", w.voice, w.without.id),
-        &o,
-        Some(json!({"type": "member", "deny": CONNECT.to_string()})),
-    )
-    .await;
+    w.app
+        .overwrite(
+            &w.owner,
+            &w.voice,
+            Overwrite::Member(&w.without.id),
+            0,
+            CONNECT,
+        )
+        .await;
     for g in [&mut g_without, &mut g_stranger] {
         g.send(json!({"op": 4, "d": {"server_id": w.sid, "channel_id": w.voice, "self_mute": false, "self_deaf": false}}))
             .await;
@@ -891,35 +791,22 @@ async fn gateway_subscriptions_voice_and_history_windows_never_leak() {
         };
         assert_eq!(err["d"]["code"], 4403, "{err}");
     }
+}
 
-    // Everything that happens in the hidden channel reaches "with" and nobody else.
-    let (_, m1) = w
-        .app
-        .post(
-            &format!("/channels/{}/messages", w.hidden),
-            &o,
-            json!({"content": "secret 1"}),
-        )
-        .await;
-    let m1 = m1["id"].as_str().unwrap().to_string();
-    let (_, m2) = w
-        .app
-        .post(
-            &format!("/channels/{}/messages", w.hidden),
-            &o,
-            json!({"content": "secret 2"}),
-        )
-        .await;
-    let m2 = m2["id"].as_str().unwrap().to_string();
-    let (_, m3) = w
-        .app
-        .post(
-            &format!("/channels/{}/messages", w.hidden),
-            &o,
-            json!({"content": "secret 3"}),
-        )
-        .await;
-    let m3 = m3["id"].as_str().unwrap().to_string();
+/// Everything that happens in the hidden channel reaches "with" and nobody else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_channels_events_reach_only_its_viewers() {
+    let w = world().await;
+    let o = w.owner.token.clone();
+    let (mut g_stranger, _) = w.app.identified(&w.stranger).await;
+    let (mut g_without, _) = w.app.identified(&w.without).await;
+    let (mut g_with, _) = w.app.identified(&w.with).await;
+    let mut secret = Vec::new();
+    for content in ["secret 1", "secret 2", "secret 3"] {
+        let m = w.app.message(&w.owner, &w.hidden, content).await;
+        secret.push(m["id"].as_str().unwrap().to_string());
+    }
+    let (m1, m2, m3) = (&secret[0], &secret[1], &secret[2]);
     for (method, path, body) in [
         (
             Method::PATCH,
@@ -952,13 +839,13 @@ async fn gateway_subscriptions_voice_and_history_windows_never_leak() {
         assert!((200..300).contains(&s), "{path}: {s} {b}");
     }
     let want = [
-        "MESSAGE_CREATE",
-        "MESSAGE_UPDATE",
-        "TYPING_START",
-        "MESSAGE_REACTION_ADD",
-        "CHANNEL_PINS_UPDATE",
-        "MESSAGE_DELETE",
-        "MESSAGE_DELETE_BULK",
+        Event::MessageCreate,
+        Event::MessageUpdate,
+        Event::TypingStart,
+        Event::MessageReactionAdd,
+        Event::ChannelPinsUpdate,
+        Event::MessageDelete,
+        Event::MessageDeleteBulk,
     ];
     let mut seen = BTreeSet::new();
     while let Some(v) = g_with.next_within(Duration::from_millis(700)).await {
@@ -967,7 +854,7 @@ async fn gateway_subscriptions_voice_and_history_windows_never_leak() {
         }
     }
     for t in want {
-        assert!(seen.contains(t), "the viewer missed {t}: {seen:?}");
+        assert!(seen.contains(t.name()), "the viewer missed {t}: {seen:?}");
     }
     for (who, g) in [
         ("member without VIEW_CHANNEL", &mut g_without),
@@ -978,26 +865,18 @@ async fn gateway_subscriptions_voice_and_history_windows_never_leak() {
             assert!(!v.to_string().contains("secret"), "{who} got {v}");
         }
     }
+}
 
-    // History windows: ids from another channel only bound the window of this one.
+/// History windows: ids from another channel only bound the window of this one, and a
+/// message id of the hidden channel cannot be read through a visible one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_windows_never_reach_into_another_channel() {
+    let w = world().await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        let (_, m) = w
-            .app
-            .post(
-                &format!("/channels/{}/messages", w.hidden),
-                &o,
-                json!({"content": format!("h{i}")}),
-            )
-            .await;
+        let m = w.app.message(&w.owner, &w.hidden, &format!("h{i}")).await;
         ids.push(m["id"].as_str().unwrap().to_string());
-        w.app
-            .post(
-                &format!("/channels/{}/messages", w.text),
-                &o,
-                json!({"content": format!("t{i}")}),
-            )
-            .await;
+        w.app.message(&w.owner, &w.text, &format!("t{i}")).await;
     }
     for query in [
         format!("before={}", ids[2]),
@@ -1032,7 +911,6 @@ async fn gateway_subscriptions_voice_and_history_windows_never_leak() {
             .await;
         assert_eq!(s, 404);
     }
-    // A message id of the hidden channel cannot be read through a visible one.
     let (s, _) = w
         .app
         .get(

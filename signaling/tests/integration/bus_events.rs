@@ -4,7 +4,7 @@
 //! through A — messages, joins, kicks, channels hidden by a permission change — exactly as
 //! if they were connected to A.
 
-use crate::common::{TestApp, User};
+use crate::common::{Event, Server, TestApp, User};
 use confab_signaling::bus::{apply, BusEvent, EventBus, RecordingBus};
 use confab_signaling::state::AppState;
 use serde_json::{json, Value};
@@ -71,12 +71,16 @@ async fn another_node_learns_every_change_from_the_bus() {
 
     let owner: User = a.register("bus_owner").await;
     let member: User = a.register("bus_member").await;
-    let (server, general, _) = a.server(&owner, "two nodes").await;
+    let Server {
+        id: server,
+        text: general,
+        ..
+    } = a.server(&owner, "two nodes").await;
 
     // The member is connected to B and joins through A: B routes the server's events to them.
     let (mut m_gw, _) = b.identified(&member).await;
     a.join(&owner, &member, &server).await;
-    let created = m_gw.dispatch("SERVER_CREATE").await;
+    let created = m_gw.expect(Event::ServerCreate).await;
     assert_eq!(created["id"], server.as_str());
     let (s, msg) = a
         .post(
@@ -86,7 +90,7 @@ async fn another_node_learns_every_change_from_the_bus() {
         )
         .await;
     assert_eq!(s, 201, "{msg}");
-    let got = m_gw.dispatch("MESSAGE_CREATE").await;
+    let got = m_gw.expect(Event::MessageCreate).await;
     assert_eq!(got["content"], "hello B");
 
     // A private channel the member may not see; a permission change through A reveals it and
@@ -100,7 +104,7 @@ async fn another_node_learns_every_change_from_the_bus() {
         .await;
     assert_eq!(s, 201, "{secret}");
     let secret = secret["id"].as_str().unwrap().to_string();
-    let created = m_gw.dispatch("CHANNEL_CREATE").await;
+    let created = m_gw.expect(Event::ChannelCreate).await;
     assert_eq!(created["id"], secret.as_str());
     let (s, b_) = put(
         &a,
@@ -110,7 +114,7 @@ async fn another_node_learns_every_change_from_the_bus() {
     )
     .await;
     assert_eq!(s, 200, "{b_}");
-    let hidden = m_gw.dispatch("CHANNEL_DELETE").await;
+    let hidden = m_gw.expect(Event::ChannelDelete).await;
     assert_eq!(hidden["id"], secret.as_str());
     let (s, _) = a
         .post(
@@ -128,7 +132,7 @@ async fn another_node_learns_every_change_from_the_bus() {
         )
         .await;
     assert_eq!(s, 201);
-    let next = m_gw.dispatch("MESSAGE_CREATE").await;
+    let next = m_gw.expect(Event::MessageCreate).await;
     assert_eq!(
         next["content"], "after",
         "the hidden channel's message must not reach B's member"
@@ -142,7 +146,7 @@ async fn another_node_learns_every_change_from_the_bus() {
         )
         .await;
     assert_eq!(s, 204, "{k}");
-    let gone = m_gw.dispatch("SERVER_DELETE").await;
+    let gone = m_gw.expect(Event::ServerDelete).await;
     assert_eq!(gone["id"], server.as_str());
     let (s, _) = a
         .post(

@@ -5,7 +5,7 @@
 //! This file runs its own cluster (one test per process), so stopping it disturbs no other
 //! test. With `DATABASE_URL` set the database is not ours to kill: the test says so and passes.
 
-use crate::common::TestApp;
+use crate::common::{Server, TestApp};
 use confab_chat::postgres::{EmbeddedOptions, EmbeddedPostgres};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -177,7 +177,7 @@ async fn sends_get_503_during_a_database_outage_and_no_acknowledged_message_is_l
         .await,
     );
     let owner = app.register("outage_owner").await;
-    let (_, channel, _) = app.server(&owner, "outage").await;
+    let Server { text: channel, .. } = app.server(&owner, "outage").await;
     let log = Arc::new(Mutex::new(Log::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(sender(

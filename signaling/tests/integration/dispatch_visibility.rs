@@ -4,10 +4,10 @@
 //! that reveals or hides a channel reaches the member concerned as CHANNEL_CREATE or
 //! CHANNEL_DELETE.
 
-use crate::common::{Gateway, TestApp, User};
+use crate::common::{Event, Gateway, Overwrite, Server, TestApp, User};
 use serde_json::{json, Value};
 
-const VIEW_CHANNEL: u64 = 1 << 10;
+const VIEW_CHANNEL: i64 = 1 << 10;
 
 /// Dispatches on `gw` up to the MESSAGE_CREATE whose content is `marker` (a message sent
 /// after the step in a channel everyone sees: whatever the step caused arrived before it).
@@ -21,7 +21,7 @@ async fn until_marker(gw: &mut Gateway, marker: &str) -> Vec<Value> {
         if v["op"] != 0 {
             continue;
         }
-        if v["t"] == "MESSAGE_CREATE" && v["d"]["content"] == marker {
+        if v["t"] == Event::MessageCreate.name() && v["d"]["content"] == marker {
             return seen;
         }
         seen.push(v);
@@ -36,15 +36,57 @@ fn mentions(events: &[Value], id: &str) -> Vec<String> {
         .collect()
 }
 
-fn has(events: &[Value], t: &str, id: &str) -> bool {
-    events.iter().any(|e| e["t"] == t && e["d"]["id"] == id)
+fn has(events: &[Value], event: Event, id: &str) -> bool {
+    events
+        .iter()
+        .any(|e| e["t"] == event.name() && e["d"]["id"] == id)
 }
 
+/// A server with a lobby everyone sees, a private category only the "staff" role may view,
+/// and a member and a staff member connected to the gateway.
 struct World {
     app: TestApp,
     owner: User,
+    member: User,
+    staff: User,
+    server: String,
     lobby: String,
+    role: String,
+    cat: String,
     n: u32,
+}
+
+async fn world() -> (World, Gateway, Gateway) {
+    let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
+    let owner = app.register("vis_owner").await;
+    let member = app.register("vis_member").await;
+    let staff = app.register("vis_staff").await;
+    let Server { id: server, .. } = app.server(&owner, "visibility").await;
+    app.join(&owner, &member, &server).await;
+    app.join(&owner, &staff, &server).await;
+    let lobby = app.channel(&owner, &server, "text", "lobby").await;
+    let role = app.role(&owner, &server, "staff", VIEW_CHANNEL).await;
+    app.give_role(&owner, &server, &staff, &role).await;
+    // A private category: @everyone may not view it, staff may.
+    let cat = app.channel(&owner, &server, "category", "staff only").await;
+    app.overwrite(&owner, &cat, Overwrite::Role(&server), 0, VIEW_CHANNEL)
+        .await;
+    app.overwrite(&owner, &cat, Overwrite::Role(&role), VIEW_CHANNEL, 0)
+        .await;
+    let (m_gw, _) = app.identified(&member).await;
+    let (s_gw, _) = app.identified(&staff).await;
+    let w = World {
+        app,
+        owner,
+        member,
+        staff,
+        server,
+        lobby,
+        role,
+        cat,
+        n: 0,
+    };
+    (w, m_gw, s_gw)
 }
 
 impl World {
@@ -52,287 +94,193 @@ impl World {
     async fn step(&mut self, gws: &mut [&mut Gateway]) -> Vec<Vec<Value>> {
         self.n += 1;
         let marker = format!("marker {}", self.n);
-        let (s, b) = self
-            .app
-            .post(
-                &format!("/channels/{}/messages", self.lobby),
-                &self.owner.token,
-                json!({"content": marker}),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
+        self.app.message(&self.owner, &self.lobby, &marker).await;
         let mut out = Vec::new();
         for gw in gws.iter_mut() {
             out.push(until_marker(gw, &marker).await);
         }
         out
     }
+
+    /// A text channel in the private category.
+    async fn secret(&self) -> String {
+        self.app
+            .channel_in(&self.owner, &self.server, &self.cat, "text", "secret")
+            .await
+    }
 }
 
 #[tokio::test]
-async fn private_channels_reach_only_members_who_may_view_them() {
-    let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
-    let owner = app.register("vis_owner").await;
-    let member = app.register("vis_member").await;
-    let staff = app.register("vis_staff").await;
-    let (server, _general, _) = app.server(&owner, "visibility").await;
-    app.join(&owner, &member, &server).await;
-    app.join(&owner, &staff, &server).await;
-    let (s, lobby) = app
-        .post(
-            &format!("/servers/{server}/channels"),
-            &owner.token,
-            json!({"name": "lobby", "type": "text"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{lobby}");
-    let lobby = lobby["id"].as_str().unwrap().to_string();
-    let (s, role) = app
-        .post(
-            &format!("/servers/{server}/roles"),
-            &owner.token,
-            json!({"name": "staff", "permissions": VIEW_CHANNEL.to_string()}),
-        )
-        .await;
-    assert_eq!(s, 201, "{role}");
-    let role = role["id"].as_str().unwrap().to_string();
-    let (s, b) = app
-        .request(
-            reqwest::Method::PUT,
-            &format!("/servers/{server}/members/{}/roles/{role}", staff.id),
-            Some(&owner.token),
-            None,
-        )
-        .await;
-    assert_eq!(s, 204, "{b}");
-    // A private category: @everyone may not view it, staff may.
-    let (s, cat) = app
-        .post(
-            &format!("/servers/{server}/channels"),
-            &owner.token,
-            json!({"name": "staff only", "type": "category"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{cat}");
-    let cat = cat["id"].as_str().unwrap().to_string();
-    for (target, body) in [
-        (
-            server.clone(),
-            json!({"type": "role", "allow": "0", "deny": VIEW_CHANNEL.to_string()}),
-        ),
-        (
-            role.clone(),
-            json!({"type": "role", "allow": VIEW_CHANNEL.to_string(), "deny": "0"}),
-        ),
-    ] {
-        let (s, b) = app
-            .request(
-                reqwest::Method::PUT,
-                &format!("/channels/{cat}/permissions/{target}"),
-                Some(&owner.token),
-                Some(body),
-            )
-            .await;
-        assert_eq!(s, 200, "{b}");
-    }
-
-    let (mut m_gw, m_ready) = app.identified(&member).await;
-    let (mut s_gw, s_ready) = app.identified(&staff).await;
+async fn ready_leaves_out_a_category_the_member_may_not_view() {
+    let (w, _, _) = world().await;
+    let (_, m_ready) = w.app.identified(&w.member).await;
+    let (_, s_ready) = w.app.identified(&w.staff).await;
     assert!(
-        !m_ready.to_string().contains(&cat),
+        !m_ready.to_string().contains(&w.cat),
         "READY hides the category"
     );
-    assert!(s_ready.to_string().contains(&cat));
-    let mut w = World {
-        app,
-        owner: owner.clone(),
-        lobby,
-        n: 0,
-    };
+    assert!(s_ready.to_string().contains(&w.cat));
+}
 
-    // CHANNEL_CREATE of a channel inside the private category.
-    let (s, secret) = w
-        .app
-        .post(
-            &format!("/servers/{server}/channels"),
-            &owner.token,
-            json!({"name": "secret", "type": "text", "parent_id": cat}),
-        )
-        .await;
-    assert_eq!(s, 201, "{secret}");
-    let secret = secret["id"].as_str().unwrap().to_string();
+/// CHANNEL_CREATE of a channel inside the private category, CHANNEL_UPDATE (a new topic) and
+/// a message in it reach staff only.
+#[tokio::test]
+async fn a_private_channels_create_update_and_messages_reach_only_viewers() {
+    let (mut w, mut m_gw, mut s_gw) = world().await;
+    let secret = w.secret().await;
     let seen = w.step(&mut [&mut m_gw, &mut s_gw]).await;
     assert_eq!(
         mentions(&seen[0], &secret),
         Vec::<String>::new(),
         "member: create"
     );
-    assert!(has(&seen[1], "CHANNEL_CREATE", &secret), "staff: create");
+    assert!(
+        has(&seen[1], Event::ChannelCreate, &secret),
+        "staff: create"
+    );
 
-    // CHANNEL_UPDATE (new topic) and a message in it.
     let (s, b) = w
         .app
         .patch(
             &format!("/channels/{secret}"),
-            &owner.token,
+            &w.owner.token,
             json!({"topic": "plans"}),
         )
         .await;
     assert_eq!(s, 200, "{b}");
-    let (s, b) = w
-        .app
-        .post(
-            &format!("/channels/{secret}/messages"),
-            &owner.token,
-            json!({"content": "hush"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
+    w.app.message(&w.owner, &secret, "hush").await;
     let seen = w.step(&mut [&mut m_gw, &mut s_gw]).await;
     assert_eq!(
         mentions(&seen[0], &secret),
         Vec::<String>::new(),
         "member: update, message"
     );
-    assert!(has(&seen[1], "CHANNEL_UPDATE", &secret), "staff: update");
+    assert!(
+        has(&seen[1], Event::ChannelUpdate, &secret),
+        "staff: update"
+    );
     assert!(
         seen[1]
             .iter()
-            .any(|e| e["t"] == "MESSAGE_CREATE" && e["d"]["channel_id"] == secret.as_str()),
+            .any(|e| e["t"] == Event::MessageCreate.name()
+                && e["d"]["channel_id"] == secret.as_str()),
         "staff: message"
     );
+}
 
-    // An invite join: the response and SERVER_CREATE list only what the joiner may view.
+/// An invite join: the response and SERVER_CREATE list only what the joiner may view.
+#[tokio::test]
+async fn an_invite_join_lists_only_channels_the_joiner_may_view() {
+    let (w, _, _) = world().await;
+    let secret = w.secret().await;
     let joiner = w.app.register("vis_joiner").await;
     let (mut j_gw, _) = w.app.identified(&joiner).await;
-    let (s, inv) = w
-        .app
-        .post(
-            &format!("/servers/{server}/invites"),
-            &owner.token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, 201, "{inv}");
-    let (s, joined) = w
-        .app
-        .request(
-            reqwest::Method::POST,
-            &format!("/invites/{}", inv["code"].as_str().unwrap()),
-            Some(&joiner.token),
-            None,
-        )
-        .await;
+    let code = w.app.invite(&w.owner, &w.server).await;
+    let (s, joined) = w.app.accept_invite(&joiner, &code).await;
     assert_eq!(s, 200, "{joined}");
     assert!(
         !joined.to_string().contains(&secret),
         "invite response: {joined}"
     );
     assert!(
-        !joined.to_string().contains(&cat),
+        !joined.to_string().contains(&w.cat),
         "invite response lists the category"
     );
-    let created = j_gw.dispatch("SERVER_CREATE").await;
+    let created = j_gw.expect(Event::ServerCreate).await;
     assert!(
         !created.to_string().contains(&secret),
         "SERVER_CREATE: {created}"
     );
-    assert!(!created.to_string().contains(&cat));
+    assert!(!created.to_string().contains(&w.cat));
+}
 
-    // Reveal: the member gets the role, and with it the category and its channel.
-    let (s, b) = w
-        .app
-        .request(
-            reqwest::Method::PUT,
-            &format!("/servers/{server}/members/{}/roles/{role}", member.id),
-            Some(&owner.token),
-            None,
-        )
+/// The member gets the role, and with it the category and its channel; the role taken away
+/// hides them again.
+#[tokio::test]
+async fn a_role_given_reveals_its_channels_and_taken_hides_them() {
+    let (mut w, mut m_gw, _) = world().await;
+    let secret = w.secret().await;
+    w.app
+        .give_role(&w.owner, &w.server, &w.member, &w.role)
         .await;
-    assert_eq!(s, 204, "{b}");
     let seen = w.step(&mut [&mut m_gw]).await;
     assert!(
-        has(&seen[0], "CHANNEL_CREATE", &cat),
+        has(&seen[0], Event::ChannelCreate, &w.cat),
         "member: category revealed"
     );
     assert!(
-        has(&seen[0], "CHANNEL_CREATE", &secret),
+        has(&seen[0], Event::ChannelCreate, &secret),
         "member: channel revealed"
     );
-    // Hide: the role taken away again.
-    let (s, b) = w
-        .app
-        .request(
-            reqwest::Method::DELETE,
-            &format!("/servers/{server}/members/{}/roles/{role}", member.id),
-            Some(&owner.token),
-            None,
-        )
+    w.app
+        .take_role(&w.owner, &w.server, &w.member, &w.role)
         .await;
-    assert_eq!(s, 204, "{b}");
     let seen = w.step(&mut [&mut m_gw]).await;
     assert!(
-        has(&seen[0], "CHANNEL_DELETE", &secret),
+        has(&seen[0], Event::ChannelDelete, &secret),
         "member: channel hidden"
     );
     assert!(
-        has(&seen[0], "CHANNEL_DELETE", &cat),
+        has(&seen[0], Event::ChannelDelete, &w.cat),
         "member: category hidden"
     );
+}
 
-    // An overwrite that hides a public channel from one member, and its removal.
-    let (s, pub_channel) = w
+/// An overwrite that hides a public channel from one member, and its removal.
+#[tokio::test]
+async fn a_member_overwrite_hides_a_public_channel_and_its_removal_shows_it() {
+    let (mut w, mut m_gw, mut s_gw) = world().await;
+    let pub_channel = w
         .app
-        .post(
-            &format!("/servers/{server}/channels"),
-            &owner.token,
-            json!({"name": "soon hidden", "type": "text"}),
-        )
+        .channel(&w.owner, &w.server, "text", "soon hidden")
         .await;
-    assert_eq!(s, 201);
-    let pub_channel = pub_channel["id"].as_str().unwrap().to_string();
     let seen = w.step(&mut [&mut m_gw, &mut s_gw]).await;
-    assert!(has(&seen[0], "CHANNEL_CREATE", &pub_channel));
-    let (s, b) = w
+    assert!(has(&seen[0], Event::ChannelCreate, &pub_channel));
+    let s = w
         .app
-        .request(
-            reqwest::Method::PUT,
-            &format!("/channels/{pub_channel}/permissions/{}", member.id),
-            Some(&owner.token),
-            Some(json!({"type": "member", "allow": "0", "deny": VIEW_CHANNEL.to_string()})),
+        .try_overwrite(
+            &w.owner,
+            &pub_channel,
+            Overwrite::Member(&w.member.id),
+            0,
+            VIEW_CHANNEL,
         )
         .await;
-    assert_eq!(s, 200, "{b}");
+    assert_eq!(s, 200);
     let seen = w.step(&mut [&mut m_gw, &mut s_gw]).await;
     assert!(
-        has(&seen[0], "CHANNEL_DELETE", &pub_channel),
+        has(&seen[0], Event::ChannelDelete, &pub_channel),
         "member: hidden by overwrite"
     );
     assert!(
-        has(&seen[1], "CHANNEL_UPDATE", &pub_channel),
+        has(&seen[1], Event::ChannelUpdate, &pub_channel),
         "staff: still sees it"
     );
-    assert!(!has(&seen[1], "CHANNEL_DELETE", &pub_channel));
+    assert!(!has(&seen[1], Event::ChannelDelete, &pub_channel));
     let (s, b) = w
         .app
-        .request(
-            reqwest::Method::DELETE,
-            &format!("/channels/{pub_channel}/permissions/{}", member.id),
-            Some(&owner.token),
-            None,
+        .delete(
+            &format!("/channels/{pub_channel}/permissions/{}", w.member.id),
+            &w.owner.token,
         )
         .await;
     assert_eq!(s, 204, "{b}");
     let seen = w.step(&mut [&mut m_gw]).await;
     assert!(
-        has(&seen[0], "CHANNEL_CREATE", &pub_channel),
+        has(&seen[0], Event::ChannelCreate, &pub_channel),
         "member: shown again"
     );
+}
 
-    // CHANNEL_DELETE of the private channel: staff only.
+/// CHANNEL_DELETE of the private channel: staff only.
+#[tokio::test]
+async fn deleting_a_private_channel_tells_only_viewers() {
+    let (mut w, mut m_gw, mut s_gw) = world().await;
+    let secret = w.secret().await;
+    w.step(&mut [&mut m_gw, &mut s_gw]).await;
     let (s, b) = w
         .app
-        .delete(&format!("/channels/{secret}"), &owner.token)
+        .delete(&format!("/channels/{secret}"), &w.owner.token)
         .await;
     assert_eq!(s, 204, "{b}");
     let seen = w.step(&mut [&mut m_gw, &mut s_gw]).await;
@@ -341,18 +289,31 @@ async fn private_channels_reach_only_members_who_may_view_them() {
         Vec::<String>::new(),
         "member: delete"
     );
-    assert!(has(&seen[1], "CHANNEL_DELETE", &secret), "staff: delete");
+    assert!(
+        has(&seen[1], Event::ChannelDelete, &secret),
+        "staff: delete"
+    );
+}
 
-    // The role deleted: staff no longer sees the category its overwrite opened.
+/// The role deleted: staff no longer sees the category its overwrite opened.
+#[tokio::test]
+async fn deleting_a_role_hides_what_its_overwrite_opened() {
+    let (mut w, mut m_gw, mut s_gw) = world().await;
     let (s, b) = w
         .app
-        .delete(&format!("/servers/{server}/roles/{role}"), &owner.token)
+        .delete(
+            &format!("/servers/{}/roles/{}", w.server, w.role),
+            &w.owner.token,
+        )
         .await;
     assert_eq!(s, 204, "{b}");
     let seen = w.step(&mut [&mut m_gw, &mut s_gw]).await;
-    assert!(has(&seen[1], "CHANNEL_DELETE", &cat), "staff: role deleted");
+    assert!(
+        has(&seen[1], Event::ChannelDelete, &w.cat),
+        "staff: role deleted"
+    );
     assert_eq!(
-        mentions(&seen[0], &cat),
+        mentions(&seen[0], &w.cat),
         Vec::<String>::new(),
         "member: role deleted"
     );

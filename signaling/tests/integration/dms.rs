@@ -2,10 +2,9 @@
 //! events to the parties only, blocks, group membership), read states with unread and mention
 //! counts, and moderators' bulk delete.
 
-use crate::common;
-use crate::common::TestApp;
+use crate::common::{Event, Overwrite, Server, TestApp, User};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +38,7 @@ async fn dm_behaves_like_a_text_channel_for_its_two_parties_only() {
     let mut want = vec![a.id.as_str(), b.id.as_str()];
     want.sort();
     assert_eq!(people, want);
-    let created = gb.dispatch("CHANNEL_CREATE").await;
+    let created = gb.expect(Event::ChannelCreate).await;
     assert_eq!(created["id"], dm_id.as_str());
     let (s, again) = app
         .post(
@@ -54,17 +53,10 @@ async fn dm_behaves_like_a_text_channel_for_its_two_parties_only() {
     assert_eq!(list[0]["id"], dm_id.as_str());
 
     // Messages, edits, typing and reactions reach B; C sees nothing and cannot get in.
-    let (s, m) = app
-        .post(
-            &format!("/channels/{dm_id}/messages"),
-            &a.token,
-            json!({"content": "hi bob"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{m}");
+    let m = app.message(&a, &dm_id, "hi bob").await;
     assert!(m["server_id"].is_null());
     let mid = m["id"].as_str().unwrap().to_string();
-    assert_eq!(gb.dispatch("MESSAGE_CREATE").await["content"], "hi bob");
+    assert_eq!(gb.expect(Event::MessageCreate).await["content"], "hi bob");
     let (s, _) = app
         .patch(
             &format!("/channels/{dm_id}/messages/{mid}"),
@@ -73,23 +65,19 @@ async fn dm_behaves_like_a_text_channel_for_its_two_parties_only() {
         )
         .await;
     assert_eq!(s, 200);
-    assert_eq!(gb.dispatch("MESSAGE_UPDATE").await["content"], "hi bob!");
+    assert_eq!(gb.expect(Event::MessageUpdate).await["content"], "hi bob!");
     let (s, _) = app
-        .request(
-            Method::POST,
-            &format!("/channels/{dm_id}/typing"),
-            Some(&a.token),
-            None,
-        )
+        .post_empty(&format!("/channels/{dm_id}/typing"), &a.token)
         .await;
     assert_eq!(s, 204);
-    assert_eq!(gb.dispatch("TYPING_START").await["user_id"], a.id.as_str());
+    assert_eq!(
+        gb.expect(Event::TypingStart).await["user_id"],
+        a.id.as_str()
+    );
     let (s, _) = app
-        .request(
-            Method::PUT,
+        .put(
             &format!("/channels/{dm_id}/messages/{mid}/reactions/%F0%9F%91%8B"),
-            Some(&b.token),
-            None,
+            &b.token,
         )
         .await;
     assert_eq!(s, 204);
@@ -99,14 +87,7 @@ async fn dm_behaves_like_a_text_channel_for_its_two_parties_only() {
     assert_eq!(s, 200);
     assert_eq!(hist[0]["content"], "hi bob!");
     // A mention of the other recipient resolves (the exact path).
-    let (s, m2) = app
-        .post(
-            &format!("/channels/{dm_id}/messages"),
-            &b.token,
-            json!({"content": format!("<@{}> yo", a.id)}),
-        )
-        .await;
-    assert_eq!(s, 201);
+    let m2 = app.message(&b, &dm_id, &format!("<@{}> yo", a.id)).await;
     assert_eq!(m2["mentions"], json!([a.id]));
     // B may not delete A's message (no moderators in DMs); A may.
     let (s, _) = app
@@ -131,10 +112,8 @@ async fn dm_behaves_like_a_text_channel_for_its_two_parties_only() {
         let (s, _) = app.request(method, &path, Some(&c.token), body).await;
         assert_eq!(s, 404, "stranger on {path}");
     }
-    assert!(
-        gc.next_within(Duration::from_millis(300)).await.is_none(),
-        "a stranger got a DM event"
-    );
+    // A stranger gets no DM event.
+    gc.expect_silence(Duration::from_millis(300)).await;
 
     // READY lists the DM for both parties, with its newest message.
     let (_, ready) = app.identified(&a).await;
@@ -149,42 +128,26 @@ async fn blocked_users_cannot_open_or_write_a_dm() {
     let app = TestApp::spawn().await;
     let a = app.register("bl_amy").await;
     let b = app.register("bl_bob").await;
-    let (_, dm) = app
-        .post(
-            "/users/@me/channels",
-            &a.token,
-            json!({"recipient_id": b.id}),
-        )
-        .await;
-    let dm_id = dm["id"].as_str().unwrap().to_string();
-    let send = |token: String| {
-        let app = &app;
-        let path = format!("/channels/{dm_id}/messages");
-        async move { app.post(&path, &token, json!({"content": "hello?"})).await }
-    };
-    assert_eq!(send(a.token.clone()).await.0, 201);
+    let dm_id = app.dm(&a, &b).await;
+    let send = |who| app.try_message(who, &dm_id, "hello?");
+    assert_eq!(send(&a).await.0, 201);
 
     // B blocks A: A can neither write (fast or exact path) nor reopen; nor can B write to A.
     let (s, _) = app
-        .request(
-            Method::PUT,
+        .put_json(
             &format!("/users/@me/relationships/{}", a.id),
-            Some(&b.token),
-            Some(json!({"type": "blocked"})),
+            &b.token,
+            json!({"type": "blocked"}),
         )
         .await;
     assert_eq!(s, 204);
-    let (s, body) = send(a.token.clone()).await;
+    let (s, body) = send(&a).await;
     assert_eq!((s, body["code"].as_u64()), (403, Some(50007)), "{body}");
     let (s, body) = app
-        .post(
-            &format!("/channels/{dm_id}/messages"),
-            &a.token,
-            json!({"content": format!("<@{}> please", b.id)}),
-        )
+        .try_message(&a, &dm_id, &format!("<@{}> please", b.id))
         .await;
     assert_eq!((s, body["code"].as_u64()), (403, Some(50007)));
-    let (s, _) = send(b.token.clone()).await;
+    let (s, _) = send(&b).await;
     assert_eq!(s, 403);
     let (s, body) = app
         .post(
@@ -208,7 +171,7 @@ async fn blocked_users_cannot_open_or_write_a_dm() {
         .delete(&format!("/users/@me/relationships/{}", a.id), &b.token)
         .await;
     assert_eq!(s, 204);
-    assert_eq!(send(a.token.clone()).await.0, 201);
+    assert_eq!(send(&a).await.0, 201);
     // Bad input: both or neither field, yourself, unknown users.
     for body in [
         json!({}),
@@ -264,32 +227,28 @@ async fn group_dm_membership_and_events() {
     );
     assert_eq!(g["owner_id"], owner.id.as_str());
     let gid = g["id"].as_str().unwrap().to_string();
-    assert_eq!(gc.dispatch("CHANNEL_CREATE").await["id"], gid.as_str());
+    assert_eq!(gc.expect(Event::ChannelCreate).await["id"], gid.as_str());
 
     // Only the owner adds people; D then gets the channel and its messages.
-    let add = |who: &common::User, whom: &common::User| {
+    let add = |who: &User, whom: &User| {
         let path = format!("/channels/{gid}/recipients/{}", whom.id);
         let token = who.token.clone();
         let app = &app;
-        async move { app.request(Method::PUT, &path, Some(&token), None).await.0 }
+        async move { app.put(&path, &token).await.0 }
     };
     assert_eq!(add(b, d).await, 403);
-    assert!(gd.next_within(Duration::from_millis(200)).await.is_none());
+    gd.expect_silence(Duration::from_millis(200)).await;
     assert_eq!(add(owner, d).await, 204);
-    assert_eq!(gd.dispatch("CHANNEL_CREATE").await["id"], gid.as_str());
+    assert_eq!(gd.expect(Event::ChannelCreate).await["id"], gid.as_str());
     assert_eq!(
-        gc.dispatch("CHANNEL_RECIPIENT_ADD").await["user"]["id"],
+        gc.expect(Event::ChannelRecipientAdd).await["user"]["id"],
         d.id.as_str()
     );
-    let (s, _) = app
-        .post(
-            &format!("/channels/{gid}/messages"),
-            &b.token,
-            json!({"content": "welcome d"}),
-        )
-        .await;
-    assert_eq!(s, 201);
-    assert_eq!(gd.dispatch("MESSAGE_CREATE").await["content"], "welcome d");
+    app.message(b, &gid, "welcome d").await;
+    assert_eq!(
+        gd.expect(Event::MessageCreate).await["content"],
+        "welcome d"
+    );
 
     // B cannot remove C; C leaves by itself and then sees nothing more.
     let (s, _) = app
@@ -300,19 +259,17 @@ async fn group_dm_membership_and_events() {
         .delete(&format!("/channels/{gid}/recipients/{}", c.id), &c.token)
         .await;
     assert_eq!(s, 204);
-    assert_eq!(gc.dispatch("CHANNEL_DELETE").await["id"], gid.as_str());
+    assert_eq!(gc.expect(Event::ChannelDelete).await["id"], gid.as_str());
     let (s, _) = app
         .get(&format!("/channels/{gid}/messages"), &c.token)
         .await;
     assert_eq!(s, 404);
-    app.post(
-        &format!("/channels/{gid}/messages"),
-        &b.token,
-        json!({"content": "c is gone"}),
-    )
-    .await;
-    assert_eq!(gd.dispatch("MESSAGE_CREATE").await["content"], "c is gone");
-    assert!(gc.next_within(Duration::from_millis(300)).await.is_none());
+    app.message(b, &gid, "c is gone").await;
+    assert_eq!(
+        gd.expect(Event::MessageCreate).await["content"],
+        "c is gone"
+    );
+    gc.expect_silence(Duration::from_millis(300)).await;
 
     // The owner leaves: the longest-standing recipient owns it now and may add people.
     let (s, _) = app
@@ -326,97 +283,101 @@ async fn group_dm_membership_and_events() {
     assert_eq!(g["owner_id"], b.id.as_str());
     assert_eq!(add(b, &users[4]).await, 204);
     // A 1:1 DM has no recipients to manage.
-    let (_, dm) = app
-        .post(
-            "/users/@me/channels",
-            &b.token,
-            json!({"recipient_id": d.id}),
-        )
-        .await;
+    let dm = app.dm(b, d).await;
     let (s, _) = app
-        .request(
-            Method::PUT,
-            &format!(
-                "/channels/{}/recipients/{}",
-                dm["id"].as_str().unwrap(),
-                c.id
-            ),
-            Some(&b.token),
-            None,
-        )
+        .put(&format!("/channels/{dm}/recipients/{}", c.id), &b.token)
         .await;
     assert_eq!(s, 400);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_states_count_mentions_and_ack_reaches_every_session() {
+/// A server where `reader` holds a role, for read-state tests.
+struct Reads {
+    app: TestApp,
+    owner: User,
+    reader: User,
+    sid: String,
+    text: String,
+    role_id: String,
+}
+
+async fn reads() -> Reads {
     let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
     let owner = app.register("rs_owner").await;
     let reader = app.register("rs_reader").await;
-    let (sid, text, _) = app.server(&owner, "Reads").await;
+    let Server { id: sid, text, .. } = app.server(&owner, "Reads").await;
     app.join(&owner, &reader, &sid).await;
-    let (_, role) = app
-        .post(
-            &format!("/servers/{sid}/roles"),
-            &owner.token,
-            json!({"name": "readers"}),
-        )
-        .await;
-    let role_id = role["id"].as_str().unwrap().to_string();
-    app.request(
-        Method::PUT,
-        &format!("/servers/{sid}/members/{}/roles/{role_id}", reader.id),
-        Some(&owner.token),
-        None,
-    )
-    .await;
-    let send = |content: String| {
-        let app = &app;
-        let token = owner.token.clone();
-        let path = format!("/channels/{text}/messages");
-        async move {
-            let (s, m) = app.post(&path, &token, json!({"content": content})).await;
-            assert_eq!(s, 201, "{m}");
-            m["id"].as_str().unwrap().to_string()
-        }
-    };
-    let first = send("plain".into()).await;
-    let (s, ack) = app
-        .post(
-            &format!("/channels/{text}/messages/{first}/ack"),
-            &reader.token,
-            json!(null),
-        )
-        .await;
-    assert_eq!(s, 200, "{ack}");
-    assert_eq!(
-        (
-            ack["last_message_id"].as_str(),
-            ack["mention_count"].as_i64()
-        ),
-        (Some(first.as_str()), Some(0))
-    );
-    // After the ack: a direct mention, a role mention, @everyone (the owner may), plain text.
-    send(format!("hey <@{}>", reader.id)).await;
-    send(format!("<@&{role_id}> meeting")).await;
-    send("@everyone lunch".into()).await;
-    let last = send("no mention".into()).await;
+    let role_id = app.role(&owner, &sid, "readers", 0).await;
+    app.give_role(&owner, &sid, &reader, &role_id).await;
+    Reads {
+        app,
+        owner,
+        reader,
+        sid,
+        text,
+        role_id,
+    }
+}
 
-    let (mut g1, ready) = app.identified(&reader).await;
-    let rs = ready["read_states"]
+impl Reads {
+    /// `reader` acks `message_id` in `channel`: the status and the read state.
+    async fn ack(&self, channel: &str, message_id: &str) -> (u16, Value) {
+        self.app
+            .post(
+                &format!("/channels/{channel}/messages/{message_id}/ack"),
+                &self.reader.token,
+                json!(null),
+            )
+            .await
+    }
+
+    /// The reader acks a plain message; then come a direct mention, a role mention, @everyone
+    /// (the owner may) and plain text. Returns the acked message's id and the newest's.
+    async fn three_mentions_after_an_ack(&self) -> (String, String) {
+        let send = |content: String| async move {
+            let m = self.app.message(&self.owner, &self.text, &content).await;
+            m["id"].as_str().unwrap().to_string()
+        };
+        let first = send("plain".into()).await;
+        let (s, ack) = self.ack(&self.text, &first).await;
+        assert_eq!(s, 200, "{ack}");
+        assert_eq!(
+            (
+                ack["last_message_id"].as_str(),
+                ack["mention_count"].as_i64()
+            ),
+            (Some(first.as_str()), Some(0))
+        );
+        send(format!("hey <@{}>", self.reader.id)).await;
+        send(format!("<@&{}> meeting", self.role_id)).await;
+        send("@everyone lunch".into()).await;
+        let last = send("no mention".into()).await;
+        (first, last)
+    }
+}
+
+/// The read state of `channel` in a READY.
+fn read_state(ready: &Value, channel: &str) -> Option<Value> {
+    ready["read_states"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["channel_id"] == text.as_str())
+        .find(|r| r["channel_id"] == channel)
         .cloned()
-        .expect("read state of the text channel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_states_count_mentions_since_the_last_ack() {
+    let r = reads().await;
+    let (first, last) = r.three_mentions_after_an_ack().await;
+    let (_, ready) = r.app.identified(&r.reader).await;
+    let rs = read_state(&ready, &r.text).expect("read state of the text channel");
     assert_eq!(rs["last_message_id"], first.as_str());
     assert_eq!(rs["mention_count"], 3);
     let channel = ready["servers"][0]["channels"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["id"] == text.as_str())
+        .find(|c| c["id"] == r.text.as_str())
         .cloned()
         .unwrap();
     assert_eq!(
@@ -424,64 +385,43 @@ async fn read_states_count_mentions_and_ack_reaches_every_session() {
         last.as_str(),
         "unread: newer than the ack"
     );
+}
 
-    // Acking the newest clears it, and every session of the reader hears about it.
-    let (mut g2, _) = app.identified(&reader).await;
-    let (s, ack) = app
-        .post(
-            &format!("/channels/{text}/messages/{last}/ack"),
-            &reader.token,
-            json!(null),
-        )
-        .await;
+/// Acking the newest clears the count, and every session of the reader hears about it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_clears_mentions_and_reaches_every_session() {
+    let r = reads().await;
+    let (_, last) = r.three_mentions_after_an_ack().await;
+    let (mut g1, _) = r.app.identified(&r.reader).await;
+    let (mut g2, _) = r.app.identified(&r.reader).await;
+    let (s, ack) = r.ack(&r.text, &last).await;
     assert_eq!((s, ack["mention_count"].as_i64()), (200, Some(0)));
     for g in [&mut g1, &mut g2] {
-        let ev = g.dispatch("MESSAGE_ACK").await;
+        let ev = g.expect(Event::MessageAck).await;
         assert_eq!(
             (ev["channel_id"].as_str(), ev["last_message_id"].as_str()),
-            (Some(text.as_str()), Some(last.as_str()))
+            (Some(r.text.as_str()), Some(last.as_str()))
         );
     }
-    let (_, ready) = app.identified(&reader).await;
-    let rs = ready["read_states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["channel_id"] == text.as_str())
-        .cloned()
-        .unwrap();
+    let (_, ready) = r.app.identified(&r.reader).await;
+    let rs = read_state(&ready, &r.text).unwrap();
     assert_eq!(rs["mention_count"], 0);
+}
 
-    // A hidden channel has no read state in READY; acking in it or a foreign message is 404.
-    let (_, secret) = app
-        .post(
-            &format!("/servers/{sid}/channels"),
-            &owner.token,
-            json!({"name": "secret"}),
-        )
-        .await;
-    let secret = secret["id"].as_str().unwrap().to_string();
-    let (_, hidden_msg) = app
-        .post(
-            &format!("/channels/{secret}/messages"),
-            &owner.token,
-            json!({"content": format!("<@{}> psst", reader.id)}),
-        )
+/// A hidden channel has no read state in READY; acking in it or a foreign message is 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_channel_has_no_read_state_and_takes_no_ack() {
+    let r = reads().await;
+    let (app, owner, reader, sid) = (&r.app, &r.owner, &r.reader, &r.sid);
+    let secret = app.channel(owner, sid, "text", "secret").await;
+    let hidden_msg = app
+        .message(owner, &secret, &format!("<@{}> psst", reader.id))
         .await;
     let hidden_msg = hidden_msg["id"].as_str().unwrap().to_string();
-    app.request(
-        Method::PUT,
-        &format!("/channels/{secret}/permissions/{}", reader.id),
-        Some(&owner.token),
-        Some(json!({"type": "member", "deny": (1i64 << 10).to_string()})),
-    )
-    .await;
-    let (_, ready) = app.identified(&reader).await;
-    assert!(ready["read_states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["channel_id"] != secret.as_str()));
+    app.overwrite(owner, &secret, Overwrite::Member(&reader.id), 0, 1 << 10)
+        .await;
+    let (_, ready) = app.identified(reader).await;
+    assert!(read_state(&ready, &secret).is_none());
     // Nor does its activity show: a channel one may not view is not listed at all.
     assert!(
         ready["servers"][0]["channels"]
@@ -502,46 +442,23 @@ async fn read_states_count_mentions_and_ack_reaches_every_session() {
             .all(|c| c["id"] != secret.as_str()),
         "hidden channel listed: {listed}"
     );
-    let (s, _) = app
-        .post(
-            &format!("/channels/{secret}/messages/{hidden_msg}/ack"),
-            &reader.token,
-            json!(null),
-        )
-        .await;
-    assert_eq!(s, 404);
-    let (s, _) = app
-        .post(
-            &format!("/channels/{text}/messages/{hidden_msg}/ack"),
-            &reader.token,
-            json!(null),
-        )
-        .await;
-    assert_eq!(s, 404, "a message of another channel");
+    assert_eq!(r.ack(&secret, &hidden_msg).await.0, 404);
+    assert_eq!(
+        r.ack(&r.text, &hidden_msg).await.0,
+        404,
+        "a message of another channel"
+    );
+}
 
-    // DMs have read states too.
-    let (_, dm) = app
-        .post(
-            "/users/@me/channels",
-            &owner.token,
-            json!({"recipient_id": reader.id}),
-        )
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dms_have_read_states_too() {
+    let r = reads().await;
+    let dm_id = r.app.dm(&r.owner, &r.reader).await;
+    r.app
+        .message(&r.owner, &dm_id, &format!("<@{}> hi", r.reader.id))
         .await;
-    let dm_id = dm["id"].as_str().unwrap().to_string();
-    app.post(
-        &format!("/channels/{dm_id}/messages"),
-        &owner.token,
-        json!({"content": format!("<@{}> hi", reader.id)}),
-    )
-    .await;
-    let (_, ready) = app.identified(&reader).await;
-    let rs = ready["read_states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["channel_id"] == dm_id.as_str())
-        .cloned()
-        .expect("DM read state");
+    let (_, ready) = r.app.identified(&r.reader).await;
+    let rs = read_state(&ready, &dm_id).expect("DM read state");
     assert!(rs["last_message_id"].is_null());
     assert_eq!(rs["mention_count"], 1);
 }
@@ -551,34 +468,15 @@ async fn bulk_delete_removes_history_logs_and_tells_viewers() {
     let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
     let owner = app.register("bd_owner").await;
     let member = app.register("bd_member").await;
-    let (sid, text, _) = app.server(&owner, "Bulk").await;
+    let Server { id: sid, text, .. } = app.server(&owner, "Bulk").await;
     app.join(&owner, &member, &sid).await;
-    let (_, other) = app
-        .post(
-            &format!("/servers/{sid}/channels"),
-            &owner.token,
-            json!({"name": "other"}),
-        )
-        .await;
-    let other = other["id"].as_str().unwrap().to_string();
+    let other = app.channel(&owner, &sid, "text", "other").await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let (_, m) = app
-            .post(
-                &format!("/channels/{text}/messages"),
-                &member.token,
-                json!({"content": format!("spam {i}")}),
-            )
-            .await;
+        let m = app.message(&member, &text, &format!("spam {i}")).await;
         ids.push(m["id"].as_str().unwrap().to_string());
     }
-    let (_, foreign) = app
-        .post(
-            &format!("/channels/{other}/messages"),
-            &member.token,
-            json!({"content": "elsewhere"}),
-        )
-        .await;
+    let foreign = app.message(&member, &other, "elsewhere").await;
     let foreign = foreign["id"].as_str().unwrap().to_string();
     let (mut gm, _) = app.identified(&member).await;
     let path = format!("/channels/{text}/messages/bulk-delete");
@@ -605,7 +503,7 @@ async fn bulk_delete_removes_history_logs_and_tells_viewers() {
         )
         .await;
     assert_eq!(s, 204, "{body}");
-    let ev = gm.dispatch("MESSAGE_DELETE_BULK").await;
+    let ev = gm.expect(Event::MessageDeleteBulk).await;
     let mut got: Vec<&str> = ev["ids"]
         .as_array()
         .unwrap()

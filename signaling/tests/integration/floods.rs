@@ -3,7 +3,7 @@
 //! code), and a user who is not flooding is served as usual meanwhile. (How much the flood
 //! costs the others' latency is a benchmark: docs/benchmarks.md, "Floods and fairness".)
 
-use crate::common::{Closed, TestApp};
+use crate::common::{Closed, Event, Server, TestApp};
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -52,7 +52,9 @@ async fn a_flooding_user_is_limited_and_a_bystander_is_not() {
     let owner = app.register("flood_owner").await;
     let flooder = app.register("flooder").await;
     let bystander = app.register("bystander").await;
-    let (server, text, _) = app.server(&owner, "floods").await;
+    let Server {
+        id: server, text, ..
+    } = app.server(&owner, "floods").await;
     app.join(&owner, &flooder, &server).await;
     app.join(&owner, &bystander, &server).await;
     let (mut by_gw, _) = app.identified(&bystander).await;
@@ -85,7 +87,7 @@ async fn a_flooding_user_is_limited_and_a_bystander_is_not() {
     }
     let mut got = 0;
     while got < 5 {
-        let d = by_gw.dispatch("MESSAGE_CREATE").await;
+        let d = by_gw.expect(Event::MessageCreate).await;
         if d["author"]["id"] == bystander.id.as_str() {
             got += 1;
         }
@@ -146,7 +148,7 @@ async fn an_identify_storm_from_one_address_is_limited() {
         let mut gw = app.gateway().await;
         gw.send(json!({"op": 2, "d": {"token": user.token}})).await;
         match gw.next().await {
-            Some(v) if v["t"] == "READY" => ready += 1,
+            Some(v) if v["t"] == Event::Ready.name() => ready += 1,
             Some(v) => panic!("unexpected frame {v}"),
             None => {
                 limited += 1;

@@ -1,43 +1,60 @@
 //! The real-time gateway over a real WebSocket.
 
-use crate::common::{Closed, TestApp};
+use crate::common::{Closed, Event, Server, TestApp, User};
 use serde_json::json;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_then_live_messages_typing_and_presence() {
+/// Anna's server with Ben in it.
+async fn live() -> (TestApp, User, User, Server) {
     let app = TestApp::spawn().await;
     let a = app.register("anna").await;
     let b = app.register("ben").await;
-    let (sid, text, _) = app.server(&a, "Live").await;
-    app.join(&a, &b, &sid).await;
+    let server = app.server(&a, "Live").await;
+    app.join(&a, &b, &server.id).await;
+    (app, a, b, server)
+}
 
-    let (mut gb, ready) = app.identified(&b).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_carries_the_user_and_their_servers() {
+    let (app, _, b, _) = live().await;
+    let (_, ready) = app.identified(&b).await;
     assert_eq!(ready["user"]["id"], b.id.as_str());
     assert!(ready["session_id"].is_string());
     let servers = ready["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 1);
     assert_eq!(servers[0]["channels"].as_array().unwrap().len(), 2);
     assert_eq!(servers[0]["members"].as_array().unwrap().len(), 2);
+}
 
-    // A comes online: B sees the presence.
+/// A comes online and later goes offline (a normal close): B sees both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_see_each_other_come_online_and_go_offline() {
+    let (app, a, b, _) = live().await;
+    let (mut gb, _) = app.identified(&b).await;
     let (mut ga, _) = app.identified(&a).await;
-    let p = gb.dispatch("PRESENCE_UPDATE").await;
+    let p = gb.expect(Event::PresenceUpdate).await;
     assert_eq!(p["user_id"], a.id.as_str());
     assert_eq!(p["status"], "online");
+    ga.ws.close(None).await.unwrap();
+    let p = gb
+        .expect_where(Event::PresenceUpdate, |p| p["user_id"] == a.id.as_str())
+        .await;
+    assert_eq!(p["status"], "offline");
+}
 
-    // A types and sends; B sees both, A does not see its own typing.
+/// A types and sends; B sees both, A does not see its own typing, and A's other sessions see
+/// the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_and_messages_reach_members_and_the_senders_sessions() {
+    let (app, a, b, Server { text, .. }) = live().await;
+    let (mut gb, _) = app.identified(&b).await;
+    let (mut ga, _) = app.identified(&a).await;
     let (s, _) = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/channels/{text}/typing"),
-            Some(&a.token),
-            None,
-        )
+        .post_empty(&format!("/channels/{text}/typing"), &a.token)
         .await;
     assert_eq!(s, 204);
-    let t = gb.dispatch("TYPING_START").await;
+    let t = gb.expect(Event::TypingStart).await;
     assert_eq!(t["user_id"], a.id.as_str());
     assert_eq!(t["channel_id"], text.as_str());
     let (s, m) = app
@@ -48,39 +65,48 @@ async fn ready_then_live_messages_typing_and_presence() {
         )
         .await;
     assert_eq!(s, 201);
-    let got = gb.dispatch("MESSAGE_CREATE").await;
+    let got = gb.expect(Event::MessageCreate).await;
     assert_eq!(got["id"], m["id"]);
     assert_eq!(got["content"], "hi ben");
     assert_eq!(got["nonce"], "x1");
-    let own = ga.dispatch("MESSAGE_CREATE").await;
+    let own = ga.expect(Event::MessageCreate).await;
     assert_eq!(
         own["id"], m["id"],
         "the sender's other sessions see it too (no typing first)"
     );
+}
 
-    // Channel and server events.
-    let (_, ch) = app
-        .post(
-            &format!("/servers/{sid}/channels"),
-            &a.token,
-            json!({"name": "news"}),
-        )
-        .await;
-    assert_eq!(gb.dispatch("CHANNEL_CREATE").await["id"], ch["id"]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_and_server_changes_reach_members() {
+    let (app, a, b, Server { id: sid, .. }) = live().await;
+    let (mut gb, _) = app.identified(&b).await;
+    let ch = app.channel(&a, &sid, "text", "news").await;
+    assert_eq!(gb.expect(Event::ChannelCreate).await["id"], ch.as_str());
     app.patch(
         &format!("/servers/{sid}"),
         &a.token,
         json!({"name": "Live 2"}),
     )
     .await;
-    assert_eq!(gb.dispatch("SERVER_UPDATE").await["name"], "Live 2");
+    assert_eq!(gb.expect(Event::ServerUpdate).await["name"], "Live 2");
+}
 
-    // A third user joins: both see MEMBER_ADD; the joiner's sessions get SERVER_CREATE.
+/// A third user joins: members see MEMBER_ADD and the newcomer come online; the joiner's
+/// sessions get SERVER_CREATE with who is online, and then the server's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_gets_the_server_and_members_get_the_joiner() {
+    let (app, a, b, Server { id: sid, text, .. }) = live().await;
+    let (mut gb, _) = app.identified(&b).await;
+    let (_ga, _) = app.identified(&a).await;
+    gb.expect(Event::PresenceUpdate).await;
     let c = app.register("cleo").await;
     let (mut gc, _) = app.identified(&c).await;
     app.join(&a, &c, &sid).await;
-    assert_eq!(gb.dispatch("MEMBER_ADD").await["user"]["id"], c.id.as_str());
-    let sc = gc.dispatch("SERVER_CREATE").await;
+    assert_eq!(
+        gb.expect(Event::MemberAdd).await["user"]["id"],
+        c.id.as_str()
+    );
+    let sc = gc.expect(Event::ServerCreate).await;
     assert_eq!(sc["id"], sid.as_str());
     let online: Vec<&str> = sc["presences"]
         .as_array()
@@ -92,46 +118,27 @@ async fn ready_then_live_messages_typing_and_presence() {
         online.contains(&a.id.as_str()) && online.contains(&b.id.as_str()),
         "{online:?}"
     );
-    let p = gb.dispatch("PRESENCE_UPDATE").await;
+    let p = gb.expect(Event::PresenceUpdate).await;
     assert_eq!(
         p["user_id"],
         c.id.as_str(),
         "members learn the newcomer is online"
     );
-    // C now gets the server's messages.
-    app.post(
-        &format!("/channels/{text}/messages"),
-        &a.token,
-        json!({"content": "welcome"}),
-    )
-    .await;
-    assert_eq!(gc.dispatch("MESSAGE_CREATE").await["content"], "welcome");
+    app.message(&a, &text, "welcome").await;
+    assert_eq!(gc.expect(Event::MessageCreate).await["content"], "welcome");
+}
 
-    // A goes offline (normal close): B sees it.
-    ga.ws.close(None).await.unwrap();
-    loop {
-        let p = gb.dispatch("PRESENCE_UPDATE").await;
-        if p["user_id"] == a.id.as_str() {
-            assert_eq!(p["status"], "offline");
-            break;
-        }
-    }
-
-    // An outsider never sees this server's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outsider_never_sees_a_servers_events() {
+    let (app, a, b, Server { text, .. }) = live().await;
+    let (mut gb, _) = app.identified(&b).await;
     let d = app.register("dora").await;
     let (mut gd, ready) = app.identified(&d).await;
     assert_eq!(ready["servers"].as_array().unwrap().len(), 0);
-    app.post(
-        &format!("/channels/{text}/messages"),
-        &a.token,
-        json!({"content": "private"}),
-    )
-    .await;
-    gb.dispatch("MESSAGE_CREATE").await;
-    assert!(
-        gd.next_within(Duration::from_millis(500)).await.is_none(),
-        "outsider got an event"
-    );
+    app.message(&a, &text, "private").await;
+    gb.expect(Event::MessageCreate).await;
+    // The outsider gets no event.
+    gd.expect_silence(Duration::from_millis(500)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +148,7 @@ async fn presence_reaches_friends_and_co_members_never_strangers() {
     let friend = app.register("pres_friend").await;
     let mate = app.register("pres_mate").await;
     let stranger = app.register("pres_stranger").await;
-    let (sid, _, _) = app.server(&a, "Presence").await;
+    let Server { id: sid, .. } = app.server(&a, "Presence").await;
     app.join(&a, &mate, &sid).await;
     app.post(
         "/users/@me/relationships",
@@ -150,12 +157,7 @@ async fn presence_reaches_friends_and_co_members_never_strangers() {
     )
     .await;
     let (s, _) = app
-        .request(
-            reqwest::Method::PUT,
-            &format!("/users/@me/relationships/{}", a.id),
-            Some(&friend.token),
-            None,
-        )
+        .put(&format!("/users/@me/relationships/{}", a.id), &friend.token)
         .await;
     assert_eq!(s, 204);
     let (mut gf, _) = app.identified(&friend).await;
@@ -174,7 +176,7 @@ async fn presence_reaches_friends_and_co_members_never_strangers() {
         "READY carries friends' presences: {ready}"
     );
     for g in [&mut gf, &mut gm] {
-        let p = g.dispatch("PRESENCE_UPDATE").await;
+        let p = g.expect(Event::PresenceUpdate).await;
         assert_eq!(
             (p["user_id"].as_str(), p["status"].as_str()),
             (Some(a.id.as_str()), Some("online"))
@@ -182,28 +184,25 @@ async fn presence_reaches_friends_and_co_members_never_strangers() {
     }
     ga.send(json!({"op": 3, "d": {"status": "dnd"}})).await;
     for g in [&mut gf, &mut gm] {
-        assert_eq!(g.dispatch("PRESENCE_UPDATE").await["status"], "dnd");
+        assert_eq!(g.expect(Event::PresenceUpdate).await["status"], "dnd");
     }
     ga.ws.close(None).await.unwrap();
     for g in [&mut gf, &mut gm] {
-        assert_eq!(g.dispatch("PRESENCE_UPDATE").await["status"], "offline");
+        assert_eq!(g.expect(Event::PresenceUpdate).await["status"], "offline");
     }
-    while let Some(v) = gs.next_within(Duration::from_millis(300)).await {
-        assert_ne!(v["t"], "PRESENCE_UPDATE", "a stranger saw a presence: {v}");
-    }
+    // A stranger sees no presence.
+    gs.expect_none(Event::PresenceUpdate, Duration::from_millis(300))
+        .await;
 
     // Unfriended: the former friend sees no more of A's presence.
     app.delete(&format!("/users/@me/relationships/{}", a.id), &friend.token)
         .await;
-    gf.dispatch("RELATIONSHIP_REMOVE").await;
+    gf.expect(Event::RelationshipRemove).await;
     let (_ga, _) = app.identified(&a).await;
-    gm.dispatch("PRESENCE_UPDATE").await;
-    while let Some(v) = gf.next_within(Duration::from_millis(300)).await {
-        assert_ne!(
-            v["t"], "PRESENCE_UPDATE",
-            "an ex-friend saw a presence: {v}"
-        );
-    }
+    gm.expect(Event::PresenceUpdate).await;
+    // An ex-friend sees no presence.
+    gf.expect_none(Event::PresenceUpdate, Duration::from_millis(300))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,31 +210,19 @@ async fn resume_replays_exactly_the_missed_events_in_order() {
     let app = TestApp::spawn().await;
     let a = app.register("sender").await;
     let b = app.register("listener").await;
-    let (sid, text, _) = app.server(&a, "R").await;
+    let Server { id: sid, text, .. } = app.server(&a, "R").await;
     app.join(&a, &b, &sid).await;
     let (mut gb, ready) = app.identified(&b).await;
     let session_id = ready["session_id"].as_str().unwrap().to_string();
-    app.post(
-        &format!("/channels/{text}/messages"),
-        &a.token,
-        json!({"content": "before"}),
-    )
-    .await;
-    assert_eq!(gb.dispatch("MESSAGE_CREATE").await["content"], "before");
+    app.message(&a, &text, "before").await;
+    assert_eq!(gb.expect(Event::MessageCreate).await["content"], "before");
     let seq = gb.last_seq;
 
     // Drop the connection abruptly (no close frame), send while away.
     drop(gb);
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..5 {
-        let (s, _) = app
-            .post(
-                &format!("/channels/{text}/messages"),
-                &a.token,
-                json!({"content": format!("missed {i}")}),
-            )
-            .await;
-        assert_eq!(s, 201);
+        app.message(&a, &text, &format!("missed {i}")).await;
     }
 
     let mut g2 = app.gateway().await;
@@ -247,10 +234,10 @@ async fn resume_replays_exactly_the_missed_events_in_order() {
         let v = g2.next().await.expect("replay");
         assert_eq!(v["op"], 0, "{v}");
         seqs.push(v["s"].as_u64().unwrap());
-        if v["t"] == "RESUMED" {
+        if v["t"] == Event::Resumed.name() {
             break;
         }
-        assert_eq!(v["t"], "MESSAGE_CREATE");
+        assert_eq!(v["t"], Event::MessageCreate.name());
         got.push(v["d"]["content"].as_str().unwrap().to_string());
     }
     assert_eq!(
@@ -260,13 +247,8 @@ async fn resume_replays_exactly_the_missed_events_in_order() {
     let expected: Vec<u64> = (seq + 1..=seq + 6).collect();
     assert_eq!(seqs, expected, "consecutive sequence numbers, each once");
     // Live again.
-    app.post(
-        &format!("/channels/{text}/messages"),
-        &a.token,
-        json!({"content": "after"}),
-    )
-    .await;
-    assert_eq!(g2.dispatch("MESSAGE_CREATE").await["content"], "after");
+    app.message(&a, &text, "after").await;
+    assert_eq!(g2.expect(Event::MessageCreate).await["content"], "after");
 
     // A bogus session cannot be resumed.
     let mut g3 = app.gateway().await;

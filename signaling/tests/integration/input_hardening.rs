@@ -2,7 +2,7 @@
 //! a bad row inside a batched message write, unauthenticated gateway connections that try to
 //! stay open, and text frames that are not UTF-8.
 
-use crate::common::{Closed, TestApp};
+use crate::common::{Closed, Event, Server, TestApp};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -22,7 +22,9 @@ fn assert_field(status: u16, body: &Value, field: &str) {
 async fn nul_characters_are_refused_with_the_field_named_everywhere_text_enters() {
     let app = TestApp::spawn().await;
     let owner = app.register("nul_owner").await;
-    let (server, text, _) = app.server(&owner, "nul").await;
+    let Server {
+        id: server, text, ..
+    } = app.server(&owner, "nul").await;
     let nul = "x\u{0}y";
 
     // Message content and nonce, on the batched path and beside a reply (slow path).
@@ -143,7 +145,9 @@ async fn a_row_the_database_refuses_fails_only_its_own_send() {
     .unwrap();
 
     let owner = app.register("batch_owner").await;
-    let (server, text, _) = app.server(&owner, "batch").await;
+    let Server {
+        id: server, text, ..
+    } = app.server(&owner, "batch").await;
     let mut users = vec![owner.clone()];
     for i in 0..7 {
         let u = app.register(&format!("batch_user{i}")).await;
@@ -264,7 +268,7 @@ async fn unauthenticated_connections_are_limited_per_address() {
     first
         .send(json!({"op": 2, "d": {"token": user.token}}))
         .await;
-    first.dispatch("READY").await;
+    first.expect(Event::Ready).await;
     let mut again = app.gateway().await;
     again.send(json!({"op": 1, "d": null})).await;
     assert_eq!(again.next().await.unwrap()["op"], 11);
@@ -310,7 +314,9 @@ async fn a_target_deleted_during_a_write_is_a_404_not_a_500() {
 
     let owner = app.register("race_owner").await;
     let member = app.register("race_member").await;
-    let (server, text, _) = app.server(&owner, "race").await;
+    let Server {
+        id: server, text, ..
+    } = app.server(&owner, "race").await;
     app.join(&owner, &member, &server).await;
     let (s, role) = app
         .post(
@@ -364,7 +370,7 @@ async fn a_target_deleted_during_a_write_is_a_404_not_a_500() {
 async fn bodies_that_are_not_json_objects_are_refused() {
     let app = TestApp::spawn().await;
     let owner = app.register("array_owner").await;
-    let (_, text, _) = app.server(&owner, "arrays").await;
+    let Server { text, .. } = app.server(&owner, "arrays").await;
     let (s, body) = app.patch("/users/@me", &owner.token, json!([])).await;
     assert_eq!(s, 400, "{body}");
     assert!(

@@ -1,7 +1,7 @@
 //! Large servers: READY carries only the connecting member and those in voice, and the member
 //! list is paged over REST.
 
-use crate::common::TestApp;
+use crate::common::{Server, TestApp};
 use crate::voice_util::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -36,12 +36,14 @@ async fn a_large_servers_ready_carries_only_self_and_voice_members() {
     let quiet = app.register("quinn").await;
     let late = app.register("lena").await;
     let idle = app.register("ivan").await;
-    let (sid, _, vc) = app.server(&owner, "Big").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&owner, "Big").await;
     for u in [&talker, &quiet, &late, &idle] {
         app.join(&owner, u, &sid).await;
     }
     // A server at the threshold is small: all its members, `large: false`.
-    let (small, _, _) = app.server(&late, "Small").await;
+    let Server { id: small, .. } = app.server(&late, "Small").await;
     for u in [&talker, &quiet] {
         app.join(&late, u, &small).await;
     }
@@ -135,7 +137,7 @@ async fn a_large_servers_ready_carries_only_self_and_voice_members() {
 async fn members_are_paged_by_user_id() {
     let app = TestApp::spawn_with(|c| c.rate_limit_scale = 10.0).await;
     let owner = app.register("pam").await;
-    let (sid, _, _) = app.server(&owner, "Paged").await;
+    let Server { id: sid, .. } = app.server(&owner, "Paged").await;
     let mut all = BTreeSet::from([owner.id.clone()]);
     for name in ["pia", "pete", "paul", "pola"] {
         let u = app.register(name).await;

@@ -1,6 +1,6 @@
 //! docs/metrics.md and `/metrics` list the same `confab_*` metrics, with the same types.
 
-use crate::common::TestApp;
+use crate::common::{Event, Server, TestApp};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -60,7 +60,7 @@ fn exported_types(text: &str) -> BTreeMap<String, String> {
 async fn every_documented_metric_is_exported_and_vice_versa() {
     let app = TestApp::spawn().await;
     let a = app.register("metrics_doc").await;
-    let (_, text, _) = app.server(&a, "Metrics").await;
+    let Server { text, .. } = app.server(&a, "Metrics").await;
     let (mut gw, _) = app.identified(&a).await;
     let (s, body) = app
         .post(
@@ -70,7 +70,7 @@ async fn every_documented_metric_is_exported_and_vice_versa() {
         )
         .await;
     assert_eq!(s, 201, "{body}");
-    gw.dispatch("MESSAGE_CREATE").await;
+    gw.expect(Event::MessageCreate).await;
     let exposition = app.metrics().await;
 
     let doc_types = documented_types();

@@ -2,7 +2,7 @@
 //! RESUMEs, while others send a steady stream of messages. Every message must reach it
 //! exactly once, in order, across all those reconnections.
 
-use crate::common::TestApp;
+use crate::common::{Event, Server, TestApp};
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -12,7 +12,9 @@ async fn a_client_that_keeps_dropping_and_resuming_misses_nothing() {
     let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
     let owner = app.register("churn_owner").await;
     let flaky = app.register("churn_flaky").await;
-    let (server, text, _) = app.server(&owner, "churn").await;
+    let Server {
+        id: server, text, ..
+    } = app.server(&owner, "churn").await;
     app.join(&owner, &flaky, &server).await;
 
     let (mut gw, ready) = app.identified(&flaky).await;
@@ -57,7 +59,7 @@ async fn a_client_that_keeps_dropping_and_resuming_misses_nothing() {
             };
             if v["op"] == 0 {
                 seq = v["s"].as_u64().unwrap();
-                if v["t"] == "MESSAGE_CREATE" {
+                if v["t"] == Event::MessageCreate.name() {
                     let n: usize = v["d"]["content"].as_str().unwrap()[1..].parse().unwrap();
                     received.push(n);
                 }

@@ -1,16 +1,33 @@
 //! Stage channels end to end: the audience's audio never leaves the SFU, a raised hand reaches
 //! the moderator, who invites the speaker; only moderators put others (or themselves) on stage.
 
-use crate::common::TestApp;
+use crate::common::{Server, TestApp, User};
 use crate::voice_util::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raise_hand_invite_to_speak_and_step_down() {
+/// A stage channel where the host and the guest have joined as audience (each with a gateway
+/// client and a str0m peer; the guest's peer talks).
+struct Stage {
+    app: TestApp,
+    host: User,
+    guest: User,
+    sid: String,
+    /// The server's ordinary voice channel.
+    vc: String,
+    stage: String,
+    a: Client,
+    b: Client,
+    pa: Peer,
+    pb: Peer,
+}
+
+async fn stage() -> Stage {
     let app = TestApp::spawn().await;
     let (host, guest) = (app.register("hana").await, app.register("gus").await);
-    let (sid, _, vc) = app.server(&host, "Stage").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&host, "Stage").await;
     app.join(&host, &guest, &sid).await;
     let (s, stage) = app
         .post(
@@ -45,42 +62,87 @@ async fn raise_hand_invite_to_speak_and_step_down() {
         Duration::from_millis(400),
     )
     .await;
+    Stage {
+        app,
+        host,
+        guest,
+        sid,
+        vc,
+        stage,
+        a,
+        b,
+        pa,
+        pb,
+    }
+}
 
-    // The audience talks, nobody hears it: the SFU drops it.
-    let heard = heard_during(
-        &mut [&mut pa, &mut pb],
-        0,
-        2,
-        Duration::from_millis(800),
-        Duration::from_secs(1),
-    )
-    .await;
-    assert_eq!(heard, 0, "audience audio was forwarded");
+impl Stage {
+    /// Packets of the guest the host hears in `window` (after `warmup`).
+    async fn heard(&mut self, warmup: Duration, window: Duration) -> usize {
+        heard_during(&mut [&mut self.pa, &mut self.pb], 0, 2, warmup, window).await
+    }
 
-    let me = format!("/servers/{sid}/voice-states/@me");
-    let theirs = format!("/servers/{sid}/voice-states/{}", guest.id);
-    // The guest may not put itself on stage, nor anyone else.
-    let (s, _) = app
-        .patch(
-            &me,
-            &guest.token,
-            json!({"channel_id": stage, "suppress": false}),
-        )
+    fn voice_state(&self, user: &str) -> String {
+        format!("/servers/{}/voice-states/{user}", self.sid)
+    }
+
+    /// `by` changes the voice state of `user` (`"@me"` or an id) in the stage.
+    async fn set(&self, by: &User, user: &str, fields: Value) -> (u16, Value) {
+        let mut body = json!({"channel_id": self.stage});
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        self.app
+            .patch(&self.voice_state(user), &by.token, body)
+            .await
+    }
+
+    /// The host invites the guest to speak: the hand goes down and the audio flows.
+    async fn invite_guest_to_speak(&mut self) {
+        let (s, r) = self
+            .set(&self.host, &self.guest.id, json!({"suppress": false}))
+            .await;
+        assert_eq!(s, 204, "{r}");
+        let st = state_of(&mut self.b, &self.guest.id, |d| d["suppress"] == false).await;
+        assert!(st["request_to_speak_timestamp"].is_null());
+        let heard = self
+            .heard(Duration::from_millis(500), Duration::from_secs(1))
+            .await;
+        assert!(
+            heard > 30,
+            "the host heard {heard} packets from the speaker"
+        );
+    }
+}
+
+/// The audience talks, nobody hears it: the SFU drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audience_joins_suppressed_and_is_not_heard() {
+    let mut st = stage().await;
+    let heard = st
+        .heard(Duration::from_millis(800), Duration::from_secs(1))
         .await;
+    assert_eq!(heard, 0, "audience audio was forwarded");
+}
+
+/// The guest may not put itself on stage, nor anyone else; bad input is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_moderators_put_people_on_stage() {
+    let st = stage().await;
+    let (s, _) = st.set(&st.guest, "@me", json!({"suppress": false})).await;
     assert_eq!(s, 403);
-    let (s, _) = app
-        .patch(
-            &format!("/servers/{sid}/voice-states/{}", host.id),
-            &guest.token,
-            json!({"channel_id": stage, "suppress": false}),
-        )
+    let (s, _) = st
+        .set(&st.guest, &st.host.id, json!({"suppress": false}))
         .await;
     assert_eq!(s, 403);
     // Bad input: wrong channel, not a stage, unknown fields, missing suppress.
+    let me = st.voice_state("@me");
+    let theirs = st.voice_state(&st.guest.id);
+    let stage = &st.stage;
     for (path, body, want) in [
         (
             &me,
-            json!({"channel_id": vc, "request_to_speak": true}),
+            json!({"channel_id": st.vc, "request_to_speak": true}),
             400,
         ),
         (&me, json!({"channel_id": stage, "raise": true}), 400),
@@ -88,95 +150,62 @@ async fn raise_hand_invite_to_speak_and_step_down() {
         (&theirs, json!({"channel_id": stage}), 400),
         (&theirs, json!({"channel_id": stage, "suppress": "no"}), 400),
     ] {
-        let (s, r) = app.patch(path, &host.token, body.clone()).await;
+        let (s, r) = st.app.patch(path, &st.host.token, body.clone()).await;
         assert_eq!(s, want, "{body}: {r}");
     }
+}
 
-    // The guest raises a hand; the host sees it.
-    let (s, r) = app
-        .patch(
-            &me,
-            &guest.token,
-            json!({"channel_id": stage, "request_to_speak": true}),
-        )
+/// The guest raises a hand; the host sees it; the guest is still not heard until the host
+/// invites it to speak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_hand_reaches_the_host_who_invites_the_speaker() {
+    let mut st = stage().await;
+    let (s, r) = st
+        .set(&st.guest, "@me", json!({"request_to_speak": true}))
         .await;
     assert_eq!(s, 204, "{r}");
-    let st = state_of(&mut a, &guest.id, |d| {
+    let guest = st.guest.id.clone();
+    let v = state_of(&mut st.a, &guest, |d| {
         !d["request_to_speak_timestamp"].is_null()
     })
     .await;
-    assert_eq!(st["suppress"], true);
-    // Still not heard while waiting.
-    let heard = heard_during(
-        &mut [&mut pa, &mut pb],
-        0,
-        2,
-        Duration::from_millis(100),
-        Duration::from_millis(500),
-    )
-    .await;
+    assert_eq!(v["suppress"], true);
+    let heard = st
+        .heard(Duration::from_millis(100), Duration::from_millis(500))
+        .await;
     assert_eq!(heard, 0);
+    st.invite_guest_to_speak().await;
+}
 
-    // The host invites the guest to speak: the hand goes down and the audio flows.
-    let (s, r) = app
-        .patch(
-            &theirs,
-            &host.token,
-            json!({"channel_id": stage, "suppress": false}),
-        )
-        .await;
-    assert_eq!(s, 204, "{r}");
-    let st = state_of(&mut b, &guest.id, |d| d["suppress"] == false).await;
-    assert!(st["request_to_speak_timestamp"].is_null());
-    let heard = heard_during(
-        &mut [&mut pa, &mut pb],
-        0,
-        2,
-        Duration::from_millis(500),
-        Duration::from_secs(1),
-    )
-    .await;
-    assert!(
-        heard > 30,
-        "the host heard {heard} packets from the speaker"
-    );
-
-    // The guest steps down on its own: silence again.
-    let (s, _) = app
-        .patch(
-            &me,
-            &guest.token,
-            json!({"channel_id": stage, "suppress": true}),
-        )
-        .await;
+/// The guest steps down on its own: silence again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_speaker_who_steps_down_is_silent_again() {
+    let mut st = stage().await;
+    st.invite_guest_to_speak().await;
+    let (s, _) = st.set(&st.guest, "@me", json!({"suppress": true})).await;
     assert_eq!(s, 204);
-    state_of(&mut a, &guest.id, |d| d["suppress"] == true).await;
-    let heard = heard_during(
-        &mut [&mut pa, &mut pb],
-        0,
-        2,
-        Duration::from_millis(200),
-        Duration::from_secs(1),
-    )
-    .await;
+    let guest = st.guest.id.clone();
+    state_of(&mut st.a, &guest, |d| d["suppress"] == true).await;
+    let heard = st
+        .heard(Duration::from_millis(200), Duration::from_secs(1))
+        .await;
     assert_eq!(heard, 0, "a speaker who stepped down is still heard");
+}
 
-    // The host (MUTE_MEMBERS) may step up itself.
-    let (s, _) = app
-        .patch(
-            &me,
-            &host.token,
-            json!({"channel_id": stage, "suppress": false}),
-        )
-        .await;
+/// The host (MUTE_MEMBERS) may step up itself; READY of a new session shows the states with
+/// their stage fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_steps_up_itself_and_ready_shows_stage_states() {
+    let mut st = stage().await;
+    let (s, _) = st.set(&st.host, "@me", json!({"suppress": false})).await;
     assert_eq!(s, 204);
-    state_of(&mut b, &host.id, |d| d["suppress"] == false).await;
-    // READY of a new session shows both states with their stage fields.
-    let c = connect(&app, &host).await;
+    let host = st.host.id.clone();
+    state_of(&mut st.b, &host, |d| d["suppress"] == false).await;
+    let c = connect(&st.app, &st.host).await;
     let states = c.ready["voice_states"].as_array().unwrap().clone();
     let guest_state = states
         .iter()
-        .find(|s| s["user_id"] == guest.id.as_str())
+        .find(|s| s["user_id"] == st.guest.id.as_str())
         .unwrap();
     assert_eq!(guest_state["suppress"], true);
 }

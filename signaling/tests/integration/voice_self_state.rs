@@ -3,7 +3,7 @@
 //!   shows as muted is not heard), and a camera switched off is not forwarded;
 //! - the voice states of READY say who is speaking now.
 
-use crate::common::TestApp;
+use crate::common::{Event, Server, TestApp};
 use crate::voice_util::*;
 use confab_sfu::testing::TestPeerConfig;
 use serde_json::json;
@@ -18,7 +18,9 @@ fn state_frame(sid: &str, vc: &str, mute: bool, deaf: bool, video: bool) -> serd
 async fn self_muted_or_deafened_audio_is_dropped_even_if_the_client_keeps_sending() {
     let app = TestApp::spawn().await;
     let (ua, ub) = (app.register("mia").await, app.register("noa").await);
-    let (sid, _, vc) = app.server(&ua, "Mute").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&ua, "Mute").await;
     app.join(&ua, &ub, &sid).await;
     let (mut a, mut b) = (connect(&app, &ua).await, connect(&app, &ub).await);
     a.send(join_frame(&sid, &vc));
@@ -72,7 +74,9 @@ async fn self_muted_or_deafened_audio_is_dropped_even_if_the_client_keeps_sendin
 async fn a_camera_switched_off_is_not_forwarded_even_if_the_client_keeps_sending() {
     let app = TestApp::spawn().await;
     let (ua, ub) = (app.register("oli").await, app.register("pia").await);
-    let (sid, _, vc) = app.server(&ua, "Cam").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&ua, "Cam").await;
     app.join(&ua, &ub, &sid).await;
     let (mut a, mut b) = (connect(&app, &ua).await, connect(&app, &ub).await);
     a.send(state_frame(&sid, &vc, false, false, true));
@@ -100,7 +104,7 @@ async fn a_camera_switched_off_is_not_forwarded_even_if_the_client_keeps_sending
     negotiate(&mut b, &mut pb, 1).await;
     b.send(json!({"op": 15, "d": {"tiles": [
         {"user_id": ua.id, "track": "camera", "width": 320, "height": 180}]}}));
-    b.wait(|v| v["t"] == "VOICE_VIDEO_SLOTS").await;
+    b.wait(|v| v["t"] == Event::VoiceVideoSlots.name()).await;
     let mid = pb.peer.video_recv_mids[0].to_string();
 
     run_video(&mut [&mut pa, &mut pb], Duration::from_secs(2)).await;
@@ -133,7 +137,9 @@ async fn a_camera_switched_off_is_not_forwarded_even_if_the_client_keeps_sending
 async fn someone_connecting_while_another_talks_sees_them_speaking() {
     let app = TestApp::spawn().await;
     let (ua, ub) = (app.register("quin").await, app.register("rosa").await);
-    let (sid, _, vc) = app.server(&ua, "Talk").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&ua, "Talk").await;
     app.join(&ua, &ub, &sid).await;
     let mut a = connect(&app, &ua).await;
     a.send(join_frame(&sid, &vc));
@@ -141,7 +147,7 @@ async fn someone_connecting_while_another_talks_sees_them_speaking() {
     negotiate(&mut a, &mut pa, 0).await;
     // A talks continuously (every packet loud) until its speaking is dispatched.
     run_media(&mut [&mut pa], Duration::from_millis(600)).await;
-    a.wait(|v| v["t"] == "VOICE_SPEAKING" && v["d"]["speaking"] == true)
+    a.wait(|v| v["t"] == Event::VoiceSpeaking.name() && v["d"]["speaking"] == true)
         .await;
 
     // B connects now: its READY says A is in the channel and speaking.
@@ -158,7 +164,7 @@ async fn someone_connecting_while_another_talks_sees_them_speaking() {
 
     // A stops (packets stop: the release timer ends it); a later READY says so.
     run_media(&mut [], Duration::from_millis(900)).await;
-    a.wait(|v| v["t"] == "VOICE_SPEAKING" && v["d"]["speaking"] == false)
+    a.wait(|v| v["t"] == Event::VoiceSpeaking.name() && v["d"]["speaking"] == false)
         .await;
     let c = connect(&app, &ub).await;
     let st = c.ready["voice_states"]
@@ -172,13 +178,13 @@ async fn someone_connecting_while_another_talks_sees_them_speaking() {
 
     // A talks again and leaves while talking: "stopped speaking" is said with the leave.
     run_media(&mut [&mut pa], Duration::from_millis(600)).await;
-    a.wait(|v| v["t"] == "VOICE_SPEAKING" && v["d"]["speaking"] == true)
+    a.wait(|v| v["t"] == Event::VoiceSpeaking.name() && v["d"]["speaking"] == true)
         .await;
     let mut b = b;
     b.forget();
     a.send(json!({"op": 4, "d": {"server_id": sid, "channel_id": null}}));
     b.wait(|v| {
-        v["t"] == "VOICE_SPEAKING"
+        v["t"] == Event::VoiceSpeaking.name()
             && v["d"]["user_id"] == ua.id.as_str()
             && v["d"]["speaking"] == false
     })

@@ -2,12 +2,12 @@
 //! only the members who may view it, a member who gains sight of it learns who is there, and
 //! one who loses it hears nothing more.
 
-use crate::common::TestApp;
+use crate::common::{Event, Overwrite, Server, TestApp};
 use crate::voice_util::{connect, join_frame, negotiate, run_media, Client, Peer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-const VIEW_CHANNEL: u64 = 1 << 10;
+const VIEW_CHANNEL: i64 = 1 << 10;
 
 /// Frames `c` received (up to a marker message sent now in `lobby`) that mention `id`.
 async fn mentions_after_marker(
@@ -27,7 +27,7 @@ async fn mentions_after_marker(
         )
         .await;
     assert_eq!(s, 201, "{b}");
-    c.wait(|v| v["t"] == "MESSAGE_CREATE" && v["d"]["content"] == marker.as_str())
+    c.wait(|v| v["t"] == Event::MessageCreate.name() && v["d"]["content"] == marker.as_str())
         .await;
     let hits = c
         .seen
@@ -45,53 +45,20 @@ async fn voice_states_and_speaking_reach_only_who_may_view_the_channel() {
     let owner = app.register("vv_owner").await;
     let staff = app.register("vv_staff").await;
     let member = app.register("vv_member").await;
-    let (server, lobby, _) = app.server(&owner, "voice visibility").await;
+    let Server {
+        id: server,
+        text: lobby,
+        ..
+    } = app.server(&owner, "voice visibility").await;
     app.join(&owner, &staff, &server).await;
     app.join(&owner, &member, &server).await;
-    let (s, role) = app
-        .post(
-            &format!("/servers/{server}/roles"),
-            &owner.token,
-            json!({"name": "staff"}),
-        )
+    let role = app.role(&owner, &server, "staff", 0).await;
+    let room = app.channel(&owner, &server, "voice", "war room").await;
+    app.overwrite(&owner, &room, Overwrite::Role(&server), 0, VIEW_CHANNEL)
         .await;
-    assert_eq!(s, 201, "{role}");
-    let role = role["id"].as_str().unwrap().to_string();
-    let (s, room) = app
-        .post(
-            &format!("/servers/{server}/channels"),
-            &owner.token,
-            json!({"name": "war room", "type": "voice"}),
-        )
+    app.overwrite(&owner, &room, Overwrite::Role(&role), VIEW_CHANNEL, 0)
         .await;
-    assert_eq!(s, 201, "{room}");
-    let room = room["id"].as_str().unwrap().to_string();
-    for (target, allow, deny) in [(&server, 0, VIEW_CHANNEL), (&role, VIEW_CHANNEL, 0)] {
-        let (s, b) = app
-            .request(
-                reqwest::Method::PUT,
-                &format!("/channels/{room}/permissions/{target}"),
-                Some(&owner.token),
-                Some(json!({"type": "role", "allow": allow.to_string(), "deny": deny.to_string()})),
-            )
-            .await;
-        assert_eq!(s, 200, "{b}");
-    }
-    let put_role = |user: String, add: bool| {
-        let method = if add {
-            reqwest::Method::PUT
-        } else {
-            reqwest::Method::DELETE
-        };
-        let path = format!("/servers/{server}/members/{user}/roles/{role}");
-        let app = &app;
-        let token = owner.token.clone();
-        async move {
-            let (s, b) = app.request(method, &path, Some(&token), None).await;
-            assert_eq!(s, 204, "{b}");
-        }
-    };
-    put_role(staff.id.clone(), true).await;
+    app.give_role(&owner, &server, &staff, &role).await;
 
     let mut st = connect(&app, &staff).await;
     let mut mb = connect(&app, &member).await;
@@ -103,11 +70,13 @@ async fn voice_states_and_speaking_reach_only_who_may_view_the_channel() {
     negotiate(&mut ow, &mut po, 0).await;
     run_media(&mut [&mut po], Duration::from_millis(600)).await;
     let joined = st
-        .wait(|v| v["t"] == "VOICE_STATE_UPDATE" && v["d"]["user_id"] == owner.id.as_str())
+        .wait(|v| {
+            v["t"] == Event::VoiceStateUpdate.name() && v["d"]["user_id"] == owner.id.as_str()
+        })
         .await;
     assert_eq!(joined["d"]["channel_id"], room.as_str());
     st.wait(|v| {
-        v["t"] == "VOICE_SPEAKING"
+        v["t"] == Event::VoiceSpeaking.name()
             && v["d"]["user_id"] == owner.id.as_str()
             && v["d"]["speaking"] == true
     })
@@ -119,18 +88,20 @@ async fn voice_states_and_speaking_reach_only_who_may_view_the_channel() {
     );
 
     // Revealed: the member gets the channel and who is in it, then its events.
-    put_role(member.id.clone(), true).await;
-    mb.wait(|v| v["t"] == "CHANNEL_CREATE" && v["d"]["id"] == room.as_str())
+    app.give_role(&owner, &server, &member, &role).await;
+    mb.wait(|v| v["t"] == Event::ChannelCreate.name() && v["d"]["id"] == room.as_str())
         .await;
     let there = mb
-        .wait(|v| v["t"] == "VOICE_STATE_UPDATE" && v["d"]["user_id"] == owner.id.as_str())
+        .wait(|v| {
+            v["t"] == Event::VoiceStateUpdate.name() && v["d"]["user_id"] == owner.id.as_str()
+        })
         .await;
     assert_eq!(there["d"]["channel_id"], room.as_str());
     // The owner stops talking: both viewers hear of it.
     run_media(&mut [], Duration::from_millis(900)).await;
     for c in [&mut st, &mut mb] {
         c.wait(|v| {
-            v["t"] == "VOICE_SPEAKING"
+            v["t"] == Event::VoiceSpeaking.name()
                 && v["d"]["user_id"] == owner.id.as_str()
                 && v["d"]["speaking"] == false
         })
@@ -139,27 +110,27 @@ async fn voice_states_and_speaking_reach_only_who_may_view_the_channel() {
 
     // Hidden again: the member gets CHANNEL_DELETE, then nothing more about the room while
     // the owner talks, mutes and leaves.
-    put_role(member.id.clone(), false).await;
-    mb.wait(|v| v["t"] == "CHANNEL_DELETE" && v["d"]["id"] == room.as_str())
+    app.take_role(&owner, &server, &member, &role).await;
+    mb.wait(|v| v["t"] == Event::ChannelDelete.name() && v["d"]["id"] == room.as_str())
         .await;
     mb.seen.clear();
     run_media(&mut [&mut po], Duration::from_millis(600)).await;
     st.wait(|v| {
-        v["t"] == "VOICE_SPEAKING"
+        v["t"] == Event::VoiceSpeaking.name()
             && v["d"]["user_id"] == owner.id.as_str()
             && v["d"]["speaking"] == true
     })
     .await;
     ow.send(json!({"op": 4, "d": {"server_id": server, "channel_id": room, "self_mute": true, "self_deaf": false}}));
     st.wait(|v| {
-        v["t"] == "VOICE_STATE_UPDATE"
+        v["t"] == Event::VoiceStateUpdate.name()
             && v["d"]["user_id"] == owner.id.as_str()
             && v["d"]["self_mute"] == true
     })
     .await;
     ow.send(json!({"op": 4, "d": {"server_id": server, "channel_id": null}}));
     st.wait(|v| {
-        v["t"] == "VOICE_STATE_UPDATE"
+        v["t"] == Event::VoiceStateUpdate.name()
             && v["d"]["user_id"] == owner.id.as_str()
             && v["d"]["channel_id"].is_null()
     })

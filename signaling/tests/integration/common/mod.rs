@@ -5,6 +5,7 @@
 
 use confab_chat::postgres::{EmbeddedOptions, EmbeddedPostgres};
 use confab_signaling::config::Config;
+pub use confab_signaling::gateway::events::Event;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -220,8 +221,25 @@ impl TestApp {
         }
     }
 
-    /// Creates a server owned by `owner`; returns (server id, text channel id, voice channel id).
-    pub async fn server(&self, owner: &User, name: &str) -> (String, String, String) {
+    pub async fn put(&self, path: &str, token: &str) -> (u16, Value) {
+        self.request(reqwest::Method::PUT, path, Some(token), None)
+            .await
+    }
+
+    pub async fn put_json(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.request(reqwest::Method::PUT, path, Some(token), Some(body))
+            .await
+    }
+
+    /// A POST without a body (joining through an invite, typing).
+    pub async fn post_empty(&self, path: &str, token: &str) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, Some(token), None)
+            .await
+    }
+
+    /// Creates a server owned by `owner`, with the text and voice channel every server starts
+    /// with.
+    pub async fn server(&self, owner: &User, name: &str) -> Server {
         let (s, body) = self
             .post("/servers", &owner.token, json!({"name": name}))
             .await;
@@ -241,29 +259,197 @@ impl TestApp {
                 .unwrap()
                 .to_string()
         };
-        (id.clone(), find("text"), find("voice"))
+        Server {
+            text: find("text"),
+            voice: find("voice"),
+            id,
+        }
     }
 
-    /// `user` joins server `server_id` through a fresh invite made by `owner`.
-    pub async fn join(&self, owner: &User, user: &User, server_id: &str) {
+    /// Creates a channel of `kind` (`"text"`, `"voice"`, `"stage"`, `"category"`); returns its id.
+    pub async fn channel(&self, by: &User, server_id: &str, kind: &str, name: &str) -> String {
+        self.new_channel(by, server_id, json!({"name": name, "type": kind}))
+            .await
+    }
+
+    /// Creates a channel of `kind` inside category `parent_id`; returns its id.
+    pub async fn channel_in(
+        &self,
+        by: &User,
+        server_id: &str,
+        parent_id: &str,
+        kind: &str,
+        name: &str,
+    ) -> String {
+        self.new_channel(
+            by,
+            server_id,
+            json!({"name": name, "type": kind, "parent_id": parent_id}),
+        )
+        .await
+    }
+
+    async fn new_channel(&self, by: &User, server_id: &str, body: Value) -> String {
+        let (s, c) = self
+            .post(&format!("/servers/{server_id}/channels"), &by.token, body)
+            .await;
+        assert_eq!(s, 201, "create channel: {c}");
+        c["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a role with these permission bits (new roles enter just above @everyone);
+    /// returns its id.
+    pub async fn role(&self, by: &User, server_id: &str, name: &str, permissions: i64) -> String {
+        let (s, r) = self
+            .post(
+                &format!("/servers/{server_id}/roles"),
+                &by.token,
+                json!({"name": name, "permissions": permissions.to_string()}),
+            )
+            .await;
+        assert_eq!(s, 201, "create role {name}: {r}");
+        r["id"].as_str().unwrap().to_string()
+    }
+
+    /// `by` gives `member` the role; returns the status (204 when given).
+    pub async fn try_give_role(
+        &self,
+        by: &User,
+        server_id: &str,
+        member: &User,
+        role_id: &str,
+    ) -> u16 {
+        self.put(
+            &format!("/servers/{server_id}/members/{}/roles/{role_id}", member.id),
+            &by.token,
+        )
+        .await
+        .0
+    }
+
+    /// `by` gives `member` the role.
+    pub async fn give_role(&self, by: &User, server_id: &str, member: &User, role_id: &str) {
+        let s = self.try_give_role(by, server_id, member, role_id).await;
+        assert_eq!(s, 204, "give role {role_id} to {}", member.id);
+    }
+
+    /// `by` takes the role from `member`.
+    pub async fn take_role(&self, by: &User, server_id: &str, member: &User, role_id: &str) {
+        let (s, b) = self
+            .delete(
+                &format!("/servers/{server_id}/members/{}/roles/{role_id}", member.id),
+                &by.token,
+            )
+            .await;
+        assert_eq!(s, 204, "take role {role_id} from {}: {b}", member.id);
+    }
+
+    /// Sets the permission overwrite of `target` in `channel_id`; returns the status (200 when
+    /// set).
+    pub async fn try_overwrite(
+        &self,
+        by: &User,
+        channel_id: &str,
+        target: Overwrite<'_>,
+        allow: i64,
+        deny: i64,
+    ) -> u16 {
+        let (kind, id) = match target {
+            Overwrite::Role(id) => ("role", id),
+            Overwrite::Member(id) => ("member", id),
+        };
+        self.put_json(
+            &format!("/channels/{channel_id}/permissions/{id}"),
+            &by.token,
+            json!({"type": kind, "allow": allow.to_string(), "deny": deny.to_string()}),
+        )
+        .await
+        .0
+    }
+
+    /// Sets the permission overwrite of `target` in `channel_id`.
+    pub async fn overwrite(
+        &self,
+        by: &User,
+        channel_id: &str,
+        target: Overwrite<'_>,
+        allow: i64,
+        deny: i64,
+    ) {
+        let s = self
+            .try_overwrite(by, channel_id, target, allow, deny)
+            .await;
+        assert_eq!(s, 200, "overwrite in {channel_id}");
+    }
+
+    /// A new invite to `server_id` with the default limits; returns its code.
+    pub async fn invite(&self, by: &User, server_id: &str) -> String {
         let (s, inv) = self
             .post(
                 &format!("/servers/{server_id}/invites"),
-                &owner.token,
+                &by.token,
                 json!({}),
             )
             .await;
         assert_eq!(s, 201, "{inv}");
-        let code = inv["code"].as_str().unwrap();
-        let (s, body) = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/invites/{code}"),
-                Some(&user.token),
-                None,
+        inv["code"].as_str().unwrap().to_string()
+    }
+
+    /// `user` joins through invite `code`: the status and the server it answers with.
+    pub async fn accept_invite(&self, user: &User, code: &str) -> (u16, Value) {
+        self.post_empty(&format!("/invites/{code}"), &user.token)
+            .await
+    }
+
+    /// `user` joins server `server_id` through a fresh invite made by `owner`.
+    pub async fn join(&self, owner: &User, user: &User, server_id: &str) {
+        let code = self.invite(owner, server_id).await;
+        let (s, body) = self.accept_invite(user, &code).await;
+        assert_eq!(s, 200, "{body}");
+    }
+
+    /// `by` posts `content` in `channel_id`: the status and the message (or error).
+    pub async fn try_message(&self, by: &User, channel_id: &str, content: &str) -> (u16, Value) {
+        self.post(
+            &format!("/channels/{channel_id}/messages"),
+            &by.token,
+            json!({"content": content}),
+        )
+        .await
+    }
+
+    /// `by` posts `content` in `channel_id`; returns the stored message.
+    pub async fn message(&self, by: &User, channel_id: &str, content: &str) -> Value {
+        let (s, m) = self.try_message(by, channel_id, content).await;
+        assert_eq!(s, 201, "send {content:?}: {m}");
+        m
+    }
+
+    /// Opens (or finds) the DM between `by` and `with`; returns its channel id.
+    pub async fn dm(&self, by: &User, with: &User) -> String {
+        let (s, dm) = self
+            .post(
+                "/users/@me/channels",
+                &by.token,
+                json!({"recipient_id": with.id}),
             )
             .await;
-        assert_eq!(s, 200, "{body}");
+        assert!(s == 200 || s == 201, "open DM: {s} {dm}");
+        dm["id"].as_str().unwrap().to_string()
+    }
+
+    /// The ids of the members of `server_id`, as `by` lists them.
+    pub async fn member_ids(&self, by: &User, server_id: &str) -> Vec<String> {
+        let (s, members) = self
+            .get(&format!("/servers/{server_id}/members"), &by.token)
+            .await;
+        assert_eq!(s, 200, "{members}");
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["user"]["id"].as_str().unwrap().to_string())
+            .collect()
     }
 
     pub async fn gateway(&self) -> Gateway {
@@ -282,7 +468,7 @@ impl TestApp {
     pub async fn identified(&self, user: &User) -> (Gateway, Value) {
         let mut gw = self.gateway().await;
         gw.send(json!({"op": 2, "d": {"token": user.token}})).await;
-        let ready = gw.dispatch("READY").await;
+        let ready = gw.expect(Event::Ready).await;
         (gw, ready)
     }
 
@@ -304,6 +490,22 @@ impl Drop for TestApp {
             r.state.shutdown.cancel();
         }
     }
+}
+
+/// A new server: its id (also its @everyone role's id) and the channels it starts with.
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub id: String,
+    /// The text channel "general".
+    pub text: String,
+    pub voice: String,
+}
+
+/// Whom a channel permission overwrite is for (the server id names @everyone's role).
+#[derive(Clone, Copy, Debug)]
+pub enum Overwrite<'a> {
+    Role(&'a str),
+    Member(&'a str),
 }
 
 #[derive(Clone)]
@@ -349,7 +551,7 @@ impl Gateway {
                 let v: Value = serde_json::from_str(&t).expect("server frames are JSON");
                 if let Some(s) = v["s"].as_u64() {
                     assert!(
-                        s > self.last_seq || self.last_seq == 0 || v["t"] == "READY",
+                        s > self.last_seq || self.last_seq == 0 || v["t"] == Event::Ready.name(),
                         "sequence went backwards"
                     );
                     self.last_seq = s;
@@ -362,18 +564,43 @@ impl Gateway {
         }
     }
 
-    /// Waits for dispatch `t`, skipping others; panics after 5 s.
-    pub async fn dispatch(&mut self, t: &str) -> Value {
+    /// Waits for dispatch `event`, skipping other frames; returns its `d`. Panics after 5 s,
+    /// naming what arrived instead.
+    pub async fn expect(&mut self, event: Event) -> Value {
+        self.expect_where(event, |_| true).await
+    }
+
+    /// Waits for a dispatch `event` whose `d` satisfies `wanted`, skipping other frames;
+    /// returns its `d`. Panics after 5 s, naming what arrived instead.
+    pub async fn expect_where(&mut self, event: Event, wanted: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut skipped = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let v = self
-                .next_within(left)
-                .await
-                .unwrap_or_else(|| panic!("no {t} dispatch"));
-            if v["op"] == 0 && v["t"] == t {
+            let Some(v) = self.next_within(left).await else {
+                panic!("no matching {event} within 5 s (or the connection closed); arrived instead: {skipped:?}");
+            };
+            if v["op"] == 0 && v["t"] == event.name() && wanted(&v["d"]) {
                 return v["d"].clone();
             }
+            skipped.push(describe(&v));
+        }
+    }
+
+    /// Reads until nothing arrives for `quiet`; panics if a dispatch `event` arrived meanwhile.
+    pub async fn expect_none(&mut self, event: Event, quiet: Duration) {
+        while let Some(v) = self.next_within(quiet).await {
+            assert!(
+                !(v["op"] == 0 && v["t"] == event.name()),
+                "unexpected {event}: {v}"
+            );
+        }
+    }
+
+    /// Panics if any frame arrives within `quiet`.
+    pub async fn expect_silence(&mut self, quiet: Duration) {
+        if let Some(v) = self.next_within(quiet).await {
+            panic!("expected nothing, got {v}");
         }
     }
 
@@ -388,5 +615,13 @@ impl Gateway {
                 Err(_) => panic!("connection was not closed within 10 s"),
             }
         }
+    }
+}
+
+/// A frame in a panic message: the dispatch name, or the opcode.
+fn describe(v: &Value) -> String {
+    match v["t"].as_str() {
+        Some(t) => t.to_string(),
+        None => format!("op {}", v["op"]),
     }
 }

@@ -2,7 +2,7 @@
 //! sockets that offer like the web client.
 #![allow(dead_code)]
 
-use crate::common::{TestApp, User};
+use crate::common::{Event, TestApp, User};
 use confab_sfu::testing::{TestPeer, TestPeerConfig};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -55,7 +55,7 @@ pub async fn connect(app: &TestApp, user: &User) -> Client {
         task,
     };
     c.send(json!({"op": 2, "d": {"token": user.token}}));
-    let ready = c.wait(|v| v["t"] == "READY").await;
+    let ready = c.wait(|v| v["t"] == Event::Ready.name()).await;
     c.session_id = ready["d"]["session_id"].as_str().unwrap().to_string();
     c.ready = ready["d"].clone();
     c
@@ -266,7 +266,11 @@ pub async fn settle(pairs: &mut [(&mut Client, &mut Peer)], quiet: Duration) {
         while Instant::now() < end {
             for (c, p) in pairs.iter_mut() {
                 c.drain();
-                if let Some(i) = c.seen.iter().position(|v| v["t"] == "VOICE_RENEGOTIATE") {
+                if let Some(i) = c
+                    .seen
+                    .iter()
+                    .position(|v| v["t"] == Event::VoiceRenegotiate.name())
+                {
                     let re = c.seen.remove(i);
                     let slots = re["d"]["audio_slots"].as_u64().unwrap() as usize;
                     // Fewer slots than the peer has: nothing to offer, it keeps its slots.
@@ -287,8 +291,10 @@ pub async fn settle(pairs: &mut [(&mut Client, &mut Peer)], quiet: Duration) {
 
 /// Waits for a VOICE_STATE_UPDATE about `user` matching `pred`.
 pub async fn state_of(c: &mut Client, user: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    c.wait(|v| v["t"] == "VOICE_STATE_UPDATE" && v["d"]["user_id"] == user && pred(&v["d"]))
-        .await["d"]
+    c.wait(|v| {
+        v["t"] == Event::VoiceStateUpdate.name() && v["d"]["user_id"] == user && pred(&v["d"])
+    })
+    .await["d"]
         .clone()
 }
 
