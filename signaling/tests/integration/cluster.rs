@@ -4,6 +4,7 @@
 
 use crate::common::{Closed, Gateway, TestApp, User};
 use crate::nats_util::NatsServer;
+use confab_signaling::gateway::events::Event;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -47,16 +48,6 @@ async fn messages(gw: &mut Gateway, n: usize) -> Vec<Value> {
     got
 }
 
-/// Nothing but what `allowed` accepts arrives within `d`.
-async fn quiet(gw: &mut Gateway, d: Duration, what: &str) {
-    if let Some(v) = gw.next_within(d).await {
-        assert!(
-            v["op"] != 0 || v["t"] != "MESSAGE_CREATE",
-            "{what}: unexpected {v}"
-        );
-    }
-}
-
 async fn send(node: &TestApp, user: &User, channel: &str, content: &str) -> String {
     let (s, body) = node
         .post(
@@ -78,7 +69,8 @@ async fn messages_sent_through_each_node_reach_clients_on_every_node_once_in_ord
     let owner = a.register("owner").await;
     let bob = b.register("bob").await;
     let carol = c.register("carol").await;
-    let (server, channel, _) = a.server(&owner, "cluster").await;
+    let guild = a.server(&owner, "cluster").await;
+    let (server, channel) = (guild.id, guild.text);
     a.join(&owner, &bob, &server).await;
     a.join(&owner, &carol, &server).await;
 
@@ -124,7 +116,8 @@ async fn messages_sent_through_each_node_reach_clients_on_every_node_once_in_ord
                 "node {name}: one writer's messages out of order"
             );
         }
-        quiet(gw, Duration::from_millis(300), &format!("node {name}")).await;
+        gw.expect_none(Event::MessageCreate, Duration::from_millis(300))
+            .await;
     }
 
     // The nodes lease different snowflake worker ids (bits 12..22 of an id).
@@ -150,7 +143,8 @@ async fn joins_kicks_and_logouts_on_one_node_take_effect_on_another() {
 
     let owner = a.register("owner").await;
     let dave = b.register("dave").await;
-    let (server, channel, _) = a.server(&owner, "cluster").await;
+    let guild = a.server(&owner, "cluster").await;
+    let (server, channel) = (guild.id, guild.text);
 
     // Dave is connected to B before he belongs to the server.
     let (mut gw, ready) = b.identified(&dave).await;
@@ -158,7 +152,7 @@ async fn joins_kicks_and_logouts_on_one_node_take_effect_on_another() {
 
     // He joins through A: B learns it and routes the server's events to him.
     a.join(&owner, &dave, &server).await;
-    let created = gw.dispatch("SERVER_CREATE").await;
+    let created = gw.expect(Event::ServerCreate).await;
     assert_eq!(created["id"], server.as_str());
     let id = send(a, &owner, &channel, "welcome").await;
     let got = messages(&mut gw, 1).await;
@@ -172,9 +166,10 @@ async fn joins_kicks_and_logouts_on_one_node_take_effect_on_another() {
         )
         .await;
     assert_eq!(s, 204, "{body}");
-    gw.dispatch("SERVER_DELETE").await;
+    gw.expect(Event::ServerDelete).await;
     send(a, &owner, &channel, "after the kick").await;
-    quiet(&mut gw, Duration::from_millis(500), "kicked member").await;
+    gw.expect_none(Event::MessageCreate, Duration::from_millis(500))
+        .await;
 
     // Logging out through A closes his gateway connection on B (4004).
     let (s, body) = a
@@ -196,7 +191,8 @@ async fn nodes_reconnect_and_resubscribe_after_nats_restarts() {
     let (a, b) = (&nodes[0], &nodes[1]);
     let owner = a.register("owner").await;
     let bob = b.register("bob").await;
-    let (server, channel, _) = a.server(&owner, "cluster").await;
+    let guild = a.server(&owner, "cluster").await;
+    let (server, channel) = (guild.id, guild.text);
     a.join(&owner, &bob, &server).await;
     let (mut gw, _) = b.identified(&bob).await;
     let first = send(a, &owner, &channel, "before").await;
@@ -243,7 +239,7 @@ async fn nodes_reconnect_and_resubscribe_after_nats_restarts() {
 /// The next PRESENCE_UPDATE of `user` (panics after 5 s).
 async fn presence(gw: &mut Gateway, user: &User) -> String {
     loop {
-        let d = gw.dispatch("PRESENCE_UPDATE").await;
+        let d = gw.expect(Event::PresenceUpdate).await;
         if d["user_id"] == user.id.as_str() {
             return d["status"].as_str().unwrap().to_string();
         }
@@ -257,7 +253,7 @@ async fn presence_counts_every_nodes_sessions() {
     let (a, b) = (&nodes[0], &nodes[1]);
     let alice = a.register("alice").await;
     let bob = b.register("bob").await;
-    let (server, _, _) = a.server(&alice, "cluster").await;
+    let server = a.server(&alice, "cluster").await.id;
     a.join(&alice, &bob, &server).await;
 
     // Bob watches from B; Alice comes online on A.
