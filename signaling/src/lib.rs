@@ -120,6 +120,7 @@ async fn start_node(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     let event_bus = link.bus.clone();
+    let clustered = link.nats.is_some();
     let metrics = metrics::install();
     if link.nats.is_none() {
         // In one process the bus is always there.
@@ -214,7 +215,11 @@ async fn start_node(
         nats: link.nats,
         worker_holder,
         sessions,
-        limiter: ratelimit::RateLimiter::new(config.rate_limit_scale),
+        limiter: if clustered {
+            ratelimit::RateLimiter::shared(config.rate_limit_scale)
+        } else {
+            ratelimit::RateLimiter::new(config.rate_limit_scale)
+        },
         hub,
         shutdown: shutdown.clone(),
         voice: voice.clone(),
@@ -228,6 +233,7 @@ async fn start_node(
     spawn_housekeeping(state.clone());
     if let Some(incoming) = link.incoming {
         tokio::spawn(apply_incoming(state.clone(), incoming));
+        tokio::spawn(share_rate_usage(state.clone()));
     }
     tokio::spawn(db_circuit::DbCircuit::run_probe(state.clone()));
     voice.spawn_event_pump(shutdown.clone(), sfu_events);
@@ -289,6 +295,24 @@ fn cluster_presence(state: &AppState, refresh: bool) {
                 node: state.worker_holder.clone(),
                 users: part.to_vec(),
             });
+        }
+    }
+}
+
+/// Tells the other nodes what this node's rate-limit buckets admitted, every
+/// `ratelimit::SHARE_EVERY`, until shutdown.
+async fn share_rate_usage(state: AppState) {
+    let mut tick = tokio::time::interval(ratelimit::SHARE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let usage = state.limiter.take_usage();
+        // In parts, so that a busy node sends messages of a bounded size.
+        for part in usage.chunks(2000) {
+            state.bus.publish(&bus::BusEvent::RateUsage(part.to_vec()));
         }
     }
 }

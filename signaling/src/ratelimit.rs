@@ -3,6 +3,11 @@
 //! `-Reset-After` and `-Bucket`; a refusal is 429 with `Retry-After`. `--rate-limit-scale`
 //! multiplies every bucket's capacity and refill rate.
 //!
+//! In a cluster every node keeps its own buckets and tells the others, every `SHARE_EVERY`,
+//! how many requests it admitted per (bucket, key) (`BusEvent::RateUsage`); each node takes
+//! those from its own buckets. A client that spreads its requests over several nodes thus
+//! gets one budget, give or take what it spends within one sharing interval.
+//!
 //! Hand-written rather than tower_governor: we need named buckets keyed by user *or* IP and the
 //! Discord-style headers; the whole thing is a map of two floats per key.
 
@@ -13,6 +18,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -66,7 +72,15 @@ struct State_ {
 pub struct RateLimiter {
     scale: f64,
     buckets: DashMap<(&'static str, String), State_>,
+    /// Admitted requests not yet told to the other nodes; None on a single node.
+    usage: Option<parking_lot::Mutex<HashMap<(&'static str, String), u32>>>,
 }
+
+/// Every bucket, to find one by the name another node sent.
+pub const ALL: [Bucket; 5] = [AUTH, MESSAGES, TYPING, API, IDENTIFY];
+
+/// How often a cluster node tells the others what its buckets admitted.
+pub const SHARE_EVERY: Duration = Duration::from_millis(100);
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy)]
@@ -91,12 +105,59 @@ impl RateLimiter {
         Self {
             scale,
             buckets: DashMap::new(),
+            usage: None,
         }
     }
 
-    pub fn check(&self, bucket: Bucket, key: &str) -> Decision {
+    /// A limiter whose admissions are shared with other nodes (`take_usage`, `consume`).
+    pub fn shared(scale: f64) -> Self {
+        Self {
+            usage: Some(Default::default()),
+            ..Self::new(scale)
+        }
+    }
+
+    /// What this node admitted since the last call, per (bucket name, key).
+    pub fn take_usage(&self) -> Vec<(String, String, u32)> {
+        let Some(usage) = &self.usage else {
+            return Vec::new();
+        };
+        std::mem::take(&mut *usage.lock())
+            .into_iter()
+            .map(|((bucket, key), n)| (bucket.to_string(), key, n))
+            .collect()
+    }
+
+    /// Takes `n` requests that another node admitted from this node's bucket for `key`.
+    /// A bucket goes at most one capacity into debt, so a burst elsewhere cannot lock a key
+    /// out for longer than one refill period.
+    pub fn consume(&self, bucket: &str, key: &str, n: u32) {
+        let Some(bucket) = ALL.iter().find(|b| b.name == bucket) else {
+            return;
+        };
+        let (capacity, rate) = self.rates(*bucket);
+        let now = Instant::now();
+        let mut entry = self
+            .buckets
+            .entry((bucket.name, key.to_string()))
+            .or_insert(State_ {
+                tokens: capacity,
+                updated: now,
+                strikes: 0,
+            });
+        let st = entry.value_mut();
+        st.tokens = (st.tokens + now.duration_since(st.updated).as_secs_f64() * rate).min(capacity);
+        st.updated = now;
+        st.tokens = (st.tokens - f64::from(n)).max(-capacity);
+    }
+
+    fn rates(&self, bucket: Bucket) -> (f64, f64) {
         let capacity = (bucket.capacity * self.scale).max(1.0);
-        let rate = capacity / bucket.period.as_secs_f64(); // tokens per second
+        (capacity, capacity / bucket.period.as_secs_f64())
+    }
+
+    pub fn check(&self, bucket: Bucket, key: &str) -> Decision {
+        let (capacity, rate) = self.rates(bucket); // rate: tokens per second
         let now = Instant::now();
         let mut entry = self
             .buckets
@@ -113,6 +174,12 @@ impl RateLimiter {
         if allowed {
             st.tokens -= 1.0;
             st.strikes = 0;
+            if let Some(usage) = &self.usage {
+                *usage
+                    .lock()
+                    .entry((bucket.name, key.to_string()))
+                    .or_default() += 1;
+            }
         } else {
             st.strikes = st.strikes.saturating_add(1);
         }

@@ -75,6 +75,9 @@ pub enum BusEvent {
         node: String,
         users: Vec<(Snowflake, Status)>,
     },
+    /// Requests a node admitted per (rate-limit bucket, key) since its last report: every
+    /// other node takes them from its own buckets (`ratelimit`).
+    RateUsage(Vec<(String, String, u32)>),
 }
 
 /// "These login sessions of this user ended" — what a node needs to forget them and close
@@ -203,6 +206,11 @@ pub async fn apply(state: &AppState, event: BusEvent) {
         BusEvent::PresenceRefresh { node, users } => {
             for (user_id, status) in users {
                 remote_presence(&state.hub, &node, user_id, status, None);
+            }
+        }
+        BusEvent::RateUsage(usage) => {
+            for (bucket, key, n) in usage {
+                state.limiter.consume(&bucket, &key, n);
             }
         }
     }

@@ -9,12 +9,16 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-/// `n` nodes on one fresh database and `nats`.
+/// `n` nodes on one fresh database and `nats`, with rate limits scaled up (tests send faster
+/// than a person may).
 async fn cluster(nats: &NatsServer, n: usize) -> Vec<TestApp> {
-    // Tests send faster than a person may.
+    cluster_scaled(nats, n, 100.0).await
+}
+
+async fn cluster_scaled(nats: &NatsServer, n: usize, rate_limit_scale: f64) -> Vec<TestApp> {
     let first = TestApp::spawn_with(|c| {
         c.nats_url = Some(nats.url());
-        c.rate_limit_scale = 100.0;
+        c.rate_limit_scale = rate_limit_scale;
     })
     .await;
     let db = first.database_url();
@@ -25,7 +29,7 @@ async fn cluster(nats: &NatsServer, n: usize) -> Vec<TestApp> {
             TestApp::spawn_with(move |c| {
                 c.database_url = Some(db);
                 c.nats_url = Some(nats.url());
-                c.rate_limit_scale = 100.0;
+                c.rate_limit_scale = rate_limit_scale;
             })
             .await,
         );
@@ -303,4 +307,34 @@ async fn quiet_presence(gw: &mut Gateway, user: &User, d: Duration) {
             "unexpected presence change: {v}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_is_one_budget_across_nodes() {
+    let nats = NatsServer::start();
+    let nodes = cluster_scaled(&nats, 2, 1.0).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let owner = a.register("owner").await;
+    let channel = a.server(&owner, "cluster").await.text;
+    let path = format!("/channels/{channel}/messages");
+    // The messages bucket holds 10: spend it through A.
+    let mut on_a = 0;
+    for _ in 0..10 {
+        if a.post(&path, &owner.token, json!({"content": "a"})).await.0 == 201 {
+            on_a += 1;
+        }
+    }
+    assert_eq!(on_a, 10, "A admits the whole bucket");
+    // A tells B within its sharing interval; B then has (almost) nothing left to give.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut on_b = 0;
+    for _ in 0..10 {
+        match b.post(&path, &owner.token, json!({"content": "b"})).await.0 {
+            201 => on_b += 1,
+            429 => {}
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    // The bucket refills 2 a second: what B admits is what came back meanwhile, not 10 more.
+    assert!(on_b <= 3, "B admitted {on_b} more after A spent the budget");
 }
