@@ -191,23 +191,34 @@ impl Hub {
     /// The presence others see for a user: the best of their sessions here and what other
     /// nodes report.
     pub fn presence_of(&self, user_id: Snowflake) -> Status {
-        let here = self.sessions.presence_of(user_id);
+        let here = self.sessions.own_presence_of(user_id);
         let there = self
             .remote_presence
             .best(user_id, std::time::Instant::now());
         if there.rank() > here.rank() {
-            there
+            there.visible()
         } else {
-            here
+            here.visible()
         }
     }
 
-    /// The presence of a user's sessions on this node only (what this node tells the others).
+    /// The status of a user's connected sessions on this node only, invisible included (what
+    /// this node tells the others; they show it as offline).
     pub fn local_presence_of(&self, user_id: Snowflake) -> Status {
-        self.sessions.presence_of(user_id)
+        self.sessions.own_presence_of(user_id)
     }
 
-    /// Users with sessions here whose presence is not offline.
+    /// Whether the user has a connected session on this node or, as far as other nodes
+    /// reported, on another (invisible ones included).
+    pub fn connected_anywhere(&self, user_id: Snowflake) -> bool {
+        !self.sessions.sessions_of(user_id).is_empty()
+            || self
+                .remote_presence
+                .best(user_id, std::time::Instant::now())
+                != Status::Offline
+    }
+
+    /// Users with connected sessions here, with their status (invisible included).
     pub fn local_presences(&self) -> Vec<(Snowflake, Status)> {
         self.sessions.presences()
     }

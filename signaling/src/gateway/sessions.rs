@@ -270,6 +270,11 @@ impl SessionRegistry {
 
     /// The presence others see for a user on this node.
     pub fn presence_of(&self, user_id: Snowflake) -> Status {
+        self.own_presence_of(user_id).visible()
+    }
+
+    /// The best status of the user's connected sessions here, invisible included.
+    pub fn own_presence_of(&self, user_id: Snowflake) -> Status {
         let Some(list) = self.users.get(&user_id) else {
             return Status::Offline;
         };
@@ -280,17 +285,17 @@ impl SessionRegistry {
                 best = st;
             }
         }
-        best.visible()
+        best
     }
 
-    /// Users with a session here whose presence is not offline, with it.
+    /// Users with a connected session here, with their status (invisible included).
     pub fn presences(&self) -> Vec<(Snowflake, Status)> {
         // Keys first: reading an entry while iterating the map could wait on its own shard.
         let users: Vec<Snowflake> = self.users.iter().map(|e| *e.key()).collect();
         users
             .into_iter()
             .filter_map(|u| {
-                let st = self.presence_of(u);
+                let st = self.own_presence_of(u);
                 (st != Status::Offline).then_some((u, st))
             })
             .collect()

@@ -1,4 +1,5 @@
-//! Temporary membership: when a user's last gateway session on this node ends, the servers
+//! Temporary membership: when a user's last gateway session ends (on this node, and no other
+//! node of a cluster reports one), the servers
 //! they joined through a temporary invite (and got no role in since) let them go. Someone who
 //! joins through such an invite and never opens a gateway session at all is let go by `sweep`
 //! once `GRACE` has passed since joining.
@@ -26,7 +27,7 @@ pub async fn sweep(state: &AppState, grace: Duration) -> usize {
     };
     let mut n = 0;
     for user_id in users {
-        if state.hub.sessions_of(user_id).is_empty() {
+        if !state.hub.connected_anywhere(user_id) {
             session_ended(state, user_id).await;
             n += 1;
         }
@@ -36,7 +37,7 @@ pub async fn sweep(state: &AppState, grace: Duration) -> usize {
 
 /// Call after a session of `user_id` was closed (not merely detached for RESUME).
 pub async fn session_ended(state: &AppState, user_id: Snowflake) {
-    if !state.hub.sessions_of(user_id).is_empty() {
+    if state.hub.connected_anywhere(user_id) {
         return;
     }
     let servers = match state.chat.end_temporary_memberships(user_id).await {

@@ -338,3 +338,57 @@ async fn a_rate_limit_is_one_budget_across_nodes() {
     // The bucket refills 2 a second: what B admits is what came back meanwhile, not 10 more.
     assert!(on_b <= 3, "B admitted {on_b} more after A spent the budget");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_member_connected_to_another_node_is_kept() {
+    use confab_signaling::gateway::temporary;
+    let nats = NatsServer::start();
+    let nodes = cluster(&nats, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let owner = a.register("owner").await;
+    let guest = b.register("guest").await;
+    let server = a.server(&owner, "cluster").await.id;
+    let (s, inv) = a
+        .post(
+            &format!("/servers/{server}/invites"),
+            &owner.token,
+            json!({"temporary": true}),
+        )
+        .await;
+    assert_eq!(s, 201, "{inv}");
+    let (s, body) = a.accept_invite(&guest, inv["code"].as_str().unwrap()).await;
+    assert_eq!(s, 200, "{body}");
+
+    // The guest is online on B; A's sweep (as if the grace period had passed) keeps them.
+    let (mut guest_gw, _) = b.identified(&guest).await;
+    let a_state = &a.running.as_ref().unwrap().state;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !a_state
+        .hub
+        .connected_anywhere(guest.id.parse().map(confab_chat::Snowflake).unwrap())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never learned the guest is online"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(temporary::sweep(a_state, Duration::ZERO).await, 0);
+    assert_eq!(
+        a.member_ids(&owner, &server).await.len(),
+        2,
+        "the guest stays"
+    );
+
+    // Once their session on B ends (a clean close: a dropped one waits to be resumed), they
+    // are let go.
+    guest_gw.ws.close(None).await.ok();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.member_ids(&owner, &server).await.len() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the guest was not let go after going offline"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
