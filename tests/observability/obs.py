@@ -267,7 +267,7 @@ def cmd_static(root):
         "ConfabDown", "ConfabNotReady", "ConfabVoiceReceiveLossHigh", "ConfabForwardLatencyHigh",
         "ConfabIceConnectFailures", "ConfabSfuSaturated", "ConfabGatewayRefusedFramesHigh",
         "ConfabGatewaySlowDisconnectsHigh", "ConfabHttpErrorBudgetBurnFast",
-        "ConfabHttpErrorBudgetBurnSlow", "ConfabDbPoolExhausted",
+        "ConfabHttpErrorBudgetBurnSlow", "ConfabDbPoolExhausted", "ConfabBusDisconnected",
     }
     have = {r.get("alert") for r in rules}
     check(required <= have, "all required alerts are defined"
