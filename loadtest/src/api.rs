@@ -15,6 +15,8 @@ pub struct Api {
     pub base: String,
     /// Whether the server has Confab's `/metrics` (not so for Janus).
     pub has_metrics: bool,
+    /// Every node of a cluster (`base` first); just `base` for one server.
+    pub nodes: Vec<String>,
 }
 
 /// A registered user.
@@ -37,11 +39,27 @@ impl Api {
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(30))
             .build()?;
+        let base = base.trim_end_matches('/').to_string();
         Ok(Api {
             http,
-            base: base.trim_end_matches('/').to_string(),
+            nodes: vec![base.clone()],
+            base,
             has_metrics: true,
         })
+    }
+
+    /// Adds the other nodes of a cluster: `node(i)` spreads clients over all of them.
+    pub fn with_nodes(mut self, others: &[String]) -> Self {
+        self.nodes
+            .extend(others.iter().map(|u| u.trim_end_matches('/').to_string()));
+        self
+    }
+
+    /// The same API through node `i` (round-robin over the cluster's nodes).
+    pub fn node(&self, i: usize) -> Api {
+        let mut api = self.clone();
+        api.base = self.nodes[i % self.nodes.len()].clone();
+        api
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -178,11 +178,11 @@ async fn connect_clients(
     let (stop_tx, stop_rx) = watch::channel(false);
     let presence_period =
         (opts.presence > 0.0).then(|| Duration::from_secs_f64(opts.clients as f64 / opts.presence));
-    let url = ctx.api.gateway_url();
     let pb = setup::bar(opts.clients as u64, "connect");
     let results: Vec<Result<gateway::Session>> = stream::iter(0..opts.clients)
         .map(|i| {
-            let url = url.clone();
+            // In a cluster, clients are spread over the nodes.
+            let url = ctx.api.node(i).gateway_url();
             let token = users[i % users.len()].token.clone();
             let pb = pb.clone();
             async move {
@@ -259,7 +259,8 @@ async fn send_messages(
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             break;
         };
-        let api = ctx.api.clone();
+        // In a cluster, sends are spread over the nodes.
+        let api = ctx.api.node(id as usize);
         let token = senders[id as usize % senders.len()].token.clone();
         let channel = channels[id as usize % channels.len()].clone();
         let (persisted, post, statuses, failed) = (

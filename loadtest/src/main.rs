@@ -72,6 +72,10 @@ struct Common {
     /// Server base URL.
     #[arg(long, global = true)]
     url: Option<String>,
+    /// Other nodes of a Confab cluster (comma-separated base URLs): chat clients connect and
+    /// messages are posted round-robin over `--url` and these; setup and `/metrics` use `--url`.
+    #[arg(long, global = true, value_delimiter = ',')]
+    nodes: Option<Vec<String>>,
     /// Measured steady state after the last join, in seconds [default: 30].
     #[arg(long, global = true)]
     duration: Option<f64>,
@@ -201,6 +205,7 @@ impl Common {
         }
         pick!(
             url,
+            nodes,
             duration,
             json,
             scenario,
@@ -285,7 +290,7 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
         .unwrap_or_else(|| "http://127.0.0.1:3000".into());
     let duration = Duration::from_secs_f64(c.duration.unwrap_or(30.0).max(0.1));
     let target = c.target.unwrap_or(voice::Target::Confab);
-    let mut api = api::Api::new(&url)?;
+    let mut api = api::Api::new(&url)?.with_nodes(c.nodes.as_deref().unwrap_or_default());
     let local = is_local(&url);
     if target == voice::Target::Janus {
         anyhow::ensure!(
