@@ -41,6 +41,15 @@ pub fn install() -> PrometheusHandle {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
+                        Matcher::Full("confab_bus_delivery_seconds".into()),
+                        &[
+                            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                            0.25, 1.0,
+                        ],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
                         Matcher::Full("confab_message_write_batch_size".into()),
                         &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 256.0],
                     )
@@ -261,6 +270,11 @@ fn bus_metrics() {
         "confab_bus_connected",
         "1 while this node is connected to its bus (always 1 in one process), 0 while NATS is unreachable."
     );
+    metrics::describe_histogram!(
+        "confab_bus_delivery_seconds",
+        "Publish on another node to receipt here, per bus message (includes the nodes' clock difference)."
+    );
+    let _ = metrics::histogram!("confab_bus_delivery_seconds");
     describe_gauge!(
         "confab_bus_subscriptions",
         "NATS subscriptions this node holds for servers and users with sessions here."

@@ -47,11 +47,20 @@ const OUTBOX: usize = 65_536;
 const EVENT: &str = "Confab-Event";
 const EXCEPT: &str = "Confab-Except";
 const USERS: &str = "Confab-Users";
+/// When the event was published (Unix microseconds), for the cross-node delivery latency.
+const SENT: &str = "Confab-Sent";
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
 
 /// One message for NATS.
 struct Outgoing {
     subject: String,
-    headers: Option<HeaderMap>,
+    headers: HeaderMap,
     payload: Bytes,
 }
 
@@ -150,13 +159,15 @@ impl NatsBus {
 
     fn dispatch(&self, target: &Target, dispatch: &Dispatch) {
         let payload = Bytes::copy_from_slice(dispatch.d.as_bytes());
+        let sent = unix_micros().to_string();
         let headers = |extra: Option<(&str, String)>| {
             let mut h = HeaderMap::new();
             h.insert(EVENT, dispatch.t.name());
+            h.insert(SENT, sent.as_str());
             if let Some((k, v)) = extra {
                 h.insert(k, v.as_str());
             }
-            Some(h)
+            h
         };
         let p = &self.prefix;
         match target {
@@ -203,11 +214,15 @@ impl EventBus for NatsBus {
         match event {
             BusEvent::Dispatch { target, dispatch } => self.dispatch(target, dispatch),
             other => match serde_json::to_vec(other) {
-                Ok(json) => self.send(Outgoing {
-                    subject: format!("{}.control", self.prefix),
-                    headers: None,
-                    payload: json.into(),
-                }),
+                Ok(json) => {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(SENT, unix_micros().to_string().as_str());
+                    self.send(Outgoing {
+                        subject: format!("{}.control", self.prefix),
+                        headers,
+                        payload: json.into(),
+                    })
+                }
                 Err(e) => tracing::error!(error = %e, "encoding a bus event"),
             },
         }
@@ -238,14 +253,9 @@ async fn publish_loop(
                 None => return,
             },
         };
-        let sent = match out.headers {
-            Some(h) => {
-                client
-                    .publish_with_headers(out.subject, h, out.payload)
-                    .await
-            }
-            None => client.publish(out.subject, out.payload).await,
-        };
+        let sent = client
+            .publish_with_headers(out.subject, out.headers, out.payload)
+            .await;
         match sent {
             Ok(()) => metrics::counter!("confab_bus_published_total").increment(1),
             Err(e) => {
@@ -332,6 +342,16 @@ impl Subscriptions {
         Ok(tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
                 metrics::counter!("confab_bus_received_total").increment(1);
+                if let Some(sent) = msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(SENT))
+                    .and_then(|v| v.as_str().parse::<u64>().ok())
+                {
+                    // Across machines this includes their clock difference.
+                    let micros = unix_micros().saturating_sub(sent);
+                    metrics::histogram!("confab_bus_delivery_seconds").record(micros as f64 / 1e6);
+                }
                 match decode(&prefix, &msg) {
                     Some(event) => {
                         if incoming.send(event).is_err() {

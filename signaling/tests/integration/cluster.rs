@@ -137,6 +137,15 @@ async fn messages_sent_through_each_node_reach_clients_on_every_node_once_in_ord
         3,
         "three nodes, three worker ids: {workers:?}"
     );
+
+    // Cross-node deliveries were timed.
+    let metrics = a.metrics().await;
+    let timed: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("confab_bus_delivery_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(timed > 0.0, "no cross-node delivery latency recorded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,4 +400,32 @@ async fn a_temporary_member_connected_to_another_node_is_kept() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_from_a_gone_node_is_told_to_identify_again_elsewhere() {
+    let nats = NatsServer::start();
+    let mut nodes = cluster(&nats, 2).await;
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    let owner = a.register("owner").await;
+    let (mut gw, ready) = a.identified(&owner).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_string();
+    let channel = a.server(&owner, "cluster").await.text;
+    gw.expect(Event::ServerCreate).await;
+    let seq = gw.last_seq;
+    drop(gw);
+    drop(a);
+
+    // Its client reconnects through the balancer to B: B cannot replay A's buffer, so the
+    // RESUME is refused (op 9) and a fresh IDENTIFY gets READY with the current state.
+    let mut g2 = b.gateway().await;
+    g2.send(json!({"op": 6, "d": {"token": owner.token, "session_id": session_id, "seq": seq}}))
+        .await;
+    assert_eq!(g2.next().await.unwrap()["op"], 9, "RESUME on another node");
+    g2.send(json!({"op": 2, "d": {"token": owner.token}})).await;
+    let ready = g2.expect(Event::Ready).await;
+    assert_eq!(ready["servers"].as_array().unwrap().len(), 1);
+    let id = send(&b, &owner, &channel, "after the move").await;
+    assert_eq!(messages(&mut g2, 1).await[0]["id"], id.as_str());
 }
