@@ -25,6 +25,14 @@
 //! through `VoiceService`'s event pump and become dispatches to the participant or to the
 //! voice channel's viewers (`voice::audience`); permission changes re-check every participant
 //! (`voice::moderation`).
+//!
+//! **Several nodes.** With `--nats-url` the bus is `bus::nats::NatsBus`: dispatches go to NATS
+//! subjects per server and user, each node subscribing only to those its sessions need (the
+//! hub tells it, `gateway::routing::Interest`), and every other change goes to one control
+//! subject all nodes apply. Presence (`gateway::presence::RemotePresence`), rate-limit usage
+//! (`ratelimit`) and temporary memberships (`temporary_members`) follow what the other nodes
+//! report; snowflake worker ids are leased in PostgreSQL (`confab_chat::workers`). See
+//! docs/cluster.md.
 
 pub mod auth;
 pub mod bus;
@@ -38,6 +46,7 @@ pub mod metrics;
 pub mod process;
 pub mod ratelimit;
 pub mod state;
+pub mod temporary_members;
 pub mod viewers;
 pub mod visibility;
 pub mod voice;
@@ -348,7 +357,7 @@ fn spawn_housekeeping(state: AppState) {
             for id in state.hub.expired() {
                 if let Some(session) = state.hub.close(&id) {
                     state.voice.session_closed(&id).await;
-                    gateway::temporary::session_ended(&state, session.user_id).await;
+                    temporary_members::session_ended(&state, session.user_id).await;
                 }
             }
             n += 1;
@@ -365,7 +374,7 @@ fn spawn_housekeeping(state: AppState) {
                 state.limiter.sweep();
             }
             if n.is_multiple_of(6) {
-                gateway::temporary::sweep(&state, gateway::temporary::GRACE).await;
+                temporary_members::sweep(&state, temporary_members::GRACE).await;
             }
         }
     });

@@ -381,7 +381,7 @@ impl Conn {
             End::Normal | End::Ended => {
                 self.state.hub.close(&session.id);
                 self.state.voice.session_closed(&session.id).await;
-                super::temporary::session_ended(&self.state, user_id).await;
+                crate::temporary_members::session_ended(&self.state, user_id).await;
             }
             End::Resumable => {
                 self.state.hub.detach(&session, self.conn_id);

@@ -8,8 +8,8 @@
 //! - `ready`: the READY payload.
 //! - `events`: the dispatch events' names, one typed enum (`Event`), each with its wire name.
 //! - `hub`: delivers dispatches (`dispatch`) to this node's sessions through the routing index
-//!   (`routing`) and the sessions' resume buffers (`sessions`); `presence`; `temporary`
-//!   (temporary members).
+//!   (`routing`) and the sessions' resume buffers (`sessions`); `presence` (statuses, and other
+//!   nodes' reports of theirs).
 
 pub mod connection;
 pub mod dispatch;
@@ -21,7 +21,6 @@ pub mod ready;
 pub mod routing;
 pub mod session_machine;
 pub mod sessions;
-pub mod temporary;
 
 use crate::state::AppState;
 use axum::extract::ws::WebSocketUpgrade;

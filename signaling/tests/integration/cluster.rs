@@ -350,7 +350,7 @@ async fn a_rate_limit_is_one_budget_across_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_temporary_member_connected_to_another_node_is_kept() {
-    use confab_signaling::gateway::temporary;
+    use confab_signaling::temporary_members as temporary;
     let nats = NatsServer::start();
     let nodes = cluster(&nats, 2).await;
     let (a, b) = (&nodes[0], &nodes[1]);

@@ -753,7 +753,7 @@ async fn temporary_members_leave_when_they_go_offline_unless_given_a_role() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporary_members_who_never_come_online_are_let_go_after_the_grace() {
-    use confab_signaling::gateway::temporary;
+    use confab_signaling::temporary_members as temporary;
     let app = TestApp::spawn_with(|c| c.rate_limit_scale = 100.0).await;
     let owner = app.register("tmp2_owner").await;
     let ghost = app.register("tmp2_ghost").await;
