@@ -132,6 +132,7 @@ mod event;
 mod fastpath;
 #[doc(hidden)]
 pub mod fuzzing;
+mod ids;
 mod metrics;
 mod runtime;
 mod sdp;
@@ -152,6 +153,7 @@ pub use crate::error::SfuError;
 pub use crate::event::{
     SfuEvent, SlotAssignment, VideoSlotAssignment, VideoSubscription, VideoTrackKind,
 };
+pub use crate::ids::{ParticipantId, RoomId, UserTag};
 pub use crate::runtime::Sfu;
 pub use crate::speaking::{
     ATTACK as SPEAKING_ATTACK, LOUD_LEVEL as SPEAKING_LOUD_LEVEL, RELEASE as SPEAKING_RELEASE,
