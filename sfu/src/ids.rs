@@ -1,9 +1,8 @@
 //! The SFU's ids: a room, a participant, and the user behind a participant.
 //!
 //! All three are numbers chosen by the signaling layer (Confab passes its
-//! snowflakes), and all three used to be bare `u64`s, so a room id could be
-//! passed where a participant id was meant. Each is now a type of its own:
-//! mixing them does not compile.
+//! snowflakes); as bare `u64`s, a room id could be passed where a participant
+//! id was meant. Each is a type of its own, so mixing them does not compile.
 //!
 //! ```
 //! use confab_sfu::{ParticipantId, RoomId};

@@ -162,12 +162,12 @@ pub use crate::speaking::{
 /// A participant joining a voice room (voice channel) with its SDP offer.
 #[derive(Debug, Clone)]
 pub struct JoinRequest {
-    /// Voice channel id; the room is created on first join.
-    pub room: u64,
-    /// Voice session id; the same id again replaces the old connection (rejoin).
-    pub participant: u64,
+    /// The voice channel; the room is created on first join.
+    pub room: RoomId,
+    /// The voice session; the same id again replaces the old connection (rejoin).
+    pub participant: ParticipantId,
     /// The user, reported in `Slots` and `Speaking` events.
-    pub user_id: u64,
+    pub user_id: UserTag,
     /// The client's offer (sendonly/sendrecv audio + N recvonly audio, and
     /// optionally its sending video m-lines and recvonly video slots).
     pub offer_sdp: String,
