@@ -36,11 +36,16 @@
 //!   `demux.rs` (STUN/DTLS/RTP/RTCP by first byte, ufrag), `metrics.rs`.
 //! - `runtime.rs` (the UDP loop around the core) and `send_workers.rs` (send
 //!   lanes on other cores).
+//! - `ids.rs`: [`RoomId`], [`ParticipantId`] and [`UserTag`], one type each
+//!   over a `u64`, so that one cannot be passed for another.
 //!
 //! Flow for the signalling layer:
 //! 1. `Sfu::start(config)` once; keep the event receiver.
 //! 2. Client offers → `sfu.join(JoinRequest { room, participant, user_id, offer_sdp })`
-//!    → answer SDP to the client.
+//!    → answer SDP to the client. The ids are the signaling layer's numbers
+//!    wrapped in the SFU's types ([`RoomId::new`], [`ParticipantId::new`],
+//!    [`UserTag::new`]; `get` gives the number back): Confab passes the voice
+//!    channel, the voice session and the user.
 //! 3. Relay events: `Connected`, `Slots` (which user on which `mid`),
 //!    `Speaking`, `Disconnected`; on `RenegotiationNeeded { audio_slots }` ask
 //!    the client to offer again with at least that many recvonly transceivers
