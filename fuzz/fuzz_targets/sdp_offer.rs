@@ -3,7 +3,7 @@
 #![no_main]
 
 use confab_sfu::fuzzing::check_offer;
-use confab_sfu::{JoinRequest, SfuConfig, SfuCore};
+use confab_sfu::{JoinRequest, ParticipantId, RoomId, SfuConfig, SfuCore, UserTag};
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
@@ -27,16 +27,16 @@ fuzz_target!(|data: &[u8]| {
     let join = core.join(
         now,
         JoinRequest {
-            room: 1,
-            participant: 1,
-            user_id: 1,
+            room: RoomId::new(1),
+            participant: ParticipantId::new(1),
+            user_id: UserTag::new(1),
             offer_sdp: sdp.to_owned(),
         },
     );
     if let Ok(answer) = join {
         assert!(answer.starts_with("v=0"), "answer: {answer}");
-        let _ = core.renegotiate(now, 1, sdp);
-        core.leave(now, 1);
+        let _ = core.renegotiate(now, ParticipantId::new(1), sdp);
+        core.leave(now, ParticipantId::new(1));
     }
     while core.poll_event().is_some() {}
 });

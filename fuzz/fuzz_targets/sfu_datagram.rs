@@ -6,7 +6,7 @@
 
 use arbitrary::Arbitrary;
 use confab_sfu::testing::{Net, TestPeerConfig};
-use confab_sfu::SfuConfig;
+use confab_sfu::{ParticipantId, RoomId, SfuConfig};
 use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -30,9 +30,10 @@ fn call() -> Net {
         IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)),
     );
     let mut net = Net::new(&config);
-    net.join(1, 1, 1, TestPeerConfig::default())
+    let room = RoomId::new(1);
+    net.join(room, ParticipantId::new(1), 1, TestPeerConfig::default())
         .expect("join A");
-    net.join(1, 2, 1, TestPeerConfig::default())
+    net.join(room, ParticipantId::new(2), 1, TestPeerConfig::default())
         .expect("join B");
     net.connect_all();
     net

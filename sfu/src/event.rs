@@ -1,5 +1,7 @@
 //! Events the SFU reports to the signaling layer.
 
+use crate::{ParticipantId, RoomId, UserTag};
+
 /// Which user is heard on one listening slot (a recvonly audio transceiver of
 /// the client, identified by its `mid`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -7,7 +9,7 @@ pub struct SlotAssignment {
     /// The `mid` of the client's recvonly transceiver.
     pub mid: String,
     /// The user whose audio is forwarded on it, or `None` for an unused slot.
-    pub user_id: Option<u64>,
+    pub user_id: Option<UserTag>,
 }
 
 /// Which kind of video a published track is.
@@ -38,7 +40,7 @@ impl VideoTrackKind {
 /// pixels × devicePixelRatio is fine). A track not listed is not shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VideoSubscription {
-    pub user_id: u64,
+    pub user_id: UserTag,
     pub track: VideoTrackKind,
     pub width: u32,
     pub height: u32,
@@ -49,7 +51,7 @@ pub struct VideoSubscription {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VideoSlotAssignment {
     pub mid: String,
-    pub user_id: Option<u64>,
+    pub user_id: Option<UserTag>,
     pub track: Option<VideoTrackKind>,
 }
 
@@ -61,32 +63,35 @@ pub struct VideoSlotAssignment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SfuEvent {
     /// ICE and DTLS are up for this participant; media flows.
-    Connected { participant: u64 },
+    Connected { participant: ParticipantId },
     /// The participant's connection ended without an explicit `leave` (ICE
     /// consent failure, DTLS close, connect timeout). It has been removed.
-    Disconnected { participant: u64, reason: String },
+    Disconnected {
+        participant: ParticipantId,
+        reason: String,
+    },
     /// The participant started or stopped speaking (from RFC 6464 audio levels).
     Speaking {
-        room: u64,
-        participant: u64,
-        user_id: u64,
+        room: RoomId,
+        participant: ParticipantId,
+        user_id: UserTag,
         speaking: bool,
     },
     /// The participant's slot mapping changed (full current mapping, in m-line order).
     Slots {
-        participant: u64,
+        participant: ParticipantId,
         slots: Vec<SlotAssignment>,
     },
     /// The participant needs at least `audio_slots` recvonly audio transceivers:
     /// the client should offer again with that many (it never removes any).
     RenegotiationNeeded {
-        participant: u64,
+        participant: ParticipantId,
         audio_slots: usize,
     },
     /// The participant's video slot mapping changed (full current mapping of
     /// its recvonly video transceivers, in m-line order).
     VideoSlots {
-        participant: u64,
+        participant: ParticipantId,
         slots: Vec<VideoSlotAssignment>,
     },
     /// The simulcast encodings (by `rid`) of a published track that some
@@ -96,7 +101,7 @@ pub enum SfuEvent {
     /// sent without simulcast has one encoding, named `""`.
     /// Reported when the set changes, and once when a track first appears.
     PauseLayers {
-        participant: u64,
+        participant: ParticipantId,
         track: VideoTrackKind,
         active_rids: Vec<String>,
     },

@@ -36,11 +36,16 @@
 //!   `demux.rs` (STUN/DTLS/RTP/RTCP by first byte, ufrag), `metrics.rs`.
 //! - `runtime.rs` (the UDP loop around the core) and `send_workers.rs` (send
 //!   lanes on other cores).
+//! - `ids.rs`: [`RoomId`], [`ParticipantId`] and [`UserTag`], one type each
+//!   over a `u64`, so that one cannot be passed for another.
 //!
 //! Flow for the signalling layer:
 //! 1. `Sfu::start(config)` once; keep the event receiver.
 //! 2. Client offers → `sfu.join(JoinRequest { room, participant, user_id, offer_sdp })`
-//!    → answer SDP to the client.
+//!    → answer SDP to the client. The ids are the signaling layer's numbers
+//!    wrapped in the SFU's types ([`RoomId::new`], [`ParticipantId::new`],
+//!    [`UserTag::new`]; `get` gives the number back): Confab passes the voice
+//!    channel, the voice session and the user.
 //! 3. Relay events: `Connected`, `Slots` (which user on which `mid`),
 //!    `Speaking`, `Disconnected`; on `RenegotiationNeeded { audio_slots }` ask
 //!    the client to offer again with at least that many recvonly transceivers
@@ -132,6 +137,7 @@ mod event;
 mod fastpath;
 #[doc(hidden)]
 pub mod fuzzing;
+mod ids;
 mod metrics;
 mod runtime;
 mod sdp;
@@ -152,6 +158,7 @@ pub use crate::error::SfuError;
 pub use crate::event::{
     SfuEvent, SlotAssignment, VideoSlotAssignment, VideoSubscription, VideoTrackKind,
 };
+pub use crate::ids::{ParticipantId, RoomId, UserTag};
 pub use crate::runtime::Sfu;
 pub use crate::speaking::{
     ATTACK as SPEAKING_ATTACK, LOUD_LEVEL as SPEAKING_LOUD_LEVEL, RELEASE as SPEAKING_RELEASE,
@@ -160,12 +167,12 @@ pub use crate::speaking::{
 /// A participant joining a voice room (voice channel) with its SDP offer.
 #[derive(Debug, Clone)]
 pub struct JoinRequest {
-    /// Voice channel id; the room is created on first join.
-    pub room: u64,
-    /// Voice session id; the same id again replaces the old connection (rejoin).
-    pub participant: u64,
+    /// The voice channel; the room is created on first join.
+    pub room: RoomId,
+    /// The voice session; the same id again replaces the old connection (rejoin).
+    pub participant: ParticipantId,
     /// The user, reported in `Slots` and `Speaking` events.
-    pub user_id: u64,
+    pub user_id: UserTag,
     /// The client's offer (sendonly/sendrecv audio + N recvonly audio, and
     /// optionally its sending video m-lines and recvonly video slots).
     pub offer_sdp: String,

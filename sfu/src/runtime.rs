@@ -29,7 +29,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::SfuCore;
 use crate::send_workers::SendLanes;
-use crate::{JoinRequest, SfuConfig, SfuError, SfuEvent, VideoSubscription, VideoTrackKind};
+use crate::{
+    JoinRequest, ParticipantId, SfuConfig, SfuError, SfuEvent, VideoSubscription, VideoTrackKind,
+};
 
 /// Datagrams handled per wake-up before flushing (bounds latency under load).
 const RECV_BATCH: usize = 64;
@@ -38,16 +40,20 @@ const RECV_BUF: usize = 4096;
 
 enum Command {
     Join(JoinRequest, oneshot::Sender<Result<String, SfuError>>),
-    Renegotiate(u64, String, oneshot::Sender<Result<String, SfuError>>),
-    Leave(u64),
-    ServerMute(u64, bool),
-    Deaf(u64, bool),
-    SelfMute(u64, bool),
-    VideoAllowed(u64, bool),
-    SelfVideo(u64, bool, bool),
-    PrioritySpeaker(u64, bool),
-    VideoSubscriptions(u64, Vec<VideoSubscription>),
-    VideoTrackKinds(u64, Vec<(String, VideoTrackKind)>),
+    Renegotiate(
+        ParticipantId,
+        String,
+        oneshot::Sender<Result<String, SfuError>>,
+    ),
+    Leave(ParticipantId),
+    ServerMute(ParticipantId, bool),
+    Deaf(ParticipantId, bool),
+    SelfMute(ParticipantId, bool),
+    VideoAllowed(ParticipantId, bool),
+    SelfVideo(ParticipantId, bool, bool),
+    PrioritySpeaker(ParticipantId, bool),
+    VideoSubscriptions(ParticipantId, Vec<VideoSubscription>),
+    VideoTrackKinds(ParticipantId, Vec<(String, VideoTrackKind)>),
     Shutdown,
 }
 
@@ -196,7 +202,7 @@ impl Sfu {
     /// Applies a new offer from the client (e.g. after `RenegotiationNeeded`).
     pub async fn renegotiate(
         &self,
-        participant: u64,
+        participant: ParticipantId,
         offer_sdp: String,
     ) -> Result<String, SfuError> {
         let (tx, rx) = oneshot::channel();
@@ -204,38 +210,38 @@ impl Sfu {
         rx.await.map_err(|_| SfuError::Stopped)?
     }
 
-    pub fn leave(&self, participant: u64) {
+    pub fn leave(&self, participant: ParticipantId) {
         let _ = self.send(Command::Leave(participant));
     }
 
-    pub fn set_server_mute(&self, participant: u64, muted: bool) {
+    pub fn set_server_mute(&self, participant: ParticipantId, muted: bool) {
         let _ = self.send(Command::ServerMute(participant, muted));
     }
 
-    pub fn set_deaf(&self, participant: u64, deaf: bool) {
+    pub fn set_deaf(&self, participant: ParticipantId, deaf: bool) {
         let _ = self.send(Command::Deaf(participant, deaf));
     }
 
-    pub fn set_self_mute(&self, participant: u64, muted: bool) {
+    pub fn set_self_mute(&self, participant: ParticipantId, muted: bool) {
         let _ = self.send(Command::SelfMute(participant, muted));
     }
 
     /// Whether `participant` may publish video (default true); when false its
     /// video is dropped on arrival and never forwarded.
-    pub fn set_video_allowed(&self, participant: u64, allowed: bool) {
+    pub fn set_video_allowed(&self, participant: ParticipantId, allowed: bool) {
         let _ = self.send(Command::VideoAllowed(participant, allowed));
     }
 
     /// The client's camera and screen-share switches (`self_video`,
     /// `self_stream`; default on): packets of a track switched off are
     /// dropped on arrival.
-    pub fn set_self_video(&self, participant: u64, camera: bool, screen: bool) {
+    pub fn set_self_video(&self, participant: ParticipantId, camera: bool, screen: bool) {
         let _ = self.send(Command::SelfVideo(participant, camera, screen));
     }
 
     /// PRIORITY_SPEAKER: this participant is preferred for the loudest-speaker
     /// slots (a talking priority speaker displaces a talking one without it).
-    pub fn set_priority_speaker(&self, participant: u64, priority: bool) {
+    pub fn set_priority_speaker(&self, participant: ParticipantId, priority: bool) {
         let _ = self.send(Command::PrioritySpeaker(participant, priority));
     }
 
@@ -243,14 +249,22 @@ impl Sfu {
     /// previous list; a video not listed is not shown). The SFU puts each on
     /// one of the client's recvonly video transceivers (reported by
     /// `SfuEvent::VideoSlots`) and picks the simulcast layer per view.
-    pub fn set_video_subscriptions(&self, participant: u64, subs: Vec<VideoSubscription>) {
+    pub fn set_video_subscriptions(
+        &self,
+        participant: ParticipantId,
+        subs: Vec<VideoSubscription>,
+    ) {
         let _ = self.send(Command::VideoSubscriptions(participant, subs));
     }
 
     /// Declares which sending video m-line (by mid) is the camera and which
     /// the screen share, when the m-line order rule (first = camera, second =
     /// screen) does not fit the client.
-    pub fn set_video_track_kinds(&self, participant: u64, kinds: Vec<(String, VideoTrackKind)>) {
+    pub fn set_video_track_kinds(
+        &self,
+        participant: ParticipantId,
+        kinds: Vec<(String, VideoTrackKind)>,
+    ) {
         let _ = self.send(Command::VideoTrackKinds(participant, kinds));
     }
 

@@ -22,10 +22,12 @@
 
 use std::time::Instant;
 
+use crate::ParticipantId;
+
 /// What the selection needs to know of one publisher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Candidate {
-    pub participant: u64,
+    pub participant: ParticipantId,
     pub speaking: bool,
     pub priority: bool,
     /// When it last started or stopped speaking (None = never spoke).
@@ -41,17 +43,22 @@ fn fill_rank(c: &Candidate) -> (bool, bool, Option<Instant>) {
 /// Computes the room's new selection of at most `size` publishers from the
 /// previous one. `candidates` are the room's current publishers in join order.
 /// Returns `true` when the selection changed.
-pub(crate) fn reselect(selected: &mut Vec<u64>, candidates: &[Candidate], size: usize) -> bool {
+pub(crate) fn reselect(
+    selected: &mut Vec<ParticipantId>,
+    candidates: &[Candidate],
+    size: usize,
+) -> bool {
     let before = selected.clone();
-    let find = |p: u64| candidates.iter().find(|c| c.participant == p);
+    let find = |p: ParticipantId| candidates.iter().find(|c| c.participant == p);
     // Publishers that left (or stopped publishing) free their position; the
     // others keep theirs.
-    let mut positions: Vec<Option<u64>> = selected
+    let mut positions: Vec<Option<ParticipantId>> = selected
         .iter()
         .map(|&p| find(p).map(|_| p))
         .take(size)
         .collect();
-    let is_selected = |positions: &[Option<u64>], p: u64| positions.contains(&Some(p));
+    let is_selected =
+        |positions: &[Option<ParticipantId>], p: ParticipantId| positions.contains(&Some(p));
 
     // Speakers outside the selection: priority speakers first, then the one
     // waiting longest.
@@ -114,8 +121,11 @@ pub(crate) fn reselect(selected: &mut Vec<u64>, candidates: &[Candidate], size: 
 /// a silent one before a talking one, and then the one whose state changed the
 /// longest ago if silent, or most recently if talking — a talking speaker who
 /// is already heard is not cut off by one who just started.
-pub(crate) fn least_relevant(selected: &[u64], candidates: &[Candidate]) -> Option<u64> {
-    let find = |p: &u64| candidates.iter().find(|c| c.participant == *p);
+pub(crate) fn least_relevant(
+    selected: &[ParticipantId],
+    candidates: &[Candidate],
+) -> Option<ParticipantId> {
+    let find = |p: &ParticipantId| candidates.iter().find(|c| c.participant == *p);
     // Reversed: among equals the last position goes (min_by keeps the first).
     selected
         .iter()
@@ -141,9 +151,13 @@ mod tests {
     use proptest::prelude::*;
     use std::time::Duration;
 
+    fn ids<const N: usize>(ps: [u64; N]) -> Vec<ParticipantId> {
+        ps.into_iter().map(ParticipantId::new).collect()
+    }
+
     fn cand(p: u64, speaking: bool, t: Option<u64>, base: Instant) -> Candidate {
         Candidate {
-            participant: p,
+            participant: ParticipantId::new(p),
             speaking,
             priority: false,
             active_at: t.map(|ms| base + Duration::from_millis(ms)),
@@ -156,7 +170,7 @@ mod tests {
         let cands: Vec<_> = (1..=3).map(|p| cand(p, false, None, t0)).collect();
         let mut sel = Vec::new();
         assert!(reselect(&mut sel, &cands, 4));
-        assert_eq!(sel, vec![1, 2, 3]);
+        assert_eq!(sel, ids([1, 2, 3]));
         assert!(
             !reselect(&mut sel, &cands, 4),
             "stable when nothing changes"
@@ -169,16 +183,16 @@ mod tests {
         let mut cands: Vec<_> = (1..=6).map(|p| cand(p, false, None, t0)).collect();
         let mut sel = Vec::new();
         reselect(&mut sel, &cands, 4);
-        assert_eq!(sel, vec![1, 2, 3, 4]);
+        assert_eq!(sel, ids([1, 2, 3, 4]));
         // 2 spoke recently, 1/3/4 never: 6 starts and takes 1's position.
         cands[1] = cand(2, false, Some(100), t0);
         cands[5] = cand(6, true, Some(200), t0);
         assert!(reselect(&mut sel, &cands, 4));
-        assert_eq!(sel, vec![6, 2, 3, 4]);
+        assert_eq!(sel, ids([6, 2, 3, 4]));
         // 5 starts: the longest silent among 2 (t=100), 3, 4 (never) is 3.
         cands[4] = cand(5, true, Some(300), t0);
         reselect(&mut sel, &cands, 4);
-        assert_eq!(sel, vec![6, 2, 5, 4]);
+        assert_eq!(sel, ids([6, 2, 5, 4]));
     }
 
     #[test]
@@ -187,12 +201,12 @@ mod tests {
         let mut cands: Vec<_> = (1..=5).map(|p| cand(p, p <= 4, Some(p * 10), t0)).collect();
         let mut sel = Vec::new();
         reselect(&mut sel, &cands, 4);
-        assert_eq!(sel, vec![1, 2, 3, 4]);
+        assert_eq!(sel, ids([1, 2, 3, 4]));
         cands[4] = cand(5, true, Some(100), t0);
         assert!(!reselect(&mut sel, &cands, 4), "all four talk: 5 waits");
         cands[2] = cand(3, false, Some(200), t0);
         assert!(reselect(&mut sel, &cands, 4));
-        assert_eq!(sel, vec![1, 2, 5, 4], "5 gets in when 3 stops");
+        assert_eq!(sel, ids([1, 2, 5, 4]), "5 gets in when 3 stops");
     }
 
     #[test]
@@ -201,12 +215,12 @@ mod tests {
         let mut cands: Vec<_> = (1..=3).map(|p| cand(p, true, Some(p), t0)).collect();
         let mut sel = Vec::new();
         reselect(&mut sel, &cands, 2);
-        assert_eq!(sel, vec![1, 2]);
+        assert_eq!(sel, ids([1, 2]));
         cands[2].priority = true;
         reselect(&mut sel, &cands, 2);
         assert_eq!(
             sel,
-            vec![3, 2],
+            ids([3, 2]),
             "the talking speaker active longest ago goes"
         );
         // 2 goes quiet: of the two waiting talkers, 1 (waiting longer) gets
@@ -214,7 +228,7 @@ mod tests {
         cands.push(cand(4, true, Some(50), t0));
         cands[1].speaking = false;
         reselect(&mut sel, &cands, 2);
-        assert_eq!(sel, vec![3, 1]);
+        assert_eq!(sel, ids([3, 1]));
     }
 
     #[test]
@@ -223,11 +237,11 @@ mod tests {
         let mut cands: Vec<_> = (1..=5).map(|p| cand(p, false, None, t0)).collect();
         let mut sel = Vec::new();
         reselect(&mut sel, &cands, 3);
-        assert_eq!(sel, vec![1, 2, 3]);
+        assert_eq!(sel, ids([1, 2, 3]));
         cands[4] = cand(5, false, Some(10), t0);
         cands.remove(1);
         assert!(reselect(&mut sel, &cands, 3));
-        assert_eq!(sel, vec![1, 5, 3], "5 spoke most recently");
+        assert_eq!(sel, ids([1, 5, 3]), "5 spoke most recently");
     }
 
     #[test]
@@ -239,13 +253,21 @@ mod tests {
             cand(3, false, Some(5), t0),
             cand(4, false, Some(30), t0),
         ];
-        let sel = [1, 2, 3, 4];
-        assert_eq!(least_relevant(&sel, &cands), Some(3), "silent longest");
+        let sel = ids([1, 2, 3, 4]);
+        assert_eq!(
+            least_relevant(&sel, &cands),
+            Some(ParticipantId::new(3)),
+            "silent longest"
+        );
         cands[2].speaking = true;
         cands[3].speaking = true;
-        assert_eq!(least_relevant(&sel, &cands), Some(4), "newest talker");
+        assert_eq!(
+            least_relevant(&sel, &cands),
+            Some(ParticipantId::new(4)),
+            "newest talker"
+        );
         cands[3].priority = true;
-        assert_eq!(least_relevant(&sel, &cands), Some(2));
+        assert_eq!(least_relevant(&sel, &cands), Some(ParticipantId::new(2)));
     }
 
     proptest! {
@@ -264,7 +286,7 @@ mod tests {
                     .iter()
                     .enumerate()
                     .map(|(i, &(speaking, priority, t))| Candidate {
-                        participant: i as u64,
+                        participant: ParticipantId::new(i as u64),
                         speaking,
                         priority,
                         active_at: t.map(|ms| t0 + Duration::from_millis(ms)),
@@ -278,18 +300,18 @@ mod tests {
                 dedup.sort_unstable();
                 dedup.dedup();
                 prop_assert_eq!(dedup.len(), sel.len());
-                prop_assert!(sel.iter().all(|p| (*p as usize) < cands.len()));
+                prop_assert!(sel.iter().all(|p| (p.get() as usize) < cands.len()));
                 // A talking selected publisher stays unless a priority speaker
                 // took its place.
-                for p in prev.iter().filter(|p| (**p as usize) < cands.len()) {
-                    let c = cands[*p as usize];
+                for p in prev.iter().filter(|p| (p.get() as usize) < cands.len()) {
+                    let c = cands[p.get() as usize];
                     if c.speaking && !sel.contains(p) {
                         prop_assert!(!c.priority);
                         prop_assert!(cands.iter().any(|o| o.priority && o.speaking && sel.contains(&o.participant)));
                     }
                 }
                 // Nobody talking is left out while a silent one is selected.
-                let silent_selected = sel.iter().any(|p| !cands[*p as usize].speaking);
+                let silent_selected = sel.iter().any(|p| !cands[p.get() as usize].speaking);
                 let talking_out = cands.iter().any(|c| c.speaking && !sel.contains(&c.participant));
                 prop_assert!(!(silent_selected && talking_out));
             }

@@ -21,7 +21,7 @@ use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
-use crate::{JoinRequest, SfuCore, SfuError, SfuEvent};
+use crate::{JoinRequest, ParticipantId, RoomId, SfuCore, SfuError, SfuEvent, UserTag};
 
 /// How a [`TestPeer`] negotiates.
 #[derive(Debug, Clone, Copy)]
@@ -454,12 +454,17 @@ impl TestPeer {
 /// Decides whether a datagram is delivered: `(peer index, to_sfu, bytes) -> deliver`.
 pub type Filter = Box<dyn FnMut(usize, bool, &[u8]) -> bool>;
 
+/// The user tag [`Net::join`] gives a participant: its id + 1000.
+pub fn tag_of(participant: ParticipantId) -> UserTag {
+    UserTag::new(participant.get() + 1000)
+}
+
 /// An in-memory network: a [`SfuCore`] and client peers on a virtual clock.
 pub struct Net {
     pub sfu: SfuCore,
     pub peers: Vec<TestPeer>,
     /// Participant id of each peer (same index as `peers`).
-    pub ids: Vec<u64>,
+    pub ids: Vec<ParticipantId>,
     pub now: Instant,
     /// Every event the SFU emitted, in order.
     pub events: Vec<SfuEvent>,
@@ -490,8 +495,8 @@ impl Net {
     /// Returns its index.
     pub fn join(
         &mut self,
-        room: u64,
-        participant: u64,
+        room: RoomId,
+        participant: ParticipantId,
         slots: usize,
         config: TestPeerConfig,
     ) -> Result<usize, SfuError> {
@@ -506,7 +511,7 @@ impl Net {
             JoinRequest {
                 room,
                 participant,
-                user_id: participant + 1000,
+                user_id: tag_of(participant),
                 offer_sdp: offer,
             },
         )?;

@@ -14,7 +14,7 @@ use str0m::rtp::{Ssrc, Vp8Descriptor, Vp8Patch};
 
 use crate::downtrack::DownTrack;
 use crate::metrics::KeyframeReason;
-use crate::VideoTrackKind;
+use crate::{ParticipantId, VideoTrackKind};
 
 /// Video RTP clock rate (every video codec in WebRTC).
 pub(crate) const VIDEO_CLOCK: u32 = 90_000;
@@ -102,7 +102,7 @@ pub(crate) struct VideoTrack {
     /// Last `PauseLayers` report (None = never reported).
     pub reported_active: Option<Vec<String>>,
     /// Subscriber slots fed by this track: (subscriber, video slot index).
-    pub fanout: SmallVec<[(u64, usize); 8]>,
+    pub fanout: SmallVec<[(ParticipantId, usize); 8]>,
 }
 
 impl VideoTrack {
@@ -281,7 +281,7 @@ fn pid_is_15_bit(payload: &[u8]) -> bool {
 pub(crate) struct VideoSlot {
     pub down: DownTrack,
     /// (publisher participant, track) forwarded here.
-    pub source: Option<(u64, VideoTrackKind)>,
+    pub source: Option<(ParticipantId, VideoTrackKind)>,
     /// Shown size requested by the subscriber.
     pub want: (u32, u32),
     /// Layer we want to forward (switch on its next keyframe).

@@ -13,7 +13,7 @@ use str0m::{Input, Output};
 use crate::demux::{self, Kind};
 use crate::downtrack::DownTrack;
 use crate::fastpath::{Outbox, Sealer};
-use crate::SfuEvent;
+use crate::{ParticipantId, SfuEvent};
 
 use super::{SfuCore, FAST_SR_INTERVAL};
 
@@ -190,7 +190,7 @@ impl SfuCore {
     }
 
     /// Gives the peer's `Rtc` the time and drains its output.
-    pub(super) fn drive(&mut self, participant: u64, now: Instant) {
+    pub(super) fn drive(&mut self, participant: ParticipantId, now: Instant) {
         let Some(peer) = self.peers.get_mut(&participant) else {
             return;
         };
@@ -199,7 +199,7 @@ impl SfuCore {
         } else {
             peer.link.rtc.handle_input(Input::Timeout(now))
         } {
-            tracing::debug!(participant, error = %e, "str0m timeout handling failed");
+            tracing::debug!(participant = participant.get(), error = %e, "str0m timeout handling failed");
         }
         self.drain(participant, now);
     }
@@ -207,7 +207,7 @@ impl SfuCore {
     /// Polls the peer's `Rtc` until it returns a timeout. Transmits are queued,
     /// events go to `scratch` (handled by `process_scratch`, which may touch
     /// other peers).
-    pub(super) fn drain(&mut self, participant: u64, now: Instant) {
+    pub(super) fn drain(&mut self, participant: ParticipantId, now: Instant) {
         let Some(peer) = self.peers.get_mut(&participant) else {
             return;
         };
@@ -240,7 +240,7 @@ impl SfuCore {
                 }
                 Ok(Output::Event(e)) => self.scratch.push((participant, e)),
                 Err(e) => {
-                    tracing::debug!(participant, error = %e, "str0m poll failed");
+                    tracing::debug!(participant = participant.get(), error = %e, "str0m poll failed");
                     self.removals
                         .push((participant, format!("media error: {e}")));
                     break None;

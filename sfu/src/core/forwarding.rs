@@ -8,13 +8,13 @@ use str0m::rtp::RtpPacket;
 use crate::downtrack::{Egress, Sent};
 use crate::metrics::DropReason;
 use crate::selection::{self, Candidate as SpeakerCandidate};
-use crate::{SfuEvent, SlotAssignment};
+use crate::{ParticipantId, RoomId, SfuEvent, SlotAssignment, UserTag};
 
 use super::{SfuCore, LATENCY_SAMPLE};
 
 impl SfuCore {
     /// Forwards one packet from `participant` to every subscriber slot bound to it.
-    pub(super) fn on_rtp(&mut self, participant: u64, pkt: RtpPacket) {
+    pub(super) fn on_rtp(&mut self, participant: ParticipantId, pkt: RtpPacket) {
         let Some(src) = self.peers.get_mut(&participant) else {
             return;
         };
@@ -181,13 +181,13 @@ impl SfuCore {
     /// Recomputes every member's slot mapping after a change in the room.
     /// Assignment is stable: a source keeps its slot while it publishes; a
     /// freed slot is reused by the next new publisher (first free in m-line order).
-    pub(super) fn update_room_slots(&mut self, room_id: u64) {
+    pub(super) fn update_room_slots(&mut self, room_id: RoomId) {
         self.assign_audio_slots(room_id);
         self.update_room_video(room_id);
     }
 
     /// The room's publishers as speaker-selection candidates, in join order.
-    pub(super) fn speaker_candidates(&self, members: &[u64]) -> Vec<SpeakerCandidate> {
+    pub(super) fn speaker_candidates(&self, members: &[ParticipantId]) -> Vec<SpeakerCandidate> {
         members
             .iter()
             .filter_map(|m| self.peers.get(m))
@@ -203,7 +203,7 @@ impl SfuCore {
 
     /// Re-runs the loudest-speaker selection after a speaking (or priority)
     /// change and moves listeners' slots only if the selection changed.
-    pub(super) fn reselect_speakers(&mut self, room_id: u64) {
+    pub(super) fn reselect_speakers(&mut self, room_id: RoomId) {
         let Some(room) = self.rooms.get(&room_id) else {
             return;
         };
@@ -225,13 +225,13 @@ impl SfuCore {
 
     /// Recomputes every member's audio slot mapping: each hears the first
     /// `max_audio_slots` selected publishers other than itself.
-    pub(super) fn assign_audio_slots(&mut self, room_id: u64) {
+    pub(super) fn assign_audio_slots(&mut self, room_id: RoomId) {
         let Some(room) = self.rooms.get(&room_id) else {
             return;
         };
         let members = room.members.clone();
         let candidates = self.speaker_candidates(&members);
-        let publishers: Vec<(u64, u64)> = members
+        let publishers: Vec<(ParticipantId, UserTag)> = members
             .iter()
             .filter_map(|m| self.peers.get(m))
             .filter(|p| p.audio.is_publisher())
@@ -261,7 +261,7 @@ impl SfuCore {
             } else {
                 dropped
             };
-            let wanted: SmallVec<[u64; 8]> = selected
+            let wanted: SmallVec<[ParticipantId; 8]> = selected
                 .iter()
                 .copied()
                 .filter(|p| Some(*p) != skip && *p != m)
@@ -322,7 +322,7 @@ impl SfuCore {
             let Some(sub) = self.peers.get(&m) else {
                 continue;
             };
-            let entries: SmallVec<[(u64, usize); 8]> = sub
+            let entries: SmallVec<[(ParticipantId, usize); 8]> = sub
                 .listen
                 .slots
                 .iter()

@@ -12,7 +12,7 @@ use str0m::{Event, IceConnectionState, Input};
 use crate::demux::{self, Kind, Stun};
 use crate::metrics::DropReason;
 use crate::video;
-use crate::SfuEvent;
+use crate::{ParticipantId, SfuEvent};
 
 use super::{SfuCore, MAX_ADDRS_PER_PEER, OPUS_CLOCK};
 
@@ -95,7 +95,7 @@ impl SfuCore {
             }
         }
         if let Err(e) = peer.link.rtc.handle_input(Input::Receive(now, receive)) {
-            tracing::debug!(participant, error = %e, "str0m rejected a datagram");
+            tracing::debug!(participant = participant.get(), error = %e, "str0m rejected a datagram");
             self.drop_packet(DropReason::RtcError);
         }
         let queued = self.transmits.len();
@@ -112,7 +112,7 @@ impl SfuCore {
         self.process_scratch(now);
     }
 
-    pub(super) fn learn_addr(&mut self, participant: u64, from: SocketAddr) {
+    pub(super) fn learn_addr(&mut self, participant: ParticipantId, from: SocketAddr) {
         match self.by_addr.get(&from) {
             Some(&p) if p == participant => return,
             Some(&other) => {
@@ -134,7 +134,7 @@ impl SfuCore {
         self.by_addr.insert(from, participant);
     }
 
-    pub(super) fn handle_event(&mut self, participant: u64, event: Event, now: Instant) {
+    pub(super) fn handle_event(&mut self, participant: ParticipantId, event: Event, now: Instant) {
         match event {
             Event::RtpPacket(pkt) => self.on_rtp(participant, pkt),
             Event::KeyframeRequest(req) => self.on_keyframe_request(participant, req.mid, now),

@@ -18,7 +18,7 @@ use str0m::{Candidate, Event, RtcConfig};
 
 use crate::fastpath::{self, FastTrack, Lanes, Sealer};
 use crate::metrics::{DropReason, Metrics};
-use crate::{SfuConfig, SfuError, SfuEvent};
+use crate::{ParticipantId, RoomId, SfuConfig, SfuError, SfuEvent};
 
 mod drive;
 mod forwarding;
@@ -68,17 +68,18 @@ pub struct SfuCore {
     max_video_slots: usize,
     max_audio_slots: usize,
     connect_timeout: Duration,
-    peers: HashMap<u64, Peer>,
-    by_addr: HashMap<SocketAddr, u64>,
-    by_ufrag: HashMap<String, u64>,
-    rooms: HashMap<u64, Room>,
-    timers: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    peers: HashMap<ParticipantId, Peer>,
+    by_addr: HashMap<SocketAddr, ParticipantId>,
+    by_ufrag: HashMap<String, ParticipantId>,
+    rooms: HashMap<RoomId, Room>,
+    /// (deadline, participant, epoch of its `Rtc`).
+    timers: BinaryHeap<Reverse<(Instant, ParticipantId, u64)>>,
     next_epoch: u64,
-    dirty: Vec<u64>,
+    dirty: Vec<ParticipantId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
-    scratch: Vec<(u64, Event)>,
-    removals: Vec<(u64, String)>,
+    scratch: Vec<(ParticipantId, Event)>,
+    removals: Vec<(ParticipantId, String)>,
     last_now: Instant,
     metrics: Metrics,
     stats: CoreStats,
@@ -166,23 +167,23 @@ impl SfuCore {
     }
 
     /// The local ICE ufrag of a participant's session (as in its answer).
-    pub fn local_ufrag(&self, participant: u64) -> Option<&str> {
+    pub fn local_ufrag(&self, participant: ParticipantId) -> Option<&str> {
         self.peers.get(&participant).map(|p| p.link.ufrag.as_str())
     }
 
-    pub fn has_participant(&self, participant: u64) -> bool {
+    pub fn has_participant(&self, participant: ParticipantId) -> bool {
         self.peers.contains_key(&participant)
     }
 
     /// Whether the participant's ICE+DTLS is up.
-    pub fn is_connected(&self, participant: u64) -> bool {
+    pub fn is_connected(&self, participant: ParticipantId) -> bool {
         self.peers
             .get(&participant)
             .is_some_and(|p| p.link.connected)
     }
 
     /// Current (slot mid, source participant) list of a subscriber.
-    pub fn slots_of(&self, participant: u64) -> Vec<(String, Option<u64>)> {
+    pub fn slots_of(&self, participant: ParticipantId) -> Vec<(String, Option<ParticipantId>)> {
         self.peers
             .get(&participant)
             .map(|p| {
@@ -196,7 +197,7 @@ impl SfuCore {
     }
 
     /// Outgoing SSRC of a subscriber's slot (tests).
-    pub fn slot_ssrc(&self, participant: u64, mid: &str) -> Option<u32> {
+    pub fn slot_ssrc(&self, participant: ParticipantId, mid: &str) -> Option<u32> {
         let p = self.peers.get(&participant)?;
         p.listen.by_mid(mid).map(|s| *s.down.ssrc)
     }
@@ -204,7 +205,7 @@ impl SfuCore {
     /// The next packet forwarded on a subscriber's slot gets extended
     /// sequence number `seq` (tests of SRTP rollover).
     #[cfg(any(test, feature = "testing"))]
-    pub fn force_next_seq(&mut self, participant: u64, mid: &str, seq: u64) {
+    pub fn force_next_seq(&mut self, participant: ParticipantId, mid: &str, seq: u64) {
         let now = self.last_now;
         if let Some(s) = self
             .peers
@@ -216,7 +217,7 @@ impl SfuCore {
     }
 
     /// Whether the fast path sends on this subscriber's slot.
-    pub fn slot_is_fast(&self, participant: u64, mid: &str) -> bool {
+    pub fn slot_is_fast(&self, participant: ParticipantId, mid: &str) -> bool {
         self.peers.get(&participant).is_some_and(|p| {
             p.fast.as_ref().is_some_and(|f| f.is_active())
                 && p.listen.by_mid(mid).is_some_and(|s| s.down.is_fast())

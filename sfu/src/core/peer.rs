@@ -16,25 +16,28 @@ use crate::downtrack::DownTrack;
 use crate::fastpath::FastPeer;
 use crate::speaking::SpeakingDetector;
 use crate::video::{VideoPts, VideoSlot, VideoTrack};
-use crate::{SlotAssignment, VideoSlotAssignment, VideoSubscription, VideoTrackKind};
+use crate::{
+    ParticipantId, RoomId, SlotAssignment, UserTag, VideoSlotAssignment, VideoSubscription,
+    VideoTrackKind,
+};
 
 use super::OPUS_CLOCK;
 
 pub(super) struct Room {
     /// Participant ids in join order (slot assignment order).
-    pub(super) members: Vec<u64>,
+    pub(super) members: Vec<ParticipantId>,
     /// The publishers listeners hear (see `selection.rs`): at most
     /// `max_audio_slots + 1`, in stable positions.
-    pub(super) selected: Vec<u64>,
+    pub(super) selected: Vec<ParticipantId>,
     /// The selected publisher listeners outside the selection do not hear.
-    pub(super) dropped: Option<u64>,
+    pub(super) dropped: Option<ParticipantId>,
 }
 
 /// One listening slot of a subscriber.
 pub(super) struct Slot {
     pub(super) down: DownTrack,
     /// Participant whose audio is forwarded here.
-    pub(super) source: Option<u64>,
+    pub(super) source: Option<ParticipantId>,
 }
 
 /// Payload types of one peer's session, as negotiated.
@@ -47,9 +50,9 @@ pub(super) struct AudioPts {
 /// One participant: who it is, and one struct per role, each owning its
 /// state (LiveKit's participant → published tracks → down-tracks).
 pub(super) struct Peer {
-    pub(super) participant: u64,
-    pub(super) user_id: u64,
-    pub(super) room: u64,
+    pub(super) participant: ParticipantId,
+    pub(super) user_id: UserTag,
+    pub(super) room: RoomId,
     /// Its str0m session: ICE, DTLS, SDP, timers.
     pub(super) link: Link,
     /// Its microphone: mute flags, speaking, the down-tracks it feeds.
@@ -132,7 +135,7 @@ pub(super) struct AudioPublish {
     pub(super) priority_speaker: bool,
     /// Where this participant's audio goes: (subscriber, slot index). Rebuilt
     /// by `assign_audio_slots` whenever a mapping in the room changes.
-    pub(super) fanout: SmallVec<[(u64, usize); 8]>,
+    pub(super) fanout: SmallVec<[(ParticipantId, usize); 8]>,
 }
 
 impl AudioPublish {

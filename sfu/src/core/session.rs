@@ -12,7 +12,7 @@ use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use crate::fastpath::{self, FastPeer};
-use crate::{JoinRequest, SfuConfig, SfuError, SfuEvent, VideoTrackKind};
+use crate::{JoinRequest, ParticipantId, SfuConfig, SfuError, SfuEvent, VideoTrackKind};
 
 use super::peer::{
     AudioPts, AudioPublish, Link, Listening, Peer, Room, VideoPublish, VideoWatching,
@@ -215,7 +215,7 @@ impl SfuCore {
     pub fn renegotiate(
         &mut self,
         now: Instant,
-        participant: u64,
+        participant: ParticipantId,
         offer_sdp: &str,
     ) -> Result<String, SfuError> {
         self.advance(now);
@@ -272,24 +272,24 @@ impl SfuCore {
     }
 
     /// The participant leaves (explicitly; no `Disconnected` event).
-    pub fn leave(&mut self, now: Instant, participant: u64) {
+    pub fn leave(&mut self, now: Instant, participant: ParticipantId) {
         self.advance(now);
         self.remove_peer(participant, None);
     }
 
     /// Moderator mute: the SFU drops this participant's audio.
-    pub fn set_server_mute(&mut self, participant: u64, muted: bool) {
+    pub fn set_server_mute(&mut self, participant: ParticipantId, muted: bool) {
         self.set_flag(participant, |p| &mut p.audio.server_muted, muted);
     }
 
     /// Self-mute (or self-deafen): the SFU drops this participant's audio as
     /// for a server mute, whatever the client sends; clears the speaking state.
-    pub fn set_self_mute(&mut self, participant: u64, muted: bool) {
+    pub fn set_self_mute(&mut self, participant: ParticipantId, muted: bool) {
         self.set_flag(participant, |p| &mut p.audio.self_muted, muted);
     }
 
     /// PRIORITY_SPEAKER: preferred for the loudest-speaker slots.
-    pub fn set_priority_speaker(&mut self, participant: u64, priority: bool) {
+    pub fn set_priority_speaker(&mut self, participant: ParticipantId, priority: bool) {
         let Some(p) = self.peers.get_mut(&participant) else {
             return;
         };
@@ -301,7 +301,7 @@ impl SfuCore {
     }
 
     /// Deafen: nothing is forwarded to this participant.
-    pub fn set_deaf(&mut self, participant: u64, deaf: bool) {
+    pub fn set_deaf(&mut self, participant: ParticipantId, deaf: bool) {
         let Some(p) = self.peers.get_mut(&participant) else {
             return;
         };
@@ -316,7 +316,7 @@ impl SfuCore {
     /// Whether this participant may publish video. A participant that may
     /// not has its video dropped on arrival (it is never forwarded); allowed
     /// again, its viewers restart on a fresh keyframe.
-    pub fn set_video_allowed(&mut self, now: Instant, participant: u64, allowed: bool) {
+    pub fn set_video_allowed(&mut self, now: Instant, participant: ParticipantId, allowed: bool) {
         self.advance(now);
         let Some(p) = self.peers.get_mut(&participant) else {
             return;
@@ -333,7 +333,13 @@ impl SfuCore {
     /// The client's camera / screen share switch (`self_video` / `self_stream`):
     /// a track switched off is dropped on arrival, so a client that keeps
     /// sending it is not seen and costs its viewers nothing.
-    pub fn set_self_video(&mut self, now: Instant, participant: u64, camera: bool, screen: bool) {
+    pub fn set_self_video(
+        &mut self,
+        now: Instant,
+        participant: ParticipantId,
+        camera: bool,
+        screen: bool,
+    ) {
         self.advance(now);
         let Some(p) = self.peers.get_mut(&participant) else {
             return;
@@ -352,7 +358,11 @@ impl SfuCore {
     /// Video of `participant` (one track kind, or all) may flow again after
     /// being dropped: viewers held the last frame; their slots are reset so
     /// the target layer is asked for (PLI) and forwarding starts on its keyframe.
-    pub(super) fn restart_viewers(&mut self, participant: u64, kind: Option<VideoTrackKind>) {
+    pub(super) fn restart_viewers(
+        &mut self,
+        participant: ParticipantId,
+        kind: Option<VideoTrackKind>,
+    ) {
         let Some(room) = self.peers.get(&participant).map(|p| p.room) else {
             return;
         };
@@ -376,7 +386,7 @@ impl SfuCore {
 
     pub(super) fn set_flag(
         &mut self,
-        participant: u64,
+        participant: ParticipantId,
         field: fn(&mut Peer) -> &mut bool,
         value: bool,
     ) {
@@ -419,7 +429,7 @@ impl SfuCore {
     /// Closes every peer (DTLS close_notify is queued for sending).
     pub fn shutdown(&mut self, now: Instant) {
         self.advance(now);
-        let ids: Vec<u64> = self.peers.keys().copied().collect();
+        let ids: Vec<ParticipantId> = self.peers.keys().copied().collect();
         for id in ids {
             if let Some(p) = self.peers.get_mut(&id) {
                 let _ = p.link.rtc.close();
@@ -442,7 +452,7 @@ impl SfuCore {
     }
 
     /// Removes a participant; `reason` = Some → emits `Disconnected`.
-    pub(super) fn remove_peer(&mut self, participant: u64, reason: Option<String>) {
+    pub(super) fn remove_peer(&mut self, participant: ParticipantId, reason: Option<String>) {
         let Some(mut peer) = self.peers.remove(&participant) else {
             return;
         };
@@ -460,7 +470,7 @@ impl SfuCore {
             });
         }
         if let Some(reason) = reason {
-            tracing::info!(participant, %reason, "participant disconnected");
+            tracing::info!(participant = participant.get(), %reason, "participant disconnected");
             self.events.push_back(SfuEvent::Disconnected {
                 participant,
                 reason,

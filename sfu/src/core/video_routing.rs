@@ -13,7 +13,10 @@ use str0m::Rtc;
 use crate::downtrack::DownTrack;
 use crate::metrics::{DropReason, KeyframeReason, LayerLabel};
 use crate::video::{self, VideoPts, VideoSlot, VideoTrack};
-use crate::{SfuEvent, VideoSlotAssignment, VideoSubscription, VideoTrackKind};
+use crate::{
+    ParticipantId, RoomId, SfuEvent, UserTag, VideoSlotAssignment, VideoSubscription,
+    VideoTrackKind,
+};
 
 use super::peer::Peer;
 use super::SfuCore;
@@ -22,7 +25,13 @@ impl SfuCore {
     /// Forwards one packet of layer `li` of video track `ti` of `participant`
     /// to the subscriber slots watching that track at that layer. A slot
     /// moves to its target layer only on a keyframe of that layer.
-    pub(super) fn on_video_rtp(&mut self, participant: u64, pkt: RtpPacket, ti: usize, li: usize) {
+    pub(super) fn on_video_rtp(
+        &mut self,
+        participant: ParticipantId,
+        pkt: RtpPacket,
+        ti: usize,
+        li: usize,
+    ) {
         self.metrics.received_video.increment(1);
         let now = pkt.timestamp;
         let Some(src) = self.peers.get_mut(&participant) else {
@@ -127,7 +136,12 @@ impl SfuCore {
 
     /// A subscriber asked for a keyframe (PLI/FIR) on one of its video slots:
     /// passed on to the publisher, throttled per track.
-    pub(super) fn on_keyframe_request(&mut self, participant: u64, mid: Mid, now: Instant) {
+    pub(super) fn on_keyframe_request(
+        &mut self,
+        participant: ParticipantId,
+        mid: Mid,
+        now: Instant,
+    ) {
         let Some(sub) = self.peers.get(&participant) else {
             return;
         };
@@ -152,7 +166,7 @@ impl SfuCore {
     /// Sends the wanted keyframe requests of a publisher's tracks, at most one
     /// round per track per [`video::KEYFRAME_REQUEST_INTERVAL`]; the rest wait
     /// for the next video pass.
-    pub(super) fn send_keyframe_requests(&mut self, publisher: u64, now: Instant) {
+    pub(super) fn send_keyframe_requests(&mut self, publisher: ParticipantId, now: Instant) {
         let Some(p) = self.peers.get_mut(&publisher) else {
             return;
         };
@@ -201,13 +215,13 @@ impl SfuCore {
     /// Assignment is stable: a watched track keeps its slot; a new one takes
     /// the first free slot in m-line order; subscriptions beyond the slots
     /// are not shown.
-    pub(super) fn update_room_video(&mut self, room_id: u64) {
+    pub(super) fn update_room_video(&mut self, room_id: RoomId) {
         let now = self.last_now;
         let Some(room) = self.rooms.get(&room_id) else {
             return;
         };
         let members = room.members.clone();
-        type Pub = (u64, u64, SmallVec<[VideoTrackKind; 2]>);
+        type Pub = (ParticipantId, UserTag, SmallVec<[VideoTrackKind; 2]>);
         let pubs: Vec<Pub> = members
             .iter()
             .filter_map(|m| self.peers.get(m))
@@ -223,7 +237,7 @@ impl SfuCore {
                 continue;
             };
             any_video |= !peer.watch.slots.is_empty();
-            type Want = ((u64, VideoTrackKind), (u32, u32));
+            type Want = ((ParticipantId, VideoTrackKind), (u32, u32));
             let wanted: SmallVec<[Want; 9]> = peer
                 .watch
                 .subs
@@ -290,7 +304,7 @@ impl SfuCore {
             let Some(sub) = self.peers.get(&m) else {
                 continue;
             };
-            let entries: SmallVec<[((u64, VideoTrackKind), usize); 9]> = sub
+            let entries: SmallVec<[((ParticipantId, VideoTrackKind), usize); 9]> = sub
                 .watch
                 .slots
                 .iter()
@@ -314,14 +328,14 @@ impl SfuCore {
     /// views), asks for keyframes where a slot must switch, and reports which
     /// layers are needed. `retry`: also re-ask for keyframes for slots still
     /// waiting since the last request a second ago or more.
-    pub(super) fn allocate_video(&mut self, members: &[u64], now: Instant, retry: bool) {
-        let mut wanted: SmallVec<[(u64, VideoTrackKind, usize, KeyframeReason); 8]> =
+    pub(super) fn allocate_video(&mut self, members: &[ParticipantId], now: Instant, retry: bool) {
+        let mut wanted: SmallVec<[(ParticipantId, VideoTrackKind, usize, KeyframeReason); 8]> =
             SmallVec::new();
         for &m in members {
             let Some(sub) = self.peers.get(&m) else {
                 continue;
             };
-            type Req = (usize, u64, VideoTrackKind, (u32, u32));
+            type Req = (usize, ParticipantId, VideoTrackKind, (u32, u32));
             let mut reqs: SmallVec<[Req; 9]> = sub
                 .watch
                 .slots
@@ -378,7 +392,7 @@ impl SfuCore {
                 }
             }
         }
-        let mut publishers: SmallVec<[u64; 8]> = SmallVec::new();
+        let mut publishers: SmallVec<[ParticipantId; 8]> = SmallVec::new();
         for (p, k, l, reason) in wanted {
             if let Some(layer) = self
                 .peers
@@ -400,8 +414,8 @@ impl SfuCore {
 
     /// Emits `PauseLayers` for every published track in `members` whose set
     /// of needed layers changed.
-    pub(super) fn report_pauses(&mut self, members: &[u64]) {
-        let mut used: SmallVec<[(u64, VideoTrackKind, usize); 16]> = SmallVec::new();
+    pub(super) fn report_pauses(&mut self, members: &[ParticipantId]) {
+        let mut used: SmallVec<[(ParticipantId, VideoTrackKind, usize); 16]> = SmallVec::new();
         for &m in members {
             let Some(sub) = self.peers.get(&m) else {
                 continue;
@@ -447,7 +461,8 @@ impl SfuCore {
     /// Periodic pass: layer choice (sizes, liveness and bandwidth change),
     /// keyframe retries, pause reports.
     pub(super) fn video_pass(&mut self, now: Instant) {
-        let rooms: Vec<Vec<u64>> = self.rooms.values().map(|r| r.members.clone()).collect();
+        let rooms: Vec<Vec<ParticipantId>> =
+            self.rooms.values().map(|r| r.members.clone()).collect();
         let mut any = false;
         for members in rooms {
             let video = members.iter().any(|m| {
@@ -466,14 +481,18 @@ impl SfuCore {
         self.video_tick = any.then(|| now + video::VIDEO_TICK);
     }
 
-    pub(super) fn emit_video_slots(&mut self, participant: u64, slots: Vec<VideoSlotAssignment>) {
+    pub(super) fn emit_video_slots(
+        &mut self,
+        participant: ParticipantId,
+        slots: Vec<VideoSlotAssignment>,
+    ) {
         self.events
             .push_back(SfuEvent::VideoSlots { participant, slots });
     }
 
     pub(super) fn emit_pause_layers(
         &mut self,
-        participant: u64,
+        participant: ParticipantId,
         track: VideoTrackKind,
         active_rids: Vec<String>,
     ) {
@@ -488,7 +507,7 @@ impl SfuCore {
     pub fn set_video_subscriptions(
         &mut self,
         now: Instant,
-        participant: u64,
+        participant: ParticipantId,
         subs: Vec<VideoSubscription>,
     ) {
         self.advance(now);
@@ -506,7 +525,7 @@ impl SfuCore {
     pub fn set_video_track_kinds(
         &mut self,
         now: Instant,
-        participant: u64,
+        participant: ParticipantId,
         kinds: Vec<(String, VideoTrackKind)>,
     ) {
         self.advance(now);
@@ -527,7 +546,10 @@ impl SfuCore {
     }
 
     /// Video slot mapping of a subscriber: (mid, (publisher participant, track)).
-    pub fn video_slots_of(&self, participant: u64) -> Vec<(String, Option<(u64, VideoTrackKind)>)> {
+    pub fn video_slots_of(
+        &self,
+        participant: ParticipantId,
+    ) -> Vec<(String, Option<(ParticipantId, VideoTrackKind)>)> {
         self.peers
             .get(&participant)
             .map(|p| {
@@ -542,7 +564,7 @@ impl SfuCore {
 
     /// The rid being forwarded on a subscriber's video slot (`""` without
     /// simulcast), or None when nothing is forwarded there yet.
-    pub fn video_layer_of(&self, participant: u64, mid: &str) -> Option<String> {
+    pub fn video_layer_of(&self, participant: ParticipantId, mid: &str) -> Option<String> {
         let p = self.peers.get(&participant)?;
         let s = p.watch.by_mid(mid)?;
         let (publisher, kind) = s.source?;
@@ -557,7 +579,10 @@ impl SfuCore {
     }
 
     /// The kinds of the video tracks a participant publishes, with their rids.
-    pub fn video_tracks_of(&self, participant: u64) -> Vec<(VideoTrackKind, Vec<String>)> {
+    pub fn video_tracks_of(
+        &self,
+        participant: ParticipantId,
+    ) -> Vec<(VideoTrackKind, Vec<String>)> {
         self.peers
             .get(&participant)
             .map(|p| {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use str0m::ice::{StunMessage, TransId};
 
 use super::core_tests::{config, payload, slot_for};
+use super::{pid, room_id, user};
 use crate::testing::{Net, TestPeerConfig};
 use crate::{JoinRequest, SfuError, SfuEvent};
 
@@ -22,14 +23,16 @@ fn stun_request(username: &str) -> Vec<u8> {
 /// A room with A → B flowing; returns the net.
 fn flowing() -> Net {
     let mut net = Net::new(&config());
-    net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
-    net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    net.join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
+    net.join(room_id(1), pid(2), 1, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     net
 }
 
 fn assert_still_forwards(net: &mut Net, from_payload: u32) {
-    let mid = slot_for(net, 1, 1).unwrap();
+    let mid = slot_for(net, 1, pid(1)).unwrap();
     let before = net.peers[1].received_on(&mid).len();
     for i in 0..5 {
         net.send_audio(0, &payload(from_payload + i), 40);
@@ -83,7 +86,7 @@ fn garbage_truncated_and_unknown_datagrams_are_dropped() {
         .handle_datagram(now, known, &stun_request("nosuchufrag:remote"));
     // A forged binding request with a real ufrag but a wrong password: str0m
     // does not answer it, so the stranger's address is not learned.
-    let ufrag = net.sfu.local_ufrag(1).unwrap().to_string();
+    let ufrag = net.sfu.local_ufrag(pid(1)).unwrap().to_string();
     net.sfu
         .handle_datagram(now, stranger, &stun_request(&format!("{ufrag}:remote")));
     // RTP / DTLS / RTCP from an unknown address.
@@ -173,19 +176,19 @@ fn hostile_sdp_is_rejected_without_side_effects() {
         let r = net.sfu.join(
             now,
             JoinRequest {
-                room: 1,
-                participant: 100 + i as u64,
-                user_id: 5,
+                room: room_id(1),
+                participant: pid(100 + i as u64),
+                user_id: user(5),
                 offer_sdp: sdp.clone(),
             },
         );
         assert!(matches!(r, Err(SfuError::InvalidSdp(_))), "{name}: {r:?}");
         // The same garbage as a renegotiation of a live peer.
-        let r = net.sfu.renegotiate(now, 2, &sdp);
+        let r = net.sfu.renegotiate(now, pid(2), &sdp);
         assert!(r.is_err(), "{name}: renegotiate accepted");
     }
     assert!(matches!(
-        net.sfu.renegotiate(now, 999, &good),
+        net.sfu.renegotiate(now, pid(999), &good),
         Err(SfuError::UnknownParticipant)
     ));
     assert_eq!(
@@ -237,14 +240,14 @@ fn mutated_offers_never_panic() {
         let _ = net.sfu.join(
             now,
             JoinRequest {
-                room: 2,
-                participant: 1000 + round,
-                user_id: 9,
+                room: room_id(2),
+                participant: pid(1000 + round),
+                user_id: user(9),
                 offer_sdp: sdp.clone(),
             },
         );
-        net.sfu.leave(now, 1000 + round);
-        let _ = net.sfu.renegotiate(now, 2, &sdp);
+        net.sfu.leave(now, pid(1000 + round));
+        let _ = net.sfu.renegotiate(now, pid(2), &sdp);
     }
     net.exchange();
     assert_still_forwards(&mut net, 0);
@@ -253,8 +256,12 @@ fn mutated_offers_never_panic() {
 #[test]
 fn connect_timeout_and_ice_timeout_disconnect() {
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
-    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 1, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     // A vanishes: nothing from it reaches the SFU any more.
     net.filter = Some(Box::new(move |peer, to_sfu, _| !(peer == a && to_sfu)));
@@ -262,17 +269,19 @@ fn connect_timeout_and_ice_timeout_disconnect() {
     let disc: Vec<_> = net
         .events
         .iter()
-        .filter(|e| matches!(e, SfuEvent::Disconnected { participant: 1, .. }))
+        .filter(
+            |e| matches!(e, SfuEvent::Disconnected { participant, .. } if *participant == pid(1)),
+        )
         .collect();
     assert_eq!(disc.len(), 1, "{:?}", net.events);
-    assert!(!net.sfu.has_participant(1));
-    assert!(net.sfu.has_participant(2), "B is unaffected");
+    assert!(!net.sfu.has_participant(pid(1)));
+    assert!(net.sfu.has_participant(pid(2)), "B is unaffected");
     // B's slot was freed.
     assert!(net
         .events
         .iter()
-        .any(|e| matches!(e, SfuEvent::Slots { participant: 2, slots }
-        if slots.iter().all(|s| s.user_id.is_none()))));
+        .any(|e| matches!(e, SfuEvent::Slots { participant, slots }
+        if *participant == pid(2) && slots.iter().all(|s| s.user_id.is_none()))));
     let _ = b;
 
     // A participant that never connects is dropped after the connect timeout.
@@ -286,35 +295,41 @@ fn connect_timeout_and_ice_timeout_disconnect() {
         .join(
             net.now,
             JoinRequest {
-                room: 1,
-                participant: 5,
-                user_id: 5,
+                room: room_id(1),
+                participant: pid(5),
+                user_id: user(5),
                 offer_sdp: p.offer(0),
             },
         )
         .unwrap();
     net.advance(Duration::from_secs(21));
-    assert!(!net.sfu.has_participant(5));
-    assert!(net.events.iter().any(|e| matches!(e, SfuEvent::Disconnected { participant: 5, reason } if reason.contains("timeout"))), "{:?}", net.events);
+    assert!(!net.sfu.has_participant(pid(5)));
+    assert!(net.events.iter().any(|e| matches!(e, SfuEvent::Disconnected { participant, reason } if *participant == pid(5) && reason.contains("timeout"))), "{:?}", net.events);
     assert_eq!(net.sfu.room_count(), 0);
 }
 
 #[test]
 fn rejoin_replaces_peer_without_a_leave() {
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
-    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 1, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     for i in 0..5 {
         net.send_audio(a, &payload(i), 40);
         net.advance(Duration::from_millis(20));
     }
-    let mid = slot_for(&net, b, 1).unwrap();
+    let mid = slot_for(&net, b, pid(1)).unwrap();
     let last = (*net.peers[b].received_on(&mid).last().unwrap()).clone();
-    net.sfu.set_server_mute(1, false);
+    net.sfu.set_server_mute(pid(1), false);
     // A comes back on a new connection (new client Rtc, new address).
     let mark = net.events.len();
-    let a2 = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
+    let a2 = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     let ev = &net.events[mark..];
     assert!(
@@ -324,10 +339,12 @@ fn rejoin_replaces_peer_without_a_leave() {
     );
     assert!(
         !ev.iter()
-            .any(|e| matches!(e, SfuEvent::Slots { participant: 2, .. })),
+            .any(|e| matches!(e, SfuEvent::Slots { participant, .. } if *participant == pid(2))),
         "B's mapping unchanged: {ev:?}"
     );
-    assert!(ev.contains(&SfuEvent::Connected { participant: 1 }));
+    assert!(ev.contains(&SfuEvent::Connected {
+        participant: pid(1)
+    }));
     assert_eq!(net.sfu.participant_count(), 2);
     for i in 50..55 {
         net.send_audio(a2, &payload(i), 40);
@@ -360,7 +377,7 @@ fn stun_flood_is_dropped_and_the_call_keeps_flowing() {
     let mut net = flowing();
     assert_still_forwards(&mut net, 0);
     let stats0 = net.sfu.stats().clone();
-    let ufrag = net.sfu.local_ufrag(1).unwrap().to_string();
+    let ufrag = net.sfu.local_ufrag(pid(1)).unwrap().to_string();
     let unknown = stun_request("nosuchufrag:remote");
     let forged = stun_request(&format!("{ufrag}:remote"));
     let now = net.now;

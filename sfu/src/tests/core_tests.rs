@@ -1,8 +1,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use super::{pid, room_id, user};
 use crate::testing::{Net, TestPeerConfig};
-use crate::{SfuConfig, SfuEvent, SlotAssignment};
+use crate::{ParticipantId, SfuConfig, SfuEvent, SlotAssignment};
 
 pub(super) fn config() -> SfuConfig {
     SfuConfig::new(
@@ -22,9 +23,15 @@ pub(super) fn payload(i: u32) -> Vec<u8> {
 #[test]
 fn a_reaches_b_and_c_rewritten_and_unchanged() {
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 2, TestPeerConfig::default()).unwrap();
-    let b = net.join(1, 2, 2, TestPeerConfig::default()).unwrap();
-    let c = net.join(1, 3, 2, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 2, TestPeerConfig::default())
+        .unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 2, TestPeerConfig::default())
+        .unwrap();
+    let c = net
+        .join(room_id(1), pid(3), 2, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     net.advance(Duration::from_millis(50));
     for i in 0..50 {
@@ -44,7 +51,7 @@ fn a_reaches_b_and_c_rewritten_and_unchanged() {
         let slots = net.sfu.slots_of(net.ids[sub]);
         let (mid, _) = slots
             .iter()
-            .find(|(_, s)| *s == Some(1))
+            .find(|(_, s)| *s == Some(pid(1)))
             .expect("A has a slot")
             .clone();
         let got = net.peers[sub].received_on(&mid);
@@ -67,7 +74,7 @@ fn a_reaches_b_and_c_rewritten_and_unchanged() {
 }
 
 /// The slot mid of `sub` that carries `source`, if any.
-pub(super) fn slot_for(net: &Net, sub: usize, source: u64) -> Option<String> {
+pub(super) fn slot_for(net: &Net, sub: usize, source: ParticipantId) -> Option<String> {
     net.sfu
         .slots_of(net.ids[sub])
         .into_iter()
@@ -82,7 +89,9 @@ fn events_since(net: &Net, from: usize) -> Vec<SfuEvent> {
 #[test]
 fn renegotiation_and_slot_events() {
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 0, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 0, TestPeerConfig::default())
+        .unwrap();
     // Alone: no slots needed, no renegotiation.
     assert!(!net
         .events
@@ -90,21 +99,23 @@ fn renegotiation_and_slot_events() {
         .any(|e| matches!(e, SfuEvent::RenegotiationNeeded { .. })));
 
     let mark = net.events.len();
-    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 1, TestPeerConfig::default())
+        .unwrap();
     let ev = events_since(&net, mark);
     assert!(
         ev.contains(&SfuEvent::RenegotiationNeeded {
-            participant: 1,
+            participant: pid(1),
             audio_slots: 1
         }),
         "{ev:?}"
     );
     assert!(
         ev.contains(&SfuEvent::Slots {
-            participant: 2,
+            participant: pid(2),
             slots: vec![SlotAssignment {
                 mid: net.peers[b].recv_mids[0].to_string(),
-                user_id: Some(1001)
+                user_id: Some(user(1001))
             }],
         }),
         "{ev:?}"
@@ -116,10 +127,10 @@ fn renegotiation_and_slot_events() {
     let ev = events_since(&net, mark);
     assert!(
         ev.contains(&SfuEvent::Slots {
-            participant: 1,
+            participant: pid(1),
             slots: vec![SlotAssignment {
                 mid: net.peers[a].recv_mids[0].to_string(),
-                user_id: Some(1002)
+                user_id: Some(user(1002))
             }],
         }),
         "{ev:?}"
@@ -129,8 +140,8 @@ fn renegotiation_and_slot_events() {
     let mark = net.events.len();
     let l = net
         .join(
-            1,
-            9,
+            room_id(1),
+            pid(9),
             2,
             TestPeerConfig {
                 send: false,
@@ -146,7 +157,7 @@ fn renegotiation_and_slot_events() {
     );
     assert_eq!(
         net.sfu
-            .slots_of(9)
+            .slots_of(pid(9))
             .iter()
             .filter(|(_, s)| s.is_some())
             .count(),
@@ -155,18 +166,20 @@ fn renegotiation_and_slot_events() {
 
     // A third publisher: A and B need 2 slots, L already has 2.
     let mark = net.events.len();
-    let _c = net.join(1, 3, 2, TestPeerConfig::default()).unwrap();
+    let _c = net
+        .join(room_id(1), pid(3), 2, TestPeerConfig::default())
+        .unwrap();
     let ev = events_since(&net, mark);
     assert!(
         ev.contains(&SfuEvent::RenegotiationNeeded {
-            participant: 1,
+            participant: pid(1),
             audio_slots: 2
         }),
         "{ev:?}"
     );
     assert!(
         ev.contains(&SfuEvent::RenegotiationNeeded {
-            participant: 2,
+            participant: pid(2),
             audio_slots: 2
         }),
         "{ev:?}"
@@ -174,14 +187,14 @@ fn renegotiation_and_slot_events() {
     // The listen-only peer hears three publishers now: it needs a third slot.
     assert!(
         ev.contains(&SfuEvent::RenegotiationNeeded {
-            participant: 9,
+            participant: pid(9),
             audio_slots: 3
         }),
         "{ev:?}"
     );
-    assert!(!ev
-        .iter()
-        .any(|e| matches!(e, SfuEvent::RenegotiationNeeded { participant: 3, .. })));
+    assert!(!ev.iter().any(
+        |e| matches!(e, SfuEvent::RenegotiationNeeded { participant, .. } if *participant == pid(3))
+    ));
 
     // Media flows to everybody after the renegotiations.
     net.renegotiate(a, 2).unwrap();
@@ -193,7 +206,7 @@ fn renegotiation_and_slot_events() {
         net.advance(Duration::from_millis(20));
     }
     for sub in [a, l] {
-        let mid = slot_for(&net, sub, 2).unwrap();
+        let mid = slot_for(&net, sub, pid(2)).unwrap();
         assert_eq!(net.peers[sub].received_on(&mid).len(), 10);
     }
 }
@@ -201,26 +214,30 @@ fn renegotiation_and_slot_events() {
 #[test]
 fn leaving_publisher_frees_slot_for_next_with_continuous_stream() {
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 2, TestPeerConfig::default()).unwrap();
-    let b = net.join(1, 2, 2, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 2, TestPeerConfig::default())
+        .unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 2, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     net.advance(Duration::from_millis(50));
     for i in 0..10 {
         net.send_audio(b, &payload(i), 40);
         net.advance(Duration::from_millis(20));
     }
-    let mid = slot_for(&net, a, 2).unwrap();
+    let mid = slot_for(&net, a, pid(2)).unwrap();
     assert_eq!(net.peers[a].received_on(&mid).len(), 10);
     let last_b = (*net.peers[a].received_on(&mid).last().unwrap()).clone();
 
     let mark = net.events.len();
-    net.sfu.leave(net.now, 2);
+    net.sfu.leave(net.now, pid(2));
     net.exchange();
     let ev = events_since(&net, mark);
     assert!(
         ev.iter()
-            .any(|e| matches!(e, SfuEvent::Slots { participant: 1, slots }
-        if slots.iter().all(|s| s.user_id.is_none()))),
+            .any(|e| matches!(e, SfuEvent::Slots { participant, slots }
+        if *participant == pid(1) && slots.iter().all(|s| s.user_id.is_none()))),
         "{ev:?}"
     );
     assert!(
@@ -235,10 +252,12 @@ fn leaving_publisher_frees_slot_for_next_with_continuous_stream() {
     assert_eq!(net.peers[a].received_on(&mid).len(), 10);
 
     // D takes the freed slot: same mid, same SSRC, numbering continues.
-    let d = net.join(1, 4, 2, TestPeerConfig::default()).unwrap();
+    let d = net
+        .join(room_id(1), pid(4), 2, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     assert_eq!(
-        slot_for(&net, a, 4).as_deref(),
+        slot_for(&net, a, pid(4)).as_deref(),
         Some(mid.as_str()),
         "slot reused"
     );
@@ -265,18 +284,20 @@ fn leaving_publisher_frees_slot_for_next_with_continuous_stream() {
 #[test]
 fn room_is_removed_when_empty() {
     let mut net = Net::new(&config());
-    net.join(1, 1, 0, TestPeerConfig::default()).unwrap();
-    net.join(2, 2, 0, TestPeerConfig::default()).unwrap();
+    net.join(room_id(1), pid(1), 0, TestPeerConfig::default())
+        .unwrap();
+    net.join(room_id(2), pid(2), 0, TestPeerConfig::default())
+        .unwrap();
     assert_eq!(net.sfu.room_count(), 2);
-    net.sfu.leave(net.now, 1);
+    net.sfu.leave(net.now, pid(1));
     assert_eq!(net.sfu.room_count(), 1);
-    net.sfu.leave(net.now, 2);
+    net.sfu.leave(net.now, pid(2));
     assert_eq!(net.sfu.room_count(), 0);
     assert_eq!(net.sfu.participant_count(), 0);
-    net.sfu.leave(net.now, 2); // unknown: no-op
+    net.sfu.leave(net.now, pid(2)); // unknown: no-op
 }
 
-fn speaking(ev: &[SfuEvent], participant: u64) -> Vec<bool> {
+fn speaking(ev: &[SfuEvent], participant: ParticipantId) -> Vec<bool> {
     ev.iter()
         .filter_map(|e| match e {
             SfuEvent::Speaking {
@@ -292,72 +313,82 @@ fn speaking(ev: &[SfuEvent], participant: u64) -> Vec<bool> {
 #[test]
 fn speaking_from_audio_level() {
     let mut net = Net::new(&config());
-    let a = net.join(7, 1, 1, TestPeerConfig::default()).unwrap();
-    net.join(7, 2, 1, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(7), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
+    net.join(room_id(7), pid(2), 1, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     // Quiet audio: no event.
     for i in 0..20 {
         net.send_audio(a, &payload(i), 110);
         net.advance(Duration::from_millis(20));
     }
-    assert!(speaking(&net.events, 1).is_empty());
+    assert!(speaking(&net.events, pid(1)).is_empty());
     // Speech for 400 ms: speaking.
     for i in 20..40 {
         net.send_audio(a, &payload(i), 25);
         net.advance(Duration::from_millis(20));
     }
-    assert_eq!(speaking(&net.events, 1), vec![true]);
+    assert_eq!(speaking(&net.events, pid(1)), vec![true]);
     assert!(net.events.contains(&SfuEvent::Speaking {
-        room: 7,
-        participant: 1,
-        user_id: 1001,
+        room: room_id(7),
+        participant: pid(1),
+        user_id: user(1001),
         speaking: true
     }));
     // The packets stop (DTX / mute): the release timer ends it.
     net.advance(Duration::from_millis(700));
-    assert_eq!(speaking(&net.events, 1), vec![true, false]);
+    assert_eq!(speaking(&net.events, pid(1)), vec![true, false]);
 
     // Server-muted: audio dropped and never speaking.
-    net.sfu.set_server_mute(1, true);
+    net.sfu.set_server_mute(pid(1), true);
     let before = net.sfu.stats().forwarded;
     for i in 40..70 {
         net.send_audio(a, &payload(i), 10);
         net.advance(Duration::from_millis(20));
     }
-    assert_eq!(speaking(&net.events, 1), vec![true, false]);
+    assert_eq!(speaking(&net.events, pid(1)), vec![true, false]);
     assert_eq!(net.sfu.stats().forwarded, before);
     assert_eq!(net.sfu.stats().dropped_muted, 30);
 
     // Self-mute while speaking clears the state.
-    net.sfu.set_server_mute(1, false);
+    net.sfu.set_server_mute(pid(1), false);
     for i in 70..90 {
         net.send_audio(a, &payload(i), 10);
         net.advance(Duration::from_millis(20));
     }
-    assert_eq!(speaking(&net.events, 1), vec![true, false, true]);
-    net.sfu.set_self_mute(1, true);
+    assert_eq!(speaking(&net.events, pid(1)), vec![true, false, true]);
+    net.sfu.set_self_mute(pid(1), true);
     net.exchange();
-    assert_eq!(speaking(&net.events, 1), vec![true, false, true, false]);
+    assert_eq!(
+        speaking(&net.events, pid(1)),
+        vec![true, false, true, false]
+    );
 }
 
 #[test]
 fn server_mute_drops_and_unmute_resumes_continuously() {
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
-    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 1, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     for i in 0..5 {
         net.send_audio(a, &payload(i), 40);
         net.advance(Duration::from_millis(20));
     }
-    net.sfu.set_server_mute(1, true);
+    net.sfu.set_server_mute(pid(1), true);
     for i in 5..15 {
         net.send_audio(a, &payload(i), 40);
         net.advance(Duration::from_millis(20));
     }
-    let mid = slot_for(&net, b, 1).unwrap();
+    let mid = slot_for(&net, b, pid(1)).unwrap();
     assert_eq!(net.peers[b].received_on(&mid).len(), 5);
-    net.sfu.set_server_mute(1, false);
+    net.sfu.set_server_mute(pid(1), false);
     for i in 15..20 {
         net.send_audio(a, &payload(i), 40);
         net.advance(Duration::from_millis(20));
@@ -377,8 +408,12 @@ fn server_mute_drops_and_unmute_resumes_continuously() {
 #[test]
 fn self_mute_drops_audio_like_a_server_mute_and_unmute_resumes() {
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
-    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 1, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     for i in 0..5 {
         net.send_audio(a, &payload(i), 40);
@@ -386,16 +421,16 @@ fn self_mute_drops_audio_like_a_server_mute_and_unmute_resumes() {
     }
     // Self-muted (or self-deafened, which signaling passes as a self-mute),
     // yet the client keeps sending: nothing reaches the listener.
-    net.sfu.set_self_mute(1, true);
+    net.sfu.set_self_mute(pid(1), true);
     let dropped = net.sfu.stats().dropped_muted;
     for i in 5..15 {
         net.send_audio(a, &payload(i), 10);
         net.advance(Duration::from_millis(20));
     }
-    let mid = slot_for(&net, b, 1).unwrap();
+    let mid = slot_for(&net, b, pid(1)).unwrap();
     assert_eq!(net.peers[b].received_on(&mid).len(), 5);
     assert_eq!(net.sfu.stats().dropped_muted, dropped + 10);
-    net.sfu.set_self_mute(1, false);
+    net.sfu.set_self_mute(pid(1), false);
     for i in 15..20 {
         net.send_audio(a, &payload(i), 40);
         net.advance(Duration::from_millis(20));
@@ -411,12 +446,16 @@ fn self_mute_drops_audio_like_a_server_mute_and_unmute_resumes() {
 #[test]
 fn deaf_stops_forwarding_to_that_participant_only() {
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 2, TestPeerConfig::default()).unwrap();
-    let b = net.join(1, 2, 2, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 2, TestPeerConfig::default())
+        .unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 2, TestPeerConfig::default())
+        .unwrap();
     let c = net
         .join(
-            1,
-            3,
+            room_id(1),
+            pid(3),
             2,
             TestPeerConfig {
                 send: false,
@@ -425,16 +464,16 @@ fn deaf_stops_forwarding_to_that_participant_only() {
         )
         .unwrap();
     net.connect_all();
-    net.sfu.set_deaf(2, true);
+    net.sfu.set_deaf(pid(2), true);
     for i in 0..10 {
         net.send_audio(a, &payload(i), 40);
         net.advance(Duration::from_millis(20));
     }
-    let mid_b = slot_for(&net, b, 1).unwrap();
-    let mid_c = slot_for(&net, c, 1).unwrap();
+    let mid_b = slot_for(&net, b, pid(1)).unwrap();
+    let mid_c = slot_for(&net, c, pid(1)).unwrap();
     assert_eq!(net.peers[b].received_on(&mid_b).len(), 0);
     assert_eq!(net.peers[c].received_on(&mid_c).len(), 10);
-    net.sfu.set_deaf(2, false);
+    net.sfu.set_deaf(pid(2), false);
     for i in 10..15 {
         net.send_audio(a, &payload(i), 40);
         net.advance(Duration::from_millis(20));
@@ -453,8 +492,8 @@ fn nack_is_answered_from_the_send_buffer() {
         rtx: true,
         ..Default::default()
     };
-    let a = net.join(1, 1, 1, rtx).unwrap();
-    let b = net.join(1, 2, 1, rtx).unwrap();
+    let a = net.join(room_id(1), pid(1), 1, rtx).unwrap();
+    let b = net.join(room_id(1), pid(2), 1, rtx).unwrap();
     net.connect_all();
     for i in 0..10 {
         net.send_audio(a, &payload(i), 40);
@@ -474,7 +513,7 @@ fn nack_is_answered_from_the_send_buffer() {
         net.advance(Duration::from_millis(20));
     }
     net.advance(Duration::from_millis(500));
-    let mid = slot_for(&net, b, 1).unwrap();
+    let mid = slot_for(&net, b, pid(1)).unwrap();
     let got = net.peers[b].received_on(&mid);
     let mut payloads: Vec<Vec<u8>> = got.iter().map(|r| r.payload.to_vec()).collect();
     payloads.sort();
@@ -499,9 +538,11 @@ fn red_is_passed_through_untouched() {
         red: true,
         ..Default::default()
     };
-    let a = net.join(1, 1, 1, red).unwrap();
-    let b = net.join(1, 2, 1, red).unwrap();
-    let c = net.join(1, 3, 1, TestPeerConfig::default()).unwrap(); // no RED
+    let a = net.join(room_id(1), pid(1), 1, red).unwrap();
+    let b = net.join(room_id(1), pid(2), 1, red).unwrap();
+    let c = net
+        .join(room_id(1), pid(3), 1, TestPeerConfig::default())
+        .unwrap(); // no RED
     net.renegotiate(a, 2).unwrap();
     net.renegotiate(b, 2).unwrap();
     net.connect_all();
@@ -517,7 +558,7 @@ fn red_is_passed_through_untouched() {
     red_payload.extend_from_slice(&payload(5));
     net.peers[a].send_raw(net.now, red_pt, &red_payload);
     net.exchange();
-    let mid = slot_for(&net, b, 1).unwrap();
+    let mid = slot_for(&net, b, pid(1)).unwrap();
     let got = net.peers[b].received_on(&mid);
     assert_eq!(
         got.len(),
@@ -533,7 +574,7 @@ fn red_is_passed_through_untouched() {
     );
     assert_eq!(got[0].pt, *red_pt);
     // C did not negotiate RED: it gets nothing rather than bytes it can't parse.
-    let mid_c = slot_for(&net, c, 1).unwrap();
+    let mid_c = slot_for(&net, c, pid(1)).unwrap();
     assert!(net.peers[c].received_on(&mid_c).is_empty());
 }
 
@@ -541,7 +582,9 @@ fn red_is_passed_through_untouched() {
 fn offer_with_extra_video_m_line_still_joins_for_audio() {
     use str0m::media::{Direction, MediaKind};
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
     // A client that also offers a video receive transceiver (later feature).
     let now = net.now;
     let mut rtc = str0m::RtcConfig::new().set_rtp_mode(true).build(now);
@@ -556,9 +599,9 @@ fn offer_with_extra_video_m_line_still_joins_for_audio() {
         .join(
             now,
             crate::JoinRequest {
-                room: 1,
-                participant: 2,
-                user_id: 2,
+                room: room_id(1),
+                participant: pid(2),
+                user_id: user(2),
                 offer_sdp: offer.to_sdp_string(),
             },
         )
@@ -566,26 +609,30 @@ fn offer_with_extra_video_m_line_still_joins_for_audio() {
     let answer = str0m::change::SdpAnswer::from_sdp_string(&answer).unwrap();
     rtc.sdp_api().accept_answer(pending, answer).unwrap();
     assert_eq!(
-        net.sfu.slots_of(2).len(),
+        net.sfu.slots_of(pid(2)).len(),
         1,
         "only the audio recvonly m-line is a slot"
     );
-    assert_eq!(net.sfu.slots_of(1)[0].1, Some(2));
+    assert_eq!(net.sfu.slots_of(pid(1))[0].1, Some(pid(2)));
     let _ = a;
 }
 
 #[test]
 fn source_sequence_wrap_is_continuous_downstream() {
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
-    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 1, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     net.peers[a].next_seq = 65_530;
     for i in 0..12 {
         net.send_audio(a, &payload(i), 40);
         net.advance(Duration::from_millis(20));
     }
-    let mid = slot_for(&net, b, 1).unwrap();
+    let mid = slot_for(&net, b, pid(1)).unwrap();
     let got = net.peers[b].received_on(&mid);
     assert_eq!(got.len(), 12);
     for w in got.windows(2) {
@@ -675,15 +722,16 @@ a=rtpmap:0 PCMU/8000\r\n";
 #[test]
 fn chrome_like_offer_is_answered_with_audio_only_extensions() {
     let mut net = Net::new(&config());
-    net.join(1, 1, 2, TestPeerConfig::default()).unwrap();
+    net.join(room_id(1), pid(1), 2, TestPeerConfig::default())
+        .unwrap();
     let answer = net
         .sfu
         .join(
             net.now,
             crate::JoinRequest {
-                room: 1,
-                participant: 2,
-                user_id: 2,
+                room: room_id(1),
+                participant: pid(2),
+                user_id: user(2),
                 offer_sdp: CHROME_LIKE_OFFER.into(),
             },
         )
@@ -707,11 +755,15 @@ fn chrome_like_offer_is_answered_with_audio_only_extensions() {
     );
     assert!(!answer.contains("PCMU"), "{answer}");
     // mid 0 publishes (sendrecv), mids 1 and 2 are slots; participant 1 is on the first.
-    let slots = net.sfu.slots_of(2);
+    let slots = net.sfu.slots_of(pid(2));
     assert_eq!(
         slots,
-        vec![("1".to_string(), Some(1)), ("2".to_string(), None)]
+        vec![("1".to_string(), Some(pid(1))), ("2".to_string(), None)]
     );
     // And participant 2 counts as a publisher for participant 1.
-    assert!(net.sfu.slots_of(1).iter().any(|(_, s)| *s == Some(2)));
+    assert!(net
+        .sfu
+        .slots_of(pid(1))
+        .iter()
+        .any(|(_, s)| *s == Some(pid(2))));
 }

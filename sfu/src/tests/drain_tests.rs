@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::{pid, room_id};
 use crate::testing::{Net, TestPeerConfig};
 
 use super::core_tests::{config, payload, slot_for};
@@ -32,13 +33,14 @@ fn run(fast_path: bool, drain_each: bool) -> (Vec<Heard>, Instant) {
     cfg.fast_path = fast_path;
     let mut net = Net::new(&cfg);
     for p in 0..SPEAKERS as u64 {
-        net.join(1, p + 1, 3, TestPeerConfig::default()).unwrap();
+        net.join(room_id(1), pid(p + 1), 3, TestPeerConfig::default())
+            .unwrap();
     }
     let listener_cfg = TestPeerConfig {
         send: false,
         ..TestPeerConfig::default()
     };
-    net.join(1, 99, 3, listener_cfg).unwrap();
+    net.join(room_id(1), pid(99), 3, listener_cfg).unwrap();
     net.connect_all();
     net.advance(Duration::from_millis(100));
     let start = net.now;
@@ -65,7 +67,7 @@ fn run(fast_path: bool, drain_each: bool) -> (Vec<Heard>, Instant) {
     let mut heard = Vec::new();
     for sub in 0..=SPEAKERS {
         for src in 1..=SPEAKERS as u64 {
-            let Some(mid) = slot_for(&net, sub, src) else {
+            let Some(mid) = slot_for(&net, sub, pid(src)) else {
                 continue;
             };
             let got = net.peers[sub].received_on(&mid);

@@ -6,6 +6,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::core_tests::{config, slot_for};
+use super::{pid, room_id};
 use crate::testing::{Net, TestPeerConfig};
 
 /// One packet the publisher sends: payload, marker, audio level.
@@ -38,17 +39,19 @@ fn run(fast_path: bool, src_seq: u64, out_seq: Option<u64>, inputs: &[Input]) ->
     let mut cfg = config();
     cfg.fast_path = fast_path;
     let mut net = Net::new(&cfg);
-    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
     let listener = TestPeerConfig {
         send: false,
         ..Default::default()
     };
-    let b = net.join(1, 2, 1, listener).unwrap();
+    let b = net.join(room_id(1), pid(2), 1, listener).unwrap();
     net.connect_all();
     net.advance(Duration::from_millis(50));
-    let mid = slot_for(&net, b, 1).expect("A is on B's slot");
+    let mid = slot_for(&net, b, pid(1)).expect("A is on B's slot");
     if let Some(seq) = out_seq {
-        net.sfu.force_next_seq(2, &mid, seq);
+        net.sfu.force_next_seq(pid(2), &mid, seq);
     }
     net.peers[a].next_seq = src_seq;
     for (payload, marker, level) in inputs {
@@ -57,7 +60,7 @@ fn run(fast_path: bool, src_seq: u64, out_seq: Option<u64>, inputs: &[Input]) ->
         net.exchange();
         net.advance(Duration::from_millis(20));
     }
-    let ssrc = net.sfu.slot_ssrc(2, &mid).unwrap();
+    let ssrc = net.sfu.slot_ssrc(pid(2), &mid).unwrap();
     let got = net.peers[b].received_on(&mid);
     let first_seq = got.first().map(|r| r.seq).unwrap_or(0);
     let (s0, t0) = got.first().map(|r| (r.seq, r.timestamp)).unwrap_or((0, 0));
@@ -74,7 +77,7 @@ fn run(fast_path: bool, src_seq: u64, out_seq: Option<u64>, inputs: &[Input]) ->
             })
             .collect(),
         on_slot_ssrc: got.iter().all(|r| r.ssrc == ssrc),
-        fast: net.sfu.slot_is_fast(2, &mid),
+        fast: net.sfu.slot_is_fast(pid(2), &mid),
         first_seq,
     }
 }
@@ -132,13 +135,17 @@ fn fast_path_sender_reports_reach_the_receiver() {
     use std::rc::Rc;
 
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
-    let b = net.join(1, 2, 2, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 2, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     net.advance(Duration::from_millis(50));
-    let mid = slot_for(&net, b, 1).unwrap();
-    assert!(net.sfu.slot_is_fast(2, &mid));
-    let ssrc = net.sfu.slot_ssrc(2, &mid).unwrap();
+    let mid = slot_for(&net, b, pid(1)).unwrap();
+    assert!(net.sfu.slot_is_fast(pid(2), &mid));
+    let ssrc = net.sfu.slot_ssrc(pid(2), &mid).unwrap();
     // SRTCP keeps the first 8 octets in clear: header and first SSRC.
     let indexes: Rc<RefCell<Vec<u32>>> = Rc::default();
     let seen = indexes.clone();
@@ -179,13 +186,17 @@ fn fast_path_off_uses_str0m() {
     let mut cfg = config();
     cfg.fast_path = false;
     let mut net = Net::new(&cfg);
-    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
-    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 1, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
-    let mid = slot_for(&net, b, 1).unwrap();
+    let mid = slot_for(&net, b, pid(1)).unwrap();
     net.send_audio(a, &super::core_tests::payload(1), 20);
     assert!(!net.sfu.has_fast_datagrams());
-    assert!(!net.sfu.slot_is_fast(2, &mid));
+    assert!(!net.sfu.slot_is_fast(pid(2), &mid));
     assert_eq!(net.peers[b].received_on(&mid).len(), 1);
 }
 
@@ -194,22 +205,29 @@ fn fast_path_off_uses_str0m() {
 #[test]
 fn renegotiation_keeps_fast_ssrcs() {
     let mut net = Net::new(&config());
-    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
-    let b = net.join(1, 2, 1, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
+    let b = net
+        .join(room_id(1), pid(2), 1, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
     net.advance(Duration::from_millis(50));
-    let mid = slot_for(&net, b, 1).unwrap();
-    let ssrc = net.sfu.slot_ssrc(2, &mid).unwrap();
+    let mid = slot_for(&net, b, pid(1)).unwrap();
+    let ssrc = net.sfu.slot_ssrc(pid(2), &mid).unwrap();
     for i in 0..5 {
         net.send_audio(a, &super::core_tests::payload(i), 20);
         net.advance(Duration::from_millis(20));
     }
     net.renegotiate(b, 3).unwrap();
     net.advance(Duration::from_millis(50));
-    assert_eq!(net.sfu.slot_ssrc(2, &mid), Some(ssrc));
-    assert!(net.sfu.slot_is_fast(2, &mid));
-    for (m, _) in net.sfu.slots_of(2) {
-        assert!(net.sfu.slot_is_fast(2, &m), "new slot {m} taken over too");
+    assert_eq!(net.sfu.slot_ssrc(pid(2), &mid), Some(ssrc));
+    assert!(net.sfu.slot_is_fast(pid(2), &mid));
+    for (m, _) in net.sfu.slots_of(pid(2)) {
+        assert!(
+            net.sfu.slot_is_fast(pid(2), &m),
+            "new slot {m} taken over too"
+        );
     }
     for i in 5..10 {
         net.send_audio(a, &super::core_tests::payload(i), 20);
@@ -249,16 +267,18 @@ fn reports_run(fast_path: bool, delay: Duration, drop_every: u32) -> (String, bo
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     let mut net = metrics::with_local_recorder(&recorder, || Net::new(&cfg));
-    let a = net.join(1, 1, 1, TestPeerConfig::default()).unwrap();
+    let a = net
+        .join(room_id(1), pid(1), 1, TestPeerConfig::default())
+        .unwrap();
     let listener = TestPeerConfig {
         send: false,
         ..Default::default()
     };
-    let b = net.join(1, 2, 1, listener).unwrap();
+    let b = net.join(room_id(1), pid(2), 1, listener).unwrap();
     net.connect_all();
     net.delay = delay;
     net.advance(Duration::from_millis(100));
-    let mid = slot_for(&net, b, 1).unwrap();
+    let mid = slot_for(&net, b, pid(1)).unwrap();
     let mut n = 0;
     net.filter = Some(Box::new(move |i, to_sfu, bytes| {
         if i == b && !to_sfu && crate::demux::classify(bytes) == Some(crate::demux::Kind::Rtp) {
@@ -278,7 +298,7 @@ fn reports_run(fast_path: bool, delay: Duration, drop_every: u32) -> (String, bo
         (expected - 2..=expected + 2).contains(&got),
         "{got} packets arrived, {expected} expected"
     );
-    (handle.render(), net.sfu.slot_is_fast(2, &mid))
+    (handle.render(), net.sfu.slot_is_fast(pid(2), &mid))
 }
 
 /// With the fast path on, the subscriber's receiver reports about the SSRC

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use super::core_tests::{config, payload};
+use super::{pid, room_id, user};
 use crate::testing::{Net, TestPeerConfig};
-use crate::SfuEvent;
+use crate::{ParticipantId, SfuEvent};
 
 const K: usize = 3;
 
@@ -17,7 +18,7 @@ fn listen_only() -> TestPeerConfig {
 }
 
 /// Sources heard by `idx`, in slot order (unassigned slots skipped).
-fn heard(net: &Net, idx: usize) -> Vec<u64> {
+fn heard(net: &Net, idx: usize) -> Vec<ParticipantId> {
     net.sfu
         .slots_of(net.ids[idx])
         .into_iter()
@@ -31,10 +32,13 @@ fn room_of_six() -> (Net, Vec<usize>, Vec<usize>) {
     cfg.max_audio_slots = K;
     let mut net = Net::new(&cfg);
     let pubs: Vec<usize> = (1..=6)
-        .map(|p| net.join(1, p, K, TestPeerConfig::default()).unwrap())
+        .map(|p| {
+            net.join(room_id(1), pid(p), K, TestPeerConfig::default())
+                .unwrap()
+        })
         .collect();
     let subs: Vec<usize> = (7..=8)
-        .map(|p| net.join(1, p, K, listen_only()).unwrap())
+        .map(|p| net.join(room_id(1), pid(p), K, listen_only()).unwrap())
         .collect();
     net.connect_all();
     net.advance(Duration::from_millis(50));
@@ -59,7 +63,7 @@ fn nobody_is_asked_for_more_than_k_slots() {
     }
     // Before anyone talks: the first publishers in join order.
     for &s in &subs {
-        assert_eq!(heard(&net, s), vec![1, 2, 3]);
+        assert_eq!(heard(&net, s), vec![pid(1), pid(2), pid(3)]);
     }
     // A selected publisher hears K others, never itself.
     for &p in &pubs {
@@ -78,16 +82,16 @@ fn a_speaker_outside_the_selection_takes_a_slot_and_is_heard() {
     talk(&mut net, pubs[5], 400, 0);
     for &s in &subs {
         let h = heard(&net, s);
-        assert!(h.contains(&6), "listener {s} hears {h:?}");
+        assert!(h.contains(&pid(6)), "listener {s} hears {h:?}");
         assert_eq!(h.len(), K);
-        assert!(!h.contains(&1), "publisher 1 lost its slot: {h:?}");
+        assert!(!h.contains(&pid(1)), "publisher 1 lost its slot: {h:?}");
         // The slot change was reported, and 6's audio arrives on that slot.
-        let mid = super::core_tests::slot_for(&net, s, 6).expect("slot of 6");
+        let mid = super::core_tests::slot_for(&net, s, pid(6)).expect("slot of 6");
         assert!(net.events[mark..].iter().any(|e| matches!(
             e,
             SfuEvent::Slots { participant, slots }
                 if *participant == net.ids[s]
-                    && slots.iter().any(|a| a.mid == mid && a.user_id == Some(1006))
+                    && slots.iter().any(|a| a.mid == mid && a.user_id == Some(user(1006)))
         )));
         let got = net.peers[s].received_on(&mid);
         // Attack time is 100 ms: everything after onset + ~100 ms arrives.
@@ -105,7 +109,7 @@ fn a_speaker_outside_the_selection_takes_a_slot_and_is_heard() {
     net.send_audio(pubs[0], &payload(9_999), 127);
     assert_eq!(net.sfu.stats().forwarded, before);
     // 6 never hears itself.
-    assert!(!heard(&net, pubs[5]).contains(&6));
+    assert!(!heard(&net, pubs[5]).contains(&pid(6)));
 }
 
 #[test]
@@ -121,7 +125,7 @@ fn talking_speakers_keep_their_slots_and_a_waiting_one_gets_in_when_one_stops() 
     for &s in &subs {
         let mut h = heard(&net, s);
         h.sort_unstable();
-        assert_eq!(h, vec![4, 5, 6]);
+        assert_eq!(h, vec![pid(4), pid(5), pid(6)]);
     }
     // 1 talks too while 4 and 5 go on and 6 stops: 1 takes 6's slot after
     // 6's release (500 ms), and 4 and 5 are never displaced.
@@ -134,7 +138,7 @@ fn talking_speakers_keep_their_slots_and_a_waiting_one_gets_in_when_one_stops() 
         for &s in &subs {
             let h = heard(&net, s);
             assert!(
-                h.contains(&4) && h.contains(&5),
+                h.contains(&pid(4)) && h.contains(&pid(5)),
                 "talking 4 and 5 kept: {h:?}"
             );
         }
@@ -142,7 +146,7 @@ fn talking_speakers_keep_their_slots_and_a_waiting_one_gets_in_when_one_stops() 
     for &s in &subs {
         let mut h = heard(&net, s);
         h.sort_unstable();
-        assert_eq!(h, vec![1, 4, 5], "1 replaced the silent 6");
+        assert_eq!(h, vec![pid(1), pid(4), pid(5)], "1 replaced the silent 6");
     }
 }
 
@@ -156,7 +160,7 @@ fn a_priority_speaker_displaces_a_talking_one() {
         }
         net.advance(Duration::from_millis(20));
     }
-    assert_eq!(heard(&net, subs[0]), vec![1, 2, 3]);
+    assert_eq!(heard(&net, subs[0]), vec![pid(1), pid(2), pid(3)]);
     for i in 0..15u32 {
         for &p in &pubs[0..3] {
             net.send_audio(p, &payload(1000 + i * 8 + p as u32), 20);
@@ -165,6 +169,6 @@ fn a_priority_speaker_displaces_a_talking_one() {
         net.advance(Duration::from_millis(20));
     }
     let h = heard(&net, subs[0]);
-    assert!(h.contains(&6), "priority speaker heard: {h:?}");
+    assert!(h.contains(&pid(6)), "priority speaker heard: {h:?}");
     assert_eq!(h.len(), K);
 }

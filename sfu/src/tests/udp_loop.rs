@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::core_tests::payload;
+use super::{pid, room_id, user};
 use crate::testing::{TestPeer, TestPeerConfig};
 use crate::{JoinRequest, Sfu, SfuConfig, SfuError, SfuEvent};
 
@@ -69,9 +70,9 @@ fn join_connect_and_forward_over_udp() {
     for (i, c) in clients.iter_mut().enumerate() {
         let offer = c.peer.offer(1);
         let req = JoinRequest {
-            room: 42,
-            participant: i as u64 + 1,
-            user_id: 100 + i as u64,
+            room: room_id(42),
+            participant: pid(i as u64 + 1),
+            user_id: user(100 + i as u64),
             offer_sdp: offer,
         };
         let answer = rt.block_on(sfu.join(req)).unwrap();
@@ -84,9 +85,9 @@ fn join_connect_and_forward_over_udp() {
     }
     // Hostile input through the async API is an error, not a crash.
     let bad = rt.block_on(sfu.join(JoinRequest {
-        room: 42,
-        participant: 9,
-        user_id: 9,
+        room: room_id(42),
+        participant: pid(9),
+        user_id: user(9),
         offer_sdp: "v=0".into(),
     }));
     assert!(matches!(bad, Err(SfuError::InvalidSdp(_))));
@@ -128,27 +129,31 @@ fn join_connect_and_forward_over_udp() {
         seen.push(e);
     }
     assert!(
-        seen.contains(&SfuEvent::Connected { participant: 1 }),
+        seen.contains(&SfuEvent::Connected {
+            participant: pid(1)
+        }),
         "{seen:?}"
     );
     assert!(
-        seen.contains(&SfuEvent::Connected { participant: 2 }),
+        seen.contains(&SfuEvent::Connected {
+            participant: pid(2)
+        }),
         "{seen:?}"
     );
     assert!(
         seen.iter()
-            .any(|e| matches!(e, SfuEvent::Slots { participant: 2, slots }
-        if slots.len() == 1 && slots[0].user_id == Some(100) && slots[0].mid == mid)),
+            .any(|e| matches!(e, SfuEvent::Slots { participant, slots }
+        if *participant == pid(2) && slots.len() == 1 && slots[0].user_id == Some(user(100)) && slots[0].mid == mid)),
         "{seen:?}"
     );
     assert!(
         seen.iter().any(|e| matches!(
             e,
             SfuEvent::Speaking {
-                participant: 1,
+                participant,
                 speaking: true,
                 ..
-            }
+            } if *participant == pid(1)
         )),
         "{seen:?}"
     );
@@ -162,7 +167,7 @@ fn join_connect_and_forward_over_udp() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(matches!(
-        rt.block_on(sfu.renegotiate(1, "v=0".into())),
+        rt.block_on(sfu.renegotiate(pid(1), "v=0".into())),
         Err(SfuError::Stopped)
     ));
 }
@@ -196,9 +201,9 @@ fn fast_path_audio_reaches_listeners_on_every_send_lane() {
     for (i, c) in clients.iter_mut().enumerate() {
         let answer = rt
             .block_on(sfu.join(JoinRequest {
-                room: 7,
-                participant: i as u64 + 1,
-                user_id: 200 + i as u64,
+                room: room_id(7),
+                participant: pid(i as u64 + 1),
+                user_id: user(200 + i as u64),
                 offer_sdp: c.peer.offer(1),
             }))
             .unwrap();

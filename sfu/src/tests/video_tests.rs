@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use super::core_tests::config;
+use super::{pid, room_id, user};
 use crate::testing::{parse_vp8_frame, Net, Received, TestPeerConfig};
-use crate::{SfuEvent, VideoSlotAssignment, VideoSubscription, VideoTrackKind};
+use crate::{ParticipantId, SfuEvent, VideoSlotAssignment, VideoSubscription, VideoTrackKind};
 
 const RIDS: [&str; 3] = ["q", "h", "f"];
 
@@ -28,9 +29,10 @@ fn viewer() -> TestPeerConfig {
 /// `viewers` viewers (participants 2.., users 1002..) with 3 video slots each.
 fn room(viewers: usize) -> Net {
     let mut net = Net::new(&config());
-    net.join(1, 1, viewers, publisher()).unwrap();
+    net.join(room_id(1), pid(1), viewers, publisher()).unwrap();
     for v in 0..viewers {
-        net.join(1, 2 + v as u64, viewers, viewer()).unwrap();
+        net.join(room_id(1), pid(2 + v as u64), viewers, viewer())
+            .unwrap();
     }
     net.connect_all();
     net
@@ -44,13 +46,13 @@ fn frame(net: &mut Net, keyframe_on: &[&str]) {
     net.advance(Duration::from_millis(33));
 }
 
-fn watch(net: &mut Net, viewer: u64, width: u32, height: u32) {
+fn watch(net: &mut Net, viewer: ParticipantId, width: u32, height: u32) {
     let now = net.now;
     net.sfu.set_video_subscriptions(
         now,
         viewer,
         vec![VideoSubscription {
-            user_id: 1001,
+            user_id: user(1001),
             track: VideoTrackKind::Camera,
             width,
             height,
@@ -103,10 +105,10 @@ fn pauses(net: &Net) -> Vec<Vec<String>> {
         .iter()
         .filter_map(|e| match e {
             SfuEvent::PauseLayers {
-                participant: 1,
+                participant,
                 track: VideoTrackKind::Camera,
                 active_rids,
-            } => Some(active_rids.clone()),
+            } if *participant == pid(1) => Some(active_rids.clone()),
             _ => None,
         })
         .collect()
@@ -131,9 +133,9 @@ fn answer_negotiates_video_with_simulcast_and_feedback() {
         .join(
             net.now,
             crate::JoinRequest {
-                room: 1,
-                participant: 1,
-                user_id: 1001,
+                room: room_id(1),
+                participant: pid(1),
+                user_id: user(1001),
                 offer_sdp: offer,
             },
         )
@@ -163,7 +165,7 @@ fn answer_negotiates_video_with_simulcast_and_feedback() {
     assert!(video.contains("x-google-start-bitrate=2000"), "{video}");
     peer.accept_answer(&answer).unwrap();
     assert_eq!(
-        net.sfu.video_tracks_of(1),
+        net.sfu.video_tracks_of(pid(1)),
         vec![
             (
                 VideoTrackKind::Camera,
@@ -175,7 +177,7 @@ fn answer_negotiates_video_with_simulcast_and_feedback() {
             ),
         ]
     );
-    assert_eq!(net.sfu.video_slots_of(1).len(), 2);
+    assert_eq!(net.sfu.video_slots_of(pid(1)).len(), 2);
 }
 
 #[test]
@@ -189,14 +191,14 @@ fn small_view_gets_q_layer_from_its_keyframe_on() {
     assert_eq!(net.sfu.stats().forwarded_video, 0);
     assert_eq!(pauses(&net).last(), Some(&vec![]));
 
-    watch(&mut net, 2, 320, 180);
+    watch(&mut net, pid(2), 320, 180);
     let mid = net.peers[1].video_recv_mids[0].to_string();
     assert!(net.events.contains(&SfuEvent::VideoSlots {
-        participant: 2,
+        participant: pid(2),
         slots: vec![
             VideoSlotAssignment {
                 mid: mid.clone(),
-                user_id: Some(1001),
+                user_id: Some(user(1001)),
                 track: Some(VideoTrackKind::Camera)
             },
             VideoSlotAssignment {
@@ -234,11 +236,11 @@ fn small_view_gets_q_layer_from_its_keyframe_on() {
         "starts with a keyframe"
     );
     assert_continuous(&got);
-    assert_eq!(net.sfu.video_layer_of(2, &mid).as_deref(), Some("q"));
+    assert_eq!(net.sfu.video_layer_of(pid(2), &mid).as_deref(), Some("q"));
     // Audio slots are untouched by video.
     assert_eq!(
-        net.sfu.slots_of(2),
-        vec![(net.peers[1].recv_mids[0].to_string(), Some(1))]
+        net.sfu.slots_of(pid(2)),
+        vec![(net.peers[1].recv_mids[0].to_string(), Some(pid(1)))]
     );
 }
 
@@ -246,7 +248,7 @@ fn small_view_gets_q_layer_from_its_keyframe_on() {
 fn large_view_gets_f_and_switches_only_at_a_keyframe() {
     let mut net = room(1);
     frame(&mut net, &[]);
-    watch(&mut net, 2, 1280, 720);
+    watch(&mut net, pid(2), 1280, 720);
     frame(&mut net, &["q", "h", "f"]);
     for _ in 0..5 {
         frame(&mut net, &[]);
@@ -258,7 +260,7 @@ fn large_view_gets_f_and_switches_only_at_a_keyframe() {
     let before = video_in(&net, 1).len();
     let asked = net.peers[0].keyframe_requests.len();
     net.advance(Duration::from_millis(600));
-    watch(&mut net, 2, 300, 170);
+    watch(&mut net, pid(2), 300, 170);
     assert_eq!(net.peers[0].keyframe_requests.len(), asked + 1, "PLI for q");
     assert_eq!(
         net.peers[0].keyframe_requests.last().unwrap().1.as_deref(),
@@ -283,7 +285,7 @@ fn large_view_gets_f_and_switches_only_at_a_keyframe() {
 
     // Not shown any more: nothing forwarded, all layers paused.
     let now = net.now;
-    net.sfu.set_video_subscriptions(now, 2, vec![]);
+    net.sfu.set_video_subscriptions(now, pid(2), vec![]);
     net.exchange();
     while let Some(e) = net.sfu.poll_event() {
         net.events.push(e);
@@ -299,11 +301,11 @@ fn keyframe_requests_are_throttled_per_track() {
     let mut net = room(3);
     frame(&mut net, &[]);
     // Three viewers start watching within 100 ms: one PLI.
-    watch(&mut net, 2, 320, 180);
+    watch(&mut net, pid(2), 320, 180);
     net.advance(Duration::from_millis(50));
-    watch(&mut net, 3, 320, 180);
+    watch(&mut net, pid(3), 320, 180);
     net.advance(Duration::from_millis(50));
-    watch(&mut net, 4, 320, 180);
+    watch(&mut net, pid(4), 320, 180);
     assert_eq!(net.peers[0].keyframe_requests.len(), 1);
     frame(&mut net, &["q"]);
     for _ in 0..3 {
@@ -334,14 +336,16 @@ fn keyframe_requests_are_throttled_per_track() {
 #[test]
 fn audio_only_peer_in_a_video_room_is_unaffected() {
     let mut net = room(1);
-    let c = net.join(1, 9, 2, TestPeerConfig::default()).unwrap();
+    let c = net
+        .join(room_id(1), pid(9), 2, TestPeerConfig::default())
+        .unwrap();
     net.connect_all();
-    watch(&mut net, 2, 320, 180);
+    watch(&mut net, pid(2), 320, 180);
     frame(&mut net, &["q", "h", "f"]);
     net.send_audio(0, &super::core_tests::payload(1), 30);
     net.advance(Duration::from_millis(20));
-    assert!(net.sfu.video_slots_of(9).is_empty());
-    let mid = super::core_tests::slot_for(&net, c, 1).unwrap();
+    assert!(net.sfu.video_slots_of(pid(9)).is_empty());
+    let mid = super::core_tests::slot_for(&net, c, pid(1)).unwrap();
     assert_eq!(net.peers[c].received_on(&mid).len(), 1);
     assert_eq!(video_in(&net, 1).len(), 1);
 }
@@ -362,17 +366,17 @@ fn video_metrics_count_switches_keyframe_requests_and_layer_bytes() {
     let handle = recorder.handle();
     let mut net = metrics::with_local_recorder(&recorder, || room(1));
     frame(&mut net, &[]);
-    watch(&mut net, 2, 1280, 720);
+    watch(&mut net, pid(2), 1280, 720);
     frame(&mut net, &["q", "h", "f"]);
     frame(&mut net, &[]);
     // Down to q at its next keyframe.
     net.advance(Duration::from_millis(600));
-    watch(&mut net, 2, 320, 180);
+    watch(&mut net, pid(2), 320, 180);
     frame(&mut net, &["q"]);
     frame(&mut net, &[]);
     // Back up to f.
     net.advance(Duration::from_millis(600));
-    watch(&mut net, 2, 1280, 720);
+    watch(&mut net, pid(2), 1280, 720);
     frame(&mut net, &["f"]);
     // The viewer asks for a keyframe itself.
     net.advance(Duration::from_millis(600));
@@ -429,8 +433,8 @@ fn video_metrics_count_switches_keyframe_requests_and_layer_bytes() {
 fn video_of_a_publisher_not_allowed_video_is_dropped_until_allowed_again() {
     let mut net = room(1);
     let now = net.now;
-    net.sfu.set_video_allowed(now, 1, false);
-    watch(&mut net, 2, 320, 180);
+    net.sfu.set_video_allowed(now, pid(1), false);
+    watch(&mut net, pid(2), 320, 180);
     let dropped = net.sfu.stats().dropped_muted;
     frame(&mut net, &["q", "h", "f"]);
     for _ in 0..5 {
@@ -447,7 +451,7 @@ fn video_of_a_publisher_not_allowed_video_is_dropped_until_allowed_again() {
     net.advance(Duration::from_millis(600));
     let asked = net.peers[0].keyframe_requests.len();
     let now = net.now;
-    net.sfu.set_video_allowed(now, 1, true);
+    net.sfu.set_video_allowed(now, pid(1), true);
     // Its first packets are not forwarded (no keyframe yet); a PLI for q goes out.
     for _ in 0..10 {
         frame(&mut net, &[]);
@@ -481,7 +485,7 @@ fn a_paused_layer_the_view_asks_for_is_requested_back() {
         net.advance(Duration::from_millis(33));
     };
     send(&mut net, &[("q", false)]);
-    watch(&mut net, 2, 640, 360);
+    watch(&mut net, pid(2), 640, 360);
     // Shown on q meanwhile, but h is reported as needed so the sender resumes it.
     assert_eq!(
         pauses(&net).last(),
@@ -502,7 +506,7 @@ fn a_paused_layer_the_view_asks_for_is_requested_back() {
 #[test]
 fn a_paused_layer_that_fits_a_new_view_is_asked_for() {
     let mut net = room(2);
-    watch(&mut net, 2, 1280, 720);
+    watch(&mut net, pid(2), 1280, 720);
     // The publisher honours the pause report: only f flows.
     assert_eq!(pauses(&net).last(), Some(&vec!["f".to_string()]));
     for i in 0..10 {
@@ -512,7 +516,7 @@ fn a_paused_layer_that_fits_a_new_view_is_asked_for() {
     assert!(!video_in(&net, 1).is_empty());
     // A small view: q is not flowing, so the viewer gets f meanwhile, but q
     // must be un-paused — else the small view would get f for good.
-    watch(&mut net, 3, 320, 180);
+    watch(&mut net, pid(3), 320, 180);
     let last = pauses(&net).last().cloned().unwrap();
     assert!(last.contains(&"q".to_string()), "q not asked for: {last:?}");
     // Once q flows, the small view switches to it at a keyframe.
@@ -531,7 +535,7 @@ fn a_paused_layer_that_fits_a_new_view_is_asked_for() {
 #[test]
 fn camera_switched_off_by_the_client_is_dropped_until_switched_on() {
     let mut net = room(1);
-    watch(&mut net, 2, 320, 180);
+    watch(&mut net, pid(2), 320, 180);
     frame(&mut net, &["q", "h", "f"]);
     for _ in 0..3 {
         frame(&mut net, &[]);
@@ -540,7 +544,7 @@ fn camera_switched_off_by_the_client_is_dropped_until_switched_on() {
     assert!(before >= 4, "camera forwarded while on: {before}");
     // Camera off, but a (modified) client keeps sending it.
     let now = net.now;
-    net.sfu.set_self_video(now, 1, false, true);
+    net.sfu.set_self_video(now, pid(1), false, true);
     let dropped = net.sfu.stats().dropped_muted;
     frame(&mut net, &["q", "h", "f"]);
     for _ in 0..5 {
@@ -556,7 +560,7 @@ fn camera_switched_off_by_the_client_is_dropped_until_switched_on() {
     net.advance(Duration::from_millis(600));
     let asked = net.peers[0].keyframe_requests.len();
     let now = net.now;
-    net.sfu.set_self_video(now, 1, true, true);
+    net.sfu.set_self_video(now, pid(1), true, true);
     frame(&mut net, &[]);
     assert!(net.peers[0].keyframe_requests.len() > asked, "no PLI");
     frame(&mut net, &["q"]);

@@ -14,7 +14,7 @@ use crate::gateway::hub::{Session, Target};
 use crate::gateway::protocol::VoiceStateReq;
 use crate::viewers::ViewerCache;
 use confab_chat::{Chat, ChatError, Snowflake};
-use confab_sfu::{JoinRequest as SfuJoin, Sfu, SfuError, SfuEvent};
+use confab_sfu::{JoinRequest as SfuJoin, ParticipantId, RoomId, Sfu, SfuError, SfuEvent, UserTag};
 use parking_lot::Mutex;
 use registry::{JoinOutcome, JoinRequest, Participant, Registry, VoicePerms};
 use std::sync::Arc;
@@ -72,8 +72,29 @@ pub struct VoiceService {
     max_video_tiles: usize,
 }
 
-fn sfu_id(id: Snowflake) -> u64 {
-    id.0 as u64
+// The SFU has ids of its own over the same numbers: a voice session is its `ParticipantId`, a
+// voice channel its `RoomId`, a user its `UserTag`. Chat ids and SFU ids cross only here.
+
+fn sfu_participant(voice_session: Snowflake) -> ParticipantId {
+    ParticipantId::new(voice_session.0 as u64)
+}
+
+fn sfu_room(channel_id: Snowflake) -> RoomId {
+    RoomId::new(channel_id.0 as u64)
+}
+
+fn sfu_user(user_id: Snowflake) -> UserTag {
+    UserTag::new(user_id.0 as u64)
+}
+
+/// The voice session id of an SFU participant.
+fn voice_session_of(participant: ParticipantId) -> Snowflake {
+    Snowflake(participant.get() as i64)
+}
+
+/// The user behind an SFU user tag.
+fn user_of(tag: UserTag) -> Snowflake {
+    Snowflake(tag.get() as i64)
 }
 
 impl VoiceService {
@@ -158,7 +179,7 @@ impl VoiceService {
         match outcome {
             JoinOutcome::Joined { previous } => {
                 if let Some(prev) = previous {
-                    self.sfu.leave(sfu_id(prev.id));
+                    self.sfu.leave(sfu_participant(prev.id));
                     self.speaking_ended(&prev);
                     // Whoever saw the old channel but not the new one sees the member leave
                     // (the new state names a channel they may not know).
@@ -203,7 +224,7 @@ impl VoiceService {
     }
 
     fn apply_flags(&self, p: &Participant) {
-        let id = sfu_id(p.id);
+        let id = sfu_participant(p.id);
         // The SFU's server mute drops audio whatever the reason: a moderator's mute, no SPEAK,
         // or the audience of a stage (the voice state tells `mute` and `suppress` apart).
         self.sfu.set_server_mute(id, p.audio_blocked());
@@ -234,11 +255,11 @@ impl VoiceService {
             .cloned()
             .ok_or(VoiceError::NotJoined)?;
         let start = Instant::now();
-        let id = sfu_id(p.id);
+        let id = sfu_participant(p.id);
         let join = || SfuJoin {
-            room: sfu_id(p.channel_id),
+            room: sfu_room(p.channel_id),
             participant: id,
-            user_id: sfu_id(p.user_id),
+            user_id: sfu_user(p.user_id),
             offer_sdp: sdp.clone(),
         };
         let result = if p.needs_join {
@@ -314,7 +335,7 @@ impl VoiceService {
         };
         // Before the first answer there is no SFU peer yet; the offer hands the list over.
         if !needs_join {
-            self.sfu.set_video_subscriptions(sfu_id(id), subs);
+            self.sfu.set_video_subscriptions(sfu_participant(id), subs);
         }
         Ok(())
     }
@@ -334,7 +355,7 @@ impl VoiceService {
 
     /// Removes a participant everywhere and tells everyone.
     fn teardown(&self, p: &Participant, reason: &'static str) {
-        self.sfu.leave(sfu_id(p.id));
+        self.sfu.leave(sfu_participant(p.id));
         self.speaking_ended(p);
         self.dispatcher
             .emit(self.audience(p), Event::VoiceStateUpdate, &p.left_state());
@@ -380,7 +401,7 @@ impl VoiceService {
             .lock()
             .remove_where(|p| p.server_id == server_id);
         for p in gone {
-            self.sfu.leave(sfu_id(p.id));
+            self.sfu.leave(sfu_participant(p.id));
             self.record_end(p.id, "server_deleted");
         }
         self.forget_server_audiences(server_id);
@@ -463,24 +484,24 @@ impl VoiceService {
     }
 
     fn handle_event(&self, ev: SfuEvent) {
-        let lookup = |participant: u64| {
+        let lookup = |participant: ParticipantId| {
             self.registry
                 .lock()
-                .by_id(Snowflake(participant as i64))
+                .by_id(voice_session_of(participant))
                 .cloned()
         };
         match ev {
             SfuEvent::Connected { participant } => {
-                tracing::debug!(participant, "voice media connected");
+                tracing::debug!(participant = participant.get(), "voice media connected");
             }
             SfuEvent::Disconnected {
                 participant,
                 reason,
             } => {
                 // Media is gone; the client may rejoin with its voice session id.
-                tracing::info!(participant, %reason, "voice media disconnected");
+                tracing::info!(participant = participant.get(), %reason, "voice media disconnected");
                 let mut reg = self.registry.lock();
-                if let Some(p) = reg.by_id_mut(Snowflake(participant as i64)) {
+                if let Some(p) = reg.by_id_mut(voice_session_of(participant)) {
                     p.needs_join = true;
                     p.dropped_at.get_or_insert_with(Instant::now);
                 }
@@ -494,7 +515,7 @@ impl VoiceService {
                 // VOICE_STATE_UPDATEs: someone joining while another talks sees it at once.
                 let p = {
                     let mut reg = self.registry.lock();
-                    reg.by_id_mut(Snowflake(participant as i64)).map(|p| {
+                    reg.by_id_mut(voice_session_of(participant)).map(|p| {
                         p.speaking = speaking;
                         p.clone()
                     })
@@ -511,7 +532,7 @@ impl VoiceService {
                 if let Some(p) = lookup(participant) {
                     let slots: Vec<serde_json::Value> = slots
                         .iter()
-                        .map(|s| serde_json::json!({"mid": s.mid, "user_id": s.user_id.map(|u| Snowflake(u as i64))}))
+                        .map(|s| serde_json::json!({"mid": s.mid, "user_id": s.user_id.map(user_of)}))
                         .collect();
                     self.dispatcher.emit(
                         Target::Session(p.gateway_session.clone()),
@@ -527,7 +548,7 @@ impl VoiceService {
                         .map(|s| {
                             serde_json::json!({
                                 "mid": s.mid,
-                                "user_id": s.user_id.map(|u| Snowflake(u as i64)),
+                                "user_id": s.user_id.map(user_of),
                                 "track": s.track.map(|t| t.as_str()),
                             })
                         })

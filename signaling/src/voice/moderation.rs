@@ -8,7 +8,7 @@
 //! `self_video`/`self_stream` are cleared. Permissions given back are restored the same way.
 
 use super::registry::VoicePerms;
-use super::{sfu_id, VoiceService};
+use super::{sfu_participant, VoiceService};
 use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use confab_chat::audit::Actor;
@@ -109,7 +109,7 @@ impl VoiceService {
         );
         // Gone meanwhile (left on its own): nothing to move.
         let Some((old, p)) = moved else { return Ok(()) };
-        self.sfu.leave(sfu_id(old.id));
+        self.sfu.leave(sfu_participant(old.id));
         self.speaking_ended(&old);
         if !self.same_audience(old.channel_id, p.channel_id) {
             self.dispatcher.emit(

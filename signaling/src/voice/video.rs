@@ -41,7 +41,7 @@ pub fn sfu_subscription(
     h: u32,
 ) -> VideoSubscription {
     VideoSubscription {
-        user_id: user_id.0 as u64,
+        user_id: super::sfu_user(user_id),
         track,
         width: w,
         height: h,
