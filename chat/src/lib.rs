@@ -13,6 +13,7 @@ pub mod audit;
 pub mod channels;
 pub mod dms;
 pub mod error;
+pub mod ids;
 pub mod invites;
 pub mod members;
 pub mod messages;
@@ -31,6 +32,7 @@ pub mod snowflake;
 pub mod voice;
 
 pub use error::{ChatError, ChatResult};
+pub use ids::{ChannelId, MessageId, RoleId, ServerId, SessionId, UserId};
 pub use name::Name;
 pub use snowflake::{Snowflake, SnowflakeGenerator};
 
