@@ -14,7 +14,7 @@ use super::session_machine::{
 use crate::gateway::events::Event;
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use confab_chat::Snowflake;
+use confab_chat::UserId;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -360,7 +360,7 @@ impl Conn {
     }
 
     /// Tells co-members when what they see of this user's presence changed.
-    fn announce_presence(&self, user_id: Snowflake, before: Status) {
+    fn announce_presence(&self, user_id: UserId, before: Status) {
         let now = self.state.hub.presence_of(user_id);
         if now != before {
             let to = self.state.hub.presence_audience(user_id);

@@ -13,7 +13,7 @@ use crate::gateway::events::Event;
 use crate::gateway::hub::{Session, Target};
 use crate::gateway::protocol::VoiceStateReq;
 use crate::viewers::ViewerCache;
-use confab_chat::{Chat, ChatError, Snowflake};
+use confab_chat::{ChannelId, Chat, ChatError, ServerId, Snowflake, UserId};
 use confab_sfu::{JoinRequest as SfuJoin, Sfu, SfuError, SfuEvent};
 use parking_lot::Mutex;
 use registry::{JoinOutcome, JoinRequest, Participant, Registry, VoicePerms};
@@ -236,9 +236,9 @@ impl VoiceService {
         let start = Instant::now();
         let id = sfu_id(p.id);
         let join = || SfuJoin {
-            room: sfu_id(p.channel_id),
+            room: sfu_id(p.channel_id.snowflake()),
             participant: id,
-            user_id: sfu_id(p.user_id),
+            user_id: sfu_id(p.user_id.snowflake()),
             offer_sdp: sdp.clone(),
         };
         let result = if p.needs_join {
@@ -374,7 +374,7 @@ impl VoiceService {
             .session_dropped(session_id, Instant::now());
     }
 
-    pub async fn server_deleted(&self, server_id: Snowflake) {
+    pub async fn server_deleted(&self, server_id: ServerId) {
         let gone = self
             .registry
             .lock()
@@ -386,7 +386,7 @@ impl VoiceService {
         self.forget_server_audiences(server_id);
     }
 
-    pub async fn member_left(&self, server_id: Snowflake, user_id: Snowflake) {
+    pub async fn member_left(&self, server_id: ServerId, user_id: UserId) {
         let gone = self
             .registry
             .lock()
@@ -398,7 +398,7 @@ impl VoiceService {
         self.refresh_server_audiences(server_id).await;
     }
 
-    pub async fn channel_deleted(&self, channel_id: Snowflake) {
+    pub async fn channel_deleted(&self, channel_id: ChannelId) {
         let gone = self
             .registry
             .lock()
@@ -409,7 +409,7 @@ impl VoiceService {
     }
 
     /// A moderator changed a member's server mute/deafen.
-    pub fn moderate(&self, server_id: Snowflake, user_id: Snowflake, mute: bool, deaf: bool) {
+    pub fn moderate(&self, server_id: ServerId, user_id: UserId, mute: bool, deaf: bool) {
         let updated = {
             let mut reg = self.registry.lock();
             match reg.by_user_mut(user_id) {
@@ -428,7 +428,7 @@ impl VoiceService {
         }
     }
 
-    pub fn states_for(&self, servers: &[Snowflake]) -> Vec<registry::VoiceState> {
+    pub fn states_for(&self, servers: &[ServerId]) -> Vec<registry::VoiceState> {
         self.registry.lock().states_for(servers)
     }
 
