@@ -3,17 +3,17 @@
 
 use crate::model::Channel;
 use crate::permissions::{self, ChannelOverwrites, MemberContext, Overwrite, Permissions};
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{ChannelId, Chat, ChatError, ChatResult, RoleId, ServerId, Snowflake, UserId};
 use chrono::{DateTime, Utc};
 
 /// A member as permissions see them.
 #[derive(Debug, Clone)]
 pub struct MemberAccess {
     pub context: MemberContext,
-    pub role_ids: Vec<Snowflake>,
+    pub role_ids: Vec<RoleId>,
     /// Position of the member's highest role (0 = only @everyone); the owner ranks above all.
     pub top_position: i32,
-    pub owner_id: Snowflake,
+    pub owner_id: UserId,
 }
 
 impl MemberAccess {
@@ -29,7 +29,7 @@ impl MemberAccess {
 
 #[derive(sqlx::FromRow)]
 struct MemberRow {
-    owner_id: Snowflake,
+    owner_id: UserId,
     everyone: Option<Permissions>,
     timeout_until: Option<DateTime<Utc>>,
     role_ids: Vec<i64>,
@@ -41,8 +41,8 @@ impl Chat {
     /// The member's permission context, or None when they are not a member.
     pub async fn member_access(
         &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
+        server_id: ServerId,
+        user_id: UserId,
     ) -> ChatResult<Option<MemberAccess>> {
         let started = std::time::Instant::now();
         let row: Option<MemberRow> = sqlx::query_as(
@@ -73,7 +73,11 @@ impl Chat {
                     timed_out: r.timeout_until.is_some_and(|t| t > Utc::now()),
                 },
                 top_position: r.role_positions.iter().copied().max().unwrap_or(0),
-                role_ids: r.role_ids.into_iter().map(Snowflake).collect(),
+                role_ids: r
+                    .role_ids
+                    .into_iter()
+                    .map(|id| RoleId::new(Snowflake(id)))
+                    .collect(),
                 owner_id: r.owner_id,
             }
         }))
@@ -82,8 +86,8 @@ impl Chat {
     /// The member's permissions in a server; NotFound for non-members.
     pub async fn server_permissions(
         &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
+        server_id: ServerId,
+        user_id: UserId,
     ) -> ChatResult<Permissions> {
         let access = self
             .member_access(server_id, user_id)
@@ -95,8 +99,8 @@ impl Chat {
     /// Requires a server permission; returns the member's access.
     pub(crate) async fn require_access(
         &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
+        server_id: ServerId,
+        user_id: UserId,
         wanted: Permissions,
         what: &'static str,
     ) -> ChatResult<MemberAccess> {
@@ -113,8 +117,8 @@ impl Chat {
 
     pub(crate) async fn require(
         &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
+        server_id: ServerId,
+        user_id: UserId,
         wanted: Permissions,
         what: &'static str,
     ) -> ChatResult<Permissions> {
@@ -130,13 +134,14 @@ impl Chat {
         channel: &Channel,
         synced: bool,
         access: &MemberAccess,
-        user_id: Snowflake,
+        user_id: UserId,
     ) -> ChatResult<ChannelOverwrites> {
         let source = match (synced, channel.parent_id) {
             (true, Some(parent)) => parent,
             _ => channel.id,
         };
-        let everyone_id = channel.server_id.unwrap_or(Snowflake(0));
+        let everyone = channel.server_id.map(RoleId::everyone);
+        // An overwrite's target is a role or a member, as its kind says.
         let rows: Vec<(Snowflake, String, Permissions, Permissions)> = sqlx::query_as(
             "SELECT target_id, kind, allow, deny FROM channel_overwrites WHERE channel_id = $1",
         )
@@ -147,9 +152,9 @@ impl Chat {
         for (target, kind, allow, deny) in rows {
             let ow = Overwrite { allow, deny };
             match kind.as_str() {
-                "role" if target == everyone_id => o.everyone = Some(ow),
-                "role" if access.role_ids.contains(&target) => o.roles.push(ow),
-                "member" if target == user_id => o.member = Some(ow),
+                "role" if Some(RoleId::new(target)) == everyone => o.everyone = Some(ow),
+                "role" if access.role_ids.contains(&RoleId::new(target)) => o.roles.push(ow),
+                "member" if UserId::new(target) == user_id => o.member = Some(ow),
                 _ => {}
             }
         }
@@ -160,14 +165,11 @@ impl Chat {
 impl Chat {
     /// Who may see a channel: `None` when every member of its server may (no overwrites and
     /// @everyone has VIEW_CHANNEL), else the members who may. Used to route channel events.
-    pub async fn channel_viewers(
-        &self,
-        channel_id: Snowflake,
-    ) -> ChatResult<Option<Vec<Snowflake>>> {
+    pub async fn channel_viewers(&self, channel_id: ChannelId) -> ChatResult<Option<Vec<UserId>>> {
         // (server, parent, permissions_synced, @everyone's permissions); no server = a DM.
         type ChannelRow = (
-            Option<Snowflake>,
-            Option<Snowflake>,
+            Option<ServerId>,
+            Option<ChannelId>,
             bool,
             Option<Permissions>,
         );
@@ -199,7 +201,7 @@ impl Chat {
         if overwrites.is_empty() && permissions::has(everyone, permissions::VIEW_CHANNEL) {
             return Ok(None);
         }
-        let members: Vec<(Snowflake, Snowflake, Vec<i64>, Vec<Permissions>)> = sqlx::query_as(
+        let members: Vec<(UserId, UserId, Vec<i64>, Vec<Permissions>)> = sqlx::query_as(
             "SELECT m.user_id, s.owner_id,
                     coalesce(array_agg(r.id) FILTER (WHERE r.id IS NOT NULL), '{}'),
                     coalesce(array_agg(r.permissions) FILTER (WHERE r.id IS NOT NULL), '{}')
@@ -226,9 +228,9 @@ impl Chat {
                     deny: *deny,
                 };
                 match kind.as_str() {
-                    "role" if *target == server_id => o.everyone = Some(ow),
-                    "role" if role_ids.contains(&target.0) => o.roles.push(ow),
-                    "member" if *target == user_id => o.member = Some(ow),
+                    "role" if RoleId::new(*target).is_everyone(server_id) => o.everyone = Some(ow),
+                    "role" if role_ids.contains(&target.get()) => o.roles.push(ow),
+                    "member" if UserId::new(*target) == user_id => o.member = Some(ow),
                     _ => {}
                 }
             }

@@ -8,7 +8,7 @@
 
 use crate::error::{is_unique_violation, Validator};
 use crate::model::{AuthSession, User};
-use crate::{password, Chat, ChatError, ChatResult, Snowflake};
+use crate::{password, Chat, ChatError, ChatResult, ServerId, SessionId, UserId};
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
@@ -21,7 +21,7 @@ pub const REFRESH_TTL_DAYS: i64 = 30;
 #[derive(Debug, Clone)]
 pub struct Login {
     pub user: User,
-    pub session_id: Snowflake,
+    pub session_id: SessionId,
     pub refresh_token: String,
 }
 
@@ -43,9 +43,9 @@ pub struct ProfilePatch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionScope {
     /// One session (logout, "log out that device"). Unknown or another user's: not found.
-    One(Snowflake),
+    One(SessionId),
     /// Every active session but this one (password change keeps the caller's).
-    AllExcept(Snowflake),
+    AllExcept(SessionId),
     /// Every active session (account deletion).
     All,
 }
@@ -57,8 +57,8 @@ pub enum SessionScope {
 #[must_use = "pass revoked sessions to the signaling layer's end_sessions so their connections close"]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokedSessions {
-    pub user_id: Snowflake,
-    pub session_ids: Vec<Snowflake>,
+    pub user_id: UserId,
+    pub session_ids: Vec<SessionId>,
 }
 
 /// What a refresh came to.
@@ -77,11 +77,11 @@ pub struct DeletedAccount {
     /// The account as everyone sees it from now on ("Deleted User").
     pub user: User,
     /// The servers the user was a member of (and no longer is).
-    pub servers: Vec<Snowflake>,
+    pub servers: Vec<ServerId>,
     /// Users who had a relationship (friend, request, block) with them, now removed.
-    pub relationships: Vec<Snowflake>,
+    pub relationships: Vec<UserId>,
     /// The other recipients of their DMs (the DMs stay).
-    pub dm_recipients: Vec<Snowflake>,
+    pub dm_recipients: Vec<UserId>,
     pub sessions: RevokedSessions,
 }
 
@@ -97,15 +97,15 @@ pub(crate) const USER_COLUMNS: &str =
 
 /// A refresh token's row joined with its session: (session, expires, rotated, user, revoked).
 type RefreshRow = (
-    Snowflake,
+    SessionId,
     DateTime<Utc>,
     Option<DateTime<Utc>>,
-    Snowflake,
+    UserId,
     Option<DateTime<Utc>>,
 );
 /// A session row: (id, created, last used, user agent, ip).
 type SessionRow = (
-    Snowflake,
+    SessionId,
     DateTime<Utc>,
     DateTime<Utc>,
     Option<String>,
@@ -143,9 +143,9 @@ fn wrong_password() -> ChatError {
 /// Marks sessions revoked (on `conn`, which may be a transaction); returns their ids.
 async fn revoke_in(
     conn: &mut sqlx::PgConnection,
-    user_id: Snowflake,
+    user_id: UserId,
     scope: SessionScope,
-) -> ChatResult<Vec<Snowflake>> {
+) -> ChatResult<Vec<SessionId>> {
     let q = match scope {
         SessionScope::One(id) => sqlx::query_scalar(
             "UPDATE auth_sessions SET revoked_at = coalesce(revoked_at, now())
@@ -202,7 +202,7 @@ impl Chat {
         v.finish()?;
 
         let hash = self.passwords.hash(password).await?;
-        let id = self.next_id();
+        let id: UserId = self.next_id();
         let mut tx = self.pool.begin().await?;
         let user: User = match sqlx::query_as(
             "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4)
@@ -237,7 +237,7 @@ impl Chat {
         password: &str,
         client: &ClientInfo,
     ) -> ChatResult<Login> {
-        let row: Option<(Snowflake, String)> = if username.len() <= 64 {
+        let row: Option<(UserId, String)> = if username.len() <= 64 {
             sqlx::query_as(
                 "SELECT id, password_hash FROM users
                  WHERE lower(username) = lower($1) AND deleted_at IS NULL",
@@ -286,10 +286,10 @@ impl Chat {
     async fn open_session(
         &self,
         tx: &mut sqlx::PgConnection,
-        user_id: Snowflake,
+        user_id: UserId,
         client: &ClientInfo,
-    ) -> ChatResult<(Snowflake, String)> {
-        let session_id = self.next_id();
+    ) -> ChatResult<(SessionId, String)> {
+        let session_id: SessionId = self.next_id();
         let ua = client
             .user_agent
             .as_deref()
@@ -310,7 +310,7 @@ impl Chat {
     async fn issue_refresh(
         &self,
         tx: &mut sqlx::PgConnection,
-        session_id: Snowflake,
+        session_id: SessionId,
     ) -> ChatResult<String> {
         let token = new_token();
         sqlx::query(
@@ -384,7 +384,7 @@ impl Chat {
     /// its connections; the others list only the sessions that were active.
     pub async fn revoke_sessions(
         &self,
-        user_id: Snowflake,
+        user_id: UserId,
         scope: SessionScope,
     ) -> ChatResult<RevokedSessions> {
         let mut conn = self.pool.acquire().await?;
@@ -403,8 +403,8 @@ impl Chat {
     /// `keep` is the caller's session.
     pub async fn change_password(
         &self,
-        user_id: Snowflake,
-        keep: Snowflake,
+        user_id: UserId,
+        keep: SessionId,
         current: &str,
         new: &str,
     ) -> ChatResult<RevokedSessions> {
@@ -444,7 +444,7 @@ impl Chat {
     /// stay, shown as authored by the deleted user. Owners must delete their servers first.
     pub async fn delete_account(
         &self,
-        user_id: Snowflake,
+        user_id: UserId,
         password: &str,
     ) -> ChatResult<DeletedAccount> {
         let (_, hash) = self.live_account(user_id).await?;
@@ -470,12 +470,12 @@ impl Chat {
                 if owned == 1 { "it" } else { "them" },
             )));
         }
-        let servers: Vec<Snowflake> =
+        let servers: Vec<ServerId> =
             sqlx::query_scalar("DELETE FROM members WHERE user_id = $1 RETURNING server_id")
                 .bind(user_id)
                 .fetch_all(&mut *tx)
                 .await?;
-        let mut relationships: Vec<Snowflake> = sqlx::query_scalar(
+        let mut relationships: Vec<UserId> = sqlx::query_scalar(
             "DELETE FROM relationships WHERE user_id = $1 OR other_id = $1
              RETURNING CASE WHEN user_id = $1 THEN other_id ELSE user_id END",
         )
@@ -484,7 +484,7 @@ impl Chat {
         .await?;
         relationships.sort();
         relationships.dedup();
-        let dm_recipients: Vec<Snowflake> = sqlx::query_scalar(
+        let dm_recipients: Vec<UserId> = sqlx::query_scalar(
             "SELECT DISTINCT r.user_id FROM dm_recipients r
              WHERE r.user_id <> $1
                AND r.channel_id IN (SELECT channel_id FROM dm_recipients WHERE user_id = $1)",
@@ -521,7 +521,7 @@ impl Chat {
 
     /// Not found unless the account exists and has not been deleted: a deleted account keeps
     /// its DMs and messages but cannot be reached anew (new DMs, group DMs).
-    pub async fn live_user(&self, user_id: Snowflake) -> ChatResult<()> {
+    pub async fn live_user(&self, user_id: UserId) -> ChatResult<()> {
         let live: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL")
                 .bind(user_id)
@@ -531,7 +531,7 @@ impl Chat {
     }
 
     /// The username and password hash of an account that has not been deleted.
-    async fn live_account(&self, user_id: Snowflake) -> ChatResult<(String, String)> {
+    async fn live_account(&self, user_id: UserId) -> ChatResult<(String, String)> {
         sqlx::query_as(
             "SELECT username, password_hash FROM users WHERE id = $1 AND deleted_at IS NULL",
         )
@@ -554,11 +554,7 @@ impl Chat {
 
     /// True while the session has not been revoked. Checked on every authenticated request so
     /// that logging a device out takes effect before its access token expires.
-    pub async fn session_active(
-        &self,
-        user_id: Snowflake,
-        session_id: Snowflake,
-    ) -> ChatResult<bool> {
+    pub async fn session_active(&self, user_id: UserId, session_id: SessionId) -> ChatResult<bool> {
         let row: Option<(Option<DateTime<Utc>>,)> =
             sqlx::query_as("SELECT revoked_at FROM auth_sessions WHERE id = $1 AND user_id = $2")
                 .bind(session_id)
@@ -570,8 +566,8 @@ impl Chat {
 
     pub async fn sessions(
         &self,
-        user_id: Snowflake,
-        current: Snowflake,
+        user_id: UserId,
+        current: SessionId,
     ) -> ChatResult<Vec<AuthSession>> {
         let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id, created_at, last_used_at, user_agent, ip FROM auth_sessions
@@ -595,7 +591,7 @@ impl Chat {
             .collect())
     }
 
-    pub async fn user(&self, user_id: Snowflake) -> ChatResult<User> {
+    pub async fn user(&self, user_id: UserId) -> ChatResult<User> {
         sqlx::query_as(q!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"))
             .bind(user_id)
             .fetch_optional(&self.pool)
@@ -603,11 +599,7 @@ impl Chat {
             .ok_or(ChatError::NotFound("user"))
     }
 
-    pub async fn update_profile(
-        &self,
-        user_id: Snowflake,
-        patch: ProfilePatch,
-    ) -> ChatResult<User> {
+    pub async fn update_profile(&self, user_id: UserId, patch: ProfilePatch) -> ChatResult<User> {
         let mut v = Validator::default();
         let clean = |s: &Option<Option<String>>| -> Option<Option<String>> {
             s.as_ref().map(|o| {

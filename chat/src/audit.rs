@@ -1,7 +1,7 @@
 //! The audit log: administrative actions, written in the same transaction as the change so a
 //! failed change leaves no entry.
 
-use crate::permissions;
+use crate::{permissions, ServerId, UserId};
 use crate::{Chat, ChatError, ChatResult, Snowflake};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -10,10 +10,11 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct AuditEntry {
     pub id: Snowflake,
-    pub server_id: Snowflake,
-    pub actor_id: Option<Snowflake>,
+    pub server_id: ServerId,
+    pub actor_id: Option<UserId>,
     /// e.g. `"invite_create"`, `"role_update"`, `"member_ban_add"`.
     pub action: String,
+    // What the action was done to: a user, role, channel, … as `action` says.
     pub target_id: Option<Snowflake>,
     /// Changed fields: `{"field": {"old": .., "new": ..}}` or the created object.
     #[schema(value_type = Object)]
@@ -25,19 +26,19 @@ pub struct AuditEntry {
 /// Who did what, for an entry.
 #[derive(Debug, Clone, Copy)]
 pub struct Actor<'a> {
-    pub user_id: Snowflake,
+    pub user_id: UserId,
     pub reason: Option<&'a str>,
 }
 
 impl<'a> Actor<'a> {
-    pub fn new(user_id: Snowflake, reason: Option<&'a str>) -> Self {
+    pub fn new(user_id: UserId, reason: Option<&'a str>) -> Self {
         Self { user_id, reason }
     }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
-    pub actor_id: Option<Snowflake>,
+    pub actor_id: Option<UserId>,
     pub action: Option<String>,
     pub before: Option<Snowflake>,
     pub limit: Option<i64>,
@@ -47,7 +48,7 @@ impl Chat {
     pub(crate) async fn audit(
         &self,
         tx: &mut sqlx::PgConnection,
-        server_id: Snowflake,
+        server_id: ServerId,
         actor: Actor<'_>,
         action: &str,
         target_id: Option<Snowflake>,
@@ -60,7 +61,7 @@ impl Chat {
             "INSERT INTO audit_log (id, server_id, actor_id, action, target_id, changes, reason)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(self.next_id())
+        .bind(self.next_id::<Snowflake>())
         .bind(server_id)
         .bind(actor.user_id)
         .bind(action)
@@ -75,8 +76,8 @@ impl Chat {
     /// Entries newest first (VIEW_AUDIT_LOG), filterable by actor and action.
     pub async fn audit_log(
         &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
+        server_id: ServerId,
+        user_id: UserId,
         q: AuditQuery,
     ) -> ChatResult<Vec<AuditEntry>> {
         self.require(

@@ -3,13 +3,13 @@
 use crate::error::Validator;
 use crate::model::{Channel, ChannelKind};
 use crate::permissions::{self, Permissions};
-use crate::{Chat, ChatError, ChatResult, Name, Snowflake};
+use crate::{ChannelId, Chat, ChatError, ChatResult, Name, ServerId, UserId};
 
 /// Keeps the channels a user may see: those with VIEW_CHANNEL, and the categories
 /// that are viewable themselves or hold a viewable channel (its heading). Nothing
 /// of a hidden channel, not even its name, reaches the client.
-pub fn retain_visible(channels: &mut Vec<Channel>, visible: &std::collections::HashSet<Snowflake>) {
-    let parents: std::collections::HashSet<Snowflake> = channels
+pub fn retain_visible(channels: &mut Vec<Channel>, visible: &std::collections::HashSet<ChannelId>) {
+    let parents: std::collections::HashSet<ChannelId> = channels
         .iter()
         .filter(|c| visible.contains(&c.id))
         .filter_map(|c| c.parent_id)
@@ -22,14 +22,14 @@ pub const MAX_CHANNELS: i64 = 500;
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ChannelRow {
-    id: Snowflake,
-    server_id: Option<Snowflake>,
+    id: ChannelId,
+    server_id: Option<ServerId>,
     kind: String,
     name: Option<String>,
     position: i32,
-    parent_id: Option<Snowflake>,
+    parent_id: Option<ChannelId>,
     topic: Option<String>,
-    owner_id: Option<Snowflake>,
+    owner_id: Option<UserId>,
 }
 
 impl From<ChannelRow> for Channel {
@@ -54,7 +54,7 @@ impl From<ChannelRow> for Channel {
 pub struct NewChannel {
     pub name: Name,
     pub kind: ChannelKind,
-    pub parent_id: Option<Snowflake>,
+    pub parent_id: Option<ChannelId>,
     pub topic: Option<String>,
     pub position: Option<i32>,
 }
@@ -64,7 +64,7 @@ pub struct ChannelPatch {
     pub name: Option<Name>,
     pub position: Option<i32>,
     /// `Some(None)` moves the channel out of its category.
-    pub parent_id: Option<Option<Snowflake>>,
+    pub parent_id: Option<Option<ChannelId>>,
     pub topic: Option<Option<String>>,
 }
 
@@ -76,8 +76,8 @@ impl Chat {
     /// its server (never reveal that it exists).
     pub async fn channel_access(
         &self,
-        channel_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        user_id: UserId,
     ) -> ChatResult<(Channel, Permissions)> {
         #[derive(sqlx::FromRow)]
         struct Row {
@@ -130,11 +130,7 @@ impl Chat {
         Ok((channel, perms))
     }
 
-    pub async fn channels(
-        &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
-    ) -> ChatResult<Vec<Channel>> {
+    pub async fn channels(&self, server_id: ServerId, user_id: UserId) -> ChatResult<Vec<Channel>> {
         self.server_permissions(server_id, user_id).await?;
         let mut channels = self.channels_of(server_id).await?;
         let visible = self.viewable_channels(user_id).await?;
@@ -145,8 +141,8 @@ impl Chat {
 
     async fn check_parent(
         &self,
-        server_id: Snowflake,
-        parent: Option<Snowflake>,
+        server_id: ServerId,
+        parent: Option<ChannelId>,
         v: &mut Validator,
     ) -> ChatResult<()> {
         if let Some(parent) = parent {
@@ -167,8 +163,8 @@ impl Chat {
 
     pub async fn create_channel(
         &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
+        server_id: ServerId,
+        user_id: UserId,
         new: NewChannel,
     ) -> ChatResult<Channel> {
         self.require(
@@ -223,7 +219,7 @@ impl Chat {
             "INSERT INTO channels (id, server_id, kind, name, position, parent_id, topic)
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {CHANNEL_COLUMNS}"
         ))
-        .bind(self.next_id())
+        .bind(self.next_id::<ChannelId>())
         .bind(server_id)
         .bind(new.kind.as_str())
         .bind(new.name.as_str())
@@ -237,8 +233,8 @@ impl Chat {
 
     pub async fn update_channel(
         &self,
-        channel_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        user_id: UserId,
         patch: ChannelPatch,
     ) -> ChatResult<Channel> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
@@ -294,8 +290,8 @@ impl Chat {
 
     pub async fn delete_channel(
         &self,
-        channel_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        user_id: UserId,
     ) -> ChatResult<Channel> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
         if !permissions::has(perms, permissions::MANAGE_CHANNELS) {
@@ -309,7 +305,7 @@ impl Chat {
     }
 
     /// A server's channels in display order (no permission check: callers have done it).
-    pub async fn channels_of(&self, server_id: Snowflake) -> ChatResult<Vec<Channel>> {
+    pub async fn channels_of(&self, server_id: ServerId) -> ChatResult<Vec<Channel>> {
         let rows: Vec<ChannelRow> = sqlx::query_as(q!(
             "SELECT {CHANNEL_COLUMNS} FROM channels WHERE server_id = $1 ORDER BY position, id"
         ))

@@ -2,8 +2,8 @@
 
 use crate::error::Validator;
 use crate::model::{Invite, ServerSnapshot};
-use crate::permissions;
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{permissions, ServerId, UserId};
+use crate::{Chat, ChatError, ChatResult};
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 
@@ -15,8 +15,8 @@ pub const MAX_INVITE_AGE: i32 = 7 * 86_400;
 #[derive(sqlx::FromRow)]
 struct InviteRow {
     code: String,
-    server_id: Snowflake,
-    inviter_id: Snowflake,
+    server_id: ServerId,
+    inviter_id: UserId,
     max_uses: i32,
     uses: i32,
     max_age: i32,
@@ -53,8 +53,8 @@ fn invite_code() -> String {
 impl Chat {
     pub async fn create_invite(
         &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
+        server_id: ServerId,
+        user_id: UserId,
         max_uses: Option<i32>,
         max_age: Option<i32>,
         temporary: bool,
@@ -133,13 +133,13 @@ impl Chat {
     pub async fn accept_invite(
         &self,
         code: &str,
-        user_id: Snowflake,
+        user_id: UserId,
     ) -> ChatResult<(ServerSnapshot, bool)> {
         if code.len() > 32 {
             return Err(ChatError::NotFound("invite"));
         }
         let mut tx = self.pool.begin().await?;
-        let found: Option<(Snowflake, bool)> = sqlx::query_as(
+        let found: Option<(ServerId, bool)> = sqlx::query_as(
             "SELECT server_id, temporary FROM invites WHERE code = $1
                AND (expires_at IS NULL OR expires_at > now())
                AND (max_uses = 0 OR uses < max_uses)
@@ -188,11 +188,7 @@ impl Chat {
     }
 
     /// The server's live invites (MANAGE_SERVER).
-    pub async fn invites(
-        &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
-    ) -> ChatResult<Vec<Invite>> {
+    pub async fn invites(&self, server_id: ServerId, user_id: UserId) -> ChatResult<Vec<Invite>> {
         self.require(
             server_id,
             user_id,
@@ -215,13 +211,13 @@ impl Chat {
     pub async fn revoke_invite(
         &self,
         code: &str,
-        user_id: Snowflake,
+        user_id: UserId,
         reason: Option<&str>,
-    ) -> ChatResult<Snowflake> {
+    ) -> ChatResult<ServerId> {
         if code.len() > 32 {
             return Err(ChatError::NotFound("invite"));
         }
-        let row: Option<(Snowflake, Snowflake)> =
+        let row: Option<(ServerId, UserId)> =
             sqlx::query_as("SELECT server_id, inviter_id FROM invites WHERE code = $1")
                 .bind(code)
                 .fetch_optional(&self.pool)

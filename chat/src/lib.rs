@@ -1,6 +1,15 @@
 //! Confab's chat domain: accounts, servers, channels, members, invites and messages, stored in
 //! PostgreSQL. It knows nothing of HTTP or WebRTC: the signaling crate turns these services into
 //! REST endpoints and gateway events.
+//!
+//! Ids are typed: [`UserId`], [`ServerId`], [`ChannelId`], [`MessageId`], [`RoleId`] and
+//! [`SessionId`] (login sessions) are distinct newtypes over a [`Snowflake`] (see [`ids`]), so a
+//! call such as `add_member(server_id, user_id)` with its arguments swapped does not compile.
+//! On the wire, in PostgreSQL and in the OpenAPI document they are plain snowflakes, exactly as
+//! before. Where one id deliberately stands for another, a named function says so
+//! ([`RoleId::everyone`]: the @everyone role's id is its server's id). Ids that may name
+//! several kinds of thing — an overwrite's or audit entry's target — and voice session ids
+//! stay raw [`Snowflake`]s.
 
 /// A query string built from constant fragments (column lists); values are always bound.
 macro_rules! q {
@@ -13,6 +22,7 @@ pub mod audit;
 pub mod channels;
 pub mod dms;
 pub mod error;
+pub mod ids;
 pub mod invites;
 pub mod members;
 pub mod messages;
@@ -32,6 +42,7 @@ pub mod voice;
 pub mod workers;
 
 pub use error::{ChatError, ChatResult};
+pub use ids::{ChannelId, MessageId, RoleId, ServerId, SessionId, UserId};
 pub use name::Name;
 pub use snowflake::{Snowflake, SnowflakeGenerator};
 
@@ -76,7 +87,8 @@ impl Chat {
         &self.pool
     }
 
-    pub fn next_id(&self) -> Snowflake {
-        self.ids.next()
+    /// A new id, of the kind the caller asks for (`let id: ServerId = chat.next_id();`).
+    pub fn next_id<T: From<Snowflake>>(&self) -> T {
+        T::from(self.ids.next())
     }
 }

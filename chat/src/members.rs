@@ -3,8 +3,8 @@
 
 use crate::accounts::USER_COLUMNS;
 use crate::model::{Member, User};
-use crate::permissions;
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{permissions, ServerId, UserId};
+use crate::{Chat, ChatError, ChatResult, RoleId, Snowflake};
 use chrono::{DateTime, Utc};
 
 /// Largest page of `GET /servers/{id}/members`.
@@ -15,7 +15,7 @@ pub const MEMBER_LIST_LIMIT: i64 = 1000;
 
 #[derive(sqlx::FromRow)]
 struct MemberRow {
-    server_id: Snowflake,
+    server_id: ServerId,
     joined_at: DateTime<Utc>,
     nickname: Option<String>,
     mute: bool,
@@ -36,14 +36,18 @@ impl From<MemberRow> for Member {
             mute: r.mute,
             deaf: r.deaf,
             timeout_until: r.timeout_until,
-            roles: r.roles.into_iter().map(Snowflake).collect(),
+            roles: r
+                .roles
+                .into_iter()
+                .map(|id| RoleId::new(Snowflake(id)))
+                .collect(),
         }
     }
 }
 
 impl Chat {
     /// The user ids of every member of a server (no permission check: for routing events).
-    pub async fn member_ids(&self, server_id: Snowflake) -> ChatResult<Vec<Snowflake>> {
+    pub async fn member_ids(&self, server_id: ServerId) -> ChatResult<Vec<UserId>> {
         Ok(
             sqlx::query_scalar("SELECT user_id FROM members WHERE server_id = $1")
                 .bind(server_id)
@@ -56,9 +60,9 @@ impl Chat {
     /// `limit` (1..=1000, default 1000).
     pub async fn members(
         &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
-        after: Option<Snowflake>,
+        server_id: ServerId,
+        user_id: UserId,
+        after: Option<UserId>,
         limit: Option<i64>,
     ) -> ChatResult<Vec<Member>> {
         let limit = limit.unwrap_or(MAX_MEMBER_PAGE);
@@ -75,7 +79,7 @@ impl Chat {
              WHERE m.server_id = $1 AND m.user_id > $2 ORDER BY m.user_id LIMIT $3"
         ))
         .bind(server_id)
-        .bind(after.unwrap_or(Snowflake(0)))
+        .bind(after.unwrap_or(UserId::new(Snowflake(0))))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -85,13 +89,13 @@ impl Chat {
     /// The members of a server among `user_ids` (one query, whatever the server's size).
     pub async fn members_by_ids(
         &self,
-        server_id: Snowflake,
-        user_ids: &[Snowflake],
+        server_id: ServerId,
+        user_ids: &[UserId],
     ) -> ChatResult<Vec<Member>> {
         if user_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = user_ids.iter().map(|id| id.0).collect();
+        let ids: Vec<i64> = user_ids.iter().map(|id| id.get()).collect();
         let rows: Vec<MemberRow> = sqlx::query_as(q!(
             "SELECT m.server_id, m.joined_at, m.nickname, m.mute, m.deaf, m.timeout_until,
                     ARRAY(SELECT mr.role_id FROM member_roles mr
@@ -110,10 +114,10 @@ impl Chat {
     /// How many members each of these servers has (one query).
     pub async fn member_counts(
         &self,
-        server_ids: &[Snowflake],
-    ) -> ChatResult<std::collections::HashMap<Snowflake, i64>> {
-        let ids: Vec<i64> = server_ids.iter().map(|id| id.0).collect();
-        let rows: Vec<(Snowflake, i64)> = sqlx::query_as(
+        server_ids: &[ServerId],
+    ) -> ChatResult<std::collections::HashMap<ServerId, i64>> {
+        let ids: Vec<i64> = server_ids.iter().map(|id| id.get()).collect();
+        let rows: Vec<(ServerId, i64)> = sqlx::query_as(
             "SELECT server_id, count(*) FROM members WHERE server_id = ANY($1) GROUP BY server_id",
         )
         .bind(ids)
@@ -122,7 +126,7 @@ impl Chat {
         Ok(rows.into_iter().collect())
     }
 
-    pub async fn member(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Member> {
+    pub async fn member(&self, server_id: ServerId, user_id: UserId) -> ChatResult<Member> {
         let row: Option<MemberRow> = sqlx::query_as(q!(
             "SELECT m.server_id, m.joined_at, m.nickname, m.mute, m.deaf, m.timeout_until,
                     ARRAY(SELECT mr.role_id FROM member_roles mr
@@ -138,7 +142,7 @@ impl Chat {
         row.map(Member::from).ok_or(ChatError::NotFound("member"))
     }
 
-    pub(crate) async fn members_of(&self, server_id: Snowflake) -> ChatResult<Vec<Member>> {
+    pub(crate) async fn members_of(&self, server_id: ServerId) -> ChatResult<Vec<Member>> {
         let rows: Vec<MemberRow> = sqlx::query_as(q!(
             "SELECT m.server_id, m.joined_at, m.nickname, m.mute, m.deaf, m.timeout_until,
                     ARRAY(SELECT mr.role_id FROM member_roles mr
@@ -154,7 +158,7 @@ impl Chat {
     }
 
     /// Leaves a server. The owner cannot leave (they delete it or, later, transfer it).
-    pub async fn leave_server(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<()> {
+    pub async fn leave_server(&self, server_id: ServerId, user_id: UserId) -> ChatResult<()> {
         let server = self.server(server_id, user_id).await?;
         if server.owner_id == user_id {
             return Err(ChatError::Conflict(
@@ -172,9 +176,9 @@ impl Chat {
     /// Moderator voice mute/deafen of a member.
     pub async fn set_member_voice(
         &self,
-        server_id: Snowflake,
-        actor: Snowflake,
-        target: Snowflake,
+        server_id: ServerId,
+        actor: UserId,
+        target: UserId,
         mute: Option<bool>,
         deaf: Option<bool>,
     ) -> ChatResult<Member> {
@@ -215,10 +219,7 @@ impl Chat {
 
     /// Ends the temporary memberships of a user who went offline, except where they were given
     /// a role since joining. Returns the servers they left.
-    pub async fn end_temporary_memberships(
-        &self,
-        user_id: Snowflake,
-    ) -> ChatResult<Vec<Snowflake>> {
+    pub async fn end_temporary_memberships(&self, user_id: UserId) -> ChatResult<Vec<ServerId>> {
         Ok(sqlx::query_scalar(
             "DELETE FROM members m WHERE m.user_id = $1 AND m.temporary
                AND NOT EXISTS (SELECT 1 FROM member_roles mr
@@ -235,7 +236,7 @@ impl Chat {
     pub async fn temporary_members_older_than(
         &self,
         grace: std::time::Duration,
-    ) -> ChatResult<Vec<Snowflake>> {
+    ) -> ChatResult<Vec<UserId>> {
         Ok(sqlx::query_scalar(
             "SELECT DISTINCT m.user_id FROM members m WHERE m.temporary
                AND m.joined_at <= now() - make_interval(secs => $1)

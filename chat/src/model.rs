@@ -1,13 +1,13 @@
 //! The objects clients see. Field names are the wire format (docs/gateway.md, OpenAPI).
 
-use crate::Snowflake;
+use crate::{ChannelId, MessageId, RoleId, ServerId, SessionId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow, PartialEq)]
 pub struct User {
-    pub id: Snowflake,
+    pub id: UserId,
     pub username: String,
     pub display_name: Option<String>,
     pub avatar_url: Option<String>,
@@ -17,9 +17,9 @@ pub struct User {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow, PartialEq)]
 pub struct Server {
-    pub id: Snowflake,
+    pub id: ServerId,
     pub name: String,
-    pub owner_id: Snowflake,
+    pub owner_id: UserId,
     pub created_at: DateTime<Utc>,
 }
 
@@ -84,30 +84,30 @@ impl ChannelKind {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct Channel {
-    pub id: Snowflake,
+    pub id: ChannelId,
     /// Null for DMs and group DMs.
-    pub server_id: Option<Snowflake>,
+    pub server_id: Option<ServerId>,
     #[serde(rename = "type")]
     pub kind: ChannelKind,
     /// Empty for a DM and an unnamed group DM.
     pub name: String,
     pub position: i32,
-    pub parent_id: Option<Snowflake>,
+    pub parent_id: Option<ChannelId>,
     pub topic: Option<String>,
     /// Group DMs: who may add and remove recipients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner_id: Option<Snowflake>,
+    pub owner_id: Option<UserId>,
     /// DMs and group DMs: everyone in it, the caller included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipients: Option<Vec<User>>,
     /// The newest message's id (READY, DM lists), so clients can tell unread channels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_message_id: Option<Snowflake>,
+    pub last_message_id: Option<MessageId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct Member {
-    pub server_id: Snowflake,
+    pub server_id: ServerId,
     pub user: User,
     pub joined_at: DateTime<Utc>,
     pub nickname: Option<String>,
@@ -116,14 +116,14 @@ pub struct Member {
     /// Timed out until then (can read, not send, react, speak or join voice).
     pub timeout_until: Option<DateTime<Utc>>,
     /// Role ids besides @everyone.
-    pub roles: Vec<Snowflake>,
+    pub roles: Vec<RoleId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct Invite {
     pub code: String,
-    pub server_id: Snowflake,
-    pub inviter_id: Snowflake,
+    pub server_id: ServerId,
+    pub inviter_id: UserId,
     /// 0 = unlimited.
     pub max_uses: i32,
     pub uses: i32,
@@ -140,21 +140,21 @@ pub struct Invite {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct Message {
-    pub id: Snowflake,
-    pub channel_id: Snowflake,
+    pub id: MessageId,
+    pub channel_id: ChannelId,
     /// Null in DMs.
-    pub server_id: Option<Snowflake>,
+    pub server_id: Option<ServerId>,
     pub author: User,
     pub content: String,
     pub nonce: Option<String>,
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
     /// The message this one replies to (same channel).
-    pub reply_to: Option<Snowflake>,
+    pub reply_to: Option<MessageId>,
     /// Members mentioned with `<@id>`.
-    pub mentions: Vec<Snowflake>,
+    pub mentions: Vec<UserId>,
     /// Roles mentioned with `<@&id>`.
-    pub mention_roles: Vec<Snowflake>,
+    pub mention_roles: Vec<RoleId>,
     /// `@everyone`/`@here` by someone with MENTION_EVERYONE.
     pub mention_everyone: bool,
 }
@@ -171,7 +171,7 @@ pub struct ServerSnapshot {
 /// One device's login (a refresh-token family).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuthSession {
-    pub id: Snowflake,
+    pub id: SessionId,
     pub created_at: DateTime<Utc>,
     pub last_used_at: DateTime<Utc>,
     pub user_agent: Option<String>,

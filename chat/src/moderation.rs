@@ -4,7 +4,7 @@
 use crate::access::MemberAccess;
 use crate::audit::Actor;
 use crate::permissions::{self, Permissions};
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{Chat, ChatError, ChatResult, ServerId, UserId};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -17,7 +17,7 @@ pub const MAX_DELETE_SECONDS: i64 = 7 * 86_400;
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Ban {
-    pub user_id: Snowflake,
+    pub user_id: UserId,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -26,9 +26,9 @@ impl Chat {
     /// The actor's access with `wanted`, checked to outrank `target` (a member or not).
     pub(crate) async fn moderator_over(
         &self,
-        server_id: Snowflake,
-        actor: Snowflake,
-        target: Snowflake,
+        server_id: ServerId,
+        actor: UserId,
+        target: UserId,
         wanted: Permissions,
         what: &'static str,
     ) -> ChatResult<(MemberAccess, Option<MemberAccess>)> {
@@ -55,8 +55,8 @@ impl Chat {
 
     pub async fn kick(
         &self,
-        server_id: Snowflake,
-        target: Snowflake,
+        server_id: ServerId,
+        target: UserId,
         actor: Actor<'_>,
     ) -> ChatResult<()> {
         let (_, t) = self
@@ -82,7 +82,7 @@ impl Chat {
             server_id,
             actor,
             "member_kick",
-            Some(target),
+            Some(target.snowflake()),
             json!({}),
         )
         .await?;
@@ -94,8 +94,8 @@ impl Chat {
     /// recent window in this server. Returns whether they were a member.
     pub async fn ban(
         &self,
-        server_id: Snowflake,
-        target: Snowflake,
+        server_id: ServerId,
+        target: UserId,
         delete_message_seconds: i64,
         actor: Actor<'_>,
     ) -> ChatResult<bool> {
@@ -150,7 +150,7 @@ impl Chat {
             server_id,
             actor,
             "member_ban_add",
-            Some(target),
+            Some(target.snowflake()),
             json!({"delete_message_seconds": delete_message_seconds, "messages_deleted": deleted}),
         )
         .await?;
@@ -160,8 +160,8 @@ impl Chat {
 
     pub async fn unban(
         &self,
-        server_id: Snowflake,
-        target: Snowflake,
+        server_id: ServerId,
+        target: UserId,
         actor: Actor<'_>,
     ) -> ChatResult<()> {
         self.require(
@@ -186,7 +186,7 @@ impl Chat {
             server_id,
             actor,
             "member_ban_remove",
-            Some(target),
+            Some(target.snowflake()),
             json!({}),
         )
         .await?;
@@ -194,7 +194,7 @@ impl Chat {
         Ok(())
     }
 
-    pub async fn bans(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Vec<Ban>> {
+    pub async fn bans(&self, server_id: ServerId, user_id: UserId) -> ChatResult<Vec<Ban>> {
         self.require(
             server_id,
             user_id,
@@ -208,7 +208,7 @@ impl Chat {
             .await?)
     }
 
-    pub async fn is_banned(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<bool> {
+    pub async fn is_banned(&self, server_id: ServerId, user_id: UserId) -> ChatResult<bool> {
         Ok(
             sqlx::query_scalar::<_, i32>(
                 "SELECT 1 FROM bans WHERE server_id = $1 AND user_id = $2",
@@ -225,8 +225,8 @@ impl Chat {
     /// be timed out.
     pub async fn timeout(
         &self,
-        server_id: Snowflake,
-        target: Snowflake,
+        server_id: ServerId,
+        target: UserId,
         until: Option<DateTime<Utc>>,
         actor: Actor<'_>,
     ) -> ChatResult<Option<DateTime<Utc>>> {
@@ -263,7 +263,7 @@ impl Chat {
             server_id,
             actor,
             "member_timeout",
-            Some(target),
+            Some(target.snowflake()),
             json!({"timeout_until": until}),
         )
         .await?;

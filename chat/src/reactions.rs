@@ -1,8 +1,8 @@
 //! Reactions (unicode emoji, one per user and emoji) and pins (at most `MAX_PINS` per channel).
 
 use crate::model::{Message, User};
-use crate::permissions;
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{permissions, ChannelId, MessageId, UserId};
+use crate::{Chat, ChatError, ChatResult};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -31,9 +31,9 @@ pub fn valid_emoji(e: &str) -> bool {
 impl Chat {
     async fn reaction_target(
         &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        user_id: UserId,
         wanted: permissions::Permissions,
     ) -> ChatResult<Message> {
         let msg = self.message(channel_id, message_id, user_id).await?;
@@ -47,9 +47,9 @@ impl Chat {
     /// Adds the caller's reaction; returns false when it was already there.
     pub async fn add_reaction(
         &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        user_id: UserId,
         emoji: &str,
     ) -> ChatResult<(Message, bool)> {
         if !valid_emoji(emoji) {
@@ -89,9 +89,9 @@ impl Chat {
     /// Removes the caller's reaction; returns false when there was none.
     pub async fn remove_reaction(
         &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        user_id: UserId,
         emoji: &str,
     ) -> ChatResult<(Message, bool)> {
         let msg = self.message(channel_id, message_id, user_id).await?;
@@ -111,9 +111,9 @@ impl Chat {
     /// Who reacted with `emoji` (first 100).
     pub async fn reactors(
         &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        user_id: UserId,
         emoji: &str,
     ) -> ChatResult<Vec<User>> {
         self.message(channel_id, message_id, user_id).await?;
@@ -131,8 +131,8 @@ impl Chat {
     /// Reaction counts of a message, as seen by `viewer`.
     pub async fn reaction_counts(
         &self,
-        message_id: Snowflake,
-        viewer: Snowflake,
+        message_id: MessageId,
+        viewer: UserId,
     ) -> ChatResult<Vec<ReactionCount>> {
         let rows: Vec<(String, i64, bool)> = sqlx::query_as(
             "SELECT emoji, count(*), bool_or(user_id = $2) FROM reactions WHERE message_id = $1
@@ -148,18 +148,14 @@ impl Chat {
             .collect())
     }
 
-    pub async fn pins(
-        &self,
-        channel_id: Snowflake,
-        user_id: Snowflake,
-    ) -> ChatResult<Vec<Message>> {
+    pub async fn pins(&self, channel_id: ChannelId, user_id: UserId) -> ChatResult<Vec<Message>> {
         let (_, perms) = self.channel_access(channel_id, user_id).await?;
         if !permissions::has(perms, permissions::READ_MESSAGE_HISTORY) {
             return Err(ChatError::Forbidden(
                 "you may not read this channel's history",
             ));
         }
-        let ids: Vec<Snowflake> = sqlx::query_scalar(
+        let ids: Vec<MessageId> = sqlx::query_scalar(
             "SELECT message_id FROM pins WHERE channel_id = $1 ORDER BY pinned_at DESC",
         )
         .bind(channel_id)
@@ -175,9 +171,9 @@ impl Chat {
     /// Pins (or unpins) a message (MANAGE_MESSAGES). Returns whether anything changed.
     pub async fn set_pin(
         &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        user_id: UserId,
         pin: bool,
     ) -> ChatResult<bool> {
         let (_, perms) = self.channel_access(channel_id, user_id).await?;

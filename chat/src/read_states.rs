@@ -3,7 +3,9 @@
 //! to). Nothing is written when a message is sent; counts are taken on ack and for READY.
 
 use crate::permissions::{self, ChannelOverwrites, MemberContext, Overwrite, Permissions};
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{
+    ChannelId, Chat, ChatError, ChatResult, MessageId, RoleId, ServerId, Snowflake, UserId,
+};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use utoipa::ToSchema;
@@ -13,9 +15,9 @@ pub const MAX_MENTIONS: i64 = 100;
 
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq, sqlx::FromRow)]
 pub struct ReadState {
-    pub channel_id: Snowflake,
+    pub channel_id: ChannelId,
     /// The last message acknowledged; null when the channel was never read.
-    pub last_message_id: Option<Snowflake>,
+    pub last_message_id: Option<MessageId>,
     /// Messages after it that mention the user (at most 100).
     pub mention_count: i64,
 }
@@ -32,9 +34,9 @@ impl Chat {
     /// Marks a channel read up to `message_id` (a message of that channel).
     pub async fn ack(
         &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        user_id: UserId,
     ) -> ChatResult<ReadState> {
         let (channel, _) = self.channel_access(channel_id, user_id).await?;
         if !channel.kind.is_textual() {
@@ -74,8 +76,8 @@ impl Chat {
     /// The user's role ids in a server, as text (how mentions store them).
     async fn role_texts(
         &self,
-        server_id: Option<Snowflake>,
-        user_id: Snowflake,
+        server_id: Option<ServerId>,
+        user_id: UserId,
     ) -> ChatResult<Vec<String>> {
         let Some(server_id) = server_id else {
             return Ok(Vec::new());
@@ -94,13 +96,13 @@ impl Chat {
     /// unread channels, and a hidden channel's activity is nobody else's business.
     pub async fn fill_last_message_ids(
         &self,
-        visible: &HashSet<Snowflake>,
+        visible: &HashSet<ChannelId>,
         channels: &mut [crate::model::Channel],
     ) -> ChatResult<()> {
         let ids: Vec<i64> = channels
             .iter()
             .filter(|c| c.kind.is_textual() && visible.contains(&c.id))
-            .map(|c| c.id.0)
+            .map(|c| c.id.get())
             .collect();
         let last = self.last_message_ids(&ids).await?;
         for c in channels.iter_mut() {
@@ -110,7 +112,7 @@ impl Chat {
     }
 
     /// Read states of every text channel the user can view and every DM they are in (READY).
-    pub async fn read_states(&self, user_id: Snowflake) -> ChatResult<Vec<ReadState>> {
+    pub async fn read_states(&self, user_id: UserId) -> ChatResult<Vec<ReadState>> {
         let visible = self.viewable_channels(user_id).await?;
         self.read_states_in(user_id, &visible).await
     }
@@ -118,8 +120,8 @@ impl Chat {
     /// `read_states` with the viewable channels already known.
     pub async fn read_states_in(
         &self,
-        user_id: Snowflake,
-        visible: &HashSet<Snowflake>,
+        user_id: UserId,
+        visible: &HashSet<ChannelId>,
     ) -> ChatResult<Vec<ReadState>> {
         let rows: Vec<ReadState> = sqlx::query_as(q!("WITH mine AS (
                  SELECT c.id, c.server_id FROM channels c
@@ -149,11 +151,11 @@ impl Chat {
 
     /// Every channel the user may view: server channels by exact permissions (roles and
     /// overwrites, three queries for all servers) and their DMs.
-    pub async fn viewable_channels(&self, user_id: Snowflake) -> ChatResult<HashSet<Snowflake>> {
+    pub async fn viewable_channels(&self, user_id: UserId) -> ChatResult<HashSet<ChannelId>> {
         #[derive(sqlx::FromRow)]
         struct ServerRow {
-            server_id: Snowflake,
-            owner_id: Snowflake,
+            server_id: ServerId,
+            owner_id: UserId,
             everyone: Option<Permissions>,
             timeout_until: Option<chrono::DateTime<chrono::Utc>>,
             role_ids: Vec<i64>,
@@ -174,14 +176,14 @@ impl Chat {
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        let channels: Vec<(Snowflake, Snowflake, Option<Snowflake>, bool)> = sqlx::query_as(
+        let channels: Vec<(ChannelId, ServerId, Option<ChannelId>, bool)> = sqlx::query_as(
             "SELECT c.id, c.server_id, c.parent_id, c.permissions_synced FROM channels c
              JOIN members mb ON mb.server_id = c.server_id AND mb.user_id = $1",
         )
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        let overwrites: Vec<(Snowflake, Snowflake, String, Permissions, Permissions)> = sqlx::query_as(
+        let overwrites: Vec<(ChannelId, Snowflake, String, Permissions, Permissions)> = sqlx::query_as(
             "SELECT o.channel_id, o.target_id, o.kind, o.allow, o.deny FROM channel_overwrites o
              JOIN channels c ON c.id = o.channel_id
              JOIN members mb ON mb.server_id = c.server_id AND mb.user_id = $1",
@@ -190,14 +192,14 @@ impl Chat {
         .fetch_all(&self.pool)
         .await?;
         type Row = (Snowflake, String, Permissions, Permissions);
-        let mut by_channel: HashMap<Snowflake, Vec<Row>> = HashMap::new();
+        let mut by_channel: HashMap<ChannelId, Vec<Row>> = HashMap::new();
         for (ch, target, kind, allow, deny) in overwrites {
             by_channel
                 .entry(ch)
                 .or_default()
                 .push((target, kind, allow, deny));
         }
-        let servers: HashMap<Snowflake, ServerRow> =
+        let servers: HashMap<ServerId, ServerRow> =
             servers.into_iter().map(|s| (s.server_id, s)).collect();
         let mut out = HashSet::new();
         for (id, server_id, parent, synced) in channels {
@@ -221,9 +223,9 @@ impl Chat {
                     deny: *deny,
                 };
                 match kind.as_str() {
-                    "role" if *target == server_id => o.everyone = Some(ow),
-                    "role" if s.role_ids.contains(&target.0) => o.roles.push(ow),
-                    "member" if *target == user_id => o.member = Some(ow),
+                    "role" if RoleId::new(*target).is_everyone(server_id) => o.everyone = Some(ow),
+                    "role" if s.role_ids.contains(&target.get()) => o.roles.push(ow),
+                    "member" if UserId::new(*target) == user_id => o.member = Some(ow),
                     _ => {}
                 }
             }
@@ -231,7 +233,7 @@ impl Chat {
                 out.insert(id);
             }
         }
-        let dms: Vec<Snowflake> =
+        let dms: Vec<ChannelId> =
             sqlx::query_scalar("SELECT channel_id FROM dm_recipients WHERE user_id = $1")
                 .bind(user_id)
                 .fetch_all(&self.pool)

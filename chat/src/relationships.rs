@@ -2,14 +2,14 @@
 //! users cannot send you friend requests.
 
 use crate::model::User;
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{Chat, ChatError, ChatResult, UserId};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
 pub struct Relationship {
     /// The other user's id.
-    pub id: Snowflake,
+    pub id: UserId,
     /// `"friend"`, `"incoming"` (they asked you), `"outgoing"` (you asked them) or `"blocked"`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -30,8 +30,8 @@ impl Chat {
     async fn kind_between(
         &self,
         tx: &mut sqlx::PgConnection,
-        a: Snowflake,
-        b: Snowflake,
+        a: UserId,
+        b: UserId,
     ) -> ChatResult<Option<String>> {
         Ok(sqlx::query_scalar(
             "SELECT kind FROM relationships WHERE user_id = $1 AND other_id = $2 FOR UPDATE",
@@ -45,8 +45,8 @@ impl Chat {
     async fn set_kind(
         &self,
         tx: &mut sqlx::PgConnection,
-        a: Snowflake,
-        b: Snowflake,
+        a: UserId,
+        b: UserId,
         kind: Option<&str>,
     ) -> ChatResult<()> {
         match kind {
@@ -66,7 +66,7 @@ impl Chat {
         Ok(())
     }
 
-    pub async fn relationships(&self, user_id: Snowflake) -> ChatResult<Vec<Relationship>> {
+    pub async fn relationships(&self, user_id: UserId) -> ChatResult<Vec<Relationship>> {
         #[derive(sqlx::FromRow)]
         struct Row {
             kind: String,
@@ -93,10 +93,10 @@ impl Chat {
     /// Sends a friend request to `username`, or accepts theirs if they already asked.
     pub async fn request_friend(
         &self,
-        user_id: Snowflake,
+        user_id: UserId,
         username: &str,
-    ) -> ChatResult<(Snowflake, RelationshipChange)> {
-        let other: Option<Snowflake> = if username.len() <= 64 {
+    ) -> ChatResult<(UserId, RelationshipChange)> {
+        let other: Option<UserId> = if username.len() <= 64 {
             sqlx::query_scalar(
                 "SELECT id FROM users WHERE lower(username) = lower($1) AND deleted_at IS NULL",
             )
@@ -111,11 +111,7 @@ impl Chat {
     }
 
     /// Accepts an incoming request from `other`, or sends one.
-    pub async fn befriend(
-        &self,
-        user_id: Snowflake,
-        other: Snowflake,
-    ) -> ChatResult<RelationshipChange> {
+    pub async fn befriend(&self, user_id: UserId, other: UserId) -> ChatResult<RelationshipChange> {
         if user_id == other {
             return Err(ChatError::field("user_id", "you cannot befriend yourself"));
         }
@@ -162,11 +158,7 @@ impl Chat {
     }
 
     /// Blocks `other`: any friendship or request between the two ends.
-    pub async fn block(
-        &self,
-        user_id: Snowflake,
-        other: Snowflake,
-    ) -> ChatResult<RelationshipChange> {
+    pub async fn block(&self, user_id: UserId, other: UserId) -> ChatResult<RelationshipChange> {
         if user_id == other {
             return Err(ChatError::field("user_id", "you cannot block yourself"));
         }
@@ -190,8 +182,8 @@ impl Chat {
     /// Removes a friend, declines or cancels a request, or unblocks.
     pub async fn remove_relationship(
         &self,
-        user_id: Snowflake,
-        other: Snowflake,
+        user_id: UserId,
+        other: UserId,
     ) -> ChatResult<RelationshipChange> {
         let mut tx = self.pool.begin().await?;
         let mine = self.kind_between(&mut tx, user_id, other).await?;
@@ -215,7 +207,7 @@ impl Chat {
     }
 
     /// The user's friends' ids (presence routing).
-    pub async fn friend_ids(&self, user_id: Snowflake) -> ChatResult<Vec<Snowflake>> {
+    pub async fn friend_ids(&self, user_id: UserId) -> ChatResult<Vec<UserId>> {
         Ok(sqlx::query_scalar(
             "SELECT other_id FROM relationships WHERE user_id = $1 AND kind = 'friend'",
         )
@@ -225,7 +217,7 @@ impl Chat {
     }
 
     /// Whether either user blocked the other.
-    pub async fn blocked_between(&self, a: Snowflake, b: Snowflake) -> ChatResult<bool> {
+    pub async fn blocked_between(&self, a: UserId, b: UserId) -> ChatResult<bool> {
         Ok(sqlx::query_scalar::<_, i32>(
             "SELECT 1 FROM relationships WHERE kind = 'blocked' AND ((user_id = $1 AND other_id = $2) OR (user_id = $2 AND other_id = $1))",
         )

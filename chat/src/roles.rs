@@ -5,15 +5,15 @@
 use crate::audit::Actor;
 use crate::error::Validator;
 use crate::permissions::{self, Permissions};
-use crate::{Chat, ChatError, ChatResult, Name, Snowflake};
+use crate::{ChannelId, Chat, ChatError, ChatResult, Name, RoleId, ServerId, Snowflake, UserId};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow, PartialEq)]
 pub struct Role {
-    pub id: Snowflake,
-    pub server_id: Snowflake,
+    pub id: RoleId,
+    pub server_id: ServerId,
     pub name: String,
     /// Permission bits as a decimal string (64-bit; see docs/permissions.md).
     #[schema(value_type = String)]
@@ -59,7 +59,7 @@ const ROLE_COLUMNS: &str = "id, server_id, name, permissions, position, color, h
 pub const MAX_ROLES: i64 = 250;
 
 impl Chat {
-    pub async fn roles(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Vec<Role>> {
+    pub async fn roles(&self, server_id: ServerId, user_id: UserId) -> ChatResult<Vec<Role>> {
         self.server_permissions(server_id, user_id).await?;
         Ok(sqlx::query_as(q!(
             "SELECT {ROLE_COLUMNS} FROM roles WHERE server_id = $1 ORDER BY position, id"
@@ -69,7 +69,7 @@ impl Chat {
         .await?)
     }
 
-    async fn role_row(&self, server_id: Snowflake, role_id: Snowflake) -> ChatResult<Role> {
+    async fn role_row(&self, server_id: ServerId, role_id: RoleId) -> ChatResult<Role> {
         sqlx::query_as(q!(
             "SELECT {ROLE_COLUMNS} FROM roles WHERE id = $1 AND server_id = $2"
         ))
@@ -83,9 +83,9 @@ impl Chat {
     /// A role other than @everyone that the actor (with MANAGE_ROLES) ranks above.
     async fn manageable_role(
         &self,
-        server_id: Snowflake,
-        role_id: Snowflake,
-        actor: Snowflake,
+        server_id: ServerId,
+        role_id: RoleId,
+        actor: UserId,
     ) -> ChatResult<Role> {
         let access = self
             .require_access(
@@ -95,7 +95,7 @@ impl Chat {
                 "you may not manage roles",
             )
             .await?;
-        if role_id == server_id {
+        if role_id.is_everyone(server_id) {
             return Err(ChatError::field(
                 "role_id",
                 "@everyone cannot be deleted or assigned",
@@ -128,7 +128,7 @@ impl Chat {
     /// Creates a role just above @everyone (MANAGE_ROLES).
     pub async fn create_role(
         &self,
-        server_id: Snowflake,
+        server_id: ServerId,
         actor: Actor<'_>,
         name: &Name,
         patch: RolePatch,
@@ -173,7 +173,7 @@ impl Chat {
             "INSERT INTO roles (id, server_id, name, permissions, position, color, hoist, mentionable)
              VALUES ($1, $2, $3, $4, 1, $5, $6, $7) RETURNING {ROLE_COLUMNS}"
         ))
-        .bind(self.next_id())
+        .bind(self.next_id::<RoleId>())
         .bind(server_id)
         .bind(name.as_str())
         .bind(perms)
@@ -187,7 +187,7 @@ impl Chat {
             server_id,
             actor,
             "role_create",
-            Some(role.id),
+            Some(role.id.snowflake()),
             json!(role),
         )
         .await?;
@@ -197,8 +197,8 @@ impl Chat {
 
     pub async fn update_role(
         &self,
-        server_id: Snowflake,
-        role_id: Snowflake,
+        server_id: ServerId,
+        role_id: RoleId,
         actor: Actor<'_>,
         patch: RolePatch,
     ) -> ChatResult<Role> {
@@ -211,7 +211,7 @@ impl Chat {
             )
             .await?;
         let before = self.role_row(server_id, role_id).await?;
-        let is_everyone = role_id == server_id;
+        let is_everyone = role_id.is_everyone(server_id);
         if !is_everyone && !access.outranks_position(before.position) {
             return Err(ChatError::Forbidden(
                 "you can only manage roles below your highest role",
@@ -267,7 +267,7 @@ impl Chat {
             server_id,
             actor,
             "role_update",
-            Some(role_id),
+            Some(role_id.snowflake()),
             changes,
         )
         .await?;
@@ -277,8 +277,8 @@ impl Chat {
 
     pub async fn delete_role(
         &self,
-        server_id: Snowflake,
-        role_id: Snowflake,
+        server_id: ServerId,
+        role_id: RoleId,
         actor: Actor<'_>,
     ) -> ChatResult<Role> {
         let role = self
@@ -298,7 +298,7 @@ impl Chat {
             server_id,
             actor,
             "role_delete",
-            Some(role_id),
+            Some(role_id.snowflake()),
             json!(role),
         )
         .await?;
@@ -309,12 +309,12 @@ impl Chat {
     /// Gives (`add`) or takes a role from a member (MANAGE_ROLES, role below the actor's).
     pub async fn set_member_role(
         &self,
-        server_id: Snowflake,
-        target: Snowflake,
-        role_id: Snowflake,
+        server_id: ServerId,
+        target: UserId,
+        role_id: RoleId,
         add: bool,
         actor: Actor<'_>,
-    ) -> ChatResult<Vec<Snowflake>> {
+    ) -> ChatResult<Vec<RoleId>> {
         self.manageable_role(server_id, role_id, actor.user_id)
             .await?;
         if self.member_access(server_id, target).await?.is_none() {
@@ -340,7 +340,7 @@ impl Chat {
                 server_id,
                 actor,
                 "member_role_update",
-                Some(target),
+                Some(target.snowflake()),
                 json!({ key: [role_id] }),
             )
             .await?;
@@ -351,9 +351,9 @@ impl Chat {
 
     pub async fn member_role_ids(
         &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
-    ) -> ChatResult<Vec<Snowflake>> {
+        server_id: ServerId,
+        user_id: UserId,
+    ) -> ChatResult<Vec<RoleId>> {
         Ok(sqlx::query_scalar("SELECT role_id FROM member_roles WHERE server_id = $1 AND user_id = $2 ORDER BY role_id")
             .bind(server_id)
             .bind(user_id)
@@ -363,8 +363,8 @@ impl Chat {
 
     pub async fn overwrites(
         &self,
-        channel_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        user_id: UserId,
     ) -> ChatResult<Vec<PermissionOverwrite>> {
         self.channel_access(channel_id, user_id).await?;
         Ok(sqlx::query_as("SELECT target_id, kind, allow, deny FROM channel_overwrites WHERE channel_id = $1 ORDER BY target_id")
@@ -376,7 +376,7 @@ impl Chat {
     /// Sets a channel overwrite (MANAGE_ROLES in the channel; only bits the actor holds there).
     pub async fn put_overwrite(
         &self,
-        channel_id: Snowflake,
+        channel_id: ChannelId,
         target: Snowflake,
         kind: &str,
         allow: Permissions,
@@ -408,10 +408,14 @@ impl Chat {
         Self::check_grant(perms, allow | deny)?;
         match kind {
             "role" => {
-                self.role_row(server_id, target).await?;
+                self.role_row(server_id, RoleId::new(target)).await?;
             }
             _ => {
-                if self.member_access(server_id, target).await?.is_none() {
+                if self
+                    .member_access(server_id, UserId::new(target))
+                    .await?
+                    .is_none()
+                {
                     return Err(ChatError::NotFound("member"));
                 }
             }
@@ -439,7 +443,7 @@ impl Chat {
             server_id,
             actor,
             "channel_overwrite_update",
-            Some(channel_id),
+            Some(channel_id.snowflake()),
             json!(ow),
         )
         .await?;
@@ -449,7 +453,7 @@ impl Chat {
 
     pub async fn delete_overwrite(
         &self,
-        channel_id: Snowflake,
+        channel_id: ChannelId,
         target: Snowflake,
         actor: Actor<'_>,
     ) -> ChatResult<()> {
@@ -479,7 +483,7 @@ impl Chat {
             server_id,
             actor,
             "channel_overwrite_delete",
-            Some(channel_id),
+            Some(channel_id.snowflake()),
             json!({"id": target}),
         )
         .await?;

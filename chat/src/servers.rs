@@ -2,14 +2,14 @@
 //! which servers a user belongs to. Membership is in `members`, invites in `invites`.
 
 use crate::model::{ChannelKind, Server, ServerSnapshot};
-use crate::permissions;
-use crate::{Chat, ChatError, ChatResult, Name, Snowflake};
+use crate::{permissions, ChannelId, ServerId, UserId};
+use crate::{Chat, ChatError, ChatResult, Name};
 
 /// Most servers one user may own.
 pub const MAX_OWNED_SERVERS: i64 = 100;
 
 impl Chat {
-    pub async fn create_server(&self, owner: Snowflake, name: &Name) -> ChatResult<ServerSnapshot> {
+    pub async fn create_server(&self, owner: UserId, name: &Name) -> ChatResult<ServerSnapshot> {
         let owned: i64 = sqlx::query_scalar("SELECT count(*) FROM servers WHERE owner_id = $1")
             .bind(owner)
             .fetch_one(&self.pool)
@@ -19,7 +19,7 @@ impl Chat {
                 "you already own {MAX_OWNED_SERVERS} servers"
             )));
         }
-        let id = self.next_id();
+        let id: ServerId = self.next_id();
         let mut tx = self.pool.begin().await?;
         let server: Server = sqlx::query_as(
             "INSERT INTO servers (id, name, owner_id) VALUES ($1, $2, $3)
@@ -30,7 +30,7 @@ impl Chat {
         .bind(owner)
         .fetch_one(&mut *tx)
         .await?;
-        // @everyone shares the server's id.
+        // @everyone shares the server's id (`RoleId::everyone`).
         sqlx::query(
             "INSERT INTO roles (id, server_id, name, permissions) VALUES ($1, $1, '@everyone', $2)",
         )
@@ -51,7 +51,7 @@ impl Chat {
         .enumerate()
         {
             sqlx::query("INSERT INTO channels (id, server_id, kind, name, position) VALUES ($1, $2, $3, $4, $5)")
-                .bind(self.next_id())
+                .bind(self.next_id::<ChannelId>())
                 .bind(id)
                 .bind(kind.as_str())
                 .bind(name)
@@ -64,12 +64,12 @@ impl Chat {
         self.server_snapshot(id).await
     }
 
-    pub async fn server(&self, server_id: Snowflake, user_id: Snowflake) -> ChatResult<Server> {
+    pub async fn server(&self, server_id: ServerId, user_id: UserId) -> ChatResult<Server> {
         self.server_permissions(server_id, user_id).await?;
         self.server_row(server_id).await
     }
 
-    pub(crate) async fn server_row(&self, server_id: Snowflake) -> ChatResult<Server> {
+    pub(crate) async fn server_row(&self, server_id: ServerId) -> ChatResult<Server> {
         sqlx::query_as("SELECT id, name, owner_id, created_at FROM servers WHERE id = $1")
             .bind(server_id)
             .fetch_optional(&self.pool)
@@ -78,7 +78,7 @@ impl Chat {
     }
 
     /// A server with its channels and members (no permission check: callers have done it).
-    pub async fn server_snapshot(&self, server_id: Snowflake) -> ChatResult<ServerSnapshot> {
+    pub async fn server_snapshot(&self, server_id: ServerId) -> ChatResult<ServerSnapshot> {
         Ok(ServerSnapshot {
             server: self.server_row(server_id).await?,
             channels: self.channels_of(server_id).await?,
@@ -90,8 +90,8 @@ impl Chat {
     /// READY; no permission check).
     pub async fn server_snapshot_of(
         &self,
-        server_id: Snowflake,
-        user_ids: &[Snowflake],
+        server_id: ServerId,
+        user_ids: &[UserId],
     ) -> ChatResult<ServerSnapshot> {
         Ok(ServerSnapshot {
             server: self.server_row(server_id).await?,
@@ -100,7 +100,7 @@ impl Chat {
         })
     }
 
-    pub async fn servers_of(&self, user_id: Snowflake) -> ChatResult<Vec<Server>> {
+    pub async fn servers_of(&self, user_id: UserId) -> ChatResult<Vec<Server>> {
         Ok(sqlx::query_as(
             "SELECT s.id, s.name, s.owner_id, s.created_at FROM servers s
              JOIN members m ON m.server_id = s.id WHERE m.user_id = $1 ORDER BY m.joined_at, s.id",
@@ -111,7 +111,7 @@ impl Chat {
     }
 
     /// Ids of the servers a user belongs to (gateway routing).
-    pub async fn server_ids_of(&self, user_id: Snowflake) -> ChatResult<Vec<Snowflake>> {
+    pub async fn server_ids_of(&self, user_id: UserId) -> ChatResult<Vec<ServerId>> {
         Ok(
             sqlx::query_scalar("SELECT server_id FROM members WHERE user_id = $1")
                 .bind(user_id)
@@ -122,8 +122,8 @@ impl Chat {
 
     pub async fn rename_server(
         &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
+        server_id: ServerId,
+        user_id: UserId,
         name: &Name,
     ) -> ChatResult<Server> {
         self.require(
@@ -149,7 +149,7 @@ impl Chat {
             server_id,
             crate::audit::Actor::new(user_id, None),
             "server_update",
-            Some(server_id),
+            Some(server_id.snowflake()),
             changes,
         )
         .await?;
@@ -160,14 +160,14 @@ impl Chat {
     /// Deletes a server (owner only). Returns the ids of its members, to tell them.
     pub async fn delete_server(
         &self,
-        server_id: Snowflake,
-        user_id: Snowflake,
-    ) -> ChatResult<Vec<Snowflake>> {
+        server_id: ServerId,
+        user_id: UserId,
+    ) -> ChatResult<Vec<UserId>> {
         let server = self.server(server_id, user_id).await?;
         if server.owner_id != user_id {
             return Err(ChatError::Forbidden("only the owner may delete a server"));
         }
-        let members: Vec<Snowflake> =
+        let members: Vec<UserId> =
             sqlx::query_scalar("SELECT user_id FROM members WHERE server_id = $1")
                 .bind(server_id)
                 .fetch_all(&self.pool)

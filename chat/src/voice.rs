@@ -4,13 +4,13 @@
 use crate::audit::Actor;
 use crate::model::ChannelKind;
 use crate::permissions::{self, Permissions};
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{ChannelId, Chat, ChatError, ChatResult, ServerId, Snowflake, UserId};
 use serde_json::json;
 
 /// What a member may do in a voice channel they are allowed into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VoiceAccess {
-    pub server_id: Snowflake,
+    pub server_id: ServerId,
     /// The member's permissions in the channel (timeouts applied).
     pub permissions: Permissions,
     /// A stage channel: members join as audience.
@@ -22,8 +22,8 @@ impl Chat {
     /// returns the channel's server and the user's permissions there.
     pub async fn voice_access(
         &self,
-        channel_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        user_id: UserId,
     ) -> ChatResult<VoiceAccess> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
         if !channel.kind.is_voice() {
@@ -47,11 +47,11 @@ impl Chat {
     /// connect too. Returns whether `to` is a stage channel.
     pub async fn voice_move(
         &self,
-        server_id: Snowflake,
+        server_id: ServerId,
         actor: Actor<'_>,
-        target: Snowflake,
-        from: Snowflake,
-        to: Option<Snowflake>,
+        target: UserId,
+        from: ChannelId,
+        to: Option<ChannelId>,
     ) -> ChatResult<bool> {
         let (_, t) = self
             .moderator_over(server_id, actor.user_id, target, Permissions::empty(), "")
@@ -106,8 +106,15 @@ impl Chat {
             ),
         };
         let mut tx = self.pool.begin().await?;
-        self.audit(&mut tx, server_id, actor, action, Some(target), changes)
-            .await?;
+        self.audit(
+            &mut tx,
+            server_id,
+            actor,
+            action,
+            Some(target.snowflake()),
+            changes,
+        )
+        .await?;
         tx.commit().await?;
         Ok(stage)
     }
@@ -115,9 +122,9 @@ impl Chat {
     pub async fn voice_session_started(
         &self,
         id: Snowflake,
-        user_id: Snowflake,
-        server_id: Snowflake,
-        channel_id: Snowflake,
+        user_id: UserId,
+        server_id: ServerId,
+        channel_id: ChannelId,
     ) -> ChatResult<()> {
         sqlx::query("INSERT INTO voice_sessions (id, user_id, server_id, channel_id) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
             .bind(id)
@@ -149,8 +156,8 @@ impl Chat {
     /// Voice session rows of a user, newest first (for tests and audits).
     pub async fn voice_history(
         &self,
-        user_id: Snowflake,
-    ) -> ChatResult<Vec<(Snowflake, Option<Snowflake>, bool, Option<String>)>> {
+        user_id: UserId,
+    ) -> ChatResult<Vec<(Snowflake, Option<ChannelId>, bool, Option<String>)>> {
         Ok(sqlx::query_as(
             "SELECT id, channel_id, ended_at IS NOT NULL, end_reason FROM voice_sessions WHERE user_id = $1 ORDER BY started_at DESC",
         )

@@ -6,7 +6,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use confab_chat::Snowflake;
+use confab_chat::{ServerId, SessionId, Snowflake, UserId};
 use confab_signaling::gateway::events::Event;
 use confab_signaling::gateway::hub::{Dispatch, Hub, Outbound, Resume, Session, Target};
 use libfuzzer_sys::fuzz_target;
@@ -89,6 +89,14 @@ fn server(n: u8) -> i64 {
     i64::from(n % SERVERS) + 100
 }
 
+fn uid_of(n: i64) -> UserId {
+    UserId::new(Snowflake(n))
+}
+
+fn sid_of(n: i64) -> ServerId {
+    ServerId::new(Snowflake(n))
+}
+
 impl Model {
     fn live(&self, user: i64) -> bool {
         self.slots.iter().any(|s| s.user == user && !s.closed)
@@ -102,7 +110,7 @@ impl Model {
     fn check_routes(&self, hub: &Hub) {
         for s in 0..SERVERS {
             let sid = server(s);
-            let mut got: Vec<i64> = hub.users_in(Snowflake(sid)).iter().map(|u| u.0).collect();
+            let mut got: Vec<i64> = hub.users_in(sid_of(sid)).iter().map(|u| u.get()).collect();
             got.sort_unstable();
             let want: Vec<i64> = self
                 .routes
@@ -127,16 +135,17 @@ fuzz_target!(|ops: Vec<Op>| {
         match op {
             Op::Open { user: u, servers } => {
                 let uid = user(u);
-                let sids: Vec<Snowflake> = (0..SERVERS)
+                let sids: Vec<ServerId> = (0..SERVERS)
                     .filter(|b| servers & (1 << b) != 0)
-                    .map(|b| Snowflake(server(b)))
+                    .map(|b| sid_of(server(b)))
                     .collect();
-                let (session, rx, conn) = hub.open(Snowflake(uid), Snowflake(uid + 50), &sids);
-                assert_eq!(session.user_id, Snowflake(uid));
+                let (session, rx, conn) =
+                    hub.open(uid_of(uid), SessionId::new(Snowflake(uid + 50)), &sids);
+                assert_eq!(session.user_id, uid_of(uid));
                 assert_eq!(session.seq(), 0);
                 assert!(session.connected());
                 for s in &sids {
-                    m.routes.insert((uid, s.0));
+                    m.routes.insert((uid, s.get()));
                 }
                 // As IDENTIFY does: READY is the session's first dispatch.
                 hub.deliver(
@@ -165,16 +174,16 @@ fuzz_target!(|ops: Vec<Op>| {
                         To::Server(s) => {
                             let sid = server(s);
                             let r = open(&|sl| m.routes.contains(&(sl.user, sid)));
-                            (Target::Server(Snowflake(sid)), r)
+                            (Target::Server(sid_of(sid)), r)
                         }
                         To::ServerExcept(s, except) => {
                             let (sid, ex) = (server(s), user(except));
                             let r = open(&|sl| sl.user != ex && m.routes.contains(&(sl.user, sid)));
-                            (Target::ServerExcept(Snowflake(sid), Snowflake(ex)), r)
+                            (Target::ServerExcept(sid_of(sid), uid_of(ex)), r)
                         }
                         To::User(u) => {
                             let uid = user(u);
-                            (Target::User(Snowflake(uid)), open(&|sl| sl.user == uid))
+                            (Target::User(uid_of(uid)), open(&|sl| sl.user == uid))
                         }
                         To::Users(list) => {
                             let list: Vec<i64> = list.iter().take(8).map(|u| user(*u)).collect();
@@ -183,7 +192,7 @@ fuzz_target!(|ops: Vec<Op>| {
                             for uid in &list {
                                 r.extend(open(&|sl| sl.user == *uid));
                             }
-                            (Target::Users(list.into_iter().map(Snowflake).collect()), r)
+                            (Target::Users(list.into_iter().map(uid_of).collect()), r)
                         }
                         To::Session(n) => match m.slot(n) {
                             Some(sl) => {
@@ -250,7 +259,7 @@ fuzz_target!(|ops: Vec<Op>| {
                     None => (u64::from(back), true),
                 };
                 let ok = !sl.closed && !other_user && !future && seq >= 1;
-                match hub.resume(&sl.session.id, Snowflake(as_user), seq) {
+                match hub.resume(&sl.session.id, uid_of(as_user), seq) {
                     Resume::Ok(session, rx, conn) => {
                         assert!(ok, "resume must be refused (closed {}, other {other_user}, future {future})", sl.closed);
                         assert!(Arc::ptr_eq(&session, &sl.session));
@@ -272,21 +281,21 @@ fuzz_target!(|ops: Vec<Op>| {
                 let uid = sl.user;
                 if !m.live(uid) {
                     m.routes.retain(|(u, _)| *u != uid);
-                    assert!(hub.sessions_of(Snowflake(uid)).is_empty());
+                    assert!(hub.sessions_of(uid_of(uid)).is_empty());
                 }
             }
             Op::AddMember { server: s, user: u } => {
-                hub.add_member(Snowflake(server(s)), Snowflake(user(u)));
+                hub.add_member(sid_of(server(s)), uid_of(user(u)));
                 if m.live(user(u)) {
                     m.routes.insert((user(u), server(s)));
                 }
             }
             Op::RemoveMember { server: s, user: u } => {
-                hub.remove_member(Snowflake(server(s)), Snowflake(user(u)));
+                hub.remove_member(sid_of(server(s)), uid_of(user(u)));
                 m.routes.remove(&(user(u), server(s)));
             }
             Op::RemoveServer { server: s } => {
-                hub.remove_server(Snowflake(server(s)));
+                hub.remove_server(sid_of(server(s)));
                 m.routes.retain(|(_, sid)| *sid != server(s));
             }
         }

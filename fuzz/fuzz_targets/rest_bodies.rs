@@ -33,7 +33,8 @@ fn round_trip<T: DeserializeOwned + Serialize + PartialEq + Debug>(json: &[u8]) 
 
 fn content(text: &str) {
     let parsed = mentions::parse(text);
-    for id in parsed.users.iter().chain(&parsed.roles) {
+    let users = parsed.users.iter().map(|u| u.snowflake());
+    for id in users.chain(parsed.roles.iter().map(|r| r.snowflake())) {
         assert!(
             text.contains(&id.to_string()),
             "mention {id} not in the content"

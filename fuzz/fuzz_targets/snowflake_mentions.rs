@@ -29,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
     }
     // Mentions: every id found is written in the content, each once.
     let p = mentions::parse(text);
-    for list in [&p.users, &p.roles] {
+    let users: Vec<Snowflake> = p.users.iter().map(|u| u.snowflake()).collect();
+    let roles: Vec<Snowflake> = p.roles.iter().map(|r| r.snowflake()).collect();
+    for list in [&users, &roles] {
         assert!(list.len() <= 50);
         for (i, id) in list.iter().enumerate() {
             assert!(text.contains(&id.to_string()));

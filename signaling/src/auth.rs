@@ -8,7 +8,7 @@ use crate::state::AppState;
 use anyhow::Context;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use confab_chat::Snowflake;
+use confab_chat::{SessionId, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,7 @@ impl TokenKeys {
         self.ttl
     }
 
-    pub fn mint(&self, user_id: Snowflake, session_id: Snowflake) -> anyhow::Result<String> {
+    pub fn mint(&self, user_id: UserId, session_id: SessionId) -> anyhow::Result<String> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: user_id.to_string(),
@@ -102,7 +102,7 @@ impl TokenKeys {
     }
 
     /// Verifies signature, algorithm and claims; returns (user id, session id).
-    pub fn verify(&self, token: &str) -> Option<(Snowflake, Snowflake)> {
+    pub fn verify(&self, token: &str) -> Option<(UserId, SessionId)> {
         if token.len() > 2048 {
             return None;
         }
@@ -114,8 +114,8 @@ impl TokenKeys {
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser {
-    pub user_id: Snowflake,
-    pub session_id: Snowflake,
+    pub user_id: UserId,
+    pub session_id: SessionId,
 }
 
 pub fn bearer(parts: &Parts) -> Option<&str> {
@@ -140,13 +140,13 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 /// it still re-checks within `SESSION_CACHE_TTL`.
 #[derive(Default)]
 pub struct SessionCache {
-    entries: dashmap::DashMap<Snowflake, CacheEntry>,
+    entries: dashmap::DashMap<SessionId, CacheEntry>,
 }
 
 #[derive(Clone, Copy)]
 enum CacheEntry {
     Active {
-        user_id: Snowflake,
+        user_id: UserId,
         at: std::time::Instant,
     },
     Ended {
@@ -167,7 +167,7 @@ pub const SESSION_CACHE_TTL: std::time::Duration = std::time::Duration::from_sec
 
 impl SessionCache {
     /// True when `session` of `user_id` was confirmed active within the TTL.
-    pub fn fresh(&self, session: Snowflake, user_id: Snowflake) -> bool {
+    pub fn fresh(&self, session: SessionId, user_id: UserId) -> bool {
         self.entries.get(&session).is_some_and(|e| {
             matches!(*e, CacheEntry::Active { user_id: u, .. } if u == user_id) && e.young()
         })
@@ -175,7 +175,7 @@ impl SessionCache {
 
     /// Records that the database said `session` of `user_id` is active, unless it has just
     /// ended here.
-    pub fn remember(&self, session: Snowflake, user_id: Snowflake) {
+    pub fn remember(&self, session: SessionId, user_id: UserId) {
         if self.entries.len() > 100_000 {
             self.entries.retain(|_, e| e.young());
         }
@@ -191,7 +191,7 @@ impl SessionCache {
     }
 
     /// The session ended: never answer "active" for it again from here.
-    pub fn forget(&self, session: Snowflake) {
+    pub fn forget(&self, session: SessionId) {
         self.entries.insert(
             session,
             CacheEntry::Ended {
@@ -261,6 +261,7 @@ impl FromRequestParts<AppState> for AuthUser {
 mod tests {
     use super::*;
     use base64::Engine;
+    use confab_chat::Snowflake;
 
     fn keys() -> TokenKeys {
         TokenKeys::new(b"0123456789abcdef0123456789abcdef", 900)
@@ -269,7 +270,8 @@ mod tests {
     #[test]
     fn cache_entries_are_bound_to_the_user_and_ended_ones_stay_ended() {
         let cache = SessionCache::default();
-        let (alice, bob, session) = (Snowflake(1), Snowflake(2), Snowflake(10));
+        let (alice, bob) = (UserId::new(Snowflake(1)), UserId::new(Snowflake(2)));
+        let session = SessionId::new(Snowflake(10));
         assert!(!cache.fresh(session, alice));
         cache.remember(session, alice);
         assert!(cache.fresh(session, alice));
@@ -287,15 +289,22 @@ mod tests {
     #[test]
     fn round_trip() {
         let k = keys();
-        let t = k.mint(Snowflake(42), Snowflake(7)).unwrap();
-        assert_eq!(k.verify(&t), Some((Snowflake(42), Snowflake(7))));
+        let t = k
+            .mint(UserId::new(Snowflake(42)), SessionId::new(Snowflake(7)))
+            .unwrap();
+        assert_eq!(
+            k.verify(&t),
+            Some((UserId::new(Snowflake(42)), SessionId::new(Snowflake(7))))
+        );
     }
 
     #[test]
     fn rejects_tampered_alg_none_wrong_audience_and_expired() {
         let k = keys();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let t = k.mint(Snowflake(42), Snowflake(7)).unwrap();
+        let t = k
+            .mint(UserId::new(Snowflake(42)), SessionId::new(Snowflake(7)))
+            .unwrap();
         let parts: Vec<&str> = t.split('.').collect();
         // Tampered payload, original signature.
         let mut payload: serde_json::Value =
@@ -354,7 +363,11 @@ mod tests {
         // Another key.
         let other = TokenKeys::new(b"ffffffffffffffffffffffffffffffff", 900);
         assert_eq!(
-            k.verify(&other.mint(Snowflake(42), Snowflake(7)).unwrap()),
+            k.verify(
+                &other
+                    .mint(UserId::new(Snowflake(42)), SessionId::new(Snowflake(7)))
+                    .unwrap()
+            ),
             None
         );
     }

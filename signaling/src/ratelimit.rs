@@ -17,6 +17,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use confab_chat::UserId;
 use dashmap::DashMap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -223,7 +224,7 @@ fn apply_headers(resp: &mut Response, d: &Decision) {
 /// `messages` or `typing`) share the answer, so a flood of refused requests costs one
 /// signature check each, not one per bucket.
 #[derive(Clone, Copy)]
-struct TokenUser(Option<confab_chat::Snowflake>);
+struct TokenUser(Option<UserId>);
 
 /// The key for a request: the token's user when it carries a valid one, else the peer IP.
 fn key_of(state: &AppState, req: &mut Request, per_ip: bool) -> String {

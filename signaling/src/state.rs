@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::gateway::hub::{Hub, Target};
 use crate::ratelimit::RateLimiter;
 use crate::voice::VoiceService;
-use confab_chat::Chat;
+use confab_chat::{ChannelId, Chat, ServerId, UserId};
 use std::ops::Deref;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -63,9 +63,9 @@ impl AppState {
     /// A DM's events go to its recipients (`server_id` None).
     pub async fn channel_target(
         &self,
-        server_id: Option<confab_chat::Snowflake>,
-        channel_id: confab_chat::Snowflake,
-        except: Option<confab_chat::Snowflake>,
+        server_id: Option<ServerId>,
+        channel_id: ChannelId,
+        except: Option<UserId>,
     ) -> Target {
         self.viewers
             .target(&self.chat, server_id, channel_id, except)

@@ -7,7 +7,7 @@
 use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use crate::state::AppState;
-use confab_chat::Snowflake;
+use confab_chat::UserId;
 use serde_json::json;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub async fn sweep(state: &AppState, grace: Duration) -> usize {
 }
 
 /// Call after a session of `user_id` was closed (not merely detached for RESUME).
-pub async fn session_ended(state: &AppState, user_id: Snowflake) {
+pub async fn session_ended(state: &AppState, user_id: UserId) {
     if state.hub.connected_anywhere(user_id) {
         return;
     }

@@ -3,17 +3,17 @@
 //! lookup falls back to "nobody" rather than leaking.
 
 use crate::gateway::hub::Target;
-use confab_chat::{Chat, Snowflake};
+use confab_chat::{ChannelId, Chat, ServerId, UserId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The members who may view a channel, or None for "the whole server".
-type Viewers = Option<Arc<Vec<Snowflake>>>;
+type Viewers = Option<Arc<Vec<UserId>>>;
 
 #[derive(Default)]
 pub struct ViewerCache {
     epoch: AtomicU64,
-    entries: dashmap::DashMap<Snowflake, (u64, Viewers)>,
+    entries: dashmap::DashMap<ChannelId, (u64, Viewers)>,
 }
 
 impl ViewerCache {
@@ -22,7 +22,7 @@ impl ViewerCache {
         self.entries.clear();
     }
 
-    pub async fn get(&self, chat: &Chat, channel_id: Snowflake) -> Viewers {
+    pub async fn get(&self, chat: &Chat, channel_id: ChannelId) -> Viewers {
         let epoch = self.epoch.load(Ordering::SeqCst);
         if let Some(e) = self.entries.get(&channel_id) {
             if e.0 == epoch {
@@ -49,9 +49,9 @@ impl ViewerCache {
     pub async fn target(
         &self,
         chat: &Chat,
-        server_id: Option<Snowflake>,
-        channel_id: Snowflake,
-        except: Option<Snowflake>,
+        server_id: Option<ServerId>,
+        channel_id: ChannelId,
+        except: Option<UserId>,
     ) -> Target {
         match (self.get(chat, channel_id).await, server_id) {
             // "The whole server" cannot be a DM's answer; nobody rather than a guess.

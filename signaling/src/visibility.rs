@@ -17,7 +17,7 @@ use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use crate::state::AppState;
 use confab_chat::model::{Channel, ChannelKind};
-use confab_chat::Snowflake;
+use confab_chat::{ChannelId, ServerId, UserId};
 use std::collections::{HashMap, HashSet};
 
 /// Who sees one channel.
@@ -26,7 +26,7 @@ enum Seen {
     /// Every member of the server.
     All,
     /// These members only.
-    Only(HashSet<Snowflake>),
+    Only(HashSet<UserId>),
 }
 
 impl Seen {
@@ -41,20 +41,20 @@ impl Seen {
 
 /// For each channel of one server, the members who see it.
 pub struct ServerVisibility {
-    server_id: Snowflake,
-    channels: HashMap<Snowflake, Channel>,
-    seen_by: HashMap<Snowflake, Seen>,
+    server_id: ServerId,
+    channels: HashMap<ChannelId, Channel>,
+    seen_by: HashMap<ChannelId, Seen>,
 }
 
 /// The server's member ids, read once and only if a comparison needs them.
 struct Members<'a> {
     state: &'a AppState,
-    server_id: Snowflake,
-    ids: Option<HashSet<Snowflake>>,
+    server_id: ServerId,
+    ids: Option<HashSet<UserId>>,
 }
 
 impl Members<'_> {
-    async fn get(&mut self) -> &HashSet<Snowflake> {
+    async fn get(&mut self) -> &HashSet<UserId> {
         if self.ids.is_none() {
             let ids = self
                 .state
@@ -71,24 +71,24 @@ impl Members<'_> {
     }
 }
 
-fn users(set: impl IntoIterator<Item = Snowflake>) -> Option<Target> {
-    let list: Vec<Snowflake> = set.into_iter().collect();
+fn users(set: impl IntoIterator<Item = UserId>) -> Option<Target> {
+    let list: Vec<UserId> = set.into_iter().collect();
     (!list.is_empty()).then_some(Target::Users(list))
 }
 
 impl ServerVisibility {
-    pub fn server_id(&self) -> Snowflake {
+    pub fn server_id(&self) -> ServerId {
         self.server_id
     }
 
     /// Who sees what in `server_id` now, read from the database (not from a node's cache, which
     /// may not have heard of the change yet). Take it before a change, compare after it.
-    pub async fn capture(state: &AppState, server_id: Snowflake) -> Self {
+    pub async fn capture(state: &AppState, server_id: ServerId) -> Self {
         let channels = state.chat.channels_of(server_id).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "reading channels for visibility");
             Vec::new()
         });
-        let mut seen_by: HashMap<Snowflake, Seen> = HashMap::new();
+        let mut seen_by: HashMap<ChannelId, Seen> = HashMap::new();
         for c in &channels {
             let seen = match state.chat.channel_viewers(c.id).await {
                 Ok(None) => Seen::All,
@@ -124,7 +124,7 @@ impl ServerVisibility {
     /// members whose view of the server's channels changed since this capture: `CHANNEL_CREATE`
     /// to those who now see a channel they did not, `CHANNEL_DELETE` to those who no longer see
     /// one, and, for `updated`, `CHANNEL_UPDATE` to those who saw it before and still do.
-    pub async fn publish(self, state: &AppState, change: BusEvent, updated: Option<Snowflake>) {
+    pub async fn publish(self, state: &AppState, change: BusEvent, updated: Option<ChannelId>) {
         state.publish(change).await;
         let after = Self::capture(state, self.server_id).await;
         let mut members = Members {
@@ -133,7 +133,7 @@ impl ServerVisibility {
             ids: None,
         };
         let nobody = Seen::Only(HashSet::new());
-        let mut ids: Vec<Snowflake> = self
+        let mut ids: Vec<ChannelId> = self
             .seen_by
             .keys()
             .chain(after.seen_by.keys())
@@ -203,7 +203,7 @@ impl ServerVisibility {
 /// voice channel hidden from them).
 pub fn retain_visible_voice(
     states: &mut Vec<crate::voice::registry::VoiceState>,
-    visible: &HashSet<Snowflake>,
+    visible: &HashSet<ChannelId>,
 ) {
     states.retain(|v| v.channel_id.is_some_and(|c| visible.contains(&c)));
 }

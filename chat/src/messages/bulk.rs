@@ -2,8 +2,8 @@
 //! the same transaction.
 
 use crate::audit::Actor;
-use crate::permissions;
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{permissions, ChannelId, MessageId};
+use crate::{Chat, ChatError, ChatResult, ServerId};
 
 /// Fewest and most messages in one bulk delete.
 pub const MIN_BULK: usize = 2;
@@ -14,11 +14,11 @@ impl Chat {
     /// channel's server and the ids actually deleted; ids of other channels are left alone.
     pub async fn bulk_delete(
         &self,
-        channel_id: Snowflake,
-        ids: &[Snowflake],
+        channel_id: ChannelId,
+        ids: &[MessageId],
         actor: Actor<'_>,
-    ) -> ChatResult<(Snowflake, Vec<Snowflake>)> {
-        let mut distinct: Vec<i64> = ids.iter().map(|i| i.0).collect();
+    ) -> ChatResult<(ServerId, Vec<MessageId>)> {
+        let mut distinct: Vec<i64> = ids.iter().map(|i| i.get()).collect();
         distinct.sort_unstable();
         distinct.dedup();
         if distinct.len() != ids.len() {
@@ -34,7 +34,7 @@ impl Chat {
             _ => return Err(ChatError::Forbidden("you may not manage messages here")),
         };
         let mut tx = self.pool.begin().await?;
-        let mut deleted: Vec<Snowflake> = sqlx::query_scalar(
+        let mut deleted: Vec<MessageId> = sqlx::query_scalar(
             "DELETE FROM messages WHERE channel_id = $1 AND id = ANY($2) RETURNING id",
         )
         .bind(channel_id)
@@ -47,7 +47,7 @@ impl Chat {
             server_id,
             actor,
             "message_bulk_delete",
-            Some(channel_id),
+            Some(channel_id.snowflake()),
             serde_json::json!({"count": deleted.len(), "ids": deleted}),
         )
         .await?;

@@ -8,12 +8,12 @@
 //!   mentions anyone, so pasting a token in code is safe;
 //! - `<#CHANNEL_ID>` is a link to a channel, never a notification: it is not parsed here.
 
-use crate::Snowflake;
+use crate::{RoleId, Snowflake, UserId};
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Parsed {
-    pub users: Vec<Snowflake>,
-    pub roles: Vec<Snowflake>,
+    pub users: Vec<UserId>,
+    pub roles: Vec<RoleId>,
     pub everyone: bool,
 }
 
@@ -68,9 +68,10 @@ pub fn parse(content: &str) -> Parsed {
             }
             if j > start && bytes.get(j) == Some(&b'>') {
                 if let Ok(id) = content[start..j].parse::<Snowflake>() {
-                    let list = if role { &mut p.roles } else { &mut p.users };
-                    if !list.contains(&id) && list.len() < MAX {
-                        list.push(id);
+                    if role {
+                        push_new(&mut p.roles, RoleId::new(id));
+                    } else {
+                        push_new(&mut p.users, UserId::new(id));
                     }
                 }
                 i = j + 1;
@@ -91,6 +92,13 @@ pub fn parse(content: &str) -> Parsed {
     p
 }
 
+/// Adds an id not yet in the list, up to `MAX` ids.
+fn push_new<T: PartialEq>(list: &mut Vec<T>, id: T) {
+    if !list.contains(&id) && list.len() < MAX {
+        list.push(id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,13 +108,13 @@ mod tests {
         let p = parse(
             "hi <@123> and <@!123> <@&45> @everyone <@abc> <@> <@&> <@999999999999999999999999>",
         );
-        assert_eq!(p.users, vec![Snowflake(123)]);
-        assert_eq!(p.roles, vec![Snowflake(45)]);
+        assert_eq!(p.users, vec![UserId::new(Snowflake(123))]);
+        assert_eq!(p.roles, vec![RoleId::new(Snowflake(45))]);
         assert!(p.everyone);
         assert!(parse("mail me at x@example.org").is_empty());
         assert!(parse("@here").everyone);
         // Multi-byte text around mentions is fine.
-        assert_eq!(parse("é<@7>é").users, vec![Snowflake(7)]);
+        assert_eq!(parse("é<@7>é").users, vec![UserId::new(Snowflake(7))]);
     }
 
     #[test]
@@ -136,11 +144,17 @@ mod tests {
     fn code_mentions_nobody() {
         assert!(parse("`<@1>` and `@everyone`").is_empty());
         assert!(parse("```\n<@&2>\n@here\n```").is_empty());
-        assert_eq!(parse("`<@1>` but <@3>").users, vec![Snowflake(3)]);
+        assert_eq!(
+            parse("`<@1>` but <@3>").users,
+            vec![UserId::new(Snowflake(3))]
+        );
         // An unclosed backtick is text: what follows still counts.
-        assert_eq!(parse("it`s <@4>").users, vec![Snowflake(4)]);
+        assert_eq!(parse("it`s <@4>").users, vec![UserId::new(Snowflake(4))]);
         // Inline code does not run across lines.
-        assert_eq!(parse("a ` b\n<@5> ` c").users, vec![Snowflake(5)]);
+        assert_eq!(
+            parse("a ` b\n<@5> ` c").users,
+            vec![UserId::new(Snowflake(5))]
+        );
         // A channel link is not a notification.
         assert!(parse("see <#6>").is_empty());
     }

@@ -6,8 +6,8 @@ pub(crate) mod writer;
 
 use crate::accounts::USER_COLUMNS;
 use crate::model::{ChannelKind, Message, User};
-use crate::permissions;
-use crate::{Chat, ChatError, ChatResult, Snowflake};
+use crate::{permissions, ChannelId, MessageId, RoleId, ServerId, UserId};
+use crate::{Chat, ChatError, ChatResult};
 use chrono::{DateTime, Utc};
 
 /// Longest message, in characters.
@@ -19,16 +19,16 @@ pub const MAX_PAGE: i64 = 100;
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct MessageRow {
-    pub(crate) id: Snowflake,
-    channel_id: Snowflake,
-    server_id: Option<Snowflake>,
+    pub(crate) id: MessageId,
+    channel_id: ChannelId,
+    server_id: Option<ServerId>,
     content: String,
     nonce: Option<String>,
     created_at: DateTime<Utc>,
     edited_at: Option<DateTime<Utc>>,
-    reply_to: Option<Snowflake>,
-    mentions: sqlx::types::Json<Vec<Snowflake>>,
-    mention_roles: sqlx::types::Json<Vec<Snowflake>>,
+    reply_to: Option<MessageId>,
+    mentions: sqlx::types::Json<Vec<UserId>>,
+    mention_roles: sqlx::types::Json<Vec<RoleId>>,
     mention_everyone: bool,
     #[sqlx(flatten)]
     author: AuthorRow,
@@ -37,7 +37,7 @@ pub(crate) struct MessageRow {
 #[derive(sqlx::FromRow)]
 struct AuthorRow {
     #[sqlx(rename = "author_id")]
-    id: Snowflake,
+    id: UserId,
     username: String,
     display_name: Option<String>,
     avatar_url: Option<String>,
@@ -87,8 +87,8 @@ const SELECT_MESSAGE: &str = const_format::concatcp!(
 /// Which page of history to read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HistoryQuery {
-    pub before: Option<Snowflake>,
-    pub after: Option<Snowflake>,
+    pub before: Option<MessageId>,
+    pub after: Option<MessageId>,
     pub limit: Option<i64>,
 }
 
@@ -117,11 +117,11 @@ impl Chat {
     /// first message (and `false`) instead of creating another.
     pub async fn send_message(
         &self,
-        channel_id: Snowflake,
-        author: Snowflake,
+        channel_id: ChannelId,
+        author: UserId,
         content: &str,
         nonce: Option<&str>,
-        reply_to: Option<Snowflake>,
+        reply_to: Option<MessageId>,
     ) -> ChatResult<(Message, bool)> {
         check_content(content)?;
         if let Some(n) = nonce {
@@ -190,12 +190,12 @@ impl Chat {
         let resolved = self
             .resolve_mentions(channel_id, channel.server_id, perms, &parsed)
             .await?;
-        let id: Option<Snowflake> = sqlx::query_scalar(
+        let id: Option<MessageId> = sqlx::query_scalar(
             "INSERT INTO messages (id, channel_id, author_id, content, nonce, reply_to, mentions, mention_roles, mention_everyone)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING RETURNING id",
         )
-        .bind(self.next_id())
+        .bind(self.next_id::<MessageId>())
         .bind(channel_id)
         .bind(author)
         .bind(content)
@@ -218,13 +218,12 @@ impl Chat {
     /// MENTION_EVERYONE. The one place both sending and editing resolve mentions.
     async fn resolve_mentions(
         &self,
-        channel_id: Snowflake,
-        server_id: Option<Snowflake>,
+        channel_id: ChannelId,
+        server_id: Option<ServerId>,
         perms: permissions::Permissions,
         parsed: &mentions::Parsed,
     ) -> ChatResult<mentions::Parsed> {
-        let ids = |v: &[Snowflake]| v.iter().map(|s| s.0).collect::<Vec<i64>>();
-        let users: Vec<Snowflake> = if parsed.users.is_empty() {
+        let users: Vec<UserId> = if parsed.users.is_empty() {
             Vec::new()
         } else {
             // Members of the server, or the recipients of a DM.
@@ -234,7 +233,7 @@ impl Chat {
                      AND channel_id = $3 AND user_id = ANY($2)",
             )
             .bind(server_id)
-            .bind(ids(&parsed.users))
+            .bind(parsed.users.iter().map(|u| u.get()).collect::<Vec<i64>>())
             .bind(channel_id)
             .fetch_all(&self.pool)
             .await?
@@ -242,7 +241,7 @@ impl Chat {
         // As on Discord: a role pings its members when it is mentionable, or when the author
         // may mention everyone (then any role); @everyone/@here need MENTION_EVERYONE.
         let may_mention_all = permissions::has(perms, permissions::MENTION_EVERYONE);
-        let roles: Vec<Snowflake> = if parsed.roles.is_empty() {
+        let roles: Vec<RoleId> = if parsed.roles.is_empty() {
             Vec::new()
         } else {
             sqlx::query_scalar(
@@ -250,7 +249,7 @@ impl Chat {
                      AND (mentionable OR $3)",
             )
             .bind(server_id)
-            .bind(ids(&parsed.roles))
+            .bind(parsed.roles.iter().map(|r| r.get()).collect::<Vec<i64>>())
             .bind(may_mention_all)
             .fetch_all(&self.pool)
             .await?
@@ -263,7 +262,7 @@ impl Chat {
         })
     }
 
-    async fn message_row(&self, id: Snowflake) -> ChatResult<Message> {
+    async fn message_row(&self, id: MessageId) -> ChatResult<Message> {
         let row: Option<MessageRow> = sqlx::query_as(q!("{SELECT_MESSAGE} WHERE m.id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -273,9 +272,9 @@ impl Chat {
 
     pub async fn message(
         &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        user_id: UserId,
     ) -> ChatResult<Message> {
         let (_, perms) = self.channel_access(channel_id, user_id).await?;
         if !permissions::has(perms, permissions::READ_MESSAGE_HISTORY) {
@@ -294,8 +293,8 @@ impl Chat {
     /// in the query, returned newest first like every page).
     pub async fn history(
         &self,
-        channel_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        user_id: UserId,
         q: HistoryQuery,
     ) -> ChatResult<Vec<Message>> {
         let (_, perms) = self.channel_access(channel_id, user_id).await?;
@@ -342,9 +341,9 @@ impl Chat {
     /// Edits the caller's own message.
     pub async fn edit_message(
         &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        user_id: UserId,
         content: &str,
     ) -> ChatResult<Message> {
         let msg = self.message(channel_id, message_id, user_id).await?;
@@ -378,9 +377,9 @@ impl Chat {
     /// Deletes a message: the author's own, or anyone's with MANAGE_MESSAGES.
     pub async fn delete_message(
         &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        user_id: Snowflake,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        user_id: UserId,
     ) -> ChatResult<Message> {
         let (_, perms) = self.channel_access(channel_id, user_id).await?;
         let msg = self.message(channel_id, message_id, user_id).await?;
@@ -399,9 +398,9 @@ impl Chat {
     /// Checks that the user may type in a channel; returns its server (None for a DM).
     pub async fn can_type(
         &self,
-        channel_id: Snowflake,
-        user_id: Snowflake,
-    ) -> ChatResult<Option<Snowflake>> {
+        channel_id: ChannelId,
+        user_id: UserId,
+    ) -> ChatResult<Option<ServerId>> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
         if !channel.kind.is_textual() || !permissions::has(perms, permissions::SEND_MESSAGES) {
             return Err(ChatError::Forbidden("you may not send messages here"));

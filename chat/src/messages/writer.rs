@@ -13,8 +13,8 @@
 
 use super::{MessageRow, SELECT_MESSAGE_COLUMNS};
 use crate::model::Message;
-use crate::permissions;
-use crate::{ChatError, ChatResult, Snowflake};
+use crate::{permissions, ChannelId};
+use crate::{ChatError, ChatResult, MessageId, UserId};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,9 +26,9 @@ const MAX_BATCH: usize = 256;
 const MAX_IN_FLIGHT: usize = 4;
 
 pub(crate) struct NewMessage {
-    pub id: Snowflake,
-    pub channel_id: Snowflake,
-    pub author: Snowflake,
+    pub id: MessageId,
+    pub channel_id: ChannelId,
+    pub author: UserId,
     pub content: String,
     pub nonce: Option<String>,
 }
@@ -110,7 +110,7 @@ async fn write_batch(pool: &PgPool, batch: Vec<(NewMessage, Reply)>) {
 }
 
 fn reply_all(batch: Vec<(NewMessage, Reply)>, rows: Vec<MessageRow>) {
-    let mut by_id: HashMap<Snowflake, Message> =
+    let mut by_id: HashMap<MessageId, Message> =
         rows.into_iter().map(|r| (r.id, Message::from(r))).collect();
     for (m, reply) in batch {
         let _ = reply.send(Ok(by_id.remove(&m.id)));
@@ -130,9 +130,9 @@ async fn insert(pool: &PgPool, batch: &[&NewMessage]) -> Result<Vec<MessageRow>,
     let mut contents = Vec::with_capacity(batch.len());
     let mut nonces = Vec::with_capacity(batch.len());
     for m in batch {
-        ids.push(m.id.0);
-        channels.push(m.channel_id.0);
-        authors.push(m.author.0);
+        ids.push(m.id.get());
+        channels.push(m.channel_id.get());
+        authors.push(m.author.get());
         contents.push(m.content.as_str());
         nonces.push(m.nonce.as_deref());
     }

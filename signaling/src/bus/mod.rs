@@ -15,7 +15,7 @@ use crate::gateway::events::Event;
 use crate::gateway::hub::{Dispatch, Hub, Target};
 use crate::gateway::presence::{PresenceAudience, Status};
 use crate::state::AppState;
-use confab_chat::Snowflake;
+use confab_chat::{ChannelId, ServerId, SessionId, UserId};
 use std::sync::Arc;
 
 pub mod nats;
@@ -32,32 +32,28 @@ pub enum BusEvent {
     },
     /// A user became a member of a server (created it, or joined it).
     MemberJoined {
-        server_id: Snowflake,
-        user_id: Snowflake,
+        server_id: ServerId,
+        user_id: UserId,
     },
     /// A member left a server, was kicked or banned, or their temporary membership ended.
     MemberLeft {
-        server_id: Snowflake,
-        user_id: Snowflake,
+        server_id: ServerId,
+        user_id: UserId,
     },
     /// A server was deleted.
-    ServerDeleted { server_id: Snowflake },
+    ServerDeleted { server_id: ServerId },
     /// A server's channel was deleted.
     ChannelDeleted {
-        server_id: Snowflake,
-        channel_id: Snowflake,
+        server_id: ServerId,
+        channel_id: ChannelId,
     },
     /// Who may see or do what in a server may have changed: roles, a member's roles,
     /// overwrites, a channel created or moved, a timeout.
-    PermissionsChanged { server_id: Snowflake },
+    PermissionsChanged { server_id: ServerId },
     /// A DM's recipients changed (who may see it).
-    DmRecipientsChanged { channel_id: Snowflake },
+    DmRecipientsChanged { channel_id: ChannelId },
     /// Two users became friends (`friends`) or stopped being friends.
-    Friendship {
-        a: Snowflake,
-        b: Snowflake,
-        friends: bool,
-    },
+    Friendship { a: UserId, b: UserId, friends: bool },
     /// Login sessions of a user ended (logout, revocation, password change, refresh-token
     /// reuse): their gateway connections close with 4004 and cannot RESUME.
     SessionsEnded(SessionsEnded),
@@ -65,7 +61,7 @@ pub enum BusEvent {
     /// changed; Offline when the user has no session left there.
     Presence {
         node: String,
-        user_id: Snowflake,
+        user_id: UserId,
         status: Status,
         audience: PresenceAudience,
     },
@@ -73,7 +69,7 @@ pub enum BusEvent {
     /// `presence::REFRESH`), so that other nodes can tell a gone node's users apart.
     PresenceRefresh {
         node: String,
-        users: Vec<(Snowflake, Status)>,
+        users: Vec<(UserId, Status)>,
     },
     /// Requests a node admitted per (rate-limit bucket, key) since its last report: every
     /// other node takes them from its own buckets (`ratelimit`).
@@ -84,8 +80,8 @@ pub enum BusEvent {
 /// their gateway connections. Serializable so that a bus between nodes can carry it as is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionsEnded {
-    pub user_id: Snowflake,
-    pub sessions: Vec<Snowflake>,
+    pub user_id: UserId,
+    pub sessions: Vec<SessionId>,
 }
 
 /// Carries events to the other nodes; the publishing node applies them itself.
@@ -221,7 +217,7 @@ pub async fn apply(state: &AppState, event: BusEvent) {
 fn remote_presence(
     hub: &Hub,
     node: &str,
-    user_id: Snowflake,
+    user_id: UserId,
     status: Status,
     audience: Option<Arc<PresenceAudience>>,
 ) {

@@ -29,7 +29,6 @@ use crate::gateway::events::Event;
 use crate::gateway::routing::{Audience, Interest};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use confab_chat::Snowflake;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -382,7 +381,9 @@ fn decode(prefix: &str, msg: &async_nats::Message) -> Option<BusEvent> {
     let t = Event::from_name(headers.get(EVENT)?.as_str())?;
     let d = std::str::from_utf8(&msg.payload).ok()?;
     let dispatch = Arc::new(Dispatch { t, d: d.into() });
-    let id = |s: &str| Snowflake::from_str(s).ok();
+    fn id<T: FromStr>(s: &str) -> Option<T> {
+        s.parse().ok()
+    }
     let target = if rest == "users" {
         let list = headers.get(USERS)?.as_str();
         Target::Users(list.split(',').filter_map(id).collect())

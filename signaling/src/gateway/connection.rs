@@ -15,7 +15,7 @@ use crate::bus::BusEvent;
 use crate::gateway::events::Event;
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use confab_chat::Snowflake;
+use confab_chat::UserId;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -363,7 +363,7 @@ impl Conn {
     }
 
     /// Tells co-members when what they see of this user's presence changed.
-    fn announce_presence(&self, user_id: Snowflake, before: Status) {
+    fn announce_presence(&self, user_id: UserId, before: Status) {
         let audience = self.state.hub.presence_audience_of(user_id);
         presence_changed(&self.state, user_id, before, audience);
     }
@@ -396,12 +396,7 @@ impl Conn {
 /// session here learns the new presence if it changed (`before` → now, counting other
 /// nodes' sessions of the user); in a cluster, the other nodes learn this node's view and
 /// tell their own sessions.
-fn presence_changed(
-    state: &AppState,
-    user_id: Snowflake,
-    before: Status,
-    audience: PresenceAudience,
-) {
+fn presence_changed(state: &AppState, user_id: UserId, before: Status, audience: PresenceAudience) {
     let now = state.hub.presence_of(user_id);
     if now != before {
         let d = Dispatch::new(

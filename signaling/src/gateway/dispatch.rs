@@ -1,7 +1,7 @@
 //! What the gateway sends and to whom: a dispatch event serialised once, and its audience.
 
 use crate::gateway::events::Event;
-use confab_chat::Snowflake;
+use confab_chat::{ServerId, UserId};
 use std::sync::Arc;
 
 /// One event, serialized once.
@@ -39,13 +39,13 @@ impl Dispatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// Every member of a server.
-    Server(Snowflake),
+    Server(ServerId),
     /// Every member of a server but one (e.g. the typist).
-    ServerExcept(Snowflake, Snowflake),
+    ServerExcept(ServerId, UserId),
     /// Every session of one user.
-    User(Snowflake),
+    User(UserId),
     /// Every session of these users.
-    Users(Vec<Snowflake>),
+    Users(Vec<UserId>),
     /// One session.
     Session(Arc<str>),
 }

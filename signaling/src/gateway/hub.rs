@@ -14,7 +14,7 @@ use super::routing::{Audience, Interest, NoInterest, RoutingIndex};
 pub use super::sessions::{
     Outbound, Resume, Session, SessionRegistry, BUFFER, QUEUE, RESUME_WINDOW,
 };
-use confab_chat::Snowflake;
+use confab_chat::{ServerId, SessionId, UserId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -45,7 +45,7 @@ impl Hub {
         })
     }
 
-    fn route(&self, server_id: Snowflake, user_id: Snowflake) {
+    fn route(&self, server_id: ServerId, user_id: UserId) {
         if self.routes.add_member(server_id, user_id) {
             self.interest.watch(Audience::Server(server_id));
         }
@@ -54,7 +54,7 @@ impl Hub {
     /// Delivers a dispatch to every session the target names.
     pub fn deliver(&self, target: &Target, d: &Arc<Dispatch>) {
         let mut n = 0u64;
-        let mut to_user = |uid: &Snowflake| n += self.sessions.push_to_user(uid, d);
+        let mut to_user = |uid: &UserId| n += self.sessions.push_to_user(uid, d);
         match target {
             Target::Server(sid) => self.routes.for_each_in(*sid, &mut to_user),
             Target::ServerExcept(sid, except) => self.routes.for_each_in(*sid, |u| {
@@ -79,9 +79,9 @@ impl Hub {
     /// user's servers, for routing.
     pub fn open(
         &self,
-        user_id: Snowflake,
-        auth_session: Snowflake,
-        servers: &[Snowflake],
+        user_id: UserId,
+        auth_session: SessionId,
+        servers: &[ServerId],
     ) -> (Arc<Session>, mpsc::Receiver<Outbound>, u64) {
         if !self.sessions.has_user(&user_id) {
             self.interest.watch(Audience::User(user_id));
@@ -94,7 +94,7 @@ impl Hub {
     }
 
     /// Reattaches a connection to a session and queues every dispatch after `seq`.
-    pub fn resume(&self, session_id: &str, user_id: Snowflake, seq: u64) -> Resume {
+    pub fn resume(&self, session_id: &str, user_id: UserId, seq: u64) -> Resume {
         self.sessions.resume(session_id, user_id, seq)
     }
 
@@ -121,61 +121,61 @@ impl Hub {
     }
 
     /// Ends the gateway sessions opened with these login sessions of `user_id`.
-    pub fn end_auth_sessions(&self, user_id: Snowflake, auth_sessions: &[Snowflake]) {
+    pub fn end_auth_sessions(&self, user_id: UserId, auth_sessions: &[SessionId]) {
         self.sessions.end_auth_sessions(user_id, auth_sessions)
     }
 
     /// Routes a server's events to a user (joined or created it) if they have sessions here.
-    pub fn add_member(&self, server_id: Snowflake, user_id: Snowflake) {
+    pub fn add_member(&self, server_id: ServerId, user_id: UserId) {
         if self.sessions.has_user(&user_id) {
             self.route(server_id, user_id);
         }
     }
 
     /// Stops routing a server's events to a user (left, removed, or the server is gone).
-    pub fn remove_member(&self, server_id: Snowflake, user_id: Snowflake) {
+    pub fn remove_member(&self, server_id: ServerId, user_id: UserId) {
         if self.routes.remove_member(server_id, user_id) {
             self.interest.unwatch(Audience::Server(server_id));
         }
     }
 
-    pub fn remove_server(&self, server_id: Snowflake) {
+    pub fn remove_server(&self, server_id: ServerId) {
         for _ in self.routes.remove_server(server_id) {
             self.interest.unwatch(Audience::Server(server_id));
         }
     }
 
     /// Users with a session here who share a server with `user_id` (presence recipients).
-    pub fn co_members(&self, user_id: Snowflake) -> Vec<Snowflake> {
+    pub fn co_members(&self, user_id: UserId) -> Vec<UserId> {
         self.routes.co_members(user_id)
     }
 
     /// Users with a session here who are members of the server.
-    pub fn users_in(&self, server_id: Snowflake) -> Vec<Snowflake> {
+    pub fn users_in(&self, server_id: ServerId) -> Vec<UserId> {
         self.routes.users_in(server_id)
     }
 
     /// Records a user's friends (at IDENTIFY) for presence routing.
-    pub fn set_friends(&self, user_id: Snowflake, friends: impl IntoIterator<Item = Snowflake>) {
+    pub fn set_friends(&self, user_id: UserId, friends: impl IntoIterator<Item = UserId>) {
         if self.sessions.has_user(&user_id) {
             self.routes.set_friends(user_id, friends);
         }
     }
 
     /// Two users became friends (`true`) or stopped being friends.
-    pub fn set_friendship(&self, a: Snowflake, b: Snowflake, friends: bool) {
+    pub fn set_friendship(&self, a: UserId, b: UserId, friends: bool) {
         self.routes.set_friendship(a, b, friends)
     }
 
     /// Who sees a user's presence: users with a session here who share a server with them or
     /// are their friends. Nobody else.
-    pub fn presence_audience(&self, user_id: Snowflake) -> Vec<Snowflake> {
+    pub fn presence_audience(&self, user_id: UserId) -> Vec<UserId> {
         self.routes
             .presence_audience(user_id, |f| self.sessions.has_user(f))
     }
 
     /// A user's sessions on this node.
-    pub fn sessions_of(&self, user_id: Snowflake) -> Vec<Arc<Session>> {
+    pub fn sessions_of(&self, user_id: UserId) -> Vec<Arc<Session>> {
         self.sessions.sessions_of(user_id)
     }
 
@@ -184,13 +184,13 @@ impl Hub {
     }
 
     /// Whether any session of the user has a live connection.
-    pub fn is_connected(&self, user_id: Snowflake) -> bool {
+    pub fn is_connected(&self, user_id: UserId) -> bool {
         self.sessions.is_connected(user_id)
     }
 
     /// The presence others see for a user: the best of their sessions here and what other
     /// nodes report.
-    pub fn presence_of(&self, user_id: Snowflake) -> Status {
+    pub fn presence_of(&self, user_id: UserId) -> Status {
         let here = self.sessions.own_presence_of(user_id);
         let there = self
             .remote_presence
@@ -204,13 +204,13 @@ impl Hub {
 
     /// The status of a user's connected sessions on this node only, invisible included (what
     /// this node tells the others; they show it as offline).
-    pub fn local_presence_of(&self, user_id: Snowflake) -> Status {
+    pub fn local_presence_of(&self, user_id: UserId) -> Status {
         self.sessions.own_presence_of(user_id)
     }
 
     /// Whether the user has a connected session on this node or, as far as other nodes
     /// reported, on another (invisible ones included).
-    pub fn connected_anywhere(&self, user_id: Snowflake) -> bool {
+    pub fn connected_anywhere(&self, user_id: UserId) -> bool {
         !self.sessions.sessions_of(user_id).is_empty()
             || self
                 .remote_presence
@@ -219,12 +219,12 @@ impl Hub {
     }
 
     /// Users with connected sessions here, with their status (invisible included).
-    pub fn local_presences(&self) -> Vec<(Snowflake, Status)> {
+    pub fn local_presences(&self) -> Vec<(UserId, Status)> {
         self.sessions.presences()
     }
 
     /// Who sees a user's presence (the user has a session here): their servers and friends.
-    pub fn presence_audience_of(&self, user_id: Snowflake) -> PresenceAudience {
+    pub fn presence_audience_of(&self, user_id: UserId) -> PresenceAudience {
         PresenceAudience {
             servers: self.routes.servers_of(user_id),
             friends: self.routes.friends_of(user_id),
@@ -235,11 +235,11 @@ impl Hub {
     /// server with them or are their friends (never to the user).
     pub fn deliver_presence(
         &self,
-        user_id: Snowflake,
+        user_id: UserId,
         audience: &PresenceAudience,
         d: &Arc<Dispatch>,
     ) {
-        let mut to: std::collections::HashSet<Snowflake> = audience
+        let mut to: std::collections::HashSet<UserId> = audience
             .friends
             .iter()
             .copied()
@@ -270,6 +270,7 @@ impl Hub {
 mod tests {
     use super::*;
     use crate::gateway::events::Event;
+    use confab_chat::Snowflake;
 
     fn d(n: u32) -> Arc<Dispatch> {
         Dispatch::new(Event::MessageCreate, &n)
@@ -278,14 +279,18 @@ mod tests {
     #[test]
     fn routes_by_server_and_resumes_exactly_the_missed_events() {
         let hub = Hub::new();
-        let (a, mut rx_a, conn_a) = hub.open(Snowflake(1), Snowflake(10), &[Snowflake(100)]);
-        let (_b, mut rx_b, _) = hub.open(
-            Snowflake(2),
-            Snowflake(20),
-            &[Snowflake(100), Snowflake(200)],
+        let (a, mut rx_a, conn_a) = hub.open(
+            UserId::new(Snowflake(1)),
+            SessionId::new(Snowflake(10)),
+            &[ServerId::new(Snowflake(100))],
         );
-        hub.deliver(&Target::Server(Snowflake(100)), &d(1));
-        hub.deliver(&Target::Server(Snowflake(200)), &d(2));
+        let (_b, mut rx_b, _) = hub.open(
+            UserId::new(Snowflake(2)),
+            SessionId::new(Snowflake(20)),
+            &[ServerId::new(Snowflake(100)), ServerId::new(Snowflake(200))],
+        );
+        hub.deliver(&Target::Server(ServerId::new(Snowflake(100))), &d(1));
+        hub.deliver(&Target::Server(ServerId::new(Snowflake(200))), &d(2));
         assert_eq!(rx_a.try_recv().unwrap().0, 1);
         assert!(rx_a.try_recv().is_err(), "A is not in server 200");
         assert_eq!(rx_b.try_recv().unwrap().1.d.as_ref(), "1");
@@ -295,9 +300,9 @@ mod tests {
         hub.detach(&a, conn_a);
         drop(rx_a);
         for i in 3..6 {
-            hub.deliver(&Target::User(Snowflake(1)), &d(i));
+            hub.deliver(&Target::User(UserId::new(Snowflake(1))), &d(i));
         }
-        let Resume::Ok(_, mut rx, _) = hub.resume(&a.id, Snowflake(1), 1) else {
+        let Resume::Ok(_, mut rx, _) = hub.resume(&a.id, UserId::new(Snowflake(1)), 1) else {
             panic!("resume failed")
         };
         let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
@@ -306,11 +311,11 @@ mod tests {
         assert_eq!(got, vec![2, 3, 4]);
         // Wrong user or a sequence from the future cannot resume.
         assert!(matches!(
-            hub.resume(&a.id, Snowflake(2), 1),
+            hub.resume(&a.id, UserId::new(Snowflake(2)), 1),
             Resume::Invalid
         ));
         assert!(matches!(
-            hub.resume(&a.id, Snowflake(1), 99),
+            hub.resume(&a.id, UserId::new(Snowflake(1)), 99),
             Resume::Invalid
         ));
     }
@@ -321,19 +326,23 @@ mod tests {
     #[test]
     fn resume_never_replays_ready_and_needs_it_seen() {
         let hub = Hub::new();
-        let (a, rx, conn) = hub.open(Snowflake(1), Snowflake(10), &[]);
+        let (a, rx, conn) = hub.open(
+            UserId::new(Snowflake(1)),
+            SessionId::new(Snowflake(10)),
+            &[],
+        );
         hub.deliver(
             &Target::Session(a.id.clone()),
             &Dispatch::new(Event::Ready, &1),
         );
-        hub.deliver(&Target::User(Snowflake(1)), &d(2));
+        hub.deliver(&Target::User(UserId::new(Snowflake(1))), &d(2));
         hub.detach(&a, conn);
         drop(rx);
         assert!(matches!(
-            hub.resume(&a.id, Snowflake(1), 0),
+            hub.resume(&a.id, UserId::new(Snowflake(1)), 0),
             Resume::Invalid
         ));
-        let Resume::Ok(_, mut rx, _) = hub.resume(&a.id, Snowflake(1), 1) else {
+        let Resume::Ok(_, mut rx, _) = hub.resume(&a.id, UserId::new(Snowflake(1)), 1) else {
             panic!("resume after READY failed")
         };
         let got: Vec<(u64, Event)> = std::iter::from_fn(|| rx.try_recv().ok())
@@ -341,16 +350,23 @@ mod tests {
             .collect();
         assert_eq!(got, vec![(2, Event::MessageCreate)]);
         // Resuming again from READY's seq still works (nothing was evicted).
-        assert!(matches!(hub.resume(&a.id, Snowflake(1), 1), Resume::Ok(..)));
+        assert!(matches!(
+            hub.resume(&a.id, UserId::new(Snowflake(1)), 1),
+            Resume::Ok(..)
+        ));
     }
 
     #[test]
     fn evicted_events_make_resume_invalid_and_slow_clients_are_cut() {
         let hub = Hub::new();
-        let (a, rx, conn) = hub.open(Snowflake(1), Snowflake(10), &[]);
+        let (a, rx, conn) = hub.open(
+            UserId::new(Snowflake(1)),
+            SessionId::new(Snowflake(10)),
+            &[],
+        );
         // Nobody reads rx: the queue fills, the connection is cut, nothing is lost from the buffer.
         for i in 0..(QUEUE as u32 + 5) {
-            hub.deliver(&Target::User(Snowflake(1)), &d(i));
+            hub.deliver(&Target::User(UserId::new(Snowflake(1))), &d(i));
         }
         assert!(a.too_slow.load(Ordering::Relaxed));
         assert!(!a.connected());
@@ -358,13 +374,13 @@ mod tests {
         hub.detach(&a, conn);
         // More than BUFFER events were produced: resuming from 0 is impossible...
         assert!(matches!(
-            hub.resume(&a.id, Snowflake(1), 0),
+            hub.resume(&a.id, UserId::new(Snowflake(1)), 0),
             Resume::Invalid
         ));
         // ...but from a recent sequence it works.
         let last = a.seq();
         assert!(matches!(
-            hub.resume(&a.id, Snowflake(1), last - 10),
+            hub.resume(&a.id, UserId::new(Snowflake(1)), last - 10),
             Resume::Ok(..)
         ));
     }
@@ -372,11 +388,19 @@ mod tests {
     #[test]
     fn presence_reaches_co_members_and_friends_only() {
         let hub = Hub::new();
-        let (u1, u2, u3, u4) = (Snowflake(1), Snowflake(2), Snowflake(3), Snowflake(4));
-        hub.open(u1, Snowflake(10), &[Snowflake(100)]);
-        hub.open(u2, Snowflake(20), &[Snowflake(100)]);
-        hub.open(u3, Snowflake(30), &[]);
-        hub.open(u4, Snowflake(40), &[]);
+        let [u1, u2, u3, u4] = [1, 2, 3, 4].map(|n| UserId::new(Snowflake(n)));
+        hub.open(
+            u1,
+            SessionId::new(Snowflake(10)),
+            &[ServerId::new(Snowflake(100))],
+        );
+        hub.open(
+            u2,
+            SessionId::new(Snowflake(20)),
+            &[ServerId::new(Snowflake(100))],
+        );
+        hub.open(u3, SessionId::new(Snowflake(30)), &[]);
+        hub.open(u4, SessionId::new(Snowflake(40)), &[]);
         hub.set_friends(u1, [u3]);
         hub.set_friends(u3, [u1]);
         let mut got = hub.presence_audience(u1);
@@ -391,11 +415,11 @@ mod tests {
     #[test]
     fn ended_login_sessions_end_their_gateway_sessions_only() {
         let hub = Hub::new();
-        let user = Snowflake(1);
-        let (a, _rx_a, conn_a) = hub.open(user, Snowflake(10), &[]);
-        let (b, _rx_b, _) = hub.open(user, Snowflake(20), &[]);
+        let user = UserId::new(Snowflake(1));
+        let (a, _rx_a, conn_a) = hub.open(user, SessionId::new(Snowflake(10)), &[]);
+        let (b, _rx_b, _) = hub.open(user, SessionId::new(Snowflake(20)), &[]);
         hub.detach(&a, conn_a);
-        hub.end_auth_sessions(user, &[Snowflake(10)]);
+        hub.end_auth_sessions(user, &[SessionId::new(Snowflake(10))]);
         assert!(a.ended.is_cancelled());
         assert!(
             !b.ended.is_cancelled(),
@@ -405,7 +429,7 @@ mod tests {
         assert!(matches!(hub.resume(&a.id, user, 0), Resume::Invalid));
         assert_eq!(hub.expired(), vec![a.id.clone()]);
         // An IDENTIFY that authenticated just before the end opens an ended session.
-        let (late, _rx, _) = hub.open(user, Snowflake(10), &[]);
+        let (late, _rx, _) = hub.open(user, SessionId::new(Snowflake(10)), &[]);
         assert!(late.ended.is_cancelled());
     }
 }

@@ -1,6 +1,8 @@
 //! Presence statuses.
 
+#[cfg(test)]
 use confab_chat::Snowflake;
+use confab_chat::{ServerId, UserId};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -44,7 +46,7 @@ impl Status {
 /// repeated for `EXPIRE` belonged to a node that is gone and no longer counts.
 #[derive(Default)]
 pub struct RemotePresence {
-    users: DashMap<Snowflake, SmallVec<[Remote; 1]>>,
+    users: DashMap<UserId, SmallVec<[Remote; 1]>>,
 }
 
 /// How often a node repeats its view of its users' presence.
@@ -63,15 +65,15 @@ struct Remote {
 /// A user's servers and friends: whoever shares one sees the user's presence.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceAudience {
-    pub servers: Vec<Snowflake>,
-    pub friends: Vec<Snowflake>,
+    pub servers: Vec<ServerId>,
+    pub friends: Vec<UserId>,
 }
 
 impl RemotePresence {
     /// Records `node`'s view of `user` (Offline removes it), with who sees the user if known.
     pub fn set(
         &self,
-        user: Snowflake,
+        user: UserId,
         node: &str,
         status: Status,
         audience: Option<Arc<PresenceAudience>>,
@@ -107,7 +109,7 @@ impl RemotePresence {
     }
 
     /// The best status other nodes report for `user`.
-    pub fn best(&self, user: Snowflake, now: Instant) -> Status {
+    pub fn best(&self, user: UserId, now: Instant) -> Status {
         let mut best = Status::Offline;
         if let Some(list) = self.users.get(&user) {
             for r in list.iter().filter(|r| now.duration_since(r.seen) < EXPIRE) {
@@ -120,14 +122,14 @@ impl RemotePresence {
     }
 
     /// Who sees `user`'s presence, as the last node that told us knew it.
-    pub fn audience(&self, user: Snowflake) -> Option<Arc<PresenceAudience>> {
+    pub fn audience(&self, user: UserId) -> Option<Arc<PresenceAudience>> {
         self.users
             .get(&user)
             .and_then(|l| l.iter().rev().find_map(|r| r.audience.clone()))
     }
 
     /// Drops entries not repeated within `EXPIRE`; returns their users with who saw them.
-    pub fn expire(&self, now: Instant) -> Vec<(Snowflake, Option<Arc<PresenceAudience>>)> {
+    pub fn expire(&self, now: Instant) -> Vec<(UserId, Option<Arc<PresenceAudience>>)> {
         let mut gone = Vec::new();
         self.users.retain(|user, list| {
             list.retain(|r| {
@@ -150,7 +152,7 @@ mod tests {
     #[test]
     fn the_best_fresh_report_counts_and_stale_ones_expire() {
         let p = RemotePresence::default();
-        let u = Snowflake(7);
+        let u = UserId::new(Snowflake(7));
         let t0 = Instant::now();
         p.set(u, "a", Status::Idle, None, t0);
         p.set(u, "b", Status::Online, None, t0 + Duration::from_secs(30));

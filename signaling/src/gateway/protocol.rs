@@ -1,6 +1,7 @@
 //! Gateway frames: opcodes, close codes, and parsing of client frames into typed requests.
 //! Pure functions, tested without a network.
 
+use confab_chat::{ChannelId, ServerId};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -64,8 +65,8 @@ pub struct PresenceReq {
 
 #[derive(Debug, Deserialize)]
 pub struct VoiceStateReq {
-    pub server_id: Option<confab_chat::Snowflake>,
-    pub channel_id: Option<confab_chat::Snowflake>,
+    pub server_id: Option<ServerId>,
+    pub channel_id: Option<ChannelId>,
     #[serde(default)]
     pub self_mute: bool,
     #[serde(default)]

@@ -2,14 +2,14 @@
 
 use super::presence::Status;
 use crate::state::AppState;
-use confab_chat::Snowflake;
+use confab_chat::{ServerId, UserId};
 use serde_json::json;
 
 /// READY's payload, and what the new session's routing is built from.
 pub struct Ready {
     pub payload: serde_json::Value,
-    pub server_ids: Vec<Snowflake>,
-    pub friend_ids: Vec<Snowflake>,
+    pub server_ids: Vec<ServerId>,
+    pub friend_ids: Vec<UserId>,
 }
 
 /// A server as READY carries it: a large one (more members than `large_threshold`) with only
@@ -25,10 +25,10 @@ struct ReadyServer {
 /// READY: the user, their servers with channels and members, presences, voice states and DMs.
 /// A large server's `members` are only the user's own member object and the members in its
 /// voice channels; clients fetch the rest with `GET /servers/{id}/members`.
-pub async fn ready_payload(state: &AppState, user_id: Snowflake) -> anyhow::Result<Ready> {
+pub async fn ready_payload(state: &AppState, user_id: UserId) -> anyhow::Result<Ready> {
     let user = state.chat.user(user_id).await?;
     let servers = state.chat.servers_of(user_id).await?;
-    let server_ids: Vec<Snowflake> = servers.iter().map(|s| s.id).collect();
+    let server_ids: Vec<ServerId> = servers.iter().map(|s| s.id).collect();
     let counts = state.chat.member_counts(&server_ids).await?;
     let mut voice_states = state.voice.states_for(&server_ids);
     let mut snapshots = Vec::with_capacity(servers.len());

@@ -3,24 +3,24 @@
 //! into users. It covers only users with a session here, so it stays as small as the node's
 //! audience; the bus (`crate::bus::apply`) keeps it current whichever node made a change.
 
-use confab_chat::Snowflake;
+use confab_chat::{ServerId, UserId};
 use dashmap::DashMap;
 use std::collections::HashSet;
 
 #[derive(Default)]
 pub struct RoutingIndex {
     /// Users with a session here, per server.
-    servers: DashMap<Snowflake, HashSet<Snowflake>>,
+    servers: DashMap<ServerId, HashSet<UserId>>,
     /// Servers per user with a session here.
-    user_servers: DashMap<Snowflake, HashSet<Snowflake>>,
+    user_servers: DashMap<UserId, HashSet<ServerId>>,
     /// Friends per user with a session here (presence goes to friends and co-members only).
-    friends: DashMap<Snowflake, HashSet<Snowflake>>,
+    friends: DashMap<UserId, HashSet<UserId>>,
 }
 
 impl RoutingIndex {
     /// Routes a server's events to a user (who has a session here). True if it was not
     /// routed yet.
-    pub fn add_member(&self, server_id: Snowflake, user_id: Snowflake) -> bool {
+    pub fn add_member(&self, server_id: ServerId, user_id: UserId) -> bool {
         let added = self.servers.entry(server_id).or_default().insert(user_id);
         self.user_servers
             .entry(user_id)
@@ -31,7 +31,7 @@ impl RoutingIndex {
 
     /// Stops routing a server's events to a user (left, removed, or the server is gone).
     /// True if it was routed.
-    pub fn remove_member(&self, server_id: Snowflake, user_id: Snowflake) -> bool {
+    pub fn remove_member(&self, server_id: ServerId, user_id: UserId) -> bool {
         let mut removed = false;
         if let Some(mut set) = self.servers.get_mut(&server_id) {
             removed = set.remove(&user_id);
@@ -44,7 +44,7 @@ impl RoutingIndex {
     }
 
     /// Forgets a server; returns the users it was routed to.
-    pub fn remove_server(&self, server_id: Snowflake) -> Vec<Snowflake> {
+    pub fn remove_server(&self, server_id: ServerId) -> Vec<UserId> {
         let Some((_, users)) = self.servers.remove(&server_id) else {
             return Vec::new();
         };
@@ -58,7 +58,7 @@ impl RoutingIndex {
 
     /// The user's last session here ended: nothing is routed to them any more. Returns the
     /// servers that were routed to them.
-    pub fn forget_user(&self, user_id: Snowflake) -> Vec<Snowflake> {
+    pub fn forget_user(&self, user_id: UserId) -> Vec<ServerId> {
         self.friends.remove(&user_id);
         let Some((_, servers)) = self.user_servers.remove(&user_id) else {
             return Vec::new();
@@ -76,14 +76,14 @@ impl RoutingIndex {
     }
 
     /// Calls `f` for each user with a session here in the server.
-    pub fn for_each_in(&self, server_id: Snowflake, mut f: impl FnMut(&Snowflake)) {
+    pub fn for_each_in(&self, server_id: ServerId, mut f: impl FnMut(&UserId)) {
         if let Some(users) = self.servers.get(&server_id) {
             users.iter().for_each(&mut f);
         }
     }
 
     /// Users with a session here who share a server with `user_id`.
-    pub fn co_members(&self, user_id: Snowflake) -> Vec<Snowflake> {
+    pub fn co_members(&self, user_id: UserId) -> Vec<UserId> {
         let mut out = HashSet::new();
         if let Some(servers) = self.user_servers.get(&user_id) {
             for sid in servers.iter() {
@@ -97,7 +97,7 @@ impl RoutingIndex {
     }
 
     /// Users with a session here who are members of the server.
-    pub fn users_in(&self, server_id: Snowflake) -> Vec<Snowflake> {
+    pub fn users_in(&self, server_id: ServerId) -> Vec<UserId> {
         self.servers
             .get(&server_id)
             .map(|users| users.iter().copied().collect())
@@ -105,7 +105,7 @@ impl RoutingIndex {
     }
 
     /// The servers of a user with a session here.
-    pub fn servers_of(&self, user_id: Snowflake) -> Vec<Snowflake> {
+    pub fn servers_of(&self, user_id: UserId) -> Vec<ServerId> {
         self.user_servers
             .get(&user_id)
             .map(|s| s.iter().copied().collect())
@@ -113,7 +113,7 @@ impl RoutingIndex {
     }
 
     /// The friends of a user with a session here.
-    pub fn friends_of(&self, user_id: Snowflake) -> Vec<Snowflake> {
+    pub fn friends_of(&self, user_id: UserId) -> Vec<UserId> {
         self.friends
             .get(&user_id)
             .map(|s| s.iter().copied().collect())
@@ -121,12 +121,12 @@ impl RoutingIndex {
     }
 
     /// Records a user's friends (at IDENTIFY) for presence routing.
-    pub fn set_friends(&self, user_id: Snowflake, friends: impl IntoIterator<Item = Snowflake>) {
+    pub fn set_friends(&self, user_id: UserId, friends: impl IntoIterator<Item = UserId>) {
         self.friends.insert(user_id, friends.into_iter().collect());
     }
 
     /// Two users became friends (`true`) or stopped being friends.
-    pub fn set_friendship(&self, a: Snowflake, b: Snowflake, friends: bool) {
+    pub fn set_friendship(&self, a: UserId, b: UserId, friends: bool) {
         for (x, y) in [(a, b), (b, a)] {
             if let Some(mut set) = self.friends.get_mut(&x) {
                 if friends {
@@ -141,10 +141,10 @@ impl RoutingIndex {
     /// Who sees a user's presence among users for whom `here` holds: co-members and friends.
     pub fn presence_audience(
         &self,
-        user_id: Snowflake,
-        here: impl Fn(&Snowflake) -> bool,
-    ) -> Vec<Snowflake> {
-        let mut out: HashSet<Snowflake> = self.co_members(user_id).into_iter().collect();
+        user_id: UserId,
+        here: impl Fn(&UserId) -> bool,
+    ) -> Vec<UserId> {
+        let mut out: HashSet<UserId> = self.co_members(user_id).into_iter().collect();
         if let Some(friends) = self.friends.get(&user_id) {
             out.extend(friends.iter().filter(|f| here(f)));
         }
@@ -157,8 +157,8 @@ impl RoutingIndex {
 /// session here is a member) or a user's (the user has a session here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Audience {
-    Server(Snowflake),
-    User(Snowflake),
+    Server(ServerId),
+    User(UserId),
 }
 
 /// Told when this node gains or loses one local reason to receive an audience's events: the

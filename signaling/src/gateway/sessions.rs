@@ -6,7 +6,7 @@
 use super::dispatch::Dispatch;
 use super::presence::Status;
 use crate::gateway::events::Event;
-use confab_chat::Snowflake;
+use confab_chat::{SessionId, UserId};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
@@ -36,8 +36,8 @@ struct SessionState {
 /// A gateway session: survives its connection for RESUME_WINDOW.
 pub struct Session {
     pub id: Arc<str>,
-    pub user_id: Snowflake,
-    pub auth_session: Snowflake,
+    pub user_id: UserId,
+    pub auth_session: SessionId,
     state: Mutex<SessionState>,
     /// Set when the connection was cut for being too slow (close 4008).
     pub too_slow: AtomicBool,
@@ -100,10 +100,10 @@ pub enum Resume {
 pub struct SessionRegistry {
     sessions: DashMap<Arc<str>, Arc<Session>>,
     /// Sessions per user (connected or resumable).
-    users: DashMap<Snowflake, SmallVec<[Arc<Session>; 2]>>,
+    users: DashMap<UserId, SmallVec<[Arc<Session>; 2]>>,
     /// Login sessions ended recently, with when: an IDENTIFY that authenticated just before
     /// the end but opens its gateway session just after must still be ended.
-    ended_auth: DashMap<Snowflake, Instant>,
+    ended_auth: DashMap<SessionId, Instant>,
     conn_ids: AtomicU64,
 }
 
@@ -114,8 +114,8 @@ impl SessionRegistry {
     /// Creates a session for an IDENTIFY with its connection attached.
     pub fn open(
         &self,
-        user_id: Snowflake,
-        auth_session: Snowflake,
+        user_id: UserId,
+        auth_session: SessionId,
     ) -> (Arc<Session>, mpsc::Receiver<Outbound>, u64) {
         let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -142,7 +142,7 @@ impl SessionRegistry {
         (session, rx, conn)
     }
     /// Reattaches a connection to a session and queues every dispatch after `seq`.
-    pub fn resume(&self, session_id: &str, user_id: Snowflake, seq: u64) -> Resume {
+    pub fn resume(&self, session_id: &str, user_id: UserId, seq: u64) -> Resume {
         let Some(session) = self.sessions.get(session_id).map(|s| s.clone()) else {
             return Resume::Invalid;
         };
@@ -220,7 +220,7 @@ impl SessionRegistry {
 
     /// Ends the gateway sessions opened with these login sessions of `user_id`: a connected
     /// one closes with 4004, none can RESUME, and one opened a moment later starts ended.
-    pub fn end_auth_sessions(&self, user_id: Snowflake, auth_sessions: &[Snowflake]) {
+    pub fn end_auth_sessions(&self, user_id: UserId, auth_sessions: &[SessionId]) {
         let now = Instant::now();
         for a in auth_sessions {
             self.ended_auth.insert(*a, now);
@@ -233,7 +233,7 @@ impl SessionRegistry {
     }
 
     /// Hands a dispatch to every session of a user here; returns how many.
-    pub fn push_to_user(&self, user_id: &Snowflake, d: &Arc<Dispatch>) -> u64 {
+    pub fn push_to_user(&self, user_id: &UserId, d: &Arc<Dispatch>) -> u64 {
         let mut n = 0;
         if let Some(list) = self.users.get(user_id) {
             for s in list.iter() {
@@ -245,12 +245,12 @@ impl SessionRegistry {
     }
 
     /// Whether the user has a session here (connected or resumable).
-    pub fn has_user(&self, user_id: &Snowflake) -> bool {
+    pub fn has_user(&self, user_id: &UserId) -> bool {
         self.users.contains_key(user_id)
     }
 
     /// A user's sessions on this node.
-    pub fn sessions_of(&self, user_id: Snowflake) -> Vec<Arc<Session>> {
+    pub fn sessions_of(&self, user_id: UserId) -> Vec<Arc<Session>> {
         self.users
             .get(&user_id)
             .map(|l| l.iter().cloned().collect())
@@ -262,19 +262,19 @@ impl SessionRegistry {
     }
 
     /// Whether any session of the user has a live connection.
-    pub fn is_connected(&self, user_id: Snowflake) -> bool {
+    pub fn is_connected(&self, user_id: UserId) -> bool {
         self.users
             .get(&user_id)
             .is_some_and(|l| l.iter().any(|s| s.connected()))
     }
 
     /// The presence others see for a user on this node.
-    pub fn presence_of(&self, user_id: Snowflake) -> Status {
+    pub fn presence_of(&self, user_id: UserId) -> Status {
         self.own_presence_of(user_id).visible()
     }
 
     /// The best status of the user's connected sessions here, invisible included.
-    pub fn own_presence_of(&self, user_id: Snowflake) -> Status {
+    pub fn own_presence_of(&self, user_id: UserId) -> Status {
         let Some(list) = self.users.get(&user_id) else {
             return Status::Offline;
         };
@@ -289,9 +289,9 @@ impl SessionRegistry {
     }
 
     /// Users with a connected session here, with their status (invisible included).
-    pub fn presences(&self) -> Vec<(Snowflake, Status)> {
+    pub fn presences(&self) -> Vec<(UserId, Status)> {
         // Keys first: reading an entry while iterating the map could wait on its own shard.
-        let users: Vec<Snowflake> = self.users.iter().map(|e| *e.key()).collect();
+        let users: Vec<UserId> = self.users.iter().map(|e| *e.key()).collect();
         users
             .into_iter()
             .filter_map(|u| {

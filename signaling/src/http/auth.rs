@@ -7,7 +7,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use confab_chat::accounts::{ClientInfo, Login, RefreshOutcome, SessionScope};
 use confab_chat::model::User;
-use confab_chat::ChatError;
+use confab_chat::{ChatError, SessionId, UserId};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use utoipa::ToSchema;
@@ -43,7 +43,7 @@ pub struct AuthResponse {
     pub refresh_token: String,
     /// Seconds until `token` expires.
     pub expires_in: u64,
-    pub session_id: confab_chat::Snowflake,
+    pub session_id: SessionId,
     pub user: User,
 }
 
@@ -133,8 +133,8 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<
 /// Revokes one login session of a user and closes its gateway connections.
 pub async fn end_session(
     state: &AppState,
-    user_id: confab_chat::Snowflake,
-    session_id: confab_chat::Snowflake,
+    user_id: UserId,
+    session_id: SessionId,
 ) -> ApiResult<()> {
     let revoked = state
         .chat

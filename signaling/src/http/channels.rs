@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use confab_chat::channels::ChannelPatch;
 use confab_chat::messages::HistoryQuery;
 use confab_chat::model::{Channel, Message};
-use confab_chat::{Name, Snowflake};
+use confab_chat::{ChannelId, MessageId, Name};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -24,7 +24,7 @@ pub struct ChannelPatchBody {
     /// A category id, or null to take the channel out of its category.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
-    pub parent_id: Option<Option<Snowflake>>,
+    pub parent_id: Option<Option<ChannelId>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub topic: Option<Option<String>>,
@@ -37,7 +37,7 @@ pub struct MessageBody {
     /// Client-chosen; the same nonce from the same user never creates a second message.
     pub nonce: Option<String>,
     /// Reply to this message of the same channel.
-    pub reply_to: Option<Snowflake>,
+    pub reply_to: Option<MessageId>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -48,9 +48,9 @@ pub struct EditBody {
 #[derive(Deserialize, IntoParams)]
 pub struct HistoryParams {
     /// Messages older than this id.
-    pub before: Option<Snowflake>,
+    pub before: Option<MessageId>,
     /// Messages newer than this id.
-    pub after: Option<Snowflake>,
+    pub after: Option<MessageId>,
     /// 1-100, default 50.
     pub limit: Option<i64>,
 }
@@ -61,7 +61,7 @@ pub struct HistoryParams {
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(channel_id): Path<Snowflake>,
+    Path(channel_id): Path<ChannelId>,
 ) -> ApiResult<Json<Channel>> {
     let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
     if channel.kind.is_private() {
@@ -79,7 +79,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(channel_id): Path<Snowflake>,
+    Path(channel_id): Path<ChannelId>,
     Json(body): Json<ChannelPatchBody>,
 ) -> ApiResult<Json<Channel>> {
     let before = super::roles::visibility_before(&state, channel_id, user.user_id).await;
@@ -116,7 +116,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(channel_id): Path<Snowflake>,
+    Path(channel_id): Path<ChannelId>,
 ) -> ApiResult<StatusCode> {
     let before = super::roles::visibility_before(&state, channel_id, user.user_id).await;
     let channel = state.chat.delete_channel(channel_id, user.user_id).await?;
@@ -139,7 +139,7 @@ pub async fn delete(
 pub async fn history(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(channel_id): Path<Snowflake>,
+    Path(channel_id): Path<ChannelId>,
     Query(q): Query<HistoryParams>,
 ) -> ApiResult<Json<Vec<Message>>> {
     let page = state
@@ -165,7 +165,7 @@ pub async fn history(
 pub async fn send(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(channel_id): Path<Snowflake>,
+    Path(channel_id): Path<ChannelId>,
     Json(body): Json<MessageBody>,
 ) -> ApiResult<(StatusCode, Json<Message>)> {
     let (message, created) = state
@@ -199,7 +199,7 @@ pub async fn send(
 pub async fn get_message(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, message_id)): Path<(Snowflake, Snowflake)>,
+    Path((channel_id, message_id)): Path<(ChannelId, MessageId)>,
 ) -> ApiResult<Json<Message>> {
     Ok(Json(
         state
@@ -216,7 +216,7 @@ pub async fn get_message(
 pub async fn edit(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, message_id)): Path<(Snowflake, Snowflake)>,
+    Path((channel_id, message_id)): Path<(ChannelId, MessageId)>,
     Json(body): Json<EditBody>,
 ) -> ApiResult<Json<Message>> {
     let message = state
@@ -239,7 +239,7 @@ pub async fn edit(
 pub async fn delete_message(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, message_id)): Path<(Snowflake, Snowflake)>,
+    Path((channel_id, message_id)): Path<(ChannelId, MessageId)>,
 ) -> ApiResult<StatusCode> {
     let m = state
         .chat
@@ -259,7 +259,7 @@ pub async fn delete_message(
 pub async fn typing(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(channel_id): Path<Snowflake>,
+    Path(channel_id): Path<ChannelId>,
 ) -> ApiResult<StatusCode> {
     let server_id = state.chat.can_type(channel_id, user.user_id).await?;
     // In a DM this reaches its recipients only (channel_target).
@@ -275,7 +275,7 @@ pub async fn typing(
 #[serde(deny_unknown_fields)]
 pub struct BulkDeleteBody {
     /// 2-100 distinct message ids of this channel.
-    pub messages: Vec<Snowflake>,
+    pub messages: Vec<MessageId>,
 }
 
 /// Delete 2-100 messages at once (MANAGE_MESSAGES). Ids of other channels are ignored; the
@@ -286,7 +286,7 @@ pub struct BulkDeleteBody {
 pub async fn bulk_delete(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(channel_id): Path<Snowflake>,
+    Path(channel_id): Path<ChannelId>,
     headers: axum::http::HeaderMap,
     Json(body): Json<BulkDeleteBody>,
 ) -> ApiResult<StatusCode> {

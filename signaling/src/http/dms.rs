@@ -9,7 +9,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use confab_chat::model::Channel;
-use confab_chat::{ChatError, Name, Snowflake};
+use confab_chat::{ChannelId, ChatError, Name, UserId};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -18,14 +18,14 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct NewDmBody {
     /// Open (or return) the 1:1 DM with this user.
-    pub recipient_id: Option<Snowflake>,
+    pub recipient_id: Option<UserId>,
     /// Create a group DM with these users (at most 9 besides you).
-    pub recipient_ids: Option<Vec<Snowflake>>,
+    pub recipient_ids: Option<Vec<UserId>>,
     /// A group DM's name (optional).
     pub name: Option<String>,
 }
 
-fn ids(channel: &Channel) -> Vec<Snowflake> {
+fn ids(channel: &Channel) -> Vec<UserId> {
     channel.recipients.iter().flatten().map(|u| u.id).collect()
 }
 
@@ -87,7 +87,7 @@ pub async fn create(
 pub async fn add_recipient(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, target)): Path<(Snowflake, Snowflake)>,
+    Path((channel_id, target)): Path<(ChannelId, UserId)>,
 ) -> ApiResult<StatusCode> {
     let change = state
         .chat
@@ -96,7 +96,7 @@ pub async fn add_recipient(
     state
         .publish(crate::bus::BusEvent::DmRecipientsChanged { channel_id })
         .await;
-    let others: Vec<Snowflake> = ids(&change.channel)
+    let others: Vec<UserId> = ids(&change.channel)
         .into_iter()
         .filter(|u| *u != target)
         .collect();
@@ -116,7 +116,7 @@ pub async fn add_recipient(
 pub async fn remove_recipient(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, target)): Path<(Snowflake, Snowflake)>,
+    Path((channel_id, target)): Path<(ChannelId, UserId)>,
 ) -> ApiResult<StatusCode> {
     let change = state
         .chat

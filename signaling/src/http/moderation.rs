@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use confab_chat::audit::{Actor, AuditEntry, AuditQuery};
 use confab_chat::moderation::Ban;
-use confab_chat::Snowflake;
+use confab_chat::{ServerId, Snowflake, UserId};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -53,7 +53,7 @@ pub struct BanBody {
 #[derive(Deserialize, IntoParams)]
 pub struct AuditParams {
     /// Only entries by this user.
-    pub user_id: Option<Snowflake>,
+    pub user_id: Option<UserId>,
     /// Only this action, e.g. `invite_create`.
     pub action: Option<String>,
     /// Entries older than this id.
@@ -62,7 +62,7 @@ pub struct AuditParams {
     pub limit: Option<i64>,
 }
 
-async fn removed(state: &AppState, server_id: Snowflake, target: Snowflake) {
+async fn removed(state: &AppState, server_id: ServerId, target: UserId) {
     state
         .publish(BusEvent::MemberLeft {
             server_id,
@@ -88,7 +88,7 @@ async fn removed(state: &AppState, server_id: Snowflake, target: Snowflake) {
 pub async fn kick(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((server_id, target)): Path<(Snowflake, Snowflake)>,
+    Path((server_id, target)): Path<(ServerId, UserId)>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let r = reason(&headers);
@@ -106,7 +106,7 @@ pub async fn kick(
 pub async fn list_bans(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
 ) -> ApiResult<Json<Vec<Ban>>> {
     Ok(Json(state.chat.bans(server_id, user.user_id).await?))
 }
@@ -118,7 +118,7 @@ pub async fn list_bans(
 pub async fn ban(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((server_id, target)): Path<(Snowflake, Snowflake)>,
+    Path((server_id, target)): Path<(ServerId, UserId)>,
     headers: HeaderMap,
     OptionalJson(body): OptionalJson<BanBody>,
 ) -> ApiResult<StatusCode> {
@@ -150,7 +150,7 @@ pub async fn ban(
 pub async fn unban(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((server_id, target)): Path<(Snowflake, Snowflake)>,
+    Path((server_id, target)): Path<(ServerId, UserId)>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let r = reason(&headers);
@@ -173,7 +173,7 @@ pub async fn unban(
 pub async fn audit_log(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
     Query(q): Query<AuditParams>,
 ) -> ApiResult<Json<Vec<AuditEntry>>> {
     let entries = state

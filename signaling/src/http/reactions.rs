@@ -7,7 +7,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use confab_chat::model::{Invite, Message, User};
-use confab_chat::Snowflake;
+use confab_chat::{ChannelId, MessageId, ServerId};
 use serde_json::json;
 
 /// React with a unicode emoji (ADD_REACTIONS).
@@ -17,7 +17,7 @@ use serde_json::json;
 pub async fn add(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, message_id, emoji)): Path<(Snowflake, Snowflake, String)>,
+    Path((channel_id, message_id, emoji)): Path<(ChannelId, MessageId, String)>,
 ) -> ApiResult<StatusCode> {
     let (m, added) = state
         .chat
@@ -37,7 +37,7 @@ pub async fn add(
 pub async fn remove(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, message_id, emoji)): Path<(Snowflake, Snowflake, String)>,
+    Path((channel_id, message_id, emoji)): Path<(ChannelId, MessageId, String)>,
 ) -> ApiResult<StatusCode> {
     let (m, removed) = state
         .chat
@@ -57,7 +57,7 @@ pub async fn remove(
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, message_id, emoji)): Path<(Snowflake, Snowflake, String)>,
+    Path((channel_id, message_id, emoji)): Path<(ChannelId, MessageId, String)>,
 ) -> ApiResult<Json<Vec<User>>> {
     Ok(Json(
         state
@@ -73,7 +73,7 @@ pub async fn list(
 pub async fn pins(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(channel_id): Path<Snowflake>,
+    Path(channel_id): Path<ChannelId>,
 ) -> ApiResult<Json<Vec<Message>>> {
     Ok(Json(state.chat.pins(channel_id, user.user_id).await?))
 }
@@ -81,8 +81,8 @@ pub async fn pins(
 async fn set_pin(
     state: AppState,
     user: AuthUser,
-    channel_id: Snowflake,
-    message_id: Snowflake,
+    channel_id: ChannelId,
+    message_id: MessageId,
     pin: bool,
 ) -> ApiResult<StatusCode> {
     if state
@@ -110,7 +110,7 @@ async fn set_pin(
 pub async fn pin(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, message_id)): Path<(Snowflake, Snowflake)>,
+    Path((channel_id, message_id)): Path<(ChannelId, MessageId)>,
 ) -> ApiResult<StatusCode> {
     set_pin(state, user, channel_id, message_id, true).await
 }
@@ -122,7 +122,7 @@ pub async fn pin(
 pub async fn unpin(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, message_id)): Path<(Snowflake, Snowflake)>,
+    Path((channel_id, message_id)): Path<(ChannelId, MessageId)>,
 ) -> ApiResult<StatusCode> {
     set_pin(state, user, channel_id, message_id, false).await
 }
@@ -133,7 +133,7 @@ pub async fn unpin(
 pub async fn invites(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
 ) -> ApiResult<Json<Vec<Invite>>> {
     Ok(Json(state.chat.invites(server_id, user.user_id).await?))
 }

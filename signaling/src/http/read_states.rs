@@ -7,7 +7,7 @@ use crate::gateway::hub::Target;
 use crate::state::AppState;
 use axum::extract::State;
 use confab_chat::read_states::ReadState;
-use confab_chat::Snowflake;
+use confab_chat::{ChannelId, MessageId};
 
 /// Mark a channel (or DM) read up to this message. Returns the read state, with the mentions
 /// still after it; the user's sessions get MESSAGE_ACK.
@@ -17,7 +17,7 @@ use confab_chat::Snowflake;
 pub async fn ack(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, message_id)): Path<(Snowflake, Snowflake)>,
+    Path((channel_id, message_id)): Path<(ChannelId, MessageId)>,
 ) -> ApiResult<Json<ReadState>> {
     let rs = state.chat.ack(channel_id, message_id, user.user_id).await?;
     // Every session of the user: the one that read it ignores an ack it already applied.

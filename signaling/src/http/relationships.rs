@@ -9,7 +9,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use confab_chat::relationships::{Relationship, RelationshipChange};
-use confab_chat::Snowflake;
+use confab_chat::UserId;
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -28,7 +28,7 @@ pub struct RelationshipBody {
     pub kind: Option<String>,
 }
 
-async fn tell(state: &AppState, me: Snowflake, other: Snowflake, change: &RelationshipChange) {
+async fn tell(state: &AppState, me: UserId, other: UserId, change: &RelationshipChange) {
     let (me_user, other_user) = match (state.chat.user(me).await, state.chat.user(other).await) {
         (Ok(a), Ok(b)) => (a, b),
         _ => return,
@@ -115,7 +115,7 @@ pub async fn request(
 pub async fn put(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(other): Path<Snowflake>,
+    Path(other): Path<UserId>,
     OptionalJson(body): OptionalJson<RelationshipBody>,
 ) -> ApiResult<StatusCode> {
     let change = match body.kind.as_deref().unwrap_or("friend") {
@@ -140,7 +140,7 @@ pub async fn put(
 pub async fn delete(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(other): Path<Snowflake>,
+    Path(other): Path<UserId>,
 ) -> ApiResult<StatusCode> {
     let change = state.chat.remove_relationship(user.user_id, other).await?;
     tell(&state, user.user_id, other, &change).await;

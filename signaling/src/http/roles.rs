@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use confab_chat::audit::Actor;
 use confab_chat::permissions::Permissions;
 use confab_chat::roles::{PermissionOverwrite, Role, RolePatch, EVERYONE_NAME_RULE};
-use confab_chat::{ChatError, Name, Snowflake};
+use confab_chat::{ChannelId, ChatError, Name, RoleId, ServerId, Snowflake, UserId};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -71,7 +71,7 @@ pub struct OverwriteBody {
 pub async fn list_roles(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
 ) -> ApiResult<Json<Vec<Role>>> {
     Ok(Json(state.chat.roles(server_id, user.user_id).await?))
 }
@@ -82,7 +82,7 @@ pub async fn list_roles(
 pub async fn create_role(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
     headers: HeaderMap,
     Json(body): Json<RoleBody>,
 ) -> ApiResult<(StatusCode, Json<Role>)> {
@@ -116,7 +116,7 @@ pub async fn create_role(
 pub async fn update_role(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((server_id, role_id)): Path<(Snowflake, Snowflake)>,
+    Path((server_id, role_id)): Path<(ServerId, RoleId)>,
     headers: HeaderMap,
     Json(body): Json<RoleBody>,
 ) -> ApiResult<Json<Role>> {
@@ -155,7 +155,7 @@ pub async fn update_role(
 pub async fn delete_role(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((server_id, role_id)): Path<(Snowflake, Snowflake)>,
+    Path((server_id, role_id)): Path<(ServerId, RoleId)>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let r = reason(&headers);
@@ -178,9 +178,9 @@ pub async fn delete_role(
 async fn member_role(
     state: AppState,
     user: AuthUser,
-    server_id: Snowflake,
-    target: Snowflake,
-    role_id: Snowflake,
+    server_id: ServerId,
+    target: UserId,
+    role_id: RoleId,
     add: bool,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
@@ -214,7 +214,7 @@ async fn member_role(
 pub async fn add_member_role(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((server_id, target, role_id)): Path<(Snowflake, Snowflake, Snowflake)>,
+    Path((server_id, target, role_id)): Path<(ServerId, UserId, RoleId)>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     member_role(state, user, server_id, target, role_id, true, headers).await
@@ -227,7 +227,7 @@ pub async fn add_member_role(
 pub async fn remove_member_role(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((server_id, target, role_id)): Path<(Snowflake, Snowflake, Snowflake)>,
+    Path((server_id, target, role_id)): Path<(ServerId, UserId, RoleId)>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     member_role(state, user, server_id, target, role_id, false, headers).await
@@ -239,7 +239,7 @@ pub async fn remove_member_role(
 pub async fn list_overwrites(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(channel_id): Path<Snowflake>,
+    Path(channel_id): Path<ChannelId>,
 ) -> ApiResult<Json<Vec<PermissionOverwrite>>> {
     Ok(Json(state.chat.overwrites(channel_id, user.user_id).await?))
 }
@@ -251,7 +251,7 @@ pub async fn list_overwrites(
 pub async fn put_overwrite(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, target)): Path<(Snowflake, Snowflake)>,
+    Path((channel_id, target)): Path<(ChannelId, Snowflake)>,
     headers: HeaderMap,
     Json(body): Json<OverwriteBody>,
 ) -> ApiResult<Json<PermissionOverwrite>> {
@@ -281,7 +281,7 @@ pub async fn put_overwrite(
 pub async fn delete_overwrite(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((channel_id, target)): Path<(Snowflake, Snowflake)>,
+    Path((channel_id, target)): Path<(ChannelId, Snowflake)>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let r = reason(&headers);
@@ -298,8 +298,8 @@ pub async fn delete_overwrite(
 /// channel (otherwise the change itself is refused).
 pub(crate) async fn visibility_before(
     state: &AppState,
-    channel_id: Snowflake,
-    user_id: Snowflake,
+    channel_id: ChannelId,
+    user_id: UserId,
 ) -> Option<ServerVisibility> {
     let (channel, _) = state.chat.channel_access(channel_id, user_id).await.ok()?;
     Some(ServerVisibility::capture(state, channel.server_id?).await)
@@ -309,7 +309,7 @@ pub(crate) async fn visibility_before(
 async fn overwrites_changed(
     state: &AppState,
     before: Option<ServerVisibility>,
-    channel_id: Snowflake,
+    channel_id: ChannelId,
 ) {
     if let Some(before) = before {
         let server_id = before.server_id();

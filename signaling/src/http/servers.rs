@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use confab_chat::channels::NewChannel;
 use confab_chat::model::{Channel, ChannelKind, Invite, Member, Server, ServerSnapshot};
-use confab_chat::{ChatError, Name, Snowflake};
+use confab_chat::{ChannelId, ChatError, Name, ServerId, UserId};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -26,7 +26,7 @@ pub struct NewChannelBody {
     pub name: String,
     #[serde(rename = "type", default = "text_kind")]
     pub kind: ChannelKind,
-    pub parent_id: Option<Snowflake>,
+    pub parent_id: Option<ChannelId>,
     pub topic: Option<String>,
     pub position: Option<i32>,
 }
@@ -60,7 +60,7 @@ pub struct MemberVoiceBody {
     /// them with null (MOVE_MEMBERS; see docs/permissions.md).
     #[serde(default, deserialize_with = "crate::http::users::nullable")]
     #[schema(value_type = Option<String>)]
-    pub channel_id: Option<Option<Snowflake>>,
+    pub channel_id: Option<Option<ChannelId>>,
 }
 
 /// SERVER_CREATE's payload: the server with its channels, members, the members' presences and
@@ -70,7 +70,7 @@ pub struct MemberVoiceBody {
 fn server_create(
     state: &AppState,
     snap: &ServerSnapshot,
-    visible: Option<&std::collections::HashSet<Snowflake>>,
+    visible: Option<&std::collections::HashSet<ChannelId>>,
 ) -> serde_json::Value {
     let mut v = serde_json::to_value(snap).unwrap_or_default();
     let presences: Vec<serde_json::Value> = snap
@@ -127,7 +127,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
 ) -> ApiResult<Json<Server>> {
     Ok(Json(state.chat.server(server_id, user.user_id).await?))
 }
@@ -138,7 +138,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
     Json(body): Json<ServerBody>,
 ) -> ApiResult<Json<Server>> {
     let name = Name::parse(&body.name)?;
@@ -156,7 +156,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
 ) -> ApiResult<StatusCode> {
     state.chat.delete_server(server_id, user.user_id).await?;
     state.emit(
@@ -174,7 +174,7 @@ pub async fn delete(
 pub async fn channels(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
 ) -> ApiResult<Json<Vec<Channel>>> {
     Ok(Json(state.chat.channels(server_id, user.user_id).await?))
 }
@@ -185,7 +185,7 @@ pub async fn channels(
 pub async fn create_channel(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
     Json(body): Json<NewChannelBody>,
 ) -> ApiResult<(StatusCode, Json<Channel>)> {
     let before = ServerVisibility::capture(&state, server_id).await;
@@ -214,7 +214,7 @@ pub async fn create_channel(
 pub struct MembersParams {
     /// Members whose user id is greater than this one (keyset pagination: pass the last id of
     /// the previous page).
-    pub after: Option<Snowflake>,
+    pub after: Option<UserId>,
     /// 1-1000, default 1000.
     pub limit: Option<i64>,
 }
@@ -227,7 +227,7 @@ pub struct MembersParams {
 pub async fn members(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
     Query(q): Query<MembersParams>,
 ) -> ApiResult<Json<Vec<Member>>> {
     Ok(Json(
@@ -242,7 +242,7 @@ pub async fn members(
 /// A member's presence.
 #[derive(serde::Serialize, ToSchema)]
 pub struct PresenceEntry {
-    pub user_id: Snowflake,
+    pub user_id: UserId,
     /// `online`, `idle` or `dnd` (offline and invisible members are left out).
     pub status: crate::gateway::presence::Status,
 }
@@ -255,7 +255,7 @@ pub struct PresenceEntry {
 pub async fn presences(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
 ) -> ApiResult<Json<Vec<PresenceEntry>>> {
     state.chat.server(server_id, user.user_id).await?;
     let list = state
@@ -278,7 +278,7 @@ pub async fn presences(
 pub async fn leave(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
 ) -> ApiResult<StatusCode> {
     state.chat.leave_server(server_id, user.user_id).await?;
     state
@@ -309,7 +309,7 @@ pub async fn leave(
 pub async fn update_member(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((server_id, target)): Path<(Snowflake, Snowflake)>,
+    Path((server_id, target)): Path<(ServerId, UserId)>,
     headers: axum::http::HeaderMap,
     Json(body): Json<MemberVoiceBody>,
 ) -> ApiResult<Json<Member>> {
@@ -353,7 +353,7 @@ pub async fn update_member(
 pub async fn create_invite(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
     OptionalJson(body): OptionalJson<InviteBody>,
 ) -> ApiResult<(StatusCode, Json<Invite>)> {
     let invite = state

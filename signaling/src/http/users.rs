@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use confab_chat::accounts::ProfilePatch;
 use confab_chat::model::{AuthSession, User};
-use confab_chat::{ChatError, Snowflake};
+use confab_chat::{ChatError, SessionId, UserId};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -61,7 +61,7 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json
 /// Counts a request that verifies the user's password against the `auth` bucket, per user: a
 /// stolen access token must not become an unlimited password oracle (nor a way to make the
 /// server run argon2 100 times in 5 s).
-fn password_attempt(state: &AppState, user_id: Snowflake) -> ApiResult<()> {
+fn password_attempt(state: &AppState, user_id: UserId) -> ApiResult<()> {
     let d = state
         .limiter
         .check(crate::ratelimit::AUTH, &format!("password{user_id}"));
@@ -197,7 +197,7 @@ pub async fn sessions(
 pub async fn end_session(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(session_id): Path<Snowflake>,
+    Path(session_id): Path<SessionId>,
 ) -> ApiResult<StatusCode> {
     super::auth::end_session(&state, user.user_id, session_id).await?;
     Ok(StatusCode::NO_CONTENT)

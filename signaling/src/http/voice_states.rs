@@ -7,7 +7,7 @@ use crate::state::AppState;
 use crate::voice::stage::StageChange;
 use axum::extract::State;
 use axum::http::StatusCode;
-use confab_chat::Snowflake;
+use confab_chat::{ChannelId, ServerId, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 pub struct MyVoiceStateBody {
     /// The stage channel you are connected to.
     #[schema(value_type = String)]
-    pub channel_id: Snowflake,
+    pub channel_id: ChannelId,
     /// true: step down to the audience; false: become a speaker (needs MUTE_MEMBERS).
     pub suppress: Option<bool>,
     /// true raises your hand (asks to speak), false lowers it.
@@ -28,7 +28,7 @@ pub struct MyVoiceStateBody {
 pub struct VoiceStateBody {
     /// The stage channel the member is connected to.
     #[schema(value_type = String)]
-    pub channel_id: Snowflake,
+    pub channel_id: ChannelId,
     /// false invites the member to speak, true moves them to the audience.
     pub suppress: bool,
 }
@@ -40,7 +40,7 @@ pub struct VoiceStateBody {
 pub async fn update_mine(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(server_id): Path<Snowflake>,
+    Path(server_id): Path<ServerId>,
     Json(body): Json<MyVoiceStateBody>,
 ) -> ApiResult<StatusCode> {
     state
@@ -66,7 +66,7 @@ pub async fn update_mine(
 pub async fn update_member(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((server_id, target)): Path<(Snowflake, Snowflake)>,
+    Path((server_id, target)): Path<(ServerId, UserId)>,
     Json(body): Json<VoiceStateBody>,
 ) -> ApiResult<StatusCode> {
     state

@@ -11,12 +11,12 @@
 use super::registry::Participant;
 use super::VoiceService;
 use crate::gateway::hub::Target;
-use confab_chat::Snowflake;
+use confab_chat::{ChannelId, ServerId};
 use std::collections::HashMap;
 
 /// Per voice channel: its server and the recipients of its events.
 #[derive(Default)]
-pub struct Audiences(HashMap<Snowflake, (Snowflake, Target)>);
+pub struct Audiences(HashMap<ChannelId, (ServerId, Target)>);
 
 impl VoiceService {
     /// The recipients of events about `p`: the viewers of its channel, and `p`'s own sessions
@@ -42,7 +42,7 @@ impl VoiceService {
     }
 
     /// Whether two channels' events go to the same members.
-    pub(crate) fn same_audience(&self, a: Snowflake, b: Snowflake) -> bool {
+    pub(crate) fn same_audience(&self, a: ChannelId, b: ChannelId) -> bool {
         let audiences = self.audiences.lock();
         match (audiences.0.get(&a), audiences.0.get(&b)) {
             (Some((_, x)), Some((_, y))) => x == y,
@@ -51,7 +51,7 @@ impl VoiceService {
     }
 
     /// Computes the audience of one voice channel (before its first event).
-    pub(crate) async fn refresh_audience(&self, server_id: Snowflake, channel_id: Snowflake) {
+    pub(crate) async fn refresh_audience(&self, server_id: ServerId, channel_id: ChannelId) {
         let target = self
             .viewers
             .target(&self.chat, Some(server_id), channel_id, None)
@@ -65,8 +65,8 @@ impl VoiceService {
     /// Computes again the audience of every voice channel of `server_id` that has
     /// participants, and forgets those that have none. Run after the viewer cache was
     /// invalidated for a change of permissions, roles, overwrites or membership.
-    pub async fn refresh_server_audiences(&self, server_id: Snowflake) {
-        let mut channels: Vec<Snowflake> = self
+    pub async fn refresh_server_audiences(&self, server_id: ServerId) {
+        let mut channels: Vec<ChannelId> = self
             .registry
             .lock()
             .in_server(server_id)
@@ -85,7 +85,7 @@ impl VoiceService {
     }
 
     /// Forgets the audiences of a deleted server's channels.
-    pub(crate) fn forget_server_audiences(&self, server_id: Snowflake) {
+    pub(crate) fn forget_server_audiences(&self, server_id: ServerId) {
         self.audiences.lock().0.retain(|_, (s, _)| *s != server_id);
     }
 }

@@ -13,7 +13,7 @@ use crate::gateway::events::Event;
 use crate::gateway::hub::{Session, Target};
 use crate::gateway::protocol::VoiceStateReq;
 use crate::viewers::ViewerCache;
-use confab_chat::{Chat, ChatError, Snowflake};
+use confab_chat::{ChannelId, Chat, ChatError, ServerId, Snowflake, UserId};
 use confab_sfu::{JoinRequest as SfuJoin, ParticipantId, RoomId, Sfu, SfuError, SfuEvent, UserTag};
 use parking_lot::Mutex;
 use registry::{JoinOutcome, JoinRequest, Participant, Registry, VoicePerms};
@@ -79,12 +79,12 @@ fn sfu_participant(voice_session: Snowflake) -> ParticipantId {
     ParticipantId::new(voice_session.0 as u64)
 }
 
-fn sfu_room(channel_id: Snowflake) -> RoomId {
-    RoomId::new(channel_id.0 as u64)
+fn sfu_room(channel_id: ChannelId) -> RoomId {
+    RoomId::new(channel_id.get() as u64)
 }
 
-fn sfu_user(user_id: Snowflake) -> UserTag {
-    UserTag::new(user_id.0 as u64)
+fn sfu_user(user_id: UserId) -> UserTag {
+    UserTag::new(user_id.get() as u64)
 }
 
 /// The voice session id of an SFU participant.
@@ -93,8 +93,8 @@ fn voice_session_of(participant: ParticipantId) -> Snowflake {
 }
 
 /// The user behind an SFU user tag.
-fn user_of(tag: UserTag) -> Snowflake {
-    Snowflake(tag.get() as i64)
+fn user_of(tag: UserTag) -> UserId {
+    UserId::new(Snowflake(tag.get() as i64))
 }
 
 impl VoiceService {
@@ -395,7 +395,7 @@ impl VoiceService {
             .session_dropped(session_id, Instant::now());
     }
 
-    pub async fn server_deleted(&self, server_id: Snowflake) {
+    pub async fn server_deleted(&self, server_id: ServerId) {
         let gone = self
             .registry
             .lock()
@@ -407,7 +407,7 @@ impl VoiceService {
         self.forget_server_audiences(server_id);
     }
 
-    pub async fn member_left(&self, server_id: Snowflake, user_id: Snowflake) {
+    pub async fn member_left(&self, server_id: ServerId, user_id: UserId) {
         let gone = self
             .registry
             .lock()
@@ -419,7 +419,7 @@ impl VoiceService {
         self.refresh_server_audiences(server_id).await;
     }
 
-    pub async fn channel_deleted(&self, channel_id: Snowflake) {
+    pub async fn channel_deleted(&self, channel_id: ChannelId) {
         let gone = self
             .registry
             .lock()
@@ -430,7 +430,7 @@ impl VoiceService {
     }
 
     /// A moderator changed a member's server mute/deafen.
-    pub fn moderate(&self, server_id: Snowflake, user_id: Snowflake, mute: bool, deaf: bool) {
+    pub fn moderate(&self, server_id: ServerId, user_id: UserId, mute: bool, deaf: bool) {
         let updated = {
             let mut reg = self.registry.lock();
             match reg.by_user_mut(user_id) {
@@ -449,7 +449,7 @@ impl VoiceService {
         }
     }
 
-    pub fn states_for(&self, servers: &[Snowflake]) -> Vec<registry::VoiceState> {
+    pub fn states_for(&self, servers: &[ServerId]) -> Vec<registry::VoiceState> {
         self.registry.lock().states_for(servers)
     }
 

@@ -12,12 +12,12 @@ use super::{sfu_participant, VoiceService};
 use crate::gateway::events::Event;
 use crate::gateway::hub::Target;
 use confab_chat::audit::Actor;
-use confab_chat::{ChatError, ChatResult, Snowflake};
+use confab_chat::{ChannelId, ChatError, ChatResult, ServerId, Snowflake, UserId};
 use serde_json::json;
 
 impl VoiceService {
     /// Reads the voice permissions of every participant of `server_id` again and applies them.
-    pub async fn recheck_server(&self, server_id: Snowflake) {
+    pub async fn recheck_server(&self, server_id: ServerId) {
         self.refresh_server_audiences(server_id).await;
         let present = self.registry.lock().in_server(server_id);
         for (id, user_id, channel_id) in present {
@@ -67,10 +67,10 @@ impl VoiceService {
     /// moved client gets VOICE_CHANNEL_MOVE and offers again for the new channel.
     pub async fn move_member(
         &self,
-        server_id: Snowflake,
+        server_id: ServerId,
         actor: Actor<'_>,
-        target: Snowflake,
-        to: Option<Snowflake>,
+        target: UserId,
+        to: Option<ChannelId>,
     ) -> ChatResult<()> {
         let current = self
             .registry

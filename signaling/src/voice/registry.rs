@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use confab_chat::permissions::{self, Permissions};
-use confab_chat::Snowflake;
+use confab_chat::{ChannelId, ServerId, Snowflake, UserId};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,9 +44,9 @@ impl VoicePerms {
 pub struct Participant {
     /// The SFU participant id and voice session id (a snowflake).
     pub id: Snowflake,
-    pub user_id: Snowflake,
-    pub server_id: Snowflake,
-    pub channel_id: Snowflake,
+    pub user_id: UserId,
+    pub server_id: ServerId,
+    pub channel_id: ChannelId,
     /// The gateway session that controls it (offers, slot events).
     pub gateway_session: Arc<str>,
     pub self_mute: bool,
@@ -79,9 +79,9 @@ pub struct Participant {
 /// A voice state as clients see it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct VoiceState {
-    pub server_id: Snowflake,
-    pub channel_id: Option<Snowflake>,
-    pub user_id: Snowflake,
+    pub server_id: ServerId,
+    pub channel_id: Option<ChannelId>,
+    pub user_id: UserId,
     pub voice_session_id: Snowflake,
     pub self_mute: bool,
     pub self_deaf: bool,
@@ -164,15 +164,15 @@ pub enum JoinOutcome {
 
 #[derive(Default)]
 pub struct Registry {
-    by_user: HashMap<Snowflake, Participant>,
-    by_id: HashMap<Snowflake, Snowflake>,
+    by_user: HashMap<UserId, Participant>,
+    by_id: HashMap<Snowflake, UserId>,
 }
 
 pub struct JoinRequest<'a> {
     pub new_id: Snowflake,
-    pub user_id: Snowflake,
-    pub server_id: Snowflake,
-    pub channel_id: Snowflake,
+    pub user_id: UserId,
+    pub server_id: ServerId,
+    pub channel_id: ChannelId,
     pub gateway_session: &'a Arc<str>,
     pub self_mute: bool,
     pub self_deaf: bool,
@@ -253,7 +253,7 @@ impl Registry {
         &mut self,
         id: Snowflake,
         new_id: Snowflake,
-        channel_id: Snowflake,
+        channel_id: ChannelId,
         stage: bool,
         perms: VoicePerms,
     ) -> Option<(Participant, Participant)> {
@@ -278,7 +278,7 @@ impl Registry {
     }
 
     /// (id, user, channel) of the participants of a server.
-    pub fn in_server(&self, server_id: Snowflake) -> Vec<(Snowflake, Snowflake, Snowflake)> {
+    pub fn in_server(&self, server_id: ServerId) -> Vec<(Snowflake, UserId, ChannelId)> {
         self.by_user
             .values()
             .filter(|p| p.server_id == server_id)
@@ -286,7 +286,7 @@ impl Registry {
             .collect()
     }
 
-    pub fn remove_user(&mut self, user_id: Snowflake) -> Option<Participant> {
+    pub fn remove_user(&mut self, user_id: UserId) -> Option<Participant> {
         let p = self.by_user.remove(&user_id)?;
         self.by_id.remove(&p.id);
         Some(p)
@@ -297,11 +297,11 @@ impl Registry {
         self.remove_user(user)
     }
 
-    pub fn by_user(&self, user_id: Snowflake) -> Option<&Participant> {
+    pub fn by_user(&self, user_id: UserId) -> Option<&Participant> {
         self.by_user.get(&user_id)
     }
 
-    pub fn by_user_mut(&mut self, user_id: Snowflake) -> Option<&mut Participant> {
+    pub fn by_user_mut(&mut self, user_id: UserId) -> Option<&mut Participant> {
         self.by_user.get_mut(&user_id)
     }
 
@@ -334,7 +334,7 @@ impl Registry {
 
     /// Participants matching `pred`, removed.
     pub fn remove_where(&mut self, pred: impl Fn(&Participant) -> bool) -> Vec<Participant> {
-        let users: Vec<Snowflake> = self
+        let users: Vec<UserId> = self
             .by_user
             .values()
             .filter(|p| pred(p))
@@ -354,7 +354,7 @@ impl Registry {
         })
     }
 
-    pub fn states_for(&self, servers: &[Snowflake]) -> Vec<VoiceState> {
+    pub fn states_for(&self, servers: &[ServerId]) -> Vec<VoiceState> {
         self.by_user
             .values()
             .filter(|p| servers.contains(&p.server_id))
@@ -384,9 +384,9 @@ mod tests {
     ) -> JoinRequest<'a> {
         JoinRequest {
             new_id: Snowflake(id),
-            user_id: Snowflake(user),
-            server_id: Snowflake(1),
-            channel_id: Snowflake(channel),
+            user_id: UserId::new(Snowflake(user)),
+            server_id: ServerId::new(Snowflake(1)),
+            channel_id: ChannelId::new(Snowflake(channel)),
             gateway_session: gw,
             self_mute: false,
             self_deaf: false,
@@ -412,21 +412,26 @@ mod tests {
         let mut m = req(101, 7, 10, &gw, None);
         m.self_mute = true;
         assert_eq!(r.join(m), JoinOutcome::Updated { changed: true });
-        assert!(r.by_user(Snowflake(7)).unwrap().self_mute);
+        assert!(r.by_user(UserId::new(Snowflake(7))).unwrap().self_mute);
         // Camera on is a visible change too, and is part of the state others see.
         let mut v = req(101, 7, 10, &gw, None);
         v.self_mute = true;
         v.self_video = true;
         assert_eq!(r.join(v), JoinOutcome::Updated { changed: true });
-        let st = r.by_user(Snowflake(7)).unwrap().state();
+        let st = r.by_user(UserId::new(Snowflake(7))).unwrap().state();
         assert!(st.self_video && !st.self_stream);
         // Another channel: a move; the old participant is returned to be torn down.
         match r.join(req(102, 7, 11, &gw, None)) {
-            JoinOutcome::Joined { previous: Some(p) } => assert_eq!(p.channel_id, Snowflake(10)),
+            JoinOutcome::Joined { previous: Some(p) } => {
+                assert_eq!(p.channel_id, ChannelId::new(Snowflake(10)))
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(r.len(), 1);
-        assert_eq!(r.by_user(Snowflake(7)).unwrap().id, Snowflake(102));
+        assert_eq!(
+            r.by_user(UserId::new(Snowflake(7))).unwrap().id,
+            Snowflake(102)
+        );
         assert!(r.by_id(Snowflake(100)).is_none());
     }
 
@@ -436,7 +441,7 @@ mod tests {
         let gw1: Arc<str> = "g1".into();
         let gw2: Arc<str> = "g2".into();
         r.join(req(100, 7, 10, &gw1, None));
-        r.by_user_mut(Snowflake(7)).unwrap().needs_join = false;
+        r.by_user_mut(UserId::new(Snowflake(7))).unwrap().needs_join = false;
         let t0 = Instant::now();
         r.session_dropped("g1", t0);
         assert!(r.expire(t0 + Duration::from_secs(14)).is_empty());
@@ -445,7 +450,7 @@ mod tests {
             r.join(req(200, 7, 10, &gw2, Some(100))),
             JoinOutcome::Rejoined
         );
-        let p = r.by_user(Snowflake(7)).unwrap();
+        let p = r.by_user(UserId::new(Snowflake(7))).unwrap();
         assert_eq!(p.id, Snowflake(100));
         assert!(p.needs_join && p.dropped_at.is_none());
         assert_eq!(&*p.gateway_session, "g2");
@@ -471,8 +476,8 @@ mod tests {
         r.session_dropped("g2", t0);
         r.session_resumed("g2");
         assert!(r.expire(t0 + Duration::from_secs(60)).is_empty());
-        assert_eq!(r.states_for(&[Snowflake(1)]).len(), 1);
-        assert!(r.states_for(&[Snowflake(2)]).is_empty());
+        assert_eq!(r.states_for(&[ServerId::new(Snowflake(1))]).len(), 1);
+        assert!(r.states_for(&[ServerId::new(Snowflake(2))]).is_empty());
     }
 
     #[test]
@@ -482,7 +487,7 @@ mod tests {
         let mut j = req(100, 7, 10, &gw, None);
         j.perms.speak = false;
         r.join(j);
-        let p = r.by_user(Snowflake(7)).unwrap();
+        let p = r.by_user(UserId::new(Snowflake(7))).unwrap();
         // No SPEAK: suppressed (not muted), audio blocked, video still allowed.
         assert!(p.state().suppress && !p.state().mute);
         assert!(p.audio_blocked() && p.video_allowed());
@@ -490,13 +495,13 @@ mod tests {
         let mut s = req(101, 8, 11, &gw, None);
         s.stage = true;
         r.join(s);
-        let p = r.by_user_mut(Snowflake(8)).unwrap();
+        let p = r.by_user_mut(UserId::new(Snowflake(8))).unwrap();
         assert!(p.suppressed() && p.audio_blocked() && !p.video_allowed());
         p.on_stage = true;
         assert!(!p.suppressed() && !p.audio_blocked() && p.video_allowed());
         // A moderator's move to another channel: a new session, back in the audience there,
         // and the camera off where VIDEO is missing.
-        r.by_user_mut(Snowflake(8)).unwrap().self_video = true;
+        r.by_user_mut(UserId::new(Snowflake(8))).unwrap().self_video = true;
         let no_video = VoicePerms {
             video: false,
             ..VoicePerms::all()
@@ -505,15 +510,18 @@ mod tests {
             .moved(
                 Snowflake(101),
                 Snowflake(102),
-                Snowflake(12),
+                ChannelId::new(Snowflake(12)),
                 true,
                 no_video,
             )
             .unwrap();
         assert_eq!(old.id, Snowflake(101));
-        assert_eq!((new.id, new.channel_id), (Snowflake(102), Snowflake(12)));
+        assert_eq!(
+            (new.id, new.channel_id),
+            (Snowflake(102), ChannelId::new(Snowflake(12)))
+        );
         assert!(new.suppressed() && !new.self_video && new.needs_join);
         assert!(r.by_id(Snowflake(101)).is_none());
-        assert_eq!(r.in_server(Snowflake(1)).len(), 2);
+        assert_eq!(r.in_server(ServerId::new(Snowflake(1))).len(), 2);
     }
 }

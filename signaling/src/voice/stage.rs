@@ -6,12 +6,12 @@
 use super::VoiceService;
 use crate::gateway::events::Event;
 use confab_chat::permissions::{self, MUTE_MEMBERS};
-use confab_chat::{ChatError, ChatResult, Snowflake};
+use confab_chat::{ChannelId, ChatError, ChatResult, ServerId, UserId};
 
 /// One stage change: `suppress` (false = speaker) and, for oneself, a raised or lowered hand.
 #[derive(Debug, Clone, Copy)]
 pub struct StageChange {
-    pub channel_id: Snowflake,
+    pub channel_id: ChannelId,
     pub suppress: Option<bool>,
     pub request_to_speak: Option<bool>,
 }
@@ -20,9 +20,9 @@ impl VoiceService {
     /// `actor` changes its own stage state (`target` None) or a member's.
     pub async fn stage_update(
         &self,
-        server_id: Snowflake,
-        actor: Snowflake,
-        target: Option<Snowflake>,
+        server_id: ServerId,
+        actor: UserId,
+        target: Option<UserId>,
         change: StageChange,
     ) -> ChatResult<()> {
         let user = target.unwrap_or(actor);

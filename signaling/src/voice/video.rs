@@ -2,7 +2,7 @@
 //! VIDEO_SUBSCRIBE and the `video_tracks` declaration of op 12. Pure functions, so every rule
 //! is tested without a network; errors are messages for op 14 `{code: 4400}`.
 
-use confab_chat::Snowflake;
+use confab_chat::UserId;
 use confab_sfu::{VideoSubscription, VideoTrackKind};
 use serde::Deserialize;
 use serde_json::Value;
@@ -27,7 +27,7 @@ struct SubscribeReq {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TileReq {
-    user_id: Snowflake,
+    user_id: UserId,
     track: String,
     width: u32,
     height: u32,
@@ -35,7 +35,7 @@ struct TileReq {
 
 /// One tile the client shows, as the SFU needs it.
 pub fn sfu_subscription(
-    user_id: Snowflake,
+    user_id: UserId,
     track: VideoTrackKind,
     w: u32,
     h: u32,
@@ -111,6 +111,7 @@ pub fn parse_video_tracks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use confab_chat::Snowflake;
     use serde_json::json;
 
     #[test]
@@ -127,8 +128,13 @@ mod tests {
         assert_eq!(
             subs,
             vec![
-                sfu_subscription(Snowflake(42), VideoTrackKind::Camera, 640, 360),
-                sfu_subscription(Snowflake(42), VideoTrackKind::Screen, 1920, 1080),
+                sfu_subscription(UserId::new(Snowflake(42)), VideoTrackKind::Camera, 640, 360),
+                sfu_subscription(
+                    UserId::new(Snowflake(42)),
+                    VideoTrackKind::Screen,
+                    1920,
+                    1080
+                ),
             ]
         );
         assert_eq!(parse_tiles(json!({"tiles": []}), 9).unwrap(), vec![]);

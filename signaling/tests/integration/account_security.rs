@@ -4,7 +4,7 @@
 
 use crate::common;
 use crate::common::{Closed, Event, Server, TestApp, User};
-use confab_chat::Snowflake;
+use confab_chat::{SessionId, UserId};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -52,7 +52,7 @@ async fn refresh(app: &TestApp, refresh_token: &str) -> (u16, Value) {
 }
 
 /// The `sid` claim of an access token, read without verifying it.
-fn session_of(token: &str) -> Snowflake {
+fn session_of(token: &str) -> SessionId {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
     let claims: Value = serde_json::from_slice(
@@ -64,7 +64,7 @@ fn session_of(token: &str) -> Snowflake {
     claims["sid"].as_str().unwrap().parse().unwrap()
 }
 
-fn id(s: &str) -> Snowflake {
+fn id(s: &str) -> UserId {
     s.parse().unwrap()
 }
 

@@ -168,18 +168,19 @@ async fn another_node_learns_every_change_from_the_bus() {
     let mid: i64 = member.id.parse().unwrap();
     assert_eq!(
         count(
-            &|e| matches!(e, BusEvent::MemberJoined { server_id, user_id } if server_id.0 == sid && user_id.0 == mid)
+            &|e| matches!(e, BusEvent::MemberJoined { server_id, user_id } if server_id.get() == sid && user_id.get() == mid)
         ),
         1
     );
     assert_eq!(
         count(
-            &|e| matches!(e, BusEvent::MemberLeft { server_id, user_id } if server_id.0 == sid && user_id.0 == mid)
+            &|e| matches!(e, BusEvent::MemberLeft { server_id, user_id } if server_id.get() == sid && user_id.get() == mid)
         ),
         1
     );
     assert!(
-        count(&|e| matches!(e, BusEvent::PermissionsChanged { server_id } if server_id.0 == sid))
-            >= 2
+        count(
+            &|e| matches!(e, BusEvent::PermissionsChanged { server_id } if server_id.get() == sid)
+        ) >= 2
     );
 }

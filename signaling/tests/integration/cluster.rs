@@ -374,7 +374,7 @@ async fn a_temporary_member_connected_to_another_node_is_kept() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !a_state
         .hub
-        .connected_anywhere(guest.id.parse().map(confab_chat::Snowflake).unwrap())
+        .connected_anywhere(guest.id.parse::<confab_chat::UserId>().unwrap())
     {
         assert!(
             tokio::time::Instant::now() < deadline,
