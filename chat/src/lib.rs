@@ -70,12 +70,18 @@ pub struct Chat {
     pub(crate) ids: Arc<SnowflakeGenerator>,
     pub(crate) passwords: Arc<password::PasswordHasher>,
     pub(crate) writer: Arc<messages::writer::MessageWriter>,
+    /// This running node, unique per process (`<node name>/<random>`): holds its snowflake
+    /// worker lease and marks the voice sessions it serves.
+    pub(crate) node: Arc<str>,
 }
 
 impl Chat {
     /// Creates the services; starts the message writer task on the current tokio runtime.
-    pub fn new(pool: sqlx::PgPool, worker_id: u16) -> Self {
+    /// Chat services for node `node` (unique per running process), making ids as worker
+    /// `worker_id` until `lease_worker` leases one.
+    pub fn new(pool: sqlx::PgPool, worker_id: u16, node: &str) -> Self {
         Self {
+            node: node.into(),
             writer: Arc::new(messages::writer::MessageWriter::spawn(pool.clone())),
             pool,
             ids: Arc::new(SnowflakeGenerator::new(worker_id)),

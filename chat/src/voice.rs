@@ -126,11 +126,12 @@ impl Chat {
         server_id: ServerId,
         channel_id: ChannelId,
     ) -> ChatResult<()> {
-        sqlx::query("INSERT INTO voice_sessions (id, user_id, server_id, channel_id) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
+        sqlx::query("INSERT INTO voice_sessions (id, user_id, server_id, channel_id, node) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING")
             .bind(id)
             .bind(user_id)
             .bind(server_id)
             .bind(channel_id)
+            .bind(&*self.node)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -146,11 +147,17 @@ impl Chat {
     }
 
     /// Closes sessions left open by a previous run (nobody is connected after a restart).
-    pub async fn close_stale_voice_sessions(&self) -> ChatResult<u64> {
-        Ok(sqlx::query("UPDATE voice_sessions SET ended_at = greatest(now(), started_at), end_reason = 'server_restart' WHERE ended_at IS NULL")
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+    /// With `only_gone_nodes` (a cluster), only those of nodes that no longer hold a snowflake
+    /// worker lease: the others are live on running nodes.
+    pub async fn close_stale_voice_sessions(&self, only_gone_nodes: bool) -> ChatResult<u64> {
+        let sql = if only_gone_nodes {
+            "UPDATE voice_sessions SET ended_at = greatest(now(), started_at), end_reason = 'server_restart'
+             WHERE ended_at IS NULL AND (node IS NULL OR node NOT IN
+               (SELECT holder FROM snowflake_workers WHERE expires_at > now()))"
+        } else {
+            "UPDATE voice_sessions SET ended_at = greatest(now(), started_at), end_reason = 'server_restart' WHERE ended_at IS NULL"
+        };
+        Ok(sqlx::query(sql).execute(&self.pool).await?.rows_affected())
     }
 
     /// Voice session rows of a user, newest first (for tests and audits).

@@ -16,8 +16,9 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(15);
 const WORKERS: i32 = 1024;
 
 impl Chat {
-    /// Leases a free worker id for `holder` (unique per running node) and makes ids with it.
-    pub async fn lease_worker(&self, holder: &str) -> ChatResult<u16> {
+    /// Leases a free worker id for this node and makes ids with it.
+    pub async fn lease_worker(&self) -> ChatResult<u16> {
+        let holder: &str = &self.node;
         // Several nodes starting at once may pick the same id: the loser's upsert matches no
         // row (the winner's lease is not expired) and it tries the next free one.
         for _ in 0..WORKERS {
@@ -59,7 +60,8 @@ impl Chat {
     }
 
     /// Extends this node's lease. False if it was lost (expired and taken, or gone).
-    pub async fn renew_worker(&self, holder: &str) -> ChatResult<bool> {
+    pub async fn renew_worker(&self) -> ChatResult<bool> {
+        let holder: &str = &self.node;
         let renewed = sqlx::query(
             "UPDATE snowflake_workers SET expires_at = now() + make_interval(secs => $3)
              WHERE worker_id = $1 AND holder = $2",
@@ -73,7 +75,8 @@ impl Chat {
     }
 
     /// Gives the lease back (at shutdown), so the id is free at once.
-    pub async fn release_worker(&self, holder: &str) -> ChatResult<()> {
+    pub async fn release_worker(&self) -> ChatResult<()> {
+        let holder: &str = &self.node;
         sqlx::query("DELETE FROM snowflake_workers WHERE worker_id = $1 AND holder = $2")
             .bind(self.ids.worker() as i16)
             .bind(holder)

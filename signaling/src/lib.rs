@@ -171,14 +171,14 @@ async fn start_node(
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
     let secret = auth::TokenKeys::load_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
-    let chat = Chat::new(pool, 0);
     let worker_holder = format!("{}/{}", config.node_name, uuid::Uuid::new_v4().simple());
+    let chat = Chat::new(pool, 0, &worker_holder);
     let worker = chat
-        .lease_worker(&worker_holder)
+        .lease_worker()
         .await
         .context("leasing a snowflake worker id")?;
     tracing::info!(worker, "snowflake worker id leased");
-    let closed = chat.close_stale_voice_sessions().await?;
+    let closed = chat.close_stale_voice_sessions(clustered).await?;
     if closed > 0 {
         tracing::info!(
             closed,
@@ -328,13 +328,13 @@ async fn share_rate_usage(state: AppState) {
 
 /// Renews this node's snowflake worker lease; takes a new worker id if it was lost.
 async fn renew_worker_lease(state: &AppState) {
-    match state.chat.renew_worker(&state.worker_holder).await {
+    match state.chat.renew_worker().await {
         Ok(true) => {}
         Ok(false) => {
             tracing::error!(
                 "snowflake worker lease lost (database unreachable too long?); leasing another"
             );
-            match state.chat.lease_worker(&state.worker_holder).await {
+            match state.chat.lease_worker().await {
                 Ok(worker) => tracing::info!(worker, "snowflake worker id leased"),
                 Err(e) => tracing::error!(error = %e, "leasing a snowflake worker id"),
             }
@@ -366,6 +366,12 @@ fn spawn_housekeeping(state: AppState) {
                     &state,
                     n.is_multiple_of(gateway::presence::REFRESH.as_secs() / 5),
                 );
+                if n.is_multiple_of(6) {
+                    // Voice sessions of nodes that died without closing them.
+                    if let Err(e) = state.chat.close_stale_voice_sessions(true).await {
+                        tracing::warn!(error = %e, "closing voice sessions of gone nodes");
+                    }
+                }
             }
             if n.is_multiple_of(confab_chat::workers::RENEW_EVERY.as_secs() / 5) {
                 renew_worker_lease(&state).await;
@@ -393,12 +399,7 @@ impl Running {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if let Err(e) = self
-            .state
-            .chat
-            .release_worker(&self.state.worker_holder)
-            .await
-        {
+        if let Err(e) = self.state.chat.release_worker().await {
             tracing::warn!(error = %e, "releasing the snowflake worker lease");
         }
         self.state.chat.pool().close().await;

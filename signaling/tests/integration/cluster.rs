@@ -429,3 +429,48 @@ async fn a_session_from_a_gone_node_is_told_to_identify_again_elsewhere() {
     let id = send(&b, &owner, &channel, "after the move").await;
     assert_eq!(messages(&mut g2, 1).await[0]["id"], id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_node_closes_only_the_voice_sessions_of_gone_nodes() {
+    let nats = NatsServer::start();
+    let nodes = cluster(&nats, 1).await;
+    let a = &nodes[0];
+    let owner = a.register("owner").await;
+    let guild = a.server(&owner, "cluster").await;
+    let chat = &a.running.as_ref().unwrap().state.chat;
+    let user: confab_chat::UserId = owner.id.parse().unwrap();
+    let server: confab_chat::ServerId = guild.id.parse().unwrap();
+    let channel: confab_chat::ChannelId = guild.voice.parse().unwrap();
+    // One voice session served by A (alive), one by a node that died without closing it.
+    let live: confab_chat::Snowflake = chat.next_id();
+    chat.voice_session_started(live, user, server, channel)
+        .await
+        .unwrap();
+    let db = sqlx::PgPool::connect(&a.database_url()).await.unwrap();
+    let gone: confab_chat::Snowflake = chat.next_id();
+    sqlx::query(
+        "INSERT INTO voice_sessions (id, user_id, server_id, channel_id, node)
+         VALUES ($1, $2, $3, $4, 'gone/0')",
+    )
+    .bind(gone)
+    .bind(user)
+    .bind(server)
+    .bind(channel)
+    .execute(&db)
+    .await
+    .unwrap();
+
+    // B starts on the same database.
+    let db_url = a.database_url();
+    let _b = TestApp::spawn_with(|c| {
+        c.database_url = Some(db_url);
+        c.nats_url = Some(nats.url());
+    })
+    .await;
+    let open: Vec<confab_chat::Snowflake> =
+        sqlx::query_scalar("SELECT id FROM voice_sessions WHERE ended_at IS NULL")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(open, vec![live], "only the gone node's session is closed");
+}
