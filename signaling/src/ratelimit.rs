@@ -136,7 +136,18 @@ impl RateLimiter {
         let Some(bucket) = ALL.iter().find(|b| b.name == bucket) else {
             return;
         };
-        let (capacity, rate) = self.rates(*bucket);
+        let (capacity, _) = self.rates(*bucket);
+        let mut st = self.refilled(*bucket, key);
+        st.tokens = (st.tokens - f64::from(n)).max(-capacity);
+    }
+
+    /// The key's bucket state, created full or refilled for the time since its last use.
+    fn refilled(
+        &self,
+        bucket: Bucket,
+        key: &str,
+    ) -> dashmap::mapref::one::RefMut<'_, (&'static str, String), State_> {
+        let (capacity, rate) = self.rates(bucket);
         let now = Instant::now();
         let mut entry = self
             .buckets
@@ -149,7 +160,7 @@ impl RateLimiter {
         let st = entry.value_mut();
         st.tokens = (st.tokens + now.duration_since(st.updated).as_secs_f64() * rate).min(capacity);
         st.updated = now;
-        st.tokens = (st.tokens - f64::from(n)).max(-capacity);
+        entry
     }
 
     fn rates(&self, bucket: Bucket) -> (f64, f64) {
@@ -159,18 +170,8 @@ impl RateLimiter {
 
     pub fn check(&self, bucket: Bucket, key: &str) -> Decision {
         let (capacity, rate) = self.rates(bucket); // rate: tokens per second
-        let now = Instant::now();
-        let mut entry = self
-            .buckets
-            .entry((bucket.name, key.to_string()))
-            .or_insert(State_ {
-                tokens: capacity,
-                updated: now,
-                strikes: 0,
-            });
+        let mut entry = self.refilled(bucket, key);
         let st = entry.value_mut();
-        st.tokens = (st.tokens + now.duration_since(st.updated).as_secs_f64() * rate).min(capacity);
-        st.updated = now;
         let allowed = st.tokens >= 1.0;
         if allowed {
             st.tokens -= 1.0;
