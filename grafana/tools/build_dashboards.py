@@ -895,8 +895,8 @@ def node():
         text_mode_name(stat(
             "Build",
             f"confab_build_info{{{SEL}}}",
-            legend="{{version}}",
-            desc="confab_build_info: the version each instance runs (the value is always 1).",
+            legend="{{node}} {{version}}",
+            desc="confab_build_info: the node name and version each instance runs (the value is always 1).",
         )),
         24,
         3,
@@ -975,10 +975,44 @@ def node():
         12,
         7,
     )
+
+    L.row("Cluster bus")
+    L.add(
+        timeseries(
+            "Bus messages/s",
+            [
+                target(f"sum by (instance) (rate(confab_bus_published_total{{{SEL}}}[$__rate_interval]))", "published {{instance}}"),
+                target(f"sum by (instance) (rate(confab_bus_received_total{{{SEL}}}[$__rate_interval]))", "received {{instance}}", ref="B"),
+                target(
+                    f"sum by (instance) (rate(confab_bus_publish_errors_total{{{SEL}}}[$__rate_interval])"
+                    f" + rate(confab_bus_dropped_total{{{SEL}}}[$__rate_interval]))",
+                    "errors + dropped {{instance}}",
+                    ref="C",
+                ),
+            ],
+            unit="ops",
+            desc="NATS messages each node publishes (its events for other nodes) and receives (other nodes' events), and publish errors and drops. All zero on a single node (docs/cluster.md).",
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Bus connected and subscriptions",
+            [
+                target(f"max by (instance) (confab_bus_connected{{{SEL}}})", "connected {{instance}}"),
+                target(f"max by (instance) (confab_bus_subscriptions{{{SEL}}})", "subscriptions {{instance}}", ref="B"),
+            ],
+            decimals=0,
+            desc="confab_bus_connected: 1 while the node is connected to NATS (always 1 on a single node; ConfabBusDisconnected fires after a minute at 0). Subscriptions: one per server and user with sessions on the node.",
+        ),
+        12,
+        8,
+    )
     return dashboard(
         "confab-node",
         "Confab / Node health",
-        "Process health of each Confab node: up, uptime, CPU, memory, file descriptors, threads.",
+        "Process health of each Confab node: up, uptime, CPU, memory, file descriptors, threads, and its cluster bus.",
         L,
     )
 

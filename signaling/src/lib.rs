@@ -131,6 +131,7 @@ async fn start_node(
     let event_bus = link.bus.clone();
     let clustered = link.nats.is_some();
     let metrics = metrics::install();
+    metrics::build_info(&config.node_name);
     if link.nats.is_none() {
         // In one process the bus is always there.
         ::metrics::gauge!("confab_bus_connected").set(1.0);

@@ -92,9 +92,8 @@ pub fn describe_and_zero() {
     };
     describe_gauge!(
         "confab_build_info",
-        "Always 1; the version label is the running Confab version."
+        "Always 1; the version label is the running Confab version, node the node's name."
     );
-    gauge!("confab_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 
     describe_counter!(
         "confab_http_requests_total",
@@ -235,6 +234,16 @@ pub fn describe_and_zero() {
     );
     gauge!("confab_db_circuit_open").increment(0.0);
     bus_metrics();
+}
+
+/// `confab_build_info` for this node (set at start, once its name is known).
+pub fn build_info(node: &str) {
+    metrics::gauge!(
+        "confab_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "node" => node.to_string()
+    )
+    .set(1.0);
 }
 
 /// The bus between nodes (`crate::bus::nats`); zero on a single node.
