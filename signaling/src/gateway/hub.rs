@@ -167,13 +167,6 @@ impl Hub {
         self.routes.set_friendship(a, b, friends)
     }
 
-    /// Who sees a user's presence: users with a session here who share a server with them or
-    /// are their friends. Nobody else.
-    pub fn presence_audience(&self, user_id: UserId) -> Vec<UserId> {
-        self.routes
-            .presence_audience(user_id, |f| self.sessions.has_user(f))
-    }
-
     /// A user's sessions on this node.
     pub fn sessions_of(&self, user_id: UserId) -> Vec<Arc<Session>> {
         self.sessions.sessions_of(user_id)
@@ -231,14 +224,9 @@ impl Hub {
         }
     }
 
-    /// Delivers a PRESENCE_UPDATE of `user_id` to the users with a session here who share a
-    /// server with them or are their friends (never to the user).
-    pub fn deliver_presence(
-        &self,
-        user_id: UserId,
-        audience: &PresenceAudience,
-        d: &Arc<Dispatch>,
-    ) {
+    /// Who sees `user_id`'s presence among users with a session here: members of the
+    /// audience's servers and the user's friends, never the user.
+    pub fn presence_recipients(&self, user_id: UserId, audience: &PresenceAudience) -> Vec<UserId> {
         let mut to: std::collections::HashSet<UserId> = audience
             .friends
             .iter()
@@ -251,8 +239,19 @@ impl Hub {
             });
         }
         to.remove(&user_id);
+        to.into_iter().collect()
+    }
+
+    /// Delivers a PRESENCE_UPDATE of `user_id` to its `presence_recipients`.
+    pub fn deliver_presence(
+        &self,
+        user_id: UserId,
+        audience: &PresenceAudience,
+        d: &Arc<Dispatch>,
+    ) {
+        let to = self.presence_recipients(user_id, audience);
         if !to.is_empty() {
-            self.deliver(&Target::Users(to.into_iter().collect()), d);
+            self.deliver(&Target::Users(to), d);
         }
     }
 
@@ -403,13 +402,14 @@ mod tests {
         hub.open(u4, SessionId::new(Snowflake(40)), &[]);
         hub.set_friends(u1, [u3]);
         hub.set_friends(u3, [u1]);
-        let mut got = hub.presence_audience(u1);
+        let seen_by = |u| hub.presence_recipients(u, &hub.presence_audience_of(u));
+        let mut got = seen_by(u1);
         got.sort();
         assert_eq!(got, vec![u2, u3], "co-member and friend, not the stranger");
-        assert!(hub.presence_audience(u4).is_empty());
+        assert!(seen_by(u4).is_empty());
         hub.set_friendship(u1, u3, false);
-        assert_eq!(hub.presence_audience(u1), vec![u2]);
-        assert!(hub.presence_audience(u3).is_empty());
+        assert_eq!(seen_by(u1), vec![u2]);
+        assert!(seen_by(u3).is_empty());
     }
 
     #[test]

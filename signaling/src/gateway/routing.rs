@@ -137,20 +137,6 @@ impl RoutingIndex {
             }
         }
     }
-
-    /// Who sees a user's presence among users for whom `here` holds: co-members and friends.
-    pub fn presence_audience(
-        &self,
-        user_id: UserId,
-        here: impl Fn(&UserId) -> bool,
-    ) -> Vec<UserId> {
-        let mut out: HashSet<UserId> = self.co_members(user_id).into_iter().collect();
-        if let Some(friends) = self.friends.get(&user_id) {
-            out.extend(friends.iter().filter(|f| here(f)));
-        }
-        out.remove(&user_id);
-        out.into_iter().collect()
-    }
 }
 
 /// An audience whose events this node wants from other nodes: a server's (some user with a
