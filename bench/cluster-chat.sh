@@ -135,8 +135,8 @@ if ((smoke)); then
   # Every node served clients and received the others' events: deliveries crossed nodes.
   for u in "${urls[@]}"; do
     m=$(curl -fs "$u/metrics")
-    ids=$(echo "$m" | awk '/^confab_gateway_identifies_total /{print $2}')
-    recv=$(echo "$m" | awk '/^confab_bus_received_total /{print $2}')
+    ids=$(echo "$m" | awk '/^confab_gateway_identifies_total[ {]/{print $NF}')
+    recv=$(echo "$m" | awk '/^confab_bus_received_total[ {]/{print $NF}')
     ((${ids%.*} > 0 && ${recv%.*} > 0)) ||
       { echo "cluster-chat smoke: $u identified ${ids:-0} clients, received ${recv:-0} bus messages" >&2; exit 1; }
   done

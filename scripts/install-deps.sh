@@ -5,12 +5,15 @@
 #                                    espeak-ng and sox for a speech microphone, Node.js, and
 #                                    Janus, iproute2, jq and curl for the Janus comparison,
 #                                    g++ for libFuzzer, python3-venv for schemathesis, nats-server
-#                                    for the cluster tests)
+#                                    for the cluster tests, nginx as their load balancer and
+#                                    for the reverse-proxy test)
 set -euo pipefail
 
 want=(postgresql pkg-config)
 if [[ "${1:-}" == "--test" ]]; then
   want+=(cmake chromium espeak-ng sox nodejs npm janus iproute2 jq curl g++ python3-venv nats-server)
+  # nginx in front of Confab (the cluster's load balancer, the reverse-proxy test); any nginx.
+  want+=(nginx-light)
 fi
 
 missing=()
@@ -22,6 +25,9 @@ done
 # PostgreSQL may come from elsewhere: the server programs are what matters.
 if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   missing=("${missing[@]/postgresql}")
+fi
+if [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null; then
+  missing=("${missing[@]/nginx-light}")
 fi
 # Node.js may be installed without Debian's package.
 if command -v node >/dev/null && command -v npm >/dev/null; then

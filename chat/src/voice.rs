@@ -173,3 +173,51 @@ impl Chat {
         .await?)
     }
 }
+
+/// Where a voice channel lives in a cluster: its media nodes, and the version every change
+/// must name (compare-and-set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub nodes: Vec<String>,
+    pub version: i64,
+}
+
+impl Chat {
+    /// The media nodes `channel_id` is placed on, if it was ever placed.
+    pub async fn voice_placement(&self, channel_id: ChannelId) -> ChatResult<Option<Placement>> {
+        let row: Option<(Vec<String>, i64)> =
+            sqlx::query_as("SELECT nodes, version FROM voice_placements WHERE channel_id = $1")
+                .bind(channel_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(nodes, version)| Placement { nodes, version }))
+    }
+
+    /// Places `channel_id` on `nodes` if its placement is still `expected` (None: never
+    /// placed). False when another api node changed it first: read it again.
+    pub async fn set_voice_placement(
+        &self,
+        channel_id: ChannelId,
+        expected: Option<i64>,
+        nodes: &[String],
+    ) -> ChatResult<bool> {
+        let done = match expected {
+            None => sqlx::query(
+                "INSERT INTO voice_placements (channel_id, nodes) VALUES ($1, $2) ON CONFLICT (channel_id) DO NOTHING",
+            )
+            .bind(channel_id)
+            .bind(nodes)
+            .execute(&self.pool)
+            .await?,
+            Some(v) => sqlx::query(
+                "UPDATE voice_placements SET nodes = $2, version = version + 1, updated_at = now() WHERE channel_id = $1 AND version = $3",
+            )
+            .bind(channel_id)
+            .bind(nodes)
+            .bind(v)
+            .execute(&self.pool)
+            .await?,
+        };
+        Ok(done.rows_affected() == 1)
+    }
+}

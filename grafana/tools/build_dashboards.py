@@ -9,6 +9,14 @@ panels share one layout, one datasource variable and one set of label filters. E
 (or edit the JSON by hand / export from Grafana: tests/observability/validate.sh checks the JSON,
 not this script). Only metric names listed in docs/metrics.md may be used; `confab:*` series are
 recording rules from grafana/alerts.yml.
+
+Every Confab series carries a `node` label (the node's --node-name); every dashboard has a `node`
+variable (multi-select, "All") and every selector of a Confab metric filters on it (`SEL`).
+`up` has no `node` label (Prometheus makes it, per target): it is filtered through the node's
+`confab_build_info` instead (`UP`). Panels marked `cluster_only` read series that stay empty on
+a single node (cross-node delivery latency); tests/observability/validate.sh (one node) accepts
+"no data" from them after checking that their series are exported, and
+tests/observability/cluster.sh (two nodes) requires their data.
 """
 
 import json
@@ -18,8 +26,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "dashboards")
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
-# Every Confab selector is filtered by the job/instance variables.
-SEL = 'job=~"$job", instance=~"$instance"'
+# Every Confab selector is filtered by the job/instance/node variables.
+SEL = 'job=~"$job", instance=~"$instance", node=~"$node"'
+# `up` per target, kept for the targets of the selected nodes (any node seen in the last hour:
+# a target that is down still shows, as 0).
+UP = (
+    'up{job=~"$job", instance=~"$instance"}'
+    f" and on (job, instance) max_over_time(confab_build_info{{{SEL}}}[1h])"
+)
+# Nodes seen in the last hour that export nothing now (the ConfabNodeDown alert, per node).
+NODES_DOWN = (
+    f"max by (node) (max_over_time(confab_build_info{{{SEL}}}[1h]))"
+    f" unless on (node) max by (node) (confab_build_info{{{SEL}}})"
+)
 
 
 def templating():
@@ -59,13 +78,35 @@ def templating():
                 "options": [],
             },
             {
+                "name": "node",
+                "label": "Node",
+                "type": "query",
+                "datasource": DS,
+                "definition": 'label_values(confab_build_info{job=~"$job"}, node)',
+                "query": {
+                    "query": 'label_values(confab_build_info{job=~"$job"}, node)',
+                    "refId": "PrometheusVariableQueryEditor-VariableQuery",
+                    "qryType": 1,
+                },
+                "current": {},
+                "hide": 0,
+                "refresh": 2,
+                "regex": "",
+                "sort": 1,
+                "includeAll": True,
+                # ".*" rather than ".+": "All" also keeps series scraped before they had a node label.
+                "allValue": ".*",
+                "multi": True,
+                "options": [],
+            },
+            {
                 "name": "instance",
                 "label": "Instance",
                 "type": "query",
                 "datasource": DS,
-                "definition": 'label_values(confab_http_requests_total{job=~"$job"}, instance)',
+                "definition": 'label_values(confab_http_requests_total{job=~"$job", node=~"$node"}, instance)',
                 "query": {
-                    "query": 'label_values(confab_http_requests_total{job=~"$job"}, instance)',
+                    "query": 'label_values(confab_http_requests_total{job=~"$job", node=~"$node"}, instance)',
                     "refId": "PrometheusVariableQueryEditor-VariableQuery",
                     "qryType": 1,
                 },
@@ -279,7 +320,7 @@ def dashboard(uid, title, description, layout, links_tag="confab"):
                     "expr": f"changes(process_start_time_seconds{{{SEL}}}[2m]) > 0",
                     "step": "1m",
                     "titleFormat": "Confab restarted",
-                    "textFormat": "{{instance}}",
+                    "textFormat": "{{node}} ({{instance}})",
                 },
             ]
         },
@@ -540,10 +581,10 @@ def voice():
         timeseries(
             "Media loop busy ratio",
             [
-                target(f"rate(confab_sfu_loop_busy_seconds_total{{{SEL}}}[$__rate_interval])", "media loop {{instance}}"),
+                target(f"rate(confab_sfu_loop_busy_seconds_total{{{SEL}}}[$__rate_interval])", "media loop {{node}}"),
                 target(
                     f"rate(confab_sfu_send_worker_busy_seconds_total{{{SEL}}}[$__rate_interval])",
-                    "send workers {{instance}}",
+                    "send workers {{node}}",
                     ref="B",
                 ),
             ],
@@ -561,9 +602,9 @@ def voice():
             [
                 target(
                     f"rate(confab_sfu_loop_busy_seconds_total{{{SEL}}}[$__rate_interval]) / rate(confab_sfu_loop_iterations_total{{{SEL}}}[$__rate_interval])",
-                    "busy per wake-up {{instance}}",
+                    "busy per wake-up {{node}}",
                 ),
-                target(f"rate(confab_sfu_loop_iterations_total{{{SEL}}}[$__rate_interval])", "wake-ups/s {{instance}}", ref="B", hide=True),
+                target(f"rate(confab_sfu_loop_iterations_total{{{SEL}}}[$__rate_interval])", "wake-ups/s {{node}}", ref="B", hide=True),
             ],
             unit="s",
             desc="Mean processing time per loop wake-up (a receive batch, a command or a timer). Growing with constant wake-ups means more work per packet (larger rooms).",
@@ -579,14 +620,14 @@ def voice():
             [
                 target(
                     f"1e6 * rate(process_cpu_seconds_total{{{SEL}}}[1m]) / on (job, instance) sum by (job, instance) (rate(confab_sfu_packets_forwarded_total{{{SEL}}}[1m]))",
-                    "{{instance}}",
+                    "{{node}}",
                 ),
             ],
             unit="µs",
             decimals=1,
             thr=thresholds(GREEN, (10, "yellow"), (20, "red")),
             show_thresholds=True,
-            desc="1e6 × rate(process_cpu_seconds_total[1m]) / rate(confab_sfu_packets_forwarded_total[1m]) per instance. Whole-process CPU: read it under voice load only.",
+            desc="1e6 × rate(process_cpu_seconds_total[1m]) / rate(confab_sfu_packets_forwarded_total[1m]) per node. Whole-process CPU: read it under voice load only.",
         ),
         12,
         8,
@@ -594,7 +635,7 @@ def voice():
     L.add(
         timeseries(
             "Process CPU (cores)",
-            [target(f"rate(process_cpu_seconds_total{{{SEL}}}[$__rate_interval])", "{{instance}}")],
+            [target(f"rate(process_cpu_seconds_total{{{SEL}}}[$__rate_interval])", "{{node}}")],
             unit="short",
             decimals=2,
             thr=thresholds(GREEN, (0.7, "yellow"), (0.9, "red")),
@@ -796,7 +837,7 @@ def chat():
             decimals=3,
             thr=thresholds(GREEN, (0.006, "yellow"), (0.0144, "red")),
             show_thresholds=True,
-            desc="99.9% SLO: 6x burn (0.6%) over 6h and 14.4x (1.44%) over 1h page. The recorded series come from grafana/alerts.yml.",
+            desc="99.9% SLO: 6x burn (0.6%) over 6h and 14.4x (1.44%) over 1h page. The recorded series come from grafana/alerts.yml and cover every node of the job (the SLO is the service's), whatever the node selection.",
         ),
         12,
         8,
@@ -856,6 +897,167 @@ def text_mode_name(panel):
     return panel
 
 
+def cluster_only(panel):
+    """Marks a panel whose series stay empty on a single node (tests/observability accepts no
+    data from it there, once it has checked that the series it reads are exported)."""
+    panel["confabClusterOnly"] = True
+    return panel
+
+
+def cluster_row(L):
+    """The nodes of a cluster side by side: which are up, their load, their bus (NATS) traffic and
+    the cross-node delivery latency (docs/cluster.md, Monitoring)."""
+    L.row("Cluster")
+    L.add(
+        stat(
+            "Nodes up",
+            f"count(max by (node) (confab_build_info{{{SEL}}})) or vector(0)",
+            decimals=0,
+            thr=thresholds((None, "red"), (1, "green")),
+            desc="Selected nodes Prometheus scrapes now (each exports confab_build_info with its node name).",
+        ),
+        4,
+        4,
+    )
+    L.add(
+        stat(
+            "Nodes down",
+            f"count({NODES_DOWN}) or vector(0)",
+            decimals=0,
+            thr=thresholds(GREEN, (1, "red")),
+            desc="Selected nodes seen in the last hour that Prometheus does not scrape now (down, or removed from the targets): ConfabNodeDown fires for each after a minute. A node taken out on purpose counts here for an hour.",
+        ),
+        4,
+        4,
+    )
+    L.add(
+        stat(
+            "Node status",
+            f"max by (node) (confab_build_info{{{SEL}}})"
+            f" or on (node) 0 * max by (node) (max_over_time(confab_build_info{{{SEL}}}[1h]))",
+            thr=thresholds((None, "red"), (1, "green")),
+            mappings=[{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}}}],
+            legend="{{node}}",
+            desc="Each selected node seen in the last hour: UP while Prometheus scrapes it, DOWN otherwise.",
+        ),
+        16,
+        4,
+    )
+    L.add(
+        timeseries(
+            "Gateway sessions per node",
+            [
+                target(f"sum by (node) (confab_gateway_sessions{{{SEL}}})", "sessions {{node}}"),
+                target(f"sum by (node) (confab_gateway_connections{{{SEL}}})", "connections {{node}}", ref="B"),
+            ],
+            decimals=0,
+            desc="Gateway sessions (connected or waiting to be resumed) and open gateway WebSockets on each node: how the load balancer spreads clients. A node dying moves its clients to the others (they IDENTIFY again there).",
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Voice per node",
+            [
+                target(f"sum by (node) (confab_sfu_rooms{{{SEL}}})", "rooms {{node}}"),
+                target(f"sum by (node) (confab_sfu_participants{{{SEL}}})", "SFU participants {{node}}", ref="B"),
+                target(f"sum by (node) (confab_voice_participants{{{SEL}}})", "voice participants (signalling) {{node}}", ref="C"),
+            ],
+            decimals=0,
+            desc="Voice rooms (channels with a participant) and participants in each node's SFU, and users in voice as each api node's signalling sees them (the voice sessions of its gateway sessions). Voice media lives on media nodes (role media or all), placed by the api nodes (docs/cluster.md, Voice).",
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Media nodes",
+            [
+                target(f"max by (node) (confab_media_nodes{{{SEL}}})", "media nodes heard by {{node}}"),
+                target(f"sum by (node) (confab_media_node_participants{{{SEL}}})", "participants on {{node}}", ref="B"),
+                target(f"max by (node) (confab_media_node_draining{{{SEL}}})", "draining {{node}}", ref="C"),
+                target(f"sum by (node) (increase(confab_media_nodes_lost_total{{{SEL}}}[5m]))", "lost (5 min) seen by {{node}}", ref="D"),
+                target(f"sum by (node) (increase(confab_voice_reconnects_total{{{SEL}}}[5m]))", "reconnects (5 min) {{node}}", ref="E"),
+            ],
+            decimals=0,
+            desc="Api nodes: media nodes they hear announcements from (a media node silent for 2 s is lost: its participants reconnect elsewhere). Media nodes: participants placed on them and whether they drain. All zero on a single node.",
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Relay between media nodes",
+            [
+                target(f'sum by (node) (rate(confab_sfu_relay_packets_total{{{SEL}, direction="sent"}}[$__rate_interval]))', "sent {{node}}"),
+                target(f'sum by (node) (rate(confab_sfu_relay_packets_total{{{SEL}, direction="received"}}[$__rate_interval]))', "received {{node}}", ref="B"),
+                target(f"sum by (node) (rate(confab_sfu_relay_dropped_total{{{SEL}}}[$__rate_interval]))", "dropped {{node}}", ref="C"),
+                target(f"sum by (node) (confab_sfu_remote_publishers{{{SEL}}})", "remote speakers {{node}}", ref="D"),
+            ],
+            unit="short",
+            desc="Audio of channels that span media nodes (docs/relay.md): packets each media node relays to and receives from the others (one copy per remote node), relay datagrams dropped (bad key, unknown room, replay: docs/metrics.md has the reasons) and the remote speakers its rooms hold. Zero on a single node.",
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Bus messages/s per node",
+            [
+                target(f"sum by (node) (rate(confab_bus_published_total{{{SEL}}}[$__rate_interval]))", "published {{node}}"),
+                target(f"sum by (node) (rate(confab_bus_received_total{{{SEL}}}[$__rate_interval]))", "received {{node}}", ref="B"),
+            ],
+            unit="ops",
+            desc="NATS messages each node publishes (its events for other nodes) and receives (other nodes' events). Zero on a single node (docs/cluster.md).",
+        ),
+        8,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Bus errors/s per node",
+            [
+                target(f"sum by (node) (rate(confab_bus_publish_errors_total{{{SEL}}}[$__rate_interval]))", "publish errors {{node}}"),
+                target(f"sum by (node) (rate(confab_bus_dropped_total{{{SEL}}}[$__rate_interval]))", "dropped {{node}}", ref="B"),
+                target(f"sum by (node) (rate(confab_bus_undecodable_total{{{SEL}}}[$__rate_interval]))", "undecodable {{node}}", ref="C"),
+            ],
+            unit="ops",
+            decimals=3,
+            thr=thresholds(GREEN, (0.001, "red")),
+            show_thresholds=True,
+            desc="Messages the NATS client refused, events dropped because the outbox was full while NATS was away, and received messages that were not Confab events. All should be 0.",
+        ),
+        8,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Bus connected and subscriptions",
+            [
+                target(f"max by (node) (confab_bus_connected{{{SEL}}})", "connected {{node}}"),
+                target(f"max by (node) (confab_bus_subscriptions{{{SEL}}})", "subscriptions {{node}}", ref="B"),
+            ],
+            decimals=0,
+            desc="confab_bus_connected: 1 while the node is connected to NATS (always 1 on a single node; ConfabBusDisconnected fires after a minute at 0). Subscriptions: one per server and user with sessions on the node.",
+        ),
+        8,
+        8,
+    )
+    L.add(
+        cluster_only(timeseries(
+            "Cross-node delivery latency",
+            quantiles("confab_bus_delivery_seconds", by="node", qs=(0.5, 0.99)),
+            unit="s",
+            thr=thresholds(GREEN, (0.05, "yellow"), (0.25, "red")),
+            show_thresholds=True,
+            desc="From an event's publication on one node to its receipt on the node named (p50, p99; buckets 100 µs–1 s); across machines it includes their clock difference. No data on a single node or while no events cross nodes: there is nothing to time, and 0 would claim an instant delivery.",
+        )),
+        24,
+        8,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 def node():
     L = Layout()
@@ -863,16 +1065,16 @@ def node():
     L.add(
         stat(
             "Scrape target up",
-            f"up{{{SEL}}}",
+            UP,
             thr=thresholds((None, "red"), (1, "green")),
             mappings=[{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}}}],
             legend="{{instance}}",
-            desc="Prometheus could scrape /metrics. Readiness proper (/readyz: DB reachable, SFU loop running) is not exported as a metric; see ConfabNotReady.",
+            desc="Prometheus could scrape /metrics, per target of the selected nodes (a target that never answered has no node yet: ConfabDown covers it). Readiness proper (/readyz: DB reachable, SFU loop running) is not exported as a metric; see ConfabNotReady.",
         ),
         6,
         4,
     )
-    L.add(stat("Uptime", f"time() - process_start_time_seconds{{{SEL}}}", unit="s", legend="{{instance}}",
+    L.add(stat("Uptime", f"time() - process_start_time_seconds{{{SEL}}}", unit="s", legend="{{node}}",
                thr=thresholds((None, "orange"), (600, "green")), desc="Orange during the first 10 minutes after a (re)start."), 6, 4)
     L.add(stat("Restarts (24h)", f"sum(changes(process_start_time_seconds{{{SEL}}}[24h]))", decimals=0,
                thr=thresholds(GREEN, (1, "yellow"), (3, "red"))), 6, 4)
@@ -902,11 +1104,13 @@ def node():
         3,
     )
 
+    cluster_row(L)
+
     L.row("Resources")
     L.add(
         timeseries(
             "CPU (share of one core)",
-            [target(f"rate(process_cpu_seconds_total{{{SEL}}}[$__rate_interval])", "{{instance}}")],
+            [target(f"rate(process_cpu_seconds_total{{{SEL}}}[$__rate_interval])", "{{node}}")],
             unit="percentunit",
             thr=thresholds(GREEN, (0.7, "yellow"), (0.9, "red")),
             show_thresholds=True,
@@ -919,8 +1123,8 @@ def node():
         timeseries(
             "Memory",
             [
-                target(f"process_resident_memory_bytes{{{SEL}}}", "RSS {{instance}}"),
-                target(f"process_virtual_memory_bytes{{{SEL}}}", "virtual {{instance}}", ref="B", hide=True),
+                target(f"process_resident_memory_bytes{{{SEL}}}", "RSS {{node}}"),
+                target(f"process_virtual_memory_bytes{{{SEL}}}", "virtual {{node}}", ref="B", hide=True),
             ],
             unit="bytes",
             desc="Resident set size. Virtual size is hidden by default (large and not meaningful for Rust allocators).",
@@ -932,8 +1136,8 @@ def node():
         timeseries(
             "Open file descriptors",
             [
-                target(f"process_open_fds{{{SEL}}}", "open {{instance}}"),
-                target(f"process_max_fds{{{SEL}}}", "max {{instance}}", ref="B"),
+                target(f"process_open_fds{{{SEL}}}", "open {{node}}"),
+                target(f"process_max_fds{{{SEL}}}", "max {{node}}", ref="B"),
             ],
             desc="Each gateway WebSocket and DB connection is one fd.",
         ),
@@ -943,7 +1147,7 @@ def node():
     L.add(
         timeseries(
             "File descriptor use",
-            [target(f"process_open_fds{{{SEL}}} / process_max_fds{{{SEL}}}", "{{instance}}")],
+            [target(f"process_open_fds{{{SEL}}} / process_max_fds{{{SEL}}}", "{{node}}")],
             unit="percentunit",
             thr=thresholds(GREEN, (0.6, "yellow"), (0.8, "red")),
             show_thresholds=True,
@@ -952,14 +1156,14 @@ def node():
         8,
     )
     L.add(
-        timeseries("Threads", [target(f"process_threads{{{SEL}}}", "{{instance}}")], decimals=0),
+        timeseries("Threads", [target(f"process_threads{{{SEL}}}", "{{node}}")], decimals=0),
         8,
         8,
     )
     L.add(
         timeseries(
             "Uptime",
-            [target(f"time() - process_start_time_seconds{{{SEL}}}", "{{instance}}")],
+            [target(f"time() - process_start_time_seconds{{{SEL}}}", "{{node}}")],
             unit="s",
         ),
         12,
@@ -968,7 +1172,7 @@ def node():
     L.add(
         timeseries(
             "Scrape target up",
-            [target(f"up{{{SEL}}}", "{{instance}}")],
+            [target(UP, "{{instance}}")],
             thr=thresholds((None, "red"), (1, "green")),
             decimals=0,
         ),
@@ -976,43 +1180,10 @@ def node():
         7,
     )
 
-    L.row("Cluster bus")
-    L.add(
-        timeseries(
-            "Bus messages/s",
-            [
-                target(f"sum by (instance) (rate(confab_bus_published_total{{{SEL}}}[$__rate_interval]))", "published {{instance}}"),
-                target(f"sum by (instance) (rate(confab_bus_received_total{{{SEL}}}[$__rate_interval]))", "received {{instance}}", ref="B"),
-                target(
-                    f"sum by (instance) (rate(confab_bus_publish_errors_total{{{SEL}}}[$__rate_interval])"
-                    f" + rate(confab_bus_dropped_total{{{SEL}}}[$__rate_interval]))",
-                    "errors + dropped {{instance}}",
-                    ref="C",
-                ),
-            ],
-            unit="ops",
-            desc="NATS messages each node publishes (its events for other nodes) and receives (other nodes' events), and publish errors and drops. All zero on a single node (docs/cluster.md).",
-        ),
-        12,
-        8,
-    )
-    L.add(
-        timeseries(
-            "Bus connected and subscriptions",
-            [
-                target(f"max by (instance) (confab_bus_connected{{{SEL}}})", "connected {{instance}}"),
-                target(f"max by (instance) (confab_bus_subscriptions{{{SEL}}})", "subscriptions {{instance}}", ref="B"),
-            ],
-            decimals=0,
-            desc="confab_bus_connected: 1 while the node is connected to NATS (always 1 on a single node; ConfabBusDisconnected fires after a minute at 0). Subscriptions: one per server and user with sessions on the node.",
-        ),
-        12,
-        8,
-    )
     return dashboard(
         "confab-node",
         "Confab / Node health",
-        "Process health of each Confab node: up, uptime, CPU, memory, file descriptors, threads, and its cluster bus.",
+        "Each Confab node's process health (up, uptime, CPU, memory, file descriptors, threads) and the cluster: nodes up and down, sessions and voice per node, the NATS bus and cross-node delivery latency.",
         L,
     )
 

@@ -17,6 +17,9 @@ pub struct Api {
     pub has_metrics: bool,
     /// Every node of a cluster (`base` first); just `base` for one server.
     pub nodes: Vec<String>,
+    /// Where the server's counters come from when not `base`: a cluster's media nodes
+    /// (`--media-metrics`), summed.
+    pub metrics_from: Vec<String>,
 }
 
 /// A registered user.
@@ -45,6 +48,7 @@ impl Api {
             nodes: vec![base.clone()],
             base,
             has_metrics: true,
+            metrics_from: Vec::new(),
         })
     }
 
@@ -290,9 +294,14 @@ impl Api {
 
     /// The server's Prometheus text.
     pub async fn metrics(&self) -> Result<String> {
+        self.metrics_of(&self.base).await
+    }
+
+    /// `/metrics` of the server at `base`.
+    pub async fn metrics_of(&self, base: &str) -> Result<String> {
         let resp = self
             .http
-            .get(format!("{}/metrics", self.base))
+            .get(format!("{base}/metrics"))
             .send()
             .await
             .context("GET /metrics")?;

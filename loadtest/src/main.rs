@@ -73,9 +73,16 @@ struct Common {
     #[arg(long, global = true)]
     url: Option<String>,
     /// Other nodes of a Confab cluster (comma-separated base URLs): chat clients connect and
-    /// messages are posted round-robin over `--url` and these; setup and `/metrics` use `--url`.
+    /// messages are posted round-robin over `--url` and these, and voice peers signal through
+    /// them round-robin (their media goes to whichever media node the answer names); setup and
+    /// `/metrics` use `--url`.
     #[arg(long, global = true, value_delimiter = ',')]
     nodes: Option<Vec<String>>,
+    /// The media nodes of a Confab cluster (comma-separated base URLs of their HTTP port): the
+    /// server side of the measurements (CPU, forwarded packets, memory) is summed over their
+    /// /metrics instead of read from `--url`, an api node without an SFU.
+    #[arg(long, global = true, value_delimiter = ',')]
+    media_metrics: Option<Vec<String>>,
     /// Measured steady state after the last join, in seconds [default: 30].
     #[arg(long, global = true)]
     duration: Option<f64>,
@@ -206,6 +213,7 @@ impl Common {
         pick!(
             url,
             nodes,
+            media_metrics,
             duration,
             json,
             scenario,
@@ -291,6 +299,13 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
     let duration = Duration::from_secs_f64(c.duration.unwrap_or(30.0).max(0.1));
     let target = c.target.unwrap_or(voice::Target::Confab);
     let mut api = api::Api::new(&url)?.with_nodes(c.nodes.as_deref().unwrap_or_default());
+    api.metrics_from = c
+        .media_metrics
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect();
     let local = is_local(&url);
     if target == voice::Target::Janus {
         anyhow::ensure!(
@@ -308,7 +323,8 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
     }
     let bind_ip = local_ip_towards(&url)?;
     let sfu_pid = c.sfu_pid.or_else(|| {
-        if !local {
+        // The SFU is elsewhere (media nodes): CPU from their /metrics.
+        if !local || !ctx_metrics_local(&api) {
             return None;
         }
         let port = port_of(&url)?;
@@ -478,6 +494,11 @@ fn local_ip_towards(url: &str) -> Result<std::net::IpAddr> {
     Ok(probe.local_addr()?.ip())
 }
 
+/// Whether the server measurements come from `--url` itself (not `--media-metrics`).
+fn ctx_metrics_local(api: &api::Api) -> bool {
+    api.metrics_from.is_empty()
+}
+
 fn is_local(url: &str) -> bool {
     let rest = url.split("://").nth(1).unwrap_or(url);
     rest.starts_with("127.") || rest.starts_with("localhost") || rest.starts_with("[::1]")
@@ -547,6 +568,15 @@ fn print_summary(v: &Value) {
         println!("  jitter:  {}", h(&vo["jitter_ms"]));
         println!("  join:    {}", h(&vo["join_ms"]));
         println!("  first audio: {}", h(&vo["first_audio_ms"]));
+        if vo["reconnects"].as_u64().unwrap_or(0) > 0 {
+            println!(
+                "  reconnects (media node gone): {} peers, {} with at most 5 s of silence; silence: {}; told → heard again: {}",
+                vo["reconnected_peers"],
+                vo["reconnected_within_5s"],
+                h(&vo["reconnect_gap_ms"]),
+                h(&vo["reconnect_ms"])
+            );
+        }
         println!(
             "  network loss {}%; NACKs sent {}; sequence gaps {}, filled later {}; integrity: {} frames decoded, {} failed (min correlation {})",
             f(&vo["network_loss_percent"]),

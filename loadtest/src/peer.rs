@@ -38,7 +38,6 @@ const RECV_BATCH: usize = 64;
 pub struct VoiceShared {
     pub clock: Clock,
     pub catalog: Arc<Catalog>,
-    pub gateway_url: String,
     /// Measured window, µs on `clock`; `u64::MAX` until set.
     pub win_start: AtomicU64,
     pub win_end: AtomicU64,
@@ -95,6 +94,9 @@ pub struct PeerConfig {
     pub token: String,
     pub server_id: String,
     pub channel_id: String,
+    /// The gateway this peer signals through: with `--nodes`, peers are spread round-robin
+    /// over a cluster's api nodes (each reaches whichever media node the answer names).
+    pub gateway_url: String,
 }
 
 /// What one peer measured.
@@ -139,6 +141,14 @@ pub struct PeerReport {
     pub max_distinct_speakers: usize,
     /// The second being counted and the speakers seen in it.
     pub distinct: (u64, Vec<u32>),
+    /// VOICE_RECONNECTs received (the media node died or drains, in a cluster).
+    pub reconnects: u32,
+    /// VOICE_RECONNECT → first audio packet on the new connection, per reconnect that got one.
+    pub reconnect_us: Vec<u64>,
+    /// Around each reconnect: the last audio packet on the old connection → the first on the
+    /// new one (the silence a user hears when a media node dies: it includes the time the
+    /// cluster takes to notice).
+    pub reconnect_gap_us: Vec<u64>,
 }
 
 /// Sequence-gap accounting for one received stream: a 128-packet window
@@ -305,6 +315,14 @@ pub(crate) struct Media {
     rx_us: Option<u64>,
     /// Whether the kernel timestamps received datagrams on `sock`.
     kernel_ts: bool,
+    /// When the server asked this peer to reconnect (VOICE_RECONNECT), until its first audio
+    /// packet on the new connection.
+    reconnect_from: Option<Instant>,
+    /// The last audio packet received (on this connection, or on the one it replaced while
+    /// none arrived here yet).
+    last_audio: Option<Instant>,
+    /// `last_audio` of the connection this one replaced, until this one's first packet.
+    gap_from: Option<Instant>,
 }
 
 pub(crate) fn build_rtc(local: SocketAddr, now: Instant, audio_rtx: bool) -> anyhow::Result<Rtc> {
@@ -358,6 +376,9 @@ impl Media {
             counter: 0,
             rx_us: None,
             kernel_ts,
+            reconnect_from: None,
+            last_audio: None,
+            gap_from: None,
         })
     }
 
@@ -437,6 +458,15 @@ pub(crate) fn drive(
                         rep.first_audio_us =
                             Some(p.timestamp.duration_since(t_join).as_micros() as u64);
                     }
+                    if let Some(t0) = media.reconnect_from.take() {
+                        rep.reconnect_us
+                            .push(p.timestamp.saturating_duration_since(t0).as_micros() as u64);
+                        if let Some(g) = media.gap_from.take() {
+                            rep.reconnect_gap_us
+                                .push(p.timestamp.saturating_duration_since(g).as_micros() as u64);
+                        }
+                    }
+                    media.last_audio = Some(p.timestamp);
                     if shared.in_window(now_us) {
                         rep.rx_in_window += 1;
                         shared.series.add(now_us, COL_RX, 1);
@@ -491,7 +521,8 @@ pub(crate) fn drive(
                 }
                 Event::Connected if !media.connected => {
                     media.connected = true;
-                    rep.join_us = Some(t_join.elapsed().as_micros() as u64);
+                    rep.join_us
+                        .get_or_insert(t_join.elapsed().as_micros() as u64);
                 }
                 Event::IceConnectionStateChange(IceConnectionState::Disconnected)
                     if rep.error.is_none() =>
@@ -609,7 +640,13 @@ async fn run_inner(
     stop: &mut watch::Receiver<bool>,
     rep: &mut PeerReport,
 ) -> anyhow::Result<()> {
-    let mut sess = gateway::connect(&shared.gateway_url, &cfg.token).await?;
+    // Bounded: a gateway that accepts but never answers must not keep this peer from stopping.
+    let mut sess = tokio::select! {
+        r = tokio::time::timeout(shared.join_timeout, gateway::connect(&cfg.gateway_url, &cfg.token)) => {
+            r.map_err(|_| anyhow::anyhow!("gateway not ready after {:?}", shared.join_timeout))??
+        }
+        _ = stop.changed() => return Ok(()),
+    };
     let t_join = Instant::now();
     let op4 = json!({"op": 4, "d": {"server_id": cfg.server_id, "channel_id": cfg.channel_id,
         "self_mute": false, "self_deaf": false}});
@@ -680,6 +717,24 @@ async fn run_inner(
                                 }
                             }
                             "VOICE_SLOTS" => rep.slots_events += 1,
+                            "VOICE_RECONNECT" => {
+                                // The media node died or drains: a fresh connection and offer,
+                                // placed on a live node; the voice session stays.
+                                rep.reconnects += 1;
+                                if rep.error.as_deref() == Some("ICE disconnected") {
+                                    rep.error = None;
+                                }
+                                let slots = media.recv_slots.max(wanted_slots);
+                                let last_audio = media.last_audio;
+                                media = Media::bind(shared, Instant::now()).await?;
+                                media.reconnect_from = Some(Instant::now());
+                                media.gap_from = last_audio;
+                                let sdp = media.offer(speaker.is_some(), slots)?;
+                                rep.offers += 1;
+                                sess.ws
+                                    .send(Message::text(json!({"op": 12, "d": {"sdp": sdp}}).to_string()))
+                                    .await?;
+                            }
                             _ => {}
                         }
                     }

@@ -65,6 +65,41 @@ pub async fn snapshot(api: &Api, pid: Option<u32>) -> Snapshot {
     if !api.has_metrics {
         return s;
     }
+    if !api.metrics_from.is_empty() {
+        // A cluster's media nodes: each counter summed over them (None if any is missing,
+        // so a rate never mixes a node's absence into a delta).
+        let mut sum = Snapshot {
+            metrics_cpu: Some(0.0),
+            forwarded: Some(0.0),
+            rss: Some(0),
+            video_forwarded_bytes: Some(0.0),
+            keyframe_requests: Some(0.0),
+            ..s
+        };
+        for base in &api.metrics_from {
+            let text = match api.metrics_of(base).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!("cannot read {base}/metrics: {e:#}");
+                    String::new()
+                }
+            };
+            let add = |acc: Option<f64>, name: &str| Some(acc? + metric_sum(&text, name)?);
+            sum.metrics_cpu = add(sum.metrics_cpu, "process_cpu_seconds_total");
+            sum.forwarded = add(sum.forwarded, "confab_sfu_packets_forwarded_total");
+            sum.video_forwarded_bytes = add(
+                sum.video_forwarded_bytes,
+                "confab_sfu_video_forwarded_bytes_total",
+            );
+            sum.keyframe_requests =
+                add(sum.keyframe_requests, "confab_sfu_keyframe_requests_total");
+            sum.rss = match (sum.rss, metric_sum(&text, "process_resident_memory_bytes")) {
+                (Some(a), Some(b)) => Some(a + b as u64),
+                _ => None,
+            };
+        }
+        return sum;
+    }
     match api.metrics().await {
         Ok(text) => {
             s.metrics_cpu = metric_sum(&text, "process_cpu_seconds_total");

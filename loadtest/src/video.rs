@@ -156,12 +156,7 @@ pub async fn run(ctx: &Ctx, opts: &VideoOpts, duration: Duration) -> Result<Valu
     let rss = stats::rss_bytes(None);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop_tx.send(true);
-    let mut reports = Vec::with_capacity(n);
-    for t in tasks {
-        if let Ok(r) = t.await {
-            reports.push(r);
-        }
-    }
+    let reports = crate::voice::collect_within(tasks, crate::voice::PEER_STOP_GRACE).await;
     Ok(aggregate(
         opts,
         &reports,

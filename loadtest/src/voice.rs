@@ -104,7 +104,6 @@ pub async fn run(
     let shared = Arc::new(VoiceShared {
         clock: ctx.clock,
         catalog: Arc::new(catalog),
-        gateway_url: ctx.api.gateway_url(),
         win_start: AtomicU64::new(u64::MAX),
         win_end: AtomicU64::new(u64::MAX),
         sent_in_window: (0..n_speakers).map(|_| AtomicU64::new(0)).collect(),
@@ -166,6 +165,7 @@ pub async fn run(
                     token: users[next_user].token.clone(),
                     server_id: server_id.clone(),
                     channel_id: channels[room].clone(),
+                    gateway_url: ctx.api.node(i).gateway_url(),
                 };
                 tokio::spawn(peer::run(cfg, shared.clone(), stop_rx.clone()))
             }
@@ -228,12 +228,7 @@ pub async fn run(
     // Packets sent at the very end of the window are still in flight.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop_tx.send(true);
-    let mut reports: Vec<PeerReport> = Vec::with_capacity(n);
-    for t in tasks {
-        if let Ok(r) = t.await {
-            reports.push(r);
-        }
-    }
+    let reports = collect_within(tasks, PEER_STOP_GRACE).await;
     if let Signalling::Janus(run) = &signalling {
         run.janus.destroy().await;
     }
@@ -354,6 +349,9 @@ fn aggregate(
     let mut latency_app = Hist::new();
     let mut join = Hist::new();
     let mut first_audio = Hist::new();
+    let mut reconnect = Hist::new();
+    let mut reconnect_gap = Hist::new();
+    let (mut reconnects, mut reconnected_peers, mut reconnected_within_5s) = (0u64, 0u64, 0u64);
     let mut jitter = Hist::new();
     let (mut expected, mut received, mut dup, mut rx_window, mut unknown) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
@@ -392,6 +390,22 @@ fn aggregate(
         }
         if let Some(f) = r.first_audio_us {
             first_audio.record_us(f);
+        }
+        reconnects += u64::from(r.reconnects);
+        if r.reconnects > 0 {
+            reconnected_peers += 1;
+            // Silence around each reconnect (last packet before → first after) at most 5 s.
+            if r.reconnect_gap_us.len() >= r.reconnects as usize
+                && r.reconnect_gap_us.iter().all(|&us| us <= 5_000_000)
+            {
+                reconnected_within_5s += 1;
+            }
+        }
+        for &us in &r.reconnect_us {
+            reconnect.record_us(us);
+        }
+        for &us in &r.reconnect_gap_us {
+            reconnect_gap.record_us(us);
         }
         latency.add(&r.latency);
         latency_app.add(&r.latency_app);
@@ -443,7 +457,7 @@ fn aggregate(
         * opts.speakers as f64
         * (opts.speakers.saturating_sub(1) + opts.listeners) as f64
         * 50.0;
-    json!({
+    let mut out = json!({
         "voice": {
             "target": opts.target,
             "rooms": opts.rooms,
@@ -511,5 +525,40 @@ fn aggregate(
             "payload_lookup_ns": lookup_ns,
             "rss_bytes": rss,
         }
-    })
+    });
+    // VOICE_RECONNECT (the media node died or drains) → first audio on the new connection;
+    // the gap is the silence heard (last packet before → first after), "within 5 s" counts it.
+    out["voice"]["reconnects"] = json!(reconnects);
+    out["voice"]["reconnected_peers"] = json!(reconnected_peers);
+    out["voice"]["reconnected_within_5s"] = json!(reconnected_within_5s);
+    out["voice"]["reconnect_ms"] = reconnect.summary_ms();
+    out["voice"]["reconnect_gap_ms"] = reconnect_gap.summary_ms();
+    out
+}
+
+/// How long peers get to leave after the window before the run gives up on them.
+pub(crate) const PEER_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Awaits every peer task, but never past `grace` in all: a peer stuck on a
+/// server that stopped answering is aborted and left out of the report (and
+/// said so) instead of hanging the whole run.
+pub(crate) async fn collect_within<T>(tasks: Vec<tokio::task::JoinHandle<T>>, grace: Duration) -> Vec<T> {
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut out = Vec::with_capacity(tasks.len());
+    let mut stuck = 0usize;
+    for t in tasks {
+        let abort = t.abort_handle();
+        match tokio::time::timeout_at(deadline, t).await {
+            Ok(Ok(r)) => out.push(r),
+            Ok(Err(_)) => {}
+            Err(_) => {
+                abort.abort();
+                stuck += 1;
+            }
+        }
+    }
+    if stuck > 0 {
+        eprintln!("loadtest: {stuck} peer(s) did not stop within {grace:?}; aborted, left out of the report");
+    }
+    out
 }

@@ -63,6 +63,12 @@ pub struct SfuConfig {
     /// loop's own thread included (0 = one per core). Each subscriber stays
     /// on one of them; with 1 the loop does everything itself.
     pub send_workers: usize,
+    /// Where the relay socket binds: audio between media nodes hosting the
+    /// same room (see `docs/relay.md`). `None` (the default): no relay
+    /// socket, rooms live on this node only. Port 0 picks a free port. The
+    /// address announced to other nodes is the bound one, with an
+    /// unspecified IP replaced by `public_ip`.
+    pub relay_bind: Option<SocketAddr>,
 }
 
 impl SfuConfig {
@@ -108,6 +114,7 @@ impl Default for SfuConfig {
             video_start_bitrate_kbps: 2_000,
             fast_path: true,
             send_workers: 0,
+            relay_bind: None,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! ([`DownTrack::write_video`]). The forwarding loop is then a fan-out over
 //! down-tracks.
 
+use std::cell::OnceCell;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use str0m::media::{Mid, Pt};
@@ -26,6 +28,71 @@ pub(crate) struct Egress<'a> {
     pub lanes: &'a mut Lanes,
     /// Identifies the packet among those forwarded (see [`RtpOut::serial`]).
     pub serial: u64,
+}
+
+/// An audio packet to forward: from a local publisher (str0m's
+/// `RtpPacket`) or relayed from another media node. Only what forwarding
+/// reads; the payload is borrowed, and turned into the `Arc` str0m's send
+/// path wants only if a subscriber takes that path (once per packet).
+pub(crate) struct AudioPacket<'a> {
+    pub ssrc: Ssrc,
+    /// Extended sequence number.
+    pub seq: u64,
+    pub rtp_time: u32,
+    /// When it arrived at this node.
+    pub arrived: Instant,
+    pub marker: bool,
+    pub audio_level: Option<i8>,
+    pub voice_activity: Option<bool>,
+    pub payload: &'a [u8],
+    shared: OnceCell<Arc<[u8]>>,
+}
+
+impl<'a> AudioPacket<'a> {
+    /// A publisher's packet as str0m delivered it (its payload is shared as is).
+    pub fn from_rtp(pkt: &'a RtpPacket) -> Self {
+        AudioPacket {
+            ssrc: pkt.header.ssrc,
+            seq: *pkt.seq_no,
+            rtp_time: pkt.header.timestamp,
+            arrived: pkt.timestamp,
+            marker: pkt.header.marker,
+            audio_level: pkt.header.ext_vals.audio_level,
+            voice_activity: pkt.header.ext_vals.voice_activity,
+            payload: &pkt.payload,
+            shared: OnceCell::from(pkt.payload.clone()),
+        }
+    }
+
+    /// A packet whose payload lives in a borrowed buffer (relayed).
+    #[allow(clippy::too_many_arguments)]
+    pub fn borrowed(
+        ssrc: Ssrc,
+        seq: u64,
+        rtp_time: u32,
+        arrived: Instant,
+        marker: bool,
+        audio_level: Option<i8>,
+        voice_activity: Option<bool>,
+        payload: &'a [u8],
+    ) -> Self {
+        AudioPacket {
+            ssrc,
+            seq,
+            rtp_time,
+            arrived,
+            marker,
+            audio_level,
+            voice_activity,
+            payload,
+            shared: OnceCell::new(),
+        }
+    }
+
+    /// The payload as str0m's send path takes it.
+    fn shared(&self) -> Arc<[u8]> {
+        self.shared.get_or_init(|| Arc::from(self.payload)).clone()
+    }
 }
 
 /// How a packet left a down-track.
@@ -154,7 +221,7 @@ impl DownTrack {
     pub fn write_audio(
         &mut self,
         out: Egress<'_>,
-        pkt: &RtpPacket,
+        pkt: &AudioPacket<'_>,
         pt: Pt,
     ) -> Result<Sent, DropReason> {
         match out.fast.filter(|f| self.fast_owned && f.is_active()) {
@@ -172,59 +239,53 @@ impl DownTrack {
         fast: &mut FastPeer,
         lanes: &mut Lanes,
         serial: u64,
-        pkt: &RtpPacket,
+        pkt: &AudioPacket<'_>,
         pt: Pt,
     ) -> Result<usize, DropReason> {
         fast.check(pkt.payload.len())?;
         let (seq, ts) = self
-            .rewrite(
-                pkt.header.ssrc,
-                *pkt.seq_no,
-                pkt.header.timestamp,
-                pkt.timestamp,
-            )
+            .rewrite(pkt.ssrc, pkt.seq, pkt.rtp_time, pkt.arrived)
             .ok_or(DropReason::Stale)?;
-        let ev = &pkt.header.ext_vals;
         let n = fast.write_rtp(
             RtpOut {
                 pt,
-                marker: pkt.header.marker,
+                marker: pkt.marker,
                 seq,
                 timestamp: ts,
                 ssrc: self.ssrc,
                 mid: &self.mid,
-                audio_level: ev.audio_level,
-                voice_activity: ev.voice_activity,
-                payload: &pkt.payload,
+                audio_level: pkt.audio_level,
+                voice_activity: pkt.voice_activity,
+                payload: pkt.payload,
                 serial,
             },
             lanes,
         )?;
-        self.sent.on_sent(pkt.payload.len(), ts, pkt.timestamp);
+        self.sent.on_sent(pkt.payload.len(), ts, pkt.arrived);
         Ok(n)
     }
 
     /// str0m's send stream. The payload bytes are shared, never copied or
     /// changed (Opus, RED, FEC and DTX pass through untouched).
-    fn write_rtc(&mut self, rtc: &mut Rtc, pkt: &RtpPacket, pt: Pt) -> Result<(), DropReason> {
+    fn write_rtc(
+        &mut self,
+        rtc: &mut Rtc,
+        pkt: &AudioPacket<'_>,
+        pt: Pt,
+    ) -> Result<(), DropReason> {
         let (seq, ts) = self
-            .rewrite(
-                pkt.header.ssrc,
-                *pkt.seq_no,
-                pkt.header.timestamp,
-                pkt.timestamp,
-            )
+            .rewrite(pkt.ssrc, pkt.seq, pkt.rtp_time, pkt.arrived)
             .ok_or(DropReason::Stale)?;
         let mut api = rtc.direct_api();
         let tx = api.stream_tx(&self.ssrc).ok_or(DropReason::NoStream)?;
         let ext = ExtensionValues {
-            audio_level: pkt.header.ext_vals.audio_level,
-            voice_activity: pkt.header.ext_vals.voice_activity,
+            audio_level: pkt.audio_level,
+            voice_activity: pkt.voice_activity,
             ..Default::default()
         };
         tx.write_rtp(
-            RtpWrite::new(pt, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
-                .marker(pkt.header.marker)
+            RtpWrite::new(pt, seq.into(), ts, pkt.arrived, pkt.shared())
+                .marker(pkt.marker)
                 .ext_vals(ext)
                 .nackable(true),
         );

@@ -25,12 +25,16 @@
 //!   the str0m events they produce; `drive.rs` timers, draining each `Rtc`
 //!   (and why one drain after several writes is safe) and the fast path's
 //!   lanes; `forwarding.rs` the audio fan-out and the loudest-speaker slots;
-//!   `video_routing.rs` video forwarding, layer choice and keyframes.
+//!   `video_routing.rs` video forwarding, layer choice and keyframes;
+//!   `relay.rs` what is relayed to other media nodes and the remote
+//!   publishers relayed from them.
 //! - `downtrack.rs`: one forwarded stream to one subscriber slot: rewriting
 //!   and its write path (fast path or str0m), sender-report counts.
 //! - `fastpath/`: a leaf: SRTP (`srtp.rs`), RTCP (`rtcp.rs`, `feedback.rs`),
 //!   keys from DTLS (`keys.rs`), send lanes (`lanes.rs`); it sees the streams
 //!   it owns through its `FastTrack` trait only.
+//! - `relay.rs`: a leaf: the relay datagram format between media nodes, its
+//!   AES-GCM sealing and the reusable outbox.
 //! - `selection.rs` (loudest speakers), `speaking.rs`, `video.rs` (tracks,
 //!   layers, VP8 rewriting), `sdp.rs` (offer checks, answer tuning),
 //!   `demux.rs` (STUN/DTLS/RTP/RTCP by first byte, ufrag), `metrics.rs`.
@@ -55,6 +59,21 @@
 //!    participant's audio and a switched-off camera or screen are dropped on
 //!    arrival, like a server mute). A rejoin is just `join` with the same
 //!    participant id.
+//!
+//! Cascade (a voice channel on several media nodes; `docs/relay.md`):
+//! with `SfuConfig::relay_bind` set, the media loop drives a second UDP
+//! socket, the relay socket. Signaling publishes [`Sfu::relay_endpoint`]
+//! (address + a random 128-bit key drawn at start) and tells each node the
+//! other nodes hosting a room with [`Sfu::set_relay_peers`] (also before the
+//! first join). Each node seals every packet of its local speakers once per
+//! other node (AES-128-GCM with that node's key), only while the speaker
+//! could take a slot (speaking, its hangover included, or a loud level
+//! starting speech; never muted or silent publishers). On arrival the
+//! speaker is a remote publisher of the local room: a candidate for the
+//! loudest-speaker slots like a local one (speaking and priority flags as
+//! its own node says), forwarded to local listeners (fast path included),
+//! named in `Slots`, without `Speaking` events. Audio only: video is not
+//! relayed.
 //!
 //! Video (camera and screen share, simulcast):
 //! - A client that wants video puts **all** its video m-lines in its first
@@ -139,6 +158,7 @@ mod fastpath;
 pub mod fuzzing;
 mod ids;
 mod metrics;
+mod relay;
 mod runtime;
 mod sdp;
 mod selection;
@@ -159,6 +179,7 @@ pub use crate::event::{
     SfuEvent, SlotAssignment, VideoSlotAssignment, VideoSubscription, VideoTrackKind,
 };
 pub use crate::ids::{ParticipantId, RoomId, UserTag};
+pub use crate::relay::RelayEndpoint;
 pub use crate::runtime::Sfu;
 pub use crate::speaking::{
     ATTACK as SPEAKING_ATTACK, LOUD_LEVEL as SPEAKING_LOUD_LEVEL, RELEASE as SPEAKING_RELEASE,

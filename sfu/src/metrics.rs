@@ -137,6 +137,87 @@ fn describe() {
     );
     describe_gauge!("confab_sfu_rooms", "Rooms with at least one participant.");
     describe_gauge!("confab_sfu_tracks", "Published audio tracks.");
+    describe_counter!(
+        "confab_sfu_relay_packets_total",
+        "Relay datagrams between media nodes: sent to other nodes, received and accepted from them."
+    );
+    describe_counter!(
+        "confab_sfu_relay_dropped_total",
+        "Relay datagrams refused on arrival or not sent, by reason."
+    );
+    describe_gauge!(
+        "confab_sfu_relay_peers",
+        "Relay links: for each room, the other media nodes hosting it (summed over rooms)."
+    );
+    describe_gauge!(
+        "confab_sfu_remote_publishers",
+        "Publishers of other media nodes currently relayed to this node."
+    );
+}
+
+/// Why a relay datagram was refused or not sent (the `reason` label of
+/// `confab_sfu_relay_dropped_total`). A closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RelayDrop {
+    /// Shorter than the smallest relay datagram.
+    Truncated = 0,
+    /// Larger than the largest relay datagram (received or to send).
+    Oversize = 1,
+    /// Not a relay datagram (magic, version), or authentic but inconsistent.
+    Malformed = 2,
+    /// Did not authenticate with this node's key (wrong key, changed bytes),
+    /// or relaying is off.
+    Auth = 3,
+    /// Names a room that does not span to this node from its sender.
+    UnknownRoom = 4,
+    /// The room spans here but has no local participant (nobody to hear it).
+    NoListeners = 5,
+    /// A packet of a remote publisher seen already (or far too old).
+    Replay = 6,
+    /// Names a publisher that is a participant of this node.
+    Conflict = 7,
+    /// The relay socket refused the datagram, or the outbox was full.
+    SendError = 8,
+}
+
+const RELAY_DROP_LABELS: [&str; 9] = [
+    "truncated",
+    "oversize",
+    "malformed",
+    "auth",
+    "unknown_room",
+    "no_listeners",
+    "replay",
+    "conflict",
+    "send_error",
+];
+
+/// The relay's metric handles.
+pub(crate) struct RelayMetrics {
+    pub sent: Counter,
+    pub received: Counter,
+    dropped: [Counter; 9],
+    pub peers: Gauge,
+    pub remote_publishers: Gauge,
+}
+
+impl RelayMetrics {
+    pub fn new() -> Self {
+        describe();
+        RelayMetrics {
+            sent: counter!("confab_sfu_relay_packets_total", "direction" => "sent"),
+            received: counter!("confab_sfu_relay_packets_total", "direction" => "received"),
+            dropped: RELAY_DROP_LABELS
+                .map(|r| counter!("confab_sfu_relay_dropped_total", "reason" => r)),
+            peers: gauge!("confab_sfu_relay_peers"),
+            remote_publishers: gauge!("confab_sfu_remote_publishers"),
+        }
+    }
+
+    #[inline]
+    pub fn dropped(&self, reason: RelayDrop) -> &Counter {
+        &self.dropped[reason as usize]
+    }
 }
 
 /// Why a datagram or packet was dropped (the `reason` label). A closed set.

@@ -13,6 +13,11 @@
 //!   over send lanes, one thread per core, lane 0 on this thread
 //!   (`send_workers.rs` says how and why).
 //!
+//! With `SfuConfig::relay_bind`, the same loop also owns a second socket, the
+//! relay socket (audio to and from other media nodes hosting the same rooms,
+//! `core/relay.rs`): it is read like the main one, and what the core queued
+//! for other nodes is sent on it after each iteration.
+//!
 //! Each wake-up drains every readable datagram (up to a batch), then flushes
 //! all subscribers written to in that batch with one str0m poll each, then
 //! sends. Timers: the core keeps one deadline per peer in a heap; the loop
@@ -30,13 +35,16 @@ use tokio::sync::{mpsc, oneshot};
 use crate::core::SfuCore;
 use crate::send_workers::SendLanes;
 use crate::{
-    JoinRequest, ParticipantId, SfuConfig, SfuError, SfuEvent, VideoSubscription, VideoTrackKind,
+    JoinRequest, ParticipantId, RelayEndpoint, RoomId, SfuConfig, SfuError, SfuEvent,
+    VideoSubscription, VideoTrackKind,
 };
 
 /// Datagrams handled per wake-up before flushing (bounds latency under load).
 const RECV_BATCH: usize = 64;
 /// Receive buffer; anything this large or larger is not a WebRTC datagram.
 const RECV_BUF: usize = 4096;
+/// Receive buffer of the relay socket: one byte more than the largest relay datagram.
+const RELAY_RECV_BUF: usize = crate::relay::MAX_DATAGRAM + 1;
 
 enum Command {
     Join(JoinRequest, oneshot::Sender<Result<String, SfuError>>),
@@ -54,12 +62,14 @@ enum Command {
     PrioritySpeaker(ParticipantId, bool),
     VideoSubscriptions(ParticipantId, Vec<VideoSubscription>),
     VideoTrackKinds(ParticipantId, Vec<(String, VideoTrackKind)>),
+    RelayPeers(RoomId, Vec<RelayEndpoint>),
     Shutdown,
 }
 
 struct Inner {
     cmd: mpsc::UnboundedSender<Command>,
     local_addr: SocketAddr,
+    relay: Option<RelayEndpoint>,
     running: Arc<AtomicBool>,
 }
 
@@ -121,7 +131,17 @@ impl Sfu {
             .local_addr()
             .map_err(|e| SfuError::Io(e.to_string()))?;
         let announced = SocketAddr::new(config.public_ip, local_addr.port());
-        let core = SfuCore::new(&config, announced, Instant::now())?;
+        let mut core = SfuCore::new(&config, announced, Instant::now())?;
+        let relay = match config.relay_bind {
+            Some(bind) => {
+                let (socket, endpoint) = bind_relay(bind, &config)?;
+                core.enable_relay(endpoint.clone());
+                tracing::info!(relay = %endpoint.addr, "SFU relay socket bound");
+                Some((socket, endpoint))
+            }
+            None => None,
+        };
+        let (relay_socket, relay_endpoint) = relay.unzip();
 
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -151,8 +171,15 @@ impl Sfu {
                     }
                 };
                 rt.block_on(async move {
+                    let relay = match relay_socket.map(UdpSocket::from_std).transpose() {
+                        Ok(relay) => relay,
+                        Err(e) => {
+                            tracing::error!(error = %e, "SFU relay socket registration failed");
+                            return;
+                        }
+                    };
                     match UdpSocket::from_std(socket) {
-                        Ok(socket) => run(socket, core, lanes, cmd_rx, ev_tx).await,
+                        Ok(socket) => run(socket, relay, core, lanes, cmd_rx, ev_tx).await,
                         Err(e) => tracing::error!(error = %e, "SFU socket registration failed"),
                     }
                 });
@@ -162,6 +189,7 @@ impl Sfu {
         let inner = Inner {
             cmd: cmd_tx,
             local_addr,
+            relay: relay_endpoint,
             running,
         };
         Ok((
@@ -268,6 +296,19 @@ impl Sfu {
         let _ = self.send(Command::VideoTrackKinds(participant, kinds));
     }
 
+    /// This node's relay endpoint (address other media nodes send to and the
+    /// key they must use), if relaying is on (`SfuConfig::relay_bind`).
+    pub fn relay_endpoint(&self) -> Option<RelayEndpoint> {
+        self.inner.relay.clone()
+    }
+
+    /// The other media nodes currently hosting `room` (replaces the previous
+    /// list; empty = the room lives only here). May be called before the
+    /// room's first local join: the list is kept until replaced.
+    pub fn set_relay_peers(&self, room: RoomId, peers: Vec<RelayEndpoint>) {
+        let _ = self.send(Command::RelayPeers(room, peers));
+    }
+
     /// Closes every peer and stops the loop (the thread exits shortly after).
     pub fn shutdown(&self) {
         let _ = self.send(Command::Shutdown);
@@ -293,6 +334,7 @@ fn handle_command(core: &mut SfuCore, cmd: Command) -> bool {
         Command::PrioritySpeaker(p, v) => core.set_priority_speaker(p, v),
         Command::VideoSubscriptions(p, subs) => core.set_video_subscriptions(now, p, subs),
         Command::VideoTrackKinds(p, kinds) => core.set_video_track_kinds(now, p, kinds),
+        Command::RelayPeers(room, peers) => core.set_relay_peers(room, peers),
         Command::Shutdown => {
             core.shutdown(now);
             return false;
@@ -301,24 +343,72 @@ fn handle_command(core: &mut SfuCore, cmd: Command) -> bool {
     true
 }
 
-fn send_all(socket: &UdpSocket, core: &mut SfuCore, lanes: &mut SendLanes) {
+/// Binds the relay socket; the endpoint announces its address (an
+/// unspecified IP replaced by the public IP) and a fresh random key.
+fn bind_relay(
+    bind: SocketAddr,
+    config: &SfuConfig,
+) -> Result<(StdUdpSocket, RelayEndpoint), SfuError> {
+    let socket =
+        StdUdpSocket::bind(bind).map_err(|e| SfuError::Io(format!("bind relay {bind}: {e}")))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| SfuError::Io(e.to_string()))?;
+    set_socket_buffers(&socket, config.socket_buffer_bytes);
+    let mut addr = socket
+        .local_addr()
+        .map_err(|e| SfuError::Io(e.to_string()))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(config.public_ip);
+    }
+    let mut key = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut key)
+        .map_err(|_| SfuError::Io("no random bytes for the relay key".into()))?;
+    Ok((socket, RelayEndpoint { addr, key }))
+}
+
+fn send_all(
+    socket: &UdpSocket,
+    relay: Option<&UdpSocket>,
+    core: &mut SfuCore,
+    lanes: &mut SendLanes,
+) {
     while let Some(t) = core.poll_transmit() {
         if let Err(e) = socket.try_send_to(&t.contents, t.destination) {
             tracing::trace!(error = %e, dest = %t.destination, "UDP send failed");
             core.count_io_drop(false);
         }
     }
+    if let Some(relay) = relay {
+        core.drain_relay(|dest, bytes| match relay.try_send_to(bytes, dest) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::trace!(error = %e, %dest, "relay send failed");
+                false
+            }
+        });
+    }
     lanes.flush(core, Instant::now());
+}
+
+/// Waits until the relay socket (if any) is readable.
+async fn relay_readable(relay: Option<&UdpSocket>) -> std::io::Result<()> {
+    match relay {
+        Some(r) => r.readable().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn run(
     socket: UdpSocket,
+    relay: Option<UdpSocket>,
     mut core: SfuCore,
     mut lanes: SendLanes,
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
     ev_tx: mpsc::UnboundedSender<SfuEvent>,
 ) {
     let mut buf = vec![0u8; RECV_BUF];
+    let mut relay_buf = vec![0u8; RELAY_RECV_BUF];
     let mut running = true;
     while running {
         let deadline = core
@@ -371,12 +461,33 @@ async fn run(
                     }
                 }
             },
+            ready = relay_readable(relay.as_ref()) => {
+                woke = Instant::now();
+                if let Err(e) = ready {
+                    tracing::error!(error = %e, "SFU relay socket failed");
+                    break;
+                }
+                if let Some(relay) = &relay {
+                    for _ in 0..RECV_BATCH {
+                        match relay.try_recv_from(&mut relay_buf) {
+                            Ok((n, from)) => {
+                                core.handle_relay_datagram(Instant::now(), from, &relay_buf[..n]);
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                tracing::trace!(error = %e, "relay receive error");
+                                break;
+                            }
+                        }
+                    }
+                }
+            },
             _ = tokio::time::sleep_until(deadline.into()) => woke = Instant::now(),
         }
         let now = Instant::now();
         core.handle_timeout(now);
         core.flush(now);
-        send_all(&socket, &mut core, &mut lanes);
+        send_all(&socket, relay.as_ref(), &mut core, &mut lanes);
         while let Some(ev) = core.poll_event() {
             let _ = ev_tx.send(ev);
         }

@@ -44,6 +44,11 @@ impl SpeakingDetector {
         self.speaking
     }
 
+    /// The smoothed level is loud: speech is starting (attack) or going on.
+    pub fn is_loud(&self) -> bool {
+        self.loud_since.is_some()
+    }
+
     /// Feeds one packet's level (0..=127). Returns the new state on a change.
     pub fn on_level(&mut self, now: Instant, level: u8) -> Option<bool> {
         let level = level.min(127) as f32;

@@ -21,7 +21,10 @@ use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
-use crate::{JoinRequest, ParticipantId, RoomId, SfuCore, SfuError, SfuEvent, UserTag};
+use crate::{
+    JoinRequest, ParticipantId, RelayEndpoint, RoomId, SfuConfig, SfuCore, SfuError, SfuEvent,
+    UserTag,
+};
 
 /// How a [`TestPeer`] negotiates.
 #[derive(Debug, Clone, Copy)]
@@ -473,6 +476,9 @@ pub struct Net {
     pub delay: Duration,
     /// Datagrams on their way: (arrival, peer index, to the SFU, bytes).
     in_flight: VecDeque<(Instant, usize, bool, Vec<u8>)>,
+    /// Relay datagrams the SFU sent to other media nodes, not yet taken
+    /// (by [`Cluster`] or the test): (destination, bytes).
+    pub relay_out: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 impl Net {
@@ -488,6 +494,7 @@ impl Net {
             filter: None,
             delay: Duration::ZERO,
             in_flight: VecDeque::new(),
+            relay_out: Vec::new(),
         }
     }
 
@@ -611,6 +618,10 @@ impl Net {
                     self.deliver(i, false, &bytes);
                 }
             }
+            self.sfu.drain_relay(|dest, bytes| {
+                self.relay_out.push((dest, bytes.to_vec()));
+                true
+            });
             self.collect_events();
             if !moved {
                 return;
@@ -652,6 +663,15 @@ impl Net {
         self.exchange();
     }
 
+    /// Sets the clock to `now` (not earlier than it is), runs due timers and
+    /// exchanges datagrams.
+    pub fn step_to(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+        self.tick();
+    }
+
     /// Runs until every peer is connected (panics after 5 virtual seconds).
     pub fn connect_all(&mut self) {
         for _ in 0..1000 {
@@ -660,6 +680,126 @@ impl Net {
                 .filter(|&i| live(i))
                 .all(|i| self.peers[i].connected && self.sfu.is_connected(self.ids[i]))
             {
+                return;
+            }
+            self.advance(Duration::from_millis(5));
+        }
+        panic!("peers did not connect");
+    }
+}
+
+/// A relay datagram moved by a [`Cluster`]: (from node, to node, bytes).
+pub type RelayFilter = Box<dyn FnMut(usize, usize, &[u8]) -> bool>;
+
+/// Several media nodes, each a [`Net`] with relaying on, on one virtual
+/// clock: relay datagrams are moved between them by destination address.
+pub struct Cluster {
+    pub nodes: Vec<Net>,
+    /// Decides whether a relay datagram is delivered.
+    pub relay_filter: Option<RelayFilter>,
+    /// Every relay datagram moved: (from node, to node, length).
+    pub relayed: Vec<(usize, usize, usize)>,
+}
+
+impl Cluster {
+    /// `n` nodes with `config`; node `i`'s relay endpoint is
+    /// `10.255.0.(i+1):4000` with key `[i+1; 16]`.
+    pub fn new(n: usize, config: &SfuConfig) -> Self {
+        let mut nodes: Vec<Net> = (0..n).map(|_| Net::new(config)).collect();
+        let now = nodes
+            .iter()
+            .map(|n| n.now)
+            .max()
+            .expect("one node at least");
+        for (i, node) in nodes.iter_mut().enumerate() {
+            node.now = now;
+            node.sfu.enable_relay(Self::endpoint_of(i));
+        }
+        Cluster {
+            nodes,
+            relay_filter: None,
+            relayed: Vec::new(),
+        }
+    }
+
+    /// The relay endpoint of node `i`.
+    pub fn endpoint_of(i: usize) -> RelayEndpoint {
+        RelayEndpoint {
+            addr: SocketAddr::from(([10, 255, 0, i as u8 + 1], 4000)),
+            key: [i as u8 + 1; 16],
+        }
+    }
+
+    /// `room` lives on `nodes`: each of them gets the others as relay peers.
+    pub fn span(&mut self, room: RoomId, nodes: &[usize]) {
+        for &i in nodes {
+            let peers = nodes
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| Self::endpoint_of(j))
+                .collect();
+            self.nodes[i].sfu.set_relay_peers(room, peers);
+            self.nodes[i].collect_events();
+        }
+    }
+
+    /// Moves datagrams until no node has anything to send.
+    pub fn exchange(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                self.nodes[i].exchange();
+                let out = std::mem::take(&mut self.nodes[i].relay_out);
+                for (dest, bytes) in out {
+                    moved = true;
+                    let Some(j) =
+                        (0..self.nodes.len()).find(|&j| Self::endpoint_of(j).addr == dest)
+                    else {
+                        continue;
+                    };
+                    self.relayed.push((i, j, bytes.len()));
+                    if self.relay_filter.as_mut().is_none_or(|f| f(i, j, &bytes)) {
+                        let from = Self::endpoint_of(i).addr;
+                        let now = self.nodes[j].now;
+                        self.nodes[j].sfu.handle_relay_datagram(now, from, &bytes);
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("relay did not settle");
+    }
+
+    /// Advances every node's clock by `d` in 5 ms steps.
+    pub fn advance(&mut self, d: Duration) {
+        let end = self.nodes[0].now + d;
+        while self.nodes[0].now < end {
+            let t = (self.nodes[0].now + Duration::from_millis(5)).min(end);
+            for n in &mut self.nodes {
+                n.step_to(t);
+            }
+            self.exchange();
+        }
+    }
+
+    /// Peer `idx` of node `node` sends one audio packet, which is then delivered.
+    pub fn send_audio(&mut self, node: usize, idx: usize, payload: &[u8], level: u8) {
+        let now = self.nodes[node].now;
+        self.nodes[node].peers[idx].send_audio(now, payload, level);
+        self.exchange();
+    }
+
+    /// Runs until every peer of every node is connected.
+    pub fn connect_all(&mut self) {
+        for _ in 0..1000 {
+            let all = self.nodes.iter().all(|n| {
+                (0..n.peers.len())
+                    .filter(|&i| n.sfu.has_participant(n.ids[i]))
+                    .all(|i| n.peers[i].connected && n.sfu.is_connected(n.ids[i]))
+            });
+            if all {
                 return;
             }
             self.advance(Duration::from_millis(5));

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Parser, Default)]
 #[command(
     name = "confab",
-    version,
+    version = crate::VERSION,
     about = "Confab: self-hosted text chat and voice channels"
 )]
 pub struct Cli {
@@ -100,10 +100,79 @@ pub struct Cli {
     /// This node's name in logs, metrics and NATS connection names. [default: the host name]
     #[arg(long, env = "CONFAB_NODE_NAME")]
     pub node_name: Option<String>,
+    /// What this node does in a cluster: `all` (chat, gateway and media), `api` (REST, the
+    /// gateway and voice signalling; voice goes to media nodes) or `media` (only the SFU, serving
+    /// the api nodes over NATS). `api` and `media` need --nats-url. [default: all]
+    #[arg(long, env = "CONFAB_ROLE")]
+    pub role: Option<Role>,
+    /// Voice participants a media node takes before a channel spills over to another media node
+    /// (the channel then spans both, relaying its audio between them); 0 = no limit. [default: 0]
+    #[arg(long, env = "CONFAB_MEDIA_CAPACITY")]
+    pub media_capacity: Option<usize>,
+    /// On SIGTERM a media node takes no new voice channels and waits up to this many seconds for
+    /// its participants to leave before moving the rest to other media nodes. [default: 0]
+    #[arg(long, env = "CONFAB_MEDIA_DRAIN_SECONDS")]
+    pub media_drain_seconds: Option<u64>,
+    /// UDP port of the relay between media nodes (a cluster's voice channels that span nodes);
+    /// 0 = any free port (it is announced over NATS). [default: the media UDP port + 1]
+    #[arg(long, env = "CONFAB_RELAY_PORT")]
+    pub relay_port: Option<u16>,
     /// Servers with more members than this are "large": READY carries only some of their
     /// members. For tests. [default: 250]
     #[arg(long, env = "CONFAB_LARGE_THRESHOLD", hide = true)]
     pub large_threshold: Option<usize>,
+    /// TLS certificate chain (PEM) to serve HTTPS directly; reloaded with the key on SIGHUP.
+    #[arg(long, env = "CONFAB_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) for --tls-cert.
+    #[arg(long, env = "CONFAB_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// With TLS on: a plain-HTTP address (e.g. 0.0.0.0:80) that redirects to https (308),
+    /// except /healthz.
+    #[arg(long, env = "CONFAB_HTTP_REDIRECT_BIND")]
+    pub http_redirect_bind: Option<SocketAddr>,
+    /// Reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For / X-Real-IP name
+    /// the client; other peers are the client themselves. [default: none]
+    #[arg(long, env = "CONFAB_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::proxy::parse_net)]
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+    /// Serve HTTPS with a certificate obtained automatically over ACME (Let's Encrypt) for the
+    /// domain of --public-url (https://…); this address is the account's contact. Confab must
+    /// be reachable on port 443 of that domain (tls-alpn-01). Instead of --tls-cert.
+    #[arg(long, env = "CONFAB_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// ACME directory URL. [default: Let's Encrypt's production directory]
+    #[arg(long, env = "CONFAB_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `confab` does besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Checks the configuration, database, NATS, ports, TLS files, clock and limits, prints a
+    /// table and exits (non-zero on a fatal problem) without starting the server.
+    Doctor,
+}
+
+/// What a node runs (`--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything: chat, the gateway and an SFU (the default; the only role without NATS).
+    #[default]
+    All,
+    /// REST, the gateway and voice signalling; voice media on the cluster's media nodes.
+    Api,
+    /// Only the SFU, serving the api nodes over NATS.
+    Media,
+}
+
+impl Role {
+    /// Whether this node runs an SFU.
+    pub fn has_media(self) -> bool {
+        self != Role::Api
+    }
 }
 
 /// The same keys as the flags, from a TOML file.
@@ -134,7 +203,17 @@ struct FileConfig {
     nats_url: Option<String>,
     nats_prefix: Option<String>,
     node_name: Option<String>,
+    role: Option<Role>,
+    media_capacity: Option<usize>,
+    media_drain_seconds: Option<u64>,
+    relay_port: Option<u16>,
     large_threshold: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    http_redirect_bind: Option<SocketAddr>,
+    trusted_proxies: Option<Vec<String>>,
+    acme_email: Option<String>,
+    acme_directory: Option<String>,
 }
 
 /// Upper bound of `--max-video-tiles`: every tile is a recvonly transceiver in the client's
@@ -169,8 +248,24 @@ pub struct Config {
     pub nats_url: Option<String>,
     pub nats_prefix: String,
     pub node_name: String,
+    pub role: Role,
+    /// Participants per media node before a channel spans another (0 = no limit).
+    pub media_capacity: usize,
+    pub media_drain_seconds: u64,
+    /// None = the media UDP port + 1 (0 when that is 0).
+    pub relay_port: Option<u16>,
     /// Member count above which a server is large (READY carries only some of its members).
     pub large_threshold: usize,
+    /// Built-in TLS: certificate chain and key files (both or neither).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Plain-HTTP listener redirecting to https (only with TLS).
+    pub http_redirect_bind: Option<SocketAddr>,
+    /// Peers whose forwarding headers are believed (`crate::proxy`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Automatic certificates over ACME for the public URL's domain (`crate::acme`).
+    pub acme_email: Option<String>,
+    pub acme_directory: Option<String>,
 }
 
 impl Default for Config {
@@ -200,7 +295,17 @@ impl Default for Config {
             nats_url: None,
             nats_prefix: "confab".into(),
             node_name: default_node_name(),
+            role: Role::All,
+            media_capacity: 0,
+            media_drain_seconds: 0,
+            relay_port: None,
             large_threshold: 250,
+            tls_cert: None,
+            tls_key: None,
+            http_redirect_bind: None,
+            trusted_proxies: Vec::new(),
+            acme_email: None,
+            acme_directory: None,
         }
     }
 }
@@ -281,10 +386,38 @@ impl Config {
                 .or(file.nats_prefix)
                 .unwrap_or(d.nats_prefix),
             node_name: cli.node_name.or(file.node_name).unwrap_or(d.node_name),
+            role: cli.role.or(file.role).unwrap_or(d.role),
+            media_capacity: cli
+                .media_capacity
+                .or(file.media_capacity)
+                .unwrap_or(d.media_capacity),
+            media_drain_seconds: cli
+                .media_drain_seconds
+                .or(file.media_drain_seconds)
+                .unwrap_or(d.media_drain_seconds),
+            relay_port: cli.relay_port.or(file.relay_port),
             large_threshold: cli
                 .large_threshold
                 .or(file.large_threshold)
                 .unwrap_or(d.large_threshold),
+            tls_cert: cli.tls_cert.or(file.tls_cert),
+            tls_key: cli.tls_key.or(file.tls_key),
+            http_redirect_bind: cli.http_redirect_bind.or(file.http_redirect_bind),
+            trusted_proxies: match cli.trusted_proxies {
+                Some(nets) => nets,
+                None => file
+                    .trusted_proxies
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| crate::proxy::parse_net(s))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?,
+            },
+            acme_email: cli.acme_email.or(file.acme_email).filter(|s| !s.is_empty()),
+            acme_directory: cli
+                .acme_directory
+                .or(file.acme_directory)
+                .filter(|s| !s.is_empty()),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -326,13 +459,52 @@ impl Config {
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')),
             "--nats-prefix must be dot-separated tokens of letters, digits, _ and -"
         );
+        anyhow::ensure!(
+            self.role == Role::All || self.nats_url.is_some(),
+            "--role api and --role media are parts of a cluster: they need --nats-url"
+        );
+        anyhow::ensure!(
+            self.media_drain_seconds <= 3_600,
+            "--media-drain-seconds must be 0..=3600"
+        );
         if let Some(url) = &self.public_url {
             anyhow::ensure!(
                 url.starts_with("http://") || url.starts_with("https://"),
                 "--public-url must start with http:// or https://"
             );
         }
+        anyhow::ensure!(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "--tls-cert and --tls-key go together: give both files, or neither"
+        );
+        if let Some(email) = &self.acme_email {
+            anyhow::ensure!(
+                self.tls_cert.is_none() && self.tls_key.is_none(),
+                "--acme-email obtains the certificate itself: leave out --tls-cert and --tls-key"
+            );
+            anyhow::ensure!(
+                email.contains('@') && !email.contains(char::is_whitespace),
+                "--acme-email must be an email address"
+            );
+            anyhow::ensure!(
+                self.acme_domain().is_some(),
+                "--acme-email needs --public-url https://<domain name> (not an IP address or localhost): the certificate is for that name"
+            );
+        }
+        anyhow::ensure!(
+            self.http_redirect_bind.is_none() || self.tls(),
+            "--http-redirect-bind redirects to the built-in HTTPS: it needs --tls-cert and --tls-key"
+        );
         Ok(())
+    }
+
+    /// The relay socket's port (`--relay-port`, else the media port + 1).
+    pub fn relay_port(&self) -> u16 {
+        self.relay_port.unwrap_or(if self.udp_port == 0 {
+            0
+        } else {
+            self.udp_port.saturating_add(1)
+        })
     }
 
     /// The media address announced to clients: the public IP, else the bind address, else
@@ -355,14 +527,37 @@ impl Config {
             Some(u) => v.push(u.trim_end_matches('/').to_string()),
             None => {
                 let port = actual_bind.port();
-                v.push(format!("http://127.0.0.1:{port}"));
-                v.push(format!("http://localhost:{port}"));
+                let scheme = if self.tls() { "https" } else { "http" };
+                v.push(format!("{scheme}://127.0.0.1:{port}"));
+                v.push(format!("{scheme}://localhost:{port}"));
                 if !actual_bind.ip().is_unspecified() && !actual_bind.ip().is_loopback() {
-                    v.push(format!("http://{actual_bind}"));
+                    v.push(format!("{scheme}://{actual_bind}"));
                 }
             }
         }
         v
+    }
+
+    /// Whether Confab serves HTTPS itself (`--tls-cert`/`--tls-key`, or `--acme-email`).
+    pub fn tls(&self) -> bool {
+        (self.tls_cert.is_some() && self.tls_key.is_some()) || self.acme_email.is_some()
+    }
+
+    /// The domain an ACME certificate is for: the host of an https public URL, when it is a
+    /// name (not an address, not localhost).
+    pub fn acme_domain(&self) -> Option<String> {
+        let url = self.public_url.as_deref()?.strip_prefix("https://")?;
+        let authority = url.split(['/', '?', '#']).next()?;
+        let host = authority.split(':').next()?.trim_end_matches('.');
+        let valid = !host.is_empty()
+            && host.contains('.')
+            && host.parse::<IpAddr>().is_err()
+            && !host.eq_ignore_ascii_case("localhost")
+            && !host.to_ascii_lowercase().ends_with(".localhost")
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        valid.then(|| host.to_ascii_lowercase())
     }
 
     pub fn behind_tls(&self) -> bool {
@@ -449,5 +644,92 @@ sfu_fast_path = false
         let cli = Cli::parse_from(["confab", "--sfu-audio-rtx", "true"]);
         assert!(Config::load(cli).unwrap().sfu_audio_rtx);
         assert!(Cli::try_parse_from(["confab", "--sfu-fast-path", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn tls_and_proxy_settings() {
+        let cli = Cli::parse_from(["confab", "--tls-cert", "c.pem"]);
+        assert!(Config::load(cli).is_err(), "a certificate without its key");
+        let cli = Cli::parse_from(["confab", "--http-redirect-bind", "0.0.0.0:80"]);
+        assert!(Config::load(cli).is_err(), "a redirect without TLS");
+        let cli = Cli::parse_from([
+            "confab",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--trusted-proxies",
+            "10.0.0.0/8,127.0.0.1",
+        ]);
+        let cfg = Config::load(cli).unwrap();
+        assert!(cfg.tls());
+        assert_eq!(cfg.trusted_proxies.len(), 2);
+        // Browsers on the server's own origin come over https.
+        let origins = cfg.origins("127.0.0.1:3000".parse().unwrap());
+        assert!(origins.contains(&"https://127.0.0.1:3000".to_string()));
+        assert!(Cli::try_parse_from(["confab", "--trusted-proxies", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn acme_settings() {
+        let load = |args: &[&str]| Config::load(Cli::parse_from([&["confab"], args].concat()));
+        let cfg = load(&[
+            "--acme-email",
+            "ops@example.org",
+            "--public-url",
+            "https://Chat.Example.org/",
+        ])
+        .unwrap();
+        assert!(cfg.tls());
+        assert_eq!(cfg.acme_domain().as_deref(), Some("chat.example.org"));
+        for bad in [
+            &["--acme-email", "ops@example.org"][..],
+            &[
+                "--acme-email",
+                "ops@example.org",
+                "--public-url",
+                "http://chat.example.org",
+            ],
+            &[
+                "--acme-email",
+                "ops@example.org",
+                "--public-url",
+                "https://203.0.113.7",
+            ],
+            &[
+                "--acme-email",
+                "ops@example.org",
+                "--public-url",
+                "https://localhost",
+            ],
+            &[
+                "--acme-email",
+                "nobody",
+                "--public-url",
+                "https://chat.example.org",
+            ],
+            &[
+                "--acme-email",
+                "ops@example.org",
+                "--public-url",
+                "https://chat.example.org",
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+            ],
+        ] {
+            assert!(load(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_example_config_file_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/confab.toml");
+        let cli = Cli::parse_from(["confab", "--config", path]);
+        let cfg = Config::load(cli).expect("deploy/confab.toml is a valid configuration");
+        assert_eq!(cfg.public_url.as_deref(), Some("https://chat.example.org"));
+        assert_eq!(cfg.trusted_proxies.len(), 2);
+        assert!(cfg.public_ip.is_some());
     }
 }

@@ -34,19 +34,32 @@
 //! report; snowflake worker ids are leased in PostgreSQL (`confab_chat::workers`). See
 //! docs/cluster.md.
 
+/// `confab --version`: the package version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CONFAB_GIT_COMMIT"),
+    ")"
+);
+
+pub mod acme;
 pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod db_circuit;
+pub mod doctor;
 pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod input;
+pub mod media;
 pub mod metrics;
 pub mod process;
+pub mod proxy;
 pub mod ratelimit;
 pub mod state;
 pub mod temporary_members;
+pub mod tls;
 pub mod viewers;
 pub mod visibility;
 pub mod voice;
@@ -67,6 +80,12 @@ pub struct Running {
     pub state: AppState,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     postgres: Option<EmbeddedPostgres>,
+    /// This node's SFU as a media node of the cluster (role `all` with NATS).
+    pub media_node: Option<Arc<media::node::MediaNode>>,
+    /// The certificate served when Confab serves HTTPS itself (`--tls-cert`).
+    pub tls: Option<Arc<tls::CertStore>>,
+    /// The plain-HTTP redirect listener's address (`--http-redirect-bind`).
+    pub redirect_addr: Option<SocketAddr>,
 }
 
 /// Starts everything `config` describes and returns once it is listening: one process, or a
@@ -130,8 +149,9 @@ async fn start_node(
 ) -> anyhow::Result<Running> {
     let event_bus = link.bus.clone();
     let clustered = link.nats.is_some();
-    let metrics = metrics::install();
-    metrics::build_info(&config.node_name);
+    let metrics = metrics::install(&config.node_name);
+    media::describe_metrics();
+    tls::describe_metrics();
     if link.nats.is_none() {
         // In one process the bus is always there.
         ::metrics::gauge!("confab_bus_connected").set(1.0);
@@ -143,6 +163,12 @@ async fn start_node(
             config.rate_limit_scale
         );
     }
+    // Unusable certificate files stop the start before anything else is set up.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::CertStore::load(cert, key)?),
+        _ if config.acme_email.is_some() => Some(acme::store(&config)?),
+        _ => None,
+    };
     let (database_url, postgres) = match &config.database_url {
         Some(url) => (url.clone(), None),
         None => {
@@ -186,36 +212,18 @@ async fn start_node(
             "closed voice sessions left open by the previous run"
         );
     }
-    let sfu_config = confab_sfu::SfuConfig {
-        max_video_slots: config.max_video_tiles,
-        max_audio_slots: config.max_audio_slots,
-        fast_path: config.sfu_fast_path,
-        audio_rtx: config.sfu_audio_rtx,
-        send_workers: config.sfu_send_workers,
-        video_bwe: config.video_bwe,
-        video_start_bitrate_kbps: config.video_start_bitrate_kbps,
-        ..confab_sfu::SfuConfig::new(
-            SocketAddr::new(config.bind.ip(), config.udp_port),
-            config.media_ip(),
-        )
-    };
-    let (sfu, sfu_events) =
-        confab_sfu::Sfu::start(sfu_config).context("starting the SFU (UDP port)")?;
-    tracing::info!(
-        "voice media on udp://{} (announced as {})",
-        sfu.local_addr(),
-        config.media_ip()
-    );
+    let plane = media::run::plane(&config, &chat, &shutdown).await?;
     let hub = gateway::hub::Hub::with_interest(link.interest);
     let sessions = Arc::new(auth::SessionCache::default());
     let viewers = Arc::new(viewers::ViewerCache::default());
     let dispatcher = bus::Dispatcher::new(event_bus.clone(), hub.clone());
     let voice = Arc::new(voice::VoiceService::new(
-        sfu,
+        plane.media,
         chat.clone(),
         dispatcher.clone(),
         viewers.clone(),
         config.max_video_tiles,
+        clustered.then(|| config.node_name.clone()),
     ));
     let state = AppState(Arc::new(Inner {
         origins: config.origins(addr),
@@ -246,24 +254,65 @@ async fn start_node(
         tokio::spawn(share_rate_usage(state.clone()));
     }
     tokio::spawn(db_circuit::DbCircuit::run_probe(state.clone()));
-    voice.spawn_event_pump(shutdown.clone(), sfu_events);
+    voice.spawn_event_pump(shutdown.clone(), plane.events);
 
     let app = http::router(state.clone());
     let token = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
-    });
-    tracing::info!("Confab listening on http://{addr}");
+    let server = match &tls {
+        None => tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
+        }),
+        Some(store) => {
+            use axum::serve::ListenerExt;
+            let listener =
+                tls::TlsListener::spawn(listener, store.server_config()?, shutdown.clone())?
+                    .tap_io(|_| {});
+            tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+            })
+        }
+    };
+    let redirect_addr = match state.config.http_redirect_bind {
+        Some(bind) if tls.is_some() => {
+            let plain = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("binding {bind} (--http-redirect-bind)"))?;
+            let redirect_addr = plain.local_addr()?;
+            let app = tls::redirect_router(state.config.public_url.clone(), addr.port());
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                axum::serve(plain, app)
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await
+            });
+            tracing::info!("redirecting http://{redirect_addr} to https");
+            Some(redirect_addr)
+        }
+        _ => None,
+    };
+    if let (Some(store), true) = (&tls, state.config.acme_email.is_some()) {
+        acme::spawn(store.clone(), &state.config, shutdown.clone());
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!("Confab listening on {scheme}://{addr}");
     Ok(Running {
         addr,
         state,
         server,
         postgres,
+        media_node: plane.node,
+        tls,
+        redirect_addr,
     })
 }
 
@@ -367,6 +416,9 @@ fn spawn_housekeeping(state: AppState) {
                     &state,
                     n.is_multiple_of(gateway::presence::REFRESH.as_secs() / 5),
                 );
+                if n.is_multiple_of(voice::remote::REFRESH.as_secs() / 5) {
+                    state.voice.refresh_remote().await;
+                }
                 if n.is_multiple_of(6) {
                     // Voice sessions of nodes that died without closing them.
                     if let Err(e) = state.chat.close_stale_voice_sessions(true).await {
@@ -388,9 +440,23 @@ fn spawn_housekeeping(state: AppState) {
 }
 
 impl Running {
+    /// Reads the TLS certificate and key files again (SIGHUP); connections stay open, new
+    /// handshakes get the new certificate. An error leaves the old certificate in use.
+    pub fn reload_tls(&self) -> anyhow::Result<bool> {
+        match &self.tls {
+            Some(store) => store.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Graceful shutdown: stop accepting, tell gateway clients to reconnect elsewhere, finish
     /// in-flight requests, then stop the private PostgreSQL.
     pub async fn shutdown(self) {
+        if let Some(node) = &self.media_node {
+            // Its voice sessions move to other media nodes first.
+            node.drain(Duration::from_secs(self.state.config.media_drain_seconds))
+                .await;
+        }
         self.state.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(15), self.server).await;
         // Gateway connections close themselves on the cancelled token; give them a moment.

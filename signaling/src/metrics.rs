@@ -1,14 +1,23 @@
 //! Metrics: a Prometheus recorder for the `metrics` facade (installed once per process) and the
 //! standard `process_*` metrics read from /proc. `process_cpu_seconds_total` is a float at the
 //! kernel's tick resolution: whole seconds are too coarse for CPU-per-packet figures.
+//!
+//! Every series carries `node="<node name>"` (`--node-name`), the recorder's as a global label and
+//! the text rendered here (process and SFU loop metrics) through [`with_node_label`], so that a
+//! cluster's dashboards and alerts can tell nodes apart by name.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// The `node` label value of this process's series (the first `install` call's node name).
+static NODE: OnceLock<String> = OnceLock::new();
 
-/// Installs the recorder on first call; later calls return the same handle.
-pub fn install() -> PrometheusHandle {
+/// Installs the recorder on first call, with `node="<node>"` on every series, and sets
+/// `confab_build_info`; later calls return the same handle. The recorder is per process, so
+/// several nodes started in one process (tests) share it and the first node's name.
+pub fn install(node: &str) -> PrometheusHandle {
+    let node = NODE.get_or_init(|| node.to_string()).clone();
     HANDLE
         .get_or_init(|| {
             let latency = [
@@ -19,6 +28,7 @@ pub fn install() -> PrometheusHandle {
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ];
             let builder = PrometheusBuilder::new()
+                .add_global_label("node", node.clone())
                 .set_buckets_for_metric(
                     Matcher::Full("confab_sfu_forward_latency_seconds".into()),
                     &latency,
@@ -58,10 +68,14 @@ pub fn install() -> PrometheusHandle {
             match builder.install_recorder() {
                 Ok(h) => {
                     describe_and_zero();
+                    build_info();
                     h
                 }
                 // Another recorder is installed (embedding); render ours anyway.
-                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+                Err(_) => PrometheusBuilder::new()
+                    .add_global_label("node", node)
+                    .build_recorder()
+                    .handle(),
             }
         })
         .clone()
@@ -236,14 +250,9 @@ pub fn describe_and_zero() {
     bus_metrics();
 }
 
-/// `confab_build_info` for this node (set at start, once its name is known).
-pub fn build_info(node: &str) {
-    metrics::gauge!(
-        "confab_build_info",
-        "version" => env!("CARGO_PKG_VERSION"),
-        "node" => node.to_string()
-    )
-    .set(1.0);
+/// `confab_build_info`: the version; its `node` label is the global one.
+fn build_info() {
+    metrics::gauge!("confab_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
 /// The bus between nodes (`crate::bus::nats`); zero on a single node.
@@ -292,8 +301,52 @@ fn bus_metrics() {
 }
 
 /// The standard `process_*` metrics, plus the SFU media-loop counters (floats, so rendered here
-/// rather than through the `metrics` facade), in Prometheus text format.
+/// rather than through the `metrics` facade), in Prometheus text format, each series with the
+/// `node` label of [`install`] (none before it is called).
 pub fn process_metrics() -> String {
+    let text = process_metrics_text();
+    match NODE.get() {
+        Some(node) => with_node_label(&text, node),
+        None => text,
+    }
+}
+
+/// `text` (Prometheus text format) with `node="<node>"` as the first label of every sample line,
+/// as the recorder's global label renders it.
+pub fn with_node_label(text: &str, node: &str) -> String {
+    let value = node
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            out.push_str(line);
+        } else {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            let (name, rest) = line.split_at(end);
+            out.push_str(name);
+            out.push_str("{node=\"");
+            out.push_str(&value);
+            out.push('"');
+            match rest.strip_prefix('{') {
+                Some(labels) if labels.starts_with('}') => out.push_str(labels),
+                Some(labels) => {
+                    out.push(',');
+                    out.push_str(labels);
+                }
+                None => {
+                    out.push('}');
+                    out.push_str(rest);
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn process_metrics_text() -> String {
     let mut out = confab_sfu::Sfu::loop_metrics_text();
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
@@ -350,8 +403,43 @@ pub fn process_metrics() -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn node_label_goes_first_on_every_sample() {
+        let text =
+            "# HELP a_total A.\n# TYPE a_total counter\na_total 1.5\nb{kind=\"x\"} 2\nc{} 3\n";
+        assert_eq!(
+            super::with_node_label(text, "api-\"1\""),
+            "# HELP a_total A.\n# TYPE a_total counter\na_total{node=\"api-\\\"1\\\"\"} 1.5\n\
+             b{node=\"api-\\\"1\\\"\",kind=\"x\"} 2\nc{node=\"api-\\\"1\\\"\"} 3\n"
+        );
+    }
+
+    #[test]
+    fn every_series_carries_the_node_label() {
+        let handle = super::install("unit-test-node");
+        let node = super::NODE.get().expect("node name set by install");
+        let text = handle.render() + &super::process_metrics();
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert!(samples.len() > 50, "{text}");
+        for must in [
+            "confab_build_info{",
+            "confab_sfu_loop_busy_seconds_total{",
+            "process_cpu_seconds_total{",
+        ] {
+            assert!(samples.iter().any(|l| l.starts_with(must)), "no {must}");
+        }
+        let label = format!("{{node=\"{node}\"");
+        for l in samples {
+            let name_end = l.find(['{', ' ']).unwrap_or(l.len());
+            assert!(l[name_end..].starts_with(&label), "no {label} first: {l}");
+        }
+    }
+
+    #[test]
     fn process_metrics_are_parseable() {
-        let text = super::process_metrics();
+        let text = super::process_metrics_text();
         let cpu: f64 = text
             .lines()
             .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))

@@ -13,14 +13,13 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use confab_chat::UserId;
 use dashmap::DashMap;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// A bucket: `capacity` requests at once, refilled over `period`.
@@ -227,7 +226,8 @@ fn apply_headers(resp: &mut Response, d: &Decision) {
 #[derive(Clone, Copy)]
 struct TokenUser(Option<UserId>);
 
-/// The key for a request: the token's user when it carries a valid one, else the peer IP.
+/// The key for a request: the token's user when it carries a valid one, else the client's IP
+/// (`crate::proxy`).
 fn key_of(state: &AppState, req: &mut Request, per_ip: bool) -> String {
     if !per_ip {
         let user = match req.extensions().get::<TokenUser>() {
@@ -248,11 +248,13 @@ fn key_of(state: &AppState, req: &mut Request, per_ip: bool) -> String {
             return format!("u{user}");
         }
     }
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let ip = crate::proxy::ClientIp::of(
+        req.extensions(),
+        req.headers(),
+        &state.config.trusted_proxies,
+    )
+    .map(|c| c.0.to_string())
+    .unwrap_or_else(|| "unknown".into());
     format!("ip{ip}")
 }
 

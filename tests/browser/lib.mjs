@@ -223,3 +223,68 @@ export async function axeViolations(page, { include = null } = {}) {
   return results.filter((v) => v.impact === 'serious' || v.impact === 'critical')
     .map((v) => `${v.id} (${v.impact}: ${v.help}): ${v.targets.join(' | ')}`);
 }
+
+/// A Confab cluster on loopback from scripts/cluster.sh (a private nats-server and PostgreSQL,
+/// api and media nodes, nginx in front of the api nodes) in its own state dir. Returns
+/// { url (nginx), dir, env (cluster.env), apiNodes, mediaNodes, nodeUrl(name), metrics(name),
+/// kill(name) (kill -9), stop() }. `apiArgs` go to every api node.
+export async function startCluster({ api = 3, media = 2, apiArgs = [] } = {}) {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const run = promisify(execFile);
+  const script = path.join(repoRoot, 'scripts/cluster.sh');
+  const dir = tmpDir('confab-cluster-');
+  const env = {
+    ...process.env,
+    CONFAB_CLUSTER_DIR: dir,
+    CONFAB_BIN: process.env.CONFAB_BIN || path.join(repoRoot, 'target/debug/confab'),
+  };
+  const sh = async (...args) => {
+    try {
+      return (await run(script, args.map(String), { env, maxBuffer: 1 << 20 })).stdout.trim();
+    } catch (e) {
+      const logs = fs.existsSync(path.join(dir, 'logs')) ? fs.readdirSync(path.join(dir, 'logs')) : [];
+      const tails = logs.map((f) => `--- ${f}\n${fs.readFileSync(path.join(dir, 'logs', f), 'utf8').slice(-1500)}`).join('\n');
+      throw new Error(`scripts/cluster.sh ${args.join(' ')} failed: ${e.stderr || e.message}\n${tails}`);
+    }
+  };
+  await sh('start', '--api', api, '--media', media, '--', ...apiArgs);
+  const vars = {};
+  for (const line of fs.readFileSync(path.join(dir, 'cluster.env'), 'utf8').split('\n')) {
+    const m = line.match(/^([A-Z0-9_]+)=(.*)$/);
+    if (m) vars[m[1]] = m[2].replace(/^"(.*)"$/, '$1');
+  }
+  const nodeUrl = (name) => {
+    const m = name.match(/^(api|media)-(\d+)$/);
+    if (!m) throw new Error(`not a node: ${name}`);
+    return vars[`${m[1].toUpperCase()}_${m[2]}_URL`];
+  };
+  return {
+    url: vars.URL,
+    dir,
+    env: vars,
+    apiNodes: vars.API_NODES.split(' '),
+    mediaNodes: vars.MEDIA_NODES.split(' '),
+    nodeUrl,
+    metrics: async (name) => (await fetch(`${nodeUrl(name)}/metrics`)).text(),
+    kill: (name) => sh('kill', name),
+    stop: async () => {
+      await sh('stop').catch((e) => console.error(e.message));
+      if (!process.env.KEEP_CLUSTER_LOGS) fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+      else console.error(`cluster logs kept in ${dir}/logs`);
+    },
+  };
+}
+
+/// The sum of a Prometheus metric's samples (any labels) in /metrics text; null when absent.
+export function metricValue(text, name) {
+  let sum = null;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || !line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (rest[0] !== ' ' && rest[0] !== '{') continue;
+    const v = Number(rest.slice(rest.lastIndexOf(' ') + 1));
+    if (Number.isFinite(v)) sum = (sum ?? 0) + v;
+  }
+  return sum;
+}

@@ -5,9 +5,19 @@ Subcommands (each prints `PASS ...` / `FAIL ...` lines; validate.sh counts them)
   static ROOT                 dashboards' structure; metric names vs docs/metrics.md; rule annotations
   exprs ROOT                  print every dashboard PromQL expression, variables substituted, as JSON lines
   traffic BASE_URL            register/login, REST calls, a message, a gateway IDENTIFY over a raw WebSocket
-  evaluate ROOT PROM_URL [--require-data]
+  cluster-traffic A_URL B_URL  two nodes of one cluster: a user's gateway on B gets the messages
+                              posted through A (cross-node deliveries, timed on B)
+  cluster-evaluate ROOT PROM_URL NODE_A NODE_B
+                              the node dashboard's Cluster row has data from both nodes, the
+                              cross-node latency (a cluster-only panel) included
+  node-down ROOT PROM_URL NODE  NODE was stopped: the Cluster row counts it down and ConfabNodeDown
+                              fires for it
+  evaluate ROOT PROM_URL [--require-data] [--node NAME]
                               evaluate every dashboard expression against Prometheus; core series
-                              checks. --require-data: every expression must return a non-NaN sample
+                              checks. --require-data: every expression must return a non-NaN sample,
+                              except those of panels marked `confabClusterOnly` (empty on a single
+                              node), whose series must be exported instead. --node: the node name
+                              Confab was started with; every confab_*/process_* series must carry it
 """
 
 import base64
@@ -26,7 +36,10 @@ import urllib.request
 DASHBOARDS = ["confab-voice.json", "confab-chat.json", "confab-node.json"]
 
 # Grafana variables → values valid against the test Prometheus (job "confab", any instance).
+# `$node` becomes ".+" (the dashboards' "All" is ".*"): every filtered series must have a node.
 SUBST = [
+    ("${node}", ".+"),
+    ("$node", ".+"),
     ("${__rate_interval}", "1m"),
     ("$__rate_interval", "1m"),
     ("${__interval}", "1m"),
@@ -82,8 +95,9 @@ def walk_panels(panels):
 
 
 def dashboard_exprs(root):
-    """(dashboard, where, expr, kind) for every PromQL expression in the dashboards.
-    kind: 'expr' (a query) or 'label_values' (a variable query: its selector is evaluated)."""
+    """(dashboard, where, expr, kind, cluster_only) for every PromQL expression in the dashboards.
+    kind: 'expr' (a query) or 'label_values' (a variable query: its selector is evaluated).
+    cluster_only: the panel is marked `confabClusterOnly` (its series stay empty on one node)."""
     out = []
     for name in DASHBOARDS:
         with open(os.path.join(root, "grafana", "dashboards", name)) as f:
@@ -91,10 +105,11 @@ def dashboard_exprs(root):
         for p in walk_panels(d.get("panels", [])):
             for t in p.get("targets", []):
                 if "expr" in t:
-                    out.append((name, f"panel {p.get('title')!r} {t.get('refId')}", t["expr"], "expr"))
+                    out.append((name, f"panel {p.get('title')!r} {t.get('refId')}", t["expr"], "expr",
+                                p.get("confabClusterOnly") is True))
         for a in d.get("annotations", {}).get("list", []):
             if a.get("expr"):
-                out.append((name, f"annotation {a.get('name')!r}", a["expr"], "expr"))
+                out.append((name, f"annotation {a.get('name')!r}", a["expr"], "expr", False))
         for v in d.get("templating", {}).get("list", []):
             if v.get("type") != "query":
                 continue
@@ -102,9 +117,9 @@ def dashboard_exprs(root):
             q = q.get("query") if isinstance(q, dict) else q
             m = re.fullmatch(r"\s*label_values\((.*),\s*[a-zA-Z_][a-zA-Z0-9_]*\s*\)\s*", q or "")
             if m:
-                out.append((name, f"variable {v['name']!r}", m.group(1), "label_values"))
+                out.append((name, f"variable {v['name']!r}", m.group(1), "label_values", False))
             else:
-                out.append((name, f"variable {v['name']!r}", q, "expr"))
+                out.append((name, f"variable {v['name']!r}", q, "expr", False))
     return out
 
 
@@ -145,6 +160,21 @@ def metric_names(expr):
     return names
 
 
+SELECTOR = re.compile(r'\{(?:"(?:[^"\\]|\\.)*"|[^}"])*\}')
+
+
+def unfiltered_by_node(expr, skip):
+    """Occurrences of metrics in `expr` whose selector does not filter on `node=~"$node"`
+    (names in `skip` — recording rules, `up` — excepted)."""
+    out = []
+    for n in sorted(metric_names(expr) - skip):
+        for m in re.finditer(r"(?<![a-zA-Z0-9_:])" + re.escape(n) + r"(?![a-zA-Z0-9_:])", expr):
+            sel = SELECTOR.match(expr, m.end())
+            if not sel or 'node=~"$node"' not in sel.group(0):
+                out.append(n)
+    return out
+
+
 def documented_names(root):
     """(all names mentioned in docs/metrics.md, names its tables list as histograms)."""
     with open(os.path.join(root, "docs", "metrics.md")) as f:
@@ -175,6 +205,12 @@ def cmd_static(root):
         dsv = tvars.get("datasource", {})
         check(dsv.get("type") == "datasource" and dsv.get("query") == "prometheus",
               f"{name}: template variable `datasource` of type datasource / prometheus")
+        nv = tvars.get("node", {})
+        nq = nv.get("query")
+        nq = nq.get("query") if isinstance(nq, dict) else nq
+        check(nv.get("type") == "query" and nv.get("multi") is True and nv.get("includeAll") is True
+              and re.search(r",\s*node\s*\)\s*$", nq or "") is not None,
+              f"{name}: template variable `node` (label_values(…, node), multi-select, with All)")
         problems = []
         units = set()
         n_panels = 0
@@ -215,6 +251,9 @@ def cmd_static(root):
     probe = metric_names('histogram_quantile(0.9, sum by (le) (rate(a_bucket{x="y_z"}[5m]))) > 1e-3 '
                          'and on (instance) b offset 5m / ignoring(kind) c:d:e')
     check(probe == {"a_bucket", "b", "c:d:e"}, f"metric-name extractor self-test ({sorted(probe)})")
+    probe = unfiltered_by_node('sum(rate(a{job="x", node=~"$node"}[1m])) / b{route="/{id}", job="x"} + c '
+                               'and on (job) up{job="x"}', {"up"})
+    check(probe == ["b", "c"], f"node-filter checker self-test ({probe})")
     check(len(histograms) >= 5, f"docs/metrics.md lists {len(histograms)} histograms")
     rules = rule_exprs(root)
     recorded = {r["record"] for r in rules if "record" in r}
@@ -229,9 +268,17 @@ def cmd_static(root):
         return base != n and base in histograms
 
     used = {}
-    for dash, where, expr, _ in dashboard_exprs(root):
+    unfiltered = []
+    for dash, where, expr, kind, _ in dashboard_exprs(root):
         for n in metric_names(expr):
             used.setdefault(n, []).append(f"{dash} {where}")
+        # Variable queries list the nodes (or feed the node filter); every panel and annotation
+        # filters each Confab metric it reads by the selected nodes.
+        if not where.startswith("variable"):
+            for n in unfiltered_by_node(expr, recorded | PROMETHEUS_SERIES):
+                unfiltered.append(f"{dash} {where}: {n}")
+    check(not unfiltered, 'every metric selector in panels and annotations filters node=~"$node"'
+          + ("" if not unfiltered else ": missing in " + "; ".join(unfiltered)))
     for r in rules:
         for n in metric_names(str(r["expr"])):
             used.setdefault(n, []).append(f"alerts.yml {r.get('alert') or r.get('record')}")
@@ -268,6 +315,7 @@ def cmd_static(root):
         "ConfabIceConnectFailures", "ConfabSfuSaturated", "ConfabGatewayRefusedFramesHigh",
         "ConfabGatewaySlowDisconnectsHigh", "ConfabHttpErrorBudgetBurnFast",
         "ConfabHttpErrorBudgetBurnSlow", "ConfabDbPoolExhausted", "ConfabBusDisconnected",
+        "ConfabNodeDown",
     }
     have = {r.get("alert") for r in rules}
     check(required <= have, "all required alerts are defined"
@@ -425,6 +473,124 @@ def cmd_traffic(base):
     check(codes == [200, 401, 404] * 4, f"repeated API calls over several scrapes ({codes})")
 
 
+def cmd_cluster_traffic(a_url, b_url):
+    """A user posts through node A while connected to node B's gateway: each message crosses
+    NATS from A to B (B times it in confab_bus_delivery_seconds)."""
+    api_a = a_url.rstrip("/") + "/api/v1"
+    user = f"obsc{int(time.time() * 1000) % 10**9}"
+    st, reg = http("POST", f"{api_a}/auth/register", {"username": user, "password": "observability-check-pw"})
+    if not check(st == 201 and isinstance(reg, dict), f"register a user through node A (HTTP {st})"):
+        return
+    token = reg["token"]
+    st, server = http("POST", f"{api_a}/servers", {"name": "cluster"}, token=token)
+    if not check(st in (200, 201), f"create a server through node A (HTTP {st})"):
+        return
+    st, chans = http("GET", f"{api_a}/servers/{server['id']}/channels", token=token)
+    channel = next((c["id"] for c in chans if c.get("type") == "text"), None) if st == 200 else None
+    if not check(channel is not None, "the new server has a text channel"):
+        return
+    u = urllib.parse.urlparse(b_url)
+    try:
+        ws = WebSocket(u.hostname, u.port or 80, "/api/v1/gateway")
+        ws.recv()  # HELLO
+        ws.send({"op": 2, "d": {"token": token}})
+        deadline = time.time() + 15
+        ready = False
+        while time.time() < deadline and not ready:
+            f = ws.recv()
+            ready = f.get("op") == 0 and f.get("t") == "READY"
+        check(ready, "gateway IDENTIFY → READY on node B with node A's token")
+        got = 0
+        # One message a second for 10 s: over several scrapes, so rate() over them is non-zero.
+        for i in range(10):
+            st, _ = http("POST", f"{api_a}/channels/{channel}/messages", {"content": f"cross {i}"}, token=token)
+            deadline = time.time() + 10
+            while st in (200, 201) and time.time() < deadline:
+                f = ws.recv()
+                if f.get("op") == 0 and f.get("t") == "MESSAGE_CREATE":
+                    got += 1
+                    break
+            time.sleep(1)
+        check(got == 10, f"10 messages posted through node A reached the gateway on node B ({got})")
+        ws.close()
+    except (OSError, ValueError) as e:
+        bad(f"gateway session on node B: {e}")
+
+
+def row_exprs(root, dashboard, row_title):
+    """(panel title, refId, expr, cluster_only) of the panels under one row of a dashboard."""
+    with open(os.path.join(root, "grafana", "dashboards", dashboard)) as f:
+        d = json.load(f)
+    out, inside = [], False
+    for p in d.get("panels", []):
+        if p.get("type") == "row":
+            inside = p.get("title") == row_title
+            continue
+        if inside:
+            for t in p.get("targets", []):
+                out.append((p.get("title"), t.get("refId"), t["expr"], p.get("confabClusterOnly") is True))
+    return out
+
+
+def instant(prom, expr):
+    res = prom_query(prom, expr)
+    if res.get("status") != "success":
+        return None
+    return {r["metric"].get("node", ""): float(r["value"][1]) for r in res["data"]["result"]}
+
+
+def cmd_cluster_evaluate(root, prom, node_a, node_b):
+    exprs = row_exprs(root, "confab-node.json", "Cluster")
+    check(len(exprs) >= 10, f"the node dashboard's Cluster row has {len(exprs)} queries")
+    for title, ref, expr, cluster_only in exprs:
+        q = substitute(expr)
+        res = prom_query(prom, q)
+        ok_ = res.get("status") == "success" and res["data"]["result"] and has_number(res["data"])
+        check(ok_, f"Cluster row {title!r} {ref}{' (cluster-only)' if cluster_only else ''}: returns data"
+              + ("" if ok_ else f" — `{q}`"))
+    sel = 'job="confab"'
+    probes = [
+        (f"count(max by (node) (confab_build_info{{{sel}}}))", lambda r: r.get("") == 2, "two nodes up"),
+        (f"max by (node) (confab_bus_connected{{{sel}}})", lambda r: r.get(node_a) == 1 and r.get(node_b) == 1,
+         "both nodes connected to NATS"),
+        (f"sum by (node) (rate(confab_bus_published_total{{{sel}}}[1m]))", lambda r: r.get(node_a, 0) > 0,
+         f"{node_a} publishes on the bus"),
+        (f"sum by (node) (rate(confab_bus_received_total{{{sel}}}[1m]))", lambda r: r.get(node_b, 0) > 0,
+         f"{node_b} receives from the bus"),
+        (f"max by (node) (max_over_time(confab_gateway_sessions{{{sel}}}[2m]))", lambda r: r.get(node_b, 0) >= 1,
+         f"{node_b} held the gateway session"),
+        (f"histogram_quantile(0.99, sum by (le, node) (rate(confab_bus_delivery_seconds_bucket{{{sel}}}[1m])))",
+         lambda r: 0 < r.get(node_b, float("nan")) < 1, f"cross-node delivery p99 on {node_b} in (0, 1 s)"),
+    ]
+    for expr, pred, label in probes:
+        r = instant(prom, expr)
+        check(r is not None and pred(r), f"live cluster: {label} (`{expr}` = {r})")
+
+
+def cmd_node_down(root, prom, node):
+    """Waits (up to 150 s) for ConfabNodeDown to fire for `node`, then checks the Cluster row."""
+    firing = []
+    deadline = time.time() + 150
+    while time.time() < deadline:
+        with urllib.request.urlopen(prom.rstrip("/") + "/api/v1/alerts", timeout=30) as r:
+            alerts = json.load(r)["data"]["alerts"]
+        firing = [a["labels"] for a in alerts
+                  if a["labels"].get("alertname") == "ConfabNodeDown" and a.get("state") == "firing"]
+        if firing:
+            break
+        time.sleep(2)
+    check([a.get("node") for a in firing] == [node],
+          f"live cluster: ConfabNodeDown fires for {node} alone ({[a.get('node') for a in firing]})")
+    by_title = {(t, ref): substitute(e) for t, ref, e, _ in row_exprs(root, "confab-node.json", "Cluster")}
+    down = instant(prom, by_title[("Nodes down", "A")])
+    check(down == {"": 1.0}, f"live cluster: the Cluster row's Nodes down is 1 ({down})")
+    up = instant(prom, by_title[("Nodes up", "A")])
+    check(up == {"": 1.0}, f"live cluster: the Cluster row's Nodes up is 1 ({up})")
+    status = instant(prom, by_title[("Node status", "A")])
+    check(status is not None and status.get(node) == 0 and len(status) == 2,
+          f"live cluster: Node status shows {node} DOWN (0) beside the other node ({status})")
+
+
 # --------------------------------------------------------------------------------------------
 def prom_query(prom, expr):
     url = prom.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
@@ -447,11 +613,11 @@ def has_number(data):
     return data["result"][1].lower() != "nan"  # scalar / string
 
 
-def cmd_evaluate(root, prom, require_data=False):
+def cmd_evaluate(root, prom, require_data=False, node=None):
     exprs = dashboard_exprs(root)
     per_dash = {}
     empty_list = []
-    for dash, where, expr, kind in exprs:
+    for dash, where, expr, kind, cluster_only in exprs:
         q = substitute(expr)
         res = prom_query(prom, q)
         if res.get("status") != "success":
@@ -468,7 +634,17 @@ def cmd_evaluate(root, prom, require_data=False):
         # The restart annotation (changes(...) > 0) is empty on a process that did not restart.
         if where.startswith("annotation"):
             continue
-        if require_data:
+        if require_data and cluster_only and not numeric:
+            # Empty on a single node (nothing crosses nodes): its series must still be exported,
+            # with a node label.
+            names = sorted(metric_names(q))
+            missing = [n for n in names
+                       if not prom_query(prom, f'count({{__name__="{n}", job="confab", node=~".+"}})')
+                       .get("data", {}).get("result")]
+            check(names and not missing,
+                  f"{dash} {where}: cluster-only panel, no data on one node; its series "
+                  f"{', '.join(names)} are exported" + ("" if not missing else f" — missing: {missing}"))
+        elif require_data:
             check(numeric, f"{dash} {where}: returns data" + ("" if numeric else f" — empty or NaN: `{q}`"))
         elif dash == "confab-node.json":
             # Every node-health query reads series that exist from the first scrape.
@@ -521,6 +697,24 @@ def cmd_evaluate(root, prom, require_data=False):
         v = value(expr)
         check(v is not None and pred(v), f"live: {label} (`{expr}` = {v})")
 
+    # The node label: on every Confab and process series (the recorder's global label and the
+    # text rendered beside it), with the name Confab was started with.
+    ours = '__name__=~"confab_.+|process_.+", job="confab"'
+    v = value(f'count({{{ours}, node=""}})')
+    check(v is None, f"live: no confab_*/process_* series without a node label ({v or 0} found)")
+    if node:
+        n_all = value(f"count({{{ours}}})")
+        n_node = value(f'count({{{ours}, node="{node}"}})')
+        check(n_all and n_node == n_all,
+              f'live: all {n_all} confab_*/process_* series carry node="{node}" ({n_node})')
+        names = value(f'count(count by (__name__) ({{{ours}, node="{node}"}}))')
+        check(names is not None and names >= 60, f'live: {names} metric names carry node="{node}"')
+        v = value(f'count(confab_build_info{{job="confab", node="{node}"}})')
+        check(v == 1, f'live: confab_build_info{{node="{node}"}} exported once ({v})')
+        for extra in ("confab_sfu_loop_busy_seconds_total", "process_cpu_seconds_total"):
+            v = value(f'count({extra}{{job="confab", node="{node}"}})')
+            check(v == 1, f'live: {extra} (rendered beside the recorder) carries node="{node}"')
+
     # Every rule loaded and evaluated without error; no alert firing on a healthy server.
     with urllib.request.urlopen(prom.rstrip("/") + "/api/v1/rules", timeout=30) as r:
         groups = json.load(r)["data"]["groups"]
@@ -541,13 +735,21 @@ def main():
     if cmd == "static":
         cmd_static(sys.argv[2])
     elif cmd == "exprs":
-        for dash, where, expr, kind in dashboard_exprs(sys.argv[2]):
+        for dash, where, expr, kind, _ in dashboard_exprs(sys.argv[2]):
             print(json.dumps({"dashboard": dash, "where": where, "expr": substitute(expr), "kind": kind}))
         return 0
     elif cmd == "traffic":
         cmd_traffic(sys.argv[2])
+    elif cmd == "cluster-traffic":
+        cmd_cluster_traffic(sys.argv[2], sys.argv[3])
+    elif cmd == "cluster-evaluate":
+        cmd_cluster_evaluate(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    elif cmd == "node-down":
+        cmd_node_down(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "evaluate":
-        cmd_evaluate(sys.argv[2], sys.argv[3], "--require-data" in sys.argv[4:])
+        rest = sys.argv[4:]
+        node = rest[rest.index("--node") + 1] if "--node" in rest[:-1] else None
+        cmd_evaluate(sys.argv[2], sys.argv[3], "--require-data" in rest, node)
     else:
         print(__doc__)
         return 2

@@ -1,7 +1,7 @@
 // The messages view: the message list (paging, grouping, edit, delete), the typing line and the composer.
 
-import { api, store, ui } from './context.js';
-import { PERM } from './state.js';
+import { api, store, ui, invalidate } from './context.js';
+import { PERM, cmpId } from './state.js';
 import { renderMarkdown } from './markdown.js';
 import { attachMentionAutocomplete, linkPlainMentions } from './mentions.js';
 import { h, clear, avatar, openDialog, toast } from './dom.js';
@@ -37,6 +37,7 @@ export async function ensureMessagesLoaded() {
   const id = store.currentChannelId;
   if (!id) return;
   const st = store.msgState(id);
+  if (st.loaded && st.stale && !st.loading) { await catchUp(id, st); return; }
   if (st.loaded || st.loading) return;
   st.loading = true;
   try {
@@ -54,6 +55,54 @@ export async function ensureMessagesLoaded() {
   if (store.currentChannelId === id) renderMessages({ reset: true });
   // Which messages are pinned (for the Pin/Unpin action); one request per channel.
   loadPins(id).then(() => { if (store.currentChannelId === id) renderMessages(); }).catch(() => {});
+}
+
+// Catching up after a re-identify: the last CATCH_UP_WINDOW messages held and everything after
+// them, in pages of CATCH_UP_PAGE; past CATCH_UP_MAX_PAGES the channel starts over from its
+// newest page instead.
+const CATCH_UP_WINDOW = 50;
+const CATCH_UP_PAGE = 100;
+const CATCH_UP_MAX_PAGES = 10;
+
+/**
+ * A channel held before a new READY (the gateway session was lost, e.g. its node died, and the
+ * client identified again) missed what was sent meanwhile. Fetches the history after the newest
+ * messages it holds (`?after=`) and merges it by id: no duplicates, no gap. The tail it held is
+ * fetched again with it, so edits and deletions made meanwhile show too. Messages that arrive
+ * live meanwhile merge the same way (`putMessage`).
+ */
+async function catchUp(id, st) {
+  st.loading = true;
+  st.stale = false;
+  const held = st.list.filter((m) => !m.pending);
+  const w = Math.max(0, held.length - CATCH_UP_WINDOW);
+  // Everything after `anchor` is fetched; '0' when we hold the channel from its start.
+  const anchor = w > 0 ? held[w - 1].id : (st.hasMore && held.length ? held[0].id : '0');
+  const fetched = [];
+  let complete = false;
+  try {
+    let cursor = anchor;
+    for (let i = 0; i < CATCH_UP_MAX_PAGES; i++) {
+      const page = await api.messages(id, { after: cursor, limit: CATCH_UP_PAGE });  // newest first
+      fetched.push(...page);
+      if (page.length < CATCH_UP_PAGE) { complete = true; break; }
+      cursor = page[0].id;
+    }
+  } catch { /* gone or hidden now: start over below (which says why) */ }
+  st.loading = false;
+  if (!complete) {
+    st.loaded = false;
+    st.list = st.list.filter((m) => m.pending);
+    st.hasMore = true;
+    if (store.currentChannelId === id) await ensureMessagesLoaded();
+    return;
+  }
+  const got = new Set(fetched.map((m) => m.id));
+  // Held before, in the fetched range, and not fetched again: deleted meanwhile.
+  const gone = new Set(held.filter((m) => cmpId(m.id, anchor) > 0 && !got.has(m.id)).map((m) => m.id));
+  if (gone.size) st.list = st.list.filter((m) => !gone.has(m.id));
+  for (const m of fetched.reverse()) store.putMessage(m);
+  if (store.currentChannelId === id) invalidate(['messages']);
 }
 
 async function loadOlder() {

@@ -285,7 +285,7 @@ export class Store {
   msgState(channelId) {
     let st = this.messages.get(channelId);
     if (!st) {
-      st = { list: [], loaded: false, hasMore: true, loading: false };
+      st = { list: [], loaded: false, hasMore: true, loading: false, stale: false };
       this.messages.set(channelId, st);
     }
     return st;
@@ -369,8 +369,10 @@ export class Store {
         this.voiceStates.clear();
         for (const v of d.voice_states || []) if (v.channel_id) this.voiceStates.set(v.user_id, v);
         if (this.readyCount > 1) {
-          // Re-identified: we may have missed messages. Drop caches; the UI reloads.
-          this.messages.clear();
+          // Re-identified (the gateway session was lost, e.g. its node died): the channels we
+          // hold may have missed messages. Each catches up when shown (messages.js `catchUp`):
+          // what came after the newest ones we hold, merged by id.
+          for (const st of this.messages.values()) if (st.loaded) st.stale = true;
         }
         const keepServer = this.currentServerId && (this.servers.has(this.currentServerId) || this.home);
         if (!keepServer) this.selectServer(this.lastServerId);

@@ -20,6 +20,43 @@ import { VoiceVideo, initVideo } from './voice-video.js';
 
 const ANSWER_TIMEOUT_MS = 10000;
 const RECONNECT_AFTER_MS = 3000;
+// Media failures in a row, with the gateway up all along (so not an outage of the client's
+// network), after which we stop retrying and say why instead of spinning.
+const MAX_MEDIA_FAILURES = 4;
+
+/** Why the microphone could not be had, and what to do about it (the user listens meanwhile). */
+export function micProblem(e) {
+  if (!window.isSecureContext || !navigator.mediaDevices) {
+    return `Microphone unavailable: this page is not on HTTPS (${location.origin}). Browsers allow `
+      + 'the microphone only on https:// pages or localhost: open this server\'s https:// address, '
+      + 'or ask its admin to set one up. You can listen meanwhile.';
+  }
+  switch (e && e.name) {
+    case 'NotAllowedError':
+    case 'SecurityError':
+      return 'Microphone blocked: allow it for this site (the icon at the left of the address bar), '
+        + 'then join the channel again. You can listen meanwhile.';
+    case 'NotFoundError':
+    case 'OverconstrainedError':
+      return 'No microphone found: connect one or choose another input in the voice settings, then '
+        + 'join the channel again. You can listen meanwhile.';
+    case 'NotReadableError':
+    case 'AbortError':
+      return 'The microphone could not start (another program may be using it): close that program, '
+        + 'then join the channel again. You can listen meanwhile.';
+    default:
+      return `Microphone unavailable (${(e && (e.message || e.name)) || e}). You can listen meanwhile.`;
+  }
+}
+
+/** Why media did not connect, naming the server's announced address from the answer's SDP. */
+export function mediaProblem(sdp) {
+  const m = /a=candidate:\S+ \d+ (udp|tcp) \d+ (\S+) (\d+) typ host/i.exec(sdp || '');
+  const where = m ? ` (${m[2]} port ${m[3]}, ${m[1].toUpperCase()})` : '';
+  return `Could not connect to the voice server${where}: ICE failed. Your network may block `
+    + 'UDP, or the server announces an address you cannot reach. Try another network (a phone '
+    + 'hotspot, say) and join again; the server\'s admin can check it with `confab doctor`.';
+}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -122,6 +159,7 @@ export class Voice {
     });
     g.on('VOICE_STATE_UPDATE', (d) => this._onVoiceState(d));
     g.on('VOICE_CHANNEL_MOVE', (d) => this._onMoved(d));
+    g.on('VOICE_RECONNECT', (d) => this._onMediaMoved(d));
     g.on('VOICE_SLOTS', (d) => this._onSlots(d));
     g.on('VOICE_VIDEO_SLOTS', (d) => this._onVideoSlots(d));
     g.on('VOICE_VIDEO_LAYERS', (d) => this._onVideoLayers(d));
@@ -176,7 +214,10 @@ export class Voice {
       this.voiceSessionId = d.voice_session_id;
     }
     if (d.channel_id && d.channel_id === this.channelId) this._followVideoState(d);
-    if (!d.channel_id && this.channelId && this.state === 'connected' && !this._rejoining) {
+    // A voice session of ours that another one replaced (a rejoin through another node of a
+    // cluster) ending is not our leaving.
+    const stale = d.voice_session_id && this.voiceSessionId && d.voice_session_id !== this.voiceSessionId;
+    if (!d.channel_id && !stale && this.channelId && this.state === 'connected' && !this._rejoining) {
       // The server removed us (another session took over, logout elsewhere, kicked).
       this._teardown();
       this._setState('idle', 'Disconnected from voice');
@@ -194,6 +235,18 @@ export class Voice {
     this._closePc();
     this._setState('connecting');
     await this._startPc(this._othersInChannel());
+  }
+
+  /** Our media node died or drains (a cluster): the server kept our voice session and places
+   * the next offer on a live node, so offer again on a fresh pc (microphone and camera kept). */
+  async _onMediaMoved(d) {
+    if (!d || !this.channelId || d.channel_id !== this.channelId || this._rejoining) return;
+    const slots = Math.max(this.recvTransceivers.length, this._othersInChannel());
+    this.slots = {};
+    this._closePc();
+    this._setState('reconnecting');
+    const ok = await this._startPc(slots);
+    if (!ok && this.channelId === d.channel_id) this.rejoin('media node moved');
   }
 
   _onSlots(d) {
@@ -235,6 +288,7 @@ export class Voice {
   async join(serverId, channelId) {
     if (this.channelId === channelId && this.pc && this.state !== 'error') return;
     this.timeline = {};
+    this._mediaFailures = 0;
     this._mark('click');
     if (this.channelId) this._teardown({ keepStream: true });
     this.serverId = serverId;
@@ -252,6 +306,7 @@ export class Voice {
       this.listenOnly = true;
       this.selfMute = true;
       if (this.channelId === channelId) this._sendState();
+      this.error = micProblem(e);
       this._changed();
     });
     const waiter = this._waitOwnState(channelId, 4000);
@@ -285,7 +340,10 @@ export class Voice {
 
   /** Rejoin after a network blip: same channel, same voice_session_id, fresh pc and offer. */
   async rejoin(reason = '') {
-    if (!this.channelId || this._rejoining) return;
+    if (!this.channelId) return;
+    // Asked again while rejoining (the gateway identified again meanwhile, maybe on another
+    // node that never saw our op 4): the attempt under way starts over instead of offering.
+    if (this._rejoining) { this._rejoinAgain = true; return; }
     this._rejoining = true;
     const channelId = this.channelId;
     const slots = Math.max(this.recvTransceivers.length, this._othersInChannel());
@@ -294,16 +352,18 @@ export class Voice {
     this._closePc();
     try {
       for (let attempt = 0; attempt < 10 && this.channelId === channelId; attempt++) {
+        this._rejoinAgain = false;
         if (this.gateway.status !== 'ready') { await sleep(500); continue; }
         try { await this._ensureMic(); } catch { this.listenOnly = true; }
         const waiter = this._waitOwnState(channelId, 4000);
         if (!this._sendState({ withSession: true })) { await sleep(500); continue; }
         const joined = await waiter;
         if (this.channelId !== channelId) return;
+        if (this._rejoinAgain) continue;
         if (joined && joined.error) { await sleep(1000 * (attempt + 1)); continue; }
         const ok = await this._startPc(slots);
-        if (ok) return;
-        await sleep(1000 * (attempt + 1));
+        if (ok && !this._rejoinAgain) return;
+        if (!ok) await sleep(1000 * (attempt + 1));
       }
     } finally {
       this._rejoining = false;
@@ -364,7 +424,8 @@ export class Voice {
       if (gen !== this._generation) return false;
       console.warn('voice negotiation failed', e);
       this._closePc();
-      if (e && (e.code === 4403 || e.code === 4404)) {
+      // 4404 while rejoining is the gateway having moved since our op 4: the rejoin retries.
+      if (e && (e.code === 4403 || (e.code === 4404 && !this._rejoining))) {
         this.channelId = null;
         this._teardown();
       }
@@ -432,6 +493,7 @@ export class Voice {
     const s = pc.connectionState;
     if (s === 'connected') {
       this._mark('connected');
+      this._mediaFailures = 0;
       clearTimeout(this._badTimer);
       this._badTimer = null;
       if (this.state !== 'connected') this._setState('connected');
@@ -441,7 +503,16 @@ export class Voice {
           this._badTimer = null;
           if (gen !== this._generation) return;
           const now = pc.connectionState;
-          if (now === 'failed' || now === 'disconnected') this.rejoin(`pc ${now} for >3 s`);
+          if (now !== 'failed' && now !== 'disconnected') return;
+          // With the gateway up, the network works but media does not get through.
+          if (this.gateway.status === 'ready') this._mediaFailures = (this._mediaFailures || 0) + 1;
+          if (this._mediaFailures >= MAX_MEDIA_FAILURES) {
+            const sdp = pc.remoteDescription && pc.remoteDescription.sdp;
+            this.leave();
+            this._setState('error', mediaProblem(sdp));
+            return;
+          }
+          this.rejoin(`pc ${now} for >3 s`);
         }, RECONNECT_AFTER_MS);
       }
       if (this.state === 'connected') this._setState('reconnecting');

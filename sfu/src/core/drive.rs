@@ -56,6 +56,7 @@ impl SfuCore {
             self.video_tick = None;
             self.video_pass(now);
         }
+        self.relay_timeout(now);
         if self.fast_path && self.fast_sr_at.is_none_or(|t| t <= now) {
             self.fast_sr_at = Some(now + FAST_SR_INTERVAL);
             self.fast_sender_reports(now);
@@ -141,7 +142,7 @@ impl SfuCore {
     /// The earliest time [`Self::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        [self.video_tick, self.fast_sr_at]
+        [self.video_tick, self.fast_sr_at, self.relay.deadline()]
             .into_iter()
             .fold(t, |acc, x| match (acc, x) {
                 (Some(a), Some(b)) => Some(a.min(b)),

@@ -5,7 +5,7 @@
 use smallvec::SmallVec;
 use str0m::rtp::RtpPacket;
 
-use crate::downtrack::{Egress, Sent};
+use crate::downtrack::{AudioPacket, Egress, Sent};
 use crate::metrics::DropReason;
 use crate::selection::{self, Candidate as SpeakerCandidate};
 use crate::{ParticipantId, RoomId, SfuEvent, SlotAssignment, UserTag};
@@ -94,19 +94,44 @@ impl SfuCore {
         if let Some(room) = speaking_changed {
             self.reselect_speakers(room);
         }
+        let audio = AudioPacket::from_rtp(&pkt);
+        // Once to each other media node hosting the room, while it matters there.
+        self.relay_local_audio(
+            participant,
+            &audio,
+            *pkt.header.payload_type,
+            is_red,
+            speaking_changed.is_some(),
+        );
+        self.fan_out_audio(participant, &audio, is_red);
+    }
+
+    /// Where `source`'s audio goes: entry `k` of its (subscriber, slot index)
+    /// list, a local publisher's or a remote one's.
+    pub(super) fn fanout_entry(
+        &self,
+        source: ParticipantId,
+        k: usize,
+    ) -> Option<(ParticipantId, usize)> {
+        match self.peers.get(&source) {
+            Some(p) => p.audio.fanout.get(k).copied(),
+            None => self.relay.remote_fanout(source)?.get(k).copied(),
+        }
+    }
+
+    /// Forwards one audio packet of `source` (local or remote publisher) to
+    /// every subscriber slot bound to it.
+    pub(super) fn fan_out_audio(
+        &mut self,
+        source: ParticipantId,
+        pkt: &AudioPacket<'_>,
+        is_red: bool,
+    ) {
         // Fan out over the precomputed (subscriber, slot) list: no scan of
         // the room or of the subscribers' slots per packet.
         self.fast_serial += 1;
-        let fanout = self
-            .peers
-            .get(&participant)
-            .map_or(0, |p| p.audio.fanout.len());
-        for k in 0..fanout {
-            let Some((sub_id, idx)) = self
-                .peers
-                .get(&participant)
-                .and_then(|p| p.audio.fanout.get(k).copied())
-            else {
+        for k in 0.. {
+            let Some((sub_id, idx)) = self.fanout_entry(source, k) else {
                 break;
             };
             let Some(sub) = self.peers.get_mut(&sub_id) else {
@@ -122,7 +147,7 @@ impl SfuCore {
                 .listen
                 .slots
                 .get_mut(idx)
-                .filter(|s| s.source == Some(participant))
+                .filter(|s| s.source == Some(source))
             else {
                 continue;
             };
@@ -142,7 +167,7 @@ impl SfuCore {
                 lanes: &mut self.fast_lanes,
                 serial: self.fast_serial,
             };
-            match slot.down.write_audio(out, &pkt, pt) {
+            match slot.down.write_audio(out, pkt, pt) {
                 Ok(sent) => {
                     self.metrics.forwarded_audio.increment(1);
                     self.stats.forwarded += 1;
@@ -155,14 +180,14 @@ impl SfuCore {
                             self.metrics.bytes_sent.increment(n as u64);
                             // Written and protected already: the forward latency ends here.
                             if sample {
-                                let d = self.last_now.saturating_duration_since(pkt.timestamp);
+                                let d = self.last_now.saturating_duration_since(pkt.arrived);
                                 self.metrics.forward_latency_seconds.record(d.as_secs_f64());
                             }
                         }
                         Sent::Rtc => {
                             // Sent at the subscriber's drain (`flush`), which records it.
                             if sample {
-                                sub.link.pending_latency.push(pkt.timestamp);
+                                sub.link.pending_latency.push(pkt.arrived);
                             }
                             if sub.link.mark_dirty() {
                                 self.dirty.push(sub_id);
@@ -186,9 +211,14 @@ impl SfuCore {
         self.update_room_video(room_id);
     }
 
-    /// The room's publishers as speaker-selection candidates, in join order.
-    pub(super) fn speaker_candidates(&self, members: &[ParticipantId]) -> Vec<SpeakerCandidate> {
-        members
+    /// The room's publishers as speaker-selection candidates: local ones in
+    /// join order, then the remote ones (relayed from other media nodes) in
+    /// order of arrival.
+    pub(super) fn speaker_candidates(&self, room_id: RoomId) -> Vec<SpeakerCandidate> {
+        let Some(room) = self.rooms.get(&room_id) else {
+            return Vec::new();
+        };
+        room.members
             .iter()
             .filter_map(|m| self.peers.get(m))
             .filter(|p| p.audio.is_publisher())
@@ -198,16 +228,36 @@ impl SfuCore {
                 priority: p.audio.priority_speaker,
                 active_at: p.audio.active_at,
             })
+            .chain(
+                room.remotes
+                    .iter()
+                    .filter_map(|r| self.relay.remote_candidate(*r)),
+            )
+            .collect()
+    }
+
+    /// The room's publishers, local and remote, with their user tags.
+    fn publisher_tags(&self, room_id: RoomId) -> Vec<(ParticipantId, UserTag)> {
+        let Some(room) = self.rooms.get(&room_id) else {
+            return Vec::new();
+        };
+        room.members
+            .iter()
+            .filter_map(|m| self.peers.get(m))
+            .filter(|p| p.audio.is_publisher())
+            .map(|p| (p.participant, p.user_id))
+            .chain(
+                room.remotes
+                    .iter()
+                    .filter_map(|r| self.relay.remote_tag(*r).map(|u| (*r, u))),
+            )
             .collect()
     }
 
     /// Re-runs the loudest-speaker selection after a speaking (or priority)
     /// change and moves listeners' slots only if the selection changed.
     pub(super) fn reselect_speakers(&mut self, room_id: RoomId) {
-        let Some(room) = self.rooms.get(&room_id) else {
-            return;
-        };
-        let candidates = self.speaker_candidates(&room.members);
+        let candidates = self.speaker_candidates(room_id);
         let size = self.max_audio_slots + 1;
         let Some(room) = self.rooms.get_mut(&room_id) else {
             return;
@@ -230,13 +280,8 @@ impl SfuCore {
             return;
         };
         let members = room.members.clone();
-        let candidates = self.speaker_candidates(&members);
-        let publishers: Vec<(ParticipantId, UserTag)> = members
-            .iter()
-            .filter_map(|m| self.peers.get(m))
-            .filter(|p| p.audio.is_publisher())
-            .map(|p| (p.participant, p.user_id))
-            .collect();
+        let candidates = self.speaker_candidates(room_id);
+        let publishers = self.publisher_tags(room_id);
         let k = self.max_audio_slots;
         let selected = match self.rooms.get_mut(&room_id) {
             Some(room) => {
@@ -318,6 +363,13 @@ impl SfuCore {
                 p.audio.fanout.clear();
             }
         }
+        if let Some(room) = self.rooms.get(&room_id) {
+            for r in &room.remotes {
+                if let Some(f) = self.relay.remote_fanout_mut(*r) {
+                    f.clear();
+                }
+            }
+        }
         for &m in &members {
             let Some(sub) = self.peers.get(&m) else {
                 continue;
@@ -332,6 +384,8 @@ impl SfuCore {
             for (src, i) in entries {
                 if let Some(p) = self.peers.get_mut(&src) {
                     p.audio.fanout.push((m, i));
+                } else if let Some(f) = self.relay.remote_fanout_mut(src) {
+                    f.push((m, i));
                 }
             }
         }

@@ -24,6 +24,7 @@ mod drive;
 mod forwarding;
 mod ingress;
 mod peer;
+mod relay;
 mod session;
 mod video_routing;
 
@@ -52,6 +53,12 @@ pub struct CoreStats {
     pub dropped_other: u64,
     pub retransmissions: u64,
     pub nacks_received: u64,
+    /// Relay datagrams handed to the relay socket (one per packet and peer node).
+    pub relay_sent: u64,
+    /// Relay datagrams accepted from other media nodes.
+    pub relay_received: u64,
+    /// Relay datagrams refused on arrival or not sent.
+    pub relay_dropped: u64,
 }
 
 /// The sans-IO SFU.
@@ -97,6 +104,8 @@ pub struct SfuCore {
     fast_sr_at: Option<Instant>,
     /// When the fast path's recent sender reports went out (RTT from receiver reports).
     fast_sr_log: fastpath::SrLog,
+    /// Relay to and from other media nodes hosting the same rooms.
+    relay: relay::Relay,
 }
 
 /// Interval of the fast path's sender reports (str0m's default for audio).
@@ -146,6 +155,7 @@ impl SfuCore {
             fast_serial: 0,
             fast_sr_at: None,
             fast_sr_log: fastpath::SrLog::default(),
+            relay: relay::Relay::new(),
         })
     }
 

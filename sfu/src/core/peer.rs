@@ -31,6 +31,9 @@ pub(super) struct Room {
     pub(super) selected: Vec<ParticipantId>,
     /// The selected publisher listeners outside the selection do not hear.
     pub(super) dropped: Option<ParticipantId>,
+    /// Publishers of other media nodes relayed here (`core/relay.rs`), in
+    /// order of arrival; candidates for the selection like the local ones.
+    pub(super) remotes: Vec<ParticipantId>,
 }
 
 /// One listening slot of a subscriber.
@@ -136,6 +139,9 @@ pub(super) struct AudioPublish {
     /// Where this participant's audio goes: (subscriber, slot index). Rebuilt
     /// by `assign_audio_slots` whenever a mapping in the room changes.
     pub(super) fanout: SmallVec<[(ParticipantId, usize); 8]>,
+    /// Consecutive packets relayed to other media nodes (saturating; 0
+    /// after one that was not): the first ones after a pause say so.
+    pub(super) relay_run: u8,
 }
 
 impl AudioPublish {

@@ -138,6 +138,8 @@ impl SfuCore {
         let (publish_mid, slot_mids, pts) = inspect_medias(&rtc, &mids)?;
         let vmedias = inspect_video(&rtc, &mids);
 
+        // It was heard here through the relay (it moved from another node).
+        self.forget_remote_publisher(req.participant);
         // Rejoin: the old peer goes away quietly; room membership, the
         // moderator/deaf/mute flags, video permission and subscriptions carry over.
         let mut audio = AudioPublish::default();
@@ -198,6 +200,7 @@ impl SfuCore {
             members: Vec::new(),
             selected: Vec::new(),
             dropped: None,
+            remotes: Vec::new(),
         });
         if !room.members.contains(&req.participant) {
             room.members.push(req.participant);
@@ -481,6 +484,7 @@ impl SfuCore {
             room.members.retain(|m| *m != participant);
             if room.members.is_empty() {
                 self.rooms.remove(&room_id);
+                self.forget_room_remotes(room_id);
             } else {
                 self.update_room_slots(room_id);
             }

@@ -255,3 +255,99 @@ fn fast_path_audio_reaches_listeners_on_every_send_lane() {
     );
     sfu.shutdown();
 }
+
+/// Two SFUs (media nodes) on 127.0.0.1, each with its relay socket, hosting
+/// one room: a speaker on the first is heard by a listener on the second,
+/// through the relay sockets, on the slot the second SFU names in `Slots`.
+#[test]
+fn cascade_between_two_sfus_over_udp() {
+    let node = |relay_ip: Ipv4Addr| SfuConfig {
+        relay_bind: Some(SocketAddr::new(IpAddr::V4(relay_ip), 0)),
+        ..SfuConfig::new(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        )
+    };
+    // One binds the relay to every address: it announces the public IP.
+    let (a, _a_events) = Sfu::start(node(Ipv4Addr::UNSPECIFIED)).unwrap();
+    let (b, mut b_events) = Sfu::start(node(Ipv4Addr::LOCALHOST)).unwrap();
+    let (ea, eb) = (a.relay_endpoint().unwrap(), b.relay_endpoint().unwrap());
+    for e in [&ea, &eb] {
+        assert_eq!(e.addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_ne!(e.addr.port(), 0);
+    }
+    assert_ne!(ea.key, eb.key, "each node has a key of its own");
+    assert!(
+        !format!("{ea:?}").contains(&format!("{:?}", ea.key)),
+        "Debug hides the key"
+    );
+    let no_relay = SfuConfig::new(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+    );
+    let (c, _) = Sfu::start(no_relay).unwrap();
+    assert_eq!(c.relay_endpoint(), None);
+    c.shutdown();
+    // The room's peers are set before anyone joins.
+    a.set_relay_peers(room_id(5), vec![eb.clone()]);
+    b.set_relay_peers(room_id(5), vec![ea.clone()]);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut clients = vec![Client::new(), Client::new()];
+    for (i, (sfu, cl)) in [&a, &b].into_iter().zip(clients.iter_mut()).enumerate() {
+        let answer = rt
+            .block_on(sfu.join(JoinRequest {
+                room: room_id(5),
+                participant: pid(i as u64 + 1),
+                user_id: user(300 + i as u64),
+                offer_sdp: cl.peer.offer(1),
+            }))
+            .unwrap();
+        cl.peer.accept_answer(&answer).unwrap();
+    }
+    pump_until(
+        &mut clients,
+        |c| c.iter().all(|c| c.peer.connected),
+        "ICE+DTLS",
+    );
+    for i in 0..30 {
+        clients[0].peer.send_audio(Instant::now(), &payload(i), 20);
+        let until = Instant::now() + Duration::from_millis(20);
+        while Instant::now() < until {
+            for c in clients.iter_mut() {
+                c.pump();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let mid = clients[1].peer.recv_mids[0].to_string();
+    // The first packets, before the level counts as loud, are not relayed.
+    pump_until(
+        &mut clients,
+        |c| c[1].peer.received_on(&mid).len() >= 25,
+        "relayed packets at the listener",
+    );
+    let got = clients[1].peer.received_on(&mid);
+    let first = 30 - got.len() as u32;
+    for (k, r) in got.iter().enumerate() {
+        assert_eq!(&r.payload[..], &payload(first + k as u32)[..]);
+    }
+    let mut seen = vec![];
+    while let Ok(e) = b_events.try_recv() {
+        seen.push(e);
+    }
+    assert!(
+        seen.iter().any(|e| matches!(e, SfuEvent::Slots { participant, slots }
+            if *participant == pid(2) && slots[0].user_id == Some(user(300)) && slots[0].mid == mid)),
+        "{seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|e| matches!(e, SfuEvent::Speaking { .. })),
+        "no Speaking for a remote publisher: {seen:?}"
+    );
+    a.shutdown();
+    b.shutdown();
+}

@@ -74,6 +74,42 @@ pub enum BusEvent {
     /// Requests a node admitted per (rate-limit bucket, key) since its last report: every
     /// other node takes them from its own buckets (`ratelimit`).
     RateUsage(Vec<(String, String, u32)>),
+    /// Voice states of a node's participants: one that changed (no channel: left), or all of
+    /// them (`full`, every `voice::remote::REFRESH`). See `voice::remote`.
+    VoiceStates {
+        node: String,
+        states: Vec<crate::voice::registry::VoiceState>,
+        full: bool,
+    },
+    /// A moderator changed a member's server mute/deafen: the node serving its voice session
+    /// applies it.
+    VoiceModerated {
+        server_id: ServerId,
+        user_id: UserId,
+        mute: bool,
+        deaf: bool,
+    },
+    /// A moderator moved a member to another voice channel (`to`) or disconnected it (None).
+    VoiceMoved {
+        server_id: ServerId,
+        user_id: UserId,
+        to: Option<ChannelId>,
+    },
+    /// A user's profile changed (name, avatar, status, or the account was deleted): every
+    /// node sends USER_UPDATE (`user`) to its sessions of the user, of members of `servers`
+    /// and of the users in `also` (DM recipients).
+    UserUpdated {
+        user_id: UserId,
+        servers: Vec<ServerId>,
+        also: Vec<UserId>,
+        user: serde_json::Value,
+    },
+    /// A stage change (already checked by the node that took the request).
+    VoiceStage {
+        server_id: ServerId,
+        user_id: UserId,
+        change: crate::voice::stage::StageChange,
+    },
 }
 
 /// "These login sessions of this user ended" — what a node needs to forget them and close
@@ -124,6 +160,16 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(bus: Arc<dyn EventBus>, hub: Arc<Hub>) -> Self {
         Self { bus, hub }
+    }
+
+    /// Tells the other nodes a change this node applied already.
+    pub fn tell_others(&self, event: &BusEvent) {
+        self.bus.publish(event);
+    }
+
+    /// Delivers a dispatch to this node's sessions only (each node does so for its own).
+    pub fn deliver_here<T: serde::Serialize>(&self, target: &Target, t: Event, d: &T) {
+        self.hub.deliver(target, &Dispatch::new(t, d));
     }
 
     /// Publishes a dispatch event (`t`, `d`) to the sessions `target` names.
@@ -209,6 +255,42 @@ pub async fn apply(state: &AppState, event: BusEvent) {
                 state.limiter.consume(&bucket, &key, n);
             }
         }
+        BusEvent::UserUpdated {
+            user_id,
+            servers,
+            also,
+            user,
+        } => {
+            let mut to = also;
+            to.push(user_id);
+            for s in servers {
+                to.extend(state.hub.users_in(s));
+            }
+            to.sort();
+            to.dedup();
+            state
+                .hub
+                .deliver(&Target::Users(to), &Dispatch::new(Event::UserUpdate, &user));
+        }
+        BusEvent::VoiceStates { node, states, full } => {
+            state.voice.remote_states(&node, states, full);
+        }
+        BusEvent::VoiceModerated {
+            server_id,
+            user_id,
+            mute,
+            deaf,
+        } => state.voice.moderate(server_id, user_id, mute, deaf),
+        BusEvent::VoiceMoved {
+            server_id,
+            user_id,
+            to,
+        } => state.voice.apply_move(server_id, user_id, to).await,
+        BusEvent::VoiceStage {
+            server_id,
+            user_id,
+            change,
+        } => state.voice.apply_stage(server_id, user_id, change),
     }
 }
 

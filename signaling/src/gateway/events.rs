@@ -76,6 +76,7 @@ events! {
     VoiceVideoLayers => "VOICE_VIDEO_LAYERS",
     VoiceRenegotiate => "VOICE_RENEGOTIATE",
     VoiceChannelMove => "VOICE_CHANNEL_MOVE",
+    VoiceReconnect => "VOICE_RECONNECT",
 }
 
 impl std::fmt::Display for Event {

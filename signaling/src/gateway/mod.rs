@@ -22,13 +22,14 @@ pub mod routing;
 pub mod session_machine;
 pub mod sessions;
 
+use crate::proxy::ClientIp;
 use crate::state::AppState;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// WebSocket read buffer: small, so idle connections cost kilobytes.
@@ -40,7 +41,7 @@ const WRITE_BUFFER: usize = 8 * 1024;
 /// allowlist.
 pub async fn upgrade(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -59,7 +60,7 @@ pub async fn upgrade(
     let Some(pending) =
         state
             .pending_gateway
-            .admit(peer.ip(), PENDING_PER_IP, state.config.rate_limit_scale)
+            .admit(client, PENDING_PER_IP, state.config.rate_limit_scale)
     else {
         metrics::counter!("confab_gateway_refused_connections_total").increment(1);
         return (
@@ -74,7 +75,7 @@ pub async fn upgrade(
         .max_write_buffer_size(usize::MAX)
         .max_message_size(protocol::MAX_FRAME)
         .max_frame_size(protocol::MAX_FRAME)
-        .on_upgrade(move |socket| connection::run(state, socket, peer.ip(), pending))
+        .on_upgrade(move |socket| connection::run(state, socket, client, pending))
 }
 
 /// Connections from one IP that have not identified yet (scaled by `--rate-limit-scale`).

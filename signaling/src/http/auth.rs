@@ -2,14 +2,14 @@
 
 use crate::auth::{end_sessions, AuthUser};
 use crate::error::{ApiResult, ErrorBody, Json};
+use crate::proxy::ClientIp;
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use confab_chat::accounts::{ClientInfo, Login, RefreshOutcome, SessionScope};
 use confab_chat::model::User;
 use confab_chat::{ChatError, SessionId, UserId};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
@@ -47,13 +47,13 @@ pub struct AuthResponse {
     pub user: User,
 }
 
-fn client_info(headers: &HeaderMap, peer: SocketAddr) -> ClientInfo {
+fn client_info(headers: &HeaderMap, client: ClientIp) -> ClientInfo {
     ClientInfo {
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        ip: Some(peer.ip().to_string()),
+        ip: Some(client.0.to_string()),
     }
 }
 
@@ -72,7 +72,7 @@ fn respond(state: &AppState, login: Login) -> ApiResult<Json<AuthResponse>> {
     responses((status = 201, body = AuthResponse), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientIp,
     headers: HeaderMap,
     Json(body): Json<RegisterBody>,
 ) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
@@ -82,7 +82,7 @@ pub async fn register(
             &body.username,
             &body.password,
             body.email.as_deref(),
-            &client_info(&headers, peer),
+            &client_info(&headers, client),
         )
         .await?;
     Ok((StatusCode::CREATED, respond(&state, login)?))
@@ -93,13 +93,17 @@ pub async fn register(
     responses((status = 200, body = AuthResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientIp,
     headers: HeaderMap,
     Json(body): Json<LoginBody>,
 ) -> ApiResult<Json<AuthResponse>> {
     let login = state
         .chat
-        .login(&body.username, &body.password, &client_info(&headers, peer))
+        .login(
+            &body.username,
+            &body.password,
+            &client_info(&headers, client),
+        )
         .await?;
     respond(&state, login)
 }

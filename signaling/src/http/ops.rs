@@ -11,15 +11,14 @@ pub async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// Ready to serve: the database answers and the SFU loop runs.
+/// Ready to serve: the database answers and the SFU loop runs. `checks` holds the self-check
+/// (`crate::doctor`): warnings there do not make the node unready.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let db = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(state.chat.pool()),
-    )
-    .await
-    .map(|r| r.is_ok())
-    .unwrap_or(false);
+    use crate::doctor::Status;
+    let report = crate::doctor::live(&state).await;
+    let db = report
+        .get("database")
+        .is_some_and(|c| c.status == Status::Ok);
     let sfu = state.voice.is_running();
     let ok = db && sfu && !state.shutdown.is_cancelled();
     let status = if ok {
@@ -29,7 +28,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     (
         status,
-        axum::Json(json!({"ready": ok, "database": db, "sfu": sfu})),
+        axum::Json(json!({"ready": ok, "database": db, "sfu": sfu, "checks": report.json()})),
     )
 }
 

@@ -323,10 +323,16 @@ pub async fn update_member(
             .await;
     }
     if let Some(to) = body.channel_id {
-        state
-            .voice
-            .move_member(server_id, actor, target, to)
-            .await?;
+        // Recorded here; the node serving the member's voice session moves it.
+        if state.voice.check_move(server_id, actor, target, to).await? {
+            state
+                .publish(BusEvent::VoiceMoved {
+                    server_id,
+                    user_id: target,
+                    to,
+                })
+                .await;
+        }
     }
     let member = if body.mute.is_some() || body.deaf.is_some() {
         state
@@ -342,8 +348,13 @@ pub async fn update_member(
     };
     state.emit(Target::Server(server_id), Event::MemberUpdate, &member);
     state
-        .voice
-        .moderate(server_id, target, member.mute, member.deaf);
+        .publish(BusEvent::VoiceModerated {
+            server_id,
+            user_id: target,
+            mute: member.mute,
+            deaf: member.deaf,
+        })
+        .await;
     Ok(Json(member))
 }
 

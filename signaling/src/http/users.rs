@@ -116,9 +116,16 @@ pub async fn update_me(
             },
         )
         .await?;
-    let mut to = state.hub.co_members(user.user_id);
-    to.push(user.user_id);
-    state.emit(Target::Users(to), Event::UserUpdate, &updated);
+    // Every node tells its own sessions of the user's co-members.
+    let servers = state.chat.server_ids_of(user.user_id).await?;
+    state
+        .publish(BusEvent::UserUpdated {
+            user_id: user.user_id,
+            servers,
+            also: Vec::new(),
+            user: serde_json::to_value(&updated).map_err(anyhow::Error::from)?,
+        })
+        .await;
     Ok(Json(updated))
 }
 
@@ -133,8 +140,6 @@ pub async fn delete_me(
     Json(body): Json<DeleteAccountBody>,
 ) -> ApiResult<StatusCode> {
     password_attempt(&state, user.user_id)?;
-    // Whom to tell the account's new name, taken before its routing is removed.
-    let mut audience = state.hub.co_members(user.user_id);
     let gone = state
         .chat
         .delete_account(user.user_id, &body.password)
@@ -166,14 +171,16 @@ pub async fn delete_me(
             &json!({"id": user.user_id}),
         );
     }
-    // Messages and DMs keep showing the account: as "Deleted User" from now on.
-    audience.extend(gone.dm_recipients.iter().copied());
-    audience.sort();
-    audience.dedup();
-    audience.retain(|u| *u != user.user_id);
-    if !audience.is_empty() {
-        state.emit(Target::Users(audience), Event::UserUpdate, &gone.user);
-    }
+    // Messages and DMs keep showing the account: as "Deleted User" from now on. Every node
+    // tells its sessions of the members of the servers it left and of its DM recipients.
+    state
+        .publish(BusEvent::UserUpdated {
+            user_id: user.user_id,
+            servers: gone.servers.clone(),
+            also: gone.dm_recipients.clone(),
+            user: serde_json::to_value(&gone.user).map_err(anyhow::Error::from)?,
+        })
+        .await;
     end_sessions(&state, gone.sessions).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,6 +2,7 @@
 //! "Stage channels"). Joining and leaving voice stays on the gateway (op 4).
 
 use crate::auth::AuthUser;
+use crate::bus::BusEvent;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::state::AppState;
 use crate::voice::stage::StageChange;
@@ -43,19 +44,22 @@ pub async fn update_mine(
     Path(server_id): Path<ServerId>,
     Json(body): Json<MyVoiceStateBody>,
 ) -> ApiResult<StatusCode> {
-    state
+    let change = StageChange {
+        channel_id: body.channel_id,
+        suppress: body.suppress,
+        request_to_speak: body.request_to_speak,
+    };
+    let user_id = state
         .voice
-        .stage_update(
-            server_id,
-            user.user_id,
-            None,
-            StageChange {
-                channel_id: body.channel_id,
-                suppress: body.suppress,
-                request_to_speak: body.request_to_speak,
-            },
-        )
+        .check_stage(server_id, user.user_id, None, change)
         .await?;
+    state
+        .publish(BusEvent::VoiceStage {
+            server_id,
+            user_id,
+            change,
+        })
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -69,18 +73,21 @@ pub async fn update_member(
     Path((server_id, target)): Path<(ServerId, UserId)>,
     Json(body): Json<VoiceStateBody>,
 ) -> ApiResult<StatusCode> {
-    state
+    let change = StageChange {
+        channel_id: body.channel_id,
+        suppress: Some(body.suppress),
+        request_to_speak: None,
+    };
+    let user_id = state
         .voice
-        .stage_update(
-            server_id,
-            user.user_id,
-            Some(target),
-            StageChange {
-                channel_id: body.channel_id,
-                suppress: Some(body.suppress),
-                request_to_speak: None,
-            },
-        )
+        .check_stage(server_id, user.user_id, Some(target), change)
         .await?;
+    state
+        .publish(BusEvent::VoiceStage {
+            server_id,
+            user_id,
+            change,
+        })
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

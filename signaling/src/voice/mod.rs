@@ -5,16 +5,18 @@
 pub mod audience;
 pub mod moderation;
 pub mod registry;
+pub mod remote;
 pub mod stage;
 pub mod video;
 
-use crate::bus::Dispatcher;
+use crate::bus::{BusEvent, Dispatcher};
 use crate::gateway::events::Event;
 use crate::gateway::hub::{Session, Target};
 use crate::gateway::protocol::VoiceStateReq;
+use crate::media::{Flags, MediaEvent, MediaPlane};
 use crate::viewers::ViewerCache;
 use confab_chat::{ChannelId, Chat, ChatError, ServerId, Snowflake, UserId};
-use confab_sfu::{JoinRequest as SfuJoin, ParticipantId, RoomId, Sfu, SfuError, SfuEvent, UserTag};
+use confab_sfu::{JoinRequest as SfuJoin, ParticipantId, RoomId, SfuError, SfuEvent, UserTag};
 use parking_lot::Mutex;
 use registry::{JoinOutcome, JoinRequest, Participant, Registry, VoicePerms};
 use std::sync::Arc;
@@ -61,7 +63,8 @@ impl From<ChatError> for VoiceError {
 }
 
 pub struct VoiceService {
-    sfu: Sfu,
+    /// This process's SFU, or the cluster's media nodes.
+    media: MediaPlane,
     chat: Chat,
     dispatcher: Dispatcher,
     viewers: Arc<ViewerCache>,
@@ -70,6 +73,11 @@ pub struct VoiceService {
     audiences: Mutex<audience::Audiences>,
     /// Most tiles one client may list in VIDEO_SUBSCRIBE (`--max-video-tiles`).
     max_video_tiles: usize,
+    /// This node's name, and whether there are other nodes to share voice states with.
+    node: String,
+    clustered: bool,
+    /// Voice states of other nodes' participants.
+    remote: Mutex<remote::RemoteVoice>,
 }
 
 // The SFU has ids of its own over the same numbers: a voice session is its `ParticipantId`, a
@@ -99,29 +107,33 @@ fn user_of(tag: UserTag) -> UserId {
 
 impl VoiceService {
     pub fn new(
-        sfu: Sfu,
+        media: MediaPlane,
         chat: Chat,
         dispatcher: Dispatcher,
         viewers: Arc<ViewerCache>,
         max_video_tiles: usize,
+        node: Option<String>,
     ) -> Self {
         Self {
-            sfu,
+            media,
             chat,
             dispatcher,
             viewers,
             registry: Mutex::new(Registry::default()),
             audiences: Mutex::new(audience::Audiences::default()),
             max_video_tiles,
+            clustered: node.is_some(),
+            node: node.unwrap_or_default(),
+            remote: Mutex::new(remote::RemoteVoice::default()),
         }
     }
 
-    pub fn sfu(&self) -> &Sfu {
-        &self.sfu
+    pub fn media(&self) -> &MediaPlane {
+        &self.media
     }
 
     pub fn is_running(&self) -> bool {
-        self.sfu.is_running()
+        self.media.is_running()
     }
 
     /// op 4: join, move, update mute/deafen, or leave (channel_id null).
@@ -179,18 +191,14 @@ impl VoiceService {
         match outcome {
             JoinOutcome::Joined { previous } => {
                 if let Some(prev) = previous {
-                    self.sfu.leave(sfu_participant(prev.id));
+                    self.media.leave(sfu_participant(prev.id));
                     self.speaking_ended(&prev);
                     // Whoever saw the old channel but not the new one sees the member leave
                     // (the new state names a channel they may not know).
                     if prev.server_id != p.server_id
                         || !self.same_audience(prev.channel_id, p.channel_id)
                     {
-                        self.dispatcher.emit(
-                            self.audience(&prev),
-                            Event::VoiceStateUpdate,
-                            &prev.left_state(),
-                        );
+                        self.tell_left(&prev);
                     }
                     self.record_end(prev.id, "moved");
                 }
@@ -204,37 +212,50 @@ impl VoiceService {
                         tracing::warn!(error = %e, "recording voice session");
                     }
                 });
-                self.dispatcher
-                    .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
+                self.tell_state(&p);
             }
             JoinOutcome::Rejoined => {
                 metrics::counter!("confab_voice_rejoins_total").increment(1);
                 self.apply_flags(&p);
+                // Nothing changed for the others; the rejoining client gets its state back as
+                // the answer to its op 4.
+                self.dispatcher.emit(
+                    Target::Session(p.gateway_session.clone()),
+                    Event::VoiceStateUpdate,
+                    &p.state(),
+                );
             }
             JoinOutcome::Updated { changed } => {
                 // Always applied: the permissions were read again.
                 self.apply_flags(&p);
                 if changed {
-                    self.dispatcher
-                        .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
+                    self.tell_state(&p);
                 }
             }
         }
         Ok(())
     }
 
+    fn flags(p: &Participant) -> Flags {
+        Flags {
+            // The SFU's server mute drops audio whatever the reason: a moderator's mute, no
+            // SPEAK, or the audience of a stage (the voice state tells `mute` and `suppress`
+            // apart).
+            server_mute: p.audio_blocked(),
+            // Self-mute and self-deafen are enforced too: a client that keeps sending while it
+            // shows as muted is not heard, and a camera or screen share switched off is not
+            // forwarded.
+            self_mute: p.self_mute || p.self_deaf,
+            deaf: p.effective_deaf(),
+            video_allowed: p.video_allowed(),
+            camera: p.self_video,
+            screen: p.self_stream,
+            priority_speaker: p.perms.priority_speaker,
+        }
+    }
+
     fn apply_flags(&self, p: &Participant) {
-        let id = sfu_participant(p.id);
-        // The SFU's server mute drops audio whatever the reason: a moderator's mute, no SPEAK,
-        // or the audience of a stage (the voice state tells `mute` and `suppress` apart).
-        self.sfu.set_server_mute(id, p.audio_blocked());
-        // Self-mute and self-deafen are enforced too: a client that keeps sending while it shows
-        // as muted is not heard, and a camera or screen share switched off is not forwarded.
-        self.sfu.set_self_mute(id, p.self_mute || p.self_deaf);
-        self.sfu.set_deaf(id, p.effective_deaf());
-        self.sfu.set_video_allowed(id, p.video_allowed());
-        self.sfu.set_self_video(id, p.self_video, p.self_stream);
-        self.sfu.set_priority_speaker(id, p.perms.priority_speaker);
+        self.media.set_flags(sfu_participant(p.id), Self::flags(p));
     }
 
     /// op 12: the client's offer → the SFU's answer. `video_tracks` optionally says which
@@ -262,12 +283,13 @@ impl VoiceService {
             user_id: sfu_user(p.user_id),
             offer_sdp: sdp.clone(),
         };
+        let flags = Self::flags(&p);
         let result = if p.needs_join {
-            self.sfu.join(join()).await
+            self.media.join(join(), flags).await
         } else {
-            match self.sfu.renegotiate(id, sdp.clone()).await {
+            match self.media.renegotiate(id, sdp.clone()).await {
                 // The SFU dropped the peer (ICE timeout) but the client kept the session.
-                Err(SfuError::UnknownParticipant) => self.sfu.join(join()).await,
+                Err(SfuError::UnknownParticipant) => self.media.join(join(), flags).await,
                 other => other,
             }
         };
@@ -295,16 +317,17 @@ impl VoiceService {
             Some(cur) => {
                 self.apply_flags(&cur);
                 if let Some(kinds) = video_kinds {
-                    self.sfu.set_video_track_kinds(id, kinds);
+                    self.media.set_video_track_kinds(id, kinds);
                 }
                 // Tiles listed before this (re)join reach the new SFU peer.
                 if !cur.video_subs.is_empty() {
-                    self.sfu.set_video_subscriptions(id, cur.video_subs.clone());
+                    self.media
+                        .set_video_subscriptions(id, cur.video_subs.clone());
                 }
             }
             None => {
                 // Left while the SFU was answering.
-                self.sfu.leave(id);
+                self.media.leave(id);
                 return Err(VoiceError::NotJoined);
             }
         }
@@ -335,7 +358,8 @@ impl VoiceService {
         };
         // Before the first answer there is no SFU peer yet; the offer hands the list over.
         if !needs_join {
-            self.sfu.set_video_subscriptions(sfu_participant(id), subs);
+            self.media
+                .set_video_subscriptions(sfu_participant(id), subs);
         }
         Ok(())
     }
@@ -353,12 +377,116 @@ impl VoiceService {
         }
     }
 
+    /// Tells the channel's audience a participant's new state, and the other nodes too.
+    fn tell_state(&self, p: &Participant) {
+        let state = p.state();
+        self.dispatcher
+            .emit(self.audience(p), Event::VoiceStateUpdate, &state);
+        self.replicate(state);
+    }
+
+    /// Tells the channel's audience, and the other nodes, that a participant left.
+    fn tell_left(&self, p: &Participant) {
+        let state = p.left_state();
+        self.dispatcher
+            .emit(self.audience(p), Event::VoiceStateUpdate, &state);
+        self.replicate(state);
+    }
+
+    /// Tells the audience that a participant started or stopped speaking.
+    fn tell_speaking(&self, p: &Participant) {
+        self.dispatcher.emit(
+            self.audience(p),
+            Event::VoiceSpeaking,
+            &serde_json::json!({"server_id": p.server_id, "channel_id": p.channel_id, "user_id": p.user_id, "speaking": p.speaking}),
+        );
+        self.replicate(p.state());
+    }
+
+    /// One state change for the other nodes' copies (`remote`); nothing in one process.
+    fn replicate(&self, state: registry::VoiceState) {
+        if self.clustered {
+            self.dispatcher.tell_others(&BusEvent::VoiceStates {
+                node: self.node.clone(),
+                states: vec![state],
+                full: false,
+            });
+        }
+    }
+
+    /// Another node's voice states (`BusEvent::VoiceStates`).
+    /// A user in voice there with a newer voice session than the one this node serves has
+    /// moved on (its gateway moved to that node, or another device joined): the session here
+    /// ends quietly, as a new join ends the previous one on one node, and clients keep the
+    /// newer state.
+    pub fn remote_states(&self, node: &str, states: Vec<registry::VoiceState>, full: bool) {
+        let superseded: Vec<Participant> = {
+            let mut reg = self.registry.lock();
+            let moved: Vec<UserId> = states
+                .iter()
+                .filter(|s| s.channel_id.is_some())
+                // Voice session ids are snowflakes: the newer session wins, whichever state
+                // arrives last.
+                .filter(|s| {
+                    reg.by_user(s.user_id)
+                        .is_some_and(|p| p.id.0 < s.voice_session_id.0)
+                })
+                .map(|s| s.user_id)
+                .collect();
+            moved
+                .into_iter()
+                .filter_map(|u| reg.remove_user(u))
+                .collect()
+        };
+        self.remote.lock().apply(node, states, full, Instant::now());
+        for p in superseded {
+            self.media.leave(sfu_participant(p.id));
+            // Only the other nodes' copies learn it: the newer state stands for clients.
+            self.replicate(p.left_state());
+            metrics::counter!("confab_voice_leaves_total", "reason" => "moved").increment(1);
+            self.record_end(p.id, "moved");
+        }
+    }
+
+    /// Every `remote::REFRESH`: repeats this node's voice states to the others, and forgets
+    /// the nodes that stopped repeating theirs, showing their participants as gone to this
+    /// node's sessions.
+    pub async fn refresh_remote(&self) {
+        let states = self.registry.lock().all_states();
+        self.dispatcher.tell_others(&BusEvent::VoiceStates {
+            node: self.node.clone(),
+            states,
+            full: true,
+        });
+        let gone = self.remote.lock().expire(Instant::now());
+        for state in gone {
+            // Back in voice since, through this node or another (a client whose node died
+            // reconnects elsewhere and rejoins): it has not left.
+            if self.state_of(state.user_id).is_some() {
+                continue;
+            }
+            let (Some(channel_id), server_id) = (state.channel_id, state.server_id) else {
+                continue;
+            };
+            let target = self
+                .viewers
+                .target(&self.chat, Some(server_id), channel_id, None)
+                .await;
+            let left = registry::VoiceState {
+                channel_id: None,
+                speaking: false,
+                ..state
+            };
+            self.dispatcher
+                .deliver_here(&target, Event::VoiceStateUpdate, &left);
+        }
+    }
+
     /// Removes a participant everywhere and tells everyone.
     fn teardown(&self, p: &Participant, reason: &'static str) {
-        self.sfu.leave(sfu_participant(p.id));
+        self.media.leave(sfu_participant(p.id));
         self.speaking_ended(p);
-        self.dispatcher
-            .emit(self.audience(p), Event::VoiceStateUpdate, &p.left_state());
+        self.tell_left(p);
         metrics::counter!("confab_voice_leaves_total", "reason" => reason).increment(1);
         self.record_end(p.id, reason);
     }
@@ -401,7 +529,7 @@ impl VoiceService {
             .lock()
             .remove_where(|p| p.server_id == server_id);
         for p in gone {
-            self.sfu.leave(sfu_participant(p.id));
+            self.media.leave(sfu_participant(p.id));
             self.record_end(p.id, "server_deleted");
         }
         self.forget_server_audiences(server_id);
@@ -444,13 +572,35 @@ impl VoiceService {
         };
         if let Some(p) = updated {
             self.apply_flags(&p);
-            self.dispatcher
-                .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
+            self.tell_state(&p);
         }
     }
 
+    /// Everyone in voice in these servers, on this node and on the others.
     pub fn states_for(&self, servers: &[ServerId]) -> Vec<registry::VoiceState> {
-        self.registry.lock().states_for(servers)
+        let mut states = self.registry.lock().states_for(servers);
+        if self.clustered {
+            let mine: std::collections::HashSet<UserId> =
+                states.iter().map(|s| s.user_id).collect();
+            states.extend(
+                self.remote
+                    .lock()
+                    .states_for(servers)
+                    .into_iter()
+                    .filter(|s| !mine.contains(&s.user_id)),
+            );
+        }
+        states
+    }
+
+    /// The user's voice state, on this node or another.
+    pub fn state_of(&self, user_id: UserId) -> Option<registry::VoiceState> {
+        let local = self
+            .registry
+            .lock()
+            .by_user(user_id)
+            .map(Participant::state);
+        local.or_else(|| self.remote.lock().of_user(user_id))
     }
 
     /// Relays the SFU's events to clients, and ends participants whose rejoin window passed.
@@ -458,14 +608,14 @@ impl VoiceService {
     pub fn spawn_event_pump(
         self: Arc<Self>,
         shutdown: tokio_util::sync::CancellationToken,
-        mut events: tokio::sync::mpsc::UnboundedReceiver<SfuEvent>,
+        mut events: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
     ) {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => {
-                        self.sfu.shutdown();
+                        self.media.shutdown();
                         return;
                     }
                     _ = tick.tick() => {
@@ -474,13 +624,37 @@ impl VoiceService {
                             self.teardown(&p, "timeout");
                         }
                     }
-                    ev = events.recv() => {
-                        let Some(ev) = ev else { return };
-                        self.handle_event(ev);
+                    ev = events.recv() => match ev {
+                        Some(MediaEvent::Sfu(ev)) => self.handle_event(ev),
+                        Some(MediaEvent::Reconnect(participant)) => self.reconnect(participant),
+                        None => return,
                     }
                 }
             }
         });
+    }
+
+    /// The participant's media node is gone: the client offers again (VOICE_RECONNECT) and
+    /// is placed on a live node; until then it keeps its voice state.
+    fn reconnect(&self, participant: ParticipantId) {
+        let p = {
+            let mut reg = self.registry.lock();
+            reg.by_id_mut(voice_session_of(participant)).map(|p| {
+                p.needs_join = true;
+                let before = p.clone();
+                p.speaking = false;
+                before
+            })
+        };
+        if let Some(p) = p {
+            metrics::counter!("confab_voice_reconnects_total").increment(1);
+            self.speaking_ended(&p);
+            self.dispatcher.emit(
+                Target::Session(p.gateway_session.clone()),
+                Event::VoiceReconnect,
+                &serde_json::json!({"channel_id": p.channel_id, "voice_session_id": p.id}),
+            );
+        }
     }
 
     fn handle_event(&self, ev: SfuEvent) {
@@ -521,11 +695,7 @@ impl VoiceService {
                     })
                 };
                 if let Some(p) = p {
-                    self.dispatcher.emit(
-                        self.audience(&p),
-                        Event::VoiceSpeaking,
-                        &serde_json::json!({"server_id": p.server_id, "channel_id": p.channel_id, "user_id": p.user_id, "speaking": speaking}),
-                    );
+                    self.tell_speaking(&p);
                 }
             }
             SfuEvent::Slots { participant, slots } => {

@@ -58,46 +58,68 @@ impl VoiceService {
         let (p, visible) = changed;
         self.apply_flags(&p);
         if visible {
-            self.dispatcher
-                .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
+            self.tell_state(&p);
         }
     }
 
-    /// A moderator moves `target` to voice channel `to`, or disconnects it (`to` None). The
-    /// moved client gets VOICE_CHANNEL_MOVE and offers again for the new channel.
-    pub async fn move_member(
+    /// A moderator moves `target` to voice channel `to`, or disconnects it (`to` None): checks
+    /// that the member is in voice in this server (on any node) and records the move. True when
+    /// there is something to do: the caller publishes `BusEvent::VoiceMoved`, and the node
+    /// serving the member's voice session applies it (`apply_move`).
+    pub async fn check_move(
         &self,
         server_id: ServerId,
         actor: Actor<'_>,
         target: UserId,
         to: Option<ChannelId>,
-    ) -> ChatResult<()> {
-        let current = self
-            .registry
-            .lock()
-            .by_user(target)
-            .filter(|p| p.server_id == server_id)
-            .map(|p| (p.id, p.channel_id));
-        let Some((id, from)) = current else {
+    ) -> ChatResult<bool> {
+        let from = self
+            .state_of(target)
+            .filter(|s| s.server_id == server_id)
+            .and_then(|s| s.channel_id);
+        let Some(from) = from else {
             return Err(ChatError::field(
                 "channel_id",
                 "the member is not connected to voice in this server",
             ));
         };
         if to == Some(from) {
-            return Ok(());
+            return Ok(false);
         }
         self.chat
             .voice_move(server_id, actor, target, from, to)
             .await?;
+        Ok(true)
+    }
+
+    /// Moves (or disconnects) `target` if its voice session is on this node. The moved client
+    /// gets VOICE_CHANNEL_MOVE and offers again for the new channel.
+    pub async fn apply_move(&self, server_id: ServerId, target: UserId, to: Option<ChannelId>) {
+        let current = self
+            .registry
+            .lock()
+            .by_user(target)
+            .filter(|p| p.server_id == server_id)
+            .map(|p| (p.id, p.channel_id));
+        let Some((id, from)) = current else { return };
+        if to == Some(from) {
+            return;
+        }
         let Some(to) = to else {
             let gone = self.registry.lock().remove_id(id);
             if let Some(p) = gone {
                 self.teardown(&p, "disconnected");
             }
-            return Ok(());
+            return;
         };
-        let access = self.chat.voice_access(to, target).await?;
+        let access = match self.chat.voice_access(to, target).await {
+            Ok(a) => a,
+            Err(e) => {
+                // Checked by the node that took the request; changed since.
+                tracing::info!(error = %e, "voice move no longer allowed");
+                return;
+            }
+        };
         self.refresh_audience(server_id, to).await;
         let new_id = self.chat.next_id();
         let moved = self.registry.lock().moved(
@@ -108,15 +130,11 @@ impl VoiceService {
             VoicePerms::from_bits(access.permissions),
         );
         // Gone meanwhile (left on its own): nothing to move.
-        let Some((old, p)) = moved else { return Ok(()) };
-        self.sfu.leave(sfu_participant(old.id));
+        let Some((old, p)) = moved else { return };
+        self.media.leave(sfu_participant(old.id));
         self.speaking_ended(&old);
         if !self.same_audience(old.channel_id, p.channel_id) {
-            self.dispatcher.emit(
-                self.audience(&old),
-                Event::VoiceStateUpdate,
-                &old.left_state(),
-            );
+            self.tell_left(&old);
         }
         self.record_end(old.id, "moved");
         metrics::counter!("confab_voice_joins_total").increment(1);
@@ -130,8 +148,7 @@ impl VoiceService {
                 tracing::warn!(error = %e, "recording voice session");
             }
         });
-        self.dispatcher
-            .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
+        self.tell_state(&p);
         self.dispatcher.emit(
             Target::Session(p.gateway_session.clone()),
             Event::VoiceChannelMove,
@@ -141,6 +158,5 @@ impl VoiceService {
                 "voice_session_id": p.id,
             }),
         );
-        Ok(())
     }
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use confab_chat::permissions::{self, Permissions};
 use confab_chat::{ChannelId, ServerId, Snowflake, UserId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,7 +77,7 @@ pub struct Participant {
 }
 
 /// A voice state as clients see it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VoiceState {
     pub server_id: ServerId,
     pub channel_id: Option<ChannelId>,
@@ -352,6 +352,10 @@ impl Registry {
             p.dropped_at
                 .is_some_and(|t| now.duration_since(t) >= REJOIN_WINDOW)
         })
+    }
+
+    pub fn all_states(&self) -> Vec<VoiceState> {
+        self.by_user.values().map(Participant::state).collect()
     }
 
     pub fn states_for(&self, servers: &[ServerId]) -> Vec<VoiceState> {

@@ -4,12 +4,12 @@
 //! the audience; anyone may step down, and a moderator may also step up.
 
 use super::VoiceService;
-use crate::gateway::events::Event;
+use confab_chat::model::ChannelKind;
 use confab_chat::permissions::{self, MUTE_MEMBERS};
 use confab_chat::{ChannelId, ChatError, ChatResult, ServerId, UserId};
 
 /// One stage change: `suppress` (false = speaker) and, for oneself, a raised or lowered hand.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct StageChange {
     pub channel_id: ChannelId,
     pub suppress: Option<bool>,
@@ -17,14 +17,17 @@ pub struct StageChange {
 }
 
 impl VoiceService {
-    /// `actor` changes its own stage state (`target` None) or a member's.
-    pub async fn stage_update(
+    /// Checks a stage change by `actor` to its own state (`target` None) or a member's: the
+    /// member is in the stage channel (on any node) and `actor` may make the change. The caller
+    /// then publishes `BusEvent::VoiceStage`; the node serving the member applies it
+    /// (`apply_stage`). Returns the member.
+    pub async fn check_stage(
         &self,
         server_id: ServerId,
         actor: UserId,
         target: Option<UserId>,
         change: StageChange,
-    ) -> ChatResult<()> {
+    ) -> ChatResult<UserId> {
         let user = target.unwrap_or(actor);
         let myself = user == actor;
         if !myself && change.request_to_speak.is_some() {
@@ -37,20 +40,17 @@ impl VoiceService {
             return Err(ChatError::field("suppress", "is required"));
         }
         // Strangers and members who cannot see the channel learn nothing about it.
-        let (_, perms) = self.chat.channel_access(change.channel_id, actor).await?;
+        let (channel, perms) = self.chat.channel_access(change.channel_id, actor).await?;
         let present = self
-            .registry
-            .lock()
-            .by_user(user)
-            .filter(|p| p.server_id == server_id && p.channel_id == change.channel_id)
-            .map(|p| (p.id, p.stage));
-        let Some((id, stage)) = present else {
+            .state_of(user)
+            .is_some_and(|s| s.server_id == server_id && s.channel_id == Some(change.channel_id));
+        if !present {
             return Err(ChatError::field(
                 "channel_id",
                 "the member is not connected to this channel",
             ));
-        };
-        if !stage {
+        }
+        if channel.kind != ChannelKind::Stage {
             return Err(ChatError::field("channel_id", "is not a stage channel"));
         }
         // Stepping down and raising or lowering one's hand need no permission; everything
@@ -61,13 +61,17 @@ impl VoiceService {
                 "you need MUTE_MEMBERS in this channel to manage its speakers",
             ));
         }
+        Ok(user)
+    }
+
+    /// Applies a checked stage change if the member's voice session is on this node.
+    pub fn apply_stage(&self, server_id: ServerId, user: UserId, change: StageChange) {
         let updated = {
             let mut reg = self.registry.lock();
-            let Some(p) = reg.by_id_mut(id) else {
-                return Err(ChatError::field(
-                    "channel_id",
-                    "the member is not connected to this channel",
-                ));
+            let Some(p) = reg.by_user_mut(user).filter(|p| {
+                p.server_id == server_id && p.channel_id == change.channel_id && p.stage
+            }) else {
+                return;
             };
             let before = p.state();
             if let Some(suppress) = change.suppress {
@@ -86,9 +90,7 @@ impl VoiceService {
         };
         if let Some(p) = updated {
             self.apply_flags(&p);
-            self.dispatcher
-                .emit(self.audience(&p), Event::VoiceStateUpdate, &p.state());
+            self.tell_state(&p);
         }
-        Ok(())
     }
 }

@@ -346,12 +346,18 @@ async fn metrics_count_created_messages_and_requests() {
     let metrics = app.metrics().await;
     let created: f64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("confab_messages_created_total "))
+        .find(|l| l.starts_with("confab_messages_created_total{"))
+        .and_then(|l| l.rsplit(' ').next())
         .expect("messages counter")
         .parse()
         .unwrap();
     assert!(created >= 32.0, "{created}");
-    assert!(metrics.contains("confab_http_requests_total{method=\"POST\",route=\"/api/v1/channels/{channel_id}/messages\",status=\"201\"}"));
+    assert!(metrics
+        .lines()
+        .any(|l| l.starts_with("confab_http_requests_total{")
+            && l.contains(
+                ",method=\"POST\",route=\"/api/v1/channels/{channel_id}/messages\",status=\"201\"}"
+            )));
     assert!(metrics.contains("process_cpu_seconds_total"));
 }
 

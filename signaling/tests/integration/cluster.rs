@@ -19,17 +19,19 @@ async fn cluster_scaled(nats: &NatsServer, n: usize, rate_limit_scale: f64) -> V
     let first = TestApp::spawn_with(|c| {
         c.nats_url = Some(nats.url());
         c.rate_limit_scale = rate_limit_scale;
+        c.node_name = "node-0".into();
     })
     .await;
     let db = first.database_url();
     let mut nodes = vec![first];
-    for _ in 1..n {
+    for i in 1..n {
         let db = db.clone();
         nodes.push(
             TestApp::spawn_with(move |c| {
                 c.database_url = Some(db);
                 c.nats_url = Some(nats.url());
                 c.rate_limit_scale = rate_limit_scale;
+                c.node_name = format!("node-{i}");
             })
             .await,
         );
@@ -142,8 +144,8 @@ async fn messages_sent_through_each_node_reach_clients_on_every_node_once_in_ord
     let metrics = a.metrics().await;
     let timed: f64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("confab_bus_delivery_seconds_count "))
-        .and_then(|v| v.trim().parse().ok())
+        .find(|l| l.starts_with("confab_bus_delivery_seconds_count{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0.0);
     assert!(timed > 0.0, "no cross-node delivery latency recorded");
 }
@@ -465,6 +467,7 @@ async fn a_starting_node_closes_only_the_voice_sessions_of_gone_nodes() {
     let _b = TestApp::spawn_with(|c| {
         c.database_url = Some(db_url);
         c.nats_url = Some(nats.url());
+        c.node_name = "node-b".into();
     })
     .await;
     let open: Vec<confab_chat::Snowflake> =
@@ -473,4 +476,33 @@ async fn a_starting_node_closes_only_the_voice_sessions_of_gone_nodes() {
             .await
             .unwrap();
     assert_eq!(open, vec![live], "only the gone node's session is closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_change_reaches_co_members_on_other_nodes_once() {
+    let nats = NatsServer::start();
+    let nodes = cluster(&nats, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let owner = a.register("owner").await;
+    let member = a.register("member").await;
+    let guild = a.server(&owner, "profiles").await;
+    let code = a.invite(&owner, &guild.id).await;
+    assert_eq!(a.accept_invite(&member, &code).await.0, 200);
+    // A second server in common: still one USER_UPDATE.
+    let other = a.server(&owner, "second").await;
+    let code = a.invite(&owner, &other.id).await;
+    assert_eq!(a.accept_invite(&member, &code).await.0, 200);
+    let (mut on_b, _) = b.identified(&member).await;
+    let (s, body) = a
+        .patch(
+            "/users/@me",
+            &owner.token,
+            json!({"display_name": "The Owner"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let update = on_b.expect(Event::UserUpdate).await;
+    assert_eq!(update["display_name"], "The Owner");
+    on_b.expect_none(Event::UserUpdate, Duration::from_millis(500))
+        .await;
 }

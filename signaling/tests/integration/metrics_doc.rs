@@ -120,17 +120,20 @@ async fn every_documented_metric_is_exported_and_vice_versa() {
             "{name} has no # HELP line"
         );
     }
-    // Counters and gauges with bounded labels exist at zero before their first event.
-    for series in [
-        "confab_http_rate_limited_total{bucket=\"auth\"}",
-        "confab_voice_leaves_total{reason=\"timeout\"}",
-        "confab_gateway_slow_disconnects_total",
-        "confab_sfu_connect_failures_total",
-        "confab_build_info{version=",
+    // Counters and gauges with bounded labels exist at zero before their first event (every
+    // series also carries the `node` label, first).
+    for (series, label) in [
+        ("confab_http_rate_limited_total{", "bucket=\"auth\""),
+        ("confab_voice_leaves_total{", "reason=\"timeout\""),
+        ("confab_gateway_slow_disconnects_total{", "node="),
+        ("confab_sfu_connect_failures_total{", "node="),
+        ("confab_build_info{", "version="),
     ] {
         assert!(
-            exposition.lines().any(|l| l.starts_with(series)),
-            "{series} not in /metrics"
+            exposition
+                .lines()
+                .any(|l| l.starts_with(series) && l.contains(label)),
+            "{series}{label}… not in /metrics"
         );
     }
 }
