@@ -56,8 +56,19 @@ data=$(mktemp -d -t cluster-chat-data.XXXXXX)
 chmod 755 "$data"
 pids=()
 cleanup() {
+  # SIGTERM (a graceful stop), then SIGKILL for whatever is still up after 30 s: a stuck
+  # shutdown must not hold the run.
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 150); do
+    local up=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && up=1; done
+    ((up)) || break
+    sleep 0.2
+  done
+  for p in "${pids[@]}"; do
+    kill -0 "$p" 2>/dev/null && { echo "${0##*/}: pid $p did not stop on SIGTERM within 30 s; killed" >&2; kill -9 "$p" 2>/dev/null; }
+    wait "$p" 2>/dev/null || true
+  done
   rm -rf "$data"
 }
 trap cleanup EXIT INT TERM
@@ -65,7 +76,7 @@ trap cleanup EXIT INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() { # port
   for _ in $(seq 1 240); do
-    curl -fs "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
+    curl -fs -m 2 "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
     sleep 0.5
   done
   echo "cluster-chat: node on port $1 not ready (logs in $out)" >&2
@@ -134,7 +145,7 @@ if ((smoke)); then
   ((delivered > 0)) || { echo "cluster-chat smoke: nothing delivered" >&2; exit 1; }
   # Every node served clients and received the others' events: deliveries crossed nodes.
   for u in "${urls[@]}"; do
-    m=$(curl -fs "$u/metrics")
+    m=$(curl -fs -m 10 "$u/metrics")
     ids=$(echo "$m" | awk '/^confab_gateway_identifies_total[ {]/{print $NF}')
     recv=$(echo "$m" | awk '/^confab_bus_received_total[ {]/{print $NF}')
     ((${ids%.*} > 0 && ${recv%.*} > 0)) ||

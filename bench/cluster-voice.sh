@@ -73,8 +73,19 @@ chmod 755 "$data"
 export CONFAB_CLUSTER_DIR=$data/cluster
 pids=()
 cleanup() {
+  # SIGTERM (a graceful stop), then SIGKILL for whatever is still up after 30 s: a stuck
+  # shutdown must not hold the run.
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 150); do
+    local up=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && up=1; done
+    ((up)) || break
+    sleep 0.2
+  done
+  for p in "${pids[@]}"; do
+    kill -0 "$p" 2>/dev/null && { echo "${0##*/}: pid $p did not stop on SIGTERM within 30 s; killed" >&2; kill -9 "$p" 2>/dev/null; }
+    wait "$p" 2>/dev/null || true
+  done
   "$ROOT/scripts/cluster.sh" stop >/dev/null 2>&1 || true
   cp -r "$CONFAB_CLUSTER_DIR/logs" "$out/cluster-logs" 2>/dev/null || true
   rm -rf "$data"
@@ -90,10 +101,10 @@ mkdir -p "$data/single"; chmod 755 "$data/single"
   --rate-limit-scale 1000 --node-name single --log-format json >"$out/single.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 240); do
-  curl -fs "http://127.0.0.1:$single/readyz" >/dev/null 2>&1 && break
+  curl -fs -m 2 "http://127.0.0.1:$single/readyz" >/dev/null 2>&1 && break
   sleep 0.5
 done
-curl -fs "http://127.0.0.1:$single/readyz" >/dev/null || { echo "cluster-voice: single node not ready (log in $out)" >&2; exit 1; }
+curl -fs -m 2 "http://127.0.0.1:$single/readyz" >/dev/null || { echo "cluster-voice: single node not ready (log in $out)" >&2; exit 1; }
 
 # The cluster: 3 api nodes, 2 media nodes, nginx (not used here: the load tester spreads its
 # gateways over the api nodes itself, as clients behind a round-robin balancer would be).
@@ -104,7 +115,7 @@ api_urls=("$API_1_URL" "$API_2_URL" "$API_3_URL")
 media_urls="$MEDIA_1_URL,$MEDIA_2_URL"
 ids_before=()
 for u in "${api_urls[@]}"; do
-  ids_before+=("$(curl -fs "$u/metrics" | awk '/^confab_gateway_identifies_total[ {]/{s+=$NF} END {print s+0}')")
+  ids_before+=("$(curl -fs -m 10 "$u/metrics" | awk '/^confab_gateway_identifies_total[ {]/{s+=$NF} END {print s+0}')")
 done
 
 run() { # mode round
@@ -158,14 +169,14 @@ if ((smoke)); then
   ((bad == 0)) || { echo "cluster-voice smoke: loss over ${max_loss}% or failed joins" >&2; exit 1; }
   # Every api node signalled for some of the peers.
   for i in 0 1 2; do
-    ids=$(curl -fs "${api_urls[$i]}/metrics" | awk '/^confab_gateway_identifies_total[ {]/{s+=$NF} END {print s+0}')
+    ids=$(curl -fs -m 10 "${api_urls[$i]}/metrics" | awk '/^confab_gateway_identifies_total[ {]/{s+=$NF} END {print s+0}')
     ((${ids%.*} > ${ids_before[$i]%.*})) ||
       { echo "cluster-voice smoke: ${api_urls[$i]} identified no peers" >&2; exit 1; }
   done
   # And the media nodes forwarded them.
   fwd=0
   for u in "$MEDIA_1_URL" "$MEDIA_2_URL"; do
-    f=$(curl -fs "$u/metrics" | awk '/^confab_sfu_packets_forwarded_total[ {]/{s+=$NF} END {print s+0}')
+    f=$(curl -fs -m 10 "$u/metrics" | awk '/^confab_sfu_packets_forwarded_total[ {]/{s+=$NF} END {print s+0}')
     fwd=$((fwd + ${f%.*}))
   done
   ((fwd > 0)) || { echo "cluster-voice smoke: the media nodes forwarded nothing" >&2; exit 1; }

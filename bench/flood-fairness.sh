@@ -49,10 +49,10 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 1 120); do
-  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  curl -fs -m 2 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
   sleep 0.5
 done
-curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { echo "flood-fairness: server not ready" >&2; exit 1; }
+curl -fs -m 2 "http://127.0.0.1:$port/readyz" >/dev/null || { echo "flood-fairness: server not ready" >&2; exit 1; }
 
 run() { # mode round
   local f=0; [[ $1 == flood ]] && f=$flooders

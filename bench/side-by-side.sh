@@ -49,7 +49,7 @@ start() { # dir name
     --log-format json >"$out/$2.server.log" 2>&1 &
   server=$!
   for _ in $(seq 1 240); do
-    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+    curl -fs -m 2 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
     sleep 0.5
   done
   echo "side-by-side: $2 not ready" >&2; exit 1

@@ -188,7 +188,7 @@ EOF
 wait_http() { # what url seconds
   local i
   for i in $(seq 1 $(($3 * 4))); do
-    curl -fs -o /dev/null "$2" 2>/dev/null && return 0
+    curl -fs -m 2 -o /dev/null "$2" 2>/dev/null && return 0
     sleep 0.25
   done
   die "$1 not ready at $2 after $3 s (log: $dir/logs/$1.log)"

@@ -542,7 +542,10 @@ pub(crate) const PEER_STOP_GRACE: Duration = Duration::from_secs(10);
 /// Awaits every peer task, but never past `grace` in all: a peer stuck on a
 /// server that stopped answering is aborted and left out of the report (and
 /// said so) instead of hanging the whole run.
-pub(crate) async fn collect_within<T>(tasks: Vec<tokio::task::JoinHandle<T>>, grace: Duration) -> Vec<T> {
+pub(crate) async fn collect_within<T>(
+    tasks: Vec<tokio::task::JoinHandle<T>>,
+    grace: Duration,
+) -> Vec<T> {
     let deadline = tokio::time::Instant::now() + grace;
     let mut out = Vec::with_capacity(tasks.len());
     let mut stuck = 0usize;

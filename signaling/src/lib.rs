@@ -454,8 +454,9 @@ impl Running {
     pub async fn shutdown(self) {
         if let Some(node) = &self.media_node {
             // Its voice sessions move to other media nodes first.
-            node.drain(Duration::from_secs(self.state.config.media_drain_seconds))
-                .await;
+            let wait = Duration::from_secs(self.state.config.media_drain_seconds);
+            // Bounded: the drain talks to NATS, which may be gone too.
+            let _ = tokio::time::timeout(wait + SHUTDOWN_STEP, node.drain(wait)).await;
         }
         self.state.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(15), self.server).await;
@@ -466,15 +467,27 @@ impl Running {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if let Err(e) = self.state.chat.release_worker().await {
-            tracing::warn!(error = %e, "releasing the snowflake worker lease");
+        // Each step is bounded: a process asked to stop must stop, even with its database or
+        // bus unreachable (the lease then simply expires).
+        match tokio::time::timeout(SHUTDOWN_STEP, self.state.chat.release_worker()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "releasing the snowflake worker lease"),
+            Err(_) => tracing::warn!("releasing the snowflake worker lease timed out"),
+            Ok(Ok(())) => {}
         }
-        self.state.chat.pool().close().await;
+        if tokio::time::timeout(SHUTDOWN_STEP, self.state.chat.pool().close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("closing the database pool timed out");
+        }
         if let Some(pg) = self.postgres {
             tokio::task::spawn_blocking(move || pg.stop()).await.ok();
         }
     }
 }
+
+/// The longest any one step of a graceful shutdown may take.
+const SHUTDOWN_STEP: Duration = Duration::from_secs(5);
 
 fn metrics_gateway_idle(state: &AppState) -> bool {
     state.hub.all_sessions().iter().all(|s| !s.connected())

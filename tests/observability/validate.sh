@@ -255,7 +255,7 @@ if [ -n "$ready" ]; then
     pass "Prometheus holds $n scrapes of Confab, the traffic's counters included"
 else
     fail "Prometheus did not collect enough scrapes (up samples: ${n:-none}, message counter samples: ${m:-none})"
-    curl -s "$PROM_URL/api/v1/targets" | head -c 1500; echo
+    curl -s -m 10 "$PROM_URL/api/v1/targets" | head -c 1500; echo
 fi
 sleep 2 # one more rule evaluation over the newest samples
 

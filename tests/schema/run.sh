@@ -51,7 +51,7 @@ URL="http://127.0.0.1:$PORT"
     >"$TMP/confab.log" 2>&1 &
 PID=$!
 for i in $(seq 720); do
-    if curl -fsS "$URL/readyz" >/dev/null 2>&1; then break; fi
+    if curl -fsS -m 2 "$URL/readyz" >/dev/null 2>&1; then break; fi
     if ! kill -0 "$PID" 2>/dev/null || [[ $i == 720 ]]; then
         echo "schema: confab did not become ready; log:" >&2
         tail -50 "$TMP/confab.log" >&2

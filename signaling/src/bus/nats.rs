@@ -33,6 +33,7 @@ use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -312,8 +313,10 @@ impl Subscriptions {
                     }
                 }
                 Command::Sync(done) => {
-                    if let Err(e) = self.client.flush().await {
-                        tracing::warn!(error = %e, "NATS flush failed");
+                    match tokio::time::timeout(Duration::from_secs(5), self.client.flush()).await {
+                        Ok(Err(e)) => tracing::warn!(error = %e, "NATS flush failed"),
+                        Err(_) => tracing::warn!("NATS flush timed out (bus unreachable?)"),
+                        Ok(Ok(())) => {}
                     }
                     let _ = done.send(());
                 }

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// How long a shutdown waits for NATS to take what it was sent.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
 /// A NATS subject token from a node name (node names may hold dots; subjects may not).
 pub fn token(name: &str) -> String {
     name.chars()
@@ -387,6 +390,17 @@ impl MediaNode {
         }
     }
 
+    /// Flushes what was published, but never waits long: with NATS unreachable a flush only
+    /// returns once it is back, and a node shutting down must not wait for that.
+    async fn flush_briefly(&self) {
+        if tokio::time::timeout(FLUSH_WAIT, self.client.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!(node = %self.name, "NATS flush timed out (bus unreachable?)");
+        }
+    }
+
     async fn announce(&self) {
         let (participants, draining, rooms) = {
             let st = self.state.lock();
@@ -417,7 +431,7 @@ impl MediaNode {
     pub async fn drain(&self, wait: Duration) {
         self.state.lock().draining = true;
         self.announce().await;
-        let _ = self.client.flush().await;
+        self.flush_briefly().await;
         tracing::info!(node = %self.name, "media node draining");
         let deadline = Instant::now() + wait;
         while self.participants() > 0 && Instant::now() < deadline {
@@ -439,7 +453,7 @@ impl MediaNode {
             )
             .await;
         }
-        let _ = self.client.flush().await;
+        self.flush_briefly().await;
         // Each moved client leaves here when its api node places it elsewhere.
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.participants() > 0 && Instant::now() < deadline {

@@ -215,7 +215,12 @@ pub async fn start_media_node(config: Config) -> anyhow::Result<MediaRunning> {
 impl MediaRunning {
     /// Drains (participants move to other media nodes), then stops.
     pub async fn shutdown(self) {
-        self.node.drain(self.drain).await;
+        // Bounded: the drain talks to NATS, which may be gone too.
+        let _ = tokio::time::timeout(
+            self.drain + Duration::from_secs(10),
+            self.node.drain(self.drain),
+        )
+        .await;
         self.node.sfu().shutdown();
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
