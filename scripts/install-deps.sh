@@ -6,12 +6,14 @@
 #                                    Janus, iproute2, jq and curl for the Janus comparison,
 #                                    g++ for libFuzzer, python3-venv for schemathesis, nats-server
 #                                    for the cluster tests, nginx as their load balancer and
-#                                    for the reverse-proxy test)
+#                                    for the reverse-proxy test, coturn for the TURN test)
 set -euo pipefail
 
 want=(postgresql pkg-config)
 if [[ "${1:-}" == "--test" ]]; then
   want+=(cmake chromium espeak-ng sox nodejs npm janus iproute2 jq curl g++ python3-venv nats-server)
+  # coturn: the TURN server the relay test joins voice through.
+  want+=(coturn)
   # nginx in front of Confab (the cluster's load balancer, the reverse-proxy test); any nginx.
   want+=(nginx-light)
 fi

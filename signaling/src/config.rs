@@ -143,6 +143,19 @@ pub struct Cli {
     /// ACME directory URL. [default: Let's Encrypt's production directory]
     #[arg(long, env = "CONFAB_ACME_DIRECTORY")]
     pub acme_directory: Option<String>,
+    /// TURN server URLs handed to voice clients whose networks block direct UDP,
+    /// comma-separated (turn:HOST:3478?transport=udp,turns:HOST:5349?transport=tcp). Needs
+    /// --turn-secret. [default: none]
+    #[arg(long = "turn-url", env = "CONFAB_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Option<Vec<String>>,
+    /// The TURN server's shared secret (coturn: use-auth-secret, static-auth-secret): each
+    /// client gets short-lived credentials derived from it.
+    #[arg(long, env = "CONFAB_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// How long TURN credentials stay valid, in seconds: a relayed call lasts at most this.
+    /// [default: 86400]
+    #[arg(long, env = "CONFAB_TURN_TTL")]
+    pub turn_ttl: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -214,6 +227,9 @@ struct FileConfig {
     trusted_proxies: Option<Vec<String>>,
     acme_email: Option<String>,
     acme_directory: Option<String>,
+    turn_urls: Option<Vec<String>>,
+    turn_secret: Option<String>,
+    turn_ttl: Option<u64>,
 }
 
 /// Upper bound of `--max-video-tiles`: every tile is a recvonly transceiver in the client's
@@ -266,6 +282,8 @@ pub struct Config {
     /// Automatic certificates over ACME for the public URL's domain (`crate::acme`).
     pub acme_email: Option<String>,
     pub acme_directory: Option<String>,
+    /// TURN for voice clients (`crate::turn`); None = direct UDP only.
+    pub turn: Option<crate::turn::TurnSettings>,
 }
 
 impl Default for Config {
@@ -306,6 +324,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             acme_email: None,
             acme_directory: None,
+            turn: None,
         }
     }
 }
@@ -418,6 +437,15 @@ impl Config {
                 .acme_directory
                 .or(file.acme_directory)
                 .filter(|s| !s.is_empty()),
+            turn: crate::turn::TurnSettings::new(
+                &cli.turn_urls.or(file.turn_urls).unwrap_or_default(),
+                cli.turn_secret.or(file.turn_secret).as_deref(),
+                std::time::Duration::from_secs(
+                    cli.turn_ttl
+                        .or(file.turn_ttl)
+                        .unwrap_or(crate::turn::DEFAULT_TTL.as_secs()),
+                ),
+            )?,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -604,9 +604,42 @@ async fn check_nats(cfg: &Config) -> Check {
     }
 }
 
+/// TURN: configured or not. Without it, clients whose networks block UDP cannot join voice.
+pub fn check_turn(cfg: &Config) -> Check {
+    const NAME: &str = "TURN";
+    if cfg.role == crate::config::Role::Media {
+        return Check::skip(NAME, "media node: api nodes hand out TURN credentials");
+    }
+    match &cfg.turn {
+        Some(turn) => Check::ok(
+            NAME,
+            format!(
+                "{} (credentials valid {} s)",
+                turn.urls().join(", "),
+                turn.ttl().as_secs()
+            ),
+        ),
+        None if cfg
+            .public_url
+            .as_deref()
+            .and_then(url_host)
+            .is_some_and(|h| !is_local_host(h)) => Check::warn(
+            NAME,
+            "not configured: users whose networks block UDP cannot join voice",
+            "run coturn with use-auth-secret and set --turn-url and --turn-secret (docs/deploy.md)",
+        ),
+        None => Check::skip(NAME, "not configured (direct UDP only)"),
+    }
+}
+
 /// The checks that depend on the configuration alone.
 fn config_checks(cfg: &Config) -> Vec<Check> {
-    vec![check_public_url(cfg), check_media_ip(cfg), check_tls(cfg)]
+    vec![
+        check_public_url(cfg),
+        check_media_ip(cfg),
+        check_tls(cfg),
+        check_turn(cfg),
+    ]
 }
 
 /// `confab doctor`: everything that can be checked without starting Confab.
@@ -769,6 +802,39 @@ mod tests {
         let mut c = Config::default();
         tweak(&mut c);
         c
+    }
+
+    #[test]
+    fn turn_row() {
+        let public = |c: &mut Config| c.public_url = Some("https://chat.example.org".into());
+        let missing = check_turn(&cfg(public));
+        assert_eq!(missing.status, Status::Warn, "{missing:?}");
+        assert!(missing.fix.unwrap().contains("--turn-url"));
+        assert_eq!(
+            check_turn(&cfg(|_| {})).status,
+            Status::Skip,
+            "local use needs no TURN"
+        );
+        let set = check_turn(&cfg(|c| {
+            public(c);
+            c.turn = crate::turn::TurnSettings::new(
+                &["turn:turn.example.org:3478".into()],
+                Some("0123456789abcdef0123"),
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        }));
+        assert_eq!(set.status, Status::Ok, "{set:?}");
+        assert!(set.detail.contains("turn:turn.example.org:3478") && set.detail.contains("600 s"));
+        assert!(
+            !set.detail.contains("0123456789abcdef"),
+            "the secret is not shown"
+        );
+        let media = check_turn(&cfg(|c| {
+            public(c);
+            c.role = Role::Media;
+        }));
+        assert_eq!(media.status, Status::Skip);
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub mod ratelimit;
 pub mod state;
 pub mod temporary_members;
 pub mod tls;
+pub mod turn;
 pub mod viewers;
 pub mod visibility;
 pub mod voice;

@@ -236,6 +236,8 @@ export class Api {
     return this.get(`/servers/${serverId}/members${qs ? `?${qs}` : ''}`);
   }
   presences(serverId) { return this.get(`/servers/${serverId}/presences`); }
+  /** TURN servers and credentials for voice (`ice_servers`, `expires_at`). */
+  iceServers() { return this.get('/voice/ice-servers'); }
   createChannel(serverId, body) { return this.post(`/servers/${serverId}/channels`, body); }
   updateChannel(id, patch) { return this.patch(`/channels/${id}`, patch); }
   deleteChannel(id) { return this.del(`/channels/${id}`); }

@@ -44,6 +44,7 @@ function startApp() {
       gateway,
       getSelfId: () => store.me && store.me.id,
       getVoiceStates: (channelId) => store.voiceStatesIn(channelId),
+      getIceServers: () => api.iceServers(),
     });
     setVoice(v);
     window.confabVoice = v;

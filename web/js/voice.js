@@ -50,13 +50,19 @@ export function micProblem(e) {
 }
 
 /** Why media did not connect, naming the server's announced address from the answer's SDP. */
-export function mediaProblem(sdp) {
+export function mediaProblem(sdp, { turn = false } = {}) {
   const m = /a=candidate:\S+ \d+ (udp|tcp) \d+ (\S+) (\d+) typ host/i.exec(sdp || '');
   const where = m ? ` (${m[2]} port ${m[3]}, ${m[1].toUpperCase()})` : '';
+  const relay = turn
+    ? ' The TURN relay did not get through either.'
+    : ' This server has no TURN relay for networks that block UDP (its admin can set one up).';
   return `Could not connect to the voice server${where}: ICE failed. Your network may block `
-    + 'UDP, or the server announces an address you cannot reach. Try another network (a phone '
-    + 'hotspot, say) and join again; the server\'s admin can check it with `confab doctor`.';
+    + `UDP, or the server announces an address you cannot reach.${relay} Try another network (a `
+    + 'phone hotspot, say) and join again; the server\'s admin can check it with `confab doctor`.';
 }
+
+/** Set to '1' in localStorage to send all voice through the TURN relay (for checking TURN). */
+export const FORCE_RELAY_KEY = 'confab.voice.forceRelay';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -65,10 +71,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // join never offers thousands of transceivers.
 const INITIAL_SLOT_CAP = 3;
 export class Voice {
-  constructor({ gateway, getSelfId, getVoiceStates }) {
+  constructor({ gateway, getSelfId, getVoiceStates, getIceServers }) {
     this.gateway = gateway;
     this.getSelfId = getSelfId;
     this.getVoiceStates = getVoiceStates || (() => []);
+    this.getIceServers = getIceServers || null;
+    this._ice = null;            // { servers, expiresAt } from GET /voice/ice-servers
+    this._icePending = null;
 
     this.state = 'idle';  // idle | joining | connecting | connected | reconnecting | error
     this.error = null;
@@ -297,6 +306,7 @@ export class Voice {
     this.slots = {};
     const attempt = ++this._joinAttempt;
     this._setState('joining');
+    this._iceServers();  // fetched while op 4 and the microphone are under way
     // Nothing waits for what it does not need: the microphone, op 4 and the offer start at once.
     // The gateway handles a session's frames in order, so op 12 after op 4 finds us joined; the
     // microphone goes on its sender whenever it is ready (a permission prompt may take long).
@@ -391,9 +401,43 @@ export class Voice {
 
   get micTrack() { return this.stream ? this.stream.getAudioTracks()[0] || null : null; }
 
+  /** The TURN servers for a new pc, reused until a minute before their credentials expire.
+   * [] when the server has none, or when asking fails (direct UDP is tried anyway). */
+  _iceServers() {
+    const c = this._ice;
+    if (c && (c.expiresAt == null || c.expiresAt - 60 > Date.now() / 1000)) return Promise.resolve(c.servers);
+    if (!this.getIceServers) return Promise.resolve([]);
+    if (!this._icePending) {
+      this._icePending = (async () => {
+        try {
+          const d = await this.getIceServers();
+          const servers = ((d && d.ice_servers) || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
+          this._ice = { servers, expiresAt: d && d.expires_at != null ? d.expires_at : null };
+          return servers;
+        } catch (e) {
+          console.warn('voice: no ICE servers', e);
+          return [];
+        } finally {
+          this._icePending = null;
+        }
+      })();
+    }
+    return this._icePending;
+  }
+
   async _startPc(slotCount) {
+    const before = this._generation;
+    // TURN candidates rank below direct ones, so the relay carries media only when direct
+    // paths fail (or when forced, to check the relay).
+    const iceServers = await this._iceServers();
+    if (before !== this._generation) return false;  // closed or restarted meanwhile
+    let forceRelay = false;
+    try { forceRelay = iceServers.length > 0 && localStorage.getItem(FORCE_RELAY_KEY) === '1'; } catch { /* no storage */ }
     const gen = ++this._generation;
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = new RTCPeerConnection({
+      bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers,
+      iceTransportPolicy: forceRelay ? 'relay' : 'all',
+    });
     this.pc = pc;
     this._setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
     // The microphone is on the sender only while it may be heard (not muted, deafened or
@@ -509,7 +553,7 @@ export class Voice {
           if (this._mediaFailures >= MAX_MEDIA_FAILURES) {
             const sdp = pc.remoteDescription && pc.remoteDescription.sdp;
             this.leave();
-            this._setState('error', mediaProblem(sdp));
+            this._setState('error', mediaProblem(sdp, { turn: !!(this._ice && this._ice.servers.length) }));
             return;
           }
           this.rejoin(`pc ${now} for >3 s`);

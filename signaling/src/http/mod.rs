@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod channels;
 pub mod dms;
+pub mod ice_servers;
 pub mod moderation;
 pub mod ops;
 pub mod reactions;
@@ -107,6 +108,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(moderation::list_bans))
         .routes(routes!(moderation::ban, moderation::unban))
         .routes(routes!(moderation::audit_log))
+        .routes(routes!(ice_servers::get))
         .routes(routes!(voice_states::update_mine))
         .routes(routes!(voice_states::update_member))
         .routes(routes!(servers::create_invite, reactions::invites))

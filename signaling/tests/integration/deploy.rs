@@ -813,3 +813,56 @@ async fn behind_nginx_the_gateway_works_and_limits_count_the_real_client() {
         .unwrap();
     assert_eq!(next_json(&mut ws).await["op"], 11);
 }
+
+#[tokio::test]
+async fn voice_ice_servers_carry_short_lived_turn_credentials() {
+    let secret = "correct-horse-battery-staple-42";
+    let urls = vec![
+        "turn:203.0.113.7:3478?transport=udp".to_string(),
+        "turn:203.0.113.7:3478?transport=tcp".to_string(),
+    ];
+    let app = TestApp::spawn_with(|c| {
+        c.turn = confab_signaling::turn::TurnSettings::new(
+            &urls,
+            Some(secret),
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+    })
+    .await;
+    let alice = app.register("ice_alice").await;
+    let (status, _) = app
+        .request(reqwest::Method::GET, "/voice/ice-servers", None, None)
+        .await;
+    assert_eq!(status, 401, "credentials only for signed-in users");
+
+    let before = chrono::Utc::now().timestamp() as u64;
+    let (status, body) = app.get("/voice/ice-servers", &alice.token).await;
+    assert_eq!(status, 200, "{body}");
+    let server = &body["ice_servers"][0];
+    assert_eq!(server["urls"], json!(urls));
+    let username = server["username"].as_str().unwrap();
+    let (expiry, user) = username.split_once(':').unwrap();
+    assert_eq!(user, alice.id, "the username names the user");
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!(
+        (before + 600..=before + 602).contains(&expiry),
+        "{expiry} vs {before}"
+    );
+    assert_eq!(body["expires_at"], json!(expiry));
+    // What coturn computes from its static-auth-secret for this username.
+    let key = aws_lc_rs::hmac::Key::new(
+        aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        secret.as_bytes(),
+    );
+    let tag = aws_lc_rs::hmac::sign(&key, username.as_bytes());
+    use base64::Engine;
+    let expected = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+    assert_eq!(server["credential"], json!(expected));
+
+    // Without TURN: an empty list, so clients go direct.
+    let plain = TestApp::spawn().await;
+    let bob = plain.register("ice_bob").await;
+    let (status, body) = plain.get("/voice/ice-servers", &bob.token).await;
+    assert_eq!((status, body), (200, json!({ "ice_servers": [] })));
+}
