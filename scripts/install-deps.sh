@@ -6,14 +6,16 @@
 #                                    Janus, iproute2, jq and curl for the Janus comparison,
 #                                    g++ for libFuzzer, python3-venv for schemathesis, nats-server
 #                                    for the cluster tests, nginx as their load balancer and
-#                                    for the reverse-proxy test, coturn for the TURN test)
+#                                    for the reverse-proxy test, coturn and nftables for the TURN and
+#                                    ICE-TCP tests)
 set -euo pipefail
 
 want=(postgresql pkg-config)
 if [[ "${1:-}" == "--test" ]]; then
   want+=(cmake chromium espeak-ng sox nodejs npm janus iproute2 jq curl g++ python3-venv nats-server)
-  # coturn: the TURN server the relay test joins voice through.
-  want+=(coturn)
+  # coturn: the TURN server the relay test joins voice through; nftables: the ICE-TCP test's
+  # UDP-less network namespace.
+  want+=(coturn nftables)
   # nginx in front of Confab (the cluster's load balancer, the reverse-proxy test); any nginx.
   want+=(nginx-light)
 fi

@@ -69,6 +69,10 @@ pub struct SfuConfig {
     /// address announced to other nodes is the bound one, with an
     /// unspecified IP replaced by `public_ip`.
     pub relay_bind: Option<SocketAddr>,
+    /// ICE over TCP (`tcp.rs`): a passive TCP candidate for clients whose networks block UDP.
+    /// `None` (the default): UDP only. A listener that cannot bind turns it off with a warning
+    /// (`Sfu::tcp_addr` says whether it is on).
+    pub ice_tcp: Option<crate::tcp::IceTcpConfig>,
 }
 
 impl SfuConfig {
@@ -115,6 +119,7 @@ impl Default for SfuConfig {
             fast_path: true,
             send_workers: 0,
             relay_bind: None,
+            ice_tcp: None,
         }
     }
 }

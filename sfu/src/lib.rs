@@ -164,6 +164,7 @@ mod sdp;
 mod selection;
 mod send_workers;
 mod speaking;
+mod tcp;
 mod video;
 
 #[cfg(any(test, feature = "testing"))]
@@ -184,6 +185,7 @@ pub use crate::runtime::Sfu;
 pub use crate::speaking::{
     ATTACK as SPEAKING_ATTACK, LOUD_LEVEL as SPEAKING_LOUD_LEVEL, RELEASE as SPEAKING_RELEASE,
 };
+pub use crate::tcp::IceTcpConfig;
 
 /// A participant joining a voice room (voice channel) with its SDP offer.
 #[derive(Debug, Clone)]

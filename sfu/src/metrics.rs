@@ -153,6 +153,36 @@ fn describe() {
         "confab_sfu_remote_publishers",
         "Publishers of other media nodes currently relayed to this node."
     );
+    describe_gauge!(
+        "confab_sfu_tcp_connections",
+        "Open ICE-TCP connections (clients whose networks block UDP)."
+    );
+    describe_counter!(
+        "confab_sfu_tcp_accepted_total",
+        "ICE-TCP connections accepted."
+    );
+    describe_counter!(
+        "confab_sfu_tcp_rejected_total",
+        "ICE-TCP connections refused at accept, by the limit they hit."
+    );
+    describe_counter!(
+        "confab_sfu_tcp_closed_total",
+        "ICE-TCP connections closed, by reason."
+    );
+}
+
+/// The ICE-TCP metrics, registered at zero (their handles are taken per connection event,
+/// never per packet).
+pub(crate) fn register_tcp_metrics() {
+    describe();
+    gauge!("confab_sfu_tcp_connections").increment(0.0);
+    counter!("confab_sfu_tcp_accepted_total").increment(0);
+    for reason in crate::tcp::REJECT_REASONS {
+        counter!("confab_sfu_tcp_rejected_total", "reason" => reason).increment(0);
+    }
+    for reason in crate::tcp::CloseReason::ALL {
+        counter!("confab_sfu_tcp_closed_total", "reason" => reason.label()).increment(0);
+    }
 }
 
 /// Why a relay datagram was refused or not sent (the `reason` label of

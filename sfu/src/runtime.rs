@@ -34,10 +34,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::SfuCore;
 use crate::send_workers::SendLanes;
+use crate::tcp::{IceTcpConfig, TcpInput, TcpPlane};
 use crate::{
     JoinRequest, ParticipantId, RelayEndpoint, RoomId, SfuConfig, SfuError, SfuEvent,
     VideoSubscription, VideoTrackKind,
 };
+use str0m::net::Protocol;
 
 /// Datagrams handled per wake-up before flushing (bounds latency under load).
 const RECV_BATCH: usize = 64;
@@ -69,6 +71,7 @@ enum Command {
 struct Inner {
     cmd: mpsc::UnboundedSender<Command>,
     local_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
     relay: Option<RelayEndpoint>,
     running: Arc<AtomicBool>,
 }
@@ -142,6 +145,16 @@ impl Sfu {
             None => None,
         };
         let (relay_socket, relay_endpoint) = relay.unzip();
+        let tcp_listener = config
+            .ice_tcp
+            .as_ref()
+            .and_then(|tcp| bind_ice_tcp(tcp, local_addr.port()));
+        let tcp_addr = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(addr) = tcp_addr {
+            core.enable_ice_tcp(SocketAddr::new(config.public_ip, addr.port()));
+        }
+        let tcp_config = config.ice_tcp.clone();
+        crate::metrics::register_tcp_metrics();
 
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -178,17 +191,28 @@ impl Sfu {
                             return;
                         }
                     };
+                    let tcp = match (tcp_listener, tcp_config) {
+                        (Some(listener), Some(config)) => match TcpPlane::start(listener, config) {
+                            Ok(plane) => Some(plane),
+                            Err(e) => {
+                                tracing::error!(error = %e, "ICE-TCP listener registration failed");
+                                return;
+                            }
+                        },
+                        _ => None,
+                    };
                     match UdpSocket::from_std(socket) {
-                        Ok(socket) => run(socket, relay, core, lanes, cmd_rx, ev_tx).await,
+                        Ok(socket) => run(socket, relay, tcp, core, lanes, cmd_rx, ev_tx).await,
                         Err(e) => tracing::error!(error = %e, "SFU socket registration failed"),
                     }
                 });
             })
             .map_err(|e| SfuError::Io(format!("spawn SFU thread: {e}")))?;
-        tracing::info!(%local_addr, %announced, "SFU media loop started");
+        tracing::info!(%local_addr, %announced, ?tcp_addr, "SFU media loop started");
         let inner = Inner {
             cmd: cmd_tx,
             local_addr,
+            tcp_addr,
             relay: relay_endpoint,
             running,
         };
@@ -203,6 +227,11 @@ impl Sfu {
     /// Actual bound UDP address (port 0 → the ephemeral port chosen).
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// The bound ICE-TCP listener's address, when ICE over TCP is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.inner.tcp_addr
     }
 
     /// `confab_sfu_loop_busy_seconds_total` and `confab_sfu_loop_iterations_total` (summed over
@@ -343,6 +372,22 @@ fn handle_command(core: &mut SfuCore, cmd: Command) -> bool {
     true
 }
 
+/// Binds the ICE-TCP listener (port 0 = the UDP socket's port number); None, with a warning,
+/// when that fails: voice still works over UDP.
+fn bind_ice_tcp(config: &IceTcpConfig, udp_port: u16) -> Option<std::net::TcpListener> {
+    let mut bind = config.bind;
+    if bind.port() == 0 {
+        bind.set_port(udp_port);
+    }
+    match std::net::TcpListener::bind(bind) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(%bind, error = %e, "ICE-TCP off: cannot bind its TCP port (clients whose networks block UDP need TURN)");
+            None
+        }
+    }
+}
+
 /// Binds the relay socket; the endpoint announces its address (an
 /// unspecified IP replaced by the public IP) and a fresh random key.
 fn bind_relay(
@@ -370,10 +415,20 @@ fn bind_relay(
 fn send_all(
     socket: &UdpSocket,
     relay: Option<&UdpSocket>,
+    mut tcp: Option<&mut TcpPlane>,
     core: &mut SfuCore,
     lanes: &mut SendLanes,
 ) {
     while let Some(t) = core.poll_transmit() {
+        if t.proto == Protocol::Tcp {
+            if !tcp
+                .as_mut()
+                .is_some_and(|tcp| tcp.send(t.destination, &t.contents))
+            {
+                core.count_io_drop(false);
+            }
+            continue;
+        }
         if let Err(e) = socket.try_send_to(&t.contents, t.destination) {
             tracing::trace!(error = %e, dest = %t.destination, "UDP send failed");
             core.count_io_drop(false);
@@ -391,6 +446,26 @@ fn send_all(
     lanes.flush(core, Instant::now());
 }
 
+/// The next input from the ICE-TCP connections (if on).
+async fn tcp_input(tcp: Option<&mut TcpPlane>) -> Option<TcpInput> {
+    match tcp {
+        Some(t) => t.input.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands one ICE-TCP input to the core (frames) or the plane (connections opened and closed).
+fn handle_tcp_input(core: &mut SfuCore, tcp: &mut TcpPlane, input: TcpInput) {
+    match input {
+        TcpInput::Opened(from, writer) => tcp.opened(from, writer),
+        TcpInput::Frame(from, frame) => core.handle_tcp_frame(Instant::now(), from, &frame),
+        TcpInput::Closed(from) => {
+            tcp.closed(from);
+            core.tcp_closed(from);
+        }
+    }
+}
+
 /// Waits until the relay socket (if any) is readable.
 async fn relay_readable(relay: Option<&UdpSocket>) -> std::io::Result<()> {
     match relay {
@@ -399,9 +474,11 @@ async fn relay_readable(relay: Option<&UdpSocket>) -> std::io::Result<()> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     socket: UdpSocket,
     relay: Option<UdpSocket>,
+    mut tcp: Option<TcpPlane>,
     mut core: SfuCore,
     mut lanes: SendLanes,
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
@@ -482,12 +559,24 @@ async fn run(
                     }
                 }
             },
+            input = tcp_input(tcp.as_mut()) => {
+                woke = Instant::now();
+                if let (Some(input), Some(plane)) = (input, tcp.as_mut()) {
+                    handle_tcp_input(&mut core, plane, input);
+                    for _ in 1..RECV_BATCH {
+                        match plane.input.try_recv() {
+                            Ok(input) => handle_tcp_input(&mut core, plane, input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            },
             _ = tokio::time::sleep_until(deadline.into()) => woke = Instant::now(),
         }
         let now = Instant::now();
         core.handle_timeout(now);
         core.flush(now);
-        send_all(&socket, relay.as_ref(), &mut core, &mut lanes);
+        send_all(&socket, relay.as_ref(), tcp.as_mut(), &mut core, &mut lanes);
         while let Some(ev) = core.poll_event() {
             let _ = ev_tx.send(ev);
         }

@@ -143,6 +143,20 @@ pub struct Cli {
     /// ACME directory URL. [default: Let's Encrypt's production directory]
     #[arg(long, env = "CONFAB_ACME_DIRECTORY")]
     pub acme_directory: Option<String>,
+    /// ICE over TCP: a passive TCP candidate for voice clients whose networks block UDP.
+    /// [default: true]
+    #[arg(long, env = "CONFAB_ICE_TCP")]
+    pub ice_tcp: Option<bool>,
+    /// TCP port of ICE over TCP. [default: the UDP media port's number, or the next one when
+    /// the HTTP listener has that number]
+    #[arg(long, env = "CONFAB_ICE_TCP_PORT")]
+    pub ice_tcp_port: Option<u16>,
+    /// Open ICE-TCP connections at most. [default: 1024]
+    #[arg(long, env = "CONFAB_ICE_TCP_MAX_CONNECTIONS")]
+    pub ice_tcp_max_connections: Option<usize>,
+    /// Open ICE-TCP connections from one IP address at most. [default: 16]
+    #[arg(long, env = "CONFAB_ICE_TCP_MAX_PER_IP")]
+    pub ice_tcp_max_per_ip: Option<usize>,
     /// TURN server URLs handed to voice clients whose networks block direct UDP,
     /// comma-separated (turn:HOST:3478?transport=udp,turns:HOST:5349?transport=tcp). Needs
     /// --turn-secret. [default: none]
@@ -230,6 +244,10 @@ struct FileConfig {
     turn_urls: Option<Vec<String>>,
     turn_secret: Option<String>,
     turn_ttl: Option<u64>,
+    ice_tcp: Option<bool>,
+    ice_tcp_port: Option<u16>,
+    ice_tcp_max_connections: Option<usize>,
+    ice_tcp_max_per_ip: Option<usize>,
 }
 
 /// Upper bound of `--max-video-tiles`: every tile is a recvonly transceiver in the client's
@@ -284,6 +302,11 @@ pub struct Config {
     pub acme_directory: Option<String>,
     /// TURN for voice clients (`crate::turn`); None = direct UDP only.
     pub turn: Option<crate::turn::TurnSettings>,
+    /// ICE over TCP on the media node (`ice_tcp_bind`).
+    pub ice_tcp: bool,
+    pub ice_tcp_port: Option<u16>,
+    pub ice_tcp_max_connections: usize,
+    pub ice_tcp_max_per_ip: usize,
 }
 
 impl Default for Config {
@@ -325,6 +348,10 @@ impl Default for Config {
             acme_email: None,
             acme_directory: None,
             turn: None,
+            ice_tcp: true,
+            ice_tcp_port: None,
+            ice_tcp_max_connections: 1024,
+            ice_tcp_max_per_ip: 16,
         }
     }
 }
@@ -437,6 +464,16 @@ impl Config {
                 .acme_directory
                 .or(file.acme_directory)
                 .filter(|s| !s.is_empty()),
+            ice_tcp: cli.ice_tcp.or(file.ice_tcp).unwrap_or(d.ice_tcp),
+            ice_tcp_port: cli.ice_tcp_port.or(file.ice_tcp_port),
+            ice_tcp_max_connections: cli
+                .ice_tcp_max_connections
+                .or(file.ice_tcp_max_connections)
+                .unwrap_or(d.ice_tcp_max_connections),
+            ice_tcp_max_per_ip: cli
+                .ice_tcp_max_per_ip
+                .or(file.ice_tcp_max_per_ip)
+                .unwrap_or(d.ice_tcp_max_per_ip),
             turn: crate::turn::TurnSettings::new(
                 &cli.turn_urls.or(file.turn_urls).unwrap_or_default(),
                 cli.turn_secret.or(file.turn_secret).as_deref(),
@@ -492,6 +529,10 @@ impl Config {
             "--role api and --role media are parts of a cluster: they need --nats-url"
         );
         anyhow::ensure!(
+            self.ice_tcp_max_connections >= 1 && self.ice_tcp_max_per_ip >= 1,
+            "--ice-tcp-max-connections and --ice-tcp-max-per-ip must be at least 1 (turn ICE-TCP off with --ice-tcp false)"
+        );
+        anyhow::ensure!(
             self.media_drain_seconds <= 3_600,
             "--media-drain-seconds must be 0..=3600"
         );
@@ -524,6 +565,23 @@ impl Config {
             "--http-redirect-bind redirects to the built-in HTTPS: it needs --tls-cert and --tls-key"
         );
         Ok(())
+    }
+
+    /// Where ICE over TCP listens, if on: the media IP's bind address and `--ice-tcp-port`, by
+    /// default the UDP media port's number, or the next one when the HTTP listener (TCP) has
+    /// that number, as in the zero-configuration setup (port 0: the UDP socket's number).
+    pub fn ice_tcp_bind(&self) -> Option<SocketAddr> {
+        if !self.ice_tcp || !self.role.has_media() {
+            return None;
+        }
+        let port = self.ice_tcp_port.unwrap_or(
+            if self.udp_port != 0 && self.udp_port == self.bind.port() {
+                self.udp_port.saturating_add(1)
+            } else {
+                self.udp_port
+            },
+        );
+        Some(SocketAddr::new(self.bind.ip(), port))
     }
 
     /// The relay socket's port (`--relay-port`, else the media port + 1).
@@ -607,6 +665,40 @@ fn default_node_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ice_tcp_port_follows_the_udp_port_unless_http_has_it() {
+        let cfg = |tweak: &dyn Fn(&mut Config)| {
+            let mut c = Config::default();
+            tweak(&mut c);
+            c.ice_tcp_bind()
+        };
+        // Zero configuration: HTTP on TCP 3000, so ICE-TCP takes 3001.
+        assert_eq!(cfg(&|_| {}), Some("127.0.0.1:3001".parse().unwrap()));
+        // HTTP elsewhere: the UDP port's number.
+        assert_eq!(
+            cfg(&|c| c.bind = "0.0.0.0:8080".parse().unwrap()),
+            Some("0.0.0.0:3000".parse().unwrap())
+        );
+        assert_eq!(
+            cfg(&|c| c.ice_tcp_port = Some(443)),
+            Some("127.0.0.1:443".parse().unwrap())
+        );
+        // A random UDP port: the same number, chosen at start.
+        assert_eq!(
+            cfg(&|c| c.udp_port = 0),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(cfg(&|c| c.ice_tcp = false), None);
+        assert_eq!(
+            cfg(&|c| {
+                c.role = Role::Api;
+                c.nats_url = Some("nats://x".into());
+            }),
+            None,
+            "api nodes run no SFU"
+        );
+    }
 
     #[test]
     fn flags_override_file_and_defaults() {

@@ -563,6 +563,68 @@ fn check_udp_bind(cfg: &Config, confab_running: bool) -> Check {
     }
 }
 
+const ICE_TCP: &str = "ICE-TCP port";
+
+/// ICE over TCP once started: `bound` is where the SFU's listener is (None: off or not bound).
+pub fn check_ice_tcp(cfg: &Config, bound: Option<SocketAddr>) -> Check {
+    let Some(want) = cfg.ice_tcp_bind() else {
+        return if cfg.role.has_media() {
+            Check::skip(
+                ICE_TCP,
+                "off (--ice-tcp false): clients that cannot send UDP need TURN",
+            )
+        } else {
+            Check::skip(ICE_TCP, "api node: media nodes take ICE-TCP")
+        };
+    };
+    match bound {
+        Some(addr) => Check::ok(
+            ICE_TCP,
+            format!(
+                "TCP {} bound for clients whose UDP is blocked (open it in the firewall)",
+                addr.port()
+            ),
+        ),
+        None => Check::warn(
+            ICE_TCP,
+            format!("could not bind TCP {want}: voice over TCP is off"),
+            "free that port or choose another with --ice-tcp-port (and open it in the firewall)",
+        ),
+    }
+}
+
+/// ICE over TCP before starting: whether its port is free.
+fn check_ice_tcp_port(cfg: &Config, confab_running: bool) -> Check {
+    let Some(mut addr) = cfg.ice_tcp_bind() else {
+        return check_ice_tcp(cfg, None);
+    };
+    if addr.port() == 0 {
+        return Check::ok(ICE_TCP, "the UDP media port's number, chosen at start");
+    }
+    addr.set_ip(IpAddr::from([0, 0, 0, 0]));
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Check::ok(
+            ICE_TCP,
+            format!("TCP {} free (open it in the firewall)", addr.port()),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && confab_running => Check::ok(
+            ICE_TCP,
+            format!(
+                "TCP {} in use, presumably by the running Confab",
+                addr.port()
+            ),
+        ),
+        Err(e) => Check::warn(
+            ICE_TCP,
+            format!("cannot bind TCP {addr}: {e}; Confab would start without voice over TCP"),
+            format!(
+                "stop what holds it (ss -ltnp 'sport = :{}') or change --ice-tcp-port",
+                addr.port()
+            ),
+        ),
+    }
+}
+
 async fn check_nats(cfg: &Config) -> Check {
     const NAME: &str = "NATS";
     let Some(url) = &cfg.nats_url else {
@@ -664,8 +726,10 @@ pub async fn doctor(cfg: &Config) -> Report {
             }
         }
         checks.push(check_udp_bind(cfg, running || redirect_running));
+        checks.push(check_ice_tcp_port(cfg, running || redirect_running));
     } else {
         checks.push(check_udp_bind(cfg, running));
+        checks.push(check_ice_tcp_port(cfg, running));
     }
     let db_now = match &cfg.database_url {
         Some(url) => {
@@ -742,6 +806,7 @@ pub async fn startup(running: &crate::Running) -> Report {
     } else {
         Check::skip("UDP media port", "api node: no SFU")
     });
+    checks.push(check_ice_tcp(cfg, running.ice_tcp));
     let (db, now) = check_database(state.chat.pool()).await;
     checks.push(db);
     checks.push(check_clock(Utc::now(), now));
@@ -754,7 +819,7 @@ pub async fn startup(running: &crate::Running) -> Report {
 }
 
 /// A media node's start-up table (it serves no web client, REST or database checks).
-pub fn media_startup(cfg: &Config) -> Report {
+pub fn media_startup(cfg: &Config, ice_tcp: Option<SocketAddr>) -> Report {
     let mut checks = vec![check_media_ip(cfg)];
     checks.push(if cfg.udp_port == 0 {
         Check::warn(
@@ -768,6 +833,7 @@ pub fn media_startup(cfg: &Config) -> Report {
             format!("UDP {} bound (open it in the firewall)", cfg.udp_port),
         )
     });
+    checks.push(check_ice_tcp(cfg, ice_tcp));
     checks.push(check_clock(Utc::now(), None));
     checks.push(check_open_files(open_files_limit()));
     Report(checks)

@@ -87,6 +87,8 @@ pub struct Running {
     pub tls: Option<Arc<tls::CertStore>>,
     /// The plain-HTTP redirect listener's address (`--http-redirect-bind`).
     pub redirect_addr: Option<SocketAddr>,
+    /// Where this node's SFU takes ICE over TCP (None: no SFU here, or ICE-TCP off).
+    pub ice_tcp: Option<SocketAddr>,
 }
 
 /// Starts everything `config` describes and returns once it is listening: one process, or a
@@ -314,6 +316,7 @@ async fn start_node(
         media_node: plane.node,
         tls,
         redirect_addr,
+        ice_tcp: plane.ice_tcp,
     })
 }
 

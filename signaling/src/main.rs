@@ -85,8 +85,10 @@ async fn run_doctor(config: &Config) -> i32 {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     if config.role == Role::Media {
-        let report = confab_signaling::doctor::media_startup(&config);
+        let checked = config.clone();
         let running = confab_signaling::media::run::start_media_node(config).await?;
+        let report =
+            confab_signaling::doctor::media_startup(&checked, running.node.sfu().tcp_addr());
         report.log();
         println!(
             "Confab {} media node self-check:",

@@ -31,7 +31,7 @@ function tmpDir(prefix) {
   return d;
 }
 
-export async function startServer({ args = [] } = {}) {
+export async function startServer({ args = [], host = '127.0.0.1' } = {}) {
   if (process.env.CONFAB_URL) return { url: process.env.CONFAB_URL.replace(/\/$/, ''), stop: async () => {}, external: true };
   const bin = process.env.CONFAB_BIN || path.join(repoRoot, 'target/debug/confab');
   if (!fs.existsSync(bin)) {
@@ -41,14 +41,14 @@ export async function startServer({ args = [] } = {}) {
   const dataDir = tmpDir('confab-browser-data-');
   const logPath = path.join(dataDir, 'confab.log');
   const log = fs.openSync(logPath, 'a');
-  const child = spawn(bin, ['--bind', `127.0.0.1:${port}`, '--udp-port', '0', '--data-dir', dataDir, '--rate-limit-scale', '100', ...args], {
+  const child = spawn(bin, ['--bind', `${host}:${port}`, '--udp-port', '0', '--data-dir', dataDir, '--rate-limit-scale', '100', ...args], {
     stdio: ['ignore', log, log],
     // Serve this checkout's web/ rather than the copy built into the binary.
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', CONFAB_WEB_DIR: process.env.CONFAB_WEB_DIR || path.join(repoRoot, 'web') },
   });
   let exited = null;
   child.on('exit', (code, sig) => { exited = { code, sig }; });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host}:${port}`;
   const deadline = Date.now() + 180_000;
   for (;;) {
     if (exited) throw new Error(`confab exited early (${JSON.stringify(exited)}); log:\n${fs.readFileSync(logPath, 'utf8').slice(-4000)}`);
@@ -95,13 +95,20 @@ export const CHROMIUM_ARGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
-/** A fresh persistent Chromium context (own profile dir, hence own localStorage). */
-export async function launchBrowser({ audioFile } = {}) {
+/** A fresh persistent Chromium context (own profile dir, hence own localStorage). `netns`
+ * runs the browser inside that network namespace (`ip netns exec`, as root); `args` adds flags. */
+export async function launchBrowser({ audioFile, netns, args: extra = [] } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'confab-chromium-'));
-  const args = [...CHROMIUM_ARGS];
+  const args = [...CHROMIUM_ARGS, ...extra];
   if (audioFile) args.push(`--use-file-for-fake-audio-capture=${audioFile}`);
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  let executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+  if (netns) {
+    const wrapper = path.join(dir, 'chromium-in-netns');
+    fs.writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${netns} ${executablePath} "$@"\n`, { mode: 0o755 });
+    executablePath = wrapper;
+  }
+  const context = await chromium.launchPersistentContext(path.join(dir, 'profile'), {
+    executablePath,
     headless: true,
     args,
     viewport: { width: 1280, height: 800 },

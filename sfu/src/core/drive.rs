@@ -195,11 +195,7 @@ impl SfuCore {
         let Some(peer) = self.peers.get_mut(&participant) else {
             return;
         };
-        if let Err(e) = if std::env::var("X_NO_TIMEOUT").is_ok() {
-            Ok(())
-        } else {
-            peer.link.rtc.handle_input(Input::Timeout(now))
-        } {
+        if let Err(e) = peer.link.rtc.handle_input(Input::Timeout(now)) {
             tracing::debug!(participant = participant.get(), error = %e, "str0m timeout handling failed");
         }
         self.drain(participant, now);

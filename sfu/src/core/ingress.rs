@@ -19,6 +19,25 @@ use super::{SfuCore, MAX_ADDRS_PER_PEER, OPUS_CLOCK};
 impl SfuCore {
     /// One datagram arrived on the shared socket from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: &[u8]) {
+        self.handle_input_from(now, Protocol::Udp, from, buf);
+    }
+
+    /// One datagram arrived framed on the ICE-TCP connection from `from` (`tcp.rs`).
+    pub fn handle_tcp_frame(&mut self, now: Instant, from: SocketAddr, buf: &[u8]) {
+        self.handle_input_from(now, Protocol::Tcp, from, buf);
+    }
+
+    /// The ICE-TCP connection from `from` closed: the address no longer leads to its peer (ICE
+    /// notices the loss by itself through consent checks).
+    pub fn tcp_closed(&mut self, from: SocketAddr) {
+        if let Some(p) = self.by_addr.remove(&from) {
+            if let Some(peer) = self.peers.get_mut(&p) {
+                peer.link.addrs.retain(|a| *a != from);
+            }
+        }
+    }
+
+    fn handle_input_from(&mut self, now: Instant, proto: Protocol, from: SocketAddr, buf: &[u8]) {
         self.advance(now);
         self.metrics.bytes_received.increment(buf.len() as u64);
         let Some(kind) = demux::classify(buf) else {
@@ -71,7 +90,11 @@ impl SfuCore {
                 }
             }
         };
-        let Ok(receive) = Receive::new(Protocol::Udp, from, self.local_addr, buf) else {
+        let local = match proto {
+            Protocol::Tcp => self.tcp_addr.unwrap_or(self.local_addr),
+            _ => self.local_addr,
+        };
+        let Ok(receive) = Receive::new(proto, from, local, buf) else {
             self.drop_packet(DropReason::Malformed);
             return;
         };

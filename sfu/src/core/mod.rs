@@ -106,6 +106,8 @@ pub struct SfuCore {
     fast_sr_log: fastpath::SrLog,
     /// Relay to and from other media nodes hosting the same rooms.
     relay: relay::Relay,
+    /// The passive ICE-TCP candidate's address (public IP, TCP port), when ICE-TCP is on.
+    tcp_addr: Option<SocketAddr>,
 }
 
 /// Interval of the fast path's sender reports (str0m's default for audio).
@@ -156,6 +158,7 @@ impl SfuCore {
             fast_sr_at: None,
             fast_sr_log: fastpath::SrLog::default(),
             relay: relay::Relay::new(),
+            tcp_addr: None,
         })
     }
 
@@ -274,5 +277,13 @@ impl SfuCore {
             .map(|p| p.audio.is_publisher() as usize + p.video.tracks.len())
             .sum();
         self.metrics.tracks.set(tracks as f64);
+    }
+}
+
+impl SfuCore {
+    /// Offers a passive ICE-TCP candidate at `addr` (public IP, TCP port) in every answer from
+    /// now on (`tcp.rs` carries the connections).
+    pub fn enable_ice_tcp(&mut self, addr: SocketAddr) {
+        self.tcp_addr = Some(addr);
     }
 }

@@ -132,6 +132,16 @@ impl SfuCore {
         let candidate = Candidate::host(self.local_addr, "udp")
             .map_err(|e| SfuError::InvalidConfig(e.to_string()))?;
         rtc.add_local_candidate(candidate);
+        if let Some(tcp) = self.tcp_addr {
+            // Ranked below UDP by its type preference: used only where UDP does not get through.
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+                .map_err(|e| SfuError::InvalidConfig(e.to_string()))?;
+            rtc.add_local_candidate(candidate);
+        }
         let answer = accept_offer(&mut rtc, offer)?;
         let answer = crate::sdp::tune_video_answer(&answer, self.video_start_bitrate_kbps);
         let mids = offer_mids(&req.offer_sdp);

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use str0m::media::{Mid, Pt};
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 use str0m::rtp::{Extension, Ssrc};
 use str0m::Rtc;
 
@@ -139,7 +139,7 @@ impl FastPeer {
 
     /// Forwarding goes through the fast path.
     pub fn is_active(&self) -> bool {
-        self.tx.is_some() && self.dest.is_some()
+        self.tx.is_some() && self.dest.is_some() && !self.disabled
     }
 
     /// Worth calling [`Self::try_activate`] (cheap: an atomic load).
@@ -151,6 +151,12 @@ impl FastPeer {
     /// also goes to candidate pairs not selected).
     pub fn note_transmit(&mut self, t: &Transmit) {
         if t.contents.first().is_some_and(|b| (20..=191).contains(b)) {
+            if t.proto == Protocol::Tcp && !self.is_active() {
+                // Over ICE-TCP str0m sends everything itself (framed by `tcp.rs`); the fast
+                // path's lanes send UDP only. (A peer moving from UDP to TCP after activation
+                // would need str0m to take its SSRCs back; ICE does not do that here.)
+                self.disabled = true;
+            }
             self.dest = Some(t.destination);
         }
     }

@@ -767,3 +767,44 @@ fn chrome_like_offer_is_answered_with_audio_only_extensions() {
         .iter()
         .any(|(_, s)| *s == Some(pid(2))));
 }
+
+#[test]
+fn ice_tcp_adds_a_passive_tcp_candidate_below_udp() {
+    let mut net = Net::new(&config());
+    net.sfu.enable_ice_tcp("10.9.9.9:3479".parse().unwrap());
+    let answer = net
+        .sfu
+        .join(
+            net.now,
+            crate::JoinRequest {
+                room: room_id(1),
+                participant: pid(2),
+                user_id: user(2),
+                offer_sdp: CHROME_LIKE_OFFER.into(),
+            },
+        )
+        .unwrap();
+    let candidates: Vec<&str> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    let udp = candidates
+        .iter()
+        .find(|l| l.contains(" udp ") && l.contains("10.9.9.9 3478 typ host"));
+    let tcp = candidates
+        .iter()
+        .find(|l| l.contains(" tcp ") && l.contains("10.9.9.9 3479 typ host tcptype passive"));
+    let (Some(udp), Some(tcp)) = (udp, tcp) else {
+        panic!("a UDP and a passive TCP host candidate: {candidates:?}");
+    };
+    let priority = |l: &str| {
+        l.split_whitespace()
+            .nth(3)
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap()
+    };
+    assert!(
+        priority(udp) > priority(tcp),
+        "UDP preferred: {udp} / {tcp}"
+    );
+}

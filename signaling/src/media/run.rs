@@ -28,6 +28,11 @@ pub fn sfu_config(config: &Config) -> confab_sfu::SfuConfig {
             config.media_ip(),
         )
     };
+    sfu.ice_tcp = config.ice_tcp_bind().map(|bind| confab_sfu::IceTcpConfig {
+        max_connections: config.ice_tcp_max_connections,
+        max_per_ip: config.ice_tcp_max_per_ip,
+        ..confab_sfu::IceTcpConfig::new(bind)
+    });
     if config.nats_url.is_some() {
         super::relay::enable(
             &mut sfu,
@@ -46,9 +51,11 @@ fn start_sfu(
     let (sfu, events) =
         confab_sfu::Sfu::start(sfu_config(config)).context("starting the SFU (UDP port)")?;
     tracing::info!(
-        "voice media on udp://{} (announced as {})",
+        "voice media on udp://{} (announced as {}), ICE-TCP {}",
         sfu.local_addr(),
-        config.media_ip()
+        config.media_ip(),
+        sfu.tcp_addr()
+            .map_or_else(|| "off".to_string(), |a| format!("on tcp://{a}"))
     );
     Ok((sfu, events))
 }
@@ -71,6 +78,8 @@ pub struct Plane {
     pub events: mpsc::UnboundedReceiver<MediaEvent>,
     /// This node's own SFU as a media node of the cluster (role `all` with NATS).
     pub node: Option<Arc<MediaNode>>,
+    /// Where this node's SFU takes ICE over TCP, if it runs one with ICE-TCP on.
+    pub ice_tcp: Option<SocketAddr>,
 }
 
 pub async fn plane(
@@ -80,11 +89,13 @@ pub async fn plane(
 ) -> anyhow::Result<Plane> {
     let Some(url) = config.nats_url.as_deref() else {
         let (sfu, sfu_events) = start_sfu(config)?;
+        let ice_tcp = sfu.tcp_addr();
         let (media, events) = MediaPlane::local(sfu, sfu_events);
         return Ok(Plane {
             media,
             events,
             node: None,
+            ice_tcp,
         });
     };
     let client = connect(config, url).await?;
@@ -118,6 +129,7 @@ pub async fn plane(
     Ok(Plane {
         media: MediaPlane::Cluster(cluster),
         events,
+        ice_tcp: node.as_ref().and_then(|n| n.sfu().tcp_addr()),
         node,
     })
 }
