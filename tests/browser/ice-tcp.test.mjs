@@ -6,10 +6,10 @@
 // Needs root, iproute2 and nftables (scripts/install-deps.sh --test); prints SKIPPED without.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
-  startServer, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi, joinViaUi,
-  makeSpeechWav, uniqueName, waitFor, sleep, metricValue } from './lib.mjs';
+  startServer, launchBrowser, makeSpeechWav, uniqueName, metricValue, selectedIcePair,
+  assertHearEachOther, twoInVoice, sh, canMakeNetns } from './lib.mjs';
 
 const tag = `cit${process.pid % 10000}`;
 const NS = `${tag}ns`;
@@ -19,14 +19,8 @@ const octet = 1 + (process.pid % 250);
 const HOST_IP = `10.231.${octet}.1`;
 const NS_IP = `10.231.${octet}.2`;
 
-const canRun = process.getuid && process.getuid() === 0
-  && spawnSync('sh', ['-c', 'command -v ip && command -v nft']).status === 0;
 let server;
 const peers = [];
-
-function sh(cmd, args, input) {
-  return execFileSync(cmd, args, { input, stdio: ['pipe', 'pipe', 'pipe'] }).toString();
-}
 
 function teardownNetwork() {
   spawnSync('ip', ['link', 'del', HOST_IF]);
@@ -58,102 +52,38 @@ function droppedUdp() {
   return [...out.matchAll(/packets (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
 }
 
-/** The selected ICE pair's local candidate: protocol and type. */
-function selectedPair(page) {
-  return page.evaluate(async () => {
-    const pc = window.confabVoice && window.confabVoice.pc;
-    if (!pc) return null;
-    const stats = await pc.getStats();
-    let pairId = null;
-    stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
-    const pair = pairId && stats.get(pairId);
-    const local = pair && stats.get(pair.localCandidateId);
-    const remote = pair && stats.get(pair.remoteCandidateId);
-    return local ? { protocol: local.protocol, type: local.candidateType, remote: remote && `${remote.address}:${remote.port}/${remote.protocol}` } : null;
-  });
-}
-
-function inboundFrom(page, userId) {
-  return page.evaluate(async (uid) => {
-    const v = window.confabVoice;
-    if (!v || !v.pc) return null;
-    let out = null;
-    (await v.pc.getStats()).forEach((s) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'audio' && v.slots[s.mid] === uid) {
-        out = { packets: s.packetsReceived || 0, lost: s.packetsLost || 0, energy: s.totalAudioEnergy || 0 };
-      }
-    });
-    return out;
-  }, userId);
-}
-
 before(async () => {
-  if (!canRun) return;
+  if (!canMakeNetns) return;
   setupNetwork();
   server = await startServer({ host: HOST_IP, args: ['--public-ip', HOST_IP] });
   const wav = makeSpeechWav();
   // Plain http on a non-loopback address: let the page use the microphone anyway.
   const insecureOk = [`--unsafely-treat-insecure-origin-as-secure=${server.url}`];
-  peers.push({ name: uniqueName('tcp'), b: await launchBrowser({ audioFile: wav, netns: NS, args: insecureOk }), tcp: true });
-  peers.push({ name: uniqueName('udp'), b: await launchBrowser({ audioFile: wav, args: insecureOk }), tcp: false });
+  peers.push({ name: uniqueName('tcp'), b: await launchBrowser({ audioFile: wav, netns: NS, args: insecureOk }), how: 'ICE-TCP, UDP blocked' });
+  peers.push({ name: uniqueName('udp'), b: await launchBrowser({ audioFile: wav, args: insecureOk }), how: 'UDP' });
 });
 
 after(async () => {
   for (const p of peers) await p.b.close();
   await server?.stop();
-  if (canRun) teardownNetwork();
+  if (canMakeNetns) teardownNetwork();
 });
 
-test('a browser whose network drops all UDP joins voice over ICE-TCP and both sides hear each other', { skip: !canRun && 'SKIPPED: needs root, iproute2 and nftables for a network namespace' }, async () => {
+test('a browser whose network drops all UDP joins voice over ICE-TCP and both sides hear each other', { skip: !canMakeNetns && 'SKIPPED: needs root, iproute2 and nftables for a network namespace' }, async () => {
   const [tcp, udp] = peers;
-  // The namespace really has no UDP: a DNS-style datagram to the host goes nowhere.
+  // The namespace really has no UDP: a datagram to the host goes nowhere.
   const before = droppedUdp();
   spawnSync('ip', ['netns', 'exec', NS, 'bash', '-c', `echo x > /dev/udp/${HOST_IP}/9`]);
   assert.ok(droppedUdp() > before, 'the namespace drops UDP');
 
-  for (const p of peers) {
-    await registerViaUi(p.b.page, server.url, p.name);
-    p.id = await p.b.page.evaluate(() => window.confab.store.me.id);
-  }
-  const serverName = uniqueName('TCP ');
-  await createServerViaUi(tcp.b.page, serverName);
-  const link = await createInviteViaUi(tcp.b.page);
-  await joinViaUi(udp.b.page, link, serverName);
-
-  for (const p of peers) {
-    const clicked = Date.now();
-    await p.b.page.locator('[data-testid="channel-link"][data-channel-type="voice"][data-channel-name="General"]').click();
-    await p.b.page.waitForFunction(() => window.confabVoice && ['connected', 'error'].includes(window.confabVoice.state), null, { timeout: 30_000 })
-      .catch(() => {});
-    const st = await p.b.page.evaluate(() => ({ state: window.confabVoice.state, error: window.confabVoice.error }));
-    assert.equal(st.state, 'connected', `${p.name} did not connect: ${JSON.stringify(st)}`);
-    p.joinMs = Date.now() - clicked;
-  }
-  const tcpPair = await selectedPair(tcp.b.page);
+  await twoInVoice(peers, server.url, 'TCP ');
+  const tcpPair = await selectedIcePair(tcp.b.page);
   assert.equal(tcpPair.protocol, 'tcp', `the UDP-less browser's pair: ${JSON.stringify(tcpPair)}`);
-  const udpPair = await selectedPair(udp.b.page);
+  const udpPair = await selectedIcePair(udp.b.page);
   assert.equal(udpPair.protocol, 'udp', `the other browser stays on UDP: ${JSON.stringify(udpPair)}`);
-
-  const first = {};
+  const heard = await assertHearEachOther(peers);
   for (const p of peers) {
-    const other = peers.find((o) => o !== p);
-    await waitFor(async () => {
-      const s = await inboundFrom(p.b.page, other.id);
-      return s && s.packets > 50 && s.energy > 0;
-    }, { timeout: 20_000, message: `${p.name} hears ${other.name}` });
-    first[p.name] = await inboundFrom(p.b.page, other.id);
-  }
-  await sleep(3000);
-  for (const p of peers) {
-    const other = peers.find((o) => o !== p);
-    const now = await inboundFrom(p.b.page, other.id);
-    const got = now.packets - first[p.name].packets;
-    const lost = Math.max(0, now.lost - first[p.name].lost);
-    assert.ok(got > 100, `${p.name}: ${got} packets from ${other.name} in 3 s`);
-    assert.ok(now.energy > first[p.name].energy, `${p.name}: audio energy rising`);
-    const loss = (100 * lost) / Math.max(1, got + lost);
-    assert.ok(loss < 1, `${p.name}: ${loss.toFixed(2)}% loss`);
-    console.log(`${p.name} (${p.tcp ? 'ICE-TCP, UDP blocked' : 'UDP'}): joined in ${p.joinMs} ms, ${got} packets in 3 s, loss ${loss.toFixed(2)}%`);
+    console.log(`${p.name} (${p.how}): joined in ${p.joinMs} ms, ${heard[p.name].got} packets in 3 s, loss ${heard[p.name].loss.toFixed(2)}%`);
   }
 
   const metrics = await (await fetch(`${server.url}/metrics`)).text();

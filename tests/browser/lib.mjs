@@ -3,7 +3,7 @@
 // Server: CONFAB_URL if set; else the
 // binary CONFAB_BIN (default <repo>/target/debug/confab) on a free port with a fresh data dir.
 
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -295,3 +295,93 @@ export function metricValue(text, name) {
   }
   return sum;
 }
+
+/** The voice pc's selected ICE pair: its local candidate's protocol, type and address, and the
+ * remote address (null before one is selected). */
+export function selectedIcePair(page) {
+  return page.evaluate(async () => {
+    const pc = window.confabVoice && window.confabVoice.pc;
+    if (!pc) return null;
+    const stats = await pc.getStats();
+    let pairId = null;
+    stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
+    const pair = pairId && stats.get(pairId);
+    const local = pair && stats.get(pair.localCandidateId);
+    const remote = pair && stats.get(pair.remoteCandidateId);
+    return local ? { protocol: local.protocol, type: local.candidateType, address: local.address, remote: remote && `${remote.address}:${remote.port}/${remote.protocol}` } : null;
+  });
+}
+
+/** Inbound audio from `userId` (on the mid the client maps to that user): packets, lost, energy. */
+export function inboundAudioFrom(page, userId) {
+  return page.evaluate(async (uid) => {
+    const v = window.confabVoice;
+    if (!v || !v.pc) return null;
+    let out = null;
+    (await v.pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio' && v.slots[s.mid] === uid) {
+        out = { packets: s.packetsReceived || 0, lost: s.packetsLost || 0, energy: s.totalAudioEnergy || 0 };
+      }
+    });
+    return out;
+  }, userId);
+}
+
+/** Two peers ({ b, id, name, joinMs }) in one voice channel hear each other: packets and energy
+ * rising, loss < 1 % over 3 s. Returns per-peer { got, loss }. */
+export async function assertHearEachOther(peers) {
+  const first = {};
+  for (const p of peers) {
+    const other = peers.find((o) => o !== p);
+    await waitFor(async () => {
+      const s = await inboundAudioFrom(p.b.page, other.id);
+      return s && s.packets > 50 && s.energy > 0;
+    }, { timeout: 20_000, message: `${p.name} hears ${other.name}` });
+    first[p.name] = await inboundAudioFrom(p.b.page, other.id);
+  }
+  await sleep(3000);
+  const out = {};
+  for (const p of peers) {
+    const other = peers.find((o) => o !== p);
+    const now = await inboundAudioFrom(p.b.page, other.id);
+    const got = now.packets - first[p.name].packets;
+    const lost = Math.max(0, now.lost - first[p.name].lost);
+    if (!(got > 100)) throw new Error(`${p.name}: ${got} packets from ${other.name} in 3 s`);
+    if (!(now.energy > first[p.name].energy)) throw new Error(`${p.name}: audio energy not rising`);
+    const loss = (100 * lost) / Math.max(1, got + lost);
+    if (!(loss < 1)) throw new Error(`${p.name}: ${loss.toFixed(2)}% loss`);
+    out[p.name] = { got, loss };
+  }
+  return out;
+}
+
+/** Registers each peer, puts them in one new server (the first creates it, the others join by
+ * invite) and joins its General voice channel through the UI; sets `id` and `joinMs` on each. */
+export async function twoInVoice(peers, baseUrl, prefix) {
+  for (const p of peers) {
+    await registerViaUi(p.b.page, baseUrl, p.name);
+    p.id = await p.b.page.evaluate(() => window.confab.store.me.id);
+  }
+  const serverName = uniqueName(prefix);
+  await createServerViaUi(peers[0].b.page, serverName);
+  const link = await createInviteViaUi(peers[0].b.page);
+  for (const p of peers.slice(1)) await joinViaUi(p.b.page, link, serverName);
+  for (const p of peers) {
+    const clicked = Date.now();
+    await p.b.page.locator('[data-testid="channel-link"][data-channel-type="voice"][data-channel-name="General"]').click();
+    await p.b.page.waitForFunction(() => window.confabVoice && ['connected', 'error'].includes(window.confabVoice.state), null, { timeout: 30_000 })
+      .catch(() => {});
+    const st = await p.b.page.evaluate(() => ({ state: window.confabVoice.state, error: window.confabVoice.error }));
+    if (st.state !== 'connected') throw new Error(`${p.name} did not connect: ${JSON.stringify(st)}`);
+    p.joinMs = Date.now() - clicked;
+  }
+}
+
+/** Runs `ip netns exec`-style commands; throws with stderr on failure. */
+export function sh(cmd, args, input) {
+  return execFileSync(cmd, args, { input, stdio: ['pipe', 'pipe', 'pipe'] }).toString();
+}
+
+/** Whether this process may make network namespaces (root, iproute2, nftables). */
+export const canMakeNetns = process.getuid && process.getuid() === 0
+  && spawnSync('sh', ['-c', 'command -v ip && command -v nft']).status === 0;

@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  startServer, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi, joinViaUi,
-  makeSpeechWav, uniqueName, waitFor, sleep } from './lib.mjs';
+  startServer, launchBrowser, makeSpeechWav, uniqueName, waitFor, sleep, selectedIcePair,
+  assertHearEachOther, twoInVoice } from './lib.mjs';
 
 const SECRET = `turn-test-${process.pid}-${Date.now()}`;
 let turn;        // { port, logPath, child }
@@ -47,34 +47,6 @@ async function startCoturn() {
   return { port, logPath, dir, child };
 }
 
-/** The candidate type of the pc's selected ICE pair, local side ('host', 'relay', …). */
-function selectedLocalType(page) {
-  return page.evaluate(async () => {
-    const pc = window.confabVoice && window.confabVoice.pc;
-    if (!pc) return null;
-    const stats = await pc.getStats();
-    let pairId = null;
-    stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
-    const pair = pairId && stats.get(pairId);
-    const local = pair && stats.get(pair.localCandidateId);
-    return local ? local.candidateType : null;
-  });
-}
-
-function inboundFrom(page, userId) {
-  return page.evaluate(async (uid) => {
-    const v = window.confabVoice;
-    if (!v || !v.pc) return null;
-    let out = null;
-    (await v.pc.getStats()).forEach((s) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'audio' && v.slots[s.mid] === uid) {
-        out = { packets: s.packetsReceived || 0, lost: s.packetsLost || 0, energy: s.totalAudioEnergy || 0 };
-      }
-    });
-    return out;
-  }, userId);
-}
-
 before(async () => {
   turn = await startCoturn();
   server = await startServer({
@@ -98,54 +70,19 @@ after(async () => {
 
 test('a browser forced onto the TURN relay joins voice through coturn and both sides hear each other', async () => {
   const [relayed, direct] = peers;
-  for (const p of peers) {
-    await registerViaUi(p.b.page, server.url, p.name);
-    p.id = await p.b.page.evaluate(() => window.confab.store.me.id);
-  }
+  await relayed.b.page.goto(server.url);
   await relayed.b.page.evaluate(() => localStorage.setItem('confab.voice.forceRelay', '1'));
-  const serverName = uniqueName('Relay ');
-  await createServerViaUi(relayed.b.page, serverName);
-  const link = await createInviteViaUi(relayed.b.page);
-  await joinViaUi(direct.b.page, link, serverName);
-
-  for (const p of peers) {
-    const clicked = Date.now();
-    await p.b.page.locator('[data-testid="channel-link"][data-channel-type="voice"][data-channel-name="General"]').click();
-    await p.b.page.waitForFunction(() => window.confabVoice && ['connected', 'error'].includes(window.confabVoice.state), null, { timeout: 30_000 })
-      .catch(() => {});
-    const st = await p.b.page.evaluate(() => ({ state: window.confabVoice.state, error: window.confabVoice.error }));
-    assert.equal(st.state, 'connected', `${p.name} did not connect: ${JSON.stringify(st)}`);
-    p.joinMs = Date.now() - clicked;
-  }
+  await twoInVoice(peers, server.url, 'Relay ');
 
   // The relayed browser got credentials and uses the relay; the other goes direct.
   const ice = await relayed.b.page.evaluate(() => window.confabVoice._ice);
   assert.equal(ice.servers.length, 1, JSON.stringify(ice));
   assert.match(ice.servers[0].username, new RegExp(`^\\d+:${relayed.id}$`));
-  await waitFor(async () => (await selectedLocalType(relayed.b.page)) === 'relay', { timeout: 10_000, message: 'relayed pc on a relay candidate' });
-  assert.notEqual(await selectedLocalType(direct.b.page), 'relay', 'the direct browser does not use the relay');
-
-  // Audio both ways: packets and energy rising on each side.
-  const first = {};
+  await waitFor(async () => (await selectedIcePair(relayed.b.page))?.type === 'relay', { timeout: 10_000, message: 'relayed pc on a relay candidate' });
+  assert.notEqual((await selectedIcePair(direct.b.page)).type, 'relay', 'the direct browser does not use the relay');
+  const heard = await assertHearEachOther(peers);
   for (const p of peers) {
-    const other = peers.find((o) => o !== p);
-    await waitFor(async () => {
-      const s = await inboundFrom(p.b.page, other.id);
-      return s && s.packets > 50 && s.energy > 0;
-    }, { timeout: 20_000, message: `${p.name} hears ${other.name}` });
-    first[p.name] = await inboundFrom(p.b.page, other.id);
-  }
-  await sleep(3000);
-  for (const p of peers) {
-    const other = peers.find((o) => o !== p);
-    const now = await inboundFrom(p.b.page, other.id);
-    const got = now.packets - first[p.name].packets;
-    const lost = now.lost - first[p.name].lost;
-    assert.ok(got > 100, `${p.name}: ${got} packets from ${other.name} in 3 s`);
-    assert.ok(now.energy > first[p.name].energy, `${p.name}: audio energy rising`);
-    const loss = (100 * Math.max(0, lost)) / Math.max(1, got + lost);
-    assert.ok(loss < 1, `${p.name}: ${loss.toFixed(2)}% loss`);
-    console.log(`${p.name} (${p.relay ? 'TURN relay' : 'direct UDP'}): joined in ${p.joinMs} ms, ${got} packets in 3 s, loss ${loss.toFixed(2)}%`);
+    console.log(`${p.name} (${p.relay ? 'TURN relay' : 'direct UDP'}): joined in ${p.joinMs} ms, ${heard[p.name].got} packets in 3 s, loss ${heard[p.name].loss.toFixed(2)}%`);
   }
 
   // coturn authenticated an allocation with Confab's credentials for that user.
