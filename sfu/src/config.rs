@@ -73,6 +73,20 @@ pub struct SfuConfig {
     /// `None` (the default): UDP only. A listener that cannot bind turns it off with a warning
     /// (`Sfu::tcp_addr` says whether it is on).
     pub ice_tcp: Option<crate::tcp::IceTcpConfig>,
+    /// IPv6 host candidates: a second UDP socket (IPv6 only) and the public IPv6 address
+    /// announced for it, beside the IPv4 one. `None` (the default): IPv4 only. A socket that
+    /// cannot bind turns it off with a warning (`Sfu::ipv6_addr` says whether it is on).
+    pub ipv6: Option<Ipv6Media>,
+}
+
+/// The IPv6 side of the media plane (`SfuConfig::ipv6`).
+#[derive(Debug, Clone)]
+pub struct Ipv6Media {
+    /// Where the IPv6 socket binds (`[::]` or an address of this host); port 0 = the IPv4 UDP
+    /// socket's port number.
+    pub bind: SocketAddr,
+    /// The IPv6 address announced in the candidate.
+    pub public_ip: std::net::Ipv6Addr,
 }
 
 impl SfuConfig {
@@ -120,6 +134,7 @@ impl Default for SfuConfig {
             send_workers: 0,
             relay_bind: None,
             ice_tcp: None,
+            ipv6: None,
         }
     }
 }

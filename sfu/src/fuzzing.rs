@@ -257,6 +257,28 @@ pub fn open_relay(buf: &[u8], key: &[u8; 16]) -> Result<RelayFields, &'static st
     }
 }
 
+/// ICE-TCP framing (RFC 4571) of a byte stream that arrives in `chunks`: the frames taken as
+/// the media loop's reader takes them, and whether the stream went bad (a zero or oversized
+/// length) before its end. Frames cut across chunks come out whole.
+pub fn ice_tcp_frames(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, bool) {
+    let mut buf = bytes::BytesMut::new();
+    let mut frames = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        loop {
+            match crate::tcp::take_frame(&mut buf) {
+                Ok(Some(f)) => frames.push(f.to_vec()),
+                Ok(None) => break,
+                Err(_) => return (frames, true),
+            }
+        }
+    }
+    (frames, false)
+}
+
+/// The largest datagram an ICE-TCP frame carries.
+pub const ICE_TCP_MAX_FRAME: usize = crate::tcp::MAX_FRAME;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,25 +313,3 @@ mod tests {
         .is_none());
     }
 }
-
-/// ICE-TCP framing (RFC 4571) of a byte stream that arrives in `chunks`: the frames taken as
-/// the media loop's reader takes them, and whether the stream went bad (a zero or oversized
-/// length) before its end. Frames cut across chunks come out whole.
-pub fn ice_tcp_frames(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, bool) {
-    let mut buf = bytes::BytesMut::new();
-    let mut frames = Vec::new();
-    for chunk in chunks {
-        buf.extend_from_slice(chunk);
-        loop {
-            match crate::tcp::take_frame(&mut buf) {
-                Ok(Some(f)) => frames.push(f.to_vec()),
-                Ok(None) => break,
-                Err(_) => return (frames, true),
-            }
-        }
-    }
-    (frames, false)
-}
-
-/// The largest datagram an ICE-TCP frame carries.
-pub const ICE_TCP_MAX_FRAME: usize = crate::tcp::MAX_FRAME;

@@ -173,7 +173,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use crate::config::SfuConfig;
+pub use crate::config::{Ipv6Media, SfuConfig};
 pub use crate::core::{CoreStats, SfuCore};
 pub use crate::error::SfuError;
 pub use crate::event::{

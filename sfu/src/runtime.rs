@@ -23,7 +23,7 @@
 //! sends. Timers: the core keeps one deadline per peer in a heap; the loop
 //! sleeps until the earliest.
 
-use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,7 +36,7 @@ use crate::core::SfuCore;
 use crate::send_workers::SendLanes;
 use crate::tcp::{IceTcpConfig, TcpInput, TcpPlane};
 use crate::{
-    JoinRequest, ParticipantId, RelayEndpoint, RoomId, SfuConfig, SfuError, SfuEvent,
+    Ipv6Media, JoinRequest, ParticipantId, RelayEndpoint, RoomId, SfuConfig, SfuError, SfuEvent,
     VideoSubscription, VideoTrackKind,
 };
 use str0m::net::Protocol;
@@ -72,6 +72,7 @@ struct Inner {
     cmd: mpsc::UnboundedSender<Command>,
     local_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
+    ipv6_addr: Option<SocketAddr>,
     relay: Option<RelayEndpoint>,
     running: Arc<AtomicBool>,
 }
@@ -154,6 +155,14 @@ impl Sfu {
             core.enable_ice_tcp(SocketAddr::new(config.public_ip, addr.port()));
         }
         let tcp_config = config.ice_tcp.clone();
+        let socket6 = config
+            .ipv6
+            .as_ref()
+            .and_then(|v6| bind_ipv6(v6, local_addr.port(), config.socket_buffer_bytes));
+        let ipv6_addr = socket6.as_ref().and_then(|s| s.local_addr().ok());
+        if let (Some(bound), Some(v6)) = (ipv6_addr, &config.ipv6) {
+            core.enable_ipv6(SocketAddr::new(IpAddr::V6(v6.public_ip), bound.port()));
+        }
         crate::metrics::register_tcp_metrics();
 
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -201,18 +210,31 @@ impl Sfu {
                         },
                         _ => None,
                     };
+                    let socket6 = match socket6.map(UdpSocket::from_std).transpose() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(error = %e, "SFU IPv6 socket registration failed");
+                            return;
+                        }
+                    };
+                    let sockets = Sockets {
+                        relay,
+                        tcp,
+                        socket6,
+                    };
                     match UdpSocket::from_std(socket) {
-                        Ok(socket) => run(socket, relay, tcp, core, lanes, cmd_rx, ev_tx).await,
+                        Ok(socket) => run(socket, sockets, core, lanes, cmd_rx, ev_tx).await,
                         Err(e) => tracing::error!(error = %e, "SFU socket registration failed"),
                     }
                 });
             })
             .map_err(|e| SfuError::Io(format!("spawn SFU thread: {e}")))?;
-        tracing::info!(%local_addr, %announced, ?tcp_addr, "SFU media loop started");
+        tracing::info!(%local_addr, %announced, ?tcp_addr, ?ipv6_addr, "SFU media loop started");
         let inner = Inner {
             cmd: cmd_tx,
             local_addr,
             tcp_addr,
+            ipv6_addr,
             relay: relay_endpoint,
             running,
         };
@@ -232,6 +254,11 @@ impl Sfu {
     /// The bound ICE-TCP listener's address, when ICE over TCP is on.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.inner.tcp_addr
+    }
+
+    /// The bound IPv6 socket's address, when IPv6 candidates are on.
+    pub fn ipv6_addr(&self) -> Option<SocketAddr> {
+        self.inner.ipv6_addr
     }
 
     /// `confab_sfu_loop_busy_seconds_total` and `confab_sfu_loop_iterations_total` (summed over
@@ -388,6 +415,33 @@ fn bind_ice_tcp(config: &IceTcpConfig, udp_port: u16) -> Option<std::net::TcpLis
     }
 }
 
+/// Binds the IPv6 media socket (IPv6 only, so the IPv4 socket keeps its port; port 0 = the IPv4
+/// socket's number); None, with a warning, when that fails: voice still works over IPv4.
+fn bind_ipv6(v6: &Ipv6Media, udp_port: u16, buffers: usize) -> Option<StdUdpSocket> {
+    use socket2::{Domain, Protocol as SockProto, Socket, Type};
+    let mut bind = v6.bind;
+    if bind.port() == 0 {
+        bind.set_port(udp_port);
+    }
+    let socket = (|| {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(SockProto::UDP))?;
+        s.set_only_v6(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&bind.into())?;
+        Ok::<_, std::io::Error>(StdUdpSocket::from(s))
+    })();
+    match socket {
+        Ok(s) => {
+            set_socket_buffers(&s, buffers);
+            Some(s)
+        }
+        Err(e) => {
+            tracing::warn!(%bind, error = %e, "IPv6 media off: cannot bind its UDP socket");
+            None
+        }
+    }
+}
+
 /// Binds the relay socket; the endpoint announces its address (an
 /// unspecified IP replaced by the public IP) and a fresh random key.
 fn bind_relay(
@@ -412,16 +466,19 @@ fn bind_relay(
     Ok((socket, RelayEndpoint { addr, key }))
 }
 
-fn send_all(
-    socket: &UdpSocket,
-    relay: Option<&UdpSocket>,
-    mut tcp: Option<&mut TcpPlane>,
-    core: &mut SfuCore,
-    lanes: &mut SendLanes,
-) {
+/// The loop's sockets besides the main UDP one, each optional.
+struct Sockets {
+    relay: Option<UdpSocket>,
+    tcp: Option<TcpPlane>,
+    socket6: Option<UdpSocket>,
+}
+
+fn send_all(socket: &UdpSocket, more: &mut Sockets, core: &mut SfuCore, lanes: &mut SendLanes) {
+    let main_v6 = core.local_addr().is_ipv6();
     while let Some(t) = core.poll_transmit() {
         if t.proto == Protocol::Tcp {
-            if !tcp
+            if !more
+                .tcp
                 .as_mut()
                 .is_some_and(|tcp| tcp.send(t.destination, &t.contents))
             {
@@ -429,12 +486,16 @@ fn send_all(
             }
             continue;
         }
-        if let Err(e) = socket.try_send_to(&t.contents, t.destination) {
+        let out = match &more.socket6 {
+            Some(s6) if t.destination.is_ipv6() != main_v6 => s6,
+            _ => socket,
+        };
+        if let Err(e) = out.try_send_to(&t.contents, t.destination) {
             tracing::trace!(error = %e, dest = %t.destination, "UDP send failed");
             core.count_io_drop(false);
         }
     }
-    if let Some(relay) = relay {
+    if let Some(relay) = &more.relay {
         core.drain_relay(|dest, bytes| match relay.try_send_to(bytes, dest) {
             Ok(_) => true,
             Err(e) => {
@@ -466,19 +527,17 @@ fn handle_tcp_input(core: &mut SfuCore, tcp: &mut TcpPlane, input: TcpInput) {
     }
 }
 
-/// Waits until the relay socket (if any) is readable.
-async fn relay_readable(relay: Option<&UdpSocket>) -> std::io::Result<()> {
-    match relay {
+/// Waits until the socket (if any) is readable.
+async fn readable(socket: Option<&UdpSocket>) -> std::io::Result<()> {
+    match socket {
         Some(r) => r.readable().await,
         None => std::future::pending().await,
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run(
     socket: UdpSocket,
-    relay: Option<UdpSocket>,
-    mut tcp: Option<TcpPlane>,
+    mut more: Sockets,
     mut core: SfuCore,
     mut lanes: SendLanes,
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
@@ -538,13 +597,38 @@ async fn run(
                     }
                 }
             },
-            ready = relay_readable(relay.as_ref()) => {
+            ready = readable(more.socket6.as_ref()) => {
+                woke = Instant::now();
+                if let Err(e) = ready {
+                    tracing::error!(error = %e, "SFU IPv6 socket failed");
+                    break;
+                }
+                if let Some(s6) = &more.socket6 {
+                    for _ in 0..RECV_BATCH {
+                        match s6.try_recv_from(&mut buf) {
+                            Ok((n, from)) => {
+                                if n >= RECV_BUF {
+                                    core.count_io_drop(true);
+                                    continue;
+                                }
+                                core.handle_datagram(Instant::now(), from, &buf[..n]);
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                tracing::trace!(error = %e, "UDP receive error (IPv6)");
+                                break;
+                            }
+                        }
+                    }
+                }
+            },
+            ready = readable(more.relay.as_ref()) => {
                 woke = Instant::now();
                 if let Err(e) = ready {
                     tracing::error!(error = %e, "SFU relay socket failed");
                     break;
                 }
-                if let Some(relay) = &relay {
+                if let Some(relay) = &more.relay {
                     for _ in 0..RECV_BATCH {
                         match relay.try_recv_from(&mut relay_buf) {
                             Ok((n, from)) => {
@@ -559,9 +643,9 @@ async fn run(
                     }
                 }
             },
-            input = tcp_input(tcp.as_mut()) => {
+            input = tcp_input(more.tcp.as_mut()) => {
                 woke = Instant::now();
-                if let (Some(input), Some(plane)) = (input, tcp.as_mut()) {
+                if let (Some(input), Some(plane)) = (input, more.tcp.as_mut()) {
                     handle_tcp_input(&mut core, plane, input);
                     for _ in 1..RECV_BATCH {
                         match plane.input.try_recv() {
@@ -576,7 +660,7 @@ async fn run(
         let now = Instant::now();
         core.handle_timeout(now);
         core.flush(now);
-        send_all(&socket, relay.as_ref(), tcp.as_mut(), &mut core, &mut lanes);
+        send_all(&socket, &mut more, &mut core, &mut lanes);
         while let Some(ev) = core.poll_event() {
             let _ = ev_tx.send(ev);
         }

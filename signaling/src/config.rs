@@ -143,6 +143,10 @@ pub struct Cli {
     /// ACME directory URL. [default: Let's Encrypt's production directory]
     #[arg(long, env = "CONFAB_ACME_DIRECTORY")]
     pub acme_directory: Option<String>,
+    /// IPv6 voice candidates: `auto` (a public IPv6 address of this host, when it listens on
+    /// all addresses), `off`, or the IPv6 address to announce. [default: auto]
+    #[arg(long, env = "CONFAB_IPV6")]
+    pub ipv6: Option<String>,
     /// ICE over TCP: a passive TCP candidate for voice clients whose networks block UDP.
     /// [default: true]
     #[arg(long, env = "CONFAB_ICE_TCP")]
@@ -244,6 +248,7 @@ struct FileConfig {
     turn_urls: Option<Vec<String>>,
     turn_secret: Option<String>,
     turn_ttl: Option<u64>,
+    ipv6: Option<String>,
     ice_tcp: Option<bool>,
     ice_tcp_port: Option<u16>,
     ice_tcp_max_connections: Option<usize>,
@@ -302,6 +307,8 @@ pub struct Config {
     pub acme_directory: Option<String>,
     /// TURN for voice clients (`crate::turn`); None = direct UDP only.
     pub turn: Option<crate::turn::TurnSettings>,
+    /// IPv6 candidates: `auto`, `off` or an address (`media_ipv6`).
+    pub ipv6: String,
     /// ICE over TCP on the media node (`ice_tcp_bind`).
     pub ice_tcp: bool,
     pub ice_tcp_port: Option<u16>,
@@ -348,6 +355,7 @@ impl Default for Config {
             acme_email: None,
             acme_directory: None,
             turn: None,
+            ipv6: "auto".into(),
             ice_tcp: true,
             ice_tcp_port: None,
             ice_tcp_max_connections: 1024,
@@ -464,6 +472,7 @@ impl Config {
                 .acme_directory
                 .or(file.acme_directory)
                 .filter(|s| !s.is_empty()),
+            ipv6: cli.ipv6.or(file.ipv6).unwrap_or(d.ipv6),
             ice_tcp: cli.ice_tcp.or(file.ice_tcp).unwrap_or(d.ice_tcp),
             ice_tcp_port: cli.ice_tcp_port.or(file.ice_tcp_port),
             ice_tcp_max_connections: cli
@@ -529,6 +538,15 @@ impl Config {
             "--role api and --role media are parts of a cluster: they need --nats-url"
         );
         anyhow::ensure!(
+            self.ipv6 == "auto"
+                || self.ipv6 == "off"
+                || self
+                    .ipv6
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok_and(|a| !a.is_unspecified() && !a.is_loopback()),
+            "--ipv6 must be auto, off or an IPv6 address to announce (not :: or ::1)"
+        );
+        anyhow::ensure!(
             self.ice_tcp_max_connections >= 1 && self.ice_tcp_max_per_ip >= 1,
             "--ice-tcp-max-connections and --ice-tcp-max-per-ip must be at least 1 (turn ICE-TCP off with --ice-tcp false)"
         );
@@ -582,6 +600,28 @@ impl Config {
             },
         );
         Some(SocketAddr::new(self.bind.ip(), port))
+    }
+
+    /// IPv6 media, if on: where the IPv6 socket binds (port 0 = the UDP port's number) and the
+    /// address announced. `auto` finds a public IPv6 address of this host, and only when the
+    /// node listens on all addresses (a loopback or single-address bind is a local setup).
+    pub fn media_ipv6(&self) -> Option<(SocketAddr, std::net::Ipv6Addr)> {
+        if !self.role.has_media() {
+            return None;
+        }
+        let all = self.bind.ip().is_unspecified();
+        let public = match self.ipv6.as_str() {
+            "off" => return None,
+            "auto" if all => public_ipv6_of_host()?,
+            "auto" => return None,
+            addr => addr.parse().ok()?,
+        };
+        let ip = if all {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(public)
+        };
+        Some((SocketAddr::new(ip, self.udp_port), public))
     }
 
     /// The relay socket's port (`--relay-port`, else the media port + 1).
@@ -662,9 +702,88 @@ fn default_node_name() -> String {
         .unwrap_or_else(|| "confab".into())
 }
 
+/// A public IPv6 address of this host: global unicast (2000::/3), not the documentation range,
+/// not temporary, deprecated or still being checked for duplicates. Read from
+/// /proc/net/if_inet6 (Linux; elsewhere none is found and `--ipv6 ADDR` names it).
+pub fn public_ipv6_of_host() -> Option<std::net::Ipv6Addr> {
+    first_public_ipv6(&std::fs::read_to_string("/proc/net/if_inet6").ok()?)
+}
+
+/// The first usable public address in /proc/net/if_inet6's format.
+fn first_public_ipv6(text: &str) -> Option<std::net::Ipv6Addr> {
+    text.lines().find_map(|line| {
+        let mut f = line.split_whitespace();
+        let hex = f.next()?;
+        let flags = u32::from_str_radix(f.nth(3)?, 16).ok()?;
+        let bits = u128::from_str_radix(hex, 16).ok()?;
+        let addr = std::net::Ipv6Addr::from(bits);
+        // IFA_F_TEMPORARY 0x01, IFA_F_DADFAILED 0x08, IFA_F_DEPRECATED 0x20, IFA_F_TENTATIVE 0x40
+        let unusable = flags & (0x01 | 0x08 | 0x20 | 0x40) != 0;
+        let global = addr.segments()[0] & 0xe000 == 0x2000;
+        let documentation = addr.segments()[0] == 0x2001 && addr.segments()[1] == 0x0db8;
+        (global && !documentation && !unusable).then_some(addr)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_media_is_found_or_named() {
+        // /proc/net/if_inet6: address, ifindex, prefix length, scope, flags, name.
+        let proc = "00000000000000000000000000000001 01 80 10 80 lo\n\
+                    fe800000000000000000000000000001 02 40 20 80 eth0\n\
+                    20010db8000000000000000000000001 02 40 00 80 eth0\n\
+                    2a010000000000000000000000000005 02 40 00 01 eth0\n\
+                    2a010000000000000000000000000007 02 40 00 80 eth0\n";
+        assert_eq!(
+            first_public_ipv6(proc),
+            Some("2a01::7".parse().unwrap()),
+            "global, permanent, not documentation"
+        );
+        assert_eq!(
+            first_public_ipv6("fe800000000000000000000000000001 02 40 20 80 eth0\n"),
+            None
+        );
+        let media = |tweak: &dyn Fn(&mut Config)| {
+            let mut c = Config::default();
+            tweak(&mut c);
+            c.media_ipv6()
+        };
+        assert_eq!(media(&|_| {}), None, "a loopback bind is local use");
+        let named = media(&|c| {
+            c.bind = "0.0.0.0:3000".parse().unwrap();
+            c.ipv6 = "2001:db8::5".into();
+        });
+        assert_eq!(
+            named,
+            Some(("[::]:3000".parse().unwrap(), "2001:db8::5".parse().unwrap()))
+        );
+        let on_one = media(&|c| {
+            c.bind = "10.0.0.1:3000".parse().unwrap();
+            c.ipv6 = "2001:db8::5".into();
+        });
+        assert_eq!(
+            on_one,
+            Some((
+                "[2001:db8::5]:3000".parse().unwrap(),
+                "2001:db8::5".parse().unwrap()
+            ))
+        );
+        assert_eq!(
+            media(&|c| {
+                c.bind = "0.0.0.0:3000".parse().unwrap();
+                c.ipv6 = "off".into();
+            }),
+            None
+        );
+        let bad = Config {
+            ipv6: "::1".into(),
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
+    }
 
     #[test]
     fn ice_tcp_port_follows_the_udp_port_unless_http_has_it() {

@@ -593,6 +593,29 @@ pub fn check_ice_tcp(cfg: &Config, bound: Option<SocketAddr>) -> Check {
     }
 }
 
+/// IPv6 voice candidates: `bound` is the SFU's IPv6 socket once started (None before start or
+/// when not bound).
+pub fn check_ipv6(cfg: &Config, started: bool, bound: Option<SocketAddr>) -> Check {
+    const NAME: &str = "IPv6 media";
+    if !cfg.role.has_media() {
+        return Check::skip(NAME, "api node: media nodes announce their own");
+    }
+    match (cfg.media_ipv6(), bound) {
+        (None, _) if cfg.ipv6 == "off" => Check::skip(NAME, "off (--ipv6 off)"),
+        (None, _) if cfg.bind.ip().is_unspecified() => {
+            Check::skip(NAME, "no public IPv6 address on this host: IPv4 only")
+        }
+        (None, _) => Check::skip(NAME, "IPv4 only (not listening on all addresses)"),
+        (Some((_, ip)), Some(addr)) => Check::ok(NAME, format!("{ip}, UDP {}", addr.port())),
+        (Some((bind, ip)), None) if started => Check::warn(
+            NAME,
+            format!("{ip}: could not bind UDP {bind}; IPv6 clients cannot join voice"),
+            "free that port, or --ipv6 off",
+        ),
+        (Some((_, ip)), None) => Check::ok(NAME, format!("{ip} (UDP bound at start)")),
+    }
+}
+
 /// ICE over TCP before starting: whether its port is free.
 fn check_ice_tcp_port(cfg: &Config, confab_running: bool) -> Check {
     let Some(mut addr) = cfg.ice_tcp_bind() else {
@@ -731,6 +754,7 @@ pub async fn doctor(cfg: &Config) -> Report {
         checks.push(check_udp_bind(cfg, running));
         checks.push(check_ice_tcp_port(cfg, running));
     }
+    checks.push(check_ipv6(cfg, false, None));
     let db_now = match &cfg.database_url {
         Some(url) => {
             let pool = sqlx::postgres::PgPoolOptions::new()
@@ -807,6 +831,7 @@ pub async fn startup(running: &crate::Running) -> Report {
         Check::skip("UDP media port", "api node: no SFU")
     });
     checks.push(check_ice_tcp(cfg, running.ice_tcp));
+    checks.push(check_ipv6(cfg, true, running.ipv6));
     let (db, now) = check_database(state.chat.pool()).await;
     checks.push(db);
     checks.push(check_clock(Utc::now(), now));
@@ -819,7 +844,11 @@ pub async fn startup(running: &crate::Running) -> Report {
 }
 
 /// A media node's start-up table (it serves no web client, REST or database checks).
-pub fn media_startup(cfg: &Config, ice_tcp: Option<SocketAddr>) -> Report {
+pub fn media_startup(
+    cfg: &Config,
+    ice_tcp: Option<SocketAddr>,
+    ipv6: Option<SocketAddr>,
+) -> Report {
     let mut checks = vec![check_media_ip(cfg)];
     checks.push(if cfg.udp_port == 0 {
         Check::warn(
@@ -834,6 +863,7 @@ pub fn media_startup(cfg: &Config, ice_tcp: Option<SocketAddr>) -> Report {
         )
     });
     checks.push(check_ice_tcp(cfg, ice_tcp));
+    checks.push(check_ipv6(cfg, true, ipv6));
     checks.push(check_clock(Utc::now(), None));
     checks.push(check_open_files(open_files_limit()));
     Report(checks)

@@ -89,6 +89,8 @@ pub struct Running {
     pub redirect_addr: Option<SocketAddr>,
     /// Where this node's SFU takes ICE over TCP (None: no SFU here, or ICE-TCP off).
     pub ice_tcp: Option<SocketAddr>,
+    /// Where this node's SFU takes IPv6 (None: no SFU here, or IPv6 off).
+    pub ipv6: Option<SocketAddr>,
 }
 
 /// Starts everything `config` describes and returns once it is listening: one process, or a
@@ -317,6 +319,7 @@ async fn start_node(
         tls,
         redirect_addr,
         ice_tcp: plane.ice_tcp,
+        ipv6: plane.ipv6,
     })
 }
 

@@ -87,8 +87,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if config.role == Role::Media {
         let checked = config.clone();
         let running = confab_signaling::media::run::start_media_node(config).await?;
+        let sfu = running.node.sfu();
         let report =
-            confab_signaling::doctor::media_startup(&checked, running.node.sfu().tcp_addr());
+            confab_signaling::doctor::media_startup(&checked, sfu.tcp_addr(), sfu.ipv6_addr());
         report.log();
         println!(
             "Confab {} media node self-check:",

@@ -205,6 +205,7 @@ impl SfuCore {
     /// events go to `scratch` (handled by `process_scratch`, which may touch
     /// other peers).
     pub(super) fn drain(&mut self, participant: ParticipantId, now: Instant) {
+        let main_v6 = self.local_addr.is_ipv6();
         let Some(peer) = self.peers.get_mut(&participant) else {
             return;
         };
@@ -220,7 +221,11 @@ impl SfuCore {
                 Ok(Output::Transmit(t)) => {
                     self.metrics.bytes_sent.increment(t.contents.len() as u64);
                     if let Some(f) = &mut peer.fast {
-                        f.note_transmit(&t);
+                        // The fast path's lanes send on the main UDP socket only: not over
+                        // ICE-TCP, not to the other IP family's socket.
+                        let on_main = t.proto == str0m::net::Protocol::Udp
+                            && t.destination.is_ipv6() == main_v6;
+                        f.note_transmit(&t, on_main);
                     }
                     if demux::classify(&t.contents) == Some(Kind::Rtp) {
                         if let Some(ssrc) = demux::rtp_ssrc(&t.contents) {

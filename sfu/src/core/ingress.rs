@@ -90,8 +90,9 @@ impl SfuCore {
                 }
             }
         };
-        let local = match proto {
-            Protocol::Tcp => self.tcp_addr.unwrap_or(self.local_addr),
+        let local = match (proto, self.local6) {
+            (Protocol::Tcp, _) => self.tcp_addr.unwrap_or(self.local_addr),
+            (_, Some(v6)) if from.is_ipv6() && !self.local_addr.is_ipv6() => v6,
             _ => self.local_addr,
         };
         let Ok(receive) = Receive::new(proto, from, local, buf) else {

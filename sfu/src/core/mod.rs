@@ -108,6 +108,8 @@ pub struct SfuCore {
     relay: relay::Relay,
     /// The passive ICE-TCP candidate's address (public IP, TCP port), when ICE-TCP is on.
     tcp_addr: Option<SocketAddr>,
+    /// The IPv6 host candidate's address (public IPv6, the IPv6 socket's port), when on.
+    local6: Option<SocketAddr>,
 }
 
 /// Interval of the fast path's sender reports (str0m's default for audio).
@@ -159,6 +161,7 @@ impl SfuCore {
             fast_sr_log: fastpath::SrLog::default(),
             relay: relay::Relay::new(),
             tcp_addr: None,
+            local6: None,
         })
     }
 
@@ -285,5 +288,11 @@ impl SfuCore {
     /// now on (`tcp.rs` carries the connections).
     pub fn enable_ice_tcp(&mut self, addr: SocketAddr) {
         self.tcp_addr = Some(addr);
+    }
+
+    /// Offers an IPv6 host candidate at `addr` (public IPv6, the IPv6 socket's port) in every
+    /// answer from now on; datagrams from IPv6 addresses arrive on that socket.
+    pub fn enable_ipv6(&mut self, addr: SocketAddr) {
+        self.local6 = Some(addr);
     }
 }

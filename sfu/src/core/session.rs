@@ -132,6 +132,11 @@ impl SfuCore {
         let candidate = Candidate::host(self.local_addr, "udp")
             .map_err(|e| SfuError::InvalidConfig(e.to_string()))?;
         rtc.add_local_candidate(candidate);
+        if let Some(v6) = self.local6 {
+            let candidate =
+                Candidate::host(v6, "udp").map_err(|e| SfuError::InvalidConfig(e.to_string()))?;
+            rtc.add_local_candidate(candidate);
+        }
         if let Some(tcp) = self.tcp_addr {
             // Ranked below UDP by its type preference: used only where UDP does not get through.
             let candidate = Candidate::builder()

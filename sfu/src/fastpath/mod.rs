@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use str0m::media::{Mid, Pt};
-use str0m::net::{Protocol, Transmit};
+use str0m::net::Transmit;
 use str0m::rtp::{Extension, Ssrc};
 use str0m::Rtc;
 
@@ -149,12 +149,15 @@ impl FastPeer {
 
     /// Notes where str0m sends this peer's datagrams (any but STUN, which
     /// also goes to candidate pairs not selected).
-    pub fn note_transmit(&mut self, t: &Transmit) {
+    /// `on_main_socket`: whether that datagram goes out on the main UDP socket, the one the
+    /// send lanes share.
+    pub fn note_transmit(&mut self, t: &Transmit, on_main_socket: bool) {
         if t.contents.first().is_some_and(|b| (20..=191).contains(b)) {
-            if t.proto == Protocol::Tcp && !self.is_active() {
-                // Over ICE-TCP str0m sends everything itself (framed by `tcp.rs`); the fast
-                // path's lanes send UDP only. (A peer moving from UDP to TCP after activation
-                // would need str0m to take its SSRCs back; ICE does not do that here.)
+            if !on_main_socket && !self.is_active() {
+                // Over ICE-TCP or the other family's socket str0m sends everything itself; the
+                // fast path's lanes send on the main UDP socket only. (A peer moving there from
+                // the main socket after activation would need str0m to take its SSRCs back; ICE
+                // does not do that here.)
                 self.disabled = true;
             }
             self.dest = Some(t.destination);

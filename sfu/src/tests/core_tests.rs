@@ -808,3 +808,23 @@ fn ice_tcp_adds_a_passive_tcp_candidate_below_udp() {
         "UDP preferred: {udp} / {tcp}"
     );
 }
+
+#[test]
+fn ipv6_adds_a_second_host_candidate() {
+    let mut net = Net::new(&config());
+    net.sfu.enable_ipv6("[2001:db8::7]:3478".parse().unwrap());
+    let answer = net
+        .sfu
+        .join(
+            net.now,
+            crate::JoinRequest {
+                room: room_id(1),
+                participant: pid(2),
+                user_id: user(2),
+                offer_sdp: CHROME_LIKE_OFFER.into(),
+            },
+        )
+        .unwrap();
+    assert!(answer.contains("10.9.9.9 3478 typ host"), "{answer}");
+    assert!(answer.contains("2001:db8::7 3478 typ host"), "{answer}");
+}

@@ -28,6 +28,9 @@ pub fn sfu_config(config: &Config) -> confab_sfu::SfuConfig {
             config.media_ip(),
         )
     };
+    sfu.ipv6 = config
+        .media_ipv6()
+        .map(|(bind, public_ip)| confab_sfu::Ipv6Media { bind, public_ip });
     sfu.ice_tcp = config.ice_tcp_bind().map(|bind| confab_sfu::IceTcpConfig {
         max_connections: config.ice_tcp_max_connections,
         max_per_ip: config.ice_tcp_max_per_ip,
@@ -51,11 +54,13 @@ fn start_sfu(
     let (sfu, events) =
         confab_sfu::Sfu::start(sfu_config(config)).context("starting the SFU (UDP port)")?;
     tracing::info!(
-        "voice media on udp://{} (announced as {}), ICE-TCP {}",
+        "voice media on udp://{} (announced as {}), ICE-TCP {}, IPv6 {}",
         sfu.local_addr(),
         config.media_ip(),
         sfu.tcp_addr()
-            .map_or_else(|| "off".to_string(), |a| format!("on tcp://{a}"))
+            .map_or_else(|| "off".to_string(), |a| format!("on tcp://{a}")),
+        sfu.ipv6_addr()
+            .map_or_else(|| "off".to_string(), |a| format!("on udp://{a}"))
     );
     Ok((sfu, events))
 }
@@ -80,6 +85,8 @@ pub struct Plane {
     pub node: Option<Arc<MediaNode>>,
     /// Where this node's SFU takes ICE over TCP, if it runs one with ICE-TCP on.
     pub ice_tcp: Option<SocketAddr>,
+    /// Where this node's SFU takes IPv6, if it runs one with IPv6 on.
+    pub ipv6: Option<SocketAddr>,
 }
 
 pub async fn plane(
@@ -89,13 +96,14 @@ pub async fn plane(
 ) -> anyhow::Result<Plane> {
     let Some(url) = config.nats_url.as_deref() else {
         let (sfu, sfu_events) = start_sfu(config)?;
-        let ice_tcp = sfu.tcp_addr();
+        let (ice_tcp, ipv6) = (sfu.tcp_addr(), sfu.ipv6_addr());
         let (media, events) = MediaPlane::local(sfu, sfu_events);
         return Ok(Plane {
             media,
             events,
             node: None,
             ice_tcp,
+            ipv6,
         });
     };
     let client = connect(config, url).await?;
@@ -130,6 +138,7 @@ pub async fn plane(
         media: MediaPlane::Cluster(cluster),
         events,
         ice_tcp: node.as_ref().and_then(|n| n.sfu().tcp_addr()),
+        ipv6: node.as_ref().and_then(|n| n.sfu().ipv6_addr()),
         node,
     })
 }
