@@ -16,6 +16,8 @@ if [[ "${1:-}" == "--test" ]]; then
   # coturn: the TURN server the relay test joins voice through; nftables: the ICE-TCP test's
   # UDP-less network namespace.
   want+=(coturn nftables)
+  # docker-compose (Debian's, no daemon needed): deploy/check.sh validates compose.yaml with it.
+  want+=(docker-compose)
   # nginx in front of Confab (the cluster's load balancer, the reverse-proxy test); any nginx.
   want+=(nginx-light)
 fi
@@ -37,6 +39,10 @@ fi
 if command -v node >/dev/null && command -v npm >/dev/null; then
   missing=("${missing[@]/nodejs}")
   missing=("${missing[@]/npm}")
+fi
+# A Docker with the compose plugin validates compose.yaml as well.
+if docker compose version >/dev/null 2>&1; then
+  missing=("${missing[@]/docker-compose}")
 fi
 pkgs=()
 for p in "${missing[@]}"; do [[ -n "$p" ]] && pkgs+=("$p"); done
