@@ -48,6 +48,8 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     // Deletes a fresh account made for the row (the actor's own account lives on).
     ("delete", "/users/@me", [204, 204, 204, 204]),
     ("get", "/users/@me/sessions", [200, 200, 200, 200]),
+    // TURN credentials are the caller's own (an empty list without TURN).
+    ("get", "/voice/ice-servers", [200, 200, 200, 200]),
     (
         "delete",
         "/users/@me/sessions/{session_id}",
