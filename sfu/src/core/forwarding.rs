@@ -60,6 +60,8 @@ impl SfuCore {
         // Muted by a moderator or by itself (or deafened): dropped here, so
         // a client that keeps sending while it shows as muted is not heard.
         if src.audio.is_muted() {
+            // A pause in its relay too: what follows is flagged as a resume.
+            src.audio.relay_run = 0;
             self.drop_packet(DropReason::Muted);
             return;
         }

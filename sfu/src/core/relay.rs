@@ -4,12 +4,14 @@
 //!
 //! - **Sending.** A local publisher's packet is relayed once to each other
 //!   media node hosting its room ([`SfuCore::set_relay_peers`]), never per
-//!   listener, and only while it could be chosen for a slot there: while its
-//!   speaking detector says it speaks (which includes the release hangover,
-//!   [`crate::SPEAKING_RELEASE`]) or its smoothed level is loud (the attack
-//!   before speaking starts), plus the packet on which speaking stops. A
-//!   silent publisher costs no relay traffic; a packet without an audio
-//!   level is never relayed. Dropped audio (server mute, self mute) never
+//!   listener: every packet while it is in the room's selection here (the
+//!   other nodes' listeners get the same stream as this node's, pauses
+//!   included), and otherwise only while it could be chosen for a slot
+//!   there: while its speaking detector says it speaks (which includes the
+//!   release hangover, [`crate::SPEAKING_RELEASE`]) or its smoothed level is
+//!   loud (the attack before speaking starts), plus the packet on which
+//!   speaking stops. A silent publisher outside the selection costs no relay
+//!   traffic; a packet without an audio level is never relayed. Dropped audio (server mute, self mute) never
 //!   gets that far. Video is not relayed.
 //! - **Receiving.** A datagram that authenticates with this node's key, from
 //!   a node listed as a peer of its room, makes its publisher a remote
@@ -284,10 +286,17 @@ impl SfuCore {
             return;
         };
         let detector = &src.audio.speaking;
-        let Some(level) = pkt
-            .audio_level
-            .filter(|_| detector.is_speaking() || detector.is_loud() || speaking_changed)
-        else {
+        // A publisher in the room's selection is heard by this node's
+        // listeners packet for packet, pauses included; the other nodes get
+        // the same stream. Outside it, only what could win a slot crosses.
+        let selected = || {
+            self.rooms
+                .get(&src.room)
+                .is_some_and(|r| r.selected.contains(&participant))
+        };
+        let Some(level) = pkt.audio_level.filter(|_| {
+            detector.is_speaking() || detector.is_loud() || speaking_changed || selected()
+        }) else {
             src.audio.relay_run = 0;
             return;
         };
