@@ -126,19 +126,46 @@ run() { # mode round
   local killer=""
   if [[ $1 == cluster ]] && ((kill_after > 0)); then
     "$ROOT/scripts/cluster.sh" restart media-2 >/dev/null 2>&1 || true
-    # The join phase (listeners / join rate) comes first, then the measured window.
-    local at=$(( (speakers + listeners) / join_rate + 2 + kill_after ))
-    ( sleep "$at"; "$ROOT/scripts/cluster.sh" kill media-2 >/dev/null 2>&1 ) &
+    # The join phase comes first (its length depends on the machine), then the measured window:
+    # the kill is timed from the tester's "N connected" line, at most 10 minutes after the start.
+    (
+      for _ in $(seq 1 3000); do
+        grep -q 'connected, [0-9]* failed after' "$out/$1-$2.log" 2>/dev/null && break
+        sleep 0.2
+      done
+      sleep "$kill_after"
+      "$ROOT/scripts/cluster.sh" kill media-2 >/dev/null 2>&1
+    ) &
     killer=$!
   fi
+  local before=""
+  if [[ $1 == cluster ]]; then before=$(media_counters); fi
   "$LOADTEST_BIN" voice "${args[@]}" --rooms 1 --speakers "$speakers" --listeners "$listeners" \
     --join-rate "$join_rate" --duration "$duration" --json "$out/$1-$2.json" >"$out/$1-$2.log" 2>&1 ||
     { echo "cluster-voice: $1 run $2 failed (log: $out/$1-$2.log)" >&2; tail -5 "$out/$1-$2.log" >&2; exit 1; }
   [[ -z $killer ]] || wait "$killer" 2>/dev/null || true
+  if [[ $1 == cluster ]]; then
+    # Where the channel lived: forwarded and relayed packets of each media node in this run
+    # (a killed node reports nothing).
+    paste <(echo "$before") <(media_counters) | awk -F'\t' -v r="$2" '{
+      n = split($1, a, ","); m = split($2, b, ",")
+      if (m < 2) { printf "media-%d round %s: down at the end\n", NR, r; next }
+      if (n < 2) { a[1] = 0; a[2] = 0 }
+      printf "media-%d round %s: forwarded %d packets, relayed %d\n", NR, r, b[1] - a[1], b[2] - a[2] }' >>"$out/media-nodes.txt"
+  fi
   jq -r '[.voice.loss_percent, .voice.latency_ms.p99, .voice.join_ms.p50, .voice.join_ms.p99,
           (.server.sfu_cpu_us_per_forwarded_packet // "nan"), .voice.joined, .voice.failed,
           (.voice.reconnected_peers // 0), (.voice.reconnected_within_5s // 0),
           (.voice.reconnect_gap_ms.p50 // "nan"), (.voice.reconnect_gap_ms.max // "nan")] | @tsv' "$out/$1-$2.json"
+}
+media_counters() { # per media node: packets forwarded, relay datagrams sent (empty when down)
+  local u
+  for u in "$MEDIA_1_URL" "$MEDIA_2_URL"; do
+    curl -fs -m 5 "$u/metrics" 2>/dev/null | awk '
+      /^confab_sfu_packets_forwarded_total[ {]/ { f += $NF }
+      /^confab_sfu_relay_packets_total\{.*direction="sent"/ { r += $NF }
+      END { if (NR) printf "%d,%d\n", f, r; else print "" }' || true
+  done
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 fmt() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
@@ -158,6 +185,7 @@ for r in $(seq 1 "$rounds"); do
     fi
   done
 done
+[[ ! -s $out/media-nodes.txt ]] || cat "$out/media-nodes.txt"
 echo "results in $out"
 m() { fmt "$(median <"$out/$1.$2")"; }
 echo "single_loss_percent=$(m single loss) cluster_loss_percent=$(m cluster loss)" \
