@@ -235,7 +235,7 @@ export async function axeViolations(page, { include = null } = {}) {
 /// api and media nodes, nginx in front of the api nodes) in its own state dir. Returns
 /// { url (nginx), dir, env (cluster.env), apiNodes, mediaNodes, nodeUrl(name), metrics(name),
 /// kill(name) (kill -9), stop() }. `apiArgs` go to every api node.
-export async function startCluster({ api = 3, media = 2, apiArgs = [] } = {}) {
+export async function startCluster({ api = 3, media = 2, mediaCapacity = 0, apiArgs = [] } = {}) {
   const { execFile } = await import('node:child_process');
   const { promisify } = await import('node:util');
   const run = promisify(execFile);
@@ -255,7 +255,7 @@ export async function startCluster({ api = 3, media = 2, apiArgs = [] } = {}) {
       throw new Error(`scripts/cluster.sh ${args.join(' ')} failed: ${e.stderr || e.message}\n${tails}`);
     }
   };
-  await sh('start', '--api', api, '--media', media, '--', ...apiArgs);
+  await sh('start', '--api', api, '--media', media, '--media-capacity', mediaCapacity, '--', ...apiArgs);
   const vars = {};
   for (const line of fs.readFileSync(path.join(dir, 'cluster.env'), 'utf8').split('\n')) {
     const m = line.match(/^([A-Z0-9_]+)=(.*)$/);
