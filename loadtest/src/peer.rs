@@ -727,6 +727,11 @@ async fn run_inner(
                                 let slots = media.recv_slots.max(wanted_slots);
                                 let last_audio = media.last_audio;
                                 media = Media::bind(shared, Instant::now()).await?;
+                                // The new connection gets the join timeout of its own (the
+                                // first one's ran out long ago).
+                                join_deadline
+                                    .as_mut()
+                                    .reset(tokio::time::Instant::now() + shared.join_timeout);
                                 media.reconnect_from = Some(Instant::now());
                                 media.gap_from = last_audio;
                                 let sdp = media.offer(speaker.is_some(), slots)?;
