@@ -189,7 +189,8 @@ impl ClusterMedia {
         mut reports: async_nats::Subscriber,
         shutdown: CancellationToken,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // Checked often: a lost node's listeners wait for this check.
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -217,7 +218,7 @@ impl ClusterMedia {
         match nodes.get(&a.node) {
             None => tracing::info!(node = %a.node, "media node up"),
             // Silent for a while (it was cut off from NATS): what was sent meanwhile is lost.
-            Some(v) if v.heard.elapsed() > 2 * wire::ANNOUNCE_EVERY => {
+            Some(v) if v.heard.elapsed() > wire::RESYNC_AFTER => {
                 let node = a.node.clone();
                 drop(nodes);
                 self.resync(Some(&node));
