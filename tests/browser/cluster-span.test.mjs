@@ -6,32 +6,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startCluster, metricValue, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi,
-  joinViaUi, makeSpeechWav, uniqueName, waitFor, sleep } from './lib.mjs';
+  startCluster, metricValue, launchBrowser, twoInVoice, inboundAudioFrom, makeSpeechWav, uniqueName,
+  waitFor, sleep } from './lib.mjs';
 
 let cluster;
 let A; let B;  // {name, b: browser, id}
-const serverName = uniqueName('Span ');
-
-/** inbound-rtp audio from `otherId`: packets and energy so far (null before a slot maps it). */
-function inboundFrom(page, otherId) {
-  return page.evaluate(async (otherId) => {
-    const v = window.confabVoice;
-    if (!v || !v.pc) return null;
-    let out = null;
-    (await v.pc.getStats()).forEach((s) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'audio' && v.slots[s.mid] === otherId) {
-        out = { packets: s.packetsReceived || 0, energy: s.totalAudioEnergy || 0 };
-      }
-    });
-    return out;
-  }, otherId);
-}
 
 async function packetsOver(p, other, ms) {
-  const s1 = await waitFor(() => inboundFrom(p.b.page, other.id), { timeout: 20_000, message: `${p.name}: a slot for ${other.name}` });
+  const s1 = await waitFor(() => inboundAudioFrom(p.b.page, other.id), { timeout: 20_000, message: `${p.name}: a slot for ${other.name}` });
   await sleep(ms);
-  const s2 = await inboundFrom(p.b.page, other.id);
+  const s2 = await inboundAudioFrom(p.b.page, other.id);
   return { packets: s2.packets - s1.packets, energy: s2.energy - s1.energy };
 }
 
@@ -54,12 +38,6 @@ before(async () => {
   const wav = makeSpeechWav();
   A = { name: uniqueName('ana'), b: await launchBrowser({ audioFile: wav }) };
   B = { name: uniqueName('bo'), b: await launchBrowser({ audioFile: wav }) };
-  for (const p of [A, B]) {
-    await registerViaUi(p.b.page, cluster.url, p.name);
-    p.id = await p.b.page.evaluate(() => window.confab.store.me.id);
-  }
-  await createServerViaUi(A.b.page, serverName);
-  await joinViaUi(B.b.page, await createInviteViaUi(A.b.page), serverName);
 });
 
 after(async () => {
@@ -68,12 +46,7 @@ after(async () => {
 });
 
 test('two users on different media nodes hear each other through the relay and see each other speak', async () => {
-  for (const p of [A, B]) {
-    await p.b.page.locator('[data-testid="channel-link"][data-channel-type="voice"][data-channel-name="General"]').click();
-    await p.b.page.waitForFunction(() => window.confabVoice && ['connected', 'error'].includes(window.confabVoice.state), null, { timeout: 30_000 }).catch(() => {});
-    const st = await p.b.page.evaluate(() => ({ state: window.confabVoice.state, error: window.confabVoice.error }));
-    assert.equal(st.state, 'connected', `${p.name} did not connect: ${JSON.stringify(st)}`);
-  }
+  await twoInVoice([A, B], cluster.url, 'Span ');
   const placed = await perMediaNode('confab_sfu_participants');
   assert.deepEqual(Object.values(placed).sort(), [1, 1], `one participant on each media node: ${JSON.stringify(placed)}`);
   const relayBefore = await perMediaNode('confab_sfu_relay_packets_total');

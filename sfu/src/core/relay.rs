@@ -11,8 +11,9 @@
 //!   release hangover, [`crate::SPEAKING_RELEASE`]) or its smoothed level is
 //!   loud (the attack before speaking starts), plus the packet on which
 //!   speaking stops. A silent publisher outside the selection costs no relay
-//!   traffic; a packet without an audio level is never relayed. Dropped audio (server mute, self mute) never
-//!   gets that far. Video is not relayed.
+//!   traffic; a packet without an audio level is never relayed. Dropped
+//!   audio (server mute, self mute) never gets that far. Video is not
+//!   relayed.
 //! - **Receiving.** A datagram that authenticates with this node's key, from
 //!   a node listed as a peer of its room, makes its publisher a remote
 //!   publisher of the local room: a candidate for the loudest-speaker
