@@ -78,6 +78,10 @@ fn mime_guess(name: &str) -> &'static str {
         "ico" => "image/x-icon",
         "wav" => "audio/wav",
         "woff2" => "font/woff2",
+        // Browsers compile WebAssembly with streaming only when served as application/wasm.
+        "wasm" => "application/wasm",
+        "ogg" | "opus" => "audio/ogg",
+        "mp3" => "audio/mpeg",
         _ => "application/octet-stream",
     }
 }
