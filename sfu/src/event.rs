@@ -10,6 +10,9 @@ pub struct SlotAssignment {
     pub mid: String,
     /// The user whose audio is forwarded on it, or `None` for an unused slot.
     pub user_id: Option<UserTag>,
+    /// The slot carries the sound of `user_id`'s screen share (which the
+    /// subscriber watches), not their voice.
+    pub stream: bool,
 }
 
 /// Which kind of video a published track is.
@@ -104,5 +107,14 @@ pub enum SfuEvent {
         participant: ParticipantId,
         track: VideoTrackKind,
         active_rids: Vec<String>,
+    },
+    /// How many subscribers have the participant's screen share on a video
+    /// slot (Go Live viewers). Reported when it changes while the share is
+    /// published, and as 0 once when it stops being watched.
+    StreamViewers {
+        room: RoomId,
+        participant: ParticipantId,
+        user_id: UserTag,
+        viewers: usize,
     },
 }

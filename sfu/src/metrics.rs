@@ -323,6 +323,9 @@ pub(crate) struct Metrics {
     pub received_audio: Counter,
     pub forwarded_video: Counter,
     pub received_video: Counter,
+    /// Screen-share sound (Go Live), apart from voice.
+    pub forwarded_stream_audio: Counter,
+    pub received_stream_audio: Counter,
     keyframe_requests: [Counter; 4],
     pub layer_switch_up: Counter,
     pub layer_switch_down: Counter,
@@ -370,6 +373,8 @@ impl Metrics {
             received_audio: received("audio"),
             forwarded_video: counter!("confab_sfu_packets_forwarded_total", "kind" => "video"),
             received_video: received("video"),
+            forwarded_stream_audio: counter!("confab_sfu_packets_forwarded_total", "kind" => "stream_audio"),
+            received_stream_audio: received("stream_audio"),
             keyframe_requests: ["subscribe", "switch", "subscriber_pli", "retry"]
                 .map(|r| counter!("confab_sfu_keyframe_requests_total", "reason" => r)),
             layer_switch_up: counter!("confab_sfu_video_layer_switches_total", "direction" => "up"),

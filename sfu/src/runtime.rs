@@ -64,6 +64,7 @@ enum Command {
     PrioritySpeaker(ParticipantId, bool),
     VideoSubscriptions(ParticipantId, Vec<VideoSubscription>),
     VideoTrackKinds(ParticipantId, Vec<(String, VideoTrackKind)>),
+    StreamAudioMid(ParticipantId, Option<String>),
     RelayPeers(RoomId, Vec<RelayEndpoint>),
     Shutdown,
 }
@@ -352,6 +353,12 @@ impl Sfu {
         let _ = self.send(Command::VideoTrackKinds(participant, kinds));
     }
 
+    /// Declares which sending audio m-line carries the sound of the client's
+    /// screen share (`None`: none). See [`SfuCore::set_stream_audio_mid`].
+    pub fn set_stream_audio_mid(&self, participant: ParticipantId, mid: Option<String>) {
+        let _ = self.send(Command::StreamAudioMid(participant, mid));
+    }
+
     /// This node's relay endpoint (address other media nodes send to and the
     /// key they must use), if relaying is on (`SfuConfig::relay_bind`).
     pub fn relay_endpoint(&self) -> Option<RelayEndpoint> {
@@ -390,6 +397,7 @@ fn handle_command(core: &mut SfuCore, cmd: Command) -> bool {
         Command::PrioritySpeaker(p, v) => core.set_priority_speaker(p, v),
         Command::VideoSubscriptions(p, subs) => core.set_video_subscriptions(now, p, subs),
         Command::VideoTrackKinds(p, kinds) => core.set_video_track_kinds(now, p, kinds),
+        Command::StreamAudioMid(p, mid) => core.set_stream_audio_mid(now, p, mid),
         Command::RelayPeers(room, peers) => core.set_relay_peers(room, peers),
         Command::Shutdown => {
             core.shutdown(now);

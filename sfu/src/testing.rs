@@ -41,6 +41,9 @@ pub struct TestPeerConfig {
     pub simulcast: bool,
     /// Recvonly video transceivers (video slots).
     pub video_recv: usize,
+    /// A second sending audio m-line after the video ones: the screen
+    /// share's sound (declare it with `SfuCore::set_stream_audio_mid`).
+    pub screen_audio: bool,
 }
 
 /// Frame size the test peer puts in its VP8 keyframes per rid.
@@ -107,6 +110,7 @@ impl Default for TestPeerConfig {
             video_send: 0,
             simulcast: false,
             video_recv: 0,
+            screen_audio: false,
         }
     }
 }
@@ -140,6 +144,9 @@ pub struct TestPeer {
     pub video_send_mids: Vec<Mid>,
     /// Recvonly video m-lines.
     pub video_recv_mids: Vec<Mid>,
+    /// The screen share's sound (`TestPeerConfig::screen_audio`).
+    pub screen_audio_mid: Option<Mid>,
+    next_stream_seq: u64,
     /// Keyframe requests (PLI/FIR) received: (mid, rid).
     pub keyframe_requests: Vec<(String, Option<String>)>,
     video_state: Vec<((usize, Option<String>), VideoSendState)>,
@@ -199,6 +206,8 @@ impl TestPeer {
             events: Vec::new(),
             video_send_mids: Vec::new(),
             video_recv_mids: Vec::new(),
+            screen_audio_mid: None,
+            next_stream_seq: 5000,
             keyframe_requests: Vec::new(),
             video_state: Vec::new(),
             config,
@@ -236,6 +245,10 @@ impl TestPeer {
         while self.video_recv_mids.len() < self.config.video_recv {
             let mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
             self.video_recv_mids.push(mid);
+        }
+        if self.config.screen_audio && self.screen_audio_mid.is_none() {
+            self.screen_audio_mid =
+                Some(api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
         }
         let (offer, pending) = api.apply().expect("the offer has changes");
         self.pending = Some(pending);
@@ -305,6 +318,25 @@ impl TestPeer {
         );
         self.next_seq += 1;
         self.next_ts = self.next_ts.wrapping_add(960);
+        self.handle_timeout(now);
+    }
+
+    /// Sends one 20 ms Opus packet of the screen share's sound.
+    pub fn send_screen_audio(&mut self, now: Instant, payload: &[u8]) {
+        let mid = self.screen_audio_mid.expect("a peer with screen audio");
+        let mut api = self.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        let seq = self.next_stream_seq;
+        tx.write_rtp(RtpWrite::new(
+            111.into(),
+            seq.into(),
+            (seq as u32).wrapping_mul(960),
+            now,
+            payload.to_vec(),
+        ));
+        self.next_stream_seq += 1;
         self.handle_timeout(now);
     }
 

@@ -8,8 +8,12 @@ use str0m::rtp::RtpPacket;
 use crate::downtrack::{AudioPacket, Egress, Sent};
 use crate::metrics::DropReason;
 use crate::selection::{self, Candidate as SpeakerCandidate};
-use crate::{ParticipantId, RoomId, SfuEvent, SlotAssignment, UserTag};
+use crate::{ParticipantId, RoomId, SfuEvent, SlotAssignment, UserTag, VideoTrackKind};
 
+/// Screen-share sounds one subscriber gets at most (one per watched share).
+const MAX_STREAM_SOUNDS: usize = 2;
+
+use super::peer::AudioSource;
 use super::{SfuCore, LATENCY_SAMPLE};
 
 impl SfuCore {
@@ -18,8 +22,11 @@ impl SfuCore {
         let Some(src) = self.peers.get_mut(&participant) else {
             return;
         };
-        // Only audio on the publish m-line and video on published video
-        // tracks is forwarded.
+        // Only audio on the publish m-line, video on published video tracks
+        // and the screen share's sound are forwarded.
+        if src.video.stream_audio.in_ssrc == Some(pkt.header.ssrc) {
+            return self.on_stream_audio_rtp(participant, pkt);
+        }
         if src.audio.in_ssrc != Some(pkt.header.ssrc) {
             if let Some(&(_, t, l)) = src
                 .video
@@ -49,6 +56,10 @@ impl SfuCore {
                     src.video.ssrcs.push((pkt.header.ssrc, t as u8, l as u8));
                     return self.on_video_rtp(participant, pkt, t, l);
                 }
+            }
+            if mid.is_some() && mid == src.video.stream_audio.mid {
+                src.video.stream_audio.in_ssrc = Some(pkt.header.ssrc);
+                return self.on_stream_audio_rtp(participant, pkt);
             }
             if mid.is_none() || mid != src.audio.mid {
                 self.drop_packet(DropReason::UnsupportedPt);
@@ -105,19 +116,47 @@ impl SfuCore {
             is_red,
             speaking_changed.is_some(),
         );
-        self.fan_out_audio(participant, &audio, is_red);
+        self.fan_out_audio(AudioSource::Voice(participant), &audio, is_red);
+    }
+
+    /// The sound of `participant`'s screen share: forwarded to the listening
+    /// slots of those watching the share while it is on and allowed (the
+    /// VIDEO permission covers the whole share), never to speaking detection
+    /// or the loudest-speaker selection.
+    fn on_stream_audio_rtp(&mut self, participant: ParticipantId, pkt: RtpPacket) {
+        let Some(src) = self.peers.get(&participant) else {
+            return;
+        };
+        self.metrics.received_stream_audio.increment(1);
+        if !src.video.allowed || !src.video.screen_on {
+            self.drop_packet(DropReason::Muted);
+            return;
+        }
+        let is_red = src.link.audio_pts.red == Some(pkt.header.payload_type);
+        if !is_red && src.link.audio_pts.opus != Some(pkt.header.payload_type) {
+            self.drop_packet(DropReason::UnsupportedPt);
+            return;
+        }
+        if src.video.stream_audio.fanout.is_empty() {
+            return;
+        }
+        let audio = AudioPacket::from_rtp(&pkt);
+        self.fan_out_audio(AudioSource::Stream(participant), &audio, is_red);
     }
 
     /// Where `source`'s audio goes: entry `k` of its (subscriber, slot index)
     /// list, a local publisher's or a remote one's.
     pub(super) fn fanout_entry(
         &self,
-        source: ParticipantId,
+        source: AudioSource,
         k: usize,
     ) -> Option<(ParticipantId, usize)> {
-        match self.peers.get(&source) {
-            Some(p) => p.audio.fanout.get(k).copied(),
-            None => self.relay.remote_fanout(source)?.get(k).copied(),
+        match source {
+            AudioSource::Voice(p) => match self.peers.get(&p) {
+                Some(p) => p.audio.fanout.get(k).copied(),
+                None => self.relay.remote_fanout(p)?.get(k).copied(),
+            },
+            AudioSource::Stream(p) => self.peers.get(&p)?.video.stream_audio.fanout.get(k).copied(),
         }
     }
 
@@ -125,7 +164,7 @@ impl SfuCore {
     /// every subscriber slot bound to it.
     pub(super) fn fan_out_audio(
         &mut self,
-        source: ParticipantId,
+        source: AudioSource,
         pkt: &AudioPacket<'_>,
         is_red: bool,
     ) {
@@ -171,7 +210,10 @@ impl SfuCore {
             };
             match slot.down.write_audio(out, pkt, pt) {
                 Ok(sent) => {
-                    self.metrics.forwarded_audio.increment(1);
+                    match source {
+                        AudioSource::Voice(_) => self.metrics.forwarded_audio.increment(1),
+                        AudioSource::Stream(_) => self.metrics.forwarded_stream_audio.increment(1),
+                    }
                     self.stats.forwarded += 1;
                     // Forward latency is sampled (1 in LATENCY_SAMPLE forwarded packets):
                     // the exporter keeps every sample until a scrape, which at tens of
@@ -209,7 +251,8 @@ impl SfuCore {
     /// Assignment is stable: a source keeps its slot while it publishes; a
     /// freed slot is reused by the next new publisher (first free in m-line order).
     pub(super) fn update_room_slots(&mut self, room_id: RoomId) {
-        self.assign_audio_slots(room_id);
+        // Video first: the screen shares a member watches decide which
+        // stream sounds its audio slots carry (it ends with the audio slots).
         self.update_room_video(room_id);
     }
 
@@ -299,6 +342,13 @@ impl SfuCore {
         if let Some(room) = self.rooms.get_mut(&room_id) {
             room.dropped = dropped;
         }
+        // Screen shares with sound, for their watchers' slots.
+        let streams: SmallVec<[(ParticipantId, UserTag); 4]> = members
+            .iter()
+            .filter_map(|m| self.peers.get(m))
+            .filter(|p| p.video.stream_audio.mid.is_some() && p.video.screen_on && p.video.allowed)
+            .map(|p| (p.participant, p.user_id))
+            .collect();
         for &m in &members {
             let Some(peer) = self.peers.get_mut(&m) else {
                 continue;
@@ -308,12 +358,29 @@ impl SfuCore {
             } else {
                 dropped
             };
-            let wanted: SmallVec<[ParticipantId; 8]> = selected
+            let mut wanted: SmallVec<[AudioSource; 8]> = selected
                 .iter()
                 .copied()
                 .filter(|p| Some(*p) != skip && *p != m)
                 .take(k)
+                .map(AudioSource::Voice)
                 .collect();
+            // The sound of each screen share it watches (on a video slot).
+            wanted.extend(
+                peer.watch
+                    .slots
+                    .iter()
+                    .filter_map(|s| match s.source {
+                        Some((p, VideoTrackKind::Screen))
+                            if streams.iter().any(|(s, _)| *s == p) =>
+                        {
+                            Some(p)
+                        }
+                        _ => None,
+                    })
+                    .take(MAX_STREAM_SOUNDS)
+                    .map(AudioSource::Stream),
+            );
             for slot in &mut peer.listen.slots {
                 if let Some(s) = slot.source {
                     if !wanted.contains(&s) {
@@ -347,8 +414,12 @@ impl SfuCore {
                     mid: s.down.mid.to_string(),
                     user_id: s
                         .source
-                        .and_then(|src| publishers.iter().find(|(p, _)| *p == src))
+                        .and_then(|src| match src {
+                            AudioSource::Voice(v) => publishers.iter().find(|(p, _)| *p == v),
+                            AudioSource::Stream(v) => streams.iter().find(|(p, _)| *p == v),
+                        })
                         .map(|(_, u)| *u),
+                    stream: matches!(s.source, Some(AudioSource::Stream(_))),
                 })
                 .collect();
             if peer.listen.last_slots.as_ref() != Some(&assignment) {
@@ -363,6 +434,7 @@ impl SfuCore {
         for &m in &members {
             if let Some(p) = self.peers.get_mut(&m) {
                 p.audio.fanout.clear();
+                p.video.stream_audio.fanout.clear();
             }
         }
         if let Some(room) = self.rooms.get(&room_id) {
@@ -376,7 +448,7 @@ impl SfuCore {
             let Some(sub) = self.peers.get(&m) else {
                 continue;
             };
-            let entries: SmallVec<[(ParticipantId, usize); 8]> = sub
+            let entries: SmallVec<[(AudioSource, usize); 8]> = sub
                 .listen
                 .slots
                 .iter()
@@ -384,10 +456,19 @@ impl SfuCore {
                 .filter_map(|(i, s)| s.source.map(|src| (src, i)))
                 .collect();
             for (src, i) in entries {
-                if let Some(p) = self.peers.get_mut(&src) {
-                    p.audio.fanout.push((m, i));
-                } else if let Some(f) = self.relay.remote_fanout_mut(src) {
-                    f.push((m, i));
+                match src {
+                    AudioSource::Voice(src) => {
+                        if let Some(p) = self.peers.get_mut(&src) {
+                            p.audio.fanout.push((m, i));
+                        } else if let Some(f) = self.relay.remote_fanout_mut(src) {
+                            f.push((m, i));
+                        }
+                    }
+                    AudioSource::Stream(src) => {
+                        if let Some(p) = self.peers.get_mut(&src) {
+                            p.video.stream_audio.fanout.push((m, i));
+                        }
+                    }
                 }
             }
         }

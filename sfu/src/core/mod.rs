@@ -198,7 +198,9 @@ impl SfuCore {
             .is_some_and(|p| p.link.connected)
     }
 
-    /// Current (slot mid, source participant) list of a subscriber.
+    /// Current (slot mid, source participant) list of a subscriber's voice
+    /// slots (a slot carrying a screen share's sound shows as unused here;
+    /// see [`SfuCore::stream_slots_of`]).
     pub fn slots_of(&self, participant: ParticipantId) -> Vec<(String, Option<ParticipantId>)> {
         self.peers
             .get(&participant)
@@ -206,7 +208,31 @@ impl SfuCore {
                 p.listen
                     .slots
                     .iter()
-                    .map(|s| (s.down.mid.to_string(), s.source))
+                    .map(|s| {
+                        let voice = match s.source {
+                            Some(peer::AudioSource::Voice(v)) => Some(v),
+                            _ => None,
+                        };
+                        (s.down.mid.to_string(), voice)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The listening slots of a subscriber that carry a screen share's sound:
+    /// (slot mid, the sharing participant).
+    pub fn stream_slots_of(&self, participant: ParticipantId) -> Vec<(String, ParticipantId)> {
+        self.peers
+            .get(&participant)
+            .map(|p| {
+                p.listen
+                    .slots
+                    .iter()
+                    .filter_map(|s| match s.source {
+                        Some(peer::AudioSource::Stream(v)) => Some((s.down.mid.to_string(), v)),
+                        _ => None,
+                    })
                     .collect()
             })
             .unwrap_or_default()

@@ -36,11 +36,20 @@ pub(super) struct Room {
     pub(super) remotes: Vec<ParticipantId>,
 }
 
+/// What a listening slot carries: a participant's voice (its microphone,
+/// chosen by the loudest-speaker selection) or the sound of a screen share
+/// the subscriber watches (Go Live: forwarded only to those watching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AudioSource {
+    Voice(ParticipantId),
+    Stream(ParticipantId),
+}
+
 /// One listening slot of a subscriber.
 pub(super) struct Slot {
     pub(super) down: DownTrack,
-    /// Participant whose audio is forwarded here.
-    pub(super) source: Option<ParticipantId>,
+    /// Whose audio is forwarded here.
+    pub(super) source: Option<AudioSource>,
 }
 
 /// Payload types of one peer's session, as negotiated.
@@ -227,6 +236,23 @@ pub(super) struct VideoPublish {
     pub(super) allowed: bool,
     /// Track kinds declared by the client per mid (overrides m-line order).
     pub(super) kinds: Vec<(Mid, VideoTrackKind)>,
+    /// The screen share's sound (tab or system audio), if the client sends one.
+    pub(super) stream_audio: StreamAudio,
+    /// Subscribers with the screen share on a video slot, as last reported
+    /// (`SfuEvent::StreamViewers`).
+    pub(super) screen_viewers: Option<usize>,
+}
+
+/// The sound of a participant's screen share: a second sending audio m-line,
+/// declared by the client. Forwarded on the listening slots of those who
+/// watch the share, outside the loudest-speaker selection.
+#[derive(Default)]
+pub(super) struct StreamAudio {
+    pub(super) mid: Option<Mid>,
+    /// Source SSRC seen on `mid` (cache for the per-packet check).
+    pub(super) in_ssrc: Option<Ssrc>,
+    /// (subscriber, slot index), rebuilt with the audio slot mappings.
+    pub(super) fanout: SmallVec<[(ParticipantId, usize); 8]>,
 }
 
 impl Default for VideoPublish {
@@ -238,6 +264,8 @@ impl Default for VideoPublish {
             screen_on: true,
             allowed: true,
             kinds: Vec::new(),
+            stream_audio: StreamAudio::default(),
+            screen_viewers: None,
         }
     }
 }

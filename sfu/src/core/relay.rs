@@ -41,6 +41,7 @@ use crate::selection::Candidate as SpeakerCandidate;
 use crate::speaking::RELEASE;
 use crate::{ParticipantId, RoomId, UserTag};
 
+use super::peer::AudioSource;
 use super::SfuCore;
 
 /// A remote publisher without packets for this long is removed.
@@ -482,7 +483,7 @@ impl SfuCore {
         if resume {
             // Its listeners' slots continue their numbering without the gap.
             for k in 0.. {
-                let Some((sub, idx)) = self.fanout_entry(h.publisher, k) else {
+                let Some((sub, idx)) = self.fanout_entry(AudioSource::Voice(h.publisher), k) else {
                     break;
                 };
                 if let Some(slot) = self
@@ -505,7 +506,7 @@ impl SfuCore {
             vad,
             opened.payload,
         );
-        self.fan_out_audio(h.publisher, &pkt, h.flags & FLAG_RED != 0);
+        self.fan_out_audio(AudioSource::Voice(h.publisher), &pkt, h.flags & FLAG_RED != 0);
     }
 
     /// Remote publishers whose packets stopped: no longer speaking after

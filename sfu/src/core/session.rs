@@ -18,6 +18,7 @@ use super::peer::{
     AudioPts, AudioPublish, Link, Listening, Peer, Room, VideoPublish, VideoWatching,
 };
 use super::video_routing::{apply_video, inspect_video};
+use super::peer::AudioSource;
 use super::SfuCore;
 
 /// The str0m configuration every participant's `Rtc` starts from.
@@ -435,7 +436,7 @@ impl SfuCore {
                         .listen
                         .slots
                         .iter_mut()
-                        .filter(|s| s.source == Some(participant))
+                        .filter(|s| s.source == Some(AudioSource::Voice(participant)))
                     {
                         s.down.resync();
                     }

@@ -321,6 +321,50 @@ impl SfuCore {
         if any_video && self.video_tick.is_none() {
             self.video_tick = Some(now + video::VIDEO_TICK);
         }
+        self.report_stream_viewers(room_id, &members);
+        // The screen shares each member watches decide which stream sounds
+        // its audio slots carry.
+        self.assign_audio_slots(room_id);
+    }
+
+    /// Go Live viewer counts: subscribers with a publisher's screen share on
+    /// a video slot, reported when the count changes.
+    fn report_stream_viewers(&mut self, room: RoomId, members: &[ParticipantId]) {
+        let mut counts: SmallVec<[(ParticipantId, usize); 4]> = SmallVec::new();
+        for m in members {
+            let Some(sub) = self.peers.get(m) else {
+                continue;
+            };
+            for s in &sub.watch.slots {
+                if let Some((p, VideoTrackKind::Screen)) = s.source {
+                    match counts.iter_mut().find(|(q, _)| *q == p) {
+                        Some((_, n)) => *n += 1,
+                        None => counts.push((p, 1)),
+                    }
+                }
+            }
+        }
+        for m in members {
+            let Some(p) = self.peers.get_mut(m) else {
+                continue;
+            };
+            let sharing = p.video.track(VideoTrackKind::Screen).is_some() && p.video.screen_on;
+            let n = counts.iter().find(|(q, _)| q == m).map_or(0, |(_, n)| *n);
+            let now = if sharing || p.video.screen_viewers.is_some_and(|v| v > 0) {
+                Some(n)
+            } else {
+                None
+            };
+            if now.is_some() && now != p.video.screen_viewers {
+                self.events.push_back(SfuEvent::StreamViewers {
+                    room,
+                    participant: p.participant,
+                    user_id: p.user_id,
+                    viewers: n,
+                });
+            }
+            p.video.screen_viewers = now;
+        }
     }
 
     /// Chooses each watched slot's target layer from its shown size and the
@@ -543,6 +587,38 @@ impl SfuCore {
         let room = p.room;
         self.update_room_video(room);
         self.update_gauges();
+    }
+
+    /// Declares which sending audio m-line (by mid) carries the sound of the
+    /// client's screen share; `None` (or a mid that is not a second sending
+    /// audio m-line) means none. Its packets are forwarded only to those who
+    /// watch the share, on their listening slots.
+    pub fn set_stream_audio_mid(
+        &mut self,
+        now: Instant,
+        participant: ParticipantId,
+        mid: Option<String>,
+    ) {
+        self.advance(now);
+        let Some(p) = self.peers.get_mut(&participant) else {
+            return;
+        };
+        let mid = mid.map(|m| Mid::from(m.as_str())).filter(|m| {
+            Some(*m) != p.audio.mid
+                && p.link.mids.contains(m)
+                && p.link.rtc.media(*m).is_some_and(|media| {
+                    media.kind() == MediaKind::Audio
+                        && !media.disabled()
+                        && matches!(media.direction(), Direction::RecvOnly | Direction::SendRecv)
+                })
+        });
+        if p.video.stream_audio.mid == mid {
+            return;
+        }
+        p.video.stream_audio.mid = mid;
+        p.video.stream_audio.in_ssrc = None;
+        let room = p.room;
+        self.update_room_video(room);
     }
 
     /// Video slot mapping of a subscriber: (mid, (publisher participant, track)).

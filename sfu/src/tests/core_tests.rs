@@ -115,7 +115,8 @@ fn renegotiation_and_slot_events() {
             participant: pid(2),
             slots: vec![SlotAssignment {
                 mid: net.peers[b].recv_mids[0].to_string(),
-                user_id: Some(user(1001))
+                user_id: Some(user(1001)),
+                stream: false,
             }],
         }),
         "{ev:?}"
@@ -130,7 +131,8 @@ fn renegotiation_and_slot_events() {
             participant: pid(1),
             slots: vec![SlotAssignment {
                 mid: net.peers[a].recv_mids[0].to_string(),
-                user_id: Some(user(1002))
+                user_id: Some(user(1002)),
+                stream: false,
             }],
         }),
         "{ev:?}"

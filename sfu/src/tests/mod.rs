@@ -6,6 +6,7 @@ mod drain_tests;
 mod fastpath_tests;
 mod relay_tests;
 mod slots_tests;
+mod stream_audio_tests;
 mod udp_loop;
 mod video_tests;
 

@@ -73,6 +73,7 @@ events! {
     VoiceSpeaking => "VOICE_SPEAKING",
     VoiceSlots => "VOICE_SLOTS",
     VoiceVideoSlots => "VOICE_VIDEO_SLOTS",
+    VoiceStreamViewers => "VOICE_STREAM_VIEWERS",
     VoiceVideoLayers => "VOICE_VIDEO_LAYERS",
     VoiceRenegotiate => "VOICE_RENEGOTIATE",
     VoiceChannelMove => "VOICE_CHANNEL_MOVE",

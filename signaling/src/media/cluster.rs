@@ -569,6 +569,16 @@ impl ClusterMedia {
         );
     }
 
+    pub fn set_stream_audio_mid(&self, participant: ParticipantId, mid: Option<String>) {
+        self.to_node(
+            participant,
+            Command::StreamAudioMid {
+                participant: participant.get(),
+                mid,
+            },
+        );
+    }
+
     /// Rooms this node placed participants in, per media node (for tests and diagnostics).
     pub fn rooms_on(&self, node: &str) -> Vec<u64> {
         let mut rooms: Vec<u64> = self

@@ -110,6 +110,13 @@ impl MediaPlane {
         }
     }
 
+    pub fn set_stream_audio_mid(&self, id: ParticipantId, mid: Option<String>) {
+        match self {
+            MediaPlane::Local(sfu) => sfu.set_stream_audio_mid(id, mid),
+            MediaPlane::Cluster(c) => c.set_stream_audio_mid(id, mid),
+        }
+    }
+
     pub fn set_video_track_kinds(&self, id: ParticipantId, kinds: Vec<(String, VideoTrackKind)>) {
         match self {
             MediaPlane::Local(sfu) => sfu.set_video_track_kinds(id, kinds),

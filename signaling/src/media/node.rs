@@ -229,6 +229,11 @@ impl MediaNode {
                 );
                 None
             }
+            Command::StreamAudioMid { participant, mid } => {
+                self.sfu
+                    .set_stream_audio_mid(ParticipantId::new(participant), mid);
+                None
+            }
             Command::RoomNodes { room, nodes } => {
                 self.set_room_nodes(room, nodes);
                 None

@@ -105,6 +105,11 @@ pub enum Command {
         participant: u64,
         kinds: Vec<TrackKind>,
     },
+    /// The mid of the client's screen-share sound (Go Live), or none.
+    StreamAudioMid {
+        participant: u64,
+        mid: Option<String>,
+    },
     /// The room's media nodes changed (it spans more nodes, or one was dropped).
     RoomNodes {
         room: u64,
@@ -129,6 +134,9 @@ pub enum Reply {
 pub struct Slot {
     pub mid: String,
     pub user: Option<u64>,
+    /// The slot carries the user's screen-share sound, not their voice.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,6 +178,12 @@ pub enum Event {
         participant: u64,
         screen: bool,
         active_rids: Vec<String>,
+    },
+    StreamViewers {
+        room: u64,
+        participant: u64,
+        user: u64,
+        viewers: usize,
     },
     /// The node drains: the participant must reconnect (it will be placed elsewhere).
     Moved {
@@ -289,6 +303,7 @@ impl Event {
                     .map(|s| Slot {
                         mid: s.mid,
                         user: s.user_id.map(UserTag::get),
+                        stream: s.stream,
                     })
                     .collect(),
             },
@@ -319,6 +334,17 @@ impl Event {
                 screen: track == VideoTrackKind::Screen,
                 active_rids,
             },
+            SfuEvent::StreamViewers {
+                room,
+                participant,
+                user_id,
+                viewers,
+            } => Event::StreamViewers {
+                room: room.get(),
+                participant: participant.get(),
+                user: user_id.get(),
+                viewers,
+            },
         }
     }
 
@@ -331,6 +357,7 @@ impl Event {
             | Event::Renegotiate { participant, .. }
             | Event::VideoSlots { participant, .. }
             | Event::PauseLayers { participant, .. }
+            | Event::StreamViewers { participant, .. }
             | Event::Moved { participant } => *participant,
         }
     }
@@ -362,6 +389,7 @@ impl Event {
                     .map(|s| SlotAssignment {
                         mid: s.mid,
                         user_id: s.user.map(UserTag::new),
+                        stream: s.stream,
                     })
                     .collect(),
             },
@@ -388,6 +416,17 @@ impl Event {
                 participant: p,
                 track: kind(screen),
                 active_rids,
+            },
+            Event::StreamViewers {
+                room,
+                user,
+                viewers,
+                ..
+            } => SfuEvent::StreamViewers {
+                room: RoomId::new(room),
+                participant: p,
+                user_id: UserTag::new(user),
+                viewers,
             },
             Event::Moved { .. } => return None,
         })

@@ -316,8 +316,9 @@ impl VoiceService {
         match still_here {
             Some(cur) => {
                 self.apply_flags(&cur);
-                if let Some(kinds) = video_kinds {
-                    self.media.set_video_track_kinds(id, kinds);
+                if let Some(declared) = video_kinds {
+                    self.media.set_video_track_kinds(id, declared.video);
+                    self.media.set_stream_audio_mid(id, declared.screen_audio);
                 }
                 // Tiles listed before this (re)join reach the new SFU peer.
                 if !cur.video_subs.is_empty() {
@@ -702,7 +703,7 @@ impl VoiceService {
                 if let Some(p) = lookup(participant) {
                     let slots: Vec<serde_json::Value> = slots
                         .iter()
-                        .map(|s| serde_json::json!({"mid": s.mid, "user_id": s.user_id.map(user_of)}))
+                        .map(|s| serde_json::json!({"mid": s.mid, "user_id": s.user_id.map(user_of), "stream": s.stream}))
                         .collect();
                     self.dispatcher.emit(
                         Target::Session(p.gateway_session.clone()),
@@ -745,6 +746,32 @@ impl VoiceService {
                             "active_rids": active_rids,
                         }),
                     );
+                }
+            }
+            SfuEvent::StreamViewers {
+                participant,
+                viewers,
+                ..
+            } => {
+                let p = {
+                    let mut reg = self.registry.lock();
+                    reg.by_id_mut(voice_session_of(participant)).map(|p| {
+                        p.stream_viewers = viewers;
+                        p.clone()
+                    })
+                };
+                if let Some(p) = p {
+                    self.dispatcher.emit(
+                        self.audience(&p),
+                        Event::VoiceStreamViewers,
+                        &serde_json::json!({
+                            "server_id": p.server_id,
+                            "channel_id": p.channel_id,
+                            "user_id": p.user_id,
+                            "viewers": viewers,
+                        }),
+                    );
+                    self.replicate(p.state());
                 }
             }
             SfuEvent::RenegotiationNeeded {

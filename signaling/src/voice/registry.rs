@@ -74,6 +74,8 @@ pub struct Participant {
     /// Speaking now (the SFU's last `Speaking` event), so that the state someone gets on
     /// connecting or joining shows who already talks.
     pub speaking: bool,
+    /// Go Live: how many watch its screen share (the SFU's last `StreamViewers` event).
+    pub stream_viewers: usize,
 }
 
 /// A voice state as clients see it.
@@ -95,6 +97,10 @@ pub struct VoiceState {
     pub request_to_speak_timestamp: Option<DateTime<Utc>>,
     /// Speaking at the time this state was sent; `VOICE_SPEAKING` dispatches follow changes.
     pub speaking: bool,
+    /// Go Live: how many watch its screen share now (0 when not sharing);
+    /// `VOICE_STREAM_VIEWERS` dispatches follow changes.
+    #[serde(default)]
+    pub stream_viewers: usize,
 }
 
 impl Participant {
@@ -133,6 +139,7 @@ impl Participant {
             suppress: self.suppressed(),
             request_to_speak_timestamp: self.request_to_speak,
             speaking: self.speaking,
+            stream_viewers: if self.self_stream { self.stream_viewers } else { 0 },
         }
     }
 
@@ -141,6 +148,7 @@ impl Participant {
         VoiceState {
             channel_id: None,
             speaking: false,
+            stream_viewers: 0,
             ..self.state()
         }
     }
@@ -241,6 +249,7 @@ impl Registry {
             needs_join: true,
             dropped_at: None,
             speaking: false,
+            stream_viewers: 0,
         };
         self.by_id.insert(p.id, p.user_id);
         self.by_user.insert(p.user_id, p);
@@ -270,6 +279,7 @@ impl Registry {
             video_subs: Vec::new(),
             needs_join: true,
             speaking: false,
+            stream_viewers: 0,
             ..old.clone()
         };
         self.by_id.insert(p.id, p.user_id);

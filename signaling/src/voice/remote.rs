@@ -102,6 +102,7 @@ mod tests {
             suppress: false,
             request_to_speak_timestamp: None,
             speaking: false,
+            stream_viewers: 0,
         }
     }
 

@@ -76,34 +76,46 @@ pub fn parse_tiles(d: Value, max_tiles: usize) -> Result<Vec<VideoSubscription>,
     Ok(out)
 }
 
-/// op 12's optional `video_tracks` `{"<mid>": "camera"|"screen"}`: which sending video m-line
-/// is which. Each kind at most once.
-pub fn parse_video_tracks(
-    v: Option<Value>,
-) -> Result<Option<Vec<(String, VideoTrackKind)>>, String> {
+/// What op 12's `video_tracks` declares about the client's sending m-lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeclaredTracks {
+    /// Which sending video mid is the camera and which the screen.
+    pub video: Vec<(String, VideoTrackKind)>,
+    /// The sending audio mid that carries the screen share's sound (Go Live).
+    pub screen_audio: Option<String>,
+}
+
+/// op 12's optional `video_tracks` `{"<mid>": "camera"|"screen"|"screen_audio"}`: which sending
+/// m-line is which. Each kind at most once.
+pub fn parse_video_tracks(v: Option<Value>) -> Result<Option<DeclaredTracks>, String> {
+    const SHAPE: &str = "video_tracks must be an object {mid: \"camera\"|\"screen\"|\"screen_audio\"}";
     let map = match v {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Object(m)) => m,
-        Some(_) => {
-            return Err("video_tracks must be an object {mid: \"camera\"|\"screen\"}".into())
-        }
+        Some(_) => return Err(SHAPE.into()),
     };
-    if map.len() > 2 {
-        return Err("video_tracks names at most a camera and a screen".into());
+    if map.len() > 3 {
+        return Err("video_tracks names at most a camera, a screen and the screen's sound".into());
     }
-    let mut out = Vec::with_capacity(map.len());
+    let mut out = DeclaredTracks::default();
     for (mid, kind) in map {
         if mid.is_empty() || mid.len() > MAX_MID_LEN {
             return Err(format!("video_tracks: invalid mid {mid:?}"));
         }
-        let kind = kind
-            .as_str()
-            .and_then(parse_track)
-            .ok_or_else(|| format!("video_tracks[{mid:?}] must be \"camera\" or \"screen\""))?;
-        if out.iter().any(|(_, k)| *k == kind) {
+        if kind.as_str() == Some("screen_audio") {
+            if out.screen_audio.is_some() {
+                return Err("video_tracks names two screen_audio tracks".into());
+            }
+            out.screen_audio = Some(mid);
+            continue;
+        }
+        let kind = kind.as_str().and_then(parse_track).ok_or_else(|| {
+            format!("video_tracks[{mid:?}] must be \"camera\", \"screen\" or \"screen_audio\"")
+        })?;
+        if out.video.iter().any(|(_, k)| *k == kind) {
             return Err(format!("video_tracks names two {} tracks", kind.as_str()));
         }
-        out.push((mid, kind));
+        out.video.push((mid, kind));
     }
     Ok(Some(out))
 }
@@ -169,17 +181,20 @@ mod tests {
     #[test]
     fn video_track_declarations() {
         assert_eq!(parse_video_tracks(None).unwrap(), None);
-        let mut got = parse_video_tracks(Some(json!({"0": "camera", "1": "screen"})))
-            .unwrap()
-            .unwrap();
-        got.sort();
+        let mut got = parse_video_tracks(Some(
+            json!({"0": "camera", "1": "screen", "14": "screen_audio"}),
+        ))
+        .unwrap()
+        .unwrap();
+        got.video.sort();
         assert_eq!(
-            got,
+            got.video,
             vec![
                 ("0".to_string(), VideoTrackKind::Camera),
                 ("1".to_string(), VideoTrackKind::Screen)
             ]
         );
+        assert_eq!(got.screen_audio.as_deref(), Some("14"));
         for bad in [
             json!("camera"),
             json!({"0": "camera", "1": "camera"}),
@@ -187,6 +202,8 @@ mod tests {
             json!({"0": 1}),
             json!({"": "camera"}),
             json!({"0": "camera", "1": "screen", "2": "screen"}),
+            json!({"0": "screen_audio", "1": "screen_audio"}),
+            json!({"0": "camera", "1": "screen", "2": "screen_audio", "3": "mic"}),
         ] {
             assert!(
                 parse_video_tracks(Some(bad.clone())).is_err(),
