@@ -215,6 +215,10 @@ test('a screen share is decoded on a large tile', async () => {
   const [a, b] = peers;
   await a.b.page.getByTestId('voice-screen').click();
   await a.b.page.waitForFunction(() => window.confabVoice.screenOn, null, { timeout: 20_000 });
+  // Watched on demand (Go Live): a card with a Watch button first.
+  const card = b.b.page.locator(`[data-testid="stream-card"][data-user-id="${a.id}"]`);
+  await card.waitFor({ timeout: 15_000 });
+  await card.getByTestId('watch-stream').click();
   const tile = b.b.page.locator(`[data-testid="video-tile"][data-user-id="${a.id}"][data-track="screen"]`);
   await tile.waitFor({ timeout: 15_000 });
   // Shown first and spanning the grid.

@@ -82,7 +82,7 @@ function channelRow(c, owner) {
         (v.self_mute || v.mute) ? h('span', { role: 'img', class: 'vu-icon', title: v.mute ? 'Server muted' : 'Muted', 'aria-label': 'muted' }, icon('micOff', 14)) : null,
         (v.suppress && c.type !== 'stage' && !(v.self_mute || v.mute)) ? h('span', { role: 'img', class: 'vu-icon', title: 'May not speak in this channel', 'aria-label': 'suppressed' }, icon('micOff', 14)) : null,
         (v.self_deaf || v.deaf) ? h('span', { role: 'img', class: 'vu-icon', title: v.deaf ? 'Server deafened' : 'Deafened', 'aria-label': 'deafened' }, icon('headphonesOff', 14)) : null,
-        v.self_stream ? h('span', { role: 'img', class: 'vu-icon live', title: 'Sharing their screen', 'aria-label': 'sharing screen' }, icon('screen', 14)) : null,
+        v.self_stream ? liveBadge(c, v, store.displayName(v.user_id, user, c.server_id)) : null,
         v.self_video ? h('span', { role: 'img', class: 'vu-icon live', title: 'Camera on', 'aria-label': 'camera on' }, icon('video', 14)) : null);
       };
       if (c.type === 'stage') ul.append(...stageParticipants(c, states, row));
@@ -91,4 +91,18 @@ function channelRow(c, owner) {
     }
   }
   return li;
+}
+
+/** Go Live: a red LIVE badge on a sharer, with how many watch; in our own channel a button that
+ * starts watching (the tile grid shows the share). */
+function liveBadge(c, v, name) {
+  const n = v.stream_viewers | 0;
+  const title = `Live: sharing their screen (${n} watching)`;
+  const inChannel = voice && voice.channelId === c.id && v.user_id !== (store.me && store.me.id);
+  if (!inChannel) return h('span', { class: 'live-badge', 'data-testid': 'live-badge', title, text: 'LIVE' });
+  return h('button', {
+    type: 'button', class: 'live-badge', 'data-testid': 'live-badge', title, text: 'LIVE',
+    'aria-label': `Watch ${name}'s stream (${n} watching)`,
+    onclick: (e) => { e.stopPropagation(); voice.watchStream(v.user_id, true); },
+  });
 }

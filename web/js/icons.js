@@ -7,6 +7,8 @@ const SHAPES = {
   headphones: [['path', { d: 'M3 18v-6a9 9 0 0 1 18 0v6M21 19a2 2 0 0 1-2 2h-1v-6h3zM3 19a2 2 0 0 0 2 2h1v-6H3z' }]],
   headphonesOff: [['path', { d: 'M3 18v-6a9 9 0 0 1 18 0v6M21 19a2 2 0 0 1-2 2h-1v-6h3zM3 19a2 2 0 0 0 2 2h1v-6H3zM3 3l18 18' }]],
   speaker: [['path', { d: 'M11 5L6 9H2v6h4l5 4zM15.5 8.5a5 5 0 0 1 0 7M19 5a10 10 0 0 1 0 14' }]],
+  speakerOff: [['path', { d: 'M11 5L6 9H2v6h4l5 4zM22 9l-6 6M16 9l6 6' }]],
+  maximize: [['path', { d: 'M8 3H5a2 2 0 0 0-2 2v3M21 8V5a2 2 0 0 0-2-2h-3M3 16v3a2 2 0 0 0 2 2h3M16 21h3a2 2 0 0 0 2-2v-3' }]],
   leave: [['path', { d: 'M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4M16 17l5-5-5-5M21 12H9' }]],
   users: [['circle', { cx: 9, cy: 7, r: 4 }], ['path', { d: 'M2 21v-2a4 4 0 0 1 4-4h6a4 4 0 0 1 4 4v2M16 3.1a4 4 0 0 1 0 7.8M22 21v-2a4 4 0 0 0-3-3.9' }]],
   crown: [['path', { d: 'M3 18h18L20 7l-5 4-3-6-3 6-5-4z' }]],

@@ -504,6 +504,11 @@ export class Store {
         return ['channels', 'voice'];
       case 'VOICE_SPEAKING':
         return ['channels', 'voice'];
+      case 'VOICE_STREAM_VIEWERS': {
+        const v = this.voiceStates.get(d.user_id);
+        if (v && v.channel_id === d.channel_id) v.stream_viewers = d.viewers | 0;
+        return ['channels', 'voice'];
+      }
       default:
         return [];
     }

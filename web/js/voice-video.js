@@ -13,7 +13,54 @@ const CAMERA_ENCODINGS = [
 /** Least time between two op 15 tile reports. */
 const TILES_MIN_INTERVAL_MS = 1500;
 const CAMERA_CONSTRAINTS = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
-const SCREEN_CONSTRAINTS = { width: { max: 1920 }, height: { max: 1080 }, frameRate: { max: 15 } };
+
+/**
+ * Go Live quality presets the streamer picks (docs/gateway.md § Go Live; what each costs is in
+ * docs/video.md). Each is sent as three simulcast layers — full, half and quarter size, the
+ * quarter at no more than 15 fps — so a small tile or a slow viewer gets a smaller layer while
+ * a large tile gets the full one. `hint` is the track's contentHint: "detail" keeps text sharp
+ * (the encoder drops frames rather than resolution), "motion" keeps the frame rate (games).
+ */
+export const SCREEN_PRESETS = {
+  '720p30': { label: '720p 30 fps', width: 1280, height: 720, frameRate: 30, bitrate: 2_500_000, hint: 'detail' },
+  '1080p30': { label: '1080p 30 fps', width: 1920, height: 1080, frameRate: 30, bitrate: 4_500_000, hint: 'detail' },
+  '1080p60': { label: '1080p 60 fps', width: 1920, height: 1080, frameRate: 60, bitrate: 7_000_000, hint: 'motion' },
+  text: { label: 'Text: 1080p, 5 fps, sharpest', width: 1920, height: 1080, frameRate: 5, bitrate: 2_000_000, hint: 'detail' },
+  motion: { label: 'Motion: 720p 60 fps, for games', width: 1280, height: 720, frameRate: 60, bitrate: 4_000_000, hint: 'motion' },
+};
+export const DEFAULT_SCREEN_PRESET = '1080p30';
+const SCREEN_PRESET_KEY = 'confab.voice.screenPreset';
+/** Screen simulcast: quarter, half and full size of the capture, lowest first. */
+const SCREEN_ENCODINGS = [
+  { rid: 'q', scaleResolutionDownBy: 4 },
+  { rid: 'h', scaleResolutionDownBy: 2 },
+  { rid: 'f', scaleResolutionDownBy: 1 },
+];
+/** Share of the preset's bitrate each layer may use, and the quarter layer's frame rate cap. */
+const LAYER_BITRATE_SHARE = { q: 0.08, h: 0.3, f: 1 };
+const LOW_LAYER_MAX_FPS = 15;
+
+/** The encodings' bitrates and frame rates for a preset (exported for tests and docs). */
+export function presetEncodings(preset) {
+  const p = SCREEN_PRESETS[preset] || SCREEN_PRESETS[DEFAULT_SCREEN_PRESET];
+  return SCREEN_ENCODINGS.map((e) => ({
+    rid: e.rid,
+    maxBitrate: Math.round(p.bitrate * LAYER_BITRATE_SHARE[e.rid]),
+    maxFramerate: e.rid === 'q' ? Math.min(p.frameRate, LOW_LAYER_MAX_FPS) : p.frameRate,
+  }));
+}
+
+function screenConstraints(preset) {
+  const p = SCREEN_PRESETS[preset] || SCREEN_PRESETS[DEFAULT_SCREEN_PRESET];
+  return { width: { max: p.width }, height: { max: p.height }, frameRate: { ideal: p.frameRate, max: p.frameRate } };
+}
+
+function savedPreset() {
+  try {
+    const v = localStorage.getItem(SCREEN_PRESET_KEY);
+    return v && SCREEN_PRESETS[v] ? v : DEFAULT_SCREEN_PRESET;
+  } catch { return DEFAULT_SCREEN_PRESET; }
+}
 
 /** Video fields, onto a new Voice (called by its constructor). */
 export function initVideo(voice) {
@@ -32,6 +79,14 @@ export function initVideo(voice) {
   voice._tilesTimer = null;
   voice._layerChain = Promise.resolve();
   voice._videoClaimedAt = 0;    // when we last sent a state with camera or screen on
+  // Go Live.
+  voice.screenPreset = savedPreset();
+  voice.screenHasAudio = false;  // our share carries its sound (tab / system audio)
+  voice.watching = new Set();    // users whose screen share we chose to watch
+  voice.streamSlots = {};        // mid -> user whose screen sound it carries
+  voice.streamVolumes = {};      // user -> 0..1, the volume of their stream's sound
+  voice.streamMuted = {};        // user -> true: their stream's sound muted by us
+  voice._screenAudioTx = null;
 }
 
 /**
@@ -57,10 +112,21 @@ export class VoiceVideo {
       sendEncodings: CAMERA_ENCODINGS.map((e) => ({ ...e })),
     });
     const scr = this.screenTrack;
-    this._screenTx = pc.addTransceiver(scr || 'video', { direction: 'sendonly', streams: scr ? [this.screenStream] : [] });
+    this._screenTx = pc.addTransceiver(scr || 'video', {
+      direction: 'sendonly',
+      streams: scr ? [this.screenStream] : [],
+      sendEncodings: SCREEN_ENCODINGS.map((e) => ({ ...e })),
+    });
     for (let i = 0; i < VIDEO_SLOTS; i++) pc.addTransceiver('video', { direction: 'recvonly' });
+    // The share's sound: a second sending audio m-line after the video ones (the microphone's is
+    // the first audio m-line), declared in op 12 as "screen_audio".
+    const sound = this.screenAudioTrack;
+    this._screenAudioTx = pc.addTransceiver(sound || 'audio', {
+      direction: 'sendonly', streams: sound ? [this.screenStream] : [],
+    });
     this.videoSlots = {};
     this._tilesKey = null;
+    if (scr) this._applyPreset();
   }
 
   /** op 12's video_tracks: which sendonly mid is the camera, which the screen. */
@@ -68,6 +134,7 @@ export class VoiceVideo {
     const videoTracks = {};
     if (this._camTx && this._camTx.mid != null) videoTracks[this._camTx.mid] = 'camera';
     if (this._screenTx && this._screenTx.mid != null) videoTracks[this._screenTx.mid] = 'screen';
+    if (this._screenAudioTx && this._screenAudioTx.mid != null) videoTracks[this._screenAudioTx.mid] = 'screen_audio';
     return videoTracks;
   }
 
@@ -75,8 +142,10 @@ export class VoiceVideo {
   _closeVideoPc() {
     this._camTx = null;
     this._screenTx = null;
+    this._screenAudioTx = null;
     this.videoSlots = {};
     this.videoLayers = {};
+    this.streamSlots = {};
   }
 
   /** Video never outlives the channel: a new channel starts with camera and screen off. */
@@ -86,6 +155,7 @@ export class VoiceVideo {
     this.videoTiles = [];
     this._tilesKey = null;
     this.videoDenied = false;
+    this.watching = new Set();
   }
 
   // ---------------------------------------------------------------- gateway events
@@ -104,6 +174,7 @@ export class VoiceVideo {
     if (this.screenOn && d.self_stream === false) {
       this._stopScreen();
       if (this._screenTx) this._attach(this._screenTx, null, null);
+      this._attachScreenAudio(null);
       off = true;
     }
     if (off) {
@@ -135,6 +206,11 @@ export class VoiceVideo {
 
   get cameraTrack() { return liveVideoTrack(this.cameraStream); }
   get screenTrack() { return liveVideoTrack(this.screenStream); }
+  /** The sound of our screen share (tab or system audio), if the browser gave one. */
+  get screenAudioTrack() {
+    const t = this.screenStream ? this.screenStream.getAudioTracks()[0] : null;
+    return t && t.readyState === 'live' ? t : null;
+  }
 
   /**
    * Camera on/off. On: capture 1280×720, tell the server (op 4 self_video; refused without the
@@ -163,22 +239,34 @@ export class VoiceVideo {
   toggleCamera() { return this.setCamera(!this.cameraOn); }
 
   /**
-   * Screen share on/off. `stream` lets a caller supply the capture (e.g. a canvas
-   * captureStream()); by default the browser's picker (getDisplayMedia) is shown.
+   * Go Live on/off. `stream` lets a caller supply the capture (e.g. a canvas captureStream()
+   * with a WebAudio track as its sound); by default the browser's picker (getDisplayMedia) is
+   * shown, asking for the tab's or system's sound too where the browser offers it (Chromium:
+   * a tab's sound everywhere, the system's on Windows and ChromeOS). `preset` picks the quality
+   * (SCREEN_PRESETS; default: the last one used).
    */
-  async setScreen(on, { stream = null } = {}) {
+  async setScreen(on, { stream = null, preset = null } = {}) {
     on = !!on;
+    if (preset && SCREEN_PRESETS[preset]) this._rememberPreset(preset);
     if (!this.channelId || on === this.screenOn) return on === this.screenOn;
     if (!on) {
       this._stopScreen();
       await this._attach(this._screenTx, null, null);
+      await this._attachScreenAudio(null);
       this._sendState();
       this._changed();
       return true;
     }
     if (!stream) {
       try {
-        stream = await navigator.mediaDevices.getDisplayMedia({ video: SCREEN_CONSTRAINTS, audio: false });
+        stream = await navigator.mediaDevices.getDisplayMedia({
+          video: screenConstraints(this.screenPreset),
+          // The shared tab's (or system's) sound, unprocessed: it is not a voice. The tab keeps
+          // playing it locally, so the streamer does not hear it twice through Confab.
+          audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+          systemAudio: 'include',
+          surfaceSwitching: 'include',
+        });
       } catch (e) {
         if (e && e.name !== 'NotAllowedError') { this.error = `Screen share: ${e.message || e}`; this._changed(); }
         return false;
@@ -198,7 +286,7 @@ export class VoiceVideo {
       // The browser's "Stop sharing" ends the track.
       track.addEventListener('ended', () => { if (this.screenStream === stream) this.setScreen(false); });
     }
-    if (kind === 'screen' && 'contentHint' in track) track.contentHint = 'detail';
+    if (kind === 'screen' && 'contentHint' in track) track.contentHint = SCREEN_PRESETS[this.screenPreset].hint;
     const waiter = this._waitOwnState(channelId, 4000);
     this._sendState();
     const res = await waiter;
@@ -211,8 +299,95 @@ export class VoiceVideo {
       return false;
     }
     await this._attach(kind === 'camera' ? this._camTx : this._screenTx, track, stream);
+    if (kind === 'screen') {
+      const sound = this.screenAudioTrack;
+      this.screenHasAudio = !!sound;
+      if (sound) sound.contentHint = 'music';
+      await this._attachScreenAudio(sound);
+      await this._applyPreset();
+    }
     this._changed();
     return true;
+  }
+
+  async _attachScreenAudio(track) {
+    const tx = this._screenAudioTx;
+    if (!tx || !this.pc) return;
+    try {
+      if (tx.sender.track !== track) await tx.sender.replaceTrack(track);
+      if (track && tx.sender.setStreams && this.screenStream) tx.sender.setStreams(this.screenStream);
+    } catch (e) { console.warn('screen audio replaceTrack', e); }
+  }
+
+  _rememberPreset(preset) {
+    this.screenPreset = preset;
+    try { localStorage.setItem(SCREEN_PRESET_KEY, preset); } catch { /* no storage */ }
+  }
+
+  /** Switches the Go Live quality, live if sharing: capture size and frame rate, the track's
+   * content hint, and each simulcast layer's bitrate and frame rate. */
+  async setScreenPreset(preset) {
+    if (!SCREEN_PRESETS[preset]) return false;
+    this._rememberPreset(preset);
+    await this._applyPreset();
+    this._changed();
+    return true;
+  }
+
+  _applyPreset() {
+    const preset = this.screenPreset;
+    const track = this.screenTrack;
+    this._layerChain = this._layerChain.then(async () => {
+      if (track) {
+        if ('contentHint' in track) track.contentHint = SCREEN_PRESETS[preset].hint;
+        // A canvas or a fake capture may not take every constraint: the encoder settings
+        // below still apply.
+        await track.applyConstraints(screenConstraints(preset)).catch((e) => console.info('screen constraints', e.name));
+      }
+      const tx = this._screenTx;
+      if (!tx || !this.pc) return;
+      const params = tx.sender.getParameters();
+      if (!params.encodings || !params.encodings.length) return;
+      const want = presetEncodings(preset);
+      for (const enc of params.encodings) {
+        const w = want.find((x) => x.rid === enc.rid) || want[want.length - 1];
+        enc.maxBitrate = w.maxBitrate;
+        enc.maxFramerate = w.maxFramerate;
+      }
+      params.degradationPreference = SCREEN_PRESETS[preset].hint === 'motion' ? 'maintain-framerate' : 'maintain-resolution';
+      await tx.sender.setParameters(params);
+    }).catch((e) => console.warn('screen preset', e));
+    return this._layerChain;
+  }
+
+  // ---------------------------------------------------------------- watching streams
+
+  /** Watch (or stop watching) `userId`'s screen share: only then does the grid show it and the
+   * SFU forward it and its sound to us. */
+  watchStream(userId, on = true) {
+    userId = String(userId);
+    if (on) this.watching.add(userId); else this.watching.delete(userId);
+    this._changed();
+  }
+
+  isWatching(userId) { return this.watching.has(String(userId)); }
+
+  /** Volume (0..1) of `userId`'s stream sound, apart from their voice. */
+  setStreamVolume(userId, v) {
+    this.streamVolumes[String(userId)] = Math.max(0, Math.min(1, Number(v)));
+    this._applyAudio();
+    this._changed();
+  }
+
+  setStreamMuted(userId, muted) {
+    if (muted) this.streamMuted[String(userId)] = true; else delete this.streamMuted[String(userId)];
+    this._applyAudio();
+    this._changed();
+  }
+
+  /** The mid whose audio carries `userId`'s stream sound, if any. */
+  streamMidOf(userId) {
+    return Object.keys(this.streamSlots).find((m) => this.streamSlots[m] === String(userId)) || null;
   }
 
   async _attach(tx, track, stream) {
@@ -234,6 +409,7 @@ export class VoiceVideo {
     if (this.screenStream) for (const t of this.screenStream.getTracks()) t.stop();
     this.screenStream = null;
     this.screenOn = false;
+    this.screenHasAudio = false;
   }
 
   /** Pauses the encodings nobody watches (VOICE_VIDEO_LAYERS), one setParameters at a time. */

@@ -259,9 +259,16 @@ export class Voice {
   }
 
   _onSlots(d) {
+    // Voice slots (who is heard) apart from the slots carrying a watched screen share's sound.
     const slots = {};
-    for (const s of (d && d.slots) || []) if (s && s.mid != null) slots[String(s.mid)] = s.user_id || null;
+    const streams = {};
+    for (const s of (d && d.slots) || []) {
+      if (!s || s.mid == null) continue;
+      const mid = String(s.mid);
+      if (s.stream && s.user_id) { streams[mid] = String(s.user_id); slots[mid] = null; } else slots[mid] = s.user_id || null;
+    }
     this.slots = slots;
+    this.streamSlots = streams;
     this._applyAudio();
     this._changed();
   }
@@ -608,8 +615,18 @@ export class Voice {
         if (this.outputDeviceId && el.setSinkId) el.setSinkId(this.outputDeviceId).catch(() => {});
         el.play().catch(() => {});
       }
+      const streamOf = this.streamSlots[t.mid] || null;
+      if (streamOf) {
+        // A watched screen share's sound: its own volume and mute, apart from the voice.
+        el.dataset.userId = '';
+        el.dataset.streamOf = streamOf;
+        el.muted = this.selfDeaf || !!this.streamMuted[streamOf];
+        el.volume = this.streamVolumes[streamOf] != null ? clamp01(this.streamVolumes[streamOf]) : 1;
+        continue;
+      }
       const user = this.slots[t.mid] || null;
       el.dataset.userId = user || '';
+      el.dataset.streamOf = '';
       el.muted = this.selfDeaf;
       el.volume = user && this.volumes[user] != null ? clamp01(this.volumes[user]) : 1;
     }
