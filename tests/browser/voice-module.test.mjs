@@ -106,9 +106,9 @@ test('join: op 4, then an offer with sendonly mic + one recvonly slot per other 
   assert.deepEqual(r.ops.slice(0, 2), [4, 12]);
   assert.deepEqual(r.first4, { server_id: 's1', channel_id: 'c1', self_mute: false, self_deaf: false, self_video: false, self_stream: false });
   // Audio first; then, in a fixed order, the camera and the screen (sendonly, no track while
-  // off) and the 9 video receive slots.
-  assert.deepEqual(r.mSections, ['audio sendonly', 'audio recvonly', 'video sendonly', 'video sendonly', ...Array(9).fill('video recvonly')]);
-  assert.equal(Object.values(r.videoTracks).join(','), 'camera,screen');
+  // off), the 9 video receive slots and the screen share's sound (sendonly, no track while off).
+  assert.deepEqual(r.mSections, ['audio sendonly', 'audio recvonly', 'video sendonly', 'video sendonly', ...Array(9).fill('video recvonly'), 'audio sendonly']);
+  assert.equal(Object.values(r.videoTracks).join(','), 'camera,screen,screen_audio');
   assert.ok(r.bundle, 'BUNDLE group in the offer');
   // The offer goes out without waiting for ICE gathering (the SFU is ICE-lite and learns the
   // client's address from its checks); this harness's answering pc connects all the same.
