@@ -176,9 +176,14 @@ struct Common {
     /// [default: 320x180,640x360,1280x720].
     #[arg(long, global = true)]
     tile_mix: Option<String>,
-    /// Video frames per second per layer [default: 30].
+    /// Video frames per second per layer [default: 30; with --screen, the preset's].
     #[arg(long, global = true)]
     fps: Option<u32>,
+    /// Go Live instead of cameras: publishers share a screen at this preset of the web client
+    /// (720p30, 1080p30, 1080p60: three simulcast layers of its sizes and bitrates) and viewers
+    /// watch it (op 15 track "screen").
+    #[arg(long, global = true)]
+    screen: Option<String>,
     /// Seconds between a publisher's periodic keyframes (besides those the SFU asks for)
     /// [default: 5].
     #[arg(long, global = true)]
@@ -242,6 +247,7 @@ impl Common {
             viewers,
             tile_mix,
             fps,
+            screen,
             keyframe_interval,
             report,
             max_loss,
@@ -366,13 +372,19 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
         audio_rtx: c.audio_rtx.unwrap_or(false),
         target,
     };
+    let screen = c
+        .screen
+        .as_deref()
+        .map(video::parse_screen_preset)
+        .transpose()?;
     let video_opts = video::VideoOpts {
         publishers: c.publishers.unwrap_or(1),
         viewers: c.viewers.unwrap_or(10),
         tile_mix: video::parse_tile_mix(
             c.tile_mix.as_deref().unwrap_or("320x180,640x360,1280x720"),
         )?,
-        fps: c.fps.unwrap_or(30).clamp(1, 120),
+        fps: c.fps.or(screen.map(|p| p.fps)).unwrap_or(30).clamp(1, 120),
+        screen,
         keyframe_interval: Duration::from_secs_f64(c.keyframe_interval.unwrap_or(5.0).max(0.1)),
         join_rate: c.join_rate.unwrap_or(50.0).max(0.1),
         join_timeout: Duration::from_secs_f64(c.join_timeout.unwrap_or(20.0)),

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::stats::{self, Hist};
 use crate::video_peer::{self, Role, VideoPeerConfig, VideoPeerReport, VideoShared};
-use crate::vp8::{self, LAYERS};
+use crate::vp8;
 use crate::{server, setup, Ctx};
 
 #[derive(Clone, Debug)]
@@ -25,9 +25,41 @@ pub struct VideoOpts {
     pub tile_mix: Vec<(u32, u32)>,
     pub fps: u32,
     pub keyframe_interval: Duration,
+    /// Go Live instead of cameras: `Some("1080p60")` etc. (the web client's presets).
+    pub screen: Option<ScreenPreset>,
     /// Joins per second.
     pub join_rate: f64,
     pub join_timeout: Duration,
+}
+
+/// A Go Live preset of the web client, as the load tester sends it.
+#[derive(Clone, Copy, Debug)]
+pub struct ScreenPreset {
+    pub name: &'static str,
+    pub fps: u32,
+    pub layers: &'static [vp8::Layer; 3],
+}
+
+/// Parses `--screen 720p30|1080p30|1080p60`.
+pub fn parse_screen_preset(s: &str) -> Result<ScreenPreset> {
+    Ok(match s {
+        "720p30" => ScreenPreset {
+            name: "720p30",
+            fps: 30,
+            layers: &vp8::SCREEN_720P_LAYERS,
+        },
+        "1080p30" => ScreenPreset {
+            name: "1080p30",
+            fps: 30,
+            layers: &vp8::SCREEN_1080P_LAYERS,
+        },
+        "1080p60" => ScreenPreset {
+            name: "1080p60",
+            fps: 60,
+            layers: &vp8::SCREEN_1080P_LAYERS,
+        },
+        other => bail!("--screen {other:?}: expected 720p30, 1080p30 or 1080p60"),
+    })
 }
 
 /// Parses `WxH[,WxH...]`, e.g. `320x180,640x360,1280x720`.
@@ -55,6 +87,9 @@ pub async fn run(ctx: &Ctx, opts: &VideoOpts, duration: Duration) -> Result<Valu
     let n = opts.publishers + opts.viewers;
     anyhow::ensure!(opts.publishers > 0, "--publishers must be at least 1");
     anyhow::ensure!(opts.viewers > 0, "--viewers must be at least 1");
+    if let Some(p) = opts.screen {
+        vp8::use_layers(p.layers);
+    }
     eprintln!(
         "video: {} publisher(s) × 3 layers, {} viewer(s) on tiles {:?}, {} fps, joining at {}/s, {} s steady state",
         opts.publishers,
@@ -86,6 +121,11 @@ pub async fn run(ctx: &Ctx, opts: &VideoOpts, duration: Duration) -> Result<Valu
         join_timeout: opts.join_timeout,
         fps: opts.fps,
         keyframe_interval: opts.keyframe_interval,
+        track: if opts.screen.is_some() {
+            "screen"
+        } else {
+            "camera"
+        },
     });
 
     // Publishers first, so viewers' subscriptions find them.
@@ -297,8 +337,8 @@ fn aggregate(
                         if wrong_examples.len() < 5 {
                             wrong_examples.push(json!({
                                 "tile": [r.tile.0, r.tile.1],
-                                "expected": LAYERS[expected].rid,
-                                "got": LAYERS[l].rid,
+                                "expected": vp8::layers()[expected].rid,
+                                "got": vp8::layers()[l].rid,
                             }));
                         }
                     }
@@ -338,7 +378,11 @@ fn aggregate(
         .iter()
         .map(|(w, h)| format!("{w}x{h}"))
         .collect();
-    json!({
+    let layer_table: Vec<Value> = vp8::layers()
+        .iter()
+        .map(|l| json!({"rid": l.rid, "width": l.width, "height": l.height, "bitrate": l.bitrate}))
+        .collect();
+    let mut out = json!({
         "video": {
             "publishers": opts.publishers,
             "viewers": opts.viewers,
@@ -397,7 +441,16 @@ fn aggregate(
             "received_packets_in_window": rx_packets,
             "rss_bytes": rss,
         }
-    })
+    });
+    // (Apart: one json! of this size already nears the macro's recursion limit.)
+    out["video"]["track"] = json!(if opts.screen.is_some() {
+        "screen"
+    } else {
+        "camera"
+    });
+    out["video"]["screen_preset"] = json!(opts.screen.map(|p| p.name));
+    out["video"]["layers"] = Value::Array(layer_table);
+    out
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::gateway::{self, classify, Frame};
 use crate::peer::SeqTrack;
 use crate::stats::Clock;
-use crate::vp8::{self, LAYERS};
+use crate::vp8;
 
 /// Datagrams handled per wake-up before other work gets a turn.
 const RECV_BATCH: usize = 64;
@@ -50,6 +50,8 @@ pub struct VideoShared {
     pub fps: u32,
     /// A publisher sends a keyframe on every layer at least this often.
     pub keyframe_interval: Duration,
+    /// What publishers send and viewers watch: "camera", or "screen" (Go Live).
+    pub track: &'static str,
 }
 
 impl VideoShared {
@@ -81,7 +83,7 @@ pub struct VideoPeerConfig {
 #[derive(Clone, Debug, Default)]
 pub struct StreamStats {
     pub ssrc: u32,
-    /// Layer (index in [`LAYERS`]) of the last keyframe received.
+    /// Layer (index in [`vp8::layers`]) of the last keyframe received.
     pub layer: Option<usize>,
     /// In the window: complete frames (marker bit), keyframes, frames per
     /// layer, layer changes, payload bytes, packets.
@@ -186,7 +188,7 @@ impl Media {
         api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
         if publisher {
             let mut sim = Simulcast::new();
-            for l in &LAYERS {
+            for l in vp8::layers() {
                 sim.add_send_layer(SimulcastLayer::new(l.rid));
             }
             self.send_mid =
@@ -225,7 +227,7 @@ fn drive(media: &mut Media, shared: &VideoShared, rep: &mut VideoPeerReport, t_j
                     if shared.in_window(shared.clock.now_us()) {
                         rep.keyframe_requests_in_window += 1;
                     }
-                    for (l, spec) in media.layers.iter_mut().zip(LAYERS.iter()) {
+                    for (l, spec) in media.layers.iter_mut().zip(vp8::layers().iter()) {
                         if req.rid.is_none_or(|r| &*r == spec.rid) {
                             l.force_key = true;
                         }
@@ -324,7 +326,7 @@ fn send_frame(media: &mut Media, shared: &VideoShared, rep: &mut VideoPeerReport
     let in_window = shared.in_window(shared.clock.us_of(now));
     let ts = media.ts;
     media.ts = media.ts.wrapping_add(90_000 / shared.fps.max(1));
-    for (l, spec) in media.layers.iter_mut().zip(LAYERS.iter()) {
+    for (l, spec) in media.layers.iter_mut().zip(vp8::layers().iter()) {
         if !l.active {
             continue;
         }
@@ -422,11 +424,11 @@ pub async fn run(
     rep
 }
 
-/// op 15: every publisher in a tile of the viewer's size.
-fn subscribe_frame(tile: (u32, u32), publishers: &[String]) -> Value {
+/// op 15: every publisher's `track` in a tile of the viewer's size.
+fn subscribe_frame(tile: (u32, u32), publishers: &[String], track: &str) -> Value {
     let tiles: Vec<Value> = publishers
         .iter()
-        .map(|u| json!({"user_id": u, "track": "camera", "width": tile.0, "height": tile.1}))
+        .map(|u| json!({"user_id": u, "track": track, "width": tile.0, "height": tile.1}))
         .collect();
     json!({"op": 15, "d": {"tiles": tiles}})
 }
@@ -444,7 +446,9 @@ async fn run_inner(
     let kernel_ts = crate::udp::enable_timestamps(&sock);
     let t_join = Instant::now();
     let op4 = json!({"op": 4, "d": {"server_id": cfg.server_id, "channel_id": cfg.channel_id,
-        "self_mute": false, "self_deaf": false, "self_video": publisher}});
+        "self_mute": false, "self_deaf": false,
+        "self_video": publisher && shared.track == "camera",
+        "self_stream": publisher && shared.track == "screen"}});
     sess.ws.send(Message::text(op4.to_string())).await?;
     let mut media = Media {
         rtc: build_rtc(local, t_join)?,
@@ -455,7 +459,7 @@ async fn run_inner(
         connected: false,
         send_mid: None,
         vp8_pt: None,
-        layers: (0..LAYERS.len() as u64)
+        layers: (0..vp8::layers().len() as u64)
             .map(|i| SendLayer {
                 // Each layer is its own stream (SSRC) with its own random
                 // start. Below 2^16: str0m derives the SRTP rollover
@@ -479,7 +483,7 @@ async fn run_inner(
     let sdp = media.offer(publisher, slots)?;
     let mut op12 = json!({"op": 12, "d": {"sdp": sdp}});
     if let Some(mid) = media.send_mid {
-        op12["d"]["video_tracks"] = json!({ mid.to_string(): "camera" });
+        op12["d"]["video_tracks"] = json!({ mid.to_string(): shared.track });
     }
     sess.ws.send(Message::text(op12.to_string())).await?;
 
@@ -551,7 +555,7 @@ async fn run_inner(
                         match t {
                             "VOICE_VIDEO_LAYERS" => {
                                 if let Ok(v) = serde_json::from_str::<VideoLayers>(d) {
-                                    if v.track.is_empty() || v.track == "camera" {
+                                    if v.track.is_empty() || v.track == shared.track {
                                         rep.layers_reports += 1;
                                         set_active(&mut media, &v.active_rids);
                                     }
@@ -583,7 +587,7 @@ async fn run_inner(
                             .find(|p| p.spec().codec == Codec::Vp8)
                             .map(|p| p.pt());
                         if let Role::Viewer { tile, publishers } = &cfg.role {
-                            let f = subscribe_frame(*tile, &publishers[..publishers.len().min(9)]);
+                            let f = subscribe_frame(*tile, &publishers[..publishers.len().min(9)], shared.track);
                             sess.ws.send(Message::text(f.to_string())).await?;
                         }
                         drive(&mut media, shared, rep, t_join);
@@ -611,7 +615,7 @@ async fn run_inner(
     rep.active_rids = media
         .layers
         .iter()
-        .zip(LAYERS.iter())
+        .zip(vp8::layers().iter())
         .filter(|(l, _)| l.active)
         .map(|(_, s)| s.rid)
         .collect();
@@ -628,7 +632,7 @@ async fn run_inner(
 /// VOICE_VIDEO_LAYERS: send only the listed rids; a layer that resumes
 /// starts with a keyframe (an encoder restarting a stream does).
 fn set_active(media: &mut Media, rids: &[String]) {
-    for (l, spec) in media.layers.iter_mut().zip(LAYERS.iter()) {
+    for (l, spec) in media.layers.iter_mut().zip(vp8::layers().iter()) {
         let on = rids.iter().any(|r| r == spec.rid);
         if on && !l.active {
             l.force_key = true;

@@ -8,7 +8,7 @@
 //! rest of each frame is filler of the size a real encoder would produce.
 
 /// The simulcast encodings a publisher sends, lowest first: rid, size, bitrate.
-pub const LAYERS: [Layer; 3] = [
+pub const CAMERA_LAYERS: [Layer; 3] = [
     Layer {
         rid: "q",
         width: 320,
@@ -29,6 +29,64 @@ pub const LAYERS: [Layer; 3] = [
     },
 ];
 
+/// Go Live at 1080p (the web client's 1080p30/1080p60 presets: quarter, half and full size,
+/// 8 %, 30 % and 100 % of 7 Mbit/s).
+pub const SCREEN_1080P_LAYERS: [Layer; 3] = [
+    Layer {
+        rid: "q",
+        width: 480,
+        height: 270,
+        bitrate: 560_000,
+    },
+    Layer {
+        rid: "h",
+        width: 960,
+        height: 540,
+        bitrate: 2_100_000,
+    },
+    Layer {
+        rid: "f",
+        width: 1920,
+        height: 1080,
+        bitrate: 7_000_000,
+    },
+];
+
+/// Go Live at 720p (the 720p30 preset: 2.5 Mbit/s at full size).
+pub const SCREEN_720P_LAYERS: [Layer; 3] = [
+    Layer {
+        rid: "q",
+        width: 320,
+        height: 180,
+        bitrate: 200_000,
+    },
+    Layer {
+        rid: "h",
+        width: 640,
+        height: 360,
+        bitrate: 750_000,
+    },
+    Layer {
+        rid: "f",
+        width: 1280,
+        height: 720,
+        bitrate: 2_500_000,
+    },
+];
+
+static LAYER_TABLE: std::sync::OnceLock<&'static [Layer; 3]> = std::sync::OnceLock::new();
+
+/// Chooses the simulcast layer table of this run (once, before any peer starts; the camera's
+/// by default).
+pub fn use_layers(table: &'static [Layer; 3]) {
+    let _ = LAYER_TABLE.set(table);
+}
+
+/// The simulcast layers publishers send in this run, lowest first.
+pub fn layers() -> &'static [Layer; 3] {
+    LAYER_TABLE.get().copied().unwrap_or(&CAMERA_LAYERS)
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Layer {
     pub rid: &'static str,
@@ -38,18 +96,19 @@ pub struct Layer {
     pub bitrate: u32,
 }
 
-/// Index in [`LAYERS`] of the layer that has exactly this frame size.
+/// Index in [`layers`] of the layer that has exactly this frame size.
 pub fn layer_of_size(size: (u32, u32)) -> Option<usize> {
-    LAYERS.iter().position(|l| (l.width, l.height) == size)
+    layers().iter().position(|l| (l.width, l.height) == size)
 }
 
 /// The layer a viewer should get for a tile: the smallest at least as large
 /// as the tile, else the largest (the SFU's rule).
 pub fn expected_layer(tile: (u32, u32)) -> usize {
-    LAYERS
+    let table = layers();
+    table
         .iter()
         .position(|l| l.width >= tile.0 && l.height >= tile.1)
-        .unwrap_or(LAYERS.len() - 1)
+        .unwrap_or(table.len() - 1)
 }
 
 /// Largest RTP payload we produce (fits a 1200-byte datagram with headers).
@@ -181,7 +240,7 @@ mod tests {
 
     #[test]
     fn keyframe_carries_size_and_splits_with_marker_last() {
-        let f = &LAYERS[2];
+        let f = &CAMERA_LAYERS[2];
         let len = frame_bytes(f, 30, true);
         let pk = packets(len, true, (f.width, f.height));
         assert_eq!(pk.len(), len.div_ceil(MAX_PAYLOAD - DESCRIPTOR_LEN));
@@ -212,8 +271,8 @@ mod tests {
     #[test]
     fn sizes_and_layers() {
         // ~bitrate / fps per frame
-        assert_eq!(frame_bytes(&LAYERS[2], 30, false), 6250);
-        assert_eq!(frame_bytes(&LAYERS[0], 30, false), 625);
+        assert_eq!(frame_bytes(&CAMERA_LAYERS[2], 30, false), 6250);
+        assert_eq!(frame_bytes(&CAMERA_LAYERS[0], 30, false), 625);
         assert_eq!(layer_of_size((640, 360)), Some(1));
         assert_eq!(layer_of_size((641, 360)), None);
         assert_eq!(expected_layer((320, 180)), 0);
