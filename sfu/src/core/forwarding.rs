@@ -156,7 +156,14 @@ impl SfuCore {
                 Some(p) => p.audio.fanout.get(k).copied(),
                 None => self.relay.remote_fanout(p)?.get(k).copied(),
             },
-            AudioSource::Stream(p) => self.peers.get(&p)?.video.stream_audio.fanout.get(k).copied(),
+            AudioSource::Stream(p) => self
+                .peers
+                .get(&p)?
+                .video
+                .stream_audio
+                .fanout
+                .get(k)
+                .copied(),
         }
     }
 

@@ -506,7 +506,11 @@ impl SfuCore {
             vad,
             opened.payload,
         );
-        self.fan_out_audio(AudioSource::Voice(h.publisher), &pkt, h.flags & FLAG_RED != 0);
+        self.fan_out_audio(
+            AudioSource::Voice(h.publisher),
+            &pkt,
+            h.flags & FLAG_RED != 0,
+        );
     }
 
     /// Remote publishers whose packets stopped: no longer speaking after

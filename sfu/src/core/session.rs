@@ -14,11 +14,11 @@ use str0m::{Candidate, Rtc, RtcConfig};
 use crate::fastpath::{self, FastPeer};
 use crate::{JoinRequest, ParticipantId, SfuConfig, SfuError, SfuEvent, VideoTrackKind};
 
+use super::peer::AudioSource;
 use super::peer::{
     AudioPts, AudioPublish, Link, Listening, Peer, Room, VideoPublish, VideoWatching,
 };
 use super::video_routing::{apply_video, inspect_video};
-use super::peer::AudioSource;
 use super::SfuCore;
 
 /// The str0m configuration every participant's `Rtc` starts from.

@@ -96,9 +96,10 @@ fn last_slots(net: &Net, participant: u64) -> Vec<SlotAssignment> {
         .iter()
         .rev()
         .find_map(|e| match e {
-            SfuEvent::Slots { participant: p, slots } if *p == pid(participant) => {
-                Some(slots.clone())
-            }
+            SfuEvent::Slots {
+                participant: p,
+                slots,
+            } if *p == pid(participant) => Some(slots.clone()),
             _ => None,
         })
         .unwrap_or_default()
@@ -133,7 +134,9 @@ fn the_screen_sound_reaches_only_those_watching_the_share() {
         .unwrap_or_else(|| panic!("a stream slot for the viewer: {slots:?}"));
     assert_eq!(stream_slot.user_id, Some(user(1001)));
     assert!(
-        slots.iter().any(|s| !s.stream && s.user_id == Some(user(1001))),
+        slots
+            .iter()
+            .any(|s| !s.stream && s.user_id == Some(user(1001))),
         "the streamer's voice keeps its own slot: {slots:?}"
     );
     assert_eq!(last_viewers(&net), Some(1));
@@ -145,7 +148,10 @@ fn the_screen_sound_reaches_only_those_watching_the_share() {
         .iter()
         .filter(|r| &*r.payload == SOUND)
         .count();
-    assert!(on_slot >= 18, "the viewer gets the sound on its stream slot ({on_slot})");
+    assert!(
+        on_slot >= 18,
+        "the viewer gets the sound on its stream slot ({on_slot})"
+    );
     assert_eq!(count(&net, 2, SOUND), 0, "the bystander does not watch");
     assert_eq!(count(&net, 0, SOUND), 0, "the streamer never hears itself");
     assert!(

@@ -139,7 +139,11 @@ impl Participant {
             suppress: self.suppressed(),
             request_to_speak_timestamp: self.request_to_speak,
             speaking: self.speaking,
-            stream_viewers: if self.self_stream { self.stream_viewers } else { 0 },
+            stream_viewers: if self.self_stream {
+                self.stream_viewers
+            } else {
+                0
+            },
         }
     }
 

@@ -88,7 +88,8 @@ pub struct DeclaredTracks {
 /// op 12's optional `video_tracks` `{"<mid>": "camera"|"screen"|"screen_audio"}`: which sending
 /// m-line is which. Each kind at most once.
 pub fn parse_video_tracks(v: Option<Value>) -> Result<Option<DeclaredTracks>, String> {
-    const SHAPE: &str = "video_tracks must be an object {mid: \"camera\"|\"screen\"|\"screen_audio\"}";
+    const SHAPE: &str =
+        "video_tracks must be an object {mid: \"camera\"|\"screen\"|\"screen_audio\"}";
     let map = match v {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Object(m)) => m,
