@@ -76,11 +76,10 @@ impl SfuCore {
             self.drop_packet(DropReason::Muted);
             return;
         }
-        let is_red = src.link.audio_pts.red == Some(pkt.header.payload_type);
-        if !is_red && src.link.audio_pts.opus != Some(pkt.header.payload_type) {
+        let Some(is_red) = src.link.audio_pts.classify(pkt.header.payload_type) else {
             self.drop_packet(DropReason::UnsupportedPt);
             return;
-        }
+        };
         let mut speaking_changed = None;
         if let Some(level) = pkt.header.ext_vals.audio_level {
             if let Some(speaking) = src
@@ -132,11 +131,10 @@ impl SfuCore {
             self.drop_packet(DropReason::Muted);
             return;
         }
-        let is_red = src.link.audio_pts.red == Some(pkt.header.payload_type);
-        if !is_red && src.link.audio_pts.opus != Some(pkt.header.payload_type) {
+        let Some(is_red) = src.link.audio_pts.classify(pkt.header.payload_type) else {
             self.drop_packet(DropReason::UnsupportedPt);
             return;
-        }
+        };
         if src.video.stream_audio.fanout.is_empty() {
             return;
         }

@@ -59,6 +59,19 @@ pub(super) struct AudioPts {
     pub(super) red: Option<Pt>,
 }
 
+impl AudioPts {
+    /// Some(true) for RED, Some(false) for Opus, None for any other payload type.
+    pub(super) fn classify(&self, pt: Pt) -> Option<bool> {
+        if self.red == Some(pt) {
+            Some(true)
+        } else if self.opus == Some(pt) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
 /// One participant: who it is, and one struct per role, each owning its
 /// state (LiveKit's participant → published tracks → down-tracks).
 pub(super) struct Peer {
