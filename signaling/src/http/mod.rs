@@ -293,8 +293,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Content Security Policy: only our own scripts and styles; media and avatars from anywhere
-/// safe; never framed.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: http: data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+/// safe; never framed. `wasm-unsafe-eval` lets our own WebAssembly (the vendored noise
+/// suppressor) compile; it does not allow `eval` of strings.
+const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' https: http: data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
 /// Request counts and latency by route template.
 async fn track(req: Request, next: Next) -> Response {
