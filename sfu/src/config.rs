@@ -41,10 +41,8 @@ pub struct SfuConfig {
     /// Forwarded video packets per subscriber slot kept for NACK answers (RTX).
     pub video_send_buffer: usize,
     /// Estimate the bandwidth towards video-capable subscribers (str0m's TWCC
-    /// BWE) and pick lower simulcast layers when it is short. Off by default:
-    /// with it on, str0m's pacer probes with padding, and in the in-process
-    /// test network the exchange never settled (not yet investigated); without
-    /// it layers are chosen by view size and layer liveness only.
+    /// BWE) and pick lower simulcast layers when it is short (on by default;
+    /// off, layers are chosen by view size and layer liveness only).
     pub video_bwe: bool,
     /// Starting estimate of that bandwidth estimator.
     pub video_initial_bitrate_kbps: u64,
@@ -127,7 +125,7 @@ impl Default for SfuConfig {
             max_audio_slots: 3,
             max_video_slots: 9,
             video_send_buffer: 1024,
-            video_bwe: false,
+            video_bwe: true,
             video_initial_bitrate_kbps: 2_500,
             video_start_bitrate_kbps: 2_000,
             fast_path: true,

@@ -143,9 +143,10 @@
 //!   publishers is un-wrapped by str0m in RTP mode too. VP8 descriptor
 //!   rewriting uses str0m's `Vp8Descriptor`/`Vp8Patch` (applied while
 //!   serializing: the payload is still shared, not copied).
-//! - str0m's TWCC bandwidth estimator (`SfuConfig::video_bwe`, off by
-//!   default): with it on, the in-process test network never settled (pacer
-//!   padding/probing); layer choice then uses view size and liveness only.
+//! - str0m's TWCC bandwidth estimator (`SfuConfig::video_bwe`, on by
+//!   default) caps each subscriber's layers to its estimate. Its pacer may
+//!   ask to be driven again at the same instant, so a peer's timer is never
+//!   set to the instant it was driven at (see `drain`).
 
 mod config;
 mod core;

@@ -5,7 +5,7 @@
 
 use std::cmp::Reverse;
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use str0m::net::Transmit;
 use str0m::{Input, Output};
@@ -265,6 +265,11 @@ impl SfuCore {
             earliest(Some(peer.link.joined_at + self.connect_timeout));
         }
         earliest(peer.audio.speaking.deadline());
+        // Never due again at this same instant: with bandwidth estimation on, str0m's pacer
+        // can answer a timeout with a timeout at `now` without progressing until the clock
+        // moves, and re-driving it at `now` would spin (a millisecond is well below its pacing
+        // interval).
+        let deadline = deadline.map(|d| d.max(now + Duration::from_millis(1)));
         if let Some(d) = deadline {
             if peer.link.deadline != Some(d) {
                 peer.link.deadline = Some(d);

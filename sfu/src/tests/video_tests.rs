@@ -569,3 +569,44 @@ fn camera_switched_off_by_the_client_is_dropped_until_switched_on() {
     }
     assert_eq!(video_in(&net, 1).len(), before + 4);
 }
+
+/// A room like [`room`] with 1 viewer, bandwidth estimation on or off, and a
+/// starting estimate far below what any layer needs.
+fn starved_room(bwe: bool) -> Net {
+    let mut cfg = config();
+    cfg.video_bwe = bwe;
+    cfg.video_initial_bitrate_kbps = 1;
+    let mut net = Net::new(&cfg);
+    net.join(room_id(1), pid(1), 1, publisher()).unwrap();
+    net.join(room_id(1), pid(2), 1, viewer()).unwrap();
+    net.connect_all();
+    net
+}
+
+#[test]
+fn bandwidth_estimation_is_on_by_default() {
+    assert!(config().video_bwe);
+}
+
+#[test]
+fn a_short_bandwidth_estimate_keeps_a_large_view_on_a_lower_layer() {
+    let layers_seen = |bwe: bool| {
+        let mut net = starved_room(bwe);
+        // Long enough for the SFU to have measured every layer's rate.
+        for _ in 0..45 {
+            frame(&mut net, &[]);
+        }
+        watch(&mut net, pid(2), 1280, 720);
+        for i in 0..20 {
+            frame(&mut net, if i % 5 == 0 { &["q", "h", "f"] } else { &[] });
+        }
+        layers(&video_in(&net, 1))
+    };
+    // Without an estimate the tile decides: f.
+    let off = layers_seen(false);
+    assert_eq!(off.last(), Some(&2), "{off:?}");
+    // With an estimate below f's measured rate the viewer is kept lower.
+    let on = layers_seen(true);
+    assert!(!on.is_empty());
+    assert!(on.iter().all(|&l| l < 2), "{on:?}");
+}
