@@ -215,7 +215,7 @@ fn ogg_opus_duration_ms(b: &[u8]) -> Result<u64, SoundError> {
         at = body + body_len;
     }
     let granule = last_granule.ok_or(SoundError::Malformed("Ogg stream without audio"))?;
-    Ok(granule.saturating_sub(pre_skip) * 1000 / 48_000)
+    Ok(granule.saturating_sub(pre_skip).saturating_mul(1000) / 48_000)
 }
 
 /// One MP3 (MPEG audio layer III) frame header: (frame length in bytes, samples, sample rate).
