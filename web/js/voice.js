@@ -98,6 +98,7 @@ export class Voice {
     this.timeline = {};
     this.firstPacket = {};
     this.listenOnly = false;
+    this.soundTrack = null;      // set by the soundboard while a sound plays (setSoundTrack)
 
     this._micTx = null;          // the microphone's sendonly transceiver
     this._micChain = Promise.resolve();
@@ -450,7 +451,8 @@ export class Voice {
     // The microphone is on the sender only while it may be heard (not muted, deafened or
     // push-to-talk released): a muted user sends nothing at all. Listen-only: never a track.
     const track = this.micTrack;
-    this._micTx = pc.addTransceiver(track && this._micOn() ? track : 'audio', {
+    const first = this.soundTrack || (track && this._micOn() ? track : null);
+    this._micTx = pc.addTransceiver(first || 'audio', {
       direction: 'sendonly', streams: this.stream ? [this.stream] : [],
     });
     for (let i = 0; i < slotCount; i++) pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -651,10 +653,18 @@ export class Voice {
     this._micChain = this._micChain.then(async () => {
       const tx = this._micTx;
       if (!tx || !this.pc || this.pc.signalingState === 'closed') return;
-      const want = this._micOn() ? this.micTrack : null;
+      // A soundboard sound being played goes out on the microphone's sender, mixed with the
+      // microphone (soundboard.js), whatever the mute state: the server checked the play.
+      const want = this.soundTrack || (this._micOn() ? this.micTrack : null);
       if (tx.sender.track !== want) await tx.sender.replaceTrack(want);
     }).catch((e) => console.warn('microphone replaceTrack', e));
     return this._micChain;
+  }
+
+  /** The soundboard's mix of microphone and sound while one plays (null: the plain microphone). */
+  setSoundTrack(track) {
+    this.soundTrack = track || null;
+    return this._syncMicSender();
   }
 
   setMute(muted) {
