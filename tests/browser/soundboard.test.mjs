@@ -93,6 +93,24 @@ test('a soundboard sound is heard by the other member, with a notice of who play
   const after = await energyOver(B.b.page, A.id, 1500);
   assert.ok(after.packets > 30, `A still sends its microphone: ${JSON.stringify(after)}`);
   assert.ok(after.energy < 1e-4, `silence again after the sound: ${JSON.stringify(after)}`);
+
+  // Self-muted, A sends nothing of its microphone; a sound still goes out, for its length.
+  await pa.getByTestId('voice-mute').click();
+  await waitFor(() => pa.evaluate(() => window.confabVoice.selfMute), { message: 'A muted' });
+  await sleep(1000);
+  const muted = await energyOver(B.b.page, A.id, 1000);
+  assert.equal(muted.packets, 0, `nothing from a muted A: ${JSON.stringify(muted)}`);
+  const mutedBefore = await inboundAudioFrom(B.b.page, A.id);
+  await pa.getByRole('button', { name: 'Play beep' }).click();
+  await waitFor(async () => {
+    const s = await inboundAudioFrom(B.b.page, A.id);
+    return s.energy - mutedBefore.energy > 0.01;
+  }, { timeout: 4_000, message: 'energy of the sound played while muted' });
+  // Muted again once it ends.
+  await sleep(3_500);
+  const mutedAfter = await energyOver(B.b.page, A.id, 1000);
+  assert.equal(mutedAfter.packets, 0, `nothing after the sound: ${JSON.stringify(mutedAfter)}`);
+  assert.equal(await pa.evaluate(() => window.confab.store.voiceStates.get(window.confab.store.me.id).self_mute), true);
   assert.deepEqual(A.b.errors, []);
   assert.deepEqual(B.b.errors, []);
 });

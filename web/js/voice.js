@@ -99,6 +99,7 @@ export class Voice {
     this.firstPacket = {};
     this.listenOnly = false;
     this.soundTrack = null;      // set by the soundboard while a sound plays (setSoundTrack)
+    this.soundUnmute = false;    // self-mute lifted on the server while that sound plays
 
     this._micTx = null;          // the microphone's sendonly transceiver
     this._micChain = Promise.resolve();
@@ -286,7 +287,7 @@ export class Voice {
     const d = {
       server_id: this.serverId,
       channel_id: this.channelId,
-      self_mute: this.selfMute,
+      self_mute: this.selfMute && !this.soundUnmute,
       self_deaf: this.selfDeaf,
       self_video: this.cameraOn,
       self_stream: this.screenOn,
@@ -664,6 +665,13 @@ export class Voice {
   /** The soundboard's mix of microphone and sound while one plays (null: the plain microphone). */
   setSoundTrack(track) {
     this.soundTrack = track || null;
+    // The SFU drops a self-muted member's audio: while a sound plays, a muted member shows as
+    // unmuted (its microphone stays off, silent in the mix) so that the sound is heard.
+    const lift = !!this.soundTrack && this.selfMute && !this.selfDeaf;
+    if (lift !== this.soundUnmute) {
+      this.soundUnmute = lift;
+      if (this.channelId) this._sendState();
+    }
     return this._syncMicSender();
   }
 
