@@ -30,7 +30,9 @@ pub enum ApiError {
     TooLarge(String),
     UnsupportedMediaType,
     Unauthorized(&'static str),
-    RateLimited { retry_after: f64 },
+    RateLimited {
+        retry_after: f64,
+    },
     Unavailable(&'static str),
 }
 

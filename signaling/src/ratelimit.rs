@@ -316,7 +316,11 @@ pub async fn message_bucket(State(state): State<AppState>, req: Request, next: N
     }
 }
 
-pub async fn soundboard_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn soundboard_bucket(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     limit(state, SOUNDBOARD, false, req, next).await
 }
 

@@ -163,7 +163,11 @@ fn wav_duration_ms(b: &[u8]) -> Result<u64, SoundError> {
             _ => {}
         }
         // Chunks are padded to an even size.
-        at = body.checked_add(size).ok_or(BAD)?.checked_add(size & 1).ok_or(BAD)?;
+        at = body
+            .checked_add(size)
+            .ok_or(BAD)?
+            .checked_add(size & 1)
+            .ok_or(BAD)?;
     }
     Err(SoundError::Malformed("WAV without a data chunk"))
 }
@@ -369,7 +373,10 @@ mod tests {
     fn refuses_long_empty_foreign_and_broken_sounds() {
         assert_eq!(inspect(&wav(5_300, 8_000)), Err(SoundError::TooLong(5_300)));
         assert!(inspect(&wav(5_200, 8_000)).is_ok());
-        assert_eq!(inspect(&opus(312 + 48_000 * 6)), Err(SoundError::TooLong(6_000)));
+        assert_eq!(
+            inspect(&opus(312 + 48_000 * 6)),
+            Err(SoundError::TooLong(6_000))
+        );
         assert_eq!(inspect(&mp3(200)), Err(SoundError::TooLong(5_224)));
         assert_eq!(inspect(b""), Err(SoundError::Empty));
         assert_eq!(inspect(&vec![0; MAX_BYTES + 1]), Err(SoundError::TooLarge));
@@ -379,7 +386,10 @@ mod tests {
         let w = wav(1000, 8_000);
         assert!(matches!(inspect(&w[..200]), Err(SoundError::Malformed(_))));
         let o = opus(48_000);
-        assert!(matches!(inspect(&o[..o.len() - 1]), Err(SoundError::Malformed(_))));
+        assert!(matches!(
+            inspect(&o[..o.len() - 1]),
+            Err(SoundError::Malformed(_))
+        ));
         let mut m = mp3(10);
         m[15 + 417 * 3] = 0x00;
         assert!(matches!(inspect(&m), Err(SoundError::Malformed(_))));

@@ -129,11 +129,9 @@ impl Chat {
                 "a server has at most {MAX_SOUNDS_PER_SERVER} sounds"
             )));
         }
-        let sound: Sound = sqlx::query_as(q!(
-            "INSERT INTO soundboard_sounds
+        let sound: Sound = sqlx::query_as(q!("INSERT INTO soundboard_sounds
                  (id, server_id, name, emoji, volume, uploader_id, content_type, duration_ms, audio)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
-        ))
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"))
         .bind(self.next_id::<Snowflake>())
         .bind(server_id)
         .bind(name)

@@ -75,11 +75,8 @@ pub async fn upload(
     Query(q): Query<UploadQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Sound>)> {
-    let too_large = || {
-        ApiError::TooLarge(format!(
-            "a sound is at most {MAX_UPLOAD} bytes (512 KiB)"
-        ))
-    };
+    let too_large =
+        || ApiError::TooLarge(format!("a sound is at most {MAX_UPLOAD} bytes (512 KiB)"));
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
@@ -154,7 +151,10 @@ pub async fn audio(
     Ok((
         [
             (header::CONTENT_TYPE, content_type),
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
             // A sound never changes (a new upload is a new id), but only members may fetch it.
             (
                 header::CACHE_CONTROL,

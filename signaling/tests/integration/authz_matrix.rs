@@ -662,7 +662,10 @@ impl World {
         let resp = self
             .app
             .http
-            .post(self.app.url(&format!("/servers/{}/soundboard-sounds?name=mx", self.sid)))
+            .post(
+                self.app
+                    .url(&format!("/servers/{}/soundboard-sounds?name=mx", self.sid)),
+            )
             .bearer_auth(&self.owner.token)
             .body(crate::soundboard::tone_wav(200))
             .send()

@@ -16,7 +16,11 @@ pub fn tone_wav(ms: u32) -> Vec<u8> {
     v.extend_from_slice(b"RIFF");
     v.extend_from_slice(&(36 + n * 2).to_le_bytes());
     v.extend_from_slice(b"WAVEfmt ");
-    for x in [16u32.to_le_bytes().to_vec(), 1u16.to_le_bytes().to_vec(), 1u16.to_le_bytes().to_vec()] {
+    for x in [
+        16u32.to_le_bytes().to_vec(),
+        1u16.to_le_bytes().to_vec(),
+        1u16.to_le_bytes().to_vec(),
+    ] {
         v.extend_from_slice(&x);
     }
     v.extend_from_slice(&rate.to_le_bytes());
@@ -77,7 +81,14 @@ async fn sounds_are_uploaded_listed_downloaded_and_deleted() {
     let (mut g, _) = app.identified(&member).await;
 
     let wav = tone_wav(1_000);
-    let (st, sound) = upload(&app, &owner, &s.id, "name=airhorn&emoji=%F0%9F%93%A2&volume=0.5", wav.clone()).await;
+    let (st, sound) = upload(
+        &app,
+        &owner,
+        &s.id,
+        "name=airhorn&emoji=%F0%9F%93%A2&volume=0.5",
+        wav.clone(),
+    )
+    .await;
     assert_eq!(st, 201, "{sound}");
     assert_eq!(sound["content_type"], "audio/wav");
     assert_eq!(sound["duration_ms"], 1000);
@@ -89,13 +100,29 @@ async fn sounds_are_uploaded_listed_downloaded_and_deleted() {
     assert_eq!(created["name"], "airhorn");
 
     // Members list and download; strangers learn nothing.
-    let (st, list) = app.get(&format!("/servers/{}/soundboard-sounds", s.id), &member.token).await;
+    let (st, list) = app
+        .get(
+            &format!("/servers/{}/soundboard-sounds", s.id),
+            &member.token,
+        )
+        .await;
     assert_eq!(st, 200);
     assert_eq!(list.as_array().unwrap().len(), 1);
-    let (st, _) = app.get(&format!("/servers/{}/soundboard-sounds", s.id), &stranger.token).await;
+    let (st, _) = app
+        .get(
+            &format!("/servers/{}/soundboard-sounds", s.id),
+            &stranger.token,
+        )
+        .await;
     assert_eq!(st, 404);
     let audio_path = format!("/servers/{}/soundboard-sounds/{id}/audio", s.id);
-    let resp = app.http.get(app.url(&audio_path)).bearer_auth(&member.token).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url(&audio_path))
+        .bearer_auth(&member.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers()["content-type"], "audio/wav");
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
@@ -107,21 +134,52 @@ async fn sounds_are_uploaded_listed_downloaded_and_deleted() {
     let (st, body) = upload(&app, &member, &s.id, "name=mine", tone_wav(500)).await;
     assert_eq!(st, 403, "{body}");
     // Not audio, a broken WAV, too long, too large, bad fields.
-    let (st, body) = upload(&app, &owner, &s.id, "name=page", b"<html>hi</html>".to_vec()).await;
+    let (st, body) = upload(
+        &app,
+        &owner,
+        &s.id,
+        "name=page",
+        b"<html>hi</html>".to_vec(),
+    )
+    .await;
     assert_eq!(st, 400, "{body}");
-    assert!(body["errors"]["audio"][0].as_str().unwrap().contains("Ogg/Opus, MP3 or WAV"), "{body}");
+    assert!(
+        body["errors"]["audio"][0]
+            .as_str()
+            .unwrap()
+            .contains("Ogg/Opus, MP3 or WAV"),
+        "{body}"
+    );
     let (st, body) = upload(&app, &owner, &s.id, "name=cut", wav[..500].to_vec()).await;
     assert_eq!(st, 400, "{body}");
-    assert!(body["errors"]["audio"][0].as_str().unwrap().contains("not a valid audio file"), "{body}");
+    assert!(
+        body["errors"]["audio"][0]
+            .as_str()
+            .unwrap()
+            .contains("not a valid audio file"),
+        "{body}"
+    );
     let (st, body) = upload(&app, &owner, &s.id, "name=long", tone_wav(6_000)).await;
     assert_eq!(st, 400, "{body}");
-    assert!(body["errors"]["audio"][0].as_str().unwrap().contains("at most 5.2 s"), "{body}");
+    assert!(
+        body["errors"]["audio"][0]
+            .as_str()
+            .unwrap()
+            .contains("at most 5.2 s"),
+        "{body}"
+    );
     let (st, body) = upload(&app, &owner, &s.id, "name=huge", vec![0u8; 600 * 1024]).await;
     assert_eq!(st, 413, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("524288"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("524288"),
+        "{body}"
+    );
     let (st, body) = upload(&app, &owner, &s.id, "name=&volume=2", tone_wav(500)).await;
     assert_eq!(st, 400, "{body}");
-    assert!(body["errors"]["name"].is_array() && body["errors"]["volume"].is_array(), "{body}");
+    assert!(
+        body["errors"]["name"].is_array() && body["errors"]["volume"].is_array(),
+        "{body}"
+    );
 
     // Deleting: MANAGE_SERVER only, then gone for everyone.
     let path = format!("/servers/{}/soundboard-sounds/{id}", s.id);
@@ -165,7 +223,9 @@ async fn plays_need_the_channel_the_permission_and_respect_the_rate_limit() {
     let r = play(&app, &player, &s.voice, &sound).await;
     assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap());
     let d = listener
-        .expect_where(Event::VoiceSoundboardPlay, |d| d["user_id"] == player.id.as_str())
+        .expect_where(Event::VoiceSoundboardPlay, |d| {
+            d["user_id"] == player.id.as_str()
+        })
         .await;
     assert_eq!(d["channel_id"], s.voice.as_str());
     assert_eq!(d["sound_id"], sound.as_str());
@@ -176,7 +236,11 @@ async fn plays_need_the_channel_the_permission_and_respect_the_rate_limit() {
     // The bucket is empty now: the fourth request within a moment is refused.
     let r = play(&app, &player, &s.voice, &sound).await;
     assert_eq!(r.status().as_u16(), 429);
-    let retry: f64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: f64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry >= 1.0, "{retry}");
     assert_eq!(r.headers()["x-ratelimit-bucket"], "soundboard");
     listener
@@ -189,8 +253,14 @@ async fn plays_need_the_channel_the_permission_and_respect_the_rate_limit() {
     listener.expect(Event::VoiceSoundboardPlay).await;
 
     // Denied USE_SOUNDBOARD in the channel: connected, but 403.
-    app.overwrite(&owner, &s.voice, Overwrite::Member(&muted.id), 0, USE_SOUNDBOARD)
-        .await;
+    app.overwrite(
+        &owner,
+        &s.voice,
+        Overwrite::Member(&muted.id),
+        0,
+        USE_SOUNDBOARD,
+    )
+    .await;
     let _muted_voice = join_voice(&app, &muted, &s.id, &s.voice).await;
     let r = play(&app, &muted, &s.voice, &sound).await;
     assert_eq!(r.status().as_u16(), 403, "{}", r.text().await.unwrap());
