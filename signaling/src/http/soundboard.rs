@@ -63,9 +63,9 @@ pub async fn list(
 /// at most 48 sounds per server.
 #[utoipa::path(post, path = "/servers/{server_id}/soundboard-sounds", tag = "soundboard", security(("bearer" = [])),
     params(("server_id" = String, Path), UploadQuery),
-    request_body(description = "The audio file", content(
-        (AudioBytes = "audio/ogg"), (AudioBytes = "audio/mpeg"), (AudioBytes = "audio/wav"),
-        (AudioBytes = "application/octet-stream"))),
+    // One media type in the description: the server reads the bytes whatever the request's
+    // Content-Type says (audio/ogg, audio/mpeg and audio/wav are as welcome).
+    request_body(description = "The audio file", content = AudioBytes, content_type = "application/octet-stream"),
     responses((status = 201, body = Sound), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn upload(
