@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, launchBrowser, twoInVoice, inboundAudioFrom, uniqueName, waitFor, sleep, snap } from './lib.mjs';
+import { startServer, launchBrowser, twoInVoice, inboundAudioFrom, uniqueName, waitFor, sleep, snap, axeViolations } from './lib.mjs';
 
 /** A mono 16-bit PCM WAV at `rate` Hz: `ms` of a sine at `hz` (0: silence). */
 function wav({ ms, hz, rate = 48000, amplitude = 0.6 }) {
@@ -74,10 +74,13 @@ test('a soundboard sound is heard by the other member, with a notice of who play
   await dlg.getByLabel('Name').fill('beep');
   await dlg.getByTestId('sound-upload').click();
   await dlg.locator('[data-testid="sound-row"]').filter({ hasText: 'beep' }).waitFor({ timeout: 10_000 });
+  assert.deepEqual(await axeViolations(pa, { include: '[data-testid="server-settings-dialog"]' }), [], 'the Soundboard tab is accessible');
   await dlg.getByRole('button', { name: 'Close', exact: true }).click();
 
   // A plays it from the voice panel; B hears it and sees who played it.
   await pa.getByTestId('soundboard-toggle').click();
+  await pa.getByTestId('soundboard-grid').getByRole('button', { name: 'Play beep' }).waitFor();
+  assert.deepEqual(await axeViolations(pa, { include: '.voice-panel' }), [], 'the voice panel with the soundboard is accessible');
   const before = await inboundAudioFrom(B.b.page, A.id);
   await pa.getByRole('button', { name: 'Play beep' }).click();
   await B.b.page.getByTestId('soundboard-notice').filter({ hasText: 'beep' }).waitFor({ timeout: 5_000 });

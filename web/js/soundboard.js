@@ -221,7 +221,7 @@ function soundboardTab(s, view, panel) {
               src.start();
             } catch (e) { showError(e); }
           } }),
-        manage ? h('button', { type: 'button', class: 'btn danger small', text: 'Delete', 'aria-label': `Delete sound ${snd.name}`, 'data-testid': 'sound-delete',
+        manage ? h('button', { type: 'button', class: 'btn secondary small', text: 'Delete', 'aria-label': `Delete sound ${snd.name}`, 'data-testid': 'sound-delete',
           onclick: async () => {
             showError(null);
             try { await ctx.api.deleteSound(s.id, snd.id); } catch (e) { showError(e); }
@@ -246,7 +246,7 @@ function uploadForm(s, showError) {
     const f = file.files && file.files[0];
     if (f && !name.value) name.value = f.name.replace(/\.[^.]+$/, '').slice(0, 32);
   });
-  const submit = h('button', { type: 'submit', class: 'btn small', text: 'Upload', 'data-testid': 'sound-upload' });
+  const submit = h('button', { type: 'submit', class: 'btn primary small', text: 'Upload', 'data-testid': 'sound-upload' });
   const form = h('form', { class: 'sound-upload', 'aria-label': 'Upload a sound', 'data-testid': 'sound-upload-form' },
     h('p', { class: 'muted small', text: 'Ogg/Opus, MP3 or WAV; at most 5.2 seconds and 512 KiB.' }),
     h('label', { for: 'sound-file', class: 'small', text: 'Sound file' }), file,
