@@ -252,6 +252,24 @@ async fn plays_need_the_channel_the_permission_and_respect_the_rate_limit() {
     assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap());
     listener.expect(Event::VoiceSoundboardPlay).await;
 
+    // Server-muted by a moderator: refused (after the bucket refilled, so it is not a 429).
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (st, body) = app
+        .patch(
+            &format!("/servers/{}/members/{}", s.id, player.id),
+            &owner.token,
+            json!({"mute": true}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    listener
+        .expect_where(Event::VoiceStateUpdate, |d| {
+            d["user_id"] == player.id.as_str() && d["mute"] == true
+        })
+        .await;
+    let r = play(&app, &player, &s.voice, &sound).await;
+    assert_eq!(r.status().as_u16(), 403, "{}", r.text().await.unwrap());
+
     // Denied USE_SOUNDBOARD in the channel: connected, but 403.
     app.overwrite(
         &owner,
