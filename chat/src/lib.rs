@@ -38,6 +38,7 @@ pub mod relationships;
 pub mod roles;
 pub mod servers;
 pub mod snowflake;
+pub mod soundboard;
 pub mod voice;
 pub mod workers;
 

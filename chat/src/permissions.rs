@@ -46,6 +46,8 @@ bitflags::bitflags! {
         const MANAGE_NICKNAMES = 1 << 27;
         const MANAGE_ROLES = 1 << 28;
         const MODERATE_MEMBERS = 1 << 40;
+        /// Play the server's soundboard sounds into a voice channel (SPEAK is needed too).
+        const USE_SOUNDBOARD = 1 << 42;
     }
 }
 
@@ -102,6 +104,7 @@ pub const CHANGE_NICKNAME: Permissions = Permissions::CHANGE_NICKNAME;
 pub const MANAGE_NICKNAMES: Permissions = Permissions::MANAGE_NICKNAMES;
 pub const MANAGE_ROLES: Permissions = Permissions::MANAGE_ROLES;
 pub const MODERATE_MEMBERS: Permissions = Permissions::MODERATE_MEMBERS;
+pub const USE_SOUNDBOARD: Permissions = Permissions::USE_SOUNDBOARD;
 
 /// `|` for constants (operators are not `const`).
 const fn union(all: &[Permissions]) -> Permissions {
@@ -130,6 +133,7 @@ pub const EVERYONE_DEFAULT: Permissions = union(&[
     SPEAK,
     VIDEO,
     CHANGE_NICKNAME,
+    USE_SOUNDBOARD,
 ]);
 
 /// What every recipient may do in a DM or group DM: read, write, react; never moderate
@@ -148,6 +152,7 @@ pub const TIMEOUT_REVOKES: Permissions = union(&[
     SEND_MESSAGES,
     ADD_REACTIONS,
     SPEAK,
+    USE_SOUNDBOARD,
     CONNECT,
     VIDEO,
     CREATE_INVITE,
@@ -289,7 +294,7 @@ mod tests {
         }
 
         #[test]
-        fn member_overwrite_beats_roles((mut m, mut o) in context(), bit in 0u32..41) {
+        fn member_overwrite_beats_roles((mut m, mut o) in context(), bit in 0u32..43) {
             let p = Permissions::from_bits_retain(1i64 << bit);
             prop_assume!(p.intersects(ALL) && p != ADMINISTRATOR);
             m.is_owner = false;
@@ -307,7 +312,7 @@ mod tests {
         }
 
         #[test]
-        fn role_allow_beats_everyone_deny((mut m, mut o) in context(), bit in 0u32..41) {
+        fn role_allow_beats_everyone_deny((mut m, mut o) in context(), bit in 0u32..43) {
             let p = Permissions::from_bits_retain(1i64 << bit);
             prop_assume!(p.intersects(ALL) && p != ADMINISTRATOR && !p.intersects(TIMEOUT_REVOKES));
             m.is_owner = false;
@@ -361,8 +366,8 @@ mod tests {
 
     #[test]
     fn bit_values_match_the_documented_ones() {
-        assert_eq!(ALL.bits(), 0x100_1DF3_EFFF);
+        assert_eq!(ALL.bits(), 0x500_1DF3_EFFF);
         assert_eq!(MODERATE_MEMBERS.bits(), 1_099_511_627_776);
-        assert_eq!(EVERYONE_DEFAULT.bits(), 0x431_CE41);
+        assert_eq!(EVERYONE_DEFAULT.bits(), 0x400_0431_CE41);
     }
 }

@@ -26,9 +26,13 @@ pub enum ApiError {
     Chat(ChatError),
     BadRequest(String),
     PayloadTooLarge,
+    /// A body over a route's own limit, which the message names.
+    TooLarge(String),
     UnsupportedMediaType,
     Unauthorized(&'static str),
-    RateLimited { retry_after: f64 },
+    RateLimited {
+        retry_after: f64,
+    },
     Unavailable(&'static str),
 }
 
@@ -106,6 +110,7 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 body(40005, "request body too large".into()),
             ),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, body(40005, m)),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 body(50109, "expected Content-Type: application/json".into()),

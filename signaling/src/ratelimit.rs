@@ -48,6 +48,12 @@ pub const TYPING: Bucket = Bucket {
     capacity: 10.0,
     period: Duration::from_secs(10),
 };
+/// Soundboard plays, per user: one every 2 s, three in a burst.
+pub const SOUNDBOARD: Bucket = Bucket {
+    name: "soundboard",
+    capacity: 3.0,
+    period: Duration::from_secs(6),
+};
 /// Everything else, per user (or IP).
 pub const API: Bucket = Bucket {
     name: "api",
@@ -77,7 +83,7 @@ pub struct RateLimiter {
 }
 
 /// Every bucket, to find one by the name another node sent.
-pub const ALL: [Bucket; 5] = [AUTH, MESSAGES, TYPING, API, IDENTIFY];
+pub const ALL: [Bucket; 6] = [AUTH, MESSAGES, TYPING, SOUNDBOARD, API, IDENTIFY];
 
 /// How often a cluster node tells the others what its buckets admitted.
 pub const SHARE_EVERY: Duration = Duration::from_millis(100);
@@ -308,6 +314,14 @@ pub async fn message_bucket(State(state): State<AppState>, req: Request, next: N
     } else {
         next.run(req).await
     }
+}
+
+pub async fn soundboard_bucket(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    limit(state, SOUNDBOARD, false, req, next).await
 }
 
 pub async fn typing_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {

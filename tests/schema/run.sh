@@ -76,6 +76,7 @@ cat >"$TMP/schemathesis.toml" <<TOML
 "path.overwrite_id" = "$ROLE_ID"
 "path.code" = "$INVITE_CODE"
 "path.session_id" = "$SESSION_ID"
+"path.sound_id" = "$SOUND_ID"
 TOML
 
 # Left out: operations that end the fixture itself (the token's own session, the server,

@@ -90,14 +90,16 @@ export class Api {
 
   async _fetch(method, path, body, auth, extraHeaders) {
     const headers = { Accept: 'application/json', ...(extraHeaders || {}) };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    // A Blob (a file) goes as it is, with its own type; anything else as JSON.
+    const raw = typeof Blob !== 'undefined' && body instanceof Blob;
+    if (body !== undefined) headers['Content-Type'] = raw ? (body.type || 'application/octet-stream') : 'application/json';
     if (auth && this.token) headers.Authorization = `Bearer ${this.token}`;
     let res;
     try {
       res = await fetch(this.base + path, {
         method,
         headers,
-        body: body !== undefined ? JSON.stringify(body) : undefined,
+        body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
       });
     } catch (e) {
       throw new ApiError(0, { code: 0, message: 'Network error: cannot reach the server' });
@@ -293,6 +295,26 @@ export class Api {
   /** A member's: suppress false invites to speak, true moves to the audience (MUTE_MEMBERS). */
   updateVoiceState(serverId, userId, channelId, suppress) { return this.patch(`/servers/${serverId}/voice-states/${userId}`, { channel_id: channelId, suppress }); }
   invites(serverId) { return this.get(`/servers/${serverId}/invites`); }
+
+  // --- soundboard (docs/soundboard.md)
+  sounds(serverId) { return this.get(`/servers/${serverId}/soundboard-sounds`); }
+  /** Uploads a sound file (a Blob) with its name, optional emoji and volume 0..1. */
+  uploadSound(serverId, file, { name, emoji, volume } = {}) {
+    const q = new URLSearchParams({ name: name || '' });
+    if (emoji) q.set('emoji', emoji);
+    if (volume != null) q.set('volume', String(volume));
+    return this.request('POST', `/servers/${serverId}/soundboard-sounds?${q}`, file);
+  }
+  deleteSound(serverId, soundId) { return this.del(`/servers/${serverId}/soundboard-sounds/${soundId}`); }
+  playSound(channelId, soundId) { return this.request('POST', `/channels/${channelId}/soundboard/play`, { sound_id: soundId }, { retry: false }); }
+  /** A sound's audio as an ArrayBuffer. */
+  async soundAudio(serverId, soundId) {
+    const path = `/servers/${serverId}/soundboard-sounds/${soundId}/audio`;
+    let res = await this._fetch('GET', path, undefined, true, { Accept: 'audio/*' });
+    if (res.status === 401 && this.refreshToken && await this.refresh()) res = await this._fetch('GET', path, undefined, true, { Accept: 'audio/*' });
+    if (!res.ok) throw new ApiError(res.status, await Api._parse(res));
+    return res.arrayBuffer();
+  }
   revokeInvite(code, reason) { return this.admin('DELETE', `/invites/${encodeURIComponent(code)}`, undefined, reason); }
 
   // --- reactions and pins

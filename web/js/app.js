@@ -22,6 +22,7 @@ import { joinVoice, renderVoicePanel } from './voice-panel.js';
 import { parseInviteCode, joinServerDialog, onServerCreate } from './dialogs.js';
 import { rememberVoiceChannel, offerVoiceRejoin, leaveForUnload } from './rejoin.js';
 import { closeDrawers } from './drawers.js';
+import { initSoundboard } from './soundboard.js';
 
 setPendingInvite(parseInviteCode(location.pathname.startsWith('/invite/') ? location.pathname : ''));
 
@@ -48,6 +49,7 @@ function startApp() {
     });
     setVoice(v);
     window.confabVoice = v;
+    initSoundboard({ api, store, gateway, voice: v, rerender: () => renderVoicePanel() });
     let lastVoiceError = null;
     v.onChange(() => {
       rememberVoiceChannel();

@@ -102,6 +102,10 @@ export function canOpenServerSettings(serverId) {
 
 const TABS = [['roles', 'Roles'], ['members', 'Members'], ['invites', 'Invites'], ['bans', 'Bans'], ['audit', 'Audit log']];
 
+// Tabs other modules add (the soundboard): [id, label, renderer(server, view, panel)].
+const extraTabs = [];
+export function addSettingsTab(id, label, renderer) { extraTabs.push([id, label, renderer]); }
+
 export function serverSettingsDialog(initialTab = 'roles') {
   const s = store.server;
   if (!s) return Promise.resolve();
@@ -110,11 +114,13 @@ export function serverSettingsDialog(initialTab = 'roles') {
   const tablist = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Server settings sections' });
   const panel = h('div', { class: 'tab-panel', role: 'tabpanel', 'data-testid': 'settings-panel' });
   const renderers = { roles: rolesTab, members: membersTab, invites: invitesTab, bans: bansTab, audit: auditTab };
+  for (const [id, , fn] of extraTabs) renderers[id] = fn;
+  const tabs = [...TABS, ...extraTabs.map(([id, label]) => [id, label])];
   let refresh = null;  // the current tab's live-refresh hook
   const show = (tab) => {
     view.tab = tab;
     clear(tablist);
-    for (const [id, label] of TABS) {
+    for (const [id, label] of tabs) {
       tablist.append(h('button', {
         type: 'button', role: 'tab', class: `tab${id === tab ? ' active' : ''}`, id: `tab-${id}`,
         'aria-selected': String(id === tab), 'data-testid': `tab-${id}`, text: label,

@@ -42,6 +42,7 @@ export const PERMISSIONS = [
   ['MANAGE_NICKNAMES', 27, 'Manage nicknames'],
   ['MANAGE_ROLES', 28, 'Manage roles'],
   ['MODERATE_MEMBERS', 40, 'Time out members'],
+  ['USE_SOUNDBOARD', 42, 'Use soundboard'],
 ].map(([name, bit, label]) => ({ name, bit, label, value: 1n << BigInt(bit) }));
 export const PERM = Object.fromEntries(PERMISSIONS.map((p) => [p.name, p.value]));
 const ALL_PERMS = PERMISSIONS.reduce((a, p) => a | p.value, 0n);

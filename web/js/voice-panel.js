@@ -5,6 +5,7 @@ import { PERM } from './state.js';
 import { h, add, clear, toast } from './dom.js';
 import { icon } from './icons.js';
 import { stagePanelButtons } from './stage.js';
+import { soundboardButton, soundboardGrid } from './soundboard.js';
 
 export async function joinVoice(c) {
   if (!voice) return;
@@ -62,9 +63,11 @@ export function renderVoicePanel() {
       h('button', { class: `icon-btn toggle${voice.selfDeaf ? ' on' : ''}`, 'aria-label': voice.selfDeaf ? 'Undeafen' : 'Deafen', 'aria-pressed': String(voice.selfDeaf), 'data-testid': 'voice-deafen', title: voice.selfDeaf ? 'Undeafen' : 'Deafen', onclick: () => voice.toggleDeaf() }, icon(voice.selfDeaf ? 'headphonesOff' : 'headphones')),
       videoButton('camera'),
       videoButton('screen'),
+      soundboardButton(),
       h('button', { class: `icon-btn${voiceSettingsOpen ? ' on' : ''}`, 'aria-label': 'Voice settings', 'aria-expanded': String(voiceSettingsOpen), 'data-testid': 'voice-settings', onclick: toggleVoiceSettings }, icon('gear')),
       h('button', { class: 'icon-btn danger', 'aria-label': 'Leave voice channel', 'data-testid': 'voice-leave', title: 'Disconnect', onclick: () => voice.leave() }, icon('leave'))),
     stagePanelButtons(c, store.me && store.voiceStates.get(store.me.id)),
+    soundboardGrid(),
     voice.pushToTalk ? h('div', { class: `ptt muted small${voice.pttActive ? ' active' : ''}`, 'data-testid': 'ptt-indicator', text: voice.pttActive ? 'Transmitting…' : `Push to talk: hold ${keyName(voice.pushToTalkKey)}` }) : null,
   );
   // participants with per-user volume

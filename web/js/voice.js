@@ -98,6 +98,8 @@ export class Voice {
     this.timeline = {};
     this.firstPacket = {};
     this.listenOnly = false;
+    this.soundTrack = null;      // set by the soundboard while a sound plays (setSoundTrack)
+    this.soundUnmute = false;    // self-mute lifted on the server while that sound plays
 
     this._micTx = null;          // the microphone's sendonly transceiver
     this._micChain = Promise.resolve();
@@ -285,7 +287,7 @@ export class Voice {
     const d = {
       server_id: this.serverId,
       channel_id: this.channelId,
-      self_mute: this.selfMute,
+      self_mute: this.selfMute && !this.soundUnmute,
       self_deaf: this.selfDeaf,
       self_video: this.cameraOn,
       self_stream: this.screenOn,
@@ -450,7 +452,8 @@ export class Voice {
     // The microphone is on the sender only while it may be heard (not muted, deafened or
     // push-to-talk released): a muted user sends nothing at all. Listen-only: never a track.
     const track = this.micTrack;
-    this._micTx = pc.addTransceiver(track && this._micOn() ? track : 'audio', {
+    const first = this.soundTrack || (track && this._micOn() ? track : null);
+    this._micTx = pc.addTransceiver(first || 'audio', {
       direction: 'sendonly', streams: this.stream ? [this.stream] : [],
     });
     for (let i = 0; i < slotCount; i++) pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -651,10 +654,25 @@ export class Voice {
     this._micChain = this._micChain.then(async () => {
       const tx = this._micTx;
       if (!tx || !this.pc || this.pc.signalingState === 'closed') return;
-      const want = this._micOn() ? this.micTrack : null;
+      // A soundboard sound being played goes out on the microphone's sender, mixed with the
+      // microphone (soundboard.js), whatever the mute state: the server checked the play.
+      const want = this.soundTrack || (this._micOn() ? this.micTrack : null);
       if (tx.sender.track !== want) await tx.sender.replaceTrack(want);
     }).catch((e) => console.warn('microphone replaceTrack', e));
     return this._micChain;
+  }
+
+  /** The soundboard's mix of microphone and sound while one plays (null: the plain microphone). */
+  setSoundTrack(track) {
+    this.soundTrack = track || null;
+    // The SFU drops a self-muted member's audio: while a sound plays, a muted member shows as
+    // unmuted (its microphone stays off, silent in the mix) so that the sound is heard.
+    const lift = !!this.soundTrack && this.selfMute && !this.selfDeaf;
+    if (lift !== this.soundUnmute) {
+      this.soundUnmute = lift;
+      if (this.channelId) this._sendState();
+    }
+    return this._syncMicSender();
   }
 
   setMute(muted) {

@@ -78,6 +78,10 @@ events! {
     VoiceRenegotiate => "VOICE_RENEGOTIATE",
     VoiceChannelMove => "VOICE_CHANNEL_MOVE",
     VoiceReconnect => "VOICE_RECONNECT",
+    SoundboardSoundCreate => "SOUNDBOARD_SOUND_CREATE",
+    SoundboardSoundDelete => "SOUNDBOARD_SOUND_DELETE",
+    /// A member played a soundboard sound into a voice channel.
+    VoiceSoundboardPlay => "VOICE_SOUNDBOARD_PLAY",
 }
 
 impl std::fmt::Display for Event {

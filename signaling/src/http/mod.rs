@@ -12,6 +12,7 @@ pub mod read_states;
 pub mod relationships;
 pub mod roles;
 pub mod servers;
+pub mod soundboard;
 pub mod users;
 pub mod voice_states;
 pub mod web;
@@ -42,7 +43,7 @@ pub const MAX_BODY: usize = 64 * 1024;
     info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"))
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"))
 )]
 struct ApiDoc;
 
@@ -83,6 +84,16 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             ratelimit::typing_bucket,
+        ));
+    // A sound is larger than any JSON body: its upload gets a limit of its own.
+    let sound_upload_routes = OpenApiRouter::new()
+        .routes(routes!(soundboard::list, soundboard::upload))
+        .layer(DefaultBodyLimit::max(soundboard::MAX_UPLOAD));
+    let sound_play_routes = OpenApiRouter::new()
+        .routes(routes!(soundboard::play))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::soundboard_bucket,
         ));
     let general = OpenApiRouter::new()
         .routes(routes!(auth::logout))
@@ -128,6 +139,10 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             channels::edit,
             channels::delete_message
         ))
+        .routes(routes!(soundboard::delete))
+        .routes(routes!(soundboard::audio))
+        .merge(sound_upload_routes)
+        .merge(sound_play_routes)
         .merge(message_routes)
         .merge(typing_routes)
         .layer(middleware::from_fn_with_state(

@@ -159,6 +159,33 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
         "/servers/{server_id}/voice-states/{user_id}",
         [404, 403, 204, 204],
     ),
+    // The soundboard: members list and download; MANAGE_SERVER uploads and deletes.
+    (
+        "get",
+        "/servers/{server_id}/soundboard-sounds",
+        [404, 200, 200, 200],
+    ),
+    (
+        "post",
+        "/servers/{server_id}/soundboard-sounds",
+        [404, 403, 201, 201],
+    ),
+    (
+        "delete",
+        "/servers/{server_id}/soundboard-sounds/{sound_id}",
+        [404, 403, 204, 204],
+    ),
+    (
+        "get",
+        "/servers/{server_id}/soundboard-sounds/{sound_id}/audio",
+        [404, 200, 200, 200],
+    ),
+    // Playing needs USE_SOUNDBOARD and SPEAK in the voice channel the caller is connected to.
+    (
+        "post",
+        "/channels/{channel_id}/soundboard/play",
+        [404, 403, 204, 204],
+    ),
     ("post", "/servers/{server_id}/invites", [404, 403, 201, 201]),
     ("get", "/servers/{server_id}/invites", [404, 403, 200, 200]),
     // Anyone with the code may look and join (another server here, so nobody's role changes).
@@ -297,6 +324,8 @@ struct Req {
     token: String,
     /// The fresh user this request acts on; reused by the next actor when it is refused.
     spare: Option<(&'static str, User)>,
+    /// A raw (non-JSON) body: its content type and bytes.
+    raw: Option<(&'static str, Vec<u8>)>,
 }
 
 impl World {
@@ -393,6 +422,7 @@ impl World {
         let mut token = me.token.clone();
         let mut body = None;
         let mut spare = None;
+        let mut raw = None;
         let mut p: HashMap<&str, String> = HashMap::from([
             ("server_id", self.sid.clone()),
             ("channel_id", self.text.clone()),
@@ -540,6 +570,20 @@ impl World {
                 body = Some(json!({"channel_id": self.stage, "suppress": false}));
                 p.insert("user_id", t.id);
             }
+            ("post", "/servers/{server_id}/soundboard-sounds") => {
+                raw = Some(("audio/wav", crate::soundboard::tone_wav(300)));
+            }
+            ("delete", "/servers/{server_id}/soundboard-sounds/{sound_id}")
+            | ("get", "/servers/{server_id}/soundboard-sounds/{sound_id}/audio") => {
+                p.insert("sound_id", self.sound().await);
+            }
+            ("post", "/channels/{channel_id}/soundboard/play") => {
+                if matches!(actor, Actor::Below | Actor::With) {
+                    self.in_voice(me, &self.lounge).await;
+                }
+                p.insert("channel_id", self.lounge.clone());
+                body = Some(json!({"sound_id": self.sound().await}));
+            }
             ("post", "/servers/{server_id}/invites") => body = Some(json!({})),
             ("get", "/invites/{code}") | ("post", "/invites/{code}") => {
                 p.insert("code", self.other_invite.clone());
@@ -599,13 +643,37 @@ impl World {
         for (k, v) in &p {
             path = path.replace(&format!("{{{k}}}"), v);
         }
+        if raw.is_some() {
+            // An upload names its sound in the query string.
+            path.push_str("?name=mx");
+        }
         assert!(!path.contains('{'), "unfilled parameter in {path}");
         Req {
             path,
             body,
             token,
             spare,
+            raw,
         }
+    }
+
+    /// A new soundboard sound uploaded by the owner.
+    async fn sound(&self) -> String {
+        let resp = self
+            .app
+            .http
+            .post(
+                self.app
+                    .url(&format!("/servers/{}/soundboard-sounds?name=mx", self.sid)),
+            )
+            .bearer_auth(&self.owner.token)
+            .body(crate::soundboard::tone_wav(200))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let v: Value = resp.json().await.unwrap();
+        v["id"].as_str().unwrap().to_string()
     }
 
     async fn role_position(&self, role_id: &str) -> i64 {
@@ -745,10 +813,27 @@ async fn every_endpoint_answers_each_role_exactly() {
         for (actor, want) in ACTORS.iter().zip(want) {
             let req = w.prepare(method, template, *actor).await;
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let (got, body) = w
-                .app
-                .request(m, &req.path, Some(&req.token), req.body)
-                .await;
+            let (got, body) = match req.raw {
+                Some((content_type, bytes)) => {
+                    let resp = w
+                        .app
+                        .http
+                        .request(m, w.app.url(&req.path))
+                        .bearer_auth(&req.token)
+                        .header("content-type", content_type)
+                        .body(bytes)
+                        .send()
+                        .await
+                        .expect("request");
+                    let got = resp.status().as_u16();
+                    (got, resp.json().await.unwrap_or(Value::Null))
+                }
+                None => {
+                    w.app
+                        .request(m, &req.path, Some(&req.token), req.body)
+                        .await
+                }
+            };
             if !(200..300).contains(&got) {
                 *w.spare.lock().unwrap() = req.spare;
             }
