@@ -47,8 +47,9 @@ function receivedShare(page, user) {
 function allInbound(page) {
   return page.evaluate(async () => {
     const v = window.confabVoice;
+    // Frames, not packets: bandwidth estimation's padding probes arrive on video receivers too.
     let video = 0;
-    (await v.pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') video += s.packetsReceived || 0; });
+    (await v.pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') video += s.framesReceived || 0; });
     return { video, streamSlots: Object.keys(v.streamSlots).length };
   });
 }
@@ -252,7 +253,7 @@ test('B stops watching: the share and its sound stop, the count goes back to 0',
   const v1 = await allInbound(b.b.page);
   await sleep(2000);
   assert.ok((await streamAudioForwarded()) - f1 <= 2, 'no stream sound forwarded after unwatching');
-  assert.ok((await allInbound(b.b.page)).video - v1.video <= 5, 'no screen video after unwatching');
+  assert.ok((await allInbound(b.b.page)).video - v1.video <= 2, 'no screen video after unwatching');
   await waitFor(async () => (await a.b.page.locator('[data-testid="video-tile"][data-local="true"][data-track="screen"] [data-testid="stream-viewers"]').textContent()) === '0 watching',
     { message: 'A sees 0 watching again' });
 });
