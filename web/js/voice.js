@@ -403,10 +403,17 @@ export class Voice {
     if (live) return;
     this.stream = await navigator.mediaDevices.getUserMedia({ audio: this._audioConstraints(), video: false });
     this.listenOnly = false;
+    await this._attachGraph();  // voice-devices.js: suppression, gate and meter
     this._applyMicEnabled();
   }
 
   get micTrack() { return this.stream ? this.stream.getAudioTracks()[0] || null : null; }
+  /** What goes on the sender: the processed track (voice-audio.js) while its graph runs, else
+   * the microphone's own. */
+  get sendTrack() {
+    const g = this.micGraph;
+    return g && g.running && this.micTrack ? g.track : this.micTrack;
+  }
 
   /** The TURN servers for a new pc, reused until a minute before their credentials expire.
    * [] when the server has none, or when asking fails (direct UDP is tried anyway). */
@@ -449,7 +456,7 @@ export class Voice {
     this._setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
     // The microphone is on the sender only while it may be heard (not muted, deafened or
     // push-to-talk released): a muted user sends nothing at all. Listen-only: never a track.
-    const track = this.micTrack;
+    const track = this.sendTrack;
     this._micTx = pc.addTransceiver(track && this._micOn() ? track : 'audio', {
       direction: 'sendonly', streams: this.stream ? [this.stream] : [],
     });
@@ -586,7 +593,7 @@ export class Voice {
 
   _teardown({ keepStream = false } = {}) {
     this._closePc();
-    if (!keepStream && this.stream) { for (const t of this.stream.getTracks()) t.stop(); this.stream = null; }
+    if (!keepStream && this.stream) { for (const t of this.stream.getTracks()) t.stop(); this.stream = null; this._closeGraph(); }
     this._endVideo();
     this.channelId = null;
     this.serverId = null;
@@ -644,6 +651,7 @@ export class Voice {
   _applyMicEnabled() {
     const t = this.micTrack;
     if (t) t.enabled = this._micOn();
+    if (this.micGraph) this.micGraph.setGate({ pttOpen: this._micOn() });
     this._syncMicSender();
   }
 
@@ -651,7 +659,7 @@ export class Voice {
     this._micChain = this._micChain.then(async () => {
       const tx = this._micTx;
       if (!tx || !this.pc || this.pc.signalingState === 'closed') return;
-      const want = this._micOn() ? this.micTrack : null;
+      const want = this._micOn() ? this.sendTrack : null;
       if (tx.sender.track !== want) await tx.sender.replaceTrack(want);
     }).catch((e) => console.warn('microphone replaceTrack', e));
     return this._micChain;
