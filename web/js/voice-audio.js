@@ -34,7 +34,12 @@ export class MicGraph {
   static async create(onMeter) {
     if (typeof AudioWorkletNode === 'undefined') throw new Error('no AudioWorklet');
     const g = new MicGraph(onMeter);
-    await g.ctx.audioWorklet.addModule('/js/voice-level-worklet.js');
+    try {
+      await g.ctx.audioWorklet.addModule('/js/voice-level-worklet.js');
+    } catch (e) {
+      g.ctx.close().catch(() => {});
+      throw e;
+    }
     g.gate = new AudioWorkletNode(g.ctx, 'confab-gate', { numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1] });
     g.gate.port.onmessage = (e) => { g.meter = e.data; if (g.onMeter) g.onMeter(e.data); };
     g.gate.connect(g.dest);

@@ -129,7 +129,13 @@ function voiceSettingsBox() {
   const mode = (value, label) => {
     const r = h('input', { type: 'radio', name: 'voice-mode', value, id: `voice-mode-${value}`, 'data-testid': `voice-mode-${value}` });
     r.checked = voice.voiceMode === value;
-    r.addEventListener('change', () => { if (r.checked) voice.setVoiceMode(value); });
+    // Shown at once: the panel is not rebuilt while focus is in one of its inputs.
+    r.addEventListener('change', () => {
+      if (!r.checked) return;
+      voice.setVoiceMode(value);
+      keyBtn.hidden = value !== 'ptt';
+      vad.hidden = value === 'ptt';
+    });
     return h('span', { class: 'radio' }, r, h('label', { for: `voice-mode-${value}`, text: label }));
   };
   const keyBtn = h('button', { type: 'button', class: 'btn secondary small', 'aria-label': 'Change push-to-talk key', text: `Key: ${keyName(voice.pushToTalkKey)}` });
@@ -142,14 +148,17 @@ function voiceSettingsBox() {
     };
     window.addEventListener('keydown', onKey, true);
   });
+  keyBtn.hidden = !voice.pushToTalk;
+  const vad = sensitivityBox();
+  vad.hidden = voice.pushToTalk;
   return h('div', { class: 'voice-settings', 'data-testid': 'voice-settings-box' },
     h('label', { class: 'small' }, 'Microphone', mic),
     h('label', { class: 'small' }, 'Speaker', spk),
     h('label', { class: 'small' }, 'Noise suppression', suppressionSelect()),
     h('fieldset', { class: 'voice-mode small', 'data-testid': 'voice-mode' },
       h('legend', { text: 'Input mode' }),
-      h('div', { class: 'ptt-row' }, mode('vad', 'Voice activity'), mode('ptt', 'Push to talk'), voice.pushToTalk ? keyBtn : null)),
-    voice.pushToTalk ? null : sensitivityBox());
+      h('div', { class: 'ptt-row' }, mode('vad', 'Voice activity'), mode('ptt', 'Push to talk'), keyBtn)),
+    vad);
 }
 
 function suppressionSelect() {
