@@ -191,14 +191,14 @@ function sensitivityBox() {
   const mark = h('div', { class: 'meter-mark' });
   const meter = h('div', { class: 'mic-meter', role: 'meter', 'aria-label': 'Input level', 'aria-valuemin': '-100', 'aria-valuemax': '0', 'data-testid': 'mic-meter' }, fill, mark);
   const show = (m) => {
-    if (!meter.isConnected) { off(); return; }
     fill.style.width = pct(m.level);
     fill.classList.toggle('open', !!m.open);
     mark.style.left = pct(m.threshold);
     meter.setAttribute('aria-valuenow', String(Math.round(m.level)));
     meter.dataset.open = String(!!m.open);
   };
-  const off = voice.onMeter(show);
+  // Until the panel is rebuilt without this meter.
+  const off = voice.onMeter((m) => { if (meter.isConnected) show(m); else off(); });
   if (voice.micGraph && voice.micGraph.meter) show(voice.micGraph.meter);
   else mark.style.left = pct(voice.vadThresholdDb);
   auto.addEventListener('change', () => { slider.disabled = auto.checked; voice.setSensitivity({ auto: auto.checked }); });
