@@ -146,12 +146,13 @@ export class VoiceDevices {
 
   async _reacquireMic() {
     if (!this.stream) return;
-    const old = this.stream;
+    // The old capture stops first: while it is live, Chromium hands out the same device with the
+    // same audio processing, whatever noiseSuppression the new request asks for.
+    for (const t of this.stream.getTracks()) t.stop();
     this.stream = await navigator.mediaDevices.getUserMedia({ audio: this._audioConstraints(), video: false });
     if (this.micGraph) this.micGraph.setSource(this.stream);
     this._applyMicEnabled();
     await this._micChain;
-    for (const t of old.getTracks()) t.stop();
   }
 
   _closeGraph() {
