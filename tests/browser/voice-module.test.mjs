@@ -141,7 +141,7 @@ test('VOICE_RENEGOTIATE adds recvonly slots and offers again', async () => {
 const micOnSender = () => ev(async () => {
   await window.voice._micChain;
   const tx = window.voice.pc.getTransceivers().find((t) => t.direction === 'sendonly' && t.sender.track?.kind !== 'video' && t.mid === window.voice._micTx.mid);
-  return !!tx && tx.sender.track === window.voice.micTrack;
+  return !!tx && tx.sender.track === window.voice.sendTrack && !!window.voice.sendTrack;
 });
 
 test('mute disables the track, takes it off the sender and sends op 4 self_mute; deafen mutes playback', async () => {

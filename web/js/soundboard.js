@@ -89,9 +89,9 @@ class Mixer {
     this.playing = 0;
   }
 
-  /** The current microphone joins the mix (listen-only: none; a muted one is silent). */
+  /** The processed microphone joins the mix (listen-only: none; a muted one is silent). */
   _followMic() {
-    const t = this.voice.micTrack;
+    const t = this.voice.sendTrack;
     if (t === this.micTrack) return;
     if (this.micNode) { try { this.micNode.disconnect(); } catch { /* gone */ } }
     this.micTrack = t;

@@ -129,9 +129,18 @@ function voiceSettingsBox() {
     d.outputs.filter((x) => x.deviceId && x.deviceId !== 'default').map((x, i) => h('option', { value: x.deviceId, text: x.label || `Speaker ${i + 1}` })));
   spk.value = voice.outputDeviceId;
   spk.addEventListener('change', () => voice.setOutputDevice(spk.value));
-  const ptt = h('input', { type: 'checkbox', id: 'ptt-toggle', 'data-testid': 'ptt-toggle' });
-  ptt.checked = voice.pushToTalk;
-  ptt.addEventListener('change', () => voice.setPushToTalk(ptt.checked));
+  const mode = (value, label) => {
+    const r = h('input', { type: 'radio', name: 'voice-mode', value, id: `voice-mode-${value}`, 'data-testid': `voice-mode-${value}` });
+    r.checked = voice.voiceMode === value;
+    // Shown at once: the panel is not rebuilt while focus is in one of its inputs.
+    r.addEventListener('change', () => {
+      if (!r.checked) return;
+      voice.setVoiceMode(value);
+      keyBtn.hidden = value !== 'ptt';
+      vad.hidden = value === 'ptt';
+    });
+    return h('span', { class: 'radio' }, r, h('label', { for: `voice-mode-${value}`, text: label }));
+  };
   const keyBtn = h('button', { type: 'button', class: 'btn secondary small', 'aria-label': 'Change push-to-talk key', text: `Key: ${keyName(voice.pushToTalkKey)}` });
   keyBtn.addEventListener('click', () => {
     keyBtn.textContent = 'Press a key…';
@@ -142,8 +151,62 @@ function voiceSettingsBox() {
     };
     window.addEventListener('keydown', onKey, true);
   });
+  keyBtn.hidden = !voice.pushToTalk;
+  const vad = sensitivityBox();
+  vad.hidden = voice.pushToTalk;
   return h('div', { class: 'voice-settings', 'data-testid': 'voice-settings-box' },
     h('label', { class: 'small' }, 'Microphone', mic),
     h('label', { class: 'small' }, 'Speaker', spk),
-    h('div', { class: 'ptt-row small' }, ptt, h('label', { for: 'ptt-toggle', text: 'Push to talk' }), keyBtn));
+    h('label', { class: 'small' }, 'Noise suppression', suppressionSelect()),
+    h('fieldset', { class: 'voice-mode small', 'data-testid': 'voice-mode' },
+      h('legend', { text: 'Input mode' }),
+      h('div', { class: 'ptt-row' }, mode('vad', 'Voice activity'), mode('ptt', 'Push to talk'), keyBtn)),
+    vad);
+}
+
+function suppressionSelect() {
+  const sel = h('select', { 'aria-label': 'Noise suppression', 'data-testid': 'noise-suppression' },
+    h('option', { value: 'standard', text: 'Standard (RNNoise)' }),
+    h('option', { value: 'browser', text: 'Browser' }),
+    h('option', { value: 'off', text: 'Off' }));
+  sel.value = voice.noiseSuppression;
+  sel.addEventListener('change', () => voice.setNoiseSuppression(sel.value).catch((e) => toast(`Noise suppression: ${e.message}`, 'error')));
+  if (voice.noiseSuppression === 'standard' && voice.suppressionActive === 'browser') {
+    return h('span', {}, sel, h('span', { class: 'muted small', 'data-testid': 'noise-fallback', text: 'Unavailable in this browser: using the browser\'s.' }));
+  }
+  return sel;
+}
+
+// The meter spans -100..0 dBFS, as the threshold slider does.
+const pct = (db) => `${Math.min(100, Math.max(0, db + 100))}%`;
+
+/** Input sensitivity as Discord has it: "Automatically determine", or a threshold slider over a
+ * live meter of the microphone's level (green while the gate is open). */
+function sensitivityBox() {
+  const auto = h('input', { type: 'checkbox', id: 'vad-auto', 'data-testid': 'vad-auto' });
+  auto.checked = voice.vadAuto;
+  const slider = h('input', {
+    type: 'range', min: '-100', max: '0', step: '1', 'aria-label': 'Input sensitivity threshold (dB)',
+    'data-testid': 'vad-threshold', disabled: voice.vadAuto,
+  });
+  slider.value = String(Math.round(voice.vadThresholdDb));
+  const fill = h('div', { class: 'meter-fill', 'data-testid': 'mic-meter-fill' });
+  const mark = h('div', { class: 'meter-mark' });
+  const meter = h('div', { class: 'mic-meter', role: 'meter', 'aria-label': 'Input level', 'aria-valuemin': '-100', 'aria-valuemax': '0', 'data-testid': 'mic-meter' }, fill, mark);
+  const show = (m) => {
+    fill.style.width = pct(m.level);
+    fill.classList.toggle('open', !!m.open);
+    mark.style.left = pct(m.threshold);
+    meter.setAttribute('aria-valuenow', String(Math.round(m.level)));
+    meter.dataset.open = String(!!m.open);
+  };
+  // Until the panel is rebuilt without this meter.
+  const off = voice.onMeter((m) => { if (meter.isConnected) show(m); else off(); });
+  if (voice.micGraph && voice.micGraph.meter) show(voice.micGraph.meter);
+  else mark.style.left = pct(voice.vadThresholdDb);
+  auto.addEventListener('change', () => { slider.disabled = auto.checked; voice.setSensitivity({ auto: auto.checked }); });
+  slider.addEventListener('input', () => voice.setSensitivity({ thresholdDb: Number(slider.value) }));
+  return h('div', { class: 'vad small', 'data-testid': 'vad-box' },
+    h('div', { class: 'ptt-row' }, auto, h('label', { for: 'vad-auto', text: 'Automatically determine input sensitivity' })),
+    meter, slider);
 }

@@ -405,10 +405,17 @@ export class Voice {
     if (live) return;
     this.stream = await navigator.mediaDevices.getUserMedia({ audio: this._audioConstraints(), video: false });
     this.listenOnly = false;
+    await this._attachGraph();  // voice-devices.js: suppression, gate and meter
     this._applyMicEnabled();
   }
 
   get micTrack() { return this.stream ? this.stream.getAudioTracks()[0] || null : null; }
+  /** What goes on the sender: the processed track (voice-audio.js) while its graph runs, else
+   * the microphone's own. */
+  get sendTrack() {
+    const g = this.micGraph;
+    return g && g.running && this.micTrack ? g.track : this.micTrack;
+  }
 
   /** The TURN servers for a new pc, reused until a minute before their credentials expire.
    * [] when the server has none, or when asking fails (direct UDP is tried anyway). */
@@ -451,7 +458,7 @@ export class Voice {
     this._setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
     // The microphone is on the sender only while it may be heard (not muted, deafened or
     // push-to-talk released): a muted user sends nothing at all. Listen-only: never a track.
-    const track = this.micTrack;
+    const track = this.sendTrack;
     const first = this.soundTrack || (track && this._micOn() ? track : null);
     this._micTx = pc.addTransceiver(first || 'audio', {
       direction: 'sendonly', streams: this.stream ? [this.stream] : [],
@@ -589,7 +596,7 @@ export class Voice {
 
   _teardown({ keepStream = false } = {}) {
     this._closePc();
-    if (!keepStream && this.stream) { for (const t of this.stream.getTracks()) t.stop(); this.stream = null; }
+    if (!keepStream && this.stream) { for (const t of this.stream.getTracks()) t.stop(); this.stream = null; this._closeGraph(); }
     this._endVideo();
     this.channelId = null;
     this.serverId = null;
@@ -647,6 +654,7 @@ export class Voice {
   _applyMicEnabled() {
     const t = this.micTrack;
     if (t) t.enabled = this._micOn();
+    if (this.micGraph) this.micGraph.setGate({ pttOpen: this._micOn() });
     this._syncMicSender();
   }
 
@@ -655,8 +663,8 @@ export class Voice {
       const tx = this._micTx;
       if (!tx || !this.pc || this.pc.signalingState === 'closed') return;
       // A soundboard sound being played goes out on the microphone's sender, mixed with the
-      // microphone (soundboard.js), whatever the mute state: the server checked the play.
-      const want = this.soundTrack || (this._micOn() ? this.micTrack : null);
+      // processed microphone (soundboard.js), whatever the mute state: the server checked the play.
+      const want = this.soundTrack || (this._micOn() ? this.sendTrack : null);
       if (tx.sender.track !== want) await tx.sender.replaceTrack(want);
     }).catch((e) => console.warn('microphone replaceTrack', e));
     return this._micChain;
