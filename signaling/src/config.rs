@@ -80,7 +80,7 @@ pub struct Cli {
     #[arg(long, env = "CONFAB_SFU_SEND_WORKERS")]
     pub sfu_send_workers: Option<usize>,
     /// Estimate each video viewer's bandwidth (TWCC) and pick lower simulcast layers when it is
-    /// short. [default: true]
+    /// short; experimental (docs/benchmarks.md, Go Live). [default: false]
     #[arg(long, env = "CONFAB_VIDEO_BWE")]
     pub video_bwe: Option<bool>,
     /// Starting bandwidth estimate suggested to browsers that publish video, kbit/s
@@ -338,7 +338,7 @@ impl Default for Config {
             sfu_fast_path: true,
             sfu_audio_rtx: false,
             sfu_send_workers: 0,
-            video_bwe: true,
+            video_bwe: false,
             video_start_bitrate_kbps: 2_000,
             nats_url: None,
             nats_prefix: "confab".into(),

@@ -91,6 +91,8 @@ pub struct SfuCore {
     metrics: Metrics,
     stats: CoreStats,
     fast_path: bool,
+    /// Bandwidth estimation towards video subscribers is on (`SfuConfig::video_bwe`).
+    video_bwe: bool,
     /// Datagrams written by the fast path, by send lane: sealed and sent by
     /// [`SfuCore::drain_fast`], or handed to send workers with
     /// [`SfuCore::swap_fast_outbox`].
@@ -150,6 +152,7 @@ impl SfuCore {
             metrics: Metrics::new(),
             stats: CoreStats::default(),
             fast_path: config.fast_path,
+            video_bwe: config.video_bwe,
             fast_lanes: Lanes::new(if config.fast_path {
                 config.send_lanes()
             } else {

@@ -397,6 +397,10 @@ impl SfuCore {
                 )
             });
             let mut budget = sub.watch.bwe;
+            // What the chosen layers send and what the views would take unbudgeted: the
+            // estimator probes towards the latter (without it, it never learns there is room
+            // for a larger layer and holds the viewer where it started).
+            let (mut sending, mut wanting) = (0u64, 0u64);
             // (slot index, layer, layers of the track, last keyframe request ≥ 1 s ago)
             type Decision = (usize, Option<usize>, usize, bool);
             let mut decisions: SmallVec<[Decision; 9]> = SmallVec::new();
@@ -409,6 +413,8 @@ impl SfuCore {
                 if let Some(b) = budget.as_mut() {
                     *b = b.saturating_sub(track.layers[layer].bitrate);
                 }
+                sending += track.layers[layer].bitrate;
+                wanting += track.layers[track.fitting_layer(want)].bitrate;
                 let stale = track
                     .last_keyframe_request
                     .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
@@ -417,6 +423,14 @@ impl SfuCore {
             let Some(sub) = self.peers.get_mut(&m) else {
                 continue;
             };
+            if self.video_bwe && bwe_retell(sub.watch.bwe_told, (sending, wanting)) {
+                sub.watch.bwe_told = (sending, wanting);
+                // Headroom over the measured rates: layers' rates vary with the content.
+                sub.link.rtc.bwe().set_bitrate(
+                    str0m::bwe::Bitrate::bps(sending),
+                    str0m::bwe::Bitrate::bps(wanting + wanting / 4),
+                );
+            }
             for (idx, layer, n_layers, stale) in decisions {
                 let slot = &mut sub.watch.slots[idx];
                 if slot.current.is_some_and(|c| c >= n_layers) {
@@ -784,4 +798,11 @@ pub(super) fn apply_video(peer: &mut Peer, v: VideoMedias, max_slots: usize) {
             video::VIDEO_CLOCK,
         )));
     }
+}
+
+/// Whether the rates told to the estimator moved by more than an eighth (the
+/// measured layer rates wobble; re-telling on every wobble is pointless).
+fn bwe_retell(told: (u64, u64), now: (u64, u64)) -> bool {
+    let moved = |a: u64, b: u64| a.abs_diff(b) > a.max(b) / 8;
+    moved(told.0, now.0) || moved(told.1, now.1)
 }

@@ -584,11 +584,6 @@ fn starved_room(bwe: bool) -> Net {
 }
 
 #[test]
-fn bandwidth_estimation_is_on_by_default() {
-    assert!(config().video_bwe);
-}
-
-#[test]
 fn a_short_bandwidth_estimate_keeps_a_large_view_on_a_lower_layer() {
     let layers_seen = |bwe: bool| {
         let mut net = starved_room(bwe);
