@@ -265,11 +265,15 @@ impl SfuCore {
             earliest(Some(peer.link.joined_at + self.connect_timeout));
         }
         earliest(peer.audio.speaking.deadline());
-        // Never due again at this same instant: with bandwidth estimation on, str0m's pacer
+        // With bandwidth estimation on, never due again at this same instant: str0m's pacer
         // can answer a timeout with a timeout at `now` without progressing until the clock
         // moves, and re-driving it at `now` would spin (a millisecond is well below its pacing
         // interval).
-        let deadline = deadline.map(|d| d.max(now + Duration::from_millis(1)));
+        let deadline = if self.video_bwe {
+            deadline.map(|d| d.max(now + Duration::from_millis(1)))
+        } else {
+            deadline
+        };
         if let Some(d) = deadline {
             if peer.link.deadline != Some(d) {
                 peer.link.deadline = Some(d);
