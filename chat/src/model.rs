@@ -157,6 +157,9 @@ pub struct Message {
     pub mention_roles: Vec<RoleId>,
     /// `@everyone`/`@here` by someone with MENTION_EVERYONE.
     pub mention_everyone: bool,
+    /// Files sent with the message, in upload order.
+    #[serde(default)]
+    pub attachments: Vec<crate::files::Attachment>,
 }
 
 /// A server with what a client needs to draw it (READY, SERVER_CREATE).

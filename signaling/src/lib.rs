@@ -204,7 +204,10 @@ async fn start_node(
     let addr = listener.local_addr()?;
     let secret = auth::TokenKeys::load_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
     let worker_holder = format!("{}/{}", config.node_name, uuid::Uuid::new_v4().simple());
-    let chat = Chat::new(pool, 0, &worker_holder);
+    let chat = Chat::new(pool, 0, &worker_holder)
+        .with_file_urls(confab_chat::files::FileUrls::from_secret(&secret));
+    let files = http::files::open_store(&config)?;
+    tracing::info!(store = files.kind(), "file store open");
     let worker = chat
         .lease_worker()
         .await
@@ -251,9 +254,11 @@ async fn start_node(
         metrics,
         pending_gateway: Default::default(),
         db_circuit: Default::default(),
+        files,
         config,
     }));
     spawn_housekeeping(state.clone());
+    http::files::spawn_workers(state.clone());
     if let Some(incoming) = link.incoming {
         tokio::spawn(apply_incoming(state.clone(), incoming));
         tokio::spawn(share_rate_usage(state.clone()));
