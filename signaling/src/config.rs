@@ -298,6 +298,20 @@ pub const MAX_VIDEO_TILES_LIMIT: usize = 25;
 
 const MIB: u64 = 1024 * 1024;
 
+impl Config {
+    /// Where uploaded files live.
+    pub fn file_store(&self) -> confab_files::StoreConfig {
+        match &self.s3 {
+            Some(s3) => confab_files::StoreConfig::S3(s3.clone()),
+            None => confab_files::StoreConfig::Local(
+                self.files_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("files")),
+            ),
+        }
+    }
+}
+
 /// Resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -358,8 +372,10 @@ pub struct Config {
     /// Attachment quotas in bytes (0 = no limit).
     pub user_storage_quota: u64,
     pub server_storage_quota: u64,
-    /// Where uploaded files live.
-    pub files: confab_files::StoreConfig,
+    /// Directory of uploaded files when no bucket is set; None = `<data dir>/files`.
+    pub files_dir: Option<PathBuf>,
+    /// S3-compatible bucket for uploaded files (instead of the directory).
+    pub s3: Option<confab_files::store::S3Config>,
 }
 
 impl Default for Config {
@@ -409,7 +425,8 @@ impl Default for Config {
             max_upload_bytes: 25 * MIB,
             user_storage_quota: 2048 * MIB,
             server_storage_quota: 20480 * MIB,
-            files: confab_files::StoreConfig::Local(PathBuf::from("data").join("files")),
+            files_dir: None,
+            s3: None,
         }
     }
 }
@@ -426,11 +443,6 @@ impl Config {
             None => FileConfig::default(),
         };
         let d = Config::default();
-        let data_dir_for_files = cli
-            .data_dir
-            .clone()
-            .or_else(|| file.data_dir.clone())
-            .unwrap_or_else(|| d.data_dir.clone());
         let cfg = Config {
             bind: cli.bind.or(file.bind).unwrap_or(d.bind),
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
@@ -550,20 +562,18 @@ impl Config {
                 .server_storage_quota_mib
                 .or(file.server_storage_quota_mib)
                 .map_or(d.server_storage_quota, |m| m.saturating_mul(MIB)),
-            files: match cli.s3_bucket.or(file.s3_bucket).filter(|b| !b.is_empty()) {
-                Some(bucket) => confab_files::StoreConfig::S3(confab_files::store::S3Config {
+            files_dir: cli.files_dir.or(file.files_dir),
+            s3: cli
+                .s3_bucket
+                .or(file.s3_bucket)
+                .filter(|b| !b.is_empty())
+                .map(|bucket| confab_files::store::S3Config {
                     bucket,
                     endpoint: cli.s3_endpoint.or(file.s3_endpoint),
                     region: cli.s3_region.or(file.s3_region),
                     access_key_id: cli.s3_access_key_id.or(file.s3_access_key_id),
                     secret_access_key: cli.s3_secret_access_key.or(file.s3_secret_access_key),
                 }),
-                None => confab_files::StoreConfig::Local(
-                    cli.files_dir
-                        .or(file.files_dir)
-                        .unwrap_or_else(|| data_dir_for_files.join("files")),
-                ),
-            },
             turn: crate::turn::TurnSettings::new(
                 &cli.turn_urls.or(file.turn_urls).unwrap_or_default(),
                 cli.turn_secret.or(file.turn_secret).as_deref(),

@@ -696,7 +696,8 @@ pub async fn sweep(state: &AppState) {
 
 /// Opens the configured store.
 pub fn open_store(config: &crate::config::Config) -> anyhow::Result<FileStore> {
-    FileStore::open(&config.files).map_err(|e| anyhow::anyhow!("opening the file store: {e}"))
+    FileStore::open(&config.file_store())
+        .map_err(|e| anyhow::anyhow!("opening the file store: {e}"))
 }
 
 #[cfg(test)]
