@@ -549,3 +549,147 @@ async fn avatars_are_squared_served_and_replaced() {
     assert_eq!(s, 200);
     assert!(user["avatar_url"].is_null());
 }
+
+/// An S3-compatible server (`s3s-fs`, installed by `scripts/install-deps.sh --test`) on a free
+/// port, storing under a fresh directory; killed on drop.
+struct S3Server {
+    child: std::process::Child,
+    root: PathBuf,
+    port: u16,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+async fn s3_server() -> S3Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let root = files_dir("s3");
+    std::fs::create_dir_all(root.join("confab")).unwrap();
+    let child = std::process::Command::new("s3s-fs")
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--access-key",
+            "confab-test",
+            "--secret-key",
+            "confab-test-secret",
+        ])
+        .arg(&root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("s3s-fs (an S3-compatible server; scripts/install-deps.sh --test installs it)");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return S3Server { child, root, port };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("s3s-fs did not start");
+}
+
+#[tokio::test]
+async fn an_s3_bucket_stores_serves_and_deletes_files() {
+    let s3 = s3_server().await;
+    let endpoint = format!("http://127.0.0.1:{}", s3.port);
+    let app = TestApp::spawn_with(|c| {
+        c.s3 = Some(confab_files::store::S3Config {
+            bucket: "confab".into(),
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("confab-test".into()),
+            secret_access_key: Some("confab-test-secret".into()),
+        });
+    })
+    .await;
+    let owner = app.register("s3-user").await;
+    let server = app.server(&owner, "bucket").await;
+    let (mut gw, _) = app.identified(&owner).await;
+    // 12 MiB: three parts of a multipart upload.
+    let big: Vec<u8> = (0..12 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (status, m) = send_files(
+        &app,
+        &owner,
+        &server.text,
+        json!({"content": "to the bucket"}),
+        vec![
+            ("big.bin", "application/octet-stream", big.clone()),
+            ("pic.png", "image/png", png_with_location(1200, 900)),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{m}");
+    let r = fetch(&app, m["attachments"][0]["url"].as_str().unwrap(), None).await;
+    assert_eq!(r.status(), 200);
+    let got = r.bytes().await.unwrap();
+    assert_eq!(got.len(), big.len());
+    assert!(
+        got[..] == big[..],
+        "the bytes come back from the bucket unchanged"
+    );
+    let r = fetch(
+        &app,
+        m["attachments"][0]["url"].as_str().unwrap(),
+        Some("bytes=-10"),
+    )
+    .await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(&r.bytes().await.unwrap()[..], &big[big.len() - 10..]);
+    // The objects are in the bucket's directory, under random keys.
+    let bucket = s3.root.join("confab");
+    let objects: Vec<PathBuf> = stored_files(&bucket)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("attachments"))
+        .collect();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    assert!(objects
+        .iter()
+        .any(|p| std::fs::metadata(p).unwrap().len() == big.len() as u64));
+    // The thumbnail is made from the bucket and stored in it.
+    let updated = gw
+        .expect_where(Event::MessageUpdate, |v| {
+            !v["attachments"][1]["thumbnail_url"].is_null()
+        })
+        .await;
+    let r = fetch(
+        &app,
+        updated["attachments"][1]["thumbnail_url"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let thumb = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (800, 600));
+    // Deleting the message empties the bucket.
+    let id = m["id"].as_str().unwrap();
+    let (s, _) = app
+        .delete(
+            &format!("/channels/{}/messages/{id}", server.text),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(s, 204);
+    wait_until("the bucket is empty", || {
+        let bucket = bucket.clone();
+        async move {
+            stored_files(&bucket).iter().all(|p| {
+                !p.to_string_lossy().contains("attachments")
+                    && !p.to_string_lossy().contains("thumbnails")
+            })
+        }
+    })
+    .await;
+}
