@@ -51,6 +51,8 @@ END $$ LANGUAGE plpgsql;
 CREATE TRIGGER attachments_queue_deletion AFTER DELETE ON attachments
     FOR EACH ROW EXECUTE FUNCTION attachments_queue_deletion();
 
--- Avatars and server icons: a store key (served by /api/v1/files/avatars/… and …/icons/…).
+-- Avatars and server icons: the store key of the uploaded image (served by
+-- /api/v1/avatars/{user_id}/… and /api/v1/icons/{server_id}/…, the URLs kept beside them).
 ALTER TABLE users ADD COLUMN avatar_key TEXT;
-ALTER TABLE servers ADD COLUMN icon_key TEXT;
+ALTER TABLE servers ADD COLUMN icon_key TEXT,
+    ADD COLUMN icon_url TEXT CHECK (icon_url IS NULL OR char_length(icon_url) <= 256);

@@ -443,6 +443,49 @@ impl Chat {
         Ok((updated, old))
     }
 
+    /// Sets (or removes) a server's uploaded icon; needs MANAGE_SERVER. Returns the server and
+    /// the key of the icon it replaced.
+    pub async fn set_server_icon(
+        &self,
+        server: ServerId,
+        by: UserId,
+        icon: Option<(&str, &str)>,
+    ) -> ChatResult<(crate::model::Server, Option<String>)> {
+        let perms = self.server_permissions(server, by).await?;
+        if !permissions::has(perms, permissions::MANAGE_SERVER) {
+            return Err(ChatError::Forbidden("you may not manage this server"));
+        }
+        let mut tx = self.pool.begin().await?;
+        let old: Option<Option<String>> =
+            sqlx::query_scalar("SELECT icon_key FROM servers WHERE id = $1 FOR UPDATE")
+                .bind(server)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let old = old.ok_or(ChatError::NotFound("server"))?;
+        let updated: crate::model::Server = sqlx::query_as(
+            "UPDATE servers SET icon_key = $2, icon_url = $3 WHERE id = $1
+             RETURNING id, name, owner_id, created_at, icon_url",
+        )
+        .bind(server)
+        .bind(icon.map(|a| a.0))
+        .bind(icon.map(|a| a.1))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((updated, old))
+    }
+
+    /// The store key of a server's uploaded icon.
+    pub async fn icon_key(&self, server: ServerId) -> ChatResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT icon_key FROM servers WHERE id = $1")
+                .bind(server)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
     /// The store key of a user's uploaded avatar.
     pub async fn avatar_key(&self, user: UserId) -> ChatResult<Option<String>> {
         Ok(
