@@ -58,6 +58,6 @@ peak=$(hwm)
 stored=$(du -sm "$work/data/files" | cut -f1)
 median=$(printf '%s\n' "${speeds[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 printf 'uploads=%d file_mib=%d stored_mib=%d\n' "$count" "$mib" "$stored"
-printf 'rss_before_mib=%.1f rss_after_mib=%.1f peak_rss_mib=%.1f\n' \
-  "$(echo "$rss_before/1024" | bc -l)" "$(echo "$rss_after/1024" | bc -l)" "$(echo "$peak/1024" | bc -l)"
-printf 'median_mb_per_s=%.1f\n' "$(echo "$median/1000000" | bc -l)"
+awk -v a="$rss_before" -v b="$rss_after" -v p="$peak" \
+  'BEGIN { printf "rss_before_mib=%.1f rss_after_mib=%.1f peak_rss_mib=%.1f\n", a/1024, b/1024, p/1024 }'
+awk -v m="$median" 'BEGIN { printf "median_mb_per_s=%.1f\n", m/1000000 }'
