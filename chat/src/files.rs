@@ -322,13 +322,18 @@ impl Chat {
         .ok_or(ChatError::NotFound("attachment"))
     }
 
-    /// Images still without a thumbnail (oldest first), for the thumbnail worker.
-    pub async fn pending_thumbnails(&self, limit: i64) -> ChatResult<Vec<PendingThumbnail>> {
+    /// Claims up to `limit` images still without a thumbnail (oldest first) for this node's
+    /// thumbnail worker. Nodes of a cluster never take the same one; one left by a node that
+    /// died is taken again after a minute.
+    pub async fn claim_thumbnails(&self, limit: i64) -> ChatResult<Vec<PendingThumbnail>> {
         Ok(sqlx::query_as(
-            "SELECT id, message_id, channel_id, storage_key, size FROM attachments
-             WHERE thumbnail_key IS NULL AND content_type LIKE 'image/%'
-               AND created_at > now() - interval '1 day'
-             ORDER BY id LIMIT $1",
+            "UPDATE attachments SET thumbnail_claimed_at = now() WHERE id IN (
+                 SELECT id FROM attachments
+                 WHERE thumbnail_key IS NULL AND content_type LIKE 'image/%'
+                   AND (thumbnail_claimed_at IS NULL
+                        OR thumbnail_claimed_at < now() - interval '1 minute')
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id, message_id, channel_id, storage_key, size",
         )
         .bind(limit)
         .fetch_all(&self.pool)

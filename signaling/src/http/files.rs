@@ -685,7 +685,7 @@ pub fn spawn_workers(state: AppState) {
                 _ = thumbs.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let pending = match thumbs.chat.pending_thumbnails(workers as i64 * 2).await {
+            let pending = match thumbs.chat.claim_thumbnails(workers as i64 * 2).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::debug!(error = %e, "listing pending thumbnails");
@@ -722,8 +722,8 @@ async fn make_thumbnail(state: &AppState, p: confab_chat::files::PendingThumbnai
     let bytes = match state.files.read_all(&p.storage_key).await {
         Ok(b) => b,
         Err(e) => {
+            // Retried when the claim lapses (the store may be back by then).
             tracing::warn!(error = %e, attachment = %p.id, "reading an image for its thumbnail");
-            let _ = state.chat.thumbnail_failed(p.id).await;
             return;
         }
     };
