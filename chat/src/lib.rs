@@ -24,6 +24,7 @@ pub mod dms;
 pub mod error;
 pub mod ids;
 pub mod invites;
+pub mod link_previews;
 pub mod members;
 pub mod messages;
 pub mod model;

@@ -161,6 +161,18 @@ pub struct Cli {
     /// Open ICE-TCP connections from one IP address at most. [default: 16]
     #[arg(long, env = "CONFAB_ICE_TCP_MAX_PER_IP")]
     pub ice_tcp_max_per_ip: Option<usize>,
+    /// Link previews: fetch OpenGraph/oEmbed metadata of links in messages (docs/link-previews.md).
+    /// [default: true]
+    #[arg(long, env = "CONFAB_LINK_PREVIEWS")]
+    pub link_previews: Option<bool>,
+    /// Messages whose links are being previewed at once. [default: 4]
+    #[arg(long, env = "CONFAB_LINK_PREVIEW_CONCURRENCY")]
+    pub link_preview_concurrency: Option<usize>,
+    /// FOR TESTS ONLY: networks (CIDRs, comma-separated) link previews may fetch from although
+    /// the SSRF rules refuse them (e.g. 127.0.0.1/32 for a local test site), on any port.
+    /// [default: none]
+    #[arg(long, env = "CONFAB_LINK_PREVIEW_ALLOW_CIDRS", value_delimiter = ',', value_parser = crate::proxy::parse_net)]
+    pub link_preview_allow_cidrs: Option<Vec<ipnet::IpNet>>,
     /// TURN server URLs handed to voice clients whose networks block direct UDP,
     /// comma-separated (turn:HOST:3478?transport=udp,turns:HOST:5349?transport=tcp). Needs
     /// --turn-secret. [default: none]
@@ -253,6 +265,9 @@ struct FileConfig {
     ice_tcp_port: Option<u16>,
     ice_tcp_max_connections: Option<usize>,
     ice_tcp_max_per_ip: Option<usize>,
+    link_previews: Option<bool>,
+    link_preview_concurrency: Option<usize>,
+    link_preview_allow_cidrs: Option<Vec<String>>,
 }
 
 /// Upper bound of `--max-video-tiles`: every tile is a recvonly transceiver in the client's
@@ -314,6 +329,11 @@ pub struct Config {
     pub ice_tcp_port: Option<u16>,
     pub ice_tcp_max_connections: usize,
     pub ice_tcp_max_per_ip: usize,
+    /// Link previews on (`crate::link_previews`).
+    pub link_previews: bool,
+    pub link_preview_concurrency: usize,
+    /// Test-only exceptions to the previews' SSRF rules.
+    pub link_preview_allow_cidrs: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -360,6 +380,9 @@ impl Default for Config {
             ice_tcp_port: None,
             ice_tcp_max_connections: 1024,
             ice_tcp_max_per_ip: 16,
+            link_previews: true,
+            link_preview_concurrency: 4,
+            link_preview_allow_cidrs: Vec::new(),
         }
     }
 }
@@ -483,6 +506,24 @@ impl Config {
                 .ice_tcp_max_per_ip
                 .or(file.ice_tcp_max_per_ip)
                 .unwrap_or(d.ice_tcp_max_per_ip),
+            link_previews: cli
+                .link_previews
+                .or(file.link_previews)
+                .unwrap_or(d.link_previews),
+            link_preview_concurrency: cli
+                .link_preview_concurrency
+                .or(file.link_preview_concurrency)
+                .unwrap_or(d.link_preview_concurrency),
+            link_preview_allow_cidrs: match cli.link_preview_allow_cidrs {
+                Some(nets) => nets,
+                None => file
+                    .link_preview_allow_cidrs
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| crate::proxy::parse_net(s))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| anyhow::anyhow!("link_preview_allow_cidrs: {e}"))?,
+            },
             turn: crate::turn::TurnSettings::new(
                 &cli.turn_urls.or(file.turn_urls).unwrap_or_default(),
                 cli.turn_secret.or(file.turn_secret).as_deref(),
@@ -549,6 +590,10 @@ impl Config {
         anyhow::ensure!(
             self.ice_tcp_max_connections >= 1 && self.ice_tcp_max_per_ip >= 1,
             "--ice-tcp-max-connections and --ice-tcp-max-per-ip must be at least 1 (turn ICE-TCP off with --ice-tcp false)"
+        );
+        anyhow::ensure!(
+            (1..=64).contains(&self.link_preview_concurrency),
+            "--link-preview-concurrency must be 1..=64"
         );
         anyhow::ensure!(
             self.media_drain_seconds <= 3_600,

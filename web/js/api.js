@@ -258,6 +258,7 @@ export class Api {
     return this.post(`/channels/${channelId}/messages`, nonce ? { content, nonce } : { content });
   }
   editMessage(channelId, id, content) { return this.patch(`/channels/${channelId}/messages/${id}`, { content }); }
+  setMessageFlags(channelId, id, flags) { return this.patch(`/channels/${channelId}/messages/${id}`, { flags }); }
   deleteMessage(channelId, id) { return this.del(`/channels/${channelId}/messages/${id}`); }
   typing(channelId) { return this.post(`/channels/${channelId}/typing`); }
 

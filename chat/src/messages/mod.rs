@@ -30,6 +30,8 @@ pub(crate) struct MessageRow {
     mentions: sqlx::types::Json<Vec<UserId>>,
     mention_roles: sqlx::types::Json<Vec<RoleId>>,
     mention_everyone: bool,
+    embeds: sqlx::types::Json<Vec<crate::model::Embed>>,
+    flags: i32,
     #[sqlx(flatten)]
     author: AuthorRow,
 }
@@ -68,6 +70,8 @@ impl From<MessageRow> for Message {
             mentions: r.mentions.0,
             mention_roles: r.mention_roles.0,
             mention_everyone: r.mention_everyone,
+            embeds: r.embeds.0,
+            flags: r.flags,
         }
     }
 }
@@ -75,7 +79,7 @@ impl From<MessageRow> for Message {
 /// Columns of a message row (`m` = message, `c` = its channel, `u` = its author).
 pub(crate) const SELECT_MESSAGE_COLUMNS: &str =
     "m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
-        m.edited_at, m.reply_to, m.mentions, m.mention_roles, m.mention_everyone, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
+        m.edited_at, m.reply_to, m.mentions, m.mention_roles, m.mention_everyone, m.embeds, m.flags, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
         u.created_at AS author_created_at";
 
 const SELECT_MESSAGE: &str = const_format::concatcp!(

@@ -12,6 +12,7 @@ pub mod read_states;
 pub mod relationships;
 pub mod roles;
 pub mod servers;
+pub mod link_previews;
 pub mod soundboard;
 pub mod users;
 pub mod voice_states;
@@ -141,6 +142,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(soundboard::delete))
         .routes(routes!(soundboard::audio))
+        .routes(routes!(link_previews::image))
         .merge(sound_upload_routes)
         .merge(sound_play_routes)
         .merge(message_routes)

@@ -20,6 +20,7 @@ mod dms;
 mod floods;
 mod gateway;
 mod input_hardening;
+mod link_preview;
 mod large_servers;
 mod metrics_doc;
 mod relationships;
