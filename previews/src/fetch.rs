@@ -358,10 +358,9 @@ struct RefuseAll;
 
 impl reqwest::dns::Resolve for RefuseAll {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let name = name.as_str().to_owned();
-        Box::pin(async move {
-            Err(format!("{name}: not a vetted host").into())
-        })
+        let refused: Box<dyn std::error::Error + Send + Sync> =
+            format!("{}: not a vetted host", name.as_str()).into();
+        Box::pin(async move { Err::<reqwest::dns::Addrs, _>(refused) })
     }
 }
 

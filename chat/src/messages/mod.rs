@@ -266,7 +266,7 @@ impl Chat {
         })
     }
 
-    async fn message_row(&self, id: MessageId) -> ChatResult<Message> {
+    pub(crate) async fn message_row(&self, id: MessageId) -> ChatResult<Message> {
         let row: Option<MessageRow> = sqlx::query_as(q!("{SELECT_MESSAGE} WHERE m.id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
