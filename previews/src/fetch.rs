@@ -3,17 +3,25 @@
 //! 1. only `http`/`https`, no credentials in the URL, port 80/443 (or the scheme's default);
 //! 2. the host is resolved here (or is an IP literal) and **every** address is vetted
 //!    ([`crate::vet`]); one refused address refuses the host;
-//! 3. the request is sent by a client pinned to exactly those vetted addresses
-//!    (`resolve_to_addrs`), with no proxy, so a second DNS answer (rebinding) is never used;
+//! 3. this crate opens the TCP connection itself, to one of exactly those vetted addresses
+//!    (no proxy, no connection pool), so a second DNS answer (rebinding) is never used; TLS
+//!    and HTTP/1.1 run over that connection (hyper's connection-level client);
 //! 4. redirects are not followed by the HTTP client: a 3xx comes back here and its `Location`
 //!    starts again at step 1, at most [`Limits::max_redirects`] times.
 //!
-//! No cookie store exists (reqwest's is a feature left off) and no `Cookie` header is ever set.
-//! Bodies are read in chunks up to a byte limit; the whole fetch, every hop included, runs
-//! under one deadline.
+//! There is no cookie store and no `Cookie` header is ever set. Bodies are read frame by frame
+//! up to a byte limit; the whole fetch, every hop included, runs under one deadline.
 
 use crate::vet::{self, Allowlist, Blocked};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use bytes::Bytes;
+use http::header::{
+    HeaderMap, HeaderValue, ACCEPT, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION,
+    USER_AGENT,
+};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -323,63 +331,77 @@ impl Fetcher {
         addrs: &[SocketAddr],
         want: Want,
         deadline: Instant,
-    ) -> Result<reqwest::Response, FetchError> {
-        let host = url.host_str().unwrap_or_default();
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static(want.accept));
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls((*self.tls).clone())
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            // Pinned: reqwest connects to these and never asks DNS again for this host.
-            .resolve_to_addrs(host, addrs)
-            // Any other name would go through this, which refuses: nothing unvetted.
-            .dns_resolver(Arc::new(RefuseAll))
-            .user_agent(self.user_agent.clone())
-            .default_headers(headers)
-            .connect_timeout(self.limits.connect_timeout)
-            .timeout(deadline.saturating_duration_since(Instant::now()))
-            .pool_max_idle_per_host(0)
-            .http1_only()
-            .build()
-            .map_err(|e| FetchError::Http(e.to_string()))?;
-        client.get(url.clone()).send().await.map_err(|e| {
-            if e.is_timeout() {
-                FetchError::Timeout
-            } else {
-                FetchError::Http(without_url(&e))
-            }
-        })
-    }
-}
-
-/// A resolver that answers nothing: the pinned addresses are the only way out.
-struct RefuseAll;
-
-impl reqwest::dns::Resolve for RefuseAll {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let refused: Box<dyn std::error::Error + Send + Sync> =
-            format!("{}: not a vetted host", name.as_str()).into();
-        Box::pin(async move { Err::<reqwest::dns::Addrs, _>(refused) })
-    }
-}
-
-fn without_url(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut msg = String::new();
-    let mut cur: Option<&dyn Error> = e.source();
-    while let Some(err) = cur {
-        if !msg.is_empty() {
-            msg.push_str(": ");
+    ) -> Result<http::Response<Incoming>, FetchError> {
+        let tcp = self.connect(addrs).await?;
+        let mut target = url.path().to_owned();
+        if let Some(q) = url.query() {
+            target.push('?');
+            target.push_str(q);
         }
-        msg.push_str(&err.to_string());
-        cur = err.source();
+        let host = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        let req = http::Request::get(target)
+            .header(HOST, host)
+            .header(USER_AGENT, self.user_agent.clone())
+            .header(ACCEPT, want.accept)
+            .header(CONNECTION, "close")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| FetchError::Http(e.to_string()))?;
+        if url.scheme() == "https" {
+            let name = match url.host() {
+                Some(url::Host::Domain(d)) => rustls_pki_types::ServerName::try_from(d.to_owned())
+                    .map_err(|e| FetchError::Http(format!("TLS name: {e}")))?,
+                Some(url::Host::Ipv4(ip)) => rustls_pki_types::ServerName::from(IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => rustls_pki_types::ServerName::from(IpAddr::V6(ip)),
+                None => return Err(FetchError::Resolve(String::new())),
+            };
+            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| FetchError::Http(format!("TLS: {e}")))?;
+            send(TokioIo::new(tls), req, deadline).await
+        } else {
+            send(TokioIo::new(tcp), req, deadline).await
+        }
     }
-    if msg.is_empty() {
-        "connection failed".into()
-    } else {
-        msg
+
+    /// A connection to the first of `addrs` that answers.
+    async fn connect(&self, addrs: &[SocketAddr]) -> Result<TcpStream, FetchError> {
+        let mut last = String::from("no address");
+        for addr in addrs {
+            match tokio::time::timeout(self.limits.connect_timeout, TcpStream::connect(addr)).await
+            {
+                Ok(Ok(s)) => return Ok(s),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "connect timed out".into(),
+            }
+        }
+        Err(FetchError::Http(format!("connect: {last}")))
     }
+}
+
+/// One request over a fresh HTTP/1.1 connection. The connection's task ends with the fetch's
+/// deadline at the latest, whatever the server does.
+async fn send<T>(
+    io: TokioIo<T>,
+    req: http::Request<Empty<Bytes>>,
+    deadline: Instant,
+) -> Result<http::Response<Incoming>, FetchError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| FetchError::Http(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout_at(deadline.into(), conn).await;
+    });
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| FetchError::Http(e.to_string()))
 }
 
 fn essence(headers: &HeaderMap) -> String {
@@ -390,7 +412,7 @@ fn essence(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-async fn read_body(mut resp: reqwest::Response, want: Want) -> Result<Vec<u8>, FetchError> {
+async fn read_body(resp: http::Response<Incoming>, want: Want) -> Result<Vec<u8>, FetchError> {
     let declared = resp
         .headers()
         .get(CONTENT_LENGTH)
@@ -400,20 +422,19 @@ async fn read_body(mut resp: reqwest::Response, want: Want) -> Result<Vec<u8>, F
         return Err(FetchError::TooLarge(want.max_bytes));
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0).min(want.max_bytes as u64) as usize);
-    while let Some(chunk) = resp.chunk().await.map_err(|e| {
-        if e.is_timeout() {
-            FetchError::Timeout
-        } else {
-            FetchError::Http(without_url(&e))
-        }
-    })? {
+    let mut incoming = resp.into_body();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| FetchError::Http(e.to_string()))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
         let room = want.max_bytes - body.len();
         if chunk.len() > room {
             match want.oversize {
                 Oversize::Fail => return Err(FetchError::TooLarge(want.max_bytes)),
                 Oversize::Truncate => {
                     body.extend_from_slice(&chunk[..room]);
-                    // Dropping the response closes the connection: the rest is never read.
+                    // Dropping the body closes the connection: the rest is never read.
                     return Ok(body);
                 }
             }
