@@ -103,11 +103,12 @@ impl Chat {
         };
         let mut tx = self.pool.begin().await?;
         // The key an earlier fetch gave the image, else a new random one.
-        let existing: Option<Option<Uuid>> =
-            sqlx::query_scalar("SELECT image_key FROM link_previews WHERE url_hash = $1 FOR UPDATE")
-                .bind(&hash)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let existing: Option<Option<Uuid>> = sqlx::query_scalar(
+            "SELECT image_key FROM link_previews WHERE url_hash = $1 FOR UPDATE",
+        )
+        .bind(&hash)
+        .fetch_optional(&mut *tx)
+        .await?;
         let key = p
             .image
             .as_ref()

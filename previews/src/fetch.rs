@@ -21,12 +21,12 @@ use http::header::{
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 use url::Url;
 
 /// Why a fetch gave nothing.
@@ -231,8 +231,7 @@ impl Fetcher {
     /// Fetches `url`, following up to `max_redirects` redirects, each one vetted.
     pub async fn fetch(&self, url: &Url, want: Want) -> Result<Fetched, FetchError> {
         let deadline = Instant::now() + self.limits.timeout;
-        match tokio::time::timeout_at(deadline.into(), self.fetch_hops(url, want, deadline)).await
-        {
+        match tokio::time::timeout_at(deadline.into(), self.fetch_hops(url, want, deadline)).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout),
         }
@@ -408,7 +407,13 @@ fn essence(headers: &HeaderMap) -> String {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 

@@ -85,10 +85,16 @@ pub(crate) mod tests {
     #[test]
     fn checks_sizes() {
         let img = check(png(640, 480)).unwrap();
-        assert_eq!((img.content_type, img.width, img.height), ("image/png", 640, 480));
+        assert_eq!(
+            (img.content_type, img.width, img.height),
+            ("image/png", 640, 480)
+        );
         assert!(check(png(0, 10)).is_none());
         assert!(check(png(100_000, 10)).is_none());
-        assert!(check(b"\x89PNG\r\n\x1a\n".to_vec()).is_none(), "truncated header");
+        assert!(
+            check(b"\x89PNG\r\n\x1a\n".to_vec()).is_none(),
+            "truncated header"
+        );
         let mut big = png(10, 10);
         big.resize(MAX_BYTES + 1, 0);
         assert!(check(big).is_none());

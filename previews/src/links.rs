@@ -17,7 +17,11 @@ pub fn extract(content: &str) -> Vec<Url> {
     while i < bytes.len() && out.len() < MAX_LINKS {
         // Code blocks and inline code are shown verbatim: no previews from inside them.
         if bytes[i] == b'`' {
-            let fence = if content[i..].starts_with("```") { "```" } else { "`" };
+            let fence = if content[i..].starts_with("```") {
+                "```"
+            } else {
+                "`"
+            };
             match content[i + fence.len()..].find(fence) {
                 Some(end) => {
                     i += fence.len() + end + fence.len();
@@ -93,7 +97,10 @@ mod tests {
             urls("(https://en.wikipedia.org/wiki/Rust_(programming_language))"),
             vec!["https://en.wikipedia.org/wiki/Rust_(programming_language)"]
         );
-        assert_eq!(urls("é https://a.example/ü"), vec!["https://a.example/%C3%BC"]);
+        assert_eq!(
+            urls("é https://a.example/ü"),
+            vec!["https://a.example/%C3%BC"]
+        );
     }
 
     #[test]
@@ -111,7 +118,9 @@ mod tests {
 
     #[test]
     fn ignores_non_links_and_caps_the_count() {
-        assert!(urls("ftp://a.example/ javascript:alert(1) xhttps://a.example https://").is_empty());
+        assert!(
+            urls("ftp://a.example/ javascript:alert(1) xhttps://a.example https://").is_empty()
+        );
         let many = (0..10)
             .map(|i| format!("https://h{i}.example/"))
             .collect::<Vec<_>>()

@@ -57,24 +57,32 @@ pub fn parse_html(html: &str, base: &Url) -> PageMeta {
             .map(|t| clean(&t.text().collect::<String>()))
             .filter(|t| !t.is_empty())
     });
-    let image = get(&["og:image:secure_url", "og:image", "og:image:url", "twitter:image", "twitter:image:src"])
-        .and_then(|u| base.join(&u).ok())
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .map(|url| ImageRef {
-            url,
-            width: get(&["og:image:width"]).and_then(|w| w.parse().ok()),
-            height: get(&["og:image:height"]).and_then(|h| h.parse().ok()),
-        });
-    let oembed = Selector::parse("link[rel~=alternate]").ok().and_then(|sel| {
-        doc.select(&sel).find_map(|l| {
-            let ty = l.value().attr("type")?.trim().to_ascii_lowercase();
-            if ty != "application/json+oembed" {
-                return None;
-            }
-            let u = base.join(l.value().attr("href")?.trim()).ok()?;
-            matches!(u.scheme(), "http" | "https").then_some(u)
-        })
+    let image = get(&[
+        "og:image:secure_url",
+        "og:image",
+        "og:image:url",
+        "twitter:image",
+        "twitter:image:src",
+    ])
+    .and_then(|u| base.join(&u).ok())
+    .filter(|u| matches!(u.scheme(), "http" | "https"))
+    .map(|url| ImageRef {
+        url,
+        width: get(&["og:image:width"]).and_then(|w| w.parse().ok()),
+        height: get(&["og:image:height"]).and_then(|h| h.parse().ok()),
     });
+    let oembed = Selector::parse("link[rel~=alternate]")
+        .ok()
+        .and_then(|sel| {
+            doc.select(&sel).find_map(|l| {
+                let ty = l.value().attr("type")?.trim().to_ascii_lowercase();
+                if ty != "application/json+oembed" {
+                    return None;
+                }
+                let u = base.join(l.value().attr("href")?.trim()).ok()?;
+                matches!(u.scheme(), "http" | "https").then_some(u)
+            })
+        });
     PageMeta {
         title: get(&["og:title", "twitter:title"])
             .or(title_tag)
@@ -122,7 +130,12 @@ impl PageMeta {
     /// Fills what the page lacks from its oEmbed data (the page's own metadata wins).
     pub fn merge_oembed(&mut self, o: &OEmbed, base: &Url) {
         if self.title.is_none() {
-            self.title = o.title.as_deref().map(clean).filter(|t| !t.is_empty()).map(|t| truncate(&t, MAX_TITLE));
+            self.title = o
+                .title
+                .as_deref()
+                .map(clean)
+                .filter(|t| !t.is_empty())
+                .map(|t| truncate(&t, MAX_TITLE));
         }
         if self.description.is_none() {
             self.description = o
@@ -133,7 +146,12 @@ impl PageMeta {
                 .map(|t| truncate(&t, MAX_DESCRIPTION));
         }
         if self.site_name.is_none() {
-            self.site_name = o.provider_name.as_deref().map(clean).filter(|t| !t.is_empty()).map(|t| truncate(&t, MAX_SITE_NAME));
+            self.site_name = o
+                .provider_name
+                .as_deref()
+                .map(clean)
+                .filter(|t| !t.is_empty())
+                .map(|t| truncate(&t, MAX_SITE_NAME));
         }
         if self.image.is_none() {
             let photo = (o.kind.as_deref() == Some("photo"))
@@ -206,7 +224,10 @@ mod tests {
         let img = m.image.unwrap();
         assert_eq!(img.url.as_str(), "https://site.example/img/card.png");
         assert_eq!((img.width, img.height), (Some(1200), Some(630)));
-        assert_eq!(m.oembed.unwrap().as_str(), "https://site.example/oembed?u=1");
+        assert_eq!(
+            m.oembed.unwrap().as_str(),
+            "https://site.example/oembed?u=1"
+        );
     }
 
     #[test]
@@ -218,7 +239,10 @@ mod tests {
         assert_eq!(m.title.as_deref(), Some("Only a title"));
         assert_eq!(m.description.as_deref(), Some("desc"));
         assert!(m.image.is_none());
-        let m = parse_html("\u{0}<<<>>>&&&<meta property=og:image content='javascript:alert(1)'>", &base());
+        let m = parse_html(
+            "\u{0}<<<>>>&&&<meta property=og:image content='javascript:alert(1)'>",
+            &base(),
+        );
         assert!(m.is_empty());
         assert!(m.image.is_none(), "non-http image URLs are dropped");
         let long = format!("<meta property=og:title content='{}'>", "x".repeat(1000));

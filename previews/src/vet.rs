@@ -196,8 +196,8 @@ mod tests {
             "2a00:1450:4001:81c::200e",
             "2001:4860:4860::8888",
             "::ffff:8.8.8.8",
-            "64:ff9b::808:808",  // NAT64 of 8.8.8.8
-            "2002:808:808::1",   // 6to4 of 8.8.8.8
+            "64:ff9b::808:808", // NAT64 of 8.8.8.8
+            "2002:808:808::1",  // 6to4 of 8.8.8.8
         ] {
             assert_eq!(blocked(a), None, "{a} should pass");
         }
@@ -254,7 +254,7 @@ mod tests {
             ("3fff::1", Blocked::Documentation),
             ("2001::1", Blocked::NotGlobal), // Teredo
             ("2001:10::1", Blocked::Reserved),
-            ("100::1", Blocked::NotGlobal),  // discard-only
+            ("100::1", Blocked::NotGlobal), // discard-only
             ("64:ff9b:1::1", Blocked::NotGlobal),
             ("4000::1", Blocked::NotGlobal),
         ];

@@ -122,7 +122,9 @@ fn fetcher(allow: Allowlist) -> Fetcher {
 
 fn assert_blocked(r: Result<impl std::fmt::Debug, FetchError>, ip: &str, why: Blocked) {
     match r {
-        Err(FetchError::Blocked { ip: got, why: w, .. }) => {
+        Err(FetchError::Blocked {
+            ip: got, why: w, ..
+        }) => {
             assert_eq!(got, ip.parse::<IpAddr>().unwrap());
             assert_eq!(w, why);
         }
@@ -132,8 +134,18 @@ fn assert_blocked(r: Result<impl std::fmt::Debug, FetchError>, ip: &str, why: Bl
 
 #[tokio::test]
 async fn an_allowlisted_page_is_fetched_with_a_clear_user_agent() {
-    let site = Site::start("127.0.0.1", vec![("/", Reply::Ok("text/html; charset=utf-8", b"<title>hi</title>".to_vec()))]).await;
-    let f = fetcher(allow_first_hop()).fetch(&site.url("/"), HTML).await.unwrap();
+    let site = Site::start(
+        "127.0.0.1",
+        vec![(
+            "/",
+            Reply::Ok("text/html; charset=utf-8", b"<title>hi</title>".to_vec()),
+        )],
+    )
+    .await;
+    let f = fetcher(allow_first_hop())
+        .fetch(&site.url("/"), HTML)
+        .await
+        .unwrap();
     assert_eq!(f.body, b"<title>hi</title>");
     assert_eq!(f.content_type, "text/html");
     let head = site.requests.lock().unwrap()[0].to_ascii_lowercase();
@@ -143,8 +155,14 @@ async fn an_allowlisted_page_is_fetched_with_a_clear_user_agent() {
 
 #[tokio::test]
 async fn loopback_is_refused_without_the_allowlist() {
-    let site = Site::start("127.0.0.1", vec![("/", Reply::Ok("text/html", b"x".to_vec()))]).await;
-    let r = fetcher(Allowlist::default()).fetch(&site.url("/"), HTML).await;
+    let site = Site::start(
+        "127.0.0.1",
+        vec![("/", Reply::Ok("text/html", b"x".to_vec()))],
+    )
+    .await;
+    let r = fetcher(Allowlist::default())
+        .fetch(&site.url("/"), HTML)
+        .await;
     assert_blocked(r, "127.0.0.1", Blocked::Loopback);
     assert_eq!(site.hits(), 0, "nothing may reach the server");
 }
@@ -152,45 +170,105 @@ async fn loopback_is_refused_without_the_allowlist() {
 #[tokio::test]
 async fn redirects_into_refused_addresses_are_not_followed() {
     // The victim: a server on 127.0.0.2 (loopback, not allowlisted) that must never be reached.
-    let victim = Site::start("127.0.0.2", vec![("/admin", Reply::Ok("text/html", b"<title>secret</title>".to_vec()))]).await;
+    let victim = Site::start(
+        "127.0.0.2",
+        vec![(
+            "/admin",
+            Reply::Ok("text/html", b"<title>secret</title>".to_vec()),
+        )],
+    )
+    .await;
     let targets = [
-        (format!("http://{}/admin", victim.addr), "127.0.0.2", Blocked::Loopback),
-        ("http://169.254.169.254/latest/meta-data/".to_owned(), "169.254.169.254", Blocked::CloudMetadata),
+        (
+            format!("http://{}/admin", victim.addr),
+            "127.0.0.2",
+            Blocked::Loopback,
+        ),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "169.254.169.254",
+            Blocked::CloudMetadata,
+        ),
         ("http://10.1.2.3/".to_owned(), "10.1.2.3", Blocked::Private),
-        ("http://[::ffff:127.0.0.2]/".to_owned(), "::ffff:127.0.0.2", Blocked::Loopback),
-        ("http://[fd00:ec2::254]/".to_owned(), "fd00:ec2::254", Blocked::CloudMetadata),
-        ("http://0.0.0.0/".to_owned(), "0.0.0.0", Blocked::Unspecified),
+        (
+            "http://[::ffff:127.0.0.2]/".to_owned(),
+            "::ffff:127.0.0.2",
+            Blocked::Loopback,
+        ),
+        (
+            "http://[fd00:ec2::254]/".to_owned(),
+            "fd00:ec2::254",
+            Blocked::CloudMetadata,
+        ),
+        (
+            "http://0.0.0.0/".to_owned(),
+            "0.0.0.0",
+            Blocked::Unspecified,
+        ),
     ];
     for (to, ip, why) in targets {
         let site = Site::start("127.0.0.1", vec![("/go", Reply::Redirect(to.clone()))]).await;
-        let r = fetcher(allow_first_hop()).fetch(&site.url("/go"), HTML).await;
+        let r = fetcher(allow_first_hop())
+            .fetch(&site.url("/go"), HTML)
+            .await;
         assert_eq!(site.hits(), 1, "the first hop was fetched");
         assert_blocked(r, ip, why);
     }
     assert_eq!(victim.hits(), 0, "the redirect target was never contacted");
     // Two hops through allowed addresses before the bad one: still refused.
-    let second = Site::start("127.0.0.1", vec![("/b", Reply::Redirect(format!("http://{}/admin", victim.addr)))]).await;
-    let first = Site::start("127.0.0.1", vec![("/a", Reply::Redirect(second.url("/b").to_string()))]).await;
-    let r = fetcher(allow_first_hop()).fetch(&first.url("/a"), HTML).await;
+    let second = Site::start(
+        "127.0.0.1",
+        vec![(
+            "/b",
+            Reply::Redirect(format!("http://{}/admin", victim.addr)),
+        )],
+    )
+    .await;
+    let first = Site::start(
+        "127.0.0.1",
+        vec![("/a", Reply::Redirect(second.url("/b").to_string()))],
+    )
+    .await;
+    let r = fetcher(allow_first_hop())
+        .fetch(&first.url("/a"), HTML)
+        .await;
     assert_blocked(r, "127.0.0.2", Blocked::Loopback);
     assert_eq!((first.hits(), second.hits(), victim.hits()), (1, 1, 0));
 }
 
 #[tokio::test]
 async fn redirects_are_limited_and_schemes_checked() {
-    let looping = Site::start("127.0.0.1", vec![("/loop", Reply::Redirect("/loop".into()))]).await;
-    let r = fetcher(allow_first_hop()).fetch(&looping.url("/loop"), HTML).await;
+    let looping = Site::start(
+        "127.0.0.1",
+        vec![("/loop", Reply::Redirect("/loop".into()))],
+    )
+    .await;
+    let r = fetcher(allow_first_hop())
+        .fetch(&looping.url("/loop"), HTML)
+        .await;
     assert!(matches!(r, Err(FetchError::TooManyRedirects(5))), "{r:?}");
     assert_eq!(looping.hits(), 6, "the first request and five redirects");
-    let to_file = Site::start("127.0.0.1", vec![("/f", Reply::Redirect("file:///etc/passwd".into()))]).await;
-    let r = fetcher(allow_first_hop()).fetch(&to_file.url("/f"), HTML).await;
+    let to_file = Site::start(
+        "127.0.0.1",
+        vec![("/f", Reply::Redirect("file:///etc/passwd".into()))],
+    )
+    .await;
+    let r = fetcher(allow_first_hop())
+        .fetch(&to_file.url("/f"), HTML)
+        .await;
     assert!(matches!(r, Err(FetchError::Scheme)), "{r:?}");
     let f = fetcher(Allowlist::default());
-    for bad in ["ftp://example.com/", "gopher://example.com/", "file:///etc/passwd"] {
+    for bad in [
+        "ftp://example.com/",
+        "gopher://example.com/",
+        "file:///etc/passwd",
+    ] {
         let r = f.fetch(&Url::parse(bad).unwrap(), HTML).await;
         assert!(matches!(r, Err(FetchError::Scheme)), "{bad}: {r:?}");
     }
-    let r = f.fetch(&Url::parse("http://user:pw@example.com/").unwrap(), HTML).await;
+    let r = f
+        .fetch(&Url::parse("http://user:pw@example.com/").unwrap(), HTML)
+        .await;
     assert!(matches!(r, Err(FetchError::Credentials)), "{r:?}");
 }
 
@@ -199,22 +277,47 @@ async fn redirects_are_limited_and_schemes_checked() {
 /// controls (the vetting code that runs on the answers is the production one).
 #[tokio::test]
 async fn names_resolving_to_refused_addresses_are_refused() {
-    let victim = Site::start("127.0.0.2", vec![("/", Reply::Ok("text/html", b"x".to_vec()))]).await;
+    let victim = Site::start(
+        "127.0.0.2",
+        vec![("/", Reply::Ok("text/html", b"x".to_vec()))],
+    )
+    .await;
     let r = fetcher(Allowlist::default())
         .fetch(&Url::parse("http://localhost/").unwrap(), HTML)
         .await;
     match r {
-        Err(FetchError::Blocked { why: Blocked::Loopback, .. }) => {}
+        Err(FetchError::Blocked {
+            why: Blocked::Loopback,
+            ..
+        }) => {}
         other => panic!("localhost must be refused as loopback, got {other:?}"),
     }
     let table = StaticResolver(vec![
-        ("rebind.evil.test".into(), vec!["127.0.0.2".parse().unwrap()]),
-        ("meta.evil.test".into(), vec!["169.254.169.254".parse().unwrap()]),
-        ("lan.evil.test".into(), vec!["192.168.0.10".parse().unwrap()]),
+        (
+            "rebind.evil.test".into(),
+            vec!["127.0.0.2".parse().unwrap()],
+        ),
+        (
+            "meta.evil.test".into(),
+            vec!["169.254.169.254".parse().unwrap()],
+        ),
+        (
+            "lan.evil.test".into(),
+            vec!["192.168.0.10".parse().unwrap()],
+        ),
         ("v6.evil.test".into(), vec!["::1".parse().unwrap()]),
-        ("nat64.evil.test".into(), vec!["64:ff9b::a00:1".parse().unwrap()]),
+        (
+            "nat64.evil.test".into(),
+            vec!["64:ff9b::a00:1".parse().unwrap()],
+        ),
         // One public and one private answer: the private one could be picked, so refuse.
-        ("mixed.evil.test".into(), vec!["93.184.215.14".parse().unwrap(), "10.0.0.7".parse().unwrap()]),
+        (
+            "mixed.evil.test".into(),
+            vec![
+                "93.184.215.14".parse().unwrap(),
+                "10.0.0.7".parse().unwrap(),
+            ],
+        ),
     ]);
     let f = Fetcher::with_resolver(Limits::default(), allow_first_hop(), Arc::new(table));
     let port = victim.addr.port();
@@ -227,48 +330,83 @@ async fn names_resolving_to_refused_addresses_are_refused() {
         ("mixed.evil.test", "10.0.0.7", Blocked::Private),
     ];
     for (host, ip, why) in cases {
-        let r = f.fetch(&Url::parse(&format!("http://{host}:{port}/")).unwrap(), HTML).await;
+        let r = f
+            .fetch(
+                &Url::parse(&format!("http://{host}:{port}/")).unwrap(),
+                HTML,
+            )
+            .await;
         assert_blocked(r, ip, why);
     }
     assert_eq!(victim.hits(), 0);
-    let r = f.fetch(&Url::parse("http://missing.evil.test/").unwrap(), HTML).await;
+    let r = f
+        .fetch(&Url::parse("http://missing.evil.test/").unwrap(), HTML)
+        .await;
     assert!(matches!(r, Err(FetchError::Resolve(_))), "{r:?}");
 }
 
 #[tokio::test]
 async fn other_ports_only_for_the_allowlist() {
-    let table = StaticResolver(vec![("public.example".into(), vec!["93.184.215.14".parse().unwrap()])]);
+    let table = StaticResolver(vec![(
+        "public.example".into(),
+        vec!["93.184.215.14".parse().unwrap()],
+    )]);
     let f = Fetcher::with_resolver(Limits::default(), Allowlist::default(), Arc::new(table));
     for port in [22, 25, 6379, 8080] {
-        let r = f.fetch(&Url::parse(&format!("http://public.example:{port}/")).unwrap(), HTML).await;
-        assert!(matches!(r, Err(FetchError::Port(p)) if p == port), "{port}: {r:?}");
+        let r = f
+            .fetch(
+                &Url::parse(&format!("http://public.example:{port}/")).unwrap(),
+                HTML,
+            )
+            .await;
+        assert!(
+            matches!(r, Err(FetchError::Port(p)) if p == port),
+            "{port}: {r:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn no_cookies_are_sent_back() {
-    let site = Site::start("127.0.0.1", vec![
-        ("/login", Reply::RedirectWithCookie("/page".into())),
-        ("/page", Reply::Ok("text/html", b"<title>p</title>".to_vec())),
-    ]).await;
-    let f = fetcher(allow_first_hop()).fetch(&site.url("/login"), HTML).await.unwrap();
+    let site = Site::start(
+        "127.0.0.1",
+        vec![
+            ("/login", Reply::RedirectWithCookie("/page".into())),
+            (
+                "/page",
+                Reply::Ok("text/html", b"<title>p</title>".to_vec()),
+            ),
+        ],
+    )
+    .await;
+    let f = fetcher(allow_first_hop())
+        .fetch(&site.url("/login"), HTML)
+        .await
+        .unwrap();
     assert_eq!(f.url.path(), "/page");
     let reqs = site.requests.lock().unwrap().clone();
     assert_eq!(reqs.len(), 2);
     for r in reqs {
-        assert!(!r.to_ascii_lowercase().contains("\r\ncookie:"), "a cookie was sent: {r}");
+        assert!(
+            !r.to_ascii_lowercase().contains("\r\ncookie:"),
+            "a cookie was sent: {r}"
+        );
     }
 }
 
 #[tokio::test]
 async fn size_time_and_type_are_limited() {
-    let site = Site::start("127.0.0.1", vec![
-        ("/big", Reply::Ok("text/html", vec![b'a'; 100 * 1024])),
-        ("/endless", Reply::Stream(10 * 1024 * 1024)),
-        ("/slow", Reply::Slow(Duration::from_secs(30))),
-        ("/json", Reply::Ok("application/json", b"{}".to_vec())),
-        ("/missing", Reply::Ok("text/html", Vec::new())),
-    ]).await;
+    let site = Site::start(
+        "127.0.0.1",
+        vec![
+            ("/big", Reply::Ok("text/html", vec![b'a'; 100 * 1024])),
+            ("/endless", Reply::Stream(10 * 1024 * 1024)),
+            ("/slow", Reply::Slow(Duration::from_secs(30))),
+            ("/json", Reply::Ok("application/json", b"{}".to_vec())),
+            ("/missing", Reply::Ok("text/html", Vec::new())),
+        ],
+    )
+    .await;
     let f = fetcher(allow_first_hop());
     // Declared too large: refused before reading.
     let r = f.fetch(&site.url("/big"), HTML).await;
@@ -276,24 +414,37 @@ async fn size_time_and_type_are_limited() {
     // Undeclared and endless: stopped at the limit, or kept up to it when truncating.
     let r = f.fetch(&site.url("/endless"), HTML).await;
     assert!(matches!(r, Err(FetchError::TooLarge(_))), "{r:?}");
-    let truncating = Want { oversize: Oversize::Truncate, ..HTML };
+    let truncating = Want {
+        oversize: Oversize::Truncate,
+        ..HTML
+    };
     let page = f.fetch(&site.url("/endless"), truncating).await.unwrap();
     assert_eq!(page.body.len(), HTML.max_bytes);
     // Wrong content type.
     let r = f.fetch(&site.url("/json"), HTML).await;
-    assert!(matches!(r, Err(FetchError::ContentType(ref t)) if t == "application/json"), "{r:?}");
+    assert!(
+        matches!(r, Err(FetchError::ContentType(ref t)) if t == "application/json"),
+        "{r:?}"
+    );
     // Status.
     let r = f.fetch(&site.url("/nope"), HTML).await;
     assert!(matches!(r, Err(FetchError::Status(404))), "{r:?}");
     // Time: the whole fetch has one deadline.
     let quick = Fetcher::new(
-        Limits { timeout: Duration::from_millis(500), ..Limits::default() },
+        Limits {
+            timeout: Duration::from_millis(500),
+            ..Limits::default()
+        },
         allow_first_hop(),
     );
     let started = std::time::Instant::now();
     let r = quick.fetch(&site.url("/slow"), HTML).await;
     assert!(matches!(r, Err(FetchError::Timeout)), "{r:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -323,7 +474,10 @@ async fn a_preview_from_opengraph_with_its_image() {
     assert_eq!(got.description.as_deref(), Some("World"));
     assert_eq!(got.site_name.as_deref(), Some("Local"));
     let img = got.image.unwrap();
-    assert_eq!((img.content_type, img.width, img.height), ("image/png", 32, 16));
+    assert_eq!(
+        (img.content_type, img.width, img.height),
+        ("image/png", 32, 16)
+    );
     let svg = p.preview(&site.url("/svg")).await.unwrap().unwrap();
     assert!(svg.image.is_none(), "SVG is not served");
     assert!(p.preview(&site.url("/empty")).await.unwrap().is_none());

@@ -50,7 +50,12 @@ impl Site {
     }
 
     fn hit(&self, path: &str) {
-        *self.hits.lock().unwrap().entry(path.to_owned()).or_default() += 1;
+        *self
+            .hits
+            .lock()
+            .unwrap()
+            .entry(path.to_owned())
+            .or_default() += 1;
     }
 
     fn hits(&self, path: &str) -> usize {
@@ -123,10 +128,19 @@ async fn links_get_previews_with_images_from_the_cache_and_authors_remove_them()
     assert_eq!(e["title"], "Preview of /page");
     assert_eq!(e["description"], "A page on the local test site.");
     assert_eq!(e["site_name"], "Test Site");
-    assert_eq!((e["image"]["width"].as_u64(), e["image"]["height"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(
+        (e["image"]["width"].as_u64(), e["image"]["height"].as_u64()),
+        (Some(3), Some(2))
+    );
     let image_path = e["image"]["url"].as_str().unwrap().to_owned();
-    assert!(image_path.starts_with("/api/v1/link-previews/images/"), "{image_path}");
-    assert!(!image_path.contains("127.0.0.1"), "never the third-party URL");
+    assert!(
+        image_path.starts_with("/api/v1/link-previews/images/"),
+        "{image_path}"
+    );
+    assert!(
+        !image_path.contains("127.0.0.1"),
+        "never the third-party URL"
+    );
 
     // The image is served by Confab, as fetched, with its sniffed type.
     let resp = app
@@ -139,10 +153,15 @@ async fn links_get_previews_with_images_from_the_cache_and_authors_remove_them()
     assert_eq!(resp.headers()["content-type"], "image/png");
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     assert_eq!(resp.bytes().await.unwrap().to_vec(), png());
-    let (st, _) = app.get("/link-previews/images/not-a-key", &owner.token).await;
+    let (st, _) = app
+        .get("/link-previews/images/not-a-key", &owner.token)
+        .await;
     assert_eq!(st, 404);
     let (st, _) = app
-        .get("/link-previews/images/00000000000040008000000000000000", &owner.token)
+        .get(
+            "/link-previews/images/00000000000040008000000000000000",
+            &owner.token,
+        )
         .await;
     assert_eq!(st, 404);
 
@@ -180,7 +199,10 @@ async fn links_get_previews_with_images_from_the_cache_and_authors_remove_them()
         .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (_, got3) = app
-        .get(&format!("/channels/{}/messages/{id3}", s.text), &owner.token)
+        .get(
+            &format!("/channels/{}/messages/{id3}", s.text),
+            &owner.token,
+        )
         .await;
     assert_eq!(embeds(&got3).len(), 0);
     assert_eq!(site.hits("/other"), 0);
@@ -203,7 +225,11 @@ async fn links_get_previews_with_images_from_the_cache_and_authors_remove_them()
     assert_eq!((embeds(&up).len(), up["flags"].as_i64()), (0, Some(4)));
     // Suppressed stays suppressed through an edit.
     let (st, body) = app
-        .patch(&path, &owner.token, json!({"content": format!("edited {url}")}))
+        .patch(
+            &path,
+            &owner.token,
+            json!({"content": format!("edited {url}")}),
+        )
         .await;
     assert_eq!(st, 200, "{body}");
     gw.expect_where(Event::MessageUpdate, |d| d["id"] == id.as_str())
@@ -231,7 +257,11 @@ async fn links_get_previews_with_images_from_the_cache_and_authors_remove_them()
     assert_eq!(st, 200);
     assert_eq!(embeds(&body).len(), 0, "{body}");
     let (st, _) = app
-        .patch(&path2, &owner.token, json!({"content": format!("now {other}")}))
+        .patch(
+            &path2,
+            &owner.token,
+            json!({"content": format!("now {other}")}),
+        )
         .await;
     assert_eq!(st, 200);
     let up = gw
@@ -242,16 +272,24 @@ async fn links_get_previews_with_images_from_the_cache_and_authors_remove_them()
     assert_eq!(embeds(&up)[0]["title"], "Preview of /other");
     assert_eq!(site.hits("/other"), 1);
     // The image URL is one per link: /other's card is the same bytes under another key.
-    assert_ne!(embeds(&up)[0]["image"]["url"].as_str(), Some(image_path.as_str()));
+    assert_ne!(
+        embeds(&up)[0]["image"]["url"].as_str(),
+        Some(image_path.as_str())
+    );
 
     // A page with only a title: an embed without description or image.
-    let m5 = app.message(&owner, &s.text, &format!("http://{addr}/bare")).await;
+    let m5 = app
+        .message(&owner, &s.text, &format!("http://{addr}/bare"))
+        .await;
     let up = gw
         .expect_where(Event::MessageUpdate, |d| d["id"] == m5["id"])
         .await;
     let e = &embeds(&up)[0];
     assert_eq!(e["title"], "Only a title");
-    assert!(e.get("image").is_none() && e.get("description").is_none(), "{e}");
+    assert!(
+        e.get("image").is_none() && e.get("description").is_none(),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,14 +329,19 @@ async fn addresses_outside_the_allowlist_are_never_fetched() {
     let metrics = app.metrics().await;
     let refused = metrics
         .lines()
-        .find(|l| l.starts_with("confab_link_preview_fetches_total") && l.contains("result=\"refused\""))
+        .find(|l| {
+            l.starts_with("confab_link_preview_fetches_total") && l.contains("result=\"refused\"")
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     // 127.0.0.2, 169.254.169.254 and ::1 are refused for certain; `localhost` too when the
     // machine's resolver also answers ::1 (with 127.0.0.1 alone it is allowlisted, and the
     // connection to an empty port fails).
-    assert!(refused >= 3.0, "refused fetches counted: {refused}\n{metrics}");
+    assert!(
+        refused >= 3.0,
+        "refused fetches counted: {refused}\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
