@@ -955,6 +955,58 @@ sfu_fast_path = false
     }
 
     #[test]
+    fn link_preview_settings() {
+        let d = Config::load(Cli::parse_from(["confab"])).unwrap();
+        assert!(d.link_previews);
+        assert_eq!(d.link_preview_concurrency, 4);
+        assert!(
+            d.link_preview_allow_cidrs.is_empty(),
+            "no exceptions by default"
+        );
+        let cfg = Config::load(Cli::parse_from([
+            "confab",
+            "--link-previews",
+            "false",
+            "--link-preview-concurrency",
+            "8",
+            "--link-preview-allow-cidrs",
+            "127.0.0.1/32,::1",
+        ]))
+        .unwrap();
+        assert!(!cfg.link_previews);
+        assert_eq!(cfg.link_preview_concurrency, 8);
+        assert_eq!(cfg.link_preview_allow_cidrs.len(), 2);
+        for n in ["0", "65"] {
+            let cli = Cli::parse_from(["confab", "--link-preview-concurrency", n]);
+            assert!(Config::load(cli).is_err(), "concurrency {n}");
+        }
+        assert!(Cli::try_parse_from(["confab", "--link-preview-allow-cidrs", "nonsense"]).is_err());
+        let dir = std::env::temp_dir().join(format!("confab-lp-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("confab.toml");
+        std::fs::write(
+            &file,
+            "link_previews = false\nlink_preview_allow_cidrs = [\"10.9.0.0/16\"]\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Cli::parse_from([
+            "confab",
+            "--config",
+            file.to_str().unwrap(),
+        ]))
+        .unwrap();
+        assert!(!cfg.link_previews);
+        assert_eq!(
+            cfg.link_preview_allow_cidrs,
+            vec!["10.9.0.0/16".parse::<ipnet::IpNet>().unwrap()]
+        );
+        std::fs::write(&file, "link_preview_allow_cidrs = [\"nonsense\"]\n").unwrap();
+        let cli = Cli::parse_from(["confab", "--config", file.to_str().unwrap()]);
+        assert!(Config::load(cli).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn acme_settings() {
         let load = |args: &[&str]| Config::load(Cli::parse_from([&["confab"], args].concat()));
         let cfg = load(&[
