@@ -482,3 +482,72 @@ async fn a_preview_from_opengraph_with_its_image() {
     assert!(svg.image.is_none(), "SVG is not served");
     assert!(p.preview(&site.url("/empty")).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn oembed_fills_what_the_page_lacks() {
+    let html = r#"<html><head><title>Video page</title>
+        <link rel="alternate" type="application/json+oembed" href="/oembed.json?url=x">
+        </head></html>"#;
+    let oembed = br#"{"version":"1.0","type":"video","title":"A video","author_name":"Someone",
+        "provider_name":"Tube","thumbnail_url":"/thumb.png","thumbnail_width":32,"thumbnail_height":16}"#;
+    let mut thumb = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    thumb.extend_from_slice(&32u32.to_be_bytes());
+    thumb.extend_from_slice(&16u32.to_be_bytes());
+    thumb.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    let site = Site::start(
+        "127.0.0.1",
+        vec![
+            ("/watch", Reply::Ok("text/html", html.as_bytes().to_vec())),
+            (
+                "/oembed.json?url=x",
+                Reply::Ok("application/json", oembed.to_vec()),
+            ),
+            ("/thumb.png", Reply::Ok("image/png", thumb)),
+        ],
+    )
+    .await;
+    let p = Previewer::new(fetcher(allow_first_hop()));
+    let got = p.preview(&site.url("/watch")).await.unwrap().unwrap();
+    // The page's own <title> wins; oEmbed gives what the page lacks.
+    assert_eq!(got.title.as_deref(), Some("Video page"));
+    assert_eq!(got.description.as_deref(), Some("Someone"));
+    assert_eq!(got.site_name.as_deref(), Some("Tube"));
+    let img = got.image.unwrap();
+    assert_eq!((img.width, img.height), (32, 16));
+    assert_eq!(site.hits(), 3);
+}
+
+/// HTTPS is verified: a server with a certificate no CA signed is refused, not trusted.
+#[tokio::test]
+async fn https_certificates_are_verified() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handshakes = Arc::new(Mutex::new(Vec::new()));
+    let seen = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let r = acceptor.accept(sock).await;
+            seen.lock().unwrap().push(r.is_ok());
+        }
+    });
+    let url = Url::parse(&format!("https://{addr}/")).unwrap();
+    let r = fetcher(allow_first_hop()).fetch(&url, HTML).await;
+    match r {
+        Err(FetchError::Http(msg)) => assert!(msg.contains("TLS"), "{msg}"),
+        other => panic!("a self-signed certificate must be refused, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        *handshakes.lock().unwrap(),
+        vec![false],
+        "one handshake, which failed"
+    );
+}
