@@ -14,11 +14,12 @@ use utoipa::ToSchema;
 #[schema(value_type = String, format = Binary)]
 pub struct ImageBytes(#[allow(dead_code)] Vec<u8>);
 
-/// A link preview's image. No token: an `<img>` cannot send one. The key is random (122 bits)
-/// and appears only in the embeds of messages, so holding the URL is the permission, like a
-/// signed URL; the bytes are public web content the preview worker fetched. The type was
-/// sniffed from the bytes when stored; `nosniff` and a sandboxing CSP keep browsers from
-/// treating them as anything else.
+/// A link preview's image (no token: the random key in its URL is the permission).
+///
+/// An `<img>` cannot send a token. The key is random (122 bits) and appears only in the
+/// embeds of messages, so holding the URL is the permission, like a signed URL; the bytes are
+/// public web content the preview worker fetched. The type was sniffed from the bytes when
+/// stored; `nosniff` and a sandboxing CSP keep browsers from treating them as anything else.
 #[utoipa::path(get, path = "/link-previews/images/{key}", tag = "messages",
     params(("key" = String, Path, description = "The key in an embed's image URL")),
     responses((status = 200, description = "The image", content(
