@@ -184,44 +184,34 @@ pub fn user_agent() -> String {
 
 impl Fetcher {
     /// A fetcher with the system resolver and the machine's root certificates.
-    pub fn new(limits: Limits, allow: Allowlist) -> Self {
+    pub fn new(limits: Limits, allow: Allowlist) -> Result<Self, rustls::Error> {
         Self::with_resolver(limits, allow, Arc::new(SystemResolver))
     }
 
-    pub fn with_resolver(limits: Limits, allow: Allowlist, resolver: Arc<dyn Resolver>) -> Self {
+    pub fn with_resolver(
+        limits: Limits,
+        allow: Allowlist,
+        resolver: Arc<dyn Resolver>,
+    ) -> Result<Self, rustls::Error> {
         let mut roots = rustls::RootCertStore::empty();
         // A machine without a CA bundle still fetches http; https then fails to verify.
-        let found = rustls_native_certs::load_native_certs();
-        for cert in found.certs {
+        for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-        let tls = match tls {
-            Ok(c) => c,
-            // The default provider supports the default versions; this cannot fail in practice,
-            // but a fetcher without https is better than a panic.
-            Err(e) => {
-                tracing::error!(error = %e, "link previews: no TLS configuration");
-                rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::aws_lc_rs::default_provider(),
-                ))
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .expect("TLS 1.3 is supported by aws-lc-rs")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-            }
-        };
-        Fetcher {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Fetcher {
             user_agent: HeaderValue::from_str(&user_agent())
                 .unwrap_or(HeaderValue::from_static("Confab-LinkPreview")),
             limits,
             allow,
             resolver,
             tls: Arc::new(tls),
-        }
+        })
     }
 
     pub fn limits(&self) -> &Limits {

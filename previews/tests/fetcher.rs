@@ -117,7 +117,7 @@ fn allow_first_hop() -> Allowlist {
 }
 
 fn fetcher(allow: Allowlist) -> Fetcher {
-    Fetcher::new(Limits::default(), allow)
+    Fetcher::new(Limits::default(), allow).expect("TLS configuration")
 }
 
 fn assert_blocked(r: Result<impl std::fmt::Debug, FetchError>, ip: &str, why: Blocked) {
@@ -319,7 +319,7 @@ async fn names_resolving_to_refused_addresses_are_refused() {
             ],
         ),
     ]);
-    let f = Fetcher::with_resolver(Limits::default(), allow_first_hop(), Arc::new(table));
+    let f = Fetcher::with_resolver(Limits::default(), allow_first_hop(), Arc::new(table)).unwrap();
     let port = victim.addr.port();
     let cases = [
         ("rebind.evil.test", "127.0.0.2", Blocked::Loopback),
@@ -351,7 +351,8 @@ async fn other_ports_only_for_the_allowlist() {
         "public.example".into(),
         vec!["93.184.215.14".parse().unwrap()],
     )]);
-    let f = Fetcher::with_resolver(Limits::default(), Allowlist::default(), Arc::new(table));
+    let f =
+        Fetcher::with_resolver(Limits::default(), Allowlist::default(), Arc::new(table)).unwrap();
     for port in [22, 25, 6379, 8080] {
         let r = f
             .fetch(
@@ -436,7 +437,8 @@ async fn size_time_and_type_are_limited() {
             ..Limits::default()
         },
         allow_first_hop(),
-    );
+    )
+    .unwrap();
     let started = std::time::Instant::now();
     let r = quick.fetch(&site.url("/slow"), HTML).await;
     assert!(matches!(r, Err(FetchError::Timeout)), "{r:?}");

@@ -65,10 +65,17 @@ impl LinkPreviews {
                 "link previews may fetch from these networks despite the SSRF rules (--link-preview-allow-cidrs is for tests only)"
             );
         }
-        let fetcher = confab_previews::Fetcher::new(
+        let fetcher = match confab_previews::Fetcher::new(
             confab_previews::Limits::default(),
             confab_previews::Allowlist::new(config.link_preview_allow_cidrs.clone()),
-        );
+        ) {
+            Ok(f) => f,
+            Err(e) => {
+                // Chat works without previews: say so and carry on.
+                tracing::error!(error = %e, "link previews are off: no TLS configuration");
+                return (LinkPreviews { tx: None }, None);
+            }
+        };
         let (tx, rx) = mpsc::channel(QUEUE);
         (
             LinkPreviews { tx: Some(tx) },
