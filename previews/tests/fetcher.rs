@@ -553,3 +553,36 @@ async fn https_certificates_are_verified() {
         "one handshake, which failed"
     );
 }
+
+/// The same the other way round: the first hop on 127.0.0.2 (allowlisted alone), redirecting to
+/// 127.0.0.1 and to `localhost`, where a server waits that must never be asked.
+#[tokio::test]
+async fn redirects_to_127_0_0_1_and_localhost_are_refused() {
+    let victim = Site::start(
+        "127.0.0.1",
+        vec![(
+            "/admin",
+            Reply::Ok("text/html", b"<title>secret</title>".to_vec()),
+        )],
+    )
+    .await;
+    let port = victim.addr.port();
+    let allow = Allowlist::new(vec!["127.0.0.2/32".parse().unwrap()]);
+    for to in [
+        format!("http://127.0.0.1:{port}/admin"),
+        format!("http://localhost:{port}/admin"),
+        format!("http://[::1]:{port}/admin"),
+    ] {
+        let site = Site::start("127.0.0.2", vec![("/go", Reply::Redirect(to.clone()))]).await;
+        let r = fetcher(allow.clone()).fetch(&site.url("/go"), HTML).await;
+        assert_eq!(site.hits(), 1, "the allowlisted first hop was fetched");
+        match r {
+            Err(FetchError::Blocked {
+                why: Blocked::Loopback,
+                ..
+            }) => {}
+            other => panic!("{to}: expected a loopback refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(victim.hits(), 0);
+}
