@@ -54,3 +54,10 @@ if ((${#pkgs[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
 fi
+
+# s3s-fs: an S3-compatible server over a directory, which the file store's S3 test stores
+# into (crates.io is the one registry that has an S3 server; MinIO and Garage are not packaged).
+if [[ "${1:-}" == "--test" ]] && ! command -v s3s-fs >/dev/null; then
+  echo "Installing: s3s-fs (cargo)"
+  cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
+fi

@@ -493,9 +493,18 @@ impl Chat {
         .fetch_all(&mut *tx)
         .await?;
         let session_ids = revoke_in(&mut tx, user_id, SessionScope::All).await?;
+        // The uploaded avatar goes with the account.
+        sqlx::query(
+            "INSERT INTO file_deletions (storage_key)
+             SELECT avatar_key FROM users WHERE id = $1 AND avatar_key IS NOT NULL
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
         let user: User = sqlx::query_as(
             "UPDATE users SET username = $2 || id::text, display_name = $3, email = NULL,
-                    avatar_url = NULL, custom_status = NULL, password_hash = $4,
+                    avatar_url = NULL, avatar_key = NULL, custom_status = NULL, password_hash = $4,
                     deleted_at = now()
              WHERE id = $1
              RETURNING id, username, display_name, avatar_url, custom_status, created_at",

@@ -91,6 +91,8 @@ typed_id! {
     RoleId;
     /// A login session (one device's refresh-token family).
     SessionId;
+    /// A file attached to a message.
+    AttachmentId;
 }
 
 impl RoleId {

@@ -22,6 +22,7 @@ pub mod audit;
 pub mod channels;
 pub mod dms;
 pub mod error;
+pub mod files;
 pub mod ids;
 pub mod invites;
 pub mod link_previews;
@@ -44,7 +45,7 @@ pub mod voice;
 pub mod workers;
 
 pub use error::{ChatError, ChatResult};
-pub use ids::{ChannelId, MessageId, RoleId, ServerId, SessionId, UserId};
+pub use ids::{AttachmentId, ChannelId, MessageId, RoleId, ServerId, SessionId, UserId};
 pub use name::Name;
 pub use snowflake::{Snowflake, SnowflakeGenerator};
 
@@ -75,6 +76,8 @@ pub struct Chat {
     /// This running node, unique per process (`<node name>/<random>`): holds its snowflake
     /// worker lease and marks the voice sessions it serves.
     pub(crate) node: Arc<str>,
+    /// Signs attachment URLs in every message this node serialises.
+    pub(crate) file_urls: Arc<files::FileUrls>,
 }
 
 impl Chat {
@@ -88,7 +91,20 @@ impl Chat {
             pool,
             ids: Arc::new(SnowflakeGenerator::new(worker_id)),
             passwords: Arc::new(password::PasswordHasher::new()),
+            file_urls: Arc::new(files::FileUrls::new(rand::random())),
         }
+    }
+
+    /// Signs attachment URLs with `urls` (derived from the token secret every node of a cluster
+    /// shares) instead of a key of this process alone.
+    pub fn with_file_urls(mut self, urls: files::FileUrls) -> Self {
+        self.file_urls = Arc::new(urls);
+        self
+    }
+
+    /// The attachment URL signer (the download handler checks signatures with it).
+    pub fn file_urls(&self) -> &files::FileUrls {
+        &self.file_urls
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {

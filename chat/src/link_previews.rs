@@ -178,7 +178,7 @@ impl Chat {
         .fetch_optional(&self.pool)
         .await?;
         match updated {
-            Some(id) => Ok(Some(self.message_row(id).await?)),
+            Some(id) => Ok(Some(self.message_by_id(id).await?)),
             None => Ok(None),
         }
     }
@@ -215,7 +215,7 @@ impl Chat {
         .bind(SUPPRESS_EMBEDS)
         .execute(&self.pool)
         .await?;
-        self.message_row(message_id).await
+        self.message_by_id(message_id).await
     }
 
     /// Forgets cache entries older than `max_age` that have no image. Entries with an image

@@ -157,6 +157,9 @@ pub struct Message {
     pub mention_roles: Vec<RoleId>,
     /// `@everyone`/`@here` by someone with MENTION_EVERYONE.
     pub mention_everyone: bool,
+    /// Files sent with the message, in upload order.
+    #[serde(default)]
+    pub attachments: Vec<crate::files::Attachment>,
     /// Link previews, filled in after the message is stored (a MESSAGE_UPDATE brings them).
     #[serde(default)]
     pub embeds: Vec<Embed>,

@@ -173,6 +173,34 @@ pub struct Cli {
     /// [default: none]
     #[arg(long, env = "CONFAB_LINK_PREVIEW_ALLOW_CIDRS", value_delimiter = ',', value_parser = crate::proxy::parse_net)]
     pub link_preview_allow_cidrs: Option<Vec<ipnet::IpNet>>,
+    /// Largest file one upload may carry, in MiB. [default: 25]
+    #[arg(long, env = "CONFAB_MAX_UPLOAD_MIB")]
+    pub max_upload_mib: Option<u64>,
+    /// Bytes of attachments one user may store in all, in MiB (0 = no limit). [default: 2048]
+    #[arg(long, env = "CONFAB_USER_STORAGE_QUOTA_MIB")]
+    pub user_storage_quota_mib: Option<u64>,
+    /// Bytes of attachments one server may hold in all, in MiB (0 = no limit). [default: 20480]
+    #[arg(long, env = "CONFAB_SERVER_STORAGE_QUOTA_MIB")]
+    pub server_storage_quota_mib: Option<u64>,
+    /// Directory of uploaded files when no S3 bucket is set. [default: <data dir>/files]
+    #[arg(long, env = "CONFAB_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
+    /// S3-compatible bucket for uploaded files (a cluster needs one: every node reads what any
+    /// node stored). Unset = the files directory.
+    #[arg(long, env = "CONFAB_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint for self-hosted servers, e.g. http://127.0.0.1:9000. [default: AWS]
+    #[arg(long, env = "CONFAB_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region. [default: us-east-1, or AWS_REGION]
+    #[arg(long, env = "CONFAB_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 access key id. [default: AWS_ACCESS_KEY_ID]
+    #[arg(long, env = "CONFAB_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key. [default: AWS_SECRET_ACCESS_KEY]
+    #[arg(long, env = "CONFAB_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
     /// TURN server URLs handed to voice clients whose networks block direct UDP,
     /// comma-separated (turn:HOST:3478?transport=udp,turns:HOST:5349?transport=tcp). Needs
     /// --turn-secret. [default: none]
@@ -268,11 +296,36 @@ struct FileConfig {
     link_previews: Option<bool>,
     link_preview_concurrency: Option<usize>,
     link_preview_allow_cidrs: Option<Vec<String>>,
+    max_upload_mib: Option<u64>,
+    user_storage_quota_mib: Option<u64>,
+    server_storage_quota_mib: Option<u64>,
+    files_dir: Option<PathBuf>,
+    s3_bucket: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
 }
 
 /// Upper bound of `--max-video-tiles`: every tile is a recvonly transceiver in the client's
 /// offer, and offers are capped at 64 m-lines.
 pub const MAX_VIDEO_TILES_LIMIT: usize = 25;
+
+const MIB: u64 = 1024 * 1024;
+
+impl Config {
+    /// Where uploaded files live.
+    pub fn file_store(&self) -> confab_files::StoreConfig {
+        match &self.s3 {
+            Some(s3) => confab_files::StoreConfig::S3(s3.clone()),
+            None => confab_files::StoreConfig::Local(
+                self.files_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("files")),
+            ),
+        }
+    }
+}
 
 /// Resolved configuration.
 #[derive(Debug, Clone)]
@@ -334,6 +387,15 @@ pub struct Config {
     pub link_preview_concurrency: usize,
     /// Test-only exceptions to the previews' SSRF rules.
     pub link_preview_allow_cidrs: Vec<ipnet::IpNet>,
+    /// Largest uploaded file, bytes.
+    pub max_upload_bytes: u64,
+    /// Attachment quotas in bytes (0 = no limit).
+    pub user_storage_quota: u64,
+    pub server_storage_quota: u64,
+    /// Directory of uploaded files when no bucket is set; None = `<data dir>/files`.
+    pub files_dir: Option<PathBuf>,
+    /// S3-compatible bucket for uploaded files (instead of the directory).
+    pub s3: Option<confab_files::store::S3Config>,
 }
 
 impl Default for Config {
@@ -383,6 +445,11 @@ impl Default for Config {
             link_previews: true,
             link_preview_concurrency: 4,
             link_preview_allow_cidrs: Vec::new(),
+            max_upload_bytes: 25 * MIB,
+            user_storage_quota: 2048 * MIB,
+            server_storage_quota: 20480 * MIB,
+            files_dir: None,
+            s3: None,
         }
     }
 }
@@ -524,6 +591,30 @@ impl Config {
                     .collect::<Result<_, _>>()
                     .map_err(|e| anyhow::anyhow!("link_preview_allow_cidrs: {e}"))?,
             },
+            max_upload_bytes: cli
+                .max_upload_mib
+                .or(file.max_upload_mib)
+                .map_or(d.max_upload_bytes, |m| m.saturating_mul(MIB)),
+            user_storage_quota: cli
+                .user_storage_quota_mib
+                .or(file.user_storage_quota_mib)
+                .map_or(d.user_storage_quota, |m| m.saturating_mul(MIB)),
+            server_storage_quota: cli
+                .server_storage_quota_mib
+                .or(file.server_storage_quota_mib)
+                .map_or(d.server_storage_quota, |m| m.saturating_mul(MIB)),
+            files_dir: cli.files_dir.or(file.files_dir),
+            s3: cli
+                .s3_bucket
+                .or(file.s3_bucket)
+                .filter(|b| !b.is_empty())
+                .map(|bucket| confab_files::store::S3Config {
+                    bucket,
+                    endpoint: cli.s3_endpoint.or(file.s3_endpoint),
+                    region: cli.s3_region.or(file.s3_region),
+                    access_key_id: cli.s3_access_key_id.or(file.s3_access_key_id),
+                    secret_access_key: cli.s3_secret_access_key.or(file.s3_secret_access_key),
+                }),
             turn: crate::turn::TurnSettings::new(
                 &cli.turn_urls.or(file.turn_urls).unwrap_or_default(),
                 cli.turn_secret.or(file.turn_secret).as_deref(),
@@ -546,6 +637,10 @@ impl Config {
         anyhow::ensure!(
             self.sfu_send_workers <= 64,
             "--sfu-send-workers must be 0 (one per core) ..= 64"
+        );
+        anyhow::ensure!(
+            (MIB..=4096 * MIB).contains(&self.max_upload_bytes),
+            "--max-upload-mib must be 1..=4096"
         );
         anyhow::ensure!(
             (1..=MAX_VIDEO_TILES_LIMIT).contains(&self.max_video_tiles),

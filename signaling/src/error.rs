@@ -225,7 +225,7 @@ where
 }
 
 /// `application/json` or `application/<something>+json`, as axum's `Json` accepts.
-fn is_json(headers: &axum::http::HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &axum::http::HeaderMap) -> bool {
     let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

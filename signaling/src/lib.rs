@@ -205,7 +205,10 @@ async fn start_node(
     let addr = listener.local_addr()?;
     let secret = auth::TokenKeys::load_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
     let worker_holder = format!("{}/{}", config.node_name, uuid::Uuid::new_v4().simple());
-    let chat = Chat::new(pool, 0, &worker_holder);
+    let chat = Chat::new(pool, 0, &worker_holder)
+        .with_file_urls(confab_chat::files::FileUrls::from_secret(&secret));
+    let files = http::files::open_store(&config)?;
+    tracing::info!(store = files.kind(), "file store open");
     let worker = chat
         .lease_worker()
         .await
@@ -254,9 +257,11 @@ async fn start_node(
         pending_gateway: Default::default(),
         db_circuit: Default::default(),
         previews,
+        files,
         config,
     }));
     spawn_housekeeping(state.clone());
+    http::files::spawn_workers(state.clone());
     if let Some(worker) = preview_worker {
         worker.spawn(state.clone());
     }

@@ -146,6 +146,28 @@ pub fn describe_and_zero() {
         "Messages left without previews because the preview queue was full."
     );
     counter!("confab_link_preview_jobs_dropped_total").absolute(0);
+    describe_counter!(
+        "confab_attachment_uploads_total",
+        "Files stored with messages."
+    );
+    counter!("confab_attachment_uploads_total").absolute(0);
+    describe_counter!(
+        "confab_attachment_bytes_total",
+        "Bytes of files stored with messages (after metadata scrubbing)."
+    );
+    counter!("confab_attachment_bytes_total").absolute(0);
+    describe_counter!(
+        "confab_thumbnails_total",
+        "Image thumbnails made or given up on, by result."
+    );
+    for result in ["made", "failed"] {
+        counter!("confab_thumbnails_total", "result" => result).absolute(0);
+    }
+    describe_counter!(
+        "confab_files_deleted_total",
+        "Stored objects deleted by the sweeper."
+    );
+    counter!("confab_files_deleted_total").absolute(0);
     describe_histogram!(
         "confab_message_write_batch_size",
         "Messages written per database batch."

@@ -42,6 +42,8 @@ pub struct Inner {
     pub db_circuit: crate::db_circuit::DbCircuit,
     /// Queues messages for link previews (`crate::link_previews`).
     pub previews: crate::link_previews::LinkPreviews,
+    /// Where uploaded files live (local directory or S3).
+    pub files: confab_files::FileStore,
 }
 
 impl Deref for AppState {

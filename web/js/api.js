@@ -257,6 +257,42 @@ export class Api {
   sendMessage(channelId, content, nonce) {
     return this.post(`/channels/${channelId}/messages`, nonce ? { content, nonce } : { content });
   }
+  /**
+   * A message with files: multipart (payload_json + files[n]) over XMLHttpRequest, the one
+   * browser API that reports upload progress. onProgress(loaded, total); signal aborts it.
+   */
+  async sendMessageWithFiles(channelId, payload, files, { onProgress, signal } = {}) {
+    await this.ensureFreshToken();
+    const form = new FormData();
+    form.append('payload_json', JSON.stringify(payload));
+    files.forEach((f, i) => form.append(`files[${i}]`, f, f.name));
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', `${this.base}/channels/${channelId}/messages`);
+      xhr.setRequestHeader('Accept', 'application/json');
+      if (this.token) xhr.setRequestHeader('Authorization', `Bearer ${this.token}`);
+      xhr.upload.onprogress = (e) => { if (onProgress) onProgress(e.loaded, e.lengthComputable ? e.total : 0); };
+      xhr.onload = () => {
+        let data = null;
+        try { data = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch { data = { message: xhr.responseText.slice(0, 200) }; }
+        if (xhr.status >= 200 && xhr.status < 300) resolve(data);
+        else reject(new ApiError(xhr.status, data, { retryAfter: xhr.getResponseHeader('Retry-After') }));
+      };
+      xhr.onerror = () => reject(new ApiError(0, { code: 0, message: 'Network error: cannot reach the server' }));
+      xhr.onabort = () => { const e = new Error('Upload cancelled'); e.name = 'AbortError'; reject(e); };
+      if (signal) {
+        if (signal.aborted) { xhr.abort(); return; }
+        signal.addEventListener('abort', () => xhr.abort(), { once: true });
+      }
+      xhr.send(form);
+    });
+  }
+  /** Upload an avatar image, cropped to the square (x, y, size) in image pixels, if given. */
+  setAvatar(blob, crop) {
+    const q = crop ? `?x=${crop.x}&y=${crop.y}&size=${crop.size}` : '';
+    return this.request('PUT', `/users/@me/avatar${q}`, blob);
+  }
+  deleteAvatar() { return this.del('/users/@me/avatar'); }
   editMessage(channelId, id, content) { return this.patch(`/channels/${channelId}/messages/${id}`, { content }); }
   setMessageFlags(channelId, id, flags) { return this.patch(`/channels/${channelId}/messages/${id}`, { flags }); }
   deleteMessage(channelId, id) { return this.del(`/channels/${channelId}/messages/${id}`); }

@@ -8,6 +8,7 @@ import { channelPermissionsDialog } from './community.js';
 import { selectServer, selectChannel } from './navigation.js';
 import { ensureMessagesLoaded } from './messages.js';
 import { logout } from './auth-view.js';
+import { avatarSection } from './avatar-upload.js';
 
 /** Accept a bare code, "/invite/CODE", or a full URL ending in /invite/CODE (or /CODE). */
 export function parseInviteCode(input) {
@@ -343,6 +344,7 @@ export function settingsDialog() {
   openDialog({
     title: 'User settings', testid: 'settings-dialog', wide: true,
     content: [
+      avatarSection(),
       profile,
       passwordForm,
       h('section', { class: 'settings-section', 'aria-label': 'Sessions' }, h('h3', { text: 'Sessions' }), sessionsList),

@@ -8,8 +8,11 @@ import { h, clear, avatar, openDialog, toast } from './dom.js';
 import { icon } from './icons.js';
 import { reactionBar, openReactionPicker, loadPins, pinnedIds, setPinned, rememberUser } from './community.js';
 import { channelTitle, isPrivate, mentionsMe } from './inbox.js';
+import { attachmentList, setupUploads, progressLine, showProgress } from './attachments.js';
 
 const lastTypingSent = new Map();  // channel_id -> ms
+let uploads = null;  // the composer's file tray (attachments.js)
+const uploadsInFlight = new Map();  // nonce -> AbortController
 
 const GROUP_MS = 5 * 60 * 1000;
 const TYPING_SEND_EVERY_MS = 8000;
@@ -23,8 +26,11 @@ export function buildMessagesView() {
   const composerInput = h('textarea', { rows: 1, class: 'composer-input', 'data-testid': 'composer', 'aria-label': 'Message', placeholder: 'Message' });
   const counter = h('div', { class: 'char-counter', 'data-testid': 'char-counter', 'aria-live': 'polite', hidden: true });
   const composerError = h('p', { class: 'composer-error', role: 'alert', 'data-testid': 'composer-error', hidden: true });
-  const composer = h('form', { class: 'composer', 'aria-label': 'Send a message' }, composerInput, counter,
-    h('button', { type: 'submit', class: 'icon-btn send', 'aria-label': 'Send message', text: '➤' }));
+  const composer = h('form', { class: 'composer', 'aria-label': 'Send a message' });
+  // Files dropped on the message list or the composer, or pasted, join the tray.
+  uploads = setupUploads({ input: composerInput, dropZones: [composer, messages] });
+  composer.append(uploads.tray, h('div', { class: 'composer-row' }, uploads.button, uploads.picker, composerInput, counter,
+    h('button', { type: 'submit', class: 'icon-btn send', 'aria-label': 'Send message', text: '➤' })));
   // The autocomplete's keys (Enter, Tab, arrows, Escape) win while its list is open.
   attachMentionAutocomplete(composerInput, { container: composer });
   composerInput.addEventListener('keydown', onComposerKey);
@@ -232,7 +238,10 @@ function messageItem(m, grouped, date) {
     const tail = content.lastElementChild && content.lastElementChild.classList.contains('md-p') ? content.lastElementChild : content;
     if (m.edited_at) tail.append(h('span', { class: 'edited', 'data-testid': 'edited-mark', title: new Date(m.edited_at).toLocaleString(), text: ' (edited)' }));
     if (m.failed) content.append(h('span', { class: 'failed-note', text: ` — not sent: ${m.failed}` }));
-    li.append(h('div', { class: 'msg-body' }, content, m.pending ? null : embedCards(m, mine), m.pending ? null : reactionBar(m)));
+    if (!m.content) content.classList.add('empty');
+    li.append(h('div', { class: 'msg-body' }, content, attachmentList(m),
+      m.upload ? progressLine(m, () => { const c = uploadsInFlight.get(m.nonce); if (c) c.abort(); }) : null,
+      m.pending ? null : embedCards(m, mine), m.pending ? null : reactionBar(m)));
   }
   if (!m.pending && !m.failed && !editing) {
     const pinned = pinnedIds(m.channel_id).has(m.id);
@@ -443,7 +452,8 @@ function randomNonce() {
 async function sendFromComposer() {
   const id = store.currentChannelId;
   const typed = ui.composerInput.value;
-  if (!id || !typed.trim()) return;
+  const withFiles = uploads && uploads.count() > 0;
+  if (!id || (!typed.trim() && !withFiles)) return;
   const over = charCount(typed) - MAX_MESSAGE_CHARS;
   if (over > 0) {
     // Nothing is lost and nothing is sent: say by how much, and keep the text to shorten.
@@ -451,7 +461,8 @@ async function sendFromComposer() {
     renderCounter();
     return;
   }
-  const content = linkPlainMentions(typed);
+  const content = typed.trim() ? linkPlainMentions(typed) : '';
+  const files = withFiles ? uploads.take() : [];
   setComposerError('');
   ui.composerInput.value = '';
   ui.composerInput.style.height = 'auto';
@@ -459,22 +470,38 @@ async function sendFromComposer() {
   lastTypingSent.set(id, 0);
   const nonce = randomNonce();
   const st = store.msgState(id);
+  const total = files.reduce((n, f) => n + f.size, 0);
   const pending = {
     id: `pending-${nonce}`, channel_id: id, server_id: store.channel ? store.channel.server_id : null, author: store.me,
     content, nonce, created_at: new Date().toISOString(), edited_at: null, pending: true,
+    upload: files.length ? { names: files.map((f) => f.name), loaded: 0, total } : null,
   };
   st.list.push(pending);
   renderMessages({ reset: true });
   try {
-    const m = await api.sendMessage(id, content, nonce);
+    let m;
+    if (files.length) {
+      const ctl = new AbortController();
+      uploadsInFlight.set(nonce, ctl);
+      try {
+        m = await api.sendMessageWithFiles(id, { content, nonce }, files, {
+          signal: ctl.signal,
+          onProgress: (loaded, t) => { pending.upload.loaded = loaded; if (t) pending.upload.total = t; showProgress(nonce, loaded, t); },
+        });
+      } finally {
+        uploadsInFlight.delete(nonce);
+      }
+    } else {
+      m = await api.sendMessage(id, content, nonce);
+    }
     store.putMessage(m);
   } catch (e) {
-    pending.failed = e.message;
-    pending.pending = false;
-    // keep the text so the user can retry
-    if (!ui.composerInput.value) { ui.composerInput.value = typed; renderCounter(); }
-    setComposerError(`Message not sent: ${e.message}`, 'send');
     st.list.splice(st.list.indexOf(pending), 1);
+    // Keep the text and the files so the user can send again.
+    if (!ui.composerInput.value) { ui.composerInput.value = typed; renderCounter(); }
+    if (files.length) uploads.restore(files);
+    if (e.name === 'AbortError') setComposerError('Upload cancelled.', 'send');
+    else setComposerError(`Message not sent: ${e.message}`, 'send');
   }
   if (store.currentChannelId === id) renderMessages();
 }

@@ -5,6 +5,7 @@ pub mod mentions;
 pub(crate) mod writer;
 
 use crate::accounts::USER_COLUMNS;
+use crate::files::{FileUrls, NewAttachment, ATTACHMENTS_JSON};
 use crate::model::{ChannelKind, Message, User};
 use crate::{permissions, ChannelId, MessageId, RoleId, ServerId, UserId};
 use crate::{Chat, ChatError, ChatResult};
@@ -32,6 +33,7 @@ pub(crate) struct MessageRow {
     mention_everyone: bool,
     embeds: sqlx::types::Json<Vec<crate::model::Embed>>,
     flags: i32,
+    attachments: sqlx::types::Json<Vec<crate::files::AttachmentRow>>,
     #[sqlx(flatten)]
     author: AuthorRow,
 }
@@ -48,8 +50,10 @@ struct AuthorRow {
     created_at: DateTime<Utc>,
 }
 
-impl From<MessageRow> for Message {
-    fn from(r: MessageRow) -> Self {
+impl MessageRow {
+    /// The message, with signed URLs for its files.
+    pub(crate) fn into_message(self, urls: &FileUrls) -> Message {
+        let r = self;
         Message {
             id: r.id,
             channel_id: r.channel_id,
@@ -72,15 +76,24 @@ impl From<MessageRow> for Message {
             mention_everyone: r.mention_everyone,
             embeds: r.embeds.0,
             flags: r.flags,
+            attachments: r
+                .attachments
+                .0
+                .into_iter()
+                .map(|a| urls.attachment(a))
+                .collect(),
         }
     }
 }
 
 /// Columns of a message row (`m` = message, `c` = its channel, `u` = its author).
-pub(crate) const SELECT_MESSAGE_COLUMNS: &str =
+pub(crate) const SELECT_MESSAGE_COLUMNS: &str = const_format::concatcp!(
     "m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
         m.edited_at, m.reply_to, m.mentions, m.mention_roles, m.mention_everyone, m.embeds, m.flags, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
-        u.created_at AS author_created_at";
+        u.created_at AS author_created_at, ",
+    ATTACHMENTS_JSON,
+    " AS attachments"
+);
 
 const SELECT_MESSAGE: &str = const_format::concatcp!(
     "SELECT ",
@@ -127,7 +140,28 @@ impl Chat {
         nonce: Option<&str>,
         reply_to: Option<MessageId>,
     ) -> ChatResult<(Message, bool)> {
-        check_content(content)?;
+        self.send_message_with_files(channel_id, author, content, nonce, reply_to, &[])
+            .await
+    }
+
+    /// Sends a message with files already written to the store. Content may be empty when
+    /// there are files. When the nonce was used before, the earlier message comes back (with
+    /// `false`) and the caller deletes the files it stored for this attempt.
+    pub async fn send_message_with_files(
+        &self,
+        channel_id: ChannelId,
+        author: UserId,
+        content: &str,
+        nonce: Option<&str>,
+        reply_to: Option<MessageId>,
+        files: &[NewAttachment],
+    ) -> ChatResult<(Message, bool)> {
+        if files.len() > crate::files::MAX_FILES_PER_MESSAGE {
+            return Err(ChatError::field("files", "at most 10 files per message"));
+        }
+        if files.is_empty() || !content.is_empty() {
+            check_content(content)?;
+        }
         if let Some(n) = nonce {
             if n.is_empty() || n.chars().count() > MAX_NONCE || n.contains('\0') {
                 return Err(ChatError::field("nonce", "must be 1-64 characters"));
@@ -135,7 +169,7 @@ impl Chat {
         }
         let parsed = mentions::parse(content);
         // Fast path for plain messages: one batched statement checks access and inserts.
-        if parsed.is_empty() && reply_to.is_none() {
+        if parsed.is_empty() && reply_to.is_none() && files.is_empty() {
             let written = self
                 .writer
                 .submit(writer::NewMessage {
@@ -162,6 +196,9 @@ impl Chat {
         if !permissions::has(perms, permissions::SEND_MESSAGES) {
             return Err(ChatError::Forbidden("you may not send messages here"));
         }
+        if !files.is_empty() && !permissions::has(perms, permissions::ATTACH_FILES) {
+            return Err(ChatError::Forbidden("you may not attach files here"));
+        }
         if channel.kind == ChannelKind::Dm && self.dm_blocked(channel_id, author).await? {
             return Err(ChatError::Blocked("you cannot message this user"));
         }
@@ -174,7 +211,7 @@ impl Chat {
             .fetch_optional(&self.pool)
             .await?;
             if let Some(existing) = existing {
-                return Ok((existing.into(), false));
+                return Ok((existing.into_message(&self.file_urls), false));
             }
         }
         if let Some(r) = reply_to {
@@ -194,6 +231,7 @@ impl Chat {
         let resolved = self
             .resolve_mentions(channel_id, channel.server_id, perms, &parsed)
             .await?;
+        let mut tx = self.pool.begin().await?;
         let id: Option<MessageId> = sqlx::query_scalar(
             "INSERT INTO messages (id, channel_id, author_id, content, nonce, reply_to, mentions, mention_roles, mention_everyone)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -208,10 +246,15 @@ impl Chat {
         .bind(sqlx::types::Json(&resolved.users))
         .bind(sqlx::types::Json(&resolved.roles))
         .bind(resolved.everyone)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        if let Some(id) = id {
+            self.insert_attachments(&mut tx, id, channel_id, author, files)
+                .await?;
+        }
+        tx.commit().await?;
         match id {
-            Some(id) => Ok((self.message_row(id).await?, true)),
+            Some(id) => Ok((self.message_by_id(id).await?, true)),
             None => Err(ChatError::Conflict("nonce already used; retry".into())),
         }
     }
@@ -266,12 +309,13 @@ impl Chat {
         })
     }
 
-    pub(crate) async fn message_row(&self, id: MessageId) -> ChatResult<Message> {
+    pub(crate) async fn message_by_id(&self, id: MessageId) -> ChatResult<Message> {
         let row: Option<MessageRow> = sqlx::query_as(q!("{SELECT_MESSAGE} WHERE m.id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(Message::from).ok_or(ChatError::NotFound("message"))
+        row.map(|r| r.into_message(&self.file_urls))
+            .ok_or(ChatError::NotFound("message"))
     }
 
     pub async fn message(
@@ -286,7 +330,7 @@ impl Chat {
                 "you may not read this channel's history",
             ));
         }
-        let msg = self.message_row(message_id).await?;
+        let msg = self.message_by_id(message_id).await?;
         if msg.channel_id != channel_id {
             return Err(ChatError::NotFound("message"));
         }
@@ -339,7 +383,10 @@ impl Chat {
             }
         };
         crate::record_query("history", started);
-        Ok(rows.into_iter().map(Message::from).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| r.into_message(&self.file_urls))
+            .collect())
     }
 
     /// Edits the caller's own message.
@@ -375,7 +422,7 @@ impl Chat {
         .bind(resolved.everyone)
         .execute(&self.pool)
         .await?;
-        self.message_row(message_id).await
+        self.message_by_id(message_id).await
     }
 
     /// Deletes a message: the author's own, or anyone's with MANAGE_MESSAGES.

@@ -12,6 +12,7 @@
 //! and inserts it, or finds the reason (404, 403, or the earlier message with that nonce).
 
 use super::{MessageRow, SELECT_MESSAGE_COLUMNS};
+use crate::files::FileUrls;
 use crate::model::Message;
 use crate::{permissions, ChannelId};
 use crate::{ChatError, ChatResult, MessageId, UserId};
@@ -109,9 +110,15 @@ async fn write_batch(pool: &PgPool, batch: Vec<(NewMessage, Reply)>) {
     }
 }
 
+/// Rows made here are new messages sent without files (messages with files take the exact
+/// path), so no attachment URL is ever signed with this key.
+static NO_FILES: FileUrls = FileUrls::new([0; 32]);
+
 fn reply_all(batch: Vec<(NewMessage, Reply)>, rows: Vec<MessageRow>) {
-    let mut by_id: HashMap<MessageId, Message> =
-        rows.into_iter().map(|r| (r.id, Message::from(r))).collect();
+    let mut by_id: HashMap<MessageId, Message> = rows
+        .into_iter()
+        .map(|r| (r.id, r.into_message(&NO_FILES)))
+        .collect();
     for (m, reply) in batch {
         let _ = reply.send(Ok(by_id.remove(&m.id)));
     }

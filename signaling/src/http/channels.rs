@@ -32,7 +32,8 @@ pub struct ChannelPatchBody {
 
 #[derive(Deserialize, ToSchema)]
 pub struct MessageBody {
-    /// 1-4000 characters, stored verbatim.
+    /// Up to 4000 characters, stored verbatim; may be empty only when files are attached.
+    #[serde(default)]
     pub content: String,
     /// Client-chosen; the same nonce from the same user never creates a second message.
     pub nonce: Option<String>,
@@ -164,24 +165,57 @@ pub async fn history(
 /// Send a message. Idempotent with a nonce: a repeat returns the first message with 200.
 /// Mentions in `content` (`<@USER_ID>`, `<@&ROLE_ID>`, `@everyone`, `@here`) are resolved into
 /// `mentions`, `mention_roles` and `mention_everyone` (docs/gateway.md, "message").
+///
+/// With files: `multipart/form-data` with a `payload_json` part (this JSON body) and up to 10
+/// parts with a file name, each at most the server's upload limit (25 MiB by default; 413 names
+/// it). Needs ATTACH_FILES. The type is sniffed from the bytes; image metadata (location, camera)
+/// is removed; the message's `attachments` carry signed URLs (docs/files.md).
 #[utoipa::path(post, path = "/channels/{channel_id}/messages", tag = "messages", security(("bearer" = [])), params(("channel_id" = String, Path)),
-    request_body = MessageBody, responses((status = 201, body = Message), (status = 200, body = Message), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    request_body(content(
+        (MessageBody = "application/json"),
+        (MessageBody = "multipart/form-data", example = json!({"payload_json": "{\"content\":\"look\"}", "files[0]": "(binary)"}))
+    )),
+    responses((status = 201, body = Message), (status = 200, body = Message), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn send(
     State(state): State<AppState>,
     user: AuthUser,
     Path(channel_id): Path<ChannelId>,
-    Json(body): Json<MessageBody>,
+    req: axum::extract::Request,
 ) -> ApiResult<(StatusCode, Json<Message>)> {
-    let (message, created) = state
+    let (body, files) = if crate::http::files::is_multipart(req.headers()) {
+        let received = crate::http::files::receive_message(&state, &user, channel_id, req).await?;
+        (received.body, received.files)
+    } else {
+        if !crate::error::is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        // This route's body limit is lifted for files; JSON keeps the usual 64 KiB.
+        let bytes = axum::body::to_bytes(req.into_body(), crate::http::MAX_BODY)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        (
+            crate::input::decode_json::<MessageBody>(&bytes)?,
+            Vec::new(),
+        )
+    };
+    let sent = state
         .chat
-        .send_message(
+        .send_message_with_files(
             channel_id,
             user.user_id,
             &body.content,
             body.nonce.as_deref(),
             body.reply_to,
+            &files,
         )
-        .await?;
+        .await;
+    let (message, created) = match sent {
+        Ok(sent) => sent,
+        Err(e) => {
+            crate::http::files::discard(&state, &files).await;
+            return Err(e.into());
+        }
+    };
     if created {
         metrics::counter!("confab_messages_created_total").increment(1);
         state.emit(
@@ -194,6 +228,8 @@ pub async fn send(
         state.previews.enqueue(&message);
         Ok((StatusCode::CREATED, Json(message)))
     } else {
+        // A repeated nonce: the files of this attempt are not needed.
+        crate::http::files::discard(&state, &files).await;
         Ok((StatusCode::OK, Json(message)))
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod channels;
 pub mod dms;
+pub mod files;
 pub mod ice_servers;
 pub mod link_previews;
 pub mod moderation;
@@ -74,12 +75,18 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             state.clone(),
             ratelimit::auth_bucket,
         ));
+    // Messages may carry files: the handler limits JSON to MAX_BODY itself and each file part
+    // to the upload limit while it streams.
     let message_routes = OpenApiRouter::new()
         .routes(routes!(channels::history, channels::send))
+        .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             ratelimit::message_bucket,
         ));
+    let avatar_routes = OpenApiRouter::new()
+        .routes(routes!(files::put_avatar, files::delete_avatar))
+        .layer(DefaultBodyLimit::max(files::MAX_AVATAR_UPLOAD));
     let typing_routes = OpenApiRouter::new()
         .routes(routes!(channels::typing))
         .layer(middleware::from_fn_with_state(
@@ -143,6 +150,10 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(soundboard::delete))
         .routes(routes!(soundboard::audio))
         .routes(routes!(link_previews::image))
+        .routes(routes!(files::download))
+        .routes(routes!(files::download_thumbnail))
+        .routes(routes!(files::get_avatar))
+        .merge(avatar_routes)
         .merge(sound_upload_routes)
         .merge(sound_play_routes)
         .merge(message_routes)

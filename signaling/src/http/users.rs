@@ -116,17 +116,22 @@ pub async fn update_me(
             },
         )
         .await?;
-    // Every node tells its own sessions of the user's co-members.
-    let servers = state.chat.server_ids_of(user.user_id).await?;
+    announce_user(&state, user.user_id, &updated).await?;
+    Ok(Json(updated))
+}
+
+/// Tells the user's co-members (USER_UPDATE): every node tells its own sessions.
+pub async fn announce_user(state: &AppState, user_id: UserId, updated: &User) -> ApiResult<()> {
+    let servers = state.chat.server_ids_of(user_id).await?;
     state
         .publish(BusEvent::UserUpdated {
-            user_id: user.user_id,
+            user_id,
             servers,
             also: Vec::new(),
-            user: serde_json::to_value(&updated).map_err(anyhow::Error::from)?,
+            user: serde_json::to_value(updated).map_err(anyhow::Error::from)?,
         })
         .await;
-    Ok(Json(updated))
+    Ok(())
 }
 
 /// Delete my account (the password confirms it). I leave every server (an owner must delete

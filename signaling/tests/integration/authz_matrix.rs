@@ -189,6 +189,21 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     // A link preview's image: its random key is the permission (an <img> sends no token), so
     // whoever holds the URL gets it; an unknown key is 404 (link_preview.rs).
     ("get", "/link-previews/images/{key}", [200, 200, 200, 200]),
+    // Files: a signed attachment URL is a capability (it came in a message the holder could
+    // read); avatars are public like profile pictures everywhere.
+    (
+        "get",
+        "/attachments/{attachment_id}/{filename}",
+        [200, 200, 200, 200],
+    ),
+    (
+        "get",
+        "/attachments/{attachment_id}/thumbnail/{filename}",
+        [200, 200, 200, 200],
+    ),
+    ("put", "/users/@me/avatar", [200, 200, 200, 200]),
+    ("delete", "/users/@me/avatar", [200, 200, 200, 200]),
+    ("get", "/avatars/{user_id}/{name}", [200, 200, 200, 200]),
     ("post", "/servers/{server_id}/invites", [404, 403, 201, 201]),
     ("get", "/servers/{server_id}/invites", [404, 403, 200, 200]),
     // Anyone with the code may look and join (another server here, so nobody's role changes).
@@ -426,6 +441,7 @@ impl World {
         let mut body = None;
         let mut spare = None;
         let mut raw = None;
+        let mut query: Option<String> = None;
         let mut p: HashMap<&str, String> = HashMap::from([
             ("server_id", self.sid.clone()),
             ("channel_id", self.text.clone()),
@@ -590,6 +606,27 @@ impl World {
             ("get", "/link-previews/images/{key}") => {
                 p.insert("key", self.preview_image().await);
             }
+            ("get", "/attachments/{attachment_id}/{filename}")
+            | ("get", "/attachments/{attachment_id}/thumbnail/{filename}") => {
+                let thumbnail = template.contains("thumbnail");
+                let url = self.attachment_url(thumbnail).await;
+                let (_, tail) = url.split_once("/attachments/").unwrap();
+                let (id, rest) = tail.split_once('/').unwrap();
+                let (_, q) = rest.split_once('?').unwrap();
+                p.insert("attachment_id", id.to_string());
+                p.insert("filename", "m.png".to_string());
+                query = Some(q.to_string());
+            }
+            ("put", "/users/@me/avatar") => {
+                raw = Some(("image/png", crate::attachments::png_with_location(64, 64)));
+            }
+            ("get", "/avatars/{user_id}/{name}") => {
+                let url = self.owner_avatar().await;
+                let mut parts = url.rsplit('/');
+                let name = parts.next().unwrap().to_string();
+                p.insert("user_id", parts.next().unwrap().to_string());
+                p.insert("name", name);
+            }
             ("post", "/servers/{server_id}/invites") => body = Some(json!({})),
             ("get", "/invites/{code}") | ("post", "/invites/{code}") => {
                 p.insert("code", self.other_invite.clone());
@@ -649,7 +686,10 @@ impl World {
         for (k, v) in &p {
             path = path.replace(&format!("{{{k}}}"), v);
         }
-        if raw.is_some() {
+        if let Some(q) = query {
+            path.push('?');
+            path.push_str(&q);
+        } else if raw.is_some() && template.contains("soundboard") {
             // An upload names its sound in the query string.
             path.push_str("?name=mx");
         }
@@ -684,6 +724,60 @@ impl World {
         .unwrap();
         db.close().await;
         key.simple().to_string()
+    }
+
+    /// The signed URL of a new image attachment of the owner's (or of its thumbnail, once
+    /// made).
+    async fn attachment_url(&self, thumbnail: bool) -> String {
+        let (status, m) = crate::attachments::send_files(
+            &self.app,
+            &self.owner,
+            &self.text,
+            json!({}),
+            vec![(
+                "m.png",
+                "image/png",
+                crate::attachments::png_with_location(32, 32),
+            )],
+        )
+        .await;
+        assert_eq!(status, 201, "{m}");
+        if !thumbnail {
+            return m["attachments"][0]["url"].as_str().unwrap().to_string();
+        }
+        let id = m["id"].as_str().unwrap();
+        for _ in 0..100 {
+            let got = self
+                .ok(
+                    Method::GET,
+                    &format!("/channels/{}/messages/{id}", self.text),
+                    &self.owner.token,
+                    None,
+                )
+                .await;
+            if let Some(t) = got["attachments"][0]["thumbnail_url"].as_str() {
+                return t.to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no thumbnail");
+    }
+
+    /// The owner's avatar URL (uploaded on first use).
+    async fn owner_avatar(&self) -> String {
+        let resp = self
+            .app
+            .http
+            .put(self.app.url("/users/@me/avatar"))
+            .bearer_auth(&self.owner.token)
+            .header("content-type", "image/png")
+            .body(crate::attachments::png_with_location(40, 40))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let v: Value = resp.json().await.unwrap();
+        v["avatar_url"].as_str().unwrap().to_string()
     }
 
     /// A new soundboard sound uploaded by the owner.

@@ -8,6 +8,7 @@ mod voice_util;
 mod account_security;
 mod api_auth;
 mod api_chat;
+mod attachments;
 mod authz_matrix;
 mod bus_events;
 mod cluster;
