@@ -188,6 +188,7 @@ impl Fetcher {
         Self::with_resolver(limits, allow, Arc::new(SystemResolver))
     }
 
+    /// A fetcher that resolves names with `resolver` (tests use a fixed table).
     pub fn with_resolver(
         limits: Limits,
         allow: Allowlist,
@@ -212,10 +213,6 @@ impl Fetcher {
             resolver,
             tls: Arc::new(tls),
         })
-    }
-
-    pub fn limits(&self) -> &Limits {
-        &self.limits
     }
 
     /// Fetches `url`, following up to `max_redirects` redirects, each one vetted.
