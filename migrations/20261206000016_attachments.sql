@@ -22,14 +22,19 @@ CREATE TABLE attachments (
     storage_key    TEXT NOT NULL UNIQUE,
     width          INTEGER,
     height         INTEGER,
-    -- Set by the thumbnail worker once the preview exists.
+    -- Set by the thumbnail worker once the preview exists ('' when none can be made).
     thumbnail_key  TEXT,
+    -- When a node's thumbnail worker took it (another node takes it after a minute).
+    thumbnail_claimed_at TIMESTAMPTZ,
     position       SMALLINT NOT NULL DEFAULT 0,
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX attachments_message_idx ON attachments (message_id, position);
 CREATE INDEX attachments_uploader_idx ON attachments (uploader_id);
 CREATE INDEX attachments_server_idx ON attachments (server_id) WHERE server_id IS NOT NULL;
+-- What the thumbnail workers poll: small whatever the table's size.
+CREATE INDEX attachments_pending_thumbnails_idx ON attachments (id)
+    WHERE thumbnail_key IS NULL AND content_type LIKE 'image/%';
 
 -- Store keys whose rows are gone (message, channel, server or account deleted, avatar replaced):
 -- a background sweeper deletes the objects and then these rows, so a crash between the two
@@ -51,6 +56,8 @@ END $$ LANGUAGE plpgsql;
 CREATE TRIGGER attachments_queue_deletion AFTER DELETE ON attachments
     FOR EACH ROW EXECUTE FUNCTION attachments_queue_deletion();
 
--- Avatars and server icons: a store key (served by /api/v1/files/avatars/… and …/icons/…).
+-- Avatars and server icons: the store key of the uploaded image (served by
+-- /api/v1/avatars/{user_id}/… and /api/v1/icons/{server_id}/…, the URLs kept beside them).
 ALTER TABLE users ADD COLUMN avatar_key TEXT;
-ALTER TABLE servers ADD COLUMN icon_key TEXT;
+ALTER TABLE servers ADD COLUMN icon_key TEXT,
+    ADD COLUMN icon_url TEXT CHECK (icon_url IS NULL OR char_length(icon_url) <= 256);

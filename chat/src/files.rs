@@ -322,13 +322,18 @@ impl Chat {
         .ok_or(ChatError::NotFound("attachment"))
     }
 
-    /// Images still without a thumbnail (oldest first), for the thumbnail worker.
-    pub async fn pending_thumbnails(&self, limit: i64) -> ChatResult<Vec<PendingThumbnail>> {
+    /// Claims up to `limit` images still without a thumbnail (oldest first) for this node's
+    /// thumbnail worker. Nodes of a cluster never take the same one; one left by a node that
+    /// died is taken again after a minute.
+    pub async fn claim_thumbnails(&self, limit: i64) -> ChatResult<Vec<PendingThumbnail>> {
         Ok(sqlx::query_as(
-            "SELECT id, message_id, channel_id, storage_key, size FROM attachments
-             WHERE thumbnail_key IS NULL AND content_type LIKE 'image/%'
-               AND created_at > now() - interval '1 day'
-             ORDER BY id LIMIT $1",
+            "UPDATE attachments SET thumbnail_claimed_at = now() WHERE id IN (
+                 SELECT id FROM attachments
+                 WHERE thumbnail_key IS NULL AND content_type LIKE 'image/%'
+                   AND (thumbnail_claimed_at IS NULL
+                        OR thumbnail_claimed_at < now() - interval '1 minute')
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id, message_id, channel_id, storage_key, size",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -441,6 +446,49 @@ impl Chat {
         .await?;
         tx.commit().await?;
         Ok((updated, old))
+    }
+
+    /// Sets (or removes) a server's uploaded icon; needs MANAGE_SERVER. Returns the server and
+    /// the key of the icon it replaced.
+    pub async fn set_server_icon(
+        &self,
+        server: ServerId,
+        by: UserId,
+        icon: Option<(&str, &str)>,
+    ) -> ChatResult<(crate::model::Server, Option<String>)> {
+        let perms = self.server_permissions(server, by).await?;
+        if !permissions::has(perms, permissions::MANAGE_SERVER) {
+            return Err(ChatError::Forbidden("you may not manage this server"));
+        }
+        let mut tx = self.pool.begin().await?;
+        let old: Option<Option<String>> =
+            sqlx::query_scalar("SELECT icon_key FROM servers WHERE id = $1 FOR UPDATE")
+                .bind(server)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let old = old.ok_or(ChatError::NotFound("server"))?;
+        let updated: crate::model::Server = sqlx::query_as(
+            "UPDATE servers SET icon_key = $2, icon_url = $3 WHERE id = $1
+             RETURNING id, name, owner_id, created_at, icon_url",
+        )
+        .bind(server)
+        .bind(icon.map(|a| a.0))
+        .bind(icon.map(|a| a.1))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((updated, old))
+    }
+
+    /// The store key of a server's uploaded icon.
+    pub async fn icon_key(&self, server: ServerId) -> ChatResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT icon_key FROM servers WHERE id = $1")
+                .bind(server)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
     }
 
     /// The store key of a user's uploaded avatar.

@@ -21,6 +21,10 @@ pub struct Server {
     pub name: String,
     pub owner_id: UserId,
     pub created_at: DateTime<Utc>,
+    /// The server's uploaded icon (a 256×256 PNG), if any.
+    #[serde(default)]
+    #[sqlx(default)]
+    pub icon_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq, Hash)]

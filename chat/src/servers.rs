@@ -23,7 +23,7 @@ impl Chat {
         let mut tx = self.pool.begin().await?;
         let server: Server = sqlx::query_as(
             "INSERT INTO servers (id, name, owner_id) VALUES ($1, $2, $3)
-             RETURNING id, name, owner_id, created_at",
+             RETURNING id, name, owner_id, created_at, icon_url",
         )
         .bind(id)
         .bind(name.as_str())
@@ -70,7 +70,7 @@ impl Chat {
     }
 
     pub(crate) async fn server_row(&self, server_id: ServerId) -> ChatResult<Server> {
-        sqlx::query_as("SELECT id, name, owner_id, created_at FROM servers WHERE id = $1")
+        sqlx::query_as("SELECT id, name, owner_id, created_at, icon_url FROM servers WHERE id = $1")
             .bind(server_id)
             .fetch_optional(&self.pool)
             .await?
@@ -102,7 +102,7 @@ impl Chat {
 
     pub async fn servers_of(&self, user_id: UserId) -> ChatResult<Vec<Server>> {
         Ok(sqlx::query_as(
-            "SELECT s.id, s.name, s.owner_id, s.created_at FROM servers s
+            "SELECT s.id, s.name, s.owner_id, s.created_at, s.icon_url FROM servers s
              JOIN members m ON m.server_id = s.id WHERE m.user_id = $1 ORDER BY m.joined_at, s.id",
         )
         .bind(user_id)
@@ -136,7 +136,7 @@ impl Chat {
         let before = self.server_row(server_id).await?;
         let mut tx = self.pool.begin().await?;
         let server: Server = sqlx::query_as(
-            "UPDATE servers SET name = $2 WHERE id = $1 RETURNING id, name, owner_id, created_at",
+            "UPDATE servers SET name = $2 WHERE id = $1 RETURNING id, name, owner_id, created_at, icon_url",
         )
         .bind(server_id)
         .bind(name.as_str())

@@ -172,3 +172,30 @@ test('an avatar chosen and cropped in the settings shows for the other user', as
   assert.ok(pixel.g > 120 && pixel.r < 100, `the cropped (green) half: ${JSON.stringify(pixel)}`);
   assert.deepEqual(A.consoleErrors.filter((e) => !/favicon/.test(e)), [], 'no console errors');
 });
+
+test('a server icon set in the server settings shows in the other member\'s server rail', async () => {
+  const page = A.page;
+  await page.getByRole('button', { name: 'Server settings' }).click();
+  const dlg = page.getByTestId('server-settings-dialog');
+  await dlg.waitFor();
+  await dlg.getByRole('tab', { name: 'Icon' }).click();
+  const png = await page.evaluate(async () => {
+    const c = document.createElement('canvas');
+    c.width = 400; c.height = 400;
+    const g = c.getContext('2d');
+    g.fillStyle = '#2a6'; g.fillRect(0, 0, 400, 400);
+    const blob = await new Promise((r) => c.toBlob(r, 'image/png'));
+    return [...new Uint8Array(await blob.arrayBuffer())];
+  });
+  await dlg.getByTestId('icon-file').setInputFiles({ name: 'icon.png', mimeType: 'image/png', buffer: Buffer.from(png) });
+  const crop = page.getByTestId('avatar-crop');
+  await crop.waitFor();
+  await crop.getByRole('button', { name: 'Save icon' }).click();
+  await crop.waitFor({ state: 'detached' });
+  await dlg.getByTestId('icon-preview').locator('img').waitFor();
+  await dlg.getByRole('button', { name: 'Close', exact: true }).click();
+  const icon = B.page.locator('[data-testid="server-button"] [data-testid="server-icon"]');
+  await waitFor(async () => (await icon.count()) === 1 && icon.evaluate((el) => el.complete && el.naturalWidth === 256),
+    { timeout: 15_000, message: 'B sees the icon in the rail' });
+  await snap(B.page, 'files-server-icon');
+});

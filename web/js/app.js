@@ -23,6 +23,7 @@ import { parseInviteCode, joinServerDialog, onServerCreate } from './dialogs.js'
 import { rememberVoiceChannel, offerVoiceRejoin, leaveForUnload } from './rejoin.js';
 import { closeDrawers } from './drawers.js';
 import { initSoundboard } from './soundboard.js';
+import { initServerIcons } from './avatar-upload.js';
 
 setPendingInvite(parseInviteCode(location.pathname.startsWith('/invite/') ? location.pathname : ''));
 
@@ -50,6 +51,7 @@ function startApp() {
     setVoice(v);
     window.confabVoice = v;
     initSoundboard({ api, store, gateway, voice: v, rerender: () => renderVoicePanel() });
+    initServerIcons();
     let lastVoiceError = null;
     v.onChange(() => {
       rememberVoiceChannel();

@@ -3,6 +3,7 @@
 // drag-and-drop, paste; a tray of chosen files; upload progress with cancel).
 
 import { h, clear, openDialog, toast } from './dom.js';
+import { icon } from './icons.js';
 
 /** Largest box an inline image takes in the message list, CSS pixels. */
 const BOX_W = 400;
@@ -51,7 +52,7 @@ function attachmentView(a) {
 
 function fileLine(a) {
   return h('div', { class: 'file-line' },
-    h('span', { class: 'file-icon', 'aria-hidden': 'true', text: '📄' }),
+    h('span', { class: 'file-icon', 'aria-hidden': 'true' }, icon('file', 28)),
     h('span', { class: 'file-meta' },
       h('a', { class: 'file-name', href: a.url, download: a.filename, rel: 'noopener', 'data-testid': 'attachment-link', text: a.filename }),
       h('span', { class: 'muted small', text: formatBytes(a.size || 0) })));

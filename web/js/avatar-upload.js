@@ -1,8 +1,11 @@
-// Choosing an avatar: pick an image, place a round crop over it (drag to move, slider to size),
-// and upload it; the server cuts that square and stores a 256×256 PNG without metadata.
+// Choosing an avatar or a server icon: pick an image, place a round crop over it (drag to move,
+// slider to size), and upload it; the server cuts that square and stores a 256×256 PNG without
+// metadata.
 
 import { api, store, invalidate } from './context.js';
-import { h, openDialog, avatar, toast } from './dom.js';
+import { h, clear, openDialog, avatar, toast } from './dom.js';
+import { addSettingsTab } from './community.js';
+import { PERM } from './state.js';
 
 const VIEW = 320;  // the crop view's longest side, CSS pixels
 
@@ -15,7 +18,7 @@ export function avatarSection() {
   picker.addEventListener('change', async () => {
     const file = picker.files[0];
     picker.value = '';
-    if (file && await cropAndUpload(file)) show();
+    if (file && await cropAndUpload(file, 'Crop your avatar', 'Save avatar', async (blob, crop) => applyUser(await api.setAvatar(blob, crop)))) show();
   });
   const remove = h('button', {
     type: 'button', class: 'btn secondary', text: 'Remove', 'data-testid': 'avatar-remove',
@@ -35,8 +38,8 @@ function applyUser(u) {
   invalidate(['members', 'messages', 'userpanel', 'channels']);
 }
 
-/** Shows the crop view; uploads on Save. Resolves true when the avatar changed. */
-async function cropAndUpload(file) {
+/** Shows the crop view; `upload(file, crop)` on Save. Resolves true when it was saved. */
+async function cropAndUpload(file, title, saveLabel, upload) {
   let bitmap;
   try {
     bitmap = await createImageBitmap(file);
@@ -73,18 +76,18 @@ async function cropAndUpload(file) {
     place();
   });
   const changed = await openDialog({
-    title: 'Crop your avatar',
+    title,
     testid: 'avatar-crop',
     content: [h('div', { class: 'avatar-crop', style: { width: `${cw}px`, height: `${ch}px` } }, canvas, box),
       h('label', { class: 'small' }, 'Size ', size)],
     actions: [
       { label: 'Cancel', value: false },
       {
-        label: 'Save avatar', submit: true,
+        label: saveLabel, submit: true,
         onClick: async () => {
           const crop = { x: Math.round(x / scale), y: Math.round(y / scale), size: Math.round(side / scale) };
           crop.size = Math.min(crop.size, bitmap.width - crop.x, bitmap.height - crop.y);
-          applyUser(await api.setAvatar(file, crop));
+          await upload(file, crop);
           return true;
         },
       },
@@ -93,3 +96,48 @@ async function cropAndUpload(file) {
   bitmap.close();
   return !!changed;
 }
+
+/** The server settings' "Icon" tab (MANAGE_SERVER). */
+function iconTab(server, _view, panel) {
+  clear(panel);
+  const canManage = (store.myPermissions(server.id) & PERM.MANAGE_SERVER) !== 0n;
+  const current = () => store.servers.get(server.id) || server;
+  const preview = h('span', { class: 'icon-preview', 'data-testid': 'icon-preview' });
+  const show = () => {
+    const s = current();
+    preview.replaceChildren(s.icon_url
+      ? h('img', { src: s.icon_url, alt: `${s.name} icon`, width: 64, height: 64 })
+      : h('span', { class: 'muted small', text: 'No icon: the rail shows the initials.' }));
+  };
+  show();
+  const picker = h('input', { type: 'file', accept: 'image/png,image/jpeg,image/gif,image/webp', hidden: true, 'data-testid': 'icon-file' });
+  picker.addEventListener('change', async () => {
+    const file = picker.files[0];
+    picker.value = '';
+    if (!file) return;
+    const saved = await cropAndUpload(file, 'Crop the server icon', 'Save icon', async (blob, crop) => {
+      const q = `?x=${crop.x}&y=${crop.y}&size=${crop.size}`;
+      const s = await api.request('PUT', `/servers/${server.id}/icon${q}`, blob);
+      store.apply('SERVER_UPDATE', s);
+      invalidate(['servers', 'header']);
+    });
+    if (saved) show();
+  });
+  panel.append(h('div', { class: 'row' }, preview,
+    canManage ? h('button', { type: 'button', class: 'btn primary', text: 'Upload icon…', 'data-testid': 'icon-upload', onclick: () => picker.click() }) : null,
+    canManage ? h('button', {
+      type: 'button', class: 'btn secondary', text: 'Remove icon', 'data-testid': 'icon-remove',
+      onclick: async () => {
+        try {
+          const s = await api.del(`/servers/${server.id}/icon`);
+          store.apply('SERVER_UPDATE', s);
+          invalidate(['servers', 'header']);
+          show();
+        } catch (e) { toast(`Could not remove the icon: ${e.message}`, 'error'); }
+      },
+    }) : null, picker),
+    canManage ? null : h('p', { class: 'muted small', text: 'Changing the icon needs the Manage Server permission.' }));
+}
+
+/** Adds the Icon tab to the server settings (called once at start). */
+export function initServerIcons() { addSettingsTab('icon', 'Icon', iconTab); }

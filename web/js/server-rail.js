@@ -22,7 +22,10 @@ export function renderServers() {
         'aria-current': active ? 'page' : null,
         'data-testid': 'server-button', 'data-server-id': s.id, 'data-unread': String(b.unread),
         onclick: () => selectServer(s.id),
-      }, h('span', { 'aria-hidden': 'true', text: initials }), h('span', { class: 'sr-only', text: s.name })), s.name), b.badge));
+      }, s.icon_url
+        ? h('img', { class: 'rail-icon', src: s.icon_url, alt: '', 'aria-hidden': 'true', width: 48, height: 48, 'data-testid': 'server-icon' })
+        : h('span', { 'aria-hidden': 'true', text: initials }),
+      h('span', { class: 'sr-only', text: s.name })), s.name), b.badge));
   }
 }
 

@@ -112,6 +112,7 @@ export class Store {
     const prev = this.servers.get(s.id);
     const server = {
       id: s.id, name: s.name, owner_id: s.owner_id, created_at: s.created_at,
+      icon_url: s.icon_url !== undefined ? s.icon_url : (prev ? prev.icon_url : null),
       channels: prev ? prev.channels : new Map(),
       members: prev ? prev.members : new Map(),
       roles: prev ? prev.roles : new Map(),      // id -> role (loaded lazily, kept live by ROLE_*)

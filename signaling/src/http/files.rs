@@ -10,7 +10,7 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use confab_chat::files::{clean_filename, NewAttachment, Variant, MAX_FILES_PER_MESSAGE};
-use confab_chat::{AttachmentId, ChannelId, ChatError, UserId};
+use confab_chat::{AttachmentId, ChannelId, ChatError, ServerId, UserId};
 use confab_files::images;
 use confab_files::scrub::Scrubber;
 use confab_files::sniff::SNIFF_LEN;
@@ -479,19 +479,7 @@ pub async fn put_avatar(
     Query(crop): Query<CropQuery>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let kind = sniff(&body[..body.len().min(SNIFF_LEN)]);
-    if kind.kind != confab_files::FileKind::Image {
-        return Err(ChatError::field("avatar", "must be a PNG, JPEG, GIF or WebP image").into());
-    }
-    let crop = match (crop.x, crop.y, crop.size) {
-        (Some(x), Some(y), Some(s)) => Some((x, y, s)),
-        (None, None, None) => None,
-        _ => return Err(ChatError::field("size", "x, y and size go together").into()),
-    };
-    let square = tokio::task::spawn_blocking(move || images::square(&body, crop, AVATAR_SIDE))
-        .await
-        .map_err(|e| anyhow::anyhow!("avatar task: {e}"))?
-        .map_err(|e| ChatError::field("avatar", e.to_string()))?;
+    let square = square_png(&body, crop).await?;
     let key = state
         .files
         .put("avatars", square)
@@ -537,18 +525,114 @@ pub async fn get_avatar(
     State(state): State<AppState>,
     Path((user_id, name)): Path<(UserId, String)>,
 ) -> ApiResult<Response> {
-    let key = state
+    let key = state.chat.avatar_key(user_id).await?;
+    serve_image(&state, key, &name, "avatar").await
+}
+
+/// Set the server's icon (MANAGE_SERVER): the raw image as the body, an optional square crop
+/// as for avatars; stored as a 256×256 PNG. Members get SERVER_UPDATE with `icon_url`.
+#[utoipa::path(put, path = "/servers/{server_id}/icon", tag = "servers", security(("bearer" = [])),
+    params(("server_id" = String, Path), CropQuery),
+    request_body(content = Vec<u8>, content_type = "image/*"),
+    responses((status = 200, body = confab_chat::model::Server), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn put_icon(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(server_id): Path<ServerId>,
+    Query(crop): Query<CropQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    // Permission first: a member without MANAGE_SERVER costs no decoding.
+    let perms = state
         .chat
-        .avatar_key(user_id)
-        .await?
-        .filter(|k| k.rsplit('/').next().map(|n| format!("{n}.png")) == Some(name))
-        .ok_or(ChatError::NotFound("avatar"))?;
+        .server_permissions(server_id, user.user_id)
+        .await?;
+    if !confab_chat::permissions::has(perms, confab_chat::permissions::MANAGE_SERVER) {
+        return Err(ChatError::Forbidden("you may not manage this server").into());
+    }
+    let square = square_png(&body, crop).await?;
+    let key = state
+        .files
+        .put("icons", square)
+        .await
+        .map_err(store_error)?;
+    let name = key.rsplit('/').next().unwrap_or(&key).to_owned();
+    let url = format!("/api/v1/icons/{server_id}/{name}.png");
+    let result = state
+        .chat
+        .set_server_icon(server_id, user.user_id, Some((&key, &url)))
+        .await;
+    let (server, old) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = state.chat.queue_file_deletions(&[key]).await;
+            return Err(e.into());
+        }
+    };
+    if let Some(old) = old {
+        let _ = state.chat.queue_file_deletions(&[old]).await;
+    }
+    state.emit(
+        crate::gateway::hub::Target::Server(server_id),
+        crate::gateway::events::Event::ServerUpdate,
+        &server,
+    );
+    Ok(axum::Json(server).into_response())
+}
+
+/// Remove the server's icon (MANAGE_SERVER).
+#[utoipa::path(delete, path = "/servers/{server_id}/icon", tag = "servers", security(("bearer" = [])),
+    params(("server_id" = String, Path)),
+    responses((status = 200, body = confab_chat::model::Server), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_icon(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(server_id): Path<ServerId>,
+) -> ApiResult<Response> {
+    let (server, old) = state
+        .chat
+        .set_server_icon(server_id, user.user_id, None)
+        .await?;
+    if let Some(old) = old {
+        let _ = state.chat.queue_file_deletions(&[old]).await;
+    }
+    state.emit(
+        crate::gateway::hub::Target::Server(server_id),
+        crate::gateway::events::Event::ServerUpdate,
+        &server,
+    );
+    Ok(axum::Json(server).into_response())
+}
+
+/// A server's uploaded icon (public, as invites show it to people not yet in the server).
+#[utoipa::path(get, path = "/icons/{server_id}/{name}", tag = "servers",
+    params(("server_id" = String, Path), ("name" = String, Path)),
+    responses((status = 200, description = "A 256×256 PNG"), (status = 404, body = ErrorBody)))]
+pub async fn get_icon(
+    State(state): State<AppState>,
+    Path((server_id, name)): Path<(ServerId, String)>,
+) -> ApiResult<Response> {
+    let key = state.chat.icon_key(server_id).await?;
+    serve_image(&state, key, &name, "icon").await
+}
+
+/// Serves a stored square PNG if `key`'s random part is `name` (minus `.png`).
+async fn serve_image(
+    state: &AppState,
+    key: Option<String>,
+    name: &str,
+    what: &'static str,
+) -> ApiResult<Response> {
+    let key = key
+        .filter(|k| k.rsplit('/').next().map(|n| format!("{n}.png")).as_deref() == Some(name))
+        .ok_or(ChatError::NotFound(what))?;
     let d = state
         .files
         .download(&key, None)
         .await
         .map_err(|e| match e {
-            confab_files::StoreError::NotFound => ChatError::NotFound("avatar").into(),
+            confab_files::StoreError::NotFound => ChatError::NotFound(what).into(),
             e => store_error(e),
         })?;
     let mut resp = Response::new(Body::from_stream(d.stream));
@@ -564,6 +648,24 @@ pub async fn get_avatar(
         HeaderValue::from_static("nosniff"),
     );
     Ok(resp)
+}
+
+/// Checks an uploaded avatar or icon is an image and makes the 256×256 PNG (off the runtime).
+async fn square_png(body: &axum::body::Bytes, crop: CropQuery) -> ApiResult<Vec<u8>> {
+    let kind = sniff(&body[..body.len().min(SNIFF_LEN)]);
+    if kind.kind != confab_files::FileKind::Image {
+        return Err(ChatError::field("image", "must be a PNG, JPEG, GIF or WebP image").into());
+    }
+    let crop = match (crop.x, crop.y, crop.size) {
+        (Some(x), Some(y), Some(s)) => Some((x, y, s)),
+        (None, None, None) => None,
+        _ => return Err(ChatError::field("size", "x, y and size go together").into()),
+    };
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || images::square(&body, crop, AVATAR_SIDE))
+        .await
+        .map_err(|e| anyhow::anyhow!("image task: {e}"))?
+        .map_err(|e| ChatError::field("image", e.to_string()).into())
 }
 
 /// Makes thumbnails for new images (a bounded pool of blocking workers, off the request path)
@@ -583,7 +685,7 @@ pub fn spawn_workers(state: AppState) {
                 _ = thumbs.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let pending = match thumbs.chat.pending_thumbnails(workers as i64 * 2).await {
+            let pending = match thumbs.chat.claim_thumbnails(workers as i64 * 2).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::debug!(error = %e, "listing pending thumbnails");
@@ -620,8 +722,8 @@ async fn make_thumbnail(state: &AppState, p: confab_chat::files::PendingThumbnai
     let bytes = match state.files.read_all(&p.storage_key).await {
         Ok(b) => b,
         Err(e) => {
+            // Retried when the claim lapses (the store may be back by then).
             tracing::warn!(error = %e, attachment = %p.id, "reading an image for its thumbnail");
-            let _ = state.chat.thumbnail_failed(p.id).await;
             return;
         }
     };

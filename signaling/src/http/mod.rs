@@ -86,6 +86,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ));
     let avatar_routes = OpenApiRouter::new()
         .routes(routes!(files::put_avatar, files::delete_avatar))
+        .routes(routes!(files::put_icon, files::delete_icon))
         .layer(DefaultBodyLimit::max(files::MAX_AVATAR_UPLOAD));
     let typing_routes = OpenApiRouter::new()
         .routes(routes!(channels::typing))
@@ -153,6 +154,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(files::download))
         .routes(routes!(files::download_thumbnail))
         .routes(routes!(files::get_avatar))
+        .routes(routes!(files::get_icon))
         .merge(avatar_routes)
         .merge(sound_upload_routes)
         .merge(sound_play_routes)

@@ -693,3 +693,57 @@ async fn an_s3_bucket_stores_serves_and_deletes_files() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn server_icons_are_set_by_managers_and_reach_members() {
+    let (app, dir) = app_with_dir("icons", |_| {}).await;
+    let owner = app.register("icon-owner").await;
+    let member = app.register("icon-member").await;
+    let server = app.server(&owner, "iconic").await;
+    app.join(&owner, &member, &server.id).await;
+    let (mut gw, _) = app.identified(&member).await;
+    let put = |who: &User, bytes: Vec<u8>| {
+        app.http
+            .put(app.url(&format!("/servers/{}/icon", server.id)))
+            .bearer_auth(&who.token)
+            .header("content-type", "image/png")
+            .body(bytes)
+            .send()
+    };
+    assert_eq!(
+        put(&member, png_with_location(64, 64))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert!(
+        stored_files(&dir).is_empty(),
+        "nothing stored for a refused icon"
+    );
+    let r = put(&owner, png_with_location(600, 400)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let s: Value = r.json().await.unwrap();
+    let url = s["icon_url"].as_str().unwrap().to_string();
+    let update = gw.expect(Event::ServerUpdate).await;
+    assert_eq!(update["icon_url"], url.as_str());
+    let r = fetch(&app, &url, None).await;
+    assert_eq!(r.status(), 200);
+    let img = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!((img.width(), img.height()), (256, 256));
+    let (_, got) = app
+        .get(&format!("/servers/{}", server.id), &member.token)
+        .await;
+    assert_eq!(got["icon_url"], url.as_str());
+    let (s, body) = app
+        .delete(&format!("/servers/{}/icon", server.id), &owner.token)
+        .await;
+    assert_eq!(s, 200);
+    assert!(body["icon_url"].is_null());
+    assert_eq!(fetch(&app, &url, None).await.status(), 404);
+    wait_until("the icon's file is deleted", || {
+        let dir = dir.clone();
+        async move { stored_files(&dir).is_empty() }
+    })
+    .await;
+}

@@ -204,6 +204,10 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("put", "/users/@me/avatar", [200, 200, 200, 200]),
     ("delete", "/users/@me/avatar", [200, 200, 200, 200]),
     ("get", "/avatars/{user_id}/{name}", [200, 200, 200, 200]),
+    // A server's icon: MANAGE_SERVER sets and removes it; anyone may see it (invites show it).
+    ("put", "/servers/{server_id}/icon", [404, 403, 200, 200]),
+    ("delete", "/servers/{server_id}/icon", [404, 403, 200, 200]),
+    ("get", "/icons/{server_id}/{name}", [200, 200, 200, 200]),
     ("post", "/servers/{server_id}/invites", [404, 403, 201, 201]),
     ("get", "/servers/{server_id}/invites", [404, 403, 200, 200]),
     // Anyone with the code may look and join (another server here, so nobody's role changes).
@@ -616,6 +620,25 @@ impl World {
                 p.insert("attachment_id", id.to_string());
                 p.insert("filename", "m.png".to_string());
                 query = Some(q.to_string());
+            }
+            ("put", "/servers/{server_id}/icon") => {
+                raw = Some(("image/png", crate::attachments::png_with_location(64, 64)));
+            }
+            ("get", "/icons/{server_id}/{name}") => {
+                let resp = self
+                    .app
+                    .http
+                    .put(self.app.url(&format!("/servers/{}/icon", self.sid)))
+                    .bearer_auth(&self.owner.token)
+                    .header("content-type", "image/png")
+                    .body(crate::attachments::png_with_location(40, 40))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status().as_u16(), 200);
+                let v: Value = resp.json().await.unwrap();
+                let url = v["icon_url"].as_str().unwrap().to_string();
+                p.insert("name", url.rsplit('/').next().unwrap().to_string());
             }
             ("put", "/users/@me/avatar") => {
                 raw = Some(("image/png", crate::attachments::png_with_location(64, 64)));
