@@ -25,6 +25,7 @@ pub mod error;
 pub mod files;
 pub mod ids;
 pub mod invites;
+pub mod link_previews;
 pub mod members;
 pub mod messages;
 pub mod model;

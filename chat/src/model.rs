@@ -164,6 +164,40 @@ pub struct Message {
     /// Files sent with the message, in upload order.
     #[serde(default)]
     pub attachments: Vec<crate::files::Attachment>,
+    /// Link previews, filled in after the message is stored (a MESSAGE_UPDATE brings them).
+    #[serde(default)]
+    pub embeds: Vec<Embed>,
+    /// Bit flags: 4 = SUPPRESS_EMBEDS (the author removed the previews).
+    #[serde(default)]
+    pub flags: i32,
+}
+
+/// A link preview under a message, shaped like Discord's embeds (docs/link-previews.md).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Embed {
+    /// Always `"link"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The link as written in the message.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<EmbedImage>,
+}
+
+/// A preview's image, served by Confab (never the third-party URL: it would leak viewers'
+/// addresses and the page's CSP forbids it).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct EmbedImage {
+    /// `/api/v1/link-previews/images/{key}`, relative to the server.
+    pub url: String,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// A server with what a client needs to draw it (READY, SERVER_CREATE).

@@ -161,6 +161,18 @@ pub struct Cli {
     /// Open ICE-TCP connections from one IP address at most. [default: 16]
     #[arg(long, env = "CONFAB_ICE_TCP_MAX_PER_IP")]
     pub ice_tcp_max_per_ip: Option<usize>,
+    /// Link previews: fetch OpenGraph/oEmbed metadata of links in messages (docs/link-previews.md).
+    /// [default: true]
+    #[arg(long, env = "CONFAB_LINK_PREVIEWS")]
+    pub link_previews: Option<bool>,
+    /// Messages whose links are being previewed at once. [default: 4]
+    #[arg(long, env = "CONFAB_LINK_PREVIEW_CONCURRENCY")]
+    pub link_preview_concurrency: Option<usize>,
+    /// FOR TESTS ONLY: networks (CIDRs, comma-separated) link previews may fetch from although
+    /// the SSRF rules refuse them (e.g. 127.0.0.1/32 for a local test site), on any port.
+    /// [default: none]
+    #[arg(long, env = "CONFAB_LINK_PREVIEW_ALLOW_CIDRS", value_delimiter = ',', value_parser = crate::proxy::parse_net)]
+    pub link_preview_allow_cidrs: Option<Vec<ipnet::IpNet>>,
     /// Largest file one upload may carry, in MiB. [default: 25]
     #[arg(long, env = "CONFAB_MAX_UPLOAD_MIB")]
     pub max_upload_mib: Option<u64>,
@@ -281,6 +293,9 @@ struct FileConfig {
     ice_tcp_port: Option<u16>,
     ice_tcp_max_connections: Option<usize>,
     ice_tcp_max_per_ip: Option<usize>,
+    link_previews: Option<bool>,
+    link_preview_concurrency: Option<usize>,
+    link_preview_allow_cidrs: Option<Vec<String>>,
     max_upload_mib: Option<u64>,
     user_storage_quota_mib: Option<u64>,
     server_storage_quota_mib: Option<u64>,
@@ -367,6 +382,11 @@ pub struct Config {
     pub ice_tcp_port: Option<u16>,
     pub ice_tcp_max_connections: usize,
     pub ice_tcp_max_per_ip: usize,
+    /// Link previews on (`crate::link_previews`).
+    pub link_previews: bool,
+    pub link_preview_concurrency: usize,
+    /// Test-only exceptions to the previews' SSRF rules.
+    pub link_preview_allow_cidrs: Vec<ipnet::IpNet>,
     /// Largest uploaded file, bytes.
     pub max_upload_bytes: u64,
     /// Attachment quotas in bytes (0 = no limit).
@@ -422,6 +442,9 @@ impl Default for Config {
             ice_tcp_port: None,
             ice_tcp_max_connections: 1024,
             ice_tcp_max_per_ip: 16,
+            link_previews: true,
+            link_preview_concurrency: 4,
+            link_preview_allow_cidrs: Vec::new(),
             max_upload_bytes: 25 * MIB,
             user_storage_quota: 2048 * MIB,
             server_storage_quota: 20480 * MIB,
@@ -550,6 +573,24 @@ impl Config {
                 .ice_tcp_max_per_ip
                 .or(file.ice_tcp_max_per_ip)
                 .unwrap_or(d.ice_tcp_max_per_ip),
+            link_previews: cli
+                .link_previews
+                .or(file.link_previews)
+                .unwrap_or(d.link_previews),
+            link_preview_concurrency: cli
+                .link_preview_concurrency
+                .or(file.link_preview_concurrency)
+                .unwrap_or(d.link_preview_concurrency),
+            link_preview_allow_cidrs: match cli.link_preview_allow_cidrs {
+                Some(nets) => nets,
+                None => file
+                    .link_preview_allow_cidrs
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| crate::proxy::parse_net(s))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| anyhow::anyhow!("link_preview_allow_cidrs: {e}"))?,
+            },
             max_upload_bytes: cli
                 .max_upload_mib
                 .or(file.max_upload_mib)
@@ -644,6 +685,10 @@ impl Config {
         anyhow::ensure!(
             self.ice_tcp_max_connections >= 1 && self.ice_tcp_max_per_ip >= 1,
             "--ice-tcp-max-connections and --ice-tcp-max-per-ip must be at least 1 (turn ICE-TCP off with --ice-tcp false)"
+        );
+        anyhow::ensure!(
+            (1..=64).contains(&self.link_preview_concurrency),
+            "--link-preview-concurrency must be 1..=64"
         );
         anyhow::ensure!(
             self.media_drain_seconds <= 3_600,
@@ -1002,6 +1047,58 @@ sfu_fast_path = false
         let origins = cfg.origins("127.0.0.1:3000".parse().unwrap());
         assert!(origins.contains(&"https://127.0.0.1:3000".to_string()));
         assert!(Cli::try_parse_from(["confab", "--trusted-proxies", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn link_preview_settings() {
+        let d = Config::load(Cli::parse_from(["confab"])).unwrap();
+        assert!(d.link_previews);
+        assert_eq!(d.link_preview_concurrency, 4);
+        assert!(
+            d.link_preview_allow_cidrs.is_empty(),
+            "no exceptions by default"
+        );
+        let cfg = Config::load(Cli::parse_from([
+            "confab",
+            "--link-previews",
+            "false",
+            "--link-preview-concurrency",
+            "8",
+            "--link-preview-allow-cidrs",
+            "127.0.0.1/32,::1",
+        ]))
+        .unwrap();
+        assert!(!cfg.link_previews);
+        assert_eq!(cfg.link_preview_concurrency, 8);
+        assert_eq!(cfg.link_preview_allow_cidrs.len(), 2);
+        for n in ["0", "65"] {
+            let cli = Cli::parse_from(["confab", "--link-preview-concurrency", n]);
+            assert!(Config::load(cli).is_err(), "concurrency {n}");
+        }
+        assert!(Cli::try_parse_from(["confab", "--link-preview-allow-cidrs", "nonsense"]).is_err());
+        let dir = std::env::temp_dir().join(format!("confab-lp-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("confab.toml");
+        std::fs::write(
+            &file,
+            "link_previews = false\nlink_preview_allow_cidrs = [\"10.9.0.0/16\"]\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Cli::parse_from([
+            "confab",
+            "--config",
+            file.to_str().unwrap(),
+        ]))
+        .unwrap();
+        assert!(!cfg.link_previews);
+        assert_eq!(
+            cfg.link_preview_allow_cidrs,
+            vec!["10.9.0.0/16".parse::<ipnet::IpNet>().unwrap()]
+        );
+        std::fs::write(&file, "link_preview_allow_cidrs = [\"nonsense\"]\n").unwrap();
+        let cli = Cli::parse_from(["confab", "--config", file.to_str().unwrap()]);
+        assert!(Config::load(cli).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

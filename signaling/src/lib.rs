@@ -52,6 +52,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod input;
+pub mod link_previews;
 pub mod media;
 pub mod metrics;
 pub mod process;
@@ -233,6 +234,7 @@ async fn start_node(
         config.max_video_tiles,
         clustered.then(|| config.node_name.clone()),
     ));
+    let (previews, preview_worker) = link_previews::LinkPreviews::new(&config);
     let state = AppState(Arc::new(Inner {
         origins: config.origins(addr),
         chat,
@@ -254,11 +256,15 @@ async fn start_node(
         metrics,
         pending_gateway: Default::default(),
         db_circuit: Default::default(),
+        previews,
         files,
         config,
     }));
     spawn_housekeeping(state.clone());
     http::files::spawn_workers(state.clone());
+    if let Some(worker) = preview_worker {
+        worker.spawn(state.clone());
+    }
     if let Some(incoming) = link.incoming {
         tokio::spawn(apply_incoming(state.clone(), incoming));
         tokio::spawn(share_rate_usage(state.clone()));
@@ -423,6 +429,16 @@ fn spawn_housekeeping(state: AppState) {
                 }
             }
             n += 1;
+            // Hourly: link preview cache entries without an image, past their use.
+            if n.is_multiple_of(720) {
+                if let Err(e) = state
+                    .chat
+                    .sweep_link_previews(link_previews::CACHE_TTL * 7)
+                    .await
+                {
+                    tracing::warn!(error = %e, "sweeping the link preview cache");
+                }
+            }
             if state.nats.is_some() {
                 cluster_presence(
                     &state,

@@ -130,6 +130,23 @@ pub fn describe_and_zero() {
     );
     counter!("confab_messages_created_total").absolute(0);
     describe_counter!(
+        "confab_link_preview_fetches_total",
+        "Link preview fetches by result: ok, empty (nothing to show), failed, refused (SSRF rules)."
+    );
+    for result in crate::link_previews::FETCH_RESULTS {
+        counter!("confab_link_preview_fetches_total", "result" => *result).absolute(0);
+    }
+    describe_counter!(
+        "confab_link_preview_cache_hits_total",
+        "Link previews answered from the cache without fetching."
+    );
+    counter!("confab_link_preview_cache_hits_total").absolute(0);
+    describe_counter!(
+        "confab_link_preview_jobs_dropped_total",
+        "Messages left without previews because the preview queue was full."
+    );
+    counter!("confab_link_preview_jobs_dropped_total").absolute(0);
+    describe_counter!(
         "confab_attachment_uploads_total",
         "Files stored with messages."
     );

@@ -40,6 +40,8 @@ pub struct Inner {
     pub pending_gateway: crate::gateway::PendingConnections,
     /// Open while the database is unreachable: REST answers 503 at once.
     pub db_circuit: crate::db_circuit::DbCircuit,
+    /// Queues messages for link previews (`crate::link_previews`).
+    pub previews: crate::link_previews::LinkPreviews,
     /// Where uploaded files live (local directory or S3).
     pub files: confab_files::FileStore,
 }

@@ -294,6 +294,7 @@ export class Api {
   }
   deleteAvatar() { return this.del('/users/@me/avatar'); }
   editMessage(channelId, id, content) { return this.patch(`/channels/${channelId}/messages/${id}`, { content }); }
+  setMessageFlags(channelId, id, flags) { return this.patch(`/channels/${channelId}/messages/${id}`, { flags }); }
   deleteMessage(channelId, id) { return this.del(`/channels/${channelId}/messages/${id}`); }
   typing(channelId) { return this.post(`/channels/${channelId}/typing`); }
 

@@ -183,6 +183,24 @@ export function renderInline(text, parent, doc = document, depth = 0) {
         continue;
       }
     }
+    // <https://…>: a link without a preview (docs/link-previews.md); the brackets are not shown.
+    if (ch === '<' && /^<https?:\/\//i.test(text.slice(i, i + 9))) {
+      const close = text.indexOf('>', i + 1);
+      const inner = close > i ? text.slice(i + 1, close) : '';
+      const link = inner && !/\s/.test(inner) ? safeUrl(inner) : null;
+      if (link && link.text === inner) {
+        flush();
+        const a = doc.createElement('a');
+        a.href = link.href;
+        a.textContent = inner;
+        a.target = '_blank';
+        a.rel = 'noopener noreferrer';
+        a.dataset.noPreview = '';
+        parent.append(a);
+        i = close + 1;
+        continue;
+      }
+    }
     if (ch === '@' && (i === 0 || !WORD_CH.test(text[i - 1]))) {
       const em = EVERYONE_RE.exec(text.slice(i, i + 12));
       if (em) {

@@ -241,7 +241,7 @@ function messageItem(m, grouped, date) {
     if (!m.content) content.classList.add('empty');
     li.append(h('div', { class: 'msg-body' }, content, attachmentList(m),
       m.upload ? progressLine(m, () => { const c = uploadsInFlight.get(m.nonce); if (c) c.abort(); }) : null,
-      m.pending ? null : reactionBar(m)));
+      m.pending ? null : embedCards(m, mine), m.pending ? null : reactionBar(m)));
   }
   if (!m.pending && !m.failed && !editing) {
     const pinned = pinnedIds(m.channel_id).has(m.id);
@@ -254,6 +254,66 @@ function messageItem(m, grouped, date) {
       canDelete ? h('button', { class: 'icon-btn tiny danger', 'aria-label': 'Delete message', title: 'Delete (shift-click skips the question)', 'data-testid': 'delete-message', onclick: (e) => deleteMessage(m, e.shiftKey) }, icon('trash', 14)) : null));
   }
   return li;
+}
+
+// ------------------------------------------------------------------ link previews (docs/link-previews.md)
+
+const SUPPRESS_EMBEDS = 4;
+// Preview images come from this server only (never the linked site: that would leak viewers'
+// addresses); anything else in an embed is ignored.
+const EMBED_IMAGE_PATH = '/api/v1/link-previews/images/';
+const EMBED_IMAGE_MAX = { w: 400, h: 300 };
+
+function embedCards(m, mine) {
+  if (!Array.isArray(m.embeds) || !m.embeds.length || (m.flags & SUPPRESS_EMBEDS)) return null;
+  return h('div', { class: 'embeds', 'data-testid': 'embeds' }, m.embeds.map((e) => embedCard(m, e, mine)));
+}
+
+function httpUrl(raw) {
+  try {
+    const u = new URL(raw);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function embedCard(m, e, mine) {
+  const href = httpUrl(e.url);
+  const card = h('article', { class: 'embed', 'data-testid': 'embed', 'aria-label': `Link preview: ${e.title || e.site_name || e.url}` });
+  if (e.site_name) card.append(h('div', { class: 'embed-site', 'data-testid': 'embed-site', text: e.site_name }));
+  if (e.title) {
+    card.append(href
+      ? h('a', { class: 'embed-title', 'data-testid': 'embed-title', href, target: '_blank', rel: 'noopener noreferrer', text: e.title })
+      : h('div', { class: 'embed-title', 'data-testid': 'embed-title', text: e.title }));
+  }
+  if (e.description) card.append(h('p', { class: 'embed-desc', 'data-testid': 'embed-description', text: e.description }));
+  const img = e.image;
+  if (img && typeof img.url === 'string' && img.url.startsWith(EMBED_IMAGE_PATH) && img.width > 0 && img.height > 0) {
+    // The size is known before the bytes arrive: the space is reserved, nothing jumps.
+    const scale = Math.min(1, EMBED_IMAGE_MAX.w / img.width, EMBED_IMAGE_MAX.h / img.height);
+    card.append(h('img', {
+      class: 'embed-image', 'data-testid': 'embed-image', src: img.url, alt: '', loading: 'lazy', decoding: 'async',
+      width: Math.max(1, Math.round(img.width * scale)), height: Math.max(1, Math.round(img.height * scale)),
+    }));
+  }
+  if (mine) {
+    card.append(h('button', {
+      type: 'button', class: 'icon-btn tiny embed-remove', 'data-testid': 'remove-embed', text: '×',
+      'aria-label': 'Remove link previews', title: 'Remove link previews', onclick: () => suppressEmbeds(m),
+    }));
+  }
+  return card;
+}
+
+async function suppressEmbeds(m) {
+  try {
+    const updated = await api.setMessageFlags(m.channel_id, m.id, (m.flags || 0) | SUPPRESS_EMBEDS);
+    store.apply('MESSAGE_UPDATE', updated);
+    renderMessages();
+  } catch (e) {
+    toast(`Could not remove the preview: ${e.message}`, 'error', 8000);
+  }
 }
 
 function startEdit(m) {

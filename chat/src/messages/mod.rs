@@ -31,6 +31,8 @@ pub(crate) struct MessageRow {
     mentions: sqlx::types::Json<Vec<UserId>>,
     mention_roles: sqlx::types::Json<Vec<RoleId>>,
     mention_everyone: bool,
+    embeds: sqlx::types::Json<Vec<crate::model::Embed>>,
+    flags: i32,
     attachments: sqlx::types::Json<Vec<crate::files::AttachmentRow>>,
     #[sqlx(flatten)]
     author: AuthorRow,
@@ -72,6 +74,8 @@ impl MessageRow {
             mentions: r.mentions.0,
             mention_roles: r.mention_roles.0,
             mention_everyone: r.mention_everyone,
+            embeds: r.embeds.0,
+            flags: r.flags,
             attachments: r
                 .attachments
                 .0
@@ -85,7 +89,7 @@ impl MessageRow {
 /// Columns of a message row (`m` = message, `c` = its channel, `u` = its author).
 pub(crate) const SELECT_MESSAGE_COLUMNS: &str = const_format::concatcp!(
     "m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
-        m.edited_at, m.reply_to, m.mentions, m.mention_roles, m.mention_everyone, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
+        m.edited_at, m.reply_to, m.mentions, m.mention_roles, m.mention_everyone, m.embeds, m.flags, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
         u.created_at AS author_created_at, ",
     ATTACHMENTS_JSON,
     " AS attachments"

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use confab_chat::channels::ChannelPatch;
 use confab_chat::messages::HistoryQuery;
 use confab_chat::model::{Channel, Message};
-use confab_chat::{ChannelId, MessageId, Name};
+use confab_chat::{ChannelId, ChatError, MessageId, Name};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -43,7 +43,11 @@ pub struct MessageBody {
 
 #[derive(Deserialize, ToSchema)]
 pub struct EditBody {
-    pub content: String,
+    /// New content, 1-4000 characters.
+    pub content: Option<String>,
+    /// Message flags the author may set: 4 = SUPPRESS_EMBEDS removes the link previews (and
+    /// makes no more); 0 lets them be made again.
+    pub flags: Option<i32>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -221,6 +225,7 @@ pub async fn send(
             Event::MessageCreate,
             &message,
         );
+        state.previews.enqueue(&message);
         Ok((StatusCode::CREATED, Json(message)))
     } else {
         // A repeated nonce: the files of this attempt are not needed.
@@ -245,20 +250,50 @@ pub async fn get_message(
     ))
 }
 
-/// Edit my message. Its mentions are resolved again from the new content.
+/// Edit my message: its content (mentions and link previews follow the new content) and/or
+/// its flags (`4` = SUPPRESS_EMBEDS removes its link previews; docs/link-previews.md).
 #[utoipa::path(patch, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages", security(("bearer" = [])),
     params(("channel_id" = String, Path), ("message_id" = String, Path)), request_body = EditBody,
-    responses((status = 200, body = Message), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn edit(
     State(state): State<AppState>,
     user: AuthUser,
     Path((channel_id, message_id)): Path<(ChannelId, MessageId)>,
     Json(body): Json<EditBody>,
 ) -> ApiResult<Json<Message>> {
-    let message = state
-        .chat
-        .edit_message(channel_id, message_id, user.user_id, &body.content)
-        .await?;
+    if body.content.is_none() && body.flags.is_none() {
+        return Err(ChatError::field("content", "give content, flags or both").into());
+    }
+    let mut message = None;
+    if let Some(content) = &body.content {
+        let mut m = state
+            .chat
+            .edit_message(channel_id, message_id, user.user_id, content)
+            .await?;
+        // Previews of links the edit removed go at once; new links are previewed below.
+        let kept = crate::link_previews::kept_embeds(&m);
+        if kept.len() != m.embeds.len() {
+            if let Some(updated) = state
+                .chat
+                .set_message_embeds(m.id, &m.content, &kept)
+                .await?
+            {
+                m = updated;
+            }
+        }
+        message = Some(m);
+    }
+    if let Some(flags) = body.flags {
+        message = Some(
+            state
+                .chat
+                .set_message_flags(channel_id, message_id, user.user_id, flags)
+                .await?,
+        );
+    }
+    let Some(message) = message else {
+        return Err(ApiError::from(anyhow::anyhow!("edit without a change")));
+    };
     state.emit(
         state
             .channel_target(message.server_id, message.channel_id, None)
@@ -266,6 +301,7 @@ pub async fn edit(
         Event::MessageUpdate,
         &message,
     );
+    state.previews.enqueue(&message);
     Ok(Json(message))
 }
 

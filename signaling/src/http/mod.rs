@@ -6,6 +6,7 @@ pub mod channels;
 pub mod dms;
 pub mod files;
 pub mod ice_servers;
+pub mod link_previews;
 pub mod moderation;
 pub mod ops;
 pub mod reactions;
@@ -149,6 +150,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(soundboard::delete))
         .routes(routes!(soundboard::audio))
+        .routes(routes!(link_previews::image))
         .routes(routes!(files::download))
         .routes(routes!(files::download_thumbnail))
         .routes(routes!(files::get_avatar))

@@ -22,6 +22,7 @@ mod floods;
 mod gateway;
 mod input_hardening;
 mod large_servers;
+mod link_preview;
 mod metrics_doc;
 mod relationships;
 mod resume_churn;
