@@ -588,12 +588,14 @@ async fn s3_server() -> S3Server {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("s3s-fs (an S3-compatible server; scripts/install-deps.sh --test installs it)");
+    // Owned at once, so the process is killed and reaped however the test ends.
+    let server = S3Server { child, root, port };
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
-            return S3Server { child, root, port };
+            return server;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
