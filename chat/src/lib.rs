@@ -36,6 +36,7 @@ pub mod reactions;
 pub mod read_states;
 pub mod relationships;
 pub mod roles;
+pub mod search;
 pub mod servers;
 pub mod snowflake;
 pub mod soundboard;
@@ -62,6 +63,7 @@ pub const TIMED_QUERIES: &[&str] = &[
     "member_access",
     "channel_access",
     "history",
+    "search",
 ];
 
 /// The chat services over one PostgreSQL pool. Cheap to clone.
