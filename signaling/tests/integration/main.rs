@@ -24,6 +24,7 @@ mod large_servers;
 mod metrics_doc;
 mod relationships;
 mod resume_churn;
+mod search;
 mod soundboard;
 mod stage;
 mod voice;
