@@ -20,6 +20,8 @@ DROP INDEX IF EXISTS messages_search_idx;
 DROP INDEX IF EXISTS messages_author_idx;
 DROP INDEX IF EXISTS messages_channel_id_idx;
 DROP INDEX IF EXISTS messages_mentioning_idx;
+DROP INDEX IF EXISTS messages_links_idx;
+DROP INDEX IF EXISTS messages_mentions_idx;
 SET maintenance_work_mem = '256MB';
 
 INSERT INTO messages (id, channel_id, author_id, content, created_at, mentions)
@@ -45,5 +47,7 @@ CREATE INDEX messages_channel_id_idx ON messages (channel_id, id);
 CREATE INDEX messages_mentioning_idx ON messages (channel_id, id)
     WHERE mention_everyone OR mentions <> '[]'::jsonb OR mention_roles <> '[]'::jsonb;
 CREATE INDEX messages_author_idx ON messages (author_id, id);
+CREATE INDEX messages_links_idx ON messages (id) WHERE content ~* 'https?://';
+CREATE INDEX messages_mentions_idx ON messages USING GIN (mentions) WHERE mentions <> '[]'::jsonb;
 CREATE INDEX messages_search_idx ON messages USING GIN (search_vector);
 VACUUM ANALYZE messages;

@@ -31,3 +31,9 @@ ALTER TABLE messages ALTER COLUMN search_vector SET STATISTICS 1000;
 
 -- `from:` without text walks one author's messages newest first.
 CREATE INDEX messages_author_idx ON messages (author_id, id);
+
+-- `has:link` and `mentions:` without words: small partial indexes over the messages that can
+-- match, so a filter that matches few messages does not walk the whole table. The query
+-- repeats each predicate exactly (chat/src/search.rs), which is what lets the planner use them.
+CREATE INDEX messages_links_idx ON messages (id) WHERE content ~* 'https?://';
+CREATE INDEX messages_mentions_idx ON messages USING GIN (mentions) WHERE mentions <> '[]'::jsonb;

@@ -518,11 +518,13 @@ impl Chat {
         if !mentions.is_empty() {
             // Mentions are stored as a JSON array of id strings.
             let ids: Vec<String> = mentions.iter().map(i64::to_string).collect();
-            b.push(" AND m.mentions ?| ");
+            // (The first test is the predicate of the partial index messages_mentions_idx.)
+            b.push(" AND m.mentions <> '[]'::jsonb AND m.mentions ?| ");
             b.push_bind(ids);
         }
         for has in &q.has {
             b.push(match has {
+                // Exactly the predicate of the partial index messages_links_idx.
                 Has::Link => " AND m.content ~* 'https?://'",
                 Has::File => " AND EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id)",
                 Has::Image => {
