@@ -221,15 +221,15 @@ impl SearchQuery {
         let mut text: Vec<String> = Vec::new();
         let mut filters = 0usize;
         for word in split_words(q) {
-            let Some((key, value)) = word
-                .split_once(':')
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .filter(|(k, _)| KEYS.contains(&k.as_str()))
-            else {
+            let filter = word.split_once(':').and_then(|(k, v)| {
+                let k = k.to_ascii_lowercase();
+                KEYS.contains(&k.as_str()).then(|| (k, v.to_owned()))
+            });
+            let Some((key, value)) = filter else {
                 text.push(word);
                 continue;
             };
-            let value = unquote(value);
+            let value = unquote(&value);
             if value.is_empty() {
                 return Err(bad(format!("{key}: needs a value")));
             }
@@ -338,11 +338,25 @@ fn highlights(content: &str, marked: &str) -> Vec<Highlight> {
     out
 }
 
+/// Sorted ranges, overlapping ones joined.
+fn merge(mut ranges: Vec<Highlight>) -> Vec<Highlight> {
+    ranges.sort_by_key(|r| (r.start, r.end));
+    let mut out: Vec<Highlight> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.start < last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
 #[derive(sqlx::FromRow)]
 struct HitRow {
     #[sqlx(flatten)]
     message: MessageRow,
     headline: Option<String>,
+    headline_simple: Option<String>,
 }
 
 /// A readable channel: id and name (for `in:name`).
@@ -488,16 +502,23 @@ impl Chat {
         let mut b = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT ");
         b.push(SELECT_MESSAGE_COLUMNS);
         if text.is_empty() {
-            b.push(", NULL::text AS headline");
+            b.push(", NULL::text AS headline, NULL::text AS headline_simple");
         } else {
-            b.push(", ts_headline(message_search_config(), m.content, ");
-            b.push(tsquery);
-            b.push_bind(text);
-            b.push(") || websearch_to_tsquery('simple', ");
-            b.push_bind(text);
-            b.push(format!(
-                ")), 'HighlightAll=true, StartSel={MARK_START}, StopSel={MARK_END}') AS headline"
-            ));
+            // Marked twice: in the search language (stems: "run" marks "running") and in
+            // `simple` (what that language drops: "the"); the ranges are merged.
+            for (config, name) in [
+                ("message_search_config()", "headline"),
+                ("'simple'", "headline_simple"),
+            ] {
+                b.push(format!(", ts_headline({config}, m.content, "));
+                b.push(tsquery);
+                b.push_bind(text);
+                b.push(") || websearch_to_tsquery('simple', ");
+                b.push_bind(text);
+                b.push(format!(
+                    ")), 'HighlightAll=true, StartSel={MARK_START}, StopSel={MARK_END}') AS {name}"
+                ));
+            }
         }
         b.push(" FROM (SELECT m.id FROM messages m WHERE m.channel_id = ANY(");
         b.push_bind(channels);
@@ -590,10 +611,13 @@ impl Chat {
             .into_iter()
             .map(|r| {
                 let message = Message::from(r.message);
-                let highlights = r
-                    .headline
-                    .map(|h| highlights(&message.content, &h))
-                    .unwrap_or_default();
+                let highlights = merge(
+                    [r.headline, r.headline_simple]
+                        .iter()
+                        .flatten()
+                        .flat_map(|h| highlights(&message.content, h))
+                        .collect(),
+                );
                 SearchHit {
                     message,
                     highlights,
@@ -722,5 +746,10 @@ mod tests {
         // Not the content with marks: nothing rather than wrong ranges.
         assert!(highlights(content, "other").is_empty());
         assert!(highlights("a \u{E000} b", "a \u{E000} b").is_empty());
+        let h = |start, end| Highlight { start, end };
+        assert_eq!(
+            merge(vec![h(6, 12), h(0, 3), h(6, 12), h(10, 14), h(20, 22)]),
+            vec![h(0, 3), h(6, 14), h(20, 22)]
+        );
     }
 }
