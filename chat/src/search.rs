@@ -14,7 +14,9 @@ use crate::messages::{MessageRow, SELECT_MESSAGE_COLUMNS};
 use crate::model::Message;
 use crate::permissions::{self, ChannelOverwrites, Overwrite, Permissions};
 use crate::snowflake::EPOCH_MS;
-use crate::{ChannelId, Chat, ChatError, ChatResult, MessageId, RoleId, ServerId, Snowflake, UserId};
+use crate::{
+    ChannelId, Chat, ChatError, ChatResult, MessageId, RoleId, ServerId, Snowflake, UserId,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -213,9 +215,7 @@ impl SearchQuery {
             return Err(bad("must not contain NUL characters"));
         }
         if q.chars().count() > MAX_QUERY_CHARS {
-            return Err(bad(format!(
-                "must be at most {MAX_QUERY_CHARS} characters"
-            )));
+            return Err(bad(format!("must be at most {MAX_QUERY_CHARS} characters")));
         }
         let mut out = SearchQuery::default();
         let mut text: Vec<String> = Vec::new();
@@ -272,7 +272,9 @@ impl SearchQuery {
         }
         out.text = text.join(" ");
         if out.text.trim().is_empty() && filters == 0 {
-            return Err(bad("must not be empty: give words to search for or a filter"));
+            return Err(bad(
+                "must not be empty: give words to search for or a filter",
+            ));
         }
         Ok(out)
     }
@@ -394,7 +396,11 @@ impl Chat {
     }
 
     /// The channels of a server whose history the member may read, with their names.
-    async fn readable_channels(&self, server_id: ServerId, user_id: UserId) -> ChatResult<Readable> {
+    async fn readable_channels(
+        &self,
+        server_id: ServerId,
+        user_id: UserId,
+    ) -> ChatResult<Readable> {
         let access = self
             .member_access(server_id, user_id)
             .await?
@@ -493,7 +499,8 @@ impl Chat {
         let mentions = self.resolve_users(&q.mentions).await?;
         // Names that match nobody: nothing can match (and no error, so that usernames cannot be
         // probed any faster than by sending friend requests).
-        if (!q.from.is_empty() && from.is_empty()) || (!q.mentions.is_empty() && mentions.is_empty())
+        if (!q.from.is_empty() && from.is_empty())
+            || (!q.mentions.is_empty() && mentions.is_empty())
         {
             return Ok(Vec::new());
         }
@@ -659,8 +666,10 @@ mod tests {
 
     #[test]
     fn filters_and_text_are_told_apart() {
-        let q = SearchQuery::parse(r#"from:alice HAS:image in:"release notes" deploy "it failed" http://x.test 12:30"#)
-            .unwrap();
+        let q = SearchQuery::parse(
+            r#"from:alice HAS:image in:"release notes" deploy "it failed" http://x.test 12:30"#,
+        )
+        .unwrap();
         assert_eq!(q.from, vec![UserRef::Name("alice".into())]);
         assert_eq!(q.has, vec![Has::Image]);
         assert_eq!(q.channels, vec![ChannelRef::Name("release notes".into())]);
@@ -669,8 +678,8 @@ mod tests {
 
     #[test]
     fn ids_and_mentions_parse() {
-        let q = SearchQuery::parse("from:<@42> mentions:<@!7> in:<#9> in:#general pinned:yes")
-            .unwrap();
+        let q =
+            SearchQuery::parse("from:<@42> mentions:<@!7> in:<#9> in:#general pinned:yes").unwrap();
         assert_eq!(q.from, vec![UserRef::Id(UserId::new(Snowflake(42)))]);
         assert_eq!(q.mentions, vec![UserRef::Id(UserId::new(Snowflake(7)))]);
         assert_eq!(
@@ -701,7 +710,14 @@ mod tests {
         assert_eq!(before, id_at(day("2026-03-02")));
         assert_eq!(after.get() + 1, id_at(day("2026-03-02")).get());
         // A date before the epoch is the smallest id.
-        assert_eq!(SearchQuery::parse("before:2020-01-01").unwrap().before.unwrap().get(), 0);
+        assert_eq!(
+            SearchQuery::parse("before:2020-01-01")
+                .unwrap()
+                .before
+                .unwrap()
+                .get(),
+            0
+        );
     }
 
     #[test]
@@ -741,7 +757,10 @@ mod tests {
         let marked = "héllo \u{E000}deploy\u{E001} wörld \u{E000}deploy\u{E001}";
         assert_eq!(
             highlights(content, marked),
-            vec![Highlight { start: 6, end: 12 }, Highlight { start: 19, end: 25 }]
+            vec![
+                Highlight { start: 6, end: 12 },
+                Highlight { start: 19, end: 25 }
+            ]
         );
         // Not the content with marks: nothing rather than wrong ranges.
         assert!(highlights(content, "other").is_empty());

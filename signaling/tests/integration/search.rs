@@ -66,7 +66,8 @@ async fn words_match_stemmed_and_as_typed_newest_first_with_highlights() {
     let app = app().await;
     let owner = app.register("se_owner").await;
     let s = app.server(&owner, "Search").await;
-    app.message(&owner, &s.text, "deploy failed on staging").await;
+    app.message(&owner, &s.text, "deploy failed on staging")
+        .await;
     app.message(&owner, &s.text, "unrelated chatter").await;
     app.message(&owner, &s.text, "The deploy worked, Deploy again?")
         .await;
@@ -146,7 +147,11 @@ async fn words_match_stemmed_and_as_typed_newest_first_with_highlights() {
     let m = app.message(&owner, &s.text, "original wording").await;
     let (st, _) = app
         .patch(
-            &format!("/channels/{}/messages/{}", s.text, m["id"].as_str().unwrap()),
+            &format!(
+                "/channels/{}/messages/{}",
+                s.text,
+                m["id"].as_str().unwrap()
+            ),
             &owner.token,
             serde_json::json!({"content": "edited phrasing"}),
         )
@@ -182,16 +187,15 @@ async fn channels_the_caller_cannot_read_never_appear() {
     let cat = app.channel(&owner, &s.id, "category", "hidden-cat").await;
     app.overwrite(&owner, &cat, Overwrite::Role(&s.id), 0, VIEW)
         .await;
-    let inside = app
-        .channel_in(&owner, &s.id, &cat, "text", "inside")
-        .await;
+    let inside = app.channel_in(&owner, &s.id, &cat, "text", "inside").await;
     app.message(&owner, &staff_channel, "secret plans for launch")
         .await;
     app.message(&owner, &archive, "archived plans for launch")
         .await;
     app.message(&owner, &inside, "categorised plans for launch")
         .await;
-    app.message(&owner, &s.text, "public plans for launch").await;
+    app.message(&owner, &s.text, "public plans for launch")
+        .await;
 
     // The owner reads everything.
     assert_eq!(
@@ -233,8 +237,14 @@ async fn channels_the_caller_cannot_read_never_appear() {
         vec!["secret plans for launch"]
     );
     // A member overwrite taking it away again wins over the role's allow.
-    app.overwrite(&owner, &staff_channel, Overwrite::Member(&member.id), 0, VIEW)
-        .await;
+    app.overwrite(
+        &owner,
+        &staff_channel,
+        Overwrite::Member(&member.id),
+        0,
+        VIEW,
+    )
+    .await;
     assert_eq!(
         contents(&app, &member, &s.id, "plans").await,
         vec!["public plans for launch"]
@@ -293,7 +303,10 @@ async fn dm_search_covers_only_the_callers_dms() {
     // Naming someone else's DM is refused like any channel one cannot read.
     let (st, body) = app
         .get(
-            &format!("/users/@me/messages/search?q={}", enc(&format!("in:{cb} banana"))),
+            &format!(
+                "/users/@me/messages/search?q={}",
+                enc(&format!("in:{cb} banana"))
+            ),
             &alice.token,
         )
         .await;
@@ -329,7 +342,9 @@ async fn every_filter_narrows_the_results() {
         .message(&owner, &other, &format!("report three for <@{}>", bob.id))
         .await;
     let m4 = app.message(&bob, &other, "report four with a file").await;
-    let m5 = app.message(&owner, &s.text, "report five with an image").await;
+    let m5 = app
+        .message(&owner, &s.text, "report five with an image")
+        .await;
     let id = |m: &Value| m["id"].as_str().unwrap().to_string();
 
     // Files: rows as the upload endpoint writes them (content type sniffed).
@@ -361,7 +376,10 @@ async fn every_filter_narrows_the_results() {
     }
     // Pin the second.
     let (st, _) = app
-        .put(&format!("/channels/{}/pins/{}", s.text, id(&m2)), &owner.token)
+        .put(
+            &format!("/channels/{}/pins/{}", s.text, id(&m2)),
+            &owner.token,
+        )
         .await;
     assert_eq!(st, 204);
 
@@ -380,7 +398,10 @@ async fn every_filter_narrows_the_results() {
     .to_vec();
     assert_eq!(q!("report"), all);
     // from: by name (any case) and by mention; two of them mean either.
-    assert_eq!(q!("from:SF_bob report"), vec![all[1].clone(), all[3].clone()]);
+    assert_eq!(
+        q!("from:SF_bob report"),
+        vec![all[1].clone(), all[3].clone()]
+    );
     assert_eq!(
         q!(format!("from:<@{}> report", bob.id)),
         vec![all[1].clone(), all[3].clone()]
@@ -389,7 +410,10 @@ async fn every_filter_narrows_the_results() {
     assert!(q!("from:nobody_here report").is_empty());
     // in: by name (any case, with or without #), by id and by mention.
     assert_eq!(q!("in:release-notes"), vec![all[1].clone(), all[2].clone()]);
-    assert_eq!(q!("in:#Release-Notes report"), vec![all[1].clone(), all[2].clone()]);
+    assert_eq!(
+        q!("in:#Release-Notes report"),
+        vec![all[1].clone(), all[2].clone()]
+    );
     assert_eq!(
         q!(format!("in:<#{}>", s.text)),
         vec![all[0].clone(), all[3].clone(), all[4].clone()]
@@ -407,7 +431,10 @@ async fn every_filter_narrows_the_results() {
         q!(format!("after:{} before:{}", id(&m2), id(&m4))),
         vec![all[2].clone()]
     );
-    assert_eq!(q!(format!("before:{} report", id(&m2))), vec![all[4].clone()]);
+    assert_eq!(
+        q!(format!("before:{} report", id(&m2))),
+        vec![all[4].clone()]
+    );
     let today = chrono::Utc::now().date_naive();
     let yesterday = today.pred_opt().unwrap();
     let tomorrow = today.succ_opt().unwrap();
@@ -419,7 +446,10 @@ async fn every_filter_narrows_the_results() {
     assert_eq!(q!("pinned:true"), vec![all[3].clone()]);
     assert_eq!(q!("pinned:false report").len(), 4);
     // Filters together.
-    assert_eq!(q!("from:sf_bob in:release-notes has:file"), vec![all[1].clone()]);
+    assert_eq!(
+        q!("from:sf_bob in:release-notes has:file"),
+        vec![all[1].clone()]
+    );
     assert!(q!("from:sf_bob has:image").is_empty());
     let _ = (m1, m3);
 }
@@ -431,7 +461,9 @@ async fn pages_follow_the_cursor_without_gaps_or_repeats() {
     let s = app.server(&owner, "Pages").await;
     let mut sent = Vec::new();
     for i in 0..7 {
-        let m = app.message(&owner, &s.text, &format!("paged item {i}")).await;
+        let m = app
+            .message(&owner, &s.text, &format!("paged item {i}"))
+            .await;
         sent.push(m["id"].as_str().unwrap().to_string());
         app.message(&owner, &s.text, &format!("noise {i}")).await;
     }
@@ -515,7 +547,9 @@ async fn bad_input_gets_400_with_the_error_body() {
         .await;
     assert_eq!(st, 200, "{body}");
     // The DM search validates the same way.
-    let (st, body) = app.get("/users/@me/messages/search?q=has:video", &owner.token).await;
+    let (st, body) = app
+        .get("/users/@me/messages/search?q=has:video", &owner.token)
+        .await;
     assert_eq!(st, 400, "{body}");
     assert!(body["errors"]["q"].is_array(), "{body}");
 }
@@ -585,7 +619,10 @@ async fn history_around_a_message_gives_its_context() {
     };
     let (st, body) = page(format!("around={}&limit=6", ids[10])).await;
     assert_eq!(st, 200, "{body}");
-    assert_eq!(contents(&body), vec!["m13", "m12", "m11", "m10", "m9", "m8"]);
+    assert_eq!(
+        contents(&body),
+        vec!["m13", "m12", "m11", "m10", "m9", "m8"]
+    );
     // Odd limits give the older half the extra one; near the ends the page is shorter.
     let (_, body) = page(format!("around={}&limit=5", ids[10])).await;
     assert_eq!(contents(&body), vec!["m12", "m11", "m10", "m9", "m8"]);
