@@ -98,5 +98,6 @@ test('search, open a result in its context, highlighted, then jump to the presen
   await box.focus();
   await box.press('Escape');
   assert.equal(await page.getByTestId('search-results').count(), 0);
-  assert.deepEqual(consoleErrors, []);
+  // The one refused request above is the browser's only complaint.
+  assert.deepEqual(consoleErrors.filter((e) => !/status of 400 .*messages\/search\?q=has%3Avideo/.test(e)), []);
 });

@@ -73,6 +73,7 @@ const HIT_MS = 4000;
 let hitId = null;
 let hitTimer = null;
 let scrollToId = null;
+let scrollDone = 0;
 // Half of an `around` page: a window with fewer newer messages reaches the present.
 const AROUND = 50;
 
@@ -260,8 +261,13 @@ export function renderMessages({ reset = false, prepend = false } = {}) {
   if (prepend) el.scrollTop = el.scrollHeight - prevHeight + prevTop;
   else if (reset || atBottom) el.scrollTop = el.scrollHeight;
   if (scrollToId) {
+    // Every render until the next frame centres it: selecting a channel or a server draws the
+    // list more than once (some with `reset`, which would leave it at the bottom).
     const hit = el.querySelector(`.msg[data-message-id="${scrollToId}"]`);
-    if (hit) { scrollToId = null; hit.scrollIntoView({ block: 'center' }); }
+    if (hit) {
+      hit.scrollIntoView({ block: 'center' });
+      if (!scrollDone) scrollDone = requestAnimationFrame(() => { scrollToId = null; scrollDone = 0; });
+    }
   }
 }
 
