@@ -4,9 +4,10 @@
 --
 -- Content: 6-20 words each from a 5,000-word vocabulary with a Zipf-like spread (a word's
 -- chance falls with its rank: log-uniform ranks), so some words are in most messages and
--- most words in few, as in real chat; 2% carry a link, 1% mention someone. Messages spread
--- over the past year, their ids minted as the server does (snowflake time bits), older than
--- anything the running server will send.
+-- most words in few, as in real chat; 2% carry a link, 1% mention someone (every 53rd and
+-- 101st: spread over all the channels, which go round by 50). Messages spread over the past
+-- year, their ids minted as the server does (snowflake time bits), older than anything the
+-- running server will send.
 \set ON_ERROR_STOP on
 
 DROP TABLE IF EXISTS bench_words;
@@ -28,9 +29,9 @@ INSERT INTO messages (id, channel_id, author_id, content, created_at, mentions)
 SELECT ((extract(epoch FROM t) * 1000)::bigint - 1767225600000) << 22 | (g % 4096),
        ch.ids[1 + g % array_length(ch.ids, 1)],
        au.ids[1 + (g * 7) % array_length(au.ids, 1)],
-       body.text || CASE WHEN g % 50 = 0 THEN ' https://example.com/p/' || g ELSE '' END,
+       body.text || CASE WHEN g % 53 = 0 THEN ' https://example.com/p/' || g ELSE '' END,
        t,
-       CASE WHEN g % 100 = 1 THEN jsonb_build_array(au.ids[1]::text) ELSE '[]'::jsonb END
+       CASE WHEN g % 101 = 1 THEN jsonb_build_array(au.ids[1]::text) ELSE '[]'::jsonb END
 FROM generate_series(1, :n) g
 CROSS JOIN (SELECT array_agg(word ORDER BY rank) AS words FROM bench_words) w
 CROSS JOIN (SELECT array_agg(id ORDER BY id) AS ids FROM channels

@@ -187,7 +187,7 @@ for r in $(seq 1 "$rounds"); do
   bad=$(awk -F'\t' '$2 != 200' "$f" | wc -l)
   ((bad == 0)) || { echo "search: $bad answers were not 200:" >&2; awk -F'\t' '$2 != 200' "$f" | head >&2; exit 1; }
   # Words that occur must find something.
-  empty=$(awk -F'\t' '($1=="common"||$1=="medium"||$1=="rare"||$1=="only") && $4 < 1' "$f" | wc -l)
+  empty=$(awk -F'\t' '($1=="common"||$1=="medium"||$1=="rare"||$1=="only"||$1=="link") && $4 < 1' "$f" | wc -l)
   ((empty == 0)) || { echo "search: $empty searches for words that occur found nothing" >&2; exit 1; }
   cut -f3 "$f" >"$data/all-$r.txt"
   p50=$(pct 50 "$data/all-$r.txt"); p99=$(pct 99 "$data/all-$r.txt"); max=$(pct 100 "$data/all-$r.txt")
