@@ -473,19 +473,25 @@ impl Chat {
         } else {
             let mut picked = Vec::new();
             for r in &q.channels {
-                let found = readable.iter().find(|(id, name)| match r {
-                    ChannelRef::Id(want) => id == want,
-                    ChannelRef::Name(n) => !name.is_empty() && name.eq_ignore_ascii_case(n),
-                });
-                match found {
-                    Some((id, _)) => picked.push(id.get()),
-                    None => {
-                        let what = match r {
-                            ChannelRef::Id(id) => id.to_string(),
-                            ChannelRef::Name(n) => n.clone(),
-                        };
-                        return Err(bad(format!("in: no channel {what} that you can read")));
-                    }
+                // A name may be shared by several channels: all of them.
+                let before = picked.len();
+                picked.extend(
+                    readable
+                        .iter()
+                        .filter(|(id, name)| match r {
+                            ChannelRef::Id(want) => id == want,
+                            ChannelRef::Name(n) => {
+                                !name.is_empty() && name.to_lowercase() == n.to_lowercase()
+                            }
+                        })
+                        .map(|(id, _)| id.get()),
+                );
+                if picked.len() == before {
+                    let what = match r {
+                        ChannelRef::Id(id) => id.to_string(),
+                        ChannelRef::Name(n) => n.clone(),
+                    };
+                    return Err(bad(format!("in: no channel {what} that you can read")));
                 }
             }
             picked
