@@ -15,8 +15,9 @@
 #   bench/search.sh --messages 200000 --rounds 1 --queries 240
 #   bench/search.sh --smoke                # debug build, 20,000 messages, 1 round of 120
 #
-# Prints per round p50/p99/max overall and p99 per kind; last line `p50_ms=A p99_ms=B` (the
-# medians over the rounds). Every answer must be 200, and words that occur must find messages.
+# Prints per round p50/p99/max overall and p99 per kind, then `explain KIND:` lines (the indexes
+# PostgreSQL used for a common, medium and rare word, from:+word, has:link and from: alone, with
+# EXPLAIN ANALYZE's execution time); last line `p50_ms=A p99_ms=B` (the medians over the rounds). Every answer must be 200, and words that occur must find messages.
 # Needs psql, curl, jq. Env: CONFAB_BIN (default target/release/confab, target/debug with
 # --smoke; built when missing).
 set -euo pipefail
@@ -34,7 +35,7 @@ while (($#)); do
     --queries) queries=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
     --smoke) profile=debug; messages=20000; rounds=1; queries=120; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "search: unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -199,5 +200,22 @@ for r in $(seq 1 "$rounds"); do
   done
   echo "round $r: $(wc -l <"$f") queries p50_ms=$p50 p99_ms=$p99 max_ms=$max; p99 by kind:$per"
 done
+# How PostgreSQL answers each kind (the statement chat/src/search.rs builds, over the reader's
+# 45 channels): which indexes, and the execution time on the warm cache.
+explain() { # kind where-clause
+  local plan
+  plan=$(sql -c "EXPLAIN (ANALYZE, COSTS off) SELECT m.id FROM messages m
+    WHERE m.channel_id = ANY('{$(IFS=,; echo "${visible[*]}")}'::bigint[]) AND $2 ORDER BY m.id DESC LIMIT 25")
+  echo "explain $1: $(grep -oE '(Index Scan Backward using|Bitmap Index Scan on|Index Scan using) [a-z_]+' <<<"$plan" | sed -E 's/ (using|on) / /' | paste -sd+ -) $(grep -oE 'Execution Time: [0-9.]+ ms' <<<"$plan")"
+}
+w1=$(words 1 1 1); w2=$(words 300 300 1); w3=$(words 4000 4000 1)
+for spec in "common:$w1" "medium:$w2" "rare:$w3"; do
+  kind=${spec%%:*}; word=${spec#*:}
+  explain "$kind" "m.search_vector @@ (websearch_to_tsquery(message_search_config(), '$word') || websearch_to_tsquery('simple', '$word'))"
+done
+explain "from+medium" "m.author_id = ANY('{${authors[3]}}') AND m.search_vector @@ (websearch_to_tsquery(message_search_config(), '$w2') || websearch_to_tsquery('simple', '$w2'))"
+explain "link" "m.content ~* 'https?://'"
+explain "only" "m.author_id = ANY('{${authors[3]}}')"
+
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "p50_ms=$(median "${p50s[@]}") p99_ms=$(median "${p99s[@]}")"
