@@ -128,17 +128,20 @@ make_queries() {
   mapfile -t common < <(words 1 20 "$per")
   mapfile -t medium < <(words 50 500 "$((per * 6))")
   mapfile -t rare < <(words 1000 5000 "$((per * 2))")
+  # Twenty common words serve every round: taken in turn.
+  local nc=${#common[@]}
   for i in $(seq 0 $((per - 1))); do
+    local c1=${common[$((i % nc))]} c2=${common[$(((i + 1) % nc))]}
     local ch=${visible[$((RANDOM % ${#visible[@]}))]}
     local au=${authors[$((RANDOM % ${#authors[@]}))]}
-    printf 'common\t%s\n' "q=$(enc "${common[$i]}")"
+    printf 'common\t%s\n' "q=$(enc "$c1")"
     printf 'medium\t%s\n' "q=$(enc "${medium[$i]}")"
     printf 'rare\t%s\n' "q=$(enc "${rare[$i]}")"
     printf 'two\t%s\n' "q=$(enc "${medium[$((per + i))]} ${rare[$((per + i))]}")"
-    printf 'phrase\t%s\n' "q=$(enc "\"${common[$i]} ${common[$(((i + 1) % per))]}\"")"
+    printf 'phrase\t%s\n' "q=$(enc "\"$c1 $c2\"")"
     printf 'from\t%s\n' "q=$(enc "from:<@$au> ${medium[$((2 * per + i))]}")"
     printf 'in\t%s\n' "q=$(enc "in:$ch ${medium[$((3 * per + i))]}")"
-    printf 'link\t%s\n' "q=$(enc "has:link ${common[$i]}")"
+    printf 'link\t%s\n' "q=$(enc "has:link $c1")"
     printf 'only\t%s\n' "q=$(enc "from:<@$au>")"
     printf 'old\t%s\n' "q=$(enc "before:$old_day ${medium[$((4 * per + i))]}")"
     printf 'none\t%s\n' "q=$(enc "zq${RANDOM}x${i}")"
