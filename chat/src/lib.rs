@@ -38,6 +38,7 @@ pub mod reactions;
 pub mod read_states;
 pub mod relationships;
 pub mod roles;
+pub mod search;
 pub mod servers;
 pub mod snowflake;
 pub mod soundboard;
@@ -64,6 +65,7 @@ pub const TIMED_QUERIES: &[&str] = &[
     "member_access",
     "channel_access",
     "history",
+    "search",
 ];
 
 /// The chat services over one PostgreSQL pool. Cheap to clone.

@@ -54,6 +54,13 @@ pub const SOUNDBOARD: Bucket = Bucket {
     capacity: 3.0,
     period: Duration::from_secs(6),
 };
+/// Message search, per user: one every half second, ten in a burst (a search costs more than
+/// a history page).
+pub const SEARCH: Bucket = Bucket {
+    name: "search",
+    capacity: 10.0,
+    period: Duration::from_secs(5),
+};
 /// Everything else, per user (or IP).
 pub const API: Bucket = Bucket {
     name: "api",
@@ -83,7 +90,7 @@ pub struct RateLimiter {
 }
 
 /// Every bucket, to find one by the name another node sent.
-pub const ALL: [Bucket; 6] = [AUTH, MESSAGES, TYPING, SOUNDBOARD, API, IDENTIFY];
+pub const ALL: [Bucket; 7] = [AUTH, MESSAGES, TYPING, SOUNDBOARD, SEARCH, API, IDENTIFY];
 
 /// How often a cluster node tells the others what its buckets admitted.
 pub const SHARE_EVERY: Duration = Duration::from_millis(100);
@@ -322,6 +329,10 @@ pub async fn soundboard_bucket(
     next: Next,
 ) -> Response {
     limit(state, SOUNDBOARD, false, req, next).await
+}
+
+pub async fn search_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    limit(state, SEARCH, false, req, next).await
 }
 
 pub async fn typing_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -247,12 +247,20 @@ export class Api {
   getInvite(code) { return this.get(`/invites/${encodeURIComponent(code)}`); }
   joinInvite(code) { return this.post(`/invites/${encodeURIComponent(code)}`); }
 
-  messages(channelId, { before, after, limit = 50 } = {}) {
+  messages(channelId, { before, after, around, limit = 50 } = {}) {
     const q = new URLSearchParams();
     if (before) q.set('before', before);
     if (after) q.set('after', after);
+    if (around) q.set('around', around);
     if (limit) q.set('limit', String(limit));
     return this.get(`/channels/${channelId}/messages?${q}`);
+  }
+  /** Message search (docs/search.md) in a server, or in my DMs when `serverId` is null. */
+  searchMessages(serverId, query, { cursor, limit = 25 } = {}) {
+    const q = new URLSearchParams({ q: query, limit: String(limit) });
+    if (cursor) q.set('cursor', cursor);
+    const base = serverId ? `/servers/${serverId}` : '/users/@me';
+    return this.get(`${base}/messages/search?${q}`);
   }
   sendMessage(channelId, content, nonce) {
     return this.post(`/channels/${channelId}/messages`, nonce ? { content, nonce } : { content });

@@ -43,6 +43,9 @@ export async function ensureMessagesLoaded() {
   const id = store.currentChannelId;
   if (!id) return;
   const st = store.msgState(id);
+  // A stretch of older messages (a search result's context) is not caught up: the present
+  // is loaded again instead.
+  if (st.loaded && st.stale && st.detached && !st.loading) { resetToPresent(st); }
   if (st.loaded && st.stale && !st.loading) { await catchUp(id, st); return; }
   if (st.loaded || st.loading) return;
   st.loading = true;
@@ -61,6 +64,67 @@ export async function ensureMessagesLoaded() {
   if (store.currentChannelId === id) renderMessages({ reset: true });
   // Which messages are pinned (for the Pin/Unpin action); one request per channel.
   loadPins(id).then(() => { if (store.currentChannelId === id) renderMessages(); }).catch(() => {});
+}
+
+function resetToPresent(st) {
+  st.loaded = false;
+  st.detached = false;
+  st.stale = false;
+  st.hasMore = true;
+  st.list = st.list.filter((m) => m.pending);
+}
+
+// The message a search jumped to: highlighted for a while, scrolled to once it is drawn.
+const HIT_MS = 4000;
+let hitId = null;
+let hitTimer = null;
+let scrollToId = null;
+let scrollDone = 0;
+// Half of an `around` page: a window with fewer newer messages reaches the present.
+const AROUND = 50;
+
+/**
+ * Shows a message in its context: loads the history around it (`?around=`) unless it is
+ * already held, lets `navigate` select its channel, then scrolls to it and highlights it.
+ * When the window does not reach the newest message the channel is "detached": live messages
+ * are not merged into it, and a bar offers to go back to the present.
+ */
+export async function jumpToMessage(channelId, messageId, navigate) {
+  const st = store.msgState(channelId);
+  if (!(st.loaded && st.list.some((m) => m.id === messageId))) {
+    let page;
+    try {
+      page = await api.messages(channelId, { around: messageId, limit: AROUND });
+    } catch (e) {
+      toast(`Could not open the message: ${e.message}`, 'error');
+      return;
+    }
+    const newer = page.filter((m) => cmpId(m.id, messageId) > 0).length;
+    const older = page.length - newer;
+    st.list = page.slice().reverse().concat(st.list.filter((m) => m.pending && newer < AROUND / 2));
+    st.loaded = true;
+    st.loading = false;
+    st.stale = false;
+    st.hasMore = older >= AROUND / 2;
+    st.detached = newer >= AROUND / 2;
+  }
+  hitId = messageId;
+  scrollToId = messageId;
+  clearTimeout(hitTimer);
+  hitTimer = setTimeout(() => {
+    hitId = null;
+    if (ui) for (const el of ui.messages.querySelectorAll('.msg.search-hit')) el.classList.remove('search-hit');
+  }, HIT_MS);
+  if (navigate) navigate();
+  if (store.currentChannelId === channelId) renderMessages({ reset: true });
+}
+
+function jumpToPresent() {
+  const id = store.currentChannelId;
+  if (!id) return;
+  resetToPresent(store.msgState(id));
+  renderMessages({ reset: true });
+  ensureMessagesLoaded();
 }
 
 // Catching up after a re-identify: the last CATCH_UP_WINDOW messages held and everything after
@@ -191,12 +255,26 @@ export function renderMessages({ reset = false, prepend = false } = {}) {
     el.append(messageItem(m, grouped, date));
     prev = m;
   }
+  if (st.detached) {
+    el.append(h('li', { class: 'jump-present', 'data-testid': 'jump-present' },
+      h('span', { class: 'muted', text: 'You are viewing older messages.' }),
+      h('button', { type: 'button', class: 'link-btn', text: 'Jump to present', onclick: jumpToPresent })));
+  }
   if (editFocused) {
     const input = el.querySelector('[data-testid="edit-input"]');
     if (input) { input.focus(); input.setSelectionRange(editSel[0], editSel[1]); }
   }
   if (prepend) el.scrollTop = el.scrollHeight - prevHeight + prevTop;
   else if (reset || atBottom) el.scrollTop = el.scrollHeight;
+  if (scrollToId) {
+    // Every render until the next frame centres it: selecting a channel or a server draws the
+    // list more than once (some with `reset`, which would leave it at the bottom).
+    const hit = el.querySelector(`.msg[data-message-id="${scrollToId}"]`);
+    if (hit) {
+      hit.scrollIntoView({ block: 'center' });
+      if (!scrollDone) scrollDone = requestAnimationFrame(() => { scrollToId = null; scrollDone = 0; });
+    }
+  }
 }
 
 function messageItem(m, grouped, date) {
@@ -204,7 +282,7 @@ function messageItem(m, grouped, date) {
   const mine = store.me && m.author && m.author.id === store.me.id;
   const name = store.displayName(m.author && m.author.id, m.author, m.server_id);
   const li = h('li', {
-    class: `msg${grouped ? ' cont' : ''}${m.pending ? ' pending' : ''}${m.failed ? ' failed' : ''}${!m.pending && mentionsMe(store, m) ? ' mentions-me' : ''}`,
+    class: `msg${grouped ? ' cont' : ''}${m.id === hitId ? ' search-hit' : ''}${m.pending ? ' pending' : ''}${m.failed ? ' failed' : ''}${!m.pending && mentionsMe(store, m) ? ' mentions-me' : ''}`,
     'data-testid': 'message', 'data-message-id': m.id, 'data-author-id': m.author && m.author.id,
   });
   if (!grouped) {
@@ -470,6 +548,8 @@ async function sendFromComposer() {
   lastTypingSent.set(id, 0);
   const nonce = randomNonce();
   const st = store.msgState(id);
+  // Sending from an older stretch: the message belongs after the present, so go back to it.
+  if (st.detached) { resetToPresent(st); ensureMessagesLoaded(); }
   const total = files.reduce((n, f) => n + f.size, 0);
   const pending = {
     id: `pending-${nonce}`, channel_id: id, server_id: store.channel ? store.channel.server_id : null, author: store.me,

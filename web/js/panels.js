@@ -8,6 +8,7 @@ import { channelTitle, isPrivate } from './inbox.js';
 import { renderDmMembers } from './dms.js';
 import { toggleDrawer, syncDrawerButtons } from './drawers.js';
 import { settingsDialog } from './dialogs.js';
+import { searchBox } from './search.js';
 
 export function renderHeader() {
   renderHeaderInner();
@@ -20,7 +21,7 @@ function renderHeaderInner() {
   el.append(h('button', { class: 'icon-btn menu-btn', 'aria-label': 'Toggle channel list', 'aria-controls': 'sidebar', 'aria-expanded': String(ui.shell.classList.contains('show-sidebar')), 'data-testid': 'menu-button', text: '☰', onclick: () => toggleDrawer('sidebar') }));
   if (!c) { el.append(h('h2', { text: store.home ? 'Friends' : store.server ? 'No text channel' : 'Confab' })); document.title = 'Confab'; return; }
   if (isPrivate(c)) {
-    el.append(h('h2', { 'data-testid': 'channel-title', text: channelTitle(store, c) }));
+    el.append(h('h2', { 'data-testid': 'channel-title', text: channelTitle(store, c) }), searchBox());
     document.title = `${channelTitle(store, c)} · Confab`;
     return;
   }
@@ -28,6 +29,7 @@ function renderHeaderInner() {
   if (c.topic) el.append(h('span', { class: 'topic', text: c.topic, title: c.topic }));
   el.append(h('button', { class: 'icon-btn pins-btn', 'aria-label': 'Pinned messages', title: 'Pinned messages', 'aria-haspopup': 'dialog', 'aria-expanded': 'false', 'data-testid': 'pins-button', onclick: (e) => togglePins(c, e.currentTarget) }, icon('pin')));
   el.append(h('button', { class: 'icon-btn members-btn', 'aria-label': 'Toggle member list', 'aria-controls': 'members', title: 'Member list', 'data-testid': 'members-button', onclick: () => toggleDrawer('members') }, icon('users')));
+  el.append(searchBox());
   document.title = `#${c.name} · ${store.server ? store.server.name : ''} · Confab`;
 }
 

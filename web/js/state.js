@@ -306,6 +306,9 @@ export class Store {
       return;
     }
     if (!st.loaded) return;  // history not loaded yet; it will include this
+    // Showing an older stretch (a search result's context): the present is loaded again when
+    // the reader goes back to it.
+    if (st.detached) return;
     // insert sorted (usually at the end, before pending ones)
     let i = list.length;
     while (i > 0 && (list[i - 1].pending || cmpId(list[i - 1].id, m.id) > 0)) i--;

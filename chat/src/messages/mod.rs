@@ -106,6 +106,9 @@ const SELECT_MESSAGE: &str = const_format::concatcp!(
 pub struct HistoryQuery {
     pub before: Option<MessageId>,
     pub after: Option<MessageId>,
+    /// Messages around this id (it included when it exists): half the page at or before it,
+    /// the rest after. Not with `before` or `after`.
+    pub around: Option<MessageId>,
     pub limit: Option<i64>,
 }
 
@@ -355,7 +358,37 @@ impl Chat {
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(ChatError::field("limit", "must be 1-100"));
         }
+        if q.around.is_some() && (q.before.is_some() || q.after.is_some()) {
+            return Err(ChatError::field(
+                "around",
+                "cannot be combined with before or after",
+            ));
+        }
         let started = std::time::Instant::now();
+        if let Some(around) = q.around {
+            // The older half with the message itself (rounded up), then the newer half.
+            let older_n = (limit + 1) / 2;
+            let mut rows: Vec<MessageRow> = sqlx::query_as(q!(
+                "{SELECT_MESSAGE} WHERE m.channel_id = $1 AND m.id <= $2 ORDER BY m.id DESC LIMIT $3"
+            ))
+            .bind(channel_id)
+            .bind(around)
+            .bind(older_n)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut newer: Vec<MessageRow> = sqlx::query_as(q!(
+                "{SELECT_MESSAGE} WHERE m.channel_id = $1 AND m.id > $2 ORDER BY m.id ASC LIMIT $3"
+            ))
+            .bind(channel_id)
+            .bind(around)
+            .bind(limit - older_n)
+            .fetch_all(&self.pool)
+            .await?;
+            newer.reverse();
+            newer.append(&mut rows);
+            crate::record_query("history", started);
+            return Ok(newer.into_iter().map(Message::from).collect());
+        }
         let rows: Vec<MessageRow> = match (q.before, q.after) {
             (_, Some(after)) => {
                 let mut rows: Vec<MessageRow> =

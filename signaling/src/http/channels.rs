@@ -56,6 +56,9 @@ pub struct HistoryParams {
     pub before: Option<MessageId>,
     /// Messages newer than this id.
     pub after: Option<MessageId>,
+    /// Messages around this id: the message itself (when it is in this channel), up to half
+    /// the page older than it and the rest newer. Not with `before` or `after`.
+    pub around: Option<MessageId>,
     /// 1-100, default 50.
     pub limit: Option<i64>,
 }
@@ -155,6 +158,7 @@ pub async fn history(
             HistoryQuery {
                 before: q.before,
                 after: q.after,
+                around: q.around,
                 limit: q.limit,
             },
         )

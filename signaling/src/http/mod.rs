@@ -13,6 +13,7 @@ pub mod reactions;
 pub mod read_states;
 pub mod relationships;
 pub mod roles;
+pub mod search;
 pub mod servers;
 pub mod soundboard;
 pub mod users;
@@ -104,6 +105,13 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             state.clone(),
             ratelimit::soundboard_bucket,
         ));
+    let search_routes = OpenApiRouter::new()
+        .routes(routes!(search::server))
+        .routes(routes!(search::private))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::search_bucket,
+        ));
     let general = OpenApiRouter::new()
         .routes(routes!(auth::logout))
         .routes(routes!(users::me, users::update_me, users::delete_me))
@@ -160,6 +168,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(sound_play_routes)
         .merge(message_routes)
         .merge(typing_routes)
+        .merge(search_routes)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             ratelimit::api_bucket,

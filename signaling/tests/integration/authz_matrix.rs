@@ -248,6 +248,13 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
         "/channels/{channel_id}/messages/bulk-delete",
         [404, 403, 204, 204],
     ),
+    // Search: members (over the channels each may read), and everyone over their own DMs.
+    (
+        "get",
+        "/servers/{server_id}/messages/search",
+        [404, 200, 200, 200],
+    ),
+    ("get", "/users/@me/messages/search", [200, 200, 200, 200]),
     (
         "get",
         "/channels/{channel_id}/messages/{message_id}",
@@ -716,6 +723,9 @@ impl World {
             // An upload names its sound in the query string.
             path.push_str("?name=mx");
         }
+        if template.ends_with("/messages/search") {
+            path.push_str("?q=hello");
+        }
         assert!(!path.contains('{'), "unfilled parameter in {path}");
         Req {
             path,
@@ -1116,6 +1126,7 @@ async fn history_windows_never_reach_into_another_channel() {
         format!("after={}", ids[0]),
         format!("after=0&before={}", ids[2]),
         "after=0&limit=100".to_string(),
+        format!("around={}", ids[1]),
     ] {
         for u in [&w.without, &w.with] {
             let (s, page) = w
