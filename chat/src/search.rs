@@ -623,7 +623,7 @@ impl Chat {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let message = Message::from(r.message);
+                let message = r.message.into_message(&self.file_urls);
                 let highlights = merge(
                     [r.headline, r.headline_simple]
                         .iter()

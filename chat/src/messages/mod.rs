@@ -387,7 +387,10 @@ impl Chat {
             newer.reverse();
             newer.append(&mut rows);
             crate::record_query("history", started);
-            return Ok(newer.into_iter().map(Message::from).collect());
+            return Ok(newer
+                .into_iter()
+                .map(|r| r.into_message(&self.file_urls))
+                .collect());
         }
         let rows: Vec<MessageRow> = match (q.before, q.after) {
             (_, Some(after)) => {
