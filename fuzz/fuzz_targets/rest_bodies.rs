@@ -71,8 +71,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         6 => {
-            if let Some(b) = body::<channels::EditBody>(rest) {
-                content(&b.content);
+            if let Some(c) = body::<channels::EditBody>(rest).and_then(|b| b.content) {
+                content(&c);
             }
         }
         7 => {
