@@ -128,14 +128,19 @@ impl FileUrls {
         }
     }
 
-    fn signature(&self, id: AttachmentId, variant: Variant, expires: i64) -> String {
+    /// The MAC over what a URL grants: this file variant until `expires`.
+    fn mac(&self, id: AttachmentId, variant: Variant, expires: i64) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key");
         let v = match variant {
             Variant::Original => "o",
             Variant::Thumbnail => "t",
         };
         mac.update(format!("{id}:{v}:{expires}").as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..16])
+        mac
+    }
+
+    fn signature(&self, id: AttachmentId, variant: Variant, expires: i64) -> String {
+        hex::encode(&self.mac(id, variant, expires).finalize().into_bytes()[..16])
     }
 
     /// The signed URL of an attachment's file.
@@ -166,14 +171,12 @@ impl FileUrls {
         let Ok(given) = hex::decode(sig) else {
             return false;
         };
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key");
-        let v = match variant {
-            Variant::Original => "o",
-            Variant::Thumbnail => "t",
-        };
-        mac.update(format!("{id}:{v}:{expires}").as_bytes());
         // Constant-time comparison of the truncated tag.
-        mac.verify_truncated_left(&given).is_ok() && given.len() == 16
+        given.len() == 16
+            && self
+                .mac(id, variant, expires)
+                .verify_truncated_left(&given)
+                .is_ok()
     }
 
     pub(crate) fn attachment(&self, r: AttachmentRow) -> Attachment {

@@ -49,10 +49,8 @@ pub enum ThumbnailError {
     Decode(#[from] image::ImageError),
 }
 
-/// Decodes `bytes` under the bomb limits, applies the EXIF orientation and scales it to fit
-/// [`THUMBNAIL_MAX`] (never up). JPEG for opaque images, PNG when there is transparency.
-/// CPU-bound: call from a blocking worker.
-pub fn thumbnail(bytes: &[u8]) -> Result<Thumbnail, ThumbnailError> {
+/// A decoder for `bytes` that refuses images past the decompression-bomb limits.
+fn limited_decoder(bytes: &[u8]) -> Result<impl ImageDecoder + '_, image::ImageError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(image::ImageError::IoError)?;
@@ -61,7 +59,14 @@ pub fn thumbnail(bytes: &[u8]) -> Result<Thumbnail, ThumbnailError> {
     limits.max_image_height = Some(MAX_DECODE_SIDE);
     limits.max_alloc = Some(MAX_DECODE_ALLOC);
     reader.limits(limits);
-    let mut decoder = reader.into_decoder()?;
+    reader.into_decoder()
+}
+
+/// Decodes `bytes` under the bomb limits, applies the EXIF orientation and scales it to fit
+/// [`THUMBNAIL_MAX`] (never up). JPEG for opaque images, PNG when there is transparency.
+/// CPU-bound: call from a blocking worker.
+pub fn thumbnail(bytes: &[u8]) -> Result<Thumbnail, ThumbnailError> {
+    let mut decoder = limited_decoder(bytes)?;
     let (w, h) = decoder.dimensions();
     if w > MAX_DECODE_SIDE || h > MAX_DECODE_SIDE {
         return Err(ThumbnailError::TooLarge(w, h));
@@ -102,15 +107,7 @@ pub fn square(
     crop: Option<(u32, u32, u32)>,
     side: u32,
 ) -> Result<Vec<u8>, ThumbnailError> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(image::ImageError::IoError)?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_DECODE_SIDE);
-    limits.max_image_height = Some(MAX_DECODE_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_ALLOC);
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder()?;
+    let mut decoder = limited_decoder(bytes)?;
     let orientation = decoder.orientation()?;
     let mut img = DynamicImage::from_decoder(decoder)?;
     img.apply_orientation(orientation);
