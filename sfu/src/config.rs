@@ -41,10 +41,10 @@ pub struct SfuConfig {
     /// Forwarded video packets per subscriber slot kept for NACK answers (RTX).
     pub video_send_buffer: usize,
     /// Estimate the bandwidth towards video-capable subscribers (str0m's TWCC
-    /// BWE) and pick lower simulcast layers when it is short. Off by default:
-    /// in the load tester it held 1080p viewers below the full layer and
-    /// doubled the CPU per forwarded packet (docs/benchmarks.md); off, layers
-    /// are chosen by view size and layer liveness only.
+    /// BWE) and pick lower simulcast layers when it is short. On by default; it
+    /// costs CPU per forwarded video packet (str0m's pacer and TWCC bookkeeping,
+    /// docs/benchmarks.md); off, layers are chosen by view size and layer
+    /// liveness only.
     pub video_bwe: bool,
     /// Starting estimate of that bandwidth estimator.
     pub video_initial_bitrate_kbps: u64,
@@ -53,6 +53,10 @@ pub struct SfuConfig {
     /// browser's default, 300 kbit/s in Chrome, which holds a camera to its
     /// lowest simulcast layer for seconds after it comes on).
     pub video_start_bitrate_kbps: u64,
+    /// Ask publishers for Opus DTX (`usedtx=1` on Opus in the answer): in silence (a
+    /// closed voice-activity gate, a quiet room) a browser then sends a few comfort-noise
+    /// packets a second instead of 50. Chrome and Edge read it from the remote description.
+    pub opus_dtx: bool,
     /// Socket buffer sizes requested with SO_RCVBUF / SO_SNDBUF (0 = OS default).
     pub socket_buffer_bytes: usize,
     /// Forward audio through the SFU's own fast path (header rewrite and SRTP
@@ -127,9 +131,10 @@ impl Default for SfuConfig {
             max_audio_slots: 3,
             max_video_slots: 9,
             video_send_buffer: 1024,
-            video_bwe: false,
+            video_bwe: true,
             video_initial_bitrate_kbps: 2_500,
             video_start_bitrate_kbps: 2_000,
+            opus_dtx: true,
             fast_path: true,
             send_workers: 0,
             relay_bind: None,

@@ -63,6 +63,77 @@ pub(crate) fn check_offer(
         .map_err(|e| SfuError::InvalidSdp(format!("unparsable offer: {e}")))
 }
 
+/// The answer as sent: [`tune_video_answer`], and with `dtx` Opus DTX asked for ([`with_opus_dtx`]).
+pub(crate) fn tune_answer(answer: &str, start_kbps: u64, dtx: bool) -> String {
+    let answer = tune_video_answer(answer, start_kbps);
+    if dtx {
+        with_opus_dtx(&answer)
+    } else {
+        answer
+    }
+}
+
+/// Adds `usedtx=1` to the Opus format of every audio m-line. In an answer it tells the offerer's
+/// encoder to stop sending in silence (RFC 7587 §6.1: the parameter states what the receiver
+/// prefers); Chrome then sends only comfort-noise updates in silence (~5 packets/s, not 50). The SFU forwards those as
+/// they come (`speaking.rs` releases a speaker whose packets stop), and a listener's decoder
+/// fills the gaps with comfort noise.
+pub(crate) fn with_opus_dtx(answer: &str) -> String {
+    let lines: Vec<&str> = answer.split("\r\n").collect();
+    let mut out: Vec<String> = Vec::with_capacity(lines.len() + 4);
+    let mut in_audio = false;
+    let mut opus_pts: Vec<&str> = Vec::new();
+    let mut with_fmtp: Vec<&str> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.starts_with("m=") {
+            in_audio = l.starts_with("m=audio ");
+            // This section's Opus payload types and which of them have an fmtp line.
+            let end = lines[i + 1..]
+                .iter()
+                .position(|x| x.starts_with("m="))
+                .map_or(lines.len(), |p| i + 1 + p);
+            let section = &lines[i + 1..end];
+            fn pt_of(rest: &str) -> &str {
+                rest.split(' ').next().unwrap_or("")
+            }
+            opus_pts = section
+                .iter()
+                .filter_map(|x| x.strip_prefix("a=rtpmap:"))
+                .filter(|rest| {
+                    rest.split(' ')
+                        .nth(1)
+                        .is_some_and(|c| c.to_ascii_lowercase().starts_with("opus/"))
+                })
+                .map(pt_of)
+                .collect();
+            with_fmtp = section
+                .iter()
+                .filter_map(|x| x.strip_prefix("a=fmtp:"))
+                .map(pt_of)
+                .collect();
+        }
+        if in_audio {
+            if let Some(rest) = l.strip_prefix("a=fmtp:") {
+                let pt = rest.split(' ').next().unwrap_or("");
+                if opus_pts.contains(&pt) && !rest.contains("usedtx=") {
+                    out.push(format!("{l};usedtx=1"));
+                    continue;
+                }
+            }
+            out.push(l.to_string());
+            if let Some(rest) = l.strip_prefix("a=rtpmap:") {
+                let pt = rest.split(' ').next().unwrap_or("");
+                if opus_pts.contains(&pt) && !with_fmtp.contains(&pt) {
+                    out.push(format!("a=fmtp:{pt} usedtx=1"));
+                }
+            }
+            continue;
+        }
+        out.push(l.to_string());
+    }
+    out.join("\r\n")
+}
+
 /// Tunes the answer to a peer that offered video, so that a camera starts sharp:
 /// - `x-google-start-bitrate` (kbit/s) on the video codecs: a browser's send-side bandwidth
 ///   estimate otherwise starts at its default (300 kbit/s in Chrome);
@@ -260,5 +331,41 @@ mod tests {
         }
         let err = check_offer(&sdp, 1 << 20, 64).unwrap_err();
         assert!(err.to_string().contains("m-lines"), "{err}");
+    }
+
+    #[test]
+    fn dtx_goes_on_opus_of_every_audio_line_and_nothing_else() {
+        let answer = [
+            "v=0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111 63",
+            "a=rtpmap:111 opus/48000/2",
+            "a=fmtp:111 minptime=10;useinbandfec=1",
+            "a=rtpmap:63 red/48000/2",
+            "a=fmtp:63 111/111",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "a=rtpmap:111 opus/48000/2",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96",
+            "a=rtpmap:96 VP8/90000",
+            "a=fmtp:96 x-google-start-bitrate=2000",
+            "",
+        ]
+        .join("\r\n");
+        let got = with_opus_dtx(&answer);
+        let lines: Vec<&str> = got.split("\r\n").collect();
+        assert_eq!(lines[3], "a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1");
+        assert_eq!(lines[5], "a=fmtp:63 111/111", "RED untouched");
+        assert_eq!(
+            lines[8], "a=fmtp:111 usedtx=1",
+            "an fmtp line added after the rtpmap"
+        );
+        assert_eq!(
+            lines[11], "a=fmtp:96 x-google-start-bitrate=2000",
+            "video untouched"
+        );
+        assert_eq!(got.matches("usedtx").count(), 2);
+        // Idempotent, and off means untouched.
+        assert_eq!(with_opus_dtx(&got), got);
+        assert_eq!(tune_answer(&answer, 0, false), answer);
+        assert_eq!(tune_answer(&answer, 0, true), got);
     }
 }

@@ -80,7 +80,7 @@ pub struct Cli {
     #[arg(long, env = "CONFAB_SFU_SEND_WORKERS")]
     pub sfu_send_workers: Option<usize>,
     /// Estimate each video viewer's bandwidth (TWCC) and pick lower simulcast layers when it is
-    /// short; experimental (docs/benchmarks.md, Go Live). [default: false]
+    /// short (docs/go-live.md). [default: true]
     #[arg(long, env = "CONFAB_VIDEO_BWE")]
     pub video_bwe: Option<bool>,
     /// Starting bandwidth estimate suggested to browsers that publish video, kbit/s
@@ -88,6 +88,10 @@ pub struct Cli {
     /// a new camera at its lowest simulcast layer for seconds). [default: 2000]
     #[arg(long, env = "CONFAB_VIDEO_START_BITRATE_KBPS")]
     pub video_start_bitrate_kbps: Option<u64>,
+    /// Ask browsers for Opus DTX: in silence they send a few comfort-noise packets a second
+    /// instead of 50 (docs/voice.md). [default: true]
+    #[arg(long, env = "CONFAB_OPUS_DTX")]
+    pub opus_dtx: Option<bool>,
     /// NATS server(s) of a cluster, e.g. nats://10.0.0.5:4222 (comma-separated for several);
     /// turns clustering on: nodes sharing this NATS and one PostgreSQL (`DATABASE_URL`) act as
     /// one Confab (docs/cluster.md). Without it Confab is one process.
@@ -271,6 +275,7 @@ struct FileConfig {
     sfu_send_workers: Option<usize>,
     video_bwe: Option<bool>,
     video_start_bitrate_kbps: Option<u64>,
+    opus_dtx: Option<bool>,
     nats_url: Option<String>,
     nats_prefix: Option<String>,
     node_name: Option<String>,
@@ -351,6 +356,7 @@ pub struct Config {
     pub sfu_send_workers: usize,
     pub video_bwe: bool,
     pub video_start_bitrate_kbps: u64,
+    pub opus_dtx: bool,
     /// NATS of the cluster; None = one process.
     pub nats_url: Option<String>,
     pub nats_prefix: String,
@@ -420,8 +426,9 @@ impl Default for Config {
             sfu_fast_path: true,
             sfu_audio_rtx: false,
             sfu_send_workers: 0,
-            video_bwe: false,
+            video_bwe: true,
             video_start_bitrate_kbps: 2_000,
+            opus_dtx: true,
             nats_url: None,
             nats_prefix: "confab".into(),
             node_name: default_node_name(),
@@ -524,6 +531,7 @@ impl Config {
                 .video_start_bitrate_kbps
                 .or(file.video_start_bitrate_kbps)
                 .unwrap_or(d.video_start_bitrate_kbps),
+            opus_dtx: cli.opus_dtx.or(file.opus_dtx).unwrap_or(d.opus_dtx),
             nats_url: cli.nats_url.or(file.nats_url).filter(|s| !s.is_empty()),
             nats_prefix: cli
                 .nats_prefix

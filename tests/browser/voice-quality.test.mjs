@@ -5,7 +5,8 @@
 // - Standard (RNNoise) lowers the noise in the pauses by ≥ 6 dB against Off, keeps the speech's
 //   energy within a few dB and its envelope correlated with the clean speech;
 // - a manual threshold above the noise silences the pauses at B, and the SFU's speaking events
-//   (A's ring at B) come only with the speech; a threshold above the speech keeps A silent.
+//   (A's ring at B) come only with the speech; a threshold above the speech keeps A silent, and
+//   with Opus DTX almost no packets reach B while A is silent.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -164,6 +165,23 @@ async function recordAtB(seconds) {
 
 const setA = (fn, arg) => A.b.page.evaluate(fn, arg);
 
+/** Packets per second B receives on A's audio slot over `seconds` (its inbound-rtp stats). */
+async function packetRateAtB(seconds) {
+  return B.b.page.evaluate(async ({ uid, seconds: s }) => {
+    const v = window.confabVoice;
+    const mid = Object.keys(v.slots).find((m) => v.slots[m] === uid);
+    const rx = v.pc.getTransceivers().find((t) => t.mid === mid).receiver;
+    const count = async () => {
+      let n = 0;
+      (await rx.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') n += r.packetsReceived; });
+      return n;
+    };
+    const first = await count();
+    await new Promise((r) => setTimeout(r, s * 1000));
+    return ((await count()) - first) / s;
+  }, { uid: A.id, seconds });
+}
+
 before(async () => {
   server = await startServer();
   const { speech, noisy } = makeNoisySpeech();
@@ -233,11 +251,22 @@ test('a threshold above the noise silences the pauses; the speaking ring follows
 });
 
 test('a threshold above the speech keeps A silent: no sound, no speaking ring at B', async () => {
+  // The gate wide open for a whole period of the recording (speech and pause).
+  await setA(() => window.confabVoice.setSensitivity({ auto: false, thresholdDb: -100 }));
+  await sleep(500);
+  const open = await packetRateAtB(PAUSE_S + SPEECH_S);
   await setA(() => window.confabVoice.setSensitivity({ auto: false, thresholdDb: 0 }));
   await sleep(1000);
   const r = analyse(await recordAtB(PAUSE_S + SPEECH_S + 1));
   assert.ok(r.speechDb < -70 && r.pauseDb < -70, `A silent at B (speech ${r.speechDb.toFixed(1)}, pauses ${r.pauseDb.toFixed(1)} dBFS)`);
   assert.equal(r.ringInSpeech + r.ringInPauses, 0, 'no speaking ring');
+  // Opus DTX (usedtx=1 in the server's answer): in that silence A's browser sends only
+  // comfort-noise updates, and that is all that reaches B.
+  const closed = await packetRateAtB(4);
+  console.log(`packets/s at B from A: gate open ${open.toFixed(1)}, closed ${closed.toFixed(1)}`);
+  assert.ok(open >= 30, `A's audio flows while the gate is open (${open.toFixed(1)} packets/s)`);
+  // Without DTX a silent encoder still sends 50 packets/s; with it Chromium sends ~5/s.
+  assert.ok(closed <= 10, `DTX: almost nothing flows while A is silent (${closed.toFixed(1)} packets/s)`);
   // Back to the defaults: the speech is heard again.
   await setA(() => { window.confabVoice.setSensitivity({ auto: true }); return window.confabVoice.setNoiseSuppression('standard'); });
   await waitFor(() => B.b.page.evaluate((uid) => !!window.confabVoice.speaking[uid], A.id), { timeout: 15_000, message: 'A speaking again at B' });

@@ -72,6 +72,8 @@ pub struct SfuCore {
     max_sdp_bytes: usize,
     max_m_lines: usize,
     video_start_bitrate_kbps: u64,
+    /// `SfuConfig::opus_dtx`.
+    opus_dtx: bool,
     max_video_slots: usize,
     max_audio_slots: usize,
     connect_timeout: Duration,
@@ -133,6 +135,7 @@ impl SfuCore {
             video_tick: None,
             max_sdp_bytes: config.max_sdp_bytes,
             video_start_bitrate_kbps: config.video_start_bitrate_kbps,
+            opus_dtx: config.opus_dtx,
             max_m_lines: config.max_m_lines,
             max_video_slots: config.max_video_slots,
             max_audio_slots: config.max_audio_slots.max(1),

@@ -149,7 +149,7 @@ impl SfuCore {
             rtc.add_local_candidate(candidate);
         }
         let answer = accept_offer(&mut rtc, offer)?;
-        let answer = crate::sdp::tune_video_answer(&answer, self.video_start_bitrate_kbps);
+        let answer = crate::sdp::tune_answer(&answer, self.video_start_bitrate_kbps, self.opus_dtx);
         let mids = offer_mids(&req.offer_sdp);
         let (publish_mid, slot_mids, pts) = inspect_medias(&rtc, &mids)?;
         let vmedias = inspect_video(&rtc, &mids);
@@ -258,7 +258,7 @@ impl SfuCore {
                 return Err(e);
             }
         };
-        let answer = crate::sdp::tune_video_answer(&answer, self.video_start_bitrate_kbps);
+        let answer = crate::sdp::tune_answer(&answer, self.video_start_bitrate_kbps, self.opus_dtx);
         let mids = offer_mids(offer_sdp);
         let (publish_mid, slot_mids, pts) = inspect_medias(&peer.link.rtc, &mids)?;
         if publish_mid != peer.audio.mid {

@@ -23,6 +23,7 @@ pub fn sfu_config(config: &Config) -> confab_sfu::SfuConfig {
         send_workers: config.sfu_send_workers,
         video_bwe: config.video_bwe,
         video_start_bitrate_kbps: config.video_start_bitrate_kbps,
+        opus_dtx: config.opus_dtx,
         ..confab_sfu::SfuConfig::new(
             SocketAddr::new(config.bind.ip(), config.udp_port),
             config.media_ip(),
