@@ -364,6 +364,21 @@ impl TestPeer {
     /// simulcast). The payload is [`vp8_frame`] with `tag` = the track index
     /// times 16 plus the rid's index in q, h, f.
     pub fn send_video(&mut self, now: Instant, track: usize, rid: Option<&str>, keyframe: bool) {
+        self.send_video_frame(now, track, rid, keyframe, 1);
+    }
+
+    /// Like [`TestPeer::send_video`], but the frame is `packets` RTP packets: with more than
+    /// one, each ~1,100 bytes (the first a [`vp8_frame`] padded, the others continuation
+    /// packets without the VP8 start bit), the marker on the last — a layer with a real
+    /// bitrate for bandwidth estimation.
+    pub fn send_video_frame(
+        &mut self,
+        now: Instant,
+        track: usize,
+        rid: Option<&str>,
+        keyframe: bool,
+        packets: usize,
+    ) {
         let mid = self.video_send_mids[track];
         let key = (track, rid.map(str::to_string));
         let idx = match self.video_state.iter().position(|(k, _)| *k == key) {
@@ -406,8 +421,10 @@ impl TestPeer {
             (track as u8) * 16 + rid_index,
             st.frames,
         );
+        let packets = packets.max(1);
         let (seq, ts) = (st.seq, st.ts);
-        st.seq += 1;
+        let descriptor = [0x80, 0xe0, payload[2], payload[3], payload[4], 0x00];
+        st.seq += packets as u64;
         st.ts = st.ts.wrapping_add(3_000);
         st.pid = (st.pid + 1) & 0x7fff;
         st.tl0 = st.tl0.wrapping_add(1);
@@ -418,11 +435,22 @@ impl TestPeer {
                 .push(format!("no send stream for {mid} {rid:?}"));
             return;
         };
-        tx.write_rtp(
-            RtpWrite::new(pt, seq.into(), ts, now, payload)
-                .marker(true)
-                .nackable(true),
-        );
+        const SIZE: usize = 1_100;
+        for i in 0..packets {
+            let mut body = if i == 0 {
+                payload.clone()
+            } else {
+                descriptor.to_vec()
+            };
+            if packets > 1 {
+                body.resize(SIZE, 0x55);
+            }
+            tx.write_rtp(
+                RtpWrite::new(pt, (seq + i as u64).into(), ts, now, body)
+                    .marker(i + 1 == packets)
+                    .nackable(true),
+            );
+        }
         self.handle_timeout(now);
     }
 
@@ -506,6 +534,8 @@ pub struct Net {
     pub filter: Option<Filter>,
     /// One-way delay of every datagram (both directions); zero delivers at once.
     pub delay: Duration,
+    /// Clock step of [`Net::advance`] (5 ms; bandwidth estimation wants finer arrival times).
+    pub step: Duration,
     /// Datagrams on their way: (arrival, peer index, to the SFU, bytes).
     in_flight: VecDeque<(Instant, usize, bool, Vec<u8>)>,
     /// Relay datagrams the SFU sent to other media nodes, not yet taken
@@ -525,6 +555,7 @@ impl Net {
             events: Vec::new(),
             filter: None,
             delay: Duration::ZERO,
+            step: Duration::from_millis(5),
             in_flight: VecDeque::new(),
             relay_out: Vec::new(),
         }
@@ -662,12 +693,12 @@ impl Net {
         panic!("network did not settle");
     }
 
-    /// Advances the virtual clock by `d` in 5 ms steps, running timers and
+    /// Advances the virtual clock by `d` in [`Net::step`]s, running timers and
     /// exchanging datagrams at every step.
     pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
-            self.now = (self.now + Duration::from_millis(5)).min(end);
+            self.now = (self.now + self.step).min(end);
             self.tick();
         }
     }
@@ -686,6 +717,20 @@ impl Net {
     /// Peer `idx` sends one video frame (see [`TestPeer::send_video`]), which is then delivered.
     pub fn send_video(&mut self, idx: usize, track: usize, rid: Option<&str>, keyframe: bool) {
         self.peers[idx].send_video(self.now, track, rid, keyframe);
+        self.exchange();
+    }
+
+    /// Peer `idx` sends one video frame of `packets` packets (see
+    /// [`TestPeer::send_video_frame`]), which is then delivered.
+    pub fn send_video_frame(
+        &mut self,
+        idx: usize,
+        track: usize,
+        rid: Option<&str>,
+        keyframe: bool,
+        packets: usize,
+    ) {
+        self.peers[idx].send_video_frame(self.now, track, rid, keyframe, packets);
         self.exchange();
     }
 

@@ -311,8 +311,9 @@ pub(super) struct VideoWatching {
     pub(super) last_slots: Option<Vec<VideoSlotAssignment>>,
     /// Latest TWCC bandwidth estimate towards this participant (bits/s).
     pub(super) bwe: Option<u64>,
-    /// (sent, wanted) bits/s last told to the estimator: what the chosen layers
-    /// send and what the views would take without a budget.
+    /// (minimum, wanted) bits/s last told to the estimator: what the chosen layers
+    /// send (plus one layer up while a view is held below its layer) and what the
+    /// views would take without a budget.
     pub(super) bwe_told: (u64, u64),
 }
 
