@@ -7,7 +7,7 @@
 //! [`TestPeer::handle_datagram`] / [`TestPeer::handle_timeout`] and send what
 //! [`TestPeer::poll_transmit`] returns.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -517,6 +517,36 @@ impl TestPeer {
 /// Decides whether a datagram is delivered: `(peer index, to_sfu, bytes) -> deliver`.
 pub type Filter = Box<dyn FnMut(usize, bool, &[u8]) -> bool>;
 
+/// A link of `bps` with a drop-tail queue of at most `queue` (a home connection's downlink).
+#[derive(Debug, Clone)]
+pub struct Bottleneck {
+    pub bps: u64,
+    pub queue: Duration,
+    free_at: Option<Instant>,
+}
+
+impl Bottleneck {
+    pub fn new(bps: u64, queue: Duration) -> Self {
+        Bottleneck {
+            bps,
+            queue,
+            free_at: None,
+        }
+    }
+
+    /// When a datagram of `len` bytes sent at `now` has left the link, or None when the
+    /// queue is full.
+    fn enqueue(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        let start = self.free_at.map_or(now, |t| t.max(now));
+        if start.saturating_duration_since(now) > self.queue {
+            return None;
+        }
+        let done = start + Duration::from_nanos(len as u64 * 8 * 1_000_000_000 / self.bps.max(1));
+        self.free_at = Some(done);
+        Some(done)
+    }
+}
+
 /// The user tag [`Net::join`] gives a participant: its id + 1000.
 pub fn tag_of(participant: ParticipantId) -> UserTag {
     UserTag::new(participant.get() + 1000)
@@ -534,6 +564,8 @@ pub struct Net {
     pub filter: Option<Filter>,
     /// One-way delay of every datagram (both directions); zero delivers at once.
     pub delay: Duration,
+    /// Bottlenecks on the way from the SFU to a peer (by peer index).
+    pub downlinks: HashMap<usize, Bottleneck>,
     /// Clock step of [`Net::advance`] (5 ms; bandwidth estimation wants finer arrival times).
     pub step: Duration,
     /// Datagrams on their way: (arrival, peer index, to the SFU, bytes).
@@ -556,6 +588,7 @@ impl Net {
             filter: None,
             delay: Duration::ZERO,
             step: Duration::from_millis(5),
+            downlinks: HashMap::new(),
             in_flight: VecDeque::new(),
             relay_out: Vec::new(),
         }
@@ -612,7 +645,14 @@ impl Net {
     /// Hands a datagram between peer `i` and the SFU to the receiver, now or
     /// (with a [`Self::delay`]) when it arrives.
     fn deliver(&mut self, i: usize, to_sfu: bool, bytes: &[u8]) {
-        if !self.delay.is_zero() {
+        let link = (!to_sfu).then(|| self.downlinks.get_mut(&i)).flatten();
+        if let Some(link) = link {
+            let Some(leaves) = link.enqueue(self.now, bytes.len()) else {
+                return; // the bottleneck's queue is full: dropped
+            };
+            self.in_flight
+                .push_back((leaves + self.delay, i, to_sfu, bytes.to_vec()));
+        } else if !self.delay.is_zero() {
             let at = self.now + self.delay;
             self.in_flight.push_back((at, i, to_sfu, bytes.to_vec()));
         } else if to_sfu {
@@ -630,14 +670,20 @@ impl Net {
         let sfu_addr = self.sfu.local_addr();
         for _ in 0..10_000 {
             let mut moved = false;
-            while self
-                .in_flight
-                .front()
-                .is_some_and(|(at, ..)| *at <= self.now)
-            {
-                let Some((_, i, to_sfu, bytes)) = self.in_flight.pop_front() else {
-                    break;
-                };
+            // Due datagrams in the order they were sent (a bottleneck delays some, so the
+            // queue is not sorted by arrival).
+            let now = self.now;
+            type InFlight = VecDeque<(Instant, usize, bool, Vec<u8>)>;
+            let due: InFlight = if self.in_flight.iter().any(|(at, ..)| *at <= now) {
+                let (due, later): (InFlight, InFlight) = std::mem::take(&mut self.in_flight)
+                    .into_iter()
+                    .partition(|(at, ..)| *at <= now);
+                self.in_flight = later;
+                due
+            } else {
+                VecDeque::new()
+            };
+            for (_, i, to_sfu, bytes) in due {
                 moved = true;
                 if to_sfu {
                     self.sfu
