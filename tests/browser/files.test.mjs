@@ -170,6 +170,11 @@ test('an avatar chosen and cropped in the settings shows for the other user', as
   assert.equal(pixel.w, 256);
   assert.equal(pixel.h, 256);
   assert.ok(pixel.g > 120 && pixel.r < 100, `the cropped (green) half: ${JSON.stringify(pixel)}`);
+  // …and beside A's messages already on B's screen (sent with the old, empty avatar).
+  const msgAvatar = B.page.locator('[data-testid="message"]', { has: B.page.getByTestId('message-author').filter({ hasText: userA }) })
+    .first().locator('.msg-avatar img');
+  await waitFor(async () => (await msgAvatar.count()) > 0 && (await msgAvatar.getAttribute('src')) === (await img.getAttribute('src')),
+    { timeout: 10_000, message: "A's messages at B show the new avatar" });
   assert.deepEqual(A.consoleErrors.filter((e) => !/favicon/.test(e)), [], 'no console errors');
 });
 

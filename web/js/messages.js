@@ -286,7 +286,10 @@ function messageItem(m, grouped, date) {
     'data-testid': 'message', 'data-message-id': m.id, 'data-author-id': m.author && m.author.id,
   });
   if (!grouped) {
-    li.append(avatar(m.author, 40, 'msg-avatar'),
+    // The author as known now (a USER_UPDATE changes their avatar in every message shown),
+    // else as the message carried them.
+    const author = (m.author && store.userById(m.author.id)) || m.author;
+    li.append(avatar(author, 40, 'msg-avatar'),
       h('div', { class: 'msg-head' },
         h('span', { class: 'author', 'data-testid': 'message-author', text: name }),
         h('time', { datetime: m.created_at, title: date.toLocaleString(), text: `${dayLabel(date)} at ${timeLabel(date)}` })));
