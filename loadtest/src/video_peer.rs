@@ -523,8 +523,9 @@ async fn run_inner(
                         Ok((n, from, stamp)) => {
                             let now = Instant::now();
                             media.rx_us = stamp.map(|ns| ((ns / 1000) as i64 - offset_us).max(0) as u64);
+                            let arrived = stamp.map_or(now, |ns| arrival_instant(now, ns));
                             if let Ok(rcv) = Receive::new(Protocol::Udp, from, media.local, &buf[..n]) {
-                                let _ = media.rtc.handle_input(Input::Receive(now, rcv));
+                                let _ = media.rtc.handle_input(Input::Receive(arrived, rcv));
                             }
                             drive(&mut media, shared, rep, t_join);
                         }
@@ -638,5 +639,40 @@ fn set_active(media: &mut Media, rids: &[String]) {
             l.force_key = true;
         }
         l.active = on;
+    }
+}
+
+/// The instant a datagram the kernel stamped at `stamp_ns` (CLOCK_REALTIME) arrived, given
+/// that it is `now`. str0m reports receive times to the SFU in its transport-wide feedback,
+/// which drives the SFU's bandwidth estimate: with the time this tester got round to the
+/// packet instead, a busy tester's backlog reads as a congested link and holds every viewer
+/// on a low layer. An implausible stamp (in the future, or over a second old) gives `now`.
+fn arrival_instant(now: Instant, stamp_ns: u64) -> Instant {
+    let age = crate::udp::realtime_ns().saturating_sub(stamp_ns);
+    if age > 1_000_000_000 {
+        return now;
+    }
+    now.checked_sub(Duration::from_nanos(age)).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod arrival_tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_stamp_moves_the_arrival_back_by_its_age() {
+        let now = Instant::now();
+        let stamp = crate::udp::realtime_ns() - 30_000_000; // 30 ms ago
+        let got = now - arrival_instant(now, stamp);
+        assert!(
+            got >= Duration::from_millis(30) && got < Duration::from_millis(40),
+            "{got:?}"
+        );
+        // A stamp from the future or from long ago is not trusted.
+        assert_eq!(
+            arrival_instant(now, crate::udp::realtime_ns() + 5_000_000_000),
+            now
+        );
+        assert_eq!(arrival_instant(now, 1), now);
     }
 }
