@@ -143,7 +143,7 @@
 //!   publishers is un-wrapped by str0m in RTP mode too. VP8 descriptor
 //!   rewriting uses str0m's `Vp8Descriptor`/`Vp8Patch` (applied while
 //!   serializing: the payload is still shared, not copied).
-//! - str0m's TWCC bandwidth estimator (`SfuConfig::video_bwe`, on by
+//! - str0m's TWCC bandwidth estimator (`SfuConfig::video_bwe`, off by
 //!   default) caps each subscriber's layers to its estimate; a view held below
 //!   its layer pads the estimator towards the next one (`tell_bwe`). Its pacer may
 //!   ask to be driven again at the same instant, so a peer's timer is never

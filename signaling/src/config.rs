@@ -80,7 +80,7 @@ pub struct Cli {
     #[arg(long, env = "CONFAB_SFU_SEND_WORKERS")]
     pub sfu_send_workers: Option<usize>,
     /// Estimate each video viewer's bandwidth (TWCC) and pick lower simulcast layers when it is
-    /// short (docs/go-live.md). [default: true]
+    /// short; not yet reliable enough to be the default (docs/go-live.md). [default: false]
     #[arg(long, env = "CONFAB_VIDEO_BWE")]
     pub video_bwe: Option<bool>,
     /// Starting bandwidth estimate suggested to browsers that publish video, kbit/s
@@ -426,7 +426,7 @@ impl Default for Config {
             sfu_fast_path: true,
             sfu_audio_rtx: false,
             sfu_send_workers: 0,
-            video_bwe: true,
+            video_bwe: false,
             video_start_bitrate_kbps: 2_000,
             opus_dtx: true,
             nats_url: None,

@@ -163,6 +163,11 @@ impl SfuCore {
             Event::RtpPacket(pkt) => self.on_rtp(participant, pkt),
             Event::KeyframeRequest(req) => self.on_keyframe_request(participant, req.mid, now),
             Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
+                tracing::trace!(
+                    participant = participant.get(),
+                    estimate = estimate.as_u64(),
+                    "bandwidth estimate"
+                );
                 if let Some(peer) = self.peers.get_mut(&participant) {
                     peer.watch.bwe = Some(estimate.as_u64());
                 }
