@@ -10,26 +10,6 @@
 //! Every flag can also come from a TOML scenario (`--scenario FILE`, same
 //! keys as the flags); flags given on the command line win.
 
-mod api;
-mod audio;
-mod chat;
-mod flood;
-mod gateway;
-mod janus;
-mod limits;
-mod peer;
-mod report;
-mod server;
-mod setup;
-mod stats;
-mod timeseries;
-mod turns;
-mod udp;
-mod video;
-mod video_peer;
-mod voice;
-mod vp8;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,6 +19,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+use confab_loadtest::{api, chat, limits, report, server, stats, video, voice, Ctx};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -256,17 +238,6 @@ impl Common {
             max_p99_deliver
         )
     }
-}
-
-/// What every scenario needs.
-#[derive(Clone)]
-pub struct Ctx {
-    pub api: api::Api,
-    pub clock: stats::Clock,
-    pub sfu_pid: Option<u32>,
-    pub register_concurrency: usize,
-    /// Where the simulated peers' UDP sockets bind (see `local_ip_towards`).
-    pub bind_ip: std::net::IpAddr,
 }
 
 fn main() -> Result<ExitCode> {
