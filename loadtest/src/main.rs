@@ -606,6 +606,12 @@ fn print_summary(v: &Value) {
             f(&l["cpu_us_per_received_packet"]),
             l["rss_bytes"]
         );
+        if l.get("fast_path_packets").is_some() {
+            println!(
+                "  receive path: {} of {} audio packets decrypted by the fast path, {} identified by payload hash, {} not authentic",
+                l["fast_path_packets"], l["audio_packets_received"], l["payload_hash_lookups"], l["srtp_auth_failures"]
+            );
+        }
     }
 }
 

@@ -148,6 +148,10 @@ pub struct PeerReport {
     /// Packets identified by their payload hash rather than by their
     /// stream's prediction (see `measure.rs`).
     pub hash_lookups: u64,
+    /// RTP packets decrypted by the fast path (`crate::rx`), and those it
+    /// dropped because they did not authenticate.
+    pub fast_path_packets: u64,
+    pub srtp_auth_failures: u64,
     pub offers: u32,
     pub voice_errors: Vec<u64>,
     pub slots_events: u32,

@@ -134,7 +134,12 @@ impl RxPath {
         }
         let at_us = kernel_us.unwrap_or_else(|| shared.clock.us_of(now));
         let arrival = at_us * (SAMPLE_RATE as u64 / 1000) / 1000;
-        if let Some(p) = self.fast.open(d, arrival) {
+        let Some(p) = self.fast.open(d, arrival) else {
+            rep.srtp_auth_failures += 1;
+            return true;
+        };
+        rep.fast_path_packets += 1;
+        {
             let r = Received {
                 ssrc: p.ssrc,
                 seq: p.seq,
