@@ -95,7 +95,8 @@ pub(crate) struct Media {
     /// Whether the kernel timestamps received datagrams on `sock`.
     kernel_ts: bool,
     pub(crate) rx: RxPath,
-    batch: Box<RecvBatch>,
+    /// `None` only while [`Media::recv_batch`] holds it.
+    batch: Option<Box<RecvBatch>>,
 }
 
 /// The receive side of a connection that does not need str0m: the fast
@@ -215,7 +216,7 @@ impl Media {
             // With RTX str0m must see the packets: it NACKs the gaps and
             // unwraps the resends.
             rx: RxPath::new(FastRx::new(slot, !shared.audio_rtx)),
-            batch: Box::default(),
+            batch: Some(Box::default()),
         })
     }
 
@@ -253,7 +254,7 @@ impl Media {
             0
         };
         // Out of `self` while its datagrams are handled (they borrow it).
-        let mut batch = std::mem::take(&mut self.batch);
+        let mut batch = self.batch.take().unwrap_or_default();
         let mut result = Ok(());
         for _ in 0..MAX_CALLS {
             let n = match self.sock.recv(&mut batch) {
@@ -283,7 +284,7 @@ impl Media {
                 break;
             }
         }
-        self.batch = batch;
+        self.batch = Some(batch);
         result
     }
 
