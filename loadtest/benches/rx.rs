@@ -16,7 +16,7 @@ use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use confab_loadtest::audio::{Catalog, LoopResolver, FRAME_SAMPLES};
+use confab_loadtest::audio::{Catalog, LoopResolver, FRAMES, FRAME_SAMPLES};
 use confab_loadtest::peer::{PeerReport, RxPath, VoiceShared};
 use confab_loadtest::rx::srtp::{Profile, SrtpRx, SrtpTxForTest, TAG_LEN};
 use confab_loadtest::rx::FastRx;
@@ -45,15 +45,18 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Every packet of the run, in arrival order (speakers interleaved), each
-/// with its kernel arrival µs.
-fn packets(cat: &Catalog) -> Vec<(Vec<u8>, u64)> {
+/// One synthetic datagram: bytes, kernel arrival µs, and (speaker, counter,
+/// send µs) for the catalog's send slot, marked just before it is received
+/// (as the speaker would have, so a frame's slot holds its latest sending).
+type Pkt = (Vec<u8>, u64, (usize, u64, u64));
+
+/// Every packet of the run, in arrival order (speakers interleaved).
+fn packets(cat: &Catalog) -> Vec<Pkt> {
     let tx = SrtpTxForTest::peer_of(Profile::AeadAes256Gcm, &MATERIAL, true).unwrap();
     let mut out = Vec::new();
     for c in 0..PER_SPEAKER {
         for s in 0..SPEAKERS {
             let send_us = 1_000_000 + c * 20_000 + s as u64 * 6_000;
-            cat.mark_sent(s, c, send_us);
             let seq = 60_000 + c; // wraps
             let ts = (s as u32 * 0x1000_0000).wrapping_add((c as u32) * FRAME_SAMPLES as u32);
             let mut d = vec![0x90, 111];
@@ -67,7 +70,7 @@ fn packets(cat: &Catalog) -> Vec<(Vec<u8>, u64)> {
             let len = d.len();
             d.resize(len + TAG_LEN, 0);
             tx.seal_rtp(&mut d, hlen, len, seq);
-            out.push((d, send_us + 4_000));
+            out.push((d, send_us + 4_000, (s, c, send_us)));
         }
     }
     out
@@ -79,14 +82,15 @@ fn listener(shared: &VoiceShared) -> (RxPath, PeerReport) {
     (RxPath::new(FastRx::with_keys(rx)), PeerReport::default())
 }
 
-fn in_memory(shared: &VoiceShared, pkts: &[(Vec<u8>, u64)], rounds: usize) -> f64 {
+fn in_memory(shared: &VoiceShared, pkts: &[Pkt], rounds: usize) -> f64 {
     let mut best = f64::MAX;
     let mut buf = [0u8; 1500];
     for _ in 0..rounds {
         let (mut path, mut rep) = listener(shared);
         let t_join = Instant::now();
         let t0 = thread_cpu_ns();
-        for (d, kernel_us) in pkts {
+        for (d, kernel_us, (s, c, sent)) in pkts {
+            shared.catalog.mark_sent(*s, *c, *sent);
             buf[..d.len()].copy_from_slice(d);
             let now = Instant::now();
             path.datagram(
@@ -106,7 +110,7 @@ fn in_memory(shared: &VoiceShared, pkts: &[(Vec<u8>, u64)], rounds: usize) -> f6
     best
 }
 
-fn loopback(shared: &VoiceShared, pkts: &[(Vec<u8>, u64)]) -> (f64, f64) {
+fn loopback(shared: &VoiceShared, pkts: &[Pkt]) -> (f64, f64) {
     let rx_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     rx_sock.set_nonblocking(true).unwrap();
     // Room for a whole burst, so the sender never outruns the receiver into drops.
@@ -133,7 +137,8 @@ fn loopback(shared: &VoiceShared, pkts: &[(Vec<u8>, u64)]) -> (f64, f64) {
     while chunk_start < pkts.len() {
         let chunk = &pkts[chunk_start..(chunk_start + 48).min(pkts.len())];
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        for (d, _) in chunk {
+        for (d, _, (s, c, sent)) in chunk {
+            shared.catalog.mark_sent(*s, *c, *sent);
             tx.send_to(d, to).unwrap();
         }
         chunk_start += chunk.len();
@@ -161,9 +166,14 @@ fn loopback(shared: &VoiceShared, pkts: &[(Vec<u8>, u64)]) -> (f64, f64) {
     (cpu as f64 / pkts.len() as f64, got as f64 / calls as f64)
 }
 
-/// ns per identification: a hash lookup per packet vs the stream prediction.
+/// ns per identification: a hash lookup per packet vs the stream prediction,
+/// over the newest loop of speaker 0's frames.
 fn identification(cat: &Catalog) -> (f64, f64) {
-    let payloads: Vec<(usize, u64, u32)> = (0..PER_SPEAKER)
+    let start = PER_SPEAKER - FRAMES as u64;
+    for c in 0..PER_SPEAKER {
+        cat.mark_sent(0, c, 1 + c * 20_000);
+    }
+    let payloads: Vec<(usize, u64, u32)> = (start..PER_SPEAKER)
         .map(|c| (0usize, c, (c as u32) * FRAME_SAMPLES as u32))
         .collect();
     let t0 = thread_cpu_ns();
@@ -173,8 +183,9 @@ fn identification(cat: &Catalog) -> (f64, f64) {
     }
     let hashed = (thread_cpu_ns() - t0) as f64 / payloads.len() as f64;
     let mut r = LoopResolver::default();
-    let first = cat.lookup(&cat.frame(0, 0).payload).unwrap();
-    r.note(&first, 0);
+    let first = cat.lookup(&cat.frame(0, start).payload).unwrap();
+    assert_eq!(first.counter, start);
+    r.note(&first, payloads[0].2);
     let t0 = thread_cpu_ns();
     for &(s, c, ts) in &payloads {
         let o = r
@@ -186,7 +197,7 @@ fn identification(cat: &Catalog) -> (f64, f64) {
         }
     }
     let predicted = (thread_cpu_ns() - t0) as f64 / payloads.len() as f64;
-    assert_eq!(hits, 2 * PER_SPEAKER);
+    assert_eq!(hits, 2 * FRAMES as u64);
     (hashed, predicted)
 }
 
@@ -195,7 +206,7 @@ fn main() {
     let cat = Catalog::generate(SPEAKERS, 0x5eed).unwrap();
     let pkts = packets(&cat);
     let window = (0, 1_000_000 + PER_SPEAKER * 20_000 + 1_000_000);
-    let (hashed, predicted) = identification(&cat);
+    let (hashed, predicted) = identification(&Catalog::generate(1, 0x5eed).unwrap());
     let with_ig = VoiceShared::standalone(Catalog::generate(SPEAKERS, 0x5eed).unwrap(), window, 50);
     let pkts_ig = packets(&with_ig.catalog);
     let no_ig = VoiceShared::standalone(cat, window, 0);

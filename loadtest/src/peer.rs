@@ -152,6 +152,8 @@ pub struct PeerReport {
     /// dropped because they did not authenticate.
     pub fast_path_packets: u64,
     pub srtp_auth_failures: u64,
+    /// Times str0m's own timeout was handled (ICE, DTLS, RTCP, stats).
+    pub str0m_timeouts: u64,
     pub offers: u32,
     pub voice_errors: Vec<u64>,
     pub slots_events: u32,
@@ -282,6 +284,21 @@ pub(crate) fn send_packet(
     let _ = media.rtc.handle_input(Input::Timeout(now));
 }
 
+/// Lets str0m handle its timeout if it is due (paced peers, see the loop).
+fn str0m_timeout_if_due(
+    media: &mut Media,
+    shared: &VoiceShared,
+    rep: &mut PeerReport,
+    t_join: Instant,
+) {
+    let now = Instant::now();
+    if now >= media.next_timeout {
+        rep.str0m_timeouts += 1;
+        let _ = media.rtc.handle_input(Input::Timeout(now));
+        drive(media, shared, rep, t_join);
+    }
+}
+
 #[derive(Deserialize)]
 struct Answer {
     sdp: String,
@@ -384,19 +401,21 @@ async fn run_inner(
             }
             _ = drain.tick(), if media.is_paced() && speaker.is_none() => {
                 media.recv_batch(shared, rep, t_join)?;
+                str0m_timeout_if_due(&mut media, shared, rep, t_join);
             }
             _ = tick.tick(), if speaker.is_some() && media.connected => {
                 if media.is_paced() {
                     media.recv_batch(shared, rep, t_join)?;
+                    str0m_timeout_if_due(&mut media, shared, rep, t_join);
                 }
                 send_packet(&mut media, shared, speaker.unwrap_or(0), rep);
                 drive(&mut media, shared, rep, t_join);
             }
-            _ = &mut timer => {
-                if media.is_paced() {
-                    // Awake anyway: read what is queued.
-                    media.recv_batch(shared, rep, t_join)?;
-                }
+            // A paced peer serves str0m's timeouts on its reads instead (at most
+            // 20 ms late, which ICE keepalives and RTCP intervals do not notice):
+            // no wake-up of their own.
+            _ = &mut timer, if !media.is_paced() => {
+                rep.str0m_timeouts += 1;
                 let _ = media.rtc.handle_input(Input::Timeout(Instant::now()));
                 drive(&mut media, shared, rep, t_join);
             }

@@ -360,6 +360,7 @@ fn aggregate(
     let mut offers = 0u64;
     let (mut nacks, mut gaps, mut recovered) = (0u64, 0u64, 0u64);
     let (mut hashed, mut fast, mut auth_failed, mut rx_all) = (0u64, 0u64, 0u64, 0u64);
+    let mut str0m_timeouts = 0u64;
     let (mut ig_checked, mut ig_failed, mut ig_min) = (0u64, 0u64, None::<f64>);
     let mut switch = Hist::new();
     let (mut max_distinct, mut max_streams) = (0usize, 0usize);
@@ -372,6 +373,7 @@ fn aggregate(
         fast += r.fast_path_packets;
         auth_failed += r.srtp_auth_failures;
         rx_all += r.rx_total;
+        str0m_timeouts += r.str0m_timeouts;
         nacks += r.nacks.iter().map(|(_, n)| n).sum::<u64>();
         for (_, t) in &r.seq {
             gaps += t.gaps;
@@ -536,6 +538,8 @@ fn aggregate(
             "fast_path_packets": fast,
             "payload_hash_lookups": hashed,
             "srtp_auth_failures": auth_failed,
+            // str0m timeouts handled by all peers over the run (voice peers only).
+            "str0m_timeouts": str0m_timeouts,
             "rss_bytes": rss,
         }
     });
