@@ -271,6 +271,33 @@ impl Catalog {
         })
     }
 
+    /// The origin of packet `counter` of `speaker`, if `payload` is that
+    /// frame's payload byte for byte. Checks a guess (from the stream's RTP
+    /// timestamps, see [`LoopResolver::predict`]) without hashing: a compare
+    /// of a hundred-odd bytes and one atomic load. `None` when the bytes
+    /// differ or that counter was not sent (yet); the caller then looks the
+    /// payload up by its hash.
+    #[inline]
+    pub fn origin_if(&self, speaker: u32, counter: u64, payload: &[u8]) -> Option<Origin> {
+        let s = speaker as usize;
+        let f = (counter % FRAMES as u64) as usize;
+        if *self.speakers.get(s)?[f].payload != *payload {
+            return None;
+        }
+        let packed = self.slots[s * FRAMES + f].load(Ordering::Acquire);
+        let newest = packed >> US_BITS;
+        if packed == 0 || newest < counter {
+            return None;
+        }
+        // The slot holds the frame's newest sending; an older one is whole
+        // loops earlier (20 ms per frame), as `LoopResolver::resolve` takes it.
+        Some(Origin {
+            speaker,
+            counter,
+            send_us: (packed & US_MASK).saturating_sub((newest - counter) * 20_000),
+        })
+    }
+
     /// Nanoseconds per hash + lookup, measured over every payload.
     pub fn bench_lookup_ns(&self) -> f64 {
         let all: Vec<&[u8]> = self
@@ -390,6 +417,27 @@ pub struct LoopResolver {
 }
 
 impl LoopResolver {
+    /// (speaker, counter) of a packet with RTP timestamp `ts` if it is from
+    /// the same speaker as the previous packet of the stream: the timestamp
+    /// advances one frame per counter. `None` without a history or when the
+    /// distance is not whole frames.
+    #[inline]
+    pub fn predict(&self, ts: u32) -> Option<(u32, u64)> {
+        let (speaker, counter, last_ts) = self.last?;
+        let d = ts.wrapping_sub(last_ts) as i32 as i64;
+        if d % FRAME_SAMPLES as i64 != 0 {
+            return None;
+        }
+        let c = counter as i64 + d / FRAME_SAMPLES as i64;
+        (c >= 0).then_some((speaker, c as u64))
+    }
+
+    /// Remembers a packet whose origin was confirmed (by [`Catalog::origin_if`]).
+    #[inline]
+    pub fn note(&mut self, o: &Origin, ts: u32) {
+        self.last = Some((o.speaker, o.counter, ts));
+    }
+
     /// `o` as looked up for a packet with RTP timestamp `ts`, moved back by
     /// whole loops when the stream's timestamps say it is older.
     pub fn resolve(&mut self, mut o: Origin, ts: u32) -> Origin {

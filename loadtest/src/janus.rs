@@ -387,7 +387,6 @@ async fn run_inner(
     };
     let mut subscriber: Option<(Handle, Media)> = None;
     let mut published = false;
-    let mut buf = vec![0u8; 2048];
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut ready_rx = run.feeds_ready[room].subscribe();
@@ -445,13 +444,13 @@ async fn run_inner(
             r = readable(publisher.as_ref().map(|p| &p.1)) => {
                 r?;
                 if let Some((_, m, _)) = publisher.as_mut() {
-                    m.recv_batch(shared, rep, t_join, &mut buf)?;
+                    m.recv_batch(shared, rep, t_join)?;
                 }
             }
             r = readable(subscriber.as_ref().map(|s| &s.1)) => {
                 r?;
                 if let Some((_, m)) = subscriber.as_mut() {
-                    m.recv_batch(shared, rep, t_join, &mut buf)?;
+                    m.recv_batch(shared, rep, t_join)?;
                 }
             }
             _ = tick.tick(), if published => {

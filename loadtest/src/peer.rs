@@ -2,13 +2,12 @@
 //! op 4, op 12/13 signalling, renegotiation) and a str0m client peer on its
 //! own UDP socket, all driven by one task.
 //!
-//! **Cost on the packet path.** A wake-up drains every readable datagram
-//! (up to a batch), feeding each to str0m and polling it; a received RTP
-//! packet costs a payload hash, one map lookup, one atomic load, a histogram
-//! record and a bitset insert — no allocation of ours, no locks, no logging.
-//! (str0m itself allocates the payload `Arc` of each received packet.)
+//! The media connection and its receive path are in `media.rs`, what is
+//! recorded per received packet in `measure.rs`.
 
-use std::net::SocketAddr;
+mod measure;
+mod media;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,23 +15,21 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpWrite};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
-use tokio::net::UdpSocket;
+use str0m::change::SdpAnswer;
+use str0m::media::Mid;
+use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::Input;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::audio::{Catalog, LoopResolver, FRAME_SAMPLES, SAMPLE_RATE};
+use crate::audio::{Catalog, LoopResolver};
 use crate::gateway::{self, classify, Frame};
 use crate::stats::{Clock, Hist, Jitter, SeenSet};
 use crate::timeseries::Series;
 use crate::turns::Turns;
 
-/// Datagrams handled per wake-up before other work gets a turn.
-const RECV_BATCH: usize = 64;
+pub use media::RxPath;
+pub(crate) use media::{drive, Media};
 
 /// State every peer shares (read-mostly).
 pub struct VoiceShared {
@@ -72,6 +69,32 @@ pub const COL_RECEIVED: usize = 1;
 pub const COL_RX: usize = 2;
 
 impl VoiceShared {
+    /// Shared state for driving a receive path without a run (tests and
+    /// benches): one room, `catalog`'s speakers, the measured window `window`
+    /// in µs of a fresh clock, everyone talking.
+    pub fn standalone(catalog: Catalog, window: (u64, u64), integrity_every: u64) -> Self {
+        let speakers = catalog.speakers.len();
+        let secs = (window.1.saturating_sub(window.0) / 1_000_000 + 1).min(3600) as usize;
+        let series = Series::new(secs, &SERIES_COLS);
+        series.set_start(window.0);
+        VoiceShared {
+            clock: Clock::new(),
+            catalog: Arc::new(catalog),
+            win_start: AtomicU64::new(window.0),
+            win_end: AtomicU64::new(window.1),
+            sent_in_window: (0..speakers).map(|_| AtomicU64::new(0)).collect(),
+            connected: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            join_timeout: Duration::from_secs(10),
+            room_connected: vec![AtomicU64::new(0)],
+            series,
+            integrity_every,
+            turns: None,
+            bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            audio_rtx: false,
+        }
+    }
+
     #[inline]
     fn in_window(&self, us: u64) -> bool {
         us >= self.win_start.load(Ordering::Relaxed) && us < self.win_end.load(Ordering::Relaxed)
@@ -122,6 +145,15 @@ pub struct PeerReport {
     pub rx_total: u64,
     pub rx_in_window: u64,
     pub unknown_payloads: u64,
+    /// Packets identified by their payload hash rather than by their
+    /// stream's prediction (see `measure.rs`).
+    pub hash_lookups: u64,
+    /// RTP packets decrypted by the fast path (`crate::rx`), and those it
+    /// dropped because they did not authenticate.
+    pub fast_path_packets: u64,
+    pub srtp_auth_failures: u64,
+    /// Times str0m's own timeout was handled (ICE, DTLS, RTCP, stats).
+    pub str0m_timeouts: u64,
     pub offers: u32,
     pub voice_errors: Vec<u64>,
     pub slots_events: u32,
@@ -197,351 +229,6 @@ pub struct Integrity {
     pcm: Vec<i16>,
 }
 
-impl PeerReport {
-    /// Talking in turn: slot switch latency and distinct speakers per second.
-    fn on_turn_packet(
-        &mut self,
-        t: &Turns,
-        speaker: u32,
-        send_us: u64,
-        now_us: u64,
-        win_start: u64,
-    ) {
-        let sp = speaker as usize;
-        if t.is_talking(sp, send_us) && self.speaker != Some(sp) {
-            let turn = t.turn_of(send_us);
-            // Only turns that start inside the window, each once.
-            if self.last_switch_turn != Some(turn) && t.turn_start(turn) >= win_start {
-                self.last_switch_turn = Some(turn);
-                self.switch
-                    .record_us(now_us.saturating_sub(t.turn_start(turn)));
-            }
-        }
-        let sec = now_us / 1_000_000;
-        if self.distinct.0 != sec {
-            self.distinct.0 = sec;
-            self.distinct.1.clear();
-        }
-        if !self.distinct.1.contains(&speaker) {
-            self.distinct.1.push(speaker);
-            self.max_distinct_speakers = self.max_distinct_speakers.max(self.distinct.1.len());
-        }
-    }
-
-    fn seen_for(&mut self, speaker: u32) -> &mut SeenSet {
-        let i = match self.seen.iter().position(|(s, _)| *s == speaker) {
-            Some(i) => i,
-            None => {
-                self.seen.push((speaker, SeenSet::default()));
-                self.seen.len() - 1
-            }
-        };
-        &mut self.seen[i].1
-    }
-
-    fn jitter_for(&mut self, ssrc: u32) -> &mut Jitter {
-        let i = match self.jitter.iter().position(|(s, _)| *s == ssrc) {
-            Some(i) => i,
-            None => {
-                self.jitter.push((ssrc, Jitter::default()));
-                self.jitter.len() - 1
-            }
-        };
-        &mut self.jitter[i].1
-    }
-
-    fn loops_for(&mut self, ssrc: u32) -> &mut LoopResolver {
-        let i = match self.loops.iter().position(|(s, _)| *s == ssrc) {
-            Some(i) => i,
-            None => {
-                self.loops.push((ssrc, LoopResolver::default()));
-                self.loops.len() - 1
-            }
-        };
-        &mut self.loops[i].1
-    }
-
-    fn seq_for(&mut self, ssrc: u32) -> &mut SeqTrack {
-        let i = match self.seq.iter().position(|(s, _)| *s == ssrc) {
-            Some(i) => i,
-            None => {
-                self.seq.push((ssrc, SeqTrack::default()));
-                self.seq.len() - 1
-            }
-        };
-        &mut self.seq[i].1
-    }
-
-    /// Decodes a received payload of (speaker, counter) and compares it with
-    /// the reference decode of the same frame.
-    fn check_integrity(&mut self, catalog: &Catalog, speaker: usize, counter: u64, payload: &[u8]) {
-        let ig = &mut self.integrity;
-        if ig.decoder.is_none() {
-            match opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono) {
-                Ok(d) => ig.decoder = Some(d),
-                Err(_) => return,
-            }
-            ig.pcm = vec![0i16; FRAME_SAMPLES * 6];
-        }
-        let Some(dec) = ig.decoder.as_mut() else {
-            return;
-        };
-        let Some(corr) = catalog.check_decode(dec, &mut ig.pcm, speaker, counter, payload) else {
-            return;
-        };
-        ig.checked += 1;
-        if !corr.ok {
-            ig.failed += 1;
-        }
-        if let Some(c) = corr.correlation {
-            ig.min_correlation = Some(ig.min_correlation.map_or(c, |m: f64| m.min(c)));
-        }
-    }
-}
-
-pub(crate) struct Media {
-    pub(crate) rtc: Rtc,
-    pub(crate) sock: UdpSocket,
-    pub(crate) local: SocketAddr,
-    pub(crate) send_mid: Option<Mid>,
-    pub(crate) recv_slots: usize,
-    pub(crate) pending: Option<SdpPendingOffer>,
-    pub(crate) next_timeout: Instant,
-    pub(crate) connected: bool,
-    seq: u64,
-    ts: u32,
-    counter: u64,
-    /// Kernel arrival time (µs on the shared clock) of the datagram being handled.
-    rx_us: Option<u64>,
-    /// Whether the kernel timestamps received datagrams on `sock`.
-    kernel_ts: bool,
-    /// When the server asked this peer to reconnect (VOICE_RECONNECT), until its first audio
-    /// packet on the new connection.
-    reconnect_from: Option<Instant>,
-    /// The last audio packet received (on this connection, or on the one it replaced while
-    /// none arrived here yet).
-    last_audio: Option<Instant>,
-    /// `last_audio` of the connection this one replaced, until this one's first packet.
-    gap_from: Option<Instant>,
-}
-
-pub(crate) fn build_rtc(local: SocketAddr, now: Instant, audio_rtx: bool) -> anyhow::Result<Rtc> {
-    let mut exts = ExtensionMap::empty();
-    exts.set(1, Extension::AudioLevel);
-    exts.set(4, Extension::RtpMid);
-    let mut cfg = RtcConfig::new()
-        .set_rtp_mode(true)
-        .clear_codecs()
-        .set_extension_map(exts)
-        .set_stats_interval(Some(Duration::from_secs(1)));
-    if audio_rtx {
-        // Opus 111 with RTX 112, as the SFU offers it with `audio_rtx`.
-        cfg.codec_config().add_config(
-            111.into(),
-            Some(112.into()),
-            str0m::format::Codec::Opus,
-            str0m::media::Frequency::FORTY_EIGHT_KHZ,
-            Some(2),
-            str0m::format::FormatParams {
-                min_p_time: Some(10),
-                use_inband_fec: Some(true),
-                ..Default::default()
-            },
-        );
-    } else {
-        cfg = cfg.enable_opus(true, false);
-    }
-    let mut rtc = cfg.build(now);
-    rtc.add_local_candidate(Candidate::host(local, "udp")?);
-    Ok(rtc)
-}
-
-impl Media {
-    /// A str0m client on a fresh UDP socket at `shared.bind_ip`.
-    pub(crate) async fn bind(shared: &VoiceShared, now: Instant) -> anyhow::Result<Media> {
-        let sock = UdpSocket::bind(SocketAddr::new(shared.bind_ip, 0)).await?;
-        let local = sock.local_addr()?;
-        let kernel_ts = crate::udp::enable_timestamps(&sock);
-        Ok(Media {
-            rtc: build_rtc(local, now, shared.audio_rtx)?,
-            sock,
-            local,
-            send_mid: None,
-            recv_slots: 0,
-            pending: None,
-            next_timeout: now + Duration::from_secs(3600),
-            connected: false,
-            seq: rand::random_range(1..20_000u64),
-            ts: rand::random::<u32>(),
-            counter: 0,
-            rx_us: None,
-            kernel_ts,
-            reconnect_from: None,
-            last_audio: None,
-            gap_from: None,
-        })
-    }
-
-    /// Drains up to [`RECV_BATCH`] readable datagrams into str0m, handling
-    /// what each produces. Call when the socket is readable.
-    pub(crate) fn recv_batch(
-        &mut self,
-        shared: &VoiceShared,
-        rep: &mut PeerReport,
-        t_join: Instant,
-        buf: &mut [u8],
-    ) -> std::io::Result<()> {
-        // realtime − monotonic, per batch (follows NTP slewing).
-        let offset_us = if self.kernel_ts {
-            (crate::udp::realtime_ns() / 1000) as i64 - shared.clock.now_us() as i64
-        } else {
-            0
-        };
-        for _ in 0..RECV_BATCH {
-            match crate::udp::try_recv(&self.sock, buf) {
-                Ok((n, from, stamp)) => {
-                    let now = Instant::now();
-                    self.rx_us = stamp.map(|ns| ((ns / 1000) as i64 - offset_us).max(0) as u64);
-                    if let Ok(rcv) = Receive::new(Protocol::Udp, from, self.local, &buf[..n]) {
-                        let _ = self.rtc.handle_input(Input::Receive(now, rcv));
-                    }
-                    drive(self, shared, rep, t_join);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// A new offer with the send transceiver (first time) and at least
-    /// `slots` recvonly transceivers.
-    pub(crate) fn offer(&mut self, speaker: bool, slots: usize) -> anyhow::Result<String> {
-        let mut api = self.rtc.sdp_api();
-        if speaker && self.send_mid.is_none() {
-            self.send_mid =
-                Some(api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
-        }
-        while self.recv_slots < slots {
-            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-            self.recv_slots += 1;
-        }
-        let (offer, pending) = api
-            .apply()
-            .ok_or_else(|| anyhow::anyhow!("nothing to offer"))?;
-        self.pending = Some(pending);
-        Ok(offer.to_sdp_string())
-    }
-}
-
-pub(crate) fn drive(
-    media: &mut Media,
-    shared: &VoiceShared,
-    rep: &mut PeerReport,
-    t_join: Instant,
-) {
-    loop {
-        match media.rtc.poll_output() {
-            Ok(Output::Timeout(t)) => {
-                media.next_timeout = t;
-                return;
-            }
-            Ok(Output::Transmit(t)) => {
-                let _ = media.sock.try_send_to(&t.contents, t.destination);
-            }
-            Ok(Output::Event(e)) => match e {
-                Event::RtpPacket(p) => {
-                    rep.rx_total += 1;
-                    let app_us = shared.clock.us_of(p.timestamp);
-                    let now_us = media.rx_us.unwrap_or(app_us);
-                    if rep.first_audio_us.is_none() {
-                        rep.first_audio_us =
-                            Some(p.timestamp.duration_since(t_join).as_micros() as u64);
-                    }
-                    if let Some(t0) = media.reconnect_from.take() {
-                        rep.reconnect_us
-                            .push(p.timestamp.saturating_duration_since(t0).as_micros() as u64);
-                        if let Some(g) = media.gap_from.take() {
-                            rep.reconnect_gap_us
-                                .push(p.timestamp.saturating_duration_since(g).as_micros() as u64);
-                        }
-                    }
-                    media.last_audio = Some(p.timestamp);
-                    if shared.in_window(now_us) {
-                        rep.rx_in_window += 1;
-                        shared.series.add(now_us, COL_RX, 1);
-                        rep.seq_for(*p.header.ssrc).update(*p.seq_no);
-                    }
-                    let origin = shared
-                        .catalog
-                        .lookup(&p.payload)
-                        .map(|o| rep.loops_for(*p.header.ssrc).resolve(o, p.header.timestamp));
-                    if let (Some(o), Some(t)) = (&origin, shared.turns) {
-                        if shared.in_window(o.send_us) {
-                            rep.on_turn_packet(
-                                &t,
-                                o.speaker,
-                                o.send_us,
-                                now_us,
-                                shared.win_start.load(Ordering::Relaxed),
-                            );
-                        }
-                    }
-                    match origin {
-                        Some(o) if shared.expected(o.speaker as usize, o.send_us) => {
-                            let lat = now_us.saturating_sub(o.send_us);
-                            rep.latency.record_us(lat);
-                            rep.latency_app.record_us(app_us.saturating_sub(o.send_us));
-                            if rep.seen_for(o.speaker).insert(o.counter) {
-                                shared.series.add(o.send_us, COL_RECEIVED, 1);
-                                shared.series.latency(o.send_us, lat);
-                                let every = shared.integrity_every;
-                                if every > 0 && rep.rx_in_window.is_multiple_of(every) {
-                                    rep.check_integrity(
-                                        &shared.catalog,
-                                        o.speaker as usize,
-                                        o.counter,
-                                        &p.payload,
-                                    );
-                                }
-                            }
-                            let arrival = now_us * (SAMPLE_RATE as u64 / 1000) / 1000;
-                            rep.jitter_for(*p.header.ssrc)
-                                .update(arrival, p.header.timestamp);
-                        }
-                        Some(_) => {}
-                        None => rep.unknown_payloads += 1,
-                    }
-                }
-                Event::MediaIngressStats(st) => {
-                    match rep.nacks.iter_mut().find(|(m, _)| *m == st.mid) {
-                        Some(slot) => slot.1 = st.nacks,
-                        None => rep.nacks.push((st.mid, st.nacks)),
-                    }
-                }
-                Event::Connected if !media.connected => {
-                    media.connected = true;
-                    rep.join_us
-                        .get_or_insert(t_join.elapsed().as_micros() as u64);
-                }
-                Event::IceConnectionStateChange(IceConnectionState::Disconnected)
-                    if rep.error.is_none() =>
-                {
-                    rep.error = Some("ICE disconnected".into());
-                }
-                _ => {}
-            },
-            Err(e) => {
-                if rep.error.is_none() {
-                    rep.error = Some(format!("str0m: {e}"));
-                }
-                media.next_timeout = Instant::now() + Duration::from_secs(3600);
-                return;
-            }
-        }
-    }
-}
-
 pub(crate) fn send_packet(
     media: &mut Media,
     shared: &VoiceShared,
@@ -595,6 +282,21 @@ pub(crate) fn send_packet(
     media.counter += 1;
     rep.sent += 1;
     let _ = media.rtc.handle_input(Input::Timeout(now));
+}
+
+/// Lets str0m handle its timeout if it is due (paced peers, see the loop).
+fn str0m_timeout_if_due(
+    media: &mut Media,
+    shared: &VoiceShared,
+    rep: &mut PeerReport,
+    t_join: Instant,
+) {
+    let now = Instant::now();
+    if now >= media.next_timeout {
+        rep.str0m_timeouts += 1;
+        let _ = media.rtc.handle_input(Input::Timeout(now));
+        drive(media, shared, rep, t_join);
+    }
 }
 
 #[derive(Deserialize)]
@@ -669,7 +371,9 @@ async fn run_inner(
     tokio::pin!(timer);
     let join_deadline = tokio::time::sleep(shared.join_timeout);
     tokio::pin!(join_deadline);
-    let mut buf = vec![0u8; 2048];
+    // Reads a paced socket (see `media.rs`); speakers read on their send tick.
+    let mut drain = tokio::time::interval(media::DRAIN_EVERY);
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let speaker = cfg.speaker;
 
     loop {
@@ -680,6 +384,10 @@ async fn run_inner(
             // Start the 20 ms clock now, not with the ticks missed while joining.
             tick.reset();
         }
+        if media.can_pace() {
+            media.pace()?;
+            drain.reset();
+        }
         let deadline: tokio::time::Instant = media.next_timeout.into();
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
@@ -689,13 +397,25 @@ async fn run_inner(
             _ = stop.changed() => break,
             r = media.sock.readable() => {
                 r?;
-                media.recv_batch(shared, rep, t_join, &mut buf)?;
+                media.recv_batch(shared, rep, t_join)?;
+            }
+            _ = drain.tick(), if media.is_paced() && speaker.is_none() => {
+                media.recv_batch(shared, rep, t_join)?;
+                str0m_timeout_if_due(&mut media, shared, rep, t_join);
             }
             _ = tick.tick(), if speaker.is_some() && media.connected => {
+                if media.is_paced() {
+                    media.recv_batch(shared, rep, t_join)?;
+                    str0m_timeout_if_due(&mut media, shared, rep, t_join);
+                }
                 send_packet(&mut media, shared, speaker.unwrap_or(0), rep);
                 drive(&mut media, shared, rep, t_join);
             }
-            _ = &mut timer => {
+            // A paced peer serves str0m's timeouts on its reads instead (at most
+            // 20 ms late, which ICE keepalives and RTCP intervals do not notice):
+            // no wake-up of their own.
+            _ = &mut timer, if !media.is_paced() => {
+                rep.str0m_timeouts += 1;
                 let _ = media.rtc.handle_input(Input::Timeout(Instant::now()));
                 drive(&mut media, shared, rep, t_join);
             }
@@ -725,15 +445,15 @@ async fn run_inner(
                                     rep.error = None;
                                 }
                                 let slots = media.recv_slots.max(wanted_slots);
-                                let last_audio = media.last_audio;
+                                let last_audio = media.rx.times.last_audio;
                                 media = Media::bind(shared, Instant::now()).await?;
                                 // The new connection gets the join timeout of its own (the
                                 // first one's ran out long ago).
                                 join_deadline
                                     .as_mut()
                                     .reset(tokio::time::Instant::now() + shared.join_timeout);
-                                media.reconnect_from = Some(Instant::now());
-                                media.gap_from = last_audio;
+                                media.rx.times.reconnect_from = Some(Instant::now());
+                                media.rx.times.gap_from = last_audio;
                                 let sdp = media.offer(speaker.is_some(), slots)?;
                                 rep.offers += 1;
                                 sess.ws
@@ -796,10 +516,12 @@ async fn run_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
+    use str0m::media::{Direction, MediaKind};
 
     fn offer(audio_rtx: bool) -> String {
         let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let mut rtc = build_rtc(local, Instant::now(), audio_rtx).unwrap();
+        let (mut rtc, _) = media::build_rtc(local, Instant::now(), audio_rtx).unwrap();
         let mut api = rtc.sdp_api();
         api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
         api.apply().unwrap().0.to_sdp_string()

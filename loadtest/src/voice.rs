@@ -359,6 +359,8 @@ fn aggregate(
     let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
     let mut offers = 0u64;
     let (mut nacks, mut gaps, mut recovered) = (0u64, 0u64, 0u64);
+    let (mut hashed, mut fast, mut auth_failed, mut rx_all) = (0u64, 0u64, 0u64, 0u64);
+    let mut str0m_timeouts = 0u64;
     let (mut ig_checked, mut ig_failed, mut ig_min) = (0u64, 0u64, None::<f64>);
     let mut switch = Hist::new();
     let (mut max_distinct, mut max_streams) = (0usize, 0usize);
@@ -367,6 +369,11 @@ fn aggregate(
         max_distinct = max_distinct.max(r.max_distinct_speakers);
         max_streams = max_streams.max(r.seq.len());
         offers += r.offers as u64;
+        hashed += r.hash_lookups;
+        fast += r.fast_path_packets;
+        auth_failed += r.srtp_auth_failures;
+        rx_all += r.rx_total;
+        str0m_timeouts += r.str0m_timeouts;
         nacks += r.nacks.iter().map(|(_, n)| n).sum::<u64>();
         for (_, t) in &r.seq {
             gaps += t.gaps;
@@ -523,6 +530,16 @@ fn aggregate(
             "cpu_us_per_received_packet": (rx_window > 0).then(|| self_cpu_us as f64 / rx_window as f64),
             "received_packets_in_window": rx_window,
             "payload_lookup_ns": lookup_ns,
+            // Over the whole run: audio packets received, those the SRTP fast path
+            // decrypted (the rest went through str0m), those identified by a payload
+            // hash (the others by their stream's prediction, see peer/measure.rs), and
+            // datagrams the fast path dropped as not authentic.
+            "audio_packets_received": rx_all,
+            "fast_path_packets": fast,
+            "payload_hash_lookups": hashed,
+            "srtp_auth_failures": auth_failed,
+            // str0m timeouts handled by all peers over the run (voice peers only).
+            "str0m_timeouts": str0m_timeouts,
             "rss_bytes": rss,
         }
     });

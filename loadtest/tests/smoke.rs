@@ -301,6 +301,9 @@ fn scenarios_against_a_real_server() {
         "mixed",
         &[
             "mixed",
+            // A few hundred packets per peer: sample densely enough to decode some.
+            "--integrity-every",
+            "20",
             "--clients",
             "5",
             "--rate",
