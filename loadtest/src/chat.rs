@@ -46,6 +46,10 @@ pub struct ChatOpts {
     /// Extra members flooding messages, typing, reactions and gateway frames during the
     /// measured window (the fairness benchmark; see `flood`).
     pub flooders: usize,
+    /// Members of the server in all (at least the users); only the users connect.
+    pub members: Option<usize>,
+    /// Wait before the idle RSS sample.
+    pub settle: Option<Duration>,
 }
 
 /// What one client saw.
@@ -390,10 +394,19 @@ pub async fn run(
         opts.rate,
         duration.as_secs_f64()
     );
-    let mut users =
-        setup::register_users(&ctx.api, n_users + opts.flooders, ctx.register_concurrency).await?;
+    let n_members = opts.members.unwrap_or(n_users).max(n_users);
+    if n_members > n_users {
+        eprintln!("chat: {n_members} members, of whom {n_users} connect");
+    }
+    let mut users = setup::register_users(
+        &ctx.api,
+        n_members + opts.flooders,
+        ctx.register_concurrency,
+    )
+    .await?;
     let srv = setup::server_with_members(&ctx.api, &users, "lt-chat", 32).await?;
-    let flooders = users.split_off(n_users);
+    let flooders = users.split_off(n_members);
+    users.truncate(n_users);
     let channels = ctx
         .api
         .ensure_channels(
@@ -408,8 +421,10 @@ pub async fn run(
     let clients = connect_clients(ctx, &users, opts, duration).await;
     let connected = clients.tasks.len();
     // Let the server settle (allocations after READY, presence fan-out).
-    let settle = if opts.rate > 0.0 { 2 } else { 5 };
-    tokio::time::sleep(Duration::from_secs(settle)).await;
+    let settle = opts
+        .settle
+        .unwrap_or(Duration::from_secs(if opts.rate > 0.0 { 2 } else { 5 }));
+    tokio::time::sleep(settle).await;
     let idle = server::snapshot(&ctx.api, ctx.sfu_pid).await;
     let rss_per_conn = match (before.rss, idle.rss) {
         (Some(a), Some(b)) if connected > 0 => Some((b as f64 - a as f64) / connected as f64),

@@ -111,6 +111,14 @@ struct Common {
     /// Concurrent gateway handshakes while connecting [default: 64].
     #[arg(long, global = true)]
     connect_concurrency: Option<usize>,
+    /// Chat: members of the server in all, of whom only `--users` connect (the others are
+    /// registered and join, then stay offline) [default: the users].
+    #[arg(long, global = true)]
+    members: Option<usize>,
+    /// Chat: seconds between the last client connecting and the idle RSS sample; past the
+    /// heartbeat interval every client has sent a heartbeat [default: 2, or 5 with --rate 0].
+    #[arg(long, global = true)]
+    settle: Option<f64>,
 
     // voice
     /// SFU to drive: confab, or a Janus VideoRoom (`--url http://HOST:8088/janus`) [default: confab].
@@ -217,6 +225,8 @@ impl Common {
             presence,
             flooders,
             connect_concurrency,
+            members,
+            settle,
             target,
             rooms,
             speakers,
@@ -333,6 +343,8 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
         connect_concurrency: c.connect_concurrency.unwrap_or(64),
         post_concurrency: c.post_concurrency.unwrap_or(512).max(1),
         flooders: c.flooders.unwrap_or(0),
+        members: c.members,
+        settle: c.settle.map(|s| Duration::from_secs_f64(s.max(0.0))),
     };
     let voice_opts = voice::VoiceOpts {
         rooms: c.rooms.unwrap_or(1),
