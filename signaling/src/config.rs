@@ -89,7 +89,7 @@ pub struct Cli {
     #[arg(long, env = "CONFAB_VIDEO_START_BITRATE_KBPS")]
     pub video_start_bitrate_kbps: Option<u64>,
     /// Ask browsers for Opus DTX: in silence they send a few comfort-noise packets a second
-    /// instead of 50 (docs/voice.md). [default: true]
+    /// instead of 50 (docs/voice.md). [default: false]
     #[arg(long, env = "CONFAB_OPUS_DTX")]
     pub opus_dtx: Option<bool>,
     /// NATS server(s) of a cluster, e.g. nats://10.0.0.5:4222 (comma-separated for several);
@@ -428,7 +428,7 @@ impl Default for Config {
             sfu_send_workers: 0,
             video_bwe: false,
             video_start_bitrate_kbps: 2_000,
-            opus_dtx: true,
+            opus_dtx: false,
             nats_url: None,
             nats_prefix: "confab".into(),
             node_name: default_node_name(),

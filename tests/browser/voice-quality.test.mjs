@@ -183,7 +183,7 @@ async function packetRateAtB(seconds) {
 }
 
 before(async () => {
-  server = await startServer();
+  server = await startServer({ args: ['--opus-dtx', 'true'] });
   const { speech, noisy } = makeNoisySpeech();
   clean = { speech, env: envelope(speech) };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'confab-noisy-'));
