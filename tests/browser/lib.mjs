@@ -346,8 +346,7 @@ export async function assertHearEachOther(peers) {
     const now = await inboundAudioFrom(p.b.page, other.id);
     const got = now.packets - first[p.name].packets;
     const lost = Math.max(0, now.lost - first[p.name].lost);
-    // Speech sends 50 packets/s; its pauses, under Opus DTX, only a few.
-    if (!(got > 75)) throw new Error(`${p.name}: ${got} packets from ${other.name} in 3 s`);
+    if (!(got > 100)) throw new Error(`${p.name}: ${got} packets from ${other.name} in 3 s`);
     if (!(now.energy > first[p.name].energy)) throw new Error(`${p.name}: audio energy not rising`);
     const loss = (100 * lost) / Math.max(1, got + lost);
     if (!(loss < 1)) throw new Error(`${p.name}: ${loss.toFixed(2)}% loss`);

@@ -55,14 +55,13 @@ async function energyOver(page, fromId, ms) {
 test('a soundboard sound is heard by the other member, with a notice of who played it', async () => {
   const [A, B] = peers;
   await twoInVoice(peers, server.url, 'Soundboard ');
-  // B receives A's (silent) microphone: under Opus DTX a silent microphone sends only a few
-  // comfort-noise packets a second.
+  // B receives A's (silent) microphone.
   await waitFor(async () => {
     const s = await inboundAudioFrom(B.b.page, A.id);
-    return s && s.packets > 10;
+    return s && s.packets > 50;
   }, { timeout: 20_000, message: 'B receives A' });
   const quiet = await energyOver(B.b.page, A.id, 1500);
-  assert.ok(quiet.packets >= 3, `B receives packets from A: ${JSON.stringify(quiet)}`);
+  assert.ok(quiet.packets > 30, `B receives packets from A: ${JSON.stringify(quiet)}`);
   assert.ok(quiet.energy < 1e-4, `A's microphone is silent before the sound: ${JSON.stringify(quiet)}`);
 
   // A uploads the tone in the server settings' Soundboard tab.
@@ -95,7 +94,7 @@ test('a soundboard sound is heard by the other member, with a notice of who play
   // After the sound ends, A's silent microphone is back on the sender: B gets silence again.
   await sleep(3_500);
   const after = await energyOver(B.b.page, A.id, 1500);
-  assert.ok(after.packets >= 3, `A still sends its microphone (DTX updates): ${JSON.stringify(after)}`);
+  assert.ok(after.packets > 30, `A still sends its microphone: ${JSON.stringify(after)}`);
   assert.ok(after.energy < 1e-4, `silence again after the sound: ${JSON.stringify(after)}`);
 
   // Self-muted, A sends nothing of its microphone; a sound still goes out, for its length.
