@@ -64,7 +64,7 @@ if [[ -n $summary_only ]]; then
 fi
 
 wanted() { [[ -z $only ]] || [[ ",$only," == *",$1,"* ]]; }
-out=${out:-$(mktemp -d -t confab-bench-XXXXXX)}
+out=${out:-$(mktemp -d)}
 mkdir -p "$out"
 git rev-parse --short HEAD >"$out/commit" 2>/dev/null || echo unknown >"$out/commit"
 date -u +%Y-%m-%dT%H:%MZ >"$out/started"

@@ -624,17 +624,24 @@ fn frame_layers(net: &Net, idx: usize) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn bandwidth_estimation_climbs_to_the_layer_a_large_view_wants() {
-    // The viewer comes while the stream is on and its estimate starts far below f. Held on
-    // h at ~80 % of its estimate, it would stay there (str0m grows an estimate only to ~1.5×
-    // what is acknowledged); padded towards the next layer, the estimate climbs to f.
+/// A network for bandwidth estimation: estimation on from a 300 kbit/s start, a 1 ms clock
+/// step (arrival times the estimator can use) and 10 ms one-way delay.
+fn bwe_net() -> Net {
     let mut cfg = config();
     cfg.video_bwe = true;
     cfg.video_initial_bitrate_kbps = 300;
     let mut net = Net::new(&cfg);
     net.step = Duration::from_millis(1);
     net.delay = Duration::from_millis(10);
+    net
+}
+
+#[test]
+fn bandwidth_estimation_climbs_to_the_layer_a_large_view_wants() {
+    // The viewer comes while the stream is on and its estimate starts far below f. Held on
+    // h at ~80 % of its estimate, it would stay there (str0m grows an estimate only to ~1.5×
+    // what is acknowledged); padded towards the next layer, the estimate climbs to f.
+    let mut net = bwe_net();
     net.join(room_id(1), pid(1), 1, publisher()).unwrap();
     net.connect_all();
     // The stream is on before the viewer comes (its layers' rates are known).
@@ -668,12 +675,7 @@ fn a_viewer_behind_a_narrow_link_settles_on_the_layer_it_can_carry() {
     // Two viewers of a 1280×720 view: one on an open link, one behind 2 Mbit/s with a
     // 100 ms queue (f needs ~4.2 Mbit/s, h ~1.1). The estimate, padding included, must
     // keep the narrow one on h with little loss while the other gets f.
-    let mut cfg = config();
-    cfg.video_bwe = true;
-    cfg.video_initial_bitrate_kbps = 300;
-    let mut net = Net::new(&cfg);
-    net.step = Duration::from_millis(1);
-    net.delay = Duration::from_millis(10);
+    let mut net = bwe_net();
     net.join(room_id(1), pid(1), 2, publisher()).unwrap();
     net.join(room_id(1), pid(2), 2, viewer()).unwrap();
     net.join(room_id(1), pid(3), 2, viewer()).unwrap();
