@@ -180,7 +180,8 @@ fuzz_target!(|inputs: Vec<Input>| {
                 Action::SetPresence(_)
                 | Action::VoiceState(_)
                 | Action::VoiceOffer(_)
-                | Action::VideoSubscribe(_) => {
+                | Action::VideoSubscribe(_)
+                | Action::Acknowledged(_) => {
                     assert_eq!(
                         phase_before,
                         Phase::Identified,

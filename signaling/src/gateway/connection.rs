@@ -11,10 +11,10 @@ use super::ready::ready_payload;
 use super::session_machine::{
     Action, AuthFailure, Closing, End, SessionMachine, Settings, SocketEvent,
 };
+use super::upgrade::Socket;
 use crate::bus::BusEvent;
 use crate::gateway::events::Event;
 use crate::state::AppState;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use confab_chat::UserId;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -24,11 +24,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{Frame, Utf8Bytes};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::Message;
 
 /// Most dispatches written before one flush.
 const COALESCE: usize = 512;
 
-type Tx = SplitSink<WebSocket, Message>;
+type Tx = SplitSink<Socket, Message>;
+
+/// Frames larger than this go out in fragments of this size, so the socket library's frame
+/// buffer (kept for the connection's life) never grows to the size of a READY.
+const FRAGMENT: usize = 2 * 1024;
 
 struct Conn {
     state: AppState,
@@ -49,7 +57,7 @@ struct Conn {
     ended: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
 }
 
-pub async fn run(state: AppState, socket: WebSocket, ip: IpAddr, pending: super::PendingSlot) {
+pub async fn run(state: AppState, socket: Socket, ip: IpAddr, pending: super::PendingSlot) {
     let gauge = metrics::gauge!("confab_gateway_connections");
     gauge.increment(1.0);
     metrics::counter!("confab_gateway_connections_total").increment(1);
@@ -66,7 +74,7 @@ pub async fn run(state: AppState, socket: WebSocket, ip: IpAddr, pending: super:
         Some(Action::Send(hello)) => hello.to_frame(),
         other => unreachable!("a new session's first action is HELLO, not {other:?}"),
     };
-    if tx.send(Message::Text(hello.into())).await.is_ok() {
+    if send_text(&mut tx, hello).await.is_ok() {
         let mut conn = Conn {
             state: state.clone(),
             ip,
@@ -99,8 +107,8 @@ pub async fn run(state: AppState, socket: WebSocket, ip: IpAddr, pending: super:
 async fn send_close(tx: &mut Tx, code: u16, reason: &'static str) {
     let _ = tx
         .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
+            code: CloseCode::from(code),
+            reason: Utf8Bytes::from_static(reason),
         })))
         .await;
     let _ = tx.close().await;
@@ -115,16 +123,38 @@ async fn next_out(out: &mut Option<mpsc::Receiver<Outbound>>) -> Option<Outbound
 
 /// What a read error means for the protocol, decided by the error's type: the library
 /// refuses oversized frames and text that is not UTF-8 before we see them.
-fn socket_error(e: axum::Error) -> SocketEvent {
-    match e.into_inner().downcast::<tungstenite::Error>().map(|e| *e) {
-        Ok(tungstenite::Error::Capacity(_)) => SocketEvent::TooLarge,
-        Ok(tungstenite::Error::Utf8(_)) => SocketEvent::InvalidUtf8,
+fn socket_error(e: tungstenite::Error) -> SocketEvent {
+    match e {
+        tungstenite::Error::Capacity(_) => SocketEvent::TooLarge,
+        tungstenite::Error::Utf8(_) => SocketEvent::InvalidUtf8,
         _ => SocketEvent::Failed,
     }
 }
 
+/// Queues a text message, in fragments when it is large (RFC 6455 §5.4; a fragment may end
+/// inside a UTF-8 sequence, only the whole message must be valid).
+async fn feed_text(tx: &mut Tx, text: String) -> Result<(), tungstenite::Error> {
+    if text.len() <= FRAGMENT {
+        return tx.feed(Message::Text(text.into())).await;
+    }
+    let bytes = bytes::Bytes::from(text);
+    let last = (bytes.len() - 1) / FRAGMENT;
+    for i in 0..=last {
+        let chunk = bytes.slice(i * FRAGMENT..((i + 1) * FRAGMENT).min(bytes.len()));
+        let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
+        tx.feed(Message::Frame(Frame::message(chunk, opcode, i == last)))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn send_text(tx: &mut Tx, text: String) -> Result<(), tungstenite::Error> {
+    feed_text(tx, text).await?;
+    tx.flush().await
+}
+
 impl Conn {
-    async fn serve(&mut self, tx: &mut Tx, rx: &mut SplitStream<WebSocket>) -> End {
+    async fn serve(&mut self, tx: &mut Tx, rx: &mut SplitStream<Socket>) -> End {
         let shutdown = self.state.shutdown.clone().cancelled_owned();
         tokio::pin!(shutdown);
         loop {
@@ -159,7 +189,8 @@ impl Conn {
                     Some(Ok(Message::Text(t))) => self.machine.on_frame(Instant::now(), &t),
                     Some(Ok(Message::Binary(_))) => self.machine.on_socket(SocketEvent::Binary),
                     Some(Ok(Message::Close(frame))) => {
-                        self.machine.on_socket(SocketEvent::Closed(frame.map(|f| f.code)));
+                        self.machine
+                            .on_socket(SocketEvent::Closed(frame.map(|f| u16::from(f.code))));
                     }
                     Some(Ok(_)) => {} // ping/pong: handled by the library
                     Some(Err(e)) => self.machine.on_socket(socket_error(e)),
@@ -194,17 +225,18 @@ impl Conn {
         while let Some(action) = self.machine.poll_action() {
             match action {
                 Action::Send(reply) => {
-                    if tx
-                        .send(Message::Text(reply.to_frame().into()))
-                        .await
-                        .is_err()
-                    {
+                    if send_text(tx, reply.to_frame()).await.is_err() {
                         self.machine.on_write_failed();
                     }
                 }
                 Action::Identify { token } => self.identify(&token).await,
                 Action::Resume(req) => self.resume(req).await,
                 Action::SetPresence(status) => self.set_presence(status),
+                Action::Acknowledged(seq) => {
+                    if let Some(session) = &self.session {
+                        session.acknowledge(seq);
+                    }
+                }
                 Action::VoiceState(req) => {
                     // The machine asks for voice work only once identified.
                     let Some(session) = self.session.clone() else {
@@ -257,13 +289,16 @@ impl Conn {
     }
 
     /// Writes one dispatch and everything else already queued, then flushes once.
-    async fn write_batch(&mut self, tx: &mut Tx, first: Outbound) -> Result<(), axum::Error> {
-        tx.feed(Message::Text(first.1.frame(first.0).into()))
-            .await?;
+    async fn write_batch(
+        &mut self,
+        tx: &mut Tx,
+        first: Outbound,
+    ) -> Result<(), tungstenite::Error> {
+        feed_text(tx, first.1.frame(first.0)).await?;
         if let Some(out) = self.out.as_mut() {
             for _ in 0..COALESCE {
                 match out.try_recv() {
-                    Ok((seq, d)) => tx.feed(Message::Text(d.frame(seq).into())).await?,
+                    Ok((seq, d)) => feed_text(tx, d.frame(seq)).await?,
                     Err(_) => break,
                 }
             }
@@ -426,23 +461,17 @@ mod tests {
                 size: 70_000,
                 max_size: 65_536,
             });
-        assert_eq!(
-            socket_error(axum::Error::new(too_long)),
-            SocketEvent::TooLarge
-        );
+        assert_eq!(socket_error(too_long), SocketEvent::TooLarge);
         let utf8 = tungstenite::Error::Utf8("invalid".into());
-        assert_eq!(
-            socket_error(axum::Error::new(utf8)),
-            SocketEvent::InvalidUtf8
-        );
+        assert_eq!(socket_error(utf8), SocketEvent::InvalidUtf8);
         // Text that merely mentions a size or UTF-8 is neither.
         let io = std::io::Error::other("message size too long: not UTF-8");
         assert_eq!(
-            socket_error(axum::Error::new(tungstenite::Error::Io(io))),
+            socket_error(tungstenite::Error::Io(io)),
             SocketEvent::Failed
         );
         assert_eq!(
-            socket_error(axum::Error::new(tungstenite::Error::ConnectionClosed)),
+            socket_error(tungstenite::Error::ConnectionClosed),
             SocketEvent::Failed
         );
     }

@@ -319,6 +319,40 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn acknowledged_dispatches_leave_the_resume_buffer_and_its_memory() {
+        let hub = Hub::new();
+        let user = UserId::new(Snowflake(1));
+        let (a, mut rx, conn) = hub.open(user, SessionId::new(Snowflake(10)), &[]);
+        for i in 0..500 {
+            hub.deliver(&Target::User(user), &d(i));
+        }
+        while rx.try_recv().is_ok() {}
+        assert_eq!(a.buffered(), 500);
+        // An acknowledgement from the future is ignored: the client is confused, and its
+        // RESUME still needs everything.
+        a.acknowledge(9_999);
+        assert_eq!(a.buffered(), 500);
+        a.acknowledge(498);
+        assert_eq!(a.buffered(), 2);
+        assert!(
+            a.buffer_capacity() < 64,
+            "the burst's capacity is given back"
+        );
+        // RESUME from the acknowledged seq (or later) replays exactly the rest; from before
+        // it, the events are gone, so the client must IDENTIFY.
+        hub.detach(&a, conn);
+        drop(rx);
+        assert!(matches!(hub.resume(&a.id, user, 497), Resume::Invalid));
+        let Resume::Ok(_, mut rx, _) = hub.resume(&a.id, user, 498) else {
+            panic!("resume failed")
+        };
+        let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(got, vec![499, 500]);
+    }
+
     /// Found by the gateway_session fuzz target's first model (which let READY come at any
     /// point): READY is never replayed, so a RESUME from before it (seq 0, a client that never
     /// had the session) is refused; from READY on, only the other dispatches come back.

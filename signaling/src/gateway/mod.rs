@@ -21,21 +21,22 @@ pub mod ready;
 pub mod routing;
 pub mod session_machine;
 pub mod sessions;
+mod shrinking_writer;
+pub mod upgrade;
 
 use crate::proxy::ClientIp;
 use crate::state::AppState;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use tungstenite::protocol::WebSocketConfig;
 
-/// WebSocket read buffer: small, so idle connections cost kilobytes.
-const READ_BUFFER: usize = 4 * 1024;
-/// Frames are flushed when this much is buffered (or the queue is drained).
-const WRITE_BUFFER: usize = 8 * 1024;
+/// WebSocket read buffer: small, so an idle connection costs little. Client frames are mostly
+/// heartbeats; the rare large one (an SDP offer) is read in several steps.
+const READ_BUFFER: usize = 1024;
 
 /// Upgrades to the gateway after checking the Origin: absent (non-browser clients) or in the
 /// allowlist.
@@ -43,7 +44,7 @@ pub async fn upgrade(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: upgrade::Upgrade,
 ) -> Response {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let allowed = origin
@@ -70,12 +71,16 @@ pub async fn upgrade(
         )
             .into_response();
     };
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(usize::MAX)
-        .max_message_size(protocol::MAX_FRAME)
-        .max_frame_size(protocol::MAX_FRAME)
-        .on_upgrade(move |socket| connection::run(state, socket, client, pending))
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        // Frames go straight to the socket's gathering writer, which releases its buffer
+        // after each flush (see `shrinking_writer`).
+        .write_buffer_size(0)
+        .max_message_size(Some(protocol::MAX_FRAME))
+        .max_frame_size(Some(protocol::MAX_FRAME));
+    ws.serve(config, move |socket| {
+        connection::run(state, socket, client, pending)
+    })
 }
 
 /// Connections from one IP that have not identified yet (scaled by `--rate-limit-scale`).

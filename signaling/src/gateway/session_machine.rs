@@ -124,6 +124,9 @@ pub enum Action {
     /// Then `on_voice_answer` or `on_voice_error`.
     VoiceOffer(VoiceOfferReq),
     VideoSubscribe(Value),
+    /// The client has every dispatch up to this sequence number (its heartbeat said so): the
+    /// session's RESUME buffer may let go of them.
+    Acknowledged(u64),
     /// Send the close frame (if any) and stop; always the last action.
     Close(Closing),
 }
@@ -263,12 +266,15 @@ impl SessionMachine {
             return self.refuse(refusal(close::RATE_LIMITED, "too many frames"));
         }
         match frame {
-            ClientFrame::Heartbeat(_) => {
+            ClientFrame::Heartbeat(seq) => {
                 // Before IDENTIFY the deadline stands whatever the client sends: heartbeats
                 // are answered but do not buy time.
                 let window = self.heartbeat_window();
                 if let Phase::Identified { deadline } = &mut self.phase {
                     *deadline = now + window;
+                    if let Some(seq) = seq {
+                        self.actions.push_back(Action::Acknowledged(seq));
+                    }
                 }
                 self.actions.push_back(Action::Send(Reply::HeartbeatAck));
             }
@@ -647,6 +653,24 @@ mod tests {
             closing(&mut late).frame.unwrap().code,
             close::NOT_AUTHENTICATED
         );
+    }
+
+    #[test]
+    fn an_identified_heartbeat_with_a_seq_acknowledges_it() {
+        let t0 = Instant::now();
+        // Before IDENTIFY a seq acknowledges nothing: there is no session yet.
+        let mut m = machine(t0);
+        m.on_frame(t0, r#"{"op":1,"d":4}"#);
+        assert!(matches!(
+            drain(&mut m)[..],
+            [Action::Send(Reply::HeartbeatAck)]
+        ));
+        let mut m = identified(t0, t0);
+        m.on_frame(t0, r#"{"op":1,"d":42}"#);
+        assert!(matches!(
+            drain(&mut m)[..],
+            [Action::Acknowledged(42), Action::Send(Reply::HeartbeatAck)]
+        ));
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub const RESUME_WINDOW: Duration = Duration::from_secs(60);
 /// A connection's outgoing queue. Larger than BUFFER so a full replay fits.
 pub const QUEUE: usize = BUFFER + 1024;
 
+/// Buffer capacity (entries) kept after an acknowledgement without shrinking: small enough to
+/// cost an idle session little, large enough that a steady trickle does not reallocate.
+const ACK_SHRINK_ABOVE: usize = 32;
+
 /// An item on a connection's queue.
 pub type Outbound = (u64, Arc<Dispatch>);
 
@@ -76,6 +80,34 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The client has received every dispatch up to `seq` (its heartbeat says so): a RESUME
+    /// never asks for them again, so the buffer lets them go, and gives back the memory a
+    /// burst made it grow to. An idle session then holds almost nothing.
+    pub fn acknowledge(&self, seq: u64) {
+        let mut st = self.state.lock();
+        if seq > st.seq {
+            // A seq never sent: a confused client; keep everything for its RESUME.
+            return;
+        }
+        while st.buffer.front().is_some_and(|(s, _)| *s <= seq) {
+            st.buffer.pop_front();
+        }
+        let (len, cap) = (st.buffer.len(), st.buffer.capacity());
+        if cap > ACK_SHRINK_ABOVE && len <= cap / 4 {
+            st.buffer.shrink_to(len * 2);
+        }
+    }
+
+    /// Dispatches held for RESUME.
+    pub fn buffered(&self) -> usize {
+        self.state.lock().buffer.len()
+    }
+
+    #[cfg(test)]
+    pub(super) fn buffer_capacity(&self) -> usize {
+        self.state.lock().buffer.capacity()
     }
 
     pub fn seq(&self) -> u64 {
