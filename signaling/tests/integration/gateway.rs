@@ -264,6 +264,51 @@ async fn resume_replays_exactly_the_missed_events_in_order() {
     assert_eq!(g4.next().await.unwrap()["op"], 9);
 }
 
+/// A heartbeat's seq acknowledges the dispatches up to it: the session's replay buffer drops
+/// them, so a RESUME from before the acknowledgement is refused and one from it replays the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_acknowledges_what_a_resume_no_longer_needs() {
+    let app = TestApp::spawn().await;
+    let a = app.register("sender").await;
+    let b = app.register("listener").await;
+    let Server { id: sid, text, .. } = app.server(&a, "R").await;
+    app.join(&a, &b, &sid).await;
+    let (mut gb, ready) = app.identified(&b).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_string();
+    app.message(&a, &text, "one").await;
+    gb.expect(Event::MessageCreate).await;
+    let first = gb.last_seq;
+    app.message(&a, &text, "two").await;
+    gb.expect(Event::MessageCreate).await;
+    let acked = gb.last_seq;
+    gb.send(json!({"op": 1, "d": {"seq": acked}})).await;
+    loop {
+        if gb.next().await.expect("heartbeat ack")["op"] == 11 {
+            break;
+        }
+    }
+    drop(gb);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.message(&a, &text, "missed").await;
+
+    // From before the acknowledgement: "two" is gone from the buffer.
+    let mut g2 = app.gateway().await;
+    g2.send(json!({"op": 6, "d": {"token": b.token, "session_id": session_id, "seq": first}}))
+        .await;
+    let v = g2.next().await.unwrap();
+    assert_eq!(v["op"], 9, "{v}");
+    assert_eq!(v["d"]["resumable"], false);
+    // From the acknowledgement: exactly what was missed, then RESUMED.
+    let mut g3 = app.gateway().await;
+    g3.send(json!({"op": 6, "d": {"token": b.token, "session_id": session_id, "seq": acked}}))
+        .await;
+    let v = g3.next().await.unwrap();
+    assert_eq!(v["t"], Event::MessageCreate.name(), "{v}");
+    assert_eq!(v["d"]["content"], "missed");
+    assert_eq!(v["s"].as_u64(), Some(acked + 1));
+    assert_eq!(g3.next().await.unwrap()["t"], Event::Resumed.name());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_are_acknowledged_and_zombies_closed() {
     let app = TestApp::spawn_with(|c| c.heartbeat_interval_ms = 1000).await;
