@@ -16,8 +16,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-# name | confab-loadtest arguments (the URL and outputs are added by loadtest/scripts/bench.sh).
-# Keep the names: bench/summary.py reads the results by them.
+# name | confab-loadtest arguments (the URL and outputs are added by loadtest/scripts/bench.sh)
+# [| extra server flags]. Keep the names: bench/summary.py reads the results by them.
+# The idle runs heartbeat every 3 s and sample after 12 s: an idle connection's steady state is
+# after its first heartbeat has acknowledged the dispatches of everyone coming online.
 SCENARIOS=(
   "voice-400|voice --rooms 1 --speakers 3 --listeners 400 --duration 30"
   "voice-1500|voice --rooms 1 --speakers 3 --listeners 1500 --duration 30"
@@ -25,7 +27,8 @@ SCENARIOS=(
   "join-storm|voice --rooms 1 --speakers 3 --listeners 1997 --join-rate 50 --duration 20"
   "chat-peak|chat --clients 10 --channels 1 --rate 20000 --duration 30"
   "chat-fanout|chat --clients 1000 --channels 1 --rate 500 --duration 30"
-  "idle-100|chat --clients 2000 --users 100 --rate 0 --duration 5"
+  "idle-100|chat --clients 2000 --users 100 --rate 0 --duration 5 --settle 12|--heartbeat-interval-ms 3000"
+  "idle-10k|chat --clients 2000 --users 100 --members 10000 --rate 0 --duration 5 --settle 12|--heartbeat-interval-ms 3000"
   "video-2x200|video --publishers 2 --viewers 200 --tile-mix 320x180,640x360,1280x720 --duration 30"
   "golive-200|video --publishers 1 --viewers 200 --screen 1080p60 --tile-mix 1920x1080,960x540,480x270 --duration 30"
 )
@@ -45,7 +48,10 @@ while (($#)); do
     --no-write) write=0; shift ;;
     --summary-only) summary_only=$2; shift 2 ;;
     --list)
-      for s in "${SCENARIOS[@]}"; do printf '%-12s confab-loadtest %s\n' "${s%%|*}" "${s#*|}"; done
+      for s in "${SCENARIOS[@]}"; do
+        IFS='|' read -r n a f <<<"$s"
+        printf '%-12s confab-loadtest %s%s\n' "$n" "$a" "${f:+ (server: $f)}"
+      done
       printf '%-12s bench/compare-janus.sh --listeners "400 800"\n' janus
       exit 0 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
@@ -86,12 +92,12 @@ quiet() {
 }
 
 for s in "${SCENARIOS[@]}"; do
-  name=${s%%|*}
+  IFS='|' read -r name argline server_flags <<<"$s"
   wanted "$name" || continue
-  read -r -a args <<<"${s#*|}"
+  read -r -a args <<<"$argline"
   for r in $(seq 1 "$runs"); do
     quiet
-    loadtest/scripts/bench.sh "$name-r$r" "$out" -- "${args[@]}" || true
+    CONFAB_ARGS="${server_flags:-}" loadtest/scripts/bench.sh "$name-r$r" "$out" -- "${args[@]}" || true
   done
 done
 

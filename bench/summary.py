@@ -122,6 +122,9 @@ ROWS = [
     ("idle-100", "idle gateway connections, 100-member server", [
         ("KiB per connection", lambda d: kib(d, "chat.server_rss_bytes_per_connection"), 1),
     ], "≤ 10 KiB"),
+    ("idle-10k", "idle gateway connections, 10,000-member server (100 online)", [
+        ("KiB per connection", lambda d: kib(d, "chat.server_rss_bytes_per_connection"), 1),
+    ], "≤ 12 KiB"),
     ("video-2x200", "video, 2 publishers × 200 viewers, mixed tiles", [
         ("loss %", "video.loss_percent", 2),
         ("server µs CPU / fwd pkt", "server.sfu_cpu_us_per_forwarded_packet", 2),
