@@ -38,6 +38,17 @@ initAuthView({ start: startApp });
 // Exposed for tests and debugging.
 window.confab = { api, store, gateway };
 
+// The offline app shell (web/sw.js; installable as an app). Browsers allow service workers only
+// on secure origins: HTTPS, or http://localhost / 127.0.0.1.
+if ('serviceWorker' in navigator && window.isSecureContext) {
+  navigator.serviceWorker.register('/sw.js').then(async () => {
+    // The first visit loaded its files before the worker existed: hand it their list.
+    const reg = await navigator.serviceWorker.ready;
+    const urls = performance.getEntriesByType('resource').map((e) => e.name);
+    if (reg.active) reg.active.postMessage({ type: 'cache-shell', urls });
+  }).catch((e) => console.warn('service worker not registered:', e));
+}
+
 function startApp() {
   store.reset();
   buildShell();

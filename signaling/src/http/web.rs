@@ -48,7 +48,9 @@ async fn serve(dir: Option<PathBuf>, path: String) -> Response {
         None => return StatusCode::NOT_FOUND.into_response(),
     };
     let mime = mime_guess(&name);
-    let cache = if name == "index.html" {
+    // The page and the service worker are always revalidated: a new version reaches clients
+    // at their next load.
+    let cache = if name == "index.html" || name == "sw.js" {
         "no-cache"
     } else {
         "public, max-age=300"
@@ -73,6 +75,7 @@ fn mime_guess(name: &str) -> &'static str {
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
         "json" => "application/json",
+        "webmanifest" => "application/manifest+json",
         "svg" => "image/svg+xml",
         "png" => "image/png",
         "ico" => "image/x-icon",
