@@ -343,6 +343,11 @@ impl Chat {
             "username",
             "must be 2-32 letters, digits, '_', '.' or '-'",
         );
+        v.check(
+            permissions::ALL.contains(perms),
+            "permissions",
+            "names bits that are not permissions",
+        );
         v.finish()?;
         let base = access.base();
         if !base.contains(permissions::ADMINISTRATOR) && !base.contains(perms) {
