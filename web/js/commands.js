@@ -8,7 +8,7 @@
 //   an ordinary message; meanwhile a status line says the bot is thinking, and when the bot
 //   does not answer in time (`INTERACTION_FAILED`) the composer says so.
 
-import { h, clear } from './dom.js';
+import { h, clear, toast } from './dom.js';
 
 let ctx = null;  // {api, store, gateway, showError(text)}
 const byServer = new Map();  // server id -> Command[] (null while loading)
@@ -34,9 +34,9 @@ export function initCommands(c) {
     if (!d) return;
     pending.delete(d.id);
     renderStatus();
-    if (String(ctx.store.currentChannelId) === String(d.channel_id)) {
-      ctx.showError(`/${d.command}: ${d.message}`);
-    }
+    // Under the composer of that channel; elsewhere as a notice.
+    if (String(ctx.store.currentChannelId) === String(d.channel_id)) ctx.showError(`/${d.command}: ${d.message}`);
+    else toast(`/${d.command}: ${d.message}`, 'error');
   });
 }
 

@@ -608,6 +608,16 @@ async fn a_slash_command_reaches_its_bot_and_the_answer_shows_in_the_channel() {
     assert_eq!(st, 202);
     let i = bot_g.expect(Event::InteractionCreate).await;
     let (iid, itoken) = (i["id"].as_str().unwrap(), i["token"].as_str().unwrap());
+    // A follow-up needs a deferral first.
+    let (st, err) = as_bot(
+        &app,
+        reqwest::Method::POST,
+        &format!("/interactions/{iid}/{itoken}/followup"),
+        &token,
+        Some(json!({"content": "too soon"})),
+    )
+    .await;
+    assert_eq!(st, 409, "{err}");
     let (st, _) = as_bot(
         &app,
         reqwest::Method::POST,
