@@ -74,6 +74,10 @@ test('a slash command from the composer reaches the example bot, its answer show
   const sid = servers.find((s) => s.name === 'Bot Lab').id;
   const bot = await rest(server.url, token, 'POST', `/servers/${sid}/bots`, { username: 'dicebot', permissions: '3072' });
   await startBot(bot.token);
+  // The bot is a member, tagged in B's member list.
+  const botRow = pb.locator(`[data-testid="member"][data-user-id="${bot.user.id}"]`);
+  await botRow.waitFor({ timeout: 10_000 });
+  assert.equal(await botRow.getByTestId('bot-tag').textContent(), 'BOT');
 
   // A types "/": the bot's commands are offered; picking /roll leaves its option to fill.
   const composer = pa.getByTestId('composer');
