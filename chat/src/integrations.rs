@@ -556,6 +556,19 @@ impl Chat {
         Ok((user_id, session.ok_or_else(refused)?))
     }
 
+    /// The bot whose own role this is, while that bot is still a member: such a role is
+    /// managed by its bot (given to nobody else, not deleted while the bot stays).
+    pub(crate) async fn bot_of_role(&self, role_id: RoleId) -> ChatResult<Option<UserId>> {
+        Ok(sqlx::query_scalar(
+            "SELECT b.user_id FROM bots b
+             JOIN members m ON m.server_id = b.server_id AND m.user_id = b.user_id
+             WHERE b.role_id = $1",
+        )
+        .bind(role_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Whether a user is a bot account.
     pub async fn is_bot(&self, user_id: UserId) -> ChatResult<bool> {
         Ok(

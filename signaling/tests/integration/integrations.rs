@@ -331,9 +331,35 @@ async fn bots_use_their_token_and_receive_only_their_intents() {
     .await;
     let (reader_id, reader) = bot(&app, &owner, &s.id, "readerbot", VIEW_CHANNEL).await;
     let (full_id, full) = bot(&app, &owner, &s.id, "fullbot", VIEW_CHANNEL).await;
-    // A bot is a member with its role.
+    // A bot is a member with its role, which belongs to it alone while it stays.
     let members = app.member_ids(&owner, &s.id).await;
     assert!(members.contains(&quiet_id));
+    let (_, bots) = app
+        .get(&format!("/servers/{}/bots", s.id), &owner.token)
+        .await;
+    let quiet_role = bots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["user"]["id"] == quiet_id.as_str())
+        .unwrap()["role_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, err) = app
+        .put(
+            &format!("/servers/{}/members/{}/roles/{quiet_role}", s.id, member.id),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(st, 403, "{err}");
+    let (st, _) = app
+        .delete(
+            &format!("/servers/{}/roles/{quiet_role}", s.id),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(st, 403);
 
     // REST with `Authorization: Bot`.
     let (st, me) = as_bot(&app, reqwest::Method::GET, "/users/@me", &quiet, None).await;
@@ -393,7 +419,6 @@ async fn bots_use_their_token_and_receive_only_their_intents() {
         .await;
     assert_eq!(st, 201);
     g_quiet.expect(Event::ChannelCreate).await;
-    let _ = full_id;
 
     // Resetting the token ends the old one at once, gateway included.
     let (st, reset) = app
@@ -440,6 +465,30 @@ async fn bots_use_their_token_and_receive_only_their_intents() {
     assert_eq!(st, 200);
     assert_eq!(bots.as_array().unwrap().len(), 3);
     assert!(bots[0].get("token").is_none());
+    // Once the bot is removed, its role is an ordinary one again.
+    let full_role = bots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["user"]["id"] == full_id.as_str())
+        .unwrap()["role_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, _) = app
+        .delete(
+            &format!("/servers/{}/members/{full_id}", s.id),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(st, 204);
+    let (st, _) = app
+        .delete(
+            &format!("/servers/{}/roles/{full_role}", s.id),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(st, 204);
 }
 
 /// A server with a member and a bot that registered `/roll`.
