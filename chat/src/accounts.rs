@@ -90,10 +90,10 @@ pub const DELETED_USERNAME_PREFIX: &str = "deleted_user_";
 /// The display name of a deleted account.
 pub const DELETED_DISPLAY_NAME: &str = "Deleted User";
 /// A stored password hash no password verifies against (not a PHC string at all).
-const NO_PASSWORD: &str = "!";
+pub(crate) const NO_PASSWORD: &str = "!";
 
 pub(crate) const USER_COLUMNS: &str =
-    "u.id, u.username, u.display_name, u.avatar_url, u.custom_status, u.created_at";
+    "u.id, u.username, u.display_name, u.avatar_url, u.custom_status, u.created_at, u.bot";
 
 /// A refresh token's row joined with its session: (session, expires, rotated, user, revoked).
 type RefreshRow = (
@@ -112,17 +112,17 @@ type SessionRow = (
     Option<String>,
 );
 
-fn hash_token(token: &str) -> Vec<u8> {
+pub(crate) fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn valid_username(name: &str) -> bool {
+pub(crate) fn valid_username(name: &str) -> bool {
     let len = name.chars().count();
     (2..=32).contains(&len)
         && name

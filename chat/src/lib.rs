@@ -24,6 +24,7 @@ pub mod dms;
 pub mod error;
 pub mod files;
 pub mod ids;
+pub mod integrations;
 pub mod invites;
 pub mod link_previews;
 pub mod members;

@@ -13,6 +13,10 @@ pub struct User {
     pub avatar_url: Option<String>,
     pub custom_status: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// A bot account or a webhook (docs/bots.md). Queries that do not select it read false.
+    #[serde(default)]
+    #[sqlx(default)]
+    pub bot: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow, PartialEq)]
@@ -170,6 +174,11 @@ pub struct Message {
     /// Bit flags: 4 = SUPPRESS_EMBEDS (the author removed the previews).
     #[serde(default)]
     pub flags: i32,
+    /// The incoming webhook that posted it (its `author` then carries the name it posted
+    /// under), else null (docs/bots.md).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub webhook_id: Option<crate::Snowflake>,
 }
 
 /// A link preview under a message, shaped like Discord's embeds (docs/link-previews.md).

@@ -45,6 +45,8 @@ bitflags::bitflags! {
         const CHANGE_NICKNAME = 1 << 26;
         const MANAGE_NICKNAMES = 1 << 27;
         const MANAGE_ROLES = 1 << 28;
+        /// Create, list and delete a channel's incoming webhooks.
+        const MANAGE_WEBHOOKS = 1 << 29;
         const MODERATE_MEMBERS = 1 << 40;
         /// Play the server's soundboard sounds into a voice channel (SPEAK is needed too).
         const USE_SOUNDBOARD = 1 << 42;
@@ -103,6 +105,7 @@ pub const MOVE_MEMBERS: Permissions = Permissions::MOVE_MEMBERS;
 pub const CHANGE_NICKNAME: Permissions = Permissions::CHANGE_NICKNAME;
 pub const MANAGE_NICKNAMES: Permissions = Permissions::MANAGE_NICKNAMES;
 pub const MANAGE_ROLES: Permissions = Permissions::MANAGE_ROLES;
+pub const MANAGE_WEBHOOKS: Permissions = Permissions::MANAGE_WEBHOOKS;
 pub const MODERATE_MEMBERS: Permissions = Permissions::MODERATE_MEMBERS;
 pub const USE_SOUNDBOARD: Permissions = Permissions::USE_SOUNDBOARD;
 

@@ -284,6 +284,11 @@ impl Chat {
         let role = self
             .manageable_role(server_id, role_id, actor.user_id)
             .await?;
+        if self.bot_of_role(role_id).await?.is_some() {
+            return Err(ChatError::Forbidden(
+                "this role belongs to a bot: remove the bot first",
+            ));
+        }
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM roles WHERE id = $1")
             .bind(role_id)
@@ -319,6 +324,16 @@ impl Chat {
             .await?;
         if self.member_access(server_id, target).await?.is_none() {
             return Err(ChatError::NotFound("member"));
+        }
+        if add
+            && self
+                .bot_of_role(role_id)
+                .await?
+                .is_some_and(|bot| bot != target)
+        {
+            return Err(ChatError::Forbidden(
+                "this role belongs to a bot and cannot be given to others",
+            ));
         }
         let mut tx = self.pool.begin().await?;
         let changed = if add {

@@ -82,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
     match (&parsed, action) {
         (Err(r), Some(Action::Close(c))) => assert_eq!(c.frame.as_ref(), Some(r)),
         (Ok(ClientFrame::Heartbeat(_)), Some(Action::Send(Reply::HeartbeatAck))) => {}
-        (Ok(ClientFrame::Identify(req)), Some(Action::Identify { token })) => {
+        (Ok(ClientFrame::Identify(req)), Some(Action::Identify { token, .. })) => {
             assert_eq!(req.token, token)
         }
         (Ok(ClientFrame::Resume(req)), Some(Action::Resume(r))) => {

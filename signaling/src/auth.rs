@@ -116,6 +116,8 @@ impl TokenKeys {
 pub struct AuthUser {
     pub user_id: UserId,
     pub session_id: SessionId,
+    /// Authenticated with a bot token (docs/bots.md).
+    pub bot: bool,
 }
 
 pub fn bearer(parts: &Parts) -> Option<&str> {
@@ -128,6 +130,17 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
+}
+
+/// A bot token from `Authorization: Bot <token>`.
+fn bot_token(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bot").then_some(token.trim())
 }
 
 /// Login sessions recently confirmed active, so that not every request asks the database.
@@ -203,7 +216,21 @@ impl SessionCache {
 
 impl AppState {
     /// Checks an access token and that its session is still active.
+    ///
+    /// A bot token (`Bot <token>`, or the bare `<id>.<secret>`: an access token always has two
+    /// dots) is checked against its stored hash and its login session instead.
     pub async fn authenticate(&self, token: &str) -> Result<AuthUser, ApiError> {
+        let bot = token
+            .strip_prefix("Bot ")
+            .or_else(|| (token.matches('.').count() == 1).then_some(token));
+        if let Some(bot) = bot {
+            let (user_id, session_id) = self.chat.authenticate_bot(bot.trim()).await?;
+            return Ok(AuthUser {
+                user_id,
+                session_id,
+                bot: true,
+            });
+        }
         let (user_id, session_id) = self
             .tokens
             .verify(token)
@@ -217,6 +244,7 @@ impl AppState {
         Ok(AuthUser {
             user_id,
             session_id,
+            bot: false,
         })
     }
 }
@@ -250,8 +278,11 @@ impl FromRequestParts<AppState> for AuthUser {
         if let Some(user) = parts.extensions.get::<AuthUser>() {
             return Ok(*user);
         }
-        let token = bearer(parts).ok_or(ApiError::Unauthorized("missing bearer token"))?;
-        let user = state.authenticate(token).await?;
+        let user = match (bearer(parts), bot_token(parts)) {
+            (Some(token), _) => state.authenticate(token).await?,
+            (None, Some(token)) => state.authenticate(&format!("Bot {token}")).await?,
+            (None, None) => return Err(ApiError::Unauthorized("missing bearer token")),
+        };
         parts.extensions.insert(user);
         Ok(user)
     }

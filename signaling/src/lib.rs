@@ -459,6 +459,10 @@ fn spawn_housekeeping(state: AppState) {
             }
             if n.is_multiple_of(60) {
                 state.limiter.sweep();
+                // Interactions older than a day can no longer be answered: forget them.
+                if let Err(e) = state.chat.prune_interactions().await {
+                    tracing::warn!(error = %e, "pruning old interactions");
+                }
             }
             if n.is_multiple_of(6) {
                 temporary_members::sweep(&state, temporary_members::GRACE).await;

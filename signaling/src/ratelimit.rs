@@ -61,6 +61,12 @@ pub const SEARCH: Bucket = Bucket {
     capacity: 10.0,
     period: Duration::from_secs(5),
 };
+/// Posts through one incoming webhook, per webhook: five per 2 s (as Discord's).
+pub const WEBHOOKS: Bucket = Bucket {
+    name: "webhooks",
+    capacity: 5.0,
+    period: Duration::from_secs(2),
+};
 /// Everything else, per user (or IP).
 pub const API: Bucket = Bucket {
     name: "api",
@@ -90,7 +96,9 @@ pub struct RateLimiter {
 }
 
 /// Every bucket, to find one by the name another node sent.
-pub const ALL: [Bucket; 7] = [AUTH, MESSAGES, TYPING, SOUNDBOARD, SEARCH, API, IDENTIFY];
+pub const ALL: [Bucket; 8] = [
+    AUTH, MESSAGES, TYPING, SOUNDBOARD, SEARCH, API, IDENTIFY, WEBHOOKS,
+];
 
 /// How often a cluster node tells the others what its buckets admitted.
 pub const SHARE_EVERY: Duration = Duration::from_millis(100);
@@ -333,6 +341,35 @@ pub async fn soundboard_bucket(
 
 pub async fn search_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
     limit(state, SEARCH, false, req, next).await
+}
+
+/// Webhook posts, keyed by the webhook named in the path (whoever sends them: the token in
+/// the URL is shared by everyone who posts).
+pub async fn webhook_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let id = req
+        .uri()
+        .path()
+        .split('/')
+        .skip_while(|s| *s != "webhooks")
+        .nth(1)
+        .unwrap_or("")
+        .chars()
+        .take(24)
+        .collect::<String>();
+    let key = format!("wh{id}");
+    let d = state.limiter.check(WEBHOOKS, &key);
+    if !d.allowed {
+        metrics::counter!("confab_http_rate_limited_total", "bucket" => WEBHOOKS.name).increment(1);
+        let mut resp = ApiError::RateLimited {
+            retry_after: d.reset_after,
+        }
+        .into_response();
+        apply_headers(&mut resp, &d);
+        return resp;
+    }
+    let mut resp = next.run(req).await;
+    apply_headers(&mut resp, &d);
+    resp
 }
 
 pub async fn typing_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {

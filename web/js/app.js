@@ -17,12 +17,13 @@ import { buildShell, renderTopics } from './shell.js';
 import { selectServer, selectChannel } from './navigation.js';
 import { renderChannels } from './channel-list.js';
 import { renderStatus } from './panels.js';
-import { ensureMessagesLoaded } from './messages.js';
+import { ensureMessagesLoaded, setComposerError } from './messages.js';
 import { joinVoice, renderVoicePanel } from './voice-panel.js';
 import { parseInviteCode, joinServerDialog, onServerCreate } from './dialogs.js';
 import { rememberVoiceChannel, offerVoiceRejoin, leaveForUnload } from './rejoin.js';
 import { closeDrawers } from './drawers.js';
 import { initSoundboard } from './soundboard.js';
+import { initCommands } from './commands.js';
 import { initServerIcons } from './avatar-upload.js';
 
 setPendingInvite(parseInviteCode(location.pathname.startsWith('/invite/') ? location.pathname : ''));
@@ -30,6 +31,7 @@ setPendingInvite(parseInviteCode(location.pathname.startsWith('/invite/') ? loca
 initCommunity({ api, store, invalidate: (topics) => invalidate(topics) });
 initStage({ api, store, toast });
 initMentions({ store });
+initCommands({ api, store, gateway, showError: (text) => setComposerError(text, 'command') });
 initSwitcher({ store, selectServer: (id) => selectServer(id), selectChannel: (id) => selectChannel(id), joinVoice: (c) => joinVoice(c) });
 setMentionResolver(resolveMention);
 initDms({ api, store, invalidate: (topics) => invalidate(topics), selectServer: (id) => selectServer(id), selectChannel: (id) => selectChannel(id) });

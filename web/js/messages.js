@@ -4,6 +4,7 @@ import { api, store, ui, invalidate } from './context.js';
 import { PERM, cmpId } from './state.js';
 import { renderMarkdown } from './markdown.js';
 import { attachMentionAutocomplete, linkPlainMentions } from './mentions.js';
+import { attachCommandAutocomplete, commandFor, runCommand, commandStatus, renderStatus as renderCommandStatus } from './commands.js';
 import { h, clear, avatar, openDialog, toast } from './dom.js';
 import { icon } from './icons.js';
 import { reactionBar, openReactionPicker, loadPins, pinnedIds, setPinned, rememberUser } from './community.js';
@@ -29,10 +30,11 @@ export function buildMessagesView() {
   const composer = h('form', { class: 'composer', 'aria-label': 'Send a message' });
   // Files dropped on the message list or the composer, or pasted, join the tray.
   uploads = setupUploads({ input: composerInput, dropZones: [composer, messages] });
-  composer.append(uploads.tray, h('div', { class: 'composer-row' }, uploads.button, uploads.picker, composerInput, counter,
+  composer.append(uploads.tray, commandStatus(), h('div', { class: 'composer-row' }, uploads.button, uploads.picker, composerInput, counter,
     h('button', { type: 'submit', class: 'icon-btn send', 'aria-label': 'Send message', text: '➤' })));
   // The autocomplete's keys (Enter, Tab, arrows, Escape) win while its list is open.
   attachMentionAutocomplete(composerInput, { container: composer });
+  attachCommandAutocomplete(composerInput, { container: composer });
   composerInput.addEventListener('keydown', onComposerKey);
   composerInput.addEventListener('input', onComposerInput);
   composer.addEventListener('submit', (e) => { e.preventDefault(); sendFromComposer(); });
@@ -250,7 +252,9 @@ export function renderMessages({ reset = false, prepend = false } = {}) {
     if (newDay) {
       el.append(h('li', { class: 'day-sep', 'data-testid': 'day-separator' }, h('span', { text: dayLabel(date) })));
     }
+    // A webhook posts under a name per message: a new name starts a new group.
     const grouped = !newDay && prev && prev.author && m.author && prev.author.id === m.author.id &&
+      prev.author.display_name === m.author.display_name &&
       (date - new Date(prev.created_at)) < GROUP_MS;
     el.append(messageItem(m, grouped, date));
     prev = m;
@@ -292,6 +296,9 @@ function messageItem(m, grouped, date) {
     li.append(avatar(author, 40, 'msg-avatar'),
       h('div', { class: 'msg-head' },
         h('span', { class: 'author', 'data-testid': 'message-author', text: name }),
+        // Bots and webhooks are told apart from people (docs/bots.md).
+        m.webhook_id ? h('span', { class: 'bot-tag', 'data-testid': 'bot-tag', title: 'Posted by a webhook', text: 'WEBHOOK' })
+          : m.author && m.author.bot ? h('span', { class: 'bot-tag', 'data-testid': 'bot-tag', title: 'A bot account', text: 'BOT' }) : null,
         h('time', { datetime: m.created_at, title: date.toLocaleString(), text: `${dayLabel(date)} at ${timeLabel(date)}` })));
   } else {
     li.append(h('time', { class: 'hover-time', datetime: m.created_at, title: date.toLocaleString(), text: timeLabel(date) }));
@@ -449,6 +456,7 @@ export function renderComposer() {
   // A "not sent" note belongs to the channel it was written in.
   if (ui.composerError.dataset.channel && ui.composerError.dataset.channel !== String(store.currentChannelId)) setComposerError('');
   ui.composer.hidden = !c;
+  renderCommandStatus();
   const label = c ? `Message ${channelTitle(store, c)}` : 'Message';
   ui.composerInput.placeholder = label;
   ui.composerInput.setAttribute('aria-label', label);
@@ -503,7 +511,7 @@ function renderCounter() {
   if (left >= 0 && ui.composerError.dataset.kind === 'length') setComposerError('');
 }
 
-function setComposerError(text, kind = '') {
+export function setComposerError(text, kind = '') {
   ui.composerError.textContent = text;
   ui.composerError.hidden = !text;
   ui.composerError.dataset.kind = kind;
@@ -541,6 +549,30 @@ async function sendFromComposer() {
     setComposerError(tooLongText(over), 'length');
     renderCounter();
     return;
+  }
+  // `/name …` naming one of this server's commands goes to its bot, not into the channel.
+  if (!withFiles && typed.trimStart().startsWith('/')) {
+    let interaction = null;
+    try {
+      interaction = commandFor(typed);
+    } catch (e) {
+      setComposerError(e.message, 'command');
+      return;
+    }
+    if (interaction) {
+      setComposerError('');
+      ui.composerInput.value = '';
+      ui.composerInput.style.height = 'auto';
+      renderCounter();
+      try {
+        await runCommand(interaction);
+      } catch (e) {
+        // Keep the command so it can be fixed and sent again.
+        if (!ui.composerInput.value) { ui.composerInput.value = typed; renderCounter(); }
+        setComposerError(`/${interaction.command.name}: ${e.message}`, 'command');
+      }
+      return;
+    }
   }
   const content = typed.trim() ? linkPlainMentions(typed) : '';
   const files = withFiles ? uploads.take() : [];

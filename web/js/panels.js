@@ -70,6 +70,7 @@ export function renderMembers() {
           h('span', { class: 'member-text' },
             nameEl,
             m.user.custom_status ? h('span', { class: 'member-status', text: m.user.custom_status }) : null),
+          m.user.bot ? h('span', { class: 'bot-tag', 'data-testid': 'bot-tag', title: 'A bot account', text: 'BOT' }) : null,
           s.owner_id === m.user.id ? h('span', { role: 'img', class: 'crown', title: 'Server owner', 'aria-label': 'Server owner' }, icon('crown', 14)) : null);
       })));
   };

@@ -41,6 +41,7 @@ export const PERMISSIONS = [
   ['CHANGE_NICKNAME', 26, 'Change nickname'],
   ['MANAGE_NICKNAMES', 27, 'Manage nicknames'],
   ['MANAGE_ROLES', 28, 'Manage roles'],
+  ['MANAGE_WEBHOOKS', 29, 'Manage webhooks'],
   ['MODERATE_MEMBERS', 40, 'Time out members'],
   ['USE_SOUNDBOARD', 42, 'Use soundboard'],
 ].map(([name, bit, label]) => ({ name, bit, label, value: 1n << BigInt(bit) }));

@@ -34,6 +34,13 @@ pub(crate) struct MessageRow {
     embeds: sqlx::types::Json<Vec<crate::model::Embed>>,
     flags: i32,
     attachments: sqlx::types::Json<Vec<crate::files::AttachmentRow>>,
+    // Webhook posts (the batched writer's rows never are one, and do not select these).
+    #[sqlx(default)]
+    webhook_id: Option<crate::Snowflake>,
+    #[sqlx(default)]
+    author_name: Option<String>,
+    #[sqlx(default)]
+    author_avatar: Option<String>,
     #[sqlx(flatten)]
     author: AuthorRow,
 }
@@ -48,6 +55,8 @@ struct AuthorRow {
     custom_status: Option<String>,
     #[sqlx(rename = "author_created_at")]
     created_at: DateTime<Utc>,
+    #[sqlx(rename = "author_bot", default)]
+    bot: bool,
 }
 
 impl MessageRow {
@@ -60,12 +69,15 @@ impl MessageRow {
             server_id: r.server_id,
             author: User {
                 id: r.author.id,
+                // A webhook post shows the name and avatar it was posted with.
+                display_name: r.author_name.or(r.author.display_name),
+                avatar_url: r.author_avatar.or(r.author.avatar_url),
                 username: r.author.username,
-                display_name: r.author.display_name,
-                avatar_url: r.author.avatar_url,
                 custom_status: r.author.custom_status,
                 created_at: r.author.created_at,
+                bot: r.author.bot,
             },
+            webhook_id: r.webhook_id,
             content: r.content,
             nonce: r.nonce,
             created_at: r.created_at,
@@ -90,7 +102,7 @@ impl MessageRow {
 pub(crate) const SELECT_MESSAGE_COLUMNS: &str = const_format::concatcp!(
     "m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
         m.edited_at, m.reply_to, m.mentions, m.mention_roles, m.mention_everyone, m.embeds, m.flags, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
-        u.created_at AS author_created_at, ",
+        u.created_at AS author_created_at, u.bot AS author_bot, m.webhook_id, m.author_name, m.author_avatar, ",
     ATTACHMENTS_JSON,
     " AS attachments"
 );
@@ -112,7 +124,7 @@ pub struct HistoryQuery {
     pub limit: Option<i64>,
 }
 
-fn check_content(content: &str) -> ChatResult<()> {
+pub(crate) fn check_content(content: &str) -> ChatResult<()> {
     // PostgreSQL text cannot hold NUL; the edge refuses it too, this keeps the writer safe.
     if content.contains('\0') {
         return Err(ChatError::field(

@@ -229,7 +229,7 @@ impl Conn {
                         self.machine.on_write_failed();
                     }
                 }
-                Action::Identify { token } => self.identify(&token).await,
+                Action::Identify { token, intents } => self.identify(&token, intents).await,
                 Action::Resume(req) => self.resume(req).await,
                 Action::SetPresence(status) => self.set_presence(status),
                 Action::Acknowledged(seq) => {
@@ -322,7 +322,7 @@ impl Conn {
             .allowed
     }
 
-    async fn identify(&mut self, token: &str) {
+    async fn identify(&mut self, token: &str, intents: Option<u64>) {
         if !self.identify_allowed() {
             return self.machine.on_auth_failed(AuthFailure::RateLimited);
         }
@@ -336,11 +336,17 @@ impl Conn {
                 return self.machine.on_auth_failed(AuthFailure::Internal);
             }
         };
+        let intents = auth.bot.then(|| {
+            crate::gateway::intents::Intents::new(
+                intents.unwrap_or(crate::gateway::intents::DEFAULT),
+                auth.user_id,
+            )
+        });
         let before = self.state.hub.presence_of(auth.user_id);
         let (session, rx, conn_id) =
             self.state
                 .hub
-                .open(auth.user_id, auth.session_id, &ready.server_ids);
+                .open_with(auth.user_id, auth.session_id, &ready.server_ids, intents);
         self.state
             .hub
             .set_friends(auth.user_id, ready.friend_ids.iter().copied());

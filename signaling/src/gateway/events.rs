@@ -82,6 +82,12 @@ events! {
     SoundboardSoundDelete => "SOUNDBOARD_SOUND_DELETE",
     /// A member played a soundboard sound into a voice channel.
     VoiceSoundboardPlay => "VOICE_SOUNDBOARD_PLAY",
+    /// A member used one of the bot's slash commands (to the bot only).
+    InteractionCreate => "INTERACTION_CREATE",
+    /// The bot did not answer an interaction in time (to the member who used the command).
+    InteractionFailed => "INTERACTION_FAILED",
+    /// A server's slash commands changed: fetch them again.
+    ApplicationCommandsUpdate => "APPLICATION_COMMANDS_UPDATE",
 }
 
 impl std::fmt::Display for Event {

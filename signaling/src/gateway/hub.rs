@@ -83,10 +83,21 @@ impl Hub {
         auth_session: SessionId,
         servers: &[ServerId],
     ) -> (Arc<Session>, mpsc::Receiver<Outbound>, u64) {
+        self.open_with(user_id, auth_session, servers, None)
+    }
+
+    /// `open` for a bot: its session receives only the events of its `intents`.
+    pub fn open_with(
+        &self,
+        user_id: UserId,
+        auth_session: SessionId,
+        servers: &[ServerId],
+        intents: Option<super::intents::Intents>,
+    ) -> (Arc<Session>, mpsc::Receiver<Outbound>, u64) {
         if !self.sessions.has_user(&user_id) {
             self.interest.watch(Audience::User(user_id));
         }
-        let opened = self.sessions.open(user_id, auth_session);
+        let opened = self.sessions.open(user_id, auth_session, intents);
         for sid in servers {
             self.route(*sid, user_id);
         }

@@ -9,12 +9,13 @@
 //! - `events`: the dispatch events' names, one typed enum (`Event`), each with its wire name.
 //! - `hub`: delivers dispatches (`dispatch`) to this node's sessions through the routing index
 //!   (`routing`) and the sessions' resume buffers (`sessions`); `presence` (statuses, and other
-//!   nodes' reports of theirs).
+//!   nodes' reports of theirs); `intents` (which events a bot's session receives).
 
 pub mod connection;
 pub mod dispatch;
 pub mod events;
 pub mod hub;
+pub mod intents;
 pub mod presence;
 pub mod protocol;
 pub mod ready;

@@ -49,6 +49,9 @@ pub const WINDOW_SECS: u64 = 60;
 #[derive(Debug, Deserialize)]
 pub struct Identify {
     pub token: String,
+    /// Bots: the event classes wanted (docs/gateway.md, Intents). Ignored for people.
+    #[serde(default)]
+    pub intents: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

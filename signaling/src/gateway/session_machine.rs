@@ -113,6 +113,7 @@ pub enum Action {
     /// `on_identified` or `on_auth_failed`.
     Identify {
         token: String,
+        intents: Option<u64>,
     },
     /// Check the IP's IDENTIFY budget and the token, resume in the hub; then `on_resumed`,
     /// `on_resume_invalid` or `on_auth_failed`.
@@ -280,8 +281,10 @@ impl SessionMachine {
             }
             ClientFrame::Identify(req) => {
                 if self.begin_auth() {
-                    self.actions
-                        .push_back(Action::Identify { token: req.token });
+                    self.actions.push_back(Action::Identify {
+                        token: req.token,
+                        intents: req.intents,
+                    });
                 }
             }
             ClientFrame::Resume(req) => {

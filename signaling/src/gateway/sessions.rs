@@ -50,11 +50,24 @@ pub struct Session {
     /// Cancelled when the session is ended from elsewhere (logout, session revoked): its
     /// connection closes with 4004 and it cannot be resumed.
     pub ended: tokio_util::sync::CancellationToken,
+    /// A bot's intents; None for people, who get every event they may see.
+    pub intents: Option<super::intents::Intents>,
 }
 
 impl Session {
     /// Appends a dispatch and hands it to the live connection, if any.
     pub(super) fn push(&self, d: &Arc<Dispatch>) {
+        let filtered;
+        let d = match &self.intents {
+            None => d,
+            Some(i) => match i.apply(d) {
+                Some(x) => {
+                    filtered = x;
+                    &filtered
+                }
+                None => return,
+            },
+        };
         let mut st = self.state.lock();
         st.seq += 1;
         let item = (st.seq, d.clone());
@@ -148,6 +161,7 @@ impl SessionRegistry {
         &self,
         user_id: UserId,
         auth_session: SessionId,
+        intents: Option<super::intents::Intents>,
     ) -> (Arc<Session>, mpsc::Receiver<Outbound>, u64) {
         let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -165,6 +179,7 @@ impl SessionRegistry {
             too_slow: AtomicBool::new(false),
             status: Mutex::new(Status::Online),
             ended: tokio_util::sync::CancellationToken::new(),
+            intents,
         });
         if self.ended_auth.contains_key(&auth_session) {
             session.ended.cancel();

@@ -6,6 +6,7 @@ pub mod channels;
 pub mod dms;
 pub mod files;
 pub mod ice_servers;
+pub mod integrations;
 pub mod link_previews;
 pub mod moderation;
 pub mod ops;
@@ -46,7 +47,7 @@ pub const MAX_BODY: usize = 64 * 1024;
     info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"))
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "webhooks"), (name = "bots"))
 )]
 struct ApiDoc;
 
@@ -112,6 +113,13 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             state.clone(),
             ratelimit::search_bucket,
         ));
+    // A webhook post carries no bearer token: its bucket is the webhook's, not a user's.
+    let webhook_post_routes = OpenApiRouter::new()
+        .routes(routes!(integrations::execute_webhook))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::webhook_bucket,
+        ));
     let general = OpenApiRouter::new()
         .routes(routes!(auth::logout))
         .routes(routes!(users::me, users::update_me, users::delete_me))
@@ -163,6 +171,22 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(files::download_thumbnail))
         .routes(routes!(files::get_avatar))
         .routes(routes!(files::get_icon))
+        .routes(routes!(
+            integrations::create_webhook,
+            integrations::list_webhooks
+        ))
+        .routes(routes!(integrations::delete_webhook))
+        .routes(routes!(integrations::create_bot, integrations::list_bots))
+        .routes(routes!(integrations::reset_bot_token))
+        .routes(routes!(
+            integrations::list_commands,
+            integrations::upsert_command
+        ))
+        .routes(routes!(integrations::delete_command))
+        .routes(routes!(integrations::invoke))
+        .routes(routes!(integrations::callback))
+        .routes(routes!(integrations::follow_up))
+        .merge(webhook_post_routes)
         .merge(avatar_routes)
         .merge(sound_upload_routes)
         .merge(sound_play_routes)

@@ -307,6 +307,61 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
         "/channels/{channel_id}/typing",
         [404, 403, 204, 204],
     ),
+    // Integrations (docs/bots.md). Webhooks: MANAGE_WEBHOOKS in the channel; a post's token
+    // is its permission (a fresh webhook per call).
+    (
+        "post",
+        "/channels/{channel_id}/webhooks",
+        [404, 403, 201, 201],
+    ),
+    (
+        "get",
+        "/channels/{channel_id}/webhooks",
+        [404, 403, 200, 200],
+    ),
+    ("delete", "/webhooks/{webhook_id}", [404, 403, 204, 204]),
+    (
+        "post",
+        "/webhooks/{webhook_id}/{token}",
+        [200, 200, 200, 200],
+    ),
+    // Bots: MANAGE_SERVER adds, lists and resets them.
+    ("post", "/servers/{server_id}/bots", [404, 403, 201, 201]),
+    ("get", "/servers/{server_id}/bots", [404, 403, 200, 200]),
+    (
+        "post",
+        "/servers/{server_id}/bots/{bot_id}/reset-token",
+        [404, 403, 200, 200],
+    ),
+    // Commands: members list them; only a bot registers or deletes its own (people: 403 to
+    // register, and no command is theirs to delete).
+    ("get", "/servers/{server_id}/commands", [404, 200, 200, 200]),
+    (
+        "post",
+        "/servers/{server_id}/commands",
+        [403, 403, 403, 403],
+    ),
+    (
+        "delete",
+        "/servers/{server_id}/commands/{command_id}",
+        [404, 404, 404, 404],
+    ),
+    // Using a command needs SEND_MESSAGES in the channel; answering is for its bot only.
+    (
+        "post",
+        "/channels/{channel_id}/interactions",
+        [404, 403, 202, 202],
+    ),
+    (
+        "post",
+        "/interactions/{interaction_id}/{token}/callback",
+        [404, 404, 404, 404],
+    ),
+    (
+        "post",
+        "/interactions/{interaction_id}/{token}/followup",
+        [404, 404, 404, 404],
+    ),
     // Leaving runs last: afterwards the members are gone.
     (
         "delete",
@@ -710,6 +765,41 @@ impl World {
                 }
                 p.insert("message_id", m);
             }
+            ("post", "/channels/{channel_id}/webhooks") => body = Some(json!({"name": "hook"})),
+            ("delete", "/webhooks/{webhook_id}") => {
+                p.insert("webhook_id", self.webhook().await.0);
+            }
+            ("post", "/webhooks/{webhook_id}/{token}") => {
+                let (id, token) = self.webhook().await;
+                p.insert("webhook_id", id);
+                p.insert("token", token);
+                body = Some(json!({"content": "from a webhook"}));
+            }
+            ("post", "/servers/{server_id}/bots") => {
+                body = Some(json!({"username": self.fresh_name("mbot"), "permissions": "0"}));
+            }
+            ("post", "/servers/{server_id}/bots/{bot_id}/reset-token") => {
+                p.insert("bot_id", self.bot_command().await.0);
+            }
+            ("post", "/servers/{server_id}/commands") => {
+                body = Some(json!({"name": "mine", "description": "not a bot's"}));
+            }
+            ("delete", "/servers/{server_id}/commands/{command_id}") => {
+                p.insert("command_id", self.bot_command().await.1);
+            }
+            ("post", "/channels/{channel_id}/interactions") => {
+                body = Some(json!({"command_id": self.bot_command().await.1}));
+            }
+            ("post", "/interactions/{interaction_id}/{token}/callback") => {
+                p.insert("interaction_id", "1".into());
+                p.insert("token", "unknown".into());
+                body = Some(json!({"type": 4, "data": {"content": "hi"}}));
+            }
+            ("post", "/interactions/{interaction_id}/{token}/followup") => {
+                p.insert("interaction_id", "1".into());
+                p.insert("token", "unknown".into());
+                body = Some(json!({"content": "hi"}));
+            }
             _ => {}
         }
         let mut path = template.to_string();
@@ -811,6 +901,47 @@ impl World {
         assert_eq!(resp.status().as_u16(), 200);
         let v: Value = resp.json().await.unwrap();
         v["avatar_url"].as_str().unwrap().to_string()
+    }
+
+    /// A new webhook in the text channel, made by the owner: (id, token).
+    async fn webhook(&self) -> (String, String) {
+        let v = self
+            .ok(
+                Method::POST,
+                &format!("/channels/{}/webhooks", self.text),
+                &self.owner.token,
+                Some(json!({"name": "matrix"})),
+            )
+            .await;
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// A new bot of the server with a command of its own: (bot id, command id).
+    async fn bot_command(&self) -> (String, String) {
+        let b = self
+            .ok(
+                Method::POST,
+                &format!("/servers/{}/bots", self.sid),
+                &self.owner.token,
+                Some(json!({"username": self.fresh_name("cbot")})),
+            )
+            .await;
+        let token = b["token"].as_str().unwrap();
+        let c = self
+            .ok(
+                Method::POST,
+                &format!("/servers/{}/commands", self.sid),
+                token,
+                Some(json!({"name": self.fresh_name("cmd"), "description": "matrix"})),
+            )
+            .await;
+        (
+            b["user"]["id"].as_str().unwrap().to_string(),
+            c["id"].as_str().unwrap().to_string(),
+        )
     }
 
     /// A new soundboard sound uploaded by the owner.

@@ -21,6 +21,7 @@ mod dms;
 mod floods;
 mod gateway;
 mod input_hardening;
+mod integrations;
 mod large_servers;
 mod link_preview;
 mod metrics_doc;
