@@ -23,11 +23,13 @@ import { parseInviteCode, joinServerDialog, onServerCreate } from './dialogs.js'
 import { rememberVoiceChannel, offerVoiceRejoin, leaveForUnload } from './rejoin.js';
 import { closeDrawers } from './drawers.js';
 import { initSoundboard } from './soundboard.js';
+import { initSafety } from './safety.js';
 import { initServerIcons } from './avatar-upload.js';
 
 setPendingInvite(parseInviteCode(location.pathname.startsWith('/invite/') ? location.pathname : ''));
 
 initCommunity({ api, store, invalidate: (topics) => invalidate(topics) });
+initSafety({ api, store, gateway });
 initStage({ api, store, toast });
 initMentions({ store });
 initSwitcher({ store, selectServer: (id) => selectServer(id), selectChannel: (id) => selectChannel(id), joinVoice: (c) => joinVoice(c) });

@@ -82,6 +82,12 @@ events! {
     SoundboardSoundDelete => "SOUNDBOARD_SOUND_DELETE",
     /// A member played a soundboard sound into a voice channel.
     VoiceSoundboardPlay => "VOICE_SOUNDBOARD_PLAY",
+    /// Raid mode turned on or off (to moderators).
+    RaidModeUpdate => "RAID_MODE_UPDATE",
+    /// A member filed a report (to those who see the report queue).
+    ReportCreate => "REPORT_CREATE",
+    /// A moderator acted on a report (to those who see the report queue).
+    ReportUpdate => "REPORT_UPDATE",
 }
 
 impl std::fmt::Display for Event {
