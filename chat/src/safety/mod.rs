@@ -587,8 +587,9 @@ impl Chat {
             return Ok(false);
         }
         let joins: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM members
-             WHERE server_id = $1 AND joined_at > now() - make_interval(secs => $2)",
+            "SELECT count(*) FROM members m JOIN servers s ON s.id = m.server_id
+             WHERE m.server_id = $1 AND m.user_id <> s.owner_id
+               AND m.joined_at > now() - make_interval(secs => $2)",
         )
         .bind(server_id)
         .bind(s.raid_join_window_secs as f64)

@@ -441,6 +441,14 @@ async fn join_burst_turns_raid_mode_on_and_holds_newcomers() {
     // The fifth crosses it: raid mode is on within 2 s, moderators are told, the alert posted.
     let crossed = Instant::now();
     assert_eq!(app.accept_invite(&users[4], &code).await.0, 200);
+    // The alert is posted first, then moderators are told.
+    let alert = gw
+        .expect_where(Event::MessageCreate, |d| d["channel_id"] == alerts.as_str())
+        .await;
+    assert!(alert["content"]
+        .as_str()
+        .unwrap()
+        .contains("raid mode is on"));
     let d = gw
         .expect_where(Event::RaidModeUpdate, |d| d["raid_mode"] == true)
         .await;
@@ -451,13 +459,6 @@ async fn join_burst_turns_raid_mode_on_and_holds_newcomers() {
     );
     assert_eq!(d["server_id"], s.id.as_str());
     assert_eq!(d["joins"], 5);
-    let alert = gw
-        .expect_where(Event::MessageCreate, |d| d["channel_id"] == alerts.as_str())
-        .await;
-    assert!(alert["content"]
-        .as_str()
-        .unwrap()
-        .contains("raid mode is on"));
     let (_, now) = app
         .get(&format!("/servers/{}/safety", s.id), &owner.token)
         .await;
