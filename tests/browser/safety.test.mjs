@@ -110,3 +110,29 @@ test('a member reports a message; it appears in the owner\'s Reports queue, whic
     assert.equal(await msgByText(page, 'a message worth reporting').count(), 0);
   }
 });
+
+test('the Safety page turns raid mode on and off and saves the join threshold', async () => {
+  const dlg = await openServerSettings(A.page, 'Safety');
+  const status = dlg.getByTestId('raid-status');
+  await status.filter({ hasText: 'Raid mode is off.' }).waitFor();
+  await dlg.getByTestId('raid-threshold').fill('25');
+  await dlg.getByTestId('verification-level').selectOption('2');
+  await dlg.getByTestId('safety-save').click();
+  await dlg.getByTestId('raid-toggle').click();
+  await status.filter({ hasText: 'Raid mode is ON' }).waitFor();
+  const token = await tokenOf(A.page);
+  const serverId = await A.page.evaluate(() => window.confab.store.server.id);
+  const st = await rest(server.url, token, 'GET', `/servers/${serverId}/safety`);
+  assert.equal(st.raid_mode, true);
+  assert.equal(st.raid_join_threshold, 25);
+  assert.equal(st.verification_level, 2);
+  // The member (no role, a new account) is now held back by the verification level.
+  await send(B.page, 'can I still talk?');
+  await B.page.getByTestId('composer-error').filter({ hasText: 'older than 5 minutes' }).waitFor();
+  await dlg.getByTestId('raid-toggle').click();
+  await status.filter({ hasText: 'Raid mode is off.' }).waitFor();
+  await dlg.getByTestId('verification-level').selectOption('0');
+  await dlg.getByTestId('safety-save').click();
+  await A.page.waitForFunction(async () => (await window.confab.api.safetySettings(window.confab.store.server.id)).verification_level === 0);
+  await dlg.getByRole('button', { name: 'Close', exact: true }).click();
+});
