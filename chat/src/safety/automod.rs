@@ -8,7 +8,8 @@
 
 use crate::messages::mentions;
 use crate::{ChannelId, ChatError, ChatResult, RoleId};
-use regex::{Regex, RegexBuilder};
+use aho_corasick::AhoCorasick;
+use regex::{Regex, RegexBuilder, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 use utoipa::ToSchema;
@@ -139,11 +140,38 @@ impl Rule {
 /// A rule's compiled test.
 #[derive(Debug, Clone)]
 pub enum Matcher {
-    /// One automaton for all of a keyword rule's words, or for all of a regex rule's patterns.
+    /// A keyword rule's words, lower-cased, with whether `*` frees each end. They are matched
+    /// by the rule set's one automaton (`RuleSet`), or by `Keywords::find` alone.
+    Keywords(Keywords),
+    /// One automaton for all of a regex rule's patterns.
     Pattern(Regex),
     Mentions(usize),
     Links(Vec<String>),
     Invites(Vec<String>),
+}
+
+/// A user pattern with `\b`/`\B` as ASCII word boundaries. Unicode word boundaries make the
+/// regex crate leave its DFA for a far slower (still linear) engine on any message with a
+/// non-ASCII character; ASCII boundaries keep every rule on the DFA (docs/safety.md).
+fn ascii_boundaries(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('b') => out.push_str("(?-u:\\b)"),
+            Some('B') => out.push_str("(?-u:\\B)"),
+            Some(n) => {
+                out.push('\\');
+                out.push(n);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 fn build(pattern: &str) -> Result<Regex, regex::Error> {
@@ -154,18 +182,50 @@ fn build(pattern: &str) -> Result<Regex, regex::Error> {
         .build()
 }
 
-/// A keyword as a pattern: whole word unless `*` says otherwise at that end.
-fn keyword_pattern(k: &str) -> String {
-    let start_wild = k.starts_with('*');
-    let end_wild = k.ends_with('*') && k.len() > 1;
-    let core = k.trim_matches('*');
-    let escaped = regex::escape(core);
-    format!(
-        "{}{}{}",
-        if start_wild { r"\w*" } else { r"\b" },
-        escaped,
-        if end_wild { r"\w*" } else { r"\b" }
-    )
+/// One keyword: lower-cased text, and whether its start and end must be word edges (no `*`
+/// there). Matching is by lower-cased text: Unicode-aware, and with a literal automaton, which
+/// reads a message once for every keyword of a server (a regex per word list with `\b`
+/// would read it once per rule, and far slower on non-ASCII text).
+#[derive(Debug, Clone)]
+pub struct Keyword {
+    text: String,
+    whole_start: bool,
+    whole_end: bool,
+}
+
+impl Keyword {
+    fn parse(k: &str) -> Self {
+        Self {
+            whole_start: !k.starts_with('*'),
+            whole_end: !(k.ends_with('*') && k.len() > 1),
+            text: k.trim_matches('*').to_lowercase(),
+        }
+    }
+
+    /// Whether an occurrence at `start..end` of lower-cased `hay` has the edges it needs.
+    fn edges_ok(&self, hay: &str, start: usize, end: usize) -> bool {
+        let word = |c: char| c.is_alphanumeric() || c == '_';
+        (!self.whole_start || !hay[..start].chars().next_back().is_some_and(word))
+            && (!self.whole_end || !hay[end..].chars().next().is_some_and(word))
+    }
+}
+
+/// A keyword rule's words.
+#[derive(Debug, Clone)]
+pub struct Keywords {
+    words: Vec<Keyword>,
+}
+
+impl Keywords {
+    /// The first keyword found in lower-cased `hay` (for a rule checked on its own).
+    fn find(&self, hay: &str) -> Option<String> {
+        let ac = AhoCorasick::new(self.words.iter().map(|w| &w.text)).ok()?;
+        ac.find_overlapping_iter(hay).find_map(|m| {
+            let w = &self.words[m.pattern().as_usize()];
+            w.edges_ok(hay, m.start(), m.end())
+                .then(|| excerpt(&hay[m.start()..m.end()]))
+        })
+    }
 }
 
 fn clean_domains(domains: &[String]) -> ChatResult<Vec<String>> {
@@ -197,7 +257,7 @@ impl Matcher {
                 if rule.keywords.is_empty() || rule.keywords.len() > MAX_KEYWORDS {
                     return Err(ChatError::field("keywords", "give 1-1000 keywords"));
                 }
-                let mut parts = Vec::with_capacity(rule.keywords.len());
+                let mut words = Vec::with_capacity(rule.keywords.len());
                 for k in &rule.keywords {
                     let k = k.trim();
                     if k.trim_matches('*').trim().is_empty() || k.chars().count() > MAX_KEYWORD_LEN
@@ -207,11 +267,9 @@ impl Matcher {
                             "each keyword must be 1-60 characters besides *",
                         ));
                     }
-                    parts.push(keyword_pattern(k));
+                    words.push(Keyword::parse(k));
                 }
-                build(&parts.join("|"))
-                    .map(Matcher::Pattern)
-                    .map_err(|_| ChatError::field("keywords", "this word list is too large"))
+                Ok(Matcher::Keywords(Keywords { words }))
             }
             RuleKind::Regex => {
                 if rule.patterns.is_empty() || rule.patterns.len() > MAX_PATTERNS {
@@ -225,14 +283,14 @@ impl Matcher {
                         ));
                     }
                     // Each on its own first, so the error names the pattern that is wrong.
-                    if let Err(e) = build(p) {
+                    if let Err(e) = build(&ascii_boundaries(p)) {
                         return Err(ChatError::field("patterns", pattern_error(p, &e)));
                     }
                 }
                 let joined = rule
                     .patterns
                     .iter()
-                    .map(|p| format!("(?:{p})"))
+                    .map(|p| format!("(?:{})", ascii_boundaries(p)))
                     .collect::<Vec<_>>()
                     .join("|");
                 build(&joined).map(Matcher::Pattern).map_err(|_| {
@@ -251,6 +309,7 @@ impl Matcher {
     /// What in `content` triggers this matcher (a short excerpt), if anything.
     pub fn find(&self, content: &str) -> Option<String> {
         match self {
+            Matcher::Keywords(k) => k.find(&content.to_lowercase()),
             Matcher::Pattern(re) => re.find(content).map(|m| excerpt(m.as_str())),
             Matcher::Mentions(limit) => {
                 let p = mentions::parse(content);
@@ -289,8 +348,10 @@ fn excerpt(s: &str) -> String {
 }
 
 /// Links: a scheme or `www.`, then the host (up to a port, path, query or the end).
+/// (ASCII `\b`: see `ascii_boundaries`.)
 static LINK: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:\bhttps?://|\bwww\.)([^\s/?#<>()\[\]'`]+)").expect("link pattern")
+    Regex::new(r"(?i)(?:(?-u:\b)https?://|(?-u:\b)www\.)([^\s/?#<>()\[\]'`]+)")
+        .expect("link pattern")
 });
 /// Invite links: `host/invite/CODE` (Confab's own and Discord's long form) and `discord.gg/CODE`.
 static INVITE: LazyLock<Regex> = LazyLock::new(|| {
@@ -335,7 +396,19 @@ pub struct Hit<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: Vec<CompiledRule>,
+    /// Every keyword of every keyword rule in one automaton, so a message is read once for
+    /// all of them; pattern `i` is keyword `words[i].1` of rule `words[i].0`.
+    keywords: Option<AhoCorasick>,
+    words: Vec<(usize, usize)>,
+    /// Every regex rule's automaton in one set, read once: a rule's own regex then runs only
+    /// when the set says it matched (for the excerpt). Pattern `i` is rule `pattern_rules[i]`'s.
+    /// None with fewer than two such rules, or when the set would be too large.
+    patterns: Option<regex::RegexSet>,
+    pattern_rules: Vec<usize>,
 }
+
+/// Compiled size allowed for a server's combined regex set.
+const SET_SIZE_LIMIT: usize = 16 << 20;
 
 impl RuleSet {
     /// Compiles the enabled rules; a stored rule that no longer compiles is skipped (logged).
@@ -347,7 +420,55 @@ impl RuleSet {
                 Err(e) => tracing::warn!(rule = %rule.id, error = ?e, "automod rule skipped"),
             }
         }
-        Self { rules: out }
+        let mut texts = Vec::new();
+        let mut words = Vec::new();
+        for (i, c) in out.iter().enumerate() {
+            if let Matcher::Keywords(k) = &c.matcher {
+                for (j, w) in k.words.iter().enumerate() {
+                    texts.push(w.text.as_str());
+                    words.push((i, j));
+                }
+            }
+        }
+        let keywords = if texts.is_empty() {
+            None
+        } else {
+            match AhoCorasick::new(&texts) {
+                Ok(ac) => Some(ac),
+                Err(e) => {
+                    // Each keyword rule then builds its own automaton per message.
+                    tracing::warn!(error = %e, "automod keywords checked rule by rule");
+                    words.clear();
+                    None
+                }
+            }
+        };
+        let mut sources = Vec::new();
+        let mut pattern_rules = Vec::new();
+        for (i, c) in out.iter().enumerate() {
+            if let Matcher::Pattern(re) = &c.matcher {
+                sources.push(re.as_str().to_string());
+                pattern_rules.push(i);
+            }
+        }
+        let patterns = if sources.len() > 1 {
+            RegexSetBuilder::new(&sources)
+                .case_insensitive(true)
+                .size_limit(SET_SIZE_LIMIT)
+                .dfa_size_limit(SET_SIZE_LIMIT)
+                .build()
+                .map_err(|e| tracing::info!(error = %e, "automod patterns checked rule by rule"))
+                .ok()
+        } else {
+            None
+        };
+        Self {
+            rules: out,
+            keywords,
+            words,
+            patterns,
+            pattern_rules,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -362,12 +483,53 @@ impl RuleSet {
     /// exemptions are the caller's, who knows the author's roles and loads them only when
     /// something was hit).
     pub fn evaluate(&self, content: &str, channel_id: ChannelId) -> Vec<Hit<'_>> {
+        let checked = |c: &CompiledRule| !c.rule.exempt_channels.contains(&channel_id);
+        // Keyword rules first, all in one pass over the lower-cased message.
+        let mut keyword_hits: Vec<Option<String>> = vec![None; self.rules.len()];
+        let lower;
+        if let Some(ac) = &self.keywords {
+            lower = content.to_lowercase();
+            let mut left = self
+                .rules
+                .iter()
+                .filter(|c| matches!(c.matcher, Matcher::Keywords(_)) && checked(c))
+                .count();
+            for m in ac.find_overlapping_iter(&lower) {
+                if left == 0 {
+                    break;
+                }
+                let (i, j) = self.words[m.pattern().as_usize()];
+                let c = &self.rules[i];
+                let Matcher::Keywords(k) = &c.matcher else {
+                    continue;
+                };
+                if keyword_hits[i].is_none()
+                    && checked(c)
+                    && k.words[j].edges_ok(&lower, m.start(), m.end())
+                {
+                    keyword_hits[i] = Some(excerpt(&lower[m.start()..m.end()]));
+                    left -= 1;
+                }
+            }
+        }
+        // Regex rules: which may match, in one pass.
+        let mut may_match = vec![true; self.rules.len()];
+        if let Some(set) = &self.patterns {
+            let matched = set.matches(content);
+            for (p, &i) in self.pattern_rules.iter().enumerate() {
+                may_match[i] = matched.matched(p);
+            }
+        }
         let mut hits = Vec::new();
-        for c in &self.rules {
-            if c.rule.exempt_channels.contains(&channel_id) {
+        for ((c, kw), may) in self.rules.iter().zip(keyword_hits).zip(may_match) {
+            if !may || !checked(c) {
                 continue;
             }
-            if let Some(matched) = c.matcher.find(content) {
+            let found = match (&c.matcher, &self.keywords) {
+                (Matcher::Keywords(_), Some(_)) => kw,
+                (m, _) => m.find(content),
+            };
+            if let Some(matched) = found {
                 hits.push(Hit {
                     rule: &c.rule,
                     matched,
@@ -403,8 +565,13 @@ mod tests {
         }
     }
 
+    /// Whether `r` triggers on `s`, checked alone and in a rule set (which must agree).
     fn hit(r: &Rule, s: &str) -> bool {
-        r.validate().unwrap().find(s).is_some()
+        let alone = r.validate().unwrap().find(s).is_some();
+        let set = RuleSet::compile([r.clone()]);
+        let in_set = !set.evaluate(s, ChannelId::new(Snowflake(1))).is_empty();
+        assert_eq!(alone, in_set, "{s:?}");
+        alone
     }
 
     #[test]
@@ -419,6 +586,13 @@ mod tests {
         assert!(!hit(&r, "fishy"));
         assert!(hit(&r, "ladybirds"));
         assert!(!hit(&r, "nothing to see"));
+        // Word edges are Unicode-aware, also where a message or a keyword is not ASCII.
+        r.keywords = vec!["café".into(), "bar".into()];
+        assert!(hit(&r, "un café, noir"));
+        assert!(hit(&r, "café"));
+        assert!(!hit(&r, "cafébar"));
+        assert!(!hit(&r, "cafés"));
+        assert!(hit(&r, "déjà bar"));
         // Regex syntax in a keyword is literal.
         r.keywords = vec!["a.b".into()];
         assert!(hit(&r, "x a.b y"));
@@ -439,6 +613,18 @@ mod tests {
         let t = std::time::Instant::now();
         assert!(m.find(&s).is_none());
         assert!(t.elapsed() < std::time::Duration::from_millis(500));
+    }
+
+    #[test]
+    fn pattern_boundaries_are_ascii() {
+        assert_eq!(
+            ascii_boundaries(r"\bx\B\\b[a-b]"),
+            r"(?-u:\b)x(?-u:\B)\\b[a-b]"
+        );
+        let mut r = rule(RuleKind::Regex);
+        r.patterns = vec![r"\bscam\b".into()];
+        assert!(hit(&r, "déjà scam!"));
+        assert!(!hit(&r, "scams"));
     }
 
     #[test]
