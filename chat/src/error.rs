@@ -31,6 +31,10 @@ pub enum ChatError {
     Conflict(String),
     /// The database cannot be reached (down, frozen, or every connection busy past the
     /// acquire timeout): worth retrying shortly, unlike `Internal`.
+    /// Refused by a safety rule (automod, verification level, raid mode); the code says which
+    /// (`safety::CODE_*`) and the message what to do.
+    #[error("{message}")]
+    Safety { code: u32, message: String },
     #[error("database unavailable")]
     Unavailable,
     #[error(transparent)]

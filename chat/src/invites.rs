@@ -160,13 +160,28 @@ impl Chat {
         if banned.is_some() {
             return Err(ChatError::Forbidden("you are banned from this server"));
         }
+        let already: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM members WHERE server_id = $1 AND user_id = $2")
+                .bind(server_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        // Raid mode and the highest verification level hold newcomers back (or refuse them).
+        let (pending, restricted_until) = if already.is_none() {
+            self.join_gates(&mut tx, server_id, user_id).await?
+        } else {
+            (false, None)
+        };
         let added = sqlx::query(
-            "INSERT INTO members (server_id, user_id, temporary) VALUES ($1, $2, $3)
+            "INSERT INTO members (server_id, user_id, temporary, pending, restricted_until)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT DO NOTHING",
         )
         .bind(server_id)
         .bind(user_id)
         .bind(temporary)
+        .bind(pending)
+        .bind(restricted_until)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -178,6 +193,12 @@ impl Chat {
                 .await?;
         }
         tx.commit().await?;
+        if added {
+            // A failed count must not fail a join that already happened.
+            if let Err(e) = self.check_join_rate(server_id, user_id).await {
+                tracing::warn!(error = ?e, server = %server_id, "join-rate check failed");
+            }
+        }
         let mut snap = self.server_snapshot(server_id).await?;
         // The snapshot lists the first `MEMBER_LIST_LIMIT` members; from then on a newcomer
         // would be missing from it, yet the joiner must always find their own membership.

@@ -39,6 +39,7 @@ pub mod reactions;
 pub mod read_states;
 pub mod relationships;
 pub mod roles;
+pub mod safety;
 pub mod search;
 pub mod servers;
 pub mod snowflake;
@@ -81,6 +82,8 @@ pub struct Chat {
     pub(crate) node: Arc<str>,
     /// Signs attachment URLs in every message this node serialises.
     pub(crate) file_urls: Arc<files::FileUrls>,
+    /// Compiled automod rules and safety settings per server, and safety events.
+    pub(crate) safety: Arc<safety::SafetyState>,
 }
 
 impl Chat {
@@ -95,6 +98,7 @@ impl Chat {
             ids: Arc::new(SnowflakeGenerator::new(worker_id)),
             passwords: Arc::new(password::PasswordHasher::new()),
             file_urls: Arc::new(files::FileUrls::new(rand::random())),
+            safety: Arc::new(safety::SafetyState::new()),
         }
     }
 

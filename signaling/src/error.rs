@@ -91,6 +91,25 @@ impl ApiError {
             // is the first such rule.
             ApiError::Chat(ChatError::Refused(m)) => (StatusCode::BAD_REQUEST, body(40011, m)),
             ApiError::Chat(ChatError::Conflict(m)) => (StatusCode::CONFLICT, body(40900, m)),
+            // An automod block is about the content (400, as Discord's 200000, with the
+            // message under `content` for the composer); the other refusals are about the
+            // member (403).
+            ApiError::Chat(ChatError::Safety { code, message }) => {
+                if code == confab_chat::safety::CODE_AUTOMOD_BLOCKED {
+                    let mut errors = BTreeMap::new();
+                    errors.insert("content".to_string(), vec![message.clone()]);
+                    (
+                        StatusCode::BAD_REQUEST,
+                        ErrorBody {
+                            code,
+                            message,
+                            errors: Some(errors),
+                        },
+                    )
+                } else {
+                    (StatusCode::FORBIDDEN, body(code, message))
+                }
+            }
             ApiError::Chat(ChatError::Unavailable) => database_unavailable(),
             ApiError::Chat(ChatError::Internal(e))
                 if e.downcast_ref::<sqlx::Error>()

@@ -261,6 +261,9 @@ async fn start_node(
         config,
     }));
     spawn_housekeeping(state.clone());
+    if let Some(events) = state.chat.take_safety_events() {
+        tokio::spawn(http::safety::deliver_events(state.clone(), events));
+    }
     http::files::spawn_workers(state.clone());
     if let Some(worker) = preview_worker {
         worker.spawn(state.clone());

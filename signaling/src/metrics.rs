@@ -130,6 +130,11 @@ pub fn describe_and_zero() {
     );
     counter!("confab_messages_created_total").absolute(0);
     describe_counter!(
+        "confab_automod_triggers_total",
+        "AutoMod rules a message (sent or edited) triggered, exempt authors not counted."
+    );
+    counter!("confab_automod_triggers_total").absolute(0);
+    describe_counter!(
         "confab_link_preview_fetches_total",
         "Link preview fetches by result: ok, empty (nothing to show), failed, refused (SSRF rules)."
     );

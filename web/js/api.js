@@ -360,6 +360,17 @@ export class Api {
     if (!res.ok) throw new ApiError(res.status, await Api._parse(res));
     return res.arrayBuffer();
   }
+  // --- safety (docs/safety.md)
+  automodRules(serverId) { return this.get(`/servers/${serverId}/automod/rules`); }
+  createAutomodRule(serverId, rule) { return this.post(`/servers/${serverId}/automod/rules`, rule); }
+  updateAutomodRule(serverId, ruleId, patch) { return this.patch(`/servers/${serverId}/automod/rules/${ruleId}`, patch); }
+  deleteAutomodRule(serverId, ruleId) { return this.del(`/servers/${serverId}/automod/rules/${ruleId}`); }
+  safetySettings(serverId) { return this.get(`/servers/${serverId}/safety`); }
+  updateSafety(serverId, patch) { return this.patch(`/servers/${serverId}/safety`, patch); }
+  verifyMember(serverId) { return this.post(`/servers/${serverId}/members/@me/verify`); }
+  createReport(serverId, report) { return this.post(`/servers/${serverId}/reports`, report); }
+  reports(serverId, status = 'open') { return this.get(`/servers/${serverId}/reports?status=${encodeURIComponent(status)}`); }
+  resolveReport(serverId, reportId, body) { return this.post(`/servers/${serverId}/reports/${reportId}/resolve`, body); }
   revokeInvite(code, reason) { return this.admin('DELETE', `/invites/${encodeURIComponent(code)}`, undefined, reason); }
 
   // --- reactions and pins

@@ -24,11 +24,13 @@ import { rememberVoiceChannel, offerVoiceRejoin, leaveForUnload } from './rejoin
 import { closeDrawers } from './drawers.js';
 import { initSoundboard } from './soundboard.js';
 import { initCommands } from './commands.js';
+import { initSafety } from './safety.js';
 import { initServerIcons } from './avatar-upload.js';
 
 setPendingInvite(parseInviteCode(location.pathname.startsWith('/invite/') ? location.pathname : ''));
 
 initCommunity({ api, store, invalidate: (topics) => invalidate(topics) });
+initSafety({ api, store, gateway });
 initStage({ api, store, toast });
 initMentions({ store });
 initCommands({ api, store, gateway, showError: (text) => setComposerError(text, 'command') });

@@ -93,7 +93,7 @@ function roleDot(role) {
 /** Whether the server settings button is worth showing to me. */
 export function canOpenServerSettings(serverId) {
   const any = PERM.MANAGE_ROLES | PERM.KICK_MEMBERS | PERM.BAN_MEMBERS | PERM.MANAGE_SERVER |
-    PERM.VIEW_AUDIT_LOG | PERM.MODERATE_MEMBERS | PERM.ADMINISTRATOR;
+    PERM.VIEW_AUDIT_LOG | PERM.MODERATE_MEMBERS | PERM.MANAGE_MESSAGES | PERM.ADMINISTRATOR;
   return (store.myPermissions(serverId) & any) !== 0n;
 }
 
@@ -525,6 +525,10 @@ const AUDIT_ACTIONS = {
   member_role_update: 'Changed member roles', channel_overwrite_update: 'Changed channel permissions',
   channel_overwrite_delete: 'Removed channel permissions', member_kick: 'Kicked', member_ban_add: 'Banned',
   member_ban_remove: 'Unbanned', member_timeout: 'Timed out',
+  automod_rule_create: 'Created an AutoMod rule', automod_rule_update: 'Updated an AutoMod rule',
+  automod_rule_delete: 'Deleted an AutoMod rule', automod_trigger: 'AutoMod acted on a message by',
+  raid_mode_enable: 'Turned raid mode on', raid_mode_disable: 'Turned raid mode off',
+  safety_update: 'Changed safety settings', report_resolve: 'Acted on a report',
 };
 
 function auditTarget(s, e) {

@@ -10,12 +10,15 @@ import { icon } from './icons.js';
 import { reactionBar, openReactionPicker, loadPins, pinnedIds, setPinned, rememberUser } from './community.js';
 import { channelTitle, isPrivate, mentionsMe } from './inbox.js';
 import { attachmentList, setupUploads, progressLine, showProgress } from './attachments.js';
+import { reportMessageDialog, verifyHuman } from './safety.js';
 
 const lastTypingSent = new Map();  // channel_id -> ms
 let uploads = null;  // the composer's file tray (attachments.js)
 const uploadsInFlight = new Map();  // nonce -> AbortController
 
 const GROUP_MS = 5 * 60 * 1000;
+// Flag of an alert posted by AutoMod or raid protection (chat/src/safety: ALERT_FLAG).
+const SAFETY_ALERT = 1 << 24;
 const TYPING_SEND_EVERY_MS = 8000;
 
 /** The message list, the typing line and the composer, wired to this module; the shell places them. */
@@ -286,7 +289,7 @@ function messageItem(m, grouped, date) {
   const mine = store.me && m.author && m.author.id === store.me.id;
   const name = store.displayName(m.author && m.author.id, m.author, m.server_id);
   const li = h('li', {
-    class: `msg${grouped ? ' cont' : ''}${m.id === hitId ? ' search-hit' : ''}${m.pending ? ' pending' : ''}${m.failed ? ' failed' : ''}${!m.pending && mentionsMe(store, m) ? ' mentions-me' : ''}`,
+    class: `msg${(m.flags || 0) & SAFETY_ALERT ? ' safety-alert' : ''}${grouped ? ' cont' : ''}${m.id === hitId ? ' search-hit' : ''}${m.pending ? ' pending' : ''}${m.failed ? ' failed' : ''}${!m.pending && mentionsMe(store, m) ? ' mentions-me' : ''}`,
     'data-testid': 'message', 'data-message-id': m.id, 'data-author-id': m.author && m.author.id,
   });
   if (!grouped) {
@@ -339,6 +342,7 @@ function messageItem(m, grouped, date) {
       h('button', { class: 'icon-btn tiny', 'aria-label': 'Add reaction', title: 'Add reaction', 'data-testid': 'add-reaction', onclick: (e) => openReactionPicker(m, e.currentTarget) }, icon('smile', 14)),
       canPin ? h('button', { class: `icon-btn tiny${pinned ? ' on' : ''}`, 'aria-label': pinned ? 'Unpin message' : 'Pin message', title: pinned ? 'Unpin' : 'Pin', 'data-testid': 'pin-message', 'aria-pressed': String(pinned), onclick: () => setPinned(m, !pinned) }, icon('pin', 14)) : null,
       mine ? h('button', { class: 'icon-btn tiny', 'aria-label': 'Edit message', title: 'Edit', 'data-testid': 'edit-message', text: '✎', onclick: () => startEdit(m) }) : null,
+      !mine && m.server_id ? h('button', { class: 'icon-btn tiny', 'aria-label': 'Report message', title: 'Report', 'data-testid': 'report-message', text: '⚑', onclick: () => reportMessageDialog(m) }) : null,
       canDelete ? h('button', { class: 'icon-btn tiny danger', 'aria-label': 'Delete message', title: 'Delete (shift-click skips the question)', 'data-testid': 'delete-message', onclick: (e) => deleteMessage(m, e.shiftKey) }, icon('trash', 14)) : null));
   }
   return li;
@@ -511,8 +515,16 @@ function renderCounter() {
   if (left >= 0 && ui.composerError.dataset.kind === 'length') setComposerError('');
 }
 
-export function setComposerError(text, kind = '') {
+export function setComposerError(text, kind = '', action = null) {
   ui.composerError.textContent = text;
+  if (text && action) {
+    const b = h('button', { type: 'button', class: 'btn primary small', 'data-testid': 'composer-error-action', text: action.label });
+    b.addEventListener('click', async () => {
+      b.disabled = true;
+      try { await action.run(); setComposerError(''); } catch (e) { setComposerError(e.message, kind); }
+    });
+    ui.composerError.append(' ', b);
+  }
   ui.composerError.hidden = !text;
   ui.composerError.dataset.kind = kind;
   ui.composerError.dataset.channel = text ? String(store.currentChannelId) : '';
@@ -616,6 +628,10 @@ async function sendFromComposer() {
     if (!ui.composerInput.value) { ui.composerInput.value = typed; renderCounter(); }
     if (files.length) uploads.restore(files);
     if (e.name === 'AbortError') setComposerError('Upload cancelled.', 'send');
+    // AutoMod and raid protection say exactly what happened (the rule, the wait): shown as is.
+    else if (e.code === 200000) setComposerError(e.serverMessage, 'automod');
+    else if (e.code === 200010) setComposerError(`${e.serverMessage}.`, 'verify', { label: 'I am human', run: () => verifyHuman(pending.server_id) });
+    else if (e.code === 200011 || e.code === 50009) setComposerError(`Message not sent: ${e.serverMessage}.`, 'safety');
     else setComposerError(`Message not sent: ${e.message}`, 'send');
   }
   if (store.currentChannelId === id) renderMessages();

@@ -183,8 +183,19 @@ impl Chat {
             }
         }
         let parsed = mentions::parse(content);
+        // Safety first: automod sees the message before it can be stored; a server with a
+        // verification level takes the exact path, where the gates are checked.
+        let server_id = self.channel_server(channel_id).await?;
+        let mut gated = false;
+        if let Some(server_id) = server_id {
+            if !content.is_empty() {
+                self.run_automod(server_id, channel_id, author, content, None)
+                    .await?;
+            }
+            gated = self.server_safety(server_id).await?.settings.gates_sends();
+        }
         // Fast path for plain messages: one batched statement checks access and inserts.
-        if parsed.is_empty() && reply_to.is_none() && files.is_empty() {
+        if parsed.is_empty() && reply_to.is_none() && files.is_empty() && !gated {
             let written = self
                 .writer
                 .submit(writer::NewMessage {
@@ -216,6 +227,11 @@ impl Chat {
         }
         if channel.kind == ChannelKind::Dm && self.dm_blocked(channel_id, author).await? {
             return Err(ChatError::Blocked("you cannot message this user"));
+        }
+        if let Some(server_id) = channel.server_id {
+            let safety = self.server_safety(server_id).await?;
+            self.check_posting_gates(server_id, author, &safety.settings)
+                .await?;
         }
         if nonce.is_some() {
             let existing: Option<MessageRow> = sqlx::query_as(q!(
@@ -450,6 +466,11 @@ impl Chat {
             return Err(ChatError::Forbidden("you may only edit your own messages"));
         }
         check_content(content)?;
+        // An edit cannot slip past automod: the new content is checked as a send would be.
+        if let Some(server_id) = msg.server_id {
+            self.run_automod(server_id, channel_id, user_id, content, Some(message_id))
+                .await?;
+        }
         // Mentions follow the new content (who is highlighted, who counts it as unread).
         let parsed = mentions::parse(content);
         let resolved = if parsed.is_empty() {

@@ -5,8 +5,8 @@
 //! a timer.
 //!
 //! The statement inserts only messages the author may certainly send (owner or administrator;
-//! or @everyone | roles grant VIEW_CHANNEL + SEND_MESSAGES, not timed out, and the channel has
-//! no overwrites; in a DM: a recipient, with no block between the two of a 1:1 DM) and whose
+//! or @everyone | roles grant VIEW_CHANNEL + SEND_MESSAGES, not timed out nor held back by raid
+//! protection, and the channel has no overwrites; in a DM: a recipient, with no block between the two of a 1:1 DM) and whose
 //! nonce is new. A message it did not insert comes back as `None`; the
 //! caller then takes the slow path, which computes the exact permissions (overwrites included)
 //! and inserts it, or finds the reason (404, 403, or the earlier message with that nonce).
@@ -166,6 +166,9 @@ async fn insert(pool: &PgPool, batch: &[&NewMessage]) -> Result<Vec<MessageRow>,
                 OR (p.perms & $8) <> 0
                 OR ((p.perms & $7) = $7
                     AND (mb.timeout_until IS NULL OR mb.timeout_until <= now())
+                    -- Newcomers held back by raid protection take the exact path.
+                    AND NOT mb.pending
+                    AND (mb.restricted_until IS NULL OR mb.restricted_until <= now())
                     AND NOT EXISTS (
                         SELECT 1 FROM channel_overwrites o
                         WHERE o.channel_id = c.id OR o.channel_id = c.parent_id))

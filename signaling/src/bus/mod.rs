@@ -50,6 +50,9 @@ pub enum BusEvent {
     /// Who may see or do what in a server may have changed: roles, a member's roles,
     /// overwrites, a channel created or moved, a timeout.
     PermissionsChanged { server_id: ServerId },
+    /// A server's automod rules or safety settings changed (raid mode included): every node
+    /// drops its compiled copy and loads the new one at the next send.
+    SafetyChanged { server_id: ServerId },
     /// A DM's recipients changed (who may see it).
     DmRecipientsChanged { channel_id: ChannelId },
     /// Two users became friends (`friends`) or stopped being friends.
@@ -231,6 +234,7 @@ pub async fn apply(state: &AppState, event: BusEvent) {
             state.viewers.invalidate();
             state.voice.recheck_server(server_id).await;
         }
+        BusEvent::SafetyChanged { server_id } => state.chat.invalidate_safety(server_id),
         BusEvent::DmRecipientsChanged { .. } => state.viewers.invalidate(),
         BusEvent::Friendship { a, b, friends } => {
             state.hub.set_friendship(a, b, friends);

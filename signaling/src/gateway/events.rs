@@ -88,6 +88,12 @@ events! {
     InteractionFailed => "INTERACTION_FAILED",
     /// A server's slash commands changed: fetch them again.
     ApplicationCommandsUpdate => "APPLICATION_COMMANDS_UPDATE",
+    /// Raid mode turned on or off (to moderators).
+    RaidModeUpdate => "RAID_MODE_UPDATE",
+    /// A member filed a report (to those who see the report queue).
+    ReportCreate => "REPORT_CREATE",
+    /// A moderator acted on a report (to those who see the report queue).
+    ReportUpdate => "REPORT_UPDATE",
 }
 
 impl std::fmt::Display for Event {

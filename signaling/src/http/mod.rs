@@ -14,6 +14,7 @@ pub mod reactions;
 pub mod read_states;
 pub mod relationships;
 pub mod roles;
+pub mod safety;
 pub mod search;
 pub mod servers;
 pub mod soundboard;
@@ -47,7 +48,7 @@ pub const MAX_BODY: usize = 64 * 1024;
     info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "webhooks"), (name = "bots"))
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "webhooks"), (name = "bots"), (name = "safety"))
 )]
 struct ApiDoc;
 
@@ -144,6 +145,12 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(moderation::list_bans))
         .routes(routes!(moderation::ban, moderation::unban))
         .routes(routes!(moderation::audit_log))
+        .routes(routes!(safety::list_rules, safety::create_rule))
+        .routes(routes!(safety::update_rule, safety::delete_rule))
+        .routes(routes!(safety::get_settings, safety::update_settings))
+        .routes(routes!(safety::verify))
+        .routes(routes!(safety::list_reports, safety::create_report))
+        .routes(routes!(safety::resolve_report))
         .routes(routes!(ice_servers::get))
         .routes(routes!(voice_states::update_mine))
         .routes(routes!(voice_states::update_member))

@@ -62,7 +62,7 @@ pub struct AuditParams {
     pub limit: Option<i64>,
 }
 
-async fn removed(state: &AppState, server_id: ServerId, target: UserId) {
+pub(crate) async fn removed(state: &AppState, server_id: ServerId, target: UserId) {
     state
         .publish(BusEvent::MemberLeft {
             server_id,

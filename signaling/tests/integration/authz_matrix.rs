@@ -208,6 +208,42 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ("put", "/servers/{server_id}/icon", [404, 403, 200, 200]),
     ("delete", "/servers/{server_id}/icon", [404, 403, 200, 200]),
     ("get", "/icons/{server_id}/{name}", [200, 200, 200, 200]),
+    // Safety (docs/safety.md): MANAGE_SERVER manages automod rules and the settings; any
+    // member reports and verifies; MODERATE_MEMBERS or MANAGE_MESSAGES see and work the queue.
+    (
+        "get",
+        "/servers/{server_id}/automod/rules",
+        [404, 403, 200, 200],
+    ),
+    (
+        "post",
+        "/servers/{server_id}/automod/rules",
+        [404, 403, 201, 201],
+    ),
+    (
+        "patch",
+        "/servers/{server_id}/automod/rules/{rule_id}",
+        [404, 403, 200, 200],
+    ),
+    (
+        "delete",
+        "/servers/{server_id}/automod/rules/{rule_id}",
+        [404, 403, 204, 204],
+    ),
+    ("get", "/servers/{server_id}/safety", [404, 403, 200, 200]),
+    ("patch", "/servers/{server_id}/safety", [404, 403, 200, 200]),
+    (
+        "post",
+        "/servers/{server_id}/members/@me/verify",
+        [404, 204, 204, 204],
+    ),
+    ("get", "/servers/{server_id}/reports", [404, 403, 200, 200]),
+    ("post", "/servers/{server_id}/reports", [404, 201, 201, 201]),
+    (
+        "post",
+        "/servers/{server_id}/reports/{report_id}/resolve",
+        [404, 403, 200, 200],
+    ),
     ("post", "/servers/{server_id}/invites", [404, 403, 201, 201]),
     ("get", "/servers/{server_id}/invites", [404, 403, 200, 200]),
     // Anyone with the code may look and join (another server here, so nobody's role changes).
@@ -711,6 +747,42 @@ impl World {
                 let name = parts.next().unwrap().to_string();
                 p.insert("user_id", parts.next().unwrap().to_string());
                 p.insert("name", name);
+            }
+            ("post", "/servers/{server_id}/automod/rules") => {
+                body = Some(json!({"name": "mx", "kind": "keyword", "keywords": ["zzzmx"]}));
+            }
+            ("patch", "/servers/{server_id}/automod/rules/{rule_id}")
+            | ("delete", "/servers/{server_id}/automod/rules/{rule_id}") => {
+                let rule = self
+                    .ok(
+                        Method::POST,
+                        &format!("/servers/{}/automod/rules", self.sid),
+                        &self.owner.token,
+                        Some(json!({"name": "mx", "kind": "keyword", "keywords": ["zzzmx"]})),
+                    )
+                    .await;
+                p.insert("rule_id", rule["id"].as_str().unwrap().to_string());
+                if method == "patch" {
+                    body = Some(json!({"enabled": false}));
+                }
+            }
+            ("patch", "/servers/{server_id}/safety") => {
+                body = Some(json!({"raid_join_window_secs": 10}));
+            }
+            ("post", "/servers/{server_id}/reports") => {
+                body = Some(json!({"user_id": self.owner.id, "reason": "matrix"}));
+            }
+            ("post", "/servers/{server_id}/reports/{report_id}/resolve") => {
+                let report = self
+                    .ok(
+                        Method::POST,
+                        &format!("/servers/{}/reports", self.sid),
+                        &self.owner.token,
+                        Some(json!({"user_id": self.without.id, "reason": "matrix"})),
+                    )
+                    .await;
+                p.insert("report_id", report["id"].as_str().unwrap().to_string());
+                body = Some(json!({"action": "dismiss"}));
             }
             ("post", "/servers/{server_id}/invites") => body = Some(json!({})),
             ("get", "/invites/{code}") | ("post", "/invites/{code}") => {

@@ -184,3 +184,82 @@ async fn another_node_learns_every_change_from_the_bus() {
         ) >= 2
     );
 }
+
+/// AutoMod rules are compiled and cached per node: a rule created, changed or deleted through
+/// node A applies at once to sends through node B, because the change crosses the bus as
+/// `SafetyChanged` and B drops its compiled copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automod_rule_changes_reach_the_other_nodes_cache() {
+    let db = {
+        let seed = TestApp::spawn().await;
+        seed.database_url()
+    };
+    let (to_b, b_state) = bridge();
+    let a = TestApp::spawn_node(db.clone(), to_b.clone()).await;
+    let b = TestApp::spawn_node(db, Arc::new(confab_signaling::bus::LocalBus)).await;
+    b_state
+        .set(b.running.as_ref().unwrap().state.clone())
+        .ok()
+        .unwrap();
+    let owner: User = a.register("busam_owner").await;
+    let member: User = a.register("busam_member").await;
+    let s = a.server(&owner, "automod nodes").await;
+    a.join(&owner, &member, &s.id).await;
+    // B compiles (and caches) the server's empty rule set.
+    assert_eq!(b.try_message(&member, &s.text, "zonk").await.0, 201);
+    let (st, rule) = a
+        .post(
+            &format!("/servers/{}/automod/rules", s.id),
+            &owner.token,
+            json!({"name": "No zonk", "kind": "keyword", "keywords": ["zonk"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{rule}");
+    let sid: i64 = s.id.parse().unwrap();
+    let crossed = |n: usize| {
+        let seen = to_b.seen.events();
+        seen.iter()
+            .filter(
+                |e| matches!(e, BusEvent::SafetyChanged { server_id } if server_id.get() == sid),
+            )
+            .count()
+            >= n
+    };
+    for _ in 0..50 {
+        if crossed(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(crossed(1), "SafetyChanged was not published");
+    // The bridge applies events in order on a task of its own: give it a moment.
+    let mut refused = 0;
+    for _ in 0..50 {
+        refused = b.try_message(&member, &s.text, "zonk again").await.0;
+        if refused == 400 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(refused, 400, "node B still uses its old rule set");
+    let id = rule["id"].as_str().unwrap();
+    let (st, _) = a
+        .delete(
+            &format!("/servers/{}/automod/rules/{id}", s.id),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(st, 204);
+    let mut status = 0;
+    for _ in 0..50 {
+        status = b.try_message(&member, &s.text, "zonk at last").await.0;
+        if status == 201 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        status, 201,
+        "node B still blocks after the rule was deleted"
+    );
+}

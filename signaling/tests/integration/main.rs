@@ -27,6 +27,7 @@ mod link_preview;
 mod metrics_doc;
 mod relationships;
 mod resume_churn;
+mod safety;
 mod search;
 mod soundboard;
 mod stage;
