@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn bit_values_match_the_documented_ones() {
-        assert_eq!(ALL.bits(), 0x500_1DF3_EFFF);
+        assert_eq!(ALL.bits(), 0x500_3DF3_EFFF);
         assert_eq!(MODERATE_MEMBERS.bits(), 1_099_511_627_776);
         assert_eq!(EVERYONE_DEFAULT.bits(), 0x400_0431_CE41);
     }
