@@ -225,6 +225,7 @@ impl AppState {
             .or_else(|| (token.matches('.').count() == 1).then_some(token));
         if let Some(bot) = bot {
             let (user_id, session_id) = self.chat.authenticate_bot(bot.trim()).await?;
+            self.limiter.remember_bot(bot.trim(), user_id);
             return Ok(AuthUser {
                 user_id,
                 session_id,

@@ -73,6 +73,14 @@ pub const API: Bucket = Bucket {
     capacity: 100.0,
     period: Duration::from_secs(5),
 };
+/// Everything else for a bot, per bot: 50 requests a second, as Discord's global bot limit.
+/// A bot's message sends are limited per channel (`MESSAGES` keyed by bot and channel), so a
+/// bot in many channels is not held to one person's pace.
+pub const BOT_API: Bucket = Bucket {
+    name: "bot",
+    capacity: 250.0,
+    period: Duration::from_secs(5),
+};
 /// Gateway IDENTIFY/RESUME, per IP.
 pub const IDENTIFY: Bucket = Bucket {
     name: "identify",
@@ -93,12 +101,21 @@ pub struct RateLimiter {
     buckets: DashMap<(&'static str, String), State_>,
     /// Admitted requests not yet told to the other nodes; None on a single node.
     usage: Option<parking_lot::Mutex<HashMap<(&'static str, String), u32>>>,
+    /// Bot tokens (SHA-256) that authenticated here, and their bot: a request carrying one is
+    /// limited as that bot without asking the database first. A token not (yet) known here is
+    /// limited by its client IP, like any request without a valid token, so made-up tokens
+    /// cannot mint fresh buckets. A stale entry (the token was reset) only keys a request that
+    /// authentication then refuses.
+    known_bots: DashMap<[u8; 32], UserId>,
 }
 
 /// Every bucket, to find one by the name another node sent.
-pub const ALL: [Bucket; 8] = [
-    AUTH, MESSAGES, TYPING, SOUNDBOARD, SEARCH, API, IDENTIFY, WEBHOOKS,
+pub const ALL: [Bucket; 9] = [
+    AUTH, MESSAGES, TYPING, SOUNDBOARD, SEARCH, API, IDENTIFY, WEBHOOKS, BOT_API,
 ];
+
+/// Most bot tokens remembered for keying (`RateLimiter::remember_bot`).
+const KNOWN_BOTS_MAX: usize = 10_000;
 
 /// How often a cluster node tells the others what its buckets admitted.
 pub const SHARE_EVERY: Duration = Duration::from_millis(100);
@@ -127,6 +144,7 @@ impl RateLimiter {
             scale,
             buckets: DashMap::new(),
             usage: None,
+            known_bots: DashMap::new(),
         }
     }
 
@@ -220,6 +238,18 @@ impl RateLimiter {
         }
     }
 
+    /// `token` authenticated as `bot`: its further requests are limited per bot.
+    pub fn remember_bot(&self, token: &str, bot: UserId) {
+        if self.known_bots.len() >= KNOWN_BOTS_MAX {
+            self.known_bots.clear();
+        }
+        self.known_bots.insert(token_digest(token), bot);
+    }
+
+    fn bot_of(&self, token: &str) -> Option<UserId> {
+        self.known_bots.get(&token_digest(token)).map(|b| *b)
+    }
+
     /// Forgets full buckets; called periodically so the map stays small.
     pub fn sweep(&self) {
         let now = Instant::now();
@@ -241,32 +271,54 @@ fn apply_headers(resp: &mut Response, d: &Decision) {
     set("x-ratelimit-bucket", d.bucket.to_string());
 }
 
+fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// Who a request is limited as.
+#[derive(Clone)]
+struct Key {
+    key: String,
+    /// The key is a bot's: `api` becomes the bot bucket, `messages` is per channel.
+    bot: bool,
+}
+
 /// The token's user, verified once per request: nested buckets (the general one around
 /// `messages` or `typing`) share the answer, so a flood of refused requests costs one
 /// signature check each, not one per bucket.
 #[derive(Clone, Copy)]
-struct TokenUser(Option<UserId>);
+struct TokenUser(Option<(UserId, bool)>);
 
-/// The key for a request: the token's user when it carries a valid one, else the client's IP
-/// (`crate::proxy`).
-fn key_of(state: &AppState, req: &mut Request, per_ip: bool) -> String {
+/// The key for a request: the token's user (or bot) when it carries a valid one, else the
+/// client's IP (`crate::proxy`).
+fn key_of(state: &AppState, req: &mut Request, per_ip: bool) -> Key {
     if !per_ip {
         let user = match req.extensions().get::<TokenUser>() {
             Some(u) => u.0,
             None => {
-                let user = req
+                let credentials = req
                     .headers()
                     .get(axum::http::header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim()))
-                    .and_then(|token| state.tokens.verify(token))
-                    .map(|(user, _)| user);
+                    .and_then(|v| v.split_once(' '));
+                let user = credentials.and_then(|(scheme, token)| {
+                    let token = token.trim();
+                    if scheme.eq_ignore_ascii_case("bot") {
+                        state.limiter.bot_of(token).map(|b| (b, true))
+                    } else {
+                        state.tokens.verify(token).map(|(user, _)| (user, false))
+                    }
+                });
                 req.extensions_mut().insert(TokenUser(user));
                 user
             }
         };
-        if let Some(user) = user {
-            return format!("u{user}");
+        if let Some((user, bot)) = user {
+            return Key {
+                key: format!("u{user}"),
+                bot,
+            };
         }
     }
     let ip = crate::proxy::ClientIp::of(
@@ -276,7 +328,23 @@ fn key_of(state: &AppState, req: &mut Request, per_ip: bool) -> String {
     )
     .map(|c| c.0.to_string())
     .unwrap_or_else(|| "unknown".into());
-    format!("ip{ip}")
+    Key {
+        key: format!("ip{ip}"),
+        bot: false,
+    }
+}
+
+/// The path segment after `after` (at most 24 characters: an id), or "".
+fn segment_after(req: &Request, after: &str) -> String {
+    req.uri()
+        .path()
+        .split('/')
+        .skip_while(|s| *s != after)
+        .nth(1)
+        .unwrap_or("")
+        .chars()
+        .take(24)
+        .collect()
 }
 
 async fn limit(
@@ -286,7 +354,15 @@ async fn limit(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let key = key_of(&state, &mut req, per_ip);
+    let Key { mut key, bot } = key_of(&state, &mut req, per_ip);
+    let bucket = match bucket.name {
+        "api" if bot => BOT_API,
+        "messages" if bot => {
+            key = format!("{key}:c{}", segment_after(&req, "channels"));
+            bucket
+        }
+        _ => bucket,
+    };
     let d = state.limiter.check(bucket, &key);
     if !d.allowed {
         metrics::counter!("confab_http_rate_limited_total", "bucket" => bucket.name).increment(1);
@@ -346,17 +422,7 @@ pub async fn search_bucket(State(state): State<AppState>, req: Request, next: Ne
 /// Webhook posts, keyed by the webhook named in the path (whoever sends them: the token in
 /// the URL is shared by everyone who posts).
 pub async fn webhook_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let id = req
-        .uri()
-        .path()
-        .split('/')
-        .skip_while(|s| *s != "webhooks")
-        .nth(1)
-        .unwrap_or("")
-        .chars()
-        .take(24)
-        .collect::<String>();
-    let key = format!("wh{id}");
+    let key = format!("wh{}", segment_after(&req, "webhooks"));
     let d = state.limiter.check(WEBHOOKS, &key);
     if !d.allowed {
         metrics::counter!("confab_http_rate_limited_total", "bucket" => WEBHOOKS.name).increment(1);

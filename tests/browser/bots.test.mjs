@@ -3,6 +3,8 @@
 // fills its option and sends; both A and B see the bot's answer, tagged BOT. A deferred command
 // (/echo) answers after "thinking". With the bot stopped, a command fails with a clear error
 // in A's composer. A webhook's post shows on B's screen under its name, tagged WEBHOOK.
+// The settings' Integrations page makes a webhook and a bot and shows each secret once; both
+// secrets work, a reset token replaces the old one, and a removed bot leaves B's member list.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -10,7 +12,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import {
   startServer, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi, joinViaUi,
-  tokenOf, rest, uniqueName, waitFor, repoRoot,
+  tokenOf, rest, uniqueName, waitFor, repoRoot, openServerSettings,
 } from './lib.mjs';
 
 let server;
@@ -137,6 +139,64 @@ test('a slash command from the composer reaches the example bot, its answer show
   await posted.waitFor({ timeout: 10_000 });
   assert.equal(await posted.getByTestId('message-author').textContent(), 'CI');
   assert.equal(await posted.getByTestId('bot-tag').textContent(), 'WEBHOOK');
+
+  for (const p of people) assert.deepEqual(p.b.consoleErrors, [], `${p.name}: no console errors`);
+});
+
+/** `GET /users/@me` with `Authorization: Bot <token>`: the status and the body. */
+async function botMe(token) {
+  const res = await fetch(`${server.url}/api/v1/users/@me`, { headers: { Authorization: `Bot ${token}` } });
+  return [res.status, res.ok ? await res.json() : null];
+}
+
+test('the Integrations page makes a webhook and a bot, shows each secret once, resets and removes', async () => {
+  const [A, B] = people;
+  const pa = A.b.page;
+  const pb = B.b.page;
+  await createServerViaUi(pa, 'Integrations Lab');
+  const invite = await createInviteViaUi(pa);
+  await joinViaUi(pb, invite, 'Integrations Lab');
+
+  const settings = await openServerSettings(pa, 'Integrations');
+  // A webhook for #general: its URL is shown once and posts under its name on B's screen.
+  await settings.getByTestId('webhook-name').fill('Alerts');
+  await settings.getByTestId('webhook-create').click();
+  const url = await settings.getByTestId('webhook-url').inputValue();
+  assert.match(url, /\/api\/v1\/webhooks\/\d+\/\S+$/);
+  await settings.getByTestId('webhook-item').filter({ hasText: 'Alerts' }).waitFor();
+  const res = await fetch(url, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ content: 'disk 91% full' }),
+  });
+  assert.equal(res.status, 200);
+  const posted = messageWith(pb, 'disk 91% full');
+  await posted.waitFor({ timeout: 10_000 });
+  assert.equal(await posted.getByTestId('message-author').textContent(), 'Alerts');
+
+  // A bot with the default permissions: its token works and it joins B's member list.
+  await settings.getByTestId('bot-username').fill('helperbot');
+  assert.equal(await settings.getByTestId('bot-perm-SEND_MESSAGES').isChecked(), true);
+  await settings.getByTestId('bot-create').click();
+  const first = await settings.getByTestId('bot-token').inputValue();
+  const [status, me] = await botMe(first);
+  assert.equal(status, 200);
+  assert.equal(me.username, 'helperbot');
+  assert.equal(me.bot, true);
+  const botRow = pb.locator(`[data-testid="member"][data-user-id="${me.id}"]`);
+  await botRow.waitFor({ timeout: 10_000 });
+  const item = settings.locator(`[data-testid="bot-item"][data-bot-id="${me.id}"]`);
+  await item.waitFor();
+
+  // A new token replaces the old one at once.
+  await item.getByTestId('bot-reset').click();
+  await waitFor(async () => (await settings.getByTestId('bot-token').inputValue()) !== first, { message: 'a new token' });
+  const second = await settings.getByTestId('bot-token').inputValue();
+  assert.equal((await botMe(first))[0], 401);
+  assert.equal((await botMe(second))[0], 200);
+
+  // Removing the bot takes it off the page and out of B's member list.
+  await item.getByTestId('bot-remove').click();
+  await waitFor(async () => (await item.count()) === 0, { message: 'the bot to leave the list' });
+  await waitFor(async () => (await botRow.count()) === 0, { message: "the bot to leave B's member list" });
 
   for (const p of people) assert.deepEqual(p.b.consoleErrors, [], `${p.name}: no console errors`);
 });

@@ -178,6 +178,15 @@ export async function tokenOf(page) {
 }
 
 /** REST call from Node with a bearer token, honouring 429 Retry-After. */
+/** Opens the current server's settings dialog, on `tab` when given. */
+export async function openServerSettings(page, tab) {
+  await page.getByRole('button', { name: 'Server settings' }).click();
+  const dlg = page.getByTestId('server-settings-dialog');
+  await dlg.waitFor();
+  if (tab) await dlg.getByRole('tab', { name: tab, exact: true }).click();
+  return dlg;
+}
+
 export async function rest(baseUrl, token, method, p, body) {
   for (let attempt = 0; attempt < 20; attempt++) {
     const res = await fetch(`${baseUrl}/api/v1${p}`, {

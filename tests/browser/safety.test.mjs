@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi, joinViaUi,
-  uniqueName, tokenOf, rest, sleep } from './lib.mjs';
+  uniqueName, tokenOf, rest, sleep, openServerSettings } from './lib.mjs';
 
 let server;
 let A;  // owner
@@ -22,14 +22,6 @@ async function send(page, text) {
   const box = page.getByTestId('composer');
   await box.fill(text);
   await box.press('Enter');
-}
-
-async function openServerSettings(page, tab) {
-  await page.getByRole('button', { name: 'Server settings' }).click();
-  const dlg = page.getByTestId('server-settings-dialog');
-  await dlg.waitFor();
-  if (tab) await dlg.getByRole('tab', { name: tab, exact: true }).click();
-  return dlg;
 }
 
 before(async () => {

@@ -25,12 +25,14 @@ import { closeDrawers } from './drawers.js';
 import { initSoundboard } from './soundboard.js';
 import { initCommands } from './commands.js';
 import { initSafety } from './safety.js';
+import { initIntegrations } from './integrations.js';
 import { initServerIcons } from './avatar-upload.js';
 
 setPendingInvite(parseInviteCode(location.pathname.startsWith('/invite/') ? location.pathname : ''));
 
 initCommunity({ api, store, invalidate: (topics) => invalidate(topics) });
 initSafety({ api, store, gateway });
+initIntegrations({ api, store });
 initStage({ api, store, toast });
 initMentions({ store });
 initCommands({ api, store, gateway, showError: (text) => setComposerError(text, 'command') });

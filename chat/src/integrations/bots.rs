@@ -204,7 +204,9 @@ impl Chat {
         )
         .await?;
         let rows: Vec<BotRow> =
-            sqlx::query_as(q!("{SELECT_BOT} WHERE b.server_id = $1 ORDER BY b.user_id"))
+            // A removed (kicked or banned) bot is gone from the list: it cannot come back.
+            sqlx::query_as(q!("{SELECT_BOT} JOIN members m ON m.server_id = b.server_id AND m.user_id = b.user_id
+                 WHERE b.server_id = $1 ORDER BY b.user_id"))
                 .bind(server_id)
                 .fetch_all(&self.pool)
                 .await?;

@@ -32,6 +32,8 @@ pub mod close {
     pub const INVALID_SEQ: u16 = 4007;
     pub const RATE_LIMITED: u16 = 4008;
     pub const SESSION_TIMED_OUT: u16 = 4009;
+    /// IDENTIFY named intent bits this server does not know.
+    pub const INVALID_INTENTS: u16 = 4013;
     pub const DISALLOWED: u16 = 4014;
     /// RFC 6455: a text frame that is not UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;

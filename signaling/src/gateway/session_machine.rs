@@ -280,7 +280,11 @@ impl SessionMachine {
                 self.actions.push_back(Action::Send(Reply::HeartbeatAck));
             }
             ClientFrame::Identify(req) => {
-                if self.begin_auth() {
+                // Unknown intent bits are a client bug worth hearing about at once, not
+                // silently dropped events later.
+                if req.intents.is_some_and(|i| i & !super::intents::ALL != 0) {
+                    self.refuse(refusal(close::INVALID_INTENTS, "unknown intents"));
+                } else if self.begin_auth() {
                     self.actions.push_back(Action::Identify {
                         token: req.token,
                         intents: req.intents,
@@ -730,6 +734,33 @@ mod tests {
                 close::ALREADY_AUTHENTICATED
             );
         }
+    }
+
+    #[test]
+    fn an_identify_with_unknown_intents_is_4013() {
+        let t0 = Instant::now();
+        let unknown = super::super::intents::MESSAGES | 1 << 20;
+        assert_ne!(unknown & !super::super::intents::ALL, 0);
+        let mut m = machine(t0);
+        m.on_frame(
+            t0,
+            &format!(r#"{{"op":2,"d":{{"token":"t","intents":{unknown}}}}}"#),
+        );
+        assert_eq!(
+            closing(&mut m),
+            refused(close::INVALID_INTENTS, "unknown intents")
+        );
+        // Known bits, all of them, are identified as usual.
+        let mut m = machine(t0);
+        let all = super::super::intents::ALL;
+        m.on_frame(
+            t0,
+            &format!(r#"{{"op":2,"d":{{"token":"t","intents":{all}}}}}"#),
+        );
+        assert!(matches!(
+            drain(&mut m)[..],
+            [Action::Identify { intents: Some(i), .. }] if i == all
+        ));
     }
 
     #[test]

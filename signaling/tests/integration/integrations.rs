@@ -431,6 +431,13 @@ async fn bots_use_their_token_and_receive_only_their_intents() {
     let new_token = reset["token"].as_str().unwrap();
     assert_ne!(new_token, quiet);
     assert_eq!(g_quiet.closed().await, Closed::Code(4004));
+    // Intents this server does not know close the connection with 4013 before anything else.
+    let mut g = app.gateway().await;
+    g.send(
+        json!({"op": 2, "d": {"token": format!("Bot {new_token}"), "intents": MESSAGES | 1 << 40}}),
+    )
+    .await;
+    assert_eq!(g.closed().await, Closed::Code(4013));
     assert_eq!(
         as_bot(&app, reqwest::Method::GET, "/users/@me", &quiet, None)
             .await
@@ -752,4 +759,226 @@ async fn an_unanswered_interaction_fails_with_a_clear_error() {
         )
         .await;
     assert_eq!(st, 403);
+}
+
+/// Defers an interaction of `cmd` used by `member`, then moves its creation `ago` into the
+/// past in the database (the follow-up window is measured from the interaction's creation).
+async fn deferred_since(
+    app: &TestApp,
+    member: &User,
+    channel: &str,
+    cmd: &str,
+    bot_g: &mut crate::common::Gateway,
+    token: &str,
+    ago: Duration,
+) -> (String, String) {
+    let (st, _) = app
+        .post(
+            &format!("/channels/{channel}/interactions"),
+            &member.token,
+            json!({"command_id": cmd, "options": [{"name": "sides", "value": 6}]}),
+        )
+        .await;
+    assert_eq!(st, 202);
+    let i = bot_g.expect(Event::InteractionCreate).await;
+    let (iid, itoken) = (
+        i["id"].as_str().unwrap().to_string(),
+        i["token"].as_str().unwrap().to_string(),
+    );
+    let (st, _) = as_bot(
+        app,
+        reqwest::Method::POST,
+        &format!("/interactions/{iid}/{itoken}/callback"),
+        token,
+        Some(json!({"type": 5})),
+    )
+    .await;
+    assert_eq!(st, 204);
+    let moved = sqlx::query(
+        "UPDATE interactions SET created_at = now() - make_interval(secs => $2) WHERE id = $1",
+    )
+    .bind(iid.parse::<i64>().unwrap())
+    .bind(ago.as_secs_f64())
+    .execute(app.running.as_ref().unwrap().state.chat.pool())
+    .await
+    .unwrap();
+    assert_eq!(moved.rows_affected(), 1);
+    (iid, itoken)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_interaction_takes_its_follow_up_for_15_minutes_and_not_after() {
+    let app = TestApp::spawn().await;
+    let (owner, member, s, bot_id, token, cmd) = command_setup(&app).await;
+    let mut bot_g = bot_gateway(&app, &token, 0).await;
+
+    // 14 min 50 s after it was used, the follow-up still lands in the channel.
+    let (iid, itoken) = deferred_since(
+        &app,
+        &member,
+        &s.text,
+        &cmd,
+        &mut bot_g,
+        &token,
+        Duration::from_secs(14 * 60 + 50),
+    )
+    .await;
+    let (st, m) = as_bot(
+        &app,
+        reqwest::Method::POST,
+        &format!("/interactions/{iid}/{itoken}/followup"),
+        &token,
+        Some(json!({"content": "just in time"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{m}");
+    assert_eq!(m["author"]["id"], bot_id.as_str());
+
+    // 15 min 5 s after, it is refused with the deadline named, and nothing is posted.
+    let (iid, itoken) = deferred_since(
+        &app,
+        &member,
+        &s.text,
+        &cmd,
+        &mut bot_g,
+        &token,
+        Duration::from_secs(15 * 60 + 5),
+    )
+    .await;
+    let (st, err) = as_bot(
+        &app,
+        reqwest::Method::POST,
+        &format!("/interactions/{iid}/{itoken}/followup"),
+        &token,
+        Some(json!({"content": "too late"})),
+    )
+    .await;
+    assert_eq!(st, 409, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("deadline"),
+        "{err}"
+    );
+    let stored = contents(&app, &owner, &s.text).await;
+    assert!(stored.iter().any(|m| m["content"] == "just in time"));
+    assert!(!stored.iter().any(|m| m["content"] == "too late"));
+}
+
+/// A bot request's status and rate-limit headers (bucket, limit, remaining).
+async fn bot_limits(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, String, u64, u64) {
+    let mut req = app
+        .http
+        .request(method, app.url(path))
+        .header("authorization", format!("Bot {token}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    (
+        resp.status().as_u16(),
+        header("x-ratelimit-bucket"),
+        header("x-ratelimit-limit").parse().unwrap_or(0),
+        header("x-ratelimit-remaining").parse().unwrap_or(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bot_has_its_own_rate_limits() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("limits_owner").await;
+    let s = app.server(&owner, "Limits").await;
+    let other = app.channel(&owner, &s.id, "text", "other").await;
+    let perms = VIEW_CHANNEL | SEND_MESSAGES;
+    let (_, a) = bot(&app, &owner, &s.id, "busybot", perms).await;
+    let (_, b) = bot(&app, &owner, &s.id, "quietbot", perms).await;
+    let me = reqwest::Method::GET;
+
+    // Its first request, before this node knows the token, counts against the address; from
+    // then on the bot has its own bucket of 250 per 5 s: more than a person's 100.
+    let (st, bucket, _, _) = bot_limits(&app, me.clone(), "/users/@me", &a, None).await;
+    assert_eq!((st, bucket.as_str()), (200, "api"));
+    let mut remaining = 250;
+    for i in 0..150 {
+        let (st, bucket, limit, left) = bot_limits(&app, me.clone(), "/users/@me", &a, None).await;
+        assert_eq!(
+            (st, bucket.as_str(), limit),
+            (200, "bot", 250),
+            "request {i}"
+        );
+        remaining = left;
+    }
+    // Spent, give or take the refill (50 a second) while the requests ran.
+    assert!(remaining < 200, "{remaining}");
+    // Another bot and a person from the same address have their own, untouched budgets.
+    bot_limits(&app, me.clone(), "/users/@me", &b, None).await;
+    let (st, bucket, _, remaining) = bot_limits(&app, me.clone(), "/users/@me", &b, None).await;
+    assert_eq!((st, bucket.as_str()), (200, "bot"));
+    assert!(remaining >= 247, "{remaining}");
+    let resp = app
+        .http
+        .get(app.url("/users/@me"))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-ratelimit-bucket"], "api");
+    let left: u64 = resp.headers()["x-ratelimit-remaining"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left >= 97, "{left}");
+
+    // Message sends are limited per channel for a bot: ten in one channel, then 429 there
+    // while another channel still takes them.
+    let post = reqwest::Method::POST;
+    for i in 0..10 {
+        let (st, bucket, _, _) = bot_limits(
+            &app,
+            post.clone(),
+            &format!("/channels/{}/messages", s.text),
+            &a,
+            Some(json!({"content": format!("tick {i}")})),
+        )
+        .await;
+        assert_eq!((st, bucket.as_str()), (201, "messages"), "send {i}");
+    }
+    let (st, bucket, _, _) = bot_limits(
+        &app,
+        post.clone(),
+        &format!("/channels/{}/messages", s.text),
+        &a,
+        Some(json!({"content": "one too many"})),
+    )
+    .await;
+    assert_eq!((st, bucket.as_str()), (429, "messages"));
+    let (st, _, _, _) = bot_limits(
+        &app,
+        post,
+        &format!("/channels/{other}/messages"),
+        &a,
+        Some(json!({"content": "elsewhere"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let stored = contents(&app, &owner, &s.text).await;
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|m| m["content"].as_str().unwrap().starts_with("tick "))
+            .count(),
+        10
+    );
+    assert!(!stored.iter().any(|m| m["content"] == "one too many"));
 }
