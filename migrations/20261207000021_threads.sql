@@ -34,6 +34,9 @@ CREATE TABLE threads (
 -- The thread list of a channel: newest activity first, active and archived apart.
 CREATE INDEX threads_parent_activity_idx
     ON threads (parent_id, archived, last_activity_at DESC, channel_id DESC);
+-- ... and both together (a forum's post list).
+CREATE INDEX threads_parent_all_activity_idx
+    ON threads (parent_id, last_activity_at DESC, channel_id DESC);
 -- The archive worker reads only active threads.
 CREATE INDEX threads_active_idx ON threads (last_activity_at) WHERE NOT archived;
 
