@@ -241,12 +241,14 @@ impl Chat {
         &self,
         channel_id: ChannelId,
     ) -> ChatResult<Vec<(UserId, Permissions)>> {
-        let row: Option<(
+        // (server, parent, permissions_synced, @everyone's permissions).
+        type Row = (
             Option<ServerId>,
             Option<ChannelId>,
             bool,
             Option<Permissions>,
-        )> = sqlx::query_as(
+        );
+        let row: Option<Row> = sqlx::query_as(
             "SELECT c.server_id, c.parent_id, c.permissions_synced, r.permissions
                  FROM channels c LEFT JOIN roles r ON r.id = c.server_id WHERE c.id = $1",
         )
