@@ -211,6 +211,10 @@ pub struct Message {
     pub channel_id: ChannelId,
     /// Null in DMs.
     pub server_id: Option<ServerId>,
+    /// Posted in a thread (server-side only: tells the send path to record thread activity).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub in_thread: bool,
     pub author: User,
     pub content: String,
     pub nonce: Option<String>,

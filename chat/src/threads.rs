@@ -525,9 +525,12 @@ impl Chat {
     }
 
     /// Records a message posted in a thread: counts, activity, reopening an archived (not
-    /// locked) thread, and membership for its author and whoever it mentions. None when the
-    /// message's channel is not a thread.
+    /// locked) thread, and membership for its author and whoever it mentions. None (without a
+    /// query) when the message's channel is not a thread.
     pub async fn thread_posted(&self, message: &Message) -> ChatResult<Option<ThreadActivity>> {
+        if !message.in_thread {
+            return Ok(None);
+        }
         let was_archived: Option<bool> = sqlx::query_scalar(
             "WITH old AS (SELECT channel_id, archived FROM threads WHERE channel_id = $1 FOR UPDATE)
              UPDATE threads t SET message_count = t.message_count + 1,

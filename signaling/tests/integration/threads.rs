@@ -419,6 +419,22 @@ async fn permissions_come_from_the_parent_and_private_threads_stay_private() {
         .await;
     g_out.expect_none(Event::ThreadCreate, QUIET).await;
     g_out.expect_none(Event::MessageCreate, QUIET).await;
+    // Nor does search reach into it; a public thread's messages are found by all.
+    let found = |who: &User| {
+        let who = who.token.clone();
+        let app = &app;
+        let sid = s.id.clone();
+        async move {
+            let (st, v) = app
+                .get(&format!("/servers/{sid}/messages/search?q=just"), &who)
+                .await;
+            assert_eq!(st, 200, "{v}");
+            v.as_array().unwrap().len()
+        }
+    };
+    assert_eq!(found(&outsider).await, 0);
+    assert_eq!(found(&moderator).await, 1);
+    assert_eq!(found(&member).await, 1);
     // Mentioning the outsider adds them: they learn of the thread and get the message.
     let hi = app
         .message(&member, &pid, &format!("welcome <@{}>", outsider.id))
