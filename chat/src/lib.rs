@@ -44,6 +44,7 @@ pub mod search;
 pub mod servers;
 pub mod snowflake;
 pub mod soundboard;
+pub mod threads;
 pub mod voice;
 pub mod workers;
 
@@ -68,6 +69,7 @@ pub const TIMED_QUERIES: &[&str] = &[
     "channel_access",
     "history",
     "search",
+    "threads",
 ];
 
 /// The chat services over one PostgreSQL pool. Cheap to clone.

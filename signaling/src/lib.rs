@@ -469,6 +469,8 @@ fn spawn_housekeeping(state: AppState) {
             }
             if n.is_multiple_of(6) {
                 temporary_members::sweep(&state, temporary_members::GRACE).await;
+                // Threads idle past their auto-archive duration (a minute late at most).
+                http::threads::archive_sweep(&state).await;
             }
         }
     });

@@ -155,7 +155,7 @@ export function createChannelDialog(parentId = null) {
   if (!s) return;
   const name = field({ label: 'Channel name', name: 'name', placeholder: 'new-channel', required: true, maxlength: 100 });
   const type = h('select', { name: 'type', 'aria-label': 'Channel type', 'data-testid': 'field-type' },
-    h('option', { value: 'text', text: 'Text' }), h('option', { value: 'voice', text: 'Voice' }), h('option', { value: 'stage', text: 'Stage' }), h('option', { value: 'category', text: 'Category' }));
+    h('option', { value: 'text', text: 'Text' }), h('option', { value: 'voice', text: 'Voice' }), h('option', { value: 'stage', text: 'Stage' }), h('option', { value: 'forum', text: 'Forum' }), h('option', { value: 'category', text: 'Category' }));
   const parent = categorySelect(s, parentId);
   type.addEventListener('change', () => { parent.disabled = type.value === 'category'; });
   openDialog({

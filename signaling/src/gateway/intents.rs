@@ -57,6 +57,10 @@ pub fn intent_of(event: Event) -> Option<u64> {
         | ChannelUpdate
         | ChannelDelete
         | ChannelPinsUpdate
+        | ThreadCreate
+        | ThreadUpdate
+        | ThreadDelete
+        | ThreadMembersUpdate
         | RoleCreate
         | RoleUpdate
         | RoleDelete

@@ -18,6 +18,7 @@ pub mod safety;
 pub mod search;
 pub mod servers;
 pub mod soundboard;
+pub mod threads;
 pub mod users;
 pub mod voice_states;
 pub mod web;
@@ -48,7 +49,7 @@ pub const MAX_BODY: usize = 64 * 1024;
     info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "webhooks"), (name = "bots"), (name = "safety"))
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "webhooks"), (name = "bots"), (name = "safety"), (name = "threads"))
 )]
 struct ApiDoc;
 
@@ -83,6 +84,14 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let message_routes = OpenApiRouter::new()
         .routes(routes!(channels::history, channels::send))
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::message_bucket,
+        ));
+    // Starting a thread or a forum post is posting: the message bucket limits it.
+    let thread_routes = OpenApiRouter::new()
+        .routes(routes!(threads::create_from_message))
+        .routes(routes!(threads::create, threads::list))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             ratelimit::message_bucket,
@@ -164,6 +173,8 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reactions::pins))
         .routes(routes!(read_states::ack))
         .routes(routes!(channels::bulk_delete))
+        .routes(routes!(threads::join, threads::leave))
+        .routes(routes!(threads::members))
         .routes(routes!(reactions::pin, reactions::unpin))
         .routes(routes!(channels::get, channels::update, channels::delete))
         .routes(routes!(
@@ -198,6 +209,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(sound_upload_routes)
         .merge(sound_play_routes)
         .merge(message_routes)
+        .merge(thread_routes)
         .merge(typing_routes)
         .merge(search_routes)
         .layer(middleware::from_fn_with_state(

@@ -398,6 +398,38 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
         "/interactions/{interaction_id}/{token}/followup",
         [404, 404, 404, 404],
     ),
+    // Threads: starting one needs CREATE_PUBLIC_THREADS in the channel (each actor starts
+    // from a fresh message); listing, joining, leaving and the member list need only to see it.
+    (
+        "post",
+        "/channels/{channel_id}/messages/{message_id}/threads",
+        [404, 403, 201, 201],
+    ),
+    (
+        "post",
+        "/channels/{channel_id}/threads",
+        [404, 403, 201, 201],
+    ),
+    (
+        "get",
+        "/channels/{channel_id}/threads",
+        [404, 200, 200, 200],
+    ),
+    (
+        "put",
+        "/channels/{channel_id}/thread-members/@me",
+        [404, 204, 204, 204],
+    ),
+    (
+        "delete",
+        "/channels/{channel_id}/thread-members/@me",
+        [404, 204, 204, 204],
+    ),
+    (
+        "get",
+        "/channels/{channel_id}/thread-members",
+        [404, 200, 200, 200],
+    ),
     // Leaving runs last: afterwards the members are gone.
     (
         "delete",
@@ -526,6 +558,19 @@ impl World {
             }
         }
         self.gateways.lock().await.push(g);
+    }
+
+    /// A new public thread by the owner in `text`.
+    async fn thread(&self) -> String {
+        let t = self
+            .ok(
+                Method::POST,
+                &format!("/channels/{}/threads", self.text),
+                &self.owner.token,
+                Some(json!({"name": self.fresh_name("thread ")})),
+            )
+            .await;
+        t["id"].as_str().unwrap().to_string()
     }
 
     async fn owner_message(&self) -> String {
@@ -836,6 +881,16 @@ impl World {
                     .await;
                 }
                 p.insert("message_id", m);
+            }
+            ("post", "/channels/{channel_id}/messages/{message_id}/threads") => {
+                p.insert("message_id", self.owner_message().await);
+                body = Some(json!({"name": "thread"}));
+            }
+            ("post", "/channels/{channel_id}/threads") => body = Some(json!({"name": "thread"})),
+            ("put", "/channels/{channel_id}/thread-members/@me")
+            | ("delete", "/channels/{channel_id}/thread-members/@me")
+            | ("get", "/channels/{channel_id}/thread-members") => {
+                p.insert("channel_id", self.thread().await);
             }
             ("post", "/channels/{channel_id}/webhooks") => body = Some(json!({"name": "hook"})),
             ("delete", "/webhooks/{webhook_id}") => {

@@ -31,6 +31,7 @@ mod safety;
 mod search;
 mod soundboard;
 mod stage;
+mod threads;
 mod voice;
 mod voice_moderation;
 mod voice_self_state;
