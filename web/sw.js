@@ -86,17 +86,20 @@ self.addEventListener('push', (event) => {
 });
 
 self.addEventListener('notificationclick', (event) => {
-  event.notification.close();
-  const url = new URL(event.notification.data?.url || '/', self.location.origin).href;
-  event.waitUntil((async () => {
-    const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
-    const open = windows.find((c) => new URL(c.url).origin === self.location.origin);
-    if (open) {
-      // The app is open: bring it forward and let it switch channels without reloading.
-      await open.focus();
-      open.postMessage({ type: 'open-url', url });
-      return;
-    }
-    await self.clients.openWindow(url);
-  })());
+  event.waitUntil(openNotification(event.notification));
 });
+
+/** Closes the notification and shows its channel: in the open app when there is one. */
+async function openNotification(notification) {
+  notification.close();
+  const url = new URL(notification.data?.url || '/', self.location.origin).href;
+  const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  const open = windows.find((c) => new URL(c.url).origin === self.location.origin);
+  if (open) {
+    // The app is open: bring it forward and let it switch channels without reloading.
+    await open.focus().catch(() => {});
+    open.postMessage({ type: 'open-url', url });
+    return;
+  }
+  await self.clients.openWindow(url);
+}

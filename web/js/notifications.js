@@ -7,6 +7,8 @@ import { h, openDialog, toast } from './dom.js';
 import { HOME } from './inbox.js';
 import { selectServer, selectChannel } from './navigation.js';
 
+const SUBSCRIBE_TIMEOUT_MS = 15_000;
+
 /** The VAPID key as `pushManager.subscribe` wants it (base64url → bytes). */
 function keyBytes(b64) {
   const s = b64.replace(/-/g, '+').replace(/_/g, '/');
@@ -32,7 +34,11 @@ export async function enablePush() {
     const want = keyBytes(key);
     if (old.length !== want.length || old.some((b, i) => b !== want[i])) { await sub.unsubscribe(); sub = null; }
   }
-  if (!sub) sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) });
+  if (!sub) {
+    // A browser that cannot reach its push service may never answer: give up after a while.
+    const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('The browser\'s push service did not answer. Try again later.')), SUBSCRIBE_TIMEOUT_MS));
+    sub = await Promise.race([reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) }), timeout]);
+  }
   return api.post('/users/@me/push-subscriptions', sub.toJSON());
 }
 
