@@ -7,6 +7,9 @@ use crate::{ChannelId, Chat, ChatResult, RoleId, ServerId, UserId};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
+/// (user, level, muted_until, suppress_everyone) of `server_notification_settings`.
+type ServerRow = (UserId, Option<i16>, Option<DateTime<Utc>>, bool);
+
 /// Why a user is notified; the payload's `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -185,7 +188,7 @@ impl Chat {
         let now = Utc::now();
         let mut out: HashMap<UserId, Applied> = HashMap::new();
         if let Some(server_id) = server_id {
-            let rows: Vec<(UserId, Option<i16>, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
+            let rows: Vec<ServerRow> = sqlx::query_as(
                 "SELECT user_id, level, muted_until, suppress_everyone
                  FROM server_notification_settings WHERE server_id = $1 AND user_id = ANY($2)",
             )
@@ -214,6 +217,23 @@ impl Chat {
             a.muted |= muted_until.is_some_and(|t| t > now);
         }
         Ok(out)
+    }
+}
+
+impl Chat {
+    /// A channel's name and its server's, for a notification's title (None for DMs).
+    pub async fn push_place(
+        &self,
+        channel_id: ChannelId,
+    ) -> ChatResult<(Option<String>, Option<String>)> {
+        let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT c.name, s.name FROM channels c LEFT JOIN servers s ON s.id = c.server_id
+             WHERE c.id = $1",
+        )
+        .bind(channel_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.unwrap_or((None, None)))
     }
 }
 
@@ -305,22 +325,5 @@ mod tests {
             ),
             Some(Reason::Mention)
         );
-    }
-}
-
-impl Chat {
-    /// A channel's name and its server's, for a notification's title (None for DMs).
-    pub async fn push_place(
-        &self,
-        channel_id: ChannelId,
-    ) -> ChatResult<(Option<String>, Option<String>)> {
-        let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT c.name, s.name FROM channels c LEFT JOIN servers s ON s.id = c.server_id
-             WHERE c.id = $1",
-        )
-        .bind(channel_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.unwrap_or((None, None)))
     }
 }
