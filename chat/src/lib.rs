@@ -32,6 +32,7 @@ pub mod messages;
 pub mod model;
 pub mod moderation;
 pub mod name;
+pub mod notifications;
 pub mod password;
 pub mod permissions;
 pub mod postgres;

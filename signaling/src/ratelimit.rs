@@ -81,6 +81,13 @@ pub const BOT_API: Bucket = Bucket {
     capacity: 250.0,
     period: Duration::from_secs(5),
 };
+/// Push subscribes and test notifications, per user: a browser subscribes once, so ten a
+/// minute is generous, and each test notification costs a request to a push service.
+pub const PUSH: Bucket = Bucket {
+    name: "push",
+    capacity: 10.0,
+    period: Duration::from_secs(60),
+};
 /// Gateway IDENTIFY/RESUME, per IP.
 pub const IDENTIFY: Bucket = Bucket {
     name: "identify",
@@ -110,8 +117,8 @@ pub struct RateLimiter {
 }
 
 /// Every bucket, to find one by the name another node sent.
-pub const ALL: [Bucket; 9] = [
-    AUTH, MESSAGES, TYPING, SOUNDBOARD, SEARCH, API, IDENTIFY, WEBHOOKS, BOT_API,
+pub const ALL: [Bucket; 10] = [
+    AUTH, MESSAGES, TYPING, SOUNDBOARD, SEARCH, API, IDENTIFY, WEBHOOKS, BOT_API, PUSH,
 ];
 
 /// Most bot tokens remembered for keying (`RateLimiter::remember_bot`).
@@ -436,6 +443,10 @@ pub async fn webhook_bucket(State(state): State<AppState>, req: Request, next: N
     let mut resp = next.run(req).await;
     apply_headers(&mut resp, &d);
     resp
+}
+
+pub async fn push_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    limit(state, PUSH, false, req, next).await
 }
 
 pub async fn typing_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {

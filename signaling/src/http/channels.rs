@@ -352,6 +352,7 @@ pub async fn send(
             &message,
         );
         state.previews.enqueue(&message);
+        state.push.message_created(&message);
         Ok((StatusCode::CREATED, Json(message)))
     } else {
         // A repeated nonce: the files of this attempt are not needed.

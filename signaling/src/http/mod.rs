@@ -10,6 +10,7 @@ pub mod integrations;
 pub mod link_previews;
 pub mod moderation;
 pub mod ops;
+pub mod push;
 pub mod reactions;
 pub mod read_states;
 pub mod relationships;
@@ -49,7 +50,7 @@ pub const MAX_BODY: usize = 64 * 1024;
     info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "webhooks"), (name = "bots"), (name = "safety"), (name = "threads"))
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "webhooks"), (name = "bots"), (name = "safety"), (name = "threads"), (name = "push"))
 )]
 struct ApiDoc;
 
@@ -130,6 +131,18 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             state.clone(),
             ratelimit::webhook_bucket,
         ));
+    // Subscribing and test notifications reach out to push services: a bucket of their own.
+    let push_write_routes = OpenApiRouter::new()
+        .routes(routes!(
+            push::list,
+            push::subscribe,
+            push::unsubscribe_endpoint
+        ))
+        .routes(routes!(push::test))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::push_bucket,
+        ));
     let general = OpenApiRouter::new()
         .routes(routes!(auth::logout))
         .routes(routes!(users::me, users::update_me, users::delete_me))
@@ -204,6 +217,12 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(integrations::invoke))
         .routes(routes!(integrations::callback))
         .routes(routes!(integrations::follow_up))
+        .routes(routes!(push::vapid_public_key))
+        .routes(routes!(push::unsubscribe))
+        .routes(routes!(push::settings))
+        .routes(routes!(push::put_server))
+        .routes(routes!(push::put_channel))
+        .merge(push_write_routes)
         .merge(webhook_post_routes)
         .merge(avatar_routes)
         .merge(sound_upload_routes)

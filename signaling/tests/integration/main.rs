@@ -25,6 +25,7 @@ mod integrations;
 mod large_servers;
 mod link_preview;
 mod metrics_doc;
+mod push;
 mod relationships;
 mod resume_churn;
 mod safety;
