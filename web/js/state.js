@@ -42,6 +42,7 @@ export const PERMISSIONS = [
   ['MANAGE_NICKNAMES', 27, 'Manage nicknames'],
   ['MANAGE_ROLES', 28, 'Manage roles'],
   ['MANAGE_WEBHOOKS', 29, 'Manage webhooks'],
+  ['MANAGE_EXPRESSIONS', 30, 'Manage emoji and stickers'],
   ['MODERATE_MEMBERS', 40, 'Time out members'],
   ['USE_SOUNDBOARD', 42, 'Use soundboard'],
 ].map(([name, bit, label]) => ({ name, bit, label, value: 1n << BigInt(bit) }));
