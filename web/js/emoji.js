@@ -143,7 +143,8 @@ export function stickerButton() {
 const tabListeners = new Set();
 
 export function initEmoji() {
-  const redraw = () => { for (const fn of [...tabListeners]) fn(); };
+  // Specific listeners run before the store applies the dispatch ('*'): redraw after it.
+  const redraw = () => queueMicrotask(() => { for (const fn of [...tabListeners]) fn(); });
   gateway.on('SERVER_EMOJIS_UPDATE', redraw);
   gateway.on('SERVER_STICKERS_UPDATE', redraw);
   addSettingsTab('emoji', 'Emoji', emojiTab);
