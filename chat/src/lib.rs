@@ -22,6 +22,7 @@ pub mod audit;
 pub mod channels;
 pub mod dms;
 pub mod error;
+pub mod expressions;
 pub mod files;
 pub mod ids;
 pub mod integrations;

@@ -67,6 +67,12 @@ pub const WEBHOOKS: Bucket = Bucket {
     capacity: 5.0,
     period: Duration::from_secs(2),
 };
+/// Emoji and sticker uploads, per user: ten a minute (each is decoded and stored).
+pub const EXPRESSIONS: Bucket = Bucket {
+    name: "expressions",
+    capacity: 10.0,
+    period: Duration::from_secs(60),
+};
 /// Everything else, per user (or IP).
 pub const API: Bucket = Bucket {
     name: "api",
@@ -117,8 +123,18 @@ pub struct RateLimiter {
 }
 
 /// Every bucket, to find one by the name another node sent.
-pub const ALL: [Bucket; 10] = [
-    AUTH, MESSAGES, TYPING, SOUNDBOARD, SEARCH, API, IDENTIFY, WEBHOOKS, BOT_API, PUSH,
+pub const ALL: [Bucket; 11] = [
+    AUTH,
+    MESSAGES,
+    TYPING,
+    SOUNDBOARD,
+    SEARCH,
+    API,
+    IDENTIFY,
+    WEBHOOKS,
+    BOT_API,
+    PUSH,
+    EXPRESSIONS,
 ];
 
 /// Most bot tokens remembered for keying (`RateLimiter::remember_bot`).
@@ -420,6 +436,19 @@ pub async fn soundboard_bucket(
     next: Next,
 ) -> Response {
     limit(state, SOUNDBOARD, false, req, next).await
+}
+
+/// Emoji and sticker uploads (POST); listing them uses the general bucket.
+pub async fn expressions_bucket(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.method() == axum::http::Method::POST {
+        limit(state, EXPRESSIONS, false, req, next).await
+    } else {
+        next.run(req).await
+    }
 }
 
 pub async fn search_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {

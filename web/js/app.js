@@ -23,6 +23,7 @@ import { parseInviteCode, joinServerDialog, onServerCreate } from './dialogs.js'
 import { rememberVoiceChannel, offerVoiceRejoin, leaveForUnload } from './rejoin.js';
 import { closeDrawers } from './drawers.js';
 import { initSoundboard } from './soundboard.js';
+import { initEmoji } from './emoji.js';
 import { initCommands } from './commands.js';
 import { initSafety } from './safety.js';
 import { initIntegrations } from './integrations.js';
@@ -69,6 +70,7 @@ function startApp() {
     });
     setVoice(v);
     window.confabVoice = v;
+    initEmoji();
     initSoundboard({ api, store, gateway, voice: v, rerender: () => renderVoicePanel() });
     initServerIcons();
     let lastVoiceError = null;

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod channels;
 pub mod dms;
+pub mod expressions;
 pub mod files;
 pub mod ice_servers;
 pub mod integrations;
@@ -50,7 +51,7 @@ pub const MAX_BODY: usize = 64 * 1024;
     info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "webhooks"), (name = "bots"), (name = "safety"), (name = "threads"), (name = "push"))
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "emoji"), (name = "webhooks"), (name = "bots"), (name = "safety"), (name = "threads"), (name = "push"))
 )]
 struct ApiDoc;
 
@@ -111,6 +112,18 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let sound_upload_routes = OpenApiRouter::new()
         .routes(routes!(soundboard::list, soundboard::upload))
         .layer(DefaultBodyLimit::max(soundboard::MAX_UPLOAD));
+    // Emoji and sticker uploads: an image body and a bucket of their own.
+    let expression_routes = OpenApiRouter::new()
+        .routes(routes!(expressions::list_emojis, expressions::create_emoji))
+        .routes(routes!(
+            expressions::list_stickers,
+            expressions::create_sticker
+        ))
+        .layer(DefaultBodyLimit::max(expressions::MAX_UPLOAD))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::expressions_bucket,
+        ));
     let sound_play_routes = OpenApiRouter::new()
         .routes(routes!(soundboard::play))
         .layer(middleware::from_fn_with_state(
@@ -196,6 +209,16 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             channels::delete_message
         ))
         .routes(routes!(soundboard::delete))
+        .routes(routes!(
+            expressions::update_emoji,
+            expressions::delete_emoji
+        ))
+        .routes(routes!(
+            expressions::update_sticker,
+            expressions::delete_sticker
+        ))
+        .routes(routes!(expressions::emoji_image))
+        .routes(routes!(expressions::sticker_image))
         .routes(routes!(soundboard::audio))
         .routes(routes!(link_previews::image))
         .routes(routes!(files::download))
@@ -226,6 +249,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(webhook_post_routes)
         .merge(avatar_routes)
         .merge(sound_upload_routes)
+        .merge(expression_routes)
         .merge(sound_play_routes)
         .merge(message_routes)
         .merge(thread_routes)

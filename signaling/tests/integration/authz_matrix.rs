@@ -180,6 +180,38 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
         "/servers/{server_id}/soundboard-sounds/{sound_id}/audio",
         [404, 200, 200, 200],
     ),
+    // Custom emoji and stickers: members list; MANAGE_EXPRESSIONS uploads, edits and deletes;
+    // the images are public like avatars (an <img> sends no token).
+    ("get", "/servers/{server_id}/emojis", [404, 200, 200, 200]),
+    ("post", "/servers/{server_id}/emojis", [404, 403, 201, 201]),
+    (
+        "patch",
+        "/servers/{server_id}/emojis/{emoji_id}",
+        [404, 403, 200, 200],
+    ),
+    (
+        "delete",
+        "/servers/{server_id}/emojis/{emoji_id}",
+        [404, 403, 204, 204],
+    ),
+    ("get", "/emojis/{emoji_id}", [200, 200, 200, 200]),
+    ("get", "/servers/{server_id}/stickers", [404, 200, 200, 200]),
+    (
+        "post",
+        "/servers/{server_id}/stickers",
+        [404, 403, 201, 201],
+    ),
+    (
+        "patch",
+        "/servers/{server_id}/stickers/{sticker_id}",
+        [404, 403, 200, 200],
+    ),
+    (
+        "delete",
+        "/servers/{server_id}/stickers/{sticker_id}",
+        [404, 403, 204, 204],
+    ),
+    ("get", "/stickers/{sticker_id}", [200, 200, 200, 200]),
     // Playing needs USE_SOUNDBOARD and SPEAK in the voice channel the caller is connected to.
     (
         "post",
@@ -789,6 +821,26 @@ impl World {
                 p.insert("channel_id", self.lounge.clone());
                 body = Some(json!({"sound_id": self.sound().await}));
             }
+            ("post", "/servers/{server_id}/emojis") | ("post", "/servers/{server_id}/stickers") => {
+                raw = Some(("image/png", crate::emoji::png(64, 64)));
+                query = Some(format!("name={}", self.fresh_name("mx")));
+            }
+            ("patch", "/servers/{server_id}/emojis/{emoji_id}") => {
+                p.insert("emoji_id", self.expression("emojis").await);
+                body = Some(json!({"name": self.fresh_name("renamed")}));
+            }
+            ("delete", "/servers/{server_id}/emojis/{emoji_id}")
+            | ("get", "/emojis/{emoji_id}") => {
+                p.insert("emoji_id", self.expression("emojis").await);
+            }
+            ("patch", "/servers/{server_id}/stickers/{sticker_id}") => {
+                p.insert("sticker_id", self.expression("stickers").await);
+                body = Some(json!({"description": "renamed"}));
+            }
+            ("delete", "/servers/{server_id}/stickers/{sticker_id}")
+            | ("get", "/stickers/{sticker_id}") => {
+                p.insert("sticker_id", self.expression("stickers").await);
+            }
             ("get", "/link-previews/images/{key}") => {
                 p.insert("key", self.preview_image().await);
             }
@@ -1134,6 +1186,26 @@ impl World {
             b["user"]["id"].as_str().unwrap().to_string(),
             c["id"].as_str().unwrap().to_string(),
         )
+    }
+
+    /// A new custom emoji or sticker (`kind`: "emojis" or "stickers") uploaded by the owner.
+    async fn expression(&self, kind: &str) -> String {
+        let name = self.fresh_name("mx");
+        let resp = self
+            .app
+            .http
+            .post(
+                self.app
+                    .url(&format!("/servers/{}/{kind}?name={name}", self.sid)),
+            )
+            .bearer_auth(&self.owner.token)
+            .body(crate::emoji::png(32, 32))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let v: Value = resp.json().await.unwrap();
+        v["id"].as_str().unwrap().to_string()
     }
 
     /// A new soundboard sound uploaded by the owner.
