@@ -254,6 +254,22 @@ async fn dms_and_mentions_reach_an_absent_user_encrypted_and_signed() {
     // A plain message there does not notify at "mentions".
     t.app.message(&t.a, &t.channel, "chatter").await;
     t.expect_no_push_before_dm(&dm).await;
+    // A role B holds, mentioned: a mention.
+    let role = t.app.role(&t.a, &t.server_id, "team", 0).await;
+    t.app.give_role(&t.a, &t.server_id, &t.b, &role).await;
+    let m = t
+        .app
+        .message(&t.a, &t.channel, &format!("hey <@&{role}>"))
+        .await;
+    assert_eq!(m["mention_roles"][0], role.as_str(), "{m}");
+    let (_, payload) = t.next_push().await;
+    assert_eq!(payload["type"], "mention");
+    assert_eq!(payload["message_id"], m["id"]);
+    // @everyone (the owner may use it) is a mention too, until suppressed (below).
+    let m = t.app.message(&t.a, &t.channel, "@everyone hello").await;
+    let (_, payload) = t.next_push().await;
+    assert_eq!(payload["type"], "mention");
+    assert_eq!(payload["message_id"], m["id"]);
 
     // B's client in front of B: nothing; marked afk: pushes again; do-not-disturb: nothing.
     let (mut gw, _) = t.app.identified(&t.b).await;
