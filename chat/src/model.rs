@@ -242,6 +242,9 @@ pub struct Message {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub webhook_id: Option<crate::Snowflake>,
+    /// The sticker sent with the message (at most one), as it was then (docs/emoji.md).
+    #[serde(default)]
+    pub stickers: Vec<crate::expressions::StickerItem>,
 }
 
 /// A link preview under a message, shaped like Discord's embeds (docs/link-previews.md).
@@ -279,6 +282,11 @@ pub struct ServerSnapshot {
     pub server: Server,
     pub channels: Vec<Channel>,
     pub members: Vec<Member>,
+    /// The server's custom emoji and stickers (docs/emoji.md).
+    #[serde(default)]
+    pub emojis: Vec<crate::expressions::Emoji>,
+    #[serde(default)]
+    pub stickers: Vec<crate::expressions::Sticker>,
 }
 
 /// One device's login (a refresh-token family).

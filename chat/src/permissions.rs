@@ -47,6 +47,8 @@ bitflags::bitflags! {
         const MANAGE_ROLES = 1 << 28;
         /// Create, list and delete a channel's incoming webhooks.
         const MANAGE_WEBHOOKS = 1 << 29;
+        /// Upload, rename, restrict and delete the server's custom emoji and stickers.
+        const MANAGE_EXPRESSIONS = 1 << 30;
         /// Rename, archive, lock and delete threads; see private threads; remove members.
         const MANAGE_THREADS = 1 << 34;
         const CREATE_PUBLIC_THREADS = 1 << 35;
@@ -112,6 +114,7 @@ pub const CHANGE_NICKNAME: Permissions = Permissions::CHANGE_NICKNAME;
 pub const MANAGE_NICKNAMES: Permissions = Permissions::MANAGE_NICKNAMES;
 pub const MANAGE_ROLES: Permissions = Permissions::MANAGE_ROLES;
 pub const MANAGE_WEBHOOKS: Permissions = Permissions::MANAGE_WEBHOOKS;
+pub const MANAGE_EXPRESSIONS: Permissions = Permissions::MANAGE_EXPRESSIONS;
 pub const MANAGE_THREADS: Permissions = Permissions::MANAGE_THREADS;
 pub const CREATE_PUBLIC_THREADS: Permissions = Permissions::CREATE_PUBLIC_THREADS;
 pub const CREATE_PRIVATE_THREADS: Permissions = Permissions::CREATE_PRIVATE_THREADS;
@@ -385,7 +388,8 @@ mod tests {
 
     #[test]
     fn bit_values_match_the_documented_ones() {
-        assert_eq!(ALL.bits(), 0x55C_3DF3_EFFF);
+        assert_eq!(ALL.bits(), 0x55C_7DF3_EFFF);
+        assert_eq!(MANAGE_EXPRESSIONS.bits(), 1_073_741_824);
         assert_eq!(MODERATE_MEMBERS.bits(), 1_099_511_627_776);
         assert_eq!(EVERYONE_DEFAULT.bits(), 0x458_0431_CE41);
     }

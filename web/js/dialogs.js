@@ -9,6 +9,7 @@ import { selectServer, selectChannel } from './navigation.js';
 import { ensureMessagesLoaded } from './messages.js';
 import { logout } from './auth-view.js';
 import { avatarSection } from './avatar-upload.js';
+import { notificationsSection } from './notifications.js';
 
 /** Accept a bare code, "/invite/CODE", or a full URL ending in /invite/CODE (or /CODE). */
 export function parseInviteCode(input) {
@@ -347,6 +348,7 @@ export function settingsDialog() {
       avatarSection(),
       profile,
       passwordForm,
+      notificationsSection(),
       h('section', { class: 'settings-section', 'aria-label': 'Sessions' }, h('h3', { text: 'Sessions' }), sessionsList),
       h('section', { class: 'settings-section', 'aria-label': 'Invite' }, h('h3', { text: 'Invite people' }), inviteBox()),
       h('section', { class: 'settings-section' },

@@ -3,6 +3,7 @@
 import { api, store, ui, invalidate } from './context.js';
 import { PERM, cmpId } from './state.js';
 import { renderMarkdown } from './markdown.js';
+import { onlyEmoji, stickerList, stickerButton } from './emoji.js';
 import { attachMentionAutocomplete, linkPlainMentions } from './mentions.js';
 import { attachCommandAutocomplete, commandFor, runCommand, commandStatus, renderStatus as renderCommandStatus } from './commands.js';
 import { h, clear, avatar, openDialog, toast } from './dom.js';
@@ -34,7 +35,7 @@ export function buildMessagesView() {
   const composer = h('form', { class: 'composer', 'aria-label': 'Send a message' });
   // Files dropped on the message list or the composer, or pasted, join the tray.
   uploads = setupUploads({ input: composerInput, dropZones: [composer, messages] });
-  composer.append(uploads.tray, commandStatus(), h('div', { class: 'composer-row' }, uploads.button, uploads.picker, composerInput, counter,
+  composer.append(uploads.tray, commandStatus(), h('div', { class: 'composer-row' }, uploads.button, uploads.picker, composerInput, counter, stickerButton(),
     h('button', { type: 'submit', class: 'icon-btn send', 'aria-label': 'Send message', text: '➤' })));
   // The autocomplete's keys (Enter, Tab, arrows, Escape) win while its list is open.
   attachMentionAutocomplete(composerInput, { container: composer });
@@ -333,7 +334,9 @@ function messageItem(m, grouped, date) {
     if (m.edited_at) tail.append(h('span', { class: 'edited', 'data-testid': 'edited-mark', title: new Date(m.edited_at).toLocaleString(), text: ' (edited)' }));
     if (m.failed) content.append(h('span', { class: 'failed-note', text: ` — not sent: ${m.failed}` }));
     if (!m.content) content.classList.add('empty');
-    li.append(h('div', { class: 'msg-body' }, content, attachmentList(m),
+    // A message of custom emoji only shows them large, as Discord does.
+    if (onlyEmoji(m.content)) content.classList.add('jumbo');
+    li.append(h('div', { class: 'msg-body' }, content, attachmentList(m), stickerList(m),
       m.upload ? progressLine(m, () => { const c = uploadsInFlight.get(m.nonce); if (c) c.abort(); }) : null,
       m.pending ? null : embedCards(m, mine), m.pending ? null : reactionBar(m)));
   }

@@ -85,6 +85,10 @@ events! {
     VoiceRenegotiate => "VOICE_RENEGOTIATE",
     VoiceChannelMove => "VOICE_CHANNEL_MOVE",
     VoiceReconnect => "VOICE_RECONNECT",
+    /// A server's custom emoji changed: the full list.
+    ServerEmojisUpdate => "SERVER_EMOJIS_UPDATE",
+    /// A server's stickers changed: the full list.
+    ServerStickersUpdate => "SERVER_STICKERS_UPDATE",
     SoundboardSoundCreate => "SOUNDBOARD_SOUND_CREATE",
     SoundboardSoundDelete => "SOUNDBOARD_SOUND_DELETE",
     /// A member played a soundboard sound into a voice channel.

@@ -60,6 +60,10 @@ pub struct MessageBody {
     pub nonce: Option<String>,
     /// Reply to this message of the same channel.
     pub reply_to: Option<MessageId>,
+    /// At most one sticker of the channel's server (docs/emoji.md); content may then be empty.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub sticker_ids: Vec<confab_chat::Snowflake>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -328,6 +332,7 @@ pub async fn send(
             body.nonce.as_deref(),
             body.reply_to,
             &files,
+            &body.sticker_ids,
         )
         .await;
     let (message, created) = match sent {
@@ -352,6 +357,7 @@ pub async fn send(
             &message,
         );
         state.previews.enqueue(&message);
+        state.push.message_created(&message);
         Ok((StatusCode::CREATED, Json(message)))
     } else {
         // A repeated nonce: the files of this attempt are not needed.
