@@ -731,4 +731,32 @@ async fn listing_latency_with_10000_threads() {
         times.last().unwrap()
     );
     assert!(p(0.99) < Duration::from_millis(50), "p99 {:?}", p(0.99));
+
+    // The service call alone (access check and the listing query, no HTTP or JSON).
+    let state = &app.running.as_ref().unwrap().state;
+    let parent: confab_chat::ChannelId = s.text.parse().unwrap();
+    let user: confab_chat::UserId = a.id.parse().unwrap();
+    let mut direct = Vec::new();
+    for _ in 0..200 {
+        let started = std::time::Instant::now();
+        let page = state
+            .chat
+            .threads(
+                parent,
+                user,
+                confab_chat::threads::ThreadQuery {
+                    limit: Some(50),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        direct.push(started.elapsed());
+        assert_eq!(page.len(), 50);
+    }
+    direct.sort();
+    println!(
+        "Chat::threads alone, 200 calls: p50 {:?}, p99 {:?}",
+        direct[100], direct[198]
+    );
 }
