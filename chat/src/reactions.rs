@@ -64,7 +64,10 @@ impl Chat {
             None
         } else {
             let (_, id) = crate::expressions::emojis::parse_reaction(emoji).ok_or_else(|| {
-                ChatError::field("emoji", "must be a unicode emoji or a custom emoji's name:id")
+                ChatError::field(
+                    "emoji",
+                    "must be a unicode emoji or a custom emoji's name:id",
+                )
             })?;
             Some(id)
         };

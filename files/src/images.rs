@@ -318,7 +318,8 @@ mod tests {
         {
             let mut enc = image::codecs::gif::GifEncoder::new(&mut out);
             for i in 0..frames {
-                let buf = image::RgbaImage::from_pixel(40, 30, image::Rgba([i as u8 * 80, 0, 0, 255]));
+                let buf =
+                    image::RgbaImage::from_pixel(40, 30, image::Rgba([i as u8 * 80, 0, 0, 255]));
                 enc.encode_frame(image::Frame::new(buf)).unwrap();
             }
         }

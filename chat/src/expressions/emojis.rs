@@ -84,10 +84,7 @@ pub struct EmojiUpdate<'a> {
 
 /// Whether `name` may name an emoji: 2-32 ASCII letters, digits or underscores.
 pub fn valid_name(name: &str) -> bool {
-    (2..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    (2..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// A custom emoji as written in a reaction: `name:id`, also `<:name:id>`, `<a:name:id>` or
@@ -157,8 +154,13 @@ impl Chat {
         new: NewEmoji<'_>,
         image: &StoredImage,
     ) -> ChatResult<Emoji> {
-        self.require_access(server_id, actor.user_id, permissions::MANAGE_EXPRESSIONS, MANAGE)
-            .await?;
+        self.require_access(
+            server_id,
+            actor.user_id,
+            permissions::MANAGE_EXPRESSIONS,
+            MANAGE,
+        )
+        .await?;
         let mut v = Validator::default();
         v.check(
             valid_name(new.name),
@@ -226,8 +228,13 @@ impl Chat {
         actor: Actor<'_>,
         update: EmojiUpdate<'_>,
     ) -> ChatResult<Emoji> {
-        self.require_access(server_id, actor.user_id, permissions::MANAGE_EXPRESSIONS, MANAGE)
-            .await?;
+        self.require_access(
+            server_id,
+            actor.user_id,
+            permissions::MANAGE_EXPRESSIONS,
+            MANAGE,
+        )
+        .await?;
         let mut v = Validator::default();
         v.check(
             update.name.is_none_or(valid_name),
@@ -278,8 +285,13 @@ impl Chat {
         emoji_id: Snowflake,
         actor: Actor<'_>,
     ) -> ChatResult<()> {
-        self.require_access(server_id, actor.user_id, permissions::MANAGE_EXPRESSIONS, MANAGE)
-            .await?;
+        self.require_access(
+            server_id,
+            actor.user_id,
+            permissions::MANAGE_EXPRESSIONS,
+            MANAGE,
+        )
+        .await?;
         let mut tx = self.pool.begin().await?;
         let name: Option<String> = sqlx::query_scalar(
             "DELETE FROM server_emojis WHERE id = $1 AND server_id = $2 RETURNING name",
@@ -367,7 +379,15 @@ mod tests {
         for ok in ["ok", "party_parrot", "A1", &"x".repeat(32)] {
             assert!(valid_name(ok), "{ok}");
         }
-        for bad in ["a", "", "has space", "dash-y", "émoji", &"x".repeat(33), "a:b"] {
+        for bad in [
+            "a",
+            "",
+            "has space",
+            "dash-y",
+            "émoji",
+            &"x".repeat(33),
+            "a:b",
+        ] {
             assert!(!valid_name(bad), "{bad}");
         }
     }
@@ -379,7 +399,15 @@ mod tests {
         assert_eq!(parse_reaction("<:wave:42>"), want);
         assert_eq!(parse_reaction("<a:wave:42>"), want);
         assert_eq!(parse_reaction("a:wave:42"), want);
-        for bad in ["👍", "wave", "wave:", ":42", "wave:4x2", "w:42", "wave:99999999999999999999"] {
+        for bad in [
+            "👍",
+            "wave",
+            "wave:",
+            ":42",
+            "wave:4x2",
+            "w:42",
+            "wave:99999999999999999999",
+        ] {
             assert_eq!(parse_reaction(bad), None, "{bad}");
         }
     }

@@ -75,11 +75,7 @@ fn valid_description(d: &str) -> bool {
 
 impl Chat {
     /// The server's stickers, oldest first (any member).
-    pub async fn stickers(
-        &self,
-        server_id: ServerId,
-        user_id: UserId,
-    ) -> ChatResult<Vec<Sticker>> {
+    pub async fn stickers(&self, server_id: ServerId, user_id: UserId) -> ChatResult<Vec<Sticker>> {
         self.require_member(server_id, user_id).await?;
         self.server_stickers(server_id).await
     }
@@ -103,8 +99,13 @@ impl Chat {
         new: NewSticker<'_>,
         image: &StoredImage,
     ) -> ChatResult<Sticker> {
-        self.require_access(server_id, actor.user_id, permissions::MANAGE_EXPRESSIONS, MANAGE)
-            .await?;
+        self.require_access(
+            server_id,
+            actor.user_id,
+            permissions::MANAGE_EXPRESSIONS,
+            MANAGE,
+        )
+        .await?;
         let mut v = Validator::default();
         v.check(valid_name(new.name), "name", "must be 2-30 characters");
         v.check(
@@ -163,8 +164,13 @@ impl Chat {
         actor: Actor<'_>,
         update: StickerUpdate<'_>,
     ) -> ChatResult<Sticker> {
-        self.require_access(server_id, actor.user_id, permissions::MANAGE_EXPRESSIONS, MANAGE)
-            .await?;
+        self.require_access(
+            server_id,
+            actor.user_id,
+            permissions::MANAGE_EXPRESSIONS,
+            MANAGE,
+        )
+        .await?;
         let mut v = Validator::default();
         v.check(
             update.name.is_none_or(valid_name),
@@ -178,18 +184,17 @@ impl Chat {
         );
         v.finish()?;
         let mut tx = self.pool.begin().await?;
-        let sticker: Option<Sticker> = sqlx::query_as(q!(
-            "UPDATE server_stickers SET name = COALESCE($3, name),
+        let sticker: Option<Sticker> =
+            sqlx::query_as(q!("UPDATE server_stickers SET name = COALESCE($3, name),
                  description = COALESCE($4, description)
-             WHERE id = $1 AND server_id = $2 RETURNING {COLUMNS}"
-        ))
-        .bind(sticker_id)
-        .bind(server_id)
-        .bind(update.name)
-        .bind(update.description)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(duplicate_name)?;
+             WHERE id = $1 AND server_id = $2 RETURNING {COLUMNS}"))
+            .bind(sticker_id)
+            .bind(server_id)
+            .bind(update.name)
+            .bind(update.description)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(duplicate_name)?;
         let sticker = sticker.ok_or(ChatError::NotFound("sticker"))?;
         self.audit(
             &mut tx,
@@ -212,8 +217,13 @@ impl Chat {
         sticker_id: Snowflake,
         actor: Actor<'_>,
     ) -> ChatResult<()> {
-        self.require_access(server_id, actor.user_id, permissions::MANAGE_EXPRESSIONS, MANAGE)
-            .await?;
+        self.require_access(
+            server_id,
+            actor.user_id,
+            permissions::MANAGE_EXPRESSIONS,
+            MANAGE,
+        )
+        .await?;
         let mut tx = self.pool.begin().await?;
         let name: Option<String> = sqlx::query_scalar(
             "DELETE FROM server_stickers WHERE id = $1 AND server_id = $2 RETURNING name",
@@ -272,9 +282,8 @@ impl Chat {
         .bind(server_id)
         .fetch_optional(&self.pool)
         .await?;
-        let s = found.ok_or_else(|| {
-            ChatError::field("sticker_ids", "is not a sticker of this server")
-        })?;
+        let s = found
+            .ok_or_else(|| ChatError::field("sticker_ids", "is not a sticker of this server"))?;
         Ok(vec![StickerItem {
             id: s.id,
             name: s.name,

@@ -203,7 +203,11 @@ impl Chat {
             gated = self.server_safety(server_id).await?.settings.gates_sends();
         }
         // Fast path for plain messages: one batched statement checks access and inserts.
-        if parsed.is_empty() && reply_to.is_none() && files.is_empty() && stickers.is_empty() && !gated
+        if parsed.is_empty()
+            && reply_to.is_none()
+            && files.is_empty()
+            && stickers.is_empty()
+            && !gated
         {
             let written = self
                 .writer
@@ -268,9 +272,7 @@ impl Chat {
                 ));
             }
         }
-        let sticker_items = self
-            .message_stickers(channel.server_id, stickers)
-            .await?;
+        let sticker_items = self.message_stickers(channel.server_id, stickers).await?;
         let resolved = self
             .resolve_mentions(channel_id, channel.server_id, perms, &parsed)
             .await?;

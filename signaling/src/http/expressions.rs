@@ -15,8 +15,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use confab_chat::audit::Actor;
 use confab_chat::expressions::{
-    emojis, stickers, Emoji, EmojiUpdate, ImageRef, NewEmoji, NewSticker, Sticker,
-    StickerUpdate, StoredImage,
+    emojis, stickers, Emoji, EmojiUpdate, ImageRef, NewEmoji, NewSticker, Sticker, StickerUpdate,
+    StoredImage,
 };
 use confab_chat::{ChatError, RoleId, ServerId, Snowflake};
 use confab_files::sniff::SNIFF_LEN;
@@ -135,12 +135,11 @@ async fn store_image(
         return Err(ChatError::field("image", format!("must be a {types} image")).into());
     }
     let (side, animated_side) = (kind.max_side, kind.max_animated_side);
-    let decoded = tokio::task::spawn_blocking(move || {
-        images::expression(&body, side, animated_side)
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("image task: {e}"))?
-    .map_err(|e| ChatError::field("image", e.to_string()))?;
+    let decoded =
+        tokio::task::spawn_blocking(move || images::expression(&body, side, animated_side))
+            .await
+            .map_err(|e| anyhow::anyhow!("image task: {e}"))?
+            .map_err(|e| ChatError::field("image", e.to_string()))?;
     let key = state
         .files
         .put(kind.prefix, decoded.bytes)
@@ -188,8 +187,9 @@ fn parse_roles(roles: Option<&str>) -> ApiResult<Vec<RoleId>> {
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(|r| {
-            r.parse()
-                .map_err(|_| ChatError::field("roles", "must be role ids separated by commas").into())
+            r.parse().map_err(|_| {
+                ChatError::field("roles", "must be role ids separated by commas").into()
+            })
         })
         .collect()
 }
@@ -229,9 +229,7 @@ pub async fn create_emoji(
         .require_manage_expressions(server_id, user.user_id)
         .await?;
     if !emojis::valid_name(&q.name) {
-        return Err(
-            ChatError::field("name", "must be 2-32 letters, digits or underscores").into(),
-        );
+        return Err(ChatError::field("name", "must be 2-32 letters, digits or underscores").into());
     }
     let roles = parse_roles(q.roles.as_deref())?;
     let image = store_image(&state, &EMOJI, body).await?;

@@ -196,7 +196,11 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
     ),
     ("get", "/emojis/{emoji_id}", [200, 200, 200, 200]),
     ("get", "/servers/{server_id}/stickers", [404, 200, 200, 200]),
-    ("post", "/servers/{server_id}/stickers", [404, 403, 201, 201]),
+    (
+        "post",
+        "/servers/{server_id}/stickers",
+        [404, 403, 201, 201],
+    ),
     (
         "patch",
         "/servers/{server_id}/stickers/{sticker_id}",
@@ -741,7 +745,8 @@ impl World {
                 p.insert("emoji_id", self.expression("emojis").await);
                 body = Some(json!({"name": self.fresh_name("renamed")}));
             }
-            ("delete", "/servers/{server_id}/emojis/{emoji_id}") | ("get", "/emojis/{emoji_id}") => {
+            ("delete", "/servers/{server_id}/emojis/{emoji_id}")
+            | ("get", "/emojis/{emoji_id}") => {
                 p.insert("emoji_id", self.expression("emojis").await);
             }
             ("patch", "/servers/{server_id}/stickers/{sticker_id}") => {

@@ -113,7 +113,15 @@ async fn emoji_are_uploaded_checked_served_edited_and_deleted() {
     assert_eq!(resp.bytes().await.unwrap().to_vec(), gif);
 
     // Refused: foreign bytes, a broken PNG, too large, a duplicate name, a bad name.
-    let (st, e) = upload(&app, &owner, &s.id, "emojis", "name=fake", b"<svg/>".to_vec()).await;
+    let (st, e) = upload(
+        &app,
+        &owner,
+        &s.id,
+        "emojis",
+        "name=fake",
+        b"<svg/>".to_vec(),
+    )
+    .await;
     assert_eq!(st, 400, "{e}");
     assert!(e["errors"]["image"].is_array(), "{e}");
     let mut broken = png(64, 64);
@@ -135,7 +143,9 @@ async fn emoji_are_uploaded_checked_served_edited_and_deleted() {
     assert_eq!(st, 403);
     let (st, _) = upload(&app, &stranger, &s.id, "emojis", "name=mine", png(32, 32)).await;
     assert_eq!(st, 404);
-    let (st, _) = app.get(&format!("/servers/{}/emojis", s.id), &stranger.token).await;
+    let (st, _) = app
+        .get(&format!("/servers/{}/emojis", s.id), &stranger.token)
+        .await;
     assert_eq!(st, 404);
     let role = app
         .role(&owner, &s.id, "Curators", MANAGE_EXPRESSIONS)
@@ -144,7 +154,9 @@ async fn emoji_are_uploaded_checked_served_edited_and_deleted() {
     let (st, mine) = upload(&app, &member, &s.id, "emojis", "name=mine", png(32, 32)).await;
     assert_eq!(st, 201, "{mine}");
 
-    let (st, list) = app.get(&format!("/servers/{}/emojis", s.id), &member.token).await;
+    let (st, list) = app
+        .get(&format!("/servers/{}/emojis", s.id), &member.token)
+        .await;
     assert_eq!(st, 200);
     let names: Vec<&str> = list
         .as_array()
@@ -161,7 +173,11 @@ async fn emoji_are_uploaded_checked_served_edited_and_deleted() {
         .await;
     assert_eq!(st, 400, "{e}");
     let (st, e) = app
-        .patch(&path, &owner.token, json!({"name": "hello", "roles": [role]}))
+        .patch(
+            &path,
+            &owner.token,
+            json!({"name": "hello", "roles": [role]}),
+        )
         .await;
     assert_eq!(st, 200, "{e}");
     assert_eq!(e["name"], "hello");
@@ -211,7 +227,10 @@ async fn emoji_are_uploaded_checked_served_edited_and_deleted() {
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(app.delete(&path, &owner.token).await.0, 404);
     let (_, log) = app
-        .get(&format!("/servers/{}/audit-log?limit=100", s.id), &owner.token)
+        .get(
+            &format!("/servers/{}/audit-log?limit=100", s.id),
+            &owner.token,
+        )
         .await;
     let actions: Vec<&str> = log
         .as_array()
@@ -235,8 +254,15 @@ async fn custom_emoji_react_within_their_server_and_their_roles() {
     let (_, cat) = upload(&app, &owner, &s.id, "emojis", "name=cat", png(32, 32)).await;
     let cat_id = id(&cat);
     let vip = app.role(&owner, &s.id, "VIP", 0).await;
-    let (st, vip_only) =
-        upload(&app, &owner, &s.id, "emojis", &format!("name=crown&roles={vip}"), png(32, 32)).await;
+    let (st, vip_only) = upload(
+        &app,
+        &owner,
+        &s.id,
+        "emojis",
+        &format!("name=crown&roles={vip}"),
+        png(32, 32),
+    )
+    .await;
     assert_eq!(st, 201, "{vip_only}");
     let (_, foreign) = upload(&app, &owner, &other.id, "emojis", "name=alien", png(32, 32)).await;
     let msg = app.message(&owner, &s.text, "react to me").await;
@@ -246,14 +272,19 @@ async fn custom_emoji_react_within_their_server_and_their_roles() {
 
     // A custom reaction, stored as name:id and dispatched to the other member.
     assert_eq!(
-        app.put(&react(format!("cat:{cat_id}")), &member.token).await.0,
+        app.put(&react(format!("cat:{cat_id}")), &member.token)
+            .await
+            .0,
         204
     );
     let ev = g.expect(Event::MessageReactionAdd).await;
     assert_eq!(ev["emoji"], format!("cat:{cat_id}"));
     assert_eq!(ev["user_id"], member.id.as_str());
     let (_, m) = app
-        .get(&format!("/channels/{}/messages/{mid}", s.text), &owner.token)
+        .get(
+            &format!("/channels/{}/messages/{mid}", s.text),
+            &owner.token,
+        )
         .await;
     let db = sqlx::PgPool::connect(&app.database_url()).await.unwrap();
     let stored: Vec<String> =
@@ -278,8 +309,11 @@ async fn custom_emoji_react_within_their_server_and_their_roles() {
     let crown = format!("crown:{}", id(&vip_only));
     let (st, e) = app.put(&react(crown.clone()), &member.token).await;
     assert_eq!(st, 403, "{e}");
-    g.expect_none(Event::MessageReactionAdd, std::time::Duration::from_millis(300))
-        .await;
+    g.expect_none(
+        Event::MessageReactionAdd,
+        std::time::Duration::from_millis(300),
+    )
+    .await;
     app.give_role(&owner, &s.id, &member, &vip).await;
     assert_eq!(app.put(&react(crown.clone()), &member.token).await.0, 204);
     let ev = g.expect(Event::MessageReactionAdd).await;
@@ -340,15 +374,39 @@ async fn stickers_are_uploaded_and_sent_with_messages() {
             .unwrap();
         out
     };
-    assert_eq!(upload(&app, &owner, &s.id, "stickers", "name=jpg", jpeg).await.0, 400);
-    let mut huge = png(16, 16);
-    huge.resize(600 * 1024, 0);
-    assert_eq!(upload(&app, &owner, &s.id, "stickers", "name=big", huge).await.0, 413);
     assert_eq!(
-        upload(&app, &owner, &s.id, "stickers", "name=Hello%20there", png(8, 8)).await.0,
+        upload(&app, &owner, &s.id, "stickers", "name=jpg", jpeg)
+            .await
+            .0,
         400
     );
-    assert_eq!(upload(&app, &member, &s.id, "stickers", "name=nope", png(8, 8)).await.0, 403);
+    let mut huge = png(16, 16);
+    huge.resize(600 * 1024, 0);
+    assert_eq!(
+        upload(&app, &owner, &s.id, "stickers", "name=big", huge)
+            .await
+            .0,
+        413
+    );
+    assert_eq!(
+        upload(
+            &app,
+            &owner,
+            &s.id,
+            "stickers",
+            "name=Hello%20there",
+            png(8, 8)
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        upload(&app, &member, &s.id, "stickers", "name=nope", png(8, 8))
+            .await
+            .0,
+        403
+    );
     let (_, foreign) = upload(&app, &owner, &other.id, "stickers", "name=alien", png(8, 8)).await;
 
     // A message with only a sticker reaches the other member with it.
@@ -363,9 +421,15 @@ async fn stickers_are_uploaded_and_sent_with_messages() {
     assert_eq!(m["stickers"][0]["id"], hi_id.as_str());
     let ev = g.expect(Event::MessageCreate).await;
     assert_eq!(ev["stickers"][0]["name"], "Hello there");
-    assert_eq!(ev["stickers"][0]["url"], format!("/api/v1/stickers/{hi_id}"));
+    assert_eq!(
+        ev["stickers"][0]["url"],
+        format!("/api/v1/stickers/{hi_id}")
+    );
     let (_, history) = app
-        .get(&format!("/channels/{}/messages?limit=1", s.text), &member.token)
+        .get(
+            &format!("/channels/{}/messages?limit=1", s.text),
+            &member.token,
+        )
         .await;
     assert_eq!(history[0]["stickers"][0]["id"], hi_id.as_str());
     // Plain messages carry none.
@@ -379,16 +443,18 @@ async fn stickers_are_uploaded_and_sent_with_messages() {
         json!({"content": "", "sticker_ids": []}),
     ] {
         let (st, e) = app
-            .post(&format!("/channels/{}/messages", s.text), &owner.token, body)
+            .post(
+                &format!("/channels/{}/messages", s.text),
+                &owner.token,
+                body,
+            )
             .await;
         assert_eq!(st, 400, "{e}");
     }
 
     // Rename, delete: the message keeps its sticker's name.
     let path = format!("/servers/{}/stickers/{hi_id}", s.id);
-    let (st, e) = app
-        .patch(&path, &owner.token, json!({"name": "Bye"}))
-        .await;
+    let (st, e) = app.patch(&path, &owner.token, json!({"name": "Bye"})).await;
     assert_eq!(st, 200, "{e}");
     assert_eq!(app.delete(&path, &owner.token).await.0, 204);
     let ev = g
@@ -396,7 +462,10 @@ async fn stickers_are_uploaded_and_sent_with_messages() {
         .await;
     assert_eq!(ev["server_id"], s.id.as_str());
     let (_, m) = app
-        .get(&format!("/channels/{}/messages/{}", s.text, id(&m)), &member.token)
+        .get(
+            &format!("/channels/{}/messages/{}", s.text, id(&m)),
+            &member.token,
+        )
         .await;
     assert_eq!(m["stickers"][0]["name"], "Hello there");
 }
