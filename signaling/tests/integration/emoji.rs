@@ -1,7 +1,7 @@
 //! Custom emoji and stickers over HTTP and the gateway: uploads (still, animated, foreign,
 //! broken, too large, duplicate names, without MANAGE_EXPRESSIONS), the served images, edits
 //! and deletes with SERVER_EMOJIS_UPDATE / SERVER_STICKERS_UPDATE, custom reactions (the
-//! server's own emoji only, role restrictions) and messages with a sticker.
+//! server's own emoji only, role restrictions), messages with a sticker and the uploads' rate limit.
 
 use crate::common::{Event, TestApp, User};
 use serde_json::{json, Value};
