@@ -33,6 +33,7 @@ pub mod messages;
 pub mod model;
 pub mod moderation;
 pub mod name;
+pub mod notifications;
 pub mod password;
 pub mod permissions;
 pub mod postgres;
@@ -45,6 +46,7 @@ pub mod search;
 pub mod servers;
 pub mod snowflake;
 pub mod soundboard;
+pub mod threads;
 pub mod voice;
 pub mod workers;
 
@@ -69,6 +71,7 @@ pub const TIMED_QUERIES: &[&str] = &[
     "channel_access",
     "history",
     "search",
+    "threads",
 ];
 
 /// The chat services over one PostgreSQL pool. Cheap to clone.

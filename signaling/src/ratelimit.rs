@@ -87,6 +87,13 @@ pub const BOT_API: Bucket = Bucket {
     capacity: 250.0,
     period: Duration::from_secs(5),
 };
+/// Push subscribes and test notifications, per user: a browser subscribes once, so ten a
+/// minute is generous, and each test notification costs a request to a push service.
+pub const PUSH: Bucket = Bucket {
+    name: "push",
+    capacity: 10.0,
+    period: Duration::from_secs(60),
+};
 /// Gateway IDENTIFY/RESUME, per IP.
 pub const IDENTIFY: Bucket = Bucket {
     name: "identify",
@@ -116,7 +123,7 @@ pub struct RateLimiter {
 }
 
 /// Every bucket, to find one by the name another node sent.
-pub const ALL: [Bucket; 10] = [
+pub const ALL: [Bucket; 11] = [
     AUTH,
     MESSAGES,
     TYPING,
@@ -126,6 +133,7 @@ pub const ALL: [Bucket; 10] = [
     IDENTIFY,
     WEBHOOKS,
     BOT_API,
+    PUSH,
     EXPRESSIONS,
 ];
 
@@ -464,6 +472,10 @@ pub async fn webhook_bucket(State(state): State<AppState>, req: Request, next: N
     let mut resp = next.run(req).await;
     apply_headers(&mut resp, &d);
     resp
+}
+
+pub async fn push_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    limit(state, PUSH, false, req, next).await
 }
 
 pub async fn typing_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {

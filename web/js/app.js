@@ -28,6 +28,7 @@ import { initCommands } from './commands.js';
 import { initSafety } from './safety.js';
 import { initIntegrations } from './integrations.js';
 import { initServerIcons } from './avatar-upload.js';
+import { initNotifications, openLinkedChannel } from './notifications.js';
 
 setPendingInvite(parseInviteCode(location.pathname.startsWith('/invite/') ? location.pathname : ''));
 
@@ -41,6 +42,7 @@ initSwitcher({ store, selectServer: (id) => selectServer(id), selectChannel: (id
 setMentionResolver(resolveMention);
 initDms({ api, store, invalidate: (topics) => invalidate(topics), selectServer: (id) => selectServer(id), selectChannel: (id) => selectChannel(id) });
 initAuthView({ start: startApp });
+initNotifications();
 
 // Exposed for tests and debugging.
 window.confab = { api, store, gateway };
@@ -111,6 +113,7 @@ gateway.on('AUTH_FAILED', () => { api.clearTokens(); logoutLocal('Your session e
 gateway.onStatus(() => renderStatus());
 
 function onReady() {
+  openLinkedChannel();
   ensureMessagesLoaded();
   offerVoiceRejoin();
   if (pendingInvite) {

@@ -12,6 +12,7 @@ import { reactionBar, openReactionPicker, loadPins, pinnedIds, setPinned, rememb
 import { channelTitle, isPrivate, mentionsMe } from './inbox.js';
 import { attachmentList, setupUploads, progressLine, showProgress } from './attachments.js';
 import { reportMessageDialog, verifyHuman } from './safety.js';
+import { threadAction } from './threads.js';
 
 const lastTypingSent = new Map();  // channel_id -> ms
 let uploads = null;  // the composer's file tray (attachments.js)
@@ -48,6 +49,8 @@ export function buildMessagesView() {
 export async function ensureMessagesLoaded() {
   const id = store.currentChannelId;
   if (!id) return;
+  // A forum has posts, not messages (threads.js shows them).
+  if (store.channel && store.channel.type === 'forum') return;
   const st = store.msgState(id);
   // A stretch of older messages (a search result's context) is not caught up: the present
   // is loaded again instead.
@@ -343,6 +346,7 @@ function messageItem(m, grouped, date) {
     const canDelete = mine || store.can(PERM.MANAGE_MESSAGES, m.server_id);
     li.append(h('div', { class: 'msg-actions' },
       h('button', { class: 'icon-btn tiny', 'aria-label': 'Add reaction', title: 'Add reaction', 'data-testid': 'add-reaction', onclick: (e) => openReactionPicker(m, e.currentTarget) }, icon('smile', 14)),
+      threadAction(m),
       canPin ? h('button', { class: `icon-btn tiny${pinned ? ' on' : ''}`, 'aria-label': pinned ? 'Unpin message' : 'Pin message', title: pinned ? 'Unpin' : 'Pin', 'data-testid': 'pin-message', 'aria-pressed': String(pinned), onclick: () => setPinned(m, !pinned) }, icon('pin', 14)) : null,
       mine ? h('button', { class: 'icon-btn tiny', 'aria-label': 'Edit message', title: 'Edit', 'data-testid': 'edit-message', text: '✎', onclick: () => startEdit(m) }) : null,
       !mine && m.server_id ? h('button', { class: 'icon-btn tiny', 'aria-label': 'Report message', title: 'Report', 'data-testid': 'report-message', text: '⚑', onclick: () => reportMessageDialog(m) }) : null,

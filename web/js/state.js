@@ -43,6 +43,10 @@ export const PERMISSIONS = [
   ['MANAGE_ROLES', 28, 'Manage roles'],
   ['MANAGE_WEBHOOKS', 29, 'Manage webhooks'],
   ['MANAGE_EXPRESSIONS', 30, 'Manage emoji and stickers'],
+  ['MANAGE_THREADS', 34, 'Manage threads'],
+  ['CREATE_PUBLIC_THREADS', 35, 'Create public threads'],
+  ['CREATE_PRIVATE_THREADS', 36, 'Create private threads'],
+  ['SEND_MESSAGES_IN_THREADS', 38, 'Send messages in threads'],
   ['MODERATE_MEMBERS', 40, 'Time out members'],
   ['USE_SOUNDBOARD', 42, 'Use soundboard'],
 ].map(([name, bit, label]) => ({ name, bit, label, value: 1n << BigInt(bit) }));

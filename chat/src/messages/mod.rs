@@ -44,6 +44,9 @@ pub(crate) struct MessageRow {
     author_avatar: Option<String>,
     #[sqlx(flatten)]
     author: AuthorRow,
+    /// The channel's kind (threads record activity after a post).
+    #[sqlx(default)]
+    channel_kind: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -78,6 +81,10 @@ impl MessageRow {
                 created_at: r.author.created_at,
                 bot: r.author.bot,
             },
+            in_thread: r
+                .channel_kind
+                .as_deref()
+                .is_some_and(|k| k.ends_with("_thread")),
             webhook_id: r.webhook_id,
             content: r.content,
             nonce: r.nonce,
@@ -104,7 +111,7 @@ impl MessageRow {
 pub(crate) const SELECT_MESSAGE_COLUMNS: &str = const_format::concatcp!(
     "m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
         m.edited_at, m.reply_to, m.mentions, m.mention_roles, m.mention_everyone, m.embeds, m.flags, m.stickers, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
-        u.created_at AS author_created_at, u.bot AS author_bot, m.webhook_id, m.author_name, m.author_avatar, ",
+        u.created_at AS author_created_at, u.bot AS author_bot, m.webhook_id, m.author_name, m.author_avatar, c.kind AS channel_kind, ",
     ATTACHMENTS_JSON,
     " AS attachments"
 );

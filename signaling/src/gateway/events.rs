@@ -50,6 +50,13 @@ events! {
     ChannelDelete => "CHANNEL_DELETE",
     ChannelPinsUpdate => "CHANNEL_PINS_UPDATE",
     ChannelRecipientAdd => "CHANNEL_RECIPIENT_ADD",
+    /// A thread was created, or a private thread gained a member who now sees it.
+    ThreadCreate => "THREAD_CREATE",
+    /// A thread was renamed, archived, reopened, locked or re-tagged.
+    ThreadUpdate => "THREAD_UPDATE",
+    ThreadDelete => "THREAD_DELETE",
+    /// Members joined or left a thread.
+    ThreadMembersUpdate => "THREAD_MEMBERS_UPDATE",
     ChannelRecipientRemove => "CHANNEL_RECIPIENT_REMOVE",
     MemberAdd => "MEMBER_ADD",
     MemberUpdate => "MEMBER_UPDATE",

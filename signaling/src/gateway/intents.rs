@@ -60,6 +60,10 @@ pub fn intent_of(event: Event) -> Option<u64> {
         | ChannelUpdate
         | ChannelDelete
         | ChannelPinsUpdate
+        | ThreadCreate
+        | ThreadUpdate
+        | ThreadDelete
+        | ThreadMembersUpdate
         | RoleCreate
         | RoleUpdate
         | RoleDelete

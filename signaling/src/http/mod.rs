@@ -11,6 +11,7 @@ pub mod integrations;
 pub mod link_previews;
 pub mod moderation;
 pub mod ops;
+pub mod push;
 pub mod reactions;
 pub mod read_states;
 pub mod relationships;
@@ -19,6 +20,7 @@ pub mod safety;
 pub mod search;
 pub mod servers;
 pub mod soundboard;
+pub mod threads;
 pub mod users;
 pub mod voice_states;
 pub mod web;
@@ -49,7 +51,7 @@ pub const MAX_BODY: usize = 64 * 1024;
     info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "emoji"), (name = "webhooks"), (name = "bots"), (name = "safety"))
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "emoji"), (name = "webhooks"), (name = "bots"), (name = "safety"), (name = "threads"), (name = "push"))
 )]
 struct ApiDoc;
 
@@ -84,6 +86,14 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let message_routes = OpenApiRouter::new()
         .routes(routes!(channels::history, channels::send))
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::message_bucket,
+        ));
+    // Starting a thread or a forum post is posting: the message bucket limits it.
+    let thread_routes = OpenApiRouter::new()
+        .routes(routes!(threads::create_from_message))
+        .routes(routes!(threads::create, threads::list))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             ratelimit::message_bucket,
@@ -134,6 +144,18 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             state.clone(),
             ratelimit::webhook_bucket,
         ));
+    // Subscribing and test notifications reach out to push services: a bucket of their own.
+    let push_write_routes = OpenApiRouter::new()
+        .routes(routes!(
+            push::list,
+            push::subscribe,
+            push::unsubscribe_endpoint
+        ))
+        .routes(routes!(push::test))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::push_bucket,
+        ));
     let general = OpenApiRouter::new()
         .routes(routes!(auth::logout))
         .routes(routes!(users::me, users::update_me, users::delete_me))
@@ -177,6 +199,8 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reactions::pins))
         .routes(routes!(read_states::ack))
         .routes(routes!(channels::bulk_delete))
+        .routes(routes!(threads::join, threads::leave))
+        .routes(routes!(threads::members))
         .routes(routes!(reactions::pin, reactions::unpin))
         .routes(routes!(channels::get, channels::update, channels::delete))
         .routes(routes!(
@@ -216,12 +240,19 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(integrations::invoke))
         .routes(routes!(integrations::callback))
         .routes(routes!(integrations::follow_up))
+        .routes(routes!(push::vapid_public_key))
+        .routes(routes!(push::unsubscribe))
+        .routes(routes!(push::settings))
+        .routes(routes!(push::put_server))
+        .routes(routes!(push::put_channel))
+        .merge(push_write_routes)
         .merge(webhook_post_routes)
         .merge(avatar_routes)
         .merge(sound_upload_routes)
         .merge(expression_routes)
         .merge(sound_play_routes)
         .merge(message_routes)
+        .merge(thread_routes)
         .merge(typing_routes)
         .merge(search_routes)
         .layer(middleware::from_fn_with_state(
