@@ -1,7 +1,7 @@
 //! Custom emoji and stickers over HTTP and the gateway: uploads (still, animated, foreign,
 //! broken, too large, duplicate names, without MANAGE_EXPRESSIONS), the served images, edits
 //! and deletes with SERVER_EMOJIS_UPDATE / SERVER_STICKERS_UPDATE, custom reactions (the
-//! server's own emoji only, role restrictions) and messages with a sticker.
+//! server's own emoji only, role restrictions), messages with a sticker and the uploads' rate limit.
 
 use crate::common::{Event, TestApp, User};
 use serde_json::{json, Value};
@@ -468,4 +468,39 @@ async fn stickers_are_uploaded_and_sent_with_messages() {
         )
         .await;
     assert_eq!(m["stickers"][0]["name"], "Hello there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_have_their_own_rate_limit() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("erl_owner").await;
+    let s = app.server(&owner, "Limits").await;
+    // Ten a minute per user, whatever becomes of them; listing is not limited by it.
+    for i in 0..10 {
+        let (st, _) = upload(
+            &app,
+            &owner,
+            &s.id,
+            "emojis",
+            &format!("name=n{i}"),
+            b"x".to_vec(),
+        )
+        .await;
+        assert_eq!(st, 400);
+    }
+    let resp = app
+        .http
+        .post(app.url(&format!("/servers/{}/stickers?name=late", s.id)))
+        .bearer_auth(&owner.token)
+        .body(png(8, 8))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["x-ratelimit-bucket"], "expressions");
+    assert!(resp.headers().contains_key("retry-after"));
+    let (st, _) = app
+        .get(&format!("/servers/{}/emojis", s.id), &owner.token)
+        .await;
+    assert_eq!(st, 200);
 }
