@@ -655,6 +655,65 @@ impl Chat {
         Ok((self.thread_by_id(thread.id).await?, removed))
     }
 
+    /// Adds `target` to a thread, as Discord does: whoever may post in it may add a member of
+    /// the server who can see its channel. Returns the thread and whether they were not in it.
+    pub async fn add_thread_member(
+        &self,
+        thread_id: ChannelId,
+        actor: UserId,
+        target: UserId,
+    ) -> ChatResult<(Channel, bool)> {
+        let (thread, perms) = self.thread_access(thread_id, actor).await?;
+        if !permissions::has(perms, permissions::SEND_MESSAGES) {
+            return Err(ChatError::Forbidden(
+                "you may not add members to this thread",
+            ));
+        }
+        let parent = thread.parent_id.ok_or(ChatError::NotFound("channel"))?;
+        if self.channel_access(parent, target).await.is_err() {
+            return Err(ChatError::field(
+                "user_id",
+                "is not a member who can see this thread's channel",
+            ));
+        }
+        let added = sqlx::query(
+            "INSERT INTO thread_members (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(thread_id)
+        .bind(target)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0;
+        Ok((self.thread_by_id(thread.id).await?, added))
+    }
+
+    /// Removes `target` from a thread: MANAGE_THREADS, or the creator of a private thread
+    /// (Discord's rule). Returns the thread and whether they were in it.
+    pub async fn remove_thread_member(
+        &self,
+        thread_id: ChannelId,
+        actor: UserId,
+        target: UserId,
+    ) -> ChatResult<(Channel, bool)> {
+        let (thread, perms) = self.thread_access(thread_id, actor).await?;
+        let creator = thread.kind == ChannelKind::PrivateThread && thread.owner_id == Some(actor);
+        if !permissions::has(perms, permissions::MANAGE_THREADS) && !creator {
+            return Err(ChatError::Forbidden(
+                "you may not remove members from this thread",
+            ));
+        }
+        let removed =
+            sqlx::query("DELETE FROM thread_members WHERE channel_id = $1 AND user_id = $2")
+                .bind(thread_id)
+                .bind(target)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                > 0;
+        Ok((self.thread_by_id(thread.id).await?, removed))
+    }
+
     /// A thread's members (at most 1000, earliest first).
     pub async fn thread_members(
         &self,

@@ -200,6 +200,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(read_states::ack))
         .routes(routes!(channels::bulk_delete))
         .routes(routes!(threads::join, threads::leave))
+        .routes(routes!(threads::add_member, threads::remove_member))
         .routes(routes!(threads::members))
         .routes(routes!(reactions::pin, reactions::unpin))
         .routes(routes!(channels::get, channels::update, channels::delete))

@@ -313,6 +313,78 @@ pub async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Add a member of the server who can see the thread's channel to the thread (whoever may
+/// post in it may). A private thread's newcomer gets THREAD_CREATE; those who see the thread get
+/// THREAD_MEMBERS_UPDATE.
+#[utoipa::path(put, path = "/channels/{channel_id}/thread-members/{user_id}", tag = "threads", security(("bearer" = [])),
+    params(("channel_id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn add_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((channel_id, user_id)): Path<(ChannelId, UserId)>,
+) -> ApiResult<StatusCode> {
+    let (thread, added) = state
+        .chat
+        .add_thread_member(channel_id, user.user_id, user_id)
+        .await?;
+    if added {
+        announce_activity(
+            &state,
+            &ThreadActivity {
+                thread,
+                unarchived: false,
+                added: vec![user_id],
+            },
+        )
+        .await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove a member from a thread (MANAGE_THREADS, or the creator of a private thread). Those
+/// who saw it get THREAD_MEMBERS_UPDATE; a private thread disappears for the removed member
+/// (THREAD_DELETE to them) unless they hold MANAGE_THREADS.
+#[utoipa::path(delete, path = "/channels/{channel_id}/thread-members/{user_id}", tag = "threads", security(("bearer" = [])),
+    params(("channel_id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((channel_id, user_id)): Path<(ChannelId, UserId)>,
+) -> ApiResult<StatusCode> {
+    let (current, _) = state.chat.channel_access(channel_id, user.user_id).await?;
+    let target = state
+        .channel_target(current.server_id, current.id, None)
+        .await;
+    let (thread, removed) = state
+        .chat
+        .remove_thread_member(channel_id, user.user_id, user_id)
+        .await?;
+    if removed {
+        if thread.kind == ChannelKind::PrivateThread {
+            state
+                .publish(BusEvent::ThreadMembersChanged {
+                    channel_id: thread.id,
+                })
+                .await;
+            if state.chat.channel_access(thread.id, user_id).await.is_err() {
+                state.emit(
+                    Target::Users(vec![user_id]),
+                    Event::ThreadDelete,
+                    &json!({"id": thread.id, "server_id": thread.server_id, "parent_id": thread.parent_id, "type": thread.kind}),
+                );
+            }
+        }
+        state.emit(
+            target,
+            Event::ThreadMembersUpdate,
+            &members_update(&thread, &[], &[user_id]),
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// A thread's members (up to 1000, earliest first).
 #[utoipa::path(get, path = "/channels/{channel_id}/thread-members", tag = "threads", security(("bearer" = [])),
     params(("channel_id" = String, Path)),

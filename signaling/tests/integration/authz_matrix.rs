@@ -501,6 +501,17 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
         "/channels/{channel_id}/thread-members",
         [404, 200, 200, 200],
     ),
+    // The owner's thread; the owner added (again) or removed.
+    (
+        "put",
+        "/channels/{channel_id}/thread-members/{user_id}",
+        [404, 403, 204, 204],
+    ),
+    (
+        "delete",
+        "/channels/{channel_id}/thread-members/{user_id}",
+        [404, 403, 204, 204],
+    ),
     // Leaving runs last: afterwards the members are gone.
     (
         "delete",
@@ -1008,6 +1019,11 @@ impl World {
             | ("delete", "/channels/{channel_id}/thread-members/@me")
             | ("get", "/channels/{channel_id}/thread-members") => {
                 p.insert("channel_id", self.thread().await);
+            }
+            ("put", "/channels/{channel_id}/thread-members/{user_id}")
+            | ("delete", "/channels/{channel_id}/thread-members/{user_id}") => {
+                p.insert("channel_id", self.thread().await);
+                p.insert("user_id", self.owner.id.clone());
             }
             ("post", "/channels/{channel_id}/webhooks") => body = Some(json!({"name": "hook"})),
             ("delete", "/webhooks/{webhook_id}") => {

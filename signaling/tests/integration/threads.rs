@@ -460,6 +460,43 @@ async fn permissions_come_from_the_parent_and_private_threads_stay_private() {
     app.message(&member, &pid, "gone again").await;
     g_out.expect_none(Event::MessageCreate, QUIET).await;
 
+    // Added by id: the creator brings the outsider back (THREAD_CREATE, then its messages);
+    // the outsider may not remove anyone, the creator of the private thread may, and the
+    // removed member loses it (THREAD_DELETE, 404).
+    let members_path = |u: &User| format!("/channels/{pid}/thread-members/{}", u.id);
+    let (st, _) = app.put(&members_path(&outsider), &member.token).await;
+    assert_eq!(st, 204);
+    g_out
+        .expect_where(Event::ThreadCreate, |d| d["id"] == pid.as_str())
+        .await;
+    let back = app.message(&member, &pid, "back again").await;
+    g_out
+        .expect_where(Event::MessageCreate, |d| d["id"] == back["id"])
+        .await;
+    let (st, _) = app.delete(&members_path(&member), &outsider.token).await;
+    assert_eq!(st, 403);
+    let (st, _) = app.delete(&members_path(&outsider), &member.token).await;
+    assert_eq!(st, 204);
+    g_out
+        .expect_where(Event::ThreadDelete, |d| d["id"] == pid.as_str())
+        .await;
+    let (st, _) = app.get(&format!("/channels/{pid}"), &outsider.token).await;
+    assert_eq!(st, 404);
+    let db = sqlx::PgPool::connect(&app.database_url()).await.unwrap();
+    let still: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM thread_members WHERE channel_id = $1 AND user_id = $2)",
+    )
+    .bind(pid.parse::<i64>().unwrap())
+    .bind(outsider.id.parse::<i64>().unwrap())
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(!still, "the removed member's row is gone");
+    // Someone who cannot see the channel cannot be added.
+    let stranger = app.register("tp_stranger").await;
+    let (st, e) = app.put(&members_path(&stranger), &member.token).await;
+    assert_eq!(st, 400, "{e}");
+
     // Without CREATE_PUBLIC_THREADS: 403; without SEND_MESSAGES_IN_THREADS: no posting in
     // threads, while the channel itself still takes messages.
     let root = app.message(&owner, &s.text, "root").await;
