@@ -61,3 +61,16 @@ CREATE TABLE forum_tags (
 -- id is the server's): create public and private threads, send messages in threads.
 UPDATE roles SET permissions = permissions | (1::bigint << 35) | (1::bigint << 36) | (1::bigint << 38)
 WHERE id IN (SELECT id FROM servers);
+
+-- A deleted message leaves its thread's count, whichever path deleted it (one by one, in bulk,
+-- a ban's purge): one statement-level pass over the deleted rows.
+CREATE FUNCTION threads_count_deleted_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE threads t SET message_count = greatest(t.message_count - g.n, 0)
+    FROM (SELECT channel_id, count(*) AS n FROM gone_messages GROUP BY channel_id) g
+    WHERE t.channel_id = g.channel_id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER messages_leave_thread_counts AFTER DELETE ON messages
+    REFERENCING OLD TABLE AS gone_messages
+    FOR EACH STATEMENT EXECUTE FUNCTION threads_count_deleted_messages();

@@ -163,10 +163,21 @@ async fn threads_from_a_message_and_standalone_carry_their_own_messages() {
         names(&list(&app, &a, &s.text, "").await),
         ["Standalone", "Lunch"]
     );
-    app.message(&a, &tid, "back to lunch").await;
+    let back = app.message(&a, &tid, "back to lunch").await;
     let listed = list(&app, &a, &s.text, "").await;
     assert_eq!(names(&listed), ["Lunch", "Standalone"]);
     assert_eq!(listed[0]["thread_metadata"]["message_count"], 2);
+    // A deleted message leaves the count.
+    let (st, _) = app
+        .delete(
+            &format!("/channels/{tid}/messages/{}", back["id"].as_str().unwrap()),
+            &a.token,
+        )
+        .await;
+    assert_eq!(st, 204);
+    let listed = list(&app, &a, &s.text, "").await;
+    assert_eq!(listed[0]["thread_metadata"]["message_count"], 1);
+    app.message(&a, &tid, "back to lunch").await;
     // Keyset pages.
     let page = list(&app, &a, &s.text, &format!("?limit=1&before={tid}")).await;
     assert_eq!(names(&page), ["Standalone"]);
