@@ -78,6 +78,7 @@ events! {
     VoiceRenegotiate => "VOICE_RENEGOTIATE",
     VoiceChannelMove => "VOICE_CHANNEL_MOVE",
     VoiceReconnect => "VOICE_RECONNECT",
+    VoiceE2eeKey => "VOICE_E2EE_KEY",
     SoundboardSoundCreate => "SOUNDBOARD_SOUND_CREATE",
     SoundboardSoundDelete => "SOUNDBOARD_SOUND_DELETE",
     /// A member played a soundboard sound into a voice channel.
