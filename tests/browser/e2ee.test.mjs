@@ -6,9 +6,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
 import {
   startServer, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi, joinViaUi,
-  makeSpeechWav, uniqueName, waitFor, sleep, snap, inboundAudioFrom, tokenOf } from './lib.mjs';
+  makeSpeechWav, uniqueName, waitFor, sleep, snap, inboundAudioFrom, tokenOf, repoRoot } from './lib.mjs';
+
+// The tap (signaling/examples/e2ee_tap.rs): `cargo build -p confab-signaling --example e2ee_tap`.
+const TAP_BIN = process.env.E2EE_TAP
+  || path.join(path.dirname(process.env.CONFAB_BIN || path.join(repoRoot, 'target/debug/confab')), 'examples', 'e2ee_tap');
 
 let server;
 const peers = [];  // {name, b, id}
@@ -128,6 +136,63 @@ test('what leaves the sender is never the plaintext frame', async () => {
     assert.ok(!body.includes(Buffer.from(f.plain.slice(0, Math.min(8, f.plain.length)))), 'plaintext bytes in the frame');
   }
 });
+
+test('a server-side tap gets the browser\'s encrypted frames byte for byte, never the plaintext', async () => {
+  assert.ok(joined, 'needs the joins of the first test');
+  assert.ok(fs.existsSync(TAP_BIN), `${TAP_BIN} missing: cargo build -p confab-signaling --example e2ee_tap`);
+  const [a, , , d] = peers;
+  const { serverId, channelId } = await a.b.page.evaluate(() => ({ serverId: window.confabVoice.serverId, channelId: window.confabVoice.channelId }));
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'confab-tap-')), 'tap.json');
+  // D's account, not in voice yet: a participant with a made-up identity key (nobody can wrap a
+  // media key for it), i.e. what the server itself or someone tapping its media gets.
+  const tap = spawn(TAP_BIN, [server.url, await tokenOf(d.b.page), serverId, channelId, '8', out], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const exited = new Promise((r) => tap.on('exit', r));
+  await sleep(3000);
+  const captured = await captureFrom(a, 100);
+  assert.equal(await exited, 0, 'the tap ran');
+  const res = JSON.parse(fs.readFileSync(out, 'utf8'));
+  const midOfA = (res.slots || []).filter((x) => x.user_id === a.id).map((x) => String(x.mid));
+  const fromA = res.packets.filter((p) => midOfA.includes(String(p.mid)));
+  assert.ok(fromA.length > 100, `the tap got ${fromA.length} packets from A of ${res.packets.length} (mids ${[...new Set(res.packets.map((p) => p.mid))]}, slots ${JSON.stringify(res.slots)})`);
+  // Each packet's frames: the RED blocks (RFC 2198) when it is RED, else the payload itself.
+  // A payload type is RED when every packet of it parses as RED (a plain SFrame frame almost
+  // never does: its KID and counter would have to make valid block headers).
+  const pts = [...new Set(fromA.map((p) => p.pt))];
+  const redPts = pts.filter((pt) => fromA.filter((p) => p.pt === pt).every(isRed));
+  const tapped = fromA.flatMap((p) => frames(Buffer.from(p.payload, 'base64'), redPts.includes(p.pt)));
+  for (const t of tapped) assert.equal(t[0], 0xbb, 'every forwarded frame is an SFrame frame');
+  const seen = new Set(tapped.map((t) => t.toString('base64')));
+  const unchanged = captured.filter((f) => seen.has(Buffer.from(f.cipher).toString('base64'))).length;
+  assert.ok(unchanged > captured.length * 0.8, `A's encrypted frames reach the tap unchanged: ${unchanged} of ${captured.length}`);
+  for (const f of captured) {
+    const plain = Buffer.from(f.plain);
+    assert.ok(!seen.has(plain.toString('base64')), 'a plaintext Opus frame crossed the server');
+    const probe = plain.subarray(0, Math.min(12, plain.length));
+    assert.ok(!tapped.some((t) => t.includes(probe)), 'plaintext bytes in a forwarded payload');
+  }
+  // The audio level stays readable beside the ciphertext (speaking detection).
+  assert.ok(fromA.some((p) => p.level != null && p.level > -127), 'audio level in clear');
+});
+
+/** Whether `p` is RED: the tap says which payload types it got; RED is the one whose payload
+ * parses as RED headers ending in a block that starts with an SFrame header. */
+function isRed(p) { return redBlocks(Buffer.from(p.payload, 'base64')) != null; }
+function redBlocks(b) {
+  const lens = [];
+  let i = 0;
+  while (i < b.length && (b[i] & 0x80)) {
+    if (i + 4 > b.length) return null;
+    lens.push(((b[i + 2] & 0x03) << 8) | b[i + 3]);
+    i += 4;
+  }
+  if (i >= b.length) return null;
+  i += 1;
+  const out = [];
+  for (const n of lens) { if (i + n > b.length) return null; out.push(b.subarray(i, i + n)); i += n; }
+  out.push(b.subarray(i));
+  return out.every((x) => x.length === 0 || x[0] === 0xbb) ? out.filter((x) => x.length) : null;
+}
+function frames(b, red) { return red ? redBlocks(b) : [b]; }
 
 test('a fourth user cannot decrypt frames sent before their join, only later ones', async () => {
   assert.ok(joined, 'needs the joins of the first test');
