@@ -326,3 +326,78 @@ async fn encrypted_frames_cross_the_sfu_byte_for_byte() {
         assert_eq!(r.audio_level, Some(-30), "{:?}", r.audio_level);
     }
 }
+
+/// An api node of a cluster on `db` (None: a fresh database) and `nats`.
+async fn cluster_node(
+    nats: &crate::nats_util::NatsServer,
+    db: Option<String>,
+    name: &str,
+) -> TestApp {
+    let name = name.to_string();
+    TestApp::spawn_with(move |c| {
+        if let Some(db) = db {
+            c.database_url = Some(db);
+        }
+        c.nats_url = Some(nats.url());
+        c.role = confab_signaling::config::Role::Api;
+        c.node_name = name;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_cross_nodes_of_a_cluster_to_the_named_participant_only() {
+    let nats = crate::nats_util::NatsServer::start();
+    let a = cluster_node(&nats, None, "api-a").await;
+    let b = cluster_node(&nats, Some(a.database_url()), "api-b").await;
+    let (ua, ub, uc) = (
+        a.register("mo").await,
+        a.register("ned").await,
+        a.register("oz").await,
+    );
+    let Server {
+        id: sid, voice: vc, ..
+    } = a.server(&ua, "Cluster keys").await;
+    let code = a.invite(&ua, &sid).await;
+    assert_eq!(b.accept_invite(&ub, &code).await.0, 200);
+    assert_eq!(b.accept_invite(&uc, &code).await.0, 200);
+    let other = a.channel(&ua, &sid, "voice", "Other").await;
+    make_e2ee(&a, &ua, &vc).await;
+    make_e2ee(&a, &ua, &other).await;
+
+    let mut ca = connect(&a, &ua).await;
+    let mut cb = connect(&b, &ub).await;
+    let mut cc = connect(&b, &uc).await;
+    let vs_a = joined(&mut ca, &ua, e2ee_join(&sid, &vc, 1)).await;
+    let vs_b = joined(&mut cb, &ub, e2ee_join(&sid, &vc, 2)).await;
+    let vs_c = joined(&mut cc, &uc, e2ee_join(&sid, &other, 3)).await;
+    // Node A learns B's participants from the bus: until then its keys are skipped, so A's
+    // client sends again until one lands (as a client would rotate again on the voice state).
+    let frame = json!({"op": 16, "d": {"channel_id": vc, "keys": [
+        {"user_id": ub.id, "voice_session_id": vs_b, "key_id": 1, "ciphertext": "Zm9yIGI="},
+        {"user_id": uc.id, "voice_session_id": vs_c, "key_id": 1, "ciphertext": "Zm9yIGM="},
+    ]}});
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        ca.send(frame.clone());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cb.drain();
+        if let Some(i) = cb.seen.iter().position(|v| v["t"] == "VOICE_E2EE_KEY") {
+            break cb.seen.remove(i)["d"].clone();
+        }
+        assert!(Instant::now() < deadline, "no key crossed the nodes");
+    };
+    assert_eq!(got["from_user_id"], ua.id.as_str());
+    assert_eq!(got["from_voice_session_id"], vs_a.as_str());
+    assert_eq!(got["ciphertext"], "Zm9yIGI=");
+    // And back, from node B to node A.
+    cb.send(json!({"op": 16, "d": {"channel_id": vc, "keys": [
+        {"user_id": ua.id, "voice_session_id": vs_a, "key_id": 2, "ciphertext": "Zm9yIGE="}]}}));
+    let back = ca.wait(|v| v["t"] == "VOICE_E2EE_KEY").await;
+    assert_eq!(back["d"]["from_user_id"], ub.id.as_str());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        no_key_within(&mut cc, Duration::ZERO),
+        "a participant of another channel got a key"
+    );
+}
