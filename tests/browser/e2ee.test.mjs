@@ -201,7 +201,14 @@ test('a fourth user cannot decrypt frames sent before their join, only later one
   // They were real frames: B's keys of now open them.
   const bKeys = await call(b, { type: 'keys' });
   assert.ok(await tryWith(b, earlier, bKeys) > 20, 'B opens A\'s frames');
+  // Join to first decrypted audio (the others' new keys reach D at once; they switch to them
+  // after SWITCH_AFTER_MS): printed as a figure, docs/e2ee.md.
+  const clicked = Date.now();
   await joinVoice(d);
+  const connectedMs = Date.now() - clicked;
+  await waitFor(async () => ((await call(d, { type: 'stats' })) || {}).decrypted > 0, { timeout: 15_000, interval: 20, message: 'D decrypts a frame' });
+  const firstAudioMs = Date.now() - clicked;
+  console.log(`e2ee join: connected ${connectedMs} ms, first decrypted audio ${firstAudioMs} ms after the click`);
   await hears(d, a);
   const dKeys = await call(d, { type: 'keys' });
   assert.ok(dKeys.length >= 3, `D holds keys of the three others: ${dKeys.length}`);

@@ -139,6 +139,10 @@ self.onmessage = async (e) => {
       break;
     }
     case 'recv-key': {
+      // A key id another participant already uses is not taken over (one participant cannot
+      // make another's frames undecryptable by reusing its id).
+      const had = recv.get(m.kid);
+      if (had && had.user !== m.user) break;
       const d = await derive(new Uint8Array(m.raw), m.kid);
       recv.set(m.kid, { ...d, user: m.user, raw: Array.from(m.raw) });
       break;

@@ -66,9 +66,9 @@ export function initE2ee(v) {
     attached: new WeakSet(), calls: new Map(), nextCall: 1,
   };
   v.gateway.on('VOICE_E2EE_KEY', (d) => v._onE2eeKey(d));
-  v.gateway.on('VOICE_STATE_UPDATE', (d) => {
-    if (v.e2ee.active && d && (d.channel_id === v.channelId || v._e2eeKnows(d.user_id))) v._e2eeMembersChanged();
-  });
+  // Any voice state may change who is in the call (a leave names no channel); rotating is a
+  // no-op when the set of participants and keys is the same.
+  v.gateway.on('VOICE_STATE_UPDATE', (d) => { if (v.e2ee.active && d) v._e2eeMembersChanged(); });
 }
 
 export class VoiceE2ee {
@@ -145,8 +145,6 @@ export class VoiceE2ee {
     return this.getVoiceStates(this.channelId)
       .filter((st) => st.user_id !== self && st.e2ee && st.e2ee.identity_key);
   }
-
-  _e2eeKnows(userId) { return this.e2ee.received.has(userId); }
 
   /** Someone joined or left (or our own state arrived): a new key for the new set of people. */
   _e2eeMembersChanged() {
