@@ -272,6 +272,55 @@ test('video decodes in an e2ee channel', async () => {
   }, { timeout: 45_000, interval: 2000, message: 'B decodes A\'s camera' });
 });
 
+test('a screen share with its sound decodes in an e2ee channel (watched on demand)', async () => {
+  assert.ok(joined, 'needs the joins of the first test');
+  const [a, b] = peers;
+  const ok = await a.b.page.evaluate(async () => {
+    // A moving picture and a 440 Hz tone as the shared tab (headless has no screen to pick).
+    const canvas = document.createElement('canvas');
+    canvas.width = 1280; canvas.height = 720;
+    const g = canvas.getContext('2d');
+    let n = 0;
+    window.__shareTimer = setInterval(() => {
+      n += 1;
+      g.fillStyle = `hsl(${(n * 3) % 360} 60% 30%)`;
+      g.fillRect(0, 0, 1280, 720);
+      g.fillStyle = '#fff';
+      g.fillRect((n * 23) % 1280, 300, 120, 120);
+    }, 1000 / 30);
+    const stream = canvas.captureStream(30);
+    const ctx = new AudioContext();
+    const osc = ctx.createOscillator();
+    osc.frequency.value = 440;
+    const dest = ctx.createMediaStreamDestination();
+    osc.connect(dest);
+    osc.start();
+    await ctx.resume();
+    stream.addTrack(dest.stream.getAudioTracks()[0]);
+    return window.confabVoice.setScreen(true, { stream, preset: '720p30' });
+  });
+  assert.ok(ok, 'A shares its screen');
+  await b.b.page.locator(`[data-testid="stream-card"][data-user-id="${a.id}"] [data-testid="watch-stream"]`).click({ timeout: 15_000 });
+  const share = () => b.b.page.evaluate(async (uid) => {
+    const v = window.confabVoice;
+    const out = { frames: 0, energy: 0 };
+    (await v.pc.getStats()).forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const vs = v.videoSlots[s.mid];
+      if (s.kind === 'video' && vs && vs.user_id === uid && vs.track === 'screen') out.frames = s.framesDecoded || 0;
+      if (s.kind === 'audio' && v.streamSlots[s.mid] === uid) out.energy = s.totalAudioEnergy || 0;
+    });
+    return out;
+  }, a.id);
+  let first = null;
+  await waitFor(async () => {
+    const s = await share();
+    if (!first) { first = s; return false; }
+    return s.frames - first.frames >= 10 && s.energy > first.energy;
+  }, { timeout: 45_000, interval: 2000, message: 'B decodes A\'s screen and hears its sound' });
+  await a.b.page.evaluate(() => { clearInterval(window.__shareTimer); return window.confabVoice.setScreen(false); });
+});
+
 test('no uncaught page errors', () => {
   for (const p of peers) assert.deepEqual(p.b.errors, [], p.name);
 });
