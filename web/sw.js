@@ -3,6 +3,8 @@
 // instead of the browser's error page. Network first: online, every file comes fresh from the
 // server (a new version is never hidden behind a stale cache); the cached copy is the fallback.
 // The API, the gateway, uploads and the vendored audio models are never touched here.
+// It also shows Web Push notifications and opens their channel when one is clicked
+// (docs/push.md).
 
 const CACHE = 'confab-shell-v1';
 const SHELL = ['/', '/css/app.css', '/js/app.js', '/manifest.webmanifest', '/icons/icon.svg', '/icons/icon-192.png'];
@@ -61,4 +63,43 @@ async function networkFirst(request, key) {
     if (cached) return cached;
     throw err;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Web Push (docs/push.md). The browser has already decrypted the payload (RFC 8291):
+// {type, title, body, url, server_id, channel_id, message_id}.
+
+self.addEventListener('push', (event) => {
+  let p = {};
+  try { p = event.data ? event.data.json() : {}; } catch { p = { body: event.data ? event.data.text() : '' }; }
+  const title = typeof p.title === 'string' && p.title ? p.title : 'Confab';
+  const url = typeof p.url === 'string' && p.url.startsWith('/') ? p.url : '/';
+  event.waitUntil(self.registration.showNotification(title, {
+    body: typeof p.body === 'string' ? p.body : '',
+    icon: '/icons/icon-192.png',
+    badge: '/icons/icon-192.png',
+    // One notification per channel: a newer message replaces the older one.
+    tag: p.channel_id ? `channel-${p.channel_id}` : `confab-${p.type || 'note'}`,
+    renotify: !!p.channel_id,
+    data: { url, channel_id: p.channel_id || null, message_id: p.message_id || null },
+  }));
+});
+
+self.addEventListener('notificationclick', (event) => {
+  event.waitUntil(openNotification(event.notification));
+});
+
+/** Closes the notification and shows its channel: in the open app when there is one. */
+async function openNotification(notification) {
+  notification.close();
+  const url = new URL(notification.data?.url || '/', self.location.origin).href;
+  const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  const open = windows.find((c) => new URL(c.url).origin === self.location.origin);
+  if (open) {
+    // The app is open: bring it forward and let it switch channels without reloading.
+    await open.focus().catch(() => {});
+    open.postMessage({ type: 'open-url', url });
+    return;
+  }
+  await self.clients.openWindow(url);
 }

@@ -166,23 +166,48 @@ impl Chat {
     /// Who may see a channel: `None` when every member of its server may (no overwrites and
     /// @everyone has VIEW_CHANNEL), else the members who may. Used to route channel events.
     pub async fn channel_viewers(&self, channel_id: ChannelId) -> ChatResult<Option<Vec<UserId>>> {
-        // (server, parent, permissions_synced, @everyone's permissions); no server = a DM.
+        // (server, parent, permissions_synced, @everyone's permissions, kind); no server = a DM.
         type ChannelRow = (
             Option<ServerId>,
             Option<ChannelId>,
             bool,
             Option<Permissions>,
+            String,
         );
         let row: Option<ChannelRow> = sqlx::query_as(
-            "SELECT c.server_id, c.parent_id, c.permissions_synced, r.permissions
+            "SELECT c.server_id, c.parent_id, c.permissions_synced, r.permissions, c.kind
              FROM channels c LEFT JOIN roles r ON r.id = c.server_id WHERE c.id = $1",
         )
         .bind(channel_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((server_id, parent, synced, everyone)) = row else {
+        let Some((server_id, parent, synced, everyone, kind)) = row else {
             return Ok(Some(Vec::new()));
         };
+        if let (Some(parent), "public_thread" | "private_thread") = (parent, kind.as_str()) {
+            // A public thread is seen by whoever sees its parent; a private one by those of
+            // them who are in it or hold MANAGE_THREADS.
+            if kind == "public_thread" {
+                return Box::pin(self.channel_viewers(parent)).await;
+            }
+            let members: std::collections::HashSet<UserId> = self
+                .thread_member_ids(channel_id)
+                .await?
+                .into_iter()
+                .collect();
+            let perms = Box::pin(self.channel_member_permissions(parent)).await?;
+            return Ok(Some(
+                perms
+                    .into_iter()
+                    .filter(|(u, p)| {
+                        permissions::has(*p, permissions::VIEW_CHANNEL)
+                            && (members.contains(u)
+                                || permissions::has(*p, permissions::MANAGE_THREADS))
+                    })
+                    .map(|(u, _)| u)
+                    .collect(),
+            ));
+        }
         let Some(server_id) = server_id else {
             // A DM: exactly its recipients.
             return Ok(Some(self.dm_recipient_ids(channel_id).await?));
@@ -201,6 +226,60 @@ impl Chat {
         if overwrites.is_empty() && permissions::has(everyone, permissions::VIEW_CHANNEL) {
             return Ok(None);
         }
+        Ok(Some(
+            self.member_permissions_with(server_id, everyone, &overwrites)
+                .await?
+                .into_iter()
+                .filter(|(_, p)| permissions::has(*p, permissions::VIEW_CHANNEL))
+                .map(|(u, _)| u)
+                .collect(),
+        ))
+    }
+
+    /// Every member's permissions in a server channel (not a thread); empty for a DM.
+    pub async fn channel_member_permissions(
+        &self,
+        channel_id: ChannelId,
+    ) -> ChatResult<Vec<(UserId, Permissions)>> {
+        // (server, parent, permissions_synced, @everyone's permissions).
+        type Row = (
+            Option<ServerId>,
+            Option<ChannelId>,
+            bool,
+            Option<Permissions>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT c.server_id, c.parent_id, c.permissions_synced, r.permissions
+                 FROM channels c LEFT JOIN roles r ON r.id = c.server_id WHERE c.id = $1",
+        )
+        .bind(channel_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((Some(server_id), parent, synced, everyone)) = row else {
+            return Ok(Vec::new());
+        };
+        let everyone = everyone.unwrap_or(permissions::EVERYONE_DEFAULT);
+        let source = match (synced, parent) {
+            (true, Some(p)) => p,
+            _ => channel_id,
+        };
+        let overwrites: Vec<(Snowflake, String, Permissions, Permissions)> = sqlx::query_as(
+            "SELECT target_id, kind, allow, deny FROM channel_overwrites WHERE channel_id = $1",
+        )
+        .bind(source)
+        .fetch_all(&self.pool)
+        .await?;
+        self.member_permissions_with(server_id, everyone, &overwrites)
+            .await
+    }
+
+    /// Every member's permissions under `overwrites` (one channel's).
+    async fn member_permissions_with(
+        &self,
+        server_id: ServerId,
+        everyone: Permissions,
+        overwrites: &[(Snowflake, String, Permissions, Permissions)],
+    ) -> ChatResult<Vec<(UserId, Permissions)>> {
         let members: Vec<(UserId, UserId, Vec<i64>, Vec<Permissions>)> = sqlx::query_as(
             "SELECT m.user_id, s.owner_id,
                     coalesce(array_agg(r.id) FILTER (WHERE r.id IS NOT NULL), '{}'),
@@ -222,7 +301,7 @@ impl Chat {
                 timed_out: false,
             };
             let mut o = ChannelOverwrites::default();
-            for (target, kind, allow, deny) in &overwrites {
+            for (target, kind, allow, deny) in overwrites {
                 let ow = Overwrite {
                     allow: *allow,
                     deny: *deny,
@@ -234,10 +313,8 @@ impl Chat {
                     _ => {}
                 }
             }
-            if permissions::has(permissions::in_channel(&ctx, &o), permissions::VIEW_CHANNEL) {
-                out.push(user_id);
-            }
+            out.push((user_id, permissions::in_channel(&ctx, &o)));
         }
-        Ok(Some(out))
+        Ok(out)
     }
 }

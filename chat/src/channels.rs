@@ -49,6 +49,8 @@ impl From<ChannelRow> for Channel {
             e2ee: r.e2ee,
             recipients: None,
             last_message_id: None,
+            thread_metadata: None,
+            available_tags: None,
         }
     }
 }
@@ -108,6 +110,15 @@ impl Chat {
         let synced = row.permissions_synced;
         let recipient = row.recipient;
         let channel: Channel = row.channel.into();
+        if channel.kind.is_thread() {
+            // A thread is seen and used with its parent channel's permissions.
+            let parent = channel.parent_id.ok_or(ChatError::NotFound("channel"))?;
+            let (_, parent_perms) = Box::pin(self.channel_access(parent, user_id)).await?;
+            let perms = self
+                .thread_permissions(channel.id, parent_perms, user_id)
+                .await?;
+            return Ok((channel, perms));
+        }
         let Some(server_id) = channel.server_id else {
             // A DM exists only for its recipients.
             return if recipient {
@@ -141,6 +152,7 @@ impl Chat {
         let visible = self.viewable_channels(user_id).await?;
         retain_visible(&mut channels, &visible);
         self.fill_last_message_ids(&visible, &mut channels).await?;
+        self.fill_forum_tags(&mut channels).await?;
         Ok(channels)
     }
 
@@ -188,9 +200,9 @@ impl Chat {
             );
         }
         v.check(
-            !new.kind.is_private(),
+            !new.kind.is_private() && !new.kind.is_thread(),
             "type",
-            "must be \"text\", \"voice\", \"stage\" or \"category\"",
+            "must be \"text\", \"voice\", \"stage\", \"category\" or \"forum\" (threads: POST /channels/{id}/threads)",
         );
         if new.kind == ChannelKind::Category {
             v.check(
@@ -201,10 +213,13 @@ impl Chat {
         }
         self.check_parent(server_id, new.parent_id, &mut v).await?;
         v.finish()?;
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM channels WHERE server_id = $1")
-            .bind(server_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM channels WHERE server_id = $1
+             AND kind NOT IN ('public_thread', 'private_thread')",
+        )
+        .bind(server_id)
+        .fetch_one(&self.pool)
+        .await?;
         if count >= MAX_CHANNELS {
             return Err(ChatError::Conflict(format!(
                 "a server has at most {MAX_CHANNELS} channels"
@@ -243,6 +258,13 @@ impl Chat {
         patch: ChannelPatch,
     ) -> ChatResult<Channel> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
+        if channel.kind.is_thread() {
+            // Threads change through `update_thread` (the handler routes them there).
+            return Err(ChatError::field(
+                "channel_id",
+                "a thread has no position, parent or topic",
+            ));
+        }
         let server_id = match channel.server_id {
             Some(s) if permissions::has(perms, permissions::MANAGE_CHANNELS) => s,
             _ => return Err(ChatError::Forbidden("you may not manage channels")),
@@ -323,20 +345,30 @@ impl Chat {
         user_id: UserId,
     ) -> ChatResult<Channel> {
         let (channel, perms) = self.channel_access(channel_id, user_id).await?;
-        if !permissions::has(perms, permissions::MANAGE_CHANNELS) {
+        if channel.kind.is_thread() {
+            if !permissions::has(perms, permissions::MANAGE_THREADS) {
+                return Err(ChatError::Forbidden("you may not manage threads"));
+            }
+        } else if !permissions::has(perms, permissions::MANAGE_CHANNELS) {
             return Err(ChatError::Forbidden("you may not manage channels"));
         }
-        sqlx::query("DELETE FROM channels WHERE id = $1")
-            .bind(channel_id)
-            .execute(&self.pool)
-            .await?;
+        // A channel's threads go with it.
+        sqlx::query(
+            "DELETE FROM channels WHERE id = $1
+             OR id IN (SELECT channel_id FROM threads WHERE parent_id = $1)",
+        )
+        .bind(channel_id)
+        .execute(&self.pool)
+        .await?;
         Ok(channel)
     }
 
-    /// A server's channels in display order (no permission check: callers have done it).
+    /// A server's channels in display order, threads aside (no permission check: callers have
+    /// done it).
     pub async fn channels_of(&self, server_id: ServerId) -> ChatResult<Vec<Channel>> {
         let rows: Vec<ChannelRow> = sqlx::query_as(q!(
-            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE server_id = $1 ORDER BY position, id"
+            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE server_id = $1
+             AND kind NOT IN ('public_thread', 'private_thread') ORDER BY position, id"
         ))
         .bind(server_id)
         .fetch_all(&self.pool)

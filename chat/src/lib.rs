@@ -22,6 +22,7 @@ pub mod audit;
 pub mod channels;
 pub mod dms;
 pub mod error;
+pub mod expressions;
 pub mod files;
 pub mod ids;
 pub mod integrations;
@@ -32,6 +33,7 @@ pub mod messages;
 pub mod model;
 pub mod moderation;
 pub mod name;
+pub mod notifications;
 pub mod password;
 pub mod permissions;
 pub mod postgres;
@@ -44,6 +46,7 @@ pub mod search;
 pub mod servers;
 pub mod snowflake;
 pub mod soundboard;
+pub mod threads;
 pub mod voice;
 pub mod workers;
 
@@ -68,6 +71,7 @@ pub const TIMED_QUERIES: &[&str] = &[
     "channel_access",
     "history",
     "search",
+    "threads",
 ];
 
 /// The chat services over one PostgreSQL pool. Cheap to clone.

@@ -45,6 +45,14 @@ pub enum ChannelKind {
     /// A group DM of up to 10 people (no server).
     #[serde(rename = "group_dm")]
     GroupDm,
+    /// A channel of posts: each post is a thread with a title, a first message and tags.
+    Forum,
+    /// A thread anyone who sees its parent channel may read and join.
+    #[serde(rename = "public_thread")]
+    PublicThread,
+    /// A thread only its members (and MANAGE_THREADS holders) see.
+    #[serde(rename = "private_thread")]
+    PrivateThread,
 }
 
 impl ChannelKind {
@@ -56,6 +64,9 @@ impl ChannelKind {
             ChannelKind::Category => "category",
             ChannelKind::Dm => "dm",
             ChannelKind::GroupDm => "group_dm",
+            ChannelKind::Forum => "forum",
+            ChannelKind::PublicThread => "public_thread",
+            ChannelKind::PrivateThread => "private_thread",
         }
     }
 
@@ -67,6 +78,9 @@ impl ChannelKind {
             "category" => Some(ChannelKind::Category),
             "dm" => Some(ChannelKind::Dm),
             "group_dm" => Some(ChannelKind::GroupDm),
+            "forum" => Some(ChannelKind::Forum),
+            "public_thread" => Some(ChannelKind::PublicThread),
+            "private_thread" => Some(ChannelKind::PrivateThread),
             _ => None,
         }
     }
@@ -85,8 +99,17 @@ impl ChannelKind {
     pub fn is_textual(self) -> bool {
         matches!(
             self,
-            ChannelKind::Text | ChannelKind::Dm | ChannelKind::GroupDm
+            ChannelKind::Text
+                | ChannelKind::Dm
+                | ChannelKind::GroupDm
+                | ChannelKind::PublicThread
+                | ChannelKind::PrivateThread
         )
+    }
+
+    /// Public and private threads.
+    pub fn is_thread(self) -> bool {
+        matches!(self, ChannelKind::PublicThread | ChannelKind::PrivateThread)
     }
 }
 
@@ -115,6 +138,42 @@ pub struct Channel {
     /// The newest message's id (READY, DM lists), so clients can tell unread channels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_message_id: Option<MessageId>,
+    /// Threads only: archive state, counts and tags (docs/threads.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_metadata: Option<ThreadMetadata>,
+    /// Forums only: the tags posts may carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_tags: Option<Vec<ForumTag>>,
+}
+
+/// What a thread has beyond a channel's fields.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ThreadMetadata {
+    pub archived: bool,
+    /// Archived and only MANAGE_THREADS may reopen it.
+    pub locked: bool,
+    /// Minutes of inactivity before the thread archives itself: 60, 1440, 4320 or 10080.
+    pub auto_archive_duration: i32,
+    /// When it was last archived or unarchived.
+    pub archive_timestamp: Option<DateTime<Utc>>,
+    /// The message it was started from (in the parent channel), if any.
+    pub starter_message_id: Option<MessageId>,
+    /// Messages sent in it (deleted ones included).
+    pub message_count: i32,
+    pub member_count: i64,
+    pub last_activity_at: DateTime<Utc>,
+    /// Forum posts: the forum tags it carries (ids, at most 5).
+    #[schema(value_type = Vec<String>)]
+    pub applied_tags: Vec<crate::Snowflake>,
+}
+
+/// A tag of a forum channel.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, sqlx::FromRow)]
+pub struct ForumTag {
+    #[schema(value_type = String)]
+    pub id: crate::Snowflake,
+    /// 1-20 characters, unique in the forum.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -156,6 +215,10 @@ pub struct Message {
     pub channel_id: ChannelId,
     /// Null in DMs.
     pub server_id: Option<ServerId>,
+    /// Posted in a thread (server-side only: tells the send path to record thread activity).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub in_thread: bool,
     pub author: User,
     pub content: String,
     pub nonce: Option<String>,
@@ -183,6 +246,9 @@ pub struct Message {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub webhook_id: Option<crate::Snowflake>,
+    /// The sticker sent with the message (at most one), as it was then (docs/emoji.md).
+    #[serde(default)]
+    pub stickers: Vec<crate::expressions::StickerItem>,
 }
 
 /// A link preview under a message, shaped like Discord's embeds (docs/link-previews.md).
@@ -220,6 +286,11 @@ pub struct ServerSnapshot {
     pub server: Server,
     pub channels: Vec<Channel>,
     pub members: Vec<Member>,
+    /// The server's custom emoji and stickers (docs/emoji.md).
+    #[serde(default)]
+    pub emojis: Vec<crate::expressions::Emoji>,
+    #[serde(default)]
+    pub stickers: Vec<crate::expressions::Sticker>,
 }
 
 /// One device's login (a refresh-token family).

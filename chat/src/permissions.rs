@@ -47,6 +47,14 @@ bitflags::bitflags! {
         const MANAGE_ROLES = 1 << 28;
         /// Create, list and delete a channel's incoming webhooks.
         const MANAGE_WEBHOOKS = 1 << 29;
+        /// Upload, rename, restrict and delete the server's custom emoji and stickers.
+        const MANAGE_EXPRESSIONS = 1 << 30;
+        /// Rename, archive, lock and delete threads; see private threads; remove members.
+        const MANAGE_THREADS = 1 << 34;
+        const CREATE_PUBLIC_THREADS = 1 << 35;
+        const CREATE_PRIVATE_THREADS = 1 << 36;
+        /// Post in threads (SEND_MESSAGES governs only the parent channel itself).
+        const SEND_MESSAGES_IN_THREADS = 1 << 38;
         const MODERATE_MEMBERS = 1 << 40;
         /// Play the server's soundboard sounds into a voice channel (SPEAK is needed too).
         const USE_SOUNDBOARD = 1 << 42;
@@ -106,6 +114,11 @@ pub const CHANGE_NICKNAME: Permissions = Permissions::CHANGE_NICKNAME;
 pub const MANAGE_NICKNAMES: Permissions = Permissions::MANAGE_NICKNAMES;
 pub const MANAGE_ROLES: Permissions = Permissions::MANAGE_ROLES;
 pub const MANAGE_WEBHOOKS: Permissions = Permissions::MANAGE_WEBHOOKS;
+pub const MANAGE_EXPRESSIONS: Permissions = Permissions::MANAGE_EXPRESSIONS;
+pub const MANAGE_THREADS: Permissions = Permissions::MANAGE_THREADS;
+pub const CREATE_PUBLIC_THREADS: Permissions = Permissions::CREATE_PUBLIC_THREADS;
+pub const CREATE_PRIVATE_THREADS: Permissions = Permissions::CREATE_PRIVATE_THREADS;
+pub const SEND_MESSAGES_IN_THREADS: Permissions = Permissions::SEND_MESSAGES_IN_THREADS;
 pub const MODERATE_MEMBERS: Permissions = Permissions::MODERATE_MEMBERS;
 pub const USE_SOUNDBOARD: Permissions = Permissions::USE_SOUNDBOARD;
 
@@ -137,6 +150,9 @@ pub const EVERYONE_DEFAULT: Permissions = union(&[
     VIDEO,
     CHANGE_NICKNAME,
     USE_SOUNDBOARD,
+    CREATE_PUBLIC_THREADS,
+    CREATE_PRIVATE_THREADS,
+    SEND_MESSAGES_IN_THREADS,
 ]);
 
 /// What every recipient may do in a DM or group DM: read, write, react; never moderate
@@ -159,6 +175,9 @@ pub const TIMEOUT_REVOKES: Permissions = union(&[
     CONNECT,
     VIDEO,
     CREATE_INVITE,
+    CREATE_PUBLIC_THREADS,
+    CREATE_PRIVATE_THREADS,
+    SEND_MESSAGES_IN_THREADS,
 ]);
 
 pub fn has(perms: Permissions, wanted: Permissions) -> bool {
@@ -369,8 +388,9 @@ mod tests {
 
     #[test]
     fn bit_values_match_the_documented_ones() {
-        assert_eq!(ALL.bits(), 0x500_3DF3_EFFF);
+        assert_eq!(ALL.bits(), 0x55C_7DF3_EFFF);
+        assert_eq!(MANAGE_EXPRESSIONS.bits(), 1_073_741_824);
         assert_eq!(MODERATE_MEMBERS.bits(), 1_099_511_627_776);
-        assert_eq!(EVERYONE_DEFAULT.bits(), 0x400_0431_CE41);
+        assert_eq!(EVERYONE_DEFAULT.bits(), 0x458_0431_CE41);
     }
 }

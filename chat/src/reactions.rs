@@ -1,4 +1,5 @@
-//! Reactions (unicode emoji, one per user and emoji) and pins (at most `MAX_PINS` per channel).
+//! Reactions (unicode emoji, or a custom emoji of the channel's server as `name:id`; one per
+//! user and emoji) and pins (at most `MAX_PINS` per channel).
 
 use crate::model::{Message, User};
 use crate::{permissions, ChannelId, MessageId, UserId};
@@ -28,6 +29,11 @@ pub fn valid_emoji(e: &str) -> bool {
             .all(|c| !c.is_ascii() && !c.is_control() && !c.is_whitespace())
 }
 
+/// The id of a custom emoji written as a reaction, as text (for matching stored `name:id`).
+fn custom_id(emoji: &str) -> Option<String> {
+    crate::expressions::emojis::parse_reaction(emoji).map(|(_, id)| id.0.to_string())
+}
+
 impl Chat {
     async fn reaction_target(
         &self,
@@ -44,17 +50,27 @@ impl Chat {
         Ok(msg)
     }
 
-    /// Adds the caller's reaction; returns false when it was already there.
+    /// Adds the caller's reaction; returns false when it was already there, and the emoji as
+    /// stored: a unicode emoji as given, a custom one as `name:id` with its current name. A
+    /// custom emoji must be one of the channel's server (400) that the caller may use (403).
     pub async fn add_reaction(
         &self,
         channel_id: ChannelId,
         message_id: MessageId,
         user_id: UserId,
         emoji: &str,
-    ) -> ChatResult<(Message, bool)> {
-        if !valid_emoji(emoji) {
-            return Err(ChatError::field("emoji", "must be a unicode emoji"));
-        }
+    ) -> ChatResult<(Message, bool, String)> {
+        let custom = if valid_emoji(emoji) {
+            None
+        } else {
+            let (_, id) = crate::expressions::emojis::parse_reaction(emoji).ok_or_else(|| {
+                ChatError::field(
+                    "emoji",
+                    "must be a unicode emoji or a custom emoji's name:id",
+                )
+            })?;
+            Some(id)
+        };
         let msg = self
             .reaction_target(
                 channel_id,
@@ -63,6 +79,17 @@ impl Chat {
                 permissions::ADD_REACTIONS | permissions::READ_MESSAGE_HISTORY,
             )
             .await?;
+        let emoji = match custom {
+            None => emoji.to_owned(),
+            Some(id) => {
+                let server_id = msg.server_id.ok_or_else(|| {
+                    ChatError::field("emoji", "custom emoji are used in their server's channels")
+                })?;
+                let e = self.usable_emoji(server_id, user_id, id).await?;
+                format!("{}:{}", e.name, e.id)
+            }
+        };
+        let emoji = emoji.as_str();
         let distinct: i64 = sqlx::query_scalar(
             "SELECT count(DISTINCT emoji) FROM reactions WHERE message_id = $1 AND emoji <> $2",
         )
@@ -83,28 +110,30 @@ impl Chat {
             .await?
             .rows_affected()
             == 1;
-        Ok((msg, added))
+        Ok((msg, added, emoji.to_owned()))
     }
 
-    /// Removes the caller's reaction; returns false when there was none.
+    /// Removes the caller's reaction; returns the emoji as it was stored, None when there was
+    /// none. A custom emoji is matched by its id (it may have been renamed since).
     pub async fn remove_reaction(
         &self,
         channel_id: ChannelId,
         message_id: MessageId,
         user_id: UserId,
         emoji: &str,
-    ) -> ChatResult<(Message, bool)> {
+    ) -> ChatResult<(Message, Option<String>)> {
         let msg = self.message(channel_id, message_id, user_id).await?;
-        let removed = sqlx::query(
-            "DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
+        let removed: Option<String> = sqlx::query_scalar(
+            "DELETE FROM reactions WHERE message_id = $1 AND user_id = $2
+                 AND (emoji = $3 OR ($4::text IS NOT NULL AND emoji LIKE '%:' || $4))
+             RETURNING emoji",
         )
         .bind(message_id)
         .bind(user_id)
         .bind(emoji)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1;
+        .bind(custom_id(emoji))
+        .fetch_optional(&self.pool)
+        .await?;
         Ok((msg, removed))
     }
 
@@ -120,10 +149,13 @@ impl Chat {
         Ok(sqlx::query_as(
             "SELECT u.id, u.username, u.display_name, u.avatar_url, u.custom_status, u.created_at
              FROM reactions r JOIN users u ON u.id = r.user_id
-             WHERE r.message_id = $1 AND r.emoji = $2 ORDER BY r.created_at LIMIT 100",
+             WHERE r.message_id = $1
+                 AND (r.emoji = $2 OR ($3::text IS NOT NULL AND r.emoji LIKE '%:' || $3))
+             ORDER BY r.created_at LIMIT 100",
         )
         .bind(message_id)
         .bind(emoji)
+        .bind(custom_id(emoji))
         .fetch_all(&self.pool)
         .await?)
     }

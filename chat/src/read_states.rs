@@ -111,7 +111,8 @@ impl Chat {
         Ok(())
     }
 
-    /// Read states of every text channel the user can view and every DM they are in (READY).
+    /// Read states of every text channel the user can view, every thread they are in and every
+    /// DM they are in (READY).
     pub async fn read_states(&self, user_id: UserId) -> ChatResult<Vec<ReadState>> {
         let visible = self.viewable_channels(user_id).await?;
         self.read_states_in(user_id, &visible).await
@@ -127,6 +128,10 @@ impl Chat {
                  SELECT c.id, c.server_id FROM channels c
                  JOIN members mb ON mb.server_id = c.server_id AND mb.user_id = $1
                  WHERE c.kind = 'text'
+                 UNION ALL
+                 -- Threads count for their members only, as on Discord.
+                 SELECT c.id, c.server_id FROM thread_members tm
+                 JOIN channels c ON c.id = tm.channel_id WHERE tm.user_id = $1
                  UNION ALL
                  SELECT d.channel_id, NULL FROM dm_recipients d WHERE d.user_id = $1
              ), my_roles AS (
@@ -178,7 +183,8 @@ impl Chat {
         .await?;
         let channels: Vec<(ChannelId, ServerId, Option<ChannelId>, bool)> = sqlx::query_as(
             "SELECT c.id, c.server_id, c.parent_id, c.permissions_synced FROM channels c
-             JOIN members mb ON mb.server_id = c.server_id AND mb.user_id = $1",
+             JOIN members mb ON mb.server_id = c.server_id AND mb.user_id = $1
+             WHERE c.kind NOT IN ('public_thread', 'private_thread')",
         )
         .bind(user_id)
         .fetch_all(&self.pool)
@@ -202,6 +208,8 @@ impl Chat {
         let servers: HashMap<ServerId, ServerRow> =
             servers.into_iter().map(|s| (s.server_id, s)).collect();
         let mut out = HashSet::new();
+        // Visible channels: whether the user holds MANAGE_THREADS there.
+        let mut manage_threads: HashMap<ChannelId, bool> = HashMap::new();
         for (id, server_id, parent, synced) in channels {
             let Some(s) = servers.get(&server_id) else {
                 continue;
@@ -229,8 +237,32 @@ impl Chat {
                     _ => {}
                 }
             }
-            if permissions::has(permissions::in_channel(&ctx, &o), permissions::VIEW_CHANNEL) {
+            let perms = permissions::in_channel(&ctx, &o);
+            if permissions::has(perms, permissions::VIEW_CHANNEL) {
                 out.insert(id);
+                manage_threads.insert(id, permissions::has(perms, permissions::MANAGE_THREADS));
+            }
+        }
+        // Threads of visible channels: the active ones and those the user is in, private ones
+        // only for their members and MANAGE_THREADS holders. Archived threads the user never
+        // joined are left out (a busy channel may hold thousands); opening one checks access
+        // on its own.
+        let threads: Vec<(ChannelId, ChannelId, bool, bool)> = sqlx::query_as(
+            "SELECT t.channel_id, t.parent_id, t.private, tm.user_id IS NOT NULL
+             FROM threads t
+             JOIN channels c ON c.id = t.channel_id
+             JOIN members mb ON mb.server_id = c.server_id AND mb.user_id = $1
+             LEFT JOIN thread_members tm ON tm.channel_id = t.channel_id AND tm.user_id = $1
+             WHERE NOT t.archived OR tm.user_id IS NOT NULL",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        for (id, parent, private, member) in threads {
+            if let Some(manage) = manage_threads.get(&parent) {
+                if !private || member || *manage {
+                    out.insert(id);
+                }
             }
         }
         let dms: Vec<ChannelId> =

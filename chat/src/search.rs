@@ -407,18 +407,32 @@ impl Chat {
             .ok_or(ChatError::NotFound("server"))?;
         let channels: Vec<(ChannelId, Option<String>, Option<ChannelId>, bool)> = sqlx::query_as(
             "SELECT id, name, parent_id, permissions_synced FROM channels
-             WHERE server_id = $1 AND kind <> 'category'",
+             WHERE server_id = $1 AND kind NOT IN ('category', 'public_thread', 'private_thread')",
         )
         .bind(server_id)
         .fetch_all(&self.pool)
         .await?;
         let wanted = permissions::VIEW_CHANNEL | permissions::READ_MESSAGE_HISTORY;
         let base = access.base();
+        // Threads: those of readable channels, private ones only for their members and
+        // MANAGE_THREADS holders (threads_of_readable).
+        let threads: Vec<(ChannelId, String, ChannelId, bool, bool)> = sqlx::query_as(
+            "SELECT t.channel_id, c.name, t.parent_id, t.private,
+                    EXISTS (SELECT 1 FROM thread_members m
+                            WHERE m.channel_id = t.channel_id AND m.user_id = $2)
+             FROM threads t JOIN channels c ON c.id = t.channel_id WHERE c.server_id = $1",
+        )
+        .bind(server_id)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
         if base.contains(permissions::ADMINISTRATOR) {
-            return Ok(channels
+            let mut all: Readable = channels
                 .into_iter()
                 .map(|(id, name, _, _)| (id, name.unwrap_or_default()))
-                .collect());
+                .collect();
+            all.extend(threads.into_iter().map(|(id, name, ..)| (id, name)));
+            return Ok(all);
         }
         type Row = (ChannelId, Snowflake, String, Permissions, Permissions);
         let overwrites: Vec<Row> = sqlx::query_as(
@@ -440,19 +454,39 @@ impl Chat {
             }
         }
         let none = ChannelOverwrites::default();
-        Ok(channels
+        // Readable channels and the permissions there.
+        let readable: Vec<(ChannelId, String, Permissions)> = channels
             .into_iter()
-            .filter(|(id, _, parent, synced)| {
+            .filter_map(|(id, name, parent, synced)| {
                 // A channel in a category uses the category's overwrites while synced.
                 let source = match (synced, parent) {
-                    (true, Some(p)) => *p,
-                    _ => *id,
+                    (true, Some(p)) => p,
+                    _ => id,
                 };
                 let o = by_channel.get(&source).unwrap_or(&none);
-                permissions::in_channel(&access.context, o).contains(wanted)
+                let perms = permissions::in_channel(&access.context, o);
+                perms
+                    .contains(wanted)
+                    .then(|| (id, name.unwrap_or_default(), perms))
             })
-            .map(|(id, name, _, _)| (id, name.unwrap_or_default()))
-            .collect())
+            .collect();
+        let parents: HashMap<ChannelId, Permissions> =
+            readable.iter().map(|(id, _, p)| (*id, *p)).collect();
+        let mut out: Readable = readable
+            .into_iter()
+            .map(|(id, name, _)| (id, name))
+            .collect();
+        out.extend(
+            threads
+                .into_iter()
+                .filter(|(_, _, parent, private, member)| {
+                    parents.get(parent).is_some_and(|p| {
+                        !private || *member || permissions::has(*p, permissions::MANAGE_THREADS)
+                    })
+                })
+                .map(|(id, name, ..)| (id, name)),
+        );
+        Ok(out)
     }
 
     /// The search itself, over `readable` channels only.

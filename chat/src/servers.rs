@@ -83,6 +83,8 @@ impl Chat {
             server: self.server_row(server_id).await?,
             channels: self.channels_of(server_id).await?,
             members: self.members_of(server_id).await?,
+            emojis: self.server_emojis(server_id).await?,
+            stickers: self.server_stickers(server_id).await?,
         })
     }
 
@@ -97,6 +99,8 @@ impl Chat {
             server: self.server_row(server_id).await?,
             channels: self.channels_of(server_id).await?,
             members: self.members_by_ids(server_id, user_ids).await?,
+            emojis: self.server_emojis(server_id).await?,
+            stickers: self.server_stickers(server_id).await?,
         })
     }
 

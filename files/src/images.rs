@@ -132,6 +132,103 @@ pub fn square(
     Ok(out)
 }
 
+/// A custom emoji or sticker image, ready to store.
+#[derive(Debug)]
+pub struct Expression {
+    pub bytes: Vec<u8>,
+    pub content_type: &'static str,
+    pub animated: bool,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Checks an emoji or sticker upload really is the image it claims and prepares it. A still
+/// image (PNG, JPEG, WebP, or a GIF of one frame) is decoded, scaled to fit `max_side` (never
+/// up) and re-encoded as PNG, which also drops any metadata. An animated GIF, APNG or WebP is
+/// kept as uploaded (re-encoding animation is costly and lossy) once its first frames decode,
+/// if it is at most `max_animated_side` on each side. CPU-bound: call from a blocking worker.
+pub fn expression(
+    bytes: &[u8],
+    max_side: u32,
+    max_animated_side: u32,
+) -> Result<Expression, ThumbnailError> {
+    use image::codecs::{gif::GifDecoder, png::PngDecoder, webp::WebPDecoder};
+    use image::AnimationDecoder;
+    // The header's size first, so nothing is decoded for a bomb.
+    let (w, h) = dimensions(bytes, None).ok_or_else(|| {
+        ThumbnailError::Decode(image::ImageError::Unsupported(
+            image::error::UnsupportedError::from_format_and_kind(
+                image::error::ImageFormatHint::Unknown,
+                image::error::UnsupportedErrorKind::GenericFeature("not an image".into()),
+            ),
+        ))
+    })?;
+    if w > MAX_DECODE_SIDE || h > MAX_DECODE_SIDE {
+        return Err(ThumbnailError::TooLarge(w, h));
+    }
+    let format = image::guess_format(bytes)?;
+    let animated = match format {
+        image::ImageFormat::Gif => {
+            let mut frames = 0;
+            for frame in GifDecoder::new(Cursor::new(bytes))?.into_frames().take(2) {
+                frame?;
+                frames += 1;
+            }
+            frames > 1
+        }
+        image::ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))?.is_apng()?,
+        image::ImageFormat::WebP => WebPDecoder::new(Cursor::new(bytes))?.has_animation(),
+        _ => false,
+    };
+    if animated {
+        if w > max_animated_side || h > max_animated_side {
+            return Err(ThumbnailError::TooLarge(w, h));
+        }
+        let content_type = match format {
+            image::ImageFormat::Png => {
+                let first = PngDecoder::new(Cursor::new(bytes))?
+                    .apng()?
+                    .into_frames()
+                    .next();
+                first.transpose()?;
+                "image/png"
+            }
+            image::ImageFormat::WebP => {
+                let first = WebPDecoder::new(Cursor::new(bytes))?.into_frames().next();
+                first.transpose()?;
+                "image/webp"
+            }
+            _ => "image/gif",
+        };
+        return Ok(Expression {
+            bytes: bytes.to_vec(),
+            content_type,
+            animated,
+            width: w,
+            height: h,
+        });
+    }
+    let decoder = limited_decoder(bytes)?;
+    let mut decoder = decoder;
+    let orientation = decoder.orientation()?;
+    let mut img = DynamicImage::from_decoder(decoder)?;
+    img.apply_orientation(orientation);
+    let img = if img.width() > max_side || img.height() > max_side {
+        img.resize(max_side, max_side, image::imageops::FilterType::Lanczos3)
+    } else {
+        img
+    };
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)?;
+    Ok(Expression {
+        bytes: out,
+        content_type: "image/png",
+        animated: false,
+        width: img.width(),
+        height: img.height(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +311,53 @@ mod tests {
         let sq = image::load_from_memory(&square(&png(600, 300), Some((550, 0, 100)), 64).unwrap())
             .unwrap();
         assert_eq!((sq.width(), sq.height()), (64, 64));
+    }
+
+    fn gif(frames: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut enc = image::codecs::gif::GifEncoder::new(&mut out);
+            for i in 0..frames {
+                let buf =
+                    image::RgbaImage::from_pixel(40, 30, image::Rgba([i as u8 * 80, 0, 0, 255]));
+                enc.encode_frame(image::Frame::new(buf)).unwrap();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn still_expressions_are_scaled_to_fit_and_become_png() {
+        let e = expression(&png(512, 256), 128, 256).unwrap();
+        assert_eq!((e.width, e.height, e.animated), (128, 64, false));
+        assert_eq!(e.content_type, "image/png");
+        let back = image::load_from_memory(&e.bytes).unwrap();
+        assert_eq!((back.width(), back.height()), (128, 64));
+        // A one-frame GIF is still.
+        let e = expression(&gif(1), 128, 256).unwrap();
+        assert!(!e.animated);
+        assert_eq!(e.content_type, "image/png");
+    }
+
+    #[test]
+    fn animated_gifs_are_kept_as_uploaded_within_the_size_limit() {
+        let bytes = gif(3);
+        let e = expression(&bytes, 128, 256).unwrap();
+        assert!(e.animated);
+        assert_eq!(e.content_type, "image/gif");
+        assert_eq!(e.bytes, bytes);
+        assert!(matches!(
+            expression(&bytes, 16, 16),
+            Err(ThumbnailError::TooLarge(40, 30))
+        ));
+    }
+
+    #[test]
+    fn broken_or_foreign_bytes_are_refused() {
+        assert!(expression(b"GIF89a not really", 128, 256).is_err());
+        let mut cut = png(64, 64);
+        cut.truncate(80);
+        assert!(expression(&cut, 128, 256).is_err());
+        assert!(expression(b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>", 128, 256).is_err());
     }
 }

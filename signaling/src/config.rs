@@ -177,6 +177,15 @@ pub struct Cli {
     /// [default: none]
     #[arg(long, env = "CONFAB_LINK_PREVIEW_ALLOW_CIDRS", value_delimiter = ',', value_parser = crate::proxy::parse_net)]
     pub link_preview_allow_cidrs: Option<Vec<ipnet::IpNet>>,
+    /// Contact put in Web Push's VAPID tokens (`sub`: a mailto: or https: URL) so push
+    /// services can reach the operator (docs/push.md). [default: the public URL, else
+    /// mailto:admin@localhost]
+    #[arg(long, env = "CONFAB_PUSH_CONTACT")]
+    pub push_contact: Option<String>,
+    /// FOR TESTS ONLY: accept push subscriptions whose endpoint is plain http on a loopback
+    /// address, and deliver to them. [default: false]
+    #[arg(long, env = "CONFAB_PUSH_ALLOW_LOOPBACK")]
+    pub push_allow_loopback: Option<bool>,
     /// Largest file one upload may carry, in MiB. [default: 25]
     #[arg(long, env = "CONFAB_MAX_UPLOAD_MIB")]
     pub max_upload_mib: Option<u64>,
@@ -301,6 +310,8 @@ struct FileConfig {
     link_previews: Option<bool>,
     link_preview_concurrency: Option<usize>,
     link_preview_allow_cidrs: Option<Vec<String>>,
+    push_contact: Option<String>,
+    push_allow_loopback: Option<bool>,
     max_upload_mib: Option<u64>,
     user_storage_quota_mib: Option<u64>,
     server_storage_quota_mib: Option<u64>,
@@ -393,6 +404,10 @@ pub struct Config {
     pub link_preview_concurrency: usize,
     /// Test-only exceptions to the previews' SSRF rules.
     pub link_preview_allow_cidrs: Vec<ipnet::IpNet>,
+    /// VAPID `sub` (docs/push.md); None: the public URL, else mailto:admin@localhost.
+    pub push_contact: Option<String>,
+    /// Test-only: push endpoints on loopback over plain http.
+    pub push_allow_loopback: bool,
     /// Largest uploaded file, bytes.
     pub max_upload_bytes: u64,
     /// Attachment quotas in bytes (0 = no limit).
@@ -452,6 +467,8 @@ impl Default for Config {
             link_previews: true,
             link_preview_concurrency: 4,
             link_preview_allow_cidrs: Vec::new(),
+            push_contact: None,
+            push_allow_loopback: false,
             max_upload_bytes: 25 * MIB,
             user_storage_quota: 2048 * MIB,
             server_storage_quota: 20480 * MIB,
@@ -599,6 +616,11 @@ impl Config {
                     .collect::<Result<_, _>>()
                     .map_err(|e| anyhow::anyhow!("link_preview_allow_cidrs: {e}"))?,
             },
+            push_contact: cli.push_contact.or(file.push_contact),
+            push_allow_loopback: cli
+                .push_allow_loopback
+                .or(file.push_allow_loopback)
+                .unwrap_or(d.push_allow_loopback),
             max_upload_bytes: cli
                 .max_upload_mib
                 .or(file.max_upload_mib)

@@ -57,6 +57,7 @@ pub mod media;
 pub mod metrics;
 pub mod process;
 pub mod proxy;
+pub mod push;
 pub mod ratelimit;
 pub mod state;
 pub mod temporary_members;
@@ -235,6 +236,9 @@ async fn start_node(
         clustered.then(|| config.node_name.clone()),
     ));
     let (previews, preview_worker) = link_previews::LinkPreviews::new(&config);
+    let (push, push_worker) = push::Push::new(&chat, &config)
+        .await
+        .context("loading the VAPID key")?;
     let state = AppState(Arc::new(Inner {
         origins: config.origins(addr),
         chat,
@@ -258,6 +262,7 @@ async fn start_node(
         db_circuit: Default::default(),
         previews,
         files,
+        push,
         config,
     }));
     spawn_housekeeping(state.clone());
@@ -268,6 +273,7 @@ async fn start_node(
     if let Some(worker) = preview_worker {
         worker.spawn(state.clone());
     }
+    push_worker.spawn(state.clone());
     if let Some(incoming) = link.incoming {
         tokio::spawn(apply_incoming(state.clone(), incoming));
         tokio::spawn(share_rate_usage(state.clone()));
@@ -469,6 +475,8 @@ fn spawn_housekeeping(state: AppState) {
             }
             if n.is_multiple_of(6) {
                 temporary_members::sweep(&state, temporary_members::GRACE).await;
+                // Threads idle past their auto-archive duration (a minute late at most).
+                http::threads::archive_sweep(&state).await;
             }
         }
     });

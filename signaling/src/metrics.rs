@@ -142,6 +142,13 @@ pub fn describe_and_zero() {
         counter!("confab_link_preview_fetches_total", "result" => *result).absolute(0);
     }
     describe_counter!(
+        "confab_push_sent_total",
+        "Web Push notifications by result: sent (accepted by the push service), gone (404/410: subscription removed), failed, dropped (queue full)."
+    );
+    for result in crate::push::RESULTS {
+        counter!("confab_push_sent_total", "result" => *result).absolute(0);
+    }
+    describe_counter!(
         "confab_link_preview_cache_hits_total",
         "Link previews answered from the cache without fetching."
     );

@@ -67,6 +67,12 @@ pub const WEBHOOKS: Bucket = Bucket {
     capacity: 5.0,
     period: Duration::from_secs(2),
 };
+/// Emoji and sticker uploads, per user: ten a minute (each is decoded and stored).
+pub const EXPRESSIONS: Bucket = Bucket {
+    name: "expressions",
+    capacity: 10.0,
+    period: Duration::from_secs(60),
+};
 /// Everything else, per user (or IP).
 pub const API: Bucket = Bucket {
     name: "api",
@@ -80,6 +86,13 @@ pub const BOT_API: Bucket = Bucket {
     name: "bot",
     capacity: 250.0,
     period: Duration::from_secs(5),
+};
+/// Push subscribes and test notifications, per user: a browser subscribes once, so ten a
+/// minute is generous, and each test notification costs a request to a push service.
+pub const PUSH: Bucket = Bucket {
+    name: "push",
+    capacity: 10.0,
+    period: Duration::from_secs(60),
 };
 /// Gateway IDENTIFY/RESUME, per IP.
 pub const IDENTIFY: Bucket = Bucket {
@@ -110,8 +123,18 @@ pub struct RateLimiter {
 }
 
 /// Every bucket, to find one by the name another node sent.
-pub const ALL: [Bucket; 9] = [
-    AUTH, MESSAGES, TYPING, SOUNDBOARD, SEARCH, API, IDENTIFY, WEBHOOKS, BOT_API,
+pub const ALL: [Bucket; 11] = [
+    AUTH,
+    MESSAGES,
+    TYPING,
+    SOUNDBOARD,
+    SEARCH,
+    API,
+    IDENTIFY,
+    WEBHOOKS,
+    BOT_API,
+    PUSH,
+    EXPRESSIONS,
 ];
 
 /// Most bot tokens remembered for keying (`RateLimiter::remember_bot`).
@@ -415,6 +438,19 @@ pub async fn soundboard_bucket(
     limit(state, SOUNDBOARD, false, req, next).await
 }
 
+/// Emoji and sticker uploads (POST); listing them uses the general bucket.
+pub async fn expressions_bucket(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.method() == axum::http::Method::POST {
+        limit(state, EXPRESSIONS, false, req, next).await
+    } else {
+        next.run(req).await
+    }
+}
+
 pub async fn search_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
     limit(state, SEARCH, false, req, next).await
 }
@@ -436,6 +472,10 @@ pub async fn webhook_bucket(State(state): State<AppState>, req: Request, next: N
     let mut resp = next.run(req).await;
     apply_headers(&mut resp, &d);
     resp
+}
+
+pub async fn push_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    limit(state, PUSH, false, req, next).await
 }
 
 pub async fn typing_bucket(State(state): State<AppState>, req: Request, next: Next) -> Response {

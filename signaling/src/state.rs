@@ -44,6 +44,8 @@ pub struct Inner {
     pub previews: crate::link_previews::LinkPreviews,
     /// Where uploaded files live (local directory or S3).
     pub files: confab_files::FileStore,
+    /// Queues Web Push notifications (`crate::push`).
+    pub push: crate::push::Push,
 }
 
 impl Deref for AppState {

@@ -7,13 +7,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startCluster, metricValue, launchBrowser, twoInVoice, inboundAudioFrom, makeSpeechWav, uniqueName,
-  waitFor, sleep } from './lib.mjs';
+  waitFor, sleep, voiceDebug } from './lib.mjs';
 
 let cluster;
 let A; let B;  // {name, b: browser, id}
 
 async function packetsOver(p, other, ms) {
-  const s1 = await waitFor(() => inboundAudioFrom(p.b.page, other.id), { timeout: 20_000, message: `${p.name}: a slot for ${other.name}` });
+  const s1 = await waitFor(() => inboundAudioFrom(p.b.page, other.id), { timeout: 20_000, message: `${p.name}: a slot for ${other.name}` })
+    .catch(async (e) => { throw new Error(`${e.message}; voice ${JSON.stringify(await voiceDebug(p.b.page))}`); });
   await sleep(ms);
   const s2 = await inboundAudioFrom(p.b.page, other.id);
   return { packets: s2.packets - s1.packets, energy: s2.energy - s1.energy };

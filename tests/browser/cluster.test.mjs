@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startCluster, metricValue, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi,
-  joinViaUi, makeSpeechWav, uniqueName, waitFor, sleep, rest, tokenOf } from './lib.mjs';
+  joinViaUi, makeSpeechWav, uniqueName, waitFor, sleep, rest, tokenOf, voiceDebug } from './lib.mjs';
 
 const MEDIA_RECOVERY_MS = 5000;
 
@@ -50,7 +50,8 @@ function inbound(page) {
 
 async function hears(p, other, ms = 2500) {
   const pick = (st) => st.find((s) => s.user === other.id);
-  await waitFor(async () => pick(await inbound(p.b.page)), { timeout: 20_000, message: `${p.name}: a slot for ${other.name}` });
+  await waitFor(async () => pick(await inbound(p.b.page)), { timeout: 20_000, message: `${p.name}: a slot for ${other.name}` })
+    .catch(async (e) => { throw new Error(`${e.message}; voice ${JSON.stringify(await voiceDebug(p.b.page))}`); });
   const s1 = pick(await inbound(p.b.page));
   await sleep(ms);
   const s2 = pick(await inbound(p.b.page));

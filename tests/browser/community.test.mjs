@@ -78,11 +78,11 @@ test('owner creates a role; an @everyone overwrite denying SEND_MESSAGES stops t
   await perms.waitFor();
   // @everyone is selected first
   await perms.locator('[data-testid="overwrite-target"][aria-pressed="true"]').filter({ hasText: '@everyone' }).waitFor();
-  await perms.getByLabel('Deny Send messages').check({ force: true });
+  await perms.getByLabel('Deny Send messages', { exact: true }).check({ force: true });
   // the role gets an allow that will win over @everyone's deny
   await perms.getByTestId('overwrite-add').selectOption({ label: roleName });
   await perms.locator('[data-testid="overwrite-target"][aria-pressed="true"]').filter({ hasText: roleName }).waitFor();
-  await perms.getByLabel('Allow Send messages').check({ force: true });
+  await perms.getByLabel('Allow Send messages', { exact: true }).check({ force: true });
   await perms.getByRole('button', { name: 'Save changes' }).click();
   await perms.waitFor({ state: 'detached' });
 

@@ -98,11 +98,11 @@ test('after registering: a welcome pane with "Create a server" and "Join with an
   ids.b = await B.page.evaluate(() => window.confab.store.me.id);
 });
 
-test('the server header shows the whole name beside the owner\'s five actions', async () => {
+test('the server header shows the whole name beside the owner\'s six actions (notifications among them)', async () => {
   const h2 = A.page.getByTestId('server-name');
   const fit = await h2.evaluate((el) => ({ sw: el.scrollWidth, cw: el.clientWidth, sh: el.scrollHeight, ch: el.clientHeight, text: el.innerText }));
   assert.ok(fit.sw <= fit.cw + 1 && fit.sh <= fit.ch + 1, `server name cut: ${JSON.stringify(fit)}`);
-  assert.equal(await A.page.getByTestId('server-header').locator('.header-actions button').count(), 5);
+  assert.equal(await A.page.getByTestId('server-header').locator('.header-actions button').count(), 6);
 });
 
 test('mentions: @ lists members (keyboard and mouse), # lists channels, tokens go out as <@id>', async () => {

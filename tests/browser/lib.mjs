@@ -336,6 +336,24 @@ export function inboundAudioFrom(page, userId) {
   }, userId);
 }
 
+/** What a page's voice connection looks like, for failure messages: its state, the slot map,
+ * each transceiver (mid, direction) and the audio packets received per mid. */
+export function voiceDebug(page) {
+  return page.evaluate(async () => {
+    const v = window.confabVoice;
+    if (!v || !v.pc) return { state: v?.state ?? null };
+    const got = {};
+    (await v.pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') got[s.mid] = s.packetsReceived || 0;
+    });
+    return {
+      state: v.state, ice: v.pc.iceConnectionState, signaling: v.pc.signalingState, slots: v.slots,
+      transceivers: v.pc.getTransceivers().map((t) => `${t.mid}:${t.receiver.track.kind}:${t.currentDirection}`),
+      packets: got,
+    };
+  }).catch((e) => ({ error: e.message }));
+}
+
 /** Two peers ({ b, id, name, joinMs }) in one voice channel hear each other: packets and energy
  * rising, loss < 1 % over 3 s. Returns per-peer { got, loss }. */
 export async function assertHearEachOther(peers) {

@@ -350,6 +350,27 @@ export class Api {
     if (volume != null) q.set('volume', String(volume));
     return this.request('POST', `/servers/${serverId}/soundboard-sounds?${q}`, file);
   }
+  // --- custom emoji and stickers (docs/emoji.md)
+  emojis(serverId) { return this.get(`/servers/${serverId}/emojis`); }
+  /** Uploads an emoji image (a Blob); roles: ids allowed to use it, [] = everyone. */
+  uploadEmoji(serverId, file, { name, roles = [] } = {}) {
+    const q = new URLSearchParams({ name: name || '' });
+    if (roles.length) q.set('roles', roles.join(','));
+    return this.request('POST', `/servers/${serverId}/emojis?${q}`, file);
+  }
+  updateEmoji(serverId, emojiId, patch) { return this.patch(`/servers/${serverId}/emojis/${emojiId}`, patch); }
+  deleteEmoji(serverId, emojiId) { return this.del(`/servers/${serverId}/emojis/${emojiId}`); }
+  stickers(serverId) { return this.get(`/servers/${serverId}/stickers`); }
+  uploadSticker(serverId, file, { name, description } = {}) {
+    const q = new URLSearchParams({ name: name || '' });
+    if (description) q.set('description', description);
+    return this.request('POST', `/servers/${serverId}/stickers?${q}`, file);
+  }
+  updateSticker(serverId, stickerId, patch) { return this.patch(`/servers/${serverId}/stickers/${stickerId}`, patch); }
+  deleteSticker(serverId, stickerId) { return this.del(`/servers/${serverId}/stickers/${stickerId}`); }
+  sendSticker(channelId, stickerId, nonce) {
+    return this.post(`/channels/${channelId}/messages`, { content: '', nonce, sticker_ids: [stickerId] });
+  }
   deleteSound(serverId, soundId) { return this.del(`/servers/${serverId}/soundboard-sounds/${soundId}`); }
   playSound(channelId, soundId) { return this.request('POST', `/channels/${channelId}/soundboard/play`, { sound_id: soundId }, { retry: false }); }
   /** A sound's audio as an ArrayBuffer. */

@@ -23,10 +23,12 @@ import { parseInviteCode, joinServerDialog, onServerCreate } from './dialogs.js'
 import { rememberVoiceChannel, offerVoiceRejoin, leaveForUnload } from './rejoin.js';
 import { closeDrawers } from './drawers.js';
 import { initSoundboard } from './soundboard.js';
+import { initEmoji } from './emoji.js';
 import { initCommands } from './commands.js';
 import { initSafety } from './safety.js';
 import { initIntegrations } from './integrations.js';
 import { initServerIcons } from './avatar-upload.js';
+import { initNotifications, openLinkedChannel } from './notifications.js';
 
 setPendingInvite(parseInviteCode(location.pathname.startsWith('/invite/') ? location.pathname : ''));
 
@@ -40,6 +42,7 @@ initSwitcher({ store, selectServer: (id) => selectServer(id), selectChannel: (id
 setMentionResolver(resolveMention);
 initDms({ api, store, invalidate: (topics) => invalidate(topics), selectServer: (id) => selectServer(id), selectChannel: (id) => selectChannel(id) });
 initAuthView({ start: startApp });
+initNotifications();
 
 // Exposed for tests and debugging.
 window.confab = { api, store, gateway };
@@ -68,6 +71,7 @@ function startApp() {
     });
     setVoice(v);
     window.confabVoice = v;
+    initEmoji();
     initSoundboard({ api, store, gateway, voice: v, rerender: () => renderVoicePanel() });
     initServerIcons();
     let lastVoiceError = null;
@@ -110,6 +114,7 @@ gateway.on('AUTH_FAILED', () => { api.clearTokens(); logoutLocal('Your session e
 gateway.onStatus(() => renderStatus());
 
 function onReady() {
+  openLinkedChannel();
   ensureMessagesLoaded();
   offerVoiceRejoin();
   if (pendingInvite) {

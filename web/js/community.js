@@ -4,6 +4,7 @@
 // Everything user-provided (role names, colours, reasons, names) goes through textContent or a
 // validated #rrggbb colour; nothing is parsed as HTML.
 
+import { reactionFace, reactionName, customReactionButtons } from './emoji.js';
 import { h, clear, avatar, openDialog, field, toast, readableOn } from './dom.js';
 import { PERMISSIONS, PERM, perms, roleColor, cmpId } from './state.js';
 import { renderMarkdown } from './markdown.js';
@@ -722,11 +723,11 @@ export function reactionBar(m) {
     const n = users.size;
     bar.append(h('button', {
       type: 'button', class: `reaction${mine ? ' me' : ''}`, 'aria-pressed': String(mine),
-      'aria-label': `${emoji} ${n} reaction${n === 1 ? '' : 's'}${mine ? ', including you' : ''}`,
+      'aria-label': `${reactionName(emoji)} ${n} reaction${n === 1 ? '' : 's'}${mine ? ', including you' : ''}`,
       title: [...users].slice(0, 10).map((u) => userName(u, m.server_id)).join(', '),
       'data-testid': 'reaction', 'data-emoji': emoji, 'data-count': String(n), 'data-me': String(mine),
       onclick: () => toggleReaction(m, emoji),
-    }, h('span', { class: 'reaction-emoji', text: emoji }), h('span', { class: 'reaction-count', text: String(n) })));
+    }, h('span', { class: 'reaction-emoji' }, reactionFace(emoji)), h('span', { class: 'reaction-count', text: String(n) })));
   }
   bar.append(h('button', { type: 'button', class: 'reaction add', 'aria-label': 'Add reaction', title: 'Add reaction', text: '+', onclick: (e) => openReactionPicker(m, e.currentTarget) }));
   return bar;
@@ -766,11 +767,14 @@ function closePicker() {
 
 export function openReactionPicker(m, anchor) {
   closePicker();
+  const pick = (emoji) => { closePicker(); const byE = store.reactionsOf(m.id); if (!(byE && byE.get(emoji) && byE.get(emoji).has(store.me.id))) toggleReaction(m, emoji); };
   const el = h('div', { class: 'emoji-picker', role: 'dialog', 'aria-label': 'Pick a reaction', 'data-testid': 'reaction-picker' },
     REACTION_PALETTE.map((emoji) => h('button', {
       type: 'button', class: 'emoji-btn', 'aria-label': `React with ${emoji}`, 'data-emoji': emoji, text: emoji,
-      onclick: () => { closePicker(); const byE = store.reactionsOf(m.id); if (!(byE && byE.get(emoji) && byE.get(emoji).has(store.me.id))) toggleReaction(m, emoji); },
-    })));
+      onclick: () => pick(emoji),
+    })),
+    // The server's own emoji the user may use (docs/emoji.md).
+    m.server_id ? customReactionButtons(m.server_id, pick) : null);
   document.body.append(el);
   const r = anchor.getBoundingClientRect();
   const w = el.offsetWidth || 280;

@@ -9,6 +9,7 @@ import { selectServer, selectChannel } from './navigation.js';
 import { ensureMessagesLoaded } from './messages.js';
 import { logout } from './auth-view.js';
 import { avatarSection } from './avatar-upload.js';
+import { notificationsSection } from './notifications.js';
 
 /** Accept a bare code, "/invite/CODE", or a full URL ending in /invite/CODE (or /CODE). */
 export function parseInviteCode(input) {
@@ -155,7 +156,7 @@ export function createChannelDialog(parentId = null) {
   if (!s) return;
   const name = field({ label: 'Channel name', name: 'name', placeholder: 'new-channel', required: true, maxlength: 100 });
   const type = h('select', { name: 'type', 'aria-label': 'Channel type', 'data-testid': 'field-type' },
-    h('option', { value: 'text', text: 'Text' }), h('option', { value: 'voice', text: 'Voice' }), h('option', { value: 'stage', text: 'Stage' }), h('option', { value: 'category', text: 'Category' }));
+    h('option', { value: 'text', text: 'Text' }), h('option', { value: 'voice', text: 'Voice' }), h('option', { value: 'stage', text: 'Stage' }), h('option', { value: 'forum', text: 'Forum' }), h('option', { value: 'category', text: 'Category' }));
   const parent = categorySelect(s, parentId);
   type.addEventListener('change', () => { parent.disabled = type.value === 'category'; });
   openDialog({
@@ -352,6 +353,7 @@ export function settingsDialog() {
       avatarSection(),
       profile,
       passwordForm,
+      notificationsSection(),
       h('section', { class: 'settings-section', 'aria-label': 'Sessions' }, h('h3', { text: 'Sessions' }), sessionsList),
       h('section', { class: 'settings-section', 'aria-label': 'Invite' }, h('h3', { text: 'Invite people' }), inviteBox()),
       h('section', { class: 'settings-section' },

@@ -12,6 +12,7 @@ const MAX_DEPTH = 4;
 // `{text, color?, me?}` and must never hand back markup: the text goes into textContent.
 // Not inside code (rendered verbatim), as the server does not count mentions there either.
 const MENTION_RE = /^<(@[!&]?|#)(\d{1,20})>/;
+const CUSTOM_EMOJI_RE = /^<(a?):([A-Za-z0-9_]{2,32}):(\d{1,20})>/;
 // A word character for this purpose, as on the server: ASCII letters, digits, _ . - and any non-ASCII.
 const WORD_CH = /[A-Za-z0-9_.\-\u0080-\uffff]/;
 const EVERYONE_RE = /^@(everyone|here)(?![A-Za-z0-9_.\-\u0080-\uffff])/;
@@ -174,6 +175,22 @@ export function renderInline(text, parent, doc = document, depth = 0) {
       }
     }
     if (ch === '<') {
+      // A custom emoji, <:name:id> or <a:name:id> (docs/emoji.md): its image by id.
+      const ce = CUSTOM_EMOJI_RE.exec(text.slice(i, i + 60));
+      if (ce) {
+        flush();
+        const img = doc.createElement('img');
+        img.className = 'custom-emoji';
+        img.src = `/api/v1/emojis/${ce[3]}`;
+        img.alt = `:${ce[2]}:`;
+        img.title = `:${ce[2]}:`;
+        img.draggable = false;
+        img.dataset.testid = 'custom-emoji';
+        img.dataset.emojiId = ce[3];
+        parent.append(img);
+        i += ce[0].length;
+        continue;
+      }
       const mm = MENTION_RE.exec(text.slice(i, i + 25));
       if (mm) {
         flush();

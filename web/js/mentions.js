@@ -11,6 +11,7 @@
 import { h, clear, avatar, readableOn } from './dom.js';
 import { PERM, roleColor, sortChannels } from './state.js';
 import { isPrivate } from './inbox.js';
+import { emojiCandidates } from './emoji.js';
 
 let store = null;
 const MAX_ITEMS = 10;
@@ -76,8 +77,10 @@ function channelCandidates(query) {
 /** The `@query` or `#query` being typed just before the caret, or null. */
 export function triggerAt(value, caret) {
   const before = value.slice(0, caret);
-  const m = /(^|[\s(])([@#])([^\s@#<>]{0,32})$/.exec(before);
+  const m = /(^|[\s(])([@#:])([^\s@#<>:]{0,32})$/.exec(before);
   if (!m) return null;
+  // `:` lists the server's custom emoji once a letter follows (a lone colon is punctuation).
+  if (m[2] === ':' && (m[3].length < 1 || !/^[A-Za-z0-9_]+$/.test(m[3]))) return null;
   return { char: m[2], query: m[3], start: caret - m[3].length - 1, end: caret };
 }
 
@@ -108,14 +111,16 @@ export function attachMentionAutocomplete(input, { container } = {}) {
     if (!items.length) { close(); return; }
     list.hidden = false;
     input.setAttribute('aria-controls', listId);
-    list.append(h('li', { class: 'mention-head', role: 'presentation', text: trigger.char === '#' ? 'Channels' : 'Members' }));
+    list.append(h('li', { class: 'mention-head', role: 'presentation', text: trigger.char === '#' ? 'Channels' : trigger.char === ':' ? 'Emoji' : 'Members' }));
     items.forEach((it, i) => {
       const id = `${listId}-${i}`;
       const li = h('li', {
         id, role: 'option', class: `mention-item${i === active ? ' active' : ''}`, 'aria-selected': String(i === active),
         'data-testid': 'mention-option', 'data-kind': it.kind, 'data-id': it.id,
       },
-      it.kind === 'user' ? avatar(it.user, 20) : h('span', { class: 'mention-glyph', 'aria-hidden': 'true', text: it.kind === 'channel' ? '#' : '@' }),
+      it.kind === 'user' ? avatar(it.user, 20)
+        : it.kind === 'emoji' ? h('img', { class: 'custom-emoji', src: it.image, alt: '', 'aria-hidden': 'true' })
+          : h('span', { class: 'mention-glyph', 'aria-hidden': 'true', text: it.kind === 'channel' ? '#' : '@' }),
       h('span', { class: 'mention-label', text: it.label, style: it.color ? { color: it.color } : null }),
       h('span', { class: 'mention-detail muted small', text: it.detail }));
       // mousedown keeps the focus in the textarea; click picks.
@@ -131,7 +136,9 @@ export function attachMentionAutocomplete(input, { container } = {}) {
   const update = () => {
     const t = triggerAt(input.value, input.selectionStart);
     if (!t || input.selectionStart !== input.selectionEnd) { close(); return; }
-    const next = t.char === '#' ? channelCandidates(t.query) : userCandidates(t.query);
+    const next = t.char === '#' ? channelCandidates(t.query)
+      : t.char === ':' ? (store.channel && !isPrivate(store.channel) ? emojiCandidates(t.query, MAX_ITEMS) : [])
+        : userCandidates(t.query);
     const same = trigger && trigger.start === t.start && trigger.char === t.char;
     trigger = t;
     items = next;

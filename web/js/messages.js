@@ -3,6 +3,7 @@
 import { api, store, ui, invalidate } from './context.js';
 import { PERM, cmpId } from './state.js';
 import { renderMarkdown } from './markdown.js';
+import { onlyEmoji, stickerList, stickerButton } from './emoji.js';
 import { attachMentionAutocomplete, linkPlainMentions } from './mentions.js';
 import { attachCommandAutocomplete, commandFor, runCommand, commandStatus, renderStatus as renderCommandStatus } from './commands.js';
 import { h, clear, avatar, openDialog, toast } from './dom.js';
@@ -11,6 +12,7 @@ import { reactionBar, openReactionPicker, loadPins, pinnedIds, setPinned, rememb
 import { channelTitle, isPrivate, mentionsMe } from './inbox.js';
 import { attachmentList, setupUploads, progressLine, showProgress } from './attachments.js';
 import { reportMessageDialog, verifyHuman } from './safety.js';
+import { threadAction } from './threads.js';
 
 const lastTypingSent = new Map();  // channel_id -> ms
 let uploads = null;  // the composer's file tray (attachments.js)
@@ -33,7 +35,7 @@ export function buildMessagesView() {
   const composer = h('form', { class: 'composer', 'aria-label': 'Send a message' });
   // Files dropped on the message list or the composer, or pasted, join the tray.
   uploads = setupUploads({ input: composerInput, dropZones: [composer, messages] });
-  composer.append(uploads.tray, commandStatus(), h('div', { class: 'composer-row' }, uploads.button, uploads.picker, composerInput, counter,
+  composer.append(uploads.tray, commandStatus(), h('div', { class: 'composer-row' }, uploads.button, uploads.picker, composerInput, counter, stickerButton(),
     h('button', { type: 'submit', class: 'icon-btn send', 'aria-label': 'Send message', text: '➤' })));
   // The autocomplete's keys (Enter, Tab, arrows, Escape) win while its list is open.
   attachMentionAutocomplete(composerInput, { container: composer });
@@ -47,6 +49,8 @@ export function buildMessagesView() {
 export async function ensureMessagesLoaded() {
   const id = store.currentChannelId;
   if (!id) return;
+  // A forum has posts, not messages (threads.js shows them).
+  if (store.channel && store.channel.type === 'forum') return;
   const st = store.msgState(id);
   // A stretch of older messages (a search result's context) is not caught up: the present
   // is loaded again instead.
@@ -330,7 +334,9 @@ function messageItem(m, grouped, date) {
     if (m.edited_at) tail.append(h('span', { class: 'edited', 'data-testid': 'edited-mark', title: new Date(m.edited_at).toLocaleString(), text: ' (edited)' }));
     if (m.failed) content.append(h('span', { class: 'failed-note', text: ` — not sent: ${m.failed}` }));
     if (!m.content) content.classList.add('empty');
-    li.append(h('div', { class: 'msg-body' }, content, attachmentList(m),
+    // A message of custom emoji only shows them large, as Discord does.
+    if (onlyEmoji(m.content)) content.classList.add('jumbo');
+    li.append(h('div', { class: 'msg-body' }, content, attachmentList(m), stickerList(m),
       m.upload ? progressLine(m, () => { const c = uploadsInFlight.get(m.nonce); if (c) c.abort(); }) : null,
       m.pending ? null : embedCards(m, mine), m.pending ? null : reactionBar(m)));
   }
@@ -340,6 +346,7 @@ function messageItem(m, grouped, date) {
     const canDelete = mine || store.can(PERM.MANAGE_MESSAGES, m.server_id);
     li.append(h('div', { class: 'msg-actions' },
       h('button', { class: 'icon-btn tiny', 'aria-label': 'Add reaction', title: 'Add reaction', 'data-testid': 'add-reaction', onclick: (e) => openReactionPicker(m, e.currentTarget) }, icon('smile', 14)),
+      threadAction(m),
       canPin ? h('button', { class: `icon-btn tiny${pinned ? ' on' : ''}`, 'aria-label': pinned ? 'Unpin message' : 'Pin message', title: pinned ? 'Unpin' : 'Pin', 'data-testid': 'pin-message', 'aria-pressed': String(pinned), onclick: () => setPinned(m, !pinned) }, icon('pin', 14)) : null,
       mine ? h('button', { class: 'icon-btn tiny', 'aria-label': 'Edit message', title: 'Edit', 'data-testid': 'edit-message', text: '✎', onclick: () => startEdit(m) }) : null,
       !mine && m.server_id ? h('button', { class: 'icon-btn tiny', 'aria-label': 'Report message', title: 'Report', 'data-testid': 'report-message', text: '⚑', onclick: () => reportMessageDialog(m) }) : null,

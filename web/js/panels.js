@@ -9,9 +9,11 @@ import { renderDmMembers } from './dms.js';
 import { toggleDrawer, syncDrawerButtons } from './drawers.js';
 import { settingsDialog } from './dialogs.js';
 import { searchBox } from './search.js';
+import { threadsButton, renderForum } from './threads.js';
 
 export function renderHeader() {
   renderHeaderInner();
+  renderForum();
   syncDrawerButtons();
 }
 
@@ -27,6 +29,8 @@ function renderHeaderInner() {
   }
   el.append(h('h2', { 'data-testid': 'channel-title' }, h('span', { class: 'muted', text: '# ' }), c.name));
   if (c.topic) el.append(h('span', { class: 'topic', text: c.topic, title: c.topic }));
+  const threads = threadsButton(c);
+  if (threads) el.append(threads);
   el.append(h('button', { class: 'icon-btn pins-btn', 'aria-label': 'Pinned messages', title: 'Pinned messages', 'aria-haspopup': 'dialog', 'aria-expanded': 'false', 'data-testid': 'pins-button', onclick: (e) => togglePins(c, e.currentTarget) }, icon('pin')));
   el.append(h('button', { class: 'icon-btn members-btn', 'aria-label': 'Toggle member list', 'aria-controls': 'members', title: 'Member list', 'data-testid': 'members-button', onclick: () => toggleDrawer('members') }, icon('users')));
   el.append(searchBox());

@@ -6,6 +6,7 @@ import { icon } from './icons.js';
 import { canOpenServerSettings, serverSettingsDialog } from './community.js';
 import { homeButton, serverRailBadge, renderHomeHeader } from './dms.js';
 import { selectServer } from './navigation.js';
+import { serverNotificationsDialog } from './notifications.js';
 import { inviteDialog, createChannelDialog, renameServerDialog, deleteServerDialog, leaveServerDialog } from './dialogs.js';
 
 export function renderServers() {
@@ -42,6 +43,7 @@ export function renderServerHeader() {
     h('h2', { text: s.name, title: s.name, 'data-testid': 'server-name' }),
     h('div', { class: 'header-actions' },
       canOpenServerSettings(s.id) ? h('button', { class: 'icon-btn', 'aria-label': 'Server settings', title: 'Server settings', 'data-testid': 'server-settings', onclick: () => serverSettingsDialog() }, icon('gear')) : null,
+      h('button', { class: 'icon-btn', 'aria-label': 'Notification settings', title: 'Notification settings', 'data-testid': 'server-notifications', onclick: () => serverNotificationsDialog() }, icon('bell')),
       h('button', { class: 'icon-btn', 'aria-label': 'Invite people', title: 'Invite people', 'data-testid': 'invite-people', onclick: inviteDialog }, icon('invite')),
       owner ? h('button', { class: 'icon-btn', 'aria-label': 'Create channel', title: 'Create channel', 'data-testid': 'create-channel', text: '+', onclick: () => createChannelDialog() }) : null,
       owner ? h('button', { class: 'icon-btn', 'aria-label': 'Rename server', title: 'Rename server', text: '✎', onclick: renameServerDialog }) : null,

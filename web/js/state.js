@@ -42,6 +42,11 @@ export const PERMISSIONS = [
   ['MANAGE_NICKNAMES', 27, 'Manage nicknames'],
   ['MANAGE_ROLES', 28, 'Manage roles'],
   ['MANAGE_WEBHOOKS', 29, 'Manage webhooks'],
+  ['MANAGE_EXPRESSIONS', 30, 'Manage emoji and stickers'],
+  ['MANAGE_THREADS', 34, 'Manage threads'],
+  ['CREATE_PUBLIC_THREADS', 35, 'Create public threads'],
+  ['CREATE_PRIVATE_THREADS', 36, 'Create private threads'],
+  ['SEND_MESSAGES_IN_THREADS', 38, 'Send messages in threads'],
   ['MODERATE_MEMBERS', 40, 'Time out members'],
   ['USE_SOUNDBOARD', 42, 'Use soundboard'],
 ].map(([name, bit, label]) => ({ name, bit, label, value: 1n << BigInt(bit) }));
@@ -122,6 +127,9 @@ export class Store {
       large: typeof s.large === 'boolean' ? s.large : !!(prev && prev.large),
       member_count: typeof s.member_count === 'number' ? s.member_count : prev ? prev.member_count : null,
       membersLoaded: prev ? prev.membersLoaded : true,
+      // Custom emoji and stickers (docs/emoji.md), kept whole by SERVER_*_UPDATE.
+      emojis: Array.isArray(s.emojis) ? s.emojis : prev ? prev.emojis : [],
+      stickers: Array.isArray(s.stickers) ? s.stickers : prev ? prev.stickers : [],
     };
     if (Array.isArray(s.channels)) {
       server.channels = new Map();
@@ -394,6 +402,13 @@ export class Store {
       case 'SERVER_UPDATE':
         if (this.servers.has(d.id)) this.upsertServer({ ...d, channels: undefined, members: undefined });
         return ['servers', 'header'];
+      case 'SERVER_EMOJIS_UPDATE':
+      case 'SERVER_STICKERS_UPDATE': {
+        const s = this.servers.get(d.server_id);
+        if (s && t === 'SERVER_EMOJIS_UPDATE') s.emojis = d.emojis || [];
+        if (s && t === 'SERVER_STICKERS_UPDATE') s.stickers = d.stickers || [];
+        return ['expressions', 'messages'];
+      }
       case 'SERVER_DELETE': {
         this.servers.delete(d.id);
         for (const [u, v] of this.voiceStates) if (v.server_id === d.id) this.voiceStates.delete(u);

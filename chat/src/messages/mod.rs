@@ -34,6 +34,7 @@ pub(crate) struct MessageRow {
     embeds: sqlx::types::Json<Vec<crate::model::Embed>>,
     flags: i32,
     attachments: sqlx::types::Json<Vec<crate::files::AttachmentRow>>,
+    stickers: sqlx::types::Json<Vec<crate::expressions::StickerItem>>,
     // Webhook posts (the batched writer's rows never are one, and do not select these).
     #[sqlx(default)]
     webhook_id: Option<crate::Snowflake>,
@@ -43,6 +44,9 @@ pub(crate) struct MessageRow {
     author_avatar: Option<String>,
     #[sqlx(flatten)]
     author: AuthorRow,
+    /// The channel's kind (threads record activity after a post).
+    #[sqlx(default)]
+    channel_kind: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -77,6 +81,10 @@ impl MessageRow {
                 created_at: r.author.created_at,
                 bot: r.author.bot,
             },
+            in_thread: r
+                .channel_kind
+                .as_deref()
+                .is_some_and(|k| k.ends_with("_thread")),
             webhook_id: r.webhook_id,
             content: r.content,
             nonce: r.nonce,
@@ -88,6 +96,7 @@ impl MessageRow {
             mention_everyone: r.mention_everyone,
             embeds: r.embeds.0,
             flags: r.flags,
+            stickers: r.stickers.0,
             attachments: r
                 .attachments
                 .0
@@ -101,8 +110,8 @@ impl MessageRow {
 /// Columns of a message row (`m` = message, `c` = its channel, `u` = its author).
 pub(crate) const SELECT_MESSAGE_COLUMNS: &str = const_format::concatcp!(
     "m.id, m.channel_id, c.server_id, m.content, m.nonce, m.created_at,
-        m.edited_at, m.reply_to, m.mentions, m.mention_roles, m.mention_everyone, m.embeds, m.flags, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
-        u.created_at AS author_created_at, u.bot AS author_bot, m.webhook_id, m.author_name, m.author_avatar, ",
+        m.edited_at, m.reply_to, m.mentions, m.mention_roles, m.mention_everyone, m.embeds, m.flags, m.stickers, u.id AS author_id, u.username, u.display_name, u.avatar_url, u.custom_status,
+        u.created_at AS author_created_at, u.bot AS author_bot, m.webhook_id, m.author_name, m.author_avatar, c.kind AS channel_kind, ",
     ATTACHMENTS_JSON,
     " AS attachments"
 );
@@ -155,13 +164,15 @@ impl Chat {
         nonce: Option<&str>,
         reply_to: Option<MessageId>,
     ) -> ChatResult<(Message, bool)> {
-        self.send_message_with_files(channel_id, author, content, nonce, reply_to, &[])
+        self.send_message_with_files(channel_id, author, content, nonce, reply_to, &[], &[])
             .await
     }
 
     /// Sends a message with files already written to the store. Content may be empty when
     /// there are files. When the nonce was used before, the earlier message comes back (with
-    /// `false`) and the caller deletes the files it stored for this attempt.
+    /// `false`) and the caller deletes the files it stored for this attempt. `stickers`: at
+    /// most one sticker of the channel's server (content may then be empty too).
+    #[allow(clippy::too_many_arguments)]
     pub async fn send_message_with_files(
         &self,
         channel_id: ChannelId,
@@ -170,11 +181,15 @@ impl Chat {
         nonce: Option<&str>,
         reply_to: Option<MessageId>,
         files: &[NewAttachment],
+        stickers: &[crate::Snowflake],
     ) -> ChatResult<(Message, bool)> {
         if files.len() > crate::files::MAX_FILES_PER_MESSAGE {
             return Err(ChatError::field("files", "at most 10 files per message"));
         }
-        if files.is_empty() || !content.is_empty() {
+        if stickers.len() > crate::expressions::stickers::MAX_PER_MESSAGE {
+            return Err(ChatError::field("sticker_ids", "at most one sticker"));
+        }
+        if (files.is_empty() && stickers.is_empty()) || !content.is_empty() {
             check_content(content)?;
         }
         if let Some(n) = nonce {
@@ -195,7 +210,12 @@ impl Chat {
             gated = self.server_safety(server_id).await?.settings.gates_sends();
         }
         // Fast path for plain messages: one batched statement checks access and inserts.
-        if parsed.is_empty() && reply_to.is_none() && files.is_empty() && !gated {
+        if parsed.is_empty()
+            && reply_to.is_none()
+            && files.is_empty()
+            && stickers.is_empty()
+            && !gated
+        {
             let written = self
                 .writer
                 .submit(writer::NewMessage {
@@ -259,13 +279,14 @@ impl Chat {
                 ));
             }
         }
+        let sticker_items = self.message_stickers(channel.server_id, stickers).await?;
         let resolved = self
             .resolve_mentions(channel_id, channel.server_id, perms, &parsed)
             .await?;
         let mut tx = self.pool.begin().await?;
         let id: Option<MessageId> = sqlx::query_scalar(
-            "INSERT INTO messages (id, channel_id, author_id, content, nonce, reply_to, mentions, mention_roles, mention_everyone)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO messages (id, channel_id, author_id, content, nonce, reply_to, mentions, mention_roles, mention_everyone, stickers)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING RETURNING id",
         )
         .bind(self.next_id::<MessageId>())
@@ -277,6 +298,7 @@ impl Chat {
         .bind(sqlx::types::Json(&resolved.users))
         .bind(sqlx::types::Json(&resolved.roles))
         .bind(resolved.everyone)
+        .bind(sqlx::types::Json(&sticker_items))
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(id) = id {

@@ -189,7 +189,7 @@ async fn insert(pool: &PgPool, batch: &[&NewMessage]) -> Result<Vec<MessageRow>,
              ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
              RETURNING id, channel_id, author_id, content, nonce, created_at, edited_at,
                        reply_to, mentions, mention_roles, mention_everyone, embeds, flags,
-                       webhook_id, author_name, author_avatar
+                       webhook_id, author_name, author_avatar, stickers
          )
          SELECT {SELECT_MESSAGE_COLUMNS}
          FROM ins m JOIN channels c ON c.id = m.channel_id JOIN users u ON u.id = m.author_id"

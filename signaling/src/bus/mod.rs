@@ -55,6 +55,8 @@ pub enum BusEvent {
     SafetyChanged { server_id: ServerId },
     /// A DM's recipients changed (who may see it).
     DmRecipientsChanged { channel_id: ChannelId },
+    /// A private thread's members changed (who may see it).
+    ThreadMembersChanged { channel_id: ChannelId },
     /// Two users became friends (`friends`) or stopped being friends.
     Friendship { a: UserId, b: UserId, friends: bool },
     /// Login sessions of a user ended (logout, revocation, password change, refresh-token
@@ -243,7 +245,9 @@ pub async fn apply(state: &AppState, event: BusEvent) {
             state.voice.recheck_server(server_id).await;
         }
         BusEvent::SafetyChanged { server_id } => state.chat.invalidate_safety(server_id),
-        BusEvent::DmRecipientsChanged { .. } => state.viewers.invalidate(),
+        BusEvent::DmRecipientsChanged { .. } | BusEvent::ThreadMembersChanged { .. } => {
+            state.viewers.invalidate()
+        }
         BusEvent::Friendship { a, b, friends } => {
             state.hub.set_friendship(a, b, friends);
         }

@@ -232,6 +232,11 @@ impl Conn {
                 Action::Identify { token, intents } => self.identify(&token, intents).await,
                 Action::Resume(req) => self.resume(req).await,
                 Action::SetPresence(status) => self.set_presence(status),
+                Action::SetAfk(afk) => {
+                    if let Some(session) = &self.session {
+                        session.afk.store(afk, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
                 Action::Acknowledged(seq) => {
                     if let Some(session) = &self.session {
                         session.acknowledge(seq);

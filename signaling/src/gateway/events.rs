@@ -50,6 +50,13 @@ events! {
     ChannelDelete => "CHANNEL_DELETE",
     ChannelPinsUpdate => "CHANNEL_PINS_UPDATE",
     ChannelRecipientAdd => "CHANNEL_RECIPIENT_ADD",
+    /// A thread was created, or a private thread gained a member who now sees it.
+    ThreadCreate => "THREAD_CREATE",
+    /// A thread was renamed, archived, reopened, locked or re-tagged.
+    ThreadUpdate => "THREAD_UPDATE",
+    ThreadDelete => "THREAD_DELETE",
+    /// Members joined or left a thread.
+    ThreadMembersUpdate => "THREAD_MEMBERS_UPDATE",
     ChannelRecipientRemove => "CHANNEL_RECIPIENT_REMOVE",
     MemberAdd => "MEMBER_ADD",
     MemberUpdate => "MEMBER_UPDATE",
@@ -79,6 +86,10 @@ events! {
     VoiceChannelMove => "VOICE_CHANNEL_MOVE",
     VoiceReconnect => "VOICE_RECONNECT",
     VoiceE2eeKey => "VOICE_E2EE_KEY",
+    /// A server's custom emoji changed: the full list.
+    ServerEmojisUpdate => "SERVER_EMOJIS_UPDATE",
+    /// A server's stickers changed: the full list.
+    ServerStickersUpdate => "SERVER_STICKERS_UPDATE",
     SoundboardSoundCreate => "SOUNDBOARD_SOUND_CREATE",
     SoundboardSoundDelete => "SOUNDBOARD_SOUND_DELETE",
     /// A member played a soundboard sound into a voice channel.

@@ -19,6 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// A user's state as push notifications see it (`Hub::push_presence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushPresence {
+    pub dnd: bool,
+    pub focused: bool,
+}
+
 pub struct Hub {
     sessions: SessionRegistry,
     routes: RoutingIndex,
@@ -203,6 +210,33 @@ impl Hub {
             there.visible()
         } else {
             here.visible()
+        }
+    }
+
+    /// What decides whether a user gets push notifications now: whether they chose
+    /// do-not-disturb, and whether a client of theirs is in front of them — a connected
+    /// session here not marked `afk`, or a session another node reports online (other nodes
+    /// do not share the afk flag: a user there counts as looking).
+    pub fn push_presence(&self, user_id: UserId) -> PushPresence {
+        let now = std::time::Instant::now();
+        let remote = self.remote_presence.best(user_id, now);
+        let mut best = remote;
+        let mut focused = remote == Status::Online;
+        for s in self.sessions.sessions_of(user_id) {
+            if !s.connected() {
+                continue;
+            }
+            let st = *s.status.lock();
+            if st.rank() > best.rank() {
+                best = st;
+            }
+            if st != Status::Dnd && !s.afk.load(std::sync::atomic::Ordering::Relaxed) {
+                focused = true;
+            }
+        }
+        PushPresence {
+            dnd: best == Status::Dnd,
+            focused,
         }
     }
 

@@ -12,7 +12,8 @@ use super::events::Event;
 use confab_chat::UserId;
 use std::sync::Arc;
 
-/// Servers, channels and roles: SERVER_*, CHANNEL_*, ROLE_*, CHANNEL_PINS_UPDATE.
+/// Servers, channels and roles: SERVER_* (SERVER_EMOJIS_UPDATE and SERVER_STICKERS_UPDATE
+/// too), CHANNEL_*, ROLE_*, CHANNEL_PINS_UPDATE.
 pub const SERVERS: u64 = 1 << 0;
 /// MEMBER_ADD, MEMBER_UPDATE, MEMBER_REMOVE.
 pub const SERVER_MEMBERS: u64 = 1 << 1;
@@ -53,10 +54,16 @@ pub fn intent_of(event: Event) -> Option<u64> {
         ServerCreate
         | ServerUpdate
         | ServerDelete
+        | ServerEmojisUpdate
+        | ServerStickersUpdate
         | ChannelCreate
         | ChannelUpdate
         | ChannelDelete
         | ChannelPinsUpdate
+        | ThreadCreate
+        | ThreadUpdate
+        | ThreadDelete
+        | ThreadMembersUpdate
         | RoleCreate
         | RoleUpdate
         | RoleDelete

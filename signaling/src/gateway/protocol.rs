@@ -68,6 +68,9 @@ pub struct ResumeReq {
 #[derive(Debug, Deserialize)]
 pub struct PresenceReq {
     pub status: super::presence::Status,
+    /// Nobody is looking at this client (Discord's `afk`): its user gets push notifications.
+    #[serde(default)]
+    pub afk: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

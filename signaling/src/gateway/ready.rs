@@ -57,6 +57,7 @@ pub async fn ready_payload(state: &AppState, user_id: UserId) -> anyhow::Result<
             .chat
             .fill_last_message_ids(&visible, &mut snap.channels)
             .await?;
+        state.chat.fill_forum_tags(&mut snap.channels).await?;
         for m in &snap.members {
             if seen.insert(m.user.id) {
                 let st = state.hub.presence_of(m.user.id);

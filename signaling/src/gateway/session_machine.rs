@@ -120,6 +120,8 @@ pub enum Action {
     Resume(ResumeReq),
     /// Set the session's presence and tell whoever sees it.
     SetPresence(Status),
+    /// Op 3's `afk`: whether push notifications go out despite this session.
+    SetAfk(bool),
     /// Voice ops go to the voice service; a failure comes back as `on_voice_error`.
     VoiceState(VoiceStateReq),
     /// Then `on_voice_answer` or `on_voice_error`.
@@ -300,6 +302,9 @@ impl SessionMachine {
             ClientFrame::Presence(req) => {
                 if self.require_identified() {
                     self.actions.push_back(Action::SetPresence(req.status));
+                    if let Some(afk) = req.afk {
+                        self.actions.push_back(Action::SetAfk(afk));
+                    }
                 }
             }
             ClientFrame::VoiceState(req) => {

@@ -47,6 +47,9 @@ pub struct Session {
     pub too_slow: AtomicBool,
     /// Chosen presence status.
     pub status: Mutex<Status>,
+    /// The client says nobody is looking at it (op 3's `afk`): push notifications go out
+    /// although this session is connected (docs/push.md).
+    pub afk: std::sync::atomic::AtomicBool,
     /// Cancelled when the session is ended from elsewhere (logout, session revoked): its
     /// connection closes with 4004 and it cannot be resumed.
     pub ended: tokio_util::sync::CancellationToken,
@@ -178,6 +181,7 @@ impl SessionRegistry {
             }),
             too_slow: AtomicBool::new(false),
             status: Mutex::new(Status::Online),
+            afk: std::sync::atomic::AtomicBool::new(false),
             ended: tokio_util::sync::CancellationToken::new(),
             intents,
         });

@@ -32,6 +32,27 @@ pub struct ChannelPatchBody {
     /// only while nobody is connected (409 otherwise), so encrypted and plain senders never
     /// mix; recorded in the audit log as `channel_update`.
     pub e2ee: Option<bool>,
+    /// Threads: archive or reopen (the creator or MANAGE_THREADS; a locked thread only the
+    /// latter).
+    pub archived: Option<bool>,
+    /// Threads: lock or unlock (MANAGE_THREADS).
+    pub locked: Option<bool>,
+    /// Threads: 60, 1440, 4320 or 10080 minutes.
+    pub auto_archive_duration: Option<i32>,
+    /// Forum posts: up to 5 of the forum's tag ids.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub applied_tags: Option<Vec<confab_chat::Snowflake>>,
+    /// Forums: the whole list of tags (at most 20); give `id` to keep an existing tag.
+    pub available_tags: Option<Vec<TagBody>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagBody {
+    #[schema(value_type = Option<String>)]
+    pub id: Option<confab_chat::Snowflake>,
+    /// 1-20 characters, unique in the forum.
+    pub name: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -43,6 +64,10 @@ pub struct MessageBody {
     pub nonce: Option<String>,
     /// Reply to this message of the same channel.
     pub reply_to: Option<MessageId>,
+    /// At most one sticker of the channel's server (docs/emoji.md); content may then be empty.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub sticker_ids: Vec<confab_chat::Snowflake>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -76,6 +101,9 @@ pub async fn get(
     Path(channel_id): Path<ChannelId>,
 ) -> ApiResult<Json<Channel>> {
     let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
+    if channel.kind.is_thread() || channel.kind == confab_chat::model::ChannelKind::Forum {
+        return Ok(Json(state.chat.with_details(channel).await?));
+    }
     if channel.kind.is_private() {
         // With its recipients, as in the DM list.
         return Ok(Json(
@@ -85,8 +113,9 @@ pub async fn get(
     Ok(Json(channel))
 }
 
-/// Rename, reorder, move or re-topic a channel, or make a voice channel end-to-end encrypted
-/// (MANAGE_CHANNELS).
+/// Rename, reorder, move or re-topic a channel (MANAGE_CHANNELS); set a forum's tags; make a
+/// voice channel end-to-end encrypted (docs/e2ee.md). For a thread: rename, archive, lock,
+/// re-tag (docs/threads.md), with THREAD_UPDATE to its viewers.
 #[utoipa::path(patch, path = "/channels/{channel_id}", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path)),
     request_body = ChannelPatchBody, responses((status = 200, body = Channel), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn update(
@@ -95,15 +124,54 @@ pub async fn update(
     Path(channel_id): Path<ChannelId>,
     Json(body): Json<ChannelPatchBody>,
 ) -> ApiResult<Json<Channel>> {
+    let thread_fields = body.archived.is_some()
+        || body.locked.is_some()
+        || body.auto_archive_duration.is_some()
+        || body.applied_tags.is_some();
+    let (current, _) = state.chat.channel_access(channel_id, user.user_id).await?;
+    if current.kind.is_thread() {
+        if body.e2ee.is_some() {
+            return Err(ChatError::field("e2ee", "only voice channels can be end-to-end encrypted").into());
+        }
+        return update_thread(&state, &user, channel_id, body).await;
+    }
+    if thread_fields {
+        return Err(ChatError::field("channel_id", "not a thread").into());
+    }
     if let Some(e2ee) = body.e2ee {
-        let (channel, _) = state.chat.channel_access(channel_id, user.user_id).await?;
         // Participants joined under the old setting would keep sending what the newcomers
         // cannot read (or plaintext into an encrypted call).
-        if channel.e2ee != e2ee && state.voice.channel_occupied(channel_id) {
+        if current.e2ee != e2ee && state.voice.channel_occupied(channel_id) {
             return Err(ChatError::Conflict(
                 "end-to-end encryption can only be changed while nobody is connected".into(),
             )
             .into());
+        }
+    }
+    if let Some(tags) = body.available_tags {
+        let tags = tags
+            .into_iter()
+            .map(|t| confab_chat::threads::TagInput {
+                id: t.id,
+                name: t.name,
+            })
+            .collect();
+        let forum = state
+            .chat
+            .set_forum_tags(channel_id, user.user_id, tags)
+            .await?;
+        state.emit(
+            state.channel_target(forum.server_id, forum.id, None).await,
+            Event::ChannelUpdate,
+            &forum,
+        );
+        if body.name.is_none()
+            && body.position.is_none()
+            && body.parent_id.is_none()
+            && body.topic.is_none()
+            && body.e2ee.is_none()
+        {
+            return Ok(Json(forum));
         }
     }
     let before = super::roles::visibility_before(&state, channel_id, user.user_id).await;
@@ -135,7 +203,49 @@ pub async fn update(
     Ok(Json(channel))
 }
 
-/// Delete a channel (MANAGE_CHANNELS).
+async fn update_thread(
+    state: &AppState,
+    user: &AuthUser,
+    thread_id: ChannelId,
+    body: ChannelPatchBody,
+) -> ApiResult<Json<Channel>> {
+    if body.position.is_some()
+        || body.parent_id.is_some()
+        || body.topic.is_some()
+        || body.available_tags.is_some()
+    {
+        return Err(ChatError::field(
+            "channel_id",
+            "a thread has no position, parent, topic or available tags",
+        )
+        .into());
+    }
+    let thread = state
+        .chat
+        .update_thread(
+            thread_id,
+            user.user_id,
+            confab_chat::threads::ThreadPatch {
+                name: body.name.as_deref().map(Name::parse).transpose()?,
+                archived: body.archived,
+                locked: body.locked,
+                auto_archive_minutes: body.auto_archive_duration,
+                applied_tags: body.applied_tags,
+            },
+        )
+        .await?;
+    state.emit(
+        state
+            .channel_target(thread.server_id, thread.id, None)
+            .await,
+        Event::ThreadUpdate,
+        &thread,
+    );
+    Ok(Json(thread))
+}
+
+/// Delete a channel (MANAGE_CHANNELS) with its threads, or a thread (MANAGE_THREADS: its
+/// viewers get THREAD_DELETE).
 #[utoipa::path(delete, path = "/channels/{channel_id}", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(
@@ -143,6 +253,20 @@ pub async fn delete(
     user: AuthUser,
     Path(channel_id): Path<ChannelId>,
 ) -> ApiResult<StatusCode> {
+    let (current, _) = state.chat.channel_access(channel_id, user.user_id).await?;
+    if current.kind.is_thread() {
+        // Who saw it, read before it is gone.
+        let target = state
+            .channel_target(current.server_id, current.id, None)
+            .await;
+        let thread = state.chat.delete_channel(channel_id, user.user_id).await?;
+        state.emit(
+            target,
+            Event::ThreadDelete,
+            &json!({"id": thread.id, "server_id": thread.server_id, "parent_id": thread.parent_id, "type": thread.kind}),
+        );
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let before = super::roles::visibility_before(&state, channel_id, user.user_id).await;
     let channel = state.chat.delete_channel(channel_id, user.user_id).await?;
     if let Some(before) = before {
@@ -228,6 +352,7 @@ pub async fn send(
             body.nonce.as_deref(),
             body.reply_to,
             &files,
+            &body.sticker_ids,
         )
         .await;
     let (message, created) = match sent {
@@ -239,6 +364,11 @@ pub async fn send(
     };
     if created {
         metrics::counter!("confab_messages_created_total").increment(1);
+        // In a thread: counts, reopening, new members — told before the message itself, so
+        // that a private thread's newcomers receive it.
+        if let Some(activity) = state.chat.thread_posted(&message).await? {
+            crate::http::threads::announce_activity(&state, &activity).await;
+        }
         state.emit(
             state
                 .channel_target(message.server_id, message.channel_id, None)
@@ -247,6 +377,7 @@ pub async fn send(
             &message,
         );
         state.previews.enqueue(&message);
+        state.push.message_created(&message);
         Ok((StatusCode::CREATED, Json(message)))
     } else {
         // A repeated nonce: the files of this attempt are not needed.

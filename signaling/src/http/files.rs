@@ -153,6 +153,7 @@ async fn read_parts(
         content: String::new(),
         nonce: None,
         reply_to: None,
+        sticker_ids: Vec::new(),
     });
     if let Some(c) = content {
         body.content = c;
@@ -267,7 +268,7 @@ async fn store_file(
     })
 }
 
-fn store_error(e: confab_files::StoreError) -> ApiError {
+pub(crate) fn store_error(e: confab_files::StoreError) -> ApiError {
     tracing::error!(error = %e, "file store");
     ApiError::Unavailable("the file store is unavailable; try again shortly")
 }

@@ -104,6 +104,7 @@ async fn announce(state: &AppState, message: &Message) {
         message,
     );
     state.previews.enqueue(message);
+    state.push.message_created(message);
 }
 
 // ---------------------------------------------------------------------------------------------

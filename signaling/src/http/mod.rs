@@ -4,12 +4,14 @@
 pub mod auth;
 pub mod channels;
 pub mod dms;
+pub mod expressions;
 pub mod files;
 pub mod ice_servers;
 pub mod integrations;
 pub mod link_previews;
 pub mod moderation;
 pub mod ops;
+pub mod push;
 pub mod reactions;
 pub mod read_states;
 pub mod relationships;
@@ -18,6 +20,7 @@ pub mod safety;
 pub mod search;
 pub mod servers;
 pub mod soundboard;
+pub mod threads;
 pub mod users;
 pub mod voice_states;
 pub mod web;
@@ -48,7 +51,7 @@ pub const MAX_BODY: usize = 64 * 1024;
     info(title = "Confab API", description = "REST API of Confab. Real-time events and voice signalling use the gateway (docs/gateway.md)."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody)),
-    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "webhooks"), (name = "bots"), (name = "safety"))
+    tags((name = "auth"), (name = "users"), (name = "servers"), (name = "channels"), (name = "members"), (name = "invites"), (name = "messages"), (name = "roles"), (name = "dms"), (name = "voice"), (name = "soundboard"), (name = "emoji"), (name = "webhooks"), (name = "bots"), (name = "safety"), (name = "threads"), (name = "push"))
 )]
 struct ApiDoc;
 
@@ -87,6 +90,14 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             state.clone(),
             ratelimit::message_bucket,
         ));
+    // Starting a thread or a forum post is posting: the message bucket limits it.
+    let thread_routes = OpenApiRouter::new()
+        .routes(routes!(threads::create_from_message))
+        .routes(routes!(threads::create, threads::list))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::message_bucket,
+        ));
     let avatar_routes = OpenApiRouter::new()
         .routes(routes!(files::put_avatar, files::delete_avatar))
         .routes(routes!(files::put_icon, files::delete_icon))
@@ -101,6 +112,18 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let sound_upload_routes = OpenApiRouter::new()
         .routes(routes!(soundboard::list, soundboard::upload))
         .layer(DefaultBodyLimit::max(soundboard::MAX_UPLOAD));
+    // Emoji and sticker uploads: an image body and a bucket of their own.
+    let expression_routes = OpenApiRouter::new()
+        .routes(routes!(expressions::list_emojis, expressions::create_emoji))
+        .routes(routes!(
+            expressions::list_stickers,
+            expressions::create_sticker
+        ))
+        .layer(DefaultBodyLimit::max(expressions::MAX_UPLOAD))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::expressions_bucket,
+        ));
     let sound_play_routes = OpenApiRouter::new()
         .routes(routes!(soundboard::play))
         .layer(middleware::from_fn_with_state(
@@ -120,6 +143,18 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             ratelimit::webhook_bucket,
+        ));
+    // Subscribing and test notifications reach out to push services: a bucket of their own.
+    let push_write_routes = OpenApiRouter::new()
+        .routes(routes!(
+            push::list,
+            push::subscribe,
+            push::unsubscribe_endpoint
+        ))
+        .routes(routes!(push::test))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::push_bucket,
         ));
     let general = OpenApiRouter::new()
         .routes(routes!(auth::logout))
@@ -164,6 +199,8 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reactions::pins))
         .routes(routes!(read_states::ack))
         .routes(routes!(channels::bulk_delete))
+        .routes(routes!(threads::join, threads::leave))
+        .routes(routes!(threads::members))
         .routes(routes!(reactions::pin, reactions::unpin))
         .routes(routes!(channels::get, channels::update, channels::delete))
         .routes(routes!(
@@ -172,6 +209,16 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             channels::delete_message
         ))
         .routes(routes!(soundboard::delete))
+        .routes(routes!(
+            expressions::update_emoji,
+            expressions::delete_emoji
+        ))
+        .routes(routes!(
+            expressions::update_sticker,
+            expressions::delete_sticker
+        ))
+        .routes(routes!(expressions::emoji_image))
+        .routes(routes!(expressions::sticker_image))
         .routes(routes!(soundboard::audio))
         .routes(routes!(link_previews::image))
         .routes(routes!(files::download))
@@ -193,11 +240,19 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(integrations::invoke))
         .routes(routes!(integrations::callback))
         .routes(routes!(integrations::follow_up))
+        .routes(routes!(push::vapid_public_key))
+        .routes(routes!(push::unsubscribe))
+        .routes(routes!(push::settings))
+        .routes(routes!(push::put_server))
+        .routes(routes!(push::put_channel))
+        .merge(push_write_routes)
         .merge(webhook_post_routes)
         .merge(avatar_routes)
         .merge(sound_upload_routes)
+        .merge(expression_routes)
         .merge(sound_play_routes)
         .merge(message_routes)
+        .merge(thread_routes)
         .merge(typing_routes)
         .merge(search_routes)
         .layer(middleware::from_fn_with_state(

@@ -10,16 +10,18 @@ use confab_chat::model::{Invite, Message, User};
 use confab_chat::{ChannelId, MessageId, ServerId};
 use serde_json::json;
 
-/// React with a unicode emoji (ADD_REACTIONS).
+/// React with a unicode emoji, or a custom emoji of the channel's server as `name:id`
+/// (ADD_REACTIONS; a role-restricted emoji needs one of its roles). The dispatch carries the
+/// emoji as stored (`name:id` with its current name for a custom one).
 #[utoipa::path(put, path = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
-    params(("channel_id" = String, Path), ("message_id" = String, Path), ("emoji" = String, Path, description = "URL-encoded unicode emoji")),
+    params(("channel_id" = String, Path), ("message_id" = String, Path), ("emoji" = String, Path, description = "URL-encoded unicode emoji, or `name:id` of a custom emoji")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn add(
     State(state): State<AppState>,
     user: AuthUser,
     Path((channel_id, message_id, emoji)): Path<(ChannelId, MessageId, String)>,
 ) -> ApiResult<StatusCode> {
-    let (m, added) = state
+    let (m, added, emoji) = state
         .chat
         .add_reaction(channel_id, message_id, user.user_id, &emoji)
         .await?;
@@ -43,7 +45,7 @@ pub async fn remove(
         .chat
         .remove_reaction(channel_id, message_id, user.user_id, &emoji)
         .await?;
-    if removed {
+    if let Some(emoji) = removed {
         let target = state.channel_target(m.server_id, channel_id, None).await;
         state.emit(target, Event::MessageReactionRemove, &json!({"channel_id": channel_id, "message_id": message_id, "server_id": m.server_id, "user_id": user.user_id, "emoji": emoji}));
     }

@@ -181,6 +181,14 @@ impl MediaNode {
                 }
                 self.set_room_nodes(room, room_nodes);
                 let id = ParticipantId::new(participant);
+                // Placed before the SFU sees the join: the join itself raises events for the
+                // participant (its slots, when someone already talks), which `report` sends to
+                // the owner it finds here — placed after, they would be dropped.
+                let before = self
+                    .state
+                    .lock()
+                    .participants
+                    .insert(participant, Placed { owner, room });
                 let answer = self
                     .sfu
                     .join(JoinRequest {
@@ -191,11 +199,11 @@ impl MediaNode {
                     })
                     .await;
                 if answer.is_ok() {
-                    self.state
-                        .lock()
-                        .participants
-                        .insert(participant, Placed { owner, room });
                     self.apply_flags(id, flags);
+                } else if let Some(before) = before {
+                    self.state.lock().participants.insert(participant, before);
+                } else {
+                    self.forget(participant);
                 }
                 Some(reply_of(answer))
             }

@@ -138,10 +138,19 @@ async fn channels_nest_in_categories_move_and_are_deleted() {
         .post(
             &format!("/servers/{sid}/channels"),
             &owner.token,
-            json!({"name": "x", "type": "forum"}),
+            json!({"name": "x", "type": "bulletin"}),
         )
         .await;
     assert_eq!(s, 400, "an unknown channel type: {body}");
+    // Threads are made under a channel, never as a server channel.
+    let (s, body) = app
+        .post(
+            &format!("/servers/{sid}/channels"),
+            &owner.token,
+            json!({"name": "x", "type": "public_thread"}),
+        )
+        .await;
+    assert_eq!(s, 400, "a thread as a server channel: {body}");
     let (s, body) = app
         .post(
             &format!("/servers/{sid}/channels"),

@@ -180,6 +180,38 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
         "/servers/{server_id}/soundboard-sounds/{sound_id}/audio",
         [404, 200, 200, 200],
     ),
+    // Custom emoji and stickers: members list; MANAGE_EXPRESSIONS uploads, edits and deletes;
+    // the images are public like avatars (an <img> sends no token).
+    ("get", "/servers/{server_id}/emojis", [404, 200, 200, 200]),
+    ("post", "/servers/{server_id}/emojis", [404, 403, 201, 201]),
+    (
+        "patch",
+        "/servers/{server_id}/emojis/{emoji_id}",
+        [404, 403, 200, 200],
+    ),
+    (
+        "delete",
+        "/servers/{server_id}/emojis/{emoji_id}",
+        [404, 403, 204, 204],
+    ),
+    ("get", "/emojis/{emoji_id}", [200, 200, 200, 200]),
+    ("get", "/servers/{server_id}/stickers", [404, 200, 200, 200]),
+    (
+        "post",
+        "/servers/{server_id}/stickers",
+        [404, 403, 201, 201],
+    ),
+    (
+        "patch",
+        "/servers/{server_id}/stickers/{sticker_id}",
+        [404, 403, 200, 200],
+    ),
+    (
+        "delete",
+        "/servers/{server_id}/stickers/{sticker_id}",
+        [404, 403, 204, 204],
+    ),
+    ("get", "/stickers/{sticker_id}", [200, 200, 200, 200]),
     // Playing needs USE_SOUNDBOARD and SPEAK in the voice channel the caller is connected to.
     (
         "post",
@@ -243,6 +275,45 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
         "post",
         "/servers/{server_id}/reports/{report_id}/resolve",
         [404, 403, 200, 200],
+    ),
+    // Web Push (docs/push.md): subscriptions are the caller's own; notification settings
+    // only for a server the caller is in and a channel they can view.
+    ("get", "/push/vapid-public-key", [200, 200, 200, 200]),
+    ("get", "/users/@me/push-subscriptions", [200, 200, 200, 200]),
+    (
+        "post",
+        "/users/@me/push-subscriptions",
+        [201, 201, 201, 201],
+    ),
+    (
+        "delete",
+        "/users/@me/push-subscriptions",
+        [204, 204, 204, 204],
+    ),
+    (
+        "delete",
+        "/users/@me/push-subscriptions/{subscription_id}",
+        [204, 204, 204, 204],
+    ),
+    (
+        "post",
+        "/users/@me/push-subscriptions/test",
+        [202, 202, 202, 202],
+    ),
+    (
+        "get",
+        "/users/@me/notification-settings",
+        [200, 200, 200, 200],
+    ),
+    (
+        "put",
+        "/users/@me/servers/{server_id}/notification-settings",
+        [404, 200, 200, 200],
+    ),
+    (
+        "put",
+        "/users/@me/channels/{channel_id}/notification-settings",
+        [404, 200, 200, 200],
     ),
     ("post", "/servers/{server_id}/invites", [404, 403, 201, 201]),
     ("get", "/servers/{server_id}/invites", [404, 403, 200, 200]),
@@ -398,6 +469,38 @@ const MATRIX: &[(&str, &str, [u16; 4])] = &[
         "/interactions/{interaction_id}/{token}/followup",
         [404, 404, 404, 404],
     ),
+    // Threads: starting one needs CREATE_PUBLIC_THREADS in the channel (each actor starts
+    // from a fresh message); listing, joining, leaving and the member list need only to see it.
+    (
+        "post",
+        "/channels/{channel_id}/messages/{message_id}/threads",
+        [404, 403, 201, 201],
+    ),
+    (
+        "post",
+        "/channels/{channel_id}/threads",
+        [404, 403, 201, 201],
+    ),
+    (
+        "get",
+        "/channels/{channel_id}/threads",
+        [404, 200, 200, 200],
+    ),
+    (
+        "put",
+        "/channels/{channel_id}/thread-members/@me",
+        [404, 204, 204, 204],
+    ),
+    (
+        "delete",
+        "/channels/{channel_id}/thread-members/@me",
+        [404, 204, 204, 204],
+    ),
+    (
+        "get",
+        "/channels/{channel_id}/thread-members",
+        [404, 200, 200, 200],
+    ),
     // Leaving runs last: afterwards the members are gone.
     (
         "delete",
@@ -526,6 +629,19 @@ impl World {
             }
         }
         self.gateways.lock().await.push(g);
+    }
+
+    /// A new public thread by the owner in `text`.
+    async fn thread(&self) -> String {
+        let t = self
+            .ok(
+                Method::POST,
+                &format!("/channels/{}/threads", self.text),
+                &self.owner.token,
+                Some(json!({"name": self.fresh_name("thread ")})),
+            )
+            .await;
+        t["id"].as_str().unwrap().to_string()
     }
 
     async fn owner_message(&self) -> String {
@@ -705,6 +821,26 @@ impl World {
                 p.insert("channel_id", self.lounge.clone());
                 body = Some(json!({"sound_id": self.sound().await}));
             }
+            ("post", "/servers/{server_id}/emojis") | ("post", "/servers/{server_id}/stickers") => {
+                raw = Some(("image/png", crate::emoji::png(64, 64)));
+                query = Some(format!("name={}", self.fresh_name("mx")));
+            }
+            ("patch", "/servers/{server_id}/emojis/{emoji_id}") => {
+                p.insert("emoji_id", self.expression("emojis").await);
+                body = Some(json!({"name": self.fresh_name("renamed")}));
+            }
+            ("delete", "/servers/{server_id}/emojis/{emoji_id}")
+            | ("get", "/emojis/{emoji_id}") => {
+                p.insert("emoji_id", self.expression("emojis").await);
+            }
+            ("patch", "/servers/{server_id}/stickers/{sticker_id}") => {
+                p.insert("sticker_id", self.expression("stickers").await);
+                body = Some(json!({"description": "renamed"}));
+            }
+            ("delete", "/servers/{server_id}/stickers/{sticker_id}")
+            | ("get", "/stickers/{sticker_id}") => {
+                p.insert("sticker_id", self.expression("stickers").await);
+            }
             ("get", "/link-previews/images/{key}") => {
                 p.insert("key", self.preview_image().await);
             }
@@ -784,6 +920,32 @@ impl World {
                 p.insert("report_id", report["id"].as_str().unwrap().to_string());
                 body = Some(json!({"action": "dismiss"}));
             }
+            ("post", "/users/@me/push-subscriptions") => {
+                body = Some(push_subscription(&self.fresh_name("push")));
+            }
+            ("delete", "/users/@me/push-subscriptions")
+            | ("delete", "/users/@me/push-subscriptions/{subscription_id}") => {
+                let name = self.fresh_name("push");
+                let sub = self
+                    .ok(
+                        Method::POST,
+                        "/users/@me/push-subscriptions",
+                        &token,
+                        Some(push_subscription(&name)),
+                    )
+                    .await;
+                if template.ends_with('}') {
+                    p.insert("subscription_id", sub["id"].as_str().unwrap().to_string());
+                } else {
+                    query = Some(format!("endpoint=https%3A%2F%2Fpush.example.com%2F{name}"));
+                }
+            }
+            ("put", "/users/@me/servers/{server_id}/notification-settings") => {
+                body = Some(json!({"level": "mentions"}));
+            }
+            ("put", "/users/@me/channels/{channel_id}/notification-settings") => {
+                body = Some(json!({"level": "all"}));
+            }
             ("post", "/servers/{server_id}/invites") => body = Some(json!({})),
             ("get", "/invites/{code}") | ("post", "/invites/{code}") => {
                 p.insert("code", self.other_invite.clone());
@@ -836,6 +998,16 @@ impl World {
                     .await;
                 }
                 p.insert("message_id", m);
+            }
+            ("post", "/channels/{channel_id}/messages/{message_id}/threads") => {
+                p.insert("message_id", self.owner_message().await);
+                body = Some(json!({"name": "thread"}));
+            }
+            ("post", "/channels/{channel_id}/threads") => body = Some(json!({"name": "thread"})),
+            ("put", "/channels/{channel_id}/thread-members/@me")
+            | ("delete", "/channels/{channel_id}/thread-members/@me")
+            | ("get", "/channels/{channel_id}/thread-members") => {
+                p.insert("channel_id", self.thread().await);
             }
             ("post", "/channels/{channel_id}/webhooks") => body = Some(json!({"name": "hook"})),
             ("delete", "/webhooks/{webhook_id}") => {
@@ -1014,6 +1186,26 @@ impl World {
             b["user"]["id"].as_str().unwrap().to_string(),
             c["id"].as_str().unwrap().to_string(),
         )
+    }
+
+    /// A new custom emoji or sticker (`kind`: "emojis" or "stickers") uploaded by the owner.
+    async fn expression(&self, kind: &str) -> String {
+        let name = self.fresh_name("mx");
+        let resp = self
+            .app
+            .http
+            .post(
+                self.app
+                    .url(&format!("/servers/{}/{kind}?name={name}", self.sid)),
+            )
+            .bearer_auth(&self.owner.token)
+            .body(crate::emoji::png(32, 32))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let v: Value = resp.json().await.unwrap();
+        v["id"].as_str().unwrap().to_string()
     }
 
     /// A new soundboard sound uploaded by the owner.
@@ -1416,4 +1608,17 @@ async fn moving_and_disconnecting_members_answer_each_role_exactly() {
         wrong.len(),
         wrong.join("\n")
     );
+}
+
+/// A push subscription body with a made-up https endpoint (a delivery to it fails, counted
+/// as `failed`, which the matrix does not look at).
+fn push_subscription(name: &str) -> Value {
+    // A valid P-256 point (the RFC 8291 example's browser key) and a 16-byte auth secret.
+    json!({
+        "endpoint": format!("https://push.example.com/{name}"),
+        "keys": {
+            "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+            "auth": "BTBZMqHH6r4Tts7J_aSIgg",
+        }
+    })
 }

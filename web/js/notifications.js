@@ -1,0 +1,164 @@
+// Notifications (docs/push.md): Web Push subscription for this browser, the per-server
+// notification settings, and telling the gateway whether anyone is looking at this client
+// (op 3's `afk`), so the server pushes only when the user is away.
+
+import { api, store, gateway } from './context.js';
+import { h, openDialog, toast } from './dom.js';
+import { HOME } from './inbox.js';
+import { selectServer, selectChannel } from './navigation.js';
+
+const SUBSCRIBE_TIMEOUT_MS = 15_000;
+
+/** The VAPID key as `pushManager.subscribe` wants it (base64url → bytes). */
+function keyBytes(b64) {
+  const s = b64.replace(/-/g, '+').replace(/_/g, '/');
+  const raw = atob(s + '='.repeat((4 - (s.length % 4)) % 4));
+  return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+}
+
+function pushSupported() {
+  return 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window && window.isSecureContext;
+}
+
+/** Subscribes this browser and registers the subscription with the server. */
+export async function enablePush() {
+  if (!pushSupported()) throw new Error('This browser cannot receive push notifications here (HTTPS is needed).');
+  const permission = await Notification.requestPermission();
+  if (permission !== 'granted') throw new Error('Notifications are blocked for this site in the browser.');
+  const reg = await navigator.serviceWorker.ready;
+  const { public_key: key } = await api.get('/push/vapid-public-key');
+  let sub = await reg.pushManager.getSubscription();
+  // A subscription made with another server key cannot be reused.
+  if (sub && sub.options?.applicationServerKey) {
+    const old = new Uint8Array(sub.options.applicationServerKey);
+    const want = keyBytes(key);
+    if (old.length !== want.length || old.some((b, i) => b !== want[i])) { await sub.unsubscribe(); sub = null; }
+  }
+  if (!sub) {
+    // A browser that cannot reach its push service may never answer: give up after a while.
+    const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('The browser\'s push service did not answer. Try again later.')), SUBSCRIBE_TIMEOUT_MS));
+    sub = await Promise.race([reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) }), timeout]);
+  }
+  return api.post('/users/@me/push-subscriptions', sub.toJSON());
+}
+
+export async function disablePush() {
+  const reg = await navigator.serviceWorker.ready;
+  const sub = await reg.pushManager.getSubscription();
+  if (!sub) return;
+  await api.del(`/users/@me/push-subscriptions?endpoint=${encodeURIComponent(sub.endpoint)}`).catch(() => {});
+  await sub.unsubscribe();
+}
+
+/** The "Notifications" section of user settings. */
+export function notificationsSection() {
+  const status = h('p', { class: 'muted small', role: 'status', 'data-testid': 'push-status' });
+  const show = async () => {
+    if (!pushSupported()) { status.textContent = 'Push notifications need HTTPS and a browser that supports them.'; return; }
+    const reg = await navigator.serviceWorker.getRegistration();
+    const sub = reg && await reg.pushManager.getSubscription().catch(() => null);
+    status.textContent = sub && Notification.permission === 'granted'
+      ? 'Push notifications are on for this browser.'
+      : `Push notifications are off for this browser${Notification.permission === 'denied' ? ' (blocked in the browser\'s site settings)' : ''}.`;
+  };
+  const run = (fn, done) => async () => {
+    status.textContent = 'Working…';
+    try { await fn(); status.textContent = done; } catch (e) { status.textContent = e.message || String(e); }
+  };
+  show();
+  return h('section', { class: 'settings-section', 'aria-label': 'Notifications', 'data-testid': 'notifications-section' },
+    h('h3', { text: 'Notifications' }),
+    h('p', { class: 'muted small', text: 'Get DMs, mentions and replies on this device while Confab is closed or in the background. Choose per server what notifies in the server\'s notification settings.' }),
+    h('div', { class: 'row' },
+      h('button', { type: 'button', class: 'btn primary', text: 'Enable push notifications', 'data-testid': 'push-enable', onclick: run(enablePush, 'Push notifications are on for this browser.') }),
+      h('button', { type: 'button', class: 'btn secondary', text: 'Send a test notification', 'data-testid': 'push-test', onclick: run(() => api.post('/users/@me/push-subscriptions/test'), 'Test notification sent.') }),
+      h('button', { type: 'button', class: 'btn secondary', text: 'Turn off', 'data-testid': 'push-disable', onclick: run(disablePush, 'Push notifications are off for this browser.') })),
+    status);
+}
+
+const MUTES = [['', 'Not muted'], ['3600', 'For 1 hour'], ['28800', 'For 8 hours'], ['86400', 'For 24 hours'], ['604800', 'For a week']];
+
+/** Notification level, mute and @everyone for the current server. */
+export async function serverNotificationsDialog() {
+  const s = store.server;
+  if (!s) return;
+  let current = {};
+  try {
+    const all = await api.get('/users/@me/notification-settings');
+    current = all.servers.find((x) => x.server_id === s.id) || {};
+  } catch (e) { toast(e.message, 'error'); return; }
+  const level = h('select', { name: 'level', 'data-testid': 'notify-level' },
+    h('option', { value: '', text: 'Default (all messages in small servers, mentions in large ones)' }),
+    h('option', { value: 'all', text: 'All messages' }),
+    h('option', { value: 'mentions', text: 'Only @mentions' }),
+    h('option', { value: 'nothing', text: 'Nothing' }));
+  level.value = current.level || '';
+  const muted = current.muted_until && new Date(current.muted_until) > new Date();
+  const mute = h('select', { name: 'mute', 'data-testid': 'notify-mute' }, ...MUTES.map(([v, t]) => h('option', { value: v, text: t })));
+  if (muted) mute.prepend(h('option', { value: 'keep', text: `Muted until ${new Date(current.muted_until).toLocaleString()}`, selected: true }));
+  const everyone = h('input', { type: 'checkbox', name: 'suppress_everyone', 'data-testid': 'notify-suppress-everyone' });
+  everyone.checked = !!current.suppress_everyone;
+  openDialog({
+    title: `Notifications: ${s.name}`, testid: 'server-notifications-dialog',
+    content: [
+      h('label', { class: 'field' }, h('span', { text: 'Notify me of' }), level),
+      h('label', { class: 'field' }, h('span', { text: 'Mute this server' }), mute),
+      h('label', { class: 'check' }, everyone, h('span', { text: ' Suppress @everyone and @here' })),
+    ],
+    actions: [
+      { label: 'Cancel' },
+      { label: 'Save', submit: true, onClick: async () => {
+        const until = mute.value === 'keep' ? current.muted_until
+          : mute.value ? new Date(Date.now() + Number(mute.value) * 1000).toISOString() : null;
+        // A refusal throws: the dialog shows it and stays open.
+        await api.put(`/users/@me/servers/${s.id}/notification-settings`, { level: level.value || null, muted_until: until, suppress_everyone: everyone.checked });
+        toast('Notification settings saved.');
+      } },
+    ],
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Focus: the server pushes to a user none of whose clients is in front of them.
+
+let lastAfk = null;
+
+function reportFocus(force = false) {
+  if (gateway.status !== 'ready') return;
+  const afk = !(document.visibilityState === 'visible' && document.hasFocus());
+  if (afk === lastAfk && !force) return;
+  lastAfk = afk;
+  gateway.send(3, { status: 'online', afk });
+}
+
+export function initNotifications() {
+  for (const ev of ['focus', 'blur']) window.addEventListener(ev, () => reportFocus());
+  document.addEventListener('visibilitychange', () => reportFocus());
+  // A new session starts focused on the server's side: say where we are.
+  gateway.on('READY', () => reportFocus(true));
+  gateway.on('RESUMED', () => reportFocus(true));
+  // A notification clicked while the app is open (web/sw.js).
+  navigator.serviceWorker?.addEventListener('message', (e) => {
+    if (e.data?.type !== 'open-url') return;
+    const u = new URL(e.data.url, location.origin);
+    if (u.origin !== location.origin) return;
+    history.replaceState(null, '', u.pathname);
+    openLinkedChannel();
+  });
+}
+
+/** `/channels/<server_id|@me>/<channel_id>` (a notification's link): open that channel. */
+export function openLinkedChannel() {
+  const m = /^\/channels\/(@me|\d+)\/(\d+)$/.exec(location.pathname);
+  if (!m) return;
+  history.replaceState(null, '', '/');
+  const [, server, channel] = m;
+  if (server === '@me') {
+    if (!store.privateChannels.has(channel)) return;
+    selectServer(HOME);
+  } else {
+    if (!store.servers.has(server)) return;
+    selectServer(server);
+  }
+  selectChannel(channel);
+}
