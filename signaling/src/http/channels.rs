@@ -131,7 +131,11 @@ pub async fn update(
     let (current, _) = state.chat.channel_access(channel_id, user.user_id).await?;
     if current.kind.is_thread() {
         if body.e2ee.is_some() {
-            return Err(ChatError::field("e2ee", "only voice channels can be end-to-end encrypted").into());
+            return Err(ChatError::field(
+                "e2ee",
+                "only voice channels can be end-to-end encrypted",
+            )
+            .into());
         }
         return update_thread(&state, &user, channel_id, body).await;
     }
