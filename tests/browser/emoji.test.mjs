@@ -165,3 +165,8 @@ test('a sticker uploaded by the owner is sent by the member and shown to the own
   assert.equal(await A.page.locator(sel).first().getAttribute('alt'), 'Hello wave');
   await snap(A.page, 'sticker-message');
 });
+
+test('no uncaught page errors', () => {
+  assert.deepEqual(A.errors, []);
+  assert.deepEqual(B.errors, []);
+});

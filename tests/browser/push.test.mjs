@@ -7,10 +7,11 @@
 // levels the REST API returns.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, registerViaUi, createServerViaUi, uniqueName, waitFor, tokenOf, rest } from './lib.mjs';
+import { startServer, launchBrowser, registerViaUi, createServerViaUi, createInviteViaUi, joinViaUi, uniqueName, waitFor, tokenOf, rest } from './lib.mjs';
 
 let server;
 let A;
+let B;
 
 before(async () => {
   server = await startServer();
@@ -20,6 +21,7 @@ before(async () => {
 
 after(async () => {
   await A?.close();
+  await B?.close();
   await server?.stop();
 });
 
@@ -123,9 +125,16 @@ test('the server notification dialog saves what the REST API returns', async () 
   await dlg.getByTestId('notify-level').selectOption('mentions');
   await dlg.getByTestId('notify-mute').selectOption('3600');
   await dlg.getByTestId('notify-suppress-everyone').check();
+  // The open channel's own override.
+  const cid = await page.evaluate(() => window.confab.store.currentChannelId);
+  await dlg.getByTestId('notify-channel-level').selectOption('nothing');
+  await dlg.getByTestId('notify-channel-mute').selectOption('86400');
   await dlg.getByRole('button', { name: 'Save' }).click();
   await dlg.waitFor({ state: 'detached' });
   const all = await rest(server.url, token, 'GET', '/users/@me/notification-settings');
+  const chan = all.channels.find((c) => c.channel_id === cid);
+  assert.equal(chan?.level, 'nothing', JSON.stringify(all.channels));
+  assert.ok(new Date(chan.muted_until) - Date.now() > 23 * 3600_000, `channel muted until ${chan.muted_until}`);
   const mine = all.servers.find((s) => s.server_id === sid);
   assert.equal(mine.level, 'mentions');
   assert.equal(mine.suppress_everyone, true);
@@ -136,12 +145,53 @@ test('the server notification dialog saves what the REST API returns', async () 
   await dlg.waitFor();
   assert.equal(await dlg.getByTestId('notify-level').inputValue(), 'mentions');
   assert.equal(await dlg.getByTestId('notify-mute').inputValue(), 'keep');
+  assert.equal(await dlg.getByTestId('notify-channel-level').inputValue(), 'nothing');
   await dlg.getByTestId('notify-level').selectOption('');
   await dlg.getByTestId('notify-mute').selectOption('');
+  await dlg.getByTestId('notify-channel-level').selectOption('');
+  await dlg.getByTestId('notify-channel-mute').selectOption('');
   await dlg.getByRole('button', { name: 'Save' }).click();
   await dlg.waitFor({ state: 'detached' });
   const after = (await rest(server.url, token, 'GET', '/users/@me/notification-settings')).servers.find((s) => s.server_id === sid);
   assert.equal(after.level, null);
   assert.equal(after.muted_until, null);
+  const afterChan = (await rest(server.url, token, 'GET', '/users/@me/notification-settings')).channels.find((c) => c.channel_id === cid);
+  assert.ok(!afterChan || (afterChan.level === null && afterChan.muted_until === null), JSON.stringify(afterChan));
   assert.deepEqual(A.errors, []);
+});
+
+test('the status picker sets do not disturb and invisible, as the server tells the members', async () => {
+  const { page } = A;
+  const me = await page.evaluate(() => window.confab.store.me.id);
+  const serverName = await page.evaluate(() => window.confab.store.server.name);
+  // Another member sees A's status as the server sends it.
+  B = await launchBrowser();
+  await registerViaUi(B.page, server.url, uniqueName('pushb'));
+  await joinViaUi(B.page, await createInviteViaUi(page), serverName);
+  const seen = B.page.locator(`[data-testid="member"][data-user-id="${me}"]`);
+  await seen.and(B.page.locator('[data-status="online"]')).waitFor({ timeout: 10_000 });
+  const mine = page.locator(`[data-testid="member"][data-user-id="${me}"]`);
+  const choose = async (status) => {
+    await page.getByTestId('status-button').click();
+    const dlg = page.getByTestId('status-dialog');
+    await dlg.getByTestId(`status-${status}`).check();
+    await dlg.getByRole('button', { name: 'Save' }).click();
+    await dlg.waitFor({ state: 'detached' });
+  };
+  await choose('dnd');
+  await seen.and(B.page.locator('[data-status="dnd"]')).waitFor({ timeout: 10_000 });
+  await mine.and(page.locator('[data-status="dnd"]')).waitFor({ timeout: 10_000 });
+  assert.equal(await page.getByTestId('status-button').getAttribute('data-status'), 'dnd');
+  await choose('invisible');
+  await seen.and(B.page.locator('[data-status="offline"]')).waitFor({ timeout: 10_000 });
+  // Kept across a reload, and sent again with the new session.
+  await page.reload();
+  await page.getByTestId('status-button').and(page.locator('[data-status="invisible"]')).waitFor({ timeout: 20_000 });
+  await page.getByTestId('me-name').waitFor();
+  await B.page.waitForTimeout(1500);
+  assert.equal(await seen.getAttribute('data-status'), 'offline', 'still invisible to B after the reload');
+  await choose('online');
+  await seen.and(B.page.locator('[data-status="online"]')).waitFor({ timeout: 10_000 });
+  assert.deepEqual(A.errors, []);
+  assert.deepEqual(B.errors, []);
 });

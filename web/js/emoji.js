@@ -83,9 +83,8 @@ export function stickerList(m) {
 /** Whether rendered content holds only custom emoji (and spaces): they are then shown large. */
 export function onlyEmoji(content) {
   if (!content) return false;
-  const rest = content.replace(/<a?:[A-Za-z0-9_]{2,32}:\d{1,20}>/g, '');
-  const n = (content.length - rest.length) ? (content.match(/<a?:[A-Za-z0-9_]{2,32}:\d{1,20}>/g) || []).length : 0;
-  return n > 0 && n <= 27 && rest.trim() === '';
+  const found = content.match(/<a?:[A-Za-z0-9_]{2,32}:\d{1,20}>/g) || [];
+  return found.length > 0 && found.length <= 27 && content.replace(/<a?:[A-Za-z0-9_]{2,32}:\d{1,20}>/g, '').trim() === '';
 }
 
 // ------------------------------------------------------------------ the sticker picker

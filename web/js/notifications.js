@@ -83,8 +83,9 @@ export async function serverNotificationsDialog() {
   const s = store.server;
   if (!s) return;
   let current = {};
+  let all;
   try {
-    const all = await api.get('/users/@me/notification-settings');
+    all = await api.get('/users/@me/notification-settings');
     current = all.servers.find((x) => x.server_id === s.id) || {};
   } catch (e) { toast(e.message, 'error'); return; }
   const level = h('select', { name: 'level', 'data-testid': 'notify-level' },
@@ -98,21 +99,95 @@ export async function serverNotificationsDialog() {
   if (muted) mute.prepend(h('option', { value: 'keep', text: `Muted until ${new Date(current.muted_until).toLocaleString()}`, selected: true }));
   const everyone = h('input', { type: 'checkbox', name: 'suppress_everyone', 'data-testid': 'notify-suppress-everyone' });
   everyone.checked = !!current.suppress_everyone;
+  // The open text channel of this server gets its own override (the level wins over the
+  // server's), as Discord's channel notification settings.
+  const ch = store.channel;
+  const channel = ch && ch.server_id === s.id && ch.type !== 'voice' && ch.type !== 'category' ? ch : null;
+  const chCurrent = (channel && all.channels.find((x) => x.channel_id === channel.id)) || {};
+  const chLevel = channel ? levelSelect('notify-channel-level', 'Same as the server', chCurrent.level) : null;
+  const chMute = channel ? muteSelect('notify-channel-mute', chCurrent.muted_until) : null;
   openDialog({
     title: `Notifications: ${s.name}`, testid: 'server-notifications-dialog',
     content: [
       h('label', { class: 'field' }, h('span', { text: 'Notify me of' }), level),
       h('label', { class: 'field' }, h('span', { text: 'Mute this server' }), mute),
       h('label', { class: 'check' }, everyone, h('span', { text: ' Suppress @everyone and @here' })),
+      channel ? h('fieldset', { class: 'field', 'data-testid': 'notify-channel' },
+        h('legend', { text: `#${channel.name}` }),
+        h('label', { class: 'field' }, h('span', { text: 'Notify me of' }), chLevel),
+        h('label', { class: 'field' }, h('span', { text: 'Mute this channel' }), chMute)) : null,
     ],
     actions: [
       { label: 'Cancel' },
       { label: 'Save', submit: true, onClick: async () => {
-        const until = mute.value === 'keep' ? current.muted_until
-          : mute.value ? new Date(Date.now() + Number(mute.value) * 1000).toISOString() : null;
         // A refusal throws: the dialog shows it and stays open.
-        await api.put(`/users/@me/servers/${s.id}/notification-settings`, { level: level.value || null, muted_until: until, suppress_everyone: everyone.checked });
+        await api.put(`/users/@me/servers/${s.id}/notification-settings`, { level: level.value || null, muted_until: muteUntil(mute, current.muted_until), suppress_everyone: everyone.checked });
+        if (channel) {
+          await api.put(`/users/@me/channels/${channel.id}/notification-settings`, { level: chLevel.value || null, muted_until: muteUntil(chMute, chCurrent.muted_until) });
+        }
         toast('Notification settings saved.');
+      } },
+    ],
+  });
+}
+
+function levelSelect(testid, defaultText, value) {
+  const el = h('select', { 'data-testid': testid },
+    h('option', { value: '', text: defaultText }),
+    h('option', { value: 'all', text: 'All messages' }),
+    h('option', { value: 'mentions', text: 'Only @mentions' }),
+    h('option', { value: 'nothing', text: 'Nothing' }));
+  el.value = value || '';
+  return el;
+}
+
+function muteSelect(testid, until) {
+  const el = h('select', { 'data-testid': testid }, ...MUTES.map(([v, t]) => h('option', { value: v, text: t })));
+  if (until && new Date(until) > new Date()) el.prepend(h('option', { value: 'keep', text: `Muted until ${new Date(until).toLocaleString()}`, selected: true }));
+  return el;
+}
+
+function muteUntil(select, current) {
+  if (select.value === 'keep') return current;
+  return select.value ? new Date(Date.now() + Number(select.value) * 1000).toISOString() : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// My status (online, idle, do not disturb, invisible), chosen in the user panel and kept per
+// browser; do not disturb also stops push notifications (docs/push.md).
+
+const STATUS_KEY = 'confab.status';
+export const STATUSES = [['online', 'Online'], ['idle', 'Idle'], ['dnd', 'Do Not Disturb'], ['invisible', 'Invisible']];
+
+export function myStatus() {
+  let s = null;
+  try { s = localStorage.getItem(STATUS_KEY); } catch { /* no storage */ }
+  return STATUSES.some(([v]) => v === s) ? s : 'online';
+}
+
+export function statusDialog() {
+  const current = myStatus();
+  const radios = STATUSES.map(([v, label]) => {
+    const input = h('input', { type: 'radio', name: 'status', value: v, 'data-testid': `status-${v}` });
+    input.checked = v === current;
+    return h('label', { class: 'check' }, input, h('span', { class: `presence-dot inline ${v === 'invisible' ? 'offline' : v}` }), h('span', { text: ` ${label}` }));
+  });
+  openDialog({
+    title: 'Set status', testid: 'status-dialog',
+    content: [
+      h('fieldset', { class: 'field' }, h('legend', { text: 'Status' }), ...radios),
+      h('p', { class: 'muted small', text: 'Do Not Disturb silences push notifications. Invisible shows you offline to others.' }),
+    ],
+    actions: [
+      { label: 'Cancel' },
+      { label: 'Save', submit: true, onClick: async () => {
+        const chosen = radios.map((l) => l.querySelector('input')).find((i) => i.checked);
+        const status = chosen ? chosen.value : 'online';
+        try { localStorage.setItem(STATUS_KEY, status); } catch { /* no storage */ }
+        reportFocus(true);
+        // The server tells everyone else; our own member-list entry follows at once.
+        if (store.me) store.presences.set(store.me.id, status);
+        store.emit('userpanel', 'members');
       } },
     ],
   });
@@ -128,7 +203,7 @@ function reportFocus(force = false) {
   const afk = !(document.visibilityState === 'visible' && document.hasFocus());
   if (afk === lastAfk && !force) return;
   lastAfk = afk;
-  gateway.send(3, { status: 'online', afk });
+  gateway.send(3, { status: myStatus(), afk });
 }
 
 export function initNotifications() {

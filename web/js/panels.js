@@ -10,6 +10,7 @@ import { toggleDrawer, syncDrawerButtons } from './drawers.js';
 import { settingsDialog } from './dialogs.js';
 import { searchBox } from './search.js';
 import { threadsButton, renderForum } from './threads.js';
+import { myStatus, statusDialog, STATUSES } from './notifications.js';
 
 export function renderHeader() {
   renderHeaderInner();
@@ -82,12 +83,18 @@ export function renderMembers() {
     s.large && !s.membersLoaded ? h('p', { class: 'muted small', 'data-testid': 'members-loading', text: 'Loading members…' }) : null);
 }
 
+function statusLabel() {
+  const s = myStatus();
+  return (STATUSES.find(([v]) => v === s) || [s, s])[1];
+}
+
 export function renderUserPanel() {
   const el = clear(ui.userPanel);
   const me = store.me;
   if (!me) return;
   el.append(
-    h('span', { class: 'avatar-wrap' }, avatar(me, 32), h('span', { class: 'presence-dot online' })),
+    h('button', { type: 'button', class: 'avatar-wrap status-button', 'aria-label': `Set status (${statusLabel()})`, title: 'Set status', 'data-testid': 'status-button', 'data-status': myStatus(), onclick: statusDialog },
+      avatar(me, 32), h('span', { class: `presence-dot ${myStatus() === 'invisible' ? 'offline' : myStatus()}` })),
     h('span', { class: 'me-text' },
       h('span', { class: 'me-name', 'data-testid': 'me-name', text: me.display_name || me.username }),
       h('span', { class: 'me-status', text: me.custom_status || `@${me.username}` })),

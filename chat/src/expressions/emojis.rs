@@ -104,7 +104,67 @@ pub fn parse_reaction(s: &str) -> Option<(&str, Snowflake)> {
     Some((name, Snowflake(id)))
 }
 
+/// A custom emoji written in message text: `<:name:id>` or `<a:name:id>`.
+static IN_TEXT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"<(a?):([A-Za-z0-9_]{2,32}):([0-9]{1,19})>").expect("a valid pattern")
+});
+
 impl Chat {
+    /// Custom emoji in a message's text that its author may not use there — another server's
+    /// (or any, in a DM), or one restricted to roles they lack — become plain `:name:`, as
+    /// Discord shows them, so clients never draw what the server would refuse in a reaction.
+    /// Text without custom emoji costs no query.
+    pub(crate) async fn usable_emoji_text<'a>(
+        &self,
+        server_id: Option<ServerId>,
+        author: UserId,
+        content: &'a str,
+    ) -> ChatResult<std::borrow::Cow<'a, str>> {
+        if !content.contains("<:") && !content.contains("<a:") {
+            return Ok(content.into());
+        }
+        let ids: Vec<i64> = IN_TEXT
+            .captures_iter(content)
+            .filter_map(|c| c[3].parse().ok())
+            .collect();
+        if ids.is_empty() {
+            return Ok(content.into());
+        }
+        let mut usable = std::collections::HashSet::new();
+        if let Some(server_id) = server_id {
+            let rows: Vec<(i64, Vec<i64>)> = sqlx::query_as(
+                "SELECT id, roles FROM server_emojis WHERE server_id = $1 AND id = ANY($2)",
+            )
+            .bind(server_id)
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut access = None;
+            for (id, roles) in rows {
+                if roles.is_empty() {
+                    usable.insert(id);
+                    continue;
+                }
+                if access.is_none() {
+                    access = Some(self.member_access(server_id, author).await?);
+                }
+                if let Some(Some(a)) = &access {
+                    if permissions::has(a.base(), permissions::ADMINISTRATOR)
+                        || a.role_ids.iter().any(|r| roles.contains(&r.get()))
+                    {
+                        usable.insert(id);
+                    }
+                }
+            }
+        }
+        Ok(
+            IN_TEXT.replace_all(content, |c: &regex::Captures| match c[3].parse::<i64>() {
+                Ok(id) if usable.contains(&id) => c[0].to_owned(),
+                _ => format!(":{}:", &c[2]),
+            }),
+        )
+    }
+
     /// Role ids that are roles of this server other than @everyone (else a 400).
     async fn server_roles(&self, server_id: ServerId, roles: &[RoleId]) -> ChatResult<Vec<i64>> {
         let mut ids: Vec<i64> = roles.iter().map(|r| r.get()).collect();

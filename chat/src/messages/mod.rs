@@ -197,10 +197,12 @@ impl Chat {
                 return Err(ChatError::field("nonce", "must be 1-64 characters"));
             }
         }
-        let parsed = mentions::parse(content);
         // Safety first: automod sees the message before it can be stored; a server with a
         // verification level takes the exact path, where the gates are checked.
         let server_id = self.channel_server(channel_id).await?;
+        let content = self.usable_emoji_text(server_id, author, content).await?;
+        let content: &str = &content;
+        let parsed = mentions::parse(content);
         let mut gated = false;
         if let Some(server_id) = server_id {
             if !content.is_empty() {
@@ -488,6 +490,10 @@ impl Chat {
             return Err(ChatError::Forbidden("you may only edit your own messages"));
         }
         check_content(content)?;
+        let content = self
+            .usable_emoji_text(msg.server_id, user_id, content)
+            .await?;
+        let content: &str = &content;
         // An edit cannot slip past automod: the new content is checked as a send would be.
         if let Some(server_id) = msg.server_id {
             self.run_automod(server_id, channel_id, user_id, content, Some(message_id))

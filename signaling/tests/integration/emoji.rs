@@ -1,7 +1,7 @@
 //! Custom emoji and stickers over HTTP and the gateway: uploads (still, animated, foreign,
 //! broken, too large, duplicate names, without MANAGE_EXPRESSIONS), the served images, edits
 //! and deletes with SERVER_EMOJIS_UPDATE / SERVER_STICKERS_UPDATE, custom reactions (the
-//! server's own emoji only, role restrictions) and messages with a sticker.
+//! server's own emoji only, role restrictions), messages with a sticker and the uploads' rate limit.
 
 use crate::common::{Event, TestApp, User};
 use serde_json::{json, Value};
@@ -333,6 +333,61 @@ async fn custom_emoji_react_within_their_server_and_their_roles() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_emoji_in_text_stay_only_where_their_author_may_use_them() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("et_owner").await;
+    let member = app.register("et_member").await;
+    let s = app.server(&owner, "Texts").await;
+    let other = app.server(&owner, "Elsewhere").await;
+    app.join(&owner, &member, &s.id).await;
+    let (_, cat) = upload(&app, &owner, &s.id, "emojis", "name=cat", png(32, 32)).await;
+    let vip = app.role(&owner, &s.id, "VIP", 0).await;
+    let (_, crown) = upload(
+        &app,
+        &owner,
+        &s.id,
+        "emojis",
+        &format!("name=crown&roles={vip}"),
+        png(32, 32),
+    )
+    .await;
+    let (_, alien) = upload(&app, &owner, &other.id, "emojis", "name=alien", png(32, 32)).await;
+    let (cat, crown, alien) = (id(&cat), id(&crown), id(&alien));
+    let text = format!("hi <:cat:{cat}> <:crown:{crown}> <a:alien:{alien}> <:ghost:123>");
+
+    // The member's own server's emoji stays; a restricted one they lack the role for, another
+    // server's and an unknown one become plain :name:, in what is stored and what others see.
+    let (mut g, _) = app.identified(&owner).await;
+    let sent = app.message(&member, &s.text, &text).await;
+    let expected = format!("hi <:cat:{cat}> :crown: :alien: :ghost:");
+    assert_eq!(sent["content"], expected.as_str());
+    let ev = g.expect(Event::MessageCreate).await;
+    assert_eq!(ev["content"], expected.as_str());
+    let db = sqlx::PgPool::connect(&app.database_url()).await.unwrap();
+    let stored: String = sqlx::query_scalar("SELECT content FROM messages WHERE id = $1")
+        .bind(id(&sent).parse::<i64>().unwrap())
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, expected);
+
+    // With the role, the restricted one stays, also through an edit.
+    app.give_role(&owner, &s.id, &member, &vip).await;
+    let (st, edited) = app
+        .patch(
+            &format!("/channels/{}/messages/{}", s.text, id(&sent)),
+            &member.token,
+            json!({"content": text}),
+        )
+        .await;
+    assert_eq!(st, 200, "{edited}");
+    assert_eq!(
+        edited["content"],
+        format!("hi <:cat:{cat}> <:crown:{crown}> :alien: :ghost:").as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stickers_are_uploaded_and_sent_with_messages() {
     let app = TestApp::spawn().await;
     let owner = app.register("st_owner").await;
@@ -468,4 +523,39 @@ async fn stickers_are_uploaded_and_sent_with_messages() {
         )
         .await;
     assert_eq!(m["stickers"][0]["name"], "Hello there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_have_their_own_rate_limit() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("erl_owner").await;
+    let s = app.server(&owner, "Limits").await;
+    // Ten a minute per user, whatever becomes of them; listing is not limited by it.
+    for i in 0..10 {
+        let (st, _) = upload(
+            &app,
+            &owner,
+            &s.id,
+            "emojis",
+            &format!("name=n{i}"),
+            b"x".to_vec(),
+        )
+        .await;
+        assert_eq!(st, 400);
+    }
+    let resp = app
+        .http
+        .post(app.url(&format!("/servers/{}/stickers?name=late", s.id)))
+        .bearer_auth(&owner.token)
+        .body(png(8, 8))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["x-ratelimit-bucket"], "expressions");
+    assert!(resp.headers().contains_key("retry-after"));
+    let (st, _) = app
+        .get(&format!("/servers/{}/emojis", s.id), &owner.token)
+        .await;
+    assert_eq!(st, 200);
 }
