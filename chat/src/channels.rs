@@ -1,5 +1,6 @@
 //! Text, voice and category channels of a server.
 
+use crate::audit::Actor;
 use crate::error::Validator;
 use crate::model::{Channel, ChannelKind};
 use crate::permissions::{self, Permissions};
@@ -30,6 +31,7 @@ pub(crate) struct ChannelRow {
     parent_id: Option<ChannelId>,
     topic: Option<String>,
     owner_id: Option<UserId>,
+    e2ee: bool,
 }
 
 impl From<ChannelRow> for Channel {
@@ -44,6 +46,7 @@ impl From<ChannelRow> for Channel {
             parent_id: r.parent_id,
             topic: r.topic,
             owner_id: r.owner_id,
+            e2ee: r.e2ee,
             recipients: None,
             last_message_id: None,
             thread_metadata: None,
@@ -68,10 +71,12 @@ pub struct ChannelPatch {
     /// `Some(None)` moves the channel out of its category.
     pub parent_id: Option<Option<ChannelId>>,
     pub topic: Option<Option<String>>,
+    /// Voice channels: end-to-end encrypted media (docs/e2ee.md).
+    pub e2ee: Option<bool>,
 }
 
 pub(crate) const CHANNEL_COLUMNS: &str =
-    "id, server_id, kind, name, position, parent_id, topic, owner_id";
+    "id, server_id, kind, name, position, parent_id, topic, owner_id, e2ee";
 
 impl Chat {
     /// A channel and the caller's permissions in it; NotFound when the caller is not a member of
@@ -91,7 +96,7 @@ impl Chat {
         let started = std::time::Instant::now();
         // One round trip decides DMs too: `recipient` says whether the caller is in it.
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, server_id, kind, name, position, parent_id, topic, owner_id, permissions_synced,
+            "SELECT id, server_id, kind, name, position, parent_id, topic, owner_id, e2ee, permissions_synced,
                     (server_id IS NULL AND EXISTS (SELECT 1 FROM dm_recipients d
                         WHERE d.channel_id = channels.id AND d.user_id = $2)) AS recipient
              FROM channels WHERE id = $1",
@@ -290,12 +295,23 @@ impl Chat {
             );
             self.check_parent(server_id, parent, &mut v).await?;
         }
+        if patch.e2ee.is_some() {
+            v.check(
+                channel.kind == ChannelKind::Voice,
+                "e2ee",
+                "only voice channels can be end-to-end encrypted",
+            );
+        }
         v.finish()?;
+        // Turning it on or off is a security setting: it goes to the audit log, in the same
+        // transaction as the change.
+        let mut tx = self.pool.begin().await?;
         let row: ChannelRow = sqlx::query_as(q!("UPDATE channels SET
                name = coalesce($2, name),
                position = coalesce($3, position),
                parent_id = CASE WHEN $4 THEN $5 ELSE parent_id END,
-               topic = CASE WHEN $6 THEN $7 ELSE topic END
+               topic = CASE WHEN $6 THEN $7 ELSE topic END,
+               e2ee = coalesce($8, e2ee)
              WHERE id = $1 RETURNING {CHANNEL_COLUMNS}"))
         .bind(channel_id)
         .bind(patch.name.as_ref().map(Name::as_str))
@@ -304,9 +320,22 @@ impl Chat {
         .bind(patch.parent_id.flatten())
         .bind(patch.topic.is_some())
         .bind(patch.topic.flatten().filter(|t| !t.trim().is_empty()))
-        .fetch_optional(&self.pool)
+        .bind(patch.e2ee)
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or(ChatError::NotFound("channel"))?;
+        if row.e2ee != channel.e2ee {
+            self.audit(
+                &mut tx,
+                server_id,
+                Actor::new(user_id, None),
+                "channel_update",
+                Some(channel_id.snowflake()),
+                serde_json::json!({"e2ee": {"old": channel.e2ee, "new": row.e2ee}}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok(row.into())
     }
 

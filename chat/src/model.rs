@@ -128,6 +128,10 @@ pub struct Channel {
     /// Group DMs: who may add and remove recipients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<UserId>,
+    /// Voice channels: media is end-to-end encrypted (docs/e2ee.md); clients must join with
+    /// an identity key. Only present (true) on such channels.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub e2ee: bool,
     /// DMs and group DMs: everyone in it, the caller included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipients: Option<Vec<User>>,

@@ -27,7 +27,7 @@ const ARCHIVE_BATCH: i64 = 500;
 
 /// Every column a thread is shown with: the channel's and `threads`' (t), its member count.
 const THREAD_COLUMNS: &str = "c.id, c.server_id, c.kind, c.name, c.position, c.parent_id, c.topic,
-    c.owner_id, t.archived, t.locked, t.auto_archive_minutes, t.archived_at, t.starter_message_id,
+    c.owner_id, c.e2ee, t.archived, t.locked, t.auto_archive_minutes, t.archived_at, t.starter_message_id,
     t.message_count, t.last_activity_at, t.applied_tags, t.last_message_id,
     (SELECT count(*) FROM thread_members tm WHERE tm.channel_id = t.channel_id) AS member_count";
 

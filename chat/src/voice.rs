@@ -15,6 +15,8 @@ pub struct VoiceAccess {
     pub permissions: Permissions,
     /// A stage channel: members join as audience.
     pub stage: bool,
+    /// End-to-end encrypted media: participants must declare an identity key.
+    pub e2ee: bool,
 }
 
 impl Chat {
@@ -37,6 +39,7 @@ impl Chat {
             server_id,
             permissions: perms,
             stage: channel.kind == ChannelKind::Stage,
+            e2ee: channel.e2ee,
         })
     }
 
@@ -59,7 +62,7 @@ impl Chat {
         if t.is_none() {
             return Err(ChatError::NotFound("member"));
         }
-        let (_, perms) = self.channel_access(from, actor.user_id).await?;
+        let (from_channel, perms) = self.channel_access(from, actor.user_id).await?;
         if !permissions::has(perms, permissions::MOVE_MEMBERS) {
             return Err(ChatError::Forbidden(
                 "you may not move members out of this channel",
@@ -78,6 +81,14 @@ impl Chat {
                 return Err(ChatError::field(
                     "channel_id",
                     "must be a voice channel of this server",
+                ));
+            }
+            // The member's client declared (or not) an identity key for the channel it joined;
+            // a move cannot carry that over, so e2ee members join such channels themselves.
+            if channel.e2ee || from_channel.e2ee {
+                return Err(ChatError::field(
+                    "channel_id",
+                    "members cannot be moved into or out of an end-to-end encrypted channel",
                 ));
             }
             if !permissions::has(perms, permissions::MOVE_MEMBERS | permissions::CONNECT) {

@@ -48,6 +48,10 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(v, d, "op 15 keeps its payload as sent");
                     15
                 }
+                ClientFrame::VoiceE2eeKeys(v) => {
+                    assert_eq!(v, d, "op 16 keeps its payload as sent");
+                    16
+                }
             };
             assert_eq!(op, want, "the frame's variant is its op");
         }

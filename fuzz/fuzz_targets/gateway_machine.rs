@@ -25,6 +25,8 @@ enum Frame {
     VoiceOffer,
     VideoSubscribe,
     Text(String),
+    // Last, so that the committed seeds keep decoding to the frames they did.
+    VoiceE2eeKeys,
 }
 
 impl Frame {
@@ -38,6 +40,7 @@ impl Frame {
             Frame::VoiceOffer => r#"{"op":12,"d":{"sdp":"v=0"}}"#,
             Frame::VideoSubscribe => r#"{"op":15,"d":{"tiles":[]}}"#,
             Frame::Text(t) => t,
+            Frame::VoiceE2eeKeys => r#"{"op":16,"d":{"channel_id":"2","keys":[]}}"#,
         }
     }
 }
@@ -181,6 +184,7 @@ fuzz_target!(|inputs: Vec<Input>| {
                 | Action::VoiceState(_)
                 | Action::VoiceOffer(_)
                 | Action::VideoSubscribe(_)
+                | Action::VoiceE2eeKeys(_)
                 | Action::Acknowledged(_) => {
                     assert_eq!(
                         phase_before,

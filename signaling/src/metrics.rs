@@ -251,6 +251,10 @@ pub fn describe_and_zero() {
             "confab_voice_rejoins_total",
             "Voice sessions taken back after a network blip.",
         ),
+        (
+            "confab_voice_e2ee_key_frames_total",
+            "VOICE_E2EE_KEYS frames (wrapped media keys) relayed in e2ee channels.",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, help);

@@ -67,6 +67,7 @@ function startApp() {
       getSelfId: () => store.me && store.me.id,
       getVoiceStates: (channelId) => store.voiceStatesIn(channelId),
       getIceServers: () => api.iceServers(),
+      isE2ee: (channelId) => { const c = store.findChannel(channelId); return !!(c && c.e2ee); },
     });
     setVoice(v);
     window.confabVoice = v;

@@ -53,7 +53,8 @@ function channelRow(c, owner) {
     'aria-label': isVoice ? `Join ${c.type === 'stage' ? 'stage' : 'voice'} channel ${c.name}` : `Text channel ${c.name}`,
     'aria-current': active ? 'page' : null,
     onclick: () => (isVoice ? joinVoice(c) : selectChannel(c.id)),
-  }, h('span', { class: 'chan-icon', 'aria-hidden': 'true' }, icon(c.type === 'stage' ? 'stage' : isVoice ? 'speaker' : 'hash', 16)), h('span', { class: 'chan-name', text: c.name }));
+  }, h('span', { class: 'chan-icon', 'aria-hidden': 'true' }, icon(c.type === 'stage' ? 'stage' : isVoice ? 'speaker' : 'hash', 16)), h('span', { class: 'chan-name', text: c.name }),
+  c.e2ee ? h('span', { class: 'chan-lock', 'data-testid': 'e2ee-lock', title: 'End-to-end encrypted voice', 'aria-label': 'end-to-end encrypted' }, icon('lock', 12)) : null);
   li.append(h('div', { class: 'channel-row' }, btn, badge.badge,
     owner ? h('span', { class: 'row-actions' },
       h('button', { class: 'icon-btn tiny', 'aria-label': `Edit channel ${c.name}`, title: 'Edit channel', text: '✎', onclick: () => editChannelDialog(c) }),

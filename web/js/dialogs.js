@@ -182,12 +182,16 @@ export function editChannelDialog(c) {
   const name = field({ label: c.type === 'category' ? 'Category name' : 'Channel name', name: 'name', value: c.name, required: true, maxlength: 100 });
   const topic = c.type === 'text' ? field({ label: 'Topic', name: 'topic', type: 'textarea', value: c.topic || '', maxlength: 1024 }) : null;
   const parent = c.type !== 'category' && s ? categorySelect(s, c.parent_id) : null;
+  // Voice channels: end-to-end encryption (docs/e2ee.md); the server refuses the change while
+  // anyone is connected.
+  const e2ee = c.type === 'voice' ? h('input', { type: 'checkbox', 'data-testid': 'channel-e2ee', checked: !!c.e2ee }) : null;
   const permsBtn = h('button', { type: 'button', class: 'btn secondary', text: 'Edit permissions', 'aria-label': 'Channel permissions', 'data-testid': 'edit-channel-permissions',
     onclick: () => { document.querySelector('[data-testid="edit-channel-dialog"]')?.close(); channelPermissionsDialog(c); } });
   openDialog({
     title: `Edit ${c.type === 'category' ? 'category' : 'channel'}`, testid: 'edit-channel-dialog',
     content: [name.el, topic && topic.el,
       parent ? h('div', { class: 'field' }, h('label', { text: 'Category' }), parent, h('div', { class: 'field-error', 'data-error-for': 'parent_id' })) : null,
+      e2ee ? h('div', { class: 'field' }, h('label', {}, e2ee, ' End-to-end encrypted voice and video (the server cannot hear it)'), h('div', { class: 'field-error', 'data-error-for': 'e2ee' })) : null,
       h('div', { class: 'field' }, h('label', { text: 'Permissions' }), permsBtn)],
     actions: [{ label: 'Cancel' }, { label: 'Save', submit: true, onClick: async () => {
       const patch = {};
@@ -195,6 +199,7 @@ export function editChannelDialog(c) {
       if (n !== c.name) patch.name = n;
       if (topic && topic.input.value !== (c.topic || '')) patch.topic = topic.input.value;
       if (parent && (parent.value || null) !== (c.parent_id || null)) patch.parent_id = parent.value || null;
+      if (e2ee && e2ee.checked !== !!c.e2ee) patch.e2ee = e2ee.checked;
       if (!Object.keys(patch).length) return;
       const updated = await api.updateChannel(c.id, patch);
       store.apply('CHANNEL_UPDATE', updated);

@@ -51,6 +51,7 @@ export function renderVoicePanel() {
       h('div', {},
         h('div', { class: `voice-state ${voice.state}`, 'data-testid': 'voice-state', 'data-state': voice.state, text: stateText }),
         h('div', { class: 'muted small', text: `${c ? c.name : ''}${srv ? ` / ${srv.name}` : ''}` }),
+        e2eeBox(),
         voice.error ? h('div', { class: 'form-error small', text: voice.error }) : null),
       h('span', {
         class: `quality ${q ? q.level : 'unknown'}`, 'data-testid': 'voice-quality',
@@ -83,6 +84,19 @@ export function renderVoicePanel() {
     })));
   }
   if (voiceSettingsOpen) el.append(voiceSettingsBox());
+}
+
+/** An encrypted call: the lock, the verification code to compare, and users whose identity key
+ * changed since this device last saw them. */
+function e2eeBox() {
+  if (!voice.e2eeOn) return null;
+  const changed = voice.e2ee.changedKeys.map((u) => store.displayName(u));
+  return h('div', { class: 'voice-e2ee small', 'data-testid': 'voice-e2ee' },
+    h('span', { class: 'e2ee-lock', title: 'End-to-end encrypted: the server forwards what it cannot hear' }, icon('lock', 12), ' End-to-end encrypted'),
+    h('div', { class: 'e2ee-code', title: 'Compare with the others in the call: the same code on every screen means nobody in between',
+      'data-testid': 'e2ee-code', text: voice.e2ee.code ? `Verification code: ${voice.e2ee.code}` : 'Verification code: …' }),
+    changed.length ? h('div', { class: 'form-error', 'data-testid': 'e2ee-key-changed',
+      text: `Identity key changed since last time: ${changed.join(', ')} (a new device, or someone in between — compare the code)` }) : null);
 }
 
 /** Camera / screen-share toggle; disabled with the reason as tooltip without VIDEO. */

@@ -10,13 +10,15 @@
 // This file is the connection and signalling core. Voice's other parts are methods of the same
 // class, written in their own modules and copied onto Voice.prototype below: devices, saved
 // preferences, per-user volume and push to talk in voice-devices.js; camera, screen share and
-// the video slots in voice-video.js (the tile grid that shows them is video.js).
+// the video slots in voice-video.js (the tile grid that shows them is video.js); end-to-end
+// encryption of e2ee channels in voice-e2ee.js (with its frame worker, e2ee-worker.js).
 //
 // State for tests: window.confabVoice = this ({state, pc, slots, speaking, videoSlots, ...}).
 
 import { Op } from './gateway.js';
 import { VoiceDevices, initPrefs, clamp01 } from './voice-devices.js';
 import { VoiceVideo, initVideo } from './voice-video.js';
+import { VoiceE2ee, initE2ee } from './voice-e2ee.js';
 
 const ANSWER_TIMEOUT_MS = 10000;
 const RECONNECT_AFTER_MS = 3000;
@@ -71,8 +73,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // join never offers thousands of transceivers.
 const INITIAL_SLOT_CAP = 3;
 export class Voice {
-  constructor({ gateway, getSelfId, getVoiceStates, getIceServers }) {
+  constructor({ gateway, getSelfId, getVoiceStates, getIceServers, isE2ee }) {
     this.gateway = gateway;
+    this.isE2ee = isE2ee || null;
     this.getSelfId = getSelfId;
     this.getVoiceStates = getVoiceStates || (() => []);
     this.getIceServers = getIceServers || null;
@@ -124,6 +127,7 @@ export class Voice {
     document.body.append(this._audioRoot);
 
     this._wireGateway();
+    initE2ee(this);              // after _wireGateway: our own voice state is taken in first
     this._wireKeys();
   }
 
@@ -293,6 +297,8 @@ export class Voice {
       self_stream: this.screenOn,
     };
     if (withSession && this.voiceSessionId) d.voice_session_id = this.voiceSessionId;
+    const e2ee = this._e2eeDecl();
+    if (e2ee) d.e2ee = e2ee;
     if (this.cameraOn || this.screenOn) this._videoClaimedAt = Date.now();
     return this.gateway.send(Op.VOICE_STATE_UPDATE, d);
   }
@@ -315,6 +321,13 @@ export class Voice {
     this.slots = {};
     const attempt = ++this._joinAttempt;
     this._setState('joining');
+    // An encrypted channel: the identity key must be at hand for op 4 (IndexedDB, ~ms).
+    try { await this._e2eePrepare(channelId); } catch (e) {
+      this._teardown();
+      this._setState('error', `End-to-end encryption unavailable: ${e.message || e}`);
+      return;
+    }
+    if (this._joinAttempt !== attempt) return;
     this._iceServers();  // fetched while op 4 and the microphone are under way
     // Nothing waits for what it does not need: the microphone, op 4 and the offer start at once.
     // The gateway handles a session's frames in order, so op 12 after op 4 finds us joined; the
@@ -453,6 +466,7 @@ export class Voice {
     const pc = new RTCPeerConnection({
       bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers,
       iceTransportPolicy: forceRelay ? 'relay' : 'all',
+      ...this._e2eePcOptions(),
     });
     this.pc = pc;
     this._setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
@@ -465,8 +479,10 @@ export class Voice {
     });
     for (let i = 0; i < slotCount; i++) pc.addTransceiver('audio', { direction: 'recvonly' });
     this._addVideoTransceivers(pc);
+    this._e2eeAttach(pc);
 
     pc.addEventListener('track', (e) => {
+      this._e2eeAttach(pc);
       const mid = e.transceiver && e.transceiver.mid;
       if (mid != null && isAudio(e.transceiver)) {
         const first = () => {
@@ -507,6 +523,7 @@ export class Voice {
   _ensureRecvSlots(n) {
     const have = this.recvTransceivers.length;  // audio only
     for (let i = have; i < n; i++) this.pc.addTransceiver('audio', { direction: 'recvonly' });
+    this._e2eeAttach(this.pc);
   }
 
   async _negotiate(gen) {
@@ -596,6 +613,7 @@ export class Voice {
 
   _teardown({ keepStream = false } = {}) {
     this._closePc();
+    this._e2eeStop();
     if (!keepStream && this.stream) { for (const t of this.stream.getTracks()) t.stop(); this.stream = null; this._closeGraph(); }
     this._endVideo();
     this.channelId = null;
@@ -767,7 +785,7 @@ function isAudio(t) { return t.receiver && t.receiver.track && t.receiver.track.
 
 /** Devices, preferences and push to talk (voice-devices.js) and video (voice-video.js) are
  * methods of Voice like its own: their getters and methods are copied onto its prototype. */
-for (const part of [VoiceDevices, VoiceVideo]) {
+for (const part of [VoiceDevices, VoiceVideo, VoiceE2ee]) {
   for (const [name, desc] of Object.entries(Object.getOwnPropertyDescriptors(part.prototype))) {
     if (name !== 'constructor') Object.defineProperty(Voice.prototype, name, desc);
   }

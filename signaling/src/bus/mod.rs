@@ -109,6 +109,14 @@ pub enum BusEvent {
         also: Vec<UserId>,
         user: serde_json::Value,
     },
+    /// A media key wrapped for one participant of an end-to-end encrypted channel (op 16),
+    /// checked by the sender's node: the node serving voice session `to` delivers it if that
+    /// session is still in `channel_id`.
+    VoiceE2eeKey {
+        channel_id: ChannelId,
+        to: confab_chat::Snowflake,
+        payload: serde_json::Value,
+    },
     /// A stage change (already checked by the node that took the request).
     VoiceStage {
         server_id: ServerId,
@@ -299,6 +307,11 @@ pub async fn apply(state: &AppState, event: BusEvent) {
             user_id,
             change,
         } => state.voice.apply_stage(server_id, user_id, change),
+        BusEvent::VoiceE2eeKey {
+            channel_id,
+            to,
+            payload,
+        } => state.voice.deliver_e2ee_key(channel_id, to, &payload),
     }
 }
 

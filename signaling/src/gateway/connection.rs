@@ -275,6 +275,14 @@ impl Conn {
                         self.machine.on_voice_error(e.code(), e.to_string());
                     }
                 }
+                Action::VoiceE2eeKeys(d) => {
+                    let Some(session) = self.session.clone() else {
+                        continue;
+                    };
+                    if let Err(e) = self.state.voice.e2ee_keys(&session, d) {
+                        self.machine.on_voice_error(e.code(), e.to_string());
+                    }
+                }
                 Action::Close(Closing {
                     frame,
                     end,

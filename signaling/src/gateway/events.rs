@@ -85,6 +85,7 @@ events! {
     VoiceRenegotiate => "VOICE_RENEGOTIATE",
     VoiceChannelMove => "VOICE_CHANNEL_MOVE",
     VoiceReconnect => "VOICE_RECONNECT",
+    VoiceE2eeKey => "VOICE_E2EE_KEY",
     /// A server's custom emoji changed: the full list.
     ServerEmojisUpdate => "SERVER_EMOJIS_UPDATE",
     /// A server's stickers changed: the full list.

@@ -20,6 +20,8 @@ pub mod op {
     pub const VOICE_ANSWER: u8 = 13;
     pub const VOICE_ERROR: u8 = 14;
     pub const VIDEO_SUBSCRIBE: u8 = 15;
+    /// End-to-end encrypted voice: media keys wrapped to each recipient (docs/e2ee.md).
+    pub const VOICE_E2EE_KEYS: u8 = 16;
 }
 
 pub mod close {
@@ -87,6 +89,10 @@ pub struct VoiceStateReq {
     /// Screen share on (needs the VIDEO permission).
     #[serde(default)]
     pub self_stream: bool,
+    /// `{"identity_key": <base64 SPKI, P-256>}`: required to join an end-to-end encrypted
+    /// channel, refused elsewhere; checked by the voice service (4400 / 4426).
+    #[serde(default)]
+    pub e2ee: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +115,8 @@ pub enum ClientFrame {
     VoiceOffer(VoiceOfferReq),
     /// op 15: the raw payload; the voice service validates it (4400 on bad input).
     VideoSubscribe(Value),
+    /// op 16: the raw payload; the voice service validates it (4400 on bad input).
+    VoiceE2eeKeys(Value),
 }
 
 impl ClientFrame {
@@ -118,6 +126,7 @@ impl ClientFrame {
             ClientFrame::VoiceState(_)
                 | ClientFrame::VoiceOffer(_)
                 | ClientFrame::VideoSubscribe(_)
+                | ClientFrame::VoiceE2eeKeys(_)
         )
     }
 }
@@ -196,6 +205,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, Refusal> {
         op::VOICE_STATE_UPDATE => ClientFrame::VoiceState(payload(raw.d)?),
         op::VOICE_OFFER => ClientFrame::VoiceOffer(payload(raw.d)?),
         op::VIDEO_SUBSCRIBE => ClientFrame::VideoSubscribe(raw.d),
+        op::VOICE_E2EE_KEYS => ClientFrame::VoiceE2eeKeys(raw.d),
         _ => {
             return Err(Refusal {
                 code: close::UNKNOWN_OPCODE,
@@ -281,6 +291,9 @@ mod tests {
         let f = parse(r#"{"op":15,"d":{"tiles":[]}}"#).unwrap();
         assert!(f.is_voice(), "op 15 counts as voice signalling");
         assert!(matches!(f, ClientFrame::VideoSubscribe(_)));
+        let f = parse(r#"{"op":16,"d":{"channel_id":"1","keys":[]}}"#).unwrap();
+        assert!(f.is_voice(), "op 16 counts as voice signalling");
+        assert!(matches!(f, ClientFrame::VoiceE2eeKeys(_)));
         assert_eq!(
             parse(r#"{"op":99,"d":null}"#).unwrap_err().code,
             close::UNKNOWN_OPCODE

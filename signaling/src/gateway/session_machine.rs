@@ -127,6 +127,7 @@ pub enum Action {
     /// Then `on_voice_answer` or `on_voice_error`.
     VoiceOffer(VoiceOfferReq),
     VideoSubscribe(Value),
+    VoiceE2eeKeys(Value),
     /// The client has every dispatch up to this sequence number (its heartbeat said so): the
     /// session's RESUME buffer may let go of them.
     Acknowledged(u64),
@@ -319,6 +320,11 @@ impl SessionMachine {
             ClientFrame::VideoSubscribe(d) => {
                 if self.require_identified() {
                     self.actions.push_back(Action::VideoSubscribe(d));
+                }
+            }
+            ClientFrame::VoiceE2eeKeys(d) => {
+                if self.require_identified() {
+                    self.actions.push_back(Action::VoiceE2eeKeys(d));
                 }
             }
         }

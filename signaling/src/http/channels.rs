@@ -28,6 +28,10 @@ pub struct ChannelPatchBody {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub topic: Option<Option<String>>,
+    /// Voice channels only: end-to-end encrypted voice and video (docs/e2ee.md). Changed
+    /// only while nobody is connected (409 otherwise), so encrypted and plain senders never
+    /// mix; recorded in the audit log as `channel_update`.
+    pub e2ee: Option<bool>,
     /// Threads: archive or reopen (the creator or MANAGE_THREADS; a locked thread only the
     /// latter).
     pub archived: Option<bool>,
@@ -109,10 +113,11 @@ pub async fn get(
     Ok(Json(channel))
 }
 
-/// Rename, reorder, move or re-topic a channel (MANAGE_CHANNELS); set a forum's tags. For a
-/// thread: rename, archive, lock, re-tag (docs/threads.md), with THREAD_UPDATE to its viewers.
+/// Rename, reorder, move or re-topic a channel (MANAGE_CHANNELS); set a forum's tags; make a
+/// voice channel end-to-end encrypted (docs/e2ee.md). For a thread: rename, archive, lock,
+/// re-tag (docs/threads.md), with THREAD_UPDATE to its viewers.
 #[utoipa::path(patch, path = "/channels/{channel_id}", tag = "channels", security(("bearer" = [])), params(("channel_id" = String, Path)),
-    request_body = ChannelPatchBody, responses((status = 200, body = Channel), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = ChannelPatchBody, responses((status = 200, body = Channel), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     user: AuthUser,
@@ -125,10 +130,27 @@ pub async fn update(
         || body.applied_tags.is_some();
     let (current, _) = state.chat.channel_access(channel_id, user.user_id).await?;
     if current.kind.is_thread() {
+        if body.e2ee.is_some() {
+            return Err(ChatError::field(
+                "e2ee",
+                "only voice channels can be end-to-end encrypted",
+            )
+            .into());
+        }
         return update_thread(&state, &user, channel_id, body).await;
     }
     if thread_fields {
         return Err(ChatError::field("channel_id", "not a thread").into());
+    }
+    if let Some(e2ee) = body.e2ee {
+        // Participants joined under the old setting would keep sending what the newcomers
+        // cannot read (or plaintext into an encrypted call).
+        if current.e2ee != e2ee && state.voice.channel_occupied(channel_id) {
+            return Err(ChatError::Conflict(
+                "end-to-end encryption can only be changed while nobody is connected".into(),
+            )
+            .into());
+        }
     }
     if let Some(tags) = body.available_tags {
         let tags = tags
@@ -151,6 +173,7 @@ pub async fn update(
             && body.position.is_none()
             && body.parent_id.is_none()
             && body.topic.is_none()
+            && body.e2ee.is_none()
         {
             return Ok(Json(forum));
         }
@@ -166,6 +189,7 @@ pub async fn update(
                 position: body.position,
                 parent_id: body.parent_id,
                 topic: body.topic,
+                e2ee: body.e2ee,
             },
         )
         .await?;

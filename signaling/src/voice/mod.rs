@@ -3,6 +3,7 @@
 //! renegotiation, video slots and layers) to clients, and records voice sessions in the database.
 
 pub mod audience;
+pub mod e2ee;
 pub mod moderation;
 pub mod registry;
 pub mod remote;
@@ -34,6 +35,9 @@ pub enum VoiceError {
     NotJoined,
     #[error("media server unavailable")]
     Unavailable,
+    /// The client's end-to-end encryption does not match the channel's (docs/e2ee.md).
+    #[error("{0}")]
+    E2eeMismatch(String),
 }
 
 impl VoiceError {
@@ -43,6 +47,7 @@ impl VoiceError {
             VoiceError::Forbidden(_) => 4403,
             VoiceError::NotJoined => 4404,
             VoiceError::Unavailable => 4500,
+            VoiceError::E2eeMismatch(_) => e2ee::E2EE_MISMATCH,
         }
     }
 }
@@ -165,6 +170,8 @@ impl VoiceService {
                 "channel is not in that server".into(),
             ));
         }
+        // Encrypted and plain senders never share a channel.
+        let identity_key = e2ee::check_join(access.e2ee, req.e2ee.as_ref())?;
         let member = self.chat.member(server_id, user_id).await?;
         // Before the participant exists: its first event already has the channel's viewers.
         self.refresh_audience(server_id, channel_id).await;
@@ -185,6 +192,7 @@ impl VoiceService {
             perms,
             stage: access.stage,
             voice_session_id,
+            identity_key,
         });
         let current = self.registry.lock().by_user(user_id).cloned();
         let Some(p) = current else { return Ok(()) };

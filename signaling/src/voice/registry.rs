@@ -76,6 +76,9 @@ pub struct Participant {
     pub speaking: bool,
     /// Go Live: how many watch its screen share (the SFU's last `StreamViewers` event).
     pub stream_viewers: usize,
+    /// An end-to-end encrypted channel: the identity public key the client declared (base64
+    /// SPKI, P-256), carried to the others so they can wrap their media keys to it.
+    pub identity_key: Option<Arc<str>>,
 }
 
 /// A voice state as clients see it.
@@ -101,6 +104,16 @@ pub struct VoiceState {
     /// `VOICE_STREAM_VIEWERS` dispatches follow changes.
     #[serde(default)]
     pub stream_viewers: usize,
+    /// In an end-to-end encrypted channel: `{"identity_key"}` (absent elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2ee: Option<E2eeState>,
+}
+
+/// The e2ee part of a voice state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct E2eeState {
+    /// Base64 SPKI of the participant's P-256 identity public key.
+    pub identity_key: Arc<str>,
 }
 
 impl Participant {
@@ -144,6 +157,10 @@ impl Participant {
             } else {
                 0
             },
+            e2ee: self
+                .identity_key
+                .clone()
+                .map(|identity_key| E2eeState { identity_key }),
         }
     }
 
@@ -197,6 +214,8 @@ pub struct JoinRequest<'a> {
     pub stage: bool,
     /// The voice session the client says it had (rejoin).
     pub voice_session_id: Option<Snowflake>,
+    /// The identity key declared for an end-to-end encrypted channel.
+    pub identity_key: Option<Arc<str>>,
 }
 
 impl Registry {
@@ -214,6 +233,7 @@ impl Registry {
                     p.self_video = req.self_video;
                     p.self_stream = req.self_stream;
                     p.perms = req.perms;
+                    p.identity_key = req.identity_key.clone();
                     p.dropped_at = None;
                     p.needs_join = true;
                     return JoinOutcome::Rejoined;
@@ -226,6 +246,7 @@ impl Registry {
                     p.self_stream = req.self_stream;
                     // Permissions are read on every update too.
                     p.perms = req.perms;
+                    p.identity_key = req.identity_key.clone();
                     let changed = p.state() != before;
                     return JoinOutcome::Updated { changed };
                 }
@@ -254,6 +275,7 @@ impl Registry {
             dropped_at: None,
             speaking: false,
             stream_viewers: 0,
+            identity_key: req.identity_key,
         };
         self.by_id.insert(p.id, p.user_id);
         self.by_user.insert(p.user_id, p);
@@ -415,6 +437,7 @@ mod tests {
             perms: VoicePerms::all(),
             stage: false,
             voice_session_id: vsid.map(Snowflake),
+            identity_key: None,
         }
     }
 

@@ -73,6 +73,11 @@ impl RemoteVoice {
             .collect()
     }
 
+    /// Every voice state of the other nodes.
+    pub fn all(&self) -> impl Iterator<Item = &VoiceState> {
+        self.nodes.values().flat_map(|n| n.states.values())
+    }
+
     /// The user's voice state on another node, if any.
     pub fn of_user(&self, user_id: UserId) -> Option<VoiceState> {
         self.nodes
@@ -103,6 +108,7 @@ mod tests {
             request_to_speak_timestamp: None,
             speaking: false,
             stream_viewers: 0,
+            e2ee: None,
         }
     }
 

@@ -18,6 +18,7 @@ mod db_outage;
 mod deploy;
 mod dispatch_visibility;
 mod dms;
+mod e2ee;
 mod emoji;
 mod floods;
 mod gateway;
