@@ -181,6 +181,7 @@ fuzz_target!(|inputs: Vec<Input>| {
                     phase = Phase::Authenticating;
                 }
                 Action::SetPresence(_)
+                | Action::SetAfk(_)
                 | Action::VoiceState(_)
                 | Action::VoiceOffer(_)
                 | Action::VideoSubscribe(_)
