@@ -93,8 +93,10 @@ export function renderUserPanel() {
   const me = store.me;
   if (!me) return;
   el.append(
-    h('button', { type: 'button', class: 'avatar-wrap status-button', 'aria-label': `Set status (${statusLabel()})`, title: 'Set status', 'data-testid': 'status-button', 'data-status': myStatus(), onclick: statusDialog },
-      avatar(me, 32), h('span', { class: `presence-dot ${myStatus() === 'invisible' ? 'offline' : myStatus()}` })),
+    // Named by its hidden text, not aria-label: the avatar is decoration (aria-hidden).
+    h('button', { type: 'button', class: 'avatar-wrap status-button', title: 'Set status', 'data-testid': 'status-button', 'data-status': myStatus(), onclick: statusDialog },
+      avatar(me, 32), h('span', { class: `presence-dot ${myStatus() === 'invisible' ? 'offline' : myStatus()}`, 'aria-hidden': 'true' }),
+      h('span', { class: 'sr-only', text: `Set status (${statusLabel()})` })),
     h('span', { class: 'me-text' },
       h('span', { class: 'me-name', 'data-testid': 'me-name', text: me.display_name || me.username }),
       h('span', { class: 'me-status', text: me.custom_status || `@${me.username}` })),
