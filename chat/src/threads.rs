@@ -625,16 +625,7 @@ impl Chat {
         user_id: UserId,
     ) -> ChatResult<(Channel, bool)> {
         let (thread, _) = self.thread_access(thread_id, user_id).await?;
-        let added = sqlx::query(
-            "INSERT INTO thread_members (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(thread_id)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            > 0;
-        Ok((self.thread_by_id(thread.id).await?, added))
+        self.set_thread_member(thread.id, user_id, true).await
     }
 
     /// Leaves a thread. Returns the thread and whether they were in it.
@@ -644,15 +635,7 @@ impl Chat {
         user_id: UserId,
     ) -> ChatResult<(Channel, bool)> {
         let (thread, _) = self.thread_access(thread_id, user_id).await?;
-        let removed =
-            sqlx::query("DELETE FROM thread_members WHERE channel_id = $1 AND user_id = $2")
-                .bind(thread_id)
-                .bind(user_id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                > 0;
-        Ok((self.thread_by_id(thread.id).await?, removed))
+        self.set_thread_member(thread.id, user_id, false).await
     }
 
     /// Adds `target` to a thread, as Discord does: whoever may post in it may add a member of
@@ -676,16 +659,7 @@ impl Chat {
                 "is not a member who can see this thread's channel",
             ));
         }
-        let added = sqlx::query(
-            "INSERT INTO thread_members (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(thread_id)
-        .bind(target)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            > 0;
-        Ok((self.thread_by_id(thread.id).await?, added))
+        self.set_thread_member(thread.id, target, true).await
     }
 
     /// Removes `target` from a thread: MANAGE_THREADS, or the creator of a private thread
@@ -703,15 +677,30 @@ impl Chat {
                 "you may not remove members from this thread",
             ));
         }
-        let removed =
-            sqlx::query("DELETE FROM thread_members WHERE channel_id = $1 AND user_id = $2")
-                .bind(thread_id)
-                .bind(target)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                > 0;
-        Ok((self.thread_by_id(thread.id).await?, removed))
+        self.set_thread_member(thread.id, target, false).await
+    }
+
+    /// Puts `user_id` in a thread (`member`) or takes them out, after the caller's checks.
+    /// Returns the thread and whether anything changed.
+    async fn set_thread_member(
+        &self,
+        thread_id: ChannelId,
+        user_id: UserId,
+        member: bool,
+    ) -> ChatResult<(Channel, bool)> {
+        let sql = if member {
+            "INSERT INTO thread_members (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM thread_members WHERE channel_id = $1 AND user_id = $2"
+        };
+        let changed = sqlx::query(sql)
+            .bind(thread_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0;
+        Ok((self.thread_by_id(thread_id).await?, changed))
     }
 
     /// A thread's members (at most 1000, earliest first).
