@@ -345,43 +345,13 @@ impl Chat {
         emoji_id: Snowflake,
         actor: Actor<'_>,
     ) -> ChatResult<()> {
-        self.require_access(
-            server_id,
-            actor.user_id,
-            permissions::MANAGE_EXPRESSIONS,
-            MANAGE,
-        )
-        .await?;
-        let mut tx = self.pool.begin().await?;
-        let name: Option<String> = sqlx::query_scalar(
-            "DELETE FROM server_emojis WHERE id = $1 AND server_id = $2 RETURNING name",
-        )
-        .bind(emoji_id)
-        .bind(server_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let name = name.ok_or(ChatError::NotFound("emoji"))?;
-        self.audit(
-            &mut tx,
-            server_id,
-            actor,
-            "emoji_delete",
-            Some(emoji_id),
-            serde_json::json!({"name": name}),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.delete_expression(super::Kind::Emoji, server_id, emoji_id, actor)
+            .await
     }
 
     /// Where an emoji's image is stored (public, as avatars: the id is the key).
     pub async fn emoji_image(&self, emoji_id: Snowflake) -> ChatResult<ImageRef> {
-        let row: Option<ImageRef> =
-            sqlx::query_as("SELECT storage_key, content_type FROM server_emojis WHERE id = $1")
-                .bind(emoji_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.ok_or(ChatError::NotFound("emoji"))
+        self.expression_image(super::Kind::Emoji, emoji_id).await
     }
 
     /// Checks `user_id` may use custom emoji `emoji_id` in server `server_id`: it is one of

@@ -217,43 +217,14 @@ impl Chat {
         sticker_id: Snowflake,
         actor: Actor<'_>,
     ) -> ChatResult<()> {
-        self.require_access(
-            server_id,
-            actor.user_id,
-            permissions::MANAGE_EXPRESSIONS,
-            MANAGE,
-        )
-        .await?;
-        let mut tx = self.pool.begin().await?;
-        let name: Option<String> = sqlx::query_scalar(
-            "DELETE FROM server_stickers WHERE id = $1 AND server_id = $2 RETURNING name",
-        )
-        .bind(sticker_id)
-        .bind(server_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let name = name.ok_or(ChatError::NotFound("sticker"))?;
-        self.audit(
-            &mut tx,
-            server_id,
-            actor,
-            "sticker_delete",
-            Some(sticker_id),
-            serde_json::json!({"name": name}),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.delete_expression(super::Kind::Sticker, server_id, sticker_id, actor)
+            .await
     }
 
     /// Where a sticker's image is stored (public, as avatars).
     pub async fn sticker_image(&self, sticker_id: Snowflake) -> ChatResult<ImageRef> {
-        let row: Option<ImageRef> =
-            sqlx::query_as("SELECT storage_key, content_type FROM server_stickers WHERE id = $1")
-                .bind(sticker_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.ok_or(ChatError::NotFound("sticker"))
+        self.expression_image(super::Kind::Sticker, sticker_id)
+            .await
     }
 
     /// The stickers a message in `server_id` may carry: at most one, of that server (400
