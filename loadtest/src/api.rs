@@ -213,6 +213,17 @@ impl Api {
             .ok_or_else(|| anyhow!("create channel: no id in {v}"))
     }
 
+    /// Turns a channel's end-to-end encryption on or off (nobody may be connected to it).
+    pub async fn set_channel_e2ee(&self, token: &str, channel: &str, on: bool) -> Result<()> {
+        let url = self.url(&format!("/channels/{channel}"));
+        let body = json!({ "e2ee": on });
+        self.expect("set channel e2ee", &[StatusCode::OK], || {
+            self.http.patch(&url).bearer_auth(token).json(&body)
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Returns `n` channels of `kind`, creating the missing ones.
     pub async fn ensure_channels(
         &self,

@@ -91,6 +91,20 @@ pub struct Session {
 
 /// Connects, waits for HELLO, IDENTIFYs and waits for READY.
 pub async fn connect(url: &str, token: &str) -> Result<Session> {
+    Ok(connect_inner(url, token, false).await?.0)
+}
+
+/// [`connect`], also returning READY's `d` (the e2ee peers read its voice states).
+pub async fn connect_keeping_ready(url: &str, token: &str) -> Result<(Session, String)> {
+    let (s, ready) = connect_inner(url, token, true).await?;
+    Ok((s, ready.unwrap_or_default()))
+}
+
+async fn connect_inner(
+    url: &str,
+    token: &str,
+    keep_ready: bool,
+) -> Result<(Session, Option<String>)> {
     let (mut ws, _) =
         tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
     let hello = next_text(&mut ws).await?;
@@ -113,14 +127,16 @@ pub async fn connect(url: &str, token: &str) -> Result<Session> {
     loop {
         let text = next_text(&mut ws).await?;
         match classify(&text) {
-            Some(Frame::Dispatch {
-                seq, t: "READY", ..
-            }) => {
-                return Ok(Session {
-                    ws,
-                    heartbeat,
-                    last_seq: seq,
-                })
+            Some(Frame::Dispatch { seq, t: "READY", d }) => {
+                let ready = keep_ready.then(|| d.to_string());
+                return Ok((
+                    Session {
+                        ws,
+                        heartbeat,
+                        last_seq: seq,
+                    },
+                    ready,
+                ));
             }
             Some(Frame::Op { op: 9, .. }) => bail!("INVALID_SESSION after IDENTIFY"),
             _ => continue,

@@ -455,7 +455,7 @@ async fn run_inner(
             }
             _ = tick.tick(), if published => {
                 if let Some((_, m, _)) = publisher.as_mut() {
-                    peer::send_packet(m, shared, speaker.unwrap_or(0), rep);
+                    peer::send_packet(m, shared, speaker.unwrap_or(0), rep, None);
                     peer::drive(m, shared, rep, t_join);
                 }
             }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod audio;
 pub mod chat;
+pub mod e2ee;
 pub mod flood;
 pub mod gateway;
 pub mod janus;

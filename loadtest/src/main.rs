@@ -153,6 +153,11 @@ struct Common {
     /// after recovery [default: false].
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     audio_rtx: Option<bool>,
+    /// Voice: the channels are end-to-end encrypted and the peers encrypt and decrypt every
+    /// audio frame and exchange keys as the web client does (docs/e2ee.md); reports keys
+    /// exchanged, frames decrypted and join → first decrypted audio [default: false].
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    e2ee: Option<bool>,
     /// Concurrent message POSTs in flight [default: 512].
     #[arg(long, global = true)]
     post_concurrency: Option<usize>,
@@ -236,6 +241,7 @@ impl Common {
             join_timeout,
             integrity_every,
             audio_rtx,
+            e2ee,
             post_concurrency,
             publishers,
             viewers,
@@ -355,6 +361,7 @@ async fn run(cmd: Cmd, c: Common) -> Result<ExitCode> {
         integrity_every: c.integrity_every.unwrap_or(500),
         talk_turn_ms: c.talk_turn_ms.unwrap_or(0),
         audio_rtx: c.audio_rtx.unwrap_or(false),
+        e2ee: c.e2ee.unwrap_or(false),
         target,
     };
     let screen = c

@@ -59,6 +59,8 @@ pub struct VoiceShared {
     /// Negotiate RTX for Opus, so str0m NACKs lost audio (it sends NACKs
     /// only for payload types with an RTX PT) and unwraps the resends.
     pub audio_rtx: bool,
+    /// End-to-end encrypted channels: frames are SFrame-encrypted (see `e2ee.rs`).
+    pub e2ee: bool,
 }
 
 /// Series columns: packets expected (by send second), first arrivals (by
@@ -92,6 +94,7 @@ impl VoiceShared {
             turns: None,
             bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             audio_rtx: false,
+            e2ee: false,
         }
     }
 
@@ -115,6 +118,7 @@ pub struct PeerConfig {
     /// Recvonly transceivers in the first offer.
     pub slots: usize,
     pub token: String,
+    pub user_id: String,
     pub server_id: String,
     pub channel_id: String,
     /// The gateway this peer signals through: with `--nodes`, peers are spread round-robin
@@ -173,6 +177,10 @@ pub struct PeerReport {
     pub max_distinct_speakers: usize,
     /// The second being counted and the speakers seen in it.
     pub distinct: (u64, Vec<u32>),
+    /// `--e2ee`: the keys of the others and the frames decrypted with them, and what this
+    /// peer's key exchange did.
+    pub e2ee_rx: Option<crate::e2ee::FrameReceiver>,
+    pub e2ee_keys: crate::e2ee::KeyStats,
     /// VOICE_RECONNECTs received (the media node died or drains, in a cluster).
     pub reconnects: u32,
     /// VOICE_RECONNECT → first audio packet on the new connection, per reconnect that got one.
@@ -229,18 +237,29 @@ pub struct Integrity {
     pcm: Vec<i16>,
 }
 
+/// Sends this speaker's next frame; in an e2ee channel encrypted with `e2ee`'s current key
+/// (none yet: the frame is dropped, as the browser's transform drops it, and not counted).
 pub(crate) fn send_packet(
     media: &mut Media,
     shared: &VoiceShared,
     sp: usize,
     rep: &mut PeerReport,
+    e2ee: Option<&mut crate::e2ee::FrameSender>,
 ) {
     let Some(mid) = media.send_mid else { return };
     let now = Instant::now();
     let counter = media.counter;
     let send_us = shared.clock.us_of(now);
     let frame = shared.catalog.frame(sp, counter);
-    let payload = frame.payload.clone();
+    let payload: std::sync::Arc<[u8]> = match (shared.e2ee, e2ee) {
+        (false, _) => frame.payload.clone(),
+        (true, Some(tx)) => tx.encrypt(&frame.payload).into(),
+        (true, None) => {
+            media.ts = media.ts.wrapping_add(960);
+            media.counter += 1;
+            return;
+        }
+    };
     let mut level = frame.level;
     if let Some(t) = shared.turns {
         if t.is_talking(sp, send_us) {
@@ -343,15 +362,37 @@ async fn run_inner(
     rep: &mut PeerReport,
 ) -> anyhow::Result<()> {
     // Bounded: a gateway that accepts but never answers must not keep this peer from stopping.
-    let mut sess = tokio::select! {
-        r = tokio::time::timeout(shared.join_timeout, gateway::connect(&cfg.gateway_url, &cfg.token)) => {
+    // READY's voice states are the e2ee peers' first view of who is in the call.
+    let connect = async {
+        if shared.e2ee {
+            gateway::connect_keeping_ready(&cfg.gateway_url, &cfg.token).await
+        } else {
+            Ok((
+                gateway::connect(&cfg.gateway_url, &cfg.token).await?,
+                String::new(),
+            ))
+        }
+    };
+    let (mut sess, ready) = tokio::select! {
+        r = tokio::time::timeout(shared.join_timeout, connect) => {
             r.map_err(|_| anyhow::anyhow!("gateway not ready after {:?}", shared.join_timeout))??
         }
         _ = stop.changed() => return Ok(()),
     };
     let t_join = Instant::now();
-    let op4 = json!({"op": 4, "d": {"server_id": cfg.server_id, "channel_id": cfg.channel_id,
+    let mut op4 = json!({"op": 4, "d": {"server_id": cfg.server_id, "channel_id": cfg.channel_id,
         "self_mute": false, "self_deaf": false}});
+    let mut keys = None;
+    if shared.e2ee {
+        let mut agent = crate::e2ee::KeyAgent::new(cfg.user_id.clone(), cfg.channel_id.clone())?;
+        if let Ok(ready) = serde_json::from_str::<serde_json::Value>(&ready) {
+            agent.on_ready(&ready, t_join);
+        }
+        op4["d"]["e2ee"] = agent.declaration();
+        rep.e2ee_rx = Some(crate::e2ee::FrameReceiver::default());
+        keys = Some(agent);
+    }
+    drop(ready);
     sess.ws.send(Message::text(op4.to_string())).await?;
     let mut media = Media::bind(shared, t_join).await?;
     let sdp = media.offer(cfg.speaker.is_some(), cfg.slots)?;
@@ -375,6 +416,10 @@ async fn run_inner(
     let mut drain = tokio::time::interval(media::DRAIN_EVERY);
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let speaker = cfg.speaker;
+    // The e2ee key timers (rotation, key switch); far away when there are none.
+    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+    let key_timer = tokio::time::sleep_until(far());
+    tokio::pin!(key_timer);
 
     loop {
         if media.connected && !rep.connected {
@@ -392,6 +437,13 @@ async fn run_inner(
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
         }
+        let key_deadline = keys
+            .as_ref()
+            .and_then(|k| k.next_deadline())
+            .map_or_else(far, tokio::time::Instant::from);
+        if key_timer.deadline() != key_deadline {
+            key_timer.as_mut().reset(key_deadline);
+        }
         tokio::select! {
             biased;
             _ = stop.changed() => break,
@@ -408,12 +460,20 @@ async fn run_inner(
                     media.recv_batch(shared, rep, t_join)?;
                     str0m_timeout_if_due(&mut media, shared, rep, t_join);
                 }
-                send_packet(&mut media, shared, speaker.unwrap_or(0), rep);
+                let tx = keys.as_mut().and_then(|k| k.sender.as_mut());
+                send_packet(&mut media, shared, speaker.unwrap_or(0), rep, tx);
                 drive(&mut media, shared, rep, t_join);
             }
             // A paced peer serves str0m's timeouts on its reads instead (at most
             // 20 ms late, which ICE keepalives and RTCP intervals do not notice):
             // no wake-up of their own.
+            _ = &mut key_timer, if keys.is_some() => {
+                if let (Some(k), Some(rx)) = (keys.as_mut(), rep.e2ee_rx.as_mut()) {
+                    for f in k.poll(Instant::now(), rx)? {
+                        sess.ws.send(Message::text(f)).await?;
+                    }
+                }
+            }
             _ = &mut timer, if !media.is_paced() => {
                 rep.str0m_timeouts += 1;
                 let _ = media.rtc.handle_input(Input::Timeout(Instant::now()));
@@ -437,6 +497,18 @@ async fn run_inner(
                                 }
                             }
                             "VOICE_SLOTS" => rep.slots_events += 1,
+                            "VOICE_STATE_UPDATE" if keys.is_some() => {
+                                if let (Some(k), Ok(st)) = (keys.as_mut(), serde_json::from_str(d)) {
+                                    k.on_voice_state(&st, Instant::now());
+                                }
+                            }
+                            "VOICE_E2EE_KEY" => {
+                                if let (Some(k), Some(rx), Ok(v)) =
+                                    (keys.as_mut(), rep.e2ee_rx.as_mut(), serde_json::from_str(d))
+                                {
+                                    k.on_key(&v, Instant::now(), rx);
+                                }
+                            }
                             "VOICE_RECONNECT" => {
                                 // The media node died or drains: a fresh connection and offer,
                                 // placed on a live node; the voice session stays.
@@ -501,6 +573,9 @@ async fn run_inner(
                 anyhow::bail!("not connected after {:?}", shared.join_timeout);
             }
         }
+    }
+    if let Some(k) = &keys {
+        rep.e2ee_keys = k.stats;
     }
     // Leave politely: op 4 with no channel, then a normal close.
     let leave = json!({"op": 4, "d": {"server_id": cfg.server_id, "channel_id": null,

@@ -32,6 +32,8 @@ pub struct VoiceOpts {
     pub talk_turn_ms: u64,
     /// Negotiate RTX for Opus: peers NACK lost audio (see `peer::build_rtc`).
     pub audio_rtx: bool,
+    /// End-to-end encrypted channels (see `e2ee.rs`).
+    pub e2ee: bool,
     /// The SFU under test.
     pub target: Target,
 }
@@ -90,6 +92,11 @@ pub async fn run(
                 .api
                 .ensure_channels(&users[0].token, &srv.server_id, "voice", opts.rooms)
                 .await?;
+            if opts.e2ee {
+                for c in &channels {
+                    ctx.api.set_channel_e2ee(&users[0].token, c, true).await?;
+                }
+            }
             Signalling::Confab {
                 users,
                 server_id: srv.server_id,
@@ -97,6 +104,10 @@ pub async fn run(
             }
         }
         Target::Janus => {
+            anyhow::ensure!(
+                !opts.e2ee,
+                "--e2ee needs Confab (Janus has no e2ee channels)"
+            );
             Signalling::Janus(janus::prepare(&ctx.api.base, opts.rooms, opts.speakers).await?)
         }
     };
@@ -119,6 +130,7 @@ pub async fn run(
         turns: Turns::new(opts.talk_turn_ms, opts.speakers),
         bind_ip: ctx.bind_ip,
         audio_rtx: opts.audio_rtx,
+        e2ee: opts.e2ee,
     });
 
     // Join order: every room's speakers first, then listeners round-robin
@@ -163,6 +175,7 @@ pub async fn run(
                         }
                     },
                     token: users[next_user].token.clone(),
+                    user_id: users[next_user].id.clone(),
                     server_id: server_id.clone(),
                     channel_id: channels[room].clone(),
                     gateway_url: ctx.api.node(i).gateway_url(),
@@ -361,6 +374,8 @@ fn aggregate(
     let (mut nacks, mut gaps, mut recovered) = (0u64, 0u64, 0u64);
     let (mut hashed, mut fast, mut auth_failed, mut rx_all) = (0u64, 0u64, 0u64, 0u64);
     let mut str0m_timeouts = 0u64;
+    let mut keys = crate::e2ee::KeyStats::default();
+    let (mut decrypted, mut no_key, mut undecryptable) = (0u64, 0u64, 0u64);
     let (mut ig_checked, mut ig_failed, mut ig_min) = (0u64, 0u64, None::<f64>);
     let mut switch = Hist::new();
     let (mut max_distinct, mut max_streams) = (0usize, 0usize);
@@ -374,6 +389,12 @@ fn aggregate(
         auth_failed += r.srtp_auth_failures;
         rx_all += r.rx_total;
         str0m_timeouts += r.str0m_timeouts;
+        keys.add(&r.e2ee_keys);
+        if let Some(rx) = &r.e2ee_rx {
+            decrypted += rx.decrypted;
+            no_key += rx.no_key;
+            undecryptable += rx.failed;
+        }
         nacks += r.nacks.iter().map(|(_, n)| n).sum::<u64>();
         for (_, t) in &r.seq {
             gaps += t.gaps;
@@ -543,6 +564,23 @@ fn aggregate(
             "rss_bytes": rss,
         }
     });
+    // --e2ee: the key exchange over the whole run and the frames the peers opened; the
+    // join → first audio above is then join → first *decrypted* audio.
+    out["voice"]["e2ee"] = opts
+        .e2ee
+        .then(|| {
+            json!({
+                "rotations": keys.rotations,
+                "key_frames_sent": keys.key_frames_sent,
+                "keys_wrapped": keys.keys_wrapped,
+                "keys_received": keys.keys_received,
+                "keys_that_did_not_open": keys.keys_failed,
+                "frames_decrypted": decrypted,
+                "frames_without_key": no_key,
+                "frames_not_authentic": undecryptable,
+            })
+        })
+        .into();
     // VOICE_RECONNECT (the media node died or drains) → first audio on the new connection;
     // the gap is the silence heard (last packet before → first after), "within 5 s" counts it.
     out["voice"]["reconnects"] = json!(reconnects);

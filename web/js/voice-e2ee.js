@@ -62,7 +62,7 @@ export async function verificationCode(entries) {
 export function initE2ee(v) {
   v.e2ee = {
     active: false, identity: null, worker: null, code: null, changedKeys: [],
-    sendKid: null, pendingTimer: null, rotateTimer: null, peers: '', received: new Map(),
+    sendKid: null, pendingTimers: new Set(), rotateTimer: null, peers: '', received: new Map(),
     attached: new WeakSet(), calls: new Map(), nextCall: 1,
   };
   v.gateway.on('VOICE_E2EE_KEY', (d) => v._onE2eeKey(d));
@@ -146,11 +146,13 @@ export class VoiceE2ee {
       .filter((st) => st.user_id !== self && st.e2ee && st.e2ee.identity_key);
   }
 
-  /** Someone joined or left (or our own state arrived): a new key for the new set of people. */
+  /** Someone joined or left (or our own state arrived): a new key for the new set of people.
+   * The changes of the next 100 ms make one rotation; a later change is not allowed to push it
+   * back (a steady stream of joins would otherwise starve every newcomer of keys). */
   _e2eeMembersChanged() {
     const s = this.e2ee;
-    clearTimeout(s.rotateTimer);
-    s.rotateTimer = setTimeout(() => this._e2eeRotate(), 100);
+    if (s.rotateTimer) return;
+    s.rotateTimer = setTimeout(() => { s.rotateTimer = null; this._e2eeRotate(); }, 100);
   }
 
   async _e2eeRotate() {
@@ -177,15 +179,18 @@ export class VoiceE2ee {
     for (let i = 0; i < keys.length; i += 100) {
       this.gateway.send(Op.VOICE_E2EE_KEYS, { channel_id: this.channelId, keys: keys.slice(i, i + 100) });
     }
-    clearTimeout(s.pendingTimer);
+    // Each key is used 1 s after it went out, even when a newer one follows within that second:
+    // the newer one is used 1 s after it, so keys in use lag the joins by 1 s, never more.
     const use = () => {
+      s.pendingTimers.delete(timer);
       s.sendKid = kid;
       s.worker.postMessage({ type: 'send-key', kid, raw });
       this._changed();
     };
     // The first key goes to use at once (nobody hears us before it anyway); later ones after the
     // others had time to receive them.
-    if (first) use(); else s.pendingTimer = setTimeout(use, SWITCH_AFTER_MS);
+    let timer = null;
+    if (first) use(); else { timer = setTimeout(use, SWITCH_AFTER_MS); s.pendingTimers.add(timer); }
   }
 
   /** AES-GCM key shared with one participant: ECDH of the identity keys, HKDF-SHA-256 bound to
@@ -251,8 +256,10 @@ export class VoiceE2ee {
   _e2eeStop() {
     const s = this.e2ee;
     if (!s) return;
-    clearTimeout(s.pendingTimer);
+    for (const t of s.pendingTimers) clearTimeout(t);
+    s.pendingTimers.clear();
     clearTimeout(s.rotateTimer);
+    s.rotateTimer = null;
     s.sendKid = null;
     s.received.clear();
     s.peers = '';

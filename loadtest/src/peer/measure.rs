@@ -55,9 +55,39 @@ pub(crate) struct AudioTimes {
 }
 
 impl PeerReport {
-    /// Records one received audio packet. No allocation once the peer's
-    /// per-stream tables exist; no lock.
+    /// Records one received audio packet; in an e2ee channel it is decrypted first, into a
+    /// buffer reused for every packet, and one that no key opens counts only as received
+    /// (a listener would not hear it, so in the window it is lost). No allocation once the
+    /// peer's per-stream tables exist; no lock.
     pub(crate) fn on_audio(
+        &mut self,
+        shared: &VoiceShared,
+        times: &mut AudioTimes,
+        t_join: Instant,
+        p: &Received<'_>,
+    ) {
+        let Some(rx) = self.e2ee_rx.as_mut() else {
+            return self.on_plain_audio(shared, times, t_join, p);
+        };
+        let Some(plain) = rx.open(p.payload) else {
+            self.rx_total += 1;
+            return;
+        };
+        self.on_plain_audio(
+            shared,
+            times,
+            t_join,
+            &Received {
+                payload: &plain,
+                ..*p
+            },
+        );
+        if let Some(rx) = self.e2ee_rx.as_mut() {
+            rx.give_back(plain);
+        }
+    }
+
+    fn on_plain_audio(
         &mut self,
         shared: &VoiceShared,
         times: &mut AudioTimes,
