@@ -283,6 +283,19 @@ impl FrameReceiver {
     }
 }
 
+/// Most keys kept for senders not known yet.
+const MAX_EARLY_KEYS: usize = 64;
+
+/// A key from a voice session this peer has not seen the voice state of (yet).
+#[derive(Debug)]
+struct Early;
+impl std::fmt::Display for Early {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("key from a sender whose voice state has not arrived")
+    }
+}
+impl std::error::Error for Early {}
+
 struct Participant {
     user_id: String,
     identity_key: String,
@@ -321,6 +334,9 @@ pub struct KeyAgent {
     last_set: Vec<(String, String)>,
     /// The key id each sender last gave us.
     latest_from: HashMap<String, u32>,
+    /// Keys from a voice session whose voice state has not arrived yet (the two travel by
+    /// different paths, across nodes in a cluster), with when they came: opened when it does.
+    early_keys: Vec<(Instant, Value)>,
     rotate_at: Option<Instant>,
     /// Keys sent and not yet used, each with the time it is used from (in order).
     switches: VecDeque<(Instant, FrameKey)>,
@@ -346,6 +362,7 @@ impl KeyAgent {
             others: HashMap::new(),
             last_set: Vec::new(),
             latest_from: HashMap::new(),
+            early_keys: Vec::new(),
             rotate_at: None,
             switches: VecDeque::new(),
             sender: None,
@@ -359,7 +376,7 @@ impl KeyAgent {
     }
 
     /// A voice state (from READY or VOICE_STATE_UPDATE): joins, leaves and our own session.
-    pub fn on_voice_state(&mut self, st: &Value, now: Instant) {
+    pub fn on_voice_state(&mut self, st: &Value, now: Instant, rx: &mut FrameReceiver) {
         let (Some(user), Some(session)) = (str_of(&st["user_id"]), str_of(&st["voice_session_id"]))
         else {
             return;
@@ -382,13 +399,14 @@ impl KeyAgent {
                         .is_none_or(|p| p.identity_key != k);
                     if changed {
                         self.others.insert(
-                            session,
+                            session.clone(),
                             Participant {
                                 user_id: user,
                                 identity_key: k.to_string(),
                                 secret: None,
                             },
                         );
+                        self.open_early_keys(&session, now, rx);
                     }
                 }
                 _ => {
@@ -402,25 +420,44 @@ impl KeyAgent {
     }
 
     /// READY's voice states.
-    pub fn on_ready(&mut self, ready: &Value, now: Instant) {
+    pub fn on_ready(&mut self, ready: &Value, now: Instant, rx: &mut FrameReceiver) {
         if let Some(states) = ready["voice_states"].as_array() {
             for st in states {
-                self.on_voice_state(st, now);
+                self.on_voice_state(st, now, rx);
             }
+        }
+    }
+
+    /// Opens the keys that came from `session` before its voice state did.
+    fn open_early_keys(&mut self, session: &str, now: Instant, rx: &mut FrameReceiver) {
+        let (theirs, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_keys)
+            .into_iter()
+            .partition(|(_, d)| str_of(&d["from_voice_session_id"]).as_deref() == Some(session));
+        self.early_keys = rest;
+        for (_, d) in theirs {
+            self.on_key(&d, now, rx);
         }
     }
 
     /// The earliest timer this agent waits for.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.rotate_at, self.switches.front().map(|s| s.0)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.rotate_at,
+            self.switches.front().map(|s| s.0),
+            self.early_keys.first().map(|k| k.0 + KEEP_OLD),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs due timers; returns the op 16 frames to send.
     pub fn poll(&mut self, now: Instant, rx: &mut FrameReceiver) -> Result<Vec<String>> {
         rx.expire(now);
+        let before = self.early_keys.len();
+        self.early_keys
+            .retain(|(t, _)| now.duration_since(*t) < KEEP_OLD);
+        self.stats.keys_failed += (before - self.early_keys.len()) as u64;
         while self.switches.front().is_some_and(|s| s.0 <= now) {
             let (_, key) = self.switches.pop_front().expect("checked");
             self.sender = Some(FrameSender::new(key));
@@ -489,10 +526,7 @@ impl KeyAgent {
                 .ok_or_else(|| anyhow!("no session yet"))?;
             let from = str_of(&d["from_voice_session_id"]).ok_or_else(|| anyhow!("no sender"))?;
             let kid = d["key_id"].as_u64().ok_or_else(|| anyhow!("no key id"))? as u32;
-            let p = self
-                .others
-                .get_mut(&from)
-                .ok_or_else(|| anyhow!("key from someone not in the call"))?;
+            let p = self.others.get_mut(&from).ok_or(Early)?;
             if p.secret.is_none() {
                 p.secret = Some(self.identity.agree(&p.identity_key)?);
             }
@@ -511,6 +545,9 @@ impl KeyAgent {
                         rx.retire(prev, now + KEEP_OLD);
                     }
                 }
+            }
+            Err(e) if e.is::<Early>() && self.early_keys.len() < MAX_EARLY_KEYS => {
+                self.early_keys.push((now, d.clone()));
             }
             Err(_) => self.stats.keys_failed += 1,
         }
@@ -561,11 +598,11 @@ mod tests {
                    "e2ee": {"identity_key": ag.identity.spki_b64}})
         };
         let (sa, sb) = (st("1", "10", &a), st("2", "20", &b));
-        for ag in [&mut a, &mut b] {
-            ag.on_voice_state(&sa, t);
-            ag.on_voice_state(&sb, t);
-        }
         let (mut rxa, mut rxb) = (FrameReceiver::default(), FrameReceiver::default());
+        for (ag, rx) in [(&mut a, &mut rxa), (&mut b, &mut rxb)] {
+            ag.on_voice_state(&sa, t, rx);
+            ag.on_voice_state(&sb, t, rx);
+        }
         let later = t + ROTATE_AFTER;
         let fa = a.poll(later, &mut rxa).unwrap();
         assert_eq!(fa.len(), 1);
@@ -586,15 +623,14 @@ mod tests {
         rxb.give_back(pt);
 
         // C joins: A rotates, but keeps its old key for SWITCH_AFTER.
+        // C's key from A arrives before A's voice state: kept, and opened when the state comes.
         let mut c = KeyAgent::new("3".into(), "c".into()).unwrap();
+        let mut rxc = FrameReceiver::default();
         let sc = st("3", "30", &c);
-        for s in [&sa, &sb, &sc] {
-            c.on_voice_state(s, later);
-        }
-        a.on_voice_state(&sc, later);
+        c.on_voice_state(&sc, later, &mut rxc);
+        a.on_voice_state(&sc, later, &mut rxa);
         let fa2 = a.poll(later + ROTATE_AFTER, &mut rxa).unwrap();
         let frame: Value = serde_json::from_str(&fa2[0]).unwrap();
-        let mut rxc = FrameReceiver::default();
         for k in frame["d"]["keys"].as_array().unwrap() {
             if k["voice_session_id"] == "30" {
                 let d = json!({"channel_id": "c", "from_user_id": "1",
@@ -602,7 +638,15 @@ mod tests {
                 c.on_key(&d, later, &mut rxc);
             }
         }
-        assert_eq!(c.stats.keys_received, 1);
+        assert_eq!(
+            (c.stats.keys_received, c.stats.keys_failed),
+            (0, 0),
+            "kept for later"
+        );
+        for s in [&sa, &sb] {
+            c.on_voice_state(s, later, &mut rxc);
+        }
+        assert_eq!(c.stats.keys_received, 1, "opened once A's state came");
         assert!(
             rxc.open(&early).is_none(),
             "the newcomer cannot read earlier frames"

@@ -385,11 +385,12 @@ async fn run_inner(
     let mut keys = None;
     if shared.e2ee {
         let mut agent = crate::e2ee::KeyAgent::new(cfg.user_id.clone(), cfg.channel_id.clone())?;
+        let mut rx = crate::e2ee::FrameReceiver::default();
         if let Ok(ready) = serde_json::from_str::<serde_json::Value>(&ready) {
-            agent.on_ready(&ready, t_join);
+            agent.on_ready(&ready, t_join, &mut rx);
         }
         op4["d"]["e2ee"] = agent.declaration();
-        rep.e2ee_rx = Some(crate::e2ee::FrameReceiver::default());
+        rep.e2ee_rx = Some(rx);
         keys = Some(agent);
     }
     drop(ready);
@@ -498,8 +499,10 @@ async fn run_inner(
                             }
                             "VOICE_SLOTS" => rep.slots_events += 1,
                             "VOICE_STATE_UPDATE" if keys.is_some() => {
-                                if let (Some(k), Ok(st)) = (keys.as_mut(), serde_json::from_str(d)) {
-                                    k.on_voice_state(&st, Instant::now());
+                                if let (Some(k), Some(rx), Ok(st)) =
+                                    (keys.as_mut(), rep.e2ee_rx.as_mut(), serde_json::from_str(d))
+                                {
+                                    k.on_voice_state(&st, Instant::now(), rx);
                                 }
                             }
                             "VOICE_E2EE_KEY" => {

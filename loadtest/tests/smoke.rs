@@ -240,6 +240,45 @@ fn scenarios_against_a_real_server() {
     let html = std::fs::read_to_string(&report).expect("the HTML report");
     assert!(html.contains("<svg") && !html.contains("<script"));
 
+    // End-to-end encrypted: the peers exchange keys through the server and every frame they
+    // hear was decrypted (integrity decodes the plaintext, so a wrong key would fail it).
+    let (code, v) = loadtest(
+        &srv,
+        "voice-e2ee",
+        &[
+            "voice",
+            "--e2ee",
+            "--rooms",
+            "1",
+            "--speakers",
+            "2",
+            "--listeners",
+            "3",
+            "--duration",
+            "3",
+            "--integrity-every",
+            "10",
+        ],
+    );
+    assert_eq!(code, 0, "{}", v["thresholds"]);
+    check_voice(&v, 5);
+    let e = &v["voice"]["e2ee"];
+    // Everyone's first rotation is at its own join: at least one per peer.
+    assert!(e["rotations"].as_u64().unwrap_or(0) >= 5, "{e}");
+    assert!(
+        e["keys_received"].as_u64().unwrap_or(0) >= 4,
+        "relayed keys: {e}"
+    );
+    assert_eq!(e["keys_that_did_not_open"].as_u64(), Some(0), "{e}");
+    assert_eq!(e["frames_not_authentic"].as_u64(), Some(0), "{e}");
+    let decrypted = e["frames_decrypted"].as_u64().unwrap_or(0);
+    let received = v["voice"]["packets_received"].as_u64().unwrap_or(0);
+    assert!(
+        decrypted >= received && received > 0,
+        "{decrypted} decrypted of {received}: {e}"
+    );
+    assert_latency(&v["voice"]["first_audio_ms"], "e2ee first audio");
+
     // Large-channel mode: 5 speakers talk in turn (0.6 s each) to 3 listeners through
     // the default 3 loudest-speaker slots; each turn's speaker must reach everyone.
     let (code, v) = loadtest(

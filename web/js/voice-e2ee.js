@@ -62,7 +62,7 @@ export async function verificationCode(entries) {
 export function initE2ee(v) {
   v.e2ee = {
     active: false, identity: null, worker: null, code: null, changedKeys: [],
-    sendKid: null, pendingTimers: new Set(), rotateTimer: null, peers: '', received: new Map(),
+    sendKid: null, pendingTimers: new Set(), rotateTimer: null, peers: '', received: new Map(), earlyKeys: [],
     attached: new WeakSet(), calls: new Map(), nextCall: 1,
   };
   v.gateway.on('VOICE_E2EE_KEY', (d) => v._onE2eeKey(d));
@@ -151,6 +151,16 @@ export class VoiceE2ee {
    * back (a steady stream of joins would otherwise starve every newcomer of keys). */
   _e2eeMembersChanged() {
     const s = this.e2ee;
+    // Keys that came before their sender's voice state (they travel separately): try again,
+    // once every handler of this voice state (the store's too) has run.
+    if (s.earlyKeys.length) {
+      setTimeout(() => {
+        const now = Date.now();
+        const early = s.earlyKeys.filter((k) => now - k.at < KEEP_OLD_MS);
+        s.earlyKeys = [];
+        for (const k of early) this._onE2eeKey(k.d, k.at);
+      }, 0);
+    }
     if (s.rotateTimer) return;
     s.rotateTimer = setTimeout(() => { s.rotateTimer = null; this._e2eeRotate(); }, 100);
   }
@@ -215,11 +225,15 @@ export class VoiceE2ee {
     return b64(out);
   }
 
-  async _onE2eeKey(d) {
+  async _onE2eeKey(d, at = Date.now()) {
     const s = this.e2ee;
     if (!this.e2eeOn || !d || d.channel_id !== this.channelId) return;
     const from = this._e2eeOthers().find((o) => o.user_id === d.from_user_id && o.voice_session_id === d.from_voice_session_id);
-    if (!from) return;
+    if (!from) {
+      // Kept for a few seconds: the sender's voice state may still be on its way.
+      if (s.earlyKeys.length < 64) s.earlyKeys.push({ d, at });
+      return;
+    }
     try {
       const k = await this._e2eePairKey(from.e2ee.identity_key, d.from_voice_session_id, this.voiceSessionId);
       const buf = unb64(d.ciphertext);
@@ -262,6 +276,7 @@ export class VoiceE2ee {
     s.rotateTimer = null;
     s.sendKid = null;
     s.received.clear();
+    s.earlyKeys = [];
     s.peers = '';
     s.code = null;
     if (s.worker) s.worker.postMessage({ type: 'reset' });

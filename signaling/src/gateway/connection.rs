@@ -342,7 +342,7 @@ impl Conn {
         let Ok(auth) = self.state.authenticate(token).await else {
             return self.machine.on_auth_failed(AuthFailure::BadToken);
         };
-        let ready = match ready_payload(&self.state, auth.user_id).await {
+        let mut ready = match ready_payload(&self.state, auth.user_id).await {
             Ok(ready) => ready,
             Err(e) => {
                 tracing::error!(error = ?e, "building READY");
@@ -365,6 +365,7 @@ impl Conn {
             .set_friends(auth.user_id, ready.friend_ids.iter().copied());
         // In a cluster, READY goes out once other nodes' events for this session reach here.
         self.state.bus_sync().await;
+        ready.refresh_live_state(&self.state);
         let mut payload = ready.payload;
         payload["session_id"] = json!(session.id.as_ref());
         self.state.hub.deliver(

@@ -2,14 +2,44 @@
 
 use super::presence::Status;
 use crate::state::AppState;
-use confab_chat::{ServerId, UserId};
+use confab_chat::{ChannelId, ServerId, UserId};
 use serde_json::json;
+use std::collections::HashSet;
 
 /// READY's payload, and what the new session's routing is built from.
 pub struct Ready {
     pub payload: serde_json::Value,
     pub server_ids: Vec<ServerId>,
     pub friend_ids: Vec<UserId>,
+    /// The channels the user may see and the users whose presence READY reports, for
+    /// [`Ready::refresh_live_state`].
+    visible: HashSet<ChannelId>,
+    presence_ids: Vec<UserId>,
+}
+
+impl Ready {
+    /// Takes the voice states and presences again, once the session receives dispatches.
+    /// READY is built before the session exists, so a change in between would reach neither
+    /// READY nor the session: the client would not see someone in a call (and in an
+    /// end-to-end encrypted call would drop that person's media keys), or would show someone
+    /// offline who just came online. Taken after, a change is in READY, or arrives as a
+    /// dispatch, or both (voice state and presence updates are idempotent).
+    pub fn refresh_live_state(&mut self, state: &AppState) {
+        let mut voice_states = state.voice.states_for(&self.server_ids);
+        crate::visibility::retain_visible_voice(&mut voice_states, &self.visible);
+        self.payload["voice_states"] = json!(voice_states);
+        self.payload["presences"] = json!(presences(state, &self.presence_ids));
+    }
+}
+
+/// The presences of `ids` that are not offline.
+fn presences(state: &AppState, ids: &[UserId]) -> Vec<serde_json::Value> {
+    ids.iter()
+        .filter_map(|&id| {
+            let st = state.hub.presence_of(id);
+            (st != Status::Offline).then(|| json!({"user_id": id, "status": st}))
+        })
+        .collect()
 }
 
 /// A server as READY carries it: a large one (more members than `large_threshold`) with only
@@ -32,7 +62,7 @@ pub async fn ready_payload(state: &AppState, user_id: UserId) -> anyhow::Result<
     let counts = state.chat.member_counts(&server_ids).await?;
     let mut voice_states = state.voice.states_for(&server_ids);
     let mut snapshots = Vec::with_capacity(servers.len());
-    let mut presences = Vec::new();
+    let mut presence_ids = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let visible = state.chat.viewable_channels(user_id).await?;
     // Nobody learns who sits in a voice channel they may not see.
@@ -60,10 +90,7 @@ pub async fn ready_payload(state: &AppState, user_id: UserId) -> anyhow::Result<
         state.chat.fill_forum_tags(&mut snap.channels).await?;
         for m in &snap.members {
             if seen.insert(m.user.id) {
-                let st = state.hub.presence_of(m.user.id);
-                if st != Status::Offline {
-                    presences.push(json!({"user_id": m.user.id, "status": st}));
-                }
+                presence_ids.push(m.user.id);
             }
         }
         snapshots.push(ReadyServer {
@@ -76,12 +103,10 @@ pub async fn ready_payload(state: &AppState, user_id: UserId) -> anyhow::Result<
     let friend_ids = state.chat.friend_ids(user_id).await?;
     for f in &friend_ids {
         if seen.insert(*f) {
-            let st = state.hub.presence_of(*f);
-            if st != Status::Offline {
-                presences.push(json!({"user_id": f, "status": st}));
-            }
+            presence_ids.push(*f);
         }
     }
+    let presences = presences(state, &presence_ids);
     let private_channels = state.chat.private_channels(user_id).await?;
     let read_states = state.chat.read_states_in(user_id, &visible).await?;
     let relationships = state.chat.relationships(user_id).await?;
@@ -98,5 +123,7 @@ pub async fn ready_payload(state: &AppState, user_id: UserId) -> anyhow::Result<
         }),
         server_ids,
         friend_ids,
+        visible,
+        presence_ids,
     })
 }

@@ -420,3 +420,59 @@ async fn shutdown_sends_reconnect() {
     assert_eq!(g.closed().await, Closed::Code(1012));
     stop.await.unwrap();
 }
+
+/// A client that identifies while another member comes online sees them online: READY's
+/// presences are taken once the new session receives dispatches (see
+/// `voice::a_session_identifying_during_a_voice_join_sees_the_participant`). Each round, one
+/// more member connects 0–30 ms after the watcher starts to IDENTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_identifying_while_a_member_comes_online_sees_them_online() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("olga").await;
+    let watcher = app.register("walt").await;
+    let server = app.server(&owner, "Online").await;
+    app.join(&owner, &watcher, &server.id).await;
+    const ROUNDS: usize = 16;
+    let mut members = Vec::new();
+    for i in 0..ROUNDS {
+        let m = app.register(&format!("comer{i}")).await;
+        app.join(&owner, &m, &server.id).await;
+        members.push(m);
+    }
+    let mut online_gateways = Vec::new();
+    let mut missed = Vec::new();
+    for (round, m) in members.iter().enumerate() {
+        let delay = Duration::from_millis(2 * round as u64);
+        let ((mut gw, ready), (member_gw, _)) = tokio::join!(app.identified(&watcher), async {
+            tokio::time::sleep(delay).await;
+            app.identified(m).await
+        });
+        online_gateways.push(member_gw);
+        let mut online: std::collections::HashSet<String> = ready["presences"]
+            .as_array()
+            .expect("READY presences")
+            .iter()
+            .filter(|p| p["status"] != "offline")
+            .map(|p| p["user_id"].as_str().unwrap().to_string())
+            .collect();
+        while let Some(f) = gw.next_within(Duration::from_millis(300)).await {
+            if f["t"] == Event::PresenceUpdate.name() {
+                let id = f["d"]["user_id"].as_str().unwrap().to_string();
+                if f["d"]["status"] == "offline" {
+                    online.remove(&id);
+                } else {
+                    online.insert(id);
+                }
+            }
+        }
+        for (i, earlier) in members[..=round].iter().enumerate() {
+            if !online.contains(&earlier.id) {
+                missed.push((round, i));
+            }
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "(round, member) the new session saw offline: {missed:?}"
+    );
+}

@@ -579,3 +579,60 @@ async fn max_video_tiles_limits_tiles_and_slots() {
         a.seen
     );
 }
+
+/// A client that identifies while someone joins voice sees them: READY is built before the
+/// session receives dispatches, so a join in between used to reach neither (the client showed
+/// the call without that person, and in an e2ee call dropped their media keys). Each round
+/// starts an IDENTIFY and, a little later each time (0–30 ms, across the time READY takes to
+/// build), one more member's join; the new session must know every participant, from READY or
+/// from a dispatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_identifying_during_a_voice_join_sees_the_participant() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("rita").await;
+    let watcher = app.register("wes").await;
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&owner, "Race").await;
+    app.join(&owner, &watcher, &sid).await;
+    const ROUNDS: usize = 16;
+    let mut members = Vec::new();
+    for i in 0..ROUNDS {
+        let m = app.register(&format!("joiner{i}")).await;
+        app.join(&owner, &m, &sid).await;
+        let c = connect(&app, &m).await;
+        members.push((m, c));
+    }
+    let ids: Vec<String> = members.iter().map(|(m, _)| m.id.clone()).collect();
+    let mut missed = Vec::new();
+    for (round, (m, c)) in members.iter_mut().enumerate() {
+        let delay = Duration::from_millis(2 * round as u64);
+        let (identified, _) = tokio::join!(app.identified(&watcher), async {
+            tokio::time::sleep(delay).await;
+            c.send(join_frame(&sid, &vc));
+            state_of(c, &m.id, |d| !d["channel_id"].is_null()).await;
+        });
+        let (mut gw, ready) = identified;
+        let mut in_call: std::collections::HashSet<String> = ready["voice_states"]
+            .as_array()
+            .expect("READY voice_states")
+            .iter()
+            .filter(|s| s["channel_id"] == vc.as_str())
+            .map(|s| s["user_id"].as_str().unwrap().to_string())
+            .collect();
+        while let Some(f) = gw.next_within(Duration::from_millis(300)).await {
+            if f["t"] == Event::VoiceStateUpdate.name() && f["d"]["channel_id"] == vc.as_str() {
+                in_call.insert(f["d"]["user_id"].as_str().unwrap().to_string());
+            }
+        }
+        for (i, id) in ids[..=round].iter().enumerate() {
+            if !in_call.contains(id) {
+                missed.push((round, i));
+            }
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "(round, joiner) the new session never saw: {missed:?}"
+    );
+}
