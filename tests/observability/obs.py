@@ -551,8 +551,10 @@ def cmd_cluster_evaluate(root, prom, node_a, node_b):
     sel = 'job="confab"'
     probes = [
         (f"count(max by (node) (confab_build_info{{{sel}}}))", lambda r: r.get("") == 2, "two nodes up"),
-        (f"max by (node) (confab_bus_connected{{{sel}}})", lambda r: r.get(node_a) == 1 and r.get(node_b) == 1,
-         "both nodes connected to NATS"),
+        # Over the last 5 s, not the last sample: on a busy machine one scrape of a node can miss
+        # its 1 s timeout, and the instant query then has no series for that node at all.
+        (f"max by (node) (max_over_time(confab_bus_connected{{{sel}}}[5s]))",
+         lambda r: r.get(node_a) == 1 and r.get(node_b) == 1, "both nodes connected to NATS"),
         (f"sum by (node) (rate(confab_bus_published_total{{{sel}}}[1m]))", lambda r: r.get(node_a, 0) > 0,
          f"{node_a} publishes on the bus"),
         (f"sum by (node) (rate(confab_bus_received_total{{{sel}}}[1m]))", lambda r: r.get(node_b, 0) > 0,
