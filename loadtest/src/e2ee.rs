@@ -187,18 +187,25 @@ impl FrameKey {
 pub struct FrameSender {
     key: FrameKey,
     ctr: u32,
+    /// Reused for every frame: the only allocation per frame is the payload str0m takes.
+    scratch: Vec<u8>,
 }
 
 impl FrameSender {
     pub fn new(key: FrameKey) -> Self {
-        FrameSender { key, ctr: 0 }
+        FrameSender {
+            key,
+            ctr: 0,
+            scratch: Vec::with_capacity(1500),
+        }
     }
 
-    /// An SFrame frame of an Opus frame (no clear bytes).
-    pub fn encrypt(&mut self, plain: &[u8]) -> Vec<u8> {
+    /// An SFrame frame of an Opus frame (no clear bytes), as the payload str0m sends.
+    pub fn encrypt(&mut self, plain: &[u8]) -> std::sync::Arc<[u8]> {
         let ctr = self.ctr;
         self.ctr = self.ctr.wrapping_add(1);
-        let mut out = Vec::with_capacity(HEADER_LEN + plain.len() + TAG_LEN);
+        let out = &mut self.scratch;
+        out.clear();
         out.push(SFRAME_HEADER);
         out.extend_from_slice(&self.key.kid.to_be_bytes());
         out.extend_from_slice(&ctr.to_be_bytes());
@@ -208,9 +215,9 @@ impl FrameSender {
             .key
             .aead
             .seal_in_place_separate_tag(self.key.nonce(ctr), Aad::from(&*head), body)
-            .expect("AES-GCM seal of a frame");
+            .expect("AES-GCM seals any frame under 64 GiB");
         out.extend_from_slice(tag.as_ref());
-        out
+        std::sync::Arc::from(&out[..])
     }
 }
 
@@ -577,7 +584,7 @@ mod tests {
         let pt = rx.open(&f2).expect("opens");
         assert_eq!(&pt[..], opus);
         rx.give_back(pt);
-        let mut bad = f1.clone();
+        let mut bad = f1.to_vec();
         bad[12] ^= 1;
         assert!(rx.open(&bad).is_none());
         assert_eq!(rx.failed, 1);

@@ -253,7 +253,7 @@ pub(crate) fn send_packet(
     let frame = shared.catalog.frame(sp, counter);
     let payload: std::sync::Arc<[u8]> = match (shared.e2ee, e2ee) {
         (false, _) => frame.payload.clone(),
-        (true, Some(tx)) => tx.encrypt(&frame.payload).into(),
+        (true, Some(tx)) => tx.encrypt(&frame.payload),
         (true, None) => {
             media.ts = media.ts.wrapping_add(960);
             media.counter += 1;
@@ -470,7 +470,10 @@ async fn run_inner(
             // no wake-up of their own.
             _ = &mut key_timer, if keys.is_some() => {
                 if let (Some(k), Some(rx)) = (keys.as_mut(), rep.e2ee_rx.as_mut()) {
-                    for f in k.poll(Instant::now(), rx)? {
+                    let frames = k.poll(Instant::now(), rx)?;
+                    // Kept current here, so a peer that ends on an error still reports it.
+                    rep.e2ee_keys = k.stats;
+                    for f in frames {
                         sess.ws.send(Message::text(f)).await?;
                     }
                 }
@@ -503,6 +506,7 @@ async fn run_inner(
                                     (keys.as_mut(), rep.e2ee_rx.as_mut(), serde_json::from_str(d))
                                 {
                                     k.on_voice_state(&st, Instant::now(), rx);
+                                    rep.e2ee_keys = k.stats;
                                 }
                             }
                             "VOICE_E2EE_KEY" => {
@@ -510,6 +514,7 @@ async fn run_inner(
                                     (keys.as_mut(), rep.e2ee_rx.as_mut(), serde_json::from_str(d))
                                 {
                                     k.on_key(&v, Instant::now(), rx);
+                                    rep.e2ee_keys = k.stats;
                                 }
                             }
                             "VOICE_RECONNECT" => {
@@ -576,9 +581,6 @@ async fn run_inner(
                 anyhow::bail!("not connected after {:?}", shared.join_timeout);
             }
         }
-    }
-    if let Some(k) = &keys {
-        rep.e2ee_keys = k.stats;
     }
     // Leave politely: op 4 with no channel, then a normal close.
     let leave = json!({"op": 4, "d": {"server_id": cfg.server_id, "channel_id": null,
