@@ -121,6 +121,16 @@ impl Rule {
                 ));
             }
         }
+        // Checked whatever the kind: a rule keeps every field, and the column refuses more.
+        if self.mention_limit.is_some_and(|n| !(1..=50).contains(&n)) {
+            return Err(ChatError::field("mention_limit", "must be 1-50"));
+        }
+        if self.keywords.len() > MAX_KEYWORDS || self.patterns.len() > MAX_PATTERNS {
+            return Err(ChatError::field(
+                "keywords",
+                "at most 1000 keywords and 10 patterns",
+            ));
+        }
         if !self.block && self.alert_channel_id.is_none() && self.timeout_seconds.is_none() {
             return Err(ChatError::field(
                 "block",

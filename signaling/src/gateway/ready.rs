@@ -53,8 +53,11 @@ struct ReadyServer {
 }
 
 /// READY: the user, their servers with channels and members, presences, voice states and DMs.
-/// A large server's `members` are only the user's own member object and the members in its
-/// voice channels; clients fetch the rest with `GET /servers/{id}/members`.
+/// A large server's `members` are only the user's own member object and members in its voice
+/// channels, at most `large_threshold` in all; clients fetch the rest with
+/// `GET /servers/{id}/members`. The bound matters: without it every READY in a call of
+/// thousands would carry thousands of members, and a stream of joins would cost the square of
+/// its size (each joiner's READY larger than the last).
 pub async fn ready_payload(state: &AppState, user_id: UserId) -> anyhow::Result<Ready> {
     let user = state.chat.user(user_id).await?;
     let servers = state.chat.servers_of(user_id).await?;
@@ -76,7 +79,8 @@ pub async fn ready_payload(state: &AppState, user_id: UserId) -> anyhow::Result<
                 voice_states
                     .iter()
                     .filter(|v| v.server_id == s.id && v.user_id != user_id)
-                    .map(|v| v.user_id),
+                    .map(|v| v.user_id)
+                    .take(state.config.large_threshold.saturating_sub(1)),
             );
             state.chat.server_snapshot_of(s.id, &ids).await?
         } else {

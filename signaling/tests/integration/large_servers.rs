@@ -1,5 +1,5 @@
-//! Large servers: READY carries only the connecting member and those in voice, and the member
-//! list is paged over REST.
+//! Large servers: READY carries only the connecting member and (some of) those in voice, and
+//! the member list is paged over REST.
 
 use crate::common::{Server, TestApp};
 use crate::voice_util::*;
@@ -131,6 +131,64 @@ async fn a_large_servers_ready_carries_only_self_and_voice_members() {
         BTreeSet::from([idle.id.clone(), talker.id.clone()])
     );
     drop(o);
+}
+
+/// However many are in voice, a large server's READY carries at most `large_threshold` members
+/// (its voice states all the same): otherwise each joiner of a big call would get a READY
+/// larger than the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_servers_ready_carries_at_most_large_threshold_members() {
+    let app = TestApp::spawn_with(|c| {
+        c.large_threshold = 3;
+        c.rate_limit_scale = 10.0;
+    })
+    .await;
+    let owner = app.register("vera").await;
+    let late = app.register("luke").await;
+    let talkers = [
+        app.register("tara").await,
+        app.register("theo").await,
+        app.register("tina").await,
+    ];
+    let Server {
+        id: sid, voice: vc, ..
+    } = app.server(&owner, "Crowded").await;
+    for u in talkers.iter().chain([&late]) {
+        app.join(&owner, u, &sid).await;
+    }
+    let mut o = connect(&app, &owner).await;
+    let mut held = Vec::new();
+    for (i, u) in talkers.iter().enumerate() {
+        let mut g = connect(&app, u).await;
+        g.send(join_frame(&sid, &vc));
+        let mut p = Peer::new(false, i as u8 + 1).await;
+        negotiate(&mut g, &mut p, 1).await;
+        state_of(&mut o, &u.id, |d| d["channel_id"] == vc.as_str()).await;
+        held.push((g, p));
+    }
+
+    let (_gl, ready) = app.identified(&late).await;
+    let big = server(&ready, &sid);
+    assert_eq!(big["large"], true, "{big}");
+    let members = ids(&big["members"]);
+    assert_eq!(
+        members.len(),
+        3,
+        "self and two of the three in voice: {big}"
+    );
+    assert!(members.contains(&late.id), "{big}");
+    let talker_ids: BTreeSet<String> = talkers.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(members.intersection(&talker_ids).count(), 2, "{big}");
+    // Every voice state is there, member object or not.
+    let in_voice: BTreeSet<String> = ready["voice_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["channel_id"] == vc.as_str())
+        .map(|v| v["user_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(in_voice, talker_ids, "{}", ready["voice_states"]);
+    drop((o, held));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -213,6 +213,11 @@ async fn bad_rules_are_refused_and_hostile_patterns_cannot_hang_a_send() {
             json!({"name": "x", "kind": "mention_spam", "mention_limit": 0}),
             "mention_limit",
         ),
+        // A field another kind uses is still checked: the column refuses it otherwise.
+        (
+            json!({"name": "x", "kind": "keyword", "keywords": ["a"], "mention_limit": 0}),
+            "mention_limit",
+        ),
         (
             json!({"name": "x", "kind": "links", "allowed_domains": ["not a domain"]}),
             "allowed_domains",
