@@ -52,6 +52,10 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(v, d, "op 16 keeps its payload as sent");
                     16
                 }
+                ClientFrame::PresenceSubscribe(req) => {
+                    assert!(req.server_ids.len() <= 10, "op 17 lists at most 10 servers");
+                    17
+                }
             };
             assert_eq!(op, want, "the frame's variant is its op");
         }

@@ -27,6 +27,7 @@ enum Frame {
     Text(String),
     // Last, so that the committed seeds keep decoding to the frames they did.
     VoiceE2eeKeys,
+    PresenceSubscribe,
 }
 
 impl Frame {
@@ -41,6 +42,7 @@ impl Frame {
             Frame::VideoSubscribe => r#"{"op":15,"d":{"tiles":[]}}"#,
             Frame::Text(t) => t,
             Frame::VoiceE2eeKeys => r#"{"op":16,"d":{"channel_id":"2","keys":[]}}"#,
+            Frame::PresenceSubscribe => r#"{"op":17,"d":{"server_ids":["1"]}}"#,
         }
     }
 }
@@ -186,6 +188,7 @@ fuzz_target!(|inputs: Vec<Input>| {
                 | Action::VoiceOffer(_)
                 | Action::VideoSubscribe(_)
                 | Action::VoiceE2eeKeys(_)
+                | Action::PresenceSubscribe(_)
                 | Action::Acknowledged(_) => {
                     assert_eq!(
                         phase_before,

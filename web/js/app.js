@@ -32,7 +32,7 @@ import { initNotifications, openLinkedChannel } from './notifications.js';
 
 setPendingInvite(parseInviteCode(location.pathname.startsWith('/invite/') ? location.pathname : ''));
 
-initCommunity({ api, store, invalidate: (topics) => invalidate(topics) });
+initCommunity({ api, store, gateway, invalidate: (topics) => invalidate(topics) });
 initSafety({ api, store, gateway });
 initIntegrations({ api, store });
 initStage({ api, store, toast });

@@ -8,13 +8,17 @@ import { reactionFace, reactionName, customReactionButtons } from './emoji.js';
 import { h, clear, avatar, openDialog, field, toast, readableOn } from './dom.js';
 import { PERMISSIONS, PERM, perms, roleColor, cmpId } from './state.js';
 import { renderMarkdown } from './markdown.js';
+import { Op } from './gateway.js';
 
 let api = null;
 let store = null;
+let gateway = null;
 let invalidate = () => {};
 
 export function initCommunity(ctx) {
-  ({ api, store, invalidate } = ctx);
+  ({ api, store, gateway, invalidate } = ctx);
+  // A new gateway session follows nothing yet (a RESUME keeps what the old one followed).
+  gateway.on('READY', () => { followed = null; });
 }
 
 // Names of users seen anywhere (members, authors, bans), so a banned or departed user still has one.
@@ -36,6 +40,16 @@ export const REACTION_PALETTE = ['👍', '❤️', '😂', '🎉', '😮', '😢
 // Members of a large server: READY carries only our own member object and those in voice, so the
 // list is fetched (pages of 1000 by user id) when the server is opened, then kept live by
 // MEMBER_* events. What an event already told us wins over the fetched copy.
+
+// The server reports a large server's presence changes only to sessions that follow it (op 17):
+// we follow the one on screen, so its member list stays live, and no other.
+let followed = null;
+export function followPresences(serverId) {
+  const s = serverId && store.servers.get(serverId);
+  const want = s && s.large ? serverId : null;
+  if (want === followed) return;
+  if (gateway.send(Op.PRESENCE_SUBSCRIBE, { server_ids: want ? [want] : [] })) followed = want;
+}
 
 const membersLoading = new Set();
 export async function ensureMembers(serverId) {

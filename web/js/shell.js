@@ -4,7 +4,7 @@ import { store, ui, setUi, videoGrid } from './context.js';
 import { h, clear, tooltip } from './dom.js';
 import { icon } from './icons.js';
 import { isVoiceChannel } from './stage.js';
-import { onTopics, ensureRoles, ensureMembers } from './community.js';
+import { onTopics, ensureRoles, ensureMembers, followPresences } from './community.js';
 import { HOME as HOME_ID } from './inbox.js';
 import { renderFriendsPage, ackIfViewing } from './dms.js';
 import { selectServer, selectChannel } from './navigation.js';
@@ -107,7 +107,12 @@ function renderWelcome(el) {
 /** Draws what a batch of store topics (context.js `invalidate`) touched. */
 export function renderTopics(t) {
   if (!ui) return;
-  if (t.has('all') || t.has('servers')) { ensureRoles(store.currentServerId); ensureMembers(store.currentServerId); }
+  if (t.has('all') || t.has('servers')) {
+    // Follow first: a presence change between the REST snapshot and the follow would be lost.
+    followPresences(store.currentServerId);
+    ensureRoles(store.currentServerId);
+    ensureMembers(store.currentServerId);
+  }
   onTopics(t);
   if (t.has('all')) { renderAll(); ensureMessagesLoaded(); ackIfViewing(); return; }
   if (t.has('servers')) { renderServers(); renderHome(); }

@@ -237,6 +237,11 @@ impl Conn {
                         session.afk.store(afk, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
+                Action::PresenceSubscribe(servers) => {
+                    if let Some(session) = &self.session {
+                        self.state.hub.subscribe_presences(session, &servers);
+                    }
+                }
                 Action::Acknowledged(seq) => {
                     if let Some(session) = &self.session {
                         session.acknowledge(seq);

@@ -104,11 +104,48 @@ impl Hub {
         if !self.sessions.has_user(&user_id) {
             self.interest.watch(Audience::User(user_id));
         }
+        let bot = intents.is_some();
         let opened = self.sessions.open(user_id, auth_session, intents);
         for sid in servers {
             self.route(*sid, user_id);
         }
+        // A bot sees presences as its intents allow, in every server: it follows them all.
+        if bot {
+            self.subscribe_presences(&opened.0, servers);
+        }
         opened
+    }
+
+    /// Marks a server large (READY found more members than the large threshold): its
+    /// members' presences then go only to the sessions that follow it.
+    pub fn set_large(&self, server_id: ServerId, large: bool) {
+        self.routes.set_large(server_id, large);
+    }
+
+    /// Op 17: the session follows the presences of these servers (those the user is a member
+    /// of; others are ignored, so nobody learns who is online in a server they are not in)
+    /// instead of those it followed.
+    pub fn subscribe_presences(&self, session: &Session, servers: &[ServerId]) {
+        let member_of: std::collections::HashSet<ServerId> = self
+            .routes
+            .servers_of(session.user_id)
+            .into_iter()
+            .collect();
+        let mut wanted: Vec<ServerId> = servers
+            .iter()
+            .copied()
+            .filter(|s| member_of.contains(s))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut followed = session.presence_servers.lock();
+        for sid in followed.iter().filter(|s| !wanted.contains(s)) {
+            self.routes.unfollow(*sid, session.user_id);
+        }
+        for sid in wanted.iter().filter(|s| !followed.contains(s)) {
+            self.routes.follow(*sid, session.user_id);
+        }
+        *followed = wanted;
     }
 
     /// Reattaches a connection to a session and queues every dispatch after `seq`.
@@ -124,6 +161,9 @@ impl Hub {
     /// Ends a session at once (normal close, logout).
     pub fn close(&self, session_id: &str) -> Option<Arc<Session>> {
         let (session, last) = self.sessions.close(session_id)?;
+        for sid in std::mem::take(&mut *session.presence_servers.lock()) {
+            self.routes.unfollow(sid, session.user_id);
+        }
         if last {
             for sid in self.routes.forget_user(session.user_id) {
                 self.interest.unwatch(Audience::Server(sid));
@@ -155,11 +195,17 @@ impl Hub {
         if self.routes.remove_member(server_id, user_id) {
             self.interest.unwatch(Audience::Server(server_id));
         }
+        for s in self.sessions.sessions_of(user_id) {
+            s.presence_servers.lock().retain(|sid| *sid != server_id);
+        }
     }
 
     pub fn remove_server(&self, server_id: ServerId) {
-        for _ in self.routes.remove_server(server_id) {
+        for u in self.routes.remove_server(server_id) {
             self.interest.unwatch(Audience::Server(server_id));
+            for s in self.sessions.sessions_of(u) {
+                s.presence_servers.lock().retain(|sid| *sid != server_id);
+            }
         }
     }
 
@@ -270,7 +316,8 @@ impl Hub {
     }
 
     /// Who sees `user_id`'s presence among users with a session here: members of the
-    /// audience's servers and the user's friends, never the user.
+    /// audience's servers (of a large server, only those following its presences) and the
+    /// user's friends, never the user.
     pub fn presence_recipients(&self, user_id: UserId, audience: &PresenceAudience) -> Vec<UserId> {
         let mut to: std::collections::HashSet<UserId> = audience
             .friends
@@ -279,9 +326,14 @@ impl Hub {
             .filter(|f| self.sessions.has_user(f))
             .collect();
         for sid in &audience.servers {
-            self.routes.for_each_in(*sid, |u| {
+            let mut add = |u: &UserId| {
                 to.insert(*u);
-            });
+            };
+            if self.routes.is_large(*sid) {
+                self.routes.for_each_follower(*sid, &mut add);
+            } else {
+                self.routes.for_each_in(*sid, &mut add);
+            }
         }
         to.remove(&user_id);
         to.into_iter().collect()

@@ -22,6 +22,8 @@ pub mod op {
     pub const VIDEO_SUBSCRIBE: u8 = 15;
     /// End-to-end encrypted voice: media keys wrapped to each recipient (docs/e2ee.md).
     pub const VOICE_E2EE_KEYS: u8 = 16;
+    /// The large servers whose presence updates this session wants (the one on screen).
+    pub const PRESENCE_SUBSCRIBE: u8 = 17;
 }
 
 pub mod close {
@@ -104,6 +106,17 @@ pub struct VoiceOfferReq {
     pub video_tracks: Option<Value>,
 }
 
+/// Most large servers one session follows the presences of (a client shows one at a time).
+pub const MAX_PRESENCE_SUBSCRIPTIONS: usize = 10;
+
+/// Op 17: the large servers whose members' presence updates the session receives; replaces
+/// the previous list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceSubscribeReq {
+    pub server_ids: Vec<ServerId>,
+}
+
 /// A parsed client frame.
 #[derive(Debug)]
 pub enum ClientFrame {
@@ -117,6 +130,7 @@ pub enum ClientFrame {
     VideoSubscribe(Value),
     /// op 16: the raw payload; the voice service validates it (4400 on bad input).
     VoiceE2eeKeys(Value),
+    PresenceSubscribe(PresenceSubscribeReq),
 }
 
 impl ClientFrame {
@@ -206,6 +220,16 @@ pub fn parse(text: &str) -> Result<ClientFrame, Refusal> {
         op::VOICE_OFFER => ClientFrame::VoiceOffer(payload(raw.d)?),
         op::VIDEO_SUBSCRIBE => ClientFrame::VideoSubscribe(raw.d),
         op::VOICE_E2EE_KEYS => ClientFrame::VoiceE2eeKeys(raw.d),
+        op::PRESENCE_SUBSCRIBE => {
+            let req: PresenceSubscribeReq = payload(raw.d)?;
+            if req.server_ids.len() > MAX_PRESENCE_SUBSCRIPTIONS {
+                return Err(Refusal {
+                    code: close::DECODE_ERROR,
+                    reason: "at most 10 server_ids",
+                });
+            }
+            ClientFrame::PresenceSubscribe(req)
+        }
         _ => {
             return Err(Refusal {
                 code: close::UNKNOWN_OPCODE,
@@ -294,6 +318,21 @@ mod tests {
         let f = parse(r#"{"op":16,"d":{"channel_id":"1","keys":[]}}"#).unwrap();
         assert!(f.is_voice(), "op 16 counts as voice signalling");
         assert!(matches!(f, ClientFrame::VoiceE2eeKeys(_)));
+        match parse(r#"{"op":17,"d":{"server_ids":["1","2"]}}"#) {
+            Ok(ClientFrame::PresenceSubscribe(r)) => assert_eq!(r.server_ids.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        let eleven = format!(
+            r#"{{"op":17,"d":{{"server_ids":[{}]}}}}"#,
+            ["\"1\""; 11].join(",")
+        );
+        assert_eq!(parse(&eleven).unwrap_err().code, close::DECODE_ERROR);
+        assert_eq!(
+            parse(r#"{"op":17,"d":{"server_ids":"1"}}"#)
+                .unwrap_err()
+                .code,
+            close::DECODE_ERROR
+        );
         assert_eq!(
             parse(r#"{"op":99,"d":null}"#).unwrap_err().code,
             close::UNKNOWN_OPCODE

@@ -73,6 +73,7 @@ pub async fn ready_payload(state: &AppState, user_id: UserId) -> anyhow::Result<
     for s in &servers {
         let member_count = counts.get(&s.id).copied().unwrap_or(0);
         let large = member_count > state.config.large_threshold as i64;
+        state.hub.set_large(s.id, large);
         let mut snap = if large {
             let mut ids = vec![user_id];
             ids.extend(

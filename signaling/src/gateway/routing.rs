@@ -4,8 +4,8 @@
 //! audience; the bus (`crate::bus::apply`) keeps it current whichever node made a change.
 
 use confab_chat::{ServerId, UserId};
-use dashmap::DashMap;
-use std::collections::HashSet;
+use dashmap::{DashMap, DashSet};
+use std::collections::{HashMap, HashSet};
 
 #[derive(Default)]
 pub struct RoutingIndex {
@@ -15,6 +15,13 @@ pub struct RoutingIndex {
     user_servers: DashMap<UserId, HashSet<ServerId>>,
     /// Friends per user with a session here (presence goes to friends and co-members only).
     friends: DashMap<UserId, HashSet<UserId>>,
+    /// Large servers (more members than the large threshold, as the last READY here found
+    /// them): their members' presences go only to sessions that follow them (op 17), as
+    /// each change would otherwise be sent to every member online.
+    large: DashSet<ServerId>,
+    /// Per large server, the users here with sessions that follow its presences, and how
+    /// many of their sessions do.
+    presence_followers: DashMap<ServerId, HashMap<UserId, u32>>,
 }
 
 impl RoutingIndex {
@@ -40,6 +47,7 @@ impl RoutingIndex {
         if let Some(mut set) = self.user_servers.get_mut(&user_id) {
             set.remove(&server_id);
         }
+        self.unfollow_all(server_id, user_id);
         removed
     }
 
@@ -53,6 +61,8 @@ impl RoutingIndex {
                 set.remove(&server_id);
             }
         }
+        self.presence_followers.remove(&server_id);
+        self.large.remove(&server_id);
         users.into_iter().collect()
     }
 
@@ -71,8 +81,63 @@ impl RoutingIndex {
                 }
             }
             self.servers.remove_if(&sid, |_, s| s.is_empty());
+            self.unfollow_all(sid, user_id);
         }
         forgotten
+    }
+
+    /// Marks a server large (its presences go to followers only) or not.
+    pub fn set_large(&self, server_id: ServerId, large: bool) {
+        if large {
+            self.large.insert(server_id);
+        } else {
+            self.large.remove(&server_id);
+        }
+    }
+
+    /// Whether a server's presences go to its followers only.
+    pub fn is_large(&self, server_id: ServerId) -> bool {
+        self.large.contains(&server_id)
+    }
+
+    /// One more session of `user_id` follows the server's presences.
+    pub fn follow(&self, server_id: ServerId, user_id: UserId) {
+        *self
+            .presence_followers
+            .entry(server_id)
+            .or_default()
+            .entry(user_id)
+            .or_default() += 1;
+    }
+
+    /// One session of `user_id` stops following the server's presences.
+    pub fn unfollow(&self, server_id: ServerId, user_id: UserId) {
+        if let Some(mut users) = self.presence_followers.get_mut(&server_id) {
+            if let Some(n) = users.get_mut(&user_id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    users.remove(&user_id);
+                }
+            }
+        }
+        self.presence_followers
+            .remove_if(&server_id, |_, u| u.is_empty());
+    }
+
+    /// No session of `user_id` follows the server's presences any more (left it, or gone).
+    fn unfollow_all(&self, server_id: ServerId, user_id: UserId) {
+        if let Some(mut users) = self.presence_followers.get_mut(&server_id) {
+            users.remove(&user_id);
+        }
+        self.presence_followers
+            .remove_if(&server_id, |_, u| u.is_empty());
+    }
+
+    /// Calls `f` for each user here whose sessions follow the server's presences.
+    pub fn for_each_follower(&self, server_id: ServerId, mut f: impl FnMut(&UserId)) {
+        if let Some(users) = self.presence_followers.get(&server_id) {
+            users.keys().for_each(&mut f);
+        }
     }
 
     /// Calls `f` for each user with a session here in the server.

@@ -128,6 +128,8 @@ pub enum Action {
     VoiceOffer(VoiceOfferReq),
     VideoSubscribe(Value),
     VoiceE2eeKeys(Value),
+    /// Op 17: follow these large servers' presences instead of those followed so far.
+    PresenceSubscribe(Vec<confab_chat::ServerId>),
     /// The client has every dispatch up to this sequence number (its heartbeat said so): the
     /// session's RESUME buffer may let go of them.
     Acknowledged(u64),
@@ -325,6 +327,12 @@ impl SessionMachine {
             ClientFrame::VoiceE2eeKeys(d) => {
                 if self.require_identified() {
                     self.actions.push_back(Action::VoiceE2eeKeys(d));
+                }
+            }
+            ClientFrame::PresenceSubscribe(req) => {
+                if self.require_identified() {
+                    self.actions
+                        .push_back(Action::PresenceSubscribe(req.server_ids));
                 }
             }
         }

@@ -55,6 +55,9 @@ pub struct Session {
     pub ended: tokio_util::sync::CancellationToken,
     /// A bot's intents; None for people, who get every event they may see.
     pub intents: Option<super::intents::Intents>,
+    /// The large servers whose presences this session follows (op 17; a bot: all of its
+    /// servers at IDENTIFY). The routing index counts them per server and user.
+    pub presence_servers: Mutex<Vec<confab_chat::ServerId>>,
 }
 
 impl Session {
@@ -184,6 +187,7 @@ impl SessionRegistry {
             afk: std::sync::atomic::AtomicBool::new(false),
             ended: tokio_util::sync::CancellationToken::new(),
             intents,
+            presence_servers: Mutex::new(Vec::new()),
         });
         if self.ended_auth.contains_key(&auth_session) {
             session.ended.cancel();

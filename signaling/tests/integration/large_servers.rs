@@ -1,10 +1,11 @@
 //! Large servers: READY carries only the connecting member and (some of) those in voice, and
 //! the member list is paged over REST.
 
-use crate::common::{Server, TestApp};
+use crate::common::{Event, Server, TestApp};
 use crate::voice_util::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 fn ids(members: &Value) -> BTreeSet<String> {
     members
@@ -254,4 +255,87 @@ async fn members_are_paged_by_user_id() {
     assert_eq!(s, 404);
     let (s, _) = app.get(&format!("{path}?limit=1"), &owner.token).await;
     assert_eq!(s, 200);
+}
+
+/// Sends a heartbeat and waits for its ACK: every frame sent before it has been handled.
+async fn round_trip(gw: &mut crate::common::Gateway) {
+    gw.send(json!({"op": 1, "d": null})).await;
+    loop {
+        let v = gw.next().await.expect("connection open");
+        if v["op"] == 11 {
+            return;
+        }
+    }
+}
+
+/// A large server's members' presence updates reach only the sessions that follow it (op 17,
+/// the client's open server): each member coming online would otherwise be sent to every
+/// member online. Small servers and friends are unchanged, and nobody follows a server they
+/// are not in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_servers_presences_go_to_the_sessions_that_follow_it() {
+    let app = TestApp::spawn_with(|c| {
+        c.large_threshold = 3;
+        c.rate_limit_scale = 10.0;
+    })
+    .await;
+    let owner = app.register("fay").await;
+    let watcher = app.register("wes").await;
+    let stranger = app.register("stan").await;
+    let [p1, p2, p3] = [
+        app.register("pia").await,
+        app.register("pete").await,
+        app.register("pola").await,
+    ];
+    let Server { id: big, .. } = app.server(&owner, "Big").await;
+    for u in [&watcher, &p1, &p2, &p3] {
+        app.join(&owner, u, &big).await;
+    }
+    // p3 also shares a small server with the watcher.
+    let Server { id: small, .. } = app.server(&p3, "Small").await;
+    app.join(&p3, &watcher, &small).await;
+
+    let (mut w, ready) = app.identified(&watcher).await;
+    assert_eq!(server(&ready, &big)["large"], true);
+    let (mut s, _) = app.identified(&stranger).await;
+    // The stranger asks for a server it is not in: ignored.
+    s.send(json!({"op": 17, "d": {"server_ids": [big]}})).await;
+    round_trip(&mut s).await;
+
+    // Not following: p1 coming online reaches nobody here.
+    let (g1, _) = app.identified(&p1).await;
+    w.expect_none(Event::PresenceUpdate, Duration::from_millis(800))
+        .await;
+
+    // Following the large server: p2 coming online reaches the watcher.
+    w.send(json!({"op": 17, "d": {"server_ids": [big]}})).await;
+    round_trip(&mut w).await;
+    let (g2, _) = app.identified(&p2).await;
+    let d = w
+        .expect_where(Event::PresenceUpdate, |d| d["user_id"] == p2.id.as_str())
+        .await;
+    assert_eq!(d["status"], "online");
+    // And p1 going offline too; never to the stranger.
+    drop(g1);
+    w.expect_where(Event::PresenceUpdate, |d| {
+        d["user_id"] == p1.id.as_str() && d["status"] == "offline"
+    })
+    .await;
+    s.expect_none(Event::PresenceUpdate, Duration::from_millis(800))
+        .await;
+
+    // Unfollowed: p2 leaving is not sent; p3, met in a small server too, still is.
+    w.send(json!({"op": 17, "d": {"server_ids": []}})).await;
+    round_trip(&mut w).await;
+    drop(g2);
+    w.expect_none(Event::PresenceUpdate, Duration::from_millis(800))
+        .await;
+    let (_g3, _) = app.identified(&p3).await;
+    w.expect_where(Event::PresenceUpdate, |d| d["user_id"] == p3.id.as_str())
+        .await;
+
+    // More than ten servers is a decode error.
+    let ids: Vec<String> = (0..11).map(|i| (1000 + i).to_string()).collect();
+    w.send(json!({"op": 17, "d": {"server_ids": ids}})).await;
+    assert_eq!(w.closed().await, crate::common::Closed::Code(4002));
 }
