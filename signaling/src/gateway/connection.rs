@@ -99,7 +99,7 @@ pub async fn run(state: AppState, socket: Socket, ip: IpAddr, pending: super::Pe
             }
         })
         .await;
-        conn.finish(end).await;
+        Box::pin(conn.finish(end)).await;
     }
     gauge.decrement(1.0);
 }
@@ -229,8 +229,13 @@ impl Conn {
                         self.machine.on_write_failed();
                     }
                 }
-                Action::Identify { token, intents } => self.identify(&token, intents).await,
-                Action::Resume(req) => self.resume(req).await,
+                // Boxed, like every rare and deep await here: a task's allocation is the size
+                // of its largest state, and READY's queries or a voice offer would otherwise
+                // make every idle connection carry their futures' space for its whole life.
+                Action::Identify { token, intents } => {
+                    Box::pin(self.identify(&token, intents)).await
+                }
+                Action::Resume(req) => Box::pin(self.resume(req)).await,
                 Action::SetPresence(status) => self.set_presence(status),
                 Action::SetAfk(afk) => {
                     if let Some(session) = &self.session {
@@ -252,7 +257,7 @@ impl Conn {
                     let Some(session) = self.session.clone() else {
                         continue;
                     };
-                    if let Err(e) = self.state.voice.state_update(&session, req).await {
+                    if let Err(e) = Box::pin(self.state.voice.state_update(&session, req)).await {
                         self.machine.on_voice_error(e.code(), e.to_string());
                     }
                 }
@@ -260,12 +265,8 @@ impl Conn {
                     let Some(session) = self.session.clone() else {
                         continue;
                     };
-                    match self
-                        .state
-                        .voice
-                        .offer(&session, req.sdp, req.video_tracks)
-                        .await
-                    {
+                    let offer = self.state.voice.offer(&session, req.sdp, req.video_tracks);
+                    match Box::pin(offer).await {
                         Ok((sdp, voice_session_id)) => {
                             self.machine.on_voice_answer(sdp, voice_session_id);
                         }
