@@ -133,11 +133,20 @@ impl RoutingIndex {
             .remove_if(&server_id, |_, u| u.is_empty());
     }
 
-    /// Calls `f` for each user here whose sessions follow the server's presences.
+    /// Calls `f` for each member here whose sessions follow the server's presences. Only
+    /// members: an op 17 racing the user's removal from the server may leave a follow behind,
+    /// and that must not show them who is online there.
     pub fn for_each_follower(&self, server_id: ServerId, mut f: impl FnMut(&UserId)) {
-        if let Some(users) = self.presence_followers.get(&server_id) {
-            users.keys().for_each(&mut f);
-        }
+        let (Some(users), Some(members)) = (
+            self.presence_followers.get(&server_id),
+            self.servers.get(&server_id),
+        ) else {
+            return;
+        };
+        users
+            .keys()
+            .filter(|u| members.contains(u))
+            .for_each(&mut f);
     }
 
     /// Calls `f` for each user with a session here in the server.
@@ -228,4 +237,30 @@ pub struct NoInterest;
 impl Interest for NoInterest {
     fn watch(&self, _: Audience) {}
     fn unwatch(&self, _: Audience) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_chat::Snowflake;
+
+    #[test]
+    fn a_follow_left_behind_by_a_removal_reaches_nobody() {
+        let r = RoutingIndex::default();
+        let (sid, a, b) = (
+            ServerId::new(Snowflake(1)),
+            UserId::new(Snowflake(2)),
+            UserId::new(Snowflake(3)),
+        );
+        r.add_member(sid, a);
+        r.add_member(sid, b);
+        r.follow(sid, a);
+        r.follow(sid, b);
+        r.remove_member(sid, b);
+        // An op 17 handled after the removal's clean-up.
+        r.follow(sid, b);
+        let mut seen = Vec::new();
+        r.for_each_follower(sid, |u| seen.push(*u));
+        assert_eq!(seen, vec![a]);
+    }
 }
