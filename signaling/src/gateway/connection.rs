@@ -4,7 +4,7 @@
 //! dispatches (coalesced: everything queued goes out before one flush), and arms the
 //! machine's deadline as a timer.
 
-use super::hub::{Dispatch, Outbound, Resume, Session, Target};
+use super::hub::{Dispatch, Outbound, Outbox, Resume, Session, Target};
 use super::presence::{PresenceAudience, Status};
 use super::protocol::ResumeReq;
 use super::ready::ready_payload;
@@ -23,7 +23,6 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{Frame, Utf8Bytes};
 use tungstenite::protocol::CloseFrame;
@@ -44,7 +43,7 @@ struct Conn {
     machine: SessionMachine,
     session: Option<Arc<Session>>,
     conn_id: u64,
-    out: Option<mpsc::Receiver<Outbound>>,
+    out: Option<Outbox>,
     /// Counts this connection against its IP's unauthenticated ones until IDENTIFY/RESUME.
     pending: Option<super::PendingSlot>,
     /// Fires at the machine's deadline (IDENTIFY, then heartbeat). Created once and reset
@@ -114,7 +113,7 @@ async fn send_close(tx: &mut Tx, code: u16, reason: &'static str) {
     let _ = tx.close().await;
 }
 
-async fn next_out(out: &mut Option<mpsc::Receiver<Outbound>>) -> Option<Outbound> {
+async fn next_out(out: &mut Option<Outbox>) -> Option<Outbound> {
     match out {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -371,13 +370,15 @@ impl Conn {
             .set_friends(auth.user_id, ready.friend_ids.iter().copied());
         // In a cluster, READY goes out once other nodes' events for this session reach here.
         self.state.bus_sync().await;
+        if let Err(e) = ready.recheck_membership(&self.state, auth.user_id).await {
+            tracing::error!(error = ?e, "re-reading the servers for READY");
+            self.state.hub.close(&session.id);
+            return self.machine.on_auth_failed(AuthFailure::Internal);
+        }
         ready.refresh_live_state(&self.state);
         let mut payload = ready.payload;
         payload["session_id"] = json!(session.id.as_ref());
-        self.state.hub.deliver(
-            &Target::Session(session.id.clone()),
-            &Dispatch::new(Event::Ready, &payload),
-        );
+        session.push_ready(&Dispatch::new(Event::Ready, &payload));
         self.attach(session.clone(), rx, conn_id);
         self.machine.on_identified(Instant::now());
         metrics::counter!("confab_gateway_identifies_total").increment(1);
@@ -415,7 +416,7 @@ impl Conn {
         }
     }
 
-    fn attach(&mut self, session: Arc<Session>, rx: mpsc::Receiver<Outbound>, conn_id: u64) {
+    fn attach(&mut self, session: Arc<Session>, rx: Outbox, conn_id: u64) {
         self.ended = Box::pin(session.ended.clone().cancelled_owned());
         self.session = Some(session);
         self.pending = None;

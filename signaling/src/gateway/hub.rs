@@ -12,12 +12,11 @@ pub use super::dispatch::{Dispatch, Target};
 use super::presence::{PresenceAudience, RemotePresence, Status};
 use super::routing::{Audience, Interest, NoInterest, RoutingIndex};
 pub use super::sessions::{
-    Outbound, Resume, Session, SessionRegistry, BUFFER, QUEUE, RESUME_WINDOW,
+    Outbound, Outbox, Resume, Session, SessionRegistry, BUFFER, QUEUE, RESUME_WINDOW,
 };
 use confab_chat::{ServerId, SessionId, UserId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// A user's state as push notifications see it (`Hub::push_presence`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +33,12 @@ pub struct Hub {
     /// Other nodes' view of their users' presence (a cluster).
     pub remote_presence: RemotePresence,
     pub dispatched: AtomicU64,
+    /// Held while a user's first session opens or last one closes, and while a new member
+    /// is routed: a close that found no session left and forgets the user's routes must not
+    /// interleave with an open that routes them (a page reloaded while its old connection
+    /// closes would leave the new session with no routes, deaf to its servers' events).
+    /// Opens and closes are rare next to dispatches, which never take it.
+    lifecycle: parking_lot::Mutex<()>,
 }
 
 impl Hub {
@@ -49,6 +54,7 @@ impl Hub {
             interest,
             remote_presence: RemotePresence::default(),
             dispatched: AtomicU64::new(0),
+            lifecycle: parking_lot::Mutex::new(()),
         })
     }
 
@@ -89,7 +95,7 @@ impl Hub {
         user_id: UserId,
         auth_session: SessionId,
         servers: &[ServerId],
-    ) -> (Arc<Session>, mpsc::Receiver<Outbound>, u64) {
+    ) -> (Arc<Session>, Outbox, u64) {
         self.open_with(user_id, auth_session, servers, None)
     }
 
@@ -100,7 +106,8 @@ impl Hub {
         auth_session: SessionId,
         servers: &[ServerId],
         intents: Option<super::intents::Intents>,
-    ) -> (Arc<Session>, mpsc::Receiver<Outbound>, u64) {
+    ) -> (Arc<Session>, Outbox, u64) {
+        let _lifecycle = self.lifecycle.lock();
         if !self.sessions.has_user(&user_id) {
             self.interest.watch(Audience::User(user_id));
         }
@@ -160,6 +167,7 @@ impl Hub {
 
     /// Ends a session at once (normal close, logout).
     pub fn close(&self, session_id: &str) -> Option<Arc<Session>> {
+        let _lifecycle = self.lifecycle.lock();
         let (session, last) = self.sessions.close(session_id)?;
         for sid in std::mem::take(&mut *session.presence_servers.lock()) {
             self.routes.unfollow(sid, session.user_id);
@@ -185,6 +193,7 @@ impl Hub {
 
     /// Routes a server's events to a user (joined or created it) if they have sessions here.
     pub fn add_member(&self, server_id: ServerId, user_id: UserId) {
+        let _lifecycle = self.lifecycle.lock();
         if self.sessions.has_user(&user_id) {
             self.route(server_id, user_id);
         }
@@ -375,36 +384,37 @@ mod tests {
     #[test]
     fn routes_by_server_and_resumes_exactly_the_missed_events() {
         let hub = Hub::new();
-        let (a, mut rx_a, conn_a) = hub.open(
+        let (a, rx_a, conn_a) = hub.open(
             UserId::new(Snowflake(1)),
             SessionId::new(Snowflake(10)),
             &[ServerId::new(Snowflake(100))],
         );
-        let (_b, mut rx_b, _) = hub.open(
+        let (_b, rx_b, _) = hub.open(
             UserId::new(Snowflake(2)),
             SessionId::new(Snowflake(20)),
             &[ServerId::new(Snowflake(100)), ServerId::new(Snowflake(200))],
         );
         hub.deliver(&Target::Server(ServerId::new(Snowflake(100))), &d(1));
         hub.deliver(&Target::Server(ServerId::new(Snowflake(200))), &d(2));
-        assert_eq!(rx_a.try_recv().unwrap().0, 1);
+        // Seq 1 is READY's (none here): dispatches start at 2.
+        assert_eq!(rx_a.try_recv().unwrap().0, 2);
         assert!(rx_a.try_recv().is_err(), "A is not in server 200");
         assert_eq!(rx_b.try_recv().unwrap().1.d.as_ref(), "1");
         assert_eq!(rx_b.try_recv().unwrap().1.d.as_ref(), "2");
 
-        // A drops; events keep coming; A resumes from seq 1 and gets 2..=4 once, in order.
+        // A drops; events keep coming; A resumes from seq 2 and gets 3..=5 once, in order.
         hub.detach(&a, conn_a);
         drop(rx_a);
         for i in 3..6 {
             hub.deliver(&Target::User(UserId::new(Snowflake(1))), &d(i));
         }
-        let Resume::Ok(_, mut rx, _) = hub.resume(&a.id, UserId::new(Snowflake(1)), 1) else {
+        let Resume::Ok(_, rx, _) = hub.resume(&a.id, UserId::new(Snowflake(1)), 2) else {
             panic!("resume failed")
         };
         let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|(s, _)| s)
             .collect();
-        assert_eq!(got, vec![2, 3, 4]);
+        assert_eq!(got, vec![3, 4, 5]);
         // Wrong user or a sequence from the future cannot resume.
         assert!(matches!(
             hub.resume(&a.id, UserId::new(Snowflake(2)), 1),
@@ -416,11 +426,77 @@ mod tests {
         ));
     }
 
+    /// A page reloaded while its old connection closes: the old session's close finds no
+    /// session left and forgets the user's routes while the new session opens and routes
+    /// them. The new session must still receive its server's events, however the two
+    /// interleave (before the lifecycle lock, about one open in a few thousand here lost
+    /// them).
+    #[test]
+    fn a_session_opening_while_the_users_last_one_closes_keeps_its_routes() {
+        let hub = Hub::new();
+        let user = UserId::new(Snowflake(1));
+        let server = ServerId::new(Snowflake(100));
+        const ROUNDS: usize = 20_000;
+        let closer = {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    let (s, _rx, _) = hub.open(user, SessionId::new(Snowflake(10)), &[server]);
+                    hub.close(&s.id);
+                }
+            })
+        };
+        let mut deaf = 0;
+        for i in 0..ROUNDS {
+            let (s, rx, _) = hub.open(user, SessionId::new(Snowflake(20)), &[server]);
+            hub.deliver(&Target::Server(server), &d(i as u32));
+            if rx.try_recv().is_err() {
+                deaf += 1;
+            }
+            hub.close(&s.id);
+        }
+        closer.join().unwrap();
+        assert_eq!(deaf, 0, "sessions opened without their server's events");
+    }
+
+    /// The connection's queue: a waiting connection wakes for a dispatch; one that a RESUME
+    /// replaced ends (its `recv` says so) while the new one gets what follows.
+    #[tokio::test]
+    async fn a_waiting_connection_wakes_for_a_dispatch_and_ends_when_replaced() {
+        let hub = Hub::new();
+        let user = UserId::new(Snowflake(1));
+        let (a, mut old, _) = hub.open(user, SessionId::new(Snowflake(10)), &[]);
+        let waiter = tokio::spawn(async move {
+            let first = old.recv().await.map(|(seq, _)| seq);
+            let then = old.recv().await.map(|(seq, _)| seq);
+            (first, then)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        hub.deliver(&Target::User(user), &d(1));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let Resume::Ok(_, mut new, _) = hub.resume(&a.id, user, 2) else {
+            panic!("resume failed")
+        };
+        let wait = std::time::Duration::from_secs(2);
+        let (first, then) = tokio::time::timeout(wait, waiter).await.unwrap().unwrap();
+        assert_eq!(first, Some(2), "the waiting connection got the dispatch");
+        assert_eq!(then, None, "the replaced connection ended");
+        assert!(
+            a.connected(),
+            "the replaced connection's end leaves the new one attached"
+        );
+        hub.deliver(&Target::User(user), &d(2));
+        let got = tokio::time::timeout(wait, new.recv()).await.unwrap();
+        assert_eq!(got.map(|(seq, _)| seq), Some(3));
+        drop(new);
+        assert!(!a.connected(), "dropping the queue detaches the connection");
+    }
+
     #[test]
     fn acknowledged_dispatches_leave_the_resume_buffer_and_its_memory() {
         let hub = Hub::new();
         let user = UserId::new(Snowflake(1));
-        let (a, mut rx, conn) = hub.open(user, SessionId::new(Snowflake(10)), &[]);
+        let (a, rx, conn) = hub.open(user, SessionId::new(Snowflake(10)), &[]);
         for i in 0..500 {
             hub.deliver(&Target::User(user), &d(i));
         }
@@ -430,7 +506,8 @@ mod tests {
         // RESUME still needs everything.
         a.acknowledge(9_999);
         assert_eq!(a.buffered(), 500);
-        a.acknowledge(498);
+        // Seqs 2..=501 (1 is READY's).
+        a.acknowledge(499);
         assert_eq!(a.buffered(), 2);
         assert!(
             a.buffer_capacity() < 64,
@@ -440,14 +517,14 @@ mod tests {
         // it, the events are gone, so the client must IDENTIFY.
         hub.detach(&a, conn);
         drop(rx);
-        assert!(matches!(hub.resume(&a.id, user, 497), Resume::Invalid));
-        let Resume::Ok(_, mut rx, _) = hub.resume(&a.id, user, 498) else {
+        assert!(matches!(hub.resume(&a.id, user, 498), Resume::Invalid));
+        let Resume::Ok(_, rx, _) = hub.resume(&a.id, user, 499) else {
             panic!("resume failed")
         };
         let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|(s, _)| s)
             .collect();
-        assert_eq!(got, vec![499, 500]);
+        assert_eq!(got, vec![500, 501]);
     }
 
     /// Found by the gateway_session fuzz target's first model (which let READY come at any
@@ -461,10 +538,7 @@ mod tests {
             SessionId::new(Snowflake(10)),
             &[],
         );
-        hub.deliver(
-            &Target::Session(a.id.clone()),
-            &Dispatch::new(Event::Ready, &1),
-        );
+        a.push_ready(&Dispatch::new(Event::Ready, &1));
         hub.deliver(&Target::User(UserId::new(Snowflake(1))), &d(2));
         hub.detach(&a, conn);
         drop(rx);
@@ -472,7 +546,7 @@ mod tests {
             hub.resume(&a.id, UserId::new(Snowflake(1)), 0),
             Resume::Invalid
         ));
-        let Resume::Ok(_, mut rx, _) = hub.resume(&a.id, UserId::new(Snowflake(1)), 1) else {
+        let Resume::Ok(_, rx, _) = hub.resume(&a.id, UserId::new(Snowflake(1)), 1) else {
             panic!("resume after READY failed")
         };
         let got: Vec<(u64, Event)> = std::iter::from_fn(|| rx.try_recv().ok())
@@ -484,6 +558,30 @@ mod tests {
             hub.resume(&a.id, UserId::new(Snowflake(1)), 1),
             Resume::Ok(..)
         ));
+    }
+
+    /// READY is built after the session opens (so that it misses no change): what is routed
+    /// to the session meanwhile goes out after READY, never before it, where a client that
+    /// starts from READY would lose it.
+    #[test]
+    fn ready_goes_out_first_with_the_seq_reserved_for_it() {
+        let hub = Hub::new();
+        let user = UserId::new(Snowflake(1));
+        let (a, rx, _) = hub.open(user, SessionId::new(Snowflake(10)), &[]);
+        hub.deliver(&Target::User(user), &d(7));
+        hub.deliver(&Target::User(user), &d(8));
+        a.push_ready(&Dispatch::new(Event::Ready, &0));
+        let got: Vec<(u64, Event)> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|(s, d)| (s, d.t))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, Event::Ready),
+                (2, Event::MessageCreate),
+                (3, Event::MessageCreate)
+            ]
+        );
     }
 
     #[test]

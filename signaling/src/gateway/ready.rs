@@ -32,6 +32,34 @@ impl Ready {
     }
 }
 
+impl Ready {
+    /// Reads the user's servers again once the session is routed. A kick or a join while READY
+    /// was being built would otherwise leave the session routed to a server the user left (its
+    /// events still reaching them until they reconnect) or not routed to one they joined.
+    /// Rare, so READY is then simply built again.
+    pub async fn recheck_membership(
+        &mut self,
+        state: &AppState,
+        user_id: UserId,
+    ) -> anyhow::Result<()> {
+        let mut now = state.chat.server_ids_of(user_id).await?;
+        let mut had = self.server_ids.clone();
+        now.sort_unstable();
+        had.sort_unstable();
+        if now == had {
+            return Ok(());
+        }
+        for &sid in had.iter().filter(|s| now.binary_search(s).is_err()) {
+            state.hub.remove_member(sid, user_id);
+        }
+        for &sid in now.iter().filter(|s| had.binary_search(s).is_err()) {
+            state.hub.add_member(sid, user_id);
+        }
+        *self = ready_payload(state, user_id).await?;
+        Ok(())
+    }
+}
+
 /// The presences of `ids` that are not offline.
 fn presences(state: &AppState, ids: &[UserId]) -> Vec<serde_json::Value> {
     ids.iter()

@@ -1,7 +1,13 @@
 //! Gateway sessions and what RESUME needs: each session keeps its last `BUFFER` dispatches so
 //! a client that lost its connection can RESUME without losing any; its live connection, if
-//! any, gets them through a bounded queue. A connection that lets its queue fill up is cut
-//! (close 4008, resumable) rather than having events dropped: the buffer still has them.
+//! any, gets them through a bounded queue ([`Outbox`]). A connection that lets its queue fill
+//! up is cut (close 4008, resumable) rather than having events dropped: the buffer still has
+//! them.
+//!
+//! The queue lives in the session, under the lock `push` already takes for the buffer, with a
+//! `Notify` to wake the connection: a channel per connection cost every idle connection about
+//! a kilobyte and a half (its cache-padded halves and the blocks a burst leaves linked), and
+//! every dispatch an extra synchronisation.
 
 use super::dispatch::Dispatch;
 use super::presence::Status;
@@ -14,7 +20,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 /// Dispatches kept per session for RESUME.
 pub const BUFFER: usize = 1000;
@@ -27,14 +33,32 @@ pub const QUEUE: usize = BUFFER + 1024;
 /// cost an idle session little, large enough that a steady trickle does not reallocate.
 const ACK_SHRINK_ABOVE: usize = 32;
 
+/// READY's sequence number: reserved when the session opens, so that READY goes out first
+/// however many dispatches were routed to the session while it was being built.
+pub const READY_SEQ: u64 = 1;
+
+/// Queue capacity (entries) an emptied queue keeps: a burst's memory is given back at once.
+const OUTBOX_KEEP: usize = 8;
+
 /// An item on a connection's queue.
 pub type Outbound = (u64, Arc<Dispatch>);
 
 struct SessionState {
     seq: u64,
     buffer: VecDeque<Outbound>,
-    conn: Option<(u64, mpsc::Sender<Outbound>)>,
+    /// The attached connection's id, if any.
+    conn: Option<u64>,
+    /// What the attached connection has yet to write (at most QUEUE).
+    outbox: VecDeque<Outbound>,
     disconnected_at: Option<Instant>,
+}
+
+impl SessionState {
+    /// Detaches the connection, giving back its queue's memory.
+    fn drop_conn(&mut self) {
+        self.conn = None;
+        self.outbox = VecDeque::new();
+    }
 }
 
 /// A gateway session: survives its connection for RESUME_WINDOW.
@@ -58,6 +82,8 @@ pub struct Session {
     /// The large servers whose presences this session follows (op 17; a bot: all of its
     /// servers at IDENTIFY). The routing index counts them per server and user.
     pub presence_servers: Mutex<Vec<confab_chat::ServerId>>,
+    /// Wakes the connection waiting on an empty queue, or one that was detached.
+    wake: Notify,
 }
 
 impl Session {
@@ -85,19 +111,41 @@ impl Session {
             }
             st.buffer.push_back(item.clone());
         }
-        if let Some((_, tx)) = &st.conn {
-            match tx.try_send(item) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.too_slow.store(true, Ordering::Relaxed);
-                    st.conn = None;
-                    st.disconnected_at = Some(Instant::now());
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    st.conn = None;
-                    st.disconnected_at.get_or_insert_with(Instant::now);
-                }
-            }
+        if st.conn.is_none() {
+            return;
+        }
+        if st.outbox.len() >= QUEUE {
+            self.too_slow.store(true, Ordering::Relaxed);
+            st.drop_conn();
+            st.disconnected_at = Some(Instant::now());
+            drop(st);
+            self.wake.notify_waiters();
+            return;
+        }
+        // A queue that was not empty has a connection awake that will come back for more.
+        let wake = st.outbox.is_empty();
+        st.outbox.push_back(item);
+        drop(st);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Queues READY ahead of everything dispatched since the session opened, with the seq
+    /// reserved for it. Those dispatches follow it: READY's live state is taken after the
+    /// session opened (`Ready::refresh_live_state`), so each change is in READY or follows
+    /// it, never only before it, where a client that starts from READY would lose it. Not
+    /// kept for RESUME, as `push` does not keep READY either.
+    pub fn push_ready(&self, d: &Arc<Dispatch>) {
+        let mut st = self.state.lock();
+        if st.conn.is_none() {
+            return;
+        }
+        let wake = st.outbox.is_empty();
+        st.outbox.push_front((READY_SEQ, d.clone()));
+        drop(st);
+        if wake {
+            self.wake.notify_one();
         }
     }
 
@@ -138,10 +186,76 @@ impl Session {
     }
 }
 
+/// The receiving end of a connection's queue. Dropping it detaches the connection, as
+/// `SessionRegistry::detach` does.
+pub struct Outbox {
+    session: Arc<Session>,
+    conn: u64,
+}
+
+/// Why `Outbox::try_recv` returned nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Empty {
+    /// Nothing queued yet.
+    Empty,
+    /// The connection was detached: cut for being too slow, or replaced by a RESUME.
+    Detached,
+}
+
+impl Outbox {
+    /// The next queued dispatch, or `None` once the connection is detached.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        loop {
+            // Registered before looking, so a push in between still wakes this.
+            let notified = self.session.wake.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            match self.try_recv() {
+                Ok(item) => return Some(item),
+                Err(Empty::Detached) => return None,
+                Err(Empty::Empty) => notified.await,
+            }
+        }
+    }
+
+    /// The next queued dispatch, without waiting.
+    pub fn try_recv(&self) -> Result<Outbound, Empty> {
+        let mut st = self.session.state.lock();
+        if st.conn != Some(self.conn) {
+            return Err(Empty::Detached);
+        }
+        let item = st.outbox.pop_front().ok_or(Empty::Empty)?;
+        if st.outbox.is_empty() && st.outbox.capacity() > OUTBOX_KEEP {
+            st.outbox.shrink_to(OUTBOX_KEEP);
+        }
+        Ok(item)
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        detach(&self.session, self.conn);
+    }
+}
+
+/// The connection `conn` of a session ended (if it is still the attached one); the session
+/// stays resumable for a while.
+fn detach(session: &Session, conn: u64) {
+    let mut st = session.state.lock();
+    if st.conn == Some(conn) {
+        st.drop_conn();
+    }
+    // A connection replaced by a RESUME elsewhere detaches after the new one attached:
+    // the session is not disconnected then.
+    if st.conn.is_none() {
+        st.disconnected_at.get_or_insert_with(Instant::now);
+    }
+}
+
 /// Result of a RESUME attempt.
 pub enum Resume {
     /// Attached; the missed dispatches are already queued.
-    Ok(Arc<Session>, mpsc::Receiver<Outbound>, u64),
+    Ok(Arc<Session>, Outbox, u64),
     /// Unknown, expired, another user's, or the missed events are gone.
     Invalid,
 }
@@ -168,18 +282,19 @@ impl SessionRegistry {
         user_id: UserId,
         auth_session: SessionId,
         intents: Option<super::intents::Intents>,
-    ) -> (Arc<Session>, mpsc::Receiver<Outbound>, u64) {
+    ) -> (Arc<Session>, Outbox, u64) {
         let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
-        let (tx, rx) = mpsc::channel(QUEUE);
         let conn = self.conn_ids.fetch_add(1, Ordering::Relaxed);
         let session = Arc::new(Session {
             id: id.clone(),
             user_id,
             auth_session,
             state: Mutex::new(SessionState {
-                seq: 0,
+                // Seq 1 is READY's, whenever it is built (`push_ready`).
+                seq: READY_SEQ,
                 buffer: VecDeque::new(),
-                conn: Some((conn, tx)),
+                conn: Some(conn),
+                outbox: VecDeque::new(),
                 disconnected_at: None,
             }),
             too_slow: AtomicBool::new(false),
@@ -188,13 +303,18 @@ impl SessionRegistry {
             ended: tokio_util::sync::CancellationToken::new(),
             intents,
             presence_servers: Mutex::new(Vec::new()),
+            wake: Notify::new(),
         });
         if self.ended_auth.contains_key(&auth_session) {
             session.ended.cancel();
         }
         self.sessions.insert(id, session.clone());
         self.users.entry(user_id).or_default().push(session.clone());
-        (session, rx, conn)
+        let outbox = Outbox {
+            session: session.clone(),
+            conn,
+        };
+        (session, outbox, conn)
     }
     /// Reattaches a connection to a session and queues every dispatch after `seq`.
     pub fn resume(&self, session_id: &str, user_id: UserId, seq: u64) -> Resume {
@@ -204,7 +324,6 @@ impl SessionRegistry {
         if session.user_id != user_id || session.ended.is_cancelled() {
             return Resume::Invalid;
         }
-        let (tx, rx) = mpsc::channel(QUEUE);
         let conn = self.conn_ids.fetch_add(1, Ordering::Relaxed);
         {
             let mut st = session.state.lock();
@@ -216,28 +335,30 @@ impl SessionRegistry {
                 // Some missed events were evicted from the buffer.
                 return Resume::Invalid;
             }
-            for item in st.buffer.iter().filter(|(s, _)| *s > seq) {
-                // Cannot fail: the queue is larger than the buffer and new.
-                let _ = tx.try_send(item.clone());
-            }
-            st.conn = Some((conn, tx));
+            // Fits: the queue is larger than the buffer.
+            let missed: VecDeque<Outbound> = st
+                .buffer
+                .iter()
+                .filter(|(s, _)| *s > seq)
+                .cloned()
+                .collect();
+            st.outbox = missed;
+            st.conn = Some(conn);
             st.disconnected_at = None;
         }
         session.too_slow.store(false, Ordering::Relaxed);
-        Resume::Ok(session, rx, conn)
+        // A connection this one replaces learns it is detached.
+        session.wake.notify_waiters();
+        let outbox = Outbox {
+            session: session.clone(),
+            conn,
+        };
+        Resume::Ok(session, outbox, conn)
     }
 
     /// The connection `conn` of a session ended; the session stays resumable for a while.
     pub fn detach(&self, session: &Session, conn: u64) {
-        let mut st = session.state.lock();
-        if st.conn.as_ref().is_some_and(|(c, _)| *c == conn) {
-            st.conn = None;
-        }
-        // A connection replaced by a RESUME elsewhere detaches after the new one attached:
-        // the session is not disconnected then.
-        if st.conn.is_none() {
-            st.disconnected_at.get_or_insert_with(Instant::now);
-        }
+        detach(session, conn);
     }
 
     /// Ends a session at once (normal close, logout); says whether it was its user's last here.

@@ -476,3 +476,44 @@ async fn a_session_identifying_while_a_member_comes_online_sees_them_online() {
         "(round, member) the new session saw offline: {missed:?}"
     );
 }
+
+/// A member kicked while their IDENTIFY builds READY gets none of the server's events after:
+/// the session's routes follow the membership read again once it is routed, not the one READY
+/// started from. Each round a new member identifies and is kicked 0–30 ms later (across the
+/// time READY takes to build); a message sent in the server then must not reach them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_kicked_while_identifying_gets_none_of_the_servers_events() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("kara").await;
+    let server = app.server(&owner, "Kicks").await;
+    const ROUNDS: usize = 16;
+    let mut leaked = Vec::new();
+    for round in 0..ROUNDS {
+        let m = app.register(&format!("kicked{round}")).await;
+        app.join(&owner, &m, &server.id).await;
+        let delay = Duration::from_millis(2 * round as u64);
+        let ((mut gw, _), status) = tokio::join!(app.identified(&m), async {
+            tokio::time::sleep(delay).await;
+            app.http
+                .delete(app.url(&format!("/servers/{}/members/{}", server.id, m.id)))
+                .bearer_auth(&owner.token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+        assert_eq!(status, 204, "kick in round {round}");
+        let content = format!("after kick {round}");
+        app.message(&owner, &server.text, &content).await;
+        while let Some(f) = gw.next_within(Duration::from_millis(300)).await {
+            if f["t"] == Event::MessageCreate.name() && f["d"]["content"] == content.as_str() {
+                leaked.push(round);
+            }
+        }
+    }
+    assert!(
+        leaked.is_empty(),
+        "rounds whose kicked member still got the server's message: {leaked:?}"
+    );
+}
