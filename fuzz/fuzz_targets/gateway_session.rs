@@ -8,11 +8,10 @@
 use arbitrary::Arbitrary;
 use confab_chat::{ServerId, SessionId, Snowflake, UserId};
 use confab_signaling::gateway::events::Event;
-use confab_signaling::gateway::hub::{Dispatch, Hub, Outbound, Resume, Session, Target};
+use confab_signaling::gateway::hub::{Dispatch, Hub, Outbox, Resume, Session, Target};
 use libfuzzer_sys::fuzz_target;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 const USERS: u8 = 4;
 const SERVERS: u8 = 3;
@@ -65,7 +64,7 @@ enum To {
 struct Slot {
     session: Arc<Session>,
     user: i64,
-    rx: Option<mpsc::Receiver<Outbound>>,
+    rx: Option<Outbox>,
     conn: u64,
     /// Sequence numbers the current receiver must yield, in order.
     expect: VecDeque<u64>,
@@ -142,16 +141,14 @@ fuzz_target!(|ops: Vec<Op>| {
                 let (session, rx, conn) =
                     hub.open(uid_of(uid), SessionId::new(Snowflake(uid + 50)), &sids);
                 assert_eq!(session.user_id, uid_of(uid));
-                assert_eq!(session.seq(), 0);
+                // Seq 1 is reserved for READY.
+                assert_eq!(session.seq(), 1);
                 assert!(session.connected());
                 for s in &sids {
                     m.routes.insert((uid, s.get()));
                 }
                 // As IDENTIFY does: READY is the session's first dispatch.
-                hub.deliver(
-                    &Target::Session(session.id.clone()),
-                    &Dispatch::new(Event::Ready, &serde_json::json!({"v": 1})),
-                );
+                session.push_ready(&Dispatch::new(Event::Ready, &serde_json::json!({"v": 1})));
                 m.slots.push(Slot {
                     session,
                     user: uid,
@@ -223,7 +220,7 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Drain { slot } => {
                 let Some(sl) = m.slot(slot) else { continue };
-                if let Some(rx) = sl.rx.as_mut() {
+                if let Some(rx) = sl.rx.as_ref() {
                     while let Ok((seq, d)) = rx.try_recv() {
                         assert_eq!(sl.expect.pop_front(), Some(seq), "next frame's seq");
                         assert_eq!(d.t == Event::Ready, sl.ready.contains(&seq));

@@ -2,6 +2,7 @@
 
 use crate::gateway::events::Event;
 use confab_chat::{ServerId, UserId};
+use std::fmt::Write;
 use std::sync::Arc;
 
 /// One event, serialized once.
@@ -25,7 +26,8 @@ impl Dispatch {
     pub fn frame(&self, seq: u64) -> String {
         let mut s = String::with_capacity(self.d.len() + self.t.name().len() + 40);
         s.push_str("{\"op\":0,\"s\":");
-        s.push_str(&seq.to_string());
+        // Written in place: a String per number would be one more allocation per recipient.
+        let _ = write!(s, "{seq}");
         s.push_str(",\"t\":\"");
         s.push_str(self.t.name());
         s.push_str("\",\"d\":");
