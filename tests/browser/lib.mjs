@@ -360,10 +360,18 @@ export async function assertHearEachOther(peers) {
   const first = {};
   for (const p of peers) {
     const other = peers.find((o) => o !== p);
-    await waitFor(async () => {
-      const s = await inboundAudioFrom(p.b.page, other.id);
-      return s && s.packets > 50 && s.energy > 0;
-    }, { timeout: 20_000, message: `${p.name} hears ${other.name}` });
+    try {
+      await waitFor(async () => {
+        const s = await inboundAudioFrom(p.b.page, other.id);
+        return s && s.packets > 50 && s.energy > 0;
+      }, { timeout: 20_000, message: `${p.name} hears ${other.name}` });
+    } catch (e) {
+      // What each side's peer connection looked like, so a failure says where audio stopped.
+      const seen = {};
+      for (const q of peers) seen[q.name] = await voiceDebug(q.b.page);
+      seen.heard = await inboundAudioFrom(p.b.page, other.id).catch((x) => x.message);
+      throw new Error(`${e.message}; ${JSON.stringify(seen)}`);
+    }
     first[p.name] = await inboundAudioFrom(p.b.page, other.id);
   }
   await sleep(3000);
