@@ -5,9 +5,9 @@
 //! them.
 //!
 //! The queue lives in the session, under the lock `push` already takes for the buffer, with a
-//! `Notify` to wake the connection: a channel per connection cost every idle connection about
-//! a kilobyte and a half (its cache-padded halves and the blocks a burst leaves linked), and
-//! every dispatch an extra synchronisation.
+//! `Notify` that wakes the connection only when the queue was empty: a channel per connection
+//! was one more synchronisation per dispatch, and READY could not be put ahead of what was
+//! queued while it was being built (`push_ready`).
 
 use super::dispatch::Dispatch;
 use super::presence::Status;
