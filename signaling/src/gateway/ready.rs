@@ -30,9 +30,7 @@ impl Ready {
         self.payload["voice_states"] = json!(voice_states);
         self.payload["presences"] = json!(presences(state, &self.presence_ids));
     }
-}
 
-impl Ready {
     /// Reads the user's servers again once the session is routed. A kick or a join while READY
     /// was being built would otherwise leave the session routed to a server the user left (its
     /// events still reaching them until they reconnect) or not routed to one they joined.

@@ -122,9 +122,14 @@ impl Session {
             self.wake.notify_waiters();
             return;
         }
-        // A queue that was not empty has a connection awake that will come back for more.
-        let wake = st.outbox.is_empty();
         st.outbox.push_back(item);
+        self.release_and_wake(st);
+    }
+
+    /// Releases the lock after an item was queued, and wakes the connection if that item is
+    /// alone: a queue that held more has a connection awake that will come back for it.
+    fn release_and_wake(&self, st: parking_lot::MutexGuard<'_, SessionState>) {
+        let wake = st.outbox.len() == 1;
         drop(st);
         if wake {
             self.wake.notify_one();
@@ -141,12 +146,8 @@ impl Session {
         if st.conn.is_none() {
             return;
         }
-        let wake = st.outbox.is_empty();
         st.outbox.push_front((READY_SEQ, d.clone()));
-        drop(st);
-        if wake {
-            self.wake.notify_one();
-        }
+        self.release_and_wake(st);
     }
 
     /// The client has received every dispatch up to `seq` (its heartbeat says so): a RESUME
